@@ -1,0 +1,1 @@
+"""Async httpx clients for PAS services."""

@@ -1,0 +1,31 @@
+"""Fixed names shared by services, scripts, tests and docs (see CONVENTIONS.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Default ports, loopback; each service's settings can override its own.
+REGISTRY_PORT: Final = 6121
+PROVIDER_ROUTER_PORT: Final = 6103
+LLAMA31_8B_PORT: Final = 8050
+TINYLLAMA_PORT: Final = 8051
+TLC_CLASSIFIER_PORT: Final = 8052
+KAFKA_LLM_PROCESSOR_PORT: Final = 6160
+LANGGRAPH_RUNNER_PORT: Final = 6130
+VERSIONING_PORT: Final = 6140
+ANALYTICS_PORT: Final = 6150
+KAFKA_PORT: Final = 9092
+
+DEFAULT_REGISTRY_URL: Final = f"http://localhost:{REGISTRY_PORT}"
+
+# Kafka topics.
+TOPIC_FINANCIAL_DOCUMENTS: Final = "financial-documents"
+TOPIC_LLM_RESULTS: Final = "llm-results"
+TOPIC_FINANCIAL_DOCUMENTS_DLQ: Final = "financial-documents-dlq"
+TOPIC_WORKFLOW_EVENTS: Final = "workflow-events"
+TOPIC_WORKFLOW_RESULTS: Final = "workflow-results"
+TOPIC_WORKFLOW_EVENTS_DLQ: Final = "workflow-events-dlq"
+
+# HTTP headers PAS sets or reads.
+HEADER_REQUEST_ID: Final = "X-Request-ID"
+HEADER_CATALOG_INDEX: Final = "X-PAS-Index"

@@ -1,0 +1,17 @@
+"""The service kit: one call gives a Litestar app health, metrics, JSON logs and errors."""
+
+from libs.common.kit.auth import require_write_token
+from libs.common.kit.health import HealthCheck, HealthReport, HealthStatus
+from libs.common.kit.problems import problem_response, problem_responses
+from libs.common.kit.service import ServiceSettings, create_service
+
+__all__ = [
+    "HealthCheck",
+    "HealthReport",
+    "HealthStatus",
+    "ServiceSettings",
+    "create_service",
+    "problem_response",
+    "problem_responses",
+    "require_write_token",
+]

@@ -1,0 +1,57 @@
+"""``GET /health``: what a load balancer, start script or operator asks first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
+
+HealthStatus = Literal["ok", "degraded", "down"]
+
+
+class HealthReport(msgspec.Struct, kw_only=True):
+    """A service's own view of its health; ``details`` is specific to the service."""
+
+    status: HealthStatus = "ok"
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class HealthResponse(msgspec.Struct, kw_only=True):
+    status: HealthStatus
+    service: str
+    version: str
+    uptime_s: float
+    details: dict[str, Any]
+
+
+HealthCheck = Callable[[], Awaitable[HealthReport]]
+
+
+async def _always_ok() -> HealthReport:
+    return HealthReport()
+
+
+def health_handler(
+    service: str, version: str, check: HealthCheck | None = None
+) -> HTTPRouteHandler:
+    """A ``/health`` route: 200 while ``ok`` or ``degraded``, 503 when ``down``."""
+    started = time.monotonic()
+    run_check = check or _always_ok
+
+    @get("/health", tags=["operations"], summary="Service health")
+    async def health() -> Response[HealthResponse]:
+        report = await run_check()
+        body = HealthResponse(
+            status=report.status,
+            service=service,
+            version=version,
+            uptime_s=round(time.monotonic() - started, 3),
+            details=report.details,
+        )
+        return Response(body, status_code=503 if report.status == "down" else 200)
+
+    return health

@@ -1,0 +1,81 @@
+"""OpenAPI schemas for PAS wire types taken from msgspec itself.
+
+Litestar drops constraints that sit inside containers (``list[Annotated[str, Meta(...)]]``) and
+does not say when unknown fields are forbidden, so the published schema would accept what the
+service refuses. msgspec generates the exact JSON Schema of the Struct it decodes with; this
+plugin hands that to Litestar.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar.openapi.spec import OpenAPIType, Reference, Schema
+from litestar.plugins import OpenAPISchemaPlugin
+from litestar.typing import FieldDefinition
+
+_WIRE_MODULES = ("libs.common.schemas.",)
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_NESTED_ONE = {"items", "additional_properties", "not_", "contains"}
+_NESTED_MANY = {"any_of", "one_of", "all_of", "prefix_items"}
+_NESTED_MAP = {"properties", "pattern_properties"}
+_RENAMED = {"not": "not_", "$schema": "schema_"}
+
+
+def _snake(key: str) -> str:
+    return _RENAMED.get(key) or _CAMEL.sub("_", key).lower()
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    """Replace ``$ref``s into ``$defs`` by their targets (PAS wire types are not recursive)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {k: _inline(v, definitions) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    return node
+
+
+def schema_from_json_schema(node: dict[str, Any]) -> Schema | Reference:
+    """Turn a JSON Schema dict into Litestar's ``Schema`` objects."""
+    if "$ref" in node:
+        return Reference(ref=node["$ref"])
+    kwargs: dict[str, Any] = {}
+    for key, value in node.items():
+        kwargs[_snake(key)] = _convert(_snake(key), value)
+    return Schema(**kwargs)
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name in _NESTED_ONE and isinstance(value, dict):
+        return schema_from_json_schema(value)
+    if name in _NESTED_MANY:
+        return [schema_from_json_schema(item) for item in value]
+    if name in _NESTED_MAP:
+        return {k: schema_from_json_schema(v) for k, v in value.items()}
+    if name == "type":
+        return [OpenAPIType(v) for v in value] if isinstance(value, list) else OpenAPIType(value)
+    return value
+
+
+class WireTypeSchemaPlugin(OpenAPISchemaPlugin):
+    """Document every Struct from ``libs.common.schemas`` by msgspec's own JSON Schema."""
+
+    @staticmethod
+    def is_plugin_supported_type(value: Any) -> bool:
+        return (
+            isinstance(value, type)
+            and issubclass(value, msgspec.Struct)
+            and value.__module__.startswith(_WIRE_MODULES)
+        )
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        document = msgspec.json.schema(field_definition.annotation)
+        resolved = _inline(document, document.get("$defs", {}))
+        schema = schema_from_json_schema(resolved)
+        assert isinstance(schema, Schema)
+        return schema

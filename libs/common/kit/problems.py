@@ -1,0 +1,144 @@
+"""Exception handlers turning every failure into one ``application/problem+json`` body."""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+from libs.common.kit.request_context import current_request_id
+from libs.common.schemas.problems import PROBLEM_MEDIA_TYPE, FieldError, ProblemDetail
+
+logger = structlog.get_logger("pas.errors")
+
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    request: Request[Any, Any, Any] | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ProblemDetail]:
+    """A problem-details response; any handler may return one directly."""
+    body = ProblemDetail(
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path if request is not None else None,
+        request_id=current_request_id(),
+        errors=errors or [],
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _field_errors(extra: Any) -> list[FieldError]:
+    """Litestar reports msgspec's message with the JSON path; split it into field and problem."""
+    if not isinstance(extra, list):
+        return []
+    found: list[FieldError] = []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid value"))
+        field = str(item.get("key") or "")
+        path = ""
+        match = _MSGSPEC_PATH.search(message)
+        if match:
+            path = match["path"]
+            message = message[: match.start()]
+        missing = _MISSING_FIELD.match(message)
+        if missing:
+            path = f"{path}.{missing['name']}" if path else missing["name"]
+            message = "field required"
+        if path:
+            field = path
+        found.append(FieldError(field=field or "body", message=message, source=item.get("source")))
+    return found
+
+
+def _caused_by_undecodable_body(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, msgspec.DecodeError) and not isinstance(
+            cause, msgspec.ValidationError
+        ):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def _on_validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[ProblemDetail]:
+    errors = _field_errors(exc.extra)
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) if errors else str(exc.detail)
+    return problem_response(exc.status_code, detail, request=request, errors=errors)
+
+
+def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ProblemDetail]:
+    detail = str(exc.detail)
+    if _caused_by_undecodable_body(exc):
+        detail = f"request body is not valid JSON: {exc.detail}"
+    elif exc.status_code == 413:
+        limit = request.route_handler.resolve_request_max_body_size()
+        detail = f"request body is larger than the limit of {limit} bytes"
+    if exc.status_code >= 500:
+        logger.error(
+            "request failed",
+            method=request.method,
+            path=request.url.path,
+            status=exc.status_code,
+            detail=exc.detail,
+        )
+    return problem_response(
+        exc.status_code,
+        detail,
+        request=request,
+        errors=_field_errors(exc.extra),
+        headers=exc.headers,
+    )
+
+
+def _on_unexpected_error(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[ProblemDetail]:
+    logger.exception(
+        "unhandled error", method=request.method, path=request.url.path, error=repr(exc)
+    )
+    return problem_response(
+        500,
+        f"internal error ({type(exc).__name__}); quote request id {current_request_id()} "
+        "when reporting it",
+        request=request,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ValidationException: _on_validation_error,
+    HTTPException: _on_http_error,
+    Exception: _on_unexpected_error,
+}
+
+
+def problem_responses(*status_codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem bodies a handler may answer with."""
+    return {
+        code: ResponseSpec(
+            data_container=ProblemDetail,
+            description=HTTPStatus(code).description or HTTPStatus(code).phrase,
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for code in status_codes
+    }

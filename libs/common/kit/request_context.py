@@ -1,0 +1,61 @@
+"""Request ids and one access-log line per request, as a plain ASGI middleware."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from libs.common.constants import HEADER_REQUEST_ID
+
+_ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_PATHS = frozenset({"/health", "/metrics"})
+
+access_log = structlog.get_logger("pas.access")
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served by this task, if any."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """Give every request an id (the caller's ``X-Request-ID`` when sane) bound to its logs."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        incoming = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
+        )
+        request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        status_code = 500
+        started = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                MutableScopeHeaders.from_message(message)[HEADER_REQUEST_ID] = request_id
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await next_app(scope, receive, send_with_request_id)
+            finally:
+                path = scope["path"]
+                if path not in _QUIET_PATHS or status_code >= 400:
+                    access_log.info(
+                        "request",
+                        method=scope.get("method"),
+                        path=path,
+                        status=status_code,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    )

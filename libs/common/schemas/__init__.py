@@ -1,0 +1,1 @@
+"""msgspec Structs that cross a wire (HTTP bodies, Kafka values)."""

@@ -1,0 +1,96 @@
+"""Agents as the registry stores and serves them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+AgentId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="Unique id: letters, digits and _ . : - (e.g. llm_llama31_8b).",
+    ),
+]
+Capability = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="A lower-case capability name such as reasoning or classification.",
+    ),
+]
+Role = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$", examples=["execution"]
+    ),
+]
+Tier = Annotated[int, msgspec.Meta(ge=0, le=9, description="0 (strategic) to 9 (leaf worker).")]
+Endpoint = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8,
+        max_length=2048,
+        pattern=r"^(https?|kafka|grpc|ws|wss)://[^\s/]+",
+        description="Where the agent answers, e.g. http://localhost:8050.",
+    ),
+]
+Transport = Literal["rest", "kafka", "grpc", "websocket"]
+AgentStatus = Literal["passing", "critical"]
+MatchMode = Literal["all", "any"]
+
+
+class AgentDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An agent as it describes itself, exactly the spec's JSON."""
+
+    agent_id: AgentId
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    tier: Tier
+    role: Role
+    capabilities: Annotated[list[Capability], msgspec.Meta(max_length=256)]
+    endpoint: Endpoint
+    transport: Transport = "rest"
+    cost_per_1k_tokens: Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)] = 0.0
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class RegisteredAgent(AgentDefinition, kw_only=True, forbid_unknown_fields=False):
+    """An agent in the catalog: its definition plus the registry's view of its health."""
+
+    status: AgentStatus
+    status_reason: str | None = None
+    ttl_s: float
+    registered_at: datetime
+    last_heartbeat_at: datetime
+    critical_since: datetime | None = None
+    modify_index: int = 0
+
+
+class DiscoveryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which agents to find: by capability, and optionally by role, tier and health."""
+
+    capabilities: Annotated[list[Capability], msgspec.Meta(max_length=64)] = msgspec.field(
+        default_factory=list
+    )
+    match: MatchMode = "all"
+    role: Role | None = None
+    tier: Tier | None = None
+    healthy_only: bool = True
+
+
+class DiscoveryResponse(msgspec.Struct, kw_only=True):
+    agents: list[RegisteredAgent]
+    index: int
+
+
+class AgentList(msgspec.Struct, kw_only=True):
+    """The whole catalog at ``index``; pass ``index`` back to wait for the next change."""
+
+    agents: list[RegisteredAgent]
+    index: int

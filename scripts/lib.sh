@@ -1,0 +1,93 @@
+# Shared by the start/stop scripts: where PAS keeps PID files and logs, and how a service is
+# started, health-checked and stopped. Source it; do not run it.
+
+PAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$PAS_ROOT/.env" ]; then
+    set -a
+    # shellcheck disable=SC1091
+    . "$PAS_ROOT/.env"
+    set +a
+fi
+PAS_HOME="${PAS_HOME:-$PAS_ROOT/.pas}"
+PAS_RUN_DIR="$PAS_HOME/run"
+PAS_LOG_DIR="$PAS_HOME/logs"
+PAS_PYTHON="${PAS_PYTHON:-$PAS_ROOT/.venv/bin/python}"
+PAS_HOST="${PAS_HOST:-127.0.0.1}"
+mkdir -p "$PAS_RUN_DIR" "$PAS_LOG_DIR" "$PAS_HOME/data"
+
+pas_pid_alive() {
+    local pidfile="$PAS_RUN_DIR/$1.pid"
+    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+pas_port_taken() {
+    (exec 3<>"/dev/tcp/$PAS_HOST/$1") 2>/dev/null
+}
+
+pas_healthy() {
+    "$PAS_PYTHON" - "$1" <<'PY' 2>/dev/null
+import sys, httpx
+sys.exit(0 if httpx.get(sys.argv[1], timeout=2).status_code == 200 else 1)
+PY
+}
+
+# pas_start NAME APP PORT: start `uvicorn APP` on PORT, wait until /health answers.
+pas_start() {
+    local name="$1" app="$2" port="$3"
+    local pidfile="$PAS_RUN_DIR/$name.pid" log="$PAS_LOG_DIR/$name.log"
+    if [ ! -x "$PAS_PYTHON" ]; then
+        echo "error: $PAS_PYTHON not found; run scripts/setup.sh first" >&2
+        return 1
+    fi
+    if pas_pid_alive "$name"; then
+        echo "$name already running (pid $(cat "$pidfile")) on port $port"
+        return 0
+    fi
+    if pas_port_taken "$port"; then
+        echo "error: port $port is taken, so $name cannot start there." >&2
+        echo "       See what holds it with: ss -ltnp 'sport = :$port'" >&2
+        echo "       or choose another port in .env." >&2
+        return 1
+    fi
+    (cd "$PAS_ROOT" && nohup "$PAS_PYTHON" -m uvicorn "$app" --host "$PAS_HOST" --port "$port" \
+        --no-access-log --timeout-graceful-shutdown 10 >>"$log" 2>&1 &
+        echo $! >"$pidfile")
+    local waited=0
+    until pas_healthy "http://$PAS_HOST:$port/health"; do
+        if ! pas_pid_alive "$name"; then
+            echo "error: $name exited during start; last lines of $log:" >&2
+            tail -n 20 "$log" >&2
+            rm -f "$pidfile"
+            return 1
+        fi
+        if [ "$waited" -ge 60 ]; then
+            echo "error: $name did not answer /health within 30 s; see $log" >&2
+            return 1
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    echo "$name up on http://$PAS_HOST:$port (pid $(cat "$pidfile"), log $log)"
+}
+
+# pas_stop NAME: SIGTERM, wait for the graceful shutdown, SIGKILL only as a last resort.
+pas_stop() {
+    local name="$1" pidfile="$PAS_RUN_DIR/$1.pid"
+    if ! pas_pid_alive "$name"; then
+        rm -f "$pidfile"
+        return 0
+    fi
+    local pid
+    pid="$(cat "$pidfile")"
+    kill -TERM "$pid"
+    for _ in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "warning: $name (pid $pid) ignored SIGTERM for 15 s; killing it" >&2
+        kill -KILL "$pid"
+    fi
+    rm -f "$pidfile"
+    echo "$name stopped"
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Start every PAS service on its embedded defaults, in dependency order.
+# PID files: .pas/run/, logs: .pas/logs/ (PAS_HOME moves both).
+set -euo pipefail
+here="$(dirname "$0")"
+bash "$here/start_registry.sh"

@@ -1,0 +1,1 @@
+"""The agent registry: every PAS service registers here and finds the others."""

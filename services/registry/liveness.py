@@ -1,0 +1,57 @@
+"""Background loops that keep the catalog honest: TTL reaping and optional active checks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import structlog
+
+from services.registry.catalog import Catalog
+
+logger = structlog.get_logger("pas.registry.liveness")
+
+_ACTIVE_CHECK_CONCURRENCY = 32
+
+
+async def reap_forever(catalog: Catalog, interval_s: float) -> None:
+    while True:
+        try:
+            await catalog.reap()
+        except Exception:
+            # A store hiccup must not stop liveness for good; the next tick retries.
+            logger.exception("reaping the catalog failed")
+        await asyncio.sleep(interval_s)
+
+
+async def check_agent(http: httpx.AsyncClient, endpoint: str) -> str | None:
+    """GET ``endpoint/health``: ``None`` when it answers 2xx, else why not."""
+    url = f"{endpoint.rstrip('/')}/health"
+    try:
+        response = await http.get(url)
+    except httpx.HTTPError as exc:
+        return f"GET {url} failed: {type(exc).__name__}: {exc}".rstrip(": ")
+    if response.is_success:
+        return None
+    return f"GET {url} answered {response.status_code}"
+
+
+async def check_agents_forever(
+    catalog: Catalog, http: httpx.AsyncClient, interval_s: float
+) -> None:
+    limit = asyncio.Semaphore(_ACTIVE_CHECK_CONCURRENCY)
+
+    async def check_one(agent_id: str, endpoint: str) -> None:
+        async with limit:
+            failure = await check_agent(http, endpoint)
+        await catalog.record_check(agent_id, failure)
+
+    while True:
+        targets = [(a.agent_id, a.endpoint) for a in catalog.all() if a.transport == "rest"]
+        try:
+            async with asyncio.TaskGroup() as group:
+                for agent_id, endpoint in targets:
+                    group.create_task(check_one(agent_id, endpoint))
+        except Exception:
+            logger.exception("active health checks failed")
+        await asyncio.sleep(interval_s)

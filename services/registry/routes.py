@@ -1,0 +1,161 @@
+"""HTTP surface of the registry: thin handlers over the catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+from litestar import Controller, HttpMethod, Response, delete, get, post, route
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.params import JSONBody, Parameter
+
+from libs.common.constants import HEADER_CATALOG_INDEX
+from libs.common.durations import parse_duration
+from libs.common.kit import problem_responses, require_write_token
+from libs.common.schemas.agents import (
+    AgentDefinition,
+    AgentId,
+    AgentList,
+    DiscoveryRequest,
+    DiscoveryResponse,
+    RegisteredAgent,
+)
+from services.registry.catalog import Catalog
+from services.registry.settings import RegistrySettings
+
+T = TypeVar("T")
+
+_DEFAULT_WAIT_S = 300.0
+_DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h)?$"
+
+
+def _seconds(parameter: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValidationException(
+            detail=f"{parameter}: {exc}",
+            extra=[{"key": parameter, "message": str(exc), "source": "query"}],
+        ) from exc
+
+
+def _indexed(body: T, index: int) -> Response[T]:
+    return Response(body, headers={HEADER_CATALOG_INDEX: str(index)})
+
+
+class RegistryController(Controller):
+    tags = ("registry",)
+
+    @post(
+        "/register",
+        status_code=200,
+        guards=[require_write_token],
+        responses=problem_responses(400, 401, 413),
+        summary="Register or update an agent (upsert by agent_id)",
+    )
+    async def register(
+        self,
+        data: JSONBody[AgentDefinition],
+        catalog: NamedDependency[Catalog],
+        ttl: Annotated[
+            str | None,
+            Parameter(
+                description="Heartbeat TTL such as 30s; 0 disables the TTL check. "
+                "Default: REGISTRY_DEFAULT_TTL_S.",
+                max_length=32,
+                pattern=_DURATION_PATTERN,
+            ),
+        ] = None,
+    ) -> Response[RegisteredAgent]:
+        ttl_s = None if ttl is None else _seconds("ttl", ttl)
+        agent = await catalog.register(data, ttl_s)
+        return _indexed(agent, agent.modify_index)
+
+    @post(
+        "/discover",
+        status_code=200,
+        responses=problem_responses(400, 413),
+        summary="Find agents by capability, role, tier and health",
+    )
+    async def discover(
+        self, data: JSONBody[DiscoveryRequest], catalog: NamedDependency[Catalog]
+    ) -> Response[DiscoveryResponse]:
+        index = catalog.index
+        return _indexed(DiscoveryResponse(agents=catalog.discover(data), index=index), index)
+
+    @get(
+        "/agents",
+        responses=problem_responses(400),
+        summary="List every agent; with index=N > 0, block until the catalog changes past N",
+    )
+    async def list_agents(
+        self,
+        catalog: NamedDependency[Catalog],
+        settings: NamedDependency[RegistrySettings],
+        index: Annotated[
+            int,
+            Parameter(
+                ge=0,
+                description="Block until the catalog index is greater than this "
+                "(0: answer at once).",
+            ),
+        ] = 0,
+        wait: Annotated[
+            str | None,
+            Parameter(
+                description="Longest time to block, such as 30s (default 5m).",
+                max_length=32,
+                pattern=_DURATION_PATTERN,
+            ),
+        ] = None,
+    ) -> Response[AgentList]:
+        if index > 0:
+            # Like Consul, a longer wait than the server allows is cut down, not refused.
+            wait_s = _DEFAULT_WAIT_S if wait is None else _seconds("wait", wait)
+            await catalog.wait_for_change(index, min(wait_s, settings.max_wait_s))
+        current = catalog.index
+        return _indexed(AgentList(agents=catalog.all(), index=current), current)
+
+    @get(
+        "/agents/{agent_id:str}",
+        responses=problem_responses(400, 404),
+        summary="One agent and its health",
+    )
+    async def get_agent(
+        self, agent_id: Annotated[AgentId, Parameter()], catalog: NamedDependency[Catalog]
+    ) -> RegisteredAgent:
+        return catalog.get(agent_id)
+
+    @delete(
+        "/agents/{agent_id:str}",
+        guards=[require_write_token],
+        responses=problem_responses(400, 401, 404),
+        summary="Deregister an agent",
+    )
+    async def deregister(
+        self, agent_id: Annotated[AgentId, Parameter()], catalog: NamedDependency[Catalog]
+    ) -> None:
+        await catalog.deregister(agent_id)
+
+    @route(
+        "/agents/{agent_id:str}",
+        http_method=[HttpMethod.OPTIONS],
+        include_in_schema=False,
+        status_code=204,
+    )
+    async def agent_options(self) -> Response[None]:
+        # Litestar's automatic OPTIONS answer lists only the first handler of a path that has
+        # two (GET and DELETE here), so this path states its methods itself.
+        return Response(None, status_code=204, headers={"Allow": "DELETE, GET, OPTIONS"})
+
+    @post(
+        "/agents/{agent_id:str}/heartbeat",
+        status_code=200,
+        guards=[require_write_token],
+        responses=problem_responses(400, 401, 404),
+        summary="Restart the agent's TTL",
+    )
+    async def heartbeat(
+        self, agent_id: Annotated[AgentId, Parameter()], catalog: NamedDependency[Catalog]
+    ) -> RegisteredAgent:
+        return await catalog.heartbeat(agent_id)

@@ -1,0 +1,161 @@
+"""Where the catalog survives restarts: one small protocol, SQLite and PostgreSQL backends.
+
+The catalog lives in memory for fast discovery; the store is written through on every change
+that matters after a restart (registration, status change, removal) and read once at start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiosqlite
+import msgspec
+
+from libs.common.schemas.agents import RegisteredAgent
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(RegisteredAgent).decode
+
+
+class AgentStore(Protocol):
+    async def open(self) -> None:
+        """Connect and create the tables if needed."""
+        ...
+
+    async def load(self) -> tuple[list[RegisteredAgent], int]:
+        """Every stored agent, and the catalog index they were saved at."""
+        ...
+
+    async def save(self, agent: RegisteredAgent, index: int) -> None: ...
+
+    async def delete(self, agent_id: str, index: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SQLiteAgentStore:
+    """The default store: one SQLite file in WAL mode."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._connection: aiosqlite.Connection | None = None
+
+    @property
+    def _db(self) -> aiosqlite.Connection:
+        assert self._connection is not None, "SQLiteAgentStore.open() was not awaited"
+        return self._connection
+
+    async def open(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._connection = db = await aiosqlite.connect(self._path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS agents (agent_id TEXT PRIMARY KEY, record BLOB NOT NULL)"
+        )
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS catalog_index (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "value INTEGER NOT NULL)"
+        )
+        await db.commit()
+
+    async def load(self) -> tuple[list[RegisteredAgent], int]:
+        async with self._db.execute("SELECT record FROM agents ORDER BY agent_id") as cursor:
+            agents = [_decode(row[0]) async for row in cursor]
+        async with self._db.execute("SELECT value FROM catalog_index WHERE id = 1") as cursor:
+            row = await cursor.fetchone()
+        return agents, int(row[0]) if row else 0
+
+    async def save(self, agent: RegisteredAgent, index: int) -> None:
+        await self._db.execute(
+            "INSERT INTO agents (agent_id, record) VALUES (?, ?) "
+            "ON CONFLICT (agent_id) DO UPDATE SET record = excluded.record",
+            (agent.agent_id, _encode(agent)),
+        )
+        await self._set_index(index)
+
+    async def delete(self, agent_id: str, index: int) -> None:
+        await self._db.execute("DELETE FROM agents WHERE agent_id = ?", (agent_id,))
+        await self._set_index(index)
+
+    async def _set_index(self, index: int) -> None:
+        await self._db.execute(
+            "INSERT INTO catalog_index (id, value) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET value = excluded.value",
+            (index,),
+        )
+        await self._db.commit()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+class PostgresAgentStore:
+    """For registries shared by many hosts, or run next to an existing PostgreSQL."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        import asyncpg  # noqa: PLC0415  (optional extra: pas[postgres])
+
+        self._pool = pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS pas_registry_agents "
+                "(agent_id TEXT PRIMARY KEY, record JSONB NOT NULL)"
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS pas_registry_index "
+                "(id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL)"
+            )
+
+    async def load(self) -> tuple[list[RegisteredAgent], int]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT record::text FROM pas_registry_agents ORDER BY agent_id"
+            )
+            index = await conn.fetchval("SELECT value FROM pas_registry_index WHERE id = 1")
+        return [_decode(row[0]) for row in rows], int(index or 0)
+
+    async def save(self, agent: RegisteredAgent, index: int) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO pas_registry_agents (agent_id, record) VALUES ($1, $2::jsonb) "
+                "ON CONFLICT (agent_id) DO UPDATE SET record = excluded.record",
+                agent.agent_id,
+                _encode(agent).decode(),
+            )
+            await self._set_index(conn, index)
+
+    async def delete(self, agent_id: str, index: int) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM pas_registry_agents WHERE agent_id = $1", agent_id)
+            await self._set_index(conn, index)
+
+    @staticmethod
+    async def _set_index(conn: Any, index: int) -> None:
+        await conn.execute(
+            "INSERT INTO pas_registry_index (id, value) VALUES (1, $1) "
+            "ON CONFLICT (id) DO UPDATE SET value = excluded.value",
+            index,
+        )
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+def store_for_url(database_url: str) -> AgentStore:
+    """The store a database URL names: ``sqlite:///path`` or ``postgresql://...`` (not opened)."""
+    scheme = urlsplit(database_url).scheme
+    if scheme == "sqlite":
+        return SQLiteAgentStore(database_url.removeprefix("sqlite:///"))
+    if scheme in {"postgres", "postgresql"}:
+        return PostgresAgentStore(database_url)
+    raise ValueError(
+        f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
+    )

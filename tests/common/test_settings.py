@@ -1,0 +1,82 @@
+"""Settings come from the environment and .env, and a bad value names its variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from libs.common.errors import SettingsError
+from libs.common.settings import load_settings
+from services.registry.settings import RegistrySettings
+from tests.support.processes import REPO_ROOT
+
+
+def test_variables_override_defaults_and_convert_types() -> None:
+    settings = load_settings(
+        RegistrySettings,
+        {"REGISTRY_PORT": "7000", "REGISTRY_DEFAULT_TTL_S": "12.5", "LOG_LEVEL": "DEBUG"},
+        env_file="",
+    )
+
+    assert settings.port == 7000
+    assert settings.default_ttl_s == 12.5
+    assert settings.log_level == "DEBUG"
+    assert settings.token is None
+
+
+def test_service_variable_wins_over_the_shared_one() -> None:
+    settings = load_settings(
+        RegistrySettings, {"REGISTRY_LOG_LEVEL": "ERROR", "LOG_LEVEL": "DEBUG"}, env_file=""
+    )
+    assert settings.log_level == "ERROR"
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("REGISTRY_TOKEN=from-file\nREGISTRY_PORT=7001\n")
+
+    settings = load_settings(RegistrySettings, {"REGISTRY_PORT": "7002"}, env_file=env_file)
+
+    assert settings.token == "from-file"
+    assert settings.port == 7002
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("REGISTRY_PORT", "six-one-two-one", "Expected `int`"),
+        ("REGISTRY_REAP_INTERVAL_S", "0", "Expected `float` > 0"),
+        ("REGISTRY_DATABASE_URL", "mysql://db", "matching regex"),
+        ("REGISTRY_LOG_FORMAT", "xml", "Invalid enum value 'xml'"),
+    ],
+)
+def test_a_bad_value_names_the_variable(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(RegistrySettings, {variable: value}, env_file="")
+
+    assert caught.value.variable == variable
+    assert problem in caught.value.problem
+
+
+def test_secrets_are_masked_when_settings_are_logged() -> None:
+    settings = load_settings(RegistrySettings, {"REGISTRY_TOKEN": "hunter2"}, env_file="")
+    assert settings.redacted()["token"] == "***"
+    assert "hunter2" not in str(settings.redacted())
+
+
+def test_a_bad_value_stops_the_service_with_a_one_line_reason() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "services.registry.registry_service:app", "--port", "0"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "PAS_ENV_FILE": "", "REGISTRY_DEFAULT_TTL_S": "soon"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "configuration error: REGISTRY_DEFAULT_TTL_S: Expected `float`" in result.stderr

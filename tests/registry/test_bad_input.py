@@ -1,0 +1,98 @@
+"""Bad input gets a 4xx problem body that says which field was wrong and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.conftest import agent_json
+
+Client = AsyncTestClient[Any]
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+async def test_missing_field_is_named(registry: Client) -> None:
+    definition = agent_json()
+    del definition["endpoint"]
+
+    body = problem(await registry.post("/register", json=definition), 400)
+
+    assert body["errors"] == [{"field": "endpoint", "message": "field required", "source": "body"}]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("tier", "two", "Expected `int`, got `str`"),
+        ("tier", 42, "Expected `int` <= 9"),
+        ("capabilities", "reasoning", "Expected `array`, got `str`"),
+        ("endpoint", "localhost:8050", "Expected `str` matching regex"),
+        ("transport", "pigeon", "Invalid enum value"),
+        ("cost_per_1k_tokens", -1, "Expected `float` >= 0.0"),
+        ("agent_id", "", "Expected `str` of length >= 1"),
+    ],
+)
+async def test_wrong_values_are_named_with_the_problem(
+    registry: Client, field: str, value: Any, expected: str
+) -> None:
+    body = problem(await registry.post("/register", json=agent_json(**{field: value})), 400)
+
+    assert body["errors"][0]["field"] == field
+    assert body["errors"][0]["message"].startswith(expected.split("`", maxsplit=1)[0])
+    assert field in body["detail"]
+
+
+async def test_nested_errors_give_the_path(registry: Client) -> None:
+    body = problem(
+        await registry.post("/register", json=agent_json(capabilities=["reasoning", 7])), 400
+    )
+    assert body["errors"][0]["field"] == "capabilities[1]"
+
+
+async def test_unknown_fields_are_refused(registry: Client) -> None:
+    body = problem(await registry.post("/discover", json={"capabilites": ["typo"]}), 400)
+    assert "capabilites" in body["detail"]
+
+
+async def test_malformed_json_is_a_400(registry: Client) -> None:
+    body = problem(
+        await registry.post(
+            "/register", content=b'{"agent_id": ', headers={"content-type": "application/json"}
+        ),
+        400,
+    )
+    assert body["detail"].startswith("request body is not valid JSON")
+
+
+async def test_oversized_body_is_a_413(make_registry: Any) -> None:
+    registry = await make_registry(max_body_bytes=4096)
+    big = agent_json(metadata={"padding": "x" * 10_000})
+
+    body = problem(await registry.post("/register", json=big), 413)
+
+    assert "4096" in body["detail"]
+    assert (await registry.get("/agents")).json()["agents"] == []
+
+
+async def test_bad_query_parameters(registry: Client) -> None:
+    assert "wait" in problem(await registry.get("/agents?index=0&wait=soon"), 400)["detail"]
+    assert "index" in problem(await registry.get("/agents?index=-1"), 400)["detail"]
+    assert (
+        "ttl" in problem(await registry.post("/register?ttl=2d", json=agent_json()), 400)["detail"]
+    )
+
+
+async def test_unknown_route_is_a_problem_too(registry: Client) -> None:
+    response = await registry.get("/no/such/thing")
+    assert response.status_code == 404
+    assert response.json()["status"] == 404

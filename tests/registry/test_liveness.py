@@ -1,0 +1,92 @@
+"""Consul-style liveness: TTLs, critical agents, removal after a grace period, active checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from tests.conftest import agent_json
+
+Client = AsyncTestClient[Any]
+
+
+async def wait_for_status(client: Client, agent_id: str, status: str) -> dict[str, Any]:
+    """Follow the catalog with blocking queries until the agent shows ``status``."""
+    index = 0
+    for _ in range(50):
+        listing = (await client.get(f"/agents?index={index}&wait=5s")).json()
+        index = listing["index"]
+        for agent in listing["agents"]:
+            if agent["agent_id"] == agent_id and agent["status"] == status:
+                found: dict[str, Any] = agent
+                return found
+    raise AssertionError(f"{agent_id} never became {status}")
+
+
+async def test_agent_without_heartbeats_turns_critical_and_is_hidden(registry: Client) -> None:
+    await registry.post("/register?ttl=300ms", json=agent_json())
+
+    agent = await wait_for_status(registry, "llm_llama31_8b", "critical")
+
+    assert agent["status_reason"].startswith("TTL expired")
+    assert agent["critical_since"] is not None
+    healthy = await registry.post("/discover", json={"capabilities": ["reasoning"]})
+    assert healthy.json()["agents"] == []
+    everyone = await registry.post(
+        "/discover", json={"capabilities": ["reasoning"], "healthy_only": False}
+    )
+    assert [a["agent_id"] for a in everyone.json()["agents"]] == ["llm_llama31_8b"]
+
+
+async def test_heartbeat_brings_a_critical_agent_back(registry: Client) -> None:
+    await registry.post("/register?ttl=300ms", json=agent_json())
+    await wait_for_status(registry, "llm_llama31_8b", "critical")
+
+    beat = await registry.post("/agents/llm_llama31_8b/heartbeat")
+
+    assert beat.json()["status"] == "passing"
+    assert beat.json()["critical_since"] is None
+    found = await registry.post("/discover", json={"capabilities": ["reasoning"]})
+    assert len(found.json()["agents"]) == 1
+
+
+async def test_critical_agent_is_removed_after_the_grace_period(make_registry: Any) -> None:
+    registry = await make_registry(deregister_critical_after_s=0.3)
+    await registry.post("/register?ttl=200ms", json=agent_json())
+    await wait_for_status(registry, "llm_llama31_8b", "critical")
+
+    index = (await registry.get("/agents")).json()["index"]
+    for _ in range(20):
+        listing = (await registry.get(f"/agents?index={index}&wait=5s")).json()
+        index = listing["index"]
+        if not listing["agents"]:
+            break
+    assert listing["agents"] == []
+    assert (await registry.get("/agents/llm_llama31_8b")).status_code == 404
+
+
+async def test_ttl_zero_means_no_ttl_check(registry: Client) -> None:
+    await registry.post("/register?ttl=0", json=agent_json())
+    index = (await registry.get("/agents")).json()["index"]
+
+    listing = (await registry.get(f"/agents?index={index}&wait=500ms")).json()
+
+    assert listing["index"] == index
+    assert listing["agents"][0]["status"] == "passing"
+
+
+async def test_active_checks_follow_the_agents_health_endpoint(
+    make_registry: Any, registry_process_factory: Any
+) -> None:
+    """A live service answering /health passes; a closed port turns critical with the reason."""
+    live = registry_process_factory()
+    registry = await make_registry(active_check_interval_s=0.1, active_check_timeout_s=1.0)
+    await registry.post("/register?ttl=0", json=agent_json("alive", endpoint=live.url))
+    await registry.post("/register?ttl=0", json=agent_json("dead", endpoint="http://127.0.0.1:9"))
+
+    dead = await wait_for_status(registry, "dead", "critical")
+
+    assert "GET http://127.0.0.1:9/health failed" in dead["status_reason"]
+    alive = (await registry.get("/agents/alive")).json()
+    assert alive["status"] == "passing"
