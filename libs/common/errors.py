@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class PASError(Exception):
-    """Base class of every error PAS raises on purpose."""
+    """Base class of every error PAS raises on purpose.
+
+    ``status_code`` is what a PAS service answers when the error escapes a handler.
+    """
+
+    status_code: int = 500
 
 
 class SettingsError(PASError):
@@ -20,7 +25,7 @@ class RegistryError(PASError):
     """The registry answered, but refused the request (a 4xx)."""
 
     def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(f"registry refused the request ({status_code}): {detail}")
+        super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
 
@@ -35,3 +40,23 @@ class AgentNotFound(RegistryError):
 
 class RegistryUnavailable(PASError):
     """The registry could not be reached or failed (connect error, timeout, 5xx); retry later."""
+
+    status_code = 503
+
+
+class InvalidRequest(PASError):
+    """The request is well-formed but cannot be served as asked (too long, unsupported)."""
+
+    status_code = 400
+
+
+class BackendUnavailable(PASError):
+    """The model backend is down or refused the request; another may answer."""
+
+    status_code = 503
+
+
+class BackendTimeout(PASError):
+    """The model backend did not answer within the configured timeout."""
+
+    status_code = 504

@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Any
 
 import httpx
 import structlog
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 
-from libs.common.errors import AgentNotFound
-from libs.common.kit import HealthReport, create_service, problem_response
-from libs.common.schemas.problems import ProblemDetail
+from libs.common.kit import HealthReport, create_service
 from libs.common.settings import load_settings_or_exit
 from services.registry.catalog import Catalog
 from services.registry.liveness import check_agents_forever, reap_forever
@@ -62,7 +59,7 @@ def create_app(settings: RegistrySettings) -> Litestar:
 
     async def health() -> HealthReport:
         if not loaded.is_set():
-            return HealthReport(status="down", details={"catalog": "not loaded yet"})
+            return HealthReport(status="unhealthy", details={"catalog": "not loaded yet"})
         return HealthReport(details={"agents": catalog.count_by_status(), "index": catalog.index})
 
     return create_service(
@@ -75,14 +72,7 @@ def create_app(settings: RegistrySettings) -> Litestar:
         health_check=health,
         collectors=[CatalogCollector(catalog)],
         write_token=settings.token,
-        exception_handlers={AgentNotFound: _agent_not_found},
     )
-
-
-def _agent_not_found(
-    request: Request[Any, Any, Any], exc: AgentNotFound
-) -> Response[ProblemDetail]:
-    return problem_response(404, exc.detail, request=request)
 
 
 app = create_app(load_settings_or_exit(RegistrySettings))

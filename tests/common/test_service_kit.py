@@ -24,7 +24,8 @@ async def test_request_id_is_echoed_or_made(registry: AsyncTestClient[Any]) -> N
 async def test_health_reports_the_service(registry: AsyncTestClient[Any]) -> None:
     body = (await registry.get("/health")).json()
 
-    assert body["status"] == "ok"
+    assert body["status"] == "healthy"
+    assert body["port"] == 6121
     assert body["service"] == "registry"
     assert body["details"]["agents"] == {"passing": 0, "critical": 0}
 

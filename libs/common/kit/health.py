@@ -10,21 +10,24 @@ import msgspec
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
-HealthStatus = Literal["ok", "degraded", "down"]
+HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
 
 class HealthReport(msgspec.Struct, kw_only=True):
     """A service's own view of its health; ``details`` is specific to the service."""
 
-    status: HealthStatus = "ok"
+    status: HealthStatus = "healthy"
     details: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class HealthResponse(msgspec.Struct, kw_only=True):
+    """The spec's health body: status, service, port and uptime, plus the service's details."""
+
     status: HealthStatus
     service: str
     version: str
-    uptime_s: float
+    port: int
+    uptime_seconds: float
     details: dict[str, Any]
 
 
@@ -36,9 +39,9 @@ async def _always_ok() -> HealthReport:
 
 
 def health_handler(
-    service: str, version: str, check: HealthCheck | None = None
+    service: str, version: str, port: int, check: HealthCheck | None = None
 ) -> HTTPRouteHandler:
-    """A ``/health`` route: 200 while ``ok`` or ``degraded``, 503 when ``down``."""
+    """A ``/health`` route: 200 while ``healthy`` or ``degraded``, 503 when ``unhealthy``."""
     started = time.monotonic()
     run_check = check or _always_ok
 
@@ -49,9 +52,10 @@ def health_handler(
             status=report.status,
             service=service,
             version=version,
-            uptime_s=round(time.monotonic() - started, 3),
+            port=port,
+            uptime_seconds=round(time.monotonic() - started, 3),
             details=report.details,
         )
-        return Response(body, status_code=503 if report.status == "down" else 200)
+        return Response(body, status_code=503 if report.status == "unhealthy" else 200)
 
     return health

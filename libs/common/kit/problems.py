@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from libs.common.errors import PASError
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.problems import PROBLEM_MEDIA_TYPE, FieldError, ProblemDetail
 
@@ -110,6 +111,19 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
     )
 
 
+def _on_pas_error(request: Request[Any, Any, Any], exc: PASError) -> Response[ProblemDetail]:
+    if exc.status_code >= 500:
+        logger.error(
+            "request failed",
+            method=request.method,
+            path=request.url.path,
+            status=exc.status_code,
+            error=str(exc),
+            error_type=type(exc).__name__,
+        )
+    return problem_response(exc.status_code, str(exc), request=request)
+
+
 def _on_unexpected_error(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[ProblemDetail]:
@@ -127,6 +141,7 @@ def _on_unexpected_error(
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: _on_validation_error,
     HTTPException: _on_http_error,
+    PASError: _on_pas_error,
     Exception: _on_unexpected_error,
 }
 

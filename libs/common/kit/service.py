@@ -62,7 +62,7 @@ def create_service(
     prometheus = prometheus_config(name)
     config = AppConfig(
         route_handlers=[
-            health_handler(name, PAS_VERSION, health_check),
+            health_handler(name, PAS_VERSION, settings.port, health_check),
             metrics_handler(collectors),
             *route_handlers,
         ],
