@@ -49,9 +49,10 @@ pas_start() {
         echo "       or choose another port in .env." >&2
         return 1
     fi
-    (cd "$PAS_ROOT" && nohup "$PAS_PYTHON" -m uvicorn "$app" --host "$PAS_HOST" --port "$port" \
-        --no-access-log --timeout-graceful-shutdown 10 >>"$log" 2>&1 &
-        echo $! >"$pidfile")
+    # exec: the PID recorded is uvicorn's own, so that stop signals the server itself.
+    (cd "$PAS_ROOT" && exec nohup "$PAS_PYTHON" -m uvicorn "$app" --host "$PAS_HOST" \
+        --port "$port" --no-access-log --timeout-graceful-shutdown 10 >>"$log" 2>&1) &
+    echo $! >"$pidfile"
     local waited=0
     until pas_healthy "http://$PAS_HOST:$port/health"; do
         if ! pas_pid_alive "$name"; then

@@ -1,0 +1,237 @@
+"""The wire formats PAS LLM services speak: OpenAI chat completions and Ollama's API.
+
+Requests accept fields they do not use (real clients send many); what PAS does not support is
+refused by the service with a 400 naming the field, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Role = Literal["system", "user", "assistant", "tool", "developer"]
+Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
+TopP = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=131_072)]
+
+
+# --- OpenAI chat completions -------------------------------------------------------------------
+
+
+class TextPart(msgspec.Struct, kw_only=True):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(msgspec.Struct, kw_only=True):
+    role: Role
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class JSONSchemaFormat(msgspec.Struct, kw_only=True):
+    name: str = "response"
+    schema_: dict[str, Any] = msgspec.field(name="schema", default_factory=dict)
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(msgspec.Struct, kw_only=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+    # llama.cpp's server and llama-cpp-python accept the schema here with json_object.
+    schema_: dict[str, Any] | None = msgspec.field(name="schema", default=None)
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(msgspec.Struct, kw_only=True):
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
+    model: str | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
+    response_format: ResponseFormat | None = None
+    user: str | None = None
+    # PAS extension used by the provider router: route by capability instead of model.
+    capability: str | None = None
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(msgspec.Struct, kw_only=True):
+    role: Literal["assistant"] = "assistant"
+    content: str = ""
+
+
+class ChatChoice(msgspec.Struct, kw_only=True):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class ChatCompletion(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class ChunkDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "pas"
+
+
+class ModelList(msgspec.Struct, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# --- Ollama ----------------------------------------------------------------------------------
+
+
+class OllamaOptions(msgspec.Struct, kw_only=True):
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    num_predict: Annotated[int, msgspec.Meta(ge=-2, le=131_072)] | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    num_ctx: int | None = None
+
+
+class GenerateRequest(msgspec.Struct, kw_only=True):
+    """``POST /generate`` and ``/api/generate`` (the spec's shape is Ollama's, and so is the
+    default of streaming)."""
+
+    prompt: str
+    model: str | None = None
+    system: str | None = None
+    stream: bool = True
+    raw: bool = False
+    format: Literal["json"] | dict[str, Any] | None = None
+    options: OllamaOptions | None = None
+    keep_alive: str | int | None = None
+
+
+class OllamaTimings(msgspec.Struct, kw_only=True):
+    """Ollama's counts and durations (nanoseconds), shared by generate and chat answers."""
+
+    total_duration: int = 0
+    load_duration: int = 0
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+
+
+class GenerateResponse(OllamaTimings, kw_only=True, omit_defaults=True):
+    model: str
+    created_at: str
+    response: str
+    done: bool
+    done_reason: str | None = None
+
+
+class OllamaMessage(msgspec.Struct, kw_only=True):
+    role: Role
+    content: str = ""
+
+
+class OllamaChatRequest(msgspec.Struct, kw_only=True):
+    messages: Annotated[list[OllamaMessage], msgspec.Meta(min_length=1)]
+    model: str | None = None
+    stream: bool = True
+    format: Literal["json"] | dict[str, Any] | None = None
+    options: OllamaOptions | None = None
+    keep_alive: str | int | None = None
+    tools: list[dict[str, Any]] | None = None
+    think: bool | str | None = None
+
+
+class OllamaChatResponse(OllamaTimings, kw_only=True, omit_defaults=True):
+    model: str
+    created_at: str
+    message: OllamaMessage
+    done: bool
+    done_reason: str | None = None
+
+
+class OllamaModelDetails(msgspec.Struct, kw_only=True):
+    format: str = "gguf"
+    family: str = ""
+    families: list[str] = msgspec.field(default_factory=list)
+    parameter_size: str = ""
+    quantization_level: str = ""
+    parent_model: str = ""
+
+
+class OllamaModel(msgspec.Struct, kw_only=True):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: OllamaModelDetails
+
+
+class OllamaTags(msgspec.Struct, kw_only=True):
+    models: list[OllamaModel]
+
+
+class OllamaShowRequest(msgspec.Struct, kw_only=True):
+    model: str | None = None
+    name: str | None = None
+    verbose: bool | None = None
+
+
+class OllamaShowResponse(msgspec.Struct, kw_only=True):
+    modelfile: str
+    parameters: str
+    template: str
+    details: OllamaModelDetails
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str

@@ -1,0 +1,37 @@
+"""Model backends, chosen per service by ``<PREFIX>BACKEND`` (or ``LLM_BACKEND``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.llm.backends.base import ChatBackend
+from services.llm.backends.embedded import EmbeddedBackend
+from services.llm.backends.ollama import OllamaBackend
+from services.llm.backends.openai import OpenAIBackend
+from services.llm.model_files import packaged_gguf
+from services.llm.profiles import LLMProfile
+from services.llm.settings import LLMServiceSettings
+
+
+def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBackend:
+    if settings.backend == "ollama":
+        return OllamaBackend(
+            settings.ollama_base_url or profile.ollama_url,
+            model=settings.model_name or profile.ollama_model,
+            timeout_s=settings.timeout_s,
+        )
+    if settings.backend == "openai":
+        return OpenAIBackend(
+            settings.openai_base_url,
+            model=settings.model_name,
+            api_key=settings.openai_api_key,
+            timeout_s=settings.timeout_s,
+        )
+    return EmbeddedBackend(
+        Path(settings.model_path) if settings.model_path else packaged_gguf(),
+        served_name=settings.model_name,
+        n_ctx=settings.context_length,
+        n_threads=settings.threads,
+        timeout_s=settings.timeout_s,
+        default_max_tokens=settings.default_max_tokens,
+    )

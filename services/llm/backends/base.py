@@ -1,0 +1,104 @@
+"""What every model backend offers the LLM services: complete, stream, probe."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+FinishReason = Literal["stop", "length"]
+
+
+class Turn(msgspec.Struct, kw_only=True):
+    role: str
+    content: str
+
+
+class Generation(msgspec.Struct, kw_only=True):
+    """One request to a model, whichever API it came in through."""
+
+    messages: list[Turn]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = msgspec.field(default_factory=list)
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+    json_mode: bool = False
+
+
+class Completion(msgspec.Struct, kw_only=True):
+    """A finished answer with its token counts and durations (nanoseconds)."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_eval_ns: int = 0
+    eval_ns: int = 0
+    total_ns: int = 0
+
+
+class TextDelta(msgspec.Struct, kw_only=True):
+    text: str
+
+
+StreamEvent = TextDelta | Completion
+
+
+class ModelDescription(msgspec.Struct, kw_only=True):
+    name: str
+    family: str = ""
+    parameter_size: str = ""
+    quantization: str = ""
+    context_length: int | None = None
+    size_bytes: int = 0
+    format: str = "gguf"
+
+
+class BackendHealth(msgspec.Struct, kw_only=True):
+    answers: bool
+    detail: str
+
+
+class ChatBackend(Protocol):
+    """One model behind one service. Errors are ``BackendUnavailable``, ``BackendTimeout`` or
+    ``InvalidRequest`` (libs.common.errors), each with the reason."""
+
+    kind: str
+    location: str
+
+    @property
+    def model(self) -> ModelDescription: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def complete(self, generation: Generation) -> Completion: ...
+
+    def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:
+        """Text deltas, then one final ``Completion`` holding the whole answer."""
+        ...
+
+    async def probe(self) -> BackendHealth: ...
+
+
+class ChoiceScorer(Protocol):
+    """Backends that can read the model's own probabilities of given answers."""
+
+    async def score_choices(self, messages: list[Turn], choices: list[str]) -> list[float]:
+        """Log-probability of each choice as the assistant's whole answer."""
+        ...
+
+
+async def collect(events: AsyncIterator[StreamEvent]) -> Completion:
+    """Drain a stream to its final ``Completion``."""
+    final: Completion | None = None
+    async for event in events:
+        if isinstance(event, Completion):
+            final = event
+    if final is None:
+        raise RuntimeError("the backend's stream ended without a final completion")
+    return final

@@ -1,0 +1,353 @@
+"""llama.cpp in-process (llama-cpp-python): the default backend, no server and no GPU needed.
+
+One model instance serves one request at a time, so requests take turns in arrival order
+(``asyncio.Lock`` is FIFO); the model runs on its own thread so the event loop never blocks.
+Generation always streams inside, which lets a timeout or a gone client stop it between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import structlog
+
+from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest
+from services.llm.backends.base import (
+    BackendHealth,
+    Completion,
+    Generation,
+    ModelDescription,
+    StreamEvent,
+    TextDelta,
+    Turn,
+)
+
+logger = structlog.get_logger("pas.llm.embedded")
+
+DEFAULT_TEMPERATURE = 0.8
+# Used when a GGUF file carries no chat template of its own.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class _Prepared(msgspec.Struct):
+    tokens: list[int]
+    kwargs: dict[str, Any]
+
+
+class _Finished(msgspec.Struct):
+    text: str
+    finish_reason: str
+    completion_tokens: int
+    prompt_eval_ns: int
+    eval_ns: int
+
+
+class EmbeddedBackend:
+    kind = "embedded"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        served_name: str | None,
+        n_ctx: int,
+        n_threads: int | None,
+        timeout_s: float,
+        default_max_tokens: int,
+    ) -> None:
+        self.location = str(model_path)
+        self._model_path = model_path
+        self._served_name = served_name
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads
+        self._timeout_s = timeout_s
+        self._default_max_tokens = default_max_tokens
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._turn = asyncio.Lock()
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._description = ModelDescription(name=served_name or _served_name_for(model_path))
+        self.waiting = 0
+
+    @property
+    def model(self) -> ModelDescription:
+        return self._description
+
+    async def start(self) -> None:
+        if not self._model_path.is_file():
+            raise BackendUnavailable(f"no GGUF model file at {self._model_path}")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._load)
+        logger.info(
+            "model loaded",
+            path=self.location,
+            model=self._description.name,
+            context_length=self._n_ctx,
+        )
+
+    def _load(self) -> None:
+        from llama_cpp import Llama  # noqa: PLC0415  (heavy import, only for this backend)
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
+
+        llm = Llama(
+            model_path=str(self._model_path),
+            n_ctx=self._n_ctx,
+            n_threads=self._n_threads,
+            verbose=False,
+        )
+        metadata: dict[str, str] = llm.metadata
+        eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="ignore")
+        bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="ignore")
+        self._formatter = Jinja2ChatFormatter(
+            template=metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE,
+            eos_token=eos,
+            bos_token=bos,
+            stop_token_ids=[llm.token_eos()],
+        )
+        self._llm = llm
+        self._description = ModelDescription(
+            name=self._served_name or _served_name_for(self._model_path),
+            family=metadata.get("general.architecture", ""),
+            parameter_size=metadata.get("general.size_label", ""),
+            quantization=_quantization(self._model_path.name),
+            context_length=self._n_ctx,
+            size_bytes=self._model_path.stat().st_size,
+        )
+
+    async def close(self) -> None:
+        async with self._turn:
+            if self._llm is not None:
+                llm, self._llm = self._llm, None
+                await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
+        self._executor.shutdown(wait=True)
+
+    async def probe(self) -> BackendHealth:
+        if self._llm is None:
+            return BackendHealth(answers=False, detail="model not loaded")
+        return BackendHealth(
+            answers=True, detail=f"loaded in process; {self.waiting} request(s) waiting"
+        )
+
+    async def complete(self, generation: Generation) -> Completion:
+        final: Completion | None = None
+        stream = self.stream(generation)
+        try:
+            async for event in stream:
+                if isinstance(event, Completion):
+                    final = event
+        finally:
+            await stream.aclose()
+        assert final is not None
+        return final
+
+    async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        await self._take_turn(deadline)
+        cancel = threading.Event()
+        worker: asyncio.Future[None] | None = None
+        try:
+            prepared = await loop.run_in_executor(self._executor, self._prepare, generation)
+            queue: asyncio.Queue[str | _Finished | BaseException] = asyncio.Queue()
+
+            def emit(item: str | _Finished | BaseException) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            worker = loop.run_in_executor(self._executor, self._generate, prepared, emit, cancel)
+            started = time.perf_counter_ns()
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        item = await queue.get()
+                except TimeoutError:
+                    raise BackendTimeout(
+                        f"the model did not finish within LLM timeout {self._timeout_s:g}s"
+                    ) from None
+                if isinstance(item, BaseException):
+                    raise BackendUnavailable(f"llama.cpp failed: {item}") from item
+                if isinstance(item, _Finished):
+                    yield Completion(
+                        text=item.text,
+                        finish_reason="length" if item.finish_reason == "length" else "stop",
+                        prompt_tokens=len(prepared.tokens),
+                        completion_tokens=item.completion_tokens,
+                        prompt_eval_ns=item.prompt_eval_ns,
+                        eval_ns=item.eval_ns,
+                        total_ns=time.perf_counter_ns() - started,
+                    )
+                    return
+                yield TextDelta(text=item)
+        finally:
+            cancel.set()
+            if worker is not None:
+                with suppress(Exception):
+                    await worker
+            self._turn.release()
+
+    async def score_choices(self, messages: list[Turn], choices: list[str]) -> list[float]:
+        loop = asyncio.get_running_loop()
+        await self._take_turn(loop.time() + self._timeout_s)
+        try:
+            return await loop.run_in_executor(self._executor, self._score, messages, choices)
+        finally:
+            self._turn.release()
+
+    # -- on the model's thread -----------------------------------------------------------------
+
+    async def _take_turn(self, deadline: float) -> None:
+        self.waiting += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._turn.acquire()
+        except TimeoutError:
+            raise BackendTimeout(
+                f"waited {self._timeout_s:g}s for the model; {self.waiting - 1} request(s) "
+                "were ahead (raise LLM_TIMEOUT or add replicas)"
+            ) from None
+        finally:
+            self.waiting -= 1
+        if self._llm is None:
+            self._turn.release()
+            raise BackendUnavailable("the model is not loaded (service starting or stopping)")
+
+    def _prompt_tokens(self, messages: list[Turn]) -> list[int]:
+        rendered = self._formatter(messages=[msgspec.structs.asdict(m) for m in messages])
+        tokens: list[int] = self._llm.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
+        return tokens
+
+    def _prepare(self, generation: Generation) -> _Prepared:
+        tokens = self._prompt_tokens(generation.messages)
+        room = self._n_ctx - len(tokens)
+        if room < 1:
+            raise InvalidRequest(
+                f"the prompt is {len(tokens)} tokens; the model's context is {self._n_ctx} "
+                "tokens: shorten the messages"
+            )
+        max_tokens = generation.max_tokens or min(self._default_max_tokens, room)
+        if max_tokens > room:
+            raise InvalidRequest(
+                f"the prompt ({len(tokens)} tokens) plus max_tokens ({max_tokens}) exceed the "
+                f"model's context of {self._n_ctx} tokens: lower max_tokens to at most {room}"
+            )
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": (
+                DEFAULT_TEMPERATURE if generation.temperature is None else generation.temperature
+            ),
+            "stop": [*generation.stop, self._formatter.eos_token],
+        }
+        if generation.top_p is not None:
+            kwargs["top_p"] = generation.top_p
+        if generation.seed is not None:
+            kwargs["seed"] = generation.seed
+        if generation.json_schema is not None or generation.json_mode:
+            kwargs["grammar"] = _json_grammar(generation.json_schema)
+        return _Prepared(tokens=tokens, kwargs=kwargs)
+
+    def _generate(
+        self,
+        prepared: _Prepared,
+        emit: Callable[[str | _Finished | BaseException], None],
+        cancel: threading.Event,
+    ) -> None:
+        try:
+            started = time.perf_counter_ns()
+            first: int | None = None
+            parts: list[str] = []
+            finish = "stop"
+            for chunk in self._llm.create_completion(
+                prepared.tokens, stream=True, **prepared.kwargs
+            ):
+                if cancel.is_set():
+                    break
+                choice = chunk["choices"][0]
+                if first is None:
+                    first = time.perf_counter_ns()
+                if choice["text"]:
+                    parts.append(choice["text"])
+                    emit(choice["text"])
+                if choice["finish_reason"]:
+                    finish = choice["finish_reason"]
+            ended = time.perf_counter_ns()
+            text = "".join(parts)
+            counted = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            first = first or ended
+            emit(
+                _Finished(
+                    text=text,
+                    finish_reason=finish,
+                    completion_tokens=len(counted),
+                    prompt_eval_ns=first - started,
+                    eval_ns=ended - first,
+                )
+            )
+        except Exception as exc:
+            emit(exc)
+
+    def _score(self, messages: list[Turn], choices: list[str]) -> list[float]:
+        llm = self._llm
+        prompt = self._prompt_tokens(messages)
+        llm.reset()
+        llm.eval(prompt)
+        after_prompt = _log_softmax(self._last_logits())
+        scores = []
+        for choice in choices:
+            tokens = llm.tokenize(choice.encode("utf-8"), add_bos=False, special=False)
+            llm.n_tokens = len(prompt)  # rewind to the end of the prompt
+            total = float(after_prompt[tokens[0]])
+            for position, token in enumerate(tokens[:-1]):
+                llm.eval([token])
+                total += float(_log_softmax(self._last_logits())[tokens[position + 1]])
+            scores.append(total)
+        llm.n_tokens = len(prompt)
+        return scores
+
+    def _last_logits(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        # llama-cpp-python keeps no logits without logits_all; read the context's last row.
+        pointer = self._llm._ctx.get_logits()
+        return np.ctypeslib.as_array(pointer, shape=(self._llm.n_vocab(),)).copy()
+
+
+def _log_softmax(logits: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, Any]:
+    shifted = logits.astype(np.float64) - float(np.max(logits))
+    return shifted - math.log(float(np.exp(shifted).sum()))
+
+
+def _json_grammar(schema: dict[str, Any] | None) -> Any:
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar  # noqa: PLC0415
+
+    try:
+        if schema is None:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:
+        raise InvalidRequest(f"cannot constrain output to this JSON schema: {exc}") from exc
+
+
+def _served_name_for(path: Path) -> str:
+    """``SmolLM2-135M-Instruct.Q4_1.gguf`` is served as ``smollm2-135m-instruct``."""
+    return path.name.split(".")[0].lower()
+
+
+def _quantization(file_name: str) -> str:
+    for part in reversed(Path(file_name).stem.replace("-", ".").split(".")):
+        if part.upper().startswith(("Q", "F16", "F32", "BF16", "IQ")):
+            return part.upper()
+    return ""

@@ -1,0 +1,120 @@
+"""An Ollama server through its HTTP API (``/api/chat``, ``/api/tags``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+import msgspec
+
+from libs.common.errors import BackendUnavailable
+from libs.common.schemas.llm import OllamaChatResponse, OllamaTags
+from services.llm.backends.base import (
+    BackendHealth,
+    Completion,
+    Generation,
+    ModelDescription,
+    StreamEvent,
+    TextDelta,
+    collect,
+)
+from services.llm.backends.remote import backend_call, raise_for_backend_status
+
+_decode_chunk = msgspec.json.Decoder(OllamaChatResponse).decode
+
+
+class OllamaBackend:
+    kind = "ollama"
+
+    def __init__(
+        self, base_url: str, *, model: str, timeout_s: float, context_length: int | None = None
+    ) -> None:
+        self.location = base_url.rstrip("/")
+        self._timeout_s = timeout_s
+        self._description = ModelDescription(name=model, context_length=context_length)
+        self._http = httpx.AsyncClient(base_url=self.location, timeout=timeout_s)
+
+    @property
+    def model(self) -> ModelDescription:
+        return self._description
+
+    async def start(self) -> None:
+        """Nothing to load here; an Ollama that is down now may be up by the first request."""
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def probe(self) -> BackendHealth:
+        try:
+            async with backend_call("Ollama", self.location, self._timeout_s):
+                response = await self._http.get("/api/tags", timeout=5)
+                await raise_for_backend_status("Ollama", response)
+        except BackendUnavailable as exc:
+            return BackendHealth(answers=False, detail=str(exc))
+        except Exception as exc:
+            return BackendHealth(answers=False, detail=str(exc))
+        names = {m.name for m in msgspec.json.decode(response.content, type=OllamaTags).models}
+        if self._description.name not in names:
+            return BackendHealth(
+                answers=False,
+                detail=f"Ollama answers but has no model {self._description.name!r}; "
+                f"run: ollama pull {self._description.name}",
+            )
+        return BackendHealth(answers=True, detail=f"Ollama at {self.location} serves the model")
+
+    def _body(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if generation.temperature is not None:
+            options["temperature"] = generation.temperature
+        if generation.top_p is not None:
+            options["top_p"] = generation.top_p
+        if generation.max_tokens is not None:
+            options["num_predict"] = generation.max_tokens
+        if generation.seed is not None:
+            options["seed"] = generation.seed
+        if generation.stop:
+            options["stop"] = generation.stop
+        body: dict[str, Any] = {
+            "model": self._description.name,
+            "messages": [msgspec.structs.asdict(m) for m in generation.messages],
+            "stream": stream,
+            "options": options,
+        }
+        if generation.json_schema is not None:
+            body["format"] = generation.json_schema
+        elif generation.json_mode:
+            body["format"] = "json"
+        return body
+
+    async def complete(self, generation: Generation) -> Completion:
+        return await collect(self.stream(generation))
+
+    async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:
+        started = time.perf_counter_ns()
+        parts: list[str] = []
+        async with (
+            backend_call("Ollama", self.location, self._timeout_s),
+            self._http.stream("POST", "/api/chat", json=self._body(generation, stream=True)) as r,
+        ):
+            await raise_for_backend_status("Ollama", r)
+            async for line in r.aiter_lines():
+                if not line.strip():
+                    continue
+                chunk = _decode_chunk(line)
+                if chunk.message.content:
+                    parts.append(chunk.message.content)
+                    yield TextDelta(text=chunk.message.content)
+                if chunk.done:
+                    yield Completion(
+                        text="".join(parts),
+                        finish_reason="length" if chunk.done_reason == "length" else "stop",
+                        prompt_tokens=chunk.prompt_eval_count,
+                        completion_tokens=chunk.eval_count,
+                        prompt_eval_ns=chunk.prompt_eval_duration,
+                        eval_ns=chunk.eval_duration,
+                        total_ns=chunk.total_duration or time.perf_counter_ns() - started,
+                    )
+                    return
+        raise BackendUnavailable("Ollama ended the stream without a final 'done' message")

@@ -1,0 +1,192 @@
+"""Ollama-compatible endpoints, so the ``ollama`` client and ``ChatOllama`` work against PAS.
+
+``/generate`` is the spec's path; ``/api/generate``, ``/api/chat``, ``/api/tags``,
+``/api/show`` and ``/api/version`` are Ollama's own. ``stream: true`` answers NDJSON lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from libs.common.errors import PASError
+from libs.common.kit import problem_responses
+from libs.common.schemas.llm import (
+    GenerateRequest,
+    GenerateResponse,
+    OllamaChatRequest,
+    OllamaChatResponse,
+    OllamaMessage,
+    OllamaModel,
+    OllamaModelDetails,
+    OllamaShowRequest,
+    OllamaShowResponse,
+    OllamaTags,
+)
+from services.llm.backends.base import Completion, StreamEvent
+from services.llm.runtime import LLMRuntime
+from services.llm.translate import (
+    from_ollama_chat,
+    from_ollama_generate,
+    ollama_timestamp,
+    ollama_timings,
+)
+
+NDJSON = "application/x-ndjson"
+OLLAMA_API_VERSION = "0.12.0"
+_encode = msgspec.json.Encoder().encode
+
+Framer = Callable[[str, Completion | None], msgspec.Struct]
+
+
+def _generate_frame(model: str) -> Framer:
+    def frame(text: str, done: Completion | None) -> msgspec.Struct:
+        if done is None:
+            return GenerateResponse(
+                model=model, created_at=ollama_timestamp(), response=text, done=False
+            )
+        timings = msgspec.structs.asdict(ollama_timings(done))
+        return GenerateResponse(
+            model=model,
+            created_at=ollama_timestamp(),
+            response=text,
+            done=True,
+            done_reason=done.finish_reason,
+            **timings,
+        )
+
+    return frame
+
+
+def _chat_frame(model: str) -> Framer:
+    def frame(text: str, done: Completion | None) -> msgspec.Struct:
+        message = OllamaMessage(role="assistant", content=text)
+        if done is None:
+            return OllamaChatResponse(
+                model=model, created_at=ollama_timestamp(), message=message, done=False
+            )
+        timings = msgspec.structs.asdict(ollama_timings(done))
+        return OllamaChatResponse(
+            model=model,
+            created_at=ollama_timestamp(),
+            message=message,
+            done=True,
+            done_reason=done.finish_reason,
+            **timings,
+        )
+
+    return frame
+
+
+async def _ndjson(events: AsyncIterator[StreamEvent], frame: Framer) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            if isinstance(event, Completion):
+                yield _encode(frame("", event)) + b"\n"
+            else:
+                yield _encode(frame(event.text, None)) + b"\n"
+    except PASError as exc:
+        # Ollama reports a failure inside a stream as an {"error": ...} line.
+        yield _encode({"error": str(exc)}) + b"\n"
+
+
+def _details(runtime: LLMRuntime) -> OllamaModelDetails:
+    model = runtime.backend.model
+    return OllamaModelDetails(
+        format=model.format,
+        family=model.family,
+        families=[model.family] if model.family else [],
+        parameter_size=model.parameter_size,
+        quantization_level=model.quantization,
+    )
+
+
+class OllamaController(Controller):
+    tags = ("ollama",)
+
+    @post(
+        ["/generate", "/api/generate"],
+        status_code=200,
+        summary="Generate (Ollama-compatible); streams NDJSON unless stream=false, as Ollama",
+        responses={
+            200: ResponseSpec(GenerateResponse, description="The answer, or NDJSON lines"),
+            **problem_responses(400, 413, 503, 504),
+        },
+    )
+    async def generate(
+        self, data: JSONBody[GenerateRequest], runtime: NamedDependency[LLMRuntime]
+    ) -> Response[Any]:
+        generation = from_ollama_generate(data)
+        frame = _generate_frame(runtime.model_name)
+        if data.stream:
+            events = await runtime.open_stream("generate", generation)
+            return Stream(_ndjson(events, frame), media_type=NDJSON)
+        completion = await runtime.answer("generate", generation)
+        return Response(frame(completion.text, completion))
+
+    @post(
+        "/api/chat",
+        status_code=200,
+        summary="Ollama's chat; streams NDJSON unless stream=false",
+        responses={
+            200: ResponseSpec(OllamaChatResponse, description="The answer, or NDJSON lines"),
+            **problem_responses(400, 413, 503, 504),
+        },
+    )
+    async def api_chat(
+        self, data: JSONBody[OllamaChatRequest], runtime: NamedDependency[LLMRuntime]
+    ) -> Response[Any]:
+        generation = from_ollama_chat(data)
+        frame = _chat_frame(runtime.model_name)
+        if data.stream:
+            events = await runtime.open_stream("chat", generation)
+            return Stream(_ndjson(events, frame), media_type=NDJSON)
+        completion = await runtime.answer("chat", generation)
+        return Response(frame(completion.text, completion))
+
+    @get("/api/tags", summary="Models this service serves (Ollama's list)")
+    async def list_models(self, runtime: NamedDependency[LLMRuntime]) -> OllamaTags:
+        model = runtime.backend.model
+        return OllamaTags(
+            models=[
+                OllamaModel(
+                    name=model.name,
+                    model=model.name,
+                    modified_at=datetime.fromtimestamp(runtime.started_at, UTC).isoformat(),
+                    size=model.size_bytes,
+                    digest=hashlib.sha256(f"{model.name}:{model.size_bytes}".encode()).hexdigest(),
+                    details=_details(runtime),
+                )
+            ]
+        )
+
+    @post("/api/show", status_code=200, summary="Details of the served model (Ollama's show)")
+    async def show(
+        self, data: JSONBody[OllamaShowRequest], runtime: NamedDependency[LLMRuntime]
+    ) -> OllamaShowResponse:
+        model = runtime.backend.model
+        info: dict[str, Any] = {"general.architecture": model.family}
+        if model.context_length:
+            info[f"{model.family or 'model'}.context_length"] = model.context_length
+        return OllamaShowResponse(
+            modelfile=f"# served by PAS {runtime.profile.title}\nFROM {model.name}\n",
+            parameters="",
+            template="{{ .Prompt }}",
+            details=_details(runtime),
+            model_info=info,
+            capabilities=["completion"],
+            modified_at=datetime.fromtimestamp(runtime.started_at, UTC).isoformat(),
+        )
+
+    @get("/api/version", summary="Ollama API version this service speaks")
+    async def version(self) -> dict[str, str]:
+        return {"version": OLLAMA_API_VERSION}

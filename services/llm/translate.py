@@ -1,0 +1,124 @@
+"""From the wire formats (OpenAI, Ollama) to one ``Generation``, and back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+from libs.common.errors import InvalidRequest
+from libs.common.schemas.llm import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    GenerateRequest,
+    OllamaChatRequest,
+    OllamaOptions,
+    OllamaTimings,
+    Usage,
+)
+from services.llm.backends.base import Completion, Generation, Turn
+
+
+def from_openai(request: ChatCompletionRequest) -> Generation:
+    json_schema = None
+    json_mode = False
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None or not fmt.json_schema.schema_:
+            raise InvalidRequest("response_format.json_schema.schema: a JSON schema is required")
+        json_schema = fmt.json_schema.schema_
+    elif fmt is not None and fmt.type == "json_object":
+        json_schema = fmt.schema_ or None
+        json_mode = json_schema is None
+    return Generation(
+        messages=[
+            Turn(role="system" if m.role == "developer" else m.role, content=m.text())
+            for m in request.messages
+        ],
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        stop=[request.stop] if isinstance(request.stop, str) else list(request.stop or []),
+        seed=request.seed,
+        json_schema=json_schema,
+        json_mode=json_mode,
+    )
+
+
+def _ollama_generation(
+    messages: list[Turn], options: OllamaOptions | None, fmt: object
+) -> Generation:
+    o = options or OllamaOptions()
+    return Generation(
+        messages=messages,
+        temperature=o.temperature,
+        top_p=o.top_p,
+        # Ollama's -1 (until done) and -2 (fill the context) mean "no limit of your own".
+        max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
+        seed=o.seed,
+        stop=list(o.stop or []),
+        json_schema=fmt if isinstance(fmt, dict) else None,
+        json_mode=fmt == "json",
+    )
+
+
+def from_ollama_generate(request: GenerateRequest) -> Generation:
+    if request.raw:
+        raise InvalidRequest("raw: prompts are always formatted with the model's chat template")
+    messages = [Turn(role="system", content=request.system)] if request.system else []
+    messages.append(Turn(role="user", content=request.prompt))
+    return _ollama_generation(messages, request.options, request.format)
+
+
+def from_ollama_chat(request: OllamaChatRequest) -> Generation:
+    if request.tools:
+        raise InvalidRequest("tools: tool calling is not supported by PAS LLM services yet")
+    messages = [
+        Turn(role="system" if m.role == "developer" else m.role, content=m.content)
+        for m in request.messages
+    ]
+    return _ollama_generation(messages, request.options, request.format)
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def to_openai(completion: Completion, model: str, request_id: str) -> ChatCompletion:
+    return ChatCompletion(
+        id=request_id,
+        created=int(time.time()),
+        model=model,
+        choices=[
+            ChatChoice(
+                message=AssistantMessage(content=completion.text),
+                finish_reason=completion.finish_reason,
+            )
+        ],
+        usage=usage_of(completion),
+    )
+
+
+def usage_of(completion: Completion) -> Usage:
+    return Usage(
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        total_tokens=completion.prompt_tokens + completion.completion_tokens,
+    )
+
+
+def ollama_timings(completion: Completion) -> OllamaTimings:
+    return OllamaTimings(
+        total_duration=completion.total_ns,
+        load_duration=0,
+        prompt_eval_count=completion.prompt_tokens,
+        prompt_eval_duration=completion.prompt_eval_ns,
+        eval_count=completion.completion_tokens,
+        eval_duration=completion.eval_ns,
+    )
+
+
+def ollama_timestamp() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
