@@ -37,7 +37,8 @@ Endpoint = Annotated[
     msgspec.Meta(
         min_length=8,
         max_length=2048,
-        pattern=r"^(https?|kafka|grpc|ws|wss)://[^\s/]+",
+        # ASCII classes only: Python and JSON Schema (ECMA) regexes agree on them, not on \s.
+        pattern=r"^(https?|kafka|grpc|wss?)://[A-Za-z0-9._~%@:\[\]-]+",
         description="Where the agent answers, e.g. http://localhost:8050.",
     ),
 ]

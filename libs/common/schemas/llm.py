@@ -121,7 +121,7 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
 class ModelCard(msgspec.Struct, kw_only=True):
     id: str
     object: Literal["model"] = "model"
-    created: int
+    created: int = 0
     owned_by: str = "pas"
 
 

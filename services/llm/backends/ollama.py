@@ -10,7 +10,7 @@ import httpx
 import msgspec
 
 from libs.common.errors import BackendUnavailable
-from libs.common.schemas.llm import OllamaChatResponse, OllamaTags
+from libs.common.schemas.llm import OllamaChatResponse
 from services.llm.backends.base import (
     BackendHealth,
     Completion,
@@ -23,6 +23,16 @@ from services.llm.backends.base import (
 from services.llm.backends.remote import backend_call, raise_for_backend_status
 
 _decode_chunk = msgspec.json.Decoder(OllamaChatResponse).decode
+
+
+class _Named(msgspec.Struct):
+    name: str
+
+
+class _Tags(msgspec.Struct):
+    """Just what the probe needs of Ollama's model list."""
+
+    models: list[_Named]
 
 
 class OllamaBackend:
@@ -55,7 +65,12 @@ class OllamaBackend:
             return BackendHealth(answers=False, detail=str(exc))
         except Exception as exc:
             return BackendHealth(answers=False, detail=str(exc))
-        names = {m.name for m in msgspec.json.decode(response.content, type=OllamaTags).models}
+        try:
+            names = {m.name for m in msgspec.json.decode(response.content, type=_Tags).models}
+        except msgspec.DecodeError as exc:
+            return BackendHealth(
+                answers=False, detail=f"Ollama's /api/tags was not understood: {exc}"
+            )
         if self._description.name not in names:
             return BackendHealth(
                 answers=False,

@@ -1,0 +1,356 @@
+"""The ollama and openai backends.
+
+Ollama and OpenAI cannot run here, so the first tests use fakes that speak their documented
+wire formats (Ollama's /api/chat NDJSON and /api/tags; OpenAI's chat completions, plain and as
+server-sent events with a usage chunk). The openai backend is also tested against a real peer:
+llama.cpp's OpenAI-compatible server (``python -m llama_cpp.server``) running the same GGUF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import msgspec
+import pytest
+from litestar import Litestar, Request, get, post
+from litestar.response import Response, Stream
+from litestar.testing import AsyncTestClient
+
+from services.llm.model_files import packaged_gguf
+from tests.support.asgi_server import serve_asgi
+from tests.support.processes import REPO_ROOT, free_port
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"ticker": {"type": "string"}},
+    "required": ["ticker"],
+}
+
+
+def fake_ollama(seen: list[dict[str, Any]]) -> Litestar:
+    """Ollama's API as documented: /api/tags, and /api/chat streaming NDJSON by default."""
+
+    @get("/api/tags")
+    async def tags() -> dict[str, Any]:
+        return {"models": [{"name": "llama3.1:8b", "model": "llama3.1:8b", "size": 1}]}
+
+    @post("/api/chat", status_code=200)
+    async def chat(request: Request[Any, Any, Any]) -> Stream:
+        body = await request.json()
+        seen.append(body)
+        words = ["Bonds ", "pay ", "coupons."]
+
+        async def lines() -> AsyncIterator[bytes]:
+            for word in words:
+                yield (
+                    json.dumps(
+                        {
+                            "model": body["model"],
+                            "created_at": "2026-11-25T00:00:00Z",
+                            "message": {"role": "assistant", "content": word},
+                            "done": False,
+                        }
+                    ).encode()
+                    + b"\n"
+                )
+            yield (
+                json.dumps(
+                    {
+                        "model": body["model"],
+                        "created_at": "2026-11-25T00:00:00Z",
+                        "message": {"role": "assistant", "content": ""},
+                        "done": True,
+                        "done_reason": "stop",
+                        "total_duration": 5_000_000,
+                        "load_duration": 1_000,
+                        "prompt_eval_count": 12,
+                        "prompt_eval_duration": 1_000_000,
+                        "eval_count": 3,
+                        "eval_duration": 3_000_000,
+                    }
+                ).encode()
+                + b"\n"
+            )
+
+        return Stream(lines(), media_type="application/x-ndjson")
+
+    return Litestar([tags, chat])
+
+
+def fake_openai(seen: list[dict[str, Any]]) -> Litestar:
+    """OpenAI's chat completions as documented, including stream_options.include_usage."""
+
+    @get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "gpt-test", "object": "model", "created": 0}]}
+
+    @post("/v1/chat/completions", status_code=200)
+    async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
+        body = await request.json()
+        seen.append(body)
+        usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+        if not body.get("stream"):
+            return Response(
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": '{"ticker": "AAPL"}'},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            return (
+                "data: "
+                + json.dumps(
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+                        if delta is not None
+                        else [],
+                        **extra,
+                    }
+                )
+                + "\n\n"
+            )
+
+        async def events() -> AsyncIterator[bytes]:
+            yield chunk({"role": "assistant", "content": ""}).encode()
+            yield chunk({"content": "Hello"}).encode()
+            yield chunk({"content": " desk"}).encode()
+            yield chunk({}, "stop").encode()
+            yield (
+                "data: "
+                + json.dumps(
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+                + "\n\n"
+            ).encode()
+            yield b"data: [DONE]\n\n"
+
+        return Stream(events(), media_type="text/event-stream")
+
+    return Litestar([models, chat])
+
+
+async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_asgi(fake_ollama(seen)) as url:
+        pas = await make_llm(backend="ollama", ollama_base_url=url)
+        health = (await pas.get("/health")).json()
+        answer = await pas.post(
+            "/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "What is a bond?"}],
+                "temperature": 0,
+                "max_tokens": 30,
+                "seed": 7,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "t", "schema": SCHEMA},
+                },
+            },
+        )
+
+    assert health["details"]["model_loaded"] is True
+    assert health["details"]["ollama_backend"] == url
+    assert answer.json()["choices"][0]["message"]["content"] == "Bonds pay coupons."
+    assert answer.json()["usage"] == {
+        "prompt_tokens": 12,
+        "completion_tokens": 3,
+        "total_tokens": 15,
+    }
+    sent = seen[0]
+    assert sent["model"] == "llama3.1:8b"
+    assert sent["options"] == {"temperature": 0, "num_predict": 30, "seed": 7}
+    assert sent["format"] == SCHEMA
+
+
+async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_asgi(fake_openai(seen)) as url:
+        pas = await make_llm(backend="openai", openai_base_url=url)
+        plain = (
+            await pas.post(
+                "/chat/completions",
+                json={
+                    "messages": [{"role": "user", "content": "Ticker?"}],
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "t", "schema": SCHEMA},
+                    },
+                },
+            )
+        ).json()
+        streamed = await pas.post(
+            "/api/chat",
+            json={"messages": [{"role": "user", "content": "Hi"}], "stream": True},
+        )
+
+    assert plain["model"] == "gpt-test"
+    assert plain["usage"]["total_tokens"] == 11
+    assert seen[0]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": SCHEMA},
+    }
+    assert "guided_json" not in seen[0]
+    assert seen[1]["stream_options"] == {"include_usage": True}
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert "".join(line["message"]["content"] for line in lines) == "Hello desk"
+    assert lines[-1]["eval_count"] == 2
+
+
+async def test_a_backend_that_is_down_gives_503_with_the_reason(make_llm: Any) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    pas = await make_llm(backend="ollama", ollama_base_url=closed)
+
+    health = await pas.get("/health")
+    answer = await pas.post(
+        "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
+
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert answer.status_code == 503
+    assert closed in answer.json()["detail"]
+    assert "not reachable" in answer.json()["detail"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers: a hung backend."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+async def test_a_slow_backend_gives_504_within_the_timeout(
+    make_llm: Any, silent_server: str
+) -> None:
+    pas = await make_llm(
+        backend="openai", openai_base_url=silent_server, model_name="m", timeout_s=1
+    )
+
+    started = time.monotonic()
+    answer = await pas.post(
+        "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
+
+    assert answer.status_code == 504
+    assert "did not answer within 1s" in answer.json()["detail"]
+    assert time.monotonic() - started < 30, "a hung backend must not hang the caller"
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama.cpp's real OpenAI-compatible server, on the GGUF PAS ships."""
+    import subprocess  # noqa: PLC0415
+
+    port = free_port()
+    log = Path(tmp_path_factory.mktemp("llama-server")) / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(packaged_gguf()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "1024",
+                "--model_alias",
+                "smollm2",
+            ],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                raise RuntimeError(log.read_text())
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+async def test_openai_backend_against_llama_cpp_server(
+    make_llm: Any, llama_cpp_server: str
+) -> None:
+    pas: AsyncTestClient[Any] = await make_llm(backend="openai", openai_base_url=llama_cpp_server)
+    health = (await pas.get("/health")).json()
+    chat = {
+        "messages": [{"role": "user", "content": "Name a stock exchange."}],
+        "temperature": 0,
+        "max_tokens": 20,
+    }
+
+    plain = (await pas.post("/chat/completions", json=chat)).json()
+    streamed = await pas.post("/chat/completions", json={**chat, "stream": True})
+    structured = (
+        await pas.post(
+            "/chat/completions",
+            json={
+                **chat,
+                "max_tokens": 40,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "t", "schema": SCHEMA},
+                },
+            },
+        )
+    ).json()
+
+    assert health["details"]["model_loaded"] is True
+    assert plain["model"] == "smollm2"
+    assert plain["usage"]["completion_tokens"] > 0
+    events = [
+        msgspec.json.decode(line.removeprefix("data: "))
+        for line in streamed.text.splitlines()
+        if line.startswith("data: {")
+    ]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert text == plain["choices"][0]["message"]["content"]
+    jsonschema.validate(json.loads(structured["choices"][0]["message"]["content"]), SCHEMA)
+    await asyncio.sleep(0)

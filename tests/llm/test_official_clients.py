@@ -1,0 +1,109 @@
+"""The official ``openai`` and ``ollama`` clients and LangChain's ``ChatOllama`` work with a PAS
+LLM service (a real uvicorn process running the embedded model) as their base URL."""
+
+from __future__ import annotations
+
+import json
+
+import ollama
+import openai
+from langchain_ollama import ChatOllama
+from openai.types.chat import ChatCompletionMessageParam
+
+from tests.support.processes import ServiceProcess
+
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is a bond?"}]
+
+
+def test_openai_client_plain_and_streaming(llm_process: ServiceProcess) -> None:
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
+
+    plain = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=24,
+    )
+    stream = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+
+    assert plain.choices[0].message.content
+    assert plain.usage is not None
+    assert plain.usage.completion_tokens <= 24
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == plain.choices[0].message.content
+    assert chunks[-1].usage == plain.usage
+    assert [m.id for m in client.models.list()] == ["smollm2-135m-instruct"]
+
+
+def test_openai_client_structured_output(llm_process: ServiceProcess) -> None:
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {"sentiment": {"type": "string", "enum": ["bullish", "bearish"]}},
+        "required": ["sentiment"],
+    }
+
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Profits doubled and the stock soared."}],
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+    )
+
+    assert json.loads(answer.choices[0].message.content or "")["sentiment"] in {
+        "bullish",
+        "bearish",
+    }
+
+
+def test_ollama_client_chat_generate_and_list(llm_process: ServiceProcess) -> None:
+    client = ollama.Client(host=llm_process.url)
+
+    chat = client.chat(
+        model="smollm2-135m-instruct",
+        messages=QUESTION,
+        options={"temperature": 0, "num_predict": 16},
+    )
+    streamed = list(
+        client.chat(
+            model="smollm2-135m-instruct",
+            messages=QUESTION,
+            options={"temperature": 0, "num_predict": 16},
+            stream=True,
+        )
+    )
+    generated = client.generate(
+        model="smollm2-135m-instruct", prompt="What is a bond?", options={"num_predict": 8}
+    )
+    listed = client.list()
+
+    assert chat.message.content
+    assert chat.eval_count is not None
+    assert chat.eval_count <= 16
+    assert "".join(part.message.content or "" for part in streamed) == chat.message.content
+    assert streamed[-1].done
+    assert generated.response
+    assert [m.model for m in listed.models] == ["smollm2-135m-instruct"]
+
+
+def test_chat_ollama_invoke_and_stream(llm_process: ServiceProcess) -> None:
+    chat = ChatOllama(
+        model="smollm2-135m-instruct", base_url=llm_process.url, temperature=0, num_predict=16
+    )
+
+    message = chat.invoke("What is a bond?")
+    pieces = list(chat.stream("What is a bond?"))
+
+    assert isinstance(message.content, str)
+    assert message.content
+    assert "".join(str(p.content) for p in pieces) == message.content
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["output_tokens"] <= 16

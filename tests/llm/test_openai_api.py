@@ -1,0 +1,162 @@
+"""The OpenAI-compatible API with the real embedded model: shapes, usage, determinism,
+streaming, structured output and bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.llm.conftest import CHAT
+
+Client = AsyncTestClient[Any]
+
+PORTFOLIO_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "ticker": {"type": "string", "maxLength": 8},
+        "shares": {"type": "integer", "minimum": 0},
+        "side": {"type": "string", "enum": ["buy", "sell"]},
+    },
+    "required": ["ticker", "shares", "side"],
+    "additionalProperties": False,
+}
+
+
+def sse_events(body: str) -> list[str]:
+    return [line.removeprefix("data: ") for line in body.splitlines() if line.startswith("data: ")]
+
+
+async def test_chat_completion_has_the_openai_shape_and_token_usage(llm: Client) -> None:
+    response = await llm.post("/chat/completions", json={**CHAT, "max_tokens": 32})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["id"].startswith("chatcmpl-")
+    assert body["model"] == "smollm2-135m-instruct"
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert choice["message"]["content"].strip()
+    assert choice["finish_reason"] in {"stop", "length"}
+    usage = body["usage"]
+    assert usage["prompt_tokens"] > 5
+    assert 0 < usage["completion_tokens"] <= 32
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+async def test_v1_path_and_max_tokens_limit(llm: Client) -> None:
+    response = await llm.post("/v1/chat/completions", json={**CHAT, "max_tokens": 3})
+
+    assert response.json()["usage"]["completion_tokens"] <= 3
+    assert response.json()["choices"][0]["finish_reason"] == "length"
+
+
+async def test_temperature_zero_is_deterministic(llm: Client) -> None:
+    first = (await llm.post("/chat/completions", json=CHAT)).json()
+    second = (await llm.post("/chat/completions", json=CHAT)).json()
+
+    assert first["choices"][0]["message"] == second["choices"][0]["message"]
+    assert first["usage"] == second["usage"]
+
+
+async def test_streamed_answer_assembles_to_the_plain_one(llm: Client) -> None:
+    plain = (await llm.post("/chat/completions", json=CHAT)).json()
+
+    response = await llm.post(
+        "/chat/completions",
+        json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+    )
+
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == plain["choices"][0]["message"]["content"]
+    assert chunks[-1]["usage"] == plain["usage"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+
+
+async def test_json_schema_output_parses_and_validates(llm: Client) -> None:
+    response = await llm.post(
+        "/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": "Buy 10 shares of Apple. Reply as JSON."}],
+            "temperature": 0,
+            "max_tokens": 80,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "order", "schema": PORTFOLIO_SCHEMA},
+            },
+        },
+    )
+
+    assert response.status_code == 200
+    order = json.loads(response.json()["choices"][0]["message"]["content"])
+    jsonschema.validate(order, PORTFOLIO_SCHEMA)
+
+
+async def test_json_object_mode_gives_json(llm: Client) -> None:
+    response = await llm.post(
+        "/chat/completions",
+        json={
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "Reply with a JSON object that has the key ok set to true.",
+                }
+            ],
+            "temperature": 0,
+            "max_tokens": 200,
+            "response_format": {"type": "json_object"},
+        },
+    )
+
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "stop", "the answer was cut: the JSON would be incomplete"
+    assert isinstance(json.loads(choice["message"]["content"]), dict)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": []}, "messages"),
+        ({}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+        ({**CHAT, "temperature": 3}, "temperature"),
+        ({**CHAT, "n": 2}, "n"),
+        ({**CHAT, "max_tokens": 0}, "max_tokens"),
+        ({**CHAT, "response_format": {"type": "json_schema"}}, "json_schema"),
+    ],
+)
+async def test_bad_requests_are_400_naming_the_field(
+    llm: Client, body: dict[str, Any], field: str
+) -> None:
+    response = await llm.post("/chat/completions", json=body)
+
+    assert response.status_code == 400, response.text
+    assert field in response.json()["detail"]
+
+
+async def test_a_prompt_longer_than_the_context_is_a_clear_400(llm: Client) -> None:
+    long_text = "The quarterly report shows revenue growth. " * 400
+
+    response = await llm.post(
+        "/chat/completions", json={"messages": [{"role": "user", "content": long_text}]}
+    )
+
+    assert response.status_code == 400
+    assert "context" in response.json()["detail"]
+    assert "1024" in response.json()["detail"]
+
+
+async def test_models_lists_the_served_model(llm: Client) -> None:
+    body = (await llm.get("/v1/models")).json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["smollm2-135m-instruct"]

@@ -1,0 +1,66 @@
+"""LLM services join the swarm: they register with a real registry, stay registered through
+registry outages, and deregister when they stop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.llm.conftest import LLAMA_APP
+from tests.support.processes import ServiceProcess, free_port
+
+
+def wait_for_agents(registry_url: str, expected: set[str], timeout_s: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout_s
+    index = 0
+    while time.monotonic() < deadline:
+        listing = httpx.get(f"{registry_url}/agents?index={index}&wait=5s", timeout=10).json()
+        index = listing["index"]
+        if {a["agent_id"] for a in listing["agents"]} == expected:
+            agents: list[Any] = listing["agents"]
+            return agents
+    raise AssertionError(f"the registry never showed exactly {expected}")
+
+
+def test_service_registers_serves_through_an_outage_and_deregisters(
+    registry_process_factory: Any, tmp_path: Path
+) -> None:
+    registry_port = free_port()
+    registry_url = f"http://127.0.0.1:{registry_port}"
+    llm_port = free_port()
+    llm = ServiceProcess(
+        LLAMA_APP,
+        llm_port,
+        {
+            "REGISTRY_URL": registry_url,
+            "LLAMA31_8B_PORT": str(llm_port),
+            "LLAMA31_8B_REGISTRATION_TTL_S": "3",
+        },
+        tmp_path / "llm.log",
+    ).start()
+    try:
+        # The registry is not up yet: the service answers anyway.
+        answer = httpx.post(
+            f"{llm.url}/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+            timeout=60,
+        )
+        assert answer.status_code == 200
+
+        registry_process_factory(port=registry_port)
+        [agent] = wait_for_agents(registry_url, {"llm_llama31_8b"})
+
+        assert agent["endpoint"] == f"http://localhost:{llm_port}"
+        assert agent["capabilities"] == ["reasoning", "planning", "code_review", "explanation"]
+        assert agent["metadata"]["model"] == "smollm2-135m-instruct"
+        assert agent["metadata"]["provider"] == "embedded"
+        assert agent["status"] == "passing"
+        found = httpx.post(f"{registry_url}/discover", json={"capabilities": ["reasoning"]})
+        assert [a["agent_id"] for a in found.json()["agents"]] == ["llm_llama31_8b"]
+    finally:
+        llm.stop()
+
+    wait_for_agents(registry_url, set())
