@@ -1,4 +1,4 @@
-"""Show the running PAS: register a demo agent, discover it, and watch the catalog change.
+"""Show the running PAS: register, discover and watch agents; ask the LLM services found.
 
 Run by ``scripts/quickstart.sh``; on its own: ``.venv/bin/python -m scripts.demo``.
 """
@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
+import httpx
+
 from libs.common.clients.registry import AgentRegistration, RegistryClient
 from libs.common.constants import DEFAULT_REGISTRY_URL
 from libs.common.kit.logging import configure_logging
-from libs.common.schemas.agents import AgentDefinition
+from libs.common.schemas.agents import AgentDefinition, RegisteredAgent
 from libs.common.settings import BaseSettings, load_settings_or_exit
 
 
@@ -56,6 +58,39 @@ async def run_demo(settings: DemoSettings) -> None:
             f"a watcher at index {before.index} woke at index {after.index}: "
             f"{len(before.agents)} -> {len(after.agents)} agents after deregistration"
         )
+
+        reasoning = await _wait_for_capability(client, "reasoning")
+        classifier = await _wait_for_capability(client, "domain_classification")
+    async with httpx.AsyncClient(timeout=120) as http:
+        question = "In one sentence, what does a bond's yield tell an investor?"
+        answer = (
+            await http.post(
+                f"{reasoning.endpoint}/chat/completions",
+                json={"messages": [{"role": "user", "content": question}], "temperature": 0},
+            )
+        ).json()
+        print(f"\n{reasoning.agent_id} ({answer['model']}) at {reasoning.endpoint} answers:")
+        print(f"  Q: {question}\n  A: {answer['choices'][0]['message']['content'].strip()}")
+        print(f"  usage: {answer['usage']}")
+        query = "What drives inflation and interest rates?"
+        domains = (
+            await http.post(
+                f"{classifier.endpoint}/classify_domain", json={"query": query, "top_k": 3}
+            )
+        ).json()
+        ranked = ", ".join(f"{d['domain']} {d['confidence']:.2f}" for d in domains["domains"])
+        print(f"\n{classifier.agent_id} classifies {query!r}: {ranked}")
+
+
+async def _wait_for_capability(client: RegistryClient, capability: str) -> RegisteredAgent:
+    """The first healthy agent with ``capability``, waiting (by watch) for one to register."""
+    listing = await client.list_agents()
+    for _ in range(10):
+        found = await client.discover([capability])
+        if found:
+            return found[0]
+        listing = await client.list_agents(index=listing.index, wait_s=5)
+    raise SystemExit(f"no agent with capability {capability!r} registered; see .pas/logs/")
 
 
 def main() -> None:

@@ -13,8 +13,14 @@ fi
 stamp=.venv/.pas-installed
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    echo "installing PAS into .venv (first time: a few minutes)..."
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    mkdir -p .pas/logs
+    log=.pas/logs/setup.log
+    echo "installing PAS into .venv; the first time pip builds llama.cpp (about ten minutes)..."
+    if ! { .venv/bin/python -m pip install --upgrade pip &&
+           .venv/bin/python -m pip install -e '.[dev]'; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "error: installing PAS failed; the whole log is in $log" >&2
+        exit 1
+    fi
     echo "$wanted" >"$stamp"
 fi
