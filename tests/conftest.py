@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from services.registry.registry_service import create_app
@@ -47,22 +49,29 @@ RegistryClientFactory = Callable[..., AsyncTestClient[Any]]
 
 
 @pytest.fixture
-async def make_registry(
-    registry_settings: RegistrySettings,
-) -> AsyncIterator[Callable[..., Any]]:
-    """Open registry apps with settings overrides; every one is shut down at the end."""
-    clients: list[AsyncTestClient[Any]] = []
+async def open_app() -> AsyncIterator[Callable[[Litestar], Awaitable[AsyncTestClient[Any]]]]:
+    """Start apps (lifespan included) behind test clients; all are shut down at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def open_client(app: Litestar) -> AsyncTestClient[Any]:
+            return await stack.enter_async_context(AsyncTestClient(app=app))
+
+        yield open_client
+
+
+@pytest.fixture
+def make_registry(
+    registry_settings: RegistrySettings, open_app: Callable[[Litestar], Any]
+) -> Callable[..., Any]:
+    """Open registry apps with settings overrides."""
 
     async def make(**overrides: Any) -> AsyncTestClient[Any]:
-        settings = msgspec.structs.replace(registry_settings, **overrides)
-        client = AsyncTestClient(app=create_app(settings))
-        await client.__aenter__()
-        clients.append(client)
+        client: AsyncTestClient[Any] = await open_app(
+            create_app(msgspec.structs.replace(registry_settings, **overrides))
+        )
         return client
 
-    yield make
-    for client in reversed(clients):
-        await client.__aexit__(None, None, None)
+    return make
 
 
 @pytest.fixture

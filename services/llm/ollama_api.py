@@ -32,7 +32,7 @@ from libs.common.schemas.llm import (
     OllamaShowResponse,
     OllamaTags,
 )
-from services.llm.backends.base import Completion, StreamEvent
+from services.llm.backends.base import Completion, Generation, StreamEvent
 from services.llm.runtime import LLMRuntime
 from services.llm.translate import (
     from_ollama_chat,
@@ -110,6 +110,17 @@ def _details(runtime: LLMRuntime) -> OllamaModelDetails:
     )
 
 
+async def _respond(
+    runtime: LLMRuntime, endpoint: str, generation: Generation, frame: Framer, stream: bool
+) -> Response[Any]:
+    """One JSON answer, or NDJSON lines as the answer is made."""
+    if stream:
+        events = await runtime.open_stream(endpoint, generation)
+        return Stream(_ndjson(events, frame), media_type=NDJSON)
+    completion = await runtime.answer(endpoint, generation)
+    return Response(frame(completion.text, completion))
+
+
 class OllamaController(Controller):
     tags = ("ollama",)
 
@@ -125,13 +136,8 @@ class OllamaController(Controller):
     async def generate(
         self, data: JSONBody[GenerateRequest], runtime: NamedDependency[LLMRuntime]
     ) -> Response[Any]:
-        generation = from_ollama_generate(data)
         frame = _generate_frame(runtime.model_name)
-        if data.stream:
-            events = await runtime.open_stream("generate", generation)
-            return Stream(_ndjson(events, frame), media_type=NDJSON)
-        completion = await runtime.answer("generate", generation)
-        return Response(frame(completion.text, completion))
+        return await _respond(runtime, "generate", from_ollama_generate(data), frame, data.stream)
 
     @post(
         "/api/chat",
@@ -145,13 +151,8 @@ class OllamaController(Controller):
     async def api_chat(
         self, data: JSONBody[OllamaChatRequest], runtime: NamedDependency[LLMRuntime]
     ) -> Response[Any]:
-        generation = from_ollama_chat(data)
         frame = _chat_frame(runtime.model_name)
-        if data.stream:
-            events = await runtime.open_stream("chat", generation)
-            return Stream(_ndjson(events, frame), media_type=NDJSON)
-        completion = await runtime.answer("chat", generation)
-        return Response(frame(completion.text, completion))
+        return await _respond(runtime, "chat", from_ollama_chat(data), frame, data.stream)
 
     @get("/api/tags", summary="Models this service serves (Ollama's list)")
     async def list_models(self, runtime: NamedDependency[LLMRuntime]) -> OllamaTags:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +26,17 @@ def llm_settings() -> Llama31Settings:
 
 
 @pytest.fixture
-async def make_llm(
-    llm_settings: Llama31Settings,
-) -> AsyncIterator[Callable[..., Any]]:
-    clients: list[AsyncTestClient[Any]] = []
+def make_llm(llm_settings: Llama31Settings, open_app: Callable[..., Any]) -> Callable[..., Any]:
+    """Open Llama 3.1 8B wrapper apps with settings overrides (the backend, say)."""
 
     async def make(**overrides: Any) -> AsyncTestClient[Any]:
         settings: LLMServiceSettings = msgspec.structs.replace(llm_settings, **overrides)
-        client = AsyncTestClient(app=create_llm_app(build_runtime(settings, LLAMA31_8B)))
-        await client.__aenter__()
-        clients.append(client)
+        client: AsyncTestClient[Any] = await open_app(
+            create_llm_app(build_runtime(settings, LLAMA31_8B))
+        )
         return client
 
-    yield make
-    for client in reversed(clients):
-        await client.__aexit__(None, None, None)
+    return make
 
 
 @pytest.fixture

@@ -87,6 +87,17 @@ def _on_validation_error(
     return problem_response(exc.status_code, detail, request=request, errors=errors)
 
 
+def _log_failure(request: Request[Any, Any, Any], status: int, detail: str, **context: str) -> None:
+    logger.error(
+        "request failed",
+        method=request.method,
+        path=request.url.path,
+        status=status,
+        detail=detail,
+        **context,
+    )
+
+
 def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ProblemDetail]:
     detail = str(exc.detail)
     if _caused_by_undecodable_body(exc):
@@ -95,13 +106,7 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
         limit = request.route_handler.resolve_request_max_body_size()
         detail = f"request body is larger than the limit of {limit} bytes"
     if exc.status_code >= 500:
-        logger.error(
-            "request failed",
-            method=request.method,
-            path=request.url.path,
-            status=exc.status_code,
-            detail=exc.detail,
-        )
+        _log_failure(request, exc.status_code, detail)
     return problem_response(
         exc.status_code,
         detail,
@@ -113,14 +118,7 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 
 def _on_pas_error(request: Request[Any, Any, Any], exc: PASError) -> Response[ProblemDetail]:
     if exc.status_code >= 500:
-        logger.error(
-            "request failed",
-            method=request.method,
-            path=request.url.path,
-            status=exc.status_code,
-            error=str(exc),
-            error_type=type(exc).__name__,
-        )
+        _log_failure(request, exc.status_code, str(exc), error_type=type(exc).__name__)
     return problem_response(exc.status_code, str(exc), request=request)
 
 
