@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 
@@ -67,7 +68,8 @@ class UsageMeter:
             requests_measured=len(latencies),
             avg_throughput_tok_s=round(statistics.fmean(self._speeds), 1) if self._speeds else None,
             avg_latency_ms=round(statistics.fmean(latencies), 1) if latencies else None,
-            p95_latency_ms=round(latencies[max(0, int(len(latencies) * 0.95) - 1)], 1)
+            # Nearest rank: the smallest latency at or above 95% of the others.
+            p95_latency_ms=round(latencies[math.ceil(len(latencies) * 0.95) - 1], 1)
             if latencies
             else None,
         )

@@ -23,7 +23,8 @@ async def test_info_fills_performance_from_served_requests(llm: AsyncTestClient[
     assert before["model"]["quantization"] == "Q4_1"
     assert after["performance"]["requests_measured"] == 3
     assert after["performance"]["avg_latency_ms"] > 0
-    assert after["performance"]["p95_latency_ms"] >= after["performance"]["avg_latency_ms"] * 0.5
+    # Of three requests the 95th percentile is the slowest, never below the mean.
+    assert after["performance"]["p95_latency_ms"] >= after["performance"]["avg_latency_ms"]
     assert after["performance"]["avg_throughput_tok_s"] > 0
     assert after["capabilities"] == ["reasoning", "planning", "code_review", "explanation"]
     assert "/chat/completions" in after["endpoints"]
