@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from services.llm.model_files import packaged_gguf
 from services.registry.registry_service import create_app
 from services.registry.settings import RegistrySettings
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
 REGISTRY_APP = "services.registry.registry_service:app"
 
@@ -100,3 +105,46 @@ def registry_process_factory(tmp_path: Path) -> Iterator[Callable[..., ServicePr
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama.cpp's real OpenAI-compatible server, on the GGUF PAS ships."""
+    port = free_port()
+    log = Path(tmp_path_factory.mktemp("llama-server")) / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(packaged_gguf()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "1024",
+                "--model_alias",
+                "smollm2",
+            ],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                raise RuntimeError(log.read_text())
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from litestar.response import Stream
 
 from libs.common.errors import PASError
 from libs.common.kit import problem_responses
+from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.llm import (
     GenerateRequest,
     GenerateResponse,
@@ -87,7 +88,9 @@ def _chat_frame(model: str) -> Framer:
     return frame
 
 
-async def _ndjson(events: AsyncIterator[StreamEvent], frame: Framer) -> AsyncIterator[bytes]:
+async def _ndjson(
+    events: AsyncGenerator[StreamEvent, None], frame: Framer
+) -> AsyncGenerator[bytes, None]:
     try:
         async for event in events:
             if isinstance(event, Completion):
@@ -97,6 +100,8 @@ async def _ndjson(events: AsyncIterator[StreamEvent], frame: Framer) -> AsyncIte
     except PASError as exc:
         # Ollama reports a failure inside a stream as an {"error": ...} line.
         yield _encode({"error": str(exc)}) + b"\n"
+    finally:
+        await events.aclose()
 
 
 def _details(runtime: LLMRuntime) -> OllamaModelDetails:
@@ -116,7 +121,8 @@ async def _respond(
     """One JSON answer, or NDJSON lines as the answer is made."""
     if stream:
         events = await runtime.open_stream(endpoint, generation)
-        return Stream(_ndjson(events, frame), media_type=NDJSON)
+        body = _ndjson(events, frame)
+        return Stream(body, media_type=NDJSON, background=closes_when_sent(body))
     completion = await runtime.answer(endpoint, generation)
     return Response(frame(completion.text, completion))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -15,6 +15,7 @@ from litestar.response import ServerSentEvent
 
 from libs.common.errors import PASError
 from libs.common.kit import problem_responses
+from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.llm import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -32,8 +33,8 @@ _encode = msgspec.json.Encoder().encode
 
 
 async def _sse(
-    events: AsyncIterator[StreamEvent], model: str, include_usage: bool
-) -> AsyncIterator[bytes]:
+    events: AsyncGenerator[StreamEvent, None], model: str, include_usage: bool
+) -> AsyncGenerator[bytes, None]:
     chunk_id = completion_id()
     created = int(time.time())
 
@@ -66,9 +67,10 @@ async def _sse(
                 yield chunk(ChunkDelta(content=event.text))
     except PASError as exc:
         # The status line is gone; say it in the stream the way OpenAI does, never truncate.
-        yield _encode(
-            {"error": {"message": str(exc), "type": type(exc).__name__, "code": exc.status_code}}
-        )
+        error = {"message": str(exc), "type": type(exc).__name__, "code": exc.status_code}
+        yield _encode({"error": error})
+    finally:
+        await events.aclose()
     yield b"[DONE]"
 
 
@@ -91,7 +93,8 @@ class OpenAIController(Controller):
         if data.stream:
             events = await runtime.open_stream("chat_completions", generation)
             include_usage = data.stream_options is not None and data.stream_options.include_usage
-            return ServerSentEvent(_sse(events, runtime.model_name, include_usage))
+            body = _sse(events, runtime.model_name, include_usage)
+            return ServerSentEvent(body, background=closes_when_sent(body))
         completion = await runtime.answer("chat_completions", generation)
         return Response(to_openai(completion, runtime.model_name, completion_id()))
 

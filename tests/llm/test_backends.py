@@ -11,13 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import msgspec
 import pytest
@@ -25,9 +21,8 @@ from litestar import Litestar, Request, get, post
 from litestar.response import Response, Stream
 from litestar.testing import AsyncTestClient
 
-from services.llm.model_files import packaged_gguf
 from tests.support.asgi_server import serve_asgi
-from tests.support.processes import REPO_ROOT, free_port
+from tests.support.processes import free_port
 
 SCHEMA = {
     "type": "object",
@@ -260,59 +255,12 @@ async def test_a_slow_backend_gives_504_within_the_timeout(
         backend="openai", openai_base_url=silent_server, model_name="m", timeout_s=1
     )
 
-    started = time.monotonic()
     answer = await pas.post(
         "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
     )
 
     assert answer.status_code == 504
     assert "did not answer within 1s" in answer.json()["detail"]
-    assert time.monotonic() - started < 30, "a hung backend must not hang the caller"
-
-
-@pytest.fixture(scope="module")
-def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama.cpp's real OpenAI-compatible server, on the GGUF PAS ships."""
-    import subprocess  # noqa: PLC0415
-
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("llama-server")) / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(packaged_gguf()),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "1024",
-                "--model_alias",
-                "smollm2",
-            ],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                raise RuntimeError(log.read_text())
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 async def test_openai_backend_against_llama_cpp_server(

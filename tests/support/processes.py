@@ -77,5 +77,12 @@ class ServiceProcess:
         self._process = None
         return code
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no graceful shutdown (and so no deregistration)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import msgspec
 import numpy as np
 import structlog
 
-from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest
+from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
 from services.llm.backends.base import (
     BackendHealth,
     Completion,
@@ -57,6 +56,9 @@ class _Finished(msgspec.Struct):
     eval_ns: int
 
 
+_Item = str | Completion | BaseException
+
+
 class EmbeddedBackend:
     kind = "embedded"
 
@@ -83,6 +85,7 @@ class EmbeddedBackend:
         self._formatter: Any = None
         self._description = ModelDescription(name=served_name or _served_name_for(model_path))
         self.waiting = 0
+        self._producers: set[asyncio.Task[None]] = set()
 
     @property
     def model(self) -> ModelDescription:
@@ -156,20 +159,17 @@ class EmbeddedBackend:
         return final
 
     async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:
+        # The model's turn belongs to a producer task, not to this generator: a consumer that
+        # vanishes without closing us (a client gone mid-stream) cannot keep the model, since
+        # the producer stops at the end of the answer or at the deadline whatever happens here.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
-        await self._take_turn(deadline)
+        queue: asyncio.Queue[_Item] = asyncio.Queue()
         cancel = threading.Event()
-        worker: asyncio.Future[None] | None = None
+        producer = asyncio.create_task(self._produce(generation, queue, cancel, deadline))
+        self._producers.add(producer)
+        producer.add_done_callback(self._producers.discard)
         try:
-            prepared = await loop.run_in_executor(self._executor, self._prepare, generation)
-            queue: asyncio.Queue[str | _Finished | BaseException] = asyncio.Queue()
-
-            def emit(item: str | _Finished | BaseException) -> None:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-            worker = loop.run_in_executor(self._executor, self._generate, prepared, emit, cancel)
-            started = time.perf_counter_ns()
             while True:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -178,25 +178,56 @@ class EmbeddedBackend:
                     raise BackendTimeout(
                         f"the model did not finish within LLM timeout {self._timeout_s:g}s"
                     ) from None
+                if isinstance(item, PASError):
+                    raise item
                 if isinstance(item, BaseException):
                     raise BackendUnavailable(f"llama.cpp failed: {item}") from item
-                if isinstance(item, _Finished):
-                    yield Completion(
-                        text=item.text,
-                        finish_reason="length" if item.finish_reason == "length" else "stop",
-                        prompt_tokens=len(prepared.tokens),
-                        completion_tokens=item.completion_tokens,
-                        prompt_eval_ns=item.prompt_eval_ns,
-                        eval_ns=item.eval_ns,
-                        total_ns=time.perf_counter_ns() - started,
-                    )
+                if isinstance(item, Completion):
+                    yield item
                     return
                 yield TextDelta(text=item)
         finally:
             cancel.set()
-            if worker is not None:
-                with suppress(Exception):
-                    await worker
+
+    async def _produce(
+        self,
+        generation: Generation,
+        queue: asyncio.Queue[_Item],
+        cancel: threading.Event,
+        deadline: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._take_turn(deadline)
+        except PASError as exc:
+            queue.put_nowait(exc)
+            return
+        try:
+            started = time.perf_counter_ns()
+            prepared = await loop.run_in_executor(self._executor, self._prepare, generation)
+
+            def emit(text: str) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, text)
+
+            until = time.monotonic() + max(0.0, deadline - loop.time())
+            finished = await loop.run_in_executor(
+                self._executor, self._generate, prepared, emit, cancel, until
+            )
+            if finished is not None:
+                queue.put_nowait(
+                    Completion(
+                        text=finished.text,
+                        finish_reason="length" if finished.finish_reason == "length" else "stop",
+                        prompt_tokens=len(prepared.tokens),
+                        completion_tokens=finished.completion_tokens,
+                        prompt_eval_ns=finished.prompt_eval_ns,
+                        eval_ns=finished.eval_ns,
+                        total_ns=time.perf_counter_ns() - started,
+                    )
+                )
+        except Exception as exc:
+            queue.put_nowait(exc)
+        finally:
             self._turn.release()
 
     async def score_choices(self, messages: list[Turn], choices: list[str]) -> list[float]:
@@ -264,42 +295,44 @@ class EmbeddedBackend:
     def _generate(
         self,
         prepared: _Prepared,
-        emit: Callable[[str | _Finished | BaseException], None],
+        emit: Callable[[str], None],
         cancel: threading.Event,
-    ) -> None:
-        try:
-            started = time.perf_counter_ns()
-            first: int | None = None
-            parts: list[str] = []
-            finish = "stop"
-            for chunk in self._llm.create_completion(
-                prepared.tokens, stream=True, **prepared.kwargs
-            ):
-                if cancel.is_set():
-                    break
-                choice = chunk["choices"][0]
-                if first is None:
-                    first = time.perf_counter_ns()
-                if choice["text"]:
-                    parts.append(choice["text"])
-                    emit(choice["text"])
-                if choice["finish_reason"]:
-                    finish = choice["finish_reason"]
-            ended = time.perf_counter_ns()
-            text = "".join(parts)
-            counted = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-            first = first or ended
-            emit(
-                _Finished(
-                    text=text,
-                    finish_reason=finish,
-                    completion_tokens=len(counted),
-                    prompt_eval_ns=first - started,
-                    eval_ns=ended - first,
+        until: float,
+    ) -> _Finished | None:
+        """Run on the model's thread; text goes out through ``emit`` as it is made."""
+        started = time.perf_counter_ns()
+        first: int | None = None
+        parts: list[str] = []
+        finish = "stop"
+        chunks = self._llm.create_completion(prepared.tokens, stream=True, **prepared.kwargs)
+        for chunk in chunks:
+            if cancel.is_set() or time.monotonic() > until:
+                chunks.close()
+                logger.info(
+                    "generation stopped before its end",
+                    reason="the caller went away" if cancel.is_set() else "LLM timeout",
+                    tokens_made=len(parts),
                 )
-            )
-        except Exception as exc:
-            emit(exc)
+                return None
+            choice = chunk["choices"][0]
+            if first is None:
+                first = time.perf_counter_ns()
+            if choice["text"]:
+                parts.append(choice["text"])
+                emit(choice["text"])
+            if choice["finish_reason"]:
+                finish = choice["finish_reason"]
+        ended = time.perf_counter_ns()
+        text = "".join(parts)
+        counted = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        first = first or ended
+        return _Finished(
+            text=text,
+            finish_reason=finish,
+            completion_tokens=len(counted),
+            prompt_eval_ns=first - started,
+            eval_ns=ended - first,
+        )
 
     def _score(self, messages: list[Turn], choices: list[str]) -> list[float]:
         llm = self._llm

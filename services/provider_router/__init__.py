@@ -1,0 +1,1 @@
+"""The provider router: send a task to the cheapest capable model, fall back when one fails."""

@@ -1,0 +1,120 @@
+"""Who can answer: local LLM agents from the registry and remote providers from a TOML file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from libs.common.errors import SettingsError
+from libs.common.schemas.agents import RegisteredAgent
+
+ProviderKind = Literal["local", "openai", "anthropic"]
+"""``local``: a PAS LLM service; ``openai``: any OpenAI-compatible API; ``anthropic``: Messages."""
+
+Price = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """One model at one place, with what it can do and what it costs."""
+
+    id: str
+    provider: str
+    kind: ProviderKind
+    model: str
+    endpoint: str
+    capabilities: frozenset[str]
+    input_per_1k: float = 0.0
+    output_per_1k: float = 0.0
+    agent_id: str | None = None
+    api_key: str | None = None
+    unavailable: str | None = None
+    """Why it cannot be used (no API key), or None."""
+    daily_budget_usd: float | None = None
+
+    @property
+    def blended_price(self) -> float:
+        return self.input_per_1k + self.output_per_1k
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
+
+
+def local_candidates(agents: list[RegisteredAgent]) -> list[Candidate]:
+    """Passing REST agents that say which model they run are LLM candidates."""
+    found = []
+    for agent in agents:
+        model = agent.metadata.get("model")
+        if agent.status != "passing" or agent.transport != "rest" or not isinstance(model, str):
+            continue
+        found.append(
+            Candidate(
+                id=f"local/{agent.agent_id}",
+                provider="local",
+                kind="local",
+                model=model,
+                endpoint=agent.endpoint.rstrip("/"),
+                capabilities=frozenset(agent.capabilities),
+                input_per_1k=agent.cost_per_1k_tokens,
+                output_per_1k=agent.cost_per_1k_tokens,
+                agent_id=agent.agent_id,
+            )
+        )
+    return found
+
+
+class ModelEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    capabilities: list[str]
+    input_per_1k: Price = 0.0
+    output_per_1k: Price = 0.0
+
+
+class ProviderEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str
+    api_key_env: str | None = None
+    """Environment variable holding the key; keys are never written in the file."""
+    daily_budget_usd: Price | None = None
+    models: list[ModelEntry]
+
+
+class ProvidersFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    providers: list[ProviderEntry] = msgspec.field(default_factory=list)
+
+
+def remote_candidates(path: str | None, environ: dict[str, str] | None = None) -> list[Candidate]:
+    if not path:
+        return []
+    env = os.environ if environ is None else environ
+    try:
+        config = msgspec.convert(tomllib.loads(Path(path).read_text()), ProvidersFile)
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise SettingsError("ROUTER_PROVIDERS_FILE", f"{path}: {exc}") from exc
+    found = []
+    for provider in config.providers:
+        key = env.get(provider.api_key_env) if provider.api_key_env else None
+        missing = (
+            f"no API key: set {provider.api_key_env}" if provider.api_key_env and not key else None
+        )
+        for model in provider.models:
+            found.append(
+                Candidate(
+                    id=f"{provider.name}/{model.name}",
+                    provider=provider.name,
+                    kind=provider.kind,
+                    model=model.name,
+                    endpoint=provider.base_url.rstrip("/"),
+                    capabilities=frozenset(model.capabilities),
+                    input_per_1k=model.input_per_1k,
+                    output_per_1k=model.output_per_1k,
+                    api_key=key,
+                    unavailable=missing,
+                    daily_budget_usd=provider.daily_budget_usd,
+                )
+            )
+    return found

@@ -1,0 +1,258 @@
+"""Choose candidates for a request and call them in order until one answers.
+
+Each candidate gets ``1 + retries`` attempts (exponential backoff with jitter) for failures that
+may pass (timeouts, 5xx, 429); a refused connection moves on at once. A circuit breaker per
+candidate stops traffic to one that keeps failing until a probe succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import msgspec
+import stamina
+import structlog
+
+from libs.common.errors import PASError
+from libs.common.schemas.llm import Usage
+from services.provider_router.candidates import Candidate
+from services.provider_router.costs import UsageRecord
+from services.provider_router.metrics import RouterMetrics
+from services.provider_router.pool import CandidatePool
+from services.provider_router.strategies import Strategy, rank
+from services.provider_router.upstreams import UpstreamFailed, Upstreams, usage_in
+
+logger = structlog.get_logger("pas.router")
+
+
+class NoCandidate(PASError):
+    status_code = 404
+
+
+class AllCandidatesFailed(PASError):
+    status_code = 503
+
+
+class Considered(msgspec.Struct, kw_only=True):
+    id: str
+    usable: bool
+    reason: str | None = None
+
+
+class RoutePlan(msgspec.Struct, kw_only=True):
+    ordered: list[Candidate]
+    considered: list[Considered]
+    reason: str
+
+
+class RouteAsk(msgspec.Struct, kw_only=True):
+    """What a request asks of the router."""
+
+    capability: str | None
+    model: str | None
+    strategy: Strategy
+    prefer_local: bool
+    request_id: str | None = None
+
+
+class Served(msgspec.Struct, kw_only=True):
+    candidate: Candidate
+    fallbacks: list[str]
+    plan: RoutePlan
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: CandidatePool,
+        upstreams: Upstreams,
+        metrics: RouterMetrics,
+        *,
+        retries: int,
+        retry_backoff_s: float,
+    ) -> None:
+        self._pool = pool
+        self._upstreams = upstreams
+        self._metrics = metrics
+        self._retries = retries
+        self._backoff_s = retry_backoff_s
+
+    def plan(self, ask: RouteAsk) -> RoutePlan:
+        if ask.capability is None and ask.model is None:
+            raise NoCandidate("say what is needed: a capability, or a model a candidate serves")
+        matching = [
+            c
+            for c in self._pool.all()
+            if (ask.model is not None and ask.model in (c.model, c.id))
+            or (ask.capability is not None and ask.capability in c.capabilities)
+        ]
+        wanted = f"capability {ask.capability!r}" if ask.capability else f"model {ask.model!r}"
+        if not matching:
+            raise NoCandidate(f"no candidate offers {wanted}")
+        considered, usable = [], []
+        for candidate in matching:
+            why_not = self._pool.why_unusable(candidate)
+            considered.append(Considered(id=candidate.id, usable=why_not is None, reason=why_not))
+            if why_not is None:
+                usable.append(candidate)
+        ordered = rank(usable, self._pool.stats, ask.strategy, prefer_local=ask.prefer_local)
+        if not ordered:
+            reasons = "; ".join(f"{c.id}: {c.reason}" for c in considered)
+            raise AllCandidatesFailed(f"every candidate for {wanted} is unusable now: {reasons}")
+        first = ordered[0]
+        stats = self._pool.stats[first.id]
+        reason = (
+            f"{ask.strategy}{' with prefer_local' if ask.prefer_local else ''}: {first.id} "
+            f"(price {first.blended_price:g}/1k, latency "
+            f"{f'{stats.latency_ms:.0f} ms' if stats.latency_ms else 'not measured yet'}, "
+            f"{stats.in_flight} in flight) of {len(ordered)} usable"
+        )
+        return RoutePlan(ordered=ordered, considered=considered, reason=reason)
+
+    async def complete(self, ask: RouteAsk, body: dict[str, Any]) -> tuple[bytes, Served]:
+        plan = self.plan(ask)
+        failures: list[str] = []
+        for candidate in plan.ordered:
+            if not self._pool.breakers[candidate.id].allows():
+                failures.append(f"{candidate.id}: circuit open")
+                continue
+            started = time.perf_counter()
+            try:
+                payload = await self._attempt(candidate, body, ask)
+            except UpstreamFailed as exc:
+                failures.append(f"{candidate.id}: {exc}")
+                self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
+                continue
+            served = Served(candidate=candidate, fallbacks=failures, plan=plan)
+            self._settle(ask, served, usage_in(payload), time.perf_counter() - started)
+            return payload, served
+        raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
+
+    async def _attempt(self, candidate: Candidate, body: dict[str, Any], ask: RouteAsk) -> bytes:
+        breaker = self._pool.breakers[candidate.id]
+        stats = self._pool.stats[candidate.id]
+        forwarded = {**body, "model": candidate.model}
+        async for attempt in stamina.retry_context(
+            on=_retryable,
+            attempts=1 + self._retries,
+            timeout=None,
+            wait_initial=self._backoff_s,
+            wait_jitter=self._backoff_s,
+            wait_max=self._backoff_s * 8,
+        ):
+            with attempt:
+                stats.in_flight += 1
+                try:
+                    return await self._upstreams.complete(candidate, forwarded, ask.request_id)
+                except UpstreamFailed as exc:
+                    stats.failed += 1
+                    breaker.failed(str(exc))
+                    raise
+                finally:
+                    stats.in_flight -= 1
+        raise AssertionError("unreachable: stamina re-raises the last failure")
+
+    async def stream(
+        self, ask: RouteAsk, body: dict[str, Any]
+    ) -> tuple[AsyncGenerator[bytes, None], Served]:
+        """Fail over until one candidate sends its first bytes; after that, pass them through."""
+        plan = self.plan(ask)
+        failures: list[str] = []
+        forwarded_base = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        for candidate in plan.ordered:
+            breaker = self._pool.breakers[candidate.id]
+            if not breaker.allows():
+                failures.append(f"{candidate.id}: circuit open")
+                continue
+            stats = self._pool.stats[candidate.id]
+            started = time.perf_counter()
+            stats.in_flight += 1
+            try:
+                chunks = await self._upstreams.open_stream(
+                    candidate, {**forwarded_base, "model": candidate.model}, ask.request_id
+                )
+            except UpstreamFailed as exc:
+                stats.in_flight -= 1
+                stats.failed += 1
+                breaker.failed(str(exc))
+                failures.append(f"{candidate.id}: {exc}")
+                self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
+                continue
+            served = Served(candidate=candidate, fallbacks=failures, plan=plan)
+            return self._relay(ask, served, chunks, started), served
+        raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
+
+    async def _relay(
+        self, ask: RouteAsk, served: Served, chunks: AsyncGenerator[bytes, None], started: float
+    ) -> AsyncGenerator[bytes, None]:
+        candidate = served.candidate
+        stats = self._pool.stats[candidate.id]
+        usage: Usage | None = None
+        pending = b""
+        try:
+            async for chunk in chunks:
+                yield chunk
+                # Read usage off the passing bytes without holding any of them back.
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data: {") and b'"usage":{' in line:
+                        usage = usage_in(line[6:]) or usage
+        except Exception as exc:
+            stats.failed += 1
+            self._pool.breakers[candidate.id].failed(f"stream broke: {exc}")
+            logger.warning("stream broke after it began", candidate=candidate.id, error=str(exc))
+            error = {"message": f"{candidate.id} failed mid-stream: {exc}", "type": "upstream"}
+            yield b"data: " + msgspec.json.encode({"error": error}) + b"\n\ndata: [DONE]\n\n"
+            return
+        finally:
+            stats.in_flight -= 1
+            await chunks.aclose()
+        self._settle(ask, served, usage, time.perf_counter() - started)
+
+    def _settle(self, ask: RouteAsk, served: Served, usage: Usage | None, elapsed_s: float) -> None:
+        """Book a success: circuit, live stats, spend, metrics and the decision log line."""
+        candidate = served.candidate
+        self._pool.breakers[candidate.id].succeeded()
+        prompt = usage.prompt_tokens if usage else 0
+        completion = usage.completion_tokens if usage else 0
+        self._pool.stats[candidate.id].record(elapsed_s, completion)
+        cost = candidate.cost(prompt, completion)
+        self._pool.ledger.record(
+            UsageRecord(
+                at=time.time(),
+                provider=candidate.provider,
+                model=candidate.model,
+                capability=ask.capability or "",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+            )
+        )
+        m = self._metrics
+        m.decisions.labels(candidate.provider, candidate.model, ask.strategy).inc()
+        m.latency.labels(candidate.provider, candidate.model).observe(elapsed_s)
+        m.tokens.labels(candidate.provider, candidate.model, "prompt").inc(prompt)
+        m.tokens.labels(candidate.provider, candidate.model, "completion").inc(completion)
+        m.cost.labels(candidate.provider, candidate.model).inc(cost)
+        logger.info(
+            "route decision",
+            capability=ask.capability,
+            model_asked=ask.model,
+            strategy=ask.strategy,
+            prefer_local=ask.prefer_local,
+            considered=[msgspec.structs.asdict(c) for c in served.plan.considered],
+            reason=served.plan.reason,
+            served_by=candidate.id,
+            fallbacks=served.fallbacks,
+            latency_ms=round(elapsed_s * 1000, 2),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+        )
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, UpstreamFailed) and exc.retryable

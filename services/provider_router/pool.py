@@ -1,0 +1,127 @@
+"""Every candidate the router knows, with its circuit, live stats and budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import msgspec
+
+from services.provider_router.candidates import Candidate
+from services.provider_router.circuit_breaker import CircuitBreaker, CircuitState
+from services.provider_router.costs import CostLedger
+from services.provider_router.live_stats import LiveStats
+
+
+class CandidateState(msgspec.Struct, kw_only=True):
+    """One row of ``GET /providers``."""
+
+    id: str
+    provider: str
+    kind: str
+    model: str
+    endpoint: str
+    agent_id: str | None
+    capabilities: list[str]
+    input_per_1k: float
+    output_per_1k: float
+    available: bool
+    unavailable_reason: str | None
+    circuit: CircuitState
+    cooling_down_until: datetime | None
+    consecutive_failures: int
+    last_error: str | None
+    latency_ms: float | None
+    tokens_per_s: float | None
+    in_flight: int
+    served: int
+    failed: int
+    spent_today_usd: float
+    daily_budget_usd: float | None
+
+
+class CandidatePool:
+    def __init__(
+        self,
+        *,
+        breaker_failures: int,
+        breaker_cooldown_s: float,
+        ewma_alpha: float,
+        ledger: CostLedger,
+    ) -> None:
+        self._breaker_failures = breaker_failures
+        self._breaker_cooldown_s = breaker_cooldown_s
+        self._alpha = ewma_alpha
+        self.ledger = ledger
+        self._local: dict[str, Candidate] = {}
+        self._remote: dict[str, Candidate] = {}
+        # Circuits and stats outlive a candidate leaving and coming back (a restarted service).
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.stats: dict[str, LiveStats] = {}
+
+    def set_local(self, candidates: Iterable[Candidate]) -> None:
+        self._local = {c.id: c for c in candidates}
+        self._track(self._local.values())
+
+    def set_remote(self, candidates: Iterable[Candidate]) -> None:
+        self._remote = {c.id: c for c in candidates}
+        self._track(self._remote.values())
+
+    def _track(self, candidates: Iterable[Candidate]) -> None:
+        for candidate in candidates:
+            if candidate.id not in self.breakers:
+                self.breakers[candidate.id] = CircuitBreaker(
+                    failures_to_open=self._breaker_failures, cooldown_s=self._breaker_cooldown_s
+                )
+                self.stats[candidate.id] = LiveStats(self._alpha)
+
+    def all(self) -> list[Candidate]:
+        return [*self._local.values(), *self._remote.values()]
+
+    def why_unusable(self, candidate: Candidate) -> str | None:
+        """None when the candidate may be tried now (its circuit is asked separately)."""
+        if candidate.unavailable:
+            return candidate.unavailable
+        if candidate.daily_budget_usd is not None:
+            spent = self.ledger.spent_today(candidate.provider)
+            if spent >= candidate.daily_budget_usd:
+                return f"daily budget spent ({spent:.4f} of {candidate.daily_budget_usd} USD)"
+        if self.breakers[candidate.id].state == "open":
+            return f"circuit open after: {self.breakers[candidate.id].last_error}"
+        return None
+
+    def snapshot(self) -> list[CandidateState]:
+        rows = []
+        for candidate in sorted(self.all(), key=lambda c: c.id):
+            breaker = self.breakers[candidate.id]
+            stats = self.stats[candidate.id]
+            reason = self.why_unusable(candidate)
+            rows.append(
+                CandidateState(
+                    id=candidate.id,
+                    provider=candidate.provider,
+                    kind=candidate.kind,
+                    model=candidate.model,
+                    endpoint=candidate.endpoint,
+                    agent_id=candidate.agent_id,
+                    capabilities=sorted(candidate.capabilities),
+                    input_per_1k=candidate.input_per_1k,
+                    output_per_1k=candidate.output_per_1k,
+                    available=reason is None,
+                    unavailable_reason=reason,
+                    circuit=breaker.state,
+                    cooling_down_until=datetime.fromtimestamp(breaker.open_until, UTC)
+                    if breaker.open_until
+                    else None,
+                    consecutive_failures=breaker.consecutive_failures,
+                    last_error=breaker.last_error,
+                    latency_ms=round(stats.latency_ms, 2) if stats.latency_ms else None,
+                    tokens_per_s=round(stats.tokens_per_s, 1) if stats.tokens_per_s else None,
+                    in_flight=stats.in_flight,
+                    served=stats.served,
+                    failed=stats.failed,
+                    spent_today_usd=round(self.ledger.spent_today(candidate.provider), 6),
+                    daily_budget_usd=candidate.daily_budget_usd,
+                )
+            )
+        return rows

@@ -1,0 +1,108 @@
+"""The provider router: ``uvicorn services.provider_router.provider_router:app --port 6103``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import httpx
+import structlog
+from litestar import Litestar
+
+from libs.common.clients.registry import RegistryClient
+from libs.common.errors import SettingsError
+from libs.common.kit import HealthReport, create_service
+from libs.common.settings import load_settings_or_exit
+from services.provider_router.candidates import remote_candidates
+from services.provider_router.costs import CostLedger
+from services.provider_router.dispatcher import Dispatcher
+from services.provider_router.metrics import RouterMetrics
+from services.provider_router.pool import CandidatePool
+from services.provider_router.registry_watch import follow_registry
+from services.provider_router.routes import RouterController
+from services.provider_router.settings import RouterSettings
+from services.provider_router.upstreams import Upstreams
+
+logger = structlog.get_logger("pas.router")
+
+_MAX_CONNECTIONS = 1024
+
+
+def create_app(settings: RouterSettings) -> Litestar:
+    pool = CandidatePool(
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+        ewma_alpha=settings.ewma_alpha,
+        ledger=CostLedger(),
+    )
+    pool.set_remote(remote_candidates(settings.providers_file))
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
+        limits=httpx.Limits(
+            max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS
+        ),
+    )
+    metrics = RouterMetrics()
+    dispatcher = Dispatcher(
+        pool,
+        Upstreams(http),
+        metrics,
+        retries=settings.retries,
+        retry_backoff_s=settings.retry_backoff_s,
+    )
+    synced = asyncio.Event()
+
+    @asynccontextmanager
+    async def run_router(_: Litestar) -> AsyncIterator[None]:
+        watch: asyncio.Task[None] | None = None
+        registry: RegistryClient | None = None
+        if settings.use_registry:
+            registry = RegistryClient(settings.registry_url, token=settings.registry_token)
+            watch = asyncio.create_task(follow_registry(registry, pool, synced))
+            # Serve at once if the registry is away; routes fill in when it answers.
+            with suppress(TimeoutError):
+                await asyncio.wait_for(synced.wait(), 2.0)
+        logger.info("router started", candidates=[c.id for c in pool.all()])
+        try:
+            yield
+        finally:
+            if watch is not None:
+                watch.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watch
+            if registry is not None:
+                await registry.aclose()
+            await http.aclose()
+
+    async def health() -> HealthReport:
+        usable = [c for c in pool.all() if pool.why_unusable(c) is None]
+        details: dict[str, object] = {
+            "candidates": len(pool.all()),
+            "usable": len(usable),
+            "registry_synced": synced.is_set() or not settings.use_registry,
+        }
+        return HealthReport(status="healthy" if usable else "degraded", details=details)
+
+    return create_service(
+        name="provider_router",
+        settings=settings,
+        description="Routes a task to the cheapest capable model, with fallback and costs.",
+        route_handlers=[RouterController],
+        dependencies={"dispatcher": dispatcher, "pool": pool, "settings": settings},
+        lifespan=[run_router],
+        health_check=health,
+        collectors=metrics.collectors,
+        write_token=settings.admin_token,
+    )
+
+
+def _load() -> Litestar:
+    settings = load_settings_or_exit(RouterSettings)
+    try:
+        return create_app(settings)
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from exc
+
+
+app = _load()

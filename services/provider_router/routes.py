@@ -1,0 +1,164 @@
+"""HTTP surface of the router: /route, OpenAI-compatible chat, /providers, /costs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody, Parameter
+from litestar.response import Stream
+
+from libs.common.durations import parse_duration
+from libs.common.errors import InvalidRequest
+from libs.common.kit import problem_responses
+from libs.common.kit.request_context import current_request_id
+from libs.common.kit.streaming import closes_when_sent
+from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest
+from services.provider_router.candidates import Candidate
+from services.provider_router.costs import CostReport
+from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
+from services.provider_router.pool import CandidatePool, CandidateState
+from services.provider_router.settings import RouterSettings
+from services.provider_router.strategies import Strategy
+
+_ROUTER_FIELDS = ("capability", "strategy", "prefer_local")
+
+
+class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    capability: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    prefer_local: bool = True
+    strategy: Strategy = "balanced"
+
+
+class RoutedTo(msgspec.Struct, kw_only=True):
+    provider: str
+    model: str
+    endpoint: str
+    agent_id: str | None
+    candidate_id: str
+
+
+class RouteDecision(RoutedTo, kw_only=True):
+    reason: str
+    fallbacks: list[RoutedTo]
+    considered: list[Considered]
+
+
+class RouterChatRequest(ChatCompletionRequest, kw_only=True):
+    """OpenAI's chat request plus how to route it."""
+
+    strategy: Strategy = "balanced"
+    prefer_local: bool = True
+
+
+class ProviderList(msgspec.Struct, kw_only=True):
+    candidates: list[CandidateState]
+
+
+def _routed(candidate: Candidate) -> RoutedTo:
+    return RoutedTo(
+        provider=candidate.provider,
+        model=candidate.model,
+        endpoint=candidate.endpoint,
+        agent_id=candidate.agent_id,
+        candidate_id=candidate.id,
+    )
+
+
+def _route_headers(served: Served) -> dict[str, str]:
+    return {
+        "X-PAS-Provider": served.candidate.provider,
+        "X-PAS-Model": served.candidate.model,
+        "X-PAS-Candidate": served.candidate.id,
+        "X-PAS-Fallbacks": str(len(served.fallbacks)),
+        "X-PAS-Fallback-Reasons": " | ".join(served.fallbacks)[:2000],
+    }
+
+
+class RouterController(Controller):
+    tags = ("router",)
+
+    @post("/route", status_code=200, responses=problem_responses(400, 404, 503))
+    async def route(
+        self, data: JSONBody[RouteRequest], dispatcher: NamedDependency[Dispatcher]
+    ) -> RouteDecision:
+        """Where a task would go now, why, and where it would go next."""
+        plan = dispatcher.plan(
+            RouteAsk(
+                capability=data.capability,
+                model=data.model,
+                strategy=data.strategy,
+                prefer_local=data.prefer_local,
+            )
+        )
+        chosen, *rest = plan.ordered
+        return RouteDecision(
+            **msgspec.structs.asdict(_routed(chosen)),
+            reason=plan.reason,
+            fallbacks=[_routed(c) for c in rest],
+            considered=plan.considered,
+        )
+
+    @post(
+        ["/v1/chat/completions", "/chat/completions"],
+        status_code=200,
+        summary="OpenAI-compatible chat, routed by `capability` or by model name, with fallback",
+        responses={
+            200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
+            **problem_responses(400, 404, 413, 503),
+        },
+    )
+    async def chat_completions(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RouterChatRequest],
+        dispatcher: NamedDependency[Dispatcher],
+    ) -> Response[Any]:
+        body = msgspec.json.decode(await request.body())
+        for field in _ROUTER_FIELDS:
+            body.pop(field, None)
+        ask = RouteAsk(
+            capability=data.capability,
+            model=None if data.capability else data.model,
+            strategy=data.strategy,
+            prefer_local=data.prefer_local,
+            request_id=current_request_id(),
+        )
+        if data.stream:
+            chunks, served = await dispatcher.stream(ask, body)
+            return Stream(
+                chunks,
+                media_type="text/event-stream",
+                headers=_route_headers(served),
+                background=closes_when_sent(chunks),
+            )
+        payload, served = await dispatcher.complete(ask, body)
+        return Response(payload, media_type="application/json", headers=_route_headers(served))
+
+    @get("/providers", summary="Every candidate's live state: circuit, latency, load, spend")
+    async def providers(self, pool: NamedDependency[CandidatePool]) -> ProviderList:
+        return ProviderList(candidates=pool.snapshot())
+
+    @get("/costs", responses=problem_responses(400), summary="Spend and tokens over a window")
+    async def costs(
+        self,
+        pool: NamedDependency[CandidatePool],
+        settings: NamedDependency[RouterSettings],
+        window: Annotated[
+            str | None,
+            Parameter(
+                description="Such as 1h or 30m (default: ROUTER_COST_WINDOW_S)",
+                pattern=r"^\d+(\.\d+)?(ms|s|m|h)?$",
+                max_length=32,
+            ),
+        ] = None,
+    ) -> CostReport:
+        try:
+            window_s = settings.cost_window_s if window is None else parse_duration(window)
+        except ValueError as exc:
+            raise InvalidRequest(f"window: {exc}") from exc
+        return pool.ledger.report(window_s)

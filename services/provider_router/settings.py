@@ -1,0 +1,42 @@
+"""The router's settings, read from ``ROUTER_*`` variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import msgspec
+
+from libs.common.constants import DEFAULT_REGISTRY_URL, PROVIDER_ROUTER_PORT
+from libs.common.kit import ServiceSettings
+
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
+    env_prefix: ClassVar[str] = "ROUTER_"
+    env_aliases: ClassVar = {
+        **ServiceSettings.env_aliases,
+        "registry_url": ("REGISTRY_URL",),
+        "registry_token": ("REGISTRY_TOKEN",),
+    }
+
+    port: int = PROVIDER_ROUTER_PORT
+    registry_url: str = DEFAULT_REGISTRY_URL
+    registry_token: str | None = None
+    use_registry: bool = True
+    """Discover local LLM agents from the registry (watching it for changes)."""
+    providers_file: str | None = None
+    """TOML file of remote providers (see deploy/providers.example.toml)."""
+    request_timeout_s: Seconds = 120.0
+    """Per attempt at one candidate; past it the router falls back."""
+    connect_timeout_s: Seconds = 2.0
+    retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
+    """Extra attempts at the same candidate after a timeout, 5xx or 429, with backoff."""
+    retry_backoff_s: Seconds = 0.05
+    breaker_failures: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """Consecutive failures that open a candidate's circuit."""
+    breaker_cooldown_s: Seconds = 30.0
+    ewma_alpha: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
+    cost_window_s: Seconds = 86_400.0
+    admin_token: str | None = None
+    """When set, POST /providers/reset needs ``Authorization: Bearer <token>``."""

@@ -1,0 +1,126 @@
+"""Router fixtures: a real registry, real PAS LLM services (embedded model), fake peers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from services.provider_router.provider_router import create_app
+from services.provider_router.settings import RouterSettings
+from tests.conftest import agent_json
+from tests.support.processes import ServiceProcess, free_port
+
+LLM_APPS = {
+    "llama31_8b": ("services.llm.llama31_8b_service:app", "LLAMA31_8B_"),
+    "tinyllama": ("services.llm.tinyllama_service:app", "TINYLLAMA_"),
+}
+
+
+@pytest.fixture(scope="module")
+def registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("router-registry")
+    process = ServiceProcess(
+        "services.registry.registry_service:app",
+        free_port(),
+        {
+            "REGISTRY_DATABASE_URL": f"sqlite:///{tmp}/registry.db",
+            "REGISTRY_REAP_INTERVAL_S": "0.1",
+        },
+        Path(tmp) / "registry.log",
+    ).start()
+    yield process.url
+    process.stop()
+
+
+@pytest.fixture
+def start_llm(registry_url: str, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start a PAS LLM service registered with the test registry; stopped at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(name: str = "llama31_8b", port: int | None = None, **env: str) -> ServiceProcess:
+        app, prefix = LLM_APPS[name]
+        port = port or free_port()
+        process = ServiceProcess(
+            app,
+            port,
+            {
+                "REGISTRY_URL": registry_url,
+                f"{prefix}PORT": str(port),
+                f"{prefix}CONTEXT_LENGTH": "1024",
+                **env,
+            },
+            tmp_path / f"{name}-{port}.log",
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def register_agent(registry_url: str) -> Iterator[Callable[..., None]]:
+    """Register an agent directly (a fake peer, or a dead endpoint); removed at the end."""
+    added: list[str] = []
+
+    def register(agent_id: str, endpoint: str, capabilities: list[str], model: str) -> None:
+        httpx.post(
+            f"{registry_url}/register?ttl=0",
+            json=agent_json(
+                agent_id, endpoint=endpoint, capabilities=capabilities, metadata={"model": model}
+            ),
+        ).raise_for_status()
+        added.append(agent_id)
+
+    yield register
+    for agent_id in added:
+        httpx.delete(f"{registry_url}/agents/{agent_id}")
+
+
+@pytest.fixture
+def make_router(registry_url: str, open_app: Callable[..., Any]) -> Callable[..., Any]:
+    async def make(**overrides: Any) -> AsyncTestClient[Any]:
+        settings = RouterSettings(
+            registry_url=registry_url,
+            breaker_failures=2,
+            breaker_cooldown_s=1.0,
+            retry_backoff_s=0.01,
+            log_level="WARNING",
+            **overrides,
+        )
+        client: AsyncTestClient[Any] = await open_app(create_app(settings))
+        return client
+
+    return make
+
+
+async def wait_for_candidates(
+    router: AsyncTestClient[Any], expected: set[str], timeout_s: float = 20
+) -> dict[str, Any]:
+    """Until the router's candidates (by id) include ``expected``; returns them by id."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+        if expected <= set(rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"router never saw {expected - set(rows)}; it has {set(rows)}")
+        await asyncio.sleep(0.1)
+
+
+def ask(capability: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "capability": capability,
+        "messages": [{"role": "user", "content": "Is a bond a loan?"}],
+        "max_tokens": 8,
+        "temperature": 0,
+        **extra,
+    }

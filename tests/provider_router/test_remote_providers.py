@@ -1,0 +1,291 @@
+"""Remote providers from the config file: prices, budgets, keys, wire formats.
+
+The OpenAI-compatible provider is llama.cpp's real server (``python -m llama_cpp.server``) on
+the GGUF PAS ships. OpenAI and Anthropic cannot be reached from here: they are played by fakes
+that speak their documented wire formats (OpenAI chat completions; Anthropic's Messages API,
+plain and streamed), and the tests say which.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, post
+from litestar.response import Stream
+
+from tests.provider_router.conftest import ask, wait_for_candidates
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
+
+
+def providers_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "providers.toml"
+    path.write_text(text)
+    return str(path)
+
+
+async def test_cost_picks_local_and_remote_serves_when_asked_by_model(
+    make_router: Any,
+    start_llm: Any,
+    llama_cpp_server: str,
+    tmp_path: Path,
+) -> None:
+    start_llm("llama31_8b")
+    config = providers_file(
+        tmp_path,
+        f"""
+[[providers]]
+name = "vllm"
+base_url = "{llama_cpp_server}/v1"
+[[providers.models]]
+name = "smollm2"
+capabilities = ["reasoning"]
+input_per_1k = 0.5
+output_per_1k = 1.5
+""",
+    )
+    router = await make_router(providers_file=config)
+    await wait_for_candidates(router, {"local/llm_llama31_8b", "vllm/smollm2"})
+
+    cheapest = (
+        await router.post(
+            "/route", json={"capability": "reasoning", "strategy": "cost", "prefer_local": False}
+        )
+    ).json()
+    remote = await router.post(
+        "/v1/chat/completions",
+        json={"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6},
+    )
+    costs = (await router.get("/costs")).json()
+
+    assert cheapest["provider"] == "local"
+    assert [f["candidate_id"] for f in cheapest["fallbacks"]] == ["vllm/smollm2"]
+    assert remote.status_code == 200
+    assert remote.headers["x-pas-provider"] == "vllm"
+    usage = remote.json()["usage"]
+    expected = (usage["prompt_tokens"] * 0.5 + usage["completion_tokens"] * 1.5) / 1000
+    assert abs(costs["by_provider"]["vllm"]["cost_usd"] - expected) < 1e-9
+
+
+async def test_a_provider_without_its_key_is_listed_unavailable(
+    make_router: Any, tmp_path: Path
+) -> None:
+    config = providers_file(
+        tmp_path,
+        """
+[[providers]]
+name = "openai"
+base_url = "https://api.invalid/v1"
+api_key_env = "PAS_TEST_KEY_THAT_IS_NOT_SET"
+[[providers.models]]
+name = "gpt-4o-mini"
+capabilities = ["reasoning"]
+input_per_1k = 0.00015
+output_per_1k = 0.0006
+""",
+    )
+    router = await make_router(use_registry=False, providers_file=config)
+
+    [row] = (await router.get("/providers")).json()["candidates"]
+    route = await router.post("/route", json={"capability": "reasoning"})
+
+    assert row["available"] is False
+    assert row["unavailable_reason"] == "no API key: set PAS_TEST_KEY_THAT_IS_NOT_SET"
+    assert route.status_code == 503
+    assert "no API key" in route.json()["detail"]
+
+
+async def test_daily_budget_skips_a_provider_once_spent(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """OpenAI played by a fake speaking its chat-completions wire format."""
+    responder = OpenAIResponder("gpt-fake")
+    monkeypatch.setenv("PAS_TEST_OPENAI_KEY", "sk-test")
+    with serve_asgi(responder) as url:
+        config = providers_file(
+            tmp_path,
+            f"""
+[[providers]]
+name = "openai"
+base_url = "{url}/v1"
+api_key_env = "PAS_TEST_OPENAI_KEY"
+daily_budget_usd = 0.01
+[[providers.models]]
+name = "gpt-fake"
+capabilities = ["summarize"]
+input_per_1k = 1.0
+output_per_1k = 1.0
+""",
+        )
+        router = await make_router(use_registry=False, providers_file=config)
+        first = await router.post("/v1/chat/completions", json=ask("summarize"))
+        second = await router.post("/v1/chat/completions", json=ask("summarize"))
+        [row] = (await router.get("/providers")).json()["candidates"]
+
+    assert first.status_code == 200
+    assert responder.requests[0]["model"] == "gpt-fake"
+    assert "capability" not in responder.requests[0]
+    assert row["spent_today_usd"] == 0.016  # (11 + 5) tokens at 1 USD per 1k
+    assert second.status_code == 503
+    assert "daily budget spent" in second.json()["detail"]
+
+
+async def test_stream_fails_over_before_the_first_chunk_and_reports_a_later_break(
+    make_router: Any, register_agent: Any
+) -> None:
+    broken_early = OpenAIResponder("early", break_stream_after=0)
+    broken_late = OpenAIResponder("late", break_stream_after=2)
+    with serve_asgi(broken_early) as early_url, serve_asgi(broken_late) as late_url:
+        register_agent("early_llm", early_url, ["extract"], "early")
+        router = await make_router()
+        await wait_for_candidates(router, {"local/early_llm"})
+        register_agent("late_llm", late_url, ["extract"], "late")
+        await wait_for_candidates(router, {"local/early_llm", "local/late_llm"})
+
+        streamed = await router.post(
+            "/v1/chat/completions", json=ask("extract", stream=True, strategy="cost")
+        )
+
+    lines = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert streamed.status_code == 200
+    assert streamed.headers["x-pas-candidate"] == "local/late_llm"
+    assert lines[-1] == "[DONE]"
+    error = json.loads(lines[-2])["error"]
+    assert "failed mid-stream" in error["message"]
+    text = "".join(
+        json.loads(line)["choices"][0]["delta"].get("content", "") for line in lines[:-2]
+    )
+    assert text == "Rates and "
+
+
+def fake_anthropic(seen: list[dict[str, Any]]) -> Litestar:
+    """Anthropic's Messages API as documented: POST /v1/messages, plain and SSE events."""
+
+    @post("/v1/messages", status_code=200)
+    async def messages(request: Request[Any, Any, Any]) -> Any:
+        body = await request.json()
+        seen.append(
+            {
+                "body": body,
+                "key": request.headers.get("x-api-key"),
+                "version": request.headers.get("anthropic-version"),
+            }
+        )
+        if not body.get("stream"):
+            return {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": "Coupons are interest."}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 14, "output_tokens": 4},
+            }
+
+        async def events() -> AsyncIterator[bytes]:
+            sequence = [
+                (
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "msg_1",
+                            "model": body["model"],
+                            "usage": {"input_tokens": 14, "output_tokens": 0},
+                        },
+                    },
+                ),
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                ),
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": "Coupons "},
+                    },
+                ),
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": "are interest."},
+                    },
+                ),
+                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                (
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": "end_turn"},
+                        "usage": {"output_tokens": 4},
+                    },
+                ),
+                ("message_stop", {"type": "message_stop"}),
+            ]
+            for name, data in sequence:
+                yield f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+        return Stream(events(), media_type="text/event-stream")
+
+    return Litestar([messages])
+
+
+async def test_anthropic_is_translated_both_ways(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Anthropic played by a fake speaking its documented Messages wire format."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    with serve_asgi(fake_anthropic(seen)) as url:
+        config = providers_file(
+            tmp_path,
+            f"""
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{url}"
+api_key_env = "PAS_TEST_ANTHROPIC_KEY"
+[[providers.models]]
+name = "claude-sonnet-4-5"
+capabilities = ["reasoning"]
+input_per_1k = 0.003
+output_per_1k = 0.015
+""",
+        )
+        router = await make_router(use_registry=False, providers_file=config)
+        body = {
+            "capability": "reasoning",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is a coupon?"},
+            ],
+        }
+        plain = (await router.post("/v1/chat/completions", json=body)).json()
+        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+
+    assert plain["choices"][0]["message"]["content"] == "Coupons are interest."
+    assert plain["choices"][0]["finish_reason"] == "stop"
+    assert plain["usage"] == {"prompt_tokens": 14, "completion_tokens": 4, "total_tokens": 18}
+    sent = seen[0]
+    assert sent["key"] == "sk-ant-test"
+    assert sent["version"] == "2023-06-01"
+    assert sent["body"]["system"] == "Be brief."
+    assert sent["body"]["messages"] == [{"role": "user", "content": "What is a coupon?"}]
+    assert sent["body"]["max_tokens"] == 1024
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    chunks = [json.loads(e) for e in events if e != "[DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "Coupons are interest."
+    assert chunks[-1]["usage"]["completion_tokens"] == 4
+    assert events[-1] == "[DONE]"

@@ -1,0 +1,211 @@
+"""Routing against real PAS LLM services (embedded model) found through a real registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.provider_router.conftest import ask, wait_for_candidates
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
+from tests.support.processes import free_port
+
+
+async def test_capability_routing_prefers_local_and_serves_through_the_chain(
+    make_router: Any, start_llm: Any
+) -> None:
+    llama = start_llm("llama31_8b")
+    tiny = start_llm("tinyllama")
+    router = await make_router()
+    await wait_for_candidates(router, {"local/llm_llama31_8b", "local/llm_tinyllama_1b"})
+
+    route = (
+        await router.post("/route", json={"capability": "reasoning", "prefer_local": True})
+    ).json()
+    classify = (await router.post("/route", json={"capability": "classification"})).json()
+    answer = await router.post("/v1/chat/completions", json=ask("classification"))
+
+    assert route["provider"] == "local"
+    assert route["endpoint"] == llama.url.replace("127.0.0.1", "localhost")
+    assert route["agent_id"] == "llm_llama31_8b"
+    assert "prefer_local" in route["reason"]
+    assert classify["endpoint"] == tiny.url.replace("127.0.0.1", "localhost")
+    assert answer.status_code == 200
+    assert answer.headers["x-pas-candidate"] == "local/llm_tinyllama_1b"
+    assert answer.headers["x-pas-fallbacks"] == "0"
+    assert answer.json()["usage"]["completion_tokens"] <= 8
+
+
+async def test_costs_and_provider_state_follow_live_requests(
+    make_router: Any, start_llm: Any
+) -> None:
+    start_llm("llama31_8b")
+    router = await make_router()
+    await wait_for_candidates(router, {"local/llm_llama31_8b"})
+
+    for _ in range(2):
+        assert (await router.post("/chat/completions", json=ask("planning"))).status_code == 200
+    costs = (await router.get("/costs?window=1h")).json()
+    state = (await router.get("/providers")).json()["candidates"]
+
+    assert costs["by_capability"]["planning"]["requests"] == 2
+    assert costs["by_provider"]["local"]["cost_usd"] == 0.0
+    assert costs["total"]["completion_tokens"] > 0
+    [llama] = [c for c in state if c["id"] == "local/llm_llama31_8b"]
+    assert llama["served"] == 2
+    assert llama["latency_ms"] > 0
+    assert llama["tokens_per_s"] > 0
+    assert llama["circuit"] == "closed"
+    metrics = (await router.get("/metrics")).text
+    decisions = "pas_router_decisions_total"
+    labels = 'model="smollm2-135m-instruct",provider="local",strategy="balanced"'
+    assert f"{decisions}{{{labels}}} 2.0" in metrics
+
+
+async def test_streaming_passes_through_and_is_counted(make_router: Any, start_llm: Any) -> None:
+    start_llm("llama31_8b")
+    router = await make_router()
+    await wait_for_candidates(router, {"local/llm_llama31_8b"})
+
+    plain = (await router.post("/v1/chat/completions", json=ask("reasoning"))).json()
+    streamed = await router.post("/v1/chat/completions", json=ask("reasoning", stream=True))
+
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == plain["choices"][0]["message"]["content"]
+    assert streamed.headers["x-pas-provider"] == "local"
+    costs = (await router.get("/costs")).json()
+    assert costs["by_capability"]["reasoning"]["requests"] == 2
+    assert (
+        costs["by_capability"]["reasoning"]["completion_tokens"]
+        == 2 * plain["usage"]["completion_tokens"]
+    )
+
+
+async def test_a_dead_candidate_falls_back_then_its_circuit_opens_and_closes(
+    make_router: Any, start_llm: Any, register_agent: Any
+) -> None:
+    """A service killed hard stays in the registry; the router falls back, opens its circuit,
+    and closes it again once the service is back and a probe succeeds."""
+    port = free_port()
+    flaky = start_llm("llama31_8b", port=port)
+    steady = OpenAIResponder("steady", delay_s=0.5)  # slower, so flaky is preferred while up
+    with serve_asgi(steady) as steady_url:
+        register_agent("steady_llm", steady_url, ["reasoning"], "steady")
+        router = await make_router()
+        await wait_for_candidates(router, {"local/llm_llama31_8b", "local/steady_llm"})
+        for _ in range(3):
+            await router.post("/v1/chat/completions", json=ask("reasoning", strategy="performance"))
+        assert (
+            await router.post("/v1/chat/completions", json=ask("reasoning", strategy="performance"))
+        ).headers["x-pas-candidate"] == "local/llm_llama31_8b"
+
+        flaky.kill()
+        first = await router.post(
+            "/v1/chat/completions", json=ask("reasoning", strategy="performance")
+        )
+        await router.post("/v1/chat/completions", json=ask("reasoning", strategy="performance"))
+        state = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+
+        assert first.status_code == 200
+        assert first.headers["x-pas-candidate"] == "local/steady_llm"
+        assert first.headers["x-pas-fallbacks"] == "1"
+        assert "local/llm_llama31_8b: ConnectError" in first.headers["x-pas-fallback-reasons"]
+        assert state["local/llm_llama31_8b"]["circuit"] == "open"
+        assert state["local/llm_llama31_8b"]["cooling_down_until"] is not None
+        skipped = await router.post(
+            "/v1/chat/completions", json=ask("reasoning", strategy="performance")
+        )
+        assert skipped.headers["x-pas-fallbacks"] == "0", "an open circuit is not even tried"
+
+        start_llm("llama31_8b", port=port)
+        await asyncio.sleep(
+            1.1
+        )  # the cooldown (1 s in these tests) passes; the next request probes
+        probe = await router.post(
+            "/v1/chat/completions", json=ask("reasoning", strategy="performance")
+        )
+        state = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+
+    assert probe.headers["x-pas-candidate"] == "local/llm_llama31_8b"
+    assert state["local/llm_llama31_8b"]["circuit"] == "closed"
+
+
+async def test_a_service_registered_mid_test_is_used_without_restart(
+    make_router: Any, start_llm: Any
+) -> None:
+    router = await make_router()
+    before = await router.post("/route", json={"capability": "tagging"})
+
+    start_llm("tinyllama")
+    await wait_for_candidates(router, {"local/llm_tinyllama_1b"})
+    after = await router.post("/route", json={"capability": "tagging"})
+
+    assert before.status_code == 404
+    assert "tagging" in before.json()["detail"]
+    assert after.status_code == 200
+    assert after.json()["agent_id"] == "llm_tinyllama_1b"
+
+
+async def test_performance_moves_away_from_a_slow_candidate(
+    make_router: Any, register_agent: Any
+) -> None:
+    slow, fast = OpenAIResponder("slow", delay_s=0.3), OpenAIResponder("fast")
+    with serve_asgi(slow) as slow_url, serve_asgi(fast) as fast_url:
+        register_agent("slow_llm", slow_url, ["summarize"], "slow")
+        register_agent("fast_llm", fast_url, ["summarize"], "fast")
+        router = await make_router()
+        await wait_for_candidates(router, {"local/slow_llm", "local/fast_llm"})
+
+        for _ in range(4):  # both get measured (unmeasured candidates go first)
+            await router.post("/v1/chat/completions", json=ask("summarize", strategy="performance"))
+        served = [
+            (
+                await router.post(
+                    "/v1/chat/completions", json=ask("summarize", strategy="performance")
+                )
+            ).headers["x-pas-candidate"]
+            for _ in range(5)
+        ]
+
+    assert served == ["local/fast_llm"] * 5
+    assert len(slow.requests) <= 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"capability": "reasoning", "strategy": "cheapest"}, "strategy"),
+        ({"capability": 7}, "capability"),
+        ({"capability": "reasoning", "colour": "blue"}, "colour"),
+    ],
+)
+async def test_bad_route_requests_are_400(
+    make_router: Any, body: dict[str, Any], field: str
+) -> None:
+    router = await make_router(use_registry=False)
+    response = await router.post("/route", json=body)
+    assert response.status_code == 400
+    assert field in response.json()["detail"]
+
+
+async def test_bad_chat_requests_are_4xx_with_the_reason(make_router: Any) -> None:
+    router = await make_router(use_registry=False)
+
+    nothing = await router.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    no_messages = await router.post("/v1/chat/completions", json={"capability": "reasoning"})
+    unknown = await router.post("/v1/chat/completions", json=ask("astrology"))
+
+    assert nothing.status_code == 404
+    assert "capability" in nothing.json()["detail"]
+    assert no_messages.status_code == 400
+    assert "messages" in no_messages.json()["detail"]
+    assert unknown.status_code == 404
+    assert "astrology" in unknown.json()["detail"]

@@ -1,0 +1,125 @@
+"""A minimal OpenAI-compatible chat server (pure ASGI), for tests and benchmarks.
+
+It answers ``/v1/chat/completions`` (plain and SSE with a usage chunk) and ``/v1/models`` in
+OpenAI's documented wire format, with a fixed answer. ``delay_s`` makes it slow and
+``break_stream_after`` makes a stream stop after that many chunks, without its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+ANSWER = ["Rates ", "and ", "prices ", "move ", "inversely."]
+
+
+class OpenAIResponder:
+    def __init__(
+        self,
+        model: str = "fast-model",
+        *,
+        delay_s: float = 0.0,
+        break_stream_after: int | None = None,
+    ) -> None:
+        self.model = model
+        self.delay_s = delay_s
+        self.break_stream_after = break_stream_after
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"].endswith("/models"):
+            await self._json(
+                send,
+                {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0}]},
+            )
+            return
+        if scope["path"] in ("/health",):
+            await self._json(send, {"status": "healthy"})
+            return
+        request = json.loads(body or b"{}")
+        self.requests.append(request)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        usage = {
+            "prompt_tokens": 11,
+            "completion_tokens": len(ANSWER),
+            "total_tokens": 11 + len(ANSWER),
+        }
+        if not request.get("stream"):
+            await self._json(
+                send,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(ANSWER)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for i, word in enumerate(ANSWER):
+            if self.break_stream_after is not None and i >= self.break_stream_after:
+                raise ConnectionResetError("responder broke the stream on purpose")
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+            }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": f"data: {json.dumps(chunk)}\n\n".encode(),
+                    "more_body": True,
+                }
+            )
+        final = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+        }
+        await send(
+            {
+                "type": "http.response.body",
+                "body": f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode(),
+            }
+        )
+
+    @staticmethod
+    async def _json(send: Any, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
