@@ -11,7 +11,7 @@ from typing import ClassVar
 import httpx
 
 from libs.common.clients.registry import AgentRegistration, RegistryClient
-from libs.common.constants import DEFAULT_REGISTRY_URL
+from libs.common.constants import DEFAULT_REGISTRY_URL, PROVIDER_ROUTER_PORT
 from libs.common.kit.logging import configure_logging
 from libs.common.schemas.agents import AgentDefinition, RegisteredAgent
 from libs.common.settings import BaseSettings, load_settings_or_exit
@@ -22,6 +22,7 @@ class DemoSettings(BaseSettings, frozen=True, kw_only=True):
 
     registry_url: str = DEFAULT_REGISTRY_URL
     registry_token: str | None = None
+    router_url: str = f"http://localhost:{PROVIDER_ROUTER_PORT}"
 
 
 DEMO_AGENT = AgentDefinition(
@@ -80,6 +81,19 @@ async def run_demo(settings: DemoSettings) -> None:
         ).json()
         ranked = ", ".join(f"{d['domain']} {d['confidence']:.2f}" for d in domains["domains"])
         print(f"\n{classifier.agent_id} classifies {query!r}: {ranked}")
+
+        task = {
+            "capability": "classification",
+            "messages": [{"role": "user", "content": "Is 'URGENT: claim your prize' spam?"}],
+            "max_tokens": 24,
+            "temperature": 0,
+        }
+        routed = await http.post(f"{settings.router_url}/v1/chat/completions", json=task)
+        print(
+            f"\nthe router sent a 'classification' task to {routed.headers['x-pas-candidate']} "
+            f"({routed.headers['x-pas-fallbacks']} fallbacks): "
+            f"{routed.json()['choices'][0]['message']['content'].strip()}"
+        )
 
 
 async def _wait_for_capability(client: RegistryClient, capability: str) -> RegisteredAgent:

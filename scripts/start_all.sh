@@ -5,3 +5,4 @@ set -euo pipefail
 here="$(dirname "$0")"
 bash "$here/start_registry.sh"
 bash "$here/start_llm_services.sh"
+bash "$here/start_router.sh"

@@ -93,7 +93,6 @@ def create_app(settings: RouterSettings) -> Litestar:
         lifespan=[run_router],
         health_check=health,
         collectors=metrics.collectors,
-        write_token=settings.admin_token,
     )
 
 

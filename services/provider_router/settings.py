@@ -38,5 +38,3 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     breaker_cooldown_s: Seconds = 30.0
     ewma_alpha: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
     cost_window_s: Seconds = 86_400.0
-    admin_token: str | None = None
-    """When set, POST /providers/reset needs ``Authorization: Bearer <token>``."""

@@ -151,8 +151,12 @@ class Upstreams:
             response = await self._http.send(request, stream=stream)
         except httpx.TimeoutException as exc:
             raise UpstreamFailed(f"timed out ({type(exc).__name__})", retryable=True) from exc
+        except httpx.ConnectError as exc:
+            # Nothing listens there: trying again at once will not help; fall back.
+            raise UpstreamFailed(f"ConnectError: {exc}", retryable=False) from exc
         except httpx.HTTPError as exc:
-            raise UpstreamFailed(f"{type(exc).__name__}: {exc}", retryable=False) from exc
+            # A pooled connection the server closed meanwhile: a fresh one may well work.
+            raise UpstreamFailed(f"{type(exc).__name__}: {exc}", retryable=True) from exc
         if response.is_success:
             return response
         error_body = await response.aread()

@@ -123,3 +123,7 @@ class OpenAIResponder:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+
+# For ``uvicorn tests.support.openai_responder:app`` (the benchmarks' backend).
+app = OpenAIResponder()

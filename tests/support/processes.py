@@ -33,7 +33,9 @@ class ServiceProcess:
         self._env = {**os.environ, "PAS_ENV_FILE": "", **env}
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, ready_timeout_s: float = 30.0) -> ServiceProcess:
+    def start(
+        self, *, ready_timeout_s: float = 30.0, ready_path: str = "/health"
+    ) -> ServiceProcess:
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [
@@ -57,7 +59,7 @@ class ServiceProcess:
             if self._process.poll() is not None:
                 raise RuntimeError(f"{self.app} exited early:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}{ready_path}", timeout=1.0).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -32,6 +32,8 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
     )
     structlog.configure(
         processors=[
+            # Drop lines below the level before any work is done on them (hot paths log).
+            structlog.stdlib.filter_by_level,
             *_SHARED_PROCESSORS,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

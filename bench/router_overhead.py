@@ -1,0 +1,241 @@
+"""What one router hop costs: PAS's provider router, and LiteLLM's proxy, against calling the
+backend directly, in the same run.
+
+The backend is a fast OpenAI-compatible responder (``tests.support.openai_responder``) in its
+own uvicorn process. PAS's router and LiteLLM's proxy each run as their own process and
+forward to it. Latency (p50, p99) comes from one client at a time; requests/s from 64
+concurrent clients (wrk when Debian's ``wrk`` is installed, else an httpx client that is
+itself the limit). LiteLLM runs from its own virtualenv with a pinned release
+(``litellm[proxy]==1.100.3``), created by this script under .pas/bench/ on first use; pass
+``--no-litellm`` to skip it.
+
+Run: ``.venv/bin/python -m bench.router_overhead`` (a few minutes; the first run installs
+LiteLLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
+
+LITELLM_VERSION = "1.100.3"
+# Pinned on purpose: LiteLLM once shipped a compromised release; never install it unpinned.
+LITELLM_REQUIREMENT = f"litellm[proxy]=={LITELLM_VERSION}"
+LITELLM_VENV = REPO_ROOT / ".pas" / "bench" / "litellm-venv"
+SEQUENTIAL = 400
+CONCURRENT = 3000
+CONCURRENCY = 64
+WRK_SECONDS = 10
+BODY = {
+    "model": "fast-model",
+    "messages": [{"role": "user", "content": "Price of a 10y bond?"}],
+    "max_tokens": 8,
+}
+
+
+def litellm_binary() -> Path:
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        print(f"installing {LITELLM_REQUIREMENT} into {LITELLM_VENV} ...")
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM_REQUIREMENT],
+            check=True,
+        )
+    return binary
+
+
+class LiteLLMProxy:
+    def __init__(self, backend_url: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            "  - model_name: fast-model\n"
+            "    litellm_params:\n"
+            "      model: openai/fast-model\n"
+            f"      api_base: {backend_url}/v1\n"
+            "      api_key: unused\n"
+            "litellm_settings:\n"
+            "  telemetry: false\n"
+        )
+        self._log = (workdir / "litellm.log").open("wb")
+        env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+        self._process = subprocess.Popen(
+            [
+                str(litellm_binary()),
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--num_workers",
+                "1",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if (
+                    httpx.post(f"{self.url}/v1/chat/completions", json=BODY, timeout=5).status_code
+                    == 200
+                ):
+                    return
+            except httpx.HTTPError:
+                pass
+            if self._process.poll() is not None:
+                raise RuntimeError((workdir / "litellm.log").read_text()[-3000:])
+            time.sleep(0.5)
+        raise RuntimeError("LiteLLM's proxy did not answer in 180 s")
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(20)
+        self._log.close()
+
+
+async def latencies(url: str, count: int) -> list[float]:
+    samples = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        for _ in range(20):  # warm up connections and caches
+            (await http.post("/v1/chat/completions", json=BODY)).raise_for_status()
+        for _ in range(count):
+            started = time.perf_counter()
+            (await http.post("/v1/chat/completions", json=BODY)).raise_for_status()
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def throughput_with_wrk(url: str, concurrency: int, workdir: Path) -> float:
+    """requests/s from wrk (Debian's package), a load generator that is not itself the limit."""
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(BODY)))
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{WRK_SECONDS}s",
+            "-s",
+            str(script),
+            f"{url}/v1/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors:
+        raise RuntimeError(f"{url} answered {errors[1]} errors under load:\n{result.stdout}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    assert match, result.stdout
+    return float(match[1])
+
+
+async def throughput(url: str, count: int, concurrency: int) -> float:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        remaining = count
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                (await http.post("/v1/chat/completions", json=BODY)).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)
+
+
+def p(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, int(len(ordered) * q + 0.5) - 1)] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--no-litellm", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        backend = ServiceProcess(
+            "tests.support.openai_responder:app", free_port(), {}, work / "backend.log"
+        ).start(ready_path="/v1/models")
+        providers = work / "providers.toml"
+        providers.write_text(
+            f'[[providers]]\nname = "fast"\nbase_url = "{backend.url}/v1"\n'
+            '[[providers.models]]\nname = "fast-model"\ncapabilities = ["bench"]\n'
+        )
+        router = ServiceProcess(
+            "services.provider_router.provider_router:app",
+            free_port(),
+            {
+                "ROUTER_USE_REGISTRY": "false",
+                "ROUTER_PROVIDERS_FILE": str(providers),
+                "LOG_LEVEL": "WARNING",
+            },
+            work / "router.log",
+        ).start()
+        targets = {"direct": backend.url, "pas router": router.url}
+        litellm = None if args.no_litellm else LiteLLMProxy(backend.url, work)
+        if litellm:
+            targets["litellm proxy"] = litellm.url
+        try:
+            results = {}
+            for name, url in targets.items():
+                seq = asyncio.run(latencies(url, SEQUENTIAL))
+                rps = (
+                    throughput_with_wrk(url, CONCURRENCY, work)
+                    if shutil.which("wrk")
+                    else asyncio.run(throughput(url, CONCURRENT, CONCURRENCY))
+                )
+                results[name] = (p(seq, 0.5), p(seq, 0.99), rps)
+        finally:
+            if litellm:
+                litellm.stop()
+            router.stop()
+            backend.stop()
+
+    d50, _, drps = results["direct"]
+    header = ("path", "p50 ms", "p99 ms", "added p50", "req/s @64", "vs direct")
+    print("{:<15} {:>8} {:>8} {:>10} {:>10} {:>10}".format(*header))
+    for name, (l50, l99, rps) in results.items():
+        print(f"{name:<15} {l50:8.2f} {l99:8.2f} {l50 - d50:10.2f} {rps:10.0f} {rps / drps:10.2f}")
+    if "litellm proxy" in results:
+        pas, lite = results["pas router"], results["litellm proxy"]
+        print(
+            f"PAS added {pas[0] - d50:.2f} ms at p50 vs LiteLLM's {lite[0] - d50:.2f} ms "
+            f"({(pas[0] - d50) / max(lite[0] - d50, 1e-9):.2f} of it); "
+            f"PAS serves {pas[2] / lite[2]:.1f}x LiteLLM's requests/s at concurrency {CONCURRENCY}"
+        )
+
+
+if __name__ == "__main__":
+    main()
