@@ -13,7 +13,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 from libs.common.errors import SettingsError
 
 SettingsT = TypeVar("SettingsT", bound="BaseSettings")
+BuiltT = TypeVar("BuiltT")
 
 _SECRET_NAME = re.compile(r"token|secret|password|api_key|dsn", re.IGNORECASE)
 _ERROR_PATH = re.compile(r" - at `\$\.(?P<field>\w+)")
@@ -112,8 +113,14 @@ def load_settings(
 
 def load_settings_or_exit(settings_type: type[SettingsT]) -> SettingsT:
     """Like :func:`load_settings`, but a bad value stops the process with a one-line reason."""
+    return build_or_exit(lambda settings: settings, settings_type)
+
+
+def build_or_exit(factory: Callable[[SettingsT], BuiltT], settings_type: type[SettingsT]) -> BuiltT:
+    """Load the settings and build from them (an app, usually); a bad value, found by either,
+    stops the process with a one-line reason naming the variable."""
     try:
-        return load_settings(settings_type)
+        return factory(load_settings(settings_type))
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

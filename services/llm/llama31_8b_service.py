@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from litestar import Litestar
+
 from libs.common.constants import LLAMA31_8B_PORT
-from libs.common.settings import load_settings_or_exit
+from libs.common.settings import build_or_exit
 from services.llm.profiles import LLAMA31_8B
 from services.llm.service import build_runtime, create_llm_app
 from services.llm.settings import LLMServiceSettings
@@ -19,4 +21,8 @@ class Llama31Settings(LLMServiceSettings, frozen=True, kw_only=True):
     port: int = LLAMA31_8B_PORT
 
 
-app = create_llm_app(build_runtime(load_settings_or_exit(Llama31Settings), LLAMA31_8B))
+def create_app(settings: Llama31Settings) -> Litestar:
+    return create_llm_app(build_runtime(settings, LLAMA31_8B))
+
+
+app = build_or_exit(create_app, Llama31Settings)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from litestar import Litestar
+
 from libs.common.constants import TINYLLAMA_PORT
-from libs.common.settings import load_settings_or_exit
+from libs.common.settings import build_or_exit
 from services.llm.profiles import TINYLLAMA
 from services.llm.service import build_runtime, create_llm_app
 from services.llm.settings import LLMServiceSettings
@@ -20,4 +22,8 @@ class TinyLlamaSettings(LLMServiceSettings, frozen=True, kw_only=True):
     port: int = TINYLLAMA_PORT
 
 
-app = create_llm_app(build_runtime(load_settings_or_exit(TinyLlamaSettings), TINYLLAMA))
+def create_app(settings: TinyLlamaSettings) -> Litestar:
+    return create_llm_app(build_runtime(settings, TINYLLAMA))
+
+
+app = build_or_exit(create_app, TinyLlamaSettings)

@@ -13,7 +13,7 @@ from litestar import Litestar
 
 from libs.common.constants import TLC_CLASSIFIER_PORT
 from libs.common.errors import SettingsError
-from libs.common.settings import env_names, load_settings_or_exit
+from libs.common.settings import build_or_exit, env_names
 from services.llm.backends.embedded import EmbeddedBackend
 from services.llm.classifier import TLCClassifier
 from services.llm.profiles import TLC_CLASSIFIER
@@ -42,12 +42,4 @@ def create_app(settings: TLCSettings) -> Litestar:
     )
 
 
-def _load() -> Litestar:
-    settings = load_settings_or_exit(TLCSettings)
-    try:
-        return create_app(settings)
-    except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}") from exc
-
-
-app = _load()
+app = build_or_exit(create_app, TLCSettings)

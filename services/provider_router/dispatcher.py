@@ -7,6 +7,7 @@ candidate stops traffic to one that keeps failing until a probe succeeds.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -78,6 +79,7 @@ class Dispatcher:
         self._metrics = metrics
         self._retries = retries
         self._backoff_s = retry_backoff_s
+        self._turns = itertools.count()
 
     def plan(self, ask: RouteAsk) -> RoutePlan:
         if ask.capability is None and ask.model is None:
@@ -97,7 +99,13 @@ class Dispatcher:
             considered.append(Considered(id=candidate.id, usable=why_not is None, reason=why_not))
             if why_not is None:
                 usable.append(candidate)
-        ordered = rank(usable, self._pool.stats, ask.strategy, prefer_local=ask.prefer_local)
+        ordered = rank(
+            usable,
+            self._pool.stats,
+            ask.strategy,
+            prefer_local=ask.prefer_local,
+            turn=next(self._turns),
+        )
         if not ordered:
             reasons = "; ".join(f"{c.id}: {c.reason}" for c in considered)
             raise AllCandidatesFailed(f"every candidate for {wanted} is unusable now: {reasons}")

@@ -11,9 +11,8 @@ import structlog
 from litestar import Litestar
 
 from libs.common.clients.registry import RegistryClient
-from libs.common.errors import SettingsError
 from libs.common.kit import HealthReport, create_service
-from libs.common.settings import load_settings_or_exit
+from libs.common.settings import build_or_exit
 from services.provider_router.candidates import remote_candidates
 from services.provider_router.costs import CostLedger
 from services.provider_router.dispatcher import Dispatcher
@@ -96,12 +95,4 @@ def create_app(settings: RouterSettings) -> Litestar:
     )
 
 
-def _load() -> Litestar:
-    settings = load_settings_or_exit(RouterSettings)
-    try:
-        return create_app(settings)
-    except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}") from exc
-
-
-app = _load()
+app = build_or_exit(create_app, RouterSettings)

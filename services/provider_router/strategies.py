@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Literal
 
@@ -20,8 +19,6 @@ from services.provider_router.live_stats import LiveStats
 
 Strategy = Literal["cost", "performance", "balanced"]
 
-_turn = itertools.count()
-
 
 def rank(
     candidates: list[Candidate],
@@ -29,7 +26,9 @@ def rank(
     strategy: Strategy,
     *,
     prefer_local: bool,
+    turn: int = 0,
 ) -> list[Candidate]:
+    """``turn`` counts the caller's requests; it rotates who wins a tie."""
     if not candidates:
         return []
     max_price = max(c.blended_price for c in candidates) or 1.0
@@ -45,7 +44,7 @@ def rank(
         return (c.blended_price / max_price + (s.latency_ms or 0.0) / max_latency, 0.0)
 
     # Rotating the start spreads ties round-robin; sorted() is stable after that.
-    offset = next(_turn) % len(candidates)
+    offset = turn % len(candidates)
     rotated = candidates[offset:] + candidates[:offset]
     key: Callable[[Candidate], tuple[bool, tuple[float, float], int]] = lambda c: (  # noqa: E731
         prefer_local and c.kind != "local",

@@ -11,7 +11,7 @@ import structlog
 from litestar import Litestar
 
 from libs.common.kit import HealthReport, create_service
-from libs.common.settings import load_settings_or_exit
+from libs.common.settings import build_or_exit
 from services.registry.catalog import Catalog
 from services.registry.liveness import check_agents_forever, reap_forever
 from services.registry.metrics import CatalogCollector
@@ -75,4 +75,4 @@ def create_app(settings: RegistrySettings) -> Litestar:
     )
 
 
-app = create_app(load_settings_or_exit(RegistrySettings))
+app = build_or_exit(create_app, RegistrySettings)
