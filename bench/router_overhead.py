@@ -3,11 +3,10 @@ backend directly, in the same run.
 
 The backend is a fast OpenAI-compatible responder (``tests.support.openai_responder``) in its
 own uvicorn process. PAS's router and LiteLLM's proxy each run as their own process and
-forward to it. Latency (p50, p99) comes from one client at a time; requests/s from 64
-concurrent clients (wrk when Debian's ``wrk`` is installed, else an httpx client that is
-itself the limit). LiteLLM runs from its own virtualenv with a pinned release
-(``litellm[proxy]==1.100.3``), created by this script under .pas/bench/ on first use; pass
-``--no-litellm`` to skip it.
+forward to it. Latency (p50, p99) and requests/s at concurrency 1 and 64 come from wrk when
+Debian's ``wrk`` is installed (else from an httpx client, which is itself the limit). LiteLLM
+runs from its own virtualenv with a pinned release (``litellm[proxy]==1.100.3``), created by
+this script under .pas/bench/ on first use; pass ``--no-litellm`` to skip it.
 
 Run: ``.venv/bin/python -m bench.router_overhead`` (a few minutes; the first run installs
 LiteLLM).
@@ -21,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
@@ -132,8 +133,19 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def throughput_with_wrk(url: str, concurrency: int, workdir: Path) -> float:
-    """requests/s from wrk (Debian's package), a load generator that is not itself the limit."""
+class LoadResult(msgspec.Struct):
+    p50_ms: float
+    p99_ms: float
+    requests_per_s: float
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def load_with_wrk(url: str, concurrency: int, workdir: Path) -> LoadResult:
+    """Latency percentiles and requests/s from wrk (Debian's package), a load generator that
+    is not itself the limit."""
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(BODY)))
     result = subprocess.run(
@@ -142,6 +154,7 @@ def throughput_with_wrk(url: str, concurrency: int, workdir: Path) -> float:
             "-t1",
             f"-c{concurrency}",
             f"-d{WRK_SECONDS}s",
+            "--latency",
             "-s",
             str(script),
             f"{url}/v1/chat/completions",
@@ -150,12 +163,16 @@ def throughput_with_wrk(url: str, concurrency: int, workdir: Path) -> float:
         text=True,
         check=True,
     )
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if errors:
-        raise RuntimeError(f"{url} answered {errors[1]} errors under load:\n{result.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    assert match, result.stdout
-    return float(match[1])
+    out = result.stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors or "Socket errors" in out:
+        raise RuntimeError(f"{url} failed requests under load:\n{out}")
+    p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not (p50 and p99 and rps):
+        raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
+    return LoadResult(_ms(*p50.groups()), _ms(*p99.groups()), float(rps[1]))
 
 
 async def throughput(url: str, count: int, concurrency: int) -> float:
@@ -208,33 +225,42 @@ def main() -> None:
         if litellm:
             targets["litellm proxy"] = litellm.url
         try:
-            results = {}
+            results: dict[str, dict[int, LoadResult]] = {}
             for name, url in targets.items():
-                seq = asyncio.run(latencies(url, SEQUENTIAL))
-                rps = (
-                    throughput_with_wrk(url, CONCURRENCY, work)
-                    if shutil.which("wrk")
-                    else asyncio.run(throughput(url, CONCURRENT, CONCURRENCY))
-                )
-                results[name] = (p(seq, 0.5), p(seq, 0.99), rps)
+                if shutil.which("wrk"):
+                    results[name] = {c: load_with_wrk(url, c, work) for c in (1, CONCURRENCY)}
+                else:
+                    seq = asyncio.run(latencies(url, SEQUENTIAL))
+                    rps = asyncio.run(throughput(url, CONCURRENT, CONCURRENCY))
+                    one = LoadResult(p(seq, 0.5), p(seq, 0.99), 1 / statistics.fmean(seq))
+                    results[name] = {1: one, CONCURRENCY: LoadResult(0.0, 0.0, rps)}
         finally:
             if litellm:
                 litellm.stop()
             router.stop()
             backend.stop()
 
-    d50, _, drps = results["direct"]
-    header = ("path", "p50 ms", "p99 ms", "added p50", "req/s @64", "vs direct")
-    print("{:<15} {:>8} {:>8} {:>10} {:>10} {:>10}".format(*header))
-    for name, (l50, l99, rps) in results.items():
-        print(f"{name:<15} {l50:8.2f} {l99:8.2f} {l50 - d50:10.2f} {rps:10.0f} {rps / drps:10.2f}")
+    direct = results["direct"]
+    header = ("path", "conc", "p50 ms", "p99 ms", "added p50", "added p99", "req/s", "vs direct")
+    print("{:<14} {:>5} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}".format(*header))
+    for name, by_concurrency in results.items():
+        for conc, r in by_concurrency.items():
+            d = direct[conc]
+            print(
+                f"{name:<14} {conc:>5} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.p50_ms - d.p50_ms:10.2f} "
+                f"{r.p99_ms - d.p99_ms:10.2f} {r.requests_per_s:9.0f} "
+                f"{r.requests_per_s / d.requests_per_s:10.2f}"
+            )
     if "litellm proxy" in results:
         pas, lite = results["pas router"], results["litellm proxy"]
-        print(
-            f"PAS added {pas[0] - d50:.2f} ms at p50 vs LiteLLM's {lite[0] - d50:.2f} ms "
-            f"({(pas[0] - d50) / max(lite[0] - d50, 1e-9):.2f} of it); "
-            f"PAS serves {pas[2] / lite[2]:.1f}x LiteLLM's requests/s at concurrency {CONCURRENCY}"
-        )
+        for conc in (1, CONCURRENCY):
+            added_pas = pas[conc].p50_ms - direct[conc].p50_ms
+            added_lite = lite[conc].p50_ms - direct[conc].p50_ms
+            print(
+                f"concurrency {conc}: PAS adds {added_pas:.2f} ms at p50, LiteLLM {added_lite:.2f} "
+                f"ms ({added_pas / max(added_lite, 1e-9):.2f} of it); PAS serves "
+                f"{pas[conc].requests_per_s / lite[conc].requests_per_s:.1f}x LiteLLM's req/s"
+            )
 
 
 if __name__ == "__main__":
