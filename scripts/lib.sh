@@ -71,6 +71,36 @@ pas_start() {
     echo "$name up on http://$PAS_HOST:$port (pid $(cat "$pidfile"), log $log)"
 }
 
+# pas_start_process NAME PORT COMMAND...: start any long-running command, wait for its port.
+pas_start_process() {
+    local name="$1" port="$2"
+    shift 2
+    local pidfile="$PAS_RUN_DIR/$name.pid" log="$PAS_LOG_DIR/$name.log"
+    if pas_pid_alive "$name"; then
+        echo "$name already running (pid $(cat "$pidfile")) on port $port"
+        return 0
+    fi
+    if pas_port_taken "$port"; then
+        echo "error: port $port is taken, so $name cannot start there." >&2
+        echo "       See what holds it with: ss -ltnp 'sport = :$port'" >&2
+        return 1
+    fi
+    (cd "$PAS_ROOT" && exec nohup "$@" >>"$log" 2>&1) &
+    echo $! >"$pidfile"
+    local waited=0
+    until pas_port_taken "$port"; do
+        if ! pas_pid_alive "$name" || [ "$waited" -ge 60 ]; then
+            echo "error: $name did not start; last lines of $log:" >&2
+            tail -n 20 "$log" >&2
+            rm -f "$pidfile"
+            return 1
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    echo "$name up on $PAS_HOST:$port (pid $(cat "$pidfile"), log $log)"
+}
+
 # pas_stop NAME: SIGTERM, wait for the graceful shutdown, SIGKILL only as a last resort.
 pas_stop() {
     local name="$1" pidfile="$PAS_RUN_DIR/$1.pid"

@@ -3,6 +3,7 @@
 # PID files: .pas/run/, logs: .pas/logs/ (PAS_HOME moves both).
 set -euo pipefail
 here="$(dirname "$0")"
+bash "$here/start_kafka.sh"
 bash "$here/start_registry.sh"
 bash "$here/start_llm_services.sh"
 bash "$here/start_router.sh"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +18,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from libs.common.kafka.broker import EmbeddedBroker
+from libs.common.kafka.topics import ensure_topics
 from services.llm.model_files import packaged_gguf
 from services.registry.registry_service import create_app
 from services.registry.settings import RegistrySettings
@@ -148,3 +152,36 @@ def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(15)
+
+
+def docker_engine_answers() -> bool:
+    try:
+        import docker  # noqa: PLC0415
+
+        return bool(docker.from_env(timeout=2).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real broker with PAS's topics: the cluster KAFKA_BOOTSTRAP_SERVERS names if set, else
+    Kafka in a container where a Docker engine answers, else the embedded Tansu broker."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        asyncio.run(ensure_topics(configured))
+        yield configured
+        return
+    if docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+
+        with KafkaContainer() as kafka:
+            bootstrap = kafka.get_bootstrap_server()
+            asyncio.run(ensure_topics(bootstrap))
+            yield bootstrap
+        return
+    log = Path(tmp_path_factory.mktemp("kafka")) / "broker.log"
+    broker = EmbeddedBroker(port=free_port(), log_path=log).start()
+    asyncio.run(ensure_topics(broker.bootstrap_servers))
+    yield broker.bootstrap_servers
+    broker.stop()

@@ -1,0 +1,1 @@
+"""Kafka for PAS: topics, the embedded development broker, client settings."""
