@@ -16,6 +16,8 @@ from litestar.openapi.spec import OpenAPIType, Reference, Schema
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
+from libs.common.schemas.json_schema import inline_schema
+
 _WIRE_MODULES = ("libs.common.schemas.",)
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _NESTED_ONE = {"items", "additional_properties", "not_", "contains"}
@@ -26,18 +28,6 @@ _RENAMED = {"not": "not_", "$schema": "schema_"}
 
 def _snake(key: str) -> str:
     return _RENAMED.get(key) or _CAMEL.sub("_", key).lower()
-
-
-def _inline(node: Any, definitions: dict[str, Any]) -> Any:
-    """Replace ``$ref``s into ``$defs`` by their targets (PAS wire types are not recursive)."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
-        return {k: _inline(v, definitions) for k, v in node.items() if k != "$defs"}
-    if isinstance(node, list):
-        return [_inline(item, definitions) for item in node]
-    return node
 
 
 def schema_from_json_schema(node: dict[str, Any]) -> Schema | Reference:
@@ -74,8 +64,6 @@ class WireTypeSchemaPlugin(OpenAPISchemaPlugin):
         )
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
-        document = msgspec.json.schema(field_definition.annotation)
-        resolved = _inline(document, document.get("$defs", {}))
-        schema = schema_from_json_schema(resolved)
+        schema = schema_from_json_schema(inline_schema(field_definition.annotation))
         assert isinstance(schema, Schema)
         return schema

@@ -11,6 +11,7 @@ import msgspec
 import structlog
 from httpx_sse import EventSource
 
+from libs.common.clients.openai_compat import openai_base_url
 from libs.common.errors import BackendUnavailable, PASError
 from libs.common.schemas.llm import ChatCompletion, ChatCompletionChunk, ModelList
 from services.llm.backends.base import (
@@ -25,12 +26,6 @@ from services.llm.backends.remote import backend_call, raise_for_backend_status
 
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 logger = structlog.get_logger("pas.llm.openai")
-
-
-def openai_base_url(url: str) -> str:
-    """Accept ``http://host:8000`` as well as ``http://host:8000/v1``."""
-    url = url.rstrip("/")
-    return url if url.endswith("/v1") else f"{url}/v1"
 
 
 class OpenAIBackend:

@@ -1,0 +1,71 @@
+"""Financial documents on ``financial-documents`` and what the processor answers on
+``llm-results`` (and ``financial-documents-dlq`` when it cannot)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+DocumentType = Literal[
+    "earnings_report", "sec_filing", "news", "analyst_note", "press_release", "central_bank"
+]
+Task = Literal["summary", "key_figures", "sentiment"]
+
+
+class FinancialDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    doc_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
+    doc_type: DocumentType
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    content: Annotated[str, msgspec.Meta(min_length=1, max_length=50_000)]
+    source: Annotated[str, msgspec.Meta(max_length=500)]
+    published_at: datetime
+    task: Task = "summary"
+
+
+class KeyFigure(msgspec.Struct, kw_only=True):
+    name: str
+    value: str
+
+
+SentimentLabel = Literal["positive", "neutral", "negative"]
+
+
+class Sentiment(msgspec.Struct, kw_only=True):
+    label: SentimentLabel
+    reason: str = ""
+
+
+class DocumentResult(msgspec.Struct, kw_only=True):
+    """Keyed by ``doc_id``: a redelivered document gives a second result with the same key and
+    ``source_offset``, so consumers can drop the duplicate."""
+
+    doc_id: str
+    task: Task
+    status: Literal["ok"]
+    answer: str
+    key_figures: list[KeyFigure] | None = None
+    sentiment: Sentiment | None = None
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    processing_ms: float
+    attempts: int
+    source_offset: str
+    processed_at: datetime
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    """The original message, untouched, with why it could not be processed."""
+
+    error: str
+    error_type: str
+    attempts: int
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    original: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    failed_at: datetime

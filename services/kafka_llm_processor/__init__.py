@@ -1,0 +1,1 @@
+"""Kafka LLM processor: documents from ``financial-documents``, answers to ``llm-results``."""

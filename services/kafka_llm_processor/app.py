@@ -1,0 +1,85 @@
+"""The processor as a service: its consume loop in the lifespan, /health and /metrics on 6160.
+
+``python -m services.kafka_llm_processor`` runs it (or ``uvicorn
+services.kafka_llm_processor.app:app --port 6160``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+
+from libs.common.kit import HealthReport, create_service
+from libs.common.settings import build_or_exit
+from services.kafka_llm_processor.llm_client import LLMClient
+from services.kafka_llm_processor.metrics import ProcessorMetrics
+from services.kafka_llm_processor.processor import DocumentProcessor
+from services.kafka_llm_processor.settings import ProcessorSettings
+
+logger = structlog.get_logger("pas.processor")
+
+
+def create_app(settings: ProcessorSettings) -> Litestar:
+    metrics = ProcessorMetrics()
+    llm = LLMClient(
+        settings.llm_url,
+        model=settings.model_name,
+        timeout_s=settings.llm_timeout_s,
+        api_key=settings.llm_api_key,
+    )
+    processor = DocumentProcessor(settings, llm, metrics)
+
+    @asynccontextmanager
+    async def run_processor(_: Litestar) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        loop_task = asyncio.create_task(_keep_running(processor, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await loop_task
+            await llm.aclose()
+
+    async def health() -> HealthReport:
+        return HealthReport(
+            status="healthy" if processor.connected else "degraded",
+            details={
+                "instance": processor.instance,
+                "broker": settings.bootstrap_servers,
+                "connected": processor.connected,
+                "partitions": sorted(tp.partition for tp in processor.assigned),
+                "input_topic": settings.input_topic,
+                "llm_url": settings.llm_url,
+            },
+        )
+
+    return create_service(
+        name="kafka_llm_processor",
+        settings=settings,
+        description="Reads financial documents from Kafka, asks an LLM, publishes results.",
+        route_handlers=[],
+        lifespan=[run_processor],
+        health_check=health,
+        collectors=metrics.collectors,
+    )
+
+
+async def _keep_running(processor: DocumentProcessor, stop: asyncio.Event) -> None:
+    """Run the loop; if the broker is away or drops us, start again after a pause."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await processor.run(stop)
+        except Exception:
+            logger.exception("processor loop failed; restarting", retry_in_s=delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, 15.0)
+
+
+app = build_or_exit(create_app, ProcessorSettings)

@@ -1,0 +1,55 @@
+"""Prometheus metrics of the processor."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
+
+
+class ProcessorMetrics:
+    def __init__(self) -> None:
+        self.processed = Counter(
+            "pas_processor_documents_processed",
+            "Documents answered on the output topic",
+            ["task"],
+            registry=None,
+        )
+        self.dead_lettered = Counter(
+            "pas_processor_documents_dead_lettered",
+            "Messages sent to the DLQ",
+            ["reason"],
+            registry=None,
+        )
+        self.retries = Counter(
+            "pas_processor_llm_retries",
+            "LLM calls retried after a transient failure",
+            registry=None,
+        )
+        self.in_flight = Gauge(
+            "pas_processor_in_flight", "Documents being processed now", registry=None
+        )
+        self.latency = Histogram(
+            "pas_processor_document_seconds",
+            "From fetch to acknowledged result",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=None,
+        )
+        self.tokens = Counter("pas_processor_tokens", "LLM tokens used", ["kind"], registry=None)
+        self.lag = Gauge(
+            "pas_processor_consumer_lag",
+            "Messages behind the end of each partition",
+            ["partition"],
+            registry=None,
+        )
+
+    @property
+    def collectors(self) -> list[Collector]:
+        return [
+            self.processed,
+            self.dead_lettered,
+            self.retries,
+            self.in_flight,
+            self.latency,
+            self.tokens,
+            self.lag,
+        ]

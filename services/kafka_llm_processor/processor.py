@@ -1,0 +1,262 @@
+"""The consume loop: one per process, work handed to bounded tasks, offsets committed per
+partition only up to the lowest document whose result the broker has acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import stamina
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
+from services.kafka_llm_processor.llm_client import (
+    LLMClient,
+    PermanentLLMError,
+    TransientLLMError,
+)
+from services.kafka_llm_processor.metrics import ProcessorMetrics
+from services.kafka_llm_processor.offsets import OffsetBook
+from services.kafka_llm_processor.settings import ProcessorSettings
+from services.kafka_llm_processor.tasks import SCHEMAS, AnswerUnusable, messages_for, structured
+
+logger = structlog.get_logger("pas.processor")
+
+_decode_document = msgspec.json.Decoder(FinancialDocument).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class _Failed(Exception):
+    """A document that cannot be answered: it goes to the DLQ with ``kind`` and the reason."""
+
+    def __init__(self, reason: str, attempts: int, kind: str) -> None:
+        super().__init__(reason)
+        self.attempts = attempts
+        self.kind = kind
+
+
+class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions move to another consumer, finish their work and commit it."""
+
+    def __init__(self, settle: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+        self._settle = settle
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._settle(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        logger.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+
+class DocumentProcessor:
+    def __init__(
+        self, settings: ProcessorSettings, llm: LLMClient, metrics: ProcessorMetrics
+    ) -> None:
+        self._settings = settings
+        self._llm = llm
+        self._metrics = metrics
+        self._book = OffsetBook()
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self.instance = uuid.uuid4().hex[:8]
+        self.assigned: set[TopicPartition] = set()
+        self.connected = False
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self._settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            compression_type="gzip",
+            linger_ms=10,
+            acks="all",
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=max(s.max_message_bytes * 4, 52_428_800),
+        )
+        self._consumer.subscribe([s.input_topic], listener=_SettleOnRevoke(self._settle))
+        await self._producer.start()
+        await self._consumer.start()
+        self.connected = True
+        logger.info("processor started", instance=self.instance, settings=s.redacted())
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                await self._fetch()
+                if time.monotonic() - last_commit >= s.commit_interval_s:
+                    await self._commit()
+                    last_commit = time.monotonic()
+            await self._drain()
+        finally:
+            self.connected = False
+            await self._consumer.stop()
+            await self._producer.stop()
+            logger.info("processor stopped", instance=self.instance)
+
+    async def _fetch(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        room = self._settings.concurrency - len(self._tasks)
+        assignment = consumer.assignment()
+        if room <= 0:
+            # Backpressure: keep polling (the group must see us alive) but fetch nothing new.
+            consumer.pause(*assignment)
+        else:
+            consumer.resume(*assignment)
+        batches = await consumer.getmany(timeout_ms=200, max_records=max(room, 1))
+        for tp, records in batches.items():
+            for record in records:
+                self._book[tp].started(record.offset)
+                task = asyncio.create_task(self._process(record))
+                self._tasks[task] = tp
+                task.add_done_callback(self._tasks.pop)
+        self._metrics.in_flight.set(len(self._tasks))
+
+    async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = self._book.committable(partitions)
+        # Only partitions we still own: a rebalance may have moved the others.
+        offsets = {tp: o for tp, o in offsets.items() if tp in consumer.assignment()}
+        if offsets:
+            await consumer.commit(offsets)
+            self._book.committed(offsets)
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            committed = self._book[tp].committed
+            if highwater is not None and committed is not None:
+                self._metrics.lag.labels(str(tp.partition)).set(max(0, highwater - committed))
+
+    async def _settle(self, partitions: set[TopicPartition]) -> None:
+        pending = [task for task, tp in self._tasks.items() if tp in partitions]
+        if pending:
+            await asyncio.wait(pending, timeout=self._settings.drain_timeout_s)
+        await self._commit(partitions)
+        self._book.forget(partitions)
+
+    async def _drain(self) -> None:
+        """SIGTERM: stop fetching, let in-flight documents finish, publish and commit."""
+        consumer = self._consumer
+        assert consumer is not None
+        consumer.pause(*consumer.assignment())
+        in_flight = list(self._tasks)
+        logger.info("draining", in_flight=len(in_flight))
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=self._settings.drain_timeout_s)
+        await self._producer.flush()  # type: ignore[union-attr]
+        await self._commit()
+
+    # -- one document --------------------------------------------------------------------------
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        started = time.perf_counter()
+        try:
+            try:
+                result = await self._answer(record, started)
+            except _Failed as failure:
+                await self._dead_letter(record, failure)
+            else:
+                await self._publish(
+                    self._settings.output_topic, result.doc_id.encode(), _encode(result)
+                )
+                self._metrics.processed.labels(result.task).inc()
+                self._metrics.tokens.labels("prompt").inc(result.prompt_tokens)
+                self._metrics.tokens.labels("completion").inc(result.completion_tokens)
+                self._metrics.latency.observe(time.perf_counter() - started)
+            self._book[tp].finished(record.offset)
+        except Exception:
+            # The offset stays uncommitted, so the document comes back after a restart.
+            logger.exception("a document could not be published anywhere", offset=record.offset)
+
+    async def _answer(self, record: ConsumerRecord[bytes, bytes], started: float) -> DocumentResult:
+        if record.value is None or len(record.value) > self._settings.max_message_bytes:
+            size = 0 if record.value is None else len(record.value)
+            limit = self._settings.max_message_bytes
+            raise _Failed(f"message of {size} bytes (limit {limit})", 0, "too_large")
+        try:
+            document = _decode_document(record.value)
+        except msgspec.DecodeError as exc:
+            raise _Failed(f"not a financial document: {exc}", 0, "invalid_document") from exc
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=TransientLLMError,
+                attempts=self._settings.max_attempts,
+                timeout=None,
+                wait_initial=self._settings.retry_backoff_s,
+                wait_jitter=self._settings.retry_backoff_s,
+                wait_max=self._settings.retry_backoff_s * 16,
+            ):
+                with attempt:
+                    attempts = attempt.num
+                    if attempts > 1:
+                        self._metrics.retries.inc()
+                    answer = await self._llm.ask(
+                        messages_for(document),
+                        max_tokens=self._settings.max_tokens,
+                        json_schema=SCHEMAS[document.task],
+                    )
+            key_figures, sentiment = structured(document.task, answer.text)
+        except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
+            raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc
+        return DocumentResult(
+            doc_id=document.doc_id,
+            task=document.task,
+            status="ok",
+            answer=answer.text,
+            key_figures=key_figures,
+            sentiment=sentiment,
+            model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            processing_ms=round((time.perf_counter() - started) * 1000, 1),
+            attempts=attempts,
+            source_offset=f"{record.topic}/{record.partition}/{record.offset}",
+            processed_at=datetime.now(UTC),
+        )
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], failure: _Failed) -> None:
+        letter = DeadLetter(
+            error=str(failure),
+            error_type=failure.kind,
+            attempts=failure.attempts,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key else None,
+            original=(record.value or b"").decode(errors="replace"),
+            headers={k: v.decode(errors="replace") for k, v in record.headers},
+            failed_at=datetime.now(UTC),
+        )
+        await self._publish(self._settings.dlq_topic, record.key, _encode(letter))
+        self._metrics.dead_lettered.labels(failure.kind).inc()
+        logger.warning(
+            "dead-lettered",
+            offset=record.offset,
+            partition=record.partition,
+            reason=str(failure),
+            attempts=failure.attempts,
+        )
+
+    async def _publish(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        """Send and wait for the broker's acknowledgement (retrying while it is away)."""
+        producer = self._producer
+        assert producer is not None
+        async for attempt in stamina.retry_context(on=Exception, attempts=10, timeout=None):
+            with attempt:
+                return await (await producer.send(topic, key=key, value=value))
+        return None

@@ -1,0 +1,55 @@
+"""The processor's settings: the spec's variables (``KAFKA_BROKERS``, ``INPUT_TOPIC``, ...) and
+``PROCESSOR_*`` for the rest."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import msgspec
+
+from libs.common.constants import (
+    KAFKA_LLM_PROCESSOR_PORT,
+    KAFKA_PORT,
+    TOPIC_FINANCIAL_DOCUMENTS,
+    TOPIC_FINANCIAL_DOCUMENTS_DLQ,
+    TOPIC_LLM_RESULTS,
+)
+from libs.common.kit import ServiceSettings
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
+    env_prefix: ClassVar[str] = "PROCESSOR_"
+    env_aliases: ClassVar = {
+        **ServiceSettings.env_aliases,
+        "bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
+        "input_topic": ("INPUT_TOPIC",),
+        "output_topic": ("OUTPUT_TOPIC",),
+        "dlq_topic": ("DLQ_TOPIC",),
+        "llm_url": ("LLM_URL",),
+        "model_name": ("MODEL_NAME",),
+        "llm_timeout_s": ("LLM_TIMEOUT",),
+        "llm_api_key": ("LLM_API_KEY",),
+    }
+
+    port: int = KAFKA_LLM_PROCESSOR_PORT
+    bootstrap_servers: str = f"127.0.0.1:{KAFKA_PORT}"
+    input_topic: str = TOPIC_FINANCIAL_DOCUMENTS
+    output_topic: str = TOPIC_LLM_RESULTS
+    dlq_topic: str = TOPIC_FINANCIAL_DOCUMENTS_DLQ
+    group_id: str = "pas-kafka-llm-processor"
+    llm_url: str = "http://localhost:8050/v1"
+    """OpenAI-compatible: a PAS LLM service, the router (:6103/v1) or vLLM (:8000/v1)."""
+    model_name: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_s: Positive = 60.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    """LLM calls in flight at once; fetching pauses while they are all busy."""
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
+    retry_backoff_s: Positive = 0.5
+    max_tokens: Annotated[int, msgspec.Meta(ge=16)] = 384
+    commit_interval_s: Positive = 1.0
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_000_000
+    drain_timeout_s: Positive = 120.0
+    """On shutdown, how long in-flight documents may take to finish."""

@@ -1,0 +1,76 @@
+"""What the LLM is asked for each task, and how its answer becomes a result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from libs.common.schemas.documents import (
+    FinancialDocument,
+    KeyFigure,
+    Sentiment,
+    SentimentLabel,
+    Task,
+)
+from libs.common.schemas.json_schema import inline_schema
+
+ShortText = Annotated[str, msgspec.Meta(max_length=40)]
+
+
+class _Figure(msgspec.Struct):
+    name: ShortText
+    value: ShortText
+
+
+class KeyFiguresAnswer(msgspec.Struct):
+    # Bounded so that a grammar-constrained answer always closes within max_tokens.
+    key_figures: Annotated[list[_Figure], msgspec.Meta(max_length=5)]
+
+
+class SentimentAnswer(msgspec.Struct):
+    label: SentimentLabel
+    reason: Annotated[str, msgspec.Meta(max_length=120)]
+
+
+INSTRUCTIONS: dict[Task, str] = {
+    "summary": "You are a financial analyst. Summarize the document in at most three sentences.",
+    "key_figures": "You are a financial analyst. List the key figures the document reports, "
+    "each with its name and value, as JSON.",
+    "sentiment": "You are a financial analyst. Say whether the document is positive, neutral or "
+    "negative for investors, with a short reason, as JSON.",
+}
+
+SCHEMAS: dict[Task, dict[str, Any] | None] = {
+    "summary": None,
+    "key_figures": inline_schema(KeyFiguresAnswer),
+    "sentiment": inline_schema(SentimentAnswer),
+}
+
+
+class AnswerUnusable(Exception):
+    """The model's answer does not fit the task (cut short, or not the asked JSON)."""
+
+
+def messages_for(document: FinancialDocument) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": INSTRUCTIONS[document.task]},
+        {
+            "role": "user",
+            "content": f"{document.title}\n({document.doc_type}, {document.source}, "
+            f"{document.published_at.date().isoformat()})\n\n{document.content}",
+        },
+    ]
+
+
+def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment | None]:
+    try:
+        if task == "key_figures":
+            figures = msgspec.json.decode(text, type=KeyFiguresAnswer).key_figures
+            return [KeyFigure(name=f.name, value=f.value) for f in figures], None
+        if task == "sentiment":
+            answer = msgspec.json.decode(text, type=SentimentAnswer)
+            return None, Sentiment(label=answer.label, reason=answer.reason)
+    except msgspec.DecodeError as exc:
+        raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
+    return None, None

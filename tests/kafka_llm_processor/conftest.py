@@ -1,0 +1,123 @@
+"""Processor fixtures: a real broker, the real embedded model, topics of a test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from libs.common.kafka.topics import ensure_topics
+from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
+from tests.support.processes import ServiceProcess, free_port
+
+PROCESSOR_APP = "services.kafka_llm_processor.app:app"
+
+
+class Topics(msgspec.Struct, frozen=True):
+    input: str
+    output: str
+    dlq: str
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    run = uuid.uuid4().hex[:8]
+    names = Topics(input=f"docs-{run}", output=f"results-{run}", dlq=f"dlq-{run}")
+    asyncio.run(ensure_topics(kafka_bootstrap, {names.input: 3, names.output: 3, names.dlq: 1}))
+    return names
+
+
+@pytest.fixture(scope="module")
+def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Llama 3.1 8B wrapper on the embedded model, as the processor's LLM."""
+    service = ServiceProcess(
+        "services.llm.llama31_8b_service:app",
+        free_port(),
+        {"LLAMA31_8B_REGISTER": "false", "LLAMA31_8B_CONTEXT_LENGTH": "2048"},
+        Path(tmp_path_factory.mktemp("llm")) / "llm.log",
+    ).start()
+    yield f"{service.url}/v1"
+    service.stop()
+
+
+@pytest.fixture
+def start_processor(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def start(llm_url: str, **env: str) -> ServiceProcess:
+        process = ServiceProcess(
+            PROCESSOR_APP,
+            free_port(),
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                "INPUT_TOPIC": topics.input,
+                "OUTPUT_TOPIC": topics.output,
+                "DLQ_TOPIC": topics.dlq,
+                "LLM_URL": llm_url,
+                "PROCESSOR_GROUP_ID": f"group-{topics.input}",
+                "PROCESSOR_COMMIT_INTERVAL_S": "0.2",
+                **env,
+            },
+            tmp_path / f"processor-{len(started)}.log",
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+async def send(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def as_messages(docs: list[FinancialDocument]) -> list[tuple[bytes, bytes]]:
+    return [(d.doc_id.encode(), msgspec.json.encode(d)) for d in docs]
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    want: int,
+    timeout_s: float = 120,
+    until: Callable[[list[Any]], bool] | None = None,
+) -> list[Any]:
+    """Read the topic from the start until ``want`` messages came, or ``until`` says enough
+    (or the timeout)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"reader-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            if until(found) if until else len(found) >= want:
+                break
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    kind = DeadLetter if topic.startswith("dlq-") else DocumentResult
+                    found.append(msgspec.json.decode(record.value, type=kind))
+    finally:
+        await consumer.stop()
+    return found
