@@ -111,12 +111,15 @@ class DocumentProcessor:
         assert consumer is not None
         room = self._settings.concurrency - len(self._tasks)
         assignment = consumer.assignment()
-        if room <= 0:
-            # Backpressure: keep polling (the group must see us alive) but fetch nothing new.
+        # Fetch in batches: refilling one freed slot at a time would cost a fetch per document.
+        if room < max(1, self._settings.concurrency // 4):
+            # Backpressure: fetch nothing new until slots free up, but come back to poll soon
+            # either way (the group must keep seeing this consumer alive).
             consumer.pause(*assignment)
-        else:
-            consumer.resume(*assignment)
-        batches = await consumer.getmany(timeout_ms=200, max_records=max(room, 1))
+            await asyncio.wait(list(self._tasks), timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+            return
+        consumer.resume(*assignment)
+        batches = await consumer.getmany(timeout_ms=200, max_records=room)
         for tp, records in batches.items():
             for record in records:
                 self._book[tp].started(record.offset)

@@ -1,0 +1,205 @@
+"""Documents per second through the Kafka LLM processor, each next to its baseline.
+
+(a) ceiling: the processor with an instant OpenAI-compatible responder, versus a bare aiokafka
+    consume-and-produce loop on the same broker (no LLM at all);
+(b) embedded model: the processor against the Llama 3.1 8B wrapper (SmolLM2 in llama.cpp),
+    versus calling that service directly at the same concurrency without Kafka;
+(c) a backend that batches (every call takes 200 ms, calls overlap): the processor at
+    concurrency 16 versus the spec's one-document-at-a-time design (concurrency 1).
+
+All on the embedded Tansu broker. Run: ``.venv/bin/python -m bench.processor_throughput``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from libs.common.kafka.broker import EmbeddedBroker
+from libs.common.kafka.topics import ensure_topics
+from libs.common.kit.logging import configure_logging
+from libs.common.schemas.documents import FinancialDocument
+from services.kafka_llm_processor.llm_client import LLMClient
+from services.kafka_llm_processor.metrics import ProcessorMetrics
+from services.kafka_llm_processor.processor import DocumentProcessor
+from services.kafka_llm_processor.producer import documents, send
+from services.kafka_llm_processor.settings import ProcessorSettings
+from services.kafka_llm_processor.tasks import messages_for
+from tests.support.processes import ServiceProcess, free_port
+
+
+async def _count(bootstrap: str, topic: str, want: int) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=uuid.uuid4().hex,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        while seen < want:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                seen += len(records)
+    finally:
+        await consumer.stop()
+
+
+def summaries(count: int) -> list[FinancialDocument]:
+    """Sample documents, all asking for a summary: a responder's fixed text answers those."""
+    return [msgspec.structs.replace(d, task="summary") for d in documents(count)]
+
+
+async def _topics(bootstrap: str) -> tuple[str, str, str]:
+    run = uuid.uuid4().hex[:8]
+    names = (f"in-{run}", f"out-{run}", f"dlq-{run}")
+    await ensure_topics(bootstrap, {names[0]: 6, names[1]: 6, names[2]: 1})
+    return names
+
+
+async def processor_rate(bootstrap: str, llm_url: str, count: int, concurrency: int) -> float:
+    source, sink, dlq = await _topics(bootstrap)
+    await send(bootstrap, source, summaries(count))
+    settings = ProcessorSettings(
+        bootstrap_servers=bootstrap,
+        input_topic=source,
+        output_topic=sink,
+        dlq_topic=dlq,
+        group_id=uuid.uuid4().hex,
+        llm_url=llm_url,
+        concurrency=concurrency,
+        log_level="WARNING",
+        commit_interval_s=0.5,
+    )
+    llm = LLMClient(llm_url, model=None, timeout_s=120)
+    processor = DocumentProcessor(settings, llm, ProcessorMetrics())
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    loop = asyncio.create_task(processor.run(stop))
+    await _count(bootstrap, sink, count)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await loop
+    await llm.aclose()
+    return count / elapsed
+
+
+async def bare_loop_rate(bootstrap: str, count: int) -> float:
+    """The baseline a processor cannot beat: consume, produce a result, commit."""
+    source, sink, _ = await _topics(bootstrap)
+    await send(bootstrap, source, summaries(count))
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=uuid.uuid4().hex,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip", linger_ms=10)
+    await consumer.start()
+    await producer.start()
+    started = time.perf_counter()
+    done = 0
+    try:
+        while done < count:
+            batches = await consumer.getmany(timeout_ms=200)
+            sent = [
+                await producer.send(sink, key=r.key, value=r.value)
+                for records in batches.values()
+                for r in records
+            ]
+            await asyncio.gather(*sent)
+            if sent:
+                await consumer.commit()
+            done += len(sent)
+        elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return count / elapsed
+
+
+async def direct_rate(llm_url: str, count: int, concurrency: int) -> float:
+    """The model without Kafka: the same requests, straight to the LLM service."""
+    docs = summaries(count)
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=llm_url, timeout=120) as http:
+
+        async def one(doc: FinancialDocument) -> None:
+            async with limit:
+                body = {"messages": messages_for(doc), "temperature": 0, "max_tokens": 384}
+                (await http.post("/chat/completions", json=body)).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(d) for d in docs))
+        return count / (time.perf_counter() - started)
+
+
+def serve_responder(delay_s: float, workdir: Path) -> ServiceProcess:
+    module = workdir / f"responder_{int(delay_s * 1000)}.py"
+    module.write_text(
+        "from tests.support.openai_responder import OpenAIResponder\n"
+        f"app = OpenAIResponder(delay_s={delay_s})\n"
+    )
+    return ServiceProcess(
+        f"{module.stem}:app",
+        free_port(),
+        {"PYTHONPATH": f"{workdir}:{Path.cwd()}"},
+        workdir / f"{module.stem}.log",
+    ).start(ready_path="/v1/models")
+
+
+def main() -> None:
+    configure_logging("WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
+        instant = serve_responder(0.0, work)
+        batching = serve_responder(0.2, work)
+        llm = ServiceProcess(
+            "services.llm.llama31_8b_service:app",
+            free_port(),
+            {
+                "LLAMA31_8B_REGISTER": "false",
+                "LLAMA31_8B_CONTEXT_LENGTH": "2048",
+                "LOG_LEVEL": "WARNING",
+            },
+            work / "llm.log",
+        ).start()
+        try:
+            bootstrap = broker.bootstrap_servers
+            bare = asyncio.run(bare_loop_rate(bootstrap, 2000))
+            ceiling = asyncio.run(processor_rate(bootstrap, f"{instant.url}/v1", 2000, 64))
+            print(
+                f"(a) bare aiokafka loop {bare:8.0f} docs/s | processor, instant LLM "
+                f"{ceiling:8.0f} docs/s | ratio {ceiling / bare:.2f}"
+            )
+            direct = asyncio.run(direct_rate(f"{llm.url}/v1", 14, 4))
+            served = asyncio.run(processor_rate(bootstrap, f"{llm.url}/v1", 14, 4))
+            print(
+                f"(b) embedded model direct {direct:6.2f} docs/s | through Kafka "
+                f"{served:6.2f} docs/s | ratio {served / direct:.2f}"
+            )
+            one = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 40, 1))
+            many = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 200, 16))
+            print(
+                f"(c) batching backend, one at a time {one:6.2f} docs/s | concurrency 16 "
+                f"{many:6.2f} docs/s | ratio {many / one:.1f}"
+            )
+        finally:
+            llm.stop()
+            batching.stop()
+            instant.stop()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
