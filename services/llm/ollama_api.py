@@ -49,20 +49,21 @@ _encode = msgspec.json.Encoder().encode
 Framer = Callable[[str, Completion | None], msgspec.Struct]
 
 
+def _closing_fields(done: Completion | None) -> dict[str, Any]:
+    """What Ollama adds to its last line: why it stopped, counts and durations."""
+    if done is None:
+        return {"done": False}
+    return {
+        "done": True,
+        "done_reason": done.finish_reason,
+        **msgspec.structs.asdict(ollama_timings(done)),
+    }
+
+
 def _generate_frame(model: str) -> Framer:
     def frame(text: str, done: Completion | None) -> msgspec.Struct:
-        if done is None:
-            return GenerateResponse(
-                model=model, created_at=ollama_timestamp(), response=text, done=False
-            )
-        timings = msgspec.structs.asdict(ollama_timings(done))
         return GenerateResponse(
-            model=model,
-            created_at=ollama_timestamp(),
-            response=text,
-            done=True,
-            done_reason=done.finish_reason,
-            **timings,
+            model=model, created_at=ollama_timestamp(), response=text, **_closing_fields(done)
         )
 
     return frame
@@ -70,19 +71,11 @@ def _generate_frame(model: str) -> Framer:
 
 def _chat_frame(model: str) -> Framer:
     def frame(text: str, done: Completion | None) -> msgspec.Struct:
-        message = OllamaMessage(role="assistant", content=text)
-        if done is None:
-            return OllamaChatResponse(
-                model=model, created_at=ollama_timestamp(), message=message, done=False
-            )
-        timings = msgspec.structs.asdict(ollama_timings(done))
         return OllamaChatResponse(
             model=model,
             created_at=ollama_timestamp(),
-            message=message,
-            done=True,
-            done_reason=done.finish_reason,
-            **timings,
+            message=OllamaMessage(role="assistant", content=text),
+            **_closing_fields(done),
         )
 
     return frame
