@@ -31,47 +31,8 @@ sys.exit(0 if httpx.get(sys.argv[1], timeout=2).status_code == 200 else 1)
 PY
 }
 
-# pas_start NAME APP PORT: start `uvicorn APP` on PORT, wait until /health answers.
-pas_start() {
-    local name="$1" app="$2" port="$3"
-    local pidfile="$PAS_RUN_DIR/$name.pid" log="$PAS_LOG_DIR/$name.log"
-    if [ ! -x "$PAS_PYTHON" ]; then
-        echo "error: $PAS_PYTHON not found; run scripts/setup.sh first" >&2
-        return 1
-    fi
-    if pas_pid_alive "$name"; then
-        echo "$name already running (pid $(cat "$pidfile")) on port $port"
-        return 0
-    fi
-    if pas_port_taken "$port"; then
-        echo "error: port $port is taken, so $name cannot start there." >&2
-        echo "       See what holds it with: ss -ltnp 'sport = :$port'" >&2
-        echo "       or choose another port in .env." >&2
-        return 1
-    fi
-    # exec: the PID recorded is uvicorn's own, so that stop signals the server itself.
-    (cd "$PAS_ROOT" && exec nohup "$PAS_PYTHON" -m uvicorn "$app" --host "$PAS_HOST" \
-        --port "$port" --no-access-log --timeout-graceful-shutdown 10 >>"$log" 2>&1) &
-    echo $! >"$pidfile"
-    local waited=0
-    until pas_healthy "http://$PAS_HOST:$port/health"; do
-        if ! pas_pid_alive "$name"; then
-            echo "error: $name exited during start; last lines of $log:" >&2
-            tail -n 20 "$log" >&2
-            rm -f "$pidfile"
-            return 1
-        fi
-        if [ "$waited" -ge 60 ]; then
-            echo "error: $name did not answer /health within 30 s; see $log" >&2
-            return 1
-        fi
-        sleep 0.5
-        waited=$((waited + 1))
-    done
-    echo "$name up on http://$PAS_HOST:$port (pid $(cat "$pidfile"), log $log)"
-}
-
-# pas_start_process NAME PORT COMMAND...: start any long-running command, wait for its port.
+# pas_start_process NAME PORT COMMAND...: start a long-running command in the background
+# (unless NAME runs already) and wait until it listens on PORT.
 pas_start_process() {
     local name="$1" port="$2"
     shift 2
@@ -83,22 +44,52 @@ pas_start_process() {
     if pas_port_taken "$port"; then
         echo "error: port $port is taken, so $name cannot start there." >&2
         echo "       See what holds it with: ss -ltnp 'sport = :$port'" >&2
+        echo "       or choose another port in .env." >&2
         return 1
     fi
+    # exec: the PID recorded is the command's own, so that stop signals it, not a shell.
     (cd "$PAS_ROOT" && exec nohup "$@" >>"$log" 2>&1) &
     echo $! >"$pidfile"
-    local waited=0
-    until pas_port_taken "$port"; do
-        if ! pas_pid_alive "$name" || [ "$waited" -ge 60 ]; then
-            echo "error: $name did not start; last lines of $log:" >&2
+    pas_wait_for "$name" "port $port" pas_port_taken "$port"
+}
+
+# pas_start NAME APP PORT: start `uvicorn APP` on PORT, wait until /health answers.
+pas_start() {
+    local name="$1" app="$2" port="$3"
+    if [ ! -x "$PAS_PYTHON" ]; then
+        echo "error: $PAS_PYTHON not found; run scripts/setup.sh first" >&2
+        return 1
+    fi
+    if pas_pid_alive "$name"; then
+        echo "$name already running (pid $(cat "$PAS_RUN_DIR/$name.pid")) on port $port"
+        return 0
+    fi
+    pas_start_process "$name" "$port" "$PAS_PYTHON" -m uvicorn "$app" --host "$PAS_HOST" \
+        --port "$port" --no-access-log --timeout-graceful-shutdown 10 || return 1
+    pas_wait_for "$name" "/health" pas_healthy "http://$PAS_HOST:$port/health" || return 1
+    echo "$name up on http://$PAS_HOST:$port (pid $(cat "$PAS_RUN_DIR/$name.pid"), log $PAS_LOG_DIR/$name.log)"
+}
+
+# pas_wait_for NAME WHAT CHECK ARGS...: until CHECK ARGS succeeds; fail with the log's tail if
+# NAME exits first or 30 s pass.
+pas_wait_for() {
+    local name="$1" what="$2"
+    shift 2
+    local log="$PAS_LOG_DIR/$name.log" waited=0
+    until "$@"; do
+        if ! pas_pid_alive "$name"; then
+            echo "error: $name exited during start; last lines of $log:" >&2
             tail -n 20 "$log" >&2
-            rm -f "$pidfile"
+            rm -f "$PAS_RUN_DIR/$name.pid"
+            return 1
+        fi
+        if [ "$waited" -ge 60 ]; then
+            echo "error: $name did not answer ($what) within 30 s; see $log" >&2
             return 1
         fi
         sleep 0.5
         waited=$((waited + 1))
     done
-    echo "$name up on $PAS_HOST:$port (pid $(cat "$pidfile"), log $log)"
 }
 
 # pas_stop NAME: SIGTERM, wait for the graceful shutdown, SIGKILL only as a last resort.
