@@ -25,6 +25,8 @@ TOPIC_FINANCIAL_DOCUMENTS_DLQ: Final = "financial-documents-dlq"
 TOPIC_WORKFLOW_EVENTS: Final = "workflow-events"
 TOPIC_WORKFLOW_RESULTS: Final = "workflow-results"
 TOPIC_WORKFLOW_EVENTS_DLQ: Final = "workflow-events-dlq"
+TOPIC_LLM_USAGE: Final = "llm-usage"
+TOPIC_ANALYTICS_DLQ: Final = "analytics-dlq"
 
 # HTTP headers PAS sets or reads.
 HEADER_REQUEST_ID: Final = "X-Request-ID"

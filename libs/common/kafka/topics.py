@@ -9,9 +9,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from libs.common.constants import (
+    TOPIC_ANALYTICS_DLQ,
     TOPIC_FINANCIAL_DOCUMENTS,
     TOPIC_FINANCIAL_DOCUMENTS_DLQ,
     TOPIC_LLM_RESULTS,
+    TOPIC_LLM_USAGE,
     TOPIC_WORKFLOW_EVENTS,
     TOPIC_WORKFLOW_EVENTS_DLQ,
     TOPIC_WORKFLOW_RESULTS,
@@ -26,6 +28,8 @@ PAS_TOPICS: Mapping[str, int] = {
     TOPIC_WORKFLOW_EVENTS: 3,
     TOPIC_WORKFLOW_RESULTS: 3,
     TOPIC_WORKFLOW_EVENTS_DLQ: 1,
+    TOPIC_LLM_USAGE: 3,
+    TOPIC_ANALYTICS_DLQ: 1,
 }
 
 
