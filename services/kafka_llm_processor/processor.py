@@ -42,16 +42,24 @@ class _Failed(Exception):
         self.kind = kind
 
 
-class _SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions move to another consumer, finish their work and commit it."""
+class _TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps ``assigned`` current; before partitions move to another consumer, finishes their
+    work and commits it."""
 
-    def __init__(self, settle: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        assigned: set[TopicPartition],
+        settle: Callable[[set[TopicPartition]], Awaitable[None]],
+    ) -> None:
+        self._assigned = assigned
         self._settle = settle
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._settle(set(revoked))
+        self._assigned.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned.update(assigned)
         logger.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
@@ -86,8 +94,13 @@ class DocumentProcessor:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_bytes=max(s.max_message_bytes * 4, 52_428_800),
+            # The loop stops polling while every slot is busy; a slot frees within
+            # longest_document_s, so the group must not give up on this consumer before that.
+            max_poll_interval_ms=int(max(300.0, 2 * s.longest_document_s) * 1000),
         )
-        self._consumer.subscribe([s.input_topic], listener=_SettleOnRevoke(self._settle))
+        self._consumer.subscribe(
+            [s.input_topic], listener=_TrackAssignment(self.assigned, self._settle)
+        )
         await self._producer.start()
         await self._consumer.start()
         self.connected = True
@@ -110,15 +123,18 @@ class DocumentProcessor:
         consumer = self._consumer
         assert consumer is not None
         room = self._settings.concurrency - len(self._tasks)
-        assignment = consumer.assignment()
-        # Fetch in batches: refilling one freed slot at a time would cost a fetch per document.
-        if room < max(1, self._settings.concurrency // 4):
-            # Backpressure: fetch nothing new until slots free up, but come back to poll soon
-            # either way (the group must keep seeing this consumer alive).
-            consumer.pause(*assignment)
-            await asyncio.wait(list(self._tasks), timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        if room == 0:
+            # Backpressure without pause(): aiokafka drops the records it has prefetched for a
+            # paused partition and fetches them again after resume(), which stalls the loop.
+            # Not polling meanwhile is safe: a slot frees within the longest a document may
+            # take, and max_poll_interval_ms is set above that (see ``run``).
+            await asyncio.wait(
+                list(self._tasks),
+                timeout=self._settings.commit_interval_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             return
-        consumer.resume(*assignment)
+        # Records come from aiokafka's prefetch buffer, so refilling a few slots is cheap.
         batches = await consumer.getmany(timeout_ms=200, max_records=room)
         for tp, records in batches.items():
             for record in records:

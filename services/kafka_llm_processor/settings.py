@@ -53,3 +53,10 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_000_000
     drain_timeout_s: Positive = 120.0
     """On shutdown, how long in-flight documents may take to finish."""
+
+    @property
+    def longest_document_s(self) -> float:
+        """The longest one document may hold a slot: every attempt timing out, the longest
+        backoffs between them, and a minute for the result's publication to be acknowledged."""
+        backoff_s = self.retry_backoff_s * 16 * 2  # wait_max plus as much jitter
+        return self.max_attempts * (self.llm_timeout_s + backoff_s) + 60.0

@@ -39,7 +39,10 @@ async def test_every_document_gets_a_result(
             assert result.sentiment.label in {"positive", "neutral", "negative"}
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"{processor.url}/metrics")).text
+        health = (await http.get(f"{processor.url}/health")).json()
     assert "pas_processor_documents_processed_total" in metrics
+    # The only consumer in its group owns every partition of the input topic.
+    assert health["details"]["partitions"] == [0, 1, 2]
 
 
 async def test_poison_messages_go_to_the_dlq_and_processing_goes_on(
