@@ -6,9 +6,12 @@ import asyncio
 from typing import Any
 
 import httpx
+import msgspec
 
 from services.kafka_llm_processor.producer import documents
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import free_port
 
 
@@ -67,6 +70,23 @@ async def test_poison_messages_go_to_the_dlq_and_processing_goes_on(
     assert "title" in by_key["wrong-schema"].error
     assert by_key["too-large"].error_type == "too_large"
     assert [r.doc_id for r in results] == [good[0].doc_id]
+
+
+async def test_calls_in_flight_reach_the_concurrency_bound_and_never_pass_it(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """The LLM is a fake OpenAI-compatible server (its documented chat wire format) that
+    answers after 200 ms and counts the calls it holds at once, as a batching backend would."""
+    backend = OpenAIResponder(delay_s=0.2)
+    docs = [msgspec.structs.replace(d, task="summary") for d in documents(24)]
+    with serve_asgi(backend) as url:
+        start_processor(f"{url}/v1", PROCESSOR_CONCURRENCY="4")
+        await send(kafka_bootstrap, topics.input, as_messages(docs))
+        results = await collect(kafka_bootstrap, topics.output, len(docs))
+
+    assert sorted(r.doc_id for r in results) == sorted(d.doc_id for d in docs)
+    assert len(backend.requests) == len(docs)
+    assert backend.most_in_flight == 4
 
 
 async def test_llm_down_means_retries_then_the_dlq(

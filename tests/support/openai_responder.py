@@ -26,6 +26,8 @@ class OpenAIResponder:
         self.delay_s = delay_s
         self.break_stream_after = break_stream_after
         self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -47,6 +49,14 @@ class OpenAIResponder:
             return
         request = json.loads(body or b"{}")
         self.requests.append(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self._answer(request, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: dict[str, Any], send: Any) -> None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         usage = {
