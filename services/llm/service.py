@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 import msgspec
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.types import ControllerRouterHandler
 
 from libs.common.clients.registry import AgentRegistration, RegistryClient
+from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit import HealthReport, create_service
 from libs.common.schemas.agents import AgentDefinition
 from services.llm.backends import backend_for
@@ -20,6 +21,7 @@ from services.llm.openai_api import OpenAIController
 from services.llm.profiles import LLMProfile
 from services.llm.runtime import LLMRuntime
 from services.llm.settings import LLMServiceSettings
+from services.llm.usage import remember_call_context
 
 logger = structlog.get_logger("pas.llm")
 
@@ -44,7 +46,14 @@ def agent_definition(
 
 
 def build_runtime(settings: LLMServiceSettings, profile: LLMProfile) -> LLMRuntime:
-    return LLMRuntime(backend_for(settings, profile), profile, settings)
+    usage = (
+        UsagePublisher(
+            settings.kafka_bootstrap_servers, service=profile.service, topic=settings.usage_topic
+        )
+        if settings.kafka_bootstrap_servers
+        else None
+    )
+    return LLMRuntime(backend_for(settings, profile), profile, settings, usage)
 
 
 def create_llm_app(
@@ -59,6 +68,8 @@ def create_llm_app(
     @asynccontextmanager
     async def run_model(_: Litestar) -> AsyncIterator[None]:
         await runtime.backend.start()
+        if runtime.usage is not None:
+            runtime.usage.start()
         registration: AgentRegistration | None = None
         registry: RegistryClient | None = None
         if settings.register:
@@ -83,6 +94,8 @@ def create_llm_app(
                 await registration.stop()
             if registry is not None:
                 await registry.aclose()
+            if runtime.usage is not None:
+                await runtime.usage.stop()
             await runtime.backend.close()
             logger.info("llm service stopped", service=profile.service)
 
@@ -101,8 +114,12 @@ def create_llm_app(
         return HealthReport(status="healthy" if probe.answers else "degraded", details=details)
 
     handlers: list[ControllerRouterHandler] = [
-        OpenAIController,
-        OllamaController,
+        # The model endpoints read the caller's usage headers (workflow, run, reported by).
+        Router(
+            path="/",
+            route_handlers=[OpenAIController, OllamaController],
+            before_request=remember_call_context,
+        ),
         service_info,
         *extra_handlers,
     ]
@@ -114,7 +131,10 @@ def create_llm_app(
         dependencies={"runtime": runtime, **(extra_dependencies or {})},
         lifespan=[run_model],
         health_check=health,
-        collectors=runtime.meter.collectors,
+        collectors=[
+            *runtime.meter.collectors,
+            *(runtime.usage.collectors if runtime.usage else []),
+        ],
     )
     runtime.endpoints = sorted(
         {route.path for route in app.routes if not route.path.startswith("/schema")}

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from libs.common.constants import DEFAULT_REGISTRY_URL
+from libs.common.constants import DEFAULT_REGISTRY_URL, TOPIC_LLM_USAGE
 from libs.common.kit import ServiceSettings
 
 BackendKind = Literal["embedded", "ollama", "openai"]
@@ -23,6 +23,7 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "timeout_s": ("LLM_TIMEOUT",),
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN",),
+        "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
     }
 
     backend: BackendKind = "embedded"
@@ -47,3 +48,8 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     advertise_url: str | None = None
     """URL other services use to reach this one; default http://localhost:<port>."""
     registration_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+    kafka_bootstrap_servers: str | None = None
+    """When set, one usage event per answered call goes to ``usage_topic`` (never blocking a
+    call); calls the provider router made and reports itself are not counted twice."""
+    usage_topic: str = TOPIC_LLM_USAGE

@@ -5,11 +5,19 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from contextvars import ContextVar
+from typing import Any
 
 import msgspec
+from litestar import Request
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import Collector
 
+from libs.common.schemas.usage import (
+    HEADER_USAGE_REPORTED_BY,
+    HEADER_WORKFLOW_ID,
+    HEADER_WORKFLOW_RUN_ID,
+)
 from services.llm.backends.base import Completion
 
 _WINDOW = 1000
@@ -73,3 +81,33 @@ class UsageMeter:
             if latencies
             else None,
         )
+
+
+class CallContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What the caller said about a call, for its usage event."""
+
+    workflow_id: str | None = None
+    run_id: str | None = None
+    reported_by: str | None = None
+    """Set when the caller (the router) publishes this call's usage itself."""
+
+
+_NO_CONTEXT = CallContext()
+_call_context: ContextVar[CallContext | None] = ContextVar("pas_llm_call", default=None)
+
+
+def current_call_context() -> CallContext:
+    return _call_context.get() or _NO_CONTEXT
+
+
+async def remember_call_context(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook of the model endpoints: keep the caller's usage headers for the
+    request's task (each request runs in a task of its own, with its own context)."""
+    headers = request.headers
+    _call_context.set(
+        CallContext(
+            workflow_id=headers.get(HEADER_WORKFLOW_ID),
+            run_id=headers.get(HEADER_WORKFLOW_RUN_ID),
+            reported_by=headers.get(HEADER_USAGE_REPORTED_BY),
+        )
+    )

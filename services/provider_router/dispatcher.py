@@ -17,7 +17,9 @@ import stamina
 import structlog
 
 from libs.common.errors import PASError
+from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.schemas.llm import Usage
+from libs.common.schemas.usage import UsageStatus, new_usage_event
 from services.provider_router.candidates import Candidate
 from services.provider_router.costs import UsageRecord
 from services.provider_router.metrics import RouterMetrics
@@ -56,6 +58,8 @@ class RouteAsk(msgspec.Struct, kw_only=True):
     strategy: Strategy
     prefer_local: bool
     request_id: str | None = None
+    workflow_id: str | None = None
+    run_id: str | None = None
 
 
 class Served(msgspec.Struct, kw_only=True):
@@ -73,10 +77,12 @@ class Dispatcher:
         *,
         retries: int,
         retry_backoff_s: float,
+        usage: UsagePublisher | None = None,
     ) -> None:
         self._pool = pool
         self._upstreams = upstreams
         self._metrics = metrics
+        self._usage = usage
         self._retries = retries
         self._backoff_s = retry_backoff_s
         self._turns = itertools.count()
@@ -152,11 +158,13 @@ class Dispatcher:
         ):
             with attempt:
                 stats.in_flight += 1
+                started = time.perf_counter()
                 try:
                     return await self._upstreams.complete(candidate, forwarded, ask.request_id)
                 except UpstreamFailed as exc:
                     stats.failed += 1
                     breaker.failed(str(exc))
+                    self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
                     raise
                 finally:
                     stats.in_flight -= 1
@@ -185,6 +193,7 @@ class Dispatcher:
                 stats.in_flight -= 1
                 stats.failed += 1
                 breaker.failed(str(exc))
+                self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
                 failures.append(f"{candidate.id}: {exc}")
                 self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
                 continue
@@ -211,6 +220,9 @@ class Dispatcher:
         except Exception as exc:
             stats.failed += 1
             self._pool.breakers[candidate.id].failed(f"stream broke: {exc}")
+            self._report(
+                ask, candidate, "error", time.perf_counter() - started, f"stream broke: {exc}"
+            )
             logger.warning("stream broke after it began", candidate=candidate.id, error=str(exc))
             error = {"message": f"{candidate.id} failed mid-stream: {exc}", "type": "upstream"}
             yield b"data: " + msgspec.json.encode({"error": error}) + b"\n\ndata: [DONE]\n\n"
@@ -245,6 +257,7 @@ class Dispatcher:
         m.tokens.labels(candidate.provider, candidate.model, "prompt").inc(prompt)
         m.tokens.labels(candidate.provider, candidate.model, "completion").inc(completion)
         m.cost.labels(candidate.provider, candidate.model).inc(cost)
+        self._report(ask, candidate, "ok", elapsed_s, usage=usage, cost=cost)
         logger.info(
             "route decision",
             capability=ask.capability,
@@ -259,6 +272,38 @@ class Dispatcher:
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost_usd=cost,
+        )
+
+    def _report(
+        self,
+        ask: RouteAsk,
+        candidate: Candidate,
+        status: UsageStatus,
+        elapsed_s: float,
+        error: str | None = None,
+        *,
+        usage: Usage | None = None,
+        cost: float = 0.0,
+    ) -> None:
+        """One usage event per call to a candidate, when publishing is on (never blocks)."""
+        if self._usage is None:
+            return
+        self._usage.publish(
+            new_usage_event(
+                service="provider_router",
+                provider=candidate.provider,
+                model=candidate.model,
+                status=status,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                latency_ms=elapsed_s * 1000,
+                cost_usd=cost,
+                request_id=ask.request_id,
+                capability=ask.capability,
+                workflow_id=ask.workflow_id,
+                run_id=ask.run_id,
+                error=error,
+            )
         )
 
 

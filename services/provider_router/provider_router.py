@@ -11,6 +11,7 @@ import structlog
 from litestar import Litestar
 
 from libs.common.clients.registry import RegistryClient
+from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit import HealthReport, create_service
 from libs.common.settings import build_or_exit
 from services.provider_router.candidates import remote_candidates
@@ -43,17 +44,27 @@ def create_app(settings: RouterSettings) -> Litestar:
         ),
     )
     metrics = RouterMetrics()
+    usage = (
+        UsagePublisher(
+            settings.kafka_bootstrap_servers, service="provider_router", topic=settings.usage_topic
+        )
+        if settings.kafka_bootstrap_servers
+        else None
+    )
     dispatcher = Dispatcher(
         pool,
-        Upstreams(http),
+        Upstreams(http, usage_reporter="provider_router" if usage else None),
         metrics,
         retries=settings.retries,
         retry_backoff_s=settings.retry_backoff_s,
+        usage=usage,
     )
     synced = asyncio.Event()
 
     @asynccontextmanager
     async def run_router(_: Litestar) -> AsyncIterator[None]:
+        if usage is not None:
+            usage.start()
         watch: asyncio.Task[None] | None = None
         registry: RegistryClient | None = None
         if settings.use_registry:
@@ -73,6 +84,8 @@ def create_app(settings: RouterSettings) -> Litestar:
             if registry is not None:
                 await registry.aclose()
             await http.aclose()
+            if usage is not None:
+                await usage.stop()
 
     async def health() -> HealthReport:
         usable = [c for c in pool.all() if pool.why_unusable(c) is None]
@@ -91,7 +104,7 @@ def create_app(settings: RouterSettings) -> Litestar:
         dependencies={"dispatcher": dispatcher, "pool": pool, "settings": settings},
         lifespan=[run_router],
         health_check=health,
-        collectors=metrics.collectors,
+        collectors=[*metrics.collectors, *(usage.collectors if usage else [])],
     )
 
 

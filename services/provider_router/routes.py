@@ -17,6 +17,7 @@ from libs.common.kit import problem_responses
 from libs.common.kit.request_context import current_request_id
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest
+from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
 from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
@@ -127,6 +128,8 @@ class RouterController(Controller):
             strategy=data.strategy,
             prefer_local=data.prefer_local,
             request_id=current_request_id(),
+            workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
+            run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
         )
         if data.stream:
             chunks, served = await dispatcher.stream(ask, body)

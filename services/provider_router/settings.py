@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from libs.common.constants import DEFAULT_REGISTRY_URL, PROVIDER_ROUTER_PORT
+from libs.common.constants import DEFAULT_REGISTRY_URL, PROVIDER_ROUTER_PORT, TOPIC_LLM_USAGE
 from libs.common.kit import ServiceSettings
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -18,6 +18,7 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
         **ServiceSettings.env_aliases,
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN",),
+        "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
     }
 
     port: int = PROVIDER_ROUTER_PORT
@@ -38,3 +39,6 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     breaker_cooldown_s: Seconds = 30.0
     ewma_alpha: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
     cost_window_s: Seconds = 86_400.0
+    kafka_bootstrap_servers: str | None = None
+    """When set, one usage event per LLM call goes to ``usage_topic`` (never blocking a call)."""
+    usage_topic: str = TOPIC_LLM_USAGE

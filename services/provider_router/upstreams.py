@@ -13,6 +13,7 @@ import msgspec
 
 from libs.common.errors import PASError
 from libs.common.schemas.llm import Usage
+from libs.common.schemas.usage import HEADER_USAGE_REPORTED_BY
 from services.provider_router.candidates import Candidate
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -59,10 +60,15 @@ def _url(candidate: Candidate) -> str:
     return f"{candidate.endpoint}/chat/completions"
 
 
-def _headers(candidate: Candidate, request_id: str | None) -> dict[str, str]:
+def _headers(
+    candidate: Candidate, request_id: str | None, usage_reporter: str | None = None
+) -> dict[str, str]:
     headers = {"content-type": "application/json"}
     if request_id:
         headers["x-request-id"] = request_id
+    if usage_reporter and candidate.kind == "local":
+        # The router publishes this call's usage; the PAS LLM service must not count it again.
+        headers[HEADER_USAGE_REPORTED_BY] = usage_reporter
     if candidate.api_key and candidate.kind == "anthropic":
         headers["x-api-key"] = candidate.api_key
         headers["anthropic-version"] = ANTHROPIC_VERSION
@@ -134,8 +140,9 @@ def from_anthropic(payload: bytes) -> bytes:
 
 
 class Upstreams:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, *, usage_reporter: str | None = None) -> None:
         self._http = http
+        self._usage_reporter = usage_reporter
 
     async def _send(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None, *, stream: bool
@@ -145,7 +152,7 @@ class Upstreams:
             "POST",
             _url(candidate),
             content=msgspec.json.encode(payload),
-            headers=_headers(candidate, request_id),
+            headers=_headers(candidate, request_id, self._usage_reporter),
         )
         try:
             response = await self._http.send(request, stream=stream)

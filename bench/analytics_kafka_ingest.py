@@ -1,0 +1,169 @@
+"""Usage events per second from Kafka into the collector, next to a bare aiokafka consumer.
+
+Both read the same topic on the same broker from the start in a group of their own. The bare
+consumer only counts records; the collector decodes and validates each one, stores each batch
+in DuckDB, then commits. Rates are measured in steady state, from 10% to 100% of the records,
+so that process start and the group join are left out of both.
+
+Run: ``.venv/bin/python -m bench.analytics_kafka_ingest [--events 200000]`` (about a minute).
+Uses ``KAFKA_BOOTSTRAP_SERVERS`` if set, else starts the embedded broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from libs.common.kafka.broker import EmbeddedBroker
+from libs.common.kafka.topics import ensure_topics
+from libs.common.schemas.usage import UsageEvent
+from tests.support.processes import ServiceProcess, free_port
+
+PARTITIONS = 3
+_STORED = re.compile(
+    r'^pas_analytics_events_stored_total\{kind="usage",source="kafka"\} (\S+)$', re.M
+)
+
+
+def events(count: int) -> list[bytes]:
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    return [
+        msgspec.json.encode(
+            UsageEvent(
+                event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
+                timestamp=now - timedelta(seconds=rng.uniform(0, 86_400)),
+                service="provider_router",
+                provider="local",
+                model=f"model-{rng.randrange(8)}",
+                status="ok",
+                prompt_tokens=rng.randint(5, 2000),
+                completion_tokens=rng.randint(0, 500),
+                latency_ms=rng.uniform(20, 5000),
+                cost_usd=round(rng.uniform(0, 0.01), 10),
+                workflow_id=f"workflow_{rng.randrange(10)}",
+            )
+        )
+        for _ in range(count)
+    ]
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, value=v) for v in values]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def steady_rate(marks: list[tuple[float, int]], total: int) -> float:
+    """Records per second between 10% and 100% of ``total``."""
+    start = next((t, n) for t, n in marks if n >= total * 0.1)
+    end = next((t, n) for t, n in marks if n >= total)
+    return (end[1] - start[1]) / max(end[0] - start[0], 1e-9)
+
+
+async def bare_consumer(bootstrap: str, topic: str, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen, marks = 0, []
+    try:
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            seen += sum(len(records) for records in batches.values())
+            if batches:
+                await consumer.commit()
+            marks.append((time.perf_counter(), seen))
+    finally:
+        await consumer.stop()
+    return steady_rate(marks, total)
+
+
+async def collector_rate(process: ServiceProcess, total: int) -> float:
+    marks: list[tuple[float, int]] = []
+    async with httpx.AsyncClient(base_url=process.url) as http:
+        stored = 0
+        deadline = time.monotonic() + 600
+        while stored < total and time.monotonic() < deadline:
+            match = _STORED.search((await http.get("/metrics")).text)
+            stored = int(float(match[1])) if match else 0
+            marks.append((time.perf_counter(), stored))
+            await asyncio.sleep(0.05)
+    return steady_rate(marks, total)
+
+
+async def run(bootstrap: str, count: int, tmp: Path) -> None:
+    run_id = uuid.uuid4().hex[:6]
+    topic = f"bench-usage-{run_id}"
+    others = {f"bench-{name}-{run_id}": 1 for name in ("wf", "results", "docs-dlq", "dlq")}
+    await ensure_topics(bootstrap, {topic: PARTITIONS, **others})
+    values = events(count)
+    await produce(bootstrap, topic, values)
+
+    bare = await bare_consumer(bootstrap, topic, count)
+    names = list(others)
+    collector = ServiceProcess(
+        "services.analytics.app:app",
+        free_port(),
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "ANALYTICS_DB_PATH": str(tmp / "collector.duckdb"),
+            "ANALYTICS_USAGE_TOPIC": topic,
+            "ANALYTICS_WORKFLOW_RESULTS_TOPIC": names[0],
+            "ANALYTICS_LLM_RESULTS_TOPIC": names[1],
+            "ANALYTICS_DOCUMENTS_DLQ_TOPIC": names[2],
+            "ANALYTICS_DLQ_TOPIC": names[3],
+            "ANALYTICS_GROUP_ID": f"bench-collector-{run_id}",
+            "ANALYTICS_RAW_RETENTION_S": "0",
+            "LOG_LEVEL": "WARNING",
+        },
+        tmp / "collector.log",
+    ).start()
+    try:
+        stored = await collector_rate(collector, count)
+    finally:
+        collector.stop()
+    print(f"{count:,} usage events on {PARTITIONS} partitions")
+    print(
+        f"collector (decode, store, commit): {stored:,.0f} events/s   bare aiokafka consumer: "
+        f"{bare:,.0f} records/s   ratio {stored / bare:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pas-bench-kafka-") as tmp:
+        configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        broker = None if configured else EmbeddedBroker(port=free_port()).start()
+        try:
+            bootstrap = configured or broker.bootstrap_servers  # type: ignore[union-attr]
+            asyncio.run(run(bootstrap, args.events, Path(tmp)))
+        finally:
+            if broker is not None:
+                broker.stop()
+
+
+if __name__ == "__main__":
+    main()

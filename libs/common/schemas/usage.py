@@ -1,0 +1,245 @@
+"""LLM usage on ``llm-usage`` and the analytics collector's wire types.
+
+A :class:`UsageEvent` is published once per LLM call by the component that made it (the
+provider router for the calls it routes, an LLM service for calls made to it directly). The
+collector keys each by ``event_id`` and its ``timestamp``, so a redelivered event counts once.
+
+Workflow outcomes reach the collector as :class:`WorkflowRun` rows: from ``workflow-results``,
+from the Kafka processor's ``llm-results`` and its DLQ, or over ``POST /events``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+# Headers a caller sets so that the LLM calls it causes are attributed to its workflow run.
+HEADER_WORKFLOW_ID = "X-PAS-Workflow-Id"
+HEADER_WORKFLOW_RUN_ID = "X-PAS-Workflow-Run-Id"
+# Set by a component that reports the call's usage itself (the router, to the LLM service it
+# calls), so that one call gives one event, not one per hop.
+HEADER_USAGE_REPORTED_BY = "X-PAS-Usage-Reported-By"
+
+UsageStatus = Literal["ok", "error"]
+RunStatus = Literal["success", "error"]
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+OptionalName = Annotated[str, msgspec.Meta(max_length=256)] | None
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Reason = Annotated[str, msgspec.Meta(max_length=2000)] | None
+
+
+class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
+    """One LLM call: who made it, for what, how many tokens, how long, at what cost."""
+
+    event_id: Identifier
+    timestamp: AwareTime
+    """When the call finished (UTC)."""
+    service: Name
+    """The PAS service that made the call and reported it (``provider_router``,
+    ``llama31_8b``, ...)."""
+    provider: Name
+    """Who answered: a router provider name (``local``, ``openai``, ...) or an LLM service's
+    backend (``embedded``, ``ollama``, ``openai``)."""
+    model: Name
+    status: UsageStatus
+    prompt_tokens: Count = 0
+    completion_tokens: Count = 0
+    latency_ms: NonNegative = 0.0
+    cost_usd: NonNegative = 0.0
+    request_id: OptionalName = None
+    capability: OptionalName = None
+    workflow_id: OptionalName = None
+    run_id: OptionalName = None
+    error: Reason = None
+
+
+def _clip(text: str | None, limit: int = 256) -> str | None:
+    return text[:limit] if text else None
+
+
+def new_usage_event(
+    *,
+    service: str,
+    provider: str,
+    model: str,
+    status: UsageStatus,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    latency_ms: float = 0.0,
+    cost_usd: float = 0.0,
+    request_id: str | None = None,
+    capability: str | None = None,
+    workflow_id: str | None = None,
+    run_id: str | None = None,
+    error: str | None = None,
+) -> UsageEvent:
+    """A usage event with a fresh id, stamped now; text is cut to the schema's limits (a
+    caller's header can be longer), so that the collector never refuses the event."""
+    return UsageEvent(
+        event_id=uuid.uuid4().hex,
+        timestamp=datetime.now(UTC),
+        service=service[:256],
+        provider=provider[:256],
+        model=model[:256],
+        status=status,
+        prompt_tokens=max(0, prompt_tokens),
+        completion_tokens=max(0, completion_tokens),
+        latency_ms=round(max(0.0, latency_ms), 3),
+        cost_usd=max(0.0, cost_usd),
+        request_id=_clip(request_id),
+        capability=_clip(capability),
+        workflow_id=_clip(workflow_id),
+        run_id=_clip(run_id),
+        error=_clip(error, 2000),
+    )
+
+
+class WorkflowRun(msgspec.Struct, kw_only=True, frozen=True):
+    """How a workflow run ended. A run counts once, with its latest outcome: a run that fails
+    and is resumed to success is one successful run (as the runner's results say)."""
+
+    run_id: Name
+    """The run's id (the runner's ``workflow_run_id``)."""
+    workflow_id: Name
+    status: RunStatus
+    timestamp: AwareTime
+    """When the run ended (UTC)."""
+    duration_ms: NonNegative | None = None
+    source: Annotated[str, msgspec.Meta(max_length=64)] = "api"
+    """Where the outcome came from: ``workflow-results``, ``llm-results``, ``api``..."""
+    error: Reason = None
+
+
+class EventBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /events``: usage events and workflow outcomes, for setups without Kafka."""
+
+    usage: Annotated[list[UsageEvent], msgspec.Meta(max_length=50_000)] = msgspec.field(
+        default_factory=list
+    )
+    runs: Annotated[list[WorkflowRun], msgspec.Meta(max_length=50_000)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class IngestResult(msgspec.Struct, kw_only=True):
+    received: int
+    stored: int
+    duplicates: int
+
+
+# --- what the collector answers --------------------------------------------------------------
+
+
+class Percentiles(msgspec.Struct, kw_only=True):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class Period(msgspec.Struct, kw_only=True):
+    start: datetime
+    end: datetime
+
+
+class WorkflowStats(msgspec.Struct, kw_only=True):
+    workflow_id: str
+    runs: int
+    successes: int
+    failures: int
+    success_rate: float | None
+    duration_ms: Percentiles
+    """Over the runs still held raw (younger than the retention age)."""
+    llm_calls: int
+    tokens: int
+    cost_usd: float
+
+
+class WorkflowReport(msgspec.Struct, kw_only=True):
+    period: Period
+    workflows: list[WorkflowStats]
+
+
+GroupBy = Literal["model", "workflow", "provider", "capability", "service"]
+
+
+class CostLine(msgspec.Struct, kw_only=True):
+    key: str | None
+    """The group's value (a model name, a workflow id...); null for calls without one."""
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+
+
+class CostReport(msgspec.Struct, kw_only=True):
+    period: Period
+    group_by: GroupBy
+    groups: list[CostLine]
+    total: CostLine
+
+
+class ModelStats(msgspec.Struct, kw_only=True):
+    model: str
+    provider: str
+    llm_calls: int
+    errors: int
+    error_rate: float | None
+    latency_ms: Percentiles
+    """Over the calls still held raw (younger than the retention age)."""
+    mean_latency_ms: float | None
+    tokens_per_s: float | None
+    """Completion tokens over the time of successful calls."""
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class ModelReport(msgspec.Struct, kw_only=True):
+    period: Period
+    models: list[ModelStats]
+
+
+TrendMetric = Literal[
+    "runs",
+    "failures",
+    "success_rate",
+    "duration_p50",
+    "duration_p95",
+    "duration_p99",
+    "llm_calls",
+    "llm_errors",
+    "error_rate",
+    "tokens",
+    "cost",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+]
+Bucket = Literal["1m", "1h", "1d"]
+
+
+class TrendPoint(msgspec.Struct, kw_only=True):
+    t: datetime
+    value: float | None
+
+
+class Trend(msgspec.Struct, kw_only=True):
+    metric: TrendMetric
+    bucket: Bucket
+    period: Period
+    points: list[TrendPoint]
+
+
+class RollupResult(msgspec.Struct, kw_only=True):
+    cutoff: datetime
+    """Raw rows older than this were rolled up into hourly aggregates and deleted."""
+    usage_rows: int
+    run_rows: int

@@ -1,0 +1,96 @@
+"""Events as the column lists a bulk insert takes, and which of them the store found new.
+
+Both stores insert a batch in one statement (``unnest`` of one list per column) and return the
+keys of the rows that were not there yet; duplicates inside a batch are dropped first, so that
+a statement never meets the same key twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from libs.common.schemas.usage import UsageEvent, WorkflowRun
+
+UsageKey = tuple[str, datetime]
+RunKey = tuple[str, str, datetime]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def usage_key(event: UsageEvent) -> UsageKey:
+    return event.event_id, _utc(event.timestamp)
+
+
+def run_key(run: WorkflowRun) -> RunKey:
+    return run.run_id, run.status, _utc(run.timestamp)
+
+
+def usage_columns(events: Sequence[UsageEvent]) -> tuple[list[UsageEvent], list[list[Any]]]:
+    """The events without in-batch duplicates, and their values column by column (in the
+    order of ``queries.USAGE_COLUMNS``)."""
+    first: dict[UsageKey, UsageEvent] = {}
+    for event in events:
+        first.setdefault(usage_key(event), event)
+    unique = list(first.values())
+    columns: list[list[Any]] = [[] for _ in range(15)]
+    for e in unique:
+        values = (
+            e.event_id,
+            _utc(e.timestamp),
+            e.service,
+            e.provider,
+            e.model,
+            e.capability,
+            e.workflow_id,
+            e.run_id,
+            e.request_id,
+            e.prompt_tokens,
+            e.completion_tokens,
+            e.latency_ms,
+            e.cost_usd,
+            e.status,
+            e.error,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return unique, columns
+
+
+def run_columns(runs: Sequence[WorkflowRun]) -> tuple[list[WorkflowRun], list[list[Any]]]:
+    """The latest outcome of each run in the batch, and its values column by column (in the
+    order of ``queries.RUN_COLUMNS``)."""
+    latest: dict[str, WorkflowRun] = {}
+    for run in runs:
+        known = latest.get(run.run_id)
+        if known is None or _utc(run.timestamp) > _utc(known.timestamp):
+            latest[run.run_id] = run
+    unique = list(latest.values())
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for r in unique:
+        values = (
+            r.run_id,
+            r.status,
+            _utc(r.timestamp),
+            r.workflow_id,
+            r.duration_ms,
+            r.source,
+            r.error,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return unique, columns
+
+
+def new_usage(events: Iterable[UsageEvent], stored: Iterable[Sequence[Any]]) -> list[UsageEvent]:
+    """The events whose ``(event_id, ts)`` the insert returned."""
+    keys = {(row[0], _utc(row[1])) for row in stored}
+    return [e for e in events if usage_key(e) in keys]
+
+
+def new_runs(runs: Iterable[WorkflowRun], stored: Iterable[Sequence[Any]]) -> list[WorkflowRun]:
+    keys = {(row[0], row[1], _utc(row[2])) for row in stored}
+    return [r for r in runs if run_key(r) in keys]

@@ -1,0 +1,201 @@
+"""The consume loop: fetch a batch, store it, then commit its offsets; never commit first.
+
+One loop per process in the ``pas-analytics`` group. A batch is decoded record by record;
+records that do not decode go to ``analytics-dlq`` with the reason (and the broker's
+acknowledgement is awaited); the rest are stored in one insert per kind; only then are the
+batch's offsets committed. A crash anywhere before the commit redelivers the batch, and the
+store's keys make the second delivery a no-op: at least once in, exactly once stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import stamina
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from libs.common.schemas.documents import DeadLetter
+from libs.common.schemas.usage import UsageEvent, WorkflowRun
+from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode
+from services.analytics.ingest import Ingestor
+from services.analytics.metrics import AnalyticsMetrics
+from services.analytics.settings import AnalyticsSettings
+
+logger = structlog.get_logger("pas.analytics.consumer")
+
+_encode = msgspec.json.Encoder().encode
+_STORE_ATTEMPTS = 5
+
+Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+def topic_roles(settings: AnalyticsSettings) -> dict[str, TopicRole]:
+    """The topics consumed and what each carries (an empty name turns a topic off)."""
+    roles: dict[str, TopicRole] = {
+        settings.usage_topic: "usage",
+        settings.workflow_results_topic: "workflow_results",
+        settings.llm_results_topic: "llm_results",
+        settings.documents_dlq_topic: "documents_dlq",
+    }
+    return {topic: role for topic, role in roles.items() if topic}
+
+
+class _TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._assigned.difference_update(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned.update(assigned)
+        logger.info(
+            "partitions assigned",
+            partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
+        )
+
+
+class EventConsumer:
+    def __init__(
+        self, settings: AnalyticsSettings, ingestor: Ingestor, metrics: AnalyticsMetrics
+    ) -> None:
+        self._settings = settings
+        self._ingestor = ingestor
+        self._metrics = metrics
+        self._roles = topic_roles(settings)
+        self.connected = False
+        self.assigned: set[TopicPartition] = set()
+        self.last_commit_at: datetime | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self._settings
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=max(100, int(s.session_timeout_s * 1000 / 4)),
+        )
+        consumer.subscribe(list(self._roles), listener=_TrackAssignment(self.assigned))
+        await producer.start()
+        try:
+            await consumer.start()
+            self.connected = True
+            logger.info("consuming", topics=sorted(self._roles), group=s.group_id)
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=s.batch_max)
+                if batches:
+                    await self._handle(consumer, producer, batches)
+        finally:
+            self.connected = False
+            self.assigned.clear()
+            await consumer.stop()
+            await producer.stop()
+
+    async def _handle(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, batches: Batches
+    ) -> None:
+        usage: list[UsageEvent] = []
+        runs: list[WorkflowRun] = []
+        for tp, records in batches.items():
+            role = self._roles[tp.topic]
+            for record in records:
+                moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                try:
+                    item = decode(role, record.value, moment)
+                except Undecodable as exc:
+                    await self._dead_letter(producer, record, exc)
+                    continue
+                if item is SKIPPED:
+                    self._metrics.ignored.labels(tp.topic).inc()
+                elif isinstance(item, UsageEvent):
+                    usage.append(item)
+                else:
+                    runs.append(item)
+        await self._store(usage, runs)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partitions moved to another consumer; it gets the batch again, and the
+            # store's keys make that harmless.
+            logger.warning("commit refused after a rebalance", error=str(exc))
+            return
+        self.last_commit_at = datetime.now(UTC)
+        for tp, offset in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - offset)
+                )
+
+    async def _store(self, usage: list[UsageEvent], runs: list[WorkflowRun]) -> None:
+        if not usage and not runs:
+            return
+        async for attempt in stamina.retry_context(
+            on=Exception, attempts=_STORE_ATTEMPTS, timeout=None, wait_initial=0.2, wait_max=5
+        ):
+            with attempt:
+                if attempt.num > 1:
+                    logger.warning("storing a batch again", attempt=attempt.num)
+                await self._ingestor.ingest(usage, runs, source="kafka")
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], exc: Undecodable
+    ) -> None:
+        letter = DeadLetter(
+            error=str(exc)[:2000],
+            error_type=exc.kind,
+            attempts=1,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key else None,
+            original=(record.value or b"").decode(errors="replace"),
+            headers={k: v.decode(errors="replace") for k, v in record.headers},
+            failed_at=datetime.now(UTC),
+        )
+        await _acknowledged(producer, self._settings.dlq_topic, record.key, _encode(letter))
+        self._metrics.dead_lettered.labels(record.topic, exc.kind).inc()
+        logger.warning(
+            "record dead-lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=str(exc),
+        )
+
+
+async def _acknowledged(
+    producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes
+) -> Any:
+    """Send and wait for the broker's acknowledgement, retrying while it is away."""
+    async for attempt in stamina.retry_context(on=Exception, attempts=10, timeout=None):
+        with attempt:
+            return await (await producer.send(topic, key=key, value=value))
+    return None
+
+
+async def consume_forever(consumer: EventConsumer, stop: asyncio.Event) -> None:
+    """Run the loop; if the broker is away or drops us, start again after a pause."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await consumer.run(stop)
+        except Exception:
+            logger.exception("consumer loop failed; restarting", retry_in_s=delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, 15.0)
+        else:
+            delay = 0.5

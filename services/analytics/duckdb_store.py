@@ -1,0 +1,263 @@
+"""The default store: one DuckDB file, columnar, fast on aggregates, Parquet built in.
+
+DuckDB is synchronous and a connection is not for concurrent use, so: every write runs on one
+writer thread with a connection of its own (writes are serialised, as DuckDB wants them); each
+read and each export opens its own cursor (a connection to the same database) on a small pool
+of reader threads, so reads never wait for writes or block the event loop. Cursors are created
+from a root connection under a lock; the root runs no query until the store closes, after the
+reader threads have finished (a read whose caller went away still runs to its end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import structlog
+
+from libs.common.schemas.usage import (
+    Bucket,
+    CostLine,
+    GroupBy,
+    ModelStats,
+    RollupResult,
+    TrendMetric,
+    TrendPoint,
+    UsageEvent,
+    WorkflowRun,
+    WorkflowStats,
+)
+from services.analytics import queries, results
+from services.analytics.batches import new_runs, new_usage, run_columns, usage_columns
+from services.analytics.exports import csv_header, format_rows, stream_file, temporary_path
+from services.analytics.queries import (
+    EXPORT_COLUMNS,
+    EXPORTS,
+    META,
+    RUNS,
+    RUNS_HOURLY,
+    USAGE,
+    USAGE_HOURLY,
+)
+from services.analytics.store import ExportFormat, ExportKind, TimeWindow, TrendFilter
+
+logger = structlog.get_logger("pas.analytics.duckdb")
+
+T = TypeVar("T")
+
+_READER_THREADS = 4
+
+SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS {USAGE} (
+        event_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, service VARCHAR NOT NULL,
+        provider VARCHAR NOT NULL, model VARCHAR NOT NULL, capability VARCHAR,
+        workflow_id VARCHAR, run_id VARCHAR, request_id VARCHAR,
+        prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+        latency_ms DOUBLE NOT NULL, cost_usd DECIMAL(18,10) NOT NULL,
+        status VARCHAR NOT NULL, error VARCHAR,
+        PRIMARY KEY (event_id, ts))""",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS} (
+        run_id VARCHAR NOT NULL, status VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
+        workflow_id VARCHAR NOT NULL, duration_ms DOUBLE, source VARCHAR NOT NULL,
+        error VARCHAR,
+        PRIMARY KEY (run_id, status, ts))""",
+    f"""CREATE TABLE IF NOT EXISTS {USAGE_HOURLY} (
+        hour TIMESTAMPTZ NOT NULL, service VARCHAR NOT NULL, provider VARCHAR NOT NULL,
+        model VARCHAR NOT NULL, capability VARCHAR NOT NULL, workflow_id VARCHAR NOT NULL,
+        status VARCHAR NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL, cost_usd DECIMAL(38,10) NOT NULL,
+        latency_ms_sum DOUBLE NOT NULL,
+        PRIMARY KEY (hour, service, provider, model, capability, workflow_id, status))""",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS_HOURLY} (
+        hour TIMESTAMPTZ NOT NULL, workflow_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        runs BIGINT NOT NULL, duration_ms_sum DOUBLE NOT NULL, timed_runs BIGINT NOT NULL,
+        PRIMARY KEY (hour, workflow_id, status))""",
+    f"""CREATE TABLE IF NOT EXISTS {META} (
+        key VARCHAR PRIMARY KEY, value TIMESTAMPTZ NOT NULL)""",
+)
+
+
+class DuckDBStore:
+    kind = "duckdb"
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._root: duckdb.DuckDBPyConnection | None = None
+        self._writer_db: duckdb.DuckDBPyConnection | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer")
+        self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="duckdb-reader")
+        self._cursor_lock = threading.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        assert self._root is not None, "DuckDBStore.open() was not awaited"
+        with self._cursor_lock:
+            return self._root.cursor()
+
+    async def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        db = self._writer_db
+        assert db is not None, "DuckDBStore.open() was not awaited"
+        return await asyncio.get_running_loop().run_in_executor(self._writer, work, db)
+
+    def _read_sync(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._cursor() as cursor:
+            return cursor.execute(sql, list(params)).fetchall()
+
+    async def _on_reader(self, work: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(work, *args))
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return await self._on_reader(self._read_sync, sql, params)
+
+    async def open(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> None:
+            self._root = duckdb.connect(self._path)
+            self._root.execute("SET GLOBAL TimeZone = 'UTC'")
+            self._writer_db = self._cursor()
+            for statement in SCHEMA:
+                self._writer_db.execute(statement)
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, connect)
+        logger.info("analytics store opened", store=self.kind, path=self._path)
+
+    async def close(self) -> None:
+        def disconnect() -> None:
+            # Reads still running (their callers may be gone) finish first.
+            self._readers.shutdown(wait=True)
+            with self._cursor_lock:
+                if self._writer_db is not None:
+                    self._writer_db.close()
+                if self._root is not None:
+                    # A checkpoint folds the WAL into the file: the next start opens faster.
+                    self._root.execute("CHECKPOINT")
+                    self._root.close()
+                    self._root = None
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, disconnect)
+        self._writer.shutdown(wait=True)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def insert_usage(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
+        if not events:
+            return []
+        unique, columns = usage_columns(events)
+        stored = await self._write(lambda db: db.execute(queries.INSERT_USAGE, columns).fetchall())
+        return new_usage(unique, stored)
+
+    async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
+        if not runs:
+            return []
+        unique, columns = run_columns(runs)
+
+        def replace_outcomes(db: duckdb.DuckDBPyConnection) -> list[Any]:
+            db.execute("BEGIN TRANSACTION")
+            try:
+                db.execute(queries.DELETE_SUPERSEDED_RUNS, columns)
+                stored = db.execute(queries.INSERT_RUNS, columns).fetchall()
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+            return stored
+
+        return new_runs(unique, await self._write(replace_outcomes))
+
+    async def roll_up(self, cutoff: datetime) -> RollupResult:
+        def fold(db: duckdb.DuckDBPyConnection) -> RollupResult:
+            db.execute("BEGIN TRANSACTION")
+            try:
+                db.execute(queries.ROLL_UP_USAGE, [cutoff])
+                db.execute(queries.ROLL_UP_RUNS, [cutoff])
+                usage_rows = _count(db.execute(queries.DELETE_ROLLED_USAGE, [cutoff]).fetchone())
+                run_rows = _count(db.execute(queries.DELETE_ROLLED_RUNS, [cutoff]).fetchone())
+                db.execute(queries.SET_HORIZON, [cutoff])
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+            return RollupResult(cutoff=cutoff, usage_rows=usage_rows, run_rows=run_rows)
+
+        return await self._write(fold)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    async def costs(self, window: TimeWindow, group_by: GroupBy) -> list[CostLine]:
+        rows = await self._read(queries.costs(group_by), [window.start, window.end])
+        return results.cost_lines(rows)
+
+    async def workflow_stats(self, window: TimeWindow) -> list[WorkflowStats]:
+        sql = queries.workflow_stats(queries.DUCKDB)
+        return results.workflow_stats(await self._read(sql, [window.start, window.end]))
+
+    async def model_stats(self, window: TimeWindow) -> list[ModelStats]:
+        sql = queries.model_stats(queries.DUCKDB)
+        return results.model_stats(await self._read(sql, [window.start, window.end]))
+
+    async def trend(
+        self, metric: TrendMetric, bucket: Bucket, window: TimeWindow, where: TrendFilter
+    ) -> list[TrendPoint]:
+        sql, extra = queries.trend(
+            metric,
+            bucket,
+            queries.DUCKDB,
+            workflow_id=where.workflow_id,
+            model=where.model,
+        )
+        rows = await self._read(sql, [window.start, window.end, *extra])
+        return results.trend_points(rows, metric, bucket, window.start, window.end)
+
+    async def success_rates(self, window: TimeWindow) -> dict[str, float]:
+        rows = await self._read(queries.success_rates(), [window.start, window.end])
+        return {workflow: float(rate) for workflow, rate in rows if rate is not None}
+
+    # -- exports -------------------------------------------------------------------------------
+
+    async def export(
+        self, kind: ExportKind, fmt: ExportFormat, window: TimeWindow, chunk_rows: int
+    ) -> AsyncIterator[bytes]:
+        params = [window.start, window.end]
+        if fmt == "parquet":
+            path = temporary_path(".parquet")
+
+            def write_parquet() -> None:
+                with self._cursor() as cursor:
+                    cursor.execute(
+                        f"COPY ({EXPORTS[kind]}) TO '{path}' (FORMAT parquet, COMPRESSION zstd)",
+                        params,
+                    )
+
+            try:
+                await self._on_reader(write_parquet)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            async for chunk in stream_file(path):
+                yield chunk
+            return
+        columns = EXPORT_COLUMNS[kind]
+        cursor = await self._on_reader(self._cursor)
+        try:
+            await self._on_reader(cursor.execute, EXPORTS[kind], params)
+            if fmt == "csv":
+                yield csv_header(columns)
+            while rows := await self._on_reader(cursor.fetchmany, chunk_rows):
+                yield format_rows(fmt, columns, rows)
+        finally:
+            await self._on_reader(cursor.close)
+
+
+def _count(row: tuple[Any, ...] | None) -> int:
+    return int(row[0]) if row else 0

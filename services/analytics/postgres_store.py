@@ -1,0 +1,280 @@
+"""The store at scale: PostgreSQL, with TimescaleDB when the server has it.
+
+Same tables, keys and queries as the DuckDB store (``queries.py``). With TimescaleDB the raw
+tables are hypertables on ``ts`` and a continuous aggregate keeps usage per hour up to date;
+without it they are plain tables with a time index. Either way the views
+``pas_analytics_usage_by_hour`` and ``pas_analytics_runs_by_hour`` give the whole history per
+hour (rolled-up hours and recent ones alike), which is what Grafana's PostgreSQL panels read.
+"""
+
+# ruff: noqa: S608  (SQL is assembled from fixed table names only; values are bound parameters)
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from libs.common.schemas.usage import (
+    Bucket,
+    CostLine,
+    GroupBy,
+    ModelStats,
+    RollupResult,
+    TrendMetric,
+    TrendPoint,
+    UsageEvent,
+    WorkflowRun,
+    WorkflowStats,
+)
+from services.analytics import queries, results
+from services.analytics.batches import new_runs, new_usage, run_columns, usage_columns
+from services.analytics.exports import ParquetSpool, csv_header, format_rows, stream_file
+from services.analytics.queries import (
+    EXPORT_COLUMNS,
+    EXPORTS,
+    META,
+    RUNS,
+    RUNS_HOURLY,
+    USAGE,
+    USAGE_HOURLY,
+)
+from services.analytics.store import ExportFormat, ExportKind, TimeWindow, TrendFilter
+
+logger = structlog.get_logger("pas.analytics.postgres")
+
+USAGE_CAGG = "pas_analytics_usage_hourly_live"
+USAGE_BY_HOUR = "pas_analytics_usage_by_hour"
+RUNS_BY_HOUR = "pas_analytics_runs_by_hour"
+
+_TABLES = (
+    f"""CREATE TABLE IF NOT EXISTS {USAGE} (
+        event_id TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL, service TEXT NOT NULL,
+        provider TEXT NOT NULL, model TEXT NOT NULL, capability TEXT, workflow_id TEXT,
+        run_id TEXT, request_id TEXT, prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL, latency_ms DOUBLE PRECISION NOT NULL,
+        cost_usd NUMERIC(18,10) NOT NULL, status TEXT NOT NULL, error TEXT,
+        PRIMARY KEY (event_id, ts))""",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS} (
+        run_id TEXT NOT NULL, status TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL,
+        workflow_id TEXT NOT NULL, duration_ms DOUBLE PRECISION, source TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (run_id, status, ts))""",
+    f"""CREATE TABLE IF NOT EXISTS {USAGE_HOURLY} (
+        hour TIMESTAMPTZ NOT NULL, service TEXT NOT NULL, provider TEXT NOT NULL,
+        model TEXT NOT NULL, capability TEXT NOT NULL, workflow_id TEXT NOT NULL,
+        status TEXT NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL, cost_usd NUMERIC(38,10) NOT NULL,
+        latency_ms_sum DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (hour, service, provider, model, capability, workflow_id, status))""",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS_HOURLY} (
+        hour TIMESTAMPTZ NOT NULL, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
+        runs BIGINT NOT NULL, duration_ms_sum DOUBLE PRECISION NOT NULL,
+        timed_runs BIGINT NOT NULL,
+        PRIMARY KEY (hour, workflow_id, status))""",
+    f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TIMESTAMPTZ NOT NULL)",
+)
+# Plain tables only: a hypertable gets its own time index when it is created.
+_TIME_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS {USAGE}_ts_idx ON {USAGE} (ts DESC)",
+    f"CREATE INDEX IF NOT EXISTS {RUNS}_ts_idx ON {RUNS} (ts DESC)",
+)
+
+_HORIZON = f"(SELECT coalesce(max(value), '-infinity') FROM {META} WHERE key = 'rolled_up_before')"
+
+_USAGE_HOUR_COLUMNS = """service, provider, model, coalesce(capability, '') AS capability,
+    coalesce(workflow_id, '') AS workflow_id, status, count(*) AS calls,
+    sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+    sum(cost_usd) AS cost_usd, sum(latency_ms) AS latency_ms_sum"""
+
+_TIMESCALE = (
+    f"SELECT create_hypertable('{USAGE}', 'ts', if_not_exists => TRUE, migrate_data => TRUE)",
+    f"SELECT create_hypertable('{RUNS}', 'ts', if_not_exists => TRUE, migrate_data => TRUE)",
+    f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {USAGE_CAGG}
+        WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+        SELECT time_bucket(INTERVAL '1 hour', ts) AS hour, {_USAGE_HOUR_COLUMNS}
+        FROM {USAGE}
+        GROUP BY time_bucket(INTERVAL '1 hour', ts), service, provider, model, capability,
+                 workflow_id, status
+        WITH NO DATA""",
+    f"""SELECT add_continuous_aggregate_policy('{USAGE_CAGG}',
+        start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour',
+        schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)""",
+)
+
+_HOURLY_COLUMNS = (
+    "hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens, "
+    "completion_tokens, cost_usd, latency_ms_sum"
+)
+
+
+def _usage_by_hour_view(recent_source: str) -> str:
+    return f"""CREATE OR REPLACE VIEW {USAGE_BY_HOUR} AS
+        SELECT {_HOURLY_COLUMNS} FROM {USAGE_HOURLY}
+        UNION ALL
+        SELECT {_HOURLY_COLUMNS} FROM ({recent_source}) recent WHERE hour >= {_HORIZON}"""
+
+
+_PLAIN_RECENT_USAGE = (
+    f"SELECT date_trunc('hour', ts) AS hour, {_USAGE_HOUR_COLUMNS} FROM {USAGE} "
+    "GROUP BY 1, 2, 3, 4, 5, 6, 7"
+)
+_RUNS_BY_HOUR_VIEW = f"""CREATE OR REPLACE VIEW {RUNS_BY_HOUR} AS
+    SELECT hour, workflow_id, status, runs, duration_ms_sum, timed_runs FROM {RUNS_HOURLY}
+    UNION ALL
+    SELECT date_trunc('hour', ts), workflow_id, status, count(*), coalesce(sum(duration_ms), 0),
+           count(duration_ms)
+    FROM {RUNS} GROUP BY 1, 2, 3"""
+
+
+def _affected(status: str) -> int:
+    """Rows counted in a command status such as ``DELETE 42``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresStore:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: asyncpg.Pool | None = None
+        self.kind = "postgres"
+
+    @property
+    def _db(self) -> asyncpg.Pool:
+        assert self._pool is not None, "PostgresStore.open() was not awaited"
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = pool = await asyncpg.create_pool(
+            self._dsn, min_size=1, max_size=8, server_settings={"timezone": "UTC"}
+        )
+        async with pool.acquire() as conn:
+            for statement in _TABLES:
+                await conn.execute(statement)
+            timescale = await self._set_up_timescale(conn)
+            if not timescale:
+                for statement in _TIME_INDEXES:
+                    await conn.execute(statement)
+            await conn.execute(
+                _usage_by_hour_view(
+                    f"SELECT * FROM {USAGE_CAGG}" if timescale else _PLAIN_RECENT_USAGE
+                )
+            )
+            await conn.execute(_RUNS_BY_HOUR_VIEW)
+        self.kind = "timescaledb" if timescale else "postgres"
+        logger.info("analytics store opened", store=self.kind)
+
+    @staticmethod
+    async def _set_up_timescale(conn: Any) -> bool:
+        """Hypertables and the continuous aggregate, when the server offers TimescaleDB."""
+        available = await conn.fetchval(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        )
+        if not available:
+            return False
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            # One statement per call: a continuous aggregate cannot be made in a transaction.
+            for statement in _TIMESCALE:
+                await conn.execute(statement)
+        except asyncpg.PostgresError as exc:
+            logger.warning(
+                "TimescaleDB is installed but could not be set up; using plain tables",
+                error=str(exc),
+            )
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def insert_usage(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
+        if not events:
+            return []
+        unique, columns = usage_columns(events)
+        stored = await self._db.fetch(queries.INSERT_USAGE, *columns)
+        return new_usage(unique, [tuple(row) for row in stored])
+
+    async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
+        if not runs:
+            return []
+        unique, columns = run_columns(runs)
+        async with self._db.acquire() as conn, conn.transaction():
+            await conn.execute(queries.DELETE_SUPERSEDED_RUNS, *columns)
+            stored = await conn.fetch(queries.INSERT_RUNS, *columns)
+        return new_runs(unique, [tuple(row) for row in stored])
+
+    async def roll_up(self, cutoff: datetime) -> RollupResult:
+        async with self._db.acquire() as conn, conn.transaction():
+            await conn.execute(queries.ROLL_UP_USAGE, cutoff)
+            await conn.execute(queries.ROLL_UP_RUNS, cutoff)
+            usage_rows = _affected(await conn.execute(queries.DELETE_ROLLED_USAGE, cutoff))
+            run_rows = _affected(await conn.execute(queries.DELETE_ROLLED_RUNS, cutoff))
+            await conn.execute(queries.SET_HORIZON, cutoff)
+        return RollupResult(cutoff=cutoff, usage_rows=usage_rows, run_rows=run_rows)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    async def _read(self, sql: str, *params: Any) -> list[Any]:
+        return [tuple(row) for row in await self._db.fetch(sql, *params)]
+
+    async def costs(self, window: TimeWindow, group_by: GroupBy) -> list[CostLine]:
+        rows = await self._read(queries.costs(group_by), window.start, window.end)
+        return results.cost_lines(rows)
+
+    async def workflow_stats(self, window: TimeWindow) -> list[WorkflowStats]:
+        sql = queries.workflow_stats(queries.POSTGRES)
+        return results.workflow_stats(await self._read(sql, window.start, window.end))
+
+    async def model_stats(self, window: TimeWindow) -> list[ModelStats]:
+        sql = queries.model_stats(queries.POSTGRES)
+        return results.model_stats(await self._read(sql, window.start, window.end))
+
+    async def trend(
+        self, metric: TrendMetric, bucket: Bucket, window: TimeWindow, where: TrendFilter
+    ) -> list[TrendPoint]:
+        sql, extra = queries.trend(
+            metric,
+            bucket,
+            queries.POSTGRES,
+            workflow_id=where.workflow_id,
+            model=where.model,
+        )
+        rows = await self._read(sql, window.start, window.end, *extra)
+        return results.trend_points(rows, metric, bucket, window.start, window.end)
+
+    async def success_rates(self, window: TimeWindow) -> dict[str, float]:
+        rows = await self._read(queries.success_rates(), window.start, window.end)
+        return {workflow: float(rate) for workflow, rate in rows if rate is not None}
+
+    # -- exports -------------------------------------------------------------------------------
+
+    async def export(
+        self, kind: ExportKind, fmt: ExportFormat, window: TimeWindow, chunk_rows: int
+    ) -> AsyncIterator[bytes]:
+        columns = EXPORT_COLUMNS[kind]
+        spool = ParquetSpool(kind) if fmt == "parquet" else None
+        try:
+            async with self._db.acquire() as conn, conn.transaction(readonly=True):
+                # A server-side cursor: rows come in pieces, never all at once.
+                cursor = await conn.cursor(EXPORTS[kind], window.start, window.end)
+                if fmt == "csv":
+                    yield csv_header(columns)
+                while rows := await cursor.fetch(chunk_rows):
+                    values = [tuple(row) for row in rows]
+                    if spool is not None:
+                        await asyncio.to_thread(spool.append, values)
+                    else:
+                        yield format_rows(fmt, columns, values)
+        except BaseException:
+            if spool is not None:
+                await asyncio.to_thread(spool.discard)
+            raise
+        if spool is not None:
+            async for chunk in stream_file(await asyncio.to_thread(spool.finish)):
+                yield chunk

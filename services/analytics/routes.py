@@ -1,0 +1,286 @@
+"""HTTP surface of the collector: ingest, analytics queries, exports, rollup, the dashboard."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.response import Stream
+
+from libs.common.kit import problem_responses, require_write_token
+from libs.common.kit.streaming import closes_when_sent
+from libs.common.schemas.usage import (
+    Bucket,
+    CostReport,
+    EventBatch,
+    GroupBy,
+    IngestResult,
+    ModelReport,
+    Period,
+    RollupResult,
+    Trend,
+    TrendMetric,
+    WorkflowReport,
+)
+from services.analytics import results
+from services.analytics.exports import FILE_SUFFIXES, MEDIA_TYPES
+from services.analytics.ingest import Ingestor
+from services.analytics.metrics import AnalyticsMetrics
+from services.analytics.retention import roll_up, rollup_cutoff
+from services.analytics.settings import AnalyticsSettings
+from services.analytics.store import (
+    AnalyticsStore,
+    ExportFormat,
+    ExportKind,
+    TimeWindow,
+    TrendFilter,
+)
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_WINDOW = timedelta(hours=24)
+
+From = Annotated[
+    str | None,
+    QueryParameter(
+        name="from",
+        max_length=64,
+        description="Start, inclusive: ISO 8601 such as 2025-01-31T08:00:00Z (no zone means "
+        "UTC). Default: 24 hours before `to`.",
+    ),
+]
+To = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=64,
+        description="End, exclusive: ISO 8601 (no zone means UTC). Default: now.",
+    ),
+]
+Filter = Annotated[str | None, QueryParameter(min_length=1, max_length=256)]
+
+
+def _invalid(parameter: str, message: str) -> ValidationException:
+    return ValidationException(
+        detail=f"{parameter}: {message}",
+        extra=[{"key": parameter, "message": message, "source": "query"}],
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_moment(parameter: str, text: str) -> datetime:
+    try:
+        return _utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise _invalid(
+            parameter, f"{text!r} is not an ISO 8601 time such as 2025-01-31T08:00:00Z"
+        ) from None
+
+
+def time_window(start_text: str | None, end_text: str | None) -> TimeWindow:
+    """The asked window with its defaults; ``from`` must come before ``to``."""
+    end = parse_moment("to", end_text) if end_text is not None else datetime.now(UTC)
+    start = parse_moment("from", start_text) if start_text is not None else end - DEFAULT_WINDOW
+    if start >= end:
+        raise _invalid("from", f"must be before to ({start.isoformat()} >= {end.isoformat()})")
+    return TimeWindow(start, end)
+
+
+def _period(window: TimeWindow) -> Period:
+    return Period(start=window.start, end=window.end)
+
+
+class EventsController(Controller):
+    tags = ("ingest",)
+
+    @post(
+        "/events",
+        status_code=200,
+        guards=[require_write_token],
+        responses=problem_responses(400, 401, 413),
+        summary="Store a batch of usage events and workflow outcomes (each stored once by key)",
+    )
+    async def ingest(
+        self, data: JSONBody[EventBatch], ingestor: NamedDependency[Ingestor]
+    ) -> IngestResult:
+        return await ingestor.ingest(data.usage, data.runs, source="http")
+
+
+class AnalyticsController(Controller):
+    path = "/analytics"
+    tags = ("analytics",)
+
+    @get(
+        "/workflows",
+        responses=problem_responses(400),
+        summary="Per workflow: runs, success rate, p50/p95/p99 duration, LLM calls and cost",
+    )
+    async def workflows(
+        self, store: NamedDependency[AnalyticsStore], start: From = None, to: To = None
+    ) -> WorkflowReport:
+        window = time_window(start, to)
+        return WorkflowReport(period=_period(window), workflows=await store.workflow_stats(window))
+
+    @get(
+        "/costs",
+        responses=problem_responses(400),
+        summary="Tokens and cost per model, workflow, provider, capability or service",
+    )
+    async def costs(
+        self,
+        store: NamedDependency[AnalyticsStore],
+        start: From = None,
+        to: To = None,
+        group_by: FromQuery[GroupBy] = "model",
+    ) -> CostReport:
+        window = time_window(start, to)
+        groups = await store.costs(window, group_by)
+        return CostReport(
+            period=_period(window),
+            group_by=group_by,
+            groups=groups,
+            total=results.cost_total(groups),
+        )
+
+    @get(
+        "/trends",
+        responses=problem_responses(400),
+        summary="One metric as a time series in 1m, 1h or 1d buckets",
+    )
+    async def trends(
+        self,
+        *,
+        store: NamedDependency[AnalyticsStore],
+        settings: NamedDependency[AnalyticsSettings],
+        metric: FromQuery[TrendMetric],
+        bucket: FromQuery[Bucket] = "1h",
+        start: From = None,
+        to: To = None,
+        workflow_id: Filter = None,
+        model: Filter = None,
+    ) -> Trend:
+        window = time_window(start, to)
+        points = results.bucket_count(window.start, window.end, bucket)
+        if points > settings.max_trend_points:
+            raise _invalid(
+                "bucket",
+                f"{bucket} buckets from {window.start.isoformat()} to {window.end.isoformat()} "
+                f"give {points} points; the limit is {settings.max_trend_points}: use a larger "
+                "bucket or a shorter window",
+            )
+        where = TrendFilter(workflow_id=workflow_id, model=model)
+        return Trend(
+            metric=metric,
+            bucket=bucket,
+            period=_period(window),
+            points=await store.trend(metric, bucket, window, where),
+        )
+
+    @get(
+        "/models",
+        responses=problem_responses(400),
+        summary="Per model: calls, error rate, latency percentiles, tokens/s, cost",
+    )
+    async def models(
+        self, store: NamedDependency[AnalyticsStore], start: From = None, to: To = None
+    ) -> ModelReport:
+        window = time_window(start, to)
+        return ModelReport(period=_period(window), models=await store.model_stats(window))
+
+
+class ReportsController(Controller):
+    tags = ("reports",)
+
+    @get(
+        "/reports/export",
+        responses={
+            200: ResponseSpec(None, description="The rows, streamed (CSV, JSON lines or Parquet)"),
+            **problem_responses(400),
+        },
+        summary="Stream stored rows as CSV, JSON lines or Parquet",
+    )
+    async def export(
+        self,
+        *,
+        store: NamedDependency[AnalyticsStore],
+        settings: NamedDependency[AnalyticsSettings],
+        format: FromQuery[ExportFormat] = "csv",
+        kind: FromQuery[ExportKind] = "usage",
+        start: From = None,
+        to: To = None,
+    ) -> Stream:
+        window = time_window(start, to)
+        body = store.export(kind, format, window, settings.export_chunk_rows)
+        name = (
+            f"pas-{kind}-{window.start:%Y%m%dT%H%M%SZ}-{window.end:%Y%m%dT%H%M%SZ}"
+            f".{FILE_SUFFIXES[format]}"
+        )
+        return Stream(
+            body,
+            media_type=MEDIA_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            background=closes_when_sent(body),  # type: ignore[arg-type]
+        )
+
+
+class AdminController(Controller):
+    tags = ("operations",)
+
+    @post(
+        "/admin/rollup",
+        status_code=200,
+        guards=[require_write_token],
+        responses=problem_responses(400, 401),
+        summary="Roll raw rows older than `before` (default: the retention age) up now",
+    )
+    async def rollup(
+        self,
+        store: NamedDependency[AnalyticsStore],
+        metrics: NamedDependency[AnalyticsMetrics],
+        settings: NamedDependency[AnalyticsSettings],
+        before: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=64,
+                description="Roll up rows older than this hour boundary (ISO 8601).",
+            ),
+        ] = None,
+    ) -> RollupResult:
+        now = datetime.now(UTC)
+        if before is None:
+            if settings.raw_retention_s == 0:
+                raise _invalid("before", "required while ANALYTICS_RAW_RETENTION_S is 0")
+            cutoff = rollup_cutoff(now, settings.raw_retention_s)
+        else:
+            cutoff = parse_moment("before", before)
+            if cutoff != cutoff.replace(minute=0, second=0, microsecond=0):
+                raise _invalid("before", "must be an hour boundary, such as 2025-01-01T10:00Z")
+        return await roll_up(store, metrics, cutoff)
+
+
+@functools.cache
+def dashboard_page(refresh_s: float) -> bytes:
+    """The page with its refresh interval filled in (read once per interval)."""
+    html = (STATIC_DIR / "dashboard.html").read_text()
+    return html.replace("{{REFRESH_S}}", f"{refresh_s:g}").encode()
+
+
+class DashboardController(Controller):
+    tags = ("dashboard",)
+    include_in_schema = False
+
+    @get("/dashboard", media_type="text/html", summary="The analytics dashboard")
+    async def dashboard(self, settings: NamedDependency[AnalyticsSettings]) -> Response[Any]:
+        return Response(
+            dashboard_page(settings.dashboard_refresh_s),
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )

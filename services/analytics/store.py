@@ -1,0 +1,101 @@
+"""Where usage and runs are kept: one small interface, DuckDB (default) and PostgreSQL.
+
+Both keep raw rows (``pas_analytics_usage``, ``pas_analytics_runs``) and hourly rollups of the
+rows older than the retention age (``..._hourly``); every query reads both, so totals do not
+change when rows are rolled up. Percentiles need the raw rows and cover the retention age.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from libs.common.schemas.usage import (
+    Bucket,
+    CostLine,
+    GroupBy,
+    ModelStats,
+    RollupResult,
+    TrendMetric,
+    TrendPoint,
+    UsageEvent,
+    WorkflowRun,
+    WorkflowStats,
+)
+from services.analytics.settings import AnalyticsSettings
+
+ExportKind = Literal["usage", "runs", "usage_hourly", "runs_hourly"]
+ExportFormat = Literal["csv", "json", "parquet"]
+
+
+class TimeWindow(msgspec.Struct, frozen=True):
+    """``start <= t < end``, both aware (UTC)."""
+
+    start: datetime
+    end: datetime
+
+
+class TrendFilter(msgspec.Struct, frozen=True, kw_only=True):
+    workflow_id: str | None = None
+    model: str | None = None
+
+
+@runtime_checkable
+class AnalyticsStore(Protocol):
+    kind: str
+    """``duckdb``, ``postgres`` or ``timescaledb``: what /health reports."""
+
+    async def open(self) -> None:
+        """Connect and create the tables if needed."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def insert_usage(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
+        """Store the events not stored yet (by id and time); returns those that were new."""
+        ...
+
+    async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
+        """Store the outcomes not stored yet (by run, status and time); returns the new ones."""
+        ...
+
+    async def workflow_stats(self, window: TimeWindow) -> list[WorkflowStats]: ...
+
+    async def costs(self, window: TimeWindow, group_by: GroupBy) -> list[CostLine]: ...
+
+    async def model_stats(self, window: TimeWindow) -> list[ModelStats]: ...
+
+    async def trend(
+        self, metric: TrendMetric, bucket: Bucket, window: TimeWindow, where: TrendFilter
+    ) -> list[TrendPoint]:
+        """Only the buckets that have data, oldest first."""
+        ...
+
+    async def success_rates(self, window: TimeWindow) -> dict[str, float]:
+        """Per workflow: successful runs over runs."""
+        ...
+
+    def export(
+        self, kind: ExportKind, fmt: ExportFormat, window: TimeWindow, chunk_rows: int
+    ) -> AsyncIterator[bytes]:
+        """The rows as CSV, JSON lines or Parquet, in pieces, never all in memory."""
+        ...
+
+    async def roll_up(self, cutoff: datetime) -> RollupResult:
+        """Fold raw rows older than ``cutoff`` (an hour boundary) into the hourly tables."""
+        ...
+
+
+def store_for(settings: AnalyticsSettings) -> AnalyticsStore:
+    """The store the settings name (not opened yet): PostgreSQL by DSN, else the DuckDB file."""
+    # Imported here: both backends import this module's types, and asyncpg is an extra.
+    if settings.database_url:
+        from services.analytics.postgres_store import PostgresStore  # noqa: PLC0415
+
+        return PostgresStore(settings.database_url)
+    from services.analytics.duckdb_store import DuckDBStore  # noqa: PLC0415
+
+    return DuckDBStore(settings.db_path)
