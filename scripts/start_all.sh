@@ -9,6 +9,7 @@ bash "$here/start_kafka.sh"
 # publish their usage events there, the collector reads them.
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$PAS_HOST:${KAFKA_PORT:-9092}}"
 bash "$here/start_registry.sh"
+bash "$here/start_versioning.sh"
 bash "$here/start_llm_services.sh"
 bash "$here/start_router.sh"
 bash "$here/start_processor.sh"

@@ -27,6 +27,7 @@ TOPIC_WORKFLOW_RESULTS: Final = "workflow-results"
 TOPIC_WORKFLOW_EVENTS_DLQ: Final = "workflow-events-dlq"
 TOPIC_LLM_USAGE: Final = "llm-usage"
 TOPIC_ANALYTICS_DLQ: Final = "analytics-dlq"
+TOPIC_VERSIONING_DLQ: Final = "versioning-dlq"
 
 # HTTP headers PAS sets or reads.
 HEADER_REQUEST_ID: Final = "X-Request-ID"

@@ -1,0 +1,236 @@
+"""Talk to the version manager: workflow definitions by alias or version, experiment
+assignments and outcomes.
+
+The LangGraph runner, with ``VERSIONING_URL`` set, calls :meth:`VersioningClient.plan_run`
+before a run of workflow X (the ``champion`` definition, or the version X's running experiment
+assigns to the run's unit), runs it, and puts :meth:`RunPlan.event_metadata` in the run's
+``workflow.completed`` / ``workflow.failed`` event; the version manager reads those events
+from ``workflow-results`` and records the experiment's outcome. Without Kafka, the runner calls
+:meth:`VersioningClient.record_outcome` instead, with the run id as ``outcome_id`` (both paths
+at once still count a run once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Self
+
+import httpx
+import msgspec
+import stamina
+
+from libs.common.errors import PASError
+from libs.common.schemas.versioning import (
+    CHAMPION,
+    METADATA_EXPERIMENT_ID,
+    METADATA_UNIT,
+    METADATA_VARIANT,
+    METADATA_WORKFLOW_VERSION,
+    Assignment,
+    AssignRequest,
+    Experiment,
+    ExperimentList,
+    OutcomeReceipt,
+    OutcomeRequest,
+    VersionHistory,
+    WorkflowDefinition,
+    WorkflowVersion,
+)
+
+
+class VersioningError(PASError):
+    """The version manager refused the request (a 4xx); ``detail`` says why."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+class VersioningNotFound(VersioningError):
+    """No such workflow, version, alias or experiment."""
+
+
+class VersioningUnavailable(PASError):
+    """The version manager could not be reached or failed (connect error, timeout, 5xx)."""
+
+    status_code = 503
+
+
+class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What one run executes: a version's definition, and the experiment that chose it."""
+
+    workflow_id: str
+    version: int
+    definition: WorkflowDefinition
+    assignment: Assignment | None = None
+
+    def event_metadata(self) -> dict[str, Any]:
+        """Fields for the run's ``workflow-results`` event ``metadata``: the version that
+        ran and, in an experiment, what makes the event an outcome of it."""
+        metadata: dict[str, Any] = {METADATA_WORKFLOW_VERSION: self.version}
+        if self.assignment is not None:
+            metadata[METADATA_EXPERIMENT_ID] = self.assignment.experiment_id
+            metadata[METADATA_VARIANT] = self.assignment.variant
+            metadata[METADATA_UNIT] = self.assignment.unit
+        return metadata
+
+
+class VersioningClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+        attempts: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
+        self._attempts = attempts
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- workflows ----------------------------------------------------------------------------
+
+    async def get_definition(self, workflow_id: str, alias: str = CHAMPION) -> WorkflowVersion:
+        """The version ``alias`` points at (``latest``: the newest one)."""
+        response = await self._send("GET", f"/workflows/{workflow_id}", params={"alias": alias})
+        return msgspec.json.decode(response.content, type=WorkflowVersion)
+
+    async def get_version(self, workflow_id: str, version: int) -> WorkflowVersion:
+        response = await self._send("GET", f"/workflows/{workflow_id}/versions/{version}")
+        return msgspec.json.decode(response.content, type=WorkflowVersion)
+
+    async def history(self, workflow_id: str) -> VersionHistory:
+        response = await self._send("GET", f"/workflows/{workflow_id}/versions")
+        return msgspec.json.decode(response.content, type=VersionHistory)
+
+    # -- experiments --------------------------------------------------------------------------
+
+    async def running_experiment(self, workflow_id: str) -> Experiment | None:
+        """The workflow's running experiment (there is at most one), if any."""
+        response = await self._send(
+            "GET", "/experiments", params={"workflow_id": workflow_id, "status": "running"}
+        )
+        found = msgspec.json.decode(response.content, type=ExperimentList).experiments
+        return found[0] if found else None
+
+    async def assign(self, experiment_id: str, unit: str) -> Assignment:
+        """The unit's variant and version; the same unit always gets the same answer."""
+        response = await self._send(
+            "POST",
+            f"/experiments/{experiment_id}/assign",
+            content=msgspec.json.encode(AssignRequest(unit=unit)),
+        )
+        return msgspec.json.decode(response.content, type=Assignment)
+
+    async def record_outcome(
+        self,
+        experiment_id: str,
+        *,
+        unit: str,
+        success: bool,
+        latency_ms: float,
+        cost: float = 0.0,
+        score: float | None = None,
+        variant: str | None = None,
+        outcome_id: str | None = None,
+    ) -> OutcomeReceipt:
+        """Record one run's outcome. With ``outcome_id`` (the run id) the call is retried on
+        failure and counted once however often it arrives; without, it is sent once."""
+        outcome = OutcomeRequest(
+            unit=unit,
+            variant=variant,
+            success=success,
+            latency_ms=latency_ms,
+            cost=cost,
+            score=score,
+            outcome_id=outcome_id,
+        )
+        response = await self._send(
+            "POST",
+            f"/experiments/{experiment_id}/outcomes",
+            content=msgspec.json.encode(outcome),
+            retry=outcome_id is not None,
+        )
+        return msgspec.json.decode(response.content, type=OutcomeReceipt)
+
+    async def plan_run(self, workflow_id: str, unit: str | None = None) -> RunPlan:
+        """What a run of ``workflow_id`` for ``unit`` executes: the version the workflow's
+        running experiment assigns to the unit, else the ``champion``."""
+        if unit is not None:
+            experiment = await self.running_experiment(workflow_id)
+            if experiment is not None:
+                try:
+                    assignment = await self.assign(experiment.id, unit)
+                except VersioningError as exc:
+                    if exc.status_code != 409:  # 409: stopped since we looked
+                        raise
+                else:
+                    chosen = await self.get_version(workflow_id, assignment.version)
+                    return RunPlan(
+                        workflow_id=workflow_id,
+                        version=chosen.version,
+                        definition=chosen.definition,
+                        assignment=assignment,
+                    )
+        champion = await self.get_definition(workflow_id)
+        return RunPlan(
+            workflow_id=workflow_id, version=champion.version, definition=champion.definition
+        )
+
+    # -- transport ----------------------------------------------------------------------------
+
+    async def _send(
+        self, method: str, path: str, *, retry: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        if not retry:
+            return await self._send_once(method, path, **kwargs)
+        async for attempt in stamina.retry_context(
+            on=VersioningUnavailable, attempts=self._attempts, wait_initial=0.1, wait_max=2.0
+        ):
+            with attempt:
+                return await self._send_once(method, path, **kwargs)
+        raise AssertionError("unreachable: stamina re-raises the last failure")
+
+    async def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Content-Type": "application/json"} if "content" in kwargs else None
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise VersioningUnavailable(
+                f"{method} {self.base_url}{path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if response.status_code >= 500:
+            raise VersioningUnavailable(
+                f"{method} {self.base_url}{path} answered {response.status_code}: "
+                f"{_problem_detail(response)}"
+            )
+        if response.status_code == 404:
+            raise VersioningNotFound(404, _problem_detail(response))
+        if response.status_code >= 400:
+            raise VersioningError(response.status_code, _problem_detail(response))
+        return response
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict) and "detail" in body:
+            return str(body["detail"])
+    return response.text

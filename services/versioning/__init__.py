@@ -1,0 +1,1 @@
+"""The version manager: git-backed workflow versions, aliases, rollback, compare, A/B tests."""

@@ -1,0 +1,237 @@
+"""Experiment outcomes from ``workflow-results``: runs whose event carries an experiment id.
+
+One consumer loop, in its own group. Each fetched batch is read, its outcomes stored in one
+SQLite transaction, its dead letters acknowledged by the broker, and only then are its offsets
+committed: at least once. A redelivered run is stored once, by its ``workflow_run_id``.
+
+Events without ``metadata.experiment_id`` are other consumers' business and are passed over.
+Events that carry one but cannot become an outcome (not JSON, wrong fields, unknown or stopped
+experiment, a variant or version the unit was not assigned) go to the DLQ topic with the
+reason, untouched; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from libs.common.kafka.topics import PAS_TOPICS, ensure_topics
+from libs.common.schemas.documents import DeadLetter
+from libs.common.schemas.versioning import (
+    METADATA_EXPERIMENT_ID,
+    ExperimentRunMetadata,
+    WorkflowResultEvent,
+)
+from services.versioning.experiments import ExperimentBook, RunOutcome
+from services.versioning.metrics import VersioningMetrics
+from services.versioning.settings import VersioningSettings
+
+logger = structlog.get_logger("pas.versioning.outcomes")
+
+EVENT_COMPLETED = "workflow.completed"
+EVENT_FAILED = "workflow.failed"
+STATUS_CANCELLED = "cancelled"
+_FETCH_TIMEOUT_MS = 500
+_MAX_RECORDS = 500
+
+_encode = msgspec.json.Encoder().encode
+
+
+class _Probe(msgspec.Struct):
+    """Just enough of an event to see whether it is an experiment's run."""
+
+    metadata: dict[str, Any] | None = None
+
+
+_decode_probe = msgspec.json.Decoder(_Probe).decode
+_decode_event = msgspec.json.Decoder(WorkflowResultEvent).decode
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    kind: str
+    reason: str
+
+
+def read_event(value: bytes | None) -> RunOutcome | Rejected | None:
+    """The run's outcome, why it cannot be one, or ``None`` when it is no experiment's."""
+    if not value:
+        return None
+    try:
+        probe = _decode_probe(value)
+    except msgspec.DecodeError as exc:
+        return Rejected("invalid_event", f"not a workflow-results event: {exc}")
+    if not probe.metadata or METADATA_EXPERIMENT_ID not in probe.metadata:
+        return None
+    try:
+        event = _decode_event(value)
+        run = msgspec.convert(event.metadata, ExperimentRunMetadata)
+    except msgspec.ValidationError as exc:
+        return Rejected("invalid_outcome", str(exc))
+    if event.event_type not in (EVENT_COMPLETED, EVENT_FAILED):
+        return Rejected(
+            "invalid_outcome",
+            f"event_type {event.event_type!r} is neither {EVENT_COMPLETED} nor {EVENT_FAILED}",
+        )
+    payload = event.payload
+    if payload is None or payload.duration_ms is None:
+        return Rejected("invalid_outcome", "payload.duration_ms is missing")
+    if payload.status == STATUS_CANCELLED:
+        return None
+    return RunOutcome(
+        experiment_id=run.experiment_id,
+        workflow_id=event.workflow_id,
+        unit=run.unit,
+        variant=run.variant,
+        workflow_version=run.workflow_version or _version_number(payload.parameters_version),
+        success=event.event_type == EVENT_COMPLETED,
+        latency_ms=payload.duration_ms,
+        cost=payload.cost or 0.0,
+        score=payload.score,
+        key=event.workflow_run_id or event.event_id,
+    )
+
+
+def _version_number(version: str | int | None) -> int | None:
+    if isinstance(version, int):
+        return version
+    return int(version) if version and version.isdigit() else None
+
+
+class OutcomeConsumer:
+    def __init__(
+        self, settings: VersioningSettings, book: ExperimentBook, metrics: VersioningMetrics
+    ) -> None:
+        assert settings.bootstrap_servers, "the outcome consumer needs a Kafka cluster"
+        self._bootstrap = settings.bootstrap_servers
+        self._settings = settings
+        self._book = book
+        self._metrics = metrics
+        self.connected = False
+        self.consumed = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self._settings
+        await ensure_topics(
+            self._bootstrap,
+            {s.results_topic: PAS_TOPICS.get(s.results_topic, 3), s.dlq_topic: 1},
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5)
+        consumer = AIOKafkaConsumer(
+            s.results_topic,
+            bootstrap_servers=self._bootstrap,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=s.auto_offset_reset,
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(100, s.kafka_session_timeout_ms // 4),
+        )
+        await producer.start()
+        try:
+            await consumer.start()
+            self.connected = True
+            logger.info("outcome consumer started", topic=s.results_topic, group=s.group_id)
+            try:
+                while not stop.is_set():
+                    batches = await consumer.getmany(
+                        timeout_ms=_FETCH_TIMEOUT_MS, max_records=_MAX_RECORDS
+                    )
+                    if batches:
+                        await self._handle(consumer, producer, batches)
+            finally:
+                self.connected = False
+                await consumer.stop()
+        finally:
+            await producer.stop()
+            logger.info("outcome consumer stopped", consumed=self.consumed)
+
+    async def _handle(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        records = [record for batch in batches.values() for record in batch]
+        runs: list[tuple[ConsumerRecord[bytes, bytes], RunOutcome]] = []
+        letters: list[tuple[ConsumerRecord[bytes, bytes], Rejected]] = []
+        for record in records:
+            found = read_event(record.value)
+            if isinstance(found, Rejected):
+                letters.append((record, found))
+            elif found is not None:
+                runs.append((record, found))
+        verdicts = await self._book.record_runs([run for _, run in runs])
+        for (record, run), verdict in zip(runs, verdicts, strict=True):
+            if verdict is not None:
+                letters.append((record, Rejected(verdict, _explain(verdict, run))))
+        for record, rejected in letters:
+            await self._dead_letter(producer, record, rejected)
+        try:
+            await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in batches.items()})
+        except CommitFailedError as exc:
+            # The group moved these partitions meanwhile; the new owner reads the batch again
+            # and the outcome keys keep it from counting twice.
+            logger.warning("offsets not committed after a rebalance", error=str(exc))
+        self.consumed += len(records)
+
+    async def _dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        record: ConsumerRecord[bytes, bytes],
+        rejected: Rejected,
+    ) -> None:
+        letter = DeadLetter(
+            error=rejected.reason,
+            error_type=rejected.kind,
+            attempts=1,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key else None,
+            original=(record.value or b"").decode(errors="replace"),
+            headers={k: v.decode(errors="replace") for k, v in record.headers},
+            failed_at=datetime.now(UTC),
+        )
+        await producer.send_and_wait(self._settings.dlq_topic, _encode(letter), key=record.key)
+        self._metrics.dead_lettered.labels(rejected.kind).inc()
+        logger.warning(
+            "event dead-lettered",
+            kind=rejected.kind,
+            reason=rejected.reason,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+
+def _explain(kind: str, run: RunOutcome) -> str:
+    return {
+        "unknown_experiment": f"experiment {run.experiment_id!r} does not exist",
+        "experiment_stopped": f"experiment {run.experiment_id!r} is stopped",
+        "workflow_mismatch": f"workflow {run.workflow_id!r} is not the experiment's workflow",
+        "variant_mismatch": f"unit {run.unit!r} is not assigned to variant {run.variant!r}",
+        "version_mismatch": (
+            f"unit {run.unit!r} was not assigned version {run.workflow_version} in this experiment"
+        ),
+    }.get(kind, kind)
+
+
+async def consume_forever(consumer: OutcomeConsumer, stop: asyncio.Event) -> None:
+    """Run the loop; if the broker is away or drops us, start again after a pause."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await consumer.run(stop)
+            delay = 0.5
+        except Exception:
+            logger.exception("outcome consumer failed; restarting", retry_in_s=delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, 15.0)

@@ -1,0 +1,200 @@
+"""Bad input gets a 4xx problem body that names what was wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.versioning.conftest import (
+    AUTHOR,
+    WORKFLOW,
+    Client,
+    create_version,
+    definition_json,
+    problem,
+)
+
+
+def version_body(definition: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "definition": definition or definition_json(),
+        "author": AUTHOR,
+        "message": "A change",
+        **extra,
+    }
+
+
+async def test_every_unknown_key_of_a_definition_is_named(versioning: Client) -> None:
+    definition = definition_json(promts={"system": "typo"}, temprature=0.1)
+
+    body = problem(
+        await versioning.post(f"/workflows/{WORKFLOW}/versions", json=version_body(definition)),
+        400,
+    )
+
+    assert [e["field"] for e in body["errors"]] == ["definition.promts", "definition.temprature"]
+    assert "definition.promts" in body["detail"]
+    assert "definition.temprature" in body["detail"]
+    assert "prompts" in body["errors"][0]["message"], "the allowed keys are listed"
+    assert (await versioning.get("/workflows")).json()["workflows"] == []
+
+
+async def test_unknown_keys_are_named_at_any_depth(versioning: Client) -> None:
+    definition = definition_json(parameters={"temperature": 0.1, "top_k": 40})
+    body = problem(
+        await versioning.post(
+            f"/workflows/{WORKFLOW}/versions", json=version_body(definition, mesage="typo")
+        ),
+        400,
+    )
+    assert sorted(e["field"] for e in body["errors"]) == ["definition.parameters.top_k", "mesage"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"definition": definition_json(parameters={"temperature": 5})}, "temperature"),
+        ({"definition": definition_json(prompts="not an object")}, "prompts"),
+        ({"author": {"name": "Ada", "email": "not-an-email"}}, "author.email"),
+        ({"message": ""}, "message"),
+        ({"aliases": ["Not Valid"]}, "aliases"),
+    ],
+)
+async def test_invalid_values_are_named(
+    versioning: Client, change: dict[str, Any], field: str
+) -> None:
+    body = problem(
+        await versioning.post(f"/workflows/{WORKFLOW}/versions", json={**version_body(), **change}),
+        400,
+    )
+    assert field in body["detail"]
+
+
+async def test_missing_fields_are_named(versioning: Client) -> None:
+    body = problem(
+        await versioning.post(f"/workflows/{WORKFLOW}/versions", json={"definition": {}}), 400
+    )
+    assert "workflow_id" in body["detail"] or "author" in body["detail"]
+
+
+async def test_malformed_json_is_a_400(versioning: Client) -> None:
+    body = problem(
+        await versioning.post(
+            f"/workflows/{WORKFLOW}/versions",
+            content=b'{"definition": {"workflow_id": ',
+            headers={"content-type": "application/json"},
+        ),
+        400,
+    )
+    assert body["detail"].startswith("request body is not valid JSON")
+
+
+async def test_the_path_and_the_definition_must_name_the_same_workflow(versioning: Client) -> None:
+    body = problem(
+        await versioning.post("/workflows/risk_review/versions", json=version_body()), 400
+    )
+    assert "risk_review" in body["detail"]
+    assert WORKFLOW in body["detail"]
+
+
+async def test_unknown_workflows_and_versions_are_404s(versioning: Client) -> None:
+    await create_version(versioning)
+    await create_version(versioning)
+
+    assert "no versions" in problem(await versioning.get("/workflows/nope"), 404)["detail"]
+    assert "no versions" in problem(await versioning.get("/workflows/nope/versions"), 404)["detail"]
+    missing = problem(await versioning.get(f"/workflows/{WORKFLOW}/versions/3"), 404)
+    assert "versions are 1 to 2" in missing["detail"]
+    problem(
+        await versioning.put(f"/workflows/{WORKFLOW}/aliases/champion", json={"version": 3}), 404
+    )
+    problem(await versioning.put("/workflows/nope/aliases/champion", json={"version": 1}), 404)
+
+
+async def test_bad_names_in_paths_are_400s(versioning: Client) -> None:
+    problem(await versioning.get("/workflows/bad.name"), 400)
+    problem(await versioning.get(f"/workflows/{WORKFLOW}/versions/0"), 400)
+    problem(await versioning.get(f"/workflows/{WORKFLOW}?alias=Not%20Valid"), 400)
+
+
+async def test_latest_cannot_be_moved(versioning: Client) -> None:
+    await create_version(versioning)
+    body = problem(
+        await versioning.put(f"/workflows/{WORKFLOW}/aliases/latest", json={"version": 1}), 400
+    )
+    assert "latest" in body["detail"]
+    assert (
+        "latest"
+        in problem(
+            await versioning.post(
+                f"/workflows/{WORKFLOW}/versions", json=version_body(aliases=["latest"])
+            ),
+            400,
+        )["detail"]
+    )
+
+
+async def test_experiments_refuse_what_cannot_run(versioning: Client) -> None:
+    await create_version(versioning)
+    await create_version(versioning)
+
+    def experiment(**change: Any) -> dict[str, Any]:
+        return {"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}, **change}
+
+    cases = [
+        (experiment(variants={"A": 1, "B": 9}), 400, "no version 9"),
+        (experiment(workflow_id="nope"), 400, "nope"),
+        (experiment(variants={"A": 1}), 400, "variants"),
+        (experiment(split={"A": 0.5, "C": 0.5}), 400, "C not among the variants"),
+        (experiment(split={"A": 0.5, "B": 0.6}), 400, "sum to 1.1"),
+        (experiment(control="Z"), 400, "control"),
+        (experiment(alpha=0.9), 400, "alpha"),
+        (experiment(min_samples=1), 400, "min_samples"),
+        (experiment(metric="revenue"), 400, "metric"),
+        (experiment(unknown_knob=True), 400, "unknown_knob"),
+    ]
+    for request, status, expected in cases:
+        body = problem(await versioning.post("/experiments", json=request), status)
+        assert expected in body["detail"], (request, body)
+
+    started = (await versioning.post("/experiments", json=experiment())).json()
+    second = problem(await versioning.post("/experiments", json=experiment()), 409)
+    assert started["id"] in second["detail"]
+    problem(await versioning.get("/experiments/exp_nope"), 404)
+    problem(await versioning.post("/experiments/exp_nope/assign", json={"unit": "u"}), 404)
+    problem(await versioning.post(f"/experiments/{started['id']}/assign", json={}), 400)
+
+    unit = "doc-1"
+    assigned = (
+        await versioning.post(f"/experiments/{started['id']}/assign", json={"unit": unit})
+    ).json()["variant"]
+    other = "B" if assigned == "A" else "A"
+    wrong = problem(
+        await versioning.post(
+            f"/experiments/{started['id']}/outcomes",
+            json={"unit": unit, "variant": other, "success": True, "latency_ms": 10},
+        ),
+        400,
+    )
+    assert f"assigned to variant {assigned!r}" in wrong["detail"]
+    problem(
+        await versioning.post(
+            f"/experiments/{started['id']}/outcomes",
+            json={"unit": unit, "success": True, "latency_ms": -1},
+        ),
+        400,
+    )
+
+    await versioning.post(f"/experiments/{started['id']}/stop", json={"reason": "enough"})
+    stopped_assign = problem(
+        await versioning.post(f"/experiments/{started['id']}/assign", json={"unit": unit}), 409
+    )
+    assert "enough" in stopped_assign["detail"]
+    problem(
+        await versioning.post(
+            f"/experiments/{started['id']}/outcomes",
+            json={"unit": unit, "success": True, "latency_ms": 10},
+        ),
+        409,
+    )

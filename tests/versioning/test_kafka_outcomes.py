@@ -1,0 +1,270 @@
+"""Outcomes of experiment runs arrive from ``workflow-results`` on a real broker.
+
+Each test has topics and a consumer group of its own, so tests never read each other's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from libs.common.kafka.topics import ensure_topics
+from libs.common.schemas.documents import DeadLetter
+from libs.common.schemas.versioning import Experiment
+from services.versioning.app import create_app
+from services.versioning.settings import VersioningSettings
+from tests.versioning.conftest import WORKFLOW, Client, create_version
+
+
+class Topics(msgspec.Struct, frozen=True):
+    results: str
+    dlq: str
+    group: str
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str) -> Topics:
+    run = uuid.uuid4().hex[:8]
+    names = Topics(results=f"workflow-results-{run}", dlq=f"versioning-dlq-{run}", group=f"v-{run}")
+    await ensure_topics(kafka_bootstrap, {names.results: 3, names.dlq: 1})
+    return names
+
+
+@pytest.fixture
+def consuming_settings(
+    versioning_settings: VersioningSettings, kafka_bootstrap: str, topics: Topics
+) -> VersioningSettings:
+    return msgspec.structs.replace(
+        versioning_settings,
+        bootstrap_servers=kafka_bootstrap,
+        results_topic=topics.results,
+        dlq_topic=topics.dlq,
+        group_id=topics.group,
+        # The embedded broker holds a (re)join for about the session timeout.
+        kafka_session_timeout_ms=2000,
+    )
+
+
+def completed(
+    experiment: Experiment,
+    unit: str,
+    *,
+    run_id: str,
+    status: str = "success",
+    metadata: dict[str, Any] | None = None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A run's result event as the LangGraph runner publishes it (its ``WorkflowResult``),
+    with the experiment fields the versioning client's ``RunPlan.event_metadata()`` gives."""
+    variant = experiment.variant_for(unit)
+    version = experiment.variants[variant]
+    return {
+        "event_id": uuid.uuid4().hex,
+        "event_type": "workflow.completed" if status == "success" else "workflow.failed",
+        "timestamp": "2026-01-05T10:00:01Z",
+        "source": "langgraph_runner",
+        "workflow_id": experiment.workflow_id,
+        "workflow_run_id": run_id,
+        "payload": {
+            "run_id": run_id,
+            "status": status,
+            "output": {"summary": "..."} if status == "success" else None,
+            "error": None if status == "success" else "LLM timed out",
+            "steps": 3,
+            "started_at": "2026-01-05T10:00:00Z",
+            "finished_at": "2026-01-05T10:00:01Z",
+            "duration_ms": 1200.0 if status == "success" else 300.0,
+            "parameters_version": str(version),
+            "usage": {"calls": 2, "prompt_tokens": 900, "completion_tokens": 120},
+            **(payload or {}),
+        },
+        "metadata": {
+            "experiment_id": experiment.id,
+            "variant": variant,
+            "unit": unit,
+            "workflow_version": version,
+            "runner_instance": "r1",
+            **(metadata or {}),
+        },
+    }
+
+
+async def publish(
+    bootstrap: str, topic: str, events: list[dict[str, Any]], raw: dict[str, bytes] | None = None
+) -> None:
+    """Events keyed by run id, as the runner publishes them; ``raw`` values keyed as given."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            key = str(event.get("workflow_run_id", "")).encode()
+            await producer.send(topic, key=key, value=msgspec.json.encode(event))
+        for name, value in (raw or {}).items():
+            await producer.send(topic, key=name.encode(), value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, want: int, timeout_s: float = 30) -> list[bytes]:
+    """Read a one-partition topic from the start, without a consumer group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, 0)])
+    found: list[bytes] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(found) < want and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                found.extend(r.value for r in records if r.value is not None)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def wait_for(check: Callable[[], Any], timeout_s: float = 30) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await check()
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.1)
+
+
+async def committed(bootstrap: str, topics: Topics) -> int:
+    """How many events the version manager's group has committed, over all partitions."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.group)
+    await probe.start()
+    try:
+        offsets = [await probe.committed(TopicPartition(topics.results, p)) for p in range(3)]
+    finally:
+        await probe.stop()
+    return sum(offset or 0 for offset in offsets)
+
+
+async def wait_until_committed(bootstrap: str, topics: Topics, events: int) -> None:
+    """Offsets are committed only after a batch is stored: once all are, all is counted."""
+
+    async def done() -> bool:
+        return await committed(bootstrap, topics) == events
+
+    assert await wait_for(done), f"the version manager did not commit {events} events"
+
+
+async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
+    consuming_settings: VersioningSettings,
+    open_app: Callable[[Litestar], Any],
+    kafka_bootstrap: str,
+    topics: Topics,
+) -> None:
+    service: Client = await open_app(create_app(consuming_settings))
+    await create_version(service)
+    await create_version(service)
+    experiment = msgspec.convert(
+        (
+            await service.post(
+                "/experiments", json={"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}}
+            )
+        ).json(),
+        Experiment,
+    )
+    good = [
+        completed(experiment, f"doc-{n}", run_id=f"run-{n}", status="error" if n % 4 else "success")
+        for n in range(40)
+    ]
+    redelivered = good[5]  # at-least-once delivery may bring an event twice
+    # A failed run resumed by an operator publishes again under its run id: the latest counts.
+    resumed = completed(experiment, "doc-1", run_id="run-1", status="success")
+    cancelled = completed(experiment, "doc-77", run_id="run-77", status="cancelled")
+    unrelated = {"event_type": "workflow.completed", "workflow_id": WORKFLOW, "metadata": {}}
+    wrong_unit = "doc-0"
+    wrong_variant = "B" if experiment.variant_for(wrong_unit) == "A" else "A"
+    bad = {
+        "not-json": b"{this is not json",
+        "wrong-variant": msgspec.json.encode(
+            completed(experiment, wrong_unit, run_id="x1", metadata={"variant": wrong_variant})
+        ),
+        "unknown-experiment": msgspec.json.encode(
+            completed(experiment, "doc-1", run_id="x2", metadata={"experiment_id": "exp_gone"})
+        ),
+        "no-duration": msgspec.json.encode(
+            completed(experiment, "doc-2", run_id="x3", payload={"duration_ms": None})
+        ),
+        "wrong-version": msgspec.json.encode(
+            completed(experiment, "doc-3", run_id="x4", metadata={"workflow_version": 9})
+        ),
+    }
+    events = [*good, redelivered, resumed, cancelled, unrelated]
+    await publish(kafka_bootstrap, topics.results, events, bad)
+
+    await wait_until_committed(kafka_bootstrap, topics, len(events) + len(bad))
+
+    detail = (await service.get(f"/experiments/{experiment.id}")).json()
+    assert detail["results"]["total"] == 40, "each run once; cancelled and unrelated runs none"
+    latest = {e["workflow_run_id"]: e for e in [*good, resumed]}
+    by_variant = {v["variant"]: v for v in detail["results"]["variants"]}
+    for variant in ("A", "B"):
+        runs = [e for e in latest.values() if e["metadata"]["variant"] == variant]
+        assert by_variant[variant]["count"] == len(runs)
+        assert by_variant[variant]["successes"] == sum(
+            e["event_type"] == "workflow.completed" for e in runs
+        )
+    letters = [
+        msgspec.json.decode(v, type=DeadLetter)
+        for v in await read_all(kafka_bootstrap, topics.dlq, len(bad))
+    ]
+    by_key = {letter.key: letter for letter in letters}
+    assert set(by_key) == set(bad)
+    assert by_key["not-json"].error_type == "invalid_event"
+    assert by_key["not-json"].original == "{this is not json"
+    assert by_key["wrong-variant"].error_type == "variant_mismatch"
+    assert by_key["unknown-experiment"].error_type == "unknown_experiment"
+    assert by_key["no-duration"].error_type == "invalid_outcome"
+    assert "duration_ms" in by_key["no-duration"].error
+    assert by_key["wrong-version"].error_type == "version_mismatch"
+    health = (await service.get("/health")).json()
+    assert health["details"]["outcomes_consumer"]["connected"] is True
+
+
+async def test_a_restarted_consumer_does_not_count_runs_twice(
+    consuming_settings: VersioningSettings, kafka_bootstrap: str, topics: Topics
+) -> None:
+    async def counted(client: Client, experiment_id: str) -> int:
+        detail = (await client.get(f"/experiments/{experiment_id}")).json()
+        return int(detail["results"]["total"])
+
+    async with AsyncTestClient(app=create_app(consuming_settings)) as first:
+        await create_version(first)
+        await create_version(first)
+        experiment = msgspec.convert(
+            (
+                await first.post(
+                    "/experiments", json={"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}}
+                )
+            ).json(),
+            Experiment,
+        )
+        events = [completed(experiment, f"u{n}", run_id=f"r{n}") for n in range(10)]
+        await publish(kafka_bootstrap, topics.results, events)
+        await wait_until_committed(kafka_bootstrap, topics, 10)
+        assert await counted(first, experiment.id) == 10
+
+    # The same runs published again (a producer retry), and one more, to a new instance.
+    async with AsyncTestClient(app=create_app(consuming_settings)) as second:
+        await publish(
+            kafka_bootstrap,
+            topics.results,
+            [*events[:5], completed(experiment, "u10", run_id="r10")],
+        )
+        await wait_until_committed(kafka_bootstrap, topics, 16)
+        assert await counted(second, experiment.id) == 11, "five runs seen twice, counted once"
