@@ -12,6 +12,7 @@ from litestar.params import JSONBody, Parameter
 from libs.common.constants import HEADER_CATALOG_INDEX
 from libs.common.durations import parse_duration
 from libs.common.kit import problem_responses, require_write_token
+from libs.common.kit.parameters import constrained
 from libs.common.schemas.agents import (
     AgentDefinition,
     AgentId,
@@ -24,6 +25,8 @@ from services.registry.catalog import Catalog
 from services.registry.settings import RegistrySettings
 
 T = TypeVar("T")
+
+AgentIdParameter = Annotated[AgentId, constrained(AgentId, "The agent id.")]
 
 _DEFAULT_WAIT_S = 300.0
 _DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h)?$"
@@ -122,7 +125,7 @@ class RegistryController(Controller):
         summary="One agent and its health",
     )
     async def get_agent(
-        self, agent_id: Annotated[AgentId, Parameter()], catalog: NamedDependency[Catalog]
+        self, agent_id: AgentIdParameter, catalog: NamedDependency[Catalog]
     ) -> RegisteredAgent:
         return catalog.get(agent_id)
 
@@ -133,7 +136,7 @@ class RegistryController(Controller):
         summary="Deregister an agent",
     )
     async def deregister(
-        self, agent_id: Annotated[AgentId, Parameter()], catalog: NamedDependency[Catalog]
+        self, agent_id: AgentIdParameter, catalog: NamedDependency[Catalog]
     ) -> None:
         await catalog.deregister(agent_id)
 
@@ -156,6 +159,6 @@ class RegistryController(Controller):
         summary="Restart the agent's TTL",
     )
     async def heartbeat(
-        self, agent_id: Annotated[AgentId, Parameter()], catalog: NamedDependency[Catalog]
+        self, agent_id: AgentIdParameter, catalog: NamedDependency[Catalog]
     ) -> RegisteredAgent:
         return await catalog.heartbeat(agent_id)

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
 from libs.common.kit import problem_responses, require_write_token
+from libs.common.kit.parameters import constrained
 from libs.common.schemas.versioning import (
     Assignment,
     AssignRequest,
@@ -24,7 +25,7 @@ from libs.common.schemas.versioning import (
     WorkflowId,
 )
 from services.versioning.experiments import ExperimentBook
-from services.versioning.parameters import ExperimentIdParameter, constrained
+from services.versioning.parameters import ExperimentIdParameter
 from services.versioning.unknown_fields import name_unknown_fields
 
 

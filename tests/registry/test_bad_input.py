@@ -92,6 +92,14 @@ async def test_bad_query_parameters(registry: Client) -> None:
     )
 
 
+async def test_malformed_agent_id_in_the_path_is_a_400_not_a_404(registry: Client) -> None:
+    for method in ("get", "delete"):
+        body = problem(await getattr(registry, method)("/agents/-starts-with-a-dash"), 400)
+        assert "agent_id" in body["detail"]
+    body = problem(await registry.post("/agents/has%20space/heartbeat"), 400)
+    assert "agent_id" in body["detail"]
+
+
 async def test_unknown_route_is_a_problem_too(registry: Client) -> None:
     response = await registry.get("/no/such/thing")
     assert response.status_code == 404
