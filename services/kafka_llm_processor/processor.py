@@ -16,6 +16,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
+from libs.common.kafka.offsets import OffsetBook
 from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
 from services.kafka_llm_processor.llm_client import (
     LLMClient,
@@ -23,7 +24,6 @@ from services.kafka_llm_processor.llm_client import (
     TransientLLMError,
 )
 from services.kafka_llm_processor.metrics import ProcessorMetrics
-from services.kafka_llm_processor.offsets import OffsetBook
 from services.kafka_llm_processor.settings import ProcessorSettings
 from services.kafka_llm_processor.tasks import SCHEMAS, AnswerUnusable, messages_for, structured
 
@@ -138,7 +138,7 @@ class DocumentProcessor:
         batches = await consumer.getmany(timeout_ms=200, max_records=room)
         for tp, records in batches.items():
             for record in records:
-                self._book[tp].started(record.offset)
+                self._book.started(tp, record.offset)
                 task = asyncio.create_task(self._process(record))
                 self._tasks[task] = tp
                 task.add_done_callback(self._tasks.pop)
@@ -147,15 +147,15 @@ class DocumentProcessor:
     async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
         consumer = self._consumer
         assert consumer is not None
-        offsets = self._book.committable(partitions)
         # Only partitions we still own: a rebalance may have moved the others.
-        offsets = {tp: o for tp, o in offsets.items() if tp in consumer.assignment()}
+        owned = consumer.assignment()
+        offsets = self._book.committable(owned if partitions is None else partitions & owned)
         if offsets:
             await consumer.commit(offsets)
             self._book.committed(offsets)
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            committed = self._book[tp].committed
+            committed = self._book.last_committed(tp)
             if highwater is not None and committed is not None:
                 self._metrics.lag.labels(str(tp.partition)).set(max(0, highwater - committed))
 
@@ -196,7 +196,7 @@ class DocumentProcessor:
                 self._metrics.tokens.labels("prompt").inc(result.prompt_tokens)
                 self._metrics.tokens.labels("completion").inc(result.completion_tokens)
                 self._metrics.latency.observe(time.perf_counter() - started)
-            self._book[tp].finished(record.offset)
+            self._book.finished(tp, record.offset)
         except Exception:
             # The offset stays uncommitted, so the document comes back after a restart.
             logger.exception("a document could not be published anywhere", offset=record.offset)

@@ -10,6 +10,7 @@ import pytest
 
 from libs.common.errors import SettingsError
 from libs.common.settings import load_settings
+from services.langgraph_runner.settings import RunnerSettings
 from services.registry.settings import RegistrySettings
 from tests.support.processes import REPO_ROOT
 
@@ -65,6 +66,17 @@ def test_secrets_are_masked_when_settings_are_logged() -> None:
     settings = load_settings(RegistrySettings, {"REGISTRY_TOKEN": "hunter2"}, env_file="")
     assert settings.redacted()["token"] == "***"
     assert "hunter2" not in str(settings.redacted())
+
+
+def test_passwords_inside_urls_are_masked_but_counts_named_like_secrets_are_not() -> None:
+    settings = load_settings(
+        RegistrySettings,
+        {"REGISTRY_DATABASE_URL": "postgresql://pas:hunter2@db.internal:5432/pas"},
+        env_file="",
+    )
+    assert settings.redacted()["database_url"] == "postgresql://pas:***@db.internal:5432/pas"
+    runner = load_settings(RunnerSettings, {"RUNNER_LLM_MAX_TOKENS": "77"}, env_file="")
+    assert runner.redacted()["llm_max_tokens"] == 77
 
 
 def test_a_bad_value_stops_the_service_with_a_one_line_reason() -> None:

@@ -1,0 +1,204 @@
+"""Workflow events on Kafka and the LangGraph runner's HTTP bodies.
+
+The event envelope is the spec's (Milestone 1.6): ``event_id``, ``event_type``, ``timestamp``,
+``source``, ``workflow_id``, ``workflow_run_id``, ``payload``, ``metadata``. Airflow (or anyone)
+publishes ``workflow.triggered`` to ``workflow-events``; the runner answers on
+``workflow-results`` with ``workflow.completed`` or ``workflow.failed`` carrying the same
+``event_id`` and ``workflow_run_id`` and, as ``payload``, the run's :class:`RunOutcome`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+EVENT_TRIGGERED: Final = "workflow.triggered"
+EVENT_COMPLETED: Final = "workflow.completed"
+EVENT_FAILED: Final = "workflow.failed"
+RUNNER_SOURCE: Final = "langgraph_runner"
+
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
+WorkflowId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+# Airflow's run ids hold ':', '+' and '.' ("manual__2025-01-27T10:00:00+00:00"); only control
+# characters are refused, since the id is a Kafka key and a log field.
+WorkflowRunId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f]+$")
+]
+RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
+Source = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+RunStatusName = Literal["pending", "running", "success", "error", "interrupted", "cancelled"]
+TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"success", "error", "cancelled"})
+"""A run in one of these states stays there unless an operator resumes it (error only)."""
+
+
+# --- Kafka events ---------------------------------------------------------------------------
+
+
+class WorkflowTriggered(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``workflow.triggered`` on ``workflow-events``: run ``workflow_id`` on ``payload``.
+
+    ``timestamp`` may be naive (the spec writes ``datetime.utcnow().isoformat()``); it is read
+    as UTC. ``payload`` is the workflow's input (its schema is in ``GET /workflows``).
+    """
+
+    event_id: EventId
+    event_type: Literal["workflow.triggered"]
+    timestamp: datetime
+    source: Source
+    workflow_id: WorkflowId
+    workflow_run_id: WorkflowRunId
+    payload: dict[str, Any]
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class LLMUsage(msgspec.Struct, kw_only=True):
+    """What a run's LLM nodes used, summed over every call (retries and resumes included)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class RunOutcome(msgspec.Struct, kw_only=True):
+    """How a run ended: the ``payload`` of ``workflow.completed`` and ``workflow.failed``."""
+
+    run_id: RunId
+    status: Literal["success", "error", "cancelled"]
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    steps: int
+    started_at: datetime | None
+    finished_at: datetime
+    duration_ms: float
+    parameters_version: str | None = None
+    """The workflow definition version the run used (the version manager's), if any."""
+    usage: LLMUsage = msgspec.field(default_factory=LLMUsage)
+
+
+class WorkflowResult(msgspec.Struct, kw_only=True):
+    """``workflow.completed`` / ``workflow.failed`` on ``workflow-results``.
+
+    Keyed by ``workflow_run_id`` like the trigger. At least once: a consumer that must act once
+    drops a second result with the same ``event_id`` (a run resumed after a failure publishes
+    its new outcome under the same ``event_id``; the latest one counts).
+    """
+
+    event_id: EventId
+    event_type: Literal["workflow.completed", "workflow.failed"]
+    timestamp: datetime
+    source: Source = RUNNER_SOURCE
+    workflow_id: WorkflowId
+    workflow_run_id: WorkflowRunId
+    payload: RunOutcome
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+# --- HTTP bodies ----------------------------------------------------------------------------
+
+
+class WorkflowParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What may change between versions of a workflow without changing its graph: the model,
+    generation parameters and prompts (by the prompt names ``GET /workflows`` lists).
+
+    The seam for the version manager: a run takes these from the request, or from the
+    definition source the runner is configured with.
+    """
+
+    version: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=16, le=8192)] | None = None
+    prompts: dict[str, Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]] = msgspec.field(
+        default_factory=dict
+    )
+
+
+class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /workflows/{id}/runs``: the workflow's input and how to run it."""
+
+    input: dict[str, Any] = msgspec.field(default_factory=dict)
+    run_id: RunId | None = None
+    """Choose the run's id (it becomes the checkpoint thread id); taken ids are refused."""
+    parameters: WorkflowParameters | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ResumeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /runs/{id}/resume``: the answer to an interrupt, or nothing to retry a failed run
+    from its last checkpoint."""
+
+    resume: Any = msgspec.UNSET
+    interrupt_id: str | None = None
+    """Answer one interrupt by id when several are pending (default: the only one)."""
+
+
+class PendingInterrupt(msgspec.Struct, kw_only=True):
+    """What an interrupted run asks; answer it with ``POST /runs/{id}/resume``."""
+
+    id: str
+    value: Any
+    response_schema: dict[str, Any] | None = None
+
+
+class RunStatus(msgspec.Struct, kw_only=True):
+    """``GET /runs/{id}``: where a run is, and what it produced."""
+
+    run_id: RunId
+    workflow_id: WorkflowId
+    status: RunStatusName
+    input: dict[str, Any]
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    steps: int = 0
+    """Node executions completed (a node re-run after a crash or retry counts again)."""
+    path: list[str] = msgspec.field(default_factory=list)
+    """Nodes in the order they completed."""
+    interrupts: list[PendingInterrupt] = msgspec.field(default_factory=list)
+    attempts: int = 0
+    """How many times the run was started or resumed."""
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+    source: Source = "http"
+    event_id: EventId | None = None
+    workflow_run_id: WorkflowRunId | None = None
+    parameters: WorkflowParameters = msgspec.field(default_factory=WorkflowParameters)
+    usage: LLMUsage = msgspec.field(default_factory=LLMUsage)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class RunList(msgspec.Struct, kw_only=True):
+    runs: list[RunStatus]
+
+
+class WorkflowInfo(msgspec.Struct, kw_only=True):
+    """One entry of ``GET /workflows``."""
+
+    id: WorkflowId
+    title: str
+    description: str
+    input_schema: dict[str, Any]
+    prompts: dict[str, str]
+    """The default prompts by name; ``parameters.prompts`` overrides them per run."""
+    nodes: list[str]
+    mermaid: str
+    """The graph as Mermaid, from ``get_graph().draw_mermaid()``."""
+
+
+class WorkflowList(msgspec.Struct, kw_only=True):
+    workflows: list[WorkflowInfo]
+
+
+class RunUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One server-sent event of ``GET /runs/{id}/stream``: a node's update (``event: update``)
+    or the run's status when it changes (``event: status``)."""
+
+    run_id: RunId
+    node: str | None = None
+    step: int | None = None
+    update: Any = None
+    status: RunStatusName | None = None

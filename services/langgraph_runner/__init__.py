@@ -1,0 +1,1 @@
+"""The LangGraph runner: PAS workflows as checkpointed LangGraph graphs over REST and Kafka."""

@@ -1,0 +1,103 @@
+"""The LangGraph runner: ``uvicorn services.langgraph_runner.app:app --port 6130``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+
+from libs.common.kit import HealthReport, HealthStatus, create_service
+from libs.common.settings import build_or_exit
+from services.langgraph_runner.bridge import WorkflowBridge, keep_bridging
+from services.langgraph_runner.catalogue import Catalogue, build_deps
+from services.langgraph_runner.definitions import DefinitionSource, RequestedParameters
+from services.langgraph_runner.llm import LLMGateway
+from services.langgraph_runner.metrics import RunnerMetrics
+from services.langgraph_runner.persistence import open_persistence
+from services.langgraph_runner.routes import RunController, WorkflowController
+from services.langgraph_runner.runs import RunManager
+from services.langgraph_runner.settings import RunnerSettings
+
+logger = structlog.get_logger("pas.runner")
+
+
+def create_app(
+    settings: RunnerSettings, *, definitions: DefinitionSource | None = None
+) -> Litestar:
+    metrics = RunnerMetrics()
+    llm = LLMGateway(settings)
+    catalogue = Catalogue.from_settings(settings, build_deps(settings, llm))
+    runs = RunManager(catalogue, settings, definitions or RequestedParameters(), metrics)
+    bridge = WorkflowBridge(settings, runs, metrics) if settings.bootstrap_servers else None
+    ready = asyncio.Event()
+
+    @asynccontextmanager
+    async def run_runner(_: Litestar) -> AsyncIterator[None]:
+        async with open_persistence(settings) as (checkpointer, store):
+            catalogue.bind(checkpointer)
+            runs.attach(store)
+            recovered = await runs.recover()
+            stop = asyncio.Event()
+            bridging = asyncio.create_task(keep_bridging(bridge, stop)) if bridge else None
+            ready.set()
+            logger.info(
+                "runner started",
+                workflows=catalogue.ids,
+                resumed_runs=recovered,
+                settings=settings.redacted(),
+            )
+            try:
+                yield
+            finally:
+                # Runs first (they stop at a step boundary and publish what finished), then the
+                # bridge (it commits what is published), then the clients.
+                await runs.close()
+                stop.set()
+                if bridging is not None:
+                    # A consumer still joining its group cannot see the stop; cut it short.
+                    _done, late = await asyncio.wait([bridging], timeout=settings.drain_timeout_s)
+                    for task in late:
+                        task.cancel()
+                    await asyncio.gather(*late, return_exceptions=True)
+                await llm.aclose()
+                logger.info("runner stopped")
+
+    async def health() -> HealthReport:
+        if not ready.is_set():
+            return HealthReport(status="unhealthy", details={"store": "not open yet"})
+        details: dict[str, object] = {
+            "workflows": catalogue.ids,
+            "active_runs": runs.active,
+            "llm": llm.describe,
+            "checkpoints": "postgres" if settings.checkpoint_dsn else "sqlite",
+            "instance": settings.instance,
+        }
+        status: HealthStatus = "healthy"
+        if bridge is not None:
+            details["kafka"] = {
+                "broker": settings.bootstrap_servers,
+                "connected": bridge.connected,
+                "topic": settings.events_topic,
+                "partitions": sorted(tp.partition for tp in bridge.assigned),
+            }
+            status = "healthy" if bridge.connected else "degraded"
+        return HealthReport(status=status, details=details)
+
+    return create_service(
+        name="langgraph_runner",
+        settings=settings,
+        description="Runs PAS workflows (LangGraph graphs) over REST and Kafka, checkpointed, "
+        "resumable after interrupts, failures and restarts.",
+        route_handlers=[WorkflowController, RunController],
+        dependencies={"catalogue": catalogue, "runs": runs, "settings": settings},
+        lifespan=[run_runner],
+        health_check=health,
+        collectors=metrics.collectors,
+        write_token=settings.token,
+    )
+
+
+app = build_or_exit(create_app, RunnerSettings)

@@ -1,0 +1,49 @@
+"""Graph state as JSON: node updates hold LangChain messages, ``Send`` packets, interrupts,
+dates; clients of the stream and of ``GET /runs`` get plain JSON values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langgraph.types import Command, Interrupt, Send
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_value(item) for item in value]
+    if isinstance(value, BaseMessage):
+        return _message(value)
+    if isinstance(value, Send):
+        return {"send": value.node, "arg": json_value(value.arg)}
+    if isinstance(value, Interrupt):
+        return {"interrupt_id": value.id, "value": json_value(value.value)}
+    if isinstance(value, Command):
+        return {
+            "goto": json_value(value.goto),
+            "update": json_value(value.update),
+            "resume": json_value(value.resume),
+        }
+    try:
+        return msgspec.to_builtins(value)
+    except TypeError:
+        return repr(value)
+
+
+def _message(message: BaseMessage) -> dict[str, Any]:
+    found: dict[str, Any] = {"type": message.type, "content": json_value(message.content)}
+    if isinstance(message, AIMessage) and message.tool_calls:
+        found["tool_calls"] = [
+            {"id": call["id"], "name": call["name"], "args": json_value(call["args"])}
+            for call in message.tool_calls
+        ]
+    if isinstance(message, ToolMessage):
+        found.update(name=message.name, tool_call_id=message.tool_call_id, status=message.status)
+    return found

@@ -1,0 +1,228 @@
+"""How LLM nodes reach a model: ChatOllama on an Ollama-compatible API, or an OpenAI-compatible
+``/v1`` (the provider router) through a small LangChain adapter; configuration chooses.
+
+Both take ``format=<JSON schema>`` for structured answers, which a PAS LLM service turns into a
+grammar on the model, so a node gets JSON of the asked shape or an error, never prose to parse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+import ollama
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import LLMResult
+from langchain_ollama import ChatOllama
+
+from libs.common.clients.openai_compat import openai_base_url
+from libs.common.schemas.json_schema import inline_schema
+from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
+from services.langgraph_runner.errors import AnswerUnusable
+from services.langgraph_runner.openai_chat import OpenAICompatibleChat, TransientLLMError
+from services.langgraph_runner.settings import RunnerSettings
+
+AnswerT = TypeVar("AnswerT", bound=msgspec.Struct)
+
+
+def is_transient(exc: Exception) -> bool:
+    """Worth retrying the node: the model was unreachable, slow, overloaded or failed inside.
+
+    A refused request (4xx), an unusable answer or a bug in a node is not: retrying gives the
+    same result, so the run fails at once with the reason.
+    """
+    if isinstance(exc, TransientLLMError | httpx.TransportError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        return code >= 500 or code == 429
+    if isinstance(exc, ollama.ResponseError):
+        # -1: an error line inside a streamed answer (the backend failed mid-way).
+        return exc.status_code in (-1, 429) or exc.status_code >= 500
+    return False
+
+
+class UsageMeter(AsyncCallbackHandler):
+    """Counts a run's LLM calls and tokens; attached to the run's config, so every chat model a
+    node invokes reports here."""
+
+    # Only LLM ends matter; skipping the rest keeps LangChain from calling in on every node.
+    @property
+    def ignore_chain(self) -> bool:
+        return True
+
+    @property
+    def ignore_agent(self) -> bool:
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        return True
+
+    def __init__(self, start: LLMUsage | None = None) -> None:
+        base = start or LLMUsage()
+        self.calls = base.calls
+        self.prompt_tokens = base.prompt_tokens
+        self.completion_tokens = base.completion_tokens
+
+    async def on_llm_end(self, response: LLMResult, **_: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                self.calls += 1
+                message = getattr(generation, "message", None)
+                usage = getattr(message, "usage_metadata", None) or {}
+                self.prompt_tokens += int(usage.get("input_tokens", 0))
+                self.completion_tokens += int(usage.get("output_tokens", 0))
+
+    def snapshot(self) -> LLMUsage:
+        return LLMUsage(
+            calls=self.calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+
+class Choice(msgspec.Struct):
+    choice: str
+
+
+Turn = tuple[str, str]
+"""``("system" | "user" | "assistant", text)``."""
+
+
+def _messages(turns: Sequence[Turn]) -> list[BaseMessage]:
+    kinds: dict[str, type[BaseMessage]] = {
+        "system": SystemMessage,
+        "user": HumanMessage,
+        "assistant": AIMessage,
+    }
+    return [kinds[role](content=text) for role, text in turns]
+
+
+def parse_answer(text: str, answer_type: type[AnswerT]) -> AnswerT:
+    """``text`` as ``answer_type``; :class:`AnswerUnusable` if it is not that JSON."""
+    try:
+        return msgspec.json.decode(text, type=answer_type)
+    except msgspec.ValidationError as exc:
+        raise AnswerUnusable(
+            f"the model's answer is not a {answer_type.__name__} ({exc}): {text[:200]!r}"
+        ) from exc
+    except msgspec.DecodeError as exc:
+        # Some grammars let a raw newline or tab into a JSON string; the answer is still
+        # what was asked, so read it the way Python's lenient decoder does.
+        try:
+            return msgspec.convert(json.loads(text, strict=False), answer_type)
+        except (ValueError, msgspec.ValidationError):
+            raise AnswerUnusable(
+                f"the model's answer is not the asked {answer_type.__name__} JSON "
+                f"({exc}): {text[:200]!r}"
+            ) from exc
+
+
+class LLMGateway:
+    """Chat models for LLM nodes, one per (model, temperature, max tokens), built on first use."""
+
+    def __init__(self, settings: RunnerSettings) -> None:
+        self._settings = settings
+        self._models: dict[tuple[str, float, int], BaseChatModel] = {}
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def describe(self) -> dict[str, Any]:
+        s = self._settings
+        return {"api": s.llm_api, "url": s.llm_url, "model": s.llm_model}
+
+    def chat_model(self, parameters: WorkflowParameters, max_tokens: int) -> BaseChatModel:
+        s = self._settings
+        model = parameters.model or s.llm_model
+        temperature = (
+            s.llm_temperature if parameters.temperature is None else parameters.temperature
+        )
+        limit = min(max_tokens, parameters.max_tokens or s.llm_max_tokens, s.llm_max_tokens)
+        key = (model, temperature, limit)
+        chat = self._models.get(key)
+        if chat is None:
+            chat = self._models[key] = self._build(model, temperature, limit)
+        return chat
+
+    def _build(self, model: str, temperature: float, max_tokens: int) -> BaseChatModel:
+        s = self._settings
+        if s.llm_api == "ollama":
+            return ChatOllama(
+                base_url=s.llm_url,
+                model=model,
+                temperature=temperature,
+                num_predict=max_tokens,
+                seed=0,
+                client_kwargs={"timeout": s.llm_timeout_s},
+            )
+        if self._http is None:
+            headers = {"Authorization": f"Bearer {s.llm_api_key}"} if s.llm_api_key else {}
+            self._http = httpx.AsyncClient(
+                base_url=openai_base_url(s.llm_url), headers=headers, timeout=s.llm_timeout_s
+            )
+        return OpenAICompatibleChat(
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            capability=s.llm_capability,
+            http=self._http,
+        )
+
+    async def text(
+        self, turns: Sequence[Turn], parameters: WorkflowParameters, *, max_tokens: int
+    ) -> str:
+        reply = await self.chat_model(parameters, max_tokens).ainvoke(_messages(turns))
+        return str(reply.content).strip()
+
+    async def structured(
+        self,
+        turns: Sequence[Turn],
+        parameters: WorkflowParameters,
+        answer_type: type[AnswerT],
+        *,
+        max_tokens: int,
+        schema: dict[str, Any] | None = None,
+    ) -> AnswerT:
+        """The model's answer as ``answer_type``, its JSON constrained by the type's schema
+        (or by ``schema``, a narrower one built at run time: choices from the state, say).
+
+        Bound every string and list in ``answer_type`` so that the answer closes within
+        ``max_tokens``; a cut-short answer raises :class:`AnswerUnusable`.
+        """
+        chat = self.chat_model(parameters, max_tokens)
+        answer_format = schema if schema is not None else inline_schema(answer_type)
+        reply = await chat.ainvoke(_messages(turns), format=answer_format)
+        return parse_answer(str(reply.content), answer_type)
+
+    async def choose(
+        self,
+        turns: Sequence[Turn],
+        parameters: WorkflowParameters,
+        options: Sequence[str],
+    ) -> str:
+        """One of ``options``, picked by the model (a grammar allows nothing else)."""
+        if len(options) == 1:
+            return options[0]
+        schema = {
+            "type": "object",
+            "properties": {"choice": {"type": "string", "enum": list(options)}},
+            "required": ["choice"],
+        }
+        answer = await self.structured(turns, parameters, Choice, max_tokens=24, schema=schema)
+        if answer.choice not in options:
+            raise AnswerUnusable(f"the model chose {answer.choice!r}, not one of {list(options)}")
+        return answer.choice
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()

@@ -1,0 +1,690 @@
+"""Runs: each one an asyncio task streaming its graph on a thread of its own (thread id = run
+id), its record saved at every step, resumable after an interrupt, a failure or a crash.
+
+Statuses: ``pending`` (waiting for a slot) -> ``running`` -> ``success`` | ``error`` |
+``interrupted`` | ``cancelled``. An interrupted run continues with ``resume`` and an answer; a
+failed one with ``resume`` and no answer, from its last checkpoint. A run still ``pending`` or
+``running`` when the process stops (crash or shutdown) is resumed by ``recover`` at the next
+start: LangGraph loads its last checkpoint, so completed nodes do not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import msgspec
+import structlog
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphDrained
+from langgraph.runtime import RunControl
+from langgraph.types import Command, Interrupt
+
+from libs.common.errors import PASError
+from libs.common.schemas.workflows import (
+    TERMINAL_STATUSES,
+    LLMUsage,
+    PendingInterrupt,
+    RunStatus,
+    RunStatusName,
+    RunUpdate,
+    WorkflowParameters,
+    WorkflowTriggered,
+)
+from services.langgraph_runner.catalogue import Catalogue, Workflow
+from services.langgraph_runner.definitions import DefinitionSource
+from services.langgraph_runner.errors import (
+    InvalidWorkflowInput,
+    RunConflict,
+    RunNotFound,
+    WorkflowNotFound,
+)
+from services.langgraph_runner.json_values import json_value
+from services.langgraph_runner.llm import UsageMeter
+from services.langgraph_runner.metrics import RunnerMetrics
+from services.langgraph_runner.settings import Durability, RunnerSettings
+from services.langgraph_runner.store import RunRecord, RunStore
+from services.langgraph_runner.workflows import RunContext
+
+logger = structlog.get_logger("pas.runner")
+
+SETTLED_STATUSES = TERMINAL_STATUSES | {"interrupted"}
+"""Nothing happens to a run in these states until someone asks."""
+_POLL_S = 1.0
+_INTERRUPT_KEY = "__interrupt__"
+
+FinishedHook = Callable[[RunRecord], None]
+
+
+class RunnerClosing(PASError):
+    """The runner is shutting down and starts nothing new; retry on another or after restart."""
+
+    status_code = 503
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_settled(record: RunRecord, *, published: bool = False) -> bool:
+    """Nothing will change unless someone asks; with ``published``, a Kafka-triggered run's
+    outcome is also on ``workflow-results``."""
+    status = record.run.status
+    if status == "interrupted":
+        return True
+    if status not in TERMINAL_STATUSES:
+        return False
+    return not published or record.run.event_id is None or record.published
+
+
+def _changed(record: RunRecord, **changes: Any) -> RunRecord:
+    return msgspec.structs.replace(
+        record, run=msgspec.structs.replace(record.run, updated_at=utcnow(), **changes)
+    )
+
+
+def _log_write_failure(writer: asyncio.Task[None]) -> None:
+    if not writer.cancelled() and writer.exception() is not None:
+        logger.error("a run record could not be stored", error=repr(writer.exception()))
+
+
+def _status_update(record: RunRecord) -> RunUpdate:
+    run = record.run
+    detail = None
+    if run.status in SETTLED_STATUSES:
+        detail = {
+            "output": run.output,
+            "error": run.error,
+            "interrupts": msgspec.to_builtins(run.interrupts),
+        }
+    return RunUpdate(run_id=run.run_id, status=run.status, step=run.steps, update=detail)
+
+
+class RunManager:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        settings: RunnerSettings,
+        definitions: DefinitionSource,
+        metrics: RunnerMetrics,
+    ) -> None:
+        self._catalogue = catalogue
+        self._store_opened: RunStore | None = None
+        self._definitions = definitions
+        self._metrics = metrics
+        self._instance = settings.instance
+        self._durability: Durability = settings.durability
+        self._recursion_limit = settings.recursion_limit
+        self._drain_timeout_s = settings.drain_timeout_s
+        self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._records: dict[str, RunRecord] = {}
+        """The current record of every run with a task here; the store has the rest."""
+        self._controls: dict[str, RunControl] = {}
+        self._cancel_requested: set[str] = set()
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._unwritten: dict[str, RunRecord] = {}
+        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[str, set[asyncio.Queue[RunUpdate]]] = {}
+        self._finished_hooks: list[FinishedHook] = []
+        self._closing = False
+
+    def attach(self, store: RunStore) -> None:
+        """The run store, once the lifespan has opened it; the manager takes work from now on
+        (again, if an earlier lifespan closed it)."""
+        self._store_opened = store
+        self._closing = False
+
+    @property
+    def _store(self) -> RunStore:
+        assert self._store_opened is not None, "RunManager.attach(store) was not called"
+        return self._store_opened
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        return sum(1 for task in self._tasks.values() if not task.done())
+
+    async def get(self, run_id: str) -> RunRecord:
+        record = self._records.get(run_id) or await self._store.get(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return record
+
+    async def recent(
+        self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        return await self._store.recent(workflow_id=workflow_id, status=status, limit=limit)
+
+    async def wait(
+        self, run_id: str, timeout_s: float | None = None, *, published: bool = False
+    ) -> RunRecord:
+        """The run once settled (see :func:`is_settled`), or as it is when ``timeout_s`` ends."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            # Registered before reading, so that a change in between is not missed.
+            changed = self._waiters.setdefault(run_id, asyncio.Event())
+            record = await self.get(run_id)
+            pause = _POLL_S if deadline is None else min(_POLL_S, deadline - loop.time())
+            if is_settled(record, published=published) or pause <= 0:
+                if self._waiters.get(run_id) is changed and not changed.is_set():
+                    del self._waiters[run_id]  # nobody signals a run that is not ours
+                return record
+            # Polling as well: a run of another replica changes only in the shared store.
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), pause)
+
+    async def updates(self, run_id: str) -> AsyncGenerator[RunUpdate, None]:
+        """The run's status now, then every node update and status change until it settles."""
+        queue: asyncio.Queue[RunUpdate] = asyncio.Queue()
+        listeners = self._listeners.setdefault(run_id, set())
+        listeners.add(queue)
+        try:
+            record = await self.get(run_id)
+            yield _status_update(record)
+            if record.run.status in SETTLED_STATUSES:
+                return
+            while True:
+                try:
+                    update = await asyncio.wait_for(queue.get(), _POLL_S * 5)
+                except TimeoutError:
+                    record = await self.get(run_id)
+                    if record.run.status in SETTLED_STATUSES:
+                        yield _status_update(record)
+                        return
+                    continue
+                yield update
+                if update.status in SETTLED_STATUSES:
+                    return
+        finally:
+            listeners.discard(queue)
+            if not listeners:
+                self._listeners.pop(run_id, None)
+
+    # -- starting and steering -------------------------------------------------------------
+
+    def on_finished(self, hook: FinishedHook) -> None:
+        """Call ``hook`` when a Kafka-triggered run ends (its outcome is to be published)."""
+        self._finished_hooks.append(hook)
+
+    async def start(
+        self,
+        workflow_id: str,
+        payload: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        parameters: WorkflowParameters | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        """Validate and start a run (HTTP); it runs in the background."""
+        self._refuse_if_closing()
+        workflow = self._catalogue.get(workflow_id)
+        first_state = workflow.spec.validate(payload, self._catalogue.deps)
+        run_id = run_id or uuid.uuid4().hex
+        resolved = await self._definitions.parameters_for(workflow_id, parameters, run_id)
+        record = self._new_record(
+            workflow_id, payload, resolved, run_id=run_id, source="http", metadata=metadata
+        )
+        await self._store.create(record)
+        self._launch(record, first_state)
+        logger.info("run accepted", run_id=run_id, workflow_id=workflow_id, source="http")
+        return record
+
+    async def start_for_event(
+        self, event: WorkflowTriggered, headers: Mapping[str, str] | None = None
+    ) -> tuple[RunRecord, bool]:
+        """Start the run an event asks for, once: (its run, whether it was started now)."""
+        self._refuse_if_closing()
+        workflow = self._catalogue.get(event.workflow_id)
+        first_state = workflow.spec.validate(event.payload, self._catalogue.deps)
+        resolved = await self._definitions.parameters_for(
+            event.workflow_id, None, event.workflow_run_id
+        )
+        record = self._new_record(
+            event.workflow_id,
+            event.payload,
+            resolved,
+            run_id=uuid.uuid4().hex,
+            source=event.source,
+            metadata=event.metadata,
+            event=event,
+            headers=headers,
+        )
+        stored, created = await self._store.create_for_event(record)
+        if not created:
+            if stored.run.workflow_id != event.workflow_id:
+                logger.warning(
+                    "event id seen before with another workflow; not run again",
+                    event_id=event.event_id,
+                    first_workflow=stored.run.workflow_id,
+                    workflow_id=event.workflow_id,
+                )
+            return stored, False
+        self._launch(record, first_state)
+        logger.info(
+            "run accepted",
+            run_id=record.run.run_id,
+            workflow_id=event.workflow_id,
+            event_id=event.event_id,
+            workflow_run_id=event.workflow_run_id,
+        )
+        return record, True
+
+    async def resume(
+        self, run_id: str, answer: Any = msgspec.UNSET, interrupt_id: str | None = None
+    ) -> RunRecord:
+        """Continue an interrupted run with ``answer``, or a failed one from its checkpoint."""
+        self._refuse_if_closing()
+        record = await self.get(run_id)
+        self._refuse_if_live(record)
+        workflow = self._catalogue.get(record.run.workflow_id)
+        status = record.run.status
+        graph_input: Any
+        if status == "interrupted":
+            graph_input = Command(resume=self._resume_value(record, answer, interrupt_id))
+        elif status == "error":
+            if answer is not msgspec.UNSET:
+                raise InvalidWorkflowInput(
+                    "resume: a failed run continues from its last checkpoint; send no answer"
+                )
+            graph_input = await self._restart_input(record, workflow)
+        else:
+            raise RunConflict(
+                f"run {run_id!r} is {status}; only an interrupted or failed run can be resumed"
+            )
+        self._refuse_if_live(record)
+        record = _changed(record, status="pending", error=None, finished_at=None)
+        self._launch(record, graph_input)
+        await self._save(record, announce=True)
+        return record
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        record = await self.get(run_id)
+        if record.run.status in TERMINAL_STATUSES:
+            raise RunConflict(f"run {run_id!r} is already {record.run.status}")
+        task = self._tasks.get(run_id)
+        if task is not None and not task.done():
+            self._cancel_requested.add(run_id)
+            task.cancel()
+            await asyncio.wait([task])
+            return await self.get(run_id)
+        if record.run.status != "interrupted" and record.owner != self._instance:
+            raise RunConflict(f"run {run_id!r} runs on runner {record.owner!r}; cancel it there")
+        return await self._finish(record, "cancelled", error="cancelled by request")
+
+    async def recover(self) -> int:
+        """Resume this runner's runs that were pending or running when it last stopped."""
+        records = await self._store.unfinished(self._instance)
+        for record in records:
+            try:
+                workflow = self._catalogue.get(record.run.workflow_id)
+                graph_input = await self._restart_input(record, workflow)
+            except (WorkflowNotFound, InvalidWorkflowInput) as exc:
+                await self._finish(record, "error", error=f"cannot resume: {exc}")
+                continue
+            logger.info(
+                "resuming run after restart",
+                run_id=record.run.run_id,
+                workflow_id=record.run.workflow_id,
+                steps=record.run.steps,
+                from_checkpoint=graph_input is None,
+            )
+            self._launch(record, graph_input)
+        return len(records)
+
+    async def unpublished(self) -> list[RunRecord]:
+        return await self._store.unpublished()
+
+    async def mark_published(self, record: RunRecord) -> None:
+        """``record``'s outcome is on Kafka; unless the run has moved on since (resumed)."""
+        current = await self.get(record.run.run_id)
+        if current.run.finished_at != record.run.finished_at or current.published:
+            return
+        await self._save(msgspec.structs.replace(current, published=True))
+        self._signal(record.run.run_id)
+
+    async def close(self) -> None:
+        """Stop every run at its next step boundary (``drain_timeout_s`` at most, then cancel);
+        they stay ``running`` in the store and resume at the next start."""
+        self._closing = True
+        for control in list(self._controls.values()):
+            control.request_drain("runner shutting down")
+        tasks = [task for task in self._tasks.values() if not task.done()]
+        if tasks:
+            logger.info("draining runs", runs=len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=self._drain_timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        # Progress written in the background is stored before the store closes.
+        await asyncio.gather(*self._writers.values(), return_exceptions=True)
+
+    # -- the run's task --------------------------------------------------------------------
+
+    def _launch(self, record: RunRecord, graph_input: Any) -> None:
+        run_id = record.run.run_id
+        self._records[run_id] = record
+        task = asyncio.create_task(self._execute(run_id, graph_input), name=f"run-{run_id}")
+        self._tasks[run_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tasks.get(run_id) is done:
+                del self._tasks[run_id]
+                self._records.pop(run_id, None)
+            self._metrics.active_runs.set(self.active)
+
+        task.add_done_callback(forget)
+        self._metrics.active_runs.set(self.active)
+
+    async def _execute(self, run_id: str, graph_input: Any) -> None:
+        try:
+            async with self._slots:
+                if self._closing:
+                    return  # stays pending; resumed at the next start
+                await self._run_graph(run_id, graph_input)
+        except asyncio.CancelledError:
+            if run_id not in self._cancel_requested:
+                raise  # shutdown: the run stays running and resumes at the next start
+            self._cancel_requested.discard(run_id)
+            await self._finish(self._records[run_id], "cancelled", error="cancelled by request")
+        except Exception:
+            # _run_graph records the graph's own failures; this is the runner failing (the
+            # store unreachable, say): the run stays as it was and resumes at the next start.
+            logger.exception("run could not be recorded", run_id=run_id)
+
+    async def _run_graph(self, run_id: str, graph_input: Any) -> None:
+        record = self._records[run_id]
+        workflow = self._catalogue.get(record.run.workflow_id)
+        record = _changed(
+            record,
+            status="running",
+            started_at=record.run.started_at or utcnow(),
+            attempts=record.run.attempts + 1,
+            error=None,
+            interrupts=[],
+        )
+        await self._save(record, announce=True)
+        source = "http" if record.run.event_id is None else "kafka"
+        self._metrics.runs_started.labels(workflow.spec.id, source).inc()
+        meter = UsageMeter(record.run.usage)
+        config = self._config(record, meter)
+        control = RunControl()
+        self._controls[run_id] = control
+        # The final state and any interrupts come with the stream: no checkpoint read after.
+        final: dict[str, Any] = {}
+        interrupts: list[Interrupt] = []
+        try:
+            # With several stream modes, each chunk is (mode, data).
+            stream = cast(
+                AsyncIterator[tuple[str, Any]],
+                workflow.graph.astream(
+                    graph_input,
+                    config,
+                    context=RunContext(run_id=run_id, parameters=record.run.parameters),
+                    stream_mode=["updates", "values"],
+                    durability=self._durability,
+                    control=control,
+                ),
+            )
+            async for mode, chunk in stream:
+                if mode == "values":
+                    final = chunk
+                    continue
+                for node, update in chunk.items():
+                    if node == _INTERRUPT_KEY:
+                        interrupts.extend(update)
+                    else:
+                        self._node_done(run_id, workflow, node, update, meter)
+        except GraphDrained:
+            await self._save(_changed(self._records[run_id], usage=meter.snapshot()))
+            logger.info("run drained; it resumes at the next start", run_id=run_id)
+            return
+        except Exception as exc:
+            reason = await self._failure_reason(workflow, config, exc)
+            logger.warning("run failed", run_id=run_id, workflow_id=workflow.spec.id, error=reason)
+            await self._finish(self._records[run_id], "error", error=reason, usage=meter.snapshot())
+            return
+        finally:
+            self._controls.pop(run_id, None)
+            self._count_tokens(record.run.usage, meter.snapshot())
+        await self._conclude(run_id, workflow, final, interrupts, meter.snapshot())
+
+    def _node_done(
+        self, run_id: str, workflow: Workflow, node: str, update: Any, meter: UsageMeter
+    ) -> None:
+        current = self._records[run_id].run
+        record = _changed(
+            self._records[run_id],
+            steps=current.steps + 1,
+            path=[*current.path, node],
+            usage=meter.snapshot(),
+        )
+        self._save_soon(record)
+        self._metrics.node_updates.labels(workflow.spec.id, node).inc()
+        if run_id in self._listeners:
+            self._broadcast(
+                RunUpdate(
+                    run_id=run_id, node=node, step=record.run.steps, update=json_value(update)
+                )
+            )
+
+    async def _conclude(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        final: dict[str, Any],
+        interrupts: list[Interrupt],
+        usage: LLMUsage,
+    ) -> None:
+        record = self._records[run_id]
+        if interrupts:
+            pending = [
+                PendingInterrupt(
+                    id=i.id,
+                    value=json_value(i.value),
+                    response_schema=(
+                        i.response_schema if isinstance(i.response_schema, dict) else None
+                    ),
+                )
+                for i in interrupts
+            ]
+            await self._finish(record, "interrupted", interrupts=pending, usage=usage)
+            return
+        try:
+            output = json_value(workflow.spec.output(final))
+        except Exception as exc:
+            logger.exception("output could not be built", run_id=run_id)
+            await self._finish(
+                record, "error", error=f"output: {type(exc).__name__}: {exc}", usage=usage
+            )
+            return
+        await self._finish(record, "success", output=output, usage=usage)
+
+    async def _finish(
+        self,
+        record: RunRecord,
+        status: RunStatusName,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+        interrupts: list[PendingInterrupt] | None = None,
+        usage: LLMUsage | None = None,
+    ) -> RunRecord:
+        now = utcnow()
+        terminal = status in TERMINAL_STATUSES
+        record = _changed(
+            record,
+            status=status,
+            output=output,
+            error=error,
+            interrupts=interrupts or [],
+            finished_at=now if terminal else None,
+            usage=usage or record.run.usage,
+        )
+        if terminal:
+            # A new outcome (a failed run may succeed when resumed) is published again.
+            record = msgspec.structs.replace(record, published=False)
+        await self._save(record, announce=True)
+        workflow_id = record.run.workflow_id
+        self._metrics.runs_finished.labels(workflow_id, status).inc()
+        if status in ("success", "error") and record.run.started_at is not None:
+            seconds = (now - record.run.started_at).total_seconds()
+            self._metrics.run_seconds.labels(workflow_id).observe(seconds)
+        logger.info(
+            "run stopped",
+            run_id=record.run.run_id,
+            workflow_id=workflow_id,
+            status=status,
+            steps=record.run.steps,
+            error=error,
+        )
+        if terminal and record.run.event_id is not None:
+            for hook in self._finished_hooks:
+                hook(record)
+        return record
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _new_record(
+        self,
+        workflow_id: str,
+        payload: Mapping[str, Any],
+        parameters: WorkflowParameters,
+        *,
+        run_id: str,
+        source: str,
+        metadata: Mapping[str, Any] | None,
+        event: WorkflowTriggered | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> RunRecord:
+        now = utcnow()
+        return RunRecord(
+            run=RunStatus(
+                run_id=run_id,
+                workflow_id=workflow_id,
+                status="pending",
+                input=dict(payload),
+                created_at=now,
+                updated_at=now,
+                source=source,
+                event_id=event.event_id if event else None,
+                workflow_run_id=event.workflow_run_id if event else None,
+                parameters=parameters,
+                metadata=dict(metadata or {}),
+            ),
+            owner=self._instance,
+            headers=dict(headers or {}),
+        )
+
+    def _config(self, record: RunRecord, meter: UsageMeter | None = None) -> RunnableConfig:
+        run = record.run
+        return {
+            "configurable": {"thread_id": run.run_id},
+            "recursion_limit": self._recursion_limit,
+            "callbacks": [meter] if meter is not None else [],
+            "run_name": run.workflow_id,
+            "metadata": {
+                "pas_run_id": run.run_id,
+                "workflow_id": run.workflow_id,
+                "workflow_run_id": run.workflow_run_id,
+            },
+        }
+
+    async def _restart_input(self, record: RunRecord, workflow: Workflow) -> Any:
+        """``None`` (continue from the last checkpoint), or the first state if there is none
+        (the run never got to its first step)."""
+        snapshot = await workflow.graph.aget_state(self._config(record))
+        if snapshot.created_at is None:
+            return workflow.spec.validate(record.run.input, self._catalogue.deps)
+        return None
+
+    @staticmethod
+    def _resume_value(record: RunRecord, answer: Any, interrupt_id: str | None) -> Any:
+        pending = [i.id for i in record.run.interrupts]
+        if answer is msgspec.UNSET:
+            raise InvalidWorkflowInput(
+                "resume: the run waits for an answer to its interrupt (see interrupts in "
+                "GET /runs/{run_id})"
+            )
+        if interrupt_id is None:
+            if len(pending) > 1:
+                raise InvalidWorkflowInput(
+                    f"interrupt_id: {len(pending)} interrupts wait ({pending}); name the one "
+                    "this answers"
+                )
+            return answer
+        if interrupt_id not in pending:
+            raise InvalidWorkflowInput(
+                f"interrupt_id: {interrupt_id!r} is not waiting; waiting: {pending}"
+            )
+        return {interrupt_id: answer}
+
+    async def _failure_reason(
+        self, workflow: Workflow, config: RunnableConfig, exc: Exception
+    ) -> str:
+        reason = f"{type(exc).__name__}: {exc}"
+        with suppress(Exception):
+            snapshot = await workflow.graph.aget_state(config)
+            failed = [task.name for task in snapshot.tasks if task.error is not None]
+            if failed:
+                return f"node {failed[0]!r} failed: {reason}"
+        return reason
+
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise RunnerClosing("the runner is shutting down and starts no new work")
+
+    def _refuse_if_live(self, record: RunRecord) -> None:
+        task = self._tasks.get(record.run.run_id)
+        if task is not None and not task.done():
+            raise RunConflict(f"run {record.run.run_id!r} is {record.run.status} already")
+
+    async def _save(self, record: RunRecord, *, announce: bool = False) -> None:
+        """Write ``record`` and wait until it (and every earlier write of the run) is stored."""
+        await asyncio.shield(self._write(record))
+        if announce:
+            self._broadcast(_status_update(record))
+            self._signal(record.run.run_id)
+
+    def _save_soon(self, record: RunRecord) -> None:
+        """Write ``record`` without waiting: a node's progress does not hold up the next node.
+        Writes of one run stay in order, and only the latest waiting one is written."""
+        self._write(record).add_done_callback(_log_write_failure)
+
+    def _write(self, record: RunRecord) -> asyncio.Task[None]:
+        run_id = record.run.run_id
+        if run_id in self._records:
+            self._records[run_id] = record
+        self._unwritten[run_id] = record
+        writer = self._writers.get(run_id)
+        if writer is None:
+            writer = self._writers[run_id] = asyncio.create_task(self._write_out(run_id))
+        return writer
+
+    async def _write_out(self, run_id: str) -> None:
+        try:
+            while (record := self._unwritten.pop(run_id, None)) is not None:
+                await self._store.save(record)
+        finally:
+            del self._writers[run_id]
+
+    def _signal(self, run_id: str) -> None:
+        changed = self._waiters.pop(run_id, None)
+        if changed is not None:
+            changed.set()
+
+    def _broadcast(self, update: RunUpdate) -> None:
+        for queue in self._listeners.get(update.run_id, ()):
+            queue.put_nowait(update)
+
+    def _count_tokens(self, before: LLMUsage, after: LLMUsage) -> None:
+        self._metrics.llm_tokens.labels("prompt").inc(after.prompt_tokens - before.prompt_tokens)
+        self._metrics.llm_tokens.labels("completion").inc(
+            after.completion_tokens - before.completion_tokens
+        )

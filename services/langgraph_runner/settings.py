@@ -1,0 +1,96 @@
+"""The runner's settings, read from ``RUNNER_*`` variables (and ``KAFKA_BOOTSTRAP_SERVERS``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+from libs.common.constants import (
+    LANGGRAPH_RUNNER_PORT,
+    LLAMA31_8B_PORT,
+    TOPIC_WORKFLOW_EVENTS,
+    TOPIC_WORKFLOW_EVENTS_DLQ,
+    TOPIC_WORKFLOW_RESULTS,
+)
+from libs.common.kit import ServiceSettings
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+LLMApi = Literal["ollama", "openai"]
+Durability = Literal["sync", "async", "exit"]
+
+
+class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
+    env_prefix: ClassVar[str] = "RUNNER_"
+    env_aliases: ClassVar = {
+        **ServiceSettings.env_aliases,
+        "bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
+    }
+
+    port: int = LANGGRAPH_RUNNER_PORT
+    token: str | None = None
+    """When set, starting, resuming and cancelling runs need ``Authorization: Bearer <token>``."""
+
+    # -- models ---------------------------------------------------------------------------
+    llm_api: LLMApi = "ollama"
+    """``ollama``: ChatOllama on an Ollama-compatible API (a PAS LLM service, or Ollama).
+    ``openai``: an OpenAI-compatible ``/v1`` (the provider router, a PAS LLM service, vLLM)."""
+    llm_url: str = f"http://localhost:{LLAMA31_8B_PORT}"
+    llm_model: str = "llama3.1:8b"
+    llm_capability: str | None = None
+    """With ``openai`` on the provider router: route by this capability instead of the model."""
+    llm_api_key: str | None = None
+    llm_timeout_s: Positive = 120.0
+    llm_temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.0
+    llm_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=8192)] = 512
+    """Upper bound on tokens per LLM call; nodes ask for less where their answer is short. Below
+    400, document analysis's JSON answer may be cut short (and the run fail)."""
+
+    # -- durability ------------------------------------------------------------------------
+    checkpoint_path: str = ".pas/data/runner-checkpoints.db"
+    """SQLite file of LangGraph checkpoints (AsyncSqliteSaver)."""
+    store_path: str = ".pas/data/runner.db"
+    """SQLite file of run records (status, output, steps) and the event ids seen."""
+    checkpoint_dsn: str | None = None
+    """A PostgreSQL DSN: checkpoints (AsyncPostgresSaver) and run records go there instead."""
+    durability: Durability = "sync"
+    """``sync`` writes each step's checkpoint before the next step starts, so a crash never
+    re-runs a completed node; ``async`` overlaps the write with the next step (faster, may
+    re-run the last node after a crash); ``exit`` writes only when the run stops."""
+    instance: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "runner"
+    """Name of this runner in the store; at start it resumes the unfinished runs it owns.
+    Give each replica sharing one PostgreSQL store its own stable name."""
+
+    # -- runs -------------------------------------------------------------------------------
+    max_concurrent_runs: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
+    recursion_limit: Annotated[int, msgspec.Meta(ge=4, le=10_000)] = 50
+    node_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
+    """Attempts per node for transient errors (connection, timeout, 5xx, 429)."""
+    node_retry_initial_s: Positive = 0.5
+    node_retry_max_s: Positive = 10.0
+    max_wait_s: Positive = 300.0
+    """Longest ``wait=true`` blocks before answering 202 with the run still going."""
+    drain_timeout_s: Positive = 10.0
+    """On shutdown, runs stop at their next step boundary; after this long they are cancelled.
+    Either way they stay ``running`` in the store and resume at the next start."""
+    market_data_path: str | None = None
+    """Price history the tool agent reads (default: the sample shipped in ``data/``)."""
+    extra_workflows: list[str] = msgspec.field(default_factory=list)
+    """More workflows, as ``module:attribute`` naming a ``WorkflowSpec`` (comma-separated)."""
+
+    # -- Kafka bridge (on when bootstrap_servers is set) -------------------------------------
+    bootstrap_servers: str | None = None
+    events_topic: str = TOPIC_WORKFLOW_EVENTS
+    results_topic: str = TOPIC_WORKFLOW_RESULTS
+    dlq_topic: str = TOPIC_WORKFLOW_EVENTS_DLQ
+    group_id: str = "pas-langgraph-runner"
+    max_event_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_000_000
+    max_events_in_flight: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    commit_interval_s: Positive = 1.0
+    outbox_interval_s: Positive = 2.0
+    """How often results not yet on ``workflow-results`` are looked for (also on every finish)."""
+    session_timeout_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 10.0
+    """How soon the group notices a runner that died and gives its partitions to another."""
+    max_poll_interval_s: Positive = 1800.0
+    """An event holds its slot until its run finishes; while every slot is busy the consumer
+    does not poll, so this must exceed the longest run (or the group evicts the consumer)."""

@@ -1,0 +1,236 @@
+"""Runner fixtures: apps in-process and as real processes, the real embedded model behind the
+LLM nodes, a real broker with topics of a test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from litestar.testing import AsyncTestClient
+
+from libs.common.kafka.topics import ensure_topics
+from services.langgraph_runner.app import create_app
+from services.langgraph_runner.settings import RunnerSettings
+from tests.langgraph_runner.probes import PROBE_REFERENCE
+from tests.llm.conftest import llm_process  # noqa: F401  (the embedded model, session-wide)
+from tests.support.processes import ServiceProcess, free_port
+
+RUNNER_APP = "services.langgraph_runner.app:app"
+TERMINAL = {"success", "error", "cancelled"}
+
+
+@pytest.fixture
+def runner_settings(tmp_path: Path) -> RunnerSettings:
+    """A runner whose LLM nodes have no model (for deterministic workflows only)."""
+    return RunnerSettings(
+        llm_url=f"http://127.0.0.1:{free_port()}",
+        checkpoint_path=str(tmp_path / "checkpoints.db"),
+        store_path=str(tmp_path / "runs.db"),
+        extra_workflows=[PROBE_REFERENCE],
+        node_retry_initial_s=0.01,
+        node_retry_max_s=0.05,
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture
+def make_runner(
+    runner_settings: RunnerSettings, open_app: Callable[..., Any]
+) -> Callable[..., Any]:
+    """Open runner apps (lifespan included) with settings overrides."""
+
+    async def make(**overrides: Any) -> AsyncTestClient[Any]:
+        client: AsyncTestClient[Any] = await open_app(
+            create_app(msgspec.structs.replace(runner_settings, **overrides))
+        )
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def runner(make_runner: Callable[..., Any]) -> AsyncTestClient[Any]:
+    client: AsyncTestClient[Any] = await make_runner()
+    return client
+
+
+@pytest.fixture
+async def llm_runner(
+    make_runner: Callable[..., Any],
+    llm_process: ServiceProcess,  # noqa: F811  (the fixture imported above)
+) -> AsyncTestClient[Any]:
+    """A runner whose LLM nodes talk to a PAS LLM service (embedded SmolLM2-135M) through
+    ChatOllama and its Ollama-compatible API."""
+    client: AsyncTestClient[Any] = await make_runner(llm_url=llm_process.url)
+    return client
+
+
+@pytest.fixture
+def runner_process_factory(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start runners as real uvicorn processes on one store (stopped at the end)."""
+    started: list[ServiceProcess] = []
+
+    def start(**env: str) -> ServiceProcess:
+        environment = {
+            "RUNNER_CHECKPOINT_PATH": str(tmp_path / "checkpoints.db"),
+            "RUNNER_STORE_PATH": str(tmp_path / "runs.db"),
+            "RUNNER_EXTRA_WORKFLOWS": PROBE_REFERENCE,
+            "RUNNER_LLM_URL": f"http://127.0.0.1:{free_port()}",
+            "RUNNER_NODE_RETRY_INITIAL_S": "0.01",
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
+        process = ServiceProcess(
+            RUNNER_APP, free_port(), environment, tmp_path / f"runner-{len(started)}.log"
+        )
+        started.append(process.start())
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+async def wait_for_run(
+    client: Any, run_id: str, statuses: set[str] | None = None, timeout_s: float = 60
+) -> dict[str, Any]:
+    """Poll ``GET /runs/{id}`` until the run's status is one of ``statuses``."""
+    wanted = statuses or TERMINAL | {"interrupted"}
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        response = await client.get(f"/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] in wanted:
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"run {run_id} still {body['status']}: {body}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+# -- Kafka -------------------------------------------------------------------------------------
+
+
+class Topics(msgspec.Struct, frozen=True):
+    events: str
+    results: str
+    dlq: str
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "events_topic": self.events,
+            "results_topic": self.results,
+            "dlq_topic": self.dlq,
+            "group_id": f"runner-{self.events}",
+        }
+
+    def env(self) -> dict[str, str]:
+        return {f"RUNNER_{key.upper()}": value for key, value in self.settings().items()}
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    run = uuid.uuid4().hex[:8]
+    names = Topics(events=f"wf-events-{run}", results=f"wf-results-{run}", dlq=f"wf-dlq-{run}")
+    asyncio.run(ensure_topics(kafka_bootstrap, {names.events: 3, names.results: 3, names.dlq: 1}))
+    return names
+
+
+def trigger(workflow_id: str, payload: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A ``workflow.triggered`` event as the spec writes it (naive UTC timestamp)."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "workflow.triggered",
+        "timestamp": "2025-01-27T10:00:00.123456",
+        "source": "airflow",
+        "workflow_id": workflow_id,
+        "workflow_run_id": f"manual__2025-01-27T10:00:00+00:00-{uuid.uuid4().hex[:6]}",
+        "payload": payload,
+        "metadata": {"environment": "dev", "version": "1.0"},
+    }
+    event.update(overrides)
+    return event
+
+
+async def send(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def as_message(event: dict[str, Any]) -> tuple[bytes, bytes]:
+    return str(event.get("workflow_run_id", "")).encode(), msgspec.json.encode(event)
+
+
+class Received(msgspec.Struct, frozen=True):
+    key: str | None
+    value: dict[str, Any]
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[Received]], bool],
+    timeout_s: float = 60,
+) -> list[Received]:
+    """Every record of ``topic`` from the start, until ``until`` says enough or the timeout
+    ends."""
+    # No consumer group: assigned every partition and read from the start, so nothing waits
+    # for a group to form.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    await consumer.topics()  # fetches every topic's metadata
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer.stop()
+        raise AssertionError(f"topic {topic} does not exist")
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    await consumer.seek_to_beginning(*assigned)
+    found: list[Received] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline and not until(found):
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                found.extend(
+                    Received(
+                        key=record.key.decode() if record.key else None,
+                        value=msgspec.json.decode(record.value),
+                    )
+                    for record in records
+                )
+    finally:
+        await consumer.stop()
+    return found
+
+
+@pytest.fixture
+async def kafka_runner(
+    make_runner: Callable[..., Any], kafka_bootstrap: str, topics: Topics
+) -> AsyncTestClient[Any]:
+    """A runner with its Kafka bridge on the test's topics (deterministic workflows)."""
+    client: AsyncTestClient[Any] = await make_runner(
+        bootstrap_servers=kafka_bootstrap, commit_interval_s=0.2, **topics.settings()
+    )
+    return client

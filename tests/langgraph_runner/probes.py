@@ -1,0 +1,125 @@
+"""A deterministic workflow for the runner's own behaviour (recovery, retries, streaming,
+Kafka): three nodes ``a -> b -> c`` that log every start and end to a file the test reads.
+
+Loaded into a runner with ``RUNNER_EXTRA_WORKFLOWS=tests.langgraph_runner.probes:PROBE``, the
+way an operator adds a workflow of their own. Input:
+
+- ``log``: the file each node appends ``{"run", "node", "event"}`` lines to;
+- ``gate``: ``b`` waits until this file exists (a run to kill or watch mid-graph);
+- ``transient_failures``: ``b`` raises ``ConnectionError`` on this many attempts first;
+- ``broken``: ``c`` raises ``ValueError`` while this file exists (a permanent failure);
+- ``value``: echoed in the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, TypedDict
+
+import msgspec
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from services.langgraph_runner.workflows import RunContext, WorkflowDeps, WorkflowSpec
+
+
+class ProbeInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    log: str
+    gate: str | None = None
+    transient_failures: int = 0
+    broken: str | None = None
+    value: Any = None
+
+
+class ProbeState(TypedDict, total=False):
+    log: str
+    gate: str | None
+    transient_failures: int
+    broken: str | None
+    value: Any
+    visited: list[str]
+
+
+def log_line(path: str, run_id: str, node: str, event: str) -> None:
+    with Path(path).open("a") as log:
+        log.write(json.dumps({"run": run_id, "node": node, "event": event}) + "\n")
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def count(path: Path, node: str, event: str, run_id: str | None = None) -> int:
+    return sum(
+        1
+        for line in read_log(path)
+        if line["node"] == node and line["event"] == event and run_id in (None, line["run"])
+    )
+
+
+def _run_id(runtime: Runtime[RunContext]) -> str:
+    return runtime.context.run_id if runtime.context is not None else "studio"
+
+
+def build(deps: WorkflowDeps) -> StateGraph[ProbeState, RunContext, Any, Any]:
+    def a(state: ProbeState, runtime: Runtime[RunContext]) -> ProbeState:
+        log_line(state["log"], _run_id(runtime), "a", "start")
+        log_line(state["log"], _run_id(runtime), "a", "end")
+        return {"visited": ["a"]}
+
+    async def b(state: ProbeState, runtime: Runtime[RunContext]) -> ProbeState:
+        run_id = _run_id(runtime)
+        await asyncio.to_thread(log_line, state["log"], run_id, "b", "start")
+        attempts = await asyncio.to_thread(count, Path(state["log"]), "b", "start", run_id)
+        if attempts <= state["transient_failures"]:
+            raise ConnectionError("the probe's backend is away (on purpose)")
+        gate = state.get("gate")
+        # The test (or a process it started) creates the file: polling is the only way to see it.
+        while gate and not await asyncio.to_thread(Path(gate).exists):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(log_line, state["log"], run_id, "b", "end")
+        return {"visited": [*state["visited"], "b"]}
+
+    def c(state: ProbeState, runtime: Runtime[RunContext]) -> ProbeState:
+        log_line(state["log"], _run_id(runtime), "c", "start")
+        broken = state.get("broken")
+        if broken and Path(broken).exists():
+            raise ValueError("c is broken (on purpose)")
+        log_line(state["log"], _run_id(runtime), "c", "end")
+        return {"visited": [*state["visited"], "c"]}
+
+    graph = StateGraph(ProbeState, context_schema=RunContext)
+    graph.add_node("a", a, retry_policy=deps.retry)
+    graph.add_node("b", b, retry_policy=deps.retry)
+    graph.add_node("c", c, retry_policy=deps.retry)
+    graph.add_edge(START, "a")
+    graph.add_edge("a", "b")
+    graph.add_edge("b", "c")
+    graph.add_edge("c", END)
+    return graph
+
+
+def initial_state(probe: ProbeInput, _: WorkflowDeps) -> dict[str, Any]:
+    state: dict[str, Any] = msgspec.to_builtins(probe)
+    state["visited"] = []
+    return state
+
+
+def output(state: dict[str, Any]) -> dict[str, Any]:
+    return {"visited": state["visited"], "value": state.get("value")}
+
+
+PROBE = WorkflowSpec(
+    id="probe",
+    title="Probe",
+    description="Three logged steps, for the runner's tests.",
+    input_type=ProbeInput,
+    build=build,
+    initial_state=initial_state,
+    output=output,
+)
+PROBE_REFERENCE = "tests.langgraph_runner.probes:PROBE"

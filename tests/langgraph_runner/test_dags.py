@@ -1,0 +1,164 @@
+"""The Airflow side without Airflow: ``dags/pas_trigger.py`` against a real broker and a real
+runner, and ``dags/pas_workflows.py`` read as source (Airflow is not installed)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dags import pas_trigger
+from dags.pas_trigger import (
+    KafkaTarget,
+    WorkflowFailed,
+    WorkflowTimeout,
+    build_trigger,
+    event_id_for,
+    run_workflow,
+)
+from libs.common.schemas.workflows import WorkflowResult, WorkflowTriggered
+from services.langgraph_runner.catalogue import Catalogue, build_deps
+from services.langgraph_runner.settings import RunnerSettings
+from tests.langgraph_runner.conftest import Topics
+from tests.support.processes import REPO_ROOT
+
+DAG_FILE = REPO_ROOT / "dags" / "pas_workflows.py"
+
+
+def target(bootstrap: str, topics: Topics) -> KafkaTarget:
+    return KafkaTarget(bootstrap, events_topic=topics.events, results_topic=topics.results)
+
+
+def test_the_trigger_is_the_event_the_runner_accepts() -> None:
+    event = build_trigger(
+        "document_analysis",
+        {"content": "text"},
+        workflow_run_id="pas_document_analysis:scheduled__2025-01-27T06:00:00+00:00",
+        metadata={"dag_id": "pas_document_analysis"},
+    )
+
+    decoded = msgspec.json.decode(msgspec.json.encode(event), type=WorkflowTriggered)
+    assert decoded.event_type == "workflow.triggered"
+    assert decoded.source == "airflow"
+    assert decoded.timestamp.tzinfo is not None
+    assert decoded.payload == {"content": "text"}
+
+
+def test_event_ids_are_one_per_task_try() -> None:
+    first = event_id_for("dag", "run_1", "trigger", 1)
+
+    assert event_id_for("dag", "run_1", "trigger", 1) == first
+    assert event_id_for("dag", "run_1", "trigger", 2) != first
+    assert event_id_for("dag", "run_2", "trigger", 1) != first
+
+
+def test_the_target_comes_from_the_environment() -> None:
+    found = KafkaTarget.from_env(
+        {"KAFKA_BROKERS": "kafka:9092", "RUNNER_RESULTS_TOPIC": "results-x"}
+    )
+
+    assert found == KafkaTarget("kafka:9092", "workflow-events", "results-x")
+    with pytest.raises(RuntimeError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        KafkaTarget.from_env({})
+
+
+async def test_a_task_triggers_a_workflow_and_gets_its_result(
+    kafka_runner: AsyncTestClient[Any], kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    event = build_trigger(
+        "probe", {"log": str(tmp_path / "log"), "value": 3}, workflow_run_id="dag:run_1"
+    )
+
+    # Synchronously, in a worker thread, as an Airflow task calls it.
+    result = await asyncio.to_thread(run_workflow, target(kafka_bootstrap, topics), event, 60)
+
+    decoded = msgspec.convert(result, WorkflowResult, strict=False)
+    assert decoded.event_type == "workflow.completed"
+    assert decoded.event_id == event["event_id"]
+    assert decoded.workflow_run_id == "dag:run_1"
+    assert decoded.payload.output == {"visited": ["a", "b", "c"], "value": 3}
+
+
+async def test_a_wait_that_starts_after_the_result_still_finds_it(
+    kafka_runner: AsyncTestClient[Any], kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    kafka = target(kafka_bootstrap, topics)
+    event = build_trigger("probe", {"log": str(tmp_path / "log")}, workflow_run_id="dag:run_2")
+
+    receipt = await pas_trigger.publish_trigger(kafka, event)
+    first = await pas_trigger.wait_for_result(kafka, receipt, 60)
+    again = await pas_trigger.wait_for_result(kafka, receipt, 60)  # a retried wait task
+
+    assert first == again
+    assert first["event_id"] == event["event_id"]
+
+
+async def test_a_failed_workflow_raises_with_the_runner_s_reason(
+    kafka_runner: AsyncTestClient[Any], kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.touch()
+    event = build_trigger(
+        "probe", {"log": str(tmp_path / "log"), "broken": str(broken)}, workflow_run_id="dag:3"
+    )
+
+    with pytest.raises(WorkflowFailed, match="ValueError") as failed:
+        await asyncio.to_thread(run_workflow, target(kafka_bootstrap, topics), event, 60)
+
+    assert failed.value.result["event_type"] == "workflow.failed"
+    assert failed.value.result["event_id"] == event["event_id"]
+
+
+async def test_no_result_in_time_raises_a_timeout(kafka_bootstrap: str, topics: Topics) -> None:
+    receipt = {
+        "event_id": "nobody-answers",
+        "workflow_id": "probe",
+        "workflow_run_id": "dag:4",
+        "sent_at_ms": 0,
+    }
+
+    with pytest.raises(WorkflowTimeout, match="nobody-answers"):
+        await pas_trigger.wait_for_result(target(kafka_bootstrap, topics), receipt, 1)
+
+
+def _dag_configs() -> list[dict[str, Any]]:
+    tree = ast.parse(DAG_FILE.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "PAS_WORKFLOW_DAGS" for t in node.targets
+        ):
+            configs: list[dict[str, Any]] = ast.literal_eval(node.value)
+            return configs
+    raise AssertionError("PAS_WORKFLOW_DAGS not found")
+
+
+def test_the_dag_file_uses_only_what_pas_trigger_offers() -> None:
+    tree = ast.parse(DAG_FILE.read_text())
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "pas_trigger"
+        for alias in node.names
+    }
+
+    assert imported
+    assert all(hasattr(pas_trigger, name) for name in imported)
+
+
+def test_every_dag_runs_a_catalogued_workflow_with_valid_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PAS_ENV_FILE", "")
+    settings = RunnerSettings()
+    catalogue = Catalogue.from_settings(settings, build_deps(settings))
+    configs = _dag_configs()
+
+    assert len({c["dag_id"] for c in configs}) == len(configs)
+    for config in configs:
+        workflow = catalogue.get(config["workflow_id"])
+        workflow.spec.validate(config["payload"], catalogue.deps)  # raises if invalid

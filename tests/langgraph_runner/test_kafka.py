@@ -1,0 +1,224 @@
+"""The Kafka bridge on a real broker: a ``workflow.triggered`` event runs once and yields one
+``workflow.completed`` (or ``.failed``) with its ids; what cannot run goes to the DLQ with the
+reason; a duplicate, or a redelivery after a crash, does not run twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar.testing import AsyncTestClient
+
+from libs.common.schemas.documents import DeadLetter
+from libs.common.schemas.workflows import WorkflowResult
+from tests.langgraph_runner.conftest import (
+    Received,
+    Topics,
+    as_message,
+    collect,
+    send,
+    trigger,
+    wait_for_run,
+    wait_until,
+)
+from tests.langgraph_runner.probes import count
+from tests.langgraph_runner.test_workflows import DOCUMENT
+from tests.support.processes import ServiceProcess
+
+
+def results_for(found: list[Received], event_id: str) -> list[WorkflowResult]:
+    return [
+        msgspec.convert(r.value, WorkflowResult, strict=False)
+        for r in found
+        if r.value.get("event_id") == event_id
+    ]
+
+
+async def settle(bootstrap: str, topic: str) -> list[Received]:
+    """What the topic holds once the runner has had time to publish anything extra."""
+    return await collect(bootstrap, topic, lambda _: False, timeout_s=3)
+
+
+async def test_a_triggered_event_yields_one_completed_result_with_its_ids(
+    make_runner: Any, kafka_bootstrap: str, topics: Topics, llm_process: ServiceProcess
+) -> None:
+    await make_runner(
+        llm_url=llm_process.url, bootstrap_servers=kafka_bootstrap, **topics.settings()
+    )
+    event = trigger("document_analysis", DOCUMENT)
+
+    await send(kafka_bootstrap, topics.events, [as_message(event)])
+    await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1)
+    found = await settle(kafka_bootstrap, topics.results)
+    letters = await collect(kafka_bootstrap, topics.dlq, lambda _: False, timeout_s=0.5)
+
+    [result] = results_for(found, event["event_id"])
+    assert len(found) == 1
+    assert found[0].key == event["workflow_run_id"]
+    assert result.event_type == "workflow.completed"
+    assert result.workflow_run_id == event["workflow_run_id"]
+    assert result.workflow_id == "document_analysis"
+    assert result.source == "langgraph_runner"
+    assert result.metadata["environment"] == "dev"
+    outcome = result.payload
+    assert outcome.status == "success"
+    assert outcome.error is None
+    assert outcome.output is not None
+    assert outcome.output["sentiment"] in {"positive", "neutral", "negative"}
+    assert outcome.steps == 2
+    assert outcome.duration_ms > 0
+    assert outcome.usage.calls == 1
+    assert letters == []
+
+
+async def test_invalid_events_land_in_the_dlq_with_the_reason(
+    make_runner: Any, kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    await make_runner(bootstrap_servers=kafka_bootstrap, max_event_bytes=4096, **topics.settings())
+    valid = trigger("probe", {"log": str(tmp_path / "probe.log")})
+    missing_id = trigger("probe", {"log": "x"})
+    del missing_id["workflow_run_id"]
+    poison = [
+        (b"not-json", b"{this is not json"),
+        (b"missing-field", msgspec.json.encode(missing_id)),
+        (b"wrong-type", msgspec.json.encode(trigger("probe", {}, event_type="workflow.completed"))),
+        (b"unknown-workflow", msgspec.json.encode(trigger("no_such_flow", {}))),
+        (b"bad-input", msgspec.json.encode(trigger("probe", {"log": 42}))),
+        (b"too-large", msgspec.json.encode(trigger("probe", {"log": "x" * 5000}))),
+    ]
+
+    await send(kafka_bootstrap, topics.events, [*poison, as_message(valid)])
+    letters = await collect(kafka_bootstrap, topics.dlq, lambda found: len(found) >= len(poison))
+    found = await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1)
+
+    by_key = {
+        letter.key: msgspec.convert(letter.value, DeadLetter, strict=False) for letter in letters
+    }
+    assert set(by_key) == {key.decode() for key, _ in poison}
+    assert by_key["not-json"].error_type == "not_json"
+    assert by_key["not-json"].original == "{this is not json"
+    assert by_key["missing-field"].error_type == "invalid_event"
+    assert "workflow_run_id" in by_key["missing-field"].error
+    assert by_key["wrong-type"].error_type == "unsupported_event_type"
+    assert "workflow.completed" in by_key["wrong-type"].error
+    assert by_key["unknown-workflow"].error_type == "unknown_workflow"
+    assert "no_such_flow" in by_key["unknown-workflow"].error
+    assert by_key["bad-input"].error_type == "invalid_input"
+    assert "log" in by_key["bad-input"].error
+    assert by_key["too-large"].error_type == "too_large"
+    assert all(letter.topic == topics.events for letter in by_key.values())
+    # Processing goes on after poison.
+    [result] = results_for(found, valid["event_id"])
+    assert result.event_type == "workflow.completed"
+
+
+async def test_a_duplicate_event_runs_once(
+    kafka_runner: AsyncTestClient[Any], kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    log = tmp_path / "probe.log"
+    event = trigger("probe", {"log": str(log), "value": "once"})
+
+    await send(kafka_bootstrap, topics.events, [as_message(event), as_message(event)])
+    await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1)
+    await send(kafka_bootstrap, topics.events, [as_message(event)])  # again, after it finished
+    found = await settle(kafka_bootstrap, topics.results)
+
+    [result] = results_for(found, event["event_id"])
+    assert len(found) == 1
+    assert result.payload.output == {"visited": ["a", "b", "c"], "value": "once"}
+    assert count(log, "a", "start") == 1
+    runs = (await kafka_runner.get("/runs?workflow_id=probe")).json()["runs"]
+    assert [r["event_id"] for r in runs] == [event["event_id"]]
+
+
+async def test_a_failing_workflow_is_published_as_failed(
+    kafka_runner: AsyncTestClient[Any], kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.touch()
+    event = trigger("probe", {"log": str(tmp_path / "probe.log"), "broken": str(broken)})
+
+    await send(kafka_bootstrap, topics.events, [as_message(event)])
+    found = await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1)
+
+    [result] = results_for(found, event["event_id"])
+    assert result.event_type == "workflow.failed"
+    assert result.workflow_run_id == event["workflow_run_id"]
+    assert result.payload.status == "error"
+    assert result.payload.error is not None
+    assert "ValueError" in result.payload.error
+    assert result.payload.output is None
+
+
+async def test_an_interrupted_run_publishes_when_a_person_resumes_it(
+    make_runner: Any, kafka_bootstrap: str, topics: Topics, llm_process: ServiceProcess
+) -> None:
+    runner = await make_runner(
+        llm_url=llm_process.url, bootstrap_servers=kafka_bootstrap, **topics.settings()
+    )
+    event = trigger("network", {"ticker": "NVDA", "side": "buy", "quantity": 50_000})
+
+    await send(kafka_bootstrap, topics.events, [as_message(event)])
+    [run] = await _runs_of_event(runner, event["event_id"])
+    paused = await wait_for_run(runner, run["run_id"])
+    nothing_yet = await collect(kafka_bootstrap, topics.results, lambda _: False, timeout_s=1)
+    await runner.post(
+        f"/runs/{run['run_id']}/resume",
+        json={"resume": {"approved": False, "reviewer": "desk head"}},
+    )
+    found = await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1)
+
+    assert paused["status"] == "interrupted"
+    assert paused["event_id"] == event["event_id"]
+    assert nothing_yet == []
+    [result] = results_for(found, event["event_id"])
+    assert result.event_type == "workflow.completed"
+    assert result.payload.output is not None
+    assert result.payload.output["decision"] == "rejected"
+
+
+async def _runs_of_event(runner: AsyncTestClient[Any], event_id: str) -> list[dict[str, Any]]:
+    """The runs an event started, once it has started one."""
+    for _ in range(600):
+        runs = (await runner.get("/runs")).json()["runs"]
+        found = [r for r in runs if r["event_id"] == event_id]
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no run for event {event_id}")
+
+
+async def test_a_runner_killed_mid_run_publishes_one_result_after_restart(
+    runner_process_factory: Callable[..., ServiceProcess],
+    kafka_bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
+) -> None:
+    log, gate = tmp_path / "probe.log", tmp_path / "gate"
+    # A short session: the group gives the dead runner's partitions away sooner.
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "RUNNER_SESSION_TIMEOUT_S": "6",
+        **topics.env(),
+    }
+    first = runner_process_factory(**env)
+    event = trigger("probe", {"log": str(log), "gate": str(gate)})
+
+    await send(kafka_bootstrap, topics.events, [as_message(event)])
+    await wait_until(lambda: count(log, "b", "start") == 1)
+    first.kill()  # the event's offset was never committed: it will be delivered again
+    gate.touch()
+    second = runner_process_factory(**env)
+    await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1)
+    # The redelivered event finds the run the restart resumed, and waits for nothing more.
+    await wait_until(lambda: "event seen before; not run again" in second.logs(), timeout_s=60)
+    found = await settle(kafka_bootstrap, topics.results)
+
+    [result] = results_for(found, event["event_id"])
+    assert result.event_type == "workflow.completed"
+    assert result.payload.output == {"visited": ["a", "b", "c"], "value": None}
+    assert count(log, "a", "start") == 1  # completed before the crash: not run again
+    assert count(log, "c", "start") == 1
