@@ -9,11 +9,16 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 
+from libs.common.clients.versioning import VersioningClient
 from libs.common.kit import HealthReport, HealthStatus, create_service
 from libs.common.settings import build_or_exit
 from services.langgraph_runner.bridge import WorkflowBridge, keep_bridging
 from services.langgraph_runner.catalogue import Catalogue, build_deps
-from services.langgraph_runner.definitions import DefinitionSource, RequestedParameters
+from services.langgraph_runner.definitions import (
+    DefinitionSource,
+    RequestedParameters,
+    VersionedDefinitions,
+)
 from services.langgraph_runner.llm import LLMGateway
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.persistence import open_persistence
@@ -30,7 +35,14 @@ def create_app(
     metrics = RunnerMetrics()
     llm = LLMGateway(settings)
     catalogue = Catalogue.from_settings(settings, build_deps(settings, llm))
-    runs = RunManager(catalogue, settings, definitions or RequestedParameters(), metrics)
+    versioning = (
+        VersioningClient(settings.versioning_url, token=settings.versioning_token)
+        if settings.versioning_url and definitions is None
+        else None
+    )
+    if definitions is None:
+        definitions = VersionedDefinitions(versioning) if versioning else RequestedParameters()
+    runs = RunManager(catalogue, settings, definitions, metrics)
     bridge = WorkflowBridge(settings, runs, metrics) if settings.bootstrap_servers else None
     ready = asyncio.Event()
 
@@ -63,6 +75,8 @@ def create_app(
                         task.cancel()
                     await asyncio.gather(*late, return_exceptions=True)
                 await llm.aclose()
+                if versioning is not None:
+                    await versioning.aclose()
                 logger.info("runner stopped")
 
     async def health() -> HealthReport:

@@ -1,30 +1,81 @@
 """Where a run's parameters (model, generation settings, prompts) come from.
 
-The seam for the version manager: a ``DefinitionSource`` that asks it for the workflow's
-``champion`` (or an experiment's variant) can replace :class:`RequestedParameters` without the
-runner changing; the version it returns is recorded in the run and in its result event.
+By default, from the request (else the workflow's built-in defaults). With ``VERSIONING_URL``
+set, from the version manager: the workflow's ``champion`` version, or the version its running
+experiment assigns to the run's unit; the version (and the experiment's fields) are recorded in
+the run's metadata, so they travel in its ``workflow.completed``/``workflow.failed`` event.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+import msgspec
+import structlog
+
+from libs.common.clients.versioning import RunPlan, VersioningClient, VersioningNotFound
 from libs.common.schemas.workflows import WorkflowParameters
+
+logger = structlog.get_logger("pas.runner")
+
+# The runner's bounds on one LLM call (WorkflowParameters.max_tokens).
+_MIN_TOKENS, _MAX_TOKENS = 16, 8192
+
+
+class ResolvedDefinition(msgspec.Struct, frozen=True, kw_only=True):
+    parameters: WorkflowParameters
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Recorded in the run's metadata (and so in its result event)."""
 
 
 class DefinitionSource(Protocol):
-    async def parameters_for(
-        self, workflow_id: str, requested: WorkflowParameters | None, unit: str | None
-    ) -> WorkflowParameters:
-        """The parameters a run of ``workflow_id`` uses; ``unit`` (the run's
-        ``workflow_run_id`` or run id) keeps an experiment's assignment sticky."""
+    async def resolve(
+        self, workflow_id: str, requested: WorkflowParameters | None, unit: str
+    ) -> ResolvedDefinition:
+        """What a run of ``workflow_id`` uses; ``unit`` keeps an experiment's assignment
+        sticky (the same unit always gets the same variant)."""
         ...
 
 
 class RequestedParameters:
     """The default: what the request asked for, else the workflow's built-in defaults."""
 
-    async def parameters_for(
-        self, workflow_id: str, requested: WorkflowParameters | None, unit: str | None
-    ) -> WorkflowParameters:
-        return requested or WorkflowParameters()
+    async def resolve(
+        self, workflow_id: str, requested: WorkflowParameters | None, unit: str
+    ) -> ResolvedDefinition:
+        return ResolvedDefinition(parameters=requested or WorkflowParameters())
+
+
+class VersionedDefinitions:
+    """Definitions from the version manager. Parameters given in a request still win (an
+    operator's explicit override); a workflow with no versions yet runs on its defaults."""
+
+    def __init__(self, client: VersioningClient) -> None:
+        self._client = client
+
+    async def resolve(
+        self, workflow_id: str, requested: WorkflowParameters | None, unit: str
+    ) -> ResolvedDefinition:
+        if requested is not None:
+            return ResolvedDefinition(parameters=requested)
+        try:
+            plan = await self._client.plan_run(workflow_id, unit)
+        except VersioningNotFound:
+            logger.info("no versions of the workflow; built-in defaults", workflow_id=workflow_id)
+            return ResolvedDefinition(parameters=WorkflowParameters())
+        return ResolvedDefinition(parameters=parameters_of(plan), metadata=plan.event_metadata())
+
+
+def parameters_of(plan: RunPlan) -> WorkflowParameters:
+    definition = plan.definition
+    generation = definition.parameters
+    max_tokens = generation.max_tokens
+    if max_tokens is not None:
+        max_tokens = min(max(max_tokens, _MIN_TOKENS), _MAX_TOKENS)
+    return WorkflowParameters(
+        version=str(plan.version),
+        model=definition.model,
+        temperature=generation.temperature,
+        max_tokens=max_tokens,
+        prompts=dict(definition.prompts),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import httpx
@@ -22,6 +23,7 @@ from langchain_ollama import ChatOllama
 
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.schemas.json_schema import inline_schema
+from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
 from services.langgraph_runner.errors import AnswerUnusable
 from services.langgraph_runner.openai_chat import OpenAICompatibleChat, TransientLLMError
@@ -128,6 +130,19 @@ def parse_answer(text: str, answer_type: type[AnswerT]) -> AnswerT:
             ) from exc
 
 
+_run_headers: ContextVar[dict[str, str] | None] = ContextVar("pas_runner_run", default=None)
+
+
+def attribute_llm_calls(workflow_id: str, run_id: str) -> None:
+    """From now on in this task (a run) and the tasks it starts (its nodes), LLM calls carry
+    the run's ids, so that their usage events count toward the workflow in analytics."""
+    _run_headers.set({HEADER_WORKFLOW_ID: workflow_id, HEADER_WORKFLOW_RUN_ID: run_id})
+
+
+async def _add_run_headers(request: httpx.Request) -> None:
+    request.headers.update(_run_headers.get() or {})
+
+
 class LLMGateway:
     """Chat models for LLM nodes, one per (model, temperature, max tokens), built on first use."""
 
@@ -164,11 +179,15 @@ class LLMGateway:
                 num_predict=max_tokens,
                 seed=0,
                 client_kwargs={"timeout": s.llm_timeout_s},
+                async_client_kwargs={"event_hooks": {"request": [_add_run_headers]}},
             )
         if self._http is None:
             headers = {"Authorization": f"Bearer {s.llm_api_key}"} if s.llm_api_key else {}
             self._http = httpx.AsyncClient(
-                base_url=openai_base_url(s.llm_url), headers=headers, timeout=s.llm_timeout_s
+                base_url=openai_base_url(s.llm_url),
+                headers=headers,
+                timeout=s.llm_timeout_s,
+                event_hooks={"request": [_add_run_headers]},
             )
         return OpenAICompatibleChat(
             model=model,

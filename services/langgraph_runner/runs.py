@@ -44,7 +44,7 @@ from services.langgraph_runner.errors import (
     WorkflowNotFound,
 )
 from services.langgraph_runner.json_values import json_value
-from services.langgraph_runner.llm import UsageMeter
+from services.langgraph_runner.llm import UsageMeter, attribute_llm_calls
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.settings import Durability, RunnerSettings
 from services.langgraph_runner.store import RunRecord, RunStore
@@ -227,9 +227,15 @@ class RunManager:
         workflow = self._catalogue.get(workflow_id)
         first_state = workflow.spec.validate(payload, self._catalogue.deps)
         run_id = run_id or uuid.uuid4().hex
-        resolved = await self._definitions.parameters_for(workflow_id, parameters, run_id)
+        unit = _unit(metadata, run_id)
+        resolved = await self._definitions.resolve(workflow_id, parameters, unit)
         record = self._new_record(
-            workflow_id, payload, resolved, run_id=run_id, source="http", metadata=metadata
+            workflow_id,
+            payload,
+            resolved.parameters,
+            run_id=run_id,
+            source="http",
+            metadata={**(metadata or {}), **resolved.metadata},
         )
         await self._store.create(record)
         self._launch(record, first_state)
@@ -243,16 +249,15 @@ class RunManager:
         self._refuse_if_closing()
         workflow = self._catalogue.get(event.workflow_id)
         first_state = workflow.spec.validate(event.payload, self._catalogue.deps)
-        resolved = await self._definitions.parameters_for(
-            event.workflow_id, None, event.workflow_run_id
-        )
+        unit = _unit(event.metadata, event.workflow_run_id)
+        resolved = await self._definitions.resolve(event.workflow_id, None, unit)
         record = self._new_record(
             event.workflow_id,
             event.payload,
-            resolved,
+            resolved.parameters,
             run_id=uuid.uuid4().hex,
             source=event.source,
-            metadata=event.metadata,
+            metadata={**event.metadata, **resolved.metadata},
             event=event,
             headers=headers,
         )
@@ -383,6 +388,7 @@ class RunManager:
         self._metrics.active_runs.set(self.active)
 
     async def _execute(self, run_id: str, graph_input: Any) -> None:
+        attribute_llm_calls(self._records[run_id].run.workflow_id, run_id)
         try:
             async with self._slots:
                 if self._closing:
@@ -688,3 +694,11 @@ class RunManager:
         self._metrics.llm_tokens.labels("completion").inc(
             after.completion_tokens - before.completion_tokens
         )
+
+
+def _unit(metadata: Mapping[str, Any] | None, run_id: str) -> str:
+    """Who an experiment assigns a variant to: ``metadata.unit`` when the caller names one (a
+    document, a desk, a user), so that the same unit always gets the same variant; else the
+    run itself."""
+    unit = (metadata or {}).get("unit")
+    return unit if isinstance(unit, str) and unit else run_id

@@ -25,6 +25,8 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     env_aliases: ClassVar = {
         **ServiceSettings.env_aliases,
         "bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
+        "versioning_url": ("VERSIONING_URL",),
+        "versioning_token": ("VERSIONING_TOKEN",),
     }
 
     port: int = LANGGRAPH_RUNNER_PORT
@@ -45,6 +47,12 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     llm_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=8192)] = 512
     """Upper bound on tokens per LLM call; nodes ask for less where their answer is short. Below
     400, document analysis's JSON answer may be cut short (and the run fail)."""
+
+    # -- versions ---------------------------------------------------------------------------
+    versioning_url: str | None = None
+    """The version manager: runs take their workflow's ``champion`` definition (or the version
+    an experiment assigns) and record the version they ran."""
+    versioning_token: str | None = None
 
     # -- durability ------------------------------------------------------------------------
     checkpoint_path: str = ".pas/data/runner-checkpoints.db"
