@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole pipeline on this machine: install, start the broker, the registry, the LLM
-# services, the router and the Kafka LLM processor; send the sample financial documents;
-# show the results as they come back.
+# The whole pipeline on this machine: install, start every service on the embedded defaults
+# (broker, registry, version manager, LLM services, router, LangGraph runner, Kafka LLM
+# processor, analytics collector); send the sample financial documents and show the results as
+# they come back; trigger a workflow through Kafka as an Airflow DAG does; show what the
+# analytics collector saw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,5 +14,7 @@ count="${1:-7}"
 echo
 echo "results on llm-results (documents that could not be answered go to financial-documents-dlq):"
 .venv/bin/python -m services.kafka_llm_processor.consumer --expect "$count" --timeout 180 || true
+echo
+.venv/bin/python -m scripts.workflow_demo || true
 echo
 echo "PAS is running. Logs: .pas/logs/   Stop it with: bash scripts/stop_all.sh"

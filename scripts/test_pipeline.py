@@ -22,6 +22,9 @@ SERVICES = {
     "tlc_classifier": "http://localhost:8052/health",
     "provider_router": "http://localhost:6103/health",
     "kafka_llm_processor": "http://localhost:6160/health",
+    "langgraph_runner": "http://localhost:6130/health",
+    "versioning": "http://localhost:6140/health",
+    "analytics": "http://localhost:6150/health",
 }
 
 
