@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from libs.common.schemas.documents import DeadLetter
+from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
 from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode
 from services.analytics.ingest import Ingestor
@@ -47,21 +45,6 @@ def topic_roles(settings: AnalyticsSettings) -> dict[str, TopicRole]:
     return {topic: role for topic, role in roles.items() if topic}
 
 
-class _TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, assigned: set[TopicPartition]) -> None:
-        self._assigned = assigned
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._assigned.difference_update(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._assigned.update(assigned)
-        logger.info(
-            "partitions assigned",
-            partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
-        )
-
-
 class EventConsumer:
     def __init__(
         self, settings: AnalyticsSettings, ingestor: Ingestor, metrics: AnalyticsMetrics
@@ -85,7 +68,7 @@ class EventConsumer:
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(s.session_timeout_s * 1000 / 4)),
         )
-        consumer.subscribe(list(self._roles), listener=_TrackAssignment(self.assigned))
+        consumer.subscribe(list(self._roles), listener=TrackAssignment(self.assigned))
         await producer.start()
         try:
             await consumer.start()
@@ -152,19 +135,8 @@ class EventConsumer:
     async def _dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], exc: Undecodable
     ) -> None:
-        letter = DeadLetter(
-            error=str(exc)[:2000],
-            error_type=exc.kind,
-            attempts=1,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key else None,
-            original=(record.value or b"").decode(errors="replace"),
-            headers={k: v.decode(errors="replace") for k, v in record.headers},
-            failed_at=datetime.now(UTC),
-        )
-        await _acknowledged(producer, self._settings.dlq_topic, record.key, _encode(letter))
+        letter = dead_letter(record, error=str(exc), error_type=exc.kind, attempts=1)
+        await send_acknowledged(producer, self._settings.dlq_topic, record.key, _encode(letter))
         self._metrics.dead_lettered.labels(record.topic, exc.kind).inc()
         logger.warning(
             "record dead-lettered",
@@ -173,16 +145,6 @@ class EventConsumer:
             offset=record.offset,
             reason=str(exc),
         )
-
-
-async def _acknowledged(
-    producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes
-) -> Any:
-    """Send and wait for the broker's acknowledgement, retrying while it is away."""
-    async for attempt in stamina.retry_context(on=Exception, attempts=10, timeout=None):
-        with attempt:
-            return await (await producer.send(topic, key=key, value=value))
-    return None
 
 
 async def consume_forever(consumer: EventConsumer, stop: asyncio.Event) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +13,10 @@ import msgspec
 import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 
 from libs.common.kafka.offsets import OffsetBook
-from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
+from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
+from libs.common.schemas.documents import DocumentResult, FinancialDocument
 from services.kafka_llm_processor.llm_client import (
     LLMClient,
     PermanentLLMError,
@@ -40,27 +39,6 @@ class _Failed(Exception):
         super().__init__(reason)
         self.attempts = attempts
         self.kind = kind
-
-
-class _TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Keeps ``assigned`` current; before partitions move to another consumer, finishes their
-    work and commits it."""
-
-    def __init__(
-        self,
-        assigned: set[TopicPartition],
-        settle: Callable[[set[TopicPartition]], Awaitable[None]],
-    ) -> None:
-        self._assigned = assigned
-        self._settle = settle
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._settle(set(revoked))
-        self._assigned.difference_update(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._assigned.update(assigned)
-        logger.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
 class DocumentProcessor:
@@ -99,7 +77,7 @@ class DocumentProcessor:
             max_poll_interval_ms=int(max(300.0, 2 * s.longest_document_s) * 1000),
         )
         self._consumer.subscribe(
-            [s.input_topic], listener=_TrackAssignment(self.assigned, self._settle)
+            [s.input_topic], listener=TrackAssignment(self.assigned, self._settle)
         )
         await self._producer.start()
         await self._consumer.start()
@@ -249,17 +227,8 @@ class DocumentProcessor:
         )
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], failure: _Failed) -> None:
-        letter = DeadLetter(
-            error=str(failure),
-            error_type=failure.kind,
-            attempts=failure.attempts,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key else None,
-            original=(record.value or b"").decode(errors="replace"),
-            headers={k: v.decode(errors="replace") for k, v in record.headers},
-            failed_at=datetime.now(UTC),
+        letter = dead_letter(
+            record, error=str(failure), error_type=failure.kind, attempts=failure.attempts
         )
         await self._publish(self._settings.dlq_topic, record.key, _encode(letter))
         self._metrics.dead_lettered.labels(failure.kind).inc()
@@ -272,10 +241,5 @@ class DocumentProcessor:
         )
 
     async def _publish(self, topic: str, key: bytes | None, value: bytes) -> Any:
-        """Send and wait for the broker's acknowledgement (retrying while it is away)."""
-        producer = self._producer
-        assert producer is not None
-        async for attempt in stamina.retry_context(on=Exception, attempts=10, timeout=None):
-            with attempt:
-                return await (await producer.send(topic, key=key, value=value))
-        return None
+        assert self._producer is not None
+        return await send_acknowledged(self._producer, topic, key, value)

@@ -20,18 +20,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 
 from libs.common.kafka.offsets import OffsetBook
-from libs.common.schemas.documents import DeadLetter
+from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
 from libs.common.schemas.workflows import (
     EVENT_COMPLETED,
     EVENT_FAILED,
@@ -61,24 +58,6 @@ class _Rejected(Exception):
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind
-
-
-class _TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(
-        self,
-        assigned: set[TopicPartition],
-        settle: Callable[[set[TopicPartition]], Awaitable[None]],
-    ) -> None:
-        self._assigned = assigned
-        self._settle = settle
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._settle(set(revoked))
-        self._assigned.difference_update(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._assigned.update(assigned)
-        logger.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
 def outcome_event(record: RunRecord) -> WorkflowResult:
@@ -149,7 +128,7 @@ class WorkflowBridge:
             heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 3),
         )
         self._consumer.subscribe(
-            [s.events_topic], listener=_TrackAssignment(self.assigned, self._settle)
+            [s.events_topic], listener=TrackAssignment(self.assigned, self._settle)
         )
         await self._producer.start()
         # Outcomes go out while the consumer waits to join its group (which takes a while
@@ -303,18 +282,7 @@ class WorkflowBridge:
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], kind: str, reason: str
     ) -> None:
-        letter = DeadLetter(
-            error=reason,
-            error_type=kind,
-            attempts=0,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key else None,
-            original=(record.value or b"").decode(errors="replace"),
-            headers={k: v.decode(errors="replace") for k, v in record.headers},
-            failed_at=datetime.now(UTC),
-        )
+        letter = dead_letter(record, error=reason, error_type=kind, attempts=0)
         await self._publish(self._settings.dlq_topic, record.key, _encode(letter), [])
         self._metrics.events.labels("dead_lettered").inc()
         self._metrics.dead_lettered.labels(kind).inc()
@@ -361,13 +329,8 @@ class WorkflowBridge:
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
     ) -> Any:
-        """Send and wait for the broker's acknowledgement (retrying while it is away)."""
-        producer = self._producer
-        assert producer is not None
-        async for attempt in stamina.retry_context(on=Exception, attempts=10, timeout=None):
-            with attempt:
-                return await (await producer.send(topic, key=key, value=value, headers=headers))
-        return None
+        assert self._producer is not None
+        return await send_acknowledged(self._producer, topic, key, value, headers)
 
 
 def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -22,8 +21,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from libs.common.kafka.records import dead_letter
 from libs.common.kafka.topics import PAS_TOPICS, ensure_topics
-from libs.common.schemas.documents import DeadLetter
 from libs.common.schemas.versioning import (
     METADATA_EXPERIMENT_ID,
     ExperimentRunMetadata,
@@ -187,18 +186,7 @@ class OutcomeConsumer:
         record: ConsumerRecord[bytes, bytes],
         rejected: Rejected,
     ) -> None:
-        letter = DeadLetter(
-            error=rejected.reason,
-            error_type=rejected.kind,
-            attempts=1,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key else None,
-            original=(record.value or b"").decode(errors="replace"),
-            headers={k: v.decode(errors="replace") for k, v in record.headers},
-            failed_at=datetime.now(UTC),
-        )
+        letter = dead_letter(record, error=rejected.reason, error_type=rejected.kind, attempts=1)
         await producer.send_and_wait(self._settings.dlq_topic, _encode(letter), key=record.key)
         self._metrics.dead_lettered.labels(rejected.kind).inc()
         logger.warning(
