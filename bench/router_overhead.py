@@ -6,10 +6,12 @@ own uvicorn process. PAS's router and LiteLLM's proxy each run as their own proc
 forward to it. Latency (p50, p99) and requests/s at concurrency 1 and 64 come from wrk when
 Debian's ``wrk`` is installed (else from an httpx client, which is itself the limit). LiteLLM
 runs from its own virtualenv with a pinned release (``litellm[proxy]==1.100.3``), created by
-this script under .pas/bench/ on first use; pass ``--no-litellm`` to skip it.
+this script under .pas/bench/ on first use; pass ``--no-litellm`` to skip it. ``--workers N``
+also measures the router run as N uvicorn worker processes (uvicorn's ``--workers``), beside
+the single process.
 
-Run: ``.venv/bin/python -m bench.router_overhead`` (a few minutes; the first run installs
-LiteLLM).
+Run: ``.venv/bin/python -m bench.router_overhead [--workers 2]`` (a few minutes; the first run
+installs LiteLLM).
 """
 
 from __future__ import annotations
@@ -196,9 +198,26 @@ def p(samples: list[float], q: float) -> float:
     return ordered[max(0, int(len(ordered) * q + 0.5) - 1)] * 1000
 
 
+def start_router(providers: Path, work: Path, workers: int) -> ServiceProcess:
+    return ServiceProcess(
+        "services.provider_router.provider_router:app",
+        free_port(),
+        {
+            "ROUTER_USE_REGISTRY": "false",
+            "ROUTER_PROVIDERS_FILE": str(providers),
+            "LOG_LEVEL": "WARNING",
+            "WEB_CONCURRENCY": str(workers),  # uvicorn's --workers
+        },
+        work / f"router-{workers}.log",
+    ).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also measure the router as N worker processes"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -210,17 +229,15 @@ def main() -> None:
             f'[[providers]]\nname = "fast"\nbase_url = "{backend.url}/v1"\n'
             '[[providers.models]]\nname = "fast-model"\ncapabilities = ["bench"]\n'
         )
-        router = ServiceProcess(
-            "services.provider_router.provider_router:app",
-            free_port(),
-            {
-                "ROUTER_USE_REGISTRY": "false",
-                "ROUTER_PROVIDERS_FILE": str(providers),
-                "LOG_LEVEL": "WARNING",
-            },
-            work / "router.log",
-        ).start()
-        targets = {"direct": backend.url, "pas router": router.url}
+        routers = {
+            "pas router": start_router(providers, work, workers=1),
+            **(
+                {f"pas router x{args.workers}": start_router(providers, work, args.workers)}
+                if args.workers > 1
+                else {}
+            ),
+        }
+        targets = {"direct": backend.url, **{name: r.url for name, r in routers.items()}}
         litellm = None if args.no_litellm else LiteLLMProxy(backend.url, work)
         if litellm:
             targets["litellm proxy"] = litellm.url
@@ -237,30 +254,33 @@ def main() -> None:
         finally:
             if litellm:
                 litellm.stop()
-            router.stop()
+            for router in routers.values():
+                router.stop()
             backend.stop()
 
     direct = results["direct"]
     header = ("path", "conc", "p50 ms", "p99 ms", "added p50", "added p99", "req/s", "vs direct")
-    print("{:<14} {:>5} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}".format(*header))
+    print("{:<16} {:>5} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}".format(*header))
     for name, by_concurrency in results.items():
         for conc, r in by_concurrency.items():
             d = direct[conc]
             print(
-                f"{name:<14} {conc:>5} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.p50_ms - d.p50_ms:10.2f} "
+                f"{name:<16} {conc:>5} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.p50_ms - d.p50_ms:10.2f} "
                 f"{r.p99_ms - d.p99_ms:10.2f} {r.requests_per_s:9.0f} "
                 f"{r.requests_per_s / d.requests_per_s:10.2f}"
             )
     if "litellm proxy" in results:
-        pas, lite = results["pas router"], results["litellm proxy"]
-        for conc in (1, CONCURRENCY):
-            added_pas = pas[conc].p50_ms - direct[conc].p50_ms
-            added_lite = lite[conc].p50_ms - direct[conc].p50_ms
-            print(
-                f"concurrency {conc}: PAS adds {added_pas:.2f} ms at p50, LiteLLM {added_lite:.2f} "
-                f"ms ({added_pas / max(added_lite, 1e-9):.2f} of it); PAS serves "
-                f"{pas[conc].requests_per_s / lite[conc].requests_per_s:.1f}x LiteLLM's req/s"
-            )
+        lite = results["litellm proxy"]
+        for name in routers:
+            pas = results[name]
+            for conc in (1, CONCURRENCY):
+                added_pas = pas[conc].p50_ms - direct[conc].p50_ms
+                added_lite = lite[conc].p50_ms - direct[conc].p50_ms
+                print(
+                    f"{name}, concurrency {conc}: adds {added_pas:.2f} ms at p50, LiteLLM "
+                    f"{added_lite:.2f} ms ({added_pas / max(added_lite, 1e-9):.2f} of it); serves "
+                    f"{pas[conc].requests_per_s / lite[conc].requests_per_s:.1f}x LiteLLM's req/s"
+                )
 
 
 if __name__ == "__main__":

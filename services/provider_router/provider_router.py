@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-import httpx
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
 
 from libs.common.clients.registry import RegistryClient
 from libs.common.kafka.usage_publisher import UsagePublisher
@@ -22,11 +23,15 @@ from services.provider_router.pool import CandidatePool
 from services.provider_router.registry_watch import follow_registry
 from services.provider_router.routes import RouterController
 from services.provider_router.settings import RouterSettings
-from services.provider_router.upstreams import Upstreams
+from services.provider_router.upstreams import Upstreams, upstream_session
 
 logger = structlog.get_logger("pas.router")
 
-_MAX_CONNECTIONS = 1024
+
+def _dispatcher(state: State) -> Dispatcher:
+    """Made by the lifespan, which owns the upstream session the dispatcher calls through."""
+    dispatcher: Dispatcher = state.dispatcher
+    return dispatcher
 
 
 def create_app(settings: RouterSettings) -> Litestar:
@@ -37,12 +42,6 @@ def create_app(settings: RouterSettings) -> Litestar:
         ledger=CostLedger(),
     )
     pool.set_remote(remote_candidates(settings.providers_file))
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
-        limits=httpx.Limits(
-            max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS
-        ),
-    )
     metrics = RouterMetrics()
     usage = (
         UsagePublisher(
@@ -51,41 +50,44 @@ def create_app(settings: RouterSettings) -> Litestar:
         if settings.kafka_bootstrap_servers
         else None
     )
-    dispatcher = Dispatcher(
-        pool,
-        Upstreams(http, usage_reporter="provider_router" if usage else None),
-        metrics,
-        retries=settings.retries,
-        retry_backoff_s=settings.retry_backoff_s,
-        usage=usage,
-    )
     synced = asyncio.Event()
 
     @asynccontextmanager
-    async def run_router(_: Litestar) -> AsyncIterator[None]:
-        if usage is not None:
-            usage.start()
-        watch: asyncio.Task[None] | None = None
-        registry: RegistryClient | None = None
-        if settings.use_registry:
-            registry = RegistryClient(settings.registry_url, token=settings.registry_token)
-            watch = asyncio.create_task(follow_registry(registry, pool, synced))
-            # Serve at once if the registry is away; routes fill in when it answers.
-            with suppress(TimeoutError):
-                await asyncio.wait_for(synced.wait(), 2.0)
-        logger.info("router started", candidates=[c.id for c in pool.all()])
-        try:
-            yield
-        finally:
-            if watch is not None:
-                watch.cancel()
-                with suppress(asyncio.CancelledError):
-                    await watch
-            if registry is not None:
-                await registry.aclose()
-            await http.aclose()
+    async def run_router(app: Litestar) -> AsyncIterator[None]:
+        # The upstream session belongs to the event loop that serves, so it opens here.
+        async with upstream_session(
+            connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.request_timeout_s
+        ) as http:
+            app.state.dispatcher = Dispatcher(
+                pool,
+                Upstreams(http, usage_reporter="provider_router" if usage else None),
+                metrics,
+                retries=settings.retries,
+                retry_backoff_s=settings.retry_backoff_s,
+                usage=usage,
+            )
             if usage is not None:
-                await usage.stop()
+                usage.start()
+            watch: asyncio.Task[None] | None = None
+            registry: RegistryClient | None = None
+            if settings.use_registry:
+                registry = RegistryClient(settings.registry_url, token=settings.registry_token)
+                watch = asyncio.create_task(follow_registry(registry, pool, synced))
+                # Serve at once if the registry is away; routes fill in when it answers.
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(synced.wait(), 2.0)
+            logger.info("router started", candidates=[c.id for c in pool.all()])
+            try:
+                yield
+            finally:
+                if watch is not None:
+                    watch.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await watch
+                if registry is not None:
+                    await registry.aclose()
+                if usage is not None:
+                    await usage.stop()
 
     async def health() -> HealthReport:
         usable = [c for c in pool.all() if pool.why_unusable(c) is None]
@@ -100,8 +102,14 @@ def create_app(settings: RouterSettings) -> Litestar:
         name="provider_router",
         settings=settings,
         description="Routes a task to the cheapest capable model, with fallback and costs.",
-        route_handlers=[RouterController],
-        dependencies={"dispatcher": dispatcher, "pool": pool, "settings": settings},
+        route_handlers=[
+            Router(
+                "/",
+                route_handlers=[RouterController],
+                dependencies={"dispatcher": Provide(_dispatcher, sync_to_thread=False)},
+            )
+        ],
+        dependencies={"pool": pool, "settings": settings},
         lifespan=[run_router],
         health_check=health,
         collectors=[*metrics.collectors, *(usage.collectors if usage else [])],

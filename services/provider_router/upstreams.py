@@ -1,5 +1,10 @@
 """Calling one candidate: OpenAI-compatible APIs (PAS LLM services, vLLM, OpenAI) as they are,
-Anthropic's Messages API translated to and from OpenAI's chat format."""
+Anthropic's Messages API translated to and from OpenAI's chat format.
+
+aiohttp, not httpx, on purpose: this is the router's hot path, and httpx's pool slows down as
+connections grow (247 req/s at 64 against 1,512 at 1 on the same server, where aiohttp keeps
+above 8,000); see docs/benchmarks.md.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 
 from libs.common.errors import PASError
@@ -139,69 +144,101 @@ def from_anthropic(payload: bytes) -> bytes:
     )
 
 
+MAX_CONNECTIONS = 1024
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+def _failed(exc: BaseException) -> UpstreamFailed:
+    """Sort a transport failure into worth retrying at this candidate, or not."""
+    if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors
+        return UpstreamFailed(f"timed out ({type(exc).__name__})", retryable=True)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # Nothing listens there: trying again at once will not help; fall back.
+        return UpstreamFailed(f"ConnectError: {exc}", retryable=False)
+    # Such as a pooled connection the server closed meanwhile: a fresh one may well work.
+    return UpstreamFailed(f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+def upstream_session(*, connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
+    """The one HTTP session for every candidate; open it inside the app's event loop.
+
+    The bounds are httpx's that it replaces: ``read_timeout_s`` for the wait for the answer and
+    then for each gap between its bytes (a long stream that keeps coming is never cut), and for
+    a free pooled connection; idle connections dropped after 5 s; proxies from the environment.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=5.0),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=read_timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=read_timeout_s,
+        ),
+        trust_env=True,
+    )
+
+
 class Upstreams:
-    def __init__(self, http: httpx.AsyncClient, *, usage_reporter: str | None = None) -> None:
+    def __init__(self, http: aiohttp.ClientSession, *, usage_reporter: str | None = None) -> None:
         self._http = http
         self._usage_reporter = usage_reporter
 
     async def _send(
-        self, candidate: Candidate, body: dict[str, Any], request_id: str | None, *, stream: bool
-    ) -> httpx.Response:
+        self, candidate: Candidate, body: dict[str, Any], request_id: str | None
+    ) -> aiohttp.ClientResponse:
+        """The candidate's 2xx response, its body still to read (release it when done)."""
         payload = to_anthropic(body) if candidate.kind == "anthropic" else body
-        request = self._http.build_request(
-            "POST",
-            _url(candidate),
-            content=msgspec.json.encode(payload),
-            headers=_headers(candidate, request_id, self._usage_reporter),
-        )
         try:
-            response = await self._http.send(request, stream=stream)
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailed(f"timed out ({type(exc).__name__})", retryable=True) from exc
-        except httpx.ConnectError as exc:
-            # Nothing listens there: trying again at once will not help; fall back.
-            raise UpstreamFailed(f"ConnectError: {exc}", retryable=False) from exc
-        except httpx.HTTPError as exc:
-            # A pooled connection the server closed meanwhile: a fresh one may well work.
-            raise UpstreamFailed(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-        if response.is_success:
-            return response
-        error_body = await response.aread()
-        await response.aclose()
-        if response.status_code == 429 or response.status_code >= 500:
+            response = await self._http.post(
+                _url(candidate),
+                data=msgspec.json.encode(payload),
+                headers=_headers(candidate, request_id, self._usage_reporter),
+                allow_redirects=False,
+            )
+            if 200 <= response.status < 300:
+                return response
+            try:
+                error_body = await response.read()
+            finally:
+                response.release()
+        except _TRANSPORT_ERRORS as exc:
+            raise _failed(exc) from exc
+        if response.status == 429 or response.status >= 500:
             raise UpstreamFailed(
-                f"answered {response.status_code}: {error_body.decode(errors='replace')[:300]}",
+                f"answered {response.status}: {error_body.decode(errors='replace')[:300]}",
                 retryable=True,
             )
-        raise UpstreamRefused(candidate.id, response.status_code, error_body)
+        raise UpstreamRefused(candidate.id, response.status, error_body)
 
     async def complete(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> bytes:
-        response = await self._send(candidate, body, request_id, stream=False)
+        response = await self._send(candidate, body, request_id)
         try:
-            payload = response.content
-        except httpx.HTTPError as exc:
-            raise UpstreamFailed(f"broke off: {exc}", retryable=True) from exc
+            payload = await response.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise _failed(exc) from exc
+        finally:
+            response.release()
         return from_anthropic(payload) if candidate.kind == "anthropic" else payload
 
     async def open_stream(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> AsyncGenerator[bytes, None]:
         """The answer's SSE bytes in OpenAI's format; failures before the first byte raise."""
-        response = await self._send(candidate, body, request_id, stream=True)
-        chunks = (
-            _anthropic_to_openai_sse(response)
+        response = await self._send(candidate, body, request_id)
+        chunks: AsyncIterator[bytes] = (
+            _anthropic_to_openai_sse(response.content)
             if candidate.kind == "anthropic"
-            else response.aiter_raw()
+            else response.content.iter_any()
         )
         try:
             first = await anext(chunks)
         except StopAsyncIteration:
-            await response.aclose()
+            response.release()
             raise UpstreamFailed("ended the stream before any data", retryable=True) from None
-        except httpx.HTTPError as exc:
-            await response.aclose()
+        except (*_TRANSPORT_ERRORS, UpstreamFailed) as exc:
+            response.release()
             raise UpstreamFailed(f"broke off before any data: {exc}", retryable=True) from exc
 
         async def rest() -> AsyncGenerator[bytes, None]:
@@ -210,12 +247,13 @@ class Upstreams:
                 async for chunk in chunks:
                     yield chunk
             finally:
-                await response.aclose()
+                # Before the end, this closes the connection rather than pooling it.
+                response.release()
 
         return rest()
 
 
-async def _anthropic_to_openai_sse(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _anthropic_to_openai_sse(lines: aiohttp.StreamReader) -> AsyncIterator[bytes]:
     """Anthropic's stream events (message_start, content_block_delta, message_delta, ...)
     as OpenAI chat-completion chunks."""
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -234,8 +272,8 @@ async def _anthropic_to_openai_sse(response: httpx.Response) -> AsyncIterator[by
         }
         return b"data: " + msgspec.json.encode(body) + b"\n\n"
 
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
+    async for line in lines:
+        if not line.startswith(b"data:"):
             continue
         event = msgspec.json.decode(line[5:].strip())
         kind = event.get("type")
@@ -271,4 +309,4 @@ async def _anthropic_to_openai_sse(response: httpx.Response) -> AsyncIterator[by
         elif kind == "message_stop":
             yield b"data: [DONE]\n\n"
         elif kind == "error":
-            raise httpx.HTTPError(f"anthropic stream error: {event.get('error')}")
+            raise UpstreamFailed(f"anthropic stream error: {event.get('error')}", retryable=True)

@@ -88,14 +88,14 @@ def register_agent(registry_url: str) -> Iterator[Callable[..., None]]:
 @pytest.fixture
 def make_router(registry_url: str, open_app: Callable[..., Any]) -> Callable[..., Any]:
     async def make(**overrides: Any) -> AsyncTestClient[Any]:
-        settings = RouterSettings(
-            registry_url=registry_url,
-            breaker_failures=2,
-            breaker_cooldown_s=1.0,
-            retry_backoff_s=0.01,
-            log_level="WARNING",
-            **overrides,
-        )
+        defaults: dict[str, Any] = {
+            "registry_url": registry_url,
+            "breaker_failures": 2,
+            "breaker_cooldown_s": 1.0,
+            "retry_backoff_s": 0.01,
+            "log_level": "WARNING",
+        }
+        settings = RouterSettings(**{**defaults, **overrides})
         client: AsyncTestClient[Any] = await open_app(create_app(settings))
         return client
 
@@ -124,3 +124,18 @@ def ask(capability: str, **extra: Any) -> dict[str, Any]:
         "temperature": 0,
         **extra,
     }
+
+
+async def wait_for_circuit(
+    router: AsyncTestClient[Any], candidate_id: str, circuit: str, timeout_s: float = 60
+) -> dict[str, Any]:
+    """Until the router lists ``candidate_id`` with its circuit ``circuit``; returns its row."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+        row: dict[str, Any] | None = rows.get(candidate_id)
+        if row is not None and row["circuit"] == circuit:
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{candidate_id} never had its circuit {circuit}: {row}")
+        await asyncio.sleep(0.1)

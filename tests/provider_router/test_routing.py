@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.provider_router.conftest import ask, wait_for_candidates
+from tests.provider_router.conftest import ask, wait_for_candidates, wait_for_circuit
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import free_port
@@ -88,52 +88,55 @@ async def test_streaming_passes_through_and_is_counted(make_router: Any, start_l
 
 
 async def test_a_dead_candidate_falls_back_then_its_circuit_opens_and_closes(
-    make_router: Any, start_llm: Any, register_agent: Any
+    make_router: Any, start_llm: Any, tmp_path: Path
 ) -> None:
     """A service killed hard stays in the registry; the router falls back, opens its circuit,
-    and closes it again once the service is back and a probe succeeds."""
+    and closes it again once the service is back and a probe succeeds.
+
+    The fallback is a priced remote provider (OpenAI played by a fake), so the free local
+    service comes first whenever its circuit lets it: the order never rests on timing. The
+    cooldown outlasts the checks made while the circuit is open; the test then waits for the
+    router to report it half-open instead of sleeping for a guessed time.
+    """
     port = free_port()
     flaky = start_llm("llama31_8b", port=port)
-    steady = OpenAIResponder("steady", delay_s=0.5)  # slower, so flaky is preferred while up
+    steady = OpenAIResponder("steady")
     with serve_asgi(steady) as steady_url:
-        register_agent("steady_llm", steady_url, ["reasoning"], "steady")
-        router = await make_router()
-        await wait_for_candidates(router, {"local/llm_llama31_8b", "local/steady_llm"})
-        for _ in range(3):
-            await router.post("/v1/chat/completions", json=ask("reasoning", strategy="performance"))
-        assert (
-            await router.post("/v1/chat/completions", json=ask("reasoning", strategy="performance"))
-        ).headers["x-pas-candidate"] == "local/llm_llama31_8b"
+        providers = tmp_path / "providers.toml"
+        providers.write_text(
+            f'[[providers]]\nname = "steady"\nbase_url = "{steady_url}/v1"\n'
+            '[[providers.models]]\nname = "steady"\ncapabilities = ["reasoning"]\n'
+            "input_per_1k = 0.001\noutput_per_1k = 0.001\n"
+        )
+        router = await make_router(providers_file=str(providers), breaker_cooldown_s=5.0)
+        await wait_for_candidates(router, {"local/llm_llama31_8b", "steady/steady"})
+        before = await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
 
         flaky.kill()
-        first = await router.post(
-            "/v1/chat/completions", json=ask("reasoning", strategy="performance")
-        )
-        await router.post("/v1/chat/completions", json=ask("reasoning", strategy="performance"))
+        first = await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
+        await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
         state = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
-
-        assert first.status_code == 200
-        assert first.headers["x-pas-candidate"] == "local/steady_llm"
-        assert first.headers["x-pas-fallbacks"] == "1"
-        assert "local/llm_llama31_8b: ConnectError" in first.headers["x-pas-fallback-reasons"]
-        assert state["local/llm_llama31_8b"]["circuit"] == "open"
-        assert state["local/llm_llama31_8b"]["cooling_down_until"] is not None
-        skipped = await router.post(
-            "/v1/chat/completions", json=ask("reasoning", strategy="performance")
-        )
-        assert skipped.headers["x-pas-fallbacks"] == "0", "an open circuit is not even tried"
+        skipped = await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
 
         start_llm("llama31_8b", port=port)
-        await asyncio.sleep(
-            1.1
-        )  # the cooldown (1 s in these tests) passes; the next request probes
-        probe = await router.post(
-            "/v1/chat/completions", json=ask("reasoning", strategy="performance")
-        )
-        state = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+        half_open = await wait_for_circuit(router, "local/llm_llama31_8b", "half_open")
+        probe = await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
+        after = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
 
+    assert before.headers["x-pas-candidate"] == "local/llm_llama31_8b"
+    assert first.status_code == 200
+    assert first.headers["x-pas-candidate"] == "steady/steady"
+    assert first.headers["x-pas-fallbacks"] == "1"
+    assert "local/llm_llama31_8b: ConnectError" in first.headers["x-pas-fallback-reasons"]
+    assert state["local/llm_llama31_8b"]["circuit"] == "open"
+    assert state["local/llm_llama31_8b"]["cooling_down_until"] is not None
+    assert skipped.status_code == 200
+    assert skipped.headers["x-pas-candidate"] == "steady/steady"
+    assert skipped.headers["x-pas-fallbacks"] == "0", "an open circuit is not even tried"
+    assert half_open["failed"] == state["local/llm_llama31_8b"]["failed"]
     assert probe.headers["x-pas-candidate"] == "local/llm_llama31_8b"
-    assert state["local/llm_llama31_8b"]["circuit"] == "closed"
+    assert probe.headers["x-pas-fallbacks"] == "0"
+    assert after["local/llm_llama31_8b"]["circuit"] == "closed"
 
 
 async def test_a_service_registered_mid_test_is_used_without_restart(
