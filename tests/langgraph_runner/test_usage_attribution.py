@@ -1,0 +1,75 @@
+"""A run's LLM calls count toward its workflow: the PAS LLM service it calls (the real embedded
+model) publishes usage events on a real broker that carry the run's workflow and run ids."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer
+
+from libs.common.kafka.topics import ensure_topics
+from libs.common.schemas.usage import UsageEvent
+from tests.support.processes import ServiceProcess, free_port
+
+
+async def usage_events(bootstrap: str, topic: str, timeout_s: float = 30) -> list[UsageEvent]:
+    """Every event on the topic, read until none has come for a second (or the timeout)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    events: list[UsageEvent] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch and events:
+                break
+            for records in batch.values():
+                events += [msgspec.json.decode(r.value, type=UsageEvent) for r in records]
+    finally:
+        await consumer.stop()
+    return events
+
+
+async def test_llm_calls_of_a_run_carry_its_workflow_and_run_ids(
+    make_runner: Callable[..., Any], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, {topic: 1})
+    llm = ServiceProcess(
+        "services.llm.llama31_8b_service:app",
+        free_port(),
+        {
+            "LLAMA31_8B_REGISTER": "false",
+            "LLAMA31_8B_CONTEXT_LENGTH": "2048",
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "LLAMA31_8B_USAGE_TOPIC": topic,
+        },
+        tmp_path / "llm.log",
+    ).start()
+    try:
+        runner = await make_runner(llm_url=llm.url)
+        response = await runner.post(
+            "/workflows/document_analysis/runs?wait=true",
+            json={
+                "input": {
+                    "title": "Rates desk note",
+                    "content": "The central bank held rates at 5.25%; bond yields fell 10 bp.",
+                }
+            },
+        )
+        run = response.json()
+        events = await usage_events(kafka_bootstrap, topic)
+    finally:
+        llm.stop()
+
+    assert run["status"] == "success", run
+    assert events, "the LLM service published no usage event"
+    assert {(e.workflow_id, e.run_id) for e in events} == {("document_analysis", run["run_id"])}
+    assert all(e.status == "ok" and e.completion_tokens > 0 for e in events)
