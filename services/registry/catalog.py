@@ -52,6 +52,7 @@ class Catalog:
         self._index = 1
         self._write_lock = asyncio.Lock()
         self._changed = asyncio.Event()
+        self._released = False
 
     @property
     def index(self) -> int:
@@ -115,10 +116,17 @@ class Catalog:
             key=_by_id,
         )
 
+    def release_watchers(self) -> None:
+        """The service is stopping: blocking watches answer now, with the current state (a
+        client then watches again, elsewhere or after the restart)."""
+        self._released = True
+        self._changed.set()
+
     async def wait_for_change(self, after_index: int, timeout_s: float) -> None:
-        """Return once the index passes ``after_index``, or after ``timeout_s``."""
+        """Return once the index passes ``after_index``, or after ``timeout_s``, or when the
+        service stops."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while self._index <= after_index:
+        while self._index <= after_index and not self._released:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return

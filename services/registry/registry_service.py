@@ -11,6 +11,7 @@ import structlog
 from litestar import Litestar
 
 from libs.common.kit import HealthReport, create_service
+from libs.common.kit.shutdown import notice_shutdown
 from libs.common.settings import build_or_exit
 from services.registry.catalog import Catalog
 from services.registry.liveness import check_agents_forever, reap_forever
@@ -30,6 +31,11 @@ def create_app(settings: RegistrySettings) -> Litestar:
         deregister_critical_after_s=settings.deregister_critical_after_s,
     )
     loaded = asyncio.Event()
+
+    @asynccontextmanager
+    async def release_watchers_on_signal(_: Litestar) -> AsyncIterator[None]:
+        async with notice_shutdown(catalog.release_watchers):
+            yield
 
     @asynccontextmanager
     async def run_catalog(_: Litestar) -> AsyncIterator[None]:
@@ -68,7 +74,7 @@ def create_app(settings: RegistrySettings) -> Litestar:
         description="Agent registry: register, discover and watch PAS agents.",
         route_handlers=[RegistryController],
         dependencies={"catalog": catalog, "settings": settings},
-        lifespan=[run_catalog],
+        lifespan=[run_catalog, release_watchers_on_signal],
         health_check=health,
         collectors=[CatalogCollector(catalog)],
         write_token=settings.token,

@@ -6,6 +6,7 @@ These run against a real uvicorn process: a watch is a long-held HTTP request ne
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -64,3 +65,22 @@ async def test_a_stale_index_returns_at_once(http: httpx.AsyncClient) -> None:
     response = await asyncio.wait_for(http.get("/agents?index=0&wait=5m"), 10)
 
     assert response.json()["index"] >= 1
+
+
+async def test_a_stopping_registry_answers_its_watches_instead_of_waiting_them_out(
+    registry_process_factory: Any,
+) -> None:
+    process = registry_process_factory()
+    async with httpx.AsyncClient(base_url=process.url, timeout=120) as client:
+        index = int((await client.get("/agents")).headers["x-pas-index"])
+        watch = asyncio.create_task(client.get(f"/agents?index={index}&wait=90s"))
+        await asyncio.sleep(0.5)  # the watch is held by the server now
+        assert not watch.done()
+
+        # SIGTERM; a registry still holding the watch would be killed after 10 s.
+        code = await asyncio.to_thread(process.stop, timeout_s=10)
+        response = await watch
+
+    assert code != -signal.SIGKILL, "the registry had to be killed"
+    assert response.status_code == 200
+    assert int(response.headers["x-pas-index"]) == index
