@@ -12,7 +12,9 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -127,7 +129,9 @@ class HeadlessChromium:
     def __init__(self, binary: str, *, width: int = 1400, height: int = 2000) -> None:
         self._binary = binary
         self._size = f"{width},{height}"
-        self._profile = tempfile.TemporaryDirectory(prefix="pas-chromium-")
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="pas-chromium-", ignore_cleanup_errors=True
+        )
         self._process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -152,6 +156,9 @@ class HeadlessChromium:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own process group: Chromium's helpers (zygote, renderer, crash handler) go
+            # with it on stop, instead of writing on into the profile being deleted.
+            start_new_session=True,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + ready_timeout_s
@@ -180,11 +187,16 @@ class HeadlessChromium:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
+            group = self._process.pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
             try:
                 self._process.wait(10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+            # Helpers that outlive the browser would keep writing into the profile.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
             self._process = None
         self._profile.cleanup()
