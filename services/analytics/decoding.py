@@ -22,11 +22,16 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
-from libs.common.schemas.documents import DeadLetter, DocumentResult, Task
+from libs.common.schemas.documents import (
+    DeadLetter,
+    DocumentResult,
+    Task,
+    processor_run_id,
+    processor_workflow_id,
+)
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
 
 TopicRole = Literal["usage", "workflow_results", "llm_results", "documents_dlq"]
-PROCESSOR_WORKFLOW = "kafka_llm_processor"
 _OUTCOMES = {"workflow.completed": "success", "workflow.failed": "error"}
 _RUN_STATUSES = {"success": "success", "error": "error", "failed": "error"}
 
@@ -163,8 +168,8 @@ def _workflow_run(event: _WorkflowResultEvent, record_time: datetime) -> Workflo
 
 def _processed_document(result: DocumentResult) -> WorkflowRun:
     return WorkflowRun(
-        run_id=f"{result.doc_id}@{result.source_offset}"[:128],
-        workflow_id=f"{PROCESSOR_WORKFLOW}.{result.task}",
+        run_id=processor_run_id(result.doc_id, result.source_offset),
+        workflow_id=processor_workflow_id(result.task),
         status="success",
         timestamp=_aware(result.processed_at),
         duration_ms=result.processing_ms,
@@ -181,8 +186,8 @@ def _failed_document(letter: DeadLetter) -> WorkflowRun:
         task = "unknown"  # an invalid document: its task is whatever it said
     key = letter.key or "?"
     return WorkflowRun(
-        run_id=f"{key}@{letter.topic}/{letter.partition}/{letter.offset}"[:128],
-        workflow_id=f"{PROCESSOR_WORKFLOW}.{task}",
+        run_id=processor_run_id(key, f"{letter.topic}/{letter.partition}/{letter.offset}"),
+        workflow_id=processor_workflow_id(task),
         status="error",
         timestamp=_aware(letter.failed_at),
         source="documents-dlq",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -62,6 +63,7 @@ class LLMClient:
         *,
         max_tokens: int,
         json_schema: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> LLMAnswer:
         body: dict[str, Any] = {"messages": messages, "temperature": 0, "max_tokens": max_tokens}
         if self._model:
@@ -72,7 +74,7 @@ class LLMClient:
                 "json_schema": {"name": "answer", "schema": json_schema},
             }
         try:
-            async with self._client().post(self._url, json=body) as response:
+            async with self._client().post(self._url, json=body, headers=headers) as response:
                 status = response.status
                 payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -16,7 +16,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from libs.common.kafka.offsets import OffsetBook
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
-from libs.common.schemas.documents import DocumentResult, FinancialDocument
+from libs.common.schemas.documents import (
+    DocumentResult,
+    FinancialDocument,
+    processor_run_id,
+    processor_workflow_id,
+)
+from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.kafka_llm_processor.llm_client import (
     LLMClient,
     PermanentLLMError,
@@ -188,6 +194,12 @@ class DocumentProcessor:
             document = _decode_document(record.value)
         except msgspec.DecodeError as exc:
             raise _Failed(f"not a financial document: {exc}", 0, "invalid_document") from exc
+        source_offset = f"{record.topic}/{record.partition}/{record.offset}"
+        # The LLM service's usage events then count toward this document's run in analytics.
+        attribution = {
+            HEADER_WORKFLOW_ID: processor_workflow_id(document.task),
+            HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
+        }
         attempts = 0
         try:
             async for attempt in stamina.retry_context(
@@ -206,6 +218,7 @@ class DocumentProcessor:
                         messages_for(document),
                         max_tokens=self._settings.max_tokens,
                         json_schema=SCHEMAS[document.task],
+                        headers=attribution,
                     )
             key_figures, sentiment = structured(document.task, answer.text)
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
@@ -222,7 +235,7 @@ class DocumentProcessor:
             completion_tokens=answer.completion_tokens,
             processing_ms=round((time.perf_counter() - started) * 1000, 1),
             attempts=attempts,
-            source_offset=f"{record.topic}/{record.partition}/{record.offset}",
+            source_offset=source_offset,
             processed_at=datetime.now(UTC),
         )
 

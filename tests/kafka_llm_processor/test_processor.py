@@ -87,6 +87,10 @@ async def test_calls_in_flight_reach_the_concurrency_bound_and_never_pass_it(
     assert sorted(r.doc_id for r in results) == sorted(d.doc_id for d in docs)
     assert len(backend.requests) == len(docs)
     assert backend.most_in_flight == 4
+    # Every call names the run analytics counts it toward: the document at its offset.
+    assert {(h["x-pas-workflow-id"], h["x-pas-workflow-run-id"]) for h in backend.headers} == {
+        ("kafka_llm_processor.summary", f"{r.doc_id}@{r.source_offset}") for r in results
+    }
 
 
 async def test_llm_down_means_retries_then_the_dlq(

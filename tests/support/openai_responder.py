@@ -26,6 +26,7 @@ class OpenAIResponder:
         self.delay_s = delay_s
         self.break_stream_after = break_stream_after
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.most_in_flight = 0
 
@@ -49,6 +50,7 @@ class OpenAIResponder:
             return
         request = json.loads(body or b"{}")
         self.requests.append(request)
+        self.headers.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:

@@ -69,3 +69,18 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     original: str
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     failed_at: datetime
+
+
+# How analytics counts the processor's work: each document answered (or dead-lettered) is a run
+# of the workflow ``kafka_llm_processor.<task>``, identified by its key and source offset; the
+# processor's LLM calls carry the same ids, so their cost lands on that run.
+PROCESSOR_WORKFLOW = "kafka_llm_processor"
+
+
+def processor_workflow_id(task: str) -> str:
+    return f"{PROCESSOR_WORKFLOW}.{task}"
+
+
+def processor_run_id(key: str, source_offset: str) -> str:
+    """``source_offset`` is ``topic/partition/offset``, as in :class:`DocumentResult`."""
+    return f"{key}@{source_offset}"[:128]
