@@ -11,9 +11,10 @@ import structlog
 from litestar import Litestar
 from litestar.static_files import create_static_files_router
 
+from libs.common.kafka.records import run_until_stopped
 from libs.common.kit import HealthReport, create_service
 from libs.common.settings import build_or_exit
-from services.analytics.consumer import EventConsumer, consume_forever
+from services.analytics.consumer import EventConsumer
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics, refresh_success_rates_forever
 from services.analytics.retention import roll_up_forever
@@ -59,7 +60,9 @@ def create_app(settings: AnalyticsSettings) -> Litestar:
             )
         background = [asyncio.create_task(chore) for chore in chores]
         consuming = (
-            asyncio.create_task(consume_forever(consumer, stop)) if consumer is not None else None
+            asyncio.create_task(run_until_stopped(consumer, stop, name="consumer loop"))
+            if consumer is not None
+            else None
         )
         logger.info("analytics collector started", store=store.kind, settings=settings.redacted())
         try:

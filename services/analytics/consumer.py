@@ -145,19 +145,3 @@ class EventConsumer:
             offset=record.offset,
             reason=str(exc),
         )
-
-
-async def consume_forever(consumer: EventConsumer, stop: asyncio.Event) -> None:
-    """Run the loop; if the broker is away or drops us, start again after a pause."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await consumer.run(stop)
-        except Exception:
-            logger.exception("consumer loop failed; restarting", retry_in_s=delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, 15.0)
-        else:
-            delay = 0.5

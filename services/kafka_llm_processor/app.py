@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 
+from libs.common.kafka.records import run_until_stopped
 from libs.common.kit import HealthReport, create_service
 from libs.common.settings import build_or_exit
 from services.kafka_llm_processor.llm_client import LLMClient
@@ -36,7 +37,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
     @asynccontextmanager
     async def run_processor(_: Litestar) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        loop_task = asyncio.create_task(_keep_running(processor, stop))
+        loop_task = asyncio.create_task(run_until_stopped(processor, stop, name="processor loop"))
         try:
             yield
         finally:
@@ -66,20 +67,6 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         health_check=health,
         collectors=metrics.collectors,
     )
-
-
-async def _keep_running(processor: DocumentProcessor, stop: asyncio.Event) -> None:
-    """Run the loop; if the broker is away or drops us, start again after a pause."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await processor.run(stop)
-        except Exception:
-            logger.exception("processor loop failed; restarting", retry_in_s=delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, 15.0)
 
 
 app = build_or_exit(create_app, ProcessorSettings)

@@ -10,9 +10,10 @@ import structlog
 from litestar import Litestar
 
 from libs.common.clients.versioning import VersioningClient
+from libs.common.kafka.records import run_until_stopped
 from libs.common.kit import HealthReport, HealthStatus, create_service
 from libs.common.settings import build_or_exit
-from services.langgraph_runner.bridge import WorkflowBridge, keep_bridging
+from services.langgraph_runner.bridge import WorkflowBridge
 from services.langgraph_runner.catalogue import Catalogue, build_deps
 from services.langgraph_runner.definitions import (
     DefinitionSource,
@@ -53,7 +54,11 @@ def create_app(
             runs.attach(store)
             recovered = await runs.recover()
             stop = asyncio.Event()
-            bridging = asyncio.create_task(keep_bridging(bridge, stop)) if bridge else None
+            bridging = (
+                asyncio.create_task(run_until_stopped(bridge, stop, name="kafka bridge"))
+                if bridge
+                else None
+            )
             ready.set()
             logger.info(
                 "runner started",

@@ -339,17 +339,3 @@ def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
         for key, value in record.headers
         if key.lower() in _TRACE_HEADERS
     }
-
-
-async def keep_bridging(bridge: WorkflowBridge, stop: asyncio.Event) -> None:
-    """Run the bridge; if the broker is away or drops it, start again after a pause."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await bridge.run(stop)
-        except Exception:
-            logger.exception("kafka bridge failed; restarting", retry_in_s=delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, 15.0)

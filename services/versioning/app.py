@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 from litestar import Litestar
 
+from libs.common.kafka.records import run_until_stopped
 from libs.common.kit import HealthReport, create_service
 from libs.common.settings import build_or_exit
 from services.versioning.catalog import VersionCatalog
@@ -18,7 +19,7 @@ from services.versioning.experiment_store import ExperimentStore
 from services.versioning.experiments import ExperimentBook
 from services.versioning.git_repository import Identity, WorkflowRepository
 from services.versioning.metrics import VersioningMetrics
-from services.versioning.outcome_consumer import OutcomeConsumer, consume_forever
+from services.versioning.outcome_consumer import OutcomeConsumer
 from services.versioning.remote_push import RemotePusher
 from services.versioning.settings import VersioningSettings, redact_url
 from services.versioning.workflow_routes import WorkflowController
@@ -60,7 +61,10 @@ def create_app(settings: VersioningSettings) -> Litestar:
         if pusher is not None:
             loops.append(asyncio.create_task(pusher.run_forever(), name="versioning-push"))
         consuming = (
-            asyncio.create_task(consume_forever(consumer, stop), name="versioning-outcomes")
+            asyncio.create_task(
+                run_until_stopped(consumer, stop, name="outcome consumer"),
+                name="versioning-outcomes",
+            )
             if consumer is not None
             else None
         )

@@ -208,18 +208,3 @@ def _explain(kind: str, run: RunOutcome) -> str:
             f"unit {run.unit!r} was not assigned version {run.workflow_version} in this experiment"
         ),
     }.get(kind, kind)
-
-
-async def consume_forever(consumer: OutcomeConsumer, stop: asyncio.Event) -> None:
-    """Run the loop; if the broker is away or drops us, start again after a pause."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await consumer.run(stop)
-            delay = 0.5
-        except Exception:
-            logger.exception("outcome consumer failed; restarting", retry_in_s=delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, 15.0)

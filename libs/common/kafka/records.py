@@ -1,11 +1,13 @@
 """What every PAS consumer does the same way: track its assignment, send with the broker's
-acknowledgement, and turn a record it cannot use into a dead letter."""
+acknowledgement, turn a record it cannot use into a dead letter, and start again when the
+broker drops it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import stamina
 import structlog
@@ -72,3 +74,24 @@ def dead_letter(
         headers={k: v.decode(errors="replace") for k, v in record.headers},
         failed_at=datetime.now(UTC),
     )
+
+
+class ConsumerLoop(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def run_until_stopped(loop: ConsumerLoop, stop: asyncio.Event, *, name: str) -> None:
+    """Run ``loop`` until ``stop`` is set. If the broker is away or drops it, start it again
+    after a pause that doubles up to 15 s, and starts over once a run ends cleanly."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await loop.run(stop)
+        except Exception:
+            logger.exception(f"{name} failed; restarting", retry_in_s=delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, 15.0)
+        else:
+            delay = 0.5
