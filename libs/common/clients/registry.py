@@ -18,6 +18,7 @@ import msgspec
 import stamina
 import structlog
 
+from libs.common.clients.http import service_http
 from libs.common.errors import AgentNotFound, RegistryError, RegistryUnavailable
 from libs.common.schemas.agents import (
     AgentDefinition,
@@ -40,10 +41,7 @@ class RegistryClient:
         timeout_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
-        )
+        self._http = service_http(base_url, token=token, timeout_s=timeout_s, transport=transport)
 
     @property
     def base_url(self) -> str:

@@ -19,6 +19,7 @@ import httpx
 import msgspec
 import stamina
 
+from libs.common.clients.http import service_http
 from libs.common.errors import PASError
 from libs.common.schemas.versioning import (
     CHAMPION,
@@ -86,10 +87,7 @@ class VersioningClient:
         attempts: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
-        )
+        self._http = service_http(base_url, token=token, timeout_s=timeout_s, transport=transport)
         self._attempts = attempts
 
     @property
