@@ -22,6 +22,12 @@ from services.langgraph_runner.definitions import (
 )
 from services.langgraph_runner.llm import LLMGateway
 from services.langgraph_runner.metrics import RunnerMetrics
+from services.langgraph_runner.outcomes import (
+    OutcomeChannel,
+    OutcomeOutbox,
+    ResultsTopic,
+    VersioningOutcomes,
+)
 from services.langgraph_runner.persistence import open_persistence
 from services.langgraph_runner.routes import RunController, WorkflowController
 from services.langgraph_runner.runs import RunManager
@@ -38,13 +44,24 @@ def create_app(
     catalogue = Catalogue.from_settings(settings, build_deps(settings, llm))
     versioning = (
         VersioningClient(settings.versioning_url, token=settings.versioning_token)
-        if settings.versioning_url and definitions is None
+        if settings.versioning_url
         else None
     )
     if definitions is None:
         definitions = VersionedDefinitions(versioning) if versioning else RequestedParameters()
     runs = RunManager(catalogue, settings, definitions, metrics)
     bridge = WorkflowBridge(settings, runs, metrics) if settings.bootstrap_servers else None
+    # How runs' ends are reported, and to whom: see outcomes.py.
+    channel: OutcomeChannel | None = None
+    if settings.bootstrap_servers:
+        channel = ResultsTopic(settings.bootstrap_servers, settings.results_topic, metrics)
+    elif versioning is not None:
+        channel = VersioningOutcomes(versioning)
+    outbox = (
+        OutcomeOutbox(runs, channel, interval_s=settings.outbox_interval_s, metrics=metrics)
+        if channel
+        else None
+    )
     ready = asyncio.Event()
 
     @asynccontextmanager
@@ -53,7 +70,14 @@ def create_app(
             catalogue.bind(checkpointer)
             runs.attach(store)
             recovered = await runs.recover()
-            stop = asyncio.Event()
+            stop, stop_reporting = asyncio.Event(), asyncio.Event()
+            reporting = (
+                asyncio.create_task(
+                    run_until_stopped(outbox, stop_reporting, name="outcome outbox")
+                )
+                if outbox
+                else None
+            )
             bridging = (
                 asyncio.create_task(run_until_stopped(bridge, stop, name="kafka bridge"))
                 if bridge
@@ -69,16 +93,14 @@ def create_app(
             try:
                 yield
             finally:
-                # Runs first (they stop at a step boundary and publish what finished), then the
-                # bridge (it commits what is published), then the clients.
+                # Runs first (they stop at a step boundary), then the outbox (it reports what
+                # finished), then the bridge (it commits what is reported), then the clients.
                 await runs.close()
+                stop_reporting.set()
+                await _stopped(reporting, settings.drain_timeout_s)
                 stop.set()
-                if bridging is not None:
-                    # A consumer still joining its group cannot see the stop; cut it short.
-                    _done, late = await asyncio.wait([bridging], timeout=settings.drain_timeout_s)
-                    for task in late:
-                        task.cancel()
-                    await asyncio.gather(*late, return_exceptions=True)
+                # A consumer still joining its group cannot see the stop; cut it short.
+                await _stopped(bridging, settings.drain_timeout_s)
                 await llm.aclose()
                 if versioning is not None:
                     await versioning.aclose()
@@ -93,6 +115,7 @@ def create_app(
             "llm": llm.describe,
             "checkpoints": "postgres" if settings.checkpoint_dsn else "sqlite",
             "instance": settings.instance,
+            "outcomes": channel.name if channel else None,
         }
         status: HealthStatus = "healthy"
         if bridge is not None:
@@ -117,6 +140,16 @@ def create_app(
         collectors=metrics.collectors,
         write_token=settings.token,
     )
+
+
+async def _stopped(task: asyncio.Task[None] | None, timeout_s: float) -> None:
+    """Until ``task`` ends; cancelled after ``timeout_s``."""
+    if task is None:
+        return
+    _done, late = await asyncio.wait([task], timeout=timeout_s)
+    for pending in late:
+        pending.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
 
 
 app = build_or_exit(create_app, RunnerSettings)

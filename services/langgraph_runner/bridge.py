@@ -1,15 +1,12 @@
-"""The Kafka bridge: ``workflow.triggered`` events in, ``workflow.completed`` / ``.failed`` out.
+"""The Kafka bridge: ``workflow.triggered`` events in; their runs' outcomes go out on
+``workflow-results`` through the outbox of ``outcomes.py`` (with every other run's).
 
 - Each record of ``workflow-events`` is decoded and validated (envelope, workflow id, the
   workflow's input); what fails goes to ``workflow-events-dlq`` with the reason.
 - A valid event starts its run once: the run store keys runs by ``event_id``, so an event seen
   again (a duplicate, or redelivered after a restart) finds the run it started.
-- Outcomes are published from an outbox: every Kafka-triggered run that ended and whose outcome
-  is not on ``workflow-results`` yet is published (same ``event_id`` and ``workflow_run_id``,
-  keyed by ``workflow_run_id``) and then marked. The outbox is read on every run's end, every
-  ``RUNNER_OUTBOX_INTERVAL_S`` and at start, so an outcome survives a crash between the run's
-  end and its publication.
-- An offset is committed once its event's outcome is published, or its run waits for a person
+- An offset is committed once its event's outcome is published (same ``event_id`` and
+  ``workflow_run_id``, keyed by ``workflow_run_id``), or its run waits for a person
   (interrupted: the event is safe in the store, and a person may take days). So a crash
   redelivers only events whose outcome is not out yet, and they find their runs.
 """
@@ -17,10 +14,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -29,19 +24,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from libs.common.kafka.offsets import OffsetBook
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
-from libs.common.schemas.workflows import (
-    EVENT_COMPLETED,
-    EVENT_FAILED,
-    EVENT_TRIGGERED,
-    RunOutcome,
-    WorkflowResult,
-    WorkflowTriggered,
-)
+from libs.common.schemas.workflows import EVENT_TRIGGERED, WorkflowTriggered
 from services.langgraph_runner.errors import InvalidWorkflowInput, WorkflowNotFound
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.runs import RunManager, RunnerClosing
 from services.langgraph_runner.settings import RunnerSettings
-from services.langgraph_runner.store import RunRecord
 
 logger = structlog.get_logger("pas.runner.kafka")
 
@@ -60,37 +47,6 @@ class _Rejected(Exception):
         self.kind = kind
 
 
-def outcome_event(record: RunRecord) -> WorkflowResult:
-    """The ``workflow.completed`` / ``workflow.failed`` event of a Kafka-triggered run."""
-    run = record.run
-    assert run.event_id is not None
-    assert run.workflow_run_id is not None
-    assert run.finished_at is not None
-    started = run.started_at or run.created_at
-    status = run.status
-    assert status in ("success", "error", "cancelled"), status
-    return WorkflowResult(
-        event_id=run.event_id,
-        event_type=EVENT_COMPLETED if status == "success" else EVENT_FAILED,
-        timestamp=datetime.now(UTC),
-        workflow_id=run.workflow_id,
-        workflow_run_id=run.workflow_run_id,
-        payload=RunOutcome(
-            run_id=run.run_id,
-            status=status,
-            output=run.output,
-            error=run.error,
-            steps=run.steps,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            duration_ms=round((run.finished_at - started).total_seconds() * 1000, 1),
-            parameters_version=run.parameters.version,
-            usage=run.usage,
-        ),
-        metadata={**run.metadata, "runner_instance": record.owner},
-    )
-
-
 class WorkflowBridge:
     def __init__(self, settings: RunnerSettings, runs: RunManager, metrics: RunnerMetrics) -> None:
         assert settings.bootstrap_servers, "the bridge needs KAFKA_BOOTSTRAP_SERVERS"
@@ -100,16 +56,11 @@ class WorkflowBridge:
         self._metrics = metrics
         self._book = OffsetBook()
         self._handlers: dict[asyncio.Task[None], TopicPartition] = {}
-        self._outbox_due = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned: set[TopicPartition] = set()
         self.connected = False
         self.instance = uuid.uuid4().hex[:8]
-        runs.on_finished(self._outcome_ready)
-
-    def _outcome_ready(self, _: RunRecord) -> None:
-        self._outbox_due.set()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -131,9 +82,6 @@ class WorkflowBridge:
             [s.events_topic], listener=TrackAssignment(self.assigned, self._settle)
         )
         await self._producer.start()
-        # Outcomes go out while the consumer waits to join its group (which takes a while
-        # after a crash: the dead member's session has to expire first).
-        outbox = asyncio.create_task(self._outbox_forever())
         try:
             if not await self._joined(stop):
                 return
@@ -147,8 +95,6 @@ class WorkflowBridge:
                     last_commit = time.monotonic()
             await self._shutdown()
         finally:
-            outbox.cancel()
-            await asyncio.gather(outbox, return_exceptions=True)
             self.connected = False
             await self._consumer.stop()
             await self._producer.stop()
@@ -210,9 +156,9 @@ class WorkflowBridge:
         self._book.forget(partitions)
 
     async def _shutdown(self) -> None:
-        """Publish what finished, commit what is published; events whose runs are still going
-        stay uncommitted and come back after the restart (their runs resume then)."""
-        await self._publish_outcomes()
+        """Commit what is published (the outbox reported what finished before the bridge was
+        stopped); events whose runs are still going stay uncommitted and come back after the
+        restart (their runs resume then)."""
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=1.0)
         for task in list(self._handlers):
@@ -241,7 +187,7 @@ class WorkflowBridge:
                         run_id=run.run.run_id,
                         status=run.run.status,
                     )
-                await self._runs.wait(run.run.run_id, published=True)
+                await self._runs.wait(run.run.run_id, reported=True)
             self._book.finished(tp, record.offset)
         except RunnerClosing:
             pass  # not committed: the event comes back after the restart
@@ -293,38 +239,6 @@ class WorkflowBridge:
             partition=record.partition,
             offset=record.offset,
         )
-
-    # -- outcomes ----------------------------------------------------------------------------
-
-    async def _outbox_forever(self) -> None:
-        while True:
-            try:
-                await self._publish_outcomes()
-            except Exception:
-                logger.exception("outcomes could not be published; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_due.wait(), self._settings.outbox_interval_s)
-            self._outbox_due.clear()
-
-    async def _publish_outcomes(self) -> None:
-        for record in await self._runs.unpublished():
-            event = outcome_event(record)
-            headers = [(k, v.encode()) for k, v in record.headers.items()]
-            await self._publish(
-                self._settings.results_topic,
-                event.workflow_run_id.encode(),
-                _encode(event),
-                headers,
-            )
-            await self._runs.mark_published(record)
-            self._metrics.results_published.labels(event.event_type).inc()
-            logger.info(
-                "outcome published",
-                event_type=event.event_type,
-                event_id=event.event_id,
-                workflow_run_id=event.workflow_run_id,
-                run_id=record.run.run_id,
-            )
 
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]

@@ -8,7 +8,7 @@ grammar on the model, so a node gets JSON of the asked shape or an error, never 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -26,8 +26,12 @@ from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
 from services.langgraph_runner.errors import AnswerUnusable
-from services.langgraph_runner.openai_chat import OpenAICompatibleChat, TransientLLMError
-from services.langgraph_runner.settings import RunnerSettings
+from services.langgraph_runner.openai_chat import (
+    COST_KEY,
+    OpenAICompatibleChat,
+    TransientLLMError,
+)
+from services.langgraph_runner.settings import ModelPrice, RunnerSettings
 
 AnswerT = TypeVar("AnswerT", bound=msgspec.Struct)
 
@@ -49,9 +53,30 @@ def is_transient(exc: Exception) -> bool:
     return False
 
 
+class LLMPrices:
+    """What a call costs: as the endpoint stated it (``usage.cost``, see ``openai_chat.py``),
+    else its tokens at the answering model's price in ``RUNNER_LLM_PRICES`` (else 0)."""
+
+    def __init__(self, prices: Sequence[ModelPrice] = ()) -> None:
+        self._by_model = {price.model: price for price in prices}
+
+    def cost(
+        self, metadata: Mapping[str, Any], prompt_tokens: int, completion_tokens: int
+    ) -> float:
+        stated = metadata.get(COST_KEY)
+        if isinstance(stated, int | float) and not isinstance(stated, bool) and stated >= 0:
+            return float(stated)
+        # OpenAI-compatible answers name the model in ``model_name``, Ollama's in ``model``.
+        model = metadata.get("model_name") or metadata.get("model")
+        price = self._by_model.get(model) if isinstance(model, str) else None
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.input_per_1k + completion_tokens * price.output_per_1k) / 1000
+
+
 class UsageMeter(AsyncCallbackHandler):
-    """Counts a run's LLM calls and tokens; attached to the run's config, so every chat model a
-    node invokes reports here."""
+    """Counts a run's LLM calls, tokens and cost; attached to the run's config, so every chat
+    model a node invokes reports here."""
 
     # Only LLM ends matter; skipping the rest keeps LangChain from calling in on every node.
     @property
@@ -70,11 +95,13 @@ class UsageMeter(AsyncCallbackHandler):
     def ignore_custom_event(self) -> bool:
         return True
 
-    def __init__(self, start: LLMUsage | None = None) -> None:
+    def __init__(self, start: LLMUsage | None = None, prices: LLMPrices | None = None) -> None:
         base = start or LLMUsage()
         self.calls = base.calls
         self.prompt_tokens = base.prompt_tokens
         self.completion_tokens = base.completion_tokens
+        self.cost_usd = base.cost_usd
+        self._prices = prices or LLMPrices()
 
     async def on_llm_end(self, response: LLMResult, **_: Any) -> None:
         for generations in response.generations:
@@ -82,14 +109,19 @@ class UsageMeter(AsyncCallbackHandler):
                 self.calls += 1
                 message = getattr(generation, "message", None)
                 usage = getattr(message, "usage_metadata", None) or {}
-                self.prompt_tokens += int(usage.get("input_tokens", 0))
-                self.completion_tokens += int(usage.get("output_tokens", 0))
+                prompt = int(usage.get("input_tokens", 0))
+                completion = int(usage.get("output_tokens", 0))
+                self.prompt_tokens += prompt
+                self.completion_tokens += completion
+                metadata = getattr(message, "response_metadata", None) or {}
+                self.cost_usd += self._prices.cost(metadata, prompt, completion)
 
     def snapshot(self) -> LLMUsage:
         return LLMUsage(
             calls=self.calls,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            cost_usd=self.cost_usd,
         )
 
 

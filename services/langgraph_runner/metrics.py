@@ -54,6 +54,13 @@ class RunnerMetrics:
             ["event_type"],
             registry=None,
         )
+        self.outcomes_reported = Counter(
+            "pas_runner_outcomes_reported",
+            "Ended runs reported, by channel (kafka, versioning) and result (ok; refused: the "
+            "version manager will never take it; skipped: a cancelled run, no outcome)",
+            ["channel", "result"],
+            registry=None,
+        )
         self.llm_tokens = Counter(
             "pas_runner_llm_tokens", "LLM tokens used by finished runs", ["kind"], registry=None
         )
@@ -69,5 +76,6 @@ class RunnerMetrics:
             self.events,
             self.dead_lettered,
             self.results_published,
+            self.outcomes_reported,
             self.llm_tokens,
         ]

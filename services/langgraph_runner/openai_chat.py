@@ -45,6 +45,8 @@ class _Choice(msgspec.Struct):
 class _Usage(msgspec.Struct):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float | None = None
+    """The call's cost in USD, where the endpoint states it (OpenRouter's usage accounting)."""
 
 
 class _Completion(msgspec.Struct):
@@ -52,6 +54,9 @@ class _Completion(msgspec.Struct):
     choices: list[_Choice] = msgspec.field(default_factory=list)
     usage: _Usage | None = None
 
+
+COST_KEY = "cost_usd"
+"""Where an answer's ``response_metadata`` carries the cost the endpoint stated."""
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 
@@ -128,6 +133,12 @@ class OpenAICompatibleChat(BaseChatModel):
             raise LLMRequestRefused("the completion has no choices")
         choice = completion.choices[0]
         usage = completion.usage or _Usage()
+        metadata: dict[str, Any] = {
+            "model_name": completion.model,
+            "finish_reason": choice.finish_reason,
+        }
+        if usage.cost is not None:
+            metadata[COST_KEY] = usage.cost
         message = AIMessage(
             content=choice.message.content or "",
             usage_metadata=UsageMetadata(
@@ -135,10 +146,7 @@ class OpenAICompatibleChat(BaseChatModel):
                 output_tokens=usage.completion_tokens,
                 total_tokens=usage.prompt_tokens + usage.completion_tokens,
             ),
-            response_metadata={
-                "model_name": completion.model,
-                "finish_reason": choice.finish_reason,
-            },
+            response_metadata=metadata,
         )
         return ChatResult(
             generations=[ChatGeneration(message=message)],

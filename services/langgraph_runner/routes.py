@@ -27,7 +27,8 @@ from libs.common.schemas.workflows import (
     WorkflowList,
 )
 from services.langgraph_runner.catalogue import Catalogue
-from services.langgraph_runner.runs import RunManager, is_settled
+from services.langgraph_runner.run_watch import is_settled
+from services.langgraph_runner.runs import RunManager
 from services.langgraph_runner.settings import RunnerSettings
 from services.langgraph_runner.store import RunRecord
 

@@ -6,6 +6,12 @@ Statuses: ``pending`` (waiting for a slot) -> ``running`` -> ``success`` | ``err
 failed one with ``resume`` and no answer, from its last checkpoint. A run still ``pending`` or
 ``running`` when the process stops (crash or shutdown) is resumed by ``recover`` at the next
 start: LangGraph loads its last checkpoint, so completed nodes do not run again.
+
+Over 400 lines because starting, resuming, executing and concluding share each run's task,
+record and control. The jobs that stand apart live next door: records written in order
+(``record_writes.py``), waiters and stream listeners (``run_watch.py``), and reporting how
+runs ended (``outcomes.py``: a run is marked to be reported when it is created, see
+``report_outcomes``, and each of its ends is announced to the outbox).
 """
 
 from __future__ import annotations
@@ -44,20 +50,17 @@ from services.langgraph_runner.errors import (
     WorkflowNotFound,
 )
 from services.langgraph_runner.json_values import json_value
-from services.langgraph_runner.llm import UsageMeter, attribute_llm_calls
+from services.langgraph_runner.llm import LLMPrices, UsageMeter, attribute_llm_calls
 from services.langgraph_runner.metrics import RunnerMetrics
+from services.langgraph_runner.record_writes import OrderedWrites
+from services.langgraph_runner.run_watch import RunWatch
 from services.langgraph_runner.settings import Durability, RunnerSettings
 from services.langgraph_runner.store import RunRecord, RunStore
 from services.langgraph_runner.workflows import RunContext
 
 logger = structlog.get_logger("pas.runner")
 
-SETTLED_STATUSES = TERMINAL_STATUSES | {"interrupted"}
-"""Nothing happens to a run in these states until someone asks."""
-_POLL_S = 1.0
 _INTERRUPT_KEY = "__interrupt__"
-
-FinishedHook = Callable[[RunRecord], None]
 
 
 class RunnerClosing(PASError):
@@ -70,38 +73,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def is_settled(record: RunRecord, *, published: bool = False) -> bool:
-    """Nothing will change unless someone asks; with ``published``, a Kafka-triggered run's
-    outcome is also on ``workflow-results``."""
-    status = record.run.status
-    if status == "interrupted":
-        return True
-    if status not in TERMINAL_STATUSES:
-        return False
-    return not published or record.run.event_id is None or record.published
-
-
 def _changed(record: RunRecord, **changes: Any) -> RunRecord:
     return msgspec.structs.replace(
         record, run=msgspec.structs.replace(record.run, updated_at=utcnow(), **changes)
     )
-
-
-def _log_write_failure(writer: asyncio.Task[None]) -> None:
-    if not writer.cancelled() and writer.exception() is not None:
-        logger.error("a run record could not be stored", error=repr(writer.exception()))
-
-
-def _status_update(record: RunRecord) -> RunUpdate:
-    run = record.run
-    detail = None
-    if run.status in SETTLED_STATUSES:
-        detail = {
-            "output": run.output,
-            "error": run.error,
-            "interrupts": msgspec.to_builtins(run.interrupts),
-        }
-    return RunUpdate(run_id=run.run_id, status=run.status, step=run.steps, update=detail)
 
 
 class RunManager:
@@ -114,35 +89,41 @@ class RunManager:
     ) -> None:
         self._catalogue = catalogue
         self._store_opened: RunStore | None = None
+        self._writes_opened: OrderedWrites | None = None
         self._definitions = definitions
         self._metrics = metrics
         self._instance = settings.instance
         self._durability: Durability = settings.durability
         self._recursion_limit = settings.recursion_limit
         self._drain_timeout_s = settings.drain_timeout_s
+        self._prices = LLMPrices(settings.llm_prices)
         self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._records: dict[str, RunRecord] = {}
         """The current record of every run with a task here; the store has the rest."""
         self._controls: dict[str, RunControl] = {}
         self._cancel_requested: set[str] = set()
-        self._waiters: dict[str, asyncio.Event] = {}
-        self._unwritten: dict[str, RunRecord] = {}
-        self._writers: dict[str, asyncio.Task[None]] = {}
-        self._listeners: dict[str, set[asyncio.Queue[RunUpdate]]] = {}
-        self._finished_hooks: list[FinishedHook] = []
+        self._watch = RunWatch(self.get)
+        self._wants_report: Callable[[RunStatus], bool] = lambda _: False
+        self._report_due: Callable[[], None] = lambda: None
         self._closing = False
 
     def attach(self, store: RunStore) -> None:
         """The run store, once the lifespan has opened it; the manager takes work from now on
         (again, if an earlier lifespan closed it)."""
         self._store_opened = store
+        self._writes_opened = OrderedWrites(store)
         self._closing = False
 
     @property
     def _store(self) -> RunStore:
         assert self._store_opened is not None, "RunManager.attach(store) was not called"
         return self._store_opened
+
+    @property
+    def _writes(self) -> OrderedWrites:
+        assert self._writes_opened is not None, "RunManager.attach(store) was not called"
+        return self._writes_opened
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -162,56 +143,22 @@ class RunManager:
         return await self._store.recent(workflow_id=workflow_id, status=status, limit=limit)
 
     async def wait(
-        self, run_id: str, timeout_s: float | None = None, *, published: bool = False
+        self, run_id: str, timeout_s: float | None = None, *, reported: bool = False
     ) -> RunRecord:
         """The run once settled (see :func:`is_settled`), or as it is when ``timeout_s`` ends."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        while True:
-            # Registered before reading, so that a change in between is not missed.
-            changed = self._waiters.setdefault(run_id, asyncio.Event())
-            record = await self.get(run_id)
-            pause = _POLL_S if deadline is None else min(_POLL_S, deadline - loop.time())
-            if is_settled(record, published=published) or pause <= 0:
-                if self._waiters.get(run_id) is changed and not changed.is_set():
-                    del self._waiters[run_id]  # nobody signals a run that is not ours
-                return record
-            # Polling as well: a run of another replica changes only in the shared store.
-            with suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), pause)
+        return await self._watch.wait(run_id, timeout_s, reported=reported)
 
-    async def updates(self, run_id: str) -> AsyncGenerator[RunUpdate, None]:
+    def updates(self, run_id: str) -> AsyncGenerator[RunUpdate, None]:
         """The run's status now, then every node update and status change until it settles."""
-        queue: asyncio.Queue[RunUpdate] = asyncio.Queue()
-        listeners = self._listeners.setdefault(run_id, set())
-        listeners.add(queue)
-        try:
-            record = await self.get(run_id)
-            yield _status_update(record)
-            if record.run.status in SETTLED_STATUSES:
-                return
-            while True:
-                try:
-                    update = await asyncio.wait_for(queue.get(), _POLL_S * 5)
-                except TimeoutError:
-                    record = await self.get(run_id)
-                    if record.run.status in SETTLED_STATUSES:
-                        yield _status_update(record)
-                        return
-                    continue
-                yield update
-                if update.status in SETTLED_STATUSES:
-                    return
-        finally:
-            listeners.discard(queue)
-            if not listeners:
-                self._listeners.pop(run_id, None)
+        return self._watch.updates(run_id)
 
     # -- starting and steering -------------------------------------------------------------
 
-    def on_finished(self, hook: FinishedHook) -> None:
-        """Call ``hook`` when a Kafka-triggered run ends (its outcome is to be published)."""
-        self._finished_hooks.append(hook)
+    def report_outcomes(self, wants: Callable[[RunStatus], bool], due: Callable[[], None]) -> None:
+        """Runs that ``wants`` (asked as each is created) are to be reported; ``due`` is called
+        whenever one of them ends."""
+        self._wants_report = wants
+        self._report_due = due
 
     async def start(
         self,
@@ -343,16 +290,16 @@ class RunManager:
             self._launch(record, graph_input)
         return len(records)
 
-    async def unpublished(self) -> list[RunRecord]:
-        return await self._store.unpublished()
+    async def unreported(self) -> list[RunRecord]:
+        return await self._store.unreported()
 
-    async def mark_published(self, record: RunRecord) -> None:
-        """``record``'s outcome is on Kafka; unless the run has moved on since (resumed)."""
+    async def mark_reported(self, record: RunRecord) -> None:
+        """``record``'s outcome is reported; unless the run has moved on since (resumed)."""
         current = await self.get(record.run.run_id)
-        if current.run.finished_at != record.run.finished_at or current.published:
+        if current.run.finished_at != record.run.finished_at or current.reported:
             return
-        await self._save(msgspec.structs.replace(current, published=True))
-        self._signal(record.run.run_id)
+        await self._save(msgspec.structs.replace(current, reported=True))
+        self._watch.signal(record.run.run_id)
 
     async def close(self) -> None:
         """Stop every run at its next step boundary (``drain_timeout_s`` at most, then cancel);
@@ -368,7 +315,8 @@ class RunManager:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         # Progress written in the background is stored before the store closes.
-        await asyncio.gather(*self._writers.values(), return_exceptions=True)
+        if self._writes_opened is not None:
+            await self._writes_opened.drain()
 
     # -- the run's task --------------------------------------------------------------------
 
@@ -418,7 +366,7 @@ class RunManager:
         await self._save(record, announce=True)
         source = "http" if record.run.event_id is None else "kafka"
         self._metrics.runs_started.labels(workflow.spec.id, source).inc()
-        meter = UsageMeter(record.run.usage)
+        meter = UsageMeter(record.run.usage, self._prices)
         config = self._config(record, meter)
         control = RunControl()
         self._controls[run_id] = control
@@ -473,8 +421,8 @@ class RunManager:
         )
         self._save_soon(record)
         self._metrics.node_updates.labels(workflow.spec.id, node).inc()
-        if run_id in self._listeners:
-            self._broadcast(
+        if self._watch.listened(run_id):
+            self._watch.broadcast(
                 RunUpdate(
                     run_id=run_id, node=node, step=record.run.steps, update=json_value(update)
                 )
@@ -504,13 +452,14 @@ class RunManager:
             return
         try:
             output = json_value(workflow.spec.output(final))
+            score = workflow.spec.score(output) if workflow.spec.score else None
         except Exception as exc:
             logger.exception("output could not be built", run_id=run_id)
             await self._finish(
                 record, "error", error=f"output: {type(exc).__name__}: {exc}", usage=usage
             )
             return
-        await self._finish(record, "success", output=output, usage=usage)
+        await self._finish(record, "success", output=output, usage=usage, score=score)
 
     async def _finish(
         self,
@@ -521,6 +470,7 @@ class RunManager:
         error: str | None = None,
         interrupts: list[PendingInterrupt] | None = None,
         usage: LLMUsage | None = None,
+        score: float | None = None,
     ) -> RunRecord:
         now = utcnow()
         terminal = status in TERMINAL_STATUSES
@@ -532,10 +482,11 @@ class RunManager:
             interrupts=interrupts or [],
             finished_at=now if terminal else None,
             usage=usage or record.run.usage,
+            score=score,
         )
         if terminal:
-            # A new outcome (a failed run may succeed when resumed) is published again.
-            record = msgspec.structs.replace(record, published=False)
+            # A new outcome (a failed run may succeed when resumed) is reported again.
+            record = msgspec.structs.replace(record, reported=False)
         await self._save(record, announce=True)
         workflow_id = record.run.workflow_id
         self._metrics.runs_finished.labels(workflow_id, status).inc()
@@ -550,9 +501,8 @@ class RunManager:
             steps=record.run.steps,
             error=error,
         )
-        if terminal and record.run.event_id is not None:
-            for hook in self._finished_hooks:
-                hook(record)
+        if terminal and record.report:
+            self._report_due()
         return record
 
     # -- helpers ---------------------------------------------------------------------------
@@ -570,21 +520,23 @@ class RunManager:
         headers: Mapping[str, str] | None = None,
     ) -> RunRecord:
         now = utcnow()
+        run = RunStatus(
+            run_id=run_id,
+            workflow_id=workflow_id,
+            status="pending",
+            input=dict(payload),
+            created_at=now,
+            updated_at=now,
+            source=source,
+            event_id=event.event_id if event else None,
+            workflow_run_id=event.workflow_run_id if event else None,
+            parameters=parameters,
+            metadata=dict(metadata or {}),
+        )
         return RunRecord(
-            run=RunStatus(
-                run_id=run_id,
-                workflow_id=workflow_id,
-                status="pending",
-                input=dict(payload),
-                created_at=now,
-                updated_at=now,
-                source=source,
-                event_id=event.event_id if event else None,
-                workflow_run_id=event.workflow_run_id if event else None,
-                parameters=parameters,
-                metadata=dict(metadata or {}),
-            ),
+            run=run,
             owner=self._instance,
+            report=self._wants_report(run),
             headers=dict(headers or {}),
         )
 
@@ -653,41 +605,19 @@ class RunManager:
 
     async def _save(self, record: RunRecord, *, announce: bool = False) -> None:
         """Write ``record`` and wait until it (and every earlier write of the run) is stored."""
-        await asyncio.shield(self._write(record))
+        self._remember(record)
+        await self._writes.save(record)
         if announce:
-            self._broadcast(_status_update(record))
-            self._signal(record.run.run_id)
+            self._watch.announce(record)
 
     def _save_soon(self, record: RunRecord) -> None:
-        """Write ``record`` without waiting: a node's progress does not hold up the next node.
-        Writes of one run stay in order, and only the latest waiting one is written."""
-        self._write(record).add_done_callback(_log_write_failure)
+        """Write ``record`` without waiting: a node's progress does not hold up the next node."""
+        self._remember(record)
+        self._writes.save_soon(record)
 
-    def _write(self, record: RunRecord) -> asyncio.Task[None]:
-        run_id = record.run.run_id
-        if run_id in self._records:
-            self._records[run_id] = record
-        self._unwritten[run_id] = record
-        writer = self._writers.get(run_id)
-        if writer is None:
-            writer = self._writers[run_id] = asyncio.create_task(self._write_out(run_id))
-        return writer
-
-    async def _write_out(self, run_id: str) -> None:
-        try:
-            while (record := self._unwritten.pop(run_id, None)) is not None:
-                await self._store.save(record)
-        finally:
-            del self._writers[run_id]
-
-    def _signal(self, run_id: str) -> None:
-        changed = self._waiters.pop(run_id, None)
-        if changed is not None:
-            changed.set()
-
-    def _broadcast(self, update: RunUpdate) -> None:
-        for queue in self._listeners.get(update.run_id, ()):
-            queue.put_nowait(update)
+    def _remember(self, record: RunRecord) -> None:
+        if record.run.run_id in self._records:
+            self._records[record.run.run_id] = record
 
     def _count_tokens(self, before: LLMUsage, after: LLMUsage) -> None:
         self._metrics.llm_tokens.labels("prompt").inc(after.prompt_tokens - before.prompt_tokens)

@@ -16,8 +16,18 @@ from libs.common.constants import (
 from libs.common.kit import ServiceSettings
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
+Price = Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)]
 LLMApi = Literal["ollama", "openai"]
 Durability = Literal["sync", "async", "exit"]
+
+
+class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """USD per 1,000 prompt and completion tokens of one model (as the router's providers
+    file prices them)."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    input_per_1k: Price = 0.0
+    output_per_1k: Price = 0.0
 
 
 class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
@@ -47,6 +57,11 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     llm_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=8192)] = 512
     """Upper bound on tokens per LLM call; nodes ask for less where their answer is short. Below
     400, document analysis's JSON answer may be cut short (and the run fail)."""
+    llm_prices: list[ModelPrice] = msgspec.field(default_factory=list)
+    """What LLM calls cost, by the model name the endpoint answers with (a JSON list of
+    ``{"model", "input_per_1k", "output_per_1k"}``): a run's ``usage.cost_usd`` and its
+    outcome's ``cost``. An endpoint that states a call's cost (``usage.cost``) is believed
+    instead; a model without a price costs 0."""
 
     # -- versions ---------------------------------------------------------------------------
     versioning_url: str | None = None

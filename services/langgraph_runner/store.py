@@ -1,9 +1,14 @@
 """Where run records survive restarts: one small protocol, SQLite and PostgreSQL backends.
 
 A record is the run's public status plus what only the runner needs (its owner, whether its
-result reached ``workflow-results``, the trigger's trace headers). Kafka-triggered runs carry
+outcome is to be reported and was, the trigger's trace headers). Kafka-triggered runs carry
 their ``event_id`` in a unique column: that is the dedupe, so an event delivered twice (or
 again after a restart) finds the run it already started.
+
+The outbox of outcomes (``outcomes.py``) is a query: runs that ended, are ``reportable`` and
+not ``published`` (reported). ``reportable`` came with REST-started runs being reported too;
+a store written before it gets the column at open, set for its Kafka-triggered runs only (the
+ones that were reported then), so that old REST-started runs are not reported now.
 """
 
 from __future__ import annotations
@@ -16,20 +21,35 @@ from typing import Any, Protocol
 import aiosqlite
 import msgspec
 
-from libs.common.schemas.workflows import RunStatus
+from libs.common.schemas.workflows import TERMINAL_STATUSES, RunStatus
 from services.langgraph_runner.errors import RunConflict
 
 _UNFINISHED = ("pending", "running")
-_PUBLISHABLE = ("success", "error", "cancelled")
+_REPORTABLE = ("success", "error", "cancelled")
+_COLUMNS = "run_id, workflow_id, status, owner, event_id, published, created_at, record, reportable"
 
 
 class RunRecord(msgspec.Struct, kw_only=True):
     run: RunStatus
     owner: str
-    published: bool = False
-    """The outcome is on ``workflow-results`` (Kafka-triggered runs only)."""
+    report: bool = False
+    """Its outcome is to be reported when it ends (decided when the run is created, by the
+    configured channel; a Kafka-triggered run's always is)."""
+    reported: bool = msgspec.field(default=False, name="published")
+    """The outcome of its latest end was acknowledged by the channel (the broker, or the
+    version manager)."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     """Trace context of the trigger, passed on to the result."""
+
+    def __post_init__(self) -> None:
+        # Records stored before ``report`` existed: their Kafka-triggered runs were reported.
+        if self.run.event_id is not None:
+            self.report = True
+
+    @property
+    def awaits_report(self) -> bool:
+        """Ended, to be reported, and not reported yet."""
+        return self.report and not self.reported and self.run.status in TERMINAL_STATUSES
 
 
 _encode = msgspec.json.Encoder().encode
@@ -63,8 +83,8 @@ class RunStore(Protocol):
         """Runs of ``owner`` that were pending or running: to resume at start."""
         ...
 
-    async def unpublished(self) -> list[RunRecord]:
-        """Kafka-triggered runs that ended but whose outcome is not on Kafka yet."""
+    async def unreported(self) -> list[RunRecord]:
+        """Runs that ended and are to be reported, not reported yet: oldest first."""
         ...
 
 
@@ -76,9 +96,10 @@ def _columns(record: RunRecord) -> tuple[Any, ...]:
         run.status,
         record.owner,
         run.event_id,
-        record.published,
+        record.reported,
         run.created_at.isoformat(),
         _encode(record),
+        record.report,
     )
 
 
@@ -106,13 +127,22 @@ class SQLiteRunStore:
         await db.execute(
             "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, "
             "status TEXT NOT NULL, owner TEXT NOT NULL, event_id TEXT UNIQUE, "
-            "published INTEGER NOT NULL, created_at TEXT NOT NULL, record BLOB NOT NULL)"
+            "published INTEGER NOT NULL, created_at TEXT NOT NULL, record BLOB NOT NULL, "
+            "reportable INTEGER)"
+        )
+        async with db.execute("PRAGMA table_info(runs)") as rows:
+            columns = {row[1] async for row in rows}
+        if "reportable" not in columns:
+            await db.execute("ALTER TABLE runs ADD COLUMN reportable INTEGER")
+        await db.execute(
+            "UPDATE runs SET reportable = (event_id IS NOT NULL) WHERE reportable IS NULL"
         )
         await db.execute("CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, owner)")
         await db.execute("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at)")
+        await db.execute("DROP INDEX IF EXISTS runs_unpublished")
         await db.execute(
-            "CREATE INDEX IF NOT EXISTS runs_unpublished ON runs (status) "
-            "WHERE event_id IS NOT NULL AND published = 0"
+            "CREATE INDEX IF NOT EXISTS runs_unreported ON runs (status) "
+            "WHERE reportable = 1 AND published = 0"
         )
 
     async def close(self) -> None:
@@ -122,7 +152,8 @@ class SQLiteRunStore:
         async with self._lock:
             try:
                 await self._db.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _columns(record)
+                    f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (fixed columns)
+                    _columns(record),
                 )
             except aiosqlite.IntegrityError as exc:
                 raise RunConflict(f"run id {record.run.run_id!r} is taken") from exc
@@ -130,7 +161,7 @@ class SQLiteRunStore:
     async def create_for_event(self, record: RunRecord) -> tuple[RunRecord, bool]:
         async with self._lock:
             cursor = await self._db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 (fixed columns)
                 "ON CONFLICT (event_id) DO NOTHING",
                 _columns(record),
             )
@@ -146,11 +177,13 @@ class SQLiteRunStore:
     async def save(self, record: RunRecord) -> None:
         async with self._lock:
             await self._db.execute(
-                "UPDATE runs SET status = ?, owner = ?, published = ?, record = ? WHERE run_id = ?",
+                "UPDATE runs SET status = ?, owner = ?, published = ?, reportable = ?, record = ? "
+                "WHERE run_id = ?",
                 (
                     record.run.status,
                     record.owner,
-                    record.published,
+                    record.reported,
+                    record.report,
                     _encode(record),
                     record.run.run_id,
                 ),
@@ -178,11 +211,10 @@ class SQLiteRunStore:
             "WHERE status IN (?, ?) AND owner = ? ORDER BY created_at", (*_UNFINISHED, owner)
         )
 
-    async def unpublished(self) -> list[RunRecord]:
+    async def unreported(self) -> list[RunRecord]:
         return await self._select(
-            "WHERE event_id IS NOT NULL AND published = 0 AND status IN (?, ?, ?) "
-            "ORDER BY created_at",
-            _PUBLISHABLE,
+            "WHERE reportable = 1 AND published = 0 AND status IN (?, ?, ?) ORDER BY created_at",
+            _REPORTABLE,
         )
 
 
@@ -199,7 +231,14 @@ class PostgresRunStore:
                 "CREATE TABLE IF NOT EXISTS pas_runner_runs (run_id TEXT PRIMARY KEY, "
                 "workflow_id TEXT NOT NULL, status TEXT NOT NULL, owner TEXT NOT NULL, "
                 "event_id TEXT UNIQUE, published BOOLEAN NOT NULL, "
-                "created_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL)"
+                "created_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL, reportable BOOLEAN)"
+            )
+            await conn.execute(
+                "ALTER TABLE pas_runner_runs ADD COLUMN IF NOT EXISTS reportable BOOLEAN"
+            )
+            await conn.execute(
+                "UPDATE pas_runner_runs SET reportable = (event_id IS NOT NULL) "
+                "WHERE reportable IS NULL"
             )
             await conn.execute(
                 "CREATE INDEX IF NOT EXISTS pas_runner_runs_by_status "
@@ -222,9 +261,10 @@ class PostgresRunStore:
             run.status,
             record.owner,
             run.event_id,
-            record.published,
+            record.reported,
             run.created_at,
             _encode(record).decode(),
+            record.report,
         )
 
     async def create(self, record: RunRecord) -> None:
@@ -233,7 +273,8 @@ class PostgresRunStore:
         async with self._pool.connection() as conn:
             try:
                 await conn.execute(
-                    "INSERT INTO pas_runner_runs VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    f"INSERT INTO pas_runner_runs ({_COLUMNS}) "  # noqa: S608 (fixed columns)
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     self._row(record),
                 )
             except psycopg.errors.UniqueViolation as exc:
@@ -242,8 +283,8 @@ class PostgresRunStore:
     async def create_for_event(self, record: RunRecord) -> tuple[RunRecord, bool]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "INSERT INTO pas_runner_runs VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (event_id) DO NOTHING",
+                f"INSERT INTO pas_runner_runs ({_COLUMNS}) "  # noqa: S608 (fixed columns)
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
                 self._row(record),
             )
             if cursor.rowcount == 1:
@@ -260,11 +301,12 @@ class PostgresRunStore:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE pas_runner_runs SET status = %s, owner = %s, published = %s, "
-                "record = %s::jsonb WHERE run_id = %s",
+                "reportable = %s, record = %s::jsonb WHERE run_id = %s",
                 (
                     record.run.status,
                     record.owner,
-                    record.published,
+                    record.reported,
+                    record.report,
                     _encode(record).decode(),
                     record.run.run_id,
                 ),
@@ -297,9 +339,8 @@ class PostgresRunStore:
             "WHERE status IN (%s, %s) AND owner = %s ORDER BY created_at", (*_UNFINISHED, owner)
         )
 
-    async def unpublished(self) -> list[RunRecord]:
+    async def unreported(self) -> list[RunRecord]:
         return await self._select(
-            "WHERE event_id IS NOT NULL AND NOT published AND status IN (%s, %s, %s) "
-            "ORDER BY created_at",
-            _PUBLISHABLE,
+            "WHERE reportable AND NOT published AND status IN (%s, %s, %s) ORDER BY created_at",
+            _REPORTABLE,
         )

@@ -8,7 +8,8 @@ way an operator adds a workflow of their own. Input:
 - ``gate``: ``b`` waits until this file exists (a run to kill or watch mid-graph);
 - ``transient_failures``: ``b`` raises ``ConnectionError`` on this many attempts first;
 - ``broken``: ``c`` raises ``ValueError`` while this file exists (a permanent failure);
-- ``value``: echoed in the output.
+- ``value``: echoed in the output; a number is also the run's score;
+- ``ask``: ``b`` asks the runner's LLM this (one call), its answer in the output.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ import msgspec
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from services.langgraph_runner.workflows import RunContext, WorkflowDeps, WorkflowSpec
+from services.langgraph_runner.workflows import (
+    RunContext,
+    WorkflowDeps,
+    WorkflowSpec,
+    parameters_of,
+)
 
 
 class ProbeInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -31,6 +37,7 @@ class ProbeInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     transient_failures: int = 0
     broken: str | None = None
     value: Any = None
+    ask: str | None = None
 
 
 class ProbeState(TypedDict, total=False):
@@ -39,6 +46,8 @@ class ProbeState(TypedDict, total=False):
     transient_failures: int
     broken: str | None
     value: Any
+    ask: str | None
+    answer: str
     visited: list[str]
 
 
@@ -81,8 +90,12 @@ def build(deps: WorkflowDeps) -> StateGraph[ProbeState, RunContext, Any, Any]:
         # The test (or a process it started) creates the file: polling is the only way to see it.
         while gate and not await asyncio.to_thread(Path(gate).exists):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+        update: ProbeState = {"visited": [*state["visited"], "b"]}
+        if question := state.get("ask"):
+            turns = [("user", question)]
+            update["answer"] = await deps.llm.text(turns, parameters_of(runtime), max_tokens=16)
         await asyncio.to_thread(log_line, state["log"], run_id, "b", "end")
-        return {"visited": [*state["visited"], "b"]}
+        return update
 
     def c(state: ProbeState, runtime: Runtime[RunContext]) -> ProbeState:
         log_line(state["log"], _run_id(runtime), "c", "start")
@@ -110,7 +123,15 @@ def initial_state(probe: ProbeInput, _: WorkflowDeps) -> dict[str, Any]:
 
 
 def output(state: dict[str, Any]) -> dict[str, Any]:
-    return {"visited": state["visited"], "value": state.get("value")}
+    found = {"visited": state["visited"], "value": state.get("value")}
+    if "answer" in state:
+        found["answer"] = state["answer"]
+    return found
+
+
+def score(output: dict[str, Any]) -> float | None:
+    value = output.get("value")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 PROBE = WorkflowSpec(
@@ -121,5 +142,6 @@ PROBE = WorkflowSpec(
     build=build,
     initial_state=initial_state,
     output=output,
+    score=score,
 )
 PROBE_REFERENCE = "tests.langgraph_runner.probes:PROBE"

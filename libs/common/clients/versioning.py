@@ -4,10 +4,12 @@ assignments and outcomes.
 The LangGraph runner, with ``VERSIONING_URL`` set, calls :meth:`VersioningClient.plan_run`
 before a run of workflow X (the ``champion`` definition, or the version X's running experiment
 assigns to the run's unit), runs it, and puts :meth:`RunPlan.event_metadata` in the run's
-``workflow.completed`` / ``workflow.failed`` event; the version manager reads those events
-from ``workflow-results`` and records the experiment's outcome. Without Kafka, the runner calls
-:meth:`VersioningClient.record_outcome` instead, with the run id as ``outcome_id`` (both paths
-at once still count a run once).
+metadata. When the run ends, with Kafka, its ``workflow.completed`` / ``workflow.failed`` event
+carries that metadata on ``workflow-results``, where the version manager reads the
+experiment's outcome; without Kafka, the runner calls :meth:`VersioningClient.record_outcome`
+instead, with the run's ``workflow_run_id`` (the run id when started over REST) as
+``outcome_id``: the key the version manager gives the Kafka outcome, so a run counts once
+whichever way it arrived.
 """
 
 from __future__ import annotations

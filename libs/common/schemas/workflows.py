@@ -4,7 +4,9 @@ The event envelope is the spec's (Milestone 1.6): ``event_id``, ``event_type``, 
 ``source``, ``workflow_id``, ``workflow_run_id``, ``payload``, ``metadata``. Airflow (or anyone)
 publishes ``workflow.triggered`` to ``workflow-events``; the runner answers on
 ``workflow-results`` with ``workflow.completed`` or ``workflow.failed`` carrying the same
-``event_id`` and ``workflow_run_id`` and, as ``payload``, the run's :class:`RunOutcome`.
+``event_id`` and ``workflow_run_id`` and, as ``payload``, the run's :class:`RunOutcome`. Runs
+started over REST are answered there too (with Kafka configured): their ``event_id`` and
+``workflow_run_id`` are the run's id.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class LLMUsage(msgspec.Struct, kw_only=True):
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+    """What the calls cost, in USD: as the endpoint stated it, else priced by the runner's
+    ``RUNNER_LLM_PRICES`` (0 for a model without a price)."""
 
 
 class RunOutcome(msgspec.Struct, kw_only=True):
@@ -76,12 +81,19 @@ class RunOutcome(msgspec.Struct, kw_only=True):
     parameters_version: str | None = None
     """The workflow definition version the run used (the version manager's), if any."""
     usage: LLMUsage = msgspec.field(default_factory=LLMUsage)
+    cost: float = 0.0
+    """USD: the sum of the run's LLM call costs (``usage.cost_usd``), read by the version
+    manager as the outcome's cost."""
+    score: float | None = None
+    """How good a successful run's output is, when its workflow scores it (higher is better;
+    the version manager's ``score`` metric)."""
 
 
 class WorkflowResult(msgspec.Struct, kw_only=True):
     """``workflow.completed`` / ``workflow.failed`` on ``workflow-results``.
 
-    Keyed by ``workflow_run_id`` like the trigger. At least once: a consumer that must act once
+    Keyed by ``workflow_run_id`` like the trigger (a run started over REST: its run id, which
+    is then its ``event_id`` too). At least once: a consumer that must act once
     drops a second result with the same ``event_id`` (a run resumed after a failure publishes
     its new outcome under the same ``event_id``; the latest one counts).
     """
@@ -168,6 +180,8 @@ class RunStatus(msgspec.Struct, kw_only=True):
     workflow_run_id: WorkflowRunId | None = None
     parameters: WorkflowParameters = msgspec.field(default_factory=WorkflowParameters)
     usage: LLMUsage = msgspec.field(default_factory=LLMUsage)
+    score: float | None = None
+    """The workflow's score of a successful run's output, if it scores its runs."""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 

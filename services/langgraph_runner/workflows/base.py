@@ -39,6 +39,8 @@ class WorkflowDeps:
 
 StateBuilder = Callable[[Any, WorkflowDeps], dict[str, Any]]
 OutputBuilder = Callable[[dict[str, Any]], dict[str, Any]]
+Scorer = Callable[[dict[str, Any]], float | None]
+"""How good a successful run's output is (higher is better), or ``None``: not scored."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class WorkflowSpec:
     initial_state: StateBuilder
     output: OutputBuilder
     prompts: Mapping[str, str] = field(default_factory=dict)
+    score: Scorer | None = None
+    """Scores a successful run's output: the run's ``score``, its outcome's in an A/B test."""
 
     @property
     def input_schema(self) -> dict[str, Any]:

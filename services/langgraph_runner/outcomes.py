@@ -1,0 +1,267 @@
+"""How every run ended, reported once: one durable outbox, one channel chosen by configuration.
+
+The choice (issue 14: outcomes of A/B runs started over REST never reached the version manager):
+
+- **Kafka configured** (``KAFKA_BOOTSTRAP_SERVERS``): every run's end, started over REST or by
+  a ``workflow.triggered`` event, is published on ``workflow-results`` as
+  ``workflow.completed`` / ``workflow.failed`` (:func:`outcome_event`). The version manager
+  reads an experiment's outcomes there (give it the same broker), the analytics collector
+  counts the run there, a DAG finds its own by ``event_id``. A run started over REST has no
+  trigger: its ``event_id`` and ``workflow_run_id`` are its run id.
+- **No Kafka, ``VERSIONING_URL`` set**: runs that carry an experiment assignment (their
+  metadata's ``experiment_id``, ``unit``, ``variant``) are posted to the version manager's
+  ``POST /experiments/{id}/outcomes``.
+- Neither: no one to report to; nothing is marked to be reported.
+
+Never both for one runner: the version manager keeps the latest outcome it *receives* for a
+run, and two channels could bring a failed run's first outcome after the one it was resumed to.
+
+Once, durably. Whether a run is to be reported is decided when it is created and stored with
+it (``RunRecord.report``); that it was reported (``RunRecord.reported``) is stored only after
+the broker or the version manager acknowledged it. The outbox is every run that ended, is to
+be reported and is not yet; it is read at start, on every end and every
+``RUNNER_OUTBOX_INTERVAL_S``, so a run whose process died between its end and the report is
+reported after the restart, and a run reported before is not reported again when its event is
+redelivered or the runner restarts. A crash between the acknowledgement and the mark reports it
+again: the version manager counts an outcome once per key (``workflow_run_id``, which is the
+run id for REST runs) whichever channel brought it, and the analytics collector counts a run
+once per ``workflow_run_id``. A failed run resumed to a new end is reported again under the
+same key: its latest outcome is the one that counts.
+
+An outcome the version manager refuses (a 4xx: the experiment stopped or is unknown, the unit
+is assigned another variant) would be refused again: it is logged, counted in
+``pas_runner_outcomes_reported_total{result="refused"}`` and marked, as the Kafka path sends
+it to ``versioning-dlq``. An outage (connection, 5xx) leaves it in the outbox for the next try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Protocol
+
+import msgspec
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from libs.common.clients.versioning import VersioningClient, VersioningError
+from libs.common.kafka.records import send_acknowledged
+from libs.common.schemas.versioning import METADATA_EXPERIMENT_ID, ExperimentRunMetadata
+from libs.common.schemas.workflows import (
+    EVENT_COMPLETED,
+    EVENT_FAILED,
+    RunOutcome,
+    RunStatus,
+    WorkflowResult,
+)
+from services.langgraph_runner.metrics import RunnerMetrics
+from services.langgraph_runner.runs import RunManager
+from services.langgraph_runner.store import RunRecord
+
+logger = structlog.get_logger("pas.runner.outcomes")
+
+_encode = msgspec.json.Encoder().encode
+
+
+def duration_ms(run: RunStatus) -> float:
+    assert run.finished_at is not None
+    started = run.started_at or run.created_at
+    return round(max(0.0, (run.finished_at - started).total_seconds() * 1000), 1)
+
+
+def outcome_key(run: RunStatus) -> str:
+    """What identifies the run's outcome to its readers: the trigger's ``workflow_run_id``, or
+    the run id of a run started over REST."""
+    return run.workflow_run_id or run.run_id
+
+
+def outcome_event(record: RunRecord) -> WorkflowResult:
+    """The ``workflow.completed`` / ``workflow.failed`` event of a run that ended."""
+    run = record.run
+    assert run.finished_at is not None
+    status = run.status
+    assert status in ("success", "error", "cancelled"), status
+    return WorkflowResult(
+        event_id=run.event_id or run.run_id,
+        event_type=EVENT_COMPLETED if status == "success" else EVENT_FAILED,
+        timestamp=datetime.now(UTC),
+        workflow_id=run.workflow_id,
+        workflow_run_id=outcome_key(run),
+        payload=RunOutcome(
+            run_id=run.run_id,
+            status=status,
+            output=run.output,
+            error=run.error,
+            steps=run.steps,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            duration_ms=duration_ms(run),
+            parameters_version=run.parameters.version,
+            usage=run.usage,
+            cost=run.usage.cost_usd,
+            score=run.score,
+        ),
+        metadata={**run.metadata, "runner_instance": record.owner},
+    )
+
+
+class OutcomeChannel(Protocol):
+    name: str
+
+    def wants(self, run: RunStatus) -> bool:
+        """Whether this run is to be reported (asked once, when it is created)."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def report(self, record: RunRecord) -> str:
+        """Deliver the outcome; returns ``ok``, ``refused`` (it would never be accepted) or
+        ``skipped`` (nothing to deliver). Raises when it could not be delivered now (it stays
+        in the outbox)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ResultsTopic:
+    """Every run's end on ``workflow-results``, keyed by its ``workflow_run_id``."""
+
+    name = "kafka"
+
+    def __init__(self, bootstrap_servers: str, topic: str, metrics: RunnerMetrics) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._metrics = metrics
+        self._producer: AIOKafkaProducer | None = None
+
+    def wants(self, run: RunStatus) -> bool:
+        return True
+
+    async def open(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", linger_ms=5
+        )
+        await self._producer.start()
+
+    async def report(self, record: RunRecord) -> str:
+        assert self._producer is not None, "ResultsTopic.open() was not awaited"
+        event = outcome_event(record)
+        headers = [(k, v.encode()) for k, v in record.headers.items()]
+        key = event.workflow_run_id.encode()
+        await send_acknowledged(self._producer, self._topic, key, _encode(event), headers)
+        self._metrics.results_published.labels(event.event_type).inc()
+        return "ok"
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+class VersioningOutcomes:
+    """Runs of experiments posted to the version manager, keyed as on Kafka."""
+
+    name = "versioning"
+
+    def __init__(self, client: VersioningClient) -> None:
+        self._client = client
+
+    def wants(self, run: RunStatus) -> bool:
+        return METADATA_EXPERIMENT_ID in run.metadata
+
+    async def open(self) -> None:
+        """The client belongs to the app (it also resolves definitions)."""
+
+    async def report(self, record: RunRecord) -> str:
+        run = record.run
+        if run.status == "cancelled":
+            return "skipped"  # no outcome of its variant (the version manager passes these over)
+        try:
+            assigned = msgspec.convert(run.metadata, ExperimentRunMetadata)
+        except msgspec.ValidationError as exc:
+            logger.warning("experiment fields unusable", run_id=run.run_id, error=str(exc))
+            return "refused"
+        try:
+            await self._client.record_outcome(
+                assigned.experiment_id,
+                unit=assigned.unit,
+                variant=assigned.variant,
+                success=run.status == "success",
+                latency_ms=duration_ms(run),
+                cost=run.usage.cost_usd,
+                score=run.score,
+                outcome_id=outcome_key(run),
+            )
+        except VersioningError as exc:
+            logger.warning(
+                "outcome refused by the version manager",
+                run_id=run.run_id,
+                experiment_id=assigned.experiment_id,
+                status=exc.status_code,
+                reason=exc.detail,
+            )
+            return "refused"
+        return "ok"
+
+    async def close(self) -> None:
+        pass
+
+
+class OutcomeOutbox:
+    def __init__(
+        self,
+        runs: RunManager,
+        channel: OutcomeChannel,
+        *,
+        interval_s: float,
+        metrics: RunnerMetrics,
+    ) -> None:
+        self._runs = runs
+        self._channel = channel
+        self._interval_s = interval_s
+        self._metrics = metrics
+        self._due = asyncio.Event()
+        runs.report_outcomes(channel.wants, self._due.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Report what is due until ``stop``, then once more (runs that ended while the
+        runner drained them)."""
+        await self._channel.open()
+        try:
+            while not stop.is_set():
+                self._due.clear()
+                try:
+                    await self.flush()
+                except Exception:
+                    logger.exception("outcomes could not be reported; trying again")
+                await _first(self._due, stop, timeout_s=self._interval_s)
+            await self.flush()
+        finally:
+            await self._channel.close()
+
+    async def flush(self) -> None:
+        for record in await self._runs.unreported():
+            result = await self._channel.report(record)
+            await self._runs.mark_reported(record)
+            self._metrics.outcomes_reported.labels(self._channel.name, result).inc()
+            logger.info(
+                "outcome reported",
+                channel=self._channel.name,
+                result=result,
+                run_id=record.run.run_id,
+                workflow_run_id=outcome_key(record.run),
+                status=record.run.status,
+            )
+
+
+async def _first(*events: asyncio.Event, timeout_s: float) -> None:
+    """Until one of ``events`` is set, or ``timeout_s`` has passed."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*waiters, return_exceptions=True)

@@ -1,0 +1,179 @@
+"""The outbox of outcomes in the run store, SQLite and PostgreSQL (when PAS_TEST_POSTGRES_DSN
+is set): what is to be reported and not yet is found, and survives a store written before
+REST-started runs were reported (its waiting Kafka-triggered runs are still reported, its old
+REST-started runs are not reported now)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from libs.common.schemas.workflows import RunStatus
+from services.langgraph_runner.persistence import open_persistence
+from services.langgraph_runner.runs import utcnow
+from services.langgraph_runner.settings import RunnerSettings
+from services.langgraph_runner.store import RunRecord, RunStore
+
+DSN = os.environ.get("PAS_TEST_POSTGRES_DSN", "")
+OLD_SQLITE = (
+    "CREATE TABLE runs (run_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, "
+    "status TEXT NOT NULL, owner TEXT NOT NULL, event_id TEXT UNIQUE, "
+    "published INTEGER NOT NULL, created_at TEXT NOT NULL, record BLOB NOT NULL)"
+)
+OLD_POSTGRES = (
+    "CREATE TABLE pas_runner_runs (run_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, "
+    "status TEXT NOT NULL, owner TEXT NOT NULL, event_id TEXT UNIQUE, published BOOLEAN NOT NULL, "
+    "created_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL)"
+)
+
+
+def ended(run_id: str, *, event_id: str | None = None, minutes_ago: int = 0) -> RunRecord:
+    at = utcnow() - timedelta(minutes=minutes_ago)
+    return RunRecord(
+        run=RunStatus(
+            run_id=run_id,
+            workflow_id="probe",
+            status="success",
+            input={},
+            created_at=at,
+            updated_at=at,
+            started_at=at,
+            finished_at=at,
+            event_id=event_id,
+            workflow_run_id=f"wf-{run_id}" if event_id else None,
+        ),
+        owner="runner",
+    )
+
+
+def old_row(record: RunRecord, published: bool) -> tuple[Any, ...]:
+    """The row a runner from before ``report`` wrote (its record has no such field)."""
+    stored = msgspec.to_builtins(record)
+    del stored["report"]
+    stored["published"] = published
+    run = record.run
+    return (
+        run.run_id,
+        run.workflow_id,
+        run.status,
+        record.owner,
+        run.event_id,
+        published,
+        run.created_at.isoformat(),
+        msgspec.json.encode(stored).decode(),
+    )
+
+
+OLD_RUNS = [
+    (ended("kafka-waiting", event_id="event-1", minutes_ago=3), False),
+    (ended("kafka-published", event_id="event-2", minutes_ago=2), True),
+    (ended("rest-old", minutes_ago=1), False),
+]
+
+
+async def write_old_sqlite(settings: RunnerSettings) -> None:
+    with sqlite3.connect(settings.store_path) as db:
+        db.execute(OLD_SQLITE)
+        db.executemany(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [old_row(record, published) for record, published in OLD_RUNS],
+        )
+
+
+async def write_old_postgres(settings: RunnerSettings) -> None:
+    import psycopg  # noqa: PLC0415
+
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+        await conn.execute("DROP TABLE IF EXISTS pas_runner_runs")
+        await conn.execute(OLD_POSTGRES)
+        for record, published in OLD_RUNS:
+            await conn.execute(
+                "INSERT INTO pas_runner_runs VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                old_row(record, published),
+            )
+
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgres",
+        id="postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not DSN, reason="set PAS_TEST_POSTGRES_DSN to test PostgreSQL"),
+        ],
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, runner_settings: RunnerSettings
+) -> tuple[RunnerSettings, Callable[[RunnerSettings], Any]]:
+    if request.param == "postgres":
+        return msgspec.structs.replace(runner_settings, checkpoint_dsn=DSN), write_old_postgres
+    return runner_settings, write_old_sqlite
+
+
+async def unreported_ids(store: RunStore) -> list[str]:
+    return [record.run.run_id for record in await store.unreported()]
+
+
+async def test_a_store_from_before_keeps_reporting_only_its_kafka_runs(
+    backend: tuple[RunnerSettings, Callable[[RunnerSettings], Any]],
+) -> None:
+    settings, write_old = backend
+    Path(settings.store_path).parent.mkdir(parents=True, exist_ok=True)
+    await write_old(settings)
+
+    async with open_persistence(settings) as (_, store):
+        found = await unreported_ids(store)
+        waiting = await store.get("kafka-waiting")
+        assert waiting is not None
+        # Resumed and ended again: still to be reported (it is Kafka-triggered).
+        await store.save(msgspec.structs.replace(waiting, reported=False))
+        again = await unreported_ids(store)
+
+    assert found == ["kafka-waiting"]
+    assert waiting.report
+    assert again == ["kafka-waiting"]
+
+
+async def test_new_runs_are_reported_as_they_were_created_to_be(
+    backend: tuple[RunnerSettings, Callable[[RunnerSettings], Any]],
+) -> None:
+    settings, _ = backend
+
+    async with open_persistence(settings) as (_, store):
+        await _clear(settings)
+        to_report = msgspec.structs.replace(ended("rest-reported", minutes_ago=2), report=True)
+        not_to_report = ended("rest-ignored", minutes_ago=1)
+        await store.create(to_report)
+        await store.create(not_to_report)
+        before = await unreported_ids(store)
+        await store.save(msgspec.structs.replace(to_report, reported=True))
+        after = await unreported_ids(store)
+    async with open_persistence(settings) as (_, store):
+        reopened = await store.get("rest-reported")
+
+    assert before == ["rest-reported"]
+    assert after == []
+    assert reopened is not None
+    assert reopened.report
+    assert reopened.reported
+
+
+async def _clear(settings: RunnerSettings) -> None:
+    if not settings.checkpoint_dsn:
+        return  # a fresh file per test
+    import psycopg  # noqa: PLC0415
+
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+        await conn.execute("DELETE FROM pas_runner_runs")
