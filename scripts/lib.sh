@@ -20,8 +20,23 @@ pas_pid_alive() {
     [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+# pas_probe_host HOST: the address to knock on for a service bound to HOST (a wildcard
+# address listens on loopback too).
+pas_probe_host() {
+    local bare="${1#[}"
+    bare="${bare%]}"
+    case "$bare" in
+        "" | 0.0.0.0 | "::") echo 127.0.0.1 ;;
+        *:*) echo "[$bare]" ;;
+        *) echo "$bare" ;;
+    esac
+}
+
+# pas_port_taken PORT [HOST]: something listens on HOST (default PAS_HOST) at PORT.
 pas_port_taken() {
-    (exec 3<>"/dev/tcp/$PAS_HOST/$1") 2>/dev/null
+    local probe
+    probe="$(pas_probe_host "${2:-$PAS_HOST}")"
+    (exec 3<>"/dev/tcp/${probe//[\[\]]/}/$1") 2>/dev/null
 }
 
 pas_healthy() {
@@ -32,16 +47,17 @@ PY
 }
 
 # pas_start_process NAME PORT COMMAND...: start a long-running command in the background
-# (unless NAME runs already) and wait until it listens on PORT.
+# (unless NAME runs already) and wait until it listens on PORT (of PAS_BIND_HOST, default
+# PAS_HOST).
 pas_start_process() {
-    local name="$1" port="$2"
+    local name="$1" port="$2" host="${PAS_BIND_HOST:-$PAS_HOST}"
     shift 2
     local pidfile="$PAS_RUN_DIR/$name.pid" log="$PAS_LOG_DIR/$name.log"
     if pas_pid_alive "$name"; then
         echo "$name already running (pid $(cat "$pidfile")) on port $port"
         return 0
     fi
-    if pas_port_taken "$port"; then
+    if pas_port_taken "$port" "$host"; then
         echo "error: port $port is taken, so $name cannot start there." >&2
         echo "       See what holds it with: ss -ltnp 'sport = :$port'" >&2
         echo "       or choose another port in .env." >&2
@@ -50,12 +66,18 @@ pas_start_process() {
     # exec: the PID recorded is the command's own, so that stop signals it, not a shell.
     (cd "$PAS_ROOT" && exec nohup "$@" >>"$log" 2>&1) &
     echo $! >"$pidfile"
-    pas_wait_for "$name" "port $port" pas_port_taken "$port"
+    pas_wait_for "$name" "port $port" pas_port_taken "$port" "$host"
 }
 
-# pas_start NAME APP PORT: start `uvicorn APP` on PORT, wait until /health answers.
+# pas_start NAME APP PORT [PREFIX]: start `uvicorn APP` on PORT, wait until /health answers.
+# It listens on ${PREFIX}HOST, else PAS_HOST (loopback by default). Beyond loopback the
+# service refuses to start without a token (${PREFIX}TOKEN or PAS_TOKEN; see docs/security.md).
 pas_start() {
-    local name="$1" app="$2" port="$3"
+    local name="$1" app="$2" port="$3" prefix="${4:-}"
+    local host="$PAS_HOST" host_var="${prefix}HOST"
+    if [ -n "$prefix" ] && [ -n "${!host_var:-}" ]; then
+        host="${!host_var}"
+    fi
     if [ ! -x "$PAS_PYTHON" ]; then
         echo "error: $PAS_PYTHON not found; run scripts/setup.sh first" >&2
         return 1
@@ -64,10 +86,14 @@ pas_start() {
         echo "$name already running (pid $(cat "$PAS_RUN_DIR/$name.pid")) on port $port"
         return 0
     fi
-    pas_start_process "$name" "$port" "$PAS_PYTHON" -m uvicorn "$app" --host "$PAS_HOST" \
-        --port "$port" --no-access-log --timeout-graceful-shutdown 10 || return 1
-    pas_wait_for "$name" "/health" pas_healthy "http://$PAS_HOST:$port/health" || return 1
-    echo "$name up on http://$PAS_HOST:$port (pid $(cat "$PAS_RUN_DIR/$name.pid"), log $PAS_LOG_DIR/$name.log)"
+    local probe
+    probe="$(pas_probe_host "$host")"
+    PAS_BIND_HOST="$host" pas_start_process "$name" "$port" "$PAS_PYTHON" -m uvicorn "$app" \
+        --host "$host" --port "$port" --no-access-log --timeout-graceful-shutdown 10 || return 1
+    pas_wait_for "$name" "/health" pas_healthy "http://$probe:$port/health" || return 1
+    local where="http://$probe:$port"
+    [ "$probe" = "$host" ] || where="$where (listening on $host)"
+    echo "$name up on $where (pid $(cat "$PAS_RUN_DIR/$name.pid"), log $PAS_LOG_DIR/$name.log)"
 }
 
 # pas_wait_for NAME WHAT CHECK ARGS...: until CHECK ARGS succeeds; fail with the log's tail if

@@ -6,4 +6,4 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export ANALYTICS_DB_PATH="${ANALYTICS_DB_PATH:-$PAS_HOME/data/analytics.duckdb}"
-pas_start analytics services.analytics.app:app "${ANALYTICS_PORT:-6150}"
+pas_start analytics services.analytics.app:app "${ANALYTICS_PORT:-6150}" ANALYTICS_

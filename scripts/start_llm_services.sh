@@ -25,5 +25,5 @@ for spec in "LLAMA31_8B_:llama31_8b:services.llm.llama31_8b_service:app:8050" \
             echo "         it will start and report 'degraded' until Ollama is up (ollama serve)." >&2
         fi
     fi
-    pas_start "$name" "$module:$attr" "$port"
+    pas_start "$name" "$module:$attr" "$port" "$prefix"
 done

@@ -3,4 +3,4 @@
 # services through the registry, and remote providers in ROUTER_PROVIDERS_FILE if set.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pas_start provider_router services.provider_router.provider_router:app "${ROUTER_PORT:-6103}"
+pas_start provider_router services.provider_router.provider_router:app "${ROUTER_PORT:-6103}" ROUTER_

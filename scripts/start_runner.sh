@@ -3,4 +3,4 @@
 # KAFKA_BOOTSTRAP_SERVERS set it also consumes workflow-events and answers on workflow-results.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pas_start langgraph_runner services.langgraph_runner.app:app "${RUNNER_PORT:-6130}"
+pas_start langgraph_runner services.langgraph_runner.app:app "${RUNNER_PORT:-6130}" RUNNER_

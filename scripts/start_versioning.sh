@@ -5,4 +5,4 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export VERSIONING_REPO_PATH="${VERSIONING_REPO_PATH:-$PAS_HOME/data/versioning/repo}"
-pas_start versioning services.versioning.app:app "${VERSIONING_PORT:-6140}"
+pas_start versioning services.versioning.app:app "${VERSIONING_PORT:-6140}" VERSIONING_

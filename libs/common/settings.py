@@ -21,14 +21,11 @@ import msgspec
 from dotenv import dotenv_values
 
 from libs.common.errors import SettingsError
+from libs.common.redaction import redact_value
 
 SettingsT = TypeVar("SettingsT", bound="BaseSettings")
 BuiltT = TypeVar("BuiltT")
 
-# Whole name parts: ``registry_token`` is a secret, ``max_tokens`` is not.
-_SECRET_NAME = re.compile(r"(^|_)(token|secret|password|api_key|dsn)($|_)", re.IGNORECASE)
-# Credentials inside any URL (``postgresql://user:pass@host/db``).
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+):[^@/\s]+@", re.IGNORECASE)
 _ERROR_PATH = re.compile(r" - at `\$\.(?P<field>\w+)")
 _SEQUENCE_TYPES = (list, tuple, set, frozenset)
 
@@ -40,17 +37,10 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     env_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as a dict fit for a log line: secrets and DSNs masked."""
+        """The settings as a dict fit for a log line or a page: secret fields masked, and the
+        credentials inside URLs and DSNs (see :mod:`libs.common.redaction`)."""
         values = msgspec.structs.asdict(self)
-        return {name: _redact(name, value) for name, value in values.items()}
-
-
-def _redact(name: str, value: Any) -> Any:
-    if value and _SECRET_NAME.search(name):
-        return "***"
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\g<scheme>:***@", value)
-    return value
+        return {name: redact_value(name, value) for name, value in values.items()}
 
 
 def env_names(settings_type: type[BaseSettings], field_name: str) -> tuple[str, ...]:

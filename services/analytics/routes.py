@@ -14,7 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from libs.common.kit import problem_responses, require_write_token
+from libs.common.kit import problem_responses
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.usage import (
     Bucket,
@@ -104,7 +104,6 @@ class EventsController(Controller):
     @post(
         "/events",
         status_code=200,
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 413),
         summary="Store a batch of usage events and workflow outcomes (each stored once by key)",
     )
@@ -237,7 +236,6 @@ class AdminController(Controller):
     @post(
         "/admin/rollup",
         status_code=200,
-        guards=[require_write_token],
         responses=problem_responses(400, 401),
         summary="Roll raw rows older than `before` (default: the retention age) up now",
     )

@@ -19,7 +19,7 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from libs.common.errors import PASError
-from libs.common.kit import problem_responses
+from libs.common.kit import open_write, problem_responses
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.llm import (
     GenerateRequest,
@@ -129,7 +129,7 @@ class OllamaController(Controller):
         summary="Generate (Ollama-compatible); streams NDJSON unless stream=false, as Ollama",
         responses={
             200: ResponseSpec(GenerateResponse, description="The answer, or NDJSON lines"),
-            **problem_responses(400, 413, 503, 504),
+            **problem_responses(400, 401, 413, 503, 504),
         },
     )
     async def generate(
@@ -144,7 +144,7 @@ class OllamaController(Controller):
         summary="Ollama's chat; streams NDJSON unless stream=false",
         responses={
             200: ResponseSpec(OllamaChatResponse, description="The answer, or NDJSON lines"),
-            **problem_responses(400, 413, 503, 504),
+            **problem_responses(400, 401, 413, 503, 504),
         },
     )
     async def api_chat(
@@ -169,7 +169,12 @@ class OllamaController(Controller):
             ]
         )
 
-    @post("/api/show", status_code=200, summary="Details of the served model (Ollama's show)")
+    @post(
+        "/api/show",
+        status_code=200,
+        summary="Details of the served model (Ollama's show)",
+        opt=open_write("Ollama's model details, asked with a JSON body: no model call"),
+    )
     async def show(
         self, data: JSONBody[OllamaShowRequest], runtime: NamedDependency[LLMRuntime]
     ) -> OllamaShowResponse:

@@ -83,7 +83,7 @@ class OpenAIController(Controller):
         summary="Chat completion (OpenAI-compatible); stream=true gives server-sent events",
         responses={
             200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
-            **problem_responses(400, 413, 503, 504),
+            **problem_responses(400, 401, 413, 503, 504),
         },
     )
     async def chat_completions(

@@ -14,18 +14,22 @@ BackendKind = Literal["embedded", "ollama", "openai"]
 
 class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     env_aliases: ClassVar = {
-        "log_level": ("LOG_LEVEL",),
-        "log_format": ("LOG_FORMAT",),
+        **ServiceSettings.env_aliases,
+        # One token for the three LLM services (then PAS_TOKEN, one for every service).
+        "token": ("LLM_TOKEN", "PAS_TOKEN"),
         "backend": ("LLM_BACKEND",),
         "ollama_base_url": ("OLLAMA_BASE_URL",),
         "openai_base_url": ("LLM_URL",),
         "openai_api_key": ("OPENAI_API_KEY",),
         "timeout_s": ("LLM_TIMEOUT",),
         "registry_url": ("REGISTRY_URL",),
-        "registry_token": ("REGISTRY_TOKEN",),
+        "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
     }
 
+    token: str | None = None
+    """When set, the model endpoints (chat, generate, classify) need ``Authorization: Bearer
+    <token>``: each call spends compute, or money on a paid ``openai`` backend."""
     backend: BackendKind = "embedded"
     model_name: str | None = None
     """Model to ask the backend for (ollama/openai) or to serve the GGUF as (embedded)."""

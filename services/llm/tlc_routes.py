@@ -9,7 +9,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from libs.common.kit import problem_responses
+from libs.common.kit import open_write, problem_responses
 from services.llm.classifier import TLCClassifier
 from services.llm.taxonomy import (
     DOMAINS,
@@ -88,7 +88,7 @@ class TLCController(Controller):
     @post(
         "/classify_domain",
         status_code=200,
-        responses=problem_responses(400, 413, 503, 504),
+        responses=problem_responses(400, 401, 413, 503, 504),
         summary="The query's domains, with confidences from the model's token probabilities",
     )
     async def classify_domain(
@@ -106,7 +106,7 @@ class TLCController(Controller):
     @post(
         "/extract_tmd",
         status_code=200,
-        responses=problem_responses(400, 413, 503, 504),
+        responses=problem_responses(400, 401, 413, 503, 504),
         summary="Task, method and domain of a query, each with its confidence",
     )
     async def extract_tmd(
@@ -124,6 +124,7 @@ class TLCController(Controller):
     @post(
         "/validate_domain",
         status_code=200,
+        opt=open_write("a lookup in the fixed taxonomy, asked with a JSON body: no model call"),
         responses=problem_responses(400, 413),
         summary="Whether a domain string names a taxonomy member, and which",
     )

@@ -11,7 +11,7 @@ from litestar.params import JSONBody, Parameter
 
 from libs.common.constants import HEADER_CATALOG_INDEX
 from libs.common.durations import parse_duration
-from libs.common.kit import problem_responses, require_write_token
+from libs.common.kit import open_write, problem_responses
 from libs.common.kit.parameters import constrained
 from libs.common.schemas.agents import (
     AgentDefinition,
@@ -52,7 +52,6 @@ class RegistryController(Controller):
     @post(
         "/register",
         status_code=200,
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 413),
         summary="Register or update an agent (upsert by agent_id)",
     )
@@ -77,6 +76,7 @@ class RegistryController(Controller):
     @post(
         "/discover",
         status_code=200,
+        opt=open_write("a query with a JSON body: reads the catalog, changes nothing"),
         responses=problem_responses(400, 413),
         summary="Find agents by capability, role, tier and health",
     )
@@ -131,7 +131,6 @@ class RegistryController(Controller):
 
     @delete(
         "/agents/{agent_id:str}",
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 404),
         summary="Deregister an agent",
     )
@@ -154,7 +153,6 @@ class RegistryController(Controller):
     @post(
         "/agents/{agent_id:str}/heartbeat",
         status_code=200,
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 404),
         summary="Restart the agent's TTL",
     )

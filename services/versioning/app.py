@@ -17,11 +17,11 @@ from services.versioning.catalog import VersionCatalog
 from services.versioning.experiment_routes import ExperimentController
 from services.versioning.experiment_store import ExperimentStore
 from services.versioning.experiments import ExperimentBook
-from services.versioning.git_repository import Identity, WorkflowRepository
+from services.versioning.git_repository import Identity, RemoteAccess, WorkflowRepository
 from services.versioning.metrics import VersioningMetrics
 from services.versioning.outcome_consumer import OutcomeConsumer
 from services.versioning.remote_push import RemotePusher
-from services.versioning.settings import VersioningSettings, redact_url
+from services.versioning.settings import VersioningSettings
 from services.versioning.workflow_routes import WorkflowController
 
 logger = structlog.get_logger("pas.versioning")
@@ -31,15 +31,10 @@ def create_app(settings: VersioningSettings) -> Litestar:
     metrics = VersioningMetrics()
     repo_path = Path(settings.repo_path)
     committer = Identity(settings.committer_name, settings.committer_email)
-    pusher = (
-        RemotePusher(repo_path, settings.branch, redact_url(settings.remote), metrics)
-        if settings.remote
-        else None
-    )
+    remote = RemoteAccess.parse(settings.remote) if settings.remote else None
+    pusher = RemotePusher(repo_path, settings.branch, remote, metrics) if remote else None
     catalog = VersionCatalog(
-        WorkflowRepository(
-            repo_path, branch=settings.branch, committer=committer, remote=settings.remote
-        ),
+        WorkflowRepository(repo_path, branch=settings.branch, committer=committer, remote=remote),
         committer=committer,
         metrics=metrics,
         cache_size=settings.cache_size,

@@ -8,7 +8,7 @@ from litestar import Controller, HttpMethod, Response, get, post, route
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
-from libs.common.kit import problem_responses, require_write_token
+from libs.common.kit import open_write, problem_responses, require_write_token
 from libs.common.kit.parameters import constrained
 from libs.common.schemas.versioning import (
     Assignment,
@@ -94,6 +94,7 @@ class ExperimentController(Controller):
     @post(
         "/{experiment_id:str}/assign",
         status_code=200,
+        opt=open_write("a deterministic variant for a unit (a hash); stores nothing"),
         responses=problem_responses(400, 404, 409),
         summary="The unit's variant and version (sticky: the same unit always gets the same)",
     )

@@ -4,6 +4,9 @@ A write never waits for the remote, and never fails because of it: the change is
 the local repository first. Requests made while a push runs are coalesced into one more push
 (each push sends everything not yet there). A failing remote is retried with backoff, and
 shows in ``/health`` and ``pas_versioning_pushes_total{result="failed"}``.
+
+The remote's credentials stay in memory (:class:`RemoteAccess`); what is shown of the remote
+and of git's errors passes through the one redactor.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import stamina
 import structlog
 from git import GitCommandError
 
-from services.versioning.git_repository import push
+from libs.common.redaction import redact_text
+from services.versioning.git_repository import RemoteAccess, push
 from services.versioning.metrics import VersioningMetrics
 
 logger = structlog.get_logger("pas.versioning.remote")
@@ -27,14 +31,15 @@ class RemotePusher:
         self,
         repo_path: Path,
         branch: str,
-        remote_label: str,
+        access: RemoteAccess,
         metrics: VersioningMetrics,
         *,
         retry_wait_max_s: float = 60.0,
     ) -> None:
         self._repo_path = repo_path
         self._branch = branch
-        self._remote_label = remote_label
+        self._access = access
+        self._remote_label = redact_text(access.url)
         self._metrics = metrics
         self._retry_wait_max_s = retry_wait_max_s
         self._wanted: asyncio.Event | None = None
@@ -71,9 +76,9 @@ class RemotePusher:
         ):
             with attempt:
                 try:
-                    await asyncio.to_thread(push, self._repo_path, self._branch)
+                    await asyncio.to_thread(push, self._repo_path, self._branch, self._access)
                 except GitCommandError as exc:
-                    self.last_error = str(exc.stderr or exc).strip()[:500]
+                    self.last_error = redact_text(str(exc.stderr or exc).strip())[:500]
                     self._metrics.pushes.labels("failed").inc()
                     logger.warning(
                         "push to the remote failed; retrying",

@@ -28,7 +28,9 @@ class VersioningSettings(ServiceSettings, frozen=True, kw_only=True):
     token: str | None = None
     """When set, every write needs ``Authorization: Bearer <token>``."""
     remote: str | None = None
-    """A git remote URL or path; the branch and tags are pushed there after each change."""
+    """A git remote URL or path; the branch and tags are pushed there after each change.
+    Credentials in an http(s) URL (``https://user:secret@host/repo.git``) are handed to git
+    per push from memory, never written to the repository's ``.git/config``."""
     committer_name: str = "PAS version manager"
     committer_email: str = "versioning@pas.invalid"
     """Committer (and tagger) of every commit; the author of changes that name none."""
@@ -49,17 +51,3 @@ class VersioningSettings(ServiceSettings, frozen=True, kw_only=True):
         if self.database_path:
             return Path(self.database_path)
         return Path(self.repo_path).resolve().parent / "experiments.db"
-
-    def redacted(self) -> dict[str, object]:
-        values = super().redacted()
-        if self.remote:
-            values["remote"] = redact_url(self.remote)
-        return values
-
-
-def redact_url(url: str) -> str:
-    """``https://user:secret@host/repo`` -> ``https://***@host/repo``; paths stay as they are."""
-    scheme, separator, rest = url.partition("://")
-    if not separator or "@" not in rest.split("/", 1)[0]:
-        return url
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

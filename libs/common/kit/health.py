@@ -10,6 +10,8 @@ import msgspec
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
+from libs.common.redaction import redact_mapping
+
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
 
@@ -41,7 +43,11 @@ async def _always_ok() -> HealthReport:
 def health_handler(
     service: str, version: str, port: int, check: HealthCheck | None = None
 ) -> HTTPRouteHandler:
-    """A ``/health`` route: 200 while ``healthy`` or ``degraded``, 503 when ``unhealthy``."""
+    """A ``/health`` route: 200 while ``healthy`` or ``degraded``, 503 when ``unhealthy``.
+
+    The details pass through the one redactor: a URL with credentials, an error quoting one,
+    a field named like a secret are shown masked (the page is open to anyone who can reach it).
+    """
     started = time.monotonic()
     run_check = check or _always_ok
 
@@ -54,7 +60,7 @@ def health_handler(
             version=version,
             port=port,
             uptime_seconds=round(time.monotonic() - started, 3),
-            details=report.details,
+            details=redact_mapping(report.details),
         )
         return Response(body, status_code=503 if report.status == "unhealthy" else 200)
 

@@ -1,4 +1,4 @@
-"""JSON logs for every PAS process, uvicorn's own lines included."""
+"""JSON logs for every PAS process, uvicorn's own lines included, with secrets masked."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ import sys
 from typing import Literal
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from libs.common.redaction import redact_mapping
 
 LogFormat = Literal["json", "console"]
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Mask secrets in every field of a line (and in its message and traceback): fields named
+    like secrets, credentials inside URLs and DSNs, bearer tokens."""
+    return redact_mapping(event_dict)
+
 
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -17,6 +27,8 @@ _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),
     structlog.processors.format_exc_info,
+    # Last, so that it sees the rendered traceback too; foreign (stdlib) lines pass here as well.
+    redact_secrets,
 ]
 
 

@@ -15,6 +15,7 @@ from litestar.types import ExceptionHandlersMap
 
 from libs.common.errors import PASError
 from libs.common.kit.request_context import current_request_id
+from libs.common.redaction import redact_text
 from libs.common.schemas.problems import PROBLEM_MEDIA_TYPE, FieldError, ProblemDetail
 
 logger = structlog.get_logger("pas.errors")
@@ -31,11 +32,12 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[ProblemDetail]:
-    """A problem-details response; any handler may return one directly."""
+    """A problem-details response; any handler may return one directly. The detail passes
+    through the one redactor (it may quote an upstream URL or error that carries a secret)."""
     body = ProblemDetail(
         title=HTTPStatus(status).phrase,
         status=status,
-        detail=detail,
+        detail=redact_text(detail),
         instance=request.url.path if request is not None else None,
         request_id=current_request_id(),
         errors=errors or [],

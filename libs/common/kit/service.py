@@ -13,14 +13,15 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 from prometheus_client.registry import Collector
 
-from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY
+from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, require_token_for_writes
+from libs.common.kit.exposure import listen_host, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
 from libs.common.kit.logging import LogFormat, configure_logging
 from libs.common.kit.metrics import metrics_handler, prometheus_config
 from libs.common.kit.openapi import WireTypeSchemaPlugin
 from libs.common.kit.problems import EXCEPTION_HANDLERS
 from libs.common.kit.request_context import RequestContextMiddleware
-from libs.common.settings import BaseSettings
+from libs.common.settings import BaseSettings, env_names
 
 PAS_VERSION = "0.1.0"
 
@@ -30,13 +31,26 @@ Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 class ServiceSettings(BaseSettings, frozen=True, kw_only=True):
     """Settings every service has; a service's own Struct inherits these."""
 
-    env_aliases: ClassVar = {"log_level": ("LOG_LEVEL",), "log_format": ("LOG_FORMAT",)}
+    env_aliases: ClassVar = {
+        "host": ("PAS_HOST",),
+        "log_level": ("LOG_LEVEL",),
+        "log_format": ("LOG_FORMAT",),
+        "token": ("PAS_TOKEN",),
+        "allow_unauthenticated": ("PAS_ALLOW_UNAUTHENTICATED",),
+    }
 
     host: str = "127.0.0.1"
+    """Where the service listens (the start scripts bind ``<PREFIX>HOST``, else ``PAS_HOST``)."""
     port: int = 0
     log_level: str = "INFO"
     log_format: LogFormat = "json"
     max_body_bytes: int = 1_048_576
+    token: str | None = None
+    """When set, every write (POST, PUT, PATCH, DELETE) needs ``Authorization: Bearer <token>``,
+    except the few handlers declared with ``open_write``. ``PAS_TOKEN`` is one for all."""
+    allow_unauthenticated: bool = False
+    """Start even when listening beyond loopback with no token (behind an authenticating
+    proxy, say); without it such a service refuses to start."""
 
 
 def create_service(
@@ -57,7 +71,19 @@ def create_service(
     ``dependencies`` are plain objects, each provided to handlers under its key; ``lifespan``
     context managers open and close what the service owns (stores, tasks, clients), so that
     SIGTERM drains in-flight requests and then closes them in reverse order.
+
+    Every write handler needs the token (``write_token``, default ``settings.token``) unless it
+    was declared with ``open_write(reason)``; a service that would listen beyond loopback with
+    no token refuses to start (:class:`SettingsError` naming the token's variable).
     """
+    token = write_token or settings.token
+    refuse_open_exposure(
+        service=name,
+        host=listen_host(settings.host),
+        token=token,
+        allowed=settings.allow_unauthenticated,
+        token_variables=env_names(type(settings), "token"),
+    )
     configure_logging(settings.log_level, settings.log_format)
     prometheus = prometheus_config(name)
     config = AppConfig(
@@ -71,6 +97,7 @@ def create_service(
             for key, value in (dependencies or {}).items()
         },
         middleware=[RequestContextMiddleware(), prometheus.middleware],
+        guards=[require_token_for_writes],
         exception_handlers={**EXCEPTION_HANDLERS, **(exception_handlers or {})},
         lifespan=list(lifespan),
         plugins=[WireTypeSchemaPlugin()],
@@ -83,7 +110,7 @@ def create_service(
         ),
     )
     app = Litestar.from_config(config)
-    app.state[WRITE_TOKEN_STATE_KEY] = write_token
+    app.state[WRITE_TOKEN_STATE_KEY] = token
     return app
 
 
