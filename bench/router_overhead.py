@@ -205,6 +205,7 @@ def start_router(providers: Path, work: Path, workers: int) -> ServiceProcess:
         {
             "ROUTER_USE_REGISTRY": "false",
             "ROUTER_PROVIDERS_FILE": str(providers),
+            "ROUTER_DATABASE_URL": f"sqlite:///{work}/router-spend-{workers}.db",
             "LOG_LEVEL": "WARNING",
             "WEB_CONCURRENCY": str(workers),  # uvicorn's --workers
         },

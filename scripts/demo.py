@@ -23,6 +23,14 @@ class DemoSettings(BaseSettings, frozen=True, kw_only=True):
     registry_url: str = DEFAULT_REGISTRY_URL
     registry_token: str | None = None
     router_url: str = f"http://localhost:{PROVIDER_ROUTER_PORT}"
+    # Guarded services (docs/security.md): each is asked with its own token, else the shared one.
+    pas_token: str | None = None
+    llm_token: str | None = None
+    router_token: str | None = None
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"} if token else {}
 
 
 DEMO_AGENT = AgentDefinition(
@@ -62,12 +70,15 @@ async def run_demo(settings: DemoSettings) -> None:
 
         reasoning = await _wait_for_capability(client, "reasoning")
         classifier = await _wait_for_capability(client, "domain_classification")
+    llm_headers = _bearer(settings.llm_token or settings.pas_token)
+    router_headers = _bearer(settings.router_token or settings.pas_token)
     async with httpx.AsyncClient(timeout=120) as http:
         question = "In one sentence, what does a bond's yield tell an investor?"
         answer = (
             await http.post(
                 f"{reasoning.endpoint}/chat/completions",
                 json={"messages": [{"role": "user", "content": question}], "temperature": 0},
+                headers=llm_headers,
             )
         ).json()
         print(f"\n{reasoning.agent_id} ({answer['model']}) at {reasoning.endpoint} answers:")
@@ -76,7 +87,9 @@ async def run_demo(settings: DemoSettings) -> None:
         query = "What drives inflation and interest rates?"
         domains = (
             await http.post(
-                f"{classifier.endpoint}/classify_domain", json={"query": query, "top_k": 3}
+                f"{classifier.endpoint}/classify_domain",
+                json={"query": query, "top_k": 3},
+                headers=llm_headers,
             )
         ).json()
         ranked = ", ".join(f"{d['domain']} {d['confidence']:.2f}" for d in domains["domains"])
@@ -88,7 +101,9 @@ async def run_demo(settings: DemoSettings) -> None:
             "max_tokens": 24,
             "temperature": 0,
         }
-        routed = await http.post(f"{settings.router_url}/v1/chat/completions", json=task)
+        routed = await http.post(
+            f"{settings.router_url}/v1/chat/completions", json=task, headers=router_headers
+        )
         print(
             f"\nthe router sent a 'classification' task to {routed.headers['x-pas-candidate']} "
             f"({routed.headers['x-pas-fallbacks']} fallbacks): "

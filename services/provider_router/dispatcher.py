@@ -2,7 +2,8 @@
 
 Each candidate gets ``1 + retries`` attempts (exponential backoff with jitter) for failures that
 may pass (timeouts, 5xx, 429); a refused connection moves on at once. A circuit breaker per
-candidate stops traffic to one that keeps failing until a probe succeeds.
+candidate stops traffic to one that keeps failing until a probe succeeds; every call holds an
+admission from it, settled however the call ends (see ``circuit_breaker.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.schemas.llm import Usage
 from libs.common.schemas.usage import UsageStatus, new_usage_event
 from services.provider_router.candidates import Candidate
-from services.provider_router.costs import UsageRecord
+from services.provider_router.circuit_breaker import Admission
 from services.provider_router.metrics import RouterMetrics
 from services.provider_router.pool import CandidatePool
+from services.provider_router.store import UsageRecord
 from services.provider_router.strategies import Strategy, rank
-from services.provider_router.upstreams import UpstreamFailed, Upstreams, usage_in
+from services.provider_router.stream_relay import RelayedStream
+from services.provider_router.upstreams import (
+    UpstreamFailed,
+    UpstreamRefused,
+    Upstreams,
+    usage_in,
+)
 
 logger = structlog.get_logger("pas.router")
 
@@ -129,23 +137,28 @@ class Dispatcher:
         plan = self.plan(ask)
         failures: list[str] = []
         for candidate in plan.ordered:
-            if not self._pool.breakers[candidate.id].allows():
+            admission = self._pool.breakers[candidate.id].admit()
+            if admission is None:
                 failures.append(f"{candidate.id}: circuit open")
                 continue
-            started = time.perf_counter()
-            try:
-                payload = await self._attempt(candidate, body, ask)
-            except UpstreamFailed as exc:
-                failures.append(f"{candidate.id}: {exc}")
-                self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
-                continue
-            served = Served(candidate=candidate, fallbacks=failures, plan=plan)
-            self._settle(ask, served, usage_in(payload), time.perf_counter() - started)
-            return payload, served
+            # Leaving this block any way but a verdict (cancelled, a bug) frees a probe's slot.
+            with admission:
+                started = time.perf_counter()
+                try:
+                    payload = await self._attempt(candidate, body, ask, admission)
+                except UpstreamFailed as exc:
+                    failures.append(f"{candidate.id}: {exc}")
+                    self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
+                    continue
+                served = Served(candidate=candidate, fallbacks=failures, plan=plan)
+                self._settle(ask, served, usage_in(payload), time.perf_counter() - started)
+                admission.succeeded()
+                return payload, served
         raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
 
-    async def _attempt(self, candidate: Candidate, body: dict[str, Any], ask: RouteAsk) -> bytes:
-        breaker = self._pool.breakers[candidate.id]
+    async def _attempt(
+        self, candidate: Candidate, body: dict[str, Any], ask: RouteAsk, admission: Admission
+    ) -> bytes:
         stats = self._pool.stats[candidate.id]
         forwarded = {**body, "model": candidate.model}
         async for attempt in stamina.retry_context(
@@ -161,81 +174,85 @@ class Dispatcher:
                 started = time.perf_counter()
                 try:
                     return await self._upstreams.complete(candidate, forwarded, ask.request_id)
+                except UpstreamRefused:
+                    admission.succeeded()  # the caller's problem: the candidate is alive
+                    raise
                 except UpstreamFailed as exc:
                     stats.failed += 1
-                    breaker.failed(str(exc))
+                    admission.failed(str(exc))
                     self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
                     raise
                 finally:
                     stats.in_flight -= 1
         raise AssertionError("unreachable: stamina re-raises the last failure")
 
-    async def stream(
-        self, ask: RouteAsk, body: dict[str, Any]
-    ) -> tuple[AsyncGenerator[bytes, None], Served]:
+    async def stream(self, ask: RouteAsk, body: dict[str, Any]) -> tuple[RelayedStream, Served]:
         """Fail over until one candidate sends its first bytes; after that, pass them through."""
         plan = self.plan(ask)
         failures: list[str] = []
         forwarded_base = {**body, "stream": True, "stream_options": {"include_usage": True}}
         for candidate in plan.ordered:
-            breaker = self._pool.breakers[candidate.id]
-            if not breaker.allows():
+            admission = self._pool.breakers[candidate.id].admit()
+            if admission is None:
                 failures.append(f"{candidate.id}: circuit open")
                 continue
             stats = self._pool.stats[candidate.id]
             started = time.perf_counter()
             stats.in_flight += 1
+            relayed: RelayedStream | None = None
             try:
                 chunks = await self._upstreams.open_stream(
                     candidate, {**forwarded_base, "model": candidate.model}, ask.request_id
                 )
+                served = Served(candidate=candidate, fallbacks=failures, plan=plan)
+                # From here the relay owns the admission and the in-flight count.
+                relayed = self._relay(ask, served, chunks, started, admission)
+            except UpstreamRefused:
+                admission.succeeded()  # the caller's problem: the candidate is alive
+                raise
             except UpstreamFailed as exc:
-                stats.in_flight -= 1
                 stats.failed += 1
-                breaker.failed(str(exc))
+                admission.failed(str(exc))
                 self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
                 failures.append(f"{candidate.id}: {exc}")
                 self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
-                continue
-            served = Served(candidate=candidate, fallbacks=failures, plan=plan)
-            return self._relay(ask, served, chunks, started), served
+            else:
+                return relayed, served
+            finally:
+                if relayed is None:
+                    stats.in_flight -= 1
+                    admission.release()
         raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
 
-    async def _relay(
-        self, ask: RouteAsk, served: Served, chunks: AsyncGenerator[bytes, None], started: float
-    ) -> AsyncGenerator[bytes, None]:
+    def _relay(
+        self,
+        ask: RouteAsk,
+        served: Served,
+        chunks: AsyncGenerator[bytes, None],
+        started: float,
+        admission: Admission,
+    ) -> RelayedStream:
         candidate = served.candidate
-        stats = self._pool.stats[candidate.id]
-        usage: Usage | None = None
-        pending = b""
-        try:
-            async for chunk in chunks:
-                yield chunk
-                # Read usage off the passing bytes without holding any of them back.
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.startswith(b"data: {") and b'"usage":{' in line:
-                        usage = usage_in(line[6:]) or usage
-        except Exception as exc:
-            stats.failed += 1
-            self._pool.breakers[candidate.id].failed(f"stream broke: {exc}")
-            self._report(
-                ask, candidate, "error", time.perf_counter() - started, f"stream broke: {exc}"
-            )
-            logger.warning("stream broke after it began", candidate=candidate.id, error=str(exc))
-            error = {"message": f"{candidate.id} failed mid-stream: {exc}", "type": "upstream"}
-            yield b"data: " + msgspec.json.encode({"error": error}) + b"\n\ndata: [DONE]\n\n"
-            return
-        finally:
-            stats.in_flight -= 1
-            await chunks.aclose()
-        self._settle(ask, served, usage, time.perf_counter() - started)
+
+        def ended(usage: Usage | None) -> None:
+            self._settle(ask, served, usage, time.perf_counter() - started)
+
+        def broke(reason: str) -> None:
+            self._report(ask, candidate, "error", time.perf_counter() - started, reason)
+
+        return RelayedStream(
+            chunks,
+            candidate_id=candidate.id,
+            admission=admission,
+            stats=self._pool.stats[candidate.id],
+            on_end=ended,
+            on_break=broke,
+        )
 
     def _settle(self, ask: RouteAsk, served: Served, usage: Usage | None, elapsed_s: float) -> None:
-        """Book a success: circuit, live stats, spend, metrics and the decision log line."""
+        """Book a success: live stats, spend, metrics and the decision log line (the caller
+        tells the circuit)."""
         candidate = served.candidate
-        self._pool.breakers[candidate.id].succeeded()
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
         self._pool.stats[candidate.id].record(elapsed_s, completion)

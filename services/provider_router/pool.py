@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -29,6 +29,8 @@ class CandidateState(msgspec.Struct, kw_only=True):
     unavailable_reason: str | None
     circuit: CircuitState
     cooling_down_until: datetime | None
+    probe_in_flight: bool
+    """Half-open and its one probe request is under way."""
     consecutive_failures: int
     last_error: str | None
     latency_ms: float | None
@@ -86,16 +88,22 @@ class CandidatePool:
             spent = self.ledger.spent_today(candidate.provider)
             if spent >= candidate.daily_budget_usd:
                 return f"daily budget spent ({spent:.4f} of {candidate.daily_budget_usd} USD)"
-        if self.breakers[candidate.id].state == "open":
-            return f"circuit open after: {self.breakers[candidate.id].last_error}"
+        breaker = self.breakers[candidate.id]
+        state = breaker.state
+        if state == "open":
+            return f"circuit open after: {breaker.last_error}"
+        if state == "half_open" and breaker.probing:
+            return f"circuit half-open, its probe under way, after: {breaker.last_error}"
         return None
 
     def snapshot(self) -> list[CandidateState]:
         rows = []
+        now = datetime.now(UTC)
         for candidate in sorted(self.all(), key=lambda c: c.id):
             breaker = self.breakers[candidate.id]
             stats = self.stats[candidate.id]
             reason = self.why_unusable(candidate)
+            to_half_open = breaker.seconds_to_half_open
             rows.append(
                 CandidateState(
                     id=candidate.id,
@@ -110,9 +118,10 @@ class CandidatePool:
                     available=reason is None,
                     unavailable_reason=reason,
                     circuit=breaker.state,
-                    cooling_down_until=datetime.fromtimestamp(breaker.open_until, UTC)
-                    if breaker.open_until
-                    else None,
+                    cooling_down_until=None
+                    if to_half_open is None
+                    else now + timedelta(seconds=to_half_open),
+                    probe_in_flight=breaker.probing,
                     consecutive_failures=breaker.consecutive_failures,
                     last_error=breaker.last_error,
                     latency_ms=round(stats.latency_ms, 2) if stats.latency_ms else None,

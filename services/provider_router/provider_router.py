@@ -23,6 +23,7 @@ from services.provider_router.pool import CandidatePool
 from services.provider_router.registry_watch import follow_registry
 from services.provider_router.routes import RouterController
 from services.provider_router.settings import RouterSettings
+from services.provider_router.store import store_for_url
 from services.provider_router.upstreams import Upstreams, upstream_session
 
 logger = structlog.get_logger("pas.router")
@@ -35,11 +36,16 @@ def _dispatcher(state: State) -> Dispatcher:
 
 
 def create_app(settings: RouterSettings) -> Litestar:
+    ledger = CostLedger(
+        store_for_url(settings.database_url),
+        sync_s=settings.spend_sync_s,
+        retention_s=settings.spend_retention_days * 86_400,
+    )
     pool = CandidatePool(
         breaker_failures=settings.breaker_failures,
         breaker_cooldown_s=settings.breaker_cooldown_s,
         ewma_alpha=settings.ewma_alpha,
-        ledger=CostLedger(),
+        ledger=ledger,
     )
     pool.set_remote(remote_candidates(settings.providers_file))
     metrics = RouterMetrics()
@@ -51,6 +57,15 @@ def create_app(settings: RouterSettings) -> Litestar:
         else None
     )
     synced = asyncio.Event()
+
+    @asynccontextmanager
+    async def keep_spend(_: Litestar) -> AsyncIterator[None]:
+        # First in, last out: spend booked while the other parts stop is still stored.
+        await ledger.start()
+        try:
+            yield
+        finally:
+            await ledger.stop()
 
     @asynccontextmanager
     async def run_router(app: Litestar) -> AsyncIterator[None]:
@@ -110,7 +125,7 @@ def create_app(settings: RouterSettings) -> Litestar:
             )
         ],
         dependencies={"pool": pool, "settings": settings},
-        lifespan=[run_router],
+        lifespan=[keep_spend, run_router],
         health_check=health,
         collectors=[*metrics.collectors, *(usage.collectors if usage else [])],
     )

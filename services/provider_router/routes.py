@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from litestar.params import JSONBody, Parameter
 from litestar.response import Stream
 
 from libs.common.durations import parse_duration
 from libs.common.errors import InvalidRequest
 from libs.common.kit import problem_responses
+from libs.common.kit.openapi import schema_from_json_schema
 from libs.common.kit.request_context import current_request_id
-from libs.common.kit.streaming import closes_when_sent
+from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.provider_router.candidates import Candidate
@@ -80,10 +91,40 @@ def _route_headers(served: Served) -> dict[str, str]:
     }
 
 
+def _exact_body(body: type[msgspec.Struct], *, streams: bool = False) -> type[Operation]:
+    """An operation documenting its request body by msgspec's own JSON Schema of ``body``.
+
+    Litestar drops constraints inside unions (``top_p`` > 0) and does not say that unknown
+    fields are refused, so its schema of these Structs would accept what the router refuses;
+    the kit's ``WireTypeSchemaPlugin`` does the same for types in ``libs.common.schemas``
+    only. ``streams``: the 200 may also be a ``text/event-stream`` (``stream: true``).
+    """
+    schema = schema_from_json_schema(inline_schema(body))
+
+    @dataclass
+    class ExactBodyOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                content={"application/json": OpenAPIMediaType(schema=schema)}, required=True
+            )
+            ok = (self.responses or {}).get("200")
+            if streams and ok is not None and not isinstance(ok, Reference) and ok.content:
+                ok.content["text/event-stream"] = OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING)
+                )
+
+    return ExactBodyOperation
+
+
 class RouterController(Controller):
     tags = ("router",)
 
-    @post("/route", status_code=200, responses=problem_responses(400, 404, 503))
+    @post(
+        "/route",
+        status_code=200,
+        operation_class=_exact_body(RouteRequest),
+        responses=problem_responses(400, 401, 404, 503),
+    )
     async def route(
         self, data: JSONBody[RouteRequest], dispatcher: NamedDependency[Dispatcher]
     ) -> RouteDecision:
@@ -107,10 +148,11 @@ class RouterController(Controller):
     @post(
         ["/v1/chat/completions", "/chat/completions"],
         status_code=200,
+        operation_class=_exact_body(RouterChatRequest, streams=True),
         summary="OpenAI-compatible chat, routed by `capability` or by model name, with fallback",
         responses={
             200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
-            **problem_responses(400, 404, 413, 503),
+            **problem_responses(400, 401, 404, 413, 503),
         },
     )
     async def chat_completions(
@@ -137,7 +179,8 @@ class RouterController(Controller):
                 chunks,
                 media_type="text/event-stream",
                 headers=_route_headers(served),
-                background=closes_when_sent(chunks),
+                # Settles the call and frees the upstream at once if the client left.
+                background=BackgroundTask(chunks.aclose),
             )
         payload, served = await dispatcher.complete(ask, body)
         return Response(payload, media_type="application/json", headers=_route_headers(served))
@@ -164,4 +207,4 @@ class RouterController(Controller):
             window_s = settings.cost_window_s if window is None else parse_duration(window)
         except ValueError as exc:
             raise InvalidRequest(f"window: {exc}") from exc
-        return pool.ledger.report(window_s)
+        return await pool.ledger.report(window_s)

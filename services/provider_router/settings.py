@@ -22,6 +22,15 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     }
 
     port: int = PROVIDER_ROUTER_PORT
+    database_url: Annotated[str, msgspec.Meta(pattern=r"^(sqlite:///.+|postgres(ql)?://.+)$")] = (
+        "sqlite:///.pas/data/router.db"
+    )
+    """Where spend and budgets persist: ``sqlite:///path``, ``sqlite:///:memory:`` or a
+    ``postgresql://`` DSN (routers sharing one database share their budgets)."""
+    spend_sync_s: Seconds = 1.0
+    """How often spend is written to the database and every router's spend read back."""
+    spend_retention_days: Annotated[float, msgspec.Meta(gt=0)] = 90.0
+    """Spend records older than this are deleted (``GET /costs`` cannot look further back)."""
     registry_url: str = DEFAULT_REGISTRY_URL
     registry_token: str | None = None
     use_registry: bool = True

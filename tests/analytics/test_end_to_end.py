@@ -110,6 +110,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 "REGISTRY_URL": registry.url,
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 "ROUTER_USAGE_TOPIC": topics.usage,
+                "ROUTER_DATABASE_URL": f"sqlite:///{tmp}/router.db",
             },
         )
         processor = start(

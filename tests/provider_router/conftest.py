@@ -1,4 +1,5 @@
-"""Router fixtures: a real registry, real PAS LLM services (embedded model), fake peers."""
+"""Router fixtures: a real registry, real PAS LLM services (embedded model), fake peers, and
+the router in process or as real uvicorn processes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from services.provider_router.settings import RouterSettings
 from tests.conftest import agent_json
 from tests.support.processes import ServiceProcess, free_port
 
+ROUTER_APP = "services.provider_router.provider_router:app"
 LLM_APPS = {
     "llama31_8b": ("services.llm.llama31_8b_service:app", "LLAMA31_8B_"),
     "tinyllama": ("services.llm.tinyllama_service:app", "TINYLLAMA_"),
@@ -86,10 +88,13 @@ def register_agent(registry_url: str) -> Iterator[Callable[..., None]]:
 
 
 @pytest.fixture
-def make_router(registry_url: str, open_app: Callable[..., Any]) -> Callable[..., Any]:
+def make_router(
+    registry_url: str, open_app: Callable[..., Any], tmp_path: Path
+) -> Callable[..., Any]:
     async def make(**overrides: Any) -> AsyncTestClient[Any]:
         defaults: dict[str, Any] = {
             "registry_url": registry_url,
+            "database_url": f"sqlite:///{tmp_path}/router.db",
             "breaker_failures": 2,
             "breaker_cooldown_s": 1.0,
             "retry_backoff_s": 0.01,
@@ -100,6 +105,64 @@ def make_router(registry_url: str, open_app: Callable[..., Any]) -> Callable[...
         return client
 
     return make
+
+
+@pytest.fixture
+def start_router(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start the router as a real uvicorn process, without the registry unless told, on a
+    SQLite file in ``tmp_path`` unless told (``ROUTER_*`` overrides); stopped at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(**env: str) -> ServiceProcess:
+        process = ServiceProcess(
+            ROUTER_APP,
+            free_port(),
+            {
+                "ROUTER_USE_REGISTRY": "false",
+                "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db",
+                "LOG_LEVEL": "WARNING",
+                **env,
+            },
+            tmp_path / f"router-{len(started)}.log",
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def providers_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "providers.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def one_provider(
+    tmp_path: Path, url: str, name: str, capability: str, budget_usd: float | None = None
+) -> str:
+    """A providers file with one OpenAI-compatible provider ``name`` serving model ``name``,
+    at 1 USD per 1k tokens in and out."""
+    budget = "" if budget_usd is None else f"daily_budget_usd = {budget_usd}\n"
+    return providers_file(
+        tmp_path,
+        f'[[providers]]\nname = "{name}"\nbase_url = "{url}/v1"\n{budget}'
+        f'[[providers.models]]\nname = "{name}"\ncapabilities = ["{capability}"]\n'
+        "input_per_1k = 1.0\noutput_per_1k = 1.0\n",
+    )
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
+    """Poll ``check`` until it returns something truthy (returned); fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never saw {what}")
+        time.sleep(0.05)
 
 
 async def wait_for_candidates(

@@ -16,15 +16,9 @@ from typing import Any
 from litestar import Litestar, Request, post
 from litestar.response import Stream
 
-from tests.provider_router.conftest import ask, wait_for_candidates
+from tests.provider_router.conftest import ask, providers_file, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
-
-
-def providers_file(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "providers.toml"
-    path.write_text(text)
-    return str(path)
 
 
 async def test_cost_picks_local_and_remote_serves_when_asked_by_model(

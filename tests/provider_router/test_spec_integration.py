@@ -34,7 +34,10 @@ def spec_ports(registry_process_factory: Any, tmp_path: Path) -> Iterator[None]:
         "services.llm.llama31_8b_service:app", 8050, env, tmp_path / "llm.log"
     ).start()
     router = ServiceProcess(
-        "services.provider_router.provider_router:app", 6103, env, tmp_path / "router.log"
+        "services.provider_router.provider_router:app",
+        6103,
+        {**env, "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db"},
+        tmp_path / "router.log",
     ).start()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -1,0 +1,79 @@
+"""``ROUTER_TOKEN`` (else ``PAS_TOKEN``): routing and chat need the bearer token; reads stay
+open.
+
+The provider is OpenAI, played by a fake speaking its chat-completions wire format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from libs.common.settings import load_settings
+from services.provider_router.settings import RouterSettings
+from tests.provider_router.conftest import ask, one_provider
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
+
+GUARDED = [
+    ("/route", {"capability": "summarize"}),
+    ("/v1/chat/completions", ask("summarize")),
+    ("/chat/completions", ask("summarize")),
+]
+READS = ["/health", "/metrics", "/providers", "/costs", "/schema/openapi.json"]
+
+
+async def test_with_a_token_routing_and_chat_need_it_and_reads_do_not(
+    make_router: Any, tmp_path: Path
+) -> None:
+    upstream = OpenAIResponder("guarded")
+    with serve_asgi(upstream) as url:
+        router = await make_router(
+            use_registry=False,
+            providers_file=one_provider(tmp_path, url, "guarded", "summarize"),
+            token="s3cret",
+        )
+        answers = {}
+        for path, body in GUARDED:
+            answers[path] = [
+                await router.post(path, json=body, headers=headers)
+                for headers in (
+                    {},
+                    {"Authorization": "Bearer wrong"},
+                    {"Authorization": "Basic czNjcmV0"},
+                    {"Authorization": "Bearer s3cret"},
+                )
+            ]
+        reads = {path: (await router.get(path)).status_code for path in READS}
+
+    assert {path: [r.status_code for r in got] for path, got in answers.items()} == {
+        path: [401, 401, 401, 200] for path, _ in GUARDED
+    }
+    refused = answers["/v1/chat/completions"][0]
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.headers["www-authenticate"] == 'Bearer realm="pas"'
+    assert "s3cret" not in refused.text
+    assert len(upstream.requests) == 2, "only the two chats with the token reached OpenAI"
+    assert reads == dict.fromkeys(READS, 200)
+
+
+async def test_without_a_token_routing_and_chat_are_open(make_router: Any, tmp_path: Path) -> None:
+    upstream = OpenAIResponder("open")
+    with serve_asgi(upstream) as url:
+        router = await make_router(
+            use_registry=False, providers_file=one_provider(tmp_path, url, "open", "summarize")
+        )
+        answers = [(await router.post(path, json=body)).status_code for path, body in GUARDED]
+
+    assert answers == [200, 200, 200]
+
+
+def test_the_token_is_read_from_router_token_else_pas_token_and_never_logged() -> None:
+    own = load_settings(
+        RouterSettings, environ={"ROUTER_TOKEN": "s3cret", "PAS_TOKEN": "shared"}, env_file=""
+    )
+    shared = load_settings(RouterSettings, environ={"PAS_TOKEN": "shared"}, env_file="")
+
+    assert own.token == "s3cret"
+    assert shared.token == "shared"
+    assert own.redacted()["token"] == "***"
