@@ -43,8 +43,9 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
         return (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
 
 
-def local_candidates(agents: list[RegisteredAgent]) -> list[Candidate]:
-    """Passing REST agents that say which model they run are LLM candidates."""
+def local_candidates(agents: list[RegisteredAgent], token: str | None = None) -> list[Candidate]:
+    """Passing REST agents that say which model they run are LLM candidates; ``token`` is
+    what the PAS LLM services ask of callers when they are guarded."""
     found = []
     for agent in agents:
         model = agent.metadata.get("model")
@@ -61,6 +62,7 @@ def local_candidates(agents: list[RegisteredAgent]) -> list[Candidate]:
                 input_per_1k=agent.cost_per_1k_tokens,
                 output_per_1k=agent.cost_per_1k_tokens,
                 agent_id=agent.agent_id,
+                api_key=token,
             )
         )
     return found

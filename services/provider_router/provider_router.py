@@ -87,7 +87,9 @@ def create_app(settings: RouterSettings) -> Litestar:
             registry: RegistryClient | None = None
             if settings.use_registry:
                 registry = RegistryClient(settings.registry_url, token=settings.registry_token)
-                watch = asyncio.create_task(follow_registry(registry, pool, synced))
+                watch = asyncio.create_task(
+                    follow_registry(registry, pool, synced, local_token=settings.local_token)
+                )
                 # Serve at once if the registry is away; routes fill in when it answers.
                 with suppress(TimeoutError):
                     await asyncio.wait_for(synced.wait(), 2.0)

@@ -18,7 +18,11 @@ _RETRY_MAX_S = 5.0
 
 
 async def follow_registry(
-    client: RegistryClient, pool: CandidatePool, synced: asyncio.Event
+    client: RegistryClient,
+    pool: CandidatePool,
+    synced: asyncio.Event,
+    *,
+    local_token: str | None = None,
 ) -> None:
     """Forever: wait for the catalog to change, then rebuild the local candidates.
 
@@ -37,7 +41,7 @@ async def follow_registry(
             continue
         delay = 0.1
         if listing.index != index:
-            candidates = local_candidates(listing.agents)
+            candidates = local_candidates(listing.agents, local_token)
             pool.set_local(candidates)
             logger.info(
                 "local candidates updated",

@@ -17,7 +17,8 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     env_aliases: ClassVar = {
         **ServiceSettings.env_aliases,
         "registry_url": ("REGISTRY_URL",),
-        "registry_token": ("REGISTRY_TOKEN",),
+        "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
+        "local_token": ("LLM_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
     }
 
@@ -33,6 +34,8 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     """Spend records older than this are deleted (``GET /costs`` cannot look further back)."""
     registry_url: str = DEFAULT_REGISTRY_URL
     registry_token: str | None = None
+    local_token: str | None = None
+    """Sent as a bearer token to local PAS LLM services (their ``LLM_TOKEN``)."""
     use_registry: bool = True
     """Discover local LLM agents from the registry (watching it for changes)."""
     providers_file: str | None = None

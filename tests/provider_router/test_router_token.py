@@ -11,7 +11,7 @@ from typing import Any
 
 from libs.common.settings import load_settings
 from services.provider_router.settings import RouterSettings
-from tests.provider_router.conftest import ask, one_provider
+from tests.provider_router.conftest import ask, one_provider, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 
@@ -77,3 +77,21 @@ def test_the_token_is_read_from_router_token_else_pas_token_and_never_logged() -
     assert own.token == "s3cret"
     assert shared.token == "shared"
     assert own.redacted()["token"] == "***"
+
+
+async def test_router_reaches_guarded_llm_services_with_their_token(
+    make_router: Any, start_llm: Any
+) -> None:
+    """An LLM service with LLM_TOKEN refuses callers without it; the router sends its
+    ``local_token`` and is served; without it the service's refusal is passed on."""
+    start_llm("tinyllama", LLM_TOKEN="llm-secret")
+    with_token = await make_router(local_token="llm-secret")
+    await wait_for_candidates(with_token, {"local/llm_tinyllama_1b"})
+    answered = await with_token.post("/v1/chat/completions", json=ask("classification"))
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["x-pas-candidate"] == "local/llm_tinyllama_1b"
+
+    without = await make_router()
+    await wait_for_candidates(without, {"local/llm_tinyllama_1b"})
+    refused = await without.post("/v1/chat/completions", json=ask("classification"))
+    assert refused.status_code == 401
