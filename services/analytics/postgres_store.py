@@ -5,6 +5,11 @@ tables are hypertables on ``ts`` and a continuous aggregate keeps usage per hour
 without it they are plain tables with a time index. Either way the views
 ``pas_analytics_usage_by_hour`` and ``pas_analytics_runs_by_hour`` give the whole history per
 hour (rolled-up hours and recent ones alike), which is what Grafana's PostgreSQL panels read.
+
+The driver is psycopg 3 (optional extra ``pas[postgres]``, the one the LangGraph checkpointer
+uses too). Its raw cursors take the ``$1`` placeholders that ``queries.py`` shares with DuckDB.
+A batch of events is loaded with ``COPY`` (binary) into a temporary table of the connection,
+then moved into the real table in the same transaction, skipping the rows already stored.
 """
 
 # ruff: noqa: S608  (SQL is assembled from fixed table names only; values are bound parameters)
@@ -14,10 +19,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-import asyncpg
+import psycopg
 import structlog
+from psycopg import AsyncConnection, AsyncRawCursor, AsyncRawServerCursor
+from psycopg_pool import AsyncConnectionPool
 
 from libs.common.schemas.usage import (
     Bucket,
@@ -38,9 +45,11 @@ from services.analytics.queries import (
     EXPORT_COLUMNS,
     EXPORTS,
     META,
+    RUN_COLUMNS,
     RUNS,
     RUNS_HOURLY,
     USAGE,
+    USAGE_COLUMNS,
     USAGE_HOURLY,
 )
 from services.analytics.store import ExportFormat, ExportKind, TimeWindow, TrendFilter
@@ -131,27 +140,81 @@ _RUNS_BY_HOUR_VIEW = f"""CREATE OR REPLACE VIEW {RUNS_BY_HOUR} AS
     FROM {RUNS} GROUP BY 1, 2, 3"""
 
 
-def _affected(status: str) -> int:
-    """Rows counted in a command status such as ``DELETE 42``."""
-    return int(status.rsplit(" ", 1)[-1])
+# --- ingest: COPY into a temporary table per connection, then one INSERT ... SELECT ----------
+
+USAGE_BATCH: Final = "pas_analytics_usage_batch"
+RUNS_BATCH: Final = "pas_analytics_runs_batch"
+# Column types in the order of queries.USAGE_COLUMNS / RUN_COLUMNS, as binary COPY sends them.
+_USAGE_TYPES: Final = (
+    "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text",
+    "int4", "int4", "float8", "float8", "text", "text",
+)  # fmt: skip
+_RUN_TYPES: Final = ("text", "text", "timestamptz", "text", "float8", "text", "text")
+
+
+def _batch_table(name: str, columns: Sequence[str], types: Sequence[str]) -> str:
+    """A temporary table of the connection, emptied at every commit."""
+    definition = ", ".join(f"{c} {t}" for c, t in zip(columns, types, strict=True))
+    return f"CREATE TEMP TABLE IF NOT EXISTS {name} ({definition}) ON COMMIT DELETE ROWS"
+
+
+_COPY_USAGE: Final = f"COPY {USAGE_BATCH} ({', '.join(USAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_RUNS: Final = f"COPY {RUNS_BATCH} ({', '.join(RUN_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_MOVE_USAGE: Final = f"""
+INSERT INTO {USAGE} ({", ".join(USAGE_COLUMNS)})
+SELECT {", ".join(USAGE_COLUMNS)} FROM {USAGE_BATCH}
+ON CONFLICT DO NOTHING
+RETURNING event_id, ts"""
+# The same rule as queries.DELETE_SUPERSEDED_RUNS and INSERT_RUNS: a run counts once, with its
+# latest outcome; a newer outcome replaces the stored one, an older or repeated one is dropped.
+_DELETE_SUPERSEDED_RUNS: Final = f"""
+DELETE FROM {RUNS} WHERE EXISTS (
+    SELECT 1 FROM {RUNS_BATCH} batch
+    WHERE batch.run_id = {RUNS}.run_id AND {RUNS}.ts < batch.ts
+)"""
+_MOVE_RUNS: Final = f"""
+INSERT INTO {RUNS} ({", ".join(RUN_COLUMNS)})
+SELECT {", ".join(RUN_COLUMNS)} FROM {RUNS_BATCH} batch
+WHERE NOT EXISTS (
+    SELECT 1 FROM {RUNS} stored WHERE stored.run_id = batch.run_id AND stored.ts >= batch.ts
+)
+ON CONFLICT DO NOTHING
+RETURNING run_id, status, ts"""
+
+Connection = AsyncConnection[tuple[Any, ...]]
+
+
+async def _prepare_connection(conn: Connection) -> None:
+    """Every pooled connection: UTC (hours are UTC hours) and its own batch tables."""
+    await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.execute(_batch_table(USAGE_BATCH, USAGE_COLUMNS, _USAGE_TYPES))
+    await conn.execute(_batch_table(RUNS_BATCH, RUN_COLUMNS, _RUN_TYPES))
+
+
+async def _copy_rows(
+    conn: Connection, statement: str, types: Sequence[str], columns: list[list[Any]]
+) -> None:
+    async with conn.cursor().copy(statement) as copy:
+        copy.set_types(list(types))
+        for row in zip(*columns, strict=True):
+            await copy.write_row(row)
 
 
 class PostgresStore:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
-        self._pool: asyncpg.Pool | None = None
+        self._pool: AsyncConnectionPool[Connection] | None = None
         self.kind = "postgres"
 
     @property
-    def _db(self) -> asyncpg.Pool:
+    def _db(self) -> AsyncConnectionPool[Connection]:
         assert self._pool is not None, "PostgresStore.open() was not awaited"
         return self._pool
 
     async def open(self) -> None:
-        self._pool = pool = await asyncpg.create_pool(
-            self._dsn, min_size=1, max_size=8, server_settings={"timezone": "UTC"}
-        )
-        async with pool.acquire() as conn:
+        # The schema on one plain connection first: a wrong URL or a server that is down fails
+        # here at once with libpq's own message, not after the pool has retried for its timeout.
+        async with await AsyncConnection.connect(self._dsn, autocommit=True) as conn:
             for statement in _TABLES:
                 await conn.execute(statement)
             timescale = await self._set_up_timescale(conn)
@@ -164,23 +227,34 @@ class PostgresStore:
                 )
             )
             await conn.execute(_RUNS_BY_HOUR_VIEW)
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            self._dsn,
+            min_size=1,
+            max_size=8,
+            kwargs={"autocommit": True, "cursor_factory": AsyncRawCursor},
+            configure=_prepare_connection,
+            open=False,
+        )
+        await pool.open(wait=True)
+        self._pool = pool
         self.kind = "timescaledb" if timescale else "postgres"
         logger.info("analytics store opened", store=self.kind)
 
     @staticmethod
-    async def _set_up_timescale(conn: Any) -> bool:
+    async def _set_up_timescale(conn: Connection) -> bool:
         """Hypertables and the continuous aggregate, when the server offers TimescaleDB."""
-        available = await conn.fetchval(
+        found = await conn.execute(
             "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
         )
-        if not available:
+        available = await found.fetchone()
+        if not available or not available[0]:
             return False
         try:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             # One statement per call: a continuous aggregate cannot be made in a transaction.
             for statement in _TIMESCALE:
                 await conn.execute(statement)
-        except asyncpg.PostgresError as exc:
+        except psycopg.Error as exc:
             logger.warning(
                 "TimescaleDB is installed but could not be set up; using plain tables",
                 error=str(exc),
@@ -197,31 +271,35 @@ class PostgresStore:
         if not events:
             return []
         unique, columns = usage_columns(events)
-        stored = await self._db.fetch(queries.INSERT_USAGE, *columns)
-        return new_usage(unique, [tuple(row) for row in stored])
+        async with self._db.connection() as conn, conn.transaction():
+            await _copy_rows(conn, _COPY_USAGE, _USAGE_TYPES, columns)
+            stored = await (await conn.execute(_MOVE_USAGE)).fetchall()
+        return new_usage(unique, stored)
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
         if not runs:
             return []
         unique, columns = run_columns(runs)
-        async with self._db.acquire() as conn, conn.transaction():
-            await conn.execute(queries.DELETE_SUPERSEDED_RUNS, *columns)
-            stored = await conn.fetch(queries.INSERT_RUNS, *columns)
-        return new_runs(unique, [tuple(row) for row in stored])
+        async with self._db.connection() as conn, conn.transaction():
+            await _copy_rows(conn, _COPY_RUNS, _RUN_TYPES, columns)
+            await conn.execute(_DELETE_SUPERSEDED_RUNS)
+            stored = await (await conn.execute(_MOVE_RUNS)).fetchall()
+        return new_runs(unique, stored)
 
     async def roll_up(self, cutoff: datetime) -> RollupResult:
-        async with self._db.acquire() as conn, conn.transaction():
-            await conn.execute(queries.ROLL_UP_USAGE, cutoff)
-            await conn.execute(queries.ROLL_UP_RUNS, cutoff)
-            usage_rows = _affected(await conn.execute(queries.DELETE_ROLLED_USAGE, cutoff))
-            run_rows = _affected(await conn.execute(queries.DELETE_ROLLED_RUNS, cutoff))
-            await conn.execute(queries.SET_HORIZON, cutoff)
+        async with self._db.connection() as conn, conn.transaction():
+            await conn.execute(queries.ROLL_UP_USAGE, (cutoff,))
+            await conn.execute(queries.ROLL_UP_RUNS, (cutoff,))
+            usage_rows = (await conn.execute(queries.DELETE_ROLLED_USAGE, (cutoff,))).rowcount
+            run_rows = (await conn.execute(queries.DELETE_ROLLED_RUNS, (cutoff,))).rowcount
+            await conn.execute(queries.SET_HORIZON, (cutoff,))
         return RollupResult(cutoff=cutoff, usage_rows=usage_rows, run_rows=run_rows)
 
     # -- queries -------------------------------------------------------------------------------
 
     async def _read(self, sql: str, *params: Any) -> list[Any]:
-        return [tuple(row) for row in await self._db.fetch(sql, *params)]
+        async with self._db.connection() as conn:
+            return await (await conn.execute(sql, params)).fetchall()
 
     async def costs(self, window: TimeWindow, group_by: GroupBy) -> list[CostLine]:
         rows = await self._read(queries.costs(group_by), window.start, window.end)
@@ -260,17 +338,18 @@ class PostgresStore:
         columns = EXPORT_COLUMNS[kind]
         spool = ParquetSpool(kind) if fmt == "parquet" else None
         try:
-            async with self._db.acquire() as conn, conn.transaction(readonly=True):
+            async with self._db.connection() as conn, conn.transaction():
+                await conn.execute("SET TRANSACTION READ ONLY")
                 # A server-side cursor: rows come in pieces, never all at once.
-                cursor = await conn.cursor(EXPORTS[kind], window.start, window.end)
-                if fmt == "csv":
-                    yield csv_header(columns)
-                while rows := await cursor.fetch(chunk_rows):
-                    values = [tuple(row) for row in rows]
-                    if spool is not None:
-                        await asyncio.to_thread(spool.append, values)
-                    else:
-                        yield format_rows(fmt, columns, values)
+                async with AsyncRawServerCursor(conn, "pas_analytics_export") as cursor:
+                    await cursor.execute(EXPORTS[kind], (window.start, window.end))
+                    if fmt == "csv":
+                        yield csv_header(columns)
+                    while rows := await cursor.fetchmany(chunk_rows):
+                        if spool is not None:
+                            await asyncio.to_thread(spool.append, rows)
+                        else:
+                            yield format_rows(fmt, columns, rows)
         except BaseException:
             if spool is not None:
                 await asyncio.to_thread(spool.discard)

@@ -91,7 +91,7 @@ class AnalyticsStore(Protocol):
 
 def store_for(settings: AnalyticsSettings) -> AnalyticsStore:
     """The store the settings name (not opened yet): PostgreSQL by DSN, else the DuckDB file."""
-    # Imported here: both backends import this module's types, and asyncpg is an extra.
+    # Imported here: both backends import this module's types, and psycopg is an extra.
     if settings.database_url:
         from services.analytics.postgres_store import PostgresStore  # noqa: PLC0415
 

@@ -7,13 +7,17 @@ that matters after a restart (registration, status change, removal) and read onc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiosqlite
 import msgspec
 
 from libs.common.schemas.agents import RegisteredAgent
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(RegisteredAgent).decode
@@ -94,17 +98,25 @@ class SQLiteAgentStore:
 
 
 class PostgresAgentStore:
-    """For registries shared by many hosts, or run next to an existing PostgreSQL."""
+    """For registries shared by many hosts, or run next to an existing PostgreSQL (psycopg 3,
+    optional extra ``pas[postgres]``, imported only when a PostgreSQL URL is configured)."""
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
-        self._pool: Any = None
+        self._pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] | None = None
+
+    @property
+    def _db(self) -> AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]:
+        assert self._pool is not None, "PostgresAgentStore.open() was not awaited"
+        return self._pool
 
     async def open(self) -> None:
-        import asyncpg  # noqa: PLC0415  (optional extra: pas[postgres])
+        from psycopg import AsyncConnection  # noqa: PLC0415  (optional extra)
+        from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
 
-        self._pool = pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
-        async with pool.acquire() as conn:
+        # One plain connection first: a wrong URL or a server that is down fails here at once
+        # with libpq's own message, not after the pool has retried for its timeout.
+        async with await AsyncConnection.connect(self._dsn, autocommit=True) as conn:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS pas_registry_agents "
                 "(agent_id TEXT PRIMARY KEY, record JSONB NOT NULL)"
@@ -113,40 +125,46 @@ class PostgresAgentStore:
                 "CREATE TABLE IF NOT EXISTS pas_registry_index "
                 "(id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL)"
             )
+        pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+            self._dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
+        )
+        await pool.open(wait=True)
+        self._pool = pool
 
     async def load(self) -> tuple[list[RegisteredAgent], int]:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
+        async with self._db.connection() as conn:
+            agents = await conn.execute(
                 "SELECT record::text FROM pas_registry_agents ORDER BY agent_id"
             )
-            index = await conn.fetchval("SELECT value FROM pas_registry_index WHERE id = 1")
-        return [_decode(row[0]) for row in rows], int(index or 0)
+            records = await agents.fetchall()
+            stored = await conn.execute("SELECT value FROM pas_registry_index WHERE id = 1")
+            index = await stored.fetchone()
+        return [_decode(row[0]) for row in records], int(index[0]) if index else 0
 
     async def save(self, agent: RegisteredAgent, index: int) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.connection() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO pas_registry_agents (agent_id, record) VALUES ($1, $2::jsonb) "
+                "INSERT INTO pas_registry_agents (agent_id, record) VALUES (%s, %s::jsonb) "
                 "ON CONFLICT (agent_id) DO UPDATE SET record = excluded.record",
-                agent.agent_id,
-                _encode(agent).decode(),
+                (agent.agent_id, _encode(agent).decode()),
             )
             await self._set_index(conn, index)
 
     async def delete(self, agent_id: str, index: int) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM pas_registry_agents WHERE agent_id = $1", agent_id)
+        async with self._db.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM pas_registry_agents WHERE agent_id = %s", (agent_id,))
             await self._set_index(conn, index)
 
     @staticmethod
-    async def _set_index(conn: Any, index: int) -> None:
+    async def _set_index(conn: AsyncConnection[tuple[Any, ...]], index: int) -> None:
         await conn.execute(
-            "INSERT INTO pas_registry_index (id, value) VALUES (1, $1) "
+            "INSERT INTO pas_registry_index (id, value) VALUES (1, %s) "
             "ON CONFLICT (id) DO UPDATE SET value = excluded.value",
-            index,
+            (index,),
         )
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._db.close()
 
 
 def store_for_url(database_url: str) -> AgentStore:

@@ -32,7 +32,7 @@ PROVIDERS = {"smollm2-135m": "local", "gpt-4o-mini": "openai", "claude-haiku": "
 WORKFLOWS = ("document_analysis", "supervisor", "tool_agent")
 CAPABILITIES = ("reasoning", "classification", "extraction")
 
-_PG_OBJECTS = (
+PG_OBJECTS = (
     "DROP VIEW IF EXISTS pas_analytics_usage_by_hour, pas_analytics_runs_by_hour",
     "DROP MATERIALIZED VIEW IF EXISTS pas_analytics_usage_hourly_live",
     "DROP TABLE IF EXISTS pas_analytics_usage, pas_analytics_runs, pas_analytics_usage_hourly, "
@@ -129,14 +129,11 @@ async def collector_settings(request: pytest.FixtureRequest, tmp_path: Path) -> 
     """Collector settings on each store, starting empty; Kafka off (events come over HTTP)."""
     database_url = None
     if request.param == "postgres":
-        import asyncpg  # noqa: PLC0415
+        import psycopg  # noqa: PLC0415
 
-        conn = await asyncpg.connect(POSTGRES_DSN)
-        try:
-            for statement in _PG_OBJECTS:
+        async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
+            for statement in PG_OBJECTS:
                 await conn.execute(statement)
-        finally:
-            await conn.close()
         database_url = POSTGRES_DSN
     return AnalyticsSettings(
         db_path=str(tmp_path / "analytics.duckdb"),

@@ -47,7 +47,7 @@ def expand_macros(sql: str, days: int) -> str:
 async def test_every_history_panel_reads_rows_from_the_store(
     make_collector: CollectorFactory,
 ) -> None:
-    import asyncpg  # noqa: PLC0415
+    import psycopg  # noqa: PLC0415
 
     collector: AsyncTestClient[Any] = await make_collector()
     now = now_utc()
@@ -57,15 +57,15 @@ async def test_every_history_panel_reads_rows_from_the_store(
     await collector.post("/admin/rollup", params={"before": cutoff.isoformat()})
     panels = history_panels()
 
-    conn = await asyncpg.connect(POSTGRES_DSN)
-    try:
-        answers = {title: await conn.fetch(expand_macros(sql, 7)) for title, sql in panels}
-        total_cost = await conn.fetchval(
-            "SELECT sum(cost_usd)::float8 FROM pas_analytics_usage_by_hour"
-        )
-        total_runs = await conn.fetchval("SELECT sum(runs) FROM pas_analytics_runs_by_hour")
-    finally:
-        await conn.close()
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
+        answers = {
+            title: await (await conn.execute(expand_macros(sql, 7))).fetchall()
+            for title, sql in panels
+        }
+        cost = await conn.execute("SELECT sum(cost_usd)::float8 FROM pas_analytics_usage_by_hour")
+        [(total_cost,)] = await cost.fetchall()
+        counted = await conn.execute("SELECT sum(runs) FROM pas_analytics_runs_by_hour")
+        [(total_runs,)] = await counted.fetchall()
 
     assert len(panels) >= 4
     assert all(answers.values()), [title for title, rows in answers.items() if not rows]

@@ -7,7 +7,6 @@ skipped otherwise.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,15 +22,11 @@ pytestmark = [
 
 
 @pytest.fixture
-async def empty_database() -> AsyncIterator[None]:
-    import asyncpg  # noqa: PLC0415
+async def empty_database() -> None:
+    import psycopg  # noqa: PLC0415
 
-    conn = await asyncpg.connect(DSN)
-    try:
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
         await conn.execute("DROP TABLE IF EXISTS pas_registry_agents, pas_registry_index")
-        yield
-    finally:
-        await conn.close()
 
 
 @pytest.mark.usefixtures("empty_database")

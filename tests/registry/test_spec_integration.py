@@ -1,59 +1,75 @@
-"""The spec's integration test (004, "Integration Tests"), run as written against port 6121.
+"""The spec's integration test (004, "Integration Tests"): an LLM service registers itself and
+the spec's discovery query finds it, at an endpoint where it answers.
 
-The fixture makes sure a registry answers on 6121 with the spec's Llama 3.1 8B agent in it: it
-starts one when the port is free, or uses the PAS registry already running there (after
-``scripts/start_all.sh``), and removes the agent it added afterwards.
+The spec runs it against a registry on 6121 and the Llama 3.1 8B wrapper on 8050. Here both are
+real processes on free ports of the test's own (the registry a developer may run on 6121 is
+never touched): the wrapper, on the embedded model, registers through its own
+``AgentRegistration`` as it does in production, and the test only asks.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.conftest import agent_json
-
-SPEC_REGISTRY = "http://localhost:6121"
+from tests.llm.conftest import LLAMA_APP
+from tests.support.processes import ServiceProcess, free_port
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def wait_for_agent(registry_url: str, agent_id: str, timeout_s: float = 30) -> None:
+    """Block on the registry's watch until ``agent_id`` is in the catalog."""
+    deadline = time.monotonic() + timeout_s
+    index = 0
+    while time.monotonic() < deadline:
+        listing = httpx.get(f"{registry_url}/agents?index={index}&wait=5s", timeout=10).json()
+        index = listing["index"]
+        if agent_id in {a["agent_id"] for a in listing["agents"]}:
+            return
+    raise AssertionError(f"{agent_id} never registered with {registry_url}")
 
 
-@pytest.fixture
-def registry_on_6121(registry_process_factory: Any) -> Iterator[None]:
-    if not _port_taken(6121):
-        registry_process_factory(port=6121)
-    elif httpx.get(f"{SPEC_REGISTRY}/health").json().get("service") != "registry":
-        pytest.fail("port 6121 is taken by something that is not the PAS registry")
-    response = httpx.post(f"{SPEC_REGISTRY}/register?ttl=0", json=agent_json())
-    if response.status_code == 401:
-        pytest.skip("the registry on 6121 needs REGISTRY_TOKEN; stop it or run without a token")
-    response.raise_for_status()
-    yield
-    httpx.delete(f"{SPEC_REGISTRY}/agents/llm_llama31_8b")
-
-
-# fmt: off
-@pytest.mark.usefixtures("registry_on_6121")
-@pytest.mark.asyncio
-async def test_registry_integration() -> None:
+def test_registry_integration(registry_process_factory: Any, tmp_path: Path) -> None:
     """Test that LLM services register with registry"""
-    async with httpx.AsyncClient() as client:
-        # Query registry for LLM agents
-        response = await client.post(
-            "http://localhost:6121/discover",
-            json={"capabilities": ["reasoning"]}
-        )
+    registry = registry_process_factory()
+    llm_port = free_port()
+    llm = ServiceProcess(
+        LLAMA_APP,
+        llm_port,
+        {"REGISTRY_URL": registry.url, "LLAMA31_8B_PORT": str(llm_port)},
+        tmp_path / "llm.log",
+    ).start()
+    try:
+        wait_for_agent(registry.url, "llm_llama31_8b")
+
+        # Query registry for LLM agents (the spec's query)
+        response = httpx.post(f"{registry.url}/discover", json={"capabilities": ["reasoning"]})
         assert response.status_code == 200
         agents = response.json()["agents"]
 
-        # Should find llama31_8b agent
+        # Should find llama31_8b agent, at the address where the service listens
         llm_agents = [a for a in agents if a["agent_id"] == "llm_llama31_8b"]
         assert len(llm_agents) == 1
-        assert llm_agents[0]["endpoint"] == "http://localhost:8050"
-# fmt: on
+        endpoint = llm_agents[0]["endpoint"]
+        assert endpoint == f"http://localhost:{llm_port}"
+
+        # What discovery found is the service itself: it answers there.
+        answer = httpx.post(
+            f"{endpoint}/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "What is a bond?"}],
+                "max_tokens": 8,
+                "temperature": 0,
+            },
+            timeout=60,
+        )
+        assert answer.status_code == 200
+        assert answer.json()["choices"][0]["message"]["content"]
+
+        # A capability the service does not offer does not find it.
+        other = httpx.post(f"{registry.url}/discover", json={"capabilities": ["classification"]})
+        assert "llm_llama31_8b" not in {a["agent_id"] for a in other.json()["agents"]}
+    finally:
+        llm.stop()

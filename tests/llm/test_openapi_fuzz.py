@@ -1,0 +1,157 @@
+"""Property-based fuzzing of the three LLM services' own OpenAPI schemas with schemathesis.
+
+The Llama 3.1 8B and TinyLlama wrappers and the TLC classifier run as real uvicorn processes on
+the real embedded model. Every operation gets generated inputs, valid and invalid; no answer may
+be a 5xx, and every answer must match the schema the service publishes. Each model call runs
+the model, so the run is kept small: requests are generated from the published schema with
+the token budgets (``max_tokens``, ``max_completion_tokens``, ``num_predict``) capped at 16, the
+services run with a 256-token context, and the operations that call the model get fewer
+examples than the others. Two checks are left out on purpose:
+
+- "schema-violating request accepted": Litestar converts lossless scalar forms (``0`` for
+  ``false``) instead of refusing them (as for the registry);
+- "schema-valid request rejected": the request schemas are OpenAI's and Ollama's, wider than
+  what PAS serves, and what PAS does not support is refused with a 400 that names the field
+  (``libs/common/schemas/llm.py``); a prompt longer than the model's context is refused too;
+  and Litestar does not publish ``additionalProperties: false`` for the TLC requests, whose
+  Structs forbid unknown fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import msgspec
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from litestar import Litestar
+from litestar.serialization import encode_json
+from schemathesis.checks import CheckFunction
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.specs.openapi.schemas import OpenApiSchema
+
+from services.llm.llama31_8b_service import Llama31Settings
+from services.llm.llama31_8b_service import create_app as create_llama31
+from services.llm.tinyllama_service import TinyLlamaSettings
+from services.llm.tinyllama_service import create_app as create_tinyllama
+from services.llm.tlc_classifier_service import TLCSettings
+from services.llm.tlc_classifier_service import create_app as create_tlc
+from tests.support.processes import ServiceProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+GENERATION = r"^(/v1)?/chat/completions$|^/generate$|^/api/(chat|generate)$"
+CLASSIFICATION = r"^/(classify_domain|extract_tmd|validate_domain)$"
+MODEL_CALLS = f"{GENERATION}|{CLASSIFICATION}"
+TOKEN_BUDGETS = {"max_tokens", "max_completion_tokens", "num_predict"}
+TOKEN_CAP = 16
+
+
+class LLMService(NamedTuple):
+    env_prefix: str
+    app: str
+    build: Callable[[], Litestar]
+    """The same app in this process, never started: only its OpenAPI document is read."""
+    port: int
+
+
+SERVICES = {
+    "llama31_8b": LLMService(
+        "LLAMA31_8B_",
+        "services.llm.llama31_8b_service:app",
+        lambda: create_llama31(Llama31Settings(register=False)),
+        free_port(),
+    ),
+    "tinyllama": LLMService(
+        "TINYLLAMA_",
+        "services.llm.tinyllama_service:app",
+        lambda: create_tinyllama(TinyLlamaSettings(register=False)),
+        free_port(),
+    ),
+    "tlc_classifier": LLMService(
+        "TLC_",
+        "services.llm.tlc_classifier_service:app",
+        lambda: create_tlc(TLCSettings(register=False)),
+        free_port(),
+    ),
+}
+
+
+def published(app: Litestar) -> dict[str, Any]:
+    """The OpenAPI document as the service serves it at /schema/openapi.json."""
+    document: dict[str, Any] = msgspec.json.decode(encode_json(app.openapi_schema.to_schema()))
+    return document
+
+
+def _capped_token_budgets(node: Any) -> Any:
+    """The document with every token budget's maximum at ``TOKEN_CAP`` (requests only)."""
+    if isinstance(node, list):
+        return [_capped_token_budgets(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    capped = {key: _capped_token_budgets(value) for key, value in node.items()}
+    for name in TOKEN_BUDGETS & set(capped.get("properties", {})):
+        for option in capped["properties"][name].get("anyOf", [capped["properties"][name]]):
+            if option.get("type") == "integer":
+                option["maximum"] = TOKEN_CAP
+    return capped
+
+
+DOCUMENTS = {name: published(service.build()) for name, service in SERVICES.items()}
+
+
+def _schema(name: str) -> OpenApiSchema:
+    document = DOCUMENTS[name]
+    schema = schemathesis.openapi.from_dict(
+        {**document, "paths": _capped_token_budgets(document["paths"])}
+    )
+    schema.config.update(base_url=f"http://127.0.0.1:{SERVICES[name].port}", request_timeout=120)
+    return schema
+
+
+SCHEMAS = {name: _schema(name) for name in SERVICES}
+EXCLUDED: list[CheckFunction] = [negative_data_rejection, positive_data_acceptance]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def running_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The three services as processes on their ports, each with a small context."""
+    logs = tmp_path_factory.mktemp("llm-fuzz")
+    started: list[ServiceProcess] = []
+    try:
+        for name, service in SERVICES.items():
+            environment = {
+                f"{service.env_prefix}REGISTER": "false",
+                f"{service.env_prefix}CONTEXT_LENGTH": "256",
+                f"{service.env_prefix}DEFAULT_MAX_TOKENS": "16",
+            }
+            process = ServiceProcess(service.app, service.port, environment, logs / f"{name}.log")
+            started.append(process.start())
+        yield
+    finally:
+        for process in started:
+            process.stop()
+
+
+@schemathesis.pytest.parametrize(
+    **{name: schema.include(path_regex=GENERATION) for name, schema in SCHEMAS.items()}
+)
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+def test_generation_conforms_to_the_schema(case: schemathesis.Case[Any]) -> None:
+    case.call_and_validate(excluded_checks=EXCLUDED)
+
+
+@SCHEMAS["tlc_classifier"].include(path_regex=CLASSIFICATION).parametrize()
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+def test_classification_conforms_to_the_schema(case: schemathesis.Case[Any]) -> None:
+    case.call_and_validate(excluded_checks=EXCLUDED)
+
+
+@schemathesis.pytest.parametrize(
+    **{name: schema.exclude(path_regex=MODEL_CALLS) for name, schema in SCHEMAS.items()}
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_other_operations_conform_to_the_schema(case: schemathesis.Case[Any]) -> None:
+    case.call_and_validate(excluded_checks=EXCLUDED)
