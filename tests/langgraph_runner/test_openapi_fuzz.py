@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
@@ -34,6 +35,7 @@ _app = create_app(
 schema = schemathesis.openapi.from_asgi("/schema/openapi.json", _app)
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_runner_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
