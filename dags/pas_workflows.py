@@ -1,15 +1,20 @@
-"""Airflow DAGs that run PAS workflows on the LangGraph runner through Kafka (spec Milestones
-1.6, 2.5 and 3.1): one DAG per entry of ``PAS_WORKFLOW_DAGS``, each ``trigger >> wait``.
+"""Airflow DAGs that run PAS workflows on the LangGraph runner (spec Milestones 1.6, 2.5 and
+3.1): one DAG per entry of ``workflows.yaml``, each one
+:class:`~pas_airflow.langgraph.LangGraphOperator` task that publishes ``workflow.triggered`` and
+defers until the run's ``workflow.completed`` (its output becomes the task's XCom) or
+``workflow.failed`` (the task fails without retries: the run's error is final). No result in
+time fails the try, retried with exponential backoff as the entry says; each try is a new run.
+A task that has failed for good is logged and notified (``pas_airflow.notify``).
 
-- ``trigger`` publishes ``workflow.triggered`` (``event_id`` derived from the task try, so a
-  re-sent trigger runs once) and returns the receipt as its XCom;
-- ``wait`` reads ``workflow-results`` for the matching ``workflow.completed`` and returns its
-  payload; ``workflow.failed`` fails the task without retries (the run's error is final; clear
-  both tasks to run it again), a timeout is retried with exponential backoff (the run may still
-  be going).
+Schedules: cron (``CronTriggerTimetable``, UTC), or assets: an entry's ``updates`` are its
+task's outlets (updated when the workflow succeeds), and an entry with ``after`` runs each time
+those assets have been updated. An entry that does not fit, or a schedule that is not a cron
+expression, makes this file an import error naming the entry and the field: no DAG is silently
+left out.
 
-Needs Airflow 2.8+ and ``aiokafka``; ``pas_trigger.py`` sits next to this file (Airflow puts the
-DAGs folder on ``sys.path``). ``KAFKA_BOOTSTRAP_SERVERS`` names the brokers.
+Airflow 3 (``airflow.sdk``); ``pas_airflow/`` sits next to this file (Airflow puts the DAGs
+folder on ``sys.path``). ``KAFKA_BOOTSTRAP_SERVERS`` names the brokers. A manual run may pass
+another payload: ``airflow dags trigger pas_document_analysis -c '{"payload": {...}}'``.
 """
 
 from __future__ import annotations
@@ -18,54 +23,15 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.decorators import dag, task
-from airflow.exceptions import AirflowFailException
-from pas_trigger import (
-    KafkaTarget,
-    WorkflowFailed,
-    build_trigger,
-    event_id_for,
-    trigger_workflow,
-    wait_for_workflow,
-)
+from airflow.sdk import DAG, Asset, CronTriggerTimetable
+from airflow.sdk.exceptions import AirflowTimetableInvalid
+from pas_airflow import LangGraphOperator, PASFailureNotifier
+from pas_airflow.config import ConfigError, WorkflowDAG, load
 
 logger = logging.getLogger("pas.dags")
 
-# Dynamic DAGs from configuration: add an entry to schedule another workflow.
-PAS_WORKFLOW_DAGS = [
-    {
-        "dag_id": "pas_document_analysis",
-        "workflow_id": "document_analysis",
-        "schedule": "0 6 * * 1-5",
-        "timeout_s": 600,
-        "payload": {
-            "title": "Overnight research digest",
-            "doc_type": "analyst_note",
-            "content": "Equity futures point higher after the central bank held rates steady "
-            "and signalled patience; Treasury yields eased and the dollar slipped.",
-        },
-    },
-    {
-        "dag_id": "pas_market_brief",
-        "workflow_id": "supervisor",
-        "schedule": "30 6 * * 1-5",
-        "timeout_s": 900,
-        "payload": {
-            "question": "Which of our large-cap tech names carries the most risk this month?",
-            "tickers": ["AAPL", "MSFT", "NVDA"],
-        },
-    },
-    {
-        "dag_id": "pas_pre_trade_check",
-        "workflow_id": "network",
-        "schedule": None,
-        "timeout_s": 3600,
-        "payload": {"ticker": "JPM", "side": "buy", "quantity": 20000, "desk": "financials"},
-    },
-]
 
-
-def notify_failure(context: dict[str, Any]) -> None:
+def notify_failure(context: Any) -> None:
     """The spec's error notification: one structured log line an alert rule can match."""
     task_instance = context["task_instance"]
     logger.error(
@@ -78,56 +44,65 @@ def notify_failure(context: dict[str, Any]) -> None:
     )
 
 
-DEFAULT_ARGS = {
-    "owner": "pas",
-    "retries": 3,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=30),
-    "on_failure_callback": notify_failure,
-}
+def schedule_of(entry: WorkflowDAG, number: int) -> CronTriggerTimetable | list[Asset] | None:
+    if entry.after:
+        return [Asset(name) for name in entry.after]
+    if entry.schedule is None:
+        return None
+    try:
+        timetable = CronTriggerTimetable(entry.schedule, timezone="UTC")
+        timetable.validate()
+    except (ValueError, AirflowTimetableInvalid) as exc:
+        raise ConfigError(
+            f"workflows.yaml: entry {number} ({entry.dag_id}): `schedule` {entry.schedule!r} "
+            f"is not a cron expression: {exc}"
+        ) from exc
+    return timetable
 
 
-def workflow_dag(config: dict[str, Any]) -> Any:
-    workflow_id: str = config["workflow_id"]
-    timeout_s: float = config["timeout_s"]
-
-    @dag(
-        dag_id=config["dag_id"],
-        schedule=config["schedule"],
+def workflow_dag(entry: WorkflowDAG, number: int) -> DAG:
+    retries = entry.retries
+    notify = entry.notify
+    with DAG(
+        dag_id=entry.dag_id,
+        description=entry.description or None,
+        schedule=schedule_of(entry, number),
         start_date=datetime(2025, 1, 1),
         catchup=False,
-        default_args=DEFAULT_ARGS,
-        tags=["pas", "langgraph", workflow_id],
-        params={"payload": config["payload"]},
-        doc_md=f"Runs the PAS workflow `{workflow_id}` through Kafka and waits for its result.",
-    )
-    def pipeline() -> None:
-        @task
-        def trigger(**context: Any) -> dict[str, Any]:
-            ti = context["ti"]
-            event = build_trigger(
-                workflow_id,
-                context["params"]["payload"],
-                workflow_run_id=f"{ti.dag_id}:{context['run_id']}",
-                event_id=event_id_for(ti.dag_id, context["run_id"], ti.task_id, ti.try_number),
-                metadata={"dag_id": ti.dag_id, "task_id": ti.task_id, "try": ti.try_number},
-            )
-            return trigger_workflow(KafkaTarget.from_env(), event)
+        default_args={
+            "owner": "pas",
+            "retries": retries.count,
+            "retry_delay": timedelta(seconds=retries.delay_s),
+            "retry_exponential_backoff": retries.backoff if retries.backoff > 1 else 0,
+            "max_retry_delay": timedelta(seconds=retries.max_delay_s),
+            # Once per failed task instance (after its last try).
+            "on_failure_callback": [
+                notify_failure,
+                PASFailureNotifier(
+                    slack_webhook_conn_id=notify.slack_conn_id,
+                    smtp_conn_id=notify.smtp_conn_id,
+                    to=notify.email or None,
+                ),
+            ],
+        },
+        tags=["pas", "langgraph", entry.workflow_id, *entry.tags],
+        params={"payload": entry.payload},
+        render_template_as_native_obj=True,
+        doc_md=f"Runs the PAS workflow `{entry.workflow_id}` ({entry.mode}) and returns its "
+        "output; over Kafka the task is deferred (no worker slot held) until the result lands. "
+        "Configured in `dags/workflows.yaml`.",
+    ) as pipeline:
+        LangGraphOperator(
+            task_id="run_workflow",
+            workflow_id=entry.workflow_id,
+            input="{{ params.payload }}",
+            unit=entry.unit,
+            mode=entry.mode,
+            timeout=timedelta(seconds=entry.timeout_s),
+            outlets=[Asset(name) for name in entry.updates],
+        )
+    return pipeline
 
-        @task(execution_timeout=timedelta(seconds=timeout_s + 60))
-        def wait(receipt: dict[str, Any]) -> dict[str, Any]:
-            try:
-                result = wait_for_workflow(KafkaTarget.from_env(), receipt, timeout_s)
-            except WorkflowFailed as failed:
-                raise AirflowFailException(str(failed)) from failed
-            payload: dict[str, Any] = result["payload"]
-            return payload
 
-        wait(trigger())
-
-    return pipeline()
-
-
-for _config in PAS_WORKFLOW_DAGS:
-    globals()[_config["dag_id"]] = workflow_dag(_config)
+for _number, _entry in enumerate(load(), 1):
+    globals()[_entry.dag_id] = workflow_dag(_entry, _number)

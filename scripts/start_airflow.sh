@@ -21,6 +21,10 @@ AIRFLOW_PORT="${PAS_AIRFLOW_PORT:-8080}"
 export AIRFLOW__API__PORT="$AIRFLOW_PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://$PAS_HOST:$AIRFLOW_PORT/execution/"
 airflow="$AIRFLOW_VENV/bin/airflow"
+# The triggerer imports a deferred task's trigger by class path (pas_airflow.triggers...), and
+# unlike a task it does not put the DAGs folder on sys.path: every component gets it here.
+dags_folder="${AIRFLOW__CORE__DAGS_FOLDER:-$PAS_ROOT/dags}"
+export PYTHONPATH="$dags_folder${PYTHONPATH:+:$PYTHONPATH}"
 if [ ! -x "$airflow" ] || [ ! -f "$AIRFLOW_HOME/airflow.cfg" ]; then
     echo "error: Airflow is not set up; run: bash scripts/setup_airflow.sh" >&2
     exit 1

@@ -28,6 +28,14 @@ READ_ELSEWHERE = {
     "KAFKA_PORT": "scripts/start_kafka.sh and start_all.sh: the embedded broker's port",
     "ANTHROPIC_API_KEY": "the providers file names it (api_key_env); the router reads it",
     "PAS_TEST_POSTGRES_DSN": "tests: run the PostgreSQL store tests",
+    "PAS_AIRFLOW_PORT": "scripts/setup_airflow.sh: the Airflow api-server's port",
+    "PAS_AIRFLOW_HOME": "scripts/setup_airflow.sh: AIRFLOW_HOME",
+    "PAS_AIRFLOW_VENV": "scripts/setup_airflow.sh: Airflow's own venv",
+    "PAS_AIRFLOW_PYTHON": "scripts/setup_airflow.sh: the Python that makes Airflow's venv",
+    "RUNNER_URL": "dags/pas_airflow: where LangGraphOperator(mode='rest') calls the runner",
+    "PAS_ALERT_EMAIL": "dags/pas_airflow/notify.py: where failure mail goes",
+    "AIRFLOW_CONN_PAS_SLACK": "Airflow: the failure notifier's webhook connection",
+    "AIRFLOW_CONN_PAS_SMTP": "Airflow: the failure notifier's SMTP connection",
 }
 
 _DISCOVER = """

@@ -1,5 +1,6 @@
 """The Airflow side without Airflow: ``dags/pas_trigger.py`` against a real broker and a real
-runner, and ``dags/pas_workflows.py`` read as source (Airflow is not installed)."""
+runner, and the operators in ``dags/pas_airflow/`` read as source (tests/airflow/ drives real
+Airflow)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,8 @@ from dags.pas_trigger import (
     run_workflow,
 )
 from libs.common.schemas.workflows import WorkflowResult, WorkflowTriggered
-from services.langgraph_runner.catalogue import Catalogue, build_deps
-from services.langgraph_runner.settings import RunnerSettings
 from tests.langgraph_runner.conftest import Topics
 from tests.support.processes import REPO_ROOT
-
-DAG_FILE = REPO_ROOT / "dags" / "pas_workflows.py"
 
 
 def target(bootstrap: str, topics: Topics) -> KafkaTarget:
@@ -126,39 +123,14 @@ async def test_no_result_in_time_raises_a_timeout(kafka_bootstrap: str, topics: 
         await pas_trigger.wait_for_result(target(kafka_bootstrap, topics), receipt, 1)
 
 
-def _dag_configs() -> list[dict[str, Any]]:
-    tree = ast.parse(DAG_FILE.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "PAS_WORKFLOW_DAGS" for t in node.targets
-        ):
-            configs: list[dict[str, Any]] = ast.literal_eval(node.value)
-            return configs
-    raise AssertionError("PAS_WORKFLOW_DAGS not found")
-
-
-def test_the_dag_file_uses_only_what_pas_trigger_offers() -> None:
-    tree = ast.parse(DAG_FILE.read_text())
+def test_the_operators_use_only_what_pas_trigger_offers() -> None:
     imported = {
         alias.name
-        for node in ast.walk(tree)
+        for path in (REPO_ROOT / "dags" / "pas_airflow").glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ImportFrom) and node.module == "pas_trigger"
         for alias in node.names
     }
 
     assert imported
     assert all(hasattr(pas_trigger, name) for name in imported)
-
-
-def test_every_dag_runs_a_catalogued_workflow_with_valid_input(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("PAS_ENV_FILE", "")
-    settings = RunnerSettings()
-    catalogue = Catalogue.from_settings(settings, build_deps(settings))
-    configs = _dag_configs()
-
-    assert len({c["dag_id"] for c in configs}) == len(configs)
-    for config in configs:
-        workflow = catalogue.get(config["workflow_id"])
-        workflow.spec.validate(config["payload"], catalogue.deps)  # raises if invalid

@@ -1,0 +1,105 @@
+"""Fixtures for driving real Airflow (``.pas/airflow-venv``) against a real PAS: the broker, the
+LangGraph runner as a process with its Kafka bridge, the embedded model behind its LLM nodes.
+
+Tests that need Airflow are marked ``airflow`` and skipped when ``scripts/setup_airflow.sh`` has
+not been run."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from libs.common.kafka.topics import ensure_topics
+from tests.airflow.airflow_cli import DAGS_FOLDER, Airflow, airflow_installed
+from tests.langgraph_runner.probes import PROBE_REFERENCE
+from tests.llm.conftest import llm_process  # noqa: F401  (the embedded model, session-wide)
+from tests.support.processes import ServiceProcess, free_port
+
+RUNNER_APP = "services.langgraph_runner.app:app"
+
+needs_airflow = [
+    pytest.mark.airflow,
+    pytest.mark.skipif(
+        not airflow_installed(),
+        reason="Airflow is not set up here: run `bash scripts/setup_airflow.sh`",
+    ),
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "airflow: drives real Airflow from .pas/airflow-venv (scripts/setup_airflow.sh)"
+    )
+
+
+class PASStack(msgspec.Struct, frozen=True):
+    bootstrap: str
+    events_topic: str
+    results_topic: str
+    runner_url: str
+
+    def env(self) -> dict[str, str]:
+        """What Airflow's tasks need to reach this PAS."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "RUNNER_EVENTS_TOPIC": self.events_topic,
+            "RUNNER_RESULTS_TOPIC": self.results_topic,
+            "RUNNER_URL": self.runner_url,
+        }
+
+
+@pytest.fixture(scope="session")
+def pas_stack(
+    kafka_bootstrap: str,
+    llm_process: ServiceProcess,  # noqa: F811  (the fixture imported above)
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PASStack]:
+    """The LangGraph runner as a real process, on topics of its own, its LLM nodes on the
+    embedded model, its test workflow ``probe`` (deterministic, can be made to fail)."""
+    run = uuid.uuid4().hex[:8]
+    events, results, dlq = f"wf-events-af-{run}", f"wf-results-af-{run}", f"wf-dlq-af-{run}"
+    asyncio.run(ensure_topics(kafka_bootstrap, {events: 3, results: 3, dlq: 1}))
+    data = tmp_path_factory.mktemp("airflow-runner")
+    runner = ServiceProcess(
+        RUNNER_APP,
+        free_port(),
+        {
+            "RUNNER_CHECKPOINT_PATH": str(data / "checkpoints.db"),
+            "RUNNER_STORE_PATH": str(data / "runs.db"),
+            "RUNNER_EXTRA_WORKFLOWS": PROBE_REFERENCE,
+            "RUNNER_LLM_URL": llm_process.url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "RUNNER_EVENTS_TOPIC": events,
+            "RUNNER_RESULTS_TOPIC": results,
+            "RUNNER_DLQ_TOPIC": dlq,
+            "RUNNER_GROUP_ID": f"runner-{events}",
+            "RUNNER_COMMIT_INTERVAL_S": "0.2",
+            "LOG_LEVEL": "INFO",
+        },
+        data / "runner.log",
+    ).start()
+    yield PASStack(
+        bootstrap=kafka_bootstrap, events_topic=events, results_topic=results, runner_url=runner.url
+    )
+    runner.stop()
+
+
+@pytest.fixture
+def airflow(tmp_path: Path) -> Airflow:
+    """An Airflow of the test's own on PAS's DAGs folder."""
+    return Airflow.create(tmp_path / "airflow")
+
+
+def dags_folder_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A copy of ``dags/`` plus ``files`` (name -> source), as a DAGs folder."""
+    folder = tmp_path / "dags"
+    shutil.copytree(DAGS_FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, source in files.items():
+        (folder / name).write_text(source)
+    return folder

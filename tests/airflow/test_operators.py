@@ -1,0 +1,194 @@
+"""``airflow dags test`` of PAS's DAGs and operators against a running PAS: the broker, the
+LangGraph runner with its LLM nodes on the embedded model, the provider router."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from libs.common.schemas.workflows import WorkflowTriggered
+from tests.airflow.airflow_cli import Airflow
+from tests.airflow.conftest import PASStack, dags_folder_with, needs_airflow
+from tests.langgraph_runner.conftest import collect
+from tests.support.processes import ServiceProcess, free_port
+
+# Each `airflow dags test` starts Airflow (tens of seconds on two busy cores) and waits for a
+# workflow on the embedded model.
+pytestmark = [*needs_airflow, pytest.mark.timeout(900)]
+
+ROUTER_APP = "services.provider_router.provider_router:app"
+DAG_TEST_DEADLINE_S = 420  # `dags test` ignores SIGTERM: past this its process group is killed
+
+PROBE_DAGS = """
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+from pas_airflow import LangGraphOperator, PASLLMOperator
+
+for mode in ("kafka", "rest"):
+    with DAG(
+        dag_id=f"pas_test_probe_{mode}",
+        schedule=None,
+        start_date=datetime(2025, 1, 1),
+        catchup=False,
+        params={"payload": {}},
+        render_template_as_native_obj=True,
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=1)},
+    ) as probe:
+        LangGraphOperator(
+            task_id="run_workflow", workflow_id="probe", input="{{ params.payload }}", mode=mode
+        )
+    globals()[probe.dag_id] = probe
+
+with DAG(
+    dag_id="pas_test_llm", schedule=None, start_date=datetime(2025, 1, 1), catchup=False
+) as pas_test_llm:
+    PASLLMOperator(
+        task_id="ask",
+        capability="explanation",
+        messages="In one sentence: what is a bond?",
+        temperature=0,
+        max_tokens=32,
+    )
+"""
+
+
+@pytest.fixture
+def test_airflow(tmp_path: Path) -> Airflow:
+    """An Airflow whose DAGs folder is PAS's plus the test DAGs above."""
+    folder = dags_folder_with(tmp_path, {"pas_test_dags.py": PROBE_DAGS})
+    return Airflow.create(tmp_path / "airflow", dags_folder=folder)
+
+
+def dags_test(
+    airflow: Airflow,
+    stack: PASStack,
+    dag_id: str,
+    conf: dict[str, object] | None = None,
+    **env: str,
+) -> str:
+    args = ["dags", "test", dag_id]
+    if conf is not None:
+        args += ["--conf", json.dumps(conf)]
+    done = airflow.run(*args, timeout_s=DAG_TEST_DEADLINE_S, env={**stack.env(), **env})
+    (airflow.root / f"dags-test-{dag_id}.log").write_text(done.output)  # kept for a look later
+    return done.output
+
+
+def state_of(airflow: Airflow, dag_id: str) -> str:
+    (run,) = airflow.dag_runs(dag_id)
+    state: str = run["state"]
+    return state
+
+
+def test_the_document_analysis_dag_runs_its_workflow_deferred_on_kafka(
+    airflow: Airflow, pas_stack: PASStack
+) -> None:
+    output = dags_test(airflow, pas_stack, "pas_document_analysis")
+
+    assert state_of(airflow, "pas_document_analysis") == "success", output[-6000:]
+    # The operator published and deferred; the trigger (not the task) waited on the results.
+    assert "deferring until its result" in output
+    assert f"waiting on {pas_stack.results_topic} for the result of event" in output
+    analysis = airflow.xcom("pas_document_analysis", "run_workflow")
+    assert set(analysis) >= {"title", "summary", "sentiment", "key_points", "word_count"}
+    assert analysis["title"] == "Overnight research digest"
+    run = airflow.xcom("pas_document_analysis", "run_workflow", key="run")
+    assert run["status"] == "success"
+    assert run["workflow_run_id"].startswith("pas_document_analysis:")
+    # What it published is the event the runner's own type accepts, to the letter.
+    events = asyncio.run(
+        collect(
+            pas_stack.bootstrap,
+            pas_stack.events_topic,
+            lambda found: any(r.value["event_id"] == run["event_id"] for r in found),
+        )
+    )
+    (sent,) = [r for r in events if r.value["event_id"] == run["event_id"]]
+    triggered = msgspec.json.decode(msgspec.json.encode(sent.value), type=WorkflowTriggered)
+    assert triggered.source == "airflow"
+    assert triggered.metadata["dag_id"] == "pas_document_analysis"
+    assert sent.key == run["workflow_run_id"]
+
+
+def test_a_failed_workflow_fails_the_task_once_with_the_workflow_s_reason(
+    test_airflow: Airflow, pas_stack: PASStack, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.touch()
+    payload = {"log": str(tmp_path / "log"), "broken": str(broken)}
+
+    output = dags_test(test_airflow, pas_stack, "pas_test_probe_kafka", {"payload": payload})
+
+    assert state_of(test_airflow, "pas_test_probe_kafka") == "failed", output[-6000:]
+    assert "c is broken (on purpose)" in output
+    tries = test_airflow.task_tries("pas_test_probe_kafka", "run_workflow")
+    assert [t["state"] for t in tries] == ["failed"]  # retries: 2, yet no retry
+
+
+def test_rest_mode_runs_the_workflow_over_the_runner_s_http_api(
+    test_airflow: Airflow, pas_stack: PASStack, tmp_path: Path
+) -> None:
+    payload = {"log": str(tmp_path / "log"), "value": 3}
+
+    output = dags_test(test_airflow, pas_stack, "pas_test_probe_rest", {"payload": payload})
+
+    assert state_of(test_airflow, "pas_test_probe_rest") == "success", output[-6000:]
+    assert test_airflow.xcom("pas_test_probe_rest", "run_workflow") == {
+        "visited": ["a", "b", "c"],
+        "value": 3,
+    }
+    run = test_airflow.xcom("pas_test_probe_rest", "run_workflow", key="run")
+    recorded = httpx.get(f"{pas_stack.runner_url}/runs/{run['run_id']}").json()
+    assert recorded["status"] == "success"
+    assert recorded["metadata"]["dag_id"] == "pas_test_probe_rest"
+
+
+@pytest.fixture
+def router(llm_process: ServiceProcess, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """The provider router with one OpenAI-compatible provider: the PAS LLM service on the
+    embedded model, at 1 USD per 1k tokens in and out."""
+    providers = tmp_path / "providers.toml"
+    providers.write_text(
+        f'[[providers]]\nname = "smol"\nbase_url = "{llm_process.url}/v1"\n'
+        '[[providers.models]]\nname = "smol"\ncapabilities = ["explanation"]\n'
+        "input_per_1k = 1.0\noutput_per_1k = 1.0\n"
+    )
+    process = ServiceProcess(
+        ROUTER_APP,
+        free_port(),
+        {
+            "ROUTER_USE_REGISTRY": "false",
+            "ROUTER_PROVIDERS_FILE": str(providers),
+            "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db",
+            "LOG_LEVEL": "WARNING",
+        },
+        tmp_path / "router.log",
+    ).start()
+    yield process
+    process.stop()
+
+
+def test_the_llm_operator_pushes_text_tokens_and_cost(
+    test_airflow: Airflow, pas_stack: PASStack, router: ServiceProcess
+) -> None:
+    output = dags_test(test_airflow, pas_stack, "pas_test_llm", ROUTER_URL=router.url)
+
+    assert state_of(test_airflow, "pas_test_llm") == "success", output[-6000:]
+    text = test_airflow.xcom("pas_test_llm", "ask", key="text")
+    tokens = test_airflow.xcom("pas_test_llm", "ask", key="tokens")
+    cost = test_airflow.xcom("pas_test_llm", "ask", key="cost_usd")
+    answer = test_airflow.xcom("pas_test_llm", "ask")
+    assert isinstance(text, str)
+    assert text.strip()
+    assert tokens["completion_tokens"] > 0
+    assert tokens["total_tokens"] == tokens["prompt_tokens"] + tokens["completion_tokens"]
+    assert cost == pytest.approx(tokens["total_tokens"] / 1000)  # 1 USD per 1k, in and out
+    assert answer["provider"] == "smol"
+    assert answer["text"] == text

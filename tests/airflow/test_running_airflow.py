@@ -1,0 +1,229 @@
+"""Airflow as PAS runs it: ``setup_airflow.sh`` and ``start_airflow.sh`` (api-server, scheduler,
+dag-processor, triggerer), driven through Airflow's REST API, stopped by ``stop_all.sh``.
+
+The LangGraphOperator's promise is checked where it matters: while the workflow runs, its task
+is deferred to the triggerer and holds no worker slot."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.airflow.airflow_cli import AIRFLOW_VENV, Completed, kill_group, run_in_group
+from tests.airflow.conftest import PASStack, dags_folder_with, needs_airflow
+from tests.airflow.test_operators import PROBE_DAGS
+from tests.support.processes import REPO_ROOT, free_port
+
+pytestmark = [*needs_airflow, pytest.mark.timeout(900)]
+
+DAG_ID = "pas_test_probe_kafka"
+TASK_ID = "run_workflow"
+
+
+class RunningAirflow:
+    def __init__(self, url: str, token: str, pas_home: Path) -> None:
+        self.client = httpx.Client(
+            # Generous: on two busy cores the api-server can take its time.
+            base_url=f"{url}/api/v2",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+        self.pas_home = pas_home
+
+    def get(self, path: str) -> dict[str, Any]:
+        response = self.client.get(path)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_for(
+        self, path: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 300
+    ) -> dict[str, Any]:
+        """Poll ``GET path`` until ``done`` says so (a 404 is "not yet": a DAG not parsed)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            response = self.client.get(path)
+            assert response.status_code in (200, 404), response.text
+            body: dict[str, Any] = response.json()
+            if response.status_code == 200 and done(body):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path} never got there: {body}")
+            time.sleep(0.5)
+
+
+def settled(run_or_task: dict[str, Any]) -> bool:
+    return run_or_task["state"] in ("success", "failed")
+
+
+def script(
+    name: str, env: dict[str, str], timeout_s: float = 300, *, leave_running: bool = False
+) -> Completed:
+    done = run_in_group(
+        ["bash", str(REPO_ROOT / "scripts" / name)],
+        env,
+        timeout_s,
+        REPO_ROOT,
+        leave_running=leave_running,
+    )
+    assert done.returncode == 0, done.output
+    return done
+
+
+# The DAGs from configuration, on the probe workflow: the first updates an asset when its
+# workflow succeeds, the second runs whenever that asset is updated.
+WORKFLOWS_YAML = """
+dags:
+  - dag_id: pas_test_digest
+    workflow_id: probe
+    payload: {{log: "{log}", value: 1}}
+    updates: [pas_test_digest_done]
+  - dag_id: pas_test_after_digest
+    workflow_id: probe
+    payload: {{log: "{log}", value: 2}}
+    after: [pas_test_digest_done]
+"""
+
+
+@pytest.fixture(scope="module")
+def running_airflow(
+    tmp_path_factory: pytest.TempPathFactory, pas_stack: PASStack
+) -> Iterator[RunningAirflow]:
+    """Airflow set up and started by PAS's scripts in a PAS_HOME of the module's own (PID
+    files, logs, AIRFLOW_HOME), on a free port, with the test DAGs and a workflows.yaml of the
+    module's own; stopped by stop_all.sh."""
+    tmp_path = tmp_path_factory.mktemp("running-airflow")
+    pas_home = tmp_path / "pas"
+    port = free_port()
+    dags = dags_folder_with(
+        tmp_path,
+        {
+            "test_dags.py": PROBE_DAGS,
+            "workflows.yaml": WORKFLOWS_YAML.format(log=tmp_path / "probe.log"),
+        },
+    )
+    env = {
+        **os.environ,
+        "PAS_HOME": str(pas_home),
+        "PAS_AIRFLOW_VENV": str(AIRFLOW_VENV),
+        "PAS_AIRFLOW_PORT": str(port),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        # The scheduler looks for new DAG runs and the dag-processor for files this often.
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        **pas_stack.env(),
+    }
+    started: Completed | None = None
+    ours: set[int] = set()
+    try:
+        script("setup_airflow.sh", env)
+        started = script("start_airflow.sh", env, leave_running=True)
+        ours = airflow_sessions(pas_home)
+        passwords = pas_home / "airflow" / "simple_auth_manager_passwords.json.generated"
+        password = json.loads(passwords.read_text())["pas"]
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/auth/token",
+            json={"username": "pas", "password": password},
+            timeout=30,
+        ).json()["access_token"]
+        yield RunningAirflow(f"http://127.0.0.1:{port}", token, pas_home)
+    finally:
+        stopped = script("stop_all.sh", env, timeout_s=120)
+        if started is not None:
+            kill_group(started.process_group)  # the components' supervisors
+            # Every component ran in a session of its own: nothing of them may be left.
+            leftovers = [row for row in processes() if row[1] in ours and row[2][0] != "Z"]
+            for pid, *_ in leftovers:
+                os.kill(pid, signal.SIGKILL)
+            assert not leftovers, f"left after stop_all.sh:\n{leftovers}\n{stopped.output}"
+
+
+def processes() -> list[tuple[int, int, str, str]]:
+    """(pid, session id, state, command) of every process."""
+    table = subprocess.run(
+        ["ps", "-eo", "pid=,sid=,stat=,ppid=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    rows = []
+    for line in table.splitlines():
+        pid, sid, stat, _, args = [*line.split(None, 4), ""][:5]
+        rows.append((int(pid), int(sid), stat, args))
+    return rows
+
+
+def airflow_sessions(pas_home: Path) -> set[int]:
+    """The sessions the started components run in: each supervisor (its PID file's process)
+    starts its component as a session leader."""
+    supervisors = {int(p.read_text()) for p in (pas_home / "run").glob("airflow-*.pid")}
+    table = subprocess.run(
+        ["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        int(pid)
+        for pid, ppid in (line.split() for line in table.splitlines())
+        if int(ppid) in supervisors
+    }
+
+
+def test_a_deferred_workflow_task_holds_no_worker_slot_until_its_result_lands(
+    running_airflow: RunningAirflow, tmp_path: Path
+) -> None:
+    airflow = running_airflow
+    gate = tmp_path / "gate"  # the probe workflow waits in its node b until this file exists
+    payload = {"log": str(tmp_path / "log"), "gate": str(gate), "value": 7}
+    airflow.wait_for(f"/dags/{DAG_ID}", lambda dag: not dag["is_stale"])
+    assert airflow.client.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
+
+    started = airflow.client.post(
+        f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {"payload": payload}}
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["dag_run_id"]
+    task = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}"
+
+    airflow.wait_for(task, lambda ti: ti["state"] == "deferred")
+    pool = airflow.get("/pools/default_pool")
+    assert (pool["running_slots"], pool["deferred_slots"]) == (0, 1)
+
+    gate.touch()
+    finished = airflow.wait_for(task, settled)
+    assert finished["state"] == "success"
+    output = airflow.get(f"{task}/xcomEntries/return_value")
+    assert output["value"] == {"visited": ["a", "b", "c"], "value": 7}
+    run = airflow.wait_for(f"/dags/{DAG_ID}/dagRuns/{run_id}", settled)
+    assert run["state"] == "success"
+
+
+def test_a_dag_scheduled_on_an_asset_runs_when_another_dag_updates_it(
+    running_airflow: RunningAirflow,
+) -> None:
+    airflow = running_airflow
+    for dag_id in ("pas_test_digest", "pas_test_after_digest"):
+        airflow.wait_for(f"/dags/{dag_id}", lambda dag: not dag["is_stale"])
+        assert airflow.client.patch(f"/dags/{dag_id}", json={"is_paused": False}).is_success
+    assert airflow.get("/dags/pas_test_after_digest/dagRuns")["dag_runs"] == []
+
+    started = airflow.client.post("/dags/pas_test_digest/dagRuns", json={"logical_date": None})
+    assert started.status_code == 200, started.text
+    digest = f"/dags/pas_test_digest/dagRuns/{started.json()['dag_run_id']}"
+    assert airflow.wait_for(digest, settled)["state"] == "success"
+
+    runs = airflow.wait_for(
+        "/dags/pas_test_after_digest/dagRuns",
+        lambda found: any(settled(r) for r in found["dag_runs"]),
+    )["dag_runs"]
+    (run,) = runs
+    assert (run["run_type"], run["state"]) == ("asset_triggered", "success")
+    output = airflow.get(
+        f"/dags/pas_test_after_digest/dagRuns/{run['dag_run_id']}"
+        "/taskInstances/run_workflow/xcomEntries/return_value"
+    )
+    assert output["value"] == {"visited": ["a", "b", "c"], "value": 2}

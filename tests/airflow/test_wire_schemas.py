@@ -1,0 +1,93 @@
+"""The DAGs' view of PAS's wire (``dags/pas_airflow/wire.py`` and the JSON Schemas it publishes
+in ``dags/pas_airflow/schemas/``) agrees with PAS's own types. Airflow gets the DAGs folder
+alone, so these copies are what it knows of PAS; no Airflow needed here.
+
+When a wire type changes, write the schemas again and review the diff:
+``.venv/bin/python -m tests.airflow.test_wire_schemas``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dags.pas_airflow import wire
+from libs.common import constants
+from libs.common.schemas import usage
+from libs.common.schemas.json_schema import inline_schema
+from libs.common.schemas.llm import ChatCompletion
+from libs.common.schemas.workflows import RunRequest, RunStatus, WorkflowResult, WorkflowTriggered
+from services.provider_router.routes import RouterChatRequest
+
+WIRE_TYPES: dict[str, Any] = {
+    "workflow_triggered": WorkflowTriggered,
+    "workflow_result": WorkflowResult,
+    "run_request": RunRequest,
+    "run_status": RunStatus,
+    "chat_completion_request": RouterChatRequest,
+    "chat_completion": ChatCompletion,
+}
+
+
+def published(name: str) -> str:
+    return json.dumps(inline_schema(WIRE_TYPES[name]), indent=2, sort_keys=True) + "\n"
+
+
+def test_every_published_schema_is_a_pas_wire_type() -> None:
+    assert set(wire.SCHEMAS) == set(WIRE_TYPES)
+    assert {p.stem for p in wire.SCHEMA_DIR.glob("*.json")} == set(WIRE_TYPES)
+
+
+@pytest.mark.parametrize("name", sorted(WIRE_TYPES))
+def test_the_published_schema_is_the_wire_type_s_own(name: str) -> None:
+    on_disk = (wire.SCHEMA_DIR / f"{name}.json").read_text()
+
+    assert on_disk == published(name), (
+        f"dags/pas_airflow/schemas/{name}.json is out of date: "
+        ".venv/bin/python -m tests.airflow.test_wire_schemas"
+    )
+
+
+def test_ports_topics_and_headers_are_pas_s() -> None:
+    assert wire.RUNNER_PORT == constants.LANGGRAPH_RUNNER_PORT
+    assert wire.ROUTER_PORT == constants.PROVIDER_ROUTER_PORT
+    assert wire.VERSIONING_PORT == constants.VERSIONING_PORT
+    assert wire.TOPIC_WORKFLOW_EVENTS == constants.TOPIC_WORKFLOW_EVENTS
+    assert wire.TOPIC_WORKFLOW_RESULTS == constants.TOPIC_WORKFLOW_RESULTS
+    assert wire.HEADER_WORKFLOW_ID == usage.HEADER_WORKFLOW_ID
+    assert wire.HEADER_WORKFLOW_RUN_ID == usage.HEADER_WORKFLOW_RUN_ID
+
+
+def test_what_the_schema_refuses_is_named() -> None:
+    event = {
+        "event_id": "e-1",
+        "event_type": "workflow.triggered",
+        "timestamp": "2025-01-27T10:00:00",
+        "source": "airflow",
+        "workflow_id": "Document Analysis",
+        "workflow_run_id": "dag:run",
+        "payload": {},
+        "surprise": 1,
+    }
+
+    with pytest.raises(wire.WireShapeError) as refused:
+        wire.check("workflow_triggered", event)
+
+    assert "workflow_id" in str(refused.value)
+    assert "surprise" in str(refused.value)
+
+
+def test_a_service_s_own_token_wins_over_the_shared_one() -> None:
+    assert wire.bearer("RUNNER_TOKEN", {}) == {}
+    assert wire.bearer("RUNNER_TOKEN", {"PAS_TOKEN": "all"}) == {"Authorization": "Bearer all"}
+    assert wire.bearer("RUNNER_TOKEN", {"PAS_TOKEN": "all", "RUNNER_TOKEN": "mine"}) == {
+        "Authorization": "Bearer mine"
+    }
+
+
+if __name__ == "__main__":
+    for schema_name in WIRE_TYPES:
+        (wire.SCHEMA_DIR / f"{schema_name}.json").write_text(published(schema_name))
+        print(f"wrote {wire.SCHEMA_DIR / schema_name}.json")
