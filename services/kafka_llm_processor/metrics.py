@@ -34,6 +34,13 @@ class ProcessorMetrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=None,
         )
+        self.unpublishable = Counter(
+            "pas_processor_records_unpublishable",
+            "Records neither answered nor dead-lettered (both refused or past the deadline), by "
+            "where they were recorded instead: spill (the spill file) or nowhere (not committed)",
+            ["recorded"],
+            registry=None,
+        )
         self.tokens = Counter("pas_processor_tokens", "LLM tokens used", ["kind"], registry=None)
         self.lag = Gauge(
             "pas_processor_consumer_lag",
@@ -48,6 +55,7 @@ class ProcessorMetrics:
             self.processed,
             self.dead_lettered,
             self.retries,
+            self.unpublishable,
             self.in_flight,
             self.latency,
             self.tokens,

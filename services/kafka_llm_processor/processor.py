@@ -1,5 +1,11 @@
 """The consume loop: one per process, work handed to bounded tasks, offsets committed per
-partition only up to the lowest document whose result the broker has acknowledged."""
+partition only up to the lowest document not yet recorded somewhere durable.
+
+A document is recorded once the broker acknowledged its result or its dead letter; when neither
+is taken (refused, or not within ``PROCESSOR_PUBLISH_DEADLINE_S`` each), once it is appended to
+the spill file in ``PROCESSOR_SPILL_DIR`` (fsync'ed). A document that cannot be recorded even
+there is never committed past: its partition commits no further until a restart redelivers it.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,17 @@ import msgspec
 import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import ProducerClosed
 
 from libs.common.kafka.offsets import OffsetBook
-from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
+from libs.common.kafka.records import (
+    PublishFailed,
+    SpillFile,
+    TrackAssignment,
+    dead_letter,
+    send_acknowledged,
+    track_topics,
+)
 from libs.common.schemas.documents import (
     DocumentResult,
     FinancialDocument,
@@ -55,6 +69,7 @@ class DocumentProcessor:
         self._llm = llm
         self._metrics = metrics
         self._book = OffsetBook()
+        self._spill = SpillFile(settings.spill_dir, consumer=settings.group_id)
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self.instance = uuid.uuid4().hex[:8]
         self.assigned: set[TopicPartition] = set()
@@ -71,6 +86,9 @@ class DocumentProcessor:
             compression_type="gzip",
             linger_ms=10,
             acks="all",
+            # Below the publish deadline, so that a batch aiokafka cannot deliver ends in time
+            # for send_acknowledged to try it again (aiokafka's default is 40 s).
+            request_timeout_ms=int(min(40.0, max(1.0, s.publish_deadline_s / 3)) * 1000),
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
@@ -86,6 +104,7 @@ class DocumentProcessor:
             [s.input_topic], listener=TrackAssignment(self.assigned, self._settle)
         )
         await self._producer.start()
+        await track_topics(self._producer, [s.output_topic, s.dlq_topic])
         await self._consumer.start()
         self.connected = True
         logger.info("processor started", instance=self.instance, settings=s.redacted())
@@ -173,17 +192,39 @@ class DocumentProcessor:
             except _Failed as failure:
                 await self._dead_letter(record, failure)
             else:
-                await self._publish(
-                    self._settings.output_topic, result.doc_id.encode(), _encode(result)
-                )
-                self._metrics.processed.labels(result.task).inc()
-                self._metrics.tokens.labels("prompt").inc(result.prompt_tokens)
-                self._metrics.tokens.labels("completion").inc(result.completion_tokens)
-                self._metrics.latency.observe(time.perf_counter() - started)
+                await self._publish_result(record, result, started)
             self._book.finished(tp, record.offset)
+        except ProducerClosed:
+            # Stopped before it was published; uncommitted, so it comes back after the restart.
+            logger.warning("stopped before a document was published", offset=record.offset)
         except Exception:
-            # The offset stays uncommitted, so the document comes back after a restart.
-            logger.exception("a document could not be published anywhere", offset=record.offset)
+            # Not even the spill file took it: the offset stays uncommitted, and with it every
+            # later offset of its partition, until a restart brings the document back.
+            self._metrics.unpublishable.labels("nowhere").inc()
+            logger.critical(
+                "a document was recorded nowhere: not answered, not dead-lettered, not spilled; "
+                "its partition commits no further until a restart",
+                **_coordinates(record),
+                exc_info=True,
+            )
+
+    async def _publish_result(
+        self, record: ConsumerRecord[bytes, bytes], result: DocumentResult, started: float
+    ) -> None:
+        try:
+            await self._publish(
+                self._settings.output_topic, result.doc_id.encode(), _encode(result)
+            )
+        except PublishFailed as exc:
+            failure = _Failed(
+                f"its result was not published: {exc}", result.attempts, "unpublished"
+            )
+            await self._dead_letter(record, failure, refused=[str(exc)])
+            return
+        self._metrics.processed.labels(result.task).inc()
+        self._metrics.tokens.labels("prompt").inc(result.prompt_tokens)
+        self._metrics.tokens.labels("completion").inc(result.completion_tokens)
+        self._metrics.latency.observe(time.perf_counter() - started)
 
     async def _answer(self, record: ConsumerRecord[bytes, bytes], started: float) -> DocumentResult:
         if record.value is None or len(record.value) > self._settings.max_message_bytes:
@@ -239,11 +280,21 @@ class DocumentProcessor:
             processed_at=datetime.now(UTC),
         )
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], failure: _Failed) -> None:
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        failure: _Failed,
+        *,
+        refused: list[str] | None = None,
+    ) -> None:
         letter = dead_letter(
             record, error=str(failure), error_type=failure.kind, attempts=failure.attempts
         )
-        await self._publish(self._settings.dlq_topic, record.key, _encode(letter))
+        try:
+            await self._publish(self._settings.dlq_topic, record.key, _encode(letter))
+        except PublishFailed as exc:
+            await self._spill_record(record, failure, [*(refused or []), str(exc)])
+            return
         self._metrics.dead_lettered.labels(failure.kind).inc()
         logger.warning(
             "dead-lettered",
@@ -253,6 +304,37 @@ class DocumentProcessor:
             attempts=failure.attempts,
         )
 
+    async def _spill_record(
+        self, record: ConsumerRecord[bytes, bytes], failure: _Failed, refused: list[str]
+    ) -> None:
+        """Raises ``SpillFailed`` when the spill file cannot take it either."""
+        path = await self._spill.append(
+            record,
+            error=str(failure),
+            error_type=failure.kind,
+            attempts=failure.attempts,
+            refused=refused,
+        )
+        self._metrics.unpublishable.labels("spill").inc()
+        logger.error(
+            "a document no topic took was spilled to disk",
+            **_coordinates(record),
+            path=str(path),
+            reason=str(failure),
+            refused=refused,
+        )
+
     async def _publish(self, topic: str, key: bytes | None, value: bytes) -> Any:
         assert self._producer is not None
-        return await send_acknowledged(self._producer, topic, key, value)
+        return await send_acknowledged(
+            self._producer, topic, key, value, deadline_s=self._settings.publish_deadline_s
+        )
+
+
+def _coordinates(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode(errors="replace")[:256] if record.key else None,
+    }

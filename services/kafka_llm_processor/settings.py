@@ -14,6 +14,7 @@ from libs.common.constants import (
     TOPIC_FINANCIAL_DOCUMENTS_DLQ,
     TOPIC_LLM_RESULTS,
 )
+from libs.common.kafka.records import PUBLISH_DEADLINE_S
 from libs.common.kit import ServiceSettings
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -50,13 +51,21 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     retry_backoff_s: Positive = 0.5
     max_tokens: Annotated[int, msgspec.Meta(ge=16)] = 384
     commit_interval_s: Positive = 1.0
-    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_000_000
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    """Larger messages go to the DLQ unread (1 MiB: the most a default Kafka broker carries)."""
     drain_timeout_s: Positive = 120.0
     """On shutdown, how long in-flight documents may take to finish."""
+    publish_deadline_s: Positive = PUBLISH_DEADLINE_S
+    """How long a result, then a dead letter, may wait for the broker to take it."""
+    spill_dir: Annotated[str, msgspec.Meta(min_length=1)] = ".pas/spill/kafka_llm_processor"
+    """Where a document that no topic takes (result and dead letter both refused) is written,
+    in ``spilled.jsonl``, before its offset is committed."""
 
     @property
     def longest_document_s(self) -> float:
         """The longest one document may hold a slot: every attempt timing out, the longest
-        backoffs between them, and a minute for the result's publication to be acknowledged."""
+        backoffs between them, and the publication of its result then of its dead letter each
+        taking their whole deadline (the spill file after that is a local write)."""
         backoff_s = self.retry_backoff_s * 16 * 2  # wait_max plus as much jitter
-        return self.max_attempts * (self.llm_timeout_s + backoff_s) + 60.0
+        llm_s = self.max_attempts * (self.llm_timeout_s + backoff_s)
+        return llm_s + 2 * self.publish_deadline_s + 10.0

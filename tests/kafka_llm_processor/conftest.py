@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
@@ -64,6 +66,8 @@ def start_processor(
                 "LLM_URL": llm_url,
                 "PROCESSOR_GROUP_ID": f"group-{topics.input}",
                 "PROCESSOR_COMMIT_INTERVAL_S": "0.2",
+                # Never the repository's .pas/spill: a test reads its own spill file.
+                "PROCESSOR_SPILL_DIR": str(tmp_path / "spill"),
                 **env,
             },
             tmp_path / f"processor-{len(started)}.log",
@@ -76,12 +80,19 @@ def start_processor(
         process.stop()
 
 
-async def send(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+async def send(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    *,
+    partition: int | None = None,
+) -> None:
+    """Send in order; to one ``partition`` when given, else by key."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
         for key, value in messages:
-            await producer.send(topic, key=key, value=value)
+            await producer.send(topic, key=key, value=value, partition=partition)
         await producer.flush()
     finally:
         await producer.stop()
@@ -121,3 +132,38 @@ async def collect(
     finally:
         await consumer.stop()
     return found
+
+
+async def committed_offset(
+    bootstrap: str,
+    group: str,
+    tp: TopicPartition,
+    *,
+    until: Callable[[int | None], bool],
+    timeout_s: float = 60,
+) -> int | None:
+    """The group's committed offset of ``tp``, asked until ``until`` accepts it (or the
+    timeout); ``None`` while the group has committed nothing there."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            found = (await admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
+            offset = None if found is None or found.offset < 0 else found.offset
+            if until(offset) or asyncio.get_running_loop().time() >= deadline:
+                return offset
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def metrics_showing(url: str, line: str, timeout_s: float = 60) -> str:
+    """The service's /metrics once it shows ``line`` (or at the timeout)."""
+    async with httpx.AsyncClient() as http:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            text = (await http.get(f"{url}/metrics")).text
+            if line in text or asyncio.get_running_loop().time() >= deadline:
+                return text
+            await asyncio.sleep(0.2)

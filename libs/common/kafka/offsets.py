@@ -1,8 +1,11 @@
 """Which offset of each partition may be committed: never past a record still being handled.
 
 Records finish out of order (many in flight at once); the commit stops at the lowest one still
-in flight, so a crash redelivers it, and perhaps some finished ones: at least once. The Kafka
-LLM processor and the LangGraph runner's bridge keep their offsets in this book.
+in flight, so a crash redelivers it, and perhaps some finished ones: at least once. A record is
+``finished`` once it is recorded durably somewhere: its output or dead letter acknowledged by
+the broker, or, when no topic takes it, written to the consumer's spill file (see
+``records.py``); one recorded nowhere stays in flight, and its partition commits no further. The
+Kafka LLM processor and the LangGraph runner's bridge keep their offsets in this book.
 """
 
 from __future__ import annotations

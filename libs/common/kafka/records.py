@@ -1,24 +1,86 @@
 """What every PAS consumer does the same way: track its assignment, send with the broker's
-acknowledgement, turn a record it cannot use into a dead letter, and start again when the
-broker drops it."""
+acknowledgement, turn a record it cannot use into a dead letter, keep on disk a record no topic
+takes, and start again when the broker drops it.
+
+What a consumer that commits an offset only after one of these returned can count on:
+
+- ``send_acknowledged`` returns once the broker acknowledged the record. It retries only what
+  may succeed on a later try (an aiokafka error marked ``retriable``: a leader moving, the broker
+  away, a topic not there yet; and the producer's own delivery timeout), with exponential
+  backoff, for ``deadline_s`` in all (``PUBLISH_DEADLINE_S``, 30 s, unless the caller says);
+  anything else (a record larger than the producer or the broker takes, a value it cannot
+  serialize) fails at the first try. Both end in ``PublishFailed``. A send given up at the
+  deadline may still reach the broker later: at least once.
+- ``dead_letter`` builds an envelope that always fits the broker's default limit (1 MiB) and is
+  never refused for its size: the first ``DEAD_LETTER_ORIGINAL_BYTES`` (64 KiB) of the original
+  as text, with ``original_clipped`` set when that is not all of it, the original's full size in
+  bytes and its sha256; the error, the key and the headers are clipped too.
+- ``SpillFile`` is the last resort, for a record that can be published nowhere (its result and
+  its dead letter both refused, or the deadline passed): one JSON line per record, appended to
+  ``<directory>/spilled.jsonl`` and fsync'ed (the directory too when the file is new), under an
+  exclusive ``flock`` so that processes may share the directory. A line (``SpilledRecord``)
+  holds the record's key, value and headers byte for byte (base64), its coordinates, why it
+  could not be used and why no topic took it; operators replay the file, then remove it. Only
+  once ``append`` returned may the consumer commit past the record; when it raises
+  ``SpillFailed`` the consumer must not (the record then comes back after a restart).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import codecs
+import fcntl
+import hashlib
+import os
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
+import msgspec
 import stamina
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
+from aiokafka.structs import RecordMetadata
 
+from libs.common.errors import PASError
 from libs.common.schemas.documents import DeadLetter
 
 logger = structlog.get_logger("pas.kafka")
 
 Settle = Callable[[set[TopicPartition]], Awaitable[None]]
+
+PUBLISH_DEADLINE_S = 30.0
+"""How long ``send_acknowledged`` keeps trying a record the broker may take later."""
+
+DEAD_LETTER_ORIGINAL_BYTES = 64 * 1024
+"""How much of the original a dead letter carries; the rest is known by size and sha256."""
+
+SPILL_FILE_NAME = "spilled.jsonl"
+
+# Everything else a dead letter carries is bounded too, so that an envelope stays far below
+# 1 MiB even if every character needed a six-byte JSON escape.
+_ERROR_CHARS = 2000
+_KEY_BYTES = 1024
+_HEADER_NAME_CHARS = 256
+_HEADER_VALUE_BYTES = 1024
+_HEADERS = 32
+
+
+class PublishFailed(PASError):
+    """The broker did not acknowledge a record: it refused it, or did not take it before the
+    deadline. Dead-letter the record, or spill it, before committing past it."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"{topic}: {reason}")
+        self.topic = topic
+        self.reason = reason
+
+
+class SpillFailed(PASError):
+    """A record could not be written to the spill file: do not commit past it."""
 
 
 class TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -42,38 +104,191 @@ class TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         )
 
 
+async def track_topics(producer: AIOKafkaProducer, topics: Iterable[str]) -> None:
+    """Have a started ``producer`` fetch metadata for ``topics`` at every refresh.
+
+    Once aiokafka tracks any topic, it refreshes metadata for the tracked ones only, and it
+    tracks a topic only when a send finds no metadata for it (one created after the producer
+    started, or one that cannot exist). That first send drops every untracked topic's metadata,
+    and a batch already queued for one of them then waits without a leader until the
+    producer's request timeout. Tracking the topics a consumer publishes to from the start
+    leaves nothing untracked. Call it right after ``start()``: it replaces what is tracked."""
+    await producer.client.set_topics(list(topics))
+
+
+def retriable(exc: Exception) -> bool:
+    """Whether the broker may take the record on a later try: aiokafka marks those errors
+    ``retriable``; its ``KafkaTimeoutError`` (a batch not delivered within the producer's
+    request timeout, the broker away) is transient too. A record too large, a value that
+    cannot be serialized or a closed producer are not."""
+    return isinstance(exc, KafkaTimeoutError) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
 async def send_acknowledged(
     producer: AIOKafkaProducer,
     topic: str,
     key: bytes | None,
     value: bytes,
     headers: list[tuple[str, bytes]] | None = None,
-) -> Any:
-    """Send and wait until the broker acknowledges, retrying while it is away: a caller
-    commits its input only after this returns, so nothing is lost in between."""
-    async for attempt in stamina.retry_context(on=Exception, attempts=10, timeout=None):
-        with attempt:
-            return await (await producer.send(topic, key=key, value=value, headers=headers))
-    return None
+    *,
+    deadline_s: float = PUBLISH_DEADLINE_S,
+) -> RecordMetadata:
+    """Send and wait until the broker acknowledges, retrying what is retriable for at most
+    ``deadline_s``: a caller commits its input only after this returns, so nothing is lost in
+    between. Raises ``PublishFailed`` (``ProducerClosed`` as it is: the caller stopped)."""
+    last: Exception | None = None
+    try:
+        async with asyncio.timeout(deadline_s):
+            async for attempt in stamina.retry_context(
+                on=retriable,
+                attempts=None,
+                timeout=deadline_s,
+                wait_initial=0.1,
+                wait_max=2.0,
+                wait_jitter=0.1,
+            ):
+                with attempt:
+                    try:
+                        sent = await producer.send(topic, key=key, value=value, headers=headers)
+                        # Shielded: the deadline abandons the wait, not aiokafka's own future.
+                        return await asyncio.shield(sent)
+                    except Exception as exc:
+                        last = exc
+                        raise
+    except TimeoutError as exc:
+        why = f"; last {type(last).__name__}: {last}" if last is not None else ""
+        raise PublishFailed(topic, f"not acknowledged within {deadline_s:g} s{why}") from exc
+    except ProducerClosed:
+        raise
+    except Exception as exc:
+        raise PublishFailed(topic, f"{type(exc).__name__}: {exc}") from exc
+    raise AssertionError("unreachable: the retry loop returns or raises")
+
+
+def _clip_utf8(data: bytes, limit: int) -> str:
+    """The first ``limit`` bytes as text; a character cut in half at the end is left out."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return decoder.decode(data[:limit], final=len(data) <= limit)
 
 
 def dead_letter(
-    record: ConsumerRecord[bytes, bytes], *, error: str, error_type: str, attempts: int
+    record: ConsumerRecord[bytes, bytes],
+    *,
+    error: str,
+    error_type: str,
+    attempts: int,
+    keep_bytes: int = DEAD_LETTER_ORIGINAL_BYTES,
 ) -> DeadLetter:
-    """The DLQ envelope of ``record``: the original bytes and headers, where it came from, and
-    why it could not be used."""
+    """The DLQ envelope of ``record``: the original (its first ``keep_bytes`` as text, its size
+    and sha256) and headers, where it came from, and why it could not be used."""
+    original = record.value or b""
     return DeadLetter(
-        error=error[:2000],
+        error=error[:_ERROR_CHARS],
         error_type=error_type,
         attempts=attempts,
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        key=record.key.decode(errors="replace") if record.key else None,
-        original=(record.value or b"").decode(errors="replace"),
-        headers={k: v.decode(errors="replace") for k, v in record.headers},
+        key=_clip_utf8(record.key, _KEY_BYTES) if record.key else None,
+        original=_clip_utf8(original, keep_bytes),
+        original_bytes=len(original),
+        original_sha256=hashlib.sha256(original).hexdigest(),
+        original_clipped=len(original) > keep_bytes,
+        headers={
+            name[:_HEADER_NAME_CHARS]: _clip_utf8(value or b"", _HEADER_VALUE_BYTES)
+            for name, value in list(record.headers)[:_HEADERS]
+        },
         failed_at=datetime.now(UTC),
     )
+
+
+class SpilledRecord(msgspec.Struct, kw_only=True):
+    """One line of a spill file: a record no topic took, byte for byte, and why."""
+
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
+    error: str
+    """Why the record could not be used (what its dead letter would have said)."""
+    error_type: str
+    attempts: int
+    refused: list[str]
+    """Each publication that failed: the topic and why."""
+    spilled_at: datetime
+
+
+_encode_spilled = msgspec.json.Encoder().encode
+
+
+class SpillFile:
+    """The append-only file of records that could be published nowhere (see the module)."""
+
+    def __init__(self, directory: str | Path, *, consumer: str) -> None:
+        self.path = Path(directory) / SPILL_FILE_NAME
+        self.consumer = consumer
+
+    async def append(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        *,
+        error: str,
+        error_type: str,
+        attempts: int,
+        refused: Sequence[str],
+    ) -> Path:
+        """Write ``record`` durably; only then may its consumer commit past it."""
+        line = _encode_spilled(
+            SpilledRecord(
+                consumer=self.consumer,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp,
+                key=record.key,
+                value=record.value,
+                headers=[(name, value or b"") for name, value in record.headers],
+                error=error,
+                error_type=error_type,
+                attempts=attempts,
+                refused=list(refused),
+                spilled_at=datetime.now(UTC),
+            )
+        )
+        try:
+            await asyncio.to_thread(self._append, line + b"\n")
+        except OSError as exc:
+            raise SpillFailed(f"{self.path}: {exc}") from exc
+        return self.path
+
+    def _append(self, line: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                # No half line for the next record to be glued onto.
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
+        if size == 0:
+            # A new file is durable once its directory entry is.
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
 
 class ConsumerLoop(Protocol):

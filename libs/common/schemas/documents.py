@@ -18,7 +18,9 @@ class FinancialDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     doc_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
     doc_type: DocumentType
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-    content: Annotated[str, msgspec.Meta(min_length=1, max_length=50_000)]
+    # As long as a Kafka message carries (1 MiB by default); whether a model can take it is the
+    # model's answer to give (the processor dead-letters what it refuses).
+    content: Annotated[str, msgspec.Meta(min_length=1, max_length=1_048_576)]
     source: Annotated[str, msgspec.Meta(max_length=500)]
     published_at: datetime
     task: Task = "summary"
@@ -57,7 +59,10 @@ class DocumentResult(msgspec.Struct, kw_only=True):
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
-    """The original message, untouched, with why it could not be processed."""
+    """The original message with why it could not be processed: all of it up to 64 KiB, else
+    its first 64 KiB (``original_clipped``), and always its full size and sha256, so that an
+    envelope always fits the broker's limit. Letters written before those three fields existed
+    read with their defaults."""
 
     error: str
     error_type: str
@@ -67,6 +72,12 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     offset: int
     key: str | None
     original: str
+    original_bytes: int | None = None
+    """The original's full size in bytes."""
+    original_sha256: str | None = None
+    """Hex sha256 of the whole original, to match it against the source topic or a spill."""
+    original_clipped: bool = False
+    """``original`` holds only the original's first bytes."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     failed_at: datetime
 

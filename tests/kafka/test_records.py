@@ -1,0 +1,295 @@
+"""Publishing, dead letters and the spill file on a real broker: what may succeed later is
+tried again until the deadline, what never can is not, a dead letter always fits, and a spilled
+record can be read back byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+import stamina
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import MessageSizeTooLargeError
+from stamina.instrumentation import RetryDetails
+
+from libs.common.kafka.broker import EmbeddedBroker
+from libs.common.kafka.records import (
+    DEAD_LETTER_ORIGINAL_BYTES,
+    PublishFailed,
+    SpilledRecord,
+    SpillFailed,
+    SpillFile,
+    dead_letter,
+    retriable,
+    send_acknowledged,
+    track_topics,
+)
+from libs.common.kafka.topics import ensure_topics
+from libs.common.schemas.documents import DeadLetter
+from tests.support.processes import free_port
+
+MiB = 1024 * 1024
+# No Kafka broker accepts a topic name over 249 characters, nor creates it.
+NO_SUCH_TOPIC = "never-" + "x" * 250
+
+
+class Retries:
+    """Every retry stamina schedules (through its instrumentation hooks)."""
+
+    def __init__(self) -> None:
+        self.seen: list[RetryDetails] = []
+        self.scheduled = asyncio.Event()
+
+    def __call__(self, details: RetryDetails) -> None:
+        self.seen.append(details)
+        self.scheduled.set()
+
+
+@pytest.fixture
+def retries() -> Iterator[Retries]:
+    found = Retries()
+    before = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([*before, found])
+    yield found
+    stamina.instrumentation.set_on_retry_hooks(before)
+
+
+def consumed(
+    value: bytes,
+    *,
+    key: bytes | None = b"doc-1",
+    headers: Sequence[tuple[str, bytes]] = (),
+) -> ConsumerRecord[bytes, bytes]:
+    """A record as a consumer receives it from ``financial-documents``."""
+    return ConsumerRecord(
+        topic="financial-documents",
+        partition=2,
+        offset=41,
+        timestamp=1_764_000_000_000,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value),
+        headers=list(headers),
+    )
+
+
+# -- send_acknowledged -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("producer_options", "key", "value", "cause"),
+    [
+        pytest.param({}, b"big", b"x" * (2 * MiB), MessageSizeTooLargeError, id="too-large"),
+        pytest.param(
+            {"key_serializer": str.encode}, b"not-a-str", b"{}", TypeError, id="unserializable"
+        ),
+    ],
+)
+async def test_a_record_that_can_never_be_taken_fails_at_the_first_try(
+    kafka_bootstrap: str,
+    retries: Retries,
+    producer_options: dict[str, object],
+    key: bytes,
+    value: bytes,
+    cause: type[Exception],
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, **producer_options)
+    await producer.start()
+    try:
+        with pytest.raises(PublishFailed) as raised:
+            await send_acknowledged(producer, "records-refused", key, value, deadline_s=30)
+    finally:
+        await producer.stop()
+
+    assert retries.seen == []
+    assert isinstance(raised.value.__cause__, cause)
+    assert raised.value.topic == "records-refused"
+
+
+async def test_a_retriable_error_is_retried_until_the_deadline_then_fails(
+    kafka_bootstrap: str, retries: Retries
+) -> None:
+    # The producer gives up on the topic's metadata after 300 ms: UnknownTopicOrPartitionError.
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, request_timeout_ms=300)
+    await producer.start()
+    try:
+        with pytest.raises(PublishFailed) as raised:
+            await send_acknowledged(producer, NO_SUCH_TOPIC, b"k", b"v", deadline_s=2)
+    finally:
+        await producer.stop()
+
+    assert retries.seen, "a retriable error is tried again"
+    assert {type(r.caused_by).__name__ for r in retries.seen} == {"UnknownTopicOrPartitionError"}
+    assert all(retriable(r.caused_by) for r in retries.seen)
+    # Every retry was scheduled inside the deadline, and then it was given up.
+    assert all(r.waited_so_far < 2 for r in retries.seen)
+    assert raised.value.topic == NO_SUCH_TOPIC
+    assert "UnknownTopicOrPartitionError" in str(raised.value)
+
+
+async def test_a_record_sent_while_the_broker_is_away_is_acknowledged_once_it_is_back(
+    tmp_path: Path, retries: Retries
+) -> None:
+    port = free_port()
+    broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, request_timeout_ms=1000)
+    await producer.start()
+    try:
+        await send_acknowledged(producer, "comes-back", b"k", b"first")
+        broker.stop()
+        sending = asyncio.create_task(
+            send_acknowledged(producer, "comes-back", b"k", b"second", deadline_s=120)
+        )
+        await retries.scheduled.wait()  # a try failed while the broker was away
+        broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker-again.log").start()
+        acknowledged = await sending
+    finally:
+        await producer.stop()
+        broker.stop()
+
+    assert acknowledged.topic == "comes-back"
+    assert retries.seen
+    assert all(retriable(r.caused_by) for r in retries.seen)
+
+
+async def test_a_send_to_a_topic_that_cannot_exist_holds_up_no_other_topic(
+    kafka_bootstrap: str, retries: Retries
+) -> None:
+    """aiokafka drops the metadata of untracked topics when it starts tracking a new one; with
+    the destinations tracked, sends queued meanwhile are not left without a leader."""
+    topic = f"records-ok-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, {topic: 3})
+    # Batched as the processor does: the batch is still queued when the metadata changes.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, linger_ms=10, request_timeout_ms=1000
+    )
+    await producer.start()
+    try:
+        await track_topics(producer, [topic, NO_SUCH_TOPIC])
+        doomed = asyncio.create_task(
+            send_acknowledged(producer, NO_SUCH_TOPIC, b"k", b"v", deadline_s=3)
+        )
+        acknowledged = await asyncio.gather(
+            *(send_acknowledged(producer, topic, b"k", str(n).encode()) for n in range(3))
+        )
+        with pytest.raises(PublishFailed):
+            await doomed
+    finally:
+        await producer.stop()
+
+    assert [m.topic for m in acknowledged] == [topic] * 3
+    # Only the doomed send was tried again.
+    assert {type(r.caused_by).__name__ for r in retries.seen} == {"UnknownTopicOrPartitionError"}
+
+
+# -- dead_letter -------------------------------------------------------------------------------
+
+
+def test_a_dead_letter_of_a_small_record_carries_all_of_it() -> None:
+    original = '{"doc_id": "d-1", "title": "Résultats"}'.encode()
+
+    letter = dead_letter(consumed(original), error="why", error_type="invalid", attempts=1)
+
+    assert letter.original.encode() == original
+    assert letter.original_clipped is False
+    assert letter.original_bytes == len(original)
+    assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
+
+
+def test_a_dead_letter_of_a_near_limit_record_keeps_its_start_size_and_hash() -> None:
+    # A two-byte character straddles the cut: it is left out rather than half kept.
+    original = b"a" * (DEAD_LETTER_ORIGINAL_BYTES - 1) + "é".encode() + b"b" * (MiB - 70_000)
+
+    letter = dead_letter(consumed(original), error="why", error_type="invalid", attempts=1)
+
+    assert letter.original_clipped is True
+    assert letter.original == "a" * (DEAD_LETTER_ORIGINAL_BYTES - 1)
+    assert letter.original_bytes == len(original)
+    assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
+
+
+def test_a_dead_letter_fits_the_broker_limit_whatever_the_record() -> None:
+    """The worst record: 1 MiB of characters JSON must escape, a huge key, many huge headers."""
+    worst = b"\x01" * MiB
+    record = consumed(worst, key=worst, headers=[(f"h{n}" * 200, worst) for n in range(100)])
+
+    letter = dead_letter(record, error="e" * MiB, error_type="invalid", attempts=1)
+    encoded = msgspec.json.encode(letter)
+
+    assert len(encoded) < MiB
+    assert msgspec.json.decode(encoded, type=DeadLetter).original_bytes == MiB
+
+
+def test_a_dead_letter_written_before_sizes_were_recorded_still_reads() -> None:
+    older = {
+        "error": "why",
+        "error_type": "invalid_document",
+        "attempts": 0,
+        "topic": "financial-documents",
+        "partition": 0,
+        "offset": 3,
+        "key": "d-1",
+        "original": "{not json",
+        "headers": {},
+        "failed_at": "2026-11-01T10:00:00Z",
+    }
+
+    letter = msgspec.json.decode(json.dumps(older), type=DeadLetter)
+
+    assert (letter.original, letter.original_bytes, letter.original_sha256) == (
+        "{not json",
+        None,
+        None,
+    )
+    assert letter.original_clipped is False
+
+
+# -- the spill file ----------------------------------------------------------------------------
+
+
+async def test_spilled_records_read_back_byte_for_byte_one_per_line(tmp_path: Path) -> None:
+    spill = SpillFile(tmp_path / "spill" / "processor", consumer="pas-kafka-llm-processor")
+    not_utf8 = b"\xff\xfe binary \x00 payload"
+    first = consumed(not_utf8, headers=[("traceparent", b"00-abc-01")])
+    second = consumed(b"x" * MiB, key=None)
+
+    path = await spill.append(
+        first, error="why", error_type="invalid", attempts=1, refused=["dlq: refused"]
+    )
+    await spill.append(second, error="why", error_type="too_large", attempts=0, refused=[])
+
+    lines = path.read_bytes().splitlines()
+    assert path == tmp_path / "spill" / "processor" / "spilled.jsonl"
+    assert len(lines) == 2
+    found = [msgspec.json.decode(line, type=SpilledRecord) for line in lines]
+    assert found[0].value == not_utf8
+    assert found[0].key == b"doc-1"
+    assert found[0].headers == [("traceparent", b"00-abc-01")]
+    assert (found[0].topic, found[0].partition, found[0].offset) == ("financial-documents", 2, 41)
+    assert found[0].refused == ["dlq: refused"]
+    assert found[0].consumer == "pas-kafka-llm-processor"
+    assert found[0].spilled_at <= datetime.now(UTC)
+    assert found[1].value == b"x" * MiB
+    assert found[1].key is None
+
+
+async def test_a_spill_file_that_cannot_be_written_says_so(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("where the spill directory should be")
+    spill = SpillFile(blocked / "spill", consumer="c")
+
+    with pytest.raises(SpillFailed) as raised:
+        await spill.append(consumed(b"v"), error="e", error_type="t", attempts=0, refused=[])
+
+    assert str(blocked) in str(raised.value)
+    assert blocked.read_text() == "where the spill directory should be"
