@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from libs.common.errors import InvalidRequest
 from services.llm.backends.base import ChoiceScorer, Turn
 from services.llm.taxonomy import DOMAINS, METHODS, TASKS
 
@@ -71,16 +72,26 @@ class TLCClassifier:
         self._scorer = scorer
 
     async def _rank(
-        self, labels: Mapping[str, str], what: str, shots: list[tuple[str, str]], question: str
+        self,
+        labels: Mapping[str, str],
+        what: str,
+        shots: list[tuple[str, str]],
+        question: str,
+        *,
+        asked: str = "query",
     ) -> list[Scored]:
+        """``asked`` names what the question is made of, to say what to shorten if too long."""
         instruction = (
             f"Classify each question by its {what}. Answer with exactly one of: "
             + ", ".join(_ordered_for_prompt(labels))
             + "."
         )
-        log_probs = await self._scorer.score_choices(
-            _ask(instruction, shots, question), list(labels.values())
-        )
+        try:
+            log_probs = await self._scorer.score_choices(
+                _ask(instruction, shots, question), list(labels.values())
+            )
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{exc}: shorten the {asked}") from exc
         return _normalise(list(labels), log_probs)
 
     async def classify_domain(self, query: str) -> list[Scored]:
@@ -89,11 +100,13 @@ class TLCClassifier:
     async def extract_tmd(
         self, query: str, context_docs: list[str]
     ) -> tuple[Scored, Scored, Scored]:
-        question = query
+        question, asked = query, "query"
         if context_docs:
             context = "\n".join(context_docs)[:_MAX_CONTEXT_CHARS]
-            question = f"{query}\n\nContext:\n{context}"
-        task = (await self._rank(TASKS, "task", _TASK_SHOTS, question))[0]
-        method = (await self._rank(METHODS, "retrieval method", _METHOD_SHOTS, question))[0]
-        domain = (await self._rank(DOMAINS, "domain", _DOMAIN_SHOTS, question))[0]
+            question, asked = f"{query}\n\nContext:\n{context}", "query or the context_docs"
+        task = (await self._rank(TASKS, "task", _TASK_SHOTS, question, asked=asked))[0]
+        method = (
+            await self._rank(METHODS, "retrieval method", _METHOD_SHOTS, question, asked=asked)
+        )[0]
+        domain = (await self._rank(DOMAINS, "domain", _DOMAIN_SHOTS, question, asked=asked))[0]
         return task, method, domain

@@ -15,6 +15,7 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import JSONBody
 from litestar.response import Stream
 
@@ -34,6 +35,7 @@ from libs.common.schemas.llm import (
     OllamaTags,
 )
 from services.llm.backends.base import Completion, Generation, StreamEvent
+from services.llm.openai_api import streamed_200
 from services.llm.runtime import LLMRuntime
 from services.llm.translate import (
     from_ollama_chat,
@@ -97,6 +99,14 @@ async def _ndjson(
         await events.aclose()
 
 
+def _ndjson_of(line: str) -> Schema:
+    return Schema(
+        type=OpenAPIType.STRING,
+        description=f"stream=true: one {line} per line, the last with done=true (or an "
+        "{error} line if the model fails mid-answer)",
+    )
+
+
 def _details(runtime: LLMRuntime) -> OllamaModelDetails:
     model = runtime.backend.model
     return OllamaModelDetails(
@@ -127,6 +137,7 @@ class OllamaController(Controller):
         ["/generate", "/api/generate"],
         status_code=200,
         summary="Generate (Ollama-compatible); streams NDJSON unless stream=false, as Ollama",
+        operation_class=streamed_200(NDJSON, _ndjson_of("GenerateResponse")),
         responses={
             200: ResponseSpec(GenerateResponse, description="The answer, or NDJSON lines"),
             **problem_responses(400, 401, 413, 503, 504),
@@ -142,6 +153,7 @@ class OllamaController(Controller):
         "/api/chat",
         status_code=200,
         summary="Ollama's chat; streams NDJSON unless stream=false",
+        operation_class=streamed_200(NDJSON, _ndjson_of("OllamaChatResponse")),
         responses={
             200: ResponseSpec(OllamaChatResponse, description="The answer, or NDJSON lines"),
             **problem_responses(400, 401, 413, 503, 504),
@@ -174,6 +186,7 @@ class OllamaController(Controller):
         status_code=200,
         summary="Details of the served model (Ollama's show)",
         opt=open_write("Ollama's model details, asked with a JSON body: no model call"),
+        responses=problem_responses(400, 413),
     )
     async def show(
         self, data: JSONBody[OllamaShowRequest], runtime: NamedDependency[LLMRuntime]

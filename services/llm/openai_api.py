@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Reference, Schema
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
@@ -30,6 +32,41 @@ from services.llm.runtime import LLMRuntime
 from services.llm.translate import completion_id, from_openai, to_openai, usage_of
 
 _encode = msgspec.json.Encoder().encode
+SSE = "text/event-stream"
+
+
+# Before OpenAPI 3.2 the schema of an event stream describes each event (as schemathesis
+# reads it): every event carries one chunk as JSON in ``data``, the last ``[DONE]``.
+SSE_EVENT = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["data"],
+    properties={
+        "data": Schema(
+            type=OpenAPIType.STRING,
+            description="A ChatCompletionChunk as JSON (with usage last when "
+            "stream_options.include_usage), an {error} object if the model fails mid-answer, "
+            "then `[DONE]`",
+        )
+    },
+    description="stream=true: one server-sent event per chunk",
+)
+
+
+def streamed_200(media_type: str, schema: Schema) -> type[Operation]:
+    """An operation whose 200 may also be a stream of ``media_type`` (``stream: true``).
+
+    A ``ResponseSpec`` gives a status one media type; this adds the stream's, as the router
+    does for its chat.
+    """
+
+    @dataclass
+    class StreamingOperation(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            if ok is not None and not isinstance(ok, Reference) and ok.content:
+                ok.content[media_type] = OpenAPIMediaType(schema=schema)
+
+    return StreamingOperation
 
 
 async def _sse(
@@ -81,6 +118,7 @@ class OpenAIController(Controller):
         ["/chat/completions", "/v1/chat/completions"],
         status_code=200,
         summary="Chat completion (OpenAI-compatible); stream=true gives server-sent events",
+        operation_class=streamed_200(SSE, SSE_EVENT),
         responses={
             200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
             **problem_responses(400, 401, 413, 503, 504),

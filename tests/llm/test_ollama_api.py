@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import jsonschema
+import pytest
 from litestar.testing import AsyncTestClient
 
 Client = AsyncTestClient[Any]
@@ -45,6 +46,25 @@ async def test_streamed_generate_is_ndjson_that_adds_up(llm: Client) -> None:
 async def test_api_generate_streams_by_default_like_ollama(llm: Client) -> None:
     response = await llm.post("/api/generate", json={"prompt": "Hi", "options": {"num_predict": 4}})
     assert response.headers["content-type"].startswith("application/x-ndjson")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/generate", {"prompt": "Hi"}),
+        ("/api/generate", {"prompt": "Hi"}),
+        ("/api/chat", {"messages": [{"role": "user", "content": "Hi"}]}),
+    ],
+)
+async def test_a_streamed_answer_is_in_a_media_type_the_schema_documents(
+    llm: Client, path: str, body: dict[str, Any]
+) -> None:
+    document = (await llm.get("/schema/openapi.json")).json()
+
+    response = await llm.post(path, json={**body, "stream": True, "options": {"num_predict": 4}})
+
+    media_type = response.headers["content-type"].split(";")[0]
+    assert media_type in document["paths"][path]["post"]["responses"]["200"]["content"]
 
 
 async def test_api_chat_answers_and_is_deterministic_at_temperature_zero(llm: Client) -> None:
@@ -94,6 +114,17 @@ async def test_tags_and_show_describe_the_model(llm: Client) -> None:
     assert model["details"]["quantization_level"] == "Q4_1"
     assert show["details"]["parameter_size"] == "135M"
     assert show["model_info"]["llama.context_length"] == 1024
+
+
+async def test_show_refuses_a_bad_body_as_its_schema_documents(llm: Client) -> None:
+    document = (await llm.get("/schema/openapi.json")).json()
+
+    response = await llm.post("/api/show", json={"model": 7})
+
+    assert response.status_code == 400
+    assert "model" in response.json()["detail"]
+    media_type = response.headers["content-type"].split(";")[0]
+    assert media_type in document["paths"]["/api/show"]["post"]["responses"]["400"]["content"]
 
 
 async def test_unsupported_options_are_refused_not_ignored(llm: Client) -> None:

@@ -83,6 +83,18 @@ async def test_streamed_answer_assembles_to_the_plain_one(llm: Client) -> None:
     assert chunks[-2]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
 
 
+@pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions"])
+async def test_a_streamed_answer_is_in_a_media_type_the_schema_documents(
+    llm: Client, path: str
+) -> None:
+    document = (await llm.get("/schema/openapi.json")).json()
+
+    response = await llm.post(path, json={**CHAT, "max_tokens": 4, "stream": True})
+
+    media_type = response.headers["content-type"].split(";")[0]
+    assert media_type in document["paths"][path]["post"]["responses"]["200"]["content"]
+
+
 async def test_json_schema_output_parses_and_validates(llm: Client) -> None:
     response = await llm.post(
         "/chat/completions",

@@ -40,6 +40,17 @@ async def test_health_names_backend_and_model(llm: AsyncTestClient[Any]) -> None
     assert body["details"]["model_loaded"] is True
 
 
+async def test_health_documents_the_503_it_answers_when_unhealthy(
+    llm: AsyncTestClient[Any],
+) -> None:
+    document = (await llm.get("/schema/openapi.json")).json()
+
+    responses = document["paths"]["/health"]["get"]["responses"]
+
+    assert set(responses) == {"200", "503"}
+    assert responses["503"]["content"] == responses["200"]["content"]
+
+
 async def test_metrics_count_tokens_per_model(llm: AsyncTestClient[Any]) -> None:
     answer = (await llm.post("/chat/completions", json=CHAT)).json()
     text = (await llm.get("/metrics")).text

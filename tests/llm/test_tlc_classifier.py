@@ -52,6 +52,20 @@ async def test_classification_is_deterministic(tlc: Client) -> None:
     assert first == second
 
 
+async def test_an_answer_does_not_depend_on_what_was_asked_before(tlc: Client) -> None:
+    # The model's state after each prompt's fixed head is kept and reused: the domain step of
+    # extract_tmd asks what classify_domain asked, so it must give what a fresh read gave.
+    request = {"query": QUERY, "top_k": 21}
+
+    first = (await tlc.post("/classify_domain", json=request)).json()
+    tmd = (await tlc.post("/extract_tmd", json={"query": QUERY})).json()
+    again = (await tlc.post("/classify_domain", json=request)).json()
+
+    assert again == first
+    assert tmd["tmd"]["domain"] == first["primary_domain"]
+    assert tmd["confidence"]["domain"] == first["domains"][0]["confidence"]
+
+
 async def test_extract_tmd_gives_labels_from_the_fixed_sets(tlc: Client) -> None:
     body = (
         await tlc.post(

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 
 from libs.common.redaction import redact_mapping
 
@@ -51,7 +52,18 @@ def health_handler(
     started = time.monotonic()
     run_check = check or _always_ok
 
-    @get("/health", tags=["operations"], summary="Service health")
+    @get(
+        "/health",
+        tags=["operations"],
+        summary="Service health",
+        responses={
+            503: ResponseSpec(
+                HealthResponse,
+                description="Unhealthy: the same body, status `unhealthy`, details say why",
+                generate_examples=False,
+            )
+        },
+    )
     async def health() -> Response[HealthResponse]:
         report = await run_check()
         body = HealthResponse(

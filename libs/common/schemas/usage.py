@@ -26,13 +26,24 @@ HEADER_USAGE_REPORTED_BY = "X-PAS-Usage-Reported-By"
 UsageStatus = Literal["ok", "error"]
 RunStatus = Literal["success", "error"]
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-OptionalName = Annotated[str, msgspec.Meta(max_length=256)] | None
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# What the collector's stores can hold, refused at the edge (a 400 over HTTP, a dead letter
+# from Kafka) rather than failing in the store: PostgreSQL text holds no NUL character;
+# counts are INTEGER; cost is DECIMAL(18,10), below 10^8 once rounded to ten places (the
+# whole-dollar bound leaves room for that rounding); durations are summed as DOUBLE, which
+# PostgreSQL refuses to overflow, so a year bounds one call or run.
+NO_NUL = r"^[^\x00]*$"
+MAX_COUNT = 2**31 - 1
+MAX_COST_USD = 99_999_999.0
+MAX_DURATION_MS = 366 * 24 * 3600 * 1000.0
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_NUL)]
+OptionalName = Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)] | None
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
-Reason = Annotated[str, msgspec.Meta(max_length=2000)] | None
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+Cost = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
+Duration = Annotated[float, msgspec.Meta(ge=0, le=MAX_DURATION_MS)]
+Reason = Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)] | None
 
 
 class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
@@ -51,8 +62,8 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
     status: UsageStatus
     prompt_tokens: Count = 0
     completion_tokens: Count = 0
-    latency_ms: NonNegative = 0.0
-    cost_usd: NonNegative = 0.0
+    latency_ms: Duration = 0.0
+    cost_usd: Cost = 0.0
     request_id: OptionalName = None
     capability: OptionalName = None
     workflow_id: OptionalName = None
@@ -60,8 +71,12 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
     error: Reason = None
 
 
+def _cut(text: str, limit: int = 256) -> str:
+    return text.replace("\x00", "")[:limit]
+
+
 def _clip(text: str | None, limit: int = 256) -> str | None:
-    return text[:limit] if text else None
+    return _cut(text, limit) if text else None
 
 
 def new_usage_event(
@@ -80,19 +95,20 @@ def new_usage_event(
     run_id: str | None = None,
     error: str | None = None,
 ) -> UsageEvent:
-    """A usage event with a fresh id, stamped now; text is cut to the schema's limits (a
-    caller's header can be longer), so that the collector never refuses the event."""
+    """A usage event with a fresh id, stamped now; text and numbers are brought within the
+    schema's limits (a caller's header can be longer, an error can quote a NUL), so that the
+    collector never refuses the event."""
     return UsageEvent(
         event_id=uuid.uuid4().hex,
         timestamp=datetime.now(UTC),
-        service=service[:256],
-        provider=provider[:256],
-        model=model[:256],
+        service=_cut(service),
+        provider=_cut(provider),
+        model=_cut(model),
         status=status,
-        prompt_tokens=max(0, prompt_tokens),
-        completion_tokens=max(0, completion_tokens),
-        latency_ms=round(max(0.0, latency_ms), 3),
-        cost_usd=max(0.0, cost_usd),
+        prompt_tokens=min(max(0, prompt_tokens), MAX_COUNT),
+        completion_tokens=min(max(0, completion_tokens), MAX_COUNT),
+        latency_ms=round(min(max(0.0, latency_ms), MAX_DURATION_MS), 3),
+        cost_usd=min(max(0.0, cost_usd), MAX_COST_USD),
         request_id=_clip(request_id),
         capability=_clip(capability),
         workflow_id=_clip(workflow_id),
@@ -111,8 +127,8 @@ class WorkflowRun(msgspec.Struct, kw_only=True, frozen=True):
     status: RunStatus
     timestamp: AwareTime
     """When the run ended (UTC)."""
-    duration_ms: NonNegative | None = None
-    source: Annotated[str, msgspec.Meta(max_length=64)] = "api"
+    duration_ms: Duration | None = None
+    source: Annotated[str, msgspec.Meta(max_length=64, pattern=NO_NUL)] = "api"
     """Where the outcome came from: ``workflow-results``, ``llm-results``, ``api``..."""
     error: Reason = None
 

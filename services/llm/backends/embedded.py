@@ -3,15 +3,21 @@
 One model instance serves one request at a time, so requests take turns in arrival order
 (``asyncio.Lock`` is FIFO); the model runs on its own thread so the event loop never blocks.
 Generation always streams inside, which lets a timeout or a gone client stop it between tokens.
+
+Scoring (the TLC classifier) keeps the model's state after the fixed head of a prompt (the
+instruction and worked examples, all turns but the last) for a few heads, so that each call
+reads only its own question: the head is most of the prompt and reading it is most of the time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +47,8 @@ CHATML_TEMPLATE = (
     "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# Model states kept after prompt heads: the classifier asks with three (domain, task, method).
+KEPT_HEADS = 4
 
 
 class _Prepared(msgspec.Struct):
@@ -86,6 +94,7 @@ class EmbeddedBackend:
         self._description = ModelDescription(name=served_name or _served_name_for(model_path))
         self.waiting = 0
         self._producers: set[asyncio.Task[None]] = set()
+        self._heads: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
 
     @property
     def model(self) -> ModelDescription:
@@ -134,6 +143,7 @@ class EmbeddedBackend:
 
     async def close(self) -> None:
         async with self._turn:
+            self._heads.clear()
             if self._llm is not None:
                 llm, self._llm = self._llm, None
                 await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
@@ -231,6 +241,8 @@ class EmbeddedBackend:
             self._turn.release()
 
     async def score_choices(self, messages: list[Turn], choices: list[str]) -> list[float]:
+        """Log-probability of each choice as the whole answer; ``InvalidRequest`` when the
+        prompt and the longest choice do not fit the model's context."""
         loop = asyncio.get_running_loop()
         await self._take_turn(loop.time() + self._timeout_s)
         try:
@@ -304,6 +316,11 @@ class EmbeddedBackend:
         first: int | None = None
         parts: list[str] = []
         finish = "stop"
+        # Evaluate the whole prompt every time: llama-cpp-python would otherwise reuse the
+        # previous request's matching prefix and evaluate only the rest, and logits computed in
+        # a different batch shape differ in the last bits, enough to flip a greedy choice. The
+        # same request must give the same text at temperature 0.
+        self._llm.reset()
         chunks = self._llm.create_completion(prepared.tokens, stream=True, **prepared.kwargs)
         for chunk in chunks:
             if cancel.is_set() or time.monotonic() > until:
@@ -337,12 +354,19 @@ class EmbeddedBackend:
     def _score(self, messages: list[Turn], choices: list[str]) -> list[float]:
         llm = self._llm
         prompt = self._prompt_tokens(messages)
-        llm.reset()
-        llm.eval(prompt)
+        answers = [llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) for c in choices]
+        # The prompt and every answer but its last token go through the model: past the
+        # context, llama.cpp fails ("llama_decode returned 1"), so say what is too long first.
+        longest = max((len(tokens) for tokens in answers), default=1)
+        if len(prompt) + longest - 1 > self._n_ctx:
+            raise InvalidRequest(
+                f"the prompt ({len(prompt)} tokens) and its longest answer ({longest} tokens) "
+                f"exceed the model's context of {self._n_ctx} tokens"
+            )
+        self._read_prompt(prompt, self._head_length(messages, prompt))
         after_prompt = _log_softmax(self._last_logits())
         scores = []
-        for choice in choices:
-            tokens = llm.tokenize(choice.encode("utf-8"), add_bos=False, special=False)
+        for tokens in answers:
             llm.n_tokens = len(prompt)  # rewind to the end of the prompt
             total = float(after_prompt[tokens[0]])
             for position, token in enumerate(tokens[:-1]):
@@ -351,6 +375,58 @@ class EmbeddedBackend:
             scores.append(total)
         llm.n_tokens = len(prompt)
         return scores
+
+    def _head_length(self, messages: list[Turn], prompt: list[int]) -> int:
+        """How many tokens of ``prompt`` all turns but the last make (at least one is left)."""
+        if len(messages) < 2:
+            return 0
+        try:
+            head = self._prompt_tokens(messages[:-1])
+        except Exception:  # a chat template may refuse a conversation ending with the assistant
+            return 0
+        length = 0
+        for ours, theirs in zip(head, prompt[:-1], strict=False):
+            if ours != theirs:
+                break
+            length += 1
+        return length
+
+    def _read_prompt(self, prompt: list[int], head: int) -> None:
+        """Evaluate ``prompt``, starting from the kept state after its head when there is one."""
+        llm = self._llm
+        key = tuple(prompt[:head])
+        kept = self._heads.get(key) if head else None
+        if kept is not None and self._restore(kept, prompt[:head]):
+            self._heads.move_to_end(key)
+        else:
+            llm.reset()
+            if head:
+                llm.eval(prompt[:head])
+                self._heads[key] = self._snapshot()
+                while len(self._heads) > KEPT_HEADS:
+                    self._heads.popitem(last=False)
+        llm.eval(prompt[head:])
+
+    def _snapshot(self) -> bytes:
+        from llama_cpp import llama_state_seq_get_data, llama_state_seq_get_size  # noqa: PLC0415
+
+        context = self._llm._ctx.ctx
+        size = llama_state_seq_get_size(context, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_state_seq_get_data(context, buffer, size, 0)
+        return bytes(buffer)[:written]
+
+    def _restore(self, state: bytes, tokens: list[int]) -> bool:
+        from llama_cpp import llama_state_seq_set_data  # noqa: PLC0415
+
+        llm = self._llm
+        llm._ctx.kv_cache_seq_rm(0, 0, -1)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), 0) != len(state):
+            return False
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        return True
 
     def _last_logits(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         # llama-cpp-python keeps no logits without logits_all; read the context's last row.

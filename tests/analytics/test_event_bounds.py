@@ -1,0 +1,230 @@
+"""Events a store cannot hold are refused at the edge, naming the field, on either store.
+
+DuckDB and PostgreSQL keep cost as DECIMAL(18,10), so a cost of 10^8 dollars or more does not
+fit; PostgreSQL text holds no NUL character. Over HTTP such an event is a 400 that names the
+field and the batch is stored not at all; from Kafka it is a dead letter with the reason, and
+the events around it are stored. The largest values the schema allows are stored exactly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+
+from libs.common.schemas.documents import DeadLetter
+from libs.common.schemas.usage import MAX_COST_USD, MAX_DURATION_MS
+from tests.analytics.conftest import (
+    COLLECTOR_APP,
+    NO_POSTGRES,
+    PG_OBJECTS,
+    POSTGRES_DSN,
+    Topics,
+    produce,
+    read_topic,
+    run_event,
+    usage_event,
+    utc_now,
+    wait_until,
+)
+from tests.support.processes import ServiceProcess, free_port
+
+STORES = [
+    "duckdb",
+    pytest.param(
+        "postgres",
+        marks=[pytest.mark.postgres, pytest.mark.skipif(not POSTGRES_DSN, reason=NO_POSTGRES)],
+    ),
+]
+USAGE_TEXT = [
+    "event_id",
+    "service",
+    "provider",
+    "model",
+    "request_id",
+    "capability",
+    "workflow_id",
+    "run_id",
+    "error",
+]
+RUN_TEXT = ["run_id", "workflow_id", "source", "error"]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def collector_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The collector as a uvicorn process on each store, Kafka off."""
+    folder = tmp_path_factory.mktemp(f"bounds-{request.param}")
+    environment = {"ANALYTICS_CONSUME": "false", "ANALYTICS_DB_PATH": str(folder / "a.duckdb")}
+    if request.param == "postgres":
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+            for statement in PG_OBJECTS:
+                conn.execute(statement)
+        environment["ANALYTICS_DATABASE_URL"] = POSTGRES_DSN
+    process = ServiceProcess(COLLECTOR_APP, free_port(), environment, folder / "collector.log")
+    process.start()
+    yield process.url
+    process.stop()
+
+
+def _marked() -> str:
+    """A model name only this test uses, to find (or miss) its batch in the reports."""
+    return f"bounds-{uuid.uuid4().hex[:10]}"
+
+
+async def _models(url: str) -> set[str]:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        response = await http.get("/analytics/models")
+        response.raise_for_status()
+        return {line["model"] for line in response.json()["models"]}
+
+
+async def _refused(url: str, batch: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        response = await http.post("/events", json=batch)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return response
+
+
+def _field(response: httpx.Response) -> str:
+    errors = response.json()["errors"]
+    assert len(errors) == 1, errors
+    field: str = errors[0]["field"]
+    assert field in response.json()["detail"]
+    return field
+
+
+@pytest.mark.parametrize("cost", [1e8, 123_456_789.5, 1e20])
+async def test_a_cost_beyond_the_stores_decimal_is_a_400_naming_it(
+    collector_url: str, cost: float
+) -> None:
+    kept = _marked()
+    batch = {"usage": [usage_event(utc_now(), model=kept), usage_event(utc_now(), cost_usd=cost)]}
+
+    response = await _refused(collector_url, batch)
+
+    assert _field(response) == "usage[1].cost_usd"
+    assert kept not in await _models(collector_url)
+
+
+@pytest.mark.parametrize(
+    ("batch", "field"),
+    [
+        (
+            {"usage": [usage_event(utc_now(), latency_ms=MAX_DURATION_MS * 2)]},
+            "usage[0].latency_ms",
+        ),
+        ({"runs": [run_event(utc_now(), duration_ms=MAX_DURATION_MS * 2)]}, "runs[0].duration_ms"),
+    ],
+)
+async def test_a_duration_past_the_bound_is_a_400_naming_it(
+    collector_url: str, batch: dict[str, Any], field: str
+) -> None:
+    response = await _refused(collector_url, batch)
+
+    assert _field(response) == field
+
+
+async def test_the_largest_cost_and_durations_allowed_are_stored_exactly(
+    collector_url: str,
+) -> None:
+    kept = _marked()
+    now = utc_now()
+    usage = [
+        usage_event(now, model=kept, cost_usd=MAX_COST_USD, latency_ms=MAX_DURATION_MS)
+        for _ in range(2)
+    ]
+    runs = [run_event(now, workflow_id=kept, duration_ms=MAX_DURATION_MS) for _ in range(2)]
+
+    async with httpx.AsyncClient(base_url=collector_url, timeout=10) as http:
+        stored = await http.post("/events", json={"usage": usage, "runs": runs})
+        models = (await http.get("/analytics/models")).json()["models"]
+        workflows = (await http.get("/analytics/workflows")).json()["workflows"]
+
+    assert stored.status_code == 200, stored.text
+    line = next(m for m in models if m["model"] == kept)
+    assert line["cost_usd"] == 2 * MAX_COST_USD
+    assert line["mean_latency_ms"] == MAX_DURATION_MS
+    assert next(w for w in workflows if w["workflow_id"] == kept)["runs"] == 2
+
+
+@pytest.mark.parametrize("field", USAGE_TEXT)
+async def test_a_nul_in_usage_text_is_a_400_naming_the_field(
+    collector_url: str, field: str
+) -> None:
+    kept = _marked()
+    bad = usage_event(utc_now(), **{field: "before\u0000after"})
+    batch = {"usage": [usage_event(utc_now(), model=kept), bad]}
+
+    response = await _refused(collector_url, batch)
+
+    assert _field(response) == f"usage[1].{field}"
+    assert kept not in await _models(collector_url)
+
+
+@pytest.mark.parametrize("field", RUN_TEXT)
+async def test_a_nul_in_run_text_is_a_400_naming_the_field(collector_url: str, field: str) -> None:
+    kept = _marked()
+    bad = run_event(utc_now(), **{field: "\u0000"})
+    batch = {"usage": [usage_event(utc_now(), model=kept)], "runs": [bad]}
+
+    response = await _refused(collector_url, batch)
+
+    assert _field(response) == f"runs[0].{field}"
+    assert kept not in await _models(collector_url)
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_from_kafka_they_are_dead_letters_with_the_reason(
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_collector: Callable[..., ServiceProcess],
+    store: str,
+) -> None:
+    # The store may hold other tests' rows: this test's calls carry a model of their own.
+    extra = {"ANALYTICS_DATABASE_URL": POSTGRES_DSN} if store == "postgres" else {}
+    collector = start_collector(**extra)
+    kept = _marked()
+    good = [usage_event(utc_now(), model=kept, cost_usd=0.25) for _ in range(3)]
+    costly = usage_event(utc_now(), event_id="too-costly", model=kept, cost_usd=1e9)
+    nul = usage_event(utc_now(), event_id="nul-model", model=f"{kept}\u0000")
+
+    await produce(
+        kafka_bootstrap,
+        topics.usage,
+        [msgspec.json.encode(e) for e in (good[0], costly, good[1], nul, good[2])],
+    )
+    line = await wait_until(
+        lambda: _model_line(collector.url, kept), lambda found: found["llm_calls"] >= len(good)
+    )
+    letters = [
+        msgspec.json.decode(v, type=DeadLetter)
+        for v in await read_topic(kafka_bootstrap, topics.dlq, 2)
+    ]
+
+    assert (line["llm_calls"], line["cost_usd"]) == (len(good), 0.75)
+    by_event = {
+        event_id: letter
+        for letter in letters
+        for event_id in ("too-costly", "nul-model")
+        if event_id in letter.original
+    }
+    assert sorted(by_event) == ["nul-model", "too-costly"]
+    assert {letter.error_type for letter in letters} == {"invalid_usage"}
+    assert "cost_usd" in by_event["too-costly"].error
+    assert "model" in by_event["nul-model"].error
+
+
+async def _model_line(url: str, model: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        response = await http.get("/analytics/models")
+        response.raise_for_status()
+        found = [line for line in response.json()["models"] if line["model"] == model]
+        return found[0] if found else {"llm_calls": 0, "cost_usd": 0.0}
