@@ -62,7 +62,16 @@ To = Annotated[
         description="End, exclusive: ISO 8601 (no zone means UTC). Default: now.",
     ),
 ]
-Filter = Annotated[str | None, QueryParameter(min_length=1, max_length=256)]
+# Text filters refuse NUL: PostgreSQL cannot hold it in text, and no name PAS records has one.
+Filter = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\x00]+$",
+        description="Exact match; 1 to 256 characters, no NUL.",
+    ),
+]
 
 
 def _invalid(parameter: str, message: str) -> ValidationException:

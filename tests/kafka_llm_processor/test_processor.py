@@ -7,14 +7,27 @@ from typing import Any
 
 import httpx
 import msgspec
+import pytest
 
+from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.producer import documents
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import free_port
 
+# The tests on the real model wait for its answers (a few seconds each on two busy cores), so
+# they get more time than the suite's default; the fake-backend tests keep the default.
+MODEL_BOUND = pytest.mark.timeout(420)
 
+
+def sentiment_documents(count: int) -> list[FinancialDocument]:
+    """Documents whose answers are short (a label and a reason of at most 120 characters):
+    the crash and shutdown tests need many answers, not long ones."""
+    return [msgspec.structs.replace(d, task="sentiment") for d in documents(count)]
+
+
+@MODEL_BOUND
 async def test_every_document_gets_a_result(
     kafka_bootstrap: str, topics: Topics, llm_url: str, start_processor: Any
 ) -> None:
@@ -22,7 +35,7 @@ async def test_every_document_gets_a_result(
     docs = documents(7)
     await send(kafka_bootstrap, topics.input, as_messages(docs))
 
-    results = await collect(kafka_bootstrap, topics.output, len(docs))
+    results = await collect(kafka_bootstrap, topics.output, len(docs), timeout_s=360)
     letters = await collect(kafka_bootstrap, topics.dlq, 0, timeout_s=1)
 
     assert sorted(r.doc_id for r in results) == sorted(d.doc_id for d in docs)
@@ -112,13 +125,14 @@ async def test_llm_down_means_retries_then_the_dlq(
     assert all("ClientConnectorError" in letter.error for letter in letters)
 
 
+@MODEL_BOUND
 async def test_killed_mid_stream_then_restarted_answers_every_document(
     kafka_bootstrap: str, topics: Topics, llm_url: str, start_processor: Any
 ) -> None:
-    docs = documents(14)
+    docs = sentiment_documents(10)
     await send(kafka_bootstrap, topics.input, as_messages(docs))
     first = start_processor(llm_url, PROCESSOR_CONCURRENCY="2")
-    await collect(kafka_bootstrap, topics.output, 3)
+    await collect(kafka_bootstrap, topics.output, 3, timeout_s=180)
     first.kill()
 
     start_processor(llm_url, PROCESSOR_CONCURRENCY="4")
@@ -127,7 +141,7 @@ async def test_killed_mid_stream_then_restarted_answers_every_document(
         kafka_bootstrap,
         topics.output,
         0,
-        timeout_s=120,
+        timeout_s=220,
         until=lambda found: {r.doc_id for r in found} >= wanted,
     )
 
@@ -136,13 +150,14 @@ async def test_killed_mid_stream_then_restarted_answers_every_document(
     assert len({(r.doc_id, r.source_offset) for r in results}) == len(docs)
 
 
+@MODEL_BOUND
 async def test_sigterm_finishes_in_flight_work_and_commits_it(
     kafka_bootstrap: str, topics: Topics, llm_url: str, start_processor: Any
 ) -> None:
-    docs = documents(6)
+    docs = sentiment_documents(6)
     await send(kafka_bootstrap, topics.input, as_messages(docs))
     first = start_processor(llm_url, PROCESSOR_CONCURRENCY="6")
-    await collect(kafka_bootstrap, topics.output, 1)
+    await collect(kafka_bootstrap, topics.output, 1, timeout_s=180)
     first.stop(timeout_s=180)  # SIGTERM while the others are in flight; it may drain a while
     answered = await collect(kafka_bootstrap, topics.output, len(docs), timeout_s=10)
 
