@@ -66,6 +66,9 @@ def start_processor(
                 "LLM_URL": llm_url,
                 "PROCESSOR_GROUP_ID": f"group-{topics.input}",
                 "PROCESSOR_COMMIT_INTERVAL_S": "0.2",
+                # The embedded model answers one request at a time: on busy cores the last of a
+                # batch waits minutes, and a retry would change what the tests count.
+                "PROCESSOR_LLM_TIMEOUT_S": "600",
                 # Never the repository's .pas/spill: a test reads its own spill file.
                 "PROCESSOR_SPILL_DIR": str(tmp_path / "spill"),
                 **env,

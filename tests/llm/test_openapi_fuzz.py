@@ -44,7 +44,8 @@ from services.llm.tlc_classifier_service import TLCSettings
 from services.llm.tlc_classifier_service import create_app as create_tlc
 from tests.support.processes import ServiceProcess, free_port
 
-pytestmark = pytest.mark.slow
+# Tens of model calls per operation: more time than the suite's default guard.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 GENERATION = r"^(/v1)?/chat/completions$|^/generate$|^/api/(chat|generate)$"
 CLASSIFICATION = r"^/(classify_domain|extract_tmd|validate_domain)$"
