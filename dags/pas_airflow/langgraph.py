@@ -8,7 +8,8 @@ no worker slot is held while the workflow runs. ``mode="rest"``: ``POST
 wait (the task holds its slot meanwhile).
 
 Either way the task returns the run's output (XCom ``return_value``) and pushes ``run`` (run id,
-status, steps, usage, the workflow version it ran and, under an experiment, its variant); a
+status, steps, usage, the workflow version it ran and, under an experiment, its variant), and
+names that version in the DAG run's note (:mod:`pas_airflow.run_note`); a
 workflow that fails fails the task without retries (its error is final: clear the task to run it
 again), and no result in time fails it with retries (the run may still be going). Each try is a
 new run: the event id (and in REST mode the run id) comes from the task try, so a try that is
@@ -27,6 +28,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from pas_trigger import KafkaTarget, build_trigger, event_id_for, trigger_workflow
 
+from pas_airflow.run_note import version_line, write_note
 from pas_airflow.service_calls import json_answer
 from pas_airflow.triggers import WorkflowResultTrigger
 from pas_airflow.wire import (
@@ -53,6 +55,8 @@ class LangGraphOperator(BaseOperator):
         (``VERSIONING_URL``) and sent as the run's parameters; needs ``mode="rest"``, since a
         ``workflow.triggered`` event carries no parameters.
     :param unit: what an experiment keeps sticky (a document, a desk); ``metadata.unit``.
+    :param metadata: recorded with the run (and in its result event); a mapping, or a template
+        that renders to one (``"{{ ti.xcom_pull(task_ids='assign') }}"``).
     :param mode: ``"kafka"`` (defer on ``workflow-results``) or ``"rest"``.
     :param timeout: how long the workflow may take before the task fails (and retries).
     :param bootstrap_servers: Kafka brokers; default ``KAFKA_BOOTSTRAP_SERVERS`` of the worker.
@@ -71,7 +75,7 @@ class LangGraphOperator(BaseOperator):
         input: Mapping[str, Any] | str,
         version: int | str | None = None,
         unit: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | str | None = None,
         mode: Literal["kafka", "rest"] = "kafka",
         timeout: timedelta = timedelta(minutes=10),
         poll_interval: timedelta = timedelta(seconds=2),
@@ -93,7 +97,8 @@ class LangGraphOperator(BaseOperator):
         self.input = input
         self.version = version
         self.unit = unit
-        self.metadata = dict(metadata or {})
+        # A string is a template that renders to a mapping (an upstream task's XCom).
+        self.metadata = metadata if isinstance(metadata, str) else dict(metadata or {})
         self.mode = mode
         self.timeout_s = timeout.total_seconds()
         self.poll_interval_s = poll_interval.total_seconds()
@@ -107,6 +112,10 @@ class LangGraphOperator(BaseOperator):
         ti = context["ti"]
         run_id = context["run_id"]
         event_id = event_id_for(ti.dag_id, run_id, ti.task_id, ti.try_number)
+        if not isinstance(self.metadata, Mapping):
+            raise AirflowFailException(
+                f"metadata of {self.task_id} must be a mapping, got {type(self.metadata).__name__}"
+            )
         metadata = {
             **self.metadata,
             "dag_id": ti.dag_id,
@@ -188,7 +197,16 @@ class LangGraphOperator(BaseOperator):
         )
 
     def _conclude(self, context: Context, run: dict[str, Any], output: Any) -> Any:
-        context["ti"].xcom_push(key="run", value=run)
+        ti = context["ti"]
+        ti.xcom_push(key="run", value=run)
+        # Which version ran (the champion, or the experiment's variant) is what tells two runs
+        # of one DAG apart: it goes where people look at a run, its note.
+        write_note(
+            ti.dag_id,
+            context["run_id"],
+            ti.task_id,
+            version_line(ti.task_id, self.workflow_id, run),
+        )
         self.log.info(
             "workflow %s run %s: %s (version %s)",
             self.workflow_id,

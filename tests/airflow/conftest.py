@@ -1,5 +1,6 @@
 """Fixtures for driving real Airflow (``.pas/airflow-venv``) against a real PAS: the broker, the
-LangGraph runner as a process with its Kafka bridge, the embedded model behind its LLM nodes.
+LangGraph runner as a process with its Kafka bridge, the embedded model behind its LLM nodes, the
+version manager (the runner's definitions, experiments counting outcomes from the results).
 
 Tests that need Airflow are marked ``airflow`` and skipped when ``scripts/setup_airflow.sh`` has
 not been run."""
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
@@ -22,6 +24,7 @@ from tests.llm.conftest import llm_process  # noqa: F401  (the embedded model, s
 from tests.support.processes import ServiceProcess, free_port
 
 RUNNER_APP = "services.langgraph_runner.app:app"
+VERSIONING_APP = "services.versioning.app:app"
 
 needs_airflow = [
     pytest.mark.airflow,
@@ -43,6 +46,7 @@ class PASStack(msgspec.Struct, frozen=True):
     events_topic: str
     results_topic: str
     runner_url: str
+    versioning_url: str
 
     def env(self) -> dict[str, str]:
         """What Airflow's tasks need to reach this PAS."""
@@ -51,6 +55,7 @@ class PASStack(msgspec.Struct, frozen=True):
             "RUNNER_EVENTS_TOPIC": self.events_topic,
             "RUNNER_RESULTS_TOPIC": self.results_topic,
             "RUNNER_URL": self.runner_url,
+            "VERSIONING_URL": self.versioning_url,
         }
 
 
@@ -61,11 +66,29 @@ def pas_stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[PASStack]:
     """The LangGraph runner as a real process, on topics of its own, its LLM nodes on the
-    embedded model, its test workflow ``probe`` (deterministic, can be made to fail)."""
+    embedded model, its test workflow ``probe`` (deterministic, can be made to fail); the
+    version manager as a real process, which the runner takes definitions from (``probe`` has
+    a champion, version 1) and which counts experiments' outcomes from the results topic."""
     run = uuid.uuid4().hex[:8]
     events, results, dlq = f"wf-events-af-{run}", f"wf-results-af-{run}", f"wf-dlq-af-{run}"
-    asyncio.run(ensure_topics(kafka_bootstrap, {events: 3, results: 3, dlq: 1}))
+    versioning_dlq = f"versioning-dlq-af-{run}"
+    asyncio.run(ensure_topics(kafka_bootstrap, {events: 3, results: 3, dlq: 1, versioning_dlq: 1}))
     data = tmp_path_factory.mktemp("airflow-runner")
+    versioning = ServiceProcess(
+        VERSIONING_APP,
+        free_port(),
+        {
+            "VERSIONING_REPO_PATH": str(data / "versions" / "repo"),
+            "VERSIONING_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "VERSIONING_RESULTS_TOPIC": results,
+            "VERSIONING_DLQ_TOPIC": versioning_dlq,
+            "VERSIONING_GROUP_ID": f"versioning-{results}",
+            "LOG_LEVEL": "INFO",
+        },
+        data / "versioning.log",
+    ).start()
+    for workflow_id in ("probe", "document_analysis"):
+        add_version(versioning.url, workflow_id, "the champion: built-in defaults")
     runner = ServiceProcess(
         RUNNER_APP,
         free_port(),
@@ -80,14 +103,36 @@ def pas_stack(
             "RUNNER_DLQ_TOPIC": dlq,
             "RUNNER_GROUP_ID": f"runner-{events}",
             "RUNNER_COMMIT_INTERVAL_S": "0.2",
+            "VERSIONING_URL": versioning.url,
             "LOG_LEVEL": "INFO",
         },
         data / "runner.log",
     ).start()
     yield PASStack(
-        bootstrap=kafka_bootstrap, events_topic=events, results_topic=results, runner_url=runner.url
+        bootstrap=kafka_bootstrap,
+        events_topic=events,
+        results_topic=results,
+        runner_url=runner.url,
+        versioning_url=versioning.url,
     )
     runner.stop()
+    versioning.stop()
+
+
+def add_version(versioning_url: str, workflow_id: str, message: str) -> int:
+    """A new version of ``workflow_id`` on its built-in defaults (the first is the champion)."""
+    response = httpx.post(
+        f"{versioning_url}/workflows/{workflow_id}/versions",
+        json={
+            "definition": {"workflow_id": workflow_id},
+            "author": {"name": "PAS tests", "email": "tests@pas.invalid"},
+            "message": message,
+        },
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    version: int = response.json()["version"]
+    return version
 
 
 @pytest.fixture

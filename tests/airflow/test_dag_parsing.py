@@ -16,7 +16,7 @@ pytestmark = [*needs_airflow, pytest.mark.timeout(300)]
 # Every .py file of dags/ that Airflow parses (.airflowignore leaves out the operators' package
 # and the Kafka helpers, which are imported below instead).
 DAG_FILES = sorted(p.name for p in DAGS_FOLDER.glob("*.py") if p.name != "pas_trigger.py")
-PAS_DAGS = {"pas_document_analysis", "pas_market_brief", "pas_pre_trade_check"}
+PAS_DAGS = {"pas_document_analysis", "pas_market_brief", "pas_pre_trade_check", "pas_ab_test"}
 
 
 def import_errors(airflow: Airflow) -> list[dict[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from libs.common.schemas.workflows import WorkflowTriggered
 from tests.airflow.airflow_cli import Airflow
-from tests.airflow.conftest import PASStack, dags_folder_with, needs_airflow
+from tests.airflow.conftest import PASStack, add_version, dags_folder_with, needs_airflow
 from tests.langgraph_runner.conftest import collect
 from tests.support.processes import ServiceProcess, free_port
 
@@ -102,6 +103,10 @@ def test_the_document_analysis_dag_runs_its_workflow_deferred_on_kafka(
     run = airflow.xcom("pas_document_analysis", "run_workflow", key="run")
     assert run["status"] == "success"
     assert run["workflow_run_id"].startswith("pas_document_analysis:")
+    # The runner took the champion from the version manager; the run names it (the note
+    # itself needs an api-server: tests/airflow/test_running_airflow.py).
+    assert run["workflow_version"] == 1
+    assert "run_workflow: document_analysis version 1 (champion)" in output
     # What it published is the event the runner's own type accepts, to the letter.
     events = asyncio.run(
         collect(
@@ -192,3 +197,64 @@ def test_the_llm_operator_pushes_text_tokens_and_cost(
     assert cost == pytest.approx(tokens["total_tokens"] / 1000)  # 1 USD per 1k, in and out
     assert answer["provider"] == "smol"
     assert answer["text"] == text
+
+
+def test_the_ab_dag_runs_the_assigned_variant_and_its_outcome_is_counted(
+    airflow: Airflow, pas_stack: PASStack, tmp_path: Path
+) -> None:
+    challenger = add_version(pas_stack.versioning_url, "probe", "the challenger")
+    started = httpx.post(
+        f"{pas_stack.versioning_url}/experiments",
+        json={"workflow_id": "probe", "variants": {"A": 1, "B": challenger}, "min_samples": 10},
+        timeout=60,
+    )
+    assert started.status_code == 201, started.text
+    experiment_id = started.json()["id"]
+    unit = "desk-7"
+    expected = httpx.post(
+        f"{pas_stack.versioning_url}/experiments/{experiment_id}/assign",
+        json={"unit": unit},
+        timeout=60,
+    ).json()
+    conf = {
+        "workflow_id": "probe",
+        "experiment_id": experiment_id,
+        "unit": unit,
+        "payload": {"log": str(tmp_path / "log"), "value": 5},
+    }
+    try:
+        output = dags_test(airflow, pas_stack, "pas_ab_test", conf)
+
+        assert state_of(airflow, "pas_ab_test") == "success", output[-6000:]
+        chosen, other = (
+            f"run_{expected['variant']}",
+            "run_B" if expected["variant"] == "A" else "run_A",
+        )
+        states = {t: airflow.task_tries("pas_ab_test", t)[-1]["state"] for t in (chosen, other)}
+        assert states == {chosen: "success", other: "skipped"}
+        run = airflow.xcom("pas_ab_test", chosen, key="run")
+        assert (run["experiment_id"], run["variant"], run["unit"]) == (
+            experiment_id,
+            expected["variant"],
+            unit,
+        )
+        assert str(run["workflow_version"]) == str(expected["version"])
+        report = airflow.xcom("pas_ab_test", "report")
+        assert (report["variant"], report["status"]) == (expected["variant"], "success")
+        # The runner's outcome on workflow-results reaches the version manager's experiment.
+        counted = counted_outcomes(pas_stack.versioning_url, experiment_id, expected["variant"])
+        assert counted == 1
+    finally:
+        httpx.post(f"{pas_stack.versioning_url}/experiments/{experiment_id}/stop", timeout=60)
+
+
+def counted_outcomes(versioning_url: str, experiment_id: str, variant: str) -> int:
+    """The variant's outcome count once it has one (the version manager reads them from Kafka,
+    a moment after the run); the outcome poll is bounded by pytest's timeout."""
+    while True:
+        detail = httpx.get(f"{versioning_url}/experiments/{experiment_id}", timeout=60).json()
+        (result,) = [v for v in detail["results"]["variants"] if v["variant"] == variant]
+        if result["count"]:
+            count: int = result["count"]
+            return count
+        time.sleep(0.5)

@@ -135,7 +135,20 @@ def running_airflow(
             json={"username": "pas", "password": password},
             timeout=30,
         ).json()["access_token"]
-        yield RunningAirflow(f"http://127.0.0.1:{port}", token, pas_home)
+        running = RunningAirflow(f"http://127.0.0.1:{port}", token, pas_home)
+        # How tasks reach the REST API to write the DAG run's note (pas_airflow/run_note.py).
+        api = running.client.post(
+            "/connections",
+            json={
+                "connection_id": "pas_airflow_api",
+                "conn_type": "http",
+                "host": f"http://127.0.0.1:{port}",
+                "login": "pas",
+                "password": password,
+            },
+        )
+        assert api.status_code == 201, api.text
+        yield running
     finally:
         stopped = script("stop_all.sh", env, timeout_s=120)
         if started is not None:
@@ -200,6 +213,9 @@ def test_a_deferred_workflow_task_holds_no_worker_slot_until_its_result_lands(
     assert output["value"] == {"visited": ["a", "b", "c"], "value": 7}
     run = airflow.wait_for(f"/dags/{DAG_ID}/dagRuns/{run_id}", settled)
     assert run["state"] == "success"
+    # The run's note names the version that ran: the champion the runner took from the
+    # version manager.
+    assert run["note"] == "run_workflow: probe version 1 (champion)"
 
 
 def test_a_dag_scheduled_on_an_asset_runs_when_another_dag_updates_it(
