@@ -41,7 +41,13 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     service = ServiceProcess(
         "services.llm.llama31_8b_service:app",
         free_port(),
-        {"LLAMA31_8B_REGISTER": "false", "LLAMA31_8B_CONTEXT_LENGTH": "2048"},
+        # Requests queue for the one model: on busy cores the last of a batch waits minutes,
+        # and a timed-out wait would be retried, changing what the tests count.
+        {
+            "LLAMA31_8B_REGISTER": "false",
+            "LLAMA31_8B_CONTEXT_LENGTH": "2048",
+            "LLM_TIMEOUT": "600",
+        },
         Path(tmp_path_factory.mktemp("llm")) / "llm.log",
     ).start()
     yield f"{service.url}/v1"
