@@ -16,6 +16,13 @@ set -euo pipefail
 AIRFLOW_VENV="${PAS_AIRFLOW_VENV:-$PAS_HOME/airflow-venv}"
 export AIRFLOW_HOME="${PAS_AIRFLOW_HOME:-$PAS_HOME/airflow}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$PAS_HOST:${KAFKA_PORT:-9092}}"
+# The Kafka connection of pas_on_llm_result's watcher (the triggerer's consumer of llm-results),
+# unless the deployment defines it. session.timeout.ms: the embedded Tansu broker completes a
+# consumer group's first join after half of it (23 s at librdkafka's default 45 s). "latest": a
+# new group starts at the end of the topic rather than running the DAG once per old result.
+if [ -z "${AIRFLOW_CONN_PAS_KAFKA:-}" ]; then
+    export AIRFLOW_CONN_PAS_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "'"$KAFKA_BOOTSTRAP_SERVERS"'", "group.id": "pas-airflow-llm-results", "auto.offset.reset": "latest", "session.timeout.ms": 6000}}'
+fi
 AIRFLOW_PORT="${PAS_AIRFLOW_PORT:-8080}"
 # The port may differ from airflow.cfg's: tasks reach the api-server where it listens.
 export AIRFLOW__API__PORT="$AIRFLOW_PORT"

@@ -25,6 +25,7 @@ ROUTER_PORT = 6103
 VERSIONING_PORT = 6140
 TOPIC_WORKFLOW_EVENTS = "workflow-events"
 TOPIC_WORKFLOW_RESULTS = "workflow-results"
+TOPIC_LLM_RESULTS = "llm-results"  # the Kafka LLM processor's answers to documents
 HEADER_WORKFLOW_ID = "X-PAS-Workflow-Id"
 HEADER_WORKFLOW_RUN_ID = "X-PAS-Workflow-Run-Id"
 
@@ -36,6 +37,7 @@ SCHEMAS = (
     "run_status",  # its answer, and GET /runs/{id}
     "chat_completion_request",  # POST /v1/chat/completions on the router
     "chat_completion",  # its answer
+    "document_result",  # the Kafka LLM processor's answer on llm-results
 )
 
 

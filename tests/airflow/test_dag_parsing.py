@@ -16,7 +16,13 @@ pytestmark = [*needs_airflow, pytest.mark.timeout(300)]
 # Every .py file of dags/ that Airflow parses (.airflowignore leaves out the operators' package
 # and the Kafka helpers, which are imported below instead).
 DAG_FILES = sorted(p.name for p in DAGS_FOLDER.glob("*.py") if p.name != "pas_trigger.py")
-PAS_DAGS = {"pas_document_analysis", "pas_market_brief", "pas_pre_trade_check", "pas_ab_test"}
+PAS_DAGS = {
+    "pas_document_analysis",
+    "pas_market_brief",
+    "pas_pre_trade_check",
+    "pas_ab_test",
+    "pas_on_llm_result",
+}
 
 
 def import_errors(airflow: Airflow) -> list[dict[str, str]]:
@@ -54,7 +60,8 @@ def test_the_operators_import_with_warnings_as_errors(airflow: Airflow) -> None:
         "error",
         "-c",
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "import pas_airflow.langgraph, pas_airflow.llm, pas_airflow.triggers, pas_trigger",
+        "import pas_airflow.langgraph, pas_airflow.llm, pas_airflow.llm_results, "
+        "pas_airflow.triggers, pas_trigger",
         str(DAGS_FOLDER),
     ).check()
 

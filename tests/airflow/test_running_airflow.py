@@ -6,18 +6,25 @@ is deferred to the triggerer and holds no worker slot."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from libs.common.kafka.topics import ensure_topics
+from libs.common.schemas.documents import DocumentResult
 from tests.airflow.airflow_cli import AIRFLOW_VENV, Completed, kill_group, run_in_group
 from tests.airflow.conftest import PASStack, dags_folder_with, needs_airflow
 from tests.airflow.test_operators import PROBE_DAGS
@@ -27,6 +34,8 @@ pytestmark = [*needs_airflow, pytest.mark.timeout(900)]
 
 DAG_ID = "pas_test_probe_kafka"
 TASK_ID = "run_workflow"
+# The topic pas_on_llm_result watches here: the module's own, so no other test's results land on it.
+LLM_RESULTS_TOPIC = f"llm-results-af-{uuid.uuid4().hex[:8]}"
 
 
 class RunningAirflow:
@@ -121,7 +130,22 @@ def running_airflow(
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         **pas_stack.env(),
+        "LLM_RESULTS_TOPIC": LLM_RESULTS_TOPIC,
+        # As start_airflow.sh defines it, but from the start of the topic: the watcher may join
+        # its group after the test has published.
+        "AIRFLOW_CONN_PAS_KAFKA": json.dumps(
+            {
+                "conn_type": "kafka",
+                "extra": {
+                    "bootstrap.servers": pas_stack.bootstrap,
+                    "group.id": f"airflow-{LLM_RESULTS_TOPIC}",
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": 6000,
+                },
+            }
+        ),
     }
+    asyncio.run(ensure_topics(pas_stack.bootstrap, {LLM_RESULTS_TOPIC: 1}))
     started: Completed | None = None
     ours: set[int] = set()
     try:
@@ -243,3 +267,62 @@ def test_a_dag_scheduled_on_an_asset_runs_when_another_dag_updates_it(
         "/taskInstances/run_workflow/xcomEntries/return_value"
     )
     assert output["value"] == {"visited": ["a", "b", "c"], "value": 2}
+
+
+# A result as the Kafka LLM processor publishes it: PAS's own wire type, encoded as it does.
+DOCUMENT_RESULT = msgspec.json.encode(
+    DocumentResult(
+        doc_id="doc-af-1",
+        task="summary",
+        status="ok",
+        answer="Revenue rose 12% on services.",
+        model="embedded",
+        prompt_tokens=120,
+        completion_tokens=9,
+        processing_ms=840.5,
+        attempts=1,
+        source_offset="financial-documents:0:41",
+        processed_at=datetime(2026, 1, 5, 6, tzinfo=UTC),
+    )
+)
+
+
+async def publish(bootstrap: str, topic: str, key: bytes, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+def test_the_kafka_watched_dag_runs_when_a_document_result_lands(
+    running_airflow: RunningAirflow, pas_stack: PASStack
+) -> None:
+    airflow = running_airflow
+    dag_id = "pas_on_llm_result"
+    airflow.wait_for(f"/dags/{dag_id}", lambda dag: not dag["is_stale"])
+    assert airflow.client.patch(f"/dags/{dag_id}", json={"is_paused": False}).is_success
+
+    # Something that is not a result first: the watcher passes it by, no run.
+    not_a_result = json.dumps({"doc_id": "doc-af-0"}).encode()
+    asyncio.run(
+        publish(
+            pas_stack.bootstrap,
+            LLM_RESULTS_TOPIC,
+            b"doc-af-1",
+            [not_a_result, DOCUMENT_RESULT],
+        )
+    )
+
+    runs = airflow.wait_for(
+        f"/dags/{dag_id}/dagRuns", lambda found: any(settled(r) for r in found["dag_runs"])
+    )["dag_runs"]
+    (run,) = runs
+    assert (run["run_type"], run["state"]) == ("asset_triggered", "success")
+    seen = airflow.get(
+        f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/record_results"
+        "/xcomEntries/return_value"
+    )["value"]
+    assert [(r["doc_id"], r["task"], r["status"]) for r in seen] == [("doc-af-1", "summary", "ok")]

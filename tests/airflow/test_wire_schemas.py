@@ -16,6 +16,7 @@ import pytest
 from dags.pas_airflow import wire
 from libs.common import constants
 from libs.common.schemas import usage
+from libs.common.schemas.documents import DocumentResult
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.llm import ChatCompletion
 from libs.common.schemas.workflows import RunRequest, RunStatus, WorkflowResult, WorkflowTriggered
@@ -28,6 +29,7 @@ WIRE_TYPES: dict[str, Any] = {
     "run_status": RunStatus,
     "chat_completion_request": RouterChatRequest,
     "chat_completion": ChatCompletion,
+    "document_result": DocumentResult,
 }
 
 
@@ -56,6 +58,7 @@ def test_ports_topics_and_headers_are_pas_s() -> None:
     assert wire.VERSIONING_PORT == constants.VERSIONING_PORT
     assert wire.TOPIC_WORKFLOW_EVENTS == constants.TOPIC_WORKFLOW_EVENTS
     assert wire.TOPIC_WORKFLOW_RESULTS == constants.TOPIC_WORKFLOW_RESULTS
+    assert wire.TOPIC_LLM_RESULTS == constants.TOPIC_LLM_RESULTS
     assert wire.HEADER_WORKFLOW_ID == usage.HEADER_WORKFLOW_ID
     assert wire.HEADER_WORKFLOW_RUN_ID == usage.HEADER_WORKFLOW_RUN_ID
 

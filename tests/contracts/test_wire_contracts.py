@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgspec
 import pytest
 from aiokafka import ConsumerRecord
 
+import dags.pas_airflow.llm_results as dag_llm_results
 import dags.pas_trigger as dag_trigger
 import libs.common.constants as constants
 import libs.common.kafka.usage_publisher as usage_publisher
@@ -286,6 +288,28 @@ def processor_results_to_results_viewer() -> None:
     assert "640+58 tokens" in shown
 
 
+def processor_results_to_dags() -> None:
+    result = document_result()
+    record = consumed(constants.TOPIC_LLM_RESULTS, b"10-K-AAPL-2024", processor._encode(result))
+    # The Kafka provider's trigger hands the apply function a confluent_kafka.Message: the same
+    # four readers as methods.
+    message = SimpleNamespace(
+        value=lambda: record.value,
+        topic=lambda: record.topic,
+        partition=lambda: record.partition,
+        offset=lambda: record.offset,
+    )
+    event = dag_llm_results.document_result(message)
+    assert event is not None
+    assert (event["doc_id"], event["task"], event["status"], event["model"]) == (
+        "10-K-AAPL-2024",
+        "key_figures",
+        "ok",
+        "llama3.1:8b",
+    )
+    assert event["message"] == f"{constants.TOPIC_LLM_RESULTS}[4]@1287"
+
+
 def documents_to_processor() -> None:
     sent = document()
     found = processor._decode_document(msgspec.json.encode(sent))  # as the sample sender does
@@ -418,6 +442,13 @@ CONTRACTS: list[Contract] = [
         "kafka_llm_processor",
         "DocumentResult -> the results viewer (consumer.py)",
         processor_results_to_results_viewer,
+    ),
+    Contract(
+        constants.TOPIC_LLM_RESULTS,
+        "kafka_llm_processor",
+        "dags",
+        "DocumentResult -> pas_airflow.llm_results.document_result (pas_on_llm_result's watcher)",
+        processor_results_to_dags,
     ),
     Contract(
         constants.TOPIC_FINANCIAL_DOCUMENTS,
