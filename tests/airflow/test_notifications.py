@@ -1,9 +1,12 @@
 """A task that fails for good notifies once, on a Slack-compatible webhook and by mail, however
-many tries it took; configured by Airflow connections, as an operator would."""
+many tries it took, each retry after a longer delay; configured by Airflow connections, as an
+operator would."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -71,6 +74,14 @@ def test_a_task_that_fails_for_good_notifies_once_on_each_receiver(tmp_path: Pat
     assert run["state"] == "failed", done.output[-6000:]
     tries = airflow.task_tries("pas_test_failing", "fetch_prices")
     assert [t["try_number"] for t in tries] == [1, 2, 3]
+    # Each retry waited at least its backoff, doubling per try: retry_delay 1 s, then 2 s
+    # (Airflow adds jitter upwards only, and max_retry_delay caps it at 4 s).
+    waits = [
+        (_moment(later["start_date"]) - _moment(earlier["end_date"])).total_seconds()
+        for earlier, later in itertools.pairwise(tries)
+    ]
+    assert waits[0] >= 1, waits
+    assert waits[1] >= 2, waits
     assert len(hook.posts) == 1, hook.posts
     (post,) = hook.posts
     assert post["path"] == "/services/T0/B0/X0"
@@ -81,3 +92,9 @@ def test_a_task_that_fails_for_good_notifies_once_on_each_receiver(tmp_path: Pat
     assert message["Subject"] == "PAS: pas_test_failing.fetch_prices failed"
     assert message["To"] == "desk@pas.invalid"
     assert message["From"] == "airflow@pas.invalid"
+
+
+def _moment(stored: str) -> datetime:
+    """A timestamp as Airflow's SQLite metadata holds it (UTC, with or without its zone)."""
+    moment = datetime.fromisoformat(stored)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
