@@ -28,15 +28,6 @@ from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 REGISTRY_APP = "services.registry.registry_service:app"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on PostgreSQL share one database (PAS_TEST_POSTGRES_DSN) and reset its tables:
-    with pytest-xdist (``--dist loadgroup``) they all run on the same worker, one at a time."""
-    for item in items:
-        if item.get_closest_marker("postgres"):
-            item.add_marker(pytest.mark.xdist_group("postgres"))
-
-
 def agent_json(agent_id: str = "llm_llama31_8b", **overrides: Any) -> dict[str, Any]:
     """An agent definition as the spec writes it (the Llama 3.1 8B wrapper by default)."""
     body: dict[str, Any] = {
