@@ -23,9 +23,19 @@ from libs.common.kafka.topics import ensure_topics
 from services.llm.model_files import packaged_gguf
 from services.registry.registry_service import create_app
 from services.registry.settings import RegistrySettings
+from tests.support.postgres import fresh_database
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
 REGISTRY_APP = "services.registry.registry_service:app"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, give this worker a PostgreSQL database of its own (see
+    tests/support/postgres.py) before any test module reads PAS_TEST_POSTGRES_DSN."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    dsn = os.environ.get("PAS_TEST_POSTGRES_DSN")
+    if worker and dsn:
+        os.environ["PAS_TEST_POSTGRES_DSN"] = fresh_database(dsn, worker)
 
 
 def agent_json(agent_id: str = "llm_llama31_8b", **overrides: Any) -> dict[str, Any]:
