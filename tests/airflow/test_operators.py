@@ -7,7 +7,9 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -120,6 +122,106 @@ def test_the_document_analysis_dag_runs_its_workflow_deferred_on_kafka(
     assert triggered.source == "airflow"
     assert triggered.metadata["dag_id"] == "pas_document_analysis"
     assert sent.key == run["workflow_run_id"]
+
+
+# What workflows.yaml sends the pre-trade check: a trade whose notional breaches the limit.
+PRE_TRADE_TICKER, PRE_TRADE_QUANTITY = "JPM", 20000
+
+
+def test_the_pre_trade_check_waits_for_a_person_and_records_the_approval(
+    airflow: Airflow, pas_stack: PASStack
+) -> None:
+    dag_id = "pas_pre_trade_check"
+    approval = {"approved": True, "reviewer": "desk-head", "comment": "hedged by the desk"}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # `dags test` runs the DAG in the background while this test plays the person.
+        running = pool.submit(dags_test, airflow, pas_stack, dag_id)
+        paused = interrupted_run(pas_stack.runner_url, dag_id, running)
+        run_url = f"{pas_stack.runner_url}/runs/{paused['run_id']}"
+        try:
+            (asked,) = paused["interrupts"]
+            assert asked["value"]["trade"]["ticker"] == PRE_TRADE_TICKER
+            assert asked["value"]["trade"]["quantity"] == PRE_TRADE_QUANTITY
+            assert asked["value"]["breaches"]
+            assert set(asked["response_schema"]["required"]) == {"approved", "reviewer"}
+            answered = httpx.post(
+                f"{run_url}/resume",
+                json={"resume": approval, "interrupt_id": asked["id"]},
+                timeout=60,
+            )
+            assert answered.status_code in (200, 202), answered.text
+        except BaseException:
+            # The run would wait for its person until `dags test`'s deadline: end it now (its
+            # outcome fails the task).
+            httpx.post(f"{run_url}/cancel", timeout=60)
+            raise
+        output = running.result()
+
+    assert state_of(airflow, dag_id) == "success", output[-6000:]
+    # The task was deferred on Kafka through the person's wait, then got the run's result.
+    assert "deferring until its result" in output
+    result = airflow.xcom(dag_id, "run_workflow")
+    assert result["review"] == approval
+    assert result["decision"] == "approved"
+    assert result["breaches"] == asked["value"]["breaches"]
+    assert result["handoffs"][-2:] == ["human_review", "desk_note"]
+    assert isinstance(result["note"], str)
+    assert result["note"].strip()
+    assert result["price"]["notional"] > 0
+    run = airflow.xcom(dag_id, "run_workflow", key="run")
+    assert (run["run_id"], run["status"]) == (paused["run_id"], "success")
+
+
+def interrupted_run(runner_url: str, dag_id: str, running: Future[str]) -> dict[str, Any]:
+    """The runner's run of ``dag_id`` once it waits for a person; if ``dags test`` ends first,
+    its output (it ends by its deadline at the latest)."""
+    while not running.done():
+        listed = httpx.get(
+            f"{runner_url}/runs",
+            params={"workflow_id": "network", "status": "interrupted"},
+            timeout=60,
+        )
+        assert listed.status_code == 200, listed.text
+        ours: list[dict[str, Any]] = [
+            r
+            for r in listed.json()["runs"]
+            if (r.get("workflow_run_id") or "").startswith(f"{dag_id}:")
+        ]
+        if ours:
+            (run,) = ours
+            return run
+        time.sleep(1)
+    output = running.result()
+    raise AssertionError(f"{dag_id} ended without waiting for a person:\n{output[-6000:]}")
+
+
+def test_the_market_brief_dag_runs_the_supervisor_workflow(
+    airflow: Airflow, pas_stack: PASStack
+) -> None:
+    dag_id = "pas_market_brief"
+
+    output = dags_test(airflow, pas_stack, dag_id)
+
+    assert state_of(airflow, dag_id) == "success", output[-6000:]
+    brief = airflow.xcom(dag_id, "run_workflow")
+    # The model picks the route; each specialist is heard once at most, and the brief is put
+    # together from what they reported.
+    route = brief["route"]
+    assert route
+    assert len(route) == len(set(route))
+    assert set(route) <= {"quant", "risk", "analyst"}
+    assert brief["brief"].startswith(
+        "Question: Which of our large-cap tech names carries the most risk this month?"
+    )
+    if "quant" in route:
+        assert set(brief["figures"]) == {"AAPL", "MSFT", "NVDA"}
+    if "risk" in route:
+        assert set(brief["flags"]) == {"AAPL", "MSFT", "NVDA"}
+    if "analyst" in route:
+        assert brief["view"].strip()
+    run = airflow.xcom(dag_id, "run_workflow", key="run")
+    assert run["status"] == "success"
+    assert run["workflow_run_id"].startswith(f"{dag_id}:")
 
 
 def test_a_failed_workflow_fails_the_task_once_with_the_workflow_s_reason(

@@ -39,7 +39,7 @@ LLM_RESULTS_TOPIC = f"llm-results-af-{uuid.uuid4().hex[:8]}"
 
 
 class RunningAirflow:
-    def __init__(self, url: str, token: str, pas_home: Path) -> None:
+    def __init__(self, url: str, token: str, pas_home: Path, dags_folder: Path) -> None:
         self.client = httpx.Client(
             # Generous: on two busy cores the api-server can take its time.
             base_url=f"{url}/api/v2",
@@ -47,6 +47,7 @@ class RunningAirflow:
             timeout=120,
         )
         self.pas_home = pas_home
+        self.dags_folder = dags_folder
 
     def get(self, path: str) -> dict[str, Any]:
         response = self.client.get(path)
@@ -100,6 +101,9 @@ dags:
     workflow_id: probe
     payload: {{log: "{log}", value: 2}}
     after: [pas_test_digest_done]
+  - dag_id: pas_test_versioned
+    workflow_id: probe
+    payload: {{log: "{log}", value: 3}}
 """
 
 
@@ -129,6 +133,9 @@ def running_airflow(
         # The scheduler looks for new DAG runs and the dag-processor for files this often.
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # Every parse compares the DAG with its stored version (by default a DAG written less
+        # than 30 s ago is not looked at again: a change would wait for a later parse).
+        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
         **pas_stack.env(),
         "LLM_RESULTS_TOPIC": LLM_RESULTS_TOPIC,
         # As start_airflow.sh defines it, but from the start of the topic: the watcher may join
@@ -159,7 +166,7 @@ def running_airflow(
             json={"username": "pas", "password": password},
             timeout=30,
         ).json()["access_token"]
-        running = RunningAirflow(f"http://127.0.0.1:{port}", token, pas_home)
+        running = RunningAirflow(f"http://127.0.0.1:{port}", token, pas_home, dags)
         # How tasks reach the REST API to write the DAG run's note (pas_airflow/run_note.py).
         api = running.client.post(
             "/connections",
@@ -267,6 +274,52 @@ def test_a_dag_scheduled_on_an_asset_runs_when_another_dag_updates_it(
         "/taskInstances/run_workflow/xcomEntries/return_value"
     )
     assert output["value"] == {"visited": ["a", "b", "c"], "value": 2}
+
+
+def test_changing_workflows_yaml_makes_a_new_version_of_its_dag(
+    running_airflow: RunningAirflow,
+) -> None:
+    airflow = running_airflow
+    dag_id = "pas_test_versioned"
+    airflow.wait_for(f"/dags/{dag_id}", lambda dag: not dag["is_stale"])
+    # Airflow keeps a DAG version once a run has used it (a change before that rewrites the
+    # unused version in place). The DAG is paused: its run stays queued, its task instance
+    # recorded against version 1.
+    started = airflow.client.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+    assert started.status_code == 200, started.text
+    assert [v["version_number"] for v in started.json()["dag_versions"]] == [1]
+
+    reparsed(airflow, dag_id)  # the file as it was
+    assert version_numbers(airflow, dag_id) == [1]
+
+    config = airflow.dags_folder / "workflows.yaml"
+    config.write_text(config.read_text().replace("value: 3", "value: 4"))
+    request_parse(airflow, dag_id)
+
+    versions = airflow.wait_for(
+        f"/dags/{dag_id}/dagVersions", lambda found: found["total_entries"] > 1
+    )
+    assert [v["version_number"] for v in versions["dag_versions"]] == [1, 2]
+    assert airflow.get(f"/dags/{dag_id}/details")["params"]["payload"]["value"]["value"] == 4
+
+
+def version_numbers(airflow: RunningAirflow, dag_id: str) -> list[int]:
+    """The DAG's versions as Airflow's version history (the UI's) lists them."""
+    return [v["version_number"] for v in airflow.get(f"/dags/{dag_id}/dagVersions")["dag_versions"]]
+
+
+def request_parse(airflow: RunningAirflow, dag_id: str) -> dict[str, Any]:
+    """Ask the dag-processor to parse the DAG's file next; the DAG as it was before."""
+    dag = airflow.get(f"/dags/{dag_id}")
+    requested = airflow.client.put(f"/parseDagFile/{dag['file_token']}")
+    assert requested.status_code == 201, requested.text
+    return dag
+
+
+def reparsed(airflow: RunningAirflow, dag_id: str) -> None:
+    """Once the dag-processor has parsed the DAG's file again."""
+    before = request_parse(airflow, dag_id)["last_parsed_time"]
+    airflow.wait_for(f"/dags/{dag_id}", lambda dag: dag["last_parsed_time"] != before)
 
 
 # A result as the Kafka LLM processor publishes it: PAS's own wire type, encoded as it does.
