@@ -104,9 +104,17 @@ class Airflow:
     # -- reading what Airflow recorded ---------------------------------------------------------
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        listed = self.run("dags", "list-runs", dag_id, "-o", "json").check().output
-        runs: list[dict[str, Any]] = json.loads(_json_part(listed))
-        return runs
+        """The DAG's runs (run_id, state, run_type), newest first, from the metadata database:
+        what ``airflow dags list-runs`` shows, without starting Airflow (15-20 s a call)."""
+        with sqlite3.connect(self.database) as db:
+            db.row_factory = sqlite3.Row
+            return [
+                dict(row)
+                for row in db.execute(
+                    "SELECT run_id, state, run_type FROM dag_run WHERE dag_id = ? ORDER BY id DESC",
+                    (dag_id,),
+                )
+            ]
 
     def xcom(self, dag_id: str, task_id: str, key: str = "return_value") -> Any:
         """The XCom as the task pushed it (from the metadata database)."""
