@@ -17,6 +17,8 @@ from tests.support.prometheus import (
     ALERTMANAGER_CONFIG,
     alert_rules,
     alertmanager_installed,
+    exposed_metric_names,
+    metric_names,
     prometheus_installed,
 )
 
@@ -119,3 +121,35 @@ def test_the_alertmanager_config_commits_no_secret() -> None:
     assert "smtp_auth_password_file:" in text
     assert not re.search(r"^\s*(slack_api_url|smtp_auth_password|api_url):", text, re.M)
     assert "hooks.slack.com" not in text
+
+
+def test_the_metric_names_of_a_query_are_read_without_labels_functions_or_durations() -> None:
+    expr = (
+        'sum by (job, reason) (increase(pas_a_total{reason=~"x|y", job!="z"}[15m])) > 0\n'
+        "or (sum(pas_b) unless sum(pas_b offset 15m)) and on (job) (max by (job) (up) == 1)\n"
+        "+ histogram_quantile(0.95, sum by (le) (rate(pas_c_bucket[5m]))) > bool 1e3\n"
+        'or label_replace(vector(0), "dst", "$1", "src", "(.*)") + rec:rule:rate5m'
+    )
+
+    assert metric_names(expr) == {"pas_a_total", "pas_b", "up", "pas_c_bucket", "rec:rule:rate5m"}
+
+
+def test_exposed_names_include_what_a_family_will_expose_before_its_first_sample() -> None:
+    page = (
+        "# HELP pas_x_total Things\n# TYPE pas_x_total counter\n"
+        "# HELP pas_h_seconds Time\n# TYPE pas_h_seconds histogram\n"
+        "# TYPE pas_g gauge\npas_g 3.0\n"
+        'pas_untyped{a="b"} 1\n'
+    )
+
+    assert exposed_metric_names(page) == {
+        "pas_x_total",
+        "pas_x_created",
+        "pas_h_seconds",
+        "pas_h_seconds_bucket",
+        "pas_h_seconds_sum",
+        "pas_h_seconds_count",
+        "pas_h_seconds_created",
+        "pas_g",
+        "pas_untyped",
+    }
