@@ -27,6 +27,12 @@ class RunnerMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
             registry=None,
         )
+        self.runs_recovered = Counter(
+            "pas_runner_runs_recovered",
+            "Runs resumed at start, left pending or running when the runner last stopped",
+            ["workflow"],
+            registry=None,
+        )
         self.node_updates = Counter(
             "pas_runner_node_updates",
             "Node executions completed",
@@ -71,6 +77,7 @@ class RunnerMetrics:
             self.runs_started,
             self.runs_finished,
             self.run_seconds,
+            self.runs_recovered,
             self.node_updates,
             self.active_runs,
             self.events,

@@ -287,6 +287,7 @@ class RunManager:
                 steps=record.run.steps,
                 from_checkpoint=graph_input is None,
             )
+            self._metrics.runs_recovered.labels(record.run.workflow_id).inc()
             self._launch(record, graph_input)
         return len(records)
 

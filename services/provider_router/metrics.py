@@ -1,9 +1,17 @@
-"""Prometheus counters of the router's decisions, fallbacks, latency, tokens and spend."""
+"""Prometheus metrics of the router: counters of its decisions, fallbacks, latency, tokens and
+spend, and gauges of each candidate's circuit and each provider's spend against its budget."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import get_args
+
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from services.provider_router.circuit_breaker import CircuitState
+from services.provider_router.pool import CandidatePool
 
 
 class RouterMetrics:
@@ -43,3 +51,47 @@ class RouterMetrics:
     @property
     def collectors(self) -> list[Collector]:
         return [self.decisions, self.fallbacks, self.latency, self.tokens, self.cost]
+
+
+class PoolCollector(Collector):
+    """Circuits and budgets, read from the pool when Prometheus scrapes (what the alerts on an
+    open circuit and on a budget near its end look at)."""
+
+    def __init__(self, pool: CandidatePool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        circuits = GaugeMetricFamily(
+            "pas_router_circuit_state",
+            "1 for the state each candidate's circuit is in, 0 for the others",
+            labels=["candidate", "provider", "model", "state"],
+        )
+        spent = GaugeMetricFamily(
+            "pas_router_spent_today_usd",
+            "Spend this UTC day per provider, by every router on the database",
+            labels=["provider"],
+        )
+        budgets = GaugeMetricFamily(
+            "pas_router_daily_budget_usd",
+            "Daily budget per provider (only providers that have one)",
+            labels=["provider"],
+        )
+        providers: dict[str, float | None] = {}
+        for candidate in self._pool.all():
+            state = self._pool.breakers[candidate.id].state
+            for each in get_args(CircuitState):
+                circuits.add_metric(
+                    [candidate.id, candidate.provider, candidate.model, each],
+                    1.0 if each == state else 0.0,
+                )
+            # A budget is the provider's: every candidate of a provider carries the same one.
+            providers.setdefault(candidate.provider, None)
+            if candidate.daily_budget_usd is not None:
+                providers[candidate.provider] = candidate.daily_budget_usd
+        for provider, budget in sorted(providers.items()):
+            spent.add_metric([provider], self._pool.ledger.spent_today(provider))
+            if budget is not None:
+                budgets.add_metric([provider], budget)
+        yield circuits
+        yield spent
+        yield budgets

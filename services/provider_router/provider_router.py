@@ -18,7 +18,7 @@ from libs.common.settings import build_or_exit
 from services.provider_router.candidates import remote_candidates
 from services.provider_router.costs import CostLedger
 from services.provider_router.dispatcher import Dispatcher
-from services.provider_router.metrics import RouterMetrics
+from services.provider_router.metrics import PoolCollector, RouterMetrics
 from services.provider_router.pool import CandidatePool
 from services.provider_router.registry_watch import follow_registry
 from services.provider_router.routes import RouterController
@@ -129,7 +129,11 @@ def create_app(settings: RouterSettings) -> Litestar:
         dependencies={"pool": pool, "settings": settings},
         lifespan=[keep_spend, run_router],
         health_check=health,
-        collectors=[*metrics.collectors, *(usage.collectors if usage else [])],
+        collectors=[
+            *metrics.collectors,
+            PoolCollector(pool),
+            *(usage.collectors if usage else []),
+        ],
     )
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -36,9 +34,15 @@ from tests.analytics.conftest import (
     run_event,
     utc_now,
 )
-from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
+from tests.support.processes import ServiceProcess, free_port
+from tests.support.prometheus import (
+    PROMETHEUS_CONFIG,
+    Prometheus,
+    dashboard_queries,
+    prometheus_config,
+    prometheus_installed,
+)
 
-DEPLOY = REPO_ROOT / "deploy"
 WORKFLOW = "document_analysis"
 
 
@@ -246,79 +250,44 @@ def test_a_routed_call_on_the_model_is_stored_once_with_its_usage(
     assert mine["llm_calls"] >= 1
 
 
-def _promql_queries() -> list[tuple[str, str]]:
-    found = []
-    for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
-        for panel in json.loads(path.read_text())["panels"]:
-            for target in panel.get("targets", []):
-                if target.get("datasource", {}).get("type") == "prometheus":
-                    found.append((f"{path.name}: {panel['title']}", target["expr"]))
-    return found
-
-
 def _prometheus_config(stack: Stack) -> str:
-    """The deploy config with each target moved to where this test runs it (services this test
-    does not start point at a closed port, so they are simply down)."""
-    here = {
-        6121: stack.registry.port,
-        6103: stack.router.port,
-        8050: stack.llm.port,
-        6160: stack.processor.port,
-        6150: stack.collector.port,
-    }
-    closed = free_port()
-    text = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
-    text = re.sub(r"localhost:(\d+)", lambda m: f"127.0.0.1:{here.get(int(m[1]), closed)}", text)
-    return text.replace("scrape_interval: 15s", "scrape_interval: 1s")
+    """The deploy config with each target moved to where this test runs it."""
+    return prometheus_config(
+        {
+            6121: stack.registry.port,
+            6103: stack.router.port,
+            8050: stack.llm.port,
+            6160: stack.processor.port,
+            6150: stack.collector.port,
+        }
+    )
 
 
 @pytest.mark.skipif(
-    not (shutil.which("prometheus") and shutil.which("promtool")),
+    not prometheus_installed(),
     reason="needs Debian's prometheus package (prometheus and promtool)",
 )
 def test_every_grafana_promql_query_returns_series_from_a_real_prometheus(
     stack: Stack, traffic: Traffic, tmp_path: Path
 ) -> None:
+    """The analytics and services dashboards, whose every query has data once this test's
+    traffic is through (the other dashboards' queries are run by tests/observability)."""
     checked = subprocess.run(
-        ["promtool", "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        ["promtool", "check", "config", str(PROMETHEUS_CONFIG)],
         capture_output=True,
         text=True,
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    config = tmp_path / "prometheus.yml"
-    config.write_text(_prometheus_config(stack))
-    port = free_port()
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        prometheus = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    api = f"http://127.0.0.1:{port}/api/v1"
-    queries = _promql_queries()
-    try:
-
-        def series(expr: str) -> list[Any]:
-            try:
-                body = httpx.get(f"{api}/query", params={"query": expr}, timeout=5).json()
-            except httpx.HTTPError:
-                return []
-            assert body["status"] == "success", (expr, body)
-            result: list[Any] = body["data"]["result"]
-            return result
-
+    queries = dashboard_queries(["pas-analytics.json", "pas-services.json"])
+    with Prometheus(_prometheus_config(stack), tmp_path) as prometheus:
         # rate() needs two scrapes; wait until the slowest kind of query has data.
-        _wait(lambda: series("rate(workflow_executions_total[5m])"), timeout_s=60)
-        empty = [(name, expr) for name, expr in queries if not _wait(lambda e=expr: series(e), 20)]
-    finally:
-        prometheus.terminate()
-        prometheus.wait(15)
+        _wait(lambda: prometheus.series("rate(workflow_executions_total[5m])"), timeout_s=60)
+        empty = [
+            (name, expr)
+            for name, expr in queries
+            if not _wait(lambda e=expr: prometheus.series(e), 20)
+        ]
 
     assert len(queries) >= 20
     assert empty == []

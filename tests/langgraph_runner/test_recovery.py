@@ -37,10 +37,12 @@ async def test_a_killed_runner_resumes_the_run_after_restart(
     second = runner_process_factory()
     async with httpx.AsyncClient(base_url=second.url) as http:
         run = await wait_for_run(http, run_id)
+        metrics = (await http.get("/metrics")).text
 
     assert run["status"] == "success", run["error"]
     assert run["output"]["visited"] == ["a", "b", "c"]
     assert run["attempts"] == 2
+    assert 'pas_runner_runs_recovered_total{workflow="probe"} 1.0' in metrics
     assert count(log, "a", "start") == 1  # completed before the crash: not run again
     assert count(log, "b", "start") == 2  # in progress at the crash: run again
     assert count(log, "b", "end") == 1
