@@ -13,7 +13,7 @@ import pytest
 
 from tests.airflow.airflow_cli import Airflow
 from tests.airflow.conftest import dags_folder_with, needs_airflow
-from tests.airflow.receivers import mail_receiver, webhook_receiver
+from tests.support.receivers import SmtpSink, WebhookReceiver
 
 pytestmark = [*needs_airflow, pytest.mark.timeout(600)]
 
@@ -50,16 +50,16 @@ def test_a_task_that_fails_for_good_notifies_once_on_each_receiver(tmp_path: Pat
         tmp_path / "airflow", dags_folder=dags_folder_with(tmp_path, {"failing.py": FAILING_DAG})
     )
 
-    with webhook_receiver() as (hook_url, hook), mail_receiver() as (smtp_port, mail):
+    with WebhookReceiver() as hook, SmtpSink() as mail:
         connections = {
             "AIRFLOW_CONN_PAS_SLACK": json.dumps(
-                {"conn_type": "slackwebhook", "host": hook_url, "password": "/services/T0/B0/X0"}
+                {"conn_type": "slackwebhook", "host": hook.url, "password": "/services/T0/B0/X0"}
             ),
             "AIRFLOW_CONN_PAS_SMTP": json.dumps(
                 {
                     "conn_type": "smtp",
                     "host": "127.0.0.1",
-                    "port": smtp_port,
+                    "port": mail.port,
                     "extra": {
                         "from_email": "airflow@pas.invalid",
                         "disable_tls": True,
@@ -82,9 +82,9 @@ def test_a_task_that_fails_for_good_notifies_once_on_each_receiver(tmp_path: Pat
     ]
     assert waits[0] >= 1, waits
     assert waits[1] >= 2, waits
-    assert len(hook.posts) == 1, hook.posts
-    (post,) = hook.posts
-    assert post["path"] == "/services/T0/B0/X0"
+    assert len(hook.received) == 1, hook.received
+    ((path, post),) = hook.received
+    assert path == "/services/T0/B0/X0"
     assert "PAS: pas_test_failing.fetch_prices failed" in post["text"]
     assert "ValueError: the desk feed is down (on purpose)" in post["text"]
     assert len(mail.mails) == 1

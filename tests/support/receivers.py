@@ -3,9 +3,11 @@ port in a thread of the test, keeping what they were sent."""
 
 from __future__ import annotations
 
+import email
 import json
 import socketserver
 import threading
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -90,7 +92,8 @@ class SmtpSink(_Server):
                             ".\r\n",
                             "",
                         ):
-                            text.append(data)
+                            # RFC 5321 4.5.2: a line that starts with a dot came with two.
+                            text.append(data[1:] if data.startswith("..") else data)
                         messages.append((recipients, "".join(text)))
                         self.reply("250 OK")
                     elif verb == "QUIT":
@@ -100,3 +103,8 @@ class SmtpSink(_Server):
                         self.reply("250 OK")
 
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
+
+    @property
+    def mails(self) -> list[Message]:
+        """Each message received, parsed (headers and body)."""
+        return [email.message_from_string(text) for _, text in self.messages]
