@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-import yaml  # type: ignore[import-untyped]  # no stubs in PAS's .venv
+import yaml
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "workflows.yaml"
 

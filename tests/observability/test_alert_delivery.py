@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 import pytest
-import yaml  # type: ignore[import-untyped]  # no stubs in PAS's .venv
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from libs.common.kafka.topics import ensure_topics

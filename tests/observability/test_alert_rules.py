@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # no stubs in PAS's .venv
+import yaml
 
 from tests.support.processes import REPO_ROOT
 from tests.support.prometheus import (

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
-import yaml  # type: ignore[import-untyped]  # no stubs in PAS's .venv
+import yaml
 
 from tests.support.processes import REPO_ROOT, free_port
 
