@@ -25,7 +25,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
-from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode
+from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode, decode_usage
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
@@ -110,9 +110,17 @@ class EventConsumer:
         runs: list[WorkflowRun] = []
         for tp, records in batches.items():
             role = self._roles[tp.topic]
+            if role == "usage":
+                for record in records:
+                    try:
+                        usage.append(decode_usage(record.value))
+                    except Undecodable as exc:
+                        await self._dead_letter(producer, record, exc)
+                continue
             for record in records:
+                moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
                 try:
-                    item = decode(role, record.value, record.timestamp)
+                    item = decode(role, record.value, moment)
                 except Undecodable as exc:
                     await self._dead_letter(producer, record, exc)
                     continue
