@@ -3,8 +3,9 @@
 Two figures, each a ratio against the same work done straight on DuckDB in this process:
 
 1. ingest: usage events per second through ``POST /events`` on a real collector process
-   (HTTP, JSON decoding and validation, the store's one-statement batch insert, metrics),
-   next to the same batches inserted into a DuckDB file in-process with the same SQL;
+   (HTTP, JSON decoding and validation, the store's batch insert, metrics), next to the same
+   batches inserted into a DuckDB file in-process the way the store does (Arrow table, same
+   SQL);
 2. queries over the stored events (default one million): latency p50/p99 of the cost query
    (grouped by model), the workflow report and an hourly trend through HTTP, next to the same
    SQL run in-process on the baseline file holding the same rows.
@@ -31,8 +32,10 @@ import msgspec
 
 from libs.common.schemas.usage import EventBatch, UsageEvent, WorkflowRun
 from services.analytics import queries
-from services.analytics.batches import run_columns, usage_columns
+from services.analytics.batches import run_columns
 from services.analytics.duckdb_store import SCHEMA
+from services.analytics.duckdb_usage import insert_new_usage
+from services.analytics.usage_table import usage_table
 from tests.support.processes import ServiceProcess, free_port
 
 BATCH = 5_000
@@ -105,7 +108,7 @@ def main() -> None:
             baseline.execute(statement)
         started = time.perf_counter()
         for batch in batches:
-            baseline.execute(queries.INSERT_USAGE, usage_columns(batch.usage)[1]).fetchall()
+            insert_new_usage(baseline, usage_table(batch.usage))
             runs = run_columns(batch.runs)[1]
             baseline.execute(queries.DELETE_SUPERSEDED_RUNS, runs)
             baseline.execute(queries.INSERT_RUNS, runs).fetchall()

@@ -3,10 +3,12 @@
 Both read the same topic on the same broker from the start in a group of their own. The bare
 consumer only counts records; the collector decodes and validates each one, stores each batch
 in DuckDB, then commits. Rates are measured in steady state, from 10% to 100% of the records,
-so that process start and the group join are left out of both.
+so that process start and the group join are left out of both. Each round has a topic and a
+DuckDB file of its own; the last line gives the median of the rounds' ratios.
 
-Run: ``.venv/bin/python -m bench.analytics_kafka_ingest [--events 200000]`` (about a minute).
-Uses ``KAFKA_BOOTSTRAP_SERVERS`` if set, else starts the embedded broker.
+Run: ``.venv/bin/python -m bench.analytics_kafka_ingest [--events 200000] [--rounds 3]``
+(about a minute a round). Uses ``KAFKA_BOOTSTRAP_SERVERS`` if set, else starts the embedded
+broker.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import asyncio
 import os
 import random
 import re
+import statistics
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import msgspec
@@ -29,12 +33,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.usage import UsageEvent
+from services.analytics.settings import AnalyticsSettings
 from tests.support.processes import ServiceProcess, free_port
 
 PARTITIONS = 3
 _STORED = re.compile(
     r'^pas_analytics_events_stored_total\{kind="usage",source="kafka"\} (\S+)$', re.M
 )
+_CPU = re.compile(r"^process_cpu_seconds_total (\S+)$", re.M)
+BATCH_MAX = AnalyticsSettings().batch_max  # the collector's default, given to both
 
 
 def events(count: int) -> list[bytes]:
@@ -70,14 +77,27 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-def steady_rate(marks: list[tuple[float, int]], total: int) -> float:
-    """Records per second between 10% and 100% of ``total``."""
-    start = next((t, n) for t, n in marks if n >= total * 0.1)
-    end = next((t, n) for t, n in marks if n >= total)
-    return (end[1] - start[1]) / max(end[0] - start[0], 1e-9)
+class Steady(NamedTuple):
+    """Between 10% and 100% of the records: records per second, and CPU seconds per 100,000
+    records (the process's own CPU, all its threads)."""
+
+    rate: float
+    cpu_per_100k: float
 
 
-async def bare_consumer(bootstrap: str, topic: str, total: int) -> float:
+Mark = tuple[float, int, float]  # (wall clock, records so far, process CPU seconds so far)
+
+
+def steady(marks: list[Mark], total: int) -> Steady:
+    start = next(m for m in marks if m[1] >= total * 0.1)
+    end = next(m for m in marks if m[1] >= total)
+    records = max(end[1] - start[1], 1)
+    return Steady(records / max(end[0] - start[0], 1e-9), (end[2] - start[2]) / records * 100_000)
+
+
+async def bare_consumer(bootstrap: str, topic: str, total: int) -> Steady:
+    """Fetch and commit, batches as large as the collector's; CPU from this process (which
+    does nothing else meanwhile)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -89,30 +109,34 @@ async def bare_consumer(bootstrap: str, topic: str, total: int) -> float:
     seen, marks = 0, []
     try:
         while seen < total:
-            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_MAX)
             seen += sum(len(records) for records in batches.values())
             if batches:
                 await consumer.commit()
-            marks.append((time.perf_counter(), seen))
+            marks.append((time.perf_counter(), seen, time.process_time()))
     finally:
         await consumer.stop()
-    return steady_rate(marks, total)
+    return steady(marks, total)
 
 
-async def collector_rate(process: ServiceProcess, total: int) -> float:
-    marks: list[tuple[float, int]] = []
+async def collector_rate(process: ServiceProcess, total: int) -> Steady:
+    """Stored events and the process's CPU, both from its ``/metrics``, read every 100 ms
+    (each read costs the collector some CPU too: it is measured with it)."""
+    marks: list[Mark] = []
     async with httpx.AsyncClient(base_url=process.url) as http:
         stored = 0
         deadline = time.monotonic() + 600
         while stored < total and time.monotonic() < deadline:
-            match = _STORED.search((await http.get("/metrics")).text)
+            text = (await http.get("/metrics")).text
+            match, cpu = _STORED.search(text), _CPU.search(text)
             stored = int(float(match[1])) if match else 0
-            marks.append((time.perf_counter(), stored))
-            await asyncio.sleep(0.05)
-    return steady_rate(marks, total)
+            marks.append((time.perf_counter(), stored, float(cpu[1]) if cpu else 0.0))
+            await asyncio.sleep(0.1)
+    return steady(marks, total)
 
 
-async def run(bootstrap: str, count: int, tmp: Path) -> None:
+async def run(bootstrap: str, count: int, tmp: Path) -> tuple[Steady, Steady]:
+    """One round: the collector's and the bare consumer's figures."""
     run_id = uuid.uuid4().hex[:6]
     topic = f"bench-usage-{run_id}"
     others = {f"bench-{name}-{run_id}": 1 for name in ("wf", "results", "docs-dlq", "dlq")}
@@ -127,7 +151,7 @@ async def run(bootstrap: str, count: int, tmp: Path) -> None:
         free_port(),
         {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "ANALYTICS_DB_PATH": str(tmp / "collector.duckdb"),
+            "ANALYTICS_DB_PATH": str(tmp / f"collector-{run_id}.duckdb"),
             "ANALYTICS_USAGE_TOPIC": topic,
             "ANALYTICS_WORKFLOW_RESULTS_TOPIC": names[0],
             "ANALYTICS_LLM_RESULTS_TOPIC": names[1],
@@ -135,31 +159,53 @@ async def run(bootstrap: str, count: int, tmp: Path) -> None:
             "ANALYTICS_DLQ_TOPIC": names[3],
             "ANALYTICS_GROUP_ID": f"bench-collector-{run_id}",
             "ANALYTICS_RAW_RETENTION_S": "0",
+            "ANALYTICS_BATCH_MAX": str(BATCH_MAX),
             "LOG_LEVEL": "WARNING",
         },
-        tmp / "collector.log",
+        tmp / f"collector-{run_id}.log",
     ).start()
     try:
         stored = await collector_rate(collector, count)
     finally:
         collector.stop()
-    print(f"{count:,} usage events on {PARTITIONS} partitions")
     print(
-        f"collector (decode, store, commit): {stored:,.0f} events/s   bare aiokafka consumer: "
-        f"{bare:,.0f} records/s   ratio {stored / bare:.2f}"
+        f"collector (decode, store, commit): {stored.rate:,.0f} events/s, "
+        f"{stored.cpu_per_100k:.2f} CPU s/100k   bare aiokafka consumer: {bare.rate:,.0f} "
+        f"records/s, {bare.cpu_per_100k:.2f} CPU s/100k   ratio {stored.rate / bare.rate:.2f} "
+        f"(CPU: {bare.cpu_per_100k / stored.cpu_per_100k:.2f})",
+        flush=True,
+    )
+    return stored, bare
+
+
+async def rounds(bootstrap: str, count: int, times: int, tmp: Path) -> None:
+    print(
+        f"{count:,} usage events on {PARTITIONS} partitions, batches of {BATCH_MAX:,}, "
+        f"{times} rounds",
+        flush=True,
+    )
+    ratios, cpu_ratios = [], []
+    for _ in range(times):
+        stored, bare = await run(bootstrap, count, tmp)
+        ratios.append(stored.rate / bare.rate)
+        cpu_ratios.append(bare.cpu_per_100k / stored.cpu_per_100k)
+    print(
+        f"median ratio {statistics.median(ratios):.2f} "
+        f"(CPU per record, bare over collector: {statistics.median(cpu_ratios):.2f})"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pas-bench-kafka-") as tmp:
         configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         broker = None if configured else EmbeddedBroker(port=free_port()).start()
         try:
             bootstrap = configured or broker.bootstrap_servers  # type: ignore[union-attr]
-            asyncio.run(run(bootstrap, args.events, Path(tmp)))
+            asyncio.run(rounds(bootstrap, args.events, args.rounds, Path(tmp)))
         finally:
             if broker is not None:
                 broker.stop()

@@ -1,8 +1,9 @@
 """Events as the column lists a bulk insert takes, and which of them the store found new.
 
-Both stores insert a batch in one statement (``unnest`` of one list per column) and return the
-keys of the rows that were not there yet; duplicates inside a batch are dropped first, so that
-a statement never meets the same key twice.
+Runs (both stores) and PostgreSQL's usage go in as one list per column (``unnest``, or
+``COPY`` rows) and the insert returns the keys of the rows that were not there yet; duplicates
+inside a batch are dropped first, so that a statement never meets the same key twice. DuckDB
+takes usage as an Arrow table instead (``usage_table.py``, ``duckdb_usage.py``).
 """
 
 from __future__ import annotations

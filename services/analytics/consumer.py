@@ -5,6 +5,10 @@ records that do not decode go to ``analytics-dlq`` with the reason (and the brok
 acknowledgement is awaited); the rest are stored in one insert per kind; only then are the
 batch's offsets committed. A crash anywhere before the commit redelivers the batch, and the
 store's keys make the second delivery a no-op: at least once in, exactly once stored.
+
+While a batch is being stored (on the store's own thread or connection), the loop fetches and
+decodes the next one; one batch is stored at a time, and each is committed when its store
+returns, so commits stay in order and never run ahead of the store.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
-from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode
+from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode, decode_usage
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
@@ -74,23 +78,45 @@ class EventConsumer:
             await consumer.start()
             self.connected = True
             logger.info("consuming", topics=sorted(self._roles), group=s.group_id)
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=s.batch_max)
-                if batches:
-                    await self._handle(consumer, producer, batches)
+            storing: asyncio.Task[None] | None = None
+            try:
+                while not stop.is_set():
+                    batches = await consumer.getmany(timeout_ms=500, max_records=s.batch_max)
+                    if not batches:
+                        continue
+                    usage, runs = await self._decode(producer, batches)
+                    if storing is not None:
+                        previous, storing = storing, None
+                        await previous  # stored and committed, or raises
+                    storing = asyncio.create_task(
+                        self._store_and_commit(consumer, batches, usage, runs)
+                    )
+            finally:
+                if storing is not None:
+                    # A batch being stored is finished (and committed) before the consumer
+                    # leaves the group; if it fails, its records are delivered again.
+                    await storing
         finally:
             self.connected = False
             self.assigned.clear()
             await consumer.stop()
             await producer.stop()
 
-    async def _handle(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, batches: Batches
-    ) -> None:
+    async def _decode(
+        self, producer: AIOKafkaProducer, batches: Batches
+    ) -> tuple[list[UsageEvent], list[WorkflowRun]]:
+        """The batch's usage events and runs; what does not decode is dead-lettered here."""
         usage: list[UsageEvent] = []
         runs: list[WorkflowRun] = []
         for tp, records in batches.items():
             role = self._roles[tp.topic]
+            if role == "usage":
+                for record in records:
+                    try:
+                        usage.append(decode_usage(record.value))
+                    except Undecodable as exc:
+                        await self._dead_letter(producer, record, exc)
+                continue
             for record in records:
                 moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
                 try:
@@ -104,6 +130,15 @@ class EventConsumer:
                     usage.append(item)
                 else:
                     runs.append(item)
+        return usage, runs
+
+    async def _store_and_commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: Batches,
+        usage: list[UsageEvent],
+        runs: list[WorkflowRun],
+    ) -> None:
         await self._store(usage, runs)
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import pyarrow as pa
 import structlog
 
 from libs.common.schemas.usage import (
@@ -35,7 +36,8 @@ from libs.common.schemas.usage import (
     WorkflowStats,
 )
 from services.analytics import queries, results
-from services.analytics.batches import new_runs, new_usage, run_columns, usage_columns
+from services.analytics.batches import new_runs, run_columns
+from services.analytics.duckdb_usage import USAGE_TABLE, insert_new_usage
 from services.analytics.exports import csv_header, format_rows, stream_file, temporary_path
 from services.analytics.queries import (
     EXPORT_COLUMNS,
@@ -47,6 +49,7 @@ from services.analytics.queries import (
     USAGE_HOURLY,
 )
 from services.analytics.store import ExportFormat, ExportKind, TimeWindow, TrendFilter
+from services.analytics.usage_table import usage_table
 
 logger = structlog.get_logger("pas.analytics.duckdb")
 
@@ -55,14 +58,7 @@ T = TypeVar("T")
 _READER_THREADS = 4
 
 SCHEMA = (
-    f"""CREATE TABLE IF NOT EXISTS {USAGE} (
-        event_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, service VARCHAR NOT NULL,
-        provider VARCHAR NOT NULL, model VARCHAR NOT NULL, capability VARCHAR,
-        workflow_id VARCHAR, run_id VARCHAR, request_id VARCHAR,
-        prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-        latency_ms DOUBLE NOT NULL, cost_usd DECIMAL(18,10) NOT NULL,
-        status VARCHAR NOT NULL, error VARCHAR,
-        PRIMARY KEY (event_id, ts))""",
+    USAGE_TABLE,
     f"""CREATE TABLE IF NOT EXISTS {RUNS} (
         run_id VARCHAR NOT NULL, status VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
         workflow_id VARCHAR NOT NULL, duration_ms DOUBLE, source VARCHAR NOT NULL,
@@ -126,6 +122,7 @@ class DuckDBStore:
             self._root = duckdb.connect(self._path)
             self._root.execute("SET GLOBAL TimeZone = 'UTC'")
             self._writer_db = self._cursor()
+            _drop_usage_key(self._writer_db)
             for statement in SCHEMA:
                 self._writer_db.execute(statement)
 
@@ -150,12 +147,9 @@ class DuckDBStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def insert_usage(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
-        if not events:
-            return []
-        unique, columns = usage_columns(events)
-        stored = await self._write(lambda db: db.execute(queries.INSERT_USAGE, columns).fetchall())
-        return new_usage(unique, stored)
+    async def insert_usage(self, events: Sequence[UsageEvent]) -> pa.Table:
+        # The table is built on the writer thread too: the event loop stays free meanwhile.
+        return await self._write(lambda db: insert_new_usage(db, usage_table(events)))
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
         if not runs:
@@ -257,6 +251,29 @@ class DuckDBStore:
                 yield format_rows(fmt, columns, rows)
         finally:
             await self._on_reader(cursor.close)
+
+
+def _drop_usage_key(db: duckdb.DuckDBPyConnection) -> None:
+    """A file made while the usage table had a primary key: copy the table once into one
+    without it (see ``duckdb_usage``), in time order, so that row groups cover short spans."""
+    keyed = db.execute(
+        "SELECT count(*) FROM duckdb_constraints() "
+        "WHERE table_name = $1 AND constraint_type = 'PRIMARY KEY'",
+        [USAGE],
+    ).fetchone()
+    if not _count(keyed):
+        return
+    db.execute("BEGIN TRANSACTION")
+    try:
+        db.execute(f"ALTER TABLE {USAGE} RENAME TO {USAGE}_keyed")
+        db.execute(USAGE_TABLE)
+        db.execute(f"INSERT INTO {USAGE} SELECT * FROM {USAGE}_keyed ORDER BY ts")  # noqa: S608
+        db.execute(f"DROP TABLE {USAGE}_keyed")
+        db.execute("COMMIT")
+    except Exception:
+        db.execute("ROLLBACK")
+        raise
+    logger.info("usage table rebuilt without its primary key", table=USAGE)
 
 
 def _count(row: tuple[Any, ...] | None) -> int:

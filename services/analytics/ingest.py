@@ -23,5 +23,5 @@ class Ingestor:
         self._metrics.count_usage(new_usage, source, len(usage))
         self._metrics.count_runs(new_runs, source, len(runs))
         received = len(usage) + len(runs)
-        stored = len(new_usage) + len(new_runs)
+        stored = new_usage.num_rows + len(new_runs)
         return IngestResult(received=received, stored=stored, duplicates=received - stored)

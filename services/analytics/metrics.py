@@ -14,12 +14,15 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from libs.common.schemas.usage import UsageEvent, WorkflowRun
+from libs.common.schemas.usage import WorkflowRun
 from services.analytics.store import AnalyticsStore, TimeWindow
 
 logger = structlog.get_logger("pas.analytics.metrics")
@@ -42,6 +45,38 @@ class SuccessRates(Collector):
         for workflow_id, rate in sorted(self.rates.items()):
             family.add_metric([workflow_id], rate)
         yield family
+
+
+class BatchHistogram(Histogram):
+    """A histogram that also takes a batch of observations at once, counted per bucket."""
+
+    def observe_batch(self, bucket_counts: Sequence[int], total: float) -> None:
+        """The same as ``observe`` once per value, for values that fell ``bucket_counts[i]``
+        at a time into bucket ``i`` (the first bound not below them, ``+Inf`` last) and sum
+        to ``total``."""
+        self._sum.inc(total)
+        for bucket, count in zip(self._buckets, bucket_counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
+def _bucket_of(values: pa.ChunkedArray, bounds: Sequence[float]) -> pa.Array:
+    """Each value's bucket: the first bound not below it (``value <= bound``, as ``observe``
+    tests), or ``len(bounds)`` (``+Inf``)."""
+    return pa.array(np.searchsorted(np.asarray(bounds), values.to_numpy(), side="left"))
+
+
+def _grouped(
+    table: pa.Table, keys: list[str], aggregations: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (
+        table.group_by(keys, use_threads=False).aggregate(aggregations).to_pylist()
+    )
+    return rows
+
+
+def _no_observations() -> list[int]:
+    return [0] * (len(_SECONDS_BUCKETS) + 1)
 
 
 class AnalyticsMetrics:
@@ -68,7 +103,7 @@ class AnalyticsMetrics:
         self.llm_requests = Counter(
             "llm_requests", "LLM calls by model and outcome", ["model", "status"], registry=None
         )
-        self.llm_latency = Histogram(
+        self.llm_latency = BatchHistogram(
             "llm_latency_seconds",
             "LLM call latency",
             ["model"],
@@ -135,29 +170,45 @@ class AnalyticsMetrics:
             self.rolled_up,
         ]
 
-    def count_usage(self, events: Sequence[UsageEvent], source: str, received: int) -> None:
-        self.stored.labels("usage", source).inc(len(events))
-        self.duplicates.labels("usage").inc(received - len(events))
-        # Summed per label set first: a label lookup costs more than the addition.
-        cost: defaultdict[tuple[str, str], float] = defaultdict(float)
-        tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
-        requests: defaultdict[tuple[str, str], int] = defaultdict(int)
-        latency: dict[str, Any] = {}
-        for e in events:
-            cost[e.model, e.workflow_id or ""] += e.cost_usd
-            tokens[e.model, "prompt"] += e.prompt_tokens
-            tokens[e.model, "completion"] += e.completion_tokens
-            requests[e.model, e.status] += 1
-            child = latency.get(e.model)
-            if child is None:
-                child = latency[e.model] = self.llm_latency.labels(e.model)
-            child.observe(e.latency_ms / 1000)
-        for labels, usd in cost.items():
-            self.llm_cost.labels(*labels).inc(usd)
-        for labels, count in tokens.items():
-            self.llm_tokens.labels(*labels).inc(count)
-        for labels, count in requests.items():
-            self.llm_requests.labels(*labels).inc(count)
+    def count_usage(self, new: pa.Table, source: str, received: int) -> None:
+        """Count the new events of a batch (a usage table) out of ``received``."""
+        self.stored.labels("usage", source).inc(new.num_rows)
+        self.duplicates.labels("usage").inc(received - new.num_rows)
+        if not new.num_rows:
+            return
+        # Summed per label set in Arrow: one grouped aggregation a metric, whatever the batch.
+        model = new.column("model")
+        workflow = pc.fill_null(new.column("workflow_id"), "")
+        seconds = pc.divide(new.column("latency_ms"), 1000.0)
+        labelled = pa.table(
+            {
+                "model": model,
+                "workflow_id": workflow,
+                "status": new.column("status"),
+                "cost_usd": new.column("cost_usd"),
+                "prompt": new.column("prompt_tokens"),
+                "completion": new.column("completion_tokens"),
+                "seconds": seconds,
+                "bucket": _bucket_of(seconds, _SECONDS_BUCKETS),
+            }
+        )
+        for row in _grouped(labelled, ["model", "workflow_id"], [("cost_usd", "sum")]):
+            self.llm_cost.labels(row["model"], row["workflow_id"]).inc(row["cost_usd_sum"])
+        sums = [("prompt", "sum"), ("completion", "sum"), ("seconds", "sum")]
+        latency: dict[str, float] = {}
+        for row in _grouped(labelled, ["model"], sums):
+            self.llm_tokens.labels(row["model"], "prompt").inc(row["prompt_sum"])
+            self.llm_tokens.labels(row["model"], "completion").inc(row["completion_sum"])
+            latency[row["model"]] = row["seconds_sum"]
+        for row in _grouped(labelled, ["model", "status"], [("status", "count")]):
+            self.llm_requests.labels(row["model"], row["status"]).inc(row["status_count"])
+        buckets: defaultdict[str, list[int]] = defaultdict(
+            lambda: [0] * (len(_SECONDS_BUCKETS) + 1)
+        )
+        for row in _grouped(labelled, ["model", "bucket"], [("bucket", "count")]):
+            buckets[row["model"]][row["bucket"]] = row["bucket_count"]
+        for name, counts in buckets.items():
+            self.llm_latency.labels(name).observe_batch(counts, latency[name])
 
     def count_runs(self, runs: Sequence[WorkflowRun], source: str, received: int) -> None:
         self.stored.labels("runs", source).inc(len(runs))

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import psycopg
+import pyarrow as pa
 import structlog
 from psycopg import AsyncConnection, AsyncRawCursor, AsyncRawServerCursor
 from psycopg_pool import AsyncConnectionPool
@@ -53,6 +54,7 @@ from services.analytics.queries import (
     USAGE_HOURLY,
 )
 from services.analytics.store import ExportFormat, ExportKind, TimeWindow, TrendFilter
+from services.analytics.usage_table import usage_table
 
 logger = structlog.get_logger("pas.analytics.postgres")
 
@@ -267,14 +269,14 @@ class PostgresStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def insert_usage(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
+    async def insert_usage(self, events: Sequence[UsageEvent]) -> pa.Table:
         if not events:
-            return []
+            return usage_table(())
         unique, columns = usage_columns(events)
         async with self._db.connection() as conn, conn.transaction():
             await _copy_rows(conn, _COPY_USAGE, _USAGE_TYPES, columns)
             stored = await (await conn.execute(_MOVE_USAGE)).fetchall()
-        return new_usage(unique, stored)
+        return usage_table(new_usage(unique, stored))
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
         if not runs:

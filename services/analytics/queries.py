@@ -237,16 +237,7 @@ SELECT workflow_id, coalesce(sum(runs) FILTER (WHERE status = 'success'), 0) * 1
 FROM runs_all GROUP BY workflow_id"""
 
 
-# --- ingest: one statement per batch, one list per column (same SQL in both dialects) -------
-
-INSERT_USAGE: Final = f"""
-INSERT INTO {USAGE} ({", ".join(USAGE_COLUMNS)})
-SELECT unnest($1::text[]), unnest($2::timestamptz[]), unnest($3::text[]), unnest($4::text[]),
-       unnest($5::text[]), unnest($6::text[]), unnest($7::text[]), unnest($8::text[]),
-       unnest($9::text[]), unnest($10::int[]), unnest($11::int[]), unnest($12::float8[]),
-       unnest($13::float8[]), unnest($14::text[]), unnest($15::text[])
-ON CONFLICT DO NOTHING
-RETURNING event_id, ts"""
+# --- ingest of runs: one statement per batch, one list per column -----------------------------
 
 _RUN_BATCH = """(
     SELECT unnest($1::text[]) AS run_id, unnest($2::text[]) AS status,

@@ -48,8 +48,9 @@ class AnalyticsSettings(ServiceSettings, frozen=True, kw_only=True):
     documents_dlq_topic: Topic = TOPIC_FINANCIAL_DOCUMENTS_DLQ
     """The processor's dead letters: documents that failed count as failed runs. Empty: off."""
     dlq_topic: Topic = TOPIC_ANALYTICS_DLQ
-    batch_max: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2000
-    """Records stored (then committed) together."""
+    batch_max: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10_000
+    """Records stored (then committed) together; larger batches spread each store call's
+    fixed cost over more events."""
     session_timeout_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 10.0
     """How long the group waits for a silent collector before giving its partitions away."""
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
+import pyarrow as pa
 
 from libs.common.schemas.usage import (
     Bucket,
@@ -54,8 +55,9 @@ class AnalyticsStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert_usage(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
-        """Store the events not stored yet (by id and time); returns those that were new."""
+    async def insert_usage(self, events: Sequence[UsageEvent]) -> pa.Table:
+        """Store the events not stored yet (by id and time), once each; returns those that
+        were new, as a usage table (``usage_table.py``)."""
         ...
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:

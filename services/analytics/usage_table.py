@@ -1,0 +1,75 @@
+"""Usage events as an Arrow table: what the DuckDB store inserts, and what the metrics count.
+
+One typed column per stored column (``queries.USAGE_COLUMNS``), built in C from the decoded
+structs, plus ``batch_row``: each event's position in the batch it came from. Summing a batch
+for the metrics is then a few grouped aggregations in Arrow, not Python work per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone, tzinfo
+from operator import attrgetter
+from typing import Final
+
+import msgspec
+import pyarrow as pa
+
+from libs.common.schemas.usage import UsageEvent
+from services.analytics.queries import USAGE_COLUMNS
+
+_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+_zone = attrgetter("tzinfo")
+# (table column, event attribute, Arrow type), in the order of queries.USAGE_COLUMNS.
+_FIELDS: Final = (
+    ("event_id", "event_id", pa.string()),
+    ("ts", "timestamp", _TIMESTAMP),
+    ("service", "service", pa.string()),
+    ("provider", "provider", pa.string()),
+    ("model", "model", pa.string()),
+    ("capability", "capability", pa.string()),
+    ("workflow_id", "workflow_id", pa.string()),
+    ("run_id", "run_id", pa.string()),
+    ("request_id", "request_id", pa.string()),
+    ("prompt_tokens", "prompt_tokens", pa.int32()),
+    ("completion_tokens", "completion_tokens", pa.int32()),
+    ("latency_ms", "latency_ms", pa.float64()),
+    ("cost_usd", "cost_usd", pa.float64()),
+    ("status", "status", pa.string()),
+    ("error", "error", pa.string()),
+)
+assert tuple(column for column, _, _ in _FIELDS) == USAGE_COLUMNS
+_GETTERS: Final = tuple((attrgetter(attribute), kind) for _, attribute, kind in _FIELDS)
+USAGE_SCHEMA: Final = pa.schema(
+    [*((column, kind) for column, _, kind in _FIELDS), ("batch_row", pa.int32())]
+)
+
+
+def usage_table(events: Sequence[UsageEvent]) -> pa.Table:
+    """The events as columns, plus each one's position in ``events`` (``batch_row``)."""
+    columns = [
+        _timestamps(list(map(get, events)))
+        if kind == _TIMESTAMP
+        else pa.array(list(map(get, events)), type=kind)
+        for get, kind in _GETTERS
+    ]
+    columns.append(pa.array(range(len(events)), type=pa.int32()))
+    return pa.Table.from_arrays(columns, schema=USAGE_SCHEMA)
+
+
+def _timestamps(moments: list[datetime]) -> pa.Array:
+    """Aware datetimes as UTC microseconds. Arrow converts an aware datetime several times
+    slower than a string, so they go through RFC 3339 text, which msgspec writes in C and
+    Arrow parses with the offset. msgspec writes offsets to the minute, as its decoder reads
+    them; a zone of another kind (a ``zoneinfo`` zone, seconds in the offset) takes Arrow's
+    own conversion."""
+    if all(map(_minute_offset, set(map(_zone, moments)))):
+        return pa.array(msgspec.to_builtins(moments), type=pa.string()).cast(_TIMESTAMP)
+    return pa.array(moments, type=_TIMESTAMP)
+
+
+def _minute_offset(zone: tzinfo | None) -> bool:
+    if not isinstance(zone, timezone):
+        return False
+    offset = zone.utcoffset(None)
+    return offset % timedelta(minutes=1) == timedelta(0)
