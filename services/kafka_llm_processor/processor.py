@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ProducerClosed
@@ -33,6 +32,7 @@ from libs.common.kafka.records import (
     track_topics,
 )
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
+from libs.common.retries import retried
 from libs.common.schemas.documents import (
     DocumentResult,
     FinancialDocument,
@@ -41,6 +41,7 @@ from libs.common.schemas.documents import (
 )
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.kafka_llm_processor.llm_client import (
+    LLMAnswer,
     LLMClient,
     PermanentLLMError,
     TransientLLMError,
@@ -210,25 +211,29 @@ class DocumentProcessor:
             HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
         }
         attempts = 0
+
+        def ask() -> Awaitable[LLMAnswer]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self._metrics.retries.inc()
+            return self._llm.ask(
+                messages_for(document),
+                max_tokens=self._settings.max_tokens,
+                json_schema=SCHEMAS[document.task],
+                headers=attribution,
+            )
+
         try:
-            async for attempt in stamina.retry_context(
+            answer = await retried(
+                ask,
                 on=TransientLLMError,
                 attempts=self._settings.max_attempts,
-                timeout=None,
+                give_up_after_s=None,
                 wait_initial=self._settings.retry_backoff_s,
                 wait_jitter=self._settings.retry_backoff_s,
                 wait_max=self._settings.retry_backoff_s * 16,
-            ):
-                with attempt:
-                    attempts = attempt.num
-                    if attempts > 1:
-                        self._metrics.retries.inc()
-                    answer = await self._llm.ask(
-                        messages_for(document),
-                        max_tokens=self._settings.max_tokens,
-                        json_schema=SCHEMAS[document.task],
-                        headers=attribution,
-                    )
+            )
             key_figures, sentiment = structured(document.task, answer.text)
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc

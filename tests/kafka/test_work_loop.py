@@ -12,13 +12,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common.kafka.topics import ensure_topics
-from libs.common.kafka.work_loop import LoopLimits, WorkLoop
-
-Record = ConsumerRecord[bytes, bytes]
+from libs.common.kafka.work_loop import LoopLimits, Record, WorkLoop
 
 
 async def _topic(bootstrap: str, partitions: int, count: int) -> str:
@@ -80,7 +78,7 @@ async def _committed_once(
     bootstrap: str, group: str, tp: TopicPartition, want: int, timeout_s: float = 60
 ) -> None:
     async with asyncio.timeout(timeout_s):
-        while await _committed(bootstrap, group, tp) != want:
+        while await _committed(bootstrap, group, tp) != want:  # noqa: ASYNC110 (no event)
             await asyncio.sleep(0.1)
 
 
