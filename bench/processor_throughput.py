@@ -38,7 +38,7 @@ from services.kafka_llm_processor.tasks import messages_for
 from tests.support.processes import ServiceProcess, free_port
 
 
-class _Results:
+class Results:
     """Counts the records arriving on a topic; reads every partition from the start without a
     group, so it is ready at once (no join to wait for)."""
 
@@ -48,7 +48,7 @@ class _Results:
         )
         self._topic = topic
 
-    async def __aenter__(self) -> _Results:
+    async def __aenter__(self) -> Results:
         await self._consumer.start()
         partitions = self._consumer.partitions_for_topic(self._topic) or set()
         self._consumer.assign([TopicPartition(self._topic, p) for p in partitions])
@@ -76,7 +76,7 @@ def summaries(count: int) -> list[FinancialDocument]:
     return [msgspec.structs.replace(d, task="summary") for d in documents(count)]
 
 
-async def _topics(bootstrap: str) -> tuple[str, str, str]:
+async def fresh_topics(bootstrap: str) -> tuple[str, str, str]:
     run = uuid.uuid4().hex[:8]
     names = (f"in-{run}", f"out-{run}", f"dlq-{run}")
     await ensure_topics(bootstrap, {names[0]: 6, names[1]: 6, names[2]: 1})
@@ -85,7 +85,7 @@ async def _topics(bootstrap: str) -> tuple[str, str, str]:
 
 async def processor_rate(bootstrap: str, llm_url: str, count: int, concurrency: int) -> float:
     """Documents per second from the first one sent to the last result received."""
-    source, sink, dlq = await _topics(bootstrap)
+    source, sink, dlq = await fresh_topics(bootstrap)
     settings = ProcessorSettings(
         bootstrap_servers=bootstrap,
         input_topic=source,
@@ -102,7 +102,7 @@ async def processor_rate(bootstrap: str, llm_url: str, count: int, concurrency: 
     stop = asyncio.Event()
     loop = asyncio.create_task(processor.run(stop))
     try:
-        async with _Results(bootstrap, sink) as results:
+        async with Results(bootstrap, sink) as results:
             await _until_assigned(lambda: processor.assigned, source)
             started = time.perf_counter()
             await send(bootstrap, source, summaries(count))
@@ -115,9 +115,12 @@ async def processor_rate(bootstrap: str, llm_url: str, count: int, concurrency: 
     return count / elapsed
 
 
-async def bare_loop_rate(bootstrap: str, count: int) -> float:
-    """The baseline a processor cannot beat: consume, produce a result, commit."""
-    source, sink, _ = await _topics(bootstrap)
+async def bare_loop_rate(
+    bootstrap: str, count: int, messages: list[tuple[bytes, bytes]] | None = None
+) -> float:
+    """The baseline a processor cannot beat: consume, produce a result, commit. ``messages``
+    (key, value) are what is consumed; summary documents unless given."""
+    source, sink, _ = await fresh_topics(bootstrap)
     consumer = AIOKafkaConsumer(
         source,
         bootstrap_servers=bootstrap,
@@ -133,7 +136,10 @@ async def bare_loop_rate(bootstrap: str, count: int) -> float:
         while not consumer.assignment():
             await consumer.getmany(timeout_ms=100)
         started = time.perf_counter()
-        await send(bootstrap, source, summaries(count))
+        if messages is None:
+            await send(bootstrap, source, summaries(count))
+        else:
+            await send_messages(bootstrap, source, messages)
         done = 0
         while done < count:
             batches = await consumer.getmany(timeout_ms=200)
@@ -151,6 +157,17 @@ async def bare_loop_rate(bootstrap: str, count: int) -> float:
         await consumer.stop()
         await producer.stop()
     return count / elapsed
+
+
+async def send_messages(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip", linger_ms=10)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 async def direct_rate(llm_url: str, count: int, concurrency: int) -> float:

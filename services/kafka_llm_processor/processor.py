@@ -1,6 +1,9 @@
-"""The consume loop: one per process, work handed to bounded tasks, offsets committed per
-partition only up to the lowest document not yet recorded somewhere durable.
+"""The processor's work: one document in one slot of the shared work loop
+(``libs/common/kafka/work_loop.py``), which commits per partition only up to the lowest document
+not yet recorded somewhere durable.
 
+A slot holds a document while the LLM answers it; its result (or dead letter) is then handed to
+the producer and the slot takes the next document, while the publication goes on outside it.
 A document is recorded once the broker acknowledged its result or its dead letter; when neither
 is taken (refused, or not within ``PROCESSOR_PUBLISH_DEADLINE_S`` each), once it is appended to
 the spill file in ``PROCESSOR_SPILL_DIR`` (fsync'ed). A document that cannot be recorded even
@@ -12,24 +15,24 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ProducerClosed
 
-from libs.common.kafka.offsets import OffsetBook
 from libs.common.kafka.records import (
     PublishFailed,
     SpillFile,
-    TrackAssignment,
     dead_letter,
     send_acknowledged,
     track_topics,
 )
+from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
+from libs.common.retries import retried
 from libs.common.schemas.documents import (
     DocumentResult,
     FinancialDocument,
@@ -38,6 +41,7 @@ from libs.common.schemas.documents import (
 )
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.kafka_llm_processor.llm_client import (
+    LLMAnswer,
     LLMClient,
     PermanentLLMError,
     TransientLLMError,
@@ -68,14 +72,15 @@ class DocumentProcessor:
         self._settings = settings
         self._llm = llm
         self._metrics = metrics
-        self._book = OffsetBook()
         self._spill = SpillFile(settings.spill_dir, consumer=settings.group_id)
-        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self.instance = uuid.uuid4().hex[:8]
         self.assigned: set[TopicPartition] = set()
-        self.connected = False
-        self._consumer: AIOKafkaConsumer | None = None
+        self._loop: WorkLoop | None = None
         self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._loop is not None and self._loop.joined
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -90,7 +95,7 @@ class DocumentProcessor:
             # for send_acknowledged to try it again (aiokafka's default is 40 s).
             request_timeout_ms=int(min(40.0, max(1.0, s.publish_deadline_s / 3)) * 1000),
         )
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             group_id=s.group_id,
             enable_auto_commit=False,
@@ -100,113 +105,77 @@ class DocumentProcessor:
             # longest_document_s, so the group must not give up on this consumer before that.
             max_poll_interval_ms=int(max(300.0, 2 * s.longest_document_s) * 1000),
         )
-        self._consumer.subscribe(
-            [s.input_topic], listener=TrackAssignment(self.assigned, self._settle)
+        limits = LoopLimits(
+            slots=s.concurrency,
+            unrecorded=s.max_unacknowledged,
+            commit_interval_s=s.commit_interval_s,
+            settle_timeout_s=s.drain_timeout_s,
+            drain_timeout_s=s.drain_timeout_s,
+        )
+        self.assigned.clear()
+        self._loop = WorkLoop(
+            consumer,
+            [s.input_topic],
+            self._handle,
+            limits,
+            assigned=self.assigned,
+            name="processor",
+            on_commit=self._observe_lag,
         )
         await self._producer.start()
-        await track_topics(self._producer, [s.output_topic, s.dlq_topic])
-        await self._consumer.start()
-        self.connected = True
-        logger.info("processor started", instance=self.instance, settings=s.redacted())
-        last_commit = time.monotonic()
         try:
-            while not stop.is_set():
-                await self._fetch()
-                if time.monotonic() - last_commit >= s.commit_interval_s:
-                    await self._commit()
-                    last_commit = time.monotonic()
-            await self._drain()
+            await track_topics(self._producer, [s.output_topic, s.dlq_topic])
+            logger.info("processor starting", instance=self.instance, settings=s.redacted())
+            await self._loop.run(stop)
         finally:
-            self.connected = False
-            await self._consumer.stop()
             await self._producer.stop()
             logger.info("processor stopped", instance=self.instance)
 
-    async def _fetch(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        room = self._settings.concurrency - len(self._tasks)
-        if room == 0:
-            # Backpressure without pause(): aiokafka drops the records it has prefetched for a
-            # paused partition and fetches them again after resume(), which stalls the loop.
-            # Not polling meanwhile is safe: a slot frees within the longest a document may
-            # take, and max_poll_interval_ms is set above that (see ``run``).
-            await asyncio.wait(
-                list(self._tasks),
-                timeout=self._settings.commit_interval_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            return
-        # Records come from aiokafka's prefetch buffer, so refilling a few slots is cheap.
-        batches = await consumer.getmany(timeout_ms=200, max_records=room)
-        for tp, records in batches.items():
-            for record in records:
-                self._book.started(tp, record.offset)
-                task = asyncio.create_task(self._process(record))
-                self._tasks[task] = tp
-                task.add_done_callback(self._tasks.pop)
-        self._metrics.in_flight.set(len(self._tasks))
-
-    async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        # Only partitions we still own: a rebalance may have moved the others.
-        owned = consumer.assignment()
-        offsets = self._book.committable(owned if partitions is None else partitions & owned)
-        if offsets:
-            await consumer.commit(offsets)
-            self._book.committed(offsets)
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            committed = self._book.last_committed(tp)
-            if highwater is not None and committed is not None:
-                self._metrics.lag.labels(str(tp.partition)).set(max(0, highwater - committed))
-
-    async def _settle(self, partitions: set[TopicPartition]) -> None:
-        pending = [task for task, tp in self._tasks.items() if tp in partitions]
-        if pending:
-            await asyncio.wait(pending, timeout=self._settings.drain_timeout_s)
-        await self._commit(partitions)
-        self._book.forget(partitions)
-
-    async def _drain(self) -> None:
-        """SIGTERM: stop fetching, let in-flight documents finish, publish and commit."""
-        consumer = self._consumer
-        assert consumer is not None
-        consumer.pause(*consumer.assignment())
-        in_flight = list(self._tasks)
-        logger.info("draining", in_flight=len(in_flight))
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=self._settings.drain_timeout_s)
-        await self._producer.flush()  # type: ignore[union-attr]
-        await self._commit()
+    def _observe_lag(self, loop: WorkLoop) -> None:
+        for tp, lag in loop.lag().items():
+            self._metrics.lag.labels(str(tp.partition)).set(lag)
 
     # -- one document --------------------------------------------------------------------------
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        tp = TopicPartition(record.topic, record.partition)
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> Awaitable[None]:
+        """Answer ``record`` in its slot; what it hands back publishes the answer (or the dead
+        letter, or spills it) outside the slot."""
         started = time.perf_counter()
+        self._metrics.in_flight.inc()
         try:
-            try:
-                result = await self._answer(record, started)
-            except _Failed as failure:
-                await self._dead_letter(record, failure)
-            else:
-                await self._publish_result(record, result, started)
-            self._book.finished(tp, record.offset)
-        except ProducerClosed:
+            result = await self._answer(record, started)
+        except _Failed as failure:
+            return self._recorded(record, self._dead_letter(record, failure))
+        except Exception as exc:
+            self._nowhere(record)
+            raise NotRecorded from exc
+        finally:
+            self._metrics.in_flight.dec()
+        return self._recorded(record, self._publish_result(record, result, started))
+
+    async def _recorded(
+        self, record: ConsumerRecord[bytes, bytes], publication: Awaitable[None]
+    ) -> None:
+        try:
+            await publication
+        except ProducerClosed as exc:
             # Stopped before it was published; uncommitted, so it comes back after the restart.
             logger.warning("stopped before a document was published", offset=record.offset)
-        except Exception:
-            # Not even the spill file took it: the offset stays uncommitted, and with it every
-            # later offset of its partition, until a restart brings the document back.
-            self._metrics.unpublishable.labels("nowhere").inc()
-            logger.critical(
-                "a document was recorded nowhere: not answered, not dead-lettered, not spilled; "
-                "its partition commits no further until a restart",
-                **_coordinates(record),
-                exc_info=True,
-            )
+            raise NotRecorded from exc
+        except Exception as exc:
+            self._nowhere(record)
+            raise NotRecorded from exc
+
+    def _nowhere(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        # Not even the spill file took it: the offset stays uncommitted, and with it every
+        # later offset of its partition, until a restart brings the document back.
+        self._metrics.unpublishable.labels("nowhere").inc()
+        logger.critical(
+            "a document was recorded nowhere: not answered, not dead-lettered, not spilled; "
+            "its partition commits no further until a restart",
+            **_coordinates(record),
+            exc_info=True,
+        )
 
     async def _publish_result(
         self, record: ConsumerRecord[bytes, bytes], result: DocumentResult, started: float
@@ -242,25 +211,29 @@ class DocumentProcessor:
             HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
         }
         attempts = 0
+
+        def ask() -> Awaitable[LLMAnswer]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self._metrics.retries.inc()
+            return self._llm.ask(
+                messages_for(document),
+                max_tokens=self._settings.max_tokens,
+                json_schema=SCHEMAS[document.task],
+                headers=attribution,
+            )
+
         try:
-            async for attempt in stamina.retry_context(
+            answer = await retried(
+                ask,
                 on=TransientLLMError,
                 attempts=self._settings.max_attempts,
-                timeout=None,
+                give_up_after_s=None,
                 wait_initial=self._settings.retry_backoff_s,
                 wait_jitter=self._settings.retry_backoff_s,
                 wait_max=self._settings.retry_backoff_s * 16,
-            ):
-                with attempt:
-                    attempts = attempt.num
-                    if attempts > 1:
-                        self._metrics.retries.inc()
-                    answer = await self._llm.ask(
-                        messages_for(document),
-                        max_tokens=self._settings.max_tokens,
-                        json_schema=SCHEMAS[document.task],
-                        headers=attribution,
-                    )
+            )
             key_figures, sentiment = structured(document.task, answer.text)
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc

@@ -47,6 +47,9 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     llm_timeout_s: Positive = 60.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     """LLM calls in flight at once; fetching pauses while they are all busy."""
+    max_unacknowledged: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 256
+    """Results (or dead letters) handed to the producer and not yet acknowledged, at most: a
+    slot is free once its result is handed over, and fetching also pauses above this."""
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
     retry_backoff_s: Positive = 0.5
     max_tokens: Annotated[int, msgspec.Meta(ge=16)] = 384
@@ -63,9 +66,10 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
 
     @property
     def longest_document_s(self) -> float:
-        """The longest one document may hold a slot: every attempt timing out, the longest
-        backoffs between them, and the publication of its result then of its dead letter each
-        taking their whole deadline (the spill file after that is a local write)."""
+        """The longest one document may take until it is recorded (and the loop has room for
+        another): every attempt timing out, the longest backoffs between them, and the
+        publication of its result then of its dead letter each taking their whole deadline (the
+        spill file after that is a local write)."""
         backoff_s = self.retry_backoff_s * 16 * 2  # wait_max plus as much jitter
         llm_s = self.max_attempts * (self.llm_timeout_s + backoff_s)
         return llm_s + 2 * self.publish_deadline_s + 10.0

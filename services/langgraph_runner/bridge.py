@@ -14,16 +14,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from libs.common.kafka.offsets import OffsetBook
-from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
+from libs.common.kafka.records import dead_letter, send_acknowledged
+from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.schemas.workflows import EVENT_TRIGGERED, WorkflowTriggered
 from services.langgraph_runner.errors import InvalidWorkflowInput, WorkflowNotFound
 from services.langgraph_runner.metrics import RunnerMetrics
@@ -36,6 +36,7 @@ _encode = msgspec.json.Encoder().encode
 _decode_event = msgspec.json.Decoder(WorkflowTriggered).decode
 _decode_any = msgspec.json.Decoder().decode
 _REVOKE_WAIT_S = 5.0
+_STOP_WAIT_S = 1.0
 _TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
 
@@ -54,150 +55,84 @@ class WorkflowBridge:
         self._bootstrap = settings.bootstrap_servers
         self._runs = runs
         self._metrics = metrics
-        self._book = OffsetBook()
-        self._handlers: dict[asyncio.Task[None], TopicPartition] = {}
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._loop: WorkLoop | None = None
         self.assigned: set[TopicPartition] = set()
-        self.connected = False
         self.instance = uuid.uuid4().hex[:8]
+
+    @property
+    def connected(self) -> bool:
+        return self._loop is not None and self._loop.joined
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """The shared work loop (``libs/common/kafka/work_loop.py``): an event holds its slot
+        until its run's outcome is published (or the run waits for a person). On stop, events
+        whose runs are still going get a second, then stay uncommitted and come back after the
+        restart (their runs resume then); the outbox has reported what finished before."""
         s = self._settings
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, acks="all", linger_ms=5
         )
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # An event holds its slot until its run ends; while every slot is busy the loop
+            # does not poll, so this exceeds the longest run.
             max_poll_interval_ms=int(s.max_poll_interval_s * 1000),
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 3),
         )
-        self._consumer.subscribe(
-            [s.events_topic], listener=TrackAssignment(self.assigned, self._settle)
+        limits = LoopLimits(
+            slots=s.max_events_in_flight,
+            unrecorded=s.max_events_in_flight,
+            commit_interval_s=s.commit_interval_s,
+            settle_timeout_s=_REVOKE_WAIT_S,
+            drain_timeout_s=_STOP_WAIT_S,
+        )
+        self.assigned.clear()
+        self._loop = WorkLoop(
+            consumer, [s.events_topic], self._handle, limits, assigned=self.assigned, name="bridge"
         )
         await self._producer.start()
         try:
-            if not await self._joined(stop):
-                return
-            self.connected = True
-            logger.info("kafka bridge started", topic=s.events_topic, group_id=s.group_id)
-            last_commit = time.monotonic()
-            while not stop.is_set():
-                await self._fetch()
-                if time.monotonic() - last_commit >= s.commit_interval_s:
-                    await self._commit()
-                    last_commit = time.monotonic()
-            await self._shutdown()
+            logger.info("kafka bridge starting", topic=s.events_topic, group_id=s.group_id)
+            await self._loop.run(stop)
         finally:
-            self.connected = False
-            await self._consumer.stop()
             await self._producer.stop()
             logger.info("kafka bridge stopped")
 
-    async def _joined(self, stop: asyncio.Event) -> bool:
-        """Start the consumer (which waits until the group has formed); ``False`` if the
-        runner is stopping first."""
-        assert self._consumer is not None
-        joining = asyncio.ensure_future(self._consumer.start())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not joining.done():
-            joining.cancel()
-            await asyncio.gather(joining, return_exceptions=True)
-            return False
-        joining.result()
-        return True
-
-    async def _fetch(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        room = self._settings.max_events_in_flight - len(self._handlers)
-        if room <= 0:
-            # Every slot holds a run; polling resumes when one settles (max_poll_interval_s
-            # is set above the longest run for this reason).
-            await asyncio.wait(
-                list(self._handlers),
-                timeout=self._settings.commit_interval_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            return
-        batches = await consumer.getmany(timeout_ms=200, max_records=room)
-        for tp, records in batches.items():
-            for record in records:
-                self._book.started(tp, record.offset)
-                task = asyncio.create_task(self._handle(tp, record))
-                self._handlers[task] = tp
-                task.add_done_callback(self._handlers.pop)
-
-    async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        assigned = consumer.assignment()
-        if partitions is not None:
-            assigned = assigned & partitions
-        offsets = self._book.committable(assigned)
-        if offsets:
-            await consumer.commit(offsets)
-            self._book.committed(offsets)
-
-    async def _settle(self, partitions: set[TopicPartition]) -> None:
-        """Before partitions move to another consumer: commit what is done there."""
-        pending = [task for task, tp in self._handlers.items() if tp in partitions]
-        if pending:
-            await asyncio.wait(pending, timeout=_REVOKE_WAIT_S)
-        await self._commit(partitions)
-        self._book.forget(partitions)
-
-    async def _shutdown(self) -> None:
-        """Commit what is published (the outbox reported what finished before the bridge was
-        stopped); events whose runs are still going stay uncommitted and come back after the
-        restart (their runs resume then)."""
-        if self._handlers:
-            await asyncio.wait(list(self._handlers), timeout=1.0)
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._commit()
-
     # -- one event -----------------------------------------------------------------------------
 
-    async def _handle(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> Awaitable[None] | None:
+        """In its slot until its run's outcome is out; an event that cannot run hands its
+        dead letter over instead (published outside the slot)."""
         try:
-            try:
-                event = self._validate(record)
-                run, created = await self._runs.start_for_event(event, _trace_headers(record))
-            except _Rejected as rejected:
-                await self._dead_letter(record, rejected.kind, str(rejected))
-            except (WorkflowNotFound, InvalidWorkflowInput) as exc:
-                kind = "unknown_workflow" if isinstance(exc, WorkflowNotFound) else "invalid_input"
-                await self._dead_letter(record, kind, str(exc))
-            else:
-                self._metrics.events.labels("accepted" if created else "duplicate").inc()
-                if not created:
-                    logger.info(
-                        "event seen before; not run again",
-                        event_id=event.event_id,
-                        run_id=run.run.run_id,
-                        status=run.run.status,
-                    )
-                await self._runs.wait(run.run.run_id, reported=True)
-            self._book.finished(tp, record.offset)
-        except RunnerClosing:
-            pass  # not committed: the event comes back after the restart
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Uncommitted: the event comes back after a restart and finds its run, if any.
-            logger.exception(
-                "event could not be handled", offset=record.offset, partition=tp.partition
+            event = self._validate(record)
+            run, created = await self._runs.start_for_event(event, _trace_headers(record))
+        except _Rejected as rejected:
+            return self._dead_letter(record, rejected.kind, str(rejected))
+        except (WorkflowNotFound, InvalidWorkflowInput) as exc:
+            kind = "unknown_workflow" if isinstance(exc, WorkflowNotFound) else "invalid_input"
+            return self._dead_letter(record, kind, str(exc))
+        except RunnerClosing as exc:
+            raise NotRecorded from exc  # not committed: the event comes back after the restart
+        self._metrics.events.labels("accepted" if created else "duplicate").inc()
+        if not created:
+            logger.info(
+                "event seen before; not run again",
+                event_id=event.event_id,
+                run_id=run.run.run_id,
+                status=run.run.status,
             )
+        try:
+            await self._runs.wait(run.run.run_id, reported=True)
+        except RunnerClosing as exc:
+            raise NotRecorded from exc
+        return None
 
     def _validate(self, record: ConsumerRecord[bytes, bytes]) -> WorkflowTriggered:
         value = record.value

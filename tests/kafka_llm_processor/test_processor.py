@@ -11,7 +11,12 @@ import pytest
 
 from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.producer import documents
-from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
+from tests.kafka_llm_processor.conftest import (
+    Topics,
+    as_messages,
+    collect,
+    send,
+)
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import free_port
@@ -104,6 +109,51 @@ async def test_calls_in_flight_reach_the_concurrency_bound_and_never_pass_it(
     assert {(h["x-pas-workflow-id"], h["x-pas-workflow-run-id"]) for h in backend.headers} == {
         ("kafka_llm_processor.summary", f"{r.doc_id}@{r.source_offset}") for r in results
     }
+
+
+async def test_a_processor_joining_mid_stream_takes_partitions_and_nothing_is_answered_twice(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """The first processor settles its partitions before they move (lets the documents in hand
+    be recorded, commits them), so the second starts after them: one result per document."""
+    # Slow (0.5 s a call, two slots: 50 s for the first alone) until the second has joined,
+    # then fast: however long the join takes, the first is still at work meanwhile.
+    backend = OpenAIResponder(delay_s=0.5)
+    docs = [msgspec.structs.replace(d, task="summary") for d in documents(200)]
+    wanted = {d.doc_id for d in docs}
+    with serve_asgi(backend) as url:
+        start_processor(f"{url}/v1", PROCESSOR_CONCURRENCY="2")
+        await send(kafka_bootstrap, topics.input, as_messages(docs))
+        await collect(kafka_bootstrap, topics.output, 4)
+        second = start_processor(f"{url}/v1", PROCESSOR_CONCURRENCY="2")
+        second_partitions = await partitions_of(second.url)
+        backend.delay_s = 0.05
+        results = await collect(
+            kafka_bootstrap,
+            topics.output,
+            0,
+            timeout_s=180,
+            until=lambda found: {r.doc_id for r in found} >= wanted,
+        )
+        await asyncio.sleep(2)  # anything answered twice would be out by now
+        everything = await collect(kafka_bootstrap, topics.output, len(docs) + 1, timeout_s=5)
+
+    assert {r.doc_id for r in results} == wanted
+    assert len(everything) == len(docs), "no document answered twice"
+    assert second_partitions, "the second took partitions"
+
+
+async def partitions_of(url: str, timeout_s: float = 120) -> list[int]:
+    """The partitions a processor owns, once it owns some (or at the timeout)."""
+    async with httpx.AsyncClient() as http:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            partitions: list[int] = (await http.get(f"{url}/health")).json()["details"][
+                "partitions"
+            ]
+            if partitions or asyncio.get_running_loop().time() >= deadline:
+                return partitions
+            await asyncio.sleep(0.2)
 
 
 async def test_llm_down_means_retries_then_the_dlq(

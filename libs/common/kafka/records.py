@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Protocol
 
 import msgspec
-import stamina
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -46,6 +45,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
 from aiokafka.structs import RecordMetadata
 
 from libs.common.errors import PASError
+from libs.common.retries import retried
 from libs.common.schemas.documents import DeadLetter
 
 logger = structlog.get_logger("pas.kafka")
@@ -137,24 +137,28 @@ async def send_acknowledged(
     ``deadline_s``: a caller commits its input only after this returns, so nothing is lost in
     between. Raises ``PublishFailed`` (``ProducerClosed`` as it is: the caller stopped)."""
     last: Exception | None = None
+
+    async def attempt() -> RecordMetadata:
+        nonlocal last
+        try:
+            sent = await producer.send(topic, key=key, value=value, headers=headers)
+            # Shielded: the deadline abandons the wait, not aiokafka's own future.
+            return await asyncio.shield(sent)
+        except Exception as exc:
+            last = exc
+            raise
+
     try:
         async with asyncio.timeout(deadline_s):
-            async for attempt in stamina.retry_context(
+            return await retried(
+                attempt,
                 on=retriable,
                 attempts=None,
-                timeout=deadline_s,
+                give_up_after_s=deadline_s,
                 wait_initial=0.1,
                 wait_max=2.0,
                 wait_jitter=0.1,
-            ):
-                with attempt:
-                    try:
-                        sent = await producer.send(topic, key=key, value=value, headers=headers)
-                        # Shielded: the deadline abandons the wait, not aiokafka's own future.
-                        return await asyncio.shield(sent)
-                    except Exception as exc:
-                        last = exc
-                        raise
+            )
     except TimeoutError as exc:
         why = f"; last {type(last).__name__}: {last}" if last is not None else ""
         raise PublishFailed(topic, f"not acknowledged within {deadline_s:g} s{why}") from exc
@@ -162,7 +166,6 @@ async def send_acknowledged(
         raise
     except Exception as exc:
         raise PublishFailed(topic, f"{type(exc).__name__}: {exc}") from exc
-    raise AssertionError("unreachable: the retry loop returns or raises")
 
 
 def _clip_utf8(data: bytes, limit: int) -> str:
