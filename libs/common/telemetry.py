@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import structlog
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
@@ -191,8 +192,12 @@ def pas_span(
     *,
     attributes: Mapping[str, str | int | float | bool] | None = None,
     kind: SpanKind = SpanKind.INTERNAL,
+    context: otel_context.Context | None = None,
 ) -> Iterator[Span]:
-    """A span for one of PAS's own steps (a registry lookup, a git write, a graph node); an
-    exception leaving it is recorded on it and goes on."""
-    with _tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
+    """A span for one of PAS's own steps (a registry lookup, a git write, a workflow run),
+    current inside the block; an exception leaving it is recorded on it and goes on.
+    ``context``: its parent, when not the current span (one extracted from headers)."""
+    with _tracer.start_as_current_span(
+        name, context=context, kind=kind, attributes=attributes
+    ) as span:
         yield span

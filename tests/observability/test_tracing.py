@@ -3,7 +3,12 @@ OTLP/HTTP endpoint in another process; and no export at all when tracing is not 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +16,23 @@ from typing import Any
 import httpx
 import pytest
 
+from libs.common.kafka.topics import ensure_topics
+from tests.langgraph_runner.conftest import RUNNER_APP, Topics, as_message, collect, trigger
+from tests.langgraph_runner.test_workflows import DOCUMENT
 from tests.provider_router.conftest import ask, one_provider
 from tests.support.otlp_receiver import OTLPReceiver, Span
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
 LLM_APP = "services.llm.llama31_8b_service:app"
 ROUTER_APP = "services.provider_router.provider_router:app"
+
+
+@pytest.fixture
+def workflow_topics(kafka_bootstrap: str) -> Topics:
+    run = uuid.uuid4().hex[:8]
+    names = Topics(events=f"wf-events-{run}", results=f"wf-results-{run}", dlq=f"wf-dlq-{run}")
+    asyncio.run(ensure_topics(kafka_bootstrap, {names.events: 1, names.results: 1, names.dlq: 1}))
+    return names
 
 
 @pytest.fixture
@@ -150,3 +166,86 @@ def test_without_an_exporter_nothing_is_sent(receiver: OTLPReceiver, tmp_path: P
 
     assert receiver.spans() == []
     assert "tracing on" not in router.logs()
+
+
+def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
+    receiver: OTLPReceiver, tmp_path: Path, kafka_bootstrap: str, workflow_topics: Topics
+) -> None:
+    topics = workflow_topics
+    tracing = tracing_env(receiver)
+    llm, router = start_pair(tmp_path, tracing)
+    runner = ServiceProcess(
+        RUNNER_APP,
+        free_port(),
+        {
+            "RUNNER_CHECKPOINT_PATH": str(tmp_path / "checkpoints.db"),
+            "RUNNER_STORE_PATH": str(tmp_path / "runs.db"),
+            "RUNNER_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "RUNNER_LLM_API": "openai",
+            "RUNNER_LLM_URL": f"{router.url}/v1",
+            "RUNNER_LLM_CAPABILITY": "summarize",
+            **topics.env(),
+            **tracing,
+        },
+        tmp_path / "runner.log",
+    )
+    try:
+        runner.start(ready_timeout_s=60)
+        event = trigger("document_analysis", DOCUMENT)
+        key, value = as_message(event)
+        produced = subprocess.run(
+            [
+                *(sys.executable, "-m", "tests.support.traced_producer"),
+                *(kafka_bootstrap, topics.events, key.decode()),
+            ],
+            input=value,
+            capture_output=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PAS_ENV_FILE": "", **tracing},
+            timeout=120,
+            check=True,
+        )
+        trace_id = produced.stdout.decode().split()[-1]
+        asyncio.run(collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1))
+
+        def whole(spans: list[Span]) -> bool:
+            services = {s["service"] for s in spans if s["trace_id"] == trace_id}
+            generated = [
+                s for s in spans if s["scope"] == "pas.genai" and s["trace_id"] == trace_id
+            ]
+            return {
+                "dag_task",
+                "langgraph_runner",
+                "provider_router",
+                "llama31_8b",
+            } <= services and (len(generated) >= 2)
+
+        spans = receiver.wait_for(whole, "the workflow's trace from producer to model", 60)
+    finally:
+        runner.stop()
+        router.stop()
+        llm.stop()
+
+    trace = [s for s in spans if s["trace_id"] == trace_id]
+    ids = {s["span_id"] for s in trace}
+    orphans = [s["name"] for s in trace if s["parent_span_id"] and s["parent_span_id"] not in ids]
+    assert not orphans, f"spans whose parent is not in the trace: {orphans}"
+    root = one(trace, parent_span_id="")
+    assert root["service"] == "dag_task"
+    producer = one(trace, kind="PRODUCER")
+    assert producer["attributes"]["messaging.system"] == "kafka"
+    assert producer["attributes"]["messaging.destination.name"] == topics.events
+    run = one(trace, name="workflow document_analysis")
+    assert producer["span_id"] in _ancestors(run, trace)
+    nodes = [s for s in trace if s["scope"] == "pas.langgraph"]
+    assert sorted(s["name"] for s in nodes) == ["node analyse", "node structure"]
+    by_id = {s["span_id"]: s["name"] for s in trace}
+    parents = {s["name"]: by_id[s["parent_span_id"]] for s in nodes}
+    assert parents == dict.fromkeys(parents, run["name"])
+    routed = one(trace, scope="pas.genai", kind="CLIENT")
+    analyse = next(s for s in nodes if s["name"] == "node analyse")
+    assert analyse["span_id"] in _ancestors(routed, trace)
+    generated = one(trace, scope="pas.genai", kind="INTERNAL")
+    assert routed["span_id"] in _ancestors(generated, trace)
+    for key_name in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+        assert generated["attributes"][key_name] == routed["attributes"][key_name] > 0
