@@ -232,7 +232,7 @@ def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
     assert not orphans, f"spans whose parent is not in the trace: {orphans}"
     root = one(trace, parent_span_id="")
     assert root["service"] == "dag_task"
-    producer = one(trace, kind="PRODUCER")
+    producer = one(trace, kind="PRODUCER", name=f"send {topics.events}")
     assert producer["attributes"]["messaging.system"] == "kafka"
     assert producer["attributes"]["messaging.destination.name"] == topics.events
     run = one(trace, name="workflow document_analysis")

@@ -73,11 +73,14 @@ def produce_span(
     *,
     key: bytes | str | None = None,
     headers: Iterable[tuple[str, bytes]] = (),
+    context: otel_context.Context | None = None,
 ) -> Iterator[Headers]:
     """A PRODUCER span ``send <topic>`` around one publish; yields the headers to send with
-    the record: ``headers`` plus this span's context, so the consumer's span is its child."""
+    the record: ``headers`` plus this span's context, so the consumer's span is its child.
+    ``context``: the span's parent when not the current span (one extracted from headers)."""
     with _tracer.start_as_current_span(
         f"send {topic}",
+        context=context,
         kind=SpanKind.PRODUCER,
         attributes={
             MESSAGING_SYSTEM: "kafka",
