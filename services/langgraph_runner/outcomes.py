@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaProducer
 
 from libs.common.clients.versioning import VersioningClient, VersioningError
 from libs.common.kafka.records import send_acknowledged
+from libs.common.kafka.tracing import extract_context, produce_span
 from libs.common.schemas.versioning import METADATA_EXPERIMENT_ID, ExperimentRunMetadata
 from libs.common.schemas.workflows import (
     EVENT_COMPLETED,
@@ -147,9 +148,14 @@ class ResultsTopic:
     async def report(self, record: RunRecord) -> str:
         assert self._producer is not None, "ResultsTopic.open() was not awaited"
         event = outcome_event(record)
-        headers = [(k, v.encode()) for k, v in record.headers.items()]
+        trigger = [(k, v.encode()) for k, v in record.headers.items()]
         key = event.workflow_run_id.encode()
-        await send_acknowledged(self._producer, self._topic, key, _encode(event), headers)
+        # In the trigger's trace (reported later, from another task than the run's); with
+        # tracing off the trigger's own headers go through as they came.
+        with produce_span(
+            self._topic, key=key, headers=trigger, context=extract_context(record.headers)
+        ) as headers:
+            await send_acknowledged(self._producer, self._topic, key, _encode(event), headers)
         self._metrics.results_published.labels(event.event_type).inc()
         return "ok"
 

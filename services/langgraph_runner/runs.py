@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -29,8 +29,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 from langgraph.types import Command, Interrupt
+from opentelemetry import trace
 
 from libs.common.errors import PASError
+from libs.common.kafka.tracing import extract_context
 from libs.common.schemas.workflows import (
     TERMINAL_STATUSES,
     LLMUsage,
@@ -41,6 +43,7 @@ from libs.common.schemas.workflows import (
     WorkflowParameters,
     WorkflowTriggered,
 )
+from libs.common.telemetry import pas_span, tracing_enabled
 from services.langgraph_runner.catalogue import Catalogue, Workflow
 from services.langgraph_runner.definitions import DefinitionSource
 from services.langgraph_runner.errors import (
@@ -52,6 +55,7 @@ from services.langgraph_runner.errors import (
 from services.langgraph_runner.json_values import json_value
 from services.langgraph_runner.llm import LLMPrices, UsageMeter, attribute_llm_calls
 from services.langgraph_runner.metrics import RunnerMetrics
+from services.langgraph_runner.node_tracing import NodeSpans
 from services.langgraph_runner.record_writes import OrderedWrites
 from services.langgraph_runner.run_watch import RunWatch
 from services.langgraph_runner.settings import Durability, RunnerSettings
@@ -342,7 +346,8 @@ class RunManager:
             async with self._slots:
                 if self._closing:
                     return  # stays pending; resumed at the next start
-                await self._run_graph(run_id, graph_input)
+                with self._run_span(run_id):
+                    await self._run_graph(run_id, graph_input)
         except asyncio.CancelledError:
             if run_id not in self._cancel_requested:
                 raise  # shutdown: the run stays running and resumes at the next start
@@ -352,6 +357,20 @@ class RunManager:
             # _run_graph records the graph's own failures; this is the runner failing (the
             # store unreachable, say): the run stays as it was and resumes at the next start.
             logger.exception("run could not be recorded", run_id=run_id)
+
+    def _run_span(self, run_id: str) -> AbstractContextManager[Any]:
+        """The run's span: a child of whatever span started it (an HTTP request, the bridge's
+        consume span), else of the trace its trigger's headers carry (a Kafka event whose
+        consumer made no span; a run resumed after a restart)."""
+        run = self._records[run_id].run
+        parent = None
+        if not trace.get_current_span().get_span_context().is_valid and run.event_id:
+            parent = extract_context(self._records[run_id].headers)
+        return pas_span(
+            f"workflow {run.workflow_id}",
+            attributes={"pas.workflow_id": run.workflow_id, "pas.run_id": run_id},
+            context=parent,
+        )
 
     async def _run_graph(self, run_id: str, graph_input: Any) -> None:
         record = self._records[run_id]
@@ -387,15 +406,22 @@ class RunManager:
                     control=control,
                 ),
             )
-            async for mode, chunk in stream:
-                if mode == "values":
-                    final = chunk
-                    continue
-                for node, update in chunk.items():
-                    if node == _INTERRUPT_KEY:
-                        interrupts.extend(update)
-                    else:
-                        self._node_done(run_id, workflow, node, update, meter)
+            # Whatever the node spans attach in this task (node_tracing.py) is undone here.
+            with trace.use_span(
+                trace.get_current_span(),
+                end_on_exit=False,
+                record_exception=False,  # a drain is no failure; a failure is recorded below
+                set_status_on_exception=False,
+            ):
+                async for mode, chunk in stream:
+                    if mode == "values":
+                        final = chunk
+                        continue
+                    for node, update in chunk.items():
+                        if node == _INTERRUPT_KEY:
+                            interrupts.extend(update)
+                        else:
+                            self._node_done(run_id, workflow, node, update, meter)
         except GraphDrained:
             await self._save(_changed(self._records[run_id], usage=meter.snapshot()))
             logger.info("run drained; it resumes at the next start", run_id=run_id)
@@ -546,7 +572,11 @@ class RunManager:
         return {
             "configurable": {"thread_id": run.run_id},
             "recursion_limit": self._recursion_limit,
-            "callbacks": [meter] if meter is not None else [],
+            "callbacks": [
+                *([meter] if meter is not None else []),
+                # One span per node, only when tracing is on (a callback costs every node).
+                *([NodeSpans(run.workflow_id, run.run_id)] if tracing_enabled() else []),
+            ],
             "run_name": run.workflow_id,
             "metadata": {
                 "pas_run_id": run.run_id,

@@ -7,8 +7,19 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
 
 from libs.common.errors import PASError
+from libs.common.genai_tracing import (
+    CHAT,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_TEMPERATURE,
+    TEXT_COMPLETION,
+    record_error,
+    record_usage,
+    start_genai_span,
+)
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.usage import UsageStatus, new_usage_event
@@ -69,15 +80,37 @@ class LLMRuntime:
             )
         )
 
+    def _start_span(self, endpoint: str, generation: Generation) -> Span:
+        """The call's GenAI span, started (not current): ended by the caller."""
+        attributes: dict[str, str | int | float | bool] = {"pas.endpoint": endpoint}
+        if generation.max_tokens is not None:
+            attributes[GEN_AI_REQUEST_MAX_TOKENS] = generation.max_tokens
+        if generation.temperature is not None:
+            attributes[GEN_AI_REQUEST_TEMPERATURE] = generation.temperature
+        return start_genai_span(
+            # Ollama's /api/generate takes a prompt; every other endpoint takes messages.
+            TEXT_COMPLETION if "generate" in endpoint else CHAT,
+            model=self.model_name,
+            provider=self.backend.kind,
+            # The model runs here (or behind this service's own backend): an internal step.
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+
     async def answer(self, endpoint: str, generation: Generation) -> Completion:
         call = current_call_context()
         started = time.perf_counter()
-        try:
-            completion = await self.backend.complete(generation)
-        except PASError as exc:
-            self.meter.failed(endpoint, exc.status_code)
-            self._report(call, "error", time.perf_counter() - started, error=exc)
-            raise
+        span = self._start_span(endpoint, generation)
+        # Current while the backend runs, so that its own spans (an HTTP call) are children.
+        with trace.use_span(span, end_on_exit=True):
+            try:
+                completion = await self.backend.complete(generation)
+            except PASError as exc:
+                self.meter.failed(endpoint, exc.status_code)
+                self._report(call, "error", time.perf_counter() - started, error=exc)
+                record_error(span, exc)
+                raise
+            _record(span, completion)
         elapsed_s = time.perf_counter() - started
         self.meter.answered(endpoint, completion, elapsed_s)
         self._report(call, "ok", elapsed_s, completion)
@@ -90,6 +123,8 @@ class LLMRuntime:
         status instead of a broken stream."""
         call = current_call_context()
         started = time.perf_counter()
+        # Ended when the stream is: the handler returns before the first token goes out.
+        span = self._start_span(endpoint, generation)
         events = self.backend.stream(generation)
         try:
             first = await anext(events)
@@ -97,25 +132,42 @@ class LLMRuntime:
             await events.aclose()
             self.meter.failed(endpoint, exc.status_code)
             self._report(call, "error", time.perf_counter() - started, error=exc)
+            record_error(span, exc)
+            span.end()
             raise
 
         async def rest() -> AsyncGenerator[StreamEvent, None]:
-            async with aclosing(events):
-                event: StreamEvent = first
-                while True:
-                    if isinstance(event, Completion):
-                        elapsed_s = time.perf_counter() - started
-                        self.meter.answered(endpoint, event, elapsed_s)
-                        self._report(call, "ok", elapsed_s, event)
-                    yield event
-                    try:
-                        event = await anext(events)
-                    except StopAsyncIteration:
-                        return
-                    except PASError as exc:
-                        self.meter.failed(endpoint, exc.status_code)
-                        self._report(call, "error", time.perf_counter() - started, error=exc)
-                        logger.exception("stream failed after it began", endpoint=endpoint)
-                        raise
+            try:
+                async with aclosing(events):
+                    event: StreamEvent = first
+                    while True:
+                        if isinstance(event, Completion):
+                            elapsed_s = time.perf_counter() - started
+                            self.meter.answered(endpoint, event, elapsed_s)
+                            self._report(call, "ok", elapsed_s, event)
+                            _record(span, event)
+                        yield event
+                        try:
+                            event = await anext(events)
+                        except StopAsyncIteration:
+                            return
+                        except PASError as exc:
+                            self.meter.failed(endpoint, exc.status_code)
+                            self._report(call, "error", time.perf_counter() - started, error=exc)
+                            record_error(span, exc)
+                            logger.exception("stream failed after it began", endpoint=endpoint)
+                            raise
+            finally:
+                span.end()
 
         return rest()
+
+
+def _record(span: Span, completion: Completion) -> None:
+    record_usage(
+        span,
+        input_tokens=completion.prompt_tokens,
+        output_tokens=completion.completion_tokens,
+    )
+    if span.is_recording():
+        span.set_attribute("gen_ai.response.finish_reasons", [completion.finish_reason])

@@ -16,8 +16,11 @@ from typing import Any
 import msgspec
 import stamina
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from libs.common.errors import PASError
+from libs.common.genai_tracing import CHAT, genai_span, record_error, record_usage, start_genai_span
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.schemas.llm import Usage
 from libs.common.schemas.usage import UsageStatus, new_usage_event
@@ -142,16 +145,20 @@ class Dispatcher:
                 failures.append(f"{candidate.id}: circuit open")
                 continue
             # Leaving this block any way but a verdict (cancelled, a bug) frees a probe's slot.
-            with admission:
+            # One GenAI span per candidate tried: a fallback shows as a failed sibling.
+            with admission, genai_span(**_span_arguments(ask, candidate, failures)) as span:
                 started = time.perf_counter()
                 try:
                     payload = await self._attempt(candidate, body, ask, admission)
                 except UpstreamFailed as exc:
+                    record_error(span, exc)
                     failures.append(f"{candidate.id}: {exc}")
                     self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
                     continue
                 served = Served(candidate=candidate, fallbacks=failures, plan=plan)
-                self._settle(ask, served, usage_in(payload), time.perf_counter() - started)
+                usage = usage_in(payload)
+                cost = self._settle(ask, served, usage, time.perf_counter() - started)
+                _record(span, usage, cost)
                 admission.succeeded()
                 return payload, served
         raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
@@ -200,19 +207,24 @@ class Dispatcher:
             started = time.perf_counter()
             stats.in_flight += 1
             relayed: RelayedStream | None = None
+            # Ended by the relay when the stream ends or breaks (it outlives this handler).
+            span = start_genai_span(**_span_arguments(ask, candidate, failures))
             try:
-                chunks = await self._upstreams.open_stream(
-                    candidate, {**forwarded_base, "model": candidate.model}, ask.request_id
-                )
+                with trace.use_span(span, end_on_exit=False):
+                    chunks = await self._upstreams.open_stream(
+                        candidate, {**forwarded_base, "model": candidate.model}, ask.request_id
+                    )
                 served = Served(candidate=candidate, fallbacks=failures, plan=plan)
                 # From here the relay owns the admission and the in-flight count.
-                relayed = self._relay(ask, served, chunks, started, admission)
-            except UpstreamRefused:
+                relayed = self._relay(ask, served, chunks, started, admission, span=span)
+            except UpstreamRefused as exc:
                 admission.succeeded()  # the caller's problem: the candidate is alive
+                record_error(span, exc)
                 raise
             except UpstreamFailed as exc:
                 stats.failed += 1
                 admission.failed(str(exc))
+                record_error(span, exc)
                 self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
                 failures.append(f"{candidate.id}: {exc}")
                 self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
@@ -220,6 +232,7 @@ class Dispatcher:
                 return relayed, served
             finally:
                 if relayed is None:
+                    span.end()
                     stats.in_flight -= 1
                     admission.release()
         raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
@@ -231,14 +244,20 @@ class Dispatcher:
         chunks: AsyncGenerator[bytes, None],
         started: float,
         admission: Admission,
+        *,
+        span: Span,
     ) -> RelayedStream:
         candidate = served.candidate
 
         def ended(usage: Usage | None) -> None:
-            self._settle(ask, served, usage, time.perf_counter() - started)
+            cost = self._settle(ask, served, usage, time.perf_counter() - started)
+            _record(span, usage, cost)
+            span.end()
 
         def broke(reason: str) -> None:
             self._report(ask, candidate, "error", time.perf_counter() - started, reason)
+            record_error(span, UpstreamFailed(reason, retryable=False))
+            span.end()
 
         return RelayedStream(
             chunks,
@@ -249,9 +268,11 @@ class Dispatcher:
             on_break=broke,
         )
 
-    def _settle(self, ask: RouteAsk, served: Served, usage: Usage | None, elapsed_s: float) -> None:
+    def _settle(
+        self, ask: RouteAsk, served: Served, usage: Usage | None, elapsed_s: float
+    ) -> float:
         """Book a success: live stats, spend, metrics and the decision log line (the caller
-        tells the circuit)."""
+        tells the circuit); returns what the call cost."""
         candidate = served.candidate
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
@@ -290,6 +311,7 @@ class Dispatcher:
             completion_tokens=completion,
             cost_usd=cost,
         )
+        return cost
 
     def _report(
         self,
@@ -322,6 +344,28 @@ class Dispatcher:
                 error=error,
             )
         )
+
+
+def _span_arguments(ask: RouteAsk, candidate: Candidate, failures: list[str]) -> dict[str, Any]:
+    return {
+        "operation": CHAT,
+        "model": candidate.model,
+        "provider": candidate.provider,
+        "attributes": {
+            "pas.candidate": candidate.id,
+            "pas.strategy": ask.strategy,
+            "pas.fallback_index": len(failures),
+        },
+    }
+
+
+def _record(span: Span, usage: Usage | None, cost: float) -> None:
+    record_usage(
+        span,
+        input_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+        cost_usd=cost,
+    )
 
 
 def _retryable(exc: Exception) -> bool:

@@ -21,6 +21,7 @@ from libs.common.schemas.agents import (
     DiscoveryResponse,
     RegisteredAgent,
 )
+from libs.common.telemetry import pas_span
 from services.registry.catalog import Catalog
 from services.registry.settings import RegistrySettings
 
@@ -84,7 +85,16 @@ class RegistryController(Controller):
         self, data: JSONBody[DiscoveryRequest], catalog: NamedDependency[Catalog]
     ) -> Response[DiscoveryResponse]:
         index = catalog.index
-        return _indexed(DiscoveryResponse(agents=catalog.discover(data), index=index), index)
+        with pas_span(
+            "registry discover",
+            attributes={
+                "pas.registry.capabilities": ",".join(data.capabilities),
+                "pas.registry.match": data.match,
+            },
+        ) as span:
+            agents = catalog.discover(data)
+            span.set_attribute("pas.registry.found", len(agents))
+        return _indexed(DiscoveryResponse(agents=agents, index=index), index)
 
     @get(
         "/agents",
@@ -127,7 +137,8 @@ class RegistryController(Controller):
     async def get_agent(
         self, agent_id: AgentIdParameter, catalog: NamedDependency[Catalog]
     ) -> RegisteredAgent:
-        return catalog.get(agent_id)
+        with pas_span("registry get", attributes={"pas.registry.agent_id": agent_id}):
+            return catalog.get(agent_id)
 
     @delete(
         "/agents/{agent_id:str}",

@@ -41,6 +41,7 @@ import structlog
 from git import Blob, GitCommandError, Repo, Tree
 
 from libs.common.errors import PASError
+from libs.common.telemetry import pas_span
 from services.versioning.errors import RepositoryWriteFailed
 
 logger = structlog.get_logger("pas.versioning.git")
@@ -379,6 +380,20 @@ class WorkflowRepository:
 
         Raises ``RepositoryWriteFailed`` with the branch, tags and working tree as they were.
         """
+        attributes: dict[str, str | int] = {"pas.git.files": len(changes), "pas.git.ref": self._ref}
+        if tag is not None:
+            attributes["pas.git.tag"] = tag.name
+        with pas_span("git commit", attributes=attributes):
+            return self._commit(changes, message=message, author=author, tag=tag)
+
+    def _commit(
+        self,
+        changes: Mapping[str, bytes],
+        *,
+        message: str,
+        author: Identity,
+        tag: TagRequest | None,
+    ) -> CommitResult:
         git = self._repo.git
         parent = self._tip()
         when = datetime.now(UTC).replace(microsecond=0)
@@ -469,7 +484,7 @@ def push(
     """Push the branch and the version tags on it to the remote (its own ``Repo``, so that it
     can run in a thread of its own next to the catalog's), with ``access``'s credentials."""
     access = access or RemoteAccess("")
-    with Repo(path) as repo:
+    with pas_span("git push", attributes={"pas.git.branch": branch}), Repo(path) as repo:
         repo.git(c=access.git_config()).push(
             "--porcelain",
             "--follow-tags",

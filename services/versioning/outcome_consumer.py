@@ -23,6 +23,7 @@ from aiokafka.errors import CommitFailedError
 
 from libs.common.kafka.records import dead_letter
 from libs.common.kafka.topics import PAS_TOPICS, ensure_topics
+from libs.common.kafka.tracing import consume_span
 from libs.common.schemas.versioning import (
     METADATA_EXPERIMENT_ID,
     ExperimentRunMetadata,
@@ -161,7 +162,12 @@ class OutcomeConsumer:
         runs: list[tuple[ConsumerRecord[bytes, bytes], RunOutcome]] = []
         letters: list[tuple[ConsumerRecord[bytes, bytes], Rejected]] = []
         for record in records:
-            found = read_event(record.value)
+            # A consume span per record, in the trace of the run that reported it; the batch's
+            # one store write follows outside them all.
+            with consume_span(record, group=self._settings.group_id) as span:
+                found = read_event(record.value)
+                if isinstance(found, Rejected):
+                    span.set_attribute("pas.rejected", found.kind)
             if isinstance(found, Rejected):
                 letters.append((record, found))
             elif found is not None:

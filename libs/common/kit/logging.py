@@ -10,6 +10,7 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from libs.common.redaction import redact_mapping
+from libs.common.telemetry import add_trace_ids
 
 LogFormat = Literal["json", "console"]
 
@@ -22,6 +23,8 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
 
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
+    # Beside the request id: the trace and span the line was logged in, when one is active.
+    add_trace_ids,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -22,6 +22,7 @@ from libs.common.kit.openapi import WireTypeSchemaPlugin
 from libs.common.kit.problems import EXCEPTION_HANDLERS
 from libs.common.kit.request_context import RequestContextMiddleware
 from libs.common.settings import BaseSettings, env_names
+from libs.common.telemetry import configure_tracing, flush_tracing, litestar_plugins
 
 PAS_VERSION = "0.1.0"
 
@@ -85,6 +86,8 @@ def create_service(
         token_variables=env_names(type(settings), "token"),
     )
     configure_logging(settings.log_level, settings.log_format)
+    # Off (nothing installed) unless an OTLP endpoint or the console exporter is configured.
+    configure_tracing(name)
     prometheus = prometheus_config(name)
     config = AppConfig(
         route_handlers=[
@@ -100,7 +103,9 @@ def create_service(
         guards=[require_token_for_writes],
         exception_handlers={**EXCEPTION_HANDLERS, **(exception_handlers or {})},
         lifespan=list(lifespan),
-        plugins=[WireTypeSchemaPlugin()],
+        # After the lifespans closed what they own: their last spans go out too.
+        on_shutdown=[flush_tracing],
+        plugins=[WireTypeSchemaPlugin(), *litestar_plugins()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title=f"PAS {name}",

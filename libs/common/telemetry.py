@@ -1,0 +1,203 @@
+"""Tracing for every PAS process: the OpenTelemetry SDK, set up from the standard variables.
+
+Off unless an exporter is asked for: with no ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and no ``PAS_TRACES_CONSOLE``, no tracer provider is
+installed, no instrumentation is patched in and every span PAS code starts is the API's
+non-recording one (a few attribute look-ups, no allocation per attribute). When on, spans go
+through a batch processor to the OTLP/HTTP exporter (and/or to stdout, for development), inbound
+HTTP through Litestar's own OpenTelemetry plugin, outbound httpx and aiohttp through the contrib
+instrumentations, and W3C ``traceparent``/``tracestate`` is what crosses the wire.
+
+The SDK reads the rest of its variables itself from the process environment
+(``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_SCHEDULE_DELAY``...).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import structlog
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider, sampling
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
+from opentelemetry.trace import Span, SpanKind
+from structlog.typing import EventDict, WrappedLogger
+
+from libs.common.errors import SettingsError
+from libs.common.settings import BaseSettings, load_settings
+
+logger = structlog.get_logger("pas.telemetry")
+_tracer = trace.get_tracer("pas")
+
+_SAMPLERS = frozenset(
+    {
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    }
+)
+
+
+class TelemetrySettings(BaseSettings, frozen=True, kw_only=True):
+    """The OpenTelemetry variables PAS reads (from ``.env`` too), under their standard names."""
+
+    otel_sdk_disabled: bool = False
+    """Tracing off whatever else is set."""
+    otel_exporter_otlp_endpoint: str = ""
+    """An OTLP/HTTP collector's base URL (``/v1/traces`` is appended); empty: no export."""
+    otel_exporter_otlp_traces_endpoint: str = ""
+    """The full URL spans are posted to; wins over ``otel_exporter_otlp_endpoint``."""
+    otel_service_name: str = ""
+    """``service.name`` of the spans; empty: the service's own name (``llama31_8b``,
+    ``provider_router``...)."""
+    otel_traces_sampler: str = "parentbased_always_on"
+    otel_traces_sampler_arg: str = ""
+    """The ratio for the ``*traceidratio`` samplers (default 1.0)."""
+    pas_traces_console: bool = False
+    """Print every span to stdout as well (development)."""
+
+    def traces_endpoint(self) -> str:
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        if self.otel_exporter_otlp_endpoint:
+            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return ""
+
+    def enabled(self) -> bool:
+        exporting = bool(self.traces_endpoint()) or self.pas_traces_console
+        return exporting and not self.otel_sdk_disabled
+
+
+class _Installed:
+    """The provider this process installed, if any (one per process: the API's global)."""
+
+    lock = threading.Lock()
+    provider: TracerProvider | None = None
+
+
+def tracing_enabled() -> bool:
+    """Whether this process installed a tracer provider."""
+    return _Installed.provider is not None
+
+
+def configure_tracing(service_name: str, settings: TelemetrySettings | None = None) -> bool:
+    """Install the tracer provider and the client instrumentations once per process.
+
+    Returns whether tracing is on. Later calls (every app factory calls it) change nothing: a
+    process hosts one service, and the global provider cannot be replaced.
+    """
+    settings = settings or load_settings(TelemetrySettings)
+    if not settings.enabled():
+        return tracing_enabled()
+    with _Installed.lock:
+        if _Installed.provider is not None:
+            return True
+        provider = _build_provider(service_name, settings)
+        trace.set_tracer_provider(provider)
+        _Installed.provider = provider
+        # Patched in only now: with tracing off, httpx and aiohttp stay as they are.
+        HTTPXClientInstrumentor().instrument()
+        AioHttpClientInstrumentor().instrument()
+    logger.info(
+        "tracing on",
+        service_name=settings.otel_service_name or service_name,
+        endpoint=settings.traces_endpoint() or None,
+        console=settings.pas_traces_console,
+        sampler=settings.otel_traces_sampler,
+    )
+    return True
+
+
+FLUSH_TIMEOUT_MS = 5000
+
+
+def flush_tracing() -> None:
+    """Send every finished span now (at shutdown, before the process goes); takes no argument
+    so that it serves as a Litestar shutdown hook as it is."""
+    if _Installed.provider is not None:
+        _Installed.provider.force_flush(FLUSH_TIMEOUT_MS)
+
+
+def _build_provider(service_name: str, settings: TelemetrySettings) -> TracerProvider:
+    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES; the service name given here wins over
+    # the default but not over OTEL_SERVICE_NAME.
+    resource = Resource.create({SERVICE_NAME: settings.otel_service_name or service_name})
+    provider = TracerProvider(resource=resource, sampler=_sampler(settings))
+    endpoint = settings.traces_endpoint()
+    if endpoint:
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    if settings.pas_traces_console:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    return provider
+
+
+def _sampler(settings: TelemetrySettings) -> sampling.Sampler:
+    name = settings.otel_traces_sampler.strip().lower()
+    if name not in _SAMPLERS:
+        raise SettingsError(
+            "OTEL_TRACES_SAMPLER", f"{name!r} is none of {', '.join(sorted(_SAMPLERS))}"
+        )
+    try:
+        ratio = float(settings.otel_traces_sampler_arg or 1.0)
+    except ValueError as exc:
+        raise SettingsError("OTEL_TRACES_SAMPLER_ARG", "not a number") from exc
+    root: sampling.Sampler = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "traceidratio": sampling.TraceIdRatioBased(ratio),
+    }[name.removeprefix("parentbased_")]
+    return sampling.ParentBased(root) if name.startswith("parentbased_") else root
+
+
+def litestar_plugins() -> list[OpenTelemetryPlugin]:
+    """Litestar's own OpenTelemetry plugin (a server span per request, the caller's
+    ``traceparent`` as its parent), or nothing when tracing is off."""
+    if _Installed.provider is None:
+        return []
+    # Probes and scrapes would be most of the spans and say nothing.
+    config = OpenTelemetryConfig(
+        exclude=["^/health$", "^/metrics$"], exclude_spans=["receive", "send"]
+    )
+    return [OpenTelemetryPlugin(config)]
+
+
+def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: ``trace_id`` and ``span_id`` of the span active where a line is
+    logged (hex, as trace back ends show them), so that a line leads to its trace."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
+
+
+@contextmanager
+def pas_span(
+    name: str,
+    *,
+    attributes: Mapping[str, str | int | float | bool] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    context: otel_context.Context | None = None,
+) -> Iterator[Span]:
+    """A span for one of PAS's own steps (a registry lookup, a git write, a workflow run),
+    current inside the block; an exception leaving it is recorded on it and goes on.
+    ``context``: its parent, when not the current span (one extracted from headers)."""
+    with _tracer.start_as_current_span(
+        name, context=context, kind=kind, attributes=attributes
+    ) as span:
+        yield span
