@@ -175,10 +175,9 @@ def upstream_session() -> aiohttp.ClientSession:
 
 
 class Upstreams:
-    """The bounds are httpx's that the shared client replaced: ``read_timeout_s`` for the
-    wait for the answer and then for each gap between its bytes (a long stream that keeps
-    coming is never cut), and for a free pooled connection; ``connect_timeout_s`` for the
-    TCP connect."""
+    """Calls to candidates, all on one session. ``read_timeout_s`` bounds the wait for a free
+    pooled connection, for the answer and then for each gap between its bytes (a long stream
+    that keeps coming is never cut); ``connect_timeout_s`` bounds the TCP connect."""
 
     def __init__(
         self,
@@ -221,7 +220,7 @@ class Upstreams:
         return client
 
     async def _send(
-        self, candidate: Candidate, body: dict[str, Any], request_id: str | None, *, stream: bool
+        self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> aiohttp.ClientResponse:
         """The candidate's 2xx response, its body still to read (release it when done)."""
         try:
@@ -233,7 +232,7 @@ class Upstreams:
                 # it again.
                 usage_reported_by=self._usage_reporter if candidate.kind == "local" else None,
             )
-            return await self._client(candidate).send(body, headers=headers, stream=stream)
+            return await self._client(candidate).send(body, headers=headers)
         except LLMError as exc:
             raise _upstream_failure(exc, candidate) from exc
 
@@ -262,7 +261,7 @@ class Upstreams:
     async def complete(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> bytes:
-        response = await self._send(candidate, body, request_id, stream=False)
+        response = await self._send(candidate, body, request_id)
         try:
             payload = await response.read()
         except _TRANSPORT_ERRORS as exc:
@@ -275,7 +274,7 @@ class Upstreams:
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> AsyncGenerator[bytes, None]:
         """The answer's SSE bytes in OpenAI's format; failures before the first byte raise."""
-        response = await self._send(candidate, body, request_id, stream=True)
+        response = await self._send(candidate, body, request_id)
         chunks: AsyncIterator[bytes] = (
             _anthropic_to_openai_sse(response.content)
             if candidate.kind == "anthropic"

@@ -331,7 +331,7 @@ class ChunkStream:
             if reported is not None:
                 raise LLMTransientError(
                     f"{self._where} reported an error mid-stream: {reported}", body=event
-                ) from exc
+                ) from None
             raise LLMUnusableAnswer(
                 f"{self._where} sent a stream event that is not a chat completion chunk "
                 f"({exc}): {event[:300].decode(errors='replace')}",
@@ -373,9 +373,10 @@ class OpenAIClient:
     given (``session``: shared by several clients, such as the router's candidates; then
     closing it is its owner's job).
 
-    ``timeout_s`` bounds the wait for a pooled connection, for the answer and for every gap
-    between a stream's bytes (a long stream that keeps coming is never cut), and a whole
-    non-streamed answer; ``connect_timeout_s`` bounds the TCP connect.
+    ``timeout_s`` bounds the wait for a pooled connection, for the answer and then for every
+    gap between its bytes (httpx's read timeout: a long stream that keeps coming is never cut);
+    ``connect_timeout_s`` bounds the TCP connect. ``trust_env`` takes proxies from the
+    environment, as httpx does by default.
     """
 
     def __init__(
@@ -395,14 +396,14 @@ class OpenAIClient:
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
-        connect_s = min(connect_timeout_s, timeout_s)
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout_s, sock_connect=connect_s, sock_read=timeout_s
+        # No total: a timer per call costs the hot paths, and a non-streamed answer comes in
+        # one piece once ready, so the read bound is its bound too.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=timeout_s,
+            sock_connect=min(connect_timeout_s, timeout_s),
+            sock_read=timeout_s,
         )
-        self._answer_timeout = aiohttp.ClientTimeout(
-            total=timeout_s, connect=timeout_s, sock_connect=connect_s, sock_read=timeout_s
-        )
-        self.timeout_s = timeout_s
         self._connections = connections
         self._trust_env = trust_env
         self._session = session
@@ -428,21 +429,19 @@ class OpenAIClient:
         body: Mapping[str, Any] | bytes,
         *,
         headers: Mapping[str, str] | None = None,
-        stream: bool = False,
-        url: str | None = None,
     ) -> aiohttp.ClientResponse:
-        """POST ``body`` (a dict, or JSON already encoded) to ``/chat/completions`` (or
-        ``url``) and return the 2xx response with its body unread: the caller reads it and
-        releases it. Anything else raises from the taxonomy."""
+        """POST ``body`` (a dict, or JSON already encoded) to ``/chat/completions`` and return
+        the 2xx response with its body unread: the caller reads it and releases it. Anything
+        else raises from the taxonomy."""
         data = body if isinstance(body, bytes) else _encode(body)
         sent = {**self._headers, **headers} if headers else self._headers
         try:
             response = await self._http().post(
-                url or self._chat_url,
+                self._chat_url,
                 data=data,
                 headers=sent,
                 allow_redirects=False,
-                timeout=self._stream_timeout if stream else self._answer_timeout,
+                timeout=self._timeout,
             )
             if 200 <= response.status < 300:
                 return response
@@ -479,14 +478,12 @@ class OpenAIClient:
         the answer starts raise here; later ones from iterating the returned stream."""
         if body.get("stream") is not True:
             body = {**body, "stream": True}
-        return ChunkStream(await self.send(body, headers=headers, stream=True), self.where)
+        return ChunkStream(await self.send(body, headers=headers), self.where)
 
     async def models(self, *, timeout_s: float | None = None) -> ModelList:
         """``GET /models``: what the server serves (within ``timeout_s``, when given, rather
         than the client's: a health probe wants to know soon)."""
-        timeout = (
-            self._answer_timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
-        )
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._http().get(
                 f"{self.base_url}/models",

@@ -91,15 +91,18 @@ class OpenAIBackend:
         try:
             yield
         except LLMTimeout as exc:
-            cause = type(exc.__cause__ or exc).__name__
+            kind = type(exc.__cause__ or exc).__name__
             raise BackendTimeout(
-                f"{where} did not answer within {self._timeout_s:g}s ({cause})"
+                f"{where} did not answer within {self._timeout_s:g}s ({kind})"
             ) from exc
         except LLMError as exc:
-            if exc.status is None and isinstance(exc, LLMTransientError):
-                raise BackendUnavailable(f"{where} is not reachable: {exc}") from exc
-            if exc.status is None:
-                raise BackendUnavailable(f"{where}: {exc}") from exc
+            cause = exc.__cause__
+            if exc.status is None and isinstance(exc, LLMTransientError) and cause is not None:
+                raise BackendUnavailable(
+                    f"{where} is not reachable: {type(cause).__name__}: {cause}"
+                ) from exc
+            if exc.status is None:  # an unusable answer, or an error reported mid-stream
+                raise BackendUnavailable(str(exc)) from exc
             message = (
                 f"{self._server} answered {exc.status}: {exc.body.decode(errors='replace')[:500]}"
             )
