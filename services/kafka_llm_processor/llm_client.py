@@ -1,22 +1,28 @@
-"""Asking an OpenAI-compatible server, with errors sorted into worth-retrying and not."""
+"""Asking an OpenAI-compatible server for one document's answer, through the shared client
+(``libs/common/clients/openai_client.py``), its failures sorted into worth retrying or not."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import msgspec
 
+from libs.common.clients.openai_client import (
+    LLMRefused,
+    LLMTransientError,
+    LLMUnusableAnswer,
+    OpenAIClient,
+)
 from libs.common.clients.openai_compat import openai_base_url
-from libs.common.schemas.llm import ChatCompletion
 
 
-class TransientLLMError(Exception):
-    """Timeout, refused connection, 5xx or 429: another attempt may work."""
+class TransientLLMError(LLMTransientError):
+    """Timeout, refused connection, 5xx or 429, or an answer that is not a chat completion:
+    another attempt may work. (Its name is what dead letters carry as ``error_type``.)"""
 
 
-class PermanentLLMError(Exception):
+class PermanentLLMError(LLMRefused):
     """The server refused this request (a 4xx): retrying will not help."""
 
 
@@ -29,33 +35,23 @@ class LLMAnswer(msgspec.Struct, frozen=True):
 
 
 class LLMClient:
-    """aiohttp, not httpx, on purpose: the processor keeps many calls in flight, and httpx's
-    pool slows down as connections grow (247 req/s at 64 against 1,512 at 1 on the same
-    server, where aiohttp keeps above 8,000); see docs/benchmarks.md."""
+    """The processor's questions: its body (temperature 0, the task's JSON schema) on the
+    shared client, with up to 1,024 calls in flight."""
 
     def __init__(
         self, url: str, *, model: str | None, timeout_s: float, api_key: str | None = None
     ) -> None:
-        self._url = f"{openai_base_url(url)}/chat/completions"
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._model = model
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the event loop that will use it.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1024),
-                timeout=self._timeout,
-                headers=self._headers,
-            )
-        return self._session
+        self._client = OpenAIClient(
+            openai_base_url(url),
+            api_key=api_key,
+            timeout_s=timeout_s,
+            connections=1024,
+            trust_env=False,
+        )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.aclose()
 
     async def ask(
         self,
@@ -74,24 +70,17 @@ class LLMClient:
                 "json_schema": {"name": "answer", "schema": json_schema},
             }
         try:
-            async with self._client().post(self._url, json=body, headers=headers) as response:
-                status = response.status
-                payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientLLMError(f"{type(exc).__name__}: {exc}") from exc
-        if status == 429 or status >= 500:
-            raise TransientLLMError(f"LLM answered {status}: {payload[:300]!r}")
-        if status >= 400:
-            raise PermanentLLMError(f"LLM refused ({status}): {payload[:300]!r}")
-        try:
-            answer = msgspec.json.decode(payload, type=ChatCompletion)
-        except msgspec.DecodeError as exc:
-            raise TransientLLMError(f"LLM answer was not a chat completion: {exc}") from exc
-        choice = answer.choices[0]
+            answer = await self._client.complete(body, headers=headers)
+        except LLMRefused as exc:
+            raise PermanentLLMError(str(exc), status=exc.status, body=exc.body) from exc
+        except (LLMTransientError, LLMUnusableAnswer) as exc:
+            # An answer that is not a chat completion is most often a server in trouble.
+            raise TransientLLMError(str(exc), status=exc.status, body=exc.body) from exc
+        usage = answer.completion.usage
         return LLMAnswer(
-            text=choice.message.content,
-            model=answer.model,
-            prompt_tokens=answer.usage.prompt_tokens,
-            completion_tokens=answer.usage.completion_tokens,
-            finish_reason=choice.finish_reason,
+            text=answer.text,
+            model=answer.completion.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            finish_reason=answer.finish_reason,
         )

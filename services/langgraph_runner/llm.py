@@ -21,16 +21,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import LLMResult
 from langchain_ollama import ChatOllama
 
+from libs.common.clients.openai_client import LLMTransientError, OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
 from services.langgraph_runner.errors import AnswerUnusable
-from services.langgraph_runner.openai_chat import (
-    COST_KEY,
-    OpenAICompatibleChat,
-    TransientLLMError,
-)
+from services.langgraph_runner.openai_chat import COST_KEY, OpenAICompatibleChat
 from services.langgraph_runner.settings import ModelPrice, RunnerSettings
 
 AnswerT = TypeVar("AnswerT", bound=msgspec.Struct)
@@ -42,7 +39,7 @@ def is_transient(exc: Exception) -> bool:
     A refused request (4xx), an unusable answer or a bug in a node is not: retrying gives the
     same result, so the run fails at once with the reason.
     """
-    if isinstance(exc, TransientLLMError | httpx.TransportError | ConnectionError | TimeoutError):
+    if isinstance(exc, LLMTransientError | httpx.TransportError | ConnectionError | TimeoutError):
         return True
     if isinstance(exc, httpx.HTTPStatusError):
         code = exc.response.status_code
@@ -171,8 +168,12 @@ def attribute_llm_calls(workflow_id: str, run_id: str) -> None:
     _run_headers.set({HEADER_WORKFLOW_ID: workflow_id, HEADER_WORKFLOW_RUN_ID: run_id})
 
 
+def _run_headers_now() -> dict[str, str]:
+    return _run_headers.get() or {}
+
+
 async def _add_run_headers(request: httpx.Request) -> None:
-    request.headers.update(_run_headers.get() or {})
+    request.headers.update(_run_headers_now())
 
 
 class LLMGateway:
@@ -181,7 +182,7 @@ class LLMGateway:
     def __init__(self, settings: RunnerSettings) -> None:
         self._settings = settings
         self._models: dict[tuple[str, float, int], BaseChatModel] = {}
-        self._http: httpx.AsyncClient | None = None
+        self._openai: OpenAIClient | None = None
 
     @property
     def describe(self) -> dict[str, Any]:
@@ -213,20 +214,17 @@ class LLMGateway:
                 client_kwargs={"timeout": s.llm_timeout_s},
                 async_client_kwargs={"event_hooks": {"request": [_add_run_headers]}},
             )
-        if self._http is None:
-            headers = {"Authorization": f"Bearer {s.llm_api_key}"} if s.llm_api_key else {}
-            self._http = httpx.AsyncClient(
-                base_url=openai_base_url(s.llm_url),
-                headers=headers,
-                timeout=s.llm_timeout_s,
-                event_hooks={"request": [_add_run_headers]},
+        if self._openai is None:
+            self._openai = OpenAIClient(
+                openai_base_url(s.llm_url), api_key=s.llm_api_key, timeout_s=s.llm_timeout_s
             )
         return OpenAICompatibleChat(
             model=model,
             temperature=temperature,
             max_tokens=max_tokens,
             capability=s.llm_capability,
-            http=self._http,
+            client=self._openai,
+            call_headers=_run_headers_now,
         )
 
     async def text(
@@ -275,5 +273,5 @@ class LLMGateway:
         return answer.choice
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._openai is not None:
+            await self._openai.aclose()

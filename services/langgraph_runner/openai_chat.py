@@ -2,15 +2,16 @@
 
 For the provider router (which speaks only OpenAI's API) without ``langchain-openai``: the
 router's ``capability`` extension and JSON-schema answers (``format=<schema>``, as ChatOllama
-takes it) are what PAS nodes need, and a dozen lines of httpx give exactly that.
+takes it) are what PAS nodes need, and the shared client (``libs/common/clients/
+openai_client.py``) gives exactly that, its errors included (``LLMTransientError`` and its
+kinds are worth another attempt; ``LLMRefused`` and ``LLMUnusableAnswer`` are not).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
-import msgspec
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -18,42 +19,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict
 
-from libs.common.errors import PASError
-
-
-class TransientLLMError(PASError):
-    """The endpoint was unreachable, timed out, or answered 5xx/429: worth another attempt."""
-
-    status_code = 503
-
-
-class LLMRequestRefused(PASError):
-    """The endpoint refused the request (4xx): retrying would not help."""
-
-    status_code = 502
-
-
-class _Message(msgspec.Struct):
-    content: str | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-    finish_reason: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float | None = None
-    """The call's cost in USD, where the endpoint states it (OpenRouter's usage accounting)."""
-
-
-class _Completion(msgspec.Struct):
-    model: str = ""
-    choices: list[_Choice] = msgspec.field(default_factory=list)
-    usage: _Usage | None = None
-
+from libs.common.clients.openai_client import OpenAIClient
 
 COST_KEY = "cost_usd"
 """Where an answer's ``response_metadata`` carries the cost the endpoint stated."""
@@ -62,7 +28,8 @@ _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"
 
 
 def _wire_message(message: BaseMessage) -> dict[str, str]:
-    return {"role": _ROLES.get(message.type, "user"), "content": message.text}
+    # ``text`` is a str subclass (callable too) that msgspec does not encode as it is.
+    return {"role": _ROLES.get(message.type, "user"), "content": str(message.text)}
 
 
 class OpenAICompatibleChat(BaseChatModel):
@@ -74,8 +41,10 @@ class OpenAICompatibleChat(BaseChatModel):
     temperature: float = 0.0
     max_tokens: int = 256
     capability: str | None = None
-    http: httpx.AsyncClient
-    """Shared client whose ``base_url`` ends in ``/v1`` (auth headers set on it)."""
+    client: OpenAIClient
+    """Shared by every chat model of the runner (its owner closes it)."""
+    call_headers: Callable[[], Mapping[str, str]] | None = None
+    """Headers for the call being made, read at call time (the run's attribution)."""
 
     @property
     def _llm_type(self) -> str:
@@ -120,27 +89,21 @@ class OpenAICompatibleChat(BaseChatModel):
             }
         elif answer_format == "json":
             body["response_format"] = {"type": "json_object"}
-        try:
-            response = await self.http.post("chat/completions", json=body)
-        except httpx.TransportError as exc:
-            raise TransientLLMError(f"{type(exc).__name__} from {self.http.base_url}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientLLMError(f"{response.status_code}: {response.text[:300]}")
-        if response.status_code >= 400:
-            raise LLMRequestRefused(f"{response.status_code}: {response.text[:300]}")
-        completion = msgspec.json.decode(response.content, type=_Completion)
-        if not completion.choices:
-            raise LLMRequestRefused("the completion has no choices")
+        headers = self.call_headers() if self.call_headers is not None else None
+        answer = await self.client.complete(body, headers=headers)
+        completion = answer.completion
         choice = completion.choices[0]
-        usage = completion.usage or _Usage()
+        usage = completion.usage
+        cost = (answer.raw_usage or {}).get("cost")
         metadata: dict[str, Any] = {
             "model_name": completion.model,
             "finish_reason": choice.finish_reason,
         }
-        if usage.cost is not None:
-            metadata[COST_KEY] = usage.cost
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            # The call's cost in USD, where the endpoint states it (OpenRouter's accounting).
+            metadata[COST_KEY] = float(cost)
         message = AIMessage(
-            content=choice.message.content or "",
+            content=choice.message.content,
             usage_metadata=UsageMetadata(
                 input_tokens=usage.prompt_tokens,
                 output_tokens=usage.completion_tokens,

@@ -70,12 +70,16 @@ def create_app(settings: RouterSettings) -> Litestar:
     @asynccontextmanager
     async def run_router(app: Litestar) -> AsyncIterator[None]:
         # The upstream session belongs to the event loop that serves, so it opens here.
-        async with upstream_session(
-            connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.request_timeout_s
-        ) as http:
+        async with upstream_session() as http:
+            upstreams = Upstreams(
+                http,
+                read_timeout_s=settings.request_timeout_s,
+                connect_timeout_s=settings.connect_timeout_s,
+                usage_reporter="provider_router" if usage else None,
+            )
             app.state.dispatcher = Dispatcher(
                 pool,
-                Upstreams(http, usage_reporter="provider_router" if usage else None),
+                upstreams,
                 metrics,
                 retries=settings.retries,
                 retry_backoff_s=settings.retry_backoff_s,

@@ -1,5 +1,7 @@
 """Calling one candidate: OpenAI-compatible APIs (PAS LLM services, vLLM, OpenAI) as they are,
-Anthropic's Messages API translated to and from OpenAI's chat format.
+through the shared client (``libs/common/clients/openai_client.py``), their bytes passed on
+unparsed; Anthropic's Messages API translated to and from OpenAI's chat format, on the same
+session and with the same error taxonomy.
 
 aiohttp, not httpx, on purpose: this is the router's hot path, and httpx's pool slows down as
 connections grow (247 req/s at 64 against 1,512 at 1 on the same server, where aiohttp keeps
@@ -16,9 +18,18 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from libs.common.clients.openai_client import (
+    LLMError,
+    LLMRefused,
+    LLMTimeout,
+    LLMUnreachable,
+    OpenAIClient,
+    call_headers,
+    status_failure,
+    transport_failure,
+)
 from libs.common.errors import PASError
 from libs.common.schemas.llm import Usage
-from libs.common.schemas.usage import HEADER_USAGE_REPORTED_BY
 from services.provider_router.candidates import Candidate
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -57,29 +68,32 @@ def usage_in(payload: bytes) -> Usage | None:
         return None
 
 
-def _url(candidate: Candidate) -> str:
-    if candidate.kind == "local":
-        return f"{candidate.endpoint}/v1/chat/completions"
-    if candidate.kind == "anthropic":
-        return f"{candidate.endpoint}/v1/messages"
-    return f"{candidate.endpoint}/chat/completions"
-
-
-def _headers(
-    candidate: Candidate, request_id: str | None, usage_reporter: str | None = None
-) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
+def _anthropic_headers(candidate: Candidate, request_id: str | None) -> dict[str, str]:
+    headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
     if request_id:
         headers["x-request-id"] = request_id
-    if usage_reporter and candidate.kind == "local":
-        # The router publishes this call's usage; the PAS LLM service must not count it again.
-        headers[HEADER_USAGE_REPORTED_BY] = usage_reporter
-    if candidate.api_key and candidate.kind == "anthropic":
+    if candidate.api_key:
         headers["x-api-key"] = candidate.api_key
-        headers["anthropic-version"] = ANTHROPIC_VERSION
-    elif candidate.api_key:
-        headers["authorization"] = f"Bearer {candidate.api_key}"
     return headers
+
+
+def _upstream_failure(exc: LLMError, candidate: Candidate) -> Exception:
+    """The shared taxonomy as the dispatcher sorts it: refused (the caller's problem, answered
+    with the same status), or failed (worth retrying at this candidate, or not)."""
+    cause = exc.__cause__
+    if isinstance(exc, LLMRefused):
+        return UpstreamRefused(candidate.id, exc.status or 502, exc.body)
+    if exc.status is not None:
+        body = exc.body.decode(errors="replace")[:300]
+        return UpstreamFailed(f"answered {exc.status}: {body}", retryable=True)
+    if isinstance(exc, LLMTimeout):
+        return UpstreamFailed(f"timed out ({type(cause).__name__})", retryable=True)
+    if isinstance(exc, LLMUnreachable):
+        # Nothing listens there: trying again at once will not help; fall back.
+        return UpstreamFailed(f"ConnectError: {cause}", retryable=False)
+    # Such as a pooled connection the server closed meanwhile: a fresh one may well work.
+    detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+    return UpstreamFailed(detail, retryable=True)
 
 
 def to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
@@ -148,52 +162,91 @@ MAX_CONNECTIONS = 1024
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
-def _failed(exc: BaseException) -> UpstreamFailed:
-    """Sort a transport failure into worth retrying at this candidate, or not."""
-    if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors
-        return UpstreamFailed(f"timed out ({type(exc).__name__})", retryable=True)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        # Nothing listens there: trying again at once will not help; fall back.
-        return UpstreamFailed(f"ConnectError: {exc}", retryable=False)
-    # Such as a pooled connection the server closed meanwhile: a fresh one may well work.
-    return UpstreamFailed(f"{type(exc).__name__}: {exc}", retryable=True)
-
-
-def upstream_session(*, connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
+def upstream_session() -> aiohttp.ClientSession:
     """The one HTTP session for every candidate; open it inside the app's event loop.
 
-    The bounds are httpx's that it replaces: ``read_timeout_s`` for the wait for the answer and
-    then for each gap between its bytes (a long stream that keeps coming is never cut), and for
-    a free pooled connection; idle connections dropped after 5 s; proxies from the environment.
+    Each call brings its own bounds (see :class:`Upstreams`); idle connections are dropped
+    after 5 s; proxies come from the environment.
     """
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=5.0),
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=read_timeout_s,
-            sock_connect=connect_timeout_s,
-            sock_read=read_timeout_s,
-        ),
         trust_env=True,
     )
 
 
 class Upstreams:
-    def __init__(self, http: aiohttp.ClientSession, *, usage_reporter: str | None = None) -> None:
+    """Calls to candidates, all on one session. ``read_timeout_s`` bounds the wait for a free
+    pooled connection, for the answer and then for each gap between its bytes (a long stream
+    that keeps coming is never cut); ``connect_timeout_s`` bounds the TCP connect."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        read_timeout_s: float,
+        connect_timeout_s: float,
+        usage_reporter: str | None = None,
+    ) -> None:
         self._http = http
+        self._read_timeout_s = read_timeout_s
+        self._connect_timeout_s = connect_timeout_s
         self._usage_reporter = usage_reporter
+        self._clients: dict[str, tuple[Candidate, OpenAIClient]] = {}
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=read_timeout_s,
+            sock_connect=min(connect_timeout_s, read_timeout_s),
+            sock_read=read_timeout_s,
+        )
+
+    def _client(self, candidate: Candidate) -> OpenAIClient:
+        """The candidate's client, on the shared session (remade if its address or key
+        changed)."""
+        known = self._clients.get(candidate.id)
+        if known is not None and (
+            known[0] is candidate
+            or (known[0].endpoint, known[0].api_key) == (candidate.endpoint, candidate.api_key)
+        ):
+            return known[1]
+        base = f"{candidate.endpoint}/v1" if candidate.kind == "local" else candidate.endpoint
+        client = OpenAIClient(
+            base,
+            api_key=candidate.api_key,
+            timeout_s=self._read_timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+            session=self._http,
+        )
+        self._clients[candidate.id] = (candidate, client)
+        return client
 
     async def _send(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> aiohttp.ClientResponse:
         """The candidate's 2xx response, its body still to read (release it when done)."""
-        payload = to_anthropic(body) if candidate.kind == "anthropic" else body
+        try:
+            if candidate.kind == "anthropic":
+                return await self._send_anthropic(candidate, body, request_id)
+            headers = call_headers(
+                request_id=request_id,
+                # The router publishes this call's usage; the PAS LLM service must not count
+                # it again.
+                usage_reported_by=self._usage_reporter if candidate.kind == "local" else None,
+            )
+            return await self._client(candidate).send(body, headers=headers)
+        except LLMError as exc:
+            raise _upstream_failure(exc, candidate) from exc
+
+    async def _send_anthropic(
+        self, candidate: Candidate, body: dict[str, Any], request_id: str | None
+    ) -> aiohttp.ClientResponse:
+        where = f"{candidate.endpoint}/v1/messages"
         try:
             response = await self._http.post(
-                _url(candidate),
-                data=msgspec.json.encode(payload),
-                headers=_headers(candidate, request_id, self._usage_reporter),
+                where,
+                data=msgspec.json.encode(to_anthropic(body)),
+                headers=_anthropic_headers(candidate, request_id),
                 allow_redirects=False,
+                timeout=self._timeout,
             )
             if 200 <= response.status < 300:
                 return response
@@ -202,13 +255,8 @@ class Upstreams:
             finally:
                 response.release()
         except _TRANSPORT_ERRORS as exc:
-            raise _failed(exc) from exc
-        if response.status == 429 or response.status >= 500:
-            raise UpstreamFailed(
-                f"answered {response.status}: {error_body.decode(errors='replace')[:300]}",
-                retryable=True,
-            )
-        raise UpstreamRefused(candidate.id, response.status, error_body)
+            raise transport_failure(exc, where) from exc
+        raise status_failure(response.status, error_body, where)
 
     async def complete(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
@@ -217,7 +265,7 @@ class Upstreams:
         try:
             payload = await response.read()
         except _TRANSPORT_ERRORS as exc:
-            raise _failed(exc) from exc
+            raise _upstream_failure(transport_failure(exc, candidate.endpoint), candidate) from exc
         finally:
             response.release()
         return from_anthropic(payload) if candidate.kind == "anthropic" else payload

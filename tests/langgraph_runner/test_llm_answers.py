@@ -9,9 +9,15 @@ import msgspec
 import ollama
 import pytest
 
+from libs.common.clients.openai_client import (
+    LLMRefused,
+    LLMTimeout,
+    LLMTransientError,
+    LLMUnreachable,
+    LLMUnusableAnswer,
+)
 from services.langgraph_runner.errors import AnswerUnusable
 from services.langgraph_runner.llm import is_transient, parse_answer
-from services.langgraph_runner.openai_chat import LLMRequestRefused, TransientLLMError
 
 
 class Verdict(msgspec.Struct):
@@ -31,14 +37,17 @@ def _status_error(code: int) -> httpx.HTTPStatusError:
         (httpx.ReadTimeout("slow"), True),
         (ConnectionError("gone"), True),
         (TimeoutError(), True),
-        (TransientLLMError("503"), True),
+        (LLMTransientError("503", status=503), True),
+        (LLMTimeout("slow"), True),
+        (LLMUnreachable("refused"), True),
         (_status_error(503), True),
         (_status_error(429), True),
         (_status_error(400), False),
         (ollama.ResponseError("overloaded", 503), True),
         (ollama.ResponseError("failed mid-stream"), True),
         (ollama.ResponseError("bad request", 400), False),
-        (LLMRequestRefused("400"), False),
+        (LLMRefused("400", status=400), False),
+        (LLMUnusableAnswer("no choices"), False),
         (AnswerUnusable("cut short"), False),
         (ValueError("a bug"), False),
         (KeyError("a bug"), False),

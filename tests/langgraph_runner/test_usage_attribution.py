@@ -13,7 +13,9 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 
 from libs.common.kafka.topics import ensure_topics
-from libs.common.schemas.usage import UsageEvent
+from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID, UsageEvent
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import ServiceProcess, free_port
 
 
@@ -73,3 +75,24 @@ async def test_llm_calls_of_a_run_carry_its_workflow_and_run_ids(
     assert events, "the LLM service published no usage event"
     assert {(e.workflow_id, e.run_id) for e in events} == {("document_analysis", run["run_id"])}
     assert all(e.status == "ok" and e.completion_tokens > 0 for e in events)
+
+
+async def test_calls_through_the_openai_compatible_api_carry_the_run_s_ids(
+    make_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The provider router's path (the shared OpenAI client): each call names its run in the
+    headers the LLM service (or the router) attributes usage by."""
+    responder = OpenAIResponder()
+    with serve_asgi(responder) as url:
+        runner = await make_runner(llm_api="openai", llm_url=f"{url}/v1")
+        response = await runner.post(
+            "/workflows/probe/runs?wait=true",
+            json={"input": {"log": str(tmp_path / "probe.log"), "ask": "Rates and bonds?"}},
+        )
+
+    run = response.json()
+    assert run["status"] == "success", run
+    assert [
+        (sent[HEADER_WORKFLOW_ID.lower()], sent[HEADER_WORKFLOW_RUN_ID.lower()])
+        for sent in responder.headers
+    ] == [("probe", run["run_id"])]

@@ -22,6 +22,7 @@ from litestar.response import Response, Stream
 from litestar.testing import AsyncTestClient
 
 from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import ANSWER, OpenAIResponder
 from tests.support.processes import free_port
 
 SCHEMA = {
@@ -220,6 +221,91 @@ async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert "".join(line["message"]["content"] for line in lines) == "Hello desk"
     assert lines[-1]["eval_count"] == 2
+
+
+async def test_a_stream_without_usage_counts_one_token_a_chunk(make_llm: Any) -> None:
+    """Servers that ignore ``stream_options`` send no usage chunk."""
+    with serve_asgi(OpenAIResponder(stream_usage=False)) as url:
+        pas = await make_llm(backend="openai", openai_base_url=url)
+        streamed = await pas.post(
+            "/api/chat",
+            json={"messages": [{"role": "user", "content": "Hi"}], "stream": True},
+        )
+
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert "".join(line["message"]["content"] for line in lines) == "".join(ANSWER)
+    assert lines[-1]["eval_count"] == len(ANSWER)
+    assert lines[-1].get("prompt_eval_count", 0) == 0  # the prompt stays uncounted
+
+
+class RefusesJSONSchema(OpenAIResponder):
+    """Answers 400 to ``response_format: json_schema``, as servers that know only
+    ``json_object`` do (llama-cpp-python's)."""
+
+    async def _answer(self, request: dict[str, Any], send: Any) -> None:
+        if (request.get("response_format") or {}).get("type") == "json_schema":
+            refusal = b'{"error": {"message": "response_format type json_schema is unknown"}}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": refusal})
+            return
+        await super()._answer(request, send)
+
+
+async def test_a_server_that_refuses_json_schema_gets_json_object_from_then_on(
+    make_llm: Any,
+) -> None:
+    responder = RefusesJSONSchema()
+    structured = {
+        "messages": [{"role": "user", "content": "Ticker?"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": SCHEMA}},
+    }
+    with serve_asgi(responder) as url:
+        pas = await make_llm(backend="openai", openai_base_url=url)
+        first = await pas.post("/chat/completions", json=structured)
+        second = await pas.post("/chat/completions", json={**structured, "stream": True})
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert [r["response_format"]["type"] for r in responder.requests] == [
+        "json_schema",
+        "json_object",
+        "json_object",
+    ]
+    assert responder.requests[1]["response_format"]["schema"] == SCHEMA
+
+
+@pytest.mark.parametrize(("status", "answered"), [(400, 400), (422, 400), (500, 503), (429, 503)])
+async def test_an_error_from_the_server_is_answered_with_its_body(
+    make_llm: Any, status: int, answered: int
+) -> None:
+    body = b'{"error": {"message": "context_length_exceeded"}}'
+    with serve_asgi(OpenAIResponder(reply=(status, body))) as url:
+        pas = await make_llm(backend="openai", openai_base_url=url, model_name="m")
+        answer = await pas.post(
+            "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
+
+    assert answer.status_code == answered
+    assert f"answered {status}" in answer.json()["detail"]
+    assert "context_length_exceeded" in answer.json()["detail"]
+
+
+async def test_an_openai_backend_that_is_down_gives_503_with_the_reason(make_llm: Any) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    pas = await make_llm(backend="openai", openai_base_url=closed, model_name="m")
+
+    answer = await pas.post(
+        "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
+
+    assert answer.status_code == 503
+    assert closed in answer.json()["detail"]
+    assert "not reachable" in answer.json()["detail"]
 
 
 async def test_a_backend_that_is_down_gives_503_with_the_reason(make_llm: Any) -> None:

@@ -1,8 +1,11 @@
 """A minimal OpenAI-compatible chat server (pure ASGI), for tests and benchmarks.
 
 It answers ``/v1/chat/completions`` (plain and SSE with a usage chunk) and ``/v1/models`` in
-OpenAI's documented wire format, with a fixed answer. ``delay_s`` makes it slow and
-``break_stream_after`` makes a stream stop after that many chunks, without its end.
+OpenAI's documented wire format, with a fixed answer. ``delay_s`` makes it slow,
+``break_stream_after`` makes a stream stop after that many chunks, without its end,
+``stream_usage=False`` leaves out the final usage chunk (as servers that ignore
+``stream_options`` do), and ``reply=(status, body)`` answers every chat request with that
+status and raw body instead (an error, or a 200 that is not a chat completion).
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ class OpenAIResponder:
         *,
         delay_s: float = 0.0,
         break_stream_after: int | None = None,
+        stream_usage: bool = True,
+        reply: tuple[int, bytes] | None = None,
     ) -> None:
         self.model = model
         self.delay_s = delay_s
         self.break_stream_after = break_stream_after
+        self.stream_usage = stream_usage
+        self.reply = reply
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
@@ -61,6 +68,17 @@ class OpenAIResponder:
     async def _answer(self, request: dict[str, Any], send: Any) -> None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.reply is not None:
+            status, body = self.reply
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         usage = {
             "prompt_tokens": 11,
             "completion_tokens": len(ANSWER),
@@ -117,12 +135,8 @@ class OpenAIResponder:
             "choices": [],
             "usage": usage,
         }
-        await send(
-            {
-                "type": "http.response.body",
-                "body": f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode(),
-            }
-        )
+        last = f"data: {json.dumps(final)}\n\n" if self.stream_usage else ""
+        await send({"type": "http.response.body", "body": f"{last}data: [DONE]\n\n".encode()})
 
     @staticmethod
     async def _json(send: Any, payload: dict[str, Any]) -> None:

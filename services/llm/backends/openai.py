@@ -1,19 +1,26 @@
-"""Any OpenAI-compatible server: vLLM, llama.cpp's server, OpenAI itself."""
+"""Any OpenAI-compatible server: vLLM, llama.cpp's server, OpenAI itself (through the shared
+client, ``libs/common/clients/openai_client.py``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal, TypeVar
 
-import httpx
 import msgspec
 import structlog
-from httpx_sse import EventSource
 
+from libs.common.clients.openai_client import (
+    LLMError,
+    LLMRefused,
+    LLMTimeout,
+    LLMTransientError,
+    OpenAIClient,
+)
 from libs.common.clients.openai_compat import openai_base_url
-from libs.common.errors import BackendUnavailable, PASError
-from libs.common.schemas.llm import ChatCompletion, ChatCompletionChunk, ModelList
+from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
+from libs.common.schemas.llm import ModelList
 from services.llm.backends.base import (
     BackendHealth,
     Completion,
@@ -22,10 +29,9 @@ from services.llm.backends.base import (
     StreamEvent,
     TextDelta,
 )
-from services.llm.backends.remote import backend_call, raise_for_backend_status
 
-_decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 logger = structlog.get_logger("pas.llm.openai")
+Sent = TypeVar("Sent")
 
 
 class OpenAIBackend:
@@ -46,8 +52,7 @@ class OpenAIBackend:
         self._context_length = context_length
         self._server = "OpenAI-compatible server"
         self._schema_style: Literal["json_schema", "json_object"] = "json_schema"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=self.location, headers=headers, timeout=timeout_s)
+        self._client = OpenAIClient(self.location, api_key=api_key, timeout_s=timeout_s)
 
     @property
     def model(self) -> ModelDescription:
@@ -72,13 +77,38 @@ class OpenAIBackend:
         return self._model_name
 
     async def _models(self) -> ModelList:
-        async with backend_call(self._server, self.location, self._timeout_s):
-            response = await self._http.get("/models", timeout=5)
-            await raise_for_backend_status(self._server, response)
-        return msgspec.json.decode(response.content, type=ModelList)
+        async with self._backend_errors():
+            return await self._client.models(timeout_s=5)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._client.aclose()
+
+    @asynccontextmanager
+    async def _backend_errors(self) -> AsyncIterator[None]:
+        """The shared client's errors as the LLM services' own: each names the server and
+        what to check; a refused request of the caller's (400, 422) stays a 400."""
+        where = f"{self._server} at {self.location}"
+        try:
+            yield
+        except LLMTimeout as exc:
+            kind = type(exc.__cause__ or exc).__name__
+            raise BackendTimeout(
+                f"{where} did not answer within {self._timeout_s:g}s ({kind})"
+            ) from exc
+        except LLMError as exc:
+            cause = exc.__cause__
+            if exc.status is None and isinstance(exc, LLMTransientError) and cause is not None:
+                raise BackendUnavailable(
+                    f"{where} is not reachable: {type(cause).__name__}: {cause}"
+                ) from exc
+            if exc.status is None:  # an unusable answer, or an error reported mid-stream
+                raise BackendUnavailable(str(exc)) from exc
+            message = (
+                f"{self._server} answered {exc.status}: {exc.body.decode(errors='replace')[:500]}"
+            )
+            if exc.status in (400, 422):
+                raise InvalidRequest(message) from exc
+            raise BackendUnavailable(message) from exc
 
     async def probe(self) -> BackendHealth:
         try:
@@ -120,42 +150,41 @@ class OpenAIBackend:
             body["response_format"] = {"type": "json_object"}
         return body
 
-    async def _post(self, generation: Generation, *, stream: bool) -> httpx.Response:
+    async def _send(
+        self,
+        generation: Generation,
+        *,
+        stream: bool,
+        call: Callable[[dict[str, Any]], Awaitable[Sent]],
+    ) -> Sent:
         """Send the request; a server that refuses ``json_schema`` gets the older form once."""
         await self._learn_model_name()
-        request = self._http.build_request(
-            "POST", "/chat/completions", json=self._body(generation, stream=stream)
-        )
-        response = await self._http.send(request, stream=stream)
-        if (
-            response.is_error
-            and generation.json_schema is not None
-            and self._schema_style == "json_schema"
-            # Some servers answer 500, not 400, for a response_format they do not know.
-            and b"json_schema" in await response.aread()
-        ):
-            await response.aclose()
-            self._schema_style = "json_object"
-            logger.info("server refused json_schema; sending json_object", server=self.location)
-            request = self._http.build_request(
-                "POST", "/chat/completions", json=self._body(generation, stream=stream)
-            )
-            response = await self._http.send(request, stream=stream)
-        return response
+        try:
+            return await call(self._body(generation, stream=stream))
+        except (LLMRefused, LLMTransientError) as exc:
+            if not (
+                generation.json_schema is not None
+                and self._schema_style == "json_schema"
+                # Some servers answer 500, not 400, for a response_format they do not know.
+                and b"json_schema" in exc.body
+            ):
+                raise
+        self._schema_style = "json_object"
+        logger.info("server refused json_schema; sending json_object", server=self.location)
+        return await call(self._body(generation, stream=stream))
 
     async def complete(self, generation: Generation) -> Completion:
         started = time.perf_counter_ns()
-        async with backend_call(self._server, self.location, self._timeout_s):
-            response = await self._post(generation, stream=False)
-            await raise_for_backend_status(self._server, response)
-        answer = msgspec.json.decode(response.content, type=ChatCompletion)
+        async with self._backend_errors():
+            answer = await self._send(generation, stream=False, call=self._client.complete)
         ended = time.perf_counter_ns()
-        choice = answer.choices[0]
+        completion = answer.completion
+        choice = completion.choices[0]
         return Completion(
             text=choice.message.content,
             finish_reason="length" if choice.finish_reason == "length" else "stop",
-            prompt_tokens=answer.usage.prompt_tokens,
-            completion_tokens=answer.usage.completion_tokens,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
             eval_ns=ended - started,
             total_ns=ended - started,
         )
@@ -165,16 +194,10 @@ class OpenAIBackend:
         first: int | None = None
         parts: list[str] = []
         finish = "stop"
-        usage = None
-        async with backend_call(self._server, self.location, self._timeout_s):
-            response = await self._post(generation, stream=True)
-            try:
-                await raise_for_backend_status(self._server, response)
-                async for event in EventSource(response).aiter_sse():
-                    if event.data.strip() == "[DONE]":
-                        break
-                    chunk = _decode_chunk(event.data)
-                    usage = chunk.usage or usage
+        async with self._backend_errors():
+            chunks = await self._send(generation, stream=True, call=self._client.stream)
+            async with chunks:
+                async for chunk in chunks:
                     for choice in chunk.choices:
                         if choice.delta.content:
                             first = first or time.perf_counter_ns()
@@ -182,8 +205,7 @@ class OpenAIBackend:
                             yield TextDelta(text=choice.delta.content)
                         if choice.finish_reason:
                             finish = choice.finish_reason
-            finally:
-                await response.aclose()
+        usage = chunks.usage
         ended = time.perf_counter_ns()
         first = first or ended
         yield Completion(
