@@ -95,32 +95,29 @@ class PromQLError(AssertionError):
     """Prometheus refused a query (it does not parse, or cannot be evaluated)."""
 
 
-class Prometheus:
-    """One ``prometheus`` process on a config file; stopped on leaving the ``with`` block."""
+class _MonitoringProcess:
+    """One monitoring binary on a config file in ``workdir``, listening on a free loopback
+    port; ready when its ``/-/ready`` answers, stopped on leaving the ``with`` block."""
+
+    name: str  # also the config's and the log's file name
 
     def __init__(self, config_text: str, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.api = f"http://127.0.0.1:{self.port}/api/v1"
-        self._config = workdir / "prometheus.yml"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._config = workdir / f"{self.name}.yml"
         self._config.write_text(config_text)
         self._process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
     def __enter__(self) -> Self:
-        with (self.workdir / "prometheus.log").open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={self._config}",
-                    f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        with (self.workdir / f"{self.name}.log").open("wb") as log:
+            self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         if not wait_for(self._ready, 30):
             self.__exit__()
-            raise RuntimeError(f"prometheus did not start:\n{self.logs()}")
+            raise RuntimeError(f"{self.name} did not start:\n{self.logs()}")
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -131,12 +128,30 @@ class Prometheus:
 
     def _ready(self) -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/-/ready", timeout=1).is_success
+            return httpx.get(f"{self.url}/-/ready", timeout=1).is_success
         except httpx.HTTPError:
             return False
 
     def logs(self) -> str:
-        return (self.workdir / "prometheus.log").read_text(errors="replace")
+        return (self.workdir / f"{self.name}.log").read_text(errors="replace")
+
+
+class Prometheus(_MonitoringProcess):
+    """One ``prometheus`` process on a config file; stopped on leaving the ``with`` block."""
+
+    name = "prometheus"
+
+    def __init__(self, config_text: str, workdir: Path) -> None:
+        super().__init__(config_text, workdir)
+        self.api = f"{self.url}/api/v1"
+
+    def command(self) -> list[str]:
+        return [
+            "prometheus",
+            f"--config.file={self._config}",
+            f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
 
     def query(self, expr: str) -> list[Any]:
         """The instant query's result; PromQLError when Prometheus refuses the query."""
@@ -262,50 +277,20 @@ def alertmanager_config(workdir: Path, *, webhook_url: str, smtp_port: int) -> s
     return text
 
 
-class Alertmanager:
+class Alertmanager(_MonitoringProcess):
     """Debian's ``prometheus-alertmanager`` on a config file, alone (no cluster gossip), its
     state in ``workdir``; stopped on leaving the ``with`` block."""
 
-    def __init__(self, config_text: str, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._config = workdir / "alertmanager.yml"
-        self._config.write_text(config_text)
-        self._process: subprocess.Popen[bytes] | None = None
+    name = "alertmanager"
 
-    def __enter__(self) -> Self:
-        with (self.workdir / "alertmanager.log").open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    ALERTMANAGER,
-                    f"--config.file={self._config}",
-                    f"--storage.path={self.workdir / 'alertmanager-data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--cluster.listen-address=",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if not wait_for(self._ready, 30):
-            self.__exit__()
-            raise RuntimeError(f"alertmanager did not start:\n{self.logs()}")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(15)
-            self._process = None
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=1).is_success
-        except httpx.HTTPError:
-            return False
-
-    def logs(self) -> str:
-        return (self.workdir / "alertmanager.log").read_text(errors="replace")
+    def command(self) -> list[str]:
+        return [
+            ALERTMANAGER,
+            f"--config.file={self._config}",
+            f"--storage.path={self.workdir / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+        ]
 
     def alerts(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = httpx.get(f"{self.url}/api/v2/alerts", timeout=5).json()
