@@ -25,7 +25,7 @@ from libs.common.clients.openai_client import (
     LLMUnreachable,
     OpenAIClient,
     call_headers,
-    status_failure,
+    post_for_success,
     transport_failure,
 )
 from libs.common.errors import PASError
@@ -240,23 +240,14 @@ class Upstreams:
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> aiohttp.ClientResponse:
         where = f"{candidate.endpoint}/v1/messages"
-        try:
-            response = await self._http.post(
-                where,
-                data=msgspec.json.encode(to_anthropic(body)),
-                headers=_anthropic_headers(candidate, request_id),
-                allow_redirects=False,
-                timeout=self._timeout,
-            )
-            if 200 <= response.status < 300:
-                return response
-            try:
-                error_body = await response.read()
-            finally:
-                response.release()
-        except _TRANSPORT_ERRORS as exc:
-            raise transport_failure(exc, where) from exc
-        raise status_failure(response.status, error_body, where)
+        return await post_for_success(
+            self._http,
+            where,
+            msgspec.json.encode(to_anthropic(body)),
+            _anthropic_headers(candidate, request_id),
+            self._timeout,
+            where=where,
+        )
 
     async def complete(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None

@@ -108,6 +108,32 @@ def status_failure(status: int, body: bytes, where: str) -> LLMError:
     return LLMRefused(f"{where} refused the request ({status}): {text}", status=status, body=body)
 
 
+async def post_for_success(
+    session: aiohttp.ClientSession,
+    url: str,
+    data: bytes,
+    headers: Mapping[str, str],
+    client_timeout: aiohttp.ClientTimeout,
+    *,
+    where: str,
+) -> aiohttp.ClientResponse:
+    """POST and return the 2xx response with its body unread (the caller reads and releases
+    it); a transport failure or any other status raises from the taxonomy, naming ``where``."""
+    try:
+        response = await session.post(
+            url, data=data, headers=headers, allow_redirects=False, timeout=client_timeout
+        )
+        if 200 <= response.status < 300:
+            return response
+        try:
+            error_body = await response.read()
+        finally:
+            response.release()
+    except _TRANSPORT_ERRORS as exc:
+        raise transport_failure(exc, where) from exc
+    raise status_failure(response.status, error_body, where)
+
+
 # --- what comes back ---------------------------------------------------------------------------
 
 
@@ -435,23 +461,9 @@ class OpenAIClient:
         else raises from the taxonomy."""
         data = body if isinstance(body, bytes) else _encode(body)
         sent = {**self._headers, **headers} if headers else self._headers
-        try:
-            response = await self._http().post(
-                self._chat_url,
-                data=data,
-                headers=sent,
-                allow_redirects=False,
-                timeout=self._timeout,
-            )
-            if 200 <= response.status < 300:
-                return response
-            try:
-                error_body = await response.read()
-            finally:
-                response.release()
-        except _TRANSPORT_ERRORS as exc:
-            raise transport_failure(exc, self.where) from exc
-        raise status_failure(response.status, error_body, self.where)
+        return await post_for_success(
+            self._http(), self._chat_url, data, sent, self._timeout, where=self.where
+        )
 
     async def complete_bytes(
         self, body: Mapping[str, Any] | bytes, *, headers: Mapping[str, str] | None = None
