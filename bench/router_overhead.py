@@ -198,6 +198,16 @@ def p(samples: list[float], q: float) -> float:
     return ordered[max(0, int(len(ordered) * q + 0.5) - 1)] * 1000
 
 
+def fast_provider_file(work: Path, backend_url: str) -> Path:
+    """A router providers file with one provider, ``fast``, at the responder on ``backend_url``."""
+    providers = work / "providers.toml"
+    providers.write_text(
+        f'[[providers]]\nname = "fast"\nbase_url = "{backend_url}/v1"\n'
+        '[[providers.models]]\nname = "fast-model"\ncapabilities = ["bench"]\n'
+    )
+    return providers
+
+
 def start_router(providers: Path, work: Path, workers: int) -> ServiceProcess:
     return ServiceProcess(
         "services.provider_router.provider_router:app",
@@ -225,11 +235,7 @@ def main() -> None:
         backend = ServiceProcess(
             "tests.support.openai_responder:app", free_port(), {}, work / "backend.log"
         ).start(ready_path="/v1/models")
-        providers = work / "providers.toml"
-        providers.write_text(
-            f'[[providers]]\nname = "fast"\nbase_url = "{backend.url}/v1"\n'
-            '[[providers.models]]\nname = "fast-model"\ncapabilities = ["bench"]\n'
-        )
+        providers = fast_provider_file(work, backend.url)
         routers = {
             "pas router": start_router(providers, work, workers=1),
             **(

@@ -16,7 +16,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from bench.router_overhead import latencies, p
+from bench.router_overhead import fast_provider_file, latencies, p
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.processes import ServiceProcess, free_port
 
@@ -46,11 +46,7 @@ def main() -> None:
         backend = ServiceProcess(
             "tests.support.openai_responder:app", free_port(), {}, work / "backend.log"
         ).start(ready_path="/v1/models")
-        providers = work / "providers.toml"
-        providers.write_text(
-            f'[[providers]]\nname = "fast"\nbase_url = "{backend.url}/v1"\n'
-            '[[providers.models]]\nname = "fast-model"\ncapabilities = ["bench"]\n'
-        )
+        providers = fast_provider_file(work, backend.url)
         routers = {
             "off": start_router(providers, work, "off", {}),
             "on": start_router(

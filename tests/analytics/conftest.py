@@ -175,6 +175,17 @@ class Topics(msgspec.Struct, frozen=True):
     documents_dlq: str
     dlq: str
 
+    @classmethod
+    def for_run(cls, run: str) -> Topics:
+        """The collector's topics, named for one test run so that runs never share one."""
+        return cls(
+            usage=f"usage-{run}",
+            workflow_results=f"wf-results-{run}",
+            llm_results=f"llm-results-{run}",
+            documents_dlq=f"docs-dlq-{run}",
+            dlq=f"analytics-dlq-{run}",
+        )
+
     def environment(self) -> dict[str, str]:
         return {
             "ANALYTICS_USAGE_TOPIC": self.usage,
@@ -188,13 +199,7 @@ class Topics(msgspec.Struct, frozen=True):
 @pytest.fixture
 def topics(kafka_bootstrap: str) -> Topics:
     run = uuid.uuid4().hex[:8]
-    names = Topics(
-        usage=f"usage-{run}",
-        workflow_results=f"wf-results-{run}",
-        llm_results=f"llm-results-{run}",
-        documents_dlq=f"docs-dlq-{run}",
-        dlq=f"analytics-dlq-{run}",
-    )
+    names = Topics.for_run(run)
     asyncio.run(
         ensure_topics(
             kafka_bootstrap,

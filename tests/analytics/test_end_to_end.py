@@ -66,13 +66,7 @@ class Traffic(msgspec.Struct, kw_only=True):
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = Path(tmp_path_factory.mktemp("analytics-e2e"))
     run = uuid.uuid4().hex[:8]
-    topics = Topics(
-        usage=f"usage-{run}",
-        workflow_results=f"wf-results-{run}",
-        llm_results=f"llm-results-{run}",
-        documents_dlq=f"docs-dlq-{run}",
-        dlq=f"analytics-dlq-{run}",
-    )
+    topics = Topics.for_run(run)
     documents = f"docs-{run}"
     asyncio.run(
         ensure_topics(

@@ -56,13 +56,7 @@ class Services(msgspec.Struct, kw_only=True):
 def services(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     tmp = Path(tmp_path_factory.mktemp("observability"))
     run = uuid.uuid4().hex[:8]
-    topics = Topics(
-        usage=f"usage-{run}",
-        workflow_results=f"wf-results-{run}",
-        llm_results=f"llm-results-{run}",
-        documents_dlq=f"docs-dlq-{run}",
-        dlq=f"analytics-dlq-{run}",
-    )
+    topics = Topics.for_run(run)
     documents, events, events_dlq = f"docs-{run}", f"wf-events-{run}", f"wf-events-dlq-{run}"
     versioning_dlq = f"versioning-dlq-{run}"
     asyncio.run(
