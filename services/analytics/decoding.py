@@ -223,7 +223,7 @@ def _processed_document(result: DocumentResult) -> WorkflowRun:
     return WorkflowRun(
         run_id=processor_run_id(result.doc_id, result.source_offset),
         workflow_id=processor_workflow_id(result.task),
-        status="success",
+        status="success" if result.status == "ok" else result.status,
         timestamp=_aware(result.processed_at),
         duration_ms=result.processing_ms,
         source="llm-results",

@@ -113,12 +113,14 @@ def workflow_stats(dialect: Dialect) -> str:
     return f"""
 WITH runs_raw AS (
     SELECT workflow_id, count(*) AS runs, count(*) FILTER (WHERE status = 'success') AS ok,
+           count(*) FILTER (WHERE status = 'ungrounded') AS ungrounded,
            {percentile("duration_ms", 0.5)} AS p50,
            {percentile("duration_ms", 0.95)} AS p95,
            {percentile("duration_ms", 0.99)} AS p99
     FROM {RUNS} WHERE ts >= $1 AND ts < $2 GROUP BY workflow_id
 ), runs_rolled AS (
-    SELECT workflow_id, sum(runs) AS runs, sum(runs) FILTER (WHERE status = 'success') AS ok
+    SELECT workflow_id, sum(runs) AS runs, sum(runs) FILTER (WHERE status = 'success') AS ok,
+           sum(runs) FILTER (WHERE status = 'ungrounded') AS ungrounded
     FROM {RUNS_HOURLY} WHERE hour >= $1 AND hour < $2 GROUP BY workflow_id
 ), {_usage_all()}, spend AS (
     SELECT workflow_id, sum(calls) AS calls, sum(prompt_tokens + completion_tokens) AS tokens,
@@ -132,6 +134,7 @@ SELECT ids.workflow_id,
        coalesce(r.runs, 0) + coalesce(h.runs, 0),
        coalesce(r.ok, 0) + coalesce(h.ok, 0),
        r.p50, r.p95, r.p99,
+       coalesce(r.ungrounded, 0) + coalesce(h.ungrounded, 0),
        coalesce(s.calls, 0), coalesce(s.tokens, 0), coalesce(s.cost, 0)
 FROM ids
 LEFT JOIN runs_raw r ON r.workflow_id = ids.workflow_id

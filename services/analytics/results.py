@@ -81,7 +81,7 @@ def cost_total(lines: Sequence[CostLine]) -> CostLine:
 
 def workflow_stats(rows: Iterable[Row]) -> list[WorkflowStats]:
     stats = []
-    for workflow_id, run_count, ok_count, p50, p95, p99, calls, tokens, cost in rows:
+    for workflow_id, run_count, ok_count, p50, p95, p99, ungrounded, calls, tokens, cost in rows:
         runs, ok = _int(run_count), _int(ok_count)
         stats.append(
             WorkflowStats(
@@ -89,6 +89,7 @@ def workflow_stats(rows: Iterable[Row]) -> list[WorkflowStats]:
                 runs=runs,
                 successes=ok,
                 failures=runs - ok,
+                ungrounded=_int(ungrounded),
                 success_rate=_ratio(ok, runs),
                 duration_ms=_percentiles(p50, p95, p99),
                 llm_calls=_int(calls),

@@ -21,11 +21,16 @@ def describe(result: DocumentResult) -> str:
         detail = f"{result.sentiment.label} ({result.sentiment.reason})"
     else:
         detail = " ".join(result.answer.split())
-    return (
+    line = (
         f"{result.doc_id}  [{result.task}, {result.status}, {result.processing_ms:.0f} ms, "
         f"{result.prompt_tokens}+{result.completion_tokens} tokens, "
         f"attempts {result.attempts}]\n    {detail[:300]}"
     )
+    if result.status == "ungrounded":
+        # Never to be read as a fact: say so before the figures, and which ones.
+        unfounded = "; ".join(result.ungrounded)[:300]
+        line = f"UNGROUNDED {line}\n    not in the document: {unfounded}"
+    return line
 
 
 async def show(bootstrap: str, topic: str, *, dlq: bool, expect: int, timeout_s: float) -> int:

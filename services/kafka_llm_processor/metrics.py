@@ -25,6 +25,18 @@ class ProcessorMetrics:
             "LLM calls retried after a transient failure",
             registry=None,
         )
+        self.ungrounded = Counter(
+            "pas_processor_ungrounded",
+            "Answers published as ungrounded: a key figure or reason the document does not hold",
+            ["task"],
+            registry=None,
+        )
+        self.grounding_retries = Counter(
+            "pas_processor_grounding_retries",
+            "Answers asked again, more strictly, because the first was not grounded",
+            ["task"],
+            registry=None,
+        )
         self.in_flight = Gauge(
             "pas_processor_in_flight", "Documents being processed now", registry=None
         )
@@ -55,6 +67,8 @@ class ProcessorMetrics:
             self.processed,
             self.dead_lettered,
             self.retries,
+            self.ungrounded,
+            self.grounding_retries,
             self.unpublishable,
             self.in_flight,
             self.latency,

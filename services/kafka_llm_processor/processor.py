@@ -36,6 +36,8 @@ from libs.common.retries import retried
 from libs.common.schemas.documents import (
     DocumentResult,
     FinancialDocument,
+    KeyFigure,
+    Sentiment,
     processor_run_id,
     processor_workflow_id,
 )
@@ -48,7 +50,13 @@ from services.kafka_llm_processor.llm_client import (
 )
 from services.kafka_llm_processor.metrics import ProcessorMetrics
 from services.kafka_llm_processor.settings import ProcessorSettings
-from services.kafka_llm_processor.tasks import SCHEMAS, AnswerUnusable, messages_for, structured
+from services.kafka_llm_processor.tasks import (
+    SCHEMAS,
+    AnswerUnusable,
+    messages_for,
+    structured,
+    ungrounded_parts,
+)
 
 logger = structlog.get_logger("pas.processor")
 
@@ -211,20 +219,21 @@ class DocumentProcessor:
             HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
         }
         attempts = 0
+        strict = False
 
         def ask() -> Awaitable[LLMAnswer]:
             nonlocal attempts
             attempts += 1
-            if attempts > 1:
+            if attempts > 1 and not strict:
                 self._metrics.retries.inc()
             return self._llm.ask(
-                messages_for(document),
+                messages_for(document, strict=strict),
                 max_tokens=self._settings.max_tokens,
                 json_schema=SCHEMAS[document.task],
                 headers=attribution,
             )
 
-        try:
+        async def answered() -> tuple[LLMAnswer, list[KeyFigure] | None, Sentiment | None]:
             answer = await retried(
                 ask,
                 on=TransientLLMError,
@@ -234,13 +243,26 @@ class DocumentProcessor:
                 wait_jitter=self._settings.retry_backoff_s,
                 wait_max=self._settings.retry_backoff_s * 16,
             )
-            key_figures, sentiment = structured(document.task, answer.text)
+            return answer, *structured(document.task, answer.text)
+
+        try:
+            answer, key_figures, sentiment = await answered()
+            ungrounded = ungrounded_parts(document, key_figures, sentiment)
+            if ungrounded and self._settings.grounding_retry:
+                # At temperature 0 the same question gives the same answer: ask more strictly.
+                self._metrics.grounding_retries.labels(document.task).inc()
+                strict = True
+                answer, key_figures, sentiment = await answered()
+                ungrounded = ungrounded_parts(document, key_figures, sentiment)
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc
+        if ungrounded:
+            self._metrics.ungrounded.labels(document.task).inc()
+            logger.info("ungrounded answer", doc_id=document.doc_id, ungrounded=ungrounded)
         return DocumentResult(
             doc_id=document.doc_id,
             task=document.task,
-            status="ok",
+            status="ungrounded" if ungrounded else "ok",
             answer=answer.text,
             key_figures=key_figures,
             sentiment=sentiment,
@@ -251,6 +273,7 @@ class DocumentProcessor:
             attempts=attempts,
             source_offset=source_offset,
             processed_at=datetime.now(UTC),
+            ungrounded=ungrounded,
         )
 
     async def _dead_letter(

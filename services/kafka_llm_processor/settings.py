@@ -52,6 +52,9 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     slot is free once its result is handed over, and fetching also pauses above this."""
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
     retry_backoff_s: Positive = 0.5
+    grounding_retry: bool = True
+    """Ask once more, with a stricter instruction, when a key figure or a sentiment's reason is
+    not in the document; what stays ungrounded is published with ``status: ungrounded``."""
     max_tokens: Annotated[int, msgspec.Meta(ge=16)] = 384
     commit_interval_s: Positive = 1.0
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
@@ -69,7 +72,9 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
         """The longest one document may take until it is recorded (and the loop has room for
         another): every attempt timing out, the longest backoffs between them, and the
         publication of its result then of its dead letter each taking their whole deadline (the
-        spill file after that is a local write)."""
+        spill file after that is a local write). Twice the LLM's part when an ungrounded answer
+        is asked again."""
         backoff_s = self.retry_backoff_s * 16 * 2  # wait_max plus as much jitter
-        llm_s = self.max_attempts * (self.llm_timeout_s + backoff_s)
+        questions = 2 if self.grounding_retry else 1
+        llm_s = questions * self.max_attempts * (self.llm_timeout_s + backoff_s)
         return llm_s + 2 * self.publish_deadline_s + 10.0

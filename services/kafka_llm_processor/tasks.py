@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from libs.common.grounding import Source, reason_grounded, ungrounded_values
 from libs.common.schemas.documents import (
     FinancialDocument,
     KeyFigure,
@@ -48,13 +49,23 @@ SCHEMAS: dict[Task, dict[str, Any] | None] = {
 }
 
 
+# Added to the instruction when an answer was not grounded in the document (asked once more).
+STRICTER: dict[Task, str] = {
+    "summary": "",
+    "key_figures": " Copy each value exactly as the document writes it; list only figures the "
+    "document states.",
+    "sentiment": " In the reason, use the document's own words.",
+}
+
+
 class AnswerUnusable(Exception):
     """The model's answer does not fit the task (cut short, or not the asked JSON)."""
 
 
-def messages_for(document: FinancialDocument) -> list[dict[str, str]]:
+def messages_for(document: FinancialDocument, *, strict: bool = False) -> list[dict[str, str]]:
+    instruction = INSTRUCTIONS[document.task] + (STRICTER[document.task] if strict else "")
     return [
-        {"role": "system", "content": INSTRUCTIONS[document.task]},
+        {"role": "system", "content": instruction},
         {
             "role": "user",
             "content": f"{document.title}\n({document.doc_type}, {document.source}, "
@@ -74,3 +85,19 @@ def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment
     except msgspec.DecodeError as exc:
         raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
     return None, None
+
+
+def ungrounded_parts(
+    document: FinancialDocument,
+    key_figures: list[KeyFigure] | None,
+    sentiment: Sentiment | None,
+) -> list[str]:
+    """What the structured answer states that the document does not hold (empty: grounded).
+    Summaries are free text and are not judged here (the evaluation scores them)."""
+    if key_figures is None and sentiment is None:
+        return []
+    source = Source.of(f"{document.title}\n{document.content}")
+    found = ungrounded_values((f.value for f in key_figures or ()), source)
+    if sentiment is not None and not reason_grounded(sentiment.reason, source):
+        found.append(f"reason: {sentiment.reason}")
+    return found

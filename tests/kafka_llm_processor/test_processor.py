@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
 
+from libs.common.grounding import Source, reason_grounded, ungrounded_values
 from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.producer import documents
+from services.kafka_llm_processor.tasks import INSTRUCTIONS
 from tests.kafka_llm_processor.conftest import (
     Topics,
     as_messages,
@@ -51,17 +55,34 @@ async def test_every_document_gets_a_result(
         assert result.task == doc.task
         assert result.prompt_tokens > 0
         assert result.completion_tokens > 0
-        assert result.attempts == 1
         assert result.source_offset.startswith(f"{topics.input}/")
+        source = Source.of(f"{doc.title}\n{doc.content}")
+        # One question, or two when the first answer stated what the document does not hold.
+        assert result.attempts in (1, 2)
         if doc.task == "key_figures":
             assert result.key_figures is not None
+            values = [f.value for f in result.key_figures]
+            assert result.ungrounded == ungrounded_values(values, source)
         if doc.task == "sentiment":
             assert result.sentiment is not None
             assert result.sentiment.label in {"positive", "neutral", "negative"}
+            grounded = reason_grounded(result.sentiment.reason, source)
+            assert result.ungrounded == ([] if grounded else [f"reason: {result.sentiment.reason}"])
+        if doc.task == "summary":
+            assert (result.status, result.attempts) == ("ok", 1)
+        assert result.status == ("ungrounded" if result.ungrounded else "ok")
+        if result.ungrounded:
+            assert result.attempts == 2
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"{processor.url}/metrics")).text
         health = (await http.get(f"{processor.url}/health")).json()
     assert "pas_processor_documents_processed_total" in metrics
+    for task in ("key_figures", "sentiment"):
+        ungrounded = sum(1 for r in results if r.task == task and r.status == "ungrounded")
+        counted = f'pas_processor_ungrounded_total{{task="{task}"}} {float(ungrounded)}'
+        assert counted in metrics or (
+            ungrounded == 0 and counted.split(maxsplit=1)[0] not in metrics
+        )
     # The only consumer in its group owns every partition of the input topic.
     assert health["details"]["partitions"] == [0, 1, 2]
 
@@ -109,6 +130,54 @@ async def test_calls_in_flight_reach_the_concurrency_bound_and_never_pass_it(
     assert {(h["x-pas-workflow-id"], h["x-pas-workflow-run-id"]) for h in backend.headers} == {
         ("kafka_llm_processor.summary", f"{r.doc_id}@{r.source_offset}") for r in results
     }
+
+
+async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """A scripted model (a fake OpenAI-compatible server, its documented chat wire format):
+    it invents a figure unless asked strictly, for one document, and always, for another;
+    a third gets a sentiment whose reason cites nothing in the document."""
+    base = FinancialDocument(
+        doc_id="placeholder",
+        doc_type="earnings_report",
+        title="Northwind Q3",
+        content="Revenue rose 12.4% to $89.5 billion; the margin fell 1 percent.",
+        source="Northwind IR",
+        published_at=datetime(2026, 10, 30, tzinfo=UTC),
+        task="key_figures",
+    )
+    docs = [
+        msgspec.structs.replace(base, doc_id="mends", title="Northwind Q3 (mends)"),
+        msgspec.structs.replace(base, doc_id="invents", title="Northwind Q3 (invents)"),
+        msgspec.structs.replace(base, doc_id="vague", task="sentiment"),
+    ]
+
+    def scripted(request: dict[str, Any]) -> str:
+        system, user = (m["content"] for m in request["messages"])
+        if system.startswith(INSTRUCTIONS["sentiment"]):
+            return '{"label": "positive", "reason": "Investors will like this document."}'
+        strict = system != INSTRUCTIONS["key_figures"]
+        revenue = "$89.5 billion" if strict and "(mends)" in user else "$91 billion"
+        figures = [{"name": "revenue", "value": revenue}, {"name": "margin", "value": "-1%"}]
+        return json.dumps({"key_figures": figures})
+
+    backend = OpenAIResponder(answer_for=scripted)
+    with serve_asgi(backend) as url:
+        processor = start_processor(f"{url}/v1")
+        await send(kafka_bootstrap, topics.input, as_messages(docs))
+        results = {r.doc_id: r for r in await collect(kafka_bootstrap, topics.output, len(docs))}
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{processor.url}/metrics")).text
+
+    assert (results["mends"].status, results["mends"].attempts) == ("ok", 2)
+    assert [f.value for f in results["mends"].key_figures or []] == ["$89.5 billion", "-1%"]
+    assert results["invents"].status == "ungrounded"
+    assert results["invents"].ungrounded == ["$91 billion"]
+    assert results["vague"].status == "ungrounded"
+    assert results["vague"].ungrounded == ["reason: Investors will like this document."]
+    assert 'pas_processor_ungrounded_total{task="key_figures"} 1.0' in metrics
+    assert 'pas_processor_grounding_retries_total{task="key_figures"} 2.0' in metrics
 
 
 async def test_a_processor_joining_mid_stream_takes_partitions_and_nothing_is_answered_twice(

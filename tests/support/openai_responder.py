@@ -6,12 +6,14 @@ OpenAI's documented wire format, with a fixed answer. ``delay_s`` makes it slow,
 ``stream_usage=False`` leaves out the final usage chunk (as servers that ignore
 ``stream_options`` do), and ``reply=(status, body)`` answers every chat request with that
 status and raw body instead (an error, or a 200 that is not a chat completion).
+``answer_for(request)`` gives a non-streamed answer's text from the request (a scripted model).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 ANSWER = ["Rates ", "and ", "prices ", "move ", "inversely."]
@@ -26,12 +28,14 @@ class OpenAIResponder:
         break_stream_after: int | None = None,
         stream_usage: bool = True,
         reply: tuple[int, bytes] | None = None,
+        answer_for: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         self.model = model
         self.delay_s = delay_s
         self.break_stream_after = break_stream_after
         self.stream_usage = stream_usage
         self.reply = reply
+        self.answer_for = answer_for
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
@@ -85,6 +89,7 @@ class OpenAIResponder:
             "total_tokens": 11 + len(ANSWER),
         }
         if not request.get("stream"):
+            text = self.answer_for(request) if self.answer_for else "".join(ANSWER)
             await self._json(
                 send,
                 {
@@ -95,7 +100,7 @@ class OpenAIResponder:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "".join(ANSWER)},
+                            "message": {"role": "assistant", "content": text},
                             "finish_reason": "stop",
                         }
                     ],

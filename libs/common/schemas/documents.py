@@ -39,13 +39,18 @@ class Sentiment(msgspec.Struct, kw_only=True):
     reason: str = ""
 
 
+ResultStatus = Literal["ok", "ungrounded"]
+"""``ungrounded``: the model answered, but with a figure (or a reason) the document does not
+hold, even when asked again more strictly; never to be used as a fact."""
+
+
 class DocumentResult(msgspec.Struct, kw_only=True):
     """Keyed by ``doc_id``: a redelivered document gives a second result with the same key and
     ``source_offset``, so consumers can drop the duplicate."""
 
     doc_id: str
     task: Task
-    status: Literal["ok"]
+    status: ResultStatus
     answer: str
     key_figures: list[KeyFigure] | None = None
     sentiment: Sentiment | None = None
@@ -56,6 +61,9 @@ class DocumentResult(msgspec.Struct, kw_only=True):
     attempts: int
     source_offset: str
     processed_at: datetime
+    ungrounded: list[str] = msgspec.field(default_factory=list)
+    """What made the answer ``ungrounded``: each key figure value, or the sentiment's reason
+    (``reason: ...``), that the document does not hold (libs/common/grounding.py)."""
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):

@@ -24,7 +24,8 @@ HEADER_WORKFLOW_RUN_ID = "X-PAS-Workflow-Run-Id"
 HEADER_USAGE_REPORTED_BY = "X-PAS-Usage-Reported-By"
 
 UsageStatus = Literal["ok", "error"]
-RunStatus = Literal["success", "error"]
+RunStatus = Literal["success", "error", "ungrounded"]
+"""``ungrounded``: a document answered with a figure its source does not hold (not a success)."""
 
 # What the collector's stores can hold, refused at the edge (a 400 over HTTP, a dead letter
 # from Kafka) rather than failing in the store: PostgreSQL text holds no NUL character;
@@ -169,6 +170,9 @@ class WorkflowStats(msgspec.Struct, kw_only=True):
     runs: int
     successes: int
     failures: int
+    """Every run that is not a success, the ungrounded included."""
+    ungrounded: int = 0
+    """Documents answered with a figure or reason their source does not hold."""
     success_rate: float | None
     duration_ms: Percentiles
     """Over the runs still held raw (younger than the retention age)."""

@@ -1,0 +1,219 @@
+"""Is an answer's figure in the document it came from? Normalised quantities and the rules
+that decide it, shared by the processor, the runner and the evaluation.
+
+A quantity is a number with what it measures (a percentage or an amount) and its sign. Text
+is read for quantities however a filing writes them: ``$89.5 billion``, ``89.5B``,
+``89,500 million``, ``USD 3.2bn``, ``€450m``, ``12.4%``, ``down 1 percent``, ``-1%``,
+``25 basis points`` (= 0.25 percentage points), ``4.25%-4.50%`` (two quantities).
+
+Rules (documented in docs/quality.md):
+
+- A key figure is grounded when every quantity in its value equals one of the document's
+  (relative tolerance 1e-9 after scaling, so ``89,500 million`` equals ``$89.5 billion``),
+  percentages only against percentages, currencies only against the same currency when both
+  name one. A minus sign in the answer needs a negative in the document (a minus sign or a
+  falling word before the number: ``down 1 percent``, ``a loss of $12 million``); an unsigned
+  answer matches either sign, since the figure's name often carries the direction. A value
+  with no number is grounded when its words are in the document.
+- A sentiment's reason is grounded when it names at least one content word (not a stop word
+  or a word every reason uses, such as *investors*), at least half of its content words occur
+  in the document (words compared by their first five letters, so *increase* matches
+  *increased*), and every quantity it states is grounded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Measure = Literal["percent", "amount"]
+
+_SCALES = {
+    "thousand": 1e3,
+    "k": 1e3,
+    "million": 1e6,
+    "mn": 1e6,
+    "mln": 1e6,
+    "mm": 1e6,
+    "m": 1e6,
+    "billion": 1e9,
+    "bn": 1e9,
+    "bln": 1e9,
+    "b": 1e9,
+    "trillion": 1e12,
+    "tn": 1e12,
+    "t": 1e12,
+}
+_CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
+_CURRENCY_CODES = ("USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "CNY", "HKD")
+
+_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
+_SCALE = r"thousand|million|billion|trillion|mln|bln|mn|bn|tn|mm|k|m|b|t"
+_PERCENT = r"%|\s?percent(?:age points?)?\b|\s?per\s?cent\b|\s?pct\b|\s?pp\b"
+_BASIS_POINTS = r"\s?(?:basis[\s-]points?|bps|bp)\b"
+_QUANTITY = re.compile(
+    rf"""
+    (?P<sign>[-+\u2212\u2013])?\s?
+    (?P<currency>[$€£¥]|\b(?:{"|".join(_CURRENCY_CODES)})\s?)?
+    (?P<number>{_NUMBER})
+    (?:
+        (?P<percent>{_PERCENT})
+      | (?P<bp>{_BASIS_POINTS})
+      | \s?(?P<scale>{_SCALE})\b
+    )?
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+# A word before a number that makes it a fall: "down 1 percent", "a loss of $12 million".
+_FALLING = re.compile(
+    r"\b(?:down|fell|falls?|fall(?:ing)?|declin\w*|decreas\w*|drop\w*|lower|loss(?:es)?|"
+    r"negative|minus|shrank|shrink\w*|contract\w*|cut|slid|slump\w*|deficit|lost)\b"
+    r"(?:[^\w%]+[a-z]+){0,3}[^\w%]*$",
+    re.IGNORECASE,
+)
+# "fell to $12 million": the number after "to" or "at" is the level reached, not the fall.
+_LEVEL = re.compile(r"\b(?:to|at|of about|at about)\W*$", re.IGNORECASE)
+_RELATIVE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    value: float
+    """Absolute value: an amount in units (billions multiplied out), a percentage in points."""
+    measure: Measure
+    negative: bool
+    currency: str | None = None
+
+    def matches(self, stated: Quantity) -> bool:
+        """Whether ``stated`` (from an answer) is this quantity (from the document)."""
+        if self.measure != stated.measure:
+            return False
+        if self.currency and stated.currency and self.currency != stated.currency:
+            return False
+        if stated.negative and not self.negative:
+            return False
+        return math.isclose(self.value, stated.value, rel_tol=_RELATIVE_TOLERANCE)
+
+
+def quantities(text: str) -> list[Quantity]:
+    """Every quantity in ``text``, in order; a range gives both of its ends."""
+    found = []
+    for match in _QUANTITY.finditer(text):
+        number = float(match["number"].replace(",", ""))
+        if match["percent"]:
+            measure: Measure = "percent"
+        elif match["bp"]:
+            measure, number = "percent", number / 100
+        else:
+            measure = "amount"
+            if match["scale"]:
+                number *= _SCALES[match["scale"].lower()]
+        found.append(
+            Quantity(
+                value=number,
+                measure=measure,
+                negative=_is_negative(text, match),
+                currency=_currency(match["currency"]),
+            )
+        )
+    return found
+
+
+def _is_negative(text: str, match: re.Match[str]) -> bool:
+    sign = match["sign"]
+    if sign and sign != "+":
+        # "4.25%-4.50%": a dash right after a number is a range, not a minus.
+        before = text[: match.start()].rstrip()
+        return not (before and (before[-1].isdigit() or before[-1] == "%"))
+    before = text[max(0, match.start() - 40) : match.start()]
+    return bool(_FALLING.search(before)) and not _LEVEL.search(before)
+
+
+def _currency(written: str | None) -> str | None:
+    if not written:
+        return None
+    written = written.strip()
+    return _CURRENCY_SYMBOLS.get(written, written.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A document read once for the checks: its quantities and its words."""
+
+    quantities: tuple[Quantity, ...]
+    stems: frozenset[str]
+    text: str
+
+    @classmethod
+    def of(cls, text: str) -> Source:
+        return cls(tuple(quantities(text)), frozenset(_stems(text)), " ".join(text.split()))
+
+    def has(self, stated: Quantity) -> bool:
+        return any(known.matches(stated) for known in self.quantities)
+
+
+def ungrounded_values(values: Iterable[str], source: Source) -> list[str]:
+    """The values (key figures as the answer gave them) that the document does not hold."""
+    return [value for value in values if not value_grounded(value, source)]
+
+
+def value_grounded(value: str, source: Source) -> bool:
+    stated = quantities(value)
+    if stated:
+        return all(source.has(q) for q in stated)
+    words = _stems(value)
+    return bool(words) and words <= source.stems
+
+
+def reason_grounded(reason: str, source: Source) -> bool:
+    words = _content_stems(reason)
+    if not words:
+        return False
+    found = sum(1 for word in words if word in source.stems)
+    return found * 2 >= len(words) and all(source.has(q) for q in quantities(reason))
+
+
+def unfounded_numbers(text: str, source: Source) -> list[str]:
+    """The quantities ``text`` states that the document does not (as written in ``text``)."""
+    return [
+        match.group(0).strip()
+        for match, stated in zip(_QUANTITY.finditer(text), quantities(text), strict=True)
+        if not source.has(stated)
+    ]
+
+
+def faithfulness(text: str, source: Source) -> float | None:
+    """Share of the quantities in ``text`` (a summary) that the document holds; ``None`` when
+    it states none."""
+    stated = quantities(text)
+    if not stated:
+        return None
+    return sum(1 for q in stated if source.has(q)) / len(stated)
+
+
+_WORD = re.compile(r"[a-z]+")
+# Words that say nothing about the document: a reason made of them cites nothing.
+_STOP_WORDS = frozenset(
+    """
+    a an and are as at be been but by for from has have in is it its of on or our over
+    that the their there this to was were will with which while than then they these those
+    document report reports reported company investors investor positive negative neutral
+    sentiment overall shows show showing indicates because due news market markets outlook
+    very strong weak good bad results result
+    """.split()  # noqa: SIM905 (a word list reads better as words)
+)
+
+
+def _stem(word: str) -> str:
+    return word[:5]
+
+
+def _stems(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(text.lower())}
+
+
+def _content_stems(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS and len(w) > 2}

@@ -1,0 +1,114 @@
+"""The grounding rules on the ways filings write figures: units, scales, signs, percentages,
+basis points, ranges and thousands separators."""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.common.grounding import (
+    Quantity,
+    Source,
+    faithfulness,
+    quantities,
+    reason_grounded,
+    unfounded_numbers,
+    ungrounded_values,
+    value_grounded,
+)
+
+FILING = Source.of(
+    "Northwind reported revenue of $89.5 billion for the quarter, up 12.4% from a year "
+    "earlier, while operating costs were down 1 percent. Net loss narrowed to a loss of "
+    "$12 million, or $0.15 per share. The board approved a buyback of USD 3.2bn and a "
+    "€450m bond. Units shipped reached 2,100,000. The central bank raised its policy rate "
+    "by 25 basis points to a range of 4.25%-4.50%."
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "$89.5 billion",
+        "89.5B",
+        "89,500 million",
+        "$89,500,000,000",
+        "USD 89.5bn",
+        "12.4%",
+        "12.4 percent",
+        "-1%",
+        "1%",
+        "down 1 percent",
+        "-$12 million",
+        "$12M",
+        "$0.15 per share",
+        "3.2 billion",
+        "EUR 450 million",
+        "2.1 million",
+        "0.25%",
+        "25 bps",
+        "4.25%",
+        "4.25% - 4.50%",
+        "4.50%",
+    ],
+)
+def test_a_value_the_filing_states_is_grounded(value: str) -> None:
+    assert value_grounded(value, FILING), (value, quantities(value))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "$89.4 billion",  # off by rounding: not what the filing says
+        "89.5 million",  # wrong scale
+        "$8.95 billion",
+        "-12.4%",  # the filing's 12.4% is a rise
+        "12.4",  # 12.4 as an amount is not the percentage
+        "$89.5 billion and 13%",  # one of two quantities invented
+        "€89.5 billion",  # the filing's 89.5 billion are dollars
+        "£450m",
+        "25%",  # 25 basis points are 0.25 points
+        "fictitious_value_12345678901234567890123",
+        "record profit",  # words the filing does not use
+    ],
+)
+def test_a_value_the_filing_does_not_state_is_not(value: str) -> None:
+    assert not value_grounded(value, FILING), (value, quantities(value))
+
+
+def test_words_only_values_are_grounded_by_their_words() -> None:
+    assert value_grounded("policy rate", FILING)
+    assert ungrounded_values(["policy rate", "$89.5 billion", "$90 billion"], FILING) == [
+        "$90 billion"
+    ]
+
+
+def test_quantities_read_signs_scales_and_ranges() -> None:
+    assert quantities("a range of 4.25%-4.50%") == [
+        Quantity(4.25, "percent", negative=False),
+        Quantity(4.5, "percent", negative=False),
+    ]
+    assert quantities("sales fell 3.5% to €1,250 million") == [
+        Quantity(3.5, "percent", negative=True),
+        Quantity(1.25e9, "amount", negative=False, currency="EUR"),
+    ]
+    assert quantities("cut by 50 bps") == [Quantity(0.5, "percent", negative=True)]
+    assert quantities("12 months") == [Quantity(12, "amount", negative=False)]
+    # The level a fall reached is not itself negative.
+    assert quantities("margin fell to 8%") == [Quantity(8, "percent", negative=False)]
+
+
+def test_a_reason_must_cite_the_filing() -> None:
+    assert reason_grounded("Revenue up 12.4% and the buyback", FILING)
+    assert reason_grounded("the loss narrowed", FILING)
+    # Words every reason uses cite nothing; invented words and numbers are not there.
+    assert not reason_grounded("The document is positive for investors.", FILING)
+    assert not reason_grounded("Strong demand for cloud services in Asia", FILING)
+    assert not reason_grounded("Revenue grew 30%", FILING)
+    assert not reason_grounded("", FILING)
+
+
+def test_summary_faithfulness_counts_the_numbers_found() -> None:
+    assert faithfulness("Revenue was $89.5 billion, up 12.4%.", FILING) == 1.0
+    assert faithfulness("Revenue was $89.5 billion, up 15%.", FILING) == 0.5
+    assert faithfulness("Revenue rose.", FILING) is None
+    assert unfounded_numbers("Revenue was $89.5 billion, up 15%.", FILING) == ["15%"]
