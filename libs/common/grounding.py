@@ -11,10 +11,11 @@ Rules (documented in docs/quality.md):
 - A key figure is grounded when every quantity in its value equals one of the document's
   (relative tolerance 1e-9 after scaling, so ``89,500 million`` equals ``$89.5 billion``),
   percentages only against percentages, currencies only against the same currency when both
-  name one. A minus sign in the answer needs a negative in the document (a minus sign or a
-  falling word before the number: ``down 1 percent``, ``a loss of $12 million``); an unsigned
-  answer matches either sign, since the figure's name often carries the direction. A value
-  with no number is grounded when its words are in the document.
+  name one. A minus sign in the answer needs a negative in the document (a minus sign, or a
+  falling word next to the number: ``down 1 percent``, ``a loss of $12 million``, ``12%
+  lower``); an answer without a minus sign matches either, since the figure's name or the
+  words around it carry the direction, in more ways than a word list knows. A value with no
+  number is grounded when its words are in the document.
 - A sentiment's reason is grounded when it names at least one content word (not a stop word
   or a word every reason uses, such as *investors*), at least half of its content words occur
   in the document (words compared by their first five letters, so *increase* matches
@@ -69,9 +70,17 @@ _QUANTITY = re.compile(
 )
 # A word before a number that makes it a fall: "down 1 percent", "a loss of $12 million".
 _FALLING = re.compile(
-    r"\b(?:down|fell|falls?|fall(?:ing)?|declin\w*|decreas\w*|drop\w*|lower|loss(?:es)?|"
-    r"negative|minus|shrank|shrink\w*|contract\w*|cut|slid|slump\w*|deficit|lost)\b"
+    r"\b(?:down|fell|falls?|fall(?:ing|en)?|declin\w*|decreas\w*|drop\w*|lower|loss(?:es)?|"
+    r"negative|minus|shrank|shrink\w*|contract\w*|cut|slid|slump\w*|deficit|lost|slip\w*|"
+    r"eas(?:ed|ing)|reduc\w*|weaken\w*|tumbl\w*|plung\w*|sank|sink\w*|retreat\w*|dip\w*|"
+    r"shed|erod\w*|lowered|trimm\w*|writ\w* down|impair\w*)\b"
     r"(?:[^\w%]+[a-z]+){0,3}[^\w%]*$",
+    re.IGNORECASE,
+)
+# "12% lower": a fall said after the number.
+_FALLING_AFTER = re.compile(
+    r"\s*(?:lower|less|down|below|fewer|smaller|weaker|declines?|drops?|falls?|decreases?|"
+    r"contraction|loss)\b",
     re.IGNORECASE,
 )
 # "fell to $12 million": the number after "to" or "at" is the level reached, not the fall.
@@ -98,8 +107,10 @@ class Quantity:
         return math.isclose(self.value, stated.value, rel_tol=_RELATIVE_TOLERANCE)
 
 
-def quantities(text: str) -> list[Quantity]:
-    """Every quantity in ``text``, in order; a range gives both of its ends."""
+def quantities(text: str, *, falling_words: bool = False) -> list[Quantity]:
+    """Every quantity in ``text``, in order; a range gives both of its ends. A quantity is
+    negative by its minus sign, and with ``falling_words`` also by a falling word next to it
+    (how a document says it: ``down 1 percent``, ``a 19% decline``)."""
     found = []
     for match in _QUANTITY.finditer(text):
         number = float(match["number"].replace(",", ""))
@@ -115,20 +126,24 @@ def quantities(text: str) -> list[Quantity]:
             Quantity(
                 value=number,
                 measure=measure,
-                negative=_is_negative(text, match),
+                negative=_is_negative(text, match, falling_words=falling_words),
                 currency=_currency(match["currency"]),
             )
         )
     return found
 
 
-def _is_negative(text: str, match: re.Match[str]) -> bool:
+def _is_negative(text: str, match: re.Match[str], *, falling_words: bool) -> bool:
     sign = match["sign"]
     if sign and sign != "+":
         # "4.25%-4.50%": a dash right after a number is a range, not a minus.
         before = text[: match.start()].rstrip()
         return not (before and (before[-1].isdigit() or before[-1] == "%"))
+    if not falling_words:
+        return False
     before = text[max(0, match.start() - 40) : match.start()]
+    if _FALLING_AFTER.match(text, match.end()):
+        return True
     return bool(_FALLING.search(before)) and not _LEVEL.search(before)
 
 
@@ -149,7 +164,11 @@ class Source:
 
     @classmethod
     def of(cls, text: str) -> Source:
-        return cls(tuple(quantities(text)), frozenset(_stems(text)), " ".join(text.split()))
+        return cls(
+            tuple(quantities(text, falling_words=True)),
+            frozenset(_stems(text)),
+            " ".join(text.split()),
+        )
 
     def has(self, stated: Quantity) -> bool:
         return any(known.matches(stated) for known in self.quantities)

@@ -87,14 +87,20 @@ def test_quantities_read_signs_scales_and_ranges() -> None:
         Quantity(4.25, "percent", negative=False),
         Quantity(4.5, "percent", negative=False),
     ]
-    assert quantities("sales fell 3.5% to €1,250 million") == [
+    assert quantities("sales fell 3.5% to €1,250 million", falling_words=True) == [
         Quantity(3.5, "percent", negative=True),
         Quantity(1.25e9, "amount", negative=False, currency="EUR"),
     ]
-    assert quantities("cut by 50 bps") == [Quantity(0.5, "percent", negative=True)]
+    assert quantities("cut by 50 bps", falling_words=True) == [
+        Quantity(0.5, "percent", negative=True)
+    ]
+    assert quantities("a 19% decline", falling_words=True)[0].negative
+    assert not quantities("sales fell 3.5%")[0].negative  # only a minus sign, in an answer
     assert quantities("12 months") == [Quantity(12, "amount", negative=False)]
     # The level a fall reached is not itself negative.
-    assert quantities("margin fell to 8%") == [Quantity(8, "percent", negative=False)]
+    assert quantities("margin fell to 8%", falling_words=True) == [
+        Quantity(8, "percent", negative=False)
+    ]
 
 
 def test_a_reason_must_cite_the_filing() -> None:

@@ -134,13 +134,37 @@ class WorkflowRun(msgspec.Struct, kw_only=True, frozen=True):
     error: Reason = None
 
 
+ScoreName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.]+$")]
+
+
+class QualityScore(msgspec.Struct, kw_only=True, frozen=True):
+    """How good one answer was, by one measure (``bench/eval.py`` sends them): the collector
+    keeps one per ``(run_id, metric)`` and reports means per workflow version and model."""
+
+    run_id: Identifier
+    """The scored answer (an evaluation names it ``<eval id>/<doc id>/<task>``)."""
+    workflow_id: Name
+    workflow_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """The version manager's version the answer was made with, if any."""
+    model: Name
+    metric: ScoreName
+    """``key_figures_f1``, ``sentiment_correct``, ``summary_faithfulness``, ``grounded``..."""
+    value: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
+    timestamp: AwareTime
+    source: Annotated[str, msgspec.Meta(max_length=64, pattern=NO_NUL)] = "eval"
+
+
 class EventBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``POST /events``: usage events and workflow outcomes, for setups without Kafka."""
+    """``POST /events``: usage events, workflow outcomes and quality scores, for setups
+    without Kafka (and for scores, which only an evaluation makes)."""
 
     usage: Annotated[list[UsageEvent], msgspec.Meta(max_length=50_000)] = msgspec.field(
         default_factory=list
     )
     runs: Annotated[list[WorkflowRun], msgspec.Meta(max_length=50_000)] = msgspec.field(
+        default_factory=list
+    )
+    scores: Annotated[list[QualityScore], msgspec.Meta(max_length=50_000)] = msgspec.field(
         default_factory=list
     )
 
