@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from libs.common.schemas.usage import UsageEvent, WorkflowRun
+from libs.common.schemas.usage import QualityScore, UsageEvent, WorkflowRun
 
 UsageKey = tuple[str, datetime]
 RunKey = tuple[str, str, datetime]
@@ -95,3 +95,24 @@ def new_usage(events: Iterable[UsageEvent], stored: Iterable[Sequence[Any]]) -> 
 def new_runs(runs: Iterable[WorkflowRun], stored: Iterable[Sequence[Any]]) -> list[WorkflowRun]:
     keys = {(row[0], row[1], _utc(row[2])) for row in stored}
     return [r for r in runs if run_key(r) in keys]
+
+
+def score_columns(scores: Sequence[QualityScore]) -> list[list[Any]]:
+    """One score per answer and measure (the last sent wins: an upsert may not touch a row
+    twice), column by column in the order of ``queries.SCORE_COLUMNS``."""
+    last = {(score.run_id, score.metric): score for score in scores}
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for s in last.values():
+        values = (
+            s.run_id,
+            s.metric,
+            _utc(s.timestamp),
+            s.workflow_id,
+            s.workflow_version,
+            s.model,
+            s.value,
+            s.source,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns

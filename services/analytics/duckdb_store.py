@@ -28,7 +28,9 @@ from libs.common.schemas.usage import (
     CostLine,
     GroupBy,
     ModelStats,
+    QualityScore,
     RollupResult,
+    ScoreLine,
     TrendMetric,
     TrendPoint,
     UsageEvent,
@@ -36,7 +38,7 @@ from libs.common.schemas.usage import (
     WorkflowStats,
 )
 from services.analytics import queries, results
-from services.analytics.batches import new_runs, run_columns
+from services.analytics.batches import new_runs, run_columns, score_columns
 from services.analytics.duckdb_usage import USAGE_TABLE, insert_new_usage
 from services.analytics.exports import csv_header, format_rows, stream_file, temporary_path
 from services.analytics.queries import (
@@ -77,6 +79,7 @@ SCHEMA = (
         PRIMARY KEY (hour, workflow_id, status))""",
     f"""CREATE TABLE IF NOT EXISTS {META} (
         key VARCHAR PRIMARY KEY, value TIMESTAMPTZ NOT NULL)""",
+    queries.scores_table("VARCHAR", "DOUBLE"),
 )
 
 
@@ -169,6 +172,13 @@ class DuckDBStore:
 
         return new_runs(unique, await self._write(replace_outcomes))
 
+    async def insert_scores(self, scores: Sequence[QualityScore]) -> int:
+        if not scores:
+            return 0
+        columns = score_columns(scores)
+        await self._write(lambda db: db.execute(queries.UPSERT_SCORES, columns))
+        return len(columns[0])
+
     async def roll_up(self, cutoff: datetime) -> RollupResult:
         def fold(db: duckdb.DuckDBPyConnection) -> RollupResult:
             db.execute("BEGIN TRANSACTION")
@@ -191,6 +201,10 @@ class DuckDBStore:
     async def costs(self, window: TimeWindow, group_by: GroupBy) -> list[CostLine]:
         rows = await self._read(queries.costs(group_by), [window.start, window.end])
         return results.cost_lines(rows)
+
+    async def score_stats(self, window: TimeWindow, workflow_id: str | None) -> list[ScoreLine]:
+        rows = await self._read(queries.SCORE_STATS, [window.start, window.end, workflow_id])
+        return results.score_lines(rows)
 
     async def workflow_stats(self, window: TimeWindow) -> list[WorkflowStats]:
         sql = queries.workflow_stats(queries.DUCKDB)

@@ -32,7 +32,9 @@ from libs.common.schemas.usage import (
     CostLine,
     GroupBy,
     ModelStats,
+    QualityScore,
     RollupResult,
+    ScoreLine,
     TrendMetric,
     TrendPoint,
     UsageEvent,
@@ -40,7 +42,13 @@ from libs.common.schemas.usage import (
     WorkflowStats,
 )
 from services.analytics import queries, results
-from services.analytics.batches import new_runs, new_usage, run_columns, usage_columns
+from services.analytics.batches import (
+    new_runs,
+    new_usage,
+    run_columns,
+    score_columns,
+    usage_columns,
+)
 from services.analytics.exports import ParquetSpool, csv_header, format_rows, stream_file
 from services.analytics.queries import (
     EXPORT_COLUMNS,
@@ -88,6 +96,7 @@ _TABLES = (
         timed_runs BIGINT NOT NULL,
         PRIMARY KEY (hour, workflow_id, status))""",
     f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TIMESTAMPTZ NOT NULL)",
+    queries.scores_table("TEXT", "DOUBLE PRECISION"),
 )
 # Plain tables only: a hypertable gets its own time index when it is created.
 _TIME_INDEXES = (
@@ -288,6 +297,14 @@ class PostgresStore:
             stored = await (await conn.execute(_MOVE_RUNS)).fetchall()
         return new_runs(unique, stored)
 
+    async def insert_scores(self, scores: Sequence[QualityScore]) -> int:
+        if not scores:
+            return 0
+        columns = score_columns(scores)
+        async with self._db.connection() as conn:
+            await conn.execute(queries.UPSERT_SCORES, columns)
+        return len(columns[0])
+
     async def roll_up(self, cutoff: datetime) -> RollupResult:
         async with self._db.connection() as conn, conn.transaction():
             await conn.execute(queries.ROLL_UP_USAGE, (cutoff,))
@@ -306,6 +323,10 @@ class PostgresStore:
     async def costs(self, window: TimeWindow, group_by: GroupBy) -> list[CostLine]:
         rows = await self._read(queries.costs(group_by), window.start, window.end)
         return results.cost_lines(rows)
+
+    async def score_stats(self, window: TimeWindow, workflow_id: str | None) -> list[ScoreLine]:
+        rows = await self._read(queries.SCORE_STATS, window.start, window.end, workflow_id)
+        return results.score_lines(rows)
 
     async def workflow_stats(self, window: TimeWindow) -> list[WorkflowStats]:
         sql = queries.workflow_stats(queries.POSTGRES)

@@ -22,6 +22,7 @@ RUNS: Final = "pas_analytics_runs"
 USAGE_HOURLY: Final = "pas_analytics_usage_hourly"
 RUNS_HOURLY: Final = "pas_analytics_runs_hourly"
 META: Final = "pas_analytics_meta"
+SCORES: Final = "pas_analytics_scores"
 
 
 class Dialect(NamedTuple):
@@ -357,3 +358,41 @@ ORDER BY hour, service, provider, model, capability, workflow_id, status""",
 SELECT hour, workflow_id, status, runs, duration_ms_sum, timed_runs
 FROM {RUNS_HOURLY} WHERE hour >= $1 AND hour < $2 ORDER BY hour, workflow_id, status""",
 }
+
+
+# --- quality scores: few (one per evaluated answer and measure), kept raw --------------------
+
+SCORE_COLUMNS: Final = (
+    "run_id", "metric", "ts", "workflow_id", "workflow_version", "model", "value", "source",
+)  # fmt: skip
+
+
+def scores_table(text: str, double: str) -> str:
+    """``text`` and ``double``: the dialect's names of those types."""
+    return f"""CREATE TABLE IF NOT EXISTS {SCORES} (
+        run_id {text} NOT NULL, metric {text} NOT NULL, ts TIMESTAMPTZ NOT NULL,
+        workflow_id {text} NOT NULL, workflow_version INTEGER, model {text} NOT NULL,
+        value {double} NOT NULL, source {text} NOT NULL,
+        PRIMARY KEY (run_id, metric))"""
+
+
+# A score sent again for the same answer and measure replaces the stored one (a re-evaluation).
+UPSERT_SCORES: Final = f"""
+INSERT INTO {SCORES} ({", ".join(SCORE_COLUMNS)})
+SELECT * FROM (
+    SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::timestamptz[]),
+           unnest($4::text[]), unnest($5::integer[]), unnest($6::text[]),
+           unnest($7::double precision[]), unnest($8::text[])
+) batch
+ON CONFLICT (run_id, metric) DO UPDATE SET
+    ts = excluded.ts, workflow_id = excluded.workflow_id,
+    workflow_version = excluded.workflow_version, model = excluded.model,
+    value = excluded.value, source = excluded.source"""
+
+# $3: one workflow's scores only, or NULL for every workflow's.
+SCORE_STATS: Final = f"""
+SELECT workflow_id, workflow_version, model, metric, count(*), avg(value), min(value), max(value)
+FROM {SCORES}
+WHERE ts >= $1 AND ts < $2 AND ($3::text IS NULL OR workflow_id = $3::text)
+GROUP BY workflow_id, workflow_version, model, metric
+ORDER BY workflow_id, workflow_version NULLS FIRST, model, metric"""

@@ -16,6 +16,7 @@ from libs.common.schemas.usage import (
     CostLine,
     ModelStats,
     Percentiles,
+    ScoreLine,
     TrendMetric,
     TrendPoint,
     WorkflowStats,
@@ -77,6 +78,22 @@ def cost_total(lines: Sequence[CostLine]) -> CostLine:
         total_tokens=sum(line.total_tokens for line in lines),
         cost_usd=_cost(sum((Decimal(str(line.cost_usd)) for line in lines), Decimal(0))),
     )
+
+
+def score_lines(rows: Iterable[Row]) -> list[ScoreLine]:
+    return [
+        ScoreLine(
+            workflow_id=workflow_id,
+            workflow_version=version,
+            model=model,
+            metric=metric,
+            count=_int(count),
+            mean=float(mean),
+            min=float(low),
+            max=float(high),
+        )
+        for workflow_id, version, model, metric, count, mean, low, high in rows
+    ]
 
 
 def workflow_stats(rows: Iterable[Row]) -> list[WorkflowStats]:

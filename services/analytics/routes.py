@@ -25,6 +25,7 @@ from libs.common.schemas.usage import (
     ModelReport,
     Period,
     RollupResult,
+    ScoreReport,
     Trend,
     TrendMetric,
     WorkflowReport,
@@ -114,12 +115,13 @@ class EventsController(Controller):
         "/events",
         status_code=200,
         responses=problem_responses(400, 401, 413),
-        summary="Store a batch of usage events and workflow outcomes (each stored once by key)",
+        summary="Store a batch of usage events, workflow outcomes and quality scores (each "
+        "stored once by key)",
     )
     async def ingest(
         self, data: JSONBody[EventBatch], ingestor: NamedDependency[Ingestor]
     ) -> IngestResult:
-        return await ingestor.ingest(data.usage, data.runs, source="http")
+        return await ingestor.ingest(data.usage, data.runs, source="http", scores=data.scores)
 
 
 class AnalyticsController(Controller):
@@ -202,6 +204,25 @@ class AnalyticsController(Controller):
     ) -> ModelReport:
         window = time_window(start, to)
         return ModelReport(period=_period(window), models=await store.model_stats(window))
+
+    @get(
+        "/scores",
+        responses=problem_responses(400),
+        summary="Answer quality per workflow version and model: count and mean of each measure",
+    )
+    async def scores(
+        self,
+        store: NamedDependency[AnalyticsStore],
+        start: From = None,
+        to: To = None,
+        workflow_id: Annotated[
+            str | None,
+            QueryParameter(max_length=256, description="Only this workflow's scores."),
+        ] = None,
+    ) -> ScoreReport:
+        window = time_window(start, to)
+        lines = await store.score_stats(window, workflow_id)
+        return ScoreReport(period=_period(window), scores=lines)
 
 
 class ReportsController(Controller):

@@ -19,7 +19,9 @@ from libs.common.schemas.usage import (
     CostLine,
     GroupBy,
     ModelStats,
+    QualityScore,
     RollupResult,
+    ScoreLine,
     TrendMetric,
     TrendPoint,
     UsageEvent,
@@ -62,6 +64,15 @@ class AnalyticsStore(Protocol):
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
         """Store the outcomes not stored yet (by run, status and time); returns the new ones."""
+        ...
+
+    async def insert_scores(self, scores: Sequence[QualityScore]) -> int:
+        """Store the scores, one per answer and measure (a score sent again replaces the
+        stored one); returns how many were taken."""
+        ...
+
+    async def score_stats(self, window: TimeWindow, workflow_id: str | None) -> list[ScoreLine]:
+        """Per workflow, version, model and measure: count and mean."""
         ...
 
     async def workflow_stats(self, window: TimeWindow) -> list[WorkflowStats]: ...

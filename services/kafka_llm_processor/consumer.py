@@ -33,7 +33,12 @@ def describe(result: DocumentResult) -> str:
     return line
 
 
-async def show(bootstrap: str, topic: str, *, dlq: bool, expect: int, timeout_s: float) -> int:
+class Shown(msgspec.Struct):
+    messages: int = 0
+    ungrounded: int = 0
+
+
+async def show(bootstrap: str, topic: str, *, dlq: bool, expect: int, timeout_s: float) -> Shown:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -42,22 +47,26 @@ async def show(bootstrap: str, topic: str, *, dlq: bool, expect: int, timeout_s:
         enable_auto_commit=False,
     )
     await consumer.start()
-    seen = 0
+    shown = Shown()
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while asyncio.get_running_loop().time() < deadline and (expect == 0 or seen < expect):
+        while asyncio.get_running_loop().time() < deadline and (
+            expect == 0 or shown.messages < expect
+        ):
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
-                    seen += 1
+                    shown.messages += 1
                     if dlq:
                         letter = msgspec.json.decode(record.value, type=DeadLetter)
                         print(f"DLQ {letter.key} [{letter.error_type}] {letter.error}")
-                    else:
-                        print(describe(msgspec.json.decode(record.value, type=DocumentResult)))
+                        continue
+                    result = msgspec.json.decode(record.value, type=DocumentResult)
+                    shown.ungrounded += result.status == "ungrounded"
+                    print(describe(result))
     finally:
         await consumer.stop()
-    return seen
+    return shown
 
 
 def main() -> None:
@@ -68,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings_or_exit(ProcessorSettings)
     topic = settings.dlq_topic if args.dlq else settings.output_topic
-    seen = asyncio.run(
+    shown = asyncio.run(
         show(
             settings.bootstrap_servers,
             topic,
@@ -77,7 +86,13 @@ def main() -> None:
             timeout_s=args.timeout,
         )
     )
-    print(f"{seen} message(s) on {topic}")
+    line = f"{shown.messages} message(s) on {topic}"
+    if shown.ungrounded:
+        line += (
+            f"; {shown.ungrounded} UNGROUNDED: a figure or reason not in the document "
+            "(never to be used as facts)"
+        )
+    print(line)
 
 
 if __name__ == "__main__":

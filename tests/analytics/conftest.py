@@ -36,7 +36,7 @@ PG_OBJECTS = (
     "DROP VIEW IF EXISTS pas_analytics_usage_by_hour, pas_analytics_runs_by_hour",
     "DROP MATERIALIZED VIEW IF EXISTS pas_analytics_usage_hourly_live",
     "DROP TABLE IF EXISTS pas_analytics_usage, pas_analytics_runs, pas_analytics_usage_hourly, "
-    "pas_analytics_runs_hourly, pas_analytics_meta",
+    "pas_analytics_runs_hourly, pas_analytics_meta, pas_analytics_scores",
 )
 
 

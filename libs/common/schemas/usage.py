@@ -205,6 +205,24 @@ class WorkflowStats(msgspec.Struct, kw_only=True):
     cost_usd: float
 
 
+class ScoreLine(msgspec.Struct, kw_only=True):
+    """One measure's scores for one workflow version on one model."""
+
+    workflow_id: str
+    workflow_version: int | None
+    model: str
+    metric: str
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+class ScoreReport(msgspec.Struct, kw_only=True):
+    period: Period
+    scores: list[ScoreLine]
+
+
 class WorkflowReport(msgspec.Struct, kw_only=True):
     period: Period
     workflows: list[WorkflowStats]
