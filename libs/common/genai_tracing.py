@@ -1,6 +1,7 @@
 """Spans for model calls, following OpenTelemetry's GenAI semantic conventions.
 
-One span per call, named ``{operation} {model}`` (``chat smollm2-135m``), of kind CLIENT when
+One span per call, named ``{operation} {model}`` (``chat smollm2-135m``; ``chat`` when the
+request names no model), of kind CLIENT when
 PAS calls a model somewhere else (the router, the runner, the processor) and INTERNAL when the
 model runs in this process (the LLM services). Attributes, as the conventions name them:
 ``gen_ai.operation.name``, ``gen_ai.provider.name`` (the successor of ``gen_ai.system``),
@@ -44,12 +45,20 @@ def _attributes(
     provider: str,
     attributes: Mapping[str, str | int | float | bool] | None,
 ) -> dict[str, str | int | float | bool]:
-    return {
+    found: dict[str, str | int | float | bool] = {
         GEN_AI_OPERATION_NAME: operation,
         GEN_AI_PROVIDER_NAME: provider,
-        GEN_AI_REQUEST_MODEL: model,
         **(attributes or {}),
     }
+    if model:
+        found[GEN_AI_REQUEST_MODEL] = model
+    return found
+
+
+def _name(operation: str, model: str) -> str:
+    # A call that leaves the model to the server (no ``model`` in the request) is named by
+    # its operation alone, as the conventions say.
+    return f"{operation} {model}" if model else operation
 
 
 @contextmanager
@@ -64,7 +73,7 @@ def genai_span(
     """A span around one model call; an exception leaving it marks the span failed (with
     ``error.type``) and goes on. Token counts are set with :func:`record_usage`."""
     with _tracer.start_as_current_span(
-        f"{operation} {model}",
+        _name(operation, model),
         kind=kind,
         attributes=_attributes(operation, model, provider, attributes),
     ) as span:
@@ -87,7 +96,7 @@ def start_genai_span(
     """The same span, started but not made current, for a call that outlives the block that
     began it (a stream): the caller ends it (``span.end()``) when the last event went out."""
     return _tracer.start_span(
-        f"{operation} {model}",
+        _name(operation, model),
         kind=kind,
         attributes=_attributes(operation, model, provider, attributes),
     )

@@ -9,6 +9,11 @@ store's keys make the second delivery a no-op: at least once in, exactly once st
 While a batch is being stored (on the store's own thread or connection), the loop fetches and
 decodes the next one; one batch is stored at a time, and each is committed when its store
 returns, so commits stay in order and never run ahead of the store.
+
+Tracing: a batch is handled as a whole, so it gets one CONSUMER span (``process <topic>``, or
+``process`` across topics) from its decoding to its commit, which links to the context each
+record's headers carry rather than taking one of them as its parent (what the messaging
+conventions ask of batch processing); dead letters are PRODUCER spans under it.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from opentelemetry import trace
 
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
+from libs.common.kafka.tracing import finish_in, produce_span, start_batch_span
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
 from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode, decode_usage
 from services.analytics.ingest import Ingestor
@@ -84,12 +91,22 @@ class EventConsumer:
                     batches = await consumer.getmany(timeout_ms=500, max_records=s.batch_max)
                     if not batches:
                         continue
-                    usage, runs = await self._decode(producer, batches)
-                    if storing is not None:
-                        previous, storing = storing, None
-                        await previous  # stored and committed, or raises
+                    span = start_batch_span(
+                        [record for records in batches.values() for record in records],
+                        group=s.group_id,
+                    )
+                    try:
+                        with trace.use_span(span):
+                            usage, runs = await self._decode(producer, batches)
+                        if storing is not None:
+                            previous, storing = storing, None
+                            await previous  # stored and committed, or raises
+                    except BaseException:
+                        span.end()
+                        raise
+                    # The batch's span ends once it is committed (or failed to be).
                     storing = asyncio.create_task(
-                        self._store_and_commit(consumer, batches, usage, runs)
+                        finish_in(span, self._store_and_commit(consumer, batches, usage, runs))
                     )
             finally:
                 if storing is not None:
@@ -171,7 +188,9 @@ class EventConsumer:
         self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], exc: Undecodable
     ) -> None:
         letter = dead_letter(record, error=str(exc), error_type=exc.kind, attempts=1)
-        await send_acknowledged(producer, self._settings.dlq_topic, record.key, _encode(letter))
+        topic = self._settings.dlq_topic
+        with produce_span(topic, key=record.key) as headers:
+            await send_acknowledged(producer, topic, record.key, _encode(letter), headers or None)
         self._metrics.dead_lettered.labels(record.topic, exc.kind).inc()
         logger.warning(
             "record dead-lettered",

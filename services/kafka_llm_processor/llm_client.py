@@ -1,5 +1,9 @@
 """Asking an OpenAI-compatible server for one document's answer, through the shared client
-(``libs/common/clients/openai_client.py``), its failures sorted into worth retrying or not."""
+(``libs/common/clients/openai_client.py``), its failures sorted into worth retrying or not.
+
+Each call is a GenAI CLIENT span (``chat <model>``) with the tokens the server counted; the
+HTTP request under it carries its ``traceparent`` (the aiohttp instrumentation, when tracing
+is on)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,17 @@ from libs.common.clients.openai_client import (
     OpenAIClient,
 )
 from libs.common.clients.openai_compat import openai_base_url
+from libs.common.genai_tracing import (
+    CHAT,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_TEMPERATURE,
+    genai_span,
+    record_usage,
+)
+
+PROVIDER = "openai"
+"""``gen_ai.provider.name`` of the calls: the API spoken (a PAS LLM service, the router or
+vLLM behind it), as OpenAI client instrumentations name OpenAI-compatible endpoints."""
 
 
 class TransientLLMError(LLMTransientError):
@@ -69,14 +84,26 @@ class LLMClient:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": json_schema},
             }
-        try:
-            answer = await self._client.complete(body, headers=headers)
-        except LLMRefused as exc:
-            raise PermanentLLMError(str(exc), status=exc.status, body=exc.body) from exc
-        except (LLMTransientError, LLMUnusableAnswer) as exc:
-            # An answer that is not a chat completion is most often a server in trouble.
-            raise TransientLLMError(str(exc), status=exc.status, body=exc.body) from exc
-        usage = answer.completion.usage
+        with genai_span(
+            CHAT,
+            model=self._model or "",
+            provider=PROVIDER,
+            attributes={GEN_AI_REQUEST_MAX_TOKENS: max_tokens, GEN_AI_REQUEST_TEMPERATURE: 0},
+        ) as span:
+            try:
+                answer = await self._client.complete(body, headers=headers)
+            except LLMRefused as exc:
+                raise PermanentLLMError(str(exc), status=exc.status, body=exc.body) from exc
+            except (LLMTransientError, LLMUnusableAnswer) as exc:
+                # An answer that is not a chat completion is most often a server in trouble.
+                raise TransientLLMError(str(exc), status=exc.status, body=exc.body) from exc
+            usage = answer.completion.usage
+            record_usage(
+                span,
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                response_model=answer.completion.model,
+            )
         return LLMAnswer(
             text=answer.text,
             model=answer.completion.model,

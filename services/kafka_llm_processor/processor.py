@@ -23,6 +23,8 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ProducerClosed
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from libs.common.kafka.records import (
     PublishFailed,
@@ -31,6 +33,7 @@ from libs.common.kafka.records import (
     send_acknowledged,
     track_topics,
 )
+from libs.common.kafka.tracing import finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.retries import retried
 from libs.common.schemas.documents import (
@@ -147,25 +150,37 @@ class DocumentProcessor:
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> Awaitable[None]:
         """Answer ``record`` in its slot; what it hands back publishes the answer (or the dead
-        letter, or spills it) outside the slot."""
+        letter, or spills it) outside the slot.
+
+        The record's CONSUMER span (in the trace its headers carry) is current while it is
+        answered and while its result or dead letter is published (their PRODUCER spans are
+        its children), and ends once the document is recorded."""
         started = time.perf_counter()
+        span = start_consume_span(record, group=self._settings.group_id)
         self._metrics.in_flight.inc()
         try:
-            result = await self._answer(record, started)
+            with trace.use_span(span):
+                result = await self._answer(record, started)
         except _Failed as failure:
-            return self._recorded(record, self._dead_letter(record, failure))
+            if span.is_recording():
+                span.set_attribute("error.type", failure.kind)
+            return self._recorded(record, self._dead_letter(record, failure), span)
         except Exception as exc:
+            span.end()
             self._nowhere(record)
             raise NotRecorded from exc
+        except BaseException:
+            span.end()
+            raise
         finally:
             self._metrics.in_flight.dec()
-        return self._recorded(record, self._publish_result(record, result, started))
+        return self._recorded(record, self._publish_result(record, result, started), span)
 
     async def _recorded(
-        self, record: ConsumerRecord[bytes, bytes], publication: Awaitable[None]
+        self, record: ConsumerRecord[bytes, bytes], publication: Awaitable[None], span: Span
     ) -> None:
         try:
-            await publication
+            await finish_in(span, publication)
         except ProducerClosed as exc:
             # Stopped before it was published; uncommitted, so it comes back after the restart.
             logger.warning("stopped before a document was published", offset=record.offset)
@@ -321,10 +336,18 @@ class DocumentProcessor:
         )
 
     async def _publish(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        """Send with the broker's acknowledgement, in a PRODUCER span whose context the record's
+        headers carry (no headers with tracing off)."""
         assert self._producer is not None
-        return await send_acknowledged(
-            self._producer, topic, key, value, deadline_s=self._settings.publish_deadline_s
-        )
+        with produce_span(topic, key=key) as headers:
+            return await send_acknowledged(
+                self._producer,
+                topic,
+                key,
+                value,
+                headers or None,
+                deadline_s=self._settings.publish_deadline_s,
+            )
 
 
 def _coordinates(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

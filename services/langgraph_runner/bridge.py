@@ -9,6 +9,10 @@
   ``workflow_run_id``, keyed by ``workflow_run_id``), or its run waits for a person
   (interrupted: the event is safe in the store, and a person may take days). So a crash
   redelivers only events whose outcome is not out yet, and they find their runs.
+- Tracing: each event gets a CONSUMER span in the trace its headers carry, current while it is
+  validated and its run started (the run's span is its child) and while its dead letter is
+  published (a PRODUCER span, its context in the dead letter's headers); it ends there, not
+  when the run does (a run may wait days for a person).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from typing import Any
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from libs.common.kafka.records import dead_letter, send_acknowledged
+from libs.common.kafka.tracing import finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.schemas.workflows import EVENT_TRIGGERED, WorkflowTriggered
 from services.langgraph_runner.errors import InvalidWorkflowInput, WorkflowNotFound
@@ -110,16 +117,24 @@ class WorkflowBridge:
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> Awaitable[None] | None:
         """In its slot until its run's outcome is out; an event that cannot run hands its
         dead letter over instead (published outside the slot)."""
+        span = start_consume_span(record, group=self._settings.group_id)
         try:
-            event = self._validate(record)
-            run, created = await self._runs.start_for_event(event, _trace_headers(record))
+            # Current while the run starts: its task copies the context, its span is a child.
+            with trace.use_span(span):
+                event = self._validate(record)
+                run, created = await self._runs.start_for_event(event, _trace_headers(record))
         except _Rejected as rejected:
-            return self._dead_letter(record, rejected.kind, str(rejected))
+            return self._rejected(span, record, rejected.kind, str(rejected))
         except (WorkflowNotFound, InvalidWorkflowInput) as exc:
             kind = "unknown_workflow" if isinstance(exc, WorkflowNotFound) else "invalid_input"
-            return self._dead_letter(record, kind, str(exc))
+            return self._rejected(span, record, kind, str(exc))
         except RunnerClosing as exc:
+            span.end()
             raise NotRecorded from exc  # not committed: the event comes back after the restart
+        except BaseException:
+            span.end()
+            raise
+        span.end()
         self._metrics.events.labels("accepted" if created else "duplicate").inc()
         if not created:
             logger.info(
@@ -133,6 +148,14 @@ class WorkflowBridge:
         except RunnerClosing as exc:
             raise NotRecorded from exc
         return None
+
+    def _rejected(
+        self, span: Span, record: ConsumerRecord[bytes, bytes], kind: str, reason: str
+    ) -> Awaitable[None]:
+        """The dead letter's publication, under the event's span (ended once it is out)."""
+        if span.is_recording():
+            span.set_attribute("error.type", kind)
+        return finish_in(span, self._dead_letter(record, kind, reason))
 
     def _validate(self, record: ConsumerRecord[bytes, bytes]) -> WorkflowTriggered:
         value = record.value
@@ -178,8 +201,11 @@ class WorkflowBridge:
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
     ) -> Any:
+        """Send with the broker's acknowledgement, in a PRODUCER span whose context the record's
+        headers carry (``headers`` as they are with tracing off)."""
         assert self._producer is not None
-        return await send_acknowledged(self._producer, topic, key, value, headers)
+        with produce_span(topic, key=key, headers=headers) as sent:
+            return await send_acknowledged(self._producer, topic, key, value, sent or None)
 
 
 def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:

@@ -5,6 +5,10 @@ router's ``capability`` extension and JSON-schema answers (``format=<schema>``, 
 takes it) are what PAS nodes need, and the shared client (``libs/common/clients/
 openai_client.py``) gives exactly that, its errors included (``LLMTransientError`` and its
 kinds are worth another attempt; ``LLMRefused`` and ``LLMUnusableAnswer`` are not).
+
+Each call is a GenAI CLIENT span (``chat <model>``, OpenTelemetry's GenAI conventions) with the
+tokens and the cost the endpoint stated; the HTTP request under it carries its ``traceparent``
+(the aiohttp instrumentation, when tracing is on), so the router's spans continue the run's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,13 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict
 
 from libs.common.clients.openai_client import OpenAIClient
+from libs.common.genai_tracing import (
+    CHAT,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_TEMPERATURE,
+    genai_span,
+    record_usage,
+)
 
 COST_KEY = "cost_usd"
 """Where an answer's ``response_metadata`` carries the cost the endpoint stated."""
@@ -30,6 +41,14 @@ _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"
 def _wire_message(message: BaseMessage) -> dict[str, str]:
     # ``text`` is a str subclass (callable too) that msgspec does not encode as it is.
     return {"role": _ROLES.get(message.type, "user"), "content": str(message.text)}
+
+
+def _stated_cost(usage: Mapping[str, Any] | None) -> float | None:
+    """The call's cost in USD, where the endpoint states it (OpenRouter's accounting)."""
+    cost = (usage or {}).get("cost")
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        return float(cost)
+    return None
 
 
 class OpenAICompatibleChat(BaseChatModel):
@@ -45,6 +64,9 @@ class OpenAICompatibleChat(BaseChatModel):
     """Shared by every chat model of the runner (its owner closes it)."""
     call_headers: Callable[[], Mapping[str, str]] | None = None
     """Headers for the call being made, read at call time (the run's attribution)."""
+    provider: str = "openai"
+    """``gen_ai.provider.name`` of its spans: the API spoken (the router, vLLM...), as OpenAI
+    client instrumentations name OpenAI-compatible endpoints."""
 
     @property
     def _llm_type(self) -> str:
@@ -90,18 +112,33 @@ class OpenAICompatibleChat(BaseChatModel):
         elif answer_format == "json":
             body["response_format"] = {"type": "json_object"}
         headers = self.call_headers() if self.call_headers is not None else None
-        answer = await self.client.complete(body, headers=headers)
-        completion = answer.completion
+        with genai_span(
+            CHAT,
+            model=self.model,
+            provider=self.provider,
+            attributes={
+                GEN_AI_REQUEST_MAX_TOKENS: self.max_tokens,
+                GEN_AI_REQUEST_TEMPERATURE: self.temperature,
+            },
+        ) as span:
+            answer = await self.client.complete(body, headers=headers)
+            completion = answer.completion
+            usage = completion.usage
+            cost = _stated_cost(answer.raw_usage)
+            record_usage(
+                span,
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                response_model=completion.model,
+                cost_usd=cost,
+            )
         choice = completion.choices[0]
-        usage = completion.usage
-        cost = (answer.raw_usage or {}).get("cost")
         metadata: dict[str, Any] = {
             "model_name": completion.model,
             "finish_reason": choice.finish_reason,
         }
-        if isinstance(cost, int | float) and not isinstance(cost, bool):
-            # The call's cost in USD, where the endpoint states it (OpenRouter's accounting).
-            metadata[COST_KEY] = float(cost)
+        if cost is not None:
+            metadata[COST_KEY] = cost
         message = AIMessage(
             content=choice.message.content,
             usage_metadata=UsageMetadata(

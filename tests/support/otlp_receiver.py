@@ -3,7 +3,8 @@
 ``POST /v1/traces`` takes what the SDK's exporter sends (an ``ExportTraceServiceRequest``,
 protobuf, gzip'ed or not), decodes it with ``opentelemetry-proto`` and keeps every span;
 ``GET /spans`` answers them as a JSON list (ids in hex, attributes as plain values, the
-resource's ``service.name`` on each). Start it with :class:`OTLPReceiver`:
+resource's ``service.name`` on each, links as ``{trace_id, span_id, attributes}``). Start it
+with :class:`OTLPReceiver`:
 
     with OTLPReceiver() as receiver:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
@@ -71,6 +72,14 @@ def decode(body: bytes) -> list[Span]:
                         "end_ns": span.end_time_unix_nano,
                         "status": {"code": span.status.code, "message": span.status.message},
                         "attributes": {a.key: _value(a.value) for a in span.attributes},
+                        "links": [
+                            {
+                                "trace_id": link.trace_id.hex(),
+                                "span_id": link.span_id.hex(),
+                                "attributes": {a.key: _value(a.value) for a in link.attributes},
+                            }
+                            for link in span.links
+                        ],
                     }
                 )
     return spans

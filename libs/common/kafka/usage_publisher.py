@@ -8,6 +8,11 @@ not reach the broker is counted in ``pas_usage_events_dropped_total`` with the r
 
     async with UsagePublisher(bootstrap, service="provider_router") as usage:
         usage.publish(event)
+
+With tracing on, ``publish()`` keeps the trace context current where it is called (the call
+that made the event) beside the event, and the background task sends the record in a PRODUCER
+span under it, the span's context in the record's headers: analytics links its batch to it.
+With tracing off nothing is kept and the record has no headers.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry import context as otel_context
 from prometheus_client import Counter, Gauge
 from prometheus_client.registry import Collector
 
 from libs.common.constants import TOPIC_LLM_USAGE
+from libs.common.kafka.tracing import produce_span
 from libs.common.schemas.usage import UsageEvent
+from libs.common.telemetry import tracing_enabled
 
 logger = structlog.get_logger("pas.usage_publisher")
 
@@ -36,6 +44,9 @@ _BATCH = 256
 _RETRY_INITIAL_S = 0.5
 _RETRY_MAX_S = 30.0
 _encode = msgspec.json.Encoder().encode
+
+_Queued = tuple[UsageEvent, otel_context.Context | None]
+"""An event and the trace context it was published in (``None`` with tracing off)."""
 
 
 class UsagePublisherMetrics:
@@ -89,7 +100,7 @@ class UsagePublisher:
         self.topic = topic
         self._bootstrap_servers = bootstrap_servers
         self._shutdown_timeout_s = shutdown_timeout_s
-        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue(max_buffered)
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(max_buffered)
         self.metrics = metrics or UsagePublisherMetrics(service)
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -103,8 +114,10 @@ class UsagePublisher:
 
     def publish(self, event: UsageEvent) -> bool:
         """Queue the event for sending; False (and counted) when the queue is full."""
+        # The context of the call that made the event: the send happens in another task.
+        context = otel_context.get_current() if tracing_enabled() else None
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, context))
         except asyncio.QueueFull:
             self.metrics.dropped["buffer_full"].inc()
             return False
@@ -169,17 +182,30 @@ class UsagePublisher:
             while len(batch) < _BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                for event in batch:
-                    await self._send(producer, event)
+                for event, context in batch:
+                    await self._send(producer, event, context)
             finally:
                 for _ in batch:
                     self._queue.task_done()
                 self.metrics.buffered.set(self._queue.qsize())
 
-    async def _send(self, producer: AIOKafkaProducer, event: UsageEvent) -> None:
+    async def _send(
+        self,
+        producer: AIOKafkaProducer,
+        event: UsageEvent,
+        context: otel_context.Context | None,
+    ) -> None:
         try:
             # Waits only while the producer's own buffer is full; requests never wait on this.
-            delivery = await producer.send(self.topic, value=_encode(event))
+            if context is None:
+                delivery = await producer.send(self.topic, value=_encode(event))
+            else:
+                # The span covers the hand-over to the producer, not the broker's answer
+                # (which _delivered counts): the publisher never waits on that.
+                with produce_span(self.topic, context=context) as headers:
+                    delivery = await producer.send(
+                        self.topic, value=_encode(event), headers=headers
+                    )
         except KafkaError as exc:
             self.metrics.dropped["delivery_failed"].inc()
             logger.warning("usage event not accepted by the producer", error=str(exc))
