@@ -32,7 +32,6 @@ READ_ELSEWHERE = {
     "PAS_AIRFLOW_HOME": "scripts/setup_airflow.sh: AIRFLOW_HOME",
     "PAS_AIRFLOW_VENV": "scripts/setup_airflow.sh: Airflow's own venv",
     "PAS_AIRFLOW_PYTHON": "scripts/setup_airflow.sh: the Python that makes Airflow's venv",
-    "RUNNER_URL": "dags/pas_airflow: where LangGraphOperator(mode='rest') calls the runner",
     "PAS_ALERT_EMAIL": "dags/pas_airflow/notify.py: where failure mail goes",
     "AIRFLOW_CONN_PAS_SLACK": "Airflow: the failure notifier's webhook connection",
     "AIRFLOW_CONN_PAS_SMTP": "Airflow: the failure notifier's SMTP connection",

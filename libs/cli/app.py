@@ -1,0 +1,42 @@
+"""The ``pas`` command group: ``pas status | send | trigger | dlq | costs``."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from libs.cli import costs, dlq, send, status, trigger
+from libs.cli.settings import CLISettings
+from libs.common.errors import SettingsError
+from libs.common.settings import load_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Operate a running PAS: its health, documents and workflows, dead letters and costs.
+
+    Where PAS is comes from the environment (and .env), as for every PAS service:
+    KAFKA_BOOTSTRAP_SERVERS, REGISTRY_URL, RUNNER_URL, ANALYTICS_URL, ... and the tokens
+    (RUNNER_TOKEN, ..., else PAS_TOKEN); see .env.example.
+    """
+    try:
+        ctx.obj = load_settings(CLISettings)
+    except SettingsError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        ctx.exit(2)
+
+
+cli.add_command(status.status)
+cli.add_command(send.send)
+cli.add_command(trigger.trigger)
+cli.add_command(dlq.dlq)
+cli.add_command(costs.costs)
+
+
+def main() -> None:
+    # The command says itself what it could not reach; aiokafka's own log lines would only
+    # repeat it, out of order, on stderr.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    cli(prog_name="pas")

@@ -1,0 +1,64 @@
+"""What every ``pas`` command shares: its settings, its two consoles, progress bars, and
+running its async work with failures turned into one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+import httpx
+from aiokafka.errors import KafkaError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from libs.cli.settings import CLISettings
+
+T = TypeVar("T")
+
+# Results go to stdout (to pipe or parse); progress and errors to stderr.
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+
+pass_settings = click.make_pass_decorator(CLISettings)
+
+
+def progress() -> Progress:
+    """A bar on stderr that disappears when done (on a terminal; nothing is drawn otherwise)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def run(work: Coroutine[Any, Any, T], *, broker: str | None = None) -> T:
+    """Run ``work``; a broker or service that cannot be reached ends the command with one line
+    saying which (exit 1), not a traceback."""
+    try:
+        return asyncio.run(work)
+    except KafkaError as exc:
+        where = f" at {broker}" if broker else ""
+        raise click.ClickException(f"Kafka{where}: {type(exc).__name__}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        try:
+            url = str(exc.request.url)
+        except RuntimeError:  # an error raised before any request was built
+            url = "HTTP"
+        raise click.ClickException(f"{url}: {type(exc).__name__}: {exc}") from exc

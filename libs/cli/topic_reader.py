@@ -1,0 +1,125 @@
+"""Reading topics the way an operator's tool must: as no consumer group at all.
+
+The reader assigns itself partitions and never commits, so that looking at a topic (a DLQ, the
+results) moves no service's offsets and leaves no group behind on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import Self, TypeAlias
+
+import click
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+_POLL_MS = 500
+
+
+def _all_there(wanted: Iterable[str], known: set[str]) -> None:
+    missing = [topic for topic in wanted if topic not in known]
+    if missing:
+        raise click.ClickException(f"no topic {', '.join(missing)} on the broker")
+
+
+class TopicReader:
+    """A group-less consumer of ``topics`` (all their partitions), from their start or end."""
+
+    def __init__(self, bootstrap_servers: str, topics: Iterable[str]) -> None:
+        self._topics = list(topics)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            # A DLQ holds letters up to about 100 KiB each; fetch several at once.
+            fetch_max_bytes=52_428_800,
+        )
+        self.partitions: list[TopicPartition] = []
+
+    async def __aenter__(self) -> Self:
+        await self._consumer.start()
+        try:
+            _all_there(self._topics, await self._consumer.topics())
+            for topic in self._topics:
+                numbers = self._consumer.partitions_for_topic(topic) or set()
+                self.partitions += [TopicPartition(topic, n) for n in sorted(numbers)]
+            self._consumer.assign(self.partitions)
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._consumer.stop()
+
+    async def from_end(self) -> None:
+        """Start after what the topics hold now (to wait for what comes next)."""
+        await self._consumer.seek_to_end(*self.partitions)
+        for tp in self.partitions:
+            await self._consumer.position(tp)  # resolve "end" now, before anything is sent
+
+    async def everything(self) -> list[Record]:
+        """Every record the topics hold, by partition then offset.
+
+        Read until the end offsets the broker gives and then until a fetch finds nothing
+        more: an end offset may fall short of the last record (the embedded Tansu broker
+        answers the last batch's base offset plus one, however many records that batch holds).
+        """
+        ends = await self._consumer.end_offsets(self.partitions)
+        await self._consumer.seek_to_beginning(*self.partitions)
+        found: list[Record] = []
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=_POLL_MS)
+            for records in batches.values():
+                found += records
+            behind = [tp for tp in self.partitions if await self._consumer.position(tp) < ends[tp]]
+            if not batches and not behind:
+                break
+        return sorted(found, key=lambda record: (record.topic, record.partition, record.offset))
+
+    async def at(self, partition: int, offset: int) -> Record | None:
+        """The record at ``partition:offset`` of the first topic; ``None`` when the topic holds
+        no such record (never written, or deleted by retention)."""
+        tp = TopicPartition(self._topics[0], partition)
+        if tp not in self.partitions or offset < 0:
+            return None
+        first = (await self._consumer.beginning_offsets([tp]))[tp]
+        if offset < first:
+            return None
+        self._consumer.pause(*[p for p in self.partitions if p != tp])
+        found = await self._first_from(tp, offset, offset)
+        if found is None:
+            # A broker whose end offset falls short (see ``everything``) may refuse a fetch at
+            # an offset it does hold: look from the partition's start instead.
+            found = await self._first_from(tp, first, offset)
+        return found
+
+    async def _first_from(self, tp: TopicPartition, start: int, offset: int) -> Record | None:
+        self._consumer.seek(tp, start)
+        # Past the end, the consumer resets to the end and finds nothing.
+        while records := (await self._consumer.getmany(tp, timeout_ms=_POLL_MS)).get(tp, []):
+            for record in records:
+                if record.offset == offset:
+                    found: Record = record
+                    return found
+                if record.offset > offset:
+                    return None  # compacted away
+        return None
+
+    async def following(self, timeout_s: float) -> AsyncIterator[Record]:
+        """What arrives from the current positions on, for at most ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (left := deadline - loop.time()) > 0:
+            batches = await self._consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
+            for records in batches.values():
+                for record in records:
+                    yield record

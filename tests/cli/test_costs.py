@@ -1,0 +1,70 @@
+"""``pas costs`` on the real analytics service, fed usage events over its HTTP API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+
+from tests.cli.conftest import pas
+from tests.support.processes import ServiceProcess
+
+
+def usage(
+    event_id: str, model: str, prompt: int, completion: int, cost: float
+) -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "service": "provider_router",
+        "provider": "local",
+        "model": model,
+        "status": "ok",
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "latency_ms": 12.0,
+        "cost_usd": cost,
+    }
+
+
+def test_costs_per_model_as_a_table_and_as_json(
+    start_analytics: Callable[[], ServiceProcess],
+) -> None:
+    analytics = start_analytics()
+    batch = {
+        "usage": [
+            usage("u1", "smollm2", 10, 5, 0.001),
+            usage("u2", "smollm2", 20, 5, 0.002),
+            usage("u3", "gpt-x", 100, 50, 0.5),
+        ]
+    }
+    stored = httpx.post(f"{analytics.url}/events", json=batch)
+    assert stored.status_code == 200, stored.text
+    env = {"ANALYTICS_URL": analytics.url}
+
+    table = pas("costs", env=env)
+    report = pas("costs", "--group-by", "model", "--json", env=env)
+
+    assert table.returncode == 0, table.stderr
+    [smollm2] = [line for line in table.stdout.splitlines() if "smollm2" in line]
+    assert "2" in smollm2.split()
+    assert "0.003000" in smollm2
+    assert report.returncode == 0, report.stderr
+    body = json.loads(report.stdout)
+    by_model = {line["key"]: line for line in body["groups"]}
+    assert by_model["smollm2"]["llm_calls"] == 2
+    assert by_model["gpt-x"]["total_tokens"] == 150
+    assert body["total"]["llm_calls"] == 3
+
+
+def test_a_bad_window_is_the_services_own_answer(
+    start_analytics: Callable[[], ServiceProcess],
+) -> None:
+    analytics = start_analytics()
+
+    shown = pas("costs", "--from", "yesterday", env={"ANALYTICS_URL": analytics.url})
+
+    assert shown.returncode == 1
+    assert "analytics answered 400" in shown.stderr

@@ -1,0 +1,152 @@
+"""``pas dlq``: a poison document and a document whose LLM call was refused land in the
+processor's DLQ; the command lists them, replays the one that can succeed once the backend is
+fixed, refuses the other unless forced, and leaves the DLQ as it was."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from libs.common.schemas.documents import DeadLetter
+from services.kafka_llm_processor.producer import documents
+from tests.cli.conftest import pas
+from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
+
+REFUSED = (400, b'{"error": {"message": "bad request", "type": "invalid_request_error"}}')
+
+
+async def records_of(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` now, read without a group until a fetch finds no more."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[Any] = []
+        while batches := await consumer.getmany(timeout_ms=1000):
+            for records in batches.values():
+                found += records
+        return found
+    finally:
+        await consumer.stop()
+
+
+def listed(env: dict[str, str], dlq: str) -> list[dict[str, Any]]:
+    shown = pas("dlq", "list", dlq, "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    return [json.loads(line) for line in shown.stdout.splitlines()]
+
+
+async def test_replay_sends_what_can_succeed_and_refuses_what_cannot(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    backend = OpenAIResponder(reply=REFUSED)
+    [doc] = [msgspec.structs.replace(d, task="summary") for d in documents(1)]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "INPUT_TOPIC": topics.input}
+    with serve_asgi(backend) as url:
+        start_processor(f"{url}/v1", PROCESSOR_MAX_ATTEMPTS="2")
+        await send(kafka_bootstrap, topics.input, [(b"poison", b"{not json"), *as_messages([doc])])
+        letters: list[DeadLetter] = await collect(kafka_bootstrap, topics.dlq, 2)
+        by_key = {letter.key: letter for letter in letters}
+        assert by_key["poison"].error_type == "invalid_document"
+        assert by_key[doc.doc_id].error_type == "PermanentLLMError"
+
+        # Listed: both, with where they sit, why, and how often they were tried.
+        table = pas("dlq", "list", topics.dlq, env=env)
+        assert table.returncode == 0, table.stderr
+        for key, kind in (("poison", "invalid_document"), (doc.doc_id, "PermanentLLMError")):
+            [line] = [line for line in table.stdout.splitlines() if key in line]
+            assert kind in line
+        rows = {row["envelope"]["key"]: row for row in listed(env, topics.dlq)}
+        assert set(rows) == {"poison", doc.doc_id}
+        poison_at = f"{rows['poison']['partition']}:{rows['poison']['offset']}"
+        failed_at = f"{rows[doc.doc_id]['partition']}:{rows[doc.doc_id]['offset']}"
+
+        shown = pas("dlq", "show", topics.dlq, failed_at, env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert '"error_type": "PermanentLLMError"' in shown.stdout
+        assert f'"doc_id": "{doc.doc_id}"' in shown.stdout  # the original, pretty-printed
+
+        # A dry run says what would happen and publishes nothing.
+        dry = pas("dlq", "replay", topics.dlq, "--all", "--dry-run", env=env)
+        assert dry.returncode == 1
+        assert "would replay" in dry.stdout
+
+        # The backend is fixed; every letter is asked for: the poison one is refused by name.
+        backend.reply = None
+        replayed = pas("dlq", "replay", topics.dlq, "--all", env=env)
+        assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+        assert poison_at in replayed.stderr
+        assert "invalid_document" in replayed.stderr
+        assert "replayed 1, refused 1" in replayed.stdout
+
+        results = await collect(kafka_bootstrap, topics.output, 1)
+
+    [result] = results
+    assert result.doc_id == doc.doc_id
+    assert result.status == "ok"
+    # Sent again as a new record of the input topic, with its key and the replay's headers.
+    sent = await records_of(kafka_bootstrap, topics.input)
+    replays = [r for r in sent if dict(r.headers).get("x-pas-replayed-from")]
+    assert len(replays) == 1
+    [again] = replays
+    assert result.source_offset == f"{again.topic}/{again.partition}/{again.offset}"
+    assert again.key == doc.doc_id.encode()
+    assert json.loads(again.value) == json.loads(by_key[doc.doc_id].original)
+    headers = dict(again.headers)
+    assert headers["x-pas-replay-attempt"] == b"1"
+    assert headers["x-pas-replayed-from"] == f"{topics.dlq}/{failed_at.replace(':', '/')}".encode()
+    # The DLQ still holds both letters, originals intact: it is the audit trail.
+    after = {row["envelope"]["key"]: row for row in listed(env, topics.dlq)}
+    assert set(after) == {"poison", doc.doc_id}
+    assert after["poison"]["envelope"]["original"] == "{not json"
+    assert after[doc.doc_id]["envelope"]["original"] == by_key[doc.doc_id].original
+
+
+async def test_forced_replay_sends_a_refused_letter_and_its_new_letter_counts_the_replay(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    with serve_asgi(OpenAIResponder()) as url:
+        start_processor(f"{url}/v1")
+        await send(kafka_bootstrap, topics.input, [(b"poison", b'{"doc_id": "x", "title": 42}')])
+        [letter] = await collect(kafka_bootstrap, topics.dlq, 1)
+        [row] = listed(env, topics.dlq)
+        at = f"{row['partition']}:{row['offset']}"
+
+        refused = pas("dlq", "replay", topics.dlq, "--offset", at, env=env)
+        assert refused.returncode == 1
+        assert at in refused.stderr
+        forced = pas("dlq", "replay", topics.dlq, "--offset", at, "--force", env=env)
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+
+        letters = await collect(kafka_bootstrap, topics.dlq, 2)
+
+    assert letter.error_type == "invalid_document"
+    again = letters[1]
+    assert again.error_type == "invalid_document"
+    assert again.original == letter.original
+    assert again.headers["x-pas-replay-attempt"] == "1"
+    assert again.headers["x-pas-replayed-from"] == f"{topics.dlq}/{at.replace(':', '/')}"
+    # Listed with the replay counted; no letter at an offset that does not exist.
+    table = pas("dlq", "list", topics.dlq, "--error-type", "invalid_document", env=env)
+    assert "2 of 2 letter(s)" in table.stdout
+    missing = pas("dlq", "replay", topics.dlq, "--offset", "0:999", env=env)
+    assert missing.returncode == 1
+    assert "no letter at 0:999" in missing.stderr
+
+
+def test_a_topic_that_does_not_exist_is_named(kafka_bootstrap: str) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+
+    shown = pas("dlq", "list", "no-such-dlq-topic", env=env)
+
+    assert shown.returncode == 1
+    assert "no topic no-such-dlq-topic" in shown.stderr
