@@ -1,0 +1,190 @@
+"""Ask an OpenAI-compatible endpoint for each document's answer the way the Kafka processor
+does (``services/kafka_llm_processor/processor.py``): its messages, JSON schemas and decoding
+from ``tasks.py``, its LLM client, temperature 0; an answer whose key figures or reason the
+document does not hold is asked once more with the stricter instruction. What the processor
+would dead-letter (a refused or failed call, an answer that is not the asked JSON) is an
+*unusable* answer here, kept with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from bench.evaluation.eval_set import EvalDocument
+from libs.common.retries import retried
+from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment, Task
+from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from services.kafka_llm_processor.llm_client import (
+    LLMAnswer,
+    LLMClient,
+    PermanentLLMError,
+    TransientLLMError,
+)
+from services.kafka_llm_processor.tasks import (
+    SCHEMAS,
+    STRICTER,
+    AnswerUnusable,
+    messages_for,
+    structured,
+    ungrounded_parts,
+)
+
+TRANSIENT_ATTEMPTS = 3
+"""Calls per question when the endpoint fails transiently (a timeout, a 5xx, a 429)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prompting:
+    """What one document's question is asked with."""
+
+    workflow_id: str
+    """The workflow the answer is scored under (analytics, the version manager)."""
+    instruction: str | None = None
+    """Replaces the processor's instruction for the task (a version's prompt); ``None``: the
+    processor's own. The stricter addition still follows it on the second question."""
+    model: str | None = None
+    max_tokens: int = 384
+    workflow_version: int | None = None
+    experiment_id: str | None = None
+    variant: str | None = None
+
+
+@dataclass(slots=True)
+class Answered:
+    """One document's answer to one task, after the grounding check (and its retry)."""
+
+    document: EvalDocument
+    task: Task
+    run_id: str
+    prompting: Prompting
+    text: str | None = None
+    model: str | None = None
+    key_figures: list[KeyFigure] | None = None
+    sentiment: Sentiment | None = None
+    grounded_first: bool | None = None
+    """Key figures and sentiment: the first answer was grounded (before the retry)."""
+    ungrounded: list[str] = field(default_factory=list)
+    """What the final answer states that the document does not hold."""
+    unusable: str | None = None
+    """Why there is no usable answer (what the processor would dead-letter with)."""
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    """From the first question to the final answer, the grounding retry included."""
+
+    @property
+    def structured(self) -> bool:
+        return self.task != "summary"
+
+    @property
+    def grounded(self) -> bool | None:
+        """Key figures and sentiment: the final answer is usable and grounded."""
+        if not self.structured:
+            return None
+        return self.unusable is None and not self.ungrounded
+
+
+class Asker:
+    """Questions to one endpoint, a client per model asked (a version may name its own)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None,
+        timeout_s: float,
+        grounding_retry: bool = True,
+        retry_wait_s: float = 0.5,
+    ) -> None:
+        self._url = url
+        self._grounding_retry = grounding_retry
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._retry_wait_s = retry_wait_s
+        self._clients: dict[str | None, LLMClient] = {}
+
+    def _client(self, model: str | None) -> LLMClient:
+        if model not in self._clients:
+            self._clients[model] = LLMClient(
+                self._url, model=model, timeout_s=self._timeout_s, api_key=self._api_key
+            )
+        return self._clients[model]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def answer(
+        self, document: EvalDocument, task: Task, run_id: str, prompting: Prompting
+    ) -> Answered:
+        result = Answered(document=document, task=task, run_id=run_id, prompting=prompting)
+        question = document.as_task(task)
+        client = self._client(prompting.model)
+        # The LLM service (or router) attributes the calls' usage to this evaluation answer.
+        headers = {HEADER_WORKFLOW_ID: prompting.workflow_id, HEADER_WORKFLOW_RUN_ID: run_id}
+
+        async def ask(strict: bool) -> LLMAnswer:
+            def once() -> Awaitable[LLMAnswer]:
+                result.calls += 1
+                return client.ask(
+                    _messages(question, prompting.instruction, strict=strict),
+                    max_tokens=prompting.max_tokens,
+                    json_schema=SCHEMAS[task],
+                    headers=headers,
+                )
+
+            answer = await retried(
+                once,
+                on=TransientLLMError,
+                attempts=TRANSIENT_ATTEMPTS,
+                give_up_after_s=None,
+                wait_initial=self._retry_wait_s,
+                wait_jitter=self._retry_wait_s,
+                wait_max=self._retry_wait_s * 16,
+            )
+            result.text, result.model = answer.text, answer.model
+            result.prompt_tokens += answer.prompt_tokens
+            result.completion_tokens += answer.completion_tokens
+            result.key_figures, result.sentiment = structured(task, answer.text)
+            return answer
+
+        started = time.perf_counter()
+        try:
+            await ask(strict=False)
+            result.ungrounded = ungrounded_parts(question, result.key_figures, result.sentiment)
+            if result.structured:
+                result.grounded_first = not result.ungrounded
+            if result.ungrounded and self._grounding_retry:
+                # At temperature 0 the same question gives the same answer: ask more strictly.
+                await ask(strict=True)
+                result.ungrounded = ungrounded_parts(question, result.key_figures, result.sentiment)
+        except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
+            result.unusable = f"{type(exc).__name__}: {exc}"
+        result.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        return result
+
+
+def _messages(
+    document: FinancialDocument, instruction: str | None, *, strict: bool
+) -> list[dict[str, str]]:
+    messages = messages_for(document, strict=strict)
+    if instruction is not None:
+        extra = STRICTER[document.task] if strict else ""
+        messages[0] = {"role": "system", "content": instruction + extra}
+    return messages
+
+
+async def run_bounded(
+    jobs: Sequence[Callable[[], Awaitable[Answered]]], concurrency: int
+) -> list[Answered]:
+    """Run the jobs, at most ``concurrency`` at once; the answers in the jobs' order."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def bounded(job: Callable[[], Awaitable[Answered]]) -> Answered:
+        async with gate:
+            return await job()
+
+    return list(await asyncio.gather(*(bounded(job) for job in jobs)))

@@ -1,0 +1,222 @@
+"""``python -m bench.eval`` scores exactly what a known model answers.
+
+The model is ``tests/support/openai_responder.py``'s ``OpenAIResponder`` (a scripted server
+speaking OpenAI's documented chat completion wire format) served over loopback HTTP, scripted
+per document of the first four ``dev`` documents: all expected key figures / a figure too
+many, dropped when asked strictly / an invented figure / no JSON at all; sentiments right,
+wrong, ungrounded and grounded on the retry; summaries faithful, invented, without numbers.
+The report's precision, recall, accuracy, faithfulness and grounding rates must be the
+fractions that follows from the script, and the gate's exit code must follow its thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bench.eval import main
+from bench.evaluation.eval_set import EvalDocument
+from bench.evaluation.report import EvalReport, decode
+from libs.common.schemas.documents import Task
+from libs.common.schemas.usage import EventBatch
+from tests.bench.scripted import (
+    INVENTED,
+    UNFOUNDED_REASON,
+    dev_documents,
+    expected_figures,
+    figures,
+    grounded_reason,
+    scripted_model,
+    sentiment,
+)
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
+from tests.support.processes import free_port
+from tests.support.receivers import WebhookReceiver
+
+DOCS = dev_documents()[:4]
+LABELS = ("positive", "neutral", "negative")
+
+
+def script(document: EvalDocument, task: Task, strictly: bool, system: str) -> str:
+    n = [d.doc_id for d in DOCS].index(document.doc_id)
+    first = document.expected_key_figures[0]
+    if task == "key_figures":
+        return [
+            expected_figures(document),
+            figures((first.name, first.value))
+            if strictly
+            else figures((first.name, first.value), ("orders", INVENTED)),
+            figures(("revenue", INVENTED)),
+            "Sorry, I cannot list figures.",
+        ][n]
+    if task == "sentiment":
+        right, reason = document.expected_sentiment, grounded_reason(document)
+        wrong = LABELS[(LABELS.index(right) + 1) % 3]
+        return [
+            sentiment(right, reason),
+            sentiment(wrong, reason),
+            sentiment(right, UNFOUNDED_REASON),
+            sentiment(right, reason if strictly else UNFOUNDED_REASON),
+        ][n]
+    return [
+        document.reference_summary,
+        f"Revenue reached {INVENTED}.",
+        "The company reported its results.",
+        document.reference_summary,
+    ][n]
+
+
+@pytest.fixture
+def model() -> Iterator[tuple[str, OpenAIResponder]]:
+    responder = OpenAIResponder(model="scripted", answer_for=scripted_model(script))
+    with serve_asgi(responder) as url:
+        yield f"{url}/v1", responder
+
+
+def run(url: str, out: Path, *extra: str) -> tuple[int, EvalReport]:
+    code = main(["--url", url, "--limit", "4", "--out", str(out), *extra])
+    return code, decode((out / "report.json").read_bytes())
+
+
+def test_the_report_gives_the_fractions_the_script_makes(
+    model: tuple[str, OpenAIResponder], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, responder = model
+    with WebhookReceiver() as analytics:
+        code, report = run(url, tmp_path, "--analytics-url", analytics.url, "--concurrency", "3")
+
+    sizes = [len(d.expected_key_figures) for d in DOCS]
+    assert code == 0
+    assert report.key_figures is not None
+    assert (report.key_figures.matched, report.key_figures.predicted) == (
+        sizes[0] + 1,
+        sizes[0] + 2,
+    )
+    assert report.headline.precision == (sizes[0] + 1) / (sizes[0] + 2)
+    assert report.headline.recall == (sizes[0] + 1) / sum(sizes)
+    assert report.headline.sentiment_accuracy == 3 / 4
+    assert report.sentiment is not None
+    assert sum(map(sum, report.sentiment.confusion)) == 4
+    assert report.headline.faithfulness == 2 / 3
+    assert report.summary is not None
+    assert (report.summary.with_numbers, report.summary.without_numbers) == (3, 1)
+    by_task = {s.task: s for s in report.tasks}
+    assert (by_task["key_figures"].grounded_before, by_task["key_figures"].grounded_after) == (
+        1 / 4,
+        2 / 4,
+    )
+    assert (by_task["sentiment"].grounded_before, by_task["sentiment"].grounded_after) == (
+        2 / 4,
+        3 / 4,
+    )
+    assert (report.headline.grounding_before, report.headline.grounding_after) == (3 / 8, 5 / 8)
+    assert [(u.doc_id, u.task) for u in by_task["key_figures"].unusable] == [
+        (DOCS[3].doc_id, "key_figures")
+    ]
+    assert "AnswerUnusable" in by_task["key_figures"].unusable[0].reason
+
+    # Per answer: the scores the experiment and analytics get, the retry where it was asked.
+    rows = {(r.doc_id, r.task): r for r in report.answers}
+    assert [rows[d.doc_id, "key_figures"].score for d in DOCS] == [
+        1.0,
+        2 / (1 + sizes[1]),
+        0.0,
+        0.0,
+    ]
+    assert [rows[d.doc_id, "key_figures"].calls for d in DOCS] == [1, 2, 2, 1]
+    assert [rows[d.doc_id, "summary"].score for d in DOCS] == [1.0, 0.0, None, 1.0]
+    assert rows[DOCS[1].doc_id, "summary"].unfounded == [INVENTED]
+    assert all(r["temperature"] == 0 for r in responder.requests)
+    assert len(responder.requests) == sum(r.calls for r in report.answers) == 4 * 3 + 2 + 2
+
+    # The scores analytics received: one per scored answer, plus grounded per structured one.
+    sent = [msgspec.convert(body, EventBatch) for path, body in analytics.received]
+    assert {path for path, _ in analytics.received} == {"/events"}
+    scores = [s for batch in sent for s in batch.scores]
+    metrics = sorted((s.metric, s.value) for s in scores if s.run_id.endswith("/sentiment"))
+    assert metrics == sorted(
+        [("sentiment_correct", v) for v in (1.0, 0.0, 1.0, 1.0)]
+        + [("grounded", v) for v in (1.0, 1.0, 0.0, 1.0)]
+    )
+    assert len(scores) == 4 + 4 + 3 + 4 + 4
+    assert {s.workflow_id for s in scores} == {
+        "kafka_llm_processor.key_figures",
+        "kafka_llm_processor.sentiment",
+        "kafka_llm_processor.summary",
+    }
+    assert {s.model for s in scores} == {"scripted"}
+
+    html = (tmp_path / "report.html").read_text()
+    assert "<svg" in html
+    assert "<script" not in html
+    assert "<link" not in html
+    assert "precision" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("margin", "expected_code"), [(-0.01, 0), (0.01, 1)])
+def test_the_gate_fails_on_each_metric_under_its_threshold(
+    model: tuple[str, OpenAIResponder],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    margin: float,
+    expected_code: int,
+) -> None:
+    url, _ = model
+    sizes = [len(d.expected_key_figures) for d in DOCS]
+    thresholds = {
+        "--min-precision": (sizes[0] + 1) / (sizes[0] + 2),
+        "--min-recall": (sizes[0] + 1) / sum(sizes),
+        "--min-sentiment-accuracy": 3 / 4,
+        "--min-faithfulness": 2 / 3,
+        "--min-grounding-rate": 5 / 8,
+    }
+    options = [
+        part for name, value in thresholds.items() for part in (name, f"{value + margin:.4f}")
+    ]
+    code, report = run(url, tmp_path, "--task", "all", *options)
+
+    assert code == expected_code
+    failed = capsys.readouterr().err
+    named = ["precision", "recall", "sentiment accuracy", "faithfulness", "grounding rate"]
+    assert [name in failed for name in named] == [expected_code == 1] * len(named)
+    assert len(report.gate_failures) == (5 if expected_code else 0)
+
+
+def test_a_threshold_on_a_metric_not_measured_fails(
+    model: tuple[str, OpenAIResponder], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, _ = model
+    code, _ = run(url, tmp_path, "--task", "key_figures", "--min-sentiment-accuracy", "0.5")
+    assert code == 1
+    assert "sentiment accuracy was not measured" in capsys.readouterr().err
+
+
+def test_bad_arguments_and_an_unreachable_endpoint_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    assert main(["--url", nowhere, "--out", str(tmp_path)]) == 2
+    assert "cannot be reached" in capsys.readouterr().err
+    assert main(["--url", nowhere, "--workflow", "w", "--version", "2"]) == 2
+    assert "--versioning-url" in capsys.readouterr().err
+    assert main(["--url", nowhere, "--docs", str(tmp_path / "missing.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--min-recall", "1.5"])
+    assert exited.value.code == 2
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_without_the_retry_the_first_answer_is_the_final_one(
+    model: tuple[str, OpenAIResponder], tmp_path: Path
+) -> None:
+    url, responder = model
+    code, report = run(url, tmp_path, "--task", "key_figures", "--no-grounding-retry")
+
+    assert code == 0
+    assert (report.headline.grounding_before, report.headline.grounding_after) == (1 / 4, 1 / 4)
+    assert len(responder.requests) == 4
