@@ -16,20 +16,14 @@ from bench.evaluation.eval_set import EvalDocument
 from libs.common.retries import retried
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment, Task
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from services.kafka_llm_processor.grounded import answer_grounded
 from services.kafka_llm_processor.llm_client import (
     LLMAnswer,
     LLMClient,
     PermanentLLMError,
     TransientLLMError,
 )
-from services.kafka_llm_processor.tasks import (
-    SCHEMAS,
-    STRICTER,
-    AnswerUnusable,
-    messages_for,
-    structured,
-    ungrounded_parts,
-)
+from services.kafka_llm_processor.tasks import SCHEMAS, STRICTER, AnswerUnusable, messages_for
 
 TRANSIENT_ATTEMPTS = 3
 """Calls per question when the endpoint fails transiently (a timeout, a 5xx, a 429)."""
@@ -145,24 +139,22 @@ class Asker:
                 wait_jitter=self._retry_wait_s,
                 wait_max=self._retry_wait_s * 16,
             )
+            # Kept even when the answer proves unusable: what it said, and what it cost.
             result.text, result.model = answer.text, answer.model
             result.prompt_tokens += answer.prompt_tokens
             result.completion_tokens += answer.completion_tokens
-            result.key_figures, result.sentiment = structured(task, answer.text)
             return answer
 
         started = time.perf_counter()
         try:
-            await ask(strict=False)
-            result.ungrounded = ungrounded_parts(question, result.key_figures, result.sentiment)
-            if result.structured:
-                result.grounded_first = not result.ungrounded
-            if result.ungrounded and self._grounding_retry:
-                # At temperature 0 the same question gives the same answer: ask more strictly.
-                await ask(strict=True)
-                result.ungrounded = ungrounded_parts(question, result.key_figures, result.sentiment)
+            answered = await answer_grounded(question, ask, ask_again=self._grounding_retry)
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             result.unusable = f"{type(exc).__name__}: {exc}"
+        else:
+            result.key_figures, result.sentiment = answered.key_figures, answered.sentiment
+            result.ungrounded = answered.ungrounded
+            if result.structured:
+                result.grounded_first = answered.first_grounded
         result.latency_ms = round((time.perf_counter() - started) * 1000, 1)
         return result
 

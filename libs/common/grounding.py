@@ -15,7 +15,8 @@ Rules (documented in docs/quality.md):
   falling word next to the number: ``down 1 percent``, ``a loss of $12 million``, ``12%
   lower``); an answer without a minus sign matches either, since the figure's name or the
   words around it carry the direction, in more ways than a word list knows. A value with no
-  number is grounded when its words are in the document.
+  number is no figure and is not grounded (a model that lists the company's name as a key
+  figure has found none).
 - A sentiment's reason is grounded when it names at least one content word (not a stop word
   or a word every reason uses, such as *investors*), at least half of its content words occur
   in the document (words compared by their first five letters, so *increase* matches
@@ -180,11 +181,10 @@ def ungrounded_values(values: Iterable[str], source: Source) -> list[str]:
 
 
 def value_grounded(value: str, source: Source) -> bool:
+    """A key figure's value: a number (or several) the document states. A value without one
+    (a company's name, "record high") is no figure, whatever the document says."""
     stated = quantities(value)
-    if stated:
-        return all(source.has(q) for q in stated)
-    words = _stems(value)
-    return bool(words) and words <= source.stems
+    return bool(stated) and all(source.has(q) for q in stated)
 
 
 def reason_grounded(reason: str, source: Source) -> bool:

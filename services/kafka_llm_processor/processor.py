@@ -39,12 +39,11 @@ from libs.common.retries import retried
 from libs.common.schemas.documents import (
     DocumentResult,
     FinancialDocument,
-    KeyFigure,
-    Sentiment,
     processor_run_id,
     processor_workflow_id,
 )
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from services.kafka_llm_processor.grounded import answer_grounded
 from services.kafka_llm_processor.llm_client import (
     LLMAnswer,
     LLMClient,
@@ -53,13 +52,7 @@ from services.kafka_llm_processor.llm_client import (
 )
 from services.kafka_llm_processor.metrics import ProcessorMetrics
 from services.kafka_llm_processor.settings import ProcessorSettings
-from services.kafka_llm_processor.tasks import (
-    SCHEMAS,
-    AnswerUnusable,
-    messages_for,
-    structured,
-    ungrounded_parts,
-)
+from services.kafka_llm_processor.tasks import SCHEMAS, AnswerUnusable, messages_for
 
 logger = structlog.get_logger("pas.processor")
 
@@ -234,23 +227,26 @@ class DocumentProcessor:
             HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
         }
         attempts = 0
-        strict = False
 
-        def ask() -> Awaitable[LLMAnswer]:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and not strict:
-                self._metrics.retries.inc()
-            return self._llm.ask(
-                messages_for(document, strict=strict),
-                max_tokens=self._settings.max_tokens,
-                json_schema=SCHEMAS[document.task],
-                headers=attribution,
-            )
+        async def ask(strict: bool) -> LLMAnswer:
+            if strict:
+                self._metrics.grounding_retries.labels(document.task).inc()
+            calls = 0
 
-        async def answered() -> tuple[LLMAnswer, list[KeyFigure] | None, Sentiment | None]:
-            answer = await retried(
-                ask,
+            def once() -> Awaitable[LLMAnswer]:
+                nonlocal attempts, calls
+                attempts, calls = attempts + 1, calls + 1
+                if calls > 1:
+                    self._metrics.retries.inc()
+                return self._llm.ask(
+                    messages_for(document, strict=strict),
+                    max_tokens=self._settings.max_tokens,
+                    json_schema=SCHEMAS[document.task],
+                    headers=attribution,
+                )
+
+            return await retried(
+                once,
                 on=TransientLLMError,
                 attempts=self._settings.max_attempts,
                 give_up_after_s=None,
@@ -258,37 +254,31 @@ class DocumentProcessor:
                 wait_jitter=self._settings.retry_backoff_s,
                 wait_max=self._settings.retry_backoff_s * 16,
             )
-            return answer, *structured(document.task, answer.text)
 
         try:
-            answer, key_figures, sentiment = await answered()
-            ungrounded = ungrounded_parts(document, key_figures, sentiment)
-            if ungrounded and self._settings.grounding_retry:
-                # At temperature 0 the same question gives the same answer: ask more strictly.
-                self._metrics.grounding_retries.labels(document.task).inc()
-                strict = True
-                answer, key_figures, sentiment = await answered()
-                ungrounded = ungrounded_parts(document, key_figures, sentiment)
+            answered = await answer_grounded(
+                document, ask, ask_again=self._settings.grounding_retry
+            )
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc
-        if ungrounded:
+        if answered.ungrounded:
             self._metrics.ungrounded.labels(document.task).inc()
-            logger.info("ungrounded answer", doc_id=document.doc_id, ungrounded=ungrounded)
+            logger.info("ungrounded answer", doc_id=document.doc_id, ungrounded=answered.ungrounded)
         return DocumentResult(
             doc_id=document.doc_id,
             task=document.task,
-            status="ungrounded" if ungrounded else "ok",
-            answer=answer.text,
-            key_figures=key_figures,
-            sentiment=sentiment,
-            model=answer.model,
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
+            status="ungrounded" if answered.ungrounded else "ok",
+            answer=answered.answer.text,
+            key_figures=answered.key_figures,
+            sentiment=answered.sentiment,
+            model=answered.answer.model,
+            prompt_tokens=answered.prompt_tokens,
+            completion_tokens=answered.completion_tokens,
             processing_ms=round((time.perf_counter() - started) * 1000, 1),
             attempts=attempts,
             source_offset=source_offset,
             processed_at=datetime.now(UTC),
-            ungrounded=ungrounded,
+            ungrounded=answered.ungrounded,
         )
 
     async def _dead_letter(

@@ -62,14 +62,26 @@ class AnswerUnusable(Exception):
     """The model's answer does not fit the task (cut short, or not the asked JSON)."""
 
 
+def document_heading(document: FinancialDocument) -> str:
+    """The title and the line under it, as the model is shown them."""
+    return (
+        f"{document.title}\n({document.doc_type}, {document.source}, "
+        f"{document.published_at.date().isoformat()})"
+    )
+
+
+def grounding_text(document: FinancialDocument) -> str:
+    """Everything the model was shown of the document: what a grounded answer may state."""
+    return f"{document_heading(document)}\n\n{document.content}"
+
+
 def messages_for(document: FinancialDocument, *, strict: bool = False) -> list[dict[str, str]]:
     instruction = INSTRUCTIONS[document.task] + (STRICTER[document.task] if strict else "")
     return [
         {"role": "system", "content": instruction},
         {
             "role": "user",
-            "content": f"{document.title}\n({document.doc_type}, {document.source}, "
-            f"{document.published_at.date().isoformat()})\n\n{document.content}",
+            "content": grounding_text(document),
         },
     ]
 
@@ -96,7 +108,7 @@ def ungrounded_parts(
     Summaries are free text and are not judged here (the evaluation scores them)."""
     if key_figures is None and sentiment is None:
         return []
-    source = Source.of(f"{document.title}\n{document.content}")
+    source = Source.of(grounding_text(document))
     found = ungrounded_values((f.value for f in key_figures or ()), source)
     if sentiment is not None and not reason_grounded(sentiment.reason, source):
         found.append(f"reason: {sentiment.reason}")

@@ -69,16 +69,20 @@ def test_a_value_the_filing_states_is_grounded(value: str) -> None:
         "25%",  # 25 basis points are 0.25 points
         "fictitious_value_12345678901234567890123",
         "record profit",  # words the filing does not use
+        "buyback",  # words it does use: still no figure
     ],
 )
 def test_a_value_the_filing_does_not_state_is_not(value: str) -> None:
     assert not value_grounded(value, FILING), (value, quantities(value))
 
 
-def test_words_only_values_are_grounded_by_their_words() -> None:
-    assert value_grounded("policy rate", FILING)
-    assert ungrounded_values(["policy rate", "$89.5 billion", "$90 billion"], FILING) == [
-        "$90 billion"
+def test_a_value_without_a_number_is_no_figure() -> None:
+    # The words are the filing's, but a key figure's value is a number.
+    assert not value_grounded("policy rate", FILING)
+    assert not value_grounded("Northwind", FILING)
+    assert ungrounded_values(["Northwind", "$89.5 billion", "$90 billion"], FILING) == [
+        "Northwind",
+        "$90 billion",
     ]
 
 

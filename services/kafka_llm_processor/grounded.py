@@ -1,0 +1,62 @@
+"""One document's answer, checked against the document: asked, judged for grounding, and asked
+once more with the stricter instruction when it states what the document does not hold. The
+processor answers this way, and ``bench/eval.py`` measures exactly this."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
+from services.kafka_llm_processor.llm_client import LLMAnswer
+from services.kafka_llm_processor.tasks import structured, ungrounded_parts
+
+AskOnce = Callable[[bool], Awaitable[LLMAnswer]]
+"""``ask(strict)``: the model's answer to the document's question (with the stricter
+instruction when ``strict``), transient failures already retried by the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroundedAnswer:
+    answer: LLMAnswer
+    """The final answer (the second, when the first was asked again)."""
+    key_figures: list[KeyFigure] | None
+    sentiment: Sentiment | None
+    ungrounded: list[str]
+    """What the final answer states that the document does not hold (empty: grounded)."""
+    first_grounded: bool
+    questions: int
+    """1, or 2 when the first answer was not grounded and was asked again."""
+    prompt_tokens: int
+    """Over every question asked."""
+    completion_tokens: int
+
+
+async def answer_grounded(
+    document: FinancialDocument, ask: AskOnce, *, ask_again: bool
+) -> GroundedAnswer:
+    """Raises ``AnswerUnusable`` for an answer that is not the asked JSON, and whatever
+    ``ask`` raises."""
+    answer = await ask(False)
+    key_figures, sentiment = structured(document.task, answer.text)
+    ungrounded = ungrounded_parts(document, key_figures, sentiment)
+    first_grounded, questions = not ungrounded, 1
+    prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
+    if ungrounded and ask_again:
+        # At temperature 0 the same question gives the same answer: ask more strictly.
+        answer = await ask(True)
+        questions = 2
+        prompt_tokens += answer.prompt_tokens
+        completion_tokens += answer.completion_tokens
+        key_figures, sentiment = structured(document.task, answer.text)
+        ungrounded = ungrounded_parts(document, key_figures, sentiment)
+    return GroundedAnswer(
+        answer=answer,
+        key_figures=key_figures,
+        sentiment=sentiment,
+        ungrounded=ungrounded,
+        first_grounded=first_grounded,
+        questions=questions,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
