@@ -1,6 +1,6 @@
 """One document's answer, checked against the document: asked, judged for grounding, and asked
 once more with the stricter instruction when it states what the document does not hold. The
-processor answers this way, and ``bench/eval.py`` measures exactly this."""
+processor answers this way, and ``libs/evaluation/cli.py`` measures exactly this."""
 
 from __future__ import annotations
 

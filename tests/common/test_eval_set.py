@@ -1,21 +1,22 @@
-"""The evaluation set (bench/eval_set/documents.jsonl) is well-formed: every document is a valid
-PAS FinancialDocument, every expected figure is quoted verbatim from its content, every number in
-a reference summary comes from the content, and the set is balanced enough to score on."""
+"""The evaluation set (libs/evaluation/data/documents.jsonl) is well-formed: every document is
+a valid PAS FinancialDocument, every expected figure is quoted verbatim from its content, every
+number in a reference summary comes from the content, and the set is balanced enough to score
+on."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 import msgspec
 import pytest
 
 from libs.common.schemas.documents import DocumentType, FinancialDocument, SentimentLabel
+from libs.evaluation.eval_set import DEFAULT_SET
 
-EVAL_SET = Path(__file__).resolve().parents[2] / "bench" / "eval_set" / "documents.jsonl"
+EVAL_SET = DEFAULT_SET
 
 # A number as written in prose: digits with thousands separators and decimals ("1,250", "4.82");
 # "$", "%", "bn" and signs around it are the normaliser's business, not the faithfulness check's.

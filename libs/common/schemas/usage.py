@@ -138,8 +138,8 @@ ScoreName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^
 
 
 class QualityScore(msgspec.Struct, kw_only=True, frozen=True):
-    """How good one answer was, by one measure (``bench/eval.py`` sends them): the collector
-    keeps one per ``(run_id, metric)`` and reports means per workflow version and model."""
+    """How good one answer was, by one measure (``pas eval`` sends them): the collector keeps
+    one per ``(run_id, metric)`` and reports means per workflow version and model."""
 
     run_id: Identifier
     """The scored answer (an evaluation names it ``<eval id>/<doc id>/<task>``)."""

@@ -1,5 +1,5 @@
 """The evaluation set: documents with the answers an analyst expects
-(``bench/eval_set/documents.jsonl``, described in its README)."""
+(``libs/evaluation/data/documents.jsonl``, described in its README)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from libs.common.schemas.documents import (
     Task,
 )
 
-DEFAULT_SET = Path(__file__).resolve().parents[1] / "eval_set" / "documents.jsonl"
+DEFAULT_SET = Path(__file__).resolve().parent / "data" / "documents.jsonl"
 
 Split = Literal["dev", "heldout"]
 
@@ -72,4 +72,4 @@ def load(path: Path, split: Split | Literal["all"] = "dev") -> list[EvalDocument
             documents.append(_decode(line))
         except msgspec.DecodeError as exc:
             raise EvalSetError(f"{path}:{number} is not an evaluation document: {exc}") from exc
-    return [d for d in documents if split == "all" or d.split == split]
+    return [d for d in documents if split in ("all", d.split)]

@@ -1,6 +1,6 @@
 """An A/B test of two prompts decided on answer quality: the real version manager (a uvicorn
 process on a git repository, with a write token) holds two versions of a key figure workflow
-and an experiment between them on metric ``score``; ``bench.eval --experiment`` asks each
+and an experiment between them on metric ``score``; ``libs.evaluation --experiment`` asks each
 document with the version the experiment assigns it and records the answer's F1 as the
 outcome's score. The model (``OpenAIResponder``, a scripted OpenAI-compatible server) answers
 the expected figures to one prompt and an invented figure to the other."""
@@ -15,12 +15,18 @@ import httpx
 import msgspec
 import pytest
 
-from bench.eval import main
-from bench.evaluation.eval_set import EvalDocument
-from bench.evaluation.report import decode
 from libs.common.schemas.documents import Task
 from libs.common.schemas.versioning import ExperimentDetail
-from tests.bench.scripted import INVENTED, dev_documents, expected_figures, figures, scripted_model
+from libs.evaluation.cli import main
+from libs.evaluation.eval_set import EvalDocument
+from libs.evaluation.report import decode
+from tests.evaluation.scripted import (
+    INVENTED,
+    dev_documents,
+    expected_figures,
+    figures,
+    scripted_model,
+)
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import ServiceProcess, free_port

@@ -12,10 +12,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from bench.evaluation.eval_set import EvalDocument
 from libs.common.retries import retried
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment, Task
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from libs.evaluation.eval_set import EvalDocument
 from services.kafka_llm_processor.grounded import answer_grounded
 from services.kafka_llm_processor.llm_client import (
     LLMAnswer,

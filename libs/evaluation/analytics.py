@@ -10,9 +10,9 @@ from datetime import datetime
 import httpx
 import msgspec
 
-from bench.evaluation.report import AnswerRow
 from libs.common.clients.http import service_http
 from libs.common.schemas.usage import EventBatch, QualityScore
+from libs.evaluation.report import AnswerRow
 
 BATCH = 5_000
 """Scores per request (the collector takes up to 50,000)."""

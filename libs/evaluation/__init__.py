@@ -1,6 +1,6 @@
-"""Answer quality as numbers: the evaluation behind ``python -m bench.eval`` (docs/quality.md).
+"""Answer quality as numbers: the evaluation behind ``python -m libs.evaluation`` (docs/quality.md).
 
-- ``eval_set``: the documents and their expected answers (``bench/eval_set/documents.jsonl``);
+- ``eval_set``: the documents and their expected answers (``libs/evaluation/data/documents.jsonl``);
 - ``scoring``: the metrics, pure functions;
 - ``runner``: asking an OpenAI-compatible endpoint the way the Kafka processor does;
 - ``versions``: prompts from the version manager, experiment assignments and outcomes;

@@ -8,8 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bench.evaluation.eval_set import DEFAULT_SET, EvalDocument, load
 from libs.common.schemas.documents import Task
+from libs.evaluation.eval_set import DEFAULT_SET, EvalDocument, load
 from services.kafka_llm_processor.tasks import INSTRUCTIONS, STRICTER
 
 INVENTED = "$987.6 billion"

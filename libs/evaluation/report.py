@@ -10,11 +10,11 @@ from pathlib import Path
 
 import msgspec
 
-from bench.evaluation import scoring
-from bench.evaluation.eval_set import ExpectedFigure
-from bench.evaluation.runner import Answered
 from libs.common.grounding import Source, faithfulness, unfounded_numbers
 from libs.common.schemas.documents import KeyFigure, Sentiment, SentimentLabel, Task
+from libs.evaluation import scoring
+from libs.evaluation.eval_set import ExpectedFigure
+from libs.evaluation.runner import Answered
 
 
 class EvalConfig(msgspec.Struct, kw_only=True):

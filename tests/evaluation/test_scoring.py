@@ -1,12 +1,12 @@
-"""The key figure match rule of bench/evaluation/scoring.py: exact after normalisation, sign
+"""The key figure match rule of libs/evaluation/scoring.py: exact after normalisation, sign
 left out, one to one."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.evaluation import scoring
-from bench.evaluation.eval_set import DEFAULT_SET, load
+from libs.evaluation import scoring
+from libs.evaluation.eval_set import DEFAULT_SET, load
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
 
-from bench.evaluation.report import AnswerRow, EvalReport, Headline
+from libs.evaluation.report import AnswerRow, EvalReport, Headline
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2430}

@@ -1,4 +1,4 @@
-"""``python -m bench.eval`` scores exactly what a known model answers.
+"""``python -m libs.evaluation`` scores exactly what a known model answers.
 
 The model is ``tests/support/openai_responder.py``'s ``OpenAIResponder`` (a scripted server
 speaking OpenAI's documented chat completion wire format) served over loopback HTTP, scripted
@@ -17,12 +17,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bench.eval import main
-from bench.evaluation.eval_set import EvalDocument
-from bench.evaluation.report import EvalReport, decode
 from libs.common.schemas.documents import Task
 from libs.common.schemas.usage import EventBatch
-from tests.bench.scripted import (
+from libs.evaluation.cli import main
+from libs.evaluation.eval_set import EvalDocument
+from libs.evaluation.report import EvalReport, decode
+from tests.evaluation.scripted import (
     INVENTED,
     UNFOUNDED_REASON,
     dev_documents,

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.evaluation.report import AnswerRow
-from bench.evaluation.runner import Prompting
 from libs.common.clients.versioning import VersioningClient
 from libs.common.schemas.documents import Task, processor_workflow_id
 from libs.common.schemas.versioning import WorkflowVersion
+from libs.evaluation.report import AnswerRow
+from libs.evaluation.runner import Prompting
 
 
 @dataclass(frozen=True, slots=True)

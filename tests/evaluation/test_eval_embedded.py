@@ -1,4 +1,4 @@
-"""``python -m bench.eval`` end to end on the real thing: a PAS LLM service (the Llama 3.1 8B
+"""``python -m libs.evaluation`` end to end on the real thing: a PAS LLM service (the Llama 3.1 8B
 wrapper on the embedded SmolLM2 model) answers a small slice of the set, every task. The report
 must decode into its type with every rate in [0, 1], the HTML must carry its chart, and at
 temperature 0 a second run must give the same answers (shape and determinism, not wording)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.evaluation.report import EvalReport, decode
+from libs.evaluation.report import EvalReport, decode
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -32,7 +32,7 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def evaluate(url: str, out: Path, *options: str) -> EvalReport:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.eval", "--url", url, "--out", str(out), *options],
+        [sys.executable, "-m", "libs.evaluation", "--url", url, "--out", str(out), *options],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Measure answer quality: the Kafka processor's tasks over the evaluation set, scored.
 
-Each document of ``bench/eval_set/documents.jsonl`` (the ``dev`` split by default) is asked
+Each document of ``libs/evaluation/data/documents.jsonl`` (the ``dev`` split by default) is asked
 for its key figures, sentiment and summary through any OpenAI-compatible endpoint, exactly as
 the processor asks (its prompts, JSON schemas, decoding and grounding retry, temperature 0),
 and the answers are scored against the expected ones: key figure precision and recall,
@@ -8,7 +8,7 @@ sentiment accuracy, summary faithfulness, grounding before and after the retry, 
 tokens and unusable answers. Writes ``report.json`` and ``report.html`` to ``--out`` (default
 ``.pas/eval/<eval id>/``) and prints a summary. Definitions and examples: docs/quality.md.
 
-Run: ``.venv/bin/python -m bench.eval --url http://127.0.0.1:8050/v1 [--task all]
+Run: ``.venv/bin/python -m libs.evaluation --url http://127.0.0.1:8050/v1 [--task all]
 [--split dev] [--limit N]``; ``--min-precision 0.6`` (and the other ``--min-*``) makes it a CI
 gate.
 
@@ -27,9 +27,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.evaluation import analytics, eval_set, report, versions
-from bench.evaluation.html_report import write_html
-from bench.evaluation.runner import Answered, Asker, Prompting, run_bounded
 from libs.common.clients.openai_client import (
     LLMError,
     LLMRefused,
@@ -43,6 +40,9 @@ from libs.common.clients.versioning import (
     VersioningUnavailable,
 )
 from libs.common.schemas.documents import Task
+from libs.evaluation import analytics, eval_set, report, versions
+from libs.evaluation.html_report import write_html
+from libs.evaluation.runner import Answered, Asker, Prompting, run_bounded
 
 TASKS: tuple[Task, ...] = ("key_figures", "sentiment", "summary")
 DEFAULT_MAX_TOKENS = 384
@@ -71,7 +71,7 @@ def _positive(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m bench.eval",
+        prog="python -m libs.evaluation",
         description="Score the Kafka processor's answers on the evaluation set (docs/quality.md).",
     )
     p.add_argument("--task", choices=[*TASKS, "all"], default="all")
