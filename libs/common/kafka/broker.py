@@ -25,10 +25,20 @@ class BrokerError(PASError):
 
 
 class EmbeddedBroker:
-    def __init__(self, host: str = "127.0.0.1", port: int = 9092, log_path: Path | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        log_path: Path | None = None,
+        *,
+        advertised_port: int | None = None,
+    ):
+        """``advertised_port``: the port clients are told to connect to after bootstrapping
+        (a proxy in front of the broker), if not ``port``."""
         self.host = host
         self.port = port
         self.bootstrap_servers = f"{host}:{port}"
+        self._advertised = f"tcp://{host}:{advertised_port or port}"
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -46,7 +56,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 listener,
                 "--advertised-listener-url",
-                listener,
+                self._advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],
