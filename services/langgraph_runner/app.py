@@ -94,10 +94,15 @@ def create_app(
                 yield
             finally:
                 # Runs first (they stop at a step boundary), then the outbox (it reports what
-                # finished), then the bridge (it commits what is reported), then the clients.
+                # finished), then the leases (another replica takes the rest at once), then the
+                # bridge (it commits what is reported), then the clients.
                 await runs.close()
                 stop_reporting.set()
                 await _stopped(reporting, settings.drain_timeout_s)
+                try:
+                    await runs.release_leases()
+                except Exception:
+                    logger.exception("leases not released; they expire after the TTL")
                 stop.set()
                 # A consumer still joining its group cannot see the stop; cut it short.
                 await _stopped(bridging, settings.drain_timeout_s)

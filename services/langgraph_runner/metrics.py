@@ -29,7 +29,15 @@ class RunnerMetrics:
         )
         self.runs_recovered = Counter(
             "pas_runner_runs_recovered",
-            "Runs resumed at start, left pending or running when the runner last stopped",
+            "Runs resumed from their checkpoint, left pending or running by a runner that "
+            "stopped (this one before a restart, or another replica)",
+            ["workflow"],
+            registry=None,
+        )
+        self.runs_taken_over = Counter(
+            "pas_runner_runs_taken_over",
+            "Runs taken over from another replica whose lease expired (also counted in "
+            "runs_recovered when resumed)",
             ["workflow"],
             registry=None,
         )
@@ -78,6 +86,7 @@ class RunnerMetrics:
             self.runs_finished,
             self.run_seconds,
             self.runs_recovered,
+            self.runs_taken_over,
             self.node_updates,
             self.active_runs,
             self.events,

@@ -21,15 +21,17 @@ Persistence = tuple[BaseCheckpointSaver[str], RunStore]
 async def open_persistence(settings: RunnerSettings) -> AsyncIterator[Persistence]:
     """Open the checkpointer and the run store (tables created if needed); close on exit."""
     if settings.checkpoint_dsn:
-        async with _postgres(settings.checkpoint_dsn, settings.max_concurrent_runs) as opened:
+        async with _postgres(settings.checkpoint_dsn, settings) as opened:
             yield opened
         return
-    async with _sqlite(settings.checkpoint_path, settings.store_path) as opened:
+    async with _sqlite(settings.checkpoint_path, settings.store_path, settings) as opened:
         yield opened
 
 
 @asynccontextmanager
-async def _sqlite(checkpoint_path: str, store_path: str) -> AsyncIterator[Persistence]:
+async def _sqlite(
+    checkpoint_path: str, store_path: str, settings: RunnerSettings
+) -> AsyncIterator[Persistence]:
     if checkpoint_path != ":memory:":
         Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
     async with aiosqlite.connect(checkpoint_path) as conn:
@@ -39,7 +41,7 @@ async def _sqlite(checkpoint_path: str, store_path: str) -> AsyncIterator[Persis
         await conn.execute("PRAGMA synchronous=NORMAL")
         saver = AsyncSqliteSaver(conn)
         await saver.setup()
-        store = SQLiteRunStore(store_path)
+        store = SQLiteRunStore(store_path, lease_ttl_s=settings.lease_ttl_s)
         await store.open()
         try:
             yield saver, store
@@ -48,7 +50,7 @@ async def _sqlite(checkpoint_path: str, store_path: str) -> AsyncIterator[Persis
 
 
 @asynccontextmanager
-async def _postgres(dsn: str, max_concurrent_runs: int) -> AsyncIterator[Persistence]:
+async def _postgres(dsn: str, settings: RunnerSettings) -> AsyncIterator[Persistence]:
     # Optional extra (pas[postgres]): imported only when a DSN is configured.
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver  # noqa: PLC0415
     from psycopg.rows import dict_row  # noqa: PLC0415
@@ -57,12 +59,12 @@ async def _postgres(dsn: str, max_concurrent_runs: int) -> AsyncIterator[Persist
     async with AsyncConnectionPool(
         dsn,
         min_size=1,
-        max_size=max_concurrent_runs + 4,
+        max_size=settings.max_concurrent_runs + 4,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         open=False,
     ) as pool:
         saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await saver.setup()
-        store = PostgresRunStore(pool)
+        store = PostgresRunStore(pool, lease_ttl_s=settings.lease_ttl_s)
         await store.open()
         yield saver, store

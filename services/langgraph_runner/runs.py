@@ -4,8 +4,14 @@ id), its record saved at every step, resumable after an interrupt, a failure or 
 Statuses: ``pending`` (waiting for a slot) -> ``running`` -> ``success`` | ``error`` |
 ``interrupted`` | ``cancelled``. An interrupted run continues with ``resume`` and an answer; a
 failed one with ``resume`` and no answer, from its last checkpoint. A run still ``pending`` or
-``running`` when the process stops (crash or shutdown) is resumed by ``recover`` at the next
-start: LangGraph loads its last checkpoint, so completed nodes do not run again.
+``running`` when the process stops (crash or shutdown) is resumed from its checkpoint (LangGraph
+loads it, so completed nodes do not run again) by whichever runner takes it: replicas share
+the store, and each run that needs a process is leased to one (``store.py``). This runner
+renews its leases every ``lease_renew_s`` and takes over runs whose lease expired
+(:meth:`RunManager.recover` at start, then in the background): a replica killed mid-run has its
+runs resumed by another within ``lease_ttl_s`` + ``lease_renew_s``; one shut down gracefully
+drains and releases them, so they are taken at once. An interrupted run waits for a person and
+belongs to no process: any replica resumes it when asked.
 
 Over 400 lines because starting, resuming, executing and concluding share each run's task,
 record and control. The jobs that stand apart live next door: records written in order
@@ -59,12 +65,13 @@ from services.langgraph_runner.node_tracing import NodeSpans
 from services.langgraph_runner.record_writes import OrderedWrites
 from services.langgraph_runner.run_watch import RunWatch
 from services.langgraph_runner.settings import Durability, RunnerSettings
-from services.langgraph_runner.store import RunRecord, RunStore
+from services.langgraph_runner.store import Claimed, RunRecord, RunStore
 from services.langgraph_runner.workflows import RunContext
 
 logger = structlog.get_logger("pas.runner")
 
 _INTERRUPT_KEY = "__interrupt__"
+_UNFINISHED = ("pending", "running")
 
 
 class RunnerClosing(PASError):
@@ -100,6 +107,9 @@ class RunManager:
         self._durability: Durability = settings.durability
         self._recursion_limit = settings.recursion_limit
         self._drain_timeout_s = settings.drain_timeout_s
+        self._lease_renew_s = settings.lease_renew_s
+        self._max_runs = settings.max_concurrent_runs
+        self._leasing: asyncio.Task[None] | None = None
         self._prices = LLMPrices(settings.llm_prices)
         self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -107,6 +117,9 @@ class RunManager:
         """The current record of every run with a task here; the store has the rest."""
         self._controls: dict[str, RunControl] = {}
         self._cancel_requested: set[str] = set()
+        self._lost: set[str] = set()
+        """Runs another replica took over while this one still ran them: stopped, unrecorded."""
+        self._resuming: set[str] = set()
         self._watch = RunWatch(self.get)
         self._wants_report: Callable[[RunStatus], bool] = lambda _: False
         self._report_due: Callable[[], None] = lambda: None
@@ -255,9 +268,22 @@ class RunManager:
                 f"run {run_id!r} is {status}; only an interrupted or failed run can be resumed"
             )
         self._refuse_if_live(record)
-        record = _changed(record, status="pending", error=None, finished_at=None)
+        record = msgspec.structs.replace(
+            _changed(record, status="pending", error=None, finished_at=None), owner=self._instance
+        )
+        # Taken in the store first: of two replicas resuming it at once, one gets it.
+        self._resuming.add(run_id)
+        try:
+            taken = await self._store.save(record)
+        finally:
+            self._resuming.discard(run_id)
+        if not taken:
+            raise RunConflict(
+                f"run {run_id!r} is held by another runner (resumed there, or its end not yet "
+                "reported); try again shortly"
+            )
         self._launch(record, graph_input)
-        await self._save(record, announce=True)
+        self._watch.announce(record)
         return record
 
     async def cancel(self, run_id: str) -> RunRecord:
@@ -275,28 +301,100 @@ class RunManager:
         return await self._finish(record, "cancelled", error="cancelled by request")
 
     async def recover(self) -> int:
-        """Resume this runner's runs that were pending or running when it last stopped."""
-        records = await self._store.unfinished(self._instance)
-        for record in records:
+        """At start: resume the runs leased to this runner's name (it stopped before) and any
+        whose lease expired; then keep leases in the background (renew this runner's, take
+        over expired ones) until :meth:`release_leases`. The number of runs resumed now."""
+        resumed = await self._take_over(own_too=True)
+        self._leasing = asyncio.create_task(self._keep_leases(), name="run leases")
+        return resumed
+
+    async def release_leases(self) -> None:
+        """Stop renewing and let go of every lease: after :meth:`close` and the last report,
+        so that another replica takes this one's unfinished runs at once."""
+        if self._leasing is not None:
+            self._leasing.cancel()
+            await asyncio.gather(self._leasing, return_exceptions=True)
+            self._leasing = None
+        released = await self._store.release(self._instance)
+        logger.info("leases released", runs=released)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_renew_s)
             try:
-                workflow = self._catalogue.get(record.run.workflow_id)
-                graph_input = await self._restart_input(record, workflow)
-            except (WorkflowNotFound, InvalidWorkflowInput) as exc:
-                await self._finish(record, "error", error=f"cannot resume: {exc}")
+                await self._renew_leases()
+                await self._take_over()
+            except Exception:
+                logger.exception("leases could not be renewed or taken over; trying again")
+
+    async def _renew_leases(self) -> None:
+        running = [run_id for run_id, task in self._tasks.items() if not task.done()]
+        renewed = await self._store.renew(self._instance, running)
+        for run_id, task in list(self._tasks.items()):
+            if run_id in renewed or task.done():
                 continue
-            logger.info(
-                "resuming run after restart",
-                run_id=record.run.run_id,
-                workflow_id=record.run.workflow_id,
-                steps=record.run.steps,
-                from_checkpoint=graph_input is None,
+            current = await self._store.get(run_id)
+            if (
+                current is None
+                or current.owner == self._instance
+                or current.run.status not in _UNFINISHED
+            ):
+                continue  # not leased now (it settled, or is being resumed): still ours
+            # Our lease expired (this process stalled) and another replica resumed the run:
+            # it is theirs; its writes from here are fenced off anyway.
+            logger.warning(
+                "run taken over by another runner; stopping it here",
+                run_id=run_id,
+                owner=current.owner,
             )
-            self._metrics.runs_recovered.labels(record.run.workflow_id).inc()
-            self._launch(record, graph_input)
-        return len(records)
+            self._lost.add(run_id)
+            task.cancel()
+
+    async def _take_over(self, *, own_too: bool = False) -> int:
+        """Claim runs whose lease expired (with ``own_too``, also those leased to this name),
+        as many as there are free slots, and resume the unfinished ones from their checkpoint;
+        ended ones go to the outbox."""
+        free = self._max_runs - self.active
+        if self._closing or free <= 0:
+            return 0
+        resumed = 0
+        for claimed in await self._store.claim(self._instance, limit=free, own_too=own_too):
+            if await self._resume_claimed(claimed):
+                resumed += 1
+        return resumed
+
+    async def _resume_claimed(self, claimed: Claimed) -> bool:
+        record = claimed.record
+        run_id, workflow_id = record.run.run_id, record.run.workflow_id
+        taken_over = claimed.previous_owner != self._instance
+        if taken_over:
+            self._metrics.runs_taken_over.labels(workflow_id).inc()
+        if record.run.status not in _UNFINISHED:
+            self._report_due()  # it ended; its report is this runner's now
+            return False
+        if run_id in self._tasks:
+            return False  # still running here: a renewal came late, the claim renewed it
+        try:
+            workflow = self._catalogue.get(workflow_id)
+            graph_input = await self._restart_input(record, workflow)
+        except (WorkflowNotFound, InvalidWorkflowInput) as exc:
+            await self._finish(record, "error", error=f"cannot resume: {exc}")
+            return False
+        logger.info(
+            "resuming run taken over" if taken_over else "resuming run after restart",
+            run_id=run_id,
+            workflow_id=workflow_id,
+            previous_owner=claimed.previous_owner,
+            steps=record.run.steps,
+            from_checkpoint=graph_input is None,
+        )
+        self._metrics.runs_recovered.labels(workflow_id).inc()
+        self._launch(record, graph_input)
+        return True
 
     async def unreported(self) -> list[RunRecord]:
-        return await self._store.unreported()
+        """Ended runs this runner is to report (those it holds: one replica reports each)."""
+        return await self._store.unreported(self._instance)
 
     async def mark_reported(self, record: RunRecord) -> None:
         """``record``'s outcome is reported; unless the run has moved on since (resumed)."""
@@ -308,7 +406,8 @@ class RunManager:
 
     async def close(self) -> None:
         """Stop every run at its next step boundary (``drain_timeout_s`` at most, then cancel);
-        they stay ``running`` in the store and resume at the next start."""
+        they stay ``running`` in the store, leased here until :meth:`release_leases`, and are
+        resumed by the runner that takes them (another replica, or this one restarted)."""
         self._closing = True
         for control in list(self._controls.values()):
             control.request_drain("runner shutting down")
@@ -345,17 +444,21 @@ class RunManager:
         try:
             async with self._slots:
                 if self._closing:
-                    return  # stays pending; resumed at the next start
+                    return  # stays pending; resumed by whoever takes it over
                 with self._run_span(run_id):
                     await self._run_graph(run_id, graph_input)
         except asyncio.CancelledError:
+            if run_id in self._lost:
+                self._lost.discard(run_id)
+                return  # another replica runs it now
             if run_id not in self._cancel_requested:
-                raise  # shutdown: the run stays running and resumes at the next start
+                raise  # shutdown: the run stays running; whoever takes it over resumes it
             self._cancel_requested.discard(run_id)
             await self._finish(self._records[run_id], "cancelled", error="cancelled by request")
         except Exception:
             # _run_graph records the graph's own failures; this is the runner failing (the
-            # store unreachable, say): the run stays as it was and resumes at the next start.
+            # store unreachable, say): the run stays as it was; its lease is no longer renewed,
+            # so it is taken over (by this runner too) once the lease expires.
             logger.exception("run could not be recorded", run_id=run_id)
 
     def _run_span(self, run_id: str) -> AbstractContextManager[Any]:
@@ -424,7 +527,7 @@ class RunManager:
                             self._node_done(run_id, workflow, node, update, meter)
         except GraphDrained:
             await self._save(_changed(self._records[run_id], usage=meter.snapshot()))
-            logger.info("run drained; it resumes at the next start", run_id=run_id)
+            logger.info("run drained; it resumes where it is taken over", run_id=run_id)
             return
         except Exception as exc:
             reason = await self._failure_reason(workflow, config, exc)
@@ -631,7 +734,7 @@ class RunManager:
 
     def _refuse_if_live(self, record: RunRecord) -> None:
         task = self._tasks.get(record.run.run_id)
-        if task is not None and not task.done():
+        if (task is not None and not task.done()) or record.run.run_id in self._resuming:
             raise RunConflict(f"run {record.run.run_id!r} is {record.run.status} already")
 
     async def _save(self, record: RunRecord, *, announce: bool = False) -> None:

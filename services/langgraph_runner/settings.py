@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
@@ -19,6 +21,13 @@ Positive = Annotated[float, msgspec.Meta(gt=0)]
 Price = Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)]
 LLMApi = Literal["ollama", "openai"]
 Durability = Literal["sync", "async", "exit"]
+
+
+def unique_instance() -> str:
+    """This host's name and this process's id: unique among replicas sharing a store (each
+    has its host or its pid), and the same for a container restarted in place (same host
+    name, pid 1), which then resumes its own runs at once."""
+    return f"{socket.gethostname()[:50]}-{os.getpid()}"
 
 
 class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -80,9 +89,19 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     """``sync`` writes each step's checkpoint before the next step starts, so a crash never
     re-runs a completed node; ``async`` overlaps the write with the next step (faster, may
     re-run the last node after a crash); ``exit`` writes only when the run stops."""
-    instance: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "runner"
-    """Name of this runner in the store; at start it resumes the unfinished runs it owns.
-    Give each replica sharing one PostgreSQL store its own stable name."""
+    instance: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = msgspec.field(
+        default_factory=unique_instance
+    )
+    """Name of this runner in the store (default: host name and process id). Unique per
+    replica sharing one store: runs it holds are leased to this name. At start it resumes
+    the unfinished runs leased to its name at once (a stable name, e.g. a StatefulSet pod's,
+    restarted); any other's only once their lease expired."""
+    lease_ttl_s: Positive = 20.0
+    """How long a run stays leased to its replica without a renewal: a replica that dies
+    (SIGKILL, lost host) has its runs taken over by another this long after its last renewal."""
+    lease_renew_s: Positive = 5.0
+    """How often a replica renews its leases (one statement) and looks for runs whose lease
+    expired, to take over. Well under ``lease_ttl_s``."""
 
     # -- runs -------------------------------------------------------------------------------
     max_concurrent_runs: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
@@ -117,3 +136,10 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     max_poll_interval_s: Positive = 1800.0
     """An event holds its slot until its run finishes; while every slot is busy the consumer
     does not poll, so this must exceed the longest run (or the group evicts the consumer)."""
+
+    def __post_init__(self) -> None:
+        if self.lease_renew_s >= self.lease_ttl_s:
+            raise ValueError(
+                f"lease_renew_s ({self.lease_renew_s}) must be under lease_ttl_s "
+                f"({self.lease_ttl_s}): leases would expire before they are renewed"
+            )

@@ -83,6 +83,9 @@ def runner_process_factory(tmp_path: Path) -> Iterator[Callable[..., ServiceProc
             "RUNNER_EXTRA_WORKFLOWS": PROBE_REFERENCE,
             "RUNNER_LLM_URL": f"http://127.0.0.1:{free_port()}",
             "RUNNER_NODE_RETRY_INITIAL_S": "0.01",
+            # A killed runner's runs are taken over (by the next one) once their lease expires.
+            "RUNNER_LEASE_TTL_S": "3",
+            "RUNNER_LEASE_RENEW_S": "1",
             "LOG_LEVEL": "INFO",
             **env,
         }

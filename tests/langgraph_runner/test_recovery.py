@@ -47,7 +47,9 @@ async def test_a_killed_runner_resumes_the_run_after_restart(
     assert count(log, "b", "start") == 2  # in progress at the crash: run again
     assert count(log, "b", "end") == 1
     assert count(log, "c", "start") == 1
-    assert "resuming run after restart" in second.logs()
+    # Another process (another default instance name): taken over once the lease expired.
+    assert 'pas_runner_runs_taken_over_total{workflow="probe"} 1.0' in metrics
+    assert "resuming run taken over" in second.logs()
 
 
 async def test_a_stopped_runner_leaves_its_run_to_the_next_start(
