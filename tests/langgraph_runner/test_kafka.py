@@ -68,9 +68,12 @@ async def test_a_triggered_event_yields_one_completed_result_with_its_ids(
     assert outcome.error is None
     assert outcome.output is not None
     assert outcome.output["sentiment"] in {"positive", "neutral", "negative"}
-    assert outcome.steps == 2
+    # analyse, structure; twice when the first analysis was not grounded in the document.
+    asks = outcome.usage.calls
+    assert asks in (1, 2)
+    assert outcome.steps == 2 * asks
+    assert asks == 2 or outcome.output["status"] == "ok"
     assert outcome.duration_ms > 0
-    assert outcome.usage.calls == 1
     assert letters == []
 
 
