@@ -439,13 +439,28 @@ def _log_softmax(logits: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[An
     return shifted - math.log(float(np.exp(shifted).sum()))
 
 
+# llama-cpp-python's schema converter lets a string hold any character but a quote or a
+# backslash, raw newlines and other control characters included, which JSON forbids: a model
+# then writes `"value": "}]}\n{"` and the answer does not parse. llama.cpp's own converter (and
+# llama-cpp-python's free-form JSON grammar) exclude them; so does the rule put in its place.
+_LAX_STRING_CHAR = 'char ::= [^"\\\\] |'
+_JSON_STRING_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
 def _json_grammar(schema: dict[str, Any] | None) -> Any:
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar  # noqa: PLC0415
+    from llama_cpp.llama_grammar import (  # noqa: PLC0415
+        JSON_GBNF,
+        LlamaGrammar,
+        json_schema_to_gbnf,
+    )
 
     try:
         if schema is None:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        rules = json_schema_to_gbnf(json.dumps(schema))
+        return LlamaGrammar.from_string(
+            rules.replace(_LAX_STRING_CHAR, _JSON_STRING_CHAR), verbose=False
+        )
     except Exception as exc:
         raise InvalidRequest(f"cannot constrain output to this JSON schema: {exc}") from exc
 
