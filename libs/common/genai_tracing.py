@@ -110,6 +110,17 @@ def record_error(span: Span, exc: BaseException) -> None:
         span.set_status(trace.StatusCode.ERROR, str(exc))
 
 
+CANCELLED: Final = "cancelled"
+"""``error.type`` of a call given up before its end (a stream its client left)."""
+
+
+def record_cancelled(span: Span, why: str) -> None:
+    """Mark a call's span as given up before its end (for spans not ended by a ``with``)."""
+    if span.is_recording():
+        span.set_attribute(ERROR_TYPE, CANCELLED)
+        span.set_status(trace.StatusCode.ERROR, why)
+
+
 def record_usage(
     span: Span,
     *,
@@ -121,11 +132,13 @@ def record_usage(
     """What the call used, on its span (only the values known)."""
     if not span.is_recording():
         return
+    used: dict[str, str | int | float] = {}
     if input_tokens is not None:
-        span.set_attribute(GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+        used[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
     if output_tokens is not None:
-        span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+        used[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
     if response_model:
-        span.set_attribute(GEN_AI_RESPONSE_MODEL, response_model)
+        used[GEN_AI_RESPONSE_MODEL] = response_model
     if cost_usd is not None:
-        span.set_attribute(PAS_COST_USD, cost_usd)
+        used[PAS_COST_USD] = cost_usd
+    span.set_attributes(used)  # one lock and one pass, not one per attribute

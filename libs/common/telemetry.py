@@ -5,8 +5,10 @@ Off unless an exporter is asked for: with no ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 installed, no instrumentation is patched in and every span PAS code starts is the API's
 non-recording one (a few attribute look-ups, no allocation per attribute). When on, spans go
 through a batch processor to the OTLP/HTTP exporter (and/or to stdout, for development), inbound
-HTTP through Litestar's own OpenTelemetry plugin, outbound httpx and aiohttp through the contrib
-instrumentations, and W3C ``traceparent``/``tracestate`` is what crosses the wire.
+HTTP through Litestar's own OpenTelemetry plugin (with PAS's lean server-span middleware,
+``libs.common.http_tracing``), outbound aiohttp through PAS's own client span there, outbound
+httpx through the contrib instrumentation, and W3C ``traceparent``/``tracestate`` is what
+crosses the wire.
 
 The SDK reads the rest of its variables itself from the process environment
 (``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_SCHEDULE_DELAY``...).
@@ -19,11 +21,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import structlog
-from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
@@ -110,9 +110,10 @@ def configure_tracing(service_name: str, settings: TelemetrySettings | None = No
         provider = _build_provider(service_name, settings)
         trace.set_tracer_provider(provider)
         _Installed.provider = provider
-        # Patched in only now: with tracing off, httpx and aiohttp stay as they are.
+        # Patched in only now: with tracing off, httpx stays as it is. PAS's aiohttp calls
+        # (the hot path: router to model) carry their own lean client span instead of the
+        # contrib instrumentation (libs.common.http_tracing, where the reason is measured).
         HTTPXClientInstrumentor().instrument()
-        AioHttpClientInstrumentor().instrument()
     logger.info(
         "tracing on",
         service_name=settings.otel_service_name or service_name,
@@ -162,18 +163,6 @@ def _sampler(settings: TelemetrySettings) -> sampling.Sampler:
         "traceidratio": sampling.TraceIdRatioBased(ratio),
     }[name.removeprefix("parentbased_")]
     return sampling.ParentBased(root) if name.startswith("parentbased_") else root
-
-
-def litestar_plugins() -> list[OpenTelemetryPlugin]:
-    """Litestar's own OpenTelemetry plugin (a server span per request, the caller's
-    ``traceparent`` as its parent), or nothing when tracing is off."""
-    if _Installed.provider is None:
-        return []
-    # Probes and scrapes would be most of the spans and say nothing.
-    config = OpenTelemetryConfig(
-        exclude=["^/health$", "^/metrics$"], exclude_spans=["receive", "send"]
-    )
-    return [OpenTelemetryPlugin(config)]
 
 
 def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:

@@ -1,5 +1,6 @@
-"""How LLM nodes reach a model: ChatOllama on an Ollama-compatible API, or an OpenAI-compatible
-``/v1`` (the provider router) through a small LangChain adapter; configuration chooses.
+"""How LLM nodes reach a model: ChatOllama (in a GenAI span) on an Ollama-compatible API, or an
+OpenAI-compatible ``/v1`` (the provider router) through a small LangChain adapter;
+configuration chooses.
 
 Both take ``format=<JSON schema>`` for structured answers, which a PAS LLM service turns into a
 grammar on the model, so a node gets JSON of the asked shape or an error, never prose to parse.
@@ -19,7 +20,6 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import LLMResult
-from langchain_ollama import ChatOllama
 
 from libs.common.clients.openai_client import LLMTransientError, OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
@@ -27,6 +27,7 @@ from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
 from services.langgraph_runner.errors import AnswerUnusable
+from services.langgraph_runner.ollama_chat import TracedChatOllama
 from services.langgraph_runner.openai_chat import COST_KEY, OpenAICompatibleChat
 from services.langgraph_runner.settings import ModelPrice, RunnerSettings
 
@@ -205,7 +206,7 @@ class LLMGateway:
     def _build(self, model: str, temperature: float, max_tokens: int) -> BaseChatModel:
         s = self._settings
         if s.llm_api == "ollama":
-            return ChatOllama(
+            return TracedChatOllama(
                 base_url=s.llm_url,
                 model=model,
                 temperature=temperature,

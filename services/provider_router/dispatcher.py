@@ -20,7 +20,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from libs.common.errors import PASError
-from libs.common.genai_tracing import CHAT, genai_span, record_error, record_usage, start_genai_span
+from libs.common.genai_tracing import (
+    CHAT,
+    genai_span,
+    record_cancelled,
+    record_error,
+    record_usage,
+    start_genai_span,
+)
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.schemas.llm import Usage
 from libs.common.schemas.usage import UsageStatus, new_usage_event
@@ -259,6 +266,11 @@ class Dispatcher:
             record_error(span, UpstreamFailed(reason, retryable=False))
             span.end()
 
+        def abandoned() -> None:
+            # The client left (or the response never started): the span still ends, marked.
+            record_cancelled(span, "the stream was closed before its end")
+            span.end()
+
         return RelayedStream(
             chunks,
             candidate_id=candidate.id,
@@ -266,6 +278,7 @@ class Dispatcher:
             stats=self._pool.stats[candidate.id],
             on_end=ended,
             on_break=broke,
+            on_abandon=abandoned,
         )
 
     def _settle(

@@ -4,7 +4,8 @@
 with the usage read off the passing bytes), when they break (a failure, told to the client as
 an ``error`` event and ``[DONE]``, never a silent truncation), or when it is closed or dropped
 before either, such as by a client that left or a cancelled request (the admission is
-released: a probe's slot is freed, the circuit unchanged). A class rather than an async
+released: a probe's slot is freed, the circuit unchanged; ``on_abandon`` is told, so that the
+call's span ends too). A class rather than an async
 generator because a generator never started runs no ``finally`` when closed.
 """
 
@@ -27,7 +28,8 @@ class RelayedStream:
     """The chosen candidate's SSE bytes on their way to the client, passed on as they come.
 
     It owns one in-flight count of ``stats`` and the call's ``admission``; ``on_end`` books a
-    success (with the usage, if the stream said), ``on_break`` reports a failure's reason.
+    success (with the usage, if the stream said), ``on_break`` reports a failure's reason,
+    ``on_abandon`` a stream closed or dropped before either.
     Close it with :meth:`aclose` (the response's background task).
     """
 
@@ -40,6 +42,7 @@ class RelayedStream:
         stats: LiveStats,
         on_end: Callable[[Usage | None], None],
         on_break: Callable[[str], None],
+        on_abandon: Callable[[], None],
     ) -> None:
         self._over = False
         self._upstream = upstream
@@ -48,6 +51,7 @@ class RelayedStream:
         self._stats = stats
         self._on_end = on_end
         self._on_break = on_break
+        self._on_abandon = on_abandon
         self._usage: Usage | None = None
         self._pending = b""
 
@@ -74,11 +78,18 @@ class RelayedStream:
 
     async def aclose(self) -> None:
         """Stop relaying (the client left, or the response is over) and let the upstream go."""
-        self._finish()
+        self._abandon()
         await self._upstream.aclose()
 
     def __del__(self) -> None:
         # Dropped unclosed (a response that never started): free the admission all the same.
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Over before the end or a break (a no-op after either)."""
+        if self._over:
+            return
+        self._on_abandon()
         self._finish()
 
     def _finish(self) -> None:

@@ -22,7 +22,7 @@ from libs.common.schemas.documents import DocumentResult
 from services.kafka_llm_processor.producer import documents
 from tests.analytics.conftest import Topics as AnalyticsTopics
 from tests.analytics.conftest import collector_environment, totals, usage_event, utc_now
-from tests.observability.test_tracing import LLM_APP, one, tracing_env
+from tests.observability.test_tracing import HTTP_CLIENT_SCOPE, LLM_APP, one, tracing_env
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.otlp_receiver import OTLPReceiver, Span
@@ -30,7 +30,6 @@ from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
 PROCESSOR_APP = "services.kafka_llm_processor.app:app"
 COLLECTOR_APP = "services.analytics.app:app"
-_AIOHTTP_SCOPE = "opentelemetry.instrumentation.aiohttp_client"
 
 
 class ProcessorTopics(msgspec.Struct, frozen=True):
@@ -230,7 +229,7 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
     assert asked["attributes"]["gen_ai.response.model"] == result.model
     # ... whose HTTP request carried its traceparent: the LLM service's server span continues
     # it, and the model's own span there counts the same tokens.
-    outbound = one(trace, service="kafka_llm_processor", kind="CLIENT", scope=_AIOHTTP_SCOPE)
+    outbound = one(trace, service="kafka_llm_processor", kind="CLIENT", scope=HTTP_CLIENT_SCOPE)
     assert outbound["parent_span_id"] == asked["span_id"]
     server = one(trace, service="llama31_8b", kind="SERVER")
     assert server["parent_span_id"] == outbound["span_id"]

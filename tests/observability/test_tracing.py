@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from libs.common.kafka.topics import ensure_topics
-from tests.langgraph_runner.conftest import RUNNER_APP, Topics, as_message, collect, trigger
+from tests.langgraph_runner.conftest import RUNNER_APP, Topics, as_message, collect, send, trigger
 from tests.langgraph_runner.test_workflows import DOCUMENT
 from tests.provider_router.conftest import ask, one_provider
 from tests.support.otlp_receiver import OTLPReceiver, Span
@@ -119,9 +119,14 @@ def test_a_routed_call_is_one_trace_with_genai_token_counts(
     assert attributes["pas.cost_usd"] == pytest.approx(total / 1000)
 
     # The LLM service's server span continues the router's outbound HTTP call...
-    outbound = one(trace, service=server["service"], kind="CLIENT", scope=_AIOHTTP_SCOPE)
+    outbound = one(trace, service=server["service"], kind="CLIENT", scope=HTTP_CLIENT_SCOPE)
     assert outbound["parent_span_id"] == routed["span_id"]
+    assert outbound["name"] == "POST"
+    assert outbound["attributes"]["http.request.method"] == "POST"
+    assert outbound["attributes"]["http.response.status_code"] == 200
+    assert outbound["attributes"]["url.full"].endswith("/v1/chat/completions")
     llm_server = one(trace, kind="SERVER", parent_span_id=outbound["span_id"])
+    assert llm_server["attributes"]["http.response.status_code"] == 200
     # ... and its model call, under it, counts the same tokens.
     generated = one(trace, scope="pas.genai", kind="INTERNAL")
     assert generated["service"] == llm_server["service"]
@@ -139,8 +144,8 @@ def test_a_routed_call_is_one_trace_with_genai_token_counts(
     assert access[0]["request_id"]
 
 
-# The router calls its upstreams with aiohttp.
-_AIOHTTP_SCOPE = "opentelemetry.instrumentation.aiohttp_client"
+# PAS's own client span on its aiohttp calls (libs.common.http_tracing).
+HTTP_CLIENT_SCOPE = "pas.http"
 
 
 def _ancestors(span: Span, trace: list[Span]) -> set[str]:
@@ -255,7 +260,9 @@ def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
         asked = one(trace, scope="pas.genai", kind="CLIENT", parent_span_id=analyse["span_id"])
         assert asked["service"] == "langgraph_runner"
         assert asked["attributes"]["gen_ai.operation.name"] == "chat"
-        outbound = one(trace, kind="CLIENT", scope=_AIOHTTP_SCOPE, parent_span_id=asked["span_id"])
+        outbound = one(
+            trace, kind="CLIENT", scope=HTTP_CLIENT_SCOPE, parent_span_id=asked["span_id"]
+        )
         router_server = one(trace, kind="SERVER", parent_span_id=outbound["span_id"])
         assert router_server["service"] == "provider_router"
         routed, generated = (
@@ -275,3 +282,115 @@ def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
                 == asked["attributes"][key_name]
                 > 0
             )
+
+
+_STATUS_ERROR = 2  # STATUS_CODE_ERROR in OTLP
+
+
+def test_a_router_stream_its_client_leaves_still_ends_its_spans(
+    receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    # A backend that streams one chunk a second; the client leaves after the first.
+    backend = ServiceProcess(
+        "tests.support.openai_responder:slow_stream_app", free_port(), {}, tmp_path / "b.log"
+    ).start(ready_path="/v1/models")
+    router = ServiceProcess(
+        ROUTER_APP,
+        free_port(),
+        {
+            "ROUTER_USE_REGISTRY": "false",
+            "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db",
+            "ROUTER_PROVIDERS_FILE": one_provider(tmp_path, backend.url, "slow", "summarize"),
+            **tracing_env(receiver),
+        },
+        tmp_path / "router.log",
+    ).start()
+    try:
+        body = ask("summarize", stream=True)
+        with httpx.stream("POST", f"{router.url}/v1/chat/completions", json=body) as answer:
+            assert answer.status_code == 200
+            assert next(answer.iter_raw()).startswith(b"data: ")
+        # Received while the router still runs: ended when the client left, not at shutdown.
+        spans = receiver.wait_for(
+            lambda spans: any(s["scope"] == "pas.genai" for s in spans), "the stream's span"
+        )
+    finally:
+        router.stop()
+        backend.stop()
+
+    routed = one(spans, scope="pas.genai", kind="CLIENT")
+    assert routed["name"] == "chat slow"
+    assert routed["status"]["code"] == _STATUS_ERROR
+    assert routed["attributes"]["error.type"] == "cancelled"
+    assert "gen_ai.usage.output_tokens" not in routed["attributes"]
+    server = one(spans, kind="SERVER", name="POST /v1/chat/completions")
+    assert routed["parent_span_id"] == server["span_id"]
+
+
+def test_the_runners_ollama_calls_have_genai_spans_with_ollamas_token_counts(
+    receiver: OTLPReceiver, tmp_path: Path, kafka_bootstrap: str, workflow_topics: Topics
+) -> None:
+    # The LLM service on the embedded model serves Ollama's /api/chat (prompt_eval_count and
+    # eval_count included), which ChatOllama calls as it would call Ollama.
+    topics = workflow_topics
+    tracing = tracing_env(receiver)
+    llm_port = free_port()
+    llm = ServiceProcess(
+        LLM_APP,
+        llm_port,
+        {
+            "LLAMA31_8B_PORT": str(llm_port),
+            "LLAMA31_8B_REGISTER": "false",
+            "LLAMA31_8B_CONTEXT_LENGTH": "1024",
+            **tracing,
+        },
+        tmp_path / "llm.log",
+    ).start(ready_timeout_s=60)
+    runner = ServiceProcess(
+        RUNNER_APP,
+        free_port(),
+        {
+            "RUNNER_CHECKPOINT_PATH": str(tmp_path / "checkpoints.db"),
+            "RUNNER_STORE_PATH": str(tmp_path / "runs.db"),
+            "RUNNER_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "RUNNER_LLM_API": "ollama",
+            "RUNNER_LLM_URL": llm.url,
+            **topics.env(),
+            **tracing,
+        },
+        tmp_path / "runner.log",
+    )
+    try:
+        runner.start(ready_timeout_s=60)
+        key, value = as_message(trigger("document_analysis", DOCUMENT))
+        asyncio.run(send(kafka_bootstrap, topics.events, [(key, value)]))
+        asyncio.run(collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1))
+
+        def asked_and_answered(spans: list[Span]) -> bool:
+            asked = [s for s in spans if s["scope"] == "pas.genai" and s["kind"] == "CLIENT"]
+            return bool(asked) and len(asked) <= len(
+                [s for s in spans if s["scope"] == "pas.genai" and s["kind"] == "INTERNAL"]
+            )
+
+        spans = receiver.wait_for(asked_and_answered, "the runner's and the model's spans", 60)
+    finally:
+        runner.stop()
+        llm.stop()
+
+    for asked in [s for s in spans if s["scope"] == "pas.genai" and s["kind"] == "CLIENT"]:
+        assert asked["service"] == "langgraph_runner"
+        assert asked["name"] == "chat llama3.1:8b"
+        attributes = asked["attributes"]
+        assert attributes["gen_ai.provider.name"] == "ollama"
+        assert attributes["gen_ai.request.model"] == "llama3.1:8b"
+        # The request went out inside the span (httpx's client span is its child) and the
+        # LLM service continued it; its model call counts the tokens Ollama's answer reported.
+        # (The run is one trace: both calls are in it.)
+        trace = [s for s in spans if s["trace_id"] == asked["trace_id"]]
+        outbound = one(trace, kind="CLIENT", parent_span_id=asked["span_id"])
+        server = one(trace, kind="SERVER", parent_span_id=outbound["span_id"])
+        assert server["service"] == "llama31_8b"
+        below = [s for s in trace if server["span_id"] in _ancestors(s, trace)]
+        generated = one(below, scope="pas.genai", kind="INTERNAL")
+        for key_name in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+            assert attributes[key_name] == generated["attributes"][key_name] > 0

@@ -4,7 +4,8 @@ It answers ``/v1/chat/completions`` (plain and SSE with a usage chunk) and ``/v1
 OpenAI's documented wire format, with a fixed answer. ``delay_s`` makes it slow,
 ``break_stream_after`` makes a stream stop after that many chunks, without its end,
 ``stream_usage=False`` leaves out the final usage chunk (as servers that ignore
-``stream_options`` do), and ``reply=(status, body)`` answers every chat request with that
+``stream_options`` do), ``chunk_gap_s`` waits that long before each streamed chunk (a stream
+a client can leave half way), and ``reply=(status, body)`` answers every chat request with that
 status and raw body instead (an error, or a 200 that is not a chat completion).
 ``answer_for(request)`` gives a non-streamed answer's text from the request (a scripted model).
 """
@@ -28,6 +29,7 @@ class OpenAIResponder:
         break_stream_after: int | None = None,
         stream_usage: bool = True,
         reply: tuple[int, bytes] | None = None,
+        chunk_gap_s: float = 0.0,
         answer_for: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         self.model = model
@@ -35,6 +37,7 @@ class OpenAIResponder:
         self.break_stream_after = break_stream_after
         self.stream_usage = stream_usage
         self.reply = reply
+        self.chunk_gap_s = chunk_gap_s
         self.answer_for = answer_for
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -118,6 +121,8 @@ class OpenAIResponder:
         for i, word in enumerate(ANSWER):
             if self.break_stream_after is not None and i >= self.break_stream_after:
                 raise ConnectionResetError("responder broke the stream on purpose")
+            if self.chunk_gap_s:
+                await asyncio.sleep(self.chunk_gap_s)
             chunk = {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion.chunk",
@@ -158,3 +163,5 @@ class OpenAIResponder:
 
 # For ``uvicorn tests.support.openai_responder:app`` (the benchmarks' backend).
 app = OpenAIResponder()
+# A stream of one chunk a second: a client leaves it half way.
+slow_stream_app = OpenAIResponder(chunk_gap_s=1.0)

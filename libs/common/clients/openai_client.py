@@ -28,6 +28,7 @@ import aiohttp
 import msgspec
 
 from libs.common.errors import PASError
+from libs.common.http_tracing import http_client_span, record_response_status
 from libs.common.schemas.llm import (
     AssistantMessage,
     ChatChoice,
@@ -120,9 +121,11 @@ async def post_for_success(
     """POST and return the 2xx response with its body unread (the caller reads and releases
     it); a transport failure or any other status raises from the taxonomy, naming ``where``."""
     try:
-        response = await session.post(
-            url, data=data, headers=headers, allow_redirects=False, timeout=client_timeout
-        )
+        with http_client_span("POST", url, headers) as (span, sent_headers):
+            response = await session.post(
+                url, data=data, headers=sent_headers, allow_redirects=False, timeout=client_timeout
+            )
+            record_response_status(span, response.status)
         if 200 <= response.status < 300:
             return response
         try:

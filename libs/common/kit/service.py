@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 from prometheus_client.registry import Collector
 
+from libs.common.http_tracing import litestar_plugins
 from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, require_token_for_writes
 from libs.common.kit.exposure import listen_host, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
@@ -22,7 +23,7 @@ from libs.common.kit.openapi import WireTypeSchemaPlugin
 from libs.common.kit.problems import EXCEPTION_HANDLERS
 from libs.common.kit.request_context import RequestContextMiddleware
 from libs.common.settings import BaseSettings, env_names
-from libs.common.telemetry import configure_tracing, flush_tracing, litestar_plugins
+from libs.common.telemetry import configure_tracing, flush_tracing
 
 PAS_VERSION = "0.1.0"
 

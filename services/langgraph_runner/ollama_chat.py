@@ -1,0 +1,62 @@
+"""ChatOllama with a GenAI span around each call, as the runner's OpenAI-compatible adapter has.
+
+The span (``chat {model}``, CLIENT, ``gen_ai.provider.name`` ``ollama``) is current while the
+request goes out, so the httpx client span and the server's spans hang from it; the token
+counts come from Ollama's own ``prompt_eval_count`` and ``eval_count`` (and the answering
+model from ``model``) when the final response carries them. Only ``ainvoke``'s path
+(``_agenerate``) is traced: the runner neither streams nor calls models synchronously.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_ollama import ChatOllama
+
+from libs.common.genai_tracing import (
+    CHAT,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_TEMPERATURE,
+    genai_span,
+    record_usage,
+)
+
+PROVIDER = "ollama"
+
+
+def _count(info: Mapping[str, Any], key: str) -> int | None:
+    value = info.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class TracedChatOllama(ChatOllama):
+    """:class:`ChatOllama`, each call in a GenAI span with the tokens Ollama reported."""
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        requested: dict[str, str | int | float | bool] = {}
+        if self.num_predict is not None:
+            requested[GEN_AI_REQUEST_MAX_TOKENS] = self.num_predict
+        if self.temperature is not None:
+            requested[GEN_AI_REQUEST_TEMPERATURE] = self.temperature
+        with genai_span(CHAT, model=self.model, provider=PROVIDER, attributes=requested) as span:
+            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
+            final = result.generations[0] if result.generations else None
+            info = (final.generation_info if final else None) or {}
+            model = info.get("model")
+            record_usage(
+                span,
+                input_tokens=_count(info, "prompt_eval_count"),
+                output_tokens=_count(info, "eval_count"),
+                response_model=model if isinstance(model, str) else None,
+            )
+        return result
