@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -22,10 +21,10 @@ from libs.common.schemas.documents import DocumentResult
 from services.kafka_llm_processor.producer import documents
 from tests.analytics.conftest import Topics as AnalyticsTopics
 from tests.analytics.conftest import collector_environment, totals, usage_event, utc_now
-from tests.observability.test_tracing import HTTP_CLIENT_SCOPE, LLM_APP, one, tracing_env
+from tests.observability.test_tracing import HTTP_CLIENT_SCOPE, LLM_APP, tracing_env
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
-from tests.support.otlp_receiver import OTLPReceiver, Span
+from tests.support.otlp_receiver import OTLPReceiver, Span, ancestors, one
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
 PROCESSOR_APP = "services.kafka_llm_processor.app:app"
@@ -46,12 +45,6 @@ class ProcessorTopics(msgspec.Struct, frozen=True):
             "DLQ_TOPIC": self.dlq,
             "PROCESSOR_GROUP_ID": f"group-{self.input}",
         }
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[OTLPReceiver]:
-    with OTLPReceiver(tmp_path / "otlp.log") as running:
-        yield running
 
 
 @pytest.fixture
@@ -259,16 +252,6 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
         trace_id,
         usage_sent["span_id"],
     ]
-
-
-def ancestors(span: Span, trace: list[Span]) -> set[str]:
-    by_id = {s["span_id"]: s for s in trace}
-    found: set[str] = set()
-    parent = span["parent_span_id"]
-    while parent:
-        found.add(parent)
-        parent = by_id[parent]["parent_span_id"]
-    return found
 
 
 def test_a_document_that_cannot_be_read_is_dead_lettered_in_its_trace(

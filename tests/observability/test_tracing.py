@@ -9,9 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +18,7 @@ from libs.common.kafka.topics import ensure_topics
 from tests.langgraph_runner.conftest import RUNNER_APP, Topics, as_message, collect, send, trigger
 from tests.langgraph_runner.test_workflows import DOCUMENT
 from tests.provider_router.conftest import ask, one_provider
-from tests.support.otlp_receiver import OTLPReceiver, Span
+from tests.support.otlp_receiver import OTLPReceiver, Span, ancestors, one
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
 LLM_APP = "services.llm.llama31_8b_service:app"
@@ -33,12 +31,6 @@ def workflow_topics(kafka_bootstrap: str) -> Topics:
     names = Topics(events=f"wf-events-{run}", results=f"wf-results-{run}", dlq=f"wf-dlq-{run}")
     asyncio.run(ensure_topics(kafka_bootstrap, {names.events: 1, names.results: 1, names.dlq: 1}))
     return names
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[OTLPReceiver]:
-    with OTLPReceiver(tmp_path / "otlp.log") as running:
-        yield running
 
 
 def start_pair(tmp_path: Path, tracing: dict[str, str]) -> tuple[ServiceProcess, ServiceProcess]:
@@ -72,12 +64,6 @@ def start_pair(tmp_path: Path, tracing: dict[str, str]) -> tuple[ServiceProcess,
 def tracing_env(receiver: OTLPReceiver) -> dict[str, str]:
     # A short batch delay: the spans arrive while the test waits, not five seconds later.
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
-
-
-def one(spans: list[Span], **match: Any) -> Span:
-    found = [s for s in spans if all(s.get(k) == v for k, v in match.items())]
-    assert len(found) == 1, f"{len(found)} spans match {match}: {[s['name'] for s in spans]}"
-    return found[0]
 
 
 def test_a_routed_call_is_one_trace_with_genai_token_counts(
@@ -133,7 +119,7 @@ def test_a_routed_call_is_one_trace_with_genai_token_counts(
     assert generated["attributes"]["gen_ai.provider.name"] == "embedded"
     assert generated["attributes"]["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
     assert generated["attributes"]["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
-    assert _ancestors(generated, trace) >= {llm_server["span_id"], server["span_id"]}
+    assert ancestors(generated, trace) >= {llm_server["span_id"], server["span_id"]}
 
     # The router's access log line names the trace and the server span beside the request id.
     lines = [json.loads(line) for line in router.logs().splitlines() if line.startswith("{")]
@@ -146,16 +132,6 @@ def test_a_routed_call_is_one_trace_with_genai_token_counts(
 
 # PAS's own client span on its aiohttp calls (libs.common.http_tracing).
 HTTP_CLIENT_SCOPE = "pas.http"
-
-
-def _ancestors(span: Span, trace: list[Span]) -> set[str]:
-    by_id = {s["span_id"]: s for s in trace}
-    found: set[str] = set()
-    parent = span["parent_span_id"]
-    while parent:
-        found.add(parent)
-        parent = by_id[parent]["parent_span_id"]
-    return found
 
 
 def test_without_an_exporter_nothing_is_sent(receiver: OTLPReceiver, tmp_path: Path) -> None:
@@ -267,14 +243,14 @@ def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
         assert router_server["service"] == "provider_router"
         routed, generated = (
             one(
-                [s for s in trace if asked["span_id"] in _ancestors(s, trace)],
+                [s for s in trace if asked["span_id"] in ancestors(s, trace)],
                 scope="pas.genai",
                 kind=kind,
             )
             for kind in ("CLIENT", "INTERNAL")
         )
         assert routed["service"] == "provider_router"
-        assert routed["span_id"] in _ancestors(generated, trace)
+        assert routed["span_id"] in ancestors(generated, trace)
         for key_name in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
             assert (
                 generated["attributes"][key_name]
@@ -390,7 +366,7 @@ def test_the_runners_ollama_calls_have_genai_spans_with_ollamas_token_counts(
         outbound = one(trace, kind="CLIENT", parent_span_id=asked["span_id"])
         server = one(trace, kind="SERVER", parent_span_id=outbound["span_id"])
         assert server["service"] == "llama31_8b"
-        below = [s for s in trace if server["span_id"] in _ancestors(s, trace)]
+        below = [s for s in trace if server["span_id"] in ancestors(s, trace)]
         generated = one(below, scope="pas.genai", kind="INTERNAL")
         for key_name in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
             assert attributes[key_name] == generated["attributes"][key_name] > 0

@@ -85,6 +85,24 @@ def decode(body: bytes) -> list[Span]:
     return spans
 
 
+def one(spans: list[Span], **match: Any) -> Span:
+    """The one span whose fields match; fails naming how many did."""
+    found = [s for s in spans if all(s.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, f"{len(found)} spans match {match}: {[s['name'] for s in spans]}"
+    return found[0]
+
+
+def ancestors(span: Span, trace: list[Span]) -> set[str]:
+    """The ids of every span above ``span`` in ``trace``."""
+    by_id = {s["span_id"]: s for s in trace}
+    found: set[str] = set()
+    parent = span["parent_span_id"]
+    while parent:
+        found.add(parent)
+        parent = by_id[parent]["parent_span_id"]
+    return found
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
