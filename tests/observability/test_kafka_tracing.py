@@ -21,7 +21,7 @@ from libs.common.schemas.documents import DocumentResult
 from services.kafka_llm_processor.producer import documents
 from tests.analytics.conftest import Topics as AnalyticsTopics
 from tests.analytics.conftest import collector_environment, totals, usage_event, utc_now
-from tests.observability.test_tracing import HTTP_CLIENT_SCOPE, LLM_APP, tracing_env
+from tests.observability.test_tracing import HTTP_CLIENT_SCOPE, start_llm, tracing_env
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.otlp_receiver import OTLPReceiver, Span, ancestors, one
@@ -143,21 +143,14 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
 ) -> None:
     topics = processor_topics
     tracing = tracing_env(receiver)
-    llm_port = free_port()
-    llm = ServiceProcess(
-        LLM_APP,
-        llm_port,
-        {
-            "LLAMA31_8B_PORT": str(llm_port),
-            "LLAMA31_8B_REGISTER": "false",
-            "LLAMA31_8B_CONTEXT_LENGTH": "2048",
-            # Its usage events go out on the broker, from the call's trace.
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "LLAMA31_8B_USAGE_TOPIC": topics.usage,
-            **tracing,
-        },
-        tmp_path / "llm.log",
-    ).start(ready_timeout_s=60)
+    # Its usage events go out on the broker, from the call's trace.
+    llm = start_llm(
+        tmp_path,
+        tracing,
+        LLAMA31_8B_CONTEXT_LENGTH="2048",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        LLAMA31_8B_USAGE_TOPIC=topics.usage,
+    )
     try:
         processor = start_processor(kafka_bootstrap, topics, f"{llm.url}/v1", tmp_path, tracing)
         try:

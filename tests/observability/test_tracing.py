@@ -33,20 +33,26 @@ def workflow_topics(kafka_bootstrap: str) -> Topics:
     return names
 
 
-def start_pair(tmp_path: Path, tracing: dict[str, str]) -> tuple[ServiceProcess, ServiceProcess]:
-    """An LLM service on the embedded model and a router whose one provider it is."""
-    llm_port = free_port()
-    llm = ServiceProcess(
+def start_llm(tmp_path: Path, tracing: dict[str, str], **env: str) -> ServiceProcess:
+    """The Llama 3.1 8B wrapper on the embedded model, tracing as ``tracing`` says."""
+    port = free_port()
+    return ServiceProcess(
         LLM_APP,
-        llm_port,
+        port,
         {
-            "LLAMA31_8B_PORT": str(llm_port),
+            "LLAMA31_8B_PORT": str(port),
             "LLAMA31_8B_REGISTER": "false",
             "LLAMA31_8B_CONTEXT_LENGTH": "1024",
             **tracing,
+            **env,
         },
         tmp_path / "llm.log",
     ).start(ready_timeout_s=60)
+
+
+def start_pair(tmp_path: Path, tracing: dict[str, str]) -> tuple[ServiceProcess, ServiceProcess]:
+    """An LLM service on the embedded model and a router whose one provider it is."""
+    llm = start_llm(tmp_path, tracing)
     router = ServiceProcess(
         ROUTER_APP,
         free_port(),
@@ -310,18 +316,7 @@ def test_the_runners_ollama_calls_have_genai_spans_with_ollamas_token_counts(
     # eval_count included), which ChatOllama calls as it would call Ollama.
     topics = workflow_topics
     tracing = tracing_env(receiver)
-    llm_port = free_port()
-    llm = ServiceProcess(
-        LLM_APP,
-        llm_port,
-        {
-            "LLAMA31_8B_PORT": str(llm_port),
-            "LLAMA31_8B_REGISTER": "false",
-            "LLAMA31_8B_CONTEXT_LENGTH": "1024",
-            **tracing,
-        },
-        tmp_path / "llm.log",
-    ).start(ready_timeout_s=60)
+    llm = start_llm(tmp_path, tracing)
     runner = ServiceProcess(
         RUNNER_APP,
         free_port(),
