@@ -3,22 +3,26 @@ OTLP/HTTP to a local receiver in another process), in the same run.
 
 ``--target router`` (the default): the provider router forwarding to the fast
 OpenAI-compatible responder (``tests.support.openai_responder``), so that the router's own work
-and its three spans a request (server, GenAI, outbound client) are most of what is timed.
+and its two spans a request (server, and GenAI as the outbound call's client span) are most of
+what is timed.
 ``--target llm``: an LLM service on the embedded model (``services.llm.llama31_8b_service``),
 the same prompt at temperature 0 and a few tokens, where the model's time dwarfs the spans'.
 
-The requests alternate between the two processes in rounds so that drift on a shared machine
-falls on both. The numbers are sequential latencies (httpx client, one request at a time); the
-ratio of the p50s is what matters.
+Requests alternate between the two processes one by one (off, on, on, off...), so that the
+drift of a shared or virtual machine falls on both alike. The numbers are sequential latencies
+(httpx client, one request at a time): the ratio of the p50s is what matters, per round and
+over all rounds; beside it, each process's own CPU a request (from ``/proc``, every thread: the
+span work and the export thread's encoding), which the machine's drift moves far less.
 
 Run: ``.venv/bin/python -m bench.tracing_overhead [--target llm] [--rounds 5 --requests 300]``
-(``--requests`` defaults to 300 for the router, 20 for the LLM service).
+(``--requests`` per service per round: 300 for the router by default, 20 for the LLM service).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from typing import Any
 import httpx
 
 from bench.router_overhead import BODY, fast_provider_file, p
+from bench.service_footprint import cpu_seconds
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.processes import ServiceProcess, free_port
 
@@ -41,15 +46,26 @@ LLM_BODY = {
 WARM_UP = {"router": 20, "llm": 3}
 
 
-async def latencies(url: str, body: dict[str, Any], count: int, warm_up: int) -> list[float]:
-    samples = []
-    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+async def alternating(
+    urls: dict[str, str], body: dict[str, Any], count: int, warm_up: int
+) -> dict[str, list[float]]:
+    """``count`` sequential requests to each URL, taking turns one by one (the order flipped
+    every turn), after ``warm_up`` each; their latencies by name."""
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    clients = {name: httpx.AsyncClient(base_url=url, timeout=120) for name, url in urls.items()}
+    try:
         for _ in range(warm_up):  # connections and caches
-            (await http.post("/v1/chat/completions", json=body)).raise_for_status()
-        for _ in range(count):
-            started = time.perf_counter()
-            (await http.post("/v1/chat/completions", json=body)).raise_for_status()
-            samples.append(time.perf_counter() - started)
+            for http in clients.values():
+                (await http.post("/v1/chat/completions", json=body)).raise_for_status()
+        names = list(urls)
+        for turn in range(count):
+            for name in names if turn % 2 == 0 else reversed(names):
+                started = time.perf_counter()
+                (await clients[name].post("/v1/chat/completions", json=body)).raise_for_status()
+                samples[name].append(time.perf_counter() - started)
+    finally:
+        for http in clients.values():
+            await http.aclose()
     return samples
 
 
@@ -113,27 +129,40 @@ def main() -> None:
                 return start_llm(work, name, env)
 
         services = {name: start(name, env) for name, env in tracing.items()}
+        urls = {name: service.url for name, service in services.items()}
         samples: dict[str, list[float]] = {name: [] for name in services}
+        cpu_us: dict[str, list[float]] = {name: [] for name in services}
+        ratios = []
         try:
             for _ in range(args.rounds):
+                before = {name: cpu_seconds(s.pid) for name, s in services.items()}
+                found = asyncio.run(alternating(urls, body, requests, WARM_UP[args.target]))
                 for name, service in services.items():
-                    samples[name] += asyncio.run(
-                        latencies(service.url, body, requests, WARM_UP[args.target])
-                    )
+                    spent = cpu_seconds(service.pid) - before[name]
+                    cpu_us[name].append(spent / (requests + WARM_UP[args.target]) * 1e6)
+                    samples[name] += found[name]
+                ratios.append(p(found["on"], 0.5) / p(found["off"], 0.5))
         finally:
             for service in [*services.values(), *helpers]:
                 service.stop()
         exported = len(receiver.spans())
 
     print(f"target: {args.target}")
-    print(f"{'tracing':<8} {'requests':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'tracing':<8} {'requests':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}"
+    )
     for name, values in samples.items():
         print(
             f"{name:<8} {len(values):>9} {p(values, 0.5):8.3f} {p(values, 0.9):8.3f} "
-            f"{p(values, 0.99):8.3f}"
+            f"{p(values, 0.99):8.3f} {statistics.median(cpu_us[name]):11.0f}"
         )
     ratio = p(samples["on"], 0.5) / p(samples["off"], 0.5)
     print(f"p50 on/off: {ratio:.3f} ({(ratio - 1) * 100:+.1f}%); spans received: {exported}")
+    print(
+        f"per round: p50 on/off median {statistics.median(ratios):.3f} "
+        f"(from {min(ratios):.3f} to {max(ratios):.3f}); CPU a request on/off median "
+        f"{statistics.median(cpu_us['on']) / statistics.median(cpu_us['off']):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""HTTP spans at the cost of one span: a lean server middleware for Litestar's OpenTelemetry
-plugin, and a client span for PAS's outbound aiohttp calls.
+"""HTTP tracing at the cost of one span: a lean server middleware for Litestar's OpenTelemetry
+plugin, and the W3C context on PAS's outbound model calls (whose GenAI span is their client
+span).
 
 Why not the contrib instrumentations as they are: measured on the router hop (see
 docs/benchmarks.md, tracing section), the ASGI middleware Litestar's plugin wraps by default
@@ -7,16 +8,15 @@ spent ~200 us of CPU a request (header decoding once per attribute getter call, 
 attributes each cleaned under a lock, duration/size/active-request metric bookkeeping, URL
 re-parsing) and the aiohttp instrumentation ~250 us a call (aiohttp's signal machinery for
 every hook, URL redaction, metrics), against ~30 us for a span itself; together they were most
-of tracing's +22 % at p50. The spans here carry the stable HTTP semantic-convention attributes
-that say what a call was (method, route or URL, status, error type), continue and send the W3C
-context (through the globally configured propagator), and nothing else.
+of tracing's +22 % at p50. The server span here carries the stable HTTP semantic-convention
+attributes that say what a request was (method, route, status, error type) and continues the
+caller's W3C context (through the globally configured propagator); nothing else.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -28,7 +28,7 @@ from litestar.plugins.opentelemetry import (
     OpenTelemetryPlugin,
 )
 from opentelemetry import propagate, trace
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from libs.common.telemetry import tracing_enabled
 
@@ -39,15 +39,11 @@ HTTP_REQUEST_METHOD = "http.request.method"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 URL_SCHEME = "url.scheme"
 URL_PATH = "url.path"
-URL_FULL = "url.full"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 
 _SERVER_ERROR = 500
-_CLIENT_ERROR = 400
-
-_client_tracer = trace.get_tracer("pas.http")
 
 
 class ServerSpanMiddleware(OpenTelemetryInstrumentationMiddleware):
@@ -106,57 +102,44 @@ class ServerSpanMiddleware(OpenTelemetryInstrumentationMiddleware):
 
             async def send_noting_status(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    _record_status(span, message["status"], error_from=_SERVER_ERROR)
+                    _record_status(span, message["status"])
                 await send(message)
 
             await self.app(scope, receive, send_noting_status)
 
 
-def _record_status(span: Span, status: int, *, error_from: int) -> None:
+def _record_status(span: Span, status: int) -> None:
     span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
-    if status >= error_from:
+    if status >= _SERVER_ERROR:
         span.set_attribute(ERROR_TYPE, str(status))
         span.set_status(StatusCode.ERROR)
 
 
 @functools.lru_cache(maxsize=256)
-def _client_attributes(method: str, url: str) -> Mapping[str, str | int]:
-    # The few upstream URLs repeat: parsed once each. No user info and no query in url.full
-    # (either may carry a credential).
+def _server_attributes(url: str) -> Mapping[str, str | int]:
+    # The few upstream URLs repeat: parsed once each.
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = parts.hostname or ""
     return {
-        HTTP_REQUEST_METHOD: method,
-        URL_FULL: f"{parts.scheme}://{host}:{port}{parts.path}",
-        SERVER_ADDRESS: host,
-        SERVER_PORT: port,
+        SERVER_ADDRESS: parts.hostname or "",
+        SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
     }
 
 
-@contextmanager
-def http_client_span(
-    method: str, url: str, headers: Mapping[str, str]
-) -> Iterator[tuple[Span, Mapping[str, str]]]:
-    """A CLIENT span from sending a request to its response's status line, current inside the
-    block, and the headers to send: ``headers`` plus the W3C context naming this span. Note
-    the answer with :func:`record_response_status`. With tracing off: the non-recording span
-    and ``headers`` as they are, at no cost."""
+def outbound_headers(url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The headers of a model call made inside its GenAI span: ``headers`` plus the W3C
+    context naming that span, which also gets the server's address and port (attributes the
+    GenAI conventions put on it). The call has no HTTP client span of its own: the GenAI span
+    is the client span of this one request (as OpenTelemetry's own GenAI instrumentations do),
+    and a second span around the same request cost as much again (docs/benchmarks.md, tracing
+    section). With tracing off: ``headers`` as they are, at no cost."""
     if not tracing_enabled():
-        yield INVALID_SPAN, headers
-        return
-    with _client_tracer.start_as_current_span(
-        method, kind=SpanKind.CLIENT, attributes=_client_attributes(method, url)
-    ) as span:
-        sent = dict(headers)
-        propagate.inject(sent)
-        yield span, sent
-
-
-def record_response_status(span: Span, status: int) -> None:
-    """The response's status on a client span; 4xx and 5xx mark it failed."""
+        return headers
+    span = trace.get_current_span()
     if span.is_recording():
-        _record_status(span, status, error_from=_CLIENT_ERROR)
+        span.set_attributes(_server_attributes(url))
+    sent = dict(headers)
+    propagate.inject(sent)
+    return sent
 
 
 def litestar_plugins() -> list[OpenTelemetryPlugin]:

@@ -6,9 +6,9 @@ installed, no instrumentation is patched in and every span PAS code starts is th
 non-recording one (a few attribute look-ups, no allocation per attribute). When on, spans go
 through a batch processor to the OTLP/HTTP exporter (and/or to stdout, for development), inbound
 HTTP through Litestar's own OpenTelemetry plugin (with PAS's lean server-span middleware,
-``libs.common.http_tracing``), outbound aiohttp through PAS's own client span there, outbound
-httpx through the contrib instrumentation, and W3C ``traceparent``/``tracestate`` is what
-crosses the wire.
+``libs.common.http_tracing``), PAS's outbound model calls (aiohttp) as their GenAI client span
+with the W3C context in the request, outbound httpx through the contrib instrumentation;
+W3C ``traceparent``/``tracestate`` is what crosses the wire.
 
 The SDK reads the rest of its variables itself from the process environment
 (``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_SCHEDULE_DELAY``...).
@@ -111,7 +111,7 @@ def configure_tracing(service_name: str, settings: TelemetrySettings | None = No
         trace.set_tracer_provider(provider)
         _Installed.provider = provider
         # Patched in only now: with tracing off, httpx stays as it is. PAS's aiohttp calls
-        # (the hot path: router to model) carry their own lean client span instead of the
+        # (the hot path: router to model) are traced by their GenAI span instead of the
         # contrib instrumentation (libs.common.http_tracing, where the reason is measured).
         HTTPXClientInstrumentor().instrument()
     logger.info(

@@ -86,5 +86,12 @@ class ServiceProcess:
             self._process.wait()
             self._process = None
 
+    @property
+    def pid(self) -> int:
+        """The running process's id."""
+        if self._process is None:
+            raise RuntimeError(f"{self.app} is not running")
+        return self._process.pid
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -28,7 +28,7 @@ import aiohttp
 import msgspec
 
 from libs.common.errors import PASError
-from libs.common.http_tracing import http_client_span, record_response_status
+from libs.common.http_tracing import outbound_headers
 from libs.common.schemas.llm import (
     AssistantMessage,
     ChatChoice,
@@ -121,11 +121,13 @@ async def post_for_success(
     """POST and return the 2xx response with its body unread (the caller reads and releases
     it); a transport failure or any other status raises from the taxonomy, naming ``where``."""
     try:
-        with http_client_span("POST", url, headers) as (span, sent_headers):
-            response = await session.post(
-                url, data=data, headers=sent_headers, allow_redirects=False, timeout=client_timeout
-            )
-            record_response_status(span, response.status)
+        response = await session.post(
+            url,
+            data=data,
+            headers=outbound_headers(url, headers),
+            allow_redirects=False,
+            timeout=client_timeout,
+        )
         if 200 <= response.status < 300:
             return response
         try:
