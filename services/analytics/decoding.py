@@ -18,7 +18,7 @@ A record that does not decode raises :class:`Undecodable` with the reason (it go
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -29,15 +29,8 @@ from libs.common.schemas.documents import (
     processor_run_id,
     processor_workflow_id,
 )
-from libs.common.schemas.usage import (
-    AwareTime,
-    Cost,
-    Count,
-    Duration,
-    UsageEvent,
-    UsageStatus,
-    WorkflowRun,
-)
+from libs.common.schemas.usage import UsageEvent, WorkflowRun
+from services.analytics.nul_free import NulFreeUsage, may_hold_nul
 
 TopicRole = Literal["usage", "workflow_results", "llm_results", "documents_dlq"]
 _OUTCOMES = {"workflow.completed": "success", "workflow.failed": "error"}
@@ -84,36 +77,8 @@ class _DocumentTask(msgspec.Struct):
     task: str = "unknown"
 
 
-_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-_OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
-
-
-class _NulFreeUsage(UsageEvent, frozen=True, kw_only=True, gc=False):
-    """A :class:`UsageEvent` read from a record that holds no NUL (``\\u0000``, the only way
-    JSON can carry one): the same fields and bounds without the no-NUL pattern, which such a
-    record always meets. Checking that pattern runs a regular expression per text field, most
-    of the cost of decoding an event; ``gc=False``: events hold no references to collect."""
-
-    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    timestamp: AwareTime
-    service: _Text
-    provider: _Text
-    model: _Text
-    status: UsageStatus
-    prompt_tokens: Count = 0
-    completion_tokens: Count = 0
-    latency_ms: Duration = 0.0
-    cost_usd: Cost = 0.0
-    request_id: _OptionalText = None
-    capability: _OptionalText = None
-    workflow_id: _OptionalText = None
-    run_id: _OptionalText = None
-    error: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
-
-
-assert _NulFreeUsage.__struct_fields__ == UsageEvent.__struct_fields__
 _decode_usage = msgspec.json.Decoder(UsageEvent).decode
-_decode_nul_free_usage = msgspec.json.Decoder(_NulFreeUsage).decode
+_decode_nul_free_usage = msgspec.json.Decoder(NulFreeUsage).decode
 _decode_workflow_event = msgspec.json.Decoder(_WorkflowResultEvent).decode
 _decode_result = msgspec.json.Decoder(DocumentResult).decode
 _decode_letter = msgspec.json.Decoder(DeadLetter).decode
@@ -155,7 +120,7 @@ def decode_usage(value: bytes | None) -> UsageEvent:
     if value is None:
         raise Undecodable("empty", "the record has no value")
     try:
-        if b"\\u0000" in value:
+        if may_hold_nul(value):
             return _decode_usage(value)  # refused with the field's name, as over HTTP
         return _decode_nul_free_usage(value)
     except (msgspec.DecodeError, ValueError) as exc:

@@ -9,6 +9,8 @@ it survives restarts; the counters start at zero with the process, as counters d
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -66,6 +68,12 @@ def _bucket_of(values: pa.ChunkedArray, bounds: Sequence[float]) -> pa.Array:
     return pa.array(np.searchsorted(np.asarray(bounds), values.to_numpy(), side="left"))
 
 
+def _bucket_counts(values: Sequence[float], bounds: Sequence[float]) -> list[int]:
+    """How many of ``values`` fall in each bucket (as :func:`_bucket_of` places them)."""
+    placed = np.searchsorted(np.asarray(bounds), np.asarray(values), side="left")
+    return [int(count) for count in np.bincount(placed, minlength=len(bounds) + 1)]
+
+
 def _grouped(
     table: pa.Table, keys: list[str], aggregations: list[tuple[str, str]]
 ) -> list[dict[str, Any]]:
@@ -87,7 +95,7 @@ class AnalyticsMetrics:
             ["workflow_id", "status"],
             registry=None,
         )
-        self.workflow_duration = Histogram(
+        self.workflow_duration = BatchHistogram(
             "workflow_duration_seconds",
             "Workflow execution duration",
             ["workflow_id"],
@@ -211,12 +219,22 @@ class AnalyticsMetrics:
             self.llm_latency.labels(name).observe_batch(counts, latency[name])
 
     def count_runs(self, runs: Sequence[WorkflowRun], source: str, received: int) -> None:
+        """Count the new runs of a batch out of ``received``: once per label set, not per run
+        (a ``labels()`` look-up costs more than the rest of a run's counting)."""
         self.stored.labels("runs", source).inc(len(runs))
         self.duplicates.labels("runs").inc(received - len(runs))
+        for (workflow_id, status), count in collections.Counter(
+            (run.workflow_id, run.status) for run in runs
+        ).items():
+            self.workflow_executions.labels(workflow_id, status).inc(count)
+        durations: defaultdict[str, list[float]] = defaultdict(list)
         for run in runs:
-            self.workflow_executions.labels(run.workflow_id, run.status).inc()
             if run.duration_ms is not None:
-                self.workflow_duration.labels(run.workflow_id).observe(run.duration_ms / 1000)
+                durations[run.workflow_id].append(run.duration_ms / 1000)
+        for workflow_id, seconds in durations.items():
+            self.workflow_duration.labels(workflow_id).observe_batch(
+                _bucket_counts(seconds, _SECONDS_BUCKETS), math.fsum(seconds)
+            )
 
 
 async def refresh_success_rates_forever(

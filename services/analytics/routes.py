@@ -31,6 +31,7 @@ from libs.common.schemas.usage import (
     WorkflowReport,
 )
 from services.analytics import results
+from services.analytics.event_body import EventBatchBody
 from services.analytics.exports import FILE_SUFFIXES, MEDIA_TYPES
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics
@@ -117,6 +118,8 @@ class EventsController(Controller):
         responses=problem_responses(400, 401, 413),
         summary="Store a batch of usage events, workflow outcomes and quality scores (each "
         "stored once by key)",
+        dto=EventBatchBody,
+        return_dto=None,
     )
     async def ingest(
         self, data: JSONBody[EventBatch], ingestor: NamedDependency[Ingestor]

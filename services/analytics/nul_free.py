@@ -1,0 +1,79 @@
+"""Wire types for records that hold no NUL, decoded without the no-NUL pattern.
+
+The shared wire types refuse NUL (``\\u0000``, the only way JSON can carry one) in every text
+field with a regular expression, because PostgreSQL cannot hold it in text. Checked per field,
+that pattern is most of the cost of decoding an event. A body or record whose bytes hold no
+``\\u0000`` escape meets it in every field, so it is decoded with these types: the same fields,
+defaults and bounds without the pattern. Anything else takes the strict types, so that its
+refusal names the field, as it always has.
+
+``gc=False``: events hold no references for the garbage collector to follow.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from libs.common.schemas.usage import (
+    AwareTime,
+    Cost,
+    Count,
+    Duration,
+    RunStatus,
+    UsageEvent,
+    UsageStatus,
+    WorkflowRun,
+)
+
+NUL_ESCAPE = b"\\u0000"
+"""How a NUL appears in JSON (a raw NUL byte is not valid JSON text)."""
+
+_Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
+_Reason = Annotated[str, msgspec.Meta(max_length=2000)] | None
+
+
+def may_hold_nul(raw: bytes) -> bool:
+    """Whether ``raw`` may decode to a text holding NUL (then the strict types must read it)."""
+    return NUL_ESCAPE in raw
+
+
+class NulFreeUsage(UsageEvent, frozen=True, kw_only=True, gc=False):
+    """A :class:`UsageEvent` from bytes that hold no NUL."""
+
+    event_id: _Identifier
+    timestamp: AwareTime
+    service: _Text
+    provider: _Text
+    model: _Text
+    status: UsageStatus
+    prompt_tokens: Count = 0
+    completion_tokens: Count = 0
+    latency_ms: Duration = 0.0
+    cost_usd: Cost = 0.0
+    request_id: _OptionalText = None
+    capability: _OptionalText = None
+    workflow_id: _OptionalText = None
+    run_id: _OptionalText = None
+    error: _Reason = None
+
+
+class NulFreeRun(WorkflowRun, frozen=True, kw_only=True, gc=False):
+    """A :class:`WorkflowRun` from bytes that hold no NUL."""
+
+    run_id: _Text
+    workflow_id: _Text
+    status: RunStatus
+    timestamp: AwareTime
+    duration_ms: Duration | None = None
+    source: Annotated[str, msgspec.Meta(max_length=64)] = "api"
+    error: _Reason = None
+
+
+# A change to the shared types must be made here too: same fields, same order, same defaults.
+for _fast, _strict in ((NulFreeUsage, UsageEvent), (NulFreeRun, WorkflowRun)):
+    assert _fast.__struct_fields__ == _strict.__struct_fields__, _fast
+    assert _fast.__struct_defaults__ == _strict.__struct_defaults__, _fast
