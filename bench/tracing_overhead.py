@@ -148,9 +148,8 @@ def main() -> None:
         exported = len(receiver.spans())
 
     print(f"target: {args.target}")
-    print(
-        f"{'tracing':<8} {'requests':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}"
-    )
+    header = ("tracing", "requests", "p50 ms", "p90 ms", "p99 ms", "CPU us/req")
+    print("{:<8} {:>9} {:>8} {:>8} {:>8} {:>11}".format(*header))
     for name, values in samples.items():
         print(
             f"{name:<8} {len(values):>9} {p(values, 0.5):8.3f} {p(values, 0.9):8.3f} "
