@@ -25,6 +25,7 @@ from libs.common.clients.openai_client import (
     LLMUnreachable,
     OpenAIClient,
     call_headers,
+    environment_proxy,
     post_for_success,
     transport_failure,
 )
@@ -166,11 +167,12 @@ def upstream_session() -> aiohttp.ClientSession:
     """The one HTTP session for every candidate; open it inside the app's event loop.
 
     Each call brings its own bounds (see :class:`Upstreams`); idle connections are dropped
-    after 5 s; proxies come from the environment.
+    after 5 s; each candidate's proxy comes from the environment, looked up once
+    (:func:`~libs.common.clients.openai_client.environment_proxy`).
     """
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=5.0),
-        trust_env=True,
+        trust_env=False,
     )
 
 
@@ -247,6 +249,7 @@ class Upstreams:
             _anthropic_headers(candidate, request_id),
             self._timeout,
             where=where,
+            proxy=environment_proxy(where),
         )
 
     async def complete(

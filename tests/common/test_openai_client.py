@@ -22,6 +22,7 @@ from libs.common.clients.openai_client import (
     OpenAIClient,
     SSEDecoder,
     call_headers,
+    environment_proxy,
 )
 from libs.common.schemas.usage import HEADER_USAGE_REPORTED_BY
 from tests.support.asgi_server import serve_asgi
@@ -280,3 +281,46 @@ def test_data_lines_join_and_comments_and_other_fields_are_skipped() -> None:
 
 def test_an_event_cut_off_by_the_end_is_dropped() -> None:
     assert _events(b"data: whole\n\ndata: cut") == [b"whole"]
+
+
+# --- proxies from the environment ------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """A clean proxy environment; the proxy look-up is cached per URL, so forgotten around."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    environment_proxy.cache_clear()
+    yield monkeypatch
+    environment_proxy.cache_clear()
+
+
+async def test_a_call_goes_through_the_proxy_the_environment_names(
+    client_for: Any, responder: OpenAIResponder, served: str, proxy_environment: Any
+) -> None:
+    """The responder stands in as a forward proxy: a plain-HTTP proxy is sent the request for
+    the origin's URL with the origin's Host, which the responder answers as its own."""
+    proxy_environment.setenv("HTTP_PROXY", served)
+    origin = "http://llm.example.invalid:8000"
+
+    answer = await client_for(origin).complete(BODY)
+
+    assert answer.text == "".join(ANSWER)
+    assert responder.headers[-1]["host"] == "llm.example.invalid:8000"
+
+
+async def test_no_proxy_and_trust_env_off_go_straight_to_the_origin(
+    client_for: Any, responder: OpenAIResponder, served: str, proxy_environment: Any
+) -> None:
+    """With the proxy excluded the origin itself is asked: one that does not resolve is
+    unreachable, proving the proxy was not used."""
+    proxy_environment.setenv("HTTP_PROXY", served)
+    proxy_environment.setenv("NO_PROXY", "llm.example.invalid")
+
+    with pytest.raises(LLMUnreachable):
+        await client_for("http://llm.example.invalid:8000").complete(BODY)
+    with pytest.raises(LLMUnreachable):
+        await client_for("http://other.example.invalid:8000", trust_env=False).complete(BODY)
+    assert responder.requests == []

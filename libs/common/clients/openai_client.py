@@ -20,9 +20,12 @@ Status and body of an HTTP failure ride on the error (``status``, ``body``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies_environment, proxy_bypass
 
 import aiohttp
 import msgspec
@@ -109,6 +112,21 @@ def status_failure(status: int, body: bytes, where: str) -> LLMError:
     return LLMRefused(f"{where} refused the request ({status}): {text}", status=status, body=body)
 
 
+@functools.lru_cache(maxsize=256)
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, in either case, unless ``NO_PROXY`` covers its host), as curl and httpx read
+    them; once per URL, not per call. aiohttp's ``trust_env`` looks them up (and ``~/.netrc``)
+    on every request, in two hops to a thread: measured on the router, about 0.6 ms of CPU a
+    request (docs/benchmarks.md, tracing section). Model APIs authenticate with headers, so
+    netrc is not read."""
+    parts = urlsplit(url)
+    if proxy_bypass(parts.hostname or ""):  # NO_PROXY (the system settings on macOS)
+        return None
+    proxies = getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
 async def post_for_success(
     session: aiohttp.ClientSession,
     url: str,
@@ -117,9 +135,11 @@ async def post_for_success(
     client_timeout: aiohttp.ClientTimeout,
     *,
     where: str,
+    proxy: str | None = None,
 ) -> aiohttp.ClientResponse:
-    """POST and return the 2xx response with its body unread (the caller reads and releases
-    it); a transport failure or any other status raises from the taxonomy, naming ``where``."""
+    """POST (through ``proxy`` if given) and return the 2xx response with its body unread (the
+    caller reads and releases it); a transport failure or any other status raises from the
+    taxonomy, naming ``where``."""
     try:
         response = await session.post(
             url,
@@ -127,6 +147,7 @@ async def post_for_success(
             headers=outbound_headers(url, headers),
             allow_redirects=False,
             timeout=client_timeout,
+            proxy=proxy,
         )
         if 200 <= response.status < 300:
             return response
@@ -406,8 +427,8 @@ class OpenAIClient:
 
     ``timeout_s`` bounds the wait for a pooled connection, for the answer and then for every
     gap between its bytes (httpx's read timeout: a long stream that keeps coming is never cut);
-    ``connect_timeout_s`` bounds the TCP connect. ``trust_env`` takes proxies from the
-    environment, as httpx does by default.
+    ``connect_timeout_s`` bounds the TCP connect. ``trust_env`` takes the proxy from the
+    environment, as httpx does by default (:func:`environment_proxy`, read once).
     """
 
     def __init__(
@@ -436,7 +457,7 @@ class OpenAIClient:
             sock_read=timeout_s,
         )
         self._connections = connections
-        self._trust_env = trust_env
+        self._proxy = environment_proxy(self._chat_url) if trust_env else None
         self._session = session
         self._owns_session = session is None
 
@@ -446,7 +467,7 @@ class OpenAIClient:
                 connector=aiohttp.TCPConnector(
                     limit=self._connections, keepalive_timeout=KEEPALIVE_S
                 ),
-                trust_env=self._trust_env,
+                trust_env=False,  # the proxy is looked up once, not on every call
             )
         return self._session
 
@@ -467,7 +488,13 @@ class OpenAIClient:
         data = body if isinstance(body, bytes) else _encode(body)
         sent = {**self._headers, **headers} if headers else self._headers
         return await post_for_success(
-            self._http(), self._chat_url, data, sent, self._timeout, where=self.where
+            self._http(),
+            self._chat_url,
+            data,
+            sent,
+            self._timeout,
+            where=self.where,
+            proxy=self._proxy,
         )
 
     async def complete_bytes(
