@@ -206,13 +206,18 @@ class LLMGateway:
     def _build(self, model: str, temperature: float, max_tokens: int) -> BaseChatModel:
         s = self._settings
         if s.llm_api == "ollama":
+            # Ollama itself takes no key; a PAS LLM service with a token, or an authenticating
+            # proxy in front of Ollama, takes it as a bearer token (as the OpenAI path sends it).
+            client: dict[str, Any] = {"timeout": s.llm_timeout_s}
+            if s.llm_api_key:
+                client["headers"] = {"Authorization": f"Bearer {s.llm_api_key}"}
             return TracedChatOllama(
                 base_url=s.llm_url,
                 model=model,
                 temperature=temperature,
                 num_predict=max_tokens,
                 seed=0,
-                client_kwargs={"timeout": s.llm_timeout_s},
+                client_kwargs=client,
                 async_client_kwargs={"event_hooks": {"request": [_add_run_headers]}},
             )
         if self._openai is None:

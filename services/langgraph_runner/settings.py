@@ -61,6 +61,8 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     llm_capability: str | None = None
     """With ``openai`` on the provider router: route by this capability instead of the model."""
     llm_api_key: str | None = None
+    """Sent as ``Authorization: Bearer <key>`` on either API (a PAS LLM service's or the
+    router's token, an OpenAI key, an authenticating proxy in front of Ollama)."""
     llm_timeout_s: Positive = 120.0
     llm_temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.0
     llm_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=8192)] = 512
