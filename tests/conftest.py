@@ -29,13 +29,18 @@ from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 REGISTRY_APP = "services.registry.registry_service:app"
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _own_postgres_database() -> None:
     """Under pytest-xdist, give this worker a PostgreSQL database of its own (see
     tests/support/postgres.py) before any test module reads PAS_TEST_POSTGRES_DSN."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     dsn = os.environ.get("PAS_TEST_POSTGRES_DSN")
     if worker and dsn:
         os.environ["PAS_TEST_POSTGRES_DSN"] = fresh_database(dsn, worker)
+
+
+# At import, not in pytest_configure: ``pytest tests/analytics`` imports that folder's
+# conftest (which reads the variable) before pytest_configure runs, and this one before it.
+_own_postgres_database()
 
 
 def agent_json(agent_id: str = "llm_llama31_8b", **overrides: Any) -> dict[str, Any]:
