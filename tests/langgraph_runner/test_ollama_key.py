@@ -15,7 +15,7 @@ import pytest
 from libs.common.schemas.workflows import WorkflowParameters
 from services.langgraph_runner.llm import LLMGateway
 from services.langgraph_runner.settings import RunnerSettings
-from tests.support.asgi_server import serve_asgi
+from tests.support.asgi_server import read_body, serve_asgi
 
 
 class OllamaChat:
@@ -25,12 +25,7 @@ class OllamaChat:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.headers.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
         request = json.loads(body)
         answer = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from tests.support.asgi_server import read_body
 from tests.support.openai_responder import ANSWER, OpenAIResponder
 
 Act = Literal["ok", "hold"] | int
@@ -30,12 +31,7 @@ class ScriptedUpstream(OpenAIResponder):
         if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
             await super().__call__(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         request = json.loads(body or b"{}")
         act = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         self.acts.append(act)

@@ -17,6 +17,16 @@ import uvicorn
 from tests.support.processes import free_port
 
 
+async def read_body(receive: Any) -> bytes:
+    """A request's whole body, from as many ``http.request`` messages as it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
 @contextmanager
 def serve_asgi(app: Any) -> Iterator[str]:
     port = free_port()

@@ -17,6 +17,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.asgi_server import read_body
+
 ANSWER = ["Rates ", "and ", "prices ", "move ", "inversely."]
 
 
@@ -47,12 +49,7 @@ class OpenAIResponder:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if scope["path"].endswith("/models"):
             await self._json(
                 send,
