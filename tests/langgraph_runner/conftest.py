@@ -4,11 +4,13 @@ LLM nodes, a real broker with topics of a test's own."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -17,7 +19,7 @@ from litestar.testing import AsyncTestClient
 from libs.common.kafka.topics import ensure_topics
 from services.langgraph_runner.app import create_app
 from services.langgraph_runner.settings import RunnerSettings
-from tests.langgraph_runner.probes import PROBE_REFERENCE
+from tests.langgraph_runner.probes import PROBE_REFERENCE, count
 from tests.llm.conftest import llm_process  # noqa: F401  (the embedded model, session-wide)
 from tests.support.processes import ServiceProcess, free_port
 
@@ -237,3 +239,29 @@ async def kafka_runner(
         bootstrap_servers=kafka_bootstrap, commit_interval_s=0.2, **topics.settings()
     )
     return client
+
+
+@pytest.fixture
+async def empty_database() -> None:
+    """The runner's PostgreSQL tables dropped, in PAS_TEST_POSTGRES_DSN's database."""
+    import psycopg  # noqa: PLC0415
+
+    dsn = os.environ["PAS_TEST_POSTGRES_DSN"]
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(
+            "DROP TABLE IF EXISTS pas_runner_runs, checkpoints, checkpoint_blobs, "
+            "checkpoint_writes, checkpoint_migrations"
+        )
+
+
+async def start_held_run(runner: ServiceProcess, log: Path, gate: Path) -> str:
+    """A probe run on ``runner``, held in node ``b`` until ``gate`` exists; returns once ``a``
+    is done and checkpointed (durability=sync), that is once ``b`` has started."""
+    async with httpx.AsyncClient(base_url=runner.url) as http:
+        response = await http.post(
+            "/workflows/probe/runs", json={"input": {"log": str(log), "gate": str(gate)}}
+        )
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["run_id"]
+    await wait_until(lambda: count(log, "b", "start", run_id) == 1)
+    return run_id

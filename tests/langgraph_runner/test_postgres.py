@@ -31,17 +31,6 @@ pytestmark = [
 
 
 @pytest.fixture
-async def empty_database() -> None:
-    import psycopg  # noqa: PLC0415
-
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        await conn.execute(
-            "DROP TABLE IF EXISTS pas_runner_runs, checkpoints, checkpoint_blobs, "
-            "checkpoint_writes, checkpoint_migrations"
-        )
-
-
-@pytest.fixture
 def postgres_settings(runner_settings: RunnerSettings) -> RunnerSettings:
     return msgspec.structs.replace(runner_settings, checkpoint_dsn=DSN, drain_timeout_s=0.2)
 

@@ -8,21 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.langgraph_runner.conftest import wait_for_run, wait_until
+from tests.langgraph_runner.conftest import start_held_run, wait_for_run
 from tests.langgraph_runner.probes import count
 from tests.support.processes import ServiceProcess
-
-
-async def _start_blocked_run(runner: ServiceProcess, log: Path, gate: Path) -> str:
-    async with httpx.AsyncClient(base_url=runner.url) as http:
-        response = await http.post(
-            "/workflows/probe/runs", json={"input": {"log": str(log), "gate": str(gate)}}
-        )
-    assert response.status_code == 202, response.text
-    run_id: str = response.json()["run_id"]
-    # ``a`` is done and checkpointed (durability=sync) once ``b`` has started.
-    await wait_until(lambda: count(log, "b", "start") == 1)
-    return run_id
 
 
 async def test_a_killed_runner_resumes_the_run_after_restart(
@@ -30,7 +18,7 @@ async def test_a_killed_runner_resumes_the_run_after_restart(
 ) -> None:
     log, gate = tmp_path / "probe.log", tmp_path / "gate"
     first = runner_process_factory()
-    run_id = await _start_blocked_run(first, log, gate)
+    run_id = await start_held_run(first, log, gate)
 
     first.kill()
     gate.touch()
@@ -57,7 +45,7 @@ async def test_a_stopped_runner_leaves_its_run_to_the_next_start(
 ) -> None:
     log, gate = tmp_path / "probe.log", tmp_path / "gate"
     first = runner_process_factory(RUNNER_DRAIN_TIMEOUT_S="0.5")
-    run_id = await _start_blocked_run(first, log, gate)
+    run_id = await start_held_run(first, log, gate)
 
     first.stop()  # SIGTERM: b cannot finish within the drain timeout
     shutdown = first.logs()

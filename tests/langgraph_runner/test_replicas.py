@@ -24,9 +24,9 @@ from libs.common.schemas.workflows import WorkflowResult
 from tests.langgraph_runner.conftest import (
     Topics,
     collect,
+    start_held_run,
     trigger,
     wait_for_run,
-    wait_until,
 )
 from tests.langgraph_runner.probes import count
 from tests.support.processes import ServiceProcess
@@ -42,17 +42,6 @@ SHORT_LEASES = {"RUNNER_LEASE_TTL_S": "3", "RUNNER_LEASE_RENEW_S": "1"}
 
 
 @pytest.fixture
-async def empty_database() -> None:
-    import psycopg  # noqa: PLC0415
-
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        await conn.execute(
-            "DROP TABLE IF EXISTS pas_runner_runs, checkpoints, checkpoint_blobs, "
-            "checkpoint_writes, checkpoint_migrations"
-        )
-
-
-@pytest.fixture
 def start_replica(
     runner_process_factory: Callable[..., ServiceProcess],
 ) -> Callable[..., ServiceProcess]:
@@ -62,18 +51,6 @@ def start_replica(
         return runner_process_factory(RUNNER_CHECKPOINT_DSN=DSN, **SHORT_LEASES, **env)
 
     return start
-
-
-async def _start_gated_run(replica: ServiceProcess, log: Path, gate: Path) -> str:
-    """A probe run on ``replica``, held in node ``b`` (``a`` done and checkpointed)."""
-    async with httpx.AsyncClient(base_url=replica.url) as http:
-        response = await http.post(
-            "/workflows/probe/runs", json={"input": {"log": str(log), "gate": str(gate)}}
-        )
-    assert response.status_code == 202, response.text
-    run_id: str = response.json()["run_id"]
-    await wait_until(lambda: count(log, "b", "start", run_id) == 1)
-    return run_id
 
 
 @pytest.mark.usefixtures("empty_database")
@@ -89,7 +66,7 @@ async def test_runs_are_shared_and_a_killed_replicas_run_is_taken_over(
     ):
         instances = {(await on.get("/health")).json()["details"]["instance"] for on in (on_a, on_b)}
         # A run on A, read, listed and watched to its end through B.
-        watched = await _start_gated_run(a, log, watched_gate)
+        watched = await start_held_run(a, log, watched_gate)
         seen_on_b = (await on_b.get(f"/runs/{watched}")).json()
         listed_on_b = [run["run_id"] for run in (await on_b.get("/runs")).json()["runs"]]
         statuses: list[str] = []
@@ -101,7 +78,7 @@ async def test_runs_are_shared_and_a_killed_replicas_run_is_taken_over(
                 watched_gate.touch()  # let the run go on once B listens
 
         # A run on A, killed mid-way (a done, b going): B takes it over.
-        killed = await _start_gated_run(a, log, killed_gate)
+        killed = await start_held_run(a, log, killed_gate)
         a.kill()
         killed_gate.touch()
         taken_over = await wait_for_run(on_b, killed)
