@@ -33,10 +33,10 @@ import httpx
 
 from bench.router_overhead import BODY, fast_provider_file, p
 from bench.service_footprint import cpu_seconds
+from tests.support.llm_service import start_llm_service
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.processes import ServiceProcess, free_port
 
-LLM_APP = "services.llm.llama31_8b_service:app"
 LLM_BODY = {
     "model": "llama3.1:8b",
     "messages": [{"role": "user", "content": "Price of a 10y bond?"}],
@@ -85,19 +85,9 @@ def start_router(providers: Path, work: Path, name: str, env: dict[str, str]) ->
 
 
 def start_llm(work: Path, name: str, env: dict[str, str]) -> ServiceProcess:
-    port = free_port()
-    return ServiceProcess(
-        LLM_APP,
-        port,
-        {
-            "LLAMA31_8B_PORT": str(port),
-            "LLAMA31_8B_REGISTER": "false",
-            "LLAMA31_8B_CONTEXT_LENGTH": "1024",
-            "LOG_LEVEL": "WARNING",
-            **env,
-        },
-        work / f"llm-{name}.log",
-    ).start(ready_timeout_s=120)
+    return start_llm_service(
+        work / f"llm-{name}.log", {"LOG_LEVEL": "WARNING", **env}, ready_timeout_s=120
+    )
 
 
 def main() -> None:

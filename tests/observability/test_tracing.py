@@ -18,10 +18,10 @@ from libs.common.kafka.topics import ensure_topics
 from tests.langgraph_runner.conftest import RUNNER_APP, Topics, as_message, collect, send, trigger
 from tests.langgraph_runner.test_workflows import DOCUMENT
 from tests.provider_router.conftest import ask, one_provider
+from tests.support.llm_service import start_llm_service
 from tests.support.otlp_receiver import OTLPReceiver, Span, ancestors, one
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 
-LLM_APP = "services.llm.llama31_8b_service:app"
 ROUTER_APP = "services.provider_router.provider_router:app"
 
 
@@ -35,19 +35,7 @@ def workflow_topics(kafka_bootstrap: str) -> Topics:
 
 def start_llm(tmp_path: Path, tracing: dict[str, str], **env: str) -> ServiceProcess:
     """The Llama 3.1 8B wrapper on the embedded model, tracing as ``tracing`` says."""
-    port = free_port()
-    return ServiceProcess(
-        LLM_APP,
-        port,
-        {
-            "LLAMA31_8B_PORT": str(port),
-            "LLAMA31_8B_REGISTER": "false",
-            "LLAMA31_8B_CONTEXT_LENGTH": "1024",
-            **tracing,
-            **env,
-        },
-        tmp_path / "llm.log",
-    ).start(ready_timeout_s=60)
+    return start_llm_service(tmp_path / "llm.log", {**tracing, **env})
 
 
 def start_pair(tmp_path: Path, tracing: dict[str, str]) -> tuple[ServiceProcess, ServiceProcess]:
@@ -149,26 +137,40 @@ def test_without_an_exporter_nothing_is_sent(receiver: OTLPReceiver, tmp_path: P
     assert "tracing on" not in router.logs()
 
 
-def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
-    receiver: OTLPReceiver, tmp_path: Path, kafka_bootstrap: str, workflow_topics: Topics
-) -> None:
-    topics = workflow_topics
-    tracing = tracing_env(receiver)
-    llm, router = start_pair(tmp_path, tracing)
-    runner = ServiceProcess(
+def runner_process(
+    tmp_path: Path, kafka_bootstrap: str, topics: Topics, tracing: dict[str, str], **llm: str
+) -> ServiceProcess:
+    """A runner on ``topics``, tracing as ``tracing`` says, its model as ``llm`` names it (not
+    started yet)."""
+    return ServiceProcess(
         RUNNER_APP,
         free_port(),
         {
             "RUNNER_CHECKPOINT_PATH": str(tmp_path / "checkpoints.db"),
             "RUNNER_STORE_PATH": str(tmp_path / "runs.db"),
             "RUNNER_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "RUNNER_LLM_API": "openai",
-            "RUNNER_LLM_URL": f"{router.url}/v1",
-            "RUNNER_LLM_CAPABILITY": "summarize",
+            **llm,
             **topics.env(),
             **tracing,
         },
         tmp_path / "runner.log",
+    )
+
+
+def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
+    receiver: OTLPReceiver, tmp_path: Path, kafka_bootstrap: str, workflow_topics: Topics
+) -> None:
+    topics = workflow_topics
+    tracing = tracing_env(receiver)
+    llm, router = start_pair(tmp_path, tracing)
+    runner = runner_process(
+        tmp_path,
+        kafka_bootstrap,
+        topics,
+        tracing,
+        RUNNER_LLM_API="openai",
+        RUNNER_LLM_URL=f"{router.url}/v1",
+        RUNNER_LLM_CAPABILITY="summarize",
     )
     try:
         runner.start(ready_timeout_s=60)
@@ -308,19 +310,8 @@ def test_the_runners_ollama_calls_have_genai_spans_with_ollamas_token_counts(
     topics = workflow_topics
     tracing = tracing_env(receiver)
     llm = start_llm(tmp_path, tracing)
-    runner = ServiceProcess(
-        RUNNER_APP,
-        free_port(),
-        {
-            "RUNNER_CHECKPOINT_PATH": str(tmp_path / "checkpoints.db"),
-            "RUNNER_STORE_PATH": str(tmp_path / "runs.db"),
-            "RUNNER_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "RUNNER_LLM_API": "ollama",
-            "RUNNER_LLM_URL": llm.url,
-            **topics.env(),
-            **tracing,
-        },
-        tmp_path / "runner.log",
+    runner = runner_process(
+        tmp_path, kafka_bootstrap, topics, tracing, RUNNER_LLM_API="ollama", RUNNER_LLM_URL=llm.url
     )
     try:
         runner.start(ready_timeout_s=60)

@@ -1,0 +1,30 @@
+"""The Llama 3.1 8B wrapper on the embedded model (SmolLM2-135M) as a process of its own, for
+the tests and benches that need a real model behind a PAS LLM service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.support.processes import ServiceProcess, free_port
+
+LLM_APP = "services.llm.llama31_8b_service:app"
+
+
+def start_llm_service(
+    log_path: Path, env: Mapping[str, str], *, ready_timeout_s: float = 60
+) -> ServiceProcess:
+    """Started and ready: not registered, 1,024 tokens of context, unless ``env`` says
+    otherwise (any of the service's variables)."""
+    port = free_port()
+    return ServiceProcess(
+        LLM_APP,
+        port,
+        {
+            "LLAMA31_8B_PORT": str(port),
+            "LLAMA31_8B_REGISTER": "false",
+            "LLAMA31_8B_CONTEXT_LENGTH": "1024",
+            **env,
+        },
+        log_path,
+    ).start(ready_timeout_s=ready_timeout_s)
