@@ -34,16 +34,46 @@ missing = sorted(wanted - pinned - {name(project["name"])})
 if missing:
     sys.exit(f"error: {sys.argv[1]} pins no {', '.join(missing)}: run bash scripts/lock.sh")
 PY
+
+# llama.cpp is compiled for this machine's CPU, except for AMX: ggml's AMX matrix kernels crash
+# (SIGSEGV in ggml_backend_amx_mul_mat on the first decode) on the Xeon virtual machines PAS is
+# tested on, which report AMX. With GGML_NATIVE=OFF ggml builds for AVX2, FMA, F16C and BMI2;
+# AVX-512 is added where the CPU has it. A CMAKE_ARGS of your own (a GPU build) wins.
+llama_cmake_args() {
+    [ "$(uname -m)" = x86_64 ] || return 0
+    local flags=" $(grep -m1 '^flags' /proc/cpuinfo) " args="-DGGML_NATIVE=OFF"
+    if [[ $flags == *" avx512f "* && $flags == *" avx512bw "* && $flags == *" avx512vl "* ]]; then
+        args+=" -DGGML_AVX512=ON"
+        [[ $flags == *" avx512vbmi "* ]] && args+=" -DGGML_AVX512_VBMI=ON"
+        [[ $flags == *" avx512_vnni "* ]] && args+=" -DGGML_AVX512_VNNI=ON"
+        [[ $flags == *" avx512_bf16 "* ]] && args+=" -DGGML_AVX512_BF16=ON"
+    fi
+    echo "$args"
+}
+export CMAKE_ARGS="${CMAKE_ARGS-$(llama_cmake_args)}"
+
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.pas-installed
-wanted="$(cat pyproject.toml "$lock" <(echo "$extras") | sha256sum | cut -d' ' -f1)"
+wanted="$(cat pyproject.toml "$lock" <(echo "$extras $CMAKE_ARGS") | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     mkdir -p .pas/logs
     log=.pas/logs/setup.log
-    echo "installing PAS into .venv; the first time pip builds llama.cpp (about ten minutes)..."
-    if ! { .venv/bin/python -m pip install --constraint "$lock" pip &&
-           .venv/bin/python -m pip install --constraint "$lock" --editable ".[$extras]"; } \
-           >"$log" 2>&1; then
+    # pip's own cache keeps one wheel per source archive whatever CMAKE_ARGS built it, so the
+    # llama.cpp wheel is built once per set of flags into a cache of PAS's and taken from there.
+    llama_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/pas/llama-wheels/$(echo "$CMAKE_ARGS" | sha256sum | cut -c1-16)"
+    # Installed over any build already in .venv (same version, other flags).
+    install_llama() {
+        [[ ,$extras, == *,embedded,* ]] || return 0
+        if ! ls "$llama_wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+            .venv/bin/python -m pip wheel --no-deps --no-cache-dir --constraint "$lock" \
+                --wheel-dir "$llama_wheels" "$(grep -m1 '^llama-cpp-python==' "$lock")"
+        fi
+        .venv/bin/python -m pip install --no-deps --force-reinstall "$llama_wheels"/llama_cpp_python-*.whl
+    }
+    echo "installing PAS into .venv; the first time on a machine pip builds llama.cpp (about ten minutes)..."
+    if ! { .venv/bin/python -m pip install --constraint "$lock" pip && install_llama &&
+           .venv/bin/python -m pip install --constraint "$lock" --find-links "$llama_wheels" \
+               --editable ".[$extras]"; } >"$log" 2>&1; then
         tail -n 40 "$log" >&2
         echo "error: installing PAS failed; the whole log is in $log" >&2
         exit 1
