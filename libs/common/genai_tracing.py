@@ -1,29 +1,41 @@
 """Spans for model calls, following OpenTelemetry's GenAI semantic conventions.
 
 One span per call, named ``{operation} {model}`` (``chat smollm2-135m``; ``chat`` when the
-request names no model), of kind CLIENT when
-PAS calls a model somewhere else (the router, the runner, the processor) and INTERNAL when the
-model runs in this process (the LLM services). Attributes, as the conventions name them:
-``gen_ai.operation.name``, ``gen_ai.provider.name`` (the successor of ``gen_ai.system``),
-``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` and
-``gen_ai.usage.output_tokens``; what a call cost goes in ``pas.cost_usd``, which the
-conventions do not cover. With tracing off the span is the API's non-recording one and
-``record_usage`` returns at its first line.
+request names no model), of kind CLIENT when PAS calls a model somewhere else (the router, the
+runner, the processor) and INTERNAL when the model runs in this process (the LLM services).
+Attributes, as the conventions name them: ``gen_ai.operation.name``, ``gen_ai.provider.name``
+(the successor of ``gen_ai.system``), ``gen_ai.request.model``, ``gen_ai.response.model``,
+``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens``; what a call cost goes in
+``pas.cost_usd``, which the conventions do not cover. With tracing off the span is the API's
+non-recording one and nothing is noted.
+
+A call's attributes are noted on a :class:`ModelCallSpan` while it runs and set on the SDK span
+in one pass when it ends, and a call made in a ``with`` block (:func:`genai_span`) does that on
+the event loop's next step, once the task that made the call has gone on: a request's answer
+has been sent by then. Why: the SDK checks every attribute under the span's lock (about 1 us
+each, a dozen a call), which on the router's hop was about a third of what tracing cost a
+request at p50 (docs/benchmarks.md, tracing section). So the spans' samplers see no attributes
+at start; none of the standard samplers PAS configures reads them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Final
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
 GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
@@ -39,13 +51,62 @@ EMBEDDINGS: Final = "embeddings"
 _tracer = trace.get_tracer("pas.genai")
 
 
+class ModelCallSpan:
+    """One model call's span and the attributes noted on it so far, which :meth:`end` sets in
+    one pass. With tracing off: the API's non-recording span, and nothing is kept."""
+
+    __slots__ = ("_attributes", "span")
+
+    def __init__(self, span: Span, attributes: dict[str, AttributeValue]) -> None:
+        self.span = span
+        self._attributes = attributes
+
+    def is_recording(self) -> bool:
+        return self.span.is_recording()
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Note attributes (a later value of a key wins), set on the span when it ends."""
+        if self.span.is_recording():
+            self._attributes.update(attributes)
+
+    def end(self, end_time: int | None = None) -> None:
+        """Set what was noted and end the span (``end_time`` in ns since the epoch: now if
+        not given)."""
+        if self.span.is_recording():
+            self.span.set_attributes(self._attributes)
+        self.span.end(end_time)
+
+    def end_soon(self) -> None:
+        """End the span now as the trace sees it, but do the SDK's work for it (attributes,
+        span processors) on the event loop's next step: after the running task's next
+        suspension, which for a request handler is after its answer went out."""
+        if not self.span.is_recording():
+            return
+        ended = time.time_ns()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop: nothing to wait for
+            self.end(ended)
+            return
+        loop.call_soon(self.end, ended)
+
+
+_current_call: ContextVar[ModelCallSpan | None] = ContextVar("pas_model_call", default=None)
+
+
+def current_model_call() -> ModelCallSpan | None:
+    """The recording model call whose block runs here, if any (where an HTTP client notes the
+    server it called)."""
+    return _current_call.get()
+
+
 def _attributes(
     operation: str,
     model: str,
     provider: str,
-    attributes: Mapping[str, str | int | float | bool] | None,
-) -> dict[str, str | int | float | bool]:
-    found: dict[str, str | int | float | bool] = {
+    attributes: Mapping[str, AttributeValue] | None,
+) -> dict[str, AttributeValue]:
+    found: dict[str, AttributeValue] = {
         GEN_AI_OPERATION_NAME: operation,
         GEN_AI_PROVIDER_NAME: provider,
         **(attributes or {}),
@@ -61,6 +122,44 @@ def _name(operation: str, model: str) -> str:
     return f"{operation} {model}" if model else operation
 
 
+def start_genai_span(
+    operation: str,
+    *,
+    model: str,
+    provider: str,
+    kind: SpanKind = SpanKind.CLIENT,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> ModelCallSpan:
+    """A model call's span, started but not made current; the caller ends it (``end()``),
+    for a call that outlives the block that began it (a stream), or hands it to
+    :func:`model_call`."""
+    span = _tracer.start_span(_name(operation, model), kind=kind)
+    if not span.is_recording():
+        return ModelCallSpan(span, {})
+    return ModelCallSpan(span, _attributes(operation, model, provider, attributes))
+
+
+@contextmanager
+def model_call(call: ModelCallSpan) -> Iterator[ModelCallSpan]:
+    """``call`` current inside the block (the parent of the spans below it, where
+    :func:`current_model_call` finds it), and ended when it leaves (:meth:`ModelCallSpan.end_soon`);
+    an exception leaving it marks the span failed (``error.type``, the exception as an event,
+    status ERROR) and goes on."""
+    if not call.is_recording():
+        yield call
+        return
+    token = _current_call.set(call)
+    try:
+        with trace.use_span(call.span, end_on_exit=False):
+            yield call
+    except BaseException as exc:
+        call.set_attributes({ERROR_TYPE: type(exc).__qualname__})
+        raise
+    finally:
+        _current_call.reset(token)
+        call.end_soon()
+
+
 @contextmanager
 def genai_span(
     operation: str,
@@ -68,71 +167,48 @@ def genai_span(
     model: str,
     provider: str,
     kind: SpanKind = SpanKind.CLIENT,
-    attributes: Mapping[str, str | int | float | bool] | None = None,
-) -> Iterator[Span]:
-    """A span around one model call; an exception leaving it marks the span failed (with
-    ``error.type``) and goes on. Token counts are set with :func:`record_usage`."""
-    with _tracer.start_as_current_span(
-        _name(operation, model),
-        kind=kind,
-        attributes=_attributes(operation, model, provider, attributes),
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            if span.is_recording():
-                span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
-            raise
-
-
-def start_genai_span(
-    operation: str,
-    *,
-    model: str,
-    provider: str,
-    kind: SpanKind = SpanKind.CLIENT,
-    attributes: Mapping[str, str | int | float | bool] | None = None,
-) -> Span:
-    """The same span, started but not made current, for a call that outlives the block that
-    began it (a stream): the caller ends it (``span.end()``) when the last event went out."""
-    return _tracer.start_span(
-        _name(operation, model),
-        kind=kind,
-        attributes=_attributes(operation, model, provider, attributes),
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[ModelCallSpan]:
+    """A span around one model call, current inside the block (see :func:`model_call`).
+    Token counts are noted with :func:`record_usage`."""
+    call = start_genai_span(
+        operation, model=model, provider=provider, kind=kind, attributes=attributes
     )
+    with model_call(call):
+        yield call
 
 
-def record_error(span: Span, exc: BaseException) -> None:
+def record_error(call: ModelCallSpan, exc: BaseException) -> None:
     """Mark a call's span failed (for spans not ended by a ``with`` block)."""
-    if span.is_recording():
-        span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
-        span.record_exception(exc)
-        span.set_status(trace.StatusCode.ERROR, str(exc))
+    if call.is_recording():
+        call.set_attributes({ERROR_TYPE: type(exc).__qualname__})
+        call.span.record_exception(exc)
+        call.span.set_status(trace.StatusCode.ERROR, str(exc))
 
 
 CANCELLED: Final = "cancelled"
 """``error.type`` of a call given up before its end (a stream its client left)."""
 
 
-def record_cancelled(span: Span, why: str) -> None:
+def record_cancelled(call: ModelCallSpan, why: str) -> None:
     """Mark a call's span as given up before its end (for spans not ended by a ``with``)."""
-    if span.is_recording():
-        span.set_attribute(ERROR_TYPE, CANCELLED)
-        span.set_status(trace.StatusCode.ERROR, why)
+    if call.is_recording():
+        call.set_attributes({ERROR_TYPE: CANCELLED})
+        call.span.set_status(trace.StatusCode.ERROR, why)
 
 
 def record_usage(
-    span: Span,
+    call: ModelCallSpan,
     *,
     input_tokens: int | None = None,
     output_tokens: int | None = None,
     response_model: str | None = None,
     cost_usd: float | None = None,
 ) -> None:
-    """What the call used, on its span (only the values known)."""
-    if not span.is_recording():
+    """What the call used, noted on its span (only the values known)."""
+    if not call.is_recording():
         return
-    used: dict[str, str | int | float] = {}
+    used: dict[str, AttributeValue] = {}
     if input_tokens is not None:
         used[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
     if output_tokens is not None:
@@ -141,4 +217,4 @@ def record_usage(
         used[GEN_AI_RESPONSE_MODEL] = response_model
     if cost_usd is not None:
         used[PAS_COST_USD] = cost_usd
-    span.set_attributes(used)  # one lock and one pass, not one per attribute
+    call.set_attributes(used)

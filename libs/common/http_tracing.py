@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from litestar.enums import ScopeType
@@ -29,7 +29,9 @@ from litestar.plugins.opentelemetry import (
 )
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
 
+from libs.common.genai_tracing import current_model_call
 from libs.common.telemetry import tracing_enabled
 
 if TYPE_CHECKING:
@@ -79,9 +81,10 @@ class ServerSpanMiddleware(OpenTelemetryInstrumentationMiddleware):
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        # The attributes the conventions require of a server span, no more: each one costs
-        # a validation under the span's lock.
-        attributes: dict[str, Any] = {
+        # The attributes the conventions require of a server span, no more, set when the
+        # request is over: the SDK checks each under the span's lock, and by then the answer
+        # has gone out.
+        attributes: dict[str, AttributeValue] = {
             HTTP_REQUEST_METHOD: scope["method"],
             URL_SCHEME: scope["scheme"],
             URL_PATH: scope["path"],
@@ -94,29 +97,31 @@ class ServerSpanMiddleware(OpenTelemetryInstrumentationMiddleware):
         name, details = self._config.scope_span_details_extractor(scope)
         attributes.update(details)
         parent = propagate.extract(carrier) if carrier else None
-        with self._tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, attributes=attributes
-        ) as span:
+        with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
             if self._config.server_request_hook_handler is not None:
                 self._config.server_request_hook_handler(span, dict(scope))
 
             async def send_noting_status(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    _record_status(span, message["status"])
+                    attributes[HTTP_RESPONSE_STATUS_CODE] = message["status"]
                 await send(message)
 
-            await self.app(scope, receive, send_noting_status)
+            try:
+                await self.app(scope, receive, send_noting_status)
+            finally:
+                _record_request(span, attributes)
 
 
-def _record_status(span: Span, status: int) -> None:
-    span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
-    if status >= _SERVER_ERROR:
-        span.set_attribute(ERROR_TYPE, str(status))
+def _record_request(span: Span, attributes: dict[str, AttributeValue]) -> None:
+    status = attributes.get(HTTP_RESPONSE_STATUS_CODE)
+    if isinstance(status, int) and status >= _SERVER_ERROR:
+        attributes[ERROR_TYPE] = str(status)
         span.set_status(StatusCode.ERROR)
+    span.set_attributes(attributes)
 
 
 @functools.lru_cache(maxsize=256)
-def _server_attributes(url: str) -> Mapping[str, str | int]:
+def _server_attributes(url: str) -> Mapping[str, AttributeValue]:
     # The few upstream URLs repeat: parsed once each.
     parts = urlsplit(url)
     return {
@@ -134,9 +139,13 @@ def outbound_headers(url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
     section). With tracing off: ``headers`` as they are, at no cost."""
     if not tracing_enabled():
         return headers
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attributes(_server_attributes(url))
+    call = current_model_call()
+    if call is not None:
+        call.set_attributes(_server_attributes(url))
+    else:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes(_server_attributes(url))
     sent = dict(headers)
     propagate.inject(sent)
     return sent

@@ -7,15 +7,17 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import structlog
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import SpanKind
 
 from libs.common.errors import PASError
 from libs.common.genai_tracing import (
     CHAT,
     GEN_AI_REQUEST_MAX_TOKENS,
     GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_RESPONSE_FINISH_REASONS,
     TEXT_COMPLETION,
+    ModelCallSpan,
+    model_call,
     record_error,
     record_usage,
     start_genai_span,
@@ -80,7 +82,7 @@ class LLMRuntime:
             )
         )
 
-    def _start_span(self, endpoint: str, generation: Generation) -> Span:
+    def _start_span(self, endpoint: str, generation: Generation) -> ModelCallSpan:
         """The call's GenAI span, started (not current): ended by the caller."""
         attributes: dict[str, str | int | float | bool] = {"pas.endpoint": endpoint}
         if generation.max_tokens is not None:
@@ -100,9 +102,8 @@ class LLMRuntime:
     async def answer(self, endpoint: str, generation: Generation) -> Completion:
         call = current_call_context()
         started = time.perf_counter()
-        span = self._start_span(endpoint, generation)
         # Current while the backend runs, so that its own spans (an HTTP call) are children.
-        with trace.use_span(span, end_on_exit=True):
+        with model_call(self._start_span(endpoint, generation)) as span:
             try:
                 completion = await self.backend.complete(generation)
             except PASError as exc:
@@ -163,11 +164,10 @@ class LLMRuntime:
         return rest()
 
 
-def _record(span: Span, completion: Completion) -> None:
+def _record(span: ModelCallSpan, completion: Completion) -> None:
     record_usage(
         span,
         input_tokens=completion.prompt_tokens,
         output_tokens=completion.completion_tokens,
     )
-    if span.is_recording():
-        span.set_attribute("gen_ai.response.finish_reasons", [completion.finish_reason])
+    span.set_attributes({GEN_AI_RESPONSE_FINISH_REASONS: [completion.finish_reason]})

@@ -17,11 +17,11 @@ import msgspec
 import stamina
 import structlog
 from opentelemetry import trace
-from opentelemetry.trace import Span
 
 from libs.common.errors import PASError
 from libs.common.genai_tracing import (
     CHAT,
+    ModelCallSpan,
     genai_span,
     record_cancelled,
     record_error,
@@ -217,7 +217,7 @@ class Dispatcher:
             # Ended by the relay when the stream ends or breaks (it outlives this handler).
             span = start_genai_span(**_span_arguments(ask, candidate, failures))
             try:
-                with trace.use_span(span, end_on_exit=False):
+                with trace.use_span(span.span, end_on_exit=False):
                     chunks = await self._upstreams.open_stream(
                         candidate, {**forwarded_base, "model": candidate.model}, ask.request_id
                     )
@@ -252,7 +252,7 @@ class Dispatcher:
         started: float,
         admission: Admission,
         *,
-        span: Span,
+        span: ModelCallSpan,
     ) -> RelayedStream:
         candidate = served.candidate
 
@@ -372,7 +372,7 @@ def _span_arguments(ask: RouteAsk, candidate: Candidate, failures: list[str]) ->
     }
 
 
-def _record(span: Span, usage: Usage | None, cost: float) -> None:
+def _record(span: ModelCallSpan, usage: Usage | None, cost: float) -> None:
     record_usage(
         span,
         input_tokens=usage.prompt_tokens if usage else None,

@@ -17,7 +17,7 @@ import pytest
 from libs.common.kafka.topics import ensure_topics
 from tests.langgraph_runner.conftest import RUNNER_APP, Topics, as_message, collect, send, trigger
 from tests.langgraph_runner.test_workflows import DOCUMENT
-from tests.provider_router.conftest import ask, one_provider
+from tests.provider_router.conftest import ask, one_provider, providers_file
 from tests.support.llm_service import start_llm_service
 from tests.support.otlp_receiver import OTLPReceiver, Span, ancestors, one
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
@@ -300,6 +300,86 @@ def test_a_router_stream_its_client_leaves_still_ends_its_spans(
     assert "gen_ai.usage.output_tokens" not in routed["attributes"]
     server = one(spans, kind="SERVER", name="POST /v1/chat/completions")
     assert routed["parent_span_id"] == server["span_id"]
+
+
+def test_a_fallback_and_a_refusal_are_on_the_router_spans(
+    receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    """Attributes noted during a call (its server, its usage, how it failed) and the response
+    status are set on the spans when they end: the spans still carry them, and each model
+    call's span lies within its request's."""
+    backend = ServiceProcess(
+        "tests.support.openai_responder:app", free_port(), {}, tmp_path / "b.log"
+    ).start(ready_path="/v1/models")
+    dead_port = free_port()  # nothing listens there
+    providers = providers_file(
+        tmp_path,
+        f'[[providers]]\nname = "dead"\nbase_url = "http://127.0.0.1:{dead_port}/v1"\n'
+        '[[providers.models]]\nname = "cheap"\ncapabilities = ["summarize", "classify"]\n'
+        "input_per_1k = 0.1\noutput_per_1k = 0.1\n"
+        f'[[providers]]\nname = "live"\nbase_url = "{backend.url}/v1"\n'
+        '[[providers.models]]\nname = "dear"\ncapabilities = ["summarize"]\n'
+        "input_per_1k = 1.0\noutput_per_1k = 1.0\n",
+    )
+    router = ServiceProcess(
+        ROUTER_APP,
+        free_port(),
+        {
+            "ROUTER_USE_REGISTRY": "false",
+            "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db",
+            "ROUTER_PROVIDERS_FILE": providers,
+            "ROUTER_RETRIES": "0",
+            **tracing_env(receiver),
+        },
+        tmp_path / "router.log",
+    ).start()
+    try:
+        served = httpx.post(f"{router.url}/v1/chat/completions", json=ask("summarize"))
+        assert served.status_code == 200, served.text
+        refused = httpx.post(f"{router.url}/v1/chat/completions", json=ask("classify"))
+        assert refused.status_code == 503, refused.text
+        spans = receiver.wait_for(
+            lambda spans: (
+                len([s for s in spans if s["kind"] == "SERVER"]) == 2
+                and len([s for s in spans if s["scope"] == "pas.genai"]) == 3
+            ),
+            "two requests' spans",
+        )
+    finally:
+        router.stop()
+        backend.stop()
+
+    first, second = sorted(
+        (s for s in spans if s["kind"] == "SERVER"), key=lambda span: span["start_ns"]
+    )
+    assert first["attributes"]["http.request.method"] == "POST"
+    assert first["attributes"]["url.path"] == "/v1/chat/completions"
+    assert first["attributes"]["http.response.status_code"] == 200
+    assert "error.type" not in first["attributes"]
+    assert first["status"]["code"] != _STATUS_ERROR
+    assert second["attributes"]["http.response.status_code"] == 503
+    assert second["attributes"]["error.type"] == "503"
+    assert second["status"]["code"] == _STATUS_ERROR
+
+    failed = one(spans, name="chat cheap", parent_span_id=first["span_id"])
+    answered = one(spans, name="chat dear", parent_span_id=first["span_id"])
+    assert failed["status"]["code"] == _STATUS_ERROR
+    assert failed["attributes"]["error.type"] == "UpstreamFailed"
+    assert failed["attributes"]["server.port"] == dead_port
+    assert failed["attributes"]["pas.fallback_index"] == 0
+    assert "gen_ai.usage.input_tokens" not in failed["attributes"]
+    assert answered["status"]["code"] != _STATUS_ERROR
+    assert "error.type" not in answered["attributes"]
+    assert answered["attributes"]["server.port"] == backend.port
+    assert answered["attributes"]["pas.fallback_index"] == 1
+    usage = served.json()["usage"]
+    assert answered["attributes"]["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert answered["attributes"]["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert failed["end_ns"] <= answered["start_ns"]
+    for call in (failed, answered):
+        assert first["start_ns"] <= call["start_ns"] <= call["end_ns"] <= first["end_ns"]
+    alone = one(spans, name="chat cheap", parent_span_id=second["span_id"])
+    assert alone["attributes"]["error.type"] == "UpstreamFailed"
 
 
 def test_the_runners_ollama_calls_have_genai_spans_with_ollamas_token_counts(
