@@ -1,11 +1,15 @@
 """The default store: one DuckDB file, columnar, fast on aggregates, Parquet built in.
 
-DuckDB is synchronous and a connection is not for concurrent use, so: every write runs on one
-writer thread with a connection of its own (writes are serialised, as DuckDB wants them); each
-read and each export opens its own cursor (a connection to the same database) on a small pool
-of reader threads, so reads never wait for writes or block the event loop. Cursors are created
-from a root connection under a lock; the root runs no query until the store closes, after the
-reader threads have finished (a read whose caller went away still runs to its end).
+DuckDB is synchronous and a connection is not for concurrent use, so writes run on two writer
+threads, each with a connection of its own: one appends usage events, the other stores run
+outcomes and quality scores. A batch's usage and outcomes are written at the same time (DuckDB
+runs transactions on different tables side by side, and releases the interpreter lock while
+it works), and what touches both tables (the roll-up) waits until both writers are free and
+holds them both. Each read and each export opens its own cursor (a connection to the same
+database) on a small pool of reader threads, so reads never wait for writes or block the event
+loop. Cursors are created from a root connection under a lock; the root runs no query until the
+store closes, after the reader threads have finished (a read whose caller went away still runs
+to its end).
 """
 
 from __future__ import annotations
@@ -59,6 +63,46 @@ T = TypeVar("T")
 
 _READER_THREADS = 4
 
+
+class _Writer:
+    """One writer thread and its connection; its jobs run one after another, in order."""
+
+    def __init__(self, name: str) -> None:
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"duckdb-{name}-writer")
+        self.db: duckdb.DuckDBPyConnection | None = None
+        # Taken from a job's submission to its end, so that a job needing both writers can
+        # wait for them to be free.
+        self.lock = asyncio.Lock()
+
+
+async def _write_on(
+    writers: Sequence[_Writer], work: Callable[[duckdb.DuckDBPyConnection], T]
+) -> T:
+    """``work`` on the first writer's thread and connection once every writer in ``writers`` is
+    free, all of them taken until it ends: even when the caller stops waiting (a request whose
+    client left), since the job still runs to its end on its thread."""
+    taken: list[_Writer] = []
+    try:
+        for writer in writers:  # always in the store's order: no two jobs wait on each other
+            await writer.lock.acquire()
+            taken.append(writer)
+        db = writers[0].db
+        assert db is not None, "DuckDBStore.open() was not awaited"
+        job = writers[0].thread.submit(work, db)
+    except BaseException:
+        for writer in taken:
+            writer.lock.release()
+        raise
+    loop = asyncio.get_running_loop()
+
+    def release(_: object) -> None:
+        for writer in taken:
+            writer.lock.release()
+
+    job.add_done_callback(lambda done: loop.call_soon_threadsafe(release, done))
+    return await asyncio.wrap_future(job)
+
+
 SCHEMA = (
     USAGE_TABLE,
     f"""CREATE TABLE IF NOT EXISTS {RUNS} (
@@ -89,8 +133,8 @@ class DuckDBStore:
     def __init__(self, path: str) -> None:
         self._path = path
         self._root: duckdb.DuckDBPyConnection | None = None
-        self._writer_db: duckdb.DuckDBPyConnection | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer")
+        self._usage_writer = _Writer("usage")
+        self._outcome_writer = _Writer("outcome")
         self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="duckdb-reader")
         self._cursor_lock = threading.Lock()
 
@@ -101,10 +145,13 @@ class DuckDBStore:
         with self._cursor_lock:
             return self._root.cursor()
 
-    async def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        db = self._writer_db
-        assert db is not None, "DuckDBStore.open() was not awaited"
-        return await asyncio.get_running_loop().run_in_executor(self._writer, work, db)
+    async def _write(self, writer: _Writer, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        return await _write_on((writer,), work)
+
+    async def _write_both(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``work`` on the usage writer once neither writer has a job, neither taking one
+        until it is done."""
+        return await _write_on((self._usage_writer, self._outcome_writer), work)
 
     def _read_sync(self, sql: str, params: Sequence[Any]) -> list[Any]:
         with self._cursor() as cursor:
@@ -124,12 +171,13 @@ class DuckDBStore:
         def connect() -> None:
             self._root = duckdb.connect(self._path)
             self._root.execute("SET GLOBAL TimeZone = 'UTC'")
-            self._writer_db = self._cursor()
-            _drop_usage_key(self._writer_db)
+            db = self._usage_writer.db = self._cursor()
+            self._outcome_writer.db = self._cursor()
+            _drop_usage_key(db)
             for statement in SCHEMA:
-                self._writer_db.execute(statement)
+                db.execute(statement)
 
-        await asyncio.get_running_loop().run_in_executor(self._writer, connect)
+        await asyncio.get_running_loop().run_in_executor(self._usage_writer.thread, connect)
         logger.info("analytics store opened", store=self.kind, path=self._path)
 
     async def close(self) -> None:
@@ -137,22 +185,28 @@ class DuckDBStore:
             # Reads still running (their callers may be gone) finish first.
             self._readers.shutdown(wait=True)
             with self._cursor_lock:
-                if self._writer_db is not None:
-                    self._writer_db.close()
+                for writer in (self._usage_writer, self._outcome_writer):
+                    if writer.db is not None:
+                        writer.db.close()
                 if self._root is not None:
                     # A checkpoint folds the WAL into the file: the next start opens faster.
                     self._root.execute("CHECKPOINT")
                     self._root.close()
                     self._root = None
 
-        await asyncio.get_running_loop().run_in_executor(self._writer, disconnect)
-        self._writer.shutdown(wait=True)
+        # Each writer's last job is over first (a writer's lock is free only between jobs).
+        async with self._usage_writer.lock, self._outcome_writer.lock:
+            await asyncio.get_running_loop().run_in_executor(self._usage_writer.thread, disconnect)
+        self._usage_writer.thread.shutdown(wait=True)
+        self._outcome_writer.thread.shutdown(wait=True)
 
     # -- writes --------------------------------------------------------------------------------
 
     async def insert_usage(self, events: Sequence[UsageEvent]) -> pa.Table:
         # The table is built on the writer thread too: the event loop stays free meanwhile.
-        return await self._write(lambda db: insert_new_usage(db, usage_table(events)))
+        return await self._write(
+            self._usage_writer, lambda db: insert_new_usage(db, usage_table(events))
+        )
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:
         if not runs:
@@ -170,13 +224,15 @@ class DuckDBStore:
                 raise
             return stored
 
-        return new_runs(unique, await self._write(replace_outcomes))
+        return new_runs(unique, await self._write(self._outcome_writer, replace_outcomes))
 
     async def insert_scores(self, scores: Sequence[QualityScore]) -> int:
         if not scores:
             return 0
         columns = score_columns(scores)
-        await self._write(lambda db: db.execute(queries.UPSERT_SCORES, columns))
+        await self._write(
+            self._outcome_writer, lambda db: db.execute(queries.UPSERT_SCORES, columns)
+        )
         return len(columns[0])
 
     async def roll_up(self, cutoff: datetime) -> RollupResult:
@@ -194,7 +250,7 @@ class DuckDBStore:
                 raise
             return RollupResult(cutoff=cutoff, usage_rows=usage_rows, run_rows=run_rows)
 
-        return await self._write(fold)
+        return await self._write_both(fold)
 
     # -- queries -------------------------------------------------------------------------------
 

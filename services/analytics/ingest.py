@@ -27,9 +27,10 @@ class Ingestor:
         was stored is stored once however often the batch comes again).
         Scores replace the stored score of the same answer and measure: each counts as stored.
 
-        The three writes start together: the store runs them one after another (DuckDB's one
-        writer thread, or PostgreSQL's connections), and each kind's new rows are counted while
-        the next kind is being written, so counting adds nothing to the batch's time."""
+        The three writes start together: the store runs them side by side where it can
+        (DuckDB's usage and outcome writers, PostgreSQL's connections), and each kind's new
+        rows are counted while the next kind is still being written, so counting adds nothing
+        to the batch's time."""
         usage_stored = asyncio.ensure_future(self._store.insert_usage(usage))
         runs_stored = asyncio.ensure_future(self._store.insert_runs(runs))
         scores_stored = asyncio.ensure_future(self._store.insert_scores(scores))

@@ -3,6 +3,7 @@ On DuckDB, and on PostgreSQL when PAS_TEST_POSTGRES_DSN is set."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -67,6 +68,35 @@ async def test_rollup_keeps_every_total(collector: AsyncTestClient[Any]) -> None
     workflows = (await collector.get("/analytics/workflows", params=rolled_only)).json()
     assert all(w["duration_ms"]["p50"] is None for w in workflows["workflows"])
     assert sum(w["runs"] for w in workflows["workflows"]) == len(older_runs)
+
+
+async def test_roll_ups_during_ingest_lose_and_double_nothing(
+    collector: AsyncTestClient[Any],
+) -> None:
+    """Usage and outcomes are written side by side (on DuckDB, one writer each) while
+    roll-ups, which touch both, run too: every batch is stored, each row counted once, raw or
+    rolled up."""
+    now = utc_now()
+    batches = [known_events(now, count=300, runs=150, seed=seed, spread_h=6) for seed in range(6)]
+    cutoffs = [hour_floor(now) - timedelta(hours=hours) for hours in (4, 3, 2)]
+
+    answers = await asyncio.gather(
+        *(collector.post("/events", json={"usage": u, "runs": r}) for u, r in batches),
+        *(collector.post("/admin/rollup", params={"before": c.isoformat()}) for c in cutoffs),
+    )
+
+    assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers]
+    assert sum(a.json()["stored"] for a in answers[: len(batches)]) == sum(
+        len(u) + len(r) for u, r in batches
+    )
+    window = {
+        "from": (hour_floor(now) - timedelta(hours=7)).isoformat(),
+        "to": (now + timedelta(minutes=1)).isoformat(),
+    }
+    costs = (await collector.get("/analytics/costs", params={**window, "group_by": "model"})).json()
+    assert sum(line["llm_calls"] for line in costs["groups"]) == sum(len(u) for u, _ in batches)
+    workflows = (await collector.get("/analytics/workflows", params=window)).json()["workflows"]
+    assert sum(w["runs"] for w in workflows) == sum(len(r) for _, r in batches)
 
 
 async def test_late_events_for_rolled_hours_add_to_them(collector: AsyncTestClient[Any]) -> None:
