@@ -60,7 +60,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     log=.pas/logs/setup.log
     # pip's own cache keeps one wheel per source archive whatever CMAKE_ARGS built it, so the
     # llama.cpp wheel is built once per set of flags into a cache of PAS's and taken from there.
-    llama_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/pas/llama-wheels/$(echo "$CMAKE_ARGS" | sha256sum | cut -c1-16)"
+    flags_hash="$(echo "$CMAKE_ARGS" | sha256sum | cut -c1-16)"
+    llama_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/pas/llama-wheels/$flags_hash"
     # Installed over any build already in .venv (same version, other flags).
     install_llama() {
         [[ ,$extras, == *,embedded,* ]] || return 0
@@ -68,12 +69,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
             .venv/bin/python -m pip wheel --no-deps --no-cache-dir --constraint "$lock" \
                 --wheel-dir "$llama_wheels" "$(grep -m1 '^llama-cpp-python==' "$lock")"
         fi
-        .venv/bin/python -m pip install --no-deps --force-reinstall "$llama_wheels"/llama_cpp_python-*.whl
+        .venv/bin/python -m pip install --no-deps --force-reinstall \
+            "$llama_wheels"/llama_cpp_python-*.whl
     }
-    echo "installing PAS into .venv; the first time on a machine pip builds llama.cpp (about ten minutes)..."
+    echo "installing PAS into .venv; the first time on a machine pip builds llama.cpp" \
+        "(about ten minutes)..."
     if ! { .venv/bin/python -m pip install --constraint "$lock" pip && install_llama &&
-           .venv/bin/python -m pip install --constraint "$lock" --find-links "$llama_wheels" \
-               --editable ".[$extras]"; } >"$log" 2>&1; then
+           .venv/bin/python -m pip install --constraint "$lock" --editable ".[$extras]"; } \
+           >"$log" 2>&1; then
         tail -n 40 "$log" >&2
         echo "error: installing PAS failed; the whole log is in $log" >&2
         exit 1

@@ -140,11 +140,11 @@ def start_genai_span(
 
 
 @contextmanager
-def model_call(call: ModelCallSpan) -> Iterator[ModelCallSpan]:
-    """``call`` current inside the block (the parent of the spans below it, where
-    :func:`current_model_call` finds it), and ended when it leaves (:meth:`ModelCallSpan.end_soon`);
-    an exception leaving it marks the span failed (``error.type``, the exception as an event,
-    status ERROR) and goes on."""
+def current_call(call: ModelCallSpan) -> Iterator[ModelCallSpan]:
+    """``call`` current inside the block, not ended when it leaves: the parent of the spans
+    below it, and where :func:`current_model_call` finds it (an HTTP client notes on it the
+    server it called). An exception leaving the block marks the span failed (``error.type``,
+    the exception as an event, status ERROR) and goes on."""
     if not call.is_recording():
         yield call
         return
@@ -157,6 +157,16 @@ def model_call(call: ModelCallSpan) -> Iterator[ModelCallSpan]:
         raise
     finally:
         _current_call.reset(token)
+
+
+@contextmanager
+def model_call(call: ModelCallSpan) -> Iterator[ModelCallSpan]:
+    """``call`` current inside the block (:func:`current_call`), and ended when it leaves
+    (:meth:`ModelCallSpan.end_soon`)."""
+    try:
+        with current_call(call):
+            yield call
+    finally:
         call.end_soon()
 
 

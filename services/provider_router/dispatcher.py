@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 import stamina
 import structlog
-from opentelemetry import trace
 
 from libs.common.errors import PASError
 from libs.common.genai_tracing import (
     CHAT,
     ModelCallSpan,
+    current_call,
     genai_span,
     record_cancelled,
     record_error,
@@ -217,7 +217,7 @@ class Dispatcher:
             # Ended by the relay when the stream ends or breaks (it outlives this handler).
             span = start_genai_span(**_span_arguments(ask, candidate, failures))
             try:
-                with trace.use_span(span.span, end_on_exit=False):
+                with current_call(span):
                     chunks = await self._upstreams.open_stream(
                         candidate, {**forwarded_base, "model": candidate.model}, ask.request_id
                     )
