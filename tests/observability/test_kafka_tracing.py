@@ -178,11 +178,14 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
                     for s in in_trace(spans, trace_id)
                 )
 
-            spans = receiver.wait_for(whole, "the document's trace from producer to result", 60)
+            receiver.wait_for(whole, "the document's trace from producer to result", 60)
         finally:
             processor.stop()
     finally:
         llm.stop()
+    # Read again once the services have stopped, which flushes every span they ended: a span's
+    # parent can go out in a later export batch than the span itself.
+    spans = receiver.spans()
 
     result_record = published[0]
     result = msgspec.json.decode(result_record.value, type=DocumentResult)
@@ -263,9 +266,10 @@ def test_a_document_that_cannot_be_read_is_dead_lettered_in_its_trace(
                 names = {s["name"] for s in in_trace(spans, trace_id)}
                 return {f"process {topics.input}", f"send {topics.dlq}"} <= names
 
-            spans = receiver.wait_for(whole, "the dead letter's trace", 30)
+            receiver.wait_for(whole, "the dead letter's trace", 30)
         finally:
             processor.stop()
+    spans = receiver.spans()  # flushed at shutdown: every parent is in (see above)
 
     trace = in_trace(spans, trace_id)
     assert_whole(trace)

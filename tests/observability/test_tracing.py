@@ -203,11 +203,14 @@ def test_a_kafka_triggered_workflow_is_one_trace_from_producer_to_model(
                 "llama31_8b",
             } <= services and (len(generated) >= 3)  # the runner's, the router's, the model's
 
-        spans = receiver.wait_for(whole, "the workflow's trace from producer to model", 60)
+        receiver.wait_for(whole, "the workflow's trace from producer to model", 60)
     finally:
         runner.stop()
         router.stop()
         llm.stop()
+    # Read again once the services have stopped, which flushes every span they ended: a span's
+    # parent can go out in a later export batch than the span itself.
+    spans = receiver.spans()
 
     trace = [s for s in spans if s["trace_id"] == trace_id]
     ids = {s["span_id"] for s in trace}
@@ -405,10 +408,11 @@ def test_the_runners_ollama_calls_have_genai_spans_with_ollamas_token_counts(
                 [s for s in spans if s["scope"] == "pas.genai" and s["kind"] == "INTERNAL"]
             )
 
-        spans = receiver.wait_for(asked_and_answered, "the runner's and the model's spans", 60)
+        receiver.wait_for(asked_and_answered, "the runner's and the model's spans", 60)
     finally:
         runner.stop()
         llm.stop()
+    spans = receiver.spans()  # flushed at shutdown: every parent is in (see above)
 
     for asked in [s for s in spans if s["scope"] == "pas.genai" and s["kind"] == "CLIENT"]:
         assert asked["service"] == "langgraph_runner"
