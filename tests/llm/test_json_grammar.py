@@ -22,7 +22,7 @@ STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
     ids=["key_figures", "sentiment", "document_analysis"],
 )
 def test_strings_in_a_schema_s_grammar_exclude_control_characters(schema: dict[str, Any]) -> None:
-    rules = _json_grammar(schema)._grammar.splitlines()
+    rules = _json_grammar(schema).splitlines()
 
     [char] = [rule for rule in rules if rule.startswith("char ::=")]
     assert char.startswith(STRICT_CHAR), char

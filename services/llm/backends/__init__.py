@@ -34,4 +34,5 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
         n_threads=settings.threads,
         timeout_s=settings.timeout_s,
         default_max_tokens=settings.default_max_tokens,
+        parallel=settings.parallel,
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
+from prometheus_client.registry import Collector
 
 FinishReason = Literal["stop", "length"]
 
@@ -68,6 +69,8 @@ class ChatBackend(Protocol):
 
     kind: str
     location: str
+    collectors: Sequence[Collector]
+    """Prometheus collectors of the backend's own (the embedded model's batching)."""
 
     @property
     def model(self) -> ModelDescription: ...

@@ -1,31 +1,37 @@
 """llama.cpp in-process (llama-cpp-python): the default backend, no server and no GPU needed.
 
-One model instance serves one request at a time, so requests take turns in arrival order
-(``asyncio.Lock`` is FIFO); the model runs on its own thread so the event loop never blocks.
-Generation always streams inside, which lets a timeout or a gone client stop it between tokens.
+Answers are decoded in batches (``llama_batch.py``): up to ``parallel`` requests share each
+decoding pass, and more wait their turn in arrival order (``asyncio.Semaphore`` is FIFO).
+Everything that touches the model runs on the batch engine's thread, so the event loop never
+blocks. Generation always streams inside, which lets a timeout or a gone client stop it
+between tokens.
 
-Scoring (the TLC classifier) keeps the model's state after the fixed head of a prompt (the
-instruction and worked examples, all turns but the last) for a few heads, so that each call
-reads only its own question: the head is most of the prompt and reading it is most of the time.
+Scoring (the TLC classifier) runs on the model's own single-sequence context, between two
+passes. It keeps the model's state after the fixed head of a prompt (the instruction and
+worked examples, all turns but the last) for a few heads, so that each call reads only its own
+question: the head is most of the prompt and reading it is most of the time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
 from services.llm.backends.base import (
@@ -36,6 +42,13 @@ from services.llm.backends.base import (
     StreamEvent,
     TextDelta,
     Turn,
+)
+from services.llm.backends.llama_batch import (
+    BatchEngine,
+    Finished,
+    Sampling,
+    SequenceRequest,
+    check_grammar,
 )
 
 logger = structlog.get_logger("pas.llm.embedded")
@@ -53,15 +66,12 @@ KEPT_HEADS = 4
 
 class _Prepared(msgspec.Struct):
     tokens: list[int]
-    kwargs: dict[str, Any]
+    max_tokens: int
+    sampling: Sampling
+    stop: list[str]
 
 
-class _Finished(msgspec.Struct):
-    text: str
-    finish_reason: str
-    completion_tokens: int
-    prompt_eval_ns: int
-    eval_ns: int
+T = TypeVar("T")
 
 
 _Item = str | Completion | BaseException
@@ -79,6 +89,7 @@ class EmbeddedBackend:
         n_threads: int | None,
         timeout_s: float,
         default_max_tokens: int,
+        parallel: int = 4,
     ) -> None:
         self.location = str(model_path)
         self._model_path = model_path
@@ -87,14 +98,17 @@ class EmbeddedBackend:
         self._n_threads = n_threads
         self._timeout_s = timeout_s
         self._default_max_tokens = default_max_tokens
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-        self._turn = asyncio.Lock()
+        self._parallel = parallel
+        # A turn is a sequence of the batch (or a scoring call): ``parallel`` of them at once.
+        self._turns = asyncio.Semaphore(parallel)
+        self._engine: BatchEngine | None = None
         self._llm: Any = None
         self._formatter: Any = None
         self._description = ModelDescription(name=served_name or _served_name_for(model_path))
         self.waiting = 0
         self._producers: set[asyncio.Task[None]] = set()
         self._heads: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
+        self.collectors: Sequence[Collector] = (_BatchingCollector(self),)
 
     @property
     def model(self) -> ModelDescription:
@@ -103,13 +117,13 @@ class EmbeddedBackend:
     async def start(self) -> None:
         if not self._model_path.is_file():
             raise BackendUnavailable(f"no GGUF model file at {self._model_path}")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._load)
+        await asyncio.to_thread(self._load)
         logger.info(
             "model loaded",
             path=self.location,
             model=self._description.name,
             context_length=self._n_ctx,
+            parallel=self._parallel,
         )
 
     def _load(self) -> None:
@@ -131,6 +145,12 @@ class EmbeddedBackend:
             bos_token=bos,
             stop_token_ids=[llm.token_eos()],
         )
+        self._engine = BatchEngine(
+            llm.model,
+            slots=self._parallel,
+            context_per_slot=self._n_ctx,
+            n_threads=self._n_threads,
+        )
         self._llm = llm
         self._description = ModelDescription(
             name=self._served_name or _served_name_for(self._model_path),
@@ -142,18 +162,26 @@ class EmbeddedBackend:
         )
 
     async def close(self) -> None:
-        async with self._turn:
-            self._heads.clear()
-            if self._llm is not None:
-                llm, self._llm = self._llm, None
-                await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
-        self._executor.shutdown(wait=True)
+        # Every turn taken: the answers under way are finished first.
+        for _ in range(self._parallel):
+            await self._turns.acquire()
+        self._heads.clear()
+        engine, self._engine = self._engine, None
+        llm, self._llm = self._llm, None
+        if engine is not None:
+            await asyncio.to_thread(engine.close)  # before the model its context reads
+        if llm is not None:
+            await asyncio.to_thread(llm.close)
 
     async def probe(self) -> BackendHealth:
-        if self._llm is None:
+        if self._engine is None:
             return BackendHealth(answers=False, detail="model not loaded")
         return BackendHealth(
-            answers=True, detail=f"loaded in process; {self.waiting} request(s) waiting"
+            answers=True,
+            detail=(
+                f"loaded in process; {self._engine.running} of {self._parallel} sequences "
+                f"decoding, {self.waiting} request(s) waiting"
+            ),
         )
 
     async def complete(self, generation: Generation) -> Completion:
@@ -208,22 +236,35 @@ class EmbeddedBackend:
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await self._take_turn(deadline)
+            engine = await self._take_turn(deadline)
         except PASError as exc:
             queue.put_nowait(exc)
             return
         try:
             started = time.perf_counter_ns()
-            prepared = await loop.run_in_executor(self._executor, self._prepare, generation)
-
-            def emit(text: str) -> None:
-                loop.call_soon_threadsafe(queue.put_nowait, text)
-
-            until = time.monotonic() + max(0.0, deadline - loop.time())
-            finished = await loop.run_in_executor(
-                self._executor, self._generate, prepared, emit, cancel, until
+            prepared = await self._on_model_thread(partial(self._prepare, generation))
+            outcome: asyncio.Future[Finished | BaseException | None] = loop.create_future()
+            engine.submit(
+                SequenceRequest(
+                    tokens=prepared.tokens,
+                    max_tokens=prepared.max_tokens,
+                    sampling=prepared.sampling,
+                    stop=prepared.stop,
+                    emit=partial(_call_soon, loop, queue.put_nowait),
+                    finish=partial(_call_soon, loop, _settle, outcome),
+                    cancel=cancel,
+                    until=time.monotonic() + max(0.0, deadline - loop.time()),
+                )
             )
-            if finished is not None:
+            try:
+                finished = await asyncio.shield(outcome)
+            except asyncio.CancelledError:
+                cancel.set()  # the engine ends the sequence at its next pass
+                await outcome  # its slot is free before the turn is given back
+                raise
+            if isinstance(finished, BaseException):
+                queue.put_nowait(finished)
+            elif finished is not None:
                 queue.put_nowait(
                     Completion(
                         text=finished.text,
@@ -238,7 +279,7 @@ class EmbeddedBackend:
         except Exception as exc:
             queue.put_nowait(exc)
         finally:
-            self._turn.release()
+            self._turns.release()
 
     async def score_choices(self, messages: list[Turn], choices: list[str]) -> list[float]:
         """Log-probability of each choice as the whole answer; ``InvalidRequest`` when the
@@ -246,17 +287,15 @@ class EmbeddedBackend:
         loop = asyncio.get_running_loop()
         await self._take_turn(loop.time() + self._timeout_s)
         try:
-            return await loop.run_in_executor(self._executor, self._score, messages, choices)
+            return await self._on_model_thread(partial(self._score, messages, choices))
         finally:
-            self._turn.release()
+            self._turns.release()
 
-    # -- on the model's thread -----------------------------------------------------------------
-
-    async def _take_turn(self, deadline: float) -> None:
+    async def _take_turn(self, deadline: float) -> BatchEngine:
         self.waiting += 1
         try:
             async with asyncio.timeout_at(deadline):
-                await self._turn.acquire()
+                await self._turns.acquire()
         except TimeoutError:
             raise BackendTimeout(
                 f"waited {self._timeout_s:g}s for the model; {self.waiting - 1} request(s) "
@@ -264,9 +303,17 @@ class EmbeddedBackend:
             ) from None
         finally:
             self.waiting -= 1
-        if self._llm is None:
-            self._turn.release()
+        if self._engine is None:
+            self._turns.release()
             raise BackendUnavailable("the model is not loaded (service starting or stopping)")
+        return self._engine
+
+    async def _on_model_thread(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on the engine's thread, between two decoding passes."""
+        assert self._engine is not None
+        return await asyncio.wrap_future(self._engine.call(work))
+
+    # -- on the model's thread -----------------------------------------------------------------
 
     def _prompt_tokens(self, messages: list[Turn]) -> list[int]:
         rendered = self._formatter(messages=[msgspec.structs.asdict(m) for m in messages])
@@ -289,66 +336,25 @@ class EmbeddedBackend:
                 f"the prompt ({len(tokens)} tokens) plus max_tokens ({max_tokens}) exceed the "
                 f"model's context of {self._n_ctx} tokens: lower max_tokens to at most {room}"
             )
-        kwargs: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "temperature": (
-                DEFAULT_TEMPERATURE if generation.temperature is None else generation.temperature
-            ),
-            "stop": [*generation.stop, self._formatter.eos_token],
-        }
-        if generation.top_p is not None:
-            kwargs["top_p"] = generation.top_p
-        if generation.seed is not None:
-            kwargs["seed"] = generation.seed
+        grammar = None
         if generation.json_schema is not None or generation.json_mode:
-            kwargs["grammar"] = _json_grammar(generation.json_schema)
-        return _Prepared(tokens=tokens, kwargs=kwargs)
-
-    def _generate(
-        self,
-        prepared: _Prepared,
-        emit: Callable[[str], None],
-        cancel: threading.Event,
-        until: float,
-    ) -> _Finished | None:
-        """Run on the model's thread; text goes out through ``emit`` as it is made."""
-        started = time.perf_counter_ns()
-        first: int | None = None
-        parts: list[str] = []
-        finish = "stop"
-        # Evaluate the whole prompt every time: llama-cpp-python would otherwise reuse the
-        # previous request's matching prefix and evaluate only the rest, and logits computed in
-        # a different batch shape differ in the last bits, enough to flip a greedy choice. The
-        # same request must give the same text at temperature 0.
-        self._llm.reset()
-        chunks = self._llm.create_completion(prepared.tokens, stream=True, **prepared.kwargs)
-        for chunk in chunks:
-            if cancel.is_set() or time.monotonic() > until:
-                chunks.close()
-                logger.info(
-                    "generation stopped before its end",
-                    reason="the caller went away" if cancel.is_set() else "LLM timeout",
-                    tokens_made=len(parts),
+            grammar = _json_grammar(generation.json_schema)
+            if not check_grammar(self._llm.model, grammar):
+                raise InvalidRequest(
+                    "cannot constrain output to this JSON schema: llama.cpp "
+                    "refused the grammar made from it"
                 )
-                return None
-            choice = chunk["choices"][0]
-            if first is None:
-                first = time.perf_counter_ns()
-            if choice["text"]:
-                parts.append(choice["text"])
-                emit(choice["text"])
-            if choice["finish_reason"]:
-                finish = choice["finish_reason"]
-        ended = time.perf_counter_ns()
-        text = "".join(parts)
-        counted = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        first = first or ended
-        return _Finished(
-            text=text,
-            finish_reason=finish,
-            completion_tokens=len(counted),
-            prompt_eval_ns=first - started,
-            eval_ns=ended - first,
+        temperature = (
+            DEFAULT_TEMPERATURE if generation.temperature is None else (generation.temperature)
+        )
+        sampling = Sampling(temperature=temperature, seed=generation.seed, grammar=grammar)
+        if generation.top_p is not None:
+            sampling = msgspec.structs.replace(sampling, top_p=generation.top_p)
+        return _Prepared(
+            tokens=tokens,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            stop=[*generation.stop, self._formatter.eos_token],
         )
 
     def _score(self, messages: list[Turn], choices: list[str]) -> list[float]:
@@ -434,6 +440,33 @@ class EmbeddedBackend:
         return np.ctypeslib.as_array(pointer, shape=(self._llm.n_vocab(),)).copy()
 
 
+class _BatchingCollector(Collector):
+    """The batch engine's counts, read at scrape time (nothing is counted per token here)."""
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self._backend = backend
+
+    def collect(self) -> Iterator[Metric]:
+        engine, model = self._backend._engine, self._backend.model.name
+        passes = CounterMetricFamily(
+            "pas_llm_decode_passes",
+            "Decoding passes of the embedded model (one token for each sequence in the batch)",
+            labels=["model"],
+        )
+        steps = CounterMetricFamily(
+            "pas_llm_decode_sequence_steps",
+            "Tokens the decoding passes made: their ratio to the passes is the mean batch",
+            labels=["model"],
+        )
+        decoding = GaugeMetricFamily(
+            "pas_llm_sequences_decoding", "Answers in the batch now", labels=["model"]
+        )
+        passes.add_metric([model], engine.passes if engine else 0)
+        steps.add_metric([model], engine.sequence_steps if engine else 0)
+        decoding.add_metric([model], engine.running if engine else 0)
+        yield from (passes, steps, decoding)
+
+
 def _log_softmax(logits: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, Any]:
     shifted = logits.astype(np.float64) - float(np.max(logits))
     return shifted - math.log(float(np.exp(shifted).sum()))
@@ -447,22 +480,28 @@ _LAX_STRING_CHAR = 'char ::= [^"\\\\] |'
 _JSON_STRING_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 
-def _json_grammar(schema: dict[str, Any] | None) -> Any:
-    from llama_cpp.llama_grammar import (  # noqa: PLC0415
-        JSON_GBNF,
-        LlamaGrammar,
-        json_schema_to_gbnf,
-    )
+def _json_grammar(schema: dict[str, Any] | None) -> str:
+    """The GBNF text an answer must match: any JSON value, or one valid for ``schema``."""
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # noqa: PLC0415
 
+    if schema is None:
+        return JSON_GBNF
     try:
-        if schema is None:
-            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        rules = json_schema_to_gbnf(json.dumps(schema))
-        return LlamaGrammar.from_string(
-            rules.replace(_LAX_STRING_CHAR, _JSON_STRING_CHAR), verbose=False
-        )
+        rules: str = json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:
         raise InvalidRequest(f"cannot constrain output to this JSON schema: {exc}") from exc
+    return rules.replace(_LAX_STRING_CHAR, _JSON_STRING_CHAR)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Hand ``callback`` to the event loop from the engine's thread (dropped once it closed)."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if not future.done():
+        future.set_result(outcome)
 
 
 def _served_name_for(path: Path) -> str:

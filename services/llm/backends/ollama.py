@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import httpx
 import msgspec
+from prometheus_client.registry import Collector
 
 from libs.common.errors import BackendUnavailable
 from libs.common.schemas.llm import OllamaChatResponse
@@ -37,6 +38,7 @@ class _Tags(msgspec.Struct):
 
 class OllamaBackend:
     kind = "ollama"
+    collectors: Sequence[Collector] = ()
 
     def __init__(
         self, base_url: str, *, model: str, timeout_s: float, context_length: int | None = None

@@ -4,12 +4,13 @@ client, ``libs/common/clients/openai_client.py``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
 import msgspec
 import structlog
+from prometheus_client.registry import Collector
 
 from libs.common.clients.openai_client import (
     LLMError,
@@ -36,6 +37,7 @@ Sent = TypeVar("Sent")
 
 class OpenAIBackend:
     kind = "openai"
+    collectors: Sequence[Collector] = ()
 
     def __init__(
         self,

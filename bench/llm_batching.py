@@ -1,0 +1,128 @@
+"""Continuous batching on the embedded model: four requests at once against the same four one
+at a time, on the same LLM service (temperature 0, the same prompts and max_tokens).
+
+Each round sends the four requests one after another, then all four together (the order of the
+two alternates by round), and counts completion tokens per second of wall time for each; the
+ratio is the batch's gain. A lone request's time to its first streamed token is measured too,
+to compare with another build (``--url`` points at a service already running, from any tree).
+
+Run: ``.venv/bin/python -m bench.llm_batching [--rounds 5] [--max-tokens 96] [--url URL]``
+(about two minutes). Without ``--url`` it starts the Llama 3.1 8B wrapper on the embedded model
+with its defaults (``LLM_PARALLEL`` 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.llm_service import start_llm_service
+
+PROMPTS = [
+    "Write a detailed note for a trading desk on the settlement risk of FX trades.",
+    "Explain, step by step, how a bond's price moves when interest rates rise.",
+    "Describe the main risks of a portfolio of corporate bonds and how to hedge them.",
+    "Summarize how a central bank's rate decision affects equity and currency markets.",
+]
+
+
+def body(prompt: str, max_tokens: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        **extra,
+    }
+
+
+async def completion_tokens(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> int:
+    response = await client.post("/v1/chat/completions", json=body(prompt, max_tokens))
+    response.raise_for_status()
+    return int(response.json()["usage"]["completion_tokens"])
+
+
+async def one_at_a_time(client: httpx.AsyncClient, max_tokens: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    tokens = [await completion_tokens(client, p, max_tokens) for p in PROMPTS]
+    return sum(tokens), time.perf_counter() - started
+
+
+async def together(client: httpx.AsyncClient, max_tokens: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    tokens = await asyncio.gather(*(completion_tokens(client, p, max_tokens) for p in PROMPTS))
+    return sum(tokens), time.perf_counter() - started
+
+
+async def first_token_s(client: httpx.AsyncClient, prompt: str) -> float:
+    """Time to the first streamed chunk that carries text."""
+    started = time.perf_counter()
+    first: float | None = None
+    request = body(prompt, 8, stream=True)
+    async with client.stream("POST", "/v1/chat/completions", json=request) as response:
+        async for line in response.aiter_lines():  # read to the end: the answer finishes
+            if first is not None or not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choices = json.loads(line[len("data: ") :])["choices"]
+            if choices and choices[0]["delta"].get("content"):
+                first = time.perf_counter() - started
+    if first is None:
+        raise RuntimeError("the stream carried no text")
+    return first
+
+
+async def measure(url: str, rounds: int, max_tokens: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        await one_at_a_time(client, 8)  # warm-up
+        print(f"{'round':>5} {'one at a time tok/s':>20} {'4 at once tok/s':>16} {'ratio':>6}")
+        ratios, alone_rates, batch_rates = [], [], []
+        for index in range(rounds):
+            if index % 2:
+                batch = await together(client, max_tokens)
+                alone = await one_at_a_time(client, max_tokens)
+            else:
+                alone = await one_at_a_time(client, max_tokens)
+                batch = await together(client, max_tokens)
+            alone_rate, batch_rate = alone[0] / alone[1], batch[0] / batch[1]
+            ratios.append(batch_rate / alone_rate)
+            alone_rates.append(alone_rate)
+            batch_rates.append(batch_rate)
+            print(f"{index + 1:>5} {alone_rate:>20.1f} {batch_rate:>16.1f} {ratios[-1]:>6.2f}")
+        print(
+            f"median: one at a time {statistics.median(alone_rates):.1f} tok/s, "
+            f"4 at once {statistics.median(batch_rates):.1f} tok/s, "
+            f"ratio {statistics.median(ratios):.2f}"
+        )
+        firsts = [await first_token_s(client, PROMPTS[i % 4]) for i in range(4 * rounds)]
+        print(
+            f"lone request, time to first token: p50 {statistics.median(firsts) * 1000:.1f} ms "
+            f"over {len(firsts)} requests"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--url", help="an LLM service already running (default: start one)")
+    args = parser.parse_args()
+    if args.url:
+        asyncio.run(measure(args.url, args.rounds, args.max_tokens))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        service = start_llm_service(Path(tmp) / "llm.log", {"LOG_LEVEL": "WARNING"})
+        try:
+            asyncio.run(measure(service.url, args.rounds, args.max_tokens))
+        finally:
+            service.stop()
+
+
+if __name__ == "__main__":
+    main()

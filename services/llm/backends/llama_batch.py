@@ -1,0 +1,453 @@
+"""Continuous batching on one llama.cpp context: several answers decoded in one pass a token.
+
+A CPU reads the model's weights once per decoding pass whether the pass advances one
+sequence or several, so answering four requests together costs little more than answering
+one (llama.cpp's server, Ollama and vLLM batch the same way). The engine owns a context with
+``slots`` sequences, each with its own cache cells (not a unified cache: its attention then
+differs in the last bits from a lone request's), and runs on one thread:
+
+- a new request's prompt is read alone, in chunks of ``n_batch`` tokens, exactly as it would
+  be were it the only request, and its first token is sampled at once;
+- then each pass feeds every running sequence its last token in one ``llama_decode`` and
+  samples each sequence's next token with its own sampler chain (its JSON grammar, its
+  temperature and seed), so a sequence joins or leaves the batch between two passes.
+
+Each row of a pass is computed as it would be alone, so at temperature 0 an answer is the same
+text whatever else is in the batch (tests/llm/test_batching.py). Work that must not overlap a
+pass (scoring, tokenizing) runs on the same thread between passes through :meth:`call`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Final, TypeVar
+
+import llama_cpp as llama
+import msgspec
+import structlog
+
+from libs.common.errors import BackendUnavailable
+
+logger = structlog.get_logger("pas.llm.batch")
+
+T = TypeVar("T")
+_PIECE_BYTES: Final = 256
+
+
+class Finished(msgspec.Struct):
+    text: str
+    finish_reason: str
+    completion_tokens: int
+    prompt_eval_ns: int
+    eval_ns: int
+
+
+class Sampling(msgspec.Struct, frozen=True):
+    """How a sequence picks its tokens (llama-cpp-python's defaults where a request is silent)."""
+
+    temperature: float
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    seed: int | None = None
+    grammar: str | None = None
+    """GBNF whose ``root`` rule every answer must match."""
+
+
+class SequenceRequest(msgspec.Struct):
+    """One answer to make. ``emit`` and ``finish`` are called on the engine's thread."""
+
+    tokens: list[int]
+    max_tokens: int
+    sampling: Sampling
+    stop: list[str]
+    emit: Callable[[str], None]
+    finish: Callable[[Finished | BaseException | None], None]
+    """Called once: the answer, the error that ended it, or None when it was stopped."""
+    cancel: threading.Event
+    until: float
+    """``time.monotonic()`` past which the answer is abandoned."""
+
+
+class _Running:
+    """A sequence in the batch: its slot, sampler and text so far."""
+
+    def __init__(self, request: SequenceRequest, slot: int, sampler: Any) -> None:
+        self.request = request
+        self.slot = slot
+        self.sampler = sampler
+        self.position = len(request.tokens)
+        self.pending = -1  # the token sampled last, fed in the next pass
+        self.row = -1  # the sequence's row in the pass just decoded
+        self.generated = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = ""
+        self.emitted = 0  # characters of ``text`` already sent
+        self.started = time.perf_counter_ns()
+        self.first_token_at: int | None = None
+
+
+class _Call:
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self.work = work
+        self.future: Future[Any] = Future()
+
+
+_CLOSE: Final = object()
+
+
+class BatchEngine:
+    """A llama.cpp context decoding up to ``slots`` sequences together, on its own thread."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        slots: int,
+        context_per_slot: int,
+        n_threads: int | None,
+        n_batch: int = 512,
+    ) -> None:
+        self.slots = slots
+        self._n_batch = n_batch
+        self._vocab = llama.llama_model_get_vocab(model)
+        params = llama.llama_context_default_params()
+        params.n_ctx = context_per_slot * slots
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = slots
+        params.kv_unified = False
+        # As llama-cpp-python's Llama has it: flash attention changes the logits' last bits,
+        # and with them some answers at temperature 0 (about a quarter faster, though).
+        params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # llama-cpp-python's threads: a pass of one token (a lone answer) on ``n_threads``,
+        # default half the cores; prompts and passes of several sequences on every core.
+        # ggml's threads spin at each step, so a lone answer on every core of a busy machine
+        # waits on preempted threads; a batch pays that once for all its sequences.
+        cores = len(os.sched_getaffinity(0))
+        params.n_threads = n_threads or max(cores // 2, 1)
+        params.n_threads_batch = cores
+        self._ctx = llama.llama_init_from_model(model, params)
+        if not self._ctx:
+            raise BackendUnavailable("llama.cpp could not create a batching context")
+        self._memory = llama.llama_get_memory(self._ctx)
+        self._batch = llama.llama_batch_init(max(n_batch, slots), 0, 1)
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._running: dict[int, _Running] = {}
+        self.passes = 0  # decoding passes made (a prompt's reading is not one)
+        self.sequence_steps = 0  # tokens those passes made, one per sequence a pass
+        self.moves = 0  # sequences moved to a lower slot
+        self._queued: deque[SequenceRequest] = deque()  # submitted while every slot was taken
+        self._piece = ctypes.create_string_buffer(_PIECE_BYTES)
+        self._thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def submit(self, request: SequenceRequest) -> None:
+        """Queue an answer; the caller keeps at most ``slots`` of them unfinished."""
+        self._inbox.put(request)
+
+    def call(self, work: Callable[[], T]) -> Future[T]:
+        """Run ``work`` on the engine's thread between two passes."""
+        call = _Call(work)
+        self._inbox.put(call)
+        return call.future
+
+    def close(self) -> None:
+        """Stop the thread (unfinished answers end with an error) and free the context."""
+        self._inbox.put(_CLOSE)
+        self._thread.join()
+        llama.llama_batch_free(self._batch)
+        llama.llama_free(self._ctx)
+
+    # -- on the engine's thread ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                if not self._serve_once():
+                    return
+            except Exception as exc:  # a fault of ours: no answer under way may wait forever
+                logger.exception("the batch engine failed; ending the answers under way")
+                self._end_all(BackendUnavailable(f"the batch engine failed: {exc}"))
+
+    def _serve_once(self) -> bool:
+        """Take what arrived, start what fits, run one pass; False once closed."""
+        # Wait for work only when nothing is being decoded.
+        try:
+            item = self._inbox.get(block=not self._running)
+        except queue.Empty:
+            item = None
+        while item is not None:
+            if item is _CLOSE:
+                self._end_all(BackendUnavailable("the model is stopping"))
+                return False
+            if isinstance(item, _Call):
+                _run_call(item)
+            else:
+                self._queued.append(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                item = None
+        while self._queued and len(self._running) < self.slots:
+            request = self._queued.popleft()
+            try:
+                self._start(request)
+            except Exception as exc:
+                logger.exception("a sequence failed to start")
+                request.finish(exc)
+        if self._running:
+            if not self._queued:
+                self._close_gaps()
+            self._pass()
+        return True
+
+    def _close_gaps(self) -> None:
+        """Move the sequences of the highest slots down into free ones, until the running
+        sequences hold slots 0, 1, 2... and one pass decodes them all (see ``_pass``). A move
+        copies the sequence's cache cells as they are, so its answer does not change."""
+        while self._running and max(self._running) >= len(self._running):  # a gap below
+            top = max(self._running)
+            free = min(set(range(top)) - self._running.keys())
+            sequence = self._running.pop(top)
+            # llama.cpp copies another cache's cells at the next decode, before that decode
+            # writes anything: the source's data is still there then.
+            llama.llama_memory_seq_cp(self._memory, top, free, -1, -1)
+            llama.llama_memory_seq_rm(self._memory, top, -1, -1)
+            sequence.slot = free
+            self._running[free] = sequence
+            self.moves += 1
+
+    def _start(self, request: SequenceRequest) -> None:
+        free = next(slot for slot in range(self.slots) if slot not in self._running)
+        sequence = _Running(request, free, _sampler_chain(self._vocab, request.sampling))
+        self._running[free] = sequence
+        try:
+            tokens = request.tokens
+            for begin in range(0, len(tokens), self._n_batch):
+                chunk = tokens[begin : begin + self._n_batch]
+                self._batch.n_tokens = 0
+                for offset, token in enumerate(chunk):
+                    last = begin + offset == len(tokens) - 1
+                    self._add(token, begin + offset, free, logits=last)
+                self._decode()
+            self._advance(sequence, self._batch.n_tokens - 1)
+        except BaseException:
+            if self._running.get(free) is sequence:
+                self._release(sequence)  # the caller reports the error
+            raise
+
+    def _pass(self) -> None:
+        self._batch.n_tokens = 0
+        now = time.monotonic()
+        # Rows in slot order: llama.cpp decodes sequences of separate caches in one step only
+        # when their ids ascend one by one (0, 1, 2...); other orders, or a gap, split the pass
+        # into several (measured: two sequences as 0, 1 make 122 tokens/s; as 1, 0 or 0, 2, 50).
+        # A new answer takes the lowest free slot, which closes a gap a finished one left.
+        for _, sequence in sorted(self._running.items()):
+            request = sequence.request
+            if request.cancel.is_set() or now > request.until:
+                logger.info(
+                    "generation stopped before its end",
+                    reason="the caller went away" if request.cancel.is_set() else "LLM timeout",
+                    tokens_made=sequence.generated,
+                )
+                self._end(sequence, None)
+                continue
+            sequence.row = self._batch.n_tokens
+            self._add(sequence.pending, sequence.position, sequence.slot, logits=True)
+            sequence.position += 1
+        if not self._batch.n_tokens:
+            return
+        batch = [sequence for _, sequence in sorted(self._running.items())]
+        try:
+            self._decode()
+        except BackendUnavailable as exc:
+            for sequence in batch:
+                self._end(sequence, exc)
+            return
+        self.passes += 1
+        self.sequence_steps += len(batch)
+        for sequence in batch:
+            try:
+                self._advance(sequence, sequence.row)
+            except Exception as exc:
+                logger.exception("a sequence failed", slot=sequence.slot)
+                if self._running.get(sequence.slot) is sequence:
+                    self._end(sequence, exc)
+
+    def _add(self, token: int, position: int, slot: int, *, logits: bool) -> None:
+        batch, row = self._batch, self._batch.n_tokens
+        batch.token[row] = token
+        batch.pos[row] = position
+        batch.n_seq_id[row] = 1
+        batch.seq_id[row][0] = slot
+        batch.logits[row] = logits
+        batch.n_tokens = row + 1
+
+    def _decode(self) -> None:
+        code = llama.llama_decode(self._ctx, self._batch)
+        if code != 0:
+            raise BackendUnavailable(f"llama_decode returned {code}")
+
+    def _advance(self, sequence: _Running, row: int) -> None:
+        """Sample the sequence's next token from ``row``'s logits; end it or keep it going."""
+        token = llama.llama_sampler_sample(sequence.sampler, self._ctx, row)
+        if sequence.first_token_at is None:
+            sequence.first_token_at = time.perf_counter_ns()
+        request = sequence.request
+        if llama.llama_vocab_is_eog(self._vocab, token):
+            self._complete(sequence, "stop")
+            return
+        sequence.generated += 1
+        sequence.text += sequence.decoder.decode(self._token_bytes(token))
+        stop_at = _first_stop(sequence.text, request.stop, sequence.emitted)
+        if stop_at is not None:
+            sequence.text = sequence.text[:stop_at]
+            self._complete(sequence, "stop")
+            return
+        if sequence.generated >= request.max_tokens:
+            sequence.text += sequence.decoder.decode(b"", final=True)
+            self._complete(sequence, "length")
+            return
+        # Hold back what could be the start of a stop string.
+        safe = len(sequence.text) - _stop_prefix_length(sequence.text, request.stop)
+        if safe > sequence.emitted:
+            request.emit(sequence.text[sequence.emitted : safe])
+            sequence.emitted = safe
+        sequence.pending = token
+
+    def _complete(self, sequence: _Running, reason: str) -> None:
+        if len(sequence.text) > sequence.emitted:
+            sequence.request.emit(sequence.text[sequence.emitted :])
+        ended = time.perf_counter_ns()
+        first = sequence.first_token_at or ended
+        finished = Finished(
+            text=sequence.text,
+            finish_reason=reason,
+            completion_tokens=len(self.tokenize(sequence.text)),
+            prompt_eval_ns=first - sequence.started,
+            eval_ns=ended - first,
+        )
+        self._end(sequence, finished)
+
+    def _end(self, sequence: _Running, outcome: Finished | BaseException | None) -> None:
+        self._release(sequence)
+        sequence.request.finish(outcome)
+
+    def _release(self, sequence: _Running) -> None:
+        """Free the sequence's slot: its cache cells and its sampler."""
+        del self._running[sequence.slot]
+        llama.llama_memory_seq_rm(self._memory, sequence.slot, -1, -1)
+        llama.llama_sampler_free(sequence.sampler)
+
+    def _end_all(self, error: BaseException) -> None:
+        for sequence in list(self._running.values()):
+            self._end(sequence, error)
+        while self._queued:
+            self._queued.popleft().finish(error)
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Call):
+                item.future.cancel()
+            elif isinstance(item, SequenceRequest):
+                item.finish(error)
+
+    def _token_bytes(self, token: int) -> bytes:
+        size = llama.llama_token_to_piece(self._vocab, token, self._piece, _PIECE_BYTES, 0, False)
+        if size < 0:  # longer than the buffer: ask again with room for it
+            buffer = ctypes.create_string_buffer(-size)
+            size = llama.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
+            return buffer.raw[:size]
+        return self._piece.raw[:size]
+
+    def tokenize(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        room = len(data) + 8
+        tokens = (llama.llama_token * room)()
+        count = llama.llama_tokenize(self._vocab, data, len(data), tokens, room, False, False)
+        return list(tokens[: max(count, 0)])
+
+
+def _run_call(call: _Call) -> None:
+    if call.future.set_running_or_notify_cancel():
+        try:
+            call.future.set_result(call.work())
+        except BaseException as exc:
+            call.future.set_exception(exc)
+
+
+def check_grammar(model: Any, grammar: str) -> bool:
+    """Whether llama.cpp parses ``grammar`` (GBNF with a ``root`` rule)."""
+    sampler = llama.llama_sampler_init_grammar(
+        llama.llama_model_get_vocab(model), grammar.encode(), b"root"
+    )
+    if not sampler:
+        return False
+    llama.llama_sampler_free(sampler)
+    return True
+
+
+def _sampler_chain(vocab: Any, sampling: Sampling) -> Any:
+    """The chain llama-cpp-python builds for a completion: grammar, then greedy at temperature
+    0, else top-k, top-p, min-p, temperature and a seeded draw."""
+    chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    if sampling.grammar is not None:
+        grammar = llama.llama_sampler_init_grammar(vocab, sampling.grammar.encode(), b"root")
+        if not grammar:
+            llama.llama_sampler_free(chain)
+            raise ValueError("llama.cpp refused the grammar")
+        llama.llama_sampler_chain_add(chain, grammar)
+    if sampling.temperature == 0:
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
+        return chain
+    seed = random.getrandbits(32) if sampling.seed is None else sampling.seed & 0xFFFFFFFF
+    for sampler in (
+        llama.llama_sampler_init_top_k(sampling.top_k),
+        llama.llama_sampler_init_top_p(sampling.top_p, 1),
+        llama.llama_sampler_init_min_p(sampling.min_p, 1),
+        llama.llama_sampler_init_temp(sampling.temperature),
+        llama.llama_sampler_init_dist(seed),
+    ):
+        llama.llama_sampler_chain_add(chain, sampler)
+    return chain
+
+
+def _first_stop(text: str, stops: list[str], emitted: int) -> int | None:
+    """Where the earliest stop string in ``text`` begins, looking only where a new one could
+    be (text before ``emitted`` held none)."""
+    found: int | None = None
+    for stop in stops:
+        if not stop:
+            continue
+        at = text.find(stop, max(0, emitted - len(stop) + 1))
+        if at != -1 and (found is None or at < found):
+            found = at
+    return found
+
+
+def _stop_prefix_length(text: str, stops: list[str]) -> int:
+    """The length of the longest end of ``text`` that begins a stop string."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if stop.startswith(text[-size:]):
+                longest = size
+                break
+    return longest

@@ -1,0 +1,138 @@
+"""The embedded model decodes overlapping requests together (continuous batching), and an
+answer does not depend on what shares its batch: at temperature 0, or at a given seed, each is
+the answer the same request gets alone. The real model, in a uvicorn process, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.llm_service import start_llm_service
+from tests.support.processes import ServiceProcess
+
+SENTIMENT = {
+    "type": "object",
+    "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative", "neutral"]}},
+    "required": ["sentiment"],
+}
+# Different prompts, lengths, samplers: greedy, a JSON grammar, a seeded draw, a stop string.
+REQUESTS: list[dict[str, Any]] = [
+    {"content": "Summarize: Apple's quarterly revenue rose 5% to 90 billion dollars."},
+    {
+        "content": "What is the sentiment of: the bond market sold off sharply today?",
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "sentiment", "schema": SENTIMENT},
+        },
+    },
+    {"content": "Explain settlement risk in FX trading.", "temperature": 0.8, "seed": 7},
+    {"content": "List three risks of holding corporate bonds.", "stop": ["3."]},
+]
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, ServiceProcess]]:
+    """The Llama 3.1 8B wrapper on the embedded model, by LLAMA31_8B_PARALLEL (2, 4)."""
+    logs = tmp_path_factory.mktemp("batching")
+    started: dict[int, ServiceProcess] = {}
+    try:
+        for parallel in (2, 4):
+            log = Path(logs / f"parallel{parallel}.log")
+            started[parallel] = start_llm_service(log, {"LLAMA31_8B_PARALLEL": str(parallel)})
+        yield started
+    finally:
+        for process in started.values():
+            process.stop()
+
+
+def chat(request: dict[str, Any], max_tokens: int = 32) -> dict[str, Any]:
+    body = {k: v for k, v in request.items() if k != "content"}
+    return {
+        "messages": [{"role": "user", "content": request["content"]}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        **body,
+    }
+
+
+async def decoding_counts(llm: httpx.AsyncClient) -> tuple[float, float]:
+    """(passes, tokens those passes made) from the service's /metrics."""
+    text = (await llm.get("/metrics")).text
+
+    def value(name: str) -> float:
+        found = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+        assert found, f"{name} is not in /metrics"
+        return float(found.group(1))
+
+    return value("pas_llm_decode_passes_total"), value("pas_llm_decode_sequence_steps_total")
+
+
+def answer(response: Any) -> tuple[Any, ...]:
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    return choice["message"]["content"], choice["finish_reason"], response.json()["usage"]
+
+
+async def ask_alone_then_together(
+    llm: httpx.AsyncClient, bodies: list[dict[str, Any]]
+) -> tuple[list[httpx.Response], list[httpx.Response], float, float]:
+    """The requests one at a time, then all at once; the passes and tokens of the second."""
+    alone = [await llm.post("/v1/chat/completions", json=body) for body in bodies]
+    passes_before, steps_before = await decoding_counts(llm)
+    together = await asyncio.gather(
+        *(llm.post("/v1/chat/completions", json=body) for body in bodies)
+    )
+    passes, steps = await decoding_counts(llm)
+    return alone, list(together), passes - passes_before, steps - steps_before
+
+
+async def test_answers_decoded_together_are_the_answers_decoded_alone(
+    services: dict[int, ServiceProcess],
+) -> None:
+    async with httpx.AsyncClient(base_url=services[4].url, timeout=120) as llm:
+        alone, together, passes, steps = await ask_alone_then_together(
+            llm, [chat(r) for r in REQUESTS]
+        )
+
+    assert [answer(r) for r in together] == [answer(r) for r in alone]
+    assert json.loads(answer(together[1])[0])["sentiment"] in {"positive", "negative", "neutral"}
+    # Some passes advanced several answers at once: the requests were decoded together.
+    assert steps > passes > 0
+
+
+async def test_a_streamed_answer_in_a_batch_is_the_answer_alone(
+    services: dict[int, ServiceProcess],
+) -> None:
+    async with httpx.AsyncClient(base_url=services[4].url, timeout=120) as llm:
+        alone = (await llm.post("/v1/chat/completions", json=chat(REQUESTS[0]))).json()
+        stream, *_ = await asyncio.gather(
+            llm.post("/v1/chat/completions", json={**chat(REQUESTS[0]), "stream": True}),
+            *(llm.post("/v1/chat/completions", json=chat(r)) for r in REQUESTS[1:]),
+        )
+
+    lines = [line[len("data: ") :] for line in stream.text.splitlines() if line.startswith("data:")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(line) for line in lines[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == alone["choices"][0]["message"]["content"]
+
+
+async def test_the_batch_holds_at_most_parallel_answers_and_the_rest_wait(
+    services: dict[int, ServiceProcess],
+) -> None:
+    parallel = 2
+    async with httpx.AsyncClient(base_url=services[parallel].url, timeout=120) as llm:
+        alone, together, passes, steps = await ask_alone_then_together(
+            llm, [chat(r, 16) for r in REQUESTS]
+        )
+
+    assert [answer(r) for r in together] == [answer(r) for r in alone]
+    # Each pass made one token for each answer in it, and held at most ``parallel`` of them.
+    assert passes < steps <= parallel * passes
