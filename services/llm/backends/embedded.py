@@ -172,6 +172,8 @@ class EmbeddedBackend:
             await asyncio.to_thread(engine.close)  # before the model its context reads
         if llm is not None:
             await asyncio.to_thread(llm.close)
+        for _ in range(self._parallel):  # whoever still waits hears the model is gone
+            self._turns.release()
 
     async def probe(self) -> BackendHealth:
         if self._engine is None:
