@@ -89,7 +89,9 @@ class _Running:
         self.pending = -1  # the token sampled last, fed in the next pass
         self.row = -1  # the sequence's row in the pass just decoded
         self.generated = 0
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Bytes that are not UTF-8 are dropped, as llama-cpp-python drops them (and so are
+        # those of a character the answer ended in the middle of).
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self.text = ""
         self.emitted = 0  # characters of ``text`` already sent
         self.started = time.perf_counter_ns()
@@ -321,7 +323,6 @@ class BatchEngine:
             self._complete(sequence, "stop")
             return
         if sequence.generated >= request.max_tokens:
-            sequence.text += sequence.decoder.decode(b"", final=True)
             self._complete(sequence, "length")
             return
         # Hold back what could be the start of a stop string.
