@@ -30,6 +30,14 @@ from typing import Any, TypeVar
 import msgspec
 import numpy as np
 import structlog
+from llama_cpp import (
+    Llama,
+    llama_state_seq_get_data,
+    llama_state_seq_get_size,
+    llama_state_seq_set_data,
+)
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -127,9 +135,6 @@ class EmbeddedBackend:
         )
 
     def _load(self) -> None:
-        from llama_cpp import Llama  # noqa: PLC0415  (heavy import, only for this backend)
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
-
         llm = Llama(
             model_path=str(self._model_path),
             n_ctx=self._n_ctx,
@@ -416,8 +421,6 @@ class EmbeddedBackend:
         llm.eval(prompt[head:])
 
     def _snapshot(self) -> bytes:
-        from llama_cpp import llama_state_seq_get_data, llama_state_seq_get_size  # noqa: PLC0415
-
         context = self._llm._ctx.ctx
         size = llama_state_seq_get_size(context, 0)
         buffer = (ctypes.c_uint8 * size)()
@@ -425,8 +428,6 @@ class EmbeddedBackend:
         return bytes(buffer)[:written]
 
     def _restore(self, state: bytes, tokens: list[int]) -> bool:
-        from llama_cpp import llama_state_seq_set_data  # noqa: PLC0415
-
         llm = self._llm
         llm._ctx.kv_cache_seq_rm(0, 0, -1)
         buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
@@ -484,8 +485,6 @@ _JSON_STRING_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 def _json_grammar(schema: dict[str, Any] | None) -> str:
     """The GBNF text an answer must match: any JSON value, or one valid for ``schema``."""
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # noqa: PLC0415
-
     if schema is None:
         return JSON_GBNF
     try:

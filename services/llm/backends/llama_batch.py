@@ -87,7 +87,6 @@ class _Running:
         self.sampler = sampler
         self.position = len(request.tokens)
         self.pending = -1  # the token sampled last, fed in the next pass
-        self.row = -1  # the sequence's row in the pass just decoded
         self.generated = 0
         # Bytes that are not UTF-8 are dropped, as llama-cpp-python drops them (and so are
         # those of a character the answer ended in the middle of).
@@ -224,7 +223,7 @@ class BatchEngine:
         copies the sequence's cache cells as they are, so its answer does not change."""
         while self._running and max(self._running) >= len(self._running):  # a gap below
             top = max(self._running)
-            free = min(set(range(top)) - self._running.keys())
+            free = self._lowest_free_slot()
             sequence = self._running.pop(top)
             # llama.cpp copies another cache's cells at the next decode, before that decode
             # writes anything: the source's data is still there then.
@@ -234,8 +233,11 @@ class BatchEngine:
             self._running[free] = sequence
             self.moves += 1
 
+    def _lowest_free_slot(self) -> int:
+        return min(set(range(self.slots)) - self._running.keys())
+
     def _start(self, request: SequenceRequest) -> None:
-        free = next(slot for slot in range(self.slots) if slot not in self._running)
+        free = self._lowest_free_slot()
         sequence = _Running(request, free, _sampler_chain(self._vocab, request.sampling))
         self._running[free] = sequence
         try:
@@ -260,6 +262,7 @@ class BatchEngine:
         # when their ids ascend one by one (0, 1, 2...); other orders, or a gap, split the pass
         # into several (measured: two sequences as 0, 1 make 122 tokens/s; as 1, 0 or 0, 2, 50).
         # A new answer takes the lowest free slot, which closes a gap a finished one left.
+        batch: list[_Running] = []  # a sequence's row in the pass is its place here
         for _, sequence in sorted(self._running.items()):
             request = sequence.request
             if request.cancel.is_set() or now > request.until:
@@ -270,12 +273,11 @@ class BatchEngine:
                 )
                 self._end(sequence, None)
                 continue
-            sequence.row = self._batch.n_tokens
             self._add(sequence.pending, sequence.position, sequence.slot, logits=True)
             sequence.position += 1
-        if not self._batch.n_tokens:
+            batch.append(sequence)
+        if not batch:
             return
-        batch = [sequence for _, sequence in sorted(self._running.items())]
         try:
             self._decode()
         except BackendUnavailable as exc:
@@ -284,9 +286,9 @@ class BatchEngine:
             return
         self.passes += 1
         self.sequence_steps += len(batch)
-        for sequence in batch:
+        for row, sequence in enumerate(batch):
             try:
-                self._advance(sequence, sequence.row)
+                self._advance(sequence, row)
             except Exception as exc:
                 logger.exception("a sequence failed", slot=sequence.slot)
                 if self._running.get(sequence.slot) is sequence:
@@ -395,11 +397,15 @@ def _run_call(call: _Call) -> None:
             call.future.set_exception(exc)
 
 
+def _grammar_sampler(vocab: Any, grammar: str) -> Any:
+    """A sampler held to ``grammar`` (GBNF from its ``root`` rule); NULL when llama.cpp
+    refuses the grammar."""
+    return llama.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+
+
 def check_grammar(model: Any, grammar: str) -> bool:
-    """Whether llama.cpp parses ``grammar`` (GBNF with a ``root`` rule)."""
-    sampler = llama.llama_sampler_init_grammar(
-        llama.llama_model_get_vocab(model), grammar.encode(), b"root"
-    )
+    """Whether llama.cpp parses ``grammar``."""
+    sampler = _grammar_sampler(llama.llama_model_get_vocab(model), grammar)
     if not sampler:
         return False
     llama.llama_sampler_free(sampler)
@@ -411,7 +417,7 @@ def _sampler_chain(vocab: Any, sampling: Sampling) -> Any:
     0, else top-k, top-p, min-p, temperature and a seeded draw."""
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
     if sampling.grammar is not None:
-        grammar = llama.llama_sampler_init_grammar(vocab, sampling.grammar.encode(), b"root")
+        grammar = _grammar_sampler(vocab, sampling.grammar)
         if not grammar:
             llama.llama_sampler_free(chain)
             raise ValueError("llama.cpp refused the grammar")
