@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import statistics
 import tempfile
 import time
@@ -26,9 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-import httpx
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
@@ -37,11 +35,9 @@ from services.analytics.settings import AnalyticsSettings
 from tests.support.processes import ServiceProcess, free_port
 
 PARTITIONS = 3
-_STORED = re.compile(
-    r'^pas_analytics_events_stored_total\{kind="usage",source="kafka"\} (\S+)$', re.M
-)
-_CPU = re.compile(r"^process_cpu_seconds_total (\S+)$", re.M)
-BATCH_MAX = AnalyticsSettings().batch_max  # the collector's default, given to both
+# The collector's defaults, given to both.
+BATCH_MAX = AnalyticsSettings().batch_max
+FETCH_PARTITION_BYTES = AnalyticsSettings().fetch_partition_bytes
 
 
 def events(count: int) -> list[bytes]:
@@ -104,6 +100,7 @@ async def bare_consumer(bootstrap: str, topic: str, total: int) -> Steady:
         group_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
     )
     await consumer.start()
     seen, marks = 0, []
@@ -119,19 +116,34 @@ async def bare_consumer(bootstrap: str, topic: str, total: int) -> Steady:
     return steady(marks, total)
 
 
-async def collector_rate(process: ServiceProcess, total: int) -> Steady:
-    """Stored events and the process's CPU, both from its ``/metrics``, read every 100 ms
-    (each read costs the collector some CPU too: it is measured with it)."""
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of process ``pid``, all its threads (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def collector_rate(
+    process: ServiceProcess, bootstrap: str, group: str, topic: str, total: int
+) -> Steady:
+    """Events stored, read as the offsets the collector's group has committed (it commits a
+    batch only once it is stored), and the process's CPU, read from ``/proc`` every 100 ms:
+    measured from outside, so that the measuring costs the collector nothing (as it costs the
+    bare consumer nothing)."""
     marks: list[Mark] = []
-    async with httpx.AsyncClient(base_url=process.url) as http:
+    # In the collector's group without joining it (nothing subscribed): reads its commits only.
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await reader.start()
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    try:
         stored = 0
         deadline = time.monotonic() + 600
         while stored < total and time.monotonic() < deadline:
-            text = (await http.get("/metrics")).text
-            match, cpu = _STORED.search(text), _CPU.search(text)
-            stored = int(float(match[1])) if match else 0
-            marks.append((time.perf_counter(), stored, float(cpu[1]) if cpu else 0.0))
+            committed = [await reader.committed(tp) for tp in partitions]
+            stored = sum(offset or 0 for offset in committed)
+            marks.append((time.perf_counter(), stored, process_cpu_s(process.pid)))
             await asyncio.sleep(0.1)
+    finally:
+        await reader.stop()
     return steady(marks, total)
 
 
@@ -146,6 +158,7 @@ async def run(bootstrap: str, count: int, tmp: Path) -> tuple[Steady, Steady]:
 
     bare = await bare_consumer(bootstrap, topic, count)
     names = list(others)
+    group = f"bench-collector-{run_id}"
     collector = ServiceProcess(
         "services.analytics.app:app",
         free_port(),
@@ -157,7 +170,7 @@ async def run(bootstrap: str, count: int, tmp: Path) -> tuple[Steady, Steady]:
             "ANALYTICS_LLM_RESULTS_TOPIC": names[1],
             "ANALYTICS_DOCUMENTS_DLQ_TOPIC": names[2],
             "ANALYTICS_DLQ_TOPIC": names[3],
-            "ANALYTICS_GROUP_ID": f"bench-collector-{run_id}",
+            "ANALYTICS_GROUP_ID": group,
             "ANALYTICS_RAW_RETENTION_S": "0",
             "ANALYTICS_BATCH_MAX": str(BATCH_MAX),
             "LOG_LEVEL": "WARNING",
@@ -165,7 +178,7 @@ async def run(bootstrap: str, count: int, tmp: Path) -> tuple[Steady, Steady]:
         tmp / f"collector-{run_id}.log",
     ).start()
     try:
-        stored = await collector_rate(collector, count)
+        stored = await collector_rate(collector, bootstrap, group, topic, count)
     finally:
         collector.stop()
     print(

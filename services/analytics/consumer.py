@@ -7,8 +7,11 @@ batch's offsets committed. A crash anywhere before the commit redelivers the bat
 store's keys make the second delivery a no-op: at least once in, exactly once stored.
 
 While a batch is being stored (on the store's own thread or connection), the loop fetches and
-decodes the next one; one batch is stored at a time, and each is committed when its store
-returns, so commits stay in order and never run ahead of the store.
+decodes the next one, and hands it over as well where the store writes batches in the order
+handed over (DuckDB: its writer threads then never wait for the loop). At most
+``batches_in_flight`` batches are handed over and not yet committed; each is committed when it
+is stored and the batch before it is committed, so commits stay in order and never run ahead
+of the store.
 
 Tracing: a batch is handled as a whole, so it gets one CONSUMER span (``process <topic>``, or
 ``process`` across topics) from its decoding to its commit, which links to the context each
@@ -19,6 +22,7 @@ conventions ask of batch processing); dead letters are PRODUCER spans under it.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -32,7 +36,14 @@ from opentelemetry import trace
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
 from libs.common.kafka.tracing import finish_in, produce_span, start_batch_span
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
-from services.analytics.decoding import SKIPPED, TopicRole, Undecodable, decode, decode_usage
+from services.analytics.decoding import (
+    SKIPPED,
+    TopicRole,
+    Undecodable,
+    decode,
+    decode_usage,
+    decode_usage_records,
+)
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
@@ -78,6 +89,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(s.session_timeout_s * 1000 / 4)),
+            max_partition_fetch_bytes=s.fetch_partition_bytes,
         )
         consumer.subscribe(list(self._roles), listener=TrackAssignment(self.assigned))
         await producer.start()
@@ -85,7 +97,8 @@ class EventConsumer:
             await consumer.start()
             self.connected = True
             logger.info("consuming", topics=sorted(self._roles), group=s.group_id)
-            storing: asyncio.Task[None] | None = None
+            in_flight = self._ingestor.batches_in_flight
+            storing: deque[asyncio.Task[None]] = deque()
             try:
                 while not stop.is_set():
                     batches = await consumer.getmany(timeout_ms=500, max_records=s.batch_max)
@@ -98,21 +111,28 @@ class EventConsumer:
                     try:
                         with trace.use_span(span):
                             usage, runs = await self._decode(producer, batches)
-                        if storing is not None:
-                            previous, storing = storing, None
-                            await previous  # stored and committed, or raises
+                        while len(storing) >= in_flight:
+                            await storing.popleft()  # stored and committed, or raises
                     except BaseException:
                         span.end()
                         raise
                     # The batch's span ends once it is committed (or failed to be).
-                    storing = asyncio.create_task(
-                        finish_in(span, self._store_and_commit(consumer, batches, usage, runs))
+                    previous = storing[-1] if storing else None
+                    storing.append(
+                        asyncio.create_task(
+                            finish_in(
+                                span,
+                                self._store_and_commit(consumer, batches, usage, runs, previous),
+                            )
+                        )
                     )
             finally:
-                if storing is not None:
-                    # A batch being stored is finished (and committed) before the consumer
-                    # leaves the group; if it fails, its records are delivered again.
-                    await storing
+                # Batches being stored are finished (and committed) before the consumer leaves
+                # the group; if one fails, its records and those after are delivered again.
+                ended = await asyncio.gather(*storing, return_exceptions=True)
+                failures = [outcome for outcome in ended if isinstance(outcome, BaseException)]
+                if failures:
+                    raise failures[0]
         finally:
             self.connected = False
             self.assigned.clear()
@@ -128,6 +148,10 @@ class EventConsumer:
         for tp, records in batches.items():
             role = self._roles[tp.topic]
             if role == "usage":
+                decoded = decode_usage_records([record.value for record in records])
+                if decoded is not None:
+                    usage.extend(decoded)
+                    continue
                 for record in records:
                     try:
                         usage.append(decode_usage(record.value))
@@ -155,8 +179,13 @@ class EventConsumer:
         batches: Batches,
         usage: list[UsageEvent],
         runs: list[WorkflowRun],
+        previous: asyncio.Task[None] | None,
     ) -> None:
+        """Store the batch, then commit it once ``previous`` (the batch before) is committed;
+        if that one failed, so does this one, uncommitted."""
         await self._store(usage, runs)
+        if previous is not None:
+            await previous
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
         try:
             await consumer.commit(offsets)

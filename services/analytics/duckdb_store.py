@@ -18,7 +18,7 @@ import asyncio
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,42 +65,36 @@ _READER_THREADS = 4
 
 
 class _Writer:
-    """One writer thread and its connection; its jobs run one after another, in order."""
+    """One writer thread and its connection; its jobs run one after another, in the order they
+    were handed over, and are handed over without waiting for the one before to end."""
 
     def __init__(self, name: str) -> None:
         self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"duckdb-{name}-writer")
         self.db: duckdb.DuckDBPyConnection | None = None
-        # Taken from a job's submission to its end, so that a job needing both writers can
-        # wait for them to be free.
-        self.lock = asyncio.Lock()
+        self._unfinished = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def submit(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        """Queue ``work`` behind this writer's earlier jobs; ``idle`` is set again once every
+        job handed over has ended."""
+        assert self.db is not None, "DuckDBStore.open() was not awaited"
+        loop = asyncio.get_running_loop()
+        job = self.thread.submit(work, self.db)
+        self._unfinished += 1
+        self.idle.clear()
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._ended))
+        return job
+
+    def _ended(self) -> None:
+        self._unfinished -= 1
+        if not self._unfinished:
+            self.idle.set()
 
 
-async def _write_on(
-    writers: Sequence[_Writer], work: Callable[[duckdb.DuckDBPyConnection], T]
-) -> T:
-    """``work`` on the first writer's thread and connection once every writer in ``writers`` is
-    free, all of them taken until it ends: even when the caller stops waiting (a request whose
-    client left), since the job still runs to its end on its thread."""
-    taken: list[_Writer] = []
-    try:
-        for writer in writers:  # always in the store's order: no two jobs wait on each other
-            await writer.lock.acquire()
-            taken.append(writer)
-        db = writers[0].db
-        assert db is not None, "DuckDBStore.open() was not awaited"
-        job = writers[0].thread.submit(work, db)
-    except BaseException:
-        for writer in taken:
-            writer.lock.release()
-        raise
-    loop = asyncio.get_running_loop()
-
-    def release(_: object) -> None:
-        for writer in taken:
-            writer.lock.release()
-
-    job.add_done_callback(lambda done: loop.call_soon_threadsafe(release, done))
-    return await asyncio.wrap_future(job)
+async def _outcome(job: Future[T]) -> T:
+    """The job's result. A caller that stops waiting leaves the job queued: it still runs."""
+    return await asyncio.shield(asyncio.wrap_future(job))
 
 
 SCHEMA = (
@@ -129,12 +123,19 @@ SCHEMA = (
 
 class DuckDBStore:
     kind = "duckdb"
+    # One batch written while the next waits in the writers' queues: the writer threads never
+    # wait for the event loop (busy fetching and decoding) to hand them the next one.
+    batches_in_flight = 2
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._root: duckdb.DuckDBPyConnection | None = None
         self._usage_writer = _Writer("usage")
         self._outcome_writer = _Writer("outcome")
+        # Held by a job that needs both writers (the roll-up, closing) from its wait for both to
+        # be idle until it ends; a job for one writer holds it only to be queued. So jobs queue
+        # behind a waiting roll-up instead of keeping it waiting for ever.
+        self._both = asyncio.Lock()
         self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="duckdb-reader")
         self._cursor_lock = threading.Lock()
 
@@ -146,12 +147,25 @@ class DuckDBStore:
             return self._root.cursor()
 
     async def _write(self, writer: _Writer, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        return await _write_on((writer,), work)
+        """``work`` on ``writer``, after the jobs queued there before it."""
+        async with self._both:
+            job = writer.submit(work)
+        return await _outcome(job)
 
     async def _write_both(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """``work`` on the usage writer once neither writer has a job, neither taking one
-        until it is done."""
-        return await _write_on((self._usage_writer, self._outcome_writer), work)
+        until it is done (even when the caller stops waiting)."""
+        await self._both.acquire()
+        try:
+            await self._usage_writer.idle.wait()
+            await self._outcome_writer.idle.wait()
+            job = self._usage_writer.submit(work)
+        except BaseException:
+            self._both.release()
+            raise
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._both.release))
+        return await _outcome(job)
 
     def _read_sync(self, sql: str, params: Sequence[Any]) -> list[Any]:
         with self._cursor() as cursor:
@@ -194,8 +208,10 @@ class DuckDBStore:
                     self._root.close()
                     self._root = None
 
-        # Each writer's last job is over first (a writer's lock is free only between jobs).
-        async with self._usage_writer.lock, self._outcome_writer.lock:
+        # Each writer's last job is over first.
+        async with self._both:
+            await self._usage_writer.idle.wait()
+            await self._outcome_writer.idle.wait()
             await asyncio.get_running_loop().run_in_executor(self._usage_writer.thread, disconnect)
         self._usage_writer.thread.shutdown(wait=True)
         self._outcome_writer.thread.shutdown(wait=True)

@@ -15,6 +15,11 @@ class Ingestor:
         self._store = store
         self._metrics = metrics
 
+    @property
+    def batches_in_flight(self) -> int:
+        """How many batches may be handed over before the first is stored (the store's)."""
+        return self._store.batches_in_flight
+
     async def ingest(
         self,
         usage: Sequence[UsageEvent],

@@ -212,6 +212,9 @@ async def _copy_rows(
 
 
 class PostgresStore:
+    # Two batches would be written on two connections at once, in no set order: one at a time.
+    batches_in_flight = 1
+
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._pool: AsyncConnectionPool[Connection] | None = None

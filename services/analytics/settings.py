@@ -51,6 +51,10 @@ class AnalyticsSettings(ServiceSettings, frozen=True, kw_only=True):
     batch_max: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10_000
     """Records stored (then committed) together; larger batches spread each store call's
     fixed cost over more events."""
+    fetch_partition_bytes: Annotated[int, msgspec.Meta(ge=65_536)] = 8 * 1024 * 1024
+    """At most this much of one partition in a fetch. aiokafka's default (1 MiB) holds about a
+    third of a full batch of usage events, so the next batch would wait for more fetches while
+    the store is ready for it."""
     session_timeout_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 10.0
     """How long the group waits for a silent collector before giving its partitions away."""
 

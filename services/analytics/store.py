@@ -50,6 +50,9 @@ class TrendFilter(msgspec.Struct, frozen=True, kw_only=True):
 class AnalyticsStore(Protocol):
     kind: str
     """``duckdb``, ``postgres`` or ``timescaledb``: what /health reports."""
+    batches_in_flight: int
+    """How many batches the Kafka consumer may hand over before the first of them is stored.
+    More than one only where the store writes them in the order handed over."""
 
     async def open(self) -> None:
         """Connect and create the tables if needed."""
