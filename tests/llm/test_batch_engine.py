@@ -1,16 +1,22 @@
 """The batch engine on the real model, below the service: a sequence moved to a lower slot when
-the ones below it finish (so that one pass decodes every sequence) keeps its answer, and a
-sequence whose caller went away frees its slot."""
+the ones below it finish (so that one pass decodes every sequence) keeps its answer, a
+sequence whose caller went away frees its slot, and greedy answers under a JSON grammar are
+the ones the whole sampler chain gives."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import llama_cpp
 import pytest
 
+from libs.common.schemas.documents import Task
+from services.kafka_llm_processor.producer import sample_documents
+from services.kafka_llm_processor.tasks import INSTRUCTIONS, SCHEMAS
+from services.llm.backends.embedded import _json_grammar
 from services.llm.backends.llama_batch import BatchEngine, Finished, Sampling, SequenceRequest
 from services.llm.model_files import packaged_gguf
 
@@ -22,16 +28,18 @@ PROMPT = (
 class Answer:
     """One request to the engine, and what came back."""
 
-    def __init__(self, engine: BatchEngine, max_tokens: int) -> None:
+    def __init__(
+        self, engine: BatchEngine, max_tokens: int, prompt: str = PROMPT, grammar: str | None = None
+    ) -> None:
         self.cancel = threading.Event()
         self.done = threading.Event()
         self.texts: list[str] = []
         self.outcome: Finished | BaseException | None = None
         engine.submit(
             SequenceRequest(
-                tokens=engine.call(lambda: engine.tokenize(PROMPT)).result(),
+                tokens=engine.call(lambda: engine.tokenize(prompt)).result(),
                 max_tokens=max_tokens,
-                sampling=Sampling(temperature=0),
+                sampling=Sampling(temperature=0, grammar=grammar),
                 stop=[],
                 emit=self.texts.append,
                 finish=self._finish,
@@ -49,15 +57,28 @@ class Answer:
         return self.outcome
 
 
+class WholeChainEngine(BatchEngine):
+    """The engine as it was before it checked a greedy token alone: every token from the whole
+    chain (the grammar run over the whole vocabulary, then greedy)."""
+
+    def _sample(self, sequence: Any, row: int) -> int:
+        return int(llama_cpp.llama_sampler_sample(sequence.sampler, self._ctx, row))
+
+
 @pytest.fixture(scope="module")
-def engine() -> Iterator[BatchEngine]:
+def model() -> Iterator[Any]:
     model = llama_cpp.llama_model_load_from_file(
         str(packaged_gguf()).encode(), llama_cpp.llama_model_default_params()
     )
+    yield model
+    llama_cpp.llama_model_free(model)
+
+
+@pytest.fixture(scope="module")
+def engine(model: Any) -> Iterator[BatchEngine]:
     engine = BatchEngine(model, slots=4, context_per_slot=512, n_threads=None)
     yield engine
     engine.close()
-    llama_cpp.llama_model_free(model)
 
 
 def test_a_sequence_moved_to_a_lower_slot_keeps_its_answer(engine: BatchEngine) -> None:
@@ -83,3 +104,37 @@ def test_a_sequence_moved_to_a_lower_slot_keeps_its_answer(engine: BatchEngine) 
     assert moved.text == alone.text
     assert "".join(ours.texts) == moved.text
     assert engine.running == 0
+
+
+def _question(document: str, task: Task) -> str:
+    return (
+        f"<|im_start|>system\n{INSTRUCTIONS[task]}<|im_end|>\n"
+        f"<|im_start|>user\n{document}<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+JSON_TASKS: tuple[Task, ...] = ("key_figures", "sentiment")
+
+
+def test_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
+    model: Any, engine: BatchEngine
+) -> None:
+    whole_chain = WholeChainEngine(model, slots=4, context_per_slot=512, n_threads=None)
+    try:
+        asked = [
+            (_question(document.content, task), _json_grammar(SCHEMAS[task]))
+            for document in sample_documents()[:3]
+            for task in JSON_TASKS
+        ]
+        shortcuts_before = engine.grammar_shortcuts
+        answers = [Answer(engine, 96, prompt, grammar) for prompt, grammar in asked]
+        expected = [Answer(whole_chain, 96, prompt, grammar) for prompt, grammar in asked]
+        got = [answer.result() for answer in answers]
+        want = [answer.result() for answer in expected]
+    finally:
+        whole_chain.close()
+
+    assert all(isinstance(answer, Finished) for answer in got)
+    assert [a.text for a in got] == [w.text for w in want]  # type: ignore[union-attr]
+    assert engine.grammar_shortcuts > shortcuts_before  # the check alone was taken
+    assert whole_chain.grammar_shortcuts == 0
