@@ -40,27 +40,31 @@ BATCH_MAX = AnalyticsSettings().batch_max
 FETCH_PARTITION_BYTES = AnalyticsSettings().fetch_partition_bytes
 
 
-def events(count: int) -> list[bytes]:
+def events(count: int, *, in_order: bool = False) -> list[bytes]:
+    """Usage events over the last 24 hours, in random order of time (the worst case for the
+    collector's duplicate check, whose probe then reads every stored row), or ``in_order``
+    (as calls are reported live: the probe reads only the newest rows)."""
     rng = random.Random(7)
     now = datetime.now(UTC)
-    return [
-        msgspec.json.encode(
-            UsageEvent(
-                event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-                timestamp=now - timedelta(seconds=rng.uniform(0, 86_400)),
-                service="provider_router",
-                provider="local",
-                model=f"model-{rng.randrange(8)}",
-                status="ok",
-                prompt_tokens=rng.randint(5, 2000),
-                completion_tokens=rng.randint(0, 500),
-                latency_ms=rng.uniform(20, 5000),
-                cost_usd=round(rng.uniform(0, 0.01), 10),
-                workflow_id=f"workflow_{rng.randrange(10)}",
-            )
+    made = [
+        UsageEvent(
+            event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
+            timestamp=now - timedelta(seconds=rng.uniform(0, 86_400)),
+            service="provider_router",
+            provider="local",
+            model=f"model-{rng.randrange(8)}",
+            status="ok",
+            prompt_tokens=rng.randint(5, 2000),
+            completion_tokens=rng.randint(0, 500),
+            latency_ms=rng.uniform(20, 5000),
+            cost_usd=round(rng.uniform(0, 0.01), 10),
+            workflow_id=f"workflow_{rng.randrange(10)}",
         )
         for _ in range(count)
     ]
+    if in_order:
+        made.sort(key=lambda event: event.timestamp)
+    return [msgspec.json.encode(event) for event in made]
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -122,6 +126,13 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_resident_mib(pid: int) -> float:
+    """The most memory process ``pid`` has held resident (``VmHWM``), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
 async def collector_rate(
     process: ServiceProcess, bootstrap: str, group: str, topic: str, total: int
 ) -> Steady:
@@ -147,13 +158,13 @@ async def collector_rate(
     return steady(marks, total)
 
 
-async def run(bootstrap: str, count: int, tmp: Path) -> tuple[Steady, Steady]:
+async def run(bootstrap: str, count: int, tmp: Path, *, in_order: bool) -> tuple[Steady, Steady]:
     """One round: the collector's and the bare consumer's figures."""
     run_id = uuid.uuid4().hex[:6]
     topic = f"bench-usage-{run_id}"
     others = {f"bench-{name}-{run_id}": 1 for name in ("wf", "results", "docs-dlq", "dlq")}
     await ensure_topics(bootstrap, {topic: PARTITIONS, **others})
-    values = events(count)
+    values = events(count, in_order=in_order)
     await produce(bootstrap, topic, values)
 
     bare = await bare_consumer(bootstrap, topic, count)
@@ -179,27 +190,28 @@ async def run(bootstrap: str, count: int, tmp: Path) -> tuple[Steady, Steady]:
     ).start()
     try:
         stored = await collector_rate(collector, bootstrap, group, topic, count)
+        peak_mib = peak_resident_mib(collector.pid)
     finally:
         collector.stop()
     print(
         f"collector (decode, store, commit): {stored.rate:,.0f} events/s, "
         f"{stored.cpu_per_100k:.2f} CPU s/100k   bare aiokafka consumer: {bare.rate:,.0f} "
         f"records/s, {bare.cpu_per_100k:.2f} CPU s/100k   ratio {stored.rate / bare.rate:.2f} "
-        f"(CPU: {bare.cpu_per_100k / stored.cpu_per_100k:.2f})",
+        f"(CPU: {bare.cpu_per_100k / stored.cpu_per_100k:.2f}); collector peak {peak_mib:.0f} MiB",
         flush=True,
     )
     return stored, bare
 
 
-async def rounds(bootstrap: str, count: int, times: int, tmp: Path) -> None:
+async def rounds(bootstrap: str, count: int, times: int, tmp: Path, *, in_order: bool) -> None:
     print(
-        f"{count:,} usage events on {PARTITIONS} partitions, batches of {BATCH_MAX:,}, "
-        f"{times} rounds",
+        f"{count:,} usage events ({'in order' if in_order else 'random order'} of time) on "
+        f"{PARTITIONS} partitions, batches of {BATCH_MAX:,}, {times} rounds",
         flush=True,
     )
     ratios, cpu_ratios = [], []
     for _ in range(times):
-        stored, bare = await run(bootstrap, count, tmp)
+        stored, bare = await run(bootstrap, count, tmp, in_order=in_order)
         ratios.append(stored.rate / bare.rate)
         cpu_ratios.append(bare.cpu_per_100k / stored.cpu_per_100k)
     print(
@@ -212,13 +224,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--in-order", action="store_true", help="events in order of time, as live traffic"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pas-bench-kafka-") as tmp:
         configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         broker = None if configured else EmbeddedBroker(port=free_port()).start()
         try:
             bootstrap = configured or broker.bootstrap_servers  # type: ignore[union-attr]
-            asyncio.run(rounds(bootstrap, args.events, args.rounds, Path(tmp)))
+            asyncio.run(
+                rounds(bootstrap, args.events, args.rounds, Path(tmp), in_order=args.in_order)
+            )
         finally:
             if broker is not None:
                 broker.stop()
