@@ -57,7 +57,8 @@ def insert_new_usage(db: duckdb.DuckDBPyConnection, batch: pa.Table) -> pa.Table
     try:
         db.register("usage_batch", batch)
         rows = db.execute(_NEW_ROWS, [span["min"].as_py(), span["max"].as_py()]).fetchnumpy()
-        new = batch.take(rows["batch_row"])
+        # Rows are distinct and in order: as many as the batch's means all of them.
+        new = batch if len(rows["batch_row"]) == batch.num_rows else batch.take(rows["batch_row"])
         if new.num_rows:
             db.register("new_usage", new)
             db.execute(_INSERT_NEW)
