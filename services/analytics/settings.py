@@ -51,8 +51,8 @@ class AnalyticsSettings(ServiceSettings, frozen=True, kw_only=True):
     batch_max: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30_000
     """Records stored (then committed) together, at most: larger batches spread each store
     call's fixed cost (its duplicate check reads the stored rows of the batch's time span) over
-    more events (docs/benchmarks.md), for about 40 MiB more at the peak. A batch is what the fetches hold: light traffic gives small
-    batches, not later ones."""
+    more events (docs/benchmarks.md), for about 40 MiB more at the peak. A batch is what the
+    fetches hold: light traffic gives small batches, not later ones."""
     fetch_partition_bytes: Annotated[int, msgspec.Meta(ge=65_536)] = 8 * 1024 * 1024
     """At most this much of one partition in a fetch. aiokafka's default (1 MiB) holds about
     3,000 usage events, so a full batch would wait for several fetches while the store is ready

@@ -1,7 +1,7 @@
 """A batch of usage records from Kafka decoded in one pass must give exactly what decoding each
 record alone gives; a batch holding any record that one pass cannot take (empty, what may be a
-NUL escape, invalid) gives ``None``, so that the consumer decodes it record by record and dead-letters each
-refusal with its own reason (over a real broker in test_kafka_ingest.py)."""
+NUL escape, invalid) gives ``None``, so that the consumer decodes it record by record and
+dead-letters each refusal with its own reason (over a real broker in test_kafka_ingest.py)."""
 
 from __future__ import annotations
 
