@@ -209,10 +209,7 @@ class DuckDBStore:
                     self._root = None
 
         # Each writer's last job is over first.
-        async with self._both:
-            await self._usage_writer.idle.wait()
-            await self._outcome_writer.idle.wait()
-            await asyncio.get_running_loop().run_in_executor(self._usage_writer.thread, disconnect)
+        await self._write_both(lambda _: disconnect())
         self._usage_writer.thread.shutdown(wait=True)
         self._outcome_writer.thread.shutdown(wait=True)
 
