@@ -10,11 +10,15 @@
 
 Rates run from the first document sent to the last result received, after every consumer has
 joined its group (a join takes seconds on any broker and is not throughput). All on the embedded
-Tansu broker. Run: ``.venv/bin/python -m bench.processor_throughput``.
+Tansu broker. The bench freezes its heap once set up, as every PAS service does at startup
+(``libs/common/kit/heap.py``), so all three phases run with the collector as a service has it.
+Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc]`` (``--parts a``: the
+ceiling alone, a minute).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 import time
@@ -27,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
+from libs.common.kit.heap import freeze_startup_heap, unfreeze_heap
 from libs.common.kit.logging import configure_logging
 from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.llm_client import LLMClient
@@ -203,6 +208,9 @@ def serve_responder(delay_s: float, workdir: Path) -> ServiceProcess:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run")
+    parts = parser.parse_args().parts
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -219,29 +227,36 @@ def main() -> None:
             },
             work / "llm.log",
         ).start()
+        freeze_startup_heap()
         try:
             bootstrap = broker.bootstrap_servers
-            bare = asyncio.run(bare_loop_rate(bootstrap, 4000))
-            calls = asyncio.run(direct_rate(f"{instant.url}/v1", 4000, 64))
-            ceiling = asyncio.run(processor_rate(bootstrap, f"{instant.url}/v1", 4000, 64))
-            print(
-                f"(a) bare aiokafka loop {bare:8.0f} docs/s | the same LLM calls without Kafka "
-                f"{calls:8.0f} docs/s | processor, instant LLM {ceiling:8.0f} docs/s | "
-                f"ratios {ceiling / bare:.2f} and {ceiling / calls:.2f}"
-            )
-            direct = asyncio.run(direct_rate(f"{llm.url}/v1", 14, 4))
-            served = asyncio.run(processor_rate(bootstrap, f"{llm.url}/v1", 14, 4))
-            print(
-                f"(b) embedded model direct {direct:6.2f} docs/s | through Kafka "
-                f"{served:6.2f} docs/s | ratio {served / direct:.2f}"
-            )
-            one = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 40, 1))
-            many = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 480, 16))
-            print(
-                f"(c) batching backend, one at a time {one:6.2f} docs/s | concurrency 16 "
-                f"{many:6.2f} docs/s | ratio {many / one:.1f}"
-            )
+            if "a" in parts:
+                bare = asyncio.run(bare_loop_rate(bootstrap, 4000))
+                calls = asyncio.run(direct_rate(f"{instant.url}/v1", 4000, 64))
+                ceiling = asyncio.run(processor_rate(bootstrap, f"{instant.url}/v1", 4000, 64))
+                print(
+                    f"(a) bare aiokafka loop {bare:8.0f} docs/s | the same LLM calls without "
+                    f"Kafka {calls:8.0f} docs/s | processor, instant LLM {ceiling:8.0f} docs/s | "
+                    f"ratios {ceiling / bare:.2f} and {ceiling / calls:.2f}",
+                    flush=True,
+                )
+            if "b" in parts:
+                direct = asyncio.run(direct_rate(f"{llm.url}/v1", 14, 4))
+                served = asyncio.run(processor_rate(bootstrap, f"{llm.url}/v1", 14, 4))
+                print(
+                    f"(b) embedded model direct {direct:6.2f} docs/s | through Kafka "
+                    f"{served:6.2f} docs/s | ratio {served / direct:.2f}",
+                    flush=True,
+                )
+            if "c" in parts:
+                one = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 40, 1))
+                many = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 480, 16))
+                print(
+                    f"(c) batching backend, one at a time {one:6.2f} docs/s | concurrency 16 "
+                    f"{many:6.2f} docs/s | ratio {many / one:.1f}"
+                )
         finally:
+            unfreeze_heap()
             llm.stop()
             batching.stop()
             instant.stop()

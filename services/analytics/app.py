@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -44,11 +43,6 @@ def create_app(settings: AnalyticsSettings) -> Litestar:
     async def run_collector(_: Litestar) -> AsyncIterator[None]:
         await store.open()
         store_open.set()
-        # What is loaded by now lives as long as the app: keep it out of the full collections,
-        # which otherwise rescan it again and again while batches of events come and go (about
-        # a tenth of the collector's CPU when it ingests from Kafka). Undone at shutdown, so
-        # that an app started in a longer-lived process (tests) can still be collected.
-        gc.freeze()
         stop = asyncio.Event()
         chores: list[Coroutine[Any, Any, None]] = [
             refresh_success_rates_forever(
@@ -85,7 +79,6 @@ def create_app(settings: AnalyticsSettings) -> Litestar:
                     await task
             store_open.clear()
             await store.close()
-            gc.unfreeze()
             logger.info("analytics collector stopped")
 
     async def health() -> HealthReport:

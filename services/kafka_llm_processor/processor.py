@@ -58,6 +58,8 @@ logger = structlog.get_logger("pas.processor")
 
 _decode_document = msgspec.json.Decoder(FinancialDocument).decode
 _encode = msgspec.json.Encoder().encode
+PRODUCER_BATCH_BYTES = 262_144
+"""The most the producer puts in one batch a partition (aiokafka's default is 16 KiB)."""
 
 
 class _Failed(Exception):
@@ -94,6 +96,10 @@ class DocumentProcessor:
             bootstrap_servers=s.bootstrap_servers,
             compression_type="gzip",
             linger_ms=10,
+            # aiokafka fills one batch a partition and makes every later send wait for it to be
+            # sent; at its 16 KiB default, results from many slots at once kept waking and
+            # re-waiting (a tenth of the processor's time at 64 slots, docs/benchmarks.md).
+            max_batch_size=PRODUCER_BATCH_BYTES,
             acks="all",
             # Below the publish deadline, so that a batch aiokafka cannot deliver ends in time
             # for send_acknowledged to try it again (aiokafka's default is 40 s).

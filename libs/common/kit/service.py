@@ -17,6 +17,7 @@ from libs.common.http_tracing import litestar_plugins
 from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, require_token_for_writes
 from libs.common.kit.exposure import listen_host, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
+from libs.common.kit.heap import freeze_startup_heap, unfreeze_heap
 from libs.common.kit.logging import LogFormat, configure_logging
 from libs.common.kit.metrics import metrics_handler, prometheus_config
 from libs.common.kit.openapi import WireTypeSchemaPlugin
@@ -104,8 +105,10 @@ def create_service(
         guards=[require_token_for_writes],
         exception_handlers={**EXCEPTION_HANDLERS, **(exception_handlers or {})},
         lifespan=list(lifespan),
+        # Once the lifespans have opened what the service owns, that is its long-lived heap.
+        on_startup=[freeze_startup_heap],
         # After the lifespans closed what they own: their last spans go out too.
-        on_shutdown=[flush_tracing],
+        on_shutdown=[flush_tracing, unfreeze_heap],
         plugins=[WireTypeSchemaPlugin(), *litestar_plugins()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
