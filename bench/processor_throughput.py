@@ -10,8 +10,8 @@
 
 Rates run from the first document sent to the last result received, after every consumer has
 joined its group (a join takes seconds on any broker and is not throughput). All on the embedded
-Tansu broker. The bench freezes its heap once set up, as every PAS service does at startup
-(``libs/common/kit/heap.py``), so all three phases run with the collector as a service has it.
+Tansu broker. The bench tunes the garbage collector once set up, as every PAS service does at
+startup (``libs/common/kit/heap.py``), so that all three phases run with it as a service has it.
 Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc]`` (``--parts a``: the
 ceiling alone, a minute).
 """
@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
-from libs.common.kit.heap import freeze_startup_heap, unfreeze_heap
+from libs.common.kit.heap import StartupHeap
 from libs.common.kit.logging import configure_logging
 from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.llm_client import LLMClient
@@ -227,7 +227,8 @@ def main() -> None:
             },
             work / "llm.log",
         ).start()
-        freeze_startup_heap()
+        heap = StartupHeap()
+        heap.settle()
         try:
             bootstrap = broker.bootstrap_servers
             if "a" in parts:
@@ -256,7 +257,7 @@ def main() -> None:
                     f"{many:6.2f} docs/s | ratio {many / one:.1f}"
                 )
         finally:
-            unfreeze_heap()
+            heap.release()
             llm.stop()
             batching.stop()
             instant.stop()

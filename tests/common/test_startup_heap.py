@@ -1,5 +1,5 @@
-"""A service's startup heap is kept out of full collections while it runs, and given back when
-it stops (libs/common/kit/heap.py)."""
+"""While a service runs, its startup heap is kept out of full collections and young collections
+are rarer; when it stops, the collector is as it was (libs/common/kit/heap.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from litestar import Litestar, get
 from litestar.testing import TestClient
 
 from libs.common.kit import ServiceSettings, create_service
+from libs.common.kit.heap import YOUNG_COLLECTION_THRESHOLD
 
 OPENED = 20_000
 
 
-@get("/frozen")
-async def frozen() -> dict[str, int]:
-    return {"frozen": gc.get_freeze_count()}
+@get("/collector")
+async def collector() -> dict[str, int]:
+    return {"frozen": gc.get_freeze_count(), "young_threshold": gc.get_threshold()[0]}
 
 
-def test_what_the_lifespans_open_is_frozen_until_the_service_stops() -> None:
+def test_the_collector_is_tuned_while_the_service_runs_and_restored_after() -> None:
     held: list[list[int]] = []
 
     @asynccontextmanager
@@ -32,11 +33,14 @@ def test_what_the_lifespans_open_is_frozen_until_the_service_stops() -> None:
     app = create_service(
         name="heap",
         settings=ServiceSettings(log_level="WARNING"),
-        route_handlers=[frozen],
+        route_handlers=[collector],
         lifespan=[open_cache],
     )
-    before = gc.get_freeze_count()
+    thresholds = gc.get_threshold()
+    frozen = gc.get_freeze_count()
     with TestClient(app) as client:
-        running = client.get("/frozen").json()["frozen"]
-    assert running >= before + OPENED
+        running = client.get("/collector").json()
+    assert running["frozen"] >= frozen + OPENED
+    assert running["young_threshold"] == max(thresholds[0], YOUNG_COLLECTION_THRESHOLD)
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds

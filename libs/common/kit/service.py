@@ -17,7 +17,7 @@ from libs.common.http_tracing import litestar_plugins
 from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, require_token_for_writes
 from libs.common.kit.exposure import listen_host, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
-from libs.common.kit.heap import freeze_startup_heap, unfreeze_heap
+from libs.common.kit.heap import StartupHeap
 from libs.common.kit.logging import LogFormat, configure_logging
 from libs.common.kit.metrics import metrics_handler, prometheus_config
 from libs.common.kit.openapi import WireTypeSchemaPlugin
@@ -91,6 +91,7 @@ def create_service(
     # Off (nothing installed) unless an OTLP endpoint or the console exporter is configured.
     configure_tracing(name)
     prometheus = prometheus_config(name)
+    heap = StartupHeap()
     config = AppConfig(
         route_handlers=[
             health_handler(name, PAS_VERSION, settings.port, health_check),
@@ -106,9 +107,9 @@ def create_service(
         exception_handlers={**EXCEPTION_HANDLERS, **(exception_handlers or {})},
         lifespan=list(lifespan),
         # Once the lifespans have opened what the service owns, that is its long-lived heap.
-        on_startup=[freeze_startup_heap],
+        on_startup=[heap.settle],
         # After the lifespans closed what they own: their last spans go out too.
-        on_shutdown=[flush_tracing, unfreeze_heap],
+        on_shutdown=[flush_tracing, heap.release],
         plugins=[WireTypeSchemaPlugin(), *litestar_plugins()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
