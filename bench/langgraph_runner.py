@@ -40,7 +40,7 @@ from litestar.testing import AsyncTestClient
 
 from libs.common.kit.logging import configure_logging
 from services.langgraph_runner.app import create_app
-from services.langgraph_runner.catalogue import Catalogue, build_deps
+from services.langgraph_runner.catalog import Catalog, build_deps
 from services.langgraph_runner.definitions import RequestedParameters
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.persistence import open_persistence
@@ -154,10 +154,10 @@ async def direct_checkpointed(stack: AsyncExitStack, folder: Path) -> RunOnce:
 
 
 async def through_runner(stack: AsyncExitStack, settings: RunnerSettings) -> RunOnce:
-    catalogue = Catalogue([CHAIN], build_deps(settings))
-    manager = RunManager(catalogue, settings, RequestedParameters(), RunnerMetrics())
+    catalog = Catalog([CHAIN], build_deps(settings))
+    manager = RunManager(catalog, settings, RequestedParameters(), RunnerMetrics())
     checkpointer, store = await stack.enter_async_context(open_persistence(settings))
-    catalogue.bind(checkpointer)
+    catalog.bind(checkpointer)
     manager.attach(store)
     stack.push_async_callback(manager.close)
 

@@ -26,8 +26,8 @@ import msgspec
 
 from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.llm_client import LLMClient
-from services.kafka_llm_processor.producer import sample_documents
-from services.kafka_llm_processor.tasks import SCHEMAS, messages_for
+from services.kafka_llm_processor.prompts import SCHEMAS, messages_for
+from services.kafka_llm_processor.send_samples import sample_documents
 from tests.support.llm_service import start_llm_service
 
 JSON_TASKS: tuple[Task, ...] = ("key_figures", "sentiment")

@@ -24,7 +24,7 @@ import httpx
 
 from bench.processor_throughput import Results, fresh_topics, serve_responder, summaries
 from libs.common.kafka.broker import EmbeddedBroker
-from services.kafka_llm_processor.producer import send
+from services.kafka_llm_processor.send_samples import send
 from tests.support.processes import ServiceProcess, free_port
 
 CONCURRENCY = 16

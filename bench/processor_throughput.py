@@ -37,9 +37,9 @@ from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.metrics import ProcessorMetrics
 from services.kafka_llm_processor.processor import DocumentProcessor
-from services.kafka_llm_processor.producer import documents, send
+from services.kafka_llm_processor.prompts import messages_for
+from services.kafka_llm_processor.send_samples import documents, send
 from services.kafka_llm_processor.settings import ProcessorSettings
-from services.kafka_llm_processor.tasks import messages_for
 from tests.support.processes import ServiceProcess, free_port
 
 

@@ -10,10 +10,10 @@ bash scripts/setup.sh
 bash scripts/start_all.sh
 . scripts/lib.sh
 count="${1:-7}"
-.venv/bin/python -m services.kafka_llm_processor.producer --count "$count"
+.venv/bin/python -m services.kafka_llm_processor.send_samples --count "$count"
 echo
 echo "results on llm-results (documents that could not be answered go to financial-documents-dlq):"
-.venv/bin/python -m services.kafka_llm_processor.consumer --expect "$count" --timeout 180 || true
+.venv/bin/python -m services.kafka_llm_processor.show_results --expect "$count" --timeout 180 || true
 echo
 .venv/bin/python -m scripts.workflow_demo || true
 echo

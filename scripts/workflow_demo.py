@@ -18,7 +18,7 @@ import httpx
 from dags.pas_trigger import KafkaTarget, WorkflowFailed, build_trigger, run_workflow
 from libs.common.constants import ANALYTICS_PORT, KAFKA_PORT
 from libs.common.settings import BaseSettings, load_settings_or_exit
-from services.kafka_llm_processor.producer import sample_documents
+from services.kafka_llm_processor.send_samples import sample_documents
 
 
 class DemoSettings(BaseSettings, frozen=True, kw_only=True):

@@ -24,7 +24,7 @@ from services.llm.model_files import packaged_gguf
 from services.registry.registry_service import create_app
 from services.registry.settings import RegistrySettings
 from tests.support.postgres import fresh_database
-from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
+from tests.support.processes import REPO_ROOT, ServiceProcess, ServiceProcesses, free_port
 
 REGISTRY_APP = "services.registry.registry_service:app"
 
@@ -105,9 +105,18 @@ async def registry(make_registry: Callable[..., Any]) -> AsyncTestClient[Any]:
 
 
 @pytest.fixture
-def registry_process_factory(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+def service_processes(tmp_path: Path) -> Iterator[ServiceProcesses]:
+    """Start PAS services as real uvicorn processes for one test; all stopped at its end."""
+    processes = ServiceProcesses(tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def registry_process_factory(
+    service_processes: ServiceProcesses, tmp_path: Path
+) -> Callable[..., ServiceProcess]:
     """Start the registry as a real uvicorn process (stopped at the end)."""
-    started: list[ServiceProcess] = []
 
     def start(port: int | None = None, **env: str) -> ServiceProcess:
         environment = {
@@ -115,15 +124,9 @@ def registry_process_factory(tmp_path: Path) -> Iterator[Callable[..., ServicePr
             "REGISTRY_REAP_INTERVAL_S": "0.1",
             **env,
         }
-        process = ServiceProcess(
-            REGISTRY_APP, port or free_port(), environment, tmp_path / "registry.log"
-        )
-        started.append(process.start())
-        return process
+        return service_processes.start(REGISTRY_APP, environment, name="registry", port=port)
 
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 @pytest.fixture(scope="session")

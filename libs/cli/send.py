@@ -134,8 +134,8 @@ def send(
     to the processor's input topic (INPUT_TOPIC)."""
     # Imported here: the processor's modules bring Litestar, two seconds every other command
     # would wait for.
-    from services.kafka_llm_processor.consumer import describe  # noqa: PLC0415
-    from services.kafka_llm_processor.producer import documents  # noqa: PLC0415
+    from services.kafka_llm_processor.send_samples import documents  # noqa: PLC0415
+    from services.kafka_llm_processor.show_results import describe  # noqa: PLC0415
 
     docs = read_documents(files) + (documents(sample) if sample else [])
     if not docs:

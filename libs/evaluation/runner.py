@@ -1,6 +1,6 @@
 """Ask an OpenAI-compatible endpoint for each document's answer the way the Kafka processor
 does (``services/kafka_llm_processor/processor.py``): its messages, JSON schemas and decoding
-from ``tasks.py``, its LLM client, temperature 0; an answer whose key figures or reason the
+from ``prompts.py``, its LLM client, temperature 0; an answer whose key figures or reason the
 document does not hold is asked once more with the stricter instruction. What the processor
 would dead-letter (a refused or failed call, an answer that is not the asked JSON) is an
 *unusable* answer here, kept with its reason."""
@@ -23,7 +23,7 @@ from services.kafka_llm_processor.llm_client import (
     PermanentLLMError,
     TransientLLMError,
 )
-from services.kafka_llm_processor.tasks import SCHEMAS, STRICTER, AnswerUnusable, messages_for
+from services.kafka_llm_processor.prompts import SCHEMAS, STRICTER, AnswerUnusable, messages_for
 
 TRANSIENT_ATTEMPTS = 3
 """Calls per question when the endpoint fails transiently (a timeout, a 5xx, a 429)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
 from services.kafka_llm_processor.llm_client import LLMAnswer
-from services.kafka_llm_processor.tasks import structured, ungrounded_parts
+from services.kafka_llm_processor.prompts import structured, ungrounded_parts
 
 AskOnce = Callable[[bool], Awaitable[LLMAnswer]]
 """``ask(strict)``: the model's answer to the document's question (with the stricter

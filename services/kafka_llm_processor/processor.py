@@ -51,8 +51,8 @@ from services.kafka_llm_processor.llm_client import (
     TransientLLMError,
 )
 from services.kafka_llm_processor.metrics import ProcessorMetrics
+from services.kafka_llm_processor.prompts import SCHEMAS, AnswerUnusable, messages_for
 from services.kafka_llm_processor.settings import ProcessorSettings
-from services.kafka_llm_processor.tasks import SCHEMAS, AnswerUnusable, messages_for
 
 logger = structlog.get_logger("pas.processor")
 

@@ -14,7 +14,7 @@ from libs.common.kafka.records import run_until_stopped
 from libs.common.kit import HealthReport, HealthStatus, create_service
 from libs.common.settings import build_or_exit
 from services.langgraph_runner.bridge import WorkflowBridge
-from services.langgraph_runner.catalogue import Catalogue, build_deps
+from services.langgraph_runner.catalog import Catalog, build_deps
 from services.langgraph_runner.definitions import (
     DefinitionSource,
     RequestedParameters,
@@ -41,7 +41,7 @@ def create_app(
 ) -> Litestar:
     metrics = RunnerMetrics()
     llm = LLMGateway(settings)
-    catalogue = Catalogue.from_settings(settings, build_deps(settings, llm))
+    catalog = Catalog.from_settings(settings, build_deps(settings, llm))
     versioning = (
         VersioningClient(settings.versioning_url, token=settings.versioning_token)
         if settings.versioning_url
@@ -49,7 +49,7 @@ def create_app(
     )
     if definitions is None:
         definitions = VersionedDefinitions(versioning) if versioning else RequestedParameters()
-    runs = RunManager(catalogue, settings, definitions, metrics)
+    runs = RunManager(catalog, settings, definitions, metrics)
     bridge = WorkflowBridge(settings, runs, metrics) if settings.bootstrap_servers else None
     # How runs' ends are reported, and to whom: see outcomes.py.
     channel: OutcomeChannel | None = None
@@ -67,7 +67,7 @@ def create_app(
     @asynccontextmanager
     async def run_runner(_: Litestar) -> AsyncIterator[None]:
         async with open_persistence(settings) as (checkpointer, store):
-            catalogue.bind(checkpointer)
+            catalog.bind(checkpointer)
             runs.attach(store)
             recovered = await runs.recover()
             stop, stop_reporting = asyncio.Event(), asyncio.Event()
@@ -86,7 +86,7 @@ def create_app(
             ready.set()
             logger.info(
                 "runner started",
-                workflows=catalogue.ids,
+                workflows=catalog.ids,
                 resumed_runs=recovered,
                 settings=settings.redacted(),
             )
@@ -115,7 +115,7 @@ def create_app(
         if not ready.is_set():
             return HealthReport(status="unhealthy", details={"store": "not open yet"})
         details: dict[str, object] = {
-            "workflows": catalogue.ids,
+            "workflows": catalog.ids,
             "active_runs": runs.active,
             "llm": llm.describe,
             "checkpoints": "postgres" if settings.checkpoint_dsn else "sqlite",
@@ -139,7 +139,7 @@ def create_app(
         description="Runs PAS workflows (LangGraph graphs) over REST and Kafka, checkpointed, "
         "resumable after interrupts, failures and restarts.",
         route_handlers=[WorkflowController, RunController],
-        dependencies={"catalogue": catalogue, "runs": runs, "settings": settings},
+        dependencies={"catalog": catalog, "runs": runs, "settings": settings},
         lifespan=[run_runner],
         health_check=health,
         collectors=metrics.collectors,

@@ -9,7 +9,7 @@ class WorkflowNotFound(PASError):
     status_code = 404
 
     def __init__(self, workflow_id: str, known: list[str]) -> None:
-        super().__init__(f"workflow {workflow_id!r} is not in the catalogue; known: {known}")
+        super().__init__(f"workflow {workflow_id!r} is not in the catalog; known: {known}")
         self.workflow_id = workflow_id
 
 

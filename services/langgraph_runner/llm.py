@@ -72,7 +72,7 @@ class LLMPrices:
         return (prompt_tokens * price.input_per_1k + completion_tokens * price.output_per_1k) / 1000
 
 
-class UsageMeter(AsyncCallbackHandler):
+class RunUsageCallback(AsyncCallbackHandler):
     """Counts a run's LLM calls, tokens and cost; attached to the run's config, so every chat
     model a node invokes reports here."""
 

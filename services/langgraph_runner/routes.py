@@ -1,4 +1,4 @@
-"""HTTP surface of the runner: thin handlers over the catalogue and the run manager."""
+"""HTTP surface of the runner: thin handlers over the catalog and the run manager."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from libs.common.schemas.workflows import (
     WorkflowInfo,
     WorkflowList,
 )
-from services.langgraph_runner.catalogue import Catalogue
+from services.langgraph_runner.catalog import Catalog
 from services.langgraph_runner.run_watch import is_settled
 from services.langgraph_runner.runs import RunManager
 from services.langgraph_runner.settings import RunnerSettings
@@ -59,17 +59,17 @@ class WorkflowController(Controller):
     path = "/workflows"
     tags = ("workflows",)
 
-    @get("/", summary="The catalogue: each workflow's input schema, prompts and graph (Mermaid)")
-    async def list_workflows(self, catalogue: NamedDependency[Catalogue]) -> WorkflowList:
-        return WorkflowList(workflows=[workflow.info for workflow in catalogue])
+    @get("/", summary="The catalog: each workflow's input schema, prompts and graph (Mermaid)")
+    async def list_workflows(self, catalog: NamedDependency[Catalog]) -> WorkflowList:
+        return WorkflowList(workflows=[workflow.info for workflow in catalog])
 
     @get("/{workflow_id:str}", responses=problem_responses(400, 404), summary="One workflow")
     async def get_workflow(
         self,
         workflow_id: WorkflowIdParam,
-        catalogue: NamedDependency[Catalogue],
+        catalog: NamedDependency[Catalog],
     ) -> WorkflowInfo:
-        return catalogue.get(workflow_id).info
+        return catalog.get(workflow_id).info
 
     @post(
         "/{workflow_id:str}/runs",

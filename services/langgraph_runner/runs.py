@@ -50,7 +50,7 @@ from libs.common.schemas.workflows import (
     WorkflowTriggered,
 )
 from libs.common.telemetry import pas_span, tracing_enabled
-from services.langgraph_runner.catalogue import Catalogue, Workflow
+from services.langgraph_runner.catalog import Catalog, Workflow
 from services.langgraph_runner.definitions import DefinitionSource
 from services.langgraph_runner.errors import (
     InvalidWorkflowInput,
@@ -59,7 +59,7 @@ from services.langgraph_runner.errors import (
     WorkflowNotFound,
 )
 from services.langgraph_runner.json_values import json_value
-from services.langgraph_runner.llm import LLMPrices, UsageMeter, attribute_llm_calls
+from services.langgraph_runner.llm import LLMPrices, RunUsageCallback, attribute_llm_calls
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.node_tracing import NodeSpans
 from services.langgraph_runner.record_writes import OrderedWrites
@@ -93,12 +93,12 @@ def _changed(record: RunRecord, **changes: Any) -> RunRecord:
 class RunManager:
     def __init__(
         self,
-        catalogue: Catalogue,
+        catalog: Catalog,
         settings: RunnerSettings,
         definitions: DefinitionSource,
         metrics: RunnerMetrics,
     ) -> None:
-        self._catalogue = catalogue
+        self._catalog = catalog
         self._store_opened: RunStore | None = None
         self._writes_opened: OrderedWrites | None = None
         self._definitions = definitions
@@ -188,8 +188,8 @@ class RunManager:
     ) -> RunRecord:
         """Validate and start a run (HTTP); it runs in the background."""
         self._refuse_if_closing()
-        workflow = self._catalogue.get(workflow_id)
-        first_state = workflow.spec.validate(payload, self._catalogue.deps)
+        workflow = self._catalog.get(workflow_id)
+        first_state = workflow.spec.validate(payload, self._catalog.deps)
         run_id = run_id or uuid.uuid4().hex
         unit = _unit(metadata, run_id)
         resolved = await self._definitions.resolve(workflow_id, parameters, unit)
@@ -211,8 +211,8 @@ class RunManager:
     ) -> tuple[RunRecord, bool]:
         """Start the run an event asks for, once: (its run, whether it was started now)."""
         self._refuse_if_closing()
-        workflow = self._catalogue.get(event.workflow_id)
-        first_state = workflow.spec.validate(event.payload, self._catalogue.deps)
+        workflow = self._catalog.get(event.workflow_id)
+        first_state = workflow.spec.validate(event.payload, self._catalog.deps)
         unit = _unit(event.metadata, event.workflow_run_id)
         resolved = await self._definitions.resolve(event.workflow_id, None, unit)
         record = self._new_record(
@@ -252,7 +252,7 @@ class RunManager:
         self._refuse_if_closing()
         record = await self.get(run_id)
         self._refuse_if_live(record)
-        workflow = self._catalogue.get(record.run.workflow_id)
+        workflow = self._catalog.get(record.run.workflow_id)
         status = record.run.status
         graph_input: Any
         if status == "interrupted":
@@ -375,7 +375,7 @@ class RunManager:
         if run_id in self._tasks:
             return False  # still running here: a renewal came late, the claim renewed it
         try:
-            workflow = self._catalogue.get(workflow_id)
+            workflow = self._catalog.get(workflow_id)
             graph_input = await self._restart_input(record, workflow)
         except (WorkflowNotFound, InvalidWorkflowInput) as exc:
             await self._finish(record, "error", error=f"cannot resume: {exc}")
@@ -477,7 +477,7 @@ class RunManager:
 
     async def _run_graph(self, run_id: str, graph_input: Any) -> None:
         record = self._records[run_id]
-        workflow = self._catalogue.get(record.run.workflow_id)
+        workflow = self._catalog.get(record.run.workflow_id)
         record = _changed(
             record,
             status="running",
@@ -489,7 +489,7 @@ class RunManager:
         await self._save(record, announce=True)
         source = "http" if record.run.event_id is None else "kafka"
         self._metrics.runs_started.labels(workflow.spec.id, source).inc()
-        meter = UsageMeter(record.run.usage, self._prices)
+        meter = RunUsageCallback(record.run.usage, self._prices)
         config = self._config(record, meter)
         control = RunControl()
         self._controls[run_id] = control
@@ -540,7 +540,7 @@ class RunManager:
         await self._conclude(run_id, workflow, final, interrupts, meter.snapshot())
 
     def _node_done(
-        self, run_id: str, workflow: Workflow, node: str, update: Any, meter: UsageMeter
+        self, run_id: str, workflow: Workflow, node: str, update: Any, meter: RunUsageCallback
     ) -> None:
         current = self._records[run_id].run
         record = _changed(
@@ -670,7 +670,7 @@ class RunManager:
             headers=dict(headers or {}),
         )
 
-    def _config(self, record: RunRecord, meter: UsageMeter | None = None) -> RunnableConfig:
+    def _config(self, record: RunRecord, meter: RunUsageCallback | None = None) -> RunnableConfig:
         run = record.run
         return {
             "configurable": {"thread_id": run.run_id},
@@ -693,7 +693,7 @@ class RunManager:
         (the run never got to its first step)."""
         snapshot = await workflow.graph.aget_state(self._config(record))
         if snapshot.created_at is None:
-            return workflow.spec.validate(record.run.input, self._catalogue.deps)
+            return workflow.spec.validate(record.run.input, self._catalog.deps)
         return None
 
     @staticmethod

@@ -10,7 +10,7 @@ input).
 from __future__ import annotations
 
 from libs.common.settings import load_settings_or_exit
-from services.langgraph_runner.catalogue import build_deps
+from services.langgraph_runner.catalog import build_deps
 from services.langgraph_runner.settings import RunnerSettings
 from services.langgraph_runner.workflows import BUILTIN_WORKFLOWS
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dags.pas_airflow.config import ConfigError, load
-from services.langgraph_runner.catalogue import Catalogue, build_deps
+from services.langgraph_runner.catalog import Catalog, build_deps
 from services.langgraph_runner.settings import RunnerSettings
 
 GOOD_ENTRY = """
@@ -25,18 +25,18 @@ def config(tmp_path: Path, entries: str) -> Path:
     return path
 
 
-def test_every_entry_runs_a_catalogued_workflow_on_input_it_accepts(
+def test_every_entry_runs_a_cataloged_workflow_on_input_it_accepts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PAS_ENV_FILE", "")
     settings = RunnerSettings()
-    catalogue = Catalogue.from_settings(settings, build_deps(settings))
+    catalog = Catalog.from_settings(settings, build_deps(settings))
     entries = load()
 
     assert {e.dag_id for e in entries} >= {"pas_document_analysis", "pas_market_brief"}
     for entry in entries:
-        workflow = catalogue.get(entry.workflow_id)
-        workflow.spec.validate(entry.payload, catalogue.deps)  # raises if invalid
+        workflow = catalog.get(entry.workflow_id)
+        workflow.spec.validate(entry.payload, catalog.deps)  # raises if invalid
 
 
 def test_defaults_fill_what_an_entry_leaves_out(tmp_path: Path) -> None:

@@ -8,21 +8,23 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from litestar.testing import AsyncTestClient
 
 from libs.common.kafka.topics import ensure_topics
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess, ServiceProcesses
+from tests.support.topic_reader import read_from_start
 
 POSTGRES_DSN = os.environ.get("PAS_TEST_POSTGRES_DSN", "")
 NO_POSTGRES = "set PAS_TEST_POSTGRES_DSN to test the PostgreSQL store"
@@ -231,25 +233,18 @@ def collector_environment(
 
 @pytest.fixture
 def start_collector(
-    kafka_bootstrap: str, topics: Topics, tmp_path: Path
-) -> Iterator[Callable[..., ServiceProcess]]:
+    kafka_bootstrap: str, topics: Topics, service_processes: ServiceProcesses, tmp_path: Path
+) -> Callable[..., ServiceProcess]:
     """Start the collector as a uvicorn process consuming the test's topics; all stopped at
     the end. Every process of a test shares one DuckDB file, so a restart finds its data."""
-    started: list[ServiceProcess] = []
 
     def start(**extra: str) -> ServiceProcess:
-        process = ServiceProcess(
-            COLLECTOR_APP,
-            free_port(),
-            collector_environment(kafka_bootstrap, topics, tmp_path / "analytics.duckdb", **extra),
-            tmp_path / f"collector-{len(started)}.log",
-        ).start()
-        started.append(process)
-        return process
+        environment = collector_environment(
+            kafka_bootstrap, topics, tmp_path / "analytics.duckdb", **extra
+        )
+        return service_processes.start(COLLECTOR_APP, environment, name="collector")
 
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -265,23 +260,10 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 async def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30) -> list[bytes]:
     """Values on ``topic`` from the start, until ``want`` came (or the timeout)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    values = await read_from_start(
+        bootstrap, topic, attrgetter("value"), want=want, timeout_s=timeout_s
     )
-    await consumer.start()
-    found: list[bytes] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        while len(found) < want and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                found.extend(record.value for record in records if record.value is not None)
-    finally:
-        await consumer.stop()
-    return found
+    return [value for value in values if value is not None]
 
 
 async def wait_until(

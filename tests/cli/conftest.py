@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
 from tests.kafka_llm_processor.conftest import start_processor, topics  # noqa: F401
-from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
+from tests.support.processes import REPO_ROOT, ServiceProcess, ServiceProcesses, free_port
 
 ANALYTICS_APP = "services.analytics.app:app"
 
@@ -39,20 +39,16 @@ def nowhere() -> str:
 
 
 @pytest.fixture
-def start_analytics(tmp_path: Path) -> Iterator[Callable[[], ServiceProcess]]:
+def start_analytics(
+    service_processes: ServiceProcesses, tmp_path: Path
+) -> Callable[[], ServiceProcess]:
     """The analytics service on a DuckDB file of the test's own, not consuming Kafka."""
-    started: list[ServiceProcess] = []
 
     def start() -> ServiceProcess:
-        process = ServiceProcess(
-            ANALYTICS_APP,
-            free_port(),
-            {"ANALYTICS_CONSUME": "false", "ANALYTICS_DB_PATH": str(tmp_path / "a.duckdb")},
-            tmp_path / "analytics.log",
-        ).start()
-        started.append(process)
-        return process
+        environment = {
+            "ANALYTICS_CONSUME": "false",
+            "ANALYTICS_DB_PATH": str(tmp_path / "a.duckdb"),
+        }
+        return service_processes.start(ANALYTICS_APP, environment, name="analytics")
 
-    yield start
-    for process in started:
-        process.stop()
+    return start

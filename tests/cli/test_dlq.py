@@ -11,7 +11,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.common.schemas.documents import DeadLetter
-from services.kafka_llm_processor.producer import documents
+from services.kafka_llm_processor.send_samples import documents
 from tests.cli.conftest import pas
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
 from tests.support.asgi_server import serve_asgi

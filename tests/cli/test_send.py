@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from services.kafka_llm_processor.producer import documents
+from services.kafka_llm_processor.send_samples import documents
 from tests.cli.conftest import pas
 from tests.kafka_llm_processor.conftest import Topics
 from tests.support.asgi_server import serve_asgi

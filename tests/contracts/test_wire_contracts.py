@@ -50,8 +50,8 @@ from libs.common.schemas.workflows import (
     WorkflowTriggered,
 )
 from services.analytics.decoding import SKIPPED, decode
-from services.kafka_llm_processor.consumer import describe
-from services.kafka_llm_processor.producer import sample_documents
+from services.kafka_llm_processor.send_samples import sample_documents
+from services.kafka_llm_processor.show_results import describe
 from services.langgraph_runner.store import RunRecord
 from services.versioning.experiments import RunOutcome as VersioningOutcome
 
@@ -442,7 +442,7 @@ CONTRACTS: list[Contract] = [
         constants.TOPIC_LLM_RESULTS,
         "kafka_llm_processor",
         "kafka_llm_processor",
-        "DocumentResult -> the results viewer (consumer.py)",
+        "DocumentResult -> the results viewer (show_results.py)",
         processor_results_to_results_viewer,
     ),
     Contract(
@@ -456,7 +456,7 @@ CONTRACTS: list[Contract] = [
         constants.TOPIC_FINANCIAL_DOCUMENTS,
         "kafka_llm_processor",
         "kafka_llm_processor",
-        "FinancialDocument (the sample sender, producer.py) -> the processor",
+        "FinancialDocument (the sample sender, send_samples.py) -> the processor",
         documents_to_processor,
     ),
     Contract(
@@ -470,7 +470,7 @@ CONTRACTS: list[Contract] = [
         constants.TOPIC_FINANCIAL_DOCUMENTS_DLQ,
         "kafka_llm_processor",
         "kafka_llm_processor",
-        "DeadLetter -> the results viewer (consumer.py --dlq)",
+        "DeadLetter -> the results viewer (show_results.py --dlq)",
         processor_dlq_to_results_viewer,
     ),
     Contract(

@@ -10,7 +10,7 @@ from typing import Any
 
 from libs.common.schemas.documents import Task
 from libs.evaluation.eval_set import DEFAULT_SET, EvalDocument, load
-from services.kafka_llm_processor.tasks import INSTRUCTIONS, STRICTER
+from services.kafka_llm_processor.prompts import INSTRUCTIONS, STRICTER
 
 INVENTED = "$987.6 billion"
 """A figure no document of the set states."""

@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
+from tests.support.topic_reader import read_from_start
 
 PROCESSOR_APP = "services.kafka_llm_processor.app:app"
 
@@ -56,14 +57,11 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def start_processor(
-    kafka_bootstrap: str, topics: Topics, tmp_path: Path
-) -> Iterator[Callable[..., ServiceProcess]]:
-    started: list[ServiceProcess] = []
-
+    kafka_bootstrap: str, topics: Topics, service_processes: ServiceProcesses, tmp_path: Path
+) -> Callable[..., ServiceProcess]:
     def start(llm_url: str, **env: str) -> ServiceProcess:
-        process = ServiceProcess(
+        return service_processes.start(
             PROCESSOR_APP,
-            free_port(),
             {
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 "INPUT_TOPIC": topics.input,
@@ -79,14 +77,10 @@ def start_processor(
                 "PROCESSOR_SPILL_DIR": str(tmp_path / "spill"),
                 **env,
             },
-            tmp_path / f"processor-{len(started)}.log",
-        ).start()
-        started.append(process)
-        return process
+            name="processor",
+        )
 
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 async def send(
@@ -120,27 +114,15 @@ async def collect(
 ) -> list[Any]:
     """Read the topic from the start until ``want`` messages came, or ``until`` says enough
     (or the timeout)."""
-    consumer = AIOKafkaConsumer(
+    kind = DeadLetter if topic.startswith("dlq-") else DocumentResult
+    return await read_from_start(
+        bootstrap,
         topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        lambda record: msgspec.json.decode(record.value or b"", type=kind),
+        want=want,
+        timeout_s=timeout_s,
+        enough=until,
     )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while asyncio.get_running_loop().time() < deadline:
-            if until(found) if until else len(found) >= want:
-                break
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    kind = DeadLetter if topic.startswith("dlq-") else DocumentResult
-                    found.append(msgspec.json.decode(record.value, type=kind))
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def committed_offset(

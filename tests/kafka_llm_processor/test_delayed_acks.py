@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
-from services.kafka_llm_processor.producer import documents
+from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import PROCESSOR_APP, as_messages, collect, send
 from tests.support.asgi_server import serve_asgi
 from tests.support.kafka_ack_delay import AckDelayProxy

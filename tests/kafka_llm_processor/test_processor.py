@@ -13,8 +13,8 @@ import pytest
 
 from libs.common.grounding import Source, reason_grounded, ungrounded_values
 from libs.common.schemas.documents import FinancialDocument
-from services.kafka_llm_processor.producer import documents
-from services.kafka_llm_processor.tasks import INSTRUCTIONS, grounding_text
+from services.kafka_llm_processor.prompts import INSTRUCTIONS, grounding_text
+from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import (
     Topics,
     as_messages,

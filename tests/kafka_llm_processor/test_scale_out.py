@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DocumentResult, FinancialDocument
-from services.kafka_llm_processor.producer import documents
+from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder

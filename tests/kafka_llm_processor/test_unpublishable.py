@@ -18,7 +18,7 @@ import msgspec
 from aiokafka import TopicPartition
 
 from libs.common.kafka.records import DEAD_LETTER_ORIGINAL_BYTES, SpilledRecord
-from services.kafka_llm_processor.producer import documents
+from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import (
     Topics,
     as_messages,

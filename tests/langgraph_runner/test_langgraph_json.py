@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from langgraph.graph.state import CompiledStateGraph
 
-from services.langgraph_runner.catalogue import Catalogue, build_deps
+from services.langgraph_runner.catalog import Catalog, build_deps
 from services.langgraph_runner.settings import RunnerSettings
 from services.langgraph_runner.workflows import BUILTIN_WORKFLOWS
 from tests.langgraph_runner.test_workflows import DOCUMENT
@@ -61,7 +61,7 @@ def test_every_listed_graph_loads_as_the_runner_s_graph(
 ) -> None:
     monkeypatch.setenv("PAS_ENV_FILE", "")
     settings = RunnerSettings()
-    catalogue = Catalogue.from_settings(settings, build_deps(settings))
+    catalog = Catalog.from_settings(settings, build_deps(settings))
 
     for graph_id, reference in json.loads(CONFIG.read_text())["graphs"].items():
         graph = load_graph(reference)
@@ -70,7 +70,7 @@ def test_every_listed_graph_loads_as_the_runner_s_graph(
         assert graph.name == graph_id
         assert graph.checkpointer is None  # the LangGraph server brings its own
         drawing = graph.get_graph()
-        runner_drawing = catalogue.get(graph_id).graph.get_graph()
+        runner_drawing = catalog.get(graph_id).graph.get_graph()
         assert set(drawing.nodes) == set(runner_drawing.nodes)
         assert {(e.source, e.target) for e in drawing.edges} == {
             (e.source, e.target) for e in runner_drawing.edges

@@ -14,8 +14,8 @@ import llama_cpp
 import pytest
 
 from libs.common.schemas.documents import Task
-from services.kafka_llm_processor.producer import sample_documents
-from services.kafka_llm_processor.tasks import INSTRUCTIONS, SCHEMAS
+from services.kafka_llm_processor.prompts import INSTRUCTIONS, SCHEMAS
+from services.kafka_llm_processor.send_samples import sample_documents
 from services.llm.backends.embedded import _json_grammar
 from services.llm.backends.llama_batch import BatchEngine, Finished, Sampling, SequenceRequest
 from services.llm.model_files import packaged_gguf

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from libs.common.schemas.json_schema import inline_schema
-from services.kafka_llm_processor.tasks import SCHEMAS
+from services.kafka_llm_processor.prompts import SCHEMAS
 from services.langgraph_runner.workflows.document_analysis import Analysis
 from services.llm.backends.embedded import _json_grammar
 

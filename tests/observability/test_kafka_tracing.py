@@ -14,11 +14,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DocumentResult
-from services.kafka_llm_processor.producer import documents
+from services.kafka_llm_processor.send_samples import documents
 from tests.analytics.conftest import Topics as AnalyticsTopics
 from tests.analytics.conftest import collector_environment, totals, usage_event, utc_now
 from tests.observability.test_tracing import start_llm, tracing_env
@@ -26,6 +26,7 @@ from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.otlp_receiver import OTLPReceiver, Span, ancestors, one
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
+from tests.support.topic_reader import read_from_start
 
 PROCESSOR_APP = "services.kafka_llm_processor.app:app"
 COLLECTOR_APP = "services.analytics.app:app"
@@ -102,23 +103,9 @@ async def records_of(
     bootstrap: str, topic: str, want: int, timeout_s: float = 300
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """The records on ``topic`` from the start (headers and all), until ``want`` came."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    return await read_from_start(
+        bootstrap, topic, lambda record: record, want=want, timeout_s=timeout_s
     )
-    await consumer.start()
-    found: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(found) < want and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found.extend(records)
-    finally:
-        await consumer.stop()
-    return found
 
 
 def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:

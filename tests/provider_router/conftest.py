@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from services.provider_router.provider_router import create_app
 from services.provider_router.settings import RouterSettings
 from tests.conftest import agent_json
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 
 ROUTER_APP = "services.provider_router.provider_router:app"
 LLM_APPS = {
@@ -42,30 +42,23 @@ def registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def start_llm(registry_url: str, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+def start_llm(
+    registry_url: str, service_processes: ServiceProcesses
+) -> Callable[..., ServiceProcess]:
     """Start a PAS LLM service registered with the test registry; stopped at the end."""
-    started: list[ServiceProcess] = []
 
     def start(name: str = "llama31_8b", port: int | None = None, **env: str) -> ServiceProcess:
         app, prefix = LLM_APPS[name]
         port = port or free_port()
-        process = ServiceProcess(
-            app,
-            port,
-            {
-                "REGISTRY_URL": registry_url,
-                f"{prefix}PORT": str(port),
-                f"{prefix}CONTEXT_LENGTH": "1024",
-                **env,
-            },
-            tmp_path / f"{name}-{port}.log",
-        ).start()
-        started.append(process)
-        return process
+        environment = {
+            "REGISTRY_URL": registry_url,
+            f"{prefix}PORT": str(port),
+            f"{prefix}CONTEXT_LENGTH": "1024",
+            **env,
+        }
+        return service_processes.start(app, environment, name=name, port=port)
 
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 @pytest.fixture
@@ -108,29 +101,22 @@ def make_router(
 
 
 @pytest.fixture
-def start_router(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+def start_router(
+    service_processes: ServiceProcesses, tmp_path: Path
+) -> Callable[..., ServiceProcess]:
     """Start the router as a real uvicorn process, without the registry unless told, on a
     SQLite file in ``tmp_path`` unless told (``ROUTER_*`` overrides); stopped at the end."""
-    started: list[ServiceProcess] = []
 
     def start(**env: str) -> ServiceProcess:
-        process = ServiceProcess(
-            ROUTER_APP,
-            free_port(),
-            {
-                "ROUTER_USE_REGISTRY": "false",
-                "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db",
-                "LOG_LEVEL": "WARNING",
-                **env,
-            },
-            tmp_path / f"router-{len(started)}.log",
-        ).start()
-        started.append(process)
-        return process
+        environment = {
+            "ROUTER_USE_REGISTRY": "false",
+            "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        return service_processes.start(ROUTER_APP, environment, name="router")
 
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 def providers_file(tmp_path: Path, text: str) -> str:

@@ -95,3 +95,24 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class ServiceProcesses:
+    """The uvicorn processes one test starts, each logging to a file of its own in ``logs``
+    (``<name>-<n>.log``); ``stop_all`` stops them, the last started first."""
+
+    def __init__(self, logs: Path) -> None:
+        self._logs = logs
+        self._started: list[ServiceProcess] = []
+
+    def start(
+        self, app: str, env: Mapping[str, str], *, name: str, port: int | None = None
+    ) -> ServiceProcess:
+        log_path = self._logs / f"{name}-{len(self._started)}.log"
+        process = ServiceProcess(app, port or free_port(), env, log_path).start()
+        self._started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        while self._started:
+            self._started.pop().stop()

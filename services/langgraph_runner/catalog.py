@@ -1,4 +1,4 @@
-"""The catalogue: every workflow by id, its graph compiled with the runner's checkpointer, and
+"""The catalog: every workflow by id, its graph compiled with the runner's checkpointer, and
 what ``GET /workflows`` shows of it."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Workflow:
     info: WorkflowInfo
 
 
-class Catalogue:
+class Catalog:
     """Graphs are compiled once without a checkpointer (to describe them) and again with the
     runner's checkpointer when it is open (``bind``)."""
 
@@ -72,7 +72,7 @@ class Catalogue:
             self._workflows[spec.id] = Workflow(spec=spec, graph=graph, info=_describe(spec, graph))
 
     @classmethod
-    def from_settings(cls, settings: RunnerSettings, deps: WorkflowDeps) -> Catalogue:
+    def from_settings(cls, settings: RunnerSettings, deps: WorkflowDeps) -> Catalog:
         return cls([*BUILTIN_WORKFLOWS, *load_extra_workflows(settings.extra_workflows)], deps)
 
     def bind(self, checkpointer: BaseCheckpointSaver[str]) -> None:

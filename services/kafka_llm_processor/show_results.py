@@ -1,4 +1,4 @@
-"""Show results: ``python -m services.kafka_llm_processor.consumer [--expect N] [--dlq]``."""
+"""Show results: ``python -m services.kafka_llm_processor.show_results [--expect N] [--dlq]``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What an operator sees first: the catalogue, each workflow's schema and graph, health."""
+"""What an operator sees first: the catalog, each workflow's schema and graph, health."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from services.langgraph_runner.catalogue import Catalogue, build_deps, load_extra_workflows
+from services.langgraph_runner.catalog import Catalog, build_deps, load_extra_workflows
 from services.langgraph_runner.errors import WorkflowLoadError
 from services.langgraph_runner.settings import RunnerSettings
 from tests.langgraph_runner.probes import PROBE
@@ -103,4 +103,4 @@ def test_a_bad_extra_workflow_is_a_configuration_error(names: list[str], problem
 
 def test_two_workflows_with_one_id_are_refused(runner_settings: RunnerSettings) -> None:
     with pytest.raises(WorkflowLoadError, match="probe"):
-        Catalogue([PROBE, PROBE], build_deps(runner_settings))
+        Catalog([PROBE, PROBE], build_deps(runner_settings))

@@ -1,4 +1,5 @@
-"""Send sample financial documents: ``python -m services.kafka_llm_processor.producer --count 7``.
+"""Send the sample financial documents to the processor's input topic:
+``python -m services.kafka_llm_processor.send_samples --count 7``.
 
 The samples (``sample_documents/*.json``) are written for PAS from public company and central
 bank releases. Each copy gets its own ``doc_id`` (``<sample>-<run>-<n>``) unless ``--same-ids``.
