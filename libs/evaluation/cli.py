@@ -39,6 +39,7 @@ from libs.common.clients.versioning import (
     VersioningError,
     VersioningUnavailable,
 )
+from libs.common.constants import LLAMA31_8B_PORT
 from libs.common.schemas.documents import Task
 from libs.evaluation import analytics, eval_set, report, versions
 from libs.evaluation.html_report import write_html
@@ -80,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--docs", type=Path, default=eval_set.DEFAULT_SET, help="the set (JSONL)")
     p.add_argument(
         "--url",
-        default="http://127.0.0.1:8050/v1",
+        default=f"http://127.0.0.1:{LLAMA31_8B_PORT}/v1",
         help="OpenAI-compatible base URL: a PAS LLM service, the router, vLLM, Ollama",
     )
     p.add_argument("--model", help="model to ask (default: the server's)")

