@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from abc import ABC, abstractmethod
+from typing import Any, Self
+
 import httpx
 
 
@@ -18,3 +22,82 @@ def service_http(
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
     )
+
+
+def problem_detail(response: httpx.Response) -> str:
+    """Why a PAS service refused: its problem body's ``detail``, else the body as text."""
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict) and "detail" in body:
+            return str(body["detail"])
+    return response.text
+
+
+class ServiceClient(ABC):
+    """What every PAS service's client shares: one httpx client on the service (see
+    :func:`service_http`), closed with the client or its ``async with``, and one way to send a
+    request that turns what went wrong into the client's own errors: :meth:`_unavailable` when
+    the service could not be reached or failed (transport error, timeout, 5xx: worth trying
+    again later), :meth:`_refused` when it answered with a 4xx (its problem's ``detail``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = service_http(base_url, token=token, timeout_s=timeout_s, transport=transport)
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @abstractmethod
+    def _unavailable(self, reason: str) -> Exception:
+        """The error for a service that could not be reached or failed."""
+
+    @abstractmethod
+    def _refused(self, status_code: int, detail: str) -> Exception:
+        """The error for a request the service refused."""
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        request_timeout: httpx.Timeout | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """The service's answer when it is a success; raises the client's errors otherwise."""
+        headers = {"Content-Type": "application/json"} if "content" in kwargs else None
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
+                **kwargs,
+            )
+        except httpx.HTTPError as exc:
+            raise self._unavailable(
+                f"{method} {self.base_url}{path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if response.status_code >= 500:
+            raise self._unavailable(
+                f"{method} {self.base_url}{path} answered {response.status_code}: "
+                f"{problem_detail(response)}"
+            )
+        if response.status_code >= 400:
+            raise self._refused(response.status_code, problem_detail(response))
+        return response

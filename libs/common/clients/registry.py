@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import msgspec
 import stamina
 import structlog
 
-from libs.common.clients.http import service_http
+from libs.common.clients.http import ServiceClient
 from libs.common.errors import AgentNotFound, RegistryError, RegistryUnavailable
 from libs.common.schemas.agents import (
     AgentDefinition,
@@ -32,29 +32,12 @@ from libs.common.schemas.agents import (
 logger = structlog.get_logger("pas.registry_client")
 
 
-class RegistryClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        timeout_s: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = service_http(base_url, token=token, timeout_s=timeout_s, transport=transport)
+class RegistryClient(ServiceClient):
+    def _unavailable(self, reason: str) -> Exception:
+        return RegistryUnavailable(reason)
 
-    @property
-    def base_url(self) -> str:
-        return str(self._http.base_url)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def _refused(self, status_code: int, detail: str) -> Exception:
+        return RegistryError(status_code, detail)
 
     async def register(
         self, definition: AgentDefinition, *, ttl_s: float | None = None
@@ -115,36 +98,12 @@ class RegistryClient:
         request_timeout: httpx.Timeout | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        headers = {"Content-Type": "application/json"} if "content" in kwargs else None
         try:
-            response = await self._http.request(
-                method,
-                path,
-                headers=headers,
-                timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
-                **kwargs,
-            )
-        except httpx.HTTPError as exc:
-            raise RegistryUnavailable(
-                f"{method} {self.base_url}{path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if response.status_code == 404 and agent_id is not None:
-            raise AgentNotFound(agent_id)
-        if response.status_code >= 500:
-            raise RegistryUnavailable(
-                f"{method} {self.base_url}{path} answered {response.status_code}: {response.text}"
-            )
-        if response.status_code >= 400:
-            raise RegistryError(response.status_code, _problem_detail(response))
-        return response
-
-
-def _problem_detail(response: httpx.Response) -> str:
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        if isinstance(body, dict) and "detail" in body:
-            return str(body["detail"])
-    return response.text
+            return await self._request(method, path, request_timeout=request_timeout, **kwargs)
+        except RegistryError as exc:
+            if exc.status_code == 404 and agent_id is not None:
+                raise AgentNotFound(agent_id) from None
+            raise
 
 
 class AgentRegistration:

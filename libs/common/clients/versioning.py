@@ -14,14 +14,13 @@ whichever way it arrived.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import msgspec
 import stamina
 
-from libs.common.clients.http import service_http
+from libs.common.clients.http import ServiceClient
 from libs.common.errors import PASError
 from libs.common.schemas.versioning import (
     CHAMPION,
@@ -79,7 +78,7 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
         return metadata
 
 
-class VersioningClient:
+class VersioningClient(ServiceClient):
     def __init__(
         self,
         base_url: str,
@@ -89,21 +88,16 @@ class VersioningClient:
         attempts: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = service_http(base_url, token=token, timeout_s=timeout_s, transport=transport)
+        super().__init__(base_url, token=token, timeout_s=timeout_s, transport=transport)
         self._attempts = attempts
 
-    @property
-    def base_url(self) -> str:
-        return str(self._http.base_url)
+    def _unavailable(self, reason: str) -> Exception:
+        return VersioningUnavailable(reason)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def _refused(self, status_code: int, detail: str) -> Exception:
+        if status_code == 404:
+            return VersioningNotFound(404, detail)
+        return VersioningError(status_code, detail)
 
     # -- workflows ----------------------------------------------------------------------------
 
@@ -200,37 +194,10 @@ class VersioningClient:
         self, method: str, path: str, *, retry: bool = True, **kwargs: Any
     ) -> httpx.Response:
         if not retry:
-            return await self._send_once(method, path, **kwargs)
+            return await self._request(method, path, **kwargs)
         async for attempt in stamina.retry_context(
             on=VersioningUnavailable, attempts=self._attempts, wait_initial=0.1, wait_max=2.0
         ):
             with attempt:
-                return await self._send_once(method, path, **kwargs)
+                return await self._request(method, path, **kwargs)
         raise AssertionError("unreachable: stamina re-raises the last failure")
-
-    async def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Content-Type": "application/json"} if "content" in kwargs else None
-        try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise VersioningUnavailable(
-                f"{method} {self.base_url}{path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if response.status_code >= 500:
-            raise VersioningUnavailable(
-                f"{method} {self.base_url}{path} answered {response.status_code}: "
-                f"{_problem_detail(response)}"
-            )
-        if response.status_code == 404:
-            raise VersioningNotFound(404, _problem_detail(response))
-        if response.status_code >= 400:
-            raise VersioningError(response.status_code, _problem_detail(response))
-        return response
-
-
-def _problem_detail(response: httpx.Response) -> str:
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        if isinstance(body, dict) and "detail" in body:
-            return str(body["detail"])
-    return response.text
