@@ -137,9 +137,10 @@ async def collector_rate(
     process: ServiceProcess, bootstrap: str, group: str, topic: str, total: int
 ) -> Steady:
     """Events stored, read as the offsets the collector's group has committed (it commits a
-    batch only once it is stored), and the process's CPU, read from ``/proc`` every 100 ms:
-    measured from outside, so that the measuring costs the collector nothing (as it costs the
-    bare consumer nothing)."""
+    batch only once it is stored), and the process's CPU, read from ``/proc``: every 20 ms, as
+    a round stores its events in about a second (every 100 ms made the rate move in steps of
+    a tenth). Measured from outside, so that the measuring costs the collector nothing (as it
+    costs the bare consumer nothing)."""
     marks: list[Mark] = []
     # In the collector's group without joining it (nothing subscribed): reads its commits only.
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
@@ -149,10 +150,10 @@ async def collector_rate(
         stored = 0
         deadline = time.monotonic() + 600
         while stored < total and time.monotonic() < deadline:
-            committed = [await reader.committed(tp) for tp in partitions]
+            committed = await asyncio.gather(*(reader.committed(tp) for tp in partitions))
             stored = sum(offset or 0 for offset in committed)
             marks.append((time.perf_counter(), stored, process_cpu_s(process.pid)))
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
     finally:
         await reader.stop()
     return steady(marks, total)
