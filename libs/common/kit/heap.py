@@ -8,9 +8,8 @@
   allocated later is collected as before.
 - A young collection runs every 700 allocations by default, and a busy service allocates
   futures, tasks and records by the thousand: at 10,000 the processor handled a tenth more
-  documents a second against an instant backend (docs/benchmarks.md). CPython 3.13 raised
-  the default for the same reason. A young collection then scans more objects, still well
-  under a millisecond.
+  documents a second against an instant backend (docs/benchmarks.md). Each young collection
+  then has more objects to look at, but there are far fewer of them.
 """
 
 from __future__ import annotations
