@@ -34,7 +34,7 @@ from tests.analytics.conftest import (
     run_event,
     utc_now,
 )
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 from tests.support.prometheus import (
     PROMETHEUS_CONFIG,
     Prometheus,
@@ -75,23 +75,16 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             | {topics.documents_dlq: 1, topics.dlq: 1, documents: 1},
         )
     )
-    started: list[ServiceProcess] = []
-
-    def start(app: str, name: str, env: dict[str, str], port: int | None = None) -> ServiceProcess:
-        process = ServiceProcess(app, port or free_port(), env, tmp / f"{name}.log").start()
-        started.append(process)
-        return process
-
+    processes = ServiceProcesses(tmp)
     try:
-        registry = start(
+        registry = processes.start(
             "services.registry.registry_service:app",
-            "registry",
             {"REGISTRY_DATABASE_URL": f"sqlite:///{tmp}/registry.db"},
+            name="registry",
         )
         llm_port = free_port()
-        llm = start(
+        llm = processes.start(
             "services.llm.llama31_8b_service:app",
-            "llm",
             {
                 "REGISTRY_URL": registry.url,
                 "LLAMA31_8B_PORT": str(llm_port),
@@ -99,21 +92,21 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 "LLAMA31_8B_USAGE_TOPIC": topics.usage,
             },
-            llm_port,
+            name="llm",
+            port=llm_port,
         )
-        router = start(
+        router = processes.start(
             "services.provider_router.provider_router:app",
-            "router",
             {
                 "REGISTRY_URL": registry.url,
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 "ROUTER_USAGE_TOPIC": topics.usage,
                 "ROUTER_DATABASE_URL": f"sqlite:///{tmp}/router.db",
             },
+            name="router",
         )
-        processor = start(
+        processor = processes.start(
             "services.kafka_llm_processor.app:app",
-            "processor",
             {
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 "INPUT_TOPIC": documents,
@@ -122,11 +115,12 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 "LLM_URL": f"{llm.url}/v1",
                 "PROCESSOR_GROUP_ID": f"processor-{run}",
             },
+            name="processor",
         )
-        collector = start(
+        collector = processes.start(
             COLLECTOR_APP,
-            "collector",
             collector_environment(kafka_bootstrap, topics, tmp / "analytics.duckdb"),
+            name="collector",
         )
         yield Stack(
             registry=registry,
@@ -138,8 +132,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             bootstrap=kafka_bootstrap,
         )
     finally:
-        for process in reversed(started):
-            process.stop()
+        processes.stop_all()
 
 
 def _wait(probe: Any, timeout_s: float = 60) -> Any:
