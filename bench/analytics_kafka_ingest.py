@@ -28,6 +28,7 @@ from typing import NamedTuple
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.process_stats import cpu_seconds, peak_resident_mib
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.usage import UsageEvent
@@ -120,19 +121,6 @@ async def bare_consumer(bootstrap: str, topic: str, total: int) -> Steady:
     return steady(marks, total)
 
 
-def process_cpu_s(pid: int) -> float:
-    """User and system CPU seconds of process ``pid``, all its threads (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_resident_mib(pid: int) -> float:
-    """The most memory process ``pid`` has held resident (``VmHWM``), in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(kib) / 1024
-
-
 async def collector_rate(
     process: ServiceProcess, bootstrap: str, group: str, topic: str, total: int
 ) -> Steady:
@@ -152,7 +140,7 @@ async def collector_rate(
         while stored < total and time.monotonic() < deadline:
             committed = await asyncio.gather(*(reader.committed(tp) for tp in partitions))
             stored = sum(offset or 0 for offset in committed)
-            marks.append((time.perf_counter(), stored, process_cpu_s(process.pid)))
+            marks.append((time.perf_counter(), stored, cpu_seconds(process.pid)))
             await asyncio.sleep(0.02)
     finally:
         await reader.stop()

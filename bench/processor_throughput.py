@@ -12,23 +12,26 @@ Rates run from the first document sent to the last result received, after every 
 joined its group (a join takes seconds on any broker and is not throughput). All on the embedded
 Tansu broker. The bench tunes the garbage collector once set up, as every PAS service does at
 startup (``libs/common/kit/heap.py``), so that all three phases run with it as a service has it.
-Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc]`` (``--parts a``: the
-ceiling alone, a minute).
+Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc] [--documents 16000]``
+(``--parts a``: the ceiling alone, a minute; ``--documents``: how many in each phase of (a)).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.process_stats import cpu_seconds
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.heap import StartupHeap
@@ -193,6 +196,21 @@ async def direct_rate(llm_url: str, count: int, concurrency: int) -> float:
         await llm.aclose()
 
 
+def with_cpu(
+    pids: dict[str, int], documents: int, phase: Coroutine[Any, Any, float]
+) -> tuple[float, str]:
+    """Run ``phase``; its rate, and the CPU each process in ``pids`` spent a document over the
+    whole phase (group joins and start-up included, so a little above the steady state's).
+    Which process pays for what is where a ceiling comes from: on two cores, the LLM calls
+    without Kafka already keep this process busy, and the processor adds Kafka to them."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    rate = asyncio.run(phase)
+    return rate, ", ".join(
+        f"{name} {(cpu_seconds(pid) - before[name]) * 1e6 / documents:.0f}"
+        for name, pid in pids.items()
+    )
+
+
 def serve_responder(delay_s: float, workdir: Path) -> ServiceProcess:
     module = workdir / f"responder_{int(delay_s * 1000)}.py"
     module.write_text(
@@ -210,7 +228,15 @@ def serve_responder(delay_s: float, workdir: Path) -> ServiceProcess:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run")
-    parts = parser.parse_args().parts
+    parser.add_argument(
+        "--documents",
+        type=int,
+        default=16_000,
+        help="documents in each phase of (a); at 4,000 the processor's phase lasts about a "
+        "second, and filling the slots and reading the last results are a third of it",
+    )
+    arguments = parser.parse_args()
+    parts, count = arguments.parts, arguments.documents
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -232,13 +258,20 @@ def main() -> None:
         try:
             bootstrap = broker.bootstrap_servers
             if "a" in parts:
-                bare = asyncio.run(bare_loop_rate(bootstrap, 4000))
-                calls = asyncio.run(direct_rate(f"{instant.url}/v1", 4000, 64))
-                ceiling = asyncio.run(processor_rate(bootstrap, f"{instant.url}/v1", 4000, 64))
+                pids = {"this process": os.getpid(), "responder": instant.pid, "broker": broker.pid}
+                bare, bare_cpu = with_cpu(pids, count, bare_loop_rate(bootstrap, count))
+                calls, calls_cpu = with_cpu(
+                    pids, count, direct_rate(f"{instant.url}/v1", count, 64)
+                )
+                ceiling, ceiling_cpu = with_cpu(
+                    pids, count, processor_rate(bootstrap, f"{instant.url}/v1", count, 64)
+                )
                 print(
                     f"(a) bare aiokafka loop {bare:8.0f} docs/s | the same LLM calls without "
                     f"Kafka {calls:8.0f} docs/s | processor, instant LLM {ceiling:8.0f} docs/s | "
-                    f"ratios {ceiling / bare:.2f} and {ceiling / calls:.2f}",
+                    f"ratios {ceiling / bare:.2f} and {ceiling / calls:.2f}\n"
+                    f"    CPU us a document: bare loop {bare_cpu} | calls {calls_cpu} | "
+                    f"processor {ceiling_cpu}",
                     flush=True,
                 )
             if "b" in parts:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.process_stats import cpu_seconds, memory_kib
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from scripts.serve import SERVICES
@@ -31,22 +32,6 @@ from tests.support.processes import REPO_ROOT, free_port
 LLM_SERVICES = ("llama31_8b", "tinyllama", "tlc_classifier")
 HEALTH_REQUESTS = 100
 READY_TIMEOUT_S = 120.0
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of ``pid`` in KiB."""
-    fields: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0])
-    return fields
-
-
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime = int(stat[11]), int(stat[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_healthy(process: subprocess.Popen[bytes], url: str) -> None:
@@ -98,7 +83,7 @@ def measure(name: str, environ: dict[str, str], log: Path) -> tuple[int, int, fl
         base = f"http://127.0.0.1:{port}"
         wait_healthy(process, f"{base}/health")
         exercise(name, base)
-        status = proc_status(process.pid)
+        status = memory_kib(process.pid)
         return status["VmRSS"], status["VmHWM"], cpu_seconds(process.pid)
     finally:
         process.terminate()
@@ -115,7 +100,7 @@ def baseline(environ: dict[str, str]) -> tuple[int, int, float]:
     )
     try:
         time.sleep(3)
-        status = proc_status(process.pid)
+        status = memory_kib(process.pid)
         return status["VmRSS"], status["VmHWM"], cpu_seconds(process.pid)
     finally:
         process.kill()

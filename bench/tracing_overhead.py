@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
+from bench.process_stats import cpu_seconds
 from bench.router_overhead import BODY, fast_provider_file, p
-from bench.service_footprint import cpu_seconds
 from tests.support.llm_service import start_llm_service
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.processes import ServiceProcess, free_port

@@ -72,6 +72,13 @@ class EmbeddedBroker:
             time.sleep(0.05)
         return self
 
+    @property
+    def pid(self) -> int:
+        """The broker process's id (benches read its CPU from it)."""
+        if self._process is None:
+            raise BrokerError("the embedded broker is not running")
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.send_signal(signal.SIGTERM)
