@@ -27,12 +27,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from libs.common.clients.openai_client import (
-    LLMError,
-    LLMRefused,
-    LLMUnusableAnswer,
-    OpenAIClient,
-)
+from libs.common.clients.llm_errors import LLMError, LLMRefused, LLMUnusableAnswer
+from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.clients.versioning import (
     VersioningClient,

@@ -12,12 +12,8 @@ from typing import Any
 
 import msgspec
 
-from libs.common.clients.openai_client import (
-    LLMRefused,
-    LLMTransientError,
-    LLMUnusableAnswer,
-    OpenAIClient,
-)
+from libs.common.clients.llm_errors import LLMRefused, LLMTransientError, LLMUnusableAnswer
+from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.genai_tracing import (
     CHAT,

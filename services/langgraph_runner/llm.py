@@ -21,7 +21,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import LLMResult
 
-from libs.common.clients.openai_client import LLMTransientError, OpenAIClient
+from libs.common.clients.llm_errors import LLMTransientError
+from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID

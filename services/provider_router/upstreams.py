@@ -18,16 +18,19 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from libs.common.clients.openai_client import (
+from libs.common.clients.llm_errors import (
+    TRANSPORT_ERRORS,
     LLMError,
     LLMRefused,
     LLMTimeout,
     LLMUnreachable,
+    transport_failure,
+)
+from libs.common.clients.openai_client import (
     OpenAIClient,
     call_headers,
     environment_proxy,
     post_for_success,
-    transport_failure,
 )
 from libs.common.errors import PASError
 from libs.common.schemas.llm import Usage
@@ -160,7 +163,6 @@ def from_anthropic(payload: bytes) -> bytes:
 
 
 MAX_CONNECTIONS = 1024
-_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 def upstream_session() -> aiohttp.ClientSession:
@@ -258,7 +260,7 @@ class Upstreams:
         response = await self._send(candidate, body, request_id)
         try:
             payload = await response.read()
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise _upstream_failure(transport_failure(exc, candidate.endpoint), candidate) from exc
         finally:
             response.release()
@@ -279,7 +281,7 @@ class Upstreams:
         except StopAsyncIteration:
             response.release()
             raise UpstreamFailed("ended the stream before any data", retryable=True) from None
-        except (*_TRANSPORT_ERRORS, UpstreamFailed) as exc:
+        except (*TRANSPORT_ERRORS, UpstreamFailed) as exc:
             response.release()
             raise UpstreamFailed(f"broke off before any data: {exc}", retryable=True) from exc
 

@@ -13,17 +13,15 @@ from typing import Any
 
 import pytest
 
-from libs.common.clients.openai_client import (
+from libs.common.clients.chat_stream import SSEDecoder
+from libs.common.clients.llm_errors import (
     LLMRefused,
     LLMTimeout,
     LLMTransientError,
     LLMUnreachable,
     LLMUnusableAnswer,
-    OpenAIClient,
-    SSEDecoder,
-    call_headers,
-    environment_proxy,
 )
+from libs.common.clients.openai_client import OpenAIClient, call_headers, environment_proxy
 from libs.common.schemas.usage import HEADER_USAGE_REPORTED_BY
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import ANSWER, OpenAIResponder

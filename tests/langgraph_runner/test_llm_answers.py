@@ -9,7 +9,7 @@ import msgspec
 import ollama
 import pytest
 
-from libs.common.clients.openai_client import (
+from libs.common.clients.llm_errors import (
     LLMRefused,
     LLMTimeout,
     LLMTransientError,

@@ -12,13 +12,8 @@ import msgspec
 import structlog
 from prometheus_client.registry import Collector
 
-from libs.common.clients.openai_client import (
-    LLMError,
-    LLMRefused,
-    LLMTimeout,
-    LLMTransientError,
-    OpenAIClient,
-)
+from libs.common.clients.llm_errors import LLMError, LLMRefused, LLMTimeout, LLMTransientError
+from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
 from libs.common.schemas.llm import ModelList

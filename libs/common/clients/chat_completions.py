@@ -1,0 +1,102 @@
+"""A chat completion as OpenAI-compatible servers really send it, read into PAS's types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from libs.common.clients.llm_errors import LLMUnusableAnswer
+from libs.common.schemas.llm import AssistantMessage, ChatChoice, ChatCompletion, Usage
+
+
+class _WireMessage(msgspec.Struct):
+    content: str | None = None
+
+
+class _WireChoice(msgspec.Struct):
+    message: _WireMessage
+    index: int = 0
+    finish_reason: str | None = None
+
+
+class _WireUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int | None = None
+
+
+class _WireCompletion(msgspec.Struct):
+    """A chat completion as servers really send it: lenient where they differ (no ``id``,
+    null ``content``, no ``usage``); strict where an answer would be meaningless."""
+
+    choices: list[_WireChoice] = msgspec.field(default_factory=list)
+    id: str = ""
+    created: int = 0
+    model: str = ""
+    usage: dict[str, Any] | None = None
+    system_fingerprint: str | None = None
+
+
+_decode_completion = msgspec.json.Decoder(_WireCompletion).decode
+
+
+class ChatAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """A chat completion, parsed, with the usage as the server stated it."""
+
+    completion: ChatCompletion
+    """Normalised: null content reads as ``""``, a missing usage as zero tokens."""
+    raw_usage: dict[str, Any] | None
+    """The ``usage`` object as sent, with what :class:`Usage` leaves out (OpenRouter's
+    ``cost``, cached tokens); ``None`` when the server sent none."""
+
+    @property
+    def text(self) -> str:
+        return self.completion.choices[0].message.content
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.completion.choices[0].finish_reason
+
+
+def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
+    """``payload`` as a chat completion, or :class:`LLMUnusableAnswer` saying why not."""
+    try:
+        wire = _decode_completion(payload)
+        usage = msgspec.convert(wire.usage or {}, _WireUsage)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise LLMUnusableAnswer(
+            f"{where} answered with something that is not a chat completion ({exc}): "
+            f"{payload[:300].decode(errors='replace')}",
+            body=payload,
+        ) from exc
+    if not wire.choices:
+        raise LLMUnusableAnswer(
+            f"{where} answered a chat completion without choices: "
+            f"{payload[:300].decode(errors='replace')}",
+            body=payload,
+        )
+    completion = ChatCompletion(
+        id=wire.id,
+        created=wire.created,
+        model=wire.model,
+        choices=[
+            ChatChoice(
+                index=choice.index,
+                message=AssistantMessage(content=choice.message.content or ""),
+                finish_reason=choice.finish_reason,
+            )
+            for choice in wire.choices
+        ],
+        usage=Usage(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=(
+                usage.total_tokens
+                if usage.total_tokens is not None
+                else usage.prompt_tokens + usage.completion_tokens
+            ),
+        ),
+        system_fingerprint=wire.system_fingerprint,
+    )
+    return ChatAnswer(completion=completion, raw_usage=wire.usage)
