@@ -1,10 +1,12 @@
 """The consume loop: fetch a batch, store it, then commit its offsets; never commit first.
 
-One loop per process in the ``pas-analytics`` group. A batch is decoded record by record;
-records that do not decode go to ``analytics-dlq`` with the reason (and the broker's
-acknowledgement is awaited); the rest are stored in one insert per kind; only then are the
-batch's offsets committed. A crash anywhere before the commit redelivers the batch, and the
-store's keys make the second delivery a no-op: at least once in, exactly once stored.
+One loop per process in the ``pas-analytics`` group. A batch is decoded record by record
+(usage records, where the store takes a table and the records allow it, go straight into
+one: ``usage_json.py``); records that do not decode go to ``analytics-dlq`` with the reason
+(and the broker's acknowledgement is awaited); the rest are stored in one insert per kind;
+only then are the batch's offsets committed. A crash anywhere before the commit redelivers
+the batch, and the store's keys make the second delivery a no-op: at least once in, exactly
+once stored.
 
 While a batch is being stored (on the store's own thread or connection), the loop fetches and
 decodes the next one, and hands it over as well where the store writes batches in the order
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import msgspec
+import pyarrow as pa
 import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -47,6 +50,8 @@ from services.analytics.decoding import (
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.usage_json import usage_table_from_json
+from services.analytics.usage_table import concat_usage, usage_table
 
 logger = structlog.get_logger("pas.analytics.consumer")
 
@@ -75,6 +80,7 @@ class EventConsumer:
         self._ingestor = ingestor
         self._metrics = metrics
         self._roles = topic_roles(settings)
+        self._read_tables = ingestor.reads_usage_tables
         self.connected = False
         self.assigned: set[TopicPartition] = set()
         self.last_commit_at: datetime | None = None
@@ -141,14 +147,23 @@ class EventConsumer:
 
     async def _decode(
         self, producer: AIOKafkaProducer, batches: Batches
-    ) -> tuple[list[UsageEvent], list[WorkflowRun]]:
-        """The batch's usage events and runs; what does not decode is dead-lettered here."""
+    ) -> tuple[list[UsageEvent] | pa.Table, list[WorkflowRun]]:
+        """The batch's usage (events, or a usage table where the store reads one) and runs;
+        what does not decode is dead-lettered here."""
         usage: list[UsageEvent] = []
+        tables: list[pa.Table] = []
         runs: list[WorkflowRun] = []
         for tp, records in batches.items():
             role = self._roles[tp.topic]
             if role == "usage":
-                decoded = decode_usage_records([record.value for record in records])
+                values = [record.value for record in records]
+                table = usage_table_from_json(values) if self._read_tables else None
+                if table is not None:
+                    tables.append(table)
+                    self._metrics.usage_read.labels("arrow").inc(len(records))
+                    continue
+                self._metrics.usage_read.labels("msgspec").inc(len(records))
+                decoded = decode_usage_records(values)
                 if decoded is not None:
                     usage.extend(decoded)
                     continue
@@ -171,13 +186,15 @@ class EventConsumer:
                     usage.append(item)
                 else:
                     runs.append(item)
+        if tables:
+            return concat_usage([*tables, usage_table(usage)] if usage else tables), runs
         return usage, runs
 
     async def _store_and_commit(
         self,
         consumer: AIOKafkaConsumer,
         batches: Batches,
-        usage: list[UsageEvent],
+        usage: list[UsageEvent] | pa.Table,
         runs: list[WorkflowRun],
         previous: asyncio.Task[None] | None,
     ) -> None:
@@ -202,8 +219,8 @@ class EventConsumer:
                     max(0, highwater - offset)
                 )
 
-    async def _store(self, usage: list[UsageEvent], runs: list[WorkflowRun]) -> None:
-        if not usage and not runs:
+    async def _store(self, usage: list[UsageEvent] | pa.Table, runs: list[WorkflowRun]) -> None:
+        if not len(usage) and not runs:
             return
         async for attempt in stamina.retry_context(
             on=Exception, attempts=_STORE_ATTEMPTS, timeout=None, wait_initial=0.2, wait_max=5

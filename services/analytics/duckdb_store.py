@@ -126,6 +126,7 @@ class DuckDBStore:
     # One batch written while the next waits in the writers' queues: the writer threads never
     # wait for the event loop (busy fetching and decoding) to hand them the next one.
     batches_in_flight = 2
+    reads_usage_tables = True
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -215,10 +216,13 @@ class DuckDBStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def insert_usage(self, events: Sequence[UsageEvent]) -> pa.Table:
-        # The table is built on the writer thread too: the event loop stays free meanwhile.
+    async def insert_usage(self, usage: Sequence[UsageEvent] | pa.Table) -> pa.Table:
+        # A table of events is built on the writer thread: the event loop stays free meanwhile.
         return await self._write(
-            self._usage_writer, lambda db: insert_new_usage(db, usage_table(events))
+            self._usage_writer,
+            lambda db: insert_new_usage(
+                db, usage if isinstance(usage, pa.Table) else usage_table(usage)
+            ),
         )
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:

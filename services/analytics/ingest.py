@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pyarrow as pa
+
 from libs.common.schemas.usage import IngestResult, QualityScore, UsageEvent, WorkflowRun
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.store import AnalyticsStore
@@ -16,13 +18,18 @@ class Ingestor:
         self._metrics = metrics
 
     @property
+    def reads_usage_tables(self) -> bool:
+        """Whether usage is best handed over as a usage table (the store's)."""
+        return self._store.reads_usage_tables
+
+    @property
     def batches_in_flight(self) -> int:
         """How many batches may be handed over before the first is stored (the store's)."""
         return self._store.batches_in_flight
 
     async def ingest(
         self,
-        usage: Sequence[UsageEvent],
+        usage: Sequence[UsageEvent] | pa.Table,
         runs: Sequence[WorkflowRun],
         *,
         source: str,

@@ -144,6 +144,13 @@ class AnalyticsMetrics:
             ["topic"],
             registry=None,
         )
+        self.usage_read = Counter(
+            "pas_analytics_usage_records_read",
+            "Usage records read from Kafka, by reader: arrow (straight into a table, where the "
+            "store takes one and the batch allows it) or msgspec",
+            ["reader"],
+            registry=None,
+        )
         self.lag = Gauge(
             "pas_analytics_consumer_lag",
             "Records behind the end of each partition, after the last commit",
@@ -159,6 +166,8 @@ class AnalyticsMetrics:
         for kind in ("usage", "runs"):
             self.duplicates.labels(kind)
             self.rolled_up.labels(kind)
+        for reader in ("arrow", "msgspec"):
+            self.usage_read.labels(reader)
 
     @property
     def collectors(self) -> list[Collector]:
@@ -174,6 +183,7 @@ class AnalyticsMetrics:
             self.duplicates,
             self.dead_lettered,
             self.ignored,
+            self.usage_read,
             self.lag,
             self.rolled_up,
         ]

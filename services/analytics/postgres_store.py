@@ -62,7 +62,7 @@ from services.analytics.queries import (
     USAGE_HOURLY,
 )
 from services.analytics.store import ExportFormat, ExportKind, TimeWindow, TrendFilter
-from services.analytics.usage_table import usage_table
+from services.analytics.usage_table import usage_events, usage_table
 
 logger = structlog.get_logger("pas.analytics.postgres")
 
@@ -214,6 +214,8 @@ async def _copy_rows(
 class PostgresStore:
     # Two batches would be written on two connections at once, in no set order: one at a time.
     batches_in_flight = 1
+    # COPY takes rows of Python values, which the events give at once.
+    reads_usage_tables = False
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
@@ -281,7 +283,8 @@ class PostgresStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def insert_usage(self, events: Sequence[UsageEvent]) -> pa.Table:
+    async def insert_usage(self, usage: Sequence[UsageEvent] | pa.Table) -> pa.Table:
+        events = usage_events(usage) if isinstance(usage, pa.Table) else usage
         if not events:
             return usage_table(())
         unique, columns = usage_columns(events)

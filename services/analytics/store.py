@@ -60,9 +60,15 @@ class AnalyticsStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert_usage(self, events: Sequence[UsageEvent]) -> pa.Table:
+    reads_usage_tables: bool
+    """Whether usage is best handed over as a usage table rather than as events (DuckDB
+    inserts the table as it is): the Kafka consumer then reads records straight into one
+    where it can (``usage_json.py``). Either form is taken by every store."""
+
+    async def insert_usage(self, usage: Sequence[UsageEvent] | pa.Table) -> pa.Table:
         """Store the events not stored yet (by id and time), once each; returns those that
-        were new, as a usage table (``usage_table.py``)."""
+        were new, as a usage table (``usage_table.py``). ``usage``: events, or a usage
+        table."""
         ...
 
     async def insert_runs(self, runs: Sequence[WorkflowRun]) -> list[WorkflowRun]:

@@ -18,12 +18,12 @@ import pyarrow as pa
 from libs.common.schemas.usage import UsageEvent
 from services.analytics.queries import USAGE_COLUMNS
 
-_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 _zone = attrgetter("tzinfo")
 # (table column, event attribute, Arrow type), in the order of queries.USAGE_COLUMNS.
-_FIELDS: Final = (
+USAGE_FIELDS: Final = (
     ("event_id", "event_id", pa.string()),
-    ("ts", "timestamp", _TIMESTAMP),
+    ("ts", "timestamp", TIMESTAMP),
     ("service", "service", pa.string()),
     ("provider", "provider", pa.string()),
     ("model", "model", pa.string()),
@@ -38,10 +38,10 @@ _FIELDS: Final = (
     ("status", "status", pa.string()),
     ("error", "error", pa.string()),
 )
-assert tuple(column for column, _, _ in _FIELDS) == USAGE_COLUMNS
-_GETTERS: Final = tuple((attrgetter(attribute), kind) for _, attribute, kind in _FIELDS)
+assert tuple(column for column, _, _ in USAGE_FIELDS) == USAGE_COLUMNS
+_GETTERS: Final = tuple((attrgetter(attribute), kind) for _, attribute, kind in USAGE_FIELDS)
 USAGE_SCHEMA: Final = pa.schema(
-    [*((column, kind) for column, _, kind in _FIELDS), ("batch_row", pa.int32())]
+    [*((column, kind) for column, _, kind in USAGE_FIELDS), ("batch_row", pa.int32())]
 )
 
 
@@ -49,12 +49,28 @@ def usage_table(events: Sequence[UsageEvent]) -> pa.Table:
     """The events as columns, plus each one's position in ``events`` (``batch_row``)."""
     columns = [
         _timestamps(list(map(get, events)))
-        if kind == _TIMESTAMP
+        if kind == TIMESTAMP
         else pa.array(list(map(get, events)), type=kind)
         for get, kind in _GETTERS
     ]
     columns.append(pa.array(range(len(events)), type=pa.int32()))
     return pa.Table.from_arrays(columns, schema=USAGE_SCHEMA)
+
+
+def usage_events(table: pa.Table) -> list[UsageEvent]:
+    """A usage table's rows as events (for a store that writes events)."""
+    attributes = {column: attribute for column, attribute, _ in USAGE_FIELDS}
+    rows = table.select(list(attributes)).rename_columns(list(attributes.values())).to_pylist()
+    return msgspec.convert(rows, list[UsageEvent])
+
+
+def concat_usage(tables: Sequence[pa.Table]) -> pa.Table:
+    """Usage tables as one, ``batch_row`` counted again across them (a row's place in it)."""
+    if len(tables) == 1:
+        return tables[0]
+    whole = pa.concat_tables(tables)
+    rows = pa.array(range(whole.num_rows), type=pa.int32())
+    return whole.set_column(whole.num_columns - 1, USAGE_SCHEMA.field("batch_row"), rows)
 
 
 def _timestamps(moments: list[datetime]) -> pa.Array:
@@ -64,8 +80,8 @@ def _timestamps(moments: list[datetime]) -> pa.Array:
     them; a zone of another kind (a ``zoneinfo`` zone, seconds in the offset) takes Arrow's
     own conversion."""
     if all(map(_minute_offset, set(map(_zone, moments)))):
-        return pa.array(msgspec.to_builtins(moments), type=pa.string()).cast(_TIMESTAMP)
-    return pa.array(moments, type=_TIMESTAMP)
+        return pa.array(msgspec.to_builtins(moments), type=pa.string()).cast(TIMESTAMP)
+    return pa.array(moments, type=TIMESTAMP)
 
 
 def _minute_offset(zone: tzinfo | None) -> bool:

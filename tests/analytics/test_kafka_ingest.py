@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from aiokafka import AIOKafkaProducer
 
 from libs.common.schemas.documents import DeadLetter, DocumentResult
 from tests.analytics.conftest import (
@@ -131,6 +132,42 @@ async def test_every_topic_reaches_the_store_once_and_bad_records_reach_the_dlq(
     assert f'pas_analytics_events_ignored_total{{topic="{topics.workflow_results}"}} 1.0' in (
         metrics
     )
+
+
+async def test_partitions_read_by_arrow_and_by_msgspec_in_one_batch_are_each_stored_once(
+    kafka_bootstrap: str, topics: Topics, start_collector: Callable[..., ServiceProcess]
+) -> None:
+    """Partition 0 holds events with an escaped quote (valid, but left to msgspec by the
+    Arrow reader, usage_json.py); partitions 1 and 2 hold events the Arrow reader takes. All
+    are on the topic before the collector starts, so a batch may hold both."""
+    now = utc_now()
+    usage, _ = known_events(now, count=90, runs=0)
+    for event in usage[:30]:
+        event["error"] = 'upstream said "busy"'
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for index, event in enumerate(usage):
+            await producer.send(topics.usage, value=encode(event), partition=min(index // 30, 2))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    collector = start_collector()
+
+    answer = await wait_until(
+        lambda: totals(collector.url),
+        lambda body: body["total"]["llm_calls"] >= len(usage),
+    )
+    async with httpx.AsyncClient(base_url=collector.url) as http:
+        exported = (await http.get("/reports/export", params={"format": "json"})).text
+        metrics = (await http.get("/metrics")).text
+    stored = {row["event_id"]: row for row in map(json.loads, exported.splitlines())}
+
+    assert answer["total"]["llm_calls"] == len(usage)
+    assert sorted(stored) == sorted(e["event_id"] for e in usage)
+    assert all(stored[e["event_id"]]["error"] == e.get("error") for e in usage)
+    assert 'pas_analytics_usage_records_read_total{reader="arrow"} 60.0' in metrics
+    assert 'pas_analytics_usage_records_read_total{reader="msgspec"} 30.0' in metrics
 
 
 async def _workflows(http: httpx.AsyncClient) -> dict[str, tuple[int, int]]:

@@ -1,0 +1,156 @@
+"""Usage records read straight into a usage table by Arrow's JSON reader, when that is safe.
+
+Decoding records with msgspec and then building Arrow columns from the structs holds the
+interpreter lock about 1.3 µs an event, a third of the collector's time under it
+(docs/benchmarks.md). Arrow's JSON reader parses a batch in C++ threads that do not hold it.
+It is not a validator, so a batch takes this path only when it can be shown to hold exactly
+what the wire type (:class:`~services.analytics.nul_free.NulFreeUsage`) accepts, read to the
+same values; otherwise :func:`usage_table_from_json` returns ``None`` and msgspec decodes the
+batch as before (naming each refusal, which goes to the DLQ). Shown so:
+
+- Each record is one JSON object on a line of its own (it starts with ``{`` and holds no
+  newline), so that one record gives one row; and the batch holds no backslash, so there is
+  no escape (no NUL, no lone surrogate) and a string is its bytes.
+- Given each field's type, the reader refuses a value of another JSON type, an integer with a
+  fraction or beyond the column's 32 bits, a key given twice; the table it reads is then
+  checked to hold valid UTF-8 (the reader itself takes any bytes in a string).
+- On the columns, every constraint of the wire type, read from it (``msgspec.inspect``): no
+  null where the type has none (a missing field with a default reads as null too, so msgspec
+  then fills the default); lengths in characters; numbers within bounds and finite (Arrow
+  reads NaN and infinity, msgspec refuses them); literals among their values; times in RFC
+  3339 with an offset, which Arrow converts to UTC as msgspec does and refuses where msgspec
+  does (a 30th of February, a 61st minute).
+
+A type this module does not know how to check fails at import, not at run time.
+tests/analytics/test_usage_json.py holds the two paths to the same table or the same refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import repeat
+from typing import Any, Final, cast
+
+import msgspec.inspect as mi
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from services.analytics.nul_free import NulFreeUsage
+from services.analytics.usage_table import TIMESTAMP, USAGE_FIELDS, USAGE_SCHEMA
+
+Check = Callable[[pa.ChunkedArray], bool]
+
+# Times as msgspec writes and reads them: fractions past microseconds it rounds, Arrow refuses.
+_RFC3339: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+
+
+def _lengths(low: int, high: int | None) -> Check:
+    def check(column: pa.ChunkedArray) -> bool:
+        span = pc.min_max(pc.utf8_length(column))
+        if not span["min"].is_valid:  # no value but nulls
+            return True
+        return bool(span["min"].as_py() >= low and (high is None or span["max"].as_py() <= high))
+
+    return check
+
+
+def _within(low: float | None, high: float | None, *, finite: bool) -> Check:
+    def check(column: pa.ChunkedArray) -> bool:
+        held = [
+            *([pc.is_finite(column)] if finite else []),
+            *([pc.greater_equal(column, low)] if low is not None else []),
+            *([pc.less_equal(column, high)] if high is not None else []),
+        ]
+        return all(pc.all(values).as_py() is not False for values in held)
+
+    return check
+
+
+def _among(values: tuple[Any, ...]) -> Check:
+    allowed = pa.array(values)
+    return lambda column: bool(pc.all(pc.is_in(column, value_set=allowed)).as_py() is not False)
+
+
+def _rfc3339(column: pa.ChunkedArray) -> bool:
+    return bool(pc.all(pc.match_substring_regex(column, _RFC3339)).as_py() is not False)
+
+
+def _no_other_bounds(kind: Any) -> None:
+    if kind.gt is not None or kind.lt is not None or kind.multiple_of is not None:
+        raise TypeError(f"the usage fast path does not check {kind}")
+
+
+def _plan(kind: Any) -> tuple[bool, list[Check]]:
+    """Whether the field may be null, and the checks its values pass."""
+    if isinstance(kind, mi.UnionType):
+        others = [k for k in kind.types if not isinstance(k, mi.NoneType)]
+        if len(others) != 1:
+            raise TypeError(f"the usage fast path does not check {kind}")
+        return True, _plan(others[0])[1]
+    if isinstance(kind, mi.StrType):
+        if kind.pattern is not None:
+            raise TypeError(f"the usage fast path does not check patterns ({kind})")
+        return False, [_lengths(kind.min_length or 0, kind.max_length)]
+    if isinstance(kind, mi.IntType | mi.FloatType):
+        _no_other_bounds(kind)
+        # Arrow reads NaN and infinity, which are not JSON and which msgspec refuses.
+        return False, [_within(kind.ge, kind.le, finite=isinstance(kind, mi.FloatType))]
+    if isinstance(kind, mi.LiteralType):
+        return False, [_among(kind.values)]
+    if isinstance(kind, mi.DateTimeType) and kind.tz is True:
+        return False, [_rfc3339]
+    raise TypeError(f"the usage fast path does not check {kind}")
+
+
+_FIELD_TYPES: Final = {
+    field.name: field.type
+    for field in mi.type_info(NulFreeUsage).fields  # type: ignore[attr-defined]
+}
+if set(_FIELD_TYPES) != {attribute for _, attribute, _ in USAGE_FIELDS}:
+    raise TypeError("the usage table's columns are not the usage event's fields")
+# (column, field, may be null, checks), in the table's order.
+_COLUMNS: Final = tuple(
+    (column, attribute, *_plan(_FIELD_TYPES[attribute])) for column, attribute, _ in USAGE_FIELDS
+)
+# As read: a time as its text (checked, then converted); every other field as stored.
+_READ_AS: Final = pa.schema(
+    [(attribute, pa.string() if kind == TIMESTAMP else kind) for _, attribute, kind in USAGE_FIELDS]
+)
+_PARSE: Final = pj.ParseOptions(explicit_schema=_READ_AS, unexpected_field_behavior="ignore")
+_READ: Final = pj.ReadOptions(use_threads=True)
+
+
+def usage_table_from_json(values: Sequence[bytes | None]) -> pa.Table | None:
+    """The records as a usage table (``usage_table.py``: the same columns and ``batch_row``),
+    or ``None`` when they must be decoded by msgspec (see the module's docstring)."""
+    if None in values:
+        return None
+    records = cast("Sequence[bytes]", values)
+    if not all(map(bytes.startswith, records, repeat(b"{"))):
+        return None
+    joined = b"\n".join(records)
+    if b"\\" in joined or joined.count(b"\n") != len(records) - 1:
+        return None
+    try:
+        read = pj.read_json(pa.BufferReader(joined), read_options=_READ, parse_options=_PARSE)
+        read.validate(full=True)  # the reader takes any bytes in a string; this checks UTF-8
+    except pa.ArrowInvalid:
+        return None
+    if read.num_rows != len(records):
+        return None
+    columns: list[pa.ChunkedArray] = []
+    for _, attribute, nullable, checks in _COLUMNS:
+        column = read.column(attribute)
+        if column.null_count and not nullable:
+            return None
+        if not all(check(column) for check in checks):
+            return None
+        columns.append(column)
+    position = USAGE_SCHEMA.get_field_index("ts")
+    try:
+        columns[position] = columns[position].cast(TIMESTAMP)
+    except pa.ArrowInvalid:
+        return None
+    columns.append(pa.chunked_array([pa.array(range(len(records)), type=pa.int32())]))
+    return pa.Table.from_arrays(columns, schema=USAGE_SCHEMA)
