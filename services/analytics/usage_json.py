@@ -8,9 +8,11 @@ what the wire type (:class:`~services.analytics.nul_free.NulFreeUsage`) accepts,
 same values; otherwise :func:`usage_table_from_json` returns ``None`` and msgspec decodes the
 batch as before (naming each refusal, which goes to the DLQ). Shown so:
 
-- Each record is one JSON object on a line of its own (it starts with ``{`` and holds no
-  newline), so that one record gives one row; and the batch holds no backslash, so there is
-  no escape (no NUL, no lone surrogate) and a string is its bytes.
+- Each record is one JSON object: the records are read as one stream, one after the other,
+  and give as many rows as there are records, each starting with ``{`` (so none gives no row,
+  and none gives two). A record spread over lines reads alike; one cut across the reader's
+  blocks fails to parse. The batch holds no backslash, so there is no escape (no NUL, no lone
+  surrogate) and a string is its bytes.
 - Given each field's type, the reader refuses a value of another JSON type, an integer with a
   fraction or beyond the column's 32 bits, a key given twice; the table it reads is then
   checked to hold valid UTF-8 (the reader itself takes any bytes in a string).
@@ -37,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from services.analytics.nul_free import NulFreeUsage
-from services.analytics.usage_table import TIMESTAMP, USAGE_FIELDS, USAGE_SCHEMA
+from services.analytics.usage_table import TIMESTAMP, USAGE_FIELDS, USAGE_SCHEMA, row_numbers
 
 Check = Callable[[pa.ChunkedArray], bool]
 
@@ -130,7 +132,7 @@ def usage_table_from_json(values: Sequence[bytes | None]) -> pa.Table | None:
     if not all(map(bytes.startswith, records, repeat(b"{"))):
         return None
     joined = b"\n".join(records)
-    if b"\\" in joined or joined.count(b"\n") != len(records) - 1:
+    if b"\\" in joined:
         return None
     try:
         read = pj.read_json(pa.BufferReader(joined), read_options=_READ, parse_options=_PARSE)
@@ -152,5 +154,5 @@ def usage_table_from_json(values: Sequence[bytes | None]) -> pa.Table | None:
         columns[position] = columns[position].cast(TIMESTAMP)
     except pa.ArrowInvalid:
         return None
-    columns.append(pa.chunked_array([pa.array(range(len(records)), type=pa.int32())]))
+    columns.append(pa.chunked_array([row_numbers(len(records))]))
     return pa.Table.from_arrays(columns, schema=USAGE_SCHEMA)

@@ -13,6 +13,7 @@ from operator import attrgetter
 from typing import Final
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from libs.common.schemas.usage import UsageEvent
@@ -53,7 +54,7 @@ def usage_table(events: Sequence[UsageEvent]) -> pa.Table:
         else pa.array(list(map(get, events)), type=kind)
         for get, kind in _GETTERS
     ]
-    columns.append(pa.array(range(len(events)), type=pa.int32()))
+    columns.append(row_numbers(len(events)))
     return pa.Table.from_arrays(columns, schema=USAGE_SCHEMA)
 
 
@@ -69,8 +70,14 @@ def concat_usage(tables: Sequence[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     whole = pa.concat_tables(tables)
-    rows = pa.array(range(whole.num_rows), type=pa.int32())
+    rows = row_numbers(whole.num_rows)
     return whole.set_column(whole.num_columns - 1, USAGE_SCHEMA.field("batch_row"), rows)
+
+
+def row_numbers(count: int) -> pa.Array:
+    """0 to ``count`` - 1 as ``batch_row``. From numpy: Arrow builds an array from a Python
+    range one int object at a time (a twentieth of the collector's time under the lock)."""
+    return pa.array(np.arange(count, dtype=np.int32))
 
 
 def _timestamps(moments: list[datetime]) -> pa.Array:
