@@ -27,6 +27,8 @@ import asyncio
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from itertools import chain
+from operator import attrgetter
 
 import msgspec
 import pyarrow as pa
@@ -56,6 +58,7 @@ from services.analytics.usage_table import concat_usage, usage_table
 logger = structlog.get_logger("pas.analytics.consumer")
 
 _encode = msgspec.json.Encoder().encode
+_value = attrgetter("value")
 _STORE_ATTEMPTS = 5
 
 Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -111,8 +114,7 @@ class EventConsumer:
                     if not batches:
                         continue
                     span = start_batch_span(
-                        [record for records in batches.values() for record in records],
-                        group=s.group_id,
+                        list(chain.from_iterable(batches.values())), group=s.group_id
                     )
                     try:
                         with trace.use_span(span):
@@ -156,7 +158,7 @@ class EventConsumer:
         for tp, records in batches.items():
             role = self._roles[tp.topic]
             if role == "usage":
-                values = [record.value for record in records]
+                values = list(map(_value, records))
                 table = usage_table_from_json(values) if self._read_tables else None
                 if table is not None:
                     tables.append(table)

@@ -30,7 +30,7 @@ tests/analytics/test_usage_json.py holds the two paths to the same table or the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from operator import itemgetter
 from typing import Any, Final, cast
 
 import msgspec.inspect as mi
@@ -119,6 +119,8 @@ _COLUMNS: Final = tuple(
 _READ_AS: Final = pa.schema(
     [(attribute, pa.string() if kind == TIMESTAMP else kind) for _, attribute, kind in USAGE_FIELDS]
 )
+_first_byte: Final = itemgetter(0)
+_OPENING_BRACE: Final = {ord("{")}
 _PARSE: Final = pj.ParseOptions(explicit_schema=_READ_AS, unexpected_field_behavior="ignore")
 _READ: Final = pj.ReadOptions(use_threads=True)
 
@@ -129,7 +131,11 @@ def usage_table_from_json(values: Sequence[bytes | None]) -> pa.Table | None:
     if None in values:
         return None
     records = cast("Sequence[bytes]", values)
-    if not all(map(bytes.startswith, records, repeat(b"{"))):
+    try:
+        # The first bytes as a set: a third of the time of a startswith on each record.
+        if set(map(_first_byte, records)) != _OPENING_BRACE:
+            return None
+    except IndexError:  # an empty record
         return None
     joined = b"\n".join(records)
     if b"\\" in joined:
