@@ -72,6 +72,21 @@ TAKEN_BY_BOTH = {
     "fields nobody knows, nested": spelled("extra", '{"deep": [1, {"x": null}]}, "more": true'),
     "optional fields null": record(request_id=None, error=None, run_id=None),
     "line breaks inside the record": GOOD[0].replace(b", ", b",\n"),
+    **{
+        f"a float hard to round ({raw})": spelled("latency_ms", raw)
+        for raw in (
+            "0.30000000000000004",
+            "2.2250738585072011e-308",
+            "0.1000000000000000055511151231257827",
+            "1.00000000000000011102230246251565404236316680908203125",
+            "123456789012345678901234567890e-25",
+            "1E5",
+        )
+    },
+    "tabs and carriage returns between fields": GOOD[0]
+    .replace(b", ", b",\t")
+    .replace(b": ", b":\r"),
+    "invalid UTF-8 in a field nobody reads": spelled("extra", '"x"').replace(b'"x"', b'"\xff"'),
     "whitespace around fields": b'{ "event_id" : "w" , "timestamp":"2026-12-02T08:00:00Z",'
     b'"service":"s","provider":"p","model":"m","status":"error","prompt_tokens":0,'
     b'"completion_tokens":0,"latency_ms":0,"cost_usd":0 }\r',
