@@ -11,8 +11,9 @@ import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from services.langgraph_runner.postgres_store import PostgresRunStore
 from services.langgraph_runner.settings import RunnerSettings
-from services.langgraph_runner.store import PostgresRunStore, RunStore, SQLiteRunStore
+from services.langgraph_runner.store import RunStore, SQLiteRunStore
 
 Persistence = tuple[BaseCheckpointSaver[str], RunStore]
 

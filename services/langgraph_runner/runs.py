@@ -14,7 +14,8 @@ drains and releases them, so they are taken at once. An interrupted run waits fo
 belongs to no process: any replica resumes it when asked.
 
 Over 400 lines because starting, resuming, executing and concluding share each run's task,
-record and control. The jobs that stand apart live next door: records written in order
+record and control. The jobs that stand apart live next door: keeping leases
+(``run_leases.py``), what a record becomes (``run_records.py``), records written in order
 (``record_writes.py``), waiters and stream listeners (``run_watch.py``), and reporting how
 runs ended (``outcomes.py``: a run is marked to be reported when it is created, see
 ``report_outcomes``, and each of its ends is announced to the outbox).
@@ -26,7 +27,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, suppress
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
@@ -63,31 +63,28 @@ from services.langgraph_runner.llm import LLMPrices, RunUsageCallback, attribute
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.node_tracing import NodeSpans
 from services.langgraph_runner.record_writes import OrderedWrites
+from services.langgraph_runner.run_leases import LeaseKeeper
+from services.langgraph_runner.run_records import (
+    changed,
+    experiment_unit,
+    pending_interrupts,
+    resume_value,
+    utcnow,
+)
 from services.langgraph_runner.run_watch import RunWatch
 from services.langgraph_runner.settings import Durability, RunnerSettings
-from services.langgraph_runner.store import Claimed, RunRecord, RunStore
+from services.langgraph_runner.store import UNFINISHED_STATUSES, Claimed, RunRecord, RunStore
 from services.langgraph_runner.workflows import RunContext
 
 logger = structlog.get_logger("pas.runner")
 
 _INTERRUPT_KEY = "__interrupt__"
-_UNFINISHED = ("pending", "running")
 
 
 class RunnerClosing(PASError):
     """The runner is shutting down and starts nothing new; retry on another or after restart."""
 
     status_code = 503
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _changed(record: RunRecord, **changes: Any) -> RunRecord:
-    return msgspec.structs.replace(
-        record, run=msgspec.structs.replace(record.run, updated_at=utcnow(), **changes)
-    )
 
 
 class RunManager:
@@ -109,7 +106,7 @@ class RunManager:
         self._drain_timeout_s = settings.drain_timeout_s
         self._lease_renew_s = settings.lease_renew_s
         self._max_runs = settings.max_concurrent_runs
-        self._leasing: asyncio.Task[None] | None = None
+        self._leases_opened: LeaseKeeper | None = None
         self._prices = LLMPrices(settings.llm_prices)
         self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -130,12 +127,18 @@ class RunManager:
         (again, if an earlier lifespan closed it)."""
         self._store_opened = store
         self._writes_opened = OrderedWrites(store)
+        self._leases_opened = LeaseKeeper(store, self._instance, self._lease_renew_s, self)
         self._closing = False
 
     @property
     def _store(self) -> RunStore:
         assert self._store_opened is not None, "RunManager.attach(store) was not called"
         return self._store_opened
+
+    @property
+    def _leases(self) -> LeaseKeeper:
+        assert self._leases_opened is not None, "RunManager.attach(store) was not called"
+        return self._leases_opened
 
     @property
     def _writes(self) -> OrderedWrites:
@@ -191,7 +194,7 @@ class RunManager:
         workflow = self._catalog.get(workflow_id)
         first_state = workflow.spec.validate(payload, self._catalog.deps)
         run_id = run_id or uuid.uuid4().hex
-        unit = _unit(metadata, run_id)
+        unit = experiment_unit(metadata, run_id)
         resolved = await self._definitions.resolve(workflow_id, parameters, unit)
         record = self._new_record(
             workflow_id,
@@ -213,7 +216,7 @@ class RunManager:
         self._refuse_if_closing()
         workflow = self._catalog.get(event.workflow_id)
         first_state = workflow.spec.validate(event.payload, self._catalog.deps)
-        unit = _unit(event.metadata, event.workflow_run_id)
+        unit = experiment_unit(event.metadata, event.workflow_run_id)
         resolved = await self._definitions.resolve(event.workflow_id, None, unit)
         record = self._new_record(
             event.workflow_id,
@@ -256,7 +259,7 @@ class RunManager:
         status = record.run.status
         graph_input: Any
         if status == "interrupted":
-            graph_input = Command(resume=self._resume_value(record, answer, interrupt_id))
+            graph_input = Command(resume=resume_value(record, answer, interrupt_id))
         elif status == "error":
             if answer is not msgspec.UNSET:
                 raise InvalidWorkflowInput(
@@ -269,7 +272,7 @@ class RunManager:
             )
         self._refuse_if_live(record)
         record = msgspec.structs.replace(
-            _changed(record, status="pending", error=None, finished_at=None), owner=self._instance
+            changed(record, status="pending", error=None, finished_at=None), owner=self._instance
         )
         # Taken in the store first: of two replicas resuming it at once, one gets it.
         self._resuming.add(run_id)
@@ -304,72 +307,36 @@ class RunManager:
         """At start: resume the runs leased to this runner's name (it stopped before) and any
         whose lease expired; then keep leases in the background (renew this runner's, take
         over expired ones) until :meth:`release_leases`. The number of runs resumed now."""
-        resumed = await self._take_over(own_too=True)
-        self._leasing = asyncio.create_task(self._keep_leases(), name="run leases")
+        resumed = await self._leases.take_over(own_too=True)
+        self._leases.keep()
         return resumed
 
     async def release_leases(self) -> None:
         """Stop renewing and let go of every lease: after :meth:`close` and the last report,
         so that another replica takes this one's unfinished runs at once."""
-        if self._leasing is not None:
-            self._leasing.cancel()
-            await asyncio.gather(self._leasing, return_exceptions=True)
-            self._leasing = None
-        released = await self._store.release(self._instance)
-        logger.info("leases released", runs=released)
+        await self._leases.release()
 
-    async def _keep_leases(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_renew_s)
-            try:
-                await self._renew_leases()
-                await self._take_over()
-            except Exception:
-                logger.exception("leases could not be renewed or taken over; trying again")
+    # -- what the lease keeper asks (run_leases.LeasedRuns) ---------------------------------
 
-    async def _renew_leases(self) -> None:
-        running = [run_id for run_id, task in self._tasks.items() if not task.done()]
-        renewed = await self._store.renew(self._instance, running)
-        for run_id, task in list(self._tasks.items()):
-            if run_id in renewed or task.done():
-                continue
-            current = await self._store.get(run_id)
-            if (
-                current is None
-                or current.owner == self._instance
-                or current.run.status not in _UNFINISHED
-            ):
-                continue  # not leased now (it settled, or is being resumed): still ours
-            # Our lease expired (this process stalled) and another replica resumed the run:
-            # it is theirs; its writes from here are fenced off anyway.
-            logger.warning(
-                "run taken over by another runner; stopping it here",
-                run_id=run_id,
-                owner=current.owner,
-            )
+    def running(self) -> list[str]:
+        return [run_id for run_id, task in self._tasks.items() if not task.done()]
+
+    def room(self) -> int:
+        return 0 if self._closing else self._max_runs - self.active
+
+    def lose(self, run_id: str) -> None:
+        task = self._tasks.get(run_id)
+        if task is not None and not task.done():
             self._lost.add(run_id)
             task.cancel()
 
-    async def _take_over(self, *, own_too: bool = False) -> int:
-        """Claim runs whose lease expired (with ``own_too``, also those leased to this name),
-        as many as there are free slots, and resume the unfinished ones from their checkpoint;
-        ended ones go to the outbox."""
-        free = self._max_runs - self.active
-        if self._closing or free <= 0:
-            return 0
-        resumed = 0
-        for claimed in await self._store.claim(self._instance, limit=free, own_too=own_too):
-            if await self._resume_claimed(claimed):
-                resumed += 1
-        return resumed
-
-    async def _resume_claimed(self, claimed: Claimed) -> bool:
+    async def resume_claimed(self, claimed: Claimed) -> bool:
         record = claimed.record
         run_id, workflow_id = record.run.run_id, record.run.workflow_id
         taken_over = claimed.previous_owner != self._instance
         if taken_over:
             self._metrics.runs_taken_over.labels(workflow_id).inc()
-        if record.run.status not in _UNFINISHED:
+        if record.run.status not in UNFINISHED_STATUSES:
             self._report_due()  # it ended; its report is this runner's now
             return False
         if run_id in self._tasks:
@@ -478,7 +445,7 @@ class RunManager:
     async def _run_graph(self, run_id: str, graph_input: Any) -> None:
         record = self._records[run_id]
         workflow = self._catalog.get(record.run.workflow_id)
-        record = _changed(
+        record = changed(
             record,
             status="running",
             started_at=record.run.started_at or utcnow(),
@@ -526,7 +493,7 @@ class RunManager:
                         else:
                             self._node_done(run_id, workflow, node, update, meter)
         except GraphDrained:
-            await self._save(_changed(self._records[run_id], usage=meter.snapshot()))
+            await self._save(changed(self._records[run_id], usage=meter.snapshot()))
             logger.info("run drained; it resumes where it is taken over", run_id=run_id)
             return
         except Exception as exc:
@@ -543,7 +510,7 @@ class RunManager:
         self, run_id: str, workflow: Workflow, node: str, update: Any, meter: RunUsageCallback
     ) -> None:
         current = self._records[run_id].run
-        record = _changed(
+        record = changed(
             self._records[run_id],
             steps=current.steps + 1,
             path=[*current.path, node],
@@ -568,16 +535,7 @@ class RunManager:
     ) -> None:
         record = self._records[run_id]
         if interrupts:
-            pending = [
-                PendingInterrupt(
-                    id=i.id,
-                    value=json_value(i.value),
-                    response_schema=(
-                        i.response_schema if isinstance(i.response_schema, dict) else None
-                    ),
-                )
-                for i in interrupts
-            ]
+            pending = pending_interrupts(interrupts)
             await self._finish(record, "interrupted", interrupts=pending, usage=usage)
             return
         try:
@@ -604,7 +562,7 @@ class RunManager:
     ) -> RunRecord:
         now = utcnow()
         terminal = status in TERMINAL_STATUSES
-        record = _changed(
+        record = changed(
             record,
             status=status,
             output=output,
@@ -696,27 +654,6 @@ class RunManager:
             return workflow.spec.validate(record.run.input, self._catalog.deps)
         return None
 
-    @staticmethod
-    def _resume_value(record: RunRecord, answer: Any, interrupt_id: str | None) -> Any:
-        pending = [i.id for i in record.run.interrupts]
-        if answer is msgspec.UNSET:
-            raise InvalidWorkflowInput(
-                "resume: the run waits for an answer to its interrupt (see interrupts in "
-                "GET /runs/{run_id})"
-            )
-        if interrupt_id is None:
-            if len(pending) > 1:
-                raise InvalidWorkflowInput(
-                    f"interrupt_id: {len(pending)} interrupts wait ({pending}); name the one "
-                    "this answers"
-                )
-            return answer
-        if interrupt_id not in pending:
-            raise InvalidWorkflowInput(
-                f"interrupt_id: {interrupt_id!r} is not waiting; waiting: {pending}"
-            )
-        return {interrupt_id: answer}
-
     async def _failure_reason(
         self, workflow: Workflow, config: RunnableConfig, exc: Exception
     ) -> str:
@@ -758,11 +695,3 @@ class RunManager:
         self._metrics.llm_tokens.labels("completion").inc(
             after.completion_tokens - before.completion_tokens
         )
-
-
-def _unit(metadata: Mapping[str, Any] | None, run_id: str) -> str:
-    """Who an experiment assigns a variant to: ``metadata.unit`` when the caller names one (a
-    document, a desk, a user), so that the same unit always gets the same variant; else the
-    run itself."""
-    unit = (metadata or {}).get("unit")
-    return unit if isinstance(unit, str) and unit else run_id

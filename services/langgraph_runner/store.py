@@ -1,4 +1,5 @@
-"""Where run records survive restarts: one small protocol, SQLite and PostgreSQL backends.
+"""Where run records survive restarts: one small protocol and its SQLite backend (the default);
+the PostgreSQL backend is ``postgres_store.py``.
 
 A record is the run's public status plus what only the runner needs (its owner, whether its
 outcome is to be reported and was, the trigger's trace headers). Kafka-triggered runs carry
@@ -19,6 +20,9 @@ per row on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL). A save is fenced: 
 while the writer owns the run or nobody holds a live lease on it, so a replica that lost a run
 to another cannot overwrite the new owner's progress. PostgreSQL times leases by its own clock
 (``now()``), one clock for every replica; SQLite (one host) by the process's.
+
+The record, its encoding, the lease rule and the table's columns are here, shared by both
+backends, so that a run is stored alike whichever one holds it.
 """
 
 from __future__ import annotations
@@ -35,11 +39,10 @@ import msgspec
 from libs.common.schemas.workflows import TERMINAL_STATUSES, RunStatus
 from services.langgraph_runner.errors import RunConflict
 
-_UNFINISHED = ("pending", "running")
-_REPORTABLE = ("success", "error", "cancelled")
-_PG_LEASE = "CASE WHEN %s THEN now() + make_interval(secs => %s) END"
-"""The lease a PostgreSQL write gives (bound: whether the run holds one, the TTL)."""
-_COLUMNS = (
+UNFINISHED_STATUSES = ("pending", "running")
+REPORTABLE_STATUSES = ("success", "error", "cancelled")
+# Both backends' tables, in the order a backend's row tuple gives the values.
+RUN_COLUMNS = (
     "run_id, workflow_id, status, owner, event_id, published, created_at, record, reportable, "
     "lease_expires_at"
 )
@@ -68,15 +71,15 @@ class RunRecord(msgspec.Struct, kw_only=True):
         return self.report and not self.reported and self.run.status in TERMINAL_STATUSES
 
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(RunRecord).decode
+encode_record = msgspec.json.Encoder().encode
+decode_record = msgspec.json.Decoder(RunRecord).decode
 
 
 def holds_lease(record: RunRecord) -> bool:
     """Whether the run needs a process: to run it (pending, running) or to report its end.
     An interrupted run waits for a person and belongs to no process: whichever replica is
     asked to resume it takes it."""
-    return record.run.status in _UNFINISHED or record.awaits_report
+    return record.run.status in UNFINISHED_STATUSES or record.awaits_report
 
 
 class Claimed(msgspec.Struct, frozen=True):
@@ -144,7 +147,7 @@ def _columns(record: RunRecord, lease_expires_at: float | None) -> tuple[Any, ..
         run.event_id,
         record.reported,
         run.created_at.isoformat(),
-        _encode(record),
+        encode_record(record),
         record.report,
         lease_expires_at,
     )
@@ -192,7 +195,7 @@ class SQLiteRunStore:
         await db.execute(
             "UPDATE runs SET lease_expires_at = 0 WHERE lease_expires_at IS NULL AND "
             "(status IN (?, ?) OR (reportable = 1 AND published = 0 AND status IN (?, ?, ?)))",
-            (*_UNFINISHED, *_REPORTABLE),
+            (*UNFINISHED_STATUSES, *REPORTABLE_STATUSES),
         )
         await db.execute(
             "CREATE INDEX IF NOT EXISTS runs_by_lease ON runs (lease_expires_at) "
@@ -216,7 +219,7 @@ class SQLiteRunStore:
         async with self._lock:
             try:
                 await self._db.execute(
-                    f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (fixed columns)
+                    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (fixed columns)
                     _columns(record, self._lease(record)),
                 )
             except aiosqlite.IntegrityError as exc:
@@ -225,7 +228,7 @@ class SQLiteRunStore:
     async def create_for_event(self, record: RunRecord) -> tuple[RunRecord, bool]:
         async with self._lock:
             cursor = await self._db.execute(
-                f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 (fixed columns)
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 (fixed columns)
                 "ON CONFLICT (event_id) DO NOTHING",
                 _columns(record, self._lease(record)),
             )
@@ -236,7 +239,7 @@ class SQLiteRunStore:
             ) as rows:
                 row = await rows.fetchone()
         assert row is not None, "a conflicting event id must have its run"
-        return _decode(row[0]), False
+        return decode_record(row[0]), False
 
     async def save(self, record: RunRecord) -> bool:
         async with self._lock:
@@ -249,7 +252,7 @@ class SQLiteRunStore:
                     record.owner,
                     record.reported,
                     record.report,
-                    _encode(record),
+                    encode_record(record),
                     self._lease(record),
                     record.run.run_id,
                     record.owner,
@@ -260,7 +263,7 @@ class SQLiteRunStore:
 
     async def _select(self, where: str, args: Iterable[Any]) -> list[RunRecord]:
         async with self._db.execute(f"SELECT record FROM runs {where}", tuple(args)) as rows:  # noqa: S608 (fixed clauses; values are bound)
-            return [_decode(row[0]) async for row in rows]
+            return [decode_record(row[0]) async for row in rows]
 
     async def get(self, run_id: str) -> RunRecord | None:
         found = await self._select("WHERE run_id = ?", (run_id,))
@@ -286,7 +289,7 @@ class SQLiteRunStore:
                 (
                     time.time() + self._lease_ttl_s,
                     owner,
-                    *_UNFINISHED,
+                    *UNFINISHED_STATUSES,
                     msgspec.json.encode(list(running)).decode(),
                 ),
             ) as rows,
@@ -305,7 +308,7 @@ class SQLiteRunStore:
                 due = [tuple(row) async for row in rows]
             claimed: list[Claimed] = []
             for previous_owner, lease, stored in due:
-                record = msgspec.structs.replace(_decode(stored), owner=owner)
+                record = msgspec.structs.replace(decode_record(stored), owner=owner)
                 # Compare-and-set: another process on the file may have claimed it since.
                 cursor = await self._db.execute(
                     "UPDATE runs SET owner = ?, lease_expires_at = ?, record = ? "
@@ -313,7 +316,7 @@ class SQLiteRunStore:
                     (
                         owner,
                         now + self._lease_ttl_s,
-                        _encode(record),
+                        encode_record(record),
                         record.run.run_id,
                         previous_owner,
                         lease,
@@ -336,196 +339,5 @@ class SQLiteRunStore:
         return await self._select(
             "WHERE reportable = 1 AND published = 0 AND status IN (?, ?, ?) "
             "AND (? IS NULL OR owner = ?) ORDER BY created_at",
-            (*_REPORTABLE, owner, owner),
-        )
-
-
-_PG_INSERT = (
-    f"INSERT INTO pas_runner_runs ({_COLUMNS}) "  # noqa: S608 (fixed columns)
-    f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_PG_LEASE})"
-)
-
-# Fenced: only the owner writes while its lease lives (see the module's docstring).
-_PG_SAVE = (
-    "UPDATE pas_runner_runs SET status = %s, owner = %s, published = %s, reportable = %s, "  # noqa: S608 (fixed clauses; values are bound)
-    f"record = %s::jsonb, lease_expires_at = {_PG_LEASE} WHERE run_id = %s "
-    "AND (owner = %s OR lease_expires_at IS NULL OR lease_expires_at < now())"
-)
-
-
-class PostgresRunStore:
-    """Run records next to the PostgreSQL checkpoints, on the same connection pool
-    (psycopg, autocommit, dict rows: as AsyncPostgresSaver wants it). Leases are timed by the
-    server's clock."""
-
-    def __init__(self, pool: Any, *, lease_ttl_s: float = 20.0) -> None:
-        self._pool = pool
-        self._lease_ttl_s = lease_ttl_s
-
-    async def open(self) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS pas_runner_runs (run_id TEXT PRIMARY KEY, "
-                "workflow_id TEXT NOT NULL, status TEXT NOT NULL, owner TEXT NOT NULL, "
-                "event_id TEXT UNIQUE, published BOOLEAN NOT NULL, "
-                "created_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL, reportable BOOLEAN)"
-            )
-            await conn.execute(
-                "ALTER TABLE pas_runner_runs ADD COLUMN IF NOT EXISTS reportable BOOLEAN"
-            )
-            await conn.execute(
-                "ALTER TABLE pas_runner_runs ADD COLUMN IF NOT EXISTS lease_expires_at TIMESTAMPTZ"
-            )
-            await conn.execute(
-                "UPDATE pas_runner_runs SET reportable = (event_id IS NOT NULL) "
-                "WHERE reportable IS NULL"
-            )
-            # Runs stored before leases that need a process: claimable at once.
-            await conn.execute(
-                "UPDATE pas_runner_runs SET lease_expires_at = to_timestamp(0) "
-                "WHERE lease_expires_at IS NULL AND (status IN (%s, %s) "
-                "OR (reportable AND NOT published AND status IN (%s, %s, %s)))",
-                (*_UNFINISHED, *_REPORTABLE),
-            )
-            await conn.execute(
-                "CREATE INDEX IF NOT EXISTS pas_runner_runs_by_lease "
-                "ON pas_runner_runs (lease_expires_at) WHERE lease_expires_at IS NOT NULL"
-            )
-            await conn.execute(
-                "CREATE INDEX IF NOT EXISTS pas_runner_runs_by_status "
-                "ON pas_runner_runs (status, owner)"
-            )
-            await conn.execute(
-                "CREATE INDEX IF NOT EXISTS pas_runner_runs_by_created "
-                "ON pas_runner_runs (created_at)"
-            )
-
-    async def close(self) -> None:
-        """The pool belongs to whoever opened it (see ``persistence.py``)."""
-
-    def _row(self, record: RunRecord) -> tuple[Any, ...]:
-        run = record.run
-        return (
-            run.run_id,
-            run.workflow_id,
-            run.status,
-            record.owner,
-            run.event_id,
-            record.reported,
-            run.created_at,
-            _encode(record).decode(),
-            record.report,
-            holds_lease(record),
-            self._lease_ttl_s,
-        )
-
-    async def create(self, record: RunRecord) -> None:
-        import psycopg  # noqa: PLC0415  (optional extra: pas[postgres])
-
-        async with self._pool.connection() as conn:
-            try:
-                await conn.execute(_PG_INSERT, self._row(record))
-            except psycopg.errors.UniqueViolation as exc:
-                raise RunConflict(f"run id {record.run.run_id!r} is taken") from exc
-
-    async def create_for_event(self, record: RunRecord) -> tuple[RunRecord, bool]:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                _PG_INSERT + " ON CONFLICT (event_id) DO NOTHING", self._row(record)
-            )
-            if cursor.rowcount == 1:
-                return record, True
-            cursor = await conn.execute(
-                "SELECT record::text AS record FROM pas_runner_runs WHERE event_id = %s",
-                (record.run.event_id,),
-            )
-            row = await cursor.fetchone()
-        assert row is not None, "a conflicting event id must have its run"
-        return _decode(row["record"]), False
-
-    async def save(self, record: RunRecord) -> bool:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                _PG_SAVE,
-                (
-                    record.run.status,
-                    record.owner,
-                    record.reported,
-                    record.report,
-                    _encode(record).decode(),
-                    holds_lease(record),
-                    self._lease_ttl_s,
-                    record.run.run_id,
-                    record.owner,
-                ),
-            )
-            return bool(cursor.rowcount == 1)
-
-    async def _select(self, where: str, args: tuple[Any, ...]) -> list[RunRecord]:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT record::text AS record FROM pas_runner_runs {where}",  # noqa: S608 (fixed clauses; values are bound)
-                args,
-            )
-            rows = await cursor.fetchall()
-        return [_decode(row["record"]) for row in rows]
-
-    async def get(self, run_id: str) -> RunRecord | None:
-        found = await self._select("WHERE run_id = %s", (run_id,))
-        return found[0] if found else None
-
-    async def recent(
-        self, *, workflow_id: str | None, status: str | None, limit: int
-    ) -> list[RunRecord]:
-        return await self._select(
-            "WHERE (%s::text IS NULL OR workflow_id = %s) AND (%s::text IS NULL OR status = %s) "
-            "ORDER BY created_at DESC LIMIT %s",
-            (workflow_id, workflow_id, status, status, limit),
-        )
-
-    async def renew(self, owner: str, running: Iterable[str]) -> set[str]:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE pas_runner_runs SET lease_expires_at = now() + make_interval(secs => %s) "
-                "WHERE owner = %s AND lease_expires_at IS NOT NULL "
-                "AND (status NOT IN (%s, %s) OR run_id = ANY(%s)) RETURNING run_id",
-                (self._lease_ttl_s, owner, *_UNFINISHED, list(running)),
-            )
-            rows = await cursor.fetchall()
-        return {row["run_id"] for row in rows}
-
-    async def claim(self, owner: str, *, limit: int, own_too: bool = False) -> list[Claimed]:
-        # The rows are locked as they are picked; a replica claiming at the same moment skips
-        # them (and finds them leased once this one commits).
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "WITH due AS (SELECT run_id, owner AS previous_owner FROM pas_runner_runs "
-                "WHERE lease_expires_at < now() "
-                "OR (%(own_too)s AND owner = %(owner)s AND lease_expires_at IS NOT NULL) "
-                "ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-                "UPDATE pas_runner_runs AS runs SET owner = %(owner)s, "
-                "lease_expires_at = now() + make_interval(secs => %(ttl)s), "
-                "record = jsonb_set(runs.record, '{owner}', to_jsonb(%(owner)s::text)) "
-                "FROM due WHERE runs.run_id = due.run_id "
-                "RETURNING due.previous_owner, runs.record::text AS record",
-                {"owner": owner, "own_too": own_too, "limit": limit, "ttl": self._lease_ttl_s},
-            )
-            rows = await cursor.fetchall()
-        claimed = [Claimed(_decode(row["record"]), row["previous_owner"]) for row in rows]
-        return sorted(claimed, key=lambda found: found.record.run.created_at)
-
-    async def release(self, owner: str) -> int:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE pas_runner_runs SET lease_expires_at = to_timestamp(0) "
-                "WHERE owner = %s AND lease_expires_at IS NOT NULL",
-                (owner,),
-            )
-            return int(cursor.rowcount)
-
-    async def unreported(self, owner: str | None = None) -> list[RunRecord]:
-        return await self._select(
-            "WHERE reportable AND NOT published AND status IN (%s, %s, %s) "
-            "AND (%s::text IS NULL OR owner = %s) ORDER BY created_at",
-            (*_REPORTABLE, owner, owner),
+            (*REPORTABLE_STATUSES, owner, owner),
         )

@@ -17,7 +17,7 @@ import pytest
 
 from libs.common.schemas.workflows import RunStatus
 from services.langgraph_runner.persistence import open_persistence
-from services.langgraph_runner.runs import utcnow
+from services.langgraph_runner.run_records import utcnow
 from services.langgraph_runner.settings import RunnerSettings
 from services.langgraph_runner.store import RunRecord, RunStore
 

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from libs.common.schemas.workflows import RunStatus, WorkflowTriggered
 from services.langgraph_runner.app import create_app
 from services.langgraph_runner.persistence import open_persistence
-from services.langgraph_runner.runs import utcnow
+from services.langgraph_runner.run_records import utcnow
 from services.langgraph_runner.settings import RunnerSettings
 from services.langgraph_runner.store import RunRecord
 from tests.langgraph_runner.conftest import trigger, wait_for_run, wait_until

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tests.langgraph_runner.conftest import (
     start_held_run,
     trigger,
     wait_for_run,
+    wait_until,
 )
 from tests.langgraph_runner.probes import count
 from tests.support.processes import ServiceProcess
@@ -154,3 +156,33 @@ async def test_events_are_answered_once_by_two_replicas(
     assert {r.payload.status for r in results} == {"success"}
     assert len({r.metadata["runner_instance"] for r in results}) == 2  # both took part
     assert count(log, "a", "start") == len(events)  # each event ran once
+
+
+@pytest.mark.usefixtures("empty_database")
+async def test_a_stalled_replica_stops_the_run_another_took_over(
+    start_replica: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    """A replica frozen past its lease (SIGSTOP: a long pause, not a death) finds on waking that
+    the other replica took its run over: it stops its own copy and records nothing, and the run
+    ends once, by the replica that holds it."""
+    a, b = start_replica(), start_replica()
+    log, gate = tmp_path / "probe.log", tmp_path / "gate"
+    run_id = await start_held_run(a, log, gate)
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        # B claims the expired lease and resumes the run from its checkpoint: b starts again.
+        await wait_until(lambda: count(log, "b", "start", run_id) == 2)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    await wait_until(lambda: "run taken over by another runner" in a.logs())
+    gate.touch()
+    async with httpx.AsyncClient(base_url=b.url, timeout=30) as on_b:
+        ended = await wait_for_run(on_b, run_id)
+    async with httpx.AsyncClient(base_url=a.url, timeout=30) as on_a:
+        seen_on_a = (await on_a.get(f"/runs/{run_id}")).json()
+
+    assert ended["status"] == "success", ended["error"]
+    assert ended["output"]["visited"] == ["a", "b", "c"]
+    assert count(log, "b", "end", run_id) == 1  # A's copy was stopped before its gate opened
+    assert count(log, "c", "start", run_id) == 1
+    assert seen_on_a == ended  # A reads B's record: it wrote nothing over it

@@ -1,0 +1,72 @@
+"""What a run's record becomes, apart from who runs it: a change stamped with the time, the
+answer a resume hands its graph, the interrupts it waits on, and the unit an experiment assigns
+a variant to. Pure functions; the run manager (``runs.py``) saves what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from langgraph.types import Interrupt
+
+from libs.common.schemas.workflows import PendingInterrupt
+from services.langgraph_runner.errors import InvalidWorkflowInput
+from services.langgraph_runner.json_values import json_value
+from services.langgraph_runner.store import RunRecord
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def changed(record: RunRecord, **changes: Any) -> RunRecord:
+    """``record`` with its run's fields changed and ``updated_at`` now."""
+    return msgspec.structs.replace(
+        record, run=msgspec.structs.replace(record.run, updated_at=utcnow(), **changes)
+    )
+
+
+def resume_value(record: RunRecord, answer: Any, interrupt_id: str | None) -> Any:
+    """What ``Command(resume=...)`` gets for ``answer``: the answer itself when one interrupt
+    waits, else keyed by the interrupt it answers. Refuses a missing answer or an unknown id."""
+    pending = [i.id for i in record.run.interrupts]
+    if answer is msgspec.UNSET:
+        raise InvalidWorkflowInput(
+            "resume: the run waits for an answer to its interrupt (see interrupts in "
+            "GET /runs/{run_id})"
+        )
+    if interrupt_id is None:
+        if len(pending) > 1:
+            raise InvalidWorkflowInput(
+                f"interrupt_id: {len(pending)} interrupts wait ({pending}); name the one "
+                "this answers"
+            )
+        return answer
+    if interrupt_id not in pending:
+        raise InvalidWorkflowInput(
+            f"interrupt_id: {interrupt_id!r} is not waiting; waiting: {pending}"
+        )
+    return {interrupt_id: answer}
+
+
+def pending_interrupts(interrupts: Sequence[Interrupt]) -> list[PendingInterrupt]:
+    """The graph's interrupts as the run's status shows them (JSON values)."""
+    return [
+        PendingInterrupt(
+            id=i.id,
+            value=json_value(i.value),
+            response_schema=i.response_schema if isinstance(i.response_schema, dict) else None,
+        )
+        for i in interrupts
+    ]
+
+
+def experiment_unit(metadata: Mapping[str, Any] | None, run_id: str) -> str:
+    """Who an experiment assigns a variant to: ``metadata.unit`` when the caller names one (a
+    document, a desk, a user), so that the same unit always gets the same variant; else the
+    run itself."""
+    unit = (metadata or {}).get("unit")
+    return unit if isinstance(unit, str) and unit else run_id
