@@ -17,7 +17,8 @@ from services.versioning.catalog import VersionCatalog
 from services.versioning.experiment_routes import ExperimentController
 from services.versioning.experiment_store import ExperimentStore
 from services.versioning.experiments import ExperimentBook
-from services.versioning.git_repository import Identity, RemoteAccess, WorkflowRepository
+from services.versioning.git_remote import RemoteAccess
+from services.versioning.git_repository import Identity, WorkflowRepository
 from services.versioning.metrics import VersioningMetrics
 from services.versioning.outcome_consumer import OutcomeConsumer
 from services.versioning.remote_push import RemotePusher

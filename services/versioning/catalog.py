@@ -5,6 +5,11 @@ Versions never change once tagged, so their metadata is indexed in memory at sta
 git. Writes are serialised by one lock and run on one thread that owns the gitpython ``Repo``
 (gitpython is not thread-safe), so the event loop keeps serving reads while git works. Memory
 changes only after git has accepted a write.
+
+The module passes 400 lines because reads and writes keep one index: a write changes memory
+only after git accepted it, and a read answers from memory because of that, so both sit next
+to the state they share. Git itself is ``git_repository.py``, the definitions' diff
+``json_diff.py``.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ repairs at the next start.
 A gitpython ``Repo`` is not thread-safe (it keeps ``git cat-file`` processes open), so one
 thread at a time may use a ``WorkflowRepository``; ``VersionCatalog`` gives it its own.
 
-A remote's credentials never reach the disk: ``.git/config`` holds the bare URL, and each push
-hands the user name and password to git through a credential helper that reads them from the
-push's own environment (see :class:`RemoteAccess`).
+The module passes 400 lines because its guarantee is one: the atomic write, the repair at
+``open`` that finishes what an interrupted write left, and the reads that trust only the tags
+on the branch all rest on the same layout, tags and trailers. The remote stands apart: its
+credentials and the push are in ``git_remote.py``; here ``.git/config`` gets its bare URL only.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import structlog
 from git import Blob, GitCommandError, Repo, Tree
@@ -43,13 +43,13 @@ from git import Blob, GitCommandError, Repo, Tree
 from libs.common.errors import PASError
 from libs.common.telemetry import pas_span
 from services.versioning.errors import RepositoryWriteFailed
+from services.versioning.git_remote import REMOTE_NAME, RemoteAccess
 
 logger = structlog.get_logger("pas.versioning.git")
 
 TRAILER_WORKFLOW = "PAS-Workflow"
 TRAILER_VERSION = "PAS-Version"
 TRAILER_RESTORES = "PAS-Restores"
-REMOTE_NAME = "origin"
 README_PATH = "README.md"
 
 _VERSION_TAG = re.compile(r"^(?P<workflow>[A-Za-z0-9][A-Za-z0-9_-]*)-v(?P<version>[1-9][0-9]*)$")
@@ -74,64 +74,6 @@ Written by the PAS version manager; change it through its REST API, not by hand.
   tagged `<id>-v<N>` (`git show <id>-v3:workflows/<id>.json` prints version 3).
 - `aliases/<id>.json`: where each alias (`champion`, ...) points; every move is a commit.
 """
-
-
-# Git runs this for "get" (and "store"/"erase", ignored) with the push's environment; the
-# command line holds no secret, so `ps` shows none either.
-_CREDENTIAL_HELPER = (
-    '!f() { test "$1" = get || return 0; '
-    'test -n "$PAS_GIT_USERNAME" && echo "username=$PAS_GIT_USERNAME"; '
-    'echo "password=$PAS_GIT_PASSWORD"; }; f'
-)
-_CREDENTIAL_SCHEMES = ("http", "https")
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteAccess:
-    """A git remote split into the URL git's config may hold and the credentials it may not.
-
-    ``https://user:secret@host/repo.git`` (or ``https://token@host/...``) becomes the URL
-    ``https://host/repo.git`` plus the user name and password, given to git per push by a
-    credential helper. A password in another scheme's URL (ssh uses keys) is dropped; paths and
-    ``file://`` URLs stay as they are.
-    """
-
-    url: str
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, remote: str) -> RemoteAccess:
-        parts = urlsplit(remote)
-        if not parts.scheme or "@" not in parts.netloc:
-            return cls(remote)
-        userinfo, _at, host = parts.netloc.rpartition("@")
-        user, colon, password = userinfo.partition(":")
-        if parts.scheme.lower() in _CREDENTIAL_SCHEMES:
-            return cls(
-                urlunsplit(parts._replace(netloc=host)),
-                username=unquote(user) or None,
-                password=unquote(password) if colon else None,
-            )
-        return cls(urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host)))
-
-    @property
-    def has_credentials(self) -> bool:
-        return self.username is not None or self.password is not None
-
-    def git_config(self) -> list[str]:
-        """``-c`` values for one git command: no helper but ours, so that a helper configured
-        for the user (``store``) never saves these credentials."""
-        if not self.has_credentials:
-            return []
-        return ["credential.helper=", f"credential.helper={_CREDENTIAL_HELPER}"]
-
-    def git_environment(self) -> dict[str, str]:
-        environment = {"GIT_TERMINAL_PROMPT": "0"}
-        if self.has_credentials:
-            environment["PAS_GIT_USERNAME"] = self.username or ""
-            environment["PAS_GIT_PASSWORD"] = self.password or ""
-        return environment
 
 
 class RepositoryError(PASError):
@@ -476,23 +418,6 @@ class WorkflowRepository:
         root = Path(self._repo.git_dir) / _STAGING_DIR
         root.mkdir(exist_ok=True)
         return root
-
-
-def push(
-    path: Path, branch: str, access: RemoteAccess | None = None, *, timeout_s: float = 120.0
-) -> None:
-    """Push the branch and the version tags on it to the remote (its own ``Repo``, so that it
-    can run in a thread of its own next to the catalog's), with ``access``'s credentials."""
-    access = access or RemoteAccess("")
-    with pas_span("git push", attributes={"pas.git.branch": branch}), Repo(path) as repo:
-        repo.git(c=access.git_config()).push(
-            "--porcelain",
-            "--follow-tags",
-            REMOTE_NAME,
-            f"refs/heads/{branch}:refs/heads/{branch}",
-            env=access.git_environment(),
-            kill_after_timeout=timeout_s,
-        )
 
 
 def _git_failure(exc: GitCommandError) -> str:

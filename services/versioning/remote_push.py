@@ -20,7 +20,7 @@ import structlog
 from git import GitCommandError
 
 from libs.common.redaction import redact_text
-from services.versioning.git_repository import RemoteAccess, push
+from services.versioning.git_remote import RemoteAccess, push
 from services.versioning.metrics import VersioningMetrics
 
 logger = structlog.get_logger("pas.versioning.remote")

@@ -10,6 +10,11 @@ Scoring (the TLC classifier) runs on the model's own single-sequence context, be
 passes. It keeps the model's state after the fixed head of a prompt (the instruction and
 worked examples, all turns but the last) for a few heads, so that each call reads only its own
 question: the head is most of the prompt and reading it is most of the time.
+
+The module passes 400 lines because generation and scoring are one backend: they share the
+model, its chat template, the turns and the engine's thread. The decoding itself is
+``llama_batch.py``; what stands apart here is small and at the end: the batch engine's metrics
+collector and the JSON-schema grammar fix.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ differs in the last bits from a lone request's), and runs on one thread:
 Each row of a pass is computed as it would be alone, so at temperature 0 an answer is the same
 text whatever else is in the batch (tests/llm/test_batching.py). Work that must not overlap a
 pass (scoring, tokenizing) runs on the same thread between passes through :meth:`call`.
+
+The module passes 400 lines because the engine is one loop over one context: taking requests,
+the pass, sampling and ending a sequence share its slots, batch and cache cells, and none reads
+without the others. The sampler chain, the grammar check and the stop-string search are plain
+functions at the end; the asyncio side (turns, deadlines, streams) is ``embedded.py``.
 """
 
 from __future__ import annotations
