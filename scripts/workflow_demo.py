@@ -13,9 +13,8 @@ import time
 import uuid
 from typing import Any, ClassVar
 
-import httpx
-
 from dags.pas_trigger import KafkaTarget, WorkflowFailed, build_trigger, run_workflow
+from libs.common.clients.analytics import AnalyticsClient, AnalyticsError
 from libs.common.constants import ANALYTICS_PORT, KAFKA_PORT
 from libs.common.settings import BaseSettings, load_settings_or_exit
 from services.kafka_llm_processor.send_samples import sample_documents
@@ -58,25 +57,25 @@ def trigger_document_analysis(settings: DemoSettings) -> bool:
 
 
 async def show_analytics(settings: DemoSettings) -> None:
-    async with httpx.AsyncClient(base_url=settings.analytics_url, timeout=10) as http:
+    async with AnalyticsClient(settings.analytics_url, timeout_s=10.0) as analytics:
         # The collector consumes asynchronously; give the last results a moment to land.
         await asyncio.sleep(3)
-        workflows = (await http.get("/analytics/workflows")).json()["workflows"]
-        costs = (await http.get("/analytics/costs", params={"group_by": "model"})).json()
+        workflows = (await analytics.workflow_report()).workflows
+        costs = await analytics.cost_report("model")
     print(f"\nanalytics collector ({settings.analytics_url}/dashboard), last 24 hours:")
     print(f"  {'workflow':<40} {'runs':>5} {'success':>8} {'p50 ms':>9}")
     for row in workflows:
-        rate = row["success_rate"]
-        p50 = row["duration_ms"]["p50"]
+        rate = row.success_rate
+        p50 = row.duration_ms.p50
         print(
-            f"  {row['workflow_id']:<40} {row['runs']:>5} "
+            f"  {row.workflow_id:<40} {row.runs:>5} "
             f"{'-' if rate is None else f'{rate:.0%}':>8} {'-' if p50 is None else f'{p50:.0f}':>9}"
         )
     print(f"  {'model':<40} {'calls':>5} {'tokens':>8} {'cost $':>9}")
-    for row in costs["groups"]:
+    for line in costs.groups:
         print(
-            f"  {row['key'] or '-':<40} {row['llm_calls']:>5} {row['total_tokens']:>8} "
-            f"{row['cost_usd']:>9.4f}"
+            f"  {line.key or '-':<40} {line.llm_calls:>5} {line.total_tokens:>8} "
+            f"{line.cost_usd:>9.4f}"
         )
 
 
@@ -85,8 +84,8 @@ def main() -> int:
     completed = trigger_document_analysis(settings)
     try:
         asyncio.run(show_analytics(settings))
-    except httpx.HTTPError as exc:
-        print(f"analytics collector unreachable: {exc}")
+    except AnalyticsError as exc:
+        print(f"analytics collector: {exc}")
         return 1
     return 0 if completed else 1
 

@@ -5,32 +5,25 @@ from __future__ import annotations
 import typing
 
 import click
-import httpx
 import msgspec
 from rich.table import Table
 
-from libs.cli.runtime import bearer, out, pass_settings, run
+from libs.cli.runtime import out, pass_settings, run
 from libs.cli.settings import CLISettings
+from libs.common.clients.analytics import AnalyticsClient, AnalyticsError
 from libs.common.schemas.usage import CostLine, CostReport, GroupBy
 
 
 async def fetch_costs(
-    settings: CLISettings, group_by: str, start: str | None, end: str | None
+    settings: CLISettings, group_by: GroupBy, start: str | None, end: str | None
 ) -> CostReport:
-    params = {"group_by": group_by}
-    params |= {"from": start} if start else {}
-    params |= {"to": end} if end else {}
-    async with httpx.AsyncClient(
-        base_url=settings.analytics_url.rstrip("/"),
-        headers=bearer(settings.analytics_token),
-        timeout=30.0,
-    ) as http:
-        response = await http.get("/analytics/costs", params=params)
-    if response.status_code != 200:
-        raise click.ClickException(
-            f"analytics answered {response.status_code}: {response.text[:500]}"
-        )
-    return msgspec.json.decode(response.content, type=CostReport)
+    try:
+        async with AnalyticsClient(
+            settings.analytics_url, token=settings.analytics_token, timeout_s=30.0
+        ) as analytics:
+            return await analytics.cost_report(group_by, start=start, end=end)
+    except AnalyticsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _row(line: CostLine, name: str | None = None) -> list[str]:
@@ -56,7 +49,7 @@ def _row(line: CostLine, name: str | None = None) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @pass_settings
 def costs(
-    settings: CLISettings, group_by: str, start: str | None, end: str | None, as_json: bool
+    settings: CLISettings, group_by: GroupBy, start: str | None, end: str | None, as_json: bool
 ) -> None:
     """Tokens and cost per model, workflow, provider, capability or service (ANALYTICS_URL)."""
     report = run(fetch_costs(settings, group_by, start, end))

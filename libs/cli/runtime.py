@@ -44,10 +44,6 @@ def progress() -> Progress:
     )
 
 
-def bearer(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def run(work: Coroutine[Any, Any, T], *, broker: str | None = None) -> T:
     """Run ``work``; a broker or service that cannot be reached ends the command with one line
     saying which (exit 1), not a traceback."""

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from libs.cli.runtime import bearer, err, pass_settings, run
+from libs.cli.runtime import err, pass_settings, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
+from libs.common.clients.runner import RunnerClient, RunnerError, RunnerRefused
 from libs.common.kafka.records import send_acknowledged
 from libs.common.schemas.documents import DeadLetter
 from libs.common.schemas.workflows import (
@@ -54,15 +54,6 @@ def parse_input(text: str) -> dict[str, Any]:
     return value
 
 
-def _problem(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500]
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return str(detail or body)[:500]
-
-
 # -- over REST -------------------------------------------------------------------------------
 
 
@@ -78,32 +69,27 @@ async def start_over_rest(
     """``POST /workflows/{id}/runs`` (``wait=true`` when waiting: the runner answers once the
     run settles, up to its own limit); then ``GET /runs/{id}`` until it settles."""
     request = RunRequest(input=payload, run_id=run_id)
-    # The runner may hold a waiting request for RUNNER_MAX_WAIT_S; the read timeout is ours.
-    timeout = httpx.Timeout(10.0, read=timeout_s + 10.0 if wait else 30.0)
-    async with httpx.AsyncClient(
-        base_url=settings.runner_url.rstrip("/"),
-        headers={"Content-Type": "application/json", **bearer(settings.runner_token)},
-        timeout=timeout,
-    ) as http:
-        response = await http.post(
-            f"/workflows/{workflow_id}/runs",
-            content=msgspec.json.encode(request),
-            params={"wait": "true"} if wait else {},
-        )
-        if response.status_code not in (200, 202):
-            raise click.ClickException(
-                f"the runner refused the run ({response.status_code}): {_problem(response)}"
-            )
-        status = msgspec.json.decode(response.content, type=RunStatus)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        with err.status(f"run {status.run_id}: {status.status}") as spinner:
-            while wait and status.status not in SETTLED and loop.time() < deadline:
-                await asyncio.sleep(POLL_S)
-                response = await http.get(f"/runs/{status.run_id}")
-                response.raise_for_status()
-                status = msgspec.json.decode(response.content, type=RunStatus)
-                spinner.update(f"run {status.run_id}: {status.status}")
+    try:
+        async with RunnerClient(
+            settings.runner_url, token=settings.runner_token, timeout_s=30.0
+        ) as runner:
+            try:
+                status = await runner.start_run(
+                    workflow_id, request, wait_s=timeout_s if wait else None
+                )
+            except RunnerRefused as exc:  # the run's own problem: unknown workflow, bad input
+                raise click.ClickException(
+                    f"the runner refused the run ({exc.status_code}): {exc.detail}"
+                ) from exc
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            with err.status(f"run {status.run_id}: {status.status}") as spinner:
+                while wait and status.status not in SETTLED and loop.time() < deadline:
+                    await asyncio.sleep(POLL_S)
+                    status = await runner.get_run(status.run_id)
+                    spinner.update(f"run {status.run_id}: {status.status}")
+    except RunnerError as exc:
+        raise click.ClickException(str(exc)) from exc
     return status
 
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import httpx
-import msgspec
-
-from libs.common.clients.http import service_http
+from libs.common.clients.analytics import AnalyticsClient
 from libs.common.schemas.usage import EventBatch, QualityScore
 from libs.evaluation.report import AnswerRow
 
@@ -22,10 +19,6 @@ METRIC_OF_TASK = {
     "sentiment": "sentiment_correct",
     "summary": "summary_faithfulness",
 }
-
-
-class AnalyticsError(Exception):
-    """The collector could not be reached or refused the scores."""
 
 
 def scores_of(
@@ -55,22 +48,12 @@ def scores_of(
 
 
 async def send_scores(url: str, scores: Sequence[QualityScore], *, token: str | None) -> int:
-    """POST the scores in batches; the number the collector stored or already held."""
+    """POST the scores in batches; the number the collector stored or already held. Raises the
+    client's ``AnalyticsError`` when the collector cannot be reached or refuses a batch."""
     taken = 0
-    async with service_http(url, token=token, timeout_s=30.0) as http:
+    async with AnalyticsClient(url, token=token, timeout_s=30.0) as analytics:
         for start in range(0, len(scores), BATCH):
             batch = EventBatch(scores=list(scores[start : start + BATCH]))
-            try:
-                response = await http.post(
-                    "/events",
-                    content=msgspec.json.encode(batch),
-                    headers={"Content-Type": "application/json"},
-                )
-            except httpx.HTTPError as exc:
-                raise AnalyticsError(f"{url}/events failed: {type(exc).__name__}: {exc}") from exc
-            if response.status_code >= 300:
-                raise AnalyticsError(
-                    f"{url}/events answered {response.status_code}: {response.text[:500]}"
-                )
-            taken += len(batch.scores)
+            result = await analytics.send_events(batch)
+            taken += result.stored + result.duplicates
     return taken

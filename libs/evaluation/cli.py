@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from libs.common.clients.analytics import AnalyticsError
 from libs.common.clients.llm_errors import LLMError, LLMRefused, LLMUnusableAnswer
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
@@ -285,7 +286,7 @@ async def _send(
         try:
             taken = await analytics.send_scores(args.analytics_url, scores, token=token)
             print(f"analytics: {taken} scores sent")
-        except analytics.AnalyticsError as exc:
+        except AnalyticsError as exc:
             print(f"error: the scores were not sent: {exc}", file=sys.stderr)
             ok = False
     return ok

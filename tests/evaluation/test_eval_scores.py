@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
 from libs.common.schemas.documents import Task
-from libs.common.schemas.usage import EventBatch
+from libs.common.schemas.usage import ScoreReport
 from libs.evaluation.cli import main
 from libs.evaluation.eval_set import EvalDocument
 from libs.evaluation.report import EvalReport, decode
@@ -34,8 +35,7 @@ from tests.evaluation.scripted import (
 )
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
-from tests.support.processes import free_port
-from tests.support.receivers import WebhookReceiver
+from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 
 DOCS = dev_documents()[:4]
 LABELS = ("positive", "neutral", "negative")
@@ -77,17 +77,29 @@ def model() -> Iterator[tuple[str, OpenAIResponder]]:
         yield f"{url}/v1", responder
 
 
+@pytest.fixture
+def analytics(service_processes: ServiceProcesses, tmp_path: Path) -> ServiceProcess:
+    """The analytics collector on a DuckDB file of the test's own, not consuming Kafka."""
+    environment = {
+        "ANALYTICS_CONSUME": "false",
+        "ANALYTICS_DB_PATH": str(tmp_path / "analytics.duckdb"),
+    }
+    return service_processes.start("services.analytics.app:app", environment, name="analytics")
+
+
 def run(url: str, out: Path, *extra: str) -> tuple[int, EvalReport]:
     code = main(["--url", url, "--limit", "4", "--out", str(out), *extra])
     return code, decode((out / "report.json").read_bytes())
 
 
 def test_the_report_gives_the_fractions_the_script_makes(
-    model: tuple[str, OpenAIResponder], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model: tuple[str, OpenAIResponder],
+    analytics: ServiceProcess,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, responder = model
-    with WebhookReceiver() as analytics:
-        code, report = run(url, tmp_path, "--analytics-url", analytics.url, "--concurrency", "3")
+    code, report = run(url, tmp_path, "--analytics-url", analytics.url, "--concurrency", "3")
 
     sizes = [len(d.expected_key_figures) for d in DOCS]
     assert code == 0
@@ -133,28 +145,34 @@ def test_the_report_gives_the_fractions_the_script_makes(
     assert all(r["temperature"] == 0 for r in responder.requests)
     assert len(responder.requests) == sum(r.calls for r in report.answers) == 4 * 3 + 2 + 2
 
-    # The scores analytics received: one per scored answer, plus grounded per structured one.
-    sent = [msgspec.convert(body, EventBatch) for path, body in analytics.received]
-    assert {path for path, _ in analytics.received} == {"/events"}
-    scores = [s for batch in sent for s in batch.scores]
-    metrics = sorted((s.metric, s.value) for s in scores if s.run_id.endswith("/sentiment"))
-    assert metrics == sorted(
-        [("sentiment_correct", v) for v in (1.0, 0.0, 1.0, 1.0)]
-        + [("grounded", v) for v in (1.0, 1.0, 0.0, 1.0)]
-    )
-    assert len(scores) == 4 + 4 + 3 + 4 + 4
-    assert {s.workflow_id for s in scores} == {
+    # The scores analytics holds: one per scored answer, plus grounded per structured one.
+    held = httpx.get(f"{analytics.url}/analytics/scores")
+    assert held.status_code == 200, held.text
+    lines = {
+        (line.workflow_id, line.metric): line
+        for line in msgspec.json.decode(held.content, type=ScoreReport).scores
+    }
+    sentiment = {
+        metric: (line.count, line.mean)
+        for (workflow_id, metric), line in lines.items()
+        if workflow_id == "kafka_llm_processor.sentiment"
+    }
+    assert sentiment == {"sentiment_correct": (4, 3 / 4), "grounded": (4, 3 / 4)}
+    assert sum(line.count for line in lines.values()) == 4 + 4 + 3 + 4 + 4
+    assert {workflow_id for workflow_id, _ in lines} == {
         "kafka_llm_processor.key_figures",
         "kafka_llm_processor.sentiment",
         "kafka_llm_processor.summary",
     }
-    assert {s.model for s in scores} == {"scripted"}
+    assert {line.model for line in lines.values()} == {"scripted"}
 
     html = (tmp_path / "report.html").read_text()
     assert "<svg" in html
     assert "<script" not in html
     assert "<link" not in html
-    assert "precision" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "precision" in printed
+    assert f"analytics: {4 + 4 + 3 + 4 + 4} scores sent" in printed
 
 
 @pytest.mark.parametrize(("margin", "expected_code"), [(-0.01, 0), (0.01, 1)])

@@ -1,0 +1,73 @@
+"""Talk to the LangGraph runner: start a run of a workflow, and read where a run is.
+
+A start answers 202 with the run still going, or 200 once it has settled; with ``wait_s`` the
+runner is asked (``wait=true``) to hold the request until the run settles, which it does up to
+its own limit (``RUNNER_MAX_WAIT_S``) before answering 202 anyway: poll
+:meth:`RunnerClient.get_run` from there.
+"""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+
+from libs.common.clients.http import ServiceClient
+from libs.common.errors import PASError
+from libs.common.schemas.workflows import RunRequest, RunStatus
+
+WAIT_MARGIN_S = 10.0
+"""Read time allowed beyond ``wait_s``: the runner answers after its wait, not at its end."""
+
+_decode_status = msgspec.json.Decoder(RunStatus).decode
+
+
+class RunnerError(PASError):
+    """The runner could not be reached, failed, or refused the request."""
+
+
+class RunnerRefused(RunnerError):
+    """The runner refused the request (a 4xx: unknown workflow, taken run id, bad input, no
+    token); ``detail`` says why."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"the runner answered {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class RunnerUnavailable(RunnerError):
+    """The runner could not be reached or failed (connect error, timeout, 5xx); retry later."""
+
+    status_code = 503
+
+
+class RunnerClient(ServiceClient):
+    def _unavailable(self, reason: str) -> Exception:
+        return RunnerUnavailable(reason)
+
+    def _refused(self, status_code: int, detail: str) -> Exception:
+        return RunnerRefused(status_code, detail)
+
+    async def start_run(
+        self, workflow_id: str, request: RunRequest, *, wait_s: float | None = None
+    ) -> RunStatus:
+        """Start a run of ``workflow_id``. With ``wait_s``, ask the runner to answer once the run
+        settles and give it up to ``wait_s`` (plus a margin) to do so; the run may still be
+        going when the runner's own limit comes first."""
+        params: dict[str, str] = {}
+        timeout: httpx.Timeout | None = None
+        if wait_s is not None:
+            params = {"wait": "true"}
+            timeout = httpx.Timeout(self._http.timeout.connect, read=wait_s + WAIT_MARGIN_S)
+        response = await self._request(
+            "POST",
+            f"/workflows/{workflow_id}/runs",
+            content=msgspec.json.encode(request),
+            params=params,
+            request_timeout=timeout,
+        )
+        return _decode_status(response.content)
+
+    async def get_run(self, run_id: str) -> RunStatus:
+        response = await self._request("GET", f"/runs/{run_id}")
+        return _decode_status(response.content)
