@@ -44,6 +44,14 @@ def from_openai(request: ChatCompletionRequest) -> Generation:
         seed=request.seed,
         json_schema=json_schema,
         json_mode=json_mode,
+        repeat_penalty=request.repeat_penalty,
+        repeat_last_n=request.repeat_last_n,
+        frequency_penalty=request.frequency_penalty,
+        presence_penalty=request.presence_penalty,
+        dry_multiplier=request.dry_multiplier,
+        dry_base=request.dry_base,
+        dry_allowed_length=request.dry_allowed_length,
+        dry_penalty_last_n=request.dry_penalty_last_n,
     )
 
 
@@ -61,6 +69,10 @@ def _ollama_generation(
         stop=list(o.stop or []),
         json_schema=fmt if isinstance(fmt, dict) else None,
         json_mode=fmt == "json",
+        repeat_penalty=o.repeat_penalty,
+        repeat_last_n=o.repeat_last_n,
+        frequency_penalty=o.frequency_penalty,
+        presence_penalty=o.presence_penalty,
     )
 
 

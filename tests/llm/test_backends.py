@@ -168,11 +168,17 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
                 "temperature": 0,
                 "max_tokens": 30,
                 "seed": 7,
+                "frequency_penalty": 0.5,
+                "repeat_penalty": 1.1,
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "t", "schema": SCHEMA},
                 },
             },
+        )
+        no_dry = await pas.post(
+            "/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hi"}], "dry_multiplier": 0.8},
         )
 
     assert health["details"]["model_loaded"] is True
@@ -185,8 +191,17 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
     }
     sent = seen[0]
     assert sent["model"] == "llama3.1:8b"
-    assert sent["options"] == {"temperature": 0, "num_predict": 30, "seed": 7}
+    assert sent["options"] == {
+        "temperature": 0,
+        "num_predict": 30,
+        "seed": 7,
+        "frequency_penalty": 0.5,
+        "repeat_penalty": 1.1,
+    }
     assert sent["format"] == SCHEMA
+    assert no_dry.status_code == 400
+    assert "dry_multiplier: Ollama has no DRY sampler" in no_dry.text
+    assert len(seen) == 1  # refused before Ollama was asked
 
 
 async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
@@ -207,7 +222,11 @@ async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
         ).json()
         streamed = await pas.post(
             "/api/chat",
-            json={"messages": [{"role": "user", "content": "Hi"}], "stream": True},
+            json={
+                "messages": [{"role": "user", "content": "Hi"}],
+                "stream": True,
+                "options": {"presence_penalty": 0.25, "repeat_last_n": 32},
+            },
         )
 
     assert plain["model"] == "gpt-test"
@@ -218,6 +237,9 @@ async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
     }
     assert "guided_json" not in seen[0]
     assert seen[1]["stream_options"] == {"include_usage": True}
+    # Ollama's option names reach an OpenAI-compatible server as llama.cpp server names them.
+    assert (seen[1]["presence_penalty"], seen[1]["repeat_last_n"]) == (0.25, 32)
+    assert "frequency_penalty" not in seen[0]
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert "".join(line["message"]["content"] for line in lines) == "Hello desk"
     assert lines[-1]["eval_count"] == 2

@@ -1,7 +1,7 @@
 """The batch engine on the real model, below the service: a sequence moved to a lower slot when
 the ones below it finish (so that one pass decodes every sequence) keeps its answer, a
-sequence whose caller went away frees its slot, and greedy answers under a JSON grammar are
-the ones the whole sampler chain gives."""
+sequence whose caller went away frees its slot, and greedy answers under a JSON grammar, with
+or without penalties on repeating, are the ones the whole sampler chain gives."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS, SCHEMAS
 from services.kafka_llm_processor.send_samples import sample_documents
 from services.llm.backends.embedded import _json_grammar
-from services.llm.backends.llama_batch import BatchEngine, Finished, Sampling, SequenceRequest
+from services.llm.backends.llama_batch import (
+    BatchEngine,
+    Finished,
+    Penalties,
+    Sampling,
+    SequenceRequest,
+)
 from services.llm.model_files import packaged_gguf
 
 PROMPT = (
@@ -29,7 +35,12 @@ class Answer:
     """One request to the engine, and what came back."""
 
     def __init__(
-        self, engine: BatchEngine, max_tokens: int, prompt: str = PROMPT, grammar: str | None = None
+        self,
+        engine: BatchEngine,
+        max_tokens: int,
+        prompt: str = PROMPT,
+        grammar: str | None = None,
+        penalties: Penalties | None = None,
     ) -> None:
         self.cancel = threading.Event()
         self.done = threading.Event()
@@ -39,7 +50,7 @@ class Answer:
             SequenceRequest(
                 tokens=engine.call(lambda: engine.tokenize(prompt)).result(),
                 max_tokens=max_tokens,
-                sampling=Sampling(temperature=0, grammar=grammar),
+                sampling=Sampling(temperature=0, grammar=grammar, penalties=penalties),
                 stop=[],
                 emit=self.texts.append,
                 finish=self._finish,
@@ -138,3 +149,34 @@ def test_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
     assert [a.text for a in got] == [w.text for w in want]  # type: ignore[union-attr]
     assert engine.grammar_shortcuts > shortcuts_before  # the check alone was taken
     assert whole_chain.grammar_shortcuts == 0
+
+
+PENALTIES = Penalties(last_n=64, repeat=1.3, frequency=0.5, presence=0.5)
+
+
+def test_penalised_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
+    model: Any, engine: BatchEngine
+) -> None:
+    """The likeliest token after the penalties, checked alone against the grammar, is the one
+    the chain (penalties over the whole vocabulary, grammar, greedy) picks; and the penalties
+    change what the model repeats."""
+    whole_chain = WholeChainEngine(model, slots=4, context_per_slot=512, n_threads=None)
+    try:
+        asked = [
+            (_question(document.content, "key_figures"), _json_grammar(SCHEMAS["key_figures"]))
+            for document in sample_documents()[:4]
+        ]
+        shortcuts_before = engine.grammar_shortcuts
+        answers = [Answer(engine, 96, p, g, PENALTIES) for p, g in asked]
+        expected = [Answer(whole_chain, 96, p, g, PENALTIES) for p, g in asked]
+        plain = [Answer(engine, 96, p, g) for p, g in asked]
+        got = [answer.result() for answer in answers]
+        want = [answer.result() for answer in expected]
+        unpenalised = [answer.result() for answer in plain]
+    finally:
+        whole_chain.close()
+
+    assert all(isinstance(answer, Finished) for answer in [*got, *unpenalised])
+    assert [a.text for a in got] == [w.text for w in want]  # type: ignore[union-attr]
+    assert engine.grammar_shortcuts > shortcuts_before
+    assert [a.text for a in got] != [u.text for u in unpenalised]  # type: ignore[union-attr]

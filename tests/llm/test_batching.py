@@ -22,7 +22,8 @@ SENTIMENT = {
     "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative", "neutral"]}},
     "required": ["sentiment"],
 }
-# Different prompts, lengths, samplers: greedy, a JSON grammar, a seeded draw, a stop string.
+# Different prompts, lengths, samplers: greedy, a JSON grammar, a seeded draw, a stop string,
+# penalties on repeating.
 REQUESTS: list[dict[str, Any]] = [
     {"content": "Summarize: Apple's quarterly revenue rose 5% to 90 billion dollars."},
     {
@@ -34,6 +35,12 @@ REQUESTS: list[dict[str, Any]] = [
     },
     {"content": "Explain settlement risk in FX trading.", "temperature": 0.8, "seed": 7},
     {"content": "List three risks of holding corporate bonds.", "stop": ["3."]},
+    {
+        "content": "Repeat after me: buy, buy, buy, buy, buy, buy.",
+        "frequency_penalty": 0.5,
+        "presence_penalty": 0.5,
+        "repeat_penalty": 1.3,
+    },
 ]
 
 
@@ -136,3 +143,23 @@ async def test_the_batch_holds_at_most_parallel_answers_and_the_rest_wait(
     assert [answer(r) for r in together] == [answer(r) for r in alone]
     # Each pass made one token for each answer in it, and held at most ``parallel`` of them.
     assert passes < steps <= parallel * passes
+
+
+async def test_penalties_on_repeating_lower_what_an_answer_repeats(
+    services: dict[int, ServiceProcess],
+) -> None:
+    """OpenAI's frequency and presence penalties, llama.cpp's repeat penalty and its DRY reach
+    the sampler: an answer asked to repeat a word says it fewer times with them."""
+    body = chat({"content": "Repeat after me: buy, buy, buy, buy, buy, buy, buy, buy."}, 48)
+    penalised = {**body, "frequency_penalty": 1.0, "presence_penalty": 1.0, "repeat_penalty": 1.3}
+    dry = {**body, "dry_multiplier": 0.8, "dry_penalty_last_n": -1}
+    async with httpx.AsyncClient(base_url=services[2].url, timeout=120) as llm:
+        plain = answer(await llm.post("/v1/chat/completions", json=body))[0]
+        fewer = answer(await llm.post("/v1/chat/completions", json=penalised))[0]
+        unlooped = answer(await llm.post("/v1/chat/completions", json=dry))[0]
+        refused = await llm.post("/v1/chat/completions", json={**body, "repeat_penalty": 0})
+
+    assert fewer.lower().count("buy") < plain.lower().count("buy")
+    assert unlooped.lower().count("buy") < plain.lower().count("buy")
+    assert refused.status_code == 400
+    assert "repeat_penalty" in refused.text

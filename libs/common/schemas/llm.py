@@ -14,6 +14,12 @@ Role = Literal["system", "user", "assistant", "tool", "developer"]
 Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=131_072)]
+Penalty = Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]
+"""OpenAI's frequency and presence penalties: subtracted from a repeated token's logit."""
+RepeatPenalty = Annotated[float, msgspec.Meta(gt=0.0, le=2.0)]
+"""llama.cpp's and Ollama's: a repeated token's logit divided by it; 1.0 is none."""
+RepeatLastN = Annotated[int, msgspec.Meta(ge=-1, le=131_072)]
+"""How many of the answer's last tokens count as repeated (Ollama: -1 the whole context)."""
 
 
 # --- OpenAI chat completions -------------------------------------------------------------------
@@ -64,6 +70,15 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    # llama.cpp server's extensions (vLLM's repetition_penalty is the same rule).
+    repeat_penalty: RepeatPenalty | None = None
+    repeat_last_n: RepeatLastN | None = None
+    dry_multiplier: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] | None = None
+    dry_base: Annotated[float, msgspec.Meta(ge=1.0, le=10.0)] | None = None
+    dry_allowed_length: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
+    dry_penalty_last_n: RepeatLastN | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
     response_format: ResponseFormat | None = None
     user: str | None = None
@@ -140,6 +155,10 @@ class OllamaOptions(msgspec.Struct, kw_only=True):
     seed: int | None = None
     stop: list[str] | None = None
     num_ctx: int | None = None
+    repeat_penalty: RepeatPenalty | None = None
+    repeat_last_n: RepeatLastN | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
 
 
 class GenerateRequest(msgspec.Struct, kw_only=True):

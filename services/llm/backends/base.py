@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import msgspec
 from prometheus_client.registry import Collector
@@ -27,6 +27,23 @@ class Generation(msgspec.Struct, kw_only=True):
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
     json_mode: bool = False
+    # Penalties on repeating the answer's own tokens; None: the backend's default (none).
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    """-1: the whole context; 0: no penalty."""
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # llama.cpp's DRY: lowers what would extend a loop; None: the backend's default (off).
+    dry_multiplier: float | None = None
+    dry_base: float | None = None
+    dry_allowed_length: int | None = None
+    dry_penalty_last_n: int | None = None
+
+
+PENALTY_FIELDS: Final = ("repeat_penalty", "repeat_last_n", "frequency_penalty", "presence_penalty")
+"""The penalty fields of a Generation, named as Ollama's options and llama.cpp server name them."""
+DRY_FIELDS: Final = ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n")
+"""DRY's fields of a Generation, named as llama.cpp server names them (Ollama has no DRY)."""
 
 
 class Completion(msgspec.Struct, kw_only=True):

@@ -58,7 +58,9 @@ from services.llm.backends.base import (
 )
 from services.llm.backends.llama_batch import (
     BatchEngine,
+    Dry,
     Finished,
+    Penalties,
     Sampling,
     SequenceRequest,
     check_grammar,
@@ -67,6 +69,8 @@ from services.llm.backends.llama_batch import (
 logger = structlog.get_logger("pas.llm.embedded")
 
 DEFAULT_TEMPERATURE = 0.8
+DEFAULT_REPEAT_LAST_N = 64
+"""The window a penalty looks back over when the request names none (llama.cpp's, Ollama's)."""
 # Used when a GGUF file carries no chat template of its own.
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
@@ -359,7 +363,13 @@ class EmbeddedBackend:
         temperature = (
             DEFAULT_TEMPERATURE if generation.temperature is None else (generation.temperature)
         )
-        sampling = Sampling(temperature=temperature, seed=generation.seed, grammar=grammar)
+        sampling = Sampling(
+            temperature=temperature,
+            seed=generation.seed,
+            grammar=grammar,
+            penalties=self._penalties(generation),
+            dry=self._dry(generation),
+        )
         if generation.top_p is not None:
             sampling = msgspec.structs.replace(sampling, top_p=generation.top_p)
         return _Prepared(
@@ -368,6 +378,41 @@ class EmbeddedBackend:
             sampling=sampling,
             stop=[*generation.stop, self._formatter.eos_token],
         )
+
+    def _penalties(self, generation: Generation) -> Penalties | None:
+        """llama.cpp's penalties from the request's (OpenAI's or Ollama's names); none unless
+        asked for, as OpenAI and llama-cpp-python default. A window of -1 is the context."""
+        asked = (
+            generation.repeat_penalty,
+            generation.frequency_penalty,
+            generation.presence_penalty,
+        )
+        if all(value is None for value in asked):
+            return None
+        last_n = generation.repeat_last_n
+        if last_n is None:
+            last_n = DEFAULT_REPEAT_LAST_N
+        return Penalties(
+            last_n=self._n_ctx if last_n == -1 else last_n,
+            repeat=1.0 if generation.repeat_penalty is None else generation.repeat_penalty,
+            frequency=generation.frequency_penalty or 0.0,
+            presence=generation.presence_penalty or 0.0,
+        )
+
+    def _dry(self, generation: Generation) -> Dry | None:
+        """llama.cpp's DRY when the request asks for it (a multiplier above 0), with llama.cpp
+        server's defaults for what it leaves out."""
+        if not generation.dry_multiplier:
+            return None
+        dry = Dry(multiplier=generation.dry_multiplier)
+        if generation.dry_base is not None:
+            dry = msgspec.structs.replace(dry, base=generation.dry_base)
+        if generation.dry_allowed_length is not None:
+            dry = msgspec.structs.replace(dry, allowed_length=generation.dry_allowed_length)
+        if generation.dry_penalty_last_n is not None:
+            last_n = generation.dry_penalty_last_n
+            dry = msgspec.structs.replace(dry, last_n=self._n_ctx if last_n == -1 else last_n)
+        return dry
 
     def _score(self, messages: list[Turn], choices: list[str]) -> list[float]:
         llm = self._llm

@@ -58,6 +58,36 @@ class Finished(msgspec.Struct):
     eval_ns: int
 
 
+class Penalties(msgspec.Struct, frozen=True):
+    """llama.cpp's penalties on repeating the answer's own last ``last_n`` tokens: a token seen
+    there has its logit divided by ``repeat`` (multiplied, when negative), then lowered by
+    ``frequency`` for each time it was seen and by ``presence`` once."""
+
+    last_n: int
+    repeat: float = 1.0
+    frequency: float = 0.0
+    presence: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.last_n != 0 and (
+            self.repeat != 1.0 or self.frequency != 0.0 or self.presence != 0.0
+        )
+
+
+class Dry(msgspec.Struct, frozen=True):
+    """llama.cpp's DRY ("don't repeat yourself"): a token that would extend a stretch of the
+    answer's last ``last_n`` tokens repeating an earlier one, past ``allowed_length`` tokens,
+    is lowered by ``multiplier * base ** (length - allowed_length)``. Unlike the penalties, a
+    figure said once is not touched: only loops are. ``breakers`` end a stretch."""
+
+    multiplier: float
+    base: float = 1.75
+    allowed_length: int = 2
+    last_n: int = 64
+    breakers: tuple[str, ...] = ("\n", ":", '"', "*")
+
+
 class Sampling(msgspec.Struct, frozen=True):
     """How a sequence picks its tokens (llama-cpp-python's defaults where a request is silent)."""
 
@@ -68,6 +98,11 @@ class Sampling(msgspec.Struct, frozen=True):
     seed: int | None = None
     grammar: str | None = None
     """GBNF whose ``root`` rule every answer must match."""
+    penalties: Penalties | None = None
+    """Applied first, as llama-cpp-python's chain does; None or inactive: none."""
+    dry: Dry | None = None
+    """After the penalties; a grammar's greedy token is then always found by the whole chain
+    (which tokens DRY lowers is not known before it runs)."""
 
 
 class SequenceRequest(msgspec.Struct):
@@ -95,10 +130,17 @@ class _Running:
         # Greedy under a grammar: the chain's grammar sampler, to check the likeliest token
         # alone first (see ``BatchEngine._sample``).
         sampling = request.sampling
+        penalized = sampling.penalties is not None and sampling.penalties.active
         self.greedy_grammar = (
-            llama.llama_sampler_chain_get(sampler, 0)
-            if sampling.grammar is not None and sampling.temperature == 0
+            llama.llama_sampler_chain_get(sampler, 1 if penalized else 0)
+            if sampling.grammar is not None and sampling.temperature == 0 and sampling.dry is None
             else None
+        )
+        # With penalties, the chain's first sampler and the tokens it has seen (the same as
+        # its own window), to find the likeliest token after penalties without the grammar.
+        self.penalties = llama.llama_sampler_chain_get(sampler, 0) if penalized else None
+        self.recent: deque[int] = deque(
+            maxlen=sampling.penalties.last_n if sampling.penalties and penalized else 0
         )
         self.position = len(request.tokens)
         self.pending = -1  # the token sampled last, fed in the next pass
@@ -338,8 +380,12 @@ class BatchEngine:
             logits = np.ctypeslib.as_array(
                 llama.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,)
             )
-            best = int(logits.argmax())  # the first of equals, as llama.cpp's greedy picks
-            candidate = llama.llama_token_data(best, float(logits[best]), 0.0)
+            if sequence.penalties is None:
+                best = int(logits.argmax())  # the first of equals, as llama.cpp's greedy picks
+                logit = float(logits[best])
+            else:
+                best, logit = _penalized_best(logits, sequence.recent, sequence.penalties)
+            candidate = llama.llama_token_data(best, logit, 0.0)
             alone = llama.llama_token_data_array(
                 data=ctypes.pointer(candidate), size=1, selected=-1, sorted=False
             )
@@ -347,8 +393,11 @@ class BatchEngine:
             if candidate.logit != -math.inf:
                 llama.llama_sampler_accept(sequence.sampler, best)
                 self.grammar_shortcuts += 1
+                sequence.recent.append(best)
                 return best
-        return int(llama.llama_sampler_sample(sequence.sampler, self._ctx, row))
+        token = int(llama.llama_sampler_sample(sequence.sampler, self._ctx, row))
+        sequence.recent.append(token)
+        return token
 
     def _advance(self, sequence: _Running, row: int) -> None:
         """Sample the sequence's next token from ``row``'s logits; end it or keep it going."""
@@ -454,10 +503,62 @@ def check_grammar(model: Any, grammar: str) -> bool:
     return True
 
 
+def _penalized_best(logits: np.ndarray, recent: deque[int], penalties: Any) -> tuple[int, float]:
+    """The likeliest token once the penalties sampler has lowered the tokens in ``recent``,
+    and its logit, as greedy would pick it (the first of equals). The penalised logits come
+    from the sampler itself, so they are llama.cpp's to the last bit; the others are as they
+    are, so their best is the argmax with the penalised ones left out."""
+    seen = sorted(set(recent))
+    if not seen:
+        best = int(logits.argmax())
+        return best, float(logits[best])
+    others = logits.copy()
+    others[seen] = -np.inf
+    best = int(others.argmax())
+    logit = float(others[best])
+    lowered = (llama.llama_token_data * len(seen))(
+        *(llama.llama_token_data(token, float(logits[token]), 0.0) for token in seen)
+    )
+    array = llama.llama_token_data_array(data=lowered, size=len(seen), selected=-1, sorted=False)
+    llama.llama_sampler_apply(penalties, ctypes.byref(array))
+    for entry in lowered:
+        token, value = int(entry.id), float(entry.logit)
+        if value > logit or (value == logit and token < best):
+            best, logit = token, value
+    return best, logit
+
+
 def _sampler_chain(vocab: Any, sampling: Sampling) -> Any:
-    """The chain llama-cpp-python builds for a completion: grammar, then greedy at temperature
-    0, else top-k, top-p, min-p, temperature and a seeded draw."""
+    """The chain llama-cpp-python builds for a completion: penalties, grammar, then greedy at
+    temperature 0, else top-k, top-p, min-p, temperature and a seeded draw."""
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    penalties = sampling.penalties
+    if penalties is not None and penalties.active:
+        llama.llama_sampler_chain_add(
+            chain,
+            llama.llama_sampler_init_penalties(
+                llama.llama_vocab_n_tokens(vocab),
+                penalties.last_n,
+                penalties.repeat,
+                penalties.frequency,
+                penalties.presence,
+            ),
+        )
+    if sampling.dry is not None:
+        dry = sampling.dry
+        breakers = (ctypes.c_char_p * len(dry.breakers))(*(b.encode() for b in dry.breakers))
+        llama.llama_sampler_chain_add(
+            chain,
+            llama.llama_sampler_init_dry(
+                vocab,
+                dry.multiplier,
+                dry.base,
+                dry.allowed_length,
+                dry.last_n,
+                breakers,
+                len(dry.breakers),
+            ),
+        )
     if sampling.grammar is not None:
         grammar = _grammar_sampler(vocab, sampling.grammar)
         if not grammar:

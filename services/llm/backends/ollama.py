@@ -10,9 +10,11 @@ import httpx
 import msgspec
 from prometheus_client.registry import Collector
 
-from libs.common.errors import BackendUnavailable
+from libs.common.errors import BackendUnavailable, InvalidRequest
 from libs.common.schemas.llm import OllamaChatResponse
 from services.llm.backends.base import (
+    DRY_FIELDS,
+    PENALTY_FIELDS,
     BackendHealth,
     Completion,
     Generation,
@@ -82,6 +84,8 @@ class OllamaBackend:
         return BackendHealth(answers=True, detail=f"Ollama at {self.location} serves the model")
 
     def _body(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
+        if asked := [key for key in DRY_FIELDS if getattr(generation, key) is not None]:
+            raise InvalidRequest(f"{', '.join(asked)}: Ollama has no DRY sampler")
         options: dict[str, Any] = {}
         if generation.temperature is not None:
             options["temperature"] = generation.temperature
@@ -93,6 +97,9 @@ class OllamaBackend:
             options["seed"] = generation.seed
         if generation.stop:
             options["stop"] = generation.stop
+        for key in PENALTY_FIELDS:
+            if (value := getattr(generation, key)) is not None:
+                options[key] = value
         body: dict[str, Any] = {
             "model": self._description.name,
             "messages": [msgspec.structs.asdict(m) for m in generation.messages],

@@ -18,6 +18,8 @@ from libs.common.clients.openai_compat import openai_base_url
 from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
 from libs.common.schemas.llm import ModelList
 from services.llm.backends.base import (
+    DRY_FIELDS,
+    PENALTY_FIELDS,
     BackendHealth,
     Completion,
     Generation,
@@ -128,7 +130,8 @@ class OpenAIBackend:
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
-        for key in ("temperature", "top_p", "max_tokens", "seed"):
+        # repeat_* and dry_* are llama.cpp server's; OpenAI refuses them (a 400), vLLM ignores.
+        for key in ("temperature", "top_p", "max_tokens", "seed", *PENALTY_FIELDS, *DRY_FIELDS):
             value = getattr(generation, key)
             if value is not None:
                 body[key] = value
