@@ -26,6 +26,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from libs.common.clients.analytics import AnalyticsError
 from libs.common.clients.llm_errors import LLMError, LLMRefused, LLMUnusableAnswer
@@ -67,6 +70,23 @@ def _positive(text: str) -> int:
     return value
 
 
+_ASKED_BY_THE_PROCESSOR = {"messages", "temperature", "max_tokens", "response_format", "model"}
+
+
+def _sampling(text: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object of request fields is expected")
+    if taken := sorted(_ASKED_BY_THE_PROCESSOR & value.keys()):
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(taken)}: set as the processor sets it (see --model, --max-tokens)"
+        )
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m libs.evaluation",
@@ -90,6 +110,14 @@ def parser() -> argparse.ArgumentParser:
         dest="grounding_retry",
         action="store_false",
         help="do not ask an ungrounded answer again (as PROCESSOR_GROUNDING_RETRY=false)",
+    )
+    p.add_argument(
+        "--sampling",
+        type=_sampling,
+        default={},
+        metavar="JSON",
+        help="more request fields for every question, e.g. '{\"frequency_penalty\": 0.5}' "
+        "(the processor asks with none)",
     )
     p.add_argument("--out", type=Path, help="report folder (default .pas/eval/<eval id>/)")
 
@@ -179,7 +207,11 @@ async def evaluate(args: argparse.Namespace) -> int:
         else None
     )
     asker = Asker(
-        args.url, api_key=api_key, timeout_s=args.timeout, grounding_retry=args.grounding_retry
+        args.url,
+        api_key=api_key,
+        timeout_s=args.timeout,
+        grounding_retry=args.grounding_retry,
+        sampling=args.sampling,
     )
     try:
         plan = await _plan(args, documents, tasks, defaults, versioning)
@@ -198,6 +230,7 @@ async def evaluate(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             max_tokens=args.max_tokens,
             timeout_s=args.timeout,
+            sampling=args.sampling,
             grounding_retry=args.grounding_retry,
             workflow=args.workflow,
             version=args.version,
@@ -318,7 +351,8 @@ def summary(result: report.EvalReport, out: Path) -> str:
             m = result.summary
             line += (
                 f" faithfulness {_n(m.faithfulness)} ({m.with_numbers} with numbers, "
-                f"{m.without_numbers} without)"
+                f"{m.without_numbers} without); repetition {_n(m.repetition)} "
+                f"({m.repetitive} repetitive)"
             )
         if stats.grounded_before is not None:
             line += f"; grounded {_n(stats.grounded_before)} -> {_n(stats.grounded_after)}"

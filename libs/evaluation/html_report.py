@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
 
+from libs.evaluation import scoring
 from libs.evaluation.report import AnswerRow, EvalReport, Headline
 
 _STYLE = """
@@ -192,7 +193,9 @@ def render(report: EvalReport) -> str:
         m = report.summary
         out.append(
             f"<h2>Summaries</h2><p>faithfulness {_number(m.faithfulness)} over "
-            f"{m.with_numbers} summaries stating numbers; {m.without_numbers} state none</p>"
+            f"{m.with_numbers} summaries stating numbers; {m.without_numbers} state none; "
+            f"repetition {_number(m.repetition)}, {m.repetitive} repetitive (over "
+            f"{scoring.REPETITIVE} of their word trigrams said before)</p>"
         )
     unusable = [u for s in report.tasks for u in s.unusable]
     if unusable:

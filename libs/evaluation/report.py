@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -31,6 +32,8 @@ class EvalConfig(msgspec.Struct, kw_only=True):
     timeout_s: float
     grounding_retry: bool = True
     temperature: float = 0.0
+    sampling: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Request fields asked with besides the processor's (``--sampling``)."""
     workflow: str | None = None
     version: int | None = None
     alias: str | None = None
@@ -77,6 +80,8 @@ class AnswerRow(msgspec.Struct, kw_only=True):
     """Summary: share of its quantities the document holds; ``None`` when it states none."""
     unfounded: list[str] = msgspec.field(default_factory=list)
     """Summary: the quantities it states that the document does not."""
+    repetition: float | None = None
+    """Summary: the share of its word trigrams that repeat an earlier one (``scoring``)."""
     score: float | None = None
     """key_figures: F1; sentiment: 1.0 or 0.0; summary: faithfulness (``None`` when it states
     no number); an unusable answer: 0.0."""
@@ -131,6 +136,10 @@ class SummaryMetrics(msgspec.Struct, kw_only=True):
     without_numbers: int
     faithfulness: float | None
     """Mean over the usable summaries that state a number."""
+    repetition: float | None = None
+    """Mean over the usable summaries."""
+    repetitive: int = 0
+    """Usable summaries whose repetition is above ``scoring.REPETITIVE``."""
 
 
 class GroundingMetrics(msgspec.Struct, kw_only=True):
@@ -210,6 +219,7 @@ def row_of(answered: Answered) -> AnswerRow:
         source = Source.of(f"{document.title}\n{document.content}")
         row.faithfulness = row.score = faithfulness(answered.text, source)
         row.unfounded = unfounded_numbers(answered.text, source)
+        row.repetition = scoring.repetition(answered.text)
     else:
         row.score = 0.0
     return row
@@ -277,11 +287,14 @@ def sentiment_metrics(rows: Sequence[AnswerRow]) -> SentimentMetrics:
 
 def summary_metrics(rows: Sequence[AnswerRow]) -> SummaryMetrics:
     stated = [r.faithfulness for r in rows if r.faithfulness is not None]
+    repetition = [r.repetition for r in rows if r.repetition is not None]
     return SummaryMetrics(
         documents=len(rows),
         with_numbers=len(stated),
         without_numbers=sum(1 for r in rows if r.usable and r.faithfulness is None),
         faithfulness=scoring.mean(stated),
+        repetition=scoring.mean(repetition),
+        repetitive=sum(1 for share in repetition if share > scoring.REPETITIVE),
     )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from libs.common.retries import retried
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment, Task
@@ -92,8 +93,10 @@ class Asker:
         timeout_s: float,
         grounding_retry: bool = True,
         retry_wait_s: float = 0.5,
+        sampling: Mapping[str, Any] | None = None,
     ) -> None:
         self._url = url
+        self._sampling = dict(sampling or {})
         self._grounding_retry = grounding_retry
         self._api_key = api_key
         self._timeout_s = timeout_s
@@ -127,6 +130,7 @@ class Asker:
                     _messages(question, prompting.instruction, strict=strict),
                     max_tokens=prompting.max_tokens,
                     json_schema=SCHEMAS[task],
+                    sampling=self._sampling,
                     headers=headers,
                 )
 

@@ -17,6 +17,11 @@ Each expected figure is matched by at most one predicted figure (a maximum one-t
 matching), so a figure listed twice counts once. Precision is matched / predicted, recall is
 matched / expected, summed over the documents first (micro-averaged); F1 is their harmonic
 mean, per document and over the set.
+
+Summaries. Besides faithfulness (``libs/common/grounding``), **repetition**: the share of a
+summary's word trigrams that repeat an earlier one of it, casefolded. A summary that never says
+the same three words twice scores 0; a model caught in a loop ("Microsoft Cloud Microsoft Cloud
+...") nears 1. Above ``REPETITIVE`` a summary counts as repetitive.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from libs.common.grounding import Quantity, quantities
+
+REPETITIVE = 0.2
+"""The repetition above which a summary is counted as repetitive."""
+_NGRAM = 3
 
 LABELS = ("positive", "neutral", "negative")
 """Sentiment labels, in the order of the confusion matrix's rows (expected) and columns
@@ -120,6 +129,16 @@ def confusion(pairs: Iterable[tuple[str, str]]) -> list[list[int]]:
     for expected, predicted in pairs:
         matrix[LABELS.index(expected)][LABELS.index(predicted)] += 1
     return matrix
+
+
+def repetition(text: str) -> float:
+    """The share of ``text``'s word trigrams that repeat an earlier one (0.0 for a text too
+    short to have two)."""
+    words = text.casefold().split()
+    grams = [tuple(words[i : i + _NGRAM]) for i in range(len(words) - _NGRAM + 1)]
+    if not grams:
+        return 0.0
+    return 1 - len(set(grams)) / len(grams)
 
 
 def share(flags: Sequence[bool]) -> float | None:

@@ -70,9 +70,17 @@ class LLMClient:
         *,
         max_tokens: int,
         json_schema: dict[str, Any] | None = None,
+        sampling: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> LLMAnswer:
-        body: dict[str, Any] = {"messages": messages, "temperature": 0, "max_tokens": max_tokens}
+        """``sampling``: more request fields (``frequency_penalty``, say), under the ones this
+        client sets."""
+        body: dict[str, Any] = {
+            **(sampling or {}),
+            "messages": messages,
+            "temperature": 0,
+            "max_tokens": max_tokens,
+        }
         if self._model:
             body["model"] = self._model
         if json_schema is not None:

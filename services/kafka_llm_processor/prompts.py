@@ -90,7 +90,9 @@ def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment
     try:
         if task == "key_figures":
             figures = msgspec.json.decode(text, type=KeyFiguresAnswer).key_figures
-            return [KeyFigure(name=f.name, value=f.value) for f in figures], None
+            # A small model lists the same figure again and again; once is what it says.
+            unique = dict.fromkeys((f.name.strip(), f.value.strip()) for f in figures)
+            return [KeyFigure(name=name, value=value) for name, value in unique], None
         if task == "sentiment":
             answer = msgspec.json.decode(text, type=SentimentAnswer)
             return None, Sentiment(label=answer.label, reason=answer.reason)

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_llm_processor.conftest import start_processor, topics  # noqa: F401
+from tests.support.analytics_collector import start_collector
 from tests.support.processes import REPO_ROOT, ServiceProcess, ServiceProcesses, free_port
-
-ANALYTICS_APP = "services.analytics.app:app"
 
 
 def pas(
@@ -45,10 +44,6 @@ def start_analytics(
     """The analytics service on a DuckDB file of the test's own, not consuming Kafka."""
 
     def start() -> ServiceProcess:
-        environment = {
-            "ANALYTICS_CONSUME": "false",
-            "ANALYTICS_DB_PATH": str(tmp_path / "a.duckdb"),
-        }
-        return service_processes.start(ANALYTICS_APP, environment, name="analytics")
+        return start_collector(service_processes, tmp_path)
 
     return start

@@ -14,17 +14,13 @@ from libs.common.clients.analytics import (
     AnalyticsUnavailable,
 )
 from libs.common.schemas.usage import EventBatch, WorkflowRun, new_usage_event
+from tests.support.analytics_collector import start_collector
 from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 
 
 @pytest.fixture
 def collector(service_processes: ServiceProcesses, tmp_path: Path) -> ServiceProcess:
-    """The collector on a DuckDB file of the test's own, not consuming Kafka."""
-    environment = {
-        "ANALYTICS_CONSUME": "false",
-        "ANALYTICS_DB_PATH": str(tmp_path / "analytics.duckdb"),
-    }
-    return service_processes.start("services.analytics.app:app", environment, name="analytics")
+    return start_collector(service_processes, tmp_path)
 
 
 async def test_events_sent_are_reported_and_a_bad_window_is_refused(

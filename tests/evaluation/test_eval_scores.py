@@ -11,6 +11,7 @@ fractions that follows from the script, and the gate's exit code must follow its
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 
 from libs.common.schemas.documents import Task
 from libs.common.schemas.usage import ScoreReport
+from libs.evaluation import scoring
 from libs.evaluation.cli import main
 from libs.evaluation.eval_set import EvalDocument
 from libs.evaluation.report import EvalReport, decode
@@ -33,6 +35,7 @@ from tests.evaluation.scripted import (
     scripted_model,
     sentiment,
 )
+from tests.support.analytics_collector import start_collector
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
@@ -65,7 +68,7 @@ def script(document: EvalDocument, task: Task, strictly: bool, system: str) -> s
     return [
         document.reference_summary,
         f"Revenue reached {INVENTED}.",
-        "The company reported its results.",
+        "The company reported its results. The company reported its results again.",
         document.reference_summary,
     ][n]
 
@@ -79,12 +82,7 @@ def model() -> Iterator[tuple[str, OpenAIResponder]]:
 
 @pytest.fixture
 def analytics(service_processes: ServiceProcesses, tmp_path: Path) -> ServiceProcess:
-    """The analytics collector on a DuckDB file of the test's own, not consuming Kafka."""
-    environment = {
-        "ANALYTICS_CONSUME": "false",
-        "ANALYTICS_DB_PATH": str(tmp_path / "analytics.duckdb"),
-    }
-    return service_processes.start("services.analytics.app:app", environment, name="analytics")
+    return start_collector(service_processes, tmp_path)
 
 
 def run(url: str, out: Path, *extra: str) -> tuple[int, EvalReport]:
@@ -238,3 +236,24 @@ def test_without_the_retry_the_first_answer_is_the_final_one(
     assert code == 0
     assert (report.headline.grounding_before, report.headline.grounding_after) == (1 / 4, 1 / 4)
     assert len(responder.requests) == 4
+
+
+def test_sampling_fields_reach_every_question_and_the_report(
+    model: tuple[str, OpenAIResponder], tmp_path: Path
+) -> None:
+    url, responder = model
+    sampling = {"frequency_penalty": 0.5, "dry_multiplier": 0.8}
+    code, report = run(url, tmp_path, "--task", "summary", "--sampling", json.dumps(sampling))
+
+    assert code == 0
+    assert len(responder.requests) == 4
+    assert all(
+        {**r, **sampling} == r and r["temperature"] == 0 and r["max_tokens"] == 384
+        for r in responder.requests
+    )
+    assert report.config.sampling == sampling
+    assert report.summary is not None
+    rows = [r for r in report.answers if r.usable]
+    assert [r.repetition for r in rows] == [scoring.repetition(r.answer or "") for r in rows]
+    assert report.summary.repetition == scoring.mean([r.repetition or 0.0 for r in rows])
+    assert report.summary.repetitive == 1  # the one that says its sentence twice

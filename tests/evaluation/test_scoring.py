@@ -67,3 +67,12 @@ def test_confusion_and_percentiles() -> None:
     assert scoring.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
     assert scoring.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 95) == 5.0
     assert scoring.percentile([], 50) is None
+
+
+def test_repetition_is_the_share_of_trigrams_said_before() -> None:
+    assert scoring.repetition("Revenue rose 12% to $4.8 billion; the margin held.") == 0.0
+    assert scoring.repetition("too short") == 0.0
+    loop = "Microsoft Cloud Microsoft Cloud Microsoft Cloud Microsoft Cloud"  # 6 trigrams, 2 new
+    assert scoring.repetition(loop) == 1 - 2 / 6
+    assert scoring.repetition("Buy buy BUY buy buy") == 1 - 1 / 3  # casefolded
+    assert scoring.repetition(loop) > scoring.REPETITIVE

@@ -137,7 +137,8 @@ async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
 ) -> None:
     """A scripted model (a fake OpenAI-compatible server, its documented chat wire format):
     it invents a figure unless asked strictly, for one document, and always, for another;
-    a third gets a sentiment whose reason cites nothing in the document."""
+    a third gets a sentiment whose reason cites nothing in the document. A figure the model
+    lists twice is published once."""
     base = FinancialDocument(
         doc_id="placeholder",
         doc_type="earnings_report",
@@ -160,6 +161,7 @@ async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
         strict = system != INSTRUCTIONS["key_figures"]
         revenue = "$89.5 billion" if strict and "(mends)" in user else "$91 billion"
         figures = [{"name": "revenue", "value": revenue}, {"name": "margin", "value": "-1%"}]
+        figures.append({"name": " revenue", "value": revenue})  # said twice: listed once
         return json.dumps({"key_figures": figures})
 
     backend = OpenAIResponder(answer_for=scripted)
