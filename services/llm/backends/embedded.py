@@ -57,6 +57,7 @@ from services.llm.backends.base import (
     Turn,
 )
 from services.llm.backends.llama_batch import (
+    DEFAULT_LAST_N,
     BatchEngine,
     Dry,
     Finished,
@@ -69,8 +70,6 @@ from services.llm.backends.llama_batch import (
 logger = structlog.get_logger("pas.llm.embedded")
 
 DEFAULT_TEMPERATURE = 0.8
-DEFAULT_REPEAT_LAST_N = 64
-"""The window a penalty looks back over when the request names none (llama.cpp's, Ollama's)."""
 # Used when a GGUF file carries no chat template of its own.
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
@@ -389,11 +388,8 @@ class EmbeddedBackend:
         )
         if all(value is None for value in asked):
             return None
-        last_n = generation.repeat_last_n
-        if last_n is None:
-            last_n = DEFAULT_REPEAT_LAST_N
         return Penalties(
-            last_n=self._n_ctx if last_n == -1 else last_n,
+            last_n=self._window(generation.repeat_last_n),
             repeat=1.0 if generation.repeat_penalty is None else generation.repeat_penalty,
             frequency=generation.frequency_penalty or 0.0,
             presence=generation.presence_penalty or 0.0,
@@ -410,9 +406,14 @@ class EmbeddedBackend:
         if generation.dry_allowed_length is not None:
             dry = msgspec.structs.replace(dry, allowed_length=generation.dry_allowed_length)
         if generation.dry_penalty_last_n is not None:
-            last_n = generation.dry_penalty_last_n
-            dry = msgspec.structs.replace(dry, last_n=self._n_ctx if last_n == -1 else last_n)
+            dry = msgspec.structs.replace(dry, last_n=self._window(generation.dry_penalty_last_n))
         return dry
+
+    def _window(self, last_n: int | None) -> int:
+        """A penalty's look-back in tokens: the default when unnamed, the context for -1."""
+        if last_n is None:
+            return DEFAULT_LAST_N
+        return self._n_ctx if last_n == -1 else last_n
 
     def _score(self, messages: list[Turn], choices: list[str]) -> list[float]:
         llm = self._llm

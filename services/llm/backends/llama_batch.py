@@ -58,12 +58,17 @@ class Finished(msgspec.Struct):
     eval_ns: int
 
 
+DEFAULT_LAST_N: Final = 64
+"""How many of the answer's last tokens the penalties and DRY look back over, unless asked
+otherwise (llama.cpp's and Ollama's default)."""
+
+
 class Penalties(msgspec.Struct, frozen=True):
     """llama.cpp's penalties on repeating the answer's own last ``last_n`` tokens: a token seen
     there has its logit divided by ``repeat`` (multiplied, when negative), then lowered by
     ``frequency`` for each time it was seen and by ``presence`` once."""
 
-    last_n: int
+    last_n: int = DEFAULT_LAST_N
     repeat: float = 1.0
     frequency: float = 0.0
     presence: float = 0.0
@@ -84,7 +89,7 @@ class Dry(msgspec.Struct, frozen=True):
     multiplier: float
     base: float = 1.75
     allowed_length: int = 2
-    last_n: int = 64
+    last_n: int = DEFAULT_LAST_N
     breakers: tuple[str, ...] = ("\n", ":", '"', "*")
 
 
@@ -130,18 +135,16 @@ class _Running:
         # Greedy under a grammar: the chain's grammar sampler, to check the likeliest token
         # alone first (see ``BatchEngine._sample``).
         sampling = request.sampling
-        penalized = sampling.penalties is not None and sampling.penalties.active
+        penalties = sampling.penalties if sampling.penalties and sampling.penalties.active else None
         self.greedy_grammar = (
-            llama.llama_sampler_chain_get(sampler, 1 if penalized else 0)
+            llama.llama_sampler_chain_get(sampler, 0 if penalties is None else 1)
             if sampling.grammar is not None and sampling.temperature == 0 and sampling.dry is None
             else None
         )
         # With penalties, the chain's first sampler and the tokens it has seen (the same as
         # its own window), to find the likeliest token after penalties without the grammar.
-        self.penalties = llama.llama_sampler_chain_get(sampler, 0) if penalized else None
-        self.recent: deque[int] = deque(
-            maxlen=sampling.penalties.last_n if sampling.penalties and penalized else 0
-        )
+        self.penalties = None if penalties is None else llama.llama_sampler_chain_get(sampler, 0)
+        self.recent: deque[int] = deque(maxlen=0 if penalties is None else penalties.last_n)
         self.position = len(request.tokens)
         self.pending = -1  # the token sampled last, fed in the next pass
         self.generated = 0
