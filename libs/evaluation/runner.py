@@ -155,6 +155,7 @@ class Asker:
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             result.unusable = f"{type(exc).__name__}: {exc}"
         else:
+            result.text = answered.text
             result.key_figures, result.sentiment = answered.key_figures, answered.sentiment
             result.ungrounded = answered.ungrounded
             if result.structured:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
 from services.kafka_llm_processor.llm_client import LLMAnswer
 from services.kafka_llm_processor.prompts import structured, ungrounded_parts
+from services.kafka_llm_processor.repetition import cut_loop
 
 AskOnce = Callable[[bool], Awaitable[LLMAnswer]]
 """``ask(strict)``: the model's answer to the document's question (with the stricter
@@ -20,6 +21,9 @@ instruction when ``strict``), transient failures already retried by the caller."
 class GroundedAnswer:
     answer: LLMAnswer
     """The final answer (the second, when the first was asked again)."""
+    text: str
+    """What is published of it: a summary without the loop it ends in (``repetition.py``),
+    else the answer's text."""
     key_figures: list[KeyFigure] | None
     sentiment: Sentiment | None
     ungrounded: list[str]
@@ -52,6 +56,7 @@ async def answer_grounded(
         ungrounded = ungrounded_parts(document, key_figures, sentiment)
     return GroundedAnswer(
         answer=answer,
+        text=cut_loop(answer.text) if document.task == "summary" else answer.text,
         key_figures=key_figures,
         sentiment=sentiment,
         ungrounded=ungrounded,

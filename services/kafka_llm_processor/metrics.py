@@ -37,6 +37,13 @@ class ProcessorMetrics:
             ["task"],
             registry=None,
         )
+        self.loops_cut = Counter(
+            "pas_processor_loops_cut",
+            "Answers published without the loop they ended in (the model said one sentence or "
+            "run of words again until its token limit)",
+            ["task"],
+            registry=None,
+        )
         self.in_flight = Gauge(
             "pas_processor_in_flight", "Documents being processed now", registry=None
         )
@@ -69,6 +76,7 @@ class ProcessorMetrics:
             self.retries,
             self.ungrounded,
             self.grounding_retries,
+            self.loops_cut,
             self.unpublishable,
             self.in_flight,
             self.latency,

@@ -270,11 +270,18 @@ class DocumentProcessor:
         if answered.ungrounded:
             self._metrics.ungrounded.labels(document.task).inc()
             logger.info("ungrounded answer", doc_id=document.doc_id, ungrounded=answered.ungrounded)
+        if answered.text != answered.answer.text:
+            self._metrics.loops_cut.labels(document.task).inc()
+            logger.info(
+                "a looping answer was cut after its first turn",
+                doc_id=document.doc_id,
+                characters_cut=len(answered.answer.text) - len(answered.text),
+            )
         return DocumentResult(
             doc_id=document.doc_id,
             task=document.task,
             status="ungrounded" if answered.ungrounded else "ok",
-            answer=answered.answer.text,
+            answer=answered.text,
             key_figures=answered.key_figures,
             sentiment=answered.sentiment,
             model=answered.answer.model,

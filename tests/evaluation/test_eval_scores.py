@@ -257,3 +257,23 @@ def test_sampling_fields_reach_every_question_and_the_report(
     assert [r.repetition for r in rows] == [scoring.repetition(r.answer or "") for r in rows]
     assert report.summary.repetition == scoring.mean([r.repetition or 0.0 for r in rows])
     assert report.summary.repetitive == 1  # the one that says its sentence twice
+
+
+def test_a_summary_ending_in_a_loop_is_scored_as_the_processor_publishes_it(
+    tmp_path: Path,
+) -> None:
+    """The scripted model ends every summary by saying its sentence until the token limit; the
+    report holds and scores each one with the loop said once, as the processor publishes it."""
+    looped = "The company reported revenue of $4.8 billion for the quarter."
+
+    def looping(document: EvalDocument, task: Task, strictly: bool, system: str) -> str:
+        return " ".join([*[looped] * 12, "The company rep"])
+
+    responder = OpenAIResponder(model="scripted", answer_for=scripted_model(looping))
+    with serve_asgi(responder) as url:
+        code, report = run(f"{url}/v1", tmp_path, "--task", "summary")
+
+    assert code == 0
+    assert report.summary is not None
+    assert [r.answer for r in report.answers] == [looped] * len(DOCS)
+    assert (report.summary.repetition, report.summary.repetitive) == (0.0, 0)

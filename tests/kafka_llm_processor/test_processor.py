@@ -182,6 +182,42 @@ async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
     assert 'pas_processor_grounding_retries_total{task="key_figures"} 2.0' in metrics
 
 
+async def test_a_summary_ending_in_a_loop_is_published_with_the_loop_said_once(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """A scripted model (a fake OpenAI-compatible server, its documented chat wire format)
+    ends one summary by saying its last sentence until the token limit, and answers another
+    plainly: the first is published with the sentence once and counted, the second as written,
+    and the tokens count what the model wrote."""
+    opening = "Northwind's revenue rose 12.4% to $89.5 billion."
+    looped = "The margin fell 1 percent."
+    answers = {
+        "loops": " ".join([opening, *[looped] * 30, "The margin fe"]),
+        "plain": f"{opening} {looped}",
+    }
+    docs = [
+        msgspec.structs.replace(doc, doc_id=doc_id, title=f"Northwind ({doc_id})", task="summary")
+        for doc, doc_id in zip(documents(2), answers, strict=True)
+    ]
+
+    def scripted(request: dict[str, Any]) -> str:
+        user = request["messages"][-1]["content"]
+        return answers["loops" if "(loops)" in user else "plain"]
+
+    backend = OpenAIResponder(answer_for=scripted)
+    with serve_asgi(backend) as url:
+        processor = start_processor(f"{url}/v1")
+        await send(kafka_bootstrap, topics.input, as_messages(docs))
+        results = {r.doc_id: r for r in await collect(kafka_bootstrap, topics.output, len(docs))}
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{processor.url}/metrics")).text
+
+    assert results["loops"].answer == f"{opening} {looped}"
+    assert results["plain"].answer == answers["plain"]
+    assert results["loops"].completion_tokens == results["plain"].completion_tokens > 0
+    assert 'pas_processor_loops_cut_total{task="summary"} 1.0' in metrics
+
+
 async def test_a_processor_joining_mid_stream_takes_partitions_and_nothing_is_answered_twice(
     kafka_bootstrap: str, topics: Topics, start_processor: Any
 ) -> None:
