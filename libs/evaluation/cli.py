@@ -288,7 +288,9 @@ async def _plan(
     try:
         await chooser.prepare()
         return [(d, t, await chooser.prompting(d.doc_id, t)) for t in tasks for d in documents]
-    except (VersioningError, VersioningUnavailable) as exc:
+    except VersioningError as exc:
+        raise Unready(str(exc)) from exc  # "the version manager answered 404: ..."
+    except VersioningUnavailable as exc:
         raise Unready(f"the version manager: {exc}") from exc
 
 

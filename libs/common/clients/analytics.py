@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from libs.common.clients.http import ServiceClient
+from libs.common.clients.http import ServiceClient, ServiceRefused
 from libs.common.errors import PASError
 from libs.common.schemas.usage import (
     CostReport,
@@ -24,14 +24,11 @@ class AnalyticsError(PASError):
     """The collector could not be reached, failed, or refused the request."""
 
 
-class AnalyticsRefused(AnalyticsError):
+class AnalyticsRefused(AnalyticsError, ServiceRefused):
     """The collector refused the request (a 4xx: a bad event or window, no token); ``detail``
     says why."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(f"analytics answered {status_code}: {detail}")
-        self.status_code = status_code
-        self.detail = detail
+    service = "analytics"
 
 
 class AnalyticsUnavailable(AnalyticsError):

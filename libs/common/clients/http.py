@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import httpx
+
+from libs.common.errors import PASError
 
 
 def service_http(
@@ -31,6 +33,20 @@ def problem_detail(response: httpx.Response) -> str:
         if isinstance(body, dict) and "detail" in body:
             return str(body["detail"])
     return response.text
+
+
+class ServiceRefused(PASError):
+    """A PAS service refused a request (a 4xx): its ``status_code`` and its problem's
+    ``detail``. Each client's refusal derives from it and from that client's own error, so a
+    caller catches either."""
+
+    service: ClassVar[str] = "the service"
+    """Who refused, as the message names it."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"{self.service} answered {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
 
 
 class ServiceClient(ABC):

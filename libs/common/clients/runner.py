@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import msgspec
 
-from libs.common.clients.http import ServiceClient
+from libs.common.clients.http import ServiceClient, ServiceRefused
 from libs.common.errors import PASError
 from libs.common.schemas.workflows import RunRequest, RunStatus
 
@@ -25,14 +25,11 @@ class RunnerError(PASError):
     """The runner could not be reached, failed, or refused the request."""
 
 
-class RunnerRefused(RunnerError):
+class RunnerRefused(RunnerError, ServiceRefused):
     """The runner refused the request (a 4xx: unknown workflow, taken run id, bad input, no
     token); ``detail`` says why."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(f"the runner answered {status_code}: {detail}")
-        self.status_code = status_code
-        self.detail = detail
+    service = "the runner"
 
 
 class RunnerUnavailable(RunnerError):

@@ -20,7 +20,7 @@ import httpx
 import msgspec
 import stamina
 
-from libs.common.clients.http import ServiceClient
+from libs.common.clients.http import ServiceClient, ServiceRefused
 from libs.common.errors import PASError
 from libs.common.schemas.versioning import (
     CHAMPION,
@@ -40,13 +40,10 @@ from libs.common.schemas.versioning import (
 )
 
 
-class VersioningError(PASError):
+class VersioningError(ServiceRefused):
     """The version manager refused the request (a 4xx); ``detail`` says why."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
+    service = "the version manager"
 
 
 class VersioningNotFound(VersioningError):
