@@ -89,9 +89,11 @@ async def send(
     messages: list[tuple[bytes, bytes]],
     *,
     partition: int | None = None,
+    compression: str | None = None,
 ) -> None:
-    """Send in order; to one ``partition`` when given, else by key."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    """Send in order; to one ``partition`` when given, else by key; batches compressed with
+    ``compression`` (a Kafka codec name) when given."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type=compression)
     await producer.start()
     try:
         for key, value in messages:

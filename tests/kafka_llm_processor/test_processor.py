@@ -132,6 +132,26 @@ async def test_calls_in_flight_reach_the_concurrency_bound_and_never_pass_it(
     }
 
 
+@pytest.mark.parametrize("codec", ["snappy", "lz4", "zstd"])
+async def test_documents_compressed_with_any_kafka_codec_are_answered(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any, codec: str
+) -> None:
+    """A producer upstream may compress with any codec Kafka has, not only the gzip PAS
+    writes: batches of each are read and every document is answered, none dead-lettered. (The
+    LLM is the fake OpenAI-compatible server, its documented chat wire format.)"""
+    docs = [
+        msgspec.structs.replace(d, doc_id=f"{codec}-{d.doc_id}", task="summary")
+        for d in documents(6)
+    ]
+    with serve_asgi(OpenAIResponder()) as url:
+        start_processor(f"{url}/v1")
+        await send(kafka_bootstrap, topics.input, as_messages(docs), compression=codec)
+        results = await collect(kafka_bootstrap, topics.output, len(docs))
+
+    assert sorted(r.doc_id for r in results) == sorted(d.doc_id for d in docs)
+    assert {r.status for r in results} == {"ok"}
+
+
 async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
     kafka_bootstrap: str, topics: Topics, start_processor: Any
 ) -> None:
