@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ import msgspec
 import pytest
 
 from libs.common.grounding import Source, reason_grounded, ungrounded_values
-from libs.common.schemas.documents import FinancialDocument
+from libs.common.schemas.documents import DocumentResult, FinancialDocument
 from services.kafka_llm_processor.prompts import INSTRUCTIONS, grounding_text
 from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import (
@@ -152,6 +153,24 @@ async def test_documents_compressed_with_any_kafka_codec_are_answered(
     assert {r.status for r in results} == {"ok"}
 
 
+async def answered_by(
+    scripted: Callable[[dict[str, Any]], str],
+    docs: list[FinancialDocument],
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_processor: Any,
+) -> tuple[dict[str, DocumentResult], str]:
+    """Each document's result, by ``doc_id``, from a processor asking the ``scripted`` model;
+    and the processor's metrics once they are all out."""
+    with serve_asgi(OpenAIResponder(answer_for=scripted)) as url:
+        processor = start_processor(f"{url}/v1")
+        await send(kafka_bootstrap, topics.input, as_messages(docs))
+        results = {r.doc_id: r for r in await collect(kafka_bootstrap, topics.output, len(docs))}
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{processor.url}/metrics")).text
+    return results, metrics
+
+
 async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
     kafka_bootstrap: str, topics: Topics, start_processor: Any
 ) -> None:
@@ -184,13 +203,7 @@ async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
         figures.append({"name": " revenue", "value": revenue})  # said twice: listed once
         return json.dumps({"key_figures": figures})
 
-    backend = OpenAIResponder(answer_for=scripted)
-    with serve_asgi(backend) as url:
-        processor = start_processor(f"{url}/v1")
-        await send(kafka_bootstrap, topics.input, as_messages(docs))
-        results = {r.doc_id: r for r in await collect(kafka_bootstrap, topics.output, len(docs))}
-        async with httpx.AsyncClient() as http:
-            metrics = (await http.get(f"{processor.url}/metrics")).text
+    results, metrics = await answered_by(scripted, docs, kafka_bootstrap, topics, start_processor)
 
     assert (results["mends"].status, results["mends"].attempts) == ("ok", 2)
     assert [f.value for f in results["mends"].key_figures or []] == ["$89.5 billion", "-1%"]
@@ -224,13 +237,7 @@ async def test_a_summary_ending_in_a_loop_is_published_with_the_loop_said_once(
         user = request["messages"][-1]["content"]
         return answers["loops" if "(loops)" in user else "plain"]
 
-    backend = OpenAIResponder(answer_for=scripted)
-    with serve_asgi(backend) as url:
-        processor = start_processor(f"{url}/v1")
-        await send(kafka_bootstrap, topics.input, as_messages(docs))
-        results = {r.doc_id: r for r in await collect(kafka_bootstrap, topics.output, len(docs))}
-        async with httpx.AsyncClient() as http:
-            metrics = (await http.get(f"{processor.url}/metrics")).text
+    results, metrics = await answered_by(scripted, docs, kafka_bootstrap, topics, start_processor)
 
     assert results["loops"].answer == f"{opening} {looped}"
     assert results["plain"].answer == answers["plain"]
