@@ -134,6 +134,12 @@ def quantities(text: str, *, falling_words: bool = False) -> list[Quantity]:
     return found
 
 
+def quantities_as_written(text: str) -> list[str]:
+    """Every quantity in ``text`` as ``text`` writes it ("$89.5 billion", "12.4%"), each once,
+    in order of first appearance."""
+    return list(dict.fromkeys(match.group(0).strip() for match in _QUANTITY.finditer(text)))
+
+
 def _is_negative(text: str, match: re.Match[str], *, falling_words: bool) -> bool:
     sign = match["sign"]
     if sign and sign != "+":

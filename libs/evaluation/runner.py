@@ -24,7 +24,12 @@ from services.kafka_llm_processor.llm_client import (
     PermanentLLMError,
     TransientLLMError,
 )
-from services.kafka_llm_processor.prompts import SCHEMAS, STRICTER, AnswerUnusable, messages_for
+from services.kafka_llm_processor.prompts import (
+    STRICTER,
+    AnswerUnusable,
+    answer_schema,
+    messages_for,
+)
 
 TRANSIENT_ATTEMPTS = 3
 """Calls per question when the endpoint fails transiently (a timeout, a 5xx, a 429)."""
@@ -129,7 +134,7 @@ class Asker:
                 return client.ask(
                     _messages(question, prompting.instruction, strict=strict),
                     max_tokens=prompting.max_tokens,
-                    json_schema=SCHEMAS[task],
+                    json_schema=answer_schema(question),
                     sampling=self._sampling,
                     headers=headers,
                 )

@@ -51,7 +51,7 @@ from services.kafka_llm_processor.llm_client import (
     TransientLLMError,
 )
 from services.kafka_llm_processor.metrics import ProcessorMetrics
-from services.kafka_llm_processor.prompts import SCHEMAS, AnswerUnusable, messages_for
+from services.kafka_llm_processor.prompts import AnswerUnusable, answer_schema, messages_for
 from services.kafka_llm_processor.settings import ProcessorSettings
 
 logger = structlog.get_logger("pas.processor")
@@ -247,7 +247,7 @@ class DocumentProcessor:
                 return self._llm.ask(
                     messages_for(document, strict=strict),
                     max_tokens=self._settings.max_tokens,
-                    json_schema=SCHEMAS[document.task],
+                    json_schema=answer_schema(document),
                     headers=attribution,
                 )
 

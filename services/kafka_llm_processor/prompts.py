@@ -6,7 +6,12 @@ from typing import Annotated, Any
 
 import msgspec
 
-from libs.common.grounding import Source, reason_grounded, ungrounded_values
+from libs.common.grounding import (
+    Source,
+    quantities_as_written,
+    reason_grounded,
+    ungrounded_values,
+)
 from libs.common.schemas.documents import (
     FinancialDocument,
     KeyFigure,
@@ -47,6 +52,26 @@ SCHEMAS: dict[Task, dict[str, Any] | None] = {
     "key_figures": inline_schema(KeyFiguresAnswer),
     "sentiment": inline_schema(SentimentAnswer),
 }
+
+
+def answer_schema(document: FinancialDocument) -> dict[str, Any] | None:
+    """The JSON Schema the document's answer is constrained by (``None``: free text). A key
+    figure's value is one of the quantities the document writes, as it writes them: a model
+    that follows the schema (a grammar on the embedded model, guided decoding on vLLM) cannot
+    state a figure the document does not hold."""
+    schema = SCHEMAS[document.task]
+    if document.task != "key_figures" or schema is None:
+        return schema
+    written = quantities_as_written(grounding_text(document))
+    if not written:
+        return schema
+    figure = schema["properties"]["key_figures"]["items"]
+    value = {"type": "string", "enum": written}
+    items = {**figure, "properties": {**figure["properties"], "value": value}}
+    return {
+        **schema,
+        "properties": {"key_figures": {**schema["properties"]["key_figures"], "items": items}},
+    }
 
 
 # Added to the instruction when an answer was not grounded in the document (asked once more).

@@ -12,7 +12,12 @@ import httpx
 import msgspec
 import pytest
 
-from libs.common.grounding import Source, reason_grounded, ungrounded_values
+from libs.common.grounding import (
+    Source,
+    quantities_as_written,
+    reason_grounded,
+    ungrounded_values,
+)
 from libs.common.schemas.documents import DocumentResult, FinancialDocument
 from services.kafka_llm_processor.prompts import INSTRUCTIONS, grounding_text
 from services.kafka_llm_processor.send_samples import documents
@@ -64,6 +69,9 @@ async def test_every_document_gets_a_result(
             assert result.key_figures is not None
             values = [f.value for f in result.key_figures]
             assert result.ungrounded == ungrounded_values(values, source)
+            # The model's grammar lets a value be only a quantity the document writes.
+            assert set(values) <= set(quantities_as_written(grounding_text(doc)))
+            assert (result.ungrounded, result.attempts) == ([], 1)
         if doc.task == "sentiment":
             assert result.sentiment is not None
             assert result.sentiment.label in {"positive", "neutral", "negative"}

@@ -1,0 +1,56 @@
+"""The schema a key-figures answer is held to: each value one of the quantities the document
+writes, as it writes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from libs.common.grounding import quantities_as_written
+from libs.common.schemas.documents import FinancialDocument
+from services.kafka_llm_processor.prompts import (
+    SCHEMAS,
+    KeyFiguresAnswer,
+    answer_schema,
+    grounding_text,
+)
+
+DOCUMENT = FinancialDocument(
+    doc_id="northwind-q3",
+    doc_type="earnings_report",
+    title="Northwind Q3",
+    content="Revenue rose 12.4% to $89.5 billion; the margin fell 1 percent. Revenue: "
+    "$89.5 billion.",
+    source="Northwind IR",
+    published_at=datetime(2026, 10, 30, tzinfo=UTC),
+    task="key_figures",
+)
+
+
+def test_quantities_are_given_as_the_text_writes_them_each_once() -> None:
+    assert quantities_as_written(DOCUMENT.content) == ["12.4%", "$89.5 billion", "1 percent"]
+
+
+def test_a_key_figure_value_may_only_be_a_quantity_the_document_writes() -> None:
+    schema = answer_schema(DOCUMENT)
+    assert schema is not None
+    value = schema["properties"]["key_figures"]["items"]["properties"]["value"]
+    # The title and date line are what the model is shown too: "2026" and "-10" count.
+    assert value["enum"] == quantities_as_written(grounding_text(DOCUMENT))
+    assert {"12.4%", "$89.5 billion", "1 percent"} <= set(value["enum"])
+    # Everything else is the static schema's: names, bounds, required fields.
+    static = SCHEMAS["key_figures"]
+    assert static is not None
+    items = schema["properties"]["key_figures"]
+    assert items["maxItems"] == static["properties"]["key_figures"]["maxItems"]
+    assert schema["required"] == static["required"]
+    # An answer in it is one the processor reads.
+    answer = b'{"key_figures": [{"name": "revenue", "value": "$89.5 billion"}]}'
+    assert msgspec.json.decode(answer, type=KeyFiguresAnswer).key_figures[0].value in value["enum"]
+
+
+def test_other_tasks_keep_their_static_schema() -> None:
+    assert answer_schema(msgspec.structs.replace(DOCUMENT, task="summary")) is None
+    sentiment = msgspec.structs.replace(DOCUMENT, task="sentiment")
+    assert answer_schema(sentiment) == SCHEMAS["sentiment"]
