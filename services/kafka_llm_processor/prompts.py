@@ -21,7 +21,8 @@ from libs.common.schemas.documents import (
 )
 from libs.common.schemas.json_schema import inline_schema
 
-ShortText = Annotated[str, msgspec.Meta(max_length=40)]
+SHORT_TEXT = 40
+ShortText = Annotated[str, msgspec.Meta(max_length=SHORT_TEXT)]
 
 
 class _Figure(msgspec.Struct):
@@ -62,7 +63,8 @@ def answer_schema(document: FinancialDocument) -> dict[str, Any] | None:
     schema = SCHEMAS[document.task]
     if document.task != "key_figures" or schema is None:
         return schema
-    written = quantities_as_written(grounding_text(document))
+    # Within the value's length bound, so that every choice decodes.
+    written = [q for q in quantities_as_written(grounding_text(document)) if len(q) <= SHORT_TEXT]
     if not written:
         return schema
     figure = schema["properties"]["key_figures"]["items"]
