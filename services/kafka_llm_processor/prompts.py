@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import msgspec
@@ -22,6 +23,7 @@ from libs.common.schemas.documents import (
 from libs.common.schemas.json_schema import inline_schema
 
 SHORT_TEXT = 40
+_YEAR = re.compile(r"(?:19|20)\d\d")
 ShortText = Annotated[str, msgspec.Meta(max_length=SHORT_TEXT)]
 
 
@@ -63,8 +65,14 @@ def answer_schema(document: FinancialDocument) -> dict[str, Any] | None:
     schema = SCHEMAS[document.task]
     if document.task != "key_figures" or schema is None:
         return schema
-    # Within the value's length bound, so that every choice decodes.
-    written = [q for q in quantities_as_written(grounding_text(document)) if len(q) <= SHORT_TEXT]
+    # The content's quantities, within the value's length bound (every choice decodes), not
+    # the title's or the date line's, and no bare years: given those, a small model answers
+    # "Apple: 2023".
+    written = [
+        q
+        for q in quantities_as_written(document.content)
+        if len(q) <= SHORT_TEXT and not _YEAR.fullmatch(q)
+    ]
     if not written:
         return schema
     figure = schema["properties"]["key_figures"]["items"]
