@@ -127,6 +127,7 @@ class Asker:
         client = self._client(prompting.model)
         # The LLM service (or router) attributes the calls' usage to this evaluation answer.
         headers = {HEADER_WORKFLOW_ID: prompting.workflow_id, HEADER_WORKFLOW_RUN_ID: run_id}
+        schema = answer_schema(question)  # read from the content once, for every question
 
         async def ask(strict: bool) -> LLMAnswer:
             def once() -> Awaitable[LLMAnswer]:
@@ -134,7 +135,7 @@ class Asker:
                 return client.ask(
                     _messages(question, prompting.instruction, strict=strict),
                     max_tokens=prompting.max_tokens,
-                    json_schema=answer_schema(question),
+                    json_schema=schema,
                     sampling=self._sampling,
                     headers=headers,
                 )

@@ -233,6 +233,7 @@ class DocumentProcessor:
             HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
         }
         attempts = 0
+        schema = answer_schema(document)  # read from the content once, for every question
 
         async def ask(strict: bool) -> LLMAnswer:
             if strict:
@@ -247,7 +248,7 @@ class DocumentProcessor:
                 return self._llm.ask(
                     messages_for(document, strict=strict),
                     max_tokens=self._settings.max_tokens,
-                    json_schema=answer_schema(document),
+                    json_schema=schema,
                     headers=attribution,
                 )
 
