@@ -1,11 +1,13 @@
 """Document analysis: the spec's minimal flow, one LLM step on the event payload, then a
 structured result.
 
-``analyse`` asks the model for JSON constrained by :class:`Analysis` (summary, sentiment, key
-points); ``structure`` checks and shapes it into the run's output, and judges whether every
-number in it is in the document (libs/common/grounding.py). An ungrounded answer is asked for
-once more with a stricter instruction; if it stays ungrounded the output says
-``status: ungrounded`` and names the numbers, never ``ok``.
+``analyse`` asks the model for JSON constrained by :func:`analysis_schema` (summary, sentiment,
+key points), whose texts may write a number only as the document writes one of its quantities
+(libs/common/grounded_text.py); ``structure`` checks and shapes it into the run's output, and
+judges whether every number in it is in the document (libs/common/grounding.py), for models
+that do not follow a schema's ``pattern``. An ungrounded answer is asked for once more with a
+stricter instruction; if it stays ungrounded the output says ``status: ungrounded`` and names
+the numbers, never ``ok``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import msgspec
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from libs.common.grounding import Source, unfounded_numbers
+from libs.common.grounded_text import grounded_string, max_chars
+from libs.common.grounding import Source, quantities_as_written, unfounded_numbers
+from libs.common.schemas.json_schema import inline_schema
 from services.langgraph_runner.workflows.base import (
     RunContext,
     WorkflowDeps,
@@ -43,14 +47,33 @@ class DocumentInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     doc_type: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 
-Point = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+SUMMARY = {"max_units": 60, "parts": 3}
+POINT = {"max_units": 40, "parts": 2}
+"""A summary's and a key point's bounds (libs/common/grounded_text.py): at most ``parts``
+parts, each perhaps one of the document's quantities and then up to ``max_units`` characters
+(two where a point, comma or sign comes first). A summary of words has about 180 characters at
+most, a key point 80; each figure written takes a part, so a loop over figures ends too."""
+
+Point = Annotated[str, msgspec.Meta(min_length=1, max_length=max_chars(**POINT))]
 
 
 class Analysis(msgspec.Struct):
     # Every field bounded, so that the grammar-constrained answer closes within max_tokens.
-    summary: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # The schema the model is held by (analysis_schema) is narrower.
+    summary: Annotated[str, msgspec.Meta(min_length=1, max_length=max_chars(**SUMMARY))]
     sentiment: Literal["positive", "neutral", "negative"]
     key_points: Annotated[list[Point], msgspec.Meta(min_length=1, max_length=3)]
+
+
+def analysis_schema(source: str) -> dict[str, Any]:
+    """:class:`Analysis`'s JSON Schema, its texts writing numbers only as ``source`` (the text
+    its answer is checked against) writes its quantities."""
+    schema = inline_schema(Analysis)
+    written = quantities_as_written(source)
+    properties = schema["properties"]
+    properties["summary"] = grounded_string(written, **SUMMARY)
+    properties["key_points"]["items"] = grounded_string(written, **POINT)
+    return schema
 
 
 class DocumentState(TypedDict, total=False):
@@ -62,20 +85,24 @@ class DocumentState(TypedDict, total=False):
     result: dict[str, Any]
 
 
+def grounding_source(state: DocumentState) -> str:
+    """What the answer's numbers must come from: the title and the content."""
+    return f"{state['title']}\n{state['content']}"
+
+
 def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]:
     async def analyse(state: DocumentState, runtime: Runtime[RunContext]) -> DocumentState:
         heading = " - ".join(part for part in (state["title"], state["doc_type"]) if part)
         asked = state.get("asked", 0)
         instruction = prompt_of(runtime, PROMPTS, "analyse") + (STRICTER if asked else "")
+        shown = f"{heading}\n\n{state['content']}" if heading else state["content"]
         answer = await deps.llm.structured(
-            [
-                ("system", instruction),
-                ("user", f"{heading}\n\n{state['content']}" if heading else state["content"]),
-            ],
+            [("system", instruction), ("user", shown)],
             parameters_of(runtime),
             Analysis,
-            # 440 characters at most; figures cost about a token per two characters.
-            max_tokens=400,
+            # At most 420 characters of words (180 a summary, 80 a point) and a few figures.
+            max_tokens=512,
+            schema=analysis_schema(grounding_source(state)),
         )
         return {"analysis": msgspec.to_builtins(answer), "asked": asked + 1}
 
@@ -83,7 +110,7 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
         analysis = msgspec.convert(state["analysis"], Analysis)
         points = [p.strip() for p in analysis.key_points if p.strip()]
         summary = analysis.summary.strip()
-        source = Source.of(f"{state['title']}\n{state['content']}")
+        source = Source.of(grounding_source(state))
         unfounded = [n for text in (summary, *points) for n in unfounded_numbers(text, source)]
         return {
             "result": {

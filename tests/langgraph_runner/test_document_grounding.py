@@ -1,0 +1,119 @@
+"""document_analysis holds its texts' numbers to the document's: the schema it sends says so,
+and an answer from a model that ignores the schema's pattern is checked, asked once more, and
+marked ungrounded if it stays so.
+
+The model is a stand-in for Ollama, which cannot run here: it answers ``POST /api/chat`` in
+Ollama's documented wire format (one JSON object, ``stream: false``) with scripted answers, and
+records what it was sent."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from libs.common.grounded_text import text_pattern
+from libs.common.grounding import quantities_as_written
+from services.langgraph_runner.workflows.document_analysis import POINT, SUMMARY
+from tests.support.asgi_server import read_body, serve_asgi
+
+DOCUMENT = {
+    "title": "Apple fourth quarter results",
+    "content": "Apple reported quarterly revenue of $94.9 billion, up 6 percent year over year.",
+}
+GROUNDED: dict[str, Any] = {
+    "summary": "Revenue rose 6 percent to $94.9 billion.",
+    "sentiment": "positive",
+    "key_points": ["Revenue of $94.9 billion"],
+}
+INVENTED: dict[str, Any] = {**GROUNDED, "summary": "Revenue rose 9 percent to $94.9 billion."}
+
+
+class ScriptedOllama:
+    def __init__(self, answers: list[dict[str, Any]]) -> None:
+        self.answers = answers
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        request = json.loads(await read_body(receive))
+        self.requests.append(request)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        body = {
+            "model": request["model"],
+            "created_at": "2026-12-03T09:00:00Z",
+            "message": {"role": "assistant", "content": json.dumps(answer)},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 40,
+            "eval_count": 20,
+        }
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+async def analyse(make_runner: Callable[..., Any], model: ScriptedOllama) -> dict[str, Any]:
+    with serve_asgi(model) as url:
+        runner = await make_runner(llm_url=url)
+        response = await runner.post(
+            "/workflows/document_analysis/runs?wait=true", json={"input": DOCUMENT}
+        )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    assert result["status"] == "success", result["error"]
+    return result
+
+
+async def test_the_schema_sent_lets_texts_write_only_the_documents_numbers(
+    make_runner: Callable[..., Any],
+) -> None:
+    model = ScriptedOllama([GROUNDED])
+
+    result = await analyse(make_runner, model)
+
+    assert result["path"] == ["analyse", "structure"]
+    assert result["output"]["status"] == "ok"
+    schema = model.requests[0]["format"]
+    written = quantities_as_written(f"{DOCUMENT['title']}\n{DOCUMENT['content']}")
+    assert written == ["$94.9 billion", "6 percent"]
+    summary = schema["properties"]["summary"]
+    point = schema["properties"]["key_points"]["items"]
+    assert summary["pattern"] == text_pattern(written, **SUMMARY)
+    assert point["pattern"] == text_pattern(written, **POINT)
+    assert re.fullmatch(summary["pattern"], GROUNDED["summary"])
+    assert not re.fullmatch(summary["pattern"], INVENTED["summary"])
+
+
+async def test_an_invented_number_is_asked_about_once_more(
+    make_runner: Callable[..., Any],
+) -> None:
+    model = ScriptedOllama([INVENTED, GROUNDED])
+
+    result = await analyse(make_runner, model)
+
+    assert result["path"] == ["analyse", "structure"] * 2
+    assert result["output"]["status"] == "ok"
+    assert result["output"]["summary"] == GROUNDED["summary"]
+    strict = model.requests[1]["messages"][0]["content"]
+    assert strict.endswith("copied exactly as written.")
+
+
+async def test_a_number_still_invented_is_named_and_never_ok(
+    make_runner: Callable[..., Any],
+) -> None:
+    model = ScriptedOllama([INVENTED])
+
+    result = await analyse(make_runner, model)
+
+    assert result["path"] == ["analyse", "structure"] * 2
+    assert result["output"]["status"] == "ungrounded"
+    assert result["output"]["ungrounded"] == ["9 percent"]
+    assert len(model.requests) == 2
