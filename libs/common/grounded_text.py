@@ -12,9 +12,10 @@ it may end with one more quantity and a full stop. A unit is a plain character (
 quote, backslash or control character), perhaps after a ``.`` or ``,``, or a non-space
 character after a sign (``+``, ``-``, the minus sign or the en dash). So a quantity is never
 glued to a digit and no sign comes before one: a model cannot join two of the document's
-numbers into a third (``4`` and ``.5``) or turn one negative (``- 18%``). Bounding the
-quantities bounds a loop over them (``2025. 2025. 2025.``), which a bound on units alone, a
-quantity being one, would let run past any token budget.
+numbers into a third (``4`` and ``.5``) or turn one negative (``- 18%``). Quantities are
+offered without their sign: a text says a fall in words. Bounding the quantities bounds a loop
+over them (``2025. 2025. 2025.``), which a bound on units alone, a quantity being one, would
+let run past any token budget.
 
 What follows a number is free: a model may still write ``4 billion`` where the document's ``4``
 counts quarters. The check after the answer (libs/common/grounding.py) judges that.
@@ -48,9 +49,13 @@ def _literal(text: str) -> str:
 
 
 def _usable(quantities: Iterable[str]) -> list[str]:
+    # Without a sign: a document's "$1.10-$1.25" is read as "-$1.25", which is no fall; a
+    # text says a fall in words.
+    unsigned = (q.lstrip(_SIGNS) for q in quantities)
+    # In one order whatever the order given (a set's order changes with the hash seed).
     return sorted(
-        {q for q in quantities if 0 < len(q) <= LONGEST_QUANTITY and not set(q) & set('"\\')},
-        key=len,
+        {q for q in unsigned if 0 < len(q) <= LONGEST_QUANTITY and not set(q) & set('"\\')},
+        key=lambda q: (len(q), q),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from libs.common.grounded_text import grounded_string, max_chars
 from libs.common.grounding import (
     Source,
     quantities_as_written,
@@ -37,9 +38,15 @@ class KeyFiguresAnswer(msgspec.Struct):
     key_figures: Annotated[list[_Figure], msgspec.Meta(max_length=5)]
 
 
+REASON = {"max_units": 60, "parts": 2}
+"""A sentiment reason's bounds (libs/common/grounded_text.py): about 120 characters of words,
+and at most three of the document's quantities."""
+
+
 class SentimentAnswer(msgspec.Struct):
     label: SentimentLabel
-    reason: Annotated[str, msgspec.Meta(max_length=120)]
+    # The schema the model is held by (answer_schema) is narrower.
+    reason: Annotated[str, msgspec.Meta(max_length=max_chars(**REASON))]
 
 
 INSTRUCTIONS: dict[Task, str] = {
@@ -59,20 +66,21 @@ SCHEMAS: dict[Task, dict[str, Any] | None] = {
 
 def answer_schema(document: FinancialDocument) -> dict[str, Any] | None:
     """The JSON Schema the document's answer is constrained by (``None``: free text). A key
-    figure's value is one of the quantities the document writes, as it writes them: a model
-    that follows the schema (a grammar on the embedded model, guided decoding on vLLM) cannot
-    state a figure the document does not hold."""
+    figure's value is one of the quantities the document writes, as it writes them, and a
+    sentiment's reason writes numbers only so: a model that follows the schema (a grammar on
+    the embedded model, guided decoding on vLLM) cannot state a figure the document does not
+    hold."""
     schema = SCHEMAS[document.task]
-    if document.task != "key_figures" or schema is None:
+    if schema is None:
         return schema
-    # The content's quantities, within the value's length bound (every choice decodes), not
-    # the title's or the date line's, and no bare years: given those, a small model answers
-    # "Apple: 2023".
-    written = [
-        q
-        for q in quantities_as_written(document.content)
-        if len(q) <= SHORT_TEXT and not _YEAR.fullmatch(q)
-    ]
+    # The content's quantities, not the title's or the date line's, and no bare years: given
+    # those, a small model answers "Apple: 2023", or gives the date as its reason.
+    written = [q for q in quantities_as_written(document.content) if not _YEAR.fullmatch(q)]
+    if document.task == "sentiment":
+        reason = grounded_string(written, **REASON)
+        return {**schema, "properties": {**schema["properties"], "reason": reason}}
+    # Within the value's length bound, so that every choice decodes.
+    written = [q for q in written if len(q) <= SHORT_TEXT]
     if not written:
         return schema
     figure = schema["properties"]["key_figures"]["items"]

@@ -78,6 +78,18 @@ def test_words_alone_are_bounded_by_the_parts() -> None:
     assert not re.fullmatch(pattern, "x" * 21)
 
 
+def test_a_quantity_is_offered_without_its_sign() -> None:
+    """A document's "$1.10-$1.25" is read as "$1.10" and "-$1.25", which is no fall."""
+    pattern = text_pattern(quantities_as_written("EPS of $1.10-$1.25"), max_units=20, parts=2)
+
+    assert re.fullmatch(pattern, "EPS of $1.10 to $1.25")
+    assert not re.fullmatch(pattern, "EPS of -$1.25")
+
+
+def test_the_pattern_is_the_same_whatever_the_order_given() -> None:
+    assert text_pattern(reversed(QUANTITIES), **SUMMARY) == text_pattern(QUANTITIES, **SUMMARY)
+
+
 def test_regex_characters_in_a_quantity_are_literal() -> None:
     pattern = text_pattern(["$1.5 (est)"], max_units=10, parts=1)
 

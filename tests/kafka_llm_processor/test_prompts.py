@@ -1,17 +1,21 @@
-"""The schema a key-figures answer is held to: each value one of the quantities the document
-writes, as it writes them."""
+"""The schema an answer is held to: each key-figure value one of the quantities the document
+writes, as it writes them, and a sentiment's reason writing numbers only so."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import msgspec
 
+from libs.common.grounded_text import text_pattern
 from libs.common.grounding import quantities_as_written
 from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.prompts import (
+    REASON,
     SCHEMAS,
     KeyFiguresAnswer,
+    SentimentAnswer,
     answer_schema,
     grounding_text,
 )
@@ -55,7 +59,23 @@ def test_a_key_figure_value_may_only_be_a_quantity_the_document_writes() -> None
     assert msgspec.json.decode(answer, type=KeyFiguresAnswer).key_figures[0].value in value["enum"]
 
 
-def test_other_tasks_keep_their_static_schema() -> None:
+def test_a_summary_is_free_text() -> None:
     assert answer_schema(msgspec.structs.replace(DOCUMENT, task="summary")) is None
-    sentiment = msgspec.structs.replace(DOCUMENT, task="sentiment")
-    assert answer_schema(sentiment) == SCHEMAS["sentiment"]
+
+
+def test_a_sentiment_reason_writes_numbers_only_as_the_content_does() -> None:
+    schema = answer_schema(msgspec.structs.replace(DOCUMENT, task="sentiment"))
+    assert schema is not None
+    reason = schema["properties"]["reason"]
+    # The content's quantities; not the date line's (a small model gave the date as a reason).
+    assert reason["pattern"] == text_pattern(["12.4%", "$89.5 billion", "1 percent"], **REASON)
+    assert re.fullmatch(reason["pattern"], "Revenue rose 12.4% to $89.5 billion.")
+    assert not re.fullmatch(reason["pattern"], "2026-10-30")
+    assert not re.fullmatch(reason["pattern"], "Revenue rose 14%.")
+    # The label and the rest are the static schema's; an answer in it is one the processor reads.
+    static = SCHEMAS["sentiment"]
+    assert static is not None
+    assert schema["properties"]["label"] == static["properties"]["label"]
+    assert schema["required"] == static["required"]
+    answer = b'{"label": "positive", "reason": "Revenue rose 12.4% to $89.5 billion."}'
+    assert msgspec.json.decode(answer, type=SentimentAnswer).label == "positive"
