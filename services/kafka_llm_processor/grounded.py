@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
 from services.kafka_llm_processor.llm_client import LLMAnswer
-from services.kafka_llm_processor.prompts import structured, ungrounded_parts
+from services.kafka_llm_processor.prompts import structured, summary_text, ungrounded_parts
 from services.kafka_llm_processor.repetition import cut_loop
 
 AskOnce = Callable[[bool], Awaitable[LLMAnswer]]
@@ -56,7 +56,7 @@ async def answer_grounded(
         ungrounded = ungrounded_parts(document, key_figures, sentiment)
     return GroundedAnswer(
         answer=answer,
-        text=cut_loop(answer.text) if document.task == "summary" else answer.text,
+        text=cut_loop(summary_text(answer.text)) if document.task == "summary" else answer.text,
         key_figures=key_figures,
         sentiment=sentiment,
         ungrounded=ungrounded,

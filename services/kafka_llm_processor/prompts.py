@@ -38,6 +38,16 @@ class KeyFiguresAnswer(msgspec.Struct):
     key_figures: Annotated[list[_Figure], msgspec.Meta(max_length=5)]
 
 
+SUMMARY = {"max_units": 80, "parts": 4}
+"""A summary's bounds (libs/common/grounded_text.py): about 320 characters of words (three
+sentences), and at most five of the document's quantities."""
+
+
+class SummaryAnswer(msgspec.Struct):
+    # The schema the model is held by (answer_schema) is narrower.
+    summary: Annotated[str, msgspec.Meta(max_length=max_chars(**SUMMARY))]
+
+
 REASON = {"max_units": 60, "parts": 2}
 """A sentiment reason's bounds (libs/common/grounded_text.py): about 120 characters of words,
 and at most three of the document's quantities."""
@@ -50,7 +60,8 @@ class SentimentAnswer(msgspec.Struct):
 
 
 INSTRUCTIONS: dict[Task, str] = {
-    "summary": "You are a financial analyst. Summarize the document in at most three sentences.",
+    "summary": "You are a financial analyst. Summarize the document in at most three sentences, "
+    "as JSON.",
     "key_figures": "You are a financial analyst. List the key figures the document reports, "
     "each with its name and value, as JSON.",
     "sentiment": "You are a financial analyst. Say whether the document is positive, neutral or "
@@ -58,7 +69,7 @@ INSTRUCTIONS: dict[Task, str] = {
 }
 
 SCHEMAS: dict[Task, dict[str, Any] | None] = {
-    "summary": None,
+    "summary": inline_schema(SummaryAnswer),
     "key_figures": inline_schema(KeyFiguresAnswer),
     "sentiment": inline_schema(SentimentAnswer),
 }
@@ -76,6 +87,8 @@ def answer_schema(document: FinancialDocument) -> dict[str, Any] | None:
     # The content's quantities, not the title's or the date line's, and no bare years: given
     # those, a small model answers "Apple: 2023", or gives the date as its reason.
     written = [q for q in quantities_as_written(document.content) if not _YEAR.fullmatch(q)]
+    if document.task == "summary":
+        return {**schema, "properties": {"summary": grounded_string(written, **SUMMARY)}}
     if document.task == "sentiment":
         reason = grounded_string(written, **REASON)
         return {**schema, "properties": {**schema["properties"], "reason": reason}}
@@ -127,6 +140,18 @@ def messages_for(document: FinancialDocument, *, strict: bool = False) -> list[d
             "content": grounding_text(document),
         },
     ]
+
+
+def summary_text(text: str) -> str:
+    """A summary answer's text: the ``summary`` of its JSON, or the whole answer from a server
+    that ignores the schema and answers in prose. Raises ``AnswerUnusable`` for JSON cut
+    short."""
+    try:
+        return msgspec.json.decode(text, type=SummaryAnswer).summary
+    except msgspec.DecodeError as exc:
+        if text.lstrip().startswith("{"):
+            raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
+        return text
 
 
 def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment | None]:

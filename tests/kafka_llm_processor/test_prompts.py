@@ -1,5 +1,5 @@
 """The schema an answer is held to: each key-figure value one of the quantities the document
-writes, as it writes them, and a sentiment's reason writing numbers only so."""
+writes, as it writes them, and a summary and a sentiment's reason writing numbers only so."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 
 import msgspec
+import pytest
 
 from libs.common.grounded_text import text_pattern
 from libs.common.grounding import quantities_as_written
@@ -14,10 +15,13 @@ from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.prompts import (
     REASON,
     SCHEMAS,
+    SUMMARY,
+    AnswerUnusable,
     KeyFiguresAnswer,
     SentimentAnswer,
     answer_schema,
     grounding_text,
+    summary_text,
 )
 
 DOCUMENT = FinancialDocument(
@@ -59,8 +63,22 @@ def test_a_key_figure_value_may_only_be_a_quantity_the_document_writes() -> None
     assert msgspec.json.decode(answer, type=KeyFiguresAnswer).key_figures[0].value in value["enum"]
 
 
-def test_a_summary_is_free_text() -> None:
-    assert answer_schema(msgspec.structs.replace(DOCUMENT, task="summary")) is None
+def test_a_summary_writes_numbers_only_as_the_content_does() -> None:
+    schema = answer_schema(msgspec.structs.replace(DOCUMENT, task="summary"))
+    assert schema is not None
+    summary = schema["properties"]["summary"]
+    assert summary["pattern"] == text_pattern(["12.4%", "$89.5 billion", "1 percent"], **SUMMARY)
+    assert re.fullmatch(summary["pattern"], "Northwind's revenue rose 12.4% to $89.5 billion.")
+    assert not re.fullmatch(summary["pattern"], "Revenue rose 12% to $89.5 billion.")
+    assert schema["required"] == ["summary"]
+
+
+def test_a_summary_is_read_from_its_json_or_from_prose() -> None:
+    assert summary_text('{"summary": "Revenue rose 12.4%."}') == "Revenue rose 12.4%."
+    # A server that ignores the schema answers in prose: that is the summary.
+    assert summary_text("Revenue rose 12.4%.") == "Revenue rose 12.4%."
+    with pytest.raises(AnswerUnusable, match="not the asked JSON"):
+        summary_text('{"summary": "Revenue rose 12.4% and the')
 
 
 def test_a_sentiment_reason_writes_numbers_only_as_the_content_does() -> None:
