@@ -3,8 +3,8 @@ and an answer from a model that ignores the schema's pattern is checked, asked o
 marked ungrounded if it stays so.
 
 The model is a stand-in for Ollama, which cannot run here: it answers ``POST /api/chat`` in
-Ollama's documented wire format (one JSON object, ``stream: false``) with scripted answers, and
-records what it was sent."""
+Ollama's documented wire format with scripted answers, and records what it was sent
+(``tests/support/ollama_chat.py``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any
 from libs.common.grounded_text import text_pattern
 from libs.common.grounding import quantities_as_written
 from services.langgraph_runner.workflows.document_analysis import POINT, SUMMARY
-from tests.support.asgi_server import read_body, serve_asgi
+from tests.support.asgi_server import serve_asgi
+from tests.support.ollama_chat import OllamaChat
 
 DOCUMENT = {
     "title": "Apple fourth quarter results",
@@ -30,37 +31,7 @@ GROUNDED: dict[str, Any] = {
 INVENTED: dict[str, Any] = {**GROUNDED, "summary": "Revenue rose 9 percent to $94.9 billion."}
 
 
-class ScriptedOllama:
-    def __init__(self, answers: list[dict[str, Any]]) -> None:
-        self.answers = answers
-        self.requests: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        request = json.loads(await read_body(receive))
-        self.requests.append(request)
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        body = {
-            "model": request["model"],
-            "created_at": "2026-12-03T09:00:00Z",
-            "message": {"role": "assistant", "content": json.dumps(answer)},
-            "done": True,
-            "done_reason": "stop",
-            "prompt_eval_count": 40,
-            "eval_count": 20,
-        }
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
-
-
-async def analyse(make_runner: Callable[..., Any], model: ScriptedOllama) -> dict[str, Any]:
+async def analyse(make_runner: Callable[..., Any], model: OllamaChat) -> dict[str, Any]:
     with serve_asgi(model) as url:
         runner = await make_runner(llm_url=url)
         response = await runner.post(
@@ -75,7 +46,7 @@ async def analyse(make_runner: Callable[..., Any], model: ScriptedOllama) -> dic
 async def test_the_schema_sent_lets_texts_write_only_the_documents_numbers(
     make_runner: Callable[..., Any],
 ) -> None:
-    model = ScriptedOllama([GROUNDED])
+    model = OllamaChat([json.dumps(GROUNDED)])
 
     result = await analyse(make_runner, model)
 
@@ -95,7 +66,7 @@ async def test_the_schema_sent_lets_texts_write_only_the_documents_numbers(
 async def test_an_invented_number_is_asked_about_once_more(
     make_runner: Callable[..., Any],
 ) -> None:
-    model = ScriptedOllama([INVENTED, GROUNDED])
+    model = OllamaChat([json.dumps(INVENTED), json.dumps(GROUNDED)])
 
     result = await analyse(make_runner, model)
 
@@ -109,7 +80,7 @@ async def test_an_invented_number_is_asked_about_once_more(
 async def test_a_number_still_invented_is_named_and_never_ok(
     make_runner: Callable[..., Any],
 ) -> None:
-    model = ScriptedOllama([INVENTED])
+    model = OllamaChat([json.dumps(INVENTED)])
 
     result = await analyse(make_runner, model)
 
