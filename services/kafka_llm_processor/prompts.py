@@ -68,22 +68,19 @@ INSTRUCTIONS: dict[Task, str] = {
     "negative for investors, with a short reason, as JSON.",
 }
 
-SCHEMAS: dict[Task, dict[str, Any] | None] = {
+SCHEMAS: dict[Task, dict[str, Any]] = {
     "summary": inline_schema(SummaryAnswer),
     "key_figures": inline_schema(KeyFiguresAnswer),
     "sentiment": inline_schema(SentimentAnswer),
 }
 
 
-def answer_schema(document: FinancialDocument) -> dict[str, Any] | None:
-    """The JSON Schema the document's answer is constrained by (``None``: free text). A key
-    figure's value is one of the quantities the document writes, as it writes them, and a
-    sentiment's reason writes numbers only so: a model that follows the schema (a grammar on
-    the embedded model, guided decoding on vLLM) cannot state a figure the document does not
-    hold."""
+def answer_schema(document: FinancialDocument) -> dict[str, Any]:
+    """The JSON Schema the document's answer is constrained by. A key figure's value is one of
+    the quantities the document writes, as it writes them, and a summary or a sentiment's
+    reason writes numbers only so: a model that follows the schema (a grammar on the embedded
+    model, guided decoding on vLLM) cannot state a figure the document does not hold."""
     schema = SCHEMAS[document.task]
-    if schema is None:
-        return schema
     # The content's quantities, not the title's or the date line's, and no bare years: given
     # those, a small model answers "Apple: 2023", or gives the date as its reason.
     written = [q for q in quantities_as_written(document.content) if not _YEAR.fullmatch(q)]

@@ -42,19 +42,16 @@ def test_quantities_are_given_as_the_text_writes_them_each_once() -> None:
 
 def test_a_key_figure_value_may_only_be_a_quantity_the_document_writes() -> None:
     schema = answer_schema(DOCUMENT)
-    assert schema is not None
     value = schema["properties"]["key_figures"]["items"]["properties"]["value"]
     # The content's, each once; not the title's or the date line's, and no bare year.
     assert value["enum"] == ["12.4%", "$89.5 billion", "1 percent"]
     fiscal = msgspec.structs.replace(DOCUMENT, content="In fiscal 2023 revenue rose 12.4%.")
     fiscal_schema = answer_schema(fiscal)
-    assert fiscal_schema is not None
     items = fiscal_schema["properties"]["key_figures"]["items"]
     assert items["properties"]["value"]["enum"] == ["12.4%"]
     # Everything else is the static schema's: names, bounds, required fields.
     assert "2026" in quantities_as_written(grounding_text(DOCUMENT))  # shown, but no figure
     static = SCHEMAS["key_figures"]
-    assert static is not None
     items = schema["properties"]["key_figures"]
     assert items["maxItems"] == static["properties"]["key_figures"]["maxItems"]
     assert schema["required"] == static["required"]
@@ -70,7 +67,6 @@ def test_a_text_writes_numbers_only_as_the_content_does(
     task: Task, field: str, bounds: dict[str, int]
 ) -> None:
     schema = answer_schema(msgspec.structs.replace(DOCUMENT, task=task))
-    assert schema is not None
     text = schema["properties"][field]
     # The content's quantities; not the date line's (a small model gave the date as a reason).
     assert text["pattern"] == text_pattern(["12.4%", "$89.5 billion", "1 percent"], **bounds)
@@ -90,10 +86,8 @@ def test_a_summary_is_read_from_its_json_or_from_prose() -> None:
 
 def test_a_sentiment_keeps_its_label_and_reads_as_before() -> None:
     schema = answer_schema(msgspec.structs.replace(DOCUMENT, task="sentiment"))
-    assert schema is not None
     # The label and the rest are the static schema's; an answer in it is one the processor reads.
     static = SCHEMAS["sentiment"]
-    assert static is not None
     assert schema["properties"]["label"] == static["properties"]["label"]
     assert schema["required"] == static["required"]
     answer = b'{"label": "positive", "reason": "Revenue rose 12.4% to $89.5 billion."}'
