@@ -141,8 +141,9 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
     try:
         processor = start_processor(kafka_bootstrap, topics, f"{llm.url}/v1", tmp_path, tracing)
         try:
-            # A sentiment: a short answer (a label and a reason).
-            document = msgspec.structs.replace(documents(1)[0], task="sentiment")
+            # A summary: one model call (a summary is not asked again, as a key figure or a
+            # reason the document does not hold is), so one usage event and one GenAI span.
+            document = msgspec.structs.replace(documents(1)[0], task="summary")
             key = document.doc_id.encode()
             trace_id = produce_traced(
                 kafka_bootstrap, topics.input, key, msgspec.json.encode(document), tracing
