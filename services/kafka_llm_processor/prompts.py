@@ -81,16 +81,20 @@ def answer_schema(document: FinancialDocument) -> dict[str, Any]:
     reason writes numbers only so: a model that follows the schema (a grammar on the embedded
     model, guided decoding on vLLM) cannot state a figure the document does not hold."""
     schema = SCHEMAS[document.task]
-    # The content's quantities, not the title's or the date line's, and no bare years: given
-    # those, a small model answers "Apple: 2023", or gives the date as its reason.
-    written = [q for q in quantities_as_written(document.content) if not _YEAR.fullmatch(q)]
     if document.task == "summary":
+        # The title's and the content's, years included: a summary that starts from the title
+        # says "fiscal 2023", and without 2023 to copy the model wrote "fiscal 20%".
+        written = quantities_as_written(f"{document.title}\n{document.content}")
         return {**schema, "properties": {"summary": grounded_string(written, **SUMMARY)}}
+    # The content's quantities, not the title's or the date line's: given the date line, a
+    # small model gives the date as its reason.
+    written = quantities_as_written(document.content)
     if document.task == "sentiment":
         reason = grounded_string(written, **REASON)
         return {**schema, "properties": {**schema["properties"], "reason": reason}}
-    # Within the value's length bound, so that every choice decodes.
-    written = [q for q in written if len(q) <= SHORT_TEXT]
+    # No bare years (given those, a small model answers "Apple: 2023"), and within the value's
+    # length bound, so that every choice decodes.
+    written = [q for q in written if len(q) <= SHORT_TEXT and not _YEAR.fullmatch(q)]
     if not written:
         return schema
     figure = schema["properties"]["key_figures"]["items"]
