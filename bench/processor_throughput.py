@@ -36,11 +36,16 @@ from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.heap import StartupHeap
 from libs.common.kit.logging import configure_logging
-from libs.common.schemas.documents import FinancialDocument
+from libs.common.schemas.documents import (
+    FinancialDocument,
+    processor_run_id,
+    processor_workflow_id,
+)
+from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.metrics import ProcessorMetrics
 from services.kafka_llm_processor.processor import DocumentProcessor
-from services.kafka_llm_processor.prompts import messages_for
+from services.kafka_llm_processor.prompts import answer_schema, messages_for
 from services.kafka_llm_processor.send_samples import documents, send
 from services.kafka_llm_processor.settings import ProcessorSettings
 from tests.support.processes import ServiceProcess, free_port
@@ -179,18 +184,30 @@ async def send_messages(bootstrap: str, topic: str, messages: list[tuple[bytes, 
 
 
 async def direct_rate(llm_url: str, count: int, concurrency: int) -> float:
-    """The same requests without Kafka, through the processor's own LLM client."""
+    """The same requests without Kafka, through the processor's own LLM client: the messages,
+    the document's answer schema, ``max_tokens`` and attribution headers the processor sends
+    (the schema and headers were missing until 2026-12-03, when summaries gained a schema)."""
     docs = summaries(count)
     limit = asyncio.Semaphore(concurrency)
     llm = LLMClient(llm_url, model=None, timeout_s=120)
+    max_tokens = ProcessorSettings().max_tokens
 
-    async def one(doc: FinancialDocument) -> None:
+    async def one(position: int, doc: FinancialDocument) -> None:
         async with limit:
-            await llm.ask(messages_for(doc), max_tokens=384)
+            attribution = {
+                HEADER_WORKFLOW_ID: processor_workflow_id(doc.task),
+                HEADER_WORKFLOW_RUN_ID: processor_run_id(doc.doc_id, f"direct/0/{position}"),
+            }
+            await llm.ask(
+                messages_for(doc),
+                max_tokens=max_tokens,
+                json_schema=answer_schema(doc),
+                headers=attribution,
+            )
 
     try:
         started = time.perf_counter()
-        await asyncio.gather(*(one(d) for d in docs))
+        await asyncio.gather(*(one(i, d) for i, d in enumerate(docs)))
         return count / (time.perf_counter() - started)
     finally:
         await llm.aclose()

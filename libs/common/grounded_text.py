@@ -41,11 +41,12 @@ _UNIT = f"([.,]?{_PLAIN}|[{_SIGNS}]{_AFTER_SIGN})"
 _UNIT_CHARS = 2
 LONGEST_QUANTITY = 40
 """Longer quantities are left out (a model cannot write them)."""
-_SPECIAL = set("\\^$.|?*+()[]{}/")
+_AS_CLASS = str.maketrans({c: f"[{c}]" for c in "\\^$.|?*+()[]{}/"})
+"""Special characters as one-character classes (GBNF has no ``\\.``)."""
 
 
 def _literal(text: str) -> str:
-    return "".join(f"[{c}]" if c in _SPECIAL else c for c in text)
+    return text.translate(_AS_CLASS)
 
 
 def _usable(quantities: Iterable[str]) -> list[str]:
@@ -54,7 +55,7 @@ def _usable(quantities: Iterable[str]) -> list[str]:
     unsigned = (q.lstrip(_SIGNS) for q in quantities)
     # In one order whatever the order given (a set's order changes with the hash seed).
     return sorted(
-        {q for q in unsigned if 0 < len(q) <= LONGEST_QUANTITY and not set(q) & set('"\\')},
+        {q for q in unsigned if 0 < len(q) <= LONGEST_QUANTITY and '"' not in q and "\\" not in q},
         key=lambda q: (len(q), q),
     )
 
@@ -63,7 +64,10 @@ def text_pattern(quantities: Iterable[str], *, max_units: int, parts: int) -> st
     """The ``pattern`` of a text whose digits are all inside ``quantities`` (see the module):
     up to ``parts`` parts of a quantity perhaps and 1 to ``max_units`` units, then perhaps a
     quantity."""
-    written = _usable(quantities)
+    return _pattern(_usable(quantities), max_units=max_units, parts=parts)
+
+
+def _pattern(written: list[str], *, max_units: int, parts: int) -> str:
     text = f"{_UNIT}{{1,{max_units}}}"
     if written:
         quantity = f"({'|'.join(_literal(q) for q in reversed(written))})"
@@ -84,7 +88,7 @@ def grounded_string(quantities: Iterable[str], *, max_units: int, parts: int) ->
     written = _usable(quantities)
     return {
         "type": "string",
-        "pattern": text_pattern(written, max_units=max_units, parts=parts),
+        "pattern": _pattern(written, max_units=max_units, parts=parts),
         "maxLength": max_chars(
             max_units=max_units, parts=parts, longest=max(map(len, written), default=0)
         ),

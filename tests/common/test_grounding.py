@@ -4,12 +4,16 @@ basis points, ranges and thousands separators."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from libs.common.grounding import (
+    _QUANTITY,
     Quantity,
     Source,
     faithfulness,
     quantities,
+    quantities_as_written,
     reason_grounded,
     unfounded_numbers,
     ungrounded_values,
@@ -122,3 +126,32 @@ def test_summary_faithfulness_counts_the_numbers_found() -> None:
     assert faithfulness("Revenue was $89.5 billion, up 15%.", FILING) == 0.5
     assert faithfulness("Revenue rose.", FILING) is None
     assert unfounded_numbers("Revenue was $89.5 billion, up 15%.", FILING) == ["15%"]
+
+
+# Texts dense in what a quantity's match turns on: digits, points, commas, signs, spaces,
+# currency symbols and codes, scale and percent words, and other letters around them.
+_PIECES = st.sampled_from(
+    [*"0123456789.,-+\u2212\u2013 $€£¥%\nab", "USD", "usd", "EUR", " percent", "bn", "m", "bps"]
+)
+
+
+@given(st.lists(_PIECES, max_size=40).map("".join))
+@settings(max_examples=400)
+def test_quantities_are_read_as_the_whole_pattern_reads_them(text: str) -> None:
+    """The scan that tries the quantity pattern only near digits finds exactly what trying it
+    at every character finds."""
+    everywhere = [match.group(0).strip() for match in _QUANTITY.finditer(text)]
+    assert quantities_as_written(text) == list(dict.fromkeys(everywhere))
+    assert len(quantities(text)) == len(everywhere)
+
+
+def test_a_quantity_is_read_whole_from_its_sign_and_currency_code() -> None:
+    """Up to seven characters before the first digit: a sign, a space, a code, a space, a point."""
+    text = "Revenue - USD .5bn, costs -$0.5 million, a range of 4.25%-4.50% and 25 bps."
+    everywhere = [match.group(0).strip() for match in _QUANTITY.finditer(text)]
+
+    assert quantities_as_written(text) == everywhere
+    assert everywhere == ["- USD .5bn", "-$0.5 million", "4.25%", "-4.50%", "25 bps"]
+    assert quantities_as_written(FILING.text) == list(
+        dict.fromkeys(match.group(0).strip() for match in _QUANTITY.finditer(FILING.text))
+    )
