@@ -321,10 +321,10 @@ async def test_llm_down_means_retries_then_the_dlq(
 async def test_killed_mid_stream_then_restarted_answers_every_document(
     kafka_bootstrap: str, topics: Topics, llm_url: str, start_processor: Any
 ) -> None:
-    docs = sentiment_documents(10)
+    docs = sentiment_documents(6)
     await send(kafka_bootstrap, topics.input, as_messages(docs))
     first = start_processor(llm_url, PROCESSOR_CONCURRENCY="2")
-    await collect(kafka_bootstrap, topics.output, 3, timeout_s=180)
+    await collect(kafka_bootstrap, topics.output, 2, timeout_s=180)
     first.kill()
 
     start_processor(llm_url, PROCESSOR_CONCURRENCY="4")
@@ -346,9 +346,9 @@ async def test_killed_mid_stream_then_restarted_answers_every_document(
 async def test_sigterm_finishes_in_flight_work_and_commits_it(
     kafka_bootstrap: str, topics: Topics, llm_url: str, start_processor: Any
 ) -> None:
-    docs = sentiment_documents(6)
+    docs = sentiment_documents(4)
     await send(kafka_bootstrap, topics.input, as_messages(docs))
-    first = start_processor(llm_url, PROCESSOR_CONCURRENCY="6")
+    first = start_processor(llm_url, PROCESSOR_CONCURRENCY="4")
     await collect(kafka_bootstrap, topics.output, 1, timeout_s=180)
     first.stop(timeout_s=180)  # SIGTERM while the others are in flight; it may drain a while
     answered = await collect(kafka_bootstrap, topics.output, len(docs), timeout_s=10)

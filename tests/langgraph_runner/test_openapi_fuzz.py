@@ -21,12 +21,13 @@ from services.langgraph_runner.app import create_app
 from services.langgraph_runner.settings import RunnerSettings
 from tests.support.processes import free_port
 
-_folder = tempfile.mkdtemp(prefix="pas-runner-fuzz-")
+# Removed when the test process exits (a module-level app needs its folder at import).
+_folder = tempfile.TemporaryDirectory(prefix="pas-fuzz-runner-")
 _app = create_app(
     RunnerSettings(
         llm_url=f"http://127.0.0.1:{free_port()}",
-        checkpoint_path=f"{_folder}/checkpoints.db",
-        store_path=f"{_folder}/runs.db",
+        checkpoint_path=f"{_folder.name}/checkpoints.db",
+        store_path=f"{_folder.name}/runs.db",
         node_max_attempts=1,
         max_wait_s=0.05,
         log_level="ERROR",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
 from services.llm.taxonomy import DOMAINS, METHODS, TASKS
@@ -18,13 +19,20 @@ Client = AsyncTestClient[Any]
 QUERY = "What is the role of glucose in diabetes?"
 
 
-@pytest.fixture
+# One service for the module: loading the model and reading each prompt's fixed head once, as
+# a running service does (on busy cores, that first read took most of each test's time). It
+# also makes every test after the first one a check that earlier requests change no answer.
+ON_THE_MODULES_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tlc() -> AsyncIterator[Client]:
     settings = TLCSettings(register=False, context_length=1024, log_level="WARNING")
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 
 
+@ON_THE_MODULES_LOOP
 async def test_classify_returns_sorted_taxonomy_members(tlc: Client) -> None:
     body = (await tlc.post("/classify_domain", json={"query": QUERY, "top_k": 5})).json()
 
@@ -38,6 +46,7 @@ async def test_classify_returns_sorted_taxonomy_members(tlc: Client) -> None:
     assert body["primary_domain"] == domains[0]["domain"]
 
 
+@ON_THE_MODULES_LOOP
 async def test_confidences_are_a_distribution_over_the_whole_taxonomy(tlc: Client) -> None:
     body = (await tlc.post("/classify_domain", json={"query": QUERY, "top_k": 21})).json()
 
@@ -45,6 +54,7 @@ async def test_confidences_are_a_distribution_over_the_whole_taxonomy(tlc: Clien
     assert sum(d["confidence"] for d in body["domains"]) == pytest.approx(1.0, abs=1e-3)
 
 
+@ON_THE_MODULES_LOOP
 async def test_classification_is_deterministic(tlc: Client) -> None:
     request = {"query": "Why did the Roman Empire fall?", "top_k": 3}
     first = (await tlc.post("/classify_domain", json=request)).json()
@@ -52,6 +62,7 @@ async def test_classification_is_deterministic(tlc: Client) -> None:
     assert first == second
 
 
+@ON_THE_MODULES_LOOP
 async def test_an_answer_does_not_depend_on_what_was_asked_before(tlc: Client) -> None:
     # The model's state after each prompt's fixed head is kept and reused: the domain step of
     # extract_tmd asks what classify_domain asked, so it must give what a fresh read gave.
@@ -66,6 +77,7 @@ async def test_an_answer_does_not_depend_on_what_was_asked_before(tlc: Client) -
     assert tmd["confidence"]["domain"] == first["domains"][0]["confidence"]
 
 
+@ON_THE_MODULES_LOOP
 async def test_extract_tmd_gives_labels_from_the_fixed_sets(tlc: Client) -> None:
     body = (
         await tlc.post(
@@ -80,6 +92,7 @@ async def test_extract_tmd_gives_labels_from_the_fixed_sets(tlc: Client) -> None
     assert all(0.0 < body["confidence"][k] <= 1.0 for k in ("task", "method", "domain"))
 
 
+@ON_THE_MODULES_LOOP
 async def test_validate_domain(tlc: Client) -> None:
     exact = (await tlc.post("/validate_domain", json={"domain": "computer science"})).json()
     typo = (await tlc.post("/validate_domain", json={"domain": "MEDCINE"})).json()
@@ -96,6 +109,7 @@ async def test_validate_domain(tlc: Client) -> None:
     assert junk["valid"] is False
 
 
+@ON_THE_MODULES_LOOP
 async def test_bad_input_is_a_400(tlc: Client) -> None:
     empty = await tlc.post("/classify_domain", json={"query": ""})
     too_many = await tlc.post("/classify_domain", json={"query": QUERY, "top_k": 22})

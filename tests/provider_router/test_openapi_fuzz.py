@@ -20,10 +20,12 @@ from hypothesis import HealthCheck, settings
 from services.provider_router.provider_router import create_app
 from services.provider_router.settings import RouterSettings
 
+# Removed when the test process exits (a module-level app needs its folder at import).
+_folder = tempfile.TemporaryDirectory(prefix="pas-fuzz-router-")
 _app = create_app(
     RouterSettings(
         use_registry=False,
-        database_url=f"sqlite:///{tempfile.mkdtemp(prefix='pas-fuzz-router-')}/router.db",
+        database_url=f"sqlite:///{_folder.name}/router.db",
         log_level="ERROR",
     )
 )

@@ -20,9 +20,11 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from services.registry.registry_service import create_app
 from services.registry.settings import RegistrySettings
 
+# Removed when the test process exits (a module-level app needs its folder at import).
+_folder = tempfile.TemporaryDirectory(prefix="pas-fuzz-registry-")
 _app = create_app(
     RegistrySettings(
-        database_url=f"sqlite:///{tempfile.mkdtemp(prefix='pas-fuzz-')}/registry.db",
+        database_url=f"sqlite:///{_folder.name}/registry.db",
         max_wait_s=0.05,
         log_level="ERROR",
     )

@@ -25,11 +25,9 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from services.versioning.app import create_app
 from services.versioning.settings import VersioningSettings
 
-_app = create_app(
-    VersioningSettings(
-        repo_path=f"{tempfile.mkdtemp(prefix='pas-fuzz-versioning-')}/repo", log_level="ERROR"
-    )
-)
+# Removed when the test process exits (a module-level app needs its folder at import).
+_folder = tempfile.TemporaryDirectory(prefix="pas-fuzz-versioning-")
+_app = create_app(VersioningSettings(repo_path=f"{_folder.name}/repo", log_level="ERROR"))
 schema = schemathesis.openapi.from_asgi("/schema/openapi.json", _app)
 
 
