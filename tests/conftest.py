@@ -42,6 +42,12 @@ def _own_postgres_database() -> None:
 # conftest (which reads the variable) before pytest_configure runs, and this one before it.
 _own_postgres_database()
 
+# Parallel workers each start model services on the same cores: one thread a pass each, or a
+# pass's threads keep waiting for preempted ones (a prompt read took 16.6 s on two threads
+# beside two busy processes and 2.3 s on one). Services the tests start inherit it.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("LLM_BATCH_THREADS", "1")
+
 
 def agent_json(agent_id: str = "llm_llama31_8b", **overrides: Any) -> dict[str, Any]:
     """An agent definition as the spec writes it (the Llama 3.1 8B wrapper by default)."""

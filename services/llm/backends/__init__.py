@@ -32,6 +32,7 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
         served_name=settings.model_name,
         n_ctx=settings.context_length,
         n_threads=settings.threads,
+        n_threads_batch=settings.batch_threads,
         timeout_s=settings.timeout_s,
         default_max_tokens=settings.default_max_tokens,
         parallel=settings.parallel,

@@ -104,6 +104,7 @@ class EmbeddedBackend:
         n_ctx: int,
         n_threads: int | None,
         timeout_s: float,
+        n_threads_batch: int | None = None,
         default_max_tokens: int,
         parallel: int = 4,
     ) -> None:
@@ -112,6 +113,7 @@ class EmbeddedBackend:
         self._served_name = served_name
         self._n_ctx = n_ctx
         self._n_threads = n_threads
+        self._n_threads_batch = n_threads_batch
         self._timeout_s = timeout_s
         self._default_max_tokens = default_max_tokens
         self._parallel = parallel
@@ -147,6 +149,7 @@ class EmbeddedBackend:
             model_path=str(self._model_path),
             n_ctx=self._n_ctx,
             n_threads=self._n_threads,
+            n_threads_batch=self._n_threads_batch,
             verbose=False,
         )
         metadata: dict[str, str] = llm.metadata
@@ -163,6 +166,7 @@ class EmbeddedBackend:
             slots=self._parallel,
             context_per_slot=self._n_ctx,
             n_threads=self._n_threads,
+            n_threads_batch=self._n_threads_batch,
         )
         self._llm = llm
         self._description = ModelDescription(

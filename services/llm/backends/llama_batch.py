@@ -176,6 +176,7 @@ class BatchEngine:
         slots: int,
         context_per_slot: int,
         n_threads: int | None,
+        n_threads_batch: int | None = None,
         n_batch: int = 512,
     ) -> None:
         self.slots = slots
@@ -191,13 +192,14 @@ class BatchEngine:
         # and with them some answers at temperature 0 (about a quarter faster, though).
         params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
         # llama-cpp-python's threads: a pass of one token (a lone answer) on ``n_threads``,
-        # default half the cores; prompts and passes of several sequences on every core.
+        # default half the cores; prompts and passes of several sequences on
+        # ``n_threads_batch``, default every core.
         # A pass's threads wait for one another at each step, so on a busy machine a pass on
         # every core keeps waiting for preempted threads: a lone answer made 9 tokens/s on
         # two threads and 35 on one here. A batch pays that wait once for all its sequences.
         cores = len(os.sched_getaffinity(0))
         params.n_threads = n_threads or max(cores // 2, 1)
-        params.n_threads_batch = cores
+        params.n_threads_batch = n_threads_batch or cores
         self._ctx = llama.llama_init_from_model(model, params)
         if not self._ctx:
             raise BackendUnavailable("llama.cpp could not create a batching context")
