@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -47,6 +48,16 @@ _own_postgres_database()
 # beside two busy processes and 2.3 s on one). Services the tests start inherit it.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("LLM_BATCH_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse tests that share a node id: pytest-xdist schedules by node id, so it would run the
+    first of them and drop the rest without a word (schemathesis' per-operation tests did, under
+    pytest 9.2)."""
+    counts = Counter(item.nodeid for item in items)
+    repeated = sorted(nodeid for nodeid, count in counts.items() if count > 1)
+    if repeated:
+        raise pytest.UsageError(f"tests share node ids, so some would not run: {repeated}")
 
 
 def agent_json(agent_id: str = "llm_llama31_8b", **overrides: Any) -> dict[str, Any]:

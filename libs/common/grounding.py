@@ -131,7 +131,11 @@ def quantities(text: str, *, falling_words: bool = False) -> list[Quantity]:
     """Every quantity in ``text``, in order; a range gives both of its ends. A quantity is
     negative by its minus sign, and with ``falling_words`` also by a falling word next to it
     (how a document says it: ``down 1 percent``, ``a 19% decline``)."""
-    found = []
+    return [quantity for _, quantity in _read_quantities(text, falling_words=falling_words)]
+
+
+def _read_quantities(text: str, *, falling_words: bool) -> Iterator[tuple[re.Match[str], Quantity]]:
+    """Each quantity in ``text`` with the match it was read from."""
     for match in _quantity_matches(text):
         number = float(match["number"].replace(",", ""))
         if match["percent"]:
@@ -142,15 +146,15 @@ def quantities(text: str, *, falling_words: bool = False) -> list[Quantity]:
             measure = "amount"
             if match["scale"]:
                 number *= _SCALES[match["scale"].lower()]
-        found.append(
+        yield (
+            match,
             Quantity(
                 value=number,
                 measure=measure,
                 negative=_is_negative(text, match, falling_words=falling_words),
                 currency=_currency(match["currency"]),
-            )
+            ),
         )
-    return found
 
 
 def quantities_as_written(text: str) -> list[str]:
@@ -224,7 +228,7 @@ def unfounded_numbers(text: str, source: Source) -> list[str]:
     """The quantities ``text`` states that the document does not (as written in ``text``)."""
     return [
         match.group(0).strip()
-        for match, stated in zip(_quantity_matches(text), quantities(text), strict=True)
+        for match, stated in _read_quantities(text, falling_words=False)
         if not source.has(stated)
     ]
 

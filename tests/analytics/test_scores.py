@@ -71,6 +71,8 @@ async def test_a_bad_score_is_refused_with_its_field(make_collector: CollectorFa
     for bad, field in (
         (score(now, "r1", 0.5, metric="F1 score!"), "metric"),
         (score(now, "r1", 0.5, workflow_version=0), "workflow_version"),
+        # More than the stores' INTEGER column holds (PostgreSQL refused it with a 500).
+        (score(now, "r1", 0.5, workflow_version=2**31), "workflow_version"),
         ({k: v for k, v in score(now, "r1", 0.5).items() if k != "model"}, "model"),
     ):
         response = await collector.post("/events", json={"scores": [bad]})

@@ -29,9 +29,9 @@ RunStatus = Literal["success", "error", "ungrounded"]
 
 # What the collector's stores can hold, refused at the edge (a 400 over HTTP, a dead letter
 # from Kafka) rather than failing in the store: PostgreSQL text holds no NUL character;
-# counts are INTEGER; cost is DECIMAL(18,10), below 10^8 once rounded to ten places (the
-# whole-dollar bound leaves room for that rounding); durations are summed as DOUBLE, which
-# PostgreSQL refuses to overflow, so a year bounds one call or run.
+# counts and version numbers are INTEGER; cost is DECIMAL(18,10), below 10^8 once rounded to
+# ten places (the whole-dollar bound leaves room for that rounding); durations are summed as
+# DOUBLE, which PostgreSQL refuses to overflow, so a year bounds one call or run.
 NO_NUL = r"^[^\x00]*$"
 MAX_COUNT = 2**31 - 1
 MAX_COST_USD = 99_999_999.0
@@ -144,7 +144,7 @@ class QualityScore(msgspec.Struct, kw_only=True, frozen=True):
     run_id: Identifier
     """The scored answer (an evaluation names it ``<eval id>/<doc id>/<task>``)."""
     workflow_id: Name
-    workflow_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    workflow_version: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] | None = None
     """The version manager's version the answer was made with, if any."""
     model: Name
     metric: ScoreName

@@ -103,8 +103,8 @@ class EmbeddedBackend:
         served_name: str | None,
         n_ctx: int,
         n_threads: int | None,
-        timeout_s: float,
         n_threads_batch: int | None = None,
+        timeout_s: float,
         default_max_tokens: int,
         parallel: int = 4,
     ) -> None:
