@@ -49,6 +49,17 @@ _own_postgres_database()
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("LLM_BATCH_THREADS", "1")
 
+# The embedded broker holds a consumer group's join for half its members' session timeout (5 s
+# at the services' default of 10 s), and moves a killed member's partitions after all of it:
+# the services the tests start as processes use 3 s.
+for _variable, _value in (
+    ("PROCESSOR_SESSION_TIMEOUT_S", "3"),
+    ("RUNNER_SESSION_TIMEOUT_S", "3"),
+    ("ANALYTICS_SESSION_TIMEOUT_S", "3"),
+    ("VERSIONING_KAFKA_SESSION_TIMEOUT_MS", "3000"),
+):
+    os.environ.setdefault(_variable, _value)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Refuse tests that share a node id: pytest-xdist schedules by node id, so it would run the

@@ -114,6 +114,8 @@ class DocumentProcessor:
             # The loop stops polling while every slot is busy; a slot frees within
             # longest_document_s, so the group must not give up on this consumer before that.
             max_poll_interval_ms=int(max(300.0, 2 * s.longest_document_s) * 1000),
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 3),
         )
         limits = LoopLimits(
             slots=s.concurrency,

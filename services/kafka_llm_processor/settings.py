@@ -58,6 +58,10 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     not in the document; what stays ungrounded is published with ``status: ungrounded``."""
     max_tokens: Annotated[int, msgspec.Meta(ge=16)] = 384
     commit_interval_s: Positive = 1.0
+    session_timeout_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 10.0
+    """How soon the group notices a processor that died and gives its partitions to another
+    (a smaller value also makes a group form sooner on brokers that hold a join for half of
+    it, as the embedded one does)."""
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
     """Larger messages go to the DLQ unread (1 MiB: the most a default Kafka broker carries)."""
     drain_timeout_s: Positive = 120.0

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from litestar.testing import AsyncTestClient
 
 from libs.common.kafka.topics import ensure_topics
@@ -22,6 +22,7 @@ from services.langgraph_runner.settings import RunnerSettings
 from tests.langgraph_runner.probes import PROBE_REFERENCE, count
 from tests.llm.conftest import llm_process  # noqa: F401  (the embedded model, session-wide)
 from tests.support.processes import ServiceProcess, free_port
+from tests.support.topic_reader import read_from_start
 
 RUNNER_APP = "services.langgraph_runner.app:app"
 TERMINAL = {"success", "error", "cancelled"}
@@ -199,35 +200,17 @@ async def collect(
 ) -> list[Received]:
     """Every record of ``topic`` from the start, until ``until`` says enough or the timeout
     ends."""
-    # No consumer group: assigned every partition and read from the start, so nothing waits
-    # for a group to form.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    return await read_from_start(
+        bootstrap,
+        topic,
+        lambda record: Received(
+            key=record.key.decode() if record.key else None,
+            value=msgspec.json.decode(record.value or b""),
+        ),
+        want=0,
+        timeout_s=timeout_s,
+        enough=until,
     )
-    await consumer.start()
-    await consumer.topics()  # fetches every topic's metadata
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        await consumer.stop()
-        raise AssertionError(f"topic {topic} does not exist")
-    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(assigned)
-    await consumer.seek_to_beginning(*assigned)
-    found: list[Received] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while asyncio.get_running_loop().time() < deadline and not until(found):
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                found.extend(
-                    Received(
-                        key=record.key.decode() if record.key else None,
-                        value=msgspec.json.decode(record.value),
-                    )
-                    for record in records
-                )
-    finally:
-        await consumer.stop()
-    return found
 
 
 @pytest.fixture
