@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -18,6 +18,7 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from schemathesis.pytest.plugin import SchemathesisFunction
 
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
@@ -62,6 +63,26 @@ for _variable, _value in (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _order_operation_tests(items)
+    _refuse_shared_node_ids(items)
+
+
+def _order_operation_tests(items: list[pytest.Item]) -> None:
+    """Put each module's schemathesis tests (one an API operation) in node id order, in the
+    places they hold. They come in the order of the OpenAPI document's paths, and a handler
+    that serves two paths lists them in set order, which differs between processes: the
+    pytest-xdist workers would collect different orders, which xdist refuses."""
+    places: dict[Path, list[int]] = defaultdict(list)
+    for place, item in enumerate(items):
+        if isinstance(item, SchemathesisFunction):
+            places[item.path].append(place)
+    for module_places in places.values():
+        ordered = sorted((items[place] for place in module_places), key=lambda i: i.nodeid)
+        for place, item in zip(module_places, ordered, strict=True):
+            items[place] = item
+
+
+def _refuse_shared_node_ids(items: list[pytest.Item]) -> None:
     """Refuse tests that share a node id: pytest-xdist schedules by node id, so it would run the
     first of them and drop the rest without a word (schemathesis' per-operation tests did, under
     pytest 9.2)."""
