@@ -88,3 +88,15 @@ async def test_a_number_still_invented_is_named_and_never_ok(
     assert result["output"]["status"] == "ungrounded"
     assert result["output"]["ungrounded"] == ["9 percent"]
     assert len(model.requests) == 2
+
+
+async def test_a_point_said_again_is_kept_once(make_runner: Callable[..., Any]) -> None:
+    repeated = {
+        **GROUNDED,
+        "key_points": ["Revenue of $94.9 billion", " revenue of $94.9 billion", "Up 6 percent"],
+    }
+    model = OllamaChat([json.dumps(repeated)])
+
+    result = await analyse(make_runner, model)
+
+    assert result["output"]["key_points"] == ["Revenue of $94.9 billion", "Up 6 percent"]

@@ -76,6 +76,16 @@ def analysis_schema(source: str) -> dict[str, Any]:
     return schema
 
 
+def distinct_points(points: list[str]) -> list[str]:
+    """The key points stripped, each once (a small model often says one point two or three
+    times), in order; case does not make a point new."""
+    kept: dict[str, str] = {}
+    for point in points:
+        if text := point.strip():
+            kept.setdefault(text.casefold(), text)
+    return list(kept.values())
+
+
 class DocumentState(TypedDict, total=False):
     title: str
     doc_type: str
@@ -108,7 +118,7 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
 
     def structure(state: DocumentState) -> DocumentState:
         analysis = msgspec.convert(state["analysis"], Analysis)
-        points = [p.strip() for p in analysis.key_points if p.strip()]
+        points = distinct_points(analysis.key_points)
         summary = analysis.summary.strip()
         source = Source.of(grounding_source(state))
         unfounded = [n for text in (summary, *points) for n in unfounded_numbers(text, source)]
