@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from libs.common.figure_names import NAME_CHARS, NamedFigure, named_figures
 from libs.common.grounded_text import grounded_string, max_chars
 from libs.common.grounding import (
     Source,
@@ -24,13 +25,15 @@ from libs.common.schemas.documents import (
 from libs.common.schemas.json_schema import inline_schema
 
 SHORT_TEXT = 40
+"""A key figure's value, and its name when the model writes it."""
 _YEAR = re.compile(r"(?:19|20)\d\d")
-ShortText = Annotated[str, msgspec.Meta(max_length=SHORT_TEXT)]
+Name = Annotated[str, msgspec.Meta(max_length=max(SHORT_TEXT, NAME_CHARS))]
 
 
 class _Figure(msgspec.Struct):
-    name: ShortText
-    value: ShortText
+    # The schema the model is held by (answer_schema) is narrower.
+    name: Name
+    value: Name
 
 
 class KeyFiguresAnswer(msgspec.Struct):
@@ -92,17 +95,36 @@ def answer_schema(document: FinancialDocument) -> dict[str, Any]:
     if document.task == "sentiment":
         reason = grounded_string(written, **REASON)
         return {**schema, "properties": {**schema["properties"], "reason": reason}}
-    # No bare years (given those, a small model answers "Apple: 2023"), and within the value's
-    # length bound, so that every choice decodes.
-    written = [q for q in written if len(q) <= SHORT_TEXT and not _YEAR.fullmatch(q)]
-    if not written:
-        return schema
-    figure = schema["properties"]["key_figures"]["items"]
-    value = {"type": "string", "enum": written}
-    items = {**figure, "properties": {**figure["properties"], "value": value}}
+    figures = schema["properties"]["key_figures"]
+    named = named_figures(document.content)
+    # The document's own pairs to choose from, when it names its figures: a small model that
+    # names them itself names them badly ("Apple: 13 percent", "Apple Inc.: 13 percent").
+    items = {"anyOf": [_choice(f) for f in named]} if named else _named_by_the_model(written)
+    return {**schema, "properties": {"key_figures": {**figures, "items": items}}}
+
+
+def _choice(figure: NamedFigure) -> dict[str, Any]:
     return {
-        **schema,
-        "properties": {"key_figures": {**schema["properties"]["key_figures"], "items": items}},
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "enum": [figure.name]},
+            "value": {"type": "string", "enum": [figure.value]},
+        },
+        "required": ["name", "value"],
+    }
+
+
+def _named_by_the_model(written: list[str]) -> dict[str, Any]:
+    """A figure whose name the model writes and whose value is one of the document's
+    quantities. No bare years (given those, a small model answers "Apple: 2023"), and within
+    the value's length bound, so that every choice decodes."""
+    written = [q for q in written if len(q) <= SHORT_TEXT and not _YEAR.fullmatch(q)]
+    short = {"type": "string", "maxLength": SHORT_TEXT}
+    value = {"type": "string", "enum": written} if written else short
+    return {
+        "type": "object",
+        "properties": {"name": short, "value": value},
+        "required": ["name", "value"],
     }
 
 

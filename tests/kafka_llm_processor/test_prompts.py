@@ -11,16 +11,18 @@ import pytest
 
 from libs.common.grounded_text import text_pattern
 from libs.common.grounding import quantities_as_written
-from libs.common.schemas.documents import FinancialDocument, Task
+from libs.common.schemas.documents import FinancialDocument, KeyFigure, Task
 from services.kafka_llm_processor.prompts import (
     REASON,
     SCHEMAS,
+    SHORT_TEXT,
     SUMMARY,
     AnswerUnusable,
     KeyFiguresAnswer,
     SentimentAnswer,
     answer_schema,
     grounding_text,
+    structured,
     summary_text,
 )
 
@@ -40,24 +42,45 @@ def test_quantities_are_given_as_the_text_writes_them_each_once() -> None:
     assert quantities_as_written(DOCUMENT.content) == ["12.4%", "$89.5 billion", "1 percent"]
 
 
-def test_a_key_figure_value_may_only_be_a_quantity_the_document_writes() -> None:
+def test_key_figures_are_chosen_among_the_pairs_the_document_names() -> None:
     schema = answer_schema(DOCUMENT)
-    value = schema["properties"]["key_figures"]["items"]["properties"]["value"]
-    # The content's, each once; not the title's or the date line's, and no bare year.
-    assert value["enum"] == ["12.4%", "$89.5 billion", "1 percent"]
-    fiscal = msgspec.structs.replace(DOCUMENT, content="In fiscal 2023 revenue rose 12.4%.")
-    fiscal_schema = answer_schema(fiscal)
-    items = fiscal_schema["properties"]["key_figures"]["items"]
-    assert items["properties"]["value"]["enum"] == ["12.4%"]
-    # Everything else is the static schema's: names, bounds, required fields.
-    assert "2026" in quantities_as_written(grounding_text(DOCUMENT))  # shown, but no figure
+    figures = schema["properties"]["key_figures"]
+    choices = [
+        (c["properties"]["name"]["enum"], c["properties"]["value"]["enum"])
+        for c in figures["items"]["anyOf"]
+    ]
+    # The content's figures with their names, each pair once; none from the title or date.
+    assert choices == [
+        (["Revenue change"], ["rose 12.4%"]),
+        (["Revenue"], ["$89.5 billion"]),
+        (["margin change"], ["fell 1 percent"]),
+    ]
+    assert all(c["required"] == ["name", "value"] for c in figures["items"]["anyOf"])
+    # Everything else is the static schema's: bounds, required fields.
     static = SCHEMAS["key_figures"]
-    items = schema["properties"]["key_figures"]
-    assert items["maxItems"] == static["properties"]["key_figures"]["maxItems"]
+    assert figures["maxItems"] == static["properties"]["key_figures"]["maxItems"]
     assert schema["required"] == static["required"]
-    # An answer in it is one the processor reads.
+    # An answer in it is one the processor reads, the pair as it was offered.
+    answer = '{"key_figures": [{"name": "Revenue", "value": "$89.5 billion"}]}'
+    assert structured("key_figures", answer)[0] == [
+        KeyFigure(name="Revenue", value="$89.5 billion")
+    ]
+
+
+def test_without_named_figures_a_value_may_only_be_a_quantity_the_document_writes() -> None:
+    # Quantities in a list name nothing: the model names them, and copies their values.
+    listed = msgspec.structs.replace(DOCUMENT, content="Figures: 12.4%, $89.5 billion, 1 percent.")
+    items = answer_schema(listed)["properties"]["key_figures"]["items"]
+    assert items["properties"]["value"]["enum"] == ["12.4%", "$89.5 billion", "1 percent"]
+    assert items["properties"]["name"] == {"type": "string", "maxLength": SHORT_TEXT}
+    # No bare year, and nothing from the title or the date line.
+    fiscal = msgspec.structs.replace(DOCUMENT, content="In fiscal 2023: 12.4%.")
+    fiscal_items = answer_schema(fiscal)["properties"]["key_figures"]["items"]
+    assert fiscal_items["properties"]["value"]["enum"] == ["12.4%"]
+    assert "2026" in quantities_as_written(grounding_text(DOCUMENT))  # shown, but no figure
     answer = b'{"key_figures": [{"name": "revenue", "value": "$89.5 billion"}]}'
-    assert msgspec.json.decode(answer, type=KeyFiguresAnswer).key_figures[0].value in value["enum"]
+    decoded = msgspec.json.decode(answer, type=KeyFiguresAnswer).key_figures[0]
+    assert decoded.value in items["properties"]["value"]["enum"]
 
 
 CONTENT = ["12.4%", "$89.5 billion", "1 percent"]
