@@ -25,20 +25,51 @@ from libs.common.schemas.documents import (
 from libs.common.schemas.json_schema import inline_schema
 
 SHORT_TEXT = 40
-"""A key figure's value, and its name when the model writes it."""
 _YEAR = re.compile(r"(?:19|20)\d\d")
-Name = Annotated[str, msgspec.Meta(max_length=max(SHORT_TEXT, NAME_CHARS))]
+ShortText = Annotated[str, msgspec.Meta(max_length=SHORT_TEXT)]
+Named = Annotated[str, msgspec.Meta(max_length=NAME_CHARS)]
 
 
 class _Figure(msgspec.Struct):
-    # The schema the model is held by (answer_schema) is narrower.
-    name: Name
-    value: Name
+    name: ShortText
+    value: ShortText
+
+
+class _ChainedFigure(msgspec.Struct):
+    """A figure the document names, and perhaps the next one chosen (later in the document)."""
+
+    name: Named
+    value: Named
+    next: _ChainedFigure | None = None
 
 
 class KeyFiguresAnswer(msgspec.Struct):
     # Bounded so that a grammar-constrained answer always closes within max_tokens.
     key_figures: Annotated[list[_Figure], msgspec.Meta(max_length=5)]
+
+
+class _FiguresRead(msgspec.Struct):
+    """A key-figures answer as it is read: a list (``KeyFiguresAnswer``), or the chain that
+    ``answer_schema`` asks for when the document names its figures."""
+
+    key_figures: Annotated[list[_Figure], msgspec.Meta(max_length=5)] | _ChainedFigure
+
+    def pairs(self) -> list[tuple[str, str]]:
+        if isinstance(self.key_figures, list):
+            return [(f.name, f.value) for f in self.key_figures]
+        chained: list[tuple[str, str]] = []
+        figure: _ChainedFigure | None = self.key_figures
+        while figure is not None:
+            chained.append((figure.name, figure.value))
+            figure = figure.next
+        return chained
+
+
+CHAIN_TOKENS = 320
+"""The most a chain of key figures may take, counting two characters a token (it closes
+within the processor's ``max_tokens``, 384)."""
+CHAIN_STEP_TOKENS = 16
+"""A figure's JSON around its name and value, in tokens, at most."""
 
 
 SUMMARY = {"max_units": 80, "parts": 4}
@@ -79,10 +110,12 @@ SCHEMAS: dict[Task, dict[str, Any]] = {
 
 
 def answer_schema(document: FinancialDocument) -> dict[str, Any]:
-    """The JSON Schema the document's answer is constrained by. A key figure's value is one of
-    the quantities the document writes, as it writes them, and a summary or a sentiment's
-    reason writes numbers only so: a model that follows the schema (a grammar on the embedded
-    model, guided decoding on vLLM) cannot state a figure the document does not hold."""
+    """The JSON Schema the document's answer is constrained by. Key figures are chosen among
+    the pairs the document names (libs/common/figure_names.py), or, when it names none, have a
+    value that is one of the quantities the document writes, as it writes them; a summary or a
+    sentiment's reason writes numbers only so: a model that follows the schema (a grammar on
+    the embedded model, guided decoding on vLLM) cannot state a figure the document does not
+    hold."""
     schema = SCHEMAS[document.task]
     if document.task == "summary":
         # The title's and the content's, years included: a summary that starts from the title
@@ -95,37 +128,62 @@ def answer_schema(document: FinancialDocument) -> dict[str, Any]:
     if document.task == "sentiment":
         reason = grounded_string(written, **REASON)
         return {**schema, "properties": {**schema["properties"], "reason": reason}}
-    figures = schema["properties"]["key_figures"]
     named = named_figures(document.content)
-    # The document's own pairs to choose from, when it names its figures: a small model that
-    # names them itself names them badly ("Apple: 13 percent", "Apple Inc.: 13 percent").
-    items = {"anyOf": [_choice(f) for f in named]} if named else _named_by_the_model(written)
+    if named:
+        return _chain(named)
+    figures = schema["properties"]["key_figures"]
+    items = _named_by_the_model(figures["items"], written)
     return {**schema, "properties": {"key_figures": {**figures, "items": items}}}
 
 
-def _choice(figure: NamedFigure) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
+def _chain(named: list[NamedFigure]) -> dict[str, Any]:
+    """Key figures chosen among the pairs the document names, each name with its own value:
+    a small model that names figures itself names them badly ("Apple: 13 percent", "Apple
+    Inc.: 13 percent"). The answer is a chain: a figure, then perhaps ``next``, one named later
+    in the document. So no figure comes twice (asked for a list, a small model at temperature
+    0 lists one pair again and again), and the chain ends by the document's last figure. The
+    document's first figures only, as many as ``CHAIN_TOKENS`` holds."""
+    kept, tokens = [], 0
+    for figure in named:
+        tokens += (len(figure.name) + len(figure.value)) // 2 + CHAIN_STEP_TOKENS
+        if tokens > CHAIN_TOKENS:
+            break
+        kept.append(figure)
+    definitions: dict[str, Any] = {}
+    for index, figure in enumerate(kept):
+        properties: dict[str, Any] = {
             "name": {"type": "string", "enum": [figure.name]},
             "value": {"type": "string", "enum": [figure.value]},
-        },
-        "required": ["name", "value"],
+        }
+        if index + 1 < len(kept):
+            properties["next"] = {"anyOf": _refs(range(index + 1, len(kept)))}
+        definitions[f"figure{index}"] = {
+            "type": "object",
+            "properties": properties,
+            "required": ["name", "value"],
+            "additionalProperties": False,
+        }
+    return {
+        "type": "object",
+        "properties": {"key_figures": {"anyOf": _refs(range(len(kept)))}},
+        "required": ["key_figures"],
+        "$defs": definitions,
     }
 
 
-def _named_by_the_model(written: list[str]) -> dict[str, Any]:
+def _refs(indices: range) -> list[dict[str, str]]:
+    return [{"$ref": f"#/$defs/figure{i}"} for i in indices]
+
+
+def _named_by_the_model(figure: dict[str, Any], written: list[str]) -> dict[str, Any]:
     """A figure whose name the model writes and whose value is one of the document's
     quantities. No bare years (given those, a small model answers "Apple: 2023"), and within
     the value's length bound, so that every choice decodes."""
     written = [q for q in written if len(q) <= SHORT_TEXT and not _YEAR.fullmatch(q)]
-    short = {"type": "string", "maxLength": SHORT_TEXT}
-    value = {"type": "string", "enum": written} if written else short
-    return {
-        "type": "object",
-        "properties": {"name": short, "value": value},
-        "required": ["name", "value"],
-    }
+    if not written:
+        return figure
+    value = {"type": "string", "enum": written}
+    return {**figure, "properties": {**figure["properties"], "value": value}}
 
 
 # Added to the instruction when an answer was not grounded in the document (asked once more).
@@ -180,9 +238,9 @@ def summary_text(text: str) -> str:
 def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment | None]:
     try:
         if task == "key_figures":
-            figures = msgspec.json.decode(text, type=KeyFiguresAnswer).key_figures
+            figures = msgspec.json.decode(text, type=_FiguresRead).pairs()
             # A small model lists the same figure again and again; once is what it says.
-            unique = dict.fromkeys((f.name.strip(), f.value.strip()) for f in figures)
+            unique = dict.fromkeys((name.strip(), value.strip()) for name, value in figures)
             return [KeyFigure(name=name, value=value) for name, value in unique], None
         if task == "sentiment":
             answer = msgspec.json.decode(text, type=SentimentAnswer)

@@ -70,10 +70,14 @@ async def test_every_document_gets_a_result(
             values = [f.value for f in result.key_figures]
             assert result.ungrounded == ungrounded_values(values, source)
             # The model's grammar lets it choose only among the figures the document names,
-            # each name with its own value.
-            pairs = {(f.name, f.value) for f in result.key_figures}
-            assert pairs
-            assert pairs <= {(f.name, f.value) for f in named_figures(doc.content)}
+            # each name with its own value, each once and in the document's order.
+            named = [(f.name, f.value) for f in named_figures(doc.content)]
+            chosen = [(f.name, f.value) for f in result.key_figures]
+            assert chosen
+            assert set(chosen) <= set(named)
+            assert [named.index(pair) for pair in chosen] == sorted(
+                {named.index(pair) for pair in chosen}
+            )
             assert (result.ungrounded, result.attempts) == ([], 1)
         if doc.task == "sentiment":
             assert result.sentiment is not None

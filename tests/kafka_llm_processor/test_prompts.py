@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
@@ -13,6 +14,8 @@ from libs.common.grounded_text import text_pattern
 from libs.common.grounding import quantities_as_written
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Task
 from services.kafka_llm_processor.prompts import (
+    CHAIN_STEP_TOKENS,
+    CHAIN_TOKENS,
     REASON,
     SCHEMAS,
     SHORT_TEXT,
@@ -25,6 +28,8 @@ from services.kafka_llm_processor.prompts import (
     structured,
     summary_text,
 )
+from services.kafka_llm_processor.settings import ProcessorSettings
+from services.llm.backends.embedded import _json_grammar
 
 DOCUMENT = FinancialDocument(
     doc_id="northwind-q3",
@@ -42,29 +47,59 @@ def test_quantities_are_given_as_the_text_writes_them_each_once() -> None:
     assert quantities_as_written(DOCUMENT.content) == ["12.4%", "$89.5 billion", "1 percent"]
 
 
-def test_key_figures_are_chosen_among_the_pairs_the_document_names() -> None:
+def _choice(schema: dict[str, Any], ref: dict[str, str]) -> tuple[str, str, list[str]]:
+    figure = schema["$defs"][ref["$ref"].removeprefix("#/$defs/")]
+    properties = figure["properties"]
+    [name], [value] = properties["name"]["enum"], properties["value"]["enum"]
+    later = [r["$ref"] for r in properties.get("next", {}).get("anyOf", [])]
+    return name, value, later
+
+
+def test_key_figures_are_a_chain_through_the_pairs_the_document_names() -> None:
     schema = answer_schema(DOCUMENT)
-    figures = schema["properties"]["key_figures"]
-    choices = [
-        (c["properties"]["name"]["enum"], c["properties"]["value"]["enum"])
-        for c in figures["items"]["anyOf"]
+    first = schema["properties"]["key_figures"]["anyOf"]
+    choices = [_choice(schema, ref) for ref in first]
+    # The content's figures with their names, each pair once, in the document's order; none
+    # from the title or the date line. Each may be followed only by one named later.
+    assert [(name, value) for name, value, _ in choices] == [
+        ("Revenue change", "rose 12.4%"),
+        ("Revenue", "$89.5 billion"),
+        ("margin change", "fell 1 percent"),
     ]
-    # The content's figures with their names, each pair once; none from the title or date.
-    assert choices == [
-        (["Revenue change"], ["rose 12.4%"]),
-        (["Revenue"], ["$89.5 billion"]),
-        (["margin change"], ["fell 1 percent"]),
+    assert [later for _, _, later in choices] == [
+        ["#/$defs/figure1", "#/$defs/figure2"],
+        ["#/$defs/figure2"],
+        [],
     ]
-    assert all(c["required"] == ["name", "value"] for c in figures["items"]["anyOf"])
-    # Everything else is the static schema's: bounds, required fields.
-    static = SCHEMAS["key_figures"]
-    assert figures["maxItems"] == static["properties"]["key_figures"]["maxItems"]
-    assert schema["required"] == static["required"]
-    # An answer in it is one the processor reads, the pair as it was offered.
-    answer = '{"key_figures": [{"name": "Revenue", "value": "$89.5 billion"}]}'
+    assert schema["required"] == SCHEMAS["key_figures"]["required"]
+    # llama.cpp reads it (the embedded model's grammar), and an answer in it is read in order.
+    assert "figure2" in _json_grammar(schema)
+    answer = (
+        '{"key_figures": {"name": "Revenue change", "value": "rose 12.4%", '
+        '"next": {"name": "margin change", "value": "fell 1 percent"}}}'
+    )
     assert structured("key_figures", answer)[0] == [
+        KeyFigure(name="Revenue change", value="rose 12.4%"),
+        KeyFigure(name="margin change", value="fell 1 percent"),
+    ]
+    # A server that ignores the schema and answers with a list is read as before.
+    listed = '{"key_figures": [{"name": "Revenue", "value": "$89.5 billion"}]}'
+    assert structured("key_figures", listed)[0] == [
         KeyFigure(name="Revenue", value="$89.5 billion")
     ]
+
+
+def test_a_chain_closes_within_the_processor_s_token_budget() -> None:
+    """A filing with far more named figures than an answer can hold offers its first ones,
+    as many as a chain through all of them fits in ``CHAIN_TOKENS`` at two characters a
+    token."""
+    content = " ".join(f"Segment {i} revenue was ${i}.5 billion." for i in range(1, 60))
+    schema = answer_schema(msgspec.structs.replace(DOCUMENT, content=content))
+    offered = [_choice(schema, ref) for ref in schema["properties"]["key_figures"]["anyOf"]]
+    assert 5 <= len(offered) < 59
+    assert offered[0][:2] == ("Segment 1 revenue", "$1.5 billion")
+    longest = sum((len(n) + len(v)) // 2 + CHAIN_STEP_TOKENS for n, v, _ in offered)
+    assert longest <= CHAIN_TOKENS < ProcessorSettings().max_tokens
 
 
 def test_without_named_figures_a_value_may_only_be_a_quantity_the_document_writes() -> None:
