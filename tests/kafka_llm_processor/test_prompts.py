@@ -57,8 +57,9 @@ def _choice(schema: dict[str, Any], ref: dict[str, str]) -> tuple[str, str, list
 
 def test_key_figures_are_a_chain_through_the_pairs_the_document_names() -> None:
     schema = answer_schema(DOCUMENT)
-    first = schema["properties"]["key_figures"]["anyOf"]
-    choices = [_choice(schema, ref) for ref in first]
+    # The chain starts at the document's first figure.
+    assert schema["properties"]["key_figures"] == {"$ref": "#/$defs/figure0"}
+    choices = [_choice(schema, {"$ref": f"#/$defs/{name}"}) for name in schema["$defs"]]
     # The content's figures with their names, each pair once, in the document's order; none
     # from the title or the date line. Each may be followed only by one named later.
     assert [(name, value) for name, value, _ in choices] == [
@@ -95,7 +96,7 @@ def test_a_chain_closes_within_the_processor_s_token_budget() -> None:
     token."""
     content = " ".join(f"Segment {i} revenue was ${i}.5 billion." for i in range(1, 60))
     schema = answer_schema(msgspec.structs.replace(DOCUMENT, content=content))
-    offered = [_choice(schema, ref) for ref in schema["properties"]["key_figures"]["anyOf"]]
+    offered = [_choice(schema, {"$ref": f"#/$defs/{name}"}) for name in schema["$defs"]]
     assert 5 <= len(offered) < 59
     assert offered[0][:2] == ("Segment 1 revenue", "$1.5 billion")
     longest = sum((len(n) + len(v)) // 2 + CHAIN_STEP_TOKENS for n, v, _ in offered)
