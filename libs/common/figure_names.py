@@ -108,8 +108,10 @@ def named_figures(text: str) -> list[NamedFigure]:
             clause_start, previous = boundary, None
         if not _measures_something(text, match):
             continue
-        figure = _figure(text, text[clause_start:start], end, match.group(0).strip(), previous)
-        clause_start = _end_of(text, end)
+        per_share = _PER_SHARE.match(text, end)
+        value = match.group(0).strip() + (" per share" if per_share else "")
+        figure = _figure(text, text[clause_start:start], end, value, previous)
+        clause_start = per_share.end() if per_share else end
         if figure is None:
             continue
         previous = figure
@@ -144,15 +146,11 @@ def _measures_something(text: str, match: re.Match[str]) -> bool:
     return "," in match["number"]
 
 
-def _end_of(text: str, end: int) -> int:
-    per_share = _PER_SHARE.match(text, end)
-    return per_share.end() if per_share else end
-
-
 def _figure(
-    text: str, clause: str, end: int, written: str, previous: _Figure | None
+    text: str, clause: str, end: int, value: str, previous: _Figure | None
 ) -> _Figure | None:
-    value = written + (" per share" if _PER_SHARE.match(text, end) else "")
+    """The figure of the quantity ending at ``end``, written ``value`` (with ``per share``
+    when the text says so), ``clause`` the text since the last quantity or sentence end."""
     # Each clause names its own figure: "..., up 21%", "..., or $16.23 per share".
     words = [w.group(0) for w in _WORD.finditer(clause.rsplit(",", 1)[-1])]
     if previous is not None:
@@ -162,7 +160,7 @@ def _figure(
     if words and words[-1].lower() in _NAMED_AFTER:  # "an additional $3 billion buyback"
         after = _name_after(text, end, words)
         if after:
-            return _Figure(_per_share(after, value), value, after)
+            return _level(after, value)
     linked = False
     while words and words[-1].lower() in _LINKING:
         linked = True
@@ -173,7 +171,7 @@ def _figure(
         if not base:
             return None
         if linked:  # "net income rose to $1.14 billion": the level, not the change
-            return _Figure(_per_share(base, value), value, base)
+            return _level(base, value)
         return _Figure(_clip(f"{base} change"), f"{direction} {value}", base, direction)
     if words and words[-1].lower() == "by":  # "cut its policy rate by 25 basis points"
         return _change_by(words[:-1], value)
@@ -196,11 +194,16 @@ def _following(clause: str, words: list[str], value: str, previous: _Figure) -> 
         if previous.direction:
             shown = f"{previous.direction} {value}"
             return _Figure(previous.name, shown, previous.base, previous.direction)
-        return _Figure(_per_share(previous.base, value), value, previous.base)
+        return _level(previous.base, value)
     if _ENDS_WITH_TO.search(clause) and _follows(words):
         # "... to $211.9 billion", "... from a year earlier to $412,300": the level reached
-        return _Figure(_per_share(previous.base, value), value, previous.base)
+        return _level(previous.base, value)
     return None
+
+
+def _level(base: str, value: str) -> _Figure:
+    """The figure ``base`` names itself (not a change of it); per share when ``value`` is."""
+    return _Figure(_per_share(base, value), value, base)
 
 
 def _follows(words: list[str]) -> bool:

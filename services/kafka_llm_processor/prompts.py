@@ -43,16 +43,19 @@ class _ChainedFigure(msgspec.Struct):
     next: _ChainedFigure | None = None
 
 
+# Bounded so that a grammar-constrained answer always closes within max_tokens.
+_FigureList = Annotated[list[_Figure], msgspec.Meta(max_length=5)]
+
+
 class KeyFiguresAnswer(msgspec.Struct):
-    # Bounded so that a grammar-constrained answer always closes within max_tokens.
-    key_figures: Annotated[list[_Figure], msgspec.Meta(max_length=5)]
+    key_figures: _FigureList
 
 
 class _FiguresRead(msgspec.Struct):
     """A key-figures answer as it is read: a list (``KeyFiguresAnswer``), or the chain that
     ``answer_schema`` asks for when the document names its figures."""
 
-    key_figures: Annotated[list[_Figure], msgspec.Meta(max_length=5)] | _ChainedFigure
+    key_figures: _FigureList | _ChainedFigure
 
     def pairs(self) -> list[tuple[str, str]]:
         if isinstance(self.key_figures, list):
@@ -122,17 +125,16 @@ def answer_schema(document: FinancialDocument) -> dict[str, Any]:
         # says "fiscal 2023", and without 2023 to copy the model wrote "fiscal 20%".
         written = quantities_as_written(f"{document.title}\n{document.content}")
         return {**schema, "properties": {"summary": grounded_string(written, **SUMMARY)}}
-    # The content's quantities, not the title's or the date line's: given the date line, a
-    # small model gives the date as its reason.
-    written = quantities_as_written(document.content)
+    # The content's quantities (or figures), not the title's or the date line's: given the
+    # date line, a small model gives the date as its reason.
     if document.task == "sentiment":
-        reason = grounded_string(written, **REASON)
+        reason = grounded_string(quantities_as_written(document.content), **REASON)
         return {**schema, "properties": {**schema["properties"], "reason": reason}}
     named = named_figures(document.content)
     if named:
         return _chain(named)
     figures = schema["properties"]["key_figures"]
-    items = _named_by_the_model(figures["items"], written)
+    items = _named_by_the_model(figures["items"], quantities_as_written(document.content))
     return {**schema, "properties": {"key_figures": {**figures, "items": items}}}
 
 
