@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from libs.common.grounded_text import grounded_string, max_chars, text_pattern
 from libs.common.grounding import quantities_as_written
-from services.llm.backends.embedded import _json_grammar
+from services.llm.backends.json_grammar import json_grammar
 
 DOCUMENT = (
     "Apple reported revenue of $383.3 billion in fiscal 2023, down 3 percent, and a gross "
@@ -122,7 +122,7 @@ def test_llama_cpp_python_makes_a_grammar_of_it() -> None:
         "properties": {"summary": grounded_string(QUANTITIES, **SUMMARY)},
         "required": ["summary"],
     }
-    rules = _json_grammar(schema)
+    rules = json_grammar(schema)
 
     # "$383.3 billion" and the others, as literals.
     assert "[$]" in rules

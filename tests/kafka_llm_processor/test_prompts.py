@@ -29,7 +29,7 @@ from services.kafka_llm_processor.prompts import (
     summary_text,
 )
 from services.kafka_llm_processor.settings import ProcessorSettings
-from services.llm.backends.embedded import _json_grammar
+from services.llm.backends.json_grammar import json_grammar
 
 DOCUMENT = FinancialDocument(
     doc_id="northwind-q3",
@@ -74,7 +74,7 @@ def test_key_figures_are_a_chain_through_the_pairs_the_document_names() -> None:
     ]
     assert schema["required"] == SCHEMAS["key_figures"]["required"]
     # llama.cpp reads it (the embedded model's grammar), and an answer in it is read in order.
-    assert "figure2" in _json_grammar(schema)
+    assert "figure2" in json_grammar(schema)
     answer = (
         '{"key_figures": {"name": "Revenue change", "value": "rose 12.4%", '
         '"next": {"name": "margin change", "value": "fell 1 percent"}}}'

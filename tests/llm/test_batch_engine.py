@@ -16,7 +16,7 @@ import pytest
 from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS, SCHEMAS
 from services.kafka_llm_processor.send_samples import sample_documents
-from services.llm.backends.embedded import _json_grammar
+from services.llm.backends.json_grammar import json_grammar
 from services.llm.backends.llama_batch import (
     BatchEngine,
     Finished,
@@ -133,7 +133,7 @@ def test_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
     whole_chain = WholeChainEngine(model, slots=4, context_per_slot=512, n_threads=None)
     try:
         asked = [
-            (_question(document.content, task), _json_grammar(SCHEMAS[task]))
+            (_question(document.content, task), json_grammar(SCHEMAS[task]))
             for document in sample_documents()[:2]
             for task in JSON_TASKS
         ]
@@ -163,7 +163,7 @@ def test_penalised_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
     whole_chain = WholeChainEngine(model, slots=4, context_per_slot=512, n_threads=None)
     try:
         asked = [
-            (_question(document.content, "key_figures"), _json_grammar(SCHEMAS["key_figures"]))
+            (_question(document.content, "key_figures"), json_grammar(SCHEMAS["key_figures"]))
             for document in sample_documents()[:3]
         ]
         shortcuts_before = engine.grammar_shortcuts

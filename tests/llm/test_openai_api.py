@@ -114,6 +114,36 @@ async def test_json_schema_output_parses_and_validates(llm: Client) -> None:
     jsonschema.validate(order, PORTFOLIO_SCHEMA)
 
 
+async def test_an_enum_of_strings_with_quotes_and_backslashes_is_answered_exactly(
+    llm: Client,
+) -> None:
+    # llama-cpp-python's converter wrote such literals so that llama.cpp refused the grammar,
+    # and the service answered 400 to a valid schema.
+    quoted = ['the Company (the "Issuer") said', "a path C:\\desk\\orders", 'a \\"mixed\\" one']
+    schema = {
+        "type": "object",
+        "properties": {"quote": {"type": "string", "enum": quoted}},
+        "required": ["quote"],
+    }
+
+    response = await llm.post(
+        "/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": "Pick a quote. Reply as JSON."}],
+            "temperature": 0,
+            "max_tokens": 40,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "q", "schema": schema},
+            },
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    answer = json.loads(response.json()["choices"][0]["message"]["content"])
+    assert answer["quote"] in quoted
+
+
 async def test_json_object_mode_gives_json(llm: Client) -> None:
     response = await llm.post(
         "/chat/completions",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import math
 import threading
 import time
@@ -42,7 +41,6 @@ from llama_cpp import (
     llama_state_seq_set_data,
 )
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -56,6 +54,7 @@ from services.llm.backends.base import (
     TextDelta,
     Turn,
 )
+from services.llm.backends.json_grammar import json_grammar
 from services.llm.backends.llama_batch import (
     DEFAULT_LAST_N,
     BatchEngine,
@@ -357,7 +356,7 @@ class EmbeddedBackend:
             )
         grammar = None
         if generation.json_schema is not None or generation.json_mode:
-            grammar = _json_grammar(generation.json_schema)
+            grammar = json_grammar(generation.json_schema)
             if not check_grammar(self._llm.model, grammar):
                 raise InvalidRequest(
                     "cannot constrain output to this JSON schema: llama.cpp "
@@ -528,25 +527,6 @@ class _BatchingCollector(Collector):
 def _log_softmax(logits: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, Any]:
     shifted = logits.astype(np.float64) - float(np.max(logits))
     return shifted - math.log(float(np.exp(shifted).sum()))
-
-
-# llama-cpp-python's schema converter lets a string hold any character but a quote or a
-# backslash, raw newlines and other control characters included, which JSON forbids: a model
-# then writes `"value": "}]}\n{"` and the answer does not parse. llama.cpp's own converter (and
-# llama-cpp-python's free-form JSON grammar) exclude them; so does the rule put in its place.
-_LAX_STRING_CHAR = 'char ::= [^"\\\\] |'
-_JSON_STRING_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
-
-
-def _json_grammar(schema: dict[str, Any] | None) -> str:
-    """The GBNF text an answer must match: any JSON value, or one valid for ``schema``."""
-    if schema is None:
-        return JSON_GBNF
-    try:
-        rules: str = json_schema_to_gbnf(json.dumps(schema))
-    except Exception as exc:
-        raise InvalidRequest(f"cannot constrain output to this JSON schema: {exc}") from exc
-    return rules.replace(_LAX_STRING_CHAR, _JSON_STRING_CHAR)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:

@@ -1,0 +1,53 @@
+"""The GBNF grammar a JSON answer is held to, made from a JSON Schema by llama-cpp-python's
+converter with two of its faults mended (both fixed in llama.cpp's own converter since)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any
+
+from llama_cpp.llama_grammar import JSON_GBNF, SchemaConverter
+
+from libs.common.errors import InvalidRequest
+
+# The converter lets a string hold any character but a quote or a backslash, raw newlines and
+# other control characters included, which JSON forbids: a model then writes
+# `"value": "}]}\n{"` and the answer does not parse. llama.cpp's own converter (and
+# llama-cpp-python's free-form JSON grammar) exclude them; so does the rule put in its place.
+_LAX_STRING_CHAR = 'char ::= [^"\\\\] |'
+_JSON_STRING_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+_LITERAL_ESCAPE = re.compile(r'[\r\n"\\]')
+_LITERAL_ESCAPES = {"\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
+
+
+class _Converter(SchemaConverter):
+    """The converter writing a literal's backslashes as GBNF escapes. Its own leaves them
+    raw, so a JSON string with a quote in it (an enum of `said "record"`, JSON `"said
+    \\"record\\""`) became a literal that llama.cpp refuses to parse."""
+
+    def _format_literal(self, literal: str) -> str:
+        escaped = _LITERAL_ESCAPE.sub(lambda match: _LITERAL_ESCAPES[match.group(0)], literal)
+        return f'"{escaped}"'
+
+
+_new_converter: Callable[..., Any] = _Converter
+"""A converter, typed as what it is to the code here (llama-cpp-python's has no annotations)."""
+
+
+def json_grammar(schema: dict[str, Any] | None) -> str:
+    """The GBNF text an answer must match: any JSON value, or one valid for ``schema``.
+    Raises :class:`InvalidRequest` for a schema the converter cannot read."""
+    if schema is None:
+        return JSON_GBNF
+    converter = _new_converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    try:
+        # resolve_refs rewrites the references in place: the caller's schema stays as it was.
+        resolved = converter.resolve_refs(copy.deepcopy(schema), "request")
+        converter.visit(resolved, "")
+        rules: str = converter.format_grammar()
+    except Exception as exc:
+        raise InvalidRequest(f"cannot constrain output to this JSON schema: {exc}") from exc
+    return rules.replace(_LAX_STRING_CHAR, _JSON_STRING_CHAR)
