@@ -22,7 +22,7 @@ from libs.common.schemas.documents import (
     SentimentLabel,
     Task,
 )
-from libs.common.schemas.json_schema import inline_schema
+from libs.common.schemas.json_schema import choice_chain, inline_schema
 
 SHORT_TEXT = 40
 _YEAR = re.compile(r"(?:19|20)\d\d")
@@ -154,30 +154,27 @@ def _chain(named: list[NamedFigure]) -> dict[str, Any]:
         if tokens > CHAIN_TOKENS:
             break
         kept.append(figure)
-    definitions: dict[str, Any] = {}
-    for index, figure in enumerate(kept):
-        properties: dict[str, Any] = {
-            "name": {"type": "string", "enum": [figure.name]},
-            "value": {"type": "string", "enum": [figure.value]},
-        }
-        if index + 1 < len(kept):
-            properties["next"] = {"anyOf": _refs(range(index + 1, len(kept)))}
-        definitions[f"figure{index}"] = {
-            "type": "object",
-            "properties": properties,
-            "required": ["name", "value"],
-            "additionalProperties": False,
-        }
+    start, definitions = choice_chain(
+        [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "enum": [figure.name]},
+                    "value": {"type": "string", "enum": [figure.value]},
+                },
+                "required": ["name", "value"],
+                "additionalProperties": False,
+            }
+            for figure in kept
+        ],
+        prefix="figure",
+    )
     return {
         "type": "object",
-        "properties": {"key_figures": {"$ref": "#/$defs/figure0"}},
+        "properties": {"key_figures": start},
         "required": ["key_figures"],
         "$defs": definitions,
     }
-
-
-def _refs(indices: range) -> list[dict[str, str]]:
-    return [{"$ref": f"#/$defs/figure{i}"} for i in indices]
 
 
 def _named_by_the_model(figure: dict[str, Any], written: list[str]) -> dict[str, Any]:

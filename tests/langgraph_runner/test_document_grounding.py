@@ -15,7 +15,7 @@ from typing import Any
 
 from libs.common.grounded_text import text_pattern
 from libs.common.grounding import quantities_as_written
-from services.langgraph_runner.workflows.document_analysis import POINT, SUMMARY
+from services.langgraph_runner.workflows.document_analysis import SUMMARY, analysis_schema
 from tests.support.asgi_server import serve_asgi
 from tests.support.ollama_chat import OllamaChat
 
@@ -56,11 +56,28 @@ async def test_the_schema_sent_lets_texts_write_only_the_documents_numbers(
     written = quantities_as_written(f"{DOCUMENT['title']}\n{DOCUMENT['content']}")
     assert written == ["$94.9 billion", "6 percent"]
     summary = schema["properties"]["summary"]
-    point = schema["properties"]["key_points"]["items"]
     assert summary["pattern"] == text_pattern(written, **SUMMARY)
-    assert point["pattern"] == text_pattern(written, **POINT)
     assert re.fullmatch(summary["pattern"], GROUNDED["summary"])
     assert not re.fullmatch(summary["pattern"], INVENTED["summary"])
+    # Key points copy the content's clauses, from the first.
+    start = schema["properties"]["key_points"]
+    first = schema["$defs"][start["$ref"].removeprefix("#/$defs/")]
+    assert first["properties"]["point"]["enum"] == [DOCUMENT["content"].removesuffix(".")]
+
+
+async def test_key_points_chosen_in_a_chain_are_read_in_order(
+    make_runner: Callable[..., Any],
+) -> None:
+    chained = {
+        **GROUNDED,
+        "key_points": {"point": "Revenue of $94.9 billion", "next": {"point": "Up 6 percent"}},
+    }
+    model = OllamaChat([json.dumps(chained)])
+
+    result = await analyse(make_runner, model)
+
+    assert result["output"]["status"] == "ok"
+    assert result["output"]["key_points"] == ["Revenue of $94.9 billion", "Up 6 percent"]
 
 
 async def test_an_invented_number_is_asked_about_once_more(
@@ -100,3 +117,24 @@ async def test_a_point_said_again_is_kept_once(make_runner: Callable[..., Any]) 
     result = await analyse(make_runner, model)
 
     assert result["output"]["key_points"] == ["Revenue of $94.9 billion", "Up 6 percent"]
+
+
+def test_key_points_start_at_the_lede_and_say_one_more_at_least() -> None:
+    content = "Revenue rose 6 percent. Margins widened. Costs fell. The dividend was raised."
+    schema = analysis_schema(content, content)
+
+    start = schema["properties"]["key_points"]
+    definitions = schema["$defs"]
+    first = definitions[start["$ref"].removeprefix("#/$defs/")]
+    assert first["properties"]["point"]["enum"] == ["Revenue rose 6 percent"]
+    assert "next" in first["required"]
+    later = [
+        definitions[ref["$ref"].removeprefix("#/$defs/")]
+        for ref in first["properties"]["next"]["anyOf"]
+    ]
+    assert [d["properties"]["point"]["enum"][0] for d in later] == [
+        "Margins widened",
+        "Costs fell",
+        "The dividend was raised",
+    ]
+    assert all("next" not in d["required"] for d in later)

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 from litestar.testing import AsyncTestClient
 
+from libs.common.clauses import clauses
 from libs.common.grounded_text import max_chars
 from libs.common.grounding import Source, unfounded_numbers
 from services.langgraph_runner.market_data import SAMPLE_MARKET_DATA
-from services.langgraph_runner.workflows.document_analysis import SUMMARY
+from services.langgraph_runner.workflows.document_analysis import CLAUSE_CHARS, SUMMARY
 from tests.support.processes import ServiceProcess
 
 DOCUMENT = {
@@ -75,8 +76,14 @@ async def test_document_analysis_gives_a_structured_result(
     assert isinstance(output["summary"], str)
     assert 0 < len(output["summary"]) <= max_chars(**SUMMARY)
     assert output["sentiment"] in {"positive", "neutral", "negative"}
-    assert 1 <= len(output["key_points"]) <= 3
-    assert all(isinstance(p, str) and p for p in output["key_points"])
+    # The key points are the document's clauses, from its first, in the document's order.
+    offered = clauses(DOCUMENT["content"], max_chars=CLAUSE_CHARS)
+    # Two at least: the document has two clauses.
+    assert 2 <= len(output["key_points"]) <= 3
+    assert set(output["key_points"]) <= set(offered), output["key_points"]
+    assert output["key_points"][0] == offered[0]
+    places = [offered.index(point) for point in output["key_points"]]
+    assert places == sorted(set(places))
     assert output["word_count"] == len(DOCUMENT["content"].split())
     assert output["title"] == DOCUMENT["title"]
     assert result["usage"]["calls"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -25,3 +26,35 @@ def inline_schema(struct: Any) -> dict[str, Any]:
 
     result: dict[str, Any] = inline(document)
     return result
+
+
+def choice_chain(
+    choices: Sequence[dict[str, Any]], *, prefix: str, most: int | None = None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A ``$ref`` and the ``$defs`` behind it for an ordered pick among ``choices`` (object
+    schemas): the first, then perhaps ``next``, one of the later ones, and so on, at most
+    ``most`` in all. So none comes
+    twice and they keep their order, which a grammar-constrained list cannot say (asked for
+    a list, a small model at temperature 0 gives one item again and again). The pick starts at
+    the first choice. Unbounded, choice ``i`` is ``<prefix><i>``; a choice that a pick bounded
+    by ``most`` reaches with fewer picks left than choices after it is defined again for
+    those (``<prefix><i>_<left>``), so the definitions grow as ``most`` times the choices."""
+    definitions: dict[str, Any] = {}
+
+    def define(index: int, left: int) -> str:
+        later_ones = len(choices) - index - 1
+        name = f"{prefix}{index}" if left >= later_ones else f"{prefix}{index}_{left}"
+        if name in definitions:
+            return name
+        choice = dict(choices[index])
+        definitions[name] = choice  # before the later ones: the definitions keep their order
+        if later_ones and left:
+            after = range(index + 1, len(choices))
+            refs = [{"$ref": f"#/$defs/{define(later, left - 1)}"} for later in after]
+            choice["properties"] = {**choice["properties"], "next": {"anyOf": refs}}
+        return name
+
+    if not choices:
+        raise ValueError("a pick needs at least one choice")
+    start = define(0, (len(choices) if most is None else most) - 1)
+    return {"$ref": f"#/$defs/{start}"}, definitions
