@@ -95,22 +95,27 @@ async def test_a_streamed_answer_is_in_a_media_type_the_schema_documents(
     assert media_type in document["paths"][path]["post"]["responses"]["200"]["content"]
 
 
-async def test_json_schema_output_parses_and_validates(llm: Client) -> None:
+async def _answer_held_to(llm: Client, schema: dict[str, Any], question: str) -> Any:
+    """The model's JSON answer to ``question`` under ``schema``, at temperature 0."""
     response = await llm.post(
         "/chat/completions",
         json={
-            "messages": [{"role": "user", "content": "Buy 10 shares of Apple. Reply as JSON."}],
+            "messages": [{"role": "user", "content": question}],
             "temperature": 0,
             "max_tokens": 80,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": "order", "schema": PORTFOLIO_SCHEMA},
+                "json_schema": {"name": "answer", "schema": schema},
             },
         },
     )
+    assert response.status_code == 200, response.text
+    return json.loads(response.json()["choices"][0]["message"]["content"])
 
-    assert response.status_code == 200
-    order = json.loads(response.json()["choices"][0]["message"]["content"])
+
+async def test_json_schema_output_parses_and_validates(llm: Client) -> None:
+    order = await _answer_held_to(llm, PORTFOLIO_SCHEMA, "Buy 10 shares of Apple. Reply as JSON.")
+
     jsonschema.validate(order, PORTFOLIO_SCHEMA)
 
 
@@ -126,21 +131,8 @@ async def test_an_enum_of_strings_with_quotes_and_backslashes_is_answered_exactl
         "required": ["quote"],
     }
 
-    response = await llm.post(
-        "/chat/completions",
-        json={
-            "messages": [{"role": "user", "content": "Pick a quote. Reply as JSON."}],
-            "temperature": 0,
-            "max_tokens": 40,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "q", "schema": schema},
-            },
-        },
-    )
+    answer = await _answer_held_to(llm, schema, "Pick a quote. Reply as JSON.")
 
-    assert response.status_code == 200, response.text
-    answer = json.loads(response.json()["choices"][0]["message"]["content"])
     assert answer["quote"] in quoted
 
 
