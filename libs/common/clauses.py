@@ -8,8 +8,10 @@ import re
 
 # A sentence ends at ., ! or ? (perhaps inside a closing quote or bracket) before a space and
 # a word, a number or an opening quote ("... year over year. iPhone revenue"); or at a line
-# break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]?\s+(?=[\"'“‘(]?[\w$€£¥])|\s*\n\s*")
+# break. (\u2018-\u201d are the curly quotes.)
+_SENTENCE_END = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"'\u2019\u201d)]))\s+(?=[\"'\u2018\u201c(]?[\w$€£¥])|\s*\n\s*"
+)
 # Abbreviations whose point ends no sentence: "Brands, Inc. (the", "U.S. Treasury", "Dr. Lee".
 _ABBREVIATION_END = re.compile(
     r"(?:\b(?:Inc|Corp|Co|Ltd|Plc|LLC|Mr|Mrs|Ms|Dr|Prof|St|No|Jr|Sr|vs|approx|est|"

@@ -59,6 +59,14 @@ def test_parts_are_joined_again_while_they_fit_and_a_part_with_no_cut_keeps_its_
     ]
 
 
+def test_a_closing_quote_stays_with_its_sentence() -> None:
+    text = "The chief executive said \u201cdemand was strong.\u201d Shares rose 9 percent."
+    assert clauses(text, max_chars=100) == [
+        "The chief executive said \u201cdemand was strong.\u201d",
+        "Shares rose 9 percent",
+    ]
+
+
 def test_each_clause_comes_once() -> None:
     assert clauses("Shares rose. Shares rose.\nShares rose.", max_chars=50) == ["Shares rose"]
 

@@ -33,12 +33,12 @@ def choice_chain(
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """A ``$ref`` and the ``$defs`` behind it for an ordered pick among ``choices`` (object
     schemas): the first, then perhaps ``next``, one of the later ones, and so on, at most
-    ``most`` in all. So none comes
-    twice and they keep their order, which a grammar-constrained list cannot say (asked for
-    a list, a small model at temperature 0 gives one item again and again). The pick starts at
-    the first choice. Unbounded, choice ``i`` is ``<prefix><i>``; a choice that a pick bounded
-    by ``most`` reaches with fewer picks left than choices after it is defined again for
-    those (``<prefix><i>_<left>``), so the definitions grow as ``most`` times the choices."""
+    ``most`` in all. So none comes twice and they keep their order, which a grammar-constrained
+    list cannot say (asked for a list, a small model at temperature 0 gives one item again and
+    again). The pick starts at the first choice. Unbounded, choice ``i`` is ``<prefix><i>``; a
+    choice that a pick bounded by ``most`` reaches with fewer picks left than choices after it
+    is defined again for those (``<prefix><i>_<left>``), so the definitions grow as ``most``
+    times the choices."""
     definitions: dict[str, Any] = {}
 
     def define(index: int, left: int) -> str:

@@ -101,7 +101,8 @@ class _AnalysisRead(_Verdict):
             return self.key_points
         chained: list[str] = []
         point: _ChainedPoint | None = self.key_points
-        while point is not None:
+        # A server that ignores the schema may chain more than it allows.
+        while point is not None and len(chained) < KEY_POINTS:
             chained.append(point.point)
             point = point.next
         return chained
