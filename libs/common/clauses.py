@@ -36,13 +36,20 @@ def clauses(text: str, *, max_chars: int) -> list[str]:
 
 
 def _sentences(text: str) -> list[str]:
-    sentences: list[str] = []
-    for piece in _SENTENCE_END.split(text.strip()):
-        if sentences and _ABBREVIATION_END.search(sentences[-1]):
-            sentences[-1] = f"{sentences[-1]} {piece}"
+    """The sentences, as slices of ``text``: a piece after an abbreviation goes on with it,
+    with what stood between them ("Inc. (the", a line break too)."""
+    text = text.strip()
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for end in [*_SENTENCE_END.finditer(text), None]:
+        stop = len(text) if end is None else end.start()
+        if spans and _ABBREVIATION_END.search(text, spans[-1][0], spans[-1][1]):
+            spans[-1] = (spans[-1][0], stop)
         else:
-            sentences.append(piece)
-    return sentences
+            spans.append((start, stop))
+        if end is not None:
+            start = end.end()
+    return [text[first:last] for first, last in spans]
 
 
 def _cut(sentence: str, max_chars: int) -> list[str]:
