@@ -48,13 +48,14 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 # git: the version manager keeps workflow versions in a git repository (gitpython runs git);
 # libgomp1: llama.cpp's OpenMP threads. The services' relative defaults (.pas/data/...,
 # .pas/spill/...) land under /var/lib/pas, the working directory; compose and Kubernetes
-# mount volumes over those two directories.
+# mount volumes over those two directories. .pas/models holds the embedded model's weights
+# converted for batching, made at an LLM service's first start (about a second).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 pas \
     && useradd --system --uid 10001 --gid pas --home-dir /var/lib/pas --shell /usr/sbin/nologin pas \
-    && mkdir -p /var/lib/pas/.pas/data /var/lib/pas/.pas/spill \
+    && mkdir -p /var/lib/pas/.pas/data /var/lib/pas/.pas/spill /var/lib/pas/.pas/models \
     && chown -R pas:pas /var/lib/pas
 COPY --from=builder /opt/venv /opt/venv
 COPY scripts/__init__.py scripts/serve.py /opt/pas/scripts/

@@ -2,7 +2,8 @@
 
 Baseline: llama-cpp-python called directly in this process (``create_chat_completion``).
 Ours: ``POST /chat/completions`` on the Llama 3.1 8B wrapper running as a real uvicorn process
-with the same GGUF, prompt and settings (temperature 0, same max_tokens, same context length).
+with the same weights (the shipped file as the service converts it), prompt and settings
+(temperature 0, same max_tokens, same context length).
 Requests alternate between the two so that both see the same machine state.
 
 Run: ``.venv/bin/python -m bench.llm_overhead`` (about a minute).
@@ -20,6 +21,7 @@ from llama_cpp import Llama
 
 from libs.common.kit.logging import configure_logging
 from services.llm.model_files import packaged_gguf
+from services.llm.weight_conversion import batchable_weights
 from tests.support.processes import ServiceProcess, free_port
 
 ROUNDS = 20
@@ -33,14 +35,17 @@ MESSAGES = [
 
 def main() -> None:
     configure_logging("WARNING")
-    llm = Llama(model_path=str(packaged_gguf()), n_ctx=CONTEXT, verbose=False)
     with tempfile.TemporaryDirectory() as tmp:
+        # The weights the service loads: the shipped file converted for batches, made here.
+        weights = batchable_weights(packaged_gguf(), Path(tmp) / "models")
+        llm = Llama(model_path=str(weights), n_ctx=CONTEXT, verbose=False)
         service = ServiceProcess(
             "services.llm.llama31_8b_service:app",
             free_port(),
             {
                 "LLAMA31_8B_REGISTER": "false",
                 "LLAMA31_8B_CONTEXT_LENGTH": str(CONTEXT),
+                "LLAMA31_8B_WEIGHTS_CACHE_DIR": str(Path(tmp) / "models"),
                 "LOG_LEVEL": "WARNING",
             },
             Path(tmp) / "service.log",

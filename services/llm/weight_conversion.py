@@ -1,0 +1,118 @@
+"""GGUF weights the CPU can multiply a batch against: Q4_1 and Q5_1 files converted to Q8_0
+once, by llama.cpp's own quantizer, and kept in a cache directory.
+
+For a batch of rows (a prompt being read, or several answers decoded together) llama.cpp's
+CPU backend multiplies Q8_0, Q4_0 and Q5_0 weights in one tiled kernel (llamafile's sgemm).
+Q4_1 and Q5_1 have none: each row is multiplied on its own, so a pass of four answers costs
+nearly four passes of one and a prompt is read slowly. SmolLM2-135M-Instruct ships as Q4_1.
+Q8_0 keeps the same blocks of 32 weights with eight bits each (no weight moves by more than
+1/254 of its block's largest magnitude); Q4_0 would be faster still but rounds each weight a
+second time to four bits. docs/benchmarks.md has the speeds and docs/quality.md the answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import llama_cpp
+import structlog
+
+logger = structlog.get_logger("pas.llm.weights")
+
+# general.file_type values (llama.cpp's llama_ftype) of files whose batches go row by row.
+ROW_BY_ROW_FILE_TYPES = {
+    llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1: "Q4_1",
+    llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_1: "Q5_1",
+}
+
+
+def batchable_weights(path: Path, cache_dir: Path, *, threads: int | None = None) -> Path:
+    """``path`` itself, or its Q8_0 copy in ``cache_dir`` (made now if missing) when its
+    weights are Q4_1 or Q5_1. Where the copy cannot be made the file is used as it is, with a
+    warning: slower batches, the same service."""
+    converted = cache_dir / _converted_name(path)
+    if converted.is_file():
+        return converted
+    file_type = _file_type(path)
+    if file_type not in ROW_BY_ROW_FILE_TYPES:
+        return path
+    started = time.perf_counter()
+    partial = converted.with_name(f".{converted.name}.{os.getpid()}.partial")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _quantize(path, partial, threads)
+        # Atomic: services starting together each write their own partial file.
+        os.replace(partial, converted)
+    except (OSError, WeightConversionFailed) as exc:
+        with contextlib.suppress(OSError):  # nothing written, or a cache that is no directory
+            partial.unlink()
+        logger.warning(
+            "weights kept as they are: batches and prompts decode row by row",
+            path=str(path),
+            weights=ROW_BY_ROW_FILE_TYPES[file_type],
+            cache_dir=str(cache_dir),
+            error=str(exc),
+        )
+        return path
+    logger.info(
+        "weights converted for batched decoding",
+        source=str(path),
+        weights=f"{ROW_BY_ROW_FILE_TYPES[file_type]} -> Q8_0",
+        path=str(converted),
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return converted
+
+
+class WeightConversionFailed(Exception):
+    """llama.cpp's quantizer returned an error (its reason is on stderr)."""
+
+
+def _converted_name(path: Path) -> str:
+    """``SmolLM2-135M-Instruct.<key>.Q8_0.gguf``: the key changes with the source file's
+    place, size or modification time, so a replaced file is converted again."""
+    stat = path.stat()
+    source = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    key = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return f"{path.name.split('.')[0]}.{key}.Q8_0.gguf"
+
+
+def _file_type(path: Path) -> int | None:
+    """The file's ``general.file_type``, read with its vocabulary only (no weights loaded)."""
+    _quiet_llama_cpp()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        return None
+    try:
+        value = ctypes.create_string_buffer(16)
+        length = llama_cpp.llama_model_meta_val_str(model, b"general.file_type", value, 16)
+        return int(value.value) if length > 0 and value.value.isdigit() else None
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
+def _quantize(source: Path, target: Path, threads: int | None) -> None:
+    _quiet_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    params.allow_requantize = True
+    params.nthread = threads or 0  # 0: every core
+    status = llama_cpp.llama_model_quantize(
+        str(source).encode(), str(target).encode(), ctypes.byref(params)
+    )
+    if status != 0:
+        raise WeightConversionFailed(f"llama.cpp could not convert {source} to Q8_0")
+
+
+def _quiet_llama_cpp() -> None:
+    # llama-cpp-python prints every llama.cpp log line to stderr until a Llama object is
+    # made with verbose=False; the loader's and quantizer's lines would drown the service's.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)

@@ -1,0 +1,100 @@
+"""Q4_1 weights converted to Q8_0 once for batched decoding (services/llm/weight_conversion.py),
+on the GGUF file PAS ships."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import pytest
+import structlog
+
+from services.llm.model_files import packaged_gguf
+from services.llm.weight_conversion import batchable_weights
+
+
+def file_type(path: Path) -> str:
+    """The GGUF file's general.file_type, from the fully loaded model's metadata."""
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    model = llama_cpp.llama_model_load_from_file(
+        str(path).encode(), llama_cpp.llama_model_default_params()
+    )
+    assert model, f"llama.cpp could not load {path}"
+    try:
+        value = ctypes.create_string_buffer(16)
+        llama_cpp.llama_model_meta_val_str(model, b"general.file_type", value, 16)
+        return {"3": "Q4_1", "7": "Q8_0"}.get(value.value.decode(), value.value.decode())
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return batchable_weights(packaged_gguf(), tmp_path_factory.mktemp("models"), threads=1)
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    with structlog.testing.capture_logs() as logs:
+        yield logs
+
+
+def test_the_shipped_q4_1_file_is_converted_to_q8_0_in_the_cache(converted: Path) -> None:
+    assert file_type(packaged_gguf()) == "Q4_1"
+    assert converted.parent.name.startswith("models")
+    assert converted.name.startswith("SmolLM2-135M-Instruct.")
+    assert converted.name.endswith(".Q8_0.gguf")
+    assert file_type(converted) == "Q8_0"
+    assert not [p for p in converted.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def test_a_converted_file_is_used_again_not_made_again(
+    converted: Path, captured_logs: list[MutableMapping[str, Any]]
+) -> None:
+    made = converted.stat().st_mtime_ns
+
+    again = batchable_weights(packaged_gguf(), converted.parent)
+
+    assert again == converted
+    assert again.stat().st_mtime_ns == made
+    assert captured_logs == []
+
+
+def test_a_file_of_batchable_weights_is_loaded_as_it_is(converted: Path, tmp_path: Path) -> None:
+    assert batchable_weights(converted, tmp_path) == converted
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_changed_source_file_is_converted_again(converted: Path, tmp_path: Path) -> None:
+    source = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    source.symlink_to(packaged_gguf())
+    cache = tmp_path / "cache"
+    first = batchable_weights(source, cache, threads=1)
+    # The same bytes under a new modification time: a different source as far as the key goes.
+    source.unlink()
+    source.write_bytes(packaged_gguf().read_bytes())
+    os.utime(source, ns=(0, 1_000_000_000))
+
+    second = batchable_weights(source, cache, threads=1)
+
+    assert first != second
+    assert {p.name for p in cache.iterdir()} == {first.name, second.name}
+
+
+def test_an_unwritable_cache_keeps_the_shipped_weights_and_says_why(
+    tmp_path: Path, captured_logs: list[MutableMapping[str, Any]]
+) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+
+    assert batchable_weights(packaged_gguf(), blocked / "models") == packaged_gguf()
+    [warning] = captured_logs
+    assert warning["log_level"] == "warning"
+    assert warning["weights"] == "Q4_1"
+    assert "decode row by row" in str(warning["event"])
+    assert "error" in warning
