@@ -3,8 +3,9 @@ at a time, on the same LLM service (temperature 0, the same prompts and max_toke
 
 Each round sends the four requests one after another, then all four together (the order of the
 two alternates by round), and counts completion tokens per second of wall time for each; the
-ratio is the batch's gain. A lone request's time to its first streamed token is measured too,
-to compare with another build (``--url`` points at a service already running, from any tree).
+ratio is the batch's gain, and the answers are compared (the same text both ways, every round).
+A lone request's time to its first streamed token is measured too, to compare with another
+build (``--url`` points at a service already running, from any tree).
 
 Run: ``.venv/bin/python -m bench.llm_batching [--rounds 5] [--max-tokens 96] [--url URL]``
 (about two minutes). Without ``--url`` it starts the Llama 3.1 8B wrapper on the embedded model
@@ -20,7 +21,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -43,22 +44,30 @@ def body(prompt: str, max_tokens: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def completion_tokens(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> int:
+class Run(NamedTuple):
+    tokens: int
+    seconds: float
+    texts: list[str]
+
+
+async def answer(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> tuple[int, str]:
+    """The completion's token count and text."""
     response = await client.post("/v1/chat/completions", json=body(prompt, max_tokens))
     response.raise_for_status()
-    return int(response.json()["usage"]["completion_tokens"])
+    reply = response.json()
+    return int(reply["usage"]["completion_tokens"]), reply["choices"][0]["message"]["content"]
 
 
-async def one_at_a_time(client: httpx.AsyncClient, max_tokens: int) -> tuple[int, float]:
+async def one_at_a_time(client: httpx.AsyncClient, max_tokens: int) -> Run:
     started = time.perf_counter()
-    tokens = [await completion_tokens(client, p, max_tokens) for p in PROMPTS]
-    return sum(tokens), time.perf_counter() - started
+    answers = [await answer(client, p, max_tokens) for p in PROMPTS]
+    return Run(sum(t for t, _ in answers), time.perf_counter() - started, [a for _, a in answers])
 
 
-async def together(client: httpx.AsyncClient, max_tokens: int) -> tuple[int, float]:
+async def together(client: httpx.AsyncClient, max_tokens: int) -> Run:
     started = time.perf_counter()
-    tokens = await asyncio.gather(*(completion_tokens(client, p, max_tokens) for p in PROMPTS))
-    return sum(tokens), time.perf_counter() - started
+    answers = await asyncio.gather(*(answer(client, p, max_tokens) for p in PROMPTS))
+    return Run(sum(t for t, _ in answers), time.perf_counter() - started, [a for _, a in answers])
 
 
 async def first_token_s(client: httpx.AsyncClient, prompt: str) -> float:
@@ -81,8 +90,12 @@ async def first_token_s(client: httpx.AsyncClient, prompt: str) -> float:
 async def measure(url: str, rounds: int, max_tokens: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await one_at_a_time(client, 8)  # warm-up
-        print(f"{'round':>5} {'one at a time tok/s':>20} {'4 at once tok/s':>16} {'ratio':>6}")
+        print(
+            f"{'round':>5} {'one at a time tok/s':>20} {'4 at once tok/s':>16} {'ratio':>6}"
+            f" {'same text':>10}"
+        )
         ratios, alone_rates, batch_rates = [], [], []
+        texts: set[tuple[str, ...]] = set()
         for index in range(rounds):
             if index % 2:
                 batch = await together(client, max_tokens)
@@ -90,15 +103,21 @@ async def measure(url: str, rounds: int, max_tokens: int) -> None:
             else:
                 alone = await one_at_a_time(client, max_tokens)
                 batch = await together(client, max_tokens)
-            alone_rate, batch_rate = alone[0] / alone[1], batch[0] / batch[1]
+            alone_rate, batch_rate = alone.tokens / alone.seconds, batch.tokens / batch.seconds
             ratios.append(batch_rate / alone_rate)
             alone_rates.append(alone_rate)
             batch_rates.append(batch_rate)
-            print(f"{index + 1:>5} {alone_rate:>20.1f} {batch_rate:>16.1f} {ratios[-1]:>6.2f}")
+            same = alone.texts == batch.texts
+            texts.update((tuple(alone.texts), tuple(batch.texts)))
+            print(
+                f"{index + 1:>5} {alone_rate:>20.1f} {batch_rate:>16.1f} {ratios[-1]:>6.2f}"
+                f" {'yes' if same else 'NO':>10}"
+            )
         print(
             f"median: one at a time {statistics.median(alone_rates):.1f} tok/s, "
             f"4 at once {statistics.median(batch_rates):.1f} tok/s, "
-            f"ratio {statistics.median(ratios):.2f}"
+            f"ratio {statistics.median(ratios):.2f}; "
+            f"the same four answers in every round, alone and together: {len(texts) == 1}"
         )
         firsts = [await first_token_s(client, PROMPTS[i % 4]) for i in range(4 * rounds)]
         print(

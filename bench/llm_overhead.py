@@ -3,7 +3,7 @@
 Baseline: llama-cpp-python called directly in this process (``create_chat_completion``).
 Ours: ``POST /chat/completions`` on the Llama 3.1 8B wrapper running as a real uvicorn process
 with the same weights (the shipped file as the service converts it), prompt and settings
-(temperature 0, same max_tokens, same context length).
+(temperature 0, same max_tokens, same context length, flash attention on as the service has it).
 Requests alternate between the two so that both see the same machine state.
 
 Run: ``.venv/bin/python -m bench.llm_overhead`` (about a minute).
@@ -38,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # The weights the service loads: the shipped file converted for batches, made here.
         weights = batchable_weights(packaged_gguf(), Path(tmp) / "models")
-        llm = Llama(model_path=str(weights), n_ctx=CONTEXT, verbose=False)
+        llm = Llama(model_path=str(weights), n_ctx=CONTEXT, flash_attn=True, verbose=False)
         service = ServiceProcess(
             "services.llm.llama31_8b_service:app",
             free_port(),

@@ -1,7 +1,8 @@
 """The batch engine on the real model, below the service: a sequence moved to a lower slot when
 the ones below it finish (so that one pass decodes every sequence) keeps its answer, a
-sequence whose caller went away frees its slot, and greedy answers under a JSON grammar, with
-or without penalties on repeating, are the ones the whole sampler chain gives."""
+sequence whose caller went away frees its slot, greedy answers under a JSON grammar, with or
+without penalties on repeating, are the ones the whole sampler chain gives, and answers
+decoded together are the ones decoded alone with flash attention on or off."""
 
 from __future__ import annotations
 
@@ -115,6 +116,28 @@ def test_a_sequence_moved_to_a_lower_slot_keeps_its_answer(engine: BatchEngine) 
     assert moved.text == alone.text
     assert "".join(ours.texts) == moved.text
     assert engine.running == 0
+
+
+@pytest.mark.parametrize("flash_attention", [True, False], ids=["flash", "plain"])
+def test_answers_decoded_together_are_the_answers_alone_with_either_attention(
+    model: Any, flash_attention: bool
+) -> None:
+    engine = BatchEngine(
+        model, slots=4, context_per_slot=512, n_threads=None, flash_attention=flash_attention
+    )
+    try:
+        prompts = [_question(d.content, "summary") for d in sample_documents()[:4]]
+        alone = [Answer(engine, 32, prompt).result() for prompt in prompts]
+        passes_before, steps_before = engine.passes, engine.sequence_steps
+        together = [Answer(engine, 32, prompt) for prompt in prompts]
+        batched = [answer.result() for answer in together]
+        passes, steps = engine.passes - passes_before, engine.sequence_steps - steps_before
+    finally:
+        engine.close()
+
+    assert all(isinstance(answer, Finished) and answer.text for answer in alone)
+    assert [a.text for a in batched] == [a.text for a in alone]  # type: ignore[union-attr]
+    assert steps > passes > 0  # passes advanced several answers at once
 
 
 def _question(document: str, task: Task) -> str:

@@ -37,4 +37,5 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
         default_max_tokens=settings.default_max_tokens,
         parallel=settings.parallel,
         weights_cache_dir=Path(settings.weights_cache_dir) if settings.convert_weights else None,
+        flash_attention=settings.flash_attention,
     )

@@ -108,11 +108,13 @@ class EmbeddedBackend:
         default_max_tokens: int,
         parallel: int = 4,
         weights_cache_dir: Path | None = None,
+        flash_attention: bool = True,
     ) -> None:
         self.location = str(model_path)
         self._model_path = model_path
         # None: the file is loaded as it is; else Q4_1/Q5_1 weights are converted for batching.
         self._weights_cache_dir = weights_cache_dir
+        self._flash_attention = flash_attention
         self._served_name = served_name
         self._n_ctx = n_ctx
         self._n_threads = n_threads
@@ -159,6 +161,7 @@ class EmbeddedBackend:
             n_ctx=self._n_ctx,
             n_threads=self._n_threads,
             n_threads_batch=self._n_threads_batch,
+            flash_attn=self._flash_attention,
             verbose=False,
         )
         metadata: dict[str, str] = llm.metadata
@@ -176,6 +179,7 @@ class EmbeddedBackend:
             context_per_slot=self._n_ctx,
             n_threads=self._n_threads,
             n_threads_batch=self._n_threads_batch,
+            flash_attention=self._flash_attention,
         )
         self._llm = llm
         self._description = ModelDescription(

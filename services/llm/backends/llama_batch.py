@@ -178,6 +178,7 @@ class BatchEngine:
         n_threads: int | None,
         n_threads_batch: int | None = None,
         n_batch: int = 512,
+        flash_attention: bool = True,
     ) -> None:
         self.slots = slots
         self._n_batch = n_batch
@@ -188,9 +189,13 @@ class BatchEngine:
         params.n_ubatch = n_batch
         params.n_seq_max = slots
         params.kv_unified = False
-        # As llama-cpp-python's Llama has it: flash attention changes the logits' last bits,
-        # and with them some answers at temperature 0 (about a quarter faster, though).
-        params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # Flash attention: each row still attends to its own cache alone, so an answer is the
+        # same batched or alone; the logits' last bits differ from attention without it.
+        params.flash_attn_type = (
+            llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if flash_attention
+            else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         # llama-cpp-python's threads: a pass of one token (a lone answer) on ``n_threads``,
         # default half the cores; prompts and passes of several sequences on
         # ``n_threads_batch``, default every core.
