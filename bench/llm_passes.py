@@ -4,8 +4,9 @@ The LLM services decode a lone answer on one thread (half the cores) and a batch
 every core (services/llm/backends/llama_batch.py), so ``bench.llm_batching``'s ratio cannot
 pass what the model's own passes allow: a pass of four rows on two threads against four passes
 of one row on one thread. This bench times bare ``llama_decode`` calls on the weights the
-services load (the shipped file converted to Q8_0), one sequence's cache per row as the engine
-keeps them, with no HTTP, sampling or Python between passes beyond filling the batch.
+services load (the shipped file converted to Q8_0), in a context made as the engine makes its
+own (a cache per sequence, one sequence a row), with no HTTP, sampling or Python between
+passes beyond filling the batch.
 
 Run: ``.venv/bin/python -m bench.llm_passes [--passes 40] [--prompt 60] 2>/dev/null`` (about
 twenty seconds; llama.cpp logs to stderr).
@@ -23,6 +24,7 @@ from typing import Any
 
 import llama_cpp as llama
 
+from services.llm.backends.llama_batch import sequences_context_params
 from services.llm.model_files import packaged_gguf
 from services.llm.weight_conversion import batchable_weights
 
@@ -48,16 +50,7 @@ class Batch:
 
 @contextmanager
 def context(model: Any, threads: int, flash_attention: bool) -> Iterator[Any]:
-    params = llama.llama_context_default_params()
-    params.n_ctx = CONTEXT_PER_SLOT * SLOTS
-    params.n_batch = params.n_ubatch = 512
-    params.n_seq_max = SLOTS
-    params.kv_unified = False
-    params.flash_attn_type = (
-        llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        if flash_attention
-        else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    )
+    params = sequences_context_params(SLOTS, CONTEXT_PER_SLOT, 512, flash_attention)
     params.n_threads = params.n_threads_batch = threads
     ctx = llama.llama_init_from_model(model, params)
     try:

@@ -183,19 +183,7 @@ class BatchEngine:
         self.slots = slots
         self._n_batch = n_batch
         self._vocab = llama.llama_model_get_vocab(model)
-        params = llama.llama_context_default_params()
-        params.n_ctx = context_per_slot * slots
-        params.n_batch = n_batch
-        params.n_ubatch = n_batch
-        params.n_seq_max = slots
-        params.kv_unified = False
-        # Flash attention: each row still attends to its own cache alone, so an answer is the
-        # same batched or alone; the logits' last bits differ from attention without it.
-        params.flash_attn_type = (
-            llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
-            if flash_attention
-            else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        params = sequences_context_params(slots, context_per_slot, n_batch, flash_attention)
         # llama-cpp-python's threads: a pass of one token (a lone answer) on ``n_threads``,
         # default half the cores; prompts and passes of several sequences on
         # ``n_threads_batch``, default every core.
@@ -488,6 +476,27 @@ class BatchEngine:
         tokens = (llama.llama_token * room)()
         count = llama.llama_tokenize(self._vocab, data, len(data), tokens, room, False, False)
         return list(tokens[: max(count, 0)])
+
+
+def sequences_context_params(
+    slots: int, context_per_slot: int, n_batch: int, flash_attention: bool
+) -> Any:
+    """llama.cpp context parameters for ``slots`` sequences, each with a cache of its own of
+    ``context_per_slot`` cells (threads left at llama.cpp's defaults)."""
+    params = llama.llama_context_default_params()
+    params.n_ctx = context_per_slot * slots
+    params.n_batch = n_batch
+    params.n_ubatch = n_batch
+    params.n_seq_max = slots
+    params.kv_unified = False
+    # Flash attention: each row still attends to its own cache alone, so an answer is the same
+    # batched or alone; the logits' last bits differ from attention without it.
+    params.flash_attn_type = (
+        llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if flash_attention
+        else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    return params
 
 
 def _run_call(call: _Call) -> None:
