@@ -37,6 +37,7 @@ def batchable_weights(path: Path, cache_dir: Path, *, threads: int | None = None
     weights are Q4_1 or Q5_1. Where the copy cannot be made the file is used as it is, with a
     warning: slower batches, the same service."""
     converted = cache_dir / _converted_name(path)
+    _remove_abandoned_partials(converted)
     if converted.is_file():
         return converted
     file_type = _file_type(path)
@@ -81,6 +82,27 @@ def _converted_name(path: Path) -> str:
     source = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
     key = hashlib.sha256(source.encode()).hexdigest()[:16]
     return f"{path.name.split('.')[0]}.{key}.Q8_0.gguf"
+
+
+def _remove_abandoned_partials(converted: Path) -> None:
+    """Delete the partial copies of ``converted`` whose writer is gone (a service killed while
+    it converted leaves one, as large as the copy); those of live processes are theirs."""
+    with contextlib.suppress(OSError):  # no cache yet, or one that is no directory
+        for partial in converted.parent.glob(f".{converted.name}.*.partial"):
+            pid = partial.name.removeprefix(f".{converted.name}.").removesuffix(".partial")
+            if pid.isdigit() and not _process_exists(int(pid)):
+                partial.unlink(missing_ok=True)
+                logger.info("removed an abandoned partial conversion", path=str(partial))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _file_type(path: Path) -> int | None:

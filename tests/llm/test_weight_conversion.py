@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -98,3 +100,31 @@ def test_an_unwritable_cache_keeps_the_shipped_weights_and_says_why(
     assert warning["weights"] == "Q4_1"
     assert "decode row by row" in str(warning["event"])
     assert "error" in warning
+
+
+def test_a_partial_copy_whose_writer_died_is_removed_and_a_live_one_kept(
+    converted: Path, tmp_path: Path
+) -> None:
+    """A service killed mid-conversion leaves its partial file (the size of the copy); the next
+    start removes it, but not the one a service converting right now is writing."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    name = converted.name
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    abandoned = cache / f".{name}.{int(dead.stdout)}.partial"
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as alive:
+        in_progress = cache / f".{name}.{alive.pid}.partial"
+        for partial in (abandoned, in_progress):
+            partial.write_bytes(b"GGUF")
+
+        found = batchable_weights(packaged_gguf(), cache, threads=1)
+        alive.kill()
+
+    assert found.name == name
+    assert not abandoned.exists()
+    assert in_progress.exists()
