@@ -44,7 +44,7 @@ def batchable_weights(path: Path, cache_dir: Path, *, threads: int | None = None
     if file_type not in ROW_BY_ROW_FILE_TYPES:
         return path
     started = time.perf_counter()
-    partial = converted.with_name(f".{converted.name}.{os.getpid()}.partial")
+    partial = _partial_path(converted, os.getpid())
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         _quantize(path, partial, threads)
@@ -84,12 +84,18 @@ def _converted_name(path: Path) -> str:
     return f"{path.name.split('.')[0]}.{key}.Q8_0.gguf"
 
 
+def _partial_path(converted: Path, pid: int | str) -> Path:
+    """Where process ``pid`` writes ``converted`` before renaming it (``"*"``: any process)."""
+    return converted.with_name(f".{converted.name}.{pid}.partial")
+
+
 def _remove_abandoned_partials(converted: Path) -> None:
     """Delete the partial copies of ``converted`` whose writer is gone (a service killed while
     it converted leaves one, as large as the copy); those of live processes are theirs."""
+    prefix, suffix = _partial_path(converted, "*").name.split("*")
     with contextlib.suppress(OSError):  # no cache yet, or one that is no directory
-        for partial in converted.parent.glob(f".{converted.name}.*.partial"):
-            pid = partial.name.removeprefix(f".{converted.name}.").removesuffix(".partial")
+        for partial in converted.parent.glob(f"{prefix}*{suffix}"):
+            pid = partial.name.removeprefix(prefix).removesuffix(suffix)
             if pid.isdigit() and not _process_exists(int(pid)):
                 partial.unlink(missing_ok=True)
                 logger.info("removed an abandoned partial conversion", path=str(partial))
@@ -100,8 +106,8 @@ def _process_exists(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # alive, another user's
+        pass
     return True
 
 
