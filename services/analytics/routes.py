@@ -64,16 +64,20 @@ To = Annotated[
         description="End, exclusive: ISO 8601 (no zone means UTC). Default: now.",
     ),
 ]
-# Text filters refuse NUL: PostgreSQL cannot hold it in text, and no name PAS records has one.
-Filter = Annotated[
-    str | None,
-    QueryParameter(
+
+
+def _text_filter(description: str) -> Any:
+    """An exact-match text filter. It refuses NUL: PostgreSQL cannot hold it in text (a query
+    with one fails there), and no name PAS records has one."""
+    return QueryParameter(
         min_length=1,
         max_length=256,
         pattern=r"^[^\x00]+$",
-        description="Exact match; 1 to 256 characters, no NUL.",
-    ),
-]
+        description=f"{description}; 1 to 256 characters, no NUL.",
+    )
+
+
+Filter = Annotated[str | None, _text_filter("Exact match")]
 
 
 def _invalid(parameter: str, message: str) -> ValidationException:
@@ -218,10 +222,7 @@ class AnalyticsController(Controller):
         store: NamedDependency[AnalyticsStore],
         start: From = None,
         to: To = None,
-        workflow_id: Annotated[
-            str | None,
-            QueryParameter(max_length=256, description="Only this workflow's scores."),
-        ] = None,
+        workflow_id: Annotated[str | None, _text_filter("Only this workflow's scores")] = None,
     ) -> ScoreReport:
         window = time_window(start, to)
         lines = await store.score_stats(window, workflow_id)

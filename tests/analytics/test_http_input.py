@@ -30,6 +30,7 @@ BAD_QUERIES = [
     # PostgreSQL cannot hold NUL in text: a filter with one is refused, not a 500.
     ("/analytics/trends", {"metric": "llm_errors", "model": "a\x00b"}, "model"),
     ("/analytics/trends", {"metric": "runs", "workflow_id": "\x00"}, "workflow_id"),
+    ("/analytics/scores", {"workflow_id": "a\x00b"}, "workflow_id"),
     ("/reports/export", {"format": "xml"}, "format"),
     ("/reports/export", {"kind": "everything"}, "kind"),
 ]
