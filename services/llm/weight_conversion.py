@@ -38,6 +38,7 @@ def batchable_weights(path: Path, cache_dir: Path, *, threads: int | None = None
     warning: slower batches, the same service."""
     converted = cache_dir / _converted_name(path)
     _remove_abandoned_partials(converted)
+    _remove_superseded_copies(converted)
     if converted.is_file():
         return converted
     file_type = _file_type(path)
@@ -76,12 +77,31 @@ class WeightConversionFailed(Exception):
 
 
 def _converted_name(path: Path) -> str:
-    """``SmolLM2-135M-Instruct.<key>.Q8_0.gguf``: the key changes with the source file's
-    place, size or modification time, so a replaced file is converted again."""
+    """``SmolLM2-135M-Instruct.<place>.<version>.Q8_0.gguf``: ``place`` is the source file's
+    path, ``version`` its size and modification time, so a replaced file is converted again
+    and its older copies are known by their place (``_remove_superseded_copies``)."""
     stat = path.stat()
-    source = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
-    key = hashlib.sha256(source.encode()).hexdigest()[:16]
-    return f"{path.name.split('.')[0]}.{key}.Q8_0.gguf"
+    place = _short_hash(str(path.resolve()))
+    version = _short_hash(f"{stat.st_size}\0{stat.st_mtime_ns}")
+    return f"{path.name.split('.')[0]}.{place}.{version}.Q8_0.gguf"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _remove_superseded_copies(converted: Path) -> None:
+    """Delete the copies made from earlier versions of ``converted``'s source file (the same
+    place, another version): each is as large as the copy, and nothing will load it again (a
+    service that has it loaded keeps its pages). Copies of other source files are kept."""
+    stem, place = converted.name.split(".")[:2]
+    with contextlib.suppress(OSError):  # no cache yet, or one that is no directory
+        for copy in converted.parent.iterdir():
+            name = copy.name
+            superseded = name.startswith(f"{stem}.{place}.") and name != converted.name
+            if superseded and name.endswith(".Q8_0.gguf"):
+                copy.unlink(missing_ok=True)
+                logger.info("removed the copy of an earlier source file", path=str(copy))
 
 
 def _partial_path(converted: Path, pid: int | str) -> Path:

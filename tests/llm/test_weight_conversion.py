@@ -72,20 +72,25 @@ def test_a_file_of_batchable_weights_is_loaded_as_it_is(converted: Path, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_changed_source_file_is_converted_again(converted: Path, tmp_path: Path) -> None:
-    source = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    source.symlink_to(packaged_gguf())
+def test_a_changed_source_file_is_converted_again_and_its_old_copy_removed(
+    converted: Path, tmp_path: Path
+) -> None:
+    """A copy of another source file with the same name (another place) is kept."""
     cache = tmp_path / "cache"
-    first = batchable_weights(source, cache, threads=1)
-    # The same bytes under a new modification time: a different source as far as the key goes.
-    source.unlink()
+    elsewhere = tmp_path / "elsewhere" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    elsewhere.parent.mkdir()
+    elsewhere.symlink_to(packaged_gguf())  # a link's place is the file it names
+    other = batchable_weights(elsewhere, cache, threads=1)
+    source = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
     source.write_bytes(packaged_gguf().read_bytes())
+    first = batchable_weights(source, cache, threads=1)
+    # The same bytes under a new modification time: a new version of the source file.
     os.utime(source, ns=(0, 1_000_000_000))
 
     second = batchable_weights(source, cache, threads=1)
 
-    assert first != second
-    assert {p.name for p in cache.iterdir()} == {first.name, second.name}
+    assert len({other, first, second}) == 3
+    assert {p.name for p in cache.iterdir()} == {other.name, second.name}
 
 
 def test_an_unwritable_cache_keeps_the_shipped_weights_and_says_why(
