@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -93,13 +94,17 @@ def _short_hash(text: str) -> str:
 def _remove_superseded_copies(converted: Path) -> None:
     """Delete the copies made from earlier versions of ``converted``'s source file (the same
     place, another version): each is as large as the copy, and nothing will load it again (a
-    service that has it loaded keeps its pages). Copies of other source files are kept."""
+    service that has it loaded keeps its pages). Copies of other source files are kept.
+
+    Copies named before the name held the place apart (``<stem>.<16 hex digits>.Q8_0.gguf``)
+    are deleted too: no service of this version loads them."""
     stem, place = converted.name.split(".")[:2]
+    unplaced = re.compile(rf"{re.escape(stem)}\.[0-9a-f]{{16}}\.Q8_0\.gguf")
     with contextlib.suppress(OSError):  # no cache yet, or one that is no directory
         for copy in converted.parent.iterdir():
             name = copy.name
-            superseded = name.startswith(f"{stem}.{place}.") and name != converted.name
-            if superseded and name.endswith(".Q8_0.gguf"):
+            earlier = name.startswith(f"{stem}.{place}.") and name.endswith(".Q8_0.gguf")
+            if (earlier and name != converted.name) or unplaced.fullmatch(name):
                 copy.unlink(missing_ok=True)
                 logger.info("removed the copy of an earlier source file", path=str(copy))
 

@@ -75,8 +75,12 @@ def test_a_file_of_batchable_weights_is_loaded_as_it_is(converted: Path, tmp_pat
 def test_a_changed_source_file_is_converted_again_and_its_old_copy_removed(
     converted: Path, tmp_path: Path
 ) -> None:
-    """A copy of another source file with the same name (another place) is kept."""
+    """A copy of another source file with the same name (another place) is kept; one named
+    as before the name held the place apart is removed."""
     cache = tmp_path / "cache"
+    cache.mkdir()
+    unplaced = cache / "SmolLM2-135M-Instruct.66b4b57882767144.Q8_0.gguf"
+    unplaced.write_bytes(b"GGUF")
     elsewhere = tmp_path / "elsewhere" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     elsewhere.parent.mkdir()
     elsewhere.symlink_to(packaged_gguf())  # a link's place is the file it names
