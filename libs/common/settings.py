@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import msgspec
 from dotenv import dotenv_values
@@ -35,6 +35,11 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     env_prefix: ClassVar[str] = ""
     env_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+
+    def as_run(self) -> Self:
+        """These settings as this process runs them; a subclass whose fields the process's
+        command line can override reads them here (``ServiceSettings``: the port)."""
+        return self
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict fit for a log line or a page: secret fields masked, and the
@@ -100,13 +105,14 @@ def load_settings(
                 raw[field.name] = value
             break
     try:
-        return msgspec.convert(raw, settings_type, strict=False)
+        settings = msgspec.convert(raw, settings_type, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _ERROR_PATH.search(message)
         field_name = match["field"] if match else ""
         variable = origin.get(field_name) or env_names(settings_type, field_name or "?")[0]
         raise SettingsError(variable, _ERROR_PATH.sub("", message)) from exc
+    return settings.as_run()
 
 
 def load_settings_or_exit(settings_type: type[SettingsT]) -> SettingsT:

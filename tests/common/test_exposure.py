@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.common.kit.exposure import is_loopback, listen_host
+from libs.common.kit.exposure import is_loopback, listen_host, listen_port
 from tests.support.processes import REPO_ROOT, free_port
 
 REGISTRY_APP = "services.registry.registry_service:app"
@@ -161,3 +161,16 @@ def test_the_host_checked_is_the_one_uvicorn_binds() -> None:
     assert listen_host("127.0.0.1", uvicorn, {"UVICORN_HOST": "::"}) == "::"
     assert is_loopback(listen_host("0.0.0.0", [*uvicorn, "--uds", "/tmp/s"], {}))
     assert listen_host("0.0.0.0", ["-m", "pytest"], {}) == "0.0.0.0"
+
+
+def test_the_port_reported_is_the_one_uvicorn_binds() -> None:
+    uvicorn = ["/venv/bin/uvicorn", "app:app"]
+    module = ["/venv/lib/python3.11/site-packages/uvicorn/__main__.py", "app:app"]
+
+    assert listen_port(8050, [*uvicorn, "--port", "8077"], {}) == 8077
+    assert listen_port(8050, [*module, "--port=8078"], {}) == 8078
+    assert listen_port(8050, uvicorn, {}) == 8000, "uvicorn's default"
+    assert listen_port(8050, uvicorn, {"UVICORN_PORT": "9001"}) == 9001
+    assert listen_port(8050, [*uvicorn, "--uds", "/tmp/s"], {}) == 8050, "no TCP port"
+    assert listen_port(8050, [*uvicorn, "--fd", "3"], {}) == 8050, "a socket it was given"
+    assert listen_port(8050, ["-m", "pytest"], {}) == 8050, "not uvicorn's command line"

@@ -31,17 +31,19 @@ def test_service_registers_serves_through_an_outage_and_deregisters(
     registry_port = free_port()
     registry_url = f"http://127.0.0.1:{registry_port}"
     llm_port = free_port()
+    # Run as `uvicorn <app> --port N` with no LLAMA31_8B_PORT: N is what it reports and registers.
     llm = ServiceProcess(
         LLAMA_APP,
         llm_port,
         {
             "REGISTRY_URL": registry_url,
-            "LLAMA31_8B_PORT": str(llm_port),
+            "LLAMA31_8B_PORT": "",
             "LLAMA31_8B_REGISTRATION_TTL_S": "3",
         },
         tmp_path / "llm.log",
     ).start()
     try:
+        assert httpx.get(f"{llm.url}/health").json()["port"] == llm_port
         # The registry is not up yet: the service answers anyway.
         answer = httpx.post(
             f"{llm.url}/chat/completions",

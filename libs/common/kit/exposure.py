@@ -10,6 +10,9 @@ The address checked is the one the server really binds: uvicorn's ``--host`` (or
 line, as in the start scripts and the README; else the service's ``<PREFIX>HOST`` setting, which
 ``python -m services.kafka_llm_processor`` binds. Under another server (gunicorn), set
 ``<PREFIX>HOST`` (or ``PAS_HOST``) to the address it binds.
+
+The port is found the same way (:func:`listen_port`): a service run as ``uvicorn <app> --port
+N`` reports and registers N, whatever ``<PREFIX>PORT`` says.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from libs.common.errors import SettingsError
 
 UNIX_SOCKET = "unix socket"
 _UVICORN_DEFAULT_HOST = "127.0.0.1"
+_UVICORN_DEFAULT_PORT = 8000
 _LOCAL_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback", UNIX_SOCKET})
 
 
@@ -58,6 +62,27 @@ def listen_host(
     if _option(argv, "--uds") or environ.get("UVICORN_UDS"):
         return UNIX_SOCKET
     return _option(argv, "--host") or environ.get("UVICORN_HOST") or _UVICORN_DEFAULT_HOST
+
+
+def listen_port(
+    configured: int,
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """The port this process's server listens on: uvicorn's ``--port`` (or ``UVICORN_PORT``,
+    or uvicorn's own default, 8000) when the process is uvicorn's command line and listens on
+    TCP; else ``configured``, the service's ``<PREFIX>PORT`` setting."""
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    if not _is_uvicorn_command(argv) or listen_host("", argv, environ) == UNIX_SOCKET:
+        return configured
+    if _option(argv, "--fd") or environ.get("UVICORN_FD"):  # a socket opened by another
+        return configured
+    given = _option(argv, "--port") or environ.get("UVICORN_PORT")
+    try:
+        return int(given) if given else _UVICORN_DEFAULT_PORT
+    except ValueError:  # uvicorn refuses it before the app is served
+        return configured
 
 
 def is_loopback(host: str) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
+import msgspec
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.di import Provide
@@ -15,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from libs.common.http_tracing import litestar_plugins
 from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, require_token_for_writes
-from libs.common.kit.exposure import listen_host, refuse_open_exposure
+from libs.common.kit.exposure import listen_host, listen_port, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
 from libs.common.kit.heap import StartupHeap
 from libs.common.kit.logging import LogFormat, configure_logging
@@ -54,6 +55,11 @@ class ServiceSettings(BaseSettings, frozen=True, kw_only=True):
     allow_unauthenticated: bool = False
     """Start even when listening beyond loopback with no token (behind an authenticating
     proxy, say); without it such a service refuses to start."""
+
+    def as_run(self) -> Self:
+        """Run as ``uvicorn <app> --port N``, the service listens on N whatever ``port`` says:
+        its health and its registration say N too (``libs/common/kit/exposure.py``)."""
+        return msgspec.structs.replace(self, port=listen_port(self.port))
 
 
 def create_service(
