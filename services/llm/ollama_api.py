@@ -58,6 +58,7 @@ def _closing_fields(done: Completion | None) -> dict[str, Any]:
     return {
         "done": True,
         "done_reason": done.finish_reason,
+        "logprobs": done.logprobs,
         **msgspec.structs.asdict(ollama_timings(done)),
     }
 

@@ -22,6 +22,7 @@ from libs.common.schemas.llm import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
     ModelCard,
@@ -29,7 +30,13 @@ from libs.common.schemas.llm import (
 )
 from services.llm.backends.base import Completion, StreamEvent
 from services.llm.runtime import LLMRuntime
-from services.llm.translate import completion_id, from_openai, to_openai, usage_of
+from services.llm.translate import (
+    choice_logprobs,
+    completion_id,
+    from_openai,
+    to_openai,
+    usage_of,
+)
 
 _encode = msgspec.json.Encoder().encode
 SSE = "text/event-stream"
@@ -75,13 +82,15 @@ async def _sse(
     chunk_id = completion_id()
     created = int(time.time())
 
-    def chunk(delta: ChunkDelta, finish: str | None = None) -> bytes:
+    def chunk(
+        delta: ChunkDelta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None
+    ) -> bytes:
         return _encode(
             ChatCompletionChunk(
                 id=chunk_id,
                 created=created,
                 model=model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+                choices=[ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)],
             )
         )
 
@@ -89,7 +98,9 @@ async def _sse(
     try:
         async for event in events:
             if isinstance(event, Completion):
-                yield chunk(ChunkDelta(), event.finish_reason)
+                # The answer's log-probabilities, when asked, come whole with its last chunk
+                # (a client adds up every chunk's ``logprobs.content``).
+                yield chunk(ChunkDelta(), event.finish_reason, choice_logprobs(event))
                 if include_usage:
                     yield _encode(
                         ChatCompletionChunk(

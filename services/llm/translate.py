@@ -12,6 +12,7 @@ from libs.common.schemas.llm import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
+    ChoiceLogprobs,
     GenerateRequest,
     OllamaChatRequest,
     OllamaOptions,
@@ -22,6 +23,7 @@ from services.llm.backends.base import Completion, Generation, Turn
 
 
 def from_openai(request: ChatCompletionRequest) -> Generation:
+    logprobs = _logprobs_asked(request.logprobs, request.top_logprobs)
     json_schema = None
     json_mode = False
     fmt = request.response_format
@@ -52,11 +54,15 @@ def from_openai(request: ChatCompletionRequest) -> Generation:
         dry_base=request.dry_base,
         dry_allowed_length=request.dry_allowed_length,
         dry_penalty_last_n=request.dry_penalty_last_n,
+        logprobs=logprobs,
     )
 
 
 def _ollama_generation(
-    messages: list[Turn], options: OllamaOptions | None, fmt: object
+    messages: list[Turn],
+    options: OllamaOptions | None,
+    fmt: object,
+    request: GenerateRequest | OllamaChatRequest,
 ) -> Generation:
     o = options or OllamaOptions()
     return Generation(
@@ -73,7 +79,14 @@ def _ollama_generation(
         repeat_last_n=o.repeat_last_n,
         frequency_penalty=o.frequency_penalty,
         presence_penalty=o.presence_penalty,
+        logprobs=_logprobs_asked(request.logprobs, request.top_logprobs),
     )
+
+
+def _logprobs_asked(logprobs: bool, top_logprobs: int | None) -> int | None:
+    if top_logprobs is not None and not logprobs:
+        raise InvalidRequest("top_logprobs: set logprobs to true as well")
+    return (top_logprobs or 0) if logprobs else None
 
 
 def from_ollama_generate(request: GenerateRequest) -> Generation:
@@ -81,7 +94,7 @@ def from_ollama_generate(request: GenerateRequest) -> Generation:
         raise InvalidRequest("raw: prompts are always formatted with the model's chat template")
     messages = [Turn(role="system", content=request.system)] if request.system else []
     messages.append(Turn(role="user", content=request.prompt))
-    return _ollama_generation(messages, request.options, request.format)
+    return _ollama_generation(messages, request.options, request.format, request)
 
 
 def from_ollama_chat(request: OllamaChatRequest) -> Generation:
@@ -91,7 +104,7 @@ def from_ollama_chat(request: OllamaChatRequest) -> Generation:
         Turn(role="system" if m.role == "developer" else m.role, content=m.content)
         for m in request.messages
     ]
-    return _ollama_generation(messages, request.options, request.format)
+    return _ollama_generation(messages, request.options, request.format, request)
 
 
 def completion_id() -> str:
@@ -107,10 +120,18 @@ def to_openai(completion: Completion, model: str, request_id: str) -> ChatComple
             ChatChoice(
                 message=AssistantMessage(content=completion.text),
                 finish_reason=completion.finish_reason,
+                logprobs=choice_logprobs(completion),
             )
         ],
         usage=usage_of(completion),
     )
+
+
+def choice_logprobs(completion: Completion) -> ChoiceLogprobs | None:
+    """The answer's token log-probabilities as OpenAI gives them (null when not asked)."""
+    if completion.logprobs is None:
+        return None
+    return ChoiceLogprobs(content=completion.logprobs)
 
 
 def usage_of(completion: Completion) -> Usage:

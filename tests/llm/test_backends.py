@@ -45,6 +45,14 @@ def fake_ollama(seen: list[dict[str, Any]]) -> Litestar:
         seen.append(body)
         words = ["Bonds ", "pay ", "coupons."]
 
+        def logprobs(word: str) -> dict[str, Any]:
+            # Ollama 0.12.11 and later, when asked: the chunk's tokens.
+            if not body.get("logprobs"):
+                return {}
+            top = [{"token": word, "logprob": -0.5, "bytes": list(word.encode())}]
+            token = {"token": word, "logprob": -0.5, "bytes": list(word.encode())}
+            return {"logprobs": [{**token, "top_logprobs": top[: body.get("top_logprobs", 0)]}]}
+
         async def lines() -> AsyncIterator[bytes]:
             for word in words:
                 yield (
@@ -54,6 +62,7 @@ def fake_ollama(seen: list[dict[str, Any]]) -> Litestar:
                             "created_at": "2026-11-25T00:00:00Z",
                             "message": {"role": "assistant", "content": word},
                             "done": False,
+                            **logprobs(word),
                         }
                     ).encode()
                     + b"\n"
@@ -180,6 +189,14 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
             "/chat/completions",
             json={"messages": [{"role": "user", "content": "Hi"}], "dry_multiplier": 0.8},
         )
+        with_logprobs = await pas.post(
+            "/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "Hi"}],
+                "logprobs": True,
+                "top_logprobs": 1,
+            },
+        )
 
     assert health["details"]["model_loaded"] is True
     assert health["details"]["ollama_backend"] == url
@@ -201,7 +218,15 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
     assert sent["format"] == SCHEMA
     assert no_dry.status_code == 400
     assert "dry_multiplier: Ollama has no DRY sampler" in no_dry.text
-    assert len(seen) == 1  # refused before Ollama was asked
+    assert "logprobs" not in sent
+    assert (seen[1]["logprobs"], seen[1]["top_logprobs"]) == (True, 1)
+    tokens = with_logprobs.json()["choices"][0]["logprobs"]["content"]
+    assert [t["token"] for t in tokens] == ["Bonds ", "pay ", "coupons."]
+    assert tokens[0]["top_logprobs"] == [
+        {"token": "Bonds ", "logprob": -0.5, "bytes": list(b"Bonds ")}
+    ]
+    assert answer.json()["choices"][0]["logprobs"] is None
+    assert len(seen) == 2  # the DRY request was refused before Ollama was asked
 
 
 async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
@@ -410,3 +435,42 @@ async def test_openai_backend_against_llama_cpp_server(
     assert text == plain["choices"][0]["message"]["content"]
     jsonschema.validate(json.loads(structured["choices"][0]["message"]["content"]), SCHEMA)
     await asyncio.sleep(0)
+
+
+async def test_logprobs_through_llama_cpp_server_match_the_embedded_models(
+    make_llm: Any, llama_cpp_server: str
+) -> None:
+    """The openai backend asks llama.cpp's server for logprobs and passes them on; they are the
+    figures the embedded model gives on the same weights and attention (the shipped Q4_1 file,
+    unconverted; the server's default, no flash attention), to float32's precision."""
+    chat = {
+        "messages": [{"role": "user", "content": "Name a stock exchange."}],
+        "temperature": 0,
+        "max_tokens": 8,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    remote: AsyncTestClient[Any] = await make_llm(
+        backend="openai", openai_base_url=llama_cpp_server
+    )
+    served = (await remote.post("/chat/completions", json=chat)).json()["choices"][0]
+    streamed = await remote.post("/chat/completions", json={**chat, "stream": True})
+    embedded: AsyncTestClient[Any] = await make_llm(convert_weights=False, flash_attention=False)
+    own = (await embedded.post("/chat/completions", json=chat)).json()["choices"][0]
+
+    theirs, ours = served["logprobs"]["content"], own["logprobs"]["content"]
+    [last] = [
+        event["choices"][0]
+        for line in streamed.text.splitlines()
+        if line.startswith("data: {")
+        and (event := msgspec.json.decode(line.removeprefix("data: ")))["choices"]
+        and event["choices"][0]["finish_reason"]
+    ]
+    assert last["logprobs"] == served["logprobs"]  # the server's chunks', gathered
+    assert "".join(t["token"] for t in theirs) == served["message"]["content"]
+    assert [t["token"] for t in theirs] == [t["token"] for t in ours]
+    for their, our in zip(theirs, ours, strict=True):
+        assert our["logprob"] == pytest.approx(their["logprob"], abs=1e-4)
+        assert [
+            (t["token"], pytest.approx(t["logprob"], abs=1e-4)) for t in our["top_logprobs"]
+        ] == [(t["token"], t["logprob"]) for t in their["top_logprobs"]]

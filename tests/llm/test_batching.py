@@ -114,6 +114,22 @@ async def test_answers_decoded_together_are_the_answers_decoded_alone(
     assert steps > passes > 0
 
 
+async def test_the_logprobs_of_answers_decoded_together_are_those_alone(
+    services: dict[int, ServiceProcess],
+) -> None:
+    """A row of a pass is computed as it would be alone: its logits, to the last bit."""
+    bodies = [{**chat(r, 12), "logprobs": True, "top_logprobs": 2} for r in REQUESTS]
+    async with httpx.AsyncClient(base_url=services[4].url, timeout=120) as llm:
+        alone, together, passes, steps = await ask_alone_then_together(llm, bodies)
+
+    def logprobs(response: httpx.Response) -> Any:
+        return response.json()["choices"][0]["logprobs"]["content"]
+
+    assert [logprobs(r) for r in together] == [logprobs(r) for r in alone]
+    assert all(logprobs(r) for r in alone)
+    assert steps > passes > 0
+
+
 async def test_a_streamed_answer_in_a_batch_is_the_answer_alone(
     services: dict[int, ServiceProcess],
 ) -> None:

@@ -43,6 +43,26 @@ def test_openai_client_plain_and_streaming(llm_process: ServiceProcess) -> None:
     assert [m.id for m in client.models.list()] == ["smollm2-135m-instruct"]
 
 
+def test_openai_client_reads_the_logprobs(llm_process: ServiceProcess) -> None:
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
+
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=12,
+        logprobs=True,
+        top_logprobs=2,
+    )
+
+    choice = answer.choices[0]
+    assert choice.logprobs is not None
+    assert choice.logprobs.content
+    spelled = b"".join(bytes(token.bytes or []) for token in choice.logprobs.content)
+    assert spelled == (choice.message.content or "").encode()
+    assert all(len(token.top_logprobs) == 2 for token in choice.logprobs.content)
+
+
 def test_openai_client_structured_output(llm_process: ServiceProcess) -> None:
     client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
     schema: dict[str, object] = {

@@ -141,3 +141,32 @@ async def test_unsupported_options_are_refused_not_ignored(llm: Client) -> None:
     assert "tools" in tools.json()["detail"]
     assert missing.status_code == 400
     assert "prompt" in missing.json()["detail"]
+
+
+async def test_logprobs_as_ollama_gives_them_streamed_or_not(llm: Client) -> None:
+    """Ollama's ``logprobs`` and ``top_logprobs`` (its 0.12.11 API): the answer's tokens on the
+    response, or all of them on a stream's last line; absent unless asked."""
+    request = {
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "stream": False,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "options": {"temperature": 0, "num_predict": 8},
+    }
+    chat = (await llm.post("/api/chat", json=request)).json()
+    streamed = await llm.post("/api/chat", json={**request, "stream": True})
+    generated = (await llm.post("/api/generate", json={**GENERATE, "logprobs": True})).json()
+    unasked = (await llm.post("/api/generate", json=GENERATE)).json()
+    refused = await llm.post("/api/chat", json={**request, "logprobs": False})
+
+    entries = chat["logprobs"]
+    assert b"".join(bytes(e["bytes"]) for e in entries) == chat["message"]["content"].encode()
+    assert all(len(e["top_logprobs"]) == 2 and e["logprob"] <= 0 for e in entries)
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert lines[-1]["logprobs"] == entries
+    assert all("logprobs" not in line for line in lines[:-1])
+    spelled = b"".join(bytes(e["bytes"]) for e in generated["logprobs"])
+    assert spelled == generated["response"].encode()
+    assert "logprobs" not in unasked
+    assert refused.status_code == 400
+    assert "top_logprobs" in refused.json()["detail"]

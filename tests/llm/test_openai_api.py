@@ -4,6 +4,7 @@ streaming, structured output and bad input."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import jsonschema
@@ -169,6 +170,8 @@ async def test_json_object_mode_gives_json(llm: Client) -> None:
         ({**CHAT, "n": 2}, "n"),
         ({**CHAT, "max_tokens": 0}, "max_tokens"),
         ({**CHAT, "response_format": {"type": "json_schema"}}, "json_schema"),
+        ({**CHAT, "top_logprobs": 2}, "top_logprobs: set logprobs to true"),
+        ({**CHAT, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ],
 )
 async def test_bad_requests_are_400_naming_the_field(
@@ -196,3 +199,77 @@ async def test_models_lists_the_served_model(llm: Client) -> None:
     body = (await llm.get("/v1/models")).json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["smollm2-135m-instruct"]
+
+
+def spelled(entries: list[dict[str, Any]]) -> bytes:
+    """The answer the tokens of ``logprobs.content`` make, byte by byte."""
+    return b"".join(bytes(entry["bytes"]) for entry in entries)
+
+
+async def test_logprobs_spell_the_answer_and_rank_each_greedy_token_first(llm: Client) -> None:
+    """Temperature 0 picks the likeliest token: each is first among the top logprobs, with the
+    same log-probability, and the same request gives the same figures (streamed too)."""
+    asked = {**CHAT, "max_tokens": 16, "logprobs": True, "top_logprobs": 3}
+
+    plain = (await llm.post("/chat/completions", json=asked)).json()
+    again = (await llm.post("/chat/completions", json=asked)).json()
+    streamed = await llm.post("/chat/completions", json={**asked, "stream": True})
+    unasked = (await llm.post("/chat/completions", json={**CHAT, "max_tokens": 4})).json()
+
+    choice = plain["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert spelled(entries) == choice["message"]["content"].encode()
+    for entry in entries:
+        top = entry["top_logprobs"]
+        assert len(top) == 3
+        assert [t["logprob"] for t in top] == sorted((t["logprob"] for t in top), reverse=True)
+        assert (top[0]["token"], top[0]["logprob"]) == (entry["token"], entry["logprob"])
+        assert entry["logprob"] <= 0
+        assert sum(math.exp(t["logprob"]) for t in top) <= 1 + 1e-9
+    assert again["choices"][0]["logprobs"] == choice["logprobs"]
+    last = json.loads(sse_events(streamed.text)[-2])
+    assert last["choices"][0]["logprobs"] == choice["logprobs"]
+    assert unasked["choices"][0]["logprobs"] is None
+
+
+async def test_logprobs_of_a_structured_answer_and_of_one_cut_at_a_stop_string(
+    llm: Client,
+) -> None:
+    """Under a JSON schema the grammar picks among what it allows, so a token need not be the
+    model's likeliest; its log-probability is still the model's. A stop string's tokens go
+    with its text."""
+    structured = (
+        await llm.post(
+            "/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "Buy 10 AAPL as JSON."}],
+                "temperature": 0,
+                "max_tokens": 60,
+                "logprobs": True,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "order", "schema": PORTFOLIO_SCHEMA},
+                },
+            },
+        )
+    ).json()
+    whole = (await llm.post("/chat/completions", json={**CHAT, "max_tokens": 16})).json()
+    text = whole["choices"][0]["message"]["content"]
+    stop = text[len(text) // 2 :][:3]
+    cut = (
+        await llm.post(
+            "/chat/completions",
+            json={**CHAT, "max_tokens": 16, "stop": [stop], "logprobs": True},
+        )
+    ).json()["choices"][0]
+
+    content = structured["choices"][0]["message"]["content"]
+    jsonschema.validate(json.loads(content), PORTFOLIO_SCHEMA)
+    entries = structured["choices"][0]["logprobs"]["content"]
+    assert spelled(entries) == content.encode()
+    assert all(e["logprob"] <= 0 and e["top_logprobs"] == [] for e in entries)
+    kept = cut["message"]["content"].encode()
+    assert kept == text[: text.index(stop)].encode()
+    tokens = cut["logprobs"]["content"]
+    assert spelled(tokens).startswith(kept)
+    assert len(spelled(tokens)) - len(tokens[-1]["bytes"]) < len(kept)

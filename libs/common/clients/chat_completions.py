@@ -7,7 +7,13 @@ from typing import Any
 import msgspec
 
 from libs.common.clients.llm_errors import LLMUnusableAnswer
-from libs.common.schemas.llm import AssistantMessage, ChatChoice, ChatCompletion, Usage
+from libs.common.schemas.llm import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChoiceLogprobs,
+    Usage,
+)
 
 
 class _WireMessage(msgspec.Struct):
@@ -18,6 +24,8 @@ class _WireChoice(msgspec.Struct):
     message: _WireMessage
     index: int = 0
     finish_reason: str | None = None
+    logprobs: Any = None
+    """Read by :func:`_logprobs`: a shape of its own is no reason to lose the answer."""
 
 
 class _WireUsage(msgspec.Struct):
@@ -59,6 +67,17 @@ class ChatAnswer(msgspec.Struct, frozen=True, kw_only=True):
         return self.completion.choices[0].finish_reason
 
 
+def _logprobs(sent: Any) -> ChoiceLogprobs | None:
+    """The choice's token log-probabilities in OpenAI's shape; None when absent or in another
+    (the legacy completions' ``tokens`` and ``token_logprobs``, say)."""
+    if sent is None:
+        return None
+    try:
+        return msgspec.convert(sent, ChoiceLogprobs)
+    except msgspec.ValidationError:
+        return None
+
+
 def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
     """``payload`` as a chat completion, or :class:`LLMUnusableAnswer` saying why not."""
     try:
@@ -85,6 +104,7 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
                 index=choice.index,
                 message=AssistantMessage(content=choice.message.content or ""),
                 finish_reason=choice.finish_reason,
+                logprobs=_logprobs(choice.logprobs),
             )
             for choice in wire.choices
         ],

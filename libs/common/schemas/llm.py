@@ -59,6 +59,29 @@ class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
 
+TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
+
+
+class TopLogprob(msgspec.Struct, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    """The token's UTF-8 bytes (a character may span several tokens)."""
+
+
+class TokenLogprob(msgspec.Struct, kw_only=True):
+    """One answer token: its log-probability and the likeliest alternatives at its place."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = msgspec.field(default_factory=list)
+
+
+class ChoiceLogprobs(msgspec.Struct, kw_only=True):
+    content: list[TokenLogprob] | None = None
+
+
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     model: str | None = None
@@ -80,6 +103,10 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     dry_allowed_length: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
     dry_penalty_last_n: RepeatLastN | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
+    logprobs: bool = False
+    """Each answer token's log-probability under the model (``choices[].logprobs``)."""
+    top_logprobs: TopLogprobs | None = None
+    """With ``logprobs``: also the likeliest tokens at each position, this many."""
     response_format: ResponseFormat | None = None
     user: str | None = None
     # PAS extension used by the provider router: route by capability instead of model.
@@ -101,6 +128,7 @@ class ChatChoice(msgspec.Struct, kw_only=True):
     index: int = 0
     message: AssistantMessage
     finish_reason: str | None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(msgspec.Struct, kw_only=True):
@@ -122,6 +150,7 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
     index: int = 0
     delta: ChunkDelta
     finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct, kw_only=True):
@@ -173,6 +202,8 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     format: Literal["json"] | dict[str, Any] | None = None
     options: OllamaOptions | None = None
     keep_alive: str | int | None = None
+    logprobs: bool = False
+    top_logprobs: TopLogprobs | None = None
 
 
 class OllamaTimings(msgspec.Struct, kw_only=True):
@@ -192,6 +223,8 @@ class GenerateResponse(OllamaTimings, kw_only=True, omit_defaults=True):
     response: str
     done: bool
     done_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    """Asked for: the answer's tokens (all of them on the last line of a stream)."""
 
 
 class OllamaMessage(msgspec.Struct, kw_only=True):
@@ -208,6 +241,8 @@ class OllamaChatRequest(msgspec.Struct, kw_only=True):
     keep_alive: str | int | None = None
     tools: list[dict[str, Any]] | None = None
     think: bool | str | None = None
+    logprobs: bool = False
+    top_logprobs: TopLogprobs | None = None
 
 
 class OllamaChatResponse(OllamaTimings, kw_only=True, omit_defaults=True):
@@ -216,6 +251,8 @@ class OllamaChatResponse(OllamaTimings, kw_only=True, omit_defaults=True):
     message: OllamaMessage
     done: bool
     done_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    """Asked for: the answer's tokens (all of them on the last line of a stream)."""
 
 
 class OllamaModelDetails(msgspec.Struct, kw_only=True):

@@ -8,6 +8,8 @@ from typing import Any, Final, Literal, Protocol
 import msgspec
 from prometheus_client.registry import Collector
 
+from libs.common.schemas.llm import TokenLogprob
+
 FinishReason = Literal["stop", "length"]
 
 
@@ -38,6 +40,9 @@ class Generation(msgspec.Struct, kw_only=True):
     dry_base: float | None = None
     dry_allowed_length: int | None = None
     dry_penalty_last_n: int | None = None
+    logprobs: int | None = None
+    """None: no log-probabilities; N: each answer token's, with the N likeliest tokens at its
+    place (OpenAI's ``logprobs`` and ``top_logprobs``)."""
 
 
 PENALTY_FIELDS: Final = ("repeat_penalty", "repeat_last_n", "frequency_penalty", "presence_penalty")
@@ -56,6 +61,8 @@ class Completion(msgspec.Struct, kw_only=True):
     prompt_eval_ns: int = 0
     eval_ns: int = 0
     total_ns: int = 0
+    logprobs: list[TokenLogprob] | None = None
+    """Asked for (``Generation.logprobs``): one for each token of ``text``."""
 
 
 class TextDelta(msgspec.Struct, kw_only=True):
@@ -111,6 +118,14 @@ class ChoiceScorer(Protocol):
     async def score_choices(self, messages: list[Turn], choices: list[str]) -> list[float]:
         """Log-probability of each choice as the assistant's whole answer."""
         ...
+
+
+def logprobs_if_asked(
+    generation: Generation, given: Sequence[TokenLogprob] | None
+) -> list[TokenLogprob] | None:
+    """A remote server's log-probabilities for the answer, when they were asked for; None when
+    it gave none (Ollama before 0.12.11, servers that ignore the field)."""
+    return list(given) if generation.logprobs is not None and given else None
 
 
 async def collect(events: AsyncIterator[StreamEvent]) -> Completion:

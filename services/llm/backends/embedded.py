@@ -286,6 +286,7 @@ class EmbeddedBackend:
                     finish=partial(_call_soon, loop, _settle, outcome),
                     cancel=cancel,
                     until=time.monotonic() + max(0.0, deadline - loop.time()),
+                    logprobs=generation.logprobs,
                 )
             )
             try:
@@ -306,6 +307,7 @@ class EmbeddedBackend:
                         prompt_eval_ns=finished.prompt_eval_ns,
                         eval_ns=finished.eval_ns,
                         total_ns=time.perf_counter_ns() - started,
+                        logprobs=finished.logprobs,
                     )
                 )
         except Exception as exc:

@@ -43,6 +43,7 @@ import numpy as np
 import structlog
 
 from libs.common.errors import BackendUnavailable
+from libs.common.schemas.llm import TokenLogprob, TopLogprob
 
 logger = structlog.get_logger("pas.llm.batch")
 
@@ -56,6 +57,7 @@ class Finished(msgspec.Struct):
     completion_tokens: int
     prompt_eval_ns: int
     eval_ns: int
+    logprobs: list[TokenLogprob] | None = None
 
 
 DEFAULT_LAST_N: Final = 64
@@ -123,6 +125,8 @@ class SequenceRequest(msgspec.Struct):
     cancel: threading.Event
     until: float
     """``time.monotonic()`` past which the answer is abandoned."""
+    logprobs: int | None = None
+    """None: none; N: each token's log-probability and the N likeliest tokens at its place."""
 
 
 class _Running:
@@ -155,6 +159,10 @@ class _Running:
         self.emitted = 0  # characters of ``text`` already sent
         self.started = time.perf_counter_ns()
         self.first_token_at: int | None = None
+        # Asked for: each token's log-probabilities, with where its text starts in ``text``.
+        self.logprobs: list[tuple[int, TokenLogprob]] | None = (
+            None if request.logprobs is None else []
+        )
 
 
 class _Call:
@@ -407,7 +415,11 @@ class BatchEngine:
             self._complete(sequence, "stop")
             return
         sequence.generated += 1
-        sequence.text += sequence.decoder.decode(self._token_bytes(token))
+        piece = self._token_bytes(token)
+        if sequence.logprobs is not None:
+            entry = self._token_logprob(row, token, piece, request.logprobs or 0)
+            sequence.logprobs.append((len(sequence.text), entry))
+        sequence.text += sequence.decoder.decode(piece)
         stop_at = _first_stop(sequence.text, request.stop, sequence.emitted)
         if stop_at is not None:
             sequence.text = sequence.text[:stop_at]
@@ -434,6 +446,10 @@ class BatchEngine:
             completion_tokens=len(self.tokenize(sequence.text)),
             prompt_eval_ns=first - sequence.started,
             eval_ns=ended - first,
+            logprobs=None
+            if sequence.logprobs is None
+            # A stop string's tokens are cut with its text.
+            else [entry for start, entry in sequence.logprobs if start < len(sequence.text)],
         )
         self._end(sequence, finished)
 
@@ -461,6 +477,33 @@ class BatchEngine:
                 item.future.cancel()
             elif isinstance(item, SequenceRequest):
                 item.finish(error)
+
+    def _token_logprob(self, row: int, token: int, piece: bytes, top: int) -> TokenLogprob:
+        """``token``'s log-probability in ``row``'s logits, the model's own distribution (before
+        penalties, grammar and temperature, as vLLM and OpenAI give them), and the ``top``
+        likeliest tokens there."""
+        logits = np.ctypeslib.as_array(
+            llama.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,)
+        ).astype(np.float64)
+        peak = float(logits.max())
+        normaliser = peak + math.log(float(np.exp(logits - peak).sum()))
+        likeliest = np.argpartition(-logits, top)[:top] if top else np.empty(0, dtype=np.int64)
+        alternatives = []
+        for other in sorted(likeliest.tolist(), key=lambda t: (-logits[t], t)):
+            raw = piece if other == token else self._token_bytes(other)
+            alternatives.append(
+                TopLogprob(
+                    token=raw.decode("utf-8", errors="replace"),
+                    logprob=float(logits[other]) - normaliser,
+                    bytes=list(raw),
+                )
+            )
+        return TokenLogprob(
+            token=piece.decode("utf-8", errors="replace"),
+            logprob=float(logits[token]) - normaliser,
+            bytes=list(piece),
+            top_logprobs=alternatives,
+        )
 
     def _token_bytes(self, token: int) -> bytes:
         size = llama.llama_token_to_piece(self._vocab, token, self._piece, _PIECE_BYTES, 0, False)

@@ -11,7 +11,7 @@ import msgspec
 from prometheus_client.registry import Collector
 
 from libs.common.errors import BackendUnavailable, InvalidRequest
-from libs.common.schemas.llm import OllamaChatResponse
+from libs.common.schemas.llm import OllamaChatResponse, TokenLogprob
 from services.llm.backends.base import (
     DRY_FIELDS,
     PENALTY_FIELDS,
@@ -22,6 +22,7 @@ from services.llm.backends.base import (
     StreamEvent,
     TextDelta,
     collect,
+    logprobs_if_asked,
 )
 from services.llm.backends.remote import backend_call, raise_for_backend_status
 
@@ -106,6 +107,10 @@ class OllamaBackend:
             "stream": stream,
             "options": options,
         }
+        if generation.logprobs is not None:  # Ollama 0.12.11 and later
+            body["logprobs"] = True
+            if generation.logprobs:
+                body["top_logprobs"] = generation.logprobs
         if generation.json_schema is not None:
             body["format"] = generation.json_schema
         elif generation.json_mode:
@@ -118,6 +123,7 @@ class OllamaBackend:
     async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter_ns()
         parts: list[str] = []
+        logprobs: list[TokenLogprob] = []
         async with (
             backend_call("Ollama", self.location, self._timeout_s),
             self._http.stream("POST", "/api/chat", json=self._body(generation, stream=True)) as r,
@@ -130,6 +136,7 @@ class OllamaBackend:
                 if chunk.message.content:
                     parts.append(chunk.message.content)
                     yield TextDelta(text=chunk.message.content)
+                logprobs.extend(chunk.logprobs or ())
                 if chunk.done:
                     yield Completion(
                         text="".join(parts),
@@ -139,6 +146,7 @@ class OllamaBackend:
                         prompt_eval_ns=chunk.prompt_eval_duration,
                         eval_ns=chunk.eval_duration,
                         total_ns=chunk.total_duration or time.perf_counter_ns() - started,
+                        logprobs=logprobs_if_asked(generation, logprobs),
                     )
                     return
         raise BackendUnavailable("Ollama ended the stream without a final 'done' message")

@@ -16,7 +16,7 @@ from libs.common.clients.llm_errors import LLMError, LLMRefused, LLMTimeout, LLM
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
-from libs.common.schemas.llm import ModelList
+from libs.common.schemas.llm import ModelList, TokenLogprob
 from services.llm.backends.base import (
     DRY_FIELDS,
     PENALTY_FIELDS,
@@ -26,6 +26,7 @@ from services.llm.backends.base import (
     ModelDescription,
     StreamEvent,
     TextDelta,
+    logprobs_if_asked,
 )
 
 logger = structlog.get_logger("pas.llm.openai")
@@ -137,6 +138,10 @@ class OpenAIBackend:
                 body[key] = value
         if generation.stop:
             body["stop"] = generation.stop
+        if generation.logprobs is not None:
+            body["logprobs"] = True
+            if generation.logprobs:
+                body["top_logprobs"] = generation.logprobs
         if generation.json_schema is not None and self._schema_style == "json_schema":
             # vLLM dropped the guided_* keys (and ignores them); response_format is the way.
             body["response_format"] = {
@@ -187,12 +192,16 @@ class OpenAIBackend:
             completion_tokens=completion.usage.completion_tokens,
             eval_ns=ended - started,
             total_ns=ended - started,
+            logprobs=logprobs_if_asked(
+                generation, choice.logprobs.content if choice.logprobs else None
+            ),
         )
 
     async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter_ns()
         first: int | None = None
         parts: list[str] = []
+        logprobs: list[TokenLogprob] = []
         finish = "stop"
         async with self._backend_errors():
             chunks = await self._send(generation, stream=True, call=self._client.stream)
@@ -203,6 +212,8 @@ class OpenAIBackend:
                             first = first or time.perf_counter_ns()
                             parts.append(choice.delta.content)
                             yield TextDelta(text=choice.delta.content)
+                        if choice.logprobs and choice.logprobs.content:
+                            logprobs.extend(choice.logprobs.content)
                         if choice.finish_reason:
                             finish = choice.finish_reason
         usage = chunks.usage
@@ -218,4 +229,5 @@ class OpenAIBackend:
             prompt_eval_ns=first - started,
             eval_ns=ended - first,
             total_ns=ended - started,
+            logprobs=logprobs_if_asked(generation, logprobs),
         )
