@@ -59,12 +59,10 @@ def from_openai(request: ChatCompletionRequest) -> Generation:
 
 
 def _ollama_generation(
-    messages: list[Turn],
-    options: OllamaOptions | None,
-    fmt: object,
-    request: GenerateRequest | OllamaChatRequest,
+    messages: list[Turn], request: GenerateRequest | OllamaChatRequest
 ) -> Generation:
-    o = options or OllamaOptions()
+    o = request.options or OllamaOptions()
+    fmt = request.format
     return Generation(
         messages=messages,
         temperature=o.temperature,
@@ -94,7 +92,7 @@ def from_ollama_generate(request: GenerateRequest) -> Generation:
         raise InvalidRequest("raw: prompts are always formatted with the model's chat template")
     messages = [Turn(role="system", content=request.system)] if request.system else []
     messages.append(Turn(role="user", content=request.prompt))
-    return _ollama_generation(messages, request.options, request.format, request)
+    return _ollama_generation(messages, request)
 
 
 def from_ollama_chat(request: OllamaChatRequest) -> Generation:
@@ -104,7 +102,7 @@ def from_ollama_chat(request: OllamaChatRequest) -> Generation:
         Turn(role="system" if m.role == "developer" else m.role, content=m.content)
         for m in request.messages
     ]
-    return _ollama_generation(messages, request.options, request.format, request)
+    return _ollama_generation(messages, request)
 
 
 def completion_id() -> str:
