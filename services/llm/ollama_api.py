@@ -33,8 +33,9 @@ from libs.common.schemas.llm import (
     OllamaShowRequest,
     OllamaShowResponse,
     OllamaTags,
+    TokenLogprob,
 )
-from services.llm.backends.base import Completion, Generation, StreamEvent
+from services.llm.backends.base import Completion, Generation, StreamEvent, logprobs_after
 from services.llm.openai_api import streamed_200
 from services.llm.runtime import LLMRuntime
 from services.llm.translate import (
@@ -48,7 +49,8 @@ NDJSON = "application/x-ndjson"
 OLLAMA_API_VERSION = "0.12.0"
 _encode = msgspec.json.Encoder().encode
 
-Framer = Callable[[str, Completion | None], msgspec.Struct]
+Framer = Callable[[str, Completion | None, list[TokenLogprob] | None], msgspec.Struct]
+"""One line: its text, the answer when it is the last, the log-probabilities it carries."""
 
 
 def _closing_fields(done: Completion | None) -> dict[str, Any]:
@@ -58,26 +60,34 @@ def _closing_fields(done: Completion | None) -> dict[str, Any]:
     return {
         "done": True,
         "done_reason": done.finish_reason,
-        "logprobs": done.logprobs,
         **msgspec.structs.asdict(ollama_timings(done)),
     }
 
 
 def _generate_frame(model: str) -> Framer:
-    def frame(text: str, done: Completion | None) -> msgspec.Struct:
+    def frame(
+        text: str, done: Completion | None, logprobs: list[TokenLogprob] | None
+    ) -> msgspec.Struct:
         return GenerateResponse(
-            model=model, created_at=ollama_timestamp(), response=text, **_closing_fields(done)
+            model=model,
+            created_at=ollama_timestamp(),
+            response=text,
+            logprobs=logprobs,
+            **_closing_fields(done),
         )
 
     return frame
 
 
 def _chat_frame(model: str) -> Framer:
-    def frame(text: str, done: Completion | None) -> msgspec.Struct:
+    def frame(
+        text: str, done: Completion | None, logprobs: list[TokenLogprob] | None
+    ) -> msgspec.Struct:
         return OllamaChatResponse(
             model=model,
             created_at=ollama_timestamp(),
             message=OllamaMessage(role="assistant", content=text),
+            logprobs=logprobs,
             **_closing_fields(done),
         )
 
@@ -87,12 +97,16 @@ def _chat_frame(model: str) -> Framer:
 async def _ndjson(
     events: AsyncGenerator[StreamEvent, None], frame: Framer
 ) -> AsyncGenerator[bytes, None]:
+    logprobs_sent = 0
     try:
         async for event in events:
             if isinstance(event, Completion):
-                yield _encode(frame("", event)) + b"\n"
+                # Those the lines before did not carry (as Ollama, each line has its own).
+                rest = logprobs_after(event, logprobs_sent)
+                yield _encode(frame("", event, rest)) + b"\n"
             else:
-                yield _encode(frame(event.text, None)) + b"\n"
+                logprobs_sent += len(event.logprobs or ())
+                yield _encode(frame(event.text, None, event.logprobs)) + b"\n"
     except PASError as exc:
         # Ollama reports a failure inside a stream as an {"error": ...} line.
         yield _encode({"error": str(exc)}) + b"\n"
@@ -128,7 +142,7 @@ async def _respond(
         body = _ndjson(events, frame)
         return Stream(body, media_type=NDJSON, background=closes_when_sent(body))
     completion = await runtime.answer(endpoint, generation)
-    return Response(frame(completion.text, completion))
+    return Response(frame(completion.text, completion, completion.logprobs))
 
 
 class OllamaController(Controller):

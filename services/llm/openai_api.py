@@ -28,15 +28,9 @@ from libs.common.schemas.llm import (
     ModelCard,
     ModelList,
 )
-from services.llm.backends.base import Completion, StreamEvent
+from services.llm.backends.base import Completion, StreamEvent, logprobs_after
 from services.llm.runtime import LLMRuntime
-from services.llm.translate import (
-    choice_logprobs,
-    completion_id,
-    from_openai,
-    to_openai,
-    usage_of,
-)
+from services.llm.translate import completion_id, from_openai, to_openai, usage_of
 
 _encode = msgspec.json.Encoder().encode
 SSE = "text/event-stream"
@@ -95,12 +89,18 @@ async def _sse(
         )
 
     yield chunk(ChunkDelta(role="assistant", content=""))
+    logprobs_sent = 0
     try:
         async for event in events:
             if isinstance(event, Completion):
-                # The answer's log-probabilities, when asked, come whole with its last chunk
-                # (a client adds up every chunk's ``logprobs.content``).
-                yield chunk(ChunkDelta(), event.finish_reason, choice_logprobs(event))
+                # Log-probabilities the deltas did not carry come with the last chunk (a
+                # client adds up every chunk's ``logprobs.content``).
+                rest = logprobs_after(event, logprobs_sent)
+                yield chunk(
+                    ChunkDelta(),
+                    event.finish_reason,
+                    None if rest is None else ChoiceLogprobs(content=rest),
+                )
                 if include_usage:
                     yield _encode(
                         ChatCompletionChunk(
@@ -112,7 +112,12 @@ async def _sse(
                         )
                     )
             else:
-                yield chunk(ChunkDelta(content=event.text))
+                logprobs = event.logprobs
+                logprobs_sent += len(logprobs or ())
+                yield chunk(
+                    ChunkDelta(content=event.text),
+                    logprobs=None if logprobs is None else ChoiceLogprobs(content=logprobs),
+                )
     except PASError as exc:
         # The status line is gone; say it in the stream the way OpenAI does, never truncate.
         error = {"message": str(exc), "type": type(exc).__name__, "code": exc.status_code}

@@ -53,7 +53,7 @@ class Answer:
                 max_tokens=max_tokens,
                 sampling=Sampling(temperature=0, grammar=grammar, penalties=penalties),
                 stop=[],
-                emit=self.texts.append,
+                emit=lambda text, _logprobs: self.texts.append(text),
                 finish=self._finish,
                 cancel=self.cancel,
                 until=time.monotonic() + 120,

@@ -208,7 +208,8 @@ def spelled(entries: list[dict[str, Any]]) -> bytes:
 
 async def test_logprobs_spell_the_answer_and_rank_each_greedy_token_first(llm: Client) -> None:
     """Temperature 0 picks the likeliest token: each is first among the top logprobs, with the
-    same log-probability, and the same request gives the same figures (streamed too)."""
+    same log-probability, and the same request gives the same figures (streamed too, each
+    chunk with the tokens of its text)."""
     asked = {**CHAT, "max_tokens": 16, "logprobs": True, "top_logprobs": 3}
 
     plain = (await llm.post("/chat/completions", json=asked)).json()
@@ -227,8 +228,10 @@ async def test_logprobs_spell_the_answer_and_rank_each_greedy_token_first(llm: C
         assert entry["logprob"] <= 0
         assert sum(math.exp(t["logprob"]) for t in top) <= 1 + 1e-9
     assert again["choices"][0]["logprobs"] == choice["logprobs"]
-    last = json.loads(sse_events(streamed.text)[-2])
-    assert last["choices"][0]["logprobs"] == choice["logprobs"]
+    chunks = [json.loads(event)["choices"][0] for event in sse_events(streamed.text)[:-1]]
+    carried = [c["logprobs"]["content"] for c in chunks if c["logprobs"]]
+    assert [token for tokens in carried for token in tokens] == entries
+    assert len(carried) > 1, "each delta carries its own tokens"
     assert unasked["choices"][0]["logprobs"] is None
 
 

@@ -224,7 +224,7 @@ class GenerateResponse(OllamaTimings, kw_only=True, omit_defaults=True):
     done: bool
     done_reason: str | None = None
     logprobs: list[TokenLogprob] | None = None
-    """Asked for: the answer's tokens (all of them on the last line of a stream)."""
+    """Asked for: the answer's tokens (on a stream, each line its own)."""
 
 
 class OllamaMessage(msgspec.Struct, kw_only=True):
@@ -252,7 +252,7 @@ class OllamaChatResponse(OllamaTimings, kw_only=True, omit_defaults=True):
     done: bool
     done_reason: str | None = None
     logprobs: list[TokenLogprob] | None = None
-    """Asked for: the answer's tokens (all of them on the last line of a stream)."""
+    """Asked for: the answer's tokens (on a stream, each line its own)."""
 
 
 class OllamaModelDetails(msgspec.Struct, kw_only=True):

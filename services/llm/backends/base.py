@@ -67,6 +67,9 @@ class Completion(msgspec.Struct, kw_only=True):
 
 class TextDelta(msgspec.Struct, kw_only=True):
     text: str
+    logprobs: list[TokenLogprob] | None = None
+    """Asked for: those of the tokens this text holds (a backend may give them with the
+    ``Completion`` instead)."""
 
 
 StreamEvent = TextDelta | Completion
@@ -126,6 +129,12 @@ def logprobs_if_asked(
     """A remote server's log-probabilities for the answer, when they were asked for; None when
     it gave none (Ollama before 0.12.11, servers that ignore the field)."""
     return list(given) if generation.logprobs is not None and given else None
+
+
+def logprobs_after(completion: Completion, sent: int) -> list[TokenLogprob] | None:
+    """The answer's log-probabilities past the first ``sent`` (those its stream's deltas
+    carried); None when none are left."""
+    return (completion.logprobs or [])[sent:] or None
 
 
 async def collect(events: AsyncIterator[StreamEvent]) -> Completion:

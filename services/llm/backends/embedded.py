@@ -45,6 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
+from libs.common.schemas.llm import TokenLogprob
 from services.llm.backends.base import (
     BackendHealth,
     Completion,
@@ -90,7 +91,7 @@ class _Prepared(msgspec.Struct):
 T = TypeVar("T")
 
 
-_Item = str | Completion | BaseException
+_Item = TextDelta | Completion | BaseException
 
 
 class EmbeddedBackend:
@@ -255,7 +256,7 @@ class EmbeddedBackend:
                 if isinstance(item, Completion):
                     yield item
                     return
-                yield TextDelta(text=item)
+                yield item
         finally:
             cancel.set()
 
@@ -282,7 +283,7 @@ class EmbeddedBackend:
                     max_tokens=prepared.max_tokens,
                     sampling=prepared.sampling,
                     stop=prepared.stop,
-                    emit=partial(_call_soon, loop, queue.put_nowait),
+                    emit=partial(_call_soon, loop, partial(_put_delta, queue)),
                     finish=partial(_call_soon, loop, _settle, outcome),
                     cancel=cancel,
                     until=time.monotonic() + max(0.0, deadline - loop.time()),
@@ -549,6 +550,10 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *
     """Hand ``callback`` to the event loop from the engine's thread (dropped once it closed)."""
     with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
         loop.call_soon_threadsafe(callback, *args)
+
+
+def _put_delta(queue: asyncio.Queue[_Item], text: str, logprobs: list[TokenLogprob] | None) -> None:
+    queue.put_nowait(TextDelta(text=text, logprobs=logprobs))
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -119,7 +119,9 @@ class SequenceRequest(msgspec.Struct):
     max_tokens: int
     sampling: Sampling
     stop: list[str]
-    emit: Callable[[str], None]
+    emit: Callable[[str, list[TokenLogprob] | None], None]
+    """Text as it is made, with the log-probabilities of the tokens that start in it (when
+    asked for)."""
     finish: Callable[[Finished | BaseException | None], None]
     """Called once: the answer, the error that ended it, or None when it was stopped."""
     cancel: threading.Event
@@ -163,6 +165,7 @@ class _Running:
         self.logprobs: list[tuple[int, TokenLogprob]] | None = (
             None if request.logprobs is None else []
         )
+        self.logprobs_emitted = 0  # entries of ``logprobs`` already sent
 
 
 class _Call:
@@ -431,13 +434,27 @@ class BatchEngine:
         # Hold back what could be the start of a stop string.
         safe = len(sequence.text) - _stop_prefix_length(sequence.text, request.stop)
         if safe > sequence.emitted:
-            request.emit(sequence.text[sequence.emitted : safe])
-            sequence.emitted = safe
+            self._emit(sequence, safe)
         sequence.pending = token
+
+    def _emit(self, sequence: _Running, end: int) -> None:
+        """Send the text up to ``end``, with the log-probabilities of the tokens that start in
+        it (one that runs into text held back for a stop string goes with its start)."""
+        logprobs = None
+        if sequence.logprobs is not None:
+            first = sequence.logprobs_emitted
+            while (
+                sequence.logprobs_emitted < len(sequence.logprobs)
+                and sequence.logprobs[sequence.logprobs_emitted][0] < end
+            ):
+                sequence.logprobs_emitted += 1
+            logprobs = [entry for _, entry in sequence.logprobs[first : sequence.logprobs_emitted]]
+        sequence.request.emit(sequence.text[sequence.emitted : end], logprobs)
+        sequence.emitted = end
 
     def _complete(self, sequence: _Running, reason: str) -> None:
         if len(sequence.text) > sequence.emitted:
-            sequence.request.emit(sequence.text[sequence.emitted :])
+            self._emit(sequence, len(sequence.text))
         ended = time.perf_counter_ns()
         first = sequence.first_token_at or ended
         finished = Finished(

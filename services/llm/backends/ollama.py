@@ -124,6 +124,7 @@ class OllamaBackend:
         started = time.perf_counter_ns()
         parts: list[str] = []
         logprobs: list[TokenLogprob] = []
+        delivered = 0  # of ``logprobs``, given with a delta
         async with (
             backend_call("Ollama", self.location, self._timeout_s),
             self._http.stream("POST", "/api/chat", json=self._body(generation, stream=True)) as r,
@@ -133,10 +134,14 @@ class OllamaBackend:
                 if not line.strip():
                     continue
                 chunk = _decode_chunk(line)
+                logprobs.extend(chunk.logprobs or ())
                 if chunk.message.content:
                     parts.append(chunk.message.content)
-                    yield TextDelta(text=chunk.message.content)
-                logprobs.extend(chunk.logprobs or ())
+                    yield TextDelta(
+                        text=chunk.message.content,
+                        logprobs=logprobs_if_asked(generation, logprobs[delivered:]),
+                    )
+                    delivered = len(logprobs)
                 if chunk.done:
                     yield Completion(
                         text="".join(parts),

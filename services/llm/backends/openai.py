@@ -202,18 +202,25 @@ class OpenAIBackend:
         first: int | None = None
         parts: list[str] = []
         logprobs: list[TokenLogprob] = []
+        delivered = 0  # of ``logprobs``, given with a delta
         finish = "stop"
         async with self._backend_errors():
             chunks = await self._send(generation, stream=True, call=self._client.stream)
             async with chunks:
                 async for chunk in chunks:
                     for choice in chunk.choices:
+                        if choice.logprobs and choice.logprobs.content:
+                            logprobs.extend(choice.logprobs.content)
                         if choice.delta.content:
                             first = first or time.perf_counter_ns()
                             parts.append(choice.delta.content)
-                            yield TextDelta(text=choice.delta.content)
-                        if choice.logprobs and choice.logprobs.content:
-                            logprobs.extend(choice.logprobs.content)
+                            # With the tokens since the last delta (a character split over
+                            # tokens comes after chunks with none).
+                            yield TextDelta(
+                                text=choice.delta.content,
+                                logprobs=logprobs_if_asked(generation, logprobs[delivered:]),
+                            )
+                            delivered = len(logprobs)
                         if choice.finish_reason:
                             finish = choice.finish_reason
         usage = chunks.usage
