@@ -12,7 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS, SCHEMAS
@@ -24,6 +28,7 @@ from services.llm.backends.llama_batch import (
     Penalties,
     Sampling,
     SequenceRequest,
+    _likeliest,
 )
 from services.llm.model_files import packaged_gguf
 
@@ -203,3 +208,23 @@ def test_penalised_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
     assert [a.text for a in got] == [w.text for w in want]  # type: ignore[union-attr]
     assert engine.grammar_shortcuts > shortcuts_before
     assert [a.text for a in got] != [u.text for u in unpenalised]  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        st.integers(1, 5000),
+        elements=st.floats(-40, 40, width=32) | st.sampled_from([0.0, 1.5, -3.0]),
+    ),
+    st.integers(0, 20),
+)
+def test_the_likeliest_tokens_are_the_largest_logits_largest_first(
+    logits: np.ndarray[Any, Any], count: int
+) -> None:
+    """Near the peak, far from it, flat or tied: what a full sort gives (ties, any of them)."""
+    found = _likeliest(logits, float(logits.max()), count)
+
+    assert len(found) == min(count, logits.size)
+    assert [float(logits[t]) for t in found] == sorted(map(float, logits), reverse=True)[:count]
+    assert len(set(found)) == len(found)

@@ -217,6 +217,7 @@ class BatchEngine:
         self.grammar_shortcuts = 0  # greedy tokens the grammar allowed when checked alone
         self._queued: deque[SequenceRequest] = deque()  # submitted while every slot was taken
         self._piece = ctypes.create_string_buffer(_PIECE_BYTES)
+        self._pieces: dict[int, bytes] = {}  # each token's bytes, once looked up
         self._n_vocab = llama.llama_vocab_n_tokens(self._vocab)
         self._thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
         self._thread.start()
@@ -501,12 +502,13 @@ class BatchEngine:
         likeliest tokens there."""
         logits = np.ctypeslib.as_array(
             llama.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,)
-        ).astype(np.float64)
+        )
         peak = float(logits.max())
-        normaliser = peak + math.log(float(np.exp(logits - peak).sum()))
-        likeliest = np.argpartition(-logits, top)[:top] if top else np.empty(0, dtype=np.int64)
+        # float32 terms summed in float64: llama.cpp server's figures to float32 precision,
+        # at a tenth of the time of converting the row first.
+        normaliser = peak + math.log(float(np.exp(logits - peak).sum(dtype=np.float64)))
         alternatives = []
-        for other in sorted(likeliest.tolist(), key=lambda t: (-logits[t], t)):
+        for other in _likeliest(logits, peak, top):
             raw = piece if other == token else self._token_bytes(other)
             alternatives.append(
                 TopLogprob(
@@ -523,12 +525,18 @@ class BatchEngine:
         )
 
     def _token_bytes(self, token: int) -> bytes:
+        known = self._pieces.get(token)
+        if known is not None:
+            return known
         size = llama.llama_token_to_piece(self._vocab, token, self._piece, _PIECE_BYTES, 0, False)
         if size < 0:  # longer than the buffer: ask again with room for it
             buffer = ctypes.create_string_buffer(-size)
             size = llama.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
-            return buffer.raw[:size]
-        return self._piece.raw[:size]
+            piece = buffer.raw[:size]
+        else:
+            piece = self._piece.raw[:size]
+        self._pieces[token] = piece
+        return piece
 
     def tokenize(self, text: str) -> list[int]:
         data = text.encode("utf-8")
@@ -657,6 +665,27 @@ def _sampler_chain(vocab: Any, sampling: Sampling) -> Any:
     ):
         llama.llama_sampler_chain_add(chain, sampler)
     return chain
+
+
+_NEAR_PEAK: Final = 12.0
+"""Logits this far below the largest are looked through first for the likeliest tokens."""
+_SORTED_AT_MOST: Final = 2048
+
+
+def _likeliest(logits: np.ndarray[Any, Any], peak: float, count: int) -> list[int]:
+    """The ``count`` tokens of largest logit, largest first (the lower id first among equals).
+    Exact: when at least ``count`` logits lie within ``_NEAR_PEAK`` of the peak, those hold
+    them all, and sorting a few is far cheaper than partitioning the vocabulary (0.46 ms)."""
+    count = min(count, logits.size)
+    if count == 0:
+        return []
+    near = np.flatnonzero(logits >= peak - _NEAR_PEAK)
+    if near.size < count:
+        near = np.argpartition(logits, -count)[-count:]
+    elif near.size > _SORTED_AT_MOST:  # a flat distribution: partition the few first
+        near = near[np.argpartition(logits[near], -count)[-count:]]
+    order = np.lexsort((near, -logits[near]))[:count]
+    return [int(t) for t in near[order]]
 
 
 def _first_stop(text: str, stops: list[str], emitted: int) -> int | None:
