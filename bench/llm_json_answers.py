@@ -15,10 +15,8 @@ the embedded model with its defaults.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.prompts import SCHEMAS, messages_for
 from services.kafka_llm_processor.send_samples import sample_documents
-from tests.support.llm_service import start_llm_service
+from tests.support.llm_service import measure_on_llm_service
 
 JSON_TASKS: tuple[Task, ...] = ("key_figures", "sentiment")
 MAX_TOKENS = 384  # the processor's default
@@ -79,15 +77,7 @@ def main() -> None:
     parser.add_argument("--url", help="an LLM service already running (default: start one)")
     parser.add_argument("--save", type=Path, help="write the answers here (JSON)")
     args = parser.parse_args()
-    if args.url:
-        answers = asyncio.run(measure(args.url, args.rounds))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            service = start_llm_service(Path(tmp) / "llm.log", {"LOG_LEVEL": "WARNING"})
-            try:
-                answers = asyncio.run(measure(service.url, args.rounds))
-            finally:
-                service.stop()
+    answers = measure_on_llm_service(args.url, lambda url: measure(url, args.rounds))
     if args.save is not None:
         args.save.write_text(json.dumps(answers, indent=1))
 

@@ -13,17 +13,14 @@ Run: ``.venv/bin/python -m bench.llm_logprobs [--rounds 6] [--max-tokens 64] [--
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.llm_batching import PROMPTS, body
-from tests.support.llm_service import start_llm_service
+from tests.support.llm_service import measure_on_llm_service
 
 WAYS: dict[str, dict[str, Any]] = {
     "without": {},
@@ -78,15 +75,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--url", help="an LLM service already running (default: start one)")
     args = parser.parse_args()
-    if args.url:
-        asyncio.run(measure(args.url, args.rounds, args.max_tokens))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        service = start_llm_service(Path(tmp) / "llm.log", {"LOG_LEVEL": "WARNING"})
-        try:
-            asyncio.run(measure(service.url, args.rounds, args.max_tokens))
-        finally:
-            service.stop()
+    measure_on_llm_service(args.url, lambda url: measure(url, args.rounds, args.max_tokens))
 
 
 if __name__ == "__main__":

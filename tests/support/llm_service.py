@@ -3,12 +3,17 @@ the tests and benches that need a real model behind a PAS LLM service."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import tempfile
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tests.support.processes import ServiceProcess, free_port
 
 LLM_APP = "services.llm.llama31_8b_service:app"
+
+T = TypeVar("T")
 
 
 def start_llm_service(
@@ -28,3 +33,16 @@ def start_llm_service(
         },
         log_path,
     ).start(ready_timeout_s=ready_timeout_s)
+
+
+def measure_on_llm_service(url: str | None, measure: Callable[[str], Coroutine[Any, Any, T]]) -> T:
+    """``measure(url)`` against the service at ``url``, or, when ``url`` is None, against one
+    started for it and stopped after: a bench's ``--url`` choice."""
+    if url:
+        return asyncio.run(measure(url))
+    with tempfile.TemporaryDirectory() as tmp:
+        service = start_llm_service(Path(tmp) / "llm.log", {"LOG_LEVEL": "WARNING"})
+        try:
+            return asyncio.run(measure(service.url))
+        finally:
+            service.stop()
