@@ -15,7 +15,11 @@ Task = Literal["summary", "key_figures", "sentiment"]
 
 
 class FinancialDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    doc_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
+    # ASCII spelled out: Python's \w also takes Unicode letters, which the published JSON
+    # Schema's \w (ECMA) does not, so the server took ids its own schema refuses.
+    doc_id: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ]
     doc_type: DocumentType
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
     # As long as a Kafka message carries (1 MiB by default); whether a model can take it is the

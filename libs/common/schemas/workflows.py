@@ -21,14 +21,16 @@ EVENT_COMPLETED: Final = "workflow.completed"
 EVENT_FAILED: Final = "workflow.failed"
 RUNNER_SOURCE: Final = "langgraph_runner"
 
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
+# Ids in ASCII spelled out, not \w: Python's takes Unicode letters, the published JSON Schema's
+# (ECMA) does not.
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 WorkflowId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 # Airflow's run ids hold ':', '+' and '.' ("manual__2025-01-27T10:00:00+00:00"); only control
 # characters are refused, since the id is a Kafka key and a log field.
 WorkflowRunId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f]+$")
 ]
-RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
+RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Source = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 RunStatusName = Literal["pending", "running", "success", "error", "interrupted", "cancelled"]
