@@ -38,9 +38,11 @@ from libs.common.schemas.llm import (
 from services.llm.backends.base import Completion, Generation, StreamEvent, logprobs_after
 from services.llm.openai_api import streamed_200
 from services.llm.runtime import LLMRuntime
+from services.llm.tool_calling import ToolUse
 from services.llm.translate import (
     from_ollama_chat,
     from_ollama_generate,
+    ollama_answer,
     ollama_timestamp,
     ollama_timings,
 )
@@ -79,14 +81,17 @@ def _generate_frame(model: str) -> Framer:
     return frame
 
 
-def _chat_frame(model: str) -> Framer:
+def _chat_frame(model: str, tools: ToolUse | None = None) -> Framer:
     def frame(
         text: str, done: Completion | None, logprobs: list[TokenLogprob] | None
     ) -> msgspec.Struct:
+        message = OllamaMessage(role="assistant", content=text)
+        if tools is not None and done is not None:
+            message = ollama_answer(done, tools)
         return OllamaChatResponse(
             model=model,
             created_at=ollama_timestamp(),
-            message=OllamaMessage(role="assistant", content=text),
+            message=message,
             logprobs=logprobs,
             **_closing_fields(done),
         )
@@ -134,9 +139,20 @@ def _details(runtime: LLMRuntime) -> OllamaModelDetails:
 
 
 async def _respond(
-    runtime: LLMRuntime, endpoint: str, generation: Generation, frame: Framer, stream: bool
+    runtime: LLMRuntime,
+    endpoint: str,
+    generation: Generation,
+    frame: Framer,
+    stream: bool,
+    *,
+    whole: bool = False,
 ) -> Response[Any]:
-    """One JSON answer, or NDJSON lines as the answer is made."""
+    """One JSON answer, or NDJSON lines as the answer is made. ``whole``: the answer must be
+    read whole first (tool calls), so a stream is one line, as Ollama sends calls."""
+    if stream and whole:
+        completion = await runtime.answer(endpoint, generation)
+        line = _encode(frame(completion.text, completion, completion.logprobs)) + b"\n"
+        return Stream([line], media_type=NDJSON)
     if stream:
         events = await runtime.open_stream(endpoint, generation)
         body = _ndjson(events, frame)
@@ -177,8 +193,11 @@ class OllamaController(Controller):
     async def api_chat(
         self, data: JSONBody[OllamaChatRequest], runtime: NamedDependency[LLMRuntime]
     ) -> Response[Any]:
-        frame = _chat_frame(runtime.model_name)
-        return await _respond(runtime, "chat", from_ollama_chat(data), frame, data.stream)
+        generation, tools = from_ollama_chat(data)
+        frame = _chat_frame(runtime.model_name, tools)
+        return await _respond(
+            runtime, "chat", generation, frame, data.stream, whole=tools is not None
+        )
 
     @get("/api/tags", summary="Models this service serves (Ollama's list)")
     async def list_models(self, runtime: NamedDependency[LLMRuntime]) -> OllamaTags:
@@ -216,7 +235,7 @@ class OllamaController(Controller):
             template="{{ .Prompt }}",
             details=_details(runtime),
             model_info=info,
-            capabilities=["completion"],
+            capabilities=["completion", "tools"],
             modified_at=datetime.fromtimestamp(runtime.started_at, UTC).isoformat(),
         )
 

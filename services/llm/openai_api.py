@@ -25,12 +25,22 @@ from libs.common.schemas.llm import (
     ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
+    FunctionCallDelta,
     ModelCard,
     ModelList,
+    ToolCall,
+    ToolCallDelta,
 )
 from services.llm.backends.base import Completion, StreamEvent, logprobs_after
 from services.llm.runtime import LLMRuntime
-from services.llm.translate import completion_id, from_openai, to_openai, usage_of
+from services.llm.tool_calling import ToolUse, response_so_far
+from services.llm.translate import (
+    answer_message,
+    completion_id,
+    from_openai,
+    to_openai,
+    usage_of,
+)
 
 _encode = msgspec.json.Encoder().encode
 SSE = "text/event-stream"
@@ -71,8 +81,14 @@ def streamed_200(media_type: str, schema: Schema) -> type[Operation]:
 
 
 async def _sse(
-    events: AsyncGenerator[StreamEvent, None], model: str, include_usage: bool
+    events: AsyncGenerator[StreamEvent, None],
+    model: str,
+    include_usage: bool,
+    tools: ToolUse | None = None,
 ) -> AsyncGenerator[bytes, None]:
+    """The answer as chunks. With tools, the model writes JSON: a text response is sent as it
+    comes (the text, not its JSON), calls are read whole and come in one chunk before the
+    last."""
     chunk_id = completion_id()
     created = int(time.time())
 
@@ -90,15 +106,24 @@ async def _sse(
 
     yield chunk(ChunkDelta(role="assistant", content=""))
     logprobs_sent = 0
+    written = ""  # with tools: the JSON so far
+    said = 0  # with tools: characters of its text response sent
     try:
         async for event in events:
             if isinstance(event, Completion):
+                finish_reason: str = event.finish_reason
+                if tools is not None:
+                    message, finish_reason = answer_message(event, tools)
+                    if message.tool_calls:
+                        yield chunk(_calls_delta(message.tool_calls))
+                    elif len(message.content or "") > said:
+                        yield chunk(ChunkDelta(content=(message.content or "")[said:]))
                 # Log-probabilities the deltas did not carry come with the last chunk (a
                 # client adds up every chunk's ``logprobs.content``).
                 rest = logprobs_after(event, logprobs_sent)
                 yield chunk(
                     ChunkDelta(),
-                    event.finish_reason,
+                    finish_reason,
                     None if rest is None else ChoiceLogprobs(content=rest),
                 )
                 if include_usage:
@@ -111,6 +136,12 @@ async def _sse(
                             usage=usage_of(event),
                         )
                     )
+            elif tools is not None:
+                written += event.text
+                so_far = response_so_far(written)
+                if so_far is not None and len(so_far) > said:
+                    yield chunk(ChunkDelta(content=so_far[said:]))
+                    said = len(so_far)
             else:
                 logprobs = event.logprobs
                 logprobs_sent += len(logprobs or ())
@@ -125,6 +156,23 @@ async def _sse(
     finally:
         await events.aclose()
     yield b"[DONE]"
+
+
+def _calls_delta(calls: list[ToolCall]) -> ChunkDelta:
+    """Calls as one delta, each whole at its index (a client joins the parts of an index)."""
+    return ChunkDelta(
+        tool_calls=[
+            ToolCallDelta(
+                index=index,
+                id=call.id,
+                type="function",
+                function=FunctionCallDelta(
+                    name=call.function.name, arguments=call.function.arguments
+                ),
+            )
+            for index, call in enumerate(calls)
+        ]
+    )
 
 
 class OpenAIController(Controller):
@@ -143,14 +191,14 @@ class OpenAIController(Controller):
     async def chat_completions(
         self, data: JSONBody[ChatCompletionRequest], runtime: NamedDependency[LLMRuntime]
     ) -> Response[Any]:
-        generation = from_openai(data)
+        generation, tools = from_openai(data)
         if data.stream:
             events = await runtime.open_stream("chat_completions", generation)
             include_usage = data.stream_options is not None and data.stream_options.include_usage
-            body = _sse(events, runtime.model_name, include_usage)
+            body = _sse(events, runtime.model_name, include_usage, tools)
             return ServerSentEvent(body, background=closes_when_sent(body))
         completion = await runtime.answer("chat_completions", generation)
-        return Response(to_openai(completion, runtime.model_name, completion_id()))
+        return Response(to_openai(completion, runtime.model_name, completion_id(), tools))
 
     @get("/v1/models", summary="The model this service serves")
     async def models(self, runtime: NamedDependency[LLMRuntime]) -> ModelList:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
 
 from libs.common.errors import InvalidRequest
 from libs.common.schemas.llm import (
@@ -12,17 +15,31 @@ from libs.common.schemas.llm import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
+    ChatMessage,
     ChoiceLogprobs,
+    FunctionCall,
     GenerateRequest,
     OllamaChatRequest,
+    OllamaFunctionCall,
+    OllamaMessage,
     OllamaOptions,
     OllamaTimings,
+    OllamaToolCall,
+    ToolCall,
     Usage,
 )
 from services.llm.backends.base import Completion, Generation, Turn
+from services.llm.tool_calling import (
+    ANY_OBJECT,
+    ToolUse,
+    conversation,
+    tool_use_of,
+    with_instructions,
+)
 
 
-def from_openai(request: ChatCompletionRequest) -> Generation:
+def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | None]:
+    """The request as a generation, and the tools it lets the model call (None: none)."""
     logprobs = _logprobs_asked(request.logprobs, request.top_logprobs)
     json_schema = None
     json_mode = False
@@ -34,11 +51,14 @@ def from_openai(request: ChatCompletionRequest) -> Generation:
     elif fmt is not None and fmt.type == "json_object":
         json_schema = fmt.schema_ or None
         json_mode = json_schema is None
-    return Generation(
-        messages=[
-            Turn(role="system" if m.role == "developer" else m.role, content=m.text())
-            for m in request.messages
-        ],
+    messages = conversation(request.messages)
+    tools = tool_use_of(request.tools, request.tool_choice, bool(request.parallel_tool_calls))
+    if tools is not None:
+        messages = with_instructions(messages, tools)
+        json_schema = tools.schema(ANY_OBJECT if json_mode else json_schema)
+        json_mode = False
+    generation = Generation(
+        messages=messages,
         temperature=request.temperature,
         top_p=request.top_p,
         max_tokens=request.max_completion_tokens or request.max_tokens,
@@ -56,6 +76,7 @@ def from_openai(request: ChatCompletionRequest) -> Generation:
         dry_penalty_last_n=request.dry_penalty_last_n,
         logprobs=logprobs,
     )
+    return generation, tools
 
 
 def _ollama_generation(
@@ -95,34 +116,105 @@ def from_ollama_generate(request: GenerateRequest) -> Generation:
     return _ollama_generation(messages, request)
 
 
-def from_ollama_chat(request: OllamaChatRequest) -> Generation:
-    if request.tools:
-        raise InvalidRequest("tools: tool calling is not supported by PAS LLM services yet")
-    messages = [
-        Turn(role="system" if m.role == "developer" else m.role, content=m.content)
-        for m in request.messages
-    ]
-    return _ollama_generation(messages, request)
+def from_ollama_chat(request: OllamaChatRequest) -> tuple[Generation, ToolUse | None]:
+    """The request as a generation, and the tools it lets the model call (None: none)."""
+    messages = conversation([_as_openai(m) for m in request.messages])
+    # Ollama has no tool_choice or parallel_tool_calls: the model calls a tool or answers.
+    tools = tool_use_of(request.tools, None, parallel=False)
+    generation = _ollama_generation(messages, request)
+    if tools is None:
+        return generation, None
+    schema = tools.schema(_ollama_format(request.format))
+    messages = with_instructions(messages, tools)
+    return msgspec.structs.replace(
+        generation, messages=messages, json_schema=schema, json_mode=False
+    ), tools
+
+
+def _ollama_format(fmt: Literal["json"] | dict[str, Any] | None) -> dict[str, Any] | None:
+    if fmt == "json":
+        return ANY_OBJECT
+    return fmt if isinstance(fmt, dict) else None
+
+
+def _as_openai(message: OllamaMessage) -> ChatMessage:
+    """An Ollama message in OpenAI's shape (arguments as JSON text). Ollama's calls have no
+    ids, its results name their tool instead; ChatOllama sends both."""
+    calls = None
+    if message.tool_calls:
+        calls = [
+            ToolCall(
+                id=call.id or f"ollama_{index}",
+                function=FunctionCall(
+                    name=call.function.name,
+                    arguments=msgspec.json.encode(call.function.arguments).decode(),
+                ),
+            )
+            for index, call in enumerate(message.tool_calls)
+        ]
+    return ChatMessage(
+        role=message.role,
+        content=message.content,
+        tool_calls=calls,
+        name=message.tool_name,
+        tool_call_id=message.tool_call_id,
+    )
+
+
+def ollama_answer(completion: Completion, tools: ToolUse | None) -> OllamaMessage:
+    """The assistant's message in Ollama's shape: its calls, or its text."""
+    read = None if tools is None else tools.read(completion.text)
+    if read is None:
+        return OllamaMessage(role="assistant", content=completion.text)
+    if read.calls is None:
+        return OllamaMessage(role="assistant", content=read.content or "")
+    return OllamaMessage(
+        role="assistant",
+        content="",
+        tool_calls=[
+            OllamaToolCall(
+                function=OllamaFunctionCall(
+                    name=call.function.name, arguments=msgspec.json.decode(call.function.arguments)
+                )
+            )
+            for call in read.calls
+        ],
+    )
 
 
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def to_openai(completion: Completion, model: str, request_id: str) -> ChatCompletion:
+def to_openai(
+    completion: Completion, model: str, request_id: str, tools: ToolUse | None = None
+) -> ChatCompletion:
+    message, finish_reason = answer_message(completion, tools)
     return ChatCompletion(
         id=request_id,
         created=int(time.time()),
         model=model,
         choices=[
             ChatChoice(
-                message=AssistantMessage(content=completion.text),
-                finish_reason=completion.finish_reason,
+                message=message,
+                finish_reason=finish_reason,
                 logprobs=choice_logprobs(completion),
             )
         ],
         usage=usage_of(completion),
     )
+
+
+def answer_message(completion: Completion, tools: ToolUse | None) -> tuple[AssistantMessage, str]:
+    """The assistant's message and finish reason: its calls ("tool_calls") when it called
+    tools, else its text (a tool answer's ``response``, or the text as it came when the JSON
+    was cut short)."""
+    read = None if tools is None else tools.read(completion.text)
+    if read is None:
+        return AssistantMessage(content=completion.text), completion.finish_reason
+    if read.calls is not None:
+        return AssistantMessage(content=None, tool_calls=read.calls), "tool_calls"
+    return AssistantMessage(content=read.content), completion.finish_reason
 
 
 def choice_logprobs(completion: Completion) -> ChoiceLogprobs | None:

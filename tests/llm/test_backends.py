@@ -437,6 +437,36 @@ async def test_openai_backend_against_llama_cpp_server(
     await asyncio.sleep(0)
 
 
+async def test_tool_calls_through_llama_cpp_server(make_llm: Any, llama_cpp_server: str) -> None:
+    """Tools on a remote model: the `openai` backend sends the tools' prompt and schema as
+    structured output (llama.cpp's server without ``--jinja`` has no tool calling of its own),
+    and the answer comes back as calls."""
+    pas: AsyncTestClient[Any] = await make_llm(backend="openai", openai_base_url=llama_cpp_server)
+    parameters = {
+        "type": "object",
+        "properties": {"ticker": {"type": "string", "enum": ["AAPL", "MSFT"]}},
+        "required": ["ticker"],
+    }
+    tool = {"type": "function", "function": {"name": "get_price", "parameters": parameters}}
+
+    answer = await pas.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": "What is Apple's stock price?"}],
+            "tools": [tool],
+            "tool_choice": "required",
+            "temperature": 0,
+            "max_tokens": 48,
+        },
+    )
+
+    choice = answer.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    [call] = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_price"
+    jsonschema.validate(json.loads(call["function"]["arguments"]), parameters)
+
+
 async def test_logprobs_through_llama_cpp_server_match_the_embedded_models(
     make_llm: Any, llama_cpp_server: str
 ) -> None:

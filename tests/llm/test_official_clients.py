@@ -1,14 +1,24 @@
 """The official ``openai`` and ``ollama`` clients and LangChain's ``ChatOllama`` work with a PAS
-LLM service (a real uvicorn process running the embedded model) as their base URL."""
+LLM service (a real uvicorn process running the embedded model) as their base URL, tool calls
+included."""
 
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import ollama
 import openai
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
 from langchain_ollama import ChatOllama
-from openai.types.chat import ChatCompletionMessageParam
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from openai.types.chat import (
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 
 from tests.support.processes import ServiceProcess
 
@@ -127,3 +137,106 @@ def test_chat_ollama_invoke_and_stream(llm_process: ServiceProcess) -> None:
     assert "".join(str(p.content) for p in pieces) == message.content
     assert message.usage_metadata is not None
     assert message.usage_metadata["output_tokens"] <= 16
+
+
+PRICE_TOOL: ChatCompletionToolParam = {
+    "type": "function",
+    "function": {
+        "name": "get_price",
+        "description": "Latest price of a stock ticker",
+        "parameters": {
+            "type": "object",
+            "properties": {"ticker": {"type": "string", "enum": ["AAPL", "MSFT"]}},
+            "required": ["ticker"],
+        },
+    },
+}
+
+
+def test_openai_client_calls_a_tool_and_reads_its_result(llm_process: ServiceProcess) -> None:
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
+    question: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What is Apple's stock price?"}
+    ]
+
+    called = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=question,
+        tools=[PRICE_TOOL],
+        tool_choice="required",
+        temperature=0,
+    )
+    [call] = called.choices[0].message.tool_calls or []
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+    answered = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[
+            *question,
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {
+                            "name": call.function.name,
+                            "arguments": call.function.arguments,
+                        },
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call.id, "content": '{"price": 189.5}'},
+        ],
+        tools=[PRICE_TOOL],
+        tool_choice="none",
+        temperature=0,
+        max_tokens=32,
+    )
+
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_price"
+    assert json.loads(call.function.arguments)["ticker"] in {"AAPL", "MSFT"}
+    assert answered.choices[0].message.content
+    assert answered.choices[0].message.tool_calls is None
+
+
+def test_a_langgraph_tool_loop_on_chat_ollama_runs_the_tool_and_ends(
+    llm_process: ServiceProcess,
+) -> None:
+    """The spec's tool integration with native tool calls: ``bind_tools``, ``ToolNode`` and
+    ``tools_condition``, the model on a PAS service through Ollama's API."""
+    asked: list[str] = []
+
+    @tool
+    def get_price(ticker: Literal["AAPL", "MSFT"]) -> str:
+        """Latest price of a stock ticker."""
+        asked.append(ticker)
+        return json.dumps({"ticker": ticker, "price": 189.5})
+
+    model = ChatOllama(
+        model="smollm2-135m-instruct", base_url=llm_process.url, temperature=0, num_predict=64
+    ).bind_tools([get_price])
+
+    def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode([get_price]))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+
+    result = graph.compile().invoke(
+        {"messages": [HumanMessage("What is Apple's stock price?")]}, {"recursion_limit": 8}
+    )
+
+    messages = result["messages"]
+    assert asked  # the model called the tool, with a ticker its schema allows
+    assert set(asked) <= {"AAPL", "MSFT"}
+    assert any(isinstance(m, ToolMessage) and m.status == "success" for m in messages)
+    final = messages[-1]
+    assert isinstance(final, AIMessage)
+    assert not final.tool_calls
+    assert isinstance(final.content, str)
+    assert final.content

@@ -87,6 +87,42 @@ async def test_streaming_passes_through_and_is_counted(make_router: Any, start_l
     )
 
 
+async def test_tool_calls_pass_through_the_router(make_router: Any, start_llm: Any) -> None:
+    start_llm("llama31_8b")
+    router = await make_router()
+    await wait_for_candidates(router, {"local/llm_llama31_8b"})
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_price",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"ticker": {"type": "string", "enum": ["AAPL", "MSFT"]}},
+                    "required": ["ticker"],
+                },
+            },
+        }
+    ]
+
+    answer = await router.post(
+        "/v1/chat/completions",
+        json=ask("reasoning", tools=tools, tool_choice="required", max_tokens=48),
+    )
+    refused = await router.post(
+        "/v1/chat/completions", json=ask("reasoning", tools=[{"type": "function"}])
+    )
+
+    assert answer.status_code == 200
+    choice = answer.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    [call] = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_price"
+    assert json.loads(call["function"]["arguments"])["ticker"] in {"AAPL", "MSFT"}
+    assert refused.status_code == 400
+    assert "tools[0]" in refused.text
+
+
 async def test_a_dead_candidate_falls_back_then_its_circuit_opens_and_closes(
     make_router: Any, start_llm: Any, tmp_path: Path
 ) -> None:

@@ -60,7 +60,7 @@ class ChatAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def text(self) -> str:
-        return self.completion.choices[0].message.content
+        return self.completion.choices[0].message.content or ""
 
     @property
     def finish_reason(self) -> str | None:

@@ -62,7 +62,9 @@ def _field_errors(extra: Any) -> list[FieldError]:
             message = message[: match.start()]
         missing = _MISSING_FIELD.match(message)
         if missing:
-            path = f"{path}.{missing['name']}" if path else missing["name"]
+            # The object's place: in the message, or as Litestar's key ("data" is the body).
+            where = path or ("" if field in ("", "data") else field)
+            path = f"{where}.{missing['name']}" if where else missing["name"]
             message = "field required"
         if path:
             field = path

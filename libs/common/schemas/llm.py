@@ -30,10 +30,57 @@ class TextPart(msgspec.Struct, kw_only=True):
     text: str
 
 
+ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""OpenAI's rule for a function's name."""
+
+
+class FunctionCall(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: str
+    """The arguments as a JSON text (OpenAI's shape: a string, not an object)."""
+
+
+class ToolCall(msgspec.Struct, kw_only=True):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDefinition(msgspec.Struct, kw_only=True):
+    name: ToolName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    """A JSON Schema of the arguments (an object); none: any object."""
+    strict: bool | None = None
+
+
+class ToolDefinition(msgspec.Struct, kw_only=True):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(msgspec.Struct, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, kw_only=True):
+    """``tool_choice`` naming the one function to call."""
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
 class ChatMessage(msgspec.Struct, kw_only=True):
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    """An assistant's message: the calls it made."""
+    tool_call_id: str | None = None
+    """A tool's message: the call it answers."""
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -108,6 +155,12 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     top_logprobs: TopLogprobs | None = None
     """With ``logprobs``: also the likeliest tokens at each position, this many."""
     response_format: ResponseFormat | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    """None: "auto" with tools, "none" without."""
+    parallel_tool_calls: bool | None = None
+    """Several calls in one answer; None: one (llama.cpp server's default: a small model asked
+    for a list repeats one call until ``max_tokens``)."""
     user: str | None = None
     # PAS extension used by the provider router: route by capability instead of model.
     capability: str | None = None
@@ -121,7 +174,9 @@ class Usage(msgspec.Struct, kw_only=True):
 
 class AssistantMessage(msgspec.Struct, kw_only=True):
     role: Literal["assistant"] = "assistant"
-    content: str = ""
+    content: str | None = ""
+    """None when the answer is tool calls."""
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatChoice(msgspec.Struct, kw_only=True):
@@ -141,9 +196,24 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     system_fingerprint: str | None = None
 
 
+class FunctionCallDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A part of a tool call in a stream; a client joins the parts of the same ``index``."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+
 class ChunkDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(msgspec.Struct, kw_only=True):
@@ -227,9 +297,27 @@ class GenerateResponse(OllamaTimings, kw_only=True, omit_defaults=True):
     """Asked for: the answer's tokens (on a stream, each line its own)."""
 
 
+class OllamaFunctionCall(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    """An object (OpenAI's is a JSON text)."""
+
+
+class OllamaToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+    function: OllamaFunctionCall
+    id: str | None = None
+    """Sent by LangChain's ChatOllama (Ollama itself names the tool in the result instead)."""
+
+
 class OllamaMessage(msgspec.Struct, kw_only=True):
     role: Role
     content: str = ""
+    tool_calls: list[OllamaToolCall] | None = None
+    """An assistant's message: the calls it made."""
+    tool_name: str | None = None
+    """A tool's message: the tool whose result it is."""
+    tool_call_id: str | None = None
+    """A tool's message: the call it answers (as ChatOllama sends it)."""
 
 
 class OllamaChatRequest(msgspec.Struct, kw_only=True):
@@ -239,7 +327,7 @@ class OllamaChatRequest(msgspec.Struct, kw_only=True):
     format: Literal["json"] | dict[str, Any] | None = None
     options: OllamaOptions | None = None
     keep_alive: str | int | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[ToolDefinition] | None = None
     think: bool | str | None = None
     logprobs: bool = False
     top_logprobs: TopLogprobs | None = None

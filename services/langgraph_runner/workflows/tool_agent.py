@@ -3,9 +3,11 @@ and the model answers from the tools' results.
 
 The tools read the market-data file shipped with PAS: ``price_history(ticker, days)`` and
 ``return_metrics(ticker, days)`` (total return, annualised volatility, maximum drawdown).
-PAS LLM services do not do native tool calling, so the agent asks for its calls as JSON that a
-grammar confines to the known tools, tickers and day counts, and turns that JSON into the
-``tool_calls`` of an ``AIMessage``: from there on it is LangGraph's standard ReAct loop.
+The agent asks for its calls as JSON that a schema confines to the known tools and the
+tickers in the data, and turns that JSON into the ``tool_calls`` of an ``AIMessage``: from
+there on it is LangGraph's standard ReAct loop. (PAS LLM services answer ``tools`` themselves
+too, services/llm/tool_calling.py; asking by schema here runs the same on any server that
+takes a JSON schema, Ollama or a vLLM without a tool parser.)
 """
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ class OpenAIBackend:
         completion = answer.completion
         choice = completion.choices[0]
         return Completion(
-            text=choice.message.content,
+            text=answer.text,
             finish_reason="length" if choice.finish_reason == "length" else "stop",
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
