@@ -1,17 +1,23 @@
 """The grammar the embedded backend constrains JSON answers with: JSON strings may not hold raw
 control characters (RFC 8259), which llama-cpp-python's schema converter lets through (a model
-then wrote `"value": "}]}\\n{"`, and the answer did not parse)."""
+then wrote `"value": "}]}\\n{"`, and the answer did not parse); an integer holds to its
+bounds, which the converter does not read."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
+from libs.common.errors import InvalidRequest
 from libs.common.schemas.json_schema import inline_schema
 from services.kafka_llm_processor.prompts import SCHEMAS
 from services.langgraph_runner.workflows.document_analysis import Analysis
+from services.llm.backends.integer_range import integer_alternatives, integer_bounds, regex
 from services.llm.backends.json_grammar import json_grammar
 
 STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
@@ -56,3 +62,56 @@ def test_the_caller_s_schema_is_left_as_it_was() -> None:
     json_grammar(schema)
 
     assert json.dumps(schema) == before
+
+
+@given(
+    least=st.none() | st.integers(-(10**7), 10**7),
+    greatest=st.none() | st.integers(-(10**7), 10**7),
+    values=st.lists(st.integers(-(10**8), 10**8), max_size=30),
+)
+def test_an_integer_range_admits_exactly_the_integers_in_it_as_json_writes_them(
+    least: int | None, greatest: int | None, values: list[int]
+) -> None:
+    assume(least is None or greatest is None or least <= greatest)
+    allowed = re.compile(regex(integer_alternatives(least, greatest)))
+    near = [b + d for b in (least, greatest, 0) if b is not None for d in (-11, -10, -1, 0, 1, 9)]
+
+    for value in [*values, *near]:
+        inside = (least is None or value >= least) and (greatest is None or value <= greatest)
+        assert bool(allowed.fullmatch(str(value))) == inside, value
+    for written in ("-0", "00", "01", "-01", "+1", "1.0", ""):
+        assert not allowed.fullmatch(written)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "expected"),
+    [
+        ({"minimum": 1, "maximum": 365}, (1, 365)),
+        ({"minimum": 0.5, "maximum": 9.5}, (1, 9)),
+        ({"exclusiveMinimum": 0, "exclusiveMaximum": 10}, (1, 9)),  # drafts 6 to 2020-12
+        ({"minimum": 0, "exclusiveMinimum": True, "maximum": 5}, (1, 5)),  # draft 4
+        ({"minimum": 2, "exclusiveMinimum": 5}, (6, None)),
+        ({"maximum": -3}, (None, -3)),
+        ({"minimum": "1"}, (None, None)),
+    ],
+)
+def test_integer_bounds_as_each_draft_writes_them(
+    bounds: dict[str, Any], expected: tuple[int | None, int | None]
+) -> None:
+    assert integer_bounds({"type": "integer", **bounds}) == expected
+
+
+def test_an_integer_s_bounds_hold_its_rule_and_bounds_without_an_integer_are_refused() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"days": {"type": "integer", "minimum": 1, "maximum": 365}},
+        "required": ["days"],
+    }
+
+    [days] = [rule for rule in json_grammar(schema).splitlines() if rule.startswith("days ::=")]
+
+    assert days == (
+        'days ::= ([1-9] | [1-9] [0-9] | [1-2] [0-9]{2} | "3" [0-5] [0-9] | "3" "6" [0-5]) space'
+    )
+    with pytest.raises(InvalidRequest, match="no integer lies between"):
+        json_grammar({"type": "integer", "minimum": 3, "maximum": 2})

@@ -107,6 +107,38 @@ async def test_a_named_tool_choice_calls_that_tool_with_its_nested_parameters(
     assert arguments["leg"]["side"] in {"buy", "sell"}
 
 
+async def test_an_integer_argument_holds_to_its_bounds(llm: Client) -> None:
+    """llama-cpp-python's converter reads no bounds: held to this schema without them, the
+    model asked for 1000 days."""
+    days = {"type": "integer", "minimum": 1, "maximum": 365}
+    volatility = {
+        "type": "function",
+        "function": {
+            "name": "get_volatility",
+            "description": "Annualised volatility of a ticker over some days",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "ticker": {"type": "string", "enum": ["AAPL", "MSFT"]},
+                    "days": days,
+                },
+                "required": ["ticker", "days"],
+            },
+        },
+    }
+    body = {
+        **ASK,
+        "messages": [{"role": "user", "content": "Volatility of Apple over the last 1000 days?"}],
+        "tools": [volatility],
+        "tool_choice": "required",
+    }
+
+    response = await llm.post("/v1/chat/completions", json=body)
+
+    [call] = response.json()["choices"][0]["message"]["tool_calls"]
+    assert 1 <= json.loads(call["function"]["arguments"])["days"] <= 365
+
+
 async def test_tool_choice_none_answers_in_text(llm: Client) -> None:
     response = await llm.post("/v1/chat/completions", json={**ASK, "tool_choice": "none"})
 

@@ -1,5 +1,5 @@
 """The GBNF grammar a JSON answer is held to, made from a JSON Schema by llama-cpp-python's
-converter with two of its faults mended (both fixed in llama.cpp's own converter since)."""
+converter with three of its faults mended (all fixed in llama.cpp's own converter since)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from llama_cpp.llama_grammar import JSON_GBNF, SchemaConverter
+from llama_cpp.llama_grammar import JSON_GBNF, RESERVED_NAMES, SchemaConverter
 
 from libs.common.errors import InvalidRequest
+from services.llm.backends.integer_range import gbnf, integer_alternatives, integer_bounds
 
 # The converter lets a string hold any character but a quote or a backslash, raw newlines and
 # other control characters included, which JSON forbids: a model then writes
@@ -24,9 +25,22 @@ _LITERAL_ESCAPES = {"\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
 
 
 class _Converter(SchemaConverter):
-    """The converter writing a literal's backslashes as GBNF escapes. Its own leaves them
-    raw, so a JSON string with a quote in it (an enum of `said "record"`, JSON `"said
-    \\"record\\""`) became a literal that llama.cpp refuses to parse."""
+    """The converter writing a literal's backslashes as GBNF escapes (its own leaves them
+    raw, so a JSON string with a quote in it, an enum of `said "record"`, JSON `"said
+    \\"record\\""`, became a literal that llama.cpp refuses to parse), and holding an integer
+    to its schema's bounds (its own reads none: ``integer_range.py``)."""
+
+    def visit(self, schema: Any, name: str) -> Any:
+        # The converter's methods, typed as what they are (it has no annotations).
+        add_rule: Callable[[str, str], str] = self._add_rule
+        visit: Callable[[Any, str], Any] = super().visit
+        if isinstance(schema, dict) and schema.get("type") == "integer":
+            least, greatest = integer_bounds(schema)
+            if least is not None or greatest is not None:
+                rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+                alternatives = gbnf(integer_alternatives(least, greatest))
+                return add_rule(rule_name, f"({alternatives}) space")
+        return visit(schema, name)
 
     def _format_literal(self, literal: str) -> str:
         escaped = _LITERAL_ESCAPE.sub(lambda match: _LITERAL_ESCAPES[match.group(0)], literal)
