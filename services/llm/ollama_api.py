@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -34,15 +34,16 @@ from libs.common.schemas.llm import (
     OllamaShowResponse,
     OllamaTags,
     TokenLogprob,
+    ToolCall,
 )
-from services.llm.backends.base import Completion, Generation, StreamEvent, logprobs_after
+from services.llm.backends.base import Completion, Generation, TextDelta, logprobs_after
 from services.llm.openai_api import streamed_200
 from services.llm.runtime import LLMRuntime
-from services.llm.tool_calling import ToolUse
+from services.llm.tool_calling import CallsMade, ToolUse, tool_events
 from services.llm.translate import (
     from_ollama_chat,
     from_ollama_generate,
-    ollama_answer,
+    ollama_calls,
     ollama_timestamp,
     ollama_timings,
 )
@@ -51,8 +52,18 @@ NDJSON = "application/x-ndjson"
 OLLAMA_API_VERSION = "0.12.0"
 _encode = msgspec.json.Encoder().encode
 
-Framer = Callable[[str, Completion | None, list[TokenLogprob] | None], msgspec.Struct]
-"""One line: its text, the answer when it is the last, the log-probabilities it carries."""
+
+class Framer(Protocol):
+    """One line: its text, the answer when it is the last, the log-probabilities it carries,
+    the tool calls it makes (chat only)."""
+
+    def __call__(
+        self,
+        text: str,
+        done: Completion | None,
+        logprobs: list[TokenLogprob] | None,
+        calls: list[ToolCall] | None = None,
+    ) -> msgspec.Struct: ...
 
 
 def _closing_fields(done: Completion | None) -> dict[str, Any]:
@@ -68,7 +79,10 @@ def _closing_fields(done: Completion | None) -> dict[str, Any]:
 
 def _generate_frame(model: str) -> Framer:
     def frame(
-        text: str, done: Completion | None, logprobs: list[TokenLogprob] | None
+        text: str,
+        done: Completion | None,
+        logprobs: list[TokenLogprob] | None,
+        calls: list[ToolCall] | None = None,
     ) -> msgspec.Struct:
         return GenerateResponse(
             model=model,
@@ -81,17 +95,19 @@ def _generate_frame(model: str) -> Framer:
     return frame
 
 
-def _chat_frame(model: str, tools: ToolUse | None = None) -> Framer:
+def _chat_frame(model: str) -> Framer:
     def frame(
-        text: str, done: Completion | None, logprobs: list[TokenLogprob] | None
+        text: str,
+        done: Completion | None,
+        logprobs: list[TokenLogprob] | None,
+        calls: list[ToolCall] | None = None,
     ) -> msgspec.Struct:
-        message = OllamaMessage(role="assistant", content=text)
-        if tools is not None and done is not None:
-            message = ollama_answer(done, tools)
         return OllamaChatResponse(
             model=model,
             created_at=ollama_timestamp(),
-            message=message,
+            message=OllamaMessage(
+                role="assistant", content=text, tool_calls=ollama_calls(calls) if calls else None
+            ),
             logprobs=logprobs,
             **_closing_fields(done),
         )
@@ -100,12 +116,15 @@ def _chat_frame(model: str, tools: ToolUse | None = None) -> Framer:
 
 
 async def _ndjson(
-    events: AsyncGenerator[StreamEvent, None], frame: Framer
+    events: AsyncGenerator[TextDelta | CallsMade | Completion, None], frame: Framer
 ) -> AsyncGenerator[bytes, None]:
     logprobs_sent = 0
     try:
         async for event in events:
-            if isinstance(event, Completion):
+            if isinstance(event, CallsMade):
+                # As Ollama: the calls in a line of their own, before the last.
+                yield _encode(frame("", None, None, event.calls)) + b"\n"
+            elif isinstance(event, Completion):
                 # Those the lines before did not carry (as Ollama, each line has its own).
                 rest = logprobs_after(event, logprobs_sent)
                 yield _encode(frame("", event, rest)) + b"\n"
@@ -145,20 +164,20 @@ async def _respond(
     frame: Framer,
     stream: bool,
     *,
-    whole: bool = False,
+    tools: ToolUse | None = None,
 ) -> Response[Any]:
-    """One JSON answer, or NDJSON lines as the answer is made. ``whole``: the answer must be
-    read whole first (tool calls), so a stream is one line, as Ollama sends calls."""
-    if stream and whole:
-        completion = await runtime.answer(endpoint, generation)
-        line = _encode(frame(completion.text, completion, completion.logprobs)) + b"\n"
-        return Stream([line], media_type=NDJSON)
+    """One JSON answer, or NDJSON lines as the answer is made (with tools, as
+    :func:`tool_events` gives it)."""
     if stream:
         events = await runtime.open_stream(endpoint, generation)
-        body = _ndjson(events, frame)
+        body = _ndjson(events if tools is None else tool_events(events, tools), frame)
         return Stream(body, media_type=NDJSON, background=closes_when_sent(body))
     completion = await runtime.answer(endpoint, generation)
-    return Response(frame(completion.text, completion, completion.logprobs))
+    read = None if tools is None else tools.read(completion.text)
+    if read is not None and read.calls is not None:
+        return Response(frame("", completion, completion.logprobs, read.calls))
+    text = completion.text if read is None else read.content or ""
+    return Response(frame(text, completion, completion.logprobs))
 
 
 class OllamaController(Controller):
@@ -194,10 +213,8 @@ class OllamaController(Controller):
         self, data: JSONBody[OllamaChatRequest], runtime: NamedDependency[LLMRuntime]
     ) -> Response[Any]:
         generation, tools = from_ollama_chat(data)
-        frame = _chat_frame(runtime.model_name, tools)
-        return await _respond(
-            runtime, "chat", generation, frame, data.stream, whole=tools is not None
-        )
+        frame = _chat_frame(runtime.model_name)
+        return await _respond(runtime, "chat", generation, frame, data.stream, tools=tools)
 
     @get("/api/tags", summary="Models this service serves (Ollama's list)")
     async def list_models(self, runtime: NamedDependency[LLMRuntime]) -> OllamaTags:

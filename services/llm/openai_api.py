@@ -31,11 +31,10 @@ from libs.common.schemas.llm import (
     ToolCall,
     ToolCallDelta,
 )
-from services.llm.backends.base import Completion, StreamEvent, logprobs_after
+from services.llm.backends.base import Completion, StreamEvent, TextDelta, logprobs_after
 from services.llm.runtime import LLMRuntime
-from services.llm.tool_calling import ToolUse, response_so_far
+from services.llm.tool_calling import CallsMade, ToolUse, tool_events
 from services.llm.translate import (
-    answer_message,
     completion_id,
     from_openai,
     to_openai,
@@ -86,9 +85,8 @@ async def _sse(
     include_usage: bool,
     tools: ToolUse | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The answer as chunks. With tools, the model writes JSON: a text response is sent as it
-    comes (the text, not its JSON), calls are read whole and come in one chunk before the
-    last."""
+    """The answer as chunks; with tools, as :func:`tool_events` gives it: calls in one chunk
+    before the last."""
     chunk_id = completion_id()
     created = int(time.time())
 
@@ -106,18 +104,17 @@ async def _sse(
 
     yield chunk(ChunkDelta(role="assistant", content=""))
     logprobs_sent = 0
-    written = ""  # with tools: the JSON so far
-    said = 0  # with tools: characters of its text response sent
+    called = False
+    answer: AsyncGenerator[TextDelta | CallsMade | Completion, None] = (
+        events if tools is None else tool_events(events, tools)
+    )
     try:
-        async for event in events:
-            if isinstance(event, Completion):
-                finish_reason: str = event.finish_reason
-                if tools is not None:
-                    message, finish_reason = answer_message(event, tools)
-                    if message.tool_calls:
-                        yield chunk(_calls_delta(message.tool_calls))
-                    elif len(message.content or "") > said:
-                        yield chunk(ChunkDelta(content=(message.content or "")[said:]))
+        async for event in answer:
+            if isinstance(event, CallsMade):
+                called = True
+                yield chunk(_calls_delta(event.calls))
+            elif isinstance(event, Completion):
+                finish_reason = "tool_calls" if called else event.finish_reason
                 # Log-probabilities the deltas did not carry come with the last chunk (a
                 # client adds up every chunk's ``logprobs.content``).
                 rest = logprobs_after(event, logprobs_sent)
@@ -136,12 +133,6 @@ async def _sse(
                             usage=usage_of(event),
                         )
                     )
-            elif tools is not None:
-                written += event.text
-                so_far = response_so_far(written)
-                if so_far is not None and len(so_far) > said:
-                    yield chunk(ChunkDelta(content=so_far[said:]))
-                    said = len(so_far)
             else:
                 logprobs = event.logprobs
                 logprobs_sent += len(logprobs or ())
@@ -154,7 +145,7 @@ async def _sse(
         error = {"message": str(exc), "type": type(exc).__name__, "code": exc.status_code}
         yield _encode({"error": error})
     finally:
-        await events.aclose()
+        await answer.aclose()
     yield b"[DONE]"
 
 

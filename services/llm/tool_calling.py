@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -32,7 +32,7 @@ from libs.common.schemas.llm import (
     ToolChoice,
     ToolDefinition,
 )
-from services.llm.backends.base import Turn
+from services.llm.backends.base import Completion, StreamEvent, TextDelta, Turn
 
 ANY_OBJECT: Final = {"type": "object"}
 _encode = msgspec.json.Encoder().encode
@@ -154,6 +154,40 @@ class ToolUse:
         if self.forced is None:
             return self.tools
         return [tool for tool in self.tools if tool.function.name == self.forced]
+
+
+class CallsMade(msgspec.Struct, frozen=True, kw_only=True):
+    """A stream event: the answer's tool calls, read once it is whole."""
+
+    calls: list[ToolCall]
+
+
+async def tool_events(
+    events: AsyncGenerator[StreamEvent, None], tools: ToolUse
+) -> AsyncGenerator[TextDelta | CallsMade | Completion, None]:
+    """An answer with tools as the client sees it: a text response's text as it comes (not
+    its JSON), calls once the answer is whole, then the completion (its log-probabilities are
+    those of the JSON written, all with it)."""
+    written, said = "", 0
+    try:
+        async for event in events:
+            if isinstance(event, Completion):
+                answer = tools.read(event.text)
+                if answer is not None and answer.calls is not None:
+                    yield CallsMade(calls=answer.calls)
+                else:
+                    text = event.text if answer is None else answer.content or ""
+                    if len(text) > said:
+                        yield TextDelta(text=text[said:])
+                yield event
+                continue
+            written += event.text
+            so_far = response_so_far(written)
+            if so_far is not None and len(so_far) > said:
+                yield TextDelta(text=so_far[said:])
+                said = len(so_far)
+    finally:
+        await events.aclose()
 
 
 _RESPONSE_OPENING: Final = re.compile(r'\s*\{\s*"response"\s*:\s*"')

@@ -161,25 +161,16 @@ def _as_openai(message: OllamaMessage) -> ChatMessage:
     )
 
 
-def ollama_answer(completion: Completion, tools: ToolUse | None) -> OllamaMessage:
-    """The assistant's message in Ollama's shape: its calls, or its text."""
-    read = None if tools is None else tools.read(completion.text)
-    if read is None:
-        return OllamaMessage(role="assistant", content=completion.text)
-    if read.calls is None:
-        return OllamaMessage(role="assistant", content=read.content or "")
-    return OllamaMessage(
-        role="assistant",
-        content="",
-        tool_calls=[
-            OllamaToolCall(
-                function=OllamaFunctionCall(
-                    name=call.function.name, arguments=msgspec.json.decode(call.function.arguments)
-                )
+def ollama_calls(calls: list[ToolCall]) -> list[OllamaToolCall]:
+    """Calls in Ollama's shape: arguments as objects, no ids."""
+    return [
+        OllamaToolCall(
+            function=OllamaFunctionCall(
+                name=call.function.name, arguments=msgspec.json.decode(call.function.arguments)
             )
-            for call in read.calls
-        ],
-    )
+        )
+        for call in calls
+    ]
 
 
 def completion_id() -> str:

@@ -358,6 +358,14 @@ async def test_ollama_chat_calls_tools_in_its_own_shape(llm: Client) -> None:
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert lines[-1]["done"] is True
     assert [c for line in lines for c in line["message"]["tool_calls"] or []] == [call]
+    assert not "".join(line["message"]["content"] for line in lines)
+    haiku = {**body, "messages": [{"role": "user", "content": "Write a haiku about the sea."}]}
+    said = (await llm.post("/api/chat", json={**haiku, "stream": False})).json()["message"]
+    streamed_text = (await llm.post("/api/chat", json=haiku)).text
+    said_lines = [json.loads(line) for line in streamed_text.splitlines()]
+    assert said["tool_calls"] is None
+    assert len([line for line in said_lines if line["message"]["content"]]) > 1
+    assert "".join(line["message"]["content"] for line in said_lines) == said["content"]
     follow = await llm.post(
         "/api/chat",
         json={
