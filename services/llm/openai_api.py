@@ -34,12 +34,7 @@ from libs.common.schemas.llm import (
 from services.llm.backends.base import Completion, StreamEvent, TextDelta, logprobs_after
 from services.llm.runtime import LLMRuntime
 from services.llm.tool_calling import CallsMade, ToolUse, tool_events
-from services.llm.translate import (
-    completion_id,
-    from_openai,
-    to_openai,
-    usage_of,
-)
+from services.llm.translate import completion_id, from_openai, to_openai, usage_of
 
 _encode = msgspec.json.Encoder().encode
 SSE = "text/event-stream"

@@ -180,7 +180,7 @@ def completion_id() -> str:
 def to_openai(
     completion: Completion, model: str, request_id: str, tools: ToolUse | None = None
 ) -> ChatCompletion:
-    message, finish_reason = answer_message(completion, tools)
+    message, finish_reason = _answer_message(completion, tools)
     return ChatCompletion(
         id=request_id,
         created=int(time.time()),
@@ -196,7 +196,7 @@ def to_openai(
     )
 
 
-def answer_message(completion: Completion, tools: ToolUse | None) -> tuple[AssistantMessage, str]:
+def _answer_message(completion: Completion, tools: ToolUse | None) -> tuple[AssistantMessage, str]:
     """The assistant's message and finish reason: its calls ("tool_calls") when it called
     tools, else its text (a tool answer's ``response``, or the text as it came when the JSON
     was cut short)."""
