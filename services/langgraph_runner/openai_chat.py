@@ -1,10 +1,11 @@
 """A LangChain chat model over an OpenAI-compatible ``/v1/chat/completions``.
 
 For the provider router (which speaks only OpenAI's API) without ``langchain-openai``: the
-router's ``capability`` extension and JSON-schema answers (``format=<schema>``, as ChatOllama
-takes it) are what PAS nodes need, and the shared client (``libs/common/clients/
-openai_client.py``) gives exactly that, its errors included (``LLMTransientError`` and its
-kinds are worth another attempt; ``LLMRefused`` and ``LLMUnusableAnswer`` are not).
+router's ``capability`` extension, JSON-schema answers (``format=<schema>``, as ChatOllama
+takes it) and tool calls (``bind_tools``, as ChatOllama and ChatOpenAI take them) are what PAS
+nodes need, and the shared client (``libs/common/clients/openai_client.py``) gives exactly
+that, its errors included (``LLMTransientError`` and its kinds are worth another attempt;
+``LLMRefused`` and ``LLMUnusableAnswer`` are not).
 
 Each call is a GenAI CLIENT span (``chat <model>``, OpenTelemetry's GenAI conventions) with the
 tokens and the cost the endpoint stated; the HTTP request under it carries its ``traceparent``
@@ -13,14 +14,21 @@ tokens and the cost the endpoint stated; the HTTP request under it carries its `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, parse_tool_call
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
 from libs.common.clients.openai_client import OpenAIClient
@@ -31,6 +39,7 @@ from libs.common.genai_tracing import (
     genai_span,
     record_usage,
 )
+from libs.common.schemas.llm import ToolCall
 
 COST_KEY = "cost_usd"
 """Where an answer's ``response_metadata`` carries the cost the endpoint stated."""
@@ -38,9 +47,44 @@ COST_KEY = "cost_usd"
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 
 
-def _wire_message(message: BaseMessage) -> dict[str, str]:
+def _wire_message(message: BaseMessage) -> dict[str, Any]:
     # ``text`` is a str subclass (callable too) that msgspec does not encode as it is.
-    return {"role": _ROLES.get(message.type, "user"), "content": str(message.text)}
+    wire: dict[str, Any] = {"role": _ROLES.get(message.type, "user"), "content": str(message.text)}
+    if isinstance(message, AIMessage) and message.tool_calls:
+        wire["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["args"])},
+            }
+            for call in message.tool_calls
+        ]
+    elif isinstance(message, ToolMessage):
+        wire["tool_call_id"] = message.tool_call_id
+    return wire
+
+
+def _wire_tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    """LangChain's ``tool_choice`` as OpenAI's: "any" is "required", a bare name the named
+    function."""
+    if choice is None or isinstance(choice, dict) or choice in {"auto", "none", "required"}:
+        return choice
+    if choice == "any":
+        return "required"
+    return {"type": "function", "function": {"name": choice}}
+
+
+def read_tool_calls(calls: list[ToolCall] | None) -> tuple[list[Any], list[Any]]:
+    """The answer's calls as LangChain's tool calls, and those whose arguments do not parse."""
+    parsed: list[Any] = []
+    invalid: list[Any] = []
+    for call in calls or []:
+        raw = msgspec.to_builtins(call)
+        try:
+            parsed.append(parse_tool_call(raw, return_id=True))
+        except OutputParserException as exc:
+            invalid.append(make_invalid_tool_call(raw, str(exc)))
+    return parsed, invalid
 
 
 def _stated_cost(usage: Mapping[str, Any] | None) -> float | None:
@@ -67,6 +111,21 @@ class OpenAICompatibleChat(BaseChatModel):
     provider: str = "openai"
     """``gen_ai.provider.name`` of its spans: the API spoken (the router, vLLM...), as OpenAI
     client instrumentations name OpenAI-compatible endpoints."""
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """The model with ``tools`` offered in OpenAI's shape (``tool_choice``: "auto",
+        "required" or "any", "none", or a tool's name)."""
+        return self.bind(
+            tools=[convert_to_openai_tool(tool) for tool in tools],
+            tool_choice=_wire_tool_choice(tool_choice),
+            **kwargs,
+        )
 
     @property
     def _llm_type(self) -> str:
@@ -103,6 +162,10 @@ class OpenAICompatibleChat(BaseChatModel):
             body["stop"] = stop
         if self.capability:
             body["capability"] = self.capability
+        if kwargs.get("tools"):
+            body["tools"] = kwargs["tools"]
+            if kwargs.get("tool_choice") is not None:
+                body["tool_choice"] = kwargs["tool_choice"]
         answer_format = kwargs.get("format")
         if isinstance(answer_format, dict):
             body["response_format"] = {
@@ -139,8 +202,11 @@ class OpenAICompatibleChat(BaseChatModel):
         }
         if cost is not None:
             metadata[COST_KEY] = cost
+        calls, invalid = read_tool_calls(choice.message.tool_calls)
         message = AIMessage(
-            content=choice.message.content,
+            content=choice.message.content or "",
+            tool_calls=calls,
+            invalid_tool_calls=invalid,
             usage_metadata=UsageMetadata(
                 input_tokens=usage.prompt_tokens,
                 output_tokens=usage.completion_tokens,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from libs.common.clients.chat_completions import read_completion
 from libs.common.clients.chat_stream import SSEDecoder
 from libs.common.clients.llm_errors import (
     LLMRefused,
@@ -322,3 +323,21 @@ async def test_no_proxy_and_trust_env_off_go_straight_to_the_origin(
     with pytest.raises(LLMUnreachable):
         await client_for("http://other.example.invalid:8000", trust_env=False).complete(BODY)
     assert responder.requests == []
+
+
+def test_an_answer_s_tool_calls_are_read_and_calls_of_another_shape_left_out() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+    def answer(calls: object) -> bytes:
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        return json.dumps(
+            {"choices": [{"message": message, "finish_reason": "tool_calls"}]}
+        ).encode()
+
+    read = read_completion(answer([call]))
+    odd = read_completion(answer([{"name": "f"}]))
+
+    [made] = read.completion.choices[0].message.tool_calls or []
+    assert (made.id, made.function.name, made.function.arguments) == ("c1", "f", "{}")
+    assert read.text == ""
+    assert odd.completion.choices[0].message.tool_calls is None

@@ -1,19 +1,15 @@
 """The official ``openai`` and ``ollama`` clients and LangChain's ``ChatOllama`` work with a PAS
 LLM service (a real uvicorn process running the embedded model) as their base URL, tool calls
-included."""
+included (LangGraph's tool loop on ChatOllama: tests/langgraph_runner/test_tool_calling_chat.py)."""
 
 from __future__ import annotations
 
 import json
-from typing import Literal, cast
+from typing import cast
 
 import ollama
 import openai
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.tools import tool
 from langchain_ollama import ChatOllama
-from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
 from openai.types.chat import (
     ChatCompletionMessageFunctionToolCall,
     ChatCompletionMessageParam,
@@ -189,45 +185,3 @@ def test_openai_client_calls_a_tool_and_reads_its_result(llm_process: ServicePro
     assert json.loads(call.function.arguments)["ticker"] in {"AAPL", "MSFT", "NVDA"}
     assert answered.choices[0].message.content
     assert answered.choices[0].message.tool_calls is None
-
-
-def test_a_langgraph_tool_loop_on_chat_ollama_runs_the_tool_and_ends(
-    llm_process: ServiceProcess,
-) -> None:
-    """The spec's tool integration with native tool calls: ``bind_tools``, ``ToolNode`` and
-    ``tools_condition``, the model on a PAS service through Ollama's API."""
-    asked: list[str] = []
-
-    @tool
-    def get_price(ticker: Literal["AAPL", "MSFT"]) -> str:
-        """Latest price of a stock ticker."""
-        asked.append(ticker)
-        return json.dumps({"ticker": ticker, "price": 189.5})
-
-    model = ChatOllama(
-        model="smollm2-135m-instruct", base_url=llm_process.url, temperature=0, num_predict=64
-    ).bind_tools([get_price])
-
-    def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("agent", agent)
-    graph.add_node("tools", ToolNode([get_price]))
-    graph.add_edge(START, "agent")
-    graph.add_conditional_edges("agent", tools_condition)
-    graph.add_edge("tools", "agent")
-
-    result = graph.compile().invoke(
-        {"messages": [HumanMessage("What is Apple's stock price?")]}, {"recursion_limit": 8}
-    )
-
-    messages = result["messages"]
-    assert asked  # the model called the tool, with a ticker its schema allows
-    assert set(asked) <= {"AAPL", "MSFT"}
-    assert any(isinstance(m, ToolMessage) and m.status == "success" for m in messages)
-    final = messages[-1]
-    assert isinstance(final, AIMessage)
-    assert not final.tool_calls
-    assert isinstance(final.content, str)
-    assert final.content

@@ -12,12 +12,15 @@ from libs.common.schemas.llm import (
     ChatChoice,
     ChatCompletion,
     ChoiceLogprobs,
+    ToolCall,
     Usage,
 )
 
 
 class _WireMessage(msgspec.Struct):
     content: str | None = None
+    tool_calls: Any = None
+    """Read by :func:`_tool_calls`: calls in a shape of their own are left out, not fatal."""
 
 
 class _WireChoice(msgspec.Struct):
@@ -78,6 +81,16 @@ def _logprobs(sent: Any) -> ChoiceLogprobs | None:
         return None
 
 
+def _tool_calls(sent: Any) -> list[ToolCall] | None:
+    """The message's calls in OpenAI's shape; None when absent or in another."""
+    if not sent:
+        return None
+    try:
+        return msgspec.convert(sent, list[ToolCall])
+    except msgspec.ValidationError:
+        return None
+
+
 def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
     """``payload`` as a chat completion, or :class:`LLMUnusableAnswer` saying why not."""
     try:
@@ -102,7 +115,10 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
         choices=[
             ChatChoice(
                 index=choice.index,
-                message=AssistantMessage(content=choice.message.content or ""),
+                message=AssistantMessage(
+                    content=choice.message.content or "",
+                    tool_calls=_tool_calls(choice.message.tool_calls),
+                ),
                 finish_reason=choice.finish_reason,
                 logprobs=_logprobs(choice.logprobs),
             )
