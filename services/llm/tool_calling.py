@@ -264,13 +264,16 @@ def tool_use_of(
 
 def conversation(messages: Sequence[ChatMessage]) -> list[Turn]:
     """The messages as turns any chat template reads: an assistant's tool calls as the JSON a
-    model answers them in, a tool's result as a user turn naming the call's tool (found by
-    ``tool_call_id``; Ollama's messages name it instead)."""
+    model answers them in, a tool's result as a user turn naming the call's tool: by
+    ``tool_call_id``, else by the name the message gives (Ollama's ``tool_name``), else the
+    next call not yet answered (the ``ollama`` client sends neither)."""
     called: dict[str, str] = {}
+    unanswered: list[str] = []  # the last calls' ids, in order, until a result answers them
     turns = []
     for index, message in enumerate(messages):
         if message.role == "assistant" and message.tool_calls:
             calls = []
+            unanswered = [call.id for call in message.tool_calls]
             for number, call in enumerate(message.tool_calls):
                 called[call.id] = call.function.name
                 try:
@@ -283,7 +286,12 @@ def conversation(messages: Sequence[ChatMessage]) -> list[Turn]:
                 calls.append({"name": call.function.name, "arguments": arguments})
             turns.append(Turn(role="assistant", content=_encode({"tool_calls": calls}).decode()))
         elif message.role == "tool":
-            name = called.get(message.tool_call_id or "", message.name or "")
+            answered = message.tool_call_id
+            if answered not in called and not message.name and unanswered:
+                answered = unanswered[0]
+            if answered in unanswered:
+                unanswered.remove(answered)
+            name = called.get(answered or "", message.name or "")
             turns.append(Turn(role="user", content=f"Result of {name}: {message.text()}"))
         else:
             role = "system" if message.role == "developer" else message.role

@@ -139,7 +139,7 @@ def _ollama_format(fmt: Literal["json"] | dict[str, Any] | None) -> dict[str, An
 
 def _as_openai(message: OllamaMessage) -> ChatMessage:
     """An Ollama message in OpenAI's shape (arguments as JSON text). Ollama's calls have no
-    ids, its results name their tool instead; ChatOllama sends both."""
+    ids: its results name their tool, or answer the calls in order."""
     calls = None
     if message.tool_calls:
         calls = [

@@ -224,6 +224,28 @@ def test_earlier_calls_and_results_are_turns_any_template_reads() -> None:
     assert turns[2].content == 'Result of get_price: {"price": 189.5}'
 
 
+def test_a_result_that_names_no_call_answers_the_next_one_unanswered() -> None:
+    """The ``ollama`` client (and so ChatOllama) drops ``tool_call_id``; Ollama matches results
+    to calls by order."""
+    calls = [
+        ToolCall(id=f"c{n}", function=FunctionCall(name=name, arguments="{}"))
+        for n, name in enumerate(["get_price", "get_news"])
+    ]
+    messages = [
+        ChatMessage(role="user", content="Apple?"),
+        ChatMessage(role="assistant", tool_calls=calls),
+        ChatMessage(role="tool", content="189.5"),
+        ChatMessage(role="tool", content="New iPhone"),
+    ]
+
+    turns = conversation(messages)
+
+    assert [t.content for t in turns[2:]] == [
+        "Result of get_price: 189.5",
+        "Result of get_news: New iPhone",
+    ]
+
+
 def test_the_answer_schema_admits_only_the_offered_tools() -> None:
     tools = msgspec.convert(TOOLS, list[ToolDefinition])
     use = tool_use_of(tools, "auto", parallel=True)

@@ -306,7 +306,7 @@ class OllamaFunctionCall(msgspec.Struct, kw_only=True):
 class OllamaToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
     function: OllamaFunctionCall
     id: str | None = None
-    """Sent by LangChain's ChatOllama (Ollama itself names the tool in the result instead)."""
+    """Not Ollama's (it matches results to calls by order); taken when a client sends it."""
 
 
 class OllamaMessage(msgspec.Struct, kw_only=True):
@@ -317,7 +317,7 @@ class OllamaMessage(msgspec.Struct, kw_only=True):
     tool_name: str | None = None
     """A tool's message: the tool whose result it is."""
     tool_call_id: str | None = None
-    """A tool's message: the call it answers (as ChatOllama sends it)."""
+    """A tool's message: the call it answers, when a client sends it (not Ollama's field)."""
 
 
 class OllamaChatRequest(msgspec.Struct, kw_only=True):
