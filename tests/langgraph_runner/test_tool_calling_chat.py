@@ -48,7 +48,7 @@ async def test_a_tool_loop_runs_the_tool_and_ends_on_either_api(
     graph.add_edge("tools", "agent")
     try:
         result = await graph.compile().ainvoke(
-            {"messages": [HumanMessage("What is Apple's stock price?")]}, {"recursion_limit": 8}
+            {"messages": [HumanMessage("What is Apple's share price?")]}, {"recursion_limit": 8}
         )
     finally:
         await gateway.aclose()
