@@ -324,16 +324,16 @@ def _hoisted(parameters: dict[str, Any], key: str) -> dict[str, Any]:
 
     def moved(node: Any) -> Any:
         if isinstance(node, dict):
-            found = {name: moved(value) for name, value in node.items()}
-            ref = found.get("$ref")
+            copied = {name: moved(value) for name, value in node.items()}
+            ref = copied.get("$ref")
             if isinstance(ref, str):
                 if ref == "#":
-                    found["$ref"] = f"#/$defs/{key}"
+                    copied["$ref"] = f"#/$defs/{key}"
                 else:
                     for prefix in ("#/$defs/", "#/definitions/"):
                         if ref.startswith(prefix):
-                            found["$ref"] = f"#/$defs/{key}_{ref[len(prefix) :]}"
-            return found
+                            copied["$ref"] = f"#/$defs/{key}_{ref[len(prefix) :]}"
+            return copied
         if isinstance(node, list):
             return [moved(value) for value in node]
         return node
