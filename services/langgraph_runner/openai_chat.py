@@ -64,13 +64,17 @@ def _wire_message(message: BaseMessage) -> dict[str, Any]:
     return wire
 
 
-def _wire_tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-    """LangChain's ``tool_choice`` as OpenAI's: "any" is "required", a bare name the named
-    function."""
-    if choice is None or isinstance(choice, dict) or choice in {"auto", "none", "required"}:
-        return choice
-    if choice == "any":
+def _wire_tool_choice(
+    choice: str | bool | dict[str, Any] | None,
+) -> str | dict[str, Any] | None:
+    """LangChain's ``tool_choice`` as OpenAI's: "any" (or True, as ChatOpenAI takes it) is
+    "required", False none given, a bare name the named function."""
+    if choice is True or choice == "any":
         return "required"
+    if choice is None or choice is False:
+        return None
+    if isinstance(choice, dict) or choice in {"auto", "none", "required"}:
+        return choice
     return {"type": "function", "function": {"name": choice}}
 
 
@@ -116,11 +120,11 @@ class OpenAICompatibleChat(BaseChatModel):
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
-        tool_choice: str | dict[str, Any] | None = None,
+        tool_choice: str | bool | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """The model with ``tools`` offered in OpenAI's shape (``tool_choice``: "auto",
-        "required" or "any", "none", or a tool's name)."""
+        "required" or "any" or True, "none", or a tool's name)."""
         return self.bind(
             tools=[convert_to_openai_tool(tool) for tool in tools],
             tool_choice=_wire_tool_choice(tool_choice),

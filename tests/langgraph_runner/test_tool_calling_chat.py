@@ -13,6 +13,7 @@ from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
+from libs.common.clients.openai_client import OpenAIClient
 from libs.common.schemas.llm import FunctionCall, ToolCall
 from libs.common.schemas.workflows import WorkflowParameters
 from services.langgraph_runner.llm import LLMGateway
@@ -102,3 +103,28 @@ def test_calls_whose_arguments_do_not_parse_are_kept_apart() -> None:
 
     assert parsed == [{"name": "f", "args": {"a": 1}, "id": "c1", "type": "tool_call"}]
     assert [(c["id"], c["args"]) for c in invalid] == [("c2", '{"a": ')]
+
+
+@pytest.mark.parametrize(
+    ("choice", "sent"),
+    [
+        ("any", "required"),
+        (True, "required"),
+        ("auto", "auto"),
+        ("none", "none"),
+        (None, None),
+        ("get_price", {"type": "function", "function": {"name": "get_price"}}),
+    ],
+)
+def test_tool_choice_is_sent_as_openai_names_it(choice: Any, sent: Any) -> None:
+    chat = OpenAICompatibleChat(model="m", client=OpenAIClient("http://127.0.0.1:9/v1"))
+
+    @tool
+    def get_price(ticker: str) -> str:
+        """Latest price of a stock ticker."""
+        return "189.5"
+
+    bound: Any = chat.bind_tools([get_price], tool_choice=choice)
+
+    assert bound.kwargs["tool_choice"] == sent
+    assert [t["function"]["name"] for t in bound.kwargs["tools"]] == ["get_price"]
