@@ -32,7 +32,7 @@ from libs.common.schemas.llm import (
     ToolChoice,
     ToolDefinition,
 )
-from services.llm.backends.base import Completion, StreamEvent, TextDelta, Turn
+from services.llm.backends.base import Completion, Generation, StreamEvent, TextDelta, Turn
 
 ANY_OBJECT: Final = {"type": "object"}
 _encode = msgspec.json.Encoder().encode
@@ -87,9 +87,7 @@ class ToolUse:
         request's own format; any text when it has none)."""
         definitions: dict[str, Any] = {}
         variants = []
-        for index, tool in enumerate(self.tools):
-            if self.forced is not None and tool.function.name != self.forced:
-                continue
+        for index, tool in enumerate(self._callable()):
             key = f"tool_{index}"
             definitions.update(_hoisted(tool.function.parameters or ANY_OBJECT, key))
             variants.append(
@@ -300,14 +298,20 @@ def conversation(messages: Sequence[ChatMessage]) -> list[Turn]:
     return turns
 
 
-def with_instructions(turns: list[Turn], use: ToolUse) -> list[Turn]:
-    """``turns`` with the tools and how to call them said in the system turn (added first
-    when there is none)."""
+def offering_tools(generation: Generation, use: ToolUse) -> Generation:
+    """``generation`` with the tools offered: said in the system turn (added first when there
+    is none), and the answer held to :meth:`ToolUse.schema`, whose text response keeps the
+    request's own JSON format (any object for JSON mode)."""
     said = use.instructions()
+    turns = generation.messages
     if turns and turns[0].role == "system":
-        first = Turn(role="system", content=f"{turns[0].content}\n\n{said}")
-        return [first, *turns[1:]]
-    return [Turn(role="system", content=said), *turns]
+        turns = [Turn(role="system", content=f"{turns[0].content}\n\n{said}"), *turns[1:]]
+    else:
+        turns = [Turn(role="system", content=said), *turns]
+    response = ANY_OBJECT if generation.json_mode else generation.json_schema
+    return msgspec.structs.replace(
+        generation, messages=turns, json_schema=use.schema(response), json_mode=False
+    )
 
 
 def _hoisted(parameters: dict[str, Any], key: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
 
 import msgspec
 
@@ -29,13 +28,7 @@ from libs.common.schemas.llm import (
     Usage,
 )
 from services.llm.backends.base import Completion, Generation, Turn
-from services.llm.tool_calling import (
-    ANY_OBJECT,
-    ToolUse,
-    conversation,
-    tool_use_of,
-    with_instructions,
-)
+from services.llm.tool_calling import ToolUse, conversation, offering_tools, tool_use_of
 
 
 def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | None]:
@@ -51,14 +44,9 @@ def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | N
     elif fmt is not None and fmt.type == "json_object":
         json_schema = fmt.schema_ or None
         json_mode = json_schema is None
-    messages = conversation(request.messages)
     tools = tool_use_of(request.tools, request.tool_choice, bool(request.parallel_tool_calls))
-    if tools is not None:
-        messages = with_instructions(messages, tools)
-        json_schema = tools.schema(ANY_OBJECT if json_mode else json_schema)
-        json_mode = False
     generation = Generation(
-        messages=messages,
+        messages=conversation(request.messages),
         temperature=request.temperature,
         top_p=request.top_p,
         max_tokens=request.max_completion_tokens or request.max_tokens,
@@ -76,7 +64,7 @@ def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | N
         dry_penalty_last_n=request.dry_penalty_last_n,
         logprobs=logprobs,
     )
-    return generation, tools
+    return (generation if tools is None else offering_tools(generation, tools)), tools
 
 
 def _ollama_generation(
@@ -122,19 +110,7 @@ def from_ollama_chat(request: OllamaChatRequest) -> tuple[Generation, ToolUse | 
     # Ollama has no tool_choice or parallel_tool_calls: the model calls a tool or answers.
     tools = tool_use_of(request.tools, None, parallel=False)
     generation = _ollama_generation(messages, request)
-    if tools is None:
-        return generation, None
-    schema = tools.schema(_ollama_format(request.format))
-    messages = with_instructions(messages, tools)
-    return msgspec.structs.replace(
-        generation, messages=messages, json_schema=schema, json_mode=False
-    ), tools
-
-
-def _ollama_format(fmt: Literal["json"] | dict[str, Any] | None) -> dict[str, Any] | None:
-    if fmt == "json":
-        return ANY_OBJECT
-    return fmt if isinstance(fmt, dict) else None
+    return (generation if tools is None else offering_tools(generation, tools)), tools
 
 
 def _as_openai(message: OllamaMessage) -> ChatMessage:

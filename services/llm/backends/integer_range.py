@@ -4,7 +4,7 @@ wrote 1000000000000000.
 
 The range is written digit by digit, as a regular expression for a numeric range is: split by
 sign and by number of digits, then, within one length, by the first digit where the bounds
-differ (``[120, 365]``: ``1[2-9][0-9] | [2][0-9][0-9] | 3[0-5][0-9] | 36[0-5]``). JSON's own rules
+differ (``[120, 365]``: ``1[2-9][0-9] | 2[0-9]{2} | 3[0-5][0-9] | 36[0-5]``). JSON's own rules
 hold: no leading zero, no ``-0``, at most 16 digits where a side is unbounded (the
 converter's own limit for an integer).
 """
