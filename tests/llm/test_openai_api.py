@@ -137,6 +137,25 @@ async def test_an_enum_of_strings_with_quotes_and_backslashes_is_answered_exactl
     assert answer["quote"] in quoted
 
 
+async def test_a_number_holds_to_its_bounds(llm: Client) -> None:
+    """llama-cpp-python's converter reads no bounds of a number: held to this schema without
+    them, the model gave its confidence "out of 100" as 100."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "sentiment": {"type": "string", "enum": ["positive", "negative", "neutral"]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["sentiment", "confidence"],
+    }
+
+    answer = await _answer_held_to(
+        llm, schema, "How confident are you, out of 100, that Microsoft beats earnings?"
+    )
+
+    jsonschema.validate(answer, schema)
+
+
 async def test_json_object_mode_gives_json(llm: Client) -> None:
     response = await llm.post(
         "/chat/completions",

@@ -12,6 +12,7 @@ converter's own limit for an integer).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Final, NamedTuple
 
 MAX_DIGITS: Final = 16
@@ -61,11 +62,11 @@ def integer_alternatives(least: int | None, greatest: int | None) -> list[Altern
     if least is None or least < 0:  # the negatives: "-" and the magnitude
         closest = -1 if greatest is None or greatest >= 0 else greatest
         if least is None or least <= closest:
-            magnitudes = _unsigned(-closest, None if least is None else -least)
+            magnitudes = unsigned(-closest, None if least is None else -least)
             found += [[Part("-", "-"), *alternative] for alternative in magnitudes]
     if greatest is None or greatest >= 0:
         start = 0 if least is None or least < 0 else least
-        found += _unsigned(start, greatest)
+        found += unsigned(start, greatest)
     return found
 
 
@@ -85,11 +86,11 @@ def _number(value: Any) -> float | None:
     return value
 
 
-def _unsigned(least: int, greatest: int | None) -> list[Alternative]:
+def unsigned(least: int, greatest: int | None) -> list[Alternative]:
     """Non-negative integers from ``least`` to ``greatest`` (None: up to ``MAX_DIGITS``
     digits)."""
     low = str(least)
-    high = "9" * MAX_DIGITS if greatest is None else str(greatest)
+    high = "9" * max(MAX_DIGITS, len(low)) if greatest is None else str(greatest)
     if len(low) == len(high):
         return _same_length(low, high)
     found = _same_length(low, "9" * len(low))
@@ -134,5 +135,5 @@ def _gbnf_part(part: Part) -> str:
 
 
 def _regex_part(part: Part) -> str:
-    chars = part.low if part.low == part.high else f"[{part.low}-{part.high}]"
+    chars = re.escape(part.low) if part.low == part.high else f"[{part.low}-{part.high}]"
     return chars + _repeat(part)

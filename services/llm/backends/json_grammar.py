@@ -11,7 +11,13 @@ from typing import Any
 from llama_cpp.llama_grammar import JSON_GBNF, RESERVED_NAMES, SchemaConverter
 
 from libs.common.errors import InvalidRequest
-from services.llm.backends.integer_range import gbnf, integer_alternatives, integer_bounds
+from services.llm.backends.integer_range import (
+    Alternative,
+    gbnf,
+    integer_alternatives,
+    integer_bounds,
+)
+from services.llm.backends.number_range import number_alternatives, number_bounds
 
 # The converter lets a string hold any character but a quote or a backslash, raw newlines and
 # other control characters included, which JSON forbids: a model then writes
@@ -28,23 +34,36 @@ class _Converter(SchemaConverter):
     """The converter writing a literal's backslashes as GBNF escapes (its own leaves them
     raw, so a JSON string with a quote in it, an enum of `said "record"`, JSON `"said
     \\"record\\""`, became a literal that llama.cpp refuses to parse), and holding an integer
-    to its schema's bounds (its own reads none: ``integer_range.py``)."""
+    or a number to its schema's bounds (its own reads none: ``integer_range.py``,
+    ``number_range.py``)."""
 
     def visit(self, schema: Any, name: str) -> Any:
         # The converter's methods, typed as what they are (it has no annotations).
         add_rule: Callable[[str, str], str] = self._add_rule
         visit: Callable[[Any, str], Any] = super().visit
-        if isinstance(schema, dict) and schema.get("type") == "integer":
-            least, greatest = integer_bounds(schema)
-            if least is not None or greatest is not None:
-                rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
-                alternatives = gbnf(integer_alternatives(least, greatest))
-                return add_rule(rule_name, f"({alternatives}) space")
-        return visit(schema, name)
+        alternatives = _bounded(schema)
+        if alternatives is None:
+            return visit(schema, name)
+        rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+        return add_rule(rule_name, f"({gbnf(alternatives)}) space")
 
     def _format_literal(self, literal: str) -> str:
         escaped = _LITERAL_ESCAPE.sub(lambda match: _LITERAL_ESCAPES[match.group(0)], literal)
         return f'"{escaped}"'
+
+
+def _bounded(schema: Any) -> list[Alternative] | None:
+    """The alternatives of an integer or a number whose schema bounds it, else None."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "integer":
+        least, greatest = integer_bounds(schema)
+        if least is not None or greatest is not None:
+            return integer_alternatives(least, greatest)
+    elif kind == "number":
+        lower, upper = number_bounds(schema)
+        if lower is not None or upper is not None:
+            return number_alternatives(lower, upper)
+    return None
 
 
 _new_converter: Callable[..., Any] = _Converter
