@@ -8,8 +8,13 @@ services load (the shipped file converted to Q8_0), in a context made as the eng
 own (a cache per sequence, one sequence a row), with no HTTP, sampling or Python between
 passes beyond filling the batch.
 
-Run: ``.venv/bin/python -m bench.llm_passes [--passes 40] [--prompt 60] 2>/dev/null`` (about
-twenty seconds; llama.cpp logs to stderr).
+``--weights`` times the shipped file rounded to another type instead (once, in a temporary
+directory): types whose batches llama.cpp multiplies with other kernels, its repacked ones
+(Q4_0, IQ4_NL) among them. docs/benchmarks.md has what they gave and docs/quality.md what they
+cost in answers.
+
+Run: ``.venv/bin/python -m bench.llm_passes [--passes 40] [--prompt 60] [--weights Q8_0 ...]
+2>/dev/null`` (about twenty seconds a type; llama.cpp logs to stderr).
 """
 
 from __future__ import annotations
@@ -26,10 +31,19 @@ import llama_cpp as llama
 
 from services.llm.backends.llama_batch import sequences_context_params
 from services.llm.model_files import packaged_gguf
-from services.llm.weight_conversion import batchable_weights
+from services.llm.weight_conversion import batchable_weights, quantize
 
 SLOTS = 4
 CONTEXT_PER_SLOT = 1024
+WEIGHT_TYPES = {
+    "Q4_1": None,  # as shipped
+    "Q8_0": None,  # as the services convert it
+    "Q5_0": llama.LLAMA_FTYPE_MOSTLY_Q5_0,
+    "Q4_K_M": llama.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+    "Q4_0": llama.LLAMA_FTYPE_MOSTLY_Q4_0,
+    "IQ4_NL": llama.LLAMA_FTYPE_MOSTLY_IQ4_NL,
+    "BF16": llama.LLAMA_FTYPE_MOSTLY_BF16,
+}
 
 
 class Batch:
@@ -88,28 +102,45 @@ def measure(model: Any, threads: int, flash_attention: bool, passes: int, prompt
     )
 
 
+def weights_of_type(name: str, directory: Path) -> Path:
+    """The shipped weights as ``name``: the file itself, the services' copy, or rounded."""
+    if name == "Q4_1":
+        return packaged_gguf()
+    file_type = WEIGHT_TYPES[name]
+    if file_type is None:
+        return batchable_weights(packaged_gguf(), directory)
+    path = directory / f"{name}.gguf"
+    quantize(packaged_gguf(), path, file_type=file_type)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=40, help="passes timed per row count")
     parser.add_argument("--prompt", type=int, default=60, help="tokens in each sequence first")
+    parser.add_argument(
+        "--weights", nargs="+", choices=WEIGHT_TYPES, default=["Q8_0"], help="weight types"
+    )
     args = parser.parse_args()
     llama.llama_backend_init()
     with tempfile.TemporaryDirectory() as tmp:
-        weights = batchable_weights(packaged_gguf(), Path(tmp))
-        model = llama.llama_model_load_from_file(
-            str(weights).encode(), llama.llama_model_default_params()
+        print("ms a pass by rows, tokens/s, ms to read the prompt")
+        print(
+            f"{'weights':>7} {'threads':>7} {'flash':>6} {'1 row':>10} {'2 rows':>10} "
+            f"{'4 rows':>10} {'1 row t/s':>10} {'4 rows t/s':>10} {'prompt ms':>12}"
         )
-        try:
-            print(f"weights: {weights.name}; ms a pass by rows, tokens/s, ms to read the prompt")
-            print(
-                f"{'threads':>7} {'flash':>6} {'1 row':>10} {'2 rows':>10} {'4 rows':>10} "
-                f"{'1 row t/s':>10} {'4 rows t/s':>10} {'prompt ms':>12}"
+        for name in args.weights:
+            weights = weights_of_type(name, Path(tmp))
+            model = llama.llama_model_load_from_file(
+                str(weights).encode(), llama.llama_model_default_params()
             )
-            for threads in (1, 2):
-                for flash_attention in (False, True):
-                    print(measure(model, threads, flash_attention, args.passes, args.prompt))
-        finally:
-            llama.llama_model_free(model)
+            try:
+                for threads in (1, 2):
+                    for flash_attention in (False, True):
+                        line = measure(model, threads, flash_attention, args.passes, args.prompt)
+                        print(f"{name:>7} {line}", flush=True)
+            finally:
+                llama.llama_model_free(model)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def batchable_weights(path: Path, cache_dir: Path, *, threads: int | None = None
     partial = _partial_path(converted, os.getpid())
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _quantize(path, partial, threads)
+        quantize(path, partial, threads=threads)
         # Atomic: services starting together each write their own partial file.
         os.replace(partial, converted)
     except (OSError, WeightConversionFailed) as exc:
@@ -152,17 +152,25 @@ def _file_type(path: Path) -> int | None:
         llama_cpp.llama_model_free(model)
 
 
-def _quantize(source: Path, target: Path, threads: int | None) -> None:
+def quantize(
+    source: Path,
+    target: Path,
+    *,
+    file_type: int = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+    threads: int | None = None,
+) -> None:
+    """Write ``source``'s weights to ``target`` as ``file_type`` (a llama_ftype), rounding
+    quantized weights again where the type differs. Raises :class:`WeightConversionFailed`."""
     _quiet_llama_cpp()
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    params.ftype = file_type
     params.allow_requantize = True
     params.nthread = threads or 0  # 0: every core
     status = llama_cpp.llama_model_quantize(
         str(source).encode(), str(target).encode(), ctypes.byref(params)
     )
     if status != 0:
-        raise WeightConversionFailed(f"llama.cpp could not convert {source} to Q8_0")
+        raise WeightConversionFailed(f"llama.cpp could not convert {source} (type {file_type})")
 
 
 def _quiet_llama_cpp() -> None:
