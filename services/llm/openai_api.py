@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -32,11 +32,13 @@ from libs.common.schemas.llm import (
     ToolCallDelta,
 )
 from services.llm.backends.base import Completion, StreamEvent, TextDelta, logprobs_after
+from services.llm.choices import answer_all, choice_generations, merged, open_all
 from services.llm.runtime import LLMRuntime
 from services.llm.tool_calling import CallsMade, ToolUse, tool_events
 from services.llm.translate import completion_id, from_openai, to_openai, usage_of
 
 _encode = msgspec.json.Encoder().encode
+T = TypeVar("T")
 SSE = "text/event-stream"
 
 
@@ -75,63 +77,59 @@ def streamed_200(media_type: str, schema: Schema) -> type[Operation]:
 
 
 async def _sse(
-    events: AsyncGenerator[StreamEvent, None],
+    streams: list[AsyncGenerator[StreamEvent, None]],
     model: str,
     include_usage: bool,
     tools: ToolUse | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The answer as chunks; with tools, as :func:`tool_events` gives it: calls in one chunk
-    before the last."""
+    """The answers as chunks, each naming its choice (``n`` streams are merged as their
+    events come); with tools, as :func:`tool_events` gives them: calls in one chunk before
+    the choice's last."""
     chunk_id = completion_id()
     created = int(time.time())
 
     def chunk(
-        delta: ChunkDelta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None
+        index: int,
+        delta: ChunkDelta,
+        finish: str | None = None,
+        logprobs: ChoiceLogprobs | None = None,
     ) -> bytes:
+        choice = ChunkChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
         return _encode(
-            ChatCompletionChunk(
-                id=chunk_id,
-                created=created,
-                model=model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)],
-            )
+            ChatCompletionChunk(id=chunk_id, created=created, model=model, choices=[choice])
         )
 
-    yield chunk(ChunkDelta(role="assistant", content=""))
-    logprobs_sent = 0
-    called = False
-    answer: AsyncGenerator[TextDelta | CallsMade | Completion, None] = (
-        events if tools is None else tool_events(events, tools)
-    )
+    answers: list[AsyncGenerator[TextDelta | CallsMade | Completion, None]] = [
+        events if tools is None else tool_events(events, tools) for events in streams
+    ]
+    for index in range(len(answers)):
+        yield chunk(index, ChunkDelta(role="assistant", content=""))
+    logprobs_sent = [0] * len(answers)
+    called = [False] * len(answers)
+    completions: list[Completion] = []
+    events = _first_choice(answers[0]) if len(answers) == 1 else merged(answers)
     try:
-        async for event in answer:
+        async for index, event in events:
             if isinstance(event, CallsMade):
-                called = True
-                yield chunk(_calls_delta(event.calls))
+                called[index] = True
+                yield chunk(index, _calls_delta(event.calls))
             elif isinstance(event, Completion):
-                finish_reason = "tool_calls" if called else event.finish_reason
+                completions.append(event)
+                finish_reason = "tool_calls" if called[index] else event.finish_reason
                 # Log-probabilities the deltas did not carry come with the last chunk (a
                 # client adds up every chunk's ``logprobs.content``).
-                rest = logprobs_after(event, logprobs_sent)
+                rest = logprobs_after(event, logprobs_sent[index])
                 yield chunk(
+                    index,
                     ChunkDelta(),
                     finish_reason,
                     None if rest is None else ChoiceLogprobs(content=rest),
                 )
-                if include_usage:
-                    yield _encode(
-                        ChatCompletionChunk(
-                            id=chunk_id,
-                            created=created,
-                            model=model,
-                            choices=[],
-                            usage=usage_of(event),
-                        )
-                    )
             else:
                 logprobs = event.logprobs
-                logprobs_sent += len(logprobs or ())
+                logprobs_sent[index] += len(logprobs or ())
                 yield chunk(
+                    index,
                     ChunkDelta(content=event.text),
                     logprobs=None if logprobs is None else ChoiceLogprobs(content=logprobs),
                 )
@@ -139,9 +137,25 @@ async def _sse(
         # The status line is gone; say it in the stream the way OpenAI does, never truncate.
         error = {"message": str(exc), "type": type(exc).__name__, "code": exc.status_code}
         yield _encode({"error": error})
+    else:
+        if include_usage:
+            usage = usage_of(completions)
+            yield _encode(
+                ChatCompletionChunk(
+                    id=chunk_id, created=created, model=model, choices=[], usage=usage
+                )
+            )
     finally:
-        await answer.aclose()
+        await events.aclose()
+        for answer in answers:
+            await answer.aclose()
     yield b"[DONE]"
+
+
+async def _first_choice(stream: AsyncGenerator[T, None]) -> AsyncGenerator[tuple[int, T], None]:
+    """A lone answer's events as :func:`merged` gives several: with its index, 0."""
+    async for item in stream:
+        yield 0, item
 
 
 def _calls_delta(calls: list[ToolCall]) -> ChunkDelta:
@@ -178,13 +192,14 @@ class OpenAIController(Controller):
         self, data: JSONBody[ChatCompletionRequest], runtime: NamedDependency[LLMRuntime]
     ) -> Response[Any]:
         generation, tools = from_openai(data)
+        generations = choice_generations(generation, data.n)
         if data.stream:
-            events = await runtime.open_stream("chat_completions", generation)
+            streams = await open_all(runtime, "chat_completions", generations)
             include_usage = data.stream_options is not None and data.stream_options.include_usage
-            body = _sse(events, runtime.model_name, include_usage, tools)
+            body = _sse(streams, runtime.model_name, include_usage, tools)
             return ServerSentEvent(body, background=closes_when_sent(body))
-        completion = await runtime.answer("chat_completions", generation)
-        return Response(to_openai(completion, runtime.model_name, completion_id(), tools))
+        completions = await answer_all(runtime, "chat_completions", generations)
+        return Response(to_openai(completions, runtime.model_name, completion_id(), tools))
 
     @get("/v1/models", summary="The model this service serves")
     async def models(self, runtime: NamedDependency[LLMRuntime]) -> ModelList:

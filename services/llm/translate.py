@@ -154,21 +154,26 @@ def completion_id() -> str:
 
 
 def to_openai(
-    completion: Completion, model: str, request_id: str, tools: ToolUse | None = None
+    completions: list[Completion], model: str, request_id: str, tools: ToolUse | None = None
 ) -> ChatCompletion:
-    message, finish_reason = _answer_message(completion, tools)
-    return ChatCompletion(
-        id=request_id,
-        created=int(time.time()),
-        model=model,
-        choices=[
+    """The answers as one chat completion, a choice each in order."""
+    choices = []
+    for index, completion in enumerate(completions):
+        message, finish_reason = _answer_message(completion, tools)
+        choices.append(
             ChatChoice(
+                index=index,
                 message=message,
                 finish_reason=finish_reason,
                 logprobs=choice_logprobs(completion),
             )
-        ],
-        usage=usage_of(completion),
+        )
+    return ChatCompletion(
+        id=request_id,
+        created=int(time.time()),
+        model=model,
+        choices=choices,
+        usage=usage_of(completions),
     )
 
 
@@ -191,11 +196,15 @@ def choice_logprobs(completion: Completion) -> ChoiceLogprobs | None:
     return ChoiceLogprobs(content=completion.logprobs)
 
 
-def usage_of(completion: Completion) -> Usage:
+def usage_of(completions: list[Completion]) -> Usage:
+    """The tokens of a request's answers: its prompt once (as OpenAI counts it for ``n``
+    choices), every answer's own."""
+    prompt_tokens = completions[0].prompt_tokens
+    completion_tokens = sum(completion.completion_tokens for completion in completions)
     return Usage(
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        total_tokens=completion.prompt_tokens + completion.completion_tokens,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
     )
 
 

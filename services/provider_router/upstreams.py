@@ -243,6 +243,10 @@ class Upstreams:
     async def _send_anthropic(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> aiohttp.ClientResponse:
+        if body.get("n", 1) > 1:  # not an error of the request: another candidate may serve it
+            raise UpstreamFailed(
+                "Anthropic makes one answer a request; n asks for more", retryable=False
+            )
         where = f"{candidate.endpoint}/v1/messages"
         return await post_for_success(
             self._http,

@@ -50,6 +50,22 @@ def test_openai_client_plain_and_streaming(llm_process: ServiceProcess) -> None:
     assert [m.id for m in client.models.list()] == ["smollm2-135m-instruct"]
 
 
+def test_openai_client_reads_several_choices(llm_process: ServiceProcess) -> None:
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
+
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=QUESTION,
+        temperature=1.0,
+        seed=11,
+        max_tokens=12,
+        n=3,
+    )
+
+    assert [choice.index for choice in answer.choices] == [0, 1, 2]
+    assert all(choice.message.content for choice in answer.choices)
+
+
 def test_openai_client_reads_the_logprobs(llm_process: ServiceProcess) -> None:
     client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
 

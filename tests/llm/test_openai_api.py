@@ -179,6 +179,61 @@ async def test_json_object_mode_gives_json(llm: Client) -> None:
     assert isinstance(json.loads(choice["message"]["content"]), dict)
 
 
+DRAWN = {**CHAT, "temperature": 1.0, "max_tokens": 16, "seed": 7}
+
+
+async def _answer(llm: Client, body: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
+    """The texts of an answer's choices, in their order, and its usage."""
+    response = await llm.post("/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    choices = response.json()["choices"]
+    assert [choice["index"] for choice in choices] == list(range(len(choices)))
+    return [choice["message"]["content"] for choice in choices], response.json()["usage"]
+
+
+async def test_n_choices_are_each_drawn_with_the_seed_plus_their_index(llm: Client) -> None:
+    texts, usage = await _answer(llm, {**DRAWN, "n": 3})
+
+    alone = [await _answer(llm, {**DRAWN, "seed": 7 + index}) for index in range(3)]
+    assert texts == [text for (text,), _ in alone]  # batched together, each as it is alone
+    assert len(set(texts)) > 1
+    assert usage["prompt_tokens"] == alone[0][1]["prompt_tokens"]  # counted once
+    assert usage["completion_tokens"] == sum(used["completion_tokens"] for _, used in alone)
+
+
+async def test_n_greedy_choices_are_the_greedy_answer(llm: Client) -> None:
+    greedy = {**CHAT, "temperature": 0, "max_tokens": 16}
+
+    texts, _ = await _answer(llm, {**greedy, "n": 2})
+
+    assert texts == (await _answer(llm, greedy))[0] * 2
+
+
+async def test_n_streamed_choices_assemble_to_the_plain_ones(llm: Client) -> None:
+    body = {**DRAWN, "n": 2}
+    plain = await llm.post("/chat/completions", json=body)
+
+    streamed = await llm.post(
+        "/chat/completions",
+        json={**body, "stream": True, "stream_options": {"include_usage": True}},
+    )
+
+    events = sse_events(streamed.text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    texts = ["", ""]
+    finishes: list[int] = []
+    for chunk in chunks[:-1]:
+        [choice] = chunk["choices"]
+        texts[choice["index"]] += choice["delta"].get("content") or ""
+        if choice["finish_reason"] is not None:
+            finishes.append(choice["index"])
+    assert texts == [choice["message"]["content"] for choice in plain.json()["choices"]]
+    assert sorted(finishes) == [0, 1]
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == plain.json()["usage"]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -186,7 +241,8 @@ async def test_json_object_mode_gives_json(llm: Client) -> None:
         ({}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({**CHAT, "temperature": 3}, "temperature"),
-        ({**CHAT, "n": 2}, "n"),
+        ({**CHAT, "n": 17}, "n"),
+        ({**CHAT, "n": 0}, "n"),
         ({**CHAT, "max_tokens": 0}, "max_tokens"),
         ({**CHAT, "response_format": {"type": "json_schema"}}, "json_schema"),
         ({**CHAT, "top_logprobs": 2}, "top_logprobs: set logprobs to true"),

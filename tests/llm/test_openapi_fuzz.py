@@ -50,8 +50,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 GENERATION = r"^(/v1)?/chat/completions$|^/generate$|^/api/(chat|generate)$"
 CLASSIFICATION = r"^/(classify_domain|extract_tmd|validate_domain)$"
 MODEL_CALLS = f"{GENERATION}|{CLASSIFICATION}"
-TOKEN_BUDGETS = {"max_tokens", "max_completion_tokens", "num_predict"}
-TOKEN_CAP = 4
+CAPS = {"max_tokens": 4, "max_completion_tokens": 4, "num_predict": 4, "n": 2}
+"""The most tokens and choices (answers) a fuzzed request asks for: each costs model time."""
 
 
 class LLMService(NamedTuple):
@@ -90,17 +90,17 @@ def published(app: Litestar) -> dict[str, Any]:
     return document
 
 
-def _capped_token_budgets(node: Any) -> Any:
-    """The document with every token budget's maximum at ``TOKEN_CAP`` (requests only)."""
+def _capped(node: Any) -> Any:
+    """The document with the maximum of every field in ``CAPS`` at its cap (requests only)."""
     if isinstance(node, list):
-        return [_capped_token_budgets(item) for item in node]
+        return [_capped(item) for item in node]
     if not isinstance(node, dict):
         return node
-    capped = {key: _capped_token_budgets(value) for key, value in node.items()}
-    for name in TOKEN_BUDGETS & set(capped.get("properties", {})):
+    capped = {key: _capped(value) for key, value in node.items()}
+    for name in CAPS.keys() & set(capped.get("properties", {})):
         for option in capped["properties"][name].get("anyOf", [capped["properties"][name]]):
             if option.get("type") == "integer":
-                option["maximum"] = TOKEN_CAP
+                option["maximum"] = CAPS[name]
     return capped
 
 
@@ -109,9 +109,7 @@ DOCUMENTS = {name: published(service.build()) for name, service in SERVICES.item
 
 def _schema(name: str, *, coverage: bool = True) -> OpenApiSchema:
     document = DOCUMENTS[name]
-    schema = schemathesis.openapi.from_dict(
-        {**document, "paths": _capped_token_budgets(document["paths"])}
-    )
+    schema = schemathesis.openapi.from_dict({**document, "paths": _capped(document["paths"])})
     schema.config.update(base_url=f"http://127.0.0.1:{SERVICES[name].port}", request_timeout=120)
     schema.config.phases.coverage.enabled = coverage
     return schema
@@ -143,7 +141,7 @@ def running_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
             environment = {
                 f"{service.env_prefix}REGISTER": "false",
                 f"{service.env_prefix}CONTEXT_LENGTH": "256",
-                f"{service.env_prefix}DEFAULT_MAX_TOKENS": str(TOKEN_CAP),
+                f"{service.env_prefix}DEFAULT_MAX_TOKENS": str(CAPS["max_tokens"]),
             }
             process = ServiceProcess(service.app, service.port, environment, logs / f"{name}.log")
             started.append(process.start())

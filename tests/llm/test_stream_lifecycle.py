@@ -1,4 +1,4 @@
-"""A client that walks away from a stream gives the model back at once."""
+"""A client that walks away from a stream gives the model back at once, every choice's."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.llm.conftest import LLAMA_APP
 from tests.support.processes import ServiceProcess, free_port
 
 
-def test_an_abandoned_stream_stops_generating_and_frees_the_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("n", [1, 3])
+def test_an_abandoned_stream_stops_generating_and_frees_the_model(tmp_path: Path, n: int) -> None:
     service = ServiceProcess(
         LLAMA_APP,
         free_port(),
@@ -22,6 +24,7 @@ def test_an_abandoned_stream_stops_generating_and_frees_the_model(tmp_path: Path
         "messages": [{"role": "user", "content": "Write a very long history of bond markets."}],
         "max_tokens": 1800,
         "stream": True,
+        "n": n,
     }
     with httpx.Client(base_url=service.url, timeout=60) as http:
         with http.stream("POST", "/v1/chat/completions", json=long_answer) as stream:
@@ -40,5 +43,5 @@ def test_an_abandoned_stream_stops_generating_and_frees_the_model(tmp_path: Path
         for line in service.logs().splitlines()
         if "generation stopped before its end" in line
     ]
-    assert [s["reason"] for s in stops] == ["the caller went away"]
-    assert stops[0]["tokens_made"] < 1800
+    assert [s["reason"] for s in stops] == ["the caller went away"] * n
+    assert all(s["tokens_made"] < 1800 for s in stops)

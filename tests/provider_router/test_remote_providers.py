@@ -235,16 +235,10 @@ def fake_anthropic(seen: list[dict[str, Any]]) -> Litestar:
     return Litestar([messages])
 
 
-async def test_anthropic_is_translated_both_ways(
-    make_router: Any, tmp_path: Path, monkeypatch: Any
-) -> None:
-    """Anthropic played by a fake speaking its documented Messages wire format."""
-    seen: list[dict[str, Any]] = []
-    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
-    with serve_asgi(fake_anthropic(seen)) as url:
-        config = providers_file(
-            tmp_path,
-            f"""
+async def _router_to_anthropic(make_router: Any, tmp_path: Path, url: str) -> Any:
+    config = providers_file(
+        tmp_path,
+        f"""
 [[providers]]
 name = "anthropic"
 kind = "anthropic"
@@ -256,8 +250,35 @@ capabilities = ["reasoning"]
 input_per_1k = 0.003
 output_per_1k = 0.015
 """,
-        )
-        router = await make_router(use_registry=False, providers_file=config)
+    )
+    return await make_router(use_registry=False, providers_file=config)
+
+
+async def test_anthropic_is_not_asked_for_several_choices(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Anthropic played by a fake speaking its documented Messages wire format, which has no
+    ``n``: a request for two answers is not sent there as a request for one."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    with serve_asgi(fake_anthropic(seen)) as url:
+        router = await _router_to_anthropic(make_router, tmp_path, url)
+        body = {"capability": "reasoning", "messages": [{"role": "user", "content": "Hi"}]}
+        response = await router.post("/v1/chat/completions", json={**body, "n": 2})
+
+    assert response.status_code == 503
+    assert "one answer a request" in response.json()["detail"]
+    assert seen == []
+
+
+async def test_anthropic_is_translated_both_ways(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Anthropic played by a fake speaking its documented Messages wire format."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    with serve_asgi(fake_anthropic(seen)) as url:
+        router = await _router_to_anthropic(make_router, tmp_path, url)
         body = {
             "capability": "reasoning",
             "messages": [

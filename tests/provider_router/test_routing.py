@@ -87,7 +87,9 @@ async def test_streaming_passes_through_and_is_counted(make_router: Any, start_l
     )
 
 
-async def test_tool_calls_pass_through_the_router(make_router: Any, start_llm: Any) -> None:
+async def test_tool_calls_and_choices_pass_through_the_router(
+    make_router: Any, start_llm: Any
+) -> None:
     start_llm("llama31_8b")
     router = await make_router()
     await wait_for_candidates(router, {"local/llm_llama31_8b"})
@@ -112,6 +114,9 @@ async def test_tool_calls_pass_through_the_router(make_router: Any, start_llm: A
     refused = await router.post(
         "/v1/chat/completions", json=ask("reasoning", tools=[{"type": "function"}])
     )
+    drawn = await router.post(
+        "/v1/chat/completions", json=ask("reasoning", n=2, temperature=1.0, seed=3)
+    )
 
     assert answer.status_code == 200
     choice = answer.json()["choices"][0]
@@ -121,6 +126,7 @@ async def test_tool_calls_pass_through_the_router(make_router: Any, start_llm: A
     assert json.loads(call["function"]["arguments"])["ticker"] in {"AAPL", "MSFT"}
     assert refused.status_code == 400
     assert "tools[0]" in refused.text
+    assert [choice["index"] for choice in drawn.json()["choices"]] == [0, 1]
 
 
 async def test_a_dead_candidate_falls_back_then_its_circuit_opens_and_closes(

@@ -6,7 +6,7 @@ refused by the service with a 400 naming the field, never silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -129,6 +129,10 @@ class ChoiceLogprobs(msgspec.Struct, kw_only=True):
     content: list[TokenLogprob] | None = None
 
 
+MAX_CHOICES: Final = 16
+"""The most answers one chat completion may ask for (``n``)."""
+
+
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     model: str | None = None
@@ -149,7 +153,9 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     dry_base: Annotated[float, msgspec.Meta(ge=1.0, le=10.0)] | None = None
     dry_allowed_length: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
     dry_penalty_last_n: RepeatLastN | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
+    n: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHOICES)] = 1
+    """How many answers (``choices``) to make, each drawn on its own (with a ``seed``, choice
+    ``i`` with ``seed + i``); ``usage`` counts the prompt once and every answer's tokens."""
     logprobs: bool = False
     """Each answer token's log-probability under the model (``choices[].logprobs``)."""
     top_logprobs: TopLogprobs | None = None
