@@ -49,6 +49,8 @@ def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | N
         messages=conversation(request.messages),
         temperature=request.temperature,
         top_p=request.top_p,
+        top_k=request.top_k,
+        min_p=request.min_p,
         max_tokens=request.max_completion_tokens or request.max_tokens,
         stop=[request.stop] if isinstance(request.stop, str) else list(request.stop or []),
         seed=request.seed,
@@ -76,6 +78,8 @@ def _ollama_generation(
         messages=messages,
         temperature=o.temperature,
         top_p=o.top_p,
+        top_k=o.top_k,
+        min_p=o.min_p,
         # Ollama's -1 (until done) and -2 (fill the context) mean "no limit of your own".
         max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
         seed=o.seed,

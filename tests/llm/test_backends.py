@@ -177,6 +177,8 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
                 "temperature": 0,
                 "max_tokens": 30,
                 "seed": 7,
+                "top_k": 20,
+                "min_p": 0.1,
                 "frequency_penalty": 0.5,
                 "repeat_penalty": 1.1,
                 "response_format": {
@@ -210,6 +212,8 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
     assert sent["model"] == "llama3.1:8b"
     assert sent["options"] == {
         "temperature": 0,
+        "top_k": 20,
+        "min_p": 0.1,
         "num_predict": 30,
         "seed": 7,
         "frequency_penalty": 0.5,
@@ -250,7 +254,7 @@ async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
             json={
                 "messages": [{"role": "user", "content": "Hi"}],
                 "stream": True,
-                "options": {"presence_penalty": 0.25, "repeat_last_n": 32},
+                "options": {"presence_penalty": 0.25, "repeat_last_n": 32, "top_k": 5},
             },
         )
 
@@ -264,6 +268,7 @@ async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
     assert seen[1]["stream_options"] == {"include_usage": True}
     # Ollama's option names reach an OpenAI-compatible server as llama.cpp server names them.
     assert (seen[1]["presence_penalty"], seen[1]["repeat_last_n"]) == (0.25, 32)
+    assert seen[1]["top_k"] == 5
     assert "frequency_penalty" not in seen[0]
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert "".join(line["message"]["content"] for line in lines) == "Hello desk"

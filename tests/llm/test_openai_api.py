@@ -209,6 +209,17 @@ async def test_n_greedy_choices_are_the_greedy_answer(llm: Client) -> None:
     assert texts == (await _answer(llm, greedy))[0] * 2
 
 
+@pytest.mark.parametrize("narrowed", [{"top_k": 1}, {"min_p": 1.0}], ids=["top_k", "min_p"])
+async def test_a_draw_narrowed_to_the_likeliest_token_is_the_greedy_answer(
+    llm: Client, narrowed: dict[str, Any]
+) -> None:
+    greedy, _ = await _answer(llm, {**DRAWN, "temperature": 0})
+
+    drawn, _ = await _answer(llm, {**DRAWN, **narrowed, "n": 3})
+
+    assert drawn == greedy * 3
+
+
 async def test_n_streamed_choices_assemble_to_the_plain_ones(llm: Client) -> None:
     body = {**DRAWN, "n": 2}
     plain = await llm.post("/chat/completions", json=body)

@@ -13,6 +13,10 @@ import msgspec
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+TopK = Annotated[int, msgspec.Meta(ge=-1, le=1_000_000)]
+"""Draw among this many likeliest tokens only; 0 or -1: all (llama.cpp's, vLLM's, Ollama's)."""
+MinP = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+"""Drop tokens less likely than this share of the likeliest one's probability; 0: none."""
 MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=131_072)]
 Penalty = Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]
 """OpenAI's frequency and presence penalties: subtracted from a repeated token's logit."""
@@ -138,6 +142,9 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     model: str | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
+    # llama.cpp server's and vLLM's extensions (OpenAI has neither).
+    top_k: TopK | None = None
+    min_p: MinP | None = None
     max_tokens: MaxTokens | None = None
     max_completion_tokens: MaxTokens | None = None
     stream: bool = False
@@ -256,6 +263,8 @@ class ModelList(msgspec.Struct, kw_only=True):
 class OllamaOptions(msgspec.Struct, kw_only=True):
     temperature: Temperature | None = None
     top_p: TopP | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
     num_predict: Annotated[int, msgspec.Meta(ge=-2, le=131_072)] | None = None
     seed: int | None = None
     stop: list[str] | None = None

@@ -24,6 +24,9 @@ class Generation(msgspec.Struct, kw_only=True):
     messages: list[Turn]
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
+    """0 or less: every token."""
+    min_p: float | None = None
     max_tokens: int | None = None
     stop: list[str] = msgspec.field(default_factory=list)
     seed: int | None = None

@@ -389,8 +389,13 @@ class EmbeddedBackend:
             penalties=self._penalties(generation),
             dry=self._dry(generation),
         )
-        if generation.top_p is not None:
-            sampling = msgspec.structs.replace(sampling, top_p=generation.top_p)
+        # A field the request leaves out keeps llama-cpp-python's default (Sampling's).
+        asked = {
+            name: value
+            for name in ("top_p", "top_k", "min_p")
+            if (value := getattr(generation, name)) is not None
+        }
+        sampling = msgspec.structs.replace(sampling, **asked)
         return _Prepared(
             tokens=tokens,
             max_tokens=max_tokens,

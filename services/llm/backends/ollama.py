@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import msgspec
@@ -27,6 +27,17 @@ from services.llm.backends.base import (
 from services.llm.backends.remote import backend_call, raise_for_backend_status
 
 _decode_chunk = msgspec.json.Decoder(OllamaChatResponse).decode
+
+_OPTIONS: Final = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "max_tokens": "num_predict",
+    "seed": "seed",
+    **{name: name for name in PENALTY_FIELDS},
+}
+"""A Generation's fields sent as Ollama's ``options`` when set: ours to Ollama's names."""
 
 
 class _Named(msgspec.Struct):
@@ -87,20 +98,13 @@ class OllamaBackend:
     def _body(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
         if asked := [key for key in DRY_FIELDS if getattr(generation, key) is not None]:
             raise InvalidRequest(f"{', '.join(asked)}: Ollama has no DRY sampler")
-        options: dict[str, Any] = {}
-        if generation.temperature is not None:
-            options["temperature"] = generation.temperature
-        if generation.top_p is not None:
-            options["top_p"] = generation.top_p
-        if generation.max_tokens is not None:
-            options["num_predict"] = generation.max_tokens
-        if generation.seed is not None:
-            options["seed"] = generation.seed
+        options: dict[str, Any] = {
+            theirs: value
+            for ours, theirs in _OPTIONS.items()
+            if (value := getattr(generation, ours)) is not None
+        }
         if generation.stop:
             options["stop"] = generation.stop
-        for key in PENALTY_FIELDS:
-            if (value := getattr(generation, key)) is not None:
-                options[key] = value
         body: dict[str, Any] = {
             "model": self._description.name,
             "messages": [msgspec.structs.asdict(m) for m in generation.messages],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 import structlog
@@ -31,6 +31,9 @@ from services.llm.backends.base import (
 
 logger = structlog.get_logger("pas.llm.openai")
 Sent = TypeVar("Sent")
+
+EXTRA_FIELDS: Final = ("top_k", "min_p", *PENALTY_FIELDS, *DRY_FIELDS)
+"""Sampling fields past OpenAI's own that an OpenAI-compatible server is sent when asked."""
 
 
 class OpenAIBackend:
@@ -131,8 +134,9 @@ class OpenAIBackend:
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
-        # repeat_* and dry_* are llama.cpp server's; OpenAI refuses them (a 400), vLLM ignores.
-        for key in ("temperature", "top_p", "max_tokens", "seed", *PENALTY_FIELDS, *DRY_FIELDS):
+        # top_k, min_p, repeat_* and dry_* are llama.cpp server's (vLLM's take top_k and min_p
+        # and ignore the rest); OpenAI refuses them (a 400).
+        for key in ("temperature", "top_p", "max_tokens", "seed", *EXTRA_FIELDS):
             value = getattr(generation, key)
             if value is not None:
                 body[key] = value
