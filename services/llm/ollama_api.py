@@ -22,6 +22,7 @@ from litestar.response import Stream
 from libs.common.errors import PASError
 from libs.common.kit import open_write, problem_responses
 from libs.common.kit.streaming import closes_when_sent
+from libs.common.schemas.embeddings import OllamaEmbedRequest, OllamaEmbedResponse
 from libs.common.schemas.llm import (
     GenerateRequest,
     GenerateResponse,
@@ -215,6 +216,28 @@ class OllamaController(Controller):
         generation, tools = from_ollama_chat(data)
         frame = _chat_frame(runtime.model_name)
         return await _respond(runtime, "chat", generation, frame, data.stream, tools=tools)
+
+    @post(
+        "/api/embed",
+        status_code=200,
+        summary="Ollama's embeddings: a normalised vector per text",
+        responses={
+            200: ResponseSpec(OllamaEmbedResponse, description="The vectors, in order"),
+            **problem_responses(400, 401, 413, 503, 504),
+        },
+    )
+    async def api_embed(
+        self, data: JSONBody[OllamaEmbedRequest], runtime: NamedDependency[LLMRuntime]
+    ) -> OllamaEmbedResponse:
+        texts = [data.input] if isinstance(data.input, str) else data.input
+        embedded = await runtime.embed("embed", texts, truncate=data.truncate)
+        return OllamaEmbedResponse(
+            model=runtime.model_name,
+            embeddings=embedded.vectors,
+            total_duration=embedded.total_ns,
+            load_duration=0,
+            prompt_eval_count=embedded.prompt_tokens,
+        )
 
     @get("/api/tags", summary="Models this service serves (Ollama's list)")
     async def list_models(self, runtime: NamedDependency[LLMRuntime]) -> OllamaTags:

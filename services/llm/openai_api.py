@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+import numpy as np
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -18,6 +20,12 @@ from litestar.response import ServerSentEvent
 from libs.common.errors import PASError
 from libs.common.kit import problem_responses
 from libs.common.kit.streaming import closes_when_sent
+from libs.common.schemas.embeddings import (
+    Embedding,
+    EmbeddingList,
+    EmbeddingRequest,
+    EmbeddingUsage,
+)
 from libs.common.schemas.llm import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -158,6 +166,13 @@ async def _first_choice(stream: AsyncGenerator[T, None]) -> AsyncGenerator[tuple
         yield 0, item
 
 
+def _encoded(vector: list[float], encoding: str) -> list[float] | str:
+    """A vector as floats, or as OpenAI's base64 of its little-endian float32 bytes."""
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return vector
+
+
 def _calls_delta(calls: list[ToolCall]) -> ChunkDelta:
     """Calls as one delta, each whole at its index (a client joins the parts of an index)."""
     return ChunkDelta(
@@ -200,6 +215,32 @@ class OpenAIController(Controller):
             return ServerSentEvent(body, background=closes_when_sent(body))
         completions = await answer_all(runtime, "chat_completions", generations)
         return Response(to_openai(completions, runtime.model_name, completion_id(), tools))
+
+    @post(
+        ["/embeddings", "/v1/embeddings"],
+        status_code=200,
+        summary="Embeddings (OpenAI-compatible): a normalised vector per text",
+        responses={
+            200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
+            **problem_responses(400, 401, 413, 503, 504),
+        },
+    )
+    async def embeddings(
+        self, data: JSONBody[EmbeddingRequest], runtime: NamedDependency[LLMRuntime]
+    ) -> EmbeddingList:
+        texts = [data.input] if isinstance(data.input, str) else data.input
+        # OpenAI refuses a text longer than its model reads; so does this.
+        embedded = await runtime.embed("embeddings", texts, truncate=False)
+        return EmbeddingList(
+            data=[
+                Embedding(index=index, embedding=_encoded(vector, data.encoding_format))
+                for index, vector in enumerate(embedded.vectors)
+            ],
+            model=runtime.model_name,
+            usage=EmbeddingUsage(
+                prompt_tokens=embedded.prompt_tokens, total_tokens=embedded.prompt_tokens
+            ),
+        )
 
     @get("/v1/models", summary="The model this service serves")
     async def models(self, runtime: NamedDependency[LLMRuntime]) -> ModelList:

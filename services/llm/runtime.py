@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind
 from libs.common.errors import PASError
 from libs.common.genai_tracing import (
     CHAT,
+    EMBEDDINGS,
     GEN_AI_REQUEST_MAX_TOKENS,
     GEN_AI_REQUEST_TEMPERATURE,
     GEN_AI_RESPONSE_FINISH_REASONS,
@@ -25,7 +26,13 @@ from libs.common.genai_tracing import (
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.usage import UsageStatus, new_usage_event
-from services.llm.backends.base import ChatBackend, Completion, Generation, StreamEvent
+from services.llm.backends.base import (
+    ChatBackend,
+    Completion,
+    Embeddings,
+    Generation,
+    StreamEvent,
+)
 from services.llm.profiles import LLMProfile
 from services.llm.settings import LLMServiceSettings
 from services.llm.usage import CallContext, UsageMeter, current_call_context
@@ -58,7 +65,9 @@ class LLMRuntime:
         call: CallContext,
         status: UsageStatus,
         elapsed_s: float,
-        completion: Completion | None = None,
+        *,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
         error: PASError | None = None,
     ) -> None:
         """One usage event per call, unless the caller reports it (the router does)."""
@@ -72,8 +81,8 @@ class LLMRuntime:
                 provider=self.backend.kind,
                 model=self.model_name,
                 status=status,
-                prompt_tokens=completion.prompt_tokens if completion else 0,
-                completion_tokens=completion.completion_tokens if completion else 0,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
                 latency_ms=elapsed_s * 1000,
                 request_id=current_request_id(),
                 workflow_id=call.workflow_id,
@@ -81,6 +90,39 @@ class LLMRuntime:
                 error=str(error) if error else None,
             )
         )
+
+    def _report_answer(self, call: CallContext, elapsed_s: float, completion: Completion) -> None:
+        self._report(
+            call,
+            "ok",
+            elapsed_s,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
+
+    async def embed(self, endpoint: str, texts: list[str], *, truncate: bool) -> Embeddings:
+        call = current_call_context()
+        started = time.perf_counter()
+        span = start_genai_span(
+            EMBEDDINGS,
+            model=self.model_name,
+            provider=self.backend.kind,
+            kind=SpanKind.INTERNAL,
+            attributes={"pas.endpoint": endpoint},
+        )
+        with model_call(span):
+            try:
+                embeddings = await self.backend.embed(texts, truncate=truncate)
+            except PASError as exc:
+                self.meter.failed(endpoint, exc.status_code)
+                self._report(call, "error", time.perf_counter() - started, error=exc)
+                record_error(span, exc)
+                raise
+            record_usage(span, input_tokens=embeddings.prompt_tokens, output_tokens=0)
+        elapsed_s = time.perf_counter() - started
+        self.meter.embedded(endpoint, embeddings.prompt_tokens, elapsed_s)
+        self._report(call, "ok", elapsed_s, prompt_tokens=embeddings.prompt_tokens)
+        return embeddings
 
     def _start_span(self, endpoint: str, generation: Generation) -> ModelCallSpan:
         """The call's GenAI span, started (not current): ended by the caller."""
@@ -114,7 +156,7 @@ class LLMRuntime:
             _record(span, completion)
         elapsed_s = time.perf_counter() - started
         self.meter.answered(endpoint, completion, elapsed_s)
-        self._report(call, "ok", elapsed_s, completion)
+        self._report_answer(call, elapsed_s, completion)
         return completion
 
     async def open_stream(
@@ -145,7 +187,7 @@ class LLMRuntime:
                         if isinstance(event, Completion):
                             elapsed_s = time.perf_counter() - started
                             self.meter.answered(endpoint, event, elapsed_s)
-                            self._report(call, "ok", elapsed_s, event)
+                            self._report_answer(call, elapsed_s, event)
                             _record(span, event)
                         yield event
                         try:

@@ -67,6 +67,12 @@ class UsageMeter:
         if completion.eval_ns > 0 and completion.completion_tokens > 1:
             self._speeds.append(completion.completion_tokens / (completion.eval_ns / 1e9))
 
+    def embedded(self, endpoint: str, prompt_tokens: int, elapsed_s: float) -> None:
+        """An embeddings call: counted and timed, kept out of the answers' latencies."""
+        self.requests.labels(self._model, endpoint, "ok").inc()
+        self.tokens.labels(self._model, "prompt").inc(prompt_tokens)
+        self.latency.labels(self._model, endpoint).observe(elapsed_s)
+
     def failed(self, endpoint: str, status: int) -> None:
         self.requests.labels(self._model, endpoint, str(status)).inc()
 

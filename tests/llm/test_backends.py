@@ -88,7 +88,19 @@ def fake_ollama(seen: list[dict[str, Any]]) -> Litestar:
 
         return Stream(lines(), media_type="application/x-ndjson")
 
-    return Litestar([tags, chat])
+    @post("/api/embed", status_code=200)
+    async def embed(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await request.json()
+        seen.append(body)
+        return {
+            "model": body["model"],
+            "embeddings": [[0.6, 0.8], [1.0, 0.0]][: len(body["input"])],
+            "total_duration": 2_000_000,
+            "load_duration": 0,
+            "prompt_eval_count": 7,
+        }
+
+    return Litestar([tags, chat, embed])
 
 
 def fake_openai(seen: list[dict[str, Any]]) -> Litestar:
@@ -162,7 +174,23 @@ def fake_openai(seen: list[dict[str, Any]]) -> Litestar:
 
         return Stream(events(), media_type="text/event-stream")
 
-    return Litestar([models, chat])
+    @post("/v1/embeddings", status_code=200)
+    async def embeddings(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await request.json()
+        seen.append(body)
+        vectors = [[0.6, 0.8], [1.0, 0.0]][: len(body["input"])]
+        return {
+            "object": "list",
+            # Listed out of order: the index says which text a vector is.
+            "data": [
+                {"object": "embedding", "index": index, "embedding": vector}
+                for index, vector in reversed(list(enumerate(vectors)))
+            ],
+            "model": body["model"],
+            "usage": {"prompt_tokens": 5, "total_tokens": 5},
+        }
+
+    return Litestar([models, chat, embeddings])
 
 
 async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
@@ -509,3 +537,24 @@ async def test_logprobs_through_llama_cpp_server_match_the_embedded_models(
         assert [
             (t["token"], pytest.approx(t["logprob"], abs=1e-4)) for t in our["top_logprobs"]
         ] == [(t["token"], t["logprob"]) for t in their["top_logprobs"]]
+
+
+@pytest.mark.parametrize("backend", ["openai", "ollama"])
+async def test_embeddings_are_asked_of_the_backend_in_its_wire_format(
+    make_llm: Any, backend: str
+) -> None:
+    """OpenAI and Ollama played by fakes speaking their documented embeddings formats."""
+    seen: list[dict[str, Any]] = []
+    fake = fake_openai(seen) if backend == "openai" else fake_ollama(seen)
+    with serve_asgi(fake) as url:
+        where = {"openai_base_url": url} if backend == "openai" else {"ollama_base_url": url}
+        pas = await make_llm(backend=backend, **where)
+        openai = await pas.post("/v1/embeddings", json={"input": ["Bonds", "Rates"]})
+        ollama = await pas.post("/api/embed", json={"input": "Bonds", "truncate": False})
+
+    assert [item["embedding"] for item in openai.json()["data"]] == [[0.6, 0.8], [1.0, 0.0]]
+    assert openai.json()["usage"]["prompt_tokens"] == (5 if backend == "openai" else 7)
+    assert ollama.json()["embeddings"] == [[0.6, 0.8]]
+    assert seen[0]["input"] == ["Bonds", "Rates"]
+    if backend == "ollama":
+        assert (seen[0]["truncate"], seen[1]["truncate"]) == (False, False)

@@ -1,6 +1,7 @@
-"""The official ``openai`` and ``ollama`` clients and LangChain's ``ChatOllama`` work with a PAS
-LLM service (a real uvicorn process running the embedded model) as their base URL, tool calls
-included (LangGraph's tool loop on ChatOllama: tests/langgraph_runner/test_tool_calling_chat.py)."""
+"""The official ``openai`` and ``ollama`` clients and LangChain's ``ChatOllama`` (and
+``OllamaEmbeddings``) work with a PAS LLM service (a real uvicorn process running the embedded
+model) as their base URL, tool calls and embeddings included (LangGraph's tool loop on
+ChatOllama: tests/langgraph_runner/test_tool_calling_chat.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import cast
 
 import ollama
 import openai
-from langchain_ollama import ChatOllama
+from langchain_ollama import ChatOllama, OllamaEmbeddings
 from openai.types.chat import (
     ChatCompletionMessageFunctionToolCall,
     ChatCompletionMessageParam,
@@ -64,6 +65,30 @@ def test_openai_client_reads_several_choices(llm_process: ServiceProcess) -> Non
 
     assert [choice.index for choice in answer.choices] == [0, 1, 2]
     assert all(choice.message.content for choice in answer.choices)
+
+
+def test_openai_ollama_and_langchain_clients_read_the_same_embeddings(
+    llm_process: ServiceProcess,
+) -> None:
+    texts = ["Coupons are interest.", "A bond pays coupons."]
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
+
+    # The openai client asks for base64 unless told otherwise, and decodes it.
+    from_openai = client.embeddings.create(model="smollm2-135m-instruct", input=texts)
+    from_ollama = ollama.Client(host=llm_process.url).embed(model="smollm2", input=texts)
+    from_langchain = OllamaEmbeddings(model="smollm2", base_url=llm_process.url).embed_documents(
+        texts
+    )
+
+    vectors = [item.embedding for item in from_openai.data]
+    assert len(vectors) == 2
+    assert len(vectors[0]) == 576
+    for other in (from_ollama.embeddings, from_langchain):
+        assert all(
+            abs(a - b) < 1e-5
+            for ours, theirs in zip(vectors, other, strict=True)
+            for a, b in zip(ours, theirs, strict=True)
+        )
 
 
 def test_openai_client_reads_the_logprobs(llm_process: ServiceProcess) -> None:

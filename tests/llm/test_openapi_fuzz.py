@@ -50,8 +50,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 GENERATION = r"^(/v1)?/chat/completions$|^/generate$|^/api/(chat|generate)$"
 CLASSIFICATION = r"^/(classify_domain|extract_tmd|validate_domain)$"
 MODEL_CALLS = f"{GENERATION}|{CLASSIFICATION}"
-CAPS = {"max_tokens": 4, "max_completion_tokens": 4, "num_predict": 4, "n": 2}
-"""The most tokens and choices (answers) a fuzzed request asks for: each costs model time."""
+CAPS = {"max_tokens": 4, "max_completion_tokens": 4, "num_predict": 4, "n": 2, "input": 4}
+"""The most tokens, choices (answers) and texts to embed a fuzzed request asks for (an
+integer's maximum, an array's length): each costs model time."""
 
 
 class LLMService(NamedTuple):
@@ -101,6 +102,8 @@ def _capped(node: Any) -> Any:
         for option in capped["properties"][name].get("anyOf", [capped["properties"][name]]):
             if option.get("type") == "integer":
                 option["maximum"] = CAPS[name]
+            elif option.get("type") == "array":
+                option["maxItems"] = CAPS[name]
     return capped
 
 

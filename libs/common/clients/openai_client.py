@@ -29,6 +29,7 @@ from libs.common.clients.llm_errors import (
     transport_failure,
 )
 from libs.common.http_tracing import outbound_headers
+from libs.common.schemas.embeddings import EmbeddingList
 from libs.common.schemas.llm import ModelList
 from libs.common.schemas.usage import HEADER_USAGE_REPORTED_BY
 
@@ -39,6 +40,7 @@ KEEPALIVE_S = 5.0
 """Idle connections are dropped after this (httpx's default, and uvicorn's keep-alive)."""
 
 _decode_models = msgspec.json.Decoder(ModelList).decode
+_decode_embeddings = msgspec.json.Decoder(EmbeddingList).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -142,6 +144,7 @@ class OpenAIClient:
         self.base_url = base_url.rstrip("/")
         self.where = self.base_url
         self._chat_url = f"{self.base_url}/chat/completions"
+        self._embeddings_url = f"{self.base_url}/embeddings"
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -220,6 +223,33 @@ class OpenAIClient:
         if body.get("stream") is not True:
             body = {**body, "stream": True}
         return ChunkStream(await self.send(body, headers=headers), self.where)
+
+    async def embed(
+        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> EmbeddingList:
+        """``POST /embeddings``, the vectors parsed (ask for floats: the default)."""
+        sent = {**self._headers, **headers} if headers else self._headers
+        response = await post_for_success(
+            self._http(),
+            self._embeddings_url,
+            _encode(body),
+            sent,
+            self._timeout,
+            where=self.where,
+            proxy=self._proxy,
+        )
+        try:
+            payload = await response.read()
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(exc, self.where) from exc
+        finally:
+            response.release()
+        try:
+            return _decode_embeddings(payload)
+        except msgspec.DecodeError as exc:
+            raise LLMUnusableAnswer(
+                f"{self.where} answered embeddings in an unknown shape: {exc}", body=payload
+            ) from exc
 
     async def models(self, *, timeout_s: float | None = None) -> ModelList:
         """``GET /models``: what the server serves (within ``timeout_s``, when given, rather

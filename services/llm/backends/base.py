@@ -93,6 +93,14 @@ class BackendHealth(msgspec.Struct, kw_only=True):
     detail: str
 
 
+class Embeddings(msgspec.Struct, kw_only=True):
+    """Texts' vectors, in the texts' order, and the tokens read to make them."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+    total_ns: int = 0
+
+
 class ChatBackend(Protocol):
     """One model behind one service. Errors are ``BackendUnavailable``, ``BackendTimeout`` or
     ``InvalidRequest`` (libs.common.errors), each with the reason."""
@@ -116,6 +124,11 @@ class ChatBackend(Protocol):
         ...
 
     async def probe(self) -> BackendHealth: ...
+
+    async def embed(self, texts: list[str], *, truncate: bool) -> Embeddings:
+        """A vector for each text; ``truncate``: a text longer than the model's context is cut
+        to fit it, else refused (``InvalidRequest`` naming it)."""
+        ...
 
 
 class ChoiceScorer(Protocol):

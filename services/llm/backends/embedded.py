@@ -49,12 +49,14 @@ from libs.common.schemas.llm import TokenLogprob
 from services.llm.backends.base import (
     BackendHealth,
     Completion,
+    Embeddings,
     Generation,
     ModelDescription,
     StreamEvent,
     TextDelta,
     Turn,
 )
+from services.llm.backends.embedding_model import EmbeddingModel
 from services.llm.backends.json_grammar import json_grammar
 from services.llm.backends.llama_batch import (
     DEFAULT_LAST_N,
@@ -126,6 +128,7 @@ class EmbeddedBackend:
         # A turn is a sequence of the batch (or a scoring call): ``parallel`` of them at once.
         self._turns = asyncio.Semaphore(parallel)
         self._engine: BatchEngine | None = None
+        self._embedder: EmbeddingModel | None = None
         self._llm: Any = None
         self._formatter: Any = None
         self._description = ModelDescription(name=served_name or _served_name_for(model_path))
@@ -183,6 +186,12 @@ class EmbeddedBackend:
             flash_attention=self._flash_attention,
         )
         self._llm = llm
+        self._embedder = EmbeddingModel(
+            weights,
+            n_ctx=self._n_ctx,
+            n_threads=self._n_threads_batch,
+            flash_attention=self._flash_attention,
+        )
         self._description = ModelDescription(
             name=self._served_name or _served_name_for(self._model_path),
             family=metadata.get("general.architecture", ""),
@@ -199,6 +208,9 @@ class EmbeddedBackend:
         self._heads.clear()
         engine, self._engine = self._engine, None
         llm, self._llm = self._llm, None
+        embedder, self._embedder = self._embedder, None
+        if embedder is not None:
+            await asyncio.to_thread(embedder.close)
         if engine is not None:
             await asyncio.to_thread(engine.close)  # before the model its context reads
         if llm is not None:
@@ -323,6 +335,17 @@ class EmbeddedBackend:
         await self._take_turn(loop.time() + self._timeout_s)
         try:
             return await self._on_model_thread(partial(self._score, messages, choices))
+        finally:
+            self._turns.release()
+
+    async def embed(self, texts: list[str], *, truncate: bool) -> Embeddings:
+        loop = asyncio.get_running_loop()
+        await self._take_turn(loop.time() + self._timeout_s)
+        try:
+            assert self._embedder is not None  # loaded with the engine _take_turn found
+            return await self._on_model_thread(
+                partial(self._embedder.embed, texts, truncate=truncate)
+            )
         finally:
             self._turns.release()
 

@@ -11,12 +11,14 @@ import msgspec
 from prometheus_client.registry import Collector
 
 from libs.common.errors import BackendUnavailable, InvalidRequest
+from libs.common.schemas.embeddings import OllamaEmbedResponse
 from libs.common.schemas.llm import OllamaChatResponse, TokenLogprob
 from services.llm.backends.base import (
     DRY_FIELDS,
     PENALTY_FIELDS,
     BackendHealth,
     Completion,
+    Embeddings,
     Generation,
     ModelDescription,
     StreamEvent,
@@ -27,6 +29,7 @@ from services.llm.backends.base import (
 from services.llm.backends.remote import backend_call, raise_for_backend_status
 
 _decode_chunk = msgspec.json.Decoder(OllamaChatResponse).decode
+_decode_embed = msgspec.json.Decoder(OllamaEmbedResponse).decode
 
 _OPTIONS: Final = {
     "temperature": "temperature",
@@ -123,6 +126,22 @@ class OllamaBackend:
 
     async def complete(self, generation: Generation) -> Completion:
         return await collect(self.stream(generation))
+
+    async def embed(self, texts: list[str], *, truncate: bool) -> Embeddings:
+        body = {"model": self._description.name, "input": texts, "truncate": truncate}
+        async with backend_call("Ollama", self.location, self._timeout_s):
+            response = await self._http.post("/api/embed", json=body)
+            await raise_for_backend_status("Ollama", response)
+        answer = _decode_embed(response.content)
+        if len(answer.embeddings) != len(texts):
+            raise BackendUnavailable(
+                f"Ollama answered {len(answer.embeddings)} vectors for {len(texts)} texts"
+            )
+        return Embeddings(
+            vectors=answer.embeddings,
+            prompt_tokens=answer.prompt_eval_count,
+            total_ns=answer.total_duration,
+        )
 
     async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter_ns()

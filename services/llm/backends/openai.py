@@ -22,6 +22,7 @@ from services.llm.backends.base import (
     PENALTY_FIELDS,
     BackendHealth,
     Completion,
+    Embeddings,
     Generation,
     ModelDescription,
     StreamEvent,
@@ -199,6 +200,24 @@ class OpenAIBackend:
             logprobs=logprobs_if_asked(
                 generation, choice.logprobs.content if choice.logprobs else None
             ),
+        )
+
+    async def embed(self, texts: list[str], *, truncate: bool) -> Embeddings:
+        """``POST /embeddings``: an OpenAI-compatible server refuses, or cuts, a text too long
+        for its model as it does (it has no ``truncate``)."""
+        started = time.perf_counter_ns()
+        async with self._backend_errors():
+            await self._learn_model_name()
+            answer = await self._client.embed({"model": self._model_name, "input": texts})
+        data = sorted(answer.data, key=lambda item: item.index)
+        if len(data) != len(texts) or any(isinstance(item.embedding, str) for item in data):
+            raise BackendUnavailable(
+                f"{self.location} answered {len(data)} float vectors for {len(texts)} texts"
+            )
+        return Embeddings(
+            vectors=[item.embedding for item in data if not isinstance(item.embedding, str)],
+            prompt_tokens=answer.usage.prompt_tokens,
+            total_ns=time.perf_counter_ns() - started,
         )
 
     async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent, None]:

@@ -1,0 +1,97 @@
+"""Embeddings from the embedded model through OpenAI's ``/v1/embeddings`` and Ollama's
+``/api/embed``: a unit vector per text, in order, the same for a text alone or among others,
+nearer for texts that say the same thing; what cannot be embedded is a 400 naming the input."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+import pytest
+from litestar.testing import AsyncTestClient
+
+from libs.common.schemas.embeddings import MAX_INPUTS
+
+Client = AsyncTestClient[Any]
+
+TEXTS = [
+    "Apple's quarterly revenue rose 8% to $94.9 billion.",
+    "Apple's sales for the quarter grew 8%, to $94.9 billion.",
+    "Heavy rain is forecast for the weekend.",
+]
+
+
+async def _vectors(llm: Client, body: dict[str, Any]) -> np.ndarray[Any, Any]:
+    response = await llm.post("/v1/embeddings", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert [item["index"] for item in data] == list(range(len(data)))
+    return np.array([item["embedding"] for item in data])
+
+
+async def test_openai_embeddings_are_unit_vectors_nearer_for_the_same_meaning(
+    llm: Client,
+) -> None:
+    response = await llm.post("/v1/embeddings", json={"input": TEXTS})
+    vectors = await _vectors(llm, {"input": TEXTS})
+
+    body = response.json()
+    assert body["object"] == "list"
+    assert body["model"] == "smollm2-135m-instruct"
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > len(TEXTS)
+    assert vectors.shape == (3, 576)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    similar, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert similar > unrelated
+
+
+async def test_a_text_has_the_same_vector_alone_among_others_and_in_base64(llm: Client) -> None:
+    together = await _vectors(llm, {"input": TEXTS})
+
+    alone = await _vectors(llm, {"input": TEXTS[1]})
+    packed = await llm.post("/v1/embeddings", json={"input": TEXTS[1], "encoding_format": "base64"})
+
+    assert np.allclose(alone[0], together[1], atol=1e-6)
+    unpacked = np.frombuffer(base64.b64decode(packed.json()["data"][0]["embedding"]), "<f4")
+    assert np.array_equal(unpacked, np.asarray(alone[0], dtype=np.float32))
+
+
+async def test_ollama_embed_gives_the_same_vectors_and_truncates_unless_told_not_to(
+    llm: Client,
+) -> None:
+    openai = await _vectors(llm, {"input": TEXTS})
+    long_text = "The desk hedged its bond book again. " * 300  # past the 1,024-token context
+
+    ollama = await llm.post("/api/embed", json={"input": TEXTS})
+    truncated = await llm.post("/api/embed", json={"input": long_text})
+    refused = await llm.post("/api/embed", json={"input": long_text, "truncate": False})
+
+    assert ollama.status_code == 200
+    assert np.allclose(np.array(ollama.json()["embeddings"]), openai, atol=1e-6)
+    assert ollama.json()["prompt_eval_count"] > 0
+    assert truncated.status_code == 200
+    assert truncated.json()["prompt_eval_count"] == 1024
+    assert refused.status_code == 400
+    assert "input[0] is" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"input": ["Bonds", ""]}, "input[1]"),
+        ({"input": []}, "input"),
+        ({"input": ["Bonds"] * (MAX_INPUTS + 1)}, "input"),
+        ({"input": [[1, 2, 3]]}, "input"),
+        ({"input": "Bonds", "encoding_format": "hex"}, "encoding_format"),
+        ({"input": "The desk hedged. " * 600}, "input[0] is"),
+    ],
+    ids=["empty text", "no text", "too many", "tokens", "encoding", "too long"],
+)
+async def test_what_cannot_be_embedded_is_a_400_naming_it(
+    llm: Client, body: dict[str, Any], field: str
+) -> None:
+    response = await llm.post("/v1/embeddings", json=body)
+
+    assert response.status_code == 400, response.text
+    assert field in response.json()["detail"]
