@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import stamina
@@ -20,6 +20,7 @@ import structlog
 from libs.common.errors import PASError
 from libs.common.genai_tracing import (
     CHAT,
+    EMBEDDINGS,
     ModelCallSpan,
     current_call,
     genai_span,
@@ -66,6 +67,10 @@ class RoutePlan(msgspec.Struct, kw_only=True):
     ordered: list[Candidate]
     considered: list[Considered]
     reason: str
+
+
+Operation = Literal["chat", "embeddings"]
+"""What a routed call asks of its candidate."""
 
 
 class RouteAsk(msgspec.Struct, kw_only=True):
@@ -143,7 +148,11 @@ class Dispatcher:
         )
         return RoutePlan(ordered=ordered, considered=considered, reason=reason)
 
-    async def complete(self, ask: RouteAsk, body: dict[str, Any]) -> tuple[bytes, Served]:
+    async def complete(
+        self, ask: RouteAsk, body: dict[str, Any], operation: Operation = "chat"
+    ) -> tuple[bytes, Served]:
+        """The first answer a candidate gives, in plan order: a chat completion, or the
+        ``embeddings`` of ``body``'s input."""
         plan = self.plan(ask)
         failures: list[str] = []
         for candidate in plan.ordered:
@@ -153,10 +162,11 @@ class Dispatcher:
                 continue
             # Leaving this block any way but a verdict (cancelled, a bug) frees a probe's slot.
             # One GenAI span per candidate tried: a fallback shows as a failed sibling.
-            with admission, genai_span(**_span_arguments(ask, candidate, failures)) as span:
+            arguments = _span_arguments(ask, candidate, failures, operation)
+            with admission, genai_span(**arguments) as span:
                 started = time.perf_counter()
                 try:
-                    payload = await self._attempt(candidate, body, ask, admission)
+                    payload = await self._attempt(candidate, body, ask, admission, operation)
                 except UpstreamFailed as exc:
                     record_error(span, exc)
                     failures.append(f"{candidate.id}: {exc}")
@@ -171,10 +181,16 @@ class Dispatcher:
         raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
 
     async def _attempt(
-        self, candidate: Candidate, body: dict[str, Any], ask: RouteAsk, admission: Admission
+        self,
+        candidate: Candidate,
+        body: dict[str, Any],
+        ask: RouteAsk,
+        admission: Admission,
+        operation: Operation,
     ) -> bytes:
         stats = self._pool.stats[candidate.id]
         forwarded = {**body, "model": candidate.model}
+        call = self._upstreams.embed if operation == "embeddings" else self._upstreams.complete
         async for attempt in stamina.retry_context(
             on=_retryable,
             attempts=1 + self._retries,
@@ -187,7 +203,7 @@ class Dispatcher:
                 stats.in_flight += 1
                 started = time.perf_counter()
                 try:
-                    return await self._upstreams.complete(candidate, forwarded, ask.request_id)
+                    return await call(candidate, forwarded, ask.request_id)
                 except UpstreamRefused:
                     admission.succeeded()  # the caller's problem: the candidate is alive
                     raise
@@ -359,9 +375,11 @@ class Dispatcher:
         )
 
 
-def _span_arguments(ask: RouteAsk, candidate: Candidate, failures: list[str]) -> dict[str, Any]:
+def _span_arguments(
+    ask: RouteAsk, candidate: Candidate, failures: list[str], operation: Operation = "chat"
+) -> dict[str, Any]:
     return {
-        "operation": CHAT,
+        "operation": EMBEDDINGS if operation == "embeddings" else CHAT,
         "model": candidate.model,
         "provider": candidate.provider,
         "attributes": {

@@ -26,6 +26,7 @@ from libs.common.errors import InvalidRequest
 from libs.common.kit import problem_responses
 from libs.common.kit.openapi import schema_from_json_schema
 from libs.common.kit.request_context import current_request_id
+from libs.common.schemas.embeddings import EmbeddingList, EmbeddingRequest
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
@@ -67,6 +68,14 @@ class RouterChatRequest(ChatCompletionRequest, kw_only=True):
     prefer_local: bool = True
 
 
+class RouterEmbeddingRequest(EmbeddingRequest, kw_only=True):
+    """OpenAI's embeddings request plus how to route it (by ``capability`` or ``model``)."""
+
+    capability: str | None = None
+    strategy: Strategy = "balanced"
+    prefer_local: bool = True
+
+
 class ProviderList(msgspec.Struct, kw_only=True):
     candidates: list[CandidateState]
 
@@ -78,6 +87,25 @@ def _routed(candidate: Candidate) -> RoutedTo:
         endpoint=candidate.endpoint,
         agent_id=candidate.agent_id,
         candidate_id=candidate.id,
+    )
+
+
+def _ask(
+    request: Request[Any, Any, Any],
+    capability: str | None,
+    model: str | None,
+    strategy: Strategy,
+    prefer_local: bool,
+) -> RouteAsk:
+    """What a proxied call asks: a capability, else the model it names."""
+    return RouteAsk(
+        capability=capability,
+        model=None if capability else model,
+        strategy=strategy,
+        prefer_local=prefer_local,
+        request_id=current_request_id(),
+        workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
+        run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
     )
 
 
@@ -164,15 +192,7 @@ class RouterController(Controller):
         body = msgspec.json.decode(await request.body())
         for field in _ROUTER_FIELDS:
             body.pop(field, None)
-        ask = RouteAsk(
-            capability=data.capability,
-            model=None if data.capability else data.model,
-            strategy=data.strategy,
-            prefer_local=data.prefer_local,
-            request_id=current_request_id(),
-            workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
-            run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
-        )
+        ask = _ask(request, data.capability, data.model, data.strategy, data.prefer_local)
         if data.stream:
             chunks, served = await dispatcher.stream(ask, body)
             return Stream(
@@ -183,6 +203,29 @@ class RouterController(Controller):
                 background=BackgroundTask(chunks.aclose),
             )
         payload, served = await dispatcher.complete(ask, body)
+        return Response(payload, media_type="application/json", headers=_route_headers(served))
+
+    @post(
+        ["/v1/embeddings", "/embeddings"],
+        status_code=200,
+        operation_class=_exact_body(RouterEmbeddingRequest),
+        summary="OpenAI-compatible embeddings, routed by `capability` or by model, with fallback",
+        responses={
+            200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
+            **problem_responses(400, 401, 404, 413, 503),
+        },
+    )
+    async def embeddings(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RouterEmbeddingRequest],
+        dispatcher: NamedDependency[Dispatcher],
+    ) -> Response[Any]:
+        body = msgspec.json.decode(await request.body())
+        for field in _ROUTER_FIELDS:
+            body.pop(field, None)
+        ask = _ask(request, data.capability, data.model, data.strategy, data.prefer_local)
+        payload, served = await dispatcher.complete(ask, body, "embeddings")
         return Response(payload, media_type="application/json", headers=_route_headers(served))
 
     @get("/providers", summary="Every candidate's live state: circuit, latency, load, spend")

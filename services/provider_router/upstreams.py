@@ -58,18 +58,31 @@ class UpstreamRefused(PASError):
         self.status_code = status_code
 
 
+class _Tokens(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0  # embeddings have none
+
+
 class _UsageOnly(msgspec.Struct):
-    usage: Usage | None = None
+    usage: _Tokens | None = None
 
 
 _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
 
 
 def usage_in(payload: bytes) -> Usage | None:
+    """The tokens an answer (a chat completion, a chunk, embeddings) says it used."""
     try:
-        return _decode_usage(payload).usage
+        tokens = _decode_usage(payload).usage
     except msgspec.DecodeError:
         return None
+    if tokens is None:
+        return None
+    return Usage(
+        prompt_tokens=tokens.prompt_tokens,
+        completion_tokens=tokens.completion_tokens,
+        total_tokens=tokens.prompt_tokens + tokens.completion_tokens,
+    )
 
 
 def _anthropic_headers(candidate: Candidate, request_id: str | None) -> dict[str, str]:
@@ -257,6 +270,21 @@ class Upstreams:
             where=where,
             proxy=environment_proxy(where),
         )
+
+    async def embed(
+        self, candidate: Candidate, body: dict[str, Any], request_id: str | None
+    ) -> bytes:
+        """The candidate's embeddings of ``body``'s input, OpenAI's shape, as sent."""
+        if candidate.kind == "anthropic":  # another candidate may serve it
+            raise UpstreamFailed("Anthropic has no embeddings API", retryable=False)
+        headers = call_headers(
+            request_id=request_id,
+            usage_reported_by=self._usage_reporter if candidate.kind == "local" else None,
+        )
+        try:
+            return await self._client(candidate).embed_bytes(body, headers=headers)
+        except LLMError as exc:
+            raise _upstream_failure(exc, candidate) from exc
 
     async def complete(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None

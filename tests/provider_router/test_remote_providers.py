@@ -254,20 +254,25 @@ output_per_1k = 0.015
     return await make_router(use_registry=False, providers_file=config)
 
 
-async def test_anthropic_is_not_asked_for_several_choices(
+async def test_anthropic_is_not_asked_for_several_choices_or_embeddings(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Anthropic played by a fake speaking its documented Messages wire format, which has no
-    ``n``: a request for two answers is not sent there as a request for one."""
+    ``n`` and no embeddings: neither request is sent there as something else."""
     seen: list[dict[str, Any]] = []
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
     with serve_asgi(fake_anthropic(seen)) as url:
         router = await _router_to_anthropic(make_router, tmp_path, url)
         body = {"capability": "reasoning", "messages": [{"role": "user", "content": "Hi"}]}
         response = await router.post("/v1/chat/completions", json={**body, "n": 2})
+        embeddings = await router.post(
+            "/v1/embeddings", json={"capability": "reasoning", "input": "Hi"}
+        )
 
     assert response.status_code == 503
     assert "one answer a request" in response.json()["detail"]
+    assert embeddings.status_code == 503
+    assert "no embeddings API" in embeddings.json()["detail"]
     assert seen == []
 
 

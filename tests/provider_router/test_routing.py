@@ -87,7 +87,7 @@ async def test_streaming_passes_through_and_is_counted(make_router: Any, start_l
     )
 
 
-async def test_tool_calls_and_choices_pass_through_the_router(
+async def test_tool_calls_choices_and_embeddings_pass_through_the_router(
     make_router: Any, start_llm: Any
 ) -> None:
     start_llm("llama31_8b")
@@ -117,6 +117,10 @@ async def test_tool_calls_and_choices_pass_through_the_router(
     drawn = await router.post(
         "/v1/chat/completions", json=ask("reasoning", n=2, temperature=1.0, seed=3)
     )
+    embedded = await router.post(
+        "/v1/embeddings", json={"capability": "reasoning", "input": ["Bonds", "Rates"]}
+    )
+    costs = (await router.get("/costs")).json()
 
     assert answer.status_code == 200
     choice = answer.json()["choices"][0]
@@ -127,6 +131,12 @@ async def test_tool_calls_and_choices_pass_through_the_router(
     assert refused.status_code == 400
     assert "tools[0]" in refused.text
     assert [choice["index"] for choice in drawn.json()["choices"]] == [0, 1]
+    assert embedded.status_code == 200, embedded.text
+    assert embedded.headers["x-pas-candidate"] == "local/llm_llama31_8b"
+    assert [len(item["embedding"]) for item in embedded.json()["data"]] == [576, 576]
+    spent = answer.json()["usage"]["prompt_tokens"] + drawn.json()["usage"]["prompt_tokens"]
+    spent += embedded.json()["usage"]["prompt_tokens"]
+    assert costs["by_capability"]["reasoning"]["prompt_tokens"] == spent
 
 
 async def test_a_dead_candidate_falls_back_then_its_circuit_opens_and_closes(

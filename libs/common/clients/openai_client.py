@@ -228,6 +228,18 @@ class OpenAIClient:
         self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> EmbeddingList:
         """``POST /embeddings``, the vectors parsed (ask for floats: the default)."""
+        payload = await self.embed_bytes(body, headers=headers)
+        try:
+            return _decode_embeddings(payload)
+        except msgspec.DecodeError as exc:
+            raise LLMUnusableAnswer(
+                f"{self.where} answered embeddings in an unknown shape: {exc}", body=payload
+            ) from exc
+
+    async def embed_bytes(
+        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> bytes:
+        """``POST /embeddings``: the 2xx answer's body as sent (for a proxy)."""
         sent = {**self._headers, **headers} if headers else self._headers
         response = await post_for_success(
             self._http(),
@@ -239,17 +251,11 @@ class OpenAIClient:
             proxy=self._proxy,
         )
         try:
-            payload = await response.read()
+            return await response.read()
         except TRANSPORT_ERRORS as exc:
             raise transport_failure(exc, self.where) from exc
         finally:
             response.release()
-        try:
-            return _decode_embeddings(payload)
-        except msgspec.DecodeError as exc:
-            raise LLMUnusableAnswer(
-                f"{self.where} answered embeddings in an unknown shape: {exc}", body=payload
-            ) from exc
 
     async def models(self, *, timeout_s: float | None = None) -> ModelList:
         """``GET /models``: what the server serves (within ``timeout_s``, when given, rather
