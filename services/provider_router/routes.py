@@ -90,23 +90,24 @@ def _routed(candidate: Candidate) -> RoutedTo:
     )
 
 
-def _ask(
-    request: Request[Any, Any, Any],
-    capability: str | None,
-    model: str | None,
-    strategy: Strategy,
-    prefer_local: bool,
-) -> RouteAsk:
-    """What a proxied call asks: a capability, else the model it names."""
-    return RouteAsk(
-        capability=capability,
-        model=None if capability else model,
-        strategy=strategy,
-        prefer_local=prefer_local,
+async def _forwarded(
+    request: Request[Any, Any, Any], data: RouterChatRequest | RouterEmbeddingRequest
+) -> tuple[dict[str, Any], RouteAsk]:
+    """The body to pass on, the router's own fields taken out, and what it asks: a
+    capability, else the model it names."""
+    body = msgspec.json.decode(await request.body())
+    for field in _ROUTER_FIELDS:
+        body.pop(field, None)
+    ask = RouteAsk(
+        capability=data.capability,
+        model=None if data.capability else data.model,
+        strategy=data.strategy,
+        prefer_local=data.prefer_local,
         request_id=current_request_id(),
         workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
         run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
     )
+    return body, ask
 
 
 def _route_headers(served: Served) -> dict[str, str]:
@@ -189,10 +190,7 @@ class RouterController(Controller):
         data: JSONBody[RouterChatRequest],
         dispatcher: NamedDependency[Dispatcher],
     ) -> Response[Any]:
-        body = msgspec.json.decode(await request.body())
-        for field in _ROUTER_FIELDS:
-            body.pop(field, None)
-        ask = _ask(request, data.capability, data.model, data.strategy, data.prefer_local)
+        body, ask = await _forwarded(request, data)
         if data.stream:
             chunks, served = await dispatcher.stream(ask, body)
             return Stream(
@@ -221,10 +219,7 @@ class RouterController(Controller):
         data: JSONBody[RouterEmbeddingRequest],
         dispatcher: NamedDependency[Dispatcher],
     ) -> Response[Any]:
-        body = msgspec.json.decode(await request.body())
-        for field in _ROUTER_FIELDS:
-            body.pop(field, None)
-        ask = _ask(request, data.capability, data.model, data.strategy, data.prefer_local)
+        body, ask = await _forwarded(request, data)
         payload, served = await dispatcher.complete(ask, body, "embeddings")
         return Response(payload, media_type="application/json", headers=_route_headers(served))
 

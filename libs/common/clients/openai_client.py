@@ -185,29 +185,13 @@ class OpenAIClient:
         """POST ``body`` (a dict, or JSON already encoded) to ``/chat/completions`` and return
         the 2xx response with its body unread: the caller reads it and releases it. Anything
         else raises from the taxonomy."""
-        data = body if isinstance(body, bytes) else _encode(body)
-        sent = {**self._headers, **headers} if headers else self._headers
-        return await post_for_success(
-            self._http(),
-            self._chat_url,
-            data,
-            sent,
-            self._timeout,
-            where=self.where,
-            proxy=self._proxy,
-        )
+        return await self._post(self._chat_url, body, headers)
 
     async def complete_bytes(
         self, body: Mapping[str, Any] | bytes, *, headers: Mapping[str, str] | None = None
     ) -> bytes:
         """The 2xx answer's body as sent (for a proxy that passes it on unparsed)."""
-        response = await self.send(body, headers=headers)
-        try:
-            return await response.read()
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(exc, self.where) from exc
-        finally:
-            response.release()
+        return await self._read(await self.send(body, headers=headers))
 
     async def complete(
         self, body: Mapping[str, Any] | bytes, *, headers: Mapping[str, str] | None = None
@@ -240,16 +224,19 @@ class OpenAIClient:
         self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> bytes:
         """``POST /embeddings``: the 2xx answer's body as sent (for a proxy)."""
+        return await self._read(await self._post(self._embeddings_url, body, headers))
+
+    async def _post(
+        self, url: str, body: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None
+    ) -> aiohttp.ClientResponse:
+        data = body if isinstance(body, bytes) else _encode(body)
         sent = {**self._headers, **headers} if headers else self._headers
-        response = await post_for_success(
-            self._http(),
-            self._embeddings_url,
-            _encode(body),
-            sent,
-            self._timeout,
-            where=self.where,
-            proxy=self._proxy,
+        return await post_for_success(
+            self._http(), url, data, sent, self._timeout, where=self.where, proxy=self._proxy
         )
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """A 2xx response's whole body; the response is released."""
         try:
             return await response.read()
         except TRANSPORT_ERRORS as exc:
