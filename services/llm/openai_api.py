@@ -146,7 +146,7 @@ async def _sse(
         error = {"message": str(exc), "type": type(exc).__name__, "code": exc.status_code}
         yield _encode({"error": error})
     else:
-        if include_usage:
+        if include_usage and completions:
             usage = usage_of(completions)
             yield _encode(
                 ChatCompletionChunk(
