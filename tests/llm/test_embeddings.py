@@ -80,13 +80,14 @@ async def test_ollama_embed_gives_the_same_vectors_and_truncates_unless_told_not
     ("body", "field"),
     [
         ({"input": ["Bonds", ""]}, "input[1]"),
+        ({"input": ["Bonds", "\u0016"]}, "input[1] has no token"),  # the tokenizer drops it
         ({"input": []}, "input"),
         ({"input": ["Bonds"] * (MAX_INPUTS + 1)}, "input"),
         ({"input": [[1, 2, 3]]}, "input"),
         ({"input": "Bonds", "encoding_format": "hex"}, "encoding_format"),
         ({"input": "The desk hedged. " * 600}, "input[0] is"),
     ],
-    ids=["empty text", "no text", "too many", "tokens", "encoding", "too long"],
+    ids=["empty text", "no token", "no text", "too many", "tokens", "encoding", "too long"],
 )
 async def test_what_cannot_be_embedded_is_a_400_naming_it(
     llm: Client, body: dict[str, Any], field: str

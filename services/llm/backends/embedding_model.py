@@ -34,13 +34,17 @@ class EmbeddingModel:
     def embed(self, texts: list[str], *, truncate: bool) -> Embeddings:
         started = time.perf_counter_ns()
         llm = self._model()
-        if not truncate:
-            for index, text in enumerate(texts):
-                if (count := len(llm.tokenize(text.encode(), add_bos=True))) > self._n_ctx:
-                    raise InvalidRequest(
-                        f"input[{index}] is {count} tokens; the model's context is "
-                        f"{self._n_ctx} tokens: shorten it"
-                    )
+        for index, text in enumerate(texts):
+            count = len(llm.tokenize(text.encode(), add_bos=True))
+            # The tokenizer drops some characters (control characters): a text of only those
+            # has no token to pool, and llama.cpp fails, or worse, on an empty sequence.
+            if count == 0:
+                raise InvalidRequest(f"input[{index}] has no token the model reads")
+            if count > self._n_ctx and not truncate:
+                raise InvalidRequest(
+                    f"input[{index}] is {count} tokens; the model's context is "
+                    f"{self._n_ctx} tokens: shorten it"
+                )
         vectors, tokens = llm.embed(texts, normalize=True, truncate=True, return_count=True)
         return Embeddings(
             vectors=vectors, prompt_tokens=tokens, total_ns=time.perf_counter_ns() - started
