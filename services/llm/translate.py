@@ -44,6 +44,11 @@ def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | N
     elif fmt is not None and fmt.type == "json_object":
         json_schema = fmt.schema_ or None
         json_mode = json_schema is None
+    if request.functions is not None or request.function_call is not None:
+        raise InvalidRequest(
+            "functions, function_call: OpenAI's legacy function calling is not served; send "
+            "each function as a tool ({'type': 'function', 'function': ...}) and tool_choice"
+        )
     tools = tool_use_of(request.tools, request.tool_choice, bool(request.parallel_tool_calls))
     generation = Generation(
         messages=conversation(request.messages),
@@ -65,8 +70,15 @@ def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | N
         dry_allowed_length=request.dry_allowed_length,
         dry_penalty_last_n=request.dry_penalty_last_n,
         logprobs=logprobs,
+        logit_bias=_token_biases(request.logit_bias),
     )
     return (generation if tools is None else offering_tools(generation, tools)), tools
+
+
+def _token_biases(biases: dict[str, float] | None) -> dict[int, float] | None:
+    """OpenAI's ``logit_bias`` with its keys (digits: the wire type holds them so) read as
+    the token ids they are."""
+    return {int(key): bias for key, bias in biases.items()} if biases else None
 
 
 def _ollama_generation(

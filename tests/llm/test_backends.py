@@ -219,6 +219,10 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
             "/chat/completions",
             json={"messages": [{"role": "user", "content": "Hi"}], "dry_multiplier": 0.8},
         )
+        no_bias = await pas.post(
+            "/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hi"}], "logit_bias": {"5": 1}},
+        )
         with_logprobs = await pas.post(
             "/chat/completions",
             json={
@@ -250,6 +254,8 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
     assert sent["format"] == SCHEMA
     assert no_dry.status_code == 400
     assert "dry_multiplier: Ollama has no DRY sampler" in no_dry.text
+    assert no_bias.status_code == 400
+    assert "logit_bias: Ollama has no logit bias" in no_bias.text
     assert "logprobs" not in sent
     assert (seen[1]["logprobs"], seen[1]["top_logprobs"]) == (True, 1)
     tokens = with_logprobs.json()["choices"][0]["logprobs"]["content"]
@@ -258,7 +264,7 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
         {"token": "Bonds ", "logprob": -0.5, "bytes": list(b"Bonds ")}
     ]
     assert answer.json()["choices"][0]["logprobs"] is None
-    assert len(seen) == 2  # the DRY request was refused before Ollama was asked
+    assert len(seen) == 2  # the DRY and bias requests were refused before Ollama was asked
 
 
 async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
@@ -270,6 +276,7 @@ async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
                 "/chat/completions",
                 json={
                     "messages": [{"role": "user", "content": "Ticker?"}],
+                    "logit_bias": {"5": -100},
                     "response_format": {
                         "type": "json_schema",
                         "json_schema": {"name": "t", "schema": SCHEMA},
@@ -293,6 +300,7 @@ async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:
         "json_schema": {"name": "response", "schema": SCHEMA},
     }
     assert "guided_json" not in seen[0]
+    assert seen[0]["logit_bias"] == {"5": -100}
     assert seen[1]["stream_options"] == {"include_usage": True}
     # Ollama's option names reach an OpenAI-compatible server as llama.cpp server names them.
     assert (seen[1]["presence_penalty"], seen[1]["repeat_last_n"]) == (0.25, 32)

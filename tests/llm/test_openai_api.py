@@ -10,7 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 from litestar.testing import AsyncTestClient
+from llama_cpp import Llama
 
+from services.llm.model_files import packaged_gguf
 from tests.llm.conftest import CHAT
 
 Client = AsyncTestClient[Any]
@@ -220,6 +222,28 @@ async def test_a_draw_narrowed_to_the_likeliest_token_is_the_greedy_answer(
     assert drawn == greedy * 3
 
 
+def _token_id(text: str) -> int:
+    """The id of ``text`` in the embedded model's vocabulary (it must be one token)."""
+    vocabulary = Llama(str(packaged_gguf()), vocab_only=True, verbose=False)
+    [token] = vocabulary.tokenize(text.encode(), add_bos=False, special=False)
+    return token
+
+
+async def test_logit_bias_forces_a_token_and_bans_the_greedy_one(llm: Client) -> None:
+    greedy = {**CHAT, "temperature": 0, "max_tokens": 6, "logprobs": True}
+    plain = (await llm.post("/chat/completions", json=greedy)).json()["choices"][0]
+    first = _token_id(plain["logprobs"]["content"][0]["token"])
+    bond = _token_id(" bond")
+
+    forced, _ = await _answer(llm, {**greedy, "max_tokens": 3, "logit_bias": {str(bond): 100}})
+    banned = await llm.post("/chat/completions", json={**greedy, "logit_bias": {str(first): -100}})
+
+    assert forced == [" bond" * 3]
+    answer = banned.json()["choices"][0]
+    assert _token_id(answer["logprobs"]["content"][0]["token"]) != first
+    assert answer["message"]["content"] != plain["message"]["content"]
+
+
 async def test_n_streamed_choices_assemble_to_the_plain_ones(llm: Client) -> None:
     body = {**DRAWN, "n": 2}
     plain = await llm.post("/chat/completions", json=body)
@@ -258,6 +282,10 @@ async def test_n_streamed_choices_assemble_to_the_plain_ones(llm: Client) -> Non
         ({**CHAT, "response_format": {"type": "json_schema"}}, "json_schema"),
         ({**CHAT, "top_logprobs": 2}, "top_logprobs: set logprobs to true"),
         ({**CHAT, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({**CHAT, "logit_bias": {"bond": 5}}, "logit_bias"),
+        ({**CHAT, "logit_bias": {"10000000": 5}}, "logit_bias: token 10000000 is not in"),
+        ({**CHAT, "logit_bias": {"5": 101}}, "logit_bias"),
+        ({**CHAT, "functions": [{"name": "get_price"}]}, "functions, function_call"),
     ],
 )
 async def test_bad_requests_are_400_naming_the_field(

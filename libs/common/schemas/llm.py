@@ -18,6 +18,9 @@ TopK = Annotated[int, msgspec.Meta(ge=-1, le=1_000_000)]
 MinP = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 """Drop tokens less likely than this share of the likeliest one's probability; 0: none."""
 MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=131_072)]
+LogitBias = Annotated[float, msgspec.Meta(ge=-100.0, le=100.0)]
+TokenId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}$")]
+"""A token id as a JSON object's key (OpenAI's ``logit_bias``)."""
 Penalty = Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]
 """OpenAI's frequency and presence penalties: subtracted from a repeated token's logit."""
 RepeatPenalty = Annotated[float, msgspec.Meta(gt=0.0, le=2.0)]
@@ -174,7 +177,13 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     parallel_tool_calls: bool | None = None
     """Several calls in one answer; None: one (llama.cpp server's default: a small model asked
     for a list repeats one call until ``max_tokens``)."""
+    logit_bias: dict[TokenId, LogitBias] | None = None
+    """Added to the logits of the tokens whose ids are the keys, as OpenAI has it: -100 bans a
+    token, 100 all but forces it. The ids are the served model's tokenizer's, not tiktoken's."""
     user: str | None = None
+    # OpenAI's legacy function calling: refused with a 400 that says to send ``tools``.
+    functions: list[Any] | None = None
+    function_call: Any = None
     # PAS extension used by the provider router: route by capability instead of model.
     capability: str | None = None
 

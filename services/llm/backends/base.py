@@ -46,6 +46,8 @@ class Generation(msgspec.Struct, kw_only=True):
     logprobs: int | None = None
     """None: no log-probabilities; N: each answer token's, with the N likeliest tokens at its
     place (OpenAI's ``logprobs`` and ``top_logprobs``)."""
+    logit_bias: dict[int, float] | None = None
+    """Added to these token ids' logits before anything else picks (OpenAI's ``logit_bias``)."""
 
 
 PENALTY_FIELDS: Final = ("repeat_penalty", "repeat_last_n", "frequency_penalty", "presence_penalty")

@@ -411,6 +411,7 @@ class EmbeddedBackend:
             grammar=grammar,
             penalties=self._penalties(generation),
             dry=self._dry(generation),
+            logit_bias=self._logit_bias(generation),
         )
         # A field the request leaves out keeps llama-cpp-python's default (Sampling's).
         asked = {
@@ -425,6 +426,17 @@ class EmbeddedBackend:
             sampling=sampling,
             stop=[*generation.stop, self._formatter.eos_token],
         )
+
+    def _logit_bias(self, generation: Generation) -> tuple[tuple[int, float], ...]:
+        biases = generation.logit_bias or {}
+        vocabulary = self._llm.n_vocab()
+        for token in biases:
+            if token >= vocabulary:
+                raise InvalidRequest(
+                    f"logit_bias: token {token} is not in the model's vocabulary of "
+                    f"{vocabulary} tokens"
+                )
+        return tuple(sorted(biases.items()))
 
     def _penalties(self, generation: Generation) -> Penalties | None:
         """llama.cpp's penalties from the request's (OpenAI's or Ollama's names); none unless

@@ -110,6 +110,9 @@ class Sampling(msgspec.Struct, frozen=True):
     dry: Dry | None = None
     """After the penalties; a grammar's greedy token is then always found by the whole chain
     (which tokens DRY lowers is not known before it runs)."""
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """(token, bias) added to the logits first, as llama.cpp's own chain does; a grammar's
+    greedy token is then found by the whole chain too."""
 
 
 class SequenceRequest(msgspec.Struct):
@@ -144,12 +147,19 @@ class _Running:
         penalties = sampling.penalties if sampling.penalties and sampling.penalties.active else None
         self.greedy_grammar = (
             llama.llama_sampler_chain_get(sampler, 0 if penalties is None else 1)
-            if sampling.grammar is not None and sampling.temperature == 0 and sampling.dry is None
+            if sampling.grammar is not None
+            and sampling.temperature == 0
+            and sampling.dry is None
+            and not sampling.logit_bias
             else None
         )
         # With penalties, the chain's first sampler and the tokens it has seen (the same as
         # its own window), to find the likeliest token after penalties without the grammar.
-        self.penalties = None if penalties is None else llama.llama_sampler_chain_get(sampler, 0)
+        self.penalties = (
+            None
+            if penalties is None or self.greedy_grammar is None
+            else llama.llama_sampler_chain_get(sampler, 0)
+        )
         self.recent: deque[int] = deque(maxlen=0 if penalties is None else penalties.last_n)
         self.position = len(request.tokens)
         self.pending = -1  # the token sampled last, fed in the next pass
@@ -619,6 +629,16 @@ def _sampler_chain(vocab: Any, sampling: Sampling) -> Any:
     """The chain llama-cpp-python builds for a completion: penalties, grammar, then greedy at
     temperature 0, else top-k, top-p, min-p, temperature and a seeded draw."""
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    if sampling.logit_bias:
+        biases = (llama.llama_logit_bias * len(sampling.logit_bias))(
+            *(llama.llama_logit_bias(token, bias) for token, bias in sampling.logit_bias)
+        )
+        llama.llama_sampler_chain_add(
+            chain,
+            llama.llama_sampler_init_logit_bias(
+                llama.llama_vocab_n_tokens(vocab), len(sampling.logit_bias), biases
+            ),
+        )
     penalties = sampling.penalties
     if penalties is not None and penalties.active:
         llama.llama_sampler_chain_add(

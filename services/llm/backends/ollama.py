@@ -101,6 +101,8 @@ class OllamaBackend:
     def _body(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
         if asked := [key for key in DRY_FIELDS if getattr(generation, key) is not None]:
             raise InvalidRequest(f"{', '.join(asked)}: Ollama has no DRY sampler")
+        if generation.logit_bias:
+            raise InvalidRequest("logit_bias: Ollama has no logit bias")
         options: dict[str, Any] = {
             theirs: value
             for ours, theirs in _OPTIONS.items()

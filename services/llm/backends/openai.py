@@ -143,6 +143,8 @@ class OpenAIBackend:
                 body[key] = value
         if generation.stop:
             body["stop"] = generation.stop
+        if generation.logit_bias:
+            body["logit_bias"] = {str(token): bias for token, bias in generation.logit_bias.items()}
         if generation.logprobs is not None:
             body["logprobs"] = True
             if generation.logprobs:
