@@ -22,7 +22,12 @@ from litestar.response import Stream
 from libs.common.errors import PASError
 from libs.common.kit import open_write, problem_responses
 from libs.common.kit.streaming import closes_when_sent
-from libs.common.schemas.embeddings import OllamaEmbedRequest, OllamaEmbedResponse
+from libs.common.schemas.embeddings import (
+    OllamaEmbeddingsRequest,
+    OllamaEmbeddingsResponse,
+    OllamaEmbedRequest,
+    OllamaEmbedResponse,
+)
 from libs.common.schemas.llm import (
     GenerateRequest,
     GenerateResponse,
@@ -238,6 +243,22 @@ class OllamaController(Controller):
             load_duration=0,
             prompt_eval_count=embedded.prompt_tokens,
         )
+
+    @post(
+        "/api/embeddings",
+        status_code=200,
+        summary="Ollama's older embeddings: one text's vector",
+        responses={
+            200: ResponseSpec(OllamaEmbeddingsResponse, description="The vector"),
+            **problem_responses(400, 401, 413, 503, 504),
+        },
+    )
+    async def api_embeddings(
+        self, data: JSONBody[OllamaEmbeddingsRequest], runtime: NamedDependency[LLMRuntime]
+    ) -> OllamaEmbeddingsResponse:
+        # Ollama's older endpoint never truncates (its newer one does by default).
+        embedded = await runtime.embed("embed", [data.prompt], truncate=False)
+        return OllamaEmbeddingsResponse(embedding=embedded.vectors[0])
 
     @get("/api/tags", summary="Models this service serves (Ollama's list)")
     async def list_models(self, runtime: NamedDependency[LLMRuntime]) -> OllamaTags:

@@ -1,6 +1,7 @@
 """Embeddings from the embedded model through OpenAI's ``/v1/embeddings`` and Ollama's
-``/api/embed``: a unit vector per text, in order, the same for a text alone or among others,
-nearer for texts that say the same thing; what cannot be embedded is a 400 naming the input."""
+``/api/embed`` (and its older ``/api/embeddings``): a unit vector per text, in order, the same
+for a text alone or among others, nearer for texts that say the same thing; what cannot be
+embedded is a 400 naming the input."""
 
 from __future__ import annotations
 
@@ -74,6 +75,15 @@ async def test_ollama_embed_gives_the_same_vectors_and_truncates_unless_told_not
     assert truncated.json()["prompt_eval_count"] == 1024
     assert refused.status_code == 400
     assert "input[0] is" in refused.json()["detail"]
+
+
+async def test_ollamas_older_embeddings_endpoint_gives_a_texts_vector(llm: Client) -> None:
+    openai = await _vectors(llm, {"input": TEXTS[0]})
+
+    older = await llm.post("/api/embeddings", json={"model": "smollm2", "prompt": TEXTS[0]})
+
+    assert older.status_code == 200
+    assert np.allclose(np.array(older.json()["embedding"]), openai[0], atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Embeddings on the wire: OpenAI's ``POST /v1/embeddings`` and Ollama's ``POST /api/embed``,
-as the LLM services serve them (and their ``openai`` and ``ollama`` backends ask for them)."""
+"""Embeddings on the wire: OpenAI's ``POST /v1/embeddings`` and Ollama's ``POST /api/embed``
+(and its older ``/api/embeddings``), as the LLM services serve them (and their ``openai`` and
+``ollama`` backends ask for them)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,16 @@ class OllamaEmbedResponse(msgspec.Struct, kw_only=True):
     total_duration: int
     load_duration: int
     prompt_eval_count: int
+
+
+class OllamaEmbeddingsRequest(msgspec.Struct, kw_only=True):
+    """Ollama's older ``POST /api/embeddings``: one text, never truncated."""
+
+    prompt: Text
+    model: str | None = None
+    options: OllamaOptions | None = None
+    keep_alive: str | int | None = None
+
+
+class OllamaEmbeddingsResponse(msgspec.Struct, kw_only=True):
+    embedding: list[float]
