@@ -28,7 +28,7 @@ from libs.common.kit.logging import configure_logging
 from services.kafka_llm_processor.send_samples import sample_documents
 from services.llm.model_files import packaged_gguf
 from services.llm.weight_conversion import batchable_weights
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.llm_service import start_llm_service
 
 CONTEXT = 2048
 
@@ -61,17 +61,14 @@ def main() -> None:
             flash_attn=True,
             verbose=False,
         )
-        service = ServiceProcess(
-            "services.llm.llama31_8b_service:app",
-            free_port(),
+        service = start_llm_service(
+            Path(tmp) / "service.log",
             {
-                "LLAMA31_8B_REGISTER": "false",
                 "LLAMA31_8B_CONTEXT_LENGTH": str(CONTEXT),
                 "LLAMA31_8B_WEIGHTS_CACHE_DIR": str(Path(tmp) / "models"),
                 "LOG_LEVEL": "WARNING",
             },
-            Path(tmp) / "service.log",
-        ).start()
+        )
         direct_s: list[float] = []
         served_s: list[float] = []
         largest_difference = 0.0
