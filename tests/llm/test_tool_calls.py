@@ -170,6 +170,25 @@ async def test_a_streamed_call_is_the_call_answered_whole(llm: Client) -> None:
     ]
 
 
+async def test_each_of_n_choices_is_a_call_streamed_or_not(llm: Client) -> None:
+    drawn = {**ASK, "tool_choice": "required", "n": 2, "temperature": 1.0, "seed": 5}
+
+    whole = (await llm.post("/v1/chat/completions", json=drawn)).json()["choices"]
+    streamed = await llm.post("/v1/chat/completions", json={**drawn, "stream": True})
+
+    calls = [_checked_calls(choice["message"]) for choice in whole]
+    assert [choice["finish_reason"] for choice in whole] == ["tool_calls", "tool_calls"]
+    chunks = [json.loads(e) for e in sse_events(streamed.text)[:-1]]
+    streamed_calls: dict[int, list[tuple[str, dict[str, Any]]]] = {0: [], 1: []}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            for part in choice["delta"].get("tool_calls") or []:
+                function = part["function"]
+                arguments = json.loads(function["arguments"])
+                streamed_calls[choice["index"]].append((function["name"], arguments))
+    assert [streamed_calls[0], streamed_calls[1]] == calls
+
+
 async def test_a_conversation_with_a_tool_result_is_answered(llm: Client) -> None:
     messages = [
         {"role": "user", "content": "What is Apple's stock price?"},
