@@ -17,7 +17,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Refe
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
-from libs.common.errors import PASError
+from libs.common.errors import InvalidRequest, PASError
 from libs.common.kit import problem_responses
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.embeddings import (
@@ -228,6 +228,10 @@ class OpenAIController(Controller):
     async def embeddings(
         self, data: JSONBody[EmbeddingRequest], runtime: NamedDependency[LLMRuntime]
     ) -> EmbeddingList:
+        if data.dimensions is not None:
+            raise InvalidRequest(
+                "dimensions: the vectors come at the model's own size; leave it out"
+            )
         texts = [data.input] if isinstance(data.input, str) else data.input
         # OpenAI refuses a text longer than its model reads; so does this.
         embedded = await runtime.embed("embeddings", texts, truncate=False)

@@ -95,9 +95,19 @@ async def test_ollamas_older_embeddings_endpoint_gives_a_texts_vector(llm: Clien
         ({"input": ["Bonds"] * (MAX_INPUTS + 1)}, "input"),
         ({"input": [[1, 2, 3]]}, "input"),
         ({"input": "Bonds", "encoding_format": "hex"}, "encoding_format"),
+        ({"input": "Bonds", "dimensions": 256}, "dimensions"),
         ({"input": "The desk hedged. " * 600}, "input[0] is"),
     ],
-    ids=["empty text", "no token", "no text", "too many", "tokens", "encoding", "too long"],
+    ids=[
+        "empty text",
+        "no token",
+        "no text",
+        "too many",
+        "tokens",
+        "encoding",
+        "dimensions",
+        "too long",
+    ],
 )
 async def test_what_cannot_be_embedded_is_a_400_naming_it(
     llm: Client, body: dict[str, Any], field: str

@@ -24,6 +24,8 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
     encoding_format: Literal["float", "base64"] = "float"
     """``base64``: each vector as its little-endian float32 bytes (the ``openai`` client's
     default)."""
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Refused with a 400: vectors come at the model's own size."""
     user: str | None = None
 
 
