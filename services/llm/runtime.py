@@ -68,6 +68,7 @@ class LLMRuntime:
         *,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        capability: str | None = None,
         error: PASError | None = None,
     ) -> None:
         """One usage event per call, unless the caller reports it (the router does)."""
@@ -83,6 +84,7 @@ class LLMRuntime:
                 status=status,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                capability=capability,
                 latency_ms=elapsed_s * 1000,
                 request_id=current_request_id(),
                 workflow_id=call.workflow_id,
@@ -115,13 +117,17 @@ class LLMRuntime:
                 embeddings = await self.backend.embed(texts, truncate=truncate)
             except PASError as exc:
                 self.meter.failed(endpoint, exc.status_code)
-                self._report(call, "error", time.perf_counter() - started, error=exc)
+                elapsed_s = time.perf_counter() - started
+                self._report(call, "error", elapsed_s, capability=EMBEDDINGS, error=exc)
                 record_error(span, exc)
                 raise
             record_usage(span, input_tokens=embeddings.prompt_tokens, output_tokens=0)
         elapsed_s = time.perf_counter() - started
         self.meter.embedded(endpoint, embeddings.prompt_tokens, elapsed_s)
-        self._report(call, "ok", elapsed_s, prompt_tokens=embeddings.prompt_tokens)
+        # Counted as what they are: analytics tells them from answers by this capability.
+        self._report(
+            call, "ok", elapsed_s, prompt_tokens=embeddings.prompt_tokens, capability=EMBEDDINGS
+        )
         return embeddings
 
     def _start_span(self, endpoint: str, generation: Generation) -> ModelCallSpan:

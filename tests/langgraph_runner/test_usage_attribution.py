@@ -3,40 +3,17 @@ model) publishes usage events on a real broker that carry the run's workflow and
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-from aiokafka import AIOKafkaConsumer
-
 from libs.common.kafka.topics import ensure_topics
-from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID, UsageEvent
+from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import ServiceProcess, free_port
-
-
-async def usage_events(bootstrap: str, topic: str, timeout_s: float = 30) -> list[UsageEvent]:
-    """Every event on the topic, read until none has come for a second (or the timeout)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    events: list[UsageEvent] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000)
-            if not batch and events:
-                break
-            for records in batch.values():
-                events += [msgspec.json.decode(r.value, type=UsageEvent) for r in records]
-    finally:
-        await consumer.stop()
-    return events
+from tests.support.usage_topic import usage_events
 
 
 async def test_llm_calls_of_a_run_carry_its_workflow_and_run_ids(

@@ -6,13 +6,20 @@ embedded is a 400 naming the input."""
 from __future__ import annotations
 
 import base64
+import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from litestar.testing import AsyncTestClient
 
+from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.embeddings import MAX_INPUTS
+from tests.llm.conftest import CHAT
+from tests.support.llm_service import start_llm_service
+from tests.support.usage_topic import usage_events
 
 Client = AsyncTestClient[Any]
 
@@ -116,3 +123,28 @@ async def test_what_cannot_be_embedded_is_a_400_naming_it(
 
     assert response.status_code == 400, response.text
     assert field in response.json()["detail"]
+
+
+async def test_an_embeddings_call_is_reported_as_one_on_the_usage_topic(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, {topic: 1})
+    service = start_llm_service(
+        tmp_path / "llm.log",
+        {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LLAMA31_8B_USAGE_TOPIC": topic},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+            embedded = (await http.post("/v1/embeddings", json={"input": TEXTS})).json()
+            await http.post("/v1/chat/completions", json={**CHAT, "max_tokens": 4})
+        events = await usage_events(kafka_bootstrap, topic)
+    finally:
+        service.stop()
+
+    by_capability = {event.capability: event for event in events}
+    assert len(events) == 2
+    assert set(by_capability) == {"embeddings", None}  # the chat answer has none
+    embeddings = by_capability["embeddings"]
+    assert embeddings.prompt_tokens == embedded["usage"]["prompt_tokens"]
+    assert (embeddings.completion_tokens, embeddings.status) == (0, "ok")
