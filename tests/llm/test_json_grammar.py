@@ -18,9 +18,10 @@ from libs.common.errors import InvalidRequest
 from libs.common.schemas.json_schema import inline_schema
 from services.kafka_llm_processor.prompts import SCHEMAS
 from services.langgraph_runner.workflows.document_analysis import Analysis
-from services.llm.backends.integer_range import integer_alternatives, integer_bounds, regex
+from services.llm.backends.integer_range import integer_alternatives, regex
 from services.llm.backends.json_grammar import json_grammar
-from services.llm.backends.number_range import Bound, number_alternatives, number_bounds
+from services.llm.backends.number_range import number_alternatives
+from services.llm.backends.schema_bounds import Bound, integer_bounds, number_bounds
 
 STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 

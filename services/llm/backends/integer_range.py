@@ -6,14 +6,13 @@ The range is written digit by digit, as a regular expression for a numeric range
 sign and by number of digits, then, within one length, by the first digit where the bounds
 differ (``[120, 365]``: ``1[2-9][0-9] | 2[0-9]{2} | 3[0-5][0-9] | 36[0-5]``). JSON's own rules
 hold: no leading zero, no ``-0``, at most 16 digits where a side is unbounded (the
-converter's own limit for an integer).
+converter's own limit for an integer). The bounds are read by ``schema_bounds``.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 MAX_DIGITS: Final = 16
 
@@ -28,32 +27,6 @@ class Part(NamedTuple):
 
 
 Alternative = list[Part]
-
-
-class EmptyRange(ValueError):
-    """The bounds admit no integer."""
-
-
-def integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None]:
-    """The least and greatest integers the schema's bounds allow (None: unbounded), read as
-    drafts 4 (boolean ``exclusive*``) to 2020-12 (numeric ``exclusive*``) write them."""
-    lows: list[int] = []
-    highs: list[int] = []
-    if (low := _number(schema.get("minimum"))) is not None:
-        exclusive = schema.get("exclusiveMinimum") is True and math.ceil(low) == low
-        lows.append(math.ceil(low) + exclusive)
-    if (high := _number(schema.get("maximum"))) is not None:
-        exclusive = schema.get("exclusiveMaximum") is True and math.floor(high) == high
-        highs.append(math.floor(high) - exclusive)
-    if (above := _number(schema.get("exclusiveMinimum"))) is not None:
-        lows.append(math.floor(above) + 1)
-    if (below := _number(schema.get("exclusiveMaximum"))) is not None:
-        highs.append(math.ceil(below) - 1)
-    least = max(lows) if lows else None
-    greatest = min(highs) if highs else None
-    if least is not None and greatest is not None and least > greatest:
-        raise EmptyRange(f"no integer lies between the bounds of {schema}")
-    return least, greatest
 
 
 def integer_alternatives(least: int | None, greatest: int | None) -> list[Alternative]:
@@ -77,13 +50,6 @@ def gbnf(alternatives: list[Alternative]) -> str:
 def regex(alternatives: list[Alternative]) -> str:
     """The same alternatives as a Python regular expression (to test them by)."""
     return "|".join("".join(_regex_part(part) for part in alt) for alt in alternatives)
-
-
-def _number(value: Any) -> float | None:
-    # A bool is an int to Python: draft 4's ``exclusiveMinimum: true`` is not a bound of 1.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
 
 
 def unsigned(least: int, greatest: int | None) -> list[Alternative]:

@@ -15,9 +15,9 @@ from services.llm.backends.integer_range import (
     Alternative,
     gbnf,
     integer_alternatives,
-    integer_bounds,
 )
-from services.llm.backends.number_range import number_alternatives, number_bounds
+from services.llm.backends.number_range import number_alternatives
+from services.llm.backends.schema_bounds import integer_bounds, number_bounds
 
 # The converter lets a string hold any character but a quote or a backslash, raw newlines and
 # other control characters included, which JSON forbids: a model then writes

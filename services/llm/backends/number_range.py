@@ -8,16 +8,16 @@ cannot be bounded digit by digit): a sign, an integer part, perhaps a fraction, 
 (``integer_range``'s digits) and at most two at the ends, the bounds' own integer parts,
 whose fractions are compared with the bound's digit by digit: ``[0.25, 3]`` is ``0.``
 followed by ``2[5-9]...`` or ``[3-9]...``, then ``1`` and ``2`` with any fraction, then ``3``
-with zeros. The bounds are read exactly (``Decimal``), drafts 4 to 2020-12.
+with zeros. The bounds are read (exactly, drafts 4 to 2020-12) by ``schema_bounds``.
 """
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
-from typing import Any, Final, NamedTuple
+from typing import Final
 
-from services.llm.backends.integer_range import Alternative, EmptyRange, Part, unsigned
+from services.llm.backends.integer_range import Alternative, Part, unsigned
+from services.llm.backends.schema_bounds import Bound
 
 FRACTION_DIGITS: Final = 16
 """A fraction's free digits at most (the converter's own limit for a number's fraction)."""
@@ -26,40 +26,9 @@ _ANY_DIGITS: Final = Part("0", "9", 0, FRACTION_DIGITS)
 _POINT: Final = Part(".", ".")
 
 
-class Bound(NamedTuple):
-    value: Decimal
-    exclusive: bool
-
-
-def number_bounds(schema: dict[str, Any]) -> tuple[Bound | None, Bound | None]:
-    """The lower and upper bounds of the schema's numbers (None: unbounded), the tighter of
-    each kind where it gives two."""
-    lows: list[Bound] = []
-    highs: list[Bound] = []
-    if (low := _decimal(schema.get("minimum"))) is not None:
-        lows.append(Bound(low, schema.get("exclusiveMinimum") is True))
-    if (high := _decimal(schema.get("maximum"))) is not None:
-        highs.append(Bound(high, schema.get("exclusiveMaximum") is True))
-    if (above := _decimal(schema.get("exclusiveMinimum"))) is not None:
-        lows.append(Bound(above, True))
-    if (below := _decimal(schema.get("exclusiveMaximum"))) is not None:
-        highs.append(Bound(below, True))
-    least = max(lows, default=None)  # at the same value, the exclusive one (True > False)
-    greatest = min(highs, key=lambda bound: (bound.value, not bound.exclusive), default=None)
-    if least is not None and greatest is not None and _crossed(least, greatest):
-        raise EmptyRange(f"no number lies between the bounds of {schema}")
-    return least, greatest
-
-
-def _crossed(least: Bound, greatest: Bound) -> bool:
-    if least.value == greatest.value:
-        return least.exclusive or greatest.exclusive
-    return least.value > greatest.value
-
-
 def number_alternatives(least: Bound | None, greatest: Bound | None) -> list[Alternative]:
     """The numbers from ``least`` to ``greatest`` as alternatives, written without an
-    exponent. The bounds must admit a number (``number_bounds`` checks)."""
+    exponent. The bounds must admit a number (``schema_bounds.number_bounds`` checks)."""
     found: list[Alternative] = []
     if least is None or least.value < 0:  # the negatives: "-" and a magnitude above zero
         closest = Bound(Decimal(0), True)
@@ -71,16 +40,6 @@ def number_alternatives(least: Bound | None, greatest: Bound | None) -> list[Alt
         start = Bound(Decimal(0), False) if least is None or least.value < 0 else least
         found += _magnitudes(start, greatest)
     return found
-
-
-def _decimal(value: Any) -> Decimal | None:
-    # A bool is an int to Python: draft 4's ``exclusiveMinimum: true`` is not a bound of 1.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    # repr: the shortest text that reads back as the float, which is what the schema wrote.
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
 def _split(value: Decimal) -> tuple[int, str]:
