@@ -331,21 +331,18 @@ class EmbeddedBackend:
     async def score_choices(self, messages: list[Turn], choices: list[str]) -> list[float]:
         """Log-probability of each choice as the whole answer; ``InvalidRequest`` when the
         prompt and the longest choice do not fit the model's context."""
-        loop = asyncio.get_running_loop()
-        await self._take_turn(loop.time() + self._timeout_s)
-        try:
-            return await self._on_model_thread(partial(self._score, messages, choices))
-        finally:
-            self._turns.release()
+        return await self._in_turn(partial(self._score, messages, choices))
 
     async def embed(self, texts: list[str], *, truncate: bool) -> Embeddings:
+        return await self._in_turn(partial(self._embed, texts, truncate))
+
+    async def _in_turn(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on the engine's thread, between two decoding passes, once a turn is
+        free (a scoring or embedding call takes one, as an answer does)."""
         loop = asyncio.get_running_loop()
         await self._take_turn(loop.time() + self._timeout_s)
         try:
-            assert self._embedder is not None  # loaded with the engine _take_turn found
-            return await self._on_model_thread(
-                partial(self._embedder.embed, texts, truncate=truncate)
-            )
+            return await self._on_model_thread(work)
         finally:
             self._turns.release()
 
@@ -372,6 +369,10 @@ class EmbeddedBackend:
         return await asyncio.wrap_future(self._engine.call(work))
 
     # -- on the model's thread -----------------------------------------------------------------
+
+    def _embed(self, texts: list[str], truncate: bool) -> Embeddings:
+        assert self._embedder is not None  # made with the engine a turn was taken on
+        return self._embedder.embed(texts, truncate=truncate)
 
     def _prompt_tokens(self, messages: list[Turn]) -> list[int]:
         rendered = self._formatter(messages=[msgspec.structs.asdict(m) for m in messages])
