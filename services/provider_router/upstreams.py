@@ -236,6 +236,14 @@ class Upstreams:
         self._clients[candidate.id] = (candidate, client)
         return client
 
+    def _call_headers(self, candidate: Candidate, request_id: str | None) -> dict[str, str]:
+        return call_headers(
+            request_id=request_id,
+            # The router publishes this call's usage; the PAS LLM service must not count it
+            # again.
+            usage_reported_by=self._usage_reporter if candidate.kind == "local" else None,
+        )
+
     async def _send(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> aiohttp.ClientResponse:
@@ -243,12 +251,7 @@ class Upstreams:
         try:
             if candidate.kind == "anthropic":
                 return await self._send_anthropic(candidate, body, request_id)
-            headers = call_headers(
-                request_id=request_id,
-                # The router publishes this call's usage; the PAS LLM service must not count
-                # it again.
-                usage_reported_by=self._usage_reporter if candidate.kind == "local" else None,
-            )
+            headers = self._call_headers(candidate, request_id)
             return await self._client(candidate).send(body, headers=headers)
         except LLMError as exc:
             raise _upstream_failure(exc, candidate) from exc
@@ -277,10 +280,7 @@ class Upstreams:
         """The candidate's embeddings of ``body``'s input, OpenAI's shape, as sent."""
         if candidate.kind == "anthropic":  # another candidate may serve it
             raise UpstreamFailed("Anthropic has no embeddings API", retryable=False)
-        headers = call_headers(
-            request_id=request_id,
-            usage_reported_by=self._usage_reporter if candidate.kind == "local" else None,
-        )
+        headers = self._call_headers(candidate, request_id)
         try:
             return await self._client(candidate).embed_bytes(body, headers=headers)
         except LLMError as exc:
