@@ -65,10 +65,19 @@ async def open_all(
     return streams
 
 
-async def merged(streams: list[AsyncGenerator[T, None]]) -> AsyncGenerator[tuple[int, T], None]:
+def merged(streams: list[AsyncGenerator[T, None]]) -> AsyncGenerator[tuple[int, T], None]:
     """The items of every stream as each comes, with its stream's index; each stream's own
     order is kept. Closing this stops the waits it has in hand (the streams are the
-    caller's to close)."""
+    caller's to close). A lone stream is read as it is (no wait to hand over per item)."""
+    return _indexed(streams[0]) if len(streams) == 1 else _merged(streams)
+
+
+async def _indexed(stream: AsyncGenerator[T, None]) -> AsyncGenerator[tuple[int, T], None]:
+    async for item in stream:
+        yield 0, item
+
+
+async def _merged(streams: list[AsyncGenerator[T, None]]) -> AsyncGenerator[tuple[int, T], None]:
     waiting = {asyncio.ensure_future(anext(stream)): index for index, stream in enumerate(streams)}
     try:
         while waiting:

@@ -27,6 +27,7 @@ from libs.common.schemas.embeddings import (
     OllamaEmbeddingsResponse,
     OllamaEmbedRequest,
     OllamaEmbedResponse,
+    texts_of,
 )
 from libs.common.schemas.llm import (
     GenerateRequest,
@@ -234,8 +235,7 @@ class OllamaController(Controller):
     async def api_embed(
         self, data: JSONBody[OllamaEmbedRequest], runtime: NamedDependency[LLMRuntime]
     ) -> OllamaEmbedResponse:
-        texts = [data.input] if isinstance(data.input, str) else data.input
-        embedded = await runtime.embed("embed", texts, truncate=data.truncate)
+        embedded = await runtime.embed("embed", texts_of(data.input), truncate=data.truncate)
         return OllamaEmbedResponse(
             model=runtime.model_name,
             embeddings=embedded.vectors,

@@ -6,7 +6,7 @@ import base64
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -25,6 +25,7 @@ from libs.common.schemas.embeddings import (
     EmbeddingList,
     EmbeddingRequest,
     EmbeddingUsage,
+    texts_of,
 )
 from libs.common.schemas.llm import (
     ChatCompletion,
@@ -46,7 +47,6 @@ from services.llm.tool_calling import CallsMade, ToolUse, tool_events
 from services.llm.translate import completion_id, from_openai, to_openai, usage_of
 
 _encode = msgspec.json.Encoder().encode
-T = TypeVar("T")
 SSE = "text/event-stream"
 
 
@@ -115,7 +115,7 @@ async def _sse(
     logprobs_sent = [0] * len(answers)
     called = [False] * len(answers)
     completions: list[Completion] = []
-    events = _first_choice(answers[0]) if len(answers) == 1 else merged(answers)
+    events = merged(answers)
     try:
         async for index, event in events:
             if isinstance(event, CallsMade):
@@ -158,12 +158,6 @@ async def _sse(
         for answer in answers:
             await answer.aclose()
     yield b"[DONE]"
-
-
-async def _first_choice(stream: AsyncGenerator[T, None]) -> AsyncGenerator[tuple[int, T], None]:
-    """A lone answer's events as :func:`merged` gives several: with its index, 0."""
-    async for item in stream:
-        yield 0, item
 
 
 def _encoded(vector: list[float], encoding: str) -> list[float] | str:
@@ -232,7 +226,7 @@ class OpenAIController(Controller):
             raise InvalidRequest(
                 "dimensions: the vectors come at the model's own size; leave it out"
             )
-        texts = [data.input] if isinstance(data.input, str) else data.input
+        texts = texts_of(data.input)
         # OpenAI refuses a text longer than its model reads; so does this.
         embedded = await runtime.embed("embeddings", texts, truncate=False)
         return EmbeddingList(

@@ -17,6 +17,11 @@ Text = Annotated[str, msgspec.Meta(min_length=1)]
 Inputs = Text | Annotated[list[Text], msgspec.Meta(min_length=1, max_length=MAX_INPUTS)]
 
 
+def texts_of(inputs: str | list[str]) -> list[str]:
+    """A request's ``input`` as the list of texts it is (one text is a list of one)."""
+    return [inputs] if isinstance(inputs, str) else inputs
+
+
 class EmbeddingRequest(msgspec.Struct, kw_only=True):
     input: Inputs
     """A text, or a list of texts (none empty); token arrays are not taken."""
