@@ -27,6 +27,7 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "convert_weights": ("LLM_CONVERT_WEIGHTS",),
         "weights_cache_dir": ("LLM_WEIGHTS_CACHE_DIR",),
         "flash_attention": ("LLM_FLASH_ATTENTION",),
+        "prompt_cache": ("LLM_PROMPT_CACHE",),
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
@@ -51,6 +52,12 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     sixth faster, a batch of four about a fifth (docs/benchmarks.md). Answers at temperature 0
     are the same run to run and batched or alone either way, but not always the same with it as
     without it (the logits' last bits differ)."""
+    prompt_cache: bool = True
+    """Embedded: the start a prompt shares with one read before (a system prompt, a chat
+    template, the conversation so far), still in a slot's cache, is taken from there instead
+    of read again, as llama.cpp's server and vLLM do; only where a fresh read computes those
+    rows alike, so no answer changes. ``usage.prompt_tokens_details.cached_tokens`` says how
+    many tokens a request took."""
     context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
     threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Embedded: threads of a pass that decodes one answer (default: half the cores, as

@@ -24,6 +24,7 @@ from libs.common.schemas.llm import (
     OllamaOptions,
     OllamaTimings,
     OllamaToolCall,
+    PromptTokensDetails,
     ToolCall,
     Usage,
 )
@@ -215,12 +216,15 @@ def choice_logprobs(completion: Completion) -> ChoiceLogprobs | None:
 def usage_of(completions: list[Completion]) -> Usage:
     """The tokens of a request's answers: its prompt once (as OpenAI counts it for ``n``
     choices), every answer's own."""
-    prompt_tokens = completions[0].prompt_tokens
+    first = completions[0]
     completion_tokens = sum(completion.completion_tokens for completion in completions)
     return Usage(
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=first.prompt_tokens,
         completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
+        total_tokens=first.prompt_tokens + completion_tokens,
+        prompt_tokens_details=None
+        if first.cached_tokens is None
+        else PromptTokensDetails(cached_tokens=first.cached_tokens),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.llm_service import start_llm_service
+from tests.support.llm_service import start_llm_service, token_counts
 from tests.support.processes import ServiceProcess
 
 SENTIMENT = {
@@ -84,7 +84,11 @@ async def decoding_counts(llm: httpx.AsyncClient) -> tuple[float, float]:
 def answer(response: Any) -> tuple[Any, ...]:
     assert response.status_code == 200, response.text
     choice = response.json()["choices"][0]
-    return choice["message"]["content"], choice["finish_reason"], response.json()["usage"]
+    return (
+        choice["message"]["content"],
+        choice["finish_reason"],
+        token_counts(response.json()["usage"]),
+    )
 
 
 async def ask_alone_then_together(
@@ -112,6 +116,33 @@ async def test_answers_decoded_together_are_the_answers_decoded_alone(
     assert json.loads(answer(together[1])[0])["sentiment"] in {"positive", "negative", "neutral"}
     # Some passes advanced several answers at once: the requests were decoded together.
     assert steps > passes > 0
+
+
+async def test_the_prompt_tokens_a_request_takes_from_the_cache_are_counted(
+    services: dict[int, ServiceProcess],
+) -> None:
+    """usage says how many prompt tokens came from the cache, /metrics adds them up, and the
+    tokens read and reused make the prompt."""
+    body = chat({"content": "Name the G10 currencies and their central banks."})
+    async with httpx.AsyncClient(base_url=services[2].url, timeout=120) as llm:
+        before = await prompt_token_counts(llm)
+        usages = [(await llm.post("/v1/chat/completions", json=body)).json()["usage"] for _ in "ab"]
+        after = await prompt_token_counts(llm)
+
+    cached = [usage["prompt_tokens_details"]["cached_tokens"] for usage in usages]
+    assert 0 < cached[1] < usages[1]["prompt_tokens"]  # the repeat, but its last rows
+    assert after["reused"] - before["reused"] == sum(cached)
+    read_and_reused = sum(after[source] - before[source] for source in ("read", "reused"))
+    assert read_and_reused == sum(usage["prompt_tokens"] for usage in usages)
+
+
+async def prompt_token_counts(llm: httpx.AsyncClient) -> dict[str, float]:
+    text = (await llm.get("/metrics")).text
+    found = dict(
+        re.findall(r'^pas_llm_prompt_tokens_total\{[^}]*source="(\w+)"[^}]*\} (\S+)$', text, re.M)
+    )
+    assert set(found) == {"read", "reused"}, text
+    return {source: float(value) for source, value in found.items()}
 
 
 async def test_the_logprobs_of_answers_decoded_together_are_those_alone(

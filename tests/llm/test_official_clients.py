@@ -47,7 +47,14 @@ def test_openai_client_plain_and_streaming(llm_process: ServiceProcess) -> None:
     assert plain.usage.completion_tokens <= 24
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == plain.choices[0].message.content
-    assert chunks[-1].usage == plain.usage
+    streamed_usage = chunks[-1].usage
+    assert streamed_usage is not None
+    assert streamed_usage.model_dump(exclude={"prompt_tokens_details"}) == plain.usage.model_dump(
+        exclude={"prompt_tokens_details"}
+    )
+    # The same prompt again: the client reads what the service took from its prompt cache.
+    assert streamed_usage.prompt_tokens_details is not None
+    assert 0 < (streamed_usage.prompt_tokens_details.cached_tokens or 0) < plain.usage.prompt_tokens
     assert [m.id for m in client.models.list()] == ["smollm2-135m-instruct"]
 
 

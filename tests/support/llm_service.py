@@ -46,3 +46,8 @@ def measure_on_llm_service(url: str | None, measure: Callable[[str], Coroutine[A
             return asyncio.run(measure(service.url))
         finally:
             service.stop()
+
+
+def token_counts(usage: dict[str, Any]) -> dict[str, Any]:
+    """A usage object without what the prompt cache gave (that depends on what came before)."""
+    return {name: value for name, value in usage.items() if name != "prompt_tokens_details"}

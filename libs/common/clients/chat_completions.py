@@ -12,6 +12,7 @@ from libs.common.schemas.llm import (
     ChatChoice,
     ChatCompletion,
     ChoiceLogprobs,
+    PromptTokensDetails,
     ToolCall,
     Usage,
 )
@@ -35,6 +36,7 @@ class _WireUsage(msgspec.Struct):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class _WireCompletion(msgspec.Struct):
@@ -132,6 +134,7 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
                 if usage.total_tokens is not None
                 else usage.prompt_tokens + usage.completion_tokens
             ),
+            prompt_tokens_details=usage.prompt_tokens_details,
         ),
         system_fingerprint=wire.system_fingerprint,
     )

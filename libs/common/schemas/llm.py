@@ -188,10 +188,17 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     capability: str | None = None
 
 
-class Usage(msgspec.Struct, kw_only=True):
+class PromptTokensDetails(msgspec.Struct, kw_only=True):
+    cached_tokens: int = 0
+    """The prompt's first tokens taken from a cache instead of read (OpenAI's field)."""
+
+
+class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+    """Left out where the backend does not say what it cached."""
 
 
 class AssistantMessage(msgspec.Struct, kw_only=True):

@@ -38,4 +38,5 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
         parallel=settings.parallel,
         weights_cache_dir=Path(settings.weights_cache_dir) if settings.convert_weights else None,
         flash_attention=settings.flash_attention,
+        reuse_prompts=settings.prompt_cache,
     )

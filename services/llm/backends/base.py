@@ -68,6 +68,8 @@ class Completion(msgspec.Struct, kw_only=True):
     total_ns: int = 0
     logprobs: list[TokenLogprob] | None = None
     """Asked for (``Generation.logprobs``): one for each token of ``text``."""
+    cached_tokens: int | None = None
+    """The prompt's first tokens taken from a cache instead of read; None: not known."""
 
 
 class TextDelta(msgspec.Struct, kw_only=True):

@@ -112,8 +112,10 @@ class EmbeddedBackend:
         parallel: int = 4,
         weights_cache_dir: Path | None = None,
         flash_attention: bool = True,
+        reuse_prompts: bool = True,
     ) -> None:
         self.location = str(model_path)
+        self._reuse_prompts = reuse_prompts
         self._model_path = model_path
         # None: the file is loaded as it is; else Q4_1/Q5_1 weights are converted for batching.
         self._weights_cache_dir = weights_cache_dir
@@ -184,6 +186,7 @@ class EmbeddedBackend:
             n_threads=self._n_threads,
             n_threads_batch=self._n_threads_batch,
             flash_attention=self._flash_attention,
+            reuse_prompts=self._reuse_prompts,
         )
         self._llm = llm
         self._embedder = EmbeddingModel(
@@ -321,6 +324,7 @@ class EmbeddedBackend:
                         eval_ns=finished.eval_ns,
                         total_ns=time.perf_counter_ns() - started,
                         logprobs=finished.logprobs,
+                        cached_tokens=finished.cached_tokens,
                     )
                 )
         except Exception as exc:
@@ -576,10 +580,18 @@ class _BatchingCollector(Collector):
         decoding = GaugeMetricFamily(
             "pas_llm_sequences_decoding", "Answers in the batch now", labels=["model"]
         )
+        prompt_tokens = CounterMetricFamily(
+            "pas_llm_prompt_tokens",
+            "Prompt tokens of the answers started, by how they got into the cache: read, or "
+            "reused from a prompt read before",
+            labels=["model", "source"],
+        )
         passes.add_metric([model], engine.passes if engine else 0)
         steps.add_metric([model], engine.sequence_steps if engine else 0)
         decoding.add_metric([model], engine.running if engine else 0)
-        yield from (passes, steps, decoding)
+        prompt_tokens.add_metric([model, "read"], engine.prompt_tokens_read if engine else 0)
+        prompt_tokens.add_metric([model, "reused"], engine.prompt_tokens_reused if engine else 0)
+        yield from (passes, steps, decoding, prompt_tokens)
 
 
 def _log_softmax(logits: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, Any]:

@@ -7,7 +7,9 @@ one (llama.cpp's server, Ollama and vLLM batch the same way). The engine owns a 
 differs in the last bits from a lone request's), and runs on one thread:
 
 - a new request's prompt is read alone, in chunks of ``n_batch`` tokens, exactly as it would
-  be were it the only request, and its first token is sampled at once;
+  be were it the only request, and its first token is sampled at once; the start it shares
+  with a prompt read before, still in some slot's cache, is taken from there instead of read
+  again, where that leaves the answer unchanged (``reusable_prefix``);
 - then each pass feeds every running sequence its last token in one ``llama_decode`` and
   samples each sequence's next token with its own sampler chain (its JSON grammar, its
   temperature and seed), so a sequence joins or leaves the batch between two passes.
@@ -58,6 +60,8 @@ class Finished(msgspec.Struct):
     prompt_eval_ns: int
     eval_ns: int
     logprobs: list[TokenLogprob] | None = None
+    cached_tokens: int = 0
+    """The prompt's first tokens taken from a cache rather than read."""
 
 
 DEFAULT_LAST_N: Final = 64
@@ -162,6 +166,7 @@ class _Running:
         )
         self.recent: deque[int] = deque(maxlen=0 if penalties is None else penalties.last_n)
         self.position = len(request.tokens)
+        self.cached = 0  # the prompt's first tokens taken from a cache
         self.pending = -1  # the token sampled last, fed in the next pass
         self.generated = 0
         # Bytes that are not UTF-8 are dropped, as llama-cpp-python drops them (and so are
@@ -176,6 +181,27 @@ class _Running:
             None if request.logprobs is None else []
         )
         self.logprobs_emitted = 0  # entries of ``logprobs`` already sent
+
+
+class _Kept:
+    """The prompt a slot's cache holds from its last answer, which a later prompt may start
+    from: each token, and the row class (``row_class``) llama.cpp computed it in."""
+
+    __slots__ = ("classes", "tokens")
+
+    def __init__(self, tokens: list[int] | None = None, classes: bytes | bytearray = b"") -> None:
+        self.tokens = tokens or []
+        self.classes = bytearray(classes)
+
+    def head(self, length: int) -> _Kept:
+        return _Kept(self.tokens[:length], self.classes[:length])
+
+    def cut(self, length: int) -> None:
+        del self.tokens[length:], self.classes[length:]
+
+    def extend(self, tokens: list[int], row_class: int) -> None:
+        self.tokens.extend(tokens)
+        self.classes.extend(bytes([row_class]) * len(tokens))
 
 
 class _Call:
@@ -200,9 +226,15 @@ class BatchEngine:
         n_threads_batch: int | None = None,
         n_batch: int = 512,
         flash_attention: bool = True,
+        reuse_prompts: bool = True,
     ) -> None:
         self.slots = slots
         self._n_batch = n_batch
+        self._reuse_prompts = reuse_prompts
+        # Copying another slot's cache copies all its cells (llama.cpp copies whole streams):
+        # 4,096 cells took what reading 7 prompt tokens takes here; ask for twice that gain.
+        self._copy_worth = max(context_per_slot // 256, 1)
+        self._kept = [_Kept() for _ in range(slots)]
         self._vocab = llama.llama_model_get_vocab(model)
         params = sequences_context_params(slots, context_per_slot, n_batch, flash_attention)
         # llama-cpp-python's threads: a pass of one token (a lone answer) on ``n_threads``,
@@ -225,6 +257,8 @@ class BatchEngine:
         self.sequence_steps = 0  # tokens those passes made, one per sequence a pass
         self.moves = 0  # sequences moved to a lower slot
         self.grammar_shortcuts = 0  # greedy tokens the grammar allowed when checked alone
+        self.prompt_tokens_read = 0
+        self.prompt_tokens_reused = 0  # taken from a cache instead of read
         self._queued: deque[SequenceRequest] = deque()  # submitted while every slot was taken
         self._piece = ctypes.create_string_buffer(_PIECE_BYTES)
         self._pieces: dict[int, bytes] = {}  # each token's bytes, once looked up
@@ -299,7 +333,8 @@ class BatchEngine:
     def _close_gaps(self) -> None:
         """Move the sequences of the highest slots down into free ones, until the running
         sequences hold slots 0, 1, 2... and one pass decodes them all (see ``_pass``). A move
-        copies the sequence's cache cells as they are, so its answer does not change."""
+        copies the sequence's cache cells as they are, so its answer does not change; the copy
+        left behind stays a cache for a later prompt."""
         while self._running and max(self._running) >= len(self._running):  # a gap below
             top = max(self._running)
             free = self._lowest_free_slot()
@@ -307,7 +342,7 @@ class BatchEngine:
             # llama.cpp copies another cache's cells at the next decode, before that decode
             # writes anything: the source's data is still there then.
             llama.llama_memory_seq_cp(self._memory, top, free, -1, -1)
-            llama.llama_memory_seq_rm(self._memory, top, -1, -1)
+            self._kept[free] = self._kept[top].head(len(self._kept[top].tokens))
             sequence.slot = free
             self._running[free] = sequence
             self.moves += 1
@@ -321,18 +356,52 @@ class BatchEngine:
         self._running[free] = sequence
         try:
             tokens = request.tokens
-            for begin in range(0, len(tokens), self._n_batch):
-                chunk = tokens[begin : begin + self._n_batch]
+            begin = sequence.cached = self._take_prefix(free, tokens)
+            # Chunks end where a fresh read's end (every n_batch tokens, and the prompt's
+            # end), so each row is computed in the row class a fresh read gives it.
+            while begin < len(tokens):
+                end = min(len(tokens), begin - begin % self._n_batch + self._n_batch)
                 self._batch.n_tokens = 0
-                for offset, token in enumerate(chunk):
-                    last = begin + offset == len(tokens) - 1
-                    self._add(token, begin + offset, free, logits=last)
+                for position in range(begin, end):
+                    self._add(tokens[position], position, free, logits=position == end - 1)
                 self._decode()
+                self._kept[free].extend(tokens[begin:end], row_class(end - begin))
+                begin = end
+            self.prompt_tokens_read += len(tokens) - sequence.cached
+            self.prompt_tokens_reused += sequence.cached
             self._advance(sequence, self._batch.n_tokens - 1)
         except BaseException:
+            self._forget(free)
             if self._running.get(free) is sequence:
                 self._release(sequence)  # the caller reports the error
             raise
+
+    def _take_prefix(self, slot: int, tokens: list[int]) -> int:
+        """Leave in ``slot``'s cache the longest start of ``tokens`` any slot's cache holds as
+        a fresh read would have computed it (copied from that slot when it is worth a copy);
+        how many tokens that is."""
+        if not self._reuse_prompts:
+            self._forget(slot)
+            return 0
+        donor, length = slot, reusable_prefix(self._kept[slot], tokens, self._n_batch)
+        for other, kept in enumerate(self._kept):
+            if other != slot:
+                found = reusable_prefix(kept, tokens, self._n_batch)
+                if found >= length + self._copy_worth:
+                    donor, length = other, found
+        if donor != slot:
+            # The whole stream is copied at the next decode, before that decode writes.
+            llama.llama_memory_seq_cp(self._memory, donor, slot, -1, -1)
+            self._kept[slot] = self._kept[donor].head(length)
+        else:
+            self._kept[slot].cut(length)
+        llama.llama_memory_seq_rm(self._memory, slot, length, -1)
+        return length
+
+    def _forget(self, slot: int) -> None:
+        """Empty ``slot``'s cache."""
+        llama.llama_memory_seq_rm(self._memory, slot, -1, -1)
+        self._kept[slot] = _Kept()
 
     def _pass(self) -> None:
         self._batch.n_tokens = 0
@@ -362,6 +431,7 @@ class BatchEngine:
         except BackendUnavailable as exc:
             for sequence in batch:
                 self._end(sequence, exc)
+                self._forget(sequence.slot)
             return
         self.passes += 1
         self.sequence_steps += len(batch)
@@ -478,6 +548,7 @@ class BatchEngine:
             if sequence.logprobs is None
             # A stop string's tokens are cut with its text.
             else [entry for start, entry in sequence.logprobs if start < len(sequence.text)],
+            cached_tokens=sequence.cached,
         )
         self._end(sequence, finished)
 
@@ -486,14 +557,16 @@ class BatchEngine:
         sequence.request.finish(outcome)
 
     def _release(self, sequence: _Running) -> None:
-        """Free the sequence's slot: its cache cells and its sampler."""
+        """Free the sequence's slot and its sampler; its cache cells stay for a later prompt
+        (``_take_prefix`` removes what that does not share)."""
         del self._running[sequence.slot]
-        llama.llama_memory_seq_rm(self._memory, sequence.slot, -1, -1)
         llama.llama_sampler_free(sequence.sampler)
 
     def _end_all(self, error: BaseException) -> None:
         for sequence in list(self._running.values()):
             self._end(sequence, error)
+        for slot in range(self.slots):
+            self._forget(slot)
         while self._queued:
             self._queued.popleft().finish(error)
         while True:
@@ -554,6 +627,49 @@ class BatchEngine:
         tokens = (llama.llama_token * room)()
         count = llama.llama_tokenize(self._vocab, data, len(data), tokens, room, False, False)
         return list(tokens[: max(count, 0)])
+
+
+TILED_ROWS: Final = 64
+"""ggml's CPU flash attention takes a tiled path for a ubatch of at least this many rows of one
+sequence (``GGML_FA_TILE_Q``) and a row-by-row path below it."""
+
+
+def row_class(rows: int) -> int:
+    """How llama.cpp's CPU kernels compute the rows of a ubatch of ``rows`` rows: alone (matrix
+    times vector), a few (attention row by row), a tile and more (tiled attention).
+
+    A row comes out the same to the bit in any ubatch of its class, whatever shares it, and
+    differs in the last bits across classes (measured: a cached prefix then the rest of the
+    prompt gives the logits of one whole read exactly when the rest has as many rows as the
+    whole read's class needs). So a kept prompt row is reused only where a fresh read would
+    have computed it in the same class."""
+    return 0 if rows == 1 else 1 if rows < TILED_ROWS else 2
+
+
+def reusable_prefix(kept: _Kept, prompt: list[int], n_batch: int) -> int:
+    """How many of ``prompt``'s first tokens ``kept`` can give with the answer unchanged: the
+    rows it holds as a fresh read of ``prompt`` (chunks of ``n_batch``) computes them, less
+    what reading the rest from there would compute in another class. One token at least is
+    left to read, for the logits of the last."""
+    length = len(prompt)
+    shared = 0
+    for token, kept_class, mine in zip(
+        kept.tokens, kept.classes, prompt[: length - 1], strict=False
+    ):
+        start = shared - shared % n_batch
+        if token != mine or kept_class != row_class(min(length, start + n_batch) - start):
+            break
+        shared += 1
+    if shared == 0:
+        return 0
+    # The rest is read from ``shared``: its first chunk must be of the class of the chunk a
+    # fresh read puts those rows in (the chunks after it are a fresh read's own).
+    start = shared - shared % n_batch
+    end = min(length, start + n_batch)
+    fresh = row_class(end - start)
+    if row_class(end - shared) == fresh:
+        return shared
+    return start if fresh == 0 else end - (2 if fresh == 1 else TILED_ROWS)
 
 
 def sequences_context_params(

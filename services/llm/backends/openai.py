@@ -16,7 +16,7 @@ from libs.common.clients.llm_errors import LLMError, LLMRefused, LLMTimeout, LLM
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.errors import BackendTimeout, BackendUnavailable, InvalidRequest, PASError
-from libs.common.schemas.llm import ModelList, TokenLogprob
+from libs.common.schemas.llm import ModelList, TokenLogprob, Usage
 from services.llm.backends.base import (
     DRY_FIELDS,
     PENALTY_FIELDS,
@@ -197,6 +197,7 @@ class OpenAIBackend:
             finish_reason="length" if choice.finish_reason == "length" else "stop",
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
+            cached_tokens=cached_tokens(completion.usage),
             eval_ns=ended - started,
             total_ns=ended - started,
             logprobs=logprobs_if_asked(
@@ -258,8 +259,15 @@ class OpenAIBackend:
             # token a chunk, as llama.cpp's servers send them); the prompt stays uncounted.
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else len(parts),
+            cached_tokens=cached_tokens(usage),
             prompt_eval_ns=first - started,
             eval_ns=ended - first,
             total_ns=ended - started,
             logprobs=logprobs_if_asked(generation, logprobs),
         )
+
+
+def cached_tokens(usage: Usage | None) -> int | None:
+    """The prompt tokens the server says it took from its cache (vLLM and OpenAI say it)."""
+    details = None if usage is None else usage.prompt_tokens_details
+    return None if details is None else details.cached_tokens
