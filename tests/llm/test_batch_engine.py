@@ -102,24 +102,29 @@ def test_a_sequence_moved_to_a_lower_slot_keeps_its_answer(engine: BatchEngine) 
     alone = Answer(engine, 48).result()
     assert isinstance(alone, Finished)
 
-    # Two long answers take slots 0 and 1; ours takes slot 2. Once ours has made a few tokens,
-    # the two go away: ours is moved down to slot 0 and finishes there.
-    first, second = Answer(engine, 400), Answer(engine, 400)
-    ours = Answer(engine, 48)
+    # Three answers take three consecutive slots. Once each has made a few tokens, the middle
+    # one goes away: the top one is moved down into its slot (one pass decodes consecutive
+    # slots only) and finishes there.
+    answers = [Answer(engine, 48) for _ in range(3)]
     deadline = time.monotonic() + 60
-    while len(ours.texts) < 3 and time.monotonic() < deadline:
+    while min(len(a.texts) for a in answers) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(ours.texts) >= 3, "our answer never started"
+    assert min(len(a.texts) for a in answers) >= 3, "the answers never started"
+    by_slot = engine.call(
+        lambda: [s.request.cancel for _, s in sorted(engine._running.items())]
+    ).result()
     moves_before = engine.moves
-    first.cancel.set()
-    second.cancel.set()
+    [middle] = [a for a in answers if a.cancel is by_slot[1]]
+    middle.cancel.set()
 
-    moved = ours.result()
-    assert [first.result(), second.result()] == [None, None]  # stopped, not failed
+    kept = [a for a in answers if a is not middle]
+    finished = [a.result() for a in kept]
+    assert middle.result() is None  # stopped, not failed
     assert engine.moves > moves_before
-    assert isinstance(moved, Finished)
-    assert moved.text == alone.text
-    assert "".join(ours.texts) == moved.text
+    for answer, outcome in zip(kept, finished, strict=True):
+        assert isinstance(outcome, Finished)
+        assert outcome.text == alone.text
+        assert "".join(answer.texts) == outcome.text
     assert engine.running == 0
 
 

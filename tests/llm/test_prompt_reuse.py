@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS
 from services.kafka_llm_processor.send_samples import sample_documents
 from services.llm.backends.llama_batch import (
@@ -150,6 +151,29 @@ def test_an_answer_from_a_reused_prompt_start_is_the_answer_from_a_whole_read(
     assert counts[True] == sum(r.cached_tokens for r in [*reused, *together])
     print([r.cached_tokens for r in reused], [len(t) for t in asked])
     assert reused[9].cached_tokens >= len(asked[9]) - TILED_ROWS  # the long prompt again
+
+
+def test_agents_taking_turns_each_find_their_conversation_in_the_cache(
+    models: dict[str, Any],
+) -> None:
+    """Three agents with system prompts of their own ask one after another, each going on
+    with its conversation: each finds all of it but the rows read last, in the slot it used
+    (the others' caches stay: a new answer takes the slot used longest ago)."""
+    engine = BatchEngine(models["q8_0"], slots=4, context_per_slot=1024, n_threads=None)
+    try:
+        documents = sample_documents()
+        tasks: tuple[Task, ...] = ("summary", "key_figures", "sentiment")
+        agents = [chat(INSTRUCTIONS[task], documents[i].content) for i, task in enumerate(tasks)]
+        first = [engine.tokenize(agent) for agent in agents]
+        for tokens in first:
+            result(ask(engine, tokens, 4))
+        follow_up = [tokens + engine.tokenize("Go on.<|im_end|>\n") for tokens in first]
+        again = [result(ask(engine, tokens, 4)) for tokens in follow_up]
+    finally:
+        engine.close()
+
+    for tokens, answer in zip(first, again, strict=True):
+        assert answer.cached_tokens >= len(tokens) - TILED_ROWS
 
 
 def test_an_engine_that_does_not_reuse_reads_every_prompt_whole(models: dict[str, Any]) -> None:

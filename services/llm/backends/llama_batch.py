@@ -235,6 +235,8 @@ class BatchEngine:
         # 4,096 cells took what reading 7 prompt tokens takes here; ask for twice that gain.
         self._copy_worth = max(context_per_slot // 256, 1)
         self._kept = [_Kept() for _ in range(slots)]
+        self._last_used = [0] * slots  # when each slot last took an answer, counted in answers
+        self._used = 0
         self._vocab = llama.llama_model_get_vocab(model)
         params = sequences_context_params(slots, context_per_slot, n_batch, flash_attention)
         # llama-cpp-python's threads: a pass of one token (a lone answer) on ``n_threads``,
@@ -331,13 +333,13 @@ class BatchEngine:
         return True
 
     def _close_gaps(self) -> None:
-        """Move the sequences of the highest slots down into free ones, until the running
-        sequences hold slots 0, 1, 2... and one pass decodes them all (see ``_pass``). A move
-        copies the sequence's cache cells as they are, so its answer does not change; the copy
-        left behind stays a cache for a later prompt."""
-        while self._running and max(self._running) >= len(self._running):  # a gap below
+        """Move the sequences of the highest slots down into the free ones between, until the
+        running sequences hold consecutive slots and one pass decodes them all (see
+        ``_pass``). A move copies the sequence's cache cells as they are, so its answer does
+        not change; the copy left behind stays a cache for a later prompt."""
+        while self._gaps():
             top = max(self._running)
-            free = self._lowest_free_slot()
+            free = self._gaps()[0]
             sequence = self._running.pop(top)
             # llama.cpp copies another cache's cells at the next decode, before that decode
             # writes anything: the source's data is still there then.
@@ -347,48 +349,72 @@ class BatchEngine:
             self._running[free] = sequence
             self.moves += 1
 
-    def _lowest_free_slot(self) -> int:
-        return min(set(range(self.slots)) - self._running.keys())
+    def _gaps(self) -> list[int]:
+        """The free slots between running sequences."""
+        if not self._running:
+            return []
+        return [s for s in range(min(self._running), max(self._running)) if s not in self._running]
 
     def _start(self, request: SequenceRequest) -> None:
-        free = self._lowest_free_slot()
-        sequence = _Running(request, free, _sampler_chain(self._vocab, request.sampling))
-        self._running[free] = sequence
+        tokens = request.tokens
+        reusable = [
+            reusable_prefix(kept, tokens, self._n_batch) if self._reuse_prompts else 0
+            for kept in self._kept
+        ]
+        slot = self._slot_for(reusable)
+        sequence = _Running(request, slot, _sampler_chain(self._vocab, request.sampling))
+        self._running[slot] = sequence
+        self._used += 1
+        self._last_used[slot] = self._used
         try:
-            tokens = request.tokens
-            begin = sequence.cached = self._take_prefix(free, tokens)
+            begin = sequence.cached = self._take_prefix(slot, reusable)
             # Chunks end where a fresh read's end (every n_batch tokens, and the prompt's
             # end), so each row is computed in the row class a fresh read gives it.
             while begin < len(tokens):
                 end = min(len(tokens), begin - begin % self._n_batch + self._n_batch)
                 self._batch.n_tokens = 0
                 for position in range(begin, end):
-                    self._add(tokens[position], position, free, logits=position == end - 1)
+                    self._add(tokens[position], position, slot, logits=position == end - 1)
                 self._decode()
-                self._kept[free].extend(tokens[begin:end], row_class(end - begin))
+                self._kept[slot].extend(tokens[begin:end], row_class(end - begin))
                 begin = end
             self.prompt_tokens_read += len(tokens) - sequence.cached
             self.prompt_tokens_reused += sequence.cached
             self._advance(sequence, self._batch.n_tokens - 1)
         except BaseException:
-            self._forget(free)
-            if self._running.get(free) is sequence:
+            self._forget(slot)
+            if self._running.get(slot) is sequence:
                 self._release(sequence)  # the caller reports the error
             raise
 
-    def _take_prefix(self, slot: int, tokens: list[int]) -> int:
-        """Leave in ``slot``'s cache the longest start of ``tokens`` any slot's cache holds as
-        a fresh read would have computed it (copied from that slot when it is worth a copy);
-        how many tokens that is."""
-        if not self._reuse_prompts:
-            self._forget(slot)
-            return 0
-        donor, length = slot, reusable_prefix(self._kept[slot], tokens, self._n_batch)
-        for other, kept in enumerate(self._kept):
-            if other != slot:
-                found = reusable_prefix(kept, tokens, self._n_batch)
-                if found >= length + self._copy_worth:
-                    donor, length = other, found
+    def _slot_for(self, reusable: list[int]) -> int:
+        """The free slot a new answer takes: one that keeps the running sequences' slots
+        consecutive (a pass decodes them in one step only so: see ``_pass``); of those, the
+        one whose cache the prompt goes on with (at least half of it reused, as llama.cpp's
+        server picks a slot by prompt similarity), the longest reuse first; else the one used
+        longest ago. A cache is so kept for the prompt that goes on with it: agents or
+        conversations taking turns each find their own."""
+        if not self._running:
+            candidates = list(range(self.slots))
+        else:
+            low, high = min(self._running), max(self._running)
+            candidates = self._gaps() or [s for s in (low - 1, high + 1) if 0 <= s < self.slots]
+
+        def preference(slot: int) -> tuple[int, int]:
+            kept = len(self._kept[slot].tokens)
+            goes_on = reusable[slot] > 0 and 2 * reusable[slot] >= kept
+            return (reusable[slot] if goes_on else 0, -self._last_used[slot])
+
+        return max(candidates, key=preference)
+
+    def _take_prefix(self, slot: int, reusable: list[int]) -> int:
+        """Leave in ``slot``'s cache the longest start of the prompt any slot's cache holds
+        as a fresh read would have computed it (``reusable``, by slot), copied from that slot
+        when it is worth a copy; how many tokens that is."""
+        donor = max(range(self.slots), key=lambda s: reusable[s])
+        if reusable[donor] < reusable[slot] + self._copy_worth:
+            donor = slot
+        length = reusable[donor]
         if donor != slot:
             # The whole stream is copied at the next decode, before that decode writes.
             llama.llama_memory_seq_cp(self._memory, donor, slot, -1, -1)
@@ -407,9 +433,10 @@ class BatchEngine:
         self._batch.n_tokens = 0
         now = time.monotonic()
         # Rows in slot order: llama.cpp decodes sequences of separate caches in one step only
-        # when their ids ascend one by one (0, 1, 2...); other orders, or a gap, split the pass
-        # into several (measured: two sequences as 0, 1 make 122 tokens/s; as 1, 0 or 0, 2, 50).
-        # A new answer takes the lowest free slot, which closes a gap a finished one left.
+        # when their ids ascend one by one (0, 1, 2... or 1, 2, 3...); other orders, or a gap,
+        # split the pass (measured: two sequences as 0, 1 make 122 tokens/s; as 1, 0 or 0, 2,
+        # 50; 1, 2 and 2, 3 as fast as 0, 1). A new answer takes a gap a finished one left, or
+        # a slot next to the running ones (``_slot_for``).
         batch: list[_Running] = []  # a sequence's row in the pass is its place here
         for _, sequence in sorted(self._running.items()):
             request = sequence.request
