@@ -114,8 +114,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 # Without flash attention only one row (a matrix times a vector) differs from several.
 @pytest.mark.parametrize(
     ("weights", "flash_attention"),
-    [("shipped", True), ("q8_0", True), ("q8_0", False)],
-    ids=["shipped-flash", "q8_0-flash", "q8_0-plain"],
+    [
+        pytest.param("shipped", True, marks=pytest.mark.slow, id="shipped-flash"),
+        pytest.param("q8_0", True, id="q8_0-flash"),  # the services' weights and attention
+        pytest.param("q8_0", False, marks=pytest.mark.slow, id="q8_0-plain"),
+    ],
 )
 def test_an_answer_from_a_reused_prompt_start_is_the_answer_from_a_whole_read(
     models: dict[str, Any], weights: str, flash_attention: bool
