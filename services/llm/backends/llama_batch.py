@@ -196,6 +196,9 @@ class _Kept:
     def head(self, length: int) -> _Kept:
         return _Kept(self.tokens[:length], self.classes[:length])
 
+    def copy(self) -> _Kept:
+        return self.head(len(self.tokens))
+
     def cut(self, length: int) -> None:
         del self.tokens[length:], self.classes[length:]
 
@@ -337,14 +340,13 @@ class BatchEngine:
         running sequences hold consecutive slots and one pass decodes them all (see
         ``_pass``). A move copies the sequence's cache cells as they are, so its answer does
         not change; the copy left behind stays a cache for a later prompt."""
-        while self._gaps():
-            top = max(self._running)
-            free = self._gaps()[0]
+        while gaps := self._gaps():
+            top, free = max(self._running), gaps[0]
             sequence = self._running.pop(top)
             # llama.cpp copies another cache's cells at the next decode, before that decode
             # writes anything: the source's data is still there then.
             llama.llama_memory_seq_cp(self._memory, top, free, -1, -1)
-            self._kept[free] = self._kept[top].head(len(self._kept[top].tokens))
+            self._kept[free] = self._kept[top].copy()
             sequence.slot = free
             self._running[free] = sequence
             self.moves += 1
@@ -371,7 +373,7 @@ class BatchEngine:
             # Chunks end where a fresh read's end (every n_batch tokens, and the prompt's
             # end), so each row is computed in the row class a fresh read gives it.
             while begin < len(tokens):
-                end = min(len(tokens), begin - begin % self._n_batch + self._n_batch)
+                _, end = fresh_chunk(begin, len(tokens), self._n_batch)
                 self._batch.n_tokens = 0
                 for position in range(begin, end):
                     self._add(tokens[position], position, slot, logits=position == end - 1)
@@ -673,6 +675,13 @@ def row_class(rows: int) -> int:
     return 0 if rows == 1 else 1 if rows < TILED_ROWS else 2
 
 
+def fresh_chunk(row: int, length: int, n_batch: int) -> tuple[int, int]:
+    """Where the chunk holding ``row`` starts and ends when ``length`` tokens are read fresh,
+    in chunks of ``n_batch``."""
+    start = row - row % n_batch
+    return start, min(length, start + n_batch)
+
+
 def reusable_prefix(kept: _Kept, prompt: list[int], n_batch: int) -> int:
     """How many of ``prompt``'s first tokens ``kept`` can give with the answer unchanged: the
     rows it holds as a fresh read of ``prompt`` (chunks of ``n_batch``) computes them, less
@@ -683,16 +692,15 @@ def reusable_prefix(kept: _Kept, prompt: list[int], n_batch: int) -> int:
     for token, kept_class, mine in zip(
         kept.tokens, kept.classes, prompt[: length - 1], strict=False
     ):
-        start = shared - shared % n_batch
-        if token != mine or kept_class != row_class(min(length, start + n_batch) - start):
+        start, end = fresh_chunk(shared, length, n_batch)
+        if token != mine or kept_class != row_class(end - start):
             break
         shared += 1
     if shared == 0:
         return 0
     # The rest is read from ``shared``: its first chunk must be of the class of the chunk a
     # fresh read puts those rows in (the chunks after it are a fresh read's own).
-    start = shared - shared % n_batch
-    end = min(length, start + n_batch)
+    start, end = fresh_chunk(shared, length, n_batch)
     fresh = row_class(end - start)
     if row_class(end - shared) == fresh:
         return shared
