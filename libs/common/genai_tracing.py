@@ -38,6 +38,8 @@ GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+"""Of the input tokens, those taken from a prompt cache (counted in the input tokens too)."""
 GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
 ERROR_TYPE: Final = "error.type"
@@ -212,6 +214,7 @@ def record_usage(
     *,
     input_tokens: int | None = None,
     output_tokens: int | None = None,
+    cached_input_tokens: int | None = None,
     response_model: str | None = None,
     cost_usd: float | None = None,
 ) -> None:
@@ -223,6 +226,8 @@ def record_usage(
         used[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
     if output_tokens is not None:
         used[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+    if cached_input_tokens is not None:
+        used[GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cached_input_tokens
     if response_model:
         used[GEN_AI_RESPONSE_MODEL] = response_model
     if cost_usd is not None:

@@ -106,6 +106,7 @@ class LLMClient:
                 span,
                 input_tokens=usage.prompt_tokens,
                 output_tokens=usage.completion_tokens,
+                cached_input_tokens=usage.cached_tokens,
                 response_model=answer.completion.model,
             )
         return LLMAnswer(

@@ -56,6 +56,7 @@ class TracedChatOllama(ChatOllama):
             record_usage(
                 span,
                 input_tokens=_count(info, "prompt_eval_count"),
+                cached_input_tokens=_count(info, "prompt_eval_cached_count"),
                 output_tokens=_count(info, "eval_count"),
                 response_model=model if isinstance(model, str) else None,
             )

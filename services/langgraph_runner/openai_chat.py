@@ -196,6 +196,7 @@ class OpenAICompatibleChat(BaseChatModel):
                 span,
                 input_tokens=usage.prompt_tokens,
                 output_tokens=usage.completion_tokens,
+                cached_input_tokens=usage.cached_tokens,
                 response_model=completion.model,
                 cost_usd=cost,
             )

@@ -217,5 +217,6 @@ def _record(span: ModelCallSpan, completion: Completion) -> None:
         span,
         input_tokens=completion.prompt_tokens,
         output_tokens=completion.completion_tokens,
+        cached_input_tokens=completion.cached_tokens,
     )
     span.set_attributes({GEN_AI_RESPONSE_FINISH_REASONS: [completion.finish_reason]})

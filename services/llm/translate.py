@@ -233,6 +233,7 @@ def ollama_timings(completion: Completion) -> OllamaTimings:
         total_duration=completion.total_ns,
         load_duration=0,
         prompt_eval_count=completion.prompt_tokens,
+        prompt_eval_cached_count=completion.cached_tokens,
         prompt_eval_duration=completion.prompt_eval_ns,
         eval_count=completion.completion_tokens,
         eval_duration=completion.eval_ns,

@@ -395,6 +395,7 @@ def _record(span: ModelCallSpan, usage: Usage | None, cost: float) -> None:
         span,
         input_tokens=usage.prompt_tokens if usage else None,
         output_tokens=usage.completion_tokens if usage else None,
+        cached_input_tokens=usage.cached_tokens if usage else None,
         cost_usd=cost,
     )
 

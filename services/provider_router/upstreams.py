@@ -33,7 +33,7 @@ from libs.common.clients.openai_client import (
     post_for_success,
 )
 from libs.common.errors import PASError
-from libs.common.schemas.llm import Usage
+from libs.common.schemas.llm import PromptTokensDetails, Usage
 from services.provider_router.candidates import Candidate
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -61,6 +61,7 @@ class UpstreamRefused(PASError):
 class _Tokens(msgspec.Struct):
     prompt_tokens: int = 0
     completion_tokens: int = 0  # embeddings have none
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class _UsageOnly(msgspec.Struct):
@@ -82,6 +83,7 @@ def usage_in(payload: bytes) -> Usage | None:
         prompt_tokens=tokens.prompt_tokens,
         completion_tokens=tokens.completion_tokens,
         total_tokens=tokens.prompt_tokens + tokens.completion_tokens,
+        prompt_tokens_details=tokens.prompt_tokens_details,
     )
 
 

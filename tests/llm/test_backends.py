@@ -78,6 +78,7 @@ def fake_ollama(seen: list[dict[str, Any]]) -> Litestar:
                         "total_duration": 5_000_000,
                         "load_duration": 1_000,
                         "prompt_eval_count": 12,
+                        "prompt_eval_cached_count": 5,
                         "prompt_eval_duration": 1_000_000,
                         "eval_count": 3,
                         "eval_duration": 3_000_000,
@@ -239,6 +240,7 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
         "prompt_tokens": 12,
         "completion_tokens": 3,
         "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 5},
     }
     sent = seen[0]
     assert sent["model"] == "llama3.1:8b"

@@ -31,6 +31,27 @@ async def test_generate_has_the_spec_shape_with_counts_and_durations(llm: Client
     assert body["prompt_eval_duration"] > 0
 
 
+async def test_a_repeated_chat_counts_its_prompt_whole_and_says_what_came_from_the_cache(
+    llm: Client,
+) -> None:
+    """As Ollama does: ``prompt_eval_count`` is the whole prompt, ``prompt_eval_cached_count``
+    the part of it taken from the prompt cache (on the stream's last line too)."""
+    chat = {
+        "messages": [{"role": "user", "content": "Name one risk of holding a bond."}],
+        "stream": False,
+        "options": {"temperature": 0, "num_predict": 8},
+    }
+    first = (await llm.post("/api/chat", json=chat)).json()
+    second = (await llm.post("/api/chat", json=chat)).json()
+    streamed = await llm.post("/api/chat", json={**chat, "stream": True})
+    last = json.loads(streamed.text.splitlines()[-1])
+
+    assert first["message"] == second["message"]
+    assert first["prompt_eval_count"] == second["prompt_eval_count"] == last["prompt_eval_count"]
+    assert 0 < second["prompt_eval_cached_count"] < second["prompt_eval_count"]
+    assert 0 < last["prompt_eval_cached_count"] < last["prompt_eval_count"]
+
+
 async def test_streamed_generate_is_ndjson_that_adds_up(llm: Client) -> None:
     plain = (await llm.post("/generate", json=GENERATE)).json()
 

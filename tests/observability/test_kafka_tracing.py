@@ -211,6 +211,9 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
     generated = one(trace, service="llama31_8b", scope="pas.genai")
     assert generated["attributes"]["gen_ai.usage.input_tokens"] == result.prompt_tokens
     assert generated["attributes"]["gen_ai.usage.output_tokens"] == result.completion_tokens
+    # Both say alike what the prompt cache gave (the service's usage reaches the processor).
+    cached = generated["attributes"]["gen_ai.usage.cache_read.input_tokens"]
+    assert asked["attributes"]["gen_ai.usage.cache_read.input_tokens"] == cached
 
     # The result's publication: a PRODUCER span under the consume span, and the result record
     # carries its context.

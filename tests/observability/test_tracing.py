@@ -95,6 +95,8 @@ def test_a_routed_call_is_one_trace_with_genai_token_counts(
     assert attributes["gen_ai.request.model"] == "smol"
     assert attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
     assert attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    cached = usage["prompt_tokens_details"]["cached_tokens"]
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == cached
     total = usage["prompt_tokens"] + usage["completion_tokens"]
     assert attributes["pas.cost_usd"] == pytest.approx(total / 1000)
 
@@ -111,6 +113,7 @@ def test_a_routed_call_is_one_trace_with_genai_token_counts(
     assert generated["attributes"]["gen_ai.provider.name"] == "embedded"
     assert generated["attributes"]["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
     assert generated["attributes"]["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert generated["attributes"]["gen_ai.usage.cache_read.input_tokens"] == cached
     assert ancestors(generated, trace) >= {llm_server["span_id"], server["span_id"]}
 
     # The router's access log line names the trace and the server span beside the request id.

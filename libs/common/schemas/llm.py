@@ -200,6 +200,12 @@ class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     prompt_tokens_details: PromptTokensDetails | None = None
     """Left out where the backend does not say what it cached."""
 
+    @property
+    def cached_tokens(self) -> int | None:
+        """Of the prompt's tokens, those taken from a prompt cache; ``None`` when not said."""
+        details = self.prompt_tokens_details
+        return None if details is None else details.cached_tokens
+
 
 class AssistantMessage(msgspec.Struct, kw_only=True):
     role: Literal["assistant"] = "assistant"
@@ -313,6 +319,9 @@ class OllamaTimings(msgspec.Struct, kw_only=True):
     total_duration: int = 0
     load_duration: int = 0
     prompt_eval_count: int = 0
+    """The whole prompt, its cached start included, as Ollama counts it."""
+    prompt_eval_cached_count: int | None = None
+    """Of those, read from the prompt cache; absent where the backend does not say."""
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0

@@ -172,6 +172,7 @@ class OllamaBackend:
                         text="".join(parts),
                         finish_reason="length" if chunk.done_reason == "length" else "stop",
                         prompt_tokens=chunk.prompt_eval_count,
+                        cached_tokens=chunk.prompt_eval_cached_count,
                         completion_tokens=chunk.eval_count,
                         prompt_eval_ns=chunk.prompt_eval_duration,
                         eval_ns=chunk.eval_duration,
