@@ -22,15 +22,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
 # Portable llama.cpp: without GGML_NATIVE=OFF it is tuned to the build machine's CPU and may
-# die with SIGILL on the nodes that run the image.
+# die with SIGILL on the nodes that run the image. Text only: no multimodal library (mtmd).
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    CMAKE_ARGS="-DGGML_NATIVE=OFF"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 # Dependencies first, from the lock, with empty packages standing in for PAS's own code: this
-# layer (llama.cpp's build takes about ten minutes) is rebuilt only when the lock or
+# layer (llama.cpp's build takes a few minutes) is rebuilt only when the lock or
 # pyproject.toml change, not on every code change.
 RUN mkdir -p libs services && touch libs/__init__.py services/__init__.py \
     && /opt/venv/bin/pip install --constraint requirements.lock pip \

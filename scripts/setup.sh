@@ -38,15 +38,21 @@ PY
 # llama.cpp is compiled for this machine's CPU, except for AMX: ggml's AMX matrix kernels crash
 # (SIGSEGV in ggml_backend_amx_mul_mat on the first decode) on the Xeon virtual machines PAS is
 # tested on, which report AMX. With GGML_NATIVE=OFF ggml builds for AVX2, FMA, F16C and BMI2;
-# AVX-512 is added where the CPU has it. A CMAKE_ARGS of your own (a GPU build) wins.
+# AVX-512 is added where the CPU has it. PAS reads text only, so llama-cpp-python's multimodal
+# library (mtmd: a quarter of the compiling, docs/benchmarks.md) is not built. A CMAKE_ARGS of
+# your own (a GPU build) wins.
 llama_cmake_args() {
-    [ "$(uname -m)" = x86_64 ] || return 0
-    local flags=" $(grep -m1 '^flags' /proc/cpuinfo) " args="-DGGML_NATIVE=OFF"
-    if [[ $flags == *" avx512f "* && $flags == *" avx512bw "* && $flags == *" avx512vl "* ]]; then
-        args+=" -DGGML_AVX512=ON"
-        [[ $flags == *" avx512vbmi "* ]] && args+=" -DGGML_AVX512_VBMI=ON"
-        [[ $flags == *" avx512_vnni "* ]] && args+=" -DGGML_AVX512_VNNI=ON"
-        [[ $flags == *" avx512_bf16 "* ]] && args+=" -DGGML_AVX512_BF16=ON"
+    local args="-DLLAVA_BUILD=OFF"
+    if [ "$(uname -m)" = x86_64 ]; then
+        local flags=" $(grep -m1 '^flags' /proc/cpuinfo) "
+        args+=" -DGGML_NATIVE=OFF"
+        if [[ $flags == *" avx512f "* && $flags == *" avx512bw "* && $flags == *" avx512vl "* ]]
+        then
+            args+=" -DGGML_AVX512=ON"
+            [[ $flags == *" avx512vbmi "* ]] && args+=" -DGGML_AVX512_VBMI=ON"
+            [[ $flags == *" avx512_vnni "* ]] && args+=" -DGGML_AVX512_VNNI=ON"
+            [[ $flags == *" avx512_bf16 "* ]] && args+=" -DGGML_AVX512_BF16=ON"
+        fi
     fi
     echo "$args"
 }
@@ -73,7 +79,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
             "$llama_wheels"/llama_cpp_python-*.whl
     }
     echo "installing PAS into .venv; the first time on a machine pip builds llama.cpp" \
-        "(about ten minutes)..."
+        "(a few minutes)..."
     if ! { .venv/bin/python -m pip install --constraint "$lock" pip && install_llama &&
            .venv/bin/python -m pip install --constraint "$lock" --editable ".[$extras]"; } \
            >"$log" 2>&1; then
