@@ -29,6 +29,9 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: frozenset[str]
     input_per_1k: float = 0.0
     output_per_1k: float = 0.0
+    cached_input_per_1k: float | None = None
+    """What an input token the provider took from its prompt cache costs (OpenAI's and
+    Anthropic's cost a tenth to a half of one read); ``None``: what any input token does."""
     agent_id: str | None = None
     api_key: str | None = None
     unavailable: str | None = None
@@ -39,8 +42,14 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     def blended_price(self) -> float:
         return self.input_per_1k + self.output_per_1k
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """``prompt_tokens`` counts the ``cached_tokens`` among them, as OpenAI's usage does."""
+        cached = min(cached_tokens, prompt_tokens) if self.cached_input_per_1k is not None else 0
+        return (
+            (prompt_tokens - cached) * self.input_per_1k
+            + cached * (self.cached_input_per_1k or 0.0)
+            + completion_tokens * self.output_per_1k
+        ) / 1000
 
 
 def local_candidates(agents: list[RegisteredAgent], token: str | None = None) -> list[Candidate]:
@@ -73,6 +82,7 @@ class ModelEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     capabilities: list[str]
     input_per_1k: Price = 0.0
     output_per_1k: Price = 0.0
+    cached_input_per_1k: Price | None = None
 
 
 class ProviderEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -114,6 +124,7 @@ def remote_candidates(path: str | None, environ: dict[str, str] | None = None) -
                     capabilities=frozenset(model.capabilities),
                     input_per_1k=model.input_per_1k,
                     output_per_1k=model.output_per_1k,
+                    cached_input_per_1k=model.cached_input_per_1k,
                     api_key=key,
                     unavailable=missing,
                     daily_budget_usd=provider.daily_budget_usd,

@@ -306,7 +306,7 @@ class Dispatcher:
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
         self._pool.stats[candidate.id].record(elapsed_s, completion)
-        cost = candidate.cost(prompt, completion)
+        cost = candidate.cost(prompt, completion, (usage.cached_tokens or 0) if usage else 0)
         self._pool.ledger.record(
             UsageRecord(
                 at=time.time(),

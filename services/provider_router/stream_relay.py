@@ -72,7 +72,9 @@ class RelayedStream:
         self._pending += chunk
         *lines, self._pending = self._pending.split(b"\n")
         for line in lines:
-            if line.startswith(b"data: {") and b'"usage":{' in line:
+            # Every chunk may carry "usage": null (OpenAI's do with include_usage); only an
+            # object is read, written compactly or, as Python's json.dumps writes it, spaced.
+            if line.startswith(b"data: {") and (b'"usage":{' in line or b'"usage": {' in line):
                 self._usage = usage_in(line[6:]) or self._usage
         return chunk
 

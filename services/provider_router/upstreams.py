@@ -150,11 +150,28 @@ def _text(content: Any) -> str:
     return content or ""
 
 
+def usage_from_anthropic(prompt: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
+    """Anthropic's usage as OpenAI counts it. Anthropic's ``input_tokens`` leaves out the
+    tokens read from its prompt cache and those written to it, which it counts (and bills)
+    apart; OpenAI's ``prompt_tokens`` holds them all, the cached ones also in
+    ``prompt_tokens_details.cached_tokens``."""
+    cached = prompt.get("cache_read_input_tokens")
+    written = prompt.get("cache_creation_input_tokens") or 0
+    prompt_tokens = (prompt.get("input_tokens") or 0) + (cached or 0) + written
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
+
+
 def from_anthropic(payload: bytes) -> bytes:
     message = msgspec.json.decode(payload)
     text = "".join(b.get("text", "") for b in message.get("content", []) if b.get("type") == "text")
     usage = message.get("usage", {})
-    prompt, completion = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
     return msgspec.json.encode(
         {
             "id": message.get("id", f"chatcmpl-{uuid.uuid4().hex}"),
@@ -168,11 +185,7 @@ def from_anthropic(payload: bytes) -> bytes:
                     "finish_reason": _STOP_REASONS.get(message.get("stop_reason"), "stop"),
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            "usage": usage_from_anthropic(usage, usage.get("output_tokens", 0)),
         }
     )
 
@@ -337,7 +350,7 @@ async def _anthropic_to_openai_sse(lines: aiohttp.StreamReader) -> AsyncIterator
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     model = ""
-    prompt_tokens = 0
+    prompt: dict[str, Any] = {}
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         body = {
@@ -357,7 +370,7 @@ async def _anthropic_to_openai_sse(lines: aiohttp.StreamReader) -> AsyncIterator
         kind = event.get("type")
         if kind == "message_start":
             model = event["message"].get("model", "")
-            prompt_tokens = event["message"].get("usage", {}).get("input_tokens", 0)
+            prompt = event["message"].get("usage", {})
             yield chunk({"role": "assistant", "content": ""})
         elif kind == "content_block_delta" and event["delta"].get("type") == "text_delta":
             yield chunk({"content": event["delta"]["text"]})
@@ -365,11 +378,7 @@ async def _anthropic_to_openai_sse(lines: aiohttp.StreamReader) -> AsyncIterator
             completion = event.get("usage", {}).get("output_tokens", 0)
             finish = _STOP_REASONS.get(event["delta"].get("stop_reason"), "stop")
             yield chunk({}, finish)
-            usage = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion,
-                "total_tokens": prompt_tokens + completion,
-            }
+            usage = usage_from_anthropic(prompt, completion)
             yield (
                 b"data: "
                 + msgspec.json.encode(

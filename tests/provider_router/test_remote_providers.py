@@ -16,6 +16,7 @@ from typing import Any
 from litestar import Litestar, Request, post
 from litestar.response import Stream
 
+from services.provider_router.candidates import remote_candidates
 from tests.provider_router.conftest import ask, providers_file, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
@@ -127,6 +128,40 @@ output_per_1k = 1.0
     assert "daily budget spent" in second.json()["detail"]
 
 
+async def test_prompt_tokens_from_the_providers_cache_cost_its_cached_price(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """OpenAI played by a fake speaking its chat-completions wire format, whose usage says 8 of
+    the 11 prompt tokens came from its prompt cache; plain and streamed alike."""
+    monkeypatch.setenv("PAS_TEST_OPENAI_KEY", "sk-test")
+    with serve_asgi(OpenAIResponder("gpt-fake", cached_tokens=8)) as url:
+        config = providers_file(
+            tmp_path,
+            f"""
+[[providers]]
+name = "openai"
+base_url = "{url}/v1"
+api_key_env = "PAS_TEST_OPENAI_KEY"
+[[providers.models]]
+name = "gpt-fake"
+capabilities = ["summarize"]
+input_per_1k = 1.0
+cached_input_per_1k = 0.1
+output_per_1k = 2.0
+""",
+        )
+        router = await make_router(use_registry=False, providers_file=config)
+        plain = await router.post("/v1/chat/completions", json=ask("summarize"))
+        streamed = await router.post("/v1/chat/completions", json=ask("summarize", stream=True))
+        costs = (await router.get("/costs")).json()
+
+    assert plain.json()["usage"]["prompt_tokens_details"] == {"cached_tokens": 8}
+    assert streamed.status_code == 200
+    one_call = (3 * 1.0 + 8 * 0.1 + 5 * 2.0) / 1000  # 3 read, 8 cached, 5 answered
+    assert costs["by_provider"]["openai"]["requests"] == 2
+    assert abs(costs["by_provider"]["openai"]["cost_usd"] - 2 * one_call) < 1e-12
+
+
 async def test_stream_fails_over_before_the_first_chunk_and_reports_a_later_break(
     make_router: Any, register_agent: Any
 ) -> None:
@@ -176,7 +211,12 @@ def fake_anthropic(seen: list[dict[str, Any]]) -> Litestar:
                 "model": body["model"],
                 "content": [{"type": "text", "text": "Coupons are interest."}],
                 "stop_reason": "end_turn",
-                "usage": {"input_tokens": 14, "output_tokens": 4},
+                "usage": {
+                    "input_tokens": 14,
+                    "cache_read_input_tokens": 10,
+                    "cache_creation_input_tokens": 2,
+                    "output_tokens": 4,
+                },
             }
 
         async def events() -> AsyncIterator[bytes]:
@@ -188,7 +228,12 @@ def fake_anthropic(seen: list[dict[str, Any]]) -> Litestar:
                         "message": {
                             "id": "msg_1",
                             "model": body["model"],
-                            "usage": {"input_tokens": 14, "output_tokens": 0},
+                            "usage": {
+                                "input_tokens": 14,
+                                "cache_read_input_tokens": 10,
+                                "cache_creation_input_tokens": 2,
+                                "output_tokens": 0,
+                            },
                         },
                     },
                 ),
@@ -296,7 +341,14 @@ async def test_anthropic_is_translated_both_ways(
 
     assert plain["choices"][0]["message"]["content"] == "Coupons are interest."
     assert plain["choices"][0]["finish_reason"] == "stop"
-    assert plain["usage"] == {"prompt_tokens": 14, "completion_tokens": 4, "total_tokens": 18}
+    # Anthropic counts the tokens read from its prompt cache and written to it apart from
+    # input_tokens; OpenAI's prompt_tokens holds them all.
+    assert plain["usage"] == {
+        "prompt_tokens": 26,
+        "completion_tokens": 4,
+        "total_tokens": 30,
+        "prompt_tokens_details": {"cached_tokens": 10},
+    }
     sent = seen[0]
     assert sent["key"] == "sk-ant-test"
     assert sent["version"] == "2023-06-01"
@@ -307,5 +359,16 @@ async def test_anthropic_is_translated_both_ways(
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "Coupons are interest."
-    assert chunks[-1]["usage"]["completion_tokens"] == 4
+    assert chunks[-1]["usage"] == plain["usage"]
     assert events[-1] == "[DONE]"
+
+
+def test_the_example_providers_file_loads_with_its_prices() -> None:
+    """deploy/providers.example.toml is what an operator copies: it must load as it is."""
+    found = {c.id: c for c in remote_candidates("deploy/providers.example.toml", environ={})}
+
+    assert {"openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"} <= set(found)
+    mini = found["openai/gpt-4o-mini"]
+    assert mini.unavailable == "no API key: set OPENAI_API_KEY"
+    # 1,000 prompt tokens, 800 of them cached, and 100 answered.
+    assert mini.cost(1000, 100, 800) < mini.cost(1000, 100) == mini.cost(1000, 100, 0)

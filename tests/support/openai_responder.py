@@ -8,6 +8,8 @@ OpenAI's documented wire format, with a fixed answer. ``delay_s`` makes it slow,
 a client can leave half way), and ``reply=(status, body)`` answers every chat request with that
 status and raw body instead (an error, or a 200 that is not a chat completion).
 ``answer_for(request)`` gives a non-streamed answer's text from the request (a scripted model).
+``cached_tokens`` says that many of the prompt's tokens came from a prompt cache
+(``usage.prompt_tokens_details``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class OpenAIResponder:
         reply: tuple[int, bytes] | None = None,
         chunk_gap_s: float = 0.0,
         answer_for: Callable[[dict[str, Any]], str] | None = None,
+        cached_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.delay_s = delay_s
@@ -41,6 +44,7 @@ class OpenAIResponder:
         self.reply = reply
         self.chunk_gap_s = chunk_gap_s
         self.answer_for = answer_for
+        self.cached_tokens = cached_tokens
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
@@ -83,11 +87,13 @@ class OpenAIResponder:
             )
             await send({"type": "http.response.body", "body": body})
             return
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": 11,
             "completion_tokens": len(ANSWER),
             "total_tokens": 11 + len(ANSWER),
         }
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         if not request.get("stream"):
             text = self.answer_for(request) if self.answer_for else "".join(ANSWER)
             await self._json(
