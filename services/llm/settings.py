@@ -28,6 +28,7 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "weights_cache_dir": ("LLM_WEIGHTS_CACHE_DIR",),
         "flash_attention": ("LLM_FLASH_ATTENTION",),
         "prompt_cache": ("LLM_PROMPT_CACHE",),
+        "prompt_store_mb": ("LLM_PROMPT_STORE_MB",),
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
@@ -58,6 +59,11 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     of read again, as llama.cpp's server and vLLM do; only where a fresh read computes those
     rows alike, so no answer changes. ``usage.prompt_tokens_details.cached_tokens`` says how
     many tokens a request took."""
+    prompt_store_mb: Annotated[int, msgspec.Meta(ge=0, le=65_536)] = 128
+    """Embedded, with ``prompt_cache``: host memory for the prompts of slots whose caches new
+    answers took (about 23 KB a token for SmolLM2-135M, so 128 MiB holds some 5,800 tokens),
+    so that more agents or conversations than ``parallel`` slots taking turns each find their
+    own; 0 keeps only what the slots hold."""
     context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
     threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Embedded: threads of a pass that decodes one answer (default: half the cores, as

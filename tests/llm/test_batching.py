@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.kafka_llm_processor.send_samples import sample_documents
 from tests.support.llm_service import start_llm_service, token_counts
 from tests.support.processes import ServiceProcess
 
@@ -134,6 +135,41 @@ async def test_the_prompt_tokens_a_request_takes_from_the_cache_are_counted(
     assert after["reused"] - before["reused"] == sum(cached)
     read_and_reused = sum(after[source] - before[source] for source in ("read", "reused"))
     assert read_and_reused == sum(usage["prompt_tokens"] for usage in usages)
+
+
+async def test_a_prompt_whose_slot_was_taken_comes_back_from_the_prompt_store(
+    services: dict[int, ServiceProcess],
+) -> None:
+    """Three conversations on a service of two slots: the first one's slot is taken before it
+    goes on, and its prompt is put back from host memory (answers unchanged: test_prompt_reuse)."""
+    documents = sample_documents()
+    talks = [[{"role": "user", "content": d.content}] for d in documents[:3]]
+    async with httpx.AsyncClient(base_url=services[2].url, timeout=120) as llm:
+        first = [
+            (await llm.post("/v1/chat/completions", json=chat_of(messages, 4))).json()
+            for messages in talks
+        ]
+        restored_before = await metric(llm, "pas_llm_prompts_restored_total")
+        going_on = [*talks[0], {"role": "assistant", "content": "I read it."}]
+        again = (await llm.post("/v1/chat/completions", json=chat_of(going_on, 8))).json()
+        restored = await metric(llm, "pas_llm_prompts_restored_total") - restored_before
+        stored_bytes = await metric(llm, "pas_llm_prompt_store_bytes")
+
+    assert restored == 1
+    # All of the first prompt but the rows read last (a tile of 64, test_prompt_reuse.py).
+    cached = again["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert cached >= first[0]["usage"]["prompt_tokens"] - 64
+    assert stored_bytes > 0
+
+
+def chat_of(messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+    return {"messages": messages, "temperature": 0, "max_tokens": max_tokens}
+
+
+async def metric(llm: httpx.AsyncClient, name: str) -> float:
+    text = (await llm.get("/metrics")).text
+    [value] = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+    return float(value)
 
 
 async def prompt_token_counts(llm: httpx.AsyncClient) -> dict[str, float]:

@@ -7,6 +7,7 @@ llama.cpp's chunk and tile sizes."""
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Iterator
@@ -20,13 +21,12 @@ from hypothesis import strategies as st
 from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS
 from services.kafka_llm_processor.send_samples import sample_documents
-from services.llm.backends.llama_batch import (
+from services.llm.backends.llama_batch import BatchEngine, Finished, Sampling, SequenceRequest
+from services.llm.backends.prompt_cache import (
     TILED_ROWS,
-    BatchEngine,
-    Finished,
-    Sampling,
-    SequenceRequest,
-    _Kept,
+    KeptPrompt,
+    PromptStore,
+    StoredPrompt,
     reusable_prefix,
     row_class,
 )
@@ -193,9 +193,9 @@ def test_an_engine_that_does_not_reuse_reads_every_prompt_whole(models: dict[str
     assert read == 2 * len(tokens)
 
 
-def read_whole(prompt: list[int], n_batch: int) -> _Kept:
+def read_whole(prompt: list[int], n_batch: int) -> KeptPrompt:
     """What a slot keeps of ``prompt`` read fresh: chunks of ``n_batch``, each of its class."""
-    kept = _Kept()
+    kept = KeptPrompt()
     for start in range(0, len(prompt), n_batch):
         chunk = prompt[start : start + n_batch]
         kept.extend(chunk, row_class(len(chunk)))
@@ -231,3 +231,73 @@ def test_a_reusable_prefix_holds_only_rows_a_fresh_read_computes_alike(
         common += 1
     if kept.classes[:common] == fresh[:common] and common >= n_batch + TILED_ROWS:
         assert length > 0
+
+
+def test_more_agents_than_slots_each_find_their_prompt_in_the_store(
+    models: dict[str, Any],
+) -> None:
+    """Five agents take turns on an engine of two slots: each prompt's slot is taken by
+    another agent before it comes back, so it is found in the prompt store (host memory),
+    put back bit for bit: the answers and their log-probabilities are a whole read's."""
+    store = PromptStore(64 * 2**20)
+    engines = {
+        reuse: BatchEngine(
+            models["q8_0"],
+            slots=2,
+            context_per_slot=1024,
+            n_threads=None,
+            reuse_prompts=reuse,
+            prompt_store=store if reuse else None,
+        )
+        for reuse in (True, False)
+    }
+    try:
+        documents = sample_documents()
+        tasks: tuple[Task, ...] = ("summary", "key_figures", "sentiment", "summary", "sentiment")
+        first = [
+            engines[True].tokenize(chat(INSTRUCTIONS[task], documents[i].content))
+            for i, task in enumerate(tasks)
+        ]
+        for tokens in first:
+            result(ask(engines[True], tokens, 4))
+        follow_up = [tokens + engines[True].tokenize("Go on.<|im_end|>\n") for tokens in first]
+        again = [result(ask(engines[True], tokens, 6)) for tokens in follow_up]
+        whole = [result(ask(engines[False], tokens, 6)) for tokens in follow_up]
+        restored = engines[True].prompts_restored
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+    for tokens, answer, want in zip(first, again, whole, strict=True):
+        assert answer.cached_tokens >= len(tokens) - TILED_ROWS
+        assert (answer.text, answer.logprobs) == (want.text, want.logprobs)
+    assert restored >= len(first) - 2  # the last two may still be in the slots
+    assert 0 < store.bytes <= store.capacity_bytes
+
+
+def test_the_prompt_store_keeps_the_latest_prompts_within_its_capacity() -> None:
+    """Bytes stand in for llama.cpp's state; a prompt replaces those it goes on from."""
+
+    def stored(tokens: list[int], size: int) -> StoredPrompt:
+        kept = KeptPrompt()
+        kept.extend(tokens, row_class(len(tokens)))
+        return StoredPrompt(kept, (ctypes.c_uint8 * size)())
+
+    store = PromptStore(1000)
+    a, b, c = stored([1, 2, 3], 400), stored([4, 5, 6], 400), stored([7, 8, 9], 400)
+    store.add(a)
+    store.add(b)
+    assert store.best([1, 2, 3, 10, 11], n_batch=512) == (a, 3)
+    store.taken(a)
+    store.add(c)  # over capacity: b, the least recently used, goes
+    assert (len(store), store.bytes) == (2, 800)
+    assert store.best([4, 5, 6, 10], n_batch=512) == (None, 0)
+    longer = stored([1, 2, 3, 10, 11, 12], 500)
+    assert store.holds(a.kept)
+    assert not store.holds(longer.kept)
+    store.add(longer)  # a goes: longer holds all of it
+    assert (len(store), store.bytes) == (2, 900)
+    # Six of seven tokens would leave one row to read, of another class than a whole read's.
+    assert store.best([1, 2, 3, 10, 11, 12, 13], n_batch=512) == (longer, 5)
+    store.add(stored(list(range(100)), 1001))  # larger than the whole store: not kept
+    assert len(store) == 2

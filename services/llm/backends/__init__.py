@@ -39,4 +39,5 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
         weights_cache_dir=Path(settings.weights_cache_dir) if settings.convert_weights else None,
         flash_attention=settings.flash_attention,
         reuse_prompts=settings.prompt_cache,
+        prompt_store_bytes=settings.prompt_store_mb * 2**20,
     )

@@ -68,6 +68,7 @@ from services.llm.backends.llama_batch import (
     SequenceRequest,
     check_grammar,
 )
+from services.llm.backends.prompt_cache import PromptStore
 from services.llm.weight_conversion import batchable_weights
 
 logger = structlog.get_logger("pas.llm.embedded")
@@ -113,9 +114,11 @@ class EmbeddedBackend:
         weights_cache_dir: Path | None = None,
         flash_attention: bool = True,
         reuse_prompts: bool = True,
+        prompt_store_bytes: int = 0,
     ) -> None:
         self.location = str(model_path)
         self._reuse_prompts = reuse_prompts
+        self._prompt_store_bytes = prompt_store_bytes
         self._model_path = model_path
         # None: the file is loaded as it is; else Q4_1/Q5_1 weights are converted for batching.
         self._weights_cache_dir = weights_cache_dir
@@ -187,6 +190,9 @@ class EmbeddedBackend:
             n_threads_batch=self._n_threads_batch,
             flash_attention=self._flash_attention,
             reuse_prompts=self._reuse_prompts,
+            prompt_store=(
+                PromptStore(self._prompt_store_bytes) if self._prompt_store_bytes else None
+            ),
         )
         self._llm = llm
         self._embedder = EmbeddingModel(
@@ -586,12 +592,25 @@ class _BatchingCollector(Collector):
             "reused from a prompt read before",
             labels=["model", "source"],
         )
+        restored = CounterMetricFamily(
+            "pas_llm_prompts_restored",
+            "Prompts put back in a slot's cache from the prompt store (host memory)",
+            labels=["model"],
+        )
+        stored = GaugeMetricFamily(
+            "pas_llm_prompt_store_bytes",
+            "Host memory the prompt store holds (LLM_PROMPT_STORE_MB at most)",
+            labels=["model"],
+        )
+        store = engine.prompt_store if engine else None
         passes.add_metric([model], engine.passes if engine else 0)
         steps.add_metric([model], engine.sequence_steps if engine else 0)
         decoding.add_metric([model], engine.running if engine else 0)
         prompt_tokens.add_metric([model, "read"], engine.prompt_tokens_read if engine else 0)
         prompt_tokens.add_metric([model, "reused"], engine.prompt_tokens_reused if engine else 0)
-        yield from (passes, steps, decoding, prompt_tokens)
+        restored.add_metric([model], engine.prompts_restored if engine else 0)
+        stored.add_metric([model], store.bytes if store else 0)
+        yield from (passes, steps, decoding, prompt_tokens, restored, stored)
 
 
 def _log_softmax(logits: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, Any]:

@@ -46,6 +46,14 @@ import structlog
 
 from libs.common.errors import BackendUnavailable
 from libs.common.schemas.llm import TokenLogprob, TopLogprob
+from services.llm.backends.prompt_cache import (
+    KeptPrompt,
+    PromptStore,
+    StoredPrompt,
+    fresh_chunk,
+    reusable_prefix,
+    row_class,
+)
 
 logger = structlog.get_logger("pas.llm.batch")
 
@@ -183,30 +191,6 @@ class _Running:
         self.logprobs_emitted = 0  # entries of ``logprobs`` already sent
 
 
-class _Kept:
-    """The prompt a slot's cache holds from its last answer, which a later prompt may start
-    from: each token, and the row class (``row_class``) llama.cpp computed it in."""
-
-    __slots__ = ("classes", "tokens")
-
-    def __init__(self, tokens: list[int] | None = None, classes: bytes | bytearray = b"") -> None:
-        self.tokens = tokens or []
-        self.classes = bytearray(classes)
-
-    def head(self, length: int) -> _Kept:
-        return _Kept(self.tokens[:length], self.classes[:length])
-
-    def copy(self) -> _Kept:
-        return self.head(len(self.tokens))
-
-    def cut(self, length: int) -> None:
-        del self.tokens[length:], self.classes[length:]
-
-    def extend(self, tokens: list[int], row_class: int) -> None:
-        self.tokens.extend(tokens)
-        self.classes.extend(bytes([row_class]) * len(tokens))
-
-
 class _Call:
     def __init__(self, work: Callable[[], Any]) -> None:
         self.work = work
@@ -230,14 +214,18 @@ class BatchEngine:
         n_batch: int = 512,
         flash_attention: bool = True,
         reuse_prompts: bool = True,
+        prompt_store: PromptStore | None = None,
     ) -> None:
+        """``prompt_store``: where a slot's prompt goes when a new answer takes its cache, for
+        a later prompt that goes on with it (only with ``reuse_prompts``)."""
         self.slots = slots
         self._n_batch = n_batch
         self._reuse_prompts = reuse_prompts
+        self.prompt_store = prompt_store if reuse_prompts else None
         # Copying another slot's cache copies all its cells (llama.cpp copies whole streams):
         # 4,096 cells took what reading 7 prompt tokens takes here; ask for twice that gain.
         self._copy_worth = max(context_per_slot // 256, 1)
-        self._kept = [_Kept() for _ in range(slots)]
+        self._kept = [KeptPrompt() for _ in range(slots)]
         self._last_used = [0] * slots  # when each slot last took an answer, counted in answers
         self._used = 0
         self._vocab = llama.llama_model_get_vocab(model)
@@ -264,6 +252,7 @@ class BatchEngine:
         self.grammar_shortcuts = 0  # greedy tokens the grammar allowed when checked alone
         self.prompt_tokens_read = 0
         self.prompt_tokens_reused = 0  # taken from a cache instead of read
+        self.prompts_restored = 0  # prompts put back in a slot from the prompt store
         self._queued: deque[SequenceRequest] = deque()  # submitted while every slot was taken
         self._piece = ctypes.create_string_buffer(_PIECE_BYTES)
         self._pieces: dict[int, bytes] = {}  # each token's bytes, once looked up
@@ -342,6 +331,7 @@ class BatchEngine:
         not change; the copy left behind stays a cache for a later prompt."""
         while gaps := self._gaps():
             top, free = max(self._running), gaps[0]
+            self._store(free)
             sequence = self._running.pop(top)
             # llama.cpp copies another cache's cells at the next decode, before that decode
             # writes anything: the source's data is still there then.
@@ -363,7 +353,14 @@ class BatchEngine:
             reusable_prefix(kept, tokens, self._n_batch) if self._reuse_prompts else 0
             for kept in self._kept
         ]
+        stored, restorable = (
+            self.prompt_store.best(tokens, self._n_batch) if self.prompt_store else (None, 0)
+        )
         slot = self._slot_for(reusable)
+        if reusable[slot] < len(self._kept[slot].tokens):
+            self._store(slot)  # the new prompt leaves some of the slot's kept prompt out
+        if stored is not None and restorable >= max(reusable) + self._copy_worth:
+            reusable[slot] = self._restore(slot, stored, restorable)
         sequence = _Running(request, slot, _sampler_chain(self._vocab, request.sampling))
         self._running[slot] = sequence
         self._used += 1
@@ -426,10 +423,39 @@ class BatchEngine:
         llama.llama_memory_seq_rm(self._memory, slot, length, -1)
         return length
 
+    def _store(self, slot: int) -> None:
+        """Save ``slot``'s kept prompt to the prompt store, unless it holds it already or it
+        is too short to be worth keeping."""
+        kept = self._kept[slot]
+        store = self.prompt_store
+        if store is None or len(kept.tokens) < self._copy_worth or store.holds(kept):
+            return
+        # The answer's rows after the prompt are not kept (decoded one by one, they are not
+        # what a prompt read computes); the new answer drops them anyway.
+        llama.llama_memory_seq_rm(self._memory, slot, len(kept.tokens), -1)
+        size = llama.llama_state_seq_get_size(self._ctx, slot)
+        state = (ctypes.c_uint8 * size)()
+        if llama.llama_state_seq_get_data(self._ctx, state, size, slot) == size:
+            store.add(StoredPrompt(kept.copy(), state))
+
+    def _restore(self, slot: int, stored: StoredPrompt, length: int) -> int:
+        """Put ``stored`` back in ``slot``'s cache; how many of the new prompt's tokens it
+        gives (``length``, or 0 when llama.cpp did not take it)."""
+        assert self.prompt_store is not None
+        llama.llama_memory_seq_rm(self._memory, slot, -1, -1)
+        if not llama.llama_state_seq_set_data(self._ctx, stored.state, len(stored.state), slot):
+            logger.warning("llama.cpp did not take a stored prompt back", slot=slot)
+            self._forget(slot)
+            return 0
+        self._kept[slot] = stored.kept.copy()
+        self.prompt_store.taken(stored)
+        self.prompts_restored += 1
+        return length
+
     def _forget(self, slot: int) -> None:
         """Empty ``slot``'s cache."""
         llama.llama_memory_seq_rm(self._memory, slot, -1, -1)
-        self._kept[slot] = _Kept()
+        self._kept[slot] = KeptPrompt()
 
     def _pass(self) -> None:
         self._batch.n_tokens = 0
@@ -656,63 +682,6 @@ class BatchEngine:
         tokens = (llama.llama_token * room)()
         count = llama.llama_tokenize(self._vocab, data, len(data), tokens, room, False, False)
         return list(tokens[: max(count, 0)])
-
-
-TILED_ROWS: Final = 64
-"""ggml's CPU flash attention takes a tiled path for a ubatch of at least this many rows of one
-sequence (``GGML_FA_TILE_Q``) and a row-by-row path below it."""
-
-
-def row_class(rows: int) -> int:
-    """How llama.cpp's CPU kernels compute the rows of a ubatch of ``rows`` rows: alone (matrix
-    times vector), a few (attention row by row), a tile and more (tiled attention).
-
-    A row comes out the same to the bit in any ubatch of its class, whatever shares it, and
-    differs in the last bits across classes (measured: a cached prefix then the rest of the
-    prompt gives the logits of one whole read exactly when the rest has as many rows as the
-    whole read's class needs). So a kept prompt row is reused only where a fresh read would
-    have computed it in the same class."""
-    return 0 if rows == 1 else 1 if rows < TILED_ROWS else 2
-
-
-def fresh_chunk(row: int, length: int, n_batch: int) -> tuple[int, int]:
-    """Where the chunk holding ``row`` starts and ends when ``length`` tokens are read fresh,
-    in chunks of ``n_batch``."""
-    start = row - row % n_batch
-    return start, min(length, start + n_batch)
-
-
-def reusable_prefix(kept: _Kept, prompt: list[int], n_batch: int) -> int:
-    """How many of ``prompt``'s first tokens ``kept`` can give with the answer unchanged: the
-    rows it holds as a fresh read of ``prompt`` (chunks of ``n_batch``) computes them, less
-    what reading the rest from there would compute in another class. One token at least is
-    left to read, for the logits of the last."""
-    length = len(prompt)
-    limit = min(len(kept.tokens), length - 1)
-    # A fresh read's class is one per chunk, so the kept rows are compared a chunk at a time,
-    # with slice comparisons in C (a token at a time took milliseconds at 4,000 tokens).
-    shared = 0
-    while shared < limit:
-        start, end = fresh_chunk(shared, length, n_batch)
-        stop = min(end, limit)
-        fresh_class = row_class(end - start)
-        if (
-            kept.tokens[shared:stop] != prompt[shared:stop]
-            or kept.classes.count(fresh_class, shared, stop) != stop - shared
-        ):
-            while kept.tokens[shared] == prompt[shared] and kept.classes[shared] == fresh_class:
-                shared += 1
-            break
-        shared = stop
-    if shared == 0:
-        return 0
-    # The rest is read from ``shared``: its first chunk must be of the class of the chunk a
-    # fresh read puts those rows in (the chunks after it are a fresh read's own).
-    start, end = fresh_chunk(shared, length, n_batch)
-    fresh = row_class(end - start)
-    if row_class(end - shared) == fresh:
-        return shared
-    return start if fresh == 0 else end - (2 if fresh == 1 else TILED_ROWS)
 
 
 def sequences_context_params(
