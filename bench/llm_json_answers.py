@@ -14,11 +14,8 @@ the embedded model with its defaults.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import msgspec
 
@@ -26,7 +23,7 @@ from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.prompts import SCHEMAS, messages_for
 from services.kafka_llm_processor.send_samples import sample_documents
-from tests.support.llm_service import measure_on_llm_service
+from tests.support.llm_service import run_answers_bench
 
 JSON_TASKS: tuple[Task, ...] = ("key_figures", "sentiment")
 MAX_TOKENS = 384  # the processor's default
@@ -72,14 +69,7 @@ async def measure(url: str, rounds: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--url", help="an LLM service already running (default: start one)")
-    parser.add_argument("--save", type=Path, help="write the answers here (JSON)")
-    args = parser.parse_args()
-    answers = measure_on_llm_service(args.url, lambda url: measure(url, args.rounds))
-    if args.save is not None:
-        args.save.write_text(json.dumps(answers, indent=1))
+    run_answers_bench(__doc__.splitlines()[0], 2, measure)
 
 
 if __name__ == "__main__":

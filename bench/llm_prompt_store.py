@@ -17,19 +17,17 @@ Llama 3.1 8B wrapper on the embedded model with its defaults.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
 import time
-from pathlib import Path
 
 import httpx
 
 from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS
 from services.kafka_llm_processor.send_samples import sample_documents
-from tests.support.llm_service import measure_on_llm_service
+from tests.support.llm_service import run_answers_bench
 
 AGENTS = 6
 TASKS: tuple[Task, ...] = ("summary", "key_figures", "sentiment")
@@ -97,14 +95,7 @@ async def measure(url: str, rounds: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--url", help="an LLM service already running (default: start one)")
-    parser.add_argument("--save", type=Path, help="write the answers here, to compare runs")
-    args = parser.parse_args()
-    answers = measure_on_llm_service(args.url, lambda url: measure(url, args.rounds))
-    if args.save:
-        args.save.write_text(json.dumps(answers, indent=1))
+    run_answers_bench(__doc__.splitlines()[0], 3, measure)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ the tests and benches that need a real model behind a PAS LLM service."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import tempfile
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
@@ -46,6 +48,24 @@ def measure_on_llm_service(url: str | None, measure: Callable[[str], Coroutine[A
             return asyncio.run(measure(service.url))
         finally:
             service.stop()
+
+
+def run_answers_bench(
+    description: str,
+    default_rounds: int,
+    measure: Callable[[str, int], Coroutine[Any, Any, list[str]]],
+) -> None:
+    """The command line of a bench that asks an LLM service questions for some rounds and
+    compares answers across runs: ``--rounds``, ``--url`` (see ``measure_on_llm_service``)
+    and ``--save FILE``, the answers ``measure(url, rounds)`` returns, as JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=default_rounds)
+    parser.add_argument("--url", help="an LLM service already running (default: start one)")
+    parser.add_argument("--save", type=Path, help="write the answers here (JSON), to compare runs")
+    args = parser.parse_args()
+    answers = measure_on_llm_service(args.url, lambda url: measure(url, args.rounds))
+    if args.save is not None:
+        args.save.write_text(json.dumps(answers, indent=1))
 
 
 def token_counts(usage: dict[str, Any]) -> dict[str, Any]:
