@@ -1,5 +1,4 @@
-"""More agents than slots taking turns on the embedded model: the prompt store against slots
-alone.
+"""Agents taking turns on more than the slots: the embedded model's prompt store, or none.
 
 Six agents, each with its own instruction and sample document (prompts of 150 to 250 tokens),
 ask one after another, then go on with their conversations turn by turn (their answer so far,
