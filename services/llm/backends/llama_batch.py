@@ -8,8 +8,9 @@ differs in the last bits from a lone request's), and runs on one thread:
 
 - a new request's prompt is read alone, in chunks of ``n_batch`` tokens, exactly as it would
   be were it the only request, and its first token is sampled at once; the start it shares
-  with a prompt read before, still in some slot's cache, is taken from there instead of read
-  again, where that leaves the answer unchanged (``reusable_prefix``);
+  with a prompt read before, still in some slot's cache or saved to host memory when its slot
+  was taken (``PromptStore``), is taken from there instead of read again, where that leaves
+  the answer unchanged (``reusable_prefix``; both in ``prompt_cache.py``);
 - then each pass feeds every running sequence its last token in one ``llama_decode`` and
   samples each sequence's next token with its own sampler chain (its JSON grammar, its
   temperature and seed), so a sequence joins or leaves the batch between two passes.
