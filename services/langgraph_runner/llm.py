@@ -60,8 +60,13 @@ class LLMPrices:
         self._by_model = {price.model: price for price in prices}
 
     def cost(
-        self, metadata: Mapping[str, Any], prompt_tokens: int, completion_tokens: int
+        self,
+        metadata: Mapping[str, Any],
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
     ) -> float:
+        """``prompt_tokens`` counts the ``cached_tokens`` among them, as OpenAI's usage does."""
         stated = metadata.get(COST_KEY)
         if isinstance(stated, int | float) and not isinstance(stated, bool) and stated >= 0:
             return float(stated)
@@ -70,7 +75,12 @@ class LLMPrices:
         price = self._by_model.get(model) if isinstance(model, str) else None
         if price is None:
             return 0.0
-        return (prompt_tokens * price.input_per_1k + completion_tokens * price.output_per_1k) / 1000
+        cached = min(cached_tokens, prompt_tokens) if price.cached_input_per_1k is not None else 0
+        return (
+            (prompt_tokens - cached) * price.input_per_1k
+            + cached * (price.cached_input_per_1k or 0.0)
+            + completion_tokens * price.output_per_1k
+        ) / 1000
 
 
 class RunUsageCallback(AsyncCallbackHandler):
@@ -110,10 +120,11 @@ class RunUsageCallback(AsyncCallbackHandler):
                 usage = getattr(message, "usage_metadata", None) or {}
                 prompt = int(usage.get("input_tokens", 0))
                 completion = int(usage.get("output_tokens", 0))
+                cached = int((usage.get("input_token_details") or {}).get("cache_read", 0))
                 self.prompt_tokens += prompt
                 self.completion_tokens += completion
                 metadata = getattr(message, "response_metadata", None) or {}
-                self.cost_usd += self._prices.cost(metadata, prompt, completion)
+                self.cost_usd += self._prices.cost(metadata, prompt, completion, cached)
 
     def snapshot(self) -> LLMUsage:
         return LLMUsage(

@@ -23,7 +23,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.ai import InputTokenDetails, UsageMetadata
 from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, parse_tool_call
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
@@ -39,7 +39,7 @@ from libs.common.genai_tracing import (
     genai_span,
     record_usage,
 )
-from libs.common.schemas.llm import ToolCall
+from libs.common.schemas.llm import ToolCall, Usage
 
 COST_KEY = "cost_usd"
 """Where an answer's ``response_metadata`` carries the cost the endpoint stated."""
@@ -212,14 +212,22 @@ class OpenAICompatibleChat(BaseChatModel):
             content=choice.message.content or "",
             tool_calls=calls,
             invalid_tool_calls=invalid,
-            usage_metadata=UsageMetadata(
-                input_tokens=usage.prompt_tokens,
-                output_tokens=usage.completion_tokens,
-                total_tokens=usage.prompt_tokens + usage.completion_tokens,
-            ),
+            usage_metadata=_usage_metadata(usage),
             response_metadata=metadata,
         )
         return ChatResult(
             generations=[ChatGeneration(message=message)],
             llm_output={"model_name": completion.model},
         )
+
+
+def _usage_metadata(usage: Usage) -> UsageMetadata:
+    """LangChain's usage, with the prompt tokens a prompt cache gave where the server said."""
+    metadata = UsageMetadata(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+    )
+    if usage.cached_tokens is not None:
+        metadata["input_token_details"] = InputTokenDetails(cache_read=usage.cached_tokens)
+    return metadata

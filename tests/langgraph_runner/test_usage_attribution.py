@@ -1,5 +1,6 @@
 """A run's LLM calls count toward its workflow: the PAS LLM service it calls (the real embedded
-model) publishes usage events on a real broker that carry the run's workflow and run ids."""
+model) publishes usage events on a real broker that carry the run's workflow and run ids; and
+the run counts what its calls cost, a prompt cache's tokens at their own price."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from langchain_core.messages import AIMessage
+
+from libs.common.clients.openai_client import OpenAIClient
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from services.langgraph_runner.llm import LLMPrices, RunUsageCallback
+from services.langgraph_runner.openai_chat import OpenAICompatibleChat
+from services.langgraph_runner.settings import ModelPrice
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import ServiceProcess, free_port
@@ -73,3 +81,24 @@ async def test_calls_through_the_openai_compatible_api_carry_the_run_s_ids(
         (sent[HEADER_WORKFLOW_ID.lower()], sent[HEADER_WORKFLOW_RUN_ID.lower()])
         for sent in responder.headers
     ] == [("probe", run["run_id"])]
+
+
+async def test_a_runs_cost_prices_what_the_servers_prompt_cache_gave_at_its_own_price() -> None:
+    """OpenAI played by a fake speaking its chat-completions wire format, whose usage says 8
+    of the 11 prompt tokens came from its prompt cache: LangChain's usage says so too, and a
+    run's cost prices them at RUNNER_LLM_PRICES' cached_input_per_1k."""
+    price = ModelPrice(model="priced", input_per_1k=1.0, cached_input_per_1k=0.1, output_per_1k=2.0)
+    usage = RunUsageCallback(prices=LLMPrices([price]))
+    with serve_asgi(OpenAIResponder("priced", cached_tokens=8)) as url:
+        client = OpenAIClient(f"{url}/v1")
+        try:
+            chat = OpenAICompatibleChat(model="priced", client=client)
+            message = await chat.ainvoke("Is a bond a loan?", config={"callbacks": [usage]})
+        finally:
+            await client.aclose()
+
+    assert isinstance(message, AIMessage)
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["input_token_details"] == {"cache_read": 8}
+    assert usage.prompt_tokens == 11
+    assert usage.cost_usd == pytest.approx((3 * 1.0 + 8 * 0.1 + 5 * 2.0) / 1000)
