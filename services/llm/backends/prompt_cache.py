@@ -37,6 +37,15 @@ class KeptPrompt:
         self.tokens.extend(tokens)
         self.classes.extend(bytes([row_class]) * len(tokens))
 
+    def goes_on_from(self, start: KeptPrompt) -> bool:
+        """Whether this prompt begins with all of ``start``, each row of the same class."""
+        length = len(start.tokens)
+        return (
+            len(self.tokens) >= length
+            and self.tokens[:length] == start.tokens
+            and self.classes[:length] == start.classes
+        )
+
 
 TILED_ROWS: Final = 64
 """ggml's CPU flash attention takes a tiled path for a ubatch of at least this many rows of one
@@ -124,13 +133,7 @@ class PromptStore:
 
     def holds(self, kept: KeptPrompt) -> bool:
         """Whether a stored prompt starts with all of ``kept``, each row of the same class."""
-        length = len(kept.tokens)
-        return any(
-            stored.kept.tokens[:length] == kept.tokens
-            and stored.kept.classes[:length] == kept.classes
-            for stored in self._prompts.values()
-            if len(stored.kept.tokens) >= length
-        )
+        return any(stored.kept.goes_on_from(kept) for stored in self._prompts.values())
 
     def add(self, stored: StoredPrompt) -> None:
         """Keep ``stored`` instead of the prompts it goes on from; then, while over capacity,
@@ -138,11 +141,7 @@ class PromptStore:
         if len(stored.state) > self.capacity_bytes:
             return
         for key, old in list(self._prompts.items()):
-            length = len(old.kept.tokens)
-            if (
-                stored.kept.tokens[:length] == old.kept.tokens
-                and stored.kept.classes[:length] == old.kept.classes
-            ):
+            if stored.kept.goes_on_from(old.kept):
                 self._drop(key)
         self._prompts[id(stored)] = stored
         self.bytes += len(stored.state)
