@@ -27,6 +27,7 @@ from libs.common.clients.openai_compat import openai_base_url
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
+from libs.common.token_prices import tokens_cost
 from services.langgraph_runner.errors import AnswerUnusable
 from services.langgraph_runner.ollama_chat import TracedChatOllama
 from services.langgraph_runner.openai_chat import COST_KEY, OpenAICompatibleChat
@@ -66,7 +67,6 @@ class LLMPrices:
         completion_tokens: int,
         cached_tokens: int = 0,
     ) -> float:
-        """``prompt_tokens`` counts the ``cached_tokens`` among them, as OpenAI's usage does."""
         stated = metadata.get(COST_KEY)
         if isinstance(stated, int | float) and not isinstance(stated, bool) and stated >= 0:
             return float(stated)
@@ -75,12 +75,7 @@ class LLMPrices:
         price = self._by_model.get(model) if isinstance(model, str) else None
         if price is None:
             return 0.0
-        cached = min(cached_tokens, prompt_tokens) if price.cached_input_per_1k is not None else 0
-        return (
-            (prompt_tokens - cached) * price.input_per_1k
-            + cached * (price.cached_input_per_1k or 0.0)
-            + completion_tokens * price.output_per_1k
-        ) / 1000
+        return tokens_cost(price, prompt_tokens, completion_tokens, cached_tokens)
 
 
 class RunUsageCallback(AsyncCallbackHandler):

@@ -11,6 +11,7 @@ import msgspec
 
 from libs.common.errors import SettingsError
 from libs.common.schemas.agents import RegisteredAgent
+from libs.common.token_prices import tokens_cost
 
 ProviderKind = Literal["local", "openai", "anthropic"]
 """``local``: a PAS LLM service; ``openai``: any OpenAI-compatible API; ``anthropic``: Messages."""
@@ -43,13 +44,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
         return self.input_per_1k + self.output_per_1k
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
-        """``prompt_tokens`` counts the ``cached_tokens`` among them, as OpenAI's usage does."""
-        cached = min(cached_tokens, prompt_tokens) if self.cached_input_per_1k is not None else 0
-        return (
-            (prompt_tokens - cached) * self.input_per_1k
-            + cached * (self.cached_input_per_1k or 0.0)
-            + completion_tokens * self.output_per_1k
-        ) / 1000
+        return tokens_cost(self, prompt_tokens, completion_tokens, cached_tokens)
 
 
 def local_candidates(agents: list[RegisteredAgent], token: str | None = None) -> list[Candidate]:
