@@ -361,7 +361,7 @@ class BatchEngine:
         if reusable[slot] < len(self._kept[slot].tokens):
             self._store(slot)  # the new prompt leaves some of the slot's kept prompt out
         if stored is not None and restorable >= max(reusable) + self._copy_worth:
-            reusable[slot] = self._restore(slot, stored, restorable)
+            reusable[slot] = restorable if self._restore(slot, stored) else 0
         sequence = _Running(request, slot, _sampler_chain(self._vocab, request.sampling))
         self._running[slot] = sequence
         self._used += 1
@@ -439,19 +439,18 @@ class BatchEngine:
         if llama.llama_state_seq_get_data(self._ctx, state, size, slot) == size:
             store.add(StoredPrompt(kept.copy(), state))
 
-    def _restore(self, slot: int, stored: StoredPrompt, length: int) -> int:
-        """Put ``stored`` back in ``slot``'s cache; how many of the new prompt's tokens it
-        gives (``length``, or 0 when llama.cpp did not take it)."""
+    def _restore(self, slot: int, stored: StoredPrompt) -> bool:
+        """Put ``stored`` back in ``slot``'s cache, in place of what it held; ``False``, the
+        slot left empty, when llama.cpp did not take it."""
         assert self.prompt_store is not None
-        llama.llama_memory_seq_rm(self._memory, slot, -1, -1)
+        self._forget(slot)
         if not llama.llama_state_seq_set_data(self._ctx, stored.state, len(stored.state), slot):
             logger.warning("llama.cpp did not take a stored prompt back", slot=slot)
-            self._forget(slot)
-            return 0
+            return False
         self._kept[slot] = stored.kept.copy()
         self.prompt_store.taken(stored)
         self.prompts_restored += 1
-        return length
+        return True
 
     def _forget(self, slot: int) -> None:
         """Empty ``slot``'s cache."""
