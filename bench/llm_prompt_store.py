@@ -17,7 +17,6 @@ Llama 3.1 8B wrapper on the embedded model with its defaults.
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import time
 
@@ -26,7 +25,7 @@ import httpx
 from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS
 from services.kafka_llm_processor.send_samples import sample_documents
-from tests.support.llm_service import run_answers_bench
+from tests.support.llm_service import prompt_token_counts, run_answers_bench
 
 AGENTS = 6
 TASKS: tuple[Task, ...] = ("summary", "key_figures", "sentiment")
@@ -59,12 +58,6 @@ async def turn(client: httpx.AsyncClient, messages: list[dict[str, str]]) -> tup
     return first if first is not None else time.perf_counter() - started, "".join(parts)
 
 
-async def prompt_tokens(client: httpx.AsyncClient) -> dict[str, float]:
-    metrics = (await client.get("/metrics")).text
-    found = re.findall(r'pas_llm_prompt_tokens_total\{[^}]*source="(\w+)"[^}]*\} (\S+)', metrics)
-    return {source: float(value) for source, value in found}
-
-
 async def measure(url: str, rounds: int) -> list[str]:
     """Prints the figures; the answers of the timed turns."""
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
@@ -72,7 +65,7 @@ async def measure(url: str, rounds: int) -> list[str]:
         for messages in talks:  # each agent's first question
             _, answer = await turn(client, messages)
             messages.append({"role": "assistant", "content": answer})
-        before = await prompt_tokens(client)
+        before = await prompt_token_counts(client)
         firsts, answers = [], []
         for _ in range(rounds):
             for messages in talks:
@@ -81,7 +74,7 @@ async def measure(url: str, rounds: int) -> list[str]:
                 messages.append({"role": "assistant", "content": answer})
                 firsts.append(first)
                 answers.append(answer)
-        after = await prompt_tokens(client)
+        after = await prompt_token_counts(client)
     read = after.get("read", 0) - before.get("read", 0)
     reused = after.get("reused", 0) - before.get("reused", 0)
     print(

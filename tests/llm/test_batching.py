@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from services.kafka_llm_processor.send_samples import sample_documents
-from tests.support.llm_service import start_llm_service, token_counts
+from services.llm.backends.prompt_cache import TILED_ROWS
+from tests.support.llm_service import prompt_token_counts, start_llm_service, token_counts
 from tests.support.processes import ServiceProcess
 
 SENTIMENT = {
@@ -73,13 +74,17 @@ def chat(request: dict[str, Any], max_tokens: int = 32) -> dict[str, Any]:
 async def decoding_counts(llm: httpx.AsyncClient) -> tuple[float, float]:
     """(passes, tokens those passes made) from the service's /metrics."""
     text = (await llm.get("/metrics")).text
+    return (
+        metric_value(text, "pas_llm_decode_passes_total"),
+        metric_value(text, "pas_llm_decode_sequence_steps_total"),
+    )
 
-    def value(name: str) -> float:
-        found = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
-        assert found, f"{name} is not in /metrics"
-        return float(found.group(1))
 
-    return value("pas_llm_decode_passes_total"), value("pas_llm_decode_sequence_steps_total")
+def metric_value(text: str, name: str) -> float:
+    """The value of ``name``, a metric with one series, in a /metrics ``text``."""
+    found = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+    assert len(found) == 1, f"{name}: {len(found)} series in /metrics"
+    return float(found[0])
 
 
 def answer(response: Any) -> tuple[Any, ...]:
@@ -158,7 +163,7 @@ async def test_a_prompt_whose_slot_was_taken_comes_back_from_the_prompt_store(
     assert restored == 1
     # All of the first prompt but the rows read last (a tile of 64, test_prompt_reuse.py).
     cached = again["usage"]["prompt_tokens_details"]["cached_tokens"]
-    assert cached >= first[0]["usage"]["prompt_tokens"] - 64
+    assert cached >= first[0]["usage"]["prompt_tokens"] - TILED_ROWS
     assert stored_bytes > 0
 
 
@@ -167,18 +172,7 @@ def chat_of(messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
 
 
 async def metric(llm: httpx.AsyncClient, name: str) -> float:
-    text = (await llm.get("/metrics")).text
-    [value] = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
-    return float(value)
-
-
-async def prompt_token_counts(llm: httpx.AsyncClient) -> dict[str, float]:
-    text = (await llm.get("/metrics")).text
-    found = dict(
-        re.findall(r'^pas_llm_prompt_tokens_total\{[^}]*source="(\w+)"[^}]*\} (\S+)$', text, re.M)
-    )
-    assert set(found) == {"read", "reused"}, text
-    return {source: float(value) for source, value in found.items()}
+    return metric_value((await llm.get("/metrics")).text, name)
 
 
 async def test_the_logprobs_of_answers_decoded_together_are_those_alone(

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import tempfile
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import httpx
 
 from tests.support.processes import ServiceProcess, free_port
 
@@ -71,3 +74,13 @@ def run_answers_bench(
 def token_counts(usage: dict[str, Any]) -> dict[str, Any]:
     """A usage object without what the prompt cache gave (that depends on what came before)."""
     return {name: value for name, value in usage.items() if name != "prompt_tokens_details"}
+
+
+async def prompt_token_counts(llm: httpx.AsyncClient) -> dict[str, float]:
+    """The service's prompt tokens so far, by how they got into a cache: read, or reused."""
+    text = (await llm.get("/metrics")).text
+    found = dict(
+        re.findall(r'^pas_llm_prompt_tokens_total\{[^}]*source="(\w+)"[^}]*\} (\S+)$', text, re.M)
+    )
+    assert set(found) == {"read", "reused"}, text
+    return {source: float(value) for source, value in found.items()}
