@@ -11,6 +11,7 @@ generator because a generator never started runs no ``finally`` when closed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, Callable
 
 import msgspec
@@ -20,6 +21,10 @@ from libs.common.schemas.llm import Usage
 from services.provider_router.circuit_breaker import Admission
 from services.provider_router.live_stats import LiveStats
 from services.provider_router.upstreams import usage_in
+
+# Every chunk may carry "usage": null (OpenAI's do with include_usage); only an object is read,
+# however the server spaces its JSON (compact, or as Python's json.dumps writes it).
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 logger = structlog.get_logger("pas.router")
 
@@ -72,9 +77,7 @@ class RelayedStream:
         self._pending += chunk
         *lines, self._pending = self._pending.split(b"\n")
         for line in lines:
-            # Every chunk may carry "usage": null (OpenAI's do with include_usage); only an
-            # object is read, written compactly or, as Python's json.dumps writes it, spaced.
-            if line.startswith(b"data: {") and (b'"usage":{' in line or b'"usage": {' in line):
+            if line.startswith(b"data: {") and _USAGE_OBJECT.search(line):
                 self._usage = usage_in(line[6:]) or self._usage
         return chunk
 
