@@ -39,7 +39,7 @@ PY
 # (SIGSEGV in ggml_backend_amx_mul_mat on the first decode) on the Xeon virtual machines PAS is
 # tested on, which report AMX. With GGML_NATIVE=OFF ggml builds for AVX2, FMA, F16C and BMI2;
 # AVX-512 is added where the CPU has it. PAS reads text only, so llama-cpp-python's multimodal
-# library (mtmd: a quarter of the compiling, docs/benchmarks.md) is not built. A CMAKE_ARGS of
+# library (mtmd: a fifth of the compiling, docs/benchmarks.md) is not built. A CMAKE_ARGS of
 # your own (a GPU build) wins.
 llama_cmake_args() {
     local args="-DLLAVA_BUILD=OFF"
