@@ -16,6 +16,7 @@ import llama_cpp
 import pytest
 import structlog
 
+from services.llm import weight_conversion
 from services.llm.model_files import packaged_gguf
 from services.llm.weight_conversion import batchable_weights
 
@@ -41,8 +42,12 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
+    """The conversion's log lines. Its module logger is replaced by a fresh one made inside the
+    capture: once an app in this worker has configured logging (which caches a logger on its
+    first use), the module's own logger keeps writing JSON to stdout, out of the capture's reach."""
     with structlog.testing.capture_logs() as logs:
+        monkeypatch.setattr(weight_conversion, "logger", structlog.get_logger("pas.llm.weights"))
         yield logs
 
 
@@ -104,7 +109,7 @@ def test_an_unwritable_cache_keeps_the_shipped_weights_and_says_why(
     blocked.write_text("")
 
     assert batchable_weights(packaged_gguf(), blocked / "models") == packaged_gguf()
-    # structlog's capture takes every thread's events: another test's engine may log meanwhile.
+    # The capture takes every thread's events: another test's engine may log meanwhile.
     [warning] = [log for log in captured_logs if "weights" in log]
     assert warning["log_level"] == "warning"
     assert warning["weights"] == "Q4_1"
