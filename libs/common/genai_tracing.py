@@ -40,6 +40,8 @@ GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 """Of the input tokens, those taken from a prompt cache (counted in the input tokens too)."""
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+"""Of the input tokens, those written to a provider's prompt cache (counted in them too)."""
 GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
 ERROR_TYPE: Final = "error.type"
@@ -215,6 +217,7 @@ def record_usage(
     input_tokens: int | None = None,
     output_tokens: int | None = None,
     cached_input_tokens: int | None = None,
+    cache_written_input_tokens: int | None = None,
     response_model: str | None = None,
     cost_usd: float | None = None,
 ) -> None:
@@ -228,6 +231,8 @@ def record_usage(
         used[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
     if cached_input_tokens is not None:
         used[GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cached_input_tokens
+    if cache_written_input_tokens is not None:
+        used[GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_written_input_tokens
     if response_model:
         used[GEN_AI_RESPONSE_MODEL] = response_model
     if cost_usd is not None:

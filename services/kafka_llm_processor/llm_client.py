@@ -107,6 +107,7 @@ class LLMClient:
                 input_tokens=usage.prompt_tokens,
                 output_tokens=usage.completion_tokens,
                 cached_input_tokens=usage.cached_tokens,
+                cache_written_input_tokens=usage.cache_creation_input_tokens,
                 response_model=answer.completion.model,
             )
         return LLMAnswer(

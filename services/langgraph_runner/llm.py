@@ -66,6 +66,7 @@ class LLMPrices:
         prompt_tokens: int,
         completion_tokens: int,
         cached_tokens: int = 0,
+        written_tokens: int = 0,
     ) -> float:
         stated = metadata.get(COST_KEY)
         if isinstance(stated, int | float) and not isinstance(stated, bool) and stated >= 0:
@@ -75,7 +76,7 @@ class LLMPrices:
         price = self._by_model.get(model) if isinstance(model, str) else None
         if price is None:
             return 0.0
-        return tokens_cost(price, prompt_tokens, completion_tokens, cached_tokens)
+        return tokens_cost(price, prompt_tokens, completion_tokens, cached_tokens, written_tokens)
 
 
 class RunUsageCallback(AsyncCallbackHandler):
@@ -115,11 +116,13 @@ class RunUsageCallback(AsyncCallbackHandler):
                 usage = getattr(message, "usage_metadata", None) or {}
                 prompt = int(usage.get("input_tokens", 0))
                 completion = int(usage.get("output_tokens", 0))
-                cached = int((usage.get("input_token_details") or {}).get("cache_read", 0))
+                details = usage.get("input_token_details") or {}
+                cached = int(details.get("cache_read", 0))
+                written = int(details.get("cache_creation", 0))
                 self.prompt_tokens += prompt
                 self.completion_tokens += completion
                 metadata = getattr(message, "response_metadata", None) or {}
-                self.cost_usd += self._prices.cost(metadata, prompt, completion, cached)
+                self.cost_usd += self._prices.cost(metadata, prompt, completion, cached, written)
 
     def snapshot(self) -> LLMUsage:
         return LLMUsage(

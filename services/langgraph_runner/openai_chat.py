@@ -197,6 +197,7 @@ class OpenAICompatibleChat(BaseChatModel):
                 input_tokens=usage.prompt_tokens,
                 output_tokens=usage.completion_tokens,
                 cached_input_tokens=usage.cached_tokens,
+                cache_written_input_tokens=usage.cache_creation_input_tokens,
                 response_model=completion.model,
                 cost_usd=cost,
             )
@@ -222,12 +223,18 @@ class OpenAICompatibleChat(BaseChatModel):
 
 
 def _usage_metadata(usage: Usage) -> UsageMetadata:
-    """LangChain's usage, with the prompt tokens a prompt cache gave where the server said."""
+    """LangChain's usage, with the prompt tokens a prompt cache gave and those written to it,
+    where the server said."""
     metadata = UsageMetadata(
         input_tokens=usage.prompt_tokens,
         output_tokens=usage.completion_tokens,
         total_tokens=usage.prompt_tokens + usage.completion_tokens,
     )
+    details = InputTokenDetails()
     if usage.cached_tokens is not None:
-        metadata["input_token_details"] = InputTokenDetails(cache_read=usage.cached_tokens)
+        details["cache_read"] = usage.cached_tokens
+    if usage.cache_creation_input_tokens is not None:
+        details["cache_creation"] = usage.cache_creation_input_tokens
+    if details:
+        metadata["input_token_details"] = details
     return metadata

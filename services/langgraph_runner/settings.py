@@ -32,13 +32,14 @@ def unique_instance() -> str:
 
 class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """USD per 1,000 prompt and completion tokens of one model (as the router's providers
-    file prices them), and per 1,000 prompt tokens its server took from a prompt cache
-    (``None``: what any prompt token costs)."""
+    file prices them), and per 1,000 prompt tokens its server took from a prompt cache or
+    wrote to one (``None``: what any prompt token costs)."""
 
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     input_per_1k: Price = 0.0
     output_per_1k: Price = 0.0
     cached_input_per_1k: Price | None = None
+    cache_write_per_1k: Price | None = None
 
 
 class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):

@@ -33,6 +33,12 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     cached_input_per_1k: float | None = None
     """What an input token the provider took from its prompt cache costs (OpenAI's and
     Anthropic's cost a tenth to a half of one read); ``None``: what any input token does."""
+    cache_write_per_1k: float | None = None
+    """What an input token written to the provider's prompt cache costs (Anthropic's: 1.25
+    times an input token, for a five-minute entry); ``None``: what any input token does."""
+    cache_prompts: bool = False
+    """Mark each request's system prompt and conversation for the provider's prompt cache
+    where the caller marked nothing (Anthropic's ``cache_control``)."""
     agent_id: str | None = None
     api_key: str | None = None
     unavailable: str | None = None
@@ -43,8 +49,14 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     def blended_price(self) -> float:
         return self.input_per_1k + self.output_per_1k
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
-        return tokens_cost(self, prompt_tokens, completion_tokens, cached_tokens)
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        written_tokens: int = 0,
+    ) -> float:
+        return tokens_cost(self, prompt_tokens, completion_tokens, cached_tokens, written_tokens)
 
 
 def local_candidates(agents: list[RegisteredAgent], token: str | None = None) -> list[Candidate]:
@@ -78,6 +90,7 @@ class ModelEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     input_per_1k: Price = 0.0
     output_per_1k: Price = 0.0
     cached_input_per_1k: Price | None = None
+    cache_write_per_1k: Price | None = None
 
 
 class ProviderEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -87,6 +100,10 @@ class ProviderEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api_key_env: str | None = None
     """Environment variable holding the key; keys are never written in the file."""
     daily_budget_usd: Price | None = None
+    cache_prompts: bool = False
+    """Anthropic only: mark every request's system prompt and conversation so far for its
+    prompt cache, unless the caller marked parts itself (opt-in: a write costs more than a
+    read of the same tokens, and pays only when the same start comes back within minutes)."""
     models: list[ModelEntry]
 
 
@@ -104,6 +121,12 @@ def remote_candidates(path: str | None, environ: dict[str, str] | None = None) -
         raise SettingsError("ROUTER_PROVIDERS_FILE", f"{path}: {exc}") from exc
     found = []
     for provider in config.providers:
+        if provider.cache_prompts and provider.kind != "anthropic":
+            # OpenAI-compatible servers cache prompt starts by themselves, unmarked.
+            raise SettingsError(
+                "ROUTER_PROVIDERS_FILE",
+                f'{path}: provider {provider.name!r}: cache_prompts is for kind = "anthropic"',
+            )
         key = env.get(provider.api_key_env) if provider.api_key_env else None
         missing = (
             f"no API key: set {provider.api_key_env}" if provider.api_key_env and not key else None
@@ -120,6 +143,8 @@ def remote_candidates(path: str | None, environ: dict[str, str] | None = None) -
                     input_per_1k=model.input_per_1k,
                     output_per_1k=model.output_per_1k,
                     cached_input_per_1k=model.cached_input_per_1k,
+                    cache_write_per_1k=model.cache_write_per_1k,
+                    cache_prompts=provider.cache_prompts,
                     api_key=key,
                     unavailable=missing,
                     daily_budget_usd=provider.daily_budget_usd,

@@ -306,7 +306,16 @@ class Dispatcher:
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
         self._pool.stats[candidate.id].record(elapsed_s, completion)
-        cost = candidate.cost(prompt, completion, (usage.cached_tokens or 0) if usage else 0)
+        cost = (
+            candidate.cost(
+                prompt,
+                completion,
+                usage.cached_tokens or 0,
+                usage.cache_creation_input_tokens or 0,
+            )
+            if usage
+            else 0.0
+        )
         self._pool.ledger.record(
             UsageRecord(
                 at=time.time(),
@@ -396,6 +405,7 @@ def _record(span: ModelCallSpan, usage: Usage | None, cost: float) -> None:
         input_tokens=usage.prompt_tokens if usage else None,
         output_tokens=usage.completion_tokens if usage else None,
         cached_input_tokens=usage.cached_tokens if usage else None,
+        cache_written_input_tokens=usage.cache_creation_input_tokens if usage else None,
         cost_usd=cost,
     )
 

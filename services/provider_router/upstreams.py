@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from libs.common.clients.chat_completions import WireUsage
 from libs.common.clients.llm_errors import (
     TRANSPORT_ERRORS,
     LLMError,
@@ -33,7 +34,7 @@ from libs.common.clients.openai_client import (
     post_for_success,
 )
 from libs.common.errors import PASError
-from libs.common.schemas.llm import PromptTokensDetails, Usage
+from libs.common.schemas.llm import Usage
 from services.provider_router.candidates import Candidate
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -58,14 +59,8 @@ class UpstreamRefused(PASError):
         self.status_code = status_code
 
 
-class _Tokens(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0  # embeddings have none
-    prompt_tokens_details: PromptTokensDetails | None = None
-
-
 class _UsageOnly(msgspec.Struct):
-    usage: _Tokens | None = None
+    usage: WireUsage | None = None
 
 
 _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
@@ -77,14 +72,7 @@ def usage_in(payload: bytes) -> Usage | None:
         tokens = _decode_usage(payload).usage
     except msgspec.DecodeError:
         return None
-    if tokens is None:
-        return None
-    return Usage(
-        prompt_tokens=tokens.prompt_tokens,
-        completion_tokens=tokens.completion_tokens,
-        total_tokens=tokens.prompt_tokens + tokens.completion_tokens,
-        prompt_tokens_details=tokens.prompt_tokens_details,
-    )
+    return None if tokens is None else tokens.as_usage()
 
 
 def _anthropic_headers(candidate: Candidate, request_id: str | None) -> dict[str, str]:
@@ -115,26 +103,38 @@ def _upstream_failure(exc: LLMError, candidate: Candidate) -> Exception:
     return UpstreamFailed(detail, retryable=True)
 
 
-def to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
-    system = "\n".join(
-        _text(m.get("content"))
-        for m in body["messages"]
-        if m.get("role") in ("system", "developer")
+def to_anthropic(body: dict[str, Any], *, cache_prompts: bool = False) -> dict[str, Any]:
+    """OpenAI's chat request as a Messages API request. The caller's ``cache_control`` marks
+    on content parts (as LiteLLM and OpenRouter pass them) are kept; with ``cache_prompts``
+    and no mark of the caller's, the system prompt's end and the conversation's end are
+    marked, so that the next request with the same start reads it from Anthropic's cache."""
+    system_messages = [m for m in body["messages"] if m.get("role") in ("system", "developer")]
+    system = [block for m in system_messages for block in _text_blocks(m.get("content"))]
+    turn_messages = [m for m in body["messages"] if m.get("role") in ("user", "assistant")]
+    turns = [{"role": m["role"], "content": _text_blocks(m.get("content"))} for m in turn_messages]
+    marked = any("cache_control" in b for b in system) or any(
+        "cache_control" in b for turn in turns for b in turn["content"]
     )
+    if cache_prompts and not marked:
+        for blocks in (system, turns[-1]["content"] if turns else []):
+            if blocks:
+                blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"}}
+        marked = True
     request: dict[str, Any] = {
         "model": body["model"],
         "max_tokens": body.get("max_completion_tokens")
         or body.get("max_tokens")
         or ANTHROPIC_DEFAULT_MAX_TOKENS,
-        "messages": [
-            {"role": m["role"], "content": _text(m.get("content"))}
-            for m in body["messages"]
-            if m.get("role") in ("user", "assistant")
-        ],
+        # Plain strings unless a block carries a mark (a string cannot).
+        "messages": turns
+        if marked
+        else [{"role": m["role"], "content": _text(m.get("content"))} for m in turn_messages],
         "stream": bool(body.get("stream")),
     }
     if system:
-        request["system"] = system
+        request["system"] = (
+            system if marked else "\n".join(_text(m.get("content")) for m in system_messages)
+        )
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p")):
         if body.get(ours) is not None:
             request[theirs] = body[ours]
@@ -142,6 +142,21 @@ def to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
     if stop:
         request["stop_sequences"] = [stop] if isinstance(stop, str) else stop
     return request
+
+
+def _text_blocks(content: Any) -> list[dict[str, Any]]:
+    """A message's text as Anthropic's text blocks, with the caller's ``cache_control``; no
+    empty block (Anthropic refuses them)."""
+    if not isinstance(content, list):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content:
+        if isinstance(part, dict) and part.get("text"):
+            block = {"type": "text", "text": part["text"]}
+            if part.get("cache_control"):
+                block["cache_control"] = part["cache_control"]
+            blocks.append(block)
+    return blocks
 
 
 def _text(content: Any) -> str:
@@ -165,6 +180,8 @@ def usage_from_anthropic(prompt: dict[str, Any], completion_tokens: int) -> dict
     }
     if cached is not None:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if "cache_creation_input_tokens" in prompt:
+        usage["cache_creation_input_tokens"] = written
     return usage
 
 
@@ -282,7 +299,7 @@ class Upstreams:
         return await post_for_success(
             self._http,
             where,
-            msgspec.json.encode(to_anthropic(body)),
+            msgspec.json.encode(to_anthropic(body, cache_prompts=candidate.cache_prompts)),
             _anthropic_headers(candidate, request_id),
             self._timeout,
             where=where,

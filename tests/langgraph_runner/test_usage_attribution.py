@@ -1,6 +1,7 @@
 """A run's LLM calls count toward its workflow: the PAS LLM service it calls (the real embedded
 model) publishes usage events on a real broker that carry the run's workflow and run ids; and
-the run counts what its calls cost, a prompt cache's tokens at their own price."""
+the run counts what its calls cost, the tokens a prompt cache gave and took at their own
+prices."""
 
 from __future__ import annotations
 
@@ -83,13 +84,21 @@ async def test_calls_through_the_openai_compatible_api_carry_the_run_s_ids(
     ] == [("probe", run["run_id"])]
 
 
-async def test_a_runs_cost_prices_what_the_servers_prompt_cache_gave_at_its_own_price() -> None:
-    """OpenAI played by a fake speaking its chat-completions wire format, whose usage says 8
-    of the 11 prompt tokens came from its prompt cache: LangChain's usage says so too, and a
-    run's cost prices them at RUNNER_LLM_PRICES' cached_input_per_1k."""
-    price = ModelPrice(model="priced", input_per_1k=1.0, cached_input_per_1k=0.1, output_per_1k=2.0)
+async def test_a_runs_cost_prices_what_a_prompt_cache_gave_and_took_at_their_own_prices() -> None:
+    """An OpenAI-compatible endpoint played by a fake speaking OpenAI's chat-completions wire
+    format, whose usage says 8 of the 11 prompt tokens came from its prompt cache and 2 were
+    written to it (Anthropic's ``cache_creation_input_tokens``, as the provider router passes it
+    on): LangChain's usage says so too, and a run's cost prices them at RUNNER_LLM_PRICES'
+    cached_input_per_1k and cache_write_per_1k."""
+    price = ModelPrice(
+        model="priced",
+        input_per_1k=1.0,
+        cached_input_per_1k=0.1,
+        cache_write_per_1k=1.25,
+        output_per_1k=2.0,
+    )
     usage = RunUsageCallback(prices=LLMPrices([price]))
-    with serve_asgi(OpenAIResponder("priced", cached_tokens=8)) as url:
+    with serve_asgi(OpenAIResponder("priced", cached_tokens=8, written_tokens=2)) as url:
         client = OpenAIClient(f"{url}/v1")
         try:
             chat = OpenAICompatibleChat(model="priced", client=client)
@@ -99,6 +108,7 @@ async def test_a_runs_cost_prices_what_the_servers_prompt_cache_gave_at_its_own_
 
     assert isinstance(message, AIMessage)
     assert message.usage_metadata is not None
-    assert message.usage_metadata["input_token_details"] == {"cache_read": 8}
+    assert message.usage_metadata["input_token_details"] == {"cache_read": 8, "cache_creation": 2}
     assert usage.prompt_tokens == 11
-    assert usage.cost_usd == pytest.approx((3 * 1.0 + 8 * 0.1 + 5 * 2.0) / 1000)
+    # 1 prompt token read, 8 from the cache, 2 written to it; 5 answered.
+    assert usage.cost_usd == pytest.approx((1 * 1.0 + 8 * 0.1 + 2 * 1.25 + 5 * 2.0) / 1000)

@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from litestar import Litestar, Request, post
 from litestar.response import Stream
 
+from libs.common.errors import SettingsError
 from services.provider_router.candidates import remote_candidates
 from tests.provider_router.conftest import ask, providers_file, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
@@ -280,7 +282,11 @@ def fake_anthropic(seen: list[dict[str, Any]]) -> Litestar:
     return Litestar([messages])
 
 
-async def _router_to_anthropic(make_router: Any, tmp_path: Path, url: str) -> Any:
+async def _router_to_anthropic(
+    make_router: Any, tmp_path: Path, url: str, provider: str = "", model: str = ""
+) -> Any:
+    """A router whose one candidate is Anthropic at ``url``; ``provider`` and ``model`` are
+    more lines of the providers file's entries."""
     config = providers_file(
         tmp_path,
         f"""
@@ -289,11 +295,13 @@ name = "anthropic"
 kind = "anthropic"
 base_url = "{url}"
 api_key_env = "PAS_TEST_ANTHROPIC_KEY"
+{provider}
 [[providers.models]]
 name = "claude-sonnet-4-5"
 capabilities = ["reasoning"]
 input_per_1k = 0.003
 output_per_1k = 0.015
+{model}
 """,
     )
     return await make_router(use_registry=False, providers_file=config)
@@ -348,6 +356,7 @@ async def test_anthropic_is_translated_both_ways(
         "completion_tokens": 4,
         "total_tokens": 30,
         "prompt_tokens_details": {"cached_tokens": 10},
+        "cache_creation_input_tokens": 2,
     }
     sent = seen[0]
     assert sent["key"] == "sk-ant-test"
@@ -363,6 +372,82 @@ async def test_anthropic_is_translated_both_ways(
     assert events[-1] == "[DONE]"
 
 
+async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their_price(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Anthropic played by a fake speaking its documented Messages wire format: text blocks
+    with ``cache_control``, and a usage of 14 input tokens read, 10 from the prompt cache and
+    2 written to it (each priced apart), 4 answered. With ``cache_prompts`` the router marks
+    the system prompt's end and the conversation's end where the caller marked nothing, and
+    leaves the caller's own marks as they are."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is a coupon?"},
+        {"role": "assistant", "content": "Interest."},
+        {"role": "user", "content": "And a yield?"},
+    ]
+    rules = {"type": "text", "text": "Rules.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    marked_by_caller = [
+        {"role": "system", "content": [rules, {"type": "text", "text": "Today."}]},
+        {"role": "user", "content": "Hi"},
+    ]
+    with serve_asgi(fake_anthropic(seen)) as url:
+        router = await _router_to_anthropic(
+            make_router,
+            tmp_path,
+            url,
+            provider="cache_prompts = true",
+            model="cached_input_per_1k = 0.0003\ncache_write_per_1k = 0.00375",
+        )
+        for messages in (conversation, marked_by_caller):
+            body = {"capability": "reasoning", "messages": messages}
+            answer = await router.post("/v1/chat/completions", json=body)
+            assert answer.status_code == 200, answer.text
+        streamed = await router.post(
+            "/v1/chat/completions", json={**body, "stream": True, "stream_options": {}}
+        )
+        costs = (await router.get("/costs")).json()
+
+    def text(words: str) -> dict[str, Any]:
+        return {"type": "text", "text": words}
+
+    ephemeral = {"cache_control": {"type": "ephemeral"}}
+    assert seen[0]["body"]["system"] == [{**text("Be brief."), **ephemeral}]
+    assert seen[0]["body"]["messages"] == [
+        {"role": "user", "content": [text("What is a coupon?")]},
+        {"role": "assistant", "content": [text("Interest.")]},
+        {"role": "user", "content": [{**text("And a yield?"), **ephemeral}]},
+    ]
+    assert seen[1]["body"]["system"] == [rules, text("Today.")]
+    assert seen[1]["body"]["messages"] == [{"role": "user", "content": [text("Hi")]}]
+    assert answer.json()["usage"]["cache_creation_input_tokens"] == 2
+    assert streamed.status_code == 200
+    one_call = (14 * 0.003 + 10 * 0.0003 + 2 * 0.00375 + 4 * 0.015) / 1000
+    assert costs["by_provider"]["anthropic"]["requests"] == 3
+    assert abs(costs["by_provider"]["anthropic"]["cost_usd"] - 3 * one_call) < 1e-12
+
+
+def test_cache_prompts_is_refused_for_an_openai_compatible_provider(tmp_path: Path) -> None:
+    """OpenAI-compatible servers cache a prompt's start unasked: there is nothing to mark."""
+    config = providers_file(
+        tmp_path,
+        """
+[[providers]]
+name = "vllm"
+base_url = "http://127.0.0.1:9/v1"
+cache_prompts = true
+[[providers.models]]
+name = "m"
+capabilities = ["reasoning"]
+""",
+    )
+
+    with pytest.raises(SettingsError, match='cache_prompts is for kind = "anthropic"'):
+        remote_candidates(config, environ={})
+
+
 def test_the_example_providers_file_loads_with_its_prices() -> None:
     """deploy/providers.example.toml is what an operator copies: it must load as it is."""
     found = {c.id: c for c in remote_candidates("deploy/providers.example.toml", environ={})}
@@ -372,3 +457,7 @@ def test_the_example_providers_file_loads_with_its_prices() -> None:
     assert mini.unavailable == "no API key: set OPENAI_API_KEY"
     # 1,000 prompt tokens, 800 of them cached, and 100 answered.
     assert mini.cost(1000, 100, 800) < mini.cost(1000, 100) == mini.cost(1000, 100, 0)
+    sonnet = found["anthropic/claude-sonnet-4-5"]
+    assert sonnet.cache_prompts
+    # Of the same 1,000, 800 written to the cache: dearer than reading them all.
+    assert sonnet.cost(1000, 100, 0, 800) > sonnet.cost(1000, 100)

@@ -9,7 +9,9 @@ a client can leave half way), and ``reply=(status, body)`` answers every chat re
 status and raw body instead (an error, or a 200 that is not a chat completion).
 ``answer_for(request)`` gives a non-streamed answer's text from the request (a scripted model).
 ``cached_tokens`` says that many of the prompt's tokens came from a prompt cache
-(``usage.prompt_tokens_details``).
+(``usage.prompt_tokens_details``), ``written_tokens`` that many were written to one
+(``usage.cache_creation_input_tokens``: not OpenAI's field but Anthropic's, as the provider
+router and LiteLLM pass it on in OpenAI's shape).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class OpenAIResponder:
         chunk_gap_s: float = 0.0,
         answer_for: Callable[[dict[str, Any]], str] | None = None,
         cached_tokens: int | None = None,
+        written_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.delay_s = delay_s
@@ -45,6 +48,7 @@ class OpenAIResponder:
         self.chunk_gap_s = chunk_gap_s
         self.answer_for = answer_for
         self.cached_tokens = cached_tokens
+        self.written_tokens = written_tokens
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
@@ -94,6 +98,8 @@ class OpenAIResponder:
         }
         if self.cached_tokens is not None:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.written_tokens is not None:
+            usage["cache_creation_input_tokens"] = self.written_tokens
         if not request.get("stream"):
             text = self.answer_for(request) if self.answer_for else "".join(ANSWER)
             await self._json(

@@ -32,11 +32,28 @@ class _WireChoice(msgspec.Struct):
     """Read by :func:`_logprobs`: a shape of its own is no reason to lose the answer."""
 
 
-class _WireUsage(msgspec.Struct):
+class WireUsage(msgspec.Struct):
+    """A ``usage`` object as servers send it (a chat completion's, a stream's last chunk's,
+    embeddings', which have no completion tokens), lenient where they differ."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int | None = None
     prompt_tokens_details: PromptTokensDetails | None = None
+    cache_creation_input_tokens: int | None = None
+
+    def as_usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=(
+                self.total_tokens
+                if self.total_tokens is not None
+                else self.prompt_tokens + self.completion_tokens
+            ),
+            prompt_tokens_details=self.prompt_tokens_details,
+            cache_creation_input_tokens=self.cache_creation_input_tokens,
+        )
 
 
 class _WireCompletion(msgspec.Struct):
@@ -97,7 +114,7 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
     """``payload`` as a chat completion, or :class:`LLMUnusableAnswer` saying why not."""
     try:
         wire = _decode_completion(payload)
-        usage = msgspec.convert(wire.usage or {}, _WireUsage)
+        usage = msgspec.convert(wire.usage or {}, WireUsage)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise LLMUnusableAnswer(
             f"{where} answered with something that is not a chat completion ({exc}): "
@@ -126,16 +143,7 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
             )
             for choice in wire.choices
         ],
-        usage=Usage(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=(
-                usage.total_tokens
-                if usage.total_tokens is not None
-                else usage.prompt_tokens + usage.completion_tokens
-            ),
-            prompt_tokens_details=usage.prompt_tokens_details,
-        ),
+        usage=usage.as_usage(),
         system_fingerprint=wire.system_fingerprint,
     )
     return ChatAnswer(completion=completion, raw_usage=wire.usage)

@@ -199,6 +199,10 @@ class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
     """Left out where the backend does not say what it cached."""
+    cache_creation_input_tokens: int | None = None
+    """Of the prompt's tokens, those written to the provider's prompt cache, which it bills
+    above a read token (Anthropic's field, kept under its name as LiteLLM keeps it); left out
+    where the provider does not say."""
 
     @property
     def cached_tokens(self) -> int | None:
