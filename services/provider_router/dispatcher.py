@@ -332,6 +332,16 @@ class Dispatcher:
         m.latency.labels(candidate.provider, candidate.model).observe(elapsed_s)
         m.tokens.labels(candidate.provider, candidate.model, "prompt").inc(prompt)
         m.tokens.labels(candidate.provider, candidate.model, "completion").inc(completion)
+        # Of the prompt's tokens (counted there too), those a provider's prompt cache gave and
+        # took: how well a cache pays is read off these.
+        if usage and usage.cached_tokens:
+            m.tokens.labels(candidate.provider, candidate.model, "cache_read").inc(
+                usage.cached_tokens
+            )
+        if usage and usage.cache_creation_input_tokens:
+            m.tokens.labels(candidate.provider, candidate.model, "cache_write").inc(
+                usage.cache_creation_input_tokens
+            )
         m.cost.labels(candidate.provider, candidate.model).inc(cost)
         self._report(ask, candidate, "ok", elapsed_s, usage=usage, cost=cost)
         logger.info(

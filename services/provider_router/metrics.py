@@ -37,7 +37,8 @@ class RouterMetrics:
         )
         self.tokens = Counter(
             "pas_router_tokens",
-            "Tokens through the router",
+            "Tokens through the router; kind: prompt, completion, and of the prompt's, "
+            "cache_read and cache_write (a provider's prompt cache)",
             ["provider", "model", "kind"],
             registry=None,
         )

@@ -409,6 +409,7 @@ async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their
             "/v1/chat/completions", json={**body, "stream": True, "stream_options": {}}
         )
         costs = (await router.get("/costs")).json()
+        metrics = (await router.get("/metrics")).text
 
     def text(words: str) -> dict[str, Any]:
         return {"type": "text", "text": words}
@@ -427,6 +428,10 @@ async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their
     one_call = (14 * 0.003 + 10 * 0.0003 + 2 * 0.00375 + 4 * 0.015) / 1000
     assert costs["by_provider"]["anthropic"]["requests"] == 3
     assert abs(costs["by_provider"]["anthropic"]["cost_usd"] - 3 * one_call) < 1e-12
+    tokens = 'pas_router_tokens_total{kind="%s",model="claude-sonnet-4-5",provider="anthropic"}'
+    assert f"{tokens % 'prompt'} 78.0" in metrics
+    assert f"{tokens % 'cache_read'} 30.0" in metrics
+    assert f"{tokens % 'cache_write'} 6.0" in metrics
 
 
 def test_cache_prompts_is_refused_for_an_openai_compatible_provider(tmp_path: Path) -> None:
