@@ -39,12 +39,12 @@ from services.provider_router.pool import CandidatePool
 from services.provider_router.store import UsageRecord
 from services.provider_router.strategies import Strategy, rank
 from services.provider_router.stream_relay import RelayedStream
-from services.provider_router.upstreams import (
+from services.provider_router.upstream_errors import (
+    UpstreamCannotServe,
     UpstreamFailed,
     UpstreamRefused,
-    Upstreams,
-    usage_in,
 )
+from services.provider_router.upstreams import Upstreams, usage_in
 
 logger = structlog.get_logger("pas.router")
 
@@ -207,6 +207,8 @@ class Dispatcher:
                 except UpstreamRefused:
                     admission.succeeded()  # the caller's problem: the candidate is alive
                     raise
+                except UpstreamCannotServe:
+                    raise  # nothing was sent: no verdict on the candidate
                 except UpstreamFailed as exc:
                     stats.failed += 1
                     admission.failed(str(exc))
@@ -244,6 +246,10 @@ class Dispatcher:
                 admission.succeeded()  # the caller's problem: the candidate is alive
                 record_error(span, exc)
                 raise
+            except UpstreamCannotServe as exc:  # nothing was sent: no verdict on the candidate
+                record_error(span, exc)
+                failures.append(f"{candidate.id}: {exc}")
+                self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
             except UpstreamFailed as exc:
                 stats.failed += 1
                 admission.failed(str(exc))

@@ -205,6 +205,8 @@ def fake_anthropic(seen: list[dict[str, Any]]) -> Litestar:
                 "version": request.headers.get("anthropic-version"),
             }
         )
+        if body.get("tools"):
+            return _tool_use_answer(body)
         if not body.get("stream"):
             return {
                 "id": "msg_1",
@@ -282,6 +284,64 @@ def fake_anthropic(seen: list[dict[str, Any]]) -> Litestar:
     return Litestar([messages])
 
 
+def _tool_use_answer(body: dict[str, Any]) -> Any:
+    """A text block, then a call of the first tool with ``{"ticker": "AAPL"}``, as Anthropic
+    answers it plain and streamed (its arguments in two ``input_json_delta`` pieces)."""
+    tool = body["tools"][0]["name"]
+    usage = {"input_tokens": 30, "output_tokens": 12}
+    if not body.get("stream"):
+        return {
+            "id": "msg_2",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [
+                {"type": "text", "text": "Looking it up."},
+                {"type": "tool_use", "id": "toolu_1", "name": tool, "input": {"ticker": "AAPL"}},
+            ],
+            "stop_reason": "tool_use",
+            "usage": usage,
+        }
+    start = {"type": "tool_use", "id": "toolu_1", "name": tool, "input": {}}
+    sequence: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {"id": "msg_2", "model": body["model"], "usage": usage},
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "Looking it up."},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": start},
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"ticker"'},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": ': "AAPL"}'},
+        },
+        {"type": "content_block_stop", "index": 1},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 12},
+        },
+        {"type": "message_stop"},
+    ]
+
+    async def events() -> AsyncIterator[bytes]:
+        for event in sequence:
+            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+    return Stream(events(), media_type="text/event-stream")
+
+
 async def _router_to_anthropic(
     make_router: Any, tmp_path: Path, url: str, provider: str = "", model: str = ""
 ) -> Any:
@@ -307,26 +367,34 @@ output_per_1k = 0.015
     return await make_router(use_registry=False, providers_file=config)
 
 
-async def test_anthropic_is_not_asked_for_several_choices_or_embeddings(
+async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Anthropic played by a fake speaking its documented Messages wire format, which has no
-    ``n`` and no embeddings: neither request is sent there as something else."""
+    ``n``, no ``response_format`` and no embeddings: no such request is sent there as
+    something else, and none counts as a failure of Anthropic's."""
     seen: list[dict[str, Any]] = []
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
     with serve_asgi(fake_anthropic(seen)) as url:
         router = await _router_to_anthropic(make_router, tmp_path, url)
         body = {"capability": "reasoning", "messages": [{"role": "user", "content": "Hi"}]}
         response = await router.post("/v1/chat/completions", json={**body, "n": 2})
+        schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+        shaped = await router.post("/v1/chat/completions", json={**body, "response_format": schema})
         embeddings = await router.post(
             "/v1/embeddings", json={"capability": "reasoning", "input": "Hi"}
         )
+        served = await router.post("/v1/chat/completions", json=body)
 
     assert response.status_code == 503
     assert "one answer a request" in response.json()["detail"]
+    assert shaped.status_code == 503
+    assert "no response_format json_schema" in shaped.json()["detail"]
     assert embeddings.status_code == 503
     assert "no embeddings API" in embeddings.json()["detail"]
-    assert seen == []
+    # Nothing was sent, so nothing counts against Anthropic's health: its circuit stays closed.
+    assert served.status_code == 200
+    assert len(seen) == 1
 
 
 async def test_anthropic_is_translated_both_ways(
@@ -369,6 +437,93 @@ async def test_anthropic_is_translated_both_ways(
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "Coupons are interest."
     assert chunks[-1]["usage"] == plain["usage"]
+    assert events[-1] == "[DONE]"
+
+
+async def test_tools_and_a_conversation_of_tool_calls_are_translated_both_ways(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Anthropic played by a fake speaking its documented Messages wire format: ``tools`` with
+    ``input_schema``, ``tool_choice``, ``tool_use`` and ``tool_result`` blocks, answers that
+    call a tool (plain, and streamed as ``input_json_delta`` pieces)."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    quote = {
+        "type": "object",
+        "properties": {"ticker": {"type": "string"}},
+        "required": ["ticker"],
+    }
+    earlier_call = {
+        "id": "call_0",
+        "type": "function",
+        "function": {"name": "get_quote", "arguments": '{"ticker": "MSFT"}'},
+    }
+    body = {
+        "capability": "reasoning",
+        "messages": [
+            {"role": "user", "content": "Quote MSFT, then AAPL."},
+            {"role": "assistant", "content": None, "tool_calls": [earlier_call]},
+            {"role": "tool", "tool_call_id": "call_0", "content": "412.10"},
+            {"role": "user", "content": "Now AAPL."},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "get_quote", "description": "Last price", "parameters": quote},
+            }
+        ],
+        "tool_choice": "required",
+        "parallel_tool_calls": False,
+    }
+    with serve_asgi(fake_anthropic(seen)) as url:
+        router = await _router_to_anthropic(make_router, tmp_path, url)
+        plain = await router.post("/v1/chat/completions", json=body)
+        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+
+    sent = seen[0]["body"]
+    assert sent["tools"] == [
+        {"name": "get_quote", "description": "Last price", "input_schema": quote}
+    ]
+    assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Quote MSFT, then AAPL."}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "call_0",
+                    "name": "get_quote",
+                    "input": {"ticker": "MSFT"},
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "call_0", "content": "412.10"}],
+        },
+        {"role": "user", "content": [{"type": "text", "text": "Now AAPL."}]},
+    ]
+    assert plain.status_code == 200, plain.text
+    choice = plain.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] == "Looking it up."
+    [call] = choice["message"]["tool_calls"]
+    assert (call["id"], call["type"], call["function"]["name"]) == (
+        "toolu_1",
+        "function",
+        "get_quote",
+    )
+    assert json.loads(call["function"]["arguments"]) == {"ticker": "AAPL"}
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    chunks = [json.loads(e) for e in events if e != "[DONE]"]
+    deltas = [c["choices"][0] for c in chunks if c["choices"]]
+    pieces = [piece for d in deltas for piece in d["delta"].get("tool_calls", [])]
+    assert pieces[0]["id"] == "toolu_1"
+    assert pieces[0]["function"]["name"] == "get_quote"
+    assert {p["index"] for p in pieces} == {0}
+    assert json.loads("".join(p["function"]["arguments"] for p in pieces)) == {"ticker": "AAPL"}
+    assert deltas[-1]["finish_reason"] == "tool_calls"
     assert events[-1] == "[DONE]"
 
 

@@ -1,0 +1,320 @@
+"""Anthropic's Messages API in OpenAI's chat format, both ways: requests (text, tools, the
+tool calls and results of a conversation, prompt-cache marks), answers and stream events
+(text and tool calls), usage.
+
+Nothing asked is dropped on the way: what the Messages API cannot do as asked (several
+choices, a JSON schema to answer in) is refused before sending, so that another candidate
+serves it (:func:`unservable`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import msgspec
+
+from services.provider_router.upstream_errors import UpstreamFailed
+
+ANTHROPIC_VERSION = "2023-06-01"
+ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
+_STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def anthropic_headers(api_key: str | None, request_id: str | None) -> dict[str, str]:
+    headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+    if request_id:
+        headers["x-request-id"] = request_id
+    if api_key:
+        headers["x-api-key"] = api_key
+    return headers
+
+
+def unservable(body: dict[str, Any]) -> str | None:
+    """Why the Messages API cannot answer this OpenAI request as asked, or None. Not the
+    request's fault: another candidate may serve it."""
+    if body.get("n", 1) > 1:
+        return "Anthropic makes one answer a request; n asks for more"
+    if (body.get("response_format") or {}).get("type") == "json_schema":
+        return "Anthropic's Messages API takes no response_format json_schema"
+    return None
+
+
+def to_anthropic(body: dict[str, Any], *, cache_prompts: bool = False) -> dict[str, Any]:
+    """OpenAI's chat request as a Messages API request. The caller's ``cache_control`` marks
+    on content parts (as LiteLLM and OpenRouter pass them) are kept; with ``cache_prompts``
+    and no mark of the caller's, the system prompt's end and the conversation's end are
+    marked, so that the next request with the same start reads it from Anthropic's cache.
+
+    Raises :class:`UpstreamFailed` (not retryable) for a tool call whose arguments are no
+    JSON object: Anthropic takes them parsed, an OpenAI-compatible candidate as they are."""
+    system_messages = [m for m in body["messages"] if m.get("role") in ("system", "developer")]
+    system = [block for m in system_messages for block in _text_blocks(m.get("content"))]
+    turns = _turns(body["messages"])
+    marked = any("cache_control" in b for b in system) or any(
+        "cache_control" in b for turn in turns for b in turn["content"]
+    )
+    if cache_prompts and not marked:
+        for blocks in (system, turns[-1]["content"] if turns else []):
+            if blocks:
+                blocks[-1] = {**blocks[-1], "cache_control": _EPHEMERAL}
+        marked = True
+    plain = not marked and all(b["type"] == "text" for turn in turns for b in turn["content"])
+    request: dict[str, Any] = {
+        "model": body["model"],
+        "max_tokens": body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or ANTHROPIC_DEFAULT_MAX_TOKENS,
+        # Plain strings where blocks would say nothing more (a string holds no mark).
+        "messages": [
+            {"role": turn["role"], "content": "".join(b["text"] for b in turn["content"])}
+            for turn in turns
+        ]
+        if plain
+        else turns,
+        "stream": bool(body.get("stream")),
+    }
+    if system:
+        request["system"] = (
+            "\n".join(_text(m.get("content")) for m in system_messages) if not marked else system
+        )
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p")):
+        if body.get(ours) is not None:
+            request[theirs] = body[ours]
+    stop = body.get("stop")
+    if stop:
+        request["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+    request.update(_tools(body))
+    return request
+
+
+def _turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation as Anthropic's turns: an assistant's tool calls as ``tool_use``
+    blocks, the tool results that answer them as ``tool_result`` blocks of one user turn."""
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        role = m.get("role")
+        if role == "tool":
+            result = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id") or "",
+                "content": _text(m.get("content")),
+            }
+            last = turns[-1] if turns else None
+            if (
+                last
+                and last["role"] == "user"
+                and last["content"][-1:]
+                and all(b["type"] == "tool_result" for b in last["content"])
+            ):
+                last["content"].append(result)
+            else:
+                turns.append({"role": "user", "content": [result]})
+        elif role in ("user", "assistant"):
+            blocks = _text_blocks(m.get("content"))
+            if role == "assistant":
+                blocks += [_tool_use(call) for call in m.get("tool_calls") or []]
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
+def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    try:
+        arguments = msgspec.json.decode(function.get("arguments") or "{}")
+    except msgspec.DecodeError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise UpstreamFailed(
+            f"Anthropic takes a tool call's arguments as a JSON object; call "
+            f"{call.get('id')!r} has {str(function.get('arguments'))[:100]!r}",
+            retryable=False,
+        )
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or "",
+        "name": function.get("name") or "",
+        "input": arguments,
+    }
+
+
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``tools``, ``tool_choice`` and ``parallel_tool_calls`` as Anthropic's."""
+    translated: dict[str, Any] = {}
+    functions = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    if functions:
+        translated["tools"] = [
+            {
+                "name": f["name"],
+                **({"description": f["description"]} if f.get("description") else {}),
+                "input_schema": f.get("parameters") or {"type": "object", "properties": {}},
+            }
+            for f in functions
+        ]
+    choice = body.get("tool_choice")
+    anthropic_choice: dict[str, Any] | None = None
+    if choice in ("auto", "none"):
+        anthropic_choice = {"type": choice}
+    elif choice == "required":
+        anthropic_choice = {"type": "any"}
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        anthropic_choice = {"type": "tool", "name": choice["function"]["name"]}
+    if body.get("parallel_tool_calls") is False and functions:
+        anthropic_choice = {**(anthropic_choice or {"type": "auto"})}
+        anthropic_choice["disable_parallel_tool_use"] = True
+    if anthropic_choice is not None and functions:
+        translated["tool_choice"] = anthropic_choice
+    return translated
+
+
+def _text_blocks(content: Any) -> list[dict[str, Any]]:
+    """A message's text as Anthropic's text blocks, with the caller's ``cache_control``; no
+    empty block (Anthropic refuses them)."""
+    if not isinstance(content, list):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content:
+        if isinstance(part, dict) and part.get("text"):
+            block = {"type": "text", "text": part["text"]}
+            if part.get("cache_control"):
+                block["cache_control"] = part["cache_control"]
+            blocks.append(block)
+    return blocks
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def usage_from_anthropic(prompt: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
+    """Anthropic's usage as OpenAI counts it. Anthropic's ``input_tokens`` leaves out the
+    tokens read from its prompt cache and those written to it, which it counts (and bills)
+    apart; OpenAI's ``prompt_tokens`` holds them all, the cached ones also in
+    ``prompt_tokens_details.cached_tokens``, the written ones in
+    ``cache_creation_input_tokens`` (as LiteLLM passes them on)."""
+    cached = prompt.get("cache_read_input_tokens")
+    written = prompt.get("cache_creation_input_tokens") or 0
+    prompt_tokens = (prompt.get("input_tokens") or 0) + (cached or 0) + written
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if "cache_creation_input_tokens" in prompt:
+        usage["cache_creation_input_tokens"] = written
+    return usage
+
+
+def from_anthropic(payload: bytes) -> bytes:
+    """A Messages API answer as an OpenAI chat completion, tool calls included."""
+    message = msgspec.json.decode(payload)
+    blocks = message.get("content", [])
+    text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    calls = [
+        {
+            "id": b.get("id", ""),
+            "type": "function",
+            "function": {
+                "name": b.get("name", ""),
+                "arguments": msgspec.json.encode(b.get("input", {})).decode(),
+            },
+        }
+        for b in blocks
+        if b.get("type") == "tool_use"
+    ]
+    answer: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        answer["tool_calls"] = calls
+    usage = message.get("usage", {})
+    return msgspec.json.encode(
+        {
+            "id": message.get("id", f"chatcmpl-{uuid.uuid4().hex}"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": message.get("model", ""),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": answer,
+                    "finish_reason": _STOP_REASONS.get(message.get("stop_reason"), "stop"),
+                }
+            ],
+            "usage": usage_from_anthropic(usage, usage.get("output_tokens", 0)),
+        }
+    )
+
+
+async def anthropic_to_openai_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Anthropic's stream events (message_start, content_block_start and _delta,
+    message_delta, ...) as OpenAI chat-completion chunks: text as content deltas, a tool call
+    as its id and name first, then its arguments piece by piece, as OpenAI streams them."""
+    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    model = ""
+    prompt: dict[str, Any] = {}
+    # A content block's index -> its tool call's index among the answer's tool calls.
+    tool_calls: dict[int, int] = {}
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
+        body = {
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": []
+            if delta is None
+            else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return b"data: " + msgspec.json.encode(body) + b"\n\n"
+
+    async for line in lines:
+        if not line.startswith(b"data:"):
+            continue
+        event = msgspec.json.decode(line[5:].strip())
+        kind = event.get("type")
+        if kind == "message_start":
+            model = event["message"].get("model", "")
+            prompt = event["message"].get("usage", {})
+            yield chunk({"role": "assistant", "content": ""})
+        elif kind == "content_block_start" and event["content_block"].get("type") == "tool_use":
+            block = event["content_block"]
+            tool_calls[event["index"]] = len(tool_calls)
+            call = {
+                "index": tool_calls[event["index"]],
+                "id": block.get("id", ""),
+                "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""},
+            }
+            yield chunk({"tool_calls": [call]})
+        elif kind == "content_block_delta":
+            delta = event["delta"]
+            if delta.get("type") == "text_delta":
+                yield chunk({"content": delta["text"]})
+            elif delta.get("type") == "input_json_delta" and event["index"] in tool_calls:
+                piece = {
+                    "index": tool_calls[event["index"]],
+                    "function": {"arguments": delta.get("partial_json", "")},
+                }
+                yield chunk({"tool_calls": [piece]})
+        elif kind == "message_delta":
+            completion = event.get("usage", {}).get("output_tokens", 0)
+            yield chunk({}, _STOP_REASONS.get(event["delta"].get("stop_reason"), "stop"))
+            yield chunk(None, usage=usage_from_anthropic(prompt, completion))
+        elif kind == "message_stop":
+            yield b"data: [DONE]\n\n"
+        elif kind == "error":
+            raise UpstreamFailed(f"anthropic stream error: {event.get('error')}", retryable=True)

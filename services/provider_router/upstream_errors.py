@@ -1,0 +1,32 @@
+"""How a candidate's call went wrong, as the dispatcher sorts it: failed (fall back, or retry
+it later) or refused (the caller's problem)."""
+
+from __future__ import annotations
+
+from libs.common.errors import PASError
+
+
+class UpstreamFailed(Exception):
+    """The candidate did not answer usably; ``retryable`` if the same call may work later."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
+class UpstreamRefused(PASError):
+    """The candidate refused the request itself (a 4xx other than 429): the caller's problem,
+    so it is answered with the same status and no fallback."""
+
+    def __init__(self, candidate: str, status_code: int, body: bytes) -> None:
+        super().__init__(f"{candidate} refused the request: {body.decode(errors='replace')[:500]}")
+        self.status_code = status_code
+
+
+class UpstreamCannotServe(UpstreamFailed):
+    """The candidate's API cannot do what the request asks (several choices, embeddings, a
+    JSON schema to answer in, at Anthropic's): nothing was sent, another candidate may serve
+    it, and the candidate's health is not in question (no circuit verdict, no failure)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retryable=False)
