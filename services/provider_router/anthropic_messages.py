@@ -2,8 +2,11 @@
 tool calls and results of a conversation, prompt-cache marks), answers and stream events
 (text and tool calls), usage.
 
-Nothing asked is dropped on the way: what the Messages API cannot do as asked (several
-choices, a JSON schema to answer in) is refused before sending, so that another candidate
+Nothing asked is dropped on the way. An answer in JSON (``response_format``, which the
+Messages API lacks) is asked as a call of one forced tool whose input schema is the answer's
+(the way LiteLLM and Anthropic's own guide do it), and that call comes back as the answer's
+text. What the API cannot do as asked (several choices; JSON answers beside the caller's own
+tools, or in a shape that is no object) is refused before sending, so that another candidate
 serves it (:func:`unservable`).
 """
 
@@ -28,6 +31,8 @@ _STOP_REASONS = {
     "refusal": "content_filter",
 }
 _EPHEMERAL = {"type": "ephemeral"}
+JSON_ANSWER_TOOL = "json_answer"
+"""The forced tool that carries a ``response_format`` answer; its input is the answer."""
 
 
 def anthropic_headers(api_key: str | None, request_id: str | None) -> dict[str, str]:
@@ -44,8 +49,29 @@ def unservable(body: dict[str, Any]) -> str | None:
     request's fault: another candidate may serve it."""
     if body.get("n", 1) > 1:
         return "Anthropic makes one answer a request; n asks for more"
-    if (body.get("response_format") or {}).get("type") == "json_schema":
-        return "Anthropic's Messages API takes no response_format json_schema"
+    schema = _answer_schema(body)
+    if schema is None:
+        return None
+    if body.get("tools"):
+        return "Anthropic answers in JSON through a forced tool, not beside the caller's tools"
+    if schema.get("type") != "object":
+        return "Anthropic answers in JSON through a tool, whose input is a JSON object"
+    return None
+
+
+def _answer_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema ``response_format`` asks the answer in (any object for
+    ``json_object``), or None."""
+    answer_format = body.get("response_format") or {}
+    if answer_format.get("type") == "json_object":
+        return {"type": "object"}
+    if answer_format.get("type") == "json_schema":
+        schema = (answer_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            return {}
+        if "type" not in schema and "properties" in schema:
+            return {**schema, "type": "object"}  # what properties imply
+        return schema
     return None
 
 
@@ -94,7 +120,22 @@ def to_anthropic(body: dict[str, Any], *, cache_prompts: bool = False) -> dict[s
     if stop:
         request["stop_sequences"] = [stop] if isinstance(stop, str) else stop
     request.update(_tools(body))
+    schema = _answer_schema(body)
+    if schema is not None:
+        request["tools"] = [
+            {
+                "name": JSON_ANSWER_TOOL,
+                "description": "Give the answer as this JSON object.",
+                "input_schema": schema,
+            }
+        ]
+        request["tool_choice"] = {"type": "tool", "name": JSON_ANSWER_TOOL}
     return request
+
+
+def answers_through_tool(body: dict[str, Any]) -> bool:
+    """Whether the answer to ``body`` comes as the :data:`JSON_ANSWER_TOOL`'s call."""
+    return _answer_schema(body) is not None
 
 
 def _turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -218,10 +259,16 @@ def usage_from_anthropic(prompt: dict[str, Any], completion_tokens: int) -> dict
     return usage
 
 
-def from_anthropic(payload: bytes) -> bytes:
-    """A Messages API answer as an OpenAI chat completion, tool calls included."""
+def from_anthropic(payload: bytes, *, json_answer: bool = False) -> bytes:
+    """A Messages API answer as an OpenAI chat completion, tool calls included; with
+    ``json_answer``, the :data:`JSON_ANSWER_TOOL`'s input is the answer's text."""
     message = msgspec.json.decode(payload)
     blocks = message.get("content", [])
+    stop_reason = message.get("stop_reason")
+    if json_answer:
+        inputs = [b.get("input", {}) for b in blocks if b.get("type") == "tool_use"]
+        blocks = [{"type": "text", "text": msgspec.json.encode(i).decode()} for i in inputs[:1]]
+        stop_reason = _json_answer_stop(stop_reason)
     text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
     calls = [
         {
@@ -235,9 +282,9 @@ def from_anthropic(payload: bytes) -> bytes:
         for b in blocks
         if b.get("type") == "tool_use"
     ]
-    answer: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    reply: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
     if calls:
-        answer["tool_calls"] = calls
+        reply["tool_calls"] = calls
     usage = message.get("usage", {})
     return msgspec.json.encode(
         {
@@ -248,8 +295,8 @@ def from_anthropic(payload: bytes) -> bytes:
             "choices": [
                 {
                     "index": 0,
-                    "message": answer,
-                    "finish_reason": _STOP_REASONS.get(message.get("stop_reason"), "stop"),
+                    "message": reply,
+                    "finish_reason": _STOP_REASONS.get(stop_reason, "stop"),
                 }
             ],
             "usage": usage_from_anthropic(usage, usage.get("output_tokens", 0)),
@@ -257,64 +304,100 @@ def from_anthropic(payload: bytes) -> bytes:
     )
 
 
-async def anthropic_to_openai_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Anthropic's stream events (message_start, content_block_start and _delta,
-    message_delta, ...) as OpenAI chat-completion chunks: text as content deltas, a tool call
-    as its id and name first, then its arguments piece by piece, as OpenAI streams them."""
-    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    model = ""
-    prompt: dict[str, Any] = {}
-    # A content block's index -> its tool call's index among the answer's tool calls.
-    tool_calls: dict[int, int] = {}
+def _json_answer_stop(stop_reason: str | None) -> str | None:
+    """The forced tool's call is the answer's end, not a call for the caller to make."""
+    return "end_turn" if stop_reason == "tool_use" else stop_reason
 
-    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
+
+async def anthropic_to_openai_sse(
+    lines: AsyncIterable[bytes], *, json_answer: bool = False
+) -> AsyncIterator[bytes]:
+    """Anthropic's stream events as OpenAI chat-completion chunks (see :class:`_Chunks`)."""
+    chunks = _Chunks(json_answer=json_answer)
+    async for line in lines:
+        if line.startswith(b"data:"):
+            for chunk in chunks.of(msgspec.json.decode(line[5:].strip())):
+                yield chunk
+
+
+class _Chunks:
+    """One stream's events (message_start, content_block_start and _delta, message_delta,
+    ...) as OpenAI's chunks: text as content deltas, a tool call as its id and name first,
+    then its arguments piece by piece, as OpenAI streams them; with ``json_answer``, the
+    :data:`JSON_ANSWER_TOOL`'s input as the content, piece by piece."""
+
+    def __init__(self, *, json_answer: bool) -> None:
+        self._json_answer = json_answer
+        self._id = f"chatcmpl-{uuid.uuid4().hex}"
+        self._created = int(time.time())
+        self._model = ""
+        self._prompt: dict[str, Any] = {}
+        # A content block's index -> its tool call's index among the answer's tool calls.
+        self._tool_calls: dict[int, int] = {}
+
+    def of(self, event: dict[str, Any]) -> list[bytes]:
+        kind = event.get("type")
+        if kind == "message_start":
+            self._model = event["message"].get("model", "")
+            self._prompt = event["message"].get("usage", {})
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            return self._block_start(event)
+        if kind == "content_block_delta":
+            return self._block_delta(event)
+        if kind == "message_delta":
+            stop_reason = event["delta"].get("stop_reason")
+            if self._json_answer:
+                stop_reason = _json_answer_stop(stop_reason)
+            completion = event.get("usage", {}).get("output_tokens", 0)
+            return [
+                self._chunk({}, _STOP_REASONS.get(stop_reason, "stop")),
+                self._chunk(None, usage=usage_from_anthropic(self._prompt, completion)),
+            ]
+        if kind == "message_stop":
+            return [b"data: [DONE]\n\n"]
+        if kind == "error":
+            raise UpstreamFailed(f"anthropic stream error: {event.get('error')}", retryable=True)
+        return []
+
+    def _block_start(self, event: dict[str, Any]) -> list[bytes]:
+        block = event["content_block"]
+        if block.get("type") != "tool_use" or self._json_answer:
+            return []
+        self._tool_calls[event["index"]] = len(self._tool_calls)
+        call = {
+            "index": self._tool_calls[event["index"]],
+            "id": block.get("id", ""),
+            "type": "function",
+            "function": {"name": block.get("name", ""), "arguments": ""},
+        }
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _block_delta(self, event: dict[str, Any]) -> list[bytes]:
+        delta = event["delta"]
+        if delta.get("type") == "text_delta" and not self._json_answer:
+            return [self._chunk({"content": delta["text"]})]
+        if delta.get("type") != "input_json_delta":
+            return []
+        piece = delta.get("partial_json", "")
+        if self._json_answer:
+            return [self._chunk({"content": piece})]
+        if event["index"] not in self._tool_calls:
+            return []
+        call = {"index": self._tool_calls[event["index"]], "function": {"arguments": piece}}
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _chunk(
+        self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any
+    ) -> bytes:
         body = {
-            "id": chunk_id,
+            "id": self._id,
             "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
+            "created": self._created,
+            "model": self._model,
             "choices": []
             if delta is None
             else [{"index": 0, "delta": delta, "finish_reason": finish}],
             **extra,
         }
         return b"data: " + msgspec.json.encode(body) + b"\n\n"
-
-    async for line in lines:
-        if not line.startswith(b"data:"):
-            continue
-        event = msgspec.json.decode(line[5:].strip())
-        kind = event.get("type")
-        if kind == "message_start":
-            model = event["message"].get("model", "")
-            prompt = event["message"].get("usage", {})
-            yield chunk({"role": "assistant", "content": ""})
-        elif kind == "content_block_start" and event["content_block"].get("type") == "tool_use":
-            block = event["content_block"]
-            tool_calls[event["index"]] = len(tool_calls)
-            call = {
-                "index": tool_calls[event["index"]],
-                "id": block.get("id", ""),
-                "type": "function",
-                "function": {"name": block.get("name", ""), "arguments": ""},
-            }
-            yield chunk({"tool_calls": [call]})
-        elif kind == "content_block_delta":
-            delta = event["delta"]
-            if delta.get("type") == "text_delta":
-                yield chunk({"content": delta["text"]})
-            elif delta.get("type") == "input_json_delta" and event["index"] in tool_calls:
-                piece = {
-                    "index": tool_calls[event["index"]],
-                    "function": {"arguments": delta.get("partial_json", "")},
-                }
-                yield chunk({"tool_calls": [piece]})
-        elif kind == "message_delta":
-            completion = event.get("usage", {}).get("output_tokens", 0)
-            yield chunk({}, _STOP_REASONS.get(event["delta"].get("stop_reason"), "stop"))
-            yield chunk(None, usage=usage_from_anthropic(prompt, completion))
-        elif kind == "message_stop":
-            yield b"data: [DONE]\n\n"
-        elif kind == "error":
-            raise UpstreamFailed(f"anthropic stream error: {event.get('error')}", retryable=True)

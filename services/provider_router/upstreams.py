@@ -33,6 +33,7 @@ from libs.common.clients.openai_client import (
 )
 from libs.common.schemas.llm import Usage
 from services.provider_router.anthropic_messages import (
+    answers_through_tool,
     anthropic_headers,
     anthropic_to_openai_sse,
     from_anthropic,
@@ -202,7 +203,9 @@ class Upstreams:
             raise _upstream_failure(transport_failure(exc, candidate.endpoint), candidate) from exc
         finally:
             response.release()
-        return from_anthropic(payload) if candidate.kind == "anthropic" else payload
+        if candidate.kind == "anthropic":
+            return from_anthropic(payload, json_answer=answers_through_tool(body))
+        return payload
 
     async def open_stream(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
@@ -210,7 +213,7 @@ class Upstreams:
         """The answer's SSE bytes in OpenAI's format; failures before the first byte raise."""
         response = await self._send(candidate, body, request_id)
         chunks: AsyncIterator[bytes] = (
-            anthropic_to_openai_sse(response.content)
+            anthropic_to_openai_sse(response.content, json_answer=answers_through_tool(body))
             if candidate.kind == "anthropic"
             else response.content.iter_any()
         )

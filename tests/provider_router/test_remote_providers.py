@@ -371,16 +371,16 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Anthropic played by a fake speaking its documented Messages wire format, which has no
-    ``n``, no ``response_format`` and no embeddings: no such request is sent there as
-    something else, and none counts as a failure of Anthropic's."""
+    ``n``, no embeddings, and answers in JSON only as a tool's input (an object): no such
+    request is sent there as something else, and none counts as a failure of Anthropic's."""
     seen: list[dict[str, Any]] = []
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
     with serve_asgi(fake_anthropic(seen)) as url:
         router = await _router_to_anthropic(make_router, tmp_path, url)
         body = {"capability": "reasoning", "messages": [{"role": "user", "content": "Hi"}]}
         response = await router.post("/v1/chat/completions", json={**body, "n": 2})
-        schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
-        shaped = await router.post("/v1/chat/completions", json={**body, "response_format": schema})
+        listed = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}
+        shaped = await router.post("/v1/chat/completions", json={**body, "response_format": listed})
         embeddings = await router.post(
             "/v1/embeddings", json={"capability": "reasoning", "input": "Hi"}
         )
@@ -389,7 +389,7 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     assert response.status_code == 503
     assert "one answer a request" in response.json()["detail"]
     assert shaped.status_code == 503
-    assert "no response_format json_schema" in shaped.json()["detail"]
+    assert "whose input is a JSON object" in shaped.json()["detail"]
     assert embeddings.status_code == 503
     assert "no embeddings API" in embeddings.json()["detail"]
     # Nothing was sent, so nothing counts against Anthropic's health: its circuit stays closed.
@@ -525,6 +525,47 @@ async def test_tools_and_a_conversation_of_tool_calls_are_translated_both_ways(
     assert json.loads("".join(p["function"]["arguments"] for p in pieces)) == {"ticker": "AAPL"}
     assert deltas[-1]["finish_reason"] == "tool_calls"
     assert events[-1] == "[DONE]"
+
+
+async def test_an_answer_in_json_is_asked_as_a_forced_tool_and_comes_back_as_text(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Anthropic played by a fake speaking its documented Messages wire format, which has no
+    ``response_format``: the schema goes as the one tool's ``input_schema``, forced by
+    ``tool_choice``, and the tool's input (plain, or streamed in ``input_json_delta`` pieces)
+    is the answer's content, which ends as a plain answer does."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    schema = {"properties": {"ticker": {"type": "string"}}, "required": ["ticker"]}
+    body = {
+        "capability": "reasoning",
+        "messages": [{"role": "user", "content": "Which ticker is Apple's? As JSON."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+    }
+    with serve_asgi(fake_anthropic(seen)) as url:
+        router = await _router_to_anthropic(make_router, tmp_path, url)
+        plain = await router.post("/v1/chat/completions", json=body)
+        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+
+    sent = seen[0]["body"]
+    assert sent["tools"] == [
+        {
+            "name": "json_answer",
+            "description": "Give the answer as this JSON object.",
+            "input_schema": {**schema, "type": "object"},
+        }
+    ]
+    assert sent["tool_choice"] == {"type": "tool", "name": "json_answer"}
+    assert "response_format" not in sent
+    choice = plain.json()["choices"][0]
+    assert json.loads(choice["message"]["content"]) == {"ticker": "AAPL"}
+    assert "tool_calls" not in choice["message"]
+    assert choice["finish_reason"] == "stop"
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    deltas = [c["choices"][0] for c in map(json.loads, events[:-1]) if c["choices"]]
+    assert json.loads("".join(d["delta"].get("content", "") for d in deltas)) == {"ticker": "AAPL"}
+    assert not [d for d in deltas if "tool_calls" in d["delta"]]
+    assert deltas[-1]["finish_reason"] == "stop"
 
 
 async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their_price(
