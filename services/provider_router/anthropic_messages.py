@@ -49,6 +49,8 @@ def unservable(body: dict[str, Any]) -> str | None:
     request's fault: another candidate may serve it."""
     if body.get("n", 1) > 1:
         return "Anthropic makes one answer a request; n asks for more"
+    if body.get("logprobs"):
+        return "Anthropic's Messages API gives no log-probabilities"
     schema = _answer_schema(body)
     if schema is None:
         return None
@@ -119,6 +121,8 @@ def to_anthropic(body: dict[str, Any], *, cache_prompts: bool = False) -> dict[s
     stop = body.get("stop")
     if stop:
         request["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+    if body.get("user"):
+        request["metadata"] = {"user_id": body["user"]}
     request.update(_tools(body))
     schema = _answer_schema(body)
     if schema is not None:
@@ -219,7 +223,8 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
 
 def _text_blocks(content: Any) -> list[dict[str, Any]]:
     """A message's text as Anthropic's text blocks, with the caller's ``cache_control``; no
-    empty block (Anthropic refuses them)."""
+    empty block (Anthropic refuses them). Text is all a part holds: the request's schema
+    refuses any other part with a 400."""
     if not isinstance(content, list):
         return [{"type": "text", "text": content}] if content else []
     blocks = []

@@ -371,7 +371,8 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Anthropic played by a fake speaking its documented Messages wire format, which has no
-    ``n``, no embeddings, and answers in JSON only as a tool's input (an object): no such
+    ``n``, no log-probabilities, no embeddings, and answers in JSON only as a tool's input (an
+    object): no such
     request is sent there as something else, and none counts as a failure of Anthropic's."""
     seen: list[dict[str, Any]] = []
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
@@ -379,6 +380,7 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
         router = await _router_to_anthropic(make_router, tmp_path, url)
         body = {"capability": "reasoning", "messages": [{"role": "user", "content": "Hi"}]}
         response = await router.post("/v1/chat/completions", json={**body, "n": 2})
+        scored = await router.post("/v1/chat/completions", json={**body, "logprobs": True})
         listed = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}
         shaped = await router.post("/v1/chat/completions", json={**body, "response_format": listed})
         embeddings = await router.post(
@@ -388,6 +390,8 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
 
     assert response.status_code == 503
     assert "one answer a request" in response.json()["detail"]
+    assert scored.status_code == 503
+    assert "no log-probabilities" in scored.json()["detail"]
     assert shaped.status_code == 503
     assert "whose input is a JSON object" in shaped.json()["detail"]
     assert embeddings.status_code == 503
@@ -412,7 +416,7 @@ async def test_anthropic_is_translated_both_ways(
                 {"role": "user", "content": "What is a coupon?"},
             ],
         }
-        plain = (await router.post("/v1/chat/completions", json=body)).json()
+        plain = (await router.post("/v1/chat/completions", json={**body, "user": "desk-7"})).json()
         streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
 
     assert plain["choices"][0]["message"]["content"] == "Coupons are interest."
@@ -432,6 +436,7 @@ async def test_anthropic_is_translated_both_ways(
     assert sent["body"]["system"] == "Be brief."
     assert sent["body"]["messages"] == [{"role": "user", "content": "What is a coupon?"}]
     assert sent["body"]["max_tokens"] == 1024
+    assert sent["body"]["metadata"] == {"user_id": "desk-7"}
     events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
