@@ -17,6 +17,7 @@ ProviderKind = Literal["local", "openai", "anthropic"]
 """``local``: a PAS LLM service; ``openai``: any OpenAI-compatible API; ``anthropic``: Messages."""
 
 Price = Annotated[float, msgspec.Meta(ge=0)]
+Limit = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +45,10 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     unavailable: str | None = None
     """Why it cannot be used (no API key), or None."""
     daily_budget_usd: float | None = None
+    rpm: int | None = None
+    """The provider's limit on requests a minute to this model (passed over at it)."""
+    tpm: int | None = None
+    """The provider's limit on tokens a minute to this model (passed over at it)."""
 
     @property
     def blended_price(self) -> float:
@@ -91,6 +96,8 @@ class ModelEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     output_per_1k: Price = 0.0
     cached_input_per_1k: Price | None = None
     cache_write_per_1k: Price | None = None
+    rpm: Limit | None = None
+    tpm: Limit | None = None
 
 
 class ProviderEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -145,6 +152,8 @@ def remote_candidates(path: str | None, environ: dict[str, str] | None = None) -
                     cached_input_per_1k=model.cached_input_per_1k,
                     cache_write_per_1k=model.cache_write_per_1k,
                     cache_prompts=provider.cache_prompts,
+                    rpm=model.rpm,
+                    tpm=model.tpm,
                     api_key=key,
                     unavailable=missing,
                     daily_budget_usd=provider.daily_budget_usd,

@@ -189,6 +189,7 @@ class Dispatcher:
         operation: Operation,
     ) -> bytes:
         stats = self._pool.stats[candidate.id]
+        pace = self._pool.rates[candidate.id]
         forwarded = {**body, "model": candidate.model}
         call = self._upstreams.embed if operation == "embeddings" else self._upstreams.complete
         async for attempt in stamina.retry_context(
@@ -202,6 +203,7 @@ class Dispatcher:
             with attempt:
                 stats.in_flight += 1
                 started = time.perf_counter()
+                pace.started()
                 try:
                     return await call(candidate, forwarded, ask.request_id)
                 except UpstreamRefused:
@@ -212,6 +214,8 @@ class Dispatcher:
                 except UpstreamFailed as exc:
                     stats.failed += 1
                     admission.failed(str(exc))
+                    if exc.retry_after_s is not None:
+                        pace.pause(exc.retry_after_s, _cut(str(exc)))
                     self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
                     raise
                 finally:
@@ -229,12 +233,14 @@ class Dispatcher:
                 failures.append(f"{candidate.id}: circuit open")
                 continue
             stats = self._pool.stats[candidate.id]
+            pace = self._pool.rates[candidate.id]
             started = time.perf_counter()
             stats.in_flight += 1
             relayed: RelayedStream | None = None
             # Ended by the relay when the stream ends or breaks (it outlives this handler).
             span = start_genai_span(**_span_arguments(ask, candidate, failures))
             try:
+                pace.started()
                 with current_call(span):
                     chunks = await self._upstreams.open_stream(
                         candidate, {**forwarded_base, "model": candidate.model}, ask.request_id
@@ -253,6 +259,8 @@ class Dispatcher:
             except UpstreamFailed as exc:
                 stats.failed += 1
                 admission.failed(str(exc))
+                if exc.retry_after_s is not None:
+                    pace.pause(exc.retry_after_s, _cut(str(exc)))
                 record_error(span, exc)
                 self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
                 failures.append(f"{candidate.id}: {exc}")
@@ -312,6 +320,7 @@ class Dispatcher:
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
         self._pool.stats[candidate.id].record(elapsed_s, completion)
+        self._pool.rates[candidate.id].used(prompt + completion)
         cost = (
             candidate.cost(
                 prompt,
@@ -427,4 +436,10 @@ def _record(span: ModelCallSpan, usage: Usage | None, cost: float) -> None:
 
 
 def _retryable(exc: Exception) -> bool:
-    return isinstance(exc, UpstreamFailed) and exc.retryable
+    """Worth another attempt at the same candidate: not when it asked for a pause (the next
+    candidate is asked instead)."""
+    return isinstance(exc, UpstreamFailed) and exc.retryable and exc.retry_after_s is None
+
+
+def _cut(reason: str) -> str:
+    return reason if len(reason) <= 120 else reason[:117] + "..."

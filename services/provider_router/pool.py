@@ -11,6 +11,7 @@ from services.provider_router.candidates import Candidate
 from services.provider_router.circuit_breaker import CircuitBreaker, CircuitState
 from services.provider_router.costs import CostLedger
 from services.provider_router.live_stats import LiveStats
+from services.provider_router.rate_limits import RateWindow
 
 
 class CandidateState(msgspec.Struct, kw_only=True):
@@ -40,6 +41,12 @@ class CandidateState(msgspec.Struct, kw_only=True):
     failed: int
     spent_today_usd: float
     daily_budget_usd: float | None
+    rpm: int | None
+    tpm: int | None
+    requests_last_minute: int
+    tokens_last_minute: int
+    asked_to_wait_s: float | None
+    """What is left of a pause the provider asked for (a 429's Retry-After)."""
 
 
 class CandidatePool:
@@ -60,6 +67,7 @@ class CandidatePool:
         # Circuits and stats outlive a candidate leaving and coming back (a restarted service).
         self.breakers: dict[str, CircuitBreaker] = {}
         self.stats: dict[str, LiveStats] = {}
+        self.rates: dict[str, RateWindow] = {}
 
     def set_local(self, candidates: Iterable[Candidate]) -> None:
         self._local = {c.id: c for c in candidates}
@@ -76,6 +84,10 @@ class CandidatePool:
                     failures_to_open=self._breaker_failures, cooldown_s=self._breaker_cooldown_s
                 )
                 self.stats[candidate.id] = LiveStats(self._alpha)
+                self.rates[candidate.id] = RateWindow()
+            # A reloaded providers file may change the limits; the minute's count stays.
+            self.rates[candidate.id].rpm = candidate.rpm
+            self.rates[candidate.id].tpm = candidate.tpm
 
     def all(self) -> list[Candidate]:
         return [*self._local.values(), *self._remote.values()]
@@ -88,6 +100,9 @@ class CandidatePool:
             spent = self.ledger.spent_today(candidate.provider)
             if spent >= candidate.daily_budget_usd:
                 return f"daily budget spent ({spent:.4f} of {candidate.daily_budget_usd} USD)"
+        paced = self.rates[candidate.id].why_not()
+        if paced is not None:
+            return paced
         breaker = self.breakers[candidate.id]
         state = breaker.state
         if state == "open":
@@ -104,6 +119,9 @@ class CandidatePool:
             stats = self.stats[candidate.id]
             reason = self.why_unusable(candidate)
             to_half_open = breaker.seconds_to_half_open
+            rate = self.rates[candidate.id]
+            requests, tokens = rate.counts()
+            paused = rate.paused_for()
             rows.append(
                 CandidateState(
                     id=candidate.id,
@@ -131,6 +149,11 @@ class CandidatePool:
                     failed=stats.failed,
                     spent_today_usd=round(self.ledger.spent_today(candidate.provider), 6),
                     daily_budget_usd=candidate.daily_budget_usd,
+                    rpm=candidate.rpm,
+                    tpm=candidate.tpm,
+                    requests_last_minute=requests,
+                    tokens_last_minute=tokens,
+                    asked_to_wait_s=None if paused is None else round(paused, 1),
                 )
             )
         return rows

@@ -7,11 +7,13 @@ from libs.common.errors import PASError
 
 
 class UpstreamFailed(Exception):
-    """The candidate did not answer usably; ``retryable`` if the same call may work later."""
+    """The candidate did not answer usably; ``retryable`` if the same call may work later;
+    ``retry_after_s``: how long the provider asked to be left alone (a 429's Retry-After)."""
 
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    def __init__(self, reason: str, *, retryable: bool, retry_after_s: float | None = None) -> None:
         super().__init__(reason)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamRefused(PASError):

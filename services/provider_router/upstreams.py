@@ -72,7 +72,9 @@ def _upstream_failure(exc: LLMError, candidate: Candidate) -> Exception:
         return UpstreamRefused(candidate.id, exc.status or 502, exc.body)
     if exc.status is not None:
         body = exc.body.decode(errors="replace")[:300]
-        return UpstreamFailed(f"answered {exc.status}: {body}", retryable=True)
+        return UpstreamFailed(
+            f"answered {exc.status}: {body}", retryable=True, retry_after_s=exc.retry_after_s
+        )
     if isinstance(exc, LLMTimeout):
         return UpstreamFailed(f"timed out ({type(cause).__name__})", retryable=True)
     if isinstance(exc, LLMUnreachable):

@@ -661,6 +661,7 @@ def test_the_example_providers_file_loads_with_its_prices() -> None:
     assert {"openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"} <= set(found)
     mini = found["openai/gpt-4o-mini"]
     assert mini.unavailable == "no API key: set OPENAI_API_KEY"
+    assert (mini.rpm, mini.tpm) == (500, 200000)
     # 1,000 prompt tokens, 800 of them cached, and 100 answered.
     assert mini.cost(1000, 100, 800) < mini.cost(1000, 100) == mini.cost(1000, 100, 0)
     sonnet = found["anthropic/claude-sonnet-4-5"]

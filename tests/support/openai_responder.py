@@ -6,7 +6,8 @@ OpenAI's documented wire format, with a fixed answer. ``delay_s`` makes it slow,
 ``stream_usage=False`` leaves out the final usage chunk (as servers that ignore
 ``stream_options`` do), ``chunk_gap_s`` waits that long before each streamed chunk (a stream
 a client can leave half way), and ``reply=(status, body)`` answers every chat request with that
-status and raw body instead (an error, or a 200 that is not a chat completion).
+status and raw body instead (an error, or a 200 that is not a chat completion), with
+``reply_headers`` (a 429's ``Retry-After``, say).
 ``answer_for(request)`` gives a non-streamed answer's text from the request (a scripted model).
 ``cached_tokens`` says that many of the prompt's tokens came from a prompt cache
 (``usage.prompt_tokens_details``), ``written_tokens`` that many were written to one
@@ -35,6 +36,7 @@ class OpenAIResponder:
         break_stream_after: int | None = None,
         stream_usage: bool = True,
         reply: tuple[int, bytes] | None = None,
+        reply_headers: dict[str, str] | None = None,
         chunk_gap_s: float = 0.0,
         answer_for: Callable[[dict[str, Any]], str] | None = None,
         cached_tokens: int | None = None,
@@ -45,6 +47,7 @@ class OpenAIResponder:
         self.break_stream_after = break_stream_after
         self.stream_usage = stream_usage
         self.reply = reply
+        self.reply_headers = reply_headers or {}
         self.chunk_gap_s = chunk_gap_s
         self.answer_for = answer_for
         self.cached_tokens = cached_tokens
@@ -82,11 +85,12 @@ class OpenAIResponder:
             await asyncio.sleep(self.delay_s)
         if self.reply is not None:
             status, body = self.reply
+            extra = [(k.encode(), v.encode()) for k, v in self.reply_headers.items()]
             await send(
                 {
                     "type": "http.response.start",
                     "status": status,
-                    "headers": [(b"content-type", b"application/json")],
+                    "headers": [(b"content-type", b"application/json"), *extra],
                 }
             )
             await send({"type": "http.response.body", "body": body})

@@ -10,10 +10,16 @@ Every failure is one of three kinds, each a :class:`PASError` a service may answ
 - :class:`LLMUnusableAnswer` (502): a 2xx whose body is not a chat completion (not JSON, the
   wrong shape, no choices), or a stream event that is not a chunk.
 
-Status and body of an HTTP failure ride on the error (``status``, ``body``).
+Status and body of an HTTP failure ride on the error (``status``, ``body``), and how long the
+server asked to be left alone (``retry_after_s``, from a 429's or a 503's ``Retry-After``).
 """
 
 from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -25,12 +31,21 @@ class LLMError(PASError):
 
     status_code = 502
 
-    def __init__(self, message: str, *, status: int | None = None, body: bytes = b"") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: bytes = b"",
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         """The server's HTTP status, when it answered with one."""
         self.body = body
         """The server's answer body, when it answered with one."""
+        self.retry_after_s = retry_after_s
+        """How long the server asked callers to wait before the next request, if it said."""
 
 
 class LLMTransientError(LLMError):
@@ -73,9 +88,48 @@ def transport_failure(exc: BaseException, where: str) -> LLMTransientError:
     return LLMTransientError(f"{where} broke the connection: {name}: {exc}")
 
 
-def status_failure(status: int, body: bytes, where: str) -> LLMError:
-    """The error for a non-2xx answer."""
+MAX_RETRY_AFTER_S = 3600.0
+"""A longer wait asked is taken as this long: a server's clock or typo should not park a
+caller for a day."""
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a response asks for: OpenAI's ``retry-after-ms``, else ``Retry-After`` in
+    seconds or as an HTTP date (RFC 9110); None when it asks none or says it unreadably."""
+    wait: float | None = None
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        wait = _number(milliseconds)
+        wait = None if wait is None else wait / 1000
+    said = headers.get("retry-after")
+    if wait is None and said is not None:
+        wait = _number(said)
+        if wait is None:
+            try:
+                wait = parsedate_to_datetime(said).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError):
+                return None
+    return None if wait is None else min(max(wait, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def status_failure(
+    status: int, body: bytes, where: str, *, retry_after_s: float | None = None
+) -> LLMError:
+    """The error for a non-2xx answer (``retry_after_s``: what its ``Retry-After`` asked)."""
     text = body.decode(errors="replace")[:500]
     if status == 429 or status >= 500:
-        return LLMTransientError(f"{where} answered {status}: {text}", status=status, body=body)
+        return LLMTransientError(
+            f"{where} answered {status}: {text}",
+            status=status,
+            body=body,
+            retry_after_s=retry_after_s,
+        )
     return LLMRefused(f"{where} refused the request ({status}): {text}", status=status, body=body)

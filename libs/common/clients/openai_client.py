@@ -25,6 +25,7 @@ from libs.common.clients.chat_stream import ChunkStream
 from libs.common.clients.llm_errors import (
     TRANSPORT_ERRORS,
     LLMUnusableAnswer,
+    retry_after_seconds,
     status_failure,
     transport_failure,
 )
@@ -89,7 +90,9 @@ async def post_for_success(
             response.release()
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(exc, where) from exc
-    raise status_failure(response.status, error_body, where)
+    raise status_failure(
+        response.status, error_body, where, retry_after_s=retry_after_seconds(response.headers)
+    )
 
 
 def call_headers(
@@ -256,10 +259,11 @@ class OpenAIClient:
                 timeout=timeout,
             ) as response:
                 status, payload = response.status, await response.read()
+                wait = retry_after_seconds(response.headers)
         except TRANSPORT_ERRORS as exc:
             raise transport_failure(exc, self.where) from exc
         if not 200 <= status < 300:
-            raise status_failure(status, payload, self.where)
+            raise status_failure(status, payload, self.where, retry_after_s=wait)
         try:
             return _decode_models(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

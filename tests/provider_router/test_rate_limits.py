@@ -1,0 +1,139 @@
+"""A candidate's pace: its provider's requests and tokens a minute (``rpm``, ``tpm``) and the
+pause a provider asks for (a 429's ``Retry-After``), kept by passing it over for the next.
+
+The providers are OpenAI played by fakes speaking its chat-completions wire format
+(tests/support/openai_responder.py): 16 tokens an answer (11 prompt, 5 completion), or a 429
+with ``Retry-After``, as OpenAI sends it at its rate limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from services.provider_router.rate_limits import RateWindow
+from tests.provider_router.conftest import ask, providers_file
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
+
+
+def two_providers(tmp_path: Path, cheap_url: str, dear_url: str, cheap_limits: str) -> str:
+    """``cheap`` (with ``cheap_limits``) and ``dear``, both OpenAI-compatible, both serving
+    capability ``pace``; the ``cost`` strategy asks ``cheap`` first."""
+    return providers_file(
+        tmp_path,
+        f"""
+[[providers]]
+name = "cheap"
+base_url = "{cheap_url}/v1"
+[[providers.models]]
+name = "cheap-model"
+capabilities = ["pace"]
+input_per_1k = 1.0
+output_per_1k = 1.0
+{cheap_limits}
+
+[[providers]]
+name = "dear"
+base_url = "{dear_url}/v1"
+[[providers.models]]
+name = "dear-model"
+capabilities = ["pace"]
+input_per_1k = 2.0
+output_per_1k = 2.0
+""",
+    )
+
+
+async def served_by(router: Any, count: int) -> list[str]:
+    served = []
+    for _ in range(count):
+        answer = await router.post("/v1/chat/completions", json=ask("pace", strategy="cost"))
+        assert answer.status_code == 200, answer.text
+        served.append(answer.headers["x-pas-candidate"])
+    return served
+
+
+def provider_row(providers: list[dict[str, Any]], candidate: str) -> dict[str, Any]:
+    [row] = [p for p in providers if p["id"] == candidate]
+    return row
+
+
+async def test_a_candidate_at_its_requests_a_minute_is_passed_over(
+    make_router: Any, tmp_path: Path
+) -> None:
+    cheap, dear = OpenAIResponder("cheap-model"), OpenAIResponder("dear-model")
+    with serve_asgi(cheap) as cheap_url, serve_asgi(dear) as dear_url:
+        config = two_providers(tmp_path, cheap_url, dear_url, "rpm = 2")
+        router = await make_router(use_registry=False, providers_file=config)
+        served = await served_by(router, 3)
+        providers = (await router.get("/providers")).json()["candidates"]
+
+    assert served == ["cheap/cheap-model", "cheap/cheap-model", "dear/dear-model"]
+    assert (len(cheap.requests), len(dear.requests)) == (2, 1)
+    row = provider_row(providers, "cheap/cheap-model")
+    assert (row["rpm"], row["requests_last_minute"], row["available"]) == (2, 2, False)
+    assert "rpm 2" in row["unavailable_reason"]
+
+
+async def test_a_candidate_at_its_tokens_a_minute_is_passed_over(
+    make_router: Any, tmp_path: Path
+) -> None:
+    """16 tokens an answer against 20 a minute: a second request still goes (16 < 20), a
+    third does not (32)."""
+    cheap, dear = OpenAIResponder("cheap-model"), OpenAIResponder("dear-model")
+    with serve_asgi(cheap) as cheap_url, serve_asgi(dear) as dear_url:
+        config = two_providers(tmp_path, cheap_url, dear_url, "tpm = 20")
+        router = await make_router(use_registry=False, providers_file=config)
+        served = await served_by(router, 3)
+        providers = (await router.get("/providers")).json()["candidates"]
+
+    assert served == ["cheap/cheap-model", "cheap/cheap-model", "dear/dear-model"]
+    row = provider_row(providers, "cheap/cheap-model")
+    assert row["tokens_last_minute"] == 32
+    assert "tpm 20" in row["unavailable_reason"]
+
+
+async def test_a_provider_that_asks_to_wait_is_left_alone_that_long(
+    make_router: Any, tmp_path: Path
+) -> None:
+    """A 429 with ``Retry-After: 30``: the request goes on to the next candidate at once (not
+    again to the same one, though the router retries a 429 otherwise), and so do the next
+    requests, without asking the paused one."""
+    limited = OpenAIResponder(
+        "cheap-model",
+        reply=(429, b'{"error": {"message": "Rate limit reached", "type": "requests"}}'),
+        reply_headers={"retry-after": "30"},
+    )
+    dear = OpenAIResponder("dear-model")
+    with serve_asgi(limited) as cheap_url, serve_asgi(dear) as dear_url:
+        config = two_providers(tmp_path, cheap_url, dear_url, "")
+        router = await make_router(use_registry=False, providers_file=config)
+        first = await router.post("/v1/chat/completions", json=ask("pace", strategy="cost"))
+        later = await served_by(router, 2)
+        providers = (await router.get("/providers")).json()["candidates"]
+
+    assert first.status_code == 200
+    assert first.headers["x-pas-candidate"] == "dear/dear-model"
+    assert "429" in first.headers["x-pas-fallback-reasons"]
+    assert later == ["dear/dear-model"] * 2
+    assert len(limited.requests) == 1
+    row = provider_row(providers, "cheap/cheap-model")
+    assert 20 < row["asked_to_wait_s"] <= 30
+    assert "asked to wait" in row["unavailable_reason"]
+
+
+def test_the_minute_moves_on() -> None:
+    """Requests and tokens older than a minute no longer count; a pause ends."""
+    now = [1000.0]
+    window = RateWindow(rpm=1, tpm=100, clock=lambda: now[0])
+    window.started()
+    window.used(150)
+    window.pause(5.0, "429")
+
+    assert "asked to wait" in (window.why_not() or "")
+    now[0] += 6
+    assert "rpm 1" in (window.why_not() or "")
+    now[0] += 54.5
+    assert window.why_not() is None
+    assert window.counts() == (0, 0)
