@@ -20,13 +20,30 @@ import stamina
 
 T = TypeVar("T")
 
-RetryOn = type[Exception] | tuple[type[Exception], ...] | Callable[[Exception], bool]
+RetryOn = type[Exception] | tuple[type[Exception], ...] | Callable[[Exception], bool | float]
+"""As stamina's ``on``: the errors to retry, or a hook saying whether to retry an error, or
+after how many seconds (a server's ``Retry-After``, in place of the backoff's wait)."""
 
 
 def _retries(on: RetryOn, exc: Exception) -> bool:
     if isinstance(on, type | tuple):
         return isinstance(exc, on)
-    return on(exc)
+    verdict = on(exc)
+    return verdict is not False
+
+
+def retry_llm_errors(kind: type[Exception]) -> Callable[[Exception], bool | float]:
+    """A hook retrying errors of ``kind``, after the wait the server asked for where it asked
+    one (:attr:`LLMError.retry_after_s <libs.common.clients.llm_errors.LLMError>`), else after
+    the backoff's."""
+
+    def hook(exc: Exception) -> bool | float:
+        if not isinstance(exc, kind):
+            return False
+        wait = getattr(exc, "retry_after_s", None)
+        return wait if isinstance(wait, float) else True
+
+    return hook
 
 
 async def retried(

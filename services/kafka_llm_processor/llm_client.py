@@ -100,7 +100,9 @@ class LLMClient:
                 raise PermanentLLMError(str(exc), status=exc.status, body=exc.body) from exc
             except (LLMTransientError, LLMUnusableAnswer) as exc:
                 # An answer that is not a chat completion is most often a server in trouble.
-                raise TransientLLMError(str(exc), status=exc.status, body=exc.body) from exc
+                raise TransientLLMError(
+                    str(exc), status=exc.status, body=exc.body, retry_after_s=exc.retry_after_s
+                ) from exc
             usage = answer.completion.usage
             record_usage(
                 span,

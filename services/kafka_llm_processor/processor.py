@@ -35,7 +35,7 @@ from libs.common.kafka.records import (
 )
 from libs.common.kafka.tracing import finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
-from libs.common.retries import retried
+from libs.common.retries import retried, retry_llm_errors
 from libs.common.schemas.documents import (
     DocumentResult,
     FinancialDocument,
@@ -256,7 +256,7 @@ class DocumentProcessor:
 
             return await retried(
                 once,
-                on=TransientLLMError,
+                on=retry_llm_errors(TransientLLMError),
                 attempts=self._settings.max_attempts,
                 give_up_after_s=None,
                 wait_initial=self._settings.retry_backoff_s,

@@ -8,7 +8,8 @@ import pytest
 import stamina
 from stamina.instrumentation import RetryDetails
 
-from libs.common.retries import retried
+from libs.common.clients.llm_errors import LLMTransientError
+from libs.common.retries import retried, retry_llm_errors
 
 
 @pytest.fixture
@@ -82,3 +83,27 @@ async def test_an_error_it_does_not_retry_fails_at_once(retries: list[RetryDetai
         await _retried(call)
     assert call.calls == 1
     assert retries == []
+
+
+async def test_a_wait_the_server_asked_for_replaces_the_backoff(
+    retries: list[RetryDetails],
+) -> None:
+    """A 429 whose Retry-After said 0.3 s: the next attempt comes after that, not after the
+    backoff's 0.01 to 0.02 s; an error that said nothing keeps the backoff."""
+    asked = LLMTransientError("429", status=429, retry_after_s=0.3)
+    unsaid = LLMTransientError("503", status=503)
+
+    assert (
+        await retried(
+            Flaky(asked, unsaid),
+            on=retry_llm_errors(LLMTransientError),
+            attempts=4,
+            give_up_after_s=None,
+            wait_initial=0.01,
+            wait_max=0.05,
+            wait_jitter=0.01,
+        )
+        == 3
+    )
+    assert retries[0].wait_for == pytest.approx(0.3)
+    assert retries[1].wait_for <= 0.05
