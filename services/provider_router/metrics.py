@@ -1,15 +1,17 @@
-"""Prometheus metrics of the router: counters of its decisions, fallbacks, latency, tokens and
-spend, and gauges of each candidate's circuit and each provider's spend against its budget."""
+"""Prometheus metrics of the router: counters of its decisions, fallbacks, latency, tokens,
+spend and answer cache, and gauges of each candidate's circuit, each provider's spend against
+its budget and the cache's memory."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import get_args
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.provider_router.answer_cache import AnswerCache
 from services.provider_router.circuit_breaker import CircuitState
 from services.provider_router.pool import CandidatePool
 
@@ -49,9 +51,16 @@ class RouterMetrics:
             registry=None,
         )
 
+        self.cache = Counter(
+            "pas_router_cache",
+            "Requests the answer cache was asked for, by outcome (hit, miss, coalesced)",
+            ["operation", "outcome"],
+            registry=None,
+        )
+
     @property
     def collectors(self) -> list[Collector]:
-        return [self.decisions, self.fallbacks, self.latency, self.tokens, self.cost]
+        return [self.decisions, self.fallbacks, self.latency, self.tokens, self.cost, self.cache]
 
 
 class PoolCollector(Collector):
@@ -96,3 +105,12 @@ class PoolCollector(Collector):
         yield circuits
         yield spent
         yield budgets
+
+
+def cache_bytes_gauge(answers: AnswerCache) -> Gauge:
+    """What the kept answers take, read when Prometheus scrapes."""
+    gauge = Gauge(
+        "pas_router_cache_bytes", "Memory the answer cache's kept answers take", registry=None
+    )
+    gauge.set_function(lambda: answers.bytes)
+    return gauge

@@ -15,10 +15,11 @@ from libs.common.clients.registry import RegistryClient
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit import HealthReport, create_service
 from libs.common.settings import build_or_exit
+from services.provider_router.answer_cache import AnswerCache
 from services.provider_router.candidates import remote_candidates
 from services.provider_router.costs import CostLedger
 from services.provider_router.dispatcher import Dispatcher
-from services.provider_router.metrics import PoolCollector, RouterMetrics
+from services.provider_router.metrics import PoolCollector, RouterMetrics, cache_bytes_gauge
 from services.provider_router.pool import CandidatePool
 from services.provider_router.registry_watch import follow_registry
 from services.provider_router.routes import RouterController
@@ -49,6 +50,7 @@ def create_app(settings: RouterSettings) -> Litestar:
     )
     pool.set_remote(remote_candidates(settings.providers_file))
     metrics = RouterMetrics()
+    answers = AnswerCache(settings.cache_ttl_s, int(settings.cache_mb * 1024 * 1024))
     usage = (
         UsagePublisher(
             settings.kafka_bootstrap_servers, service="provider_router", topic=settings.usage_topic
@@ -130,12 +132,18 @@ def create_app(settings: RouterSettings) -> Litestar:
                 dependencies={"dispatcher": Provide(_dispatcher, sync_to_thread=False)},
             )
         ],
-        dependencies={"pool": pool, "settings": settings},
+        dependencies={
+            "pool": pool,
+            "settings": settings,
+            "answers": answers,
+            "metrics": metrics,
+        },
         lifespan=[keep_spend, run_router],
         health_check=health,
         collectors=[
             *metrics.collectors,
             PoolCollector(pool),
+            cache_bytes_gauge(answers),
             *(usage.collectors if usage else []),
         ],
     )

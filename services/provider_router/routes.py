@@ -30,9 +30,12 @@ from libs.common.schemas.embeddings import EmbeddingList, EmbeddingRequest
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from services.provider_router.answer_cache import AnswerCache, cache_key
 from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
 from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
+from services.provider_router.dispatcher import Operation as CallKind
+from services.provider_router.metrics import RouterMetrics
 from services.provider_router.pool import CandidatePool, CandidateState
 from services.provider_router.settings import RouterSettings
 from services.provider_router.strategies import Strategy
@@ -120,6 +123,35 @@ def _route_headers(served: Served) -> dict[str, str]:
     }
 
 
+async def _answered(
+    request: Request[Any, Any, Any],
+    ask: RouteAsk,
+    body: dict[str, Any],
+    operation: CallKind,
+    *,
+    dispatcher: Dispatcher,
+    answers: AnswerCache,
+    metrics: RouterMetrics,
+) -> Response[Any]:
+    """A routed call's answer, from the answer cache where it may come from there."""
+
+    async def call() -> tuple[bytes, dict[str, str]]:
+        payload, served = await dispatcher.complete(ask, body, operation)
+        return payload, _route_headers(served)
+
+    route = (ask.capability, ask.model, ask.strategy, ask.prefer_local)
+    key = cache_key(operation, body, route) if answers.enabled else None
+    asked = request.headers.get("cache-control", "").lower()
+    if key is None or "no-store" in asked:
+        payload, headers = await call()
+        return Response(payload, media_type="application/json", headers=headers)
+    (payload, headers), outcome = await answers.answer(key, call, lookup="no-cache" not in asked)
+    metrics.cache.labels(operation, outcome).inc()
+    return Response(
+        payload, media_type="application/json", headers={**headers, "X-PAS-Cache": outcome}
+    )
+
+
 def _exact_body(body: type[msgspec.Struct], *, streams: bool = False) -> type[Operation]:
     """An operation documenting its request body by msgspec's own JSON Schema of ``body``.
 
@@ -189,6 +221,8 @@ class RouterController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[RouterChatRequest],
         dispatcher: NamedDependency[Dispatcher],
+        answers: NamedDependency[AnswerCache],
+        metrics: NamedDependency[RouterMetrics],
     ) -> Response[Any]:
         body, ask = await _forwarded(request, data)
         if data.stream:
@@ -200,8 +234,9 @@ class RouterController(Controller):
                 # Settles the call and frees the upstream at once if the client left.
                 background=BackgroundTask(chunks.aclose),
             )
-        payload, served = await dispatcher.complete(ask, body)
-        return Response(payload, media_type="application/json", headers=_route_headers(served))
+        return await _answered(
+            request, ask, body, "chat", dispatcher=dispatcher, answers=answers, metrics=metrics
+        )
 
     @post(
         ["/v1/embeddings", "/embeddings"],
@@ -218,10 +253,19 @@ class RouterController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[RouterEmbeddingRequest],
         dispatcher: NamedDependency[Dispatcher],
+        answers: NamedDependency[AnswerCache],
+        metrics: NamedDependency[RouterMetrics],
     ) -> Response[Any]:
         body, ask = await _forwarded(request, data)
-        payload, served = await dispatcher.complete(ask, body, "embeddings")
-        return Response(payload, media_type="application/json", headers=_route_headers(served))
+        return await _answered(
+            request,
+            ask,
+            body,
+            "embeddings",
+            dispatcher=dispatcher,
+            answers=answers,
+            metrics=metrics,
+        )
 
     @get("/providers", summary="Every candidate's live state: circuit, latency, load, spend")
     async def providers(self, pool: NamedDependency[CandidatePool]) -> ProviderList:

@@ -51,6 +51,11 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     breaker_cooldown_s: Seconds = 30.0
     ewma_alpha: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
     cost_window_s: Seconds = 86_400.0
+    cache_ttl_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """How long an answer at temperature 0 (or embeddings) is kept for the same request asked
+    again; 0 keeps none."""
+    cache_mb: Annotated[float, msgspec.Meta(gt=0)] = 64.0
+    """Memory the kept answers may take, least recently used dropped first."""
     kafka_bootstrap_servers: str | None = None
     """When set, one usage event per LLM call goes to ``usage_topic`` (never blocking a call)."""
     usage_topic: str = TOPIC_LLM_USAGE
