@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from services.provider_router.rate_limits import RateWindow
 from tests.provider_router.conftest import ask, providers_file
 from tests.support.asgi_server import serve_asgi
@@ -59,12 +61,22 @@ def provider_row(providers: list[dict[str, Any]], candidate: str) -> dict[str, A
     return row
 
 
-async def test_a_candidate_at_its_requests_a_minute_is_passed_over(
-    make_router: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    ("limits", "minute", "said"),
+    [
+        # Two requests a minute.
+        ("rpm = 2", {"rpm": 2, "requests_last_minute": 2}, "rpm 2"),
+        # 16 tokens an answer against 20 a minute: a second request still goes (16 < 20), a
+        # third does not (32).
+        ("tpm = 20", {"tpm": 20, "tokens_last_minute": 32}, "tpm 20"),
+    ],
+)
+async def test_a_candidate_at_its_limit_a_minute_is_passed_over(
+    make_router: Any, tmp_path: Path, limits: str, minute: dict[str, int], said: str
 ) -> None:
     cheap, dear = OpenAIResponder("cheap-model"), OpenAIResponder("dear-model")
     with serve_asgi(cheap) as cheap_url, serve_asgi(dear) as dear_url:
-        config = two_providers(tmp_path, cheap_url, dear_url, "rpm = 2")
+        config = two_providers(tmp_path, cheap_url, dear_url, limits)
         router = await make_router(use_registry=False, providers_file=config)
         served = await served_by(router, 3)
         providers = (await router.get("/providers")).json()["candidates"]
@@ -72,26 +84,9 @@ async def test_a_candidate_at_its_requests_a_minute_is_passed_over(
     assert served == ["cheap/cheap-model", "cheap/cheap-model", "dear/dear-model"]
     assert (len(cheap.requests), len(dear.requests)) == (2, 1)
     row = provider_row(providers, "cheap/cheap-model")
-    assert (row["rpm"], row["requests_last_minute"], row["available"]) == (2, 2, False)
-    assert "rpm 2" in row["unavailable_reason"]
-
-
-async def test_a_candidate_at_its_tokens_a_minute_is_passed_over(
-    make_router: Any, tmp_path: Path
-) -> None:
-    """16 tokens an answer against 20 a minute: a second request still goes (16 < 20), a
-    third does not (32)."""
-    cheap, dear = OpenAIResponder("cheap-model"), OpenAIResponder("dear-model")
-    with serve_asgi(cheap) as cheap_url, serve_asgi(dear) as dear_url:
-        config = two_providers(tmp_path, cheap_url, dear_url, "tpm = 20")
-        router = await make_router(use_registry=False, providers_file=config)
-        served = await served_by(router, 3)
-        providers = (await router.get("/providers")).json()["candidates"]
-
-    assert served == ["cheap/cheap-model", "cheap/cheap-model", "dear/dear-model"]
-    row = provider_row(providers, "cheap/cheap-model")
-    assert row["tokens_last_minute"] == 32
-    assert "tpm 20" in row["unavailable_reason"]
+    assert {key: row[key] for key in minute} == minute
+    assert row["available"] is False
+    assert said in row["unavailable_reason"]
 
 
 async def test_a_provider_that_asks_to_wait_is_left_alone_that_long(

@@ -180,7 +180,7 @@ async def test_stream_fails_over_before_the_first_chunk_and_reports_a_later_brea
             "/v1/chat/completions", json=ask("extract", stream=True, strategy="cost")
         )
 
-    lines = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    lines = sse_data(streamed)
     assert streamed.status_code == 200
     assert streamed.headers["x-pas-candidate"] == "local/late_llm"
     assert lines[-1] == "[DONE]"
@@ -367,6 +367,23 @@ output_per_1k = 0.015
     return await make_router(use_registry=False, providers_file=config)
 
 
+async def plain_and_streamed(
+    make_router: Any, tmp_path: Path, body: dict[str, Any], seen: list[dict[str, Any]]
+) -> tuple[Any, Any]:
+    """``body`` asked of a router whose one candidate is the fake Anthropic (recording what it
+    is sent in ``seen``), plain, then streamed."""
+    with serve_asgi(fake_anthropic(seen)) as url:
+        router = await _router_to_anthropic(make_router, tmp_path, url)
+        plain = await router.post("/v1/chat/completions", json=body)
+        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+    return plain, streamed
+
+
+def sse_data(response: Any) -> list[str]:
+    """The ``data:`` payloads of a streamed answer, ``[DONE]`` included."""
+    return [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+
+
 async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -407,18 +424,17 @@ async def test_anthropic_is_translated_both_ways(
     """Anthropic played by a fake speaking its documented Messages wire format."""
     seen: list[dict[str, Any]] = []
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
-    with serve_asgi(fake_anthropic(seen)) as url:
-        router = await _router_to_anthropic(make_router, tmp_path, url)
-        body = {
-            "capability": "reasoning",
-            "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "What is a coupon?"},
-            ],
-        }
-        plain = (await router.post("/v1/chat/completions", json={**body, "user": "desk-7"})).json()
-        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+    body = {
+        "capability": "reasoning",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is a coupon?"},
+        ],
+        "user": "desk-7",
+    }
+    answered, streamed = await plain_and_streamed(make_router, tmp_path, body, seen)
 
+    plain = answered.json()
     assert plain["choices"][0]["message"]["content"] == "Coupons are interest."
     assert plain["choices"][0]["finish_reason"] == "stop"
     # Anthropic counts the tokens read from its prompt cache and written to it apart from
@@ -437,7 +453,7 @@ async def test_anthropic_is_translated_both_ways(
     assert sent["body"]["messages"] == [{"role": "user", "content": "What is a coupon?"}]
     assert sent["body"]["max_tokens"] == 1024
     assert sent["body"]["metadata"] == {"user_id": "desk-7"}
-    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    events = sse_data(streamed)
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "Coupons are interest."
@@ -480,10 +496,7 @@ async def test_tools_and_a_conversation_of_tool_calls_are_translated_both_ways(
         "tool_choice": "required",
         "parallel_tool_calls": False,
     }
-    with serve_asgi(fake_anthropic(seen)) as url:
-        router = await _router_to_anthropic(make_router, tmp_path, url)
-        plain = await router.post("/v1/chat/completions", json=body)
-        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+    plain, streamed = await plain_and_streamed(make_router, tmp_path, body, seen)
 
     sent = seen[0]["body"]
     assert sent["tools"] == [
@@ -520,7 +533,7 @@ async def test_tools_and_a_conversation_of_tool_calls_are_translated_both_ways(
         "get_quote",
     )
     assert json.loads(call["function"]["arguments"]) == {"ticker": "AAPL"}
-    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    events = sse_data(streamed)
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
     deltas = [c["choices"][0] for c in chunks if c["choices"]]
     pieces = [piece for d in deltas for piece in d["delta"].get("tool_calls", [])]
@@ -547,10 +560,7 @@ async def test_an_answer_in_json_is_asked_as_a_forced_tool_and_comes_back_as_tex
         "messages": [{"role": "user", "content": "Which ticker is Apple's? As JSON."}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
     }
-    with serve_asgi(fake_anthropic(seen)) as url:
-        router = await _router_to_anthropic(make_router, tmp_path, url)
-        plain = await router.post("/v1/chat/completions", json=body)
-        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+    plain, streamed = await plain_and_streamed(make_router, tmp_path, body, seen)
 
     sent = seen[0]["body"]
     assert sent["tools"] == [
@@ -566,7 +576,7 @@ async def test_an_answer_in_json_is_asked_as_a_forced_tool_and_comes_back_as_tex
     assert json.loads(choice["message"]["content"]) == {"ticker": "AAPL"}
     assert "tool_calls" not in choice["message"]
     assert choice["finish_reason"] == "stop"
-    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    events = sse_data(streamed)
     deltas = [c["choices"][0] for c in map(json.loads, events[:-1]) if c["choices"]]
     assert json.loads("".join(d["delta"].get("content", "") for d in deltas)) == {"ticker": "AAPL"}
     assert not [d for d in deltas if "tool_calls" in d["delta"]]
