@@ -51,6 +51,15 @@ def unservable(body: dict[str, Any]) -> str | None:
         return "Anthropic makes one answer a request; n asks for more"
     if body.get("logprobs"):
         return "Anthropic's Messages API gives no log-probabilities"
+    for message in body.get("messages") or []:
+        for call in message.get("tool_calls") or []:
+            if _arguments(call) is None:
+                # Anthropic takes them parsed; an OpenAI-compatible candidate, as they are.
+                sent = str((call.get("function") or {}).get("arguments"))[:100]
+                return (
+                    "Anthropic takes a tool call's arguments as a JSON object; call "
+                    f"{call.get('id')!r} has {sent!r}"
+                )
     schema = _answer_schema(body)
     if schema is None:
         return None
@@ -82,9 +91,7 @@ def to_anthropic(body: dict[str, Any], *, cache_prompts: bool = False) -> dict[s
     on content parts (as LiteLLM and OpenRouter pass them) are kept; with ``cache_prompts``
     and no mark of the caller's, the system prompt's end and the conversation's end are
     marked, so that the next request with the same start reads it from Anthropic's cache.
-
-    Raises :class:`UpstreamFailed` (not retryable) for a tool call whose arguments are no
-    JSON object: Anthropic takes them parsed, an OpenAI-compatible candidate as they are."""
+    For a request :func:`unservable` passes."""
     system_messages = [m for m in body["messages"] if m.get("role") in ("system", "developer")]
     system = [block for m in system_messages for block in _text_blocks(m.get("content"))]
     turns = _turns(body["messages"])
@@ -173,23 +180,23 @@ def _turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
-    function = call.get("function") or {}
-    try:
-        arguments = msgspec.json.decode(function.get("arguments") or "{}")
-    except msgspec.DecodeError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise UpstreamFailed(
-            f"Anthropic takes a tool call's arguments as a JSON object; call "
-            f"{call.get('id')!r} has {str(function.get('arguments'))[:100]!r}",
-            retryable=False,
-        )
+    """An assistant's tool call as a ``tool_use`` block (its arguments checked by
+    :func:`unservable`)."""
     return {
         "type": "tool_use",
         "id": call.get("id") or "",
-        "name": function.get("name") or "",
-        "input": arguments,
+        "name": (call.get("function") or {}).get("name") or "",
+        "input": _arguments(call) or {},
     }
+
+
+def _arguments(call: dict[str, Any]) -> dict[str, Any] | None:
+    """A tool call's arguments as the JSON object they should be, or None."""
+    try:
+        arguments = msgspec.json.decode((call.get("function") or {}).get("arguments") or "{}")
+    except msgspec.DecodeError:
+        return None
+    return arguments if isinstance(arguments, dict) else None
 
 
 def _tools(body: dict[str, Any]) -> dict[str, Any]:

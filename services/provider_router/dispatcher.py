@@ -39,11 +39,7 @@ from services.provider_router.pool import CandidatePool
 from services.provider_router.store import UsageRecord
 from services.provider_router.strategies import Strategy, rank
 from services.provider_router.stream_relay import RelayedStream
-from services.provider_router.upstream_errors import (
-    UpstreamCannotServe,
-    UpstreamFailed,
-    UpstreamRefused,
-)
+from services.provider_router.upstream_errors import UpstreamFailed, UpstreamRefused
 from services.provider_router.upstreams import Upstreams, usage_in
 
 logger = structlog.get_logger("pas.router")
@@ -156,6 +152,11 @@ class Dispatcher:
         plan = self.plan(ask)
         failures: list[str] = []
         for candidate in plan.ordered:
+            # Asked of no candidate that cannot do it: no call, no verdict on its health.
+            cannot = self._upstreams.why_cannot_serve(candidate, body, operation)
+            if cannot is not None:
+                failures.append(f"{candidate.id}: {cannot}")
+                continue
             admission = self._pool.breakers[candidate.id].admit()
             if admission is None:
                 failures.append(f"{candidate.id}: circuit open")
@@ -209,8 +210,6 @@ class Dispatcher:
                 except UpstreamRefused:
                     admission.succeeded()  # the caller's problem: the candidate is alive
                     raise
-                except UpstreamCannotServe:
-                    raise  # nothing was sent: no verdict on the candidate
                 except UpstreamFailed as exc:
                     stats.failed += 1
                     admission.failed(str(exc))
@@ -228,6 +227,10 @@ class Dispatcher:
         failures: list[str] = []
         forwarded_base = {**body, "stream": True, "stream_options": {"include_usage": True}}
         for candidate in plan.ordered:
+            cannot = self._upstreams.why_cannot_serve(candidate, forwarded_base, "chat")
+            if cannot is not None:
+                failures.append(f"{candidate.id}: {cannot}")
+                continue
             admission = self._pool.breakers[candidate.id].admit()
             if admission is None:
                 failures.append(f"{candidate.id}: circuit open")
@@ -252,10 +255,6 @@ class Dispatcher:
                 admission.succeeded()  # the caller's problem: the candidate is alive
                 record_error(span, exc)
                 raise
-            except UpstreamCannotServe as exc:  # nothing was sent: no verdict on the candidate
-                record_error(span, exc)
-                failures.append(f"{candidate.id}: {exc}")
-                self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
             except UpstreamFailed as exc:
                 stats.failed += 1
                 admission.failed(str(exc))

@@ -26,9 +26,10 @@ class UpstreamRefused(PASError):
 
 
 class UpstreamCannotServe(UpstreamFailed):
-    """The candidate's API cannot do what the request asks (several choices, embeddings, a
-    JSON schema to answer in, at Anthropic's): nothing was sent, another candidate may serve
-    it, and the candidate's health is not in question (no circuit verdict, no failure)."""
+    """The candidate's API cannot do what the request asks (see
+    :meth:`Upstreams.why_cannot_serve <services.provider_router.upstreams.Upstreams>`, which
+    the dispatcher asks first, so that such a candidate is passed over with no verdict on its
+    health); raised, nothing sent, when a caller did not ask."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, retryable=False)

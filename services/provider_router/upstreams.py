@@ -146,6 +146,16 @@ class Upstreams:
         self._clients[candidate.id] = (candidate, client)
         return client
 
+    @staticmethod
+    def why_cannot_serve(candidate: Candidate, body: dict[str, Any], operation: str) -> str | None:
+        """Why the candidate's API cannot do what ``body`` asks (so it is not sent there, and
+        another candidate may serve it), or None."""
+        if candidate.kind != "anthropic":
+            return None
+        if operation == "embeddings":
+            return "Anthropic has no embeddings API"
+        return unservable(body)
+
     def _call_headers(self, candidate: Candidate, request_id: str | None) -> dict[str, str]:
         return call_headers(
             request_id=request_id,
@@ -169,7 +179,7 @@ class Upstreams:
     async def _send_anthropic(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> aiohttp.ClientResponse:
-        why_not = unservable(body)
+        why_not = self.why_cannot_serve(candidate, body, "chat")
         if why_not:
             raise UpstreamCannotServe(why_not)
         where = f"{candidate.endpoint}/v1/messages"
@@ -187,8 +197,9 @@ class Upstreams:
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> bytes:
         """The candidate's embeddings of ``body``'s input, OpenAI's shape, as sent."""
-        if candidate.kind == "anthropic":
-            raise UpstreamCannotServe("Anthropic has no embeddings API")
+        why_not = self.why_cannot_serve(candidate, body, "embeddings")
+        if why_not:
+            raise UpstreamCannotServe(why_not)
         headers = self._call_headers(candidate, request_id)
         try:
             return await self._client(candidate).embed_bytes(body, headers=headers)

@@ -398,6 +398,16 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
         body = {"capability": "reasoning", "messages": [{"role": "user", "content": "Hi"}]}
         response = await router.post("/v1/chat/completions", json={**body, "n": 2})
         scored = await router.post("/v1/chat/completions", json={**body, "logprobs": True})
+        unparsed_call = {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "f", "arguments": "{"},
+        }
+        called = {"role": "assistant", "content": None, "tool_calls": [unparsed_call]}
+        conversation = [*body["messages"], called, {"role": "tool", "tool_call_id": "c1"}]
+        replayed = await router.post(
+            "/v1/chat/completions", json={**body, "messages": conversation}
+        )
         listed = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}
         shaped = await router.post("/v1/chat/completions", json={**body, "response_format": listed})
         embeddings = await router.post(
@@ -409,6 +419,8 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     assert "one answer a request" in response.json()["detail"]
     assert scored.status_code == 503
     assert "no log-probabilities" in scored.json()["detail"]
+    assert replayed.status_code == 503
+    assert "arguments as a JSON object; call 'c1' has '{'" in replayed.json()["detail"]
     assert shaped.status_code == 503
     assert "whose input is a JSON object" in shaped.json()["detail"]
     assert embeddings.status_code == 503
