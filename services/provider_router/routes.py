@@ -28,7 +28,7 @@ from libs.common.kit.openapi import schema_from_json_schema
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.embeddings import EmbeddingList, EmbeddingRequest
 from libs.common.schemas.json_schema import inline_schema
-from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest
+from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.provider_router.answer_cache import AnswerCache, cache_key
 from services.provider_router.candidates import Candidate
@@ -266,6 +266,16 @@ class RouterController(Controller):
             answers=answers,
             metrics=metrics,
         )
+
+    @get(["/v1/models", "/models"], summary="The models the router routes to, OpenAI's list")
+    async def models(self, pool: NamedDependency[CandidatePool]) -> ModelList:
+        """Each model a candidate serves, once (a request naming it as ``model`` is routed to
+        the candidates serving it), owned by the first provider serving it; as OpenAI lists
+        models, so that clients and tools that ask which models there are find them."""
+        owners: dict[str, str] = {}
+        for candidate in sorted(pool.all(), key=lambda c: c.id):
+            owners.setdefault(candidate.model, candidate.provider)
+        return ModelList(data=[ModelCard(id=m, owned_by=owners[m]) for m in sorted(owners)])
 
     @get("/providers", summary="Every candidate's live state: circuit, latency, load, spend")
     async def providers(self, pool: NamedDependency[CandidatePool]) -> ProviderList:

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar, Request, post
 from litestar.response import Stream
 
 from libs.common.errors import SettingsError
+from libs.common.schemas.llm import ModelList
 from services.provider_router.candidates import remote_candidates
 from tests.provider_router.conftest import ask, providers_file, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
@@ -57,8 +59,13 @@ output_per_1k = 1.5
         json={"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6},
     )
     costs = (await router.get("/costs")).json()
+    listed = msgspec.convert((await router.get("/v1/models")).json(), ModelList)
 
     assert cheapest["provider"] == "local"
+    # OpenAI's model list (what OpenAI clients and the shared client read), a model once.
+    owners = {card.id: card.owned_by for card in listed.data}
+    assert owners["smollm2"] == "vllm"
+    assert "local" in owners.values()
     assert [f["candidate_id"] for f in cheapest["fallbacks"]] == ["vllm/smollm2"]
     assert remote.status_code == 200
     assert remote.headers["x-pas-provider"] == "vllm"
