@@ -6,10 +6,12 @@ from __future__ import annotations
 class PASError(Exception):
     """Base class of every error PAS raises on purpose.
 
-    ``status_code`` is what a PAS service answers when the error escapes a handler.
+    ``status_code`` is what a PAS service answers when the error escapes a handler, with
+    ``headers`` (a 429's ``Retry-After``, say).
     """
 
     status_code: int = 500
+    headers: dict[str, str] | None = None
 
 
 class SettingsError(PASError):

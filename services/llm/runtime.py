@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
@@ -26,6 +27,7 @@ from libs.common.genai_tracing import (
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.usage import UsageStatus, new_usage_event
+from services.llm.admission import AdmissionGate, Admitted, Overloaded
 from services.llm.backends.base import (
     ChatBackend,
     Completion,
@@ -55,6 +57,7 @@ class LLMRuntime:
         self.usage = usage
         self.started_at = int(time.time())
         self.endpoints: list[str] = []
+        self.gate = AdmissionGate(settings.parallel, settings.max_waiting)
 
     @property
     def model_name(self) -> str:
@@ -147,22 +150,36 @@ class LLMRuntime:
             attributes=attributes,
         )
 
+    def _admit(self, endpoint: str) -> Admitted:
+        """Take the request, or refuse it with 429 and Retry-After (``AdmissionGate``)."""
+        try:
+            return self.gate.enter()
+        except Overloaded as exc:
+            self.meter.failed(endpoint, exc.status_code)
+            logger.warning("request refused: the model is busy", endpoint=endpoint)
+            raise
+
     async def answer(self, endpoint: str, generation: Generation) -> Completion:
         call = current_call_context()
+        admitted = self._admit(endpoint)
         started = time.perf_counter()
-        # Current while the backend runs, so that its own spans (an HTTP call) are children.
-        with model_call(self._start_span(endpoint, generation)) as span:
-            try:
-                completion = await self.backend.complete(generation)
-            except PASError as exc:
-                self.meter.failed(endpoint, exc.status_code)
-                self._report(call, "error", time.perf_counter() - started, error=exc)
-                record_error(span, exc)
-                raise
-            _record(span, completion)
-        elapsed_s = time.perf_counter() - started
-        self.meter.answered(endpoint, completion, elapsed_s)
-        self._report_answer(call, elapsed_s, completion)
+        answered_s: float | None = None
+        try:
+            # Current while the backend runs, so that its own spans (an HTTP call) are children.
+            with model_call(self._start_span(endpoint, generation)) as span:
+                try:
+                    completion = await self.backend.complete(generation)
+                except PASError as exc:
+                    self.meter.failed(endpoint, exc.status_code)
+                    self._report(call, "error", time.perf_counter() - started, error=exc)
+                    record_error(span, exc)
+                    raise
+                _record(span, completion)
+            answered_s = time.perf_counter() - started
+        finally:
+            admitted.leave(answered_s)
+        self.meter.answered(endpoint, completion, answered_s)
+        self._report_answer(call, answered_s, completion)
         return completion
 
     async def open_stream(
@@ -171,29 +188,34 @@ class LLMRuntime:
         """Start streaming; errors before the first event raise here, so they get a 4xx/5xx
         status instead of a broken stream."""
         call = current_call_context()
+        admitted = self._admit(endpoint)
         started = time.perf_counter()
         # Ended when the stream is: the handler returns before the first token goes out.
         span = self._start_span(endpoint, generation)
         events = self.backend.stream(generation)
         try:
             first = await anext(events)
-        except PASError as exc:
+        except BaseException as exc:
+            admitted.leave()
             await events.aclose()
-            self.meter.failed(endpoint, exc.status_code)
-            self._report(call, "error", time.perf_counter() - started, error=exc)
-            record_error(span, exc)
+            if isinstance(exc, PASError):
+                self.meter.failed(endpoint, exc.status_code)
+                self._report(call, "error", time.perf_counter() - started, error=exc)
+                record_error(span, exc)
             span.end()
             raise
+        answered_s: float | None = None
 
         async def rest() -> AsyncGenerator[StreamEvent, None]:
+            nonlocal answered_s
             try:
                 async with aclosing(events):
                     event: StreamEvent = first
                     while True:
                         if isinstance(event, Completion):
-                            elapsed_s = time.perf_counter() - started
-                            self.meter.answered(endpoint, event, elapsed_s)
-                            self._report_answer(call, elapsed_s, event)
+                            answered_s = time.perf_counter() - started
+                            self.meter.answered(endpoint, event, answered_s)
+                            self._report_answer(call, answered_s, event)
                             _record(span, event)
                         yield event
                         try:
@@ -207,9 +229,14 @@ class LLMRuntime:
                             logger.exception("stream failed after it began", endpoint=endpoint)
                             raise
             finally:
+                admitted.leave(answered_s)
                 span.end()
 
-        return rest()
+        stream = rest()
+        # A stream closed before it was ever read (another choice failed to open, a response
+        # never sent) runs no ``finally``: it leaves the gate when it is collected.
+        weakref.finalize(stream, admitted.leave)
+        return stream
 
 
 def _record(span: ModelCallSpan, completion: Completion) -> None:

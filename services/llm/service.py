@@ -133,6 +133,7 @@ def create_llm_app(
         health_check=health,
         collectors=[
             *runtime.meter.collectors,
+            *runtime.gate.collectors,
             *runtime.backend.collectors,
             *(runtime.usage.collectors if runtime.usage else []),
         ],

@@ -23,6 +23,7 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "openai_api_key": ("OPENAI_API_KEY",),
         "timeout_s": ("LLM_TIMEOUT",),
         "parallel": ("LLM_PARALLEL",),
+        "max_waiting": ("LLM_MAX_WAITING",),
         "batch_threads": ("LLM_BATCH_THREADS",),
         "convert_weights": ("LLM_CONVERT_WEIGHTS",),
         "weights_cache_dir": ("LLM_WEIGHTS_CACHE_DIR",),
@@ -77,6 +78,9 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     parallel: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     """Embedded: answers decoded together in one batch (each keeps ``context_length`` of cache);
     more wait their turn. 1 answers one request at a time."""
+    max_waiting: Annotated[int, msgspec.Meta(ge=0)] = 512
+    """Requests that may wait for one of the ``parallel`` slots (with any backend); one more
+    is refused at once with 429 and ``Retry-After`` (services/llm/admission.py)."""
     ollama_base_url: str | None = None
     """Default: the spec's Ollama port for this service."""
     openai_base_url: str = "http://localhost:8000/v1"

@@ -123,7 +123,7 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 def _on_pas_error(request: Request[Any, Any, Any], exc: PASError) -> Response[ProblemDetail]:
     if exc.status_code >= 500:
         _log_failure(request, exc.status_code, str(exc), error_type=type(exc).__name__)
-    return problem_response(exc.status_code, str(exc), request=request)
+    return problem_response(exc.status_code, str(exc), request=request, headers=exc.headers)
 
 
 def _on_unexpected_error(

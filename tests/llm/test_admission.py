@@ -1,0 +1,65 @@
+"""A service takes its slots' answers and ``max_waiting`` more; one more is refused at once
+with 429 and ``Retry-After``, not left to wait until it times out. Against the real embedded
+model, one slot and one request allowed to wait."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.llm_service import start_llm_service
+from tests.support.processes import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def busy_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    log = Path(tmp_path_factory.mktemp("admission")) / "llm.log"
+    service = start_llm_service(log, {"LLAMA31_8B_PARALLEL": "1", "LLAMA31_8B_MAX_WAITING": "1"})
+    yield service
+    service.stop()
+
+
+def chat(words: str, **extra: object) -> dict[str, object]:
+    return {
+        "messages": [{"role": "user", "content": f"Explain {words} in detail."}],
+        "max_tokens": 48,
+        "temperature": 0,
+        **extra,
+    }
+
+
+def under_way(metrics: str) -> float:
+    [value] = re.findall(r"^pas_llm_requests_under_way (\S+)$", metrics, re.M)
+    return float(value)
+
+
+async def test_past_its_slots_and_waiting_room_a_request_is_refused_with_a_wait(
+    busy_service: ServiceProcess,
+) -> None:
+    topics = ["bonds", "equities", "futures", "options"]
+    async with httpx.AsyncClient(base_url=busy_service.url, timeout=120) as llm:
+        answers = await asyncio.gather(
+            *(llm.post("/v1/chat/completions", json=chat(t)) for t in topics)
+        )
+        # Its places given back: a stream is taken again, and nothing is left under way.
+        async with llm.stream(
+            "POST", "/v1/chat/completions", json=chat("swaps", stream=True)
+        ) as streamed:
+            lines = [line async for line in streamed.aiter_lines() if line.startswith("data: ")]
+        metrics = (await llm.get("/metrics")).text
+
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 200, 429, 429]
+    for refused in (a for a in answers if a.status_code == 429):
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "the model is busy: every slot (1) answering and 1 waiting" in refused.json()["detail"]
+    assert streamed.status_code == 200
+    assert lines[-1] == "data: [DONE]"
+    assert under_way(metrics) == 0
+    assert re.search(r'^pas_llm_requests_total\{[^}]*status="429"[^}]*\} 2\.0$', metrics, re.M)
