@@ -18,6 +18,8 @@ from typing import TypeVar
 
 import stamina
 
+from libs.common.clients.llm_errors import LLMError
+
 T = TypeVar("T")
 
 RetryOn = type[Exception] | tuple[type[Exception], ...] | Callable[[Exception], bool | float]
@@ -32,16 +34,14 @@ def _retries(on: RetryOn, exc: Exception) -> bool:
     return verdict is not False
 
 
-def retry_llm_errors(kind: type[Exception]) -> Callable[[Exception], bool | float]:
+def retry_llm_errors(kind: type[LLMError]) -> Callable[[Exception], bool | float]:
     """A hook retrying errors of ``kind``, after the wait the server asked for where it asked
-    one (:attr:`LLMError.retry_after_s <libs.common.clients.llm_errors.LLMError>`), else after
-    the backoff's."""
+    one (``retry_after_s``, a 429's or 503's ``Retry-After``), else after the backoff's."""
 
     def hook(exc: Exception) -> bool | float:
         if not isinstance(exc, kind):
             return False
-        wait = getattr(exc, "retry_after_s", None)
-        return wait if isinstance(wait, float) else True
+        return True if exc.retry_after_s is None else exc.retry_after_s
 
     return hook
 
