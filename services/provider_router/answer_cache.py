@@ -59,9 +59,9 @@ class AnswerCache:
         make: Callable[[], Awaitable[Answer]],
         *,
         lookup: bool = True,
-        store: bool = True,
     ) -> tuple[Answer, Outcome]:
-        """The kept answer for ``key``, else the one ``make`` gives (kept when ``store``)."""
+        """The kept answer for ``key`` (unless ``lookup`` is false), else the one ``make``
+        gives, kept."""
         if lookup:
             kept = self._fresh(key)
             if kept is not None:
@@ -76,8 +76,6 @@ class AnswerCache:
                     if not pending.cancelled() or (task is not None and task.cancelling()):
                         raise
                     # The first request left before its answer came: this one asks itself.
-        if not store:
-            return await make(), "miss"
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
