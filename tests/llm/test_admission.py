@@ -58,7 +58,9 @@ async def test_past_its_slots_and_waiting_room_a_request_is_refused_with_a_wait(
     for refused in (a for a in answers if a.status_code == 429):
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.headers["content-type"].startswith("application/problem+json")
-        assert "the model is busy: every slot (1) answering and 1 waiting" in refused.json()["detail"]
+        assert (
+            "the model is busy: every slot (1) answering and 1 waiting" in refused.json()["detail"]
+        )
     assert streamed.status_code == 200
     assert lines[-1] == "data: [DONE]"
     assert under_way(metrics) == 0
