@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.provider_router.answer_cache import AnswerCache
+from services.provider_router.answer_cache import AnswerCache, Outcome
 from services.provider_router.circuit_breaker import CircuitState
 from services.provider_router.pool import CandidatePool
 
@@ -57,6 +57,10 @@ class RouterMetrics:
             ["operation", "outcome"],
             registry=None,
         )
+        # Every series from the start, at 0: a rate over them is 0, not missing, before use.
+        for operation in ("chat", "embeddings"):
+            for outcome in get_args(Outcome):
+                self.cache.labels(operation, outcome)
 
     @property
     def collectors(self) -> list[Collector]:
@@ -64,8 +68,8 @@ class RouterMetrics:
 
 
 class PoolCollector(Collector):
-    """Circuits and budgets, read from the pool when Prometheus scrapes (what the alerts on an
-    open circuit and on a budget near its end look at)."""
+    """Circuits, budgets and each candidate's pace, read from the pool when Prometheus scrapes
+    (what the alerts on an open circuit and on a budget near its end look at)."""
 
     def __init__(self, pool: CandidatePool) -> None:
         self._pool = pool
@@ -86,8 +90,25 @@ class PoolCollector(Collector):
             "Daily budget per provider (only providers that have one)",
             labels=["provider"],
         )
+        minute = GaugeMetricFamily(
+            "pas_router_last_minute",
+            "Requests or tokens each candidate took in the last minute (kind), against its "
+            "provider's rpm and tpm",
+            labels=["candidate", "provider", "model", "kind"],
+        )
+        waits = GaugeMetricFamily(
+            "pas_router_asked_to_wait_seconds",
+            "What is left of a pause a provider asked for (a 429's Retry-After); 0: none",
+            labels=["candidate", "provider", "model"],
+        )
         providers: dict[str, float | None] = {}
         for candidate in self._pool.all():
+            named = [candidate.id, candidate.provider, candidate.model]
+            pace = self._pool.rates[candidate.id]
+            requests, tokens = pace.counts()
+            minute.add_metric([*named, "requests"], requests)
+            minute.add_metric([*named, "tokens"], tokens)
+            waits.add_metric(named, pace.paused_for() or 0.0)
             state = self._pool.breakers[candidate.id].state
             for each in get_args(CircuitState):
                 circuits.add_metric(
@@ -105,6 +126,8 @@ class PoolCollector(Collector):
         yield circuits
         yield spent
         yield budgets
+        yield minute
+        yield waits
 
 
 def cache_bytes_gauge(answers: AnswerCache) -> Gauge:

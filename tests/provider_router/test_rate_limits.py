@@ -8,6 +8,7 @@ with ``Retry-After``, as OpenAI sends it at its rate limit.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,17 @@ async def served_by(router: Any, count: int) -> list[str]:
     return served
 
 
+def gauge(metrics: str, name: str, **labels: str) -> float:
+    """The one series of ``name`` in a /metrics text whose labels include ``labels``."""
+    found = [
+        float(value)
+        for series, value in re.findall(rf"^{name}\{{([^}}]*)\}} (\S+)$", metrics, re.M)
+        if all(f'{key}="{want}"' in series for key, want in labels.items())
+    ]
+    assert len(found) == 1, f"{name} {labels}: {len(found)} series"
+    return found[0]
+
+
 def provider_row(providers: list[dict[str, Any]], candidate: str) -> dict[str, Any]:
     [row] = [p for p in providers if p["id"] == candidate]
     return row
@@ -80,11 +92,15 @@ async def test_a_candidate_at_its_limit_a_minute_is_passed_over(
         router = await make_router(use_registry=False, providers_file=config)
         served = await served_by(router, 3)
         providers = (await router.get("/providers")).json()["candidates"]
+        metrics = (await router.get("/metrics")).text
 
     assert served == ["cheap/cheap-model", "cheap/cheap-model", "dear/dear-model"]
     assert (len(cheap.requests), len(dear.requests)) == (2, 1)
     row = provider_row(providers, "cheap/cheap-model")
     assert {key: row[key] for key in minute} == minute
+    cheap_minute = {"candidate": "cheap/cheap-model"}
+    assert gauge(metrics, "pas_router_last_minute", **cheap_minute, kind="requests") == 2
+    assert gauge(metrics, "pas_router_last_minute", **cheap_minute, kind="tokens") == 32
     assert row["available"] is False
     assert said in row["unavailable_reason"]
 
@@ -107,6 +123,7 @@ async def test_a_provider_that_asks_to_wait_is_left_alone_that_long(
         first = await router.post("/v1/chat/completions", json=ask("pace", strategy="cost"))
         later = await served_by(router, 2)
         providers = (await router.get("/providers")).json()["candidates"]
+        metrics = (await router.get("/metrics")).text
 
     assert first.status_code == 200
     assert first.headers["x-pas-candidate"] == "dear/dear-model"
@@ -115,6 +132,8 @@ async def test_a_provider_that_asks_to_wait_is_left_alone_that_long(
     assert len(limited.requests) == 1
     row = provider_row(providers, "cheap/cheap-model")
     assert 20 < row["asked_to_wait_s"] <= 30
+    waited = gauge(metrics, "pas_router_asked_to_wait_seconds", candidate="cheap/cheap-model")
+    assert 20 < waited <= 30
     assert "asked to wait" in row["unavailable_reason"]
 
 
