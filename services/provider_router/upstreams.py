@@ -48,6 +48,34 @@ from services.provider_router.upstream_errors import (
 )
 
 
+def without_cache_marks(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without Anthropic's ``cache_control`` marks on content parts, for an
+    OpenAI-compatible server: its prompt cache needs none, and a strict one (OpenAI) refuses a
+    field it does not know, which would keep a request marked for Anthropic from falling back
+    there. The same object when nothing is marked (the common case: no copy)."""
+    messages = body.get("messages") or []
+    marked = any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and "cache_control" in p for p in m["content"])
+        for m in messages
+    )
+    if not marked:
+        return body
+    unmarked = [
+        {
+            **m,
+            "content": [
+                {k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p
+                for p in m["content"]
+            ],
+        }
+        if isinstance(m.get("content"), list)
+        else m
+        for m in messages
+    ]
+    return {**body, "messages": unmarked}
+
+
 class _UsageOnly(msgspec.Struct):
     usage: WireUsage | None = None
 
@@ -172,7 +200,7 @@ class Upstreams:
             if candidate.kind == "anthropic":
                 return await self._send_anthropic(candidate, body, request_id)
             headers = self._call_headers(candidate, request_id)
-            return await self._client(candidate).send(body, headers=headers)
+            return await self._client(candidate).send(without_cache_marks(body), headers=headers)
         except LLMError as exc:
             raise _upstream_failure(exc, candidate) from exc
 

@@ -141,9 +141,12 @@ async def test_prompt_tokens_from_the_providers_cache_cost_its_cached_price(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """OpenAI played by a fake speaking its chat-completions wire format, whose usage says 8 of
-    the 11 prompt tokens came from its prompt cache; plain and streamed alike."""
+    the 11 prompt tokens came from its prompt cache; plain and streamed alike. A part marked
+    for Anthropic's cache reaches it without the mark (OpenAI refuses fields it does not
+    know)."""
     monkeypatch.setenv("PAS_TEST_OPENAI_KEY", "sk-test")
-    with serve_asgi(OpenAIResponder("gpt-fake", cached_tokens=8)) as url:
+    responder = OpenAIResponder("gpt-fake", cached_tokens=8)
+    with serve_asgi(responder) as url:
         config = providers_file(
             tmp_path,
             f"""
@@ -163,8 +166,15 @@ output_per_1k = 2.0
         plain = await router.post("/v1/chat/completions", json=ask("summarize"))
         streamed = await router.post("/v1/chat/completions", json=ask("summarize", stream=True))
         costs = (await router.get("/costs")).json()
+        part = {"type": "text", "text": "Is a bond a loan?", "cache_control": {"type": "ephemeral"}}
+        marked = ask("summarize", messages=[{"role": "user", "content": [part]}])
+        assert (await router.post("/v1/chat/completions", json=marked)).status_code == 200
 
     assert plain.json()["usage"]["prompt_tokens_details"] == {"cached_tokens": 8}
+    # The Anthropic cache mark on a part is not OpenAI's: it is not sent there.
+    assert responder.requests[-1]["messages"][0]["content"] == [
+        {"type": "text", "text": "Is a bond a loan?"}
+    ]
     assert streamed.status_code == 200
     one_call = (3 * 1.0 + 8 * 0.1 + 5 * 2.0) / 1000  # 3 read, 8 cached, 5 answered
     assert costs["by_provider"]["openai"]["requests"] == 2
