@@ -20,6 +20,7 @@ from libs.common.genai_tracing import (
     TEXT_COMPLETION,
     ModelCallSpan,
     model_call,
+    record_cancelled,
     record_error,
     record_usage,
     start_genai_span,
@@ -234,9 +235,18 @@ class LLMRuntime:
 
         stream = rest()
         # A stream closed before it was ever read (another choice failed to open, a response
-        # never sent) runs no ``finally``: it leaves the gate when it is collected.
-        weakref.finalize(stream, admitted.leave)
+        # never sent) runs no ``finally``: it leaves the gate and ends its span when it is
+        # collected. (asyncio closes the backend's stream, started above, when it is.)
+        weakref.finalize(stream, _abandoned, admitted, span)
         return stream
+
+
+def _abandoned(admitted: Admitted, span: ModelCallSpan) -> None:
+    """What the ``finally`` of a stream never read would have done; nothing after one read."""
+    admitted.leave()
+    if span.is_recording():  # an ended span records no more
+        record_cancelled(span, "the stream was closed before it was read")
+        span.end()
 
 
 def _record(span: ModelCallSpan, completion: Completion) -> None:

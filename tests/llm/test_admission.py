@@ -5,6 +5,7 @@ model, one slot and one request allowed to wait."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.llm.backends.base import Generation, Turn
+from services.llm.llama31_8b_service import Llama31Settings
+from services.llm.profiles import LLAMA31_8B
+from services.llm.service import build_runtime
 from tests.support.llm_service import start_llm_service
 from tests.support.processes import ServiceProcess
 
@@ -65,3 +70,26 @@ async def test_past_its_slots_and_waiting_room_a_request_is_refused_with_a_wait(
     assert lines[-1] == "data: [DONE]"
     assert under_way(metrics) == 0
     assert re.search(r'^pas_llm_requests_total\{[^}]*status="429"[^}]*\} 2\.0$', metrics, re.M)
+
+
+async def test_a_stream_dropped_before_it_is_read_gives_its_place_back(
+    llm_settings: Llama31Settings,
+) -> None:
+    """The runtime the service answers with, on the real model: a stream opened (its first
+    event read) and dropped unread, as when another choice of the same request fails to open,
+    runs no ``finally``; its place at the gate comes back when it is collected."""
+    runtime = build_runtime(llm_settings, LLAMA31_8B)
+    await runtime.backend.start()
+    try:
+        ask = Generation(messages=[Turn(role="user", content="Hi")], max_tokens=4, temperature=0)
+        stream = await runtime.open_stream("chat", ask)
+        assert runtime.gate.under_way == 1
+        del stream
+        gc.collect()
+        assert runtime.gate.under_way == 0
+        # The one place is free again: a whole answer goes through.
+        completion = await runtime.answer("chat", ask)
+        assert completion.completion_tokens > 0
+        assert runtime.gate.under_way == 0
+    finally:
+        await runtime.backend.close()
