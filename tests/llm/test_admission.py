@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from services.llm.llama31_8b_service import Llama31Settings
 from services.llm.profiles import LLAMA31_8B
 from services.llm.service import build_runtime
 from tests.support.llm_service import start_llm_service
+from tests.support.metrics_text import sample_value
 from tests.support.processes import ServiceProcess
 
 
@@ -36,11 +36,6 @@ def chat(words: str, **extra: object) -> dict[str, object]:
         "temperature": 0,
         **extra,
     }
-
-
-def under_way(metrics: str) -> float:
-    [value] = re.findall(r"^pas_llm_requests_under_way (\S+)$", metrics, re.M)
-    return float(value)
 
 
 async def test_past_its_slots_and_waiting_room_a_request_is_refused_with_a_wait(
@@ -68,8 +63,8 @@ async def test_past_its_slots_and_waiting_room_a_request_is_refused_with_a_wait(
         )
     assert streamed.status_code == 200
     assert lines[-1] == "data: [DONE]"
-    assert under_way(metrics) == 0
-    assert re.search(r'^pas_llm_requests_total\{[^}]*status="429"[^}]*\} 2\.0$', metrics, re.M)
+    assert sample_value(metrics, "pas_llm_requests_under_way") == 0
+    assert sample_value(metrics, "pas_llm_requests_total", status="429") == 2
 
 
 async def test_a_stream_dropped_before_it_is_read_gives_its_place_back(

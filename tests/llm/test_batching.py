@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from services.kafka_llm_processor.send_samples import sample_documents
 from services.llm.backends.prompt_cache import TILED_ROWS
 from tests.support.llm_service import prompt_token_counts, start_llm_service, token_counts
+from tests.support.metrics_text import sample_value
 from tests.support.processes import ServiceProcess
 
 SENTIMENT = {
@@ -75,16 +75,9 @@ async def decoding_counts(llm: httpx.AsyncClient) -> tuple[float, float]:
     """(passes, tokens those passes made) from the service's /metrics."""
     text = (await llm.get("/metrics")).text
     return (
-        metric_value(text, "pas_llm_decode_passes_total"),
-        metric_value(text, "pas_llm_decode_sequence_steps_total"),
+        sample_value(text, "pas_llm_decode_passes_total"),
+        sample_value(text, "pas_llm_decode_sequence_steps_total"),
     )
-
-
-def metric_value(text: str, name: str) -> float:
-    """The value of ``name``, a metric with one series, in a /metrics ``text``."""
-    found = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
-    assert len(found) == 1, f"{name}: {len(found)} series in /metrics"
-    return float(found[0])
 
 
 def answer(response: Any) -> tuple[Any, ...]:
@@ -172,7 +165,7 @@ def chat_of(messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
 
 
 async def metric(llm: httpx.AsyncClient, name: str) -> float:
-    return metric_value((await llm.get("/metrics")).text, name)
+    return sample_value((await llm.get("/metrics")).text, name)
 
 
 async def test_the_logprobs_of_answers_decoded_together_are_those_alone(

@@ -8,7 +8,6 @@ with ``Retry-After``, as OpenAI sends it at its rate limit.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from services.provider_router.rate_limits import RateWindow
 from tests.provider_router.conftest import ask, providers_file
 from tests.support.asgi_server import serve_asgi
+from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
 
 
@@ -57,17 +57,6 @@ async def served_by(router: Any, count: int) -> list[str]:
     return served
 
 
-def gauge(metrics: str, name: str, **labels: str) -> float:
-    """The one series of ``name`` in a /metrics text whose labels include ``labels``."""
-    found = [
-        float(value)
-        for series, value in re.findall(rf"^{name}\{{([^}}]*)\}} (\S+)$", metrics, re.M)
-        if all(f'{key}="{want}"' in series for key, want in labels.items())
-    ]
-    assert len(found) == 1, f"{name} {labels}: {len(found)} series"
-    return found[0]
-
-
 def provider_row(providers: list[dict[str, Any]], candidate: str) -> dict[str, Any]:
     [row] = [p for p in providers if p["id"] == candidate]
     return row
@@ -99,8 +88,8 @@ async def test_a_candidate_at_its_limit_a_minute_is_passed_over(
     row = provider_row(providers, "cheap/cheap-model")
     assert {key: row[key] for key in minute} == minute
     cheap_minute = {"candidate": "cheap/cheap-model"}
-    assert gauge(metrics, "pas_router_last_minute", **cheap_minute, kind="requests") == 2
-    assert gauge(metrics, "pas_router_last_minute", **cheap_minute, kind="tokens") == 32
+    assert sample_value(metrics, "pas_router_last_minute", **cheap_minute, kind="requests") == 2
+    assert sample_value(metrics, "pas_router_last_minute", **cheap_minute, kind="tokens") == 32
     assert row["available"] is False
     assert said in row["unavailable_reason"]
 
@@ -132,7 +121,9 @@ async def test_a_provider_that_asks_to_wait_is_left_alone_that_long(
     assert len(limited.requests) == 1
     row = provider_row(providers, "cheap/cheap-model")
     assert 20 < row["asked_to_wait_s"] <= 30
-    waited = gauge(metrics, "pas_router_asked_to_wait_seconds", candidate="cheap/cheap-model")
+    waited = sample_value(
+        metrics, "pas_router_asked_to_wait_seconds", candidate="cheap/cheap-model"
+    )
     assert 20 < waited <= 30
     assert "asked to wait" in row["unavailable_reason"]
 

@@ -23,6 +23,7 @@ from libs.common.schemas.llm import ModelList
 from services.provider_router.candidates import remote_candidates
 from tests.provider_router.conftest import ask, providers_file, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
+from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
 
 
@@ -668,10 +669,10 @@ async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their
     one_call = (14 * 0.003 + 10 * 0.0003 + 2 * 0.00375 + 4 * 0.015) / 1000
     assert costs["by_provider"]["anthropic"]["requests"] == 3
     assert abs(costs["by_provider"]["anthropic"]["cost_usd"] - 3 * one_call) < 1e-12
-    tokens = 'pas_router_tokens_total{kind="%s",model="claude-sonnet-4-5",provider="anthropic"}'
-    assert f"{tokens % 'prompt'} 78.0" in metrics
-    assert f"{tokens % 'cache_read'} 30.0" in metrics
-    assert f"{tokens % 'cache_write'} 6.0" in metrics
+    tokens = {"name": "pas_router_tokens_total", "model": "claude-sonnet-4-5"}
+    assert sample_value(metrics, **tokens, provider="anthropic", kind="prompt") == 78
+    assert sample_value(metrics, **tokens, provider="anthropic", kind="cache_read") == 30
+    assert sample_value(metrics, **tokens, provider="anthropic", kind="cache_write") == 6
 
 
 def test_cache_prompts_is_refused_for_an_openai_compatible_provider(tmp_path: Path) -> None:

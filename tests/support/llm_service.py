@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import tempfile
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tests.support.metrics_text import sample_value
 from tests.support.processes import ServiceProcess, free_port
 
 LLM_APP = "services.llm.llama31_8b_service:app"
@@ -79,8 +79,7 @@ def token_counts(usage: dict[str, Any]) -> dict[str, Any]:
 async def prompt_token_counts(llm: httpx.AsyncClient) -> dict[str, float]:
     """The service's prompt tokens so far, by how they got into a cache: read, or reused."""
     text = (await llm.get("/metrics")).text
-    found = dict(
-        re.findall(r'^pas_llm_prompt_tokens_total\{[^}]*source="(\w+)"[^}]*\} (\S+)$', text, re.M)
-    )
-    assert set(found) == {"read", "reused"}, text
-    return {source: float(value) for source, value in found.items()}
+    return {
+        source: sample_value(text, "pas_llm_prompt_tokens_total", source=source)
+        for source in ("read", "reused")
+    }
