@@ -23,13 +23,3 @@ class UpstreamRefused(PASError):
     def __init__(self, candidate: str, status_code: int, body: bytes) -> None:
         super().__init__(f"{candidate} refused the request: {body.decode(errors='replace')[:500]}")
         self.status_code = status_code
-
-
-class UpstreamCannotServe(UpstreamFailed):
-    """The candidate's API cannot do what the request asks (see
-    :meth:`Upstreams.why_cannot_serve <services.provider_router.upstreams.Upstreams>`, which
-    the dispatcher asks first, so that such a candidate is passed over with no verdict on its
-    health); raised, nothing sent, when a caller did not ask."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, retryable=False)

@@ -41,11 +41,7 @@ from services.provider_router.anthropic_messages import (
     unservable,
 )
 from services.provider_router.candidates import Candidate
-from services.provider_router.upstream_errors import (
-    UpstreamCannotServe,
-    UpstreamFailed,
-    UpstreamRefused,
-)
+from services.provider_router.upstream_errors import UpstreamFailed, UpstreamRefused
 
 
 def without_cache_marks(body: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +173,8 @@ class Upstreams:
     @staticmethod
     def why_cannot_serve(candidate: Candidate, body: dict[str, Any], operation: str) -> str | None:
         """Why the candidate's API cannot do what ``body`` asks (so it is not sent there, and
-        another candidate may serve it), or None."""
+        another candidate may serve it), or None. Asked before a call (the dispatcher asks
+        before it admits one): the calls below take a request this passed."""
         if candidate.kind != "anthropic":
             return None
         if operation == "embeddings":
@@ -207,9 +204,6 @@ class Upstreams:
     async def _send_anthropic(
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> aiohttp.ClientResponse:
-        why_not = self.why_cannot_serve(candidate, body, "chat")
-        if why_not:
-            raise UpstreamCannotServe(why_not)
         where = f"{candidate.endpoint}/v1/messages"
         return await post_for_success(
             self._http,
@@ -225,9 +219,6 @@ class Upstreams:
         self, candidate: Candidate, body: dict[str, Any], request_id: str | None
     ) -> bytes:
         """The candidate's embeddings of ``body``'s input, OpenAI's shape, as sent."""
-        why_not = self.why_cannot_serve(candidate, body, "embeddings")
-        if why_not:
-            raise UpstreamCannotServe(why_not)
         headers = self._call_headers(candidate, request_id)
         try:
             return await self._client(candidate).embed_bytes(body, headers=headers)
