@@ -31,6 +31,11 @@ from libs.common.schemas.llm import (
 from services.llm.backends.base import Completion, Generation, Turn
 from services.llm.tool_calling import ToolUse, conversation, offering_tools, tool_use_of
 
+_TEXT_ONLY = (
+    "this service's model reads text only; send images to a model that takes them (the "
+    "provider router routes a request with images to one whose providers file says vision)"
+)
+
 
 def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | None]:
     """The request as a generation, and the tools it lets the model call (None: none)."""
@@ -50,6 +55,9 @@ def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | N
             "functions, function_call: OpenAI's legacy function calling is not served; send "
             "each function as a tool ({'type': 'function', 'function': ...}) and tool_choice"
         )
+    for index, message in enumerate(request.messages):
+        if message.has_images():
+            raise InvalidRequest(f"messages[{index}].content: image_url parts: {_TEXT_ONLY}")
     tools = tool_use_of(request.tools, request.tool_choice, bool(request.parallel_tool_calls))
     generation = Generation(
         messages=conversation(request.messages),
@@ -116,6 +124,8 @@ def _logprobs_asked(logprobs: bool, top_logprobs: int | None) -> int | None:
 def from_ollama_generate(request: GenerateRequest) -> Generation:
     if request.raw:
         raise InvalidRequest("raw: prompts are always formatted with the model's chat template")
+    if request.images:
+        raise InvalidRequest(f"images: {_TEXT_ONLY}")
     messages = [Turn(role="system", content=request.system)] if request.system else []
     messages.append(Turn(role="user", content=request.prompt))
     return _ollama_generation(messages, request)
@@ -123,6 +133,9 @@ def from_ollama_generate(request: GenerateRequest) -> Generation:
 
 def from_ollama_chat(request: OllamaChatRequest) -> tuple[Generation, ToolUse | None]:
     """The request as a generation, and the tools it lets the model call (None: none)."""
+    for index, message in enumerate(request.messages):
+        if message.images:
+            raise InvalidRequest(f"messages[{index}].images: {_TEXT_ONLY}")
     messages = conversation([_as_openai(m) for m in request.messages])
     # Ollama has no tool_choice or parallel_tool_calls: the model calls a tool or answers.
     tools = tool_use_of(request.tools, None, parallel=False)

@@ -1,5 +1,5 @@
-"""Anthropic's Messages API in OpenAI's chat format, both ways: requests (text, tools, the
-tool calls and results of a conversation, prompt-cache marks), answers and stream events
+"""Anthropic's Messages API in OpenAI's chat format, both ways: requests (text, images, tools,
+the tool calls and results of a conversation, prompt-cache marks), answers and stream events
 (text and tool calls), usage.
 
 Nothing asked is dropped on the way. An answer in JSON (``response_format``, which the
@@ -31,6 +31,8 @@ _STOP_REASONS = {
     "refusal": "content_filter",
 }
 _EPHEMERAL = {"type": "ephemeral"}
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+"""The images the Messages API takes."""
 JSON_ANSWER_TOOL = "json_answer"
 """The forced tool that carries a ``response_format`` answer; its input is the answer."""
 
@@ -52,6 +54,10 @@ def unservable(body: dict[str, Any]) -> str | None:
     if body.get("logprobs"):
         return "Anthropic's Messages API gives no log-probabilities"
     for message in body.get("messages") or []:
+        for part in message.get("content") if isinstance(message.get("content"), list) else []:
+            media_type = _data_media_type(part)
+            if media_type is not None and media_type not in _IMAGE_TYPES:
+                return f"Anthropic takes JPEG, PNG, GIF and WebP images, not {media_type}"
         for call in message.get("tool_calls") or []:
             if _arguments(call) is None:
                 # Anthropic takes them parsed; an OpenAI-compatible candidate, as they are.
@@ -93,7 +99,7 @@ def to_anthropic(body: dict[str, Any], *, cache_prompts: bool = False) -> dict[s
     marked, so that the next request with the same start reads it from Anthropic's cache.
     For a request :func:`unservable` passes."""
     system_messages = [m for m in body["messages"] if m.get("role") in ("system", "developer")]
-    system = [block for m in system_messages for block in _text_blocks(m.get("content"))]
+    system = [block for m in system_messages for block in _blocks(m.get("content"))]
     turns = _turns(body["messages"])
     marked = any("cache_control" in b for b in system) or any(
         "cache_control" in b for turn in turns for b in turn["content"]
@@ -119,8 +125,9 @@ def to_anthropic(body: dict[str, Any], *, cache_prompts: bool = False) -> dict[s
         "stream": bool(body.get("stream")),
     }
     if system:
+        plain_system = not marked and all(b["type"] == "text" for b in system)
         request["system"] = (
-            "\n".join(_text(m.get("content")) for m in system_messages) if not marked else system
+            "\n".join(_text(m.get("content")) for m in system_messages) if plain_system else system
         )
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p")):
         if body.get(ours) is not None:
@@ -172,7 +179,7 @@ def _turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 turns.append({"role": "user", "content": [result]})
         elif role in ("user", "assistant"):
-            blocks = _text_blocks(m.get("content"))
+            blocks = _blocks(m.get("content"))
             if role == "assistant":
                 blocks += [_tool_use(call) for call in m.get("tool_calls") or []]
             turns.append({"role": role, "content": blocks})
@@ -228,20 +235,43 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     return translated
 
 
-def _text_blocks(content: Any) -> list[dict[str, Any]]:
-    """A message's text as Anthropic's text blocks, with the caller's ``cache_control``; no
-    empty block (Anthropic refuses them). Text is all a part holds: the request's schema
-    refuses any other part with a 400."""
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """A message's text and images as Anthropic's blocks, with the caller's ``cache_control``;
+    no empty block (Anthropic refuses them). An image outside a user's message is passed on
+    for Anthropic to refuse (a 400 the caller gets as it is), not dropped."""
     if not isinstance(content, list):
         return [{"type": "text", "text": content}] if content else []
     blocks = []
     for part in content:
-        if isinstance(part, dict) and part.get("text"):
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "image_url":
+            block = {"type": "image", "source": _image_source(part["image_url"]["url"])}
+        elif part.get("text"):
             block = {"type": "text", "text": part["text"]}
-            if part.get("cache_control"):
-                block["cache_control"] = part["cache_control"]
-            blocks.append(block)
+        else:
+            continue
+        if part.get("cache_control"):
+            block["cache_control"] = part["cache_control"]
+        blocks.append(block)
     return blocks
+
+
+def _image_source(url: str) -> dict[str, Any]:
+    """An image's place as Anthropic's ``source``: its bytes from a base64 data URL (the
+    request schema holds that shape), else the URL for Anthropic to fetch."""
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        return {"type": "base64", "media_type": header[5:].split(";", maxsplit=1)[0], "data": data}
+    return {"type": "url", "url": url}
+
+
+def _data_media_type(part: Any) -> str | None:
+    """The media type of an image part's data URL, or None (no image, or a URL)."""
+    if not isinstance(part, dict) or part.get("type") != "image_url":
+        return None
+    url = str((part.get("image_url") or {}).get("url", ""))
+    return url[5:].split(";", maxsplit=1)[0] if url.startswith("data:") else None
 
 
 def _text(content: Any) -> str:

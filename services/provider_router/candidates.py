@@ -29,6 +29,9 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     endpoint: str
     capabilities: frozenset[str]
+    vision: bool = False
+    """It takes images in a request (OpenAI's ``image_url`` parts): a request holding one goes
+    only to such candidates."""
     input_per_1k: float = 0.0
     output_per_1k: float = 0.0
     cached_input_per_1k: float | None = None
@@ -80,6 +83,8 @@ def local_candidates(agents: list[RegisteredAgent], token: str | None = None) ->
                 model=model,
                 endpoint=agent.endpoint.rstrip("/"),
                 capabilities=frozenset(agent.capabilities),
+                # The PAS LLM services read text only; an agent serving a vision model says so.
+                vision=agent.metadata.get("vision") is True,
                 input_per_1k=agent.cost_per_1k_tokens,
                 output_per_1k=agent.cost_per_1k_tokens,
                 agent_id=agent.agent_id,
@@ -92,6 +97,8 @@ def local_candidates(agents: list[RegisteredAgent], token: str | None = None) ->
 class ModelEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     capabilities: list[str]
+    vision: bool = False
+    """The model takes images (requests holding images go only to such models)."""
     input_per_1k: Price = 0.0
     output_per_1k: Price = 0.0
     cached_input_per_1k: Price | None = None
@@ -147,6 +154,7 @@ def remote_candidates(path: str | None, environ: dict[str, str] | None = None) -
                     model=model.name,
                     endpoint=provider.base_url.rstrip("/"),
                     capabilities=frozenset(model.capabilities),
+                    vision=model.vision,
                     input_per_1k=model.input_per_1k,
                     output_per_1k=model.output_per_1k,
                     cached_input_per_1k=model.cached_input_per_1k,

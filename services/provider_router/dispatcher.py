@@ -76,6 +76,8 @@ class RouteAsk(msgspec.Struct, kw_only=True):
     model: str | None
     strategy: Strategy
     prefer_local: bool
+    images: bool = False
+    """The request holds images: only candidates that take them (``vision``) serve it."""
     request_id: str | None = None
     workflow_id: str | None = None
     run_id: str | None = None
@@ -118,9 +120,19 @@ class Dispatcher:
         wanted = f"capability {ask.capability!r}" if ask.capability else f"model {ask.model!r}"
         if not matching:
             raise NoCandidate(f"no candidate offers {wanted}")
+        if ask.images and not any(c.vision for c in matching):
+            raise NoCandidate(
+                f"no candidate for {wanted} takes images: {', '.join(c.id for c in matching)} "
+                "read text only (one that takes them says vision = true in the providers file or "
+                "in its agent's metadata)"
+            )
         considered, usable = [], []
         for candidate in matching:
-            why_not = self._pool.why_unusable(candidate)
+            why_not = (
+                "reads text only; the request holds images"
+                if ask.images and not candidate.vision
+                else self._pool.why_unusable(candidate)
+            )
             considered.append(Considered(id=candidate.id, usable=why_not is None, reason=why_not))
             if why_not is None:
                 usable.append(candidate)

@@ -24,6 +24,8 @@ class CandidateState(msgspec.Struct, kw_only=True):
     endpoint: str
     agent_id: str | None
     capabilities: list[str]
+    vision: bool
+    """It takes images (requests holding images go only to such candidates)."""
     input_per_1k: float
     output_per_1k: float
     available: bool
@@ -131,6 +133,7 @@ class CandidatePool:
                     endpoint=candidate.endpoint,
                     agent_id=candidate.agent_id,
                     capabilities=sorted(candidate.capabilities),
+                    vision=candidate.vision,
                     input_per_1k=candidate.input_per_1k,
                     output_per_1k=candidate.output_per_1k,
                     available=reason is None,

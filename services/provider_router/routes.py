@@ -48,6 +48,8 @@ class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     prefer_local: bool = True
     strategy: Strategy = "balanced"
+    images: bool = False
+    """The task holds images: only candidates that take them (``vision``)."""
 
 
 class RoutedTo(msgspec.Struct, kw_only=True):
@@ -106,11 +108,19 @@ async def _forwarded(
         model=None if data.capability else data.model,
         strategy=data.strategy,
         prefer_local=data.prefer_local,
+        images=isinstance(data, RouterChatRequest) and _holds_images(data),
         request_id=current_request_id(),
         workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
         run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
     )
     return body, ask
+
+
+def _holds_images(data: RouterChatRequest) -> bool:
+    """Whether a message holds images. Where they may be is the candidate's to say (OpenAI
+    and Anthropic take them in a user's message only, and refuse others with a 400 that
+    comes back as it is)."""
+    return any(message.has_images() for message in data.messages)
 
 
 def _route_headers(served: Served) -> dict[str, str]:
@@ -196,6 +206,7 @@ class RouterController(Controller):
                 model=data.model,
                 strategy=data.strategy,
                 prefer_local=data.prefer_local,
+                images=data.images,
             )
         )
         chosen, *rest = plan.ordered

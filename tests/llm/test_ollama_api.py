@@ -155,7 +155,17 @@ async def test_unsupported_options_are_refused_not_ignored(llm: Client) -> None:
         json={"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]},
     )
     missing = await llm.post("/generate", json={"stream": False})
+    # Ollama's images, for a multimodal model: this one reads text only.
+    pictured = await llm.post("/api/generate", json={**GENERATE, "images": ["iVBORw0KGgo="]})
+    shown = await llm.post(
+        "/api/chat",
+        json={"messages": [{"role": "user", "content": "What is this?", "images": ["iVBO"]}]},
+    )
 
+    assert pictured.status_code == 400
+    assert "images: this service's model reads text only" in pictured.json()["detail"]
+    assert shown.status_code == 400
+    assert "messages[0].images" in shown.json()["detail"]
     assert raw.status_code == 400
     assert "raw" in raw.json()["detail"]
     assert tools.status_code == 400

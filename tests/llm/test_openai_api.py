@@ -273,6 +273,10 @@ async def test_n_streamed_choices_assemble_to_the_plain_ones(llm: Client) -> Non
     assert token_counts(chunks[-1]["usage"]) == token_counts(plain.json()["usage"])
 
 
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+"""An image part (OpenAI's shape): the model here reads text only."""
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -290,6 +294,12 @@ async def test_n_streamed_choices_assemble_to_the_plain_ones(llm: Client) -> Non
         ({**CHAT, "logit_bias": {"10000000": 5}}, "logit_bias: token 10000000 is not in"),
         ({**CHAT, "logit_bias": {"5": 101}}, "logit_bias"),
         ({**CHAT, "functions": [{"name": "get_price"}]}, "functions, function_call"),
+        ({"messages": [{"role": "user", "content": [IMAGE]}]}, "messages[0].content: image_url"),
+        ({"messages": [{"role": "user", "content": [{**IMAGE, "type": "audio"}]}]}, "type"),
+        (
+            {"messages": [{"role": "user", "content": [{**IMAGE, "image_url": {"url": "x"}}]}]},
+            "url",
+        ),
     ],
 )
 async def test_bad_requests_are_400_naming_the_field(

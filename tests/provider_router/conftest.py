@@ -66,11 +66,16 @@ def register_agent(registry_url: str) -> Iterator[Callable[..., None]]:
     """Register an agent directly (a fake peer, or a dead endpoint); removed at the end."""
     added: list[str] = []
 
-    def register(agent_id: str, endpoint: str, capabilities: list[str], model: str) -> None:
+    def register(
+        agent_id: str, endpoint: str, capabilities: list[str], model: str, **metadata: Any
+    ) -> None:
         httpx.post(
             f"{registry_url}/register?ttl=0",
             json=agent_json(
-                agent_id, endpoint=endpoint, capabilities=capabilities, metadata={"model": model}
+                agent_id,
+                endpoint=endpoint,
+                capabilities=capabilities,
+                metadata={"model": model, **metadata},
             ),
         ).raise_for_status()
         added.append(agent_id)

@@ -1,9 +1,10 @@
 """A half-open circuit lets one probe through; however the probe ends, the circuit moves on.
 
-The provider is played by a scripted OpenAI-compatible upstream (``scripted_upstream.py``):
-it fails with 503 until the circuit opens, then answers the probe in the way under test, then
-answers normally. Cooldowns are short; the tests wait for the router to report the circuit
-half-open rather than sleeping for a guessed time.
+The provider is played by a scripted OpenAI-compatible upstream
+(``tests/support/scripted_upstream.py``): it fails with 503 until the circuit opens, then
+answers the probe in the way under test, then answers normally. Cooldowns are short; the
+tests wait for the router to report the circuit half-open rather than sleeping for a guessed
+time.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import httpx
 import pytest
 
 from tests.provider_router.conftest import ask, one_provider, wait_for_circuit, wait_until
-from tests.provider_router.scripted_upstream import ScriptedUpstream
 from tests.support.asgi_server import serve_asgi
+from tests.support.scripted_upstream import ScriptedUpstream
 
 CANDIDATE = "flaky/flaky"
 

@@ -9,8 +9,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.provider_router.conftest import ask, one_provider
-from tests.provider_router.scripted_upstream import ScriptedUpstream
 from tests.support.asgi_server import serve_asgi
+from tests.support.scripted_upstream import ScriptedUpstream
 
 CANDIDATE = "flaky/flaky"
 

@@ -491,6 +491,61 @@ async def test_anthropic_is_translated_both_ways(
     assert events[-1] == "[DONE]"
 
 
+async def test_images_go_to_anthropic_as_image_blocks(
+    make_router: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Anthropic played by a fake speaking its documented Messages wire format: an image
+    block's ``source`` is ``base64`` (with its media type) or ``url``; it takes JPEG, PNG,
+    GIF and WebP only, so a request holding another type is not sent there."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    png = "data:image/png;base64,iVBORw0KGgo="
+    chart = "https://example.invalid/q3-chart.webp"
+    parts = [
+        {"type": "text", "text": "Which quarter grew most?"},
+        {"type": "image_url", "image_url": {"url": png, "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": chart}},
+    ]
+    body = {"capability": "reasoning", "messages": [{"role": "user", "content": parts}]}
+    # Anthropic takes no image in a system prompt: passed on for it to refuse, not dropped.
+    logo = {"role": "system", "content": [{"type": "text", "text": "Desk."}, parts[2]]}
+    with serve_asgi(fake_anthropic(seen)) as url:
+        router = await _router_to_anthropic(make_router, tmp_path, url, model="vision = true")
+        answered = await router.post("/v1/chat/completions", json=body)
+        branded = await router.post(
+            "/v1/chat/completions", json={**body, "messages": [logo, *body["messages"]]}
+        )
+        bitmap = {"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}
+        refused = await router.post(
+            "/v1/chat/completions",
+            json={**body, "messages": [{"role": "user", "content": [bitmap]}]},
+        )
+
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["choices"][0]["message"]["content"] == "Coupons are interest."
+    assert seen[0]["body"]["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Which quarter grew most?"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+                },
+                {"type": "image", "source": {"type": "url", "url": chart}},
+            ],
+        }
+    ]
+    assert branded.status_code == 200
+    assert seen[1]["body"]["system"] == [
+        {"type": "text", "text": "Desk."},
+        {"type": "image", "source": {"type": "url", "url": chart}},
+    ]
+    assert refused.status_code == 503
+    assert "JPEG, PNG, GIF and WebP images, not image/bmp" in refused.json()["detail"]
+    assert len(seen) == 2
+
+
 async def test_tools_and_a_conversation_of_tool_calls_are_translated_both_ways(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -32,9 +32,28 @@ RepeatLastN = Annotated[int, msgspec.Meta(ge=-1, le=131_072)]
 # --- OpenAI chat completions -------------------------------------------------------------------
 
 
-class TextPart(msgspec.Struct, kw_only=True):
-    type: Literal["text"]
+class TextPart(msgspec.Struct, kw_only=True, tag_field="type", tag="text"):
     text: str
+
+
+_IMAGE_ADDRESS = r"^(https?://|data:image/[A-Za-z0-9.+-]+;base64,)"
+ImageAddress = Annotated[str, msgspec.Meta(pattern=_IMAGE_ADDRESS, max_length=20_000_000)]
+"""Where an image is: an http(s) URL, or the image itself as a base64 data URL (OpenAI's)."""
+
+
+class ImageURL(msgspec.Struct, kw_only=True):
+    url: ImageAddress
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(msgspec.Struct, kw_only=True, tag_field="type", tag="image_url"):
+    """An image in a user's message, for a model that takes images (``vision`` in the
+    router's providers file); the PAS LLM services read text only and refuse it with a 400."""
+
+    image_url: ImageURL
+
+
+ContentPart = TextPart | ImagePart
 
 
 ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -82,7 +101,7 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 class ChatMessage(msgspec.Struct, kw_only=True):
     role: Role
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     """An assistant's message: the calls it made."""
@@ -90,9 +109,15 @@ class ChatMessage(msgspec.Struct, kw_only=True):
     """A tool's message: the call it answers."""
 
     def text(self) -> str:
+        """The message's text (its images left out: see :meth:`has_images`)."""
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            return "".join(part.text for part in self.content if isinstance(part, TextPart))
         return self.content or ""
+
+    def has_images(self) -> bool:
+        return isinstance(self.content, list) and any(
+            isinstance(part, ImagePart) for part in self.content
+        )
 
 
 class JSONSchemaFormat(msgspec.Struct, kw_only=True):
@@ -315,6 +340,8 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     keep_alive: str | int | None = None
     logprobs: bool = False
     top_logprobs: TopLogprobs | None = None
+    images: list[str] | None = None
+    """Ollama's base64 images for a multimodal model: refused (the services read text only)."""
 
 
 class OllamaTimings(msgspec.Struct, kw_only=True):
@@ -362,6 +389,8 @@ class OllamaMessage(msgspec.Struct, kw_only=True):
     """A tool's message: the tool whose result it is."""
     tool_call_id: str | None = None
     """A tool's message: the call it answers, when a client sends it (not Ollama's field)."""
+    images: list[str] | None = None
+    """Ollama's base64 images for a multimodal model: refused (the services read text only)."""
 
 
 class OllamaChatRequest(msgspec.Struct, kw_only=True):
