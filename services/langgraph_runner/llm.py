@@ -241,6 +241,7 @@ class LLMGateway:
             capability=s.llm_capability,
             client=self._openai,
             call_headers=_run_headers_now,
+            longest_wait_s=s.node_retry_max_s,
         )
 
     async def text(

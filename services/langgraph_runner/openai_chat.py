@@ -5,7 +5,10 @@ router's ``capability`` extension, JSON-schema answers (``format=<schema>``, as 
 takes it) and tool calls (``bind_tools``, as ChatOllama and ChatOpenAI take them) are what PAS
 nodes need, and the shared client (``libs/common/clients/openai_client.py``) gives exactly
 that, its errors included (``LLMTransientError`` and its kinds are worth another attempt;
-``LLMRefused`` and ``LLMUnusableAnswer`` are not).
+``LLMRefused`` and ``LLMUnusableAnswer`` are not). A 429 or 503 that says when to come back
+(``Retry-After``: an overloaded PAS LLM service, the router, a provider's rate limit) is tried
+once more after that wait, within ``longest_wait_s``: LangGraph's node retries wait their own
+backoff, which knows nothing of the server's.
 
 Each call is a GenAI CLIENT span (``chat <model>``, OpenTelemetry's GenAI conventions) with the
 tokens and the cost the endpoint stated; the HTTP request under it carries its ``traceparent``
@@ -14,6 +17,7 @@ tokens and the cost the endpoint stated; the HTTP request under it carries its `
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +35,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
+from libs.common.clients.chat_completions import ChatAnswer
+from libs.common.clients.llm_errors import LLMTransientError
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.genai_tracing import (
     CHAT,
@@ -115,6 +121,9 @@ class OpenAICompatibleChat(BaseChatModel):
     provider: str = "openai"
     """``gen_ai.provider.name`` of its spans: the API spoken (the router, vLLM...), as OpenAI
     client instrumentations name OpenAI-compatible endpoints."""
+    longest_wait_s: float = 10.0
+    """The longest ``Retry-After`` waited for before the one more try; a longer one fails the
+    call at once (to the node's retries, or the run's failure)."""
 
     def bind_tools(
         self,
@@ -138,6 +147,18 @@ class OpenAICompatibleChat(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.model, "capability": self.capability}
+
+    async def _complete(
+        self, body: dict[str, Any], headers: Mapping[str, str] | None
+    ) -> ChatAnswer:
+        try:
+            return await self.client.complete(body, headers=headers)
+        except LLMTransientError as exc:
+            wait_s = exc.retry_after_s
+            if wait_s is None or wait_s > self.longest_wait_s:
+                raise
+        await asyncio.sleep(wait_s)
+        return await self.client.complete(body, headers=headers)
 
     def _generate(
         self,
@@ -188,7 +209,7 @@ class OpenAICompatibleChat(BaseChatModel):
                 GEN_AI_REQUEST_TEMPERATURE: self.temperature,
             },
         ) as span:
-            answer = await self.client.complete(body, headers=headers)
+            answer = await self._complete(body, headers)
             completion = answer.completion
             usage = completion.usage
             cost = _stated_cost(answer.raw_usage)

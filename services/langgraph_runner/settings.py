@@ -115,6 +115,8 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     """Attempts per node for transient errors (connection, timeout, 5xx, 429)."""
     node_retry_initial_s: Positive = 0.5
     node_retry_max_s: Positive = 10.0
+    """The longest wait between a node's attempts, and the longest ``Retry-After`` an LLM call
+    (OpenAI-compatible API) waits for before it is tried once more."""
     max_wait_s: Positive = 300.0
     """Longest ``wait=true`` blocks before answering 202 with the run still going."""
     drain_timeout_s: Positive = 10.0
