@@ -30,6 +30,10 @@ from libs.common.schemas.embeddings import (
     texts_of,
 )
 from libs.common.schemas.llm import (
+    TokenLogprob,
+    ToolCall,
+)
+from libs.common.schemas.ollama import (
     GenerateRequest,
     GenerateResponse,
     OllamaChatRequest,
@@ -40,8 +44,6 @@ from libs.common.schemas.llm import (
     OllamaShowRequest,
     OllamaShowResponse,
     OllamaTags,
-    TokenLogprob,
-    ToolCall,
 )
 from services.llm.backends.base import Completion, Generation, TextDelta, logprobs_after
 from services.llm.openai_api import streamed_200

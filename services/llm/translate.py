@@ -17,6 +17,11 @@ from libs.common.schemas.llm import (
     ChatMessage,
     ChoiceLogprobs,
     FunctionCall,
+    PromptTokensDetails,
+    ToolCall,
+    Usage,
+)
+from libs.common.schemas.ollama import (
     GenerateRequest,
     OllamaChatRequest,
     OllamaFunctionCall,
@@ -24,9 +29,6 @@ from libs.common.schemas.llm import (
     OllamaOptions,
     OllamaTimings,
     OllamaToolCall,
-    PromptTokensDetails,
-    ToolCall,
-    Usage,
 )
 from services.llm.backends.base import Completion, Generation, Turn
 from services.llm.tool_calling import ToolUse, conversation, offering_tools, tool_use_of

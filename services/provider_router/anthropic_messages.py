@@ -1,6 +1,6 @@
-"""Anthropic's Messages API in OpenAI's chat format, both ways: requests (text, images, tools,
-the tool calls and results of a conversation, prompt-cache marks), answers and stream events
-(text and tool calls), usage.
+"""OpenAI's chat requests as Anthropic's Messages API requests: text, images, tools, the tool
+calls and results of a conversation, prompt-cache marks. (The answers, plain and streamed, come
+back through ``anthropic_answers.py``.)
 
 Nothing asked is dropped on the way. An answer in JSON (``response_format``, which the
 Messages API lacks) is asked as a call of one forced tool whose input schema is the answer's
@@ -12,24 +12,12 @@ serves it (:func:`unservable`).
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import msgspec
 
-from services.provider_router.upstream_errors import UpstreamFailed
-
 ANTHROPIC_VERSION = "2023-06-01"
 ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
-_STOP_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 _EPHEMERAL = {"type": "ephemeral"}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 """The images the Messages API takes."""
@@ -278,168 +266,3 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return content or ""
-
-
-def usage_from_anthropic(prompt: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
-    """Anthropic's usage as OpenAI counts it. Anthropic's ``input_tokens`` leaves out the
-    tokens read from its prompt cache and those written to it, which it counts (and bills)
-    apart; OpenAI's ``prompt_tokens`` holds them all, the cached ones also in
-    ``prompt_tokens_details.cached_tokens``, the written ones in
-    ``cache_creation_input_tokens`` (as LiteLLM passes them on)."""
-    cached = prompt.get("cache_read_input_tokens")
-    written = prompt.get("cache_creation_input_tokens") or 0
-    prompt_tokens = (prompt.get("input_tokens") or 0) + (cached or 0) + written
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-    if cached is not None:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    if "cache_creation_input_tokens" in prompt:
-        usage["cache_creation_input_tokens"] = written
-    return usage
-
-
-def from_anthropic(payload: bytes, *, json_answer: bool = False) -> bytes:
-    """A Messages API answer as an OpenAI chat completion, tool calls included; with
-    ``json_answer``, the :data:`JSON_ANSWER_TOOL`'s input is the answer's text."""
-    message = msgspec.json.decode(payload)
-    blocks = message.get("content", [])
-    stop_reason = message.get("stop_reason")
-    if json_answer:
-        inputs = [b.get("input", {}) for b in blocks if b.get("type") == "tool_use"]
-        blocks = [{"type": "text", "text": msgspec.json.encode(i).decode()} for i in inputs[:1]]
-        stop_reason = _json_answer_stop(stop_reason)
-    text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-    calls = [
-        {
-            "id": b.get("id", ""),
-            "type": "function",
-            "function": {
-                "name": b.get("name", ""),
-                "arguments": msgspec.json.encode(b.get("input", {})).decode(),
-            },
-        }
-        for b in blocks
-        if b.get("type") == "tool_use"
-    ]
-    reply: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
-    if calls:
-        reply["tool_calls"] = calls
-    usage = message.get("usage", {})
-    return msgspec.json.encode(
-        {
-            "id": message.get("id", f"chatcmpl-{uuid.uuid4().hex}"),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": message.get("model", ""),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": reply,
-                    "finish_reason": _STOP_REASONS.get(stop_reason, "stop"),
-                }
-            ],
-            "usage": usage_from_anthropic(usage, usage.get("output_tokens", 0)),
-        }
-    )
-
-
-def _json_answer_stop(stop_reason: str | None) -> str | None:
-    """The forced tool's call is the answer's end, not a call for the caller to make."""
-    return "end_turn" if stop_reason == "tool_use" else stop_reason
-
-
-async def anthropic_to_openai_sse(
-    lines: AsyncIterable[bytes], *, json_answer: bool = False
-) -> AsyncIterator[bytes]:
-    """Anthropic's stream events as OpenAI chat-completion chunks (see :class:`_Chunks`)."""
-    chunks = _Chunks(json_answer=json_answer)
-    async for line in lines:
-        if line.startswith(b"data:"):
-            for chunk in chunks.of(msgspec.json.decode(line[5:].strip())):
-                yield chunk
-
-
-class _Chunks:
-    """One stream's events (message_start, content_block_start and _delta, message_delta,
-    ...) as OpenAI's chunks: text as content deltas, a tool call as its id and name first,
-    then its arguments piece by piece, as OpenAI streams them; with ``json_answer``, the
-    :data:`JSON_ANSWER_TOOL`'s input as the content, piece by piece."""
-
-    def __init__(self, *, json_answer: bool) -> None:
-        self._json_answer = json_answer
-        self._id = f"chatcmpl-{uuid.uuid4().hex}"
-        self._created = int(time.time())
-        self._model = ""
-        self._prompt: dict[str, Any] = {}
-        # A content block's index -> its tool call's index among the answer's tool calls.
-        self._tool_calls: dict[int, int] = {}
-
-    def of(self, event: dict[str, Any]) -> list[bytes]:
-        kind = event.get("type")
-        if kind == "message_start":
-            self._model = event["message"].get("model", "")
-            self._prompt = event["message"].get("usage", {})
-            return [self._chunk({"role": "assistant", "content": ""})]
-        if kind == "content_block_start":
-            return self._block_start(event)
-        if kind == "content_block_delta":
-            return self._block_delta(event)
-        if kind == "message_delta":
-            stop_reason = event["delta"].get("stop_reason")
-            if self._json_answer:
-                stop_reason = _json_answer_stop(stop_reason)
-            completion = event.get("usage", {}).get("output_tokens", 0)
-            return [
-                self._chunk({}, _STOP_REASONS.get(stop_reason, "stop")),
-                self._chunk(None, usage=usage_from_anthropic(self._prompt, completion)),
-            ]
-        if kind == "message_stop":
-            return [b"data: [DONE]\n\n"]
-        if kind == "error":
-            raise UpstreamFailed(f"anthropic stream error: {event.get('error')}", retryable=True)
-        return []
-
-    def _block_start(self, event: dict[str, Any]) -> list[bytes]:
-        block = event["content_block"]
-        if block.get("type") != "tool_use" or self._json_answer:
-            return []
-        self._tool_calls[event["index"]] = len(self._tool_calls)
-        call = {
-            "index": self._tool_calls[event["index"]],
-            "id": block.get("id", ""),
-            "type": "function",
-            "function": {"name": block.get("name", ""), "arguments": ""},
-        }
-        return [self._chunk({"tool_calls": [call]})]
-
-    def _block_delta(self, event: dict[str, Any]) -> list[bytes]:
-        delta = event["delta"]
-        if delta.get("type") == "text_delta" and not self._json_answer:
-            return [self._chunk({"content": delta["text"]})]
-        if delta.get("type") != "input_json_delta":
-            return []
-        piece = delta.get("partial_json", "")
-        if self._json_answer:
-            return [self._chunk({"content": piece})]
-        if event["index"] not in self._tool_calls:
-            return []
-        call = {"index": self._tool_calls[event["index"]], "function": {"arguments": piece}}
-        return [self._chunk({"tool_calls": [call]})]
-
-    def _chunk(
-        self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any
-    ) -> bytes:
-        body = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": []
-            if delta is None
-            else [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return b"data: " + msgspec.json.encode(body) + b"\n\n"

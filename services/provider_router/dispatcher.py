@@ -4,6 +4,11 @@ Each candidate gets ``1 + retries`` attempts (exponential backoff with jitter) f
 may pass (timeouts, 5xx, 429); a refused connection moves on at once. A circuit breaker per
 candidate stops traffic to one that keeps failing until a probe succeeds; every call holds an
 admission from it, settled however the call ends (see ``circuit_breaker.py``).
+
+The module passes 400 lines because a call is one sequence over the pool's state for its
+candidate: planned, admitted, attempted (plain or streamed), then booked (live stats, pace,
+spend, metrics, the usage event, the decision's log line) however it ends; the parts that
+stand alone are apart (``stream_relay.py``, ``upstreams.py``, ``strategies.py``).
 """
 
 from __future__ import annotations

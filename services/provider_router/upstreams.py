@@ -32,11 +32,10 @@ from libs.common.clients.openai_client import (
     post_for_success,
 )
 from libs.common.schemas.llm import Usage
+from services.provider_router.anthropic_answers import anthropic_to_openai_sse, from_anthropic
 from services.provider_router.anthropic_messages import (
     answers_through_tool,
     anthropic_headers,
-    anthropic_to_openai_sse,
-    from_anthropic,
     to_anthropic,
     unservable,
 )

@@ -8,7 +8,9 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from libs.common.schemas.llm import OllamaOptions
+from libs.common.schemas.ollama import (
+    OllamaOptions,
+)
 
 MAX_INPUTS: Final = 2048
 """The most texts one request may embed (OpenAI's limit)."""
