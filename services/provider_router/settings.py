@@ -23,6 +23,9 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     }
 
     port: int = PROVIDER_ROUTER_PORT
+    max_body_bytes: int = 33_554_432
+    """A chat request may carry images as base64 data URLs (Anthropic takes up to 32 MB a
+    request, OpenAI 20 MB an image)."""
     database_url: Annotated[str, msgspec.Meta(pattern=r"^(sqlite:///.+|postgres(ql)?://.+)$")] = (
         "sqlite:///.pas/data/router.db"
     )

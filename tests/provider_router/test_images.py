@@ -14,7 +14,8 @@ from tests.provider_router.conftest import providers_file, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 
-CHART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+CHART_URL = "data:image/png;base64,iVBORw0KGgo="
+CHART = {"type": "image_url", "image_url": {"url": CHART_URL}}
 
 
 def _asking(content: Any) -> dict[str, Any]:
@@ -100,6 +101,9 @@ async def test_with_no_model_that_takes_images_the_answer_says_so(
         register_agent("llm_llava", url, ["reasoning"], "llava", vision=True)
         await wait_for_candidates(router, {"local/llm_llava"})
         served = await router.post("/v1/chat/completions", json=_asking([CHART]))
+        # A screenshot as a data URL passes the 1 MiB bodies PAS services take by default.
+        screenshot = {"type": "image_url", "image_url": {"url": CHART_URL + "A" * 3_000_000}}
+        large = await router.post("/v1/chat/completions", json=_asking([screenshot]))
 
     assert refused.status_code == 404
     assert refused.json()["detail"] == (
@@ -110,3 +114,5 @@ async def test_with_no_model_that_takes_images_the_answer_says_so(
     assert served.status_code == 200
     assert served.headers["x-pas-candidate"] == "local/llm_llava"
     assert seeing.requests[0]["messages"][0]["content"] == [CHART]
+    assert large.status_code == 200
+    assert seeing.requests[1]["messages"][0]["content"] == [screenshot]
