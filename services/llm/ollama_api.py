@@ -1,6 +1,6 @@
 """Ollama-compatible endpoints, so the ``ollama`` client and ``ChatOllama`` work against PAS.
 
-``/generate`` is the spec's path; ``/api/generate``, ``/api/chat``, ``/api/tags``,
+``/generate`` is the spec's path; ``/api/generate``, ``/api/chat``, ``/api/tags``, ``/api/ps``,
 ``/api/show`` and ``/api/version`` are Ollama's own. ``stream: true`` answers NDJSON lines.
 """
 
@@ -38,6 +38,8 @@ from libs.common.schemas.ollama import (
     GenerateResponse,
     OllamaChatRequest,
     OllamaChatResponse,
+    OllamaLoaded,
+    OllamaLoadedModel,
     OllamaMessage,
     OllamaModel,
     OllamaModelDetails,
@@ -153,6 +155,15 @@ def _ndjson_of(line: str) -> Schema:
         description=f"stream=true: one {line} per line, the last with done=true (or an "
         "{error} line if the model fails mid-answer)",
     )
+
+
+_NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).isoformat()
+"""A loaded model's unload time: none (Ollama's keep-alive -1 also reads as a far date)."""
+
+
+def _digest(runtime: LLMRuntime) -> str:
+    model = runtime.backend.model
+    return hashlib.sha256(f"{model.name}:{model.size_bytes}".encode()).hexdigest()
 
 
 def _details(runtime: LLMRuntime) -> OllamaModelDetails:
@@ -272,8 +283,28 @@ class OllamaController(Controller):
                     model=model.name,
                     modified_at=datetime.fromtimestamp(runtime.started_at, UTC).isoformat(),
                     size=model.size_bytes,
-                    digest=hashlib.sha256(f"{model.name}:{model.size_bytes}".encode()).hexdigest(),
+                    digest=_digest(runtime),
                     details=_details(runtime),
+                )
+            ]
+        )
+
+    @get("/api/ps", summary="The model this service keeps in memory (Ollama's ps)")
+    async def loaded_models(self, runtime: NamedDependency[LLMRuntime]) -> OllamaLoaded:
+        """The served model, loaded from start to stop (``ollama ps``, Open WebUI ask)."""
+        model = runtime.backend.model
+        return OllamaLoaded(
+            models=[
+                OllamaLoadedModel(
+                    name=model.name,
+                    model=model.name,
+                    size=model.size_bytes,
+                    digest=_digest(runtime),
+                    details=_details(runtime),
+                    expires_at=_NEVER,
+                    # The embedded build is CPU-only; another backend's GPU is not PAS's to see.
+                    size_vram=0,
+                    context_length=model.context_length or 0,
                 )
             ]
         )

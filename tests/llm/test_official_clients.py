@@ -139,7 +139,7 @@ def test_openai_client_structured_output(llm_process: ServiceProcess) -> None:
     }
 
 
-def test_ollama_client_chat_generate_and_list(llm_process: ServiceProcess) -> None:
+def test_ollama_client_chat_generate_list_and_ps(llm_process: ServiceProcess) -> None:
     client = ollama.Client(host=llm_process.url)
 
     chat = client.chat(
@@ -159,6 +159,7 @@ def test_ollama_client_chat_generate_and_list(llm_process: ServiceProcess) -> No
         model="smollm2-135m-instruct", prompt="What is a bond?", options={"num_predict": 8}
     )
     listed = client.list()
+    loaded = client.ps()
 
     assert chat.message.content
     assert chat.eval_count is not None
@@ -167,6 +168,12 @@ def test_ollama_client_chat_generate_and_list(llm_process: ServiceProcess) -> No
     assert streamed[-1].done
     assert generated.response
     assert [m.model for m in listed.models] == ["smollm2-135m-instruct"]
+    [running] = loaded.models
+    assert running.model == "smollm2-135m-instruct"
+    assert running.size == listed.models[0].size > 10_000_000
+    assert running.size_vram == 0  # the embedded build runs on the CPU
+    assert running.context_length == 2048  # LLAMA31_8B_CONTEXT_LENGTH, as the process was started
+    assert running.expires_at is not None and running.expires_at.year == 9999
 
 
 def test_chat_ollama_invoke_and_stream(llm_process: ServiceProcess) -> None:

@@ -155,6 +155,25 @@ class OllamaTags(msgspec.Struct, kw_only=True):
     models: list[OllamaModel]
 
 
+class OllamaLoadedModel(msgspec.Struct, kw_only=True):
+    """A model in memory (``/api/ps``): how big, how much of it on a GPU, its context."""
+
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: OllamaModelDetails
+    expires_at: str
+    """When it is unloaded; PAS never unloads one (a date far ahead, as Ollama's keep-alive -1)."""
+    size_vram: int
+    """Of ``size``, the bytes on a GPU (0: all on the CPU)."""
+    context_length: int
+
+
+class OllamaLoaded(msgspec.Struct, kw_only=True):
+    models: list[OllamaLoadedModel]
+
+
 class OllamaShowRequest(msgspec.Struct, kw_only=True):
     model: str | None = None
     name: str | None = None
