@@ -39,6 +39,9 @@ _TEXT_ONLY = (
 )
 
 
+_NO_THINKING = "this service's model answers without a reasoning trace first; leave it out"
+
+
 def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | None]:
     """The request as a generation, and the tools it lets the model call (None: none)."""
     logprobs = _logprobs_asked(request.logprobs, request.top_logprobs)
@@ -60,6 +63,15 @@ def from_openai(request: ChatCompletionRequest) -> tuple[Generation, ToolUse | N
     for index, message in enumerate(request.messages):
         if message.has_images():
             raise InvalidRequest(f"messages[{index}].content: image_url parts: {_TEXT_ONLY}")
+    if request.audio is not None or set(request.modalities or ["text"]) != {"text"}:
+        raise InvalidRequest("audio, modalities: this service answers in text only")
+    if request.web_search_options is not None:
+        raise InvalidRequest(
+            "web_search_options: this service does not search the web; put what the model "
+            "should read in the messages"
+        )
+    if request.reasoning_effort is not None:
+        raise InvalidRequest(f"reasoning_effort: {_NO_THINKING}")
     tools = tool_use_of(request.tools, request.tool_choice, bool(request.parallel_tool_calls))
     generation = Generation(
         messages=conversation(request.messages),
@@ -128,6 +140,11 @@ def from_ollama_generate(request: GenerateRequest) -> Generation:
         raise InvalidRequest("raw: prompts are always formatted with the model's chat template")
     if request.images:
         raise InvalidRequest(f"images: {_TEXT_ONLY}")
+    if request.suffix:
+        raise InvalidRequest("suffix: fill-in-the-middle is not served; ask for the text whole")
+    if request.template:
+        raise InvalidRequest("template: prompts are always formatted with the model's template")
+    _refuse_thinking(request.think)
     messages = [Turn(role="system", content=request.system)] if request.system else []
     messages.append(Turn(role="user", content=request.prompt))
     return _ollama_generation(messages, request)
@@ -138,11 +155,19 @@ def from_ollama_chat(request: OllamaChatRequest) -> tuple[Generation, ToolUse | 
     for index, message in enumerate(request.messages):
         if message.images:
             raise InvalidRequest(f"messages[{index}].images: {_TEXT_ONLY}")
+    _refuse_thinking(request.think)
     messages = conversation([_as_openai(m) for m in request.messages])
     # Ollama has no tool_choice or parallel_tool_calls: the model calls a tool or answers.
     tools = tool_use_of(request.tools, None, parallel=False)
     generation = _ollama_generation(messages, request)
     return (generation if tools is None else offering_tools(generation, tools)), tools
+
+
+def _refuse_thinking(think: bool | str | None) -> None:
+    """Ollama's ``think``: false (or absent) is what is served; asking for it is refused, as
+    Ollama refuses it for a model without a reasoning trace."""
+    if think not in (None, False):
+        raise InvalidRequest(f"think: {_NO_THINKING} (or false)")
 
 
 def _as_openai(message: OllamaMessage) -> ChatMessage:

@@ -162,6 +162,23 @@ async def test_unsupported_options_are_refused_not_ignored(llm: Client) -> None:
         json={"messages": [{"role": "user", "content": "What is this?", "images": ["iVBO"]}]},
     )
 
+    middle = await llm.post("/api/generate", json={**GENERATE, "suffix": "return total"})
+    templated = await llm.post("/api/generate", json={**GENERATE, "template": "{{ .Prompt }}"})
+    thinking = await llm.post(
+        "/api/chat", json={"messages": [{"role": "user", "content": "hi"}], "think": True}
+    )
+    plain = await llm.post("/api/generate", json={**GENERATE, "think": False})
+
+    assert middle.status_code == 400
+    assert "suffix: fill-in-the-middle" in middle.json()["detail"]
+    assert templated.status_code == 400
+    assert "template" in templated.json()["detail"]
+    assert thinking.status_code == 400
+    assert (
+        "think: this service's model answers without a reasoning trace"
+        in (thinking.json()["detail"])
+    )
+    assert plain.status_code == 200
     assert pictured.status_code == 400
     assert "images: this service's model reads text only" in pictured.json()["detail"]
     assert shown.status_code == 400

@@ -295,6 +295,10 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw
         ({**CHAT, "logit_bias": {"5": 101}}, "logit_bias"),
         ({**CHAT, "functions": [{"name": "get_price"}]}, "functions, function_call"),
         ({"messages": [{"role": "user", "content": [IMAGE]}]}, "messages[0].content: image_url"),
+        ({**CHAT, "modalities": ["text", "audio"]}, "audio, modalities"),
+        ({**CHAT, "audio": {"voice": "alloy", "format": "wav"}}, "audio, modalities"),
+        ({**CHAT, "web_search_options": {}}, "web_search_options"),
+        ({**CHAT, "reasoning_effort": "low"}, "reasoning_effort"),
         ({"messages": [{"role": "user", "content": [{**IMAGE, "type": "audio"}]}]}, "type"),
         (
             {"messages": [{"role": "user", "content": [{**IMAGE, "image_url": {"url": "x"}}]}]},

@@ -207,6 +207,12 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     # OpenAI's legacy function calling: refused with a 400 that says to send ``tools``.
     functions: list[Any] | None = None
     function_call: Any = None
+    # OpenAI's, for what its models do beyond answering in text: the PAS LLM services refuse
+    # them with a 400 (the router passes them on to a candidate that may serve them).
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    web_search_options: dict[str, Any] | None = None
     # PAS extension used by the provider router: route by capability instead of model.
     capability: str | None = None
 

@@ -59,6 +59,12 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     top_logprobs: TopLogprobs | None = None
     images: list[str] | None = None
     """Ollama's base64 images for a multimodal model: refused (the services read text only)."""
+    suffix: str | None = None
+    """Ollama's text after the answer, for fill-in-the-middle: refused (not served)."""
+    template: str | None = None
+    """Ollama's prompt template in place of the model's: refused (the chat template is used)."""
+    think: bool | str | None = None
+    """Ollama's reasoning trace before the answer: refused when asked (no model here has one)."""
 
 
 class OllamaTimings(msgspec.Struct, kw_only=True):
@@ -119,6 +125,7 @@ class OllamaChatRequest(msgspec.Struct, kw_only=True):
     keep_alive: str | int | None = None
     tools: list[ToolDefinition] | None = None
     think: bool | str | None = None
+    """Ollama's reasoning trace before the answer: refused when asked (no model here has one)."""
     logprobs: bool = False
     top_logprobs: TopLogprobs | None = None
 
