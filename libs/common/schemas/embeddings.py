@@ -8,9 +8,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from libs.common.schemas.ollama import (
-    OllamaOptions,
-)
+from libs.common.schemas.ollama import OllamaOptions
 
 MAX_INPUTS: Final = 2048
 """The most texts one request may embed (OpenAI's limit)."""

@@ -12,12 +12,8 @@ from prometheus_client.registry import Collector
 
 from libs.common.errors import BackendUnavailable, InvalidRequest
 from libs.common.schemas.embeddings import OllamaEmbedResponse
-from libs.common.schemas.llm import (
-    TokenLogprob,
-)
-from libs.common.schemas.ollama import (
-    OllamaChatResponse,
-)
+from libs.common.schemas.llm import TokenLogprob
+from libs.common.schemas.ollama import OllamaChatResponse
 from services.llm.backends.base import (
     DRY_FIELDS,
     PENALTY_FIELDS,
