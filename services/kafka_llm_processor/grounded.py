@@ -34,6 +34,9 @@ class GroundedAnswer:
     prompt_tokens: int
     """Over every question asked."""
     completion_tokens: int
+    parts: int = 1
+    """The parts the document was read in (more than one: longer than the model's context,
+    ``long_documents.py``)."""
 
 
 async def answer_grounded(

@@ -44,6 +44,12 @@ class ProcessorMetrics:
             ["task"],
             registry=None,
         )
+        self.read_in_parts = Counter(
+            "pas_processor_read_in_parts",
+            "Documents longer than the model's context, read in parts and their answers combined",
+            ["task"],
+            registry=None,
+        )
         self.in_flight = Gauge(
             "pas_processor_in_flight", "Documents being processed now", registry=None
         )
@@ -77,6 +83,7 @@ class ProcessorMetrics:
             self.ungrounded,
             self.grounding_retries,
             self.loops_cut,
+            self.read_in_parts,
             self.unpublishable,
             self.in_flight,
             self.latency,

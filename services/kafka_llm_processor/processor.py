@@ -43,13 +43,14 @@ from libs.common.schemas.documents import (
     processor_workflow_id,
 )
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
-from services.kafka_llm_processor.grounded import answer_grounded
+from services.kafka_llm_processor.grounded import GroundedAnswer, answer_grounded
 from services.kafka_llm_processor.llm_client import (
     LLMAnswer,
     LLMClient,
     PermanentLLMError,
     TransientLLMError,
 )
+from services.kafka_llm_processor.long_documents import DocumentTooLong, answer_in_parts
 from services.kafka_llm_processor.metrics import ProcessorMetrics
 from services.kafka_llm_processor.prompts import AnswerUnusable, answer_schema, messages_for
 from services.kafka_llm_processor.settings import ProcessorSettings
@@ -235,41 +236,51 @@ class DocumentProcessor:
             HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
         }
         attempts = 0
-        schema = answer_schema(document)  # read from the content once, for every question
 
-        async def ask(strict: bool) -> LLMAnswer:
-            if strict:
-                self._metrics.grounding_retries.labels(document.task).inc()
-            calls = 0
+        async def answer_whole(part: FinancialDocument) -> GroundedAnswer:
+            """``part`` (the document, or a part of it) asked whole."""
+            schema = answer_schema(part)  # read from the content once, for every question
 
-            def once() -> Awaitable[LLMAnswer]:
-                nonlocal attempts, calls
-                attempts, calls = attempts + 1, calls + 1
-                if calls > 1:
-                    self._metrics.retries.inc()
-                return self._llm.ask(
-                    messages_for(document, strict=strict),
-                    max_tokens=self._settings.max_tokens,
-                    json_schema=schema,
-                    headers=attribution,
+            async def ask(strict: bool) -> LLMAnswer:
+                if strict:
+                    self._metrics.grounding_retries.labels(part.task).inc()
+                calls = 0
+
+                def once() -> Awaitable[LLMAnswer]:
+                    nonlocal attempts, calls
+                    attempts, calls = attempts + 1, calls + 1
+                    if calls > 1:
+                        self._metrics.retries.inc()
+                    return self._llm.ask(
+                        messages_for(part, strict=strict),
+                        max_tokens=self._settings.max_tokens,
+                        json_schema=schema,
+                        headers=attribution,
+                    )
+
+                return await retried(
+                    once,
+                    on=retry_llm_errors(TransientLLMError),
+                    attempts=self._settings.max_attempts,
+                    give_up_after_s=None,
+                    wait_initial=self._settings.retry_backoff_s,
+                    wait_jitter=self._settings.retry_backoff_s,
+                    wait_max=self._settings.retry_backoff_s * 16,
                 )
 
-            return await retried(
-                once,
-                on=retry_llm_errors(TransientLLMError),
-                attempts=self._settings.max_attempts,
-                give_up_after_s=None,
-                wait_initial=self._settings.retry_backoff_s,
-                wait_jitter=self._settings.retry_backoff_s,
-                wait_max=self._settings.retry_backoff_s * 16,
-            )
+            return await answer_grounded(part, ask, ask_again=self._settings.grounding_retry)
 
         try:
-            answered = await answer_grounded(
-                document, ask, ask_again=self._settings.grounding_retry
+            answered = await answer_in_parts(
+                document, answer_whole, max_parts=self._settings.max_parts
             )
+        except DocumentTooLong as exc:
+            raise _Failed(str(exc), attempts, "too_long") from exc
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc
+        if answered.parts > 1:
+            self._metrics.read_in_parts.labels(document.task).inc()
+            logger.info("read in parts", doc_id=document.doc_id, parts=answered.parts)
         if answered.ungrounded:
             self._metrics.ungrounded.labels(document.task).inc()
             logger.info("ungrounded answer", doc_id=document.doc_id, ungrounded=answered.ungrounded)
@@ -295,6 +306,7 @@ class DocumentProcessor:
             source_offset=source_offset,
             processed_at=datetime.now(UTC),
             ungrounded=answered.ungrounded,
+            parts=answered.parts,
         )
 
     async def _dead_letter(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar
 
 import msgspec
@@ -57,6 +58,9 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     """Ask once more, with a stricter instruction, when a key figure or a sentiment's reason is
     not in the document; what stays ungrounded is published with ``status: ungrounded``."""
     max_tokens: Annotated[int, msgspec.Meta(ge=16)] = 384
+    max_parts: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    """A document longer than the model's context is read in parts, at most this many (a longer
+    one is dead-lettered as ``too_long``); 1: never in parts."""
     commit_interval_s: Positive = 1.0
     session_timeout_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 10.0
     """How soon the group notices a processor that died and gives its partitions to another
@@ -78,8 +82,10 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
         another): every attempt timing out, the longest backoffs between them, and the
         publication of its result then of its dead letter each taking their whole deadline (the
         spill file after that is a local write). Twice the LLM's part when an ungrounded answer
-        is asked again."""
+        is asked again. A document read in parts asks in rounds (its halves at once): down the
+        splits, its smallest parts, then each level's summary back up."""
         backoff_s = self.retry_backoff_s * 16 * 2  # wait_max plus as much jitter
         questions = 2 if self.grounding_retry else 1
         llm_s = questions * self.max_attempts * (self.llm_timeout_s + backoff_s)
-        return llm_s + 2 * self.publish_deadline_s + 10.0
+        rounds = 2 * math.ceil(math.log2(self.max_parts)) + 1
+        return rounds * llm_s + 2 * self.publish_deadline_s + 10.0

@@ -91,7 +91,8 @@ async def test_a_near_limit_document_the_llm_refuses_is_dead_lettered_clipped_an
 ) -> None:
     messages, small_ids = around_a_big_one("big-report")
     with serve_asgi(ShortContextResponder()) as url:
-        processor = start_processor(f"{url}/v1")
+        # Never in parts: the server's refusal is what this test follows to the DLQ.
+        processor = start_processor(f"{url}/v1", PROCESSOR_MAX_PARTS="1")
         await send(kafka_bootstrap, topics.input, messages, partition=0)
 
         letters = await collect(kafka_bootstrap, topics.dlq, 1, timeout_s=60)
@@ -132,6 +133,7 @@ async def test_a_record_the_dlq_will_not_take_is_spilled_to_disk_and_commits_mov
             DLQ_TOPIC=NO_SUCH_TOPIC,
             PROCESSOR_PUBLISH_DEADLINE_S="10",
             PROCESSOR_SPILL_DIR=str(spill_dir),
+            PROCESSOR_MAX_PARTS="1",
         )
         await send(kafka_bootstrap, topics.input, messages, partition=0)
 
@@ -174,6 +176,7 @@ async def test_when_the_spill_file_cannot_be_written_commits_stop_below_the_reco
             DLQ_TOPIC=NO_SUCH_TOPIC,
             PROCESSOR_PUBLISH_DEADLINE_S="10",
             PROCESSOR_SPILL_DIR=str(not_a_directory / "spill"),
+            PROCESSOR_MAX_PARTS="1",
         )
         await send(kafka_bootstrap, topics.input, messages, partition=0)
         results = await collect(kafka_bootstrap, topics.output, len(small_ids), timeout_s=60)
@@ -188,6 +191,7 @@ async def test_when_the_spill_file_cannot_be_written_commits_stop_below_the_reco
             DLQ_TOPIC=NO_SUCH_TOPIC,
             PROCESSOR_PUBLISH_DEADLINE_S="10",
             PROCESSOR_SPILL_DIR=str(spill_dir),
+            PROCESSOR_MAX_PARTS="1",
         )
         moved = await committed_offset(kafka_bootstrap, group, tp, until=lambda offset: offset == 4)
 

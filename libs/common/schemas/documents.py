@@ -68,6 +68,9 @@ class DocumentResult(msgspec.Struct, kw_only=True):
     ungrounded: list[str] = msgspec.field(default_factory=list)
     """What made the answer ``ungrounded``: each key figure value, or the sentiment's reason
     (``reason: ...``), that the document does not hold (libs/common/grounding.py)."""
+    parts: int = 1
+    """The parts the document was read in: more than one when it was longer than the model's
+    context, their answers combined (the processor's README, "Long documents")."""
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):

@@ -1,0 +1,223 @@
+"""Documents longer than the model's context: read in parts, their answers combined.
+
+A filing or an earnings release runs to thousands of tokens; the embedded model reads 1,024 to
+2,048, a vLLM deployment a few thousand more. Nobody configures how much fits: the document is
+asked whole, and when the server refuses it as longer than its context (a 400 every
+OpenAI-compatible server words its own way, :func:`is_context_overflow`), it is split in two
+near its middle at a paragraph's end (else a line's, a sentence's, a word's) and each half is
+answered the same way, so the parts are as large as the model takes, whatever the backend.
+
+The parts' answers become the document's:
+
+- a summary: the parts' summaries, in order, are summarised as one document under the same
+  heading (itself read in parts if they are still too long), so its quantities are the
+  document's own;
+- key figures: every part's, in document order, each once, the first ``MAX_FIGURES``;
+- sentiment: the label most of the document's text has (parts weighted by their length), a
+  tie going to the earlier part (a filing leads with its headline), with that part's reason.
+
+Each part is answered as a whole document is (``grounded.py``: its schema from its own text,
+judged and asked again when not grounded); the combined answer is judged against the whole
+document. At most ``max_parts`` parts (``PROCESSOR_MAX_PARTS``): a longer document is refused
+as ``too_long``, with the reason, to the dead letter topic (with 1, the server's refusal goes
+there as it is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import msgspec
+
+from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
+from services.kafka_llm_processor.grounded import GroundedAnswer
+from services.kafka_llm_processor.llm_client import LLMAnswer, PermanentLLMError
+from services.kafka_llm_processor.prompts import ungrounded_parts
+
+MAX_FIGURES = 10
+"""The most key figures a document read in parts keeps (the first, in document order)."""
+
+_OVERFLOW = re.compile(
+    r"context (?:length|window|size)|model's context|context_length_exceeded"
+    r"|exceed_context_size|prompt is too long",
+    re.IGNORECASE,
+)
+"""How servers word a prompt longer than the context: PAS LLM services ("the model's context
+is 1024 tokens"), vLLM and OpenAI ("maximum context length", ``context_length_exceeded``),
+llama.cpp's server ("exceeds the available context size"), Anthropic through the router
+("prompt is too long")."""
+
+# Where a part may end, the best first: a paragraph, a line, a sentence, a word.
+_BREAKS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"[.!?;]\s"), re.compile(r"\s"))
+
+AnswerWhole = Callable[[FinancialDocument], Awaitable[GroundedAnswer]]
+"""The answer to a document (or a part) asked whole; raises what the server refused."""
+
+
+class DocumentTooLong(Exception):
+    """The document needs more parts than allowed, or cannot be cut smaller."""
+
+
+def is_context_overflow(exc: PermanentLLMError) -> bool:
+    """Whether the server refused the request as longer than the model's context."""
+    return bool(_OVERFLOW.search(f"{exc} {exc.body.decode(errors='replace')}"))
+
+
+def halves(text: str) -> tuple[str, str] | None:
+    """``text`` cut in two near its middle at the best break there is, or None when it cannot
+    be cut (no break between two non-empty halves)."""
+    middle = len(text) // 2
+    for pattern in _BREAKS:
+        ends = [m.end() for m in pattern.finditer(text) if 0 < m.end() < len(text)]
+        if not ends:
+            continue
+        cut = min(ends, key=lambda end: abs(end - middle))
+        first, second = text[:cut].strip(), text[cut:].strip()
+        if first and second:
+            return first, second
+    return None
+
+
+@dataclass
+class _Budget:
+    max_parts: int
+    parts: int = 1
+
+    def split(self, overflow: PermanentLLMError) -> None:
+        if self.parts >= self.max_parts:
+            raise DocumentTooLong(
+                f"the document is longer than {self.max_parts} parts of the model's context "
+                f"hold (PROCESSOR_MAX_PARTS); a part was refused: {overflow}"
+            ) from overflow
+        self.parts += 1
+
+
+async def answer_in_parts(
+    document: FinancialDocument, answer_whole: AnswerWhole, *, max_parts: int
+) -> GroundedAnswer:
+    """The document's answer, asked whole, else read in parts (``GroundedAnswer.parts``).
+    Raises :class:`DocumentTooLong`, and what ``answer_whole`` raises but a context overflow."""
+    if max_parts == 1:
+        return await answer_whole(document)  # a refusal stays the server's
+    budget = _Budget(max_parts)
+    answered = await _answer(document, answer_whole, budget)
+    return replace(answered, parts=budget.parts)
+
+
+async def _answer(
+    document: FinancialDocument, answer_whole: AnswerWhole, budget: _Budget
+) -> GroundedAnswer:
+    try:
+        return await answer_whole(document)
+    except PermanentLLMError as exc:
+        if not is_context_overflow(exc):
+            raise
+        overflow = exc
+    cut = halves(document.content)
+    if cut is None:
+        raise DocumentTooLong(
+            f"a part of {len(document.content)} characters has no place to cut it and is "
+            f"still too long: {overflow}"
+        ) from overflow
+    budget.split(overflow)
+    try:
+        # Both halves at once: a server that batches (the embedded model, vLLM) reads them
+        # together; one failing stops the other.
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_answer(replace_content(document, text), answer_whole, budget))
+                for text in cut
+            ]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    parts = [task.result() for task in tasks]
+    if document.task == "summary":
+        return await _summary_of(document, parts, answer_whole, budget)
+    if document.task == "key_figures":
+        return _figures_of(document, parts)
+    return _sentiment_of(document, parts, [len(text) for text in cut])
+
+
+def replace_content(document: FinancialDocument, content: str) -> FinancialDocument:
+    return msgspec.structs.replace(document, content=content)
+
+
+async def _summary_of(
+    document: FinancialDocument,
+    parts: list[GroundedAnswer],
+    answer_whole: AnswerWhole,
+    budget: _Budget,
+) -> GroundedAnswer:
+    summaries = replace_content(document, "\n\n".join(part.text for part in parts))
+    return _spent(await _answer(summaries, answer_whole, budget), parts)
+
+
+def _figures_of(document: FinancialDocument, parts: list[GroundedAnswer]) -> GroundedAnswer:
+    seen = dict.fromkeys(
+        (figure.name, figure.value) for part in parts for figure in part.key_figures or ()
+    )
+    figures = [KeyFigure(name=name, value=value) for name, value in list(seen)[:MAX_FIGURES]]
+    text = msgspec.json.encode({"key_figures": figures}).decode()
+    return _combined(document, parts, text, key_figures=figures, sentiment=None)
+
+
+def _sentiment_of(
+    document: FinancialDocument, parts: list[GroundedAnswer], lengths: list[int]
+) -> GroundedAnswer:
+    weight: Counter[str] = Counter()
+    for part, length in zip(parts, lengths, strict=True):
+        if part.sentiment is not None:
+            weight[part.sentiment.label] += length
+    top = max(weight.values(), default=0)
+    # The earliest part's label among those with the most text behind them.
+    chosen = next(
+        part.sentiment
+        for part in parts
+        if part.sentiment is not None and weight[part.sentiment.label] == top
+    )
+    text = msgspec.json.encode({"label": chosen.label, "reason": chosen.reason}).decode()
+    return _combined(document, parts, text, key_figures=None, sentiment=chosen)
+
+
+def _combined(
+    document: FinancialDocument,
+    parts: list[GroundedAnswer],
+    text: str,
+    *,
+    key_figures: list[KeyFigure] | None,
+    sentiment: Sentiment | None,
+) -> GroundedAnswer:
+    """The parts' answers as one, judged against the whole document."""
+    answer = LLMAnswer(
+        text=text,
+        model=parts[0].answer.model,
+        prompt_tokens=sum(part.prompt_tokens for part in parts),
+        completion_tokens=sum(part.completion_tokens for part in parts),
+        finish_reason="stop",
+    )
+    return GroundedAnswer(
+        answer=answer,
+        text=text,
+        key_figures=key_figures,
+        sentiment=sentiment,
+        ungrounded=ungrounded_parts(document, key_figures, sentiment),
+        first_grounded=all(part.first_grounded for part in parts),
+        questions=sum(part.questions for part in parts),
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+    )
+
+
+def _spent(final: GroundedAnswer, parts: list[GroundedAnswer]) -> GroundedAnswer:
+    """``final`` with what reading the parts took counted in."""
+    return replace(
+        final,
+        first_grounded=final.first_grounded and all(part.first_grounded for part in parts),
+        questions=final.questions + sum(part.questions for part in parts),
+        prompt_tokens=final.prompt_tokens + sum(part.prompt_tokens for part in parts),
+        completion_tokens=final.completion_tokens + sum(part.completion_tokens for part in parts),
+    )
