@@ -4,35 +4,29 @@ input topic; with ``--wait``, their results (or dead letters) as they come."""
 from __future__ import annotations
 
 import typing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import msgspec
 from aiokafka import AIOKafkaProducer
 
+from libs.cli.document_files import Describing, read_documents
 from libs.cli.runtime import pass_settings, progress, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.kafka.records import send_acknowledged
-from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument, Task
+from libs.common.schemas.documents import (
+    DeadLetter,
+    DocumentResult,
+    DocumentType,
+    FinancialDocument,
+    Task,
+)
 
-_decode_file = msgspec.json.Decoder(FinancialDocument | list[FinancialDocument]).decode
 _decode_result = msgspec.json.Decoder(DocumentResult).decode
 _decode_letter = msgspec.json.Decoder(DeadLetter).decode
 _encode = msgspec.json.Encoder().encode
-
-
-def read_documents(paths: tuple[Path, ...]) -> list[FinancialDocument]:
-    """Each file holds one document or a list; a file that does not is an error naming the
-    file and the field."""
-    found: list[FinancialDocument] = []
-    for path in paths:
-        try:
-            decoded = _decode_file(path.read_bytes())
-        except msgspec.DecodeError as exc:
-            raise click.ClickException(f"{path}: not a financial document: {exc}") from exc
-        found += decoded if isinstance(decoded, list) else [decoded]
-    return found
 
 
 class Sent(msgspec.Struct, kw_only=True):
@@ -116,7 +110,19 @@ async def send_and_wait(
 @click.option(
     "--task",
     type=click.Choice(typing.get_args(Task)),
-    help="Ask this of every document instead of its own task.",
+    help="Ask this of every document instead of its own task (PDF and text files: summary).",
+)
+@click.option(
+    "--doc-type",
+    type=click.Choice(typing.get_args(DocumentType)),
+    default="sec_filing",
+    show_default=True,
+    help="What a PDF or text file is.",
+)
+@click.option(
+    "--published",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="When a PDF or text file was published (UTC; default: the file's modification time).",
 )
 @click.option("--wait", is_flag=True, help="Wait for each document's result (or dead letter).")
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True)
@@ -127,17 +133,24 @@ def send(
     files: tuple[Path, ...],
     sample: int | None,
     task: str | None,
+    doc_type: str,
+    published: datetime | None,
     wait: bool,
     timeout_s: float,
 ) -> None:
-    """Send financial documents (JSON FILES, one document or a list each, and/or --sample N)
-    to the processor's input topic (INPUT_TOPIC)."""
+    """Send financial documents to the processor's input topic (INPUT_TOPIC): FILES (JSON, one
+    document or a list each; a PDF or a text file, its text one document) and/or --sample N."""
     # Imported here: the processor's modules bring Litestar, two seconds every other command
     # would wait for.
     from services.kafka_llm_processor.send_samples import documents  # noqa: PLC0415
     from services.kafka_llm_processor.show_results import describe  # noqa: PLC0415
 
-    docs = read_documents(files) + (documents(sample) if sample else [])
+    describing = Describing(
+        task=typing.cast(Task, task or "summary"),
+        doc_type=typing.cast(DocumentType, doc_type),
+        published_at=None if published is None else published.replace(tzinfo=UTC),
+    )
+    docs = read_documents(files, describing) + (documents(sample) if sample else [])
     if not docs:
         raise click.UsageError("nothing to send: give FILES or --sample N")
     if task is not None:

@@ -1,19 +1,25 @@
 """``pas send`` to a real processor on a fake OpenAI-compatible backend (its documented wire
-format): documents from files or the samples, and their results when asked to wait."""
+format): documents from files (JSON, PDF, text) or the samples, and their results when asked
+to wait."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from libs.common.schemas.documents import FinancialDocument
 from services.kafka_llm_processor.send_samples import documents
 from tests.cli.conftest import pas
 from tests.kafka_llm_processor.conftest import Topics
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
+from tests.support.pdf_file import write_pdf
+from tests.support.topic_reader import read_from_start
 
 
 def test_send_files_and_samples_and_wait_for_their_results(
@@ -54,3 +60,71 @@ def test_a_bad_file_is_named_with_its_field(tmp_path: Path) -> None:
     assert shown.returncode == 1
     assert str(given) in shown.stderr
     assert "$[1].title" in shown.stderr
+
+
+def test_a_pdf_and_a_text_file_are_sent_as_documents_of_their_text(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any, tmp_path: Path
+) -> None:
+    pdf = write_pdf(
+        tmp_path / "Northwind 10-K (2025).pdf",
+        [
+            ["Revenue was $31.2 billion, up 12 percent.", "Cloud led the growth."],
+            ["Net income was $4.1 billion."],
+        ],
+        title="Northwind Holdings annual report",
+    )
+    memo = tmp_path / "desk-memo.txt"
+    memo.write_text("Rates desk memo\n\n\n\nThe 10-year yield rose 25 basis points.\n")
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "INPUT_TOPIC": topics.input,
+        "OUTPUT_TOPIC": topics.output,
+        "DLQ_TOPIC": topics.dlq,
+    }
+    with serve_asgi(OpenAIResponder()) as url:
+        start_processor(f"{url}/v1")
+        sent = pas(
+            "send", str(pdf), str(memo), "--doc-type", "news", "--published", "2025-11-30",
+            "--wait", env=env,
+        )  # fmt: skip
+    docs = asyncio.run(
+        read_from_start(
+            kafka_bootstrap,
+            topics.input,
+            lambda record: msgspec.json.decode(record.value or b"", type=FinancialDocument),
+            want=2,
+            timeout_s=30,
+        )
+    )
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    by_source = {doc.source: doc for doc in docs}
+    report, note = by_source[pdf.name], by_source[memo.name]
+    # The PDF's pages one after another, its title its own; the text file's first line.
+    assert report.content == (
+        "Revenue was $31.2 billion, up 12 percent.\nCloud led the growth.\n\n"
+        "Net income was $4.1 billion."
+    )
+    assert report.title == "Northwind Holdings annual report"
+    assert report.doc_id.startswith("Northwind-10-K-2025-")
+    assert note.content == "Rates desk memo\n\nThe 10-year yield rose 25 basis points."
+    assert note.title == "Rates desk memo"
+    for doc in docs:
+        assert (doc.task, doc.doc_type) == ("summary", "news")
+        assert doc.published_at == datetime(2025, 11, 30, tzinfo=UTC)
+        assert f"sent {doc.doc_id} as {topics.input}/" in sent.stdout
+    assert len([line for line in sent.stdout.splitlines() if "[summary, ok," in line]) == 2
+
+
+def test_a_file_with_no_text_or_not_utf8_is_named_with_why(tmp_path: Path) -> None:
+    scan = write_pdf(tmp_path / "scan.pdf", [[]], title="A scan")
+    binary = tmp_path / "figures.xls"
+    binary.write_bytes(bytes([0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1]))
+
+    empty = pas("send", str(scan), env={})
+    unreadable = pas("send", str(binary), env={})
+
+    assert empty.returncode == 1
+    assert f"{scan}: no text in it" in empty.stderr
+    assert unreadable.returncode == 1
+    assert f"{binary}: not UTF-8 text" in unreadable.stderr
