@@ -3,9 +3,10 @@
 A filing or an earnings release runs to thousands of tokens; the embedded model reads 1,024 to
 2,048, a vLLM deployment a few thousand more. Nobody configures how much fits: the document is
 asked whole, and when the server refuses it as longer than its context (a 400 every
-OpenAI-compatible server words its own way, :func:`is_context_overflow`), it is split in two
-near its middle at a paragraph's end (else a line's, a sentence's, a word's) and each half is
-answered the same way, so the parts are as large as the model takes, whatever the backend.
+OpenAI-compatible server words its own way), it is split in two near its middle at a
+paragraph's end (else a line's, a sentence's, a word's) and each half is answered the same way,
+so the parts are as large as the model takes, whatever the backend
+(``libs/common/text_parts.py``).
 
 The parts' answers become the document's:
 
@@ -26,7 +27,6 @@ there as it is).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -34,25 +34,13 @@ from dataclasses import dataclass, replace
 import msgspec
 
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
+from libs.common.text_parts import halves, says_context_overflow
 from services.kafka_llm_processor.grounded import GroundedAnswer
 from services.kafka_llm_processor.llm_client import LLMAnswer, PermanentLLMError
 from services.kafka_llm_processor.prompts import ungrounded_parts
 
 MAX_FIGURES = 10
 """The most key figures a document read in parts keeps (the first, in document order)."""
-
-_OVERFLOW = re.compile(
-    r"context (?:length|window|size)|model's context|context_length_exceeded"
-    r"|exceed_context_size|prompt is too long",
-    re.IGNORECASE,
-)
-"""How servers word a prompt longer than the context: PAS LLM services ("the model's context
-is 1024 tokens"), vLLM and OpenAI ("maximum context length", ``context_length_exceeded``),
-llama.cpp's server ("exceeds the available context size"), Anthropic through the router
-("prompt is too long")."""
-
-# Where a part may end, the best first: a paragraph, a line, a sentence, a word.
-_BREAKS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"[.!?;]\s"), re.compile(r"\s"))
 
 AnswerWhole = Callable[[FinancialDocument], Awaitable[GroundedAnswer]]
 """The answer to a document (or a part) asked whole; raises what the server refused."""
@@ -64,22 +52,7 @@ class DocumentTooLong(Exception):
 
 def is_context_overflow(exc: PermanentLLMError) -> bool:
     """Whether the server refused the request as longer than the model's context."""
-    return bool(_OVERFLOW.search(f"{exc} {exc.body.decode(errors='replace')}"))
-
-
-def halves(text: str) -> tuple[str, str] | None:
-    """``text`` cut in two near its middle at the best break there is, or None when it cannot
-    be cut (no break between two non-empty halves)."""
-    middle = len(text) // 2
-    for pattern in _BREAKS:
-        ends = [m.end() for m in pattern.finditer(text) if 0 < m.end() < len(text)]
-        if not ends:
-            continue
-        cut = min(ends, key=lambda end: abs(end - middle))
-        first, second = text[:cut].strip(), text[cut:].strip()
-        if first and second:
-            return first, second
-    return None
+    return says_context_overflow(f"{exc} {exc.body.decode(errors='replace')}")
 
 
 @dataclass

@@ -21,12 +21,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import LLMResult
 
-from libs.common.clients.llm_errors import LLMTransientError
+from libs.common.clients.llm_errors import LLMRefused, LLMTransientError
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
+from libs.common.text_parts import says_context_overflow
 from libs.common.token_prices import tokens_cost
 from services.langgraph_runner.errors import AnswerUnusable
 from services.langgraph_runner.ollama_chat import TracedChatOllama
@@ -50,6 +51,16 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, ollama.ResponseError):
         # -1: an error line inside a streamed answer (the backend failed mid-way).
         return exc.status_code in (-1, 429) or exc.status_code >= 500
+    return False
+
+
+def is_context_overflow(exc: Exception) -> bool:
+    """The model refused the prompt as longer than its context (a 400 saying so), through
+    either API: the text is to be read in parts (``libs/common/text_parts.py``)."""
+    if isinstance(exc, LLMRefused):
+        return says_context_overflow(f"{exc} {exc.body.decode(errors='replace')}")
+    if isinstance(exc, ollama.ResponseError):
+        return exc.status_code == 400 and says_context_overflow(exc.error)
     return False
 
 

@@ -15,40 +15,20 @@ import pytest
 from libs.common.figure_names import named_figures
 from libs.common.grounding import Source, quantities_as_written, ungrounded_values
 from libs.common.schemas.documents import FinancialDocument, Task
-from services.kafka_llm_processor.long_documents import halves
+from libs.common.text_parts import halves
 from services.kafka_llm_processor.prompts import grounding_text
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
+from tests.support.annual_report import ANNUAL_REPORT_TITLE, SEGMENTS, annual_report_text
 from tests.support.metrics_text import sample_value
-
-SEGMENTS = [
-    ("Cloud", 31.2, 12, 41), ("Devices", 18.7, -3, 22), ("Payments", 9.4, 17, 35),
-    ("Advertising", 14.1, 6, 29), ("Gaming", 5.3, -8, 18), ("Enterprise", 11.6, 9, 33),
-    ("Security", 3.9, 21, 26), ("Search", 22.8, 4, 47), ("Health", 2.2, 31, 12),
-    ("Mobility", 7.5, 2, 15), ("Retail", 12.9, -1, 9), ("Media", 4.6, 5, 19),
-    ("Logistics", 6.1, 3, 11), ("Energy", 8.3, -5, 24), ("Insurance", 10.2, 7, 31),
-    ("Lending", 5.8, 11, 38), ("Travel", 1.9, 26, 8), ("Education", 1.4, 14, 21),
-]  # fmt: skip
 
 
 def annual_report(doc_id: str, task: Task, copies: int = 1) -> FinancialDocument:
-    """An annual report of eighteen segments, a paragraph each (about 10,400 characters, near
-    2,700 tokens: more than the model's context holds with the answer's 384; half of it fits)."""
-    paragraphs = [
-        f"{name} segment revenue was ${revenue} billion for the year, "
-        f"{'up' if change >= 0 else 'down'} {abs(change)} percent from the prior year. "
-        f"Operating margin in {name} was {margin} percent, as the segment shifted its spending "
-        "toward products with recurring subscriptions and longer customer contracts. "
-        f"Management expects {name} demand to stay steady through the coming fiscal year, with "
-        "pricing held and costs watched closely across every region the segment serves. The "
-        "segment's order backlog and the renewals of its largest customers were described as "
-        "healthy, and its hiring plans were left unchanged for the next two quarters."
-        for name, revenue, change, margin in SEGMENTS
-    ]
+    """:func:`annual_report_text` as a document (once, or ``copies`` times over)."""
     return FinancialDocument(
         doc_id=doc_id,
         doc_type="sec_filing",
-        title="Northwind Holdings annual report (fiscal 2025)",
-        content="\n\n".join(paragraphs * copies),
+        title=ANNUAL_REPORT_TITLE,
+        content="\n\n".join([annual_report_text()] * copies),
         source="Northwind Holdings 10-K",
         published_at=datetime(2025, 11, 30, tzinfo=UTC),
         task=task,

@@ -9,10 +9,20 @@ judges whether every number in it is in the document (libs/common/grounding.py),
 that do not follow a schema's ``pattern``. An ungrounded answer is asked for once more with a
 stricter instruction; if it stays ungrounded the output says ``status: ungrounded`` and names
 the numbers, never ``ok``.
+
+A document longer than the model's context is read in parts (``libs/common/text_parts.py``):
+asked whole, and on the server's refusal cut in two at the paragraph nearest its middle, each
+half read the same way (both at once). The parts' summaries are summarised again, the sentiment
+is the label most of the text has (a tie to the earlier part), the key points are the parts'
+in order; the output says how many ``parts``.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import msgspec
@@ -23,6 +33,8 @@ from libs.common.clauses import clauses
 from libs.common.grounded_text import grounded_string, max_chars
 from libs.common.grounding import Source, quantities_as_written, unfounded_numbers
 from libs.common.schemas.json_schema import choice_chain, inline_schema
+from libs.common.text_parts import halves
+from services.langgraph_runner.llm import is_context_overflow
 from services.langgraph_runner.workflows.base import (
     RunContext,
     WorkflowDeps,
@@ -64,6 +76,9 @@ CLAUSE_CHARS = 200
 release whole. Clauses of 120 characters stated fewer of the analysts' figures (docs/quality.md)."""
 OFFERED_CLAUSES = 40
 """Clauses a key point may copy: the document's first ones (its lede and what follows)."""
+MAX_PARTS = 32
+"""Parts a document is read in at most: the longest input (20,000 characters) in parts of
+about 600 characters, on a model that takes little more."""
 
 Point = Annotated[str, msgspec.Meta(min_length=1, max_length=max_chars(**POINT))]
 
@@ -162,12 +177,65 @@ def distinct_points(points: list[str]) -> list[str]:
     return list(kept.values())
 
 
+class DocumentTooLong(Exception):
+    """Longer than ``MAX_PARTS`` parts of the model's context, or with no place left to cut."""
+
+
+@dataclass
+class _Parts:
+    count: int = 1
+
+    def split(self, refusal: Exception) -> None:
+        if self.count >= MAX_PARTS:
+            raise DocumentTooLong(
+                f"the document is longer than {MAX_PARTS} parts of the model's context hold; "
+                f"a part was refused: {refusal}"
+            ) from refusal
+        self.count += 1
+
+
+async def read_in_parts(
+    content: str, read_whole: Callable[[str], Awaitable[_AnalysisRead]], parts: _Parts
+) -> Analysis:
+    """``read_whole(content)``'s answer, or, when the model refuses ``content`` as longer
+    than its context, the answers of its halves combined (see the module's docstring)."""
+    try:
+        answer: _AnalysisRead = await read_whole(content)
+        return Analysis(
+            summary=answer.summary, sentiment=answer.sentiment, key_points=answer.points()
+        )
+    except Exception as exc:
+        if not is_context_overflow(exc):
+            raise
+        refusal = exc
+    cut = halves(content)
+    if cut is None:
+        raise DocumentTooLong(f"no place left to cut a part that was refused: {refusal}")
+    parts.split(refusal)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(read_in_parts(half, read_whole, parts)) for half in cut]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    halves_read = [task.result() for task in tasks]
+    summaries = "\n\n".join(half.summary for half in halves_read)
+    overall = await read_in_parts(summaries, read_whole, parts)
+    weight: Counter[str] = Counter()
+    for half, text in zip(halves_read, cut, strict=True):
+        weight[half.sentiment] += len(text)
+    top = max(weight.values())
+    sentiment = next(half.sentiment for half in halves_read if weight[half.sentiment] == top)
+    points = distinct_points([point for half in halves_read for point in half.key_points])
+    return Analysis(summary=overall.summary, sentiment=sentiment, key_points=points[:KEY_POINTS])
+
+
 class DocumentState(TypedDict, total=False):
     title: str
     doc_type: str
     content: str
     analysis: dict[str, Any]
     asked: int
+    parts: int
     result: dict[str, Any]
 
 
@@ -187,18 +255,23 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
         )
         asked = state.get("asked", 0)
         instruction = prompt_of(runtime, PROMPTS, "analyse") + (STRICTER if asked else "")
-        shown = f"{heading}\n\n{state['content']}" if heading else state["content"]
-        answer = await deps.llm.structured(
-            [("system", instruction), ("user", shown)],
-            parameters_of(runtime),
-            _AnalysisRead,
-            # A summary of at most 521 characters (its pattern) and three points of 200, at two
-            # characters a token: 561 tokens and the JSON around them.
-            max_tokens=768,
-            schema=analysis_schema(grounding_source(state), state["content"]),
-        )
-        analysis = {**msgspec.to_builtins(answer), "key_points": answer.points()}
-        return {"analysis": analysis, "asked": asked + 1}
+
+        async def read_whole(content: str) -> _AnalysisRead:
+            shown = f"{heading}\n\n{content}" if heading else content
+            return await deps.llm.structured(
+                [("system", instruction), ("user", shown)],
+                parameters_of(runtime),
+                _AnalysisRead,
+                # A summary of at most 521 characters (its pattern) and three points of 200, at
+                # two characters a token: 561 tokens and the JSON around them.
+                max_tokens=768,
+                # Numbers from anywhere in the document; key points from this part's clauses.
+                schema=analysis_schema(grounding_source(state), content),
+            )
+
+        parts = _Parts()
+        answer = await read_in_parts(state["content"], read_whole, parts)
+        return {"analysis": msgspec.to_builtins(answer), "asked": asked + 1, "parts": parts.count}
 
     def structure(state: DocumentState) -> DocumentState:
         analysis = msgspec.convert(state["analysis"], Analysis)
@@ -215,6 +288,7 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
                 "key_points": points,
                 "ungrounded": unfounded,
                 "word_count": len(state["content"].split()),
+                "parts": state.get("parts", 1),
             }
         }
 

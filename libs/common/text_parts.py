@@ -1,0 +1,47 @@
+"""A text longer than a model's context, cut in parts the model takes: where to cut it, and how
+servers say that a prompt is too long.
+
+Nobody configures how much a model reads: a text is asked whole, and when the server refuses
+it as longer than its context (:func:`says_context_overflow`), it is cut in two near its middle
+(:func:`halves`) and each half is asked the same way, so parts are as large as the model
+takes, whatever the backend. The Kafka LLM processor and the runner's document analysis read
+long documents so.
+"""
+
+from __future__ import annotations
+
+import re
+
+_OVERFLOW = re.compile(
+    r"context (?:length|window|size)|model's context|context_length_exceeded"
+    r"|exceed_context_size|prompt is too long",
+    re.IGNORECASE,
+)
+"""How servers word a prompt longer than the context: PAS LLM services ("the model's context
+is 1024 tokens"), vLLM and OpenAI ("maximum context length", ``context_length_exceeded``),
+llama.cpp's server ("exceeds the available context size"), Anthropic through the router
+("prompt is too long")."""
+
+# Where a part may end, the best first: a paragraph, a line, a sentence, a word.
+_BREAKS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"[.!?;]\s"), re.compile(r"\s"))
+
+
+def says_context_overflow(refusal: str) -> bool:
+    """Whether a server's refusal (its message, or its body) says the prompt is longer than
+    the model's context."""
+    return bool(_OVERFLOW.search(refusal))
+
+
+def halves(text: str) -> tuple[str, str] | None:
+    """``text`` cut in two near its middle at the best break there is, or None when it cannot
+    be cut (no break between two non-empty halves)."""
+    middle = len(text) // 2
+    for pattern in _BREAKS:
+        ends = [m.end() for m in pattern.finditer(text) if 0 < m.end() < len(text)]
+        if not ends:
+            continue
+        cut = min(ends, key=lambda end: abs(end - middle))
+        first, second = text[:cut].strip(), text[cut:].strip()
+        if first and second:
+            return first, second
+    return None

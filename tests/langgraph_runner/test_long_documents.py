@@ -1,0 +1,45 @@
+"""Document analysis of a document longer than the model's context (the real embedded model,
+2,048 tokens, through its Ollama-compatible API): read in parts, its summary and key points
+still the document's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from libs.common.clauses import clauses
+from libs.common.grounding import Source, unfounded_numbers
+from services.langgraph_runner.workflows.document_analysis import CLAUSE_CHARS
+from tests.support.annual_report import ANNUAL_REPORT_TITLE, annual_report_text
+
+
+@pytest.mark.timeout(600)
+async def test_a_document_longer_than_the_context_is_analysed_in_parts(
+    llm_runner: AsyncTestClient[Any],
+) -> None:
+    content = annual_report_text()
+    document = {"title": ANNUAL_REPORT_TITLE, "doc_type": "sec_filing", "content": content}
+
+    response = await llm_runner.post(
+        "/workflows/document_analysis/runs?wait=true", json={"input": document}
+    )
+
+    result = response.json()
+    assert result["status"] == "success", result["error"]
+    output = result["output"]
+    assert output["parts"] >= 2
+    # Every part answered, and each level's summaries summarised again: more calls than parts.
+    assert result["usage"]["calls"] > output["parts"]
+    source = Source.of(f"{ANNUAL_REPORT_TITLE}\n{content}")
+    for text in (output["summary"], *output["key_points"]):
+        assert unfounded_numbers(text, source) == [], text
+    assert output["status"] == "ok"
+    assert output["sentiment"] in {"positive", "neutral", "negative"}
+    # Key points are clauses of the document, the first part's lede first.
+    offered = clauses(content, max_chars=CLAUSE_CHARS)
+    assert 1 <= len(output["key_points"]) <= 3
+    assert set(output["key_points"]) <= set(offered)
+    assert output["key_points"][0] == offered[0]
+    assert output["word_count"] == len(content.split())
