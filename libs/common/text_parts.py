@@ -11,6 +11,8 @@ long documents so.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 
 _OVERFLOW = re.compile(
     r"context (?:length|window|size)|model's context|context_length_exceeded"
@@ -45,3 +47,14 @@ def halves(text: str) -> tuple[str, str] | None:
         if first and second:
             return first, second
     return None
+
+
+def most_text(labels: Sequence[str], lengths: Sequence[int]) -> int:
+    """Which part's label a text read in parts has: the label with the most text behind it
+    (each part weighing its length), from the earliest part that gives it (a tie goes to the
+    earlier part: a filing leads with its headline). The index of that part."""
+    weight: Counter[str] = Counter()
+    for label, length in zip(labels, lengths, strict=True):
+        weight[label] += length
+    top = max(weight.values())
+    return next(index for index, label in enumerate(labels) if weight[label] == top)

@@ -27,17 +27,16 @@ there as it is).
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import msgspec
 
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
-from libs.common.text_parts import halves, says_context_overflow
+from libs.common.text_parts import halves, most_text, says_context_overflow
 from services.kafka_llm_processor.grounded import GroundedAnswer
 from services.kafka_llm_processor.llm_client import LLMAnswer, PermanentLLMError
-from services.kafka_llm_processor.prompts import ungrounded_parts
+from services.kafka_llm_processor.prompts import AnswerUnusable, ungrounded_parts
 
 MAX_FIGURES = 10
 """The most key figures a document read in parts keeps (the first, in document order)."""
@@ -141,17 +140,10 @@ def _figures_of(document: FinancialDocument, parts: list[GroundedAnswer]) -> Gro
 def _sentiment_of(
     document: FinancialDocument, parts: list[GroundedAnswer], lengths: list[int]
 ) -> GroundedAnswer:
-    weight: Counter[str] = Counter()
-    for part, length in zip(parts, lengths, strict=True):
-        if part.sentiment is not None:
-            weight[part.sentiment.label] += length
-    top = max(weight.values(), default=0)
-    # The earliest part's label among those with the most text behind them.
-    chosen = next(
-        part.sentiment
-        for part in parts
-        if part.sentiment is not None and weight[part.sentiment.label] == top
-    )
+    sentiments = [part.sentiment for part in parts if part.sentiment is not None]
+    if len(sentiments) != len(parts):
+        raise AnswerUnusable("a part's answer has no sentiment")
+    chosen = sentiments[most_text([s.label for s in sentiments], lengths)]
     text = msgspec.json.encode({"label": chosen.label, "reason": chosen.reason}).decode()
     return _combined(document, parts, text, key_figures=None, sentiment=chosen)
 

@@ -18,7 +18,7 @@ from libs.common.schemas.documents import FinancialDocument, Task
 from libs.common.text_parts import halves
 from services.kafka_llm_processor.prompts import grounding_text
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
-from tests.support.annual_report import ANNUAL_REPORT_TITLE, SEGMENTS, annual_report_text
+from tests.support.annual_report import ANNUAL_REPORT_TITLE, annual_report_text
 from tests.support.metrics_text import sample_value
 
 
@@ -33,16 +33,6 @@ def annual_report(doc_id: str, task: Task, copies: int = 1) -> FinancialDocument
         published_at=datetime(2025, 11, 30, tzinfo=UTC),
         task=task,
     )
-
-
-def test_a_part_ends_at_the_paragraph_nearest_the_middle() -> None:
-    content = annual_report("x", "summary").content
-
-    first, second = halves(content) or ("", "")
-
-    assert first + "\n\n" + second == content
-    assert first.count("\n\n") == second.count("\n\n") == len(SEGMENTS) // 2 - 1
-    assert halves("indivisible") is None
 
 
 @pytest.mark.timeout(600)

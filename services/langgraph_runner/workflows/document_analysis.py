@@ -20,7 +20,6 @@ in order; the output says how many ``parts``.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
@@ -33,7 +32,7 @@ from libs.common.clauses import clauses
 from libs.common.grounded_text import grounded_string, max_chars
 from libs.common.grounding import Source, quantities_as_written, unfounded_numbers
 from libs.common.schemas.json_schema import choice_chain, inline_schema
-from libs.common.text_parts import halves
+from libs.common.text_parts import halves, most_text
 from services.langgraph_runner.llm import is_context_overflow
 from services.langgraph_runner.workflows.base import (
     RunContext,
@@ -220,11 +219,8 @@ async def read_in_parts(
     halves_read = [task.result() for task in tasks]
     summaries = "\n\n".join(half.summary for half in halves_read)
     overall = await read_in_parts(summaries, read_whole, parts)
-    weight: Counter[str] = Counter()
-    for half, text in zip(halves_read, cut, strict=True):
-        weight[half.sentiment] += len(text)
-    top = max(weight.values())
-    sentiment = next(half.sentiment for half in halves_read if weight[half.sentiment] == top)
+    chosen = most_text([half.sentiment for half in halves_read], [len(text) for text in cut])
+    sentiment = halves_read[chosen].sentiment
     points = distinct_points([point for half in halves_read for point in half.key_points])
     return Analysis(summary=overall.summary, sentiment=sentiment, key_points=points[:KEY_POINTS])
 
