@@ -5,7 +5,6 @@ document goes to the DLQ as ``too_long``, with the server's refusal."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,21 +17,8 @@ from libs.common.schemas.documents import FinancialDocument, Task
 from libs.common.text_parts import halves
 from services.kafka_llm_processor.prompts import grounding_text
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
-from tests.support.annual_report import ANNUAL_REPORT_TITLE, annual_report_text
+from tests.support.annual_report import annual_report
 from tests.support.metrics_text import sample_value
-
-
-def annual_report(doc_id: str, task: Task, copies: int = 1) -> FinancialDocument:
-    """:func:`annual_report_text` as a document (once, or ``copies`` times over)."""
-    return FinancialDocument(
-        doc_id=doc_id,
-        doc_type="sec_filing",
-        title=ANNUAL_REPORT_TITLE,
-        content="\n\n".join([annual_report_text()] * copies),
-        source="Northwind Holdings 10-K",
-        published_at=datetime(2025, 11, 30, tzinfo=UTC),
-        task=task,
-    )
 
 
 @pytest.mark.timeout(600)

@@ -3,6 +3,10 @@ report of eighteen segments, a paragraph each, every figure named and written on
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from libs.common.schemas.documents import FinancialDocument, Task
+
 ANNUAL_REPORT_TITLE = "Northwind Holdings annual report (fiscal 2025)"
 
 SEGMENTS = [
@@ -29,4 +33,17 @@ def annual_report_text() -> str:
         "segment's order backlog and the renewals of its largest customers were described as "
         "healthy, and its hiring plans were left unchanged for the next two quarters."
         for name, revenue, change, margin in SEGMENTS
+    )
+
+
+def annual_report(doc_id: str, task: Task, copies: int = 1) -> FinancialDocument:
+    """:func:`annual_report_text` as a document for the processor (``copies`` times over)."""
+    return FinancialDocument(
+        doc_id=doc_id,
+        doc_type="sec_filing",
+        title=ANNUAL_REPORT_TITLE,
+        content="\n\n".join([annual_report_text()] * copies),
+        source="Northwind Holdings 10-K",
+        published_at=datetime(2025, 11, 30, tzinfo=UTC),
+        task=task,
     )
