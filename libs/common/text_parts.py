@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 _OVERFLOW = re.compile(
     r"context (?:length|window|size)|model's context|context_length_exceeded"
@@ -47,6 +48,37 @@ def halves(text: str) -> tuple[str, str] | None:
         if first and second:
             return first, second
     return None
+
+
+class TooManyParts(Exception):
+    """A text needs more parts than allowed, or a refused part has no place left to cut."""
+
+
+@dataclass
+class PartCount:
+    """The parts a text is read in so far, at most ``most`` (set by ``setting``)."""
+
+    most: int
+    setting: str
+    count: int = 1
+
+    def cut(self, text: str, refusal: Exception) -> tuple[str, str]:
+        """``text``, which the server refused as too long, in two parts (one part more);
+        raises :class:`TooManyParts`, saying the refusal, when that passes ``most`` or when
+        ``text`` cannot be cut."""
+        parts = halves(text)
+        if parts is None:
+            raise TooManyParts(
+                f"a part of {len(text)} characters has no place to cut it and is still too "
+                f"long: {refusal}"
+            ) from refusal
+        if self.count >= self.most:
+            raise TooManyParts(
+                f"the document is longer than {self.most} parts of the model's context hold "
+                f"({self.setting}); a part was refused: {refusal}"
+            ) from refusal
+        self.count += 1
+        return parts
 
 
 def most_text(labels: Sequence[str], lengths: Sequence[int]) -> int:

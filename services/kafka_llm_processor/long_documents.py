@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import msgspec
 
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
-from libs.common.text_parts import halves, most_text, says_context_overflow
+from libs.common.text_parts import PartCount, most_text, says_context_overflow
 from services.kafka_llm_processor.grounded import GroundedAnswer
 from services.kafka_llm_processor.llm_client import LLMAnswer, PermanentLLMError
 from services.kafka_llm_processor.prompts import AnswerUnusable, ungrounded_parts
@@ -45,43 +45,25 @@ AnswerWhole = Callable[[FinancialDocument], Awaitable[GroundedAnswer]]
 """The answer to a document (or a part) asked whole; raises what the server refused."""
 
 
-class DocumentTooLong(Exception):
-    """The document needs more parts than allowed, or cannot be cut smaller."""
-
-
 def is_context_overflow(exc: PermanentLLMError) -> bool:
     """Whether the server refused the request as longer than the model's context."""
     return says_context_overflow(f"{exc} {exc.body.decode(errors='replace')}")
-
-
-@dataclass
-class _Budget:
-    max_parts: int
-    parts: int = 1
-
-    def split(self, overflow: PermanentLLMError) -> None:
-        if self.parts >= self.max_parts:
-            raise DocumentTooLong(
-                f"the document is longer than {self.max_parts} parts of the model's context "
-                f"hold (PROCESSOR_MAX_PARTS); a part was refused: {overflow}"
-            ) from overflow
-        self.parts += 1
 
 
 async def answer_in_parts(
     document: FinancialDocument, answer_whole: AnswerWhole, *, max_parts: int
 ) -> GroundedAnswer:
     """The document's answer, asked whole, else read in parts (``GroundedAnswer.parts``).
-    Raises :class:`DocumentTooLong`, and what ``answer_whole`` raises but a context overflow."""
+    Raises :class:`TooManyParts`, and what ``answer_whole`` raises but a context overflow."""
     if max_parts == 1:
         return await answer_whole(document)  # a refusal stays the server's
-    budget = _Budget(max_parts)
-    answered = await _answer(document, answer_whole, budget)
-    return replace(answered, parts=budget.parts)
+    parts = PartCount(most=max_parts, setting="PROCESSOR_MAX_PARTS")
+    answered = await _answer(document, answer_whole, parts)
+    return replace(answered, parts=parts.count)
 
 
 async def _answer(
-    document: FinancialDocument, answer_whole: AnswerWhole, budget: _Budget
+    document: FinancialDocument, answer_whole: AnswerWhole, counted: PartCount
 ) -> GroundedAnswer:
     try:
         return await answer_whole(document)
@@ -89,26 +71,20 @@ async def _answer(
         if not is_context_overflow(exc):
             raise
         overflow = exc
-    cut = halves(document.content)
-    if cut is None:
-        raise DocumentTooLong(
-            f"a part of {len(document.content)} characters has no place to cut it and is "
-            f"still too long: {overflow}"
-        ) from overflow
-    budget.split(overflow)
+    cut = counted.cut(document.content, overflow)
     try:
         # Both halves at once: a server that batches (the embedded model, vLLM) reads them
         # together; one failing stops the other.
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(_answer(replace_content(document, text), answer_whole, budget))
+                group.create_task(_answer(replace_content(document, text), answer_whole, counted))
                 for text in cut
             ]
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from None
     parts = [task.result() for task in tasks]
     if document.task == "summary":
-        return await _summary_of(document, parts, answer_whole, budget)
+        return await _summary_of(document, parts, answer_whole, counted)
     if document.task == "key_figures":
         return _figures_of(document, parts)
     return _sentiment_of(document, parts, [len(text) for text in cut])
@@ -122,10 +98,10 @@ async def _summary_of(
     document: FinancialDocument,
     parts: list[GroundedAnswer],
     answer_whole: AnswerWhole,
-    budget: _Budget,
+    counted: PartCount,
 ) -> GroundedAnswer:
     summaries = replace_content(document, "\n\n".join(part.text for part in parts))
-    return _spent(await _answer(summaries, answer_whole, budget), parts)
+    return _spent(await _answer(summaries, answer_whole, counted), parts)
 
 
 def _figures_of(document: FinancialDocument, parts: list[GroundedAnswer]) -> GroundedAnswer:

@@ -43,6 +43,7 @@ from libs.common.schemas.documents import (
     processor_workflow_id,
 )
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from libs.common.text_parts import TooManyParts
 from services.kafka_llm_processor.grounded import GroundedAnswer, answer_grounded
 from services.kafka_llm_processor.llm_client import (
     LLMAnswer,
@@ -50,7 +51,7 @@ from services.kafka_llm_processor.llm_client import (
     PermanentLLMError,
     TransientLLMError,
 )
-from services.kafka_llm_processor.long_documents import DocumentTooLong, answer_in_parts
+from services.kafka_llm_processor.long_documents import answer_in_parts
 from services.kafka_llm_processor.metrics import ProcessorMetrics
 from services.kafka_llm_processor.prompts import AnswerUnusable, answer_schema, messages_for
 from services.kafka_llm_processor.settings import ProcessorSettings
@@ -274,7 +275,7 @@ class DocumentProcessor:
             answered = await answer_in_parts(
                 document, answer_whole, max_parts=self._settings.max_parts
             )
-        except DocumentTooLong as exc:
+        except TooManyParts as exc:
             raise _Failed(str(exc), attempts, "too_long") from exc
         except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.text_parts import halves, most_text, says_context_overflow
+from libs.common.text_parts import (
+    PartCount,
+    TooManyParts,
+    halves,
+    most_text,
+    says_context_overflow,
+)
 from tests.support.annual_report import SEGMENTS, annual_report_text
 
 
@@ -64,3 +70,16 @@ def test_the_label_with_the_most_text_wins_a_tie_going_to_the_earlier_part() -> 
     assert most_text(["positive", "negative", "negative"], [500, 300, 300]) == 1
     assert most_text(["positive", "negative"], [400, 400]) == 0
     assert most_text(["neutral", "negative", "neutral"], [100, 500, 300]) == 1
+
+
+def test_parts_past_the_most_allowed_or_with_no_place_to_cut_are_refused_saying_why() -> None:
+    refusal = ValueError("the prompt is 3000 tokens; the model's context is 2048 tokens")
+    counted = PartCount(most=2, setting="PROCESSOR_MAX_PARTS")
+
+    first, second = counted.cut("One paragraph.\n\nAnother paragraph.", refusal)
+    with pytest.raises(TooManyParts, match=r"longer than 2 parts .*\(PROCESSOR_MAX_PARTS\)"):
+        counted.cut(first + " " + second, refusal)
+    with pytest.raises(TooManyParts, match="no place to cut it"):
+        PartCount(most=8, setting="X").cut("indivisible", refusal)
+
+    assert (first, second, counted.count) == ("One paragraph.", "Another paragraph.", 2)

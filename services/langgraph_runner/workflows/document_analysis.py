@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import msgspec
@@ -32,7 +31,7 @@ from libs.common.clauses import clauses
 from libs.common.grounded_text import grounded_string, max_chars
 from libs.common.grounding import Source, quantities_as_written, unfounded_numbers
 from libs.common.schemas.json_schema import choice_chain, inline_schema
-from libs.common.text_parts import halves, most_text
+from libs.common.text_parts import PartCount, most_text
 from services.langgraph_runner.llm import is_context_overflow
 from services.langgraph_runner.workflows.base import (
     RunContext,
@@ -176,25 +175,8 @@ def distinct_points(points: list[str]) -> list[str]:
     return list(kept.values())
 
 
-class DocumentTooLong(Exception):
-    """Longer than ``MAX_PARTS`` parts of the model's context, or with no place left to cut."""
-
-
-@dataclass
-class _Parts:
-    count: int = 1
-
-    def split(self, refusal: Exception) -> None:
-        if self.count >= MAX_PARTS:
-            raise DocumentTooLong(
-                f"the document is longer than {MAX_PARTS} parts of the model's context hold; "
-                f"a part was refused: {refusal}"
-            ) from refusal
-        self.count += 1
-
-
 async def read_in_parts(
-    content: str, read_whole: Callable[[str], Awaitable[_AnalysisRead]], parts: _Parts
+    content: str, read_whole: Callable[[str], Awaitable[_AnalysisRead]], parts: PartCount
 ) -> Analysis:
     """``read_whole(content)``'s answer, or, when the model refuses ``content`` as longer
     than its context, the answers of its halves combined (see the module's docstring)."""
@@ -207,10 +189,7 @@ async def read_in_parts(
         if not is_context_overflow(exc):
             raise
         refusal = exc
-    cut = halves(content)
-    if cut is None:
-        raise DocumentTooLong(f"no place left to cut a part that was refused: {refusal}")
-    parts.split(refusal)
+    cut = parts.cut(content, refusal)
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(read_in_parts(half, read_whole, parts)) for half in cut]
@@ -265,7 +244,7 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
                 schema=analysis_schema(grounding_source(state), content),
             )
 
-        parts = _Parts()
+        parts = PartCount(most=MAX_PARTS, setting="document analysis' MAX_PARTS")
         answer = await read_in_parts(state["content"], read_whole, parts)
         return {"analysis": msgspec.to_builtins(answer), "asked": asked + 1, "parts": parts.count}
 
