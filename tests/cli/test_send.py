@@ -22,18 +22,23 @@ from tests.support.pdf_file import write_pdf
 from tests.support.topic_reader import read_from_start
 
 
+def processor_topics(kafka_bootstrap: str, topics: Topics) -> dict[str, str]:
+    """``pas``'s configuration: the broker and the test's processor topics."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "INPUT_TOPIC": topics.input,
+        "OUTPUT_TOPIC": topics.output,
+        "DLQ_TOPIC": topics.dlq,
+    }
+
+
 def test_send_files_and_samples_and_wait_for_their_results(
     kafka_bootstrap: str, topics: Topics, start_processor: Any, tmp_path: Path
 ) -> None:
     [doc] = documents(1)
     given = tmp_path / "doc.json"
     given.write_bytes(msgspec.json.encode(doc))
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "INPUT_TOPIC": topics.input,
-        "OUTPUT_TOPIC": topics.output,
-        "DLQ_TOPIC": topics.dlq,
-    }
+    env = processor_topics(kafka_bootstrap, topics)
     with serve_asgi(OpenAIResponder()) as url:
         start_processor(f"{url}/v1")
         sent = pas("send", str(given), "--sample", "2", "--task", "summary", "--wait", env=env)
@@ -75,12 +80,7 @@ def test_a_pdf_and_a_text_file_are_sent_as_documents_of_their_text(
     )
     memo = tmp_path / "desk-memo.txt"
     memo.write_text("Rates desk memo\n\n\n\nThe 10-year yield rose 25 basis points.\n")
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "INPUT_TOPIC": topics.input,
-        "OUTPUT_TOPIC": topics.output,
-        "DLQ_TOPIC": topics.dlq,
-    }
+    env = processor_topics(kafka_bootstrap, topics)
     with serve_asgi(OpenAIResponder()) as url:
         start_processor(f"{url}/v1")
         sent = pas(
