@@ -29,6 +29,7 @@ async def _problem(response: Any, status: int) -> str:
         ("supervisor", {"input": {"question": "q", "tickers": ["AAPL"], "days": 99}}, "days"),
         ("orchestrator_worker", {"input": {"task": "t", "max_workers": 9}}, "max_workers"),
         ("tool_agent", {"input": {"question": 42}}, "question"),
+        ("document_analysis", {"input": {"content": "x" * 200_001}}, "content"),
         ("document_analysis", {"input": {"content": "x"}, "run_id": "a b"}, "run_id"),
         ("document_analysis", {"input": {"content": "x"}, "surprise": 1}, "surprise"),
         (

@@ -1,6 +1,6 @@
 """Document analysis of a document longer than the model's context (the real embedded model,
 2,048 tokens, through its Ollama-compatible API): read in parts, its summary and key points
-still the document's own."""
+still the document's own. The input takes such documents: up to 200,000 characters."""
 
 from __future__ import annotations
 
@@ -43,3 +43,18 @@ async def test_a_document_longer_than_the_context_is_analysed_in_parts(
     assert set(output["key_points"]) <= set(offered)
     assert output["key_points"][0] == offered[0]
     assert output["word_count"] == len(content.split())
+
+
+async def test_a_filing_far_longer_than_the_old_limit_is_taken(
+    runner: AsyncTestClient[Any],
+) -> None:
+    """Taken, not refused (20,000 characters were the most before reading in parts); the run
+    itself is the test above's."""
+    content = "\n\n".join([annual_report_text()] * 10)  # about 104,000 characters
+
+    response = await runner.post(
+        "/workflows/document_analysis/runs", json={"input": {"content": content}}
+    )
+
+    assert response.status_code == 202, response.text
+    await runner.post(f"/runs/{response.json()['run_id']}/cancel")

@@ -54,7 +54,8 @@ PROMPTS = {
 
 
 class DocumentInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    content: Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+    # A filing of about 50,000 tokens: longer than a model's context, it is read in parts.
+    content: Annotated[str, msgspec.Meta(min_length=1, max_length=200_000)]
     title: Annotated[str, msgspec.Meta(max_length=500)] = ""
     doc_type: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
@@ -74,9 +75,9 @@ CLAUSE_CHARS = 200
 release whole. Clauses of 120 characters stated fewer of the analysts' figures (docs/quality.md)."""
 OFFERED_CLAUSES = 40
 """Clauses a key point may copy: the document's first ones (its lede and what follows)."""
-MAX_PARTS = 32
-"""Parts a document is read in at most: the longest input (20,000 characters) in parts of
-about 600 characters, on a model that takes little more."""
+MAX_PARTS = 64
+"""Parts a document is read in at most: the longest input (200,000 characters) in parts of
+about 3,000 characters, on the embedded model's 2,048-token context."""
 
 Point = Annotated[str, msgspec.Meta(min_length=1, max_length=max_chars(**POINT))]
 
