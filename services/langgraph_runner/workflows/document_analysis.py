@@ -77,7 +77,8 @@ OFFERED_CLAUSES = 40
 """Clauses a key point may copy: the document's first ones (its lede and what follows)."""
 MAX_PARTS = 64
 """Parts a document is read in at most: the longest input (200,000 characters) in parts of
-about 3,000 characters, on the embedded model's 2,048-token context."""
+about 3,000 characters, on a context of 2,048 tokens (the embedded model's default, 4,096,
+takes parts twice as long)."""
 
 Point = Annotated[str, msgspec.Meta(min_length=1, max_length=max_chars(**POINT))]
 
