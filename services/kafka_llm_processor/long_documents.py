@@ -1,7 +1,7 @@
 """Documents longer than the model's context: read in parts, their answers combined.
 
-A filing or an earnings release runs to thousands of tokens; the embedded model reads 1,024 to
-2,048, a vLLM deployment a few thousand more. Nobody configures how much fits: the document is
+A filing runs to tens of thousands of tokens; the embedded model reads 4,096 by default, a vLLM
+deployment 8,000 to 128,000. Nobody configures how much fits: the document is
 asked whole, and when the server refuses it as longer than its context (a 400 every
 OpenAI-compatible server words its own way), it is split in two near its middle at a
 paragraph's end (else a line's, a sentence's, a word's) and each half is answered the same way,
