@@ -10,10 +10,14 @@ long documents so.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _OVERFLOW = re.compile(
     r"context (?:length|window|size)|model's context|context_length_exceeded"
@@ -79,6 +83,18 @@ class PartCount:
             ) from refusal
         self.count += 1
         return parts
+
+
+async def read_each(parts: Sequence[str], read: Callable[[str], Coroutine[Any, Any, T]]) -> list[T]:
+    """``read`` of every part, in order, all at once: a server that batches (the embedded
+    model, vLLM) reads them together. The first failure stops the others and is raised as it
+    is (not in an ``ExceptionGroup``)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks: list[asyncio.Task[T]] = [group.create_task(read(part)) for part in parts]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 def most_text(labels: Sequence[str], lengths: Sequence[int]) -> int:

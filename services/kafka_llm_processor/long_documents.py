@@ -26,14 +26,14 @@ there as it is).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import msgspec
 
+from libs.common.clients.llm_errors import refused_as_too_long
 from libs.common.schemas.documents import FinancialDocument, KeyFigure, Sentiment
-from libs.common.text_parts import PartCount, most_text, says_context_overflow
+from libs.common.text_parts import PartCount, most_text, read_each
 from services.kafka_llm_processor.grounded import GroundedAnswer
 from services.kafka_llm_processor.llm_client import LLMAnswer, PermanentLLMError
 from services.kafka_llm_processor.prompts import AnswerUnusable, ungrounded_parts
@@ -45,11 +45,6 @@ AnswerWhole = Callable[[FinancialDocument], Awaitable[GroundedAnswer]]
 """The answer to a document (or a part) asked whole; raises what the server refused."""
 
 
-def is_context_overflow(exc: PermanentLLMError) -> bool:
-    """Whether the server refused the request as longer than the model's context."""
-    return says_context_overflow(f"{exc} {exc.body.decode(errors='replace')}")
-
-
 async def answer_in_parts(
     document: FinancialDocument, answer_whole: AnswerWhole, *, max_parts: int
 ) -> GroundedAnswer:
@@ -59,7 +54,8 @@ async def answer_in_parts(
         return await answer_whole(document)  # a refusal stays the server's
     parts = PartCount(most=max_parts, setting="PROCESSOR_MAX_PARTS")
     answered = await _answer(document, answer_whole, parts)
-    return replace(answered, parts=parts.count)
+    # A document that fit (nearly all) is returned as answered: no copy on the hot path.
+    return answered if parts.count == 1 else replace(answered, parts=parts.count)
 
 
 async def _answer(
@@ -68,21 +64,13 @@ async def _answer(
     try:
         return await answer_whole(document)
     except PermanentLLMError as exc:
-        if not is_context_overflow(exc):
+        if not refused_as_too_long(exc):
             raise
         overflow = exc
     cut = counted.cut(document.content, overflow)
-    try:
-        # Both halves at once: a server that batches (the embedded model, vLLM) reads them
-        # together; one failing stops the other.
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(_answer(replace_content(document, text), answer_whole, counted))
-                for text in cut
-            ]
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    parts = [task.result() for task in tasks]
+    parts = await read_each(
+        cut, lambda text: _answer(replace_content(document, text), answer_whole, counted)
+    )
     if document.task == "summary":
         return await _summary_of(document, parts, answer_whole, counted)
     if document.task == "key_figures":

@@ -21,7 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import LLMResult
 
-from libs.common.clients.llm_errors import LLMRefused, LLMTransientError
+from libs.common.clients.llm_errors import LLMRefused, LLMTransientError, refused_as_too_long
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.schemas.json_schema import inline_schema
@@ -58,7 +58,7 @@ def is_context_overflow(exc: Exception) -> bool:
     """The model refused the prompt as longer than its context (a 400 saying so), through
     either API: the text is to be read in parts (``libs/common/text_parts.py``)."""
     if isinstance(exc, LLMRefused):
-        return says_context_overflow(f"{exc} {exc.body.decode(errors='replace')}")
+        return refused_as_too_long(exc)
     if isinstance(exc, ollama.ResponseError):
         return exc.status_code == 400 and says_context_overflow(exc.error)
     return False

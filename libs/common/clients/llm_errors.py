@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from libs.common.errors import PASError
+from libs.common.text_parts import says_context_overflow
 
 
 class LLMError(PASError):
@@ -133,3 +134,9 @@ def status_failure(
             retry_after_s=retry_after_s,
         )
     return LLMRefused(f"{where} refused the request ({status}): {text}", status=status, body=body)
+
+
+def refused_as_too_long(exc: LLMRefused) -> bool:
+    """Whether the server refused the request as longer than the model's context (its message
+    or its body says so): the text is to be read in parts (``libs/common/text_parts.py``)."""
+    return says_context_overflow(f"{exc} {exc.body.decode(errors='replace')}")

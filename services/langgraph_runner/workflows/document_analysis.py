@@ -19,7 +19,6 @@ in order; the output says how many ``parts``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -31,7 +30,7 @@ from libs.common.clauses import clauses
 from libs.common.grounded_text import grounded_string, max_chars
 from libs.common.grounding import Source, quantities_as_written, unfounded_numbers
 from libs.common.schemas.json_schema import choice_chain, inline_schema
-from libs.common.text_parts import PartCount, most_text
+from libs.common.text_parts import PartCount, most_text, read_each
 from services.langgraph_runner.llm import is_context_overflow
 from services.langgraph_runner.workflows.base import (
     RunContext,
@@ -192,12 +191,7 @@ async def read_in_parts(
             raise
         refusal = exc
     cut = parts.cut(content, refusal)
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(read_in_parts(half, read_whole, parts)) for half in cut]
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    halves_read = [task.result() for task in tasks]
+    halves_read = await read_each(cut, lambda half: read_in_parts(half, read_whole, parts))
     summaries = "\n\n".join(half.summary for half in halves_read)
     overall = await read_in_parts(summaries, read_whole, parts)
     chosen = most_text([half.sentiment for half in halves_read], [len(text) for text in cut])
