@@ -26,8 +26,8 @@ _OVERFLOW = re.compile(
 )
 """How servers word a prompt longer than the context: PAS LLM services ("the model's context
 is 1024 tokens"), vLLM and OpenAI ("maximum context length", ``context_length_exceeded``),
-llama.cpp's server ("exceeds the available context size"), Anthropic through the router
-("prompt is too long")."""
+llama.cpp's server and Ollama asked ``truncate: false`` ("exceeds the available context
+size"), Anthropic through the router ("prompt is too long")."""
 
 # Where a part may end, the best first: a paragraph, a line, a sentence, a word.
 _BREAKS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"[.!?;]\s"), re.compile(r"\s"))

@@ -30,7 +30,7 @@ from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
 from libs.common.text_parts import says_context_overflow
 from libs.common.token_prices import tokens_cost
 from services.langgraph_runner.errors import AnswerUnusable
-from services.langgraph_runner.ollama_chat import TracedChatOllama
+from services.langgraph_runner.ollama_chat import RefuseOverlongPrompts, TracedChatOllama
 from services.langgraph_runner.openai_chat import COST_KEY, OpenAICompatibleChat
 from services.langgraph_runner.settings import ModelPrice, RunnerSettings
 
@@ -239,7 +239,10 @@ class LLMGateway:
                 num_predict=max_tokens,
                 seed=0,
                 client_kwargs=client,
-                async_client_kwargs={"event_hooks": {"request": [_add_run_headers]}},
+                async_client_kwargs={
+                    "event_hooks": {"request": [_add_run_headers]},
+                    "transport": RefuseOverlongPrompts(),
+                },
             )
         if self._openai is None:
             self._openai = OpenAIClient(

@@ -1,4 +1,5 @@
-"""ChatOllama with a GenAI span around each call, as the runner's OpenAI-compatible adapter has.
+"""ChatOllama with a GenAI span around each call, as the runner's OpenAI-compatible adapter has,
+and the transport that has Ollama refuse a prompt longer than the context instead of cutting it.
 
 The span (``chat {model}``, CLIENT, ``gen_ai.provider.name`` ``ollama``) is current while the
 request goes out, so the httpx client span and the server's spans hang from it; the token
@@ -9,9 +10,11 @@ model from ``model``) when the final response carries them. Only ``ainvoke``'s p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
@@ -26,6 +29,39 @@ from libs.common.genai_tracing import (
 )
 
 PROVIDER = "ollama"
+
+_PROMPT_PATHS = ("/api/chat", "/api/generate")
+
+
+class RefuseOverlongPrompts(httpx.AsyncBaseTransport):
+    """Sends Ollama's ``truncate: false`` with every chat and generate request (unless the
+    request says otherwise), so a prompt longer than the context is refused with a 400 naming
+    both sizes, not cut with a 200 answered from what is left; the runner reads such a
+    document in parts. The ``ollama`` client has no argument for the field, so it is added to
+    the body here; a PAS LLM service accepts it too, and an Ollama older than the field
+    ignores it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith(_PROMPT_PATHS):
+            body = json.loads(request.content or b"null")
+            if isinstance(body, dict) and "truncate" not in body:
+                content = json.dumps({**body, "truncate": False}).encode()
+                headers = httpx.Headers(request.headers)
+                headers["content-length"] = str(len(content))
+                request = httpx.Request(
+                    request.method,
+                    request.url,
+                    headers=headers,
+                    content=content,
+                    extensions=request.extensions,
+                )
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def _count(info: Mapping[str, Any], key: str) -> int | None:

@@ -21,7 +21,9 @@ from litestar import Litestar, Request, get, post
 from litestar.response import Response, Stream
 from litestar.testing import AsyncTestClient
 
+from libs.common.text_parts import says_context_overflow
 from tests.support.asgi_server import serve_asgi
+from tests.support.ollama_chat import OllamaChat
 from tests.support.openai_responder import ANSWER, OpenAIResponder
 from tests.support.processes import free_port
 
@@ -267,6 +269,32 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
     ]
     assert answer.json()["choices"][0]["logprobs"] is None
     assert len(seen) == 2  # the DRY and bias requests were refused before Ollama was asked
+
+
+async def test_a_prompt_longer_than_ollamas_context_is_refused_not_cut(make_llm: Any) -> None:
+    """Ollama cuts an over-long prompt and answers 200 unless asked ``truncate: false``; the
+    backend asks so, and the service answers 400 with Ollama's words naming the context, on
+    which the processor and the runner read a document in parts. (The stand-in treats a long
+    prompt as Ollama does: ``tests/support/ollama_chat.py``.)"""
+    ollama = OllamaChat(["Revenue rose."], context=50)
+    with serve_asgi(ollama) as url:
+        pas = await make_llm(backend="ollama", ollama_base_url=url)
+        too_long = await pas.post(
+            "/chat/completions",
+            json={"messages": [{"role": "user", "content": "Revenue rose. " * 40}]},
+        )
+        fits = await pas.post(
+            "/chat/completions", json={"messages": [{"role": "user", "content": "Revenue?"}]}
+        )
+
+    assert too_long.status_code == 400
+    detail = too_long.json()["detail"]
+    assert "exceeds the available context size (50 tokens)" in detail
+    assert says_context_overflow(detail)
+    assert fits.status_code == 200
+    assert fits.json()["choices"][0]["message"]["content"] == "Revenue rose."
+    assert ollama.cut == 0
+    assert [request["truncate"] for request in ollama.requests] == [False, False]
 
 
 async def test_openai_backend_speaks_openais_wire_format(make_llm: Any) -> None:

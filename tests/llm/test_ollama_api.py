@@ -219,3 +219,23 @@ async def test_logprobs_as_ollama_gives_them_streamed_or_not(llm: Client) -> Non
     assert "logprobs" not in unasked
     assert refused.status_code == 400
     assert "top_logprobs" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize("truncate", [None, True, False])
+async def test_a_prompt_longer_than_the_context_is_refused_whatever_truncate_says(
+    llm: Client, truncate: bool | None
+) -> None:
+    """Ollama cuts such a prompt unless ``truncate`` is false; PAS never does (an answer from
+    a silently cut document is a wrong answer): a 400 naming the context, which is what
+    Ollama's ``truncate: false`` gives and what callers read a document in parts on."""
+    said = {} if truncate is None else {"truncate": truncate}
+    long = {"messages": [{"role": "user", "content": "revenue " * 3000}], "stream": False}
+
+    refused = await llm.post("/api/chat", json={**long, **said})
+    generated = await llm.post(
+        "/api/generate", json={"prompt": "revenue " * 3000, "stream": False, **said}
+    )
+
+    for answer in (refused, generated):
+        assert answer.status_code == 400
+        assert "the model's context is 1024" in answer.json()["detail"]

@@ -65,6 +65,10 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     """Ollama's prompt template in place of the model's: refused (the chat template is used)."""
     think: bool | str | None = None
     """Ollama's reasoning trace before the answer: refused when asked (no model here has one)."""
+    truncate: bool = True
+    """Ollama's: cut a prompt longer than the context (its default) or refuse it. PAS never
+    cuts one: it refuses it with a 400 naming the context, as Ollama does with ``false`` (a
+    document answered from a silently cut prompt is answered wrongly)."""
 
 
 class OllamaTimings(msgspec.Struct, kw_only=True):
@@ -126,6 +130,10 @@ class OllamaChatRequest(msgspec.Struct, kw_only=True):
     tools: list[ToolDefinition] | None = None
     think: bool | str | None = None
     """Ollama's reasoning trace before the answer: refused when asked (no model here has one)."""
+    truncate: bool = True
+    """Ollama's: cut a prompt longer than the context (its default) or refuse it. PAS never
+    cuts one: it refuses it with a 400 naming the context, as Ollama does with ``false`` (a
+    document answered from a silently cut prompt is answered wrongly)."""
     logprobs: bool = False
     top_logprobs: TopLogprobs | None = None
 

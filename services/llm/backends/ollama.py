@@ -116,6 +116,10 @@ class OllamaBackend:
             "messages": [msgspec.structs.asdict(m) for m in generation.messages],
             "stream": stream,
             "options": options,
+            # Ollama cuts a prompt longer than the context and answers 200 from what is left
+            # unless told not to (older releases ignore the field and still cut). A 400 naming
+            # the context instead is what callers read long documents in parts on.
+            "truncate": False,
         }
         if generation.logprobs is not None:  # Ollama 0.12.11 and later
             body["logprobs"] = True
