@@ -1,11 +1,12 @@
-"""Financial documents from files: JSON as they are (one document or a list), a PDF's or a
-text file's words as one document.
+"""Financial documents from files: JSON as they are (one document or a list), a PDF's, an HTML
+page's or a text file's words as one document.
 
-A filing reaches an operator as a PDF or as text, not as PAS's JSON: its text becomes the
-document's content (a PDF's pages one after another, each a paragraph; a scan, with no text to
-take, is refused), its title the PDF's own or the file's first line, its source the file's name,
-its date the file's. Long ones are fine: the processor reads a document longer than its model's
-context in parts.
+A filing reaches an operator as a PDF, as HTML (EDGAR's 10-K, 10-Q and 8-K are inline-XBRL
+HTML) or as text, not as PAS's JSON: its text becomes the document's content (a PDF's pages one
+after another, each a paragraph; a scan, with no text to take, is refused; an HTML page as a
+browser shows it, hidden parts left out and tables in rows), its title the PDF's or the page's
+own, else the file's first line, its source the file's name, its date the file's. Long ones are
+fine: the processor reads a document longer than its model's context in parts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import lxml.etree
+import lxml.html
 import msgspec
+from inscriptis import Inscriptis
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
@@ -26,6 +32,11 @@ from libs.common.schemas.documents import DocumentType, FinancialDocument, Task
 _decode_json = msgspec.json.Decoder(FinancialDocument | list[FinancialDocument]).decode
 _NOT_IN_IDS = re.compile(r"[^A-Za-z0-9_.:-]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
+_LINE_END_SPACES = re.compile(r"[ \t]+\n")
+_HTML_SUFFIXES = frozenset({".htm", ".html", ".xhtml"})
+# "strict": no indentation made up for blocks (a model reads spaces as tokens); tables keep
+# their columns either way.
+_HTML_LAYOUT = ParserConfig(css=CSS_PROFILES["strict"])
 MAX_CONTENT_CHARS = 1_048_576
 """A document's content at most (what a Kafka message carries by default)."""
 
@@ -56,10 +67,17 @@ def read_documents(paths: tuple[Path, ...], describing: Describing) -> list[Fina
 
 
 def _document_of(path: Path, describing: Describing) -> FinancialDocument:
-    title, text = _pdf(path) if path.suffix.lower() == ".pdf" else _text(path)
-    content = _BLANK_LINES.sub("\n\n", text).strip()
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        title, text = _pdf(path)
+    elif suffix in _HTML_SUFFIXES:
+        title, text = _html(path)
+    else:
+        title, text = _text(path)
+    content = _BLANK_LINES.sub("\n\n", _LINE_END_SPACES.sub("\n", text)).strip()
     if not content:
-        raise click.ClickException(f"{path}: no text in it (a scanned PDF has only images)")
+        scanned = " (a scanned PDF has only images)" if suffix == ".pdf" else ""
+        raise click.ClickException(f"{path}: no text in it{scanned}")
     if len(content) > MAX_CONTENT_CHARS:
         raise click.ClickException(
             f"{path}: {len(content):,} characters of text, more than a document holds "
@@ -94,11 +112,22 @@ def _pdf(path: Path) -> tuple[str | None, str]:
     return (title.strip() if isinstance(title, str) else None), "\n\n".join(pages)
 
 
+def _html(path: Path) -> tuple[str | None, str]:
+    """The page's text as a browser lays it out, and its ``<title>``. Read as bytes, so lxml
+    takes the encoding the page declares (EDGAR's often start with an XML declaration)."""
+    try:
+        page = lxml.html.fromstring(path.read_bytes())
+    except (lxml.etree.ParserError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: not an HTML page that can be read: {exc}") from exc
+    title = " ".join((page.findtext(".//title") or "").split())
+    return title or None, Inscriptis(page, _HTML_LAYOUT).get_text()
+
+
 def _text(path: Path) -> tuple[None, str]:
     try:
         return None, path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise click.ClickException(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); send JSON, a PDF or "
-            "a text file"
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); send JSON, a PDF, "
+            "an HTML page or a text file"
         ) from exc

@@ -110,19 +110,19 @@ async def send_and_wait(
 @click.option(
     "--task",
     type=click.Choice(typing.get_args(Task)),
-    help="Ask this of every document instead of its own task (PDF and text files: summary).",
+    help="Ask this of every document instead of its own task (PDF, HTML and text files: summary).",
 )
 @click.option(
     "--doc-type",
     type=click.Choice(typing.get_args(DocumentType)),
     default="sec_filing",
     show_default=True,
-    help="What a PDF or text file is.",
+    help="What a PDF, HTML or text file is.",
 )
 @click.option(
     "--published",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    help="When a PDF or text file was published (UTC; default: the file's modification time).",
+    help="When a PDF, HTML or text file was published (UTC; default: its modification time).",
 )
 @click.option("--wait", is_flag=True, help="Wait for each document's result (or dead letter).")
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True)
@@ -139,7 +139,8 @@ def send(
     timeout_s: float,
 ) -> None:
     """Send financial documents to the processor's input topic (INPUT_TOPIC): FILES (JSON, one
-    document or a list each; a PDF or a text file, its text one document) and/or --sample N."""
+    document or a list each; a PDF, an HTML page or a text file, its text one document) and/or
+    --sample N."""
     # Imported here: the processor's modules bring Litestar, two seconds every other command
     # would wait for.
     from services.kafka_llm_processor.send_samples import documents  # noqa: PLC0415

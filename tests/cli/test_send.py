@@ -1,5 +1,5 @@
 """``pas send`` to a real processor on a fake OpenAI-compatible backend (its documented wire
-format): documents from files (JSON, PDF, text) or the samples, and their results when asked
+format): documents from files (JSON, PDF, HTML, text) or the samples, and their results when asked
 to wait."""
 
 from __future__ import annotations
@@ -116,15 +116,88 @@ def test_a_pdf_and_a_text_file_are_sent_as_documents_of_their_text(
     assert len([line for line in sent.stdout.splitlines() if "[summary, ok," in line]) == 2
 
 
+FILING_HTML = """<?xml version="1.0" encoding="utf-8"?>
+<html xmlns="http://www.w3.org/1999/xhtml" xmlns:ix="http://www.xbrl.org/2013/inlineXBRL">
+<head><title>nwnd-20250927
+  10-K</title><style>p {margin: 0}</style><script>var tracked = 1;</script></head>
+<body>
+<div style="display:none"><ix:header><ix:hidden>
+<ix:nonNumeric name="dei:AmendmentFlag">false</ix:nonNumeric>0000320193 FY</ix:hidden>
+</ix:header></div>
+<div><span style="font-weight:700">FORM 10-K</span></div>
+<p>Northwind&#8217;s net sales were $<ix:nonFraction name="us-gaap:Revenues">31.2</ix:nonFraction>
+billion, up 12&#160;percent.</p>
+<table>
+<tr><td>Net sales</td><td>$</td><td>31,200</td><td>$</td><td>27,857</td></tr>
+<tr><td>Net income</td><td>$</td><td>4,100</td><td>$</td><td>3,650</td></tr>
+</table>
+<p>Cloud led the growth.<br/>Devices were flat.</p>
+</body></html>
+"""
+
+
+def test_an_html_filing_is_sent_as_the_text_a_reader_sees(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """An EDGAR-style inline-XBRL page: its hidden XBRL header, style and script left out, its
+    entities read, its table's rows one to a line, cells in order."""
+    page = tmp_path / "nwnd-20250927.htm"
+    page.write_text(FILING_HTML, encoding="utf-8")
+    older = tmp_path / "memo.html"
+    # No title, and a declared encoding other than UTF-8.
+    older.write_bytes(
+        b'<html><head><meta charset="windows-1252"></head><body>'
+        b"<p>Caf\xe9 chain \x93Northwind\x94 opened 40 stores.</p></body></html>"
+    )
+
+    sent = pas("send", str(page), str(older), env=processor_topics(kafka_bootstrap, topics))
+    docs = asyncio.run(
+        read_from_start(
+            kafka_bootstrap,
+            topics.input,
+            lambda record: msgspec.json.decode(record.value or b"", type=FinancialDocument),
+            want=2,
+            timeout_s=30,
+        )
+    )
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    by_source = {doc.source: doc for doc in docs}
+    filing, memo = by_source[page.name], by_source[older.name]
+    assert filing.title == "nwnd-20250927 10-K"
+    lines = filing.content.splitlines()
+    assert lines[0] == "FORM 10-K"
+    assert "Northwind\u2019s net sales were $31.2 billion, up 12 percent." in filing.content
+    assert [line.split() for line in lines if line.startswith("Net ")] == [
+        ["Net", "sales", "$", "31,200", "$", "27,857"],
+        ["Net", "income", "$", "4,100", "$", "3,650"],
+    ]
+    assert filing.content.endswith("Cloud led the growth.\nDevices were flat.")
+    for hidden in ("AmendmentFlag", "0000320193", "tracked", "margin"):
+        assert hidden not in filing.content
+    assert memo.content == "Caf\u00e9 chain \u201cNorthwind\u201d opened 40 stores."
+    assert memo.title == memo.content
+
+
 def test_a_file_with_no_text_or_not_utf8_is_named_with_why(tmp_path: Path) -> None:
     scan = write_pdf(tmp_path / "scan.pdf", [[]], title="A scan")
     binary = tmp_path / "figures.xls"
     binary.write_bytes(bytes([0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1]))
+    blank = tmp_path / "blank.html"
+    blank.write_text("<html><body><div style='display:none'>hidden</div></body></html>")
+    nothing = tmp_path / "nothing.htm"
+    nothing.write_bytes(b"")
 
     empty = pas("send", str(scan), env={})
     unreadable = pas("send", str(binary), env={})
+    empty_page = pas("send", str(blank), env={})
+    no_page = pas("send", str(nothing), env={})
 
     assert empty.returncode == 1
     assert f"{scan}: no text in it" in empty.stderr
     assert unreadable.returncode == 1
     assert f"{binary}: not UTF-8 text" in unreadable.stderr
+    assert empty_page.returncode == 1
+    assert f"{blank}: no text in it" in empty_page.stderr
+    assert no_page.returncode == 1
+    assert f"{nothing}: not an HTML page that can be read" in no_page.stderr
