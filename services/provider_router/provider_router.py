@@ -24,6 +24,7 @@ from services.provider_router.pool import CandidatePool
 from services.provider_router.registry_watch import follow_registry
 from services.provider_router.routes import RouterController
 from services.provider_router.settings import RouterSettings
+from services.provider_router.shared_pace import SharedPace
 from services.provider_router.store import store_for_url
 from services.provider_router.upstreams import Upstreams, upstream_session
 
@@ -37,10 +38,9 @@ def _dispatcher(state: State) -> Dispatcher:
 
 
 def create_app(settings: RouterSettings) -> Litestar:
+    store = store_for_url(settings.database_url)
     ledger = CostLedger(
-        store_for_url(settings.database_url),
-        sync_s=settings.spend_sync_s,
-        retention_s=settings.spend_retention_days * 86_400,
+        store, sync_s=settings.spend_sync_s, retention_s=settings.spend_retention_days * 86_400
     )
     pool = CandidatePool(
         breaker_failures=settings.breaker_failures,
@@ -48,6 +48,7 @@ def create_app(settings: RouterSettings) -> Litestar:
         ewma_alpha=settings.ewma_alpha,
         ledger=ledger,
     )
+    pace = SharedPace(store, pool.rates, sync_s=settings.spend_sync_s)
     pool.set_remote(remote_candidates(settings.providers_file))
     metrics = RouterMetrics()
     answers = AnswerCache(settings.cache_ttl_s, int(settings.cache_mb * 1024 * 1024))
@@ -62,11 +63,14 @@ def create_app(settings: RouterSettings) -> Litestar:
 
     @asynccontextmanager
     async def keep_spend(_: Litestar) -> AsyncIterator[None]:
-        # First in, last out: spend booked while the other parts stop is still stored.
+        # First in, last out: spend booked while the other parts stop is still stored, and
+        # the calls sent are told to the other routers on the database.
         await ledger.start()
+        pace.start()
         try:
             yield
         finally:
+            await pace.stop()
             await ledger.stop()
 
     @asynccontextmanager

@@ -30,9 +30,11 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
         "sqlite:///.pas/data/router.db"
     )
     """Where spend and budgets persist: ``sqlite:///path``, ``sqlite:///:memory:`` or a
-    ``postgresql://`` DSN (routers sharing one database share their budgets)."""
+    ``postgresql://`` DSN (routers sharing one database share their budgets, rate limits and
+    the pauses providers ask for)."""
     spend_sync_s: Seconds = 1.0
-    """How often spend is written to the database and every router's spend read back."""
+    """How often spend is written to the database and every router's spend read back, and
+    how often routers tell each other their calls and pauses (``shared_pace.py``)."""
     spend_retention_days: Annotated[float, msgspec.Meta(gt=0)] = 90.0
     """Spend records older than this are deleted (``GET /costs`` cannot look further back)."""
     registry_url: str = DEFAULT_REGISTRY_URL

@@ -1,14 +1,18 @@
-"""Where spend survives restarts and is shared: one small protocol, SQLite and PostgreSQL.
+"""Where spend survives restarts and is shared, and routers share their pace: one small
+protocol, SQLite and PostgreSQL.
 
-Two tables: every request's spend (``pas_router_spend``, for ``GET /costs``), and each
-provider's total per UTC day (``pas_router_daily_spend``, for the daily budgets), written
+Two tables for spend: every request's spend (``pas_router_spend``, for ``GET /costs``), and
+each provider's total per UTC day (``pas_router_daily_spend``, for the daily budgets), written
 together in one transaction so that they always agree. Several routers may share one
 database: each adds to the day's totals (an upsert, in a fixed row order so that two writers
-never deadlock) and reads back everyone's.
+never deadlock) and reads back everyone's. Two for pace (``shared_pace.py``): each router's
+calls per candidate and second of the last minutes (``pas_router_pace``), and the latest pause
+a provider asked for per candidate (``pas_router_pause``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -18,6 +22,8 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 import msgspec
+
+from services.provider_router.rate_limits import PaceSecond, Pause
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -72,6 +78,20 @@ class SpendStore(Protocol):
         """Forget records (and days' totals) older than ``before`` (Unix time)."""
         ...
 
+    async def share_pace(
+        self, router: str, seconds: Sequence[PaceSecond], pauses: Sequence[Pause], before: int
+    ) -> None:
+        """Add a router's calls per candidate and second, keep the later of each candidate's
+        pauses, and forget every router's calls in seconds before ``before``; all or nothing."""
+        ...
+
+    async def others_pace(
+        self, router: str, since: int, now: float
+    ) -> tuple[dict[str, tuple[int, int]], list[Pause]]:
+        """The other routers' requests and tokens per candidate from second ``since`` on, and
+        the pauses (any router's) that last past ``now``."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -109,12 +129,59 @@ def _group(row: Sequence[Any]) -> SpendGroup:
     )
 
 
+def _pace_rows(router: str, seconds: Sequence[PaceSecond]) -> list[tuple[Any, ...]]:
+    """In a fixed order, so two writers never deadlock."""
+    ordered = sorted(seconds, key=lambda s: (s.candidate, s.second))
+    return [(router, s.candidate, s.second, s.requests, s.tokens) for s in ordered]
+
+
+def _pause_rows(pauses: Sequence[Pause]) -> list[tuple[Any, ...]]:
+    return [(p.candidate, p.until, p.reason) for p in sorted(pauses, key=lambda p: p.candidate)]
+
+
+_PACE_TABLES = (
+    "CREATE TABLE IF NOT EXISTS pas_router_pace (router TEXT NOT NULL, candidate TEXT NOT NULL, "
+    "at_second BIGINT NOT NULL, requests INTEGER NOT NULL, tokens BIGINT NOT NULL, "
+    "PRIMARY KEY (router, candidate, at_second))",
+    "CREATE INDEX IF NOT EXISTS pas_router_pace_second ON pas_router_pace (at_second)",
+    "CREATE TABLE IF NOT EXISTS pas_router_pause (candidate TEXT PRIMARY KEY, "
+    "ends_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL)",
+)
+_ADD_PACE = (
+    "INSERT INTO pas_router_pace (router, candidate, at_second, requests, tokens) "
+    "VALUES ({0}, {0}, {0}, {0}, {0}) ON CONFLICT (router, candidate, at_second) DO UPDATE SET "
+    "requests = pas_router_pace.requests + excluded.requests, "
+    "tokens = pas_router_pace.tokens + excluded.tokens"
+)
+_ADD_PAUSE = (
+    "INSERT INTO pas_router_pause (candidate, ends_at, reason) VALUES ({0}, {0}, {0}) "
+    "ON CONFLICT (candidate) DO UPDATE SET ends_at = excluded.ends_at, reason = excluded.reason "
+    "WHERE excluded.ends_at > pas_router_pause.ends_at"
+)
+_OTHERS_PACE = (
+    "SELECT candidate, SUM(requests), SUM(tokens) FROM pas_router_pace "
+    "WHERE at_second >= {0} AND router <> {0} GROUP BY candidate"
+)
+_PAUSES = "SELECT candidate, ends_at, reason FROM pas_router_pause WHERE ends_at > {0}"
+
+
+def _others(
+    paced: Sequence[Sequence[Any]], paused: Sequence[Sequence[Any]]
+) -> tuple[dict[str, tuple[int, int]], list[Pause]]:
+    return (
+        {str(c): (int(r), int(t)) for c, r, t in paced},
+        [Pause(str(c), float(u), str(why)) for c, u, why in paused],
+    )
+
+
 class SQLiteSpendStore:
     """The default store: one SQLite file in WAL mode, which router processes may share."""
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._connection: aiosqlite.Connection | None = None
+        self._transaction = asyncio.Lock()
+        """One transaction at a time on the one connection (spend and pace write apart)."""
 
     @property
     def _db(self) -> aiosqlite.Connection:
@@ -126,6 +193,7 @@ class SQLiteSpendStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit; transactions are begun explicitly (IMMEDIATE: the write lock up front).
         self._connection = db = await aiosqlite.connect(self._path, isolation_level=None)
+        self._transaction = asyncio.Lock()  # in the loop that serves
         await db.execute("PRAGMA busy_timeout=10000")  # another router may be writing
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
@@ -140,8 +208,14 @@ class SQLiteSpendStore:
             "CREATE TABLE IF NOT EXISTS pas_router_daily_spend (day TEXT NOT NULL, "
             "provider TEXT NOT NULL, cost_usd REAL NOT NULL, PRIMARY KEY (day, provider))"
         )
+        for statement in _PACE_TABLES:
+            await db.execute(statement)
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
+        async with self._transaction:
+            await self._append(records)
+
+    async def _append(self, records: Sequence[UsageRecord]) -> None:
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
@@ -173,6 +247,10 @@ class SQLiteSpendStore:
             return [_group(row) async for row in cursor]
 
     async def prune(self, before: float) -> None:
+        async with self._transaction:
+            await self._prune(before)
+
+    async def _prune(self, before: float) -> None:
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
@@ -185,6 +263,30 @@ class SQLiteSpendStore:
             await db.execute("ROLLBACK")
             raise
         await db.execute("COMMIT")
+
+    async def share_pace(
+        self, router: str, seconds: Sequence[PaceSecond], pauses: Sequence[Pause], before: int
+    ) -> None:
+        async with self._transaction:
+            db = self._db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.executemany(_ADD_PACE.format("?"), _pace_rows(router, seconds))
+                await db.executemany(_ADD_PAUSE.format("?"), _pause_rows(pauses))
+                await db.execute("DELETE FROM pas_router_pace WHERE at_second < ?", (before,))
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    async def others_pace(
+        self, router: str, since: int, now: float
+    ) -> tuple[dict[str, tuple[int, int]], list[Pause]]:
+        async with self._db.execute(_OTHERS_PACE.format("?"), (since, router)) as cursor:
+            paced = [tuple(row) async for row in cursor]
+        async with self._db.execute(_PAUSES.format("?"), (now,)) as cursor:
+            paused = [tuple(row) async for row in cursor]
+        return _others(paced, paused)
 
     async def close(self) -> None:
         await self._db.close()
@@ -228,6 +330,8 @@ class PostgresSpendStore:
                 "provider TEXT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL, "
                 "PRIMARY KEY (day, provider))"
             )
+            for statement in _PACE_TABLES:
+                await conn.execute(statement)
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -261,6 +365,24 @@ class PostgresSpendStore:
             await conn.execute(
                 "DELETE FROM pas_router_daily_spend WHERE day < %s", (utc_day(before),)
             )
+
+    async def share_pace(
+        self, router: str, seconds: Sequence[PaceSecond], pauses: Sequence[Pause], before: int
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(_ADD_PACE.format("%s"), _pace_rows(router, seconds))
+            await cur.executemany(_ADD_PAUSE.format("%s"), _pause_rows(pauses))
+            await cur.execute("DELETE FROM pas_router_pace WHERE at_second < %s", (before,))
+
+    async def others_pace(
+        self, router: str, since: int, now: float
+    ) -> tuple[dict[str, tuple[int, int]], list[Pause]]:
+        async with self._pool.connection() as conn:
+            paced = await (
+                await conn.execute(_OTHERS_PACE.format("%s"), (since, router))
+            ).fetchall()
+            paused = await (await conn.execute(_PAUSES.format("%s"), (now,))).fetchall()
+        return _others(paced, paused)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -131,16 +131,22 @@ def providers_file(tmp_path: Path, text: str) -> str:
 
 
 def one_provider(
-    tmp_path: Path, url: str, name: str, capability: str, budget_usd: float | None = None
+    tmp_path: Path,
+    url: str,
+    name: str,
+    capability: str,
+    budget_usd: float | None = None,
+    rpm: int | None = None,
 ) -> str:
     """A providers file with one OpenAI-compatible provider ``name`` serving model ``name``,
-    at 1 USD per 1k tokens in and out."""
+    at 1 USD per 1k tokens in and out (``rpm``: its requests a minute)."""
     budget = "" if budget_usd is None else f"daily_budget_usd = {budget_usd}\n"
+    limit = "" if rpm is None else f"rpm = {rpm}\n"
     return providers_file(
         tmp_path,
         f'[[providers]]\nname = "{name}"\nbase_url = "{url}/v1"\n{budget}'
         f'[[providers.models]]\nname = "{name}"\ncapabilities = ["{capability}"]\n'
-        "input_per_1k = 1.0\noutput_per_1k = 1.0\n",
+        f"input_per_1k = 1.0\noutput_per_1k = 1.0\n{limit}",
     )
 
 

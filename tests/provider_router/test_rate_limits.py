@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from services.provider_router.rate_limits import RateWindow
+from services.provider_router.shared_pace import SharedPace
+from services.provider_router.store import SQLiteSpendStore
 from tests.provider_router.conftest import ask, providers_file
 from tests.support.asgi_server import serve_asgi
 from tests.support.metrics_text import sample_value
@@ -142,3 +144,35 @@ def test_the_minute_moves_on() -> None:
     now[0] += 54.5
     assert window.why_not() is None
     assert window.counts() == (0, 0)
+
+
+async def test_calls_made_while_the_database_was_away_are_told_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """Two routers' pace on one SQLite file (routers in one process here, each with its own
+    connection): one's calls reach the other once stored, never counted twice by itself."""
+    path = str(tmp_path / "pace.db")
+    stores = SQLiteSpendStore(path), SQLiteSpendStore(path)
+    for store in stores:
+        await store.open()
+    here, there = RateWindow(rpm=3), RateWindow(rpm=3)
+    sharing_here = SharedPace(stores[0], {"c": here}, sync_s=1.0)
+    sharing_there = SharedPace(stores[1], {"c": there}, sync_s=1.0)
+    here.started()
+    here.started()
+    here.used(40)
+
+    await stores[0].close()
+    with pytest.raises(ValueError, match="no active connection"):
+        await sharing_here.share()
+    await stores[0].open()
+    await sharing_here.share()
+    await sharing_there.share()
+    heard = there.counts()
+    there.started()
+    for store in stores:
+        await store.close()
+
+    assert heard == (2, 40)
+    assert here.counts() == (2, 40)
+    assert there.why_not() == "at its rate limit: 3 requests in the last minute (rpm 3)"

@@ -1,5 +1,6 @@
 """Spend and daily budgets outlive a restart of the router and are shared by routers on one
-database: real router processes, stopped with SIGTERM as an operator would, on SQLite and (when
+database, and so are a provider's rate limits and the pauses it asks for: real router
+processes, stopped with SIGTERM as an operator would, on SQLite and (when
 ``PAS_TEST_POSTGRES_DSN`` names a database the tests may write to) on PostgreSQL.
 
 The provider is OpenAI, played by a fake speaking its chat-completions wire format; each
@@ -44,7 +45,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     import psycopg  # noqa: PLC0415
 
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS pas_router_spend, pas_router_daily_spend")
+        conn.execute(
+            "DROP TABLE IF EXISTS pas_router_spend, pas_router_daily_spend, pas_router_pace, "
+            "pas_router_pause"
+        )
     return PG_DSN
 
 
@@ -149,3 +153,64 @@ def test_two_routers_on_one_database_share_spend_and_budgets(
     assert reports[0] == reports[1]
     assert reports[1]["by_provider"]["openai"]["requests"] == 1
     assert len(responder.requests) == 1
+
+
+def test_two_routers_on_one_database_keep_a_providers_rate_limit_together(
+    start_router: Any, database_url: str, openai_fake: Any, tmp_path: Path
+) -> None:
+    """Two requests a minute: one router sends both, the other, having heard, sends none."""
+    responder, url = openai_fake
+    env = {
+        "ROUTER_DATABASE_URL": database_url,
+        "ROUTER_PROVIDERS_FILE": one_provider(tmp_path, url, "openai", "summarize", rpm=2),
+        "ROUTER_SPEND_SYNC_S": "0.1",
+    }
+    one, two = start_router(**env), start_router(**env)
+
+    served = [chat(one).status_code for _ in range(2)]
+    seen = wait_until(
+        lambda: (row := provider_row(two))["requests_last_minute"] == 2 and row,
+        "the second router count the first one's requests",
+    )
+    refused = chat(two)
+
+    assert served == [200, 200]
+    assert seen["available"] is False
+    assert "at its rate limit: 2 requests in the last minute (rpm 2)" in seen["unavailable_reason"]
+    assert refused.status_code == 503
+    assert "at its rate limit" in refused.json()["detail"]
+    assert len(responder.requests) == 2
+    # The first router counts the same minute: its own two, nothing more.
+    assert provider_row(one)["requests_last_minute"] == 2
+
+
+def test_a_pause_a_provider_asked_of_one_router_is_kept_by_the_other(
+    start_router: Any, database_url: str, tmp_path: Path
+) -> None:
+    """A 429 with ``Retry-After: 30`` to one router: the other leaves the provider alone too,
+    without asking it."""
+    limited = OpenAIResponder(
+        "openai",
+        reply=(429, b'{"error": {"message": "Rate limit reached", "type": "requests"}}'),
+        reply_headers={"retry-after": "30"},
+    )
+    with serve_asgi(limited) as url:
+        env = {
+            "ROUTER_DATABASE_URL": database_url,
+            "ROUTER_PROVIDERS_FILE": one_provider(tmp_path, url, "openai", "summarize"),
+            "ROUTER_SPEND_SYNC_S": "0.1",
+        }
+        one, two = start_router(**env), start_router(**env)
+        asked = chat(one)
+        seen = wait_until(
+            lambda: (row := provider_row(two))["asked_to_wait_s"] and row,
+            "the second router keep the pause the first one was asked for",
+        )
+        refused = chat(two)
+
+    assert asked.status_code in (429, 503)
+    assert 20 < seen["asked_to_wait_s"] <= 30
+    assert "asked to wait" in seen["unavailable_reason"]
+    assert refused.status_code == 503
+    assert "asked to wait" in refused.json()["detail"]
+    assert len(limited.requests) == 1
