@@ -41,6 +41,7 @@ from services.langgraph_runner.settings import RunnerSettings
 from services.llm.llama31_8b_service import Llama31Settings
 from services.llm.tinyllama_service import TinyLlamaSettings
 from services.llm.tlc_classifier_service import TLCSettings
+from services.provider_router.desk_keys import require_caller
 from services.provider_router.settings import RouterSettings
 from services.registry.settings import RegistrySettings
 from services.versioning.settings import VersioningSettings
@@ -49,7 +50,7 @@ TOKEN = "route-guard-test-token"
 
 # (service, method, path) -> why anyone may call it. Keep it short: each entry is a write that
 # changes no state and spends nothing. The provider router has none: /route and its chat
-# completions spend (or reserve) capacity and money.
+# completions spend (or reserve) capacity and money (they take a desk key's token too).
 ALLOW_LIST: dict[tuple[str, str, str], str] = {
     ("registry", "POST", "/discover"): "a query with a JSON body: reads the catalog",
     ("llama31_8b", "POST", "/api/show"): "Ollama's model details: no model call",
@@ -133,7 +134,8 @@ def write_routes(app: Litestar) -> Iterator[tuple[str, str, HTTPRouteHandler]]:
 
 def _guarded(handler: HTTPRouteHandler) -> bool:
     guards = handler.resolve_guards()
-    if require_write_token in guards:
+    # The router's routed endpoints take a desk key's token as well as the router's.
+    if require_write_token in guards or require_caller in guards:
         return True
     return require_token_for_writes in guards and open_write_reason(handler) is None
 

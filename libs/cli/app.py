@@ -1,4 +1,4 @@
-"""The ``pas`` command group: ``pas status | send | trigger | dlq | costs | eval``."""
+"""The ``pas`` command group: ``pas status | send | trigger | dlq | costs | eval | key``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from libs.cli import costs, dlq, evaluate, send, status, trigger
+from libs.cli import costs, dlq, evaluate, keys, send, status, trigger
 from libs.cli.settings import CLISettings
 from libs.common.errors import SettingsError
 from libs.common.settings import load_settings
@@ -34,6 +34,7 @@ cli.add_command(trigger.trigger)
 cli.add_command(dlq.dlq)
 cli.add_command(costs.costs)
 cli.add_command(evaluate.evaluate)
+cli.add_command(keys.key)
 
 
 def main() -> None:

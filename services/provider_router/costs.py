@@ -43,12 +43,18 @@ class CostReport(msgspec.Struct, kw_only=True):
     by_provider: dict[str, CostTotal]
     by_model: dict[str, CostTotal]
     by_capability: dict[str, CostTotal]
+    by_key: dict[str, CostTotal]
+    """Per desk key (``desk_keys.py``); what the router's own token sent is under ``""``."""
 
 
-def _per_day_and_provider(records: Iterable[UsageRecord]) -> dict[tuple[date, str], float]:
+def _per_day(
+    records: Iterable[UsageRecord], payer: str = "provider"
+) -> dict[tuple[date, str], float]:
+    """Spend per (UTC day, provider), or per (UTC day, desk key) of what keys sent."""
     totals: dict[tuple[date, str], float] = defaultdict(float)
     for record in records:
-        totals[utc_day(record.at), record.provider] += record.cost_usd
+        if name := getattr(record, payer):
+            totals[utc_day(record.at), name] += record.cost_usd
     return totals
 
 
@@ -72,6 +78,9 @@ class CostLedger:
         self._stored: dict[tuple[date, str], float] = defaultdict(float)
         """Spend per (UTC day, provider) in the database, as last read (plus what this router
         wrote since)."""
+        self._unwritten_by_key: dict[tuple[date, str], float] = defaultdict(float)
+        self._stored_by_key: dict[tuple[date, str], float] = defaultdict(float)
+        """The same per desk key."""
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -102,14 +111,23 @@ class CostLedger:
             dropped = self._pending.pop(0)
             self._dropped += 1
             self._unwritten[utc_day(dropped.at), dropped.provider] -= dropped.cost_usd
+            if dropped.key:
+                self._unwritten_by_key[utc_day(dropped.at), dropped.key] -= dropped.cost_usd
             logger.error("spend record dropped: the database has been away too long")
         self._pending.append(record)
         self._unwritten[utc_day(record.at), record.provider] += record.cost_usd
+        if record.key:
+            self._unwritten_by_key[utc_day(record.at), record.key] += record.cost_usd
 
     def spent_today(self, provider: str) -> float:
         """The provider's spend this UTC day, by every router on this database."""
         key = (utc_day(self._clock()), provider)
         return self._stored.get(key, 0.0) + self._unwritten.get(key, 0.0)
+
+    def key_spent_today(self, name: str) -> float:
+        """A desk key's spend this UTC day, by every router on this database."""
+        key = (utc_day(self._clock()), name)
+        return self._stored_by_key.get(key, 0.0) + self._unwritten_by_key.get(key, 0.0)
 
     async def write(self) -> None:
         """Store what is pending, then read back the day's spend as the database has it."""
@@ -120,12 +138,17 @@ class CostLedger:
                 # Stored: from now on it counts from the database's side only. (Records are
                 # appended at the end and dropped from the front, maybe during the await.)
                 del self._pending[: max(0, len(batch) - (self._dropped - dropped_before))]
-                self._unwritten = _per_day_and_provider(self._pending)
-                for key, cost in _per_day_and_provider(batch).items():
+                self._unwritten = _per_day(self._pending)
+                self._unwritten_by_key = _per_day(self._pending, "key")
+                for key, cost in _per_day(batch).items():
                     self._stored[key] += cost
+                for key, cost in _per_day(batch, "key").items():
+                    self._stored_by_key[key] += cost
             today = utc_day(self._clock())
             spent = await self._store.spent_on(today)
             self._stored = defaultdict(float, {(today, p): c for p, c in spent.items()})
+            by_key = await self._store.keys_spent_on(today)
+            self._stored_by_key = defaultdict(float, {(today, k): c for k, c in by_key.items()})
 
     async def _write_until_stopped(self) -> None:
         last_prune = time.monotonic()
@@ -156,6 +179,7 @@ class CostLedger:
             "provider": defaultdict(CostTotal),
             "model": defaultdict(CostTotal),
             "capability": defaultdict(CostTotal),
+            "key": defaultdict(CostTotal),
         }
         rows = [
             *groups,
@@ -164,6 +188,7 @@ class CostLedger:
                     r.provider,
                     r.model,
                     r.capability,
+                    r.key,
                     1,
                     r.prompt_tokens,
                     r.completion_tokens,
@@ -178,6 +203,7 @@ class CostLedger:
                 by["provider"][row.provider],
                 by["model"][row.model],
                 by["capability"][row.capability],
+                by["key"][row.key],
             ):
                 bucket.requests += row.requests
                 bucket.prompt_tokens += row.prompt_tokens
@@ -189,4 +215,5 @@ class CostLedger:
             by_provider=dict(by["provider"]),
             by_model=dict(by["model"]),
             by_capability=dict(by["capability"]),
+            by_key=dict(by["key"]),
         )

@@ -39,6 +39,7 @@ from libs.common.schemas.llm import Usage
 from libs.common.schemas.usage import UsageStatus, new_usage_event
 from services.provider_router.candidates import Candidate
 from services.provider_router.circuit_breaker import Admission
+from services.provider_router.desk_keys import KeyGate
 from services.provider_router.metrics import RouterMetrics
 from services.provider_router.pool import CandidatePool
 from services.provider_router.store import UsageRecord
@@ -86,6 +87,8 @@ class RouteAsk(msgspec.Struct, kw_only=True):
     request_id: str | None = None
     workflow_id: str | None = None
     run_id: str | None = None
+    key: str | None = None
+    """The desk key that sent it (``desk_keys.py``), whose spend and pace it counts to."""
 
 
 class Served(msgspec.Struct, kw_only=True):
@@ -104,8 +107,10 @@ class Dispatcher:
         retries: int,
         retry_backoff_s: float,
         usage: UsagePublisher | None = None,
+        keys: KeyGate | None = None,
     ) -> None:
         self._pool = pool
+        self._keys = keys
         self._upstreams = upstreams
         self._metrics = metrics
         self._usage = usage
@@ -337,6 +342,8 @@ class Dispatcher:
         completion = usage.completion_tokens if usage else 0
         self._pool.stats[candidate.id].record(elapsed_s, completion)
         self._pool.rates[candidate.id].used(prompt + completion)
+        if ask.key is not None and self._keys is not None:
+            self._keys.used(ask.key, prompt + completion)
         cost = (
             candidate.cost(
                 prompt,
@@ -356,6 +363,7 @@ class Dispatcher:
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 cost_usd=cost,
+                key=ask.key or "",
             )
         )
         m = self._metrics

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from services.provider_router.answer_cache import AnswerCache, Outcome
 from services.provider_router.circuit_breaker import CircuitState
+from services.provider_router.desk_keys import KeyGate
 from services.provider_router.pool import CandidatePool
 
 
@@ -69,10 +70,12 @@ class RouterMetrics:
 
 class PoolCollector(Collector):
     """Circuits, budgets and each candidate's pace, read from the pool when Prometheus scrapes
-    (what the alerts on an open circuit and on a budget near its end look at)."""
+    (what the alerts on an open circuit and on a budget near its end look at), and each desk
+    key's spend and pace."""
 
-    def __init__(self, pool: CandidatePool) -> None:
+    def __init__(self, pool: CandidatePool, keys: KeyGate | None = None) -> None:
         self._pool = pool
+        self._keys = keys
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         circuits = GaugeMetricFamily(
@@ -128,6 +131,37 @@ class PoolCollector(Collector):
         yield budgets
         yield minute
         yield waits
+        if self._keys is not None:
+            yield from self._key_families(self._keys)
+
+    @staticmethod
+    def _key_families(keys: KeyGate) -> Iterator[GaugeMetricFamily]:
+        spent = GaugeMetricFamily(
+            "pas_router_key_spent_today_usd",
+            "Spend this UTC day per desk key, by every router on the database",
+            labels=["key"],
+        )
+        budgets = GaugeMetricFamily(
+            "pas_router_key_daily_budget_usd",
+            "Daily budget per desk key (only keys that have one)",
+            labels=["key"],
+        )
+        minute = GaugeMetricFamily(
+            "pas_router_key_last_minute",
+            "Requests or tokens each desk key sent in the last minute (kind), against its rpm "
+            "and tpm",
+            labels=["key", "kind"],
+        )
+        for key in sorted(keys.keys, key=lambda k: k.name):
+            spent.add_metric([key.name], keys.spent_today(key))
+            if key.daily_budget_usd is not None:
+                budgets.add_metric([key.name], key.daily_budget_usd)
+            requests, tokens = keys.windows[key.pace_id].counts()
+            minute.add_metric([key.name, "requests"], requests)
+            minute.add_metric([key.name, "tokens"], tokens)
+        yield spent
+        yield budgets
+        yield minute
 
 
 def cache_bytes_gauge(answers: AnswerCache) -> Gauge:

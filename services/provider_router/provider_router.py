@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import ChainMap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -18,6 +19,7 @@ from libs.common.settings import build_or_exit
 from services.provider_router.answer_cache import AnswerCache
 from services.provider_router.candidates import remote_candidates
 from services.provider_router.costs import CostLedger
+from services.provider_router.desk_keys import GATE_STATE, KeyGate, load_keys
 from services.provider_router.dispatcher import Dispatcher
 from services.provider_router.metrics import PoolCollector, RouterMetrics, cache_bytes_gauge
 from services.provider_router.pool import CandidatePool
@@ -48,7 +50,13 @@ def create_app(settings: RouterSettings) -> Litestar:
         ewma_alpha=settings.ewma_alpha,
         ledger=ledger,
     )
-    pace = SharedPace(store, pool.rates, sync_s=settings.spend_sync_s)
+    keys = KeyGate(
+        load_keys(settings.keys_file),
+        router_token=settings.token,
+        spent_today=ledger.key_spent_today,
+    )
+    # Keys' paces are shared as candidates' are (their names cannot clash: "key:" first).
+    pace = SharedPace(store, ChainMap(pool.rates, keys.windows), sync_s=settings.spend_sync_s)
     pool.set_remote(remote_candidates(settings.providers_file))
     metrics = RouterMetrics()
     answers = AnswerCache(settings.cache_ttl_s, int(settings.cache_mb * 1024 * 1024))
@@ -90,6 +98,7 @@ def create_app(settings: RouterSettings) -> Litestar:
                 retries=settings.retries,
                 retry_backoff_s=settings.retry_backoff_s,
                 usage=usage,
+                keys=keys,
             )
             if usage is not None:
                 usage.start()
@@ -125,7 +134,7 @@ def create_app(settings: RouterSettings) -> Litestar:
         }
         return HealthReport(status="healthy" if usable else "degraded", details=details)
 
-    return create_service(
+    app = create_service(
         name="provider_router",
         settings=settings,
         description="Routes a task to the cheapest capable model, with fallback and costs.",
@@ -146,11 +155,13 @@ def create_app(settings: RouterSettings) -> Litestar:
         health_check=health,
         collectors=[
             *metrics.collectors,
-            PoolCollector(pool),
+            PoolCollector(pool, keys),
             cache_bytes_gauge(answers),
             *(usage.collectors if usage else []),
         ],
     )
+    app.state[GATE_STATE] = keys
+    return app
 
 
 app = build_or_exit(create_app, RouterSettings)

@@ -101,6 +101,14 @@ class RateWindow:
             return f"at its rate limit: {tokens} tokens in the last minute (tpm {self.tpm})"
         return None
 
+    def seconds_to_room(self) -> float:
+        """Roughly how long until this router's oldest call of the minute leaves it (1 s when
+        the minute's calls are all other routers')."""
+        self._forget_old()
+        firsts = [self._requests[0]] if self._requests else []
+        firsts += [self._tokens[0][0]] if self._tokens else []
+        return max(1.0, min(firsts) + WINDOW_S - self._clock()) if firsts else 1.0
+
     def take_unshared(self, candidate: str) -> tuple[list[PaceSecond], Pause | None]:
         """What the other routers have not been told yet, handed over (and forgotten here)."""
         seconds = [PaceSecond(candidate, s, r, t) for s, (r, t) in self._unshared.items()]

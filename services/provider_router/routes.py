@@ -24,6 +24,7 @@ from litestar.response import Stream
 from libs.common.durations import parse_duration
 from libs.common.errors import InvalidRequest
 from libs.common.kit import problem_responses
+from libs.common.kit.auth import open_write
 from libs.common.kit.openapi import schema_from_json_schema
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.embeddings import EmbeddingList, EmbeddingRequest
@@ -33,6 +34,7 @@ from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.provider_router.answer_cache import AnswerCache, cache_key
 from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
+from services.provider_router.desk_keys import GATE_STATE, KeyGate, caller_key, require_caller
 from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
 from services.provider_router.dispatcher import Operation as CallKind
 from services.provider_router.metrics import RouterMetrics
@@ -41,6 +43,8 @@ from services.provider_router.settings import RouterSettings
 from services.provider_router.strategies import Strategy
 
 _ROUTER_FIELDS = ("capability", "strategy", "prefer_local")
+# The app-wide guard knows the router's token only; require_caller takes it or a key's.
+_KEYED = open_write("a desk key's token or the router's, checked by desk_keys.require_caller")
 
 
 class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -95,23 +99,47 @@ def _routed(candidate: Candidate) -> RoutedTo:
     )
 
 
+def _asked_capabilities(pool: CandidatePool, capability: str | None, model: str | None) -> set[str]:
+    """What a request asks, as a key's ``capabilities`` name it: its capability, or those of
+    the candidates serving the model it names."""
+    if capability is not None:
+        return {capability}
+    return {c for cand in pool.all() if model in (cand.model, cand.id) for c in cand.capabilities}
+
+
+def _admitted_key(
+    request: Request[Any, Any, Any], pool: CandidatePool, capability: str | None, model: str | None
+) -> str | None:
+    """The request's desk key, counted against its budget and pace (or refused); None for the
+    router's own token."""
+    key = caller_key(request)
+    gate: KeyGate = request.app.state[GATE_STATE]
+    gate.admit(key, frozenset(_asked_capabilities(pool, capability, model)))
+    return None if key is None else key.name
+
+
 async def _forwarded(
-    request: Request[Any, Any, Any], data: RouterChatRequest | RouterEmbeddingRequest
+    request: Request[Any, Any, Any],
+    data: RouterChatRequest | RouterEmbeddingRequest,
+    pool: CandidatePool,
 ) -> tuple[dict[str, Any], RouteAsk]:
     """The body to pass on, the router's own fields taken out, and what it asks: a
     capability, else the model it names."""
+    model = None if data.capability else data.model
+    key = _admitted_key(request, pool, data.capability, model)
     body = msgspec.json.decode(await request.body())
     for field in _ROUTER_FIELDS:
         body.pop(field, None)
     ask = RouteAsk(
         capability=data.capability,
-        model=None if data.capability else data.model,
+        model=model,
         strategy=data.strategy,
         prefer_local=data.prefer_local,
         images=isinstance(data, RouterChatRequest) and _holds_images(data),
         request_id=current_request_id(),
         workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
         run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
+        key=key,
     )
     return body, ask
 
@@ -194,12 +222,21 @@ class RouterController(Controller):
         "/route",
         status_code=200,
         operation_class=_exact_body(RouteRequest),
-        responses=problem_responses(400, 401, 404, 503),
+        responses=problem_responses(400, 401, 403, 404, 503),
+        guards=[require_caller],
+        opt=_KEYED,
     )
     async def route(
-        self, data: JSONBody[RouteRequest], dispatcher: NamedDependency[Dispatcher]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RouteRequest],
+        dispatcher: NamedDependency[Dispatcher],
+        pool: NamedDependency[CandidatePool],
     ) -> RouteDecision:
         """Where a task would go now, why, and where it would go next."""
+        key = caller_key(request)
+        gate: KeyGate = request.app.state[GATE_STATE]
+        gate.may_ask(key, frozenset(_asked_capabilities(pool, data.capability, data.model)))
         plan = dispatcher.plan(
             RouteAsk(
                 capability=data.capability,
@@ -224,18 +261,22 @@ class RouterController(Controller):
         summary="OpenAI-compatible chat, routed by `capability` or by model name, with fallback",
         responses={
             200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
-            **problem_responses(400, 401, 404, 413, 503),
+            **problem_responses(400, 401, 403, 404, 413, 429, 503),
         },
+        guards=[require_caller],
+        opt=_KEYED,
     )
     async def chat_completions(
         self,
+        *,
         request: Request[Any, Any, Any],
         data: JSONBody[RouterChatRequest],
         dispatcher: NamedDependency[Dispatcher],
         answers: NamedDependency[AnswerCache],
         metrics: NamedDependency[RouterMetrics],
+        pool: NamedDependency[CandidatePool],
     ) -> Response[Any]:
-        body, ask = await _forwarded(request, data)
+        body, ask = await _forwarded(request, data, pool)
         if data.stream:
             chunks, served = await dispatcher.stream(ask, body)
             return Stream(
@@ -256,18 +297,22 @@ class RouterController(Controller):
         summary="OpenAI-compatible embeddings, routed by `capability` or by model, with fallback",
         responses={
             200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
-            **problem_responses(400, 401, 404, 413, 503),
+            **problem_responses(400, 401, 403, 404, 413, 429, 503),
         },
+        guards=[require_caller],
+        opt=_KEYED,
     )
     async def embeddings(
         self,
+        *,
         request: Request[Any, Any, Any],
         data: JSONBody[RouterEmbeddingRequest],
         dispatcher: NamedDependency[Dispatcher],
         answers: NamedDependency[AnswerCache],
         metrics: NamedDependency[RouterMetrics],
+        pool: NamedDependency[CandidatePool],
     ) -> Response[Any]:
-        body, ask = await _forwarded(request, data)
+        body, ask = await _forwarded(request, data, pool)
         return await _answered(
             request,
             ask,

@@ -45,6 +45,10 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     """Discover local LLM agents from the registry (watching it for changes)."""
     providers_file: str | None = None
     """TOML file of remote providers (see deploy/providers.example.toml)."""
+    keys_file: str | None = None
+    """TOML file of desk keys: a token per desk or team, each with what it may ask, a daily
+    budget and a pace (see deploy/keys.example.toml and ``pas key new``); with it, every
+    routed request needs a key's token or the router's."""
     request_timeout_s: Seconds = 120.0
     """Per attempt at one candidate; past it the router falls back."""
     connect_timeout_s: Seconds = 2.0

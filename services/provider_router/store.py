@@ -1,9 +1,10 @@
 """Where spend survives restarts and is shared, and routers share their pace: one small
 protocol, SQLite and PostgreSQL.
 
-Two tables for spend: every request's spend (``pas_router_spend``, for ``GET /costs``), and
-each provider's total per UTC day (``pas_router_daily_spend``, for the daily budgets), written
-together in one transaction so that they always agree. Several routers may share one
+Three tables for spend: every request's spend (``pas_router_spend``, for ``GET /costs``), and
+each provider's and each desk key's total per UTC day (``pas_router_daily_spend``,
+``pas_router_key_daily_spend``, for the daily budgets), written together in one transaction so
+that they always agree. Several routers may share one
 database: each adds to the day's totals (an upsert, in a fixed row order so that two writers
 never deadlock) and reads back everyone's. Two for pace (``shared_pace.py``): each router's
 calls per candidate and second of the last minutes (``pas_router_pace``), and the latest pause
@@ -39,14 +40,17 @@ class UsageRecord(msgspec.Struct, frozen=True):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    key: str = ""
+    """The desk key that sent it (``desk_keys.py``); empty for the router's own token."""
 
 
 class SpendGroup(msgspec.Struct, frozen=True):
-    """Requests, tokens and USD of one (provider, model, capability) over a window."""
+    """Requests, tokens and USD of one (provider, model, capability, key) over a window."""
 
     provider: str
     model: str
     capability: str
+    key: str
     requests: int
     prompt_tokens: int
     completion_tokens: int
@@ -68,6 +72,10 @@ class SpendStore(Protocol):
 
     async def spent_on(self, day: date) -> dict[str, float]:
         """Each provider's spend on a UTC day, by every router writing to this database."""
+        ...
+
+    async def keys_spent_on(self, day: date) -> dict[str, float]:
+        """Each desk key's spend on a UTC day, by every router writing to this database."""
         ...
 
     async def spend_since(self, since: float) -> list[SpendGroup]:
@@ -95,33 +103,57 @@ class SpendStore(Protocol):
     async def close(self) -> None: ...
 
 
-def _day_totals(records: Sequence[UsageRecord]) -> list[tuple[date, str, float]]:
-    """The records' spend per (day, provider), in a fixed order (so writers never deadlock)."""
+def _day_totals(
+    records: Sequence[UsageRecord], payer: str = "provider"
+) -> list[tuple[date, str, float]]:
+    """The records' spend per (day, provider), or per (day, desk key) of those a key sent,
+    in a fixed order (so writers never deadlock)."""
     totals: dict[tuple[date, str], float] = defaultdict(float)
     for record in records:
-        totals[utc_day(record.at), record.provider] += record.cost_usd
-    return [(day, provider, cost) for (day, provider), cost in sorted(totals.items())]
+        if name := getattr(record, payer):
+            totals[utc_day(record.at), name] += record.cost_usd
+    return [(day, name, cost) for (day, name), cost in sorted(totals.items())]
 
 
 def _rows(records: Sequence[UsageRecord]) -> list[tuple[Any, ...]]:
     return [
-        (r.at, r.provider, r.model, r.capability, r.prompt_tokens, r.completion_tokens, r.cost_usd)
+        (
+            r.at,
+            r.provider,
+            r.model,
+            r.capability,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cost_usd,
+            r.key,
+        )
         for r in records
     ]
 
 
+_INSERT_SPEND = (
+    "INSERT INTO pas_router_spend (at, provider, model, capability, prompt_tokens, "
+    "completion_tokens, cost_usd, desk_key) VALUES ({0}, {0}, {0}, {0}, {0}, {0}, {0}, {0})"
+)
+_ADD_KEY_DAY = (
+    "INSERT INTO pas_router_key_daily_spend (day, desk_key, cost_usd) VALUES ({0}, {0}, {0}) "
+    "ON CONFLICT (day, desk_key) "
+    "DO UPDATE SET cost_usd = pas_router_key_daily_spend.cost_usd + excluded.cost_usd"
+)
 _GROUPED = (
-    "SELECT provider, model, capability, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
-    "SUM(cost_usd) FROM pas_router_spend WHERE at >= {} GROUP BY provider, model, capability"
+    "SELECT provider, model, capability, desk_key, COUNT(*), SUM(prompt_tokens), "
+    "SUM(completion_tokens), SUM(cost_usd) FROM pas_router_spend WHERE at >= {} "
+    "GROUP BY provider, model, capability, desk_key"
 )
 
 
 def _group(row: Sequence[Any]) -> SpendGroup:
-    provider, model, capability, requests, prompt, completion, cost = row
+    provider, model, capability, key, requests, prompt, completion, cost = row
     return SpendGroup(
         str(provider),
         str(model),
         str(capability),
+        str(key),
         int(requests),
         int(prompt),
         int(completion),
@@ -204,9 +236,19 @@ class SQLiteSpendStore:
             "cost_usd REAL NOT NULL)"
         )
         await db.execute("CREATE INDEX IF NOT EXISTS pas_router_spend_at ON pas_router_spend (at)")
+        async with db.execute("PRAGMA table_info(pas_router_spend)") as cursor:
+            columns = {str(row[1]) async for row in cursor}
+        if "desk_key" not in columns:  # a database from before desk keys
+            await db.execute(
+                "ALTER TABLE pas_router_spend ADD COLUMN desk_key TEXT NOT NULL DEFAULT ''"
+            )
         await db.execute(
             "CREATE TABLE IF NOT EXISTS pas_router_daily_spend (day TEXT NOT NULL, "
             "provider TEXT NOT NULL, cost_usd REAL NOT NULL, PRIMARY KEY (day, provider))"
+        )
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS pas_router_key_daily_spend (day TEXT NOT NULL, "
+            "desk_key TEXT NOT NULL, cost_usd REAL NOT NULL, PRIMARY KEY (day, desk_key))"
         )
         for statement in _PACE_TABLES:
             await db.execute(statement)
@@ -219,16 +261,16 @@ class SQLiteSpendStore:
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await db.executemany(
-                "INSERT INTO pas_router_spend (at, provider, model, capability, prompt_tokens, "
-                "completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                _rows(records),
-            )
+            await db.executemany(_INSERT_SPEND.format("?"), _rows(records))
             await db.executemany(
                 "INSERT INTO pas_router_daily_spend (day, provider, cost_usd) VALUES (?, ?, ?) "
                 "ON CONFLICT (day, provider) "
                 "DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd",
                 [(day.isoformat(), provider, cost) for day, provider, cost in _day_totals(records)],
+            )
+            await db.executemany(
+                _ADD_KEY_DAY.format("?"),
+                [(day.isoformat(), key, cost) for day, key, cost in _day_totals(records, "key")],
             )
         except BaseException:
             await db.execute("ROLLBACK")
@@ -238,6 +280,13 @@ class SQLiteSpendStore:
     async def spent_on(self, day: date) -> dict[str, float]:
         async with self._db.execute(
             "SELECT provider, cost_usd FROM pas_router_daily_spend WHERE day = ?",
+            (day.isoformat(),),
+        ) as cursor:
+            return {str(row[0]): float(row[1]) async for row in cursor}
+
+    async def keys_spent_on(self, day: date) -> dict[str, float]:
+        async with self._db.execute(
+            "SELECT desk_key, cost_usd FROM pas_router_key_daily_spend WHERE day = ?",
             (day.isoformat(),),
         ) as cursor:
             return {str(row[0]): float(row[1]) async for row in cursor}
@@ -255,10 +304,11 @@ class SQLiteSpendStore:
         await db.execute("BEGIN IMMEDIATE")
         try:
             await db.execute("DELETE FROM pas_router_spend WHERE at < ?", (before,))
-            await db.execute(
-                "DELETE FROM pas_router_daily_spend WHERE day < ?",
-                (utc_day(before).isoformat(),),
-            )
+            for table in ("pas_router_daily_spend", "pas_router_key_daily_spend"):
+                await db.execute(
+                    f"DELETE FROM {table} WHERE day < ?",  # noqa: S608  (names of our own)
+                    (utc_day(before).isoformat(),),
+                )
         except BaseException:
             await db.execute("ROLLBACK")
             raise
@@ -325,32 +375,45 @@ class PostgresSpendStore:
             await conn.execute(
                 "CREATE INDEX IF NOT EXISTS pas_router_spend_at ON pas_router_spend (at)"
             )
+            await conn.execute(  # a database from before desk keys
+                "ALTER TABLE pas_router_spend ADD COLUMN IF NOT EXISTS desk_key TEXT NOT NULL "
+                "DEFAULT ''"
+            )
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS pas_router_daily_spend (day DATE NOT NULL, "
                 "provider TEXT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL, "
                 "PRIMARY KEY (day, provider))"
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS pas_router_key_daily_spend (day DATE NOT NULL, "
+                "desk_key TEXT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL, "
+                "PRIMARY KEY (day, desk_key))"
             )
             for statement in _PACE_TABLES:
                 await conn.execute(statement)
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO pas_router_spend (at, provider, model, capability, prompt_tokens, "
-                "completion_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                _rows(records),
-            )
+            await cur.executemany(_INSERT_SPEND.format("%s"), _rows(records))
             await cur.executemany(
                 "INSERT INTO pas_router_daily_spend (day, provider, cost_usd) "
                 "VALUES (%s, %s, %s) ON CONFLICT (day, provider) "
                 "DO UPDATE SET cost_usd = pas_router_daily_spend.cost_usd + excluded.cost_usd",
                 _day_totals(records),
             )
+            await cur.executemany(_ADD_KEY_DAY.format("%s"), _day_totals(records, "key"))
 
     async def spent_on(self, day: date) -> dict[str, float]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT provider, cost_usd FROM pas_router_daily_spend WHERE day = %s", (day,)
+            )
+            return {str(row[0]): float(row[1]) for row in await cursor.fetchall()}
+
+    async def keys_spent_on(self, day: date) -> dict[str, float]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT desk_key, cost_usd FROM pas_router_key_daily_spend WHERE day = %s", (day,)
             )
             return {str(row[0]): float(row[1]) for row in await cursor.fetchall()}
 
@@ -362,9 +425,11 @@ class PostgresSpendStore:
     async def prune(self, before: float) -> None:
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute("DELETE FROM pas_router_spend WHERE at < %s", (before,))
-            await conn.execute(
-                "DELETE FROM pas_router_daily_spend WHERE day < %s", (utc_day(before),)
-            )
+            for table in ("pas_router_daily_spend", "pas_router_key_daily_spend"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE day < %s",  # noqa: S608  (names of our own)
+                    (utc_day(before),),
+                )
 
     async def share_pace(
         self, router: str, seconds: Sequence[PaceSecond], pauses: Sequence[Pause], before: int

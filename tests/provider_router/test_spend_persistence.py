@@ -46,8 +46,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(
-            "DROP TABLE IF EXISTS pas_router_spend, pas_router_daily_spend, pas_router_pace, "
-            "pas_router_pause"
+            "DROP TABLE IF EXISTS pas_router_spend, pas_router_daily_spend, "
+            "pas_router_key_daily_spend, pas_router_pace, pas_router_pause"
         )
     return PG_DSN
 

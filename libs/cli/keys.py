@@ -1,0 +1,64 @@
+"""``pas key new <name>``: a desk key for the provider router (``ROUTER_KEYS_FILE``).
+
+The token is printed once, for the desk; the keys file gets its SHA-256 only, so the file is
+no secret. Nothing is sent anywhere: add the printed entry to the file and restart the router.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group()
+def key() -> None:
+    """Desk keys for the provider router: a token per desk or team, with its own budget."""
+
+
+@key.command("new")
+@click.argument("name")
+@click.option("--budget", type=click.FloatRange(min=0), help="Daily budget in USD (UTC days).")
+@click.option("--rpm", type=click.IntRange(min=1), help="Requests a minute.")
+@click.option("--tpm", type=click.IntRange(min=1), help="Tokens a minute.")
+@click.option(
+    "--capability",
+    "capabilities",
+    multiple=True,
+    help="What the key may ask (repeat for more; default: anything).",
+)
+def new(
+    name: str,
+    budget: float | None,
+    rpm: int | None,
+    tpm: int | None,
+    capabilities: tuple[str, ...],
+) -> None:
+    """Make a key NAME: its token, and the entry for the router's keys file."""
+    # Imported here: the router's modules bring Litestar, which the other commands skip.
+    import msgspec  # noqa: PLC0415
+
+    from services.provider_router.desk_keys import (  # noqa: PLC0415
+        DeskKey,
+        new_token,
+        token_digest,
+    )
+
+    token = new_token()
+    try:  # the file's own rules, so the entry printed is one the router takes
+        msgspec.convert({"name": name, "sha256": token_digest(token)}, DeskKey)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    lines = ["[[keys]]", f"name = {json.dumps(name)}", f'sha256 = "{token_digest(token)}"']
+    if budget is not None:
+        lines.append(f"daily_budget_usd = {budget}")
+    if rpm is not None:
+        lines.append(f"rpm = {rpm}")
+    if tpm is not None:
+        lines.append(f"tpm = {tpm}")
+    if capabilities:
+        lines.append(f"capabilities = {json.dumps(list(capabilities))}")
+    click.echo(f"token for {name} (shown once; the desk sends it as a bearer token):")
+    click.echo(f"  {token}")
+    click.echo("entry for ROUTER_KEYS_FILE (then restart the router):")
+    click.echo("\n".join(lines))

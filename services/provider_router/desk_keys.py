@@ -1,0 +1,211 @@
+"""Desk keys: a bearer token per desk or team (``ROUTER_KEYS_FILE``), each with what it may
+ask, a daily budget and a pace of its own, its spend told apart in ``GET /costs``.
+
+The file holds each token's SHA-256, never the token (``pas key new <name>`` makes both), so
+it is no secret. A request carrying a key's token is that key's; one carrying the router's own
+token (``ROUTER_TOKEN``) is the operator's, unlimited. With a keys file, every routed request
+needs one or the other; without one, the router's token guards as on every PAS service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import time
+import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+
+from libs.common.errors import PASError, SettingsError
+from services.provider_router.rate_limits import RateWindow
+
+KEY_STATE = "pas_desk_key"
+"""Where the request's key (a :class:`DeskKey`, or None for the router's token) is kept in
+the request's scope state."""
+GATE_STATE = "pas_desk_keys"
+"""The app state key of the :class:`KeyGate`."""
+TOKEN_PREFIX = "pas-"  # noqa: S105  (a prefix, not a secret)
+
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class DeskKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    sha256: Digest
+    """The token's SHA-256, in hex."""
+    daily_budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """What the key may spend a UTC day, on every router on the database; then 429s."""
+    rpm: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Requests a minute the key may send (every router on the database together)."""
+    tpm: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Tokens a minute its answers may take."""
+    capabilities: frozenset[str] | None = None
+    """What it may ask (by capability, or by the model of a candidate offering one); None:
+    anything."""
+
+    @property
+    def pace_id(self) -> str:
+        """Its rate window's name among the candidates' (shared as theirs are)."""
+        return _pace_id(self.name)
+
+
+def _pace_id(name: str) -> str:
+    return f"key:{name}"
+
+
+class _KeysFile(msgspec.Struct, forbid_unknown_fields=True):
+    keys: list[DeskKey]
+
+
+class KeyRefused(PASError):
+    """The key may not send this request: not its capability (403), or its budget or pace is
+    spent (429)."""
+
+    def __init__(self, status_code: int, detail: str, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        if retry_after_s is not None:
+            self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh key token: 256 random bits, recognisable by its prefix in a leaked log."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def load_keys(path: str | None) -> list[DeskKey]:
+    """The keys of ``ROUTER_KEYS_FILE`` (none without one); a bad file is a SettingsError."""
+    if not path:
+        return []
+    try:
+        keys = msgspec.convert(tomllib.loads(Path(path).read_text()), _KeysFile).keys
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise SettingsError("ROUTER_KEYS_FILE", f"{path}: {exc}") from exc
+    for field in ("name", "sha256"):
+        seen: set[str] = set()
+        for key in keys:
+            value = getattr(key, field)
+            if value in seen:
+                raise SettingsError("ROUTER_KEYS_FILE", f"{path}: two keys have {field} {value}")
+            seen.add(value)
+    return keys
+
+
+def _seconds_to_utc_midnight(now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), UTC)
+    return (midnight - moment).total_seconds()
+
+
+class KeyGate:
+    """Who a request is, and whether its key may send it now."""
+
+    def __init__(
+        self,
+        keys: list[DeskKey],
+        *,
+        router_token: str | None,
+        spent_today: Callable[[str], float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._by_digest = {key.sha256: key for key in keys}
+        self._router_token = router_token
+        self._spent_today = spent_today
+        self._clock = clock
+        self.windows: dict[str, RateWindow] = {
+            key.pace_id: RateWindow(rpm=key.rpm, tpm=key.tpm) for key in keys
+        }
+
+    @property
+    def keys(self) -> list[DeskKey]:
+        return list(self._by_digest.values())
+
+    def spent_today(self, key: DeskKey) -> float:
+        return self._spent_today(key.name)
+
+    def identify(self, authorization: str) -> DeskKey | None:
+        """The key whose token the ``Authorization`` header carries, None for the router's
+        token (or for anyone when neither keys nor a token are configured); else 401."""
+        if not self._by_digest and not self._router_token:
+            return None
+        scheme, _sep, presented = authorization.partition(" ")
+        token = presented.strip()
+        if scheme.lower() == "bearer" and token:
+            if self._router_token and hmac.compare_digest(
+                token.encode(), self._router_token.encode()
+            ):
+                return None
+            key = self._by_digest.get(token_digest(token))
+            if key is not None:
+                return key
+        raise NotAuthorizedException(
+            detail="this endpoint needs 'Authorization: Bearer <token>': a desk key's token "
+            "(ROUTER_KEYS_FILE) or the router's",
+            headers={"WWW-Authenticate": 'Bearer realm="pas"'},
+        )
+
+    def may_ask(self, key: DeskKey | None, capabilities: frozenset[str]) -> None:
+        """Refuse (403) what the key may not ask: ``capabilities`` are those the request asks
+        (its capability, or those of the model it names)."""
+        if key is None or key.capabilities is None or capabilities & key.capabilities:
+            return
+        asked = ", ".join(sorted(capabilities)) or "nothing any candidate offers"
+        raise KeyRefused(
+            403, f"key {key.name!r} may ask {', '.join(sorted(key.capabilities))}, not {asked}"
+        )
+
+    def admit(self, key: DeskKey | None, capabilities: frozenset[str]) -> None:
+        """Count the request against its key, or refuse it: not its to ask (403), or its
+        budget or pace spent (429)."""
+        if key is None:
+            return
+        self.may_ask(key, capabilities)
+        if key.daily_budget_usd is not None:
+            spent = self.spent_today(key)
+            if spent >= key.daily_budget_usd:
+                raise KeyRefused(
+                    429,
+                    f"key {key.name!r} spent its daily budget ({spent:.4f} of "
+                    f"{key.daily_budget_usd} USD); it renews at 00:00 UTC",
+                    _seconds_to_utc_midnight(self._clock()),
+                )
+        window = self.windows[key.pace_id]
+        why = window.why_not()
+        if why is not None:
+            raise KeyRefused(429, f"key {key.name!r} is {why}", window.seconds_to_room())
+        window.started()
+
+    def used(self, name: str, tokens: int) -> None:
+        """A request the key ``name`` sent took ``tokens``."""
+        window = self.windows.get(_pace_id(name))
+        if window is not None:
+            window.used(tokens)
+
+
+def caller_key(connection: ASGIConnection[Any, Any, Any, Any]) -> DeskKey | None:
+    """The request's key, as :func:`require_caller` found it."""
+    key: DeskKey | None = connection.scope.get("state", {}).get(KEY_STATE)
+    return key
+
+
+async def require_caller(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """The routed endpoints' guard: a desk key's token or the router's (see the module)."""
+    gate: KeyGate = connection.app.state[GATE_STATE]
+    key = gate.identify(connection.headers.get("authorization", ""))
+    connection.scope.setdefault("state", {})[KEY_STATE] = key

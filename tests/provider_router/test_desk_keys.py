@@ -1,0 +1,236 @@
+"""Desk keys (``ROUTER_KEYS_FILE``): a token per desk, each with what it may ask, a daily
+budget and a pace, its spend told apart; the router's own token stays unlimited. The keys are
+made by ``pas key new``, as an operator makes them.
+
+The provider is OpenAI, played by a fake speaking its chat-completions wire format
+(tests/support/openai_responder.py): each answer is 11 prompt and 5 completion tokens, so
+0.016 USD at 1 USD per 1k tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libs.common.errors import SettingsError
+from services.provider_router.desk_keys import load_keys
+from services.provider_router.store import SQLiteSpendStore, UsageRecord, utc_day
+from tests.cli.conftest import pas
+from tests.provider_router.conftest import ask, providers_file
+from tests.support.asgi_server import serve_asgi
+from tests.support.metrics_text import sample_value
+from tests.support.openai_responder import OpenAIResponder
+
+ROUTER_TOKEN = "operator-token"
+
+
+def new_key(name: str, *options: str) -> tuple[str, str]:
+    """``pas key new``: the token and the keys-file entry it prints."""
+    made = pas("key", "new", name, *options, env={})
+    assert made.returncode == 0, made.stderr
+    token = re.search(r"^  (pas-\S+)$", made.stdout, re.MULTILINE)
+    assert token is not None, made.stdout
+    return token.group(1), made.stdout[made.stdout.index("[[keys]]") :]
+
+
+def keys_file(tmp_path: Path, *entries: str) -> str:
+    path = tmp_path / "keys.toml"
+    path.write_text("\n".join(entries))
+    return str(path)
+
+
+def two_models(tmp_path: Path, url: str) -> str:
+    """One OpenAI provider: ``sum-model`` for summarize, ``ext-model`` for extract."""
+    return providers_file(
+        tmp_path,
+        f"""
+[[providers]]
+name = "openai"
+base_url = "{url}/v1"
+[[providers.models]]
+name = "sum-model"
+capabilities = ["summarize"]
+input_per_1k = 1.0
+output_per_1k = 1.0
+[[providers.models]]
+name = "ext-model"
+capabilities = ["extract"]
+input_per_1k = 1.0
+output_per_1k = 1.0
+""",
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def openai_fake() -> Any:
+    responder = OpenAIResponder("sum-model")
+    with serve_asgi(responder) as url:
+        yield responder, url
+
+
+async def test_a_keys_token_or_the_routers_is_taken_and_spend_is_told_apart(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    responder, url = openai_fake
+    rates, rates_entry = new_key("rates-desk")
+    router = await make_router(
+        use_registry=False,
+        providers_file=two_models(tmp_path, url),
+        keys_file=keys_file(tmp_path, rates_entry),
+        token=ROUTER_TOKEN,
+    )
+    chat = "/v1/chat/completions"
+
+    nobody = await router.post(chat, json=ask("summarize"))
+    stranger = await router.post(chat, json=ask("summarize"), headers=bearer("pas-guessed"))
+    desk = await router.post(chat, json=ask("summarize"), headers=bearer(rates))
+    operator = await router.post(chat, json=ask("summarize"), headers=bearer(ROUTER_TOKEN))
+    costs = (await router.get("/costs")).json()
+
+    assert (nobody.status_code, stranger.status_code) == (401, 401)
+    assert "a desk key's token" in stranger.json()["detail"]
+    assert (desk.status_code, operator.status_code) == (200, 200)
+    assert len(responder.requests) == 2
+    assert costs["by_key"]["rates-desk"]["requests"] == 1
+    assert costs["by_key"]["rates-desk"]["cost_usd"] == pytest.approx(0.016)
+    assert costs["by_key"][""]["requests"] == 1
+    assert costs["total"]["requests"] == 2
+
+
+async def test_a_key_asks_only_what_it_may(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    responder, url = openai_fake
+    token, entry = new_key("research", "--capability", "summarize")
+    router = await make_router(
+        use_registry=False,
+        providers_file=two_models(tmp_path, url),
+        keys_file=keys_file(tmp_path, entry),
+        token=ROUTER_TOKEN,
+    )
+    headers = bearer(token)
+
+    other = await router.post("/v1/chat/completions", json=ask("extract"), headers=headers)
+    planned = await router.post("/route", json={"capability": "extract"}, headers=headers)
+    by_model = await router.post(
+        "/v1/chat/completions",
+        json={**ask("summarize"), "capability": None, "model": "sum-model"},
+        headers=headers,
+    )
+    own = await router.post("/v1/chat/completions", json=ask("summarize"), headers=headers)
+
+    for refused in (other, planned):
+        assert refused.status_code == 403
+        assert "key 'research' may ask summarize, not extract" in refused.json()["detail"]
+    assert (by_model.status_code, own.status_code) == (200, 200)
+    assert len(responder.requests) == 2
+
+
+async def test_a_key_past_its_daily_budget_waits_for_the_next_day_and_others_go_on(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    responder, url = openai_fake
+    spender, spender_entry = new_key("equities", "--budget", "0.02")
+    other, other_entry = new_key("rates")
+    router = await make_router(
+        use_registry=False,
+        providers_file=two_models(tmp_path, url),
+        keys_file=keys_file(tmp_path, spender_entry, other_entry),
+        token=ROUTER_TOKEN,
+    )
+    chat = "/v1/chat/completions"
+
+    # 0.016 USD an answer: the second still starts under 0.02, the third does not.
+    spent = [
+        (await router.post(chat, json=ask("summarize"), headers=bearer(spender))).status_code
+        for _ in range(2)
+    ]
+    refused = await router.post(chat, json=ask("summarize"), headers=bearer(spender))
+    others = await router.post(chat, json=ask("summarize"), headers=bearer(other))
+    metrics = (await router.get("/metrics")).text
+
+    assert spent == [200, 200]
+    assert refused.status_code == 429
+    assert "key 'equities' spent its daily budget (0.0320 of 0.02 USD)" in refused.text
+    assert 0 < int(refused.headers["retry-after"]) <= 86_400
+    assert others.status_code == 200
+    assert len(responder.requests) == 3
+    assert sample_value(metrics, "pas_router_key_spent_today_usd", key="equities") == (
+        pytest.approx(0.032)
+    )
+    assert sample_value(metrics, "pas_router_key_daily_budget_usd", key="equities") == 0.02
+
+
+async def test_a_keys_requests_a_minute_are_kept(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    responder, url = openai_fake
+    token, entry = new_key("quant", "--rpm", "2")
+    router = await make_router(
+        use_registry=False,
+        providers_file=two_models(tmp_path, url),
+        keys_file=keys_file(tmp_path, entry),
+        token=ROUTER_TOKEN,
+    )
+    chat = "/v1/chat/completions"
+
+    answered = [
+        (await router.post(chat, json=ask("summarize"), headers=bearer(token))).status_code
+        for _ in range(2)
+    ]
+    paced = await router.post(chat, json=ask("summarize"), headers=bearer(token))
+    operator = await router.post(chat, json=ask("summarize"), headers=bearer(ROUTER_TOKEN))
+
+    assert answered == [200, 200]
+    assert paced.status_code == 429
+    assert (
+        "key 'quant' is at its rate limit: 2 requests in the last minute (rpm 2)"
+        in (paced.json()["detail"])
+    )
+    assert 1 <= int(paced.headers["retry-after"]) <= 60
+    assert operator.status_code == 200
+    assert len(responder.requests) == 3
+
+
+def test_a_bad_keys_file_is_refused_naming_what_is_wrong(tmp_path: Path) -> None:
+    token, entry = new_key("fx")
+    twice = keys_file(tmp_path, entry, entry.replace('name = "fx"', 'name = "fx2"'))
+    (tmp_path / "plain.toml").write_text(f'[[keys]]\nname = "fx"\nsha256 = "{token}"\n')
+
+    with pytest.raises(SettingsError, match="two keys have sha256"):
+        load_keys(twice)
+    with pytest.raises(SettingsError, match=r"sha256"):
+        load_keys(str(tmp_path / "plain.toml"))  # a token where its hash belongs
+    example = load_keys(str(Path(__file__).parents[2] / "deploy" / "keys.example.toml"))
+    assert [key.name for key in example] == ["rates-desk", "research"]
+
+
+async def test_a_database_from_before_desk_keys_takes_them(tmp_path: Path) -> None:
+    """The spend table as it was before keys (no desk_key column), with a record in it."""
+    path = tmp_path / "router.db"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE pas_router_spend (at REAL NOT NULL, provider TEXT NOT NULL, "
+            "model TEXT NOT NULL, capability TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
+            "completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL)"
+        )
+        old.execute("INSERT INTO pas_router_spend VALUES (?, 'openai', 'm', 'c', 11, 5, 0.016)",
+                    (time.time(),))  # fmt: skip
+    store = SQLiteSpendStore(str(path))
+    await store.open()
+    await store.append([UsageRecord(time.time(), "openai", "m", "c", 11, 5, 0.016, key="fx")])
+    groups = await store.spend_since(0)
+    by_key = await store.keys_spent_on(utc_day(time.time()))
+    await store.close()
+
+    assert sorted((g.key, g.requests) for g in groups) == [("", 1), ("fx", 1)]
+    assert by_key == {"fx": pytest.approx(0.016)}
