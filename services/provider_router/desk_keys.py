@@ -152,9 +152,13 @@ class KeyGate:
             key = self._by_digest.get(token_digest(token))
             if key is not None:
                 return key
+        whose = (
+            "a desk key's token (ROUTER_KEYS_FILE) or the router's"
+            if self._by_digest
+            else ("the configured token")
+        )
         raise NotAuthorizedException(
-            detail="this endpoint needs 'Authorization: Bearer <token>': a desk key's token "
-            "(ROUTER_KEYS_FILE) or the router's",
+            detail=f"this endpoint needs 'Authorization: Bearer <token>' with {whose}",
             headers={"WWW-Authenticate": 'Bearer realm="pas"'},
         )
 

@@ -113,9 +113,11 @@ def _admitted_key(
     """The request's desk key, counted against its budget and pace (or refused); None for the
     router's own token."""
     key = caller_key(request)
+    if key is None:
+        return None
     gate: KeyGate = request.app.state[GATE_STATE]
     gate.admit(key, frozenset(_asked_capabilities(pool, capability, model)))
-    return None if key is None else key.name
+    return key.name
 
 
 async def _forwarded(
@@ -235,8 +237,9 @@ class RouterController(Controller):
     ) -> RouteDecision:
         """Where a task would go now, why, and where it would go next."""
         key = caller_key(request)
-        gate: KeyGate = request.app.state[GATE_STATE]
-        gate.may_ask(key, frozenset(_asked_capabilities(pool, data.capability, data.model)))
+        if key is not None:
+            gate: KeyGate = request.app.state[GATE_STATE]
+            gate.may_ask(key, frozenset(_asked_capabilities(pool, data.capability, data.model)))
         plan = dispatcher.plan(
             RouteAsk(
                 capability=data.capability,
