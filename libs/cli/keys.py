@@ -1,7 +1,8 @@
 """``pas key new <name>``: a desk key for the provider router (``ROUTER_KEYS_FILE``).
 
 The token is printed once, for the desk; the keys file gets its SHA-256 only, so the file is
-no secret. Nothing is sent anywhere: add the printed entry to the file and restart the router.
+no secret. Nothing is sent anywhere: add the printed entry to the file; the router takes the
+changed file within ``ROUTER_FILES_POLL_S``.
 """
 
 from __future__ import annotations
@@ -60,5 +61,5 @@ def new(
         lines.append(f"capabilities = {json.dumps(list(capabilities))}")
     click.echo(f"token for {name} (shown once; the desk sends it as a bearer token):")
     click.echo(f"  {token}")
-    click.echo("entry for ROUTER_KEYS_FILE (then restart the router):")
+    click.echo("entry for ROUTER_KEYS_FILE (the router takes the changed file by itself):")
     click.echo("\n".join(lines))

@@ -122,13 +122,24 @@ class KeyGate:
         spent_today: Callable[[str], float],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._by_digest = {key.sha256: key for key in keys}
+        self._by_digest: dict[str, DeskKey] = {}
         self._router_token = router_token
         self._spent_today = spent_today
         self._clock = clock
-        self.windows: dict[str, RateWindow] = {
-            key.pace_id: RateWindow(rpm=key.rpm, tpm=key.tpm) for key in keys
-        }
+        self.windows: dict[str, RateWindow] = {}
+        """Each key's pace, by its ``pace_id``; changed in place (a sharer holds the dict)."""
+        self.replace(keys)
+
+    def replace(self, keys: list[DeskKey]) -> None:
+        """Take these keys instead (the keys file changed): a key kept by name keeps its
+        minute's count with its new limits; a key removed is refused from now on."""
+        self._by_digest = {key.sha256: key for key in keys}
+        wanted = {key.pace_id: key for key in keys}
+        for gone in set(self.windows) - set(wanted):
+            del self.windows[gone]
+        for pace_id, key in wanted.items():
+            window = self.windows.setdefault(pace_id, RateWindow())
+            window.rpm, window.tpm = key.rpm, key.tpm
 
     @property
     def keys(self) -> list[DeskKey]:

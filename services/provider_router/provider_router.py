@@ -6,6 +6,7 @@ import asyncio
 from collections import ChainMap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 
 import structlog
 from litestar import Litestar, Router
@@ -21,6 +22,7 @@ from services.provider_router.candidates import remote_candidates
 from services.provider_router.costs import CostLedger
 from services.provider_router.desk_keys import GATE_STATE, KeyGate, load_keys
 from services.provider_router.dispatcher import Dispatcher
+from services.provider_router.file_watch import WatchedFile, reloads_counter, watching
 from services.provider_router.metrics import PoolCollector, RouterMetrics, cache_bytes_gauge
 from services.provider_router.pool import CandidatePool
 from services.provider_router.registry_watch import follow_registry
@@ -37,6 +39,30 @@ def _dispatcher(state: State) -> Dispatcher:
     """Made by the lifespan, which owns the upstream session the dispatcher calls through."""
     dispatcher: Dispatcher = state.dispatcher
     return dispatcher
+
+
+async def _health(pool: CandidatePool, synced: asyncio.Event, use_registry: bool) -> HealthReport:
+    usable = [c for c in pool.all() if pool.why_unusable(c) is None]
+    details: dict[str, object] = {
+        "candidates": len(pool.all()),
+        "usable": len(usable),
+        "registry_synced": synced.is_set() or not use_registry,
+    }
+    return HealthReport(status="healthy" if usable else "degraded", details=details)
+
+
+def _watched_files(
+    settings: RouterSettings, pool: CandidatePool, keys: KeyGate
+) -> list[WatchedFile]:
+    """The providers and keys files, each taken again when it changes."""
+    return [
+        WatchedFile(name, path, take)
+        for name, path, take in (
+            ("providers", settings.providers_file, lambda p: pool.set_remote(remote_candidates(p))),
+            ("keys", settings.keys_file, lambda p: keys.replace(load_keys(p))),
+        )
+        if path
+    ]
 
 
 def create_app(settings: RouterSettings) -> Litestar:
@@ -68,6 +94,8 @@ def create_app(settings: RouterSettings) -> Litestar:
         else None
     )
     synced = asyncio.Event()
+    reloads = reloads_counter()
+    watched = _watched_files(settings, pool, keys)
 
     @asynccontextmanager
     async def keep_spend(_: Litestar) -> AsyncIterator[None]:
@@ -125,15 +153,6 @@ def create_app(settings: RouterSettings) -> Litestar:
                 if usage is not None:
                     await usage.stop()
 
-    async def health() -> HealthReport:
-        usable = [c for c in pool.all() if pool.why_unusable(c) is None]
-        details: dict[str, object] = {
-            "candidates": len(pool.all()),
-            "usable": len(usable),
-            "registry_synced": synced.is_set() or not settings.use_registry,
-        }
-        return HealthReport(status="healthy" if usable else "degraded", details=details)
-
     app = create_service(
         name="provider_router",
         settings=settings,
@@ -151,10 +170,15 @@ def create_app(settings: RouterSettings) -> Litestar:
             "answers": answers,
             "metrics": metrics,
         },
-        lifespan=[keep_spend, run_router],
-        health_check=health,
+        lifespan=[
+            keep_spend,
+            run_router,
+            lambda _: watching(watched, settings.files_poll_s, reloads),
+        ],
+        health_check=partial(_health, pool, synced, settings.use_registry),
         collectors=[
             *metrics.collectors,
+            reloads,
             PoolCollector(pool, keys),
             cache_bytes_gauge(answers),
             *(usage.collectors if usage else []),

@@ -45,6 +45,9 @@ class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
     """Discover local LLM agents from the registry (watching it for changes)."""
     providers_file: str | None = None
     """TOML file of remote providers (see deploy/providers.example.toml)."""
+    files_poll_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    """How often the providers and keys files are looked at; a changed one is taken again
+    without a restart (``file_watch.py``). 0: never."""
     keys_file: str | None = None
     """TOML file of desk keys: a token per desk or team, each with what it may ask, a daily
     budget and a pace (see deploy/keys.example.toml and ``pas key new``); with it, every

@@ -32,6 +32,19 @@ def processor_topics(kafka_bootstrap: str, topics: Topics) -> dict[str, str]:
     }
 
 
+def documents_sent(kafka_bootstrap: str, topics: Topics, want: int) -> list[FinancialDocument]:
+    """The documents on the processor's input topic, as ``pas send`` put them there."""
+    return asyncio.run(
+        read_from_start(
+            kafka_bootstrap,
+            topics.input,
+            lambda record: msgspec.json.decode(record.value or b"", type=FinancialDocument),
+            want=want,
+            timeout_s=30,
+        )
+    )
+
+
 def test_send_files_and_samples_and_wait_for_their_results(
     kafka_bootstrap: str, topics: Topics, start_processor: Any, tmp_path: Path
 ) -> None:
@@ -87,15 +100,7 @@ def test_a_pdf_and_a_text_file_are_sent_as_documents_of_their_text(
             "send", str(pdf), str(memo), "--doc-type", "news", "--published", "2025-11-30",
             "--wait", env=env,
         )  # fmt: skip
-    docs = asyncio.run(
-        read_from_start(
-            kafka_bootstrap,
-            topics.input,
-            lambda record: msgspec.json.decode(record.value or b"", type=FinancialDocument),
-            want=2,
-            timeout_s=30,
-        )
-    )
+    docs = documents_sent(kafka_bootstrap, topics, want=2)
 
     assert sent.returncode == 0, sent.stdout + sent.stderr
     by_source = {doc.source: doc for doc in docs}
@@ -151,15 +156,7 @@ def test_an_html_filing_is_sent_as_the_text_a_reader_sees(
     )
 
     sent = pas("send", str(page), str(older), env=processor_topics(kafka_bootstrap, topics))
-    docs = asyncio.run(
-        read_from_start(
-            kafka_bootstrap,
-            topics.input,
-            lambda record: msgspec.json.decode(record.value or b"", type=FinancialDocument),
-            want=2,
-            timeout_s=30,
-        )
-    )
+    docs = documents_sent(kafka_bootstrap, topics, want=2)
 
     assert sent.returncode == 0, sent.stdout + sent.stderr
     by_source = {doc.source: doc for doc in docs}

@@ -9,9 +9,11 @@ The provider is OpenAI, played by a fake speaking its chat-completions wire form
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,20 @@ output_per_1k = 1.0
     )
 
 
+async def keyed_router(make_router: Any, tmp_path: Path, url: str, *entries: str) -> Any:
+    """A router on ``two_models``, its keys ``entries``, its own token ``ROUTER_TOKEN``."""
+    return await make_router(
+        use_registry=False,
+        providers_file=two_models(tmp_path, url),
+        keys_file=keys_file(tmp_path, *entries),
+        token=ROUTER_TOKEN,
+    )
+
+
+def rewrite(path: str, change: Callable[[str], str]) -> None:
+    Path(path).write_text(change(Path(path).read_text()))
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -82,12 +98,7 @@ async def test_a_keys_token_or_the_routers_is_taken_and_spend_is_told_apart(
 ) -> None:
     responder, url = openai_fake
     rates, rates_entry = new_key("rates-desk")
-    router = await make_router(
-        use_registry=False,
-        providers_file=two_models(tmp_path, url),
-        keys_file=keys_file(tmp_path, rates_entry),
-        token=ROUTER_TOKEN,
-    )
+    router = await keyed_router(make_router, tmp_path, url, rates_entry)
     chat = "/v1/chat/completions"
 
     nobody = await router.post(chat, json=ask("summarize"))
@@ -111,12 +122,7 @@ async def test_a_key_asks_only_what_it_may(
 ) -> None:
     responder, url = openai_fake
     token, entry = new_key("research", "--capability", "summarize")
-    router = await make_router(
-        use_registry=False,
-        providers_file=two_models(tmp_path, url),
-        keys_file=keys_file(tmp_path, entry),
-        token=ROUTER_TOKEN,
-    )
+    router = await keyed_router(make_router, tmp_path, url, entry)
     headers = bearer(token)
 
     other = await router.post("/v1/chat/completions", json=ask("extract"), headers=headers)
@@ -141,12 +147,7 @@ async def test_a_key_past_its_daily_budget_waits_for_the_next_day_and_others_go_
     responder, url = openai_fake
     spender, spender_entry = new_key("equities", "--budget", "0.02")
     other, other_entry = new_key("rates")
-    router = await make_router(
-        use_registry=False,
-        providers_file=two_models(tmp_path, url),
-        keys_file=keys_file(tmp_path, spender_entry, other_entry),
-        token=ROUTER_TOKEN,
-    )
+    router = await keyed_router(make_router, tmp_path, url, spender_entry, other_entry)
     chat = "/v1/chat/completions"
 
     # 0.016 USD an answer: the second still starts under 0.02, the third does not.
@@ -175,12 +176,7 @@ async def test_a_keys_requests_a_minute_are_kept(
 ) -> None:
     responder, url = openai_fake
     token, entry = new_key("quant", "--rpm", "2")
-    router = await make_router(
-        use_registry=False,
-        providers_file=two_models(tmp_path, url),
-        keys_file=keys_file(tmp_path, entry),
-        token=ROUTER_TOKEN,
-    )
+    router = await keyed_router(make_router, tmp_path, url, entry)
     chat = "/v1/chat/completions"
 
     answered = [
@@ -234,3 +230,54 @@ async def test_a_database_from_before_desk_keys_takes_them(tmp_path: Path) -> No
 
     assert sorted((g.key, g.requests) for g in groups) == [("", 1), ("fx", 1)]
     assert by_key == {"fx": pytest.approx(0.016)}
+
+
+async def test_changed_files_are_taken_without_a_restart_and_a_broken_one_is_refused(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    """A desk key added and one removed, a price changed: taken within the poll; then a
+    keys file with a TOML error: refused, the keys before it kept."""
+    _, url = openai_fake
+    old, old_entry = new_key("old-desk")
+    new, new_entry = new_key("new-desk")
+    keys = keys_file(tmp_path, old_entry)
+    providers = two_models(tmp_path, url)
+    router = await make_router(
+        use_registry=False,
+        providers_file=providers,
+        keys_file=keys,
+        token=ROUTER_TOKEN,
+        files_poll_s=0.05,
+    )
+    chat = "/v1/chat/completions"
+
+    async def answers(token: str) -> int:
+        answer = await router.post(chat, json=ask("summarize"), headers=bearer(token))
+        return int(answer.status_code)
+
+    async def price_of(model: str) -> float:
+        candidates = (await router.get("/providers")).json()["candidates"]
+        [row] = [c for c in candidates if c["model"] == model]
+        return float(row["input_per_1k"])
+
+    before = (await answers(old), await answers(new))
+    rewrite(keys, lambda _: new_entry)
+    rewrite(providers, lambda text: text.replace("input_per_1k = 1.0", "input_per_1k = 3.0", 1))
+    for _ in range(200):
+        if await answers(new) == 200 and await price_of("sum-model") == 3.0:
+            break
+        await asyncio.sleep(0.05)
+    after = (await answers(old), await answers(new))
+    rewrite(keys, lambda text: text + "\n[[keys]\n")  # a TOML error
+    for _ in range(200):
+        metrics = (await router.get("/metrics")).text
+        if sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="refused"):
+            break
+        await asyncio.sleep(0.05)
+    kept = await answers(new)
+
+    assert before == (200, 401)
+    assert after == (401, 200)
+    assert await price_of("sum-model") == 3.0
+    assert sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="taken") == 1
+    assert kept == 200
