@@ -51,10 +51,34 @@ class Describing:
     """None: the file's modification time."""
 
 
-def read_documents(paths: tuple[Path, ...], describing: Describing) -> list[FinancialDocument]:
-    """Each file's documents; a file that is not one is an error naming it and what is wrong."""
-    found: list[FinancialDocument] = []
+READABLE_SUFFIXES = frozenset({".json", ".pdf", ".txt", ".md", *_HTML_SUFFIXES})
+"""What a directory's files are sent as documents: the kinds read here (a named file of any
+other kind is read as text)."""
+
+
+def files_in(paths: tuple[Path, ...]) -> list[Path]:
+    """``paths`` with each directory replaced by the readable files under it, in name order
+    (hidden ones left out)."""
+    found: list[Path] = []
     for path in paths:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        found += sorted(
+            each
+            for each in path.rglob("*")
+            if each.is_file()
+            and each.suffix.lower() in READABLE_SUFFIXES
+            and not any(part.startswith(".") for part in each.relative_to(path).parts)
+        )
+    return found
+
+
+def read_documents(paths: tuple[Path, ...], describing: Describing) -> list[FinancialDocument]:
+    """Each file's documents (a directory's readable files); a file that is not one is an
+    error naming it and what is wrong."""
+    found: list[FinancialDocument] = []
+    for path in files_in(paths):
         if path.suffix.lower() == ".json":
             try:
                 decoded = _decode_json(path.read_bytes())

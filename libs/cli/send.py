@@ -105,7 +105,7 @@ async def send_and_wait(
 
 
 @click.command()
-@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--sample", type=click.IntRange(min=1), help="Send N of the processor's samples.")
 @click.option(
     "--task",
@@ -139,8 +139,8 @@ def send(
     timeout_s: float,
 ) -> None:
     """Send financial documents to the processor's input topic (INPUT_TOPIC): FILES (JSON, one
-    document or a list each; a PDF, an HTML page or a text file, its text one document) and/or
-    --sample N."""
+    document or a list each; a PDF, an HTML page or a text file, its text one document; a
+    directory, the files of those kinds under it) and/or --sample N."""
     # Imported here: the processor's modules bring Litestar, two seconds every other command
     # would wait for.
     from services.kafka_llm_processor.send_samples import documents  # noqa: PLC0415

@@ -175,13 +175,16 @@ class KeyGate:
 
     def may_ask(self, key: DeskKey | None, capabilities: frozenset[str]) -> None:
         """Refuse (403) what the key may not ask: ``capabilities`` are those the request asks
-        (its capability, or those of the model it names)."""
-        if key is None or key.capabilities is None or capabilities & key.capabilities:
+        (its capability, or those of the model it names; none: a model no candidate serves,
+        which the router answers with a 404 as for anyone)."""
+        if key is None or key.capabilities is None or not capabilities:
             return
-        asked = ", ".join(sorted(capabilities)) or "nothing any candidate offers"
-        raise KeyRefused(
-            403, f"key {key.name!r} may ask {', '.join(sorted(key.capabilities))}, not {asked}"
-        )
+        if not capabilities & key.capabilities:
+            raise KeyRefused(
+                403,
+                f"key {key.name!r} may ask {', '.join(sorted(key.capabilities))}, "
+                f"not {', '.join(sorted(capabilities))}",
+            )
 
     def admit(self, key: DeskKey | None, capabilities: frozenset[str]) -> None:
         """Count the request against its key, or refuse it: not its to ask (403), or its

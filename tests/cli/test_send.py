@@ -176,6 +176,26 @@ def test_an_html_filing_is_sent_as_the_text_a_reader_sees(
     assert memo.title == memo.content
 
 
+def test_a_directory_sends_the_readable_files_under_it(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """Text, PDF, HTML and JSON files at any depth, in name order; hidden ones and other
+    kinds left where they are."""
+    filings = tmp_path / "filings"
+    (filings / "nwnd" / ".drafts").mkdir(parents=True)
+    (filings / "a-memo.txt").write_text("Rates desk memo\n\nThe 10-year yield rose.\n")
+    (filings / "nwnd" / "nwnd-20250927.htm").write_text(FILING_HTML)
+    (filings / "nwnd" / ".drafts" / "draft.txt").write_text("not yet")
+    (filings / "nwnd" / "model.xlsx").write_bytes(b"PK\x03\x04")
+
+    sent = pas("send", str(filings), env=processor_topics(kafka_bootstrap, topics))
+    docs = documents_sent(kafka_bootstrap, topics, want=2)
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert sorted(doc.source for doc in docs) == ["a-memo.txt", "nwnd-20250927.htm"]
+    assert len([line for line in sent.stdout.splitlines() if line.startswith("sent ")]) == 2
+
+
 def test_a_file_with_no_text_or_not_utf8_is_named_with_why(tmp_path: Path) -> None:
     scan = write_pdf(tmp_path / "scan.pdf", [[]], title="A scan")
     binary = tmp_path / "figures.xls"
