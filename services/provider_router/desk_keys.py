@@ -63,6 +63,21 @@ def _pace_id(name: str) -> str:
     return f"key:{name}"
 
 
+class KeyState(msgspec.Struct, kw_only=True):
+    """One row of ``GET /keys``: a desk key's limits and where it stands against them."""
+
+    name: str
+    capabilities: list[str] | None
+    daily_budget_usd: float | None
+    spent_today_usd: float
+    rpm: int | None
+    tpm: int | None
+    requests_last_minute: int
+    tokens_last_minute: int
+    refused_now: str | None
+    """Why a request from it would be refused now (budget or pace), or None."""
+
+
 class _KeysFile(msgspec.Struct, forbid_unknown_fields=True):
     keys: list[DeskKey]
 
@@ -147,6 +162,28 @@ class KeyGate:
 
     def spent_today(self, key: DeskKey) -> float:
         return self._spent_today(key.name)
+
+    def snapshot(self) -> list[KeyState]:
+        rows = []
+        for key in sorted(self.keys, key=lambda k: k.name):
+            window = self.windows[key.pace_id]
+            requests, tokens = window.counts()
+            spent = self.spent_today(key)
+            over = key.daily_budget_usd is not None and spent >= key.daily_budget_usd
+            rows.append(
+                KeyState(
+                    name=key.name,
+                    capabilities=None if key.capabilities is None else sorted(key.capabilities),
+                    daily_budget_usd=key.daily_budget_usd,
+                    spent_today_usd=round(spent, 6),
+                    rpm=key.rpm,
+                    tpm=key.tpm,
+                    requests_last_minute=requests,
+                    tokens_last_minute=tokens,
+                    refused_now="daily budget spent" if over else window.why_not(),
+                )
+            )
+        return rows
 
     def identify(self, authorization: str) -> DeskKey | None:
         """The key whose token the ``Authorization`` header carries, None for the router's

@@ -34,7 +34,13 @@ from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from services.provider_router.answer_cache import AnswerCache, cache_key
 from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
-from services.provider_router.desk_keys import GATE_STATE, KeyGate, caller_key, require_caller
+from services.provider_router.desk_keys import (
+    GATE_STATE,
+    KeyGate,
+    KeyState,
+    caller_key,
+    require_caller,
+)
 from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
 from services.provider_router.dispatcher import Operation as CallKind
 from services.provider_router.metrics import RouterMetrics
@@ -87,6 +93,10 @@ class RouterEmbeddingRequest(EmbeddingRequest, kw_only=True):
 
 class ProviderList(msgspec.Struct, kw_only=True):
     candidates: list[CandidateState]
+
+
+class KeyList(msgspec.Struct, kw_only=True):
+    keys: list[KeyState]
 
 
 def _routed(candidate: Candidate) -> RoutedTo:
@@ -339,6 +349,11 @@ class RouterController(Controller):
     @get("/providers", summary="Every candidate's live state: circuit, latency, load, spend")
     async def providers(self, pool: NamedDependency[CandidatePool]) -> ProviderList:
         return ProviderList(candidates=pool.snapshot())
+
+    @get("/keys", summary="Every desk key's limits and where it stands: spend today, last minute")
+    async def keys(self, request: Request[Any, Any, Any]) -> KeyList:
+        gate: KeyGate = request.app.state[GATE_STATE]
+        return KeyList(keys=gate.snapshot())
 
     @get("/costs", responses=problem_responses(400), summary="Spend and tokens over a window")
     async def costs(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from libs.common.errors import SettingsError
@@ -158,6 +159,7 @@ async def test_a_key_past_its_daily_budget_waits_for_the_next_day_and_others_go_
     refused = await router.post(chat, json=ask("summarize"), headers=bearer(spender))
     others = await router.post(chat, json=ask("summarize"), headers=bearer(other))
     metrics = (await router.get("/metrics")).text
+    keys = {row["name"]: row for row in (await router.get("/keys")).json()["keys"]}
 
     assert spent == [200, 200]
     assert refused.status_code == 429
@@ -169,6 +171,9 @@ async def test_a_key_past_its_daily_budget_waits_for_the_next_day_and_others_go_
         pytest.approx(0.032)
     )
     assert sample_value(metrics, "pas_router_key_daily_budget_usd", key="equities") == 0.02
+    assert keys["equities"]["spent_today_usd"] == pytest.approx(0.032)
+    assert keys["equities"]["refused_now"] == "daily budget spent"
+    assert (keys["rates"]["refused_now"], keys["rates"]["daily_budget_usd"]) == (None, None)
 
 
 async def test_a_keys_requests_a_minute_are_kept(
@@ -185,6 +190,7 @@ async def test_a_keys_requests_a_minute_are_kept(
     ]
     paced = await router.post(chat, json=ask("summarize"), headers=bearer(token))
     operator = await router.post(chat, json=ask("summarize"), headers=bearer(ROUTER_TOKEN))
+    [row] = (await router.get("/keys")).json()["keys"]
 
     assert answered == [200, 200]
     assert paced.status_code == 429
@@ -193,6 +199,8 @@ async def test_a_keys_requests_a_minute_are_kept(
         in (paced.json()["detail"])
     )
     assert 1 <= int(paced.headers["retry-after"]) <= 60
+    assert (row["name"], row["rpm"], row["requests_last_minute"]) == ("quant", 2, 2)
+    assert "rpm 2" in row["refused_now"]
     assert operator.status_code == 200
     assert len(responder.requests) == 3
 
@@ -281,3 +289,32 @@ async def test_changed_files_are_taken_without_a_restart_and_a_broken_one_is_ref
     assert await price_of("sum-model") == 3.0
     assert sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="taken") == 1
     assert kept == 200
+
+
+def test_pas_key_list_shows_where_each_key_stands(
+    start_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    """A real router process, its keys as ``pas key list`` shows them."""
+    _, url = openai_fake
+    token, entry = new_key("fx-desk", "--budget", "5", "--capability", "summarize")
+    _, idle = new_key("idle-desk")
+    router = start_router(
+        ROUTER_PROVIDERS_FILE=two_models(tmp_path, url),
+        ROUTER_KEYS_FILE=keys_file(tmp_path, entry, idle),
+        ROUTER_TOKEN=ROUTER_TOKEN,
+    )
+    answered = httpx.post(
+        f"{router.url}/v1/chat/completions", json=ask("summarize"), headers=bearer(token)
+    )
+
+    listed = pas("key", "list", env={"ROUTER_URL": router.url})
+
+    assert answered.status_code == 200
+    assert listed.returncode == 0, listed.stderr
+    [fx] = [line for line in listed.stdout.splitlines() if "fx-desk" in line]
+    assert "summarize" in fx
+    assert "0.0160 / 5.0" in fx
+    assert "1 req / -" in fx
+    [other] = [line for line in listed.stdout.splitlines() if "idle-desk" in line]
+    assert "anything" in other
+    assert "0.0000 / -" in other
