@@ -110,19 +110,20 @@ async def send_and_wait(
 @click.option(
     "--task",
     type=click.Choice(typing.get_args(Task)),
-    help="Ask this of every document instead of its own task (PDF, HTML and text files: summary).",
+    help="Ask this of every document instead of its own task (other files than JSON: summary).",
 )
 @click.option(
     "--doc-type",
     type=click.Choice(typing.get_args(DocumentType)),
     default="sec_filing",
     show_default=True,
-    help="What a PDF, HTML or text file is.",
+    help="What a file other than JSON is.",
 )
 @click.option(
     "--published",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    help="When a PDF, HTML or text file was published (UTC; default: its modification time).",
+    help="When a file other than JSON was published (UTC; default: an e-mail's date, else "
+    "the file's modification time).",
 )
 @click.option("--wait", is_flag=True, help="Wait for each document's result (or dead letter).")
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True)
@@ -139,8 +140,8 @@ def send(
     timeout_s: float,
 ) -> None:
     """Send financial documents to the processor's input topic (INPUT_TOPIC): FILES (JSON, one
-    document or a list each; a PDF, an HTML page or a text file, its text one document; a
-    directory, the files of those kinds under it) and/or --sample N."""
+    document or a list each; a PDF, an HTML page, a Word document, an e-mail or a text file,
+    its text one document; a directory, the files of those kinds under it) and/or --sample N."""
     # Imported here: the processor's modules bring Litestar, two seconds every other command
     # would wait for.
     from services.kafka_llm_processor.send_samples import documents  # noqa: PLC0415

@@ -1,15 +1,17 @@
 """``pas send`` to a real processor on a fake OpenAI-compatible backend (its documented wire
-format): documents from files (JSON, PDF, HTML, text) or the samples, and their results when asked
-to wait."""
+format): documents from files (JSON, PDF, HTML, Word, e-mail, text) or the samples, and their
+results when asked to wait."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import docx
 import msgspec
 
 from libs.common.schemas.documents import FinancialDocument
@@ -176,6 +178,70 @@ def test_an_html_filing_is_sent_as_the_text_a_reader_sees(
     assert memo.title == memo.content
 
 
+def write_docx(path: Path) -> Path:
+    """A Word document: a title in its properties, a heading, a paragraph, a table with a
+    merged header cell, a closing paragraph."""
+    document = docx.Document()
+    document.core_properties.title = "Northwind credit note"
+    document.add_heading("Credit view", level=1)
+    document.add_paragraph("Spreads tightened 15 basis points on the quarter.")
+    table = document.add_table(rows=3, cols=3)
+    header = table.cell(0, 0).merge(table.cell(0, 2))
+    header.text = "Issuance (USD bn)"
+    for row, cells in enumerate((["2024", "1.2", "IG"], ["2025", "1.8", "IG"]), start=1):
+        for column, text in enumerate(cells):
+            table.cell(row, column).text = text
+    document.add_paragraph("We stay overweight.")
+    document.save(str(path))
+    return path
+
+
+def write_eml(path: Path, *, html_only: bool) -> Path:
+    message = EmailMessage()
+    message["From"] = "research@broker.example"
+    message["To"] = "desk@pas.example"
+    message["Subject"] = "Morning note: rates"
+    message["Date"] = "Thu, 04 Dec 2025 07:30:00 +0100"
+    html = (
+        "<html><body><p>The 10-year yield rose <b>12 bp</b>.</p><p>Curve steeper.</p></body></html>"
+    )
+    if html_only:
+        message.set_content(html, subtype="html")
+    else:
+        message.set_content("The 10-year yield rose 12 bp.\n\nCurve steeper.\n")
+        message.add_alternative(html, subtype="html")
+    message.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="a.pdf")
+    path.write_bytes(message.as_bytes())
+    return path
+
+
+def test_a_word_document_and_e_mails_are_sent_as_documents_of_their_text(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    note = write_docx(tmp_path / "credit-note.docx")
+    plain = write_eml(tmp_path / "plain.eml", html_only=False)
+    html = write_eml(tmp_path / "html.eml", html_only=True)
+
+    sent = pas(
+        "send", str(note), str(plain), str(html), env=processor_topics(kafka_bootstrap, topics)
+    )
+    docs = documents_sent(kafka_bootstrap, topics, want=3)
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    by_source = {doc.source: doc for doc in docs}
+    word, mail, page = by_source[note.name], by_source[plain.name], by_source[html.name]
+    assert word.title == "Northwind credit note"
+    assert word.content == (
+        "Credit view\n\nSpreads tightened 15 basis points on the quarter.\n\n"
+        "Issuance (USD bn)\n2024  1.2  IG\n2025  1.8  IG\n\nWe stay overweight."
+    )
+    assert mail.content == "The 10-year yield rose 12 bp.\n\nCurve steeper."
+    assert page.content == "The 10-year yield rose 12 bp.\n\nCurve steeper."
+    for message in (mail, page):
+        assert message.title == "Morning note: rates"
+        assert message.published_at == datetime(2025, 12, 4, 6, 30, tzinfo=UTC)
+
+
 def test_a_directory_sends_the_readable_files_under_it(
     kafka_bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
@@ -209,6 +275,12 @@ def test_a_file_with_no_text_or_not_utf8_is_named_with_why(tmp_path: Path) -> No
     unreadable = pas("send", str(binary), env={})
     empty_page = pas("send", str(blank), env={})
     no_page = pas("send", str(nothing), env={})
+    not_word = tmp_path / "note.docx"
+    not_word.write_bytes(b"not a zip")
+    not_mail = tmp_path / "note.eml"
+    not_mail.write_text("just a line\n")
+    no_word = pas("send", str(not_word), env={})
+    no_mail = pas("send", str(not_mail), env={})
 
     assert empty.returncode == 1
     assert f"{scan}: no text in it" in empty.stderr
@@ -218,3 +290,7 @@ def test_a_file_with_no_text_or_not_utf8_is_named_with_why(tmp_path: Path) -> No
     assert f"{blank}: no text in it" in empty_page.stderr
     assert no_page.returncode == 1
     assert f"{nothing}: not an HTML page that can be read" in no_page.stderr
+    assert no_word.returncode == 1
+    assert f"{not_word}: not a Word document that can be read" in no_word.stderr
+    assert no_mail.returncode == 1
+    assert f"{not_mail}: not an e-mail (no From header)" in no_mail.stderr
