@@ -21,7 +21,8 @@ from datetime import date
 import msgspec
 import structlog
 
-from services.provider_router.store import SpendGroup, SpendStore, UsageRecord, utc_day
+from services.provider_router.store import SpendStore
+from services.provider_router.store_rows import SpendGroup, UsageRecord, utc_day
 
 logger = structlog.get_logger("pas.router.costs")
 

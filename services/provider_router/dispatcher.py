@@ -42,7 +42,7 @@ from services.provider_router.circuit_breaker import Admission
 from services.provider_router.desk_keys import KeyGate
 from services.provider_router.metrics import RouterMetrics
 from services.provider_router.pool import CandidatePool
-from services.provider_router.store import UsageRecord
+from services.provider_router.store_rows import UsageRecord
 from services.provider_router.strategies import Strategy, rank
 from services.provider_router.stream_relay import RelayedStream
 from services.provider_router.upstream_errors import UpstreamFailed, UpstreamRefused

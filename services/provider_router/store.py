@@ -4,61 +4,47 @@ protocol, SQLite and PostgreSQL.
 Three tables for spend: every request's spend (``pas_router_spend``, for ``GET /costs``), and
 each provider's and each desk key's total per UTC day (``pas_router_daily_spend``,
 ``pas_router_key_daily_spend``, for the daily budgets), written together in one transaction so
-that they always agree. Several routers may share one
-database: each adds to the day's totals (an upsert, in a fixed row order so that two writers
-never deadlock) and reads back everyone's. Two for pace (``shared_pace.py``): each router's
-calls per candidate and second of the last minutes (``pas_router_pace``), and the latest pause
-a provider asked for per candidate (``pas_router_pause``).
+that they always agree. Several routers may share one database: each adds to the day's totals
+(an upsert, in a fixed row order so that two writers never deadlock) and reads back
+everyone's. Two for pace (``shared_pace.py``): each router's calls per candidate and second of
+the last minutes (``pas_router_pace``), and the latest pause a provider asked for per
+candidate (``pas_router_pause``). The rows and the SQL are in ``store_rows.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import aiosqlite
-import msgspec
 
 from services.provider_router.rate_limits import PaceSecond, Pause
+from services.provider_router.store_rows import (
+    ADD_KEY_DAY,
+    ADD_PACE,
+    ADD_PAUSE,
+    GROUPED,
+    INSERT_SPEND,
+    OTHERS_PACE,
+    PACE_TABLES,
+    PAUSES,
+    SpendGroup,
+    UsageRecord,
+    day_totals,
+    group,
+    others,
+    pace_rows,
+    pause_rows,
+    spend_rows,
+    utc_day,
+)
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
-
-
-class UsageRecord(msgspec.Struct, frozen=True):
-    """One request served: what it cost and who served it (``at``: Unix time)."""
-
-    at: float
-    provider: str
-    model: str
-    capability: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    key: str = ""
-    """The desk key that sent it (``desk_keys.py``); empty for the router's own token."""
-
-
-class SpendGroup(msgspec.Struct, frozen=True):
-    """Requests, tokens and USD of one (provider, model, capability, key) over a window."""
-
-    provider: str
-    model: str
-    capability: str
-    key: str
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-
-def utc_day(at: float) -> date:
-    return datetime.fromtimestamp(at, UTC).date()
 
 
 class SpendStore(Protocol):
@@ -101,109 +87,6 @@ class SpendStore(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def _day_totals(
-    records: Sequence[UsageRecord], payer: str = "provider"
-) -> list[tuple[date, str, float]]:
-    """The records' spend per (day, provider), or per (day, desk key) of those a key sent,
-    in a fixed order (so writers never deadlock)."""
-    totals: dict[tuple[date, str], float] = defaultdict(float)
-    for record in records:
-        if name := getattr(record, payer):
-            totals[utc_day(record.at), name] += record.cost_usd
-    return [(day, name, cost) for (day, name), cost in sorted(totals.items())]
-
-
-def _rows(records: Sequence[UsageRecord]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            r.at,
-            r.provider,
-            r.model,
-            r.capability,
-            r.prompt_tokens,
-            r.completion_tokens,
-            r.cost_usd,
-            r.key,
-        )
-        for r in records
-    ]
-
-
-_INSERT_SPEND = (
-    "INSERT INTO pas_router_spend (at, provider, model, capability, prompt_tokens, "
-    "completion_tokens, cost_usd, desk_key) VALUES ({0}, {0}, {0}, {0}, {0}, {0}, {0}, {0})"
-)
-_ADD_KEY_DAY = (
-    "INSERT INTO pas_router_key_daily_spend (day, desk_key, cost_usd) VALUES ({0}, {0}, {0}) "
-    "ON CONFLICT (day, desk_key) "
-    "DO UPDATE SET cost_usd = pas_router_key_daily_spend.cost_usd + excluded.cost_usd"
-)
-_GROUPED = (
-    "SELECT provider, model, capability, desk_key, COUNT(*), SUM(prompt_tokens), "
-    "SUM(completion_tokens), SUM(cost_usd) FROM pas_router_spend WHERE at >= {} "
-    "GROUP BY provider, model, capability, desk_key"
-)
-
-
-def _group(row: Sequence[Any]) -> SpendGroup:
-    provider, model, capability, key, requests, prompt, completion, cost = row
-    return SpendGroup(
-        str(provider),
-        str(model),
-        str(capability),
-        str(key),
-        int(requests),
-        int(prompt),
-        int(completion),
-        float(cost),
-    )
-
-
-def _pace_rows(router: str, seconds: Sequence[PaceSecond]) -> list[tuple[Any, ...]]:
-    """In a fixed order, so two writers never deadlock."""
-    ordered = sorted(seconds, key=lambda s: (s.candidate, s.second))
-    return [(router, s.candidate, s.second, s.requests, s.tokens) for s in ordered]
-
-
-def _pause_rows(pauses: Sequence[Pause]) -> list[tuple[Any, ...]]:
-    return [(p.candidate, p.until, p.reason) for p in sorted(pauses, key=lambda p: p.candidate)]
-
-
-_PACE_TABLES = (
-    "CREATE TABLE IF NOT EXISTS pas_router_pace (router TEXT NOT NULL, candidate TEXT NOT NULL, "
-    "at_second BIGINT NOT NULL, requests INTEGER NOT NULL, tokens BIGINT NOT NULL, "
-    "PRIMARY KEY (router, candidate, at_second))",
-    "CREATE INDEX IF NOT EXISTS pas_router_pace_second ON pas_router_pace (at_second)",
-    "CREATE TABLE IF NOT EXISTS pas_router_pause (candidate TEXT PRIMARY KEY, "
-    "ends_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL)",
-)
-_ADD_PACE = (
-    "INSERT INTO pas_router_pace (router, candidate, at_second, requests, tokens) "
-    "VALUES ({0}, {0}, {0}, {0}, {0}) ON CONFLICT (router, candidate, at_second) DO UPDATE SET "
-    "requests = pas_router_pace.requests + excluded.requests, "
-    "tokens = pas_router_pace.tokens + excluded.tokens"
-)
-_ADD_PAUSE = (
-    "INSERT INTO pas_router_pause (candidate, ends_at, reason) VALUES ({0}, {0}, {0}) "
-    "ON CONFLICT (candidate) DO UPDATE SET ends_at = excluded.ends_at, reason = excluded.reason "
-    "WHERE excluded.ends_at > pas_router_pause.ends_at"
-)
-_OTHERS_PACE = (
-    "SELECT candidate, SUM(requests), SUM(tokens) FROM pas_router_pace "
-    "WHERE at_second >= {0} AND router <> {0} GROUP BY candidate"
-)
-_PAUSES = "SELECT candidate, ends_at, reason FROM pas_router_pause WHERE ends_at > {0}"
-
-
-def _others(
-    paced: Sequence[Sequence[Any]], paused: Sequence[Sequence[Any]]
-) -> tuple[dict[str, tuple[int, int]], list[Pause]]:
-    return (
-        {str(c): (int(r), int(t)) for c, r, t in paced},
-        [Pause(str(c), float(u), str(why)) for c, u, why in paused],
-    )
 
 
 class SQLiteSpendStore:
@@ -250,7 +133,7 @@ class SQLiteSpendStore:
             "CREATE TABLE IF NOT EXISTS pas_router_key_daily_spend (day TEXT NOT NULL, "
             "desk_key TEXT NOT NULL, cost_usd REAL NOT NULL, PRIMARY KEY (day, desk_key))"
         )
-        for statement in _PACE_TABLES:
+        for statement in PACE_TABLES:
             await db.execute(statement)
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
@@ -261,16 +144,16 @@ class SQLiteSpendStore:
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await db.executemany(_INSERT_SPEND.format("?"), _rows(records))
+            await db.executemany(INSERT_SPEND.format("?"), spend_rows(records))
             await db.executemany(
                 "INSERT INTO pas_router_daily_spend (day, provider, cost_usd) VALUES (?, ?, ?) "
                 "ON CONFLICT (day, provider) "
                 "DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd",
-                [(day.isoformat(), provider, cost) for day, provider, cost in _day_totals(records)],
+                [(day.isoformat(), provider, cost) for day, provider, cost in day_totals(records)],
             )
             await db.executemany(
-                _ADD_KEY_DAY.format("?"),
-                [(day.isoformat(), key, cost) for day, key, cost in _day_totals(records, "key")],
+                ADD_KEY_DAY.format("?"),
+                [(day.isoformat(), key, cost) for day, key, cost in day_totals(records, "key")],
             )
         except BaseException:
             await db.execute("ROLLBACK")
@@ -292,8 +175,8 @@ class SQLiteSpendStore:
             return {str(row[0]): float(row[1]) async for row in cursor}
 
     async def spend_since(self, since: float) -> list[SpendGroup]:
-        async with self._db.execute(_GROUPED.format("?"), (since,)) as cursor:
-            return [_group(row) async for row in cursor]
+        async with self._db.execute(GROUPED.format("?"), (since,)) as cursor:
+            return [group(row) async for row in cursor]
 
     async def prune(self, before: float) -> None:
         async with self._transaction:
@@ -321,8 +204,8 @@ class SQLiteSpendStore:
             db = self._db
             await db.execute("BEGIN IMMEDIATE")
             try:
-                await db.executemany(_ADD_PACE.format("?"), _pace_rows(router, seconds))
-                await db.executemany(_ADD_PAUSE.format("?"), _pause_rows(pauses))
+                await db.executemany(ADD_PACE.format("?"), pace_rows(router, seconds))
+                await db.executemany(ADD_PAUSE.format("?"), pause_rows(pauses))
                 await db.execute("DELETE FROM pas_router_pace WHERE at_second < ?", (before,))
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -332,11 +215,11 @@ class SQLiteSpendStore:
     async def others_pace(
         self, router: str, since: int, now: float
     ) -> tuple[dict[str, tuple[int, int]], list[Pause]]:
-        async with self._db.execute(_OTHERS_PACE.format("?"), (since, router)) as cursor:
+        async with self._db.execute(OTHERS_PACE.format("?"), (since, router)) as cursor:
             paced = [tuple(row) async for row in cursor]
-        async with self._db.execute(_PAUSES.format("?"), (now,)) as cursor:
+        async with self._db.execute(PAUSES.format("?"), (now,)) as cursor:
             paused = [tuple(row) async for row in cursor]
-        return _others(paced, paused)
+        return others(paced, paused)
 
     async def close(self) -> None:
         await self._db.close()
@@ -389,19 +272,19 @@ class PostgresSpendStore:
                 "desk_key TEXT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL, "
                 "PRIMARY KEY (day, desk_key))"
             )
-            for statement in _PACE_TABLES:
+            for statement in PACE_TABLES:
                 await conn.execute(statement)
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(_INSERT_SPEND.format("%s"), _rows(records))
+            await cur.executemany(INSERT_SPEND.format("%s"), spend_rows(records))
             await cur.executemany(
                 "INSERT INTO pas_router_daily_spend (day, provider, cost_usd) "
                 "VALUES (%s, %s, %s) ON CONFLICT (day, provider) "
                 "DO UPDATE SET cost_usd = pas_router_daily_spend.cost_usd + excluded.cost_usd",
-                _day_totals(records),
+                day_totals(records),
             )
-            await cur.executemany(_ADD_KEY_DAY.format("%s"), _day_totals(records, "key"))
+            await cur.executemany(ADD_KEY_DAY.format("%s"), day_totals(records, "key"))
 
     async def spent_on(self, day: date) -> dict[str, float]:
         async with self._pool.connection() as conn:
@@ -419,8 +302,8 @@ class PostgresSpendStore:
 
     async def spend_since(self, since: float) -> list[SpendGroup]:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(_GROUPED.format("%s"), (since,))
-            return [_group(row) for row in await cursor.fetchall()]
+            cursor = await conn.execute(GROUPED.format("%s"), (since,))
+            return [group(row) for row in await cursor.fetchall()]
 
     async def prune(self, before: float) -> None:
         async with self._pool.connection() as conn, conn.transaction():
@@ -435,19 +318,17 @@ class PostgresSpendStore:
         self, router: str, seconds: Sequence[PaceSecond], pauses: Sequence[Pause], before: int
     ) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(_ADD_PACE.format("%s"), _pace_rows(router, seconds))
-            await cur.executemany(_ADD_PAUSE.format("%s"), _pause_rows(pauses))
+            await cur.executemany(ADD_PACE.format("%s"), pace_rows(router, seconds))
+            await cur.executemany(ADD_PAUSE.format("%s"), pause_rows(pauses))
             await cur.execute("DELETE FROM pas_router_pace WHERE at_second < %s", (before,))
 
     async def others_pace(
         self, router: str, since: int, now: float
     ) -> tuple[dict[str, tuple[int, int]], list[Pause]]:
         async with self._pool.connection() as conn:
-            paced = await (
-                await conn.execute(_OTHERS_PACE.format("%s"), (since, router))
-            ).fetchall()
-            paused = await (await conn.execute(_PAUSES.format("%s"), (now,))).fetchall()
-        return _others(paced, paused)
+            paced = await (await conn.execute(OTHERS_PACE.format("%s"), (since, router))).fetchall()
+            paused = await (await conn.execute(PAUSES.format("%s"), (now,))).fetchall()
+        return others(paced, paused)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -22,7 +22,8 @@ import pytest
 
 from libs.common.errors import SettingsError
 from services.provider_router.desk_keys import load_keys
-from services.provider_router.store import SQLiteSpendStore, UsageRecord, utc_day
+from services.provider_router.store import SQLiteSpendStore
+from services.provider_router.store_rows import UsageRecord, utc_day
 from tests.cli.conftest import pas
 from tests.provider_router.conftest import ask, providers_file
 from tests.support.asgi_server import serve_asgi
