@@ -8,9 +8,12 @@
 (c) a backend that batches (every call takes 200 ms, calls overlap): the processor at
     concurrency 16 versus the spec's one-document-at-a-time design (concurrency 1).
 
-Rates run from the first document sent to the last result received, after every consumer has
-joined its group (a join takes seconds on any broker and is not throughput). All on the embedded
-Tansu broker. The bench tunes the garbage collector once set up, as every PAS service does at
+The documents wait on the input topic before the processor (or the bare loop) starts, and a rate
+runs from its partitions' assignment (a join takes seconds on any broker and is not throughput)
+to the last result the broker acknowledged: the bench's own producer and readers stay out of the
+measured process, as the documents' producers and the results' readers are other processes in a
+deployment (until 2026-12-05 the documents were sent from this process inside the measured time,
+which the calls without Kafka did not pay). All on the embedded Tansu broker. The bench tunes the garbage collector once set up, as every PAS service does at
 startup (``libs/common/kit/heap.py``), so that all three phases run with it as a service has it.
 Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc] [--documents 16000]``
 (``--parts a``: the ceiling alone, a minute; ``--documents``: how many in each phase of (a)).
@@ -24,12 +27,12 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from prometheus_client import Counter
 
 from bench.process_stats import cpu_seconds
 from libs.common.kafka.broker import EmbeddedBroker
@@ -81,7 +84,32 @@ class Results:
 async def _until_assigned(assigned: Callable[[], set[TopicPartition]], topic: str) -> None:
     """Group joins take seconds on any broker; the rate is measured after, in steady state."""
     while not any(tp.topic == topic for tp in assigned()):  # noqa: ASYNC110 (state, no event)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.005)
+
+
+class Window:
+    """The timed part of a phase: how long it lasted, and the CPU each process in ``pids``
+    spent in it (which process pays for what is where a ceiling comes from: on two cores, the
+    LLM calls without Kafka already keep this process busy, and the processor adds Kafka)."""
+
+    def __init__(self, pids: dict[str, int] | None = None) -> None:
+        self._pids = pids or {}
+        self._started = 0.0
+        self._cpu: dict[str, float] = {}
+        self.elapsed = 0.0
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+        self._cpu = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+
+    def stop(self) -> None:
+        self.elapsed = time.perf_counter() - self._started
+        self._cpu = {name: cpu_seconds(pid) - self._cpu[name] for name, pid in self._pids.items()}
+
+    def cpu_a_document(self, documents: int) -> str:
+        return ", ".join(
+            f"{name} {spent * 1e6 / documents:.0f}" for name, spent in self._cpu.items()
+        )
 
 
 def summaries(count: int) -> list[FinancialDocument]:
@@ -96,9 +124,16 @@ async def fresh_topics(bootstrap: str) -> tuple[str, str, str]:
     return names
 
 
-async def processor_rate(bootstrap: str, llm_url: str, count: int, concurrency: int) -> float:
-    """Documents per second from the first one sent to the last result received."""
+async def processor_rate(
+    bootstrap: str, llm_url: str, count: int, concurrency: int, window: Window | None = None
+) -> float:
+    """Documents per second through the processor, its input waiting on the topic: from its
+    partitions' assignment to the ``count``-th result the broker acknowledged. Nothing else
+    runs in this process meanwhile (as in a deployment: the documents' producers and the
+    results' readers are other processes)."""
+    window = window or Window()
     source, sink, dlq = await fresh_topics(bootstrap)
+    await send(bootstrap, source, summaries(count))
     settings = ProcessorSettings(
         bootstrap_servers=bootstrap,
         input_topic=source,
@@ -111,49 +146,93 @@ async def processor_rate(bootstrap: str, llm_url: str, count: int, concurrency: 
         commit_interval_s=0.5,
     )
     llm = LLMClient(llm_url, model=None, timeout_s=120)
-    processor = DocumentProcessor(settings, llm, ProcessorMetrics())
+    metrics = ProcessorMetrics()
+    processor = DocumentProcessor(settings, llm, metrics)
     stop = asyncio.Event()
     loop = asyncio.create_task(processor.run(stop))
     try:
-        async with Results(bootstrap, sink) as results:
-            await _until_assigned(lambda: processor.assigned, source)
-            started = time.perf_counter()
-            await send(bootstrap, source, summaries(count))
-            await results.wait_for(count)
-            elapsed = time.perf_counter() - started
+        await _until_assigned(lambda: processor.assigned, source)
+        window.start()
+        # Counted once published (the broker acknowledged the result), read off the metric.
+        while _counted(metrics.processed) < count:  # noqa: ASYNC110 (a metric, no event)
+            await asyncio.sleep(0.005)
+        window.stop()
     finally:
         stop.set()
         await loop
         await llm.aclose()
-    return count / elapsed
+    return count / window.elapsed
+
+
+def _counted(counter: Counter) -> float:
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+class _StartOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Starts ``window`` when the group gives the consumer its partitions (a join takes seconds
+    on any broker, and is not throughput)."""
+
+    def __init__(self, window: Window) -> None:
+        self._window = window
+        self.started = False
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned and not self.started:
+            self.started = True
+            self._window.start()
 
 
 async def bare_loop_rate(
-    bootstrap: str, count: int, messages: list[tuple[bytes, bytes]] | None = None
+    bootstrap: str,
+    count: int,
+    messages: list[tuple[bytes, bytes]] | None = None,
+    *,
+    backlog: bool = False,
+    window: Window | None = None,
 ) -> float:
     """The baseline a processor cannot beat: consume, produce a result, commit. ``messages``
-    (key, value) are what is consumed; summary documents unless given."""
+    (key, value) are what is consumed; summary documents unless given. ``backlog``: they wait
+    on the topic before the loop starts, and the rate runs from the assignment (as
+    ``processor_rate`` measures); else they are sent once the loop has joined, and the rate
+    runs from the first one sent."""
+    window = window or Window()
     source, sink, _ = await fresh_topics(bootstrap)
+
+    async def fill() -> None:
+        if messages is None:
+            await send(bootstrap, source, summaries(count))
+        else:
+            await send_messages(bootstrap, source, messages)
+
+    if backlog:
+        await fill()
+    assigned = _StartOnAssignment(window) if backlog else None
     consumer = AIOKafkaConsumer(
-        source,
         bootstrap_servers=bootstrap,
         group_id=uuid.uuid4().hex,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+    consumer.subscribe([source], listener=assigned)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip", linger_ms=10)
     await consumer.start()
     await producer.start()
     try:
-        # Joining happens in the first getmany; nothing is there to read yet.
-        while not consumer.assignment():
-            await consumer.getmany(timeout_ms=100)
-        started = time.perf_counter()
-        if messages is None:
-            await send(bootstrap, source, summaries(count))
-        else:
-            await send_messages(bootstrap, source, messages)
         done = 0
+        if not backlog:
+            # Joining happens in the first getmany; nothing is there to read yet.
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+            window.start()
+            await fill()
         while done < count:
             batches = await consumer.getmany(timeout_ms=200)
             sent = [
@@ -165,11 +244,11 @@ async def bare_loop_rate(
             if sent:
                 await consumer.commit()
             done += len(sent)
-        elapsed = time.perf_counter() - started
+        window.stop()
     finally:
         await consumer.stop()
         await producer.stop()
-    return count / elapsed
+    return count / window.elapsed
 
 
 async def send_messages(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
@@ -183,7 +262,9 @@ async def send_messages(bootstrap: str, topic: str, messages: list[tuple[bytes, 
         await producer.stop()
 
 
-async def direct_rate(llm_url: str, count: int, concurrency: int) -> float:
+async def direct_rate(
+    llm_url: str, count: int, concurrency: int, window: Window | None = None
+) -> float:
     """The same requests without Kafka, through the processor's own LLM client: the messages,
     the document's answer schema, ``max_tokens`` and attribution headers the processor sends
     (the schema and headers were missing until 2026-12-03, when summaries gained a schema)."""
@@ -205,27 +286,14 @@ async def direct_rate(llm_url: str, count: int, concurrency: int) -> float:
                 headers=attribution,
             )
 
+    window = window or Window()
     try:
-        started = time.perf_counter()
+        window.start()
         await asyncio.gather(*(one(i, d) for i, d in enumerate(docs)))
-        return count / (time.perf_counter() - started)
+        window.stop()
+        return count / window.elapsed
     finally:
         await llm.aclose()
-
-
-def with_cpu(
-    pids: dict[str, int], documents: int, phase: Coroutine[Any, Any, float]
-) -> tuple[float, str]:
-    """Run ``phase``; its rate, and the CPU each process in ``pids`` spent a document over the
-    whole phase (group joins and start-up included, so a little above the steady state's).
-    Which process pays for what is where a ceiling comes from: on two cores, the LLM calls
-    without Kafka already keep this process busy, and the processor adds Kafka to them."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    rate = asyncio.run(phase)
-    return rate, ", ".join(
-        f"{name} {(cpu_seconds(pid) - before[name]) * 1e6 / documents:.0f}"
-        for name, pid in pids.items()
-    )
 
 
 def serve_responder(delay_s: float, workdir: Path) -> ServiceProcess:
@@ -276,13 +344,13 @@ def main() -> None:
             bootstrap = broker.bootstrap_servers
             if "a" in parts:
                 pids = {"this process": os.getpid(), "responder": instant.pid, "broker": broker.pid}
-                bare, bare_cpu = with_cpu(pids, count, bare_loop_rate(bootstrap, count))
-                calls, calls_cpu = with_cpu(
-                    pids, count, direct_rate(f"{instant.url}/v1", count, 64)
+                timed = Window(pids), Window(pids), Window(pids)
+                bare = asyncio.run(bare_loop_rate(bootstrap, count, backlog=True, window=timed[0]))
+                calls = asyncio.run(direct_rate(f"{instant.url}/v1", count, 64, timed[1]))
+                ceiling = asyncio.run(
+                    processor_rate(bootstrap, f"{instant.url}/v1", count, 64, timed[2])
                 )
-                ceiling, ceiling_cpu = with_cpu(
-                    pids, count, processor_rate(bootstrap, f"{instant.url}/v1", count, 64)
-                )
+                bare_cpu, calls_cpu, ceiling_cpu = (w.cpu_a_document(count) for w in timed)
                 print(
                     f"(a) bare aiokafka loop {bare:8.0f} docs/s | the same LLM calls without "
                     f"Kafka {calls:8.0f} docs/s | processor, instant LLM {ceiling:8.0f} docs/s | "
