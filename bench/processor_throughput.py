@@ -13,8 +13,9 @@ runs from its partitions' assignment (a join takes seconds on any broker and is 
 to the last result the broker acknowledged: the bench's own producer and readers stay out of the
 measured process, as the documents' producers and the results' readers are other processes in a
 deployment (until 2026-12-05 the documents were sent from this process inside the measured time,
-which the calls without Kafka did not pay). All on the embedded Tansu broker. The bench tunes the garbage collector once set up, as every PAS service does at
-startup (``libs/common/kit/heap.py``), so that all three phases run with it as a service has it.
+which the calls without Kafka did not pay). All on the embedded Tansu broker. The bench tunes
+the garbage collector once set up, as every PAS service does at startup
+(``libs/common/kit/heap.py``), so that all three phases run with it as a service has it.
 Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc] [--documents 16000]``
 (``--parts a``: the ceiling alone, a minute; ``--documents``: how many in each phase of (a)).
 """

@@ -9,6 +9,7 @@ changed file within ``ROUTER_FILES_POLL_S``.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -35,12 +36,21 @@ def key() -> None:
     multiple=True,
     help="What the key may ask (repeat for more; default: anything).",
 )
+@click.option(
+    "--expires",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="When its token stops being taken, UTC (a date: its 00:00). Default: never.",
+)
+@click.option("--days", type=click.IntRange(min=1), help="Expires this many days from now.")
 def new(
     name: str,
+    *,
     budget: float | None,
     rpm: int | None,
     tpm: int | None,
     capabilities: tuple[str, ...],
+    expires: datetime | None,
+    days: int | None,
 ) -> None:
     """Make a key NAME: its token, and the entry for the router's keys file."""
     # Imported here: the router's modules bring Litestar, which the other commands skip.
@@ -52,6 +62,7 @@ def new(
         token_digest,
     )
 
+    expiry = _expiry(expires, days)
     token = new_token()
     try:  # the file's own rules, so the entry printed is one the router takes
         msgspec.convert({"name": name, "sha256": token_digest(token)}, DeskKey)
@@ -66,10 +77,29 @@ def new(
         lines.append(f"tpm = {tpm}")
     if capabilities:
         lines.append(f"capabilities = {json.dumps(list(capabilities))}")
+    if expiry is not None:
+        lines.append(f"expires = {expiry.strftime('%Y-%m-%dT%H:%M:%SZ')}")
     click.echo(f"token for {name} (shown once; the desk sends it as a bearer token):")
     click.echo(f"  {token}")
     click.echo("entry for ROUTER_KEYS_FILE (the router takes the changed file by itself):")
     click.echo("\n".join(lines))
+
+
+def _expiry(expires: datetime | None, days: int | None) -> datetime | None:
+    """The moment the key stops working, UTC; refused when it would never work."""
+    if expires is not None and days is not None:
+        raise click.UsageError("give --expires or --days, not both")
+    now = datetime.now(UTC).replace(microsecond=0)
+    if days is not None:
+        return now + timedelta(days=days)
+    if expires is None:
+        return None
+    moment = expires.replace(tzinfo=UTC)
+    if moment <= now:
+        raise click.BadParameter(
+            f"{moment.isoformat()} is past: the key would never work", param_hint="--expires"
+        )
+    return moment
 
 
 async def _keys(router_url: str) -> list[dict[str, Any]]:
@@ -84,13 +114,21 @@ def _limit(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _moment(value: str | None) -> str:
+    """An RFC 3339 time as a short UTC one."""
+    if value is None:
+        return "never"
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 @key.command("list")
 @pass_settings
 def list_keys(settings: CLISettings) -> None:
     """Each desk key's limits and where it stands: spend today, last minute (ROUTER_URL)."""
     rows = run(_keys(settings.router_url))
     table = Table(title=f"Desk keys at {settings.router_url}")
-    for column in ("key", "may ask", "spent today / budget (USD)", "last minute", "refused now"):
+    columns = ("key", "may ask", "spent today / budget (USD)", "last minute", "expires")
+    for column in (*columns, "refused now"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -99,6 +137,7 @@ def list_keys(settings: CLISettings) -> None:
             f"{row['spent_today_usd']:.4f} / {_limit(row['daily_budget_usd'])}",
             f"{row['requests_last_minute']} req / {_limit(row['rpm'])}, "
             f"{row['tokens_last_minute']} tok / {_limit(row['tpm'])}",
+            _moment(row.get("expires")),
             row["refused_now"] or "",
         )
     out.print(table)

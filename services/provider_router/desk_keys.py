@@ -1,5 +1,6 @@
 """Desk keys: a bearer token per desk or team (``ROUTER_KEYS_FILE``), each with what it may
-ask, a daily budget and a pace of its own, its spend told apart in ``GET /costs``.
+ask, a daily budget, a pace and perhaps an expiry of its own, its spend told apart in
+``GET /costs``.
 
 The file holds each token's SHA-256, never the token (``pas key new <name>`` makes both), so
 it is no secret. A request carrying a key's token is that key's; one carrying the router's own
@@ -26,6 +27,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
 from libs.common.errors import PASError, SettingsError
+from libs.common.schemas.usage import AwareTime
 from services.provider_router.rate_limits import RateWindow
 
 KEY_STATE = "pas_desk_key"
@@ -52,11 +54,17 @@ class DeskKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     capabilities: frozenset[str] | None = None
     """What it may ask (by capability, or by the model of a candidate offering one); None:
     anything."""
+    expires: AwareTime | None = None
+    """From this moment on its token is refused (401): a contractor's key, one lent for a
+    project, one being rotated out. None: it does not expire."""
 
     @property
     def pace_id(self) -> str:
         """Its rate window's name among the candidates' (shared as theirs are)."""
         return _pace_id(self.name)
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires.timestamp()
 
 
 def _pace_id(name: str) -> str:
@@ -74,8 +82,9 @@ class KeyState(msgspec.Struct, kw_only=True):
     tpm: int | None
     requests_last_minute: int
     tokens_last_minute: int
+    expires: datetime | None
     refused_now: str | None
-    """Why a request from it would be refused now (budget or pace), or None."""
+    """Why a request from it would be refused now (expiry, budget or pace), or None."""
 
 
 class _KeysFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -170,6 +179,10 @@ class KeyGate:
             requests, tokens = window.counts()
             spent = self.spent_today(key)
             over = key.daily_budget_usd is not None and spent >= key.daily_budget_usd
+            if key.expired(self._clock()):
+                why: str | None = "expired"
+            else:
+                why = "daily budget spent" if over else window.why_not()
             rows.append(
                 KeyState(
                     name=key.name,
@@ -180,14 +193,16 @@ class KeyGate:
                     tpm=key.tpm,
                     requests_last_minute=requests,
                     tokens_last_minute=tokens,
-                    refused_now="daily budget spent" if over else window.why_not(),
+                    expires=key.expires,
+                    refused_now=why,
                 )
             )
         return rows
 
     def identify(self, authorization: str) -> DeskKey | None:
         """The key whose token the ``Authorization`` header carries, None for the router's
-        token (or for anyone when neither keys nor a token are configured); else 401."""
+        token (or for anyone when neither keys nor a token are configured); else 401, as for
+        a key past its expiry."""
         if not self._by_digest and not self._router_token:
             return None
         scheme, _sep, presented = authorization.partition(" ")
@@ -199,6 +214,15 @@ class KeyGate:
                 return None
             key = self._by_digest.get(token_digest(token))
             if key is not None:
+                if key.expires is not None and key.expired(self._clock()):
+                    raise NotAuthorizedException(
+                        detail=f"key {key.name!r} expired at {key.expires.isoformat()}: the "
+                        "desk needs a new one (pas key new), or the keys file a later expires",
+                        headers={
+                            "WWW-Authenticate": 'Bearer realm="pas", error="invalid_token", '
+                            'error_description="the key expired"'
+                        },
+                    )
                 return key
         whose = (
             "a desk key's token (ROUTER_KEYS_FILE) or the router's"

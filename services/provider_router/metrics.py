@@ -152,6 +152,11 @@ class PoolCollector(Collector):
             "and tpm",
             labels=["key", "kind"],
         )
+        expiries = GaugeMetricFamily(
+            "pas_router_key_expiry_timestamp_seconds",
+            "When each desk key's token stops being taken, Unix time (only keys that expire)",
+            labels=["key"],
+        )
         for key in sorted(keys.keys, key=lambda k: k.name):
             spent.add_metric([key.name], keys.spent_today(key))
             if key.daily_budget_usd is not None:
@@ -159,9 +164,12 @@ class PoolCollector(Collector):
             requests, tokens = keys.windows[key.pace_id].counts()
             minute.add_metric([key.name, "requests"], requests)
             minute.add_metric([key.name, "tokens"], tokens)
+            if key.expires is not None:
+                expiries.add_metric([key.name], key.expires.timestamp())
         yield spent
         yield budgets
         yield minute
+        yield expiries
 
 
 def cache_bytes_gauge(answers: AnswerCache) -> Gauge:

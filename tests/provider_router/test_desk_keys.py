@@ -14,6 +14,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,54 @@ async def test_a_keys_requests_a_minute_are_kept(
     assert len(responder.requests) == 3
 
 
+async def test_a_key_past_its_expiry_is_refused_and_one_before_it_answers(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    responder, url = openai_fake
+    current, current_entry = new_key("project", "--days", "30")
+    lapsed, lapsed_entry = new_key("contractor", "--days", "1")
+    # The operator moved the contractor's expiry to an hour ago.
+    an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    lapsed_entry = re.sub(
+        r"expires = \S+", f"expires = {an_hour_ago.strftime('%Y-%m-%dT%H:%M:%SZ')}", lapsed_entry
+    )
+    router = await keyed_router(make_router, tmp_path, url, current_entry, lapsed_entry)
+    chat = "/v1/chat/completions"
+
+    refused = await router.post(chat, json=ask("summarize"), headers=bearer(lapsed))
+    answered = await router.post(chat, json=ask("summarize"), headers=bearer(current))
+    keys = {row["name"]: row for row in (await router.get("/keys")).json()["keys"]}
+    metrics = (await router.get("/metrics")).text
+
+    assert refused.status_code == 401
+    assert f"key 'contractor' expired at {an_hour_ago.isoformat()}" in refused.json()["detail"]
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert answered.status_code == 200
+    assert len(responder.requests) == 1
+    assert keys["contractor"]["refused_now"] == "expired"
+    assert keys["project"]["refused_now"] is None
+    in_30_days = time.time() + 30 * 86_400
+    assert datetime.fromisoformat(keys["project"]["expires"]).timestamp() == pytest.approx(
+        in_30_days, abs=120
+    )
+    assert sample_value(
+        metrics, "pas_router_key_expiry_timestamp_seconds", key="project"
+    ) == pytest.approx(in_30_days, abs=120)
+
+
+def test_pas_key_new_refuses_an_expiry_that_would_never_work() -> None:
+    past = pas("key", "new", "fx", "--expires", "2020-01-01", env={})
+    both = pas("key", "new", "fx", "--expires", "2099-01-01", "--days", "3", env={})
+    later = pas("key", "new", "fx", "--expires", "2099-01-31", env={})
+
+    assert past.returncode == 2
+    assert "2020-01-01T00:00:00+00:00 is past: the key would never work" in past.stderr
+    assert both.returncode == 2
+    assert "give --expires or --days, not both" in both.stderr
+    assert later.returncode == 0, later.stderr
+    assert "expires = 2099-01-31T00:00:00Z" in later.stdout
+
+
 def test_a_bad_keys_file_is_refused_naming_what_is_wrong(tmp_path: Path) -> None:
     token, entry = new_key("fx")
     twice = keys_file(tmp_path, entry, entry.replace('name = "fx"', 'name = "fx2"'))
@@ -215,6 +264,9 @@ def test_a_bad_keys_file_is_refused_naming_what_is_wrong(tmp_path: Path) -> None
         load_keys(twice)
     with pytest.raises(SettingsError, match=r"sha256"):
         load_keys(str(tmp_path / "plain.toml"))  # a token where its hash belongs
+    (tmp_path / "naive.toml").write_text(entry + "expires = 2027-01-31T00:00:00\n")
+    with pytest.raises(SettingsError, match=r"timezone component - at `\$.keys\[0\].expires`"):
+        load_keys(str(tmp_path / "naive.toml"))  # a time without its offset
     example = load_keys(str(Path(__file__).parents[2] / "deploy" / "keys.example.toml"))
     assert [key.name for key in example] == ["rates-desk", "research"]
 
@@ -297,7 +349,9 @@ def test_pas_key_list_shows_where_each_key_stands(
 ) -> None:
     """A real router process, its keys as ``pas key list`` shows them."""
     _, url = openai_fake
-    token, entry = new_key("fx-desk", "--budget", "5", "--capability", "summarize")
+    token, entry = new_key(
+        "fx-desk", "--budget", "5", "--capability", "summarize", "--expires", "2099-01-31"
+    )
     _, idle = new_key("idle-desk")
     router = start_router(
         ROUTER_PROVIDERS_FILE=two_models(tmp_path, url),
@@ -316,6 +370,8 @@ def test_pas_key_list_shows_where_each_key_stands(
     assert "summarize" in fx
     assert "0.0160 / 5.0" in fx
     assert "1 req / -" in fx
+    assert "2099-01-31 00:00 UTC" in fx
     [other] = [line for line in listed.stdout.splitlines() if "idle-desk" in line]
     assert "anything" in other
     assert "0.0000 / -" in other
+    assert "never" in other
