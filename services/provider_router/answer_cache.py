@@ -5,7 +5,8 @@ A hit costs no call and no spend. Identical requests that arrive while the first
 being answered wait for its answer instead of each making the call (``coalesced``). The
 request header ``Cache-Control: no-cache`` asks for a fresh answer (which is then kept),
 ``no-store`` for one neither taken from nor kept in the cache. Memory is bounded by bytes;
-the least recently used answers go first. Per router process, in memory.
+the least recently used answers go first. Per router process, in memory; per desk key (the
+router's own token is one more), so that one desk never learns what another asked.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ Answer = tuple[bytes, dict[str, str]]
 
 def cache_key(operation: str, body: Mapping[str, Any], route: tuple[object, ...]) -> bytes | None:
     """The key of a request whose answer may be kept, or None. ``route``: what besides the
-    body decides where it goes (capability, model, strategy, prefer_local)."""
+    body decides where it goes (capability, model, strategy, prefer_local) or whose it is."""
     if operation == "chat" and (
         body.get("stream") or body.get("temperature") != 0 or body.get("n", 1) != 1
     ):

@@ -189,7 +189,8 @@ async def _answered(
         payload, served = await dispatcher.complete(ask, body, operation)
         return payload, _route_headers(served)
 
-    route = (ask.capability, ask.model, ask.strategy, ask.prefer_local)
+    # The desk key too: one desk is never answered, nor can tell by a hit, what another asked.
+    route = (ask.capability, ask.model, ask.strategy, ask.prefer_local, ask.key)
     key = cache_key(operation, body, route) if answers.enabled else None
     asked = request.headers.get("cache-control", "").lower()
     if key is None or "no-store" in asked:

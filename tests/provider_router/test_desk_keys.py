@@ -207,6 +207,37 @@ async def test_a_keys_requests_a_minute_are_kept(
     assert len(responder.requests) == 3
 
 
+async def test_a_desk_is_never_answered_from_another_desks_request(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    """With the answer cache on, the same request from two desks makes two calls: a hit would
+    tell one desk what another asked (a Chinese wall between research and trading, say)."""
+    responder, url = openai_fake
+    research, research_entry = new_key("research")
+    trading, trading_entry = new_key("trading")
+    router = await make_router(
+        use_registry=False,
+        providers_file=two_models(tmp_path, url),
+        keys_file=keys_file(tmp_path, research_entry, trading_entry),
+        token=ROUTER_TOKEN,
+        cache_ttl_s=60,
+    )
+    chat = "/v1/chat/completions"
+
+    outcomes = [
+        (await router.post(chat, json=ask("summarize"), headers=bearer(token))).headers[
+            "x-pas-cache"
+        ]
+        for token in (research, trading, research, trading, ROUTER_TOKEN)
+    ]
+    costs = (await router.get("/costs")).json()
+
+    assert outcomes == ["miss", "miss", "hit", "hit", "miss"]
+    assert len(responder.requests) == 3
+    assert costs["by_key"]["research"]["requests"] == 1
+    assert costs["by_key"]["trading"]["requests"] == 1
+
+
 async def test_a_key_past_its_expiry_is_refused_and_one_before_it_answers(
     make_router: Any, tmp_path: Path, openai_fake: Any
 ) -> None:
