@@ -24,6 +24,8 @@ State = Literal["up", "degraded", "down"]
 PROBE_TIMEOUT_S = 3.0
 BROKER_TIMEOUT_S = 5.0
 _DETAIL_CHARS = 160
+_VALUE_CHARS = 48
+_LISTED_ITEMS = 4
 
 
 class ServiceHealth(msgspec.Struct, kw_only=True):
@@ -50,10 +52,30 @@ def _why(exc: BaseException) -> str:
 
 
 def _summary(details: object) -> str:
+    """A health report's details on a line a person reads: ``key=value`` without Python's
+    quotes and brackets, long lists as their length, a long path by its end (the file name),
+    other long values by their start."""
     if not isinstance(details, dict):
         return ""
-    text = ", ".join(f"{key}={value}" for key, value in details.items())
+    text = ", ".join(f"{key}={_shown(value)}" for key, value in details.items())
     return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{key} {_shown(inner)}" for key, inner in value.items()) + ")"
+    if isinstance(value, list):
+        if len(value) > _LISTED_ITEMS:
+            return str(len(value))
+        return ",".join(_shown(item) for item in value) or "none"
+    text = str(value)
+    if len(text) <= _VALUE_CHARS:
+        return text
+    if "/" in text and "://" not in text:  # a path: its file name says most
+        return "..." + text[-(_VALUE_CHARS - 3) :]
+    return text[: _VALUE_CHARS - 3] + "..."
 
 
 async def probe(http: httpx.AsyncClient, service: str, url: str) -> ServiceHealth:

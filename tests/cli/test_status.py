@@ -41,6 +41,11 @@ def test_status_shows_what_answers_and_what_does_not(
     assert " up " in rows["analytics"]
     assert "agent analytics_agent: passing" in rows["analytics"]
     assert " up " in rows["kafka"]
+    # Details as a person reads them: no Python reprs of dicts, lists or booleans.
+    assert "agents=(passing 1, critical 0)" in rows["registry"]
+    assert "store_open=yes" in rows["analytics"]
+    for row in (rows["registry"], rows["analytics"]):
+        assert not set("{}[]'") & set(row), row
 
     # One down (the runner, not running) and an agent the registry holds at a dead endpoint.
     gone = agent_json("gone_agent", endpoint=nowhere())
