@@ -37,6 +37,13 @@ def key() -> None:
     help="What the key may ask (repeat for more; default: anything).",
 )
 @click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="A provider it may be routed to: a name from the providers file, or local for PAS's "
+    "own LLM services (repeat for more; default: any).",
+)
+@click.option(
     "--expires",
     type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
     help="When its token stops being taken, UTC (a date: its 00:00). Default: never.",
@@ -49,6 +56,7 @@ def new(
     rpm: int | None,
     tpm: int | None,
     capabilities: tuple[str, ...],
+    providers: tuple[str, ...],
     expires: datetime | None,
     days: int | None,
 ) -> None:
@@ -77,6 +85,8 @@ def new(
         lines.append(f"tpm = {tpm}")
     if capabilities:
         lines.append(f"capabilities = {json.dumps(list(capabilities))}")
+    if providers:
+        lines.append(f"providers = {json.dumps(list(providers))}")
     if expiry is not None:
         lines.append(f"expires = {expiry.strftime('%Y-%m-%dT%H:%M:%SZ')}")
     click.echo(f"token for {name} (shown once; the desk sends it as a bearer token):")
@@ -114,6 +124,12 @@ def _limit(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _may_ask(row: dict[str, Any]) -> str:
+    what = ", ".join(row["capabilities"]) if row["capabilities"] else "anything"
+    providers = row.get("providers")
+    return f"{what} of {', '.join(providers)}" if providers else what
+
+
 def _moment(value: str | None) -> str:
     """An RFC 3339 time as a short UTC one."""
     if value is None:
@@ -133,7 +149,7 @@ def list_keys(settings: CLISettings) -> None:
     for row in rows:
         table.add_row(
             row["name"],
-            ", ".join(row["capabilities"]) if row["capabilities"] else "anything",
+            _may_ask(row),
             f"{row['spent_today_usd']:.4f} / {_limit(row['daily_budget_usd'])}",
             f"{row['requests_last_minute']} req / {_limit(row['rpm'])}, "
             f"{row['tokens_last_minute']} tok / {_limit(row['tpm'])}",

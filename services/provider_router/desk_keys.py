@@ -1,6 +1,6 @@
 """Desk keys: a bearer token per desk or team (``ROUTER_KEYS_FILE``), each with what it may
-ask, a daily budget, a pace and perhaps an expiry of its own, its spend told apart in
-``GET /costs``.
+ask and of which providers, a daily budget, a pace and perhaps an expiry of its own, its spend
+told apart in ``GET /costs``.
 
 The file holds each token's SHA-256, never the token (``pas key new <name>`` makes both), so
 it is no secret. A request carrying a key's token is that key's; one carrying the router's own
@@ -54,6 +54,10 @@ class DeskKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     capabilities: frozenset[str] | None = None
     """What it may ask (by capability, or by the model of a candidate offering one); None:
     anything."""
+    providers: frozenset[str] | None = None
+    """The providers it may be routed to: names from the providers file, ``local`` for PAS's
+    own LLM services; None: any. A desk reading material non-public information keeps to
+    ``["local"]``, so that its documents never leave the firm's machines."""
     expires: AwareTime | None = None
     """From this moment on its token is refused (401): a contractor's key, one lent for a
     project, one being rotated out. None: it does not expire."""
@@ -76,6 +80,7 @@ class KeyState(msgspec.Struct, kw_only=True):
 
     name: str
     capabilities: list[str] | None
+    providers: list[str] | None
     daily_budget_usd: float | None
     spent_today_usd: float
     rpm: int | None
@@ -187,6 +192,7 @@ class KeyGate:
                 KeyState(
                     name=key.name,
                     capabilities=None if key.capabilities is None else sorted(key.capabilities),
+                    providers=None if key.providers is None else sorted(key.providers),
                     daily_budget_usd=key.daily_budget_usd,
                     spent_today_usd=round(spent, 6),
                     rpm=key.rpm,
@@ -234,25 +240,42 @@ class KeyGate:
             headers={"WWW-Authenticate": 'Bearer realm="pas"'},
         )
 
-    def may_ask(self, key: DeskKey | None, capabilities: frozenset[str]) -> None:
+    def may_ask(
+        self,
+        key: DeskKey | None,
+        capabilities: frozenset[str],
+        providers: frozenset[str] = frozenset(),
+    ) -> None:
         """Refuse (403) what the key may not ask: ``capabilities`` are those the request asks
-        (its capability, or those of the model it names; none: a model no candidate serves,
-        which the router answers with a 404 as for anyone)."""
-        if key is None or key.capabilities is None or not capabilities:
+        (its capability, or those of the model it names), ``providers`` those of the
+        candidates offering it (none of either: nothing offers it, which the router answers
+        with a 404 as for anyone)."""
+        if key is None:
             return
-        if not capabilities & key.capabilities:
+        if key.capabilities is not None and capabilities and not capabilities & key.capabilities:
             raise KeyRefused(
                 403,
                 f"key {key.name!r} may ask {', '.join(sorted(key.capabilities))}, "
                 f"not {', '.join(sorted(capabilities))}",
             )
+        if key.providers is not None and providers and not providers & key.providers:
+            raise KeyRefused(
+                403,
+                f"key {key.name!r} may be routed to {', '.join(sorted(key.providers))}; what "
+                f"it asks is offered by {', '.join(sorted(providers))} only",
+            )
 
-    def admit(self, key: DeskKey | None, capabilities: frozenset[str]) -> None:
+    def admit(
+        self,
+        key: DeskKey | None,
+        capabilities: frozenset[str],
+        providers: frozenset[str] = frozenset(),
+    ) -> None:
         """Count the request against its key, or refuse it: not its to ask (403), or its
         budget or pace spent (429)."""
         if key is None:
             return
-        self.may_ask(key, capabilities)
+        self.may_ask(key, capabilities, providers)
         if key.daily_budget_usd is not None:
             spent = self.spent_today(key)
             if spent >= key.daily_budget_usd:

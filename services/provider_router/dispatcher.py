@@ -89,6 +89,8 @@ class RouteAsk(msgspec.Struct, kw_only=True):
     run_id: str | None = None
     key: str | None = None
     """The desk key that sent it (``desk_keys.py``), whose spend and pace it counts to."""
+    providers: frozenset[str] | None = None
+    """The providers its desk key may be routed to; None: any."""
 
 
 class Served(msgspec.Struct, kw_only=True):
@@ -139,7 +141,9 @@ class Dispatcher:
         considered, usable = [], []
         for candidate in matching:
             why_not = (
-                "reads text only; the request holds images"
+                f"not among the providers key {ask.key!r} may be routed to"
+                if ask.providers is not None and candidate.provider not in ask.providers
+                else "reads text only; the request holds images"
                 if ask.images and not candidate.vision
                 else self._pool.why_unusable(candidate)
             )

@@ -36,6 +36,7 @@ from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
 from services.provider_router.desk_keys import (
     GATE_STATE,
+    DeskKey,
     KeyGate,
     KeyState,
     caller_key,
@@ -109,25 +110,35 @@ def _routed(candidate: Candidate) -> RoutedTo:
     )
 
 
-def _asked_capabilities(pool: CandidatePool, capability: str | None, model: str | None) -> set[str]:
-    """What a request asks, as a key's ``capabilities`` name it: its capability, or those of
-    the candidates serving the model it names."""
-    if capability is not None:
-        return {capability}
-    return {c for cand in pool.all() if model in (cand.model, cand.id) for c in cand.capabilities}
+def _asked(
+    pool: CandidatePool, capability: str | None, model: str | None
+) -> tuple[frozenset[str], frozenset[str]]:
+    """What a request asks, as a key names it: its capability (or those of the candidates
+    serving the model it names), and the providers of the candidates offering it."""
+    offering = [
+        c
+        for c in pool.all()
+        if (capability in c.capabilities if capability is not None else model in (c.model, c.id))
+    ]
+    capabilities = (
+        frozenset({capability})
+        if capability is not None
+        else frozenset(name for c in offering for name in c.capabilities)
+    )
+    return capabilities, frozenset(c.provider for c in offering)
 
 
 def _admitted_key(
     request: Request[Any, Any, Any], pool: CandidatePool, capability: str | None, model: str | None
-) -> str | None:
+) -> DeskKey | None:
     """The request's desk key, counted against its budget and pace (or refused); None for the
     router's own token."""
     key = caller_key(request)
     if key is None:
         return None
     gate: KeyGate = request.app.state[GATE_STATE]
-    gate.admit(key, frozenset(_asked_capabilities(pool, capability, model)))
-    return key.name
+    gate.admit(key, *_asked(pool, capability, model))
+    return key
 
 
 async def _forwarded(
@@ -151,7 +162,8 @@ async def _forwarded(
         request_id=current_request_id(),
         workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
         run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
-        key=key,
+        key=key.name if key else None,
+        providers=key.providers if key else None,
     )
     return body, ask
 
@@ -250,7 +262,7 @@ class RouterController(Controller):
         key = caller_key(request)
         if key is not None:
             gate: KeyGate = request.app.state[GATE_STATE]
-            gate.may_ask(key, frozenset(_asked_capabilities(pool, data.capability, data.model)))
+            gate.may_ask(key, *_asked(pool, data.capability, data.model))
         plan = dispatcher.plan(
             RouteAsk(
                 capability=data.capability,
@@ -258,6 +270,8 @@ class RouterController(Controller):
                 strategy=data.strategy,
                 prefer_local=data.prefer_local,
                 images=data.images,
+                key=key.name if key else None,
+                providers=key.providers if key else None,
             )
         )
         chosen, *rest = plan.ordered

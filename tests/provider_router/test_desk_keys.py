@@ -207,6 +207,79 @@ async def test_a_keys_requests_a_minute_are_kept(
     assert len(responder.requests) == 3
 
 
+async def test_a_key_is_routed_only_to_its_providers(make_router: Any, tmp_path: Path) -> None:
+    """summarize from the cheap ``openai`` and the firm's own, dearer ``onprem`` server: a key
+    kept to ``onprem`` is served there, one kept to PAS's own LLM services (``local``, none
+    running here) is refused before anything is sent, one kept to nothing goes the cheap way."""
+    cheap, own = OpenAIResponder("sum-model"), OpenAIResponder("own-model")
+    with serve_asgi(cheap) as cheap_url, serve_asgi(own) as own_url:
+        providers = providers_file(
+            tmp_path,
+            f"""
+[[providers]]
+name = "openai"
+base_url = "{cheap_url}/v1"
+[[providers.models]]
+name = "sum-model"
+capabilities = ["summarize"]
+input_per_1k = 1.0
+output_per_1k = 1.0
+
+[[providers]]
+name = "onprem"
+base_url = "{own_url}/v1"
+[[providers.models]]
+name = "own-model"
+capabilities = ["summarize"]
+input_per_1k = 5.0
+output_per_1k = 5.0
+""",
+        )
+        kept, kept_entry = new_key("research", "--provider", "onprem")
+        mnpi, mnpi_entry = new_key("deals", "--provider", "local")
+        free, free_entry = new_key("rates")
+        router = await make_router(
+            use_registry=False,
+            providers_file=providers,
+            keys_file=keys_file(tmp_path, kept_entry, mnpi_entry, free_entry),
+            token=ROUTER_TOKEN,
+        )
+        chat = "/v1/chat/completions"
+
+        served = await router.post(chat, json=ask("summarize"), headers=bearer(kept))
+        planned = await router.post(
+            "/route", json={"capability": "summarize"}, headers=bearer(kept)
+        )
+        refused = await router.post(chat, json=ask("summarize"), headers=bearer(mnpi))
+        by_model = await router.post(
+            chat,
+            json={**ask("summarize"), "capability": None, "model": "sum-model"},
+            headers=bearer(kept),
+        )
+        cheapest = await router.post(chat, json=ask("summarize"), headers=bearer(free))
+        keys = {row["name"]: row for row in (await router.get("/keys")).json()["keys"]}
+
+    assert served.status_code == 200
+    assert served.headers["x-pas-provider"] == "onprem"
+    considered = {c["id"]: c for c in planned.json()["considered"]}
+    assert planned.json()["provider"] == "onprem"
+    assert considered["openai/sum-model"] == {
+        "id": "openai/sum-model",
+        "usable": False,
+        "reason": "not among the providers key 'research' may be routed to",
+    }
+    assert refused.status_code == 403
+    assert (
+        "key 'deals' may be routed to local; what it asks is offered by onprem, openai only"
+        in refused.json()["detail"]
+    )
+    assert by_model.status_code == 403
+    assert "offered by openai only" in by_model.json()["detail"]
+    assert cheapest.headers["x-pas-provider"] == "openai"
+    assert (len(own.requests), len(cheap.requests)) == (1, 1)
+    assert (keys["research"]["providers"], keys["rates"]["providers"]) == (["onprem"], None)
+
+
 async def test_a_desk_is_never_answered_from_another_desks_request(
     make_router: Any, tmp_path: Path, openai_fake: Any
 ) -> None:
@@ -381,7 +454,9 @@ def test_pas_key_list_shows_where_each_key_stands(
     """A real router process, its keys as ``pas key list`` shows them."""
     _, url = openai_fake
     token, entry = new_key(
-        "fx-desk", "--budget", "5", "--capability", "summarize", "--expires", "2099-01-31"
+        "fx-desk",
+        *("--budget", "5", "--capability", "summarize", "--provider", "openai"),
+        *("--expires", "2099-01-31"),
     )
     _, idle = new_key("idle-desk")
     router = start_router(
@@ -398,7 +473,7 @@ def test_pas_key_list_shows_where_each_key_stands(
     assert answered.status_code == 200
     assert listed.returncode == 0, listed.stderr
     [fx] = [line for line in listed.stdout.splitlines() if "fx-desk" in line]
-    assert "summarize" in fx
+    assert "summarize of openai" in fx
     assert "0.0160 / 5.0" in fx
     assert "1 req / -" in fx
     assert "2099-01-31 00:00 UTC" in fx
