@@ -201,8 +201,10 @@ async def _answered(
         payload, served = await dispatcher.complete(ask, body, operation)
         return payload, _route_headers(served)
 
-    # The desk key too: one desk is never answered, nor can tell by a hit, what another asked.
-    route = (ask.capability, ask.model, ask.strategy, ask.prefer_local, ask.key)
+    # The desk key too: one desk is never answered, nor can tell by a hit, what another asked;
+    # and its providers, so that an answer kept from one it no longer may use is not given.
+    providers = None if ask.providers is None else sorted(ask.providers)
+    route = (ask.capability, ask.model, ask.strategy, ask.prefer_local, ask.key, providers)
     key = cache_key(operation, body, route) if answers.enabled else None
     asked = request.headers.get("cache-control", "").lower()
     if key is None or "no-store" in asked:
