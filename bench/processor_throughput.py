@@ -16,8 +16,9 @@ deployment (until 2026-12-05 the documents were sent from this process inside th
 which the calls without Kafka did not pay). All on the embedded Tansu broker. The bench tunes
 the garbage collector once set up, as every PAS service does at startup
 (``libs/common/kit/heap.py``), so that all three phases run with it as a service has it.
-Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc] [--documents 16000]``
-(``--parts a``: the ceiling alone, a minute; ``--documents``: how many in each phase of (a)).
+Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc] [--documents 16000]
+[--rounds 1]`` (``--parts a``: the ceiling alone, a minute; ``--documents``: how many in each
+phase of (a); ``--rounds``: (a) that many times, with the median ratios).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -311,6 +313,27 @@ def serve_responder(delay_s: float, workdir: Path) -> ServiceProcess:
     ).start(ready_path="/v1/models")
 
 
+def ceiling_round(
+    bootstrap: str, llm_url: str, count: int, pids: dict[str, int]
+) -> tuple[float, float]:
+    """One round of (a), its three phases one after another; prints them and returns the
+    processor's ratios to the bare loop and to the calls."""
+    timed = Window(pids), Window(pids), Window(pids)
+    bare = asyncio.run(bare_loop_rate(bootstrap, count, backlog=True, window=timed[0]))
+    calls = asyncio.run(direct_rate(llm_url, count, 64, timed[1]))
+    ceiling = asyncio.run(processor_rate(bootstrap, llm_url, count, 64, timed[2]))
+    bare_cpu, calls_cpu, ceiling_cpu = (w.cpu_a_document(count) for w in timed)
+    print(
+        f"(a) bare aiokafka loop {bare:8.0f} docs/s | the same LLM calls without "
+        f"Kafka {calls:8.0f} docs/s | processor, instant LLM {ceiling:8.0f} docs/s | "
+        f"ratios {ceiling / bare:.2f} and {ceiling / calls:.2f}\n"
+        f"    CPU us a document: bare loop {bare_cpu} | calls {calls_cpu} | "
+        f"processor {ceiling_cpu}",
+        flush=True,
+    )
+    return ceiling / bare, ceiling / calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run")
@@ -320,6 +343,13 @@ def main() -> None:
         default=16_000,
         help="documents in each phase of (a); at 4,000 the processor's phase lasts about a "
         "second, and filling the slots and reading the last results are a third of it",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of (a), each its three phases in turn, and their median ratios (this "
+        "machine's speed drifts by a third between minutes; rounds side by side show through)",
     )
     arguments = parser.parse_args()
     parts, count = arguments.parts, arguments.documents
@@ -345,21 +375,17 @@ def main() -> None:
             bootstrap = broker.bootstrap_servers
             if "a" in parts:
                 pids = {"this process": os.getpid(), "responder": instant.pid, "broker": broker.pid}
-                timed = Window(pids), Window(pids), Window(pids)
-                bare = asyncio.run(bare_loop_rate(bootstrap, count, backlog=True, window=timed[0]))
-                calls = asyncio.run(direct_rate(f"{instant.url}/v1", count, 64, timed[1]))
-                ceiling = asyncio.run(
-                    processor_rate(bootstrap, f"{instant.url}/v1", count, 64, timed[2])
-                )
-                bare_cpu, calls_cpu, ceiling_cpu = (w.cpu_a_document(count) for w in timed)
-                print(
-                    f"(a) bare aiokafka loop {bare:8.0f} docs/s | the same LLM calls without "
-                    f"Kafka {calls:8.0f} docs/s | processor, instant LLM {ceiling:8.0f} docs/s | "
-                    f"ratios {ceiling / bare:.2f} and {ceiling / calls:.2f}\n"
-                    f"    CPU us a document: bare loop {bare_cpu} | calls {calls_cpu} | "
-                    f"processor {ceiling_cpu}",
-                    flush=True,
-                )
+                ceilings = [
+                    ceiling_round(bootstrap, f"{instant.url}/v1", count, pids)
+                    for _ in range(arguments.rounds)
+                ]
+                if len(ceilings) > 1:
+                    print(
+                        f"(a) median of {len(ceilings)} rounds: ratios "
+                        f"{statistics.median(c[0] for c in ceilings):.2f} and "
+                        f"{statistics.median(c[1] for c in ceilings):.2f}",
+                        flush=True,
+                    )
             if "b" in parts:
                 direct = asyncio.run(direct_rate(f"{llm.url}/v1", 14, 4))
                 served = asyncio.run(processor_rate(bootstrap, f"{llm.url}/v1", 14, 4))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
+
+from libs.common.schemas.documents import Task
 
 
 class ProcessorMetrics:
@@ -67,6 +71,11 @@ class ProcessorMetrics:
             registry=None,
         )
         self.tokens = Counter("pas_processor_tokens", "LLM tokens used", ["kind"], registry=None)
+        # Children looked up once: every document counts in them (``labels()`` takes a lock and
+        # builds a key each time), and they show as 0 before the first document.
+        self.processed_of = {task: self.processed.labels(task) for task in get_args(Task)}
+        self.prompt_tokens = self.tokens.labels("prompt")
+        self.completion_tokens = self.tokens.labels("completion")
         self.lag = Gauge(
             "pas_processor_consumer_lag",
             "Messages behind the end of each partition",

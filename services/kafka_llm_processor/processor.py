@@ -26,13 +26,9 @@ from aiokafka.errors import ProducerClosed
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from libs.common.kafka.records import (
-    PublishFailed,
-    SpillFile,
-    dead_letter,
-    send_acknowledged,
-    track_topics,
-)
+from libs.common.kafka.partitioner import KafkaPartitioner
+from libs.common.kafka.publisher import BatchPublisher
+from libs.common.kafka.records import PublishFailed, SpillFile, dead_letter, track_topics
 from libs.common.kafka.tracing import finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.retries import retried, retry_llm_errors
@@ -84,7 +80,7 @@ class DocumentProcessor:
         self.instance = uuid.uuid4().hex[:8]
         self.assigned: set[TopicPartition] = set()
         self._loop: WorkLoop | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._publisher: BatchPublisher | None = None
 
     @property
     def connected(self) -> bool:
@@ -94,9 +90,10 @@ class DocumentProcessor:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self._settings
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
-            compression_type="gzip",
+            compression_type=None if s.compression == "none" else s.compression,
+            partitioner=KafkaPartitioner(),
             linger_ms=10,
             # aiokafka fills one batch a partition and makes every later send wait for it to be
             # sent; at its 16 KiB default, results from many slots at once kept waking and
@@ -136,13 +133,17 @@ class DocumentProcessor:
             name="processor",
             on_commit=self._observe_lag,
         )
-        await self._producer.start()
+        await producer.start()
+        self._publisher = BatchPublisher(
+            producer, batch_bytes=PRODUCER_BATCH_BYTES, deadline_s=s.publish_deadline_s
+        )
         try:
-            await track_topics(self._producer, [s.output_topic, s.dlq_topic])
+            await track_topics(producer, [s.output_topic, s.dlq_topic])
             logger.info("processor starting", instance=self.instance, settings=s.redacted())
             await self._loop.run(stop)
         finally:
-            await self._producer.stop()
+            await self._publisher.close()
+            await producer.stop()
             logger.info("processor stopped", instance=self.instance)
 
     def _observe_lag(self, loop: WorkLoop) -> None:
@@ -216,9 +217,9 @@ class DocumentProcessor:
             )
             await self._dead_letter(record, failure, refused=[str(exc)])
             return
-        self._metrics.processed.labels(result.task).inc()
-        self._metrics.tokens.labels("prompt").inc(result.prompt_tokens)
-        self._metrics.tokens.labels("completion").inc(result.completion_tokens)
+        self._metrics.processed_of[result.task].inc()
+        self._metrics.prompt_tokens.inc(result.prompt_tokens)
+        self._metrics.completion_tokens.inc(result.completion_tokens)
         self._metrics.latency.observe(time.perf_counter() - started)
 
     async def _answer(self, record: ConsumerRecord[bytes, bytes], started: float) -> DocumentResult:
@@ -354,19 +355,12 @@ class DocumentProcessor:
             refused=refused,
         )
 
-    async def _publish(self, topic: str, key: bytes | None, value: bytes) -> Any:
-        """Send with the broker's acknowledgement, in a PRODUCER span whose context the record's
-        headers carry (no headers with tracing off)."""
-        assert self._producer is not None
+    async def _publish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Publish with the broker's acknowledgement, in a PRODUCER span whose context the
+        record's headers carry (no headers with tracing off)."""
+        assert self._publisher is not None
         with produce_span(topic, key=key) as headers:
-            return await send_acknowledged(
-                self._producer,
-                topic,
-                key,
-                value,
-                headers or None,
-                deadline_s=self._settings.publish_deadline_s,
-            )
+            await self._publisher.publish(topic, key, value, headers or None)
 
 
 def _coordinates(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

@@ -26,6 +26,12 @@ def cut_loop(text: str) -> str:
     """``text`` up to the end of the first turn of the loop it ends with; ``text`` itself when
     it does not end in one. Words compare casefolded, and the last word may be cut short (the
     token limit falls anywhere)."""
+    # A loop's last word begins an earlier word too: where it occurs once, there is none (most
+    # answers; found without splitting the text into words).
+    folded = text.casefold()
+    ending = folded.rsplit(None, 1)
+    if len(ending) < 2 or folded.count(ending[-1]) < 2:
+        return text
     spans = [match.span() for match in _WORD.finditer(text)]
     words = [text[start:end].casefold() for start, end in spans]
     found = _closing_loop(words)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -71,7 +71,10 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     drain_timeout_s: Positive = 120.0
     """On shutdown, how long in-flight documents may take to finish."""
     publish_deadline_s: Positive = PUBLISH_DEADLINE_S
-    """How long a result, then a dead letter, may wait for the broker to take it."""
+    compression: Literal["gzip", "lz4", "zstd", "snappy", "none"] = "gzip"
+    """The codec results and dead letters are written with (Kafka's ``compression.type``):
+    every Kafka client reads gzip; the others save the processor no measurable time
+    (docs/benchmarks.md) and are there for a cluster whose policy asks for one."""
     spill_dir: Annotated[str, msgspec.Meta(min_length=1)] = ".pas/spill/kafka_llm_processor"
     """Where a document that no topic takes (result and dead letter both refused) is written,
     in ``spilled.jsonl``, before its offset is committed."""

@@ -8,16 +8,14 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import pytest
-import stamina
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
-from stamina.instrumentation import RetryDetails
 
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.records import (
@@ -33,32 +31,12 @@ from libs.common.kafka.records import (
 )
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter
+from tests.kafka.conftest import Retries
 from tests.support.processes import free_port
 
 MiB = 1024 * 1024
 # No Kafka broker accepts a topic name over 249 characters, nor creates it.
 NO_SUCH_TOPIC = "never-" + "x" * 250
-
-
-class Retries:
-    """Every retry stamina schedules (through its instrumentation hooks)."""
-
-    def __init__(self) -> None:
-        self.seen: list[RetryDetails] = []
-        self.scheduled = asyncio.Event()
-
-    def __call__(self, details: RetryDetails) -> None:
-        self.seen.append(details)
-        self.scheduled.set()
-
-
-@pytest.fixture
-def retries() -> Iterator[Retries]:
-    found = Retries()
-    before = stamina.instrumentation.get_on_retry_hooks()
-    stamina.instrumentation.set_on_retry_hooks([*before, found])
-    yield found
-    stamina.instrumentation.set_on_retry_hooks(before)
 
 
 def consumed(

@@ -154,14 +154,15 @@ async def test_documents_compressed_with_any_kafka_codec_are_answered(
     kafka_bootstrap: str, topics: Topics, start_processor: Any, codec: str
 ) -> None:
     """A producer upstream may compress with any codec Kafka has, not only the gzip PAS
-    writes: batches of each are read and every document is answered, none dead-lettered. (The
+    writes: batches of each are read and every document is answered, none dead-lettered; a
+    processor writing its results with that codec (PROCESSOR_COMPRESSION) has them read. (The
     LLM is the fake OpenAI-compatible server, its documented chat wire format.)"""
     docs = [
         msgspec.structs.replace(d, doc_id=f"{codec}-{d.doc_id}", task="summary")
         for d in documents(6)
     ]
     with serve_asgi(OpenAIResponder()) as url:
-        start_processor(f"{url}/v1")
+        start_processor(f"{url}/v1", PROCESSOR_COMPRESSION=codec)
         await send(kafka_bootstrap, topics.input, as_messages(docs), compression=codec)
         results = await collect(kafka_bootstrap, topics.output, len(docs))
 

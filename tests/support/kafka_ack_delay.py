@@ -70,6 +70,11 @@ class AckDelayProxy:
             self._loop.run_forever()
         finally:
             server.close()
+            # Connections still open end here, not as coroutines collected after the loop.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def _connection(

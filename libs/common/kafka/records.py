@@ -32,6 +32,7 @@ import codecs
 import fcntl
 import hashlib
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,11 +133,15 @@ async def send_acknowledged(
     headers: list[tuple[str, bytes]] | None = None,
     *,
     deadline_s: float = PUBLISH_DEADLINE_S,
+    since: float | None = None,
 ) -> RecordMetadata:
     """Send and wait until the broker acknowledges, retrying what is retriable for at most
     ``deadline_s``: a caller commits its input only after this returns, so nothing is lost in
-    between. Raises ``PublishFailed`` (``ProducerClosed`` as it is: the caller stopped)."""
+    between. Raises ``PublishFailed`` (``ProducerClosed`` as it is: the caller stopped).
+    ``since``: the ``time.monotonic()`` the deadline counts from, when the record was handed
+    over earlier (a batch that failed: ``libs/common/kafka/publisher.py``); else now."""
     last: Exception | None = None
+    remaining_s = deadline_s if since is None else since + deadline_s - time.monotonic()
 
     async def attempt() -> RecordMetadata:
         nonlocal last
@@ -149,12 +154,12 @@ async def send_acknowledged(
             raise
 
     try:
-        async with asyncio.timeout(deadline_s):
+        async with asyncio.timeout(remaining_s):
             return await retried(
                 attempt,
                 on=retriable,
                 attempts=None,
-                give_up_after_s=deadline_s,
+                give_up_after_s=remaining_s,
                 wait_initial=0.1,
                 wait_max=2.0,
                 wait_jitter=0.1,
