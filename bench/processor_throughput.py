@@ -13,12 +13,14 @@ runs from its partitions' assignment (a join takes seconds on any broker and is 
 to the last result the broker acknowledged: the bench's own producer and readers stay out of the
 measured process, as the documents' producers and the results' readers are other processes in a
 deployment (until 2026-12-05 the documents were sent from this process inside the measured time,
-which the calls without Kafka did not pay). All on the embedded Tansu broker. The bench tunes
+which the calls without Kafka did not pay). All on the embedded Tansu broker, every phase on
+uvloop, the event loop uvicorn runs the services on (until 2026-12-05 on asyncio's own loop,
+which no deployed processor uses; ``--loop asyncio`` measures that). The bench tunes
 the garbage collector once set up, as every PAS service does at startup
 (``libs/common/kit/heap.py``), so that all three phases run with it as a service has it.
 Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc] [--documents 16000]
-[--rounds 1]`` (``--parts a``: the ceiling alone, a minute; ``--documents``: how many in each
-phase of (a); ``--rounds``: (a) that many times, with the median ratios).
+[--rounds 1] [--loop uvloop]`` (``--parts a``: the ceiling alone, a minute; ``--documents``:
+how many in each phase of (a); ``--rounds``: (a) that many times, with the median ratios).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter
 
@@ -313,15 +317,19 @@ def serve_responder(delay_s: float, workdir: Path) -> ServiceProcess:
     ).start(ready_path="/v1/models")
 
 
+Runner = Callable[[Coroutine[Any, Any, float]], float]
+"""``asyncio.run`` or ``uvloop.run``: every phase's event loop."""
+
+
 def ceiling_round(
-    bootstrap: str, llm_url: str, count: int, pids: dict[str, int]
+    bootstrap: str, llm_url: str, count: int, pids: dict[str, int], run: Runner
 ) -> tuple[float, float]:
     """One round of (a), its three phases one after another; prints them and returns the
     processor's ratios to the bare loop and to the calls."""
     timed = Window(pids), Window(pids), Window(pids)
-    bare = asyncio.run(bare_loop_rate(bootstrap, count, backlog=True, window=timed[0]))
-    calls = asyncio.run(direct_rate(llm_url, count, 64, timed[1]))
-    ceiling = asyncio.run(processor_rate(bootstrap, llm_url, count, 64, timed[2]))
+    bare = run(bare_loop_rate(bootstrap, count, backlog=True, window=timed[0]))
+    calls = run(direct_rate(llm_url, count, 64, timed[1]))
+    ceiling = run(processor_rate(bootstrap, llm_url, count, 64, timed[2]))
     bare_cpu, calls_cpu, ceiling_cpu = (w.cpu_a_document(count) for w in timed)
     print(
         f"(a) bare aiokafka loop {bare:8.0f} docs/s | the same LLM calls without "
@@ -351,7 +359,15 @@ def main() -> None:
         help="rounds of (a), each its three phases in turn, and their median ratios (this "
         "machine's speed drifts by a third between minutes; rounds side by side show through)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="the event loop every phase runs on: uvloop, as uvicorn runs the services (PAS "
+        "installs uvicorn[standard]), or asyncio's own (the bench's until 2026-12-05)",
+    )
     arguments = parser.parse_args()
+    run: Runner = uvloop.run if arguments.loop == "uvloop" else asyncio.run
     parts, count = arguments.parts, arguments.documents
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory() as tmp:
@@ -376,7 +392,7 @@ def main() -> None:
             if "a" in parts:
                 pids = {"this process": os.getpid(), "responder": instant.pid, "broker": broker.pid}
                 ceilings = [
-                    ceiling_round(bootstrap, f"{instant.url}/v1", count, pids)
+                    ceiling_round(bootstrap, f"{instant.url}/v1", count, pids, run)
                     for _ in range(arguments.rounds)
                 ]
                 if len(ceilings) > 1:
@@ -387,16 +403,16 @@ def main() -> None:
                         flush=True,
                     )
             if "b" in parts:
-                direct = asyncio.run(direct_rate(f"{llm.url}/v1", 14, 4))
-                served = asyncio.run(processor_rate(bootstrap, f"{llm.url}/v1", 14, 4))
+                direct = run(direct_rate(f"{llm.url}/v1", 14, 4))
+                served = run(processor_rate(bootstrap, f"{llm.url}/v1", 14, 4))
                 print(
                     f"(b) embedded model direct {direct:6.2f} docs/s | through Kafka "
                     f"{served:6.2f} docs/s | ratio {served / direct:.2f}",
                     flush=True,
                 )
             if "c" in parts:
-                one = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 40, 1))
-                many = asyncio.run(processor_rate(bootstrap, f"{batching.url}/v1", 480, 16))
+                one = run(processor_rate(bootstrap, f"{batching.url}/v1", 40, 1))
+                many = run(processor_rate(bootstrap, f"{batching.url}/v1", 480, 16))
                 print(
                     f"(c) batching backend, one at a time {one:6.2f} docs/s | concurrency 16 "
                     f"{many:6.2f} docs/s | ratio {many / one:.1f}"

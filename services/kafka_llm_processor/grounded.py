@@ -37,6 +37,8 @@ class GroundedAnswer:
     parts: int = 1
     """The parts the document was read in (more than one: longer than the model's context,
     ``long_documents.py``)."""
+    loop_cut: int = 0
+    """Characters of a loop cut from the end of the summary (0: it ended in none)."""
 
 
 async def answer_grounded(
@@ -57,9 +59,14 @@ async def answer_grounded(
         completion_tokens += answer.completion_tokens
         key_figures, sentiment = structured(document.task, answer.text)
         ungrounded = ungrounded_parts(document, key_figures, sentiment)
+    said = text = answer.text
+    if document.task == "summary":
+        # The summary without the loop it may end in; a JSON answer's text is its summary.
+        said = summary_text(answer.text)
+        text = cut_loop(said)
     return GroundedAnswer(
         answer=answer,
-        text=cut_loop(summary_text(answer.text)) if document.task == "summary" else answer.text,
+        text=text,
         key_figures=key_figures,
         sentiment=sentiment,
         ungrounded=ungrounded,
@@ -67,4 +74,5 @@ async def answer_grounded(
         questions=questions,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        loop_cut=len(said) - len(text),
     )

@@ -13,6 +13,7 @@ there is never committed past: its partition commits no further until a restart 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable
@@ -39,6 +40,7 @@ from libs.common.schemas.documents import (
     processor_workflow_id,
 )
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from libs.common.telemetry import tracing_enabled
 from libs.common.text_parts import TooManyParts
 from services.kafka_llm_processor.grounded import GroundedAnswer, answer_grounded
 from services.kafka_llm_processor.llm_client import (
@@ -163,7 +165,8 @@ class DocumentProcessor:
         span = start_consume_span(record, group=self._settings.group_id)
         self._metrics.in_flight.inc()
         try:
-            with trace.use_span(span):
+            # Tracing off: no span to make current, and none of use_span's cost a document.
+            with trace.use_span(span) if span.is_recording() else contextlib.nullcontext():
                 result = await self._answer(record, started)
         except _Failed as failure:
             if span.is_recording():
@@ -286,12 +289,12 @@ class DocumentProcessor:
         if answered.ungrounded:
             self._metrics.ungrounded.labels(document.task).inc()
             logger.info("ungrounded answer", doc_id=document.doc_id, ungrounded=answered.ungrounded)
-        if answered.text != answered.answer.text:
+        if answered.loop_cut:
             self._metrics.loops_cut.labels(document.task).inc()
             logger.info(
                 "a looping answer was cut after its first turn",
                 doc_id=document.doc_id,
-                characters_cut=len(answered.answer.text) - len(answered.text),
+                characters_cut=answered.loop_cut,
             )
         return DocumentResult(
             doc_id=document.doc_id,
@@ -359,8 +362,11 @@ class DocumentProcessor:
         """Publish with the broker's acknowledgement, in a PRODUCER span whose context the
         record's headers carry (no headers with tracing off)."""
         assert self._publisher is not None
+        if not tracing_enabled():
+            await self._publisher.publish(topic, key, value)
+            return
         with produce_span(topic, key=key) as headers:
-            await self._publisher.publish(topic, key, value, headers or None)
+            await self._publisher.publish(topic, key, value, headers)
 
 
 def _coordinates(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

@@ -13,14 +13,12 @@ import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError, ProducerClosed
 
-from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.partitioner import kafka_partition
 from libs.common.kafka.publisher import BatchPublisher
 from libs.common.kafka.records import PublishFailed, retriable
 from libs.common.kafka.topics import ensure_topics
 from tests.kafka.conftest import Retries
-from tests.support.kafka_ack_delay import AckDelayProxy
-from tests.support.processes import free_port
+from tests.support.kafka_ack_delay import AckDelayProxy, broker_behind_proxy
 from tests.support.topic_reader import read_from_start
 
 BATCH_BYTES = 262_144
@@ -102,15 +100,8 @@ async def test_a_record_the_broker_refuses_fails_alone(kafka_bootstrap: str) -> 
 def proxy(tmp_path: Path) -> Iterator[AckDelayProxy]:
     """A broker of the test's own, reached only through a proxy that can hold its
     acknowledgements back."""
-    broker_port, proxy_port = free_port(), free_port()
-    broker = EmbeddedBroker(
-        port=broker_port, advertised_port=proxy_port, log_path=tmp_path / "broker.log"
-    ).start()
-    try:
-        with AckDelayProxy(proxy_port, broker_port).running() as running:
-            yield running
-    finally:
-        broker.stop()
+    with broker_behind_proxy(tmp_path) as running:
+        yield running
 
 
 async def test_a_batch_not_acknowledged_in_time_is_sent_again_until_it_is(

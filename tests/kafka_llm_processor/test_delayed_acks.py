@@ -17,12 +17,11 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import PROCESSOR_APP, as_messages, collect, send
 from tests.support.asgi_server import serve_asgi
-from tests.support.kafka_ack_delay import AckDelayProxy
+from tests.support.kafka_ack_delay import AckDelayProxy, broker_behind_proxy
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import ServiceProcess, free_port
 
@@ -32,16 +31,10 @@ PARTITIONS = 3
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[AckDelayProxy]:
-    """A broker of the test's own, reached only through the proxy."""
-    broker_port, proxy_port = free_port(), free_port()
-    broker = EmbeddedBroker(
-        port=broker_port, advertised_port=proxy_port, log_path=tmp_path / "broker.log"
-    ).start()
-    try:
-        with AckDelayProxy(proxy_port, broker_port).running() as running:
-            yield running
-    finally:
-        broker.stop()
+    """A broker of the test's own, reached only through a proxy that can hold its
+    acknowledgements back."""
+    with broker_behind_proxy(tmp_path) as running:
+        yield running
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:

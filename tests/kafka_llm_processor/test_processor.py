@@ -236,28 +236,31 @@ async def test_a_summary_ending_in_a_loop_is_published_with_the_loop_said_once(
     kafka_bootstrap: str, topics: Topics, start_processor: Any
 ) -> None:
     """A scripted model (a fake OpenAI-compatible server, its documented chat wire format)
-    ends one summary by saying its last sentence until the token limit, and answers another
-    plainly: the first is published with the sentence once and counted, the second as written,
-    and the tokens count what the model wrote."""
+    ends one summary by saying its last sentence until the token limit, and answers others
+    plainly, in prose and in the asked JSON: the first is published with the sentence once and
+    counted, the others as written (a JSON answer's summary), and the tokens count what the
+    model wrote."""
     opening = "Northwind's revenue rose 12.4% to $89.5 billion."
     looped = "The margin fell 1 percent."
     answers = {
         "loops": " ".join([opening, *[looped] * 30, "The margin fe"]),
         "plain": f"{opening} {looped}",
+        "json": msgspec.json.encode({"summary": f"{opening} {looped}"}).decode(),
     }
     docs = [
         msgspec.structs.replace(doc, doc_id=doc_id, title=f"Northwind ({doc_id})", task="summary")
-        for doc, doc_id in zip(documents(2), answers, strict=True)
+        for doc, doc_id in zip(documents(3), answers, strict=True)
     ]
 
     def scripted(request: dict[str, Any]) -> str:
         user = request["messages"][-1]["content"]
-        return answers["loops" if "(loops)" in user else "plain"]
+        return next(answers[name] for name in answers if f"({name})" in user)
 
     results, metrics = await answered_by(scripted, docs, kafka_bootstrap, topics, start_processor)
 
     assert results["loops"].answer == f"{opening} {looped}"
     assert results["plain"].answer == answers["plain"]
+    assert results["json"].answer == answers["plain"]
     assert results["loops"].completion_tokens == results["plain"].completion_tokens > 0
     assert 'pas_processor_loops_cut_total{task="summary"} 1.0' in metrics
 

@@ -18,6 +18,10 @@ import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from libs.common.kafka.broker import EmbeddedBroker
+from tests.support.processes import free_port
 
 PRODUCE = 0
 
@@ -118,6 +122,21 @@ class AckDelayProxy:
                     await self._released.wait()
             writer.write(frame)
             await writer.drain()
+
+
+@contextmanager
+def broker_behind_proxy(log_dir: Path) -> Iterator[AckDelayProxy]:
+    """An embedded broker of its own, reached only through a proxy (the broker advertises
+    the proxy's port)."""
+    broker_port, proxy_port = free_port(), free_port()
+    broker = EmbeddedBroker(
+        port=broker_port, advertised_port=proxy_port, log_path=log_dir / "broker.log"
+    ).start()
+    try:
+        with AckDelayProxy(proxy_port, broker_port).running() as running:
+            yield running
+    finally:
+        broker.stop()
 
 
 async def _frame(reader: asyncio.StreamReader) -> bytes | None:

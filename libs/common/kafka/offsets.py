@@ -31,7 +31,9 @@ class OffsetBook:
         self._partitions: dict[TopicPartition, _Partition] = {}
 
     def started(self, tp: TopicPartition, offset: int) -> None:
-        partition = self._partitions.setdefault(tp, _Partition())
+        partition = self._partitions.get(tp)
+        if partition is None:  # not setdefault: that builds a _Partition for every record
+            partition = self._partitions[tp] = _Partition()
         partition.in_flight.add(offset)
         partition.next_after_seen = max(partition.next_after_seen or 0, offset + 1)
 
