@@ -14,6 +14,8 @@ from libs.common.schemas.agents import RegisteredAgent
 from libs.common.token_prices import tokens_cost
 
 ProviderKind = Literal["local", "openai", "anthropic"]
+LOCAL_PROVIDER = "local"
+"""The provider name of PAS's own LLM services (found in the registry)."""
 """``local``: a PAS LLM service; ``openai``: any OpenAI-compatible API; ``anthropic``: Messages."""
 
 Price = Annotated[float, msgspec.Meta(ge=0)]
@@ -77,8 +79,8 @@ def local_candidates(agents: list[RegisteredAgent], token: str | None = None) ->
             continue
         found.append(
             Candidate(
-                id=f"local/{agent.agent_id}",
-                provider="local",
+                id=f"{LOCAL_PROVIDER}/{agent.agent_id}",
+                provider=LOCAL_PROVIDER,
                 kind="local",
                 model=model,
                 endpoint=agent.endpoint.rstrip("/"),

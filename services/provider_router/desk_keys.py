@@ -134,6 +134,17 @@ def load_keys(path: str | None) -> list[DeskKey]:
     return keys
 
 
+def strangers(keys: list[DeskKey], known: set[str]) -> dict[str, list[str]]:
+    """Per key, the providers it names that are not in ``known`` (a misspelt one would make
+    every request of the key a 403)."""
+    found = {}
+    for key in keys:
+        unknown = sorted((key.providers or frozenset()) - known)
+        if unknown:
+            found[key.name] = unknown
+    return found
+
+
 def _seconds_to_utc_midnight(now: float) -> float:
     moment = datetime.fromtimestamp(now, UTC)
     midnight = datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), UTC)

@@ -79,6 +79,10 @@ class CandidatePool:
         self._remote = {c.id: c for c in candidates}
         self._track(self._remote.values())
 
+    def remote_providers(self) -> set[str]:
+        """The providers file's providers that have a model here."""
+        return {candidate.provider for candidate in self._remote.values()}
+
     def _track(self, candidates: Iterable[Candidate]) -> None:
         for candidate in candidates:
             if candidate.id not in self.breakers:

@@ -14,13 +14,20 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from libs.common.clients.registry import RegistryClient
+from libs.common.errors import SettingsError
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit import HealthReport, create_service
 from libs.common.settings import build_or_exit
 from services.provider_router.answer_cache import AnswerCache
-from services.provider_router.candidates import remote_candidates
+from services.provider_router.candidates import LOCAL_PROVIDER, remote_candidates
 from services.provider_router.costs import CostLedger
-from services.provider_router.desk_keys import GATE_STATE, KeyGate, load_keys
+from services.provider_router.desk_keys import (
+    GATE_STATE,
+    DeskKey,
+    KeyGate,
+    load_keys,
+    strangers,
+)
 from services.provider_router.dispatcher import Dispatcher
 from services.provider_router.file_watch import WatchedFile, reloads_counter, watching
 from services.provider_router.metrics import PoolCollector, RouterMetrics, cache_bytes_gauge
@@ -51,6 +58,35 @@ async def _health(pool: CandidatePool, synced: asyncio.Event, use_registry: bool
     return HealthReport(status="healthy" if usable else "degraded", details=details)
 
 
+def _providers_known(pool: CandidatePool) -> set[str]:
+    return pool.remote_providers() | {LOCAL_PROVIDER}
+
+
+def _keys_checked(keys: list[DeskKey], pool: CandidatePool, path: str | None) -> list[DeskKey]:
+    """``keys``, unless one names a provider the router has no model of: refused."""
+    unknown = strangers(keys, _providers_known(pool))
+    if unknown:
+        named = "; ".join(f"key {name!r} names {', '.join(p)}" for name, p in unknown.items())
+        raise SettingsError(
+            "ROUTER_KEYS_FILE",
+            f"{path}: {named}: no such provider (known: "
+            f"{', '.join(sorted(_providers_known(pool)))})",
+        )
+    return keys
+
+
+def _take_providers(path: str, pool: CandidatePool, keys: KeyGate) -> None:
+    """A provider a key is kept to may leave (a compromised one must be able to): said, and
+    the key's requests are refused (403) until it is changed."""
+    pool.set_remote(remote_candidates(path))
+    for name, unknown in strangers(keys.keys, _providers_known(pool)).items():
+        logger.warning(
+            "a desk key is kept to providers the router no longer has; its requests are refused",
+            key=name,
+            providers=unknown,
+        )
+
+
 def _watched_files(
     settings: RouterSettings, pool: CandidatePool, keys: KeyGate
 ) -> list[WatchedFile]:
@@ -58,8 +94,12 @@ def _watched_files(
     return [
         WatchedFile(name, path, take)
         for name, path, take in (
-            ("providers", settings.providers_file, lambda p: pool.set_remote(remote_candidates(p))),
-            ("keys", settings.keys_file, lambda p: keys.replace(load_keys(p))),
+            ("providers", settings.providers_file, lambda p: _take_providers(p, pool, keys)),
+            (
+                "keys",
+                settings.keys_file,
+                lambda p: keys.replace(_keys_checked(load_keys(p), pool, p)),
+            ),
         )
         if path
     ]
@@ -76,14 +116,14 @@ def create_app(settings: RouterSettings) -> Litestar:
         ewma_alpha=settings.ewma_alpha,
         ledger=ledger,
     )
+    pool.set_remote(remote_candidates(settings.providers_file))
     keys = KeyGate(
-        load_keys(settings.keys_file),
+        _keys_checked(load_keys(settings.keys_file), pool, settings.keys_file),
         router_token=settings.token,
         spent_today=ledger.key_spent_today,
     )
     # Keys' paces are shared as candidates' are (their names cannot clash: "key:" first).
     pace = SharedPace(store, ChainMap(pool.rates, keys.windows), sync_s=settings.spend_sync_s)
-    pool.set_remote(remote_candidates(settings.providers_file))
     metrics = RouterMetrics()
     answers = AnswerCache(settings.cache_ttl_s, int(settings.cache_mb * 1024 * 1024))
     usage = (

@@ -448,6 +448,43 @@ async def test_changed_files_are_taken_without_a_restart_and_a_broken_one_is_ref
     assert kept == 200
 
 
+async def test_a_key_kept_to_a_provider_the_router_has_not_is_refused(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    """A misspelt provider would make every request of the key a 403: a router does not start
+    on such a keys file, and a running one refuses it (the keys before it kept)."""
+    _, url = openai_fake
+    _, misspelt = new_key("fx-desk", "--provider", "opnai", "--provider", "local")
+    token, good = new_key("fx-desk", "--provider", "openai")
+    providers = two_models(tmp_path, url)
+
+    with pytest.raises(SettingsError) as raised:
+        await make_router(
+            use_registry=False, providers_file=providers, keys_file=keys_file(tmp_path, misspelt)
+        )
+    keys = keys_file(tmp_path, good)
+    router = await make_router(
+        use_registry=False,
+        providers_file=providers,
+        keys_file=keys,
+        token=ROUTER_TOKEN,
+        files_poll_s=0.05,
+    )
+    rewrite(keys, lambda _: misspelt)
+    for _ in range(200):
+        metrics = (await router.get("/metrics")).text
+        if sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="refused"):
+            break
+        await asyncio.sleep(0.05)
+    kept = await router.post("/v1/chat/completions", json=ask("summarize"), headers=bearer(token))
+
+    assert str(raised.value).endswith(
+        "key 'fx-desk' names opnai: no such provider (known: local, openai)"
+    )
+    assert sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="refused")
+    assert kept.status_code == 200
+
+
 def test_pas_key_list_shows_where_each_key_stands(
     start_router: Any, tmp_path: Path, openai_fake: Any
 ) -> None:
