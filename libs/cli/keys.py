@@ -112,9 +112,10 @@ def _expiry(expires: datetime | None, days: int | None) -> datetime | None:
     return moment
 
 
-async def _keys(router_url: str) -> list[dict[str, Any]]:
+async def _keys(router_url: str, token: str | None) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(timeout=10.0) as http:
-        response = await http.get(f"{router_url.rstrip('/')}/keys")
+        response = await http.get(f"{router_url.rstrip('/')}/keys", headers=headers)
         response.raise_for_status()
     keys: list[dict[str, Any]] = response.json()["keys"]
     return keys
@@ -140,8 +141,9 @@ def _moment(value: str | None) -> str:
 @key.command("list")
 @pass_settings
 def list_keys(settings: CLISettings) -> None:
-    """Each desk key's limits and where it stands: spend today, last minute (ROUTER_URL)."""
-    rows = run(_keys(settings.router_url))
+    """Each desk key's limits and where it stands: spend today, last minute (ROUTER_URL, with
+    ROUTER_TOKEN, else PAS_TOKEN)."""
+    rows = run(_keys(settings.router_url, settings.router_token))
     table = Table(title=f"Desk keys at {settings.router_url}")
     columns = ("key", "may ask", "spent today / budget (USD)", "last minute", "expires")
     for column in (*columns, "refused now"):

@@ -45,6 +45,7 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
         "kafka_bootstrap_servers": ("KAFKA_BROKERS",),
         "registry_token": ("PAS_TOKEN",),
         "runner_token": ("PAS_TOKEN",),
+        "router_token": ("PAS_TOKEN",),
         "analytics_token": ("PAS_TOKEN",),
     }
 
@@ -52,6 +53,8 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
     registry_url: Url = DEFAULT_REGISTRY_URL
     registry_token: str | None = None
     router_url: Url = _local(PROVIDER_ROUTER_PORT)
+    router_token: str | None = None
+    """For ``pas key list``: every desk key's row is the router's token's to read."""
     llama31_8b_url: Url = _local(LLAMA31_8B_PORT)
     tinyllama_url: Url = _local(TINYLLAMA_PORT)
     tlc_url: Url = _local(TLC_CLASSIFIER_PORT)

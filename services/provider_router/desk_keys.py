@@ -322,3 +322,18 @@ async def require_caller(
     gate: KeyGate = connection.app.state[GATE_STATE]
     key = gate.identify(connection.headers.get("authorization", ""))
     connection.scope.setdefault("state", {})[KEY_STATE] = key
+
+
+async def require_operator(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Reads of every desk's spend: the router's token (or anyone, when neither keys nor a
+    token are configured); a desk key's token is a 403, as one desk may not read another's."""
+    await require_caller(connection, handler)
+    key = caller_key(connection)
+    if key is not None:
+        raise KeyRefused(
+            403,
+            f"key {key.name!r} is a desk's; this is for the router's token "
+            "(a desk's own standing is in GET /keys)",
+        )

@@ -41,6 +41,7 @@ from services.provider_router.desk_keys import (
     KeyState,
     caller_key,
     require_caller,
+    require_operator,
 )
 from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
 from services.provider_router.dispatcher import Operation as CallKind
@@ -367,12 +368,25 @@ class RouterController(Controller):
     async def providers(self, pool: NamedDependency[CandidatePool]) -> ProviderList:
         return ProviderList(candidates=pool.snapshot())
 
-    @get("/keys", summary="Every desk key's limits and where it stands: spend today, last minute")
+    @get(
+        "/keys",
+        responses=problem_responses(401),
+        guards=[require_caller],
+        summary="Every desk key's limits and where it stands: spend today, last minute",
+    )
     async def keys(self, request: Request[Any, Any, Any]) -> KeyList:
+        """The router's token sees every key; a desk key's token its own only."""
         gate: KeyGate = request.app.state[GATE_STATE]
-        return KeyList(keys=gate.snapshot())
+        rows = gate.snapshot()
+        key = caller_key(request)
+        return KeyList(keys=rows if key is None else [r for r in rows if r.name == key.name])
 
-    @get("/costs", responses=problem_responses(400), summary="Spend and tokens over a window")
+    @get(
+        "/costs",
+        responses=problem_responses(400, 401, 403),
+        guards=[require_operator],
+        summary="Spend and tokens over a window (every desk's: the router's token)",
+    )
     async def costs(
         self,
         pool: NamedDependency[CandidatePool],

@@ -71,6 +71,12 @@ output_per_1k = 1.0
     )
 
 
+async def key_rows(router: Any) -> dict[str, dict[str, Any]]:
+    """``GET /keys`` as the router's token reads it, by key."""
+    rows = (await router.get("/keys", headers=bearer(ROUTER_TOKEN))).json()["keys"]
+    return {row["name"]: row for row in rows}
+
+
 async def keyed_router(make_router: Any, tmp_path: Path, url: str, *entries: str) -> Any:
     """A router on ``two_models``, its keys ``entries``, its own token ``ROUTER_TOKEN``."""
     return await make_router(
@@ -108,7 +114,7 @@ async def test_a_keys_token_or_the_routers_is_taken_and_spend_is_told_apart(
     stranger = await router.post(chat, json=ask("summarize"), headers=bearer("pas-guessed"))
     desk = await router.post(chat, json=ask("summarize"), headers=bearer(rates))
     operator = await router.post(chat, json=ask("summarize"), headers=bearer(ROUTER_TOKEN))
-    costs = (await router.get("/costs")).json()
+    costs = (await router.get("/costs", headers=bearer(ROUTER_TOKEN))).json()
 
     assert (nobody.status_code, stranger.status_code) == (401, 401)
     assert "a desk key's token" in stranger.json()["detail"]
@@ -161,7 +167,7 @@ async def test_a_key_past_its_daily_budget_waits_for_the_next_day_and_others_go_
     refused = await router.post(chat, json=ask("summarize"), headers=bearer(spender))
     others = await router.post(chat, json=ask("summarize"), headers=bearer(other))
     metrics = (await router.get("/metrics")).text
-    keys = {row["name"]: row for row in (await router.get("/keys")).json()["keys"]}
+    keys = await key_rows(router)
 
     assert spent == [200, 200]
     assert refused.status_code == 429
@@ -192,7 +198,7 @@ async def test_a_keys_requests_a_minute_are_kept(
     ]
     paced = await router.post(chat, json=ask("summarize"), headers=bearer(token))
     operator = await router.post(chat, json=ask("summarize"), headers=bearer(ROUTER_TOKEN))
-    [row] = (await router.get("/keys")).json()["keys"]
+    [row] = (await router.get("/keys", headers=bearer(ROUTER_TOKEN))).json()["keys"]
 
     assert answered == [200, 200]
     assert paced.status_code == 429
@@ -257,7 +263,7 @@ output_per_1k = 5.0
             headers=bearer(kept),
         )
         cheapest = await router.post(chat, json=ask("summarize"), headers=bearer(free))
-        keys = {row["name"]: row for row in (await router.get("/keys")).json()["keys"]}
+        keys = await key_rows(router)
 
     assert served.status_code == 200
     assert served.headers["x-pas-provider"] == "onprem"
@@ -303,7 +309,7 @@ async def test_a_desk_is_never_answered_from_another_desks_request(
         ]
         for token in (research, trading, research, trading, ROUTER_TOKEN)
     ]
-    costs = (await router.get("/costs")).json()
+    costs = (await router.get("/costs", headers=bearer(ROUTER_TOKEN))).json()
 
     assert outcomes == ["miss", "miss", "hit", "hit", "miss"]
     assert len(responder.requests) == 3
@@ -327,7 +333,7 @@ async def test_a_key_past_its_expiry_is_refused_and_one_before_it_answers(
 
     refused = await router.post(chat, json=ask("summarize"), headers=bearer(lapsed))
     answered = await router.post(chat, json=ask("summarize"), headers=bearer(current))
-    keys = {row["name"]: row for row in (await router.get("/keys")).json()["keys"]}
+    keys = await key_rows(router)
     metrics = (await router.get("/metrics")).text
 
     assert refused.status_code == 401
@@ -448,6 +454,32 @@ async def test_changed_files_are_taken_without_a_restart_and_a_broken_one_is_ref
     assert kept == 200
 
 
+async def test_a_desk_reads_its_own_standing_and_only_the_router_reads_every_desks(
+    make_router: Any, tmp_path: Path, openai_fake: Any
+) -> None:
+    """``GET /keys`` and ``GET /costs`` tell every desk's spend: a desk key's token sees its own
+    row of ``/keys`` and gets a 403 from ``/costs``; the router's token sees all; no token, a
+    401."""
+    _, url = openai_fake
+    fx, fx_entry = new_key("fx-desk")
+    _, rates_entry = new_key("rates-desk")
+    router = await keyed_router(make_router, tmp_path, url, fx_entry, rates_entry)
+
+    own = await router.get("/keys", headers=bearer(fx))
+    every = await router.get("/keys", headers=bearer(ROUTER_TOKEN))
+    anonymous = await router.get("/keys")
+    desk_costs = await router.get("/costs", headers=bearer(fx))
+    router_costs = await router.get("/costs", headers=bearer(ROUTER_TOKEN))
+    anonymous_costs = await router.get("/costs")
+
+    assert [row["name"] for row in own.json()["keys"]] == ["fx-desk"]
+    assert sorted(row["name"] for row in every.json()["keys"]) == ["fx-desk", "rates-desk"]
+    assert (anonymous.status_code, anonymous_costs.status_code) == (401, 401)
+    assert desk_costs.status_code == 403
+    assert "key 'fx-desk' is a desk's; this is for the router's token" in desk_costs.text
+    assert router_costs.status_code == 200
+
+
 async def test_a_key_kept_to_a_provider_the_router_has_not_is_refused(
     make_router: Any, tmp_path: Path, openai_fake: Any
 ) -> None:
@@ -505,7 +537,8 @@ def test_pas_key_list_shows_where_each_key_stands(
         f"{router.url}/v1/chat/completions", json=ask("summarize"), headers=bearer(token)
     )
 
-    listed = pas("key", "list", env={"ROUTER_URL": router.url})
+    listed = pas("key", "list", env={"ROUTER_URL": router.url, "ROUTER_TOKEN": ROUTER_TOKEN})
+    as_desk = pas("key", "list", env={"ROUTER_URL": router.url, "ROUTER_TOKEN": token})
 
     assert answered.status_code == 200
     assert listed.returncode == 0, listed.stderr
@@ -515,6 +548,10 @@ def test_pas_key_list_shows_where_each_key_stands(
     assert "1 req / -" in fx
     assert "2099-01-31 00:00 UTC" in fx
     [other] = [line for line in listed.stdout.splitlines() if "idle-desk" in line]
+    # A desk's own token lists its own key only.
+    assert as_desk.returncode == 0, as_desk.stderr
+    assert "fx-desk" in as_desk.stdout
+    assert "idle-desk" not in as_desk.stdout
     assert "anything" in other
     assert "0.0000 / -" in other
     assert "never" in other

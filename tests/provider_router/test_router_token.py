@@ -20,10 +20,12 @@ GUARDED = [
     ("/v1/chat/completions", ask("summarize")),
     ("/chat/completions", ask("summarize")),
 ]
-READS = ["/health", "/metrics", "/providers", "/costs", "/schema/openapi.json"]
+READS = ["/health", "/metrics", "/providers", "/schema/openapi.json"]
+OPERATOR_READS = ["/costs", "/keys"]
+"""Every desk's spend: the router's token's to read."""
 
 
-async def test_with_a_token_routing_and_chat_need_it_and_reads_do_not(
+async def test_with_a_token_routing_chat_and_spend_need_it_and_other_reads_do_not(
     make_router: Any, tmp_path: Path
 ) -> None:
     upstream = OpenAIResponder("guarded")
@@ -45,6 +47,13 @@ async def test_with_a_token_routing_and_chat_need_it_and_reads_do_not(
                 )
             ]
         reads = {path: (await router.get(path)).status_code for path in READS}
+        spend = {
+            path: [
+                (await router.get(path, headers=headers)).status_code
+                for headers in ({}, {"Authorization": "Bearer s3cret"})
+            ]
+            for path in OPERATOR_READS
+        }
 
     assert {path: [r.status_code for r in got] for path, got in answers.items()} == {
         path: [401, 401, 401, 200] for path, _ in GUARDED
@@ -55,6 +64,7 @@ async def test_with_a_token_routing_and_chat_need_it_and_reads_do_not(
     assert "s3cret" not in refused.text
     assert len(upstream.requests) == 2, "only the two chats with the token reached OpenAI"
     assert reads == dict.fromkeys(READS, 200)
+    assert spend == {path: [401, 200] for path in OPERATOR_READS}
 
 
 async def test_without_a_token_routing_and_chat_are_open(make_router: Any, tmp_path: Path) -> None:
