@@ -6,8 +6,9 @@ about 25 µs a record, which a worker publishing one result a message (the Kafka
 pays on every document. ``BatchPublisher.publish`` puts the record in its partition's queue and
 returns once the broker acknowledged it, as ``send_acknowledged`` does; one flusher a partition
 builds what is queued into a batch of aiokafka's batch API (``create_batch``/``send_batch``)
-and hands it to the producer. While a partition's batch is on its way, the next one fills, so
-records wait for a batch no longer than they would for a linger.
+and hands it to the producer. While a partition's batch is on its way, the next one fills: a
+record waits as long as with aiokafka's own batching, which also sends a partition one batch
+at a time.
 
 What a caller can count on is ``send_acknowledged``'s (``libs/common/kafka/records.py``): the
 fast path only hands records over in batches. When a batch fails (aiokafka has retried it within
@@ -16,7 +17,8 @@ its request timeout) or cannot be handed over, each of its records is sent alone
 ``PublishFailed`` when it is not or the deadline passed, ``ProducerClosed`` as it is. A record
 too large to share a batch, and a topic whose partitions the producer does not know yet, go
 that way from the start. Records of a partition are handed over in the order they were
-published; a batch failure may reorder them (as retries of ``send`` do). Call ``close()``
+published, except around one sent alone (the first to a topic the producer has not learned
+yet, or one that failed in a batch), as retries of ``send`` may reorder them too. Call ``close()``
 before the producer's ``stop()``: it hands over what is queued and waits for it.
 """
 
