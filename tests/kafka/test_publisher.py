@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -30,6 +32,19 @@ def _key_and_value(record: ConsumerRecord[bytes, bytes]) -> tuple[int, bytes, by
     return record.partition, record.key, record.value
 
 
+@asynccontextmanager
+async def publishing(
+    bootstrap: str, *, deadline_s: float = 30, **producer_options: Any
+) -> AsyncIterator[BatchPublisher]:
+    """A publisher on a started producer, stopped after."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options)
+    await producer.start()
+    try:
+        yield BatchPublisher(producer, batch_bytes=BATCH_BYTES, deadline_s=deadline_s)
+    finally:
+        await producer.stop()
+
+
 async def _topic(bootstrap: str, partitions: int = 6) -> str:
     topic = f"published-{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, {topic: partitions})
@@ -40,11 +55,8 @@ async def test_every_record_published_is_on_its_keys_partition_in_the_order_publ
     kafka_bootstrap: str,
 ) -> None:
     topic = await _topic(kafka_bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
-    await producer.start()
-    publisher = BatchPublisher(producer, batch_bytes=BATCH_BYTES)
     keys = [f"doc-{n}".encode() for n in range(40)]
-    try:
+    async with publishing(kafka_bootstrap, linger_ms=5) as publisher:
         # The first goes before the producer knows the topic's partitions: sent alone.
         await publisher.publish(topic, keys[0], b"0:first", [("trace", b"t-0")])
         # Then many at once, each key's in order, interleaved as a processor's slots finish.
@@ -55,8 +67,6 @@ async def test_every_record_published_is_on_its_keys_partition_in_the_order_publ
             )
         )
         await publisher.close()
-    finally:
-        await producer.stop()
 
     found = await read_from_start(kafka_bootstrap, topic, _key_and_value, want=2001, timeout_s=30)
     assert len(found) == 2001
@@ -72,10 +82,7 @@ async def test_every_record_published_is_on_its_keys_partition_in_the_order_publ
 
 async def test_a_record_the_broker_refuses_fails_alone(kafka_bootstrap: str) -> None:
     topic = await _topic(kafka_bootstrap, partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
-    await producer.start()
-    publisher = BatchPublisher(producer, batch_bytes=BATCH_BYTES)
-    try:
+    async with publishing(kafka_bootstrap, linger_ms=5) as publisher:
         await publisher.publish(topic, b"k", b"known")  # the topic's partitions are known
         outcomes = await asyncio.gather(
             publisher.publish(topic, b"k", b"before"),
@@ -84,8 +91,6 @@ async def test_a_record_the_broker_refuses_fails_alone(kafka_bootstrap: str) -> 
             return_exceptions=True,
         )
         await publisher.close()
-    finally:
-        await producer.stop()
 
     assert outcomes[0] is None
     assert outcomes[2] is None
@@ -110,21 +115,18 @@ async def test_a_batch_not_acknowledged_in_time_is_sent_again_until_it_is(
     """aiokafka gives a batch up after its request timeout; each of its records is then sent
     on its own, again and again, until the broker acknowledges it within its deadline."""
     topic = await _topic(proxy.bootstrap_servers, partitions=2)
-    producer = AIOKafkaProducer(bootstrap_servers=proxy.bootstrap_servers, request_timeout_ms=500)
-    await producer.start()
-    publisher = BatchPublisher(producer, batch_bytes=BATCH_BYTES, deadline_s=120)
-    try:
+    async with publishing(
+        proxy.bootstrap_servers, request_timeout_ms=500, deadline_s=120
+    ) as publisher:
         await publisher.publish(topic, b"k", b"before")
         proxy.hold()
-        publishing = asyncio.gather(
+        sending = asyncio.gather(
             *(publisher.publish(topic, f"k{n}".encode(), f"held-{n}".encode()) for n in range(20))
         )
         await retries.scheduled.wait()  # a batch failed, and a record sent alone failed too
         proxy.release()
-        await publishing
+        await sending
         await publisher.close()
-    finally:
-        await producer.stop()
 
     assert proxy.held_acks >= 1
     assert all(retriable(r.caused_by) for r in retries.seen)
@@ -139,18 +141,15 @@ async def test_a_batch_not_acknowledged_in_time_is_sent_again_until_it_is(
 
 async def test_past_its_deadline_a_record_fails(proxy: AckDelayProxy) -> None:
     topic = await _topic(proxy.bootstrap_servers, partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=proxy.bootstrap_servers, request_timeout_ms=500)
-    await producer.start()
-    publisher = BatchPublisher(producer, batch_bytes=BATCH_BYTES, deadline_s=2)
-    try:
+    async with publishing(
+        proxy.bootstrap_servers, request_timeout_ms=500, deadline_s=2
+    ) as publisher:
         await publisher.publish(topic, b"k", b"before")
         proxy.hold()
         with pytest.raises(PublishFailed) as raised:
             await publisher.publish(topic, b"k", b"never acknowledged")
         proxy.release()
         await publisher.close()
-    finally:
-        await producer.stop()
 
     assert raised.value.topic == topic
     assert "not acknowledged within 2 s" in str(raised.value)
@@ -158,12 +157,7 @@ async def test_past_its_deadline_a_record_fails(proxy: AckDelayProxy) -> None:
 
 async def test_a_closed_publisher_takes_nothing(kafka_bootstrap: str) -> None:
     topic = await _topic(kafka_bootstrap, partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    publisher = BatchPublisher(producer, batch_bytes=BATCH_BYTES)
-    try:
+    async with publishing(kafka_bootstrap) as publisher:
         await publisher.close()
         with pytest.raises(ProducerClosed):
             await publisher.publish(topic, b"k", b"late")
-    finally:
-        await producer.stop()

@@ -77,6 +77,27 @@ async def key_rows(router: Any) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in rows}
 
 
+async def polling_router(make_router: Any, providers: str, keys: str) -> Any:
+    """A router on these files, looking at them every 50 ms."""
+    return await make_router(
+        use_registry=False,
+        providers_file=providers,
+        keys_file=keys,
+        token=ROUTER_TOKEN,
+        files_poll_s=0.05,
+    )
+
+
+async def keys_file_refused(router: Any) -> str:
+    """The router's metrics once it refused a changed keys file (or after 10 s)."""
+    for _ in range(200):
+        metrics: str = (await router.get("/metrics")).text
+        if sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="refused"):
+            break
+        await asyncio.sleep(0.05)
+    return metrics
+
+
 async def keyed_router(make_router: Any, tmp_path: Path, url: str, *entries: str) -> Any:
     """A router on ``two_models``, its keys ``entries``, its own token ``ROUTER_TOKEN``."""
     return await make_router(
@@ -413,13 +434,7 @@ async def test_changed_files_are_taken_without_a_restart_and_a_broken_one_is_ref
     new, new_entry = new_key("new-desk")
     keys = keys_file(tmp_path, old_entry)
     providers = two_models(tmp_path, url)
-    router = await make_router(
-        use_registry=False,
-        providers_file=providers,
-        keys_file=keys,
-        token=ROUTER_TOKEN,
-        files_poll_s=0.05,
-    )
+    router = await polling_router(make_router, providers, keys)
     chat = "/v1/chat/completions"
 
     async def answers(token: str) -> int:
@@ -440,11 +455,7 @@ async def test_changed_files_are_taken_without_a_restart_and_a_broken_one_is_ref
         await asyncio.sleep(0.05)
     after = (await answers(old), await answers(new))
     rewrite(keys, lambda text: text + "\n[[keys]\n")  # a TOML error
-    for _ in range(200):
-        metrics = (await router.get("/metrics")).text
-        if sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="refused"):
-            break
-        await asyncio.sleep(0.05)
+    metrics = await keys_file_refused(router)
     kept = await answers(new)
 
     assert before == (200, 401)
@@ -495,19 +506,9 @@ async def test_a_key_kept_to_a_provider_the_router_has_not_is_refused(
             use_registry=False, providers_file=providers, keys_file=keys_file(tmp_path, misspelt)
         )
     keys = keys_file(tmp_path, good)
-    router = await make_router(
-        use_registry=False,
-        providers_file=providers,
-        keys_file=keys,
-        token=ROUTER_TOKEN,
-        files_poll_s=0.05,
-    )
+    router = await polling_router(make_router, providers, keys)
     rewrite(keys, lambda _: misspelt)
-    for _ in range(200):
-        metrics = (await router.get("/metrics")).text
-        if sample_value(metrics, "pas_router_file_reloads_total", file="keys", outcome="refused"):
-            break
-        await asyncio.sleep(0.05)
+    metrics = await keys_file_refused(router)
     kept = await router.post("/v1/chat/completions", json=ask("summarize"), headers=bearer(token))
 
     assert str(raised.value).endswith(
