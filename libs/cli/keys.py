@@ -116,6 +116,11 @@ async def _keys(router_url: str, token: str | None) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(timeout=10.0) as http:
         response = await http.get(f"{router_url.rstrip('/')}/keys", headers=headers)
+        if response.status_code == 401:
+            raise click.ClickException(
+                f"{router_url} lists its keys to its own token: set ROUTER_TOKEN (or PAS_TOKEN)"
+                + (" to the router's" if token else "")
+            )
         response.raise_for_status()
     keys: list[dict[str, Any]] = response.json()["keys"]
     return keys

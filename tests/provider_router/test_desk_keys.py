@@ -540,6 +540,7 @@ def test_pas_key_list_shows_where_each_key_stands(
 
     listed = pas("key", "list", env={"ROUTER_URL": router.url, "ROUTER_TOKEN": ROUTER_TOKEN})
     as_desk = pas("key", "list", env={"ROUTER_URL": router.url, "ROUTER_TOKEN": token})
+    anonymous = pas("key", "list", env={"ROUTER_URL": router.url})
 
     assert answered.status_code == 200
     assert listed.returncode == 0, listed.stderr
@@ -553,6 +554,8 @@ def test_pas_key_list_shows_where_each_key_stands(
     assert as_desk.returncode == 0, as_desk.stderr
     assert "fx-desk" in as_desk.stdout
     assert "idle-desk" not in as_desk.stdout
+    assert anonymous.returncode == 1
+    assert "lists its keys to its own token: set ROUTER_TOKEN (or PAS_TOKEN)" in anonymous.stderr
     assert "anything" in other
     assert "0.0000 / -" in other
     assert "never" in other
