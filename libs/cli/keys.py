@@ -117,10 +117,12 @@ async def _keys(router_url: str, token: str | None) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(timeout=10.0) as http:
         response = await http.get(f"{router_url.rstrip('/')}/keys", headers=headers)
         if response.status_code == 401:
-            raise click.ClickException(
-                f"{router_url} lists its keys to its own token: set ROUTER_TOKEN (or PAS_TOKEN)"
-                + (" to the router's" if token else "")
+            why = (
+                "refused the token: ROUTER_TOKEN (or PAS_TOKEN) must be the router's"
+                if token
+                else "lists its keys to its own token: set ROUTER_TOKEN (or PAS_TOKEN)"
             )
+            raise click.ClickException(f"{router_url} {why}")
         response.raise_for_status()
     keys: list[dict[str, Any]] = response.json()["keys"]
     return keys

@@ -134,7 +134,7 @@ def load_keys(path: str | None) -> list[DeskKey]:
     return keys
 
 
-def strangers(keys: list[DeskKey], known: set[str]) -> dict[str, list[str]]:
+def unknown_providers(keys: list[DeskKey], known: set[str]) -> dict[str, list[str]]:
     """Per key, the providers it names that are not in ``known`` (a misspelt one would make
     every request of the key a 403)."""
     found = {}

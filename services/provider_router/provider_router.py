@@ -26,7 +26,7 @@ from services.provider_router.desk_keys import (
     DeskKey,
     KeyGate,
     load_keys,
-    strangers,
+    unknown_providers,
 )
 from services.provider_router.dispatcher import Dispatcher
 from services.provider_router.file_watch import WatchedFile, reloads_counter, watching
@@ -64,7 +64,7 @@ def _providers_known(pool: CandidatePool) -> set[str]:
 
 def _keys_checked(keys: list[DeskKey], pool: CandidatePool, path: str | None) -> list[DeskKey]:
     """``keys``, unless one names a provider the router has no model of: refused."""
-    unknown = strangers(keys, _providers_known(pool))
+    unknown = unknown_providers(keys, _providers_known(pool))
     if unknown:
         named = "; ".join(f"key {name!r} names {', '.join(p)}" for name, p in unknown.items())
         raise SettingsError(
@@ -76,12 +76,12 @@ def _keys_checked(keys: list[DeskKey], pool: CandidatePool, path: str | None) ->
 
 
 def _take_providers(path: str, pool: CandidatePool, keys: KeyGate) -> None:
-    """A provider a key is kept to may leave (a compromised one must be able to): said, and
-    the key's requests are refused (403) until it is changed."""
+    """A provider a key is kept to may leave (a compromised one must be able to): said; what
+    only such providers served is refused to the key (403) until it is changed."""
     pool.set_remote(remote_candidates(path))
-    for name, unknown in strangers(keys.keys, _providers_known(pool)).items():
+    for name, unknown in unknown_providers(keys.keys, _providers_known(pool)).items():
         logger.warning(
-            "a desk key is kept to providers the router no longer has; its requests are refused",
+            "a desk key names providers the router no longer has; what only they served is refused",
             key=name,
             providers=unknown,
         )
