@@ -105,6 +105,10 @@ class Window:
         self._cpu: dict[str, float] = {}
         self.elapsed = 0.0
 
+    @property
+    def started(self) -> bool:
+        return self._started > 0
+
     def start(self) -> None:
         self._started = time.perf_counter()
         self._cpu = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
@@ -186,14 +190,12 @@ class _StartOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def __init__(self, window: Window) -> None:
         self._window = window
-        self.started = False
 
     async def on_partitions_revoked(self, revoked: object) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if assigned and not self.started:
-            self.started = True
+        if assigned and not self._window.started:
             self._window.start()
 
 

@@ -13,7 +13,6 @@ there is never committed past: its partition commits no further until a restart 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable
@@ -24,13 +23,12 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ProducerClosed
-from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from libs.common.kafka.partitioner import KafkaPartitioner
 from libs.common.kafka.publisher import BatchPublisher
 from libs.common.kafka.records import PublishFailed, SpillFile, dead_letter, track_topics
-from libs.common.kafka.tracing import finish_in, produce_span, start_consume_span
+from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.retries import retried, retry_llm_errors
 from libs.common.schemas.documents import (
@@ -165,8 +163,7 @@ class DocumentProcessor:
         span = start_consume_span(record, group=self._settings.group_id)
         self._metrics.in_flight.inc()
         try:
-            # Tracing off: no span to make current, and none of use_span's cost a document.
-            with trace.use_span(span) if span.is_recording() else contextlib.nullcontext():
+            with current(span):
                 result = await self._answer(record, started)
         except _Failed as failure:
             if span.is_recording():
@@ -362,7 +359,7 @@ class DocumentProcessor:
         """Publish with the broker's acknowledgement, in a PRODUCER span whose context the
         record's headers carry (no headers with tracing off)."""
         assert self._publisher is not None
-        if not tracing_enabled():
+        if not tracing_enabled():  # produce_span's context manager would cost every result
             await self._publisher.publish(topic, key, value)
             return
         with produce_span(topic, key=key) as headers:

@@ -25,11 +25,10 @@ from typing import Any
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from libs.common.kafka.records import dead_letter, send_acknowledged
-from libs.common.kafka.tracing import finish_in, produce_span, start_consume_span
+from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.schemas.workflows import EVENT_TRIGGERED, WorkflowTriggered
 from services.langgraph_runner.errors import InvalidWorkflowInput, WorkflowNotFound
@@ -120,7 +119,7 @@ class WorkflowBridge:
         span = start_consume_span(record, group=self._settings.group_id)
         try:
             # Current while the run starts: its task copies the context, its span is a child.
-            with trace.use_span(span):
+            with current(span):
                 event = self._validate(record)
                 run, created = await self._runs.start_for_event(event, _trace_headers(record))
         except _Rejected as rejected:

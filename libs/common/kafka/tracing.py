@@ -22,7 +22,7 @@ through as they came.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final, TypeVar
 
 from opentelemetry import context as otel_context
@@ -197,6 +197,16 @@ def start_batch_span(records: Sequence[Any], *, group: str | None = None) -> Spa
         attributes=attributes,
         links=links,
     )
+
+
+def current(span: Span) -> AbstractContextManager[object]:
+    """``span`` current for a block, as ``trace.use_span``; nothing to enter with tracing off
+    (a consumer calls this a record, and ``use_span`` costs microseconds even for
+    ``INVALID_SPAN``). A span sampled out is still made current: its children follow its
+    sampling decision."""
+    if span is INVALID_SPAN:  # tracing off
+        return nullcontext()
+    return trace.use_span(span)
 
 
 async def finish_in(span: Span, work: Awaitable[T]) -> T:
