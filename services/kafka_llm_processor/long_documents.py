@@ -27,7 +27,6 @@ there as it is).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import msgspec
 
@@ -45,24 +44,23 @@ AnswerWhole = Callable[[FinancialDocument], Awaitable[GroundedAnswer]]
 """The answer to a document (or a part) asked whole; raises what the server refused."""
 
 
-async def answer_in_parts(
+def answer_in_parts(
     document: FinancialDocument, answer_whole: AnswerWhole, *, max_parts: int
-) -> GroundedAnswer:
+) -> Awaitable[GroundedAnswer]:
     """The document's answer, asked whole, else read in parts (``GroundedAnswer.parts``).
-    Raises :class:`TooManyParts`, and what ``answer_whole`` raises but a context overflow."""
+    Raises :class:`TooManyParts`, and what ``answer_whole`` raises but a context overflow.
+    (It hands back the coroutine that answers rather than awaiting it: every answer comes back
+    through each coroutine between it and the processor.)"""
     if max_parts == 1:
-        return await answer_whole(document)  # a refusal stays the server's
-    parts = PartCount(most=max_parts, setting="PROCESSOR_MAX_PARTS")
-    answered = await _answer(document, answer_whole, parts)
-    # A document that fit (nearly all) is returned as answered: no copy on the hot path.
-    return answered if parts.count == 1 else replace(answered, parts=parts.count)
+        return answer_whole(document)  # a refusal stays the server's
+    return _answer(document, answer_whole, PartCount(most=max_parts, setting="PROCESSOR_MAX_PARTS"))
 
 
 async def _answer(
     document: FinancialDocument, answer_whole: AnswerWhole, counted: PartCount
 ) -> GroundedAnswer:
     try:
-        return await answer_whole(document)
+        return await answer_whole(document)  # a document that fits (nearly all)
     except PermanentLLMError as exc:
         if not refused_as_too_long(exc):
             raise
@@ -72,10 +70,13 @@ async def _answer(
         cut, lambda text: _answer(replace_content(document, text), answer_whole, counted)
     )
     if document.task == "summary":
-        return await _summary_of(document, parts, answer_whole, counted)
-    if document.task == "key_figures":
-        return _figures_of(document, parts)
-    return _sentiment_of(document, parts, [len(text) for text in cut])
+        answered = await _summary_of(document, parts, answer_whole, counted)
+    elif document.task == "key_figures":
+        answered = _figures_of(document, parts)
+    else:
+        answered = _sentiment_of(document, parts, [len(text) for text in cut])
+    # The parts counted so far; the whole document's answer, which ends last, has them all.
+    return msgspec.structs.replace(answered, parts=counted.count)
 
 
 def replace_content(document: FinancialDocument, content: str) -> FinancialDocument:
@@ -143,7 +144,7 @@ def _combined(
 
 def _spent(final: GroundedAnswer, parts: list[GroundedAnswer]) -> GroundedAnswer:
     """``final`` with what reading the parts took counted in."""
-    return replace(
+    return msgspec.structs.replace(
         final,
         first_grounded=final.first_grounded and all(part.first_grounded for part in parts),
         questions=final.questions + sum(part.questions for part in parts),

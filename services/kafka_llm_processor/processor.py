@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,10 +81,16 @@ class DocumentProcessor:
         self.assigned: set[TopicPartition] = set()
         self._loop: WorkLoop | None = None
         self._publisher: BatchPublisher | None = None
+        # Read when scraped: the loop counts its slots anyway, and a gauge's inc and dec take a
+        # lock each, on every document.
+        metrics.in_flight.set_function(self._in_slots)
 
     @property
     def connected(self) -> bool:
         return self._loop is not None and self._loop.joined
+
+    def _in_slots(self) -> float:
+        return 0 if self._loop is None else self._loop.in_slots
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -161,7 +167,6 @@ class DocumentProcessor:
         its children), and ends once the document is recorded."""
         started = time.perf_counter()
         span = start_consume_span(record, group=self._settings.group_id)
-        self._metrics.in_flight.inc()
         try:
             with current(span):
                 result = await self._answer(record, started)
@@ -176,12 +181,13 @@ class DocumentProcessor:
         except BaseException:
             span.end()
             raise
-        finally:
-            self._metrics.in_flight.dec()
         return self._recorded(record, self._publish_result(record, result, started), span)
 
     async def _recorded(
-        self, record: ConsumerRecord[bytes, bytes], publication: Awaitable[None], span: Span
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        publication: Coroutine[Any, Any, None],
+        span: Span,
     ) -> None:
         try:
             await finish_in(span, publication)
@@ -239,11 +245,13 @@ class DocumentProcessor:
         }
         attempts = 0
 
-        async def answer_whole(part: FinancialDocument) -> GroundedAnswer:
+        # answer_whole and ask hand back what they start rather than awaiting it: one
+        # coroutine fewer each, whose frame every answer would come back through.
+        def answer_whole(part: FinancialDocument) -> Awaitable[GroundedAnswer]:
             """``part`` (the document, or a part of it) asked whole."""
             schema = answer_schema(part)  # read from the content once, for every question
 
-            async def ask(strict: bool) -> LLMAnswer:
+            def ask(strict: bool) -> Awaitable[LLMAnswer]:
                 if strict:
                     self._metrics.grounding_retries.labels(part.task).inc()
                 calls = 0
@@ -260,7 +268,7 @@ class DocumentProcessor:
                         headers=attribution,
                     )
 
-                return await retried(
+                return retried(
                     once,
                     on=retry_llm_errors(TransientLLMError),
                     attempts=self._settings.max_attempts,
@@ -270,7 +278,7 @@ class DocumentProcessor:
                     wait_max=self._settings.retry_backoff_s * 16,
                 )
 
-            return await answer_grounded(part, ask, ask_again=self._settings.grounding_retry)
+            return answer_grounded(part, ask, ask_again=self._settings.grounding_retry)
 
         try:
             answered = await answer_in_parts(
@@ -355,15 +363,20 @@ class DocumentProcessor:
             refused=refused,
         )
 
-    async def _publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Publish with the broker's acknowledgement, in a PRODUCER span whose context the
+    def _publish(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[None]:
+        """Publishes with the broker's acknowledgement, in a PRODUCER span whose context the
         record's headers carry (no headers with tracing off)."""
         assert self._publisher is not None
         if not tracing_enabled():  # produce_span's context manager would cost every result
-            await self._publisher.publish(topic, key, value)
-            return
+            return self._publisher.publish(topic, key, value)
+        return self._publish_traced(self._publisher, topic, key, value)
+
+    @staticmethod
+    async def _publish_traced(
+        publisher: BatchPublisher, topic: str, key: bytes | None, value: bytes
+    ) -> None:
         with produce_span(topic, key=key) as headers:
-            await self._publisher.publish(topic, key, value, headers)
+            await publisher.publish(topic, key, value, headers)
 
 
 def _coordinates(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

@@ -85,6 +85,8 @@ class SummaryAnswer(msgspec.Struct):
     summary: Annotated[str, msgspec.Meta(max_length=max_chars(**SUMMARY))]
 
 
+_decode_summary = msgspec.json.Decoder(SummaryAnswer).decode
+
 REASON = {"max_units": 60, "parts": 2}
 """A sentiment reason's bounds (libs/common/grounded_text.py): about 120 characters of words,
 and at most three of the document's quantities."""
@@ -229,12 +231,12 @@ def summary_text(text: str) -> str:
     """A summary answer's text: the ``summary`` of its JSON, or the whole answer from a server
     that ignores the schema and answers in prose. Raises ``AnswerUnusable`` for JSON cut
     short."""
+    if not text.lstrip().startswith("{"):
+        return text  # prose: no JSON to read (a failed decode would cost the exception)
     try:
-        return msgspec.json.decode(text, type=SummaryAnswer).summary
+        return _decode_summary(text).summary
     except msgspec.DecodeError as exc:
-        if text.lstrip().startswith("{"):
-            raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
-        return text
+        raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
 
 
 def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment | None]:

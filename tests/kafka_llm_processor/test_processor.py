@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -136,17 +137,42 @@ async def test_calls_in_flight_reach_the_concurrency_bound_and_never_pass_it(
     backend = OpenAIResponder(delay_s=0.2)
     docs = [msgspec.structs.replace(d, task="summary") for d in documents(24)]
     with serve_asgi(backend) as url:
-        start_processor(f"{url}/v1", PROCESSOR_CONCURRENCY="4")
-        await send(kafka_bootstrap, topics.input, as_messages(docs))
-        results = await collect(kafka_bootstrap, topics.output, len(docs))
+        processor = start_processor(f"{url}/v1", PROCESSOR_CONCURRENCY="4")
+        async with httpx.AsyncClient(base_url=processor.url) as http:
+            out = asyncio.Event()
+            watching = asyncio.create_task(_in_flight_readings(http, out))
+            await send(kafka_bootstrap, topics.input, as_messages(docs))
+            results = await collect(kafka_bootstrap, topics.output, len(docs))
+            out.set()
+            readings = await watching
+            readings.append(await _in_flight(http))
 
     assert sorted(r.doc_id for r in results) == sorted(d.doc_id for d in docs)
     assert len(backend.requests) == len(docs)
     assert backend.most_in_flight == 4
+    # The gauge says what the backend saw: the slots held, four at most, none once all is out.
+    assert max(readings) == 4
+    assert readings[-1] == 0
     # Every call names the run analytics counts it toward: the document at its offset.
     assert {(h["x-pas-workflow-id"], h["x-pas-workflow-run-id"]) for h in backend.headers} == {
         ("kafka_llm_processor.summary", f"{r.doc_id}@{r.source_offset}") for r in results
     }
+
+
+async def _in_flight(http: httpx.AsyncClient) -> float:
+    metrics = (await http.get("/metrics")).text
+    [line] = [line for line in metrics.splitlines() if line.startswith("pas_processor_in_flight ")]
+    return float(line.split()[1])
+
+
+async def _in_flight_readings(http: httpx.AsyncClient, done: asyncio.Event) -> list[float]:
+    """``pas_processor_in_flight`` every 20 ms until ``done``."""
+    readings: list[float] = []
+    while not done.is_set():
+        readings.append(await _in_flight(http))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 0.02)
+    return readings
 
 
 @pytest.mark.parametrize("codec", ["snappy", "lz4", "zstd"])

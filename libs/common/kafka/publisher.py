@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 
@@ -77,19 +77,20 @@ class BatchPublisher:
         """Batches handed over and not yet acknowledged."""
         self._closed = False
 
-    async def publish(
+    def publish(
         self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
-    ) -> None:
-        """Returns once the broker acknowledged the record; raises ``PublishFailed`` (or
-        ``ProducerClosed``) as ``send_acknowledged`` does."""
+    ) -> Awaitable[None]:
+        """Completes once the broker acknowledged the record; raises ``PublishFailed`` (or
+        ``ProducerClosed``) as ``send_acknowledged`` does. (What it hands back is the record's
+        future itself, not a coroutine awaiting it: the acknowledgement of every record comes
+        back through each coroutine between it and the publisher's caller.)"""
         if self._closed:
             raise ProducerClosed()
         partitions = self._partitions_of(topic)
         if partitions is None or len(value) + len(key or b"") > self._lone_bytes:
-            await send_acknowledged(
+            return send_acknowledged(
                 self._producer, topic, key, value, headers, deadline_s=self._deadline_s
             )
-            return
         tp = TopicPartition(topic, kafka_partition(key, partitions))
         acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(tp)
@@ -97,7 +98,7 @@ class BatchPublisher:
             queue = self._queues[tp] = []
             self._start(self._flush(tp, queue))
         queue.append(_Queued(key, value, headers or [], acknowledged, time.monotonic()))
-        await acknowledged
+        return acknowledged
 
     async def close(self) -> None:
         """Hand over what is queued and wait until every record is acknowledged or failed."""

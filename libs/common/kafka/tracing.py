@@ -21,7 +21,7 @@ through as they came.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final, TypeVar
 
@@ -209,10 +209,15 @@ def current(span: Span) -> AbstractContextManager[object]:
     return trace.use_span(span)
 
 
-async def finish_in(span: Span, work: Awaitable[T]) -> T:
-    """Await ``work`` with ``span`` current (its sends become its children), then end the span;
-    an exception leaving ``work`` is recorded on it and goes on."""
+def finish_in(span: Span, work: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    """``work``, run with ``span`` current (its sends become its children), then the span
+    ended; an exception leaving ``work`` is recorded on it and goes on. With tracing off,
+    ``work`` itself: no coroutine around it to resume on every record."""
     if span is INVALID_SPAN:  # tracing off
-        return await work
+        return work
+    return _finished_in(span, work)
+
+
+async def _finished_in(span: Span, work: Coroutine[Any, Any, T]) -> T:
     with trace.use_span(span, end_on_exit=True):
         return await work
