@@ -93,6 +93,11 @@ def _docx(path: Path) -> FileText:
     return FileText("\n\n".join(blocks), title or None)
 
 
+MAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version")
+"""An e-mail has one of these at least (a draft saved unsent may have no From); any text parses
+as a message, its first lines as headers if they look like some."""
+
+
 def _eml(path: Path) -> FileText:
     """An e-mail's body (its plain text, else its HTML as a page), subject and date; its
     attachments are not read (send them as files of their own)."""
@@ -100,8 +105,8 @@ def _eml(path: Path) -> FileText:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     except OSError as exc:
         raise click.ClickException(f"{path}: not an e-mail that can be read: {exc}") from exc
-    if not isinstance(message, EmailMessage) or message["from"] is None:
-        raise click.ClickException(f"{path}: not an e-mail (no From header)")
+    if not isinstance(message, EmailMessage) or not any(message[name] for name in MAIL_HEADERS):
+        raise click.ClickException(f"{path}: not an e-mail (none of {', '.join(MAIL_HEADERS)})")
     body = message.get_body(preferencelist=("plain", "html"))
     text = ""
     if isinstance(body, EmailMessage):

@@ -196,9 +196,12 @@ def write_docx(path: Path) -> Path:
     return path
 
 
-def write_eml(path: Path, *, html_only: bool) -> Path:
+def write_eml(
+    path: Path, *, html_only: bool, sender: str | None = "research@broker.example"
+) -> Path:
     message = EmailMessage()
-    message["From"] = "research@broker.example"
+    if sender is not None:
+        message["From"] = sender
     message["To"] = "desk@pas.example"
     message["Subject"] = "Morning note: rates"
     message["Date"] = "Thu, 04 Dec 2025 07:30:00 +0100"
@@ -221,15 +224,19 @@ def test_a_word_document_and_e_mails_are_sent_as_documents_of_their_text(
     note = write_docx(tmp_path / "credit-note.docx")
     plain = write_eml(tmp_path / "plain.eml", html_only=False)
     html = write_eml(tmp_path / "html.eml", html_only=True)
+    draft = write_eml(tmp_path / "draft.eml", html_only=False, sender=None)  # saved unsent
 
     sent = pas(
-        "send", str(note), str(plain), str(html), env=processor_topics(kafka_bootstrap, topics)
+        "send",
+        *(str(path) for path in (note, plain, html, draft)),
+        env=processor_topics(kafka_bootstrap, topics),
     )
-    docs = documents_sent(kafka_bootstrap, topics, want=3)
+    docs = documents_sent(kafka_bootstrap, topics, want=4)
 
     assert sent.returncode == 0, sent.stdout + sent.stderr
     by_source = {doc.source: doc for doc in docs}
     word, mail, page = by_source[note.name], by_source[plain.name], by_source[html.name]
+    assert by_source[draft.name].content == mail.content
     assert word.title == "Northwind credit note"
     assert word.content == (
         "Credit view\n\nSpreads tightened 15 basis points on the quarter.\n\n"
@@ -293,4 +300,4 @@ def test_a_file_with_no_text_or_not_utf8_is_named_with_why(tmp_path: Path) -> No
     assert no_word.returncode == 1
     assert f"{not_word}: not a Word document that can be read" in no_word.stderr
     assert no_mail.returncode == 1
-    assert f"{not_mail}: not an e-mail (no From header)" in no_mail.stderr
+    assert f"{not_mail}: not an e-mail (none of From, To, Subject" in no_mail.stderr
