@@ -29,6 +29,7 @@ from tests.kafka_llm_processor.conftest import (
     send,
 )
 from tests.support.asgi_server import serve_asgi
+from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import free_port
 
@@ -160,9 +161,7 @@ async def test_calls_in_flight_reach_the_concurrency_bound_and_never_pass_it(
 
 
 async def _in_flight(http: httpx.AsyncClient) -> float:
-    metrics = (await http.get("/metrics")).text
-    [line] = [line for line in metrics.splitlines() if line.startswith("pas_processor_in_flight ")]
-    return float(line.split()[1])
+    return sample_value((await http.get("/metrics")).text, "pas_processor_in_flight")
 
 
 async def _in_flight_readings(http: httpx.AsyncClient, done: asyncio.Event) -> list[float]:
