@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from prometheus_client import Counter
 
 from bench.process_stats import cpu_seconds
+from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.heap import StartupHeap
@@ -66,8 +67,12 @@ class Results:
     group, so it is ready at once (no join to wait for)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        # A PAS reader's fetch wait: the embedded broker holds a fetch until it is over.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
         )
         self._topic = topic
 

@@ -30,6 +30,9 @@ EVENT_COMPLETED = "workflow.completed"
 EVENT_FAILED = "workflow.failed"
 CLOCK_SKEW_MS = 5 * 60 * 1000
 """How far before the trigger a result is looked for (clocks of two hosts may differ)."""
+FETCH_MAX_WAIT_MS = 100
+"""PAS's ``KAFKA_FETCH_MAX_WAIT_MS`` (libs/common/constants.py; this module imports nothing of
+PAS's): on the embedded broker a result waits out the whole fetch wait."""
 _EVENT_IDS = uuid.UUID("6f0b7a53-1c1e-4b55-9d87-5a3a4f1f2b10")
 
 
@@ -128,7 +131,10 @@ async def wait_for_result(
     """The result event for ``receipt``; :class:`WorkflowFailed` if it is
     ``workflow.failed``, :class:`WorkflowTimeout` if none comes within ``timeout_s``."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=target.bootstrap_servers, group_id=None, enable_auto_commit=False
+        bootstrap_servers=target.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     try:

@@ -14,6 +14,8 @@ from typing import Self, TypeAlias
 import click
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
+
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 _POLL_MS = 500
@@ -34,6 +36,7 @@ class TopicReader:
             bootstrap_servers=bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
+            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
             # A DLQ holds letters up to about 100 KiB each; fetch several at once.
             fetch_max_bytes=52_428_800,
         )

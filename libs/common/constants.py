@@ -16,6 +16,14 @@ VERSIONING_PORT: Final = 6140
 ANALYTICS_PORT: Final = 6150
 KAFKA_PORT: Final = 9092
 
+KAFKA_FETCH_MAX_WAIT_MS: Final = 100
+"""The longest a PAS consumer's fetch waits at the broker for records (Kafka's
+``fetch.max.wait.ms``; aiokafka's default is 500). A Kafka broker answers a waiting fetch as
+soon as records arrive, so there this only sets how often an idle consumer asks again (ten
+times a second). The embedded Tansu broker answers a fetch of a topic of several partitions
+when the wait is over, records or not: with 500 ms each hop took 250 to 500 ms, an event
+through the runner's bridge to its outcome 253 ms; with 100, 53 (``bench/kafka_latency.py``)."""
+
 DEFAULT_REGISTRY_URL: Final = f"http://localhost:{REGISTRY_PORT}"
 
 # Kafka topics.

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import ProducerClosed
 from opentelemetry.trace import Span
 
+from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.partitioner import KafkaPartitioner
 from libs.common.kafka.publisher import BatchPublisher
 from libs.common.kafka.records import PublishFailed, SpillFile, dead_letter, track_topics
@@ -115,6 +116,7 @@ class DocumentProcessor:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
             fetch_max_bytes=max(s.max_message_bytes * 4, 52_428_800),
             # The loop stops polling while every slot is busy; a slot frees within
             # longest_document_s, so the group must not give up on this consumer before that.

@@ -9,6 +9,7 @@ import uuid
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
+from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.schemas.documents import DeadLetter, DocumentResult
 from libs.common.settings import load_settings_or_exit
 from services.kafka_llm_processor.settings import ProcessorSettings
@@ -45,6 +46,7 @@ async def show(bootstrap: str, topic: str, *, dlq: bool, expect: int, timeout_s:
         group_id=f"pas-results-viewer-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     shown = Shown()

@@ -27,6 +27,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from opentelemetry.trace import Span
 
+from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.records import dead_letter, send_acknowledged
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
@@ -86,6 +87,7 @@ class WorkflowBridge:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
             # An event holds its slot until its run ends; while every slot is busy the loop
             # does not poll, so this exceeds the longest run.
             max_poll_interval_ms=int(s.max_poll_interval_s * 1000),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from dags import pas_trigger
 from dags.pas_airflow import wire
 from libs.common import constants
 from libs.common.schemas import usage
@@ -61,6 +62,8 @@ def test_ports_topics_and_headers_are_pas_s() -> None:
     assert wire.TOPIC_LLM_RESULTS == constants.TOPIC_LLM_RESULTS
     assert wire.HEADER_WORKFLOW_ID == usage.HEADER_WORKFLOW_ID
     assert wire.HEADER_WORKFLOW_RUN_ID == usage.HEADER_WORKFLOW_RUN_ID
+    # The DAGs' result reader waits at the broker as long as PAS's consumers do.
+    assert pas_trigger.FETCH_MAX_WAIT_MS == constants.KAFKA_FETCH_MAX_WAIT_MS
 
 
 def test_what_the_schema_refuses_is_named() -> None:

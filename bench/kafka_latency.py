@@ -1,0 +1,167 @@
+"""How long one record, or one workflow event, takes through Kafka on the embedded broker when
+they come one at a time: latency, where the other Kafka benches measure throughput.
+
+(a) A record produced to a topic of six partitions (PAS's topics have three or six) until a
+    consumer of every partition has it, with aiokafka's default fetch wait (500 ms) and with
+    PAS's (``KAFKA_FETCH_MAX_WAIT_MS`` in ``libs/common/constants.py``). A real Kafka broker
+    answers a waiting fetch as soon as records arrive; the embedded Tansu broker answers a fetch
+    of several partitions when its wait is over, records or not, so there the wait is the hop.
+(b) A ``workflow.triggered`` event through the LangGraph runner's Kafka bridge until its
+    ``workflow.completed`` is read from ``workflow-results`` (as a DAG or ``pas trigger`` reads
+    it, with PAS's fetch wait), next to the same run started and awaited in process (the five
+    no-op steps of ``bench.langgraph_runner``, SQLite checkpoints): what the two hops add.
+
+The records and events are spaced by uneven pauses, so that they do not fall into step with
+the consumers' fetches. Run: ``.venv/bin/python -m bench.kafka_latency [--count 40]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from litestar.testing import AsyncTestClient
+
+from bench.bridge_throughput import _settings, events
+from bench.langgraph_runner import through_runner
+from bench.processor_throughput import fresh_topics
+from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
+from libs.common.kafka.broker import EmbeddedBroker
+from libs.common.kafka.topics import ensure_topics
+from libs.common.kit.logging import configure_logging
+from services.langgraph_runner.app import create_app
+from tests.support.processes import free_port
+
+AIOKAFKA_DEFAULT_WAIT_MS = 500
+
+
+def pause(n: int) -> float:
+    """Uneven pauses between 10 and 260 ms, the same in every phase."""
+    return 0.010 + (n * 0.037) % 0.25
+
+
+class TopicEnd:
+    """Reads ``topic`` from its end on every partition, without a group (ready at once)."""
+
+    def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+        )
+        self._topic = topic
+
+    async def __aenter__(self) -> AIOKafkaConsumer:
+        await self.consumer.start()
+        partitions = self.consumer.partitions_for_topic(self._topic) or set()
+        self.consumer.assign([TopicPartition(self._topic, p) for p in partitions])
+        await self.consumer.seek_to_end()
+        return self.consumer
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+
+
+async def timed(count: int, once: Callable[[int], Awaitable[None]]) -> list[float]:
+    """Milliseconds each of ``count`` calls took, one at a time, after a first one untimed."""
+    await once(-1)
+    taken = []
+    for n in range(count):
+        await asyncio.sleep(pause(n))
+        started = time.perf_counter()
+        await once(n)
+        taken.append((time.perf_counter() - started) * 1000)
+    return taken
+
+
+async def record_latency(bootstrap: str, count: int, fetch_max_wait_ms: int) -> list[float]:
+    topic = f"latency-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, {topic: 6})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        async with TopicEnd(bootstrap, topic, fetch_max_wait_ms) as consumer:
+
+            async def once(n: int) -> None:
+                await producer.send_and_wait(topic, key=str(n).encode(), value=b"x")
+                await consumer.getone()
+
+            return await timed(count, once)
+    finally:
+        await producer.stop()
+
+
+async def bridge_latency(bootstrap: str, folder: Path, count: int) -> list[float]:
+    source, sink, dlq = await fresh_topics(bootstrap)
+    settings = _settings(
+        folder,
+        16,
+        bootstrap_servers=bootstrap,
+        events_topic=source,
+        results_topic=sink,
+        dlq_topic=dlq,
+        group_id=uuid.uuid4().hex,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        async with (
+            AsyncTestClient(app=create_app(settings)) as runner,
+            TopicEnd(bootstrap, sink, KAFKA_FETCH_MAX_WAIT_MS) as results,
+        ):
+            # Group joins take seconds on any broker; each event is timed after.
+            while not (await runner.get("/health")).json()["details"]["kafka"]["partitions"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+            async def once(_: int) -> None:
+                ((key, value),) = events(1)
+                await producer.send_and_wait(source, key=key, value=value)
+                await results.getone()
+
+            return await timed(count, once)
+    finally:
+        await producer.stop()
+
+
+async def in_process_latency(folder: Path, count: int) -> list[float]:
+    async with AsyncExitStack() as stack:
+        run_once = await through_runner(stack, _settings(folder, 16))
+        return await timed(count, lambda _: run_once())
+
+
+def summary(taken: list[float]) -> str:
+    return f"p50 {statistics.median(taken):6.1f} ms, max {max(taken):6.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=40, help="records, events and runs timed")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
+        try:
+            bootstrap = broker.bootstrap_servers
+            for wait_ms in (AIOKAFKA_DEFAULT_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS):
+                taken = asyncio.run(record_latency(bootstrap, args.count, wait_ms))
+                print(f"(a) a record, fetch wait {wait_ms:3d} ms: {summary(taken)}", flush=True)
+            bridged = asyncio.run(bridge_latency(bootstrap, work / "bridge", args.count))
+            alone = asyncio.run(in_process_latency(work / "runs", args.count))
+        finally:
+            broker.stop()
+    print(f"(b) an event through the runner's Kafka bridge to its outcome: {summary(bridged)}")
+    print(f"    the same run started and awaited in process:          {summary(alone)}")
+
+
+if __name__ == "__main__":
+    main()
