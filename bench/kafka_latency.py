@@ -27,12 +27,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from litestar.testing import AsyncTestClient
 
 from bench.bridge_throughput import _settings, events
 from bench.langgraph_runner import through_runner
-from bench.processor_throughput import fresh_topics
+from bench.processor_throughput import Results, fresh_topics
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
@@ -46,29 +46,6 @@ AIOKAFKA_DEFAULT_WAIT_MS = 500
 def pause(n: int) -> float:
     """Uneven pauses between 10 and 260 ms, the same in every phase."""
     return 0.010 + (n * 0.037) % 0.25
-
-
-class TopicEnd:
-    """Reads ``topic`` from its end on every partition, without a group (ready at once)."""
-
-    def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=fetch_max_wait_ms,
-        )
-        self._topic = topic
-
-    async def __aenter__(self) -> AIOKafkaConsumer:
-        await self.consumer.start()
-        partitions = self.consumer.partitions_for_topic(self._topic) or set()
-        self.consumer.assign([TopicPartition(self._topic, p) for p in partitions])
-        await self.consumer.seek_to_end()
-        return self.consumer
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.consumer.stop()
 
 
 async def timed(count: int, once: Callable[[int], Awaitable[None]]) -> list[float]:
@@ -89,11 +66,13 @@ async def record_latency(bootstrap: str, count: int, fetch_max_wait_ms: int) -> 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        async with TopicEnd(bootstrap, topic, fetch_max_wait_ms) as consumer:
+        async with Results(
+            bootstrap, topic, from_end=True, fetch_max_wait_ms=fetch_max_wait_ms
+        ) as records:
 
             async def once(n: int) -> None:
                 await producer.send_and_wait(topic, key=str(n).encode(), value=b"x")
-                await consumer.getone()
+                await records.consumer.getone()
 
             return await timed(count, once)
     finally:
@@ -116,7 +95,7 @@ async def bridge_latency(bootstrap: str, folder: Path, count: int) -> list[float
     try:
         async with (
             AsyncTestClient(app=create_app(settings)) as runner,
-            TopicEnd(bootstrap, sink, KAFKA_FETCH_MAX_WAIT_MS) as results,
+            Results(bootstrap, sink, from_end=True) as results,
         ):
             # Group joins take seconds on any broker; each event is timed after.
             while not (await runner.get("/health")).json()["details"]["kafka"]["partitions"]:  # noqa: ASYNC110
@@ -125,7 +104,7 @@ async def bridge_latency(bootstrap: str, folder: Path, count: int) -> list[float
             async def once(_: int) -> None:
                 ((key, value),) = events(1)
                 await producer.send_and_wait(source, key=key, value=value)
-                await results.getone()
+                await results.consumer.getone()
 
             return await timed(count, once)
     finally:

@@ -63,33 +63,44 @@ from tests.support.processes import ServiceProcess, free_port
 
 
 class Results:
-    """Counts the records arriving on a topic; reads every partition from the start without a
-    group, so it is ready at once (no join to wait for)."""
+    """Counts the records arriving on a topic; reads every partition from the start (or from
+    its end) without a group, so it is ready at once (no join to wait for)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        # A PAS reader's fetch wait: the embedded broker holds a fetch until it is over.
-        self._consumer = AIOKafkaConsumer(
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        from_end: bool = False,
+        fetch_max_wait_ms: int = KAFKA_FETCH_MAX_WAIT_MS,
+    ) -> None:
+        # A PAS reader's fetch wait by default: the embedded broker holds a fetch until it is over.
+        self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
             group_id=None,
-            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         self._topic = topic
+        self._from_end = from_end
 
     async def __aenter__(self) -> Results:
-        await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self._topic) or set()
-        self._consumer.assign([TopicPartition(self._topic, p) for p in partitions])
-        await self._consumer.seek_to_beginning()
+        await self.consumer.start()
+        partitions = self.consumer.partitions_for_topic(self._topic) or set()
+        self.consumer.assign([TopicPartition(self._topic, p) for p in partitions])
+        if self._from_end:
+            await self.consumer.seek_to_end()
+        else:
+            await self.consumer.seek_to_beginning()
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self._consumer.stop()
+        await self.consumer.stop()
 
     async def wait_for(self, want: int) -> None:
         seen = 0
         while seen < want:
-            for records in (await self._consumer.getmany(timeout_ms=200)).values():
+            for records in (await self.consumer.getmany(timeout_ms=200)).values():
                 seen += len(records)
 
 
