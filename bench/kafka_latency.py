@@ -1,18 +1,21 @@
-"""How long one record, or one workflow event, takes through Kafka on the embedded broker when
-they come one at a time: latency, where the other Kafka benches measure throughput.
+"""How long one record, one document or one workflow event takes through Kafka on the embedded
+broker when they come one at a time: latency, where the other Kafka benches measure throughput.
 
 (a) A record produced to a topic of six partitions (PAS's topics have three or six) until a
     consumer of every partition has it, with aiokafka's default fetch wait (500 ms) and with
     PAS's (``KAFKA_FETCH_MAX_WAIT_MS`` in ``libs/common/constants.py``). A real Kafka broker
     answers a waiting fetch as soon as records arrive; the embedded Tansu broker answers a fetch
     of several partitions when its wait is over, records or not, so there the wait is the hop.
-(b) A ``workflow.triggered`` event through the LangGraph runner's Kafka bridge until its
+(b) A document (a summary to make) through the Kafka LLM processor, answered by an instant
+    OpenAI-compatible responder, until its result is read from the output topic (as ``pas
+    send`` reads it), next to the same LLM call made straight to the responder.
+(c) A ``workflow.triggered`` event through the LangGraph runner's Kafka bridge until its
     ``workflow.completed`` is read from ``workflow-results`` (as a DAG or ``pas trigger`` reads
     it, with PAS's fetch wait), next to the same run started and awaited in process (the five
     no-op steps of ``bench.langgraph_runner``, SQLite checkpoints): what the two hops add.
 
-The records and events are spaced by uneven pauses, so that they do not fall into step with
-the consumers' fetches. Run: ``.venv/bin/python -m bench.kafka_latency [--count 40]``.
+The records, documents and events are spaced by uneven pauses, so that they do not fall into
+step with the consumers' fetches. Run: ``.venv/bin/python -m bench.kafka_latency [--count 40]``.
 """
 
 from __future__ import annotations
@@ -27,16 +30,28 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 from litestar.testing import AsyncTestClient
 
 from bench.bridge_throughput import _settings, events
 from bench.langgraph_runner import through_runner
-from bench.processor_throughput import Results, fresh_topics
+from bench.processor_throughput import (
+    Results,
+    fresh_topics,
+    serve_responder,
+    summaries,
+    until_assigned,
+)
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.logging import configure_logging
+from services.kafka_llm_processor.llm_client import LLMClient
+from services.kafka_llm_processor.metrics import ProcessorMetrics
+from services.kafka_llm_processor.processor import DocumentProcessor
+from services.kafka_llm_processor.prompts import answer_schema, messages_for
+from services.kafka_llm_processor.settings import ProcessorSettings
 from services.langgraph_runner.app import create_app
 from tests.support.processes import free_port
 
@@ -77,6 +92,59 @@ async def record_latency(bootstrap: str, count: int, fetch_max_wait_ms: int) -> 
             return await timed(count, once)
     finally:
         await producer.stop()
+
+
+async def processor_latency(bootstrap: str, llm_url: str, count: int) -> list[float]:
+    source, sink, dlq = await fresh_topics(bootstrap)
+    settings = ProcessorSettings(
+        bootstrap_servers=bootstrap,
+        input_topic=source,
+        output_topic=sink,
+        dlq_topic=dlq,
+        group_id=uuid.uuid4().hex,
+        llm_url=llm_url,
+        log_level="WARNING",
+    )
+    docs = summaries(count + 1)
+    llm = LLMClient(llm_url, model=None, timeout_s=120)
+    processor = DocumentProcessor(settings, llm, ProcessorMetrics())
+    stop = asyncio.Event()
+    loop = asyncio.create_task(processor.run(stop))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        async with Results(bootstrap, sink, from_end=True) as results:
+            # Group joins take seconds on any broker; each document is timed after.
+            await until_assigned(lambda: processor.assigned, source)
+
+            async def once(n: int) -> None:
+                doc = docs[n + 1]
+                value = msgspec.json.encode(doc)
+                await producer.send_and_wait(source, key=doc.doc_id.encode(), value=value)
+                await results.consumer.getone()
+
+            return await timed(count, once)
+    finally:
+        stop.set()
+        await loop
+        await producer.stop()
+        await llm.aclose()
+
+
+async def direct_latency(llm_url: str, count: int) -> list[float]:
+    """The processor's request for each document (messages, schema, ``max_tokens``)."""
+    docs = summaries(count + 1)
+    llm = LLMClient(llm_url, model=None, timeout_s=120)
+    max_tokens = ProcessorSettings().max_tokens
+
+    async def once(n: int) -> None:
+        doc = docs[n + 1]
+        await llm.ask(messages_for(doc), max_tokens=max_tokens, json_schema=answer_schema(doc))
+
+    try:
+        return await timed(count, once)
+    finally:
+        await llm.aclose()
 
 
 async def bridge_latency(bootstrap: str, folder: Path, count: int) -> list[float]:
@@ -134,11 +202,20 @@ def main() -> None:
             for wait_ms in (AIOKAFKA_DEFAULT_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS):
                 taken = asyncio.run(record_latency(bootstrap, args.count, wait_ms))
                 print(f"(a) a record, fetch wait {wait_ms:3d} ms: {summary(taken)}", flush=True)
+            instant = serve_responder(0.0, work)
+            try:
+                llm_url = f"{instant.url}/v1"
+                processed = asyncio.run(processor_latency(bootstrap, llm_url, args.count))
+                called = asyncio.run(direct_latency(llm_url, args.count))
+            finally:
+                instant.stop()
+            print(f"(b) a document through the processor to its result: {summary(processed)}")
+            print(f"    the same LLM call made directly:                 {summary(called)}")
             bridged = asyncio.run(bridge_latency(bootstrap, work / "bridge", args.count))
             alone = asyncio.run(in_process_latency(work / "runs", args.count))
         finally:
             broker.stop()
-    print(f"(b) an event through the runner's Kafka bridge to its outcome: {summary(bridged)}")
+    print(f"(c) an event through the runner's Kafka bridge to its outcome: {summary(bridged)}")
     print(f"    the same run started and awaited in process:          {summary(alone)}")
 
 

@@ -104,7 +104,7 @@ class Results:
                 seen += len(records)
 
 
-async def _until_assigned(assigned: Callable[[], set[TopicPartition]], topic: str) -> None:
+async def until_assigned(assigned: Callable[[], set[TopicPartition]], topic: str) -> None:
     """Group joins take seconds on any broker; the rate is measured after, in steady state."""
     while not any(tp.topic == topic for tp in assigned()):  # noqa: ASYNC110 (state, no event)
         await asyncio.sleep(0.005)
@@ -178,7 +178,7 @@ async def processor_rate(
     stop = asyncio.Event()
     loop = asyncio.create_task(processor.run(stop))
     try:
-        await _until_assigned(lambda: processor.assigned, source)
+        await until_assigned(lambda: processor.assigned, source)
         window.start()
         # Counted once published (the broker acknowledged the result), read off the metric.
         while _counted(metrics.processed) < count:  # noqa: ASYNC110 (a metric, no event)
