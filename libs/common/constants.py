@@ -21,8 +21,9 @@ KAFKA_FETCH_MAX_WAIT_MS: Final = 100
 ``fetch.max.wait.ms``; aiokafka's default is 500). A Kafka broker answers a waiting fetch as
 soon as records arrive, so there this only sets how often an idle consumer asks again (ten
 times a second). The embedded Tansu broker answers a fetch of a topic of several partitions
-when the wait is over, records or not: with 500 ms each hop took 250 to 500 ms, an event
-through the runner's bridge to its outcome 253 ms; with 100, 53 (``bench/kafka_latency.py``)."""
+only when it looks again, not as records arrive: with 500 ms a document's result through the
+processor, or an event's outcome through the runner's bridge, came back after 253 ms (median);
+with 100, after 53 (``bench/kafka_latency.py``)."""
 
 DEFAULT_REGISTRY_URL: Final = f"http://localhost:{REGISTRY_PORT}"
 
