@@ -38,7 +38,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
 
-from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
 from libs.common.kafka.tracing import finish_in, produce_span, start_batch_span
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
@@ -97,7 +96,6 @@ class EventConsumer:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(s.session_timeout_s * 1000 / 4)),
             max_partition_fetch_bytes=s.fetch_partition_bytes,

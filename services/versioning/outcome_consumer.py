@@ -21,7 +21,6 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.records import dead_letter
 from libs.common.kafka.topics import PAS_TOPICS, ensure_topics
 from libs.common.kafka.tracing import consume_span
@@ -131,7 +130,6 @@ class OutcomeConsumer:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
-            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, s.kafka_session_timeout_ms // 4),
         )
