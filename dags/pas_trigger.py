@@ -32,7 +32,7 @@ CLOCK_SKEW_MS = 5 * 60 * 1000
 """How far before the trigger a result is looked for (clocks of two hosts may differ)."""
 FETCH_MAX_WAIT_MS = 100
 """PAS's ``KAFKA_FETCH_MAX_WAIT_MS`` (libs/common/constants.py; this module imports nothing of
-PAS's): on the embedded broker a result waits out the whole fetch wait."""
+PAS's): the embedded broker hands a result over when it looks again, up to this long after."""
 _EVENT_IDS = uuid.UUID("6f0b7a53-1c1e-4b55-9d87-5a3a4f1f2b10")
 
 

@@ -27,7 +27,7 @@ with 100, after 53 (``bench/kafka_latency.py``). Used where someone waits for th
 processor, the runner's bridge, ``pas``'s readers and the DAGs'. The version manager and the
 analytics collector keep aiokafka's 500 ms: nobody waits on their counts, and each idle fetch
 costs the embedded broker (the whole stack idle: 3.3 % of a core with every consumer at
-500 ms, 8.4 % with every one at 100, 6.0 % so)."""
+500 ms, 8.4 % with every one at 100, 6.0 % as set here)."""
 
 DEFAULT_REGISTRY_URL: Final = f"http://localhost:{REGISTRY_PORT}"
 
