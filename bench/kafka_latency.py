@@ -39,6 +39,7 @@ from bench.langgraph_runner import through_runner
 from bench.processor_throughput import (
     Results,
     fresh_topics,
+    processor_settings,
     serve_responder,
     summaries,
     until_assigned,
@@ -95,16 +96,9 @@ async def record_latency(bootstrap: str, count: int, fetch_max_wait_ms: int) -> 
 
 
 async def processor_latency(bootstrap: str, llm_url: str, count: int) -> list[float]:
-    source, sink, dlq = await fresh_topics(bootstrap)
-    settings = ProcessorSettings(
-        bootstrap_servers=bootstrap,
-        input_topic=source,
-        output_topic=sink,
-        dlq_topic=dlq,
-        group_id=uuid.uuid4().hex,
-        llm_url=llm_url,
-        log_level="WARNING",
-    )
+    topics = await fresh_topics(bootstrap)
+    source, sink, _ = topics
+    settings = processor_settings(bootstrap, topics, llm_url)
     docs = summaries(count + 1)
     llm = LLMClient(llm_url, model=None, timeout_s=120)
     processor = DocumentProcessor(settings, llm, ProcessorMetrics())

@@ -151,6 +151,24 @@ async def fresh_topics(bootstrap: str) -> tuple[str, str, str]:
     return names
 
 
+def processor_settings(
+    bootstrap: str, topics: tuple[str, str, str], llm_url: str, **more: Any
+) -> ProcessorSettings:
+    """The processor on ``topics`` (input, output, DLQ from :func:`fresh_topics`), in a group
+    of its own."""
+    source, sink, dlq = topics
+    return ProcessorSettings(
+        bootstrap_servers=bootstrap,
+        input_topic=source,
+        output_topic=sink,
+        dlq_topic=dlq,
+        group_id=uuid.uuid4().hex,
+        llm_url=llm_url,
+        log_level="WARNING",
+        **more,
+    )
+
+
 async def processor_rate(
     bootstrap: str, llm_url: str, count: int, concurrency: int, window: Window | None = None
 ) -> float:
@@ -159,18 +177,10 @@ async def processor_rate(
     runs in this process meanwhile (as in a deployment: the documents' producers and the
     results' readers are other processes)."""
     window = window or Window()
-    source, sink, dlq = await fresh_topics(bootstrap)
-    await send(bootstrap, source, summaries(count))
-    settings = ProcessorSettings(
-        bootstrap_servers=bootstrap,
-        input_topic=source,
-        output_topic=sink,
-        dlq_topic=dlq,
-        group_id=uuid.uuid4().hex,
-        llm_url=llm_url,
-        concurrency=concurrency,
-        log_level="WARNING",
-        commit_interval_s=0.5,
+    topics = await fresh_topics(bootstrap)
+    await send(bootstrap, topics[0], summaries(count))
+    settings = processor_settings(
+        bootstrap, topics, llm_url, concurrency=concurrency, commit_interval_s=0.5
     )
     llm = LLMClient(llm_url, model=None, timeout_s=120)
     metrics = ProcessorMetrics()
@@ -178,7 +188,7 @@ async def processor_rate(
     stop = asyncio.Event()
     loop = asyncio.create_task(processor.run(stop))
     try:
-        await until_assigned(lambda: processor.assigned, source)
+        await until_assigned(lambda: processor.assigned, topics[0])
         window.start()
         # Counted once published (the broker acknowledged the result), read off the metric.
         while _counted(metrics.processed) < count:  # noqa: ASYNC110 (a metric, no event)
