@@ -40,9 +40,9 @@ from bench.processor_throughput import (
     Results,
     fresh_topics,
     processor_settings,
+    running_processor,
     serve_responder,
     summaries,
-    until_assigned,
 )
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.broker import EmbeddedBroker
@@ -50,7 +50,6 @@ from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.logging import configure_logging
 from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.metrics import ProcessorMetrics
-from services.kafka_llm_processor.processor import DocumentProcessor
 from services.kafka_llm_processor.prompts import answer_schema, messages_for
 from services.kafka_llm_processor.settings import ProcessorSettings
 from services.langgraph_runner.app import create_app
@@ -100,16 +99,13 @@ async def processor_latency(bootstrap: str, llm_url: str, count: int) -> list[fl
     source, sink, _ = topics
     settings = processor_settings(bootstrap, topics, llm_url)
     docs = summaries(count + 1)
-    llm = LLMClient(llm_url, model=None, timeout_s=120)
-    processor = DocumentProcessor(settings, llm, ProcessorMetrics())
-    stop = asyncio.Event()
-    loop = asyncio.create_task(processor.run(stop))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        async with Results(bootstrap, sink, from_end=True) as results:
-            # Group joins take seconds on any broker; each document is timed after.
-            await until_assigned(lambda: processor.assigned, source)
+        async with (
+            running_processor(settings, ProcessorMetrics()),
+            Results(bootstrap, sink, from_end=True) as results,
+        ):
 
             async def once(n: int) -> None:
                 doc = docs[n + 1]
@@ -119,10 +115,7 @@ async def processor_latency(bootstrap: str, llm_url: str, count: int) -> list[fl
 
             return await timed(count, once)
     finally:
-        stop.set()
-        await loop
         await producer.stop()
-        await llm.aclose()
 
 
 async def direct_latency(llm_url: str, count: int) -> list[float]:

@@ -32,7 +32,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ class Results:
                 seen += len(records)
 
 
-async def until_assigned(assigned: Callable[[], set[TopicPartition]], topic: str) -> None:
+async def _until_assigned(assigned: Callable[[], set[TopicPartition]], topic: str) -> None:
     """Group joins take seconds on any broker; the rate is measured after, in steady state."""
     while not any(tp.topic == topic for tp in assigned()):  # noqa: ASYNC110 (state, no event)
         await asyncio.sleep(0.005)
@@ -169,6 +170,25 @@ def processor_settings(
     )
 
 
+@asynccontextmanager
+async def running_processor(
+    settings: ProcessorSettings, metrics: ProcessorMetrics
+) -> AsyncIterator[DocumentProcessor]:
+    """The processor in this process, from when its group gave it the input's partitions (a
+    join takes seconds on any broker) until the block ends; then drained and stopped."""
+    llm = LLMClient(settings.llm_url, model=None, timeout_s=120)
+    processor = DocumentProcessor(settings, llm, metrics)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(processor.run(stop))
+    try:
+        await _until_assigned(lambda: processor.assigned, settings.input_topic)
+        yield processor
+    finally:
+        stop.set()
+        await loop
+        await llm.aclose()
+
+
 async def processor_rate(
     bootstrap: str, llm_url: str, count: int, concurrency: int, window: Window | None = None
 ) -> float:
@@ -182,22 +202,13 @@ async def processor_rate(
     settings = processor_settings(
         bootstrap, topics, llm_url, concurrency=concurrency, commit_interval_s=0.5
     )
-    llm = LLMClient(llm_url, model=None, timeout_s=120)
     metrics = ProcessorMetrics()
-    processor = DocumentProcessor(settings, llm, metrics)
-    stop = asyncio.Event()
-    loop = asyncio.create_task(processor.run(stop))
-    try:
-        await until_assigned(lambda: processor.assigned, topics[0])
+    async with running_processor(settings, metrics):
         window.start()
         # Counted once published (the broker acknowledged the result), read off the metric.
         while _counted(metrics.processed) < count:  # noqa: ASYNC110 (a metric, no event)
             await asyncio.sleep(0.005)
         window.stop()
-    finally:
-        stop.set()
-        await loop
-        await llm.aclose()
     return count / window.elapsed
 
 
