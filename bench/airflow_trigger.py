@@ -167,15 +167,9 @@ def summary(name: str, latencies: list[float]) -> float:
     return median
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    if not (AIRFLOW_VENV / "bin" / "airflow").exists():
-        raise SystemExit("run `bash scripts/setup_airflow.sh` first")
-
-    work = Path(tempfile.mkdtemp(prefix="pas-bench-airflow-"))
-    broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
+def measure(broker: EmbeddedBroker, work: Path, runs: int) -> None:
+    """The runner and Airflow (PAS's own scripts) on ``broker``, their files in ``work``; the
+    runs published directly, then triggered through Airflow."""
     events, results = "bench-wf-events", "bench-wf-results"
     asyncio.run(ensure_topics(broker.bootstrap_servers, {events: 3, results: 3, "bench-wf-dlq": 1}))
     pas_env = {
@@ -225,7 +219,7 @@ def main() -> None:
         wait_healthy(f"http://127.0.0.1:{runner_port}/health", runner)
         target = KafkaTarget(broker.bootstrap_servers, events_topic=events, results_topic=results)
         direct(target, 2)  # warm up: the runner's consumer group, the topics' leaders
-        baseline = summary("direct (publish, read result)", direct(target, args.runs))
+        baseline = summary("direct (publish, read result)", direct(target, runs))
 
         script("setup_airflow.sh", airflow_env)
         script("start_airflow.sh", airflow_env)
@@ -236,16 +230,27 @@ def main() -> None:
                 time.sleep(0.5)
             client.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
             through_airflow(client, 1)  # warm up: the first task process, the triggerer
-            airflow = summary(
-                "through Airflow (deferred on Kafka)", through_airflow(client, args.runs)
-            )
+            airflow = summary("through Airflow (deferred on Kafka)", through_airflow(client, runs))
         print(f"ratio (Airflow / direct, medians): {airflow / baseline:.1f}x")
     finally:
         if pas_home.exists():
             script("stop_all.sh", airflow_env)
         runner.terminate()
         runner.wait(30)
-        broker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    if not (AIRFLOW_VENV / "bin" / "airflow").exists():
+        raise SystemExit("run `bash scripts/setup_airflow.sh` first")
+
+    work = Path(tempfile.mkdtemp(prefix="pas-bench-airflow-"))
+    try:
+        with EmbeddedBroker(port=free_port(), log_path=work / "broker.log") as broker:
+            measure(broker, work, args.runs)
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 

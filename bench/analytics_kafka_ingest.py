@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -217,17 +218,13 @@ def main() -> None:
         "--in-order", action="store_true", help="events in order of time, as live traffic"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pas-bench-kafka-") as tmp:
-        configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        broker = None if configured else EmbeddedBroker(port=free_port()).start()
-        try:
-            bootstrap = configured or broker.bootstrap_servers  # type: ignore[union-attr]
-            asyncio.run(
-                rounds(bootstrap, args.events, args.rounds, Path(tmp), in_order=args.in_order)
-            )
-        finally:
-            if broker is not None:
-                broker.stop()
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pas-bench-kafka-"))
+        bootstrap = (
+            configured or stack.enter_context(EmbeddedBroker(port=free_port())).bootstrap_servers
+        )
+        asyncio.run(rounds(bootstrap, args.events, args.rounds, Path(tmp), in_order=args.in_order))
 
 
 if __name__ == "__main__":

@@ -115,18 +115,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     configure_logging("WARNING")
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
-        try:
-            bootstrap = broker.bootstrap_servers
-            bare = asyncio.run(bare_loop_rate(bootstrap, args.events, events(args.events)))
-            runs = asyncio.run(runs_rate(work / "runs", args.events, args.concurrency))
-            bridged = asyncio.run(
-                bridge_rate(bootstrap, work / "bridge", args.events, args.concurrency)
-            )
-        finally:
-            broker.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
+    ):
+        work, bootstrap = Path(tmp), broker.bootstrap_servers
+        bare = asyncio.run(bare_loop_rate(bootstrap, args.events, events(args.events)))
+        runs = asyncio.run(runs_rate(work / "runs", args.events, args.concurrency))
+        bridged = asyncio.run(
+            bridge_rate(bootstrap, work / "bridge", args.events, args.concurrency)
+        )
     print(
         f"bare aiokafka loop {bare:8.0f} events/s | the same runs without Kafka {runs:6.0f} "
         f"runs/s | through the bridge {bridged:6.0f} events/s | ratios {bridged / runs:.2f} "

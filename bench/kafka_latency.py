@@ -181,27 +181,22 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=40, help="records, events and runs timed")
     args = parser.parse_args()
     configure_logging("WARNING")
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
-        try:
-            bootstrap = broker.bootstrap_servers
-            for wait_ms in (AIOKAFKA_DEFAULT_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS):
-                taken = asyncio.run(record_latency(bootstrap, args.count, wait_ms))
-                print(f"(a) a record, fetch wait {wait_ms:3d} ms: {summary(taken)}", flush=True)
-            instant = serve_responder(0.0, work)
-            try:
-                llm_url = f"{instant.url}/v1"
-                processed = asyncio.run(processor_latency(bootstrap, llm_url, args.count))
-                called = asyncio.run(direct_latency(llm_url, args.count))
-            finally:
-                instant.stop()
-            print(f"(b) a document through the processor to its result: {summary(processed)}")
-            print(f"    the same LLM call made directly:                 {summary(called)}")
-            bridged = asyncio.run(bridge_latency(bootstrap, work / "bridge", args.count))
-            alone = asyncio.run(in_process_latency(work / "runs", args.count))
-        finally:
-            broker.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
+    ):
+        work, bootstrap = Path(tmp), broker.bootstrap_servers
+        for wait_ms in (AIOKAFKA_DEFAULT_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS):
+            taken = asyncio.run(record_latency(bootstrap, args.count, wait_ms))
+            print(f"(a) a record, fetch wait {wait_ms:3d} ms: {summary(taken)}", flush=True)
+        with serve_responder(0.0, work) as instant:
+            llm_url = f"{instant.url}/v1"
+            processed = asyncio.run(processor_latency(bootstrap, llm_url, args.count))
+            called = asyncio.run(direct_latency(llm_url, args.count))
+        print(f"(b) a document through the processor to its result: {summary(processed)}")
+        print(f"    the same LLM call made directly:                 {summary(called)}")
+        bridged = asyncio.run(bridge_latency(bootstrap, work / "bridge", args.count))
+        alone = asyncio.run(in_process_latency(work / "runs", args.count))
     print(f"(c) an event through the runner's Kafka bridge to its outcome: {summary(bridged)}")
     print(f"    the same run started and awaited in process:          {summary(alone)}")
 

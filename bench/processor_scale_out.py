@@ -90,28 +90,25 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
-        backend = serve_responder(0.2, work)
-        rates: dict[int, list[float]] = {1: [], 3: []}
-        try:
-            for _ in range(args.rounds):
-                for replicas, measured_rates in rates.items():
-                    measured = asyncio.run(
-                        rate(
-                            broker.bootstrap_servers,
-                            f"{backend.url}/v1",
-                            replicas,
-                            args.documents,
-                            work,
-                        )
+    rates: dict[int, list[float]] = {1: [], 3: []}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
+        serve_responder(0.2, Path(tmp)) as backend,
+    ):
+        for _ in range(args.rounds):
+            for replicas, measured_rates in rates.items():
+                measured = asyncio.run(
+                    rate(
+                        broker.bootstrap_servers,
+                        f"{backend.url}/v1",
+                        replicas,
+                        args.documents,
+                        Path(tmp),
                     )
-                    measured_rates.append(measured)
-                    print(f"{replicas} replica(s): {measured:7.1f} docs/s")
-        finally:
-            backend.stop()
-            broker.stop()
+                )
+                measured_rates.append(measured)
+                print(f"{replicas} replica(s): {measured:7.1f} docs/s")
     one, three = (statistics.median(rates[n]) for n in (1, 3))
     print(
         f"median of {args.rounds} rounds, {args.documents} documents, concurrency "

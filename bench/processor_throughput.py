@@ -409,12 +409,12 @@ def main() -> None:
     run: Runner = uvloop.run if arguments.loop == "uvloop" else asyncio.run
     parts, count = arguments.parts, arguments.documents
     configure_logging("WARNING")
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
-        instant = serve_responder(0.0, work)
-        batching = serve_responder(0.2, work)
-        llm = ServiceProcess(
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
+        serve_responder(0.0, Path(tmp)) as instant,
+        serve_responder(0.2, Path(tmp)) as batching,
+        ServiceProcess(
             "services.llm.llama31_8b_service:app",
             free_port(),
             {
@@ -422,8 +422,9 @@ def main() -> None:
                 "LLAMA31_8B_CONTEXT_LENGTH": "2048",
                 "LOG_LEVEL": "WARNING",
             },
-            work / "llm.log",
-        ).start()
+            Path(tmp) / "llm.log",
+        ) as llm,
+    ):
         heap = StartupHeap()
         heap.settle()
         try:
@@ -458,10 +459,6 @@ def main() -> None:
                 )
         finally:
             heap.release()
-            llm.stop()
-            batching.stop()
-            instant.stop()
-            broker.stop()
 
 
 if __name__ == "__main__":

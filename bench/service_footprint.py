@@ -108,26 +108,25 @@ def baseline(environ: dict[str, str]) -> tuple[int, int, float]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="pas-footprint-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="pas-footprint-") as scratch,
+        EmbeddedBroker(port=free_port(), log_path=Path(scratch) / "broker.log") as broker,
+    ):
         work = Path(scratch)
-        broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
-        try:
-            asyncio.run(ensure_topics(broker.bootstrap_servers))
-            environ = {
-                **os.environ,
-                "PAS_ENV_FILE": "",
-                "PAS_HOST": "127.0.0.1",
-                "PYTHONPATH": str(REPO_ROOT),
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                "PAS_BENCH_CWD": str(work),
-                "REGISTRY_URL": "http://127.0.0.1:9",  # no registry: registration retries
-                "LOG_LEVEL": "WARNING",
-            }
-            rows = [("baseline: python + uvicorn + litestar imported", *baseline(environ))]
-            for name in SERVICES:
-                rows.append((name, *measure(name, environ, work / f"{name}.log")))
-        finally:
-            broker.stop()
+        asyncio.run(ensure_topics(broker.bootstrap_servers))
+        environ = {
+            **os.environ,
+            "PAS_ENV_FILE": "",
+            "PAS_HOST": "127.0.0.1",
+            "PYTHONPATH": str(REPO_ROOT),
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "PAS_BENCH_CWD": str(work),
+            "REGISTRY_URL": "http://127.0.0.1:9",  # no registry: registration retries
+            "LOG_LEVEL": "WARNING",
+        }
+        rows = [("baseline: python + uvicorn + litestar imported", *baseline(environ))]
+        for name in SERVICES:
+            rows.append((name, *measure(name, environ, work / f"{name}.log")))
     print(f"{'process':<48} {'RSS MiB':>8} {'peak MiB':>9} {'CPU s':>6}")
     for name, rss, peak, cpu in rows:
         print(f"{name:<48} {rss / 1024:>8.0f} {peak / 1024:>9.0f} {cpu:>6.1f}")

@@ -248,7 +248,6 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield bootstrap
         return
     log = Path(tmp_path_factory.mktemp("kafka")) / "broker.log"
-    broker = EmbeddedBroker(port=free_port(), log_path=log).start()
-    asyncio.run(ensure_topics(broker.bootstrap_servers))
-    yield broker.bootstrap_servers
-    broker.stop()
+    with EmbeddedBroker(port=free_port(), log_path=log) as broker:
+        asyncio.run(ensure_topics(broker.bootstrap_servers))
+        yield broker.bootstrap_servers

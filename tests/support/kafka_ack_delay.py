@@ -129,14 +129,13 @@ def broker_behind_proxy(log_dir: Path) -> Iterator[AckDelayProxy]:
     """An embedded broker of its own, reached only through a proxy (the broker advertises
     the proxy's port)."""
     broker_port, proxy_port = free_port(), free_port()
-    broker = EmbeddedBroker(
-        port=broker_port, advertised_port=proxy_port, log_path=log_dir / "broker.log"
-    ).start()
-    try:
-        with AckDelayProxy(proxy_port, broker_port).running() as running:
-            yield running
-    finally:
-        broker.stop()
+    with (
+        EmbeddedBroker(
+            port=broker_port, advertised_port=proxy_port, log_path=log_dir / "broker.log"
+        ),
+        AckDelayProxy(proxy_port, broker_port).running() as running,
+    ):
+        yield running
 
 
 async def _frame(reader: asyncio.StreamReader) -> bytes | None:

