@@ -185,6 +185,10 @@ class KeyGate:
     def keys(self) -> list[DeskKey]:
         return list(self._by_digest.values())
 
+    @property
+    def has_router_token(self) -> bool:
+        return bool(self._router_token)
+
     def spent_today(self, key: DeskKey) -> float:
         return self._spent_today(key.name)
 
@@ -241,11 +245,12 @@ class KeyGate:
                         },
                     )
                 return key
-        whose = (
-            "a desk key's token (ROUTER_KEYS_FILE) or the router's"
-            if self._by_digest
-            else ("the configured token")
-        )
+        if not self._by_digest:
+            whose = "the configured token"
+        elif self._router_token:
+            whose = "a desk key's token (ROUTER_KEYS_FILE) or the router's"
+        else:
+            whose = "a desk key's token (ROUTER_KEYS_FILE)"
         raise NotAuthorizedException(
             detail=f"this endpoint needs 'Authorization: Bearer <token>' with {whose}",
             headers={"WWW-Authenticate": 'Bearer realm="pas"'},
@@ -332,8 +337,11 @@ async def require_operator(
     await require_caller(connection, handler)
     key = caller_key(connection)
     if key is not None:
+        gate: KeyGate = connection.app.state[GATE_STATE]
+        # With desk keys and no router token nobody may read this: say what is missing.
+        unset = "" if gate.has_router_token else ", which is not set (ROUTER_TOKEN)"
         raise KeyRefused(
             403,
-            f"key {key.name!r} is a desk's; this is for the router's token "
+            f"key {key.name!r} is a desk's; this is for the router's token{unset} "
             "(a desk's own standing is in GET /keys)",
         )

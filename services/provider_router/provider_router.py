@@ -105,6 +105,21 @@ def _watched_files(
     ]
 
 
+def _key_gate(settings: RouterSettings, pool: CandidatePool, ledger: CostLedger) -> KeyGate:
+    keys = KeyGate(
+        _keys_checked(load_keys(settings.keys_file), pool, settings.keys_file),
+        router_token=settings.token,
+        spent_today=ledger.key_spent_today,
+    )
+    if keys.keys and not keys.has_router_token:
+        logger.warning(
+            "desk keys without ROUTER_TOKEN: every routed request needs a desk key, and no "
+            "token may read every desk's spend (GET /costs); set ROUTER_TOKEN for operators",
+            keys=len(keys.keys),
+        )
+    return keys
+
+
 def create_app(settings: RouterSettings) -> Litestar:
     store = store_for_url(settings.database_url)
     ledger = CostLedger(
@@ -117,11 +132,7 @@ def create_app(settings: RouterSettings) -> Litestar:
         ledger=ledger,
     )
     pool.set_remote(remote_candidates(settings.providers_file))
-    keys = KeyGate(
-        _keys_checked(load_keys(settings.keys_file), pool, settings.keys_file),
-        router_token=settings.token,
-        spent_today=ledger.key_spent_today,
-    )
+    keys = _key_gate(settings, pool, ledger)
     # Keys' paces are shared as candidates' are (their names cannot clash: "key:" first).
     pace = SharedPace(store, ChainMap(pool.rates, keys.windows), sync_s=settings.spend_sync_s)
     metrics = RouterMetrics()

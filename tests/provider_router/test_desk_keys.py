@@ -20,8 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog.testing
 
 from libs.common.errors import SettingsError
+from services.provider_router import provider_router
 from services.provider_router.desk_keys import load_keys
 from services.provider_router.store import SQLiteSpendStore
 from services.provider_router.store_rows import UsageRecord, utc_day
@@ -489,6 +491,36 @@ async def test_a_desk_reads_its_own_standing_and_only_the_router_reads_every_des
     assert desk_costs.status_code == 403
     assert "key 'fx-desk' is a desk's; this is for the router's token" in desk_costs.text
     assert router_costs.status_code == 200
+
+
+async def test_desk_keys_without_a_router_token_say_what_is_missing(
+    make_router: Any, tmp_path: Path, openai_fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Desk keys and no ``ROUTER_TOKEN``: the desks are served, and nobody may read every
+    desk's spend; the router warns when it starts, and the 403 and the 401 say that no router
+    token is set rather than ask for it."""
+    _, url = openai_fake
+    fx, fx_entry = new_key("fx-desk")
+    with structlog.testing.capture_logs() as logs:
+        # A logger made inside the capture (a configured app caches the module's own).
+        monkeypatch.setattr(provider_router, "logger", structlog.get_logger("pas.router"))
+        router = await make_router(
+            use_registry=False,
+            providers_file=two_models(tmp_path, url),
+            keys_file=keys_file(tmp_path, fx_entry),
+        )
+
+    asked = await router.post("/v1/chat/completions", json=ask("summarize"), headers=bearer(fx))
+    desk_costs = await router.get("/costs", headers=bearer(fx))
+    anonymous = await router.get("/costs")
+
+    assert asked.status_code == 200
+    assert desk_costs.status_code == 403
+    assert "for the router's token, which is not set (ROUTER_TOKEN)" in desk_costs.text
+    assert anonymous.status_code == 401
+    assert "a desk key's token (ROUTER_KEYS_FILE)" in anonymous.text
+    assert "or the router's" not in anonymous.text
+    assert [line["keys"] for line in logs if "without ROUTER_TOKEN" in line["event"]] == [1]
 
 
 async def test_a_key_kept_to_a_provider_the_router_has_not_is_refused(
