@@ -81,6 +81,9 @@ class Results:
             enable_auto_commit=False,
             group_id=None,
             fetch_max_wait_ms=fetch_max_wait_ms,
+            # The policy agrees with the seek below: aiokafka applies a partition's first reset
+            # (the policy's) even when a seek_to_* came meanwhile.
+            auto_offset_reset="latest" if from_end else "earliest",
         )
         self._topic = topic
         self._from_end = from_end

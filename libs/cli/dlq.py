@@ -8,6 +8,8 @@ publishes; it never deletes: the letter stays on its DLQ as the record of what f
 from __future__ import annotations
 
 import json
+from collections import Counter
+from datetime import datetime
 from typing import Literal
 
 import click
@@ -39,6 +41,45 @@ async def read_letters(bootstrap_servers: str, topic: str) -> list[Letter]:
         return [read_letter(record) for record in await reader.everything()]
 
 
+class QueueCount(msgspec.Struct, frozen=True, kw_only=True):
+    """One DLQ at a glance: its letters, counted by error type (``unreadable``: a record that
+    is no dead letter), and when the newest failed."""
+
+    dlq: str
+    written_by: str
+    exists: bool
+    letters: int
+    error_types: dict[str, int]
+    newest_failed_at: datetime | None
+
+
+async def count_letters(bootstrap_servers: str, writers: dict[str, str]) -> list[QueueCount]:
+    """Each DLQ of ``writers`` (topic: the service that writes it); one the broker does not
+    have yet (nothing failed since it started) counts none."""
+    by_queue: dict[str, list[Letter]] = {topic: [] for topic in writers}
+    async with TopicReader(bootstrap_servers, writers, missing_ok=True) as reader:
+        present = set(reader.topics)
+        for record in await reader.everything() if present else []:
+            by_queue[record.topic].append(read_letter(record))
+    counts = []
+    for topic, letters in by_queue.items():
+        failed_at = [letter.envelope.failed_at for letter in letters if letter.envelope]
+        kinds = Counter(
+            letter.envelope.error_type if letter.envelope else "unreadable" for letter in letters
+        )
+        counts.append(
+            QueueCount(
+                dlq=topic,
+                written_by=writers[topic],
+                exists=topic in present,
+                letters=len(letters),
+                error_types=dict(kinds.most_common()),
+                newest_failed_at=max(failed_at, default=None),
+            )
+        )
+    return counts
+
+
 def _short(text: str | None, chars: int = _ERROR_CHARS) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= chars else text[: chars - 3] + "..."
@@ -60,7 +101,7 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.argument("topic")
+@click.argument("topic", required=False)
 @click.option("--error-type", help="Only letters of this error_type (invalid_document, ...).")
 @click.option(
     "--limit",
@@ -72,9 +113,17 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one envelope each.")
 @pass_settings
 def list_letters(
-    settings: CLISettings, topic: str, error_type: str | None, limit: int, as_json: bool
+    settings: CLISettings, topic: str | None, error_type: str | None, limit: int, as_json: bool
 ) -> None:
-    """The letters on the DLQ TOPIC: where each came from, why, how often it was tried."""
+    """The letters on the DLQ TOPIC: where each came from, why, how often it was tried.
+    Without TOPIC, PAS's four DLQs at a glance: their letters by error type (the topics are
+    the services' own settings: DLQ_TOPIC, RUNNER_DLQ_TOPIC, ANALYTICS_DLQ_TOPIC,
+    VERSIONING_DLQ_TOPIC)."""
+    if topic is None:
+        if error_type is not None:
+            raise click.UsageError("--error-type needs the TOPIC whose letters it picks")
+        _list_queues(settings, as_json)
+        return
     letters = run(read_letters(settings.kafka_bootstrap_servers, topic))
     if error_type is not None:
         letters = [
@@ -104,6 +153,28 @@ def list_letters(
             str(envelope.attempts),
             str(letter.replay_attempt),
             envelope.failed_at.isoformat(timespec="seconds"),
+        )
+    out.print(table)
+
+
+def _list_queues(settings: CLISettings, as_json: bool) -> None:
+    counts = run(count_letters(settings.kafka_bootstrap_servers, settings.dead_letter_queues()))
+    if as_json:
+        for count in counts:
+            click.echo(msgspec.json.encode(count).decode())
+        return
+    table = Table(title="PAS dead letter queues (pas dlq list TOPIC shows the letters)")
+    for column in ("dlq", "written by"):
+        table.add_column(column, no_wrap=True)
+    for column in ("letters", "error types", "newest failed_at"):
+        table.add_column(column, overflow="fold")
+    for count in counts:
+        table.add_row(
+            escape(count.dlq),
+            count.written_by,
+            str(count.letters) if count.exists else "0 (no topic yet)",
+            escape(", ".join(f"{kind} {n}" for kind, n in count.error_types.items())),
+            count.newest_failed_at.isoformat(timespec="seconds") if count.newest_failed_at else "",
         )
     out.print(table)
 

@@ -22,9 +22,11 @@ from libs.common.constants import (
     PROVIDER_ROUTER_PORT,
     TINYLLAMA_PORT,
     TLC_CLASSIFIER_PORT,
+    TOPIC_ANALYTICS_DLQ,
     TOPIC_FINANCIAL_DOCUMENTS,
     TOPIC_FINANCIAL_DOCUMENTS_DLQ,
     TOPIC_LLM_RESULTS,
+    TOPIC_VERSIONING_DLQ,
     TOPIC_WORKFLOW_EVENTS,
     TOPIC_WORKFLOW_EVENTS_DLQ,
     TOPIC_WORKFLOW_RESULTS,
@@ -70,6 +72,8 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
     runner_events_topic: str = TOPIC_WORKFLOW_EVENTS
     runner_results_topic: str = TOPIC_WORKFLOW_RESULTS
     runner_dlq_topic: str = TOPIC_WORKFLOW_EVENTS_DLQ
+    analytics_dlq_topic: str = TOPIC_ANALYTICS_DLQ
+    versioning_dlq_topic: str = TOPIC_VERSIONING_DLQ
 
     def services(self) -> dict[str, str]:
         """Every PAS service by name, at the URL its clients use (``pas status`` asks each)."""
@@ -83,4 +87,13 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
             "langgraph_runner": self.runner_url,
             "versioning": self.versioning_url,
             "analytics": self.analytics_url,
+        }
+
+    def dead_letter_queues(self) -> dict[str, str]:
+        """PAS's DLQs, each with the service that writes it (``pas dlq list`` counts them)."""
+        return {
+            self.dlq_topic: "kafka_llm_processor",
+            self.runner_dlq_topic: "langgraph_runner",
+            self.analytics_dlq_topic: "analytics",
+            self.versioning_dlq_topic: "versioning",
         }

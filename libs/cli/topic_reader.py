@@ -30,8 +30,13 @@ def _all_there(wanted: Iterable[str], known: set[str]) -> None:
 class TopicReader:
     """A group-less consumer of ``topics`` (all their partitions), from their start or end."""
 
-    def __init__(self, bootstrap_servers: str, topics: Iterable[str]) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topics: Iterable[str], *, missing_ok: bool = False
+    ) -> None:
+        """``missing_ok``: a topic the broker does not have is left out (``topics`` then
+        says which are read) instead of an error naming it."""
         self._topics = list(topics)
+        self._missing_ok = missing_ok
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=None,
@@ -45,11 +50,19 @@ class TopicReader:
     async def __aenter__(self) -> Self:
         await self._consumer.start()
         try:
-            _all_there(self._topics, await self._consumer.topics())
+            known = await self._consumer.topics()
+            if self._missing_ok:
+                self._topics = [topic for topic in self._topics if topic in known]
+            _all_there(self._topics, known)
             for topic in self._topics:
                 numbers = self._consumer.partitions_for_topic(topic) or set()
                 self.partitions += [TopicPartition(topic, n) for n in sorted(numbers)]
             self._consumer.assign(self.partitions)
+            # An assigned partition's first position is reset by the consumer in the
+            # background; a seek made before that reset is done can be overwritten by it
+            # (aiokafka: a seek_to_beginning then read nothing of a DLQ, every other time).
+            for tp in self.partitions:
+                await self._consumer.position(tp)
         except BaseException:
             await self._consumer.stop()
             raise
@@ -62,6 +75,10 @@ class TopicReader:
         traceback: TracebackType | None,
     ) -> None:
         await self._consumer.stop()
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
 
     async def from_end(self) -> None:
         """Start after what the topics hold now (to wait for what comes next)."""

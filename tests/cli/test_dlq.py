@@ -5,11 +5,14 @@ fixed, refuses the other unless forced, and leaves the DLQ as it was."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from libs.common.kafka.records import dead_letter
+from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter
 from services.kafka_llm_processor.send_samples import documents
 from tests.cli.conftest import pas
@@ -22,7 +25,10 @@ REFUSED = (400, b'{"error": {"message": "bad request", "type": "invalid_request_
 
 async def records_of(bootstrap: str, topic: str) -> list[Any]:
     """Every record of ``topic`` now, read without a group until a fetch finds no more."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    # Earliest as the policy too: a seek_to_beginning racing the first reset may lose to it.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         await consumer.topics()
@@ -150,3 +156,72 @@ def test_a_topic_that_does_not_exist_is_named(kafka_bootstrap: str) -> None:
 
     assert shown.returncode == 1
     assert "no topic no-such-dlq-topic" in shown.stderr
+
+
+async def test_dlq_list_without_a_topic_counts_the_letters_of_every_dlq(
+    kafka_bootstrap: str,
+) -> None:
+    """``pas dlq list`` alone: each of PAS's four DLQs (as the services' settings name them)
+    with its letters by error type and the newest failure; a DLQ not created yet counts none.
+    Several topics read at once is where a seek racing the consumer's first reset showed."""
+    run = uuid.uuid4().hex[:8]
+    names = {
+        "DLQ_TOPIC": f"documents-dlq-{run}",
+        "RUNNER_DLQ_TOPIC": f"events-dlq-{run}",
+        "ANALYTICS_DLQ_TOPIC": f"analytics-dlq-{run}",
+        "VERSIONING_DLQ_TOPIC": f"versioning-dlq-{run}",
+    }
+    created = [names["DLQ_TOPIC"], names["RUNNER_DLQ_TOPIC"], names["VERSIONING_DLQ_TOPIC"]]
+    await ensure_topics(kafka_bootstrap, dict.fromkeys(created, 1))
+    letters = [
+        letter_of("invalid_document"),
+        letter_of("PermanentLLMError"),
+        letter_of("invalid_document"),
+    ]
+    await send(
+        kafka_bootstrap,
+        names["DLQ_TOPIC"],
+        [(b"k", msgspec.json.encode(letter)) for letter in letters] + [(b"k", b"not a letter")],
+    )
+    await send(
+        kafka_bootstrap,
+        names["VERSIONING_DLQ_TOPIC"],
+        [(b"k", msgspec.json.encode(letter_of("invalid_outcome")))],
+    )
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, **names}
+
+    shown = pas("dlq", "list", "--json", env=env)
+    table = pas("dlq", "list", env=env)
+
+    assert shown.returncode == 0, shown.stderr
+    counts = {row["dlq"]: row for row in map(json.loads, shown.stdout.splitlines())}
+    assert list(counts) == list(names.values())
+    documents = counts[names["DLQ_TOPIC"]]
+    assert documents["written_by"] == "kafka_llm_processor"
+    assert documents["letters"] == 4
+    assert documents["error_types"] == {
+        "invalid_document": 2,
+        "PermanentLLMError": 1,
+        "unreadable": 1,
+    }
+    newest = max(letter.failed_at for letter in letters)
+    assert documents["newest_failed_at"] == msgspec.json.encode(newest).decode().strip('"')
+    assert counts[names["RUNNER_DLQ_TOPIC"]]["letters"] == 0
+    assert counts[names["RUNNER_DLQ_TOPIC"]]["exists"] is True
+    assert counts[names["ANALYTICS_DLQ_TOPIC"]]["exists"] is False
+    assert counts[names["VERSIONING_DLQ_TOPIC"]]["error_types"] == {"invalid_outcome": 1}
+    assert table.returncode == 0, table.stderr
+    assert "0 (no topic yet)" in table.stdout
+
+
+def test_an_error_type_without_a_topic_is_a_usage_error() -> None:
+    picked = pas("dlq", "list", "--error-type", "invalid_document", env={})
+
+    assert picked.returncode == 2
+    assert "--error-type needs the TOPIC" in picked.stderr
+
+
+def letter_of(error_type: str) -> DeadLetter:
+    """The envelope a service writes for a record that failed with ``error_type``."""
+    record = ConsumerRecord("source", 0, 7, 0, 0, b"k", b"{}", None, len(b"k"), len(b"{}"), [])
+    return dead_letter(record, error=f"failed: {error_type}", error_type=error_type, attempts=1)

@@ -104,7 +104,10 @@ async def test_replicas_share_the_work_and_a_killed_one_loses_nothing(
 async def _read_all(bootstrap: str, topic: str) -> list[DocumentResult]:
     """Every result on the topic: read from the start until a poll finds nothing more (no
     group, so no join to wait for before the first poll)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # Earliest as the policy too: a seek_to_beginning racing the first reset may lose to it.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     found: list[DocumentResult] = []
     try:

@@ -24,8 +24,11 @@ async def read_from_start(
     came, or ``enough`` says so, or ``timeout_s`` passed."""
     # No consumer group: every partition assigned and read from the start. Joining a group of
     # its own cost each read about five seconds on the embedded broker, which holds a join for
-    # members that may come.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    # members that may come. Reset to the earliest as well: aiokafka applies the first reset
+    # of an assigned partition (the policy's) even when a seek_to_beginning came meanwhile.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     found: list[T] = []
     try:
