@@ -56,7 +56,10 @@ def costs(
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(report), indent=2))
         return
-    period = f"{report.period.start.isoformat()} to {report.period.end.isoformat()}"
+    since, until = (
+        t.isoformat(timespec="seconds") for t in (report.period.start, report.period.end)
+    )
+    period = f"{since} to {until}"
     table = Table(title=f"LLM costs by {report.group_by}, {period}")
     for column in (report.group_by, "calls", "prompt", "completion", "tokens", "cost (USD)"):
         table.add_column(column, justify="left" if column == report.group_by else "right")
