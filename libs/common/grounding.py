@@ -17,6 +17,13 @@ Rules (documented in docs/quality.md):
   words around it carry the direction, in more ways than a word list knows. A value with no
   number is no figure and is not grounded (a model that lists the company's name as a key
   figure has found none).
+- A quantity is said of a metric when a metric's name (``revenue``, ``earnings per share``,
+  ``net income``, ... and their other names: ``net sales``, ``EPS``) comes last before it in
+  its sentence, or first after it in its clause (``13 percent revenue growth``). A text
+  misattributes a quantity the document holds when the text says it of some metric and the
+  document says it of others only, everywhere it states it: ``revenue rose 13 percent`` where
+  the document has ``earnings per share of $1.46, up 13 percent``. A quantity said of no
+  metric it knows, on either side, is not judged.
 - A sentiment's reason is grounded when it names at least one content word (not a stop word
   or a word every reason uses, such as *investors*), at least half of its content words occur
   in the document (words compared by their first five letters, so *increase* matches
@@ -107,6 +114,36 @@ _FALLING_AFTER = re.compile(
 _LEVEL = re.compile(r"\b(?:to|at|of about|at about)\W*$", re.IGNORECASE)
 _RELATIVE_TOLERANCE = 1e-9
 
+# What figures are said of, each with the names filings and summaries give it. A name is one
+# metric only: "earnings" alone (net income, or earnings per share) is none.
+_METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    "revenue": ("revenue", "revenues", "net sales", "sales", "turnover", "top line"),
+    "earnings per share": ("earnings per share", "eps", "per diluted share", "per share"),
+    "net income": ("net income", "net profit", "net earnings", "net loss"),
+    "operating income": ("operating income", "operating profit", "operating loss"),
+    "gross margin": ("gross margin",),
+    "operating margin": ("operating margin",),
+    "dividend": ("dividend", "dividends"),
+    "deliveries": ("deliveries", "delivered"),
+    "production": ("production", "produced"),
+    "free cash flow": ("free cash flow",),
+    "operating expenses": ("operating expenses", "opex"),
+    "capital ratio": ("common equity tier 1", "cet1"),
+    "unemployment": ("unemployment",),
+    "inflation": ("inflation",),
+}
+_METRIC_OF = {name: metric for metric, names in _METRIC_NAMES.items() for name in names}
+_METRIC = re.compile(
+    rf"\b(?:{'|'.join(sorted(map(re.escape, _METRIC_OF), key=len, reverse=True))})\b",
+    re.IGNORECASE,
+)
+# How far from a quantity its metric's name may be: before it, within its sentence (commas
+# crossed: "revenue of $89.5 billion, down 1 percent"); after it, within its clause.
+_BEFORE_CHARS = 80
+_AFTER_CHARS = 30
+_SENTENCE_END = re.compile(r"[.;:!?](?=\s)|\n")
+_CLAUSE_END = re.compile(r"[,.;:!?](?=\s|$)|\b(?:and|but|while|whereas)\b", re.IGNORECASE)
+
 
 @dataclass(frozen=True, slots=True)
 class Quantity:
@@ -186,16 +223,20 @@ def _currency(written: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A document read once for the checks: its quantities and its words."""
+    """A document read once for the checks: its quantities (each with where it was read, in
+    the same order) and its words."""
 
     quantities: tuple[Quantity, ...]
+    read_at: tuple[re.Match[str], ...]
     stems: frozenset[str]
     text: str
 
     @classmethod
     def of(cls, text: str) -> Source:
+        read = list(_read_quantities(text, falling_words=True))
         return cls(
-            tuple(quantities(text, falling_words=True)),
+            tuple(quantity for _, quantity in read),
+            tuple(match for match, _ in read),
             frozenset(_stems(text)),
             " ".join(text.split()),
         )
@@ -231,6 +272,41 @@ def unfounded_numbers(text: str, source: Source) -> list[str]:
         for match, stated in _read_quantities(text, falling_words=False)
         if not source.has(stated)
     ]
+
+
+def misattributed(text: str, source: Source) -> list[str]:
+    """The quantities ``text`` says of a metric that the document, which holds them, says of
+    other metrics only; each as ``text`` writes it, with what each side says it of."""
+    found = []
+    for match, stated in _read_quantities(text, falling_words=False):
+        said_of = _metrics_of(text, match)
+        if not said_of:
+            continue
+        held_as = [
+            _metrics_of(at.string, at)
+            for known, at in zip(source.quantities, source.read_at, strict=True)
+            if known.matches(stated)
+        ]
+        if held_as and all(metrics and not metrics & said_of for metrics in held_as):
+            document_says = sorted(set().union(*held_as))
+            found.append(
+                f"{match.group(0).strip()} said of {' or '.join(sorted(said_of))}; "
+                f"the document's is of {' or '.join(document_says)}"
+            )
+    return found
+
+
+def _metrics_of(text: str, match: re.Match[str]) -> frozenset[str]:
+    """What the quantity ``match`` is said of: the last metric named before it in its sentence,
+    and the first named after it in its clause."""
+    before = text[max(0, match.start() - _BEFORE_CHARS) : match.start()]
+    if ends := list(_SENTENCE_END.finditer(before)):
+        before = before[ends[-1].end() :]
+    after = text[match.end() : match.end() + _AFTER_CHARS]
+    if end := _CLAUSE_END.search(after):
+        after = after[: end.start()]
+    named = [*list(_METRIC.finditer(before))[-1:], *list(_METRIC.finditer(after))[:1]]
+    return frozenset(_METRIC_OF[name.group(0).lower()] for name in named)
 
 
 def faithfulness(text: str, source: Source) -> float | None:

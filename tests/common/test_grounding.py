@@ -7,11 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from libs.common.clauses import clauses
 from libs.common.grounding import (
     _QUANTITY,
     Quantity,
     Source,
     faithfulness,
+    misattributed,
     quantities,
     quantities_as_written,
     reason_grounded,
@@ -19,6 +21,8 @@ from libs.common.grounding import (
     ungrounded_values,
     value_grounded,
 )
+from libs.evaluation.eval_set import DEFAULT_SET, load
+from services.kafka_llm_processor.send_samples import sample_documents
 
 FILING = Source.of(
     "Northwind reported revenue of $89.5 billion for the quarter, up 12.4% from a year "
@@ -155,3 +159,59 @@ def test_a_quantity_is_read_whole_from_its_sign_and_currency_code() -> None:
     assert quantities_as_written(FILING.text) == list(
         dict.fromkeys(match.group(0).strip() for match in _QUANTITY.finditer(FILING.text))
     )
+
+
+APPLE = Source.of(
+    "Apple reports fourth quarter results\nThe Company posted quarterly revenue of $89.5 "
+    "billion, down 1 percent year over year, and quarterly diluted earnings per share of "
+    "$1.46, up 13 percent year over year. The board declared a cash dividend of $0.24 per "
+    "share."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # What the embedded model wrote of this filing: EPS's rise given to revenue.
+        (
+            "Apple's fiscal 2023 fourth quarter results include: 13 percent revenue "
+            "increase, down 1 percent.",
+            ["13 percent said of revenue; the document's is of earnings per share"],
+        ),
+        (
+            "Revenue rose 13 percent.",
+            ["13 percent said of revenue; the document's is of earnings per share"],
+        ),
+        (
+            "EPS of $89.5 billion",
+            ["$89.5 billion said of earnings per share; the document's is of revenue"],
+        ),
+        # Said of what the filing says it of, under another of its names.
+        ("Net sales were $89.5 billion, down 1 percent, and EPS rose 13 percent.", []),
+        ("Apple posted $89.5 billion in revenue and $1.46 per share.", []),
+        ("The dividend was $0.24 per share.", []),
+        # Said of nothing the check knows: not judged.
+        ("Results include a 13 percent gain.", []),
+        # Not in the filing at all: unfounded_numbers' to name, not this check's.
+        ("Revenue rose 9 percent.", []),
+    ],
+)
+def test_a_quantity_said_of_another_metric_than_the_filings_is_named(
+    text: str, found: list[str]
+) -> None:
+    assert misattributed(text, APPLE) == found
+
+
+def test_the_filings_own_sentences_and_the_reference_summaries_are_never_misattributed() -> None:
+    """What the document says, said again, and what people wrote of it (the evaluation set's
+    reference summaries and key figures): none is named by the check."""
+    for document in sample_documents():
+        source = Source.of(f"{document.title}\n{document.content}")
+        for sentence in clauses(document.content, max_chars=len(document.content)):
+            assert misattributed(sentence, source) == [], (document.doc_id, sentence)
+    for evaluated in load(DEFAULT_SET, "all"):
+        source = Source.of(f"{evaluated.title}\n{evaluated.content}")
+        assert misattributed(evaluated.reference_summary, source) == [], evaluated.doc_id
+        for figure in evaluated.expected_key_figures:
+            said = f"{figure.name}: {figure.value}"
+            assert misattributed(said, source) == [], (evaluated.doc_id, said)

@@ -31,11 +31,13 @@ GROUNDED: dict[str, Any] = {
 INVENTED: dict[str, Any] = {**GROUNDED, "summary": "Revenue rose 9 percent to $94.9 billion."}
 
 
-async def analyse(make_runner: Callable[..., Any], model: OllamaChat) -> dict[str, Any]:
+async def analyse(
+    make_runner: Callable[..., Any], model: OllamaChat, document: dict[str, str] = DOCUMENT
+) -> dict[str, Any]:
     with serve_asgi(model) as url:
         runner = await make_runner(llm_url=url)
         response = await runner.post(
-            "/workflows/document_analysis/runs?wait=true", json={"input": DOCUMENT}
+            "/workflows/document_analysis/runs?wait=true", json={"input": document}
         )
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
@@ -91,7 +93,10 @@ async def test_an_invented_number_is_asked_about_once_more(
     assert result["output"]["status"] == "ok"
     assert result["output"]["summary"] == GROUNDED["summary"]
     strict = model.requests[1]["messages"][0]["content"]
-    assert strict.endswith("copied exactly as written.")
+    # Stricter, and told what was wrong with the first answer.
+    assert strict.endswith(
+        "copied exactly as written. Your last answer got these wrong: 9 percent."
+    )
 
 
 async def test_a_number_still_invented_is_named_and_never_ok(
@@ -105,6 +110,32 @@ async def test_a_number_still_invented_is_named_and_never_ok(
     assert result["output"]["status"] == "ungrounded"
     assert result["output"]["ungrounded"] == ["9 percent"]
     assert len(model.requests) == 2
+
+
+async def test_a_number_said_of_another_metric_is_asked_about_and_named(
+    make_runner: Callable[..., Any],
+) -> None:
+    """The schema lets the summary write 12 percent (the document has it), not say what of:
+    12 percent given to revenue, where the document's is earnings per share's."""
+    document = {
+        "title": "Apple fourth quarter results",
+        "content": "Apple reported quarterly revenue of $94.9 billion, up 6 percent year over "
+        "year, and diluted earnings per share of $1.64, up 12 percent.",
+    }
+    misattributing = {**GROUNDED, "summary": "Revenue rose 12 percent to $94.9 billion."}
+    model = OllamaChat([json.dumps(misattributing)])
+
+    result = await analyse(make_runner, model, document)
+
+    assert result["path"] == ["analyse", "structure"] * 2
+    assert result["output"]["status"] == "ungrounded"
+    assert result["output"]["ungrounded"] == [
+        "12 percent said of revenue; the document's is of earnings per share"
+    ]
+    told = model.requests[1]["messages"][0]["content"]
+    assert told.endswith(
+        "got these wrong: 12 percent said of revenue; the document's is of earnings per share."
+    )
 
 
 async def test_a_point_said_again_is_kept_once(make_runner: Callable[..., Any]) -> None:

@@ -6,9 +6,10 @@ may write a number only as the document writes one of its quantities
 (libs/common/grounded_text.py), the sentiment, and key points copied from the document's own
 clauses (libs/common/clauses.py); ``structure`` checks and shapes it into the run's output, and
 judges whether every number in it is in the document (libs/common/grounding.py), for models
-that do not follow a schema's ``pattern``. An ungrounded answer is asked for once more with a
-stricter instruction; if it stays ungrounded the output says ``status: ungrounded`` and names
-the numbers, never ``ok``.
+that do not follow a schema's ``pattern``, and said of what the document says it of (the
+schema cannot hold that). An ungrounded answer is asked for once more with a stricter
+instruction that names what was wrong; if it stays ungrounded the output says ``status:
+ungrounded`` and names the numbers, never ``ok``.
 
 A document longer than the model's context is read in parts (``libs/common/text_parts.py``):
 asked whole, and on the server's refusal cut in two at the paragraph nearest its middle, each
@@ -28,7 +29,12 @@ from langgraph.runtime import Runtime
 
 from libs.common.clauses import clauses
 from libs.common.grounded_text import grounded_string, max_chars
-from libs.common.grounding import Source, quantities_as_written, unfounded_numbers
+from libs.common.grounding import (
+    Source,
+    misattributed,
+    quantities_as_written,
+    unfounded_numbers,
+)
 from libs.common.schemas.json_schema import choice_chain, inline_schema
 from libs.common.text_parts import PartCount, most_text, read_each
 from services.langgraph_runner.llm import is_context_overflow
@@ -226,6 +232,8 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
         )
         asked = state.get("asked", 0)
         instruction = prompt_of(runtime, PROMPTS, "analyse") + (STRICTER if asked else "")
+        if asked and (wrong := state.get("result", {}).get("ungrounded")):
+            instruction += f" Your last answer got these wrong: {'; '.join(wrong)}."
 
         async def read_whole(content: str) -> _AnalysisRead:
             shown = f"{heading}\n\n{content}" if heading else content
@@ -249,7 +257,12 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
         points = distinct_points(analysis.key_points)
         summary = analysis.summary.strip()
         source = Source.of(grounding_source(state))
-        unfounded = [n for text in (summary, *points) for n in unfounded_numbers(text, source)]
+        # The schema holds the texts to the document's numbers, not to what each is said of.
+        unfounded = [
+            n
+            for text in (summary, *points)
+            for n in (*unfounded_numbers(text, source), *misattributed(text, source))
+        ]
         return {
             "result": {
                 "title": state["title"],
