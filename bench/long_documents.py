@@ -43,9 +43,9 @@ async def answered(llm: LLMClient, document: FinancialDocument) -> tuple[float, 
     async def whole(part: FinancialDocument) -> GroundedAnswer:
         schema = answer_schema(part)
 
-        async def ask(strict: bool) -> LLMAnswer:
+        async def ask(wrong: list[str]) -> LLMAnswer:
             return await llm.ask(
-                messages_for(part, strict=strict),
+                messages_for(part, wrong=wrong),
                 max_tokens=settings.max_tokens,
                 json_schema=schema,
             )

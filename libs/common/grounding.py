@@ -296,6 +296,17 @@ def misattributed(text: str, source: Source) -> list[str]:
     return found
 
 
+def says_of_metrics(text: str) -> bool:
+    """Whether ``text`` says any quantity of a metric: what :func:`misattributed` judges (a
+    text without one needs no :class:`Source`)."""
+    return any(_metrics_of(text, match) for match in quantity_matches(text))
+
+
+def told_wrong(ungrounded: Iterable[str]) -> str:
+    """The sentence a question asked again ends with: what the last answer got wrong."""
+    return f" Your last answer got these wrong: {'; '.join(ungrounded)}."
+
+
 def _metrics_of(text: str, match: re.Match[str]) -> frozenset[str]:
     """What the quantity ``match`` is said of: the last metric named before it in its sentence,
     and the first named after it in its clause."""

@@ -25,8 +25,8 @@ from services.kafka_llm_processor.llm_client import (
     TransientLLMError,
 )
 from services.kafka_llm_processor.prompts import (
-    STRICTER,
     AnswerUnusable,
+    again,
     answer_schema,
     messages_for,
 )
@@ -129,11 +129,11 @@ class Asker:
         headers = {HEADER_WORKFLOW_ID: prompting.workflow_id, HEADER_WORKFLOW_RUN_ID: run_id}
         schema = answer_schema(question)  # read from the content once, for every question
 
-        async def ask(strict: bool) -> LLMAnswer:
+        async def ask(wrong: list[str]) -> LLMAnswer:
             def once() -> Awaitable[LLMAnswer]:
                 result.calls += 1
                 return client.ask(
-                    _messages(question, prompting.instruction, strict=strict),
+                    _messages(question, prompting.instruction, wrong=wrong),
                     max_tokens=prompting.max_tokens,
                     json_schema=schema,
                     sampling=self._sampling,
@@ -171,11 +171,11 @@ class Asker:
 
 
 def _messages(
-    document: FinancialDocument, instruction: str | None, *, strict: bool
+    document: FinancialDocument, instruction: str | None, *, wrong: list[str]
 ) -> list[dict[str, str]]:
-    messages = messages_for(document, strict=strict)
+    messages = messages_for(document, wrong=wrong)
     if instruction is not None:
-        extra = STRICTER[document.task] if strict else ""
+        extra = again(document.task, wrong=wrong)
         messages[0] = {"role": "system", "content": instruction + extra}
     return messages
 

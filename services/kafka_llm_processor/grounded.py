@@ -13,9 +13,10 @@ from services.kafka_llm_processor.llm_client import LLMAnswer
 from services.kafka_llm_processor.prompts import structured, summary_text, ungrounded_parts
 from services.kafka_llm_processor.repetition import cut_loop
 
-AskOnce = Callable[[bool], Awaitable[LLMAnswer]]
-"""``ask(strict)``: the model's answer to the document's question (with the stricter
-instruction when ``strict``), transient failures already retried by the caller."""
+AskOnce = Callable[[list[str]], Awaitable[LLMAnswer]]
+"""``ask(wrong)``: the model's answer to the document's question; asked again (``wrong``, what
+the last answer got wrong, not empty) with the stricter instruction, told what was wrong.
+Transient failures are already retried by the caller."""
 
 
 class GroundedAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,24 +48,20 @@ async def answer_grounded(
 ) -> GroundedAnswer:
     """Raises ``AnswerUnusable`` for an answer that is not the asked JSON, and whatever
     ``ask`` raises."""
-    answer = await ask(False)
-    key_figures, sentiment = structured(document.task, answer.text)
-    ungrounded = ungrounded_parts(document, key_figures, sentiment)
+    answer = await ask([])
+    key_figures, sentiment, said, ungrounded = _judged(document, answer.text)
     first_grounded, questions = not ungrounded, 1
     prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
     if ungrounded and ask_again:
-        # At temperature 0 the same question gives the same answer: ask more strictly.
-        answer = await ask(True)
+        # At temperature 0 the same question gives the same answer: ask more strictly, and
+        # say what was wrong.
+        answer = await ask(ungrounded)
         questions = 2
         prompt_tokens += answer.prompt_tokens
         completion_tokens += answer.completion_tokens
-        key_figures, sentiment = structured(document.task, answer.text)
-        ungrounded = ungrounded_parts(document, key_figures, sentiment)
-    said = text = answer.text
-    if document.task == "summary":
-        # The summary without the loop it may end in; a JSON answer's text is its summary.
-        said = summary_text(answer.text)
-        text = cut_loop(said)
+        key_figures, sentiment, said, ungrounded = _judged(document, answer.text)
+    # A summary without the loop it may end in.
+    text = answer.text if said is None else cut_loop(said)
     return GroundedAnswer(
         answer=answer,
         text=text,
@@ -75,5 +72,15 @@ async def answer_grounded(
         questions=questions,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        loop_cut=len(said) - len(text),
+        loop_cut=0 if said is None else len(said) - len(text),
     )
+
+
+def _judged(
+    document: FinancialDocument, answer: str
+) -> tuple[list[KeyFigure] | None, Sentiment | None, str | None, list[str]]:
+    """The answer read for the document's task: its key figures, its sentiment, a summary's
+    text (a JSON answer's ``summary``), and what of it the document does not hold."""
+    key_figures, sentiment = structured(document.task, answer)
+    said = summary_text(answer) if document.task == "summary" else None
+    return key_figures, sentiment, said, ungrounded_parts(document, key_figures, sentiment, said)

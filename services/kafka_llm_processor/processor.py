@@ -253,8 +253,8 @@ class DocumentProcessor:
             """``part`` (the document, or a part of it) asked whole."""
             schema = answer_schema(part)  # read from the content once, for every question
 
-            def ask(strict: bool) -> Awaitable[LLMAnswer]:
-                if strict:
+            def ask(wrong: list[str]) -> Awaitable[LLMAnswer]:
+                if wrong:
                     self._metrics.grounding_retries.labels(part.task).inc()
                 calls = 0
 
@@ -264,7 +264,7 @@ class DocumentProcessor:
                     if calls > 1:
                         self._metrics.retries.inc()
                     return self._llm.ask(
-                        messages_for(part, strict=strict),
+                        messages_for(part, wrong=wrong),
                         max_tokens=self._settings.max_tokens,
                         json_schema=schema,
                         headers=attribution,

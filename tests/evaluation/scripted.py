@@ -41,7 +41,8 @@ def task_of(system: str) -> Task:
 
 
 def strict(system: str, task: Task) -> bool:
-    return bool(STRICTER[task]) and system.endswith(STRICTER[task])
+    """Asked again: the stricter instruction (then what the last answer got wrong)."""
+    return bool(STRICTER[task]) and STRICTER[task] in system
 
 
 def scripted_model(script: Script) -> Callable[[dict[str, Any]], str]:

@@ -16,6 +16,7 @@ import pytest
 from libs.common.figure_names import named_figures
 from libs.common.grounding import (
     Source,
+    misattributed,
     reason_grounded,
     ungrounded_values,
 )
@@ -88,7 +89,8 @@ async def test_every_document_gets_a_result(
             grounded = reason_grounded(result.sentiment.reason, source)
             assert result.ungrounded == ([] if grounded else [f"reason: {result.sentiment.reason}"])
         if doc.task == "summary":
-            assert (result.status, result.attempts) == ("ok", 1)
+            # Its numbers are the document's by its schema; what it says each is of is judged.
+            assert result.ungrounded == misattributed(result.answer, source)
         assert result.status == ("ungrounded" if result.ungrounded else "ok")
         if result.ungrounded:
             assert result.attempts == 2
@@ -255,6 +257,46 @@ async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
     assert results["vague"].ungrounded == ["reason: Investors will like this document."]
     assert 'pas_processor_ungrounded_total{task="key_figures"} 1.0' in metrics
     assert 'pas_processor_grounding_retries_total{task="key_figures"} 2.0' in metrics
+
+
+async def test_a_summary_number_said_of_another_metric_is_asked_again_told_what_was_wrong(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """A scripted model (a fake OpenAI-compatible server, its documented chat wire format)
+    gives the margin's fall to revenue: for one document until told so, for another always."""
+    base = FinancialDocument(
+        doc_id="placeholder",
+        doc_type="earnings_report",
+        title="Northwind Q3",
+        content="Revenue rose 12.4% to $89.5 billion; the operating margin fell 1 percent.",
+        source="Northwind IR",
+        published_at=datetime(2026, 10, 30, tzinfo=UTC),
+        task="summary",
+    )
+    docs = [
+        msgspec.structs.replace(base, doc_id=doc_id, title=f"Northwind Q3 ({doc_id})")
+        for doc_id in ("mends", "persists")
+    ]
+    wrong = "1 percent said of revenue; the document's is of operating margin"
+
+    def scripted(request: dict[str, Any]) -> str:
+        system, user = (m["content"] for m in request["messages"])
+        told = system.endswith(f"got these wrong: {wrong}.")
+        summary = (
+            "Revenue rose 12.4% to $89.5 billion, and the operating margin fell 1 percent."
+            if told and "(mends)" in user
+            else "Northwind's revenue fell 1 percent."
+        )
+        return json.dumps({"summary": summary})
+
+    results, metrics = await answered_by(scripted, docs, kafka_bootstrap, topics, start_processor)
+
+    assert (results["mends"].status, results["mends"].attempts) == ("ok", 2)
+    assert results["mends"].answer.startswith("Revenue rose 12.4%")
+    assert (results["persists"].status, results["persists"].attempts) == ("ungrounded", 2)
+    assert results["persists"].ungrounded == [wrong]
+    assert 'pas_processor_ungrounded_total{task="summary"} 1.0' in metrics
+    assert 'pas_processor_grounding_retries_total{task="summary"} 2.0' in metrics
 
 
 async def test_a_summary_ending_in_a_loop_is_published_with_the_loop_said_once(

@@ -33,6 +33,7 @@ from libs.common.grounding import (
     Source,
     misattributed,
     quantities_as_written,
+    told_wrong,
     unfounded_numbers,
 )
 from libs.common.schemas.json_schema import choice_chain, inline_schema
@@ -233,7 +234,7 @@ def build(deps: WorkflowDeps) -> StateGraph[DocumentState, RunContext, Any, Any]
         asked = state.get("asked", 0)
         instruction = prompt_of(runtime, PROMPTS, "analyse") + (STRICTER if asked else "")
         if asked and (wrong := state.get("result", {}).get("ungrounded")):
-            instruction += f" Your last answer got these wrong: {'; '.join(wrong)}."
+            instruction += told_wrong(wrong)
 
         async def read_whole(content: str) -> _AnalysisRead:
             shown = f"{heading}\n\n{content}" if heading else content
