@@ -299,6 +299,8 @@ def misattributed(text: str, source: Source) -> list[str]:
 def says_of_metrics(text: str) -> bool:
     """Whether ``text`` says any quantity of a metric: what :func:`misattributed` judges (a
     text without one needs no :class:`Source`)."""
+    if _DIGIT.search(text) is None:  # most summaries the processor publishes: a quick no
+        return False
     return any(_metrics_of(text, match) for match in quantity_matches(text))
 
 
