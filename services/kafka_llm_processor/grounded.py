@@ -15,8 +15,8 @@ from services.kafka_llm_processor.repetition import cut_loop
 
 AskOnce = Callable[[list[str]], Awaitable[LLMAnswer]]
 """``ask(wrong)``: the model's answer to the document's question; asked again (``wrong``, what
-the last answer got wrong, not empty) with the stricter instruction, told what was wrong.
-Transient failures are already retried by the caller."""
+the last answer got wrong, not empty) with the stricter instruction, which for a summary says
+what was wrong (``prompts.again``). Transient failures are already retried by the caller."""
 
 
 class GroundedAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,8 +53,7 @@ async def answer_grounded(
     first_grounded, questions = not ungrounded, 1
     prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
     if ungrounded and ask_again:
-        # At temperature 0 the same question gives the same answer: ask more strictly, and
-        # say what was wrong.
+        # At temperature 0 the same question gives the same answer: ask more strictly.
         answer = await ask(ungrounded)
         questions = 2
         prompt_tokens += answer.prompt_tokens
