@@ -20,7 +20,7 @@ from libs.common.grounding import (
     reason_grounded,
     ungrounded_values,
 )
-from libs.common.schemas.documents import DocumentResult, FinancialDocument
+from libs.common.schemas.documents import DocumentResult, FinancialDocument, Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS, grounding_text
 from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import (
@@ -215,6 +215,20 @@ async def answered_by(
     return results, metrics
 
 
+def northwind_q3(doc_id: str, content: str, task: Task) -> FinancialDocument:
+    """A short filing whose title names ``doc_id``, which a scripted model reads to know which
+    answer to give."""
+    return FinancialDocument(
+        doc_id=doc_id,
+        doc_type="earnings_report",
+        title=f"Northwind Q3 ({doc_id})",
+        content=content,
+        source="Northwind IR",
+        published_at=datetime(2026, 10, 30, tzinfo=UTC),
+        task=task,
+    )
+
+
 async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
     kafka_bootstrap: str, topics: Topics, start_processor: Any
 ) -> None:
@@ -222,20 +236,9 @@ async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
     it invents a figure unless asked strictly, for one document, and always, for another;
     a third gets a sentiment whose reason cites nothing in the document. A figure the model
     lists twice is published once."""
-    base = FinancialDocument(
-        doc_id="placeholder",
-        doc_type="earnings_report",
-        title="Northwind Q3",
-        content="Revenue rose 12.4% to $89.5 billion; the margin fell 1 percent.",
-        source="Northwind IR",
-        published_at=datetime(2026, 10, 30, tzinfo=UTC),
-        task="key_figures",
-    )
-    docs = [
-        msgspec.structs.replace(base, doc_id="mends", title="Northwind Q3 (mends)"),
-        msgspec.structs.replace(base, doc_id="invents", title="Northwind Q3 (invents)"),
-        msgspec.structs.replace(base, doc_id="vague", task="sentiment"),
-    ]
+    content = "Revenue rose 12.4% to $89.5 billion; the margin fell 1 percent."
+    docs = [northwind_q3(doc_id, content, "key_figures") for doc_id in ("mends", "invents")]
+    docs.append(northwind_q3("vague", content, "sentiment"))
 
     def scripted(request: dict[str, Any]) -> str:
         system, user = (m["content"] for m in request["messages"])
@@ -264,19 +267,8 @@ async def test_a_summary_number_said_of_another_metric_is_asked_again_told_what_
 ) -> None:
     """A scripted model (a fake OpenAI-compatible server, its documented chat wire format)
     gives the margin's fall to revenue: for one document until told so, for another always."""
-    base = FinancialDocument(
-        doc_id="placeholder",
-        doc_type="earnings_report",
-        title="Northwind Q3",
-        content="Revenue rose 12.4% to $89.5 billion; the operating margin fell 1 percent.",
-        source="Northwind IR",
-        published_at=datetime(2026, 10, 30, tzinfo=UTC),
-        task="summary",
-    )
-    docs = [
-        msgspec.structs.replace(base, doc_id=doc_id, title=f"Northwind Q3 ({doc_id})")
-        for doc_id in ("mends", "persists")
-    ]
+    content = "Revenue rose 12.4% to $89.5 billion; the operating margin fell 1 percent."
+    docs = [northwind_q3(doc_id, content, "summary") for doc_id in ("mends", "persists")]
     wrong = "1 percent said of revenue; the document's is of operating margin"
 
     def scripted(request: dict[str, Any]) -> str:
