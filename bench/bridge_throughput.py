@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,10 @@ from litestar.testing import AsyncTestClient
 
 from bench.langgraph_runner import through_runner
 from bench.processor_throughput import Results, bare_loop_rate, fresh_topics, send_messages
-from libs.common.kafka.broker import EmbeddedBroker
+from bench.scratch import broker_in_scratch
 from libs.common.kit.logging import configure_logging
 from services.langgraph_runner.app import create_app
 from services.langgraph_runner.settings import RunnerSettings
-from tests.support.processes import free_port
 
 
 def events(count: int) -> list[tuple[bytes, bytes]]:
@@ -55,7 +54,8 @@ def events(count: int) -> list[tuple[bytes, bytes]]:
     return found
 
 
-def _settings(folder: Path, concurrency: int, **kafka: Any) -> RunnerSettings:
+def runner_settings(folder: Path, concurrency: int, **kafka: Any) -> RunnerSettings:
+    """The bench chain's runner, its files in ``folder``; ``kafka``: its bridge's settings."""
     return RunnerSettings(
         checkpoint_path=str(folder / "checkpoints.db"),
         store_path=str(folder / "runs.db"),
@@ -68,9 +68,15 @@ def _settings(folder: Path, concurrency: int, **kafka: Any) -> RunnerSettings:
     )
 
 
-async def bridge_rate(bootstrap: str, folder: Path, count: int, concurrency: int) -> float:
+@asynccontextmanager
+async def bridged_runner(
+    bootstrap: str, folder: Path, concurrency: int
+) -> AsyncIterator[tuple[str, str]]:
+    """The runner in this process with its bridge on fresh topics (events, results), in a
+    group of its own, from when the group gave it the events' partitions (a join takes
+    seconds on any broker) until the block ends."""
     source, sink, dlq = await fresh_topics(bootstrap)
-    settings = _settings(
+    settings = runner_settings(
         folder,
         concurrency,
         bootstrap_servers=bootstrap,
@@ -79,13 +85,18 @@ async def bridge_rate(bootstrap: str, folder: Path, count: int, concurrency: int
         dlq_topic=dlq,
         group_id=uuid.uuid4().hex,
     )
-    async with (
-        AsyncTestClient(app=create_app(settings)) as runner,
-        Results(bootstrap, sink) as results,
-    ):
-        # Group joins take seconds on any broker; the rate is measured after, in steady state.
+    async with AsyncTestClient(app=create_app(settings)) as runner:
         while not (await runner.get("/health")).json()["details"]["kafka"]["partitions"]:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        yield source, sink
+
+
+async def bridge_rate(bootstrap: str, folder: Path, count: int, concurrency: int) -> float:
+    """From the first event sent to the last outcome read, the bridge in steady state."""
+    async with (
+        bridged_runner(bootstrap, folder, concurrency) as (source, sink),
+        Results(bootstrap, sink) as results,
+    ):
         started = time.perf_counter()
         await send_messages(bootstrap, source, events(count))
         await results.wait_for(count)
@@ -95,7 +106,7 @@ async def bridge_rate(bootstrap: str, folder: Path, count: int, concurrency: int
 async def runs_rate(folder: Path, count: int, concurrency: int) -> float:
     """The same runs, started and awaited in process, ``concurrency`` at once."""
     async with AsyncExitStack() as stack:
-        run_once = await through_runner(stack, _settings(folder, concurrency))
+        run_once = await through_runner(stack, runner_settings(folder, concurrency))
         slots = asyncio.Semaphore(concurrency)
 
         async def bounded() -> None:
@@ -115,11 +126,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     configure_logging("WARNING")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
-    ):
-        work, bootstrap = Path(tmp), broker.bootstrap_servers
+    with broker_in_scratch() as (work, broker):
+        bootstrap = broker.bootstrap_servers
         bare = asyncio.run(bare_loop_rate(bootstrap, args.events, events(args.events)))
         runs = asyncio.run(runs_rate(work / "runs", args.events, args.concurrency))
         bridged = asyncio.run(

@@ -5,7 +5,7 @@ broker when they come one at a time: latency, where the other Kafka benches meas
     consumer of every partition has it, with aiokafka's default fetch wait (500 ms) and with
     PAS's (``KAFKA_FETCH_MAX_WAIT_MS`` in ``libs/common/constants.py``). A real Kafka broker
     answers a waiting fetch as soon as records arrive; the embedded Tansu broker answers a fetch
-    of several partitions when its wait is over, records or not, so there the wait is the hop.
+    of several partitions only when it looks again, so there the wait bounds the hop.
 (b) A document (a summary to make) through the Kafka LLM processor, answered by an instant
     OpenAI-compatible responder, until its result is read from the output topic (as ``pas
     send`` reads it), next to the same LLM call made straight to the responder.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,9 +31,8 @@ from pathlib import Path
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from litestar.testing import AsyncTestClient
 
-from bench.bridge_throughput import _settings, events
+from bench.bridge_throughput import bridged_runner, events, runner_settings
 from bench.langgraph_runner import through_runner
 from bench.processor_throughput import (
     Results,
@@ -44,16 +42,14 @@ from bench.processor_throughput import (
     serve_responder,
     summaries,
 )
+from bench.scratch import broker_in_scratch
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
-from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.logging import configure_logging
 from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.metrics import ProcessorMetrics
 from services.kafka_llm_processor.prompts import answer_schema, messages_for
 from services.kafka_llm_processor.settings import ProcessorSettings
-from services.langgraph_runner.app import create_app
-from tests.support.processes import free_port
 
 AIOKAFKA_DEFAULT_WAIT_MS = 500
 
@@ -78,20 +74,16 @@ async def timed(count: int, once: Callable[[int], Awaitable[None]]) -> list[floa
 async def record_latency(bootstrap: str, count: int, fetch_max_wait_ms: int) -> list[float]:
     topic = f"latency-{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, {topic: 6})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        async with Results(
-            bootstrap, topic, from_end=True, fetch_max_wait_ms=fetch_max_wait_ms
-        ) as records:
+    async with (
+        AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer,
+        Results(bootstrap, topic, from_end=True, fetch_max_wait_ms=fetch_max_wait_ms) as records,
+    ):
 
-            async def once(n: int) -> None:
-                await producer.send_and_wait(topic, key=str(n).encode(), value=b"x")
-                await records.consumer.getone()
+        async def once(n: int) -> None:
+            await producer.send_and_wait(topic, key=str(n).encode(), value=b"x")
+            await records.consumer.getone()
 
-            return await timed(count, once)
-    finally:
-        await producer.stop()
+        return await timed(count, once)
 
 
 async def processor_latency(bootstrap: str, llm_url: str, count: int) -> list[float]:
@@ -99,23 +91,19 @@ async def processor_latency(bootstrap: str, llm_url: str, count: int) -> list[fl
     source, sink, _ = topics
     settings = processor_settings(bootstrap, topics, llm_url)
     docs = summaries(count + 1)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        async with (
-            running_processor(settings, ProcessorMetrics()),
-            Results(bootstrap, sink, from_end=True) as results,
-        ):
+    async with (
+        AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer,
+        running_processor(settings, ProcessorMetrics()),
+        Results(bootstrap, sink, from_end=True) as results,
+    ):
 
-            async def once(n: int) -> None:
-                doc = docs[n + 1]
-                value = msgspec.json.encode(doc)
-                await producer.send_and_wait(source, key=doc.doc_id.encode(), value=value)
-                await results.consumer.getone()
+        async def once(n: int) -> None:
+            doc = docs[n + 1]
+            value = msgspec.json.encode(doc)
+            await producer.send_and_wait(source, key=doc.doc_id.encode(), value=value)
+            await results.consumer.getone()
 
-            return await timed(count, once)
-    finally:
-        await producer.stop()
+        return await timed(count, once)
 
 
 async def direct_latency(llm_url: str, count: int) -> list[float]:
@@ -135,40 +123,23 @@ async def direct_latency(llm_url: str, count: int) -> list[float]:
 
 
 async def bridge_latency(bootstrap: str, folder: Path, count: int) -> list[float]:
-    source, sink, dlq = await fresh_topics(bootstrap)
-    settings = _settings(
-        folder,
-        16,
-        bootstrap_servers=bootstrap,
-        events_topic=source,
-        results_topic=sink,
-        dlq_topic=dlq,
-        group_id=uuid.uuid4().hex,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        async with (
-            AsyncTestClient(app=create_app(settings)) as runner,
-            Results(bootstrap, sink, from_end=True) as results,
-        ):
-            # Group joins take seconds on any broker; each event is timed after.
-            while not (await runner.get("/health")).json()["details"]["kafka"]["partitions"]:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+    async with (
+        AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer,
+        bridged_runner(bootstrap, folder, 16) as (source, sink),
+        Results(bootstrap, sink, from_end=True) as results,
+    ):
 
-            async def once(_: int) -> None:
-                ((key, value),) = events(1)
-                await producer.send_and_wait(source, key=key, value=value)
-                await results.consumer.getone()
+        async def once(_: int) -> None:
+            ((key, value),) = events(1)
+            await producer.send_and_wait(source, key=key, value=value)
+            await results.consumer.getone()
 
-            return await timed(count, once)
-    finally:
-        await producer.stop()
+        return await timed(count, once)
 
 
 async def in_process_latency(folder: Path, count: int) -> list[float]:
     async with AsyncExitStack() as stack:
-        run_once = await through_runner(stack, _settings(folder, 16))
+        run_once = await through_runner(stack, runner_settings(folder, 16))
         return await timed(count, lambda _: run_once())
 
 
@@ -181,11 +152,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=40, help="records, events and runs timed")
     args = parser.parse_args()
     configure_logging("WARNING")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
-    ):
-        work, bootstrap = Path(tmp), broker.bootstrap_servers
+    with broker_in_scratch() as (work, broker):
+        bootstrap = broker.bootstrap_servers
         for wait_ms in (AIOKAFKA_DEFAULT_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS):
             taken = asyncio.run(record_latency(bootstrap, args.count, wait_ms))
             print(f"(a) a record, fetch wait {wait_ms:3d} ms: {summary(taken)}", flush=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.processor_throughput import Results, fresh_topics, serve_responder, summaries
-from libs.common.kafka.broker import EmbeddedBroker
+from bench.scratch import broker_in_scratch
 from services.kafka_llm_processor.send_samples import send
 from tests.support.processes import ServiceProcess, free_port
 
@@ -92,9 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     rates: dict[int, list[float]] = {1: [], 3: []}
     with (
-        tempfile.TemporaryDirectory() as tmp,
-        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
-        serve_responder(0.2, Path(tmp)) as backend,
+        broker_in_scratch() as (work, broker),
+        serve_responder(0.2, work) as backend,
     ):
         for _ in range(args.rounds):
             for replicas, measured_rates in rates.items():
@@ -104,7 +102,7 @@ def main() -> None:
                         f"{backend.url}/v1",
                         replicas,
                         args.documents,
-                        Path(tmp),
+                        work,
                     )
                 )
                 measured_rates.append(measured)

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -43,8 +42,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from prometheus_client import Counter
 
 from bench.process_stats import cpu_seconds
+from bench.scratch import broker_in_scratch
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
-from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.heap import StartupHeap
 from libs.common.kit.logging import configure_logging
@@ -75,7 +74,8 @@ class Results:
         from_end: bool = False,
         fetch_max_wait_ms: int = KAFKA_FETCH_MAX_WAIT_MS,
     ) -> None:
-        # A PAS reader's fetch wait by default: the embedded broker holds a fetch until it is over.
+        # A PAS reader's fetch wait by default: the embedded broker answers a waiting fetch of
+        # several partitions only when it looks again, up to this long after.
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
@@ -413,10 +413,9 @@ def main() -> None:
     parts, count = arguments.parts, arguments.documents
     configure_logging("WARNING")
     with (
-        tempfile.TemporaryDirectory() as tmp,
-        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
-        serve_responder(0.0, Path(tmp)) as instant,
-        serve_responder(0.2, Path(tmp)) as batching,
+        broker_in_scratch() as (work, broker),
+        serve_responder(0.0, work) as instant,
+        serve_responder(0.2, work) as batching,
         ServiceProcess(
             "services.llm.llama31_8b_service:app",
             free_port(),
@@ -425,7 +424,7 @@ def main() -> None:
                 "LLAMA31_8B_CONTEXT_LENGTH": "2048",
                 "LOG_LEVEL": "WARNING",
             },
-            Path(tmp) / "llm.log",
+            work / "llm.log",
         ) as llm,
     ):
         heap = StartupHeap()

@@ -17,14 +17,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 from bench.process_stats import cpu_seconds, memory_kib
-from libs.common.kafka.broker import EmbeddedBroker
+from bench.scratch import broker_in_scratch
 from libs.common.kafka.topics import ensure_topics
 from scripts.serve import SERVICES
 from tests.support.processes import REPO_ROOT, free_port
@@ -108,11 +107,7 @@ def baseline(environ: dict[str, str]) -> tuple[int, int, float]:
 
 
 def main() -> None:
-    with (
-        tempfile.TemporaryDirectory(prefix="pas-footprint-") as scratch,
-        EmbeddedBroker(port=free_port(), log_path=Path(scratch) / "broker.log") as broker,
-    ):
-        work = Path(scratch)
+    with broker_in_scratch(prefix="pas-footprint-") as (work, broker):
         asyncio.run(ensure_topics(broker.bootstrap_servers))
         environ = {
             **os.environ,
