@@ -117,8 +117,8 @@ def list_letters(
 ) -> None:
     """The letters on the DLQ TOPIC: where each came from, why, how often it was tried.
     Without TOPIC, PAS's four DLQs at a glance: their letters by error type (the topics are
-    the services' own settings: DLQ_TOPIC, RUNNER_DLQ_TOPIC, ANALYTICS_DLQ_TOPIC,
-    VERSIONING_DLQ_TOPIC)."""
+    the services' own settings: PROCESSOR_DLQ_TOPIC or DLQ_TOPIC, RUNNER_DLQ_TOPIC,
+    ANALYTICS_DLQ_TOPIC, VERSIONING_DLQ_TOPIC)."""
     if topic is None:
         if error_type is not None:
             raise click.UsageError("--error-type needs the TOPIC whose letters it picks")

@@ -48,10 +48,10 @@ async def _publish(settings: CLISettings, docs: list[FinancialDocument]) -> list
     sent: list[Sent] = []
     try:
         with progress() as bar:
-            task = bar.add_task(f"sending to {settings.input_topic}", total=len(docs))
+            task = bar.add_task(f"sending to {settings.processor_input_topic}", total=len(docs))
             for doc in docs:
                 where = await send_acknowledged(
-                    producer, settings.input_topic, doc.doc_id.encode(), _encode(doc)
+                    producer, settings.processor_input_topic, doc.doc_id.encode(), _encode(doc)
                 )
                 sent.append(
                     Sent(
@@ -73,17 +73,17 @@ async def send_and_wait(
     answers = Answers()
     if not wait:
         return await _publish(settings, docs), answers
-    topics = [settings.output_topic, settings.dlq_topic]
+    topics = [settings.processor_output_topic, settings.processor_dlq_topic]
     async with TopicReader(settings.kafka_bootstrap_servers, topics) as reader:
         await reader.from_end()
         sent = await _publish(settings, docs)
         pending = {s.source_offset for s in sent}
         with progress() as bar:
-            task = bar.add_task(f"waiting on {settings.output_topic}", total=len(sent))
+            task = bar.add_task(f"waiting on {settings.processor_output_topic}", total=len(sent))
             async for record in reader.following(timeout_s):
                 answer: DocumentResult | DeadLetter
                 try:
-                    if record.topic == settings.output_topic:
+                    if record.topic == settings.processor_output_topic:
                         result = _decode_result(record.value or b"")
                         place, answer = result.source_offset, result
                     else:

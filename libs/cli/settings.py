@@ -2,8 +2,9 @@
 
 ``<SERVICE>_URL`` is where a client finds a service (``REGISTRY_URL``, ``RUNNER_URL``, ...),
 ``<SERVICE>_TOKEN`` its token, else ``PAS_TOKEN``; the topics are the ones the services
-themselves read (``INPUT_TOPIC``, ``RUNNER_EVENTS_TOPIC``, ...), so that one ``.env`` points the
-services and the command at the same place.
+themselves read, by the same names in the same order (``PROCESSOR_INPUT_TOPIC`` else
+``INPUT_TOPIC``, ``RUNNER_EVENTS_TOPIC``, ...), so that one ``.env`` points the services and
+the command at the same place.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
     env_prefix: ClassVar[str] = ""
     env_aliases: ClassVar = {
         "kafka_bootstrap_servers": ("KAFKA_BROKERS",),
+        # The processor's own names first, then the spec's shared ones, as the processor reads
+        # them (ProcessorSettings), so that the CLI sends to and reads from its topics.
+        "processor_input_topic": ("INPUT_TOPIC",),
+        "processor_output_topic": ("OUTPUT_TOPIC",),
+        "processor_dlq_topic": ("DLQ_TOPIC",),
         "registry_token": ("PAS_TOKEN",),
         "runner_token": ("PAS_TOKEN",),
         "router_token": ("PAS_TOKEN",),
@@ -66,9 +72,9 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
     versioning_url: Url = _local(VERSIONING_PORT)
     analytics_url: Url = _local(ANALYTICS_PORT)
     analytics_token: str | None = None
-    input_topic: str = TOPIC_FINANCIAL_DOCUMENTS
-    output_topic: str = TOPIC_LLM_RESULTS
-    dlq_topic: str = TOPIC_FINANCIAL_DOCUMENTS_DLQ
+    processor_input_topic: str = TOPIC_FINANCIAL_DOCUMENTS
+    processor_output_topic: str = TOPIC_LLM_RESULTS
+    processor_dlq_topic: str = TOPIC_FINANCIAL_DOCUMENTS_DLQ
     runner_events_topic: str = TOPIC_WORKFLOW_EVENTS
     runner_results_topic: str = TOPIC_WORKFLOW_RESULTS
     runner_dlq_topic: str = TOPIC_WORKFLOW_EVENTS_DLQ
@@ -92,7 +98,7 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
     def dead_letter_queues(self) -> dict[str, str]:
         """PAS's DLQs, each with the service that writes it (``pas dlq list`` counts them)."""
         return {
-            self.dlq_topic: "kafka_llm_processor",
+            self.processor_dlq_topic: "kafka_llm_processor",
             self.runner_dlq_topic: "langgraph_runner",
             self.analytics_dlq_topic: "analytics",
             self.versioning_dlq_topic: "versioning",
