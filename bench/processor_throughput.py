@@ -44,6 +44,7 @@ from prometheus_client import Counter
 from bench.process_stats import cpu_seconds
 from bench.scratch import broker_in_scratch
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
+from libs.common.kafka.reading import assign_settled, partitions_of
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kit.heap import StartupHeap
 from libs.common.kit.logging import configure_logging
@@ -81,17 +82,13 @@ class Results:
             enable_auto_commit=False,
             group_id=None,
             fetch_max_wait_ms=fetch_max_wait_ms,
-            # The policy agrees with the seek below: aiokafka applies a partition's first reset
-            # (the policy's) even when a seek_to_* came meanwhile.
-            auto_offset_reset="latest" if from_end else "earliest",
         )
         self._topic = topic
         self._from_end = from_end
 
     async def __aenter__(self) -> Results:
         await self.consumer.start()
-        partitions = self.consumer.partitions_for_topic(self._topic) or set()
-        self.consumer.assign([TopicPartition(self._topic, p) for p in partitions])
+        await assign_settled(self.consumer, partitions_of(self.consumer, self._topic))
         if self._from_end:
             await self.consumer.seek_to_end()
         else:

@@ -15,6 +15,7 @@ import click
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
+from libs.common.kafka.reading import assign_settled, partitions_of
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -55,14 +56,8 @@ class TopicReader:
                 self._topics = [topic for topic in self._topics if topic in known]
             _all_there(self._topics, known)
             for topic in self._topics:
-                numbers = self._consumer.partitions_for_topic(topic) or set()
-                self.partitions += [TopicPartition(topic, n) for n in sorted(numbers)]
-            self._consumer.assign(self.partitions)
-            # An assigned partition's first position is reset by the consumer in the
-            # background; a seek made before that reset is done can be overwritten by it
-            # (aiokafka: a seek_to_beginning then read nothing of a DLQ, every other time).
-            for tp in self.partitions:
-                await self._consumer.position(tp)
+                self.partitions += partitions_of(self._consumer, topic)
+            await assign_settled(self._consumer, self.partitions)
         except BaseException:
             await self._consumer.stop()
             raise

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from libs.common.kafka.records import dead_letter
 from libs.common.kafka.topics import ensure_topics
@@ -19,29 +19,9 @@ from tests.cli.conftest import pas
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
+from tests.support.topic_reader import read_until_quiet
 
 REFUSED = (400, b'{"error": {"message": "bad request", "type": "invalid_request_error"}}')
-
-
-async def records_of(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` now, read without a group until a fetch finds no more."""
-    # Earliest as the policy too: a seek_to_beginning racing the first reset may lose to it.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        found: list[Any] = []
-        while batches := await consumer.getmany(timeout_ms=1000):
-            for records in batches.values():
-                found += records
-        return found
-    finally:
-        await consumer.stop()
 
 
 def listed(env: dict[str, str], dlq: str) -> list[dict[str, Any]]:
@@ -99,7 +79,7 @@ async def test_replay_sends_what_can_succeed_and_refuses_what_cannot(
     assert result.doc_id == doc.doc_id
     assert result.status == "ok"
     # Sent again as a new record of the input topic, with its key and the replay's headers.
-    sent = await records_of(kafka_bootstrap, topics.input)
+    sent = await read_until_quiet(kafka_bootstrap, topics.input)
     replays = [r for r in sent if dict(r.headers).get("x-pas-replayed-from")]
     assert len(replays) == 1
     [again] = replays

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DocumentResult, FinancialDocument
@@ -24,6 +23,7 @@ from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
+from tests.support.topic_reader import read_until_quiet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -80,7 +80,10 @@ async def test_replicas_share_the_work_and_a_killed_one_loses_nothing(
         # request the backend saw either has its answer on the topic or died with the replica.
         for replica in replicas[1:]:
             replica.stop(timeout_s=60)
-        results = await _read_all(kafka_bootstrap, topics.output)
+        results = [
+            msgspec.json.decode(r.value or b"", type=DocumentResult)
+            for r in await read_until_quiet(kafka_bootstrap, topics.output, quiet_ms=3000)
+        ]
         letters = await collect(kafka_bootstrap, topics.dlq, 0, timeout_s=1)
 
     answered = {r.doc_id for r in results}
@@ -99,28 +102,6 @@ async def test_replicas_share_the_work_and_a_killed_one_loses_nothing(
     # the answers it had handed to its producer but not seen acknowledged.
     assert backend.in_flight == 0
     assert len(results) <= len(backend.requests) <= len(results) + 32 + 256
-
-
-async def _read_all(bootstrap: str, topic: str) -> list[DocumentResult]:
-    """Every result on the topic: read from the start until a poll finds nothing more (no
-    group, so no join to wait for before the first poll)."""
-    # Earliest as the policy too: a seek_to_beginning racing the first reset may lose to it.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: list[DocumentResult] = []
-    try:
-        await consumer.topics()  # fetches the cluster's metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        await consumer.seek_to_beginning()
-        while batches := await consumer.getmany(timeout_ms=3000):
-            for records in batches.values():
-                found.extend(msgspec.json.decode(r.value, type=DocumentResult) for r in records)
-    finally:
-        await consumer.stop()
-    return found
 
 
 def _processed(metrics: str) -> float:
