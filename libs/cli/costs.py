@@ -51,7 +51,8 @@ def _row(line: CostLine, name: str | None = None) -> list[str]:
 def costs(
     settings: CLISettings, group_by: GroupBy, start: str | None, end: str | None, as_json: bool
 ) -> None:
-    """Tokens and cost per model, workflow, provider, capability or service (ANALYTICS_URL)."""
+    """Tokens and cost per model, workflow, provider, capability, service or desk key
+    (ANALYTICS_URL)."""
     report = run(fetch_costs(settings, group_by, start, end))
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(report), indent=2))

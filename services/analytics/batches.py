@@ -37,7 +37,7 @@ def usage_columns(events: Sequence[UsageEvent]) -> tuple[list[UsageEvent], list[
     for event in events:
         first.setdefault(usage_key(event), event)
     unique = list(first.values())
-    columns: list[list[Any]] = [[] for _ in range(15)]
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for e in unique:
         values = (
             e.event_id,
@@ -55,6 +55,7 @@ def usage_columns(events: Sequence[UsageEvent]) -> tuple[list[UsageEvent], list[
             e.cost_usd,
             e.status,
             e.error,
+            e.desk,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

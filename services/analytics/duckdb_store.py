@@ -48,6 +48,7 @@ from services.analytics.exports import csv_header, format_rows, stream_file, tem
 from services.analytics.queries import (
     EXPORT_COLUMNS,
     EXPORTS,
+    HOURLY_USAGE_KEY,
     META,
     RUNS,
     RUNS_HOURLY,
@@ -97,6 +98,14 @@ async def _outcome(job: Future[T]) -> T:
     return await asyncio.shield(asyncio.wrap_future(job))
 
 
+_USAGE_HOURLY_TABLE = f"""CREATE TABLE IF NOT EXISTS {USAGE_HOURLY} (
+    hour TIMESTAMPTZ NOT NULL, service VARCHAR NOT NULL, provider VARCHAR NOT NULL,
+    model VARCHAR NOT NULL, capability VARCHAR NOT NULL, workflow_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL, cost_usd DECIMAL(38,10) NOT NULL,
+    latency_ms_sum DOUBLE NOT NULL, desk VARCHAR NOT NULL DEFAULT '',
+    PRIMARY KEY {HOURLY_USAGE_KEY})"""
+
 SCHEMA = (
     USAGE_TABLE,
     f"""CREATE TABLE IF NOT EXISTS {RUNS} (
@@ -104,13 +113,7 @@ SCHEMA = (
         workflow_id VARCHAR NOT NULL, duration_ms DOUBLE, source VARCHAR NOT NULL,
         error VARCHAR,
         PRIMARY KEY (run_id, status, ts))""",
-    f"""CREATE TABLE IF NOT EXISTS {USAGE_HOURLY} (
-        hour TIMESTAMPTZ NOT NULL, service VARCHAR NOT NULL, provider VARCHAR NOT NULL,
-        model VARCHAR NOT NULL, capability VARCHAR NOT NULL, workflow_id VARCHAR NOT NULL,
-        status VARCHAR NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL, cost_usd DECIMAL(38,10) NOT NULL,
-        latency_ms_sum DOUBLE NOT NULL,
-        PRIMARY KEY (hour, service, provider, model, capability, workflow_id, status))""",
+    _USAGE_HOURLY_TABLE,
     f"""CREATE TABLE IF NOT EXISTS {RUNS_HOURLY} (
         hour TIMESTAMPTZ NOT NULL, workflow_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
         runs BIGINT NOT NULL, duration_ms_sum DOUBLE NOT NULL, timed_runs BIGINT NOT NULL,
@@ -188,6 +191,7 @@ class DuckDBStore:
             self._root.execute("SET GLOBAL TimeZone = 'UTC'")
             db = self._usage_writer.db = self._cursor()
             self._outcome_writer.db = self._cursor()
+            _add_desks(db)
             _drop_usage_key(db)
             for statement in SCHEMA:
                 db.execute(statement)
@@ -296,6 +300,7 @@ class DuckDBStore:
             queries.DUCKDB,
             workflow_id=where.workflow_id,
             model=where.model,
+            desk=where.desk,
         )
         rows = await self._read(sql, [window.start, window.end, *extra])
         return results.trend_points(rows, metric, bucket, window.start, window.end)
@@ -338,6 +343,39 @@ class DuckDBStore:
                 yield format_rows(fmt, columns, rows)
         finally:
             await self._on_reader(cursor.close)
+
+
+def _columns(db: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    found = db.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = $1", [table]
+    ).fetchall()
+    return {name for (name,) in found}
+
+
+def _add_desks(db: duckdb.DuckDBPyConnection) -> None:
+    """A file made before usage had desks: the usage table gains the column (last, as in
+    ``USAGE_TABLE``); the hourly table, whose key it joins, is copied once into one of the new
+    layout, its rows of no desk (``''``)."""
+    raw = _columns(db, USAGE)
+    if raw and "desk" not in raw:
+        db.execute(f"ALTER TABLE {USAGE} ADD COLUMN desk VARCHAR")
+        logger.info("usage table given its desk column", table=USAGE)
+    hourly = _columns(db, USAGE_HOURLY)
+    if not hourly or "desk" in hourly:
+        return
+    db.execute("BEGIN TRANSACTION")
+    try:
+        db.execute(f"ALTER TABLE {USAGE_HOURLY} RENAME TO {USAGE_HOURLY}_before_desks")
+        db.execute(_USAGE_HOURLY_TABLE)
+        db.execute(
+            f"INSERT INTO {USAGE_HOURLY} SELECT *, '' FROM {USAGE_HOURLY}_before_desks"  # noqa: S608
+        )
+        db.execute(f"DROP TABLE {USAGE_HOURLY}_before_desks")
+        db.execute("COMMIT")
+    except Exception:
+        db.execute("ROLLBACK")
+        raise
+    logger.info("hourly usage table rebuilt with desks in its key", table=USAGE_HOURLY)
 
 
 def _drop_usage_key(db: duckdb.DuckDBPyConnection) -> None:

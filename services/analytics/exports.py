@@ -49,6 +49,7 @@ COLUMN_TYPES: Final[dict[str, str]] = {
     "request_id": _TEXT,
     "status": _TEXT,
     "error": _TEXT,
+    "desk": _TEXT,
     "source": _TEXT,
     "prompt_tokens": _INT,
     "completion_tokens": _INT,

@@ -62,6 +62,7 @@ class NulFreeUsage(UsageEvent, frozen=True, kw_only=True, gc=False):
     workflow_id: _OptionalText = None
     run_id: _OptionalText = None
     error: _Reason = None
+    desk: _OptionalText = None
 
 
 class NulFreeRun(WorkflowRun, frozen=True, kw_only=True, gc=False):

@@ -53,6 +53,7 @@ from services.analytics.exports import ParquetSpool, csv_header, format_rows, st
 from services.analytics.queries import (
     EXPORT_COLUMNS,
     EXPORTS,
+    HOURLY_USAGE_KEY,
     META,
     RUN_COLUMNS,
     RUNS,
@@ -76,7 +77,7 @@ _TABLES = (
         provider TEXT NOT NULL, model TEXT NOT NULL, capability TEXT, workflow_id TEXT,
         run_id TEXT, request_id TEXT, prompt_tokens INTEGER NOT NULL,
         completion_tokens INTEGER NOT NULL, latency_ms DOUBLE PRECISION NOT NULL,
-        cost_usd NUMERIC(18,10) NOT NULL, status TEXT NOT NULL, error TEXT,
+        cost_usd NUMERIC(18,10) NOT NULL, status TEXT NOT NULL, error TEXT, desk TEXT,
         PRIMARY KEY (event_id, ts))""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS} (
         run_id TEXT NOT NULL, status TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL,
@@ -88,8 +89,8 @@ _TABLES = (
         model TEXT NOT NULL, capability TEXT NOT NULL, workflow_id TEXT NOT NULL,
         status TEXT NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
         completion_tokens BIGINT NOT NULL, cost_usd NUMERIC(38,10) NOT NULL,
-        latency_ms_sum DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (hour, service, provider, model, capability, workflow_id, status))""",
+        latency_ms_sum DOUBLE PRECISION NOT NULL, desk TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY {HOURLY_USAGE_KEY})""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS_HOURLY} (
         hour TIMESTAMPTZ NOT NULL, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
         runs BIGINT NOT NULL, duration_ms_sum DOUBLE PRECISION NOT NULL,
@@ -107,7 +108,8 @@ _TIME_INDEXES = (
 _HORIZON = f"(SELECT coalesce(max(value), '-infinity') FROM {META} WHERE key = 'rolled_up_before')"
 
 _USAGE_HOUR_COLUMNS = """service, provider, model, coalesce(capability, '') AS capability,
-    coalesce(workflow_id, '') AS workflow_id, status, count(*) AS calls,
+    coalesce(workflow_id, '') AS workflow_id, coalesce(desk, '') AS desk, status,
+    count(*) AS calls,
     sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
     sum(cost_usd) AS cost_usd, sum(latency_ms) AS latency_ms_sum"""
 
@@ -119,16 +121,17 @@ _TIMESCALE = (
         SELECT time_bucket(INTERVAL '1 hour', ts) AS hour, {_USAGE_HOUR_COLUMNS}
         FROM {USAGE}
         GROUP BY time_bucket(INTERVAL '1 hour', ts), service, provider, model, capability,
-                 workflow_id, status
+                 workflow_id, desk, status
         WITH NO DATA""",
     f"""SELECT add_continuous_aggregate_policy('{USAGE_CAGG}',
         start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour',
         schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)""",
 )
 
+# desk last: a view made before it existed is replaced by one that only gains a column.
 _HOURLY_COLUMNS = (
     "hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens, "
-    "completion_tokens, cost_usd, latency_ms_sum"
+    "completion_tokens, cost_usd, latency_ms_sum, desk"
 )
 
 
@@ -141,7 +144,7 @@ def _usage_by_hour_view(recent_source: str) -> str:
 
 _PLAIN_RECENT_USAGE = (
     f"SELECT date_trunc('hour', ts) AS hour, {_USAGE_HOUR_COLUMNS} FROM {USAGE} "
-    "GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
 )
 _RUNS_BY_HOUR_VIEW = f"""CREATE OR REPLACE VIEW {RUNS_BY_HOUR} AS
     SELECT hour, workflow_id, status, runs, duration_ms_sum, timed_runs FROM {RUNS_HOURLY}
@@ -158,7 +161,7 @@ RUNS_BATCH: Final = "pas_analytics_runs_batch"
 # Column types in the order of queries.USAGE_COLUMNS / RUN_COLUMNS, as binary COPY sends them.
 _USAGE_TYPES: Final = (
     "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text",
-    "int4", "int4", "float8", "float8", "text", "text",
+    "int4", "int4", "float8", "float8", "text", "text", "text",
 )  # fmt: skip
 _RUN_TYPES: Final = ("text", "text", "timestamptz", "text", "float8", "text", "text")
 
@@ -202,6 +205,40 @@ async def _prepare_connection(conn: Connection) -> None:
     await conn.execute(_batch_table(RUNS_BATCH, RUN_COLUMNS, _RUN_TYPES))
 
 
+async def _has_column(conn: Connection, relation: str, column: str) -> bool | None:
+    """Whether ``relation`` (a table or view) has ``column``; None when there is no such
+    relation."""
+    found = await conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped)",
+        (relation, relation, column),
+    )
+    exists, has = await found.fetchone() or (False, False)
+    return has if exists else None
+
+
+async def _add_desks(conn: Connection) -> None:
+    """A database made before usage had desks: the usage tables gain the column (the hourly
+    one into its key, its rows of no desk, ``''``); the continuous aggregate, which has no
+    rows of its own, is made again (``open`` makes it and the view over it)."""
+    if await _has_column(conn, USAGE, "desk") is False:
+        await conn.execute(f"ALTER TABLE {USAGE} ADD COLUMN desk TEXT")
+        logger.info("usage table given its desk column", table=USAGE)
+    if await _has_column(conn, USAGE_HOURLY, "desk") is False:
+        async with conn.transaction():
+            await conn.execute(
+                f"ALTER TABLE {USAGE_HOURLY} ADD COLUMN desk TEXT NOT NULL DEFAULT ''"
+            )
+            await conn.execute(
+                f"ALTER TABLE {USAGE_HOURLY} DROP CONSTRAINT {USAGE_HOURLY}_pkey, "
+                f"ADD PRIMARY KEY {HOURLY_USAGE_KEY}"
+            )
+        logger.info("hourly usage table given desks in its key", table=USAGE_HOURLY)
+    if await _has_column(conn, USAGE_CAGG, "desk") is False:
+        await conn.execute(f"DROP MATERIALIZED VIEW {USAGE_CAGG} CASCADE")
+        logger.info("continuous aggregate dropped to be made with desks", view=USAGE_CAGG)
+
+
 async def _copy_rows(
     conn: Connection, statement: str, types: Sequence[str], columns: list[list[Any]]
 ) -> None:
@@ -231,6 +268,7 @@ class PostgresStore:
         # The schema on one plain connection first: a wrong URL or a server that is down fails
         # here at once with libpq's own message, not after the pool has retried for its timeout.
         async with await AsyncConnection.connect(self._dsn, autocommit=True) as conn:
+            await _add_desks(conn)
             for statement in _TABLES:
                 await conn.execute(statement)
             timescale = await self._set_up_timescale(conn)
@@ -351,6 +389,7 @@ class PostgresStore:
             queries.POSTGRES,
             workflow_id=where.workflow_id,
             model=where.model,
+            desk=where.desk,
         )
         rows = await self._read(sql, window.start, window.end, *extra)
         return results.trend_points(rows, metric, bucket, window.start, window.end)

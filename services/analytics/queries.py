@@ -51,7 +51,12 @@ GROUP_COLUMNS: Final[dict[GroupBy, str]] = {
     "provider": "provider",
     "capability": "capability",
     "service": "service",
+    "desk": "desk",
 }
+
+HOURLY_USAGE_KEY: Final = "(hour, service, provider, model, capability, workflow_id, status, desk)"
+"""The hourly usage table's primary key: one row an hour for each value of every dimension a
+report groups by (``''`` for none)."""
 
 BUCKET_UNITS: Final[dict[Bucket, str]] = {"1m": "minute", "1h": "hour", "1d": "day"}
 
@@ -71,18 +76,20 @@ USAGE_COLUMNS: Final = (
     "cost_usd",
     "status",
     "error",
+    "desk",  # last: added after the others, so that stores made before it only gain a column
 )
 RUN_COLUMNS: Final = ("run_id", "status", "ts", "workflow_id", "duration_ms", "source", "error")
 
 # Raw and rolled-up usage as one relation; ``calls`` and ``latency_ms`` are sums per row.
 _USAGE_ALL = f"""
 usage_all AS (
-    SELECT ts, service, provider, model, capability, workflow_id, status, 1 AS calls,
+    SELECT ts, service, provider, model, capability, workflow_id, desk, status, 1 AS calls,
            prompt_tokens, completion_tokens, cost_usd, latency_ms
     FROM {USAGE} WHERE ts >= $1 AND ts < $2 {{usage_filter}}
     UNION ALL
     SELECT hour, service, provider, model, NULLIF(capability, ''), NULLIF(workflow_id, ''),
-           status, calls, prompt_tokens, completion_tokens, cost_usd, latency_ms_sum
+           NULLIF(desk, ''), status, calls, prompt_tokens, completion_tokens, cost_usd,
+           latency_ms_sum
     FROM {USAGE_HOURLY} WHERE hour >= $1 AND hour < $2 {{hourly_usage_filter}}
 )"""
 
@@ -203,15 +210,16 @@ def trend(
     *,
     workflow_id: str | None,
     model: str | None,
+    desk: str | None = None,
 ) -> tuple[str, list[str]]:
-    """The time series' SQL and the filter values that follow ``$1, $2``. A model filter does
-    not apply to run metrics (runs have no model)."""
+    """The time series' SQL and the filter values that follow ``$1, $2``. A model or desk
+    filter does not apply to run metrics (runs have neither)."""
     when = dialect.bucket(BUCKET_UNITS[bucket], "ts")
     about_runs = metric in _RUN_METRICS or metric.startswith("duration")
     params: list[str] = []
     conditions = []
-    for column, value in (("workflow_id", workflow_id), ("model", model)):
-        if value is not None and not (about_runs and column == "model"):
+    for column, value in (("workflow_id", workflow_id), ("model", model), ("desk", desk)):
+        if value is not None and not (about_runs and column != "workflow_id"):
             params.append(value)
             conditions.append(f"AND {column} = ${2 + len(params)}")
     where = " ".join(conditions)
@@ -271,14 +279,15 @@ RETURNING run_id, status, ts"""
 # --- retention --------------------------------------------------------------------------------
 
 ROLL_UP_USAGE: Final = f"""
-INSERT INTO {USAGE_HOURLY} (hour, service, provider, model, capability, workflow_id, status,
-                            calls, prompt_tokens, completion_tokens, cost_usd, latency_ms_sum)
+INSERT INTO {USAGE_HOURLY} (hour, service, provider, model, capability, workflow_id, desk,
+                            status, calls, prompt_tokens, completion_tokens, cost_usd,
+                            latency_ms_sum)
 SELECT date_trunc('hour', ts), service, provider, model, coalesce(capability, ''),
-       coalesce(workflow_id, ''), status, count(*), sum(prompt_tokens), sum(completion_tokens),
-       sum(cost_usd), sum(latency_ms)
+       coalesce(workflow_id, ''), coalesce(desk, ''), status, count(*), sum(prompt_tokens),
+       sum(completion_tokens), sum(cost_usd), sum(latency_ms)
 FROM {USAGE} WHERE ts < $1
-GROUP BY 1, 2, 3, 4, 5, 6, 7
-ON CONFLICT (hour, service, provider, model, capability, workflow_id, status) DO UPDATE SET
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+ON CONFLICT {HOURLY_USAGE_KEY} DO UPDATE SET
     calls = {USAGE_HOURLY}.calls + excluded.calls,
     prompt_tokens = {USAGE_HOURLY}.prompt_tokens + excluded.prompt_tokens,
     completion_tokens = {USAGE_HOURLY}.completion_tokens + excluded.completion_tokens,
@@ -322,6 +331,7 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "cost_usd",
         "status",
         "error",
+        "desk",
     ),
     "runs": ("run_id", "workflow_id", "status", "timestamp", "duration_ms", "source", "error"),
     "usage_hourly": (
@@ -337,6 +347,7 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "completion_tokens",
         "cost_usd",
         "latency_ms_sum",
+        "desk",
     ),
     "runs_hourly": ("hour", "workflow_id", "status", "runs", "duration_ms_sum", "timed_runs"),
 }
@@ -344,16 +355,16 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
 EXPORTS: Final[dict[str, str]] = {
     "usage": f"""
 SELECT event_id, ts AS timestamp, service, provider, model, capability, workflow_id, run_id,
-       request_id, prompt_tokens, completion_tokens, latency_ms, cost_usd, status, error
+       request_id, prompt_tokens, completion_tokens, latency_ms, cost_usd, status, error, desk
 FROM {USAGE} WHERE ts >= $1 AND ts < $2 ORDER BY ts, event_id""",
     "runs": f"""
 SELECT run_id, workflow_id, status, ts AS timestamp, duration_ms, source, error
 FROM {RUNS} WHERE ts >= $1 AND ts < $2 ORDER BY ts, run_id, status""",
     "usage_hourly": f"""
 SELECT hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens,
-       completion_tokens, cost_usd, latency_ms_sum
+       completion_tokens, cost_usd, latency_ms_sum, desk
 FROM {USAGE_HOURLY} WHERE hour >= $1 AND hour < $2
-ORDER BY hour, service, provider, model, capability, workflow_id, status""",
+ORDER BY hour, service, provider, model, capability, workflow_id, status, desk""",
     "runs_hourly": f"""
 SELECT hour, workflow_id, status, runs, duration_ms_sum, timed_runs
 FROM {RUNS_HOURLY} WHERE hour >= $1 AND hour < $2 ORDER BY hour, workflow_id, status""",

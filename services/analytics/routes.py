@@ -149,7 +149,7 @@ class AnalyticsController(Controller):
     @get(
         "/costs",
         responses=problem_responses(400),
-        summary="Tokens and cost per model, workflow, provider, capability or service",
+        summary="Tokens and cost per model, workflow, provider, capability, service or desk",
     )
     async def costs(
         self,
@@ -183,6 +183,7 @@ class AnalyticsController(Controller):
         to: To = None,
         workflow_id: Filter = None,
         model: Filter = None,
+        desk: Filter = None,
     ) -> Trend:
         window = time_window(start, to)
         points = results.bucket_count(window.start, window.end, bucket)
@@ -193,7 +194,7 @@ class AnalyticsController(Controller):
                 f"give {points} points; the limit is {settings.max_trend_points}: use a larger "
                 "bucket or a shorter window",
             )
-        where = TrendFilter(workflow_id=workflow_id, model=model)
+        where = TrendFilter(workflow_id=workflow_id, model=model, desk=desk)
         return Trend(
             metric=metric,
             bucket=bucket,

@@ -44,6 +44,7 @@ class TimeWindow(msgspec.Struct, frozen=True):
 class TrendFilter(msgspec.Struct, frozen=True, kw_only=True):
     workflow_id: str | None = None
     model: str | None = None
+    desk: str | None = None
 
 
 @runtime_checkable

@@ -38,6 +38,7 @@ USAGE_FIELDS: Final = (
     ("cost_usd", "cost_usd", pa.float64()),
     ("status", "status", pa.string()),
     ("error", "error", pa.string()),
+    ("desk", "desk", pa.string()),
 )
 assert tuple(column for column, _, _ in USAGE_FIELDS) == USAGE_COLUMNS
 _GETTERS: Final = tuple((attrgetter(attribute), kind) for _, attribute, kind in USAGE_FIELDS)

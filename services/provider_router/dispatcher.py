@@ -433,6 +433,7 @@ class Dispatcher:
                 workflow_id=ask.workflow_id,
                 run_id=ask.run_id,
                 error=error,
+                desk=ask.key,
             )
         )
 

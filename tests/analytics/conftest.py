@@ -33,6 +33,7 @@ MODELS = ("smollm2-135m", "gpt-4o-mini", "claude-haiku")
 PROVIDERS = {"smollm2-135m": "local", "gpt-4o-mini": "openai", "claude-haiku": "anthropic"}
 WORKFLOWS = ("document_analysis", "supervisor", "tool_agent")
 CAPABILITIES = ("reasoning", "classification", "extraction")
+DESKS = ("rates", "fx-options", "equities")
 
 PG_OBJECTS = (
     "DROP VIEW IF EXISTS pas_analytics_usage_by_hour, pas_analytics_runs_by_hour",
@@ -79,7 +80,8 @@ def known_events(
     now: datetime, *, count: int = 120, runs: int = 60, seed: int = 7, spread_h: float = 5.0
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A seeded mix of usage and runs over the last ``spread_h`` hours: several models,
-    providers, workflows and capabilities, errors, and calls without a workflow."""
+    providers, workflows, capabilities and desks, errors, and calls without a workflow or a
+    desk."""
     rng = random.Random(seed)
     usage = []
     for _ in range(count):
@@ -98,6 +100,7 @@ def known_events(
                 latency_ms=round(rng.uniform(20, 4000), 3),
                 # Ten decimal places at most: the stores keep cost exactly at that scale.
                 cost_usd=0.0 if model == MODELS[0] else round(rng.uniform(0, 0.02), 10),
+                desk=rng.choice((*DESKS, None)),
             )
         )
     outcomes = [

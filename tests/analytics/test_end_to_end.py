@@ -2,7 +2,8 @@
 processor and the collector, each a real process on a real broker.
 
 A call routed to the model yields exactly one usage event in the store (the router reports it,
-the LLM service does not count it again); a direct call to the LLM service yields its own. The
+the LLM service does not count it again), with the desk whose key sent it; a direct call to the
+LLM service yields its own. The
 Grafana dashboards' PromQL runs against a real Prometheus scraping these processes, and the
 collector's dashboard renders in a real headless Chromium.
 """
@@ -10,6 +11,7 @@ collector's dashboard renders in a real headless Chromium.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import time
@@ -44,6 +46,8 @@ from tests.support.prometheus import (
 )
 
 WORKFLOW = "document_analysis"
+DESK = "rates-desk"
+DESK_TOKEN = f"pas-{uuid.uuid4().hex}"
 
 
 class Stack(msgspec.Struct, kw_only=True):
@@ -75,6 +79,10 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             | {topics.documents_dlq: 1, topics.dlq: 1, documents: 1},
         )
     )
+    keys = tmp / "keys.toml"  # what `pas key new rates-desk` makes of the token
+    keys.write_text(
+        f'[[keys]]\nname = "{DESK}"\nsha256 = "{hashlib.sha256(DESK_TOKEN.encode()).hexdigest()}"\n'
+    )
     processes = ServiceProcesses(tmp)
     try:
         registry = processes.start(
@@ -102,6 +110,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 "ROUTER_USAGE_TOPIC": topics.usage,
                 "ROUTER_DATABASE_URL": f"sqlite:///{tmp}/router.db",
+                "ROUTER_KEYS_FILE": str(keys),
             },
             name="router",
         )
@@ -168,6 +177,7 @@ def traffic(stack: Stack) -> Traffic:
             "X-Request-ID": "e2e-routed",
             "X-PAS-Workflow-Id": WORKFLOW,
             "X-PAS-Workflow-Run-Id": "run-e2e-1",
+            "Authorization": f"Bearer {DESK_TOKEN}",
         },
         timeout=120,
     )
@@ -223,6 +233,7 @@ def test_a_routed_call_on_the_model_is_stored_once_with_its_usage(
     assert routed["completion_tokens"] == traffic.routed["usage"]["completion_tokens"] > 0
     assert routed["latency_ms"] > 0
     assert routed["cost_usd"] == 0
+    assert (routed["desk"], direct["desk"]) == (DESK, None)
     assert direct["service"] == "llama31_8b"
     assert (direct["provider"], direct["model"]) == ("embedded", traffic.model)
     assert direct["prompt_tokens"] == traffic.direct["usage"]["prompt_tokens"]
@@ -235,6 +246,10 @@ def test_a_routed_call_on_the_model_is_stored_once_with_its_usage(
     ).json()
     mine = next(g for g in spend["groups"] if g["key"] == WORKFLOW)
     assert mine["llm_calls"] >= 1
+    desks = httpx.get(f"{stack.collector.url}/analytics/costs", params={"group_by": "desk"})
+    by_desk = {g["key"]: g for g in desks.json()["groups"]}
+    assert by_desk[DESK]["llm_calls"] == 1
+    assert by_desk[DESK]["prompt_tokens"] == routed["prompt_tokens"]
 
 
 def _prometheus_config(stack: Stack) -> str:
@@ -312,6 +327,8 @@ async def test_the_dashboard_renders_its_charts_in_headless_chromium(
         "chart-runs",
         "chart-cost-model",
         "chart-cost-workflow",
+        "chart-cost-desk",
+        "chart-cost-provider",
         "chart-duration",
         "chart-latency",
     }

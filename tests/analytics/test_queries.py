@@ -21,6 +21,7 @@ GROUP_FIELDS = {
     "provider": "provider",
     "capability": "capability",
     "service": "service",
+    "desk": "desk",
 }
 
 
@@ -130,8 +131,15 @@ async def test_trends_bucket_the_events_by_time(collector: AsyncTestClient[Any])
     end = utc_now().replace(second=0, microsecond=0)
     start = end - timedelta(minutes=30)
     usage = [
-        usage_event(start + timedelta(minutes=minute, seconds=5), cost_usd=0.001 * n, model=model)
-        for minute, n, model in ((1, 1, "a"), (1, 2, "b"), (7, 3, "a"), (29, 4, "a"))
+        usage_event(
+            start + timedelta(minutes=minute, seconds=5), cost_usd=0.001 * n, model=model, desk=desk
+        )
+        for minute, n, model, desk in (
+            (1, 1, "a", "rates"),
+            (1, 2, "b", "fx"),
+            (7, 3, "a", None),
+            (29, 4, "a", "fx"),
+        )
     ]
     runs = [
         run_event(start + timedelta(minutes=1, seconds=1), status="success", duration_ms=100.0),
@@ -157,6 +165,10 @@ async def test_trends_bucket_the_events_by_time(collector: AsyncTestClient[Any])
     cost = await series("cost", model="a")
     assert cost[minute[1]] == pytest.approx(0.001)
     assert cost[minute[29]] == pytest.approx(0.004)
+    fx = await series("cost", desk="fx")
+    assert (fx[minute[1]], fx[minute[7]], fx[minute[29]]) == pytest.approx((0.002, 0, 0.004))
+    fx_a = await series("llm_calls", desk="fx", model="a")
+    assert sum(v or 0 for v in fx_a.values()) == 1
     rate = await series("success_rate")
     assert rate[minute[0]] is None
     assert rate[minute[1]] == pytest.approx(0.5)

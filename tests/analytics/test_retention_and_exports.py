@@ -30,7 +30,7 @@ async def snapshot(collector: AsyncTestClient[Any], start: datetime, end: dateti
         group_by: (
             await collector.get("/analytics/costs", params={**window, "group_by": group_by})
         ).json()["groups"]
-        for group_by in ("model", "workflow", "provider", "capability")
+        for group_by in ("model", "workflow", "provider", "capability", "desk")
     }
     workflows = [
         (w["workflow_id"], w["runs"], w["successes"], w["llm_calls"], w["tokens"], w["cost_usd"])
@@ -103,22 +103,26 @@ async def test_late_events_for_rolled_hours_add_to_them(collector: AsyncTestClie
     now = utc_now()
     cutoff = hour_floor(now) - timedelta(hours=1)
     early = cutoff - timedelta(minutes=30)
-    first = [usage_event(early, cost_usd=0.25, model="m") for _ in range(3)]
+    first = [usage_event(early, cost_usd=0.25, model="m", desk="rates") for _ in range(3)]
     await collector.post("/events", json={"usage": first})
     await collector.post("/admin/rollup", params={"before": cutoff.isoformat()})
-    late = [usage_event(early, cost_usd=0.5, model="m") for _ in range(2)]
+    late = [usage_event(early, cost_usd=0.5, model="m", desk="rates") for _ in range(2)]
+    late.append(usage_event(early, cost_usd=0.125, model="m"))  # no desk: a row of its own
 
     await collector.post("/events", json={"usage": late})
     again = (await collector.post("/admin/rollup", params={"before": cutoff.isoformat()})).json()
 
     total = (await collector.get("/analytics/costs")).json()["total"]
-    assert again["usage_rows"] == 2
-    assert (total["llm_calls"], total["cost_usd"]) == (5, pytest.approx(1.75))
+    assert again["usage_rows"] == 3
+    assert (total["llm_calls"], total["cost_usd"]) == (6, pytest.approx(1.875))
     export = await collector.get("/reports/export", params={"kind": "usage_hourly"})
     rows = list(csv.DictReader(io.StringIO(export.text)))
-    assert [(r["model"], int(r["calls"]), Decimal(r["cost_usd"])) for r in rows] == [
-        ("m", 5, Decimal("1.75"))
+    assert [(r["model"], r["desk"], int(r["calls"]), Decimal(r["cost_usd"])) for r in rows] == [
+        ("m", "", 1, Decimal("0.125")),
+        ("m", "rates", 5, Decimal("1.75")),
     ]
+    by_desk = (await collector.get("/analytics/costs", params={"group_by": "desk"})).json()
+    assert [(g["key"], g["llm_calls"]) for g in by_desk["groups"]] == [("rates", 5), (None, 1)]
 
 
 def _normalised(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -143,6 +147,7 @@ def _normalised(row: dict[str, Any]) -> tuple[Any, ...]:
         round(float(row["latency_ms"]), 6),
         Decimal(str(row["cost_usd"])).normalize(),
         row["status"],
+        text(row.get("desk")),
     )
 
 

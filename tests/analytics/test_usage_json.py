@@ -60,7 +60,12 @@ TAKEN_BY_BOTH = {
     "a negative offset": record(timestamp="2026-12-01T23:59:59.999999-05:00"),
     "no fraction, Z": record(timestamp="2026-12-02T08:00:00Z"),
     "every optional field": record(
-        request_id="r" * 256, capability="c", workflow_id="w", run_id="x", error="e" * 2000
+        request_id="r" * 256,
+        capability="c",
+        workflow_id="w",
+        run_id="x",
+        error="e" * 2000,
+        desk="rates-desk",
     ),
     "names at their length in characters, each of two bytes": record(
         event_id="é" * 128, service="ü" * 256
@@ -106,6 +111,7 @@ REFUSED_BY_MSGSPEC = {
     "an empty event id": record(event_id=""),
     "an event id one character too long": record(event_id="é" * 129),
     "an error one character too long": record(error="e" * 2001),
+    "a desk one character too long": record(desk="d" * 257),
     "an unknown status": record(status="maybe"),
     "a required field missing": without("model"),
     "a required field null": record(model=None),

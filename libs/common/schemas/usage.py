@@ -70,6 +70,9 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
     workflow_id: OptionalName = None
     run_id: OptionalName = None
     error: Reason = None
+    desk: OptionalName = None
+    """The desk key the call was made for (the router's ``ROUTER_KEYS_FILE``), whose spend it
+    is; none for a call made with the operator's token or to a service directly."""
 
 
 def _cut(text: str, limit: int = 256) -> str:
@@ -95,6 +98,7 @@ def new_usage_event(
     workflow_id: str | None = None,
     run_id: str | None = None,
     error: str | None = None,
+    desk: str | None = None,
 ) -> UsageEvent:
     """A usage event with a fresh id, stamped now; text and numbers are brought within the
     schema's limits (a caller's header can be longer, an error can quote a NUL), so that the
@@ -115,6 +119,7 @@ def new_usage_event(
         workflow_id=_clip(workflow_id),
         run_id=_clip(run_id),
         error=_clip(error, 2000),
+        desk=_clip(desk),
     )
 
 
@@ -228,7 +233,7 @@ class WorkflowReport(msgspec.Struct, kw_only=True):
     workflows: list[WorkflowStats]
 
 
-GroupBy = Literal["model", "workflow", "provider", "capability", "service"]
+GroupBy = Literal["model", "workflow", "provider", "capability", "service", "desk"]
 
 
 class CostLine(msgspec.Struct, kw_only=True):

@@ -91,13 +91,15 @@
   async function refresh() {
     const w = chosenWindow();
     const span = { from: w.from, to: w.to };
-    const [runs, success, latency, byModel, byWorkflow, workflows, models] = await Promise.all([
+    const [runs, success, latency, byModel, byWorkflow, byDesk, byProvider, workflows, models] = await Promise.all([
       getJSON("analytics/trends", { ...span, metric: "runs", bucket: w.bucket }),
       getJSON("analytics/trends", { ...span, metric: "success_rate", bucket: w.bucket }),
       Promise.all(["latency_p50", "latency_p95", "latency_p99"].map(
         (metric) => getJSON("analytics/trends", { ...span, metric, bucket: w.bucket }))),
       getJSON("analytics/costs", { ...span, group_by: "model" }),
       getJSON("analytics/costs", { ...span, group_by: "workflow" }),
+      getJSON("analytics/costs", { ...span, group_by: "desk" }),
+      getJSON("analytics/costs", { ...span, group_by: "provider" }),
       getJSON("analytics/workflows", span),
       getJSON("analytics/models", span),
     ]);
@@ -129,6 +131,8 @@
     });
     horizontalBars("chart-cost-model", byModel.groups, (l) => l.cost_usd);
     horizontalBars("chart-cost-workflow", byWorkflow.groups, (l) => l.cost_usd);
+    horizontalBars("chart-cost-desk", byDesk.groups, (l) => l.cost_usd);
+    horizontalBars("chart-cost-provider", byProvider.groups, (l) => l.cost_usd);
     percentileBars("chart-duration", workflows.workflows, (r) => r.workflow_id, (r) => r.duration_ms);
     draw("chart-latency", {
       type: "line",
