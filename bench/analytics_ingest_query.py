@@ -61,6 +61,7 @@ def make_batch(rng: random.Random, now: datetime, size: int) -> EventBatch:
                 cost_usd=round(rng.uniform(0, 0.01), 10),
                 capability=rng.choice(("reasoning", "classification", None)),
                 workflow_id=rng.choice([*WORKFLOWS, None]),
+                desk=rng.choice(("rates", "fx", "equities", None)),
             )
         )
     runs = [

@@ -61,6 +61,7 @@ def events(count: int, *, in_order: bool = False) -> list[bytes]:
             latency_ms=rng.uniform(20, 5000),
             cost_usd=round(rng.uniform(0, 0.01), 10),
             workflow_id=f"workflow_{rng.randrange(10)}",
+            desk=f"desk-{rng.randrange(4)}",
         )
         for _ in range(count)
     ]
