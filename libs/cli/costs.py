@@ -31,6 +31,7 @@ def _row(line: CostLine, name: str | None = None) -> list[str]:
         name if name is not None else (line.key if line.key is not None else "(none)"),
         str(line.llm_calls),
         str(line.prompt_tokens),
+        str(line.cached_tokens),
         str(line.completion_tokens),
         str(line.total_tokens),
         f"{line.cost_usd:.6f}",
@@ -62,7 +63,8 @@ def costs(
     )
     period = f"{since} to {until}"
     table = Table(title=f"LLM costs by {report.group_by}, {period}")
-    for column in (report.group_by, "calls", "prompt", "completion", "tokens", "cost (USD)"):
+    columns = (report.group_by, "calls", "prompt", "of it cached", "completion", "tokens")
+    for column in (*columns, "cost (USD)"):
         table.add_column(column, justify="left" if column == report.group_by else "right")
     for line in report.groups:
         table.add_row(*_row(line))

@@ -37,7 +37,7 @@ def usage_columns(events: Sequence[UsageEvent]) -> tuple[list[UsageEvent], list[
     for event in events:
         first.setdefault(usage_key(event), event)
     unique = list(first.values())
-    columns: list[list[Any]] = [[] for _ in range(16)]
+    columns: list[list[Any]] = [[] for _ in range(17)]
     for e in unique:
         values = (
             e.event_id,
@@ -56,6 +56,7 @@ def usage_columns(events: Sequence[UsageEvent]) -> tuple[list[UsageEvent], list[
             e.status,
             e.error,
             e.desk,
+            e.cached_tokens,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

@@ -46,6 +46,7 @@ from services.analytics.batches import new_runs, run_columns, score_columns
 from services.analytics.duckdb_usage import USAGE_TABLE, insert_new_usage
 from services.analytics.exports import csv_header, format_rows, stream_file, temporary_path
 from services.analytics.queries import (
+    ADDED_USAGE_COLUMNS,
     EXPORT_COLUMNS,
     EXPORTS,
     HOURLY_USAGE_KEY,
@@ -104,7 +105,7 @@ _USAGE_HOURLY_TABLE = f"""CREATE TABLE IF NOT EXISTS {USAGE_HOURLY} (
     status VARCHAR NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
     completion_tokens BIGINT NOT NULL, cost_usd DECIMAL(38,10) NOT NULL,
     latency_ms_sum DOUBLE NOT NULL, desk VARCHAR NOT NULL DEFAULT '',
-    PRIMARY KEY {HOURLY_USAGE_KEY})"""
+    cached_tokens BIGINT NOT NULL DEFAULT 0, PRIMARY KEY {HOURLY_USAGE_KEY})"""
 
 SCHEMA = (
     USAGE_TABLE,
@@ -191,7 +192,7 @@ class DuckDBStore:
             self._root.execute("SET GLOBAL TimeZone = 'UTC'")
             db = self._usage_writer.db = self._cursor()
             self._outcome_writer.db = self._cursor()
-            _add_desks(db)
+            _add_usage_columns(db)
             _drop_usage_key(db)
             for statement in SCHEMA:
                 db.execute(statement)
@@ -352,25 +353,34 @@ def _columns(db: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     return {name for (name,) in found}
 
 
-def _add_desks(db: duckdb.DuckDBPyConnection) -> None:
-    """A file made before usage had desks: the usage table gains the column (last, as in
-    ``USAGE_TABLE``); the hourly table, whose key it joins, is copied once into one of the new
-    layout, its rows of no desk (``''``)."""
+def _add_usage_columns(db: duckdb.DuckDBPyConnection) -> None:
+    """A file made before usage had all its columns (``queries.ADDED_USAGE_COLUMNS``): each
+    missing one is added to its tables; the hourly table, whose key the desk joins, is copied
+    once into one of the new layout if it has no desk."""
     raw = _columns(db, USAGE)
-    if raw and "desk" not in raw:
-        db.execute(f"ALTER TABLE {USAGE} ADD COLUMN desk VARCHAR")
-        logger.info("usage table given its desk column", table=USAGE)
+    for column, definition, _ in ADDED_USAGE_COLUMNS if raw else ():
+        if column not in raw:
+            db.execute(f"ALTER TABLE {USAGE} ADD COLUMN {column} {definition}")
+            logger.info("usage table given a new column", table=USAGE, column=column)
     hourly = _columns(db, USAGE_HOURLY)
-    if not hourly or "desk" in hourly:
+    if hourly and "desk" not in hourly:
+        _rebuild_hourly_usage(db)
         return
+    for column, _, definition in ADDED_USAGE_COLUMNS if hourly else ():
+        if column not in hourly:
+            db.execute(f"ALTER TABLE {USAGE_HOURLY} ADD COLUMN {column} {definition}")
+            logger.info("usage table given a new column", table=USAGE_HOURLY, column=column)
+
+
+def _rebuild_hourly_usage(db: duckdb.DuckDBPyConnection) -> None:
+    """The hourly usage table copied into the layout of ``_USAGE_HOURLY_TABLE`` (DuckDB does
+    not change a primary key in place); the columns it lacks take their defaults."""
     db.execute("BEGIN TRANSACTION")
     try:
-        db.execute(f"ALTER TABLE {USAGE_HOURLY} RENAME TO {USAGE_HOURLY}_before_desks")
+        db.execute(f"ALTER TABLE {USAGE_HOURLY} RENAME TO {USAGE_HOURLY}_before")
         db.execute(_USAGE_HOURLY_TABLE)
-        db.execute(
-            f"INSERT INTO {USAGE_HOURLY} SELECT *, '' FROM {USAGE_HOURLY}_before_desks"  # noqa: S608
-        )
-        db.execute(f"DROP TABLE {USAGE_HOURLY}_before_desks")
+        db.execute(f"INSERT INTO {USAGE_HOURLY} BY NAME SELECT * FROM {USAGE_HOURLY}_before")  # noqa: S608
+        db.execute(f"DROP TABLE {USAGE_HOURLY}_before")
         db.execute("COMMIT")
     except Exception:
         db.execute("ROLLBACK")

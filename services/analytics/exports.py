@@ -53,6 +53,7 @@ COLUMN_TYPES: Final[dict[str, str]] = {
     "source": _TEXT,
     "prompt_tokens": _INT,
     "completion_tokens": _INT,
+    "cached_tokens": _INT,
     "calls": _INT,
     "runs": _INT,
     "timed_runs": _INT,

@@ -63,6 +63,7 @@ class NulFreeUsage(UsageEvent, frozen=True, kw_only=True, gc=False):
     run_id: _OptionalText = None
     error: _Reason = None
     desk: _OptionalText = None
+    cached_tokens: Count = 0
 
 
 class NulFreeRun(WorkflowRun, frozen=True, kw_only=True, gc=False):

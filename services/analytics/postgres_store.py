@@ -51,6 +51,7 @@ from services.analytics.batches import (
 )
 from services.analytics.exports import ParquetSpool, csv_header, format_rows, stream_file
 from services.analytics.queries import (
+    ADDED_USAGE_COLUMNS,
     EXPORT_COLUMNS,
     EXPORTS,
     HOURLY_USAGE_KEY,
@@ -78,6 +79,7 @@ _TABLES = (
         run_id TEXT, request_id TEXT, prompt_tokens INTEGER NOT NULL,
         completion_tokens INTEGER NOT NULL, latency_ms DOUBLE PRECISION NOT NULL,
         cost_usd NUMERIC(18,10) NOT NULL, status TEXT NOT NULL, error TEXT, desk TEXT,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (event_id, ts))""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS} (
         run_id TEXT NOT NULL, status TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL,
@@ -90,7 +92,7 @@ _TABLES = (
         status TEXT NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
         completion_tokens BIGINT NOT NULL, cost_usd NUMERIC(38,10) NOT NULL,
         latency_ms_sum DOUBLE PRECISION NOT NULL, desk TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY {HOURLY_USAGE_KEY})""",
+        cached_tokens BIGINT NOT NULL DEFAULT 0, PRIMARY KEY {HOURLY_USAGE_KEY})""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS_HOURLY} (
         hour TIMESTAMPTZ NOT NULL, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
         runs BIGINT NOT NULL, duration_ms_sum DOUBLE PRECISION NOT NULL,
@@ -111,7 +113,8 @@ _USAGE_HOUR_COLUMNS = """service, provider, model, coalesce(capability, '') AS c
     coalesce(workflow_id, '') AS workflow_id, coalesce(desk, '') AS desk, status,
     count(*) AS calls,
     sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-    sum(cost_usd) AS cost_usd, sum(latency_ms) AS latency_ms_sum"""
+    sum(cost_usd) AS cost_usd, sum(latency_ms) AS latency_ms_sum,
+    sum(cached_tokens) AS cached_tokens"""
 
 _TIMESCALE = (
     f"SELECT create_hypertable('{USAGE}', 'ts', if_not_exists => TRUE, migrate_data => TRUE)",
@@ -128,10 +131,10 @@ _TIMESCALE = (
         schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)""",
 )
 
-# desk last: a view made before it existed is replaced by one that only gains a column.
+# The added columns last: a view made before them is replaced by one that only gains columns.
 _HOURLY_COLUMNS = (
     "hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens, "
-    "completion_tokens, cost_usd, latency_ms_sum, desk"
+    "completion_tokens, cost_usd, latency_ms_sum, desk, cached_tokens"
 )
 
 
@@ -161,7 +164,7 @@ RUNS_BATCH: Final = "pas_analytics_runs_batch"
 # Column types in the order of queries.USAGE_COLUMNS / RUN_COLUMNS, as binary COPY sends them.
 _USAGE_TYPES: Final = (
     "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text",
-    "int4", "int4", "float8", "float8", "text", "text", "text",
+    "int4", "int4", "float8", "float8", "text", "text", "text", "int4",
 )  # fmt: skip
 _RUN_TYPES: Final = ("text", "text", "timestamptz", "text", "float8", "text", "text")
 
@@ -217,26 +220,29 @@ async def _has_column(conn: Connection, relation: str, column: str) -> bool | No
     return has if exists else None
 
 
-async def _add_desks(conn: Connection) -> None:
-    """A database made before usage had desks: the usage tables gain the column (the hourly
-    one into its key, its rows of no desk, ``''``); the continuous aggregate, which has no
-    rows of its own, is made again (``open`` makes it and the view over it)."""
-    if await _has_column(conn, USAGE, "desk") is False:
-        await conn.execute(f"ALTER TABLE {USAGE} ADD COLUMN desk TEXT")
-        logger.info("usage table given its desk column", table=USAGE)
-    if await _has_column(conn, USAGE_HOURLY, "desk") is False:
-        async with conn.transaction():
-            await conn.execute(
-                f"ALTER TABLE {USAGE_HOURLY} ADD COLUMN desk TEXT NOT NULL DEFAULT ''"
-            )
-            await conn.execute(
-                f"ALTER TABLE {USAGE_HOURLY} DROP CONSTRAINT {USAGE_HOURLY}_pkey, "
-                f"ADD PRIMARY KEY {HOURLY_USAGE_KEY}"
-            )
-        logger.info("hourly usage table given desks in its key", table=USAGE_HOURLY)
-    if await _has_column(conn, USAGE_CAGG, "desk") is False:
-        await conn.execute(f"DROP MATERIALIZED VIEW {USAGE_CAGG} CASCADE")
-        logger.info("continuous aggregate dropped to be made with desks", view=USAGE_CAGG)
+async def _add_usage_columns(conn: Connection) -> None:
+    """A database made before usage had all its columns (``queries.ADDED_USAGE_COLUMNS``):
+    each missing one is added to its tables (the desk into the hourly table's key too); a
+    continuous aggregate without one, which holds nothing the tables do not, is dropped to be
+    made again (``open`` makes it and the view over it)."""
+    for table, place in ((USAGE, 1), (USAGE_HOURLY, 2)):
+        for added in ADDED_USAGE_COLUMNS:
+            column, definition = added[0], added[place]
+            if await _has_column(conn, table, column) is not False:
+                continue
+            async with conn.transaction():
+                await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                if table == USAGE_HOURLY and column == "desk":
+                    await conn.execute(
+                        f"ALTER TABLE {table} DROP CONSTRAINT {table}_pkey, "
+                        f"ADD PRIMARY KEY {HOURLY_USAGE_KEY}"
+                    )
+            logger.info("usage table given a new column", table=table, column=column)
+    for column, _, _ in ADDED_USAGE_COLUMNS:
+        if await _has_column(conn, USAGE_CAGG, column) is False:
+            await conn.execute(f"DROP MATERIALIZED VIEW {USAGE_CAGG} CASCADE")
+            logger.info("continuous aggregate dropped to be made again", view=USAGE_CAGG)
+            return
 
 
 async def _copy_rows(
@@ -268,7 +274,7 @@ class PostgresStore:
         # The schema on one plain connection first: a wrong URL or a server that is down fails
         # here at once with libpq's own message, not after the pool has retried for its timeout.
         async with await AsyncConnection.connect(self._dsn, autocommit=True) as conn:
-            await _add_desks(conn)
+            await _add_usage_columns(conn)
             for statement in _TABLES:
                 await conn.execute(statement)
             timescale = await self._set_up_timescale(conn)

@@ -54,6 +54,15 @@ GROUP_COLUMNS: Final[dict[GroupBy, str]] = {
     "desk": "desk",
 }
 
+ADDED_USAGE_COLUMNS: Final = (
+    ("desk", "VARCHAR", "VARCHAR NOT NULL DEFAULT ''"),
+    ("cached_tokens", "INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
+)
+"""Usage columns added after the tables were first made, each last in its tables, in this
+order: its name, its definition in the raw table and in the hourly one (DuckDB's type names;
+PostgreSQL reads VARCHAR as TEXT). A store made before one gains it when it opens; its old rows
+hold the default (no desk, nothing cached)."""
+
 HOURLY_USAGE_KEY: Final = "(hour, service, provider, model, capability, workflow_id, status, desk)"
 """The hourly usage table's primary key: one row an hour for each value of every dimension a
 report groups by (``''`` for none)."""
@@ -76,7 +85,9 @@ USAGE_COLUMNS: Final = (
     "cost_usd",
     "status",
     "error",
-    "desk",  # last: added after the others, so that stores made before it only gain a column
+    # Added later, last: stores made before them only gain columns (their stores add them).
+    "desk",
+    "cached_tokens",
 )
 RUN_COLUMNS: Final = ("run_id", "status", "ts", "workflow_id", "duration_ms", "source", "error")
 
@@ -84,12 +95,12 @@ RUN_COLUMNS: Final = ("run_id", "status", "ts", "workflow_id", "duration_ms", "s
 _USAGE_ALL = f"""
 usage_all AS (
     SELECT ts, service, provider, model, capability, workflow_id, desk, status, 1 AS calls,
-           prompt_tokens, completion_tokens, cost_usd, latency_ms
+           prompt_tokens, completion_tokens, cost_usd, latency_ms, cached_tokens
     FROM {USAGE} WHERE ts >= $1 AND ts < $2 {{usage_filter}}
     UNION ALL
     SELECT hour, service, provider, model, NULLIF(capability, ''), NULLIF(workflow_id, ''),
            NULLIF(desk, ''), status, calls, prompt_tokens, completion_tokens, cost_usd,
-           latency_ms_sum
+           latency_ms_sum, cached_tokens
     FROM {USAGE_HOURLY} WHERE hour >= $1 AND hour < $2 {{hourly_usage_filter}}
 )"""
 
@@ -111,7 +122,8 @@ def costs(group_by: GroupBy) -> str:
     key = GROUP_COLUMNS[group_by]
     return f"""
 WITH {_usage_all()}
-SELECT {key} AS key, sum(calls), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)
+SELECT {key} AS key, sum(calls), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
+       sum(cached_tokens)
 FROM usage_all GROUP BY {key}
 ORDER BY 5 DESC, 1 NULLS LAST"""
 
@@ -281,10 +293,10 @@ RETURNING run_id, status, ts"""
 ROLL_UP_USAGE: Final = f"""
 INSERT INTO {USAGE_HOURLY} (hour, service, provider, model, capability, workflow_id, desk,
                             status, calls, prompt_tokens, completion_tokens, cost_usd,
-                            latency_ms_sum)
+                            latency_ms_sum, cached_tokens)
 SELECT date_trunc('hour', ts), service, provider, model, coalesce(capability, ''),
        coalesce(workflow_id, ''), coalesce(desk, ''), status, count(*), sum(prompt_tokens),
-       sum(completion_tokens), sum(cost_usd), sum(latency_ms)
+       sum(completion_tokens), sum(cost_usd), sum(latency_ms), sum(cached_tokens)
 FROM {USAGE} WHERE ts < $1
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ON CONFLICT {HOURLY_USAGE_KEY} DO UPDATE SET
@@ -292,7 +304,8 @@ ON CONFLICT {HOURLY_USAGE_KEY} DO UPDATE SET
     prompt_tokens = {USAGE_HOURLY}.prompt_tokens + excluded.prompt_tokens,
     completion_tokens = {USAGE_HOURLY}.completion_tokens + excluded.completion_tokens,
     cost_usd = {USAGE_HOURLY}.cost_usd + excluded.cost_usd,
-    latency_ms_sum = {USAGE_HOURLY}.latency_ms_sum + excluded.latency_ms_sum"""
+    latency_ms_sum = {USAGE_HOURLY}.latency_ms_sum + excluded.latency_ms_sum,
+    cached_tokens = {USAGE_HOURLY}.cached_tokens + excluded.cached_tokens"""
 
 ROLL_UP_RUNS: Final = f"""
 INSERT INTO {RUNS_HOURLY} (hour, workflow_id, status, runs, duration_ms_sum, timed_runs)
@@ -332,6 +345,7 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "status",
         "error",
         "desk",
+        "cached_tokens",
     ),
     "runs": ("run_id", "workflow_id", "status", "timestamp", "duration_ms", "source", "error"),
     "usage_hourly": (
@@ -348,6 +362,7 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "cost_usd",
         "latency_ms_sum",
         "desk",
+        "cached_tokens",
     ),
     "runs_hourly": ("hour", "workflow_id", "status", "runs", "duration_ms_sum", "timed_runs"),
 }
@@ -355,14 +370,15 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
 EXPORTS: Final[dict[str, str]] = {
     "usage": f"""
 SELECT event_id, ts AS timestamp, service, provider, model, capability, workflow_id, run_id,
-       request_id, prompt_tokens, completion_tokens, latency_ms, cost_usd, status, error, desk
+       request_id, prompt_tokens, completion_tokens, latency_ms, cost_usd, status, error, desk,
+       cached_tokens
 FROM {USAGE} WHERE ts >= $1 AND ts < $2 ORDER BY ts, event_id""",
     "runs": f"""
 SELECT run_id, workflow_id, status, ts AS timestamp, duration_ms, source, error
 FROM {RUNS} WHERE ts >= $1 AND ts < $2 ORDER BY ts, run_id, status""",
     "usage_hourly": f"""
 SELECT hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens,
-       completion_tokens, cost_usd, latency_ms_sum, desk
+       completion_tokens, cost_usd, latency_ms_sum, desk, cached_tokens
 FROM {USAGE_HOURLY} WHERE hour >= $1 AND hour < $2
 ORDER BY hour, service, provider, model, capability, workflow_id, status, desk""",
     "runs_hourly": f"""

@@ -54,7 +54,7 @@ def _percentiles(p50: Any, p95: Any, p99: Any) -> Percentiles:
 
 def cost_lines(rows: Iterable[Row]) -> list[CostLine]:
     lines = []
-    for key, calls, prompt, completion, cost in rows:
+    for key, calls, prompt, completion, cost, cached in rows:
         lines.append(
             CostLine(
                 key=key,
@@ -63,6 +63,7 @@ def cost_lines(rows: Iterable[Row]) -> list[CostLine]:
                 completion_tokens=_int(completion),
                 total_tokens=_int(prompt) + _int(completion),
                 cost_usd=_cost(cost),
+                cached_tokens=_int(cached),
             )
         )
     return lines
@@ -77,6 +78,7 @@ def cost_total(lines: Sequence[CostLine]) -> CostLine:
         completion_tokens=sum(line.completion_tokens for line in lines),
         total_tokens=sum(line.total_tokens for line in lines),
         cost_usd=_cost(sum((Decimal(str(line.cost_usd)) for line in lines), Decimal(0))),
+        cached_tokens=sum(line.cached_tokens for line in lines),
     )
 
 

@@ -17,8 +17,9 @@ batch as before (naming each refusal, which goes to the DLQ). Shown so:
   fraction or beyond the column's 32 bits, a key given twice; the table it reads is then
   checked to hold valid UTF-8 (the reader itself takes any bytes in a string).
 - On the columns, every constraint of the wire type, read from it (``msgspec.inspect``): no
-  null where the type has none (a missing field with a default reads as null too, so msgspec
-  then fills the default); lengths in characters; numbers within bounds and finite (Arrow
+  null where the type has none (a missing field reads as null too: where no record of the
+  batch names a field that has a default, its nulls are that default, as msgspec fills it;
+  otherwise msgspec reads the batch); lengths in characters; numbers within bounds and finite (Arrow
   reads NaN and infinity, msgspec refuses them); literals among their values; times in RFC
   3339 with an offset, which Arrow converts to UTC as msgspec does and refuses where msgspec
   does (a 30th of February, a 61st minute).
@@ -33,6 +34,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any, Final, cast
 
+import msgspec
 import msgspec.inspect as mi
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -105,15 +107,26 @@ def _plan(kind: Any) -> tuple[bool, list[Check]]:
     raise TypeError(f"the usage fast path does not check {kind}")
 
 
-_FIELD_TYPES: Final = {
-    field.name: field.type
+_FIELDS: Final = {
+    field.name: field
     for field in mi.type_info(NulFreeUsage).fields  # type: ignore[attr-defined]
 }
-if set(_FIELD_TYPES) != {attribute for _, attribute, _ in USAGE_FIELDS}:
+if set(_FIELDS) != {attribute for _, attribute, _ in USAGE_FIELDS}:
     raise TypeError("the usage table's columns are not the usage event's fields")
-# (column, field, may be null, checks), in the table's order.
+
+
+def _absent(attribute: str, kind: pa.DataType) -> tuple[bytes, pa.Scalar | None]:
+    """The field's key as JSON spells it, and what msgspec makes of the field where a record
+    has none (None: the field is required)."""
+    default = _FIELDS[attribute].default
+    filled = None if default is msgspec.NODEFAULT else pa.scalar(default, type=kind)
+    return f'"{attribute}"'.encode(), filled
+
+
+# (column, field, may be null, checks, (key, default)), in the table's order.
 _COLUMNS: Final = tuple(
-    (column, attribute, *_plan(_FIELD_TYPES[attribute])) for column, attribute, _ in USAGE_FIELDS
+    (column, attribute, *_plan(_FIELDS[attribute].type), _absent(attribute, kind))
+    for column, attribute, kind in USAGE_FIELDS
 )
 # As read: a time as its text (checked, then converted); every other field as stored.
 _READ_AS: Final = pa.schema(
@@ -148,10 +161,14 @@ def usage_table_from_json(values: Sequence[bytes | None]) -> pa.Table | None:
     if read.num_rows != len(records):
         return None
     columns: list[pa.ChunkedArray] = []
-    for _, attribute, nullable, checks in _COLUMNS:
+    for _, attribute, nullable, checks, (key, default) in _COLUMNS:
         column = read.column(attribute)
         if column.null_count and not nullable:
-            return None
+            # A null is a record without the field, or one saying null: no record names the
+            # field (an older producer's batch), so each null is the field's default.
+            if default is None or key in joined:
+                return None
+            column = column.fill_null(default)
         if not all(check(column) for check in checks):
             return None
         columns.append(column)

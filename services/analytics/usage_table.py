@@ -39,6 +39,7 @@ USAGE_FIELDS: Final = (
     ("status", "status", pa.string()),
     ("error", "error", pa.string()),
     ("desk", "desk", pa.string()),
+    ("cached_tokens", "cached_tokens", pa.int32()),
 )
 assert tuple(column for column, _, _ in USAGE_FIELDS) == USAGE_COLUMNS
 _GETTERS: Final = tuple((attrgetter(attribute), kind) for _, attribute, kind in USAGE_FIELDS)

@@ -72,6 +72,7 @@ class LLMRuntime:
         *,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        cached_tokens: int = 0,
         capability: str | None = None,
         error: PASError | None = None,
     ) -> None:
@@ -88,6 +89,7 @@ class LLMRuntime:
                 status=status,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                cached_tokens=cached_tokens,
                 capability=capability,
                 latency_ms=elapsed_s * 1000,
                 request_id=current_request_id(),
@@ -104,6 +106,7 @@ class LLMRuntime:
             elapsed_s,
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
+            cached_tokens=completion.cached_tokens or 0,
         )
 
     async def embed(self, endpoint: str, texts: list[str], *, truncate: bool) -> Embeddings:

@@ -434,6 +434,7 @@ class Dispatcher:
                 run_id=ask.run_id,
                 error=error,
                 desk=ask.key,
+                cached_tokens=(usage.cached_tokens or 0) if usage else 0,
             )
         )
 

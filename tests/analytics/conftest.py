@@ -59,6 +59,7 @@ def usage_event(at: datetime, **fields: Any) -> dict[str, Any]:
         "completion_tokens": 5,
         "latency_ms": 100.0,
         "cost_usd": 0.0,
+        "cached_tokens": 0,  # as a producer's msgspec encodes the default
     }
     event.update(fields)
     return event
@@ -80,13 +81,14 @@ def known_events(
     now: datetime, *, count: int = 120, runs: int = 60, seed: int = 7, spread_h: float = 5.0
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A seeded mix of usage and runs over the last ``spread_h`` hours: several models,
-    providers, workflows, capabilities and desks, errors, and calls without a workflow or a
-    desk."""
+    providers, workflows, capabilities and desks, errors, calls without a workflow or a desk,
+    and prompts partly read from a cache."""
     rng = random.Random(seed)
     usage = []
     for _ in range(count):
         model = rng.choice(MODELS)
         at = now - timedelta(seconds=rng.uniform(60, spread_h * 3600))
+        prompt = rng.randint(5, 900)
         usage.append(
             usage_event(
                 at,
@@ -95,12 +97,13 @@ def known_events(
                 capability=rng.choice((*CAPABILITIES, None)),
                 workflow_id=rng.choice((*WORKFLOWS, None)),
                 status="error" if rng.random() < 0.15 else "ok",
-                prompt_tokens=rng.randint(5, 900),
+                prompt_tokens=prompt,
                 completion_tokens=rng.randint(0, 300),
                 latency_ms=round(rng.uniform(20, 4000), 3),
                 # Ten decimal places at most: the stores keep cost exactly at that scale.
                 cost_usd=0.0 if model == MODELS[0] else round(rng.uniform(0, 0.02), 10),
                 desk=rng.choice((*DESKS, None)),
+                cached_tokens=rng.choice((0, rng.randint(0, prompt))),
             )
         )
     outcomes = [

@@ -234,6 +234,8 @@ def test_a_routed_call_on_the_model_is_stored_once_with_its_usage(
     assert routed["latency_ms"] > 0
     assert routed["cost_usd"] == 0
     assert (routed["desk"], direct["desk"]) == (DESK, None)
+    answered = traffic.routed["usage"].get("prompt_tokens_details") or {}
+    assert routed["cached_tokens"] == answered.get("cached_tokens", 0)
     assert direct["service"] == "llama31_8b"
     assert (direct["provider"], direct["model"]) == ("embedded", traffic.model)
     assert direct["prompt_tokens"] == traffic.direct["usage"]["prompt_tokens"]

@@ -27,13 +27,20 @@ GROUP_FIELDS = {
 
 def expected_costs(usage: list[dict[str, Any]], field: str) -> dict[str | None, dict[str, Any]]:
     groups: dict[str | None, dict[str, Any]] = defaultdict(
-        lambda: {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": Decimal(0)}
+        lambda: {
+            "llm_calls": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cached_tokens": 0,
+            "cost": Decimal(0),
+        }
     )
     for event in usage:
         group = groups[event.get(field)]
         group["llm_calls"] += 1
         group["prompt_tokens"] += event["prompt_tokens"]
         group["completion_tokens"] += event["completion_tokens"]
+        group["cached_tokens"] += event.get("cached_tokens", 0)
         group["cost"] += Decimal(str(event["cost_usd"]))
     return groups
 
@@ -65,12 +72,14 @@ async def test_costs_match_totals_computed_independently(
             assert line["llm_calls"] == want["llm_calls"]
             assert line["prompt_tokens"] == want["prompt_tokens"]
             assert line["completion_tokens"] == want["completion_tokens"]
+            assert line["cached_tokens"] == want["cached_tokens"]
             assert line["total_tokens"] == want["prompt_tokens"] + want["completion_tokens"]
             assert Decimal(str(line["cost_usd"])) == want["cost"]
         costs = [line["cost_usd"] for line in answer["groups"]]
         assert costs == sorted(costs, reverse=True)
         assert answer["total"]["llm_calls"] == len(usage)
         assert answer["total"]["prompt_tokens"] == sum(e["prompt_tokens"] for e in usage)
+        assert answer["total"]["cached_tokens"] == sum(e["cached_tokens"] for e in usage) > 0
         assert Decimal(str(answer["total"]["cost_usd"])) == sum(
             (Decimal(str(e["cost_usd"])) for e in usage), Decimal(0)
         )

@@ -66,6 +66,7 @@ TAKEN_BY_BOTH = {
         run_id="x",
         error="e" * 2000,
         desk="rates-desk",
+        cached_tokens=7,
     ),
     "names at their length in characters, each of two bytes": record(
         event_id="é" * 128, service="ü" * 256
@@ -94,7 +95,7 @@ TAKEN_BY_BOTH = {
     "invalid UTF-8 in a field nobody reads": spelled("extra", '"x"').replace(b'"x"', b'"\xff"'),
     "whitespace around fields": b'{ "event_id" : "w" , "timestamp":"2026-12-02T08:00:00Z",'
     b'"service":"s","provider":"p","model":"m","status":"error","prompt_tokens":0,'
-    b'"completion_tokens":0,"latency_ms":0,"cost_usd":0 }\r',
+    b'"completion_tokens":0,"latency_ms":0,"cost_usd":0,"cached_tokens":0 }\r',
 }
 
 REFUSED_BY_MSGSPEC = {
@@ -112,6 +113,7 @@ REFUSED_BY_MSGSPEC = {
     "an event id one character too long": record(event_id="é" * 129),
     "an error one character too long": record(error="e" * 2001),
     "a desk one character too long": record(desk="d" * 257),
+    "negative cached tokens": record(cached_tokens=-1),
     "an unknown status": record(status="maybe"),
     "a required field missing": without("model"),
     "a required field null": record(model=None),
@@ -137,6 +139,7 @@ REFUSED_BY_MSGSPEC = {
 LEFT_TO_MSGSPEC = {
     # Taken by msgspec, but not provably read alike by Arrow: decoded by msgspec.
     "a missing field with a default": without("prompt_tokens"),
+    "a field with a default missing where other records name it": without("cached_tokens"),
     "an escaped quote": record(error='said "no"'),
     "a key given twice": spelled("model", '"m", "model": "m2"'),
     "nine digits of a second": record(timestamp="2026-12-02T08:00:00.123456789Z"),
@@ -155,6 +158,22 @@ def test_valid_batches_take_the_fast_path_and_read_as_msgspec_reads_them() -> No
         assert fast is not None
         assert slow is not None
         assert fast.equals(slow)
+
+
+def test_a_batch_of_an_older_producer_without_a_newer_field_takes_the_fast_path() -> None:
+    """A producer from before a field with a default (``cached_tokens``) names it in no
+    record: each reads as the default, as msgspec fills it."""
+    records = [
+        encode({k: v for k, v in json.loads(good).items() if k != "cached_tokens"}) for good in GOOD
+    ]
+    fast = usage_table_from_json(records)
+    assert fast is not None
+    assert fast.equals(slow_path(list(records)))
+    assert fast.column("cached_tokens").to_pylist() == [0] * len(records)
+    # A record saying null is refused by msgspec, and so left to it.
+    said_null = [*records[:30], records[30].replace(b"}", b', "cached_tokens": null}')]
+    assert slow_path(list(said_null)) is None
+    assert usage_table_from_json(said_null) is None
 
 
 @pytest.mark.parametrize("added", TAKEN_BY_BOTH.values(), ids=TAKEN_BY_BOTH.keys())

@@ -13,7 +13,7 @@ from tests.support.processes import ServiceProcess
 
 
 def usage(
-    event_id: str, model: str, prompt: int, completion: int, cost: float
+    event_id: str, model: str, prompt: int, completion: int, cost: float, **more: object
 ) -> dict[str, object]:
     return {
         "event_id": event_id,
@@ -26,7 +26,13 @@ def usage(
         "completion_tokens": completion,
         "latency_ms": 12.0,
         "cost_usd": cost,
+        **more,
     }
+
+
+def _cells(row: str) -> list[str]:
+    """A table row's values, without rich's column rules."""
+    return [cell for cell in row.split() if cell not in ("│", "┃")]
 
 
 def test_costs_per_model_as_a_table_and_as_json(
@@ -35,8 +41,8 @@ def test_costs_per_model_as_a_table_and_as_json(
     analytics = start_analytics()
     batch = {
         "usage": [
-            usage("u1", "smollm2", 10, 5, 0.001),
-            usage("u2", "smollm2", 20, 5, 0.002),
+            usage("u1", "smollm2", 10, 5, 0.001, desk="rates", cached_tokens=4),
+            usage("u2", "smollm2", 20, 5, 0.002, desk="rates", cached_tokens=16),
             usage("u3", "gpt-x", 100, 50, 0.5),
         ]
     }
@@ -46,11 +52,15 @@ def test_costs_per_model_as_a_table_and_as_json(
 
     table = pas("costs", env=env)
     report = pas("costs", "--group-by", "model", "--json", env=env)
+    desks = pas("costs", "--group-by", "desk", env=env)
 
     assert table.returncode == 0, table.stderr
     [smollm2] = [line for line in table.stdout.splitlines() if "smollm2" in line]
-    assert "2" in smollm2.split()
-    assert "0.003000" in smollm2
+    # calls, prompt, of it cached, completion, tokens, cost
+    assert _cells(smollm2)[-6:] == ["2", "30", "20", "10", "40", "0.003000"]
+    [rates] = [line for line in desks.stdout.splitlines() if "rates" in line]
+    assert _cells(rates)[-6:] == ["2", "30", "20", "10", "40", "0.003000"]
+    assert "LLM costs by desk" in desks.stdout
     assert report.returncode == 0, report.stderr
     body = json.loads(report.stdout)
     by_model = {line["key"]: line for line in body["groups"]}

@@ -73,6 +73,10 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
     desk: OptionalName = None
     """The desk key the call was made for (the router's ``ROUTER_KEYS_FILE``), whose spend it
     is; none for a call made with the operator's token or to a service directly."""
+    cached_tokens: Count = 0
+    """Of ``prompt_tokens``, those taken from a prompt cache instead of read: a provider's
+    (OpenAI's ``cached_tokens``, Anthropic's cache reads) or the embedded model's reused
+    prompt start."""
 
 
 def _cut(text: str, limit: int = 256) -> str:
@@ -99,6 +103,7 @@ def new_usage_event(
     run_id: str | None = None,
     error: str | None = None,
     desk: str | None = None,
+    cached_tokens: int = 0,
 ) -> UsageEvent:
     """A usage event with a fresh id, stamped now; text and numbers are brought within the
     schema's limits (a caller's header can be longer, an error can quote a NUL), so that the
@@ -120,6 +125,7 @@ def new_usage_event(
         run_id=_clip(run_id),
         error=_clip(error, 2000),
         desk=_clip(desk),
+        cached_tokens=min(max(0, cached_tokens), MAX_COUNT),
     )
 
 
@@ -244,6 +250,8 @@ class CostLine(msgspec.Struct, kw_only=True):
     completion_tokens: int
     total_tokens: int
     cost_usd: float
+    cached_tokens: int = 0
+    """Of ``prompt_tokens``, those taken from a prompt cache."""
 
 
 class CostReport(msgspec.Struct, kw_only=True):

@@ -1,7 +1,8 @@
-"""A store made before usage events had desks opens as it is: its rows, raw and rolled up,
-count as calls of no desk, calls of desks are stored beside them, and an hour rolled up
-before holds a row per desk after. On DuckDB, and on PostgreSQL when PAS_TEST_POSTGRES_DSN is
-set."""
+"""A store made before usage events had desks or cached tokens opens as it is: its rows, raw
+and rolled up, count as calls of no desk with nothing cached, calls of desks are stored beside
+them, and an hour rolled up before holds a row per desk after. On DuckDB, and on PostgreSQL
+when PAS_TEST_POSTGRES_DSN is set; from the layout before desks and from the one before cached
+tokens."""
 
 from __future__ import annotations
 
@@ -18,39 +19,56 @@ from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from tests.analytics.conftest import NO_POSTGRES, PG_OBJECTS, POSTGRES_DSN, usage_event, utc_now
 
-# The two usage tables as the stores created them before desks (the DuckDB dialect; the
-# PostgreSQL one differs in its type names only).
+# The two usage tables as the stores created them before desks (in the DuckDB dialect; the
+# PostgreSQL one differs in its type names only), and what a layout after that added.
 _USAGE_BEFORE = """CREATE TABLE pas_analytics_usage (
     event_id {text} NOT NULL, ts TIMESTAMPTZ NOT NULL, service {text} NOT NULL,
     provider {text} NOT NULL, model {text} NOT NULL, capability {text}, workflow_id {text},
     run_id {text}, request_id {text}, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, latency_ms {double} NOT NULL,
-    cost_usd DECIMAL(18,10) NOT NULL, status {text} NOT NULL, error {text}{key})"""
+    cost_usd DECIMAL(18,10) NOT NULL, status {text} NOT NULL, error {text}{desk}{key})"""
 _HOURLY_BEFORE = """CREATE TABLE pas_analytics_usage_hourly (
     hour TIMESTAMPTZ NOT NULL, service {text} NOT NULL, provider {text} NOT NULL,
     model {text} NOT NULL, capability {text} NOT NULL, workflow_id {text} NOT NULL,
     status {text} NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
     completion_tokens BIGINT NOT NULL, cost_usd DECIMAL(38,10) NOT NULL,
-    latency_ms_sum {double} NOT NULL,
-    PRIMARY KEY (hour, service, provider, model, capability, workflow_id, status))"""
+    latency_ms_sum {double} NOT NULL{hourly_desk},
+    PRIMARY KEY (hour, service, provider, model, capability, workflow_id, status{key_desk}))"""
+LAYOUTS = {
+    "before desks": {"desk": "", "hourly_desk": "", "key_desk": ""},
+    "before cached tokens": {
+        "desk": ", desk {text}",
+        "hourly_desk": ", desk {text} NOT NULL DEFAULT ''",
+        "key_desk": ", desk",
+    },
+}
 _RAW_ROW = (
     "INSERT INTO pas_analytics_usage (event_id, ts, service, provider, model, prompt_tokens, "
     "completion_tokens, latency_ms, cost_usd, status) "
-    "VALUES ('{event_id}', '{at}', 'provider_router', 'local', 'm', 10, 5, 100, 0.5, 'ok')"
+    "VALUES ('before', '{at}', 'provider_router', 'local', 'm', 10, 5, 100, 0.5, 'ok')"
 )
 _HOURLY_ROW = (
-    "INSERT INTO pas_analytics_usage_hourly VALUES "
-    "('{hour}', 'provider_router', 'local', 'm', '', '', 'ok', 4, 40, 20, 2.0, 400)"
+    "INSERT INTO pas_analytics_usage_hourly (hour, service, provider, model, capability, "
+    "workflow_id, status, calls, prompt_tokens, completion_tokens, cost_usd, latency_ms_sum) "
+    "VALUES ('{hour}', 'provider_router', 'local', 'm', '', '', 'ok', 4, 40, 20, 2.0, 400)"
 )
 
 
-def _before_desks(text: str, double: str, key: str, hour: datetime, at: datetime) -> list[str]:
+def _older_store(
+    layout: str, text: str, double: str, key: str, hour: datetime, at: datetime
+) -> list[str]:
+    added = {name: part.format(text=text) for name, part in LAYOUTS[layout].items()}
     return [
-        _USAGE_BEFORE.format(text=text, double=double, key=key),
-        _HOURLY_BEFORE.format(text=text, double=double),
-        _RAW_ROW.format(event_id="before-desks", at=at.isoformat()),
+        _USAGE_BEFORE.format(text=text, double=double, key=key, desk=added["desk"]),
+        _HOURLY_BEFORE.format(text=text, double=double, **added),
+        _RAW_ROW.format(at=at.isoformat()),
         _HOURLY_ROW.format(hour=hour.isoformat()),
     ]
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(
@@ -62,11 +80,11 @@ def _before_desks(text: str, double: str, key: str, hour: datetime, at: datetime
         ),
     ]
 )
-async def store_before_desks(
-    request: pytest.FixtureRequest, tmp_path: Path
+async def older_store(
+    request: pytest.FixtureRequest, layout: str, tmp_path: Path
 ) -> tuple[AnalyticsSettings, datetime]:
-    """Collector settings on a store holding, in the tables' old layout, a raw call (30
-    minutes ago) and four calls rolled up into the hour two hours back; and that hour."""
+    """Collector settings on a store holding, in an older layout, a raw call (30 minutes ago)
+    and four calls rolled up into the hour two hours back; and that hour."""
     now = utc_now()
     hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     at = now - timedelta(minutes=30)
@@ -79,12 +97,12 @@ async def store_before_desks(
             for statement in PG_OBJECTS:
                 await conn.execute(statement)
             key = ", PRIMARY KEY (event_id, ts)"
-            for statement in _before_desks("TEXT", "DOUBLE PRECISION", key, hour, at):
+            for statement in _older_store(layout, "TEXT", "DOUBLE PRECISION", key, hour, at):
                 await conn.execute(statement.encode())
         database_url = POSTGRES_DSN
     else:
         with duckdb.connect(str(path)) as db:
-            for statement in _before_desks("VARCHAR", "DOUBLE", "", hour, at):
+            for statement in _older_store(layout, "VARCHAR", "DOUBLE", "", hour, at):
                 db.execute(statement)
     settings = AnalyticsSettings(
         db_path=str(path),
@@ -101,13 +119,16 @@ async def _by_desk(collector: AsyncTestClient[Any], start: datetime) -> dict[str
         "/analytics/costs", params={"group_by": "desk", "from": start.isoformat()}
     )
     assert answer.status_code == 200, answer.text
-    return {g["key"]: (g["llm_calls"], g["cost_usd"]) for g in answer.json()["groups"]}
+    return {
+        g["key"]: (g["llm_calls"], g["cost_usd"], g["cached_tokens"])
+        for g in answer.json()["groups"]
+    }
 
 
-async def test_a_store_made_before_desks_keeps_its_rows_and_takes_desks(
-    store_before_desks: tuple[AnalyticsSettings, datetime], open_app: Any
+async def test_an_older_store_keeps_its_rows_and_takes_desks_and_cached_tokens(
+    older_store: tuple[AnalyticsSettings, datetime], open_app: Any
 ) -> None:
-    settings, hour = store_before_desks
+    settings, hour = older_store
     collector: AsyncTestClient[Any] = await open_app(create_app(settings))
     start = hour - timedelta(hours=1)
 
@@ -117,10 +138,10 @@ async def test_a_store_made_before_desks_keeps_its_rows_and_takes_desks(
         "/events",
         json={
             "usage": [
-                usage_event(late, model="m", cost_usd=0.25, desk="rates"),
-                usage_event(late, model="m", cost_usd=0.25, desk="rates"),
+                usage_event(late, model="m", cost_usd=0.25, desk="rates", cached_tokens=3),
+                usage_event(late, model="m", cost_usd=0.25, desk="rates", cached_tokens=4),
                 usage_event(late, model="m", cost_usd=0.125),
-                usage_event(utc_now(), model="m", cost_usd=1.0, desk="fx"),
+                usage_event(utc_now(), model="m", cost_usd=1.0, desk="fx", cached_tokens=6),
             ]
         },
     )
@@ -133,13 +154,16 @@ async def test_a_store_made_before_desks_keeps_its_rows_and_takes_desks(
         params={"kind": "usage_hourly", "format": "json", "from": start.isoformat()},
     )
 
-    assert before == {None: (5, pytest.approx(2.5))}
+    assert before == {None: (5, pytest.approx(2.5), 0)}
     assert sent.json()["stored"] == 4
     assert rolled.json()["usage_rows"] == 3
     assert after == {
-        None: (6, pytest.approx(2.625)),
-        "rates": (2, pytest.approx(0.5)),
-        "fx": (1, pytest.approx(1.0)),
+        None: (6, pytest.approx(2.625), 0),
+        "rates": (2, pytest.approx(0.5), 7),
+        "fx": (1, pytest.approx(1.0), 6),
     }
-    rows = sorted((r["desk"], r["calls"]) for r in map(json.loads, export.text.splitlines()))
-    assert rows == [("", 5), ("rates", 2)]
+    rows = [json.loads(line) for line in export.text.splitlines()]
+    assert sorted((r["desk"], r["calls"], r["cached_tokens"]) for r in rows) == [
+        ("", 5, 0),
+        ("rates", 2, 7),
+    ]
