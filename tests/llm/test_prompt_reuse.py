@@ -140,7 +140,12 @@ def test_an_answer_from_a_reused_prompt_start_is_the_answer_from_a_whole_read(
         reused = [result(ask(engines[True], tokens)) for tokens in asked]
         # Together too: starts come from slots whose answers are still being decoded.
         together = [result(done) for done in [ask(engines[True], t) for t in asked[:4]]]
-        whole = [result(ask(engines[False], tokens)) for tokens in asked]
+        # A prompt asked twice (to be found in the cache the second time) is read whole once.
+        by_prompt: dict[tuple[int, ...], Finished] = {}
+        for tokens in asked:
+            if tuple(tokens) not in by_prompt:
+                by_prompt[tuple(tokens)] = result(ask(engines[False], tokens))
+        whole = [by_prompt[tuple(tokens)] for tokens in asked]
         counts = {reuse: engine.prompt_tokens_reused for reuse, engine in engines.items()}
     finally:
         for engine in engines.values():
@@ -150,7 +155,7 @@ def test_an_answer_from_a_reused_prompt_start_is_the_answer_from_a_whole_read(
         assert got.text == want.text
         assert got.logprobs == want.logprobs  # every token's figures, to the bit
     assert counts[False] == 0
-    assert all(w.cached_tokens == 0 for w in whole)
+    assert all(w.cached_tokens == 0 for w in by_prompt.values())
     assert counts[True] == sum(r.cached_tokens for r in [*reused, *together])
     print([r.cached_tokens for r in reused], [len(t) for t in asked])
     assert reused[9].cached_tokens >= len(asked[9]) - TILED_ROWS  # the long prompt again
