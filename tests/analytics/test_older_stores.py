@@ -54,6 +54,23 @@ _HOURLY_ROW = (
 )
 
 
+_HOURLY_COLUMNS_BEFORE = (
+    "hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens, "
+    "completion_tokens, cost_usd, latency_ms_sum"
+)
+_HISTORY_VIEW_BEFORE = f"""CREATE VIEW pas_analytics_usage_by_hour AS
+    SELECT {_HOURLY_COLUMNS_BEFORE} FROM pas_analytics_usage_hourly
+    UNION ALL
+    SELECT {_HOURLY_COLUMNS_BEFORE} FROM (
+        SELECT date_trunc('hour', ts) AS hour, service, provider, model,
+               coalesce(capability, '') AS capability, coalesce(workflow_id, '') AS workflow_id,
+               status, count(*) AS calls, sum(prompt_tokens) AS prompt_tokens,
+               sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd,
+               sum(latency_ms) AS latency_ms_sum
+        FROM pas_analytics_usage GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ) recent""".encode()
+
+
 def _older_store(
     layout: str, text: str, double: str, key: str, hour: datetime, at: datetime
 ) -> list[str]:
@@ -99,6 +116,8 @@ async def older_store(
             key = ", PRIMARY KEY (event_id, ts)"
             for statement in _older_store(layout, "TEXT", "DOUBLE PRECISION", key, hour, at):
                 await conn.execute(statement.encode())
+            # The history view (what Grafana reads) over the older table, its columns as then.
+            await conn.execute(_HISTORY_VIEW_BEFORE)
         database_url = POSTGRES_DSN
     else:
         with duckdb.connect(str(path)) as db:
