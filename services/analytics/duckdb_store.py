@@ -364,7 +364,8 @@ def _add_usage_columns(db: duckdb.DuckDBPyConnection) -> None:
             logger.info("usage table given a new column", table=USAGE, column=column)
     hourly = _columns(db, USAGE_HOURLY)
     if hourly and "desk" not in hourly:
-        _rebuild_hourly_usage(db)
+        _rebuild(db, USAGE_HOURLY, _USAGE_HOURLY_TABLE)
+        logger.info("hourly usage table rebuilt with desks in its key", table=USAGE_HOURLY)
         return
     for column, _, definition in ADDED_USAGE_COLUMNS if hourly else ():
         if column not in hourly:
@@ -372,25 +373,25 @@ def _add_usage_columns(db: duckdb.DuckDBPyConnection) -> None:
             logger.info("usage table given a new column", table=USAGE_HOURLY, column=column)
 
 
-def _rebuild_hourly_usage(db: duckdb.DuckDBPyConnection) -> None:
-    """The hourly usage table copied into the layout of ``_USAGE_HOURLY_TABLE`` (DuckDB does
-    not change a primary key in place); the columns it lacks take their defaults."""
+def _rebuild(db: duckdb.DuckDBPyConnection, table: str, definition: str, order: str = "") -> None:
+    """``table`` copied into a new one made by ``definition`` (DuckDB changes no key in place),
+    in one transaction: its rows by column name (columns it lacks take their defaults), in the
+    ``order`` given (an ORDER BY clause), so that row groups cover short spans."""
     db.execute("BEGIN TRANSACTION")
     try:
-        db.execute(f"ALTER TABLE {USAGE_HOURLY} RENAME TO {USAGE_HOURLY}_before")
-        db.execute(_USAGE_HOURLY_TABLE)
-        db.execute(f"INSERT INTO {USAGE_HOURLY} BY NAME SELECT * FROM {USAGE_HOURLY}_before")  # noqa: S608
-        db.execute(f"DROP TABLE {USAGE_HOURLY}_before")
+        db.execute(f"ALTER TABLE {table} RENAME TO {table}_before")
+        db.execute(definition)
+        db.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {table}_before {order}")  # noqa: S608
+        db.execute(f"DROP TABLE {table}_before")
         db.execute("COMMIT")
     except Exception:
         db.execute("ROLLBACK")
         raise
-    logger.info("hourly usage table rebuilt with desks in its key", table=USAGE_HOURLY)
 
 
 def _drop_usage_key(db: duckdb.DuckDBPyConnection) -> None:
     """A file made while the usage table had a primary key: copy the table once into one
-    without it (see ``duckdb_usage``), in time order, so that row groups cover short spans."""
+    without it (see ``duckdb_usage``), in time order."""
     keyed = db.execute(
         "SELECT count(*) FROM duckdb_constraints() "
         "WHERE table_name = $1 AND constraint_type = 'PRIMARY KEY'",
@@ -398,16 +399,7 @@ def _drop_usage_key(db: duckdb.DuckDBPyConnection) -> None:
     ).fetchone()
     if not _count(keyed):
         return
-    db.execute("BEGIN TRANSACTION")
-    try:
-        db.execute(f"ALTER TABLE {USAGE} RENAME TO {USAGE}_keyed")
-        db.execute(USAGE_TABLE)
-        db.execute(f"INSERT INTO {USAGE} SELECT * FROM {USAGE}_keyed ORDER BY ts")  # noqa: S608
-        db.execute(f"DROP TABLE {USAGE}_keyed")
-        db.execute("COMMIT")
-    except Exception:
-        db.execute("ROLLBACK")
-        raise
+    _rebuild(db, USAGE, USAGE_TABLE, "ORDER BY ts")
     logger.info("usage table rebuilt without its primary key", table=USAGE)
 
 
