@@ -110,6 +110,8 @@
     document.getElementById("kpi-success").textContent = runTotal ? percent(okTotal / runTotal) : "–";
     document.getElementById("kpi-calls").textContent = count(byModel.total.llm_calls);
     document.getElementById("kpi-tokens").textContent = count(byModel.total.total_tokens);
+    const prompt = byModel.total.prompt_tokens;
+    document.getElementById("kpi-cached").textContent = prompt ? percent(byModel.total.cached_tokens / prompt) : "–";
     document.getElementById("kpi-cost").textContent = money(byModel.total.cost_usd);
 
     draw("chart-runs", {
