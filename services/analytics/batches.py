@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.schemas.usage import QualityScore, UsageEvent, WorkflowRun
+from services.analytics.queries import RUN_COLUMNS, SCORE_COLUMNS, USAGE_COLUMNS
 
 UsageKey = tuple[str, datetime]
 RunKey = tuple[str, str, datetime]
@@ -37,7 +38,7 @@ def usage_columns(events: Sequence[UsageEvent]) -> tuple[list[UsageEvent], list[
     for event in events:
         first.setdefault(usage_key(event), event)
     unique = list(first.values())
-    columns: list[list[Any]] = [[] for _ in range(17)]
+    columns: list[list[Any]] = [[] for _ in USAGE_COLUMNS]
     for e in unique:
         values = (
             e.event_id,
@@ -72,7 +73,7 @@ def run_columns(runs: Sequence[WorkflowRun]) -> tuple[list[WorkflowRun], list[li
         if known is None or _utc(run.timestamp) > _utc(known.timestamp):
             latest[run.run_id] = run
     unique = list(latest.values())
-    columns: list[list[Any]] = [[] for _ in range(7)]
+    columns: list[list[Any]] = [[] for _ in RUN_COLUMNS]
     for r in unique:
         values = (
             r.run_id,
@@ -103,7 +104,7 @@ def score_columns(scores: Sequence[QualityScore]) -> list[list[Any]]:
     """One score per answer and measure (the last sent wins: an upsert may not touch a row
     twice), column by column in the order of ``queries.SCORE_COLUMNS``."""
     last = {(score.run_id, score.metric): score for score in scores}
-    columns: list[list[Any]] = [[] for _ in range(8)]
+    columns: list[list[Any]] = [[] for _ in SCORE_COLUMNS]
     for s in last.values():
         values = (
             s.run_id,
