@@ -5,6 +5,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+# The embedded model's prompt store is written here when a service stops and read back when it
+# starts (services/llm/backends/prompt_file.py): agents' prompts are warm after a restart.
+export LLM_PROMPT_STORE_DIR="${LLM_PROMPT_STORE_DIR:-$PAS_HOME/prompts}"
+
 backend_of() { # backend_of PREFIX
     local var="${1}BACKEND"
     echo "${!var:-${LLM_BACKEND:-embedded}}"

@@ -30,6 +30,7 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "flash_attention": ("LLM_FLASH_ATTENTION",),
         "prompt_cache": ("LLM_PROMPT_CACHE",),
         "prompt_store_mb": ("LLM_PROMPT_STORE_MB",),
+        "prompt_store_dir": ("LLM_PROMPT_STORE_DIR",),
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
@@ -65,6 +66,13 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     answers took (about 23 KB a token for SmolLM2-135M, so 128 MiB holds some 5,800 tokens),
     so that more agents or conversations than ``parallel`` slots taking turns each find their
     own; 0 keeps only what the slots hold."""
+    prompt_store_dir: str | None = None
+    """Embedded, with a prompt store: the directory where the stored prompts and those in the
+    slots are written when the service stops (``<service>.prompts``) and read back when it
+    starts, so agents find their prompts in the cache from the first request after a restart.
+    Read back only by the same weights, llama.cpp build and context settings (answers stay a
+    fresh read's to the bit). Default: memory only; ``scripts/start_llm_services.sh`` keeps
+    them in ``.pas/prompts``."""
     context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
     threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Embedded: threads of a pass that decodes one answer (default: half the cores, as

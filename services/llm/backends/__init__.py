@@ -40,4 +40,9 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
         flash_attention=settings.flash_attention,
         reuse_prompts=settings.prompt_cache,
         prompt_store_bytes=settings.prompt_store_mb * 2**20,
+        prompt_file=(
+            Path(settings.prompt_store_dir) / f"{profile.service}.prompts"
+            if settings.prompt_store_dir
+            else None
+        ),
     )

@@ -69,6 +69,7 @@ from services.llm.backends.llama_batch import (
     check_grammar,
 )
 from services.llm.backends.prompt_cache import PromptStore
+from services.llm.backends.prompt_file import Identity, identity, load_prompts, save_prompts
 from services.llm.weight_conversion import batchable_weights
 
 logger = structlog.get_logger("pas.llm.embedded")
@@ -115,10 +116,15 @@ class EmbeddedBackend:
         flash_attention: bool = True,
         reuse_prompts: bool = True,
         prompt_store_bytes: int = 0,
+        prompt_file: Path | None = None,
     ) -> None:
+        """``prompt_file``: where the prompt store is written when the service stops and read
+        from when it starts (``prompt_file.py``); None keeps it in memory only."""
         self.location = str(model_path)
         self._reuse_prompts = reuse_prompts
         self._prompt_store_bytes = prompt_store_bytes
+        self._prompt_file = prompt_file
+        self._prompts_made_with: Identity = {}
         self._model_path = model_path
         # None: the file is loaded as it is; else Q4_1/Q5_1 weights are converted for batching.
         self._weights_cache_dir = weights_cache_dir
@@ -195,6 +201,12 @@ class EmbeddedBackend:
             ),
         )
         self._llm = llm
+        if self._prompt_file is not None and self._engine.prompt_store is not None:
+            self._prompts_made_with = identity(weights, self._engine.state_settings)
+            read = load_prompts(
+                self._engine.prompt_store, self._prompt_file, self._prompts_made_with
+            )
+            logger.info("prompts read back", path=str(self._prompt_file), prompts=read)
         self._embedder = EmbeddingModel(
             weights,
             n_ctx=self._n_ctx,
@@ -221,11 +233,27 @@ class EmbeddedBackend:
         if embedder is not None:
             await asyncio.to_thread(embedder.close)
         if engine is not None:
+            await self._save_prompts(engine)
             await asyncio.to_thread(engine.close)  # before the model its context reads
         if llm is not None:
             await asyncio.to_thread(llm.close)
         for _ in range(self._parallel):  # whoever still waits hears the model is gone
             self._turns.release()
+
+    async def _save_prompts(self, engine: BatchEngine) -> None:
+        """The slots' prompts and the store's, to ``prompt_file`` (every answer is done)."""
+        store = engine.prompt_store
+        if self._prompt_file is None or store is None:
+            return
+        try:
+            await asyncio.wrap_future(engine.call(engine.store_slots))
+            saved = await asyncio.to_thread(
+                save_prompts, store, self._prompt_file, self._prompts_made_with
+            )
+        except Exception:  # a cache: the service stops all the same
+            logger.exception("prompts not saved", path=str(self._prompt_file))
+            return
+        logger.info("prompts saved", path=str(self._prompt_file), prompts=saved, bytes=store.bytes)
 
     async def probe(self) -> BackendHealth:
         if self._engine is None:

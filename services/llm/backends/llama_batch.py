@@ -231,6 +231,8 @@ class BatchEngine:
         self._used = 0
         self._vocab = llama.llama_model_get_vocab(model)
         params = sequences_context_params(slots, context_per_slot, n_batch, flash_attention)
+        self._context_per_slot = context_per_slot
+        self._flash_attention = flash_attention
         # llama-cpp-python's threads: a pass of one token (a lone answer) on ``n_threads``,
         # default half the cores; prompts and passes of several sequences on
         # ``n_threads_batch``, default every core.
@@ -264,6 +266,24 @@ class BatchEngine:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def state_settings(self) -> dict[str, str | int | bool]:
+        """The settings a sequence's cells depend on beyond the weights: what a prompt saved
+        from this engine needs of another to be put back there (``prompt_file.py``)."""
+        return {
+            "context_per_slot": self._context_per_slot,
+            "n_batch": self._n_batch,
+            "flash_attention": self._flash_attention,
+            "n_threads": llama.llama_n_threads(self._ctx),
+            "n_threads_batch": llama.llama_n_threads_batch(self._ctx),
+        }
+
+    def store_slots(self) -> None:
+        """Save every slot's kept prompt to the prompt store (a service stopping keeps them);
+        run it through :meth:`call`, with no answer under way."""
+        for slot in range(self.slots):
+            self._store(slot)
 
     def submit(self, request: SequenceRequest) -> None:
         """Queue an answer: it starts in the next free slot, in the order submitted."""

@@ -131,6 +131,10 @@ class PromptStore:
     def __len__(self) -> int:
         return len(self._prompts)
 
+    def stored(self) -> list[StoredPrompt]:
+        """Every prompt held, the least recently saved or taken first."""
+        return list(self._prompts.values())
+
     def holds(self, kept: KeptPrompt) -> bool:
         """Whether a stored prompt starts with all of ``kept``, each row of the same class."""
         return any(stored.kept.goes_on_from(kept) for stored in self._prompts.values())
