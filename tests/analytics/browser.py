@@ -137,6 +137,9 @@ class HeadlessChromium:
 
     def start(self, *, ready_timeout_s: float = 30) -> HeadlessChromium:
         profile = Path(self._profile.name)
+        # Chromium makes its singleton socket's directory in TMPDIR, and leaves it there.
+        scratch = profile / "tmp"
+        scratch.mkdir()
         self._process = subprocess.Popen(
             [
                 self._binary,
@@ -154,6 +157,7 @@ class HeadlessChromium:
                 f"--window-size={self._size}",
                 "about:blank",
             ],
+            env={**os.environ, "TMPDIR": str(scratch)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # Its own process group: Chromium's helpers (zygote, renderer, crash handler) go
