@@ -40,10 +40,11 @@ from libs.common.schemas.llm import (
     ToolCall,
     ToolCallDelta,
 )
-from services.llm.backends.base import Completion, StreamEvent, TextDelta, logprobs_after
+from services.llm.backends.base import Completion, StreamEvent, logprobs_after
+from services.llm.call_stream import ArgumentsWritten, CallStarted
 from services.llm.choices import answer_all, choice_generations, merged, open_all
 from services.llm.runtime import LLMRuntime
-from services.llm.tool_calling import CallsMade, ToolUse, tool_events
+from services.llm.tool_calling import CallsMade, ToolEvent, ToolUse, tool_events
 from services.llm.translate import completion_id, from_openai, to_openai, usage_of
 
 _encode = msgspec.json.Encoder().encode
@@ -91,8 +92,8 @@ async def _sse(
     tools: ToolUse | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The answers as chunks, each naming its choice (``n`` streams are merged as their
-    events come); with tools, as :func:`tool_events` gives them: calls in one chunk before
-    the choice's last."""
+    events come); with tools, as :func:`tool_events` gives them: each call's id and name as
+    soon as they are written, then its arguments piece by piece."""
     chunk_id = completion_id()
     created = int(time.time())
 
@@ -107,20 +108,25 @@ async def _sse(
             ChatCompletionChunk(id=chunk_id, created=created, model=model, choices=[choice])
         )
 
-    answers: list[AsyncGenerator[TextDelta | CallsMade | Completion, None]] = [
-        events if tools is None else tool_events(events, tools) for events in streams
+    answers: list[AsyncGenerator[ToolEvent, None]] = [
+        events if tools is None else tool_events(events, tools, piecewise=True)
+        for events in streams
     ]
     for index in range(len(answers)):
         yield chunk(index, ChunkDelta(role="assistant", content=""))
     logprobs_sent = [0] * len(answers)
     called = [False] * len(answers)
+    begun = [0] * len(answers)  # calls streamed piece by piece
     completions: list[Completion] = []
     events = merged(answers)
     try:
         async for index, event in events:
-            if isinstance(event, CallsMade):
-                called[index] = True
-                yield chunk(index, _calls_delta(event.calls))
+            if isinstance(event, CallStarted | ArgumentsWritten | CallsMade):
+                delta = _tool_delta(event, begun[index])
+                begun[index] += isinstance(event, CallStarted)
+                called[index] = called[index] or isinstance(event, CallsMade)
+                if delta is not None:
+                    yield chunk(index, delta)
             elif isinstance(event, Completion):
                 completions.append(event)
                 finish_reason = "tool_calls" if called[index] else event.finish_reason
@@ -167,8 +173,21 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
-def _calls_delta(calls: list[ToolCall]) -> ChunkDelta:
-    """Calls as one delta, each whole at its index (a client joins the parts of an index)."""
+def _tool_delta(
+    event: CallStarted | ArgumentsWritten | CallsMade, streamed: int
+) -> ChunkDelta | None:
+    """A call's start or a piece of its arguments; the calls read whole, less the ``streamed``
+    first (None when every one was)."""
+    if isinstance(event, CallStarted):
+        return _call_delta(event.index, event.id, event.name, "")
+    if isinstance(event, ArgumentsWritten):
+        return _call_delta(event.index, None, None, event.text)
+    return _calls_delta(event.calls, streamed) if len(event.calls) > streamed else None
+
+
+def _calls_delta(calls: list[ToolCall], start: int = 0) -> ChunkDelta:
+    """The calls from ``start`` on as one delta, each whole at its index (a client joins the
+    parts of an index)."""
     return ChunkDelta(
         tool_calls=[
             ToolCallDelta(
@@ -180,6 +199,22 @@ def _calls_delta(calls: list[ToolCall]) -> ChunkDelta:
                 ),
             )
             for index, call in enumerate(calls)
+            if index >= start
+        ]
+    )
+
+
+def _call_delta(index: int, call_id: str | None, name: str | None, arguments: str) -> ChunkDelta:
+    """A part of call ``index``: its id and name first (OpenAI's first part of a call), then
+    the pieces of its arguments."""
+    return ChunkDelta(
+        tool_calls=[
+            ToolCallDelta(
+                index=index,
+                id=call_id,
+                type="function" if call_id else None,
+                function=FunctionCallDelta(name=name, arguments=arguments),
+            )
         ]
     )
 

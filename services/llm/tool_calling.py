@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 import msgspec
 
@@ -33,6 +33,7 @@ from libs.common.schemas.llm import (
     ToolDefinition,
 )
 from services.llm.backends.base import Completion, Generation, StreamEvent, TextDelta, Turn
+from services.llm.call_stream import ArgumentsWritten, CallStarted, CallStream
 
 ANY_OBJECT: Final = {"type": "object"}
 _encode = msgspec.json.Encoder().encode
@@ -117,10 +118,11 @@ class ToolUse:
         }
         return {"anyOf": [called, answered], "$defs": definitions}
 
-    def read(self, text: str) -> ToolAnswer | None:
+    def read(self, text: str, ids: Sequence[str] = ()) -> ToolAnswer | None:
         """The answer's calls or response; None when it is not the JSON asked for (calls cut
         at ``max_tokens``), which is then given as it is. A text response cut short is what
-        it says up to the cut, as it was streamed (:func:`response_so_far`)."""
+        it says up to the cut, as it was streamed (:func:`response_so_far`). ``ids``: those
+        of the first calls, already given in a stream."""
         try:
             answer = msgspec.json.decode(text)
         except msgspec.DecodeError:
@@ -129,13 +131,13 @@ class ToolUse:
         if isinstance(answer, dict) and isinstance(answer.get("tool_calls"), list):
             known = {tool.function.name for tool in self.tools}
             calls = []
-            for call in answer["tool_calls"]:
+            for index, call in enumerate(answer["tool_calls"]):
                 if not isinstance(call, dict) or call.get("name") not in known:
                     return None
                 arguments = call.get("arguments", {})
                 calls.append(
                     ToolCall(
-                        id=f"call_{uuid.uuid4().hex[:24]}",
+                        id=ids[index] if index < len(ids) else f"call_{uuid.uuid4().hex[:24]}",
                         function=FunctionCall(
                             name=call["name"], arguments=_encode(arguments).decode()
                         ),
@@ -161,26 +163,47 @@ class CallsMade(msgspec.Struct, frozen=True, kw_only=True):
     calls: list[ToolCall]
 
 
+WholeCallEvent = TextDelta | CallsMade | Completion
+ToolEvent = TextDelta | CallStarted | ArgumentsWritten | CallsMade | Completion
+
+
+@overload
+def tool_events(
+    events: AsyncGenerator[StreamEvent, None], tools: ToolUse, *, piecewise: Literal[False] = ...
+) -> AsyncGenerator[WholeCallEvent, None]: ...
+@overload
+def tool_events(
+    events: AsyncGenerator[StreamEvent, None], tools: ToolUse, *, piecewise: Literal[True]
+) -> AsyncGenerator[ToolEvent, None]: ...
+
+
 async def tool_events(
-    events: AsyncGenerator[StreamEvent, None], tools: ToolUse
-) -> AsyncGenerator[TextDelta | CallsMade | Completion, None]:
+    events: AsyncGenerator[StreamEvent, None], tools: ToolUse, *, piecewise: bool = False
+) -> AsyncGenerator[ToolEvent, None]:
     """An answer with tools as the client sees it: a text response's text as it comes (not
     its JSON), calls once the answer is whole, then the completion (its log-probabilities are
-    those of the JSON written, all with it)."""
+    those of the JSON written, all with it). ``piecewise``: each call's name as soon as it is
+    written and its arguments as they come too (``call_stream.py``); the calls whole still
+    follow, with the same ids, for what was not streamed (a call a remote model wrote in
+    another order). Calls cut short by ``max_tokens`` then end there, as OpenAI's do."""
     written, said = "", 0
+    calls = CallStream() if piecewise else None
     try:
         async for event in events:
             if isinstance(event, Completion):
-                answer = tools.read(event.text)
+                answer = tools.read(event.text, calls.ids if calls else ())
                 if answer is not None and answer.calls is not None:
                     yield CallsMade(calls=answer.calls)
-                else:
+                elif calls is None or not calls.begun:
                     text = event.text if answer is None else answer.content or ""
                     if len(text) > said:
                         yield TextDelta(text=text[said:])
                 yield event
                 continue
             written += event.text
+            if calls is not None:
+                for piece in calls.read(written):
+                    yield piece
             so_far = response_so_far(written)
             if so_far is not None and len(so_far) > said:
                 yield TextDelta(text=so_far[said:])

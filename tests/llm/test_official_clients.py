@@ -242,3 +242,45 @@ def test_openai_client_calls_a_tool_and_reads_its_result(llm_process: ServicePro
     assert json.loads(call.function.arguments)["ticker"] in {"AAPL", "MSFT", "NVDA"}
     assert answered.choices[0].message.content
     assert answered.choices[0].message.tool_calls is None
+
+
+def test_openai_client_streams_a_call_s_arguments_as_they_are_written(
+    llm_process: ServiceProcess,
+) -> None:
+    """The SDK's stream helper gives the arguments' pieces as they come (a delta event
+    each), then the call it joined: the call answered whole."""
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
+    question: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What is Apple's stock price?"}
+    ]
+
+    whole = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=question,
+        tools=[PRICE_TOOL],
+        tool_choice="required",
+        temperature=0,
+    )
+    with client.chat.completions.stream(
+        model="smollm2-135m-instruct",
+        messages=question,
+        tools=[PRICE_TOOL],
+        tool_choice="required",
+        temperature=0,
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_completion()
+
+    pieces = [e.arguments_delta for e in events if e.type == "tool_calls.function.arguments.delta"]
+    [done] = [e for e in events if e.type == "tool_calls.function.arguments.done"]
+    [call] = whole.choices[0].message.tool_calls or []
+    [joined] = final.choices[0].message.tool_calls or []
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+    assert isinstance(joined, ChatCompletionMessageFunctionToolCall)
+    assert len(pieces) > 1
+    assert (done.name, json.loads(done.arguments)) == (
+        call.function.name,
+        json.loads(call.function.arguments),
+    )
+    assert json.loads(joined.function.arguments) == json.loads(call.function.arguments)
+    assert final.choices[0].finish_reason == "tool_calls"

@@ -179,14 +179,23 @@ async def test_each_of_n_choices_is_a_call_streamed_or_not(llm: Client) -> None:
     calls = [_checked_calls(choice["message"]) for choice in whole]
     assert [choice["finish_reason"] for choice in whole] == ["tool_calls", "tool_calls"]
     chunks = [json.loads(e) for e in sse_events(streamed.text)[:-1]]
-    streamed_calls: dict[int, list[tuple[str, dict[str, Any]]]] = {0: [], 1: []}
+    # A call's parts, joined by its choice and its index (its name comes in its first).
+    joined: dict[tuple[int, int], dict[str, str]] = {}
     for chunk in chunks:
         for choice in chunk["choices"]:
             for part in choice["delta"].get("tool_calls") or []:
-                function = part["function"]
-                arguments = json.loads(function["arguments"])
-                streamed_calls[choice["index"]].append((function["name"], arguments))
-    assert [streamed_calls[0], streamed_calls[1]] == calls
+                call = joined.setdefault((choice["index"], part["index"]), {"arguments": ""})
+                call.setdefault("name", part["function"].get("name"))
+                call["arguments"] += part["function"].get("arguments") or ""
+    streamed_calls = [
+        [
+            (call["name"], json.loads(call["arguments"]))
+            for (index, _), call in sorted(joined.items())
+            if index == choice
+        ]
+        for choice in (0, 1)
+    ]
+    assert streamed_calls == calls
 
 
 async def test_a_conversation_with_a_tool_result_is_answered(llm: Client) -> None:
