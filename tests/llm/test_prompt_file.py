@@ -154,10 +154,14 @@ async def test_a_service_restarted_finds_its_agents_prompts_in_the_cache(tmp_pat
     }
     env = {"LOG_LEVEL": "INFO", "LLAMA31_8B_PROMPT_STORE_DIR": str(tmp_path / "prompts")}
 
+    stored_at_start: list[str] = []
+
     async def ask_service(keep: bool, run: int) -> dict[str, Any]:
         service = start_llm_service(tmp_path / f"llm-{keep}-{run}.log", env if keep else {})
         try:
             async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
+                health = (await client.get("/health")).json()
+                stored_at_start.append(health["details"]["backend_detail"].split("; ")[-1])
                 response = await client.post("/v1/chat/completions", json=request)
             assert response.status_code == 200, response.text
             answer: dict[str, Any] = response.json()
@@ -171,6 +175,8 @@ async def test_a_service_restarted_finds_its_agents_prompts_in_the_cache(tmp_pat
     after = await ask_service(True, 2)
     forgotten = await ask_service(False, 3)
 
+    assert stored_at_start[0] == stored_at_start[2] == "0 prompt(s) stored (0.0 MiB)"
+    assert stored_at_start[1].startswith("1 prompt(s) stored")  # what /health says
     prompt_tokens = before["usage"]["prompt_tokens"]
     assert before["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
     assert after["usage"]["prompt_tokens_details"]["cached_tokens"] >= prompt_tokens - TILED_ROWS

@@ -258,13 +258,14 @@ class EmbeddedBackend:
     async def probe(self) -> BackendHealth:
         if self._engine is None:
             return BackendHealth(answers=False, detail="model not loaded")
-        return BackendHealth(
-            answers=True,
-            detail=(
-                f"loaded in process; {self._engine.running} of {self._parallel} sequences "
-                f"decoding, {self.waiting} request(s) waiting"
-            ),
+        detail = (
+            f"loaded in process; {self._engine.running} of {self._parallel} sequences "
+            f"decoding, {self.waiting} request(s) waiting"
         )
+        store = self._engine.prompt_store
+        if store is not None:
+            detail += f"; {len(store)} prompt(s) stored ({store.bytes / 2**20:.1f} MiB)"
+        return BackendHealth(answers=True, detail=detail)
 
     async def complete(self, generation: Generation) -> Completion:
         final: Completion | None = None
