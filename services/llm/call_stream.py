@@ -13,6 +13,7 @@ JSON value as the answer read whole gives.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Final
 
 import msgspec
@@ -45,9 +46,11 @@ class _NotCalls(Exception):
 
 class CallStream:
     """Reads an answer's text as it grows (:meth:`read`): the calls begun, and the pieces of
-    their arguments, each given once."""
+    their arguments, each given once. A call of a tool not in ``names`` (a remote model
+    that did not keep to the schema) is not begun: the answer is then read whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: Collection[str]) -> None:
+        self._names = frozenset(names)
         self.ids: list[str] = []  # each call begun, in order
         self._position = 0  # where reading goes on from
         self._state = "opening"  # opening, head, arguments, after, done, off
@@ -88,6 +91,8 @@ class CallStream:
             for literal in ("{", '"name"', ":"):
                 at = _literal(text, at, literal)
             at, name = _string(text, at)
+            if name not in self._names:
+                raise _NotCalls
             for literal in (",", '"arguments"', ":"):
                 at = _literal(text, at, literal)
             at = _literal(text, at, "{") - 1  # the arguments begin with their bracket

@@ -187,7 +187,7 @@ async def tool_events(
     follow, with the same ids, for what was not streamed (a call a remote model wrote in
     another order). Calls cut short by ``max_tokens`` then end there, as OpenAI's do."""
     written, said = "", 0
-    calls = CallStream() if piecewise else None
+    calls = CallStream([tool.function.name for tool in tools.tools]) if piecewise else None
     try:
         async for event in events:
             if isinstance(event, Completion):

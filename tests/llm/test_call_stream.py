@@ -27,9 +27,15 @@ JSON_VALUES = st.recursive(
 ARGUMENTS = st.dictionaries(st.text(), JSON_VALUES, max_size=4)
 
 
-def streamed(pieces: list[str]) -> tuple[list[CallStarted], dict[int, str]]:
-    """The calls begun and each one's arguments joined, the answer growing piece by piece."""
-    stream, text = CallStream(), ""
+def streamed(
+    pieces: list[str], names: tuple[str, ...] | None = None
+) -> tuple[list[CallStarted], dict[int, str]]:
+    """The calls begun and each one's arguments joined, the answer growing piece by piece;
+    ``names``: of the tools offered (default: those the answer calls)."""
+    if names is None:
+        answer = json.loads("".join(pieces))
+        names = tuple(call["name"] for call in answer["tool_calls"])
+    stream, text = CallStream(names), ""
     begun: list[CallStarted] = []
     arguments: dict[int, str] = {}
     for piece in pieces:
@@ -85,12 +91,14 @@ def test_answers_that_are_not_calls_in_that_order_begin_none() -> None:
         '{"tool_calls": [{"arguments": {"ticker": "AAPL"}, "name": "get_price"}]}',
         '["tool_calls"]',
         '{"tool_calls": [{"name": "get_price", "arguments": "AAPL"}]}',
+        '{"tool_calls": [{"name": "get_prices", "arguments": {}}]}',  # no such tool
     ):
-        assert streamed(list(text)) == ([], {})
+        assert streamed(list(text), ("get_price",)) == ([], {})
 
 
 def test_a_call_cut_short_has_begun_and_its_arguments_stop_at_the_cut() -> None:
-    begun, arguments = streamed(list('{"tool_calls": [{"name": "get_price", "arguments": {"tick'))
+    cut_short = '{"tool_calls": [{"name": "get_price", "arguments": {"tick'
+    begun, arguments = streamed(list(cut_short), ("get_price",))
 
     assert [call.name for call in begun] == ["get_price"]
     assert arguments == {0: '{"tick'}

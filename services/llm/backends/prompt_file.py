@@ -40,9 +40,8 @@ Identity = dict[str, str | int | bool]
 class _SavedPrompt(msgspec.Struct, array_like=True):
     tokens: list[int]
     classes: bytes  # each token's row class (``prompt_cache.row_class``)
-    state_bytes: Annotated[
-        int, msgspec.Meta(ge=0)
-    ]  # the length of its ``llama_state_seq_get_data``, after the header
+    # The length of its ``llama_state_seq_get_data``, after the header.
+    state_bytes: Annotated[int, msgspec.Meta(ge=0)]
 
 
 class _Header(msgspec.Struct):
@@ -74,7 +73,8 @@ def save_prompts(store: PromptStore, path: Path, made_with: Identity) -> int:
         )
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own: replicas of one service may share the directory.
+    # A name of its own: replicas of one service may share the directory. The file holds the
+    # prompts' tokens, so their text: mkstemp makes it readable by this user only.
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as out:
