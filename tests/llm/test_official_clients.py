@@ -6,7 +6,7 @@ ChatOllama: tests/langgraph_runner/test_tool_calling_chat.py)."""
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 import ollama
 import openai
@@ -195,27 +195,29 @@ def test_chat_ollama_invoke_and_stream(llm_process: ServiceProcess) -> None:
 
 # The tool the HTTP tests of tool calls offer, as the openai client types it.
 PRICE_TOOL = cast(ChatCompletionToolParam, PRICE)
+PRICE_QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is Apple's stock price?"}
+]
+# Apple's price asked with the price tool to be called, at temperature 0.
+ASK_PRICE: dict[str, Any] = {
+    "model": "smollm2-135m-instruct",
+    "messages": PRICE_QUESTION,
+    "tools": [PRICE_TOOL],
+    "tool_choice": "required",
+    "temperature": 0,
+}
 
 
 def test_openai_client_calls_a_tool_and_reads_its_result(llm_process: ServiceProcess) -> None:
     client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
-    question: list[ChatCompletionMessageParam] = [
-        {"role": "user", "content": "What is Apple's stock price?"}
-    ]
 
-    called = client.chat.completions.create(
-        model="smollm2-135m-instruct",
-        messages=question,
-        tools=[PRICE_TOOL],
-        tool_choice="required",
-        temperature=0,
-    )
+    called = client.chat.completions.create(**ASK_PRICE)
     [call] = called.choices[0].message.tool_calls or []
     assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     answered = client.chat.completions.create(
         model="smollm2-135m-instruct",
         messages=[
-            *question,
+            *PRICE_QUESTION,
             {
                 "role": "assistant",
                 "tool_calls": [
@@ -250,24 +252,9 @@ def test_openai_client_streams_a_call_s_arguments_as_they_are_written(
     """The SDK's stream helper gives the arguments' pieces as they come (a delta event
     each), then the call it joined: the call answered whole."""
     client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused")
-    question: list[ChatCompletionMessageParam] = [
-        {"role": "user", "content": "What is Apple's stock price?"}
-    ]
 
-    whole = client.chat.completions.create(
-        model="smollm2-135m-instruct",
-        messages=question,
-        tools=[PRICE_TOOL],
-        tool_choice="required",
-        temperature=0,
-    )
-    with client.chat.completions.stream(
-        model="smollm2-135m-instruct",
-        messages=question,
-        tools=[PRICE_TOOL],
-        tool_choice="required",
-        temperature=0,
-    ) as stream:
+    whole = client.chat.completions.create(**ASK_PRICE)
+    with client.chat.completions.stream(**ASK_PRICE) as stream:
         events = list(stream)
         final = stream.get_final_completion()
 
