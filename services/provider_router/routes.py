@@ -154,19 +154,32 @@ async def _forwarded(
     body = msgspec.json.decode(await request.body())
     for field in _ROUTER_FIELDS:
         body.pop(field, None)
-    ask = RouteAsk(
+    images = isinstance(data, RouterChatRequest) and _holds_images(data)
+    return body, _route_ask(request, key, data, model=model, images=images)
+
+
+def _route_ask(
+    request: Request[Any, Any, Any],
+    key: DeskKey | None,
+    data: RouteRequest | RouterChatRequest | RouterEmbeddingRequest,
+    *,
+    model: str | None,
+    images: bool,
+) -> RouteAsk:
+    """What a request asks of the router, with the desk key that sent it (None: the
+    router's own token) and the workflow run it belongs to."""
+    return RouteAsk(
         capability=data.capability,
         model=model,
         strategy=data.strategy,
         prefer_local=data.prefer_local,
-        images=isinstance(data, RouterChatRequest) and _holds_images(data),
+        images=images,
         request_id=current_request_id(),
         workflow_id=request.headers.get(HEADER_WORKFLOW_ID),
         run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
         key=key.name if key else None,
         providers=key.providers if key else None,
     )
-    return body, ask
 
 
 def _holds_images(data: RouterChatRequest) -> bool:
@@ -266,17 +279,7 @@ class RouterController(Controller):
         if key is not None:
             gate: KeyGate = request.app.state[GATE_STATE]
             gate.may_ask(key, *_asked(pool, data.capability, data.model))
-        plan = dispatcher.plan(
-            RouteAsk(
-                capability=data.capability,
-                model=data.model,
-                strategy=data.strategy,
-                prefer_local=data.prefer_local,
-                images=data.images,
-                key=key.name if key else None,
-                providers=key.providers if key else None,
-            )
-        )
+        plan = dispatcher.plan(_route_ask(request, key, data, model=data.model, images=data.images))
         chosen, *rest = plan.ordered
         return RouteDecision(
             **msgspec.structs.asdict(_routed(chosen)),
