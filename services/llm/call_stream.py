@@ -21,6 +21,11 @@ import msgspec
 _BLANKS: Final = " \t\n\r"
 
 
+def new_call_id() -> str:
+    """A tool call's id, in OpenAI's form (``call_`` and 24 characters)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 class CallStarted(msgspec.Struct, frozen=True, kw_only=True):
     """A stream event: a call's name is written; its arguments follow."""
 
@@ -96,7 +101,7 @@ class CallStream:
             for literal in (",", '"arguments"', ":"):
                 at = _literal(text, at, literal)
             at = _literal(text, at, "{") - 1  # the arguments begin with their bracket
-            call_id = f"call_{uuid.uuid4().hex[:24]}"
+            call_id = new_call_id()
             self.ids.append(call_id)
             events.append(CallStarted(index=self.begun - 1, id=call_id, name=name))
             self._state = "arguments"

@@ -47,10 +47,10 @@ from libs.common.schemas.ollama import (
     OllamaShowResponse,
     OllamaTags,
 )
-from services.llm.backends.base import Completion, Generation, TextDelta, logprobs_after
+from services.llm.backends.base import Completion, Generation, logprobs_after
 from services.llm.openai_api import streamed_200
 from services.llm.runtime import LLMRuntime
-from services.llm.tool_calling import CallsMade, ToolUse, tool_events
+from services.llm.tool_calling import CallsMade, ToolUse, WholeCallEvent, tool_events
 from services.llm.translate import (
     from_ollama_chat,
     from_ollama_generate,
@@ -127,7 +127,7 @@ def _chat_frame(model: str) -> Framer:
 
 
 async def _ndjson(
-    events: AsyncGenerator[TextDelta | CallsMade | Completion, None], frame: Framer
+    events: AsyncGenerator[WholeCallEvent, None], frame: Framer
 ) -> AsyncGenerator[bytes, None]:
     logprobs_sent = 0
     try:

@@ -31,6 +31,7 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
         "prompt_cache": ("LLM_PROMPT_CACHE",),
         "prompt_store_mb": ("LLM_PROMPT_STORE_MB",),
         "prompt_store_dir": ("LLM_PROMPT_STORE_DIR",),
+        "prompt_save_interval_s": ("LLM_PROMPT_SAVE_INTERVAL_S",),
         "registry_url": ("REGISTRY_URL",),
         "registry_token": ("REGISTRY_TOKEN", "PAS_TOKEN"),
         "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"),
@@ -73,6 +74,10 @@ class LLMServiceSettings(ServiceSettings, frozen=True, kw_only=True):
     Read back only by the same weights, llama.cpp build and context settings (answers stay a
     fresh read's to the bit). Default: memory only; ``scripts/start_llm_services.sh`` keeps
     them in ``.pas/prompts``."""
+    prompt_save_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    """Embedded, with ``prompt_store_dir``: the prompts are also written this often while
+    answers come (when one ended since the last write), so a service killed (SIGKILL, out of
+    memory) is warm again from what it held then; 0 writes them only when it stops."""
     context_length: Annotated[int, msgspec.Meta(ge=256, le=131_072)] = 4096
     threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Embedded: threads of a pass that decodes one answer (default: half the cores, as

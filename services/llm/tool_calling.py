@@ -17,7 +17,6 @@ these words it answered from the result.)
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Final, Literal, overload
 
@@ -33,7 +32,7 @@ from libs.common.schemas.llm import (
     ToolDefinition,
 )
 from services.llm.backends.base import Completion, Generation, StreamEvent, TextDelta, Turn
-from services.llm.call_stream import ArgumentsWritten, CallStarted, CallStream
+from services.llm.call_stream import ArgumentsWritten, CallStarted, CallStream, new_call_id
 
 ANY_OBJECT: Final = {"type": "object"}
 _encode = msgspec.json.Encoder().encode
@@ -137,7 +136,7 @@ class ToolUse:
                 arguments = call.get("arguments", {})
                 calls.append(
                     ToolCall(
-                        id=ids[index] if index < len(ids) else f"call_{uuid.uuid4().hex[:24]}",
+                        id=ids[index] if index < len(ids) else new_call_id(),
                         function=FunctionCall(
                             name=call["name"], arguments=_encode(arguments).decode()
                         ),

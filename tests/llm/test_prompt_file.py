@@ -6,7 +6,10 @@ with SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,14 +78,13 @@ def test_prompts_saved_by_one_engine_are_taken_by_the_next_and_answer_alike(
         asked = agents(first)
         for tokens in asked:
             result(ask(first, tokens, 4))
-        first.call(first.store_slots).result()
-        assert first.prompt_store is not None
+        kept = first.call(first.prompts_to_keep).result()
         made_with = identity(weights, first.state_settings)
-        saved = save_prompts(first.prompt_store, path, made_with)
-        latest = first.prompt_store.stored()[-1]
+        save_prompts(kept, path, made_with)
+        latest = kept[-1]
     finally:
         first.close()
-    assert saved == len(asked)
+    assert len(kept) == len(asked)  # one in the store, two in the slots
     # A store with room for one prompt reads the one used last.
     small = PromptStore(len(latest.state))
     assert load_prompts(small, path, made_with) == 1
@@ -115,14 +117,14 @@ def test_a_prompt_file_made_otherwise_or_unreadable_is_passed_over(
     engine = engine_on(model, PromptStore(STORE_BYTES))
     try:
         result(ask(engine, agents(engine)[0], 2))
-        engine.call(engine.store_slots).result()
-        assert engine.prompt_store is not None
+        kept = engine.call(engine.prompts_to_keep).result()
         settings = engine.state_settings
         made_with = identity(weights, settings)
-        assert save_prompts(engine.prompt_store, path, made_with) == 1
+        save_prompts(kept, path, made_with)
     finally:
         engine.close()
 
+    assert len(kept) == 1
     store = PromptStore(STORE_BYTES)
     assert load_prompts(store, path, {**made_with, "context_per_slot": 2048}) == 0
     assert load_prompts(store, path, identity(packaged_gguf(), settings)) == 0  # the Q5_1 file
@@ -138,20 +140,23 @@ def test_a_prompt_file_made_otherwise_or_unreadable_is_passed_over(
     assert len(store) == 0
 
 
+def summary_request() -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "system", "content": INSTRUCTIONS["summary"]},
+            {"role": "user", "content": sample_documents()[0].content},
+        ],
+        "temperature": 0,
+        "max_tokens": 16,
+    }
+
+
 async def test_a_service_restarted_finds_its_agents_prompts_in_the_cache(tmp_path: Path) -> None:
     """The Llama 3.1 8B wrapper with ``LLAMA31_8B_PROMPT_STORE_DIR``, stopped with SIGTERM
     (as ``stop_all.sh`` does) and started again: the same request's prompt comes from the
     cache but for the rows read last, the answer unchanged; without the directory, a
     restarted service reads it whole."""
-    document = sample_documents()[0].content
-    request = {
-        "messages": [
-            {"role": "system", "content": INSTRUCTIONS["summary"]},
-            {"role": "user", "content": document},
-        ],
-        "temperature": 0,
-        "max_tokens": 16,
-    }
+    request = summary_request()
     env = {"LOG_LEVEL": "INFO", "LLAMA31_8B_PROMPT_STORE_DIR": str(tmp_path / "prompts")}
 
     stored_at_start: list[str] = []
@@ -183,3 +188,55 @@ async def test_a_service_restarted_finds_its_agents_prompts_in_the_cache(tmp_pat
     assert forgotten["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
     assert after["choices"][0]["message"] == before["choices"][0]["message"]
     assert forgotten["choices"][0]["message"] == before["choices"][0]["message"]
+
+
+async def test_a_service_killed_finds_the_prompts_it_wrote_while_answering(
+    tmp_path: Path,
+) -> None:
+    """With ``LLAMA31_8B_PROMPT_SAVE_INTERVAL_S`` the service writes its prompts while it
+    runs, once an answer ended since the last write (not again while idle); killed with
+    SIGKILL (no shutdown, as by the OOM killer), the next start still finds the prompt in the
+    cache. A temporary file an hour old (a write killed midway) is removed at that start; a
+    recent one (a replica's write under way) is left."""
+    store = tmp_path / "prompts"
+    saved = store / "llama31_8b.prompts"
+    env = {
+        "LOG_LEVEL": "INFO",
+        "LLAMA31_8B_PROMPT_STORE_DIR": str(store),
+        "LLAMA31_8B_PROMPT_SAVE_INTERVAL_S": "0.2",
+    }
+    request = summary_request()
+    service = start_llm_service(tmp_path / "first.log", env)
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
+            before = (await client.post("/v1/chat/completions", json=request)).json()
+        for _ in range(600):
+            if saved.exists():
+                break
+            await asyncio.sleep(0.1)
+        written = saved.stat().st_mtime_ns
+        await asyncio.sleep(1)  # five more intervals, no answer among them
+        assert saved.stat().st_mtime_ns == written
+        assert service.logs().count('"prompts saved"') == 1
+    finally:
+        service.kill()
+
+    unfinished, under_way = store / ".llama31_8b.prompts.k1ll3d", store / ".llama31_8b.prompts.n0w"
+    unfinished.write_bytes(b"PAS prompts 1\n")
+    under_way.write_bytes(b"PAS prompts 1\n")
+    two_hours_ago = time.time() - 7200
+    os.utime(unfinished, (two_hours_ago, two_hours_ago))
+    service = start_llm_service(tmp_path / "second.log", env)
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
+            health = (await client.get("/health")).json()
+            after = (await client.post("/v1/chat/completions", json=request)).json()
+    finally:
+        assert service.stop() in (0, -signal.SIGTERM)
+
+    assert health["details"]["backend_detail"].split("; ")[-1].startswith("1 prompt(s) stored")
+    prompt_tokens = after["usage"]["prompt_tokens"]
+    assert after["usage"]["prompt_tokens_details"]["cached_tokens"] >= prompt_tokens - TILED_ROWS
+    assert after["choices"][0]["message"] == before["choices"][0]["message"]
+    assert not unfinished.exists()
+    assert under_way.exists()

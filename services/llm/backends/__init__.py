@@ -45,4 +45,5 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
             if settings.prompt_store_dir
             else None
         ),
+        prompt_save_interval_s=settings.prompt_save_interval_s,
     )

@@ -69,7 +69,13 @@ from services.llm.backends.llama_batch import (
     check_grammar,
 )
 from services.llm.backends.prompt_cache import PromptStore
-from services.llm.backends.prompt_file import Identity, identity, load_prompts, save_prompts
+from services.llm.backends.prompt_file import (
+    Identity,
+    identity,
+    load_prompts,
+    remove_unfinished,
+    save_prompts,
+)
 from services.llm.weight_conversion import batchable_weights
 
 logger = structlog.get_logger("pas.llm.embedded")
@@ -117,14 +123,21 @@ class EmbeddedBackend:
         reuse_prompts: bool = True,
         prompt_store_bytes: int = 0,
         prompt_file: Path | None = None,
+        prompt_save_interval_s: float = 0,
     ) -> None:
         """``prompt_file``: where the prompt store is written when the service stops and read
-        from when it starts (``prompt_file.py``); None keeps it in memory only."""
+        from when it starts (``prompt_file.py``); None keeps it in memory only. With
+        ``prompt_save_interval_s`` it is also written that often while new answers come."""
         self.location = str(model_path)
         self._reuse_prompts = reuse_prompts
         self._prompt_store_bytes = prompt_store_bytes
         self._prompt_file = prompt_file
         self._prompts_made_with: Identity = {}
+        self._prompt_save_interval_s = prompt_save_interval_s
+        # The engine's ``answers_ended`` when the prompt file was last written.
+        self._prompts_saved_after = 0
+        self._stopping = asyncio.Event()
+        self._prompt_saver: asyncio.Task[None] | None = None
         self._model_path = model_path
         # None: the file is loaded as it is; else Q4_1/Q5_1 weights are converted for batching.
         self._weights_cache_dir = weights_cache_dir
@@ -156,6 +169,8 @@ class EmbeddedBackend:
         if not self._model_path.is_file():
             raise BackendUnavailable(f"no GGUF model file at {self._model_path}")
         await asyncio.to_thread(self._load)
+        if self._prompt_file is not None and self._prompt_save_interval_s > 0:
+            self._prompt_saver = asyncio.create_task(self._save_prompts_every())
         logger.info(
             "model loaded",
             path=self.location,
@@ -203,6 +218,7 @@ class EmbeddedBackend:
         self._llm = llm
         if self._prompt_file is not None and self._engine.prompt_store is not None:
             self._prompts_made_with = identity(weights, self._engine.state_settings)
+            remove_unfinished(self._prompt_file)
             read = load_prompts(
                 self._engine.prompt_store, self._prompt_file, self._prompts_made_with
             )
@@ -223,6 +239,9 @@ class EmbeddedBackend:
         )
 
     async def close(self) -> None:
+        self._stopping.set()
+        if self._prompt_saver is not None:  # a save under way ends first
+            await self._prompt_saver
         # Every turn taken: the answers under way are finished first.
         for _ in range(self._parallel):
             await self._turns.acquire()
@@ -240,20 +259,39 @@ class EmbeddedBackend:
         for _ in range(self._parallel):  # whoever still waits hears the model is gone
             self._turns.release()
 
+    async def _save_prompts_every(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self._prompt_save_interval_s)
+            except TimeoutError:
+                if self._engine is not None:
+                    await self._save_prompts(self._engine)
+
     async def _save_prompts(self, engine: BatchEngine) -> None:
-        """The slots' prompts and the store's, to ``prompt_file`` (every answer is done)."""
-        store = engine.prompt_store
-        if self._prompt_file is None or store is None:
+        """The store's prompts and the idle slots', to ``prompt_file``, when an answer ended
+        since it was last written (a file read back at start and nothing asked since is left
+        as it is)."""
+        if self._prompt_file is None or engine.prompt_store is None:
+            return
+        ended = engine.answers_ended
+        if ended == self._prompts_saved_after:
             return
         try:
-            await asyncio.wrap_future(engine.call(engine.store_slots))
-            saved = await asyncio.to_thread(
-                save_prompts, store, self._prompt_file, self._prompts_made_with
-            )
-        except Exception:  # a cache: the service stops all the same
+            prompts = await asyncio.wrap_future(engine.call(engine.prompts_to_keep))
+            if prompts:
+                await asyncio.to_thread(
+                    save_prompts, prompts, self._prompt_file, self._prompts_made_with
+                )
+        except Exception:  # a cache: the service goes on (or stops) all the same
             logger.exception("prompts not saved", path=str(self._prompt_file))
             return
-        logger.info("prompts saved", path=str(self._prompt_file), prompts=saved, bytes=store.bytes)
+        self._prompts_saved_after = ended
+        logger.info(
+            "prompts saved",
+            path=str(self._prompt_file),
+            prompts=len(prompts),
+            bytes=sum(len(prompt.state) for prompt in prompts),
+        )
 
     async def probe(self) -> BackendHealth:
         if self._engine is None:

@@ -256,6 +256,7 @@ class BatchEngine:
         self.prompt_tokens_read = 0
         self.prompt_tokens_reused = 0  # taken from a cache instead of read
         self.prompts_restored = 0  # prompts put back in a slot from the prompt store
+        self.answers_ended = 0  # slots freed by an answer done, stopped or failed
         self._queued: deque[SequenceRequest] = deque()  # submitted while every slot was taken
         self._piece = ctypes.create_string_buffer(_PIECE_BYTES)
         self._pieces: dict[int, bytes] = {}  # each token's bytes, once looked up
@@ -279,11 +280,23 @@ class BatchEngine:
             "n_threads_batch": llama.llama_n_threads_batch(self._ctx),
         }
 
-    def store_slots(self) -> None:
-        """Save every slot's kept prompt to the prompt store (a service stopping keeps them);
-        run it through :meth:`call`, with no answer under way."""
-        for slot in range(self.slots):
-            self._store(slot)
+    def prompts_to_keep(self) -> list[StoredPrompt]:
+        """The prompt store's prompts, then those of the slots no answer is using that the
+        store does not hold, the least recently used first: what a prompt file keeps
+        (``prompt_file.py``). Run it through :meth:`call`; the store is left as it was."""
+        store = self.prompt_store
+        if store is None:
+            return []
+        prompts = store.stored()
+        idle = sorted(
+            (slot for slot in range(self.slots) if slot not in self._running),
+            key=lambda slot: self._last_used[slot],
+        )
+        for slot in idle:
+            copied = self._copy_of(slot)
+            if copied is not None and not store.holds(copied.kept):
+                prompts.append(copied)
+        return prompts
 
     def submit(self, request: SequenceRequest) -> None:
         """Queue an answer: it starts in the next free slot, in the order submitted."""
@@ -447,17 +460,27 @@ class BatchEngine:
     def _store(self, slot: int) -> None:
         """Save ``slot``'s kept prompt to the prompt store, unless it holds it already or it
         is too short to be worth keeping."""
-        kept = self._kept[slot]
         store = self.prompt_store
-        if store is None or len(kept.tokens) < self._copy_worth or store.holds(kept):
+        if store is None or store.holds(self._kept[slot]):
             return
+        copied = self._copy_of(slot)
+        if copied is not None:
+            store.add(copied)
+
+    def _copy_of(self, slot: int) -> StoredPrompt | None:
+        """``slot``'s kept prompt, its cells copied to host memory; None when it is too short
+        to be worth keeping (or llama.cpp did not give it)."""
+        kept = self._kept[slot]
+        if len(kept.tokens) < self._copy_worth:
+            return None
         # The answer's rows after the prompt are not kept (decoded one by one, they are not
         # what a prompt read computes); the new answer drops them anyway.
         llama.llama_memory_seq_rm(self._memory, slot, len(kept.tokens), -1)
         size = llama.llama_state_seq_get_size(self._ctx, slot)
         state = (ctypes.c_uint8 * size)()
-        if llama.llama_state_seq_get_data(self._ctx, state, size, slot) == size:
-            store.add(StoredPrompt(kept.copy(), state))
+        if llama.llama_state_seq_get_data(self._ctx, state, size, slot) != size:
+            return None
+        return StoredPrompt(kept.copy(), state)
 
     def _restore(self, slot: int, stored: StoredPrompt) -> bool:
         """Put ``stored`` back in ``slot``'s cache, in place of what it held; ``False``, the
@@ -636,6 +659,7 @@ class BatchEngine:
         (``_take_prefix`` removes what that does not share)."""
         del self._running[sequence.slot]
         llama.llama_sampler_free(sequence.sampler)
+        self.answers_ended += 1
 
     def _end_all(self, error: BaseException) -> None:
         for sequence in list(self._running.values()):

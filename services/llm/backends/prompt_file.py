@@ -1,5 +1,6 @@
-"""The prompt store kept across restarts: written to a file when the service stops, read back
-when it starts, so the agents' system prompts and conversations are in the cache from the
+"""The prompt store kept across restarts: written to a file when the service stops (and every
+few minutes while it answers, so a service killed keeps what it had then), read back when it
+starts, so the agents' system prompts and conversations are in the cache from the
 first request after a restart or a deploy (llama.cpp's server saves a slot only when asked
 to, and Ollama and vLLM keep nothing).
 
@@ -8,14 +9,17 @@ the same llama.cpp with the same context and attention settings, put back as a f
 computes them. The file says all of that (``identity``), and a file that says anything else
 is left unread: an answer from a restored prompt is, to the bit, the answer from reading it
 (tests/llm/test_prompt_file.py). It is written to a temporary file then renamed, so a crash
-mid-write leaves the file before it; a file that cannot be read is logged and passed over
-(it is a cache: the service starts without it)."""
+mid-write leaves the file before it (and a temporary file, removed at a later start); a file
+that cannot be read is logged and passed over (it is a cache: the service starts without it)."""
 
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, BinaryIO, Final
 
@@ -63,9 +67,8 @@ def identity(weights: Path, context: Identity) -> Identity:
     }
 
 
-def save_prompts(store: PromptStore, path: Path, made_with: Identity) -> int:
-    """Write every prompt ``store`` holds to ``path``; how many."""
-    stored = store.stored()
+def save_prompts(stored: Sequence[StoredPrompt], path: Path, made_with: Identity) -> None:
+    """Write ``stored`` (the least recently used first) to ``path``."""
     header = msgspec.msgpack.encode(
         _Header(
             made_with,
@@ -87,7 +90,22 @@ def save_prompts(store: PromptStore, path: Path, made_with: Identity) -> int:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return len(stored)
+
+
+def remove_unfinished(path: Path, older_than_s: float = 3600) -> int:
+    """Remove the temporary files of writes to ``path`` that never finished (a service killed
+    mid-write) and are older than ``older_than_s``: a replica sharing the directory may be
+    writing one now. How many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        try:
+            if temporary.stat().st_mtime < cutoff:
+                temporary.unlink()
+                removed += 1
+        except FileNotFoundError:  # another replica removed it first
+            continue
+    return removed
 
 
 def load_prompts(store: PromptStore, path: Path, made_with: Identity) -> int:
