@@ -82,8 +82,13 @@ def test_prompts_saved_by_one_engine_are_taken_by_the_next_and_answer_alike(
         made_with = identity(weights, first.state_settings)
         save_prompts(kept, path, made_with)
         latest = kept[-1]
+        # A file holds only what a start reads back: the latest prompts that fit the store.
+        assert first.prompt_store is not None
+        first.prompt_store.capacity_bytes = len(latest.state)
+        fitting = first.call(first.prompts_to_keep).result()
     finally:
         first.close()
+    assert [prompt.kept.tokens for prompt in fitting] == [latest.kept.tokens]
     assert len(kept) == len(asked)  # one in the store, two in the slots
     # A store with room for one prompt reads the one used last.
     small = PromptStore(len(latest.state))

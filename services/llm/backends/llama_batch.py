@@ -281,22 +281,30 @@ class BatchEngine:
         }
 
     def prompts_to_keep(self) -> list[StoredPrompt]:
-        """The prompt store's prompts, then those of the slots no answer is using that the
-        store does not hold, the least recently used first: what a prompt file keeps
-        (``prompt_file.py``). Run it through :meth:`call`; the store is left as it was."""
+        """What a prompt file keeps (``prompt_file.py``): the prompts of the slots no answer is
+        using that the store does not hold, and the store's, the most recently used that fit
+        in the store's capacity (all a start reads back), least recently used first. Run it
+        through :meth:`call`; the store is left as it was."""
         store = self.prompt_store
         if store is None:
             return []
-        prompts = store.stored()
-        idle = sorted(
-            (slot for slot in range(self.slots) if slot not in self._running),
-            key=lambda slot: self._last_used[slot],
-        )
-        for slot in idle:
-            copied = self._copy_of(slot)
-            if copied is not None and not store.holds(copied.kept):
-                prompts.append(copied)
-        return prompts
+        room = store.capacity_bytes
+        from_slots = []
+        idle = (slot for slot in range(self.slots) if slot not in self._running)
+        for slot in sorted(idle, key=lambda slot: self._last_used[slot], reverse=True):
+            if store.holds(self._kept[slot]):
+                continue
+            copied = self._copy_of(slot, room)  # a copy only of what fits: a slot may be large
+            if copied is not None:
+                from_slots.append(copied)
+                room -= len(copied.state)
+        from_store = []
+        for stored in reversed(store.stored()):
+            if len(stored.state) > room:
+                break
+            from_store.append(stored)
+            room -= len(stored.state)
+        return [*reversed(from_store), *reversed(from_slots)]
 
     def submit(self, request: SequenceRequest) -> None:
         """Queue an answer: it starts in the next free slot, in the order submitted."""
@@ -463,13 +471,13 @@ class BatchEngine:
         store = self.prompt_store
         if store is None or store.holds(self._kept[slot]):
             return
-        copied = self._copy_of(slot)
+        copied = self._copy_of(slot, store.capacity_bytes)
         if copied is not None:
             store.add(copied)
 
-    def _copy_of(self, slot: int) -> StoredPrompt | None:
+    def _copy_of(self, slot: int, most_bytes: int) -> StoredPrompt | None:
         """``slot``'s kept prompt, its cells copied to host memory; None when it is too short
-        to be worth keeping (or llama.cpp did not give it)."""
+        to be worth keeping, larger than ``most_bytes``, or llama.cpp did not give it."""
         kept = self._kept[slot]
         if len(kept.tokens) < self._copy_worth:
             return None
@@ -477,6 +485,8 @@ class BatchEngine:
         # what a prompt read computes); the new answer drops them anyway.
         llama.llama_memory_seq_rm(self._memory, slot, len(kept.tokens), -1)
         size = llama.llama_state_seq_get_size(self._ctx, slot)
+        if size > most_bytes:
+            return None
         state = (ctypes.c_uint8 * size)()
         if llama.llama_state_seq_get_data(self._ctx, state, size, slot) != size:
             return None
