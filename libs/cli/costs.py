@@ -32,6 +32,7 @@ def _row(line: CostLine, name: str | None = None) -> list[str]:
         str(line.llm_calls),
         str(line.prompt_tokens),
         str(line.cached_tokens),
+        str(line.cache_write_tokens),
         str(line.completion_tokens),
         str(line.total_tokens),
         f"{line.cost_usd:.6f}",
@@ -63,8 +64,8 @@ def costs(
     )
     period = f"{since} to {until}"
     table = Table(title=f"LLM costs by {report.group_by}, {period}")
-    columns = (report.group_by, "calls", "prompt", "of it cached", "completion", "tokens")
-    for column in (*columns, "cost (USD)"):
+    columns = (report.group_by, "calls", "prompt", "of it cached", "cache writes")
+    for column in (*columns, "completion", "tokens", "cost (USD)"):
         table.add_column(column, justify="left" if column == report.group_by else "right")
     for line in report.groups:
         table.add_row(*_row(line))

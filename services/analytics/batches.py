@@ -58,6 +58,7 @@ def usage_columns(events: Sequence[UsageEvent]) -> tuple[list[UsageEvent], list[
             e.error,
             e.desk,
             e.cached_tokens,
+            e.cache_write_tokens,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

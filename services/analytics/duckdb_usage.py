@@ -30,7 +30,8 @@ USAGE_TABLE: Final = f"""CREATE TABLE IF NOT EXISTS {USAGE} (
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     latency_ms DOUBLE NOT NULL, cost_usd DECIMAL(18,10) NOT NULL,
     status VARCHAR NOT NULL, error VARCHAR, desk VARCHAR,
-    cached_tokens INTEGER NOT NULL DEFAULT 0)"""
+    cached_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0)"""
 
 _COLUMN_LIST: Final = ", ".join(USAGE_COLUMNS)
 # $1, $2: the batch's earliest and latest time. They repeat what ``stored.ts = first.ts``

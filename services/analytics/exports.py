@@ -54,6 +54,7 @@ COLUMN_TYPES: Final[dict[str, str]] = {
     "prompt_tokens": _INT,
     "completion_tokens": _INT,
     "cached_tokens": _INT,
+    "cache_write_tokens": _INT,
     "calls": _INT,
     "runs": _INT,
     "timed_runs": _INT,

@@ -64,6 +64,7 @@ class NulFreeUsage(UsageEvent, frozen=True, kw_only=True, gc=False):
     error: _Reason = None
     desk: _OptionalText = None
     cached_tokens: Count = 0
+    cache_write_tokens: Count = 0
 
 
 class NulFreeRun(WorkflowRun, frozen=True, kw_only=True, gc=False):

@@ -80,6 +80,7 @@ _TABLES = (
         completion_tokens INTEGER NOT NULL, latency_ms DOUBLE PRECISION NOT NULL,
         cost_usd NUMERIC(18,10) NOT NULL, status TEXT NOT NULL, error TEXT, desk TEXT,
         cached_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (event_id, ts))""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS} (
         run_id TEXT NOT NULL, status TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL,
@@ -92,7 +93,8 @@ _TABLES = (
         status TEXT NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
         completion_tokens BIGINT NOT NULL, cost_usd NUMERIC(38,10) NOT NULL,
         latency_ms_sum DOUBLE PRECISION NOT NULL, desk TEXT NOT NULL DEFAULT '',
-        cached_tokens BIGINT NOT NULL DEFAULT 0, PRIMARY KEY {HOURLY_USAGE_KEY})""",
+        cached_tokens BIGINT NOT NULL DEFAULT 0, cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY {HOURLY_USAGE_KEY})""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS_HOURLY} (
         hour TIMESTAMPTZ NOT NULL, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
         runs BIGINT NOT NULL, duration_ms_sum DOUBLE PRECISION NOT NULL,
@@ -114,7 +116,7 @@ _USAGE_HOUR_COLUMNS = """service, provider, model, coalesce(capability, '') AS c
     count(*) AS calls,
     sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
     sum(cost_usd) AS cost_usd, sum(latency_ms) AS latency_ms_sum,
-    sum(cached_tokens) AS cached_tokens"""
+    sum(cached_tokens) AS cached_tokens, sum(cache_write_tokens) AS cache_write_tokens"""
 
 _TIMESCALE = (
     f"SELECT create_hypertable('{USAGE}', 'ts', if_not_exists => TRUE, migrate_data => TRUE)",
@@ -134,7 +136,7 @@ _TIMESCALE = (
 # The added columns last: a view made before them is replaced by one that only gains columns.
 _HOURLY_COLUMNS = (
     "hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens, "
-    "completion_tokens, cost_usd, latency_ms_sum, desk, cached_tokens"
+    "completion_tokens, cost_usd, latency_ms_sum, desk, cached_tokens, cache_write_tokens"
 )
 
 
@@ -164,7 +166,7 @@ RUNS_BATCH: Final = "pas_analytics_runs_batch"
 # Column types in the order of queries.USAGE_COLUMNS / RUN_COLUMNS, as binary COPY sends them.
 _USAGE_TYPES: Final = (
     "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text",
-    "int4", "int4", "float8", "float8", "text", "text", "text", "int4",
+    "int4", "int4", "float8", "float8", "text", "text", "text", "int4", "int4",
 )  # fmt: skip
 _RUN_TYPES: Final = ("text", "text", "timestamptz", "text", "float8", "text", "text")
 

@@ -57,6 +57,7 @@ GROUP_COLUMNS: Final[dict[GroupBy, str]] = {
 ADDED_USAGE_COLUMNS: Final = (
     ("desk", "VARCHAR", "VARCHAR NOT NULL DEFAULT ''"),
     ("cached_tokens", "INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
+    ("cache_write_tokens", "INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
 )
 """Usage columns added after the tables were first made, each last in its tables, in this
 order: its name, its definition in the raw table and in the hourly one (DuckDB's type names;
@@ -88,6 +89,7 @@ USAGE_COLUMNS: Final = (
     # Added later, last: stores made before them only gain columns (their stores add them).
     "desk",
     "cached_tokens",
+    "cache_write_tokens",
 )
 RUN_COLUMNS: Final = ("run_id", "status", "ts", "workflow_id", "duration_ms", "source", "error")
 
@@ -95,12 +97,13 @@ RUN_COLUMNS: Final = ("run_id", "status", "ts", "workflow_id", "duration_ms", "s
 _USAGE_ALL = f"""
 usage_all AS (
     SELECT ts, service, provider, model, capability, workflow_id, desk, status, 1 AS calls,
-           prompt_tokens, completion_tokens, cost_usd, latency_ms, cached_tokens
+           prompt_tokens, completion_tokens, cost_usd, latency_ms, cached_tokens,
+           cache_write_tokens
     FROM {USAGE} WHERE ts >= $1 AND ts < $2 {{usage_filter}}
     UNION ALL
     SELECT hour, service, provider, model, NULLIF(capability, ''), NULLIF(workflow_id, ''),
            NULLIF(desk, ''), status, calls, prompt_tokens, completion_tokens, cost_usd,
-           latency_ms_sum, cached_tokens
+           latency_ms_sum, cached_tokens, cache_write_tokens
     FROM {USAGE_HOURLY} WHERE hour >= $1 AND hour < $2 {{hourly_usage_filter}}
 )"""
 
@@ -123,7 +126,7 @@ def costs(group_by: GroupBy) -> str:
     return f"""
 WITH {_usage_all()}
 SELECT {key} AS key, sum(calls), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd),
-       sum(cached_tokens)
+       sum(cached_tokens), sum(cache_write_tokens)
 FROM usage_all GROUP BY {key}
 ORDER BY 5 DESC, 1 NULLS LAST"""
 
@@ -293,10 +296,11 @@ RETURNING run_id, status, ts"""
 ROLL_UP_USAGE: Final = f"""
 INSERT INTO {USAGE_HOURLY} (hour, service, provider, model, capability, workflow_id, desk,
                             status, calls, prompt_tokens, completion_tokens, cost_usd,
-                            latency_ms_sum, cached_tokens)
+                            latency_ms_sum, cached_tokens, cache_write_tokens)
 SELECT date_trunc('hour', ts), service, provider, model, coalesce(capability, ''),
        coalesce(workflow_id, ''), coalesce(desk, ''), status, count(*), sum(prompt_tokens),
-       sum(completion_tokens), sum(cost_usd), sum(latency_ms), sum(cached_tokens)
+       sum(completion_tokens), sum(cost_usd), sum(latency_ms), sum(cached_tokens),
+       sum(cache_write_tokens)
 FROM {USAGE} WHERE ts < $1
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ON CONFLICT {HOURLY_USAGE_KEY} DO UPDATE SET
@@ -305,7 +309,8 @@ ON CONFLICT {HOURLY_USAGE_KEY} DO UPDATE SET
     completion_tokens = {USAGE_HOURLY}.completion_tokens + excluded.completion_tokens,
     cost_usd = {USAGE_HOURLY}.cost_usd + excluded.cost_usd,
     latency_ms_sum = {USAGE_HOURLY}.latency_ms_sum + excluded.latency_ms_sum,
-    cached_tokens = {USAGE_HOURLY}.cached_tokens + excluded.cached_tokens"""
+    cached_tokens = {USAGE_HOURLY}.cached_tokens + excluded.cached_tokens,
+    cache_write_tokens = {USAGE_HOURLY}.cache_write_tokens + excluded.cache_write_tokens"""
 
 ROLL_UP_RUNS: Final = f"""
 INSERT INTO {RUNS_HOURLY} (hour, workflow_id, status, runs, duration_ms_sum, timed_runs)
@@ -346,6 +351,7 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "error",
         "desk",
         "cached_tokens",
+        "cache_write_tokens",
     ),
     "runs": ("run_id", "workflow_id", "status", "timestamp", "duration_ms", "source", "error"),
     "usage_hourly": (
@@ -363,6 +369,7 @@ EXPORT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "latency_ms_sum",
         "desk",
         "cached_tokens",
+        "cache_write_tokens",
     ),
     "runs_hourly": ("hour", "workflow_id", "status", "runs", "duration_ms_sum", "timed_runs"),
 }
@@ -371,14 +378,14 @@ EXPORTS: Final[dict[str, str]] = {
     "usage": f"""
 SELECT event_id, ts AS timestamp, service, provider, model, capability, workflow_id, run_id,
        request_id, prompt_tokens, completion_tokens, latency_ms, cost_usd, status, error, desk,
-       cached_tokens
+       cached_tokens, cache_write_tokens
 FROM {USAGE} WHERE ts >= $1 AND ts < $2 ORDER BY ts, event_id""",
     "runs": f"""
 SELECT run_id, workflow_id, status, ts AS timestamp, duration_ms, source, error
 FROM {RUNS} WHERE ts >= $1 AND ts < $2 ORDER BY ts, run_id, status""",
     "usage_hourly": f"""
 SELECT hour, service, provider, model, capability, workflow_id, status, calls, prompt_tokens,
-       completion_tokens, cost_usd, latency_ms_sum, desk, cached_tokens
+       completion_tokens, cost_usd, latency_ms_sum, desk, cached_tokens, cache_write_tokens
 FROM {USAGE_HOURLY} WHERE hour >= $1 AND hour < $2
 ORDER BY hour, service, provider, model, capability, workflow_id, status, desk""",
     "runs_hourly": f"""

@@ -54,7 +54,7 @@ def _percentiles(p50: Any, p95: Any, p99: Any) -> Percentiles:
 
 def cost_lines(rows: Iterable[Row]) -> list[CostLine]:
     lines = []
-    for key, calls, prompt, completion, cost, cached in rows:
+    for key, calls, prompt, completion, cost, cached, written in rows:
         lines.append(
             CostLine(
                 key=key,
@@ -64,6 +64,7 @@ def cost_lines(rows: Iterable[Row]) -> list[CostLine]:
                 total_tokens=_int(prompt) + _int(completion),
                 cost_usd=_cost(cost),
                 cached_tokens=_int(cached),
+                cache_write_tokens=_int(written),
             )
         )
     return lines
@@ -79,6 +80,7 @@ def cost_total(lines: Sequence[CostLine]) -> CostLine:
         total_tokens=sum(line.total_tokens for line in lines),
         cost_usd=_cost(sum((Decimal(str(line.cost_usd)) for line in lines), Decimal(0))),
         cached_tokens=sum(line.cached_tokens for line in lines),
+        cache_write_tokens=sum(line.cache_write_tokens for line in lines),
     )
 
 

@@ -40,6 +40,7 @@ USAGE_FIELDS: Final = (
     ("error", "error", pa.string()),
     ("desk", "desk", pa.string()),
     ("cached_tokens", "cached_tokens", pa.int32()),
+    ("cache_write_tokens", "cache_write_tokens", pa.int32()),
 )
 assert tuple(column for column, _, _ in USAGE_FIELDS) == USAGE_COLUMNS
 _GETTERS: Final = tuple((attrgetter(attribute), kind) for _, attribute, kind in USAGE_FIELDS)

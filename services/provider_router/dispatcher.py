@@ -435,6 +435,7 @@ class Dispatcher:
                 error=error,
                 desk=ask.key,
                 cached_tokens=(usage.cached_tokens or 0) if usage else 0,
+                cache_write_tokens=(usage.cache_creation_input_tokens or 0) if usage else 0,
             )
         )
 

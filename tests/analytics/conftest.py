@@ -59,7 +59,8 @@ def usage_event(at: datetime, **fields: Any) -> dict[str, Any]:
         "completion_tokens": 5,
         "latency_ms": 100.0,
         "cost_usd": 0.0,
-        "cached_tokens": 0,  # as a producer's msgspec encodes the default
+        "cached_tokens": 0,  # as a producer's msgspec encodes the defaults
+        "cache_write_tokens": 0,
     }
     event.update(fields)
     return event
@@ -82,13 +83,14 @@ def known_events(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A seeded mix of usage and runs over the last ``spread_h`` hours: several models,
     providers, workflows, capabilities and desks, errors, calls without a workflow or a desk,
-    and prompts partly read from a cache."""
+    and prompts partly read from a cache or written to one."""
     rng = random.Random(seed)
     usage = []
     for _ in range(count):
         model = rng.choice(MODELS)
         at = now - timedelta(seconds=rng.uniform(60, spread_h * 3600))
         prompt = rng.randint(5, 900)
+        cached = rng.choice((0, rng.randint(0, prompt)))
         usage.append(
             usage_event(
                 at,
@@ -103,7 +105,8 @@ def known_events(
                 # Ten decimal places at most: the stores keep cost exactly at that scale.
                 cost_usd=0.0 if model == MODELS[0] else round(rng.uniform(0, 0.02), 10),
                 desk=rng.choice((*DESKS, None)),
-                cached_tokens=rng.choice((0, rng.randint(0, prompt))),
+                cached_tokens=cached,
+                cache_write_tokens=rng.choice((0, rng.randint(0, prompt - cached))),
             )
         )
     outcomes = [

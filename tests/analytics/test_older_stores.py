@@ -1,8 +1,8 @@
-"""A store made before usage events had desks or cached tokens opens as it is: its rows, raw
-and rolled up, count as calls of no desk with nothing cached, calls of desks are stored beside
-them, and an hour rolled up before holds a row per desk after. On DuckDB, and on PostgreSQL
-when PAS_TEST_POSTGRES_DSN is set; from the layout before desks and from the one before cached
-tokens."""
+"""A store made before usage events had desks, cached tokens or cache writes opens as it is:
+its rows, raw and rolled up, count as calls of no desk with nothing cached or written, calls of
+desks are stored beside them, and an hour rolled up before holds a row per desk after. On
+DuckDB, and on PostgreSQL when PAS_TEST_POSTGRES_DSN is set; from the layouts before desks,
+before cached tokens and before cache writes."""
 
 from __future__ import annotations
 
@@ -26,20 +26,27 @@ _USAGE_BEFORE = """CREATE TABLE pas_analytics_usage (
     provider {text} NOT NULL, model {text} NOT NULL, capability {text}, workflow_id {text},
     run_id {text}, request_id {text}, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, latency_ms {double} NOT NULL,
-    cost_usd DECIMAL(18,10) NOT NULL, status {text} NOT NULL, error {text}{desk}{key})"""
+    cost_usd DECIMAL(18,10) NOT NULL, status {text} NOT NULL, error {text}{desk}{cached}{key})"""
 _HOURLY_BEFORE = """CREATE TABLE pas_analytics_usage_hourly (
     hour TIMESTAMPTZ NOT NULL, service {text} NOT NULL, provider {text} NOT NULL,
     model {text} NOT NULL, capability {text} NOT NULL, workflow_id {text} NOT NULL,
     status {text} NOT NULL, calls BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
     completion_tokens BIGINT NOT NULL, cost_usd DECIMAL(38,10) NOT NULL,
-    latency_ms_sum {double} NOT NULL{hourly_desk},
+    latency_ms_sum {double} NOT NULL{hourly_desk}{hourly_cached},
     PRIMARY KEY (hour, service, provider, model, capability, workflow_id, status{key_desk}))"""
+_DESKS = {
+    "desk": ", desk {text}",
+    "hourly_desk": ", desk {text} NOT NULL DEFAULT ''",
+    "key_desk": ", desk",
+}
+_NONE_CACHED = {"cached": "", "hourly_cached": ""}
 LAYOUTS = {
-    "before desks": {"desk": "", "hourly_desk": "", "key_desk": ""},
-    "before cached tokens": {
-        "desk": ", desk {text}",
-        "hourly_desk": ", desk {text} NOT NULL DEFAULT ''",
-        "key_desk": ", desk",
+    "before desks": {"desk": "", "hourly_desk": "", "key_desk": "", **_NONE_CACHED},
+    "before cached tokens": {**_DESKS, **_NONE_CACHED},
+    "before cache writes": {
+        **_DESKS,
+        "cached": ", cached_tokens INTEGER NOT NULL DEFAULT 0",
+        "hourly_cached": ", cached_tokens BIGINT NOT NULL DEFAULT 0",
     },
 }
 _RAW_ROW = (
@@ -76,8 +83,14 @@ def _older_store(
 ) -> list[str]:
     added = {name: part.format(text=text) for name, part in LAYOUTS[layout].items()}
     return [
-        _USAGE_BEFORE.format(text=text, double=double, key=key, desk=added["desk"]),
-        _HOURLY_BEFORE.format(text=text, double=double, **added),
+        _USAGE_BEFORE.format(
+            text=text, double=double, key=key, desk=added["desk"], cached=added["cached"]
+        ),
+        _HOURLY_BEFORE.format(
+            text=text,
+            double=double,
+            **{name: added[name] for name in ("hourly_desk", "hourly_cached", "key_desk")},
+        ),
         _RAW_ROW.format(at=at.isoformat()),
         _HOURLY_ROW.format(hour=hour.isoformat()),
     ]
@@ -139,12 +152,12 @@ async def _by_desk(collector: AsyncTestClient[Any], start: datetime) -> dict[str
     )
     assert answer.status_code == 200, answer.text
     return {
-        g["key"]: (g["llm_calls"], g["cost_usd"], g["cached_tokens"])
+        g["key"]: (g["llm_calls"], g["cost_usd"], g["cached_tokens"], g["cache_write_tokens"])
         for g in answer.json()["groups"]
     }
 
 
-async def test_an_older_store_keeps_its_rows_and_takes_desks_and_cached_tokens(
+async def test_an_older_store_keeps_its_rows_and_takes_the_columns_added_since(
     older_store: tuple[AnalyticsSettings, datetime], open_app: Any
 ) -> None:
     settings, hour = older_store
@@ -158,9 +171,23 @@ async def test_an_older_store_keeps_its_rows_and_takes_desks_and_cached_tokens(
         json={
             "usage": [
                 usage_event(late, model="m", cost_usd=0.25, desk="rates", cached_tokens=3),
-                usage_event(late, model="m", cost_usd=0.25, desk="rates", cached_tokens=4),
+                usage_event(
+                    late,
+                    model="m",
+                    cost_usd=0.25,
+                    desk="rates",
+                    cached_tokens=4,
+                    cache_write_tokens=2,
+                ),
                 usage_event(late, model="m", cost_usd=0.125),
-                usage_event(utc_now(), model="m", cost_usd=1.0, desk="fx", cached_tokens=6),
+                usage_event(
+                    utc_now(),
+                    model="m",
+                    cost_usd=1.0,
+                    desk="fx",
+                    cached_tokens=6,
+                    cache_write_tokens=5,
+                ),
             ]
         },
     )
@@ -173,16 +200,14 @@ async def test_an_older_store_keeps_its_rows_and_takes_desks_and_cached_tokens(
         params={"kind": "usage_hourly", "format": "json", "from": start.isoformat()},
     )
 
-    assert before == {None: (5, pytest.approx(2.5), 0)}
+    assert before == {None: (5, pytest.approx(2.5), 0, 0)}
     assert sent.json()["stored"] == 4
     assert rolled.json()["usage_rows"] == 3
     assert after == {
-        None: (6, pytest.approx(2.625), 0),
-        "rates": (2, pytest.approx(0.5), 7),
-        "fx": (1, pytest.approx(1.0), 6),
+        None: (6, pytest.approx(2.625), 0, 0),
+        "rates": (2, pytest.approx(0.5), 7, 2),
+        "fx": (1, pytest.approx(1.0), 6, 5),
     }
     rows = [json.loads(line) for line in export.text.splitlines()]
-    assert sorted((r["desk"], r["calls"], r["cached_tokens"]) for r in rows) == [
-        ("", 5, 0),
-        ("rates", 2, 7),
-    ]
+    got = sorted((r["desk"], r["calls"], r["cached_tokens"], r["cache_write_tokens"]) for r in rows)
+    assert got == [("", 5, 0, 0), ("rates", 2, 7, 2)]

@@ -32,6 +32,7 @@ def expected_costs(usage: list[dict[str, Any]], field: str) -> dict[str | None, 
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "cached_tokens": 0,
+            "cache_write_tokens": 0,
             "cost": Decimal(0),
         }
     )
@@ -41,6 +42,7 @@ def expected_costs(usage: list[dict[str, Any]], field: str) -> dict[str | None, 
         group["prompt_tokens"] += event["prompt_tokens"]
         group["completion_tokens"] += event["completion_tokens"]
         group["cached_tokens"] += event.get("cached_tokens", 0)
+        group["cache_write_tokens"] += event.get("cache_write_tokens", 0)
         group["cost"] += Decimal(str(event["cost_usd"]))
     return groups
 
@@ -73,6 +75,7 @@ async def test_costs_match_totals_computed_independently(
             assert line["prompt_tokens"] == want["prompt_tokens"]
             assert line["completion_tokens"] == want["completion_tokens"]
             assert line["cached_tokens"] == want["cached_tokens"]
+            assert line["cache_write_tokens"] == want["cache_write_tokens"]
             assert line["total_tokens"] == want["prompt_tokens"] + want["completion_tokens"]
             assert Decimal(str(line["cost_usd"])) == want["cost"]
         costs = [line["cost_usd"] for line in answer["groups"]]
@@ -80,6 +83,8 @@ async def test_costs_match_totals_computed_independently(
         assert answer["total"]["llm_calls"] == len(usage)
         assert answer["total"]["prompt_tokens"] == sum(e["prompt_tokens"] for e in usage)
         assert answer["total"]["cached_tokens"] == sum(e["cached_tokens"] for e in usage) > 0
+        written = sum(e["cache_write_tokens"] for e in usage)
+        assert answer["total"]["cache_write_tokens"] == written > 0
         assert Decimal(str(answer["total"]["cost_usd"])) == sum(
             (Decimal(str(e["cost_usd"])) for e in usage), Decimal(0)
         )

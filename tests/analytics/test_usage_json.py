@@ -67,6 +67,7 @@ TAKEN_BY_BOTH = {
         error="e" * 2000,
         desk="rates-desk",
         cached_tokens=7,
+        cache_write_tokens=3,
     ),
     "names at their length in characters, each of two bytes": record(
         event_id="é" * 128, service="ü" * 256
@@ -95,7 +96,8 @@ TAKEN_BY_BOTH = {
     "invalid UTF-8 in a field nobody reads": spelled("extra", '"x"').replace(b'"x"', b'"\xff"'),
     "whitespace around fields": b'{ "event_id" : "w" , "timestamp":"2026-12-02T08:00:00Z",'
     b'"service":"s","provider":"p","model":"m","status":"error","prompt_tokens":0,'
-    b'"completion_tokens":0,"latency_ms":0,"cost_usd":0,"cached_tokens":0 }\r',
+    b'"completion_tokens":0,"latency_ms":0,"cost_usd":0,"cached_tokens":0,'
+    b'"cache_write_tokens":0 }\r',
 }
 
 REFUSED_BY_MSGSPEC = {
@@ -114,6 +116,7 @@ REFUSED_BY_MSGSPEC = {
     "an error one character too long": record(error="e" * 2001),
     "a desk one character too long": record(desk="d" * 257),
     "negative cached tokens": record(cached_tokens=-1),
+    "cache writes past 32 bits": record(cache_write_tokens=2**31),
     "an unknown status": record(status="maybe"),
     "a required field missing": without("model"),
     "a required field null": record(model=None),

@@ -42,7 +42,16 @@ def test_costs_per_model_as_a_table_and_as_json(
     batch = {
         "usage": [
             usage("u1", "smollm2", 10, 5, 0.001, desk="rates", cached_tokens=4),
-            usage("u2", "smollm2", 20, 5, 0.002, desk="rates", cached_tokens=16),
+            usage(
+                "u2",
+                "smollm2",
+                20,
+                5,
+                0.002,
+                desk="rates",
+                cached_tokens=16,
+                cache_write_tokens=3,
+            ),
             usage("u3", "gpt-x", 100, 50, 0.5),
         ]
     }
@@ -56,10 +65,10 @@ def test_costs_per_model_as_a_table_and_as_json(
 
     assert table.returncode == 0, table.stderr
     [smollm2] = [line for line in table.stdout.splitlines() if "smollm2" in line]
-    # calls, prompt, of it cached, completion, tokens, cost
-    assert _cells(smollm2)[-6:] == ["2", "30", "20", "10", "40", "0.003000"]
+    # calls, prompt, of it cached, cache writes, completion, tokens, cost
+    assert _cells(smollm2)[-7:] == ["2", "30", "20", "3", "10", "40", "0.003000"]
     [rates] = [line for line in desks.stdout.splitlines() if "rates" in line]
-    assert _cells(rates)[-6:] == ["2", "30", "20", "10", "40", "0.003000"]
+    assert _cells(rates)[-7:] == ["2", "30", "20", "3", "10", "40", "0.003000"]
     assert "LLM costs by desk" in desks.stdout
     assert report.returncode == 0, report.stderr
     body = json.loads(report.stdout)

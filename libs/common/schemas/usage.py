@@ -77,6 +77,9 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
     """Of ``prompt_tokens``, those taken from a prompt cache instead of read: a provider's
     (OpenAI's ``cached_tokens``, Anthropic's cache reads) or the embedded model's reused
     prompt start."""
+    cache_write_tokens: Count = 0
+    """Of ``prompt_tokens``, those a provider wrote to its prompt cache for later calls, at
+    its cache-write price (Anthropic's ``cache_creation_input_tokens``)."""
 
 
 def _cut(text: str, limit: int = 256) -> str:
@@ -104,6 +107,7 @@ def new_usage_event(
     error: str | None = None,
     desk: str | None = None,
     cached_tokens: int = 0,
+    cache_write_tokens: int = 0,
 ) -> UsageEvent:
     """A usage event with a fresh id, stamped now; text and numbers are brought within the
     schema's limits (a caller's header can be longer, an error can quote a NUL), so that the
@@ -126,6 +130,7 @@ def new_usage_event(
         error=_clip(error, 2000),
         desk=_clip(desk),
         cached_tokens=min(max(0, cached_tokens), MAX_COUNT),
+        cache_write_tokens=min(max(0, cache_write_tokens), MAX_COUNT),
     )
 
 
@@ -252,6 +257,8 @@ class CostLine(msgspec.Struct, kw_only=True):
     cost_usd: float
     cached_tokens: int = 0
     """Of ``prompt_tokens``, those taken from a prompt cache."""
+    cache_write_tokens: int = 0
+    """Of ``prompt_tokens``, those written to a provider's prompt cache."""
 
 
 class CostReport(msgspec.Struct, kw_only=True):
