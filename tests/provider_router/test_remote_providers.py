@@ -9,6 +9,7 @@ plain and streamed), and the tests say which.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tests.provider_router.conftest import ask, providers_file, wait_for_candida
 from tests.support.asgi_server import serve_asgi
 from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
+from tests.support.usage_topic import usage_events
 
 
 async def test_cost_picks_local_and_remote_serves_when_asked_by_model(
@@ -361,10 +363,15 @@ def _tool_use_answer(body: dict[str, Any]) -> Any:
 
 
 async def _router_to_anthropic(
-    make_router: Any, tmp_path: Path, url: str, provider: str = "", model: str = ""
+    make_router: Any,
+    tmp_path: Path,
+    url: str,
+    provider: str = "",
+    model: str = "",
+    **settings: Any,
 ) -> Any:
     """A router whose one candidate is Anthropic at ``url``; ``provider`` and ``model`` are
-    more lines of the providers file's entries."""
+    more lines of the providers file's entries, ``settings`` the router's others."""
     config = providers_file(
         tmp_path,
         f"""
@@ -382,7 +389,7 @@ output_per_1k = 0.015
 {model}
 """,
     )
-    return await make_router(use_registry=False, providers_file=config)
+    return await make_router(use_registry=False, providers_file=config, **settings)
 
 
 async def plain_and_streamed(
@@ -669,14 +676,16 @@ async def test_an_answer_in_json_is_asked_as_a_forced_tool_and_comes_back_as_tex
 
 
 async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their_price(
-    make_router: Any, tmp_path: Path, monkeypatch: Any
+    make_router: Any, tmp_path: Path, monkeypatch: Any, kafka_bootstrap: str
 ) -> None:
     """Anthropic played by a fake speaking its documented Messages wire format: text blocks
     with ``cache_control``, and a usage of 14 input tokens read, 10 from the prompt cache and
     2 written to it (each priced apart), 4 answered. With ``cache_prompts`` the router marks
     the system prompt's end and the conversation's end where the caller marked nothing, and
-    leaves the caller's own marks as they are."""
+    leaves the caller's own marks as they are. Each call's usage event (on a real broker)
+    says what was read from the cache and what was written to it, and the cost."""
     seen: list[dict[str, Any]] = []
+    topic = f"llm-usage-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
     conversation = [
         {"role": "system", "content": "Be brief."},
@@ -696,6 +705,8 @@ async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their
             url,
             provider="cache_prompts = true",
             model="cached_input_per_1k = 0.0003\ncache_write_per_1k = 0.00375",
+            kafka_bootstrap_servers=kafka_bootstrap,
+            usage_topic=topic,
         )
         for messages in (conversation, marked_by_caller):
             body = {"capability": "reasoning", "messages": messages}
@@ -706,6 +717,7 @@ async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their
         )
         costs = (await router.get("/costs")).json()
         metrics = (await router.get("/metrics")).text
+    published = await usage_events(kafka_bootstrap, topic)
 
     def text(words: str) -> dict[str, Any]:
         return {"type": "text", "text": words}
@@ -728,6 +740,10 @@ async def test_anthropic_prompt_cache_marks_go_through_and_its_writes_cost_their
     assert sample_value(metrics, **tokens, provider="anthropic", kind="prompt") == 78
     assert sample_value(metrics, **tokens, provider="anthropic", kind="cache_read") == 30
     assert sample_value(metrics, **tokens, provider="anthropic", kind="cache_write") == 6
+    assert [(e.prompt_tokens, e.cached_tokens, e.cache_write_tokens) for e in published] == [
+        (26, 10, 2)
+    ] * 3
+    assert all(abs(e.cost_usd - one_call) < 1e-12 for e in published)
 
 
 def test_cache_prompts_is_refused_for_an_openai_compatible_provider(tmp_path: Path) -> None:
