@@ -68,7 +68,7 @@ from services.llm.backends.llama_batch import (
     SequenceRequest,
     check_grammar,
 )
-from services.llm.backends.prompt_cache import PromptStore
+from services.llm.backends.prompt_cache import PromptStore, StoredPrompt
 from services.llm.backends.prompt_file import (
     Identity,
     identity,
@@ -276,8 +276,14 @@ class EmbeddedBackend:
         ended = engine.answers_ended
         if ended == self._prompts_saved_after:
             return
+
+        def prompts_to_keep() -> tuple[list[StoredPrompt], float]:
+            started = time.perf_counter()
+            return engine.prompts_to_keep(), time.perf_counter() - started
+
         try:
-            prompts = await asyncio.wrap_future(engine.call(engine.prompts_to_keep))
+            prompts, paused_s = await asyncio.wrap_future(engine.call(prompts_to_keep))
+            started = time.perf_counter()
             if prompts:
                 await asyncio.to_thread(
                     save_prompts, prompts, self._prompt_file, self._prompts_made_with
@@ -291,6 +297,9 @@ class EmbeddedBackend:
             path=str(self._prompt_file),
             prompts=len(prompts),
             bytes=sum(len(prompt.state) for prompt in prompts),
+            # Answers wait while the slots' prompts are copied, not while the file is written.
+            decoding_paused_ms=round(paused_s * 1000, 2),
+            written_ms=round((time.perf_counter() - started) * 1000, 2),
         )
 
     async def probe(self) -> BackendHealth:
