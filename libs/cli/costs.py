@@ -26,15 +26,14 @@ async def fetch_costs(
         raise click.ClickException(str(exc)) from exc
 
 
-def _row(line: CostLine, name: str | None = None) -> list[str]:
+def _row(line: CostLine, writes: bool, name: str | None = None) -> list[str]:
     return [
         name if name is not None else (line.key if line.key is not None else "(none)"),
         str(line.llm_calls),
         str(line.prompt_tokens),
         str(line.cached_tokens),
-        str(line.cache_write_tokens),
+        *([str(line.cache_write_tokens)] if writes else []),
         str(line.completion_tokens),
-        str(line.total_tokens),
         f"{line.cost_usd:.6f}",
     ]
 
@@ -54,7 +53,8 @@ def costs(
     settings: CLISettings, group_by: GroupBy, start: str | None, end: str | None, as_json: bool
 ) -> None:
     """Tokens and cost per model, workflow, provider, capability, service or desk key
-    (ANALYTICS_URL)."""
+    (ANALYTICS_URL): calls, prompt tokens (of them, read from a prompt cache, and written to
+    a provider's where any were), output tokens, cost in USD."""
     report = run(fetch_costs(settings, group_by, start, end))
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(report), indent=2))
@@ -64,11 +64,14 @@ def costs(
     )
     period = f"{since} to {until}"
     table = Table(title=f"LLM costs by {report.group_by}, {period}")
-    columns = (report.group_by, "calls", "prompt", "of it cached", "cache writes")
-    for column in (*columns, "completion", "tokens", "cost (USD)"):
+    # Short headers, and cache writes only where a provider made some, so that a model's name
+    # and its cost fit a terminal of 80 columns (JSON has every figure, total tokens too).
+    writes = report.total.cache_write_tokens > 0
+    columns = (report.group_by, "calls", "prompt", "cached", *(["writes"] if writes else []))
+    for column in (*columns, "output", "USD"):
         table.add_column(column, justify="left" if column == report.group_by else "right")
     for line in report.groups:
-        table.add_row(*_row(line))
+        table.add_row(*_row(line, writes))
     table.add_section()
-    table.add_row(*_row(report.total, "total"))
+    table.add_row(*_row(report.total, writes, "total"))
     out.print(table)

@@ -35,16 +35,19 @@ def _cells(row: str) -> list[str]:
     return [cell for cell in row.split() if cell not in ("│", "┃")]
 
 
+MODEL = "smollm2-135m-instruct"
+
+
 def test_costs_per_model_as_a_table_and_as_json(
     start_analytics: Callable[[], ServiceProcess],
 ) -> None:
     analytics = start_analytics()
     batch = {
         "usage": [
-            usage("u1", "smollm2", 10, 5, 0.001, desk="rates", cached_tokens=4),
+            usage("u1", MODEL, 10, 5, 0.001, desk="rates", cached_tokens=4),
             usage(
                 "u2",
-                "smollm2",
+                MODEL,
                 20,
                 5,
                 0.002,
@@ -59,21 +62,27 @@ def test_costs_per_model_as_a_table_and_as_json(
     assert stored.status_code == 200, stored.text
     env = {"ANALYTICS_URL": analytics.url}
 
-    table = pas("costs", env=env)
+    # A terminal of 80 columns (a pipe's width): names and costs are not cut.
+    table = pas("costs", env={**env, "COLUMNS": "80"})
     report = pas("costs", "--group-by", "model", "--json", env=env)
     desks = pas("costs", "--group-by", "desk", env=env)
+    without_writes = pas("costs", "--to", "2026-01-01T00:00:00+00:00", env=env)
 
     assert table.returncode == 0, table.stderr
-    [smollm2] = [line for line in table.stdout.splitlines() if "smollm2" in line]
-    # calls, prompt, of it cached, cache writes, completion, tokens, cost
-    assert _cells(smollm2)[-7:] == ["2", "30", "20", "3", "10", "40", "0.003000"]
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    [smollm2] = [line for line in table.stdout.splitlines() if MODEL in line]
+    # calls, prompt, of it cached, of it written to a provider's cache, output, cost
+    assert _cells(smollm2)[-6:] == ["2", "30", "20", "3", "10", "0.003000"]
     [rates] = [line for line in desks.stdout.splitlines() if "rates" in line]
-    assert _cells(rates)[-7:] == ["2", "30", "20", "3", "10", "40", "0.003000"]
+    assert _cells(rates)[-6:] == ["2", "30", "20", "3", "10", "0.003000"]
     assert "LLM costs by desk" in desks.stdout
+    # No cache writes in that window: no column for them.
+    assert "writes" in table.stdout
+    assert "writes" not in without_writes.stdout
     assert report.returncode == 0, report.stderr
     body = json.loads(report.stdout)
     by_model = {line["key"]: line for line in body["groups"]}
-    assert by_model["smollm2"]["llm_calls"] == 2
+    assert by_model[MODEL]["llm_calls"] == 2
     assert by_model["gpt-x"]["total_tokens"] == 150
     assert body["total"]["llm_calls"] == 3
 
