@@ -62,7 +62,7 @@ ADDED_USAGE_COLUMNS: Final = (
 """Usage columns added after the tables were first made, each last in its tables, in this
 order: its name, its definition in the raw table and in the hourly one (DuckDB's type names;
 PostgreSQL reads VARCHAR as TEXT). A store made before one gains it when it opens; its old rows
-hold the default (no desk, nothing cached)."""
+hold the default (no desk, nothing cached or written)."""
 
 HOURLY_USAGE_KEY: Final = "(hour, service, provider, model, capability, workflow_id, status, desk)"
 """The hourly usage table's primary key: one row an hour for each value of every dimension a
