@@ -22,7 +22,7 @@ from libs.common.schemas.documents import Task
 from services.kafka_llm_processor.prompts import INSTRUCTIONS
 from services.kafka_llm_processor.send_samples import sample_documents
 from services.llm.backends.llama_batch import BatchEngine
-from services.llm.backends.prompt_cache import TILED_ROWS, PromptStore
+from services.llm.backends.prompt_cache import TILED_ROWS, PromptStore, StoredPrompt
 from services.llm.backends.prompt_file import identity, load_prompts, save_prompts
 from services.llm.model_files import packaged_gguf
 from services.llm.weight_conversion import batchable_weights
@@ -113,6 +113,34 @@ def test_prompts_saved_by_one_engine_are_taken_by_the_next_and_answer_alike(
         assert answer.cached_tokens >= len(tokens) - TILED_ROWS
         assert (answer.text, answer.logprobs) == (fresh.text, fresh.logprobs)
     assert restored == len(asked)
+
+
+def test_copies_taken_for_a_file_while_answers_run_change_no_answer(model: Any) -> None:
+    """A service writes its file while it answers: the idle slots' prompts are copied between
+    passes, again and again here, while six agents' turns (follow-ups included) run on two
+    slots. Every answer and its log-probabilities are those of an engine left alone, and
+    what was copied is whole (as many tokens as rows)."""
+    calm, busy = (
+        engine_on(model, PromptStore(STORE_BYTES)),
+        engine_on(model, PromptStore(STORE_BYTES)),
+    )
+    copies: list[list[StoredPrompt]] = []
+    try:
+        first = agents(busy)
+        turns = [*first, *(tokens + busy.tokenize("Go on.<|im_end|>\n") for tokens in first)]
+        want = [result(ask(calm, tokens, 6)) for tokens in turns]
+        asked = [ask(busy, tokens, 6) for tokens in turns]
+        while not all(done.is_set() for done in asked):
+            copies.append(busy.call(busy.prompts_to_keep).result())
+        got = [result(done) for done in asked]
+    finally:
+        calm.close()
+        busy.close()
+
+    assert [(a.text, a.logprobs) for a in got] == [(a.text, a.logprobs) for a in want]
+    assert len(copies) > 1, len(copies)
+    assert any(copies)
+    assert all(len(p.kept.tokens) == len(p.kept.classes) for c in copies for p in c)
 
 
 def test_a_prompt_file_made_otherwise_or_unreadable_is_passed_over(
