@@ -112,6 +112,7 @@
     document.getElementById("kpi-tokens").textContent = count(byModel.total.total_tokens);
     const prompt = byModel.total.prompt_tokens;
     document.getElementById("kpi-cached").textContent = prompt ? percent(byModel.total.cached_tokens / prompt) : "–";
+    document.getElementById("kpi-cache-written").textContent = count(byModel.total.cache_write_tokens);
     document.getElementById("kpi-cost").textContent = money(byModel.total.cost_usd);
 
     draw("chart-runs", {
