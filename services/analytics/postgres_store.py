@@ -64,7 +64,7 @@ from services.analytics.queries import (
     USAGE_HOURLY,
 )
 from services.analytics.store import ExportFormat, ExportKind, TimeWindow, TrendFilter
-from services.analytics.usage_table import usage_events, usage_table
+from services.analytics.usage_table import TIMESTAMP, USAGE_FIELDS, usage_events, usage_table
 
 logger = structlog.get_logger("pas.analytics.postgres")
 
@@ -163,11 +163,15 @@ _RUNS_BY_HOUR_VIEW = f"""CREATE OR REPLACE VIEW {RUNS_BY_HOUR} AS
 
 USAGE_BATCH: Final = "pas_analytics_usage_batch"
 RUNS_BATCH: Final = "pas_analytics_runs_batch"
-# Column types in the order of queries.USAGE_COLUMNS / RUN_COLUMNS, as binary COPY sends them.
-_USAGE_TYPES: Final = (
-    "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text",
-    "int4", "int4", "float8", "float8", "text", "text", "text", "int4", "int4",
-)  # fmt: skip
+# Column types in the order of queries.USAGE_COLUMNS / RUN_COLUMNS, as binary COPY sends them;
+# the usage columns' from their Arrow types (usage_table.USAGE_FIELDS), which follow that order.
+_POSTGRES_TYPES: Final = {
+    pa.string(): "text",
+    TIMESTAMP: "timestamptz",
+    pa.int32(): "int4",
+    pa.float64(): "float8",
+}
+_USAGE_TYPES: Final = tuple(_POSTGRES_TYPES[kind] for _, _, kind in USAGE_FIELDS)
 _RUN_TYPES: Final = ("text", "text", "timestamptz", "text", "float8", "text", "text")
 
 

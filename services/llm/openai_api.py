@@ -190,16 +190,8 @@ def _calls_delta(calls: list[ToolCall], start: int = 0) -> ChunkDelta:
     parts of an index)."""
     return ChunkDelta(
         tool_calls=[
-            ToolCallDelta(
-                index=index,
-                id=call.id,
-                type="function",
-                function=FunctionCallDelta(
-                    name=call.function.name, arguments=call.function.arguments
-                ),
-            )
-            for index, call in enumerate(calls)
-            if index >= start
+            _call_part(index, call.id, call.function.name, call.function.arguments)
+            for index, call in enumerate(calls[start:], start)
         ]
     )
 
@@ -207,15 +199,17 @@ def _calls_delta(calls: list[ToolCall], start: int = 0) -> ChunkDelta:
 def _call_delta(index: int, call_id: str | None, name: str | None, arguments: str) -> ChunkDelta:
     """A part of call ``index``: its id and name first (OpenAI's first part of a call), then
     the pieces of its arguments."""
-    return ChunkDelta(
-        tool_calls=[
-            ToolCallDelta(
-                index=index,
-                id=call_id,
-                type="function" if call_id else None,
-                function=FunctionCallDelta(name=name, arguments=arguments),
-            )
-        ]
+    return ChunkDelta(tool_calls=[_call_part(index, call_id, name, arguments)])
+
+
+def _call_part(index: int, call_id: str | None, name: str | None, arguments: str) -> ToolCallDelta:
+    """Call ``index`` in a delta: whole, its first part (id and name), or a piece of its
+    arguments (no id: OpenAI names the type with the id only)."""
+    return ToolCallDelta(
+        index=index,
+        id=call_id,
+        type="function" if call_id else None,
+        function=FunctionCallDelta(name=name, arguments=arguments),
     )
 
 
