@@ -11,7 +11,7 @@ from litestar.params import JSONBody, Parameter
 
 from libs.common.constants import HEADER_CATALOG_INDEX
 from libs.common.durations import parse_duration
-from libs.common.kit import open_write, problem_responses
+from libs.common.kit import QUIET_WHEN_OK, open_write, problem_responses
 from libs.common.kit.parameters import constrained
 from libs.common.schemas.agents import (
     AgentDefinition,
@@ -166,6 +166,7 @@ class RegistryController(Controller):
         status_code=200,
         responses=problem_responses(400, 401, 404),
         summary="Restart the agent's TTL",
+        opt={QUIET_WHEN_OK: True},
     )
     async def heartbeat(
         self, agent_id: AgentIdParameter, catalog: NamedDependency[Catalog]

@@ -46,11 +46,33 @@ def test_logs_are_json_lines_with_the_request_id(registry_process_factory: Any) 
     httpx.post(
         f"{process.url}/register", json=agent_json(), headers={"X-Request-ID": "trace-me"}
     ).raise_for_status()
+    # Requests on a timer get a line only when they fail.
+    httpx.get(f"{process.url}/health").raise_for_status()
+    httpx.post(f"{process.url}/agents/llm_llama31_8b/heartbeat").raise_for_status()
+    assert httpx.post(f"{process.url}/agents/nobody/heartbeat").status_code == 404
     process.stop()
 
     lines = [json.loads(line) for line in process.logs().splitlines() if line.startswith("{")]
     events = {(line.get("event"), line.get("request_id")) for line in lines}
     assert ("agent registered", "trace-me") in events
-    assert ("request", "trace-me") in events
     assert all("timestamp" in line and "level" in line for line in lines)
+    # One access line a request, PAS's: uvicorn's own is left out (``--no-access-log``).
+    access = [line for line in lines if line.get("logger", "").endswith(".access")]
+    assert [(line["logger"], line["path"], line["status"]) for line in access] == [
+        ("pas.access", "/register", 200),
+        ("pas.access", "/agents/nobody/heartbeat", 404),
+    ]
+    assert ("request", "trace-me") in events
+    # uvicorn's other lines (started, stopped) come through the same JSON stream.
     assert any(line.get("logger", "").startswith("uvicorn") for line in lines)
+
+
+def test_the_log_level_holds_for_uvicorns_lines_too(registry_process_factory: Any) -> None:
+    """uvicorn sets its loggers to INFO before it imports the app; at ``LOG_LEVEL=WARNING``
+    neither its lines nor PAS's below WARNING are written."""
+    process = registry_process_factory(LOG_LEVEL="WARNING")
+    httpx.post(f"{process.url}/register", json=agent_json()).raise_for_status()
+    process.stop()
+
+    lines = [json.loads(line) for line in process.logs().splitlines() if line.startswith("{")]
+    assert [line for line in lines if line["level"] in ("debug", "info")] == []

@@ -83,7 +83,7 @@ def test_spend_survives_a_restart(
         "ROUTER_PROVIDERS_FILE": one_provider(tmp_path, url, "openai", "summarize"),
         "ROUTER_SPEND_SYNC_S": "3600",
     }
-    first = start_router(**env)
+    first = start_router(**env, LOG_LEVEL="INFO")  # to read that it shut down gracefully
     served = [chat(first).status_code for _ in range(2)]
     before = costs(first)
     first.stop()

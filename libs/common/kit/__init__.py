@@ -3,9 +3,11 @@
 from libs.common.kit.auth import open_write, require_token_for_writes, require_write_token
 from libs.common.kit.health import HealthCheck, HealthReport, HealthStatus
 from libs.common.kit.problems import problem_response, problem_responses
+from libs.common.kit.request_context import QUIET_WHEN_OK
 from libs.common.kit.service import ServiceSettings, create_service
 
 __all__ = [
+    "QUIET_WHEN_OK",
     "HealthCheck",
     "HealthReport",
     "HealthStatus",

@@ -11,6 +11,7 @@ from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
+from libs.common.kit.request_context import QUIET_WHEN_OK
 from libs.common.redaction import redact_mapping
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
@@ -56,6 +57,7 @@ def health_handler(
         "/health",
         tags=["operations"],
         summary="Service health",
+        opt={QUIET_WHEN_OK: True},
         responses={
             503: ResponseSpec(
                 HealthResponse,

@@ -68,8 +68,16 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
     root.setLevel(level.upper())
     # httpx logs every request at INFO; our access log already says what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # uvicorn installs its own handlers before importing the app; send them through ours.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # uvicorn configures its loggers before it imports the app, each at INFO whatever level
+    # was asked: its own lines go through ours, at ours.
+    for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers[:] = []
+        uvicorn_logger.setLevel(logging.NOTSET)
         uvicorn_logger.propagate = True
+    # Its access line is pas.access's (request_context.py: one line a request, with its id and
+    # duration), so its access logger is left with nowhere to write: uvicorn checks that
+    # (``hasHandlers``) and then skips the line altogether, as ``--no-access-log`` asks.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False

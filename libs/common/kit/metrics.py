@@ -10,6 +10,8 @@ from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
+from libs.common.kit.request_context import QUIET_WHEN_OK
+
 
 def prometheus_config(service: str) -> PrometheusConfig:
     """HTTP request metrics labelled with the service, with route templates as paths."""
@@ -31,7 +33,13 @@ def metrics_handler(collectors: Sequence[Collector] = ()) -> HTTPRouteHandler:
     for collector in collectors:
         own_registry.register(collector)
 
-    @get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
+    @get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        include_in_schema=False,
+        opt={QUIET_WHEN_OK: True},
+    )
     async def metrics() -> Response[bytes]:
         payload = generate_latest(REGISTRY) + generate_latest(own_registry)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from libs.common.constants import HEADER_REQUEST_ID
 
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_QUIET_PATHS = frozenset({"/health", "/metrics"})
+
+QUIET_WHEN_OK = "quiet_when_ok"
+"""A route handler's ``opt`` key (``opt={QUIET_WHEN_OK: True}``): its requests get an access
+line only when they fail. For requests that come on a timer (health checks, scrapes, a
+registry's heartbeats: thousands of agents every few seconds), whose lines would bury the
+others."""
 
 access_log = structlog.get_logger("pas.access")
 
@@ -50,12 +55,13 @@ class RequestContextMiddleware(ASGIMiddleware):
             try:
                 await next_app(scope, receive, send_with_request_id)
             finally:
-                path = scope["path"]
-                if path not in _QUIET_PATHS or status_code >= 400:
+                handler = scope.get("route_handler")
+                quiet = handler is not None and handler.opt.get(QUIET_WHEN_OK, False)
+                if not quiet or status_code >= 400:
                     access_log.info(
                         "request",
                         method=scope.get("method"),
-                        path=path,
+                        path=scope["path"],
                         status=status_code,
                         duration_ms=round((time.perf_counter() - started) * 1000, 3),
                     )
