@@ -19,7 +19,6 @@ from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import msgspec
-import stamina
 import structlog
 
 from libs.common.errors import PASError
@@ -35,6 +34,7 @@ from libs.common.genai_tracing import (
     start_genai_span,
 )
 from libs.common.kafka.usage_publisher import UsagePublisher
+from libs.common.retries import retried
 from libs.common.schemas.llm import Usage
 from libs.common.schemas.usage import UsageStatus, new_usage_event
 from services.provider_router.candidates import Candidate
@@ -219,33 +219,36 @@ class Dispatcher:
         pace = self._pool.rates[candidate.id]
         forwarded = {**body, "model": candidate.model}
         call = self._upstreams.embed if operation == "embeddings" else self._upstreams.complete
-        async for attempt in stamina.retry_context(
+
+        async def once() -> bytes:
+            stats.in_flight += 1
+            started = time.perf_counter()
+            pace.started()
+            try:
+                return await call(candidate, forwarded, ask.request_id)
+            except UpstreamRefused:
+                admission.succeeded()  # the caller's problem: the candidate is alive
+                raise
+            except UpstreamFailed as exc:
+                stats.failed += 1
+                admission.failed(str(exc))
+                if exc.retry_after_s is not None:
+                    pace.pause(exc.retry_after_s, _cut(str(exc)))
+                self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
+                raise
+            finally:
+                stats.in_flight -= 1
+
+        # stamina's retries, its setup left out of a call answered at once (retries.py).
+        return await retried(
+            once,
             on=_retryable,
             attempts=1 + self._retries,
-            timeout=None,
+            give_up_after_s=None,
             wait_initial=self._backoff_s,
             wait_jitter=self._backoff_s,
             wait_max=self._backoff_s * 8,
-        ):
-            with attempt:
-                stats.in_flight += 1
-                started = time.perf_counter()
-                pace.started()
-                try:
-                    return await call(candidate, forwarded, ask.request_id)
-                except UpstreamRefused:
-                    admission.succeeded()  # the caller's problem: the candidate is alive
-                    raise
-                except UpstreamFailed as exc:
-                    stats.failed += 1
-                    admission.failed(str(exc))
-                    if exc.retry_after_s is not None:
-                        pace.pause(exc.retry_after_s, _cut(str(exc)))
-                    self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
-                    raise
-                finally:
-                    stats.in_flight -= 1
-        raise AssertionError("unreachable: stamina re-raises the last failure")
+        )
 
     async def stream(self, ask: RouteAsk, body: dict[str, Any]) -> tuple[RelayedStream, Served]:
         """Fail over until one candidate sends its first bytes; after that, pass them through."""

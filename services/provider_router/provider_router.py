@@ -10,7 +10,6 @@ from functools import partial
 
 import structlog
 from litestar import Litestar, Router
-from litestar.datastructures import State
 from litestar.di import Provide
 
 from libs.common.clients.registry import RegistryClient
@@ -33,19 +32,18 @@ from services.provider_router.file_watch import WatchedFile, reloads_counter, wa
 from services.provider_router.metrics import PoolCollector, RouterMetrics, cache_bytes_gauge
 from services.provider_router.pool import CandidatePool
 from services.provider_router.registry_watch import follow_registry
-from services.provider_router.routes import RouterController
+from services.provider_router.routes import (
+    ROUTING_STATE,
+    RouterController,
+    Routing,
+    provide_routing,
+)
 from services.provider_router.settings import RouterSettings
 from services.provider_router.shared_pace import SharedPace
 from services.provider_router.store import store_for_url
 from services.provider_router.upstreams import Upstreams, upstream_session
 
 logger = structlog.get_logger("pas.router")
-
-
-def _dispatcher(state: State) -> Dispatcher:
-    """Made by the lifespan, which owns the upstream session the dispatcher calls through."""
-    dispatcher: Dispatcher = state.dispatcher
-    return dispatcher
 
 
 async def _health(pool: CandidatePool, synced: asyncio.Event, use_registry: bool) -> HealthReport:
@@ -170,7 +168,8 @@ def create_app(settings: RouterSettings) -> Litestar:
                 connect_timeout_s=settings.connect_timeout_s,
                 usage_reporter="provider_router" if usage else None,
             )
-            app.state.dispatcher = Dispatcher(
+            # Made here: the dispatcher calls through the session this lifespan owns.
+            dispatcher = Dispatcher(
                 pool,
                 upstreams,
                 metrics,
@@ -179,6 +178,7 @@ def create_app(settings: RouterSettings) -> Litestar:
                 usage=usage,
                 keys=keys,
             )
+            app.state[ROUTING_STATE] = Routing(dispatcher, pool, answers, metrics)
             if usage is not None:
                 usage.start()
             watch: asyncio.Task[None] | None = None
@@ -212,14 +212,12 @@ def create_app(settings: RouterSettings) -> Litestar:
             Router(
                 "/",
                 route_handlers=[RouterController],
-                dependencies={"dispatcher": Provide(_dispatcher, sync_to_thread=False)},
+                dependencies={"routing": Provide(provide_routing, sync_to_thread=False)},
             )
         ],
         dependencies={
             "pool": pool,
             "settings": settings,
-            "answers": answers,
-            "metrics": metrics,
         },
         lifespan=[
             keep_spend,

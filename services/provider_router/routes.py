@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
@@ -53,6 +54,27 @@ from services.provider_router.strategies import Strategy
 _ROUTER_FIELDS = ("capability", "strategy", "prefer_local")
 # The app-wide guard knows the router's token only; require_caller takes it or a key's.
 _KEYED = open_write("a desk key's token or the router's, checked by desk_keys.require_caller")
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What a routed call uses, given to its handler as one dependency: Litestar resolves two
+    or more of a handler's dependencies in an anyio task group (litestar issue 4563), which
+    took about a seventh of the router's CPU a call."""
+
+    dispatcher: Dispatcher
+    pool: CandidatePool
+    answers: AnswerCache
+    metrics: RouterMetrics
+
+
+ROUTING_STATE = "routing"
+"""Where the app's state holds its ``Routing`` (made with the dispatcher, by the lifespan)."""
+
+
+def provide_routing(state: State) -> Routing:
+    routing: Routing = state[ROUTING_STATE]
+    return routing
 
 
 class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -204,15 +226,13 @@ async def _answered(
     ask: RouteAsk,
     body: dict[str, Any],
     operation: CallKind,
-    *,
-    dispatcher: Dispatcher,
-    answers: AnswerCache,
-    metrics: RouterMetrics,
+    routing: Routing,
 ) -> Response[Any]:
     """A routed call's answer, from the answer cache where it may come from there."""
+    answers = routing.answers
 
     async def call() -> tuple[bytes, dict[str, str]]:
-        payload, served = await dispatcher.complete(ask, body, operation)
+        payload, served = await routing.dispatcher.complete(ask, body, operation)
         return payload, _route_headers(served)
 
     # The desk key too: one desk is never answered, nor can tell by a hit, what another asked;
@@ -225,7 +245,7 @@ async def _answered(
         payload, headers = await call()
         return Response(payload, media_type="application/json", headers=headers)
     (payload, headers), outcome = await answers.answer(key, call, lookup="no-cache" not in asked)
-    metrics.cache.labels(operation, outcome).inc()
+    routing.metrics.cache.labels(operation, outcome).inc()
     return Response(
         payload, media_type="application/json", headers={**headers, "X-PAS-Cache": outcome}
     )
@@ -271,15 +291,16 @@ class RouterController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[RouteRequest],
-        dispatcher: NamedDependency[Dispatcher],
-        pool: NamedDependency[CandidatePool],
+        routing: NamedDependency[Routing],
     ) -> RouteDecision:
         """Where a task would go now, why, and where it would go next."""
         key = caller_key(request)
         if key is not None:
             gate: KeyGate = request.app.state[GATE_STATE]
-            gate.may_ask(key, *_asked(pool, data.capability, data.model))
-        plan = dispatcher.plan(_route_ask(request, key, data, model=data.model, images=data.images))
+            gate.may_ask(key, *_asked(routing.pool, data.capability, data.model))
+        plan = routing.dispatcher.plan(
+            _route_ask(request, key, data, model=data.model, images=data.images)
+        )
         chosen, *rest = plan.ordered
         return RouteDecision(
             **msgspec.structs.asdict(_routed(chosen)),
@@ -305,14 +326,11 @@ class RouterController(Controller):
         *,
         request: Request[Any, Any, Any],
         data: JSONBody[RouterChatRequest],
-        dispatcher: NamedDependency[Dispatcher],
-        answers: NamedDependency[AnswerCache],
-        metrics: NamedDependency[RouterMetrics],
-        pool: NamedDependency[CandidatePool],
+        routing: NamedDependency[Routing],
     ) -> Response[Any]:
-        body, ask = await _forwarded(request, data, pool)
+        body, ask = await _forwarded(request, data, routing.pool)
         if data.stream:
-            chunks, served = await dispatcher.stream(ask, body)
+            chunks, served = await routing.dispatcher.stream(ask, body)
             return Stream(
                 chunks,
                 media_type="text/event-stream",
@@ -320,9 +338,7 @@ class RouterController(Controller):
                 # Settles the call and frees the upstream at once if the client left.
                 background=BackgroundTask(chunks.aclose),
             )
-        return await _answered(
-            request, ask, body, "chat", dispatcher=dispatcher, answers=answers, metrics=metrics
-        )
+        return await _answered(request, ask, body, "chat", routing)
 
     @post(
         ["/v1/embeddings", "/embeddings"],
@@ -341,21 +357,10 @@ class RouterController(Controller):
         *,
         request: Request[Any, Any, Any],
         data: JSONBody[RouterEmbeddingRequest],
-        dispatcher: NamedDependency[Dispatcher],
-        answers: NamedDependency[AnswerCache],
-        metrics: NamedDependency[RouterMetrics],
-        pool: NamedDependency[CandidatePool],
+        routing: NamedDependency[Routing],
     ) -> Response[Any]:
-        body, ask = await _forwarded(request, data, pool)
-        return await _answered(
-            request,
-            ask,
-            body,
-            "embeddings",
-            dispatcher=dispatcher,
-            answers=answers,
-            metrics=metrics,
-        )
+        body, ask = await _forwarded(request, data, routing.pool)
+        return await _answered(request, ask, body, "embeddings", routing)
 
     @get(["/v1/models", "/models"], summary="The models the router routes to, OpenAI's list")
     async def models(self, pool: NamedDependency[CandidatePool]) -> ModelList:

@@ -264,3 +264,41 @@ async def test_bad_chat_requests_are_4xx_with_the_reason(make_router: Any) -> No
     assert "messages" in no_messages.json()["detail"]
     assert unknown.status_code == 404
     assert "astrology" in unknown.json()["detail"]
+
+
+class FailsOnce(OpenAIResponder):
+    """Answers its first request with a 502, the next ones as the responder does."""
+
+    async def _answer(self, request: dict[str, Any], send: Any) -> None:
+        first = len(self.requests) == 1
+        self.reply = (502, b'{"error": {"message": "bad gateway"}}') if first else None
+        await super()._answer(request, send)
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+async def test_a_transient_failure_is_asked_again_of_the_same_candidate(
+    make_router: Any, tmp_path: Path, retries: int
+) -> None:
+    """A 502, then answers: with ``ROUTER_RETRIES`` the same candidate is asked again and the
+    caller gets its answer; without, the call fails over (here to nothing: a 503)."""
+    upstream = FailsOnce("only")
+    with serve_asgi(upstream) as url:
+        providers = tmp_path / "providers.toml"
+        providers.write_text(
+            f'[[providers]]\nname = "only"\nbase_url = "{url}/v1"\n'
+            '[[providers.models]]\nname = "only"\ncapabilities = ["reasoning"]\n'
+        )
+        router = await make_router(
+            providers_file=str(providers), use_registry=False, retries=retries
+        )
+        answer = await router.post("/v1/chat/completions", json=ask("reasoning"))
+
+    if retries:
+        assert answer.status_code == 200
+        assert answer.headers["x-pas-candidate"] == "only/only"
+        assert answer.headers["x-pas-fallbacks"] == "0"
+        assert len(upstream.requests) == 2
+    else:
+        assert answer.status_code == 503
+        assert "502" in answer.text
+        assert len(upstream.requests) == 1
