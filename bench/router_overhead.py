@@ -145,11 +145,18 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def load_with_wrk(url: str, concurrency: int, workdir: Path) -> LoadResult:
+def load_with_wrk(
+    url: str,
+    concurrency: int,
+    workdir: Path,
+    *,
+    path: str = "/v1/chat/completions",
+    script_text: str | None = None,
+) -> LoadResult:
     """Latency percentiles and requests/s from wrk (Debian's package), a load generator that
-    is not itself the limit."""
+    is not itself the limit; ``script_text``: wrk's Lua script (default: POST the chat body)."""
     script = workdir / "post.lua"
-    script.write_text(WRK_SCRIPT.format(body=json.dumps(BODY)))
+    script.write_text(script_text or WRK_SCRIPT.format(body=json.dumps(BODY)))
     result = subprocess.run(
         [
             "wrk",
@@ -159,7 +166,7 @@ def load_with_wrk(url: str, concurrency: int, workdir: Path) -> LoadResult:
             "--latency",
             "-s",
             str(script),
-            f"{url}/v1/chat/completions",
+            f"{url}{path}",
         ],
         capture_output=True,
         text=True,
