@@ -63,6 +63,7 @@ def test_logs_are_json_lines_with_the_request_id(registry_process_factory: Any) 
         ("pas.access", "/agents/nobody/heartbeat", 404),
     ]
     assert ("request", "trace-me") in events
+    assert access[0]["client"] == "127.0.0.1"  # uvicorn's line said who asked; this one does
     # uvicorn's other lines (started, stopped) come through the same JSON stream.
     assert any(line.get("logger", "").startswith("uvicorn") for line in lines)
 

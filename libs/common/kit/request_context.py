@@ -58,10 +58,12 @@ class RequestContextMiddleware(ASGIMiddleware):
                 handler = scope.get("route_handler")
                 quiet = handler is not None and handler.opt.get(QUIET_WHEN_OK, False)
                 if not quiet or status_code >= 400:
+                    client = scope.get("client")  # (host, port), or None off a socket
                     access_log.info(
                         "request",
                         method=scope.get("method"),
                         path=scope["path"],
                         status=status_code,
+                        client=None if client is None else client[0],
                         duration_ms=round((time.perf_counter() - started) * 1000, 3),
                     )
