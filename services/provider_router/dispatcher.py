@@ -230,11 +230,7 @@ class Dispatcher:
                 admission.succeeded()  # the caller's problem: the candidate is alive
                 raise
             except UpstreamFailed as exc:
-                stats.failed += 1
-                admission.failed(str(exc))
-                if exc.retry_after_s is not None:
-                    pace.pause(exc.retry_after_s, _cut(str(exc)))
-                self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
+                self._failed(ask, candidate, admission, exc, started)
                 raise
             finally:
                 stats.in_flight -= 1
@@ -249,6 +245,22 @@ class Dispatcher:
             wait_jitter=self._backoff_s,
             wait_max=self._backoff_s * 8,
         )
+
+    def _failed(
+        self,
+        ask: RouteAsk,
+        candidate: Candidate,
+        admission: Admission,
+        exc: UpstreamFailed,
+        started: float,
+    ) -> None:
+        """A failed attempt at ``candidate``, counted: its circuit, a pause it asked for (a
+        429's ``Retry-After``), the failure reported."""
+        self._pool.stats[candidate.id].failed += 1
+        admission.failed(str(exc))
+        if exc.retry_after_s is not None:
+            self._pool.rates[candidate.id].pause(exc.retry_after_s, _cut(str(exc)))
+        self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
 
     async def stream(self, ask: RouteAsk, body: dict[str, Any]) -> tuple[RelayedStream, Served]:
         """Fail over until one candidate sends its first bytes; after that, pass them through."""
@@ -285,12 +297,8 @@ class Dispatcher:
                 record_error(span, exc)
                 raise
             except UpstreamFailed as exc:
-                stats.failed += 1
-                admission.failed(str(exc))
-                if exc.retry_after_s is not None:
-                    pace.pause(exc.retry_after_s, _cut(str(exc)))
                 record_error(span, exc)
-                self._report(ask, candidate, "error", time.perf_counter() - started, str(exc))
+                self._failed(ask, candidate, admission, exc, started)
                 failures.append(f"{candidate.id}: {exc}")
                 self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
             else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.provider_router.conftest import ask, wait_for_candidates, wait_for_circuit
+from tests.provider_router.conftest import ask, one_provider, wait_for_candidates, wait_for_circuit
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import free_port
@@ -283,14 +283,8 @@ async def test_a_transient_failure_is_asked_again_of_the_same_candidate(
     caller gets its answer; without, the call fails over (here to nothing: a 503)."""
     upstream = FailsOnce("only")
     with serve_asgi(upstream) as url:
-        providers = tmp_path / "providers.toml"
-        providers.write_text(
-            f'[[providers]]\nname = "only"\nbase_url = "{url}/v1"\n'
-            '[[providers.models]]\nname = "only"\ncapabilities = ["reasoning"]\n'
-        )
-        router = await make_router(
-            providers_file=str(providers), use_registry=False, retries=retries
-        )
+        providers = one_provider(tmp_path, url, "only", "reasoning")
+        router = await make_router(providers_file=providers, use_registry=False, retries=retries)
         answer = await router.post("/v1/chat/completions", json=ask("reasoning"))
 
     if retries:
