@@ -234,12 +234,13 @@ class SQLiteRunStore:
             )
             if cursor.rowcount == 1:
                 return record, True
-            async with self._db.execute(
-                "SELECT record FROM runs WHERE event_id = ?", (record.run.event_id,)
-            ) as rows:
-                row = await rows.fetchone()
-        assert row is not None, "a conflicting event id must have its run"
-        return decode_record(row[0]), False
+            rows = list(
+                await self._db.execute_fetchall(
+                    "SELECT record FROM runs WHERE event_id = ?", (record.run.event_id,)
+                )
+            )
+        assert rows, "a conflicting event id must have its run"
+        return decode_record(rows[0][0]), False
 
     async def save(self, record: RunRecord) -> bool:
         async with self._lock:
@@ -262,8 +263,10 @@ class SQLiteRunStore:
             return cursor.rowcount == 1
 
     async def _select(self, where: str, args: Iterable[Any]) -> list[RunRecord]:
-        async with self._db.execute(f"SELECT record FROM runs {where}", tuple(args)) as rows:  # noqa: S608 (fixed clauses; values are bound)
-            return [decode_record(row[0]) async for row in rows]
+        # One round trip to the database's thread: a cursor read row by row, then closed, is
+        # four (the bridge reads a run three times an event).
+        rows = await self._db.execute_fetchall(f"SELECT record FROM runs {where}", tuple(args))  # noqa: S608 (fixed clauses; values are bound)
+        return [decode_record(row[0]) for row in rows]
 
     async def get(self, run_id: str) -> RunRecord | None:
         found = await self._select("WHERE run_id = ?", (run_id,))
@@ -279,9 +282,8 @@ class SQLiteRunStore:
         )
 
     async def renew(self, owner: str, running: Iterable[str]) -> set[str]:
-        async with (
-            self._lock,
-            self._db.execute(
+        async with self._lock:
+            rows = await self._db.execute_fetchall(
                 "UPDATE runs SET lease_expires_at = ? "
                 "WHERE owner = ? AND lease_expires_at IS NOT NULL "
                 "AND (status NOT IN (?, ?) OR run_id IN (SELECT value FROM json_each(?))) "
@@ -292,20 +294,18 @@ class SQLiteRunStore:
                     *UNFINISHED_STATUSES,
                     msgspec.json.encode(list(running)).decode(),
                 ),
-            ) as rows,
-        ):
-            return {row[0] async for row in rows}
+            )
+            return {row[0] for row in rows}
 
     async def claim(self, owner: str, *, limit: int, own_too: bool = False) -> list[Claimed]:
         async with self._lock:
             now = time.time()
-            async with self._db.execute(
+            due = await self._db.execute_fetchall(
                 "SELECT owner, lease_expires_at, record FROM runs WHERE lease_expires_at < ? "
                 "OR (? AND owner = ? AND lease_expires_at IS NOT NULL) "
                 "ORDER BY created_at LIMIT ?",
                 (now, own_too, owner, limit),
-            ) as rows:
-                due = [tuple(row) async for row in rows]
+            )
             claimed: list[Claimed] = []
             for previous_owner, lease, stored in due:
                 record = msgspec.structs.replace(decode_record(stored), owner=owner)
