@@ -263,8 +263,8 @@ class SQLiteRunStore:
             return cursor.rowcount == 1
 
     async def _select(self, where: str, args: Iterable[Any]) -> list[RunRecord]:
-        # One round trip to the database's thread: a cursor read row by row, then closed, is
-        # four (the bridge reads a run three times an event).
+        # One round trip to the database's thread; a cursor (executed, read in chunks until
+        # one comes back empty, closed) is four, and the bridge reads a run three times an event.
         rows = await self._db.execute_fetchall(f"SELECT record FROM runs {where}", tuple(args))  # noqa: S608 (fixed clauses; values are bound)
         return [decode_record(row[0]) for row in rows]
 
