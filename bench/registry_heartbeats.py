@@ -21,6 +21,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -79,24 +80,23 @@ def heartbeats_a_second(url: str, agents: int, work: Path) -> dict[int, float]:
 
 def one_round(agents: int, work: Path) -> dict[str, dict[int, float]]:
     (work / "bare_heartbeats.py").write_text(BARE_APP)
-    bare = ServiceProcess(
-        "bare_heartbeats:app", free_port(), {"PYTHONPATH": str(work)}, work / "bare.log"
-    ).start(ready_path="/schema")
-    registry = ServiceProcess(
-        "services.registry.registry_service:app",
-        free_port(),
-        {"REGISTRY_DATABASE_URL": f"sqlite:///{work}/registry.db", "LOG_LEVEL": "INFO"},
-        work / "registry.log",
-    ).start()
-    try:
+    with ExitStack() as started:  # the bare app stopped too when the registry fails to start
+        bare = ServiceProcess(
+            "bare_heartbeats:app", free_port(), {"PYTHONPATH": str(work)}, work / "bare.log"
+        ).start(ready_path="/schema")
+        started.callback(bare.stop)
+        registry = ServiceProcess(
+            "services.registry.registry_service:app",
+            free_port(),
+            {"REGISTRY_DATABASE_URL": f"sqlite:///{work}/registry.db", "LOG_LEVEL": "INFO"},
+            work / "registry.log",
+        ).start()
+        started.callback(registry.stop)
         asyncio.run(register(registry.url, agents))
         return {
             "bare Litestar": heartbeats_a_second(bare.url, agents, work),
             "registry": heartbeats_a_second(registry.url, agents, work),
         }
-    finally:
-        registry.stop()
-        bare.stop()
 
 
 def main() -> None:
