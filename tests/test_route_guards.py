@@ -2,7 +2,8 @@
 
 Each service's app is built by its own ``create_app(settings)`` and its routes are read from
 the app itself, so a route added tomorrow is checked tomorrow. A write (POST, PUT, PATCH,
-DELETE) passes when the token guard covers it (``create_service`` installs it on every app);
+DELETE) passes when the token check covers it (``create_service`` installs it on every app
+with a token);
 a handler that opts out (``opt=open_write(reason)``) must be on the allow-list below, with the
 reason it is harmless. Then every write is called without the token, through the app's own
 HTTP interface: the guarded ones answer 401, the allow-listed ones do not.
@@ -31,8 +32,8 @@ import services.registry.registry_service as registry
 import services.versioning.app as versioning
 from libs.common.kit.auth import (
     WRITE_METHODS,
+    WriteTokenMiddleware,
     open_write_reason,
-    require_token_for_writes,
     require_write_token,
 )
 from services.analytics.settings import AnalyticsSettings
@@ -137,7 +138,8 @@ def _guarded(handler: HTTPRouteHandler) -> bool:
     # The router's routed endpoints take a desk key's token as well as the router's.
     if require_write_token in guards or require_caller in guards:
         return True
-    return require_token_for_writes in guards and open_write_reason(handler) is None
+    checked = any(isinstance(m, WriteTokenMiddleware) for m in handler.resolve_middleware())
+    return checked and open_write_reason(handler) is None
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,9 @@ def test_the_allow_list_names_only_open_writes_that_exist(apps: dict[str, Litest
 
 def test_every_app_guards_writes_by_default(apps: dict[str, Litestar]) -> None:
     for service, app in apps.items():
-        assert require_token_for_writes in app.guards, f"{service} was not built by the kit"
+        assert any(isinstance(m, WriteTokenMiddleware) for m in app.middleware), (
+            f"{service} was not built by the kit"
+        )
 
 
 def _concrete(path: str) -> str:

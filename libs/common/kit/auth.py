@@ -1,15 +1,19 @@
-"""Bearer-token guards: every write needs the service's token, unless a handler opts out.
+"""Bearer tokens: every write needs the service's token, unless a handler opts out.
 
-``create_service`` installs :func:`require_token_for_writes` on the whole app, so a POST, PUT,
-PATCH or DELETE handler is guarded from the moment it exists; reads (GET, HEAD, OPTIONS) stay
-open. A write that changes nothing and spends nothing (a query that needs a JSON body) opts out
-where it is declared, with its reason::
+``create_service`` installs :class:`WriteTokenMiddleware` on every route once the service has a
+token, so a POST, PUT, PATCH or DELETE handler is guarded from the moment it exists; reads
+(GET, HEAD, OPTIONS) stay open. A write that changes nothing and spends nothing (a query that
+needs a JSON body) opts out where it is declared, with its reason::
 
     @post("/discover", opt=open_write("a query with a JSON body; reads the catalog"))
 
 ``tests/test_route_guards.py`` walks every service's routes and holds the opt-outs to a short,
-named allow-list. :func:`require_write_token` is the check itself, for a handler that needs the
-token whatever its method.
+named allow-list. :func:`require_write_token` is the same check as a guard, for a handler that
+needs the token whatever its method.
+
+The app-wide check is a middleware, not a guard: Litestar copies the route handler for every
+guard of every request (``BaseRouteHandler.authorize_connection``), which was a fifteenth of
+the registry's CPU a heartbeat, on reads as much as on writes.
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from libs.common.kit.problems import problem_response
 
 WRITE_TOKEN_STATE_KEY = "pas_write_token"  # noqa: S105  (a state key, not a secret)
 OPEN_WRITE_OPT = "pas_open_write"
@@ -40,11 +50,11 @@ def open_write_reason(route_handler: BaseRouteHandler) -> str | None:
     return reason if isinstance(reason, str) and reason else None
 
 
-def _check_token(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-    expected: str | None = connection.app.state.get(WRITE_TOKEN_STATE_KEY)
+def _check_token(authorization: str, expected: str | None) -> None:
+    """Refuse unless ``authorization`` is ``Bearer <expected>``; open when none is expected."""
     if not expected:
         return
-    scheme, _sep, presented = connection.headers.get("authorization", "").partition(" ")
+    scheme, _sep, presented = authorization.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         presented.strip().encode(), expected.encode()
     ):
@@ -54,8 +64,37 @@ def _check_token(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         )
 
 
-# Both guards are coroutines: Litestar runs a plain function guard in a worker thread, a cost
-# every request would pay for a check that never blocks.
+class WriteTokenMiddleware(ASGIMiddleware):
+    """Every write needs ``token``, unless its handler was declared with :func:`open_write`
+    (``exclude_opt_key``: Litestar then leaves this middleware out of that route)."""
+
+    scopes = (ScopeType.HTTP,)
+    exclude_opt_key = OPEN_WRITE_OPT
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope.get("method") in WRITE_METHODS:
+            authorization = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), ""
+            )
+            try:
+                _check_token(authorization, self.token)
+            except NotAuthorizedException as refused:
+                # Answered here: raised, it would pass the request-id and metrics middleware
+                # on its way to the app's handler, and go out as their 500.
+                request: Request[Any, Any, Any] = Request(scope, receive)
+                response = problem_response(
+                    refused.status_code, refused.detail, request=request, headers=refused.headers
+                )
+                await response.to_asgi_response(None, request)(scope, receive, send)
+                return
+        await next_app(scope, receive, send)
+
+
+# A coroutine: Litestar runs a plain function guard in a worker thread, a cost every request
+# would pay for a check that never blocks.
 
 
 async def require_write_token(
@@ -66,13 +105,7 @@ async def require_write_token(
     The token is set by ``create_service`` (the service's ``<PREFIX>TOKEN``, else
     ``PAS_TOKEN``); it is compared in constant time and never logged.
     """
-    _check_token(connection)
-
-
-async def require_token_for_writes(
-    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
-) -> None:
-    """The app-wide guard: :func:`require_write_token` for every write method, unless the
-    handler was declared with :func:`open_write`."""
-    if connection.scope.get("method") in WRITE_METHODS and open_write_reason(route_handler) is None:
-        _check_token(connection)
+    _check_token(
+        connection.headers.get("authorization", ""),
+        connection.app.state.get(WRITE_TOKEN_STATE_KEY),
+    )

@@ -15,7 +15,7 @@ from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 from prometheus_client.registry import Collector
 
 from libs.common.http_tracing import litestar_plugins
-from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, require_token_for_writes
+from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, WriteTokenMiddleware
 from libs.common.kit.exposure import listen_host, listen_port, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
 from libs.common.kit.heap import StartupHeap
@@ -110,8 +110,12 @@ def create_service(
             key: Provide(_constant(value), sync_to_thread=False)
             for key, value in (dependencies or {}).items()
         },
-        middleware=[RequestContextMiddleware(), prometheus.middleware],
-        guards=[require_token_for_writes],
+        # Innermost the token: a refused write is logged with its request id and counted.
+        middleware=[
+            RequestContextMiddleware(),
+            prometheus.middleware,
+            *([WriteTokenMiddleware(token)] if token else []),
+        ],
         exception_handlers={**EXCEPTION_HANDLERS, **(exception_handlers or {})},
         lifespan=list(lifespan),
         # Once the lifespans have opened what the service owns, that is its long-lived heap.
