@@ -42,7 +42,7 @@ from services.langgraph_runner.settings import RunnerSettings
 from services.llm.llama31_8b_service import Llama31Settings
 from services.llm.tinyllama_service import TinyLlamaSettings
 from services.llm.tlc_classifier_service import TLCSettings
-from services.provider_router.desk_keys import require_caller
+from services.provider_router.desk_keys import CallerMiddleware
 from services.provider_router.settings import RouterSettings
 from services.registry.settings import RegistrySettings
 from services.versioning.settings import VersioningSettings
@@ -134,11 +134,13 @@ def write_routes(app: Litestar) -> Iterator[tuple[str, str, HTTPRouteHandler]]:
 
 
 def _guarded(handler: HTTPRouteHandler) -> bool:
-    guards = handler.resolve_guards()
+    middleware = handler.resolve_middleware()
     # The router's routed endpoints take a desk key's token as well as the router's.
-    if require_write_token in guards or require_caller in guards:
+    if require_write_token in handler.resolve_guards() or any(
+        isinstance(m, CallerMiddleware) for m in middleware
+    ):
         return True
-    checked = any(isinstance(m, WriteTokenMiddleware) for m in handler.resolve_middleware())
+    checked = any(isinstance(m, WriteTokenMiddleware) for m in middleware)
     return checked and open_write_reason(handler) is None
 
 

@@ -23,10 +23,15 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.errors import PASError, SettingsError
+from libs.common.kit.auth import authorization_header
+from libs.common.kit.problems import answer_refused
 from libs.common.schemas.usage import AwareTime
 from services.provider_router.rate_limits import RateWindow
 
@@ -315,18 +320,27 @@ class KeyGate:
 
 
 def caller_key(connection: ASGIConnection[Any, Any, Any, Any]) -> DeskKey | None:
-    """The request's key, as :func:`require_caller` found it."""
+    """The request's key, as :class:`CallerMiddleware` found it."""
     key: DeskKey | None = connection.scope.get("state", {}).get(KEY_STATE)
     return key
 
 
-async def require_caller(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-) -> None:
-    """The routed endpoints' guard: a desk key's token or the router's (see the module)."""
-    gate: KeyGate = connection.app.state[GATE_STATE]
-    key = gate.identify(connection.headers.get("authorization", ""))
-    connection.scope.setdefault("state", {})[KEY_STATE] = key
+class CallerMiddleware(ASGIMiddleware):
+    """The routed endpoints' check: a desk key's token or the router's (see the module); the
+    key found is kept in the request's state (:func:`caller_key`). A middleware rather than
+    a guard: Litestar copies the route handler for every guard of every request."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        gate: KeyGate = scope["litestar_app"].state[GATE_STATE]
+        try:
+            key = gate.identify(authorization_header(scope))
+        except NotAuthorizedException as refused:
+            await answer_refused(scope, receive, send, refused)
+            return
+        scope.setdefault("state", {})[KEY_STATE] = key
+        await next_app(scope, receive, send)
 
 
 async def require_operator(
@@ -334,10 +348,9 @@ async def require_operator(
 ) -> None:
     """Reads of every desk's spend: the router's token (or anyone, when neither keys nor a
     token are configured); a desk key's token is a 403, as one desk may not read another's."""
-    await require_caller(connection, handler)
-    key = caller_key(connection)
+    gate: KeyGate = connection.app.state[GATE_STATE]
+    key = gate.identify(connection.headers.get("authorization", ""))
     if key is not None:
-        gate: KeyGate = connection.app.state[GATE_STATE]
         # With desk keys and no router token nobody may read this: say what is missing.
         unset = "" if gate.has_router_token else ", which is not set (ROUTER_TOKEN)"
         raise KeyRefused(

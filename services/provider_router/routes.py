@@ -37,11 +37,11 @@ from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
 from services.provider_router.desk_keys import (
     GATE_STATE,
+    CallerMiddleware,
     DeskKey,
     KeyGate,
     KeyState,
     caller_key,
-    require_caller,
     require_operator,
 )
 from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
@@ -52,8 +52,8 @@ from services.provider_router.settings import RouterSettings
 from services.provider_router.strategies import Strategy
 
 _ROUTER_FIELDS = ("capability", "strategy", "prefer_local")
-# The app-wide guard knows the router's token only; require_caller takes it or a key's.
-_KEYED = open_write("a desk key's token or the router's, checked by desk_keys.require_caller")
+# The kit's token check knows the router's token only; CallerMiddleware takes it or a key's.
+_KEYED = open_write("a desk key's token or the router's, checked by desk_keys.CallerMiddleware")
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +284,7 @@ class RouterController(Controller):
         status_code=200,
         operation_class=_exact_body(RouteRequest),
         responses=problem_responses(400, 401, 403, 404, 503),
-        guards=[require_caller],
+        middleware=[CallerMiddleware()],
         opt=_KEYED,
     )
     async def route(
@@ -318,7 +318,7 @@ class RouterController(Controller):
             200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
             **problem_responses(400, 401, 403, 404, 413, 429, 503),
         },
-        guards=[require_caller],
+        middleware=[CallerMiddleware()],
         opt=_KEYED,
     )
     async def chat_completions(
@@ -349,7 +349,7 @@ class RouterController(Controller):
             200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
             **problem_responses(400, 401, 403, 404, 413, 429, 503),
         },
-        guards=[require_caller],
+        middleware=[CallerMiddleware()],
         opt=_KEYED,
     )
     async def embeddings(
@@ -379,7 +379,7 @@ class RouterController(Controller):
     @get(
         "/keys",
         responses=problem_responses(401),
-        guards=[require_caller],
+        middleware=[CallerMiddleware()],
         summary="Every desk key's limits and where it stands: spend today, last minute",
     )
     async def keys(self, request: Request[Any, Any, Any]) -> KeyList:

@@ -362,6 +362,7 @@ async def test_a_key_past_its_expiry_is_refused_and_one_before_it_answers(
     assert refused.status_code == 401
     assert f"key 'contractor' expired at {an_hour_ago.isoformat()}" in refused.json()["detail"]
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]  # logged as one
     assert answered.status_code == 200
     assert len(responder.requests) == 1
     assert keys["contractor"]["refused_now"] == "expired"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
@@ -29,7 +28,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from libs.common.kit.problems import problem_response
+from libs.common.kit.problems import answer_refused
 
 WRITE_TOKEN_STATE_KEY = "pas_write_token"  # noqa: S105  (a state key, not a secret)
 OPEN_WRITE_OPT = "pas_open_write"
@@ -64,6 +63,12 @@ def _check_token(authorization: str, expected: str | None) -> None:
         )
 
 
+def authorization_header(scope: Scope) -> str:
+    """The request's ``Authorization`` header, or "" (read off the scope: no connection
+    object built for it)."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
+
+
 class WriteTokenMiddleware(ASGIMiddleware):
     """Every write needs ``token``, unless its handler was declared with :func:`open_write`
     (``exclude_opt_key``: Litestar then leaves this middleware out of that route)."""
@@ -76,19 +81,11 @@ class WriteTokenMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope.get("method") in WRITE_METHODS:
-            authorization = next(
-                (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), ""
-            )
+            authorization = authorization_header(scope)
             try:
                 _check_token(authorization, self.token)
             except NotAuthorizedException as refused:
-                # Answered here: raised, it would pass the request-id and metrics middleware
-                # on its way to the app's handler, and go out as their 500.
-                request: Request[Any, Any, Any] = Request(scope, receive)
-                response = problem_response(
-                    refused.status_code, refused.detail, request=request, headers=refused.headers
-                )
-                await response.to_asgi_response(None, request)(scope, receive, send)
+                await answer_refused(scope, receive, send, refused)
                 return
         await next_app(scope, receive, send)
 

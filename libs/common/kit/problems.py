@@ -11,7 +11,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
 
 from libs.common.errors import PASError
 from libs.common.kit.request_context import current_request_id
@@ -43,6 +43,19 @@ def problem_response(
         errors=errors or [],
     )
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+async def answer_refused(
+    scope: Scope, receive: Receive, send: Send, refused: HTTPException
+) -> None:
+    """Answer a request that a middleware refuses (a missing token, say) with its problem
+    body, there and then. Raised instead, the error would pass the kit's request-id and
+    metrics middleware on its way to the app's handler, and go out as their 500."""
+    request: Request[Any, Any, Any] = Request(scope, receive)
+    response = problem_response(
+        refused.status_code, str(refused.detail), request=request, headers=refused.headers
+    )
+    await response.to_asgi_response(None, request)(scope, receive, send)
 
 
 def _field_errors(extra: Any) -> list[FieldError]:
