@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from libs.common.schemas.documents import DocumentResult
 from tests.airflow.airflow_cli import AIRFLOW_VENV, Completed, kill_group, run_in_group
 from tests.airflow.conftest import PASStack, dags_folder_with, needs_airflow
 from tests.airflow.test_operators import PROBE_DAGS
+from tests.support.polling import poll
 from tests.support.processes import REPO_ROOT, free_port
 
 pytestmark = [*needs_airflow, pytest.mark.timeout(900)]
@@ -59,16 +59,21 @@ class RunningAirflow:
         self, path: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 300
     ) -> dict[str, Any]:
         """Poll ``GET path`` until ``done`` says so (a 404 is "not yet": a DAG not parsed)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def ask() -> tuple[int, dict[str, Any]]:
             response = self.client.get(path)
             assert response.status_code in (200, 404), response.text
-            body: dict[str, Any] = response.json()
-            if response.status_code == 200 and done(body):
-                return body
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{path} never got there: {body}")
-            time.sleep(0.5)
+            return response.status_code, response.json()
+
+        status, body = poll(
+            ask,
+            until=lambda answer: answer[0] == 200 and done(answer[1]),
+            timeout_s=timeout_s,
+            interval_s=0.5,
+        )
+        assert status == 200, f"{path} never got there: {body}"
+        assert done(body), f"{path} never got there: {body}"
+        return body
 
 
 def settled(run_or_task: dict[str, Any]) -> bool:

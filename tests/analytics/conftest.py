@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from litestar.testing import AsyncTestClient
 from libs.common.kafka.topics import ensure_topics
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
+from tests.support.polling import poll_async
 from tests.support.processes import ServiceProcess, ServiceProcesses
 from tests.support.topic_reader import read_from_start
 
@@ -282,13 +282,9 @@ async def wait_until(
     timeout_s: float = 60,
     interval_s: float = 0.2,
 ) -> Any:
-    """Ask ``probe`` until ``done`` says its answer is complete; the last answer either way."""
-    deadline = time.monotonic() + timeout_s
-    answer = await probe()
-    while not done(answer) and time.monotonic() < deadline:
-        await asyncio.sleep(interval_s)
-        answer = await probe()
-    return answer
+    """Ask ``probe`` until ``done`` says its answer is complete; the last answer either way
+    (the collector's defaults: a minute, five asks a second)."""
+    return await poll_async(probe, until=done, timeout_s=timeout_s, interval_s=interval_s)
 
 
 async def totals(url: str, **params: str) -> dict[str, Any]:

@@ -14,10 +14,10 @@ import asyncio
 import hashlib
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from tests.analytics.conftest import (
     run_event,
     utc_now,
 )
+from tests.support.polling import poll
 from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 from tests.support.prometheus import (
     PROMETHEUS_CONFIG,
@@ -144,26 +145,19 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         processes.stop_all()
 
 
-def _wait(probe: Any, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = probe()
-        if answer or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def traffic(stack: Stack) -> Traffic:
     """One call routed to the model, one straight to the LLM service, a day of workflow runs
     and usage over HTTP, and one undecodable usage record."""
     model = httpx.get(f"{stack.llm.url}/v1/models").json()["data"][0]["id"]
     candidate = "local/llm_llama31_8b"
-    _wait(
+    poll(
         lambda: (
             candidate
             in {c["id"] for c in httpx.get(f"{stack.router.url}/providers").json()["candidates"]}
-        )
+        ),
+        timeout_s=60,
+        interval_s=0.2,
     )
     chat = {
         "messages": [{"role": "user", "content": "Is a bond a loan?"}],
@@ -209,7 +203,9 @@ def _stored(stack: Stack) -> list[dict[str, Any]]:
 def test_a_routed_call_on_the_model_is_stored_once_with_its_usage(
     stack: Stack, traffic: Traffic
 ) -> None:
-    rows = _wait(lambda: (found := _stored(stack)) and len(found) >= 2 and found)
+    rows = poll(
+        lambda: _stored(stack), until=lambda found: len(found) >= 2, timeout_s=60, interval_s=0.2
+    )
     metrics = {
         name: httpx.get(f"{process.url}/metrics").text
         for name, process in (("llm", stack.llm), ("router", stack.router))
@@ -286,11 +282,15 @@ def test_every_grafana_promql_query_returns_series_from_a_real_prometheus(
     queries = dashboard_queries(["pas-analytics.json", "pas-services.json"])
     with Prometheus(_prometheus_config(stack), tmp_path) as prometheus:
         # rate() needs two scrapes; wait until the slowest kind of query has data.
-        _wait(lambda: prometheus.series("rate(workflow_executions_total[5m])"), timeout_s=60)
+        poll(
+            lambda: prometheus.series("rate(workflow_executions_total[5m])"),
+            timeout_s=60,
+            interval_s=0.2,
+        )
         empty = [
             (name, expr)
             for name, expr in queries
-            if not _wait(lambda e=expr: prometheus.series(e), 20)
+            if not poll(partial(prometheus.series, expr), timeout_s=20, interval_s=0.2)
         ]
 
     assert len(queries) >= 20

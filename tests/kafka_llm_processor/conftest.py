@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
+from tests.support.polling import poll_async
 from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 from tests.support.topic_reader import read_from_start
 
@@ -140,13 +141,12 @@ async def committed_offset(
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
+
+        async def offset() -> int | None:
             found = (await admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
-            offset = None if found is None or found.offset < 0 else found.offset
-            if until(offset) or asyncio.get_running_loop().time() >= deadline:
-                return offset
-            await asyncio.sleep(0.2)
+            return None if found is None or found.offset < 0 else found.offset
+
+        return await poll_async(offset, until=until, timeout_s=timeout_s, interval_s=0.2)
     finally:
         await admin.close()
 
@@ -154,9 +154,10 @@ async def committed_offset(
 async def metrics_showing(url: str, line: str, timeout_s: float = 60) -> str:
     """The service's /metrics once it shows ``line`` (or at the timeout)."""
     async with httpx.AsyncClient() as http:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            text = (await http.get(f"{url}/metrics")).text
-            if line in text or asyncio.get_running_loop().time() >= deadline:
-                return text
-            await asyncio.sleep(0.2)
+
+        async def text() -> str:
+            return (await http.get(f"{url}/metrics")).text
+
+        return await poll_async(
+            text, until=lambda text: line in text, timeout_s=timeout_s, interval_s=0.2
+        )

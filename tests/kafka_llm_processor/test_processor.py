@@ -32,6 +32,7 @@ from tests.kafka_llm_processor.conftest import (
 from tests.support.asgi_server import serve_asgi
 from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
+from tests.support.polling import poll_async
 from tests.support.processes import free_port
 
 # The tests on the real model wait for its answers (a few seconds each on two busy cores), so
@@ -359,14 +360,12 @@ async def test_a_processor_joining_mid_stream_takes_partitions_and_nothing_is_an
 async def partitions_of(url: str, timeout_s: float = 120) -> list[int]:
     """The partitions a processor owns, once it owns some (or at the timeout)."""
     async with httpx.AsyncClient() as http:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            partitions: list[int] = (await http.get(f"{url}/health")).json()["details"][
-                "partitions"
-            ]
-            if partitions or asyncio.get_running_loop().time() >= deadline:
-                return partitions
-            await asyncio.sleep(0.2)
+
+        async def partitions() -> list[int]:
+            owned: list[int] = (await http.get(f"{url}/health")).json()["details"]["partitions"]
+            return owned
+
+        return await poll_async(partitions, timeout_s=timeout_s, interval_s=0.2)
 
 
 async def test_llm_down_means_retries_then_the_dlq(

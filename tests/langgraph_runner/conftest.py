@@ -21,6 +21,7 @@ from services.langgraph_runner.app import create_app
 from services.langgraph_runner.settings import RunnerSettings
 from tests.langgraph_runner.probes import PROBE_REFERENCE, count
 from tests.llm.conftest import llm_process  # noqa: F401  (the embedded model, session-wide)
+from tests.support.polling import poll_async
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.topic_reader import read_from_start
 
@@ -108,24 +109,22 @@ async def wait_for_run(
 ) -> dict[str, Any]:
     """Poll ``GET /runs/{id}`` until the run's status is one of ``statuses``."""
     wanted = statuses or TERMINAL | {"interrupted"}
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
+
+    async def run() -> dict[str, Any]:
         response = await client.get(f"/runs/{run_id}")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["status"] in wanted:
-            return body
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"run {run_id} still {body['status']}: {body}")
-        await asyncio.sleep(0.05)
+        return body
+
+    body = await poll_async(run, until=lambda body: body["status"] in wanted, timeout_s=timeout_s)
+    assert body["status"] in wanted, f"run {run_id} still {body['status']}: {body}"
+    return body
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+    assert await poll_async(predicate, timeout_s=timeout_s, interval_s=0.02), (
+        "condition not met in time"
+    )
 
 
 # -- Kafka -------------------------------------------------------------------------------------

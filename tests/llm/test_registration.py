@@ -3,7 +3,6 @@ registry outages, and deregister when they stop."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,7 @@ import httpx
 
 from tests.llm.conftest import LLAMA_APP
 from tests.support.processes import ServiceProcess, free_port
-
-
-def wait_for_agents(registry_url: str, expected: set[str], timeout_s: float = 30) -> list[Any]:
-    deadline = time.monotonic() + timeout_s
-    index = 0
-    while time.monotonic() < deadline:
-        listing = httpx.get(f"{registry_url}/agents?index={index}&wait=5s", timeout=10).json()
-        index = listing["index"]
-        if {a["agent_id"] for a in listing["agents"]} == expected:
-            agents: list[Any] = listing["agents"]
-            return agents
-    raise AssertionError(f"the registry never showed exactly {expected}")
+from tests.support.registry_watch import agent_ids, watch_agents
 
 
 def test_service_registers_serves_through_an_outage_and_deregisters(
@@ -53,7 +41,7 @@ def test_service_registers_serves_through_an_outage_and_deregisters(
         assert answer.status_code == 200
 
         registry_process_factory(port=registry_port)
-        [agent] = wait_for_agents(registry_url, {"llm_llama31_8b"})
+        [agent] = watch_agents(registry_url, lambda agents: agent_ids(agents) == {"llm_llama31_8b"})
 
         assert agent["endpoint"] == f"http://localhost:{llm_port}"
         assert agent["capabilities"] == ["reasoning", "planning", "code_review", "explanation"]
@@ -65,4 +53,4 @@ def test_service_registers_serves_through_an_outage_and_deregisters(
     finally:
         llm.stop()
 
-    wait_for_agents(registry_url, set())
+    watch_agents(registry_url, lambda agents: not agents)

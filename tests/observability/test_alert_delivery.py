@@ -25,6 +25,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from libs.common.kafka.topics import ensure_topics
+from tests.support.polling import poll
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.prometheus import (
     ALERT_RULES,
@@ -34,7 +35,6 @@ from tests.support.prometheus import (
     alertmanager_installed,
     prometheus_config,
     prometheus_installed,
-    wait_for,
 )
 from tests.support.receivers import SmtpSink, WebhookReceiver
 
@@ -117,15 +117,20 @@ def test_a_poison_document_pages_through_prometheus_and_alertmanager(
         )
         with Prometheus(config, tmp_path) as prometheus:
             # A letter counts as new once Prometheus has scraped the processor for a window.
-            scraped = wait_for(
+            scraped = poll(
                 lambda: prometheus.series(
                     f'up{{job="pas-kafka-llm-processor"}} offset {WINDOW} == 1'
                 ),
-                60,
+                timeout_s=60,
+                interval_s=0.2,
             )
             assert scraped, prometheus.logs()
             asyncio.run(_publish(kafka_bootstrap, documents, b"{this is not a document"))
-            messages = wait_for(lambda: _messages(delivery.webhook, "PASDeadLettersGrowing"), 90)
+            messages = poll(
+                lambda: _messages(delivery.webhook, "PASDeadLettersGrowing"),
+                timeout_s=90,
+                interval_s=0.2,
+            )
             firing = [
                 a
                 for a in delivery.alertmanager.alerts()
@@ -226,7 +231,7 @@ def test_routing_and_inhibition(delivery: Delivery) -> None:
     # arrives with its source in one post can be sent before the source is seen (under load,
     # within group_wait). Prometheus has the same race; the rule is judged once sources are known.
     delivery.alertmanager.post(sources)
-    wait_for(lambda: {e for e in expected if "critical" in e} <= delivered(), 30)
+    poll(lambda: {e for e in expected if "critical" in e} <= delivered(), interval_s=0.2)
     delivery.alertmanager.post(targets)
 
     def inhibited() -> set[tuple[tuple[str, str], ...]]:
@@ -236,7 +241,7 @@ def test_routing_and_inhibition(delivery: Delivery) -> None:
             if a["status"]["inhibitedBy"]
         }
 
-    wait_for(lambda: expected <= delivered() and len(inhibited()) == 2, 30)
+    poll(lambda: expected <= delivered() and len(inhibited()) == 2, interval_s=0.2)
 
     assert delivered() == expected, delivery.alertmanager.logs()
     assert {dict(labels)["alertname"] for labels in inhibited()} == {

@@ -22,6 +22,7 @@ import pytest
 
 from libs.common.kafka.topics import ensure_topics
 from tests.analytics.conftest import COLLECTOR_APP, Topics, collector_environment
+from tests.support.polling import poll
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.prometheus import (
     ALERT_RULES,
@@ -35,7 +36,6 @@ from tests.support.prometheus import (
     prometheus_config,
     prometheus_installed,
     rule_queries,
-    wait_for,
 )
 
 pytestmark = [
@@ -176,7 +176,11 @@ def test_every_dashboard_and_rule_query_runs_and_names_exposed_metrics(
 
     refused, unknown = [], []
     with Prometheus(config, tmp_path) as prometheus:
-        up = wait_for(lambda: len(prometheus.series("up == 1")) == len(processes), 60)
+        up = poll(
+            lambda: len(prometheus.series("up == 1")) == len(processes),
+            timeout_s=60,
+            interval_s=0.2,
+        )
         assert up, prometheus.series("up")
         for where, expr in queries:
             try:
@@ -188,7 +192,7 @@ def test_every_dashboard_and_rule_query_runs_and_names_exposed_metrics(
             if not names:
                 unknown.append(f"{where}: names no metric")
             unknown += [f"{where}: {name}" for name in sorted(names - exposed)]
-        evaluated = wait_for(lambda: _rules_evaluated(prometheus), 60)
+        evaluated = poll(lambda: _rules_evaluated(prometheus), timeout_s=60, interval_s=0.2)
 
     assert len(queries) >= 70
     assert refused == []

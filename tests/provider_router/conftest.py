@@ -3,8 +3,6 @@ the router in process or as real uvicorn processes."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from services.provider_router.provider_router import create_app
 from services.provider_router.settings import RouterSettings
 from tests.conftest import agent_json
+from tests.support.polling import poll, poll_async
 from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 
 ROUTER_APP = "services.provider_router.provider_router:app"
@@ -152,28 +151,27 @@ def one_provider(
 
 def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
     """Poll ``check`` until it returns something truthy (returned); fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never saw {what}")
-        time.sleep(0.05)
+    found = poll(check, timeout_s=timeout_s)
+    assert found, f"never saw {what}"
+    return found
+
+
+async def candidates_by_id(router: AsyncTestClient[Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
 
 
 async def wait_for_candidates(
     router: AsyncTestClient[Any], expected: set[str], timeout_s: float = 20
 ) -> dict[str, Any]:
     """Until the router's candidates (by id) include ``expected``; returns them by id."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
-        if expected <= set(rows):
-            return rows
-        if time.monotonic() > deadline:
-            raise AssertionError(f"router never saw {expected - set(rows)}; it has {set(rows)}")
-        await asyncio.sleep(0.1)
+    rows = await poll_async(
+        lambda: candidates_by_id(router),
+        until=lambda rows: expected <= set(rows),
+        timeout_s=timeout_s,
+        interval_s=0.1,
+    )
+    assert expected <= set(rows), f"router never saw {expected - set(rows)}; it has {set(rows)}"
+    return rows
 
 
 def ask(capability: str, **extra: Any) -> dict[str, Any]:
@@ -190,12 +188,16 @@ async def wait_for_circuit(
     router: AsyncTestClient[Any], candidate_id: str, circuit: str, timeout_s: float = 60
 ) -> dict[str, Any]:
     """Until the router lists ``candidate_id`` with its circuit ``circuit``; returns its row."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
-        row: dict[str, Any] | None = rows.get(candidate_id)
-        if row is not None and row["circuit"] == circuit:
-            return row
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{candidate_id} never had its circuit {circuit}: {row}")
-        await asyncio.sleep(0.1)
+
+    async def row() -> dict[str, Any] | None:
+        return (await candidates_by_id(router)).get(candidate_id)
+
+    found = await poll_async(
+        row,
+        until=lambda row: row is not None and row["circuit"] == circuit,
+        timeout_s=timeout_s,
+        interval_s=0.1,
+    )
+    assert found is not None, f"the router never listed {candidate_id}"
+    assert found["circuit"] == circuit, f"{candidate_id} never had its circuit {circuit}: {found}"
+    return found

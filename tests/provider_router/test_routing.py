@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.provider_router.conftest import ask, one_provider, wait_for_candidates, wait_for_circuit
+from tests.provider_router.conftest import (
+    ask,
+    candidates_by_id,
+    one_provider,
+    wait_for_candidates,
+    wait_for_circuit,
+)
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.processes import free_port
@@ -167,13 +173,13 @@ async def test_a_dead_candidate_falls_back_then_its_circuit_opens_and_closes(
         flaky.kill()
         first = await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
         await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
-        state = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+        state = await candidates_by_id(router)
         skipped = await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
 
         start_llm("llama31_8b", port=port)
         half_open = await wait_for_circuit(router, "local/llm_llama31_8b", "half_open")
         probe = await router.post("/v1/chat/completions", json=ask("reasoning", strategy="cost"))
-        after = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+        after = await candidates_by_id(router)
 
     assert before.headers["x-pas-candidate"] == "local/llm_llama31_8b"
     assert first.status_code == 200

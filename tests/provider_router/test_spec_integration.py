@@ -7,7 +7,6 @@ The fixture starts the real chain on the spec's ports: a registry, the Llama 3.1
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.polling import poll
 from tests.support.processes import ServiceProcess, free_port
 
 
@@ -39,12 +39,12 @@ def spec_ports(registry_process_factory: Any, tmp_path: Path) -> Iterator[None]:
         {**env, "ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db"},
         tmp_path / "router.log",
     ).start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        rows = httpx.get("http://localhost:6103/providers").json()["candidates"]
-        if any(row["agent_id"] == "llm_llama31_8b" for row in rows):
-            break
-        time.sleep(0.1)
+    poll(
+        lambda: httpx.get("http://localhost:6103/providers").json()["candidates"],
+        until=lambda rows: any(row["agent_id"] == "llm_llama31_8b" for row in rows),
+        timeout_s=20,
+        interval_s=0.1,
+    )
     yield
     router.stop()
     llm.stop()

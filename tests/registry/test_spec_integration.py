@@ -9,7 +9,6 @@ never touched): the wrapper, on the embedded model, registers through its own
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,7 @@ import httpx
 
 from tests.llm.conftest import LLAMA_APP
 from tests.support.processes import ServiceProcess, free_port
-
-
-def wait_for_agent(registry_url: str, agent_id: str, timeout_s: float = 30) -> None:
-    """Block on the registry's watch until ``agent_id`` is in the catalog."""
-    deadline = time.monotonic() + timeout_s
-    index = 0
-    while time.monotonic() < deadline:
-        listing = httpx.get(f"{registry_url}/agents?index={index}&wait=5s", timeout=10).json()
-        index = listing["index"]
-        if agent_id in {a["agent_id"] for a in listing["agents"]}:
-            return
-    raise AssertionError(f"{agent_id} never registered with {registry_url}")
+from tests.support.registry_watch import agent_ids, watch_agents
 
 
 def test_registry_integration(registry_process_factory: Any, tmp_path: Path) -> None:
@@ -42,7 +30,7 @@ def test_registry_integration(registry_process_factory: Any, tmp_path: Path) -> 
         tmp_path / "llm.log",
     ).start()
     try:
-        wait_for_agent(registry.url, "llm_llama31_8b")
+        watch_agents(registry.url, lambda agents: "llm_llama31_8b" in agent_ids(agents))
 
         # Query registry for LLM agents (the spec's query)
         response = httpx.post(f"{registry.url}/discover", json={"capabilities": ["reasoning"]})

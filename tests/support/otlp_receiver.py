@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tests.support.polling import poll
 from tests.support.processes import REPO_ROOT, free_port
 
 Span = dict[str, Any]
@@ -194,15 +195,10 @@ class OTLPReceiver:
         self, check: Callable[[list[Span]], bool], what: str, timeout_s: float = 30
     ) -> list[Span]:
         """Every span received once ``check`` holds for them; fails naming ``what``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            spans = self.spans()
-            if check(spans):
-                return spans
-            if time.monotonic() > deadline:
-                names = sorted({f"{s['service']}: {s['name']}" for s in spans})
-                raise AssertionError(f"never received {what}; received {names}")
-            time.sleep(0.1)
+        spans = poll(self.spans, until=check, timeout_s=timeout_s, interval_s=0.1)
+        names = sorted({f"{s['service']}: {s['name']}" for s in spans})
+        assert check(spans), f"never received {what}; received {names}"
+        return spans
 
 
 def main() -> None:

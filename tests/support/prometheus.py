@@ -11,14 +11,14 @@ import json
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 import yaml
 
+from tests.support.polling import poll
 from tests.support.processes import REPO_ROOT, free_port
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -46,17 +46,6 @@ def prometheus_installed() -> bool:
 
 def alertmanager_installed() -> bool:
     return Path(ALERTMANAGER).is_file() and bool(shutil.which("amtool"))
-
-
-def wait_for(probe: Callable[[], Any], timeout_s: float = 60) -> Any:
-    """``probe()`` until it answers something truthy (returned) or the time is up (its last
-    answer returned)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = probe()
-        if answer or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.2)
 
 
 def prometheus_config(
@@ -115,7 +104,7 @@ class _MonitoringProcess:
     def __enter__(self) -> Self:
         with (self.workdir / f"{self.name}.log").open("wb") as log:
             self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        if not wait_for(self._ready, 30):
+        if not poll(self._ready, timeout_s=30, interval_s=0.2):
             self.__exit__()
             raise RuntimeError(f"{self.name} did not start:\n{self.logs()}")
         return self

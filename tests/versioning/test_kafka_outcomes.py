@@ -5,9 +5,9 @@ Each test has topics and a consumer group of its own, so tests never read each o
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -21,6 +21,8 @@ from libs.common.schemas.documents import DeadLetter
 from libs.common.schemas.versioning import Experiment
 from services.versioning.app import create_app
 from services.versioning.settings import VersioningSettings
+from tests.support.polling import poll_async
+from tests.support.topic_reader import read_from_start
 from tests.versioning.conftest import WORKFLOW, Client, create_version
 
 
@@ -114,33 +116,6 @@ async def publish(
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, want: int, timeout_s: float = 30) -> list[bytes]:
-    """Read a one-partition topic from the start, without a consumer group."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    consumer.assign([TopicPartition(topic, 0)])
-    found: list[bytes] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(found) < want and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                found.extend(r.value for r in records if r.value is not None)
-    finally:
-        await consumer.stop()
-    return found
-
-
-async def wait_for(check: Callable[[], Any], timeout_s: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.1)
-
-
 async def committed(bootstrap: str, topics: Topics) -> int:
     """How many events the version manager's group has committed, over all partitions."""
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.group)
@@ -158,7 +133,8 @@ async def wait_until_committed(bootstrap: str, topics: Topics, events: int) -> N
     async def done() -> bool:
         return await committed(bootstrap, topics) == events
 
-    assert await wait_for(done), f"the version manager did not commit {events} events"
+    committed_all = await poll_async(done, interval_s=0.1)
+    assert committed_all, f"the version manager did not commit {events} events"
 
 
 async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
@@ -221,7 +197,9 @@ async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
         )
     letters = [
         msgspec.json.decode(v, type=DeadLetter)
-        for v in await read_all(kafka_bootstrap, topics.dlq, len(bad))
+        for v in await read_from_start(
+            kafka_bootstrap, topics.dlq, attrgetter("value"), want=len(bad), timeout_s=30
+        )
     ]
     by_key = {letter.key: letter for letter in letters}
     assert set(by_key) == set(bad)

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from git import Repo
 
+from tests.support.polling import poll_async
 from tests.versioning.conftest import AUTHOR, WORKFLOW, Client, create_version, definition_json
-
-
-async def eventually(check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def test_changes_are_pushed_to_the_remote(
@@ -41,7 +32,7 @@ async def test_changes_are_pushed_to_the_remote(
             state = (remote.heads.main.commit.hexsha, sorted(t.name for t in remote.tags))
         return state if state[0] == head else None
 
-    pushed = await eventually(remote_state)
+    pushed = await poll_async(remote_state)
     assert pushed == (head, [f"{WORKFLOW}-v1", f"{WORKFLOW}-v2", f"{WORKFLOW}-v3"])
     with Repo(remote_path) as remote:
         assert all(t.tag is not None for t in remote.tags), "annotated tags, as pushed"
@@ -67,11 +58,7 @@ async def test_an_unreachable_remote_degrades_health_but_not_writes(
         health = (await service.get("/health")).json()
         return health if health["status"] == "degraded" else None
 
-    deadline = asyncio.get_running_loop().time() + 20
-    health = await degraded()
-    while health is None and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-        health = await degraded()
+    health = await poll_async(degraded, timeout_s=20)
     assert health is not None
     assert health["details"]["push"]["last_error"]
     metrics = (await service.get("/metrics")).text
