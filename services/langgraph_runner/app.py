@@ -139,7 +139,7 @@ def create_app(
         description="Runs PAS workflows (LangGraph graphs) over REST and Kafka, checkpointed, "
         "resumable after interrupts, failures and restarts.",
         route_handlers=[WorkflowController, RunController],
-        dependencies={"catalog": catalog, "runs": runs, "settings": settings},
+        dependencies={"catalog": catalog, "runs": runs},
         lifespan=[run_runner],
         health_check=health,
         collectors=metrics.collectors,

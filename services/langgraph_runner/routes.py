@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from libs.common.kit import problem_responses, require_write_token
+from libs.common.kit import problem_responses
 from libs.common.kit.parameters import constrained
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.workflows import (
@@ -29,7 +29,6 @@ from libs.common.schemas.workflows import (
 from services.langgraph_runner.catalog import Catalog
 from services.langgraph_runner.run_watch import is_settled
 from services.langgraph_runner.runs import RunManager
-from services.langgraph_runner.settings import RunnerSettings
 from services.langgraph_runner.store import RunRecord
 
 _encode = msgspec.json.Encoder().encode
@@ -73,7 +72,6 @@ class WorkflowController(Controller):
 
     @post(
         "/{workflow_id:str}/runs",
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 404, 409, 413, 503),
         summary="Start a run; with wait=true, answer with its outcome",
     )
@@ -82,7 +80,6 @@ class WorkflowController(Controller):
         workflow_id: WorkflowIdParam,
         data: Annotated[RunRequest, Body()],
         runs: NamedDependency[RunManager],
-        settings: NamedDependency[RunnerSettings],
         wait: Wait = False,
     ) -> Response[RunStatus]:
         record = await runs.start(
@@ -93,7 +90,7 @@ class WorkflowController(Controller):
             metadata=data.metadata,
         )
         if wait:
-            record = await runs.wait(record.run.run_id, settings.max_wait_s)
+            record = await runs.wait(record.run.run_id, runs.max_wait_s)
         return _answer(record)
 
 
@@ -142,7 +139,6 @@ class RunController(Controller):
 
     @post(
         "/{run_id:str}/resume",
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 404, 409, 503),
         summary="Answer an interrupt, or retry a failed run from its last checkpoint",
     )
@@ -150,20 +146,18 @@ class RunController(Controller):
         self,
         run_id: RunIdParam,
         runs: NamedDependency[RunManager],
-        settings: NamedDependency[RunnerSettings],
         data: Annotated[ResumeRequest | None, Body()] = None,
         wait: Wait = False,
     ) -> Response[RunStatus]:
         request = data or ResumeRequest()
         record = await runs.resume(run_id, request.resume, request.interrupt_id)
         if wait:
-            record = await runs.wait(run_id, settings.max_wait_s)
+            record = await runs.wait(run_id, runs.max_wait_s)
         return _answer(record)
 
     @post(
         "/{run_id:str}/cancel",
         status_code=200,
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 404, 409),
         summary="Cancel a pending, running or interrupted run",
     )

@@ -106,6 +106,8 @@ class RunManager:
         self._drain_timeout_s = settings.drain_timeout_s
         self._lease_renew_s = settings.lease_renew_s
         self._max_runs = settings.max_concurrent_runs
+        self.max_wait_s = settings.max_wait_s
+        """The longest a request with ``wait=true`` is held (``RUNNER_MAX_WAIT_S``)."""
         self._leases_opened: LeaseKeeper | None = None
         self._prices = LLMPrices(settings.llm_prices)
         self._slots = asyncio.Semaphore(settings.max_concurrent_runs)

@@ -8,7 +8,7 @@ from litestar import Controller, HttpMethod, Response, get, post, route
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
-from libs.common.kit import open_write, problem_responses, require_write_token
+from libs.common.kit import open_write, problem_responses
 from libs.common.kit.parameters import constrained
 from libs.common.schemas.versioning import (
     Assignment,
@@ -36,7 +36,6 @@ class ExperimentController(Controller):
     @post(
         "/",
         status_code=201,
-        guards=[require_write_token],
         before_request=name_unknown_fields(ExperimentRequest),
         responses=problem_responses(400, 401, 409, 413),
         summary="Start an A/B test between versions of one workflow",
@@ -79,7 +78,6 @@ class ExperimentController(Controller):
     @post(
         "/{experiment_id:str}/stop",
         status_code=200,
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 404),
         summary="Stop assigning units and recording outcomes",
     )
@@ -109,7 +107,6 @@ class ExperimentController(Controller):
     @post(
         "/{experiment_id:str}/outcomes",
         status_code=200,
-        guards=[require_write_token],
         responses=problem_responses(400, 401, 404, 409, 413),
         summary="Record what happened in one run (an object) or many (an array)",
     )

@@ -36,10 +36,17 @@ async def test_a_tool_loop_runs_the_tool_and_ends_on_either_api(
         asked.append(ticker)
         return json.dumps({"ticker": ticker, "price": 189.5})
 
-    model = gateway.chat_model(WorkflowParameters(), 64).bind_tools([get_price])
+    plain = gateway.chat_model(WorkflowParameters(), 64)
+    model = plain.bind_tools([get_price])
 
     async def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
-        return {"messages": [await model.ainvoke(state["messages"])]}
+        # Once the tool has answered, the model answers from its result, asked without the
+        # tools (as tool_choice "none"; Ollama's API has no tool_choice). Left to choose, the
+        # 135M model asks the same call again on some CPUs (its greedy pick moves with the
+        # arithmetic: without AVX-512 it does), and the loop would run into recursion_limit.
+        last = state["messages"][-1]
+        chosen = plain if isinstance(last, ToolMessage) else model
+        return {"messages": [await chosen.ainvoke(state["messages"])]}
 
     graph = StateGraph(MessagesState)
     graph.add_node("agent", agent)

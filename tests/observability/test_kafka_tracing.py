@@ -139,10 +139,14 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
         LLAMA31_8B_USAGE_TOPIC=topics.usage,
     )
     try:
-        processor = start_processor(kafka_bootstrap, topics, f"{llm.url}/v1", tmp_path, tracing)
+        # One model call whatever the model answers: an ungrounded answer is not asked again
+        # (whether the 135M model's summary holds a figure the document does not moves with
+        # the CPU's arithmetic), so one usage event and one GenAI span.
+        no_second_question = {**tracing, "PROCESSOR_GROUNDING_RETRY": "false"}
+        processor = start_processor(
+            kafka_bootstrap, topics, f"{llm.url}/v1", tmp_path, no_second_question
+        )
         try:
-            # A summary: one model call (a summary is not asked again, as a key figure or a
-            # reason the document does not hold is), so one usage event and one GenAI span.
             document = msgspec.structs.replace(documents(1)[0], task="summary")
             key = document.doc_id.encode()
             trace_id = produce_traced(
@@ -178,7 +182,7 @@ def test_a_document_through_the_processor_is_one_trace_onto_the_results_topic(
     result_record = published[0]
     result = msgspec.json.decode(result_record.value, type=DocumentResult)
     assert result.doc_id == document.doc_id
-    assert result.status == "ok"
+    assert result.status in ("ok", "ungrounded")  # answered: grounded or flagged as not
     trace = in_trace(spans, trace_id)
     assert_whole(trace)
     assert one(trace, parent_span_id="")["service"] == "dag_task"

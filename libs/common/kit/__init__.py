@@ -1,6 +1,6 @@
 """The service kit: one call gives a Litestar app health, metrics, JSON logs and errors."""
 
-from libs.common.kit.auth import WriteTokenMiddleware, open_write, require_write_token
+from libs.common.kit.auth import WriteTokenMiddleware, open_write
 from libs.common.kit.health import HealthCheck, HealthReport, HealthStatus
 from libs.common.kit.problems import problem_response, problem_responses
 from libs.common.kit.request_context import QUIET_WHEN_OK
@@ -17,5 +17,4 @@ __all__ = [
     "open_write",
     "problem_response",
     "problem_responses",
-    "require_write_token",
 ]

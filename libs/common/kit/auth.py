@@ -8,8 +8,7 @@ needs a JSON body) opts out where it is declared, with its reason::
     @post("/discover", opt=open_write("a query with a JSON body; reads the catalog"))
 
 ``tests/test_route_guards.py`` walks every service's routes and holds the opt-outs to a short,
-named allow-list. :func:`require_write_token` is the same check as a guard, for a handler that
-needs the token whatever its method.
+named allow-list.
 
 The app-wide check is a middleware, not a guard: Litestar copies the route handler for every
 guard of every request (``BaseRouteHandler.authorize_connection``), which was a fifteenth of
@@ -21,7 +20,6 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
@@ -30,7 +28,6 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.kit.problems import answer_refused
 
-WRITE_TOKEN_STATE_KEY = "pas_write_token"  # noqa: S105  (a state key, not a secret)
 OPEN_WRITE_OPT = "pas_open_write"
 """Key of a handler's ``opt`` that exempts it from the token; its value says why."""
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -88,21 +85,3 @@ class WriteTokenMiddleware(ASGIMiddleware):
                 await answer_refused(scope, receive, send, refused)
                 return
         await next_app(scope, receive, send)
-
-
-# A coroutine: Litestar runs a plain function guard in a worker thread, a cost every request
-# would pay for a check that never blocks.
-
-
-async def require_write_token(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-) -> None:
-    """Refuse the request unless it carries the app's token; open when none is configured.
-
-    The token is set by ``create_service`` (the service's ``<PREFIX>TOKEN``, else
-    ``PAS_TOKEN``); it is compared in constant time and never logged.
-    """
-    _check_token(
-        connection.headers.get("authorization", ""),
-        connection.app.state.get(WRITE_TOKEN_STATE_KEY),
-    )

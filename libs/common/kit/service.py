@@ -15,7 +15,7 @@ from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 from prometheus_client.registry import Collector
 
 from libs.common.http_tracing import litestar_plugins
-from libs.common.kit.auth import WRITE_TOKEN_STATE_KEY, WriteTokenMiddleware
+from libs.common.kit.auth import WriteTokenMiddleware
 from libs.common.kit.exposure import listen_host, listen_port, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
 from libs.common.kit.heap import StartupHeap
@@ -131,9 +131,7 @@ def create_service(
             path="/schema",
         ),
     )
-    app = Litestar.from_config(config)
-    app.state[WRITE_TOKEN_STATE_KEY] = token
-    return app
+    return Litestar.from_config(config)
 
 
 def _constant(value: Any) -> Callable[[], Any]:
