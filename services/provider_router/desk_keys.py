@@ -30,8 +30,8 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.errors import PASError, SettingsError
-from libs.common.kit.auth import authorization_header
 from libs.common.kit.problems import answer_refused
+from libs.common.kit.request_context import scope_header
 from libs.common.schemas.usage import AwareTime
 from services.provider_router.rate_limits import RateWindow
 
@@ -335,7 +335,7 @@ class CallerMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         gate: KeyGate = scope["litestar_app"].state[GATE_STATE]
         try:
-            key = gate.identify(authorization_header(scope))
+            key = gate.identify(scope_header(scope, b"authorization"))
         except NotAuthorizedException as refused:
             await answer_refused(scope, receive, send, refused)
             return

@@ -27,6 +27,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.kit.problems import answer_refused
+from libs.common.kit.request_context import scope_header
 
 OPEN_WRITE_OPT = "pas_open_write"
 """Key of a handler's ``opt`` that exempts it from the token; its value says why."""
@@ -60,12 +61,6 @@ def _check_token(authorization: str, expected: str | None) -> None:
         )
 
 
-def authorization_header(scope: Scope) -> str:
-    """The request's ``Authorization`` header, or "" (read off the scope: no connection
-    object built for it)."""
-    return next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
-
-
 class WriteTokenMiddleware(ASGIMiddleware):
     """Every write needs ``token``, unless its handler was declared with :func:`open_write`
     (``exclude_opt_key``: Litestar then leaves this middleware out of that route)."""
@@ -78,9 +73,8 @@ class WriteTokenMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope.get("method") in WRITE_METHODS:
-            authorization = authorization_header(scope)
             try:
-                _check_token(authorization, self.token)
+                _check_token(scope_header(scope, b"authorization"), self.token)
             except NotAuthorizedException as refused:
                 await answer_refused(scope, receive, send, refused)
                 return

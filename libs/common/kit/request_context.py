@@ -25,6 +25,12 @@ others."""
 access_log = structlog.get_logger("pas.access")
 
 
+def scope_header(scope: Scope, name: bytes) -> str:
+    """The request's header ``name`` (lower case), or "": read off the ASGI scope, with no
+    connection object built for it (the kit's middleware read one header a request)."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), "")
+
+
 def current_request_id() -> str | None:
     """The id of the request being served by this task, if any."""
     value = structlog.contextvars.get_contextvars().get("request_id")
@@ -37,9 +43,7 @@ class RequestContextMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        incoming = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
-        )
+        incoming = scope_header(scope, b"x-request-id")
         # 32 hex digits, as ``uuid4().hex`` gave, without its system call a request (a
         # request id names a request; it guards nothing, so it need not be unguessable).
         request_id = incoming
