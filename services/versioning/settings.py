@@ -9,6 +9,7 @@ import msgspec
 
 from libs.common.constants import TOPIC_VERSIONING_DLQ, TOPIC_WORKFLOW_RESULTS, VERSIONING_PORT
 from libs.common.kit import ServiceSettings
+from libs.common.schemas.versioning import IdentityEmail, IdentityName
 
 
 class VersioningSettings(ServiceSettings, frozen=True, kw_only=True):
@@ -31,8 +32,8 @@ class VersioningSettings(ServiceSettings, frozen=True, kw_only=True):
     """A git remote URL or path; the branch and tags are pushed there after each change.
     Credentials in an http(s) URL (``https://user:secret@host/repo.git``) are handed to git
     per push from memory, never written to the repository's ``.git/config``."""
-    committer_name: str = "PAS version manager"
-    committer_email: str = "versioning@pas.invalid"
+    committer_name: IdentityName = "PAS version manager"
+    committer_email: IdentityEmail = "versioning@pas.invalid"
     """Committer (and tagger) of every commit; the author of changes that name none."""
     cache_size: Annotated[int, msgspec.Meta(ge=0)] = 4096
     """Version definitions kept decoded in memory (versions never change once written)."""

@@ -12,6 +12,7 @@ from libs.common.errors import SettingsError
 from libs.common.settings import load_settings
 from services.langgraph_runner.settings import RunnerSettings
 from services.registry.settings import RegistrySettings
+from services.versioning.settings import VersioningSettings
 from tests.support.processes import REPO_ROOT
 
 
@@ -60,6 +61,21 @@ def test_a_bad_value_names_the_variable(variable: str, value: str, problem: str)
 
     assert caught.value.variable == variable
     assert problem in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("VERSIONING_COMMITTER_NAME", "."), ("VERSIONING_COMMITTER_EMAIL", "versioning@pas.")],
+)
+def test_a_committer_git_would_refuse_or_rename_is_named_at_start(
+    variable: str, value: str
+) -> None:
+    """Else the version manager started, and its first write failed (git refuses a name of
+    punctuation alone) or recorded another identity (git strips it from an email's ends)."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings(VersioningSettings, {variable: value}, env_file="")
+
+    assert caught.value.variable == variable
 
 
 def test_secrets_are_masked_when_settings_are_logged() -> None:

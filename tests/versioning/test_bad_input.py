@@ -57,6 +57,13 @@ async def test_unknown_keys_are_named_at_any_depth(versioning: Client) -> None:
         ({"definition": definition_json(parameters={"temperature": 5})}, "temperature"),
         ({"definition": definition_json(prompts="not an object")}, "prompts"),
         ({"author": {"name": "Ada", "email": "not-an-email"}}, "author.email"),
+        # git refuses a name of nothing but what it strips from an identity's ends (its 500
+        # until 2026-12-06), and would record another name or email than the one given.
+        ({"author": {"name": ".", "email": "ada@desk.example"}}, "author.name"),
+        ({"author": {"name": " Ada", "email": "ada@desk.example"}}, "author.name"),
+        ({"author": {"name": "Ada,", "email": "ada@desk.example"}}, "author.name"),
+        ({"author": {"name": "Ada", "email": "ada@desk.example."}}, "author.email"),
+        ({"author": {"name": "Ada", "email": "'ada@desk.example"}}, "author.email"),
         ({"message": ""}, "message"),
         ({"aliases": ["Not Valid"]}, "aliases"),
     ],

@@ -75,6 +75,19 @@ async def test_versions_are_tagged_commits_by_the_caller(
     assert json.loads(newest)["parameters"]["temperature"] == 0.0
 
 
+async def test_an_author_is_recorded_as_given_punctuation_inside_included(
+    versioning: Client, git_repo: Callable[[], Repo]
+) -> None:
+    """git strips punctuation and spaces from an identity's ends only (those ends are refused,
+    tests/versioning/test_bad_input.py); inside, the name and email are kept whole."""
+    author = {"name": "J. R. O'Neil, Jr. (FX desk)", "email": "j.r.o'neil+fx@desk.example"}
+
+    await create_version(versioning, author=author)
+
+    commit = git_repo().tags[f"{WORKFLOW}-v1"].commit
+    assert (commit.author.name, commit.author.email) == (author["name"], author["email"])
+
+
 async def test_read_a_version_and_what_aliases_point_at(
     versioning: Client, git_repo: Callable[[], Repo]
 ) -> None:

@@ -126,21 +126,41 @@ class WorkflowDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Author(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Who made a change; becomes the git commit's author."""
+# What git strips from both ends of an identity's name and email (its ``crud``: every byte up to
+# the space, and . , : ; < > " \ '), and what it refuses anywhere in them (angle brackets,
+# control characters). A name of crud alone fails the commit; crud at an end is dropped, so the
+# history would show another name than the one given. Both are refused up front instead.
+_IDENTITY_END = r"""[^\x00-\x20.,:;<>"\\'\x7f]"""
+_IDENTITY_INSIDE = r"[^<>\x00-\x1f\x7f]"
+_EMAIL_END = r"""[^\x00-\x20.,:;<>"\\'\x7f@]"""
+_EMAIL_INSIDE = r"[^<>@\s\x00-\x1f\x7f]"
 
-    # git refuses angle brackets and control characters in identities.
-    name: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^<>\x00-\x1f\x7f]+$")
-    ]
-    email: Annotated[
-        str,
-        msgspec.Meta(
-            min_length=3,
-            max_length=254,
-            pattern=r"^[^<>@\s\x00-\x1f\x7f]+@[^<>@\s\x00-\x1f\x7f]+$",
-        ),
-    ]
+
+IdentityName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=f"^{_IDENTITY_END}(?:{_IDENTITY_INSIDE}*{_IDENTITY_END})?$",
+        description="A git identity's name: begins and ends with a character git keeps.",
+    ),
+]
+IdentityEmail = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=f"^{_EMAIL_END}{_EMAIL_INSIDE}*@{_EMAIL_INSIDE}*{_EMAIL_END}$",
+        description="A git identity's email: one @, begins and ends with a character git keeps.",
+    ),
+]
+
+
+class Author(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Who made a change; becomes the git commit's author, exactly as given."""
+
+    name: IdentityName
+    email: IdentityEmail
 
 
 class CreateVersionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
