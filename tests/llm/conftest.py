@@ -14,6 +14,7 @@ from services.llm.llama31_8b_service import Llama31Settings
 from services.llm.profiles import LLAMA31_8B
 from services.llm.service import build_runtime, create_llm_app
 from services.llm.settings import LLMServiceSettings
+from tests.support.model_threads import batch_threads
 from tests.support.processes import ServiceProcess, free_port
 
 LLAMA_APP = "services.llm.llama31_8b_service:app"
@@ -22,7 +23,13 @@ TLC_APP = "services.llm.tlc_classifier_service:app"
 
 @pytest.fixture
 def llm_settings() -> Llama31Settings:
-    return Llama31Settings(register=False, context_length=1024, timeout_s=60, log_level="WARNING")
+    return Llama31Settings(
+        register=False,
+        context_length=1024,
+        timeout_s=60,
+        log_level="WARNING",
+        batch_threads=batch_threads(),
+    )
 
 
 @pytest.fixture

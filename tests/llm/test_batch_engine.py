@@ -31,6 +31,7 @@ from services.llm.backends.llama_batch import (
     _likeliest,
 )
 from services.llm.model_files import packaged_gguf
+from tests.support.model_threads import batch_threads
 
 PROMPT = (
     "<|im_start|>user\nExplain settlement risk in FX trading.<|im_end|>\n<|im_start|>assistant\n"
@@ -93,7 +94,9 @@ def model() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def engine(model: Any) -> Iterator[BatchEngine]:
-    engine = BatchEngine(model, slots=4, context_per_slot=512, n_threads=None)
+    engine = BatchEngine(
+        model, slots=4, context_per_slot=512, n_threads=None, n_threads_batch=batch_threads()
+    )
     yield engine
     engine.close()
 
@@ -133,7 +136,12 @@ def test_answers_decoded_together_are_the_answers_alone_with_either_attention(
     model: Any, flash_attention: bool
 ) -> None:
     engine = BatchEngine(
-        model, slots=4, context_per_slot=512, n_threads=None, flash_attention=flash_attention
+        model,
+        slots=4,
+        context_per_slot=512,
+        n_threads=None,
+        n_threads_batch=batch_threads(),
+        flash_attention=flash_attention,
     )
     try:
         prompts = [_question(d.content, "summary") for d in sample_documents()[:4]]
@@ -163,7 +171,9 @@ JSON_TASKS: tuple[Task, ...] = ("key_figures", "sentiment")
 def test_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
     model: Any, engine: BatchEngine
 ) -> None:
-    whole_chain = WholeChainEngine(model, slots=4, context_per_slot=512, n_threads=None)
+    whole_chain = WholeChainEngine(
+        model, slots=4, context_per_slot=512, n_threads=None, n_threads_batch=batch_threads()
+    )
     try:
         asked = [
             (_question(document.content, task), json_grammar(SCHEMAS[task]))
@@ -193,7 +203,9 @@ def test_penalised_greedy_answers_under_a_json_grammar_are_the_whole_chain_s(
     """The likeliest token after the penalties, checked alone against the grammar, is the one
     the chain (penalties over the whole vocabulary, grammar, greedy) picks; and the penalties
     change what the model repeats."""
-    whole_chain = WholeChainEngine(model, slots=4, context_per_slot=512, n_threads=None)
+    whole_chain = WholeChainEngine(
+        model, slots=4, context_per_slot=512, n_threads=None, n_threads_batch=batch_threads()
+    )
     try:
         asked = [
             (_question(document.content, "key_figures"), json_grammar(SCHEMAS["key_figures"]))

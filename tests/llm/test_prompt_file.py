@@ -28,6 +28,7 @@ from services.llm.model_files import packaged_gguf
 from services.llm.weight_conversion import batchable_weights
 from tests.llm.test_prompt_reuse import ask, chat, result
 from tests.support.llm_service import start_llm_service
+from tests.support.model_threads import batch_threads
 
 STORE_BYTES = 64 * 2**20
 
@@ -52,6 +53,7 @@ def engine_on(model: Any, store: PromptStore | None, context_per_slot: int = 102
         slots=2,
         context_per_slot=context_per_slot,
         n_threads=None,
+        n_threads_batch=batch_threads(),
         reuse_prompts=store is not None,
         prompt_store=store,
     )

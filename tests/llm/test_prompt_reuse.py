@@ -32,6 +32,7 @@ from services.llm.backends.prompt_cache import (
 )
 from services.llm.model_files import packaged_gguf
 from services.llm.weight_conversion import batchable_weights
+from tests.support.model_threads import batch_threads
 
 N_BATCH = 512
 
@@ -130,6 +131,7 @@ def test_an_answer_from_a_reused_prompt_start_is_the_answer_from_a_whole_read(
             slots=4,
             context_per_slot=1024,
             n_threads=None,
+            n_threads_batch=batch_threads(),
             flash_attention=flash_attention,
             reuse_prompts=reuse,
         )
@@ -167,7 +169,13 @@ def test_agents_taking_turns_each_find_their_conversation_in_the_cache(
     """Three agents with system prompts of their own ask one after another, each going on
     with its conversation: each finds all of it but the rows read last, in the slot it used
     (the others' caches stay: a new answer takes the slot used longest ago)."""
-    engine = BatchEngine(models["q8_0"], slots=4, context_per_slot=1024, n_threads=None)
+    engine = BatchEngine(
+        models["q8_0"],
+        slots=4,
+        context_per_slot=1024,
+        n_threads=None,
+        n_threads_batch=batch_threads(),
+    )
     try:
         documents = sample_documents()
         tasks: tuple[Task, ...] = ("summary", "key_figures", "sentiment")
@@ -186,7 +194,12 @@ def test_agents_taking_turns_each_find_their_conversation_in_the_cache(
 
 def test_an_engine_that_does_not_reuse_reads_every_prompt_whole(models: dict[str, Any]) -> None:
     engine = BatchEngine(
-        models["q8_0"], slots=2, context_per_slot=512, n_threads=None, reuse_prompts=False
+        models["q8_0"],
+        slots=2,
+        context_per_slot=512,
+        n_threads=None,
+        n_threads_batch=batch_threads(),
+        reuse_prompts=False,
     )
     try:
         tokens = engine.tokenize(chat("You are a helpful assistant.", "Define a swap."))
@@ -251,6 +264,7 @@ def test_more_agents_than_slots_each_find_their_prompt_in_the_store(
             slots=2,
             context_per_slot=1024,
             n_threads=None,
+            n_threads_batch=batch_threads(),
             reuse_prompts=reuse,
             prompt_store=store if reuse else None,
         )

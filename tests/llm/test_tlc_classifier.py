@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from services.llm.taxonomy import DOMAINS, METHODS, TASKS
 from services.llm.tlc_classifier_service import TLCSettings, create_app
+from tests.support.model_threads import batch_threads
 from tests.support.processes import REPO_ROOT
 
 Client = AsyncTestClient[Any]
@@ -27,7 +28,9 @@ ON_THE_MODULES_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tlc() -> AsyncIterator[Client]:
-    settings = TLCSettings(register=False, context_length=1024, log_level="WARNING")
+    settings = TLCSettings(
+        register=False, context_length=1024, log_level="WARNING", batch_threads=batch_threads()
+    )
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 
