@@ -109,6 +109,11 @@ def outcome_event(record: RunRecord) -> WorkflowResult:
 
 class OutcomeChannel(Protocol):
     name: str
+    batch: int
+    """How many outcomes are reported together: sent at once, each marked once acknowledged.
+    One at a time, each waited for its acknowledgement before the next (on Kafka also the
+    producer's linger): about 130 a second, and a backlog after an outage, a restart or a
+    takeover reported one by one (``bench/outcome_backlog.py``)."""
 
     def wants(self, run: RunStatus) -> bool:
         """Whether this run is to be reported (asked once, when it is created)."""
@@ -129,6 +134,7 @@ class ResultsTopic:
     """Every run's end on ``workflow-results``, keyed by its ``workflow_run_id``."""
 
     name = "kafka"
+    batch = 256  # one produce batch, one acknowledgement a partition
 
     def __init__(self, bootstrap_servers: str, topic: str, metrics: RunnerMetrics) -> None:
         self._bootstrap = bootstrap_servers
@@ -169,6 +175,7 @@ class VersioningOutcomes:
     """Runs of experiments posted to the version manager, keyed as on Kafka."""
 
     name = "versioning"
+    batch = 16  # requests in flight, well within the client's pool
 
     def __init__(self, client: VersioningClient) -> None:
         self._client = client
@@ -247,9 +254,24 @@ class OutcomeOutbox:
             await self._channel.close()
 
     async def flush(self) -> None:
-        for record in await self._runs.unreported():
-            result = await self._channel.report(record)
-            await self._runs.mark_reported(record)
+        """Report what is due, the channel's ``batch`` at a time; raises the first failure
+        once the rest of its batch is reported (what failed stays in the outbox)."""
+        due = await self._runs.unreported()
+        batch = self._channel.batch
+        for start in range(0, len(due), batch):
+            await self._report_together(due[start : start + batch])
+
+    async def _report_together(self, records: list[RunRecord]) -> None:
+        results = await asyncio.gather(
+            *(self._channel.report(record) for record in records), return_exceptions=True
+        )
+        delivered = [
+            (record, result)
+            for record, result in zip(records, results, strict=True)
+            if isinstance(result, str)
+        ]
+        await asyncio.gather(*(self._runs.mark_reported(record) for record, _ in delivered))
+        for record, result in delivered:
             self._metrics.outcomes_reported.labels(self._channel.name, result).inc()
             logger.info(
                 "outcome reported",
@@ -259,6 +281,9 @@ class OutcomeOutbox:
                 workflow_run_id=outcome_key(record.run),
                 status=record.run.status,
             )
+        for failure in results:
+            if isinstance(failure, BaseException):
+                raise failure
 
 
 async def _first(*events: asyncio.Event, timeout_s: float) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from services.langgraph_runner.errors import RunConflict
 from services.langgraph_runner.store import (
+    ENDED_CLAIM_BATCH,
     REPORTABLE_STATUSES,
     RUN_COLUMNS,
     UNFINISHED_STATUSES,
@@ -185,16 +186,28 @@ class PostgresRunStore:
         # them (and finds them leased once this one commits).
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "WITH due AS (SELECT run_id, owner AS previous_owner FROM pas_runner_runs "
-                "WHERE lease_expires_at < now() "
-                "OR (%(own_too)s AND owner = %(owner)s AND lease_expires_at IS NOT NULL) "
-                "ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                "WITH unfinished AS (SELECT run_id, owner FROM pas_runner_runs "
+                "WHERE status = ANY(%(unfinished)s) AND (lease_expires_at < now() "
+                "OR (%(own_too)s AND owner = %(owner)s AND lease_expires_at IS NOT NULL)) "
+                "ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
+                "ended AS (SELECT run_id, owner FROM pas_runner_runs "
+                "WHERE status <> ALL(%(unfinished)s) AND lease_expires_at < now() "
+                "ORDER BY created_at LIMIT %(ended_limit)s FOR UPDATE SKIP LOCKED), "
+                "due AS (SELECT run_id, owner AS previous_owner FROM unfinished "
+                "UNION ALL SELECT run_id, owner FROM ended) "
                 "UPDATE pas_runner_runs AS runs SET owner = %(owner)s, "
                 "lease_expires_at = now() + make_interval(secs => %(ttl)s), "
                 "record = jsonb_set(runs.record, '{owner}', to_jsonb(%(owner)s::text)) "
                 "FROM due WHERE runs.run_id = due.run_id "
                 "RETURNING due.previous_owner, runs.record::text AS record",
-                {"owner": owner, "own_too": own_too, "limit": limit, "ttl": self._lease_ttl_s},
+                {
+                    "owner": owner,
+                    "own_too": own_too,
+                    "limit": limit,
+                    "ended_limit": ENDED_CLAIM_BATCH,
+                    "unfinished": list(UNFINISHED_STATUSES),
+                    "ttl": self._lease_ttl_s,
+                },
             )
             rows = await cursor.fetchall()
         claimed = [Claimed(decode_record(row["record"]), row["previous_owner"]) for row in rows]

@@ -1,6 +1,7 @@
 """Keeping this runner's leases: every ``renew_s`` it extends the leases of the runs it runs
 (one statement, :meth:`RunStore.renew`), stops those another replica took over meanwhile, and
-claims runs whose lease expired, as many as it has room for. The lease rule itself (who may
+claims runs whose lease expired: unfinished ones as many as it has room for, ended ones whose
+outcome is to be reported all (they need no slot). The lease rule itself (who may
 write a run, and when a lease counts as expired) is the store's (``store.py``); resuming what is
 claimed is the run manager's (``runs.py``).
 """
@@ -12,7 +13,12 @@ from typing import Protocol
 
 import structlog
 
-from services.langgraph_runner.store import UNFINISHED_STATUSES, Claimed, RunStore
+from services.langgraph_runner.store import (
+    ENDED_CLAIM_BATCH,
+    UNFINISHED_STATUSES,
+    Claimed,
+    RunStore,
+)
 
 logger = structlog.get_logger("pas.runner")
 
@@ -24,8 +30,9 @@ class LeasedRuns(Protocol):
         """The runs with a live task here."""
         ...
 
-    def room(self) -> int:
-        """How many more runs this runner takes now (none while it shuts down)."""
+    def room(self) -> int | None:
+        """How many more runs this runner takes now; None while it shuts down (it takes
+        nothing then, not even ended runs to report)."""
         ...
 
     async def resume_claimed(self, claimed: Claimed) -> bool:
@@ -47,14 +54,18 @@ class LeaseKeeper:
 
     async def take_over(self, *, own_too: bool = False) -> int:
         """Claim runs whose lease expired (with ``own_too``, also those leased to this name:
-        this runner starting again), as many as there is room for; the number resumed."""
-        room = self._runs.room()
-        if room <= 0:
-            return 0
+        this runner starting again): unfinished ones as many as there is room for, ended ones
+        (to report) all; the number resumed."""
         resumed = 0
-        for claimed in await self._store.claim(self._instance, limit=room, own_too=own_too):
-            if await self._runs.resume_claimed(claimed):
-                resumed += 1
+        while (room := self._runs.room()) is not None:
+            claimed = await self._store.claim(self._instance, limit=room, own_too=own_too)
+            for found in claimed:
+                if await self._runs.resume_claimed(found):
+                    resumed += 1
+            ended = [c for c in claimed if c.record.run.status not in UNFINISHED_STATUSES]
+            if len(ended) < ENDED_CLAIM_BATCH:
+                break
+            own_too = False  # what was leased to this name was claimed the first time
         return resumed
 
     def keep(self) -> None:

@@ -323,8 +323,8 @@ class RunManager:
     def running(self) -> list[str]:
         return [run_id for run_id, task in self._tasks.items() if not task.done()]
 
-    def room(self) -> int:
-        return 0 if self._closing else self._max_runs - self.active
+    def room(self) -> int | None:
+        return None if self._closing else max(0, self._max_runs - self.active)
 
     def lose(self, run_id: str) -> None:
         task = self._tasks.get(run_id)

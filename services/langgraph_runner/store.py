@@ -41,6 +41,9 @@ from services.langgraph_runner.errors import RunConflict
 
 UNFINISHED_STATUSES = ("pending", "running")
 REPORTABLE_STATUSES = ("success", "error", "cancelled")
+ENDED_CLAIM_BATCH = 1000
+"""The most ended runs one claim takes (its statement stays short on a large backlog: the
+lease keeper claims again while a claim comes back full)."""
 # Both backends' tables, in the order a backend's row tuple gives the values.
 RUN_COLUMNS = (
     "run_id, workflow_id, status, owner, event_id, published, created_at, record, reportable, "
@@ -123,8 +126,11 @@ class RunStore(Protocol):
         ...
 
     async def claim(self, owner: str, *, limit: int, own_too: bool = False) -> list[Claimed]:
-        """Take up to ``limit`` runs whose lease expired, oldest first (with ``own_too``,
-        also those leased to ``owner`` itself: a replica starting again under its name)."""
+        """Take runs whose lease expired, oldest first: up to ``limit`` unfinished ones (with
+        ``own_too``, also those leased to ``owner`` itself: a replica starting again under its
+        name), and up to :data:`ENDED_CLAIM_BATCH` ended ones, whose outcome is to be
+        reported. These need no slot: a replica busy with its own runs still takes a dead
+        one's reports, and they never keep its unfinished runs waiting."""
         ...
 
     async def release(self, owner: str) -> int:
@@ -300,14 +306,19 @@ class SQLiteRunStore:
     async def claim(self, owner: str, *, limit: int, own_too: bool = False) -> list[Claimed]:
         async with self._lock:
             now = time.time()
-            due = await self._db.execute_fetchall(
-                "SELECT owner, lease_expires_at, record FROM runs WHERE lease_expires_at < ? "
-                "OR (? AND owner = ? AND lease_expires_at IS NOT NULL) "
+            unfinished = await self._db.execute_fetchall(
+                "SELECT owner, lease_expires_at, record FROM runs WHERE status IN (?, ?) "
+                "AND (lease_expires_at < ? OR (? AND owner = ? AND lease_expires_at IS NOT NULL)) "
                 "ORDER BY created_at LIMIT ?",
-                (now, own_too, owner, limit),
+                (*UNFINISHED_STATUSES, now, own_too, owner, limit),
+            )
+            ended = await self._db.execute_fetchall(
+                "SELECT owner, lease_expires_at, record FROM runs WHERE status NOT IN (?, ?) "
+                "AND lease_expires_at < ? ORDER BY created_at LIMIT ?",
+                (*UNFINISHED_STATUSES, now, ENDED_CLAIM_BATCH),
             )
             claimed: list[Claimed] = []
-            for previous_owner, lease, stored in due:
+            for previous_owner, lease, stored in [*unfinished, *ended]:
                 record = msgspec.structs.replace(decode_record(stored), owner=owner)
                 # Compare-and-set: another process on the file may have claimed it since.
                 cursor = await self._db.execute(
@@ -324,7 +335,7 @@ class SQLiteRunStore:
                 )
                 if cursor.rowcount == 1:
                     claimed.append(Claimed(record, previous_owner))
-            return claimed
+        return sorted(claimed, key=lambda found: found.record.run.created_at)
 
     async def release(self, owner: str) -> int:
         async with self._lock:

@@ -1,10 +1,12 @@
 """The outbox of outcomes in the run store, SQLite and PostgreSQL (when PAS_TEST_POSTGRES_DSN
 is set): what is to be reported and not yet is found, and survives a store written before
 REST-started runs were reported (its waiting Kafka-triggered runs are still reported, its old
-REST-started runs are not reported now)."""
+REST-started runs are not reported now); a dead replica's outcomes are all taken by a live one,
+whatever its room, and published once each."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Callable
@@ -15,13 +17,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from libs.common.schemas.workflows import RunStatus
+from libs.common.schemas.workflows import RunStatus, WorkflowResult
+from services.langgraph_runner.outcomes import ResultsTopic
 from services.langgraph_runner.persistence import open_persistence
 from services.langgraph_runner.run_records import utcnow
 from services.langgraph_runner.settings import RunnerSettings
-from services.langgraph_runner.store import RunRecord, RunStore
+from services.langgraph_runner.store import ENDED_CLAIM_BATCH, RunRecord, RunStore
+from tests.langgraph_runner.conftest import Topics, collect
 
 DSN = os.environ.get("PAS_TEST_POSTGRES_DSN", "")
+GONE = "runner-gone"
 OLD_SQLITE = (
     "CREATE TABLE runs (run_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, "
     "status TEXT NOT NULL, owner TEXT NOT NULL, event_id TEXT UNIQUE, "
@@ -168,6 +173,82 @@ async def test_new_runs_are_reported_as_they_were_created_to_be(
     assert reopened is not None
     assert reopened.report
     assert reopened.reported
+
+
+def running(run_id: str, *, minutes_ago: int) -> RunRecord:
+    record = ended(run_id, minutes_ago=minutes_ago)
+    return msgspec.structs.replace(
+        record, run=msgspec.structs.replace(record.run, status="running", finished_at=None)
+    )
+
+
+async def store_of_a_dead_replica(settings: RunnerSettings, records: list[RunRecord]) -> None:
+    """``records`` stored by a replica whose leases have all expired since."""
+    short_leases = msgspec.structs.replace(settings, lease_ttl_s=0.05, lease_renew_s=0.01)
+    async with open_persistence(short_leases) as (_, store):
+        await _clear(settings)
+        for record in records:
+            await store.create(record)
+    await asyncio.sleep(0.2)
+
+
+async def test_a_claim_takes_every_ended_run_to_report_and_unfinished_ones_as_room_allows(
+    backend: tuple[RunnerSettings, Callable[[RunnerSettings], Any]],
+) -> None:
+    settings, _ = backend
+    to_report = [
+        msgspec.structs.replace(ended(f"ended-{n}", minutes_ago=10 - n), report=True, owner=GONE)
+        for n in range(3)
+    ]
+    unfinished = [
+        msgspec.structs.replace(running(f"running-{n}", minutes_ago=5 - n), owner=GONE)
+        for n in range(2)
+    ]
+    await store_of_a_dead_replica(settings, [*unfinished, *to_report])
+
+    async with open_persistence(settings) as (_, store):
+        busy = await store.claim("runner-busy", limit=0)
+        spare = await store.claim("runner-spare", limit=1)
+        rest = await store.claim("runner-spare", limit=5)
+        nothing_left = await store.claim("runner-spare", limit=5)
+        reported_by = {record.run.run_id: record.owner for record in await store.unreported()}
+
+    # A replica with no room still takes every report (they need no slot), oldest first.
+    assert [found.record.run.run_id for found in busy] == ["ended-0", "ended-1", "ended-2"]
+    assert {found.previous_owner for found in busy} == {GONE}
+    assert reported_by == dict.fromkeys(["ended-0", "ended-1", "ended-2"], "runner-busy")
+    # Unfinished runs as room allows, oldest first; what is claimed is leased, not claimed again.
+    assert [found.record.run.run_id for found in spare] == ["running-0"]
+    assert [found.record.run.run_id for found in rest] == ["running-1"]
+    assert nothing_left == []
+
+
+async def test_a_dead_replicas_backlog_of_outcomes_is_published_once_each(
+    make_runner: Callable[..., Any],
+    runner_settings: RunnerSettings,
+    kafka_bootstrap: str,
+    topics: Topics,
+) -> None:
+    """More ended runs than one claim takes, more than one report batch: a replica started
+    beside a dead one's store publishes every outcome once, at its start (not
+    ``max_concurrent_runs`` of them every lease renewal)."""
+    backlog = [
+        msgspec.structs.replace(
+            ended(f"backlog-{n:04d}", event_id=f"event-{n}"), report=True, owner=GONE
+        )
+        for n in range(ENDED_CLAIM_BATCH + ResultsTopic.batch + 1)
+    ]
+    await store_of_a_dead_replica(runner_settings, backlog)
+
+    await make_runner(bootstrap_servers=kafka_bootstrap, max_concurrent_runs=1, **topics.settings())
+    await collect(kafka_bootstrap, topics.results, lambda got: len(got) >= len(backlog))
+    again = await collect(kafka_bootstrap, topics.results, lambda _: False, timeout_s=2)
+    published = [msgspec.convert(r.value, WorkflowResult, strict=False) for r in again]
+
+    assert sorted(result.payload.run_id for result in published) == [
+        record.run.run_id for record in backlog
+    ]
+    assert all(r.key == r.value["workflow_run_id"] for r in again)
 
 
 async def _clear(settings: RunnerSettings) -> None:
