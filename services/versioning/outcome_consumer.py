@@ -176,8 +176,7 @@ class OutcomeConsumer:
         for (record, run), verdict in zip(runs, verdicts, strict=True):
             if verdict is not None:
                 letters.append((record, Rejected(verdict, _explain(verdict, run))))
-        for record, rejected in letters:
-            await self._dead_letter(producer, record, rejected)
+        await self._dead_letter(producer, letters)
         try:
             await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in batches.items()})
         except CommitFailedError as exc:
@@ -189,19 +188,30 @@ class OutcomeConsumer:
     async def _dead_letter(
         self,
         producer: AIOKafkaProducer,
-        record: ConsumerRecord[bytes, bytes],
-        rejected: Rejected,
+        letters: list[tuple[ConsumerRecord[bytes, bytes], Rejected]],
     ) -> None:
-        letter = dead_letter(record, error=rejected.reason, error_type=rejected.kind, attempts=1)
-        await producer.send_and_wait(self._settings.dlq_topic, _encode(letter), key=record.key)
-        self._metrics.dead_lettered.labels(rejected.kind).inc()
-        logger.warning(
-            "event dead-lettered",
-            kind=rejected.kind,
-            reason=rejected.reason,
-            partition=record.partition,
-            offset=record.offset,
-        )
+        """The batch's letters sent at once, then every one acknowledged (one at a time, each
+        waited for the producer's linger and the broker before the next was sent)."""
+        acknowledged = [
+            await producer.send(
+                self._settings.dlq_topic,
+                _encode(
+                    dead_letter(record, error=rejected.reason, error_type=rejected.kind, attempts=1)
+                ),
+                key=record.key,
+            )
+            for record, rejected in letters
+        ]
+        await asyncio.gather(*acknowledged)
+        for record, rejected in letters:
+            self._metrics.dead_lettered.labels(rejected.kind).inc()
+            logger.warning(
+                "event dead-lettered",
+                kind=rejected.kind,
+                reason=rejected.reason,
+                partition=record.partition,
+                offset=record.offset,
+            )
 
 
 def _explain(kind: str, run: RunOutcome) -> str:
