@@ -54,7 +54,12 @@ def create_app(
     # How runs' ends are reported, and to whom: see outcomes.py.
     channel: OutcomeChannel | None = None
     if settings.bootstrap_servers:
-        channel = ResultsTopic(settings.bootstrap_servers, settings.results_topic, metrics)
+        channel = ResultsTopic(
+            settings.bootstrap_servers,
+            settings.results_topic,
+            metrics,
+            max_bytes=settings.max_result_bytes,
+        )
     elif versioning is not None:
         channel = VersioningOutcomes(versioning)
     outbox = (

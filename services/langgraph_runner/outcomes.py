@@ -64,6 +64,10 @@ logger = structlog.get_logger("pas.runner.outcomes")
 
 _encode = msgspec.json.Encoder().encode
 
+_ERROR_CHARS = 2000
+_RECORD_HEADROOM_BYTES = 65_536
+"""What a record takes beside its value: the key and the trigger's trace headers."""
+
 
 def duration_ms(run: RunStatus) -> float:
     assert run.finished_at is not None
@@ -107,6 +111,32 @@ def outcome_event(record: RunRecord) -> WorkflowResult:
     )
 
 
+def fitted(event: WorkflowResult, max_bytes: int) -> bytes:
+    """The event as a record's value: whole if it takes at most ``max_bytes``, else without its
+    output (and its error cut short), which the run's record keeps. Sent whole, it would be
+    refused at every try and stay in the outbox for good."""
+    value = _encode(event)
+    if len(value) <= max_bytes:
+        return value
+    outcome = event.payload
+    error = outcome.error
+    if error is not None and len(error) > _ERROR_CHARS:
+        error = f"{error[:_ERROR_CHARS]}... ({len(error)} characters; the run has it whole)"
+    slim = msgspec.structs.replace(
+        outcome,
+        output=None,
+        error=error,
+        omitted_output_bytes=None if outcome.output is None else len(_encode(outcome.output)),
+    )
+    logger.warning(
+        "outcome too large for a record; published without its output",
+        run_id=outcome.run_id,
+        bytes=len(value),
+        output_bytes=slim.omitted_output_bytes,
+    )
+    return _encode(msgspec.structs.replace(event, payload=slim))
+
+
 class OutcomeChannel(Protocol):
     name: str
     batch: int
@@ -136,10 +166,13 @@ class ResultsTopic:
     name = "kafka"
     batch = 256  # one produce batch, one acknowledgement a partition
 
-    def __init__(self, bootstrap_servers: str, topic: str, metrics: RunnerMetrics) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, metrics: RunnerMetrics, *, max_bytes: int
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._metrics = metrics
+        self._max_bytes = max_bytes
         self._producer: AIOKafkaProducer | None = None
 
     def wants(self, run: RunStatus) -> bool:
@@ -147,7 +180,10 @@ class ResultsTopic:
 
     async def open(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", linger_ms=5
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_request_size=max(1_048_576, self._max_bytes + _RECORD_HEADROOM_BYTES),
         )
         await self._producer.start()
 
@@ -161,7 +197,8 @@ class ResultsTopic:
         with produce_span(
             self._topic, key=key, headers=trigger, context=extract_context(record.headers)
         ) as headers:
-            await send_acknowledged(self._producer, self._topic, key, _encode(event), headers)
+            value = fitted(event, self._max_bytes)
+            await send_acknowledged(self._producer, self._topic, key, value, headers)
         self._metrics.results_published.labels(event.event_type).inc()
         return "ok"
 
@@ -254,14 +291,23 @@ class OutcomeOutbox:
             await self._channel.close()
 
     async def flush(self) -> None:
-        """Report what is due, the channel's ``batch`` at a time; raises the first failure
-        once the rest of its batch is reported (what failed stays in the outbox)."""
+        """Report what is due, the channel's ``batch`` at a time, then raise the first failure
+        (what failed stays in the outbox). A batch that failed whole ends the flush (the
+        channel is away; the next flush tries again); one that failed in part does not hold up
+        the batches after it."""
         due = await self._runs.unreported()
-        batch = self._channel.batch
-        for start in range(0, len(due), batch):
-            await self._report_together(due[start : start + batch])
+        size = self._channel.batch
+        failures: list[BaseException] = []
+        for batch in (due[start : start + size] for start in range(0, len(due), size)):
+            failed = await self._report_together(batch)
+            failures += failed
+            if len(failed) == len(batch):
+                break
+        if failures:
+            raise failures[0]
 
-    async def _report_together(self, records: list[RunRecord]) -> None:
+    async def _report_together(self, records: list[RunRecord]) -> list[BaseException]:
+        """Report ``records`` at once and mark those delivered; what failed."""
         results = await asyncio.gather(
             *(self._channel.report(record) for record in records), return_exceptions=True
         )
@@ -281,9 +327,7 @@ class OutcomeOutbox:
                 workflow_run_id=outcome_key(record.run),
                 status=record.run.status,
             )
-        for failure in results:
-            if isinstance(failure, BaseException):
-                raise failure
+        return [failure for failure in results if isinstance(failure, BaseException)]
 
 
 async def _first(*events: asyncio.Event, timeout_s: float) -> None:

@@ -134,6 +134,11 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     dlq_topic: str = TOPIC_WORKFLOW_EVENTS_DLQ
     group_id: str = "pas-langgraph-runner"
     max_event_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_000_000
+    max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_000_000
+    """An outcome event (on ``results_topic``) larger than this goes out without its output,
+    which the run keeps (``GET /runs/{id}``): a Kafka record carries 1 MiB by default, and a
+    larger one would be refused at every try. Raise it with the broker's ``message.max.bytes``
+    (the producer takes this plus 64 KiB for the key and the trigger's headers)."""
     max_events_in_flight: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
     commit_interval_s: Positive = 1.0
     outbox_interval_s: Positive = 2.0

@@ -156,6 +156,43 @@ async def test_a_failing_workflow_is_published_as_failed(
     assert result.payload.output is None
 
 
+async def test_an_outcome_too_large_for_a_record_goes_out_without_its_output(
+    make_runner: Any, kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """The probe echoes its ``value`` in its output: one larger than ``max_result_bytes``
+    makes an event too large for a record. It goes out without the output, which the run
+    keeps; the outcome reported with it is whole."""
+    kafka_runner = await make_runner(
+        bootstrap_servers=kafka_bootstrap, max_result_bytes=4096, **topics.settings()
+    )
+    log = str(tmp_path / "probe.log")
+    large = "x" * 5000
+
+    big = await kafka_runner.post(
+        "/workflows/probe/runs?wait=true", json={"input": {"log": log, "value": large}}
+    )
+    small = await kafka_runner.post(
+        "/workflows/probe/runs?wait=true", json={"input": {"log": log, "value": 1}}
+    )
+    found = await collect(kafka_bootstrap, topics.results, lambda got: len(got) >= 2, timeout_s=20)
+    kept = await kafka_runner.get(f"/runs/{big.json()['run_id']}")
+
+    published = {
+        result.payload.run_id: result.payload
+        for result in (msgspec.convert(r.value, WorkflowResult, strict=False) for r in found)
+    }
+    assert big.json()["status"] == small.json()["status"] == "success"
+    assert set(published) == {big.json()["run_id"], small.json()["run_id"]}
+    slim = published[big.json()["run_id"]]
+    assert slim.status == "success"
+    assert slim.output is None
+    assert slim.omitted_output_bytes == len(msgspec.json.encode(big.json()["output"]))
+    assert kept.json()["output"]["value"] == large
+    whole = published[small.json()["run_id"]]
+    assert whole.output == {"visited": ["a", "b", "c"], "value": 1}
+    assert whole.omitted_output_bytes is None
+
+
 async def test_an_interrupted_run_publishes_when_a_person_resumes_it(
     make_runner: Any, kafka_bootstrap: str, topics: Topics, llm_process: ServiceProcess
 ) -> None:

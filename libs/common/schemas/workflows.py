@@ -89,6 +89,9 @@ class RunOutcome(msgspec.Struct, kw_only=True):
     score: float | None = None
     """How good a successful run's output is, when its workflow scores it (higher is better;
     the version manager's ``score`` metric)."""
+    omitted_output_bytes: int | None = None
+    """Set when ``output`` was left out of this event, its size as JSON: with it the event
+    would not fit a Kafka record (1 MiB). The run keeps it: ``GET /runs/{run_id}``."""
 
 
 class WorkflowResult(msgspec.Struct, kw_only=True):
