@@ -1,4 +1,4 @@
-"""The ``pas`` command group: ``pas status | send | trigger | dlq | costs | eval | key``."""
+"""The ``pas`` command group: ``pas status | send | trigger | dlq | spill | costs | eval | key``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from libs.cli import costs, dlq, evaluate, keys, send, status, trigger
+from libs.cli import costs, dlq, evaluate, keys, send, spill, status, trigger
 from libs.cli.settings import CLISettings
 from libs.common.errors import SettingsError
 from libs.common.settings import load_settings
@@ -32,6 +32,7 @@ cli.add_command(status.status)
 cli.add_command(send.send)
 cli.add_command(trigger.trigger)
 cli.add_command(dlq.dlq)
+cli.add_command(spill.spill)
 cli.add_command(costs.costs)
 cli.add_command(evaluate.evaluate)
 cli.add_command(keys.key)

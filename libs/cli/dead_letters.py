@@ -116,13 +116,28 @@ def whole_original(envelope: DeadLetter, source: Record | None) -> bytes | None:
 def replay_headers(letter: Letter) -> list[tuple[str, bytes]]:
     """The original's headers with the replay's own two in place of any earlier ones."""
     assert letter.envelope is not None
+    return replayed_headers(
+        [(name, value.encode()) for name, value in letter.envelope.headers.items()],
+        f"{letter.dlq}/{letter.partition}/{letter.offset}",
+    )
+
+
+def replay_attempt(headers: list[tuple[str, bytes]]) -> int:
+    """How often a record with these headers had been replayed before."""
+    raw = dict(headers).get(HEADER_REPLAY_ATTEMPT, b"0")
+    return int(raw) if raw.isdigit() else 0
+
+
+def replayed_headers(headers: list[tuple[str, bytes]], source: str) -> list[tuple[str, bytes]]:
+    """``headers`` with the replay's own two in place of any earlier ones: the attempt (one
+    more than theirs) and where it was replayed from (``source``)."""
     kept = [
-        (name, value.encode())
-        for name, value in letter.envelope.headers.items()
+        (name, value)
+        for name, value in headers
         if name not in (HEADER_REPLAY_ATTEMPT, HEADER_REPLAYED_FROM)
     ]
     return [
         *kept,
-        (HEADER_REPLAY_ATTEMPT, str(letter.replay_attempt + 1).encode()),
-        (HEADER_REPLAYED_FROM, f"{letter.dlq}/{letter.partition}/{letter.offset}".encode()),
+        (HEADER_REPLAY_ATTEMPT, str(replay_attempt(headers) + 1).encode()),
+        (HEADER_REPLAYED_FROM, source.encode()),
     ]

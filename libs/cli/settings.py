@@ -20,6 +20,7 @@ from libs.common.constants import (
     KAFKA_PORT,
     LANGGRAPH_RUNNER_PORT,
     LLAMA31_8B_PORT,
+    PROCESSOR_SPILL_DIR,
     PROVIDER_ROUTER_PORT,
     TINYLLAMA_PORT,
     TLC_CLASSIFIER_PORT,
@@ -75,6 +76,9 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
     processor_input_topic: str = TOPIC_FINANCIAL_DOCUMENTS
     processor_output_topic: str = TOPIC_LLM_RESULTS
     processor_dlq_topic: str = TOPIC_FINANCIAL_DOCUMENTS_DLQ
+    processor_spill_dir: str = PROCESSOR_SPILL_DIR
+    """Where ``pas spill`` finds the processor's ``spilled.jsonl`` (its ``PROCESSOR_SPILL_DIR``:
+    run the command from the processor's working directory, or give the path)."""
     runner_events_topic: str = TOPIC_WORKFLOW_EVENTS
     runner_results_topic: str = TOPIC_WORKFLOW_RESULTS
     runner_dlq_topic: str = TOPIC_WORKFLOW_EVENTS_DLQ

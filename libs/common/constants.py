@@ -42,6 +42,10 @@ TOPIC_LLM_USAGE: Final = "llm-usage"
 TOPIC_ANALYTICS_DLQ: Final = "analytics-dlq"
 TOPIC_VERSIONING_DLQ: Final = "versioning-dlq"
 
+PROCESSOR_SPILL_DIR: Final = ".pas/spill/kafka_llm_processor"
+"""Where the processor writes what no topic takes (``spilled.jsonl``), relative to its working
+directory; ``pas spill`` reads it from the same place."""
+
 # HTTP headers PAS sets or reads.
 HEADER_REQUEST_ID: Final = "X-Request-ID"
 HEADER_CATALOG_INDEX: Final = "X-PAS-Index"

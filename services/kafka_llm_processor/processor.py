@@ -28,7 +28,8 @@ from opentelemetry.trace import Span
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.partitioner import KafkaPartitioner
 from libs.common.kafka.publisher import BatchPublisher
-from libs.common.kafka.records import PublishFailed, SpillFile, dead_letter, track_topics
+from libs.common.kafka.records import PublishFailed, dead_letter, track_topics
+from libs.common.kafka.spill import SpillFile
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.retries import retried, retry_llm_errors

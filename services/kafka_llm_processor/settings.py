@@ -12,6 +12,7 @@ from libs.common.constants import (
     KAFKA_LLM_PROCESSOR_PORT,
     KAFKA_PORT,
     LLAMA31_8B_PORT,
+    PROCESSOR_SPILL_DIR,
     TOPIC_FINANCIAL_DOCUMENTS,
     TOPIC_FINANCIAL_DOCUMENTS_DLQ,
     TOPIC_LLM_RESULTS,
@@ -76,7 +77,7 @@ class ProcessorSettings(ServiceSettings, frozen=True, kw_only=True):
     every Kafka client reads gzip, the spec's. aiokafka compresses it at level 9, which no
     setting changes: zstd takes a sixth of the time for a smaller batch (docs/benchmarks.md),
     for a deployment whose consumers all read it."""
-    spill_dir: Annotated[str, msgspec.Meta(min_length=1)] = ".pas/spill/kafka_llm_processor"
+    spill_dir: Annotated[str, msgspec.Meta(min_length=1)] = PROCESSOR_SPILL_DIR
     """Where a document that no topic takes (result and dead letter both refused) is written,
     in ``spilled.jsonl``, before its offset is committed."""
 

@@ -1,6 +1,5 @@
-"""Publishing, dead letters and the spill file on a real broker: what may succeed later is
-tried again until the deadline, what never can is not, a dead letter always fits, and a spilled
-record can be read back byte for byte."""
+"""Publishing and dead letters on a real broker: what may succeed later is tried again until
+the deadline, what never can is not, and a dead letter always fits."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -21,9 +19,6 @@ from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.records import (
     DEAD_LETTER_ORIGINAL_BYTES,
     PublishFailed,
-    SpilledRecord,
-    SpillFailed,
-    SpillFile,
     dead_letter,
     retriable,
     send_acknowledged,
@@ -230,44 +225,3 @@ def test_a_dead_letter_written_before_sizes_were_recorded_still_reads() -> None:
         None,
     )
     assert letter.original_clipped is False
-
-
-# -- the spill file ----------------------------------------------------------------------------
-
-
-async def test_spilled_records_read_back_byte_for_byte_one_per_line(tmp_path: Path) -> None:
-    spill = SpillFile(tmp_path / "spill" / "processor", consumer="pas-kafka-llm-processor")
-    not_utf8 = b"\xff\xfe binary \x00 payload"
-    first = consumed(not_utf8, headers=[("traceparent", b"00-abc-01")])
-    second = consumed(b"x" * MiB, key=None)
-
-    path = await spill.append(
-        first, error="why", error_type="invalid", attempts=1, refused=["dlq: refused"]
-    )
-    await spill.append(second, error="why", error_type="too_large", attempts=0, refused=[])
-
-    lines = path.read_bytes().splitlines()
-    assert path == tmp_path / "spill" / "processor" / "spilled.jsonl"
-    assert len(lines) == 2
-    found = [msgspec.json.decode(line, type=SpilledRecord) for line in lines]
-    assert found[0].value == not_utf8
-    assert found[0].key == b"doc-1"
-    assert found[0].headers == [("traceparent", b"00-abc-01")]
-    assert (found[0].topic, found[0].partition, found[0].offset) == ("financial-documents", 2, 41)
-    assert found[0].refused == ["dlq: refused"]
-    assert found[0].consumer == "pas-kafka-llm-processor"
-    assert found[0].spilled_at <= datetime.now(UTC)
-    assert found[1].value == b"x" * MiB
-    assert found[1].key is None
-
-
-async def test_a_spill_file_that_cannot_be_written_says_so(tmp_path: Path) -> None:
-    blocked = tmp_path / "a-file"
-    blocked.write_text("where the spill directory should be")
-    spill = SpillFile(blocked / "spill", consumer="c")
-
-    with pytest.raises(SpillFailed) as raised:
-        await spill.append(consumed(b"v"), error="e", error_type="t", attempts=0, refused=[])
-
-    assert str(blocked) in str(raised.value)
-    assert blocked.read_text() == "where the spill directory should be"

@@ -17,7 +17,8 @@ import httpx
 import msgspec
 from aiokafka import TopicPartition
 
-from libs.common.kafka.records import DEAD_LETTER_ORIGINAL_BYTES, SpilledRecord
+from libs.common.kafka.records import DEAD_LETTER_ORIGINAL_BYTES
+from libs.common.kafka.spill import SpilledRecord
 from services.kafka_llm_processor.send_samples import documents
 from tests.kafka_llm_processor.conftest import (
     Topics,

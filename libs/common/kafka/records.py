@@ -1,6 +1,6 @@
 """What every PAS consumer does the same way: track its assignment, send with the broker's
-acknowledgement, turn a record it cannot use into a dead letter, keep on disk a record no topic
-takes, and start again when the broker drops it.
+acknowledgement, turn a record it cannot use into a dead letter, and start again when the broker
+drops it.
 
 What a consumer that commits an offset only after one of these returned can count on:
 
@@ -15,30 +15,19 @@ What a consumer that commits an offset only after one of these returned can coun
   never refused for its size: the first ``DEAD_LETTER_ORIGINAL_BYTES`` (64 KiB) of the original
   as text, with ``original_clipped`` set when that is not all of it, the original's full size in
   bytes and its sha256; the error, the key and the headers are clipped too.
-- ``SpillFile`` is the last resort, for a record that can be published nowhere (its result and
-  its dead letter both refused, or the deadline passed): one JSON line per record, appended to
-  ``<directory>/spilled.jsonl`` and fsync'ed (the directory too when the file is new), under an
-  exclusive ``flock`` so that processes may share the directory. A line (``SpilledRecord``)
-  holds the record's key, value and headers byte for byte (base64), its coordinates, why it
-  could not be used and why no topic took it; operators replay the file, then remove it. Only
-  once ``append`` returned may the consumer commit past the record; when it raises
-  ``SpillFailed`` the consumer must not (the record then comes back after a restart).
+- What no topic takes goes to the spill file (``spill.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import fcntl
 import hashlib
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
-import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -59,7 +48,6 @@ PUBLISH_DEADLINE_S = 30.0
 DEAD_LETTER_ORIGINAL_BYTES = 64 * 1024
 """How much of the original a dead letter carries; the rest is known by size and sha256."""
 
-SPILL_FILE_NAME = "spilled.jsonl"
 
 # Everything else a dead letter carries is bounded too, so that an envelope stays far below
 # 1 MiB even if every character needed a six-byte JSON escape.
@@ -78,10 +66,6 @@ class PublishFailed(PASError):
         super().__init__(f"{topic}: {reason}")
         self.topic = topic
         self.reason = reason
-
-
-class SpillFailed(PASError):
-    """A record could not be written to the spill file: do not commit past it."""
 
 
 class TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -208,95 +192,6 @@ def dead_letter(
         },
         failed_at=datetime.now(UTC),
     )
-
-
-class SpilledRecord(msgspec.Struct, kw_only=True):
-    """One line of a spill file: a record no topic took, byte for byte, and why."""
-
-    consumer: str
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
-    error: str
-    """Why the record could not be used (what its dead letter would have said)."""
-    error_type: str
-    attempts: int
-    refused: list[str]
-    """Each publication that failed: the topic and why."""
-    spilled_at: datetime
-
-
-_encode_spilled = msgspec.json.Encoder().encode
-
-
-class SpillFile:
-    """The append-only file of records that could be published nowhere (see the module)."""
-
-    def __init__(self, directory: str | Path, *, consumer: str) -> None:
-        self.path = Path(directory) / SPILL_FILE_NAME
-        self.consumer = consumer
-
-    async def append(
-        self,
-        record: ConsumerRecord[bytes, bytes],
-        *,
-        error: str,
-        error_type: str,
-        attempts: int,
-        refused: Sequence[str],
-    ) -> Path:
-        """Write ``record`` durably; only then may its consumer commit past it."""
-        line = _encode_spilled(
-            SpilledRecord(
-                consumer=self.consumer,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                timestamp_ms=record.timestamp,
-                key=record.key,
-                value=record.value,
-                headers=[(name, value or b"") for name, value in record.headers],
-                error=error,
-                error_type=error_type,
-                attempts=attempts,
-                refused=list(refused),
-                spilled_at=datetime.now(UTC),
-            )
-        )
-        try:
-            await asyncio.to_thread(self._append, line + b"\n")
-        except OSError as exc:
-            raise SpillFailed(f"{self.path}: {exc}") from exc
-        return self.path
-
-    def _append(self, line: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
-            size = os.fstat(fd).st_size
-            try:
-                view = memoryview(line)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            except OSError:
-                # No half line for the next record to be glued onto.
-                os.ftruncate(fd, size)
-                raise
-        finally:
-            os.close(fd)
-        if size == 0:
-            # A new file is durable once its directory entry is.
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
 
 
 class ConsumerLoop(Protocol):

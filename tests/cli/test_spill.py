@@ -1,0 +1,106 @@
+"""``pas spill``: a document whose LLM call was refused while the DLQ took nothing is spilled
+by the processor; the command lists it, and once the backend is fixed replays it to the input
+topic, where the processor answers it; what was replayed leaves the spill file, kept beside it,
+and a second replay finds nothing to send."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from libs.common.kafka.spill import SpilledRecord
+from services.kafka_llm_processor.send_samples import documents
+from tests.cli.conftest import pas
+from tests.cli.test_dlq import REFUSED
+from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
+from tests.kafka_llm_processor.test_unpublishable import NO_SUCH_TOPIC
+from tests.support.asgi_server import serve_asgi
+from tests.support.openai_responder import OpenAIResponder
+from tests.support.polling import poll_async
+from tests.support.topic_reader import read_until_quiet
+
+
+async def test_a_spilled_document_is_replayed_to_its_topic_and_answered(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any, tmp_path: Path
+) -> None:
+    spill_file = tmp_path / "spill" / "spilled.jsonl"  # start_processor's PROCESSOR_SPILL_DIR
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "PROCESSOR_SPILL_DIR": str(spill_file.parent),
+    }
+    backend = OpenAIResponder(reply=REFUSED)
+    [doc] = [msgspec.structs.replace(d, task="summary") for d in documents(1)]
+    with serve_asgi(backend) as url:
+        start_processor(
+            f"{url}/v1",
+            DLQ_TOPIC=NO_SUCH_TOPIC,
+            PROCESSOR_MAX_ATTEMPTS="1",
+            PROCESSOR_PUBLISH_DEADLINE_S="5",
+        )
+        await send(kafka_bootstrap, topics.input, as_messages([doc]))
+        assert await poll_async(
+            lambda: spill_file.exists() and spill_file.read_bytes().count(b"\n") == 1,
+            timeout_s=60,
+        ), "nothing spilled"
+        [line] = spill_file.read_bytes().splitlines()
+        spilled = msgspec.json.decode(line, type=SpilledRecord)
+
+        listed = pas("spill", "list", "--json", env=env)
+        table = pas("spill", "list", env=env)
+        dry = pas("spill", "replay", "--dry-run", env=env)
+        untouched = spill_file.read_bytes()
+
+        backend.reply = None  # the cause is fixed
+        replayed = pas("spill", "replay", env=env)
+        [result] = await collect(kafka_bootstrap, topics.output, 1)
+        again = pas("spill", "replay", env=env)
+
+    [row] = [json.loads(text) for text in listed.stdout.splitlines()]
+    assert listed.returncode == 0, listed.stderr
+    assert row["number"] == 1
+    assert row["record"]["error_type"] == "PermanentLLMError"
+    assert row["record"]["topic"] == topics.input
+    assert doc.doc_id in table.stdout
+    assert "PermanentLLMError" in table.stdout
+    # A dry run publishes nothing and leaves the file as it was.
+    assert dry.returncode == 0, dry.stderr
+    assert "would replay 1 of 1" in dry.stdout
+    assert untouched == line + b"\n"
+    # Replayed: answered by the processor from the input topic, with the replay's headers.
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replayed 1 of 1" in replayed.stdout
+    assert result.doc_id == doc.doc_id
+    assert result.status == "ok"
+    sent = await read_until_quiet(kafka_bootstrap, topics.input)
+    [copy] = [r for r in sent if dict(r.headers).get("x-pas-replayed-from")]
+    assert result.source_offset == f"{copy.topic}/{copy.partition}/{copy.offset}"
+    assert (copy.key, copy.value) == (spilled.key, spilled.value)
+    headers = dict(copy.headers)
+    assert headers["x-pas-replay-attempt"] == b"1"
+    assert headers["x-pas-replayed-from"] == (
+        f"spill/{spilled.topic}/{spilled.partition}/{spilled.offset}".encode()
+    )
+    # Out of the spill file, kept beside it; nothing left to send.
+    assert spill_file.read_bytes() == b""
+    [kept] = spill_file.parent.glob("spilled.jsonl.replayed-*")
+    assert kept.read_bytes() == line + b"\n"
+    assert again.returncode == 0, again.stderr
+    assert "nothing to replay" in again.stdout
+
+
+def test_a_line_that_holds_no_record_stays_and_is_named(tmp_path: Path) -> None:
+    spill_file = tmp_path / "spilled.jsonl"
+    spill_file.write_bytes(b"{cut short by a full disk\n")
+
+    replayed = pas("spill", "replay", str(spill_file), env={})
+    missing = pas("spill", "list", str(tmp_path / "none.jsonl"), env={})
+
+    assert replayed.returncode == 1
+    assert "line 1" in replayed.stderr
+    assert "not a spilled record" in replayed.stderr
+    assert spill_file.read_bytes() == b"{cut short by a full disk\n"
+    assert missing.returncode == 0
+    assert "nothing was spilled there" in missing.stderr
