@@ -27,12 +27,11 @@ from libs.cli.dead_letters import (
     replay_headers,
     whole_original,
 )
-from libs.cli.runtime import err, out, pass_settings, progress, run
+from libs.cli.runtime import err, one_line, out, pass_settings, progress, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.kafka.records import send_acknowledged
 
-_ERROR_CHARS = 80
 REPLAY_DEADLINE_S = 15.0
 
 
@@ -78,11 +77,6 @@ async def count_letters(bootstrap_servers: str, writers: dict[str, str]) -> list
             )
         )
     return counts
-
-
-def _short(text: str | None, chars: int = _ERROR_CHARS) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= chars else text[: chars - 3] + "..."
 
 
 def _coordinates(value: str) -> tuple[int, int]:
@@ -143,13 +137,13 @@ def list_letters(
     for letter in shown:
         envelope = letter.envelope
         if envelope is None:
-            table.add_row(letter.coordinates, "", "unreadable", escape(_short(letter.unreadable)))
+            table.add_row(letter.coordinates, "", "unreadable", escape(one_line(letter.unreadable)))
             continue
         table.add_row(
             letter.coordinates,
             escape(envelope.key or ""),
             escape(envelope.error_type),
-            escape(_short(envelope.error)),
+            escape(one_line(envelope.error)),
             str(envelope.attempts),
             str(letter.replay_attempt),
             envelope.failed_at.isoformat(timespec="seconds"),

@@ -30,6 +30,15 @@ err = Console(stderr=True)
 
 pass_settings = click.make_pass_decorator(CLISettings)
 
+CELL_CHARS = 80
+"""The most of a free text (an error, a reason) a table cell shows."""
+
+
+def one_line(text: str | None, chars: int = CELL_CHARS) -> str:
+    """``text`` on one line, its whitespace folded, cut to ``chars`` with an ellipsis."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
 
 def progress() -> Progress:
     """A bar on stderr that disappears when done (on a terminal; nothing is drawn otherwise)."""

@@ -24,18 +24,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from libs.cli.dead_letters import replay_attempt, replayed_headers
-from libs.cli.runtime import err, out, pass_settings, run
+from libs.cli.runtime import err, one_line, out, pass_settings, run
 from libs.cli.settings import CLISettings
 from libs.common.kafka.records import send_acknowledged
 from libs.common.kafka.spill import SPILL_FILE_NAME, SpilledRecord, SpillLine, TakenSpill
 
 REPLAY_DEADLINE_S = 15.0
-_ERROR_CHARS = 80
-
-
-def _short(text: str, chars: int = _ERROR_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= chars else text[: chars - 3] + "..."
 
 
 def _path(settings: CLISettings, path: Path | None) -> Path:
@@ -92,8 +86,8 @@ def list_spilled(settings: CLISettings, path: Path | None, as_json: bool) -> Non
             escape(_source(record)),
             escape(_key(record)),
             escape(record.error_type),
-            escape(_short(record.error)),
-            escape(_short("; ".join(record.refused))),
+            escape(one_line(record.error)),
+            escape(one_line("; ".join(record.refused))),
             record.spilled_at.isoformat(timespec="seconds"),
         )
     out.print(table)
