@@ -151,10 +151,12 @@ class EventConsumer:
         self, producer: AIOKafkaProducer, batches: Batches
     ) -> tuple[list[UsageEvent] | pa.Table, list[WorkflowRun]]:
         """The batch's usage (events, or a usage table where the store reads one) and runs;
-        what does not decode is dead-lettered here."""
+        what does not decode is dead-lettered here, every letter sent at once (one at a time,
+        each waited for the broker before the next, a batch of bad records took seconds)."""
         usage: list[UsageEvent] = []
         tables: list[pa.Table] = []
         runs: list[WorkflowRun] = []
+        rejected: list[tuple[ConsumerRecord[bytes, bytes], Undecodable]] = []
         for tp, records in batches.items():
             role = self._roles[tp.topic]
             if role == "usage":
@@ -173,14 +175,14 @@ class EventConsumer:
                     try:
                         usage.append(decode_usage(record.value))
                     except Undecodable as exc:
-                        await self._dead_letter(producer, record, exc)
+                        rejected.append((record, exc))
                 continue
             for record in records:
                 moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
                 try:
                     item = decode(role, record.value, moment)
                 except Undecodable as exc:
-                    await self._dead_letter(producer, record, exc)
+                    rejected.append((record, exc))
                     continue
                 if item is SKIPPED:
                     self._metrics.ignored.labels(tp.topic).inc()
@@ -188,6 +190,9 @@ class EventConsumer:
                     usage.append(item)
                 else:
                     runs.append(item)
+        await asyncio.gather(
+            *(self._dead_letter(producer, record, exc) for record, exc in rejected)
+        )
         if tables:
             return concat_usage([*tables, usage_table(usage)] if usage else tables), runs
         return usage, runs
