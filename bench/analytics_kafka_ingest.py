@@ -7,7 +7,9 @@ so that process start and the group join are left out of both. Each round has a 
 DuckDB file of its own; the last line gives the median of the rounds' ratios.
 
 Run: ``.venv/bin/python -m bench.analytics_kafka_ingest [--events 200000] [--rounds 3]``
-(about a minute a round). Uses ``KAFKA_BOOTSTRAP_SERVERS`` if set, else starts the embedded
+(about a minute a round); ``--bad-share 0.01``: that share of the records is no usage event
+(each goes to the collector's DLQ, the broker's acknowledgement awaited before the commit),
+spread evenly. Uses ``KAFKA_BOOTSTRAP_SERVERS`` if set, else starts the embedded
 broker.
 """
 
@@ -68,6 +70,17 @@ def events(count: int, *, in_order: bool = False) -> list[bytes]:
     if in_order:
         made.sort(key=lambda event: event.timestamp)
     return [msgspec.json.encode(event) for event in made]
+
+
+NOT_AN_EVENT = b'{"event_id": "bench-bad", "tokens": "many"}'
+
+
+def spoiled(values: list[bytes], share: float) -> list[bytes]:
+    """``values`` with every ``1 / share``-th one replaced by a record that does not decode."""
+    if share <= 0:
+        return values
+    every = max(1, round(1 / share))
+    return [NOT_AN_EVENT if n % every == every - 1 else v for n, v in enumerate(values)]
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -149,13 +162,15 @@ async def collector_rate(
     return steady(marks, total)
 
 
-async def run(bootstrap: str, count: int, tmp: Path, *, in_order: bool) -> tuple[Steady, Steady]:
+async def run(
+    bootstrap: str, count: int, tmp: Path, *, in_order: bool, bad_share: float
+) -> tuple[Steady, Steady]:
     """One round: the collector's and the bare consumer's figures."""
     run_id = uuid.uuid4().hex[:6]
     topic = f"bench-usage-{run_id}"
     others = {f"bench-{name}-{run_id}": 1 for name in ("wf", "results", "docs-dlq", "dlq")}
     await ensure_topics(bootstrap, {topic: PARTITIONS, **others})
-    values = events(count, in_order=in_order)
+    values = spoiled(events(count, in_order=in_order), bad_share)
     await produce(bootstrap, topic, values)
 
     bare = await bare_consumer(bootstrap, topic, count)
@@ -194,15 +209,18 @@ async def run(bootstrap: str, count: int, tmp: Path, *, in_order: bool) -> tuple
     return stored, bare
 
 
-async def rounds(bootstrap: str, count: int, times: int, tmp: Path, *, in_order: bool) -> None:
+async def rounds(
+    bootstrap: str, count: int, times: int, tmp: Path, *, in_order: bool, bad_share: float
+) -> None:
+    bad = f", {bad_share:.1%} of them no usage event" if bad_share > 0 else ""
     print(
-        f"{count:,} usage events ({'in order' if in_order else 'random order'} of time) on "
+        f"{count:,} usage events ({'in order' if in_order else 'random order'} of time{bad}) on "
         f"{PARTITIONS} partitions, batches of {BATCH_MAX:,}, {times} rounds",
         flush=True,
     )
     ratios, cpu_ratios = [], []
     for _ in range(times):
-        stored, bare = await run(bootstrap, count, tmp, in_order=in_order)
+        stored, bare = await run(bootstrap, count, tmp, in_order=in_order, bad_share=bad_share)
         ratios.append(stored.rate / bare.rate)
         cpu_ratios.append(bare.cpu_per_100k / stored.cpu_per_100k)
     print(
@@ -218,6 +236,9 @@ def main() -> None:
     parser.add_argument(
         "--in-order", action="store_true", help="events in order of time, as live traffic"
     )
+    parser.add_argument(
+        "--bad-share", type=float, default=0.0, help="share of records that are no usage event"
+    )
     args = parser.parse_args()
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
@@ -225,7 +246,16 @@ def main() -> None:
         bootstrap = (
             configured or stack.enter_context(EmbeddedBroker(port=free_port())).bootstrap_servers
         )
-        asyncio.run(rounds(bootstrap, args.events, args.rounds, Path(tmp), in_order=args.in_order))
+        asyncio.run(
+            rounds(
+                bootstrap,
+                args.events,
+                args.rounds,
+                Path(tmp),
+                in_order=args.in_order,
+                bad_share=args.bad_share,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def create_app(settings: ProcessorSettings) -> Litestar:
                 "partitions": sorted(tp.partition for tp in processor.assigned),
                 "input_topic": settings.input_topic,
                 "llm_url": settings.llm_url,
+                # Records no topic took, waiting in the spill file for `pas spill replay`.
+                "spilled": await asyncio.to_thread(processor.spill.waiting),
             },
         )
 

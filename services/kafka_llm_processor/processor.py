@@ -78,7 +78,7 @@ class DocumentProcessor:
         self._settings = settings
         self._llm = llm
         self._metrics = metrics
-        self._spill = SpillFile(settings.spill_dir, consumer=settings.group_id)
+        self.spill = SpillFile(settings.spill_dir, consumer=settings.group_id)
         self.instance = uuid.uuid4().hex[:8]
         self.assigned: set[TopicPartition] = set()
         self._loop: WorkLoop | None = None
@@ -350,7 +350,7 @@ class DocumentProcessor:
         self, record: ConsumerRecord[bytes, bytes], failure: _Failed, refused: list[str]
     ) -> None:
         """Raises ``SpillFailed`` when the spill file cannot take it either."""
-        path = await self._spill.append(
+        path = await self.spill.append(
             record,
             error=str(failure),
             error_type=failure.kind,

@@ -1,7 +1,7 @@
 """``pas spill``: a document whose LLM call was refused while the DLQ took nothing is spilled
-by the processor; the command lists it, and once the backend is fixed replays it to the input
-topic, where the processor answers it; what was replayed leaves the spill file, kept beside it,
-and a second replay finds nothing to send."""
+by the processor (its /health counts it); the command lists it, and once the backend is fixed
+replays it to the input topic, where the processor answers it; what was replayed leaves the
+spill file, kept beside it, and a second replay finds nothing to send."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 
 from libs.common.kafka.spill import SpilledRecord
@@ -23,6 +24,12 @@ from tests.support.polling import poll_async
 from tests.support.topic_reader import read_until_quiet
 
 
+async def waiting_in_spill(url: str) -> int:
+    async with httpx.AsyncClient() as http:
+        spilled: int = (await http.get(f"{url}/health")).json()["details"]["spilled"]
+    return spilled
+
+
 async def test_a_spilled_document_is_replayed_to_its_topic_and_answered(
     kafka_bootstrap: str, topics: Topics, start_processor: Any, tmp_path: Path
 ) -> None:
@@ -34,7 +41,7 @@ async def test_a_spilled_document_is_replayed_to_its_topic_and_answered(
     backend = OpenAIResponder(reply=REFUSED)
     [doc] = [msgspec.structs.replace(d, task="summary") for d in documents(1)]
     with serve_asgi(backend) as url:
-        start_processor(
+        processor = start_processor(
             f"{url}/v1",
             DLQ_TOPIC=NO_SUCH_TOPIC,
             PROCESSOR_MAX_ATTEMPTS="1",
@@ -48,6 +55,7 @@ async def test_a_spilled_document_is_replayed_to_its_topic_and_answered(
         [line] = spill_file.read_bytes().splitlines()
         spilled = msgspec.json.decode(line, type=SpilledRecord)
 
+        before = await waiting_in_spill(processor.url)
         listed = pas("spill", "list", "--json", env=env)
         table = pas("spill", "list", env=env)
         dry = pas("spill", "replay", "--dry-run", env=env)
@@ -57,7 +65,9 @@ async def test_a_spilled_document_is_replayed_to_its_topic_and_answered(
         replayed = pas("spill", "replay", env=env)
         [result] = await collect(kafka_bootstrap, topics.output, 1)
         again = pas("spill", "replay", env=env)
+        after = await waiting_in_spill(processor.url)
 
+    assert (before, after) == (1, 0)  # the processor's /health counts what waits there
     [row] = [json.loads(text) for text in listed.stdout.splitlines()]
     assert listed.returncode == 0, listed.stderr
     assert row["number"] == 1

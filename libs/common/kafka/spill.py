@@ -103,6 +103,15 @@ class SpillFile:
             raise SpillFailed(f"{self.path}: {exc}") from exc
         return self.path
 
+    def waiting(self) -> int:
+        """How many lines the file holds (records spilled and not replayed yet); 0 without a
+        file. Read without the lock: a line being appended counts once it is whole."""
+        try:
+            with self.path.open("rb") as file:
+                return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+        except FileNotFoundError:
+            return 0
+
     def _append(self, line: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = _open_locked(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
