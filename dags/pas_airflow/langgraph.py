@@ -179,6 +179,9 @@ class LangGraphOperator(BaseOperator):
         result = event["result"]
         outcome = result["payload"]
         meta = result.get("metadata", {})
+        output = outcome.get("output")
+        if outcome.get("omitted_output_bytes") is not None:
+            output = self._output_of(outcome["run_id"], outcome["omitted_output_bytes"])
         return self._conclude(
             context,
             {
@@ -193,8 +196,18 @@ class LangGraphOperator(BaseOperator):
                 or outcome.get("parameters_version"),
                 **{k: meta[k] for k in ("experiment_id", "variant", "unit") if k in meta},
             },
-            outcome.get("output"),
+            output,
         )
+
+    def _output_of(self, run_id: str, size: int) -> Any:
+        """The output a result event left out (too large for a Kafka record), from the run."""
+        base = self.runner_url or service_url("RUNNER_URL", RUNNER_PORT)
+        self.log.info(
+            "run %s: output of %d bytes not in its event; reading it from %s", run_id, size, base
+        )
+        with httpx.Client(base_url=base, headers=bearer("RUNNER_TOKEN"), timeout=60) as client:
+            run = json_answer(client.get(f"/runs/{run_id}"), f"reading run {run_id}")
+        return run.get("output")
 
     def _conclude(self, context: Context, run: dict[str, Any], output: Any) -> Any:
         ti = context["ti"]

@@ -41,6 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+MAX_RESULT_BYTES = 16_384
+
+
 class PASStack(msgspec.Struct, frozen=True):
     bootstrap: str
     events_topic: str
@@ -103,6 +106,9 @@ def pas_stack(
             "RUNNER_DLQ_TOPIC": dlq,
             "RUNNER_GROUP_ID": f"runner-{events}",
             "RUNNER_COMMIT_INTERVAL_S": "0.2",
+            # An output larger than this leaves the result event (test_operators.py; small:
+            # the DAG's conf, the probe's input, is one command-line argument, 128 KiB at most).
+            "RUNNER_MAX_RESULT_BYTES": str(MAX_RESULT_BYTES),
             "VERSIONING_URL": versioning.url,
             "LOG_LEVEL": "INFO",
         },

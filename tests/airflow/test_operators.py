@@ -17,7 +17,13 @@ import pytest
 
 from libs.common.schemas.workflows import WorkflowTriggered
 from tests.airflow.airflow_cli import Airflow
-from tests.airflow.conftest import PASStack, add_version, dags_folder_with, needs_airflow
+from tests.airflow.conftest import (
+    MAX_RESULT_BYTES,
+    PASStack,
+    add_version,
+    dags_folder_with,
+    needs_airflow,
+)
 from tests.langgraph_runner.conftest import collect
 from tests.support.processes import ServiceProcess, free_port
 
@@ -237,6 +243,24 @@ def test_a_failed_workflow_fails_the_task_once_with_the_workflow_s_reason(
     assert "c is broken (on purpose)" in output
     tries = test_airflow.task_tries("pas_test_probe_kafka", "run_workflow")
     assert [t["state"] for t in tries] == ["failed"]  # retries: 2, yet no retry
+
+
+def test_an_output_too_large_for_the_result_event_is_read_from_the_run(
+    test_airflow: Airflow, pas_stack: PASStack, tmp_path: Path
+) -> None:
+    """The probe echoes ``value``: its output exceeds the runner's ``RUNNER_MAX_RESULT_BYTES``,
+    so the result event comes without it; the operator reads it from the run."""
+    large = "x" * (2 * MAX_RESULT_BYTES)
+    payload = {"log": str(tmp_path / "log"), "value": large}
+
+    output = dags_test(test_airflow, pas_stack, "pas_test_probe_kafka", {"payload": payload})
+
+    assert state_of(test_airflow, "pas_test_probe_kafka") == "success", output[-6000:]
+    assert "not in its event; reading it from" in output
+    assert test_airflow.xcom("pas_test_probe_kafka", "run_workflow") == {
+        "visited": ["a", "b", "c"],
+        "value": large,
+    }
 
 
 def test_rest_mode_runs_the_workflow_over_the_runner_s_http_api(
