@@ -204,6 +204,11 @@ def trigger(
         _print_json(outcome)
         if isinstance(outcome, DeadLetter):
             raise click.ClickException(f"dead-lettered: {outcome.error_type}: {outcome.error}")
+        if outcome.payload.omitted_output_bytes is not None:
+            err.print(
+                f"the output ({outcome.payload.omitted_output_bytes} bytes) was too large for "
+                f"the event; the run has it: {settings.runner_url}/runs/{outcome.payload.run_id}"
+            )
         if outcome.payload.status != "success":
             raise SystemExit(1)
         return
