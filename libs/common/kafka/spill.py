@@ -13,9 +13,11 @@ restart).
 ``TakenSpill`` is the file held by whoever replays it: locked under the same ``flock`` from the
 moment it is read until what was sent is taken out of it, so an append meanwhile waits and
 lands after what is kept, neither lost nor sent twice. What was taken out is kept beside the
-file (``spilled.jsonl.replayed-<UTC time>``), the record of what was sent. An appender that
-finds, once it holds the lock, that the path now names another file (or none: an operator
-removed it) opens the path again, so no line goes to a file nobody reads.
+file (``spilled.jsonl.replayed-<UTC time>``), the record of what was sent; what is kept is
+written to a new file renamed over the old one, so a crash leaves one of them whole. An
+appender that finds, once it holds the lock, that the path now names another file (that one,
+or none: an operator removed it) opens the path again, so no line goes to a file nobody
+reads.
 """
 
 from __future__ import annotations
@@ -127,12 +129,7 @@ class SpillFile:
         finally:
             os.close(fd)
         if size == 0:
-            # A new file is durable once its directory entry is.
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            _sync_directory(self.path.parent)  # a new file is durable once its entry is
 
 
 def _open_locked(path: Path, flags: int) -> int:
@@ -211,27 +208,39 @@ class TakenSpill:
             return None
         at = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         record = self.path.with_name(f"{self.path.name}.replayed-{at}")
-        _write_synced(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, taken)
-        os.ftruncate(self._fd, 0)
+        _write_synced(record, taken)
+        # The rest in a new file put in the old one's place at once: a crash leaves one or the
+        # other whole. An append waiting for the lock on the old one then opens the new one.
         kept = [line for number, line in self._raw.items() if number in numbers]
-        _write_all(self._fd, b"".join(line + b"\n" for line in kept), at_offset=0)
-        os.fsync(self._fd)
+        rest = self.path.with_name(f"{self.path.name}.keeping-{at}")
+        _write_synced(rest, kept)
+        os.replace(rest, self.path)
+        _sync_directory(self.path.parent)
         self._raw = {n: line for n, line in self._raw.items() if n in numbers}
         return record
 
 
-def _write_all(fd: int, data: bytes, *, at_offset: int | None = None) -> None:
-    if at_offset is not None:
-        os.lseek(fd, at_offset, os.SEEK_SET)
+def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _write_synced(path: Path, flags: int, lines: Sequence[bytes]) -> None:
-    fd = os.open(path, flags, 0o600)
+def _write_synced(path: Path, lines: Sequence[bytes]) -> None:
+    """A new file at ``path`` holding ``lines``, on disk once this returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         _write_all(fd, b"".join(line + b"\n" for line in lines))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """A file created, renamed or removed in ``directory`` is durable once this returns."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
