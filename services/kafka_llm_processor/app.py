@@ -14,7 +14,7 @@ import structlog
 from litestar import Litestar
 
 from libs.common.kafka.records import run_until_stopped
-from libs.common.kit import HealthReport, create_service
+from libs.common.kit import HealthReport, HealthStatus, create_service
 from libs.common.settings import build_or_exit
 from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.metrics import ProcessorMetrics
@@ -46,8 +46,16 @@ def create_app(settings: ProcessorSettings) -> Litestar:
             await llm.aclose()
 
     async def health() -> HealthReport:
+        status: HealthStatus = "healthy" if processor.connected else "degraded"
+        try:
+            # Records no topic took, waiting in the spill file for `pas spill replay`.
+            spilled: int | str = await asyncio.to_thread(processor.spill.waiting)
+        except OSError as exc:
+            # Where the file cannot be read it cannot be written: a document no topic takes
+            # would be recorded nowhere (and its partition commit no further).
+            spilled, status = f"spill file unreadable: {exc}", "degraded"
         return HealthReport(
-            status="healthy" if processor.connected else "degraded",
+            status=status,
             details={
                 "instance": processor.instance,
                 "broker": settings.bootstrap_servers,
@@ -55,8 +63,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
                 "partitions": sorted(tp.partition for tp in processor.assigned),
                 "input_topic": settings.input_topic,
                 "llm_url": settings.llm_url,
-                # Records no topic took, waiting in the spill file for `pas spill replay`.
-                "spilled": await asyncio.to_thread(processor.spill.waiting),
+                "spilled": spilled,
             },
         )
 

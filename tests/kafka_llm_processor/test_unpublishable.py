@@ -182,6 +182,8 @@ async def test_when_the_spill_file_cannot_be_written_commits_stop_below_the_reco
         await send(kafka_bootstrap, topics.input, messages, partition=0)
         results = await collect(kafka_bootstrap, topics.output, len(small_ids), timeout_s=60)
         metrics = await metrics_showing(first.url, NOWHERE)
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(f"{first.url}/health")).json()
         first.stop()  # drains and commits what it may
         held = await committed_offset(kafka_bootstrap, group, tp, until=lambda _: True)
 
@@ -199,6 +201,8 @@ async def test_when_the_spill_file_cannot_be_written_commits_stop_below_the_reco
     assert sorted(r.doc_id for r in results) == sorted(small_ids)
     assert NOWHERE in metrics
     assert "recorded nowhere" in first.logs()
+    assert health["status"] == "degraded"
+    assert health["details"]["spilled"].startswith("spill file unreadable: ")
     assert held == 1, "never committed past a record that is recorded nowhere"
     assert moved == 4
     spilled = msgspec.json.decode((spill_dir / "spilled.jsonl").read_bytes(), type=SpilledRecord)
