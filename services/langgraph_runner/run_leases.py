@@ -1,9 +1,9 @@
 """Keeping this runner's leases: every ``renew_s`` it extends the leases of the runs it runs
 (one statement, :meth:`RunStore.renew`), stops those another replica took over meanwhile, and
 claims runs whose lease expired: unfinished ones as many as it has room for, ended ones whose
-outcome is to be reported all (they need no slot). The lease rule itself (who may
-write a run, and when a lease counts as expired) is the store's (``store.py``); resuming what is
-claimed is the run manager's (``runs.py``).
+outcome is to be reported all (they need no slot). The lease rule itself (who may write a run,
+and when a lease counts as expired) is the store's (``store.py``); resuming what is claimed is
+the run manager's (``runs.py``).
 """
 
 from __future__ import annotations
