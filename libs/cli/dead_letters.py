@@ -54,10 +54,7 @@ class Letter(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def replay_attempt(self) -> int:
         """How often the original had been replayed before it failed this time."""
-        if self.envelope is None:
-            return 0
-        raw = self.envelope.headers.get(HEADER_REPLAY_ATTEMPT, "0")
-        return int(raw) if raw.isdigit() else 0
+        return 0 if self.envelope is None else replay_attempt(_as_bytes(self.envelope.headers))
 
 
 def read_letter(record: Record) -> Letter:
@@ -117,9 +114,13 @@ def replay_headers(letter: Letter) -> list[tuple[str, bytes]]:
     """The original's headers with the replay's own two in place of any earlier ones."""
     assert letter.envelope is not None
     return replayed_headers(
-        [(name, value.encode()) for name, value in letter.envelope.headers.items()],
-        f"{letter.dlq}/{letter.partition}/{letter.offset}",
+        _as_bytes(letter.envelope.headers), f"{letter.dlq}/{letter.partition}/{letter.offset}"
     )
+
+
+def _as_bytes(headers: dict[str, str]) -> list[tuple[str, bytes]]:
+    """An envelope's headers (text) as a record carries them."""
+    return [(name, value.encode()) for name, value in headers.items()]
 
 
 def replay_attempt(headers: list[tuple[str, bytes]]) -> int:
