@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from langgraph.types import Interrupt
@@ -16,6 +16,25 @@ from libs.common.schemas.workflows import PendingInterrupt
 from services.langgraph_runner.errors import InvalidWorkflowInput
 from services.langgraph_runner.json_values import json_value
 from services.langgraph_runner.store import RunRecord
+
+METADATA_MAX_BYTES: Final = 65_536
+"""How large a run's metadata may be as JSON. It travels with the run's outcome on
+``workflow-results``: with metadata near a Kafka record's size the outcome could never be
+published, however much of its output were left out."""
+
+_encode = msgspec.json.Encoder().encode
+
+
+def checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` as the run keeps it; refuses it larger than :data:`METADATA_MAX_BYTES`."""
+    kept = dict(metadata or {})
+    size = len(_encode(kept))
+    if size > METADATA_MAX_BYTES:
+        raise InvalidWorkflowInput(
+            f"metadata: {size} bytes as JSON, at most {METADATA_MAX_BYTES} (it travels with "
+            "the run's outcome; put large values in the input)"
+        )
+    return kept
 
 
 def utcnow() -> datetime:

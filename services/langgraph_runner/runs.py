@@ -66,6 +66,7 @@ from services.langgraph_runner.record_writes import OrderedWrites
 from services.langgraph_runner.run_leases import LeaseKeeper
 from services.langgraph_runner.run_records import (
     changed,
+    checked_metadata,
     experiment_unit,
     pending_interrupts,
     resume_value,
@@ -195,6 +196,7 @@ class RunManager:
         self._refuse_if_closing()
         workflow = self._catalog.get(workflow_id)
         first_state = workflow.spec.validate(payload, self._catalog.deps)
+        metadata = checked_metadata(metadata)
         run_id = run_id or uuid.uuid4().hex
         unit = experiment_unit(metadata, run_id)
         resolved = await self._definitions.resolve(workflow_id, parameters, unit)
@@ -218,6 +220,7 @@ class RunManager:
         self._refuse_if_closing()
         workflow = self._catalog.get(event.workflow_id)
         first_state = workflow.spec.validate(event.payload, self._catalog.deps)
+        checked_metadata(event.metadata)
         unit = experiment_unit(event.metadata, event.workflow_run_id)
         resolved = await self._definitions.resolve(event.workflow_id, None, unit)
         record = self._new_record(

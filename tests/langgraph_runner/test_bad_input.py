@@ -34,6 +34,11 @@ async def _problem(response: Any, status: int) -> str:
         ("document_analysis", {"input": {"content": "x"}, "surprise": 1}, "surprise"),
         (
             "document_analysis",
+            {"input": {"content": "x"}, "metadata": {"n": "x" * 70_000}},
+            "metadata",
+        ),
+        (
+            "document_analysis",
             {"input": {"content": "x"}, "parameters": {"temperature": 5}},
             "temperature",
         ),

@@ -80,7 +80,9 @@ async def test_a_triggered_event_yields_one_completed_result_with_its_ids(
 async def test_invalid_events_land_in_the_dlq_with_the_reason(
     make_runner: Any, kafka_bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
-    await make_runner(bootstrap_servers=kafka_bootstrap, max_event_bytes=4096, **topics.settings())
+    await make_runner(
+        bootstrap_servers=kafka_bootstrap, max_event_bytes=100_000, **topics.settings()
+    )
     valid = trigger("probe", {"log": str(tmp_path / "probe.log")})
     missing_id = trigger("probe", {"log": "x"})
     del missing_id["workflow_run_id"]
@@ -90,7 +92,12 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
         (b"wrong-type", msgspec.json.encode(trigger("probe", {}, event_type="workflow.completed"))),
         (b"unknown-workflow", msgspec.json.encode(trigger("no_such_flow", {}))),
         (b"bad-input", msgspec.json.encode(trigger("probe", {"log": 42}))),
-        (b"too-large", msgspec.json.encode(trigger("probe", {"log": "x" * 5000}))),
+        (b"too-large", msgspec.json.encode(trigger("probe", {"log": "x" * 100_000}))),
+        # Metadata travels with the outcome: near a record's size it could never be published.
+        (
+            b"large-metadata",
+            msgspec.json.encode(trigger("probe", {"log": "x"}, metadata={"n": "x" * 70_000})),
+        ),
     ]
 
     await send(kafka_bootstrap, topics.events, [*poison, as_message(valid)])
@@ -112,6 +119,8 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
     assert by_key["bad-input"].error_type == "invalid_input"
     assert "log" in by_key["bad-input"].error
     assert by_key["too-large"].error_type == "too_large"
+    assert by_key["large-metadata"].error_type == "invalid_input"
+    assert "metadata" in by_key["large-metadata"].error
     assert all(letter.topic == topics.events for letter in by_key.values())
     # Processing goes on after poison.
     [result] = results_for(found, valid["event_id"])
