@@ -125,6 +125,22 @@ async def test_format_schema_constrains_the_answer(llm: Client) -> None:
     jsonschema.validate(json.loads(body["message"]["content"]), schema)
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+async def test_an_empty_format_is_no_format_as_ollama_reads_it(llm: Client, path: str) -> None:
+    """Ollama's server reads ``format: ""`` as not set, and its Python client types it so."""
+    asked = {"stream": False, "options": {"temperature": 0, "num_predict": 12}}
+    if path == "/api/chat":
+        asked["messages"] = [{"role": "user", "content": "Name a stock exchange."}]
+    else:
+        asked["prompt"] = "Name a stock exchange."
+    empty = await llm.post(path, json={**asked, "format": ""})
+    unset = await llm.post(path, json=asked)
+
+    assert empty.status_code == 200, empty.text
+    field = "message" if path == "/api/chat" else "response"
+    assert empty.json()[field] == unset.json()[field]
+
+
 async def test_tags_and_show_describe_the_model(llm: Client) -> None:
     tags = (await llm.get("/api/tags")).json()
     show = (await llm.post("/api/show", json={"model": "smollm2-135m-instruct"})).json()
