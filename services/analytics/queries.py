@@ -93,10 +93,13 @@ USAGE_COLUMNS: Final = (
 )
 RUN_COLUMNS: Final = ("run_id", "status", "ts", "workflow_id", "duration_ms", "source", "error")
 
-# Raw and rolled-up usage as one relation; ``calls`` and ``latency_ms`` are sums per row.
+# Raw and rolled-up usage as one relation; ``calls`` and ``latency_ms`` are sums per row. A
+# rollup keeps an absent capability, workflow or desk as '' (a key column): an empty one is
+# read as absent on both sides, so that a rollup merges no group into another.
 _USAGE_ALL = f"""
 usage_all AS (
-    SELECT ts, service, provider, model, capability, workflow_id, desk, status, 1 AS calls,
+    SELECT ts, service, provider, model, NULLIF(capability, '') AS capability,
+           NULLIF(workflow_id, '') AS workflow_id, NULLIF(desk, '') AS desk, status, 1 AS calls,
            prompt_tokens, completion_tokens, cost_usd, latency_ms, cached_tokens,
            cache_write_tokens
     FROM {USAGE} WHERE ts >= $1 AND ts < $2 {{usage_filter}}

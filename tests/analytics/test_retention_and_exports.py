@@ -50,9 +50,14 @@ async def snapshot(collector: AsyncTestClient[Any], start: datetime, end: dateti
 async def test_rollup_keeps_every_total(collector: AsyncTestClient[Any]) -> None:
     now = utc_now()
     usage, runs = known_events(now, spread_h=6)
+    cutoff = hour_floor(now) - timedelta(hours=2)
+    # Empty names, which a rollup keeps as absent ones: neither group may change.
+    usage += [
+        usage_event(cutoff - timedelta(minutes=30), capability="", workflow_id="", desk=""),
+        usage_event(cutoff - timedelta(minutes=20), capability=None, workflow_id=None, desk=None),
+    ]
     await collector.post("/events", json={"usage": usage, "runs": runs})
     start, end = hour_floor(now) - timedelta(hours=7), now + timedelta(minutes=1)
-    cutoff = hour_floor(now) - timedelta(hours=2)
     before = await snapshot(collector, start, end)
     older = [e for e in usage if datetime.fromisoformat(e["timestamp"]) < cutoff]
     older_runs = [r for r in runs if datetime.fromisoformat(r["timestamp"]) < cutoff]
