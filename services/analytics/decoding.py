@@ -91,7 +91,8 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _bounded(text: str | None, limit: int = 2000) -> str | None:
-    return text[:limit] if text else None
+    """An error as the stores keep it: cut short, less the NULs no store holds."""
+    return text.replace("\x00", "")[:limit] if text else None
 
 
 def decode(role: TopicRole, value: bytes | None, record_time: datetime) -> Any:
@@ -200,13 +201,18 @@ def _workflow_run(event: _WorkflowResultEvent, record_time: datetime) -> Workflo
 
 
 def _processed_document(result: DocumentResult) -> WorkflowRun:
-    return WorkflowRun(
-        run_id=processor_run_id(result.doc_id, result.source_offset),
-        workflow_id=processor_workflow_id(result.task),
-        status="success" if result.status == "ok" else result.status,
-        timestamp=_aware(result.processed_at),
-        duration_ms=result.processing_ms,
-        source="llm-results",
+    # Converted, not built: the result is anyone's record, and the run must be one the stores
+    # hold (a NUL in its id, a time past the calendar's edge would fail every try to store).
+    return msgspec.convert(
+        {
+            "run_id": processor_run_id(result.doc_id, result.source_offset),
+            "workflow_id": processor_workflow_id(result.task),
+            "status": "success" if result.status == "ok" else result.status,
+            "timestamp": _aware(result.processed_at),
+            "duration_ms": result.processing_ms,
+            "source": "llm-results",
+        },
+        WorkflowRun,
     )
 
 
@@ -217,12 +223,17 @@ def _failed_document(letter: DeadLetter) -> WorkflowRun:
         task = "unknown"
     if task not in get_args(Task):
         task = "unknown"  # an invalid document: its task is whatever it said
-    key = letter.key or "?"
-    return WorkflowRun(
-        run_id=processor_run_id(key, f"{letter.topic}/{letter.partition}/{letter.offset}"),
-        workflow_id=processor_workflow_id(task),
-        status="error",
-        timestamp=_aware(letter.failed_at),
-        source="documents-dlq",
-        error=_bounded(f"{letter.error_type}: {letter.error}"),
+    # The letter is of a document that failed: it counts whatever its key holds, less the NULs
+    # no store keeps.
+    key = (letter.key or "").replace("\x00", "") or "?"
+    return msgspec.convert(
+        {
+            "run_id": processor_run_id(key, f"{letter.topic}/{letter.partition}/{letter.offset}"),
+            "workflow_id": processor_workflow_id(task),
+            "status": "error",
+            "timestamp": _aware(letter.failed_at),
+            "source": "documents-dlq",
+            "error": _bounded(f"{letter.error_type}: {letter.error}"),
+        },
+        WorkflowRun,
     )

@@ -17,6 +17,8 @@ from litestar.response import Stream
 from libs.common.kit import problem_responses
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.usage import (
+    EARLIEST_TIME,
+    LATEST_TIME,
     Bucket,
     CostReport,
     EventBatch,
@@ -92,12 +94,20 @@ def _utc(moment: datetime) -> datetime:
 
 
 def parse_moment(parameter: str, text: str) -> datetime:
+    """The time asked, in UTC, brought within the times an event can hold
+    (``EARLIEST_TIME`` to ``LATEST_TIME``): none lies outside, and a time at the calendar's
+    edge overflows once in UTC or moved by a window."""
     try:
-        return _utc(datetime.fromisoformat(text))
+        asked = datetime.fromisoformat(text)
     except ValueError:
         raise _invalid(
             parameter, f"{text!r} is not an ISO 8601 time such as 2025-01-31T08:00:00Z"
         ) from None
+    try:
+        moment = _utc(asked)
+    except OverflowError:  # within a day of year 1 or year 9999's end
+        return EARLIEST_TIME if asked.year == 1 else LATEST_TIME
+    return min(max(moment, EARLIEST_TIME), LATEST_TIME)
 
 
 def time_window(start_text: str | None, end_text: str | None) -> TimeWindow:

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from libs.common.schemas.usage import EARLIEST_TIME, LATEST_TIME
 from services.analytics.nul_free import NulFreeUsage
 from services.analytics.usage_table import TIMESTAMP, USAGE_FIELDS, USAGE_SCHEMA, row_numbers
 
@@ -136,6 +137,17 @@ _first_byte: Final = itemgetter(0)
 _OPENING_BRACE: Final = {ord("{")}
 _PARSE: Final = pj.ParseOptions(explicit_schema=_READ_AS, unexpected_field_behavior="ignore")
 _READ: Final = pj.ReadOptions(use_threads=True)
+_EARLIEST_US: Final = int(EARLIEST_TIME.timestamp() * 1_000_000)
+_LATEST_US: Final = int(LATEST_TIME.timestamp() * 1_000_000)
+
+
+def _within_time_bounds(times: pa.ChunkedArray) -> bool:
+    """The wire type's ``__post_init__`` bound (``check_time``), which its schema does not
+    show: Arrow reads a time at the calendar's edge (year 10000 once in UTC) without a word."""
+    span = pc.min_max(times)
+    low = span["min"].cast(pa.int64()).as_py()
+    high = span["max"].cast(pa.int64()).as_py()
+    return low is None or (low >= _EARLIEST_US and high < _LATEST_US)
 
 
 def usage_table_from_json(values: Sequence[bytes | None]) -> pa.Table | None:
@@ -174,8 +186,11 @@ def usage_table_from_json(values: Sequence[bytes | None]) -> pa.Table | None:
         columns.append(column)
     position = USAGE_SCHEMA.get_field_index("ts")
     try:
-        columns[position] = columns[position].cast(TIMESTAMP)
+        times = columns[position].cast(TIMESTAMP)
     except pa.ArrowInvalid:
         return None
+    if not _within_time_bounds(times):
+        return None
+    columns[position] = times
     columns.append(pa.chunked_array([row_numbers(len(records))]))
     return pa.Table.from_arrays(columns, schema=USAGE_SCHEMA)

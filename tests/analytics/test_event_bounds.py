@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ import msgspec
 import psycopg
 import pytest
 
-from libs.common.schemas.documents import DeadLetter
+from libs.common.schemas.documents import DeadLetter, DocumentResult
 from libs.common.schemas.usage import MAX_COST_USD, MAX_DURATION_MS
 from tests.analytics.conftest import (
     COLLECTOR_APP,
@@ -132,6 +133,22 @@ async def test_a_duration_past_the_bound_is_a_400_naming_it(
     assert _field(response) == field
 
 
+@pytest.mark.parametrize(
+    "moment", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00", "1969-12-31T23:59:59Z"]
+)
+@pytest.mark.parametrize("kind", ["usage", "runs"])
+async def test_a_time_no_store_can_hold_is_a_400_naming_it(
+    collector_url: str, moment: str, kind: str
+) -> None:
+    """At the calendar's edge a time overflows once in UTC (the year 10000): stored, it failed
+    every try (a 500 over HTTP, a consumer stuck on its batch)."""
+    event = usage_event(utc_now()) if kind == "usage" else run_event(utc_now())
+    response = await _refused(collector_url, {kind: [{**event, "timestamp": moment}]})
+
+    assert _field(response) == f"{kind}[0].timestamp"
+    assert "1970-01-01" in response.json()["detail"]
+
+
 async def test_the_largest_cost_and_durations_allowed_are_stored_exactly(
     collector_url: str,
 ) -> None:
@@ -195,31 +212,33 @@ async def test_from_kafka_they_are_dead_letters_with_the_reason(
     good = [usage_event(utc_now(), model=kept, cost_usd=0.25) for _ in range(3)]
     costly = usage_event(utc_now(), event_id="too-costly", model=kept, cost_usd=1e9)
     nul = usage_event(utc_now(), event_id="nul-model", model=f"{kept}\u0000")
+    edge = {**usage_event(utc_now(), event_id="edge-time"), "timestamp": "9999-12-31T23:30-01:00"}
 
     await produce(
         kafka_bootstrap,
         topics.usage,
-        [msgspec.json.encode(e) for e in (good[0], costly, good[1], nul, good[2])],
+        [msgspec.json.encode(e) for e in (good[0], costly, good[1], nul, edge, good[2])],
     )
     line = await wait_until(
         lambda: _model_line(collector.url, kept), lambda found: found["llm_calls"] >= len(good)
     )
     letters = [
         msgspec.json.decode(v, type=DeadLetter)
-        for v in await read_topic(kafka_bootstrap, topics.dlq, 2)
+        for v in await read_topic(kafka_bootstrap, topics.dlq, 3)
     ]
 
     assert (line["llm_calls"], line["cost_usd"]) == (len(good), 0.75)
     by_event = {
         event_id: letter
         for letter in letters
-        for event_id in ("too-costly", "nul-model")
+        for event_id in ("too-costly", "nul-model", "edge-time")
         if event_id in letter.original
     }
-    assert sorted(by_event) == ["nul-model", "too-costly"]
+    assert sorted(by_event) == ["edge-time", "nul-model", "too-costly"]
     assert {letter.error_type for letter in letters} == {"invalid_usage"}
     assert "cost_usd" in by_event["too-costly"].error
     assert "model" in by_event["nul-model"].error
+    assert "timestamp" in by_event["edge-time"].error
 
 
 async def _model_line(url: str, model: str) -> dict[str, Any]:
@@ -228,3 +247,65 @@ async def _model_line(url: str, model: str) -> dict[str, Any]:
         response.raise_for_status()
         found = [line for line in response.json()["models"] if line["model"] == model]
         return found[0] if found else {"llm_calls": 0, "cost_usd": 0.0}
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_documents_from_kafka_count_whatever_their_key_and_never_past_the_calendar(
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_collector: Callable[..., ServiceProcess],
+    store: str,
+) -> None:
+    """A failed document whose key holds a NUL still counts (PostgreSQL refused its run id at
+    every try, and the consumer stayed on its batch); a result stamped at the calendar's edge
+    is a dead letter, not a batch no store can take."""
+    extra = {"ANALYTICS_DATABASE_URL": POSTGRES_DSN} if store == "postgres" else {}
+    collector = start_collector(**extra)
+    workflow = "kafka_llm_processor.sentiment"
+    before = (await _workflow_lines(collector.url)).get(workflow, (0, 0))
+    letter = DeadLetter(
+        error="model \u0000 down",
+        error_type="TransientLLMError",
+        attempts=4,
+        topic="financial-documents",
+        partition=0,
+        offset=7,
+        key="doc\u0000-1",
+        original=msgspec.json.encode({"doc_id": "doc-1", "task": "sentiment"}).decode(),
+        failed_at=utc_now(),
+    )
+    edge = DocumentResult(
+        doc_id="edge-time",
+        task="sentiment",
+        status="ok",
+        answer="positive",
+        model="m",
+        prompt_tokens=1,
+        completion_tokens=1,
+        processing_ms=1.0,
+        attempts=1,
+        source_offset="financial-documents/0/8",
+        processed_at=datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))),
+    )
+
+    await produce(kafka_bootstrap, topics.documents_dlq, [msgspec.json.encode(letter)])
+    await produce(kafka_bootstrap, topics.llm_results, [msgspec.json.encode(edge)])
+    counted = await wait_until(
+        lambda: _workflow_lines(collector.url), lambda found: found.get(workflow, (0, 0)) != before
+    )
+    [refused] = [
+        msgspec.json.decode(v, type=DeadLetter)
+        for v in await read_topic(kafka_bootstrap, topics.dlq, 1)
+    ]
+
+    assert counted[workflow] == (before[0] + 1, before[1])  # one run more, a failure
+    assert refused.error_type == "invalid_llm_results"
+    assert "timestamp" in refused.error
+    assert "edge-time" in refused.original
+
+
+async def _workflow_lines(url: str) -> dict[str, tuple[int, int]]:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        response = await http.get("/analytics/workflows")
+        response.raise_for_status()
+        return {w["workflow_id"]: (w["runs"], w["successes"]) for w in response.json()["workflows"]}

@@ -51,6 +51,36 @@ async def test_bad_query_parameters_are_named_in_a_400(
         assert field in {e["field"] for e in body["errors"]}, body
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "period"),
+    [
+        # Within a day of the calendar's ends a time overflows once in UTC (it was a 500).
+        (
+            "/analytics/costs",
+            {"from": "0001-01-01T00:30:00+01:00", "to": "1970-01-02T00:00:00Z"},
+            ("1970-01-01T00:00:00Z", "1970-01-02T00:00:00Z"),
+        ),
+        (
+            "/analytics/models",
+            {"from": "2199-12-31T00:00:00Z", "to": "9999-12-31T23:59:59-01:00"},
+            ("2199-12-31T00:00:00Z", "2200-01-01T00:00:00Z"),
+        ),
+        (
+            "/analytics/trends",
+            {"metric": "runs", "bucket": "1d", "from": "1900-01-01", "to": "1970-01-03"},
+            ("1970-01-01T00:00:00Z", "1970-01-03T00:00:00Z"),
+        ),
+    ],
+)
+async def test_a_window_past_the_times_events_hold_is_cut_to_them(
+    collector: AsyncTestClient[Any], path: str, params: dict[str, str], period: tuple[str, str]
+) -> None:
+    response = await collector.get(path, params=params)
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["period"]["start"], response.json()["period"]["end"]) == period
+
+
 async def test_rollup_needs_an_hour_boundary(collector: AsyncTestClient[Any]) -> None:
     response = await collector.post("/admin/rollup", params={"before": "2025-01-01T10:30:00Z"})
 
@@ -66,6 +96,8 @@ BAD_BATCHES = [
     ({"usage": [_with(prompt_tokens=-1)]}, "prompt_tokens"),
     ({"usage": [_with(status="maybe")]}, "status"),
     ({"usage": [_with(timestamp="2025-01-01T10:00:00")]}, "timestamp"),
+    ({"usage": [_with(timestamp="9999-12-31T23:30:00-01:00")]}, "usage[1].timestamp"),
+    ({"runs": [run_event(utc_now(), timestamp="1969-07-20T20:17:00Z")]}, "runs[0].timestamp"),
     ({"usage": [_with(event_id="")]}, "event_id"),
     ({"usage": [{k: v for k, v in _with().items() if k != "model"}]}, "model"),
     ({"runs": [run_event(utc_now(), status="done")]}, "status"),

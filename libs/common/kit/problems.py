@@ -22,6 +22,8 @@ logger = structlog.get_logger("pas.errors")
 
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+# A wire type's own check (a ``__post_init__``) names its field first: "timestamp: ...".
+_CHECKED_FIELD = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<problem>.+)$", re.DOTALL)
 
 
 def problem_response(
@@ -73,12 +75,12 @@ def _field_errors(extra: Any) -> list[FieldError]:
         if match:
             path = match["path"]
             message = message[: match.start()]
-        missing = _MISSING_FIELD.match(message)
-        if missing:
-            # The object's place: in the message, or as Litestar's key ("data" is the body).
-            where = path or ("" if field in ("", "data") else field)
-            path = f"{where}.{missing['name']}" if where else missing["name"]
-            message = "field required"
+        # The object's place: in the message, or as Litestar's key ("data" is the body).
+        where = path or ("" if field in ("", "data") else field)
+        named = _MISSING_FIELD.match(message) or _CHECKED_FIELD.match(message)
+        if named:
+            path = f"{where}.{named['name']}" if where else named["name"]
+            message = named.groupdict().get("problem") or "field required"
         if path:
             field = path
         found.append(FieldError(field=field or "body", message=message, source=item.get("source")))

@@ -37,6 +37,12 @@ MAX_COUNT = 2**31 - 1
 MAX_COST_USD = 99_999_999.0
 MAX_DURATION_MS = 366 * 24 * 3600 * 1000.0
 
+# Times within which a call or a run can have ended: one outside is a clock or a producer gone
+# wrong, and one at the calendar's edge overflows once converted to UTC (9999-12-31T23:30-01:00
+# is in the year 10000), which no store can hold.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_NUL)]
 OptionalName = Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)] | None
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
@@ -80,6 +86,20 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
     cache_write_tokens: Count = 0
     """Of ``prompt_tokens``, those a provider wrote to its prompt cache for later calls, at
     its cache-write price (Anthropic's ``cache_creation_input_tokens``)."""
+
+    def __post_init__(self) -> None:
+        check_time(self.timestamp)
+
+
+def check_time(moment: datetime, field: str = "timestamp") -> None:
+    """Refuses ``moment`` outside :data:`EARLIEST_TIME` to :data:`LATEST_TIME` (a
+    ``__post_init__`` raising ``ValueError`` is a validation error to msgspec: a 400 over HTTP,
+    a dead letter from Kafka)."""
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise ValueError(
+            f"{field}: {moment.isoformat()} is not between {EARLIEST_TIME:%Y-%m-%d} and "
+            f"{LATEST_TIME:%Y-%m-%d} (UTC)"
+        )
 
 
 def _cut(text: str, limit: int = 256) -> str:
@@ -149,6 +169,9 @@ class WorkflowRun(msgspec.Struct, kw_only=True, frozen=True):
     """Where the outcome came from: ``workflow-results``, ``llm-results``, ``api``..."""
     error: Reason = None
 
+    def __post_init__(self) -> None:
+        check_time(self.timestamp)
+
 
 ScoreName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.]+$")]
 
@@ -168,6 +191,9 @@ class QualityScore(msgspec.Struct, kw_only=True, frozen=True):
     value: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
     timestamp: AwareTime
     source: Annotated[str, msgspec.Meta(max_length=64, pattern=NO_NUL)] = "eval"
+
+    def __post_init__(self) -> None:
+        check_time(self.timestamp)
 
 
 class EventBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
