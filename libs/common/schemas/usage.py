@@ -43,6 +43,18 @@ MAX_DURATION_MS = 366 * 24 * 3600 * 1000.0
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
 
+
+def check_time(moment: datetime, field: str = "timestamp") -> None:
+    """Refuses ``moment`` outside :data:`EARLIEST_TIME` to :data:`LATEST_TIME` (a
+    ``__post_init__`` raising ``ValueError`` is a validation error to msgspec: a 400 over HTTP,
+    a dead letter from Kafka)."""
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise ValueError(
+            f"{field}: {moment.isoformat()} is not between {EARLIEST_TIME:%Y-%m-%d} and "
+            f"{LATEST_TIME:%Y-%m-%d} (UTC)"
+        )
+
+
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_NUL)]
 OptionalName = Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)] | None
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
@@ -89,17 +101,6 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         check_time(self.timestamp)
-
-
-def check_time(moment: datetime, field: str = "timestamp") -> None:
-    """Refuses ``moment`` outside :data:`EARLIEST_TIME` to :data:`LATEST_TIME` (a
-    ``__post_init__`` raising ``ValueError`` is a validation error to msgspec: a 400 over HTTP,
-    a dead letter from Kafka)."""
-    if not EARLIEST_TIME <= moment < LATEST_TIME:
-        raise ValueError(
-            f"{field}: {moment.isoformat()} is not between {EARLIEST_TIME:%Y-%m-%d} and "
-            f"{LATEST_TIME:%Y-%m-%d} (UTC)"
-        )
 
 
 def _cut(text: str, limit: int = 256) -> str:
