@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import click
@@ -27,10 +27,11 @@ from libs.cli.dead_letters import (
     replay_headers,
     whole_original,
 )
+from libs.cli.replay_receipts import ReplayReceipt, letter_place, read_receipts, record_receipt
 from libs.cli.runtime import err, one_line, out, pass_settings, progress, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
-from libs.common.kafka.records import send_acknowledged
+from libs.common.kafka.records import PublishFailed, send_acknowledged
 
 REPLAY_DEADLINE_S = 15.0
 
@@ -38,6 +39,24 @@ REPLAY_DEADLINE_S = 15.0
 async def read_letters(bootstrap_servers: str, topic: str) -> list[Letter]:
     async with TopicReader(bootstrap_servers, [topic]) as reader:
         return [read_letter(record) for record in await reader.everything()]
+
+
+async def _letters_and_receipts(
+    bootstrap_servers: str, topic: str
+) -> tuple[list[Letter], dict[str, list[ReplayReceipt]]]:
+    letters = await read_letters(bootstrap_servers, topic)
+    return letters, await read_receipts(bootstrap_servers, topic)
+
+
+def _place(letter: Letter) -> str:
+    return letter_place(letter.dlq, letter.partition, letter.offset)
+
+
+class ListedLetter(Letter, frozen=True, kw_only=True):
+    """A line of ``pas dlq list TOPIC --json``: the letter, and the records its original was
+    replayed as since it failed (by ``pas dlq replay``'s receipts)."""
+
+    replayed_as: list[str] = msgspec.field(default_factory=list)
 
 
 class QueueCount(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,7 +137,7 @@ def list_letters(
             raise click.UsageError("--error-type needs the TOPIC whose letters it picks")
         _list_queues(settings, as_json)
         return
-    letters = run(read_letters(settings.kafka_bootstrap_servers, topic))
+    letters, receipts = run(_letters_and_receipts(settings.kafka_bootstrap_servers, topic))
     if error_type is not None:
         letters = [
             letter
@@ -129,10 +148,13 @@ def list_letters(
     shown = letters[-limit:]
     if as_json:
         for letter in shown:
-            click.echo(msgspec.json.encode(letter).decode())
+            sent = [receipt.replayed_as for receipt in receipts.get(_place(letter), [])]
+            listed = ListedLetter(**msgspec.structs.asdict(letter), replayed_as=sent)
+            click.echo(msgspec.json.encode(listed).decode())
         return
     table = Table(title=f"{topic}: {len(shown)} of {len(letters)} letter(s)")
-    for column in ("at", "key", "error_type", "error", "attempts", "replays", "failed_at"):
+    columns = ("at", "key", "error_type", "error", "attempts", "replays", "replayed", "failed_at")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for letter in shown:
         envelope = letter.envelope
@@ -146,6 +168,7 @@ def list_letters(
             escape(one_line(envelope.error)),
             str(envelope.attempts),
             str(letter.replay_attempt),
+            str(len(receipts.get(_place(letter), []))),
             envelope.failed_at.isoformat(timespec="seconds"),
         )
     out.print(table)
@@ -212,7 +235,7 @@ def show_letter(settings: CLISettings, topic: str, at: str, as_json: bool) -> No
 
 # -- replay ----------------------------------------------------------------------------------
 
-Action = Literal["replay", "refused"]
+Action = Literal["replay", "refused", "failed"]
 
 
 class Decision(msgspec.Struct, kw_only=True):
@@ -249,11 +272,26 @@ def _selected(
     return chosen
 
 
-async def _decide(bootstrap_servers: str, letter: Letter, force: bool) -> Decision:
+async def _decide(
+    bootstrap_servers: str,
+    letter: Letter,
+    receipts: list[ReplayReceipt],
+    *,
+    force: bool,
+    again: bool,
+) -> Decision:
     envelope = letter.envelope
     if envelope is None:
         # Nothing to send: --force cannot make an original out of what is not a letter.
         return Decision(letter=letter, action="refused", reason=letter.unreadable or "")
+    if receipts and not again:
+        last = receipts[-1]
+        return Decision(
+            letter=letter,
+            action="refused",
+            reason=f"replayed already as {last.replayed_as} at "
+            f"{last.at.isoformat(timespec='seconds')} (--again sends it once more)",
+        )
     why = refusal(letter)
     if why is not None and not force:
         return Decision(letter=letter, action="refused", reason=why)
@@ -284,10 +322,20 @@ async def _decide(bootstrap_servers: str, letter: Letter, force: bool) -> Decisi
 
 
 async def _replay(
-    settings: CLISettings, topic: str, chosen: list[Letter], *, force: bool, dry_run: bool
+    settings: CLISettings,
+    topic: str,
+    chosen: list[Letter],
+    *,
+    force: bool,
+    again: bool,
+    dry_run: bool,
 ) -> list[Decision]:
     bootstrap = settings.kafka_bootstrap_servers
-    decisions = [await _decide(bootstrap, letter, force) for letter in chosen]
+    receipts = await read_receipts(bootstrap, topic)
+    decisions = [
+        await _decide(bootstrap, letter, receipts.get(_place(letter), []), force=force, again=again)
+        for letter in chosen
+    ]
     to_send = [decision for decision in decisions if decision.action == "replay"]
     if dry_run or not to_send:
         return decisions
@@ -297,31 +345,56 @@ async def _replay(
         with progress() as bar:
             task = bar.add_task(f"replaying from {topic}", total=len(to_send))
             for decision in to_send:
-                envelope = decision.letter.envelope
-                assert envelope is not None
-                sent = await send_acknowledged(
-                    producer,
-                    envelope.topic,
-                    decision.key,
-                    decision.value,
-                    replay_headers(decision.letter),
-                    deadline_s=REPLAY_DEADLINE_S,
-                )
-                decision.published = f"{sent.topic}/{sent.partition}/{sent.offset}"
+                await _send_one(producer, decision)
                 bar.advance(task)
     finally:
         await producer.stop()
     return decisions
 
 
+async def _send_one(producer: AIOKafkaProducer, decision: Decision) -> None:
+    """Publish the letter's original, then its receipt. A record that fails is marked so and
+    the others still go: the table then says what went out and what did not."""
+    envelope = decision.letter.envelope
+    assert envelope is not None
+    try:
+        sent = await send_acknowledged(
+            producer,
+            envelope.topic,
+            decision.key,
+            decision.value,
+            replay_headers(decision.letter),
+            deadline_s=REPLAY_DEADLINE_S,
+        )
+    except PublishFailed as exc:
+        decision.action, decision.reason = "failed", str(exc)
+        return
+    decision.published = f"{sent.topic}/{sent.partition}/{sent.offset}"
+    receipt = ReplayReceipt(
+        letter=_place(decision.letter), replayed_as=decision.published, at=datetime.now(UTC)
+    )
+    try:
+        await record_receipt(producer, receipt, deadline_s=REPLAY_DEADLINE_S)
+    except PublishFailed as exc:
+        # Sent, not recorded: said in the table, so that no one replays it blindly again.
+        decision.reason = f"no receipt recorded ({exc}): a replay without --again would send it"
+
+
 def _outcome(decision: Decision, dry_run: bool) -> str:
     envelope = decision.letter.envelope
     if decision.action == "refused":
         return f"[red]refused[/]: {escape(decision.reason)}"
-    forced = f" [yellow](forced: {escape(decision.reason)})[/]" if decision.forced else ""
+    if decision.action == "failed":
+        return f"[red]not sent[/]: {escape(decision.reason)}"
+    if decision.forced:
+        note = f" [yellow](forced: {escape(decision.reason)})[/]"
+    elif decision.reason:
+        note = f" [yellow]({escape(decision.reason)})[/]"
+    else:
+        note = ""
     if dry_run:
-        return f"would replay to {escape(envelope.topic if envelope else '')}{forced}"
-    return f"[green]replayed[/] as {escape(decision.published)}{forced}"
+        return f"would replay to {escape(envelope.topic if envelope else '')}{note}"
+    return f"[green]replayed[/] as {escape(decision.published)}{note}"
 
 
 @dlq.command("replay")
@@ -335,6 +408,11 @@ def _outcome(decision: Decision, dry_run: bool) -> str:
     help="Replay also what would fail the same way (a bad record, or replayed "
     f"{MAX_REPLAYS} times already).",
 )
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Replay also letters replayed before (each replay is recorded on pas-dlq-replays).",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed; publish nothing.")
 @pass_settings
 def replay(
@@ -345,6 +423,7 @@ def replay(
     error_type: str | None,
     every: bool,
     force: bool,
+    again: bool,
     dry_run: bool,
 ) -> None:
     """Publish the originals of letters on the DLQ TOPIC to their source topic again.
@@ -353,8 +432,11 @@ def replay(
     original's) and x-pas-replayed-from (DLQ/partition/offset). The letters stay on the DLQ:
     a topic is append-only, and the DLQ is the audit trail. Letters that would fail the same
     way (a record that is not valid, too large, already replayed 3 times) are refused, named,
-    and the command exits 1, unless --force. A clipped original is replayed only from its
-    source topic, whole and matching its sha256.
+    and the command exits 1, unless --force. Each replay is recorded on pas-dlq-replays, and a
+    letter replayed before is refused unless --again (so that running the command twice does
+    not send an original twice). A clipped original is replayed only from its source topic,
+    whole and matching its sha256. A record the broker does not take is named and the others
+    still go (exit 1).
     """
     letters = run(read_letters(settings.kafka_bootstrap_servers, topic))
     chosen = _selected(letters, offsets, error_type, every)
@@ -362,7 +444,7 @@ def replay(
         err.print(f"no letter on {topic} matches")
         return
     decisions = run(
-        _replay(settings, topic, chosen, force=force, dry_run=dry_run),
+        _replay(settings, topic, chosen, force=force, again=again, dry_run=dry_run),
         broker=settings.kafka_bootstrap_servers,
     )
     table = Table(title=f"{'dry run: ' if dry_run else ''}replay from {topic}")
@@ -378,13 +460,17 @@ def replay(
         )
     out.print(table)
     refused = [decision for decision in decisions if decision.action == "refused"]
-    replayed = len(decisions) - len(refused)
+    failed = [decision for decision in decisions if decision.action == "failed"]
+    replayed = len(decisions) - len(refused) - len(failed)
     verb = "would replay" if dry_run else "replayed"
+    not_sent = f", not sent {len(failed)}" if failed else ""
     out.print(
-        f"{verb} {replayed}, refused {len(refused)}; the letters stay on {topic} "
+        f"{verb} {replayed}, refused {len(refused)}{not_sent}; the letters stay on {topic} "
         "(append-only: it is the record of what failed)"
     )
-    if refused:
-        named = ", ".join(f"{d.letter.coordinates} ({d.reason})" for d in refused)
-        err.print(f"refused: {escape(named)}", soft_wrap=True)
+    for kind, decided in (("refused", refused), ("not sent", failed)):
+        if decided:
+            named = ", ".join(f"{d.letter.coordinates} ({d.reason})" for d in decided)
+            err.print(f"{kind}: {escape(named)}", soft_wrap=True)
+    if refused or failed:
         raise SystemExit(1)

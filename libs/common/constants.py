@@ -41,6 +41,8 @@ TOPIC_WORKFLOW_EVENTS_DLQ: Final = "workflow-events-dlq"
 TOPIC_LLM_USAGE: Final = "llm-usage"
 TOPIC_ANALYTICS_DLQ: Final = "analytics-dlq"
 TOPIC_VERSIONING_DLQ: Final = "versioning-dlq"
+TOPIC_DLQ_REPLAYS: Final = "pas-dlq-replays"
+"""``pas dlq replay``'s receipts: which letter's original was sent again, as which record."""
 
 PROCESSOR_SPILL_DIR: Final = ".pas/spill/kafka_llm_processor"
 """Where the processor writes what no topic takes (``spilled.jsonl``), relative to its working

@@ -75,6 +75,15 @@ async def test_replay_sends_what_can_succeed_and_refuses_what_cannot(
 
         results = await collect(kafka_bootstrap, topics.output, 1)
 
+        # Asked again, a letter replayed before is refused by name (its original would be
+        # processed twice), until --again.
+        twice = pas("dlq", "replay", topics.dlq, "--offset", failed_at, env=env)
+        assert twice.returncode == 1, twice.stdout + twice.stderr
+        assert f"{failed_at} (replayed already as {topics.input}/" in twice.stderr
+        rows = {row["envelope"]["key"]: row for row in listed(env, topics.dlq)}
+        assert len(rows[doc.doc_id]["replayed_as"]) == 1
+        assert rows["poison"]["replayed_as"] == []
+
     [result] = results
     assert result.doc_id == doc.doc_id
     assert result.status == "ok"
@@ -192,6 +201,39 @@ async def test_dlq_list_without_a_topic_counts_the_letters_of_every_dlq(
     assert counts[names["VERSIONING_DLQ_TOPIC"]]["error_types"] == {"invalid_outcome": 1}
     assert table.returncode == 0, table.stderr
     assert "0 (no topic yet)" in table.stdout
+
+
+async def test_a_letter_the_broker_refuses_is_named_and_the_others_still_go(
+    kafka_bootstrap: str,
+) -> None:
+    """Letters are sent one by one: one whose source topic the broker refuses (a name Kafka
+    does not allow) was a traceback that hid what went out before it and left the rest
+    unsent. Then ``--again`` sends a letter replayed before once more."""
+    run = uuid.uuid4().hex[:8]
+    dlq, source = f"replay-dlq-{run}", f"replay-source-{run}"
+    await ensure_topics(kafka_bootstrap, {dlq: 1, source: 1})
+    bad, first, last = (letter_of("PermanentLLMError") for _ in range(3))
+    bad = msgspec.structs.replace(bad, topic="no such/topic")
+    first, last = (msgspec.structs.replace(letter, topic=source) for letter in (first, last))
+    await send(kafka_bootstrap, dlq, [(b"k", msgspec.json.encode(x)) for x in (first, bad, last)])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+
+    replayed = pas("dlq", "replay", dlq, "--all", env=env)
+    again = pas("dlq", "replay", dlq, "--offset", "0:2", "--again", env=env)
+    sent = await read_until_quiet(kafka_bootstrap, source)
+
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "replayed 2, refused 0, not sent 1" in replayed.stdout
+    assert "not sent: 0:1 (no such/topic" in replayed.stderr
+    assert "Traceback" not in replayed.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [dict(r.headers)["x-pas-replayed-from"] for r in sent] == [
+        f"{dlq}/0/0".encode(),
+        f"{dlq}/0/2".encode(),
+        f"{dlq}/0/2".encode(),
+    ]
+    rows = {row["offset"]: row["replayed_as"] for row in listed(env, dlq)}
+    assert rows == {0: [f"{source}/0/0"], 1: [], 2: [f"{source}/0/1", f"{source}/0/2"]}
 
 
 def test_an_error_type_without_a_topic_is_a_usage_error() -> None:
