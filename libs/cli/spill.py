@@ -102,8 +102,12 @@ class Sent(msgspec.Struct, frozen=True, kw_only=True):
     failure: str = ""
 
 
-async def _publish(bootstrap_servers: str, lines: list[SpillLine], topic: str | None) -> list[Sent]:
-    """Every record sent at once, each acknowledged within the deadline or failed."""
+async def _publish(
+    bootstrap_servers: str, lines: list[SpillLine], topic: str | None, acknowledged: set[int]
+) -> list[Sent]:
+    """Every record sent at once, each acknowledged within the deadline or failed; the number
+    of each line the broker acknowledged goes into ``acknowledged`` as it is (so that a replay
+    interrupted part way still knows what went out)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
     await producer.start()
     try:
@@ -122,6 +126,7 @@ async def _publish(bootstrap_servers: str, lines: list[SpillLine], topic: str | 
                 )
             except Exception as exc:
                 return Sent(line=line, failure=f"{type(exc).__name__}: {exc}")
+            acknowledged.add(line.number)
             return Sent(line=line, published=f"{sent.topic}/{sent.partition}/{sent.offset}")
 
         return list(await asyncio.gather(*(send(line) for line in lines)))
@@ -148,17 +153,19 @@ def replay(settings: CLISettings, path: Path | None, topic: str | None, dry_run:
         with TakenSpill(path) as taken:
             records = [line for line in taken.lines if line.record is not None]
             unreadable = [line for line in taken.lines if line.record is None]
-            if dry_run or not records:
-                sent: list[Sent] = []
-            else:
-                sent = run(
-                    _publish(settings.kafka_bootstrap_servers, records, topic),
-                    broker=settings.kafka_bootstrap_servers,
-                )
-                taken.keep(
-                    {s.line.number for s in sent if not s.published}
-                    | {line.number for line in unreadable}
-                )
+            sent: list[Sent] = []
+            if records and not dry_run:
+                acknowledged: set[int] = set()
+                try:
+                    sent = run(
+                        _publish(settings.kafka_bootstrap_servers, records, topic, acknowledged),
+                        broker=settings.kafka_bootstrap_servers,
+                    )
+                finally:
+                    # Interrupted too (Ctrl-C while a record waits out its deadline): what
+                    # the broker acknowledged leaves the file, or the next replay sends it
+                    # again.
+                    taken.keep({line.number for line in taken.lines} - acknowledged)
     except FileNotFoundError:
         err.print(f"no spill file at {path}: nothing was spilled there")
         return

@@ -5,14 +5,22 @@ spill file, kept beside it, and a second replay finds nothing to send."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import httpx
 import msgspec
 
 from libs.common.kafka.spill import SpilledRecord
+from libs.common.kafka.topics import ensure_topics
 from services.kafka_llm_processor.send_samples import documents
 from tests.cli.conftest import pas
 from tests.cli.test_dlq import REFUSED
@@ -21,7 +29,11 @@ from tests.kafka_llm_processor.test_unpublishable import NO_SUCH_TOPIC
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.polling import poll_async
+from tests.support.processes import REPO_ROOT
 from tests.support.topic_reader import read_until_quiet
+
+REFUSED_TOPIC = "no such/topic"
+"""A name Kafka does not allow: its send is retried until the deadline."""
 
 
 async def waiting_in_spill(url: str) -> int:
@@ -114,3 +126,62 @@ def test_a_line_that_holds_no_record_stays_and_is_named(tmp_path: Path) -> None:
     assert spill_file.read_bytes() == b"{cut short by a full disk\n"
     assert missing.returncode == 0
     assert "nothing was spilled there" in missing.stderr
+
+
+async def test_a_replay_interrupted_leaves_in_the_file_only_what_was_not_acknowledged(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while one record waits out its deadline (its topic a name the broker refuses):
+    the record acknowledged before stays acknowledged. The file was rewritten only once every
+    send had ended, so it kept both, and the next replay sent the first one twice."""
+    run = uuid.uuid4().hex[:8]
+    topic = f"spill-replay-{run}"
+    await ensure_topics(kafka_bootstrap, {topic: 1})
+    spill_file = tmp_path / "spilled.jsonl"
+    spill_file.write_bytes(
+        b"".join(
+            msgspec.json.encode(spilled_record(to, offset)) + b"\n"
+            for offset, to in enumerate((topic, REFUSED_TOPIC))
+        )
+    )
+    command = [sys.executable, "-m", "libs.cli", "spill", "replay", str(spill_file)]
+    environment = {**os.environ, "PAS_ENV_FILE": "", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    replaying = await asyncio.create_subprocess_exec(
+        *command, cwd=REPO_ROOT, env=environment, stdout=PIPE, stderr=PIPE
+    )
+    try:
+        found = []
+        for _ in range(60):  # until the broker holds the first (or the test gives up)
+            if found := await read_until_quiet(kafka_bootstrap, topic, quiet_ms=500):
+                break
+        [sent] = found
+        assert replaying.returncode is None, "ended before it was interrupted"
+        replaying.send_signal(signal.SIGINT)  # the other waits out its deadline (15 s)
+        _, stderr = await asyncio.wait_for(replaying.communicate(), timeout=60)
+    finally:
+        if replaying.returncode is None:
+            replaying.kill()
+
+    assert b"Aborted" in stderr
+    assert dict(sent.headers)["x-pas-replayed-from"] == f"spill/{topic}/0/0".encode()
+    [left] = spill_file.read_bytes().splitlines()
+    assert msgspec.json.decode(left, type=SpilledRecord).topic == REFUSED_TOPIC
+    [kept] = [name for name in os.listdir(tmp_path) if name.startswith("spilled.jsonl.replayed-")]
+    assert msgspec.json.decode((tmp_path / kept).read_bytes(), type=SpilledRecord).topic == topic
+
+
+def spilled_record(topic: str, offset: int) -> SpilledRecord:
+    return SpilledRecord(
+        consumer="kafka_llm_processor",
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp_ms=0,
+        key=b"doc",
+        value=b"{}",
+        error="the DLQ took nothing",
+        error_type="PublishFailed",
+        attempts=1,
+        refused=[],
+        spilled_at=datetime.now(UTC),
+    )
