@@ -15,7 +15,7 @@ from libs.cli.document_files import Describing, read_documents
 from libs.cli.runtime import pass_settings, progress, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
-from libs.common.kafka.records import send_acknowledged
+from libs.common.kafka.records import PublishFailed, send_acknowledged
 from libs.common.schemas.documents import (
     DeadLetter,
     DocumentResult,
@@ -40,7 +40,25 @@ class Answers(msgspec.Struct, kw_only=True):
     letters: list[DeadLetter] = msgspec.field(default_factory=list)
 
 
+RECORD_MAX_BYTES = 1_000_000
+"""The most a document may take as a record: a Kafka record carries 1 MiB by default, the
+key and headers included (a text's characters may take up to four bytes each)."""
+
+
+def _records(docs: list[FinancialDocument]) -> list[bytes]:
+    """The documents as records, all checked before any is sent."""
+    values = [_encode(doc) for doc in docs]
+    for doc, value in zip(docs, values, strict=True):
+        if len(value) > RECORD_MAX_BYTES:
+            raise click.ClickException(
+                f"{doc.doc_id}: {len(value):,} bytes as a record, more than Kafka takes "
+                f"({RECORD_MAX_BYTES:,}); send it in pieces"
+            )
+    return values
+
+
 async def _publish(settings: CLISettings, docs: list[FinancialDocument]) -> list[Sent]:
+    values = _records(docs)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", compression_type="gzip"
     )
@@ -49,10 +67,17 @@ async def _publish(settings: CLISettings, docs: list[FinancialDocument]) -> list
     try:
         with progress() as bar:
             task = bar.add_task(f"sending to {settings.processor_input_topic}", total=len(docs))
-            for doc in docs:
-                where = await send_acknowledged(
-                    producer, settings.processor_input_topic, doc.doc_id.encode(), _encode(doc)
-                )
+            for doc, value in zip(docs, values, strict=True):
+                try:
+                    where = await send_acknowledged(
+                        producer, settings.processor_input_topic, doc.doc_id.encode(), value
+                    )
+                except PublishFailed as exc:
+                    went = ", ".join(s.doc_id for s in sent) or "none"
+                    raise click.ClickException(
+                        f"{doc.doc_id} not sent ({exc}); sent before it: {went}; not tried: "
+                        f"{len(docs) - len(sent) - 1}"
+                    ) from exc
                 sent.append(
                     Sent(
                         doc_id=doc.doc_id,

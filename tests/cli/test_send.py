@@ -269,6 +269,22 @@ def test_a_directory_sends_the_readable_files_under_it(
     assert len([line for line in sent.stdout.splitlines() if line.startswith("sent ")]) == 2
 
 
+def test_a_text_too_large_for_a_record_is_named_before_anything_is_sent(tmp_path: Path) -> None:
+    """Under the characters a document holds, over the bytes a Kafka record takes (each "é" is
+    two): it was sent after the files before it and failed with a traceback."""
+    small = tmp_path / "small.txt"
+    small.write_text("Quarterly revenue rose 4%.\n")
+    large = tmp_path / "large.txt"
+    large.write_text("é" * 600_000)
+
+    shown = pas("send", str(small), str(large), env={})  # no broker: refused before sending
+
+    assert shown.returncode == 1
+    assert "bytes as a record, more than Kafka takes (1,000,000)" in shown.stderr
+    assert "large" in shown.stderr
+    assert "Traceback" not in shown.stderr
+
+
 def test_a_file_with_no_text_or_not_utf8_is_named_with_why(tmp_path: Path) -> None:
     scan = write_pdf(tmp_path / "scan.pdf", [[]], title="A scan")
     binary = tmp_path / "figures.xls"
