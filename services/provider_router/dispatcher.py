@@ -1,7 +1,8 @@
 """Choose candidates for a request and call them in order until one answers.
 
 Each candidate gets ``1 + retries`` attempts (exponential backoff with jitter) for failures that
-may pass (timeouts, 5xx, 429); a refused connection moves on at once. A circuit breaker per
+may pass (timeouts, 5xx, 429); a refused connection, or a candidate refusing the router itself
+(401, 403, 404, a redirect: its entry's fault), moves on at once. A circuit breaker per
 candidate stops traffic to one that keeps failing until a probe succeeds; every call holds an
 admission from it, settled however the call ends (see ``circuit_breaker.py``).
 
@@ -45,7 +46,11 @@ from services.provider_router.pool import CandidatePool
 from services.provider_router.store_rows import UsageRecord
 from services.provider_router.strategies import Strategy, rank
 from services.provider_router.stream_relay import RelayedStream
-from services.provider_router.upstream_errors import UpstreamFailed, UpstreamRefused
+from services.provider_router.upstream_errors import (
+    UpstreamFailed,
+    UpstreamMisconfigured,
+    UpstreamRefused,
+)
 from services.provider_router.upstreams import Upstreams, usage_in
 
 logger = structlog.get_logger("pas.router")
@@ -57,6 +62,25 @@ class NoCandidate(PASError):
 
 class AllCandidatesFailed(PASError):
     status_code = 503
+
+
+class AllCandidatesMisconfigured(AllCandidatesFailed):
+    """Every candidate refused the router itself (a key, a model or an address of its entry):
+    a bad gateway, not the caller's fault, nor one that passes by waiting."""
+
+    status_code = 502
+
+
+def _none_answered(failures: list[str], misconfigured: int) -> AllCandidatesFailed:
+    """The error for a call no candidate answered; ``misconfigured``: how many of the
+    ``failures`` were a candidate refusing the router (:class:`UpstreamMisconfigured`)."""
+    reasons = "; ".join(failures)
+    if failures and misconfigured == len(failures):
+        return AllCandidatesMisconfigured(
+            "every candidate refused the router's call (its key, model or address in the "
+            f"candidate's entry; the request was not refused): {reasons}"
+        )
+    return AllCandidatesFailed(f"all candidates failed: {reasons}")
 
 
 class Considered(msgspec.Struct, kw_only=True):
@@ -177,6 +201,7 @@ class Dispatcher:
         ``embeddings`` of ``body``'s input."""
         plan = self.plan(ask)
         failures: list[str] = []
+        misconfigured = 0
         for candidate in plan.ordered:
             # Asked of no candidate that cannot do it: no call, no verdict on its health.
             cannot = self._upstreams.why_cannot_serve(candidate, body, operation)
@@ -197,6 +222,7 @@ class Dispatcher:
                 except UpstreamFailed as exc:
                     record_error(span, exc)
                     failures.append(f"{candidate.id}: {exc}")
+                    misconfigured += isinstance(exc, UpstreamMisconfigured)
                     self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
                     continue
                 served = Served(candidate=candidate, fallbacks=failures, plan=plan)
@@ -205,7 +231,7 @@ class Dispatcher:
                 _record(span, usage, cost)
                 admission.succeeded()
                 return payload, served
-        raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
+        raise _none_answered(failures, misconfigured)
 
     async def _attempt(
         self,
@@ -266,6 +292,7 @@ class Dispatcher:
         """Fail over until one candidate sends its first bytes; after that, pass them through."""
         plan = self.plan(ask)
         failures: list[str] = []
+        misconfigured = 0
         forwarded_base = {**body, "stream": True, "stream_options": {"include_usage": True}}
         for candidate in plan.ordered:
             cannot = self._upstreams.why_cannot_serve(candidate, forwarded_base, "chat")
@@ -300,6 +327,7 @@ class Dispatcher:
                 record_error(span, exc)
                 self._failed(ask, candidate, admission, exc, started)
                 failures.append(f"{candidate.id}: {exc}")
+                misconfigured += isinstance(exc, UpstreamMisconfigured)
                 self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
             else:
                 return relayed, served
@@ -308,7 +336,7 @@ class Dispatcher:
                     span.end()
                     stats.in_flight -= 1
                     admission.release()
-        raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
+        raise _none_answered(failures, misconfigured)
 
     def _relay(
         self,

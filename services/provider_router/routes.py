@@ -336,7 +336,7 @@ class RouterController(Controller):
         summary="OpenAI-compatible chat, routed by `capability` or by model name, with fallback",
         responses={
             200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
-            **problem_responses(400, 401, 403, 404, 413, 429, 503),
+            **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
         opt=_KEYED,
@@ -367,7 +367,7 @@ class RouterController(Controller):
         summary="OpenAI-compatible embeddings, routed by `capability` or by model, with fallback",
         responses={
             200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
-            **problem_responses(400, 401, 403, 404, 413, 429, 503),
+            **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
         opt=_KEYED,

@@ -8,6 +8,7 @@ way under test: an error page, a status, a stream cut short.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,109 @@ async def test_a_fallback_reason_from_any_error_body_is_a_safe_header(
     assert all(" " <= c <= "~" for c in reasons), reasons
     assert "  " not in reasons
     assert len(reasons) <= 2000
+
+
+REVOKED_KEY = json.dumps(
+    {
+        "error": {
+            "message": "Incorrect API key provided: sk-abc***xyz",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (401, {}),
+        (403, {}),
+        (404, {}),
+        (301, {"location": "https://api.example.com/v1/chat/completions"}),
+    ],
+    ids=["revoked-key", "forbidden", "retired-model", "redirect"],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_candidate_refusing_the_router_falls_back_and_counts_against_it(
+    make_router: Any, tmp_path: Path, status: int, headers: dict[str, str], stream: bool
+) -> None:
+    """A refusal of the router rather than of the request (a revoked key, a forbidden
+    project, a retired model, an ``http://`` address of an ``https`` API) is the candidate's
+    entry's fault: the backup answers, the refusing candidate is asked once a call (no
+    retry), and its circuit opens after ``breaker_failures`` of them."""
+    broken = OpenAIResponder("broken-model", reply=(status, REVOKED_KEY), reply_headers=headers)
+    backup = OpenAIResponder("backup-model")
+    with serve_asgi(broken) as broken_url, serve_asgi(backup) as backup_url:
+        router = await make_router(
+            use_registry=False,
+            providers_file=broken_then_backup(tmp_path, broken_url, backup_url),
+            retries=2,
+            breaker_failures=2,
+            breaker_cooldown_s=600,
+        )
+        answers = [
+            await router.post(
+                "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
+            )
+            for _ in range(3)
+        ]
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+
+    assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+    assert [a.headers["x-pas-candidate"] for a in answers] == [BACKUP] * 3
+    assert f"{BROKEN}: answered {status}" in answers[0].headers["x-pas-fallback-reasons"]
+    assert len(broken.requests) == 2  # once a call, until its circuit opened
+    assert rows[BROKEN]["circuit"] == "open"
+    assert rows[BROKEN]["failed"] == 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_every_candidate_refusing_the_router_is_a_502_naming_them(
+    make_router: Any, tmp_path: Path, stream: bool
+) -> None:
+    """Both candidates' keys are revoked: the caller gets a 502 naming each candidate and
+    its answer, never the upstreams' 401 (which would read as the router refusing the
+    caller's own token)."""
+    first = OpenAIResponder("broken-model", reply=(401, REVOKED_KEY))
+    second = OpenAIResponder("backup-model", reply=(401, REVOKED_KEY))
+    with serve_asgi(first) as first_url, serve_asgi(second) as second_url:
+        router = await make_router(
+            use_registry=False,
+            providers_file=broken_then_backup(tmp_path, first_url, second_url),
+            retries=0,
+        )
+        answer = await router.post(
+            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
+        )
+
+    assert answer.status_code == 502, answer.text
+    assert "www-authenticate" not in answer.headers
+    detail = answer.json()["detail"]
+    assert f"{BROKEN}: answered 401" in detail
+    assert f"{BACKUP}: answered 401" in detail
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+async def test_a_refusal_of_the_request_itself_is_passed_on_without_fallback(
+    make_router: Any, tmp_path: Path, status: int
+) -> None:
+    """A request the candidate finds malformed, too large or unprocessable would be refused
+    by any: the caller gets that status and body, the backup is not asked, and the
+    candidate, which answered, is not counted as failing."""
+    error = b'{"error": {"message": "bad request", "type": "invalid_request_error"}}'
+    broken = OpenAIResponder("broken-model", reply=(status, error))
+    backup = OpenAIResponder("backup-model")
+    with serve_asgi(broken) as broken_url, serve_asgi(backup) as backup_url:
+        router = await make_router(
+            use_registry=False,
+            providers_file=broken_then_backup(tmp_path, broken_url, backup_url),
+            retries=0,
+        )
+        answer = await router.post("/v1/chat/completions", json=ask("faults", strategy="cost"))
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+
+    assert answer.status_code == status
+    assert "bad request" in answer.json()["detail"]
+    assert backup.requests == []
+    assert rows[BROKEN]["failed"] == 0
