@@ -2,20 +2,22 @@
 whether the next candidate is asked.
 
 The providers are OpenAI-compatible servers played by fakes speaking OpenAI's documented
-chat-completions wire format (``tests/support/openai_responder.py``), made to fail in the
-way under test: an error page, a status, a stream cut short.
+chat-completions wire format (``tests/support/openai_responder.py``, and
+:class:`ScriptedStream` here for streams sent byte for byte), and once Anthropic, played by
+a fake sending its documented Messages stream events; each made to fail in the way under
+test: an error page, a status, a stream cut short.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from tests.provider_router.conftest import ask, providers_file
-from tests.support.asgi_server import serve_asgi
+from tests.support.asgi_server import read_body, serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 
 BROKEN = "broken/broken-model"
@@ -193,3 +195,181 @@ async def test_a_refusal_of_the_request_itself_is_passed_on_without_fallback(
     assert "bad request" in answer.json()["detail"]
     assert backup.requests == []
     assert rows[BROKEN]["failed"] == 0
+
+
+def chunk_event(text: str) -> bytes:
+    """One OpenAI chat-completion chunk carrying ``text``, as a whole SSE event."""
+    chunk = {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "broken-model",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+class ScriptedStream:
+    """An OpenAI-compatible server (pure ASGI) whose every streamed answer is ``pieces``, sent
+    as they are, then either the end of the body (``then="end"``) or a dropped connection
+    (``then="break"``): what a worker restart or an idle-cutting proxy does to a stream."""
+
+    def __init__(self, pieces: list[bytes], then: Literal["end", "break"]) -> None:
+        self.pieces = pieces
+        self.then = then
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await read_body(receive)
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-type", b"text/event-stream")]})
+        for piece in self.pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if self.then == "break":
+            raise ConnectionResetError("the scripted stream broke on purpose")
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def streamed_from(
+    make_router: Any, tmp_path: Path, upstream: ScriptedStream
+) -> tuple[Any, dict[str, Any]]:
+    """A stream asked of a router whose first candidate is ``upstream``, and that
+    candidate's row of ``/providers`` after it."""
+    backup = OpenAIResponder("backup-model")
+    with serve_asgi(upstream) as broken_url, serve_asgi(backup) as backup_url:
+        router = await make_router(
+            use_registry=False,
+            providers_file=broken_then_backup(tmp_path, broken_url, backup_url),
+            retries=0,
+        )
+        answer = await router.post(
+            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=True)
+        )
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+    return answer, rows[BROKEN]
+
+
+def events_of(answer: Any) -> list[str]:
+    """The ``data`` of each event of a streamed answer, split at the blank lines."""
+    return [event.removeprefix("data: ") for event in answer.text.split("\n\n") if event.strip()]
+
+
+async def test_a_stream_broken_mid_event_sends_whole_events_then_the_error(
+    make_router: Any, tmp_path: Path
+) -> None:
+    """The upstream sends a chunk, half of the next, and drops the connection: the client
+    gets the whole chunk, then the ``error`` event and ``[DONE]`` as events of their own
+    (each parses), never the half; the candidate is counted as failed."""
+    half = chunk_event("and bonds")[:40]
+    answer, row = await streamed_from(
+        make_router, tmp_path, ScriptedStream([chunk_event("Rates "), half], then="break")
+    )
+
+    events = events_of(answer)
+    assert answer.status_code == 200
+    assert answer.headers["x-pas-candidate"] == BROKEN
+    assert events[-1] == "[DONE]"
+    parsed = [json.loads(event) for event in events[:-1]]
+    assert [p["choices"][0]["delta"]["content"] for p in parsed[:-1]] == ["Rates "]
+    assert "failed mid-stream" in parsed[-1]["error"]["message"]
+    assert row["failed"] == 1
+
+
+async def test_a_stream_ended_before_done_is_a_break_not_a_success(
+    make_router: Any, tmp_path: Path
+) -> None:
+    """The upstream sends whole chunks and ends its body without ``data: [DONE]``: the
+    answer is cut short, so the client is told with an ``error`` event and ``[DONE]``, and
+    the candidate is counted as failed, not as having served."""
+    answer, row = await streamed_from(
+        make_router,
+        tmp_path,
+        ScriptedStream([chunk_event("Rates "), chunk_event("and ")], then="end"),
+    )
+
+    events = events_of(answer)
+    assert answer.status_code == 200
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert "ended the stream before [DONE]" in error["message"]
+    assert [json.loads(e)["choices"][0]["delta"]["content"] for e in events[:-2]] == [
+        "Rates ",
+        "and ",
+    ]
+    assert row["failed"] == 1
+    assert row["served"] == 0
+
+
+async def test_a_whole_stream_split_anywhere_is_passed_on_whole(
+    make_router: Any, tmp_path: Path
+) -> None:
+    """The upstream's events come split at odd places (an event across pieces, two in one,
+    ``[DONE]`` without its blank line before the end): the client gets every event whole and
+    the call is a success."""
+    whole = chunk_event("Rates ") + chunk_event("and ")
+    pieces = [whole[:25], whole[25:90], whole[90:] + chunk_event("prices.")[:10]]
+    pieces += [chunk_event("prices.")[10:], b"data: [DONE]\n"]
+    answer, row = await streamed_from(make_router, tmp_path, ScriptedStream(pieces, then="end"))
+
+    events = events_of(answer)
+    assert events[-1] == "[DONE]"
+    assert [json.loads(e)["choices"][0]["delta"]["content"] for e in events[:-1]] == [
+        "Rates ",
+        "and ",
+        "prices.",
+    ]
+    assert row["failed"] == 0
+    assert row["served"] == 1
+
+
+def anthropic_event(event: dict[str, Any]) -> bytes:
+    """One event of Anthropic's Messages stream, as its documented wire format sends it."""
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+async def test_an_anthropic_stream_ended_before_message_stop_is_a_break(
+    make_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anthropic, played by a fake speaking its Messages stream format, sends the start and
+    one text delta, then ends its body without ``message_stop``: translated, the client gets
+    the text, then an ``error`` event and ``[DONE]``; the candidate is counted as failed."""
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    start = {"id": "msg_1", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 9}}
+    delta = {"type": "text_delta", "text": "Coupons "}
+    upstream = ScriptedStream(
+        [
+            anthropic_event({"type": "message_start", "message": start}),
+            anthropic_event({"type": "content_block_delta", "index": 0, "delta": delta}),
+        ],
+        then="end",
+    )
+    with serve_asgi(upstream) as url:
+        config = providers_file(
+            tmp_path,
+            f"""
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{url}"
+api_key_env = "PAS_TEST_ANTHROPIC_KEY"
+[[providers.models]]
+name = "claude-sonnet-4-5"
+capabilities = ["faults"]
+input_per_1k = 0.003
+output_per_1k = 0.015
+""",
+        )
+        router = await make_router(use_registry=False, providers_file=config, retries=0)
+        answer = await router.post("/v1/chat/completions", json=ask("faults", stream=True))
+        [row] = (await router.get("/providers")).json()["candidates"]
+
+    events = events_of(answer)
+    assert answer.status_code == 200
+    assert events[-1] == "[DONE]"
+    assert "ended the stream before [DONE]" in json.loads(events[-2])["error"]["message"]
+    assert "Coupons " in [
+        c["delta"].get("content") for e in events[:-2] for c in json.loads(e)["choices"]
+    ]
+    assert row["failed"] == 1
+    assert row["served"] == 0
