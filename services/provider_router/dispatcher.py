@@ -293,7 +293,13 @@ class Dispatcher:
         plan = self.plan(ask)
         failures: list[str] = []
         misconfigured = 0
-        forwarded_base = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        # The router needs the usage to count the call, whether or not the caller asked for it.
+        asked_options = body.get("stream_options") or {}
+        forwarded_base = {
+            **body,
+            "stream": True,
+            "stream_options": {**asked_options, "include_usage": True},
+        }
         for candidate in plan.ordered:
             cannot = self._upstreams.why_cannot_serve(candidate, forwarded_base, "chat")
             if cannot is not None:
@@ -318,7 +324,15 @@ class Dispatcher:
                     )
                 served = Served(candidate=candidate, fallbacks=failures, plan=plan)
                 # From here the relay owns the admission and the in-flight count.
-                relayed = self._relay(ask, served, chunks, started, admission, span=span)
+                relayed = self._relay(
+                    ask,
+                    served,
+                    chunks,
+                    started,
+                    admission,
+                    span=span,
+                    usage_asked=bool(asked_options.get("include_usage")),
+                )
             except UpstreamRefused as exc:
                 admission.succeeded()  # the caller's problem: the candidate is alive
                 record_error(span, exc)
@@ -347,6 +361,7 @@ class Dispatcher:
         admission: Admission,
         *,
         span: ModelCallSpan,
+        usage_asked: bool,
     ) -> RelayedStream:
         candidate = served.candidate
 
@@ -370,6 +385,7 @@ class Dispatcher:
             candidate_id=candidate.id,
             admission=admission,
             stats=self._pool.stats[candidate.id],
+            usage_asked=usage_asked,
             on_end=ended,
             on_break=broke,
             on_abandon=abandoned,

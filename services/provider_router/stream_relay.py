@@ -37,12 +37,18 @@ logger = structlog.get_logger("pas.router")
 
 
 class RelayedStream:
-    """The chosen candidate's SSE bytes on their way to the client, passed on as they come.
+    """The chosen candidate's SSE bytes on their way to the client, passed on as they come,
+    in whole events.
 
     It owns one in-flight count of ``stats`` and the call's ``admission``; ``on_end`` books a
     success (with the usage, if the stream said), ``on_break`` reports a failure's reason,
     ``on_abandon`` a stream closed or dropped before either.
     Close it with :meth:`aclose` (the response's background task).
+
+    The router always asks the upstream for the usage; unless the caller asked too
+    (``usage_asked``), the final usage-only chunk (``choices: []``) is read but not passed
+    on: OpenAI sends it only when asked, and a client reading ``choices[0]`` of every chunk
+    fails on it.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class RelayedStream:
         candidate_id: str,
         admission: Admission,
         stats: LiveStats,
+        usage_asked: bool,
         on_end: Callable[[Usage | None], None],
         on_break: Callable[[str], None],
         on_abandon: Callable[[], None],
@@ -61,6 +68,7 @@ class RelayedStream:
         self._candidate_id = candidate_id
         self._admission = admission
         self._stats = stats
+        self._usage_asked = usage_asked
         self._on_end = on_end
         self._on_break = on_break
         self._on_abandon = on_abandon
@@ -98,6 +106,8 @@ class RelayedStream:
             return b""
         events, self._pending = self._pending[: ends[-1]], self._pending[ends[-1] :]
         self._read(events)
+        if not self._usage_asked and _USAGE_OBJECT.search(events):
+            return _without_usage_only_chunks(events)
         return events
 
     def _read(self, events: bytes) -> None:
@@ -166,3 +176,30 @@ class RelayedStream:
         logger.warning("stream broke after it began", candidate=self._candidate_id, error=why)
         error = {"message": f"{self._candidate_id} failed mid-stream: {why}", "type": "upstream"}
         return b"data: " + msgspec.json.encode({"error": error}) + b"\n\ndata: [DONE]\n\n"
+
+
+class _Choices(msgspec.Struct):
+    choices: list[msgspec.Raw] | None = None
+
+
+_decode_choices = msgspec.json.Decoder(_Choices).decode
+
+
+def _without_usage_only_chunks(events: bytes) -> bytes:
+    """``events`` (whole ones) without a chunk that carries the usage and no choice."""
+    kept, start = [], 0
+    for end in _EVENT_END.finditer(events):
+        event, start = events[start : end.end()], end.end()
+        if not _is_usage_only(event):
+            kept.append(event)
+    return b"".join(kept)
+
+
+def _is_usage_only(event: bytes) -> bool:
+    for line in event.splitlines():
+        if line.startswith(b"data: {") and _USAGE_OBJECT.search(line):
+            try:
+                return _decode_choices(line[6:]).choices == []
+            except msgspec.DecodeError:
+                return False
+    return False

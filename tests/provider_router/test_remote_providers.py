@@ -396,11 +396,14 @@ async def plain_and_streamed(
     make_router: Any, tmp_path: Path, body: dict[str, Any], seen: list[dict[str, Any]]
 ) -> tuple[Any, Any]:
     """``body`` asked of a router whose one candidate is the fake Anthropic (recording what it
-    is sent in ``seen``), plain, then streamed."""
+    is sent in ``seen``), plain, then streamed with the usage asked for (its last chunk)."""
     with serve_asgi(fake_anthropic(seen)) as url:
         router = await _router_to_anthropic(make_router, tmp_path, url)
         plain = await router.post("/v1/chat/completions", json=body)
-        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+        usage = {"include_usage": True}
+        streamed = await router.post(
+            "/v1/chat/completions", json={**body, "stream": True, "stream_options": usage}
+        )
     return plain, streamed
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pytest
 
-from tests.provider_router.conftest import ask, providers_file
+from tests.provider_router.conftest import ask, one_provider, providers_file
 from tests.support.asgi_server import read_body, serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 
@@ -328,6 +328,25 @@ def anthropic_event(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
+def anthropic_only(tmp_path: Path, url: str) -> str:
+    """A providers file whose one candidate is Anthropic at ``url``, serving ``faults``."""
+    return providers_file(
+        tmp_path,
+        f"""
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{url}"
+api_key_env = "PAS_TEST_ANTHROPIC_KEY"
+[[providers.models]]
+name = "claude-sonnet-4-5"
+capabilities = ["faults"]
+input_per_1k = 0.003
+output_per_1k = 0.015
+""",
+    )
+
+
 async def test_an_anthropic_stream_ended_before_message_stop_is_a_break(
     make_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -345,22 +364,9 @@ async def test_an_anthropic_stream_ended_before_message_stop_is_a_break(
         then="end",
     )
     with serve_asgi(upstream) as url:
-        config = providers_file(
-            tmp_path,
-            f"""
-[[providers]]
-name = "anthropic"
-kind = "anthropic"
-base_url = "{url}"
-api_key_env = "PAS_TEST_ANTHROPIC_KEY"
-[[providers.models]]
-name = "claude-sonnet-4-5"
-capabilities = ["faults"]
-input_per_1k = 0.003
-output_per_1k = 0.015
-""",
+        router = await make_router(
+            use_registry=False, providers_file=anthropic_only(tmp_path, url), retries=0
         )
-        router = await make_router(use_registry=False, providers_file=config, retries=0)
         answer = await router.post("/v1/chat/completions", json=ask("faults", stream=True))
         [row] = (await router.get("/providers")).json()["candidates"]
 
@@ -373,3 +379,85 @@ output_per_1k = 0.015
     ]
     assert row["failed"] == 1
     assert row["served"] == 0
+
+
+def usage_only(events: list[str]) -> list[dict[str, Any]]:
+    """The chunks of ``events`` that carry the usage and no choice."""
+    chunks = [json.loads(e) for e in events if e != "[DONE]"]
+    return [c for c in chunks if c.get("choices") == [] and c.get("usage")]
+
+
+@pytest.mark.parametrize(
+    ("stream_options", "usage_chunks"),
+    [
+        (None, 0),
+        ({"include_usage": False}, 0),
+        ({"include_obfuscation": False}, 0),
+        ({"include_usage": True}, 1),
+    ],
+    ids=["not-asked", "declined", "other-option", "asked"],
+)
+async def test_the_usage_chunk_is_passed_on_only_when_the_caller_asked(
+    make_router: Any, tmp_path: Path, stream_options: dict[str, Any] | None, usage_chunks: int
+) -> None:
+    """The router asks the upstream for the usage whatever the caller asked (it counts the
+    call's tokens and cost from it), merged into the caller's ``stream_options``; the caller
+    gets the usage-only chunk (``choices: []``) only if it asked for it, as OpenAI sends it."""
+    upstream = OpenAIResponder("plain")
+    with serve_asgi(upstream) as url:
+        config = one_provider(tmp_path, url, "plain", "faults")
+        router = await make_router(use_registry=False, providers_file=config, retries=0)
+        extra = {} if stream_options is None else {"stream_options": stream_options}
+        answer = await router.post("/v1/chat/completions", json=ask("faults", stream=True, **extra))
+        costs = (await router.get("/costs")).json()
+
+    events = events_of(answer)
+    assert answer.status_code == 200
+    assert len(usage_only(events)) == usage_chunks
+    others = [json.loads(e) for e in events[:-1] if not usage_only([e])]
+    assert all(chunk["choices"] for chunk in others)
+    sent = upstream.requests[-1]["stream_options"]
+    assert sent == {**(stream_options or {}), "include_usage": True}
+    assert costs["by_provider"]["plain"]["prompt_tokens"] == 11
+
+
+@pytest.mark.parametrize(("include_usage", "usage_chunks"), [(False, 0), (True, 1)])
+async def test_anthropic_usage_is_passed_on_only_when_the_caller_asked(
+    make_router: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    include_usage: bool,
+    usage_chunks: int,
+) -> None:
+    """Anthropic, played by a fake sending its documented Messages stream events, says the
+    usage in ``message_start`` and ``message_delta``: translated, the caller gets it as
+    OpenAI's usage-only chunk only if it asked (``stream_options.include_usage``); the router
+    counts it either way."""
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    start = {"id": "msg_1", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 9}}
+    text = {"type": "text_delta", "text": "Hi"}
+    end = {"stop_reason": "end_turn"}
+    sequence: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_delta", "index": 0, "delta": text},
+        {"type": "message_delta", "delta": end, "usage": {"output_tokens": 1}},
+        {"type": "message_stop"},
+    ]
+    upstream = ScriptedStream([anthropic_event(e) for e in sequence], then="end")
+    with serve_asgi(upstream) as url:
+        router = await make_router(
+            use_registry=False, providers_file=anthropic_only(tmp_path, url), retries=0
+        )
+        answer = await router.post(
+            "/v1/chat/completions",
+            json=ask("faults", stream=True, stream_options={"include_usage": include_usage}),
+        )
+        costs = (await router.get("/costs")).json()
+
+    events = events_of(answer)
+    assert answer.status_code == 200
+    assert events[-1] == "[DONE]"
+    assert len(usage_only(events)) == usage_chunks
+    others = [json.loads(e) for e in events[:-1] if not usage_only([e])]
+    assert [chunk["choices"][0]["finish_reason"] for chunk in others][-1] == "stop"
+    assert costs["by_provider"]["anthropic"]["prompt_tokens"] == 9
