@@ -461,3 +461,54 @@ async def test_anthropic_usage_is_passed_on_only_when_the_caller_asked(
     others = [json.loads(e) for e in events[:-1] if not usage_only([e])]
     assert [chunk["choices"][0]["finish_reason"] for chunk in others][-1] == "stop"
     assert costs["by_provider"]["anthropic"]["prompt_tokens"] == 9
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html><body>Down for maintenance</body></html>", b'{"type": "error"}', b"[1, 2]"],
+    ids=["html", "not-a-message", "no-object"],
+)
+async def test_an_anthropic_2xx_that_is_no_message_falls_back(
+    make_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    """Anthropic's address answers 200 with something that is not a Messages API message (a
+    proxy's maintenance page, say): the backup, an OpenAI-compatible fake, answers, and the
+    Anthropic candidate is counted as failed, asked once (not again: it would answer the
+    same)."""
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    portal = OpenAIResponder("claude-sonnet-4-5", reply=(200, body))
+    backup = OpenAIResponder("backup-model")
+    with serve_asgi(portal) as portal_url, serve_asgi(backup) as backup_url:
+        config = providers_file(
+            tmp_path,
+            f"""
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{portal_url}"
+api_key_env = "PAS_TEST_ANTHROPIC_KEY"
+[[providers.models]]
+name = "claude-sonnet-4-5"
+capabilities = ["faults"]
+input_per_1k = 0.003
+output_per_1k = 0.015
+
+[[providers]]
+name = "backup"
+base_url = "{backup_url}/v1"
+[[providers.models]]
+name = "backup-model"
+capabilities = ["faults"]
+input_per_1k = 1.0
+output_per_1k = 1.0
+""",
+        )
+        router = await make_router(use_registry=False, providers_file=config, retries=2)
+        answer = await router.post("/v1/chat/completions", json=ask("faults", strategy="cost"))
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-pas-candidate"] == BACKUP
+    assert "answered 2xx with" in answer.headers["x-pas-fallback-reasons"]
+    assert len(portal.requests) == 1
+    assert rows["anthropic/claude-sonnet-4-5"]["failed"] == 1
