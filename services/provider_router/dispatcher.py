@@ -202,9 +202,11 @@ class Dispatcher:
         plan = self.plan(ask)
         failures: list[str] = []
         misconfigured = 0
-        for candidate in plan.ordered:
+        for position, candidate in enumerate(plan.ordered):
             # Asked of no candidate that cannot do it: no call, no verdict on its health.
-            cannot = self._upstreams.why_cannot_serve(candidate, body, operation)
+            cannot = self._upstreams.why_cannot_serve(candidate, body, operation) or (
+                self._unusable_since_planned(candidate, position)
+            )
             if cannot is not None:
                 failures.append(f"{candidate.id}: {cannot}")
                 continue
@@ -233,6 +235,13 @@ class Dispatcher:
                 return payload, served
         raise _none_answered(failures, misconfigured)
 
+    def _unusable_since_planned(self, candidate: Candidate, position: int) -> str | None:
+        """Why the plan's candidate at ``position`` may no longer be tried, or None. A
+        fallback is asked again: while the candidates before it were tried, other calls may
+        have used up its pace or its budget, or a 429 paused it. (The first is asked nothing
+        new: no other call ran since the plan.)"""
+        return None if position == 0 else self._pool.why_unusable(candidate)
+
     async def _attempt(
         self,
         candidate: Candidate,
@@ -246,7 +255,14 @@ class Dispatcher:
         forwarded = {**body, "model": candidate.model}
         call = self._upstreams.embed if operation == "embeddings" else self._upstreams.complete
 
+        failed: list[UpstreamFailed] = []
+
         async def once() -> bytes:
+            held_back = self._pool.why_held_back(candidate) if failed else None
+            if held_back is not None:
+                # Not the candidate's failure: its circuit is not told; the next one is asked.
+                reason = f"{failed[-1]}; not asked again: {held_back}"
+                raise UpstreamFailed(reason, retryable=False)
             stats.in_flight += 1
             started = time.perf_counter()
             pace.started()
@@ -257,6 +273,7 @@ class Dispatcher:
                 raise
             except UpstreamFailed as exc:
                 self._failed(ask, candidate, admission, exc, started)
+                failed.append(exc)
                 raise
             finally:
                 stats.in_flight -= 1
@@ -300,8 +317,10 @@ class Dispatcher:
             "stream": True,
             "stream_options": {**asked_options, "include_usage": True},
         }
-        for candidate in plan.ordered:
-            cannot = self._upstreams.why_cannot_serve(candidate, forwarded_base, "chat")
+        for position, candidate in enumerate(plan.ordered):
+            cannot = self._upstreams.why_cannot_serve(candidate, forwarded_base, "chat") or (
+                self._unusable_since_planned(candidate, position)
+            )
             if cannot is not None:
                 failures.append(f"{candidate.id}: {cannot}")
                 continue
