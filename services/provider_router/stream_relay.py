@@ -100,8 +100,10 @@ class RelayedStream:
     def _whole_events(self, chunk: bytes) -> bytes:
         """The events ``chunk`` completes (with those held back), to pass on; the rest of an
         event is held until its end comes."""
+        # Only the new bytes are searched, from the last line ends an event's end may span.
+        searched_from = max(len(self._pending) - 3, 0)
         self._pending += chunk
-        ends = [end.end() for end in _EVENT_END.finditer(self._pending)]
+        ends = [end.end() for end in _EVENT_END.finditer(self._pending, searched_from)]
         if not ends:
             return b""
         events, self._pending = self._pending[: ends[-1]], self._pending[ends[-1] :]
