@@ -47,10 +47,15 @@ def usage_from_anthropic(prompt: dict[str, Any], completion_tokens: int) -> dict
 
 def from_anthropic(payload: bytes, *, json_answer: bool = False) -> bytes:
     """A Messages API answer as an OpenAI chat completion, tool calls included; with
-    ``json_answer``, the forced tool's input is the answer's text."""
-    message = msgspec.json.decode(payload)
+    ``json_answer``, the forced tool's input is the answer's text. A body that is no message
+    (a proxy's page answered 200, say) is a failure of the candidate's, not a crash."""
+    message = _decoded(payload)
     blocks = message.get("content", [])
-    stop_reason = message.get("stop_reason")
+    if message.get("type") != "message" or not (
+        isinstance(blocks, list) and all(isinstance(b, dict) for b in blocks)
+    ):
+        raise _unusable("an answer that is not an Anthropic message", payload)
+    stop_reason: str | None = message.get("stop_reason")
     if json_answer:
         inputs = [b.get("input", {}) for b in blocks if b.get("type") == "tool_use"]
         blocks = [{"type": "text", "text": msgspec.json.encode(i).decode()} for i in inputs[:1]]
@@ -82,12 +87,30 @@ def from_anthropic(payload: bytes, *, json_answer: bool = False) -> bytes:
                 {
                     "index": 0,
                     "message": reply,
-                    "finish_reason": _STOP_REASONS.get(stop_reason, "stop"),
+                    "finish_reason": _STOP_REASONS.get(stop_reason or "", "stop"),
                 }
             ],
             "usage": usage_from_anthropic(usage, usage.get("output_tokens", 0)),
         }
     )
+
+
+def _decoded(payload: bytes) -> dict[str, Any]:
+    """A JSON object the candidate sent (a message, a stream event), or its failure."""
+    try:
+        decoded = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        raise _unusable("something that is not JSON", payload) from None
+    if not isinstance(decoded, dict):
+        raise _unusable("JSON that is no object", payload)
+    return decoded
+
+
+def _unusable(what: str, payload: bytes) -> UpstreamFailed:
+    """The failure of a 2xx answer the router cannot use: asked again, the same candidate
+    would likely send the same, so the next one is asked."""
+    sent = payload[:200].decode(errors="replace")
+    return UpstreamFailed(f"answered 2xx with {what}: {sent}", retryable=False)
 
 
 def _json_answer_stop(stop_reason: str | None) -> str | None:
@@ -102,7 +125,7 @@ async def anthropic_to_openai_sse(
     chunks = _Chunks(json_answer=json_answer)
     async for line in lines:
         if line.startswith(b"data:"):
-            for chunk in chunks.of(msgspec.json.decode(line[5:].strip())):
+            for chunk in chunks.of(_decoded(line[5:].strip())):
                 yield chunk
 
 

@@ -5,9 +5,9 @@ back through ``anthropic_answers.py``.)
 Nothing asked is dropped on the way. An answer in JSON (``response_format``, which the
 Messages API lacks) is asked as a call of one forced tool whose input schema is the answer's
 (the way LiteLLM and Anthropic's own guide do it), and that call comes back as the answer's
-text. What the API cannot do as asked (several choices; JSON answers beside the caller's own
-tools, or in a shape that is no object) is refused before sending, so that another candidate
-serves it (:func:`unservable`).
+text. What the API cannot do as asked (several choices; a temperature above its 1; JSON
+answers beside the caller's own tools, or in a shape that is no object) is refused before
+sending, so that another candidate serves it (:func:`unservable`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import msgspec
 
 ANTHROPIC_VERSION = "2023-06-01"
 ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
+ANTHROPIC_MAX_TEMPERATURE = 1.0
 _EPHEMERAL = {"type": "ephemeral"}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 """The images the Messages API takes."""
@@ -41,6 +42,10 @@ def unservable(body: dict[str, Any]) -> str | None:
         return "Anthropic makes one answer a request; n asks for more"
     if body.get("logprobs"):
         return "Anthropic's Messages API gives no log-probabilities"
+    temperature = body.get("temperature")
+    if temperature is not None and temperature > ANTHROPIC_MAX_TEMPERATURE:
+        # OpenAI's range is 0 to 2: a request valid there, Anthropic would refuse with a 400.
+        return f"Anthropic takes a temperature from 0 to 1, not {temperature}"
     for message in body.get("messages") or []:
         for part in message.get("content") if isinstance(message.get("content"), list) else []:
             media_type = _data_media_type(part)

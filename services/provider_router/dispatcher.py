@@ -1,7 +1,8 @@
 """Choose candidates for a request and call them in order until one answers.
 
 Each candidate gets ``1 + retries`` attempts (exponential backoff with jitter) for failures that
-may pass (timeouts, 5xx, 429); a refused connection moves on at once. A circuit breaker per
+may pass (timeouts, 5xx, 429); a refused connection, or a candidate refusing the router itself
+(401, 403, 404, a redirect: its entry's fault), moves on at once. A circuit breaker per
 candidate stops traffic to one that keeps failing until a probe succeeds; every call holds an
 admission from it, settled however the call ends (see ``circuit_breaker.py``).
 
@@ -45,7 +46,11 @@ from services.provider_router.pool import CandidatePool
 from services.provider_router.store_rows import UsageRecord
 from services.provider_router.strategies import Strategy, rank
 from services.provider_router.stream_relay import RelayedStream
-from services.provider_router.upstream_errors import UpstreamFailed, UpstreamRefused
+from services.provider_router.upstream_errors import (
+    UpstreamFailed,
+    UpstreamMisconfigured,
+    UpstreamRefused,
+)
 from services.provider_router.upstreams import Upstreams, usage_in
 
 logger = structlog.get_logger("pas.router")
@@ -57,6 +62,25 @@ class NoCandidate(PASError):
 
 class AllCandidatesFailed(PASError):
     status_code = 503
+
+
+class AllCandidatesMisconfigured(AllCandidatesFailed):
+    """Every candidate refused the router itself (a key, a model or an address of its entry):
+    a bad gateway, not the caller's fault, nor one that passes by waiting."""
+
+    status_code = 502
+
+
+def _none_answered(failures: list[str], misconfigured: int) -> AllCandidatesFailed:
+    """The error for a call no candidate answered; ``misconfigured``: how many of the
+    ``failures`` were a candidate refusing the router (:class:`UpstreamMisconfigured`)."""
+    reasons = "; ".join(failures)
+    if failures and misconfigured == len(failures):
+        return AllCandidatesMisconfigured(
+            "every candidate refused the router's call (its key, model or address in the "
+            f"candidate's entry; the request was not refused): {reasons}"
+        )
+    return AllCandidatesFailed(f"all candidates failed: {reasons}")
 
 
 class Considered(msgspec.Struct, kw_only=True):
@@ -177,9 +201,12 @@ class Dispatcher:
         ``embeddings`` of ``body``'s input."""
         plan = self.plan(ask)
         failures: list[str] = []
-        for candidate in plan.ordered:
+        misconfigured = 0
+        for position, candidate in enumerate(plan.ordered):
             # Asked of no candidate that cannot do it: no call, no verdict on its health.
-            cannot = self._upstreams.why_cannot_serve(candidate, body, operation)
+            cannot = self._upstreams.why_cannot_serve(candidate, body, operation) or (
+                self._unusable_since_planned(candidate, position)
+            )
             if cannot is not None:
                 failures.append(f"{candidate.id}: {cannot}")
                 continue
@@ -197,6 +224,7 @@ class Dispatcher:
                 except UpstreamFailed as exc:
                     record_error(span, exc)
                     failures.append(f"{candidate.id}: {exc}")
+                    misconfigured += isinstance(exc, UpstreamMisconfigured)
                     self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
                     continue
                 served = Served(candidate=candidate, fallbacks=failures, plan=plan)
@@ -205,7 +233,14 @@ class Dispatcher:
                 _record(span, usage, cost)
                 admission.succeeded()
                 return payload, served
-        raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
+        raise _none_answered(failures, misconfigured)
+
+    def _unusable_since_planned(self, candidate: Candidate, position: int) -> str | None:
+        """Why the plan's candidate at ``position`` may no longer be tried, or None. A
+        fallback is asked again: while the candidates before it were tried, other calls may
+        have used up its pace or its budget, or a 429 paused it. (The first is asked nothing
+        new: no other call ran since the plan.)"""
+        return None if position == 0 else self._pool.why_unusable(candidate)
 
     async def _attempt(
         self,
@@ -220,7 +255,14 @@ class Dispatcher:
         forwarded = {**body, "model": candidate.model}
         call = self._upstreams.embed if operation == "embeddings" else self._upstreams.complete
 
+        failed: list[UpstreamFailed] = []
+
         async def once() -> bytes:
+            held_back = self._pool.why_held_back(candidate) if failed else None
+            if held_back is not None:
+                # Not the candidate's failure: its circuit is not told; the next one is asked.
+                reason = f"{failed[-1]}; not asked again: {held_back}"
+                raise UpstreamFailed(reason, retryable=False)
             stats.in_flight += 1
             started = time.perf_counter()
             pace.started()
@@ -231,6 +273,7 @@ class Dispatcher:
                 raise
             except UpstreamFailed as exc:
                 self._failed(ask, candidate, admission, exc, started)
+                failed.append(exc)
                 raise
             finally:
                 stats.in_flight -= 1
@@ -266,9 +309,18 @@ class Dispatcher:
         """Fail over until one candidate sends its first bytes; after that, pass them through."""
         plan = self.plan(ask)
         failures: list[str] = []
-        forwarded_base = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        for candidate in plan.ordered:
-            cannot = self._upstreams.why_cannot_serve(candidate, forwarded_base, "chat")
+        misconfigured = 0
+        # The router needs the usage to count the call, whether or not the caller asked for it.
+        asked_options = body.get("stream_options") or {}
+        forwarded_base = {
+            **body,
+            "stream": True,
+            "stream_options": {**asked_options, "include_usage": True},
+        }
+        for position, candidate in enumerate(plan.ordered):
+            cannot = self._upstreams.why_cannot_serve(candidate, forwarded_base, "chat") or (
+                self._unusable_since_planned(candidate, position)
+            )
             if cannot is not None:
                 failures.append(f"{candidate.id}: {cannot}")
                 continue
@@ -291,7 +343,15 @@ class Dispatcher:
                     )
                 served = Served(candidate=candidate, fallbacks=failures, plan=plan)
                 # From here the relay owns the admission and the in-flight count.
-                relayed = self._relay(ask, served, chunks, started, admission, span=span)
+                relayed = self._relay(
+                    ask,
+                    served,
+                    chunks,
+                    started,
+                    admission,
+                    span=span,
+                    usage_asked=bool(asked_options.get("include_usage")),
+                )
             except UpstreamRefused as exc:
                 admission.succeeded()  # the caller's problem: the candidate is alive
                 record_error(span, exc)
@@ -300,6 +360,7 @@ class Dispatcher:
                 record_error(span, exc)
                 self._failed(ask, candidate, admission, exc, started)
                 failures.append(f"{candidate.id}: {exc}")
+                misconfigured += isinstance(exc, UpstreamMisconfigured)
                 self._metrics.fallbacks.labels(candidate.provider, candidate.model).inc()
             else:
                 return relayed, served
@@ -308,7 +369,7 @@ class Dispatcher:
                     span.end()
                     stats.in_flight -= 1
                     admission.release()
-        raise AllCandidatesFailed("all candidates failed: " + "; ".join(failures))
+        raise _none_answered(failures, misconfigured)
 
     def _relay(
         self,
@@ -319,6 +380,7 @@ class Dispatcher:
         admission: Admission,
         *,
         span: ModelCallSpan,
+        usage_asked: bool,
     ) -> RelayedStream:
         candidate = served.candidate
 
@@ -342,6 +404,7 @@ class Dispatcher:
             candidate_id=candidate.id,
             admission=admission,
             stats=self._pool.stats[candidate.id],
+            usage_asked=usage_asked,
             on_end=ended,
             on_break=broke,
             on_abandon=abandoned,

@@ -102,13 +102,9 @@ class CandidatePool:
         """None when the candidate may be tried now (its circuit is asked separately)."""
         if candidate.unavailable:
             return candidate.unavailable
-        if candidate.daily_budget_usd is not None:
-            spent = self.ledger.spent_today(candidate.provider)
-            if spent >= candidate.daily_budget_usd:
-                return f"daily budget spent ({spent:.4f} of {candidate.daily_budget_usd} USD)"
-        paced = self.rates[candidate.id].why_not()
-        if paced is not None:
-            return paced
+        held_back = self.why_held_back(candidate)
+        if held_back is not None:
+            return held_back
         breaker = self.breakers[candidate.id]
         state = breaker.state
         if state == "open":
@@ -116,6 +112,16 @@ class CandidatePool:
         if state == "half_open" and breaker.probing:
             return f"circuit half-open, its probe under way, after: {breaker.last_error}"
         return None
+
+    def why_held_back(self, candidate: Candidate) -> str | None:
+        """Why no more requests should go to the candidate now, by what traffic uses up: its
+        provider's daily budget, its pace (``rpm``, ``tpm``, a pause it asked for); or None.
+        Asked again before a retry, since other calls may have used them up meanwhile."""
+        if candidate.daily_budget_usd is not None:
+            spent = self.ledger.spent_today(candidate.provider)
+            if spent >= candidate.daily_budget_usd:
+                return f"daily budget spent ({spent:.4f} of {candidate.daily_budget_usd} USD)"
+        return self.rates[candidate.id].why_not()
 
     def snapshot(self) -> list[CandidateState]:
         rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -211,13 +212,32 @@ def _holds_images(data: RouterChatRequest) -> bool:
     return any(message.has_images() for message in data.messages)
 
 
+_FALLBACK_REASONS_LIMIT = 2000
+"""The most characters ``X-PAS-Fallback-Reasons`` carries; the whole reasons are in the
+``route decision`` log line."""
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x20\x7f]+")
+
+
+def _header_safe(text: str, limit: int) -> str:
+    """``text`` fit for a response header: printable ASCII (other characters escaped as
+    ``\\uXXXX``), each run of whitespace or control characters one space, at most ``limit``
+    characters. The reasons hold upstreams' bodies as sent (an HTML error page's CRLFs, text
+    in any script): raw, a CR or LF makes the server drop the connection and a character
+    beyond Latin-1 makes the answer a 500, though a candidate answered."""
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    safe = _UNSAFE_IN_HEADER.sub(" ", escaped).strip()
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
+
+
 def _route_headers(served: Served) -> dict[str, str]:
     return {
         "X-PAS-Provider": served.candidate.provider,
         "X-PAS-Model": served.candidate.model,
         "X-PAS-Candidate": served.candidate.id,
         "X-PAS-Fallbacks": str(len(served.fallbacks)),
-        "X-PAS-Fallback-Reasons": " | ".join(served.fallbacks)[:2000],
+        "X-PAS-Fallback-Reasons": _header_safe(
+            " | ".join(served.fallbacks), _FALLBACK_REASONS_LIMIT
+        ),
     }
 
 
@@ -316,7 +336,7 @@ class RouterController(Controller):
         summary="OpenAI-compatible chat, routed by `capability` or by model name, with fallback",
         responses={
             200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
-            **problem_responses(400, 401, 403, 404, 413, 429, 503),
+            **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
         opt=_KEYED,
@@ -347,7 +367,7 @@ class RouterController(Controller):
         summary="OpenAI-compatible embeddings, routed by `capability` or by model, with fallback",
         responses={
             200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
-            **problem_responses(400, 401, 403, 404, 413, 429, 503),
+            **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
         opt=_KEYED,

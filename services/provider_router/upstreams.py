@@ -40,7 +40,12 @@ from services.provider_router.anthropic_messages import (
     unservable,
 )
 from services.provider_router.candidates import Candidate
-from services.provider_router.upstream_errors import UpstreamFailed, UpstreamRefused
+from services.provider_router.upstream_errors import (
+    CALLERS_FAULT_STATUSES,
+    UpstreamFailed,
+    UpstreamMisconfigured,
+    UpstreamRefused,
+)
 
 
 def without_cache_marks(body: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +94,16 @@ def usage_in(payload: bytes) -> Usage | None:
 
 def _upstream_failure(exc: LLMError, candidate: Candidate) -> Exception:
     """The shared taxonomy as the dispatcher sorts it: refused (the caller's problem, answered
-    with the same status), or failed (worth retrying at this candidate, or not)."""
+    with the same status), misconfigured (the candidate's entry's problem: fall back, and count
+    it against its circuit), or failed (worth retrying at this candidate, or not)."""
     cause = exc.__cause__
+    body = exc.body.decode(errors="replace")[:300]
     if isinstance(exc, LLMRefused):
-        return UpstreamRefused(candidate.id, exc.status or 502, exc.body)
+        if exc.status in CALLERS_FAULT_STATUSES:
+            return UpstreamRefused(candidate.id, exc.status, exc.body)
+        # Passed on, a revoked key's 401 would read as the router refusing the caller.
+        return UpstreamMisconfigured(f"answered {exc.status}: {body}")
     if exc.status is not None:
-        body = exc.body.decode(errors="replace")[:300]
         return UpstreamFailed(
             f"answered {exc.status}: {body}", retryable=True, retry_after_s=exc.retry_after_s
         )

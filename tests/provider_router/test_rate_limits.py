@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from services.provider_router.rate_limits import RateWindow
@@ -176,3 +177,97 @@ async def test_calls_made_while_the_database_was_away_are_told_when_it_is_back(
     assert heard == (2, 40)
     assert here.counts() == (2, 40)
     assert there.why_not() == "at its rate limit: 3 requests in the last minute (rpm 3)"
+
+
+class SpendsAnotherFirst(OpenAIResponder):
+    """An OpenAI-compatible fake whose first chat request, before its answer, has the router
+    serve ``meanwhile`` (another call, which uses up a candidate's pace while this one is
+    under way), then fails with a 500; it answers every later request as usual."""
+
+    def __init__(self, model: str, meanwhile: dict[str, Any]) -> None:
+        super().__init__(model)
+        self.meanwhile = meanwhile
+        self.router_url = ""
+        self.meanwhile_status: int | None = None
+
+    async def _answer(self, request: dict[str, Any], send: Any) -> None:
+        if len(self.requests) > 1:
+            await super()._answer(request, send)
+            return
+        async with httpx.AsyncClient(base_url=self.router_url, timeout=30) as http:
+            answer = await http.post("/v1/chat/completions", json=self.meanwhile)
+            self.meanwhile_status = answer.status_code
+        error = b'{"error": {"message": "overloaded", "type": "server_error"}}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": error})
+
+
+def test_a_fallback_at_its_limit_by_then_is_not_asked(start_router: Any, tmp_path: Path) -> None:
+    """``dear`` (``rpm = 1``) is usable when the call is planned; while ``cheap`` is tried,
+    another call uses up its minute; ``cheap`` fails, and ``dear`` is not asked again within
+    the minute: the call fails, naming why. A real router process, which ``cheap`` calls."""
+    meanwhile = {**ask("pace"), "capability": None, "model": "dear-model"}
+    cheap = SpendsAnotherFirst("cheap-model", meanwhile)
+    dear = OpenAIResponder("dear-model")
+    with serve_asgi(cheap) as cheap_url, serve_asgi(dear) as dear_url:
+        config = providers_file(
+            tmp_path,
+            f"""
+[[providers]]
+name = "cheap"
+base_url = "{cheap_url}/v1"
+[[providers.models]]
+name = "cheap-model"
+capabilities = ["pace"]
+input_per_1k = 1.0
+output_per_1k = 1.0
+
+[[providers]]
+name = "dear"
+base_url = "{dear_url}/v1"
+[[providers.models]]
+name = "dear-model"
+capabilities = ["pace"]
+input_per_1k = 2.0
+output_per_1k = 2.0
+rpm = 1
+""",
+        )
+        router = start_router(ROUTER_PROVIDERS_FILE=config, ROUTER_RETRIES="0")
+        cheap.router_url = router.url
+        answer = httpx.post(
+            f"{router.url}/v1/chat/completions", json=ask("pace", strategy="cost"), timeout=30
+        )
+
+    assert cheap.meanwhile_status == 200
+    assert len(dear.requests) == 1  # the other call's
+    assert answer.status_code == 503
+    assert "dear/dear-model: at its rate limit" in answer.json()["detail"]
+
+
+def test_a_retry_is_not_made_once_the_minute_is_used_up(start_router: Any, tmp_path: Path) -> None:
+    """``cheap`` (``rpm = 2``) fails its first call with a 500 after another call (served by
+    it) used up its minute: the router does not ask it again (it would retry a 500
+    otherwise), and ``dear`` serves the call, the reason saying why."""
+    meanwhile = {**ask("pace"), "capability": None, "model": "cheap-model"}
+    cheap = SpendsAnotherFirst("cheap-model", meanwhile)
+    dear = OpenAIResponder("dear-model")
+    with serve_asgi(cheap) as cheap_url, serve_asgi(dear) as dear_url:
+        config = two_providers(tmp_path, cheap_url, dear_url, "rpm = 2")
+        router = start_router(ROUTER_PROVIDERS_FILE=config, ROUTER_RETRIES="2")
+        cheap.router_url = router.url
+        answer = httpx.post(
+            f"{router.url}/v1/chat/completions", json=ask("pace", strategy="cost"), timeout=30
+        )
+
+    assert cheap.meanwhile_status == 200
+    assert len(cheap.requests) == 2  # the call's first attempt, and the other call
+    assert answer.status_code == 200
+    assert answer.headers["x-pas-candidate"] == "dear/dear-model"
+    assert "not asked again: at its rate limit" in answer.headers["x-pas-fallback-reasons"]

@@ -396,11 +396,14 @@ async def plain_and_streamed(
     make_router: Any, tmp_path: Path, body: dict[str, Any], seen: list[dict[str, Any]]
 ) -> tuple[Any, Any]:
     """``body`` asked of a router whose one candidate is the fake Anthropic (recording what it
-    is sent in ``seen``), plain, then streamed."""
+    is sent in ``seen``), plain, then streamed with the usage asked for (its last chunk)."""
     with serve_asgi(fake_anthropic(seen)) as url:
         router = await _router_to_anthropic(make_router, tmp_path, url)
         plain = await router.post("/v1/chat/completions", json=body)
-        streamed = await router.post("/v1/chat/completions", json={**body, "stream": True})
+        usage = {"include_usage": True}
+        streamed = await router.post(
+            "/v1/chat/completions", json={**body, "stream": True, "stream_options": usage}
+        )
     return plain, streamed
 
 
@@ -413,9 +416,9 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     make_router: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Anthropic played by a fake speaking its documented Messages wire format, which has no
-    ``n``, no log-probabilities, no embeddings, and answers in JSON only as a tool's input (an
-    object): no such
-    request is sent there as something else, and none counts as a failure of Anthropic's."""
+    ``n``, no log-probabilities, no embeddings, no temperature above 1 (OpenAI's goes to 2),
+    and answers in JSON only as a tool's input (an object): no such request is sent there as
+    something else, and none counts as a failure of Anthropic's."""
     seen: list[dict[str, Any]] = []
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
     with serve_asgi(fake_anthropic(seen)) as url:
@@ -423,6 +426,7 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
         body = {"capability": "reasoning", "messages": [{"role": "user", "content": "Hi"}]}
         response = await router.post("/v1/chat/completions", json={**body, "n": 2})
         scored = await router.post("/v1/chat/completions", json={**body, "logprobs": True})
+        heated = await router.post("/v1/chat/completions", json={**body, "temperature": 1.5})
         unparsed_call = {
             "id": "c1",
             "type": "function",
@@ -444,6 +448,8 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     assert "one answer a request" in response.json()["detail"]
     assert scored.status_code == 503
     assert "no log-probabilities" in scored.json()["detail"]
+    assert heated.status_code == 503
+    assert "temperature from 0 to 1, not 1.5" in heated.json()["detail"]
     assert replayed.status_code == 503
     assert "arguments as a JSON object; call 'c1' has '{'" in replayed.json()["detail"]
     assert shaped.status_code == 503
