@@ -8,6 +8,11 @@ if [ -f "$PAS_ROOT/.env" ]; then
     . "$PAS_ROOT/.env"
     set +a
 fi
+# The spec's KAFKA_BROKERS names the cluster as KAFKA_BOOTSTRAP_SERVERS does: with it alone, the
+# embedded broker must not start and every script and service must use the cluster.
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] && [ -n "${KAFKA_BROKERS:-}" ]; then
+    export KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BROKERS"
+fi
 PAS_HOME="${PAS_HOME:-$PAS_ROOT/.pas}"
 PAS_RUN_DIR="$PAS_HOME/run"
 PAS_LOG_DIR="$PAS_HOME/logs"
@@ -15,9 +20,35 @@ PAS_PYTHON="${PAS_PYTHON:-$PAS_ROOT/.venv/bin/python}"
 PAS_HOST="${PAS_HOST:-127.0.0.1}"
 mkdir -p "$PAS_RUN_DIR" "$PAS_LOG_DIR" "$PAS_HOME/data"
 
+# pas_started_at PID: when the process began (clock ticks since boot: /proc/PID/stat's 22nd
+# field, after the command's name, which may hold spaces); fails without /proc.
+pas_started_at() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    # shellcheck disable=SC2086
+    set -- ${stat##*) }
+    echo "${20}"
+}
+
+# pas_record_pid NAME PID: the PID file, and beside it when the process began, so that a PID
+# file left by a reboot or a kill -9 is not taken for a live service once the PID is reused.
+pas_record_pid() {
+    echo "$2" >"$PAS_RUN_DIR/$1.pid"
+    pas_started_at "$2" >"$PAS_RUN_DIR/$1.started" 2>/dev/null || rm -f "$PAS_RUN_DIR/$1.started"
+}
+
+# pas_pid_alive NAME: NAME's process runs (a PID file whose process is gone, or is another
+# process now, is removed: nothing may be signalled on its word).
 pas_pid_alive() {
-    local pidfile="$PAS_RUN_DIR/$1.pid"
-    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    local pidfile="$PAS_RUN_DIR/$1.pid" startfile="$PAS_RUN_DIR/$1.started" pid
+    [ -f "$pidfile" ] || return 1
+    pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null &&
+        { [ ! -f "$startfile" ] || [ "$(pas_started_at "$pid")" = "$(cat "$startfile")" ]; }; then
+        return 0
+    fi
+    rm -f "$pidfile" "$startfile"
+    return 1
 }
 
 # pas_probe_host HOST: the address to knock on for a service bound to HOST (a wildcard
@@ -65,7 +96,7 @@ pas_start_process() {
     fi
     # exec: the PID recorded is the command's own, so that stop signals it, not a shell.
     (cd "$PAS_ROOT" && exec nohup "$@" >>"$log" 2>&1) &
-    echo $! >"$pidfile"
+    pas_record_pid "$name" $!
     pas_wait_for "$name" "port $port" pas_port_taken "$port" "$host"
 }
 
@@ -122,7 +153,7 @@ pas_wait_for() {
 pas_stop() {
     local name="$1" pidfile="$PAS_RUN_DIR/$1.pid"
     if ! pas_pid_alive "$name"; then
-        rm -f "$pidfile"
+        rm -f "$pidfile" "$PAS_RUN_DIR/$name.started"
         return 0
     fi
     local pid
@@ -136,6 +167,6 @@ pas_stop() {
         echo "warning: $name (pid $pid) ignored SIGTERM for 15 s; killing it" >&2
         kill -KILL "$pid"
     fi
-    rm -f "$pidfile"
+    rm -f "$pidfile" "$PAS_RUN_DIR/$name.started"
     echo "$name stopped"
 }

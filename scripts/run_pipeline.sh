@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/start_all.sh
 . scripts/lib.sh
+# The broker start_all.sh started (its export ended with it): the steps below publish there.
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$PAS_HOST:${KAFKA_PORT:-9092}}"
 count="${1:-7}"
 .venv/bin/python -m services.kafka_llm_processor.send_samples --count "$count"
 echo

@@ -90,7 +90,7 @@ start_component() {
     fi
     (cd "$PAS_ROOT" && exec nohup "$AIRFLOW_VENV/bin/python" -c "$SUPERVISOR" "$airflow" "$@" \
         >>"$PAS_LOG_DIR/$name.log" 2>&1) &
-    echo $! >"$PAS_RUN_DIR/$name.pid"
+    pas_record_pid "$name" $!
     # Airflow components take a while to import and to send their first heartbeat.
     local waited=0
     until airflow_healthy "$health"; do

@@ -1,0 +1,66 @@
+"""The start and stop scripts trust a PID file only while its process is the one they started.
+
+A PID file outlives a reboot, an OOM kill or a ``kill -9``; once its PID is another process's,
+a start script said "already running" (exit 0, nothing listening) and ``stop_all.sh`` sent that
+process SIGTERM, then SIGKILL. Beside each PID file the scripts keep when the process began
+(``/proc/PID/stat``): a PID file whose process began at another time is stale and removed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+def _script(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", f"scripts/{name}"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_a_pid_file_of_another_process_is_neither_trusted_nor_signalled(tmp_path: Path) -> None:
+    home = tmp_path / "pas"
+    (home / "run").mkdir(parents=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PAS_ENV_FILE": "",
+        "PAS_HOME": str(home),
+        "PAS_PYTHON": sys.executable,
+        "REGISTRY_PORT": str(port),
+        "REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db",
+    }
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        # The registry's PID file, its PID since taken by an unrelated process.
+        (home / "run" / "registry.pid").write_text(f"{bystander.pid}\n")
+        (home / "run" / "registry.started").write_text("1\n")
+
+        started = _script("start_registry.sh", env)
+        recorded = (home / "run" / "registry.pid").read_text().strip()
+        stopped = _script("stop_all.sh", env)
+
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"registry up on http://127.0.0.1:{port}" in started.stdout
+        assert recorded != str(bystander.pid)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "registry stopped" in stopped.stdout
+        assert bystander.poll() is None  # never signalled
+        assert list((home / "run").iterdir()) == []
+    finally:
+        bystander.kill()
+        bystander.wait()
