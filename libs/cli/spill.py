@@ -36,6 +36,13 @@ def _path(settings: CLISettings, path: Path | None) -> Path:
     return path if path is not None else Path(settings.processor_spill_dir) / SPILL_FILE_NAME
 
 
+def _none_at(path: Path) -> str:
+    """That nothing was spilled at ``path``, said as the absolute path looked at: the default
+    is relative to where ``pas`` runs, which may not be where the processor ran."""
+    relative = "" if path.is_absolute() else " (PROCESSOR_SPILL_DIR is relative to where pas runs)"
+    return f"no spill file at {path.resolve()}{relative}: nothing was spilled there"
+
+
 def _source(record: SpilledRecord) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
@@ -67,7 +74,7 @@ def list_spilled(settings: CLISettings, path: Path | None, as_json: bool) -> Non
         with TakenSpill(path) as taken:
             lines = taken.lines
     except FileNotFoundError:
-        err.print(f"no spill file at {path}: nothing was spilled there")
+        err.print(_none_at(path))
         return
     if as_json:
         for line in lines:
@@ -167,7 +174,7 @@ def replay(settings: CLISettings, path: Path | None, topic: str | None, dry_run:
                     # again.
                     taken.keep({line.number for line in taken.lines} - acknowledged)
     except FileNotFoundError:
-        err.print(f"no spill file at {path}: nothing was spilled there")
+        err.print(_none_at(path))
         return
     if not records and not unreadable:
         out.print(f"{path} is empty: nothing to replay")
