@@ -93,7 +93,8 @@ async def test_router_reaches_guarded_llm_services_with_their_token(
     make_router: Any, start_llm: Any
 ) -> None:
     """An LLM service with LLM_TOKEN refuses callers without it; the router sends its
-    ``local_token`` and is served; without it the service's refusal is passed on."""
+    ``local_token`` and is served. Without it the service refuses the router, not the caller:
+    a 502 naming the candidate's 401 (passed on, a 401 would read as the caller's token)."""
     start_llm("tinyllama", LLM_TOKEN="llm-secret")
     with_token = await make_router(local_token="llm-secret")
     await wait_for_candidates(with_token, {"local/llm_tinyllama_1b"})
@@ -104,4 +105,6 @@ async def test_router_reaches_guarded_llm_services_with_their_token(
     without = await make_router()
     await wait_for_candidates(without, {"local/llm_tinyllama_1b"})
     refused = await without.post("/v1/chat/completions", json=ask("classification"))
-    assert refused.status_code == 401
+    assert refused.status_code == 502, refused.text
+    assert "local/llm_tinyllama_1b: answered 401" in refused.json()["detail"]
+    assert "www-authenticate" not in refused.headers
