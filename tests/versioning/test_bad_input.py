@@ -65,6 +65,10 @@ async def test_unknown_keys_are_named_at_any_depth(versioning: Client) -> None:
         ({"author": {"name": "Ada", "email": "ada@desk.example."}}, "author.email"),
         ({"author": {"name": "Ada", "email": "'ada@desk.example"}}, "author.email"),
         ({"message": ""}, "message"),
+        # A message of whitespace alone left the trailers at the start of the commit, where
+        # the next start did not find them: the version vanished (accepted until 2026-12-06).
+        ({"message": " "}, "message"),
+        ({"message": "\n\t \u00a0"}, "message"),
         ({"aliases": ["Not Valid"]}, "aliases"),
     ],
 )

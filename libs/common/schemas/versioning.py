@@ -55,9 +55,12 @@ CommitMessage = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=10_000,
-        # Control characters other than tab and newline do not belong in a git message.
-        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$",
-        description="Why this change was made; becomes the git commit message.",
+        # Control characters other than tab and newline do not belong in a git message. At
+        # least one character must be more than whitespace: git keeps no blank message, and
+        # one of spaces only would leave the PAS-* trailers at the very start of the commit.
+        pattern=r"^(?=\s*\S)[^\x00-\x08\x0b-\x1f\x7f]*$",
+        description="Why this change was made; becomes the git commit message. Holds at "
+        "least one character other than whitespace.",
     ),
 ]
 ExperimentId = Annotated[
