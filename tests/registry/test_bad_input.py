@@ -52,6 +52,26 @@ async def test_wrong_values_are_named_with_the_problem(
     assert field in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        # Each passed the schema and made every active check of the round fail (until
+        # 2026-12-06): httpx cannot call them.
+        ("http://127.0.0.1:99999", "port 99999 is outside 1-65535"),
+        ("http://127.0.0.1:0", "port 0 is outside 1-65535"),
+        ("http://localhost:8050\nfoo bar", "not a URL httpx can call"),
+    ],
+)
+async def test_an_endpoint_that_cannot_be_called_is_refused(
+    registry: Client, endpoint: str, expected: str
+) -> None:
+    body = problem(await registry.post("/register", json=agent_json(endpoint=endpoint)), 400)
+
+    assert body["errors"][0]["field"] == "endpoint"
+    assert expected in body["errors"][0]["message"]
+    assert (await registry.get("/agents/llm_llama31_8b")).status_code == 404
+
+
 async def test_nested_errors_give_the_path(registry: Client) -> None:
     body = problem(
         await registry.post("/register", json=agent_json(capabilities=["reasoning", 7])), 400

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar.testing import AsyncTestClient
 
+from libs.common.schemas.agents import RegisteredAgent
+from services.registry.store import SQLiteAgentStore
 from tests.conftest import agent_json
 
 Client = AsyncTestClient[Any]
@@ -90,3 +95,33 @@ async def test_active_checks_follow_the_agents_health_endpoint(
     assert "GET http://127.0.0.1:9/health failed" in dead["status_reason"]
     alive = (await registry.get("/agents/alive")).json()
     assert alive["status"] == "passing"
+
+
+async def test_an_endpoint_that_cannot_be_called_stops_no_other_check(
+    make_registry: Any, tmp_path: Path
+) -> None:
+    """An agent stored before the registry refused such endpoints (a port typo) turns critical
+    with httpx's reason, and the other agents are still checked in every round."""
+    store = SQLiteAgentStore(f"{tmp_path}/registry.db")
+    await store.open()
+    now = datetime.now(UTC)
+    typo = msgspec.convert(
+        {
+            **agent_json("typo", endpoint="http://127.0.0.1:99999"),
+            "status": "passing",
+            "ttl_s": 0.0,
+            "registered_at": now,
+            "last_heartbeat_at": now,
+        },
+        RegisteredAgent,
+    )
+    await store.save(typo, 1)
+    await store.close()
+    registry = await make_registry(active_check_interval_s=0.1, active_check_timeout_s=1.0)
+    await registry.post("/register?ttl=0", json=agent_json("dead", endpoint="http://127.0.0.1:9"))
+
+    dead = await wait_for_status(registry, "dead", "critical")
+    typo_now = await wait_for_status(registry, "typo", "critical")
+
+    assert "GET http://127.0.0.1:9/health failed" in dead["status_reason"]
+    assert "GET http://127.0.0.1:99999/health failed" in typo_now["status_reason"]
