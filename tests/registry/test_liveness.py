@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from litestar.testing import AsyncTestClient
 
-from libs.common.schemas.agents import RegisteredAgent
+from libs.common.schemas.agents import AgentDefinition, DiscoveryRequest, RegisteredAgent
+from services.registry.catalog import Catalog
 from services.registry.store import SQLiteAgentStore
 from tests.conftest import agent_json
 
@@ -125,3 +127,46 @@ async def test_an_endpoint_that_cannot_be_called_stops_no_other_check(
 
     assert "GET http://127.0.0.1:9/health failed" in dead["status_reason"]
     assert "GET http://127.0.0.1:99999/health failed" in typo_now["status_reason"]
+
+
+class HeldStore(SQLiteAgentStore):
+    """SQLite whose next save waits until the test lets it go (a slow disk, a distant
+    PostgreSQL): the moment a heartbeat can land in."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.hold: asyncio.Event | None = None
+        self.saving = asyncio.Event()
+
+    async def save(self, agent: RegisteredAgent, index: int) -> None:
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.saving.set()
+            await hold.wait()
+        await super().save(agent, index)
+
+
+async def test_a_heartbeat_while_the_reaper_saves_is_kept(tmp_path: Path) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    store = HeldStore(f"{tmp_path}/registry.db")
+    await store.open()
+    catalog = Catalog(store, default_ttl_s=10, deregister_critical_after_s=300, clock=lambda: now)
+    await catalog.load()
+    await catalog.register(msgspec.convert(agent_json(), AgentDefinition))
+    now += timedelta(seconds=10.5)  # the heartbeat is half a second late...
+    release = store.hold = asyncio.Event()
+    reaping = asyncio.create_task(catalog.reap())
+    await store.saving.wait()  # ...the reaper is saving the agent as critical...
+
+    beat = await catalog.heartbeat("llm_llama31_8b")  # ...when the heartbeat lands
+    release.set()
+    await reaping
+
+    agent = catalog.get("llm_llama31_8b")
+    assert agent.status == "passing"
+    assert agent.last_heartbeat_at == beat.last_heartbeat_at == now
+    found = catalog.discover(DiscoveryRequest(capabilities=["reasoning"]))
+    assert [a.agent_id for a in found] == ["llm_llama31_8b"]
+    stored, _ = await store.load()
+    assert [a.status for a in stored] == ["passing"]
+    await store.close()
