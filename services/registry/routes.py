@@ -21,6 +21,7 @@ from libs.common.schemas.agents import (
     DiscoveryResponse,
     RegisteredAgent,
 )
+from libs.common.schemas.patterns import TEXT_END
 from libs.common.telemetry import pas_span
 from services.registry.admission import endpoint_problem
 from services.registry.catalog import Catalog
@@ -31,7 +32,7 @@ T = TypeVar("T")
 AgentIdParameter = Annotated[AgentId, constrained(AgentId, "The agent id.")]
 
 _DEFAULT_WAIT_S = 300.0
-_DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h)?$"
+_DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)?" + TEXT_END
 
 
 def _seconds(parameter: str, text: str) -> float:

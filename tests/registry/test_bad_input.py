@@ -40,6 +40,9 @@ async def test_missing_field_is_named(registry: Client) -> None:
         ("transport", "pigeon", "Invalid enum value"),
         ("cost_per_1k_tokens", -1, "Expected `float` >= 0.0"),
         ("agent_id", "", "Expected `str` of length >= 1"),
+        # Python's `$` also matches before a final newline (taken until 2026-12-06).
+        ("agent_id", "llm_llama31_8b\n", "Expected `str` matching regex"),
+        ("role", "execution\n", "Expected `str` matching regex"),
     ],
 )
 async def test_wrong_values_are_named_with_the_problem(
@@ -124,3 +127,13 @@ async def test_unknown_route_is_a_problem_too(registry: Client) -> None:
     response = await registry.get("/no/such/thing")
     assert response.status_code == 404
     assert response.json()["status"] == 404
+
+
+async def test_a_trailing_newline_in_a_path_or_query_is_refused(registry: Client) -> None:
+    await registry.post("/register", json=agent_json())
+
+    problem(await registry.get("/agents/llm_llama31_8b%0A"), 400)
+    problem(await registry.post("/agents/llm_llama31_8b%0A/heartbeat"), 400)
+    problem(await registry.post("/register?ttl=30s%0A", json=agent_json()), 400)
+    # Python's \d takes any script's digits; the published schema's (ECMA) only 0-9.
+    problem(await registry.get("/agents?index=1&wait=%D9%A3s"), 400)

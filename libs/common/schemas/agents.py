@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from libs.common.schemas.patterns import TEXT_END
+
 AgentId = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*" + TEXT_END,
         description="Unique id: letters, digits and _ . : - (e.g. llm_llama31_8b).",
     ),
 ]
@@ -21,14 +23,14 @@ Capability = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=64,
-        pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        pattern=r"^[a-z0-9][a-z0-9_.-]*" + TEXT_END,
         description="A lower-case capability name such as reasoning or classification.",
     ),
 ]
 Role = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$", examples=["execution"]
+        min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*" + TEXT_END, examples=["execution"]
     ),
 ]
 Tier = Annotated[int, msgspec.Meta(ge=0, le=9, description="0 (strategic) to 9 (leaf worker).")]
