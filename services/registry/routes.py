@@ -23,7 +23,6 @@ from libs.common.schemas.agents import (
 )
 from libs.common.schemas.patterns import TEXT_END
 from libs.common.telemetry import pas_span
-from services.registry.admission import endpoint_problem
 from services.registry.catalog import Catalog
 from services.registry.settings import RegistrySettings
 
@@ -43,16 +42,6 @@ def _seconds(parameter: str, text: str) -> float:
             detail=f"{parameter}: {exc}",
             extra=[{"key": parameter, "message": str(exc), "source": "query"}],
         ) from exc
-
-
-def _refuse_unusable_endpoint(endpoint: str) -> None:
-    problem = endpoint_problem(endpoint)
-    if problem is not None:
-        message = f"{endpoint!r} {problem}"
-        raise ValidationException(
-            detail=f"endpoint: {message}",
-            extra=[{"key": "endpoint", "message": message, "source": "body"}],
-        )
 
 
 def _indexed(body: T, index: int) -> Response[T]:
@@ -83,7 +72,6 @@ class RegistryController(Controller):
         ] = None,
     ) -> Response[RegisteredAgent]:
         ttl_s = None if ttl is None else _seconds("ttl", ttl)
-        _refuse_unusable_endpoint(data.endpoint)
         agent = await catalog.register(data, ttl_s)
         return _indexed(agent, agent.modify_index)
 

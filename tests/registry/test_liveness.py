@@ -139,8 +139,12 @@ async def test_a_stored_agent_that_no_longer_fits_is_left_out_at_start(
         "registered_at": now,
         "last_heartbeat_at": now,
     }
-    # Taken before 2026-12-06: an id ending in a newline.
-    for agent in (agent_json("line\n"), agent_json("fine")):
+    # Taken before 2026-12-06: an id ending in a newline, an endpoint with a port out of range.
+    for agent in (
+        agent_json("line\n"),
+        agent_json("typo", endpoint="http://127.0.0.1:99999"),
+        agent_json("fine"),
+    ):
         await store.save(RegisteredAgent(**agent, **stored), 3)
     await store.close()
 
