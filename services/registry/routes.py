@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, HttpMethod, Response, delete, get, post, route
 from litestar.di import NamedDependency
@@ -44,6 +44,37 @@ def _seconds(parameter: str, text: str) -> float:
         ) from exc
 
 
+def _nul_character_at(value: Any, path: str) -> str | None:
+    """Where in ``value`` a string or key holds U+0000 (PostgreSQL's JSONB cannot store it)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            # Written as JSON escapes it, so that the answer names the key readably.
+            inner = path + "." + name.replace("\x00", "\\u0000")
+            if "\x00" in name:
+                return inner
+            if (found := _nul_character_at(item, inner)) is not None:
+                return found
+    if isinstance(value, list):
+        for number, item in enumerate(value):
+            if (found := _nul_character_at(item, f"{path}[{number}]")) is not None:
+                return found
+    return None
+
+
+def _refuse_nul_characters(metadata: dict[str, Any]) -> None:
+    # The same answer on both stores: SQLite would keep U+0000, PostgreSQL fail with a 500.
+    field = _nul_character_at(metadata, "metadata")
+    if field is not None:
+        message = "U+0000 cannot be stored; remove it"
+        raise ValidationException(
+            detail=f"{field}: {message}",
+            extra=[{"key": field, "message": message, "source": "body"}],
+        )
+
+
 def _indexed(body: T, index: int) -> Response[T]:
     return Response(body, headers={HEADER_CATALOG_INDEX: str(index)})
 
@@ -72,6 +103,7 @@ class RegistryController(Controller):
         ] = None,
     ) -> Response[RegisteredAgent]:
         ttl_s = None if ttl is None else _seconds("ttl", ttl)
+        _refuse_nul_characters(data.metadata)
         agent = await catalog.register(data, ttl_s)
         return _indexed(agent, agent.modify_index)
 

@@ -110,6 +110,26 @@ def test_every_endpoint_the_schema_takes_httpx_can_call(endpoint: str) -> None:
     assert url.port is None or 1 <= url.port <= 65_535
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        # PostgreSQL's JSONB cannot hold U+0000: a 500 there until 2026-12-06.
+        ({"name": "Llama\u0000"}, "name"),
+        ({"metadata": {"note": "a\u0000b"}}, "metadata.note"),
+        ({"metadata": {"tags": ["fx", {"desk": "\u0000"}]}}, "metadata.tags[1].desk"),
+        ({"metadata": {"a\u0000": 1}}, "metadata.a\\u0000"),
+    ],
+)
+async def test_a_nul_character_is_refused_on_every_store(
+    registry: Client, change: dict[str, Any], field: str
+) -> None:
+    body = problem(await registry.post("/register", json=agent_json(**change)), 400)
+
+    assert body["errors"][0]["field"] == field
+    assert field in body["detail"]
+    assert (await registry.get("/agents/llm_llama31_8b")).status_code == 404
+
+
 async def test_nested_errors_give_the_path(registry: Client) -> None:
     body = problem(
         await registry.post("/register", json=agent_json(capabilities=["reasoning", 7])), 400

@@ -80,7 +80,10 @@ class AgentDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An agent as it describes itself, exactly the spec's JSON."""
 
     agent_id: AgentId
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    # No U+0000: PostgreSQL's JSONB cannot hold it (a 500 there until 2026-12-06).
+    name: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*" + TEXT_END)
+    ]
     tier: Tier
     role: Role
     capabilities: Annotated[list[Capability], msgspec.Meta(max_length=256)]
