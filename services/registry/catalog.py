@@ -223,27 +223,38 @@ class Catalog:
     async def _apply_status(self, agent_id: str) -> RegisteredAgent:
         async with self._write_lock:
             agent = self.get(agent_id)
-            now = self._clock()
-            status, reason = self._evaluate(agent, now)
-            if status == agent.status and reason == agent.status_reason:
-                return agent
-            changed = msgspec.structs.replace(
-                agent,
-                status=status,
-                status_reason=reason,
-                critical_since=(agent.critical_since or now) if status == "critical" else None,
-                modify_index=self._index + 1,
-            )
-            await self._commit(changed)
-        if status != agent.status:
-            logger.warning(
-                "agent status changed",
-                agent_id=agent_id,
-                status=status,
-                reason=reason,
-                index=changed.modify_index,
-            )
-        return changed
+            # Heartbeats write memory without the lock, to stay cheap: one that lands while a
+            # change is saved is merged into it afterwards and the status judged again, so a
+            # record built before the heartbeat never hides it (a live agent left critical).
+            while (changed := self._status_change(agent)) is not None:
+                await self._store.save(changed, changed.modify_index)
+                newest = max(self.get(agent_id).last_heartbeat_at, changed.last_heartbeat_at)
+                if changed.status != agent.status:
+                    logger.warning(
+                        "agent status changed",
+                        agent_id=agent_id,
+                        status=changed.status,
+                        reason=changed.status_reason,
+                        index=changed.modify_index,
+                    )
+                agent = msgspec.structs.replace(changed, last_heartbeat_at=newest)
+                self._put(agent)
+                self._advance(agent.modify_index)
+        return agent
+
+    def _status_change(self, agent: RegisteredAgent) -> RegisteredAgent | None:
+        """The agent with its status judged now, or ``None`` when status and reason stand."""
+        now = self._clock()
+        status, reason = self._evaluate(agent, now)
+        if status == agent.status and reason == agent.status_reason:
+            return None
+        return msgspec.structs.replace(
+            agent,
+            status=status,
+            status_reason=reason,
+            critical_since=(agent.critical_since or now) if status == "critical" else None,
+            modify_index=self._index + 1,
+        )
 
     async def _remove_expired(self, agent_id: str) -> None:
         async with self._write_lock:

@@ -29,7 +29,10 @@ async def check_agent(http: httpx.AsyncClient, endpoint: str) -> str | None:
     url = f"{endpoint.rstrip('/')}/health"
     try:
         response = await http.get(url)
-    except httpx.HTTPError as exc:
+    except Exception as exc:
+        # Any failure is the agent's, never the round's. Not only httpx.HTTPError: an endpoint
+        # httpx cannot call (stored before the registry refused such) raises InvalidURL, a
+        # port out of range an ExceptionGroup from anyio.
         return f"GET {url} failed: {type(exc).__name__}: {exc}".rstrip(": ")
     if response.is_success:
         return None
@@ -48,10 +51,13 @@ async def check_agents_forever(
 
     while True:
         targets = [(a.agent_id, a.endpoint) for a in catalog.all() if a.transport == "rest"]
-        try:
-            async with asyncio.TaskGroup() as group:
-                for agent_id, endpoint in targets:
-                    group.create_task(check_one(agent_id, endpoint))
-        except Exception:
-            logger.exception("active health checks failed")
+        # gather, not a TaskGroup: one check that fails (a store hiccup while recording it)
+        # must not cancel the checks of every other agent in the round.
+        outcomes = await asyncio.gather(
+            *(check_one(agent_id, endpoint) for agent_id, endpoint in targets),
+            return_exceptions=True,
+        )
+        for (agent_id, _), outcome in zip(targets, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                logger.error("active health check failed", agent_id=agent_id, error=repr(outcome))
         await asyncio.sleep(interval_s)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, HttpMethod, Response, delete, get, post, route
 from litestar.di import NamedDependency
@@ -21,6 +21,7 @@ from libs.common.schemas.agents import (
     DiscoveryResponse,
     RegisteredAgent,
 )
+from libs.common.schemas.patterns import TEXT_END
 from libs.common.telemetry import pas_span
 from services.registry.catalog import Catalog
 from services.registry.settings import RegistrySettings
@@ -30,7 +31,7 @@ T = TypeVar("T")
 AgentIdParameter = Annotated[AgentId, constrained(AgentId, "The agent id.")]
 
 _DEFAULT_WAIT_S = 300.0
-_DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h)?$"
+_DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)?" + TEXT_END
 
 
 def _seconds(parameter: str, text: str) -> float:
@@ -41,6 +42,37 @@ def _seconds(parameter: str, text: str) -> float:
             detail=f"{parameter}: {exc}",
             extra=[{"key": parameter, "message": str(exc), "source": "query"}],
         ) from exc
+
+
+def _nul_character_at(value: Any, path: str) -> str | None:
+    """Where in ``value`` a string or key holds U+0000 (PostgreSQL's JSONB cannot store it)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            # Written as JSON escapes it, so that the answer names the key readably.
+            inner = path + "." + name.replace("\x00", "\\u0000")
+            if "\x00" in name:
+                return inner
+            if (found := _nul_character_at(item, inner)) is not None:
+                return found
+    if isinstance(value, list):
+        for number, item in enumerate(value):
+            if (found := _nul_character_at(item, f"{path}[{number}]")) is not None:
+                return found
+    return None
+
+
+def _refuse_nul_characters(metadata: dict[str, Any]) -> None:
+    # The same answer on both stores: SQLite would keep U+0000, PostgreSQL fail with a 500.
+    field = _nul_character_at(metadata, "metadata")
+    if field is not None:
+        message = "U+0000 cannot be stored; remove it"
+        raise ValidationException(
+            detail=f"{field}: {message}",
+            extra=[{"key": field, "message": message, "source": "body"}],
+        )
 
 
 def _indexed(body: T, index: int) -> Response[T]:
@@ -71,6 +103,7 @@ class RegistryController(Controller):
         ] = None,
     ) -> Response[RegisteredAgent]:
         ttl_s = None if ttl is None else _seconds("ttl", ttl)
+        _refuse_nul_characters(data.metadata)
         agent = await catalog.register(data, ttl_s)
         return _indexed(agent, agent.modify_index)
 

@@ -6,12 +6,14 @@ that matters after a restart (registration, status change, removal) and read onc
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiosqlite
 import msgspec
+import structlog
 
 from libs.common.schemas.agents import RegisteredAgent
 
@@ -19,8 +21,27 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
 
+logger = structlog.get_logger("pas.registry.store")
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(RegisteredAgent).decode
+
+
+def _decode_stored(records: Iterable[tuple[str, str | bytes]]) -> list[RegisteredAgent]:
+    """The stored agents that still fit today's ``AgentDefinition``. One registered before a
+    rule tightened (an id ending in a newline, an endpoint httpx cannot call) is left out with
+    an error in the log instead of keeping the registry from starting; it can register again."""
+    agents = []
+    for agent_id, record in records:
+        try:
+            agents.append(_decode(record))
+        except msgspec.ValidationError as exc:
+            logger.error(  # noqa: TRY400  (the reason is the message; no traceback)
+                "a stored agent no longer fits the schema; left out of the catalog",
+                agent_id=agent_id,
+                error=str(exc),
+            )
+    return agents
 
 
 class AgentStore(Protocol):
@@ -67,8 +88,10 @@ class SQLiteAgentStore:
         await db.commit()
 
     async def load(self) -> tuple[list[RegisteredAgent], int]:
-        async with self._db.execute("SELECT record FROM agents ORDER BY agent_id") as cursor:
-            agents = [_decode(row[0]) async for row in cursor]
+        async with self._db.execute(
+            "SELECT agent_id, record FROM agents ORDER BY agent_id"
+        ) as cursor:
+            agents = _decode_stored([(row[0], row[1]) async for row in cursor])
         async with self._db.execute("SELECT value FROM catalog_index WHERE id = 1") as cursor:
             row = await cursor.fetchone()
         return agents, int(row[0]) if row else 0
@@ -134,12 +157,12 @@ class PostgresAgentStore:
     async def load(self) -> tuple[list[RegisteredAgent], int]:
         async with self._db.connection() as conn:
             agents = await conn.execute(
-                "SELECT record::text FROM pas_registry_agents ORDER BY agent_id"
+                "SELECT agent_id, record::text FROM pas_registry_agents ORDER BY agent_id"
             )
             records = await agents.fetchall()
             stored = await conn.execute("SELECT value FROM pas_registry_index WHERE id = 1")
             index = await stored.fetchone()
-        return [_decode(row[0]) for row in records], int(index[0]) if index else 0
+        return _decode_stored((row[0], row[1]) for row in records), int(index[0]) if index else 0
 
     async def save(self, agent: RegisteredAgent, index: int) -> None:
         async with self._db.connection() as conn, conn.transaction():

@@ -113,6 +113,8 @@ class VersionCatalog:
         self._on_change = on_change
         self._workflows: dict[str, _Workflow] = {}
         self._definitions: OrderedDict[tuple[str, int], WorkflowDefinition] = OrderedDict()
+        # The highest version tag number per workflow at start, versions passed over included.
+        self._highest_tags: dict[str, int] = {}
         # Made by open(), in the event loop and lifespan that use them.
         self._write_lock = asyncio.Lock()
         self._git_thread: ThreadPoolExecutor | None = None
@@ -134,7 +136,7 @@ class VersionCatalog:
         self._definitions.clear()
         for note in await self._in_git(self._git.open):
             logger.warning("repository repaired at start", repair=note, path=str(self._git.path))
-        tagged, aliases, head = await self._in_git(self._read_index)
+        tagged, aliases, self._highest_tags, head = await self._in_git(self._read_index)
         for record in tagged:
             self._workflows.setdefault(record.workflow_id, _Workflow()).add(record)
         for workflow_id, names in aliases.items():
@@ -157,14 +159,16 @@ class VersionCatalog:
             head=head,
         )
 
-    def _read_index(self) -> tuple[list[TaggedVersion], dict[str, dict[str, int]], str]:
+    def _read_index(
+        self,
+    ) -> tuple[list[TaggedVersion], dict[str, dict[str, int]], dict[str, int], str]:
         tip = self._git.tip()
         aliases = {
             name.removesuffix(".json"): _decode_aliases(content)
             for name, content in self._git.files(tip, "aliases").items()
             if name.endswith(".json")
         }
-        return self._git.tagged_versions(), aliases, tip
+        return self._git.tagged_versions(), aliases, self._git.highest_version_tags(), tip
 
     async def close(self) -> None:
         if self._git_thread is None:
@@ -387,6 +391,13 @@ class VersionCatalog:
         self._on_change()
         return result
 
+    def _next_version(self, workflow_id: str) -> int:
+        """One past the newest version, and past every tag of the workflow: a tag the index
+        passes over (not written by the version manager, unreadable) still holds its name."""
+        state = self._workflows.get(workflow_id)
+        newest = state.latest if state else 0
+        return max(newest, self._highest_tags.get(workflow_id, 0)) + 1
+
     async def _create(
         self,
         workflow_id: str,
@@ -398,7 +409,7 @@ class VersionCatalog:
         restores: int | None = None,
     ) -> int:
         state = self._workflows.get(workflow_id)
-        version = state.latest + 1 if state else 1
+        version = self._next_version(workflow_id)
         if state is None:
             aliases = aliases | {CHAMPION}
         new_aliases = {**(state.aliases if state else {}), **dict.fromkeys(aliases, version)}

@@ -53,7 +53,9 @@ TRAILER_RESTORES = "PAS-Restores"
 README_PATH = "README.md"
 
 _VERSION_TAG = re.compile(r"^(?P<workflow>[A-Za-z0-9][A-Za-z0-9_-]*)-v(?P<version>[1-9][0-9]*)$")
-_TRAILER_BLOCK = re.compile(r"\n\n((?:PAS-[A-Za-z-]+: [^\n]*(?:\n|\Z))+)\Z")
+# The trailers follow a blank line, or open the text: git drops the blank lines before them
+# when the caller's message was only whitespace (refused since, but still in old histories).
+_TRAILER_BLOCK = re.compile(r"(?:\A|\n\n)((?:PAS-[A-Za-z-]+: [^\n]*(?:\n|\Z))+)\Z")
 _ZERO_OID = "0" * 40
 _STAGING_DIR = "pas-staging"
 # for-each-ref: fields split by NUL; `*` reads the commit an annotated tag points at.
@@ -278,6 +280,18 @@ class WorkflowRepository:
                 )
             )
         return found
+
+    def highest_version_tags(self) -> dict[str, int]:
+        """The highest ``N`` of the ``<id>-v<N>`` tags of each workflow, including tags that
+        ``tagged_versions`` passes over: a new version must take a number no tag holds yet."""
+        names = self._repo.git.for_each_ref("--format=%(refname:strip=2)", "refs/tags")
+        highest: dict[str, int] = {}
+        for name in names.splitlines():
+            match = _VERSION_TAG.match(name)
+            if match is not None:
+                workflow_id, version = match["workflow"], int(match["version"])
+                highest[workflow_id] = max(highest.get(workflow_id, 0), version)
+        return highest
 
     def read(self, commit: str, path: str) -> bytes:
         item = self._repo.commit(commit).tree / path

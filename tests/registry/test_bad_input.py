@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies
 from litestar.testing import AsyncTestClient
 
+from libs.common.schemas.agents import ENDPOINT_PATTERN
 from tests.conftest import agent_json
 
 Client = AsyncTestClient[Any]
@@ -40,6 +43,9 @@ async def test_missing_field_is_named(registry: Client) -> None:
         ("transport", "pigeon", "Invalid enum value"),
         ("cost_per_1k_tokens", -1, "Expected `float` >= 0.0"),
         ("agent_id", "", "Expected `str` of length >= 1"),
+        # Python's `$` also matches before a final newline (taken until 2026-12-06).
+        ("agent_id", "llm_llama31_8b\n", "Expected `str` matching regex"),
+        ("role", "execution\n", "Expected `str` matching regex"),
     ],
 )
 async def test_wrong_values_are_named_with_the_problem(
@@ -50,6 +56,78 @@ async def test_wrong_values_are_named_with_the_problem(
     assert body["errors"][0]["field"] == field
     assert body["errors"][0]["message"].startswith(expected.split("`", maxsplit=1)[0])
     assert field in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        # Each was taken and made every active check of the round fail (until 2026-12-06):
+        # httpx cannot call them.
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:0",
+        "http://localhost:8050\nfoo bar",
+        "http://localhost:8050\n",
+        "https://0WSs.:Nu\u00e0",
+        "grpc://host\u008f",
+        "http://999.1.1.1:80",
+        "http://[:::::]:80",
+    ],
+)
+async def test_an_endpoint_that_cannot_be_called_is_refused(
+    registry: Client, endpoint: str
+) -> None:
+    body = problem(await registry.post("/register", json=agent_json(endpoint=endpoint)), 400)
+
+    assert body["errors"][0]["field"] == "endpoint"
+    assert (await registry.get("/agents/llm_llama31_8b")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://localhost:8050",
+        "https://llm.desk.example/v1/chat?model=a b",
+        "http://user:secret@10.0.0.7:65535",
+        "http://[::1]:8050/",
+        "kafka://broker-1:9092",
+        "grpc://[2001:db8::7]:50051",
+    ],
+)
+async def test_endpoints_httpx_can_call_are_taken(registry: Client, endpoint: str) -> None:
+    response = await registry.post("/register", json=agent_json(endpoint=endpoint))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["endpoint"] == endpoint
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(endpoint=strategies.from_regex(ENDPOINT_PATTERN))
+def test_every_endpoint_the_schema_takes_httpx_can_call(endpoint: str) -> None:
+    """What the published pattern takes (schemathesis generates from it), httpx can call."""
+    url = httpx.URL(endpoint)
+
+    assert url.host
+    assert url.port is None or 1 <= url.port <= 65_535
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        # PostgreSQL's JSONB cannot hold U+0000: a 500 there until 2026-12-06.
+        ({"name": "Llama\u0000"}, "name"),
+        ({"metadata": {"note": "a\u0000b"}}, "metadata.note"),
+        ({"metadata": {"tags": ["fx", {"desk": "\u0000"}]}}, "metadata.tags[1].desk"),
+        ({"metadata": {"a\u0000": 1}}, "metadata.a\\u0000"),
+    ],
+)
+async def test_a_nul_character_is_refused_on_every_store(
+    registry: Client, change: dict[str, Any], field: str
+) -> None:
+    body = problem(await registry.post("/register", json=agent_json(**change)), 400)
+
+    assert body["errors"][0]["field"] == field
+    assert field in body["detail"]
+    assert (await registry.get("/agents/llm_llama31_8b")).status_code == 404
 
 
 async def test_nested_errors_give_the_path(registry: Client) -> None:
@@ -104,3 +182,13 @@ async def test_unknown_route_is_a_problem_too(registry: Client) -> None:
     response = await registry.get("/no/such/thing")
     assert response.status_code == 404
     assert response.json()["status"] == 404
+
+
+async def test_a_trailing_newline_in_a_path_or_query_is_refused(registry: Client) -> None:
+    await registry.post("/register", json=agent_json())
+
+    problem(await registry.get("/agents/llm_llama31_8b%0A"), 400)
+    problem(await registry.post("/agents/llm_llama31_8b%0A/heartbeat"), 400)
+    problem(await registry.post("/register?ttl=30s%0A", json=agent_json()), 400)
+    # Python's \d takes any script's digits; the published schema's (ECMA) only 0-9.
+    problem(await registry.get("/agents?index=1&wait=%D9%A3s"), 400)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
+import msgspec
 from litestar.testing import AsyncTestClient
 
+from libs.common.schemas.agents import AgentDefinition, DiscoveryRequest, RegisteredAgent
+from services.registry.catalog import Catalog
+from services.registry.liveness import check_agents_forever
+from services.registry.store import SQLiteAgentStore
 from tests.conftest import agent_json
 
 Client = AsyncTestClient[Any]
@@ -90,3 +99,99 @@ async def test_active_checks_follow_the_agents_health_endpoint(
     assert "GET http://127.0.0.1:9/health failed" in dead["status_reason"]
     alive = (await registry.get("/agents/alive")).json()
     assert alive["status"] == "passing"
+
+
+async def test_an_endpoint_that_cannot_be_called_stops_no_other_check(tmp_path: Path) -> None:
+    """An agent whose endpoint httpx cannot call (a port typo, from before the registry refused
+    such) turns critical with the reason, and the other agents are still checked."""
+    store = SQLiteAgentStore(f"{tmp_path}/registry.db")
+    await store.open()
+    catalog = Catalog(store, default_ttl_s=0, deregister_critical_after_s=300)
+    await catalog.load()
+    # Built without validation, as it was before the rule: the schema refuses it today.
+    typo = AgentDefinition(**{**agent_json("typo"), "endpoint": "http://127.0.0.1:99999"})
+    await catalog.register(typo)
+    await catalog.register(
+        msgspec.convert(agent_json("dead", endpoint="http://127.0.0.1:9"), AgentDefinition)
+    )
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        checks = asyncio.create_task(check_agents_forever(catalog, http, interval_s=0.05))
+        for _ in range(50):
+            if {a.status for a in catalog.all()} == {"critical"}:
+                break
+            await catalog.wait_for_change(catalog.index, timeout_s=1.0)
+        checks.cancel()
+
+    assert "GET http://127.0.0.1:9/health failed" in str(catalog.get("dead").status_reason)
+    assert "GET http://127.0.0.1:99999/health failed" in str(catalog.get("typo").status_reason)
+    await store.close()
+
+
+async def test_a_stored_agent_that_no_longer_fits_is_left_out_at_start(
+    make_registry: Any, tmp_path: Path
+) -> None:
+    store = SQLiteAgentStore(f"{tmp_path}/registry.db")
+    await store.open()
+    now = datetime.now(UTC)
+    stored: dict[str, Any] = {
+        "status": "passing",
+        "ttl_s": 0.0,
+        "registered_at": now,
+        "last_heartbeat_at": now,
+    }
+    # Taken before 2026-12-06: an id ending in a newline, an endpoint with a port out of range.
+    for agent in (
+        agent_json("line\n"),
+        agent_json("typo", endpoint="http://127.0.0.1:99999"),
+        agent_json("fine"),
+    ):
+        await store.save(RegisteredAgent(**agent, **stored), 3)
+    await store.close()
+
+    registry = await make_registry()
+
+    listing = (await registry.get("/agents")).json()
+    assert [a["agent_id"] for a in listing["agents"]] == ["fine"]
+
+
+class HeldStore(SQLiteAgentStore):
+    """SQLite whose next save waits until the test lets it go (a slow disk, a distant
+    PostgreSQL): the moment a heartbeat can land in."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.hold: asyncio.Event | None = None
+        self.saving = asyncio.Event()
+
+    async def save(self, agent: RegisteredAgent, index: int) -> None:
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.saving.set()
+            await hold.wait()
+        await super().save(agent, index)
+
+
+async def test_a_heartbeat_while_the_reaper_saves_is_kept(tmp_path: Path) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    store = HeldStore(f"{tmp_path}/registry.db")
+    await store.open()
+    catalog = Catalog(store, default_ttl_s=10, deregister_critical_after_s=300, clock=lambda: now)
+    await catalog.load()
+    await catalog.register(msgspec.convert(agent_json(), AgentDefinition))
+    now += timedelta(seconds=10.5)  # the heartbeat is half a second late...
+    release = store.hold = asyncio.Event()
+    reaping = asyncio.create_task(catalog.reap())
+    await store.saving.wait()  # ...the reaper is saving the agent as critical...
+
+    beat = await catalog.heartbeat("llm_llama31_8b")  # ...when the heartbeat lands
+    release.set()
+    await reaping
+
+    agent = catalog.get("llm_llama31_8b")
+    assert agent.status == "passing"
+    assert agent.last_heartbeat_at == beat.last_heartbeat_at == now
+    found = catalog.discover(DiscoveryRequest(capabilities=["reasoning"]))
+    assert [a.agent_id for a in found] == ["llm_llama31_8b"]
+    stored, _ = await store.load()
+    assert [a.status for a in stored] == ["passing"]
+    await store.close()

@@ -85,3 +85,16 @@ async def test_a_standby_takes_over_from_a_killed_registry(
     assert changed <= {"last_heartbeat_at"}
     assert [a["agent_id"] for a in woken["agents"]] == ["desk_a", "desk_b", "desk_c"]
     assert woken["index"] > seen["index"]
+
+
+@pytest.mark.usefixtures("empty_database")
+async def test_a_nul_character_is_a_400_on_postgres(make_registry: Any) -> None:
+    registry = await make_registry(database_url=DSN)
+
+    for change in ({"name": "pg\u0000"}, {"metadata": {"note": "a\u0000b"}}):
+        refused = await registry.post("/register", json=agent_json("pg_nul", **change))
+        assert refused.status_code == 400, refused.text
+
+    accepted = await registry.post("/register", json=agent_json("pg_nul"))
+    assert accepted.status_code == 200
+    assert [a["agent_id"] for a in (await registry.get("/agents")).json()["agents"]] == ["pg_nul"]

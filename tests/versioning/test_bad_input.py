@@ -65,7 +65,17 @@ async def test_unknown_keys_are_named_at_any_depth(versioning: Client) -> None:
         ({"author": {"name": "Ada", "email": "ada@desk.example."}}, "author.email"),
         ({"author": {"name": "Ada", "email": "'ada@desk.example"}}, "author.email"),
         ({"message": ""}, "message"),
+        # A message of whitespace alone left the trailers at the start of the commit, where
+        # the next start did not find them: the version vanished (accepted until 2026-12-06).
+        ({"message": " "}, "message"),
+        ({"message": "\n\t \u00a0"}, "message"),
         ({"aliases": ["Not Valid"]}, "aliases"),
+        # Python's `$` also matches before a final newline: names ending in one were taken
+        # (until 2026-12-06), and git recorded or refused them.
+        ({"author": {"name": "Ada\n", "email": "ada@desk.example"}}, "author.name"),
+        ({"author": {"name": "Ada", "email": "ada@desk.example\n"}}, "author.email"),
+        ({"aliases": ["staging\n"]}, "aliases"),
+        ({"definition": definition_json(prompts={"system\n": "hi"})}, "prompts"),
     ],
 )
 async def test_invalid_values_are_named(
@@ -121,6 +131,17 @@ async def test_unknown_workflows_and_versions_are_404s(versioning: Client) -> No
 
 async def test_bad_names_in_paths_are_400s(versioning: Client) -> None:
     problem(await versioning.get("/workflows/bad.name"), 400)
+    problem(await versioning.get(f"/workflows/{WORKFLOW}%0A"), 400)
+    created = await versioning.post(
+        f"/workflows/{WORKFLOW}%0A/versions",
+        json=version_body(definition_json(f"{WORKFLOW}\n")),
+    )
+    assert "workflow_id" in problem(created, 400)["detail"]  # a 500 from git until 2026-12-06
+    await create_version(versioning)
+    problem(
+        await versioning.put(f"/workflows/{WORKFLOW}/aliases/staging%0A", json={"version": 1}),
+        400,
+    )
     problem(await versioning.get(f"/workflows/{WORKFLOW}/versions/0"), 400)
     problem(await versioning.get(f"/workflows/{WORKFLOW}?alias=Not%20Valid"), 400)
 

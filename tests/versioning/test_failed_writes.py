@@ -16,7 +16,19 @@ from typing import Any
 import pytest
 from git import Repo
 
-from services.versioning.git_repository import RepositoryError
+from services.versioning.catalog import encode_document
+from services.versioning.git_repository import (
+    TRAILER_VERSION,
+    TRAILER_WORKFLOW,
+    Identity,
+    RepositoryError,
+    TagRequest,
+    WorkflowRepository,
+    aliases_path,
+    compose_message,
+    definition_path,
+    tag_name,
+)
 from tests.versioning.conftest import (
     AUTHOR,
     WORKFLOW,
@@ -123,6 +135,53 @@ async def test_the_next_start_repairs_what_a_crash_left(
     history = (await second.get(f"/workflows/{WORKFLOW}/versions")).json()
     assert [v["version"] for v in history["versions"]] == [2, 1]
     assert (await create_version(second, definition_json()))["version"] == 3
+
+
+async def test_a_version_whose_message_was_blank_survives_a_restart(
+    make_versioning: Callable[..., Any], repo_path: Path
+) -> None:
+    # Written as releases before 2026-12-06 did for a message of spaces: the trailers open
+    # the commit message, and git reads them back without the blank lines before them.
+    older = WorkflowRepository(repo_path, branch="main", committer=Identity("PAS", "pas@x.example"))
+    older.open()
+    for version, message, champion in ((1, "First", 1), (2, " ", 2)):
+        trailers = {TRAILER_WORKFLOW: WORKFLOW, TRAILER_VERSION: str(version)}
+        older.commit(
+            {
+                definition_path(WORKFLOW): encode_document(definition_json(model=f"m{version}")),
+                aliases_path(WORKFLOW): encode_document({"champion": champion}),
+            },
+            message=compose_message(message, trailers),
+            author=Identity(AUTHOR["name"], AUTHOR["email"]),
+            tag=TagRequest(tag_name(WORKFLOW, version), f"{WORKFLOW} version {version}"),
+        )
+    older.close()
+
+    restarted = await make_versioning()
+
+    history = (await restarted.get(f"/workflows/{WORKFLOW}/versions")).json()
+    assert [v["version"] for v in history["versions"]] == [2, 1]
+    assert history["versions"][0]["message"] == ""
+    assert history["aliases"] == {"champion": 2}
+    assert (await restarted.get(f"/workflows/{WORKFLOW}")).json()["definition"]["model"] == "m2"
+    assert (await create_version(restarted, definition_json()))["version"] == 3
+
+
+async def test_a_version_tag_the_index_passes_over_keeps_its_number(
+    make_versioning: Callable[..., Any], git_repo: Callable[[], Repo]
+) -> None:
+    first = await make_versioning()
+    await create_version(first, definition_json())
+    # A lightweight tag on the branch is not a version the version manager wrote...
+    git_repo().git.tag(f"{WORKFLOW}-v2")
+
+    restarted = await make_versioning()
+
+    history = (await restarted.get(f"/workflows/{WORKFLOW}/versions")).json()
+    assert [v["version"] for v in history["versions"]] == [1]
+    # ...but it holds the name v2: the next version is 3 instead of a write git refuses.
+    assert (await create_version(restarted, definition_json(model="m3")))["version"] == 3
+    assert (await create_version(restarted, definition_json(model="m4")))["version"] == 4
 
 
 async def test_an_existing_folder_that_is_not_a_repository_is_refused(

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from libs.common.schemas.patterns import TEXT_END
+
 DocumentType = Literal[
     "earnings_report", "sec_filing", "news", "analyst_note", "press_release", "central_bank"
 ]
@@ -18,7 +20,7 @@ class FinancialDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     # ASCII spelled out: Python's \w also takes Unicode letters, which the published JSON
     # Schema's \w (ECMA) does not, so the server took ids its own schema refuses.
     doc_id: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+        str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+" + TEXT_END)
     ]
     doc_type: DocumentType
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]

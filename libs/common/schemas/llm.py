@@ -11,6 +11,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from libs.common.schemas.patterns import TEXT_END
+
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
@@ -20,7 +22,7 @@ MinP = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 """Drop tokens less likely than this share of the likeliest one's probability; 0: none."""
 MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=131_072)]
 LogitBias = Annotated[float, msgspec.Meta(ge=-100.0, le=100.0)]
-TokenId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}$")]
+TokenId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,9}" + TEXT_END)]
 """A token id as a JSON object's key (OpenAI's ``logit_bias``)."""
 Penalty = Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]
 """OpenAI's frequency and presence penalties: subtracted from a repeated token's logit."""
@@ -54,7 +56,7 @@ class ImagePart(msgspec.Struct, kw_only=True, tag_field="type", tag="image_url")
 ContentPart = TextPart | ImagePart
 
 
-ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}" + TEXT_END)]
 """OpenAI's rule for a function's name."""
 
 

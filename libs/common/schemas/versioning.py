@@ -22,6 +22,7 @@ import msgspec
 
 from libs.common.schemas.agents import Capability
 from libs.common.schemas.llm import MaxTokens, Temperature, TopP
+from libs.common.schemas.patterns import TEXT_END
 
 # --- names -----------------------------------------------------------------------------------
 
@@ -31,7 +32,7 @@ WorkflowId = Annotated[
         min_length=1,
         max_length=100,
         # Also a file name and part of a git tag: no dots, slashes or spaces.
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*" + TEXT_END,
         description="A LangGraph runner graph id: letters, digits, _ and - (e.g. doc_analysis).",
         examples=["doc_analysis"],
     ),
@@ -42,33 +43,37 @@ AliasName = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=64,
-        pattern=r"^[a-z][a-z0-9_-]*$",
+        pattern=r"^[a-z][a-z0-9_-]*" + TEXT_END,
         description="A movable name for a version, such as champion or staging.",
         examples=["champion"],
     ),
 ]
 PromptName = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    str,
+    msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*" + TEXT_END),
 ]
 CommitMessage = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=10_000,
-        # Control characters other than tab and newline do not belong in a git message.
-        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$",
-        description="Why this change was made; becomes the git commit message.",
+        # Control characters other than tab and newline do not belong in a git message. At
+        # least one character must be more than whitespace: git keeps no blank message, and
+        # one of spaces only would leave the PAS-* trailers at the very start of the commit.
+        pattern=r"^(?=\s*\S)[^\x00-\x08\x0b-\x1f\x7f]*" + TEXT_END,
+        description="Why this change was made; becomes the git commit message. Holds at "
+        "least one character other than whitespace.",
     ),
 ]
 ExperimentId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*" + TEXT_END)
 ]
 VariantName = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=32,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*" + TEXT_END,
         examples=["A"],
     ),
 ]
@@ -81,7 +86,9 @@ Unit = Annotated[
         examples=["doc-2024-10-K-AAPL"],
     ),
 ]
-Salt = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Salt = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+" + TEXT_END)
+]
 Metric = Literal["success_rate", "latency_ms", "score"]
 ExperimentStatus = Literal["running", "stopped"]
 SignificanceTest = Literal["chi-square", "fisher-exact", "welch-t"]
@@ -141,7 +148,7 @@ IdentityName = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=128,
-        pattern=f"^{_IDENTITY_END}(?:{_IDENTITY_INSIDE}*{_IDENTITY_END})?$",
+        pattern=f"^{_IDENTITY_END}(?:{_IDENTITY_INSIDE}*{_IDENTITY_END})?{TEXT_END}",
         description="A git identity's name: begins and ends with a character git keeps.",
     ),
 ]
@@ -150,7 +157,7 @@ IdentityEmail = Annotated[
     msgspec.Meta(
         min_length=3,
         max_length=254,
-        pattern=f"^{_EMAIL_END}{_EMAIL_INSIDE}*@{_EMAIL_INSIDE}*{_EMAIL_END}$",
+        pattern=f"^{_EMAIL_END}{_EMAIL_INSIDE}*@{_EMAIL_INSIDE}*{_EMAIL_END}{TEXT_END}",
         description="A git identity's email: one @, begins and ends with a character git keeps.",
     ),
 ]

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from libs.common.schemas.patterns import TEXT_END
+
 EVENT_TRIGGERED: Final = "workflow.triggered"
 EVENT_COMPLETED: Final = "workflow.completed"
 EVENT_FAILED: Final = "workflow.failed"
@@ -23,14 +25,20 @@ RUNNER_SOURCE: Final = "langgraph_runner"
 
 # Ids in ASCII spelled out, not \w: Python's takes Unicode letters, the published JSON Schema's
 # (ECMA) does not.
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-WorkflowId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+EventId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+" + TEXT_END)
+]
+WorkflowId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*" + TEXT_END)
+]
 # Airflow's run ids hold ':', '+' and '.' ("manual__2025-01-27T10:00:00+00:00"); only control
 # characters are refused, since the id is a Kafka key and a log field.
 WorkflowRunId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f]+$")
+    str, msgspec.Meta(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f]+" + TEXT_END)
 ]
-RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+RunId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+" + TEXT_END)
+]
 Source = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 RunStatusName = Literal["pending", "running", "success", "error", "interrupted", "cancelled"]
