@@ -24,6 +24,8 @@ _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 # A wire type's own check (a ``__post_init__``) names its field first: "timestamp: ...".
 _CHECKED_FIELD = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<problem>.+)$", re.DOTALL)
+# msgspec quotes the pattern a string missed; a long one (an endpoint's) is no help in a reply.
+_LONG_PATTERN = re.compile(r"matching regex '(?P<pattern>.{120,})'$", re.DOTALL)
 
 
 def problem_response(
@@ -75,6 +77,7 @@ def _field_errors(extra: Any) -> list[FieldError]:
         if match:
             path = match["path"]
             message = message[: match.start()]
+        message = _LONG_PATTERN.sub("matching the field's pattern (in the OpenAPI schema)", message)
         # The object's place: in the message, or as Litestar's key ("data" is the body).
         where = path or ("" if field in ("", "data") else field)
         named = _MISSING_FIELD.match(message) or _CHECKED_FIELD.match(message)
