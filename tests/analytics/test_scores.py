@@ -70,6 +70,8 @@ async def test_a_bad_score_is_refused_with_its_field(make_collector: CollectorFa
     now = utc_now()
     for bad, field in (
         (score(now, "r1", 0.5, metric="F1 score!"), "metric"),
+        # A name and a line break: Python's "$" matched before it, a second group of scores.
+        (score(now, "r1", 0.5, metric="key_figures_f1\n"), "metric"),
         (score(now, "r1", 0.5, workflow_version=0), "workflow_version"),
         # More than the stores' INTEGER column holds (PostgreSQL refused it with a 500).
         (score(now, "r1", 0.5, workflow_version=2**31), "workflow_version"),

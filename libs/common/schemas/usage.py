@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from libs.common.schemas.patterns import TEXT_END
+
 # Headers a caller sets so that the LLM calls it causes are attributed to its workflow run.
 HEADER_WORKFLOW_ID = "X-PAS-Workflow-Id"
 HEADER_WORKFLOW_RUN_ID = "X-PAS-Workflow-Run-Id"
@@ -174,7 +176,9 @@ class WorkflowRun(msgspec.Struct, kw_only=True, frozen=True):
         check_time(self.timestamp)
 
 
-ScoreName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.]+$")]
+ScoreName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.]+" + TEXT_END)
+]
 
 
 class QualityScore(msgspec.Struct, kw_only=True, frozen=True):
