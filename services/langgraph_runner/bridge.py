@@ -18,15 +18,19 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
+import psycopg
+import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from opentelemetry.trace import Span
 
+from libs.common.clients.versioning import VersioningError, VersioningUnavailable
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.records import dead_letter, send_acknowledged
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
@@ -36,6 +40,7 @@ from services.langgraph_runner.errors import InvalidWorkflowInput, WorkflowNotFo
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.runs import RunManager, RunnerClosing
 from services.langgraph_runner.settings import RunnerSettings
+from services.langgraph_runner.store import RunRecord
 
 logger = structlog.get_logger("pas.runner.kafka")
 
@@ -45,6 +50,12 @@ _decode_any = msgspec.json.Decoder().decode
 _REVOKE_WAIT_S = 5.0
 _STOP_WAIT_S = 1.0
 _TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+# What passes: the version manager away (or refusing the runner's own token), the run store
+# busy or its connection lost. An event meeting one is tried again in its slot (the loop
+# fetches no more while every slot waits) until it passes or the runner stops; raised, it
+# would leave its partition uncommitted until a restart.
+_PASSING = (VersioningUnavailable, sqlite3.OperationalError, psycopg.OperationalError)
+_RUNNERS_OWN_REFUSALS = (401, 403)
 
 
 class _Rejected(Exception):
@@ -123,12 +134,16 @@ class WorkflowBridge:
             # Current while the run starts: its task copies the context, its span is a child.
             with current(span):
                 event = self._validate(record)
-                run, created = await self._runs.start_for_event(event, _trace_headers(record))
+                run, created = await self._start(event, record)
         except _Rejected as rejected:
             return self._rejected(span, record, rejected.kind, str(rejected))
         except (WorkflowNotFound, InvalidWorkflowInput) as exc:
             kind = "unknown_workflow" if isinstance(exc, WorkflowNotFound) else "invalid_input"
             return self._rejected(span, record, kind, str(exc))
+        except VersioningError as exc:
+            # The version manager refused what the event asks (a unit it does not take):
+            # every try would be refused the same way.
+            return self._rejected(span, record, "invalid_input", str(exc))
         except RunnerClosing as exc:
             span.end()
             raise NotRecorded from exc  # not committed: the event comes back after the restart
@@ -149,6 +164,19 @@ class WorkflowBridge:
         except RunnerClosing as exc:
             raise NotRecorded from exc
         return None
+
+    async def _start(
+        self, event: WorkflowTriggered, record: ConsumerRecord[bytes, bytes]
+    ) -> tuple[RunRecord, bool]:
+        """Start the event's run, trying again for as long as what stops it passes."""
+        async for attempt in stamina.retry_context(
+            on=_passes, attempts=None, timeout=None, wait_initial=0.5, wait_max=10.0
+        ):
+            with attempt:
+                if attempt.num > 1:
+                    self._metrics.events.labels("retried").inc()
+                return await self._runs.start_for_event(event, _trace_headers(record))
+        raise AssertionError("unreachable: the retries never end")  # pragma: no cover
 
     def _rejected(
         self, span: Span, record: ConsumerRecord[bytes, bytes], kind: str, reason: str
@@ -207,6 +235,16 @@ class WorkflowBridge:
         assert self._producer is not None
         with produce_span(topic, key=key, headers=headers) as sent:
             return await send_acknowledged(self._producer, topic, key, value, sent or None)
+
+
+def _passes(exc: Exception) -> bool:
+    """Whether what stopped an event's start may pass by itself (then it is tried again)."""
+    passing = isinstance(exc, _PASSING) or (
+        isinstance(exc, VersioningError) and exc.status_code in _RUNNERS_OWN_REFUSALS
+    )
+    if passing:
+        logger.warning("an event's run could not start yet; trying again", error=str(exc))
+    return passing
 
 
 def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:

@@ -52,7 +52,8 @@ class RunnerMetrics:
         )
         self.events = Counter(
             "pas_runner_events",
-            "workflow-events records by outcome (accepted, duplicate, dead_lettered)",
+            "workflow-events records by outcome (accepted, duplicate, dead_lettered; retried: "
+            "a start tried again while the version manager or the run store was away)",
             ["outcome"],
             registry=None,
         )

@@ -20,6 +20,7 @@ from tests.langgraph_runner.conftest import (
     RUNNER_APP,
     Topics,
     as_message,
+    collect,
     send,
     trigger,
     wait_for_run,
@@ -28,6 +29,7 @@ from tests.langgraph_runner.conftest import (
 from tests.langgraph_runner.probes import PROBE_REFERENCE, count
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import ANSWER, OpenAIResponder
+from tests.support.polling import poll_async
 from tests.support.processes import ServiceProcess, free_port
 from tests.versioning.conftest import AUTHOR, definition_json, versioning_process_factory
 
@@ -268,3 +270,55 @@ async def test_rest_and_kafka_runs_of_an_experiment_reach_the_version_manager_on
         if counted["count"]:
             assert counted["cost_mean"] == pytest.approx(CALL_COST)
     assert await outcome_metrics(versioning.url) == {("kafka", "recorded"): 2.0}
+
+
+@pytest.mark.slow  # the version manager's client gives up on an address first, then retries
+async def test_an_event_waits_out_the_version_manager_and_one_it_refuses_is_a_dead_letter(
+    make_runner: Callable[..., Any],
+    versioning_process_factory: Callable[..., ServiceProcess],
+    kafka_bootstrap: str,
+    topics: Topics,
+    priced_llm: str,
+    tmp_path: Path,
+) -> None:
+    """An event arriving while the version manager is away waits in its slot and runs once
+    it is back; one it refuses (a unit longer than it takes) is a dead letter. Both were
+    raised into the work loop, which then committed the partition no further until a
+    restart: the first never ran, the second held every event behind it at every restart."""
+    port = free_port()
+    runner = await make_runner(
+        versioning_url=f"http://127.0.0.1:{port}",
+        versioning_token=TOKEN,
+        bootstrap_servers=kafka_bootstrap,
+        llm_api="openai",
+        llm_url=priced_llm,
+        **topics.settings(),
+    )
+    log = str(tmp_path / "probe.log")
+    early = trigger("probe", {"log": log, "ask": "Rates?", "value": 1}, metadata={"unit": "u1"})
+    await send(kafka_bootstrap, topics.events, [as_message(early)])
+    retried = await poll_async(lambda: retried_starts(runner), until=lambda n: n >= 1)
+    assert retried >= 1, "the event was not tried again"
+
+    versioning = versioning_process_factory(port=port, VERSIONING_TOKEN=TOKEN)
+    await start_experiment(versioning.url)
+    refused = trigger(
+        "probe", {"log": log, "ask": "Bonds?", "value": 2}, metadata={"unit": "u" * 300}
+    )
+    await send(kafka_bootstrap, topics.events, [as_message(refused)])
+    [letter] = await collect(kafka_bootstrap, topics.dlq, lambda found: len(found) >= 1)
+    [result] = await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 1)
+
+    assert letter.value["error_type"] == "invalid_input"
+    assert "unit" in letter.value["error"]
+    assert result.value["event_id"] == early["event_id"]
+    assert result.value["payload"]["status"] == "success"
+
+
+async def retried_starts(runner: Any) -> float:
+    """``pas_runner_events_total{outcome="retried"}``: starts tried again."""
+    text = (await runner.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith('pas_runner_events_total{outcome="retried"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
