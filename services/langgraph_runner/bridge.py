@@ -36,7 +36,11 @@ from libs.common.kafka.records import dead_letter, send_acknowledged
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.schemas.workflows import EVENT_TRIGGERED, WorkflowTriggered
-from services.langgraph_runner.errors import InvalidWorkflowInput, WorkflowNotFound
+from services.langgraph_runner.errors import (
+    InvalidWorkflowInput,
+    VersionUnusable,
+    WorkflowNotFound,
+)
 from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.runs import RunManager, RunnerClosing
 from services.langgraph_runner.settings import RunnerSettings
@@ -144,6 +148,9 @@ class WorkflowBridge:
             # The version manager refused what the event asks (a unit it does not take):
             # every try would be refused the same way.
             return self._rejected(span, record, "invalid_input", str(exc))
+        except VersionUnusable as exc:
+            # The version is to be mended; then the letter can be replayed.
+            return self._rejected(span, record, "unusable_version", str(exc))
         except RunnerClosing as exc:
             span.end()
             raise NotRecorded from exc  # not committed: the event comes back after the restart

@@ -15,6 +15,7 @@ import structlog
 
 from libs.common.clients.versioning import RunPlan, VersioningClient, VersioningNotFound
 from libs.common.schemas.workflows import WorkflowParameters
+from services.langgraph_runner.errors import VersionUnusable
 
 logger = structlog.get_logger("pas.runner")
 
@@ -67,15 +68,22 @@ class VersionedDefinitions:
 
 
 def parameters_of(plan: RunPlan) -> WorkflowParameters:
+    """The version's parameters as a run takes them, checked as a request's are: a struct
+    built unchecked was stored, then refused by every read of the runs table (a 500 for each
+    list that held the run, and the outbox stuck on it)."""
     definition = plan.definition
     generation = definition.parameters
     max_tokens = generation.max_tokens
     if max_tokens is not None:
         max_tokens = min(max(max_tokens, _MIN_TOKENS), _MAX_TOKENS)
-    return WorkflowParameters(
-        version=str(plan.version),
-        model=definition.model,
-        temperature=generation.temperature,
-        max_tokens=max_tokens,
-        prompts=dict(definition.prompts),
-    )
+    asked = {
+        "version": str(plan.version),
+        "model": definition.model,
+        "temperature": generation.temperature,
+        "max_tokens": max_tokens,
+        "prompts": dict(definition.prompts),
+    }
+    try:
+        return msgspec.convert(asked, WorkflowParameters)
+    except msgspec.ValidationError as exc:
+        raise VersionUnusable(plan.workflow_id, plan.version, str(exc)) from exc

@@ -27,6 +27,16 @@ class InvalidWorkflowInput(PASError):
     status_code = 400
 
 
+class VersionUnusable(PASError):
+    """The version the version manager chose holds what no run takes (an empty prompt, say):
+    the version is to be mended, not the request."""
+
+    status_code = 502
+
+    def __init__(self, workflow_id: str, version: int, problem: str) -> None:
+        super().__init__(f"version {version} of {workflow_id!r} cannot be run: {problem}")
+
+
 class RunConflict(PASError):
     """The run is not in a state that allows the request (resume a finished run, say)."""
 

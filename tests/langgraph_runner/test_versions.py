@@ -101,3 +101,35 @@ async def test_an_experiment_assigns_each_unit_its_variant_stickily(
             assert run["metadata"]["experiment_id"] == experiment["id"]
             assert run["metadata"]["variant"] == assignment["variant"]
             assert run["metadata"]["unit"] == unit
+
+
+async def test_a_version_s_long_prompt_runs_and_one_no_run_takes_is_a_502_storing_nothing(
+    make_runner: Callable[..., Any],
+    versioning_process_factory: Callable[..., ServiceProcess],
+    tmp_path: Path,
+) -> None:
+    """The version manager took prompts of 100,000 characters, the runner's runs held 8,000:
+    such a run was stored unchecked, then every read of the runs table that met it was a 500
+    (its own, the list's, the outbox's). Now the bounds are one, and a version holding what
+    no run takes (an empty prompt) is refused before anything is stored."""
+    versioning = versioning_process_factory()
+    long_prompt = "Answer as the desk's analyst would. " * 300  # 10,800 characters
+    await add_version(versioning.url, prompts={"system": long_prompt}, model="m" * 250)
+    runner = await make_runner(versioning_url=versioning.url)
+
+    long_run = await run_probe(runner, tmp_path / "probe.log")
+    listed = await runner.get("/runs")
+    await add_version(versioning.url, prompts={"system": ""})
+    async with httpx.AsyncClient(base_url=versioning.url) as http:
+        moved = await http.put("/workflows/probe/aliases/champion", json={"version": 2})
+    refused = await runner.post(
+        "/workflows/probe/runs?wait=true", json={"input": {"log": str(tmp_path / "probe.log")}}
+    )
+    after = await runner.get("/runs")
+
+    assert long_run["parameters"]["prompts"]["system"] == long_prompt
+    assert listed.status_code == 200, listed.text
+    assert moved.status_code == 200, moved.text
+    assert refused.status_code == 502, refused.text
+    assert "version 2 of 'probe' cannot be run" in refused.json()["detail"]
+    assert [run["run_id"] for run in after.json()["runs"]] == [long_run["run_id"]]

@@ -23,6 +23,7 @@ import msgspec
 from libs.common.schemas.agents import Capability
 from libs.common.schemas.llm import MaxTokens, Temperature, TopP
 from libs.common.schemas.patterns import TEXT_END
+from libs.common.schemas.workflows import MODEL_NAME_MAX_CHARS, PROMPT_MAX_CHARS
 
 # --- names -----------------------------------------------------------------------------------
 
@@ -121,13 +122,13 @@ class WorkflowDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     """The LangGraph runner graph this definition parameterises."""
     description: Annotated[str, msgspec.Meta(max_length=2_000)] = ""
     prompts: Annotated[
-        dict[PromptName, Annotated[str, msgspec.Meta(max_length=100_000)]],
+        dict[PromptName, Annotated[str, msgspec.Meta(max_length=PROMPT_MAX_CHARS)]],
         msgspec.Meta(max_length=64),
     ] = msgspec.field(default_factory=dict)
     """Prompt templates by name (a node of the graph, or ``system``)."""
     capability: Capability | None = None
     """Ask the provider router for this capability (used when ``model`` is not set)."""
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=MODEL_NAME_MAX_CHARS)] | None = None
     """Ask this model by name."""
     parameters: GenerationParameters = msgspec.field(default_factory=GenerationParameters)
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)

@@ -124,6 +124,12 @@ class WorkflowResult(msgspec.Struct, kw_only=True):
 # --- HTTP bodies ----------------------------------------------------------------------------
 
 
+PROMPT_MAX_CHARS: Final = 100_000
+MODEL_NAME_MAX_CHARS: Final = 256
+"""What a prompt and a model name may hold, in a run's parameters and in a version's definition
+alike: a version the version manager takes is one the runner runs."""
+
+
 class WorkflowParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What may change between versions of a workflow without changing its graph: the model,
     generation parameters and prompts (by the prompt names ``GET /workflows`` lists).
@@ -133,11 +139,11 @@ class WorkflowParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     """
 
     version: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=MODEL_NAME_MAX_CHARS)] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=16, le=8192)] | None = None
-    prompts: dict[str, Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]] = msgspec.field(
-        default_factory=dict
+    prompts: dict[str, Annotated[str, msgspec.Meta(min_length=1, max_length=PROMPT_MAX_CHARS)]] = (
+        msgspec.field(default_factory=dict)
     )
 
 
