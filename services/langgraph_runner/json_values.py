@@ -12,6 +12,42 @@ from langgraph.types import Command, Interrupt, Send
 _SCALARS = (str, int, float, bool, type(None))
 
 
+MAX_NESTING = 64
+"""How deep a value from a caller (an interrupt's answer, a run's metadata) may nest: LangGraph's
+checkpoint serializer gives up at a few hundred levels, and the run then fails."""
+
+
+def nesting(value: Any) -> int:
+    """How deep ``value`` nests (a scalar: 0), counted without recursion."""
+    deepest = 0
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            pending += [(child, depth + 1) for child in item.values()]
+        elif isinstance(item, list | tuple):
+            pending += [(child, depth + 1) for child in item]
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a text in ``value`` (a key too) holds U+0000, looked for without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            pending += item
+    return False
+
+
 def json_value(value: Any) -> Any:
     if isinstance(value, _SCALARS):
         return value

@@ -14,7 +14,7 @@ from langgraph.types import Interrupt
 
 from libs.common.schemas.workflows import PendingInterrupt
 from services.langgraph_runner.errors import InvalidWorkflowInput
-from services.langgraph_runner.json_values import json_value
+from services.langgraph_runner.json_values import MAX_NESTING, holds_nul, json_value, nesting
 from services.langgraph_runner.store import RunRecord
 
 METADATA_MAX_BYTES: Final = 65_536
@@ -28,13 +28,34 @@ _encode = msgspec.json.Encoder().encode
 def checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """``metadata`` as the run keeps it; refuses it larger than :data:`METADATA_MAX_BYTES`."""
     kept = dict(metadata or {})
-    size = len(_encode(kept))
+    if nesting(kept) > MAX_NESTING:
+        raise InvalidWorkflowInput(f"metadata: nested deeper than {MAX_NESTING} levels")
+    encoded = _encode(kept)
+    refuse_nul(kept, encoded, "metadata")
+    size = len(encoded)
     if size > METADATA_MAX_BYTES:
         raise InvalidWorkflowInput(
             f"metadata: {size} bytes as JSON, at most {METADATA_MAX_BYTES} (it travels with "
             "the run's outcome; put large values in the input)"
         )
     return kept
+
+
+_NUL: Final = b"\\u0000"  # how JSON writes U+0000
+
+
+def refuse_nul(value: Any, encoded: bytes, field: str) -> None:
+    """Refuses ``value`` (``encoded``: its JSON) when a text in it holds U+0000: PostgreSQL's
+    JSONB cannot keep one (a 500 there, a store that refuses the run's write), and no workflow
+    needs it. The JSON is looked at first; the texts only when it may hold one (a text may
+    spell a backslash and ``u0000``)."""
+    if _NUL in encoded and holds_nul(value):
+        raise InvalidWorkflowInput(f"{field}: holds U+0000, which the run store cannot keep")
+
+
+def checked_input(payload: Mapping[str, Any]) -> None:
+    """The input's own checks beyond its workflow's schema (see :func:`refuse_nul`)."""
+    refuse_nul(payload, _encode(payload), "input")
 
 
 def utcnow() -> datetime:
@@ -57,6 +78,11 @@ def resume_value(record: RunRecord, answer: Any, interrupt_id: str | None) -> An
             "resume: the run waits for an answer to its interrupt (see interrupts in "
             "GET /runs/{run_id})"
         )
+    if answer is None:
+        # LangGraph fails the run on Command(resume=None) (an UnboundLocalError inside it).
+        raise InvalidWorkflowInput("resume: null answers nothing; give the interrupt's answer")
+    if nesting(answer) > MAX_NESTING:
+        raise InvalidWorkflowInput(f"resume: nested deeper than {MAX_NESTING} levels")
     if interrupt_id is None:
         if len(pending) > 1:
             raise InvalidWorkflowInput(

@@ -66,6 +66,7 @@ from services.langgraph_runner.record_writes import OrderedWrites
 from services.langgraph_runner.run_leases import LeaseKeeper
 from services.langgraph_runner.run_records import (
     changed,
+    checked_input,
     checked_metadata,
     experiment_unit,
     pending_interrupts,
@@ -196,6 +197,7 @@ class RunManager:
         self._refuse_if_closing()
         workflow = self._catalog.get(workflow_id)
         first_state = workflow.spec.validate(payload, self._catalog.deps)
+        checked_input(payload)
         metadata = checked_metadata(metadata)
         run_id = run_id or uuid.uuid4().hex
         unit = experiment_unit(metadata, run_id)
@@ -220,6 +222,7 @@ class RunManager:
         self._refuse_if_closing()
         workflow = self._catalog.get(event.workflow_id)
         first_state = workflow.spec.validate(event.payload, self._catalog.deps)
+        checked_input(event.payload)
         checked_metadata(event.metadata)
         unit = experiment_unit(event.metadata, event.workflow_run_id)
         resolved = await self._definitions.resolve(event.workflow_id, None, unit)

@@ -9,6 +9,16 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"n": value}
+    return value
+
+
+NESTED_100 = _nested(100)
+
+
 async def _problem(response: Any, status: int) -> str:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -37,6 +47,17 @@ async def _problem(response: Any, status: int) -> str:
             {"input": {"content": "x"}, "metadata": {"n": "x" * 70_000}},
             "metadata",
         ),
+        ("document_analysis", {"input": {"content": "x"}, "metadata": NESTED_100}, "metadata"),
+        # PostgreSQL's JSONB holds no U+0000: a 500 there, refused on every store alike.
+        ("document_analysis", {"input": {"content": "a\u0000b"}}, "input"),
+        (
+            "document_analysis",
+            {"input": {"content": "x"}, "metadata": {"k": ["\u0000"]}},
+            "metadata",
+        ),
+        # Path segments a client resolves away: the run's URLs would name another resource.
+        ("document_analysis", {"input": {"content": "x"}, "run_id": ".."}, "run_id"),
+        ("document_analysis", {"input": {"content": "x"}, "run_id": "."}, "run_id"),
         (
             "document_analysis",
             {"input": {"content": "x"}, "parameters": {"temperature": 5}},
@@ -51,6 +72,19 @@ async def test_invalid_run_requests_are_refused_naming_the_field(
 
     assert named in await _problem(response, 400)
     assert (await runner.get("/runs")).json()["runs"] == []  # nothing was started
+
+
+async def test_a_body_nested_too_deep_to_read_is_a_400(runner: AsyncTestClient[Any]) -> None:
+    """Thousands of levels fail Litestar's decoding with a RecursionError: it was a 500."""
+    body = '{"input": {"content": "x"}, "metadata": {"n": ' + "[" * 3000 + "]" * 3000 + "}}"
+
+    response = await runner.post(
+        "/workflows/document_analysis/runs",
+        content=body.encode(),
+        headers={"content-type": "application/json"},
+    )
+
+    assert "nested too deep" in await _problem(response, 400)
 
 
 async def test_malformed_json_and_unknown_ids(runner: AsyncTestClient[Any]) -> None:

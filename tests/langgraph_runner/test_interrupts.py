@@ -85,11 +85,23 @@ async def test_resume_needs_an_answer_and_a_pending_interrupt_id(
     url = f"/runs/{paused['run_id']}/resume"
 
     no_answer = await llm_runner.post(url)
+    # Both failed the run (LangGraph on a null resume, its checkpoint serializer on the depth).
+    null_answer = await llm_runner.post(url, json={"resume": None})
+    deep: Any = {"approved": True}
+    for _ in range(300):
+        deep = {"nested": deep}
+    too_deep = await llm_runner.post(url, json={"resume": deep})
+    still = (await llm_runner.get(f"/runs/{paused['run_id']}")).json()
     unknown_id = await llm_runner.post(url, json={"resume": {}, "interrupt_id": "nope"})
     cancelled = await llm_runner.post(f"/runs/{paused['run_id']}/cancel")
 
     assert no_answer.status_code == 400
     assert "answer" in no_answer.json()["detail"]
+    assert null_answer.status_code == 400, null_answer.text
+    assert "null" in null_answer.json()["detail"]
+    assert too_deep.status_code == 400, too_deep.text
+    assert "nested deeper than 64" in too_deep.json()["detail"]
+    assert still["status"] == "interrupted"
     assert unknown_id.status_code == 400
     assert "nope" in unknown_id.json()["detail"]
     assert cancelled.status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import traceback
 from http import HTTPStatus
 from typing import Any
 
@@ -144,9 +145,23 @@ def _on_pas_error(request: Request[Any, Any, Any], exc: PASError) -> Response[Pr
     return problem_response(exc.status_code, str(exc), request=request, headers=exc.headers)
 
 
+def _nested_too_deep_to_read(exc: Exception) -> bool:
+    """A body nested deeper than the interpreter's recursion allows fails in Litestar's decoding
+    (thousands of ``[``): the request's fault, not the service's."""
+    if not isinstance(exc, RecursionError):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(frame.filename.endswith(_BODY_DECODING) for frame in frames)
+
+
+_BODY_DECODING = "litestar/serialization/msgspec_hooks.py"
+
+
 def _on_unexpected_error(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[ProblemDetail]:
+    if _nested_too_deep_to_read(exc):
+        return problem_response(400, "body: nested too deep to read", request=request)
     logger.exception(
         "unhandled error", method=request.method, path=request.url.path, error=repr(exc)
     )

@@ -36,8 +36,15 @@ WorkflowId = Annotated[
 WorkflowRunId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f]+" + TEXT_END)
 ]
+# Not dots alone: "." and ".." are path segments every HTTP client resolves away, so the run's
+# URLs would name another resource.
 RunId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+" + TEXT_END)
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^(?!\.+" + TEXT_END + r")[A-Za-z0-9_.-]+" + TEXT_END,
+    ),
 ]
 Source = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
