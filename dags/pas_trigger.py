@@ -14,6 +14,7 @@ finds a result published before it started.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -76,6 +77,21 @@ def event_id_for(dag_id: str, run_id: str, task_id: str, try_number: int) -> str
     """The same id for the same try of the same task: a trigger sent twice by one try runs
     once; a retry (a new try) is a new run."""
     return str(uuid.uuid5(_EVENT_IDS, f"{dag_id}/{run_id}/{task_id}/{try_number}"))
+
+
+WORKFLOW_RUN_ID_MAX = 250
+"""The runner's bound on a ``workflow_run_id`` (``WorkflowRunId``)."""
+
+
+def workflow_run_id_for(dag_id: str, run_id: str) -> str:
+    """``<dag_id>:<run_id>``, the key of a DAG run's workflow; when that is longer than the
+    runner takes (a long DAG id and a long run id, each within Airflow's own 250), the run id's
+    end is a digest of it instead: the same for every try, and never refused."""
+    whole = f"{dag_id}:{run_id}"
+    if len(whole) <= WORKFLOW_RUN_ID_MAX:
+        return whole
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:16]
+    return f"{whole[: WORKFLOW_RUN_ID_MAX - len(digest) - 1]}~{digest}"
 
 
 def build_trigger(

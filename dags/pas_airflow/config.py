@@ -62,8 +62,9 @@ class WorkflowDAG(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: str = ""
     mode: Literal["kafka", "rest"] = "kafka"
     timeout_s: Seconds = 600.0
-    unit: str | None = None
-    """What an experiment on the workflow keeps sticky (``metadata.unit``)."""
+    unit: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    """What an experiment on the workflow keeps sticky (``metadata.unit``; the version manager
+    takes 256 characters)."""
     tags: list[str] = msgspec.field(default_factory=list)
     retries: Retries = msgspec.field(default_factory=Retries)
     notify: Notify = msgspec.field(default_factory=Notify)

@@ -26,7 +26,13 @@ from typing import Any, ClassVar, Literal
 import httpx
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from pas_trigger import KafkaTarget, build_trigger, event_id_for, trigger_workflow
+from pas_trigger import (
+    KafkaTarget,
+    build_trigger,
+    event_id_for,
+    trigger_workflow,
+    workflow_run_id_for,
+)
 
 from pas_airflow.run_note import version_line, write_note
 from pas_airflow.service_calls import json_answer
@@ -124,7 +130,7 @@ class LangGraphOperator(BaseOperator):
         }
         if self.unit is not None:
             metadata["unit"] = self.unit
-        return f"{ti.dag_id}:{run_id}", event_id, metadata
+        return workflow_run_id_for(ti.dag_id, run_id), event_id, metadata
 
     def _input(self) -> dict[str, Any]:
         if not isinstance(self.input, Mapping):

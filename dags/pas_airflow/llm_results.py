@@ -61,7 +61,7 @@ def document_result(message: KafkaMessage) -> dict[str, Any] | None:
     try:
         result = json.loads(raw)
         check("document_result", result)
-    except (ValueError, WireShapeError) as exc:
+    except (ValueError, WireShapeError, RecursionError) as exc:  # too deep: json gives up
         logger.warning("skipped %s: not a DocumentResult: %s", where, exc)
         return None
     return {

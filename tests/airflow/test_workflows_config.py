@@ -78,6 +78,16 @@ def entry(*lines: str) -> str:
             "entry 2 (pas_x): Object missing required field `workflow_id`",
         ),
         (
+            # The version manager takes 256: each try of the task was a dead letter.
+            entry(
+                "- dag_id: pas_x",
+                "workflow_id: document_analysis",
+                "payload: {}",
+                f"unit: {'u' * 257}",
+            ),
+            "entry 2 (pas_x): Expected `str` of length <= 256 - at `$.unit`",
+        ),
+        (
             entry(
                 "- dag_id: pas_x",
                 "workflow_id: supervisor",

@@ -310,6 +310,10 @@ def processor_results_to_dags() -> None:
         "llama3.1:8b",
     )
     assert event["message"] == f"{constants.TOPIC_LLM_RESULTS}[4]@1287"
+    # A message nested past what json reads is skipped too (its RecursionError stopped the
+    # watcher, and every result after it went unseen).
+    deep = SimpleNamespace(**{**vars(message), "value": lambda: b"[" * 100_000})
+    assert dag_llm_results.document_result(deep) is None
 
 
 def documents_to_processor() -> None:

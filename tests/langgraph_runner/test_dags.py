@@ -21,6 +21,7 @@ from dags.pas_trigger import (
     build_trigger,
     event_id_for,
     run_workflow,
+    workflow_run_id_for,
 )
 from libs.common.schemas.workflows import WorkflowResult, WorkflowTriggered
 from tests.langgraph_runner.conftest import Topics
@@ -44,6 +45,23 @@ def test_the_trigger_is_the_event_the_runner_accepts() -> None:
     assert decoded.source == "airflow"
     assert decoded.timestamp.tzinfo is not None
     assert decoded.payload == {"content": "text"}
+
+
+def test_a_long_dag_id_and_run_id_give_a_key_the_runner_takes() -> None:
+    """Airflow takes a DAG id and a run id of 250 characters each; ``<dag_id>:<run_id>`` then
+    passed the runner's 250 and every try of the task failed on it."""
+    dag_id, run_id = "d" * 230, "manual__2025-01-27T10:00:00.123456+00:00"
+    other_run = run_id.replace("10:00", "11:00")
+
+    key = workflow_run_id_for(dag_id, run_id)
+    event = build_trigger("document_analysis", {"content": "x"}, workflow_run_id=key)
+
+    decoded = msgspec.json.decode(msgspec.json.encode(event), type=WorkflowTriggered)
+    assert decoded.workflow_run_id == key
+    assert len(key) == 250
+    assert key == workflow_run_id_for(dag_id, run_id)  # every try: the same key
+    assert key != workflow_run_id_for(dag_id, other_run)
+    assert workflow_run_id_for("pas_x", run_id) == f"pas_x:{run_id}"  # short: as it was
 
 
 def test_event_ids_are_one_per_task_try() -> None:
