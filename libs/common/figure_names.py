@@ -101,9 +101,13 @@ def named_figures(text: str) -> list[NamedFigure]:
     figures: dict[tuple[str, str], None] = {}
     clause_start = 0  # after the sentence's start or its last quantity, whichever is later
     previous: _Figure | None = None  # the sentence's last figure named
+    scanned_to = 0  # sentence ends are looked for once: a table of bare numbers moves no clause
     for match in quantity_matches(text):
         start, end = match.start(), match.end()
-        boundary = _last_sentence_end(text, clause_start, start)
+        # From where the last look ended (less one: an end is two characters at most), never
+        # before the clause: scanning from the clause each time was quadratic in the numbers.
+        boundary = _last_sentence_end(text, max(clause_start, scanned_to - 1), start)
+        scanned_to = start
         if boundary is not None:
             clause_start, previous = boundary, None
         if not _measures_something(text, match):
