@@ -249,13 +249,18 @@ def again(task: Task, *, strict: bool = False, wrong: Sequence[str] = ()) -> str
 def summary_text(text: str) -> str:
     """A summary answer's text: the ``summary`` of its JSON, or the whole answer from a server
     that ignores the schema and answers in prose. Raises ``AnswerUnusable`` for JSON cut
-    short."""
+    short, and for no summary at all: an empty answer (a reasoning model whose budget ran out
+    while it thought, a content filter) published as an ``ok`` result says nothing."""
     if not text.lstrip().startswith("{"):
-        return text  # prose: no JSON to read (a failed decode would cost the exception)
-    try:
-        return _decode_summary(text).summary
-    except msgspec.DecodeError as exc:
-        raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
+        summary = text  # prose: no JSON to read (a failed decode would cost the exception)
+    else:
+        try:
+            summary = _decode_summary(text).summary
+        except msgspec.DecodeError as exc:
+            raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
+    if not summary.strip():
+        raise AnswerUnusable("the model's answer holds no summary (empty)")
+    return summary
 
 
 def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment | None]:

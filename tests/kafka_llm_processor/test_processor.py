@@ -230,6 +230,24 @@ def northwind_q3(doc_id: str, content: str, task: Task) -> FinancialDocument:
     )
 
 
+async def test_an_empty_summary_is_a_dead_letter_not_an_ok_result(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """A model answering nothing (vLLM's reasoning parser gives ``content: null`` when the
+    budget runs out while the model thinks; the fake OpenAI-compatible server answers "",
+    its documented chat wire format) was published as ``status: ok`` with an empty answer."""
+    docs = [northwind_q3("silent", "Revenue rose 12.4% to $89.5 billion.", "summary")]
+    with serve_asgi(OpenAIResponder(answer_for=lambda _: "")) as url:
+        start_processor(f"{url}/v1")
+        await send(kafka_bootstrap, topics.input, as_messages(docs))
+        [letter] = await collect(kafka_bootstrap, topics.dlq, 1)
+        published = await collect(kafka_bootstrap, topics.output, 1, timeout_s=1)
+
+    assert letter.error_type == "AnswerUnusable"
+    assert "no summary" in letter.error
+    assert published == []
+
+
 async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(
     kafka_bootstrap: str, topics: Topics, start_processor: Any
 ) -> None:

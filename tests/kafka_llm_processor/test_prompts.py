@@ -149,6 +149,10 @@ def test_a_summary_is_read_from_its_json_or_from_prose() -> None:
     assert summary_text("Revenue rose 12.4%.") == "Revenue rose 12.4%."
     with pytest.raises(AnswerUnusable, match="not the asked JSON"):
         summary_text('{"summary": "Revenue rose 12.4% and the')
+    # No summary at all (a reasoning model out of budget, a content filter): not an answer.
+    for empty in ("", "  \n", '{"summary": " "}'):
+        with pytest.raises(AnswerUnusable, match="no summary"):
+            summary_text(empty)
 
 
 def test_a_sentiment_keeps_its_label_and_reads_as_before() -> None:
