@@ -33,8 +33,6 @@ from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.kafka.records import PublishFailed, send_acknowledged
 
-REPLAY_DEADLINE_S = 15.0
-
 
 async def read_letters(bootstrap_servers: str, topic: str) -> list[Letter]:
     async with TopicReader(bootstrap_servers, [topic]) as reader:
@@ -345,14 +343,14 @@ async def _replay(
         with progress() as bar:
             task = bar.add_task(f"replaying from {topic}", total=len(to_send))
             for decision in to_send:
-                await _send_one(producer, decision)
+                await _send_one(producer, decision, settings.replay_deadline_s)
                 bar.advance(task)
     finally:
         await producer.stop()
     return decisions
 
 
-async def _send_one(producer: AIOKafkaProducer, decision: Decision) -> None:
+async def _send_one(producer: AIOKafkaProducer, decision: Decision, deadline_s: float) -> None:
     """Publish the letter's original, then its receipt. A record that fails is marked so and
     the others still go: the table then says what went out and what did not."""
     envelope = decision.letter.envelope
@@ -364,7 +362,7 @@ async def _send_one(producer: AIOKafkaProducer, decision: Decision) -> None:
             decision.key,
             decision.value,
             replay_headers(decision.letter),
-            deadline_s=REPLAY_DEADLINE_S,
+            deadline_s=deadline_s,
         )
     except PublishFailed as exc:
         decision.action, decision.reason = "failed", str(exc)
@@ -374,7 +372,7 @@ async def _send_one(producer: AIOKafkaProducer, decision: Decision) -> None:
         letter=_place(decision.letter), replayed_as=decision.published, at=datetime.now(UTC)
     )
     try:
-        await record_receipt(producer, receipt, deadline_s=REPLAY_DEADLINE_S)
+        await record_receipt(producer, receipt, deadline_s=deadline_s)
     except PublishFailed as exc:
         # Sent, not recorded: said in the table, so that no one replays it blindly again.
         decision.reason = f"no receipt recorded ({exc}): a replay without --again would send it"

@@ -84,6 +84,9 @@ class CLISettings(BaseSettings, frozen=True, kw_only=True):
     runner_dlq_topic: str = TOPIC_WORKFLOW_EVENTS_DLQ
     analytics_dlq_topic: str = TOPIC_ANALYTICS_DLQ
     versioning_dlq_topic: str = TOPIC_VERSIONING_DLQ
+    replay_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
+    """How long ``pas dlq replay`` and ``pas spill replay`` wait for the broker to acknowledge
+    each record (retrying what passes) before they name it not sent."""
 
     def services(self) -> dict[str, str]:
         """Every PAS service by name, at the URL its clients use (``pas status`` asks each)."""

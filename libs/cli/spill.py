@@ -29,8 +29,6 @@ from libs.cli.settings import CLISettings
 from libs.common.kafka.records import send_acknowledged
 from libs.common.kafka.spill import SPILL_FILE_NAME, SpilledRecord, SpillLine, TakenSpill
 
-REPLAY_DEADLINE_S = 15.0
-
 
 def _path(settings: CLISettings, path: Path | None) -> Path:
     return path if path is not None else Path(settings.processor_spill_dir) / SPILL_FILE_NAME
@@ -110,12 +108,12 @@ class Sent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def _publish(
-    bootstrap_servers: str, lines: list[SpillLine], topic: str | None, acknowledged: set[int]
+    settings: CLISettings, lines: list[SpillLine], topic: str | None, acknowledged: set[int]
 ) -> list[Sent]:
     """Every record sent at once, each acknowledged within the deadline or failed; the number
     of each line the broker acknowledged goes into ``acknowledged`` as it is (so that a replay
     interrupted part way still knows what went out)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     await producer.start()
     try:
 
@@ -129,7 +127,7 @@ async def _publish(
                     record.key,
                     record.value or b"",
                     replayed_headers(record.headers, f"spill/{_source(record)}"),
-                    deadline_s=REPLAY_DEADLINE_S,
+                    deadline_s=settings.replay_deadline_s,
                 )
             except Exception as exc:
                 return Sent(line=line, failure=f"{type(exc).__name__}: {exc}")
@@ -165,7 +163,7 @@ def replay(settings: CLISettings, path: Path | None, topic: str | None, dry_run:
                 acknowledged: set[int] = set()
                 try:
                     sent = run(
-                        _publish(settings.kafka_bootstrap_servers, records, topic, acknowledged),
+                        _publish(settings, records, topic, acknowledged),
                         broker=settings.kafka_bootstrap_servers,
                     )
                 finally:

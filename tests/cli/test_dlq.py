@@ -216,7 +216,7 @@ async def test_a_letter_the_broker_refuses_is_named_and_the_others_still_go(
     bad = msgspec.structs.replace(bad, topic="no such/topic")
     first, last = (msgspec.structs.replace(letter, topic=source) for letter in (first, last))
     await send(kafka_bootstrap, dlq, [(b"k", msgspec.json.encode(x)) for x in (first, bad, last)])
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "REPLAY_DEADLINE_S": "3"}
 
     replayed = pas("dlq", "replay", dlq, "--all", env=env)
     again = pas("dlq", "replay", dlq, "--offset", "0:2", "--again", env=env)
