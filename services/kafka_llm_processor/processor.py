@@ -124,6 +124,10 @@ class DocumentProcessor:
             max_poll_interval_ms=int(max(300.0, 2 * s.longest_document_s) * 1000),
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 3),
+            # A revoked partition's documents settle (up to drain_timeout_s) before the member
+            # rejoins; by default the group waits only the session timeout for it, then drops
+            # it: the new owner asks again what was not committed, the settle's commit fails.
+            rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
         )
         limits = LoopLimits(
             slots=s.concurrency,
