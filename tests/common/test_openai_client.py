@@ -229,6 +229,51 @@ async def test_a_2xx_that_is_not_a_chat_completion_is_an_unusable_answer(
     assert caught.value.status_code == 502
 
 
+@pytest.mark.parametrize(
+    "bookkeeping",
+    [
+        {
+            "usage": {
+                "prompt_tokens": 12,
+                "completion_tokens": 3,
+                "total_tokens": 15,
+                "prompt_tokens_details": {"cached_tokens": None, "audio_tokens": None},
+            }
+        },
+        {"created": 1733500000.25, "id": None, "model": None},
+        {"system_fingerprint": 42},
+        {"usage": {"prompt_tokens": None, "completion_tokens": None}},
+    ],
+    ids=["null-cached-tokens", "float-created-null-ids", "int-fingerprint", "null-counts"],
+)
+async def test_an_answer_is_kept_whatever_its_bookkeeping_says(
+    client_for: Any, bookkeeping: dict[str, Any]
+) -> None:
+    """Fields no caller reads, as proxies write them (the OpenAI SDK's objects serialized with
+    their unset fields as null): a strict read made the answer "not a chat completion", and the
+    processor asked the same question again, paid, until it dead-lettered it."""
+    body = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Rates rose."},
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+        **bookkeeping,
+    }
+    with serve_asgi(OpenAIResponder(reply=(200, json.dumps(body).encode()))) as url:
+        answer = await client_for(url).complete(BODY)
+
+    assert answer.completion.choices[0].message.content == "Rates rose."
+    assert answer.completion.usage.prompt_tokens == (body["usage"]["prompt_tokens"] or 0)
+
+
 async def test_a_stream_event_that_is_not_a_chunk_is_an_unusable_answer(client_for: Any) -> None:
     with serve_asgi(OpenAIResponder(reply=(200, b"data: {not json}\n\n"))) as url:
         chunks = await client_for(url).stream(BODY)

@@ -34,24 +34,31 @@ class _WireChoice(msgspec.Struct):
 
 class WireUsage(msgspec.Struct):
     """A ``usage`` object as servers send it (a chat completion's, a stream's last chunk's,
-    embeddings', which have no completion tokens), lenient where they differ."""
+    embeddings', which have no completion tokens), lenient where they differ: a count may be
+    null (a proxy writing the OpenAI SDK's objects writes every unset field so), and the
+    details hold what each server adds. Bookkeeping is no reason to lose an answer."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
     total_tokens: int | None = None
-    prompt_tokens_details: PromptTokensDetails | None = None
+    prompt_tokens_details: dict[str, Any] | None = None
     cache_creation_input_tokens: int | None = None
 
     def as_usage(self) -> Usage:
+        prompt, completion = self.prompt_tokens or 0, self.completion_tokens or 0
+        details = self.prompt_tokens_details
+        cached = details.get("cached_tokens") if details is not None else None
         return Usage(
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=(
-                self.total_tokens
-                if self.total_tokens is not None
-                else self.prompt_tokens + self.completion_tokens
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=self.total_tokens
+            if self.total_tokens is not None
+            else prompt + completion,
+            prompt_tokens_details=(
+                None
+                if details is None
+                else PromptTokensDetails(cached_tokens=cached if isinstance(cached, int) else 0)
             ),
-            prompt_tokens_details=self.prompt_tokens_details,
             cache_creation_input_tokens=self.cache_creation_input_tokens,
         )
 
@@ -61,11 +68,11 @@ class _WireCompletion(msgspec.Struct):
     null ``content``, no ``usage``); strict where an answer would be meaningless."""
 
     choices: list[_WireChoice] = msgspec.field(default_factory=list)
-    id: str = ""
-    created: int = 0
-    model: str = ""
+    id: str | None = ""
+    created: int | float | None = 0
+    model: str | None = ""
     usage: dict[str, Any] | None = None
-    system_fingerprint: str | None = None
+    system_fingerprint: Any = None
 
 
 _decode_completion = msgspec.json.Decoder(_WireCompletion).decode
@@ -128,9 +135,9 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
             body=payload,
         )
     completion = ChatCompletion(
-        id=wire.id,
-        created=wire.created,
-        model=wire.model,
+        id=wire.id or "",
+        created=int(wire.created or 0),
+        model=wire.model or "",
         choices=[
             ChatChoice(
                 index=choice.index,
@@ -144,6 +151,8 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
             for choice in wire.choices
         ],
         usage=usage.as_usage(),
-        system_fingerprint=wire.system_fingerprint,
+        system_fingerprint=(
+            wire.system_fingerprint if isinstance(wire.system_fingerprint, str) else None
+        ),
     )
     return ChatAnswer(completion=completion, raw_usage=wire.usage)
