@@ -28,7 +28,7 @@ from libs.cli.dead_letters import (
     whole_original,
 )
 from libs.cli.replay_receipts import ReplayReceipt, letter_place, read_receipts, record_receipt
-from libs.cli.runtime import err, one_line, out, pass_settings, progress, run
+from libs.cli.runtime import err, one_line, out, pass_settings, progress, run, stop_producer
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.kafka.records import PublishFailed, send_acknowledged
@@ -346,7 +346,7 @@ async def _replay(
                 await _send_one(producer, decision, settings.replay_deadline_s)
                 bar.advance(task)
     finally:
-        await producer.stop()
+        await stop_producer(producer)
     return decisions
 
 

@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from libs.cli.dead_letters import replay_attempt, replayed_headers
-from libs.cli.runtime import err, one_line, out, pass_settings, run
+from libs.cli.runtime import err, one_line, out, pass_settings, run, stop_producer
 from libs.cli.settings import CLISettings
 from libs.common.kafka.records import send_acknowledged
 from libs.common.kafka.spill import SPILL_FILE_NAME, SpilledRecord, SpillLine, TakenSpill
@@ -136,7 +136,7 @@ async def _publish(
 
         return list(await asyncio.gather(*(send(line) for line in lines)))
     finally:
-        await producer.stop()
+        await stop_producer(producer)
 
 
 @spill.command("replay")
