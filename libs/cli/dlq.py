@@ -329,7 +329,7 @@ async def _replay(
     dry_run: bool,
 ) -> list[Decision]:
     bootstrap = settings.kafka_bootstrap_servers
-    receipts = await read_receipts(bootstrap, topic)
+    receipts = await read_receipts(bootstrap, topic, create=not dry_run)
     decisions = [
         await _decide(bootstrap, letter, receipts.get(_place(letter), []), force=force, again=again)
         for letter in chosen

@@ -37,13 +37,17 @@ def letter_place(dlq: str, partition: int, offset: int) -> str:
     return f"{dlq}/{partition}/{offset}"
 
 
-async def read_receipts(bootstrap_servers: str, dlq: str) -> dict[str, list[ReplayReceipt]]:
-    """The receipts of ``dlq``'s letters, by letter, oldest first (the topic is made when
-    missing: a broker that has never seen a replay has none)."""
-    await ensure_topics(bootstrap_servers, {TOPIC_DLQ_REPLAYS: 1})
+async def read_receipts(
+    bootstrap_servers: str, dlq: str, *, create: bool = False
+) -> dict[str, list[ReplayReceipt]]:
+    """The receipts of ``dlq``'s letters, by letter, oldest first; none while the topic is
+    missing (a broker that has never seen a replay), which ``create`` makes (a replay, which
+    writes there; a listing only reads)."""
+    if create:
+        await ensure_topics(bootstrap_servers, {TOPIC_DLQ_REPLAYS: 1})
     receipts: dict[str, list[ReplayReceipt]] = defaultdict(list)
-    async with TopicReader(bootstrap_servers, [TOPIC_DLQ_REPLAYS]) as reader:
-        for record in await reader.everything():
+    async with TopicReader(bootstrap_servers, [TOPIC_DLQ_REPLAYS], missing_ok=True) as reader:
+        for record in await reader.everything() if reader.topics else []:
             try:
                 receipt = _decode(record.value or b"")
             except msgspec.DecodeError:
