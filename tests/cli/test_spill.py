@@ -152,7 +152,14 @@ async def test_a_replay_interrupted_leaves_in_the_file_only_what_was_not_acknowl
         "REPLAY_DEADLINE_S": "600",  # the refused one waits until the interruption, however slow
     }
     replaying = await asyncio.create_subprocess_exec(
-        *command, cwd=REPO_ROOT, env=environment, stdout=DEVNULL, stderr=DEVNULL
+        *command,
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=DEVNULL,
+        stderr=DEVNULL,
+        # Ctrl-C as a terminal delivers it: a test run in the background (CI) ignores SIGINT,
+        # and a child inherits that, so it would not hear the interruption at all.
+        preexec_fn=_sigint_by_default,
     )
     try:
         found = []
@@ -177,6 +184,10 @@ async def test_a_replay_interrupted_leaves_in_the_file_only_what_was_not_acknowl
     assert msgspec.json.decode(left, type=SpilledRecord).topic == REFUSED_TOPIC
     [kept] = [name for name in os.listdir(tmp_path) if name.startswith("spilled.jsonl.replayed-")]
     assert msgspec.json.decode((tmp_path / kept).read_bytes(), type=SpilledRecord).topic == topic
+
+
+def _sigint_by_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def spilled_record(topic: str, offset: int) -> SpilledRecord:
