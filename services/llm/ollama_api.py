@@ -21,6 +21,7 @@ from litestar.response import Stream
 
 from libs.common.errors import PASError
 from libs.common.kit import open_write, problem_responses
+from libs.common.kit.problems import OLLAMA_ERRORS
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.embeddings import (
     OllamaEmbeddingsRequest,
@@ -202,6 +203,7 @@ async def _respond(
 
 class OllamaController(Controller):
     tags = ("ollama",)
+    opt = OLLAMA_ERRORS
 
     @post(
         ["/generate", "/api/generate"],

@@ -19,6 +19,7 @@ from litestar.response import ServerSentEvent
 
 from libs.common.errors import InvalidRequest, PASError
 from libs.common.kit import problem_responses
+from libs.common.kit.problems import OPENAI_ERRORS
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.embeddings import (
     Embedding,
@@ -215,6 +216,7 @@ def _call_part(index: int, call_id: str | None, name: str | None, arguments: str
 
 class OpenAIController(Controller):
     tags = ("openai",)
+    opt = OPENAI_ERRORS
 
     @post(
         ["/chat/completions", "/v1/chat/completions"],

@@ -28,6 +28,7 @@ from libs.common.errors import InvalidRequest
 from libs.common.kit import problem_responses
 from libs.common.kit.auth import open_write
 from libs.common.kit.openapi import schema_from_json_schema
+from libs.common.kit.problems import OPENAI_ERRORS
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.embeddings import EmbeddingList, EmbeddingRequest
 from libs.common.schemas.json_schema import inline_schema
@@ -55,6 +56,7 @@ from services.provider_router.strategies import Strategy
 _ROUTER_FIELDS = ("capability", "strategy", "prefer_local")
 # The kit's token check knows the router's token only; CallerMiddleware takes it or a key's.
 _KEYED = open_write("a desk key's token or the router's, checked by desk_keys.CallerMiddleware")
+_OPENAI_KEYED = {**_KEYED, **OPENAI_ERRORS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +341,7 @@ class RouterController(Controller):
             **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
-        opt=_KEYED,
+        opt=_OPENAI_KEYED,
     )
     async def chat_completions(
         self,
@@ -370,7 +372,7 @@ class RouterController(Controller):
             **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
-        opt=_KEYED,
+        opt=_OPENAI_KEYED,
     )
     async def embeddings(
         self,
@@ -382,7 +384,11 @@ class RouterController(Controller):
         body, ask = await _forwarded(request, data, routing.pool)
         return await _answered(request, ask, body, "embeddings", routing)
 
-    @get(["/v1/models", "/models"], summary="The models the router routes to, OpenAI's list")
+    @get(
+        ["/v1/models", "/models"],
+        summary="The models the router routes to, OpenAI's list",
+        opt=OPENAI_ERRORS,
+    )
     async def models(self, pool: NamedDependency[CandidatePool]) -> ModelList:
         """Each model a candidate serves, once (a request naming it as ``model`` is routed to
         the candidates serving it), owned by the first provider serving it; as OpenAI lists

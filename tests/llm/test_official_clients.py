@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import ollama
 import openai
+import pytest
 from langchain_ollama import ChatOllama, OllamaEmbeddings
 from openai.types.chat import (
     ChatCompletionMessageFunctionToolCall,
@@ -271,3 +272,23 @@ def test_openai_client_streams_a_call_s_arguments_as_they_are_written(
     )
     assert json.loads(joined.function.arguments) == json.loads(call.function.arguments)
     assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_the_clients_show_why_a_request_was_refused(llm_process: ServiceProcess) -> None:
+    """A refusal reaches the official clients' exceptions as its reason, not a bare status:
+    the problem body carries the error as each API's clients read it (``error``)."""
+    client = openai.OpenAI(base_url=f"{llm_process.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=QUESTION, temperature=9
+        )
+    with pytest.raises(ollama.ResponseError) as refused_as_ollama:
+        ollama.Client(host=llm_process.url).chat(
+            model="smollm2-135m-instruct", messages=list(QUESTION), think=True
+        )
+
+    assert "temperature" in refused.value.message
+    assert refused.value.param == "temperature"
+    assert refused.value.type == "invalid_request_error"
+    assert refused_as_ollama.value.status_code == 400
+    assert refused_as_ollama.value.error.startswith("think: ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import traceback
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -17,7 +17,12 @@ from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
 from libs.common.errors import PASError
 from libs.common.kit.request_context import current_request_id
 from libs.common.redaction import redact_text
-from libs.common.schemas.problems import PROBLEM_MEDIA_TYPE, FieldError, ProblemDetail
+from libs.common.schemas.problems import (
+    PROBLEM_MEDIA_TYPE,
+    ClientError,
+    FieldError,
+    ProblemDetail,
+)
 
 logger = structlog.get_logger("pas.errors")
 
@@ -27,6 +32,17 @@ _MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$"
 _CHECKED_FIELD = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<problem>.+)$", re.DOTALL)
 # msgspec quotes the pattern a string missed; a long one (an endpoint's) is no help in a reply.
 _LONG_PATTERN = re.compile(r"matching regex '(?P<pattern>.{120,})'$", re.DOTALL)
+
+ERROR_DIALECT: Final = "error_dialect"
+"""Key of a handler's (or controller's) ``opt``: the API whose clients call it, so that its
+problems also carry the error as they read it (:attr:`ProblemDetail.error`)."""
+OPENAI_ERRORS: Final = {ERROR_DIALECT: "openai"}
+OLLAMA_ERRORS: Final = {ERROR_DIALECT: "ollama"}
+_OPENAI_ERROR_TYPES: Final = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
 
 
 def problem_response(
@@ -39,15 +55,39 @@ def problem_response(
 ) -> Response[ProblemDetail]:
     """A problem-details response; any handler may return one directly. The detail passes
     through the one redactor (it may quote an upstream URL or error that carries a secret)."""
+    detail = redact_text(detail)
+    errors = errors or []
     body = ProblemDetail(
         title=HTTPStatus(status).phrase,
         status=status,
-        detail=redact_text(detail),
+        detail=detail,
         instance=request.url.path if request is not None else None,
         request_id=current_request_id(),
-        errors=errors or [],
+        errors=errors,
+        error=_in_dialect(request, status, detail, errors),
     )
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _in_dialect(
+    request: Request[Any, Any, Any] | None, status: int, detail: str, errors: list[FieldError]
+) -> ClientError | str | None:
+    """The error as the clients of the request's endpoint read it, if it speaks another API."""
+    # Set once the path is routed: an unknown path's 404 has no handler, and no dialect.
+    handler = request.scope.get("route_handler") if request is not None else None
+    dialect = handler.opt.get(ERROR_DIALECT) if handler is not None else None
+    if dialect == "ollama":
+        return detail
+    if dialect != "openai":
+        return None
+    return ClientError(
+        message=detail,
+        type=_OPENAI_ERROR_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        ),
+        param=errors[0].field if errors else None,
+        code="rate_limit_exceeded" if status == 429 else None,
+    )
 
 
 async def answer_refused(
