@@ -30,6 +30,7 @@ import duckdb
 import httpx
 import msgspec
 
+from bench.process_stats import cpu_seconds
 from libs.common.schemas.usage import EventBatch, UsageEvent, WorkflowRun
 from services.analytics import queries
 from services.analytics.batches import run_columns
@@ -108,12 +109,14 @@ def main() -> None:
         for statement in SCHEMA:
             baseline.execute(statement)
         started = time.perf_counter()
+        direct_cpu = time.process_time()
         for batch in batches:
             insert_new_usage(baseline, usage_table(batch.usage))
             runs = run_columns(batch.runs)[1]
             baseline.execute(queries.DELETE_SUPERSEDED_RUNS, runs)
             baseline.execute(queries.INSERT_RUNS, runs).fetchall()
         direct_rate = rows / (time.perf_counter() - started)
+        direct_cpu = time.process_time() - direct_cpu
 
         collector = ServiceProcess(
             "services.analytics.app:app",
@@ -130,12 +133,16 @@ def main() -> None:
         try:
             with httpx.Client(base_url=collector.url, timeout=120) as http:
                 started = time.perf_counter()
+                client_cpu = time.process_time()
+                collector_cpu = cpu_seconds(collector.pid)
                 for body in bodies:
                     response = http.post(
                         "/events", content=body, headers={"content-type": "application/json"}
                     )
                     response.raise_for_status()
                 http_rate = rows / (time.perf_counter() - started)
+                collector_cpu = cpu_seconds(collector.pid) - collector_cpu
+                client_cpu = time.process_time() - client_cpu
 
                 window = {
                     "from": (now - timedelta(days=7)).isoformat(),
@@ -180,6 +187,11 @@ def main() -> None:
     print(
         f"ingest  POST /events: {http_rate:,.0f} events/s   DuckDB in-process: "
         f"{direct_rate:,.0f} events/s   ratio {http_rate / direct_rate:.2f}"
+    )
+    print(
+        f"ingest CPU a 1,000 events: collector {collector_cpu / rows * 1e6:,.0f} ms, "
+        f"this client {client_cpu / rows * 1e6:,.0f} ms; DuckDB in-process "
+        f"{direct_cpu / rows * 1e6:,.0f} ms"
     )
     for name, (s50, s99), (d50, d99) in results:
         print(

@@ -202,7 +202,7 @@ WHERE NOT EXISTS (
     SELECT 1 FROM {RUNS} stored WHERE stored.run_id = batch.run_id AND stored.ts >= batch.ts
 )
 ON CONFLICT DO NOTHING
-RETURNING run_id, status, ts"""
+RETURNING run_id"""
 
 Connection = AsyncConnection[tuple[Any, ...]]
 
