@@ -31,6 +31,7 @@ from libs.common.kafka.publisher import BatchPublisher
 from libs.common.kafka.records import PublishFailed, dead_letter, track_topics
 from libs.common.kafka.spill import SpillFile
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
+from libs.common.kafka.unreadable import Unreadable
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.retries import retried, retry_llm_errors
 from libs.common.schemas.documents import (
@@ -65,10 +66,13 @@ PRODUCER_BATCH_BYTES = 262_144
 class _Failed(Exception):
     """A document that cannot be answered: it goes to the DLQ with ``kind`` and the reason."""
 
-    def __init__(self, reason: str, attempts: int, kind: str) -> None:
+    def __init__(
+        self, reason: str, attempts: int, kind: str, *, original_known: bool = True
+    ) -> None:
         super().__init__(reason)
         self.attempts = attempts
         self.kind = kind
+        self.original_known = original_known
 
 
 class DocumentProcessor:
@@ -145,6 +149,7 @@ class DocumentProcessor:
             assigned=self.assigned,
             name="processor",
             on_commit=self._observe_lag,
+            unreadable=self._handle_unreadable,
         )
         await producer.start()
         self._publisher = BatchPublisher(
@@ -189,6 +194,20 @@ class DocumentProcessor:
             span.end()
             raise
         return self._recorded(record, self._publish_result(record, result, started), span)
+
+    async def _handle_unreadable(self, unreadable: Unreadable) -> Awaitable[None]:
+        """A record aiokafka could not build: dead-lettered (or spilled) as it is."""
+        record = unreadable.record
+        failure = _Failed(
+            unreadable.reason,
+            0,
+            unreadable.error_type,
+            original_known=unreadable.recovered,
+        )
+        span = start_consume_span(record, group=self._settings.group_id)
+        if span.is_recording():
+            span.set_attribute("error.type", failure.kind)
+        return self._recorded(record, self._dead_letter(record, failure), span)
 
     async def _recorded(
         self,
@@ -334,7 +353,11 @@ class DocumentProcessor:
         refused: list[str] | None = None,
     ) -> None:
         letter = dead_letter(
-            record, error=str(failure), error_type=failure.kind, attempts=failure.attempts
+            record,
+            error=str(failure),
+            error_type=failure.kind,
+            attempts=failure.attempts,
+            original_known=failure.original_known,
         )
         try:
             await self._publish(self._settings.dlq_topic, record.key, _encode(letter))

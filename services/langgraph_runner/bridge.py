@@ -34,6 +34,7 @@ from libs.common.clients.versioning import VersioningError, VersioningUnavailabl
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.records import dead_letter, send_acknowledged
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
+from libs.common.kafka.unreadable import Unreadable
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.schemas.workflows import EVENT_TRIGGERED, WorkflowTriggered
 from services.langgraph_runner.errors import (
@@ -118,7 +119,13 @@ class WorkflowBridge:
         )
         self.assigned.clear()
         self._loop = WorkLoop(
-            consumer, [s.events_topic], self._handle, limits, assigned=self.assigned, name="bridge"
+            consumer,
+            [s.events_topic],
+            self._handle,
+            limits,
+            assigned=self.assigned,
+            name="bridge",
+            unreadable=self._handle_unreadable,
         )
         await self._producer.start()
         try:
@@ -172,6 +179,18 @@ class WorkflowBridge:
             raise NotRecorded from exc
         return None
 
+    async def _handle_unreadable(self, unreadable: Unreadable) -> Awaitable[None]:
+        """An event aiokafka could not build: dead-lettered as it is."""
+        record = unreadable.record
+        span = start_consume_span(record, group=self._settings.group_id)
+        return self._rejected(
+            span,
+            record,
+            unreadable.error_type,
+            unreadable.reason,
+            original_known=unreadable.recovered,
+        )
+
     async def _start(
         self, event: WorkflowTriggered, record: ConsumerRecord[bytes, bytes]
     ) -> tuple[RunRecord, bool]:
@@ -186,12 +205,18 @@ class WorkflowBridge:
         raise AssertionError("unreachable: the retries never end")  # pragma: no cover
 
     def _rejected(
-        self, span: Span, record: ConsumerRecord[bytes, bytes], kind: str, reason: str
+        self,
+        span: Span,
+        record: ConsumerRecord[bytes, bytes],
+        kind: str,
+        reason: str,
+        *,
+        original_known: bool = True,
     ) -> Awaitable[None]:
         """The dead letter's publication, under the event's span (ended once it is out)."""
         if span.is_recording():
             span.set_attribute("error.type", kind)
-        return finish_in(span, self._dead_letter(record, kind, reason))
+        return finish_in(span, self._dead_letter(record, kind, reason, original_known))
 
     def _validate(self, record: ConsumerRecord[bytes, bytes]) -> WorkflowTriggered:
         value = record.value
@@ -220,9 +245,15 @@ class WorkflowBridge:
             raise _Rejected("not_json", f"not JSON: {exc}") from exc
 
     async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], kind: str, reason: str
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        kind: str,
+        reason: str,
+        original_known: bool = True,
     ) -> None:
-        letter = dead_letter(record, error=reason, error_type=kind, attempts=0)
+        letter = dead_letter(
+            record, error=reason, error_type=kind, attempts=0, original_known=original_known
+        )
         await self._publish(self._settings.dlq_topic, record.key, _encode(letter), [])
         self._metrics.events.labels("dead_lettered").inc()
         self._metrics.dead_lettered.labels(kind).inc()

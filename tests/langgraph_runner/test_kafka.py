@@ -27,6 +27,7 @@ from tests.langgraph_runner.conftest import (
 from tests.langgraph_runner.probes import count
 from tests.langgraph_runner.test_workflows import DOCUMENT
 from tests.support.processes import ServiceProcess
+from tests.support.unreadable_records import RawRecord, send_one_batch
 
 
 def results_for(found: list[Received], event_id: str) -> list[WorkflowResult]:
@@ -271,3 +272,36 @@ async def test_a_runner_killed_mid_run_publishes_one_result_after_restart(
     assert result.payload.output == {"visited": ["a", "b", "c"], "value": None}
     assert count(log, "a", "start") == 1  # completed before the crash: not run again
     assert count(log, "c", "start") == 1
+
+
+async def test_an_event_with_a_header_name_not_utf8_is_dead_lettered_and_the_others_run(
+    make_runner: Any, kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """aiokafka cannot build a record whose header name is not UTF-8: the bridge stopped on
+    it for good. It is dead-lettered with its coordinates; the events around it run."""
+    await make_runner(bootstrap_servers=kafka_bootstrap, **topics.settings())
+    before, unreadable, after, elsewhere = (
+        trigger("probe", {"log": str(tmp_path / f"{name}.log")})
+        for name in ("before", "unreadable", "after", "elsewhere")
+    )
+    batch = [
+        RawRecord(*as_message(before)),
+        RawRecord(*as_message(unreadable), [(b"\xfftraceparent", b"00-x")]),
+        RawRecord(*as_message(after)),
+    ]
+
+    await send_one_batch(kafka_bootstrap, topics.events, 0, batch)
+    await send(kafka_bootstrap, topics.events, [as_message(elsewhere)])
+    found = await collect(kafka_bootstrap, topics.results, lambda found: len(found) >= 3)
+    [letter] = await collect(kafka_bootstrap, topics.dlq, lambda found: len(found) >= 1)
+
+    ran = {
+        r.event_id for r in (msgspec.convert(f.value, WorkflowResult, strict=False) for f in found)
+    }
+    assert ran == {before["event_id"], after["event_id"], elsewhere["event_id"]}
+    dead = msgspec.convert(letter.value, DeadLetter, strict=False)
+    assert (dead.topic, dead.partition, dead.offset) == (topics.events, 0, 1)
+    assert dead.error_type == "header_name_not_utf8"
+    assert dead.error.startswith("record unreadable: header name not UTF-8")
+    assert msgspec.json.decode(dead.original) == unreadable
+    assert dead.headers == {"\ufffdtraceparent": "00-x"}

@@ -72,9 +72,17 @@ class TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
     """Keeps ``assigned`` current. Before partitions move to another consumer, ``settle``
     (when given) finishes their in-flight work and commits it."""
 
-    def __init__(self, assigned: set[TopicPartition], settle: Settle | None = None) -> None:
+    def __init__(
+        self,
+        assigned: set[TopicPartition],
+        settle: Settle | None = None,
+        *,
+        placed: Callable[[set[TopicPartition]], None] | None = None,
+    ) -> None:
+        """``placed``: told of partitions as they are assigned."""
         self._assigned = assigned
         self._settle = settle
+        self._placed = placed
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if self._settle is not None:
@@ -83,6 +91,8 @@ class TrackAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned.update(assigned)
+        if self._placed is not None:
+            self._placed(set(assigned))
         logger.info(
             "partitions assigned",
             partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
@@ -170,11 +180,14 @@ def dead_letter(
     error_type: str,
     attempts: int,
     keep_bytes: int = DEAD_LETTER_ORIGINAL_BYTES,
+    original_known: bool = True,
 ) -> DeadLetter:
     """The DLQ envelope of ``record``: the original (its first ``keep_bytes`` as text, its size
-    and sha256) and headers, where it came from, and why it could not be used."""
+    and sha256) and headers, where it came from, and why it could not be used.
+    ``original_known=False``: nothing of the record could be read (``unreadable.py``), so the
+    letter carries an empty original of unknown size and digest, not those of an empty one."""
     original = record.value or b""
-    return DeadLetter(
+    letter = DeadLetter(
         error=error[:_ERROR_CHARS],
         error_type=error_type,
         attempts=attempts,
@@ -192,6 +205,9 @@ def dead_letter(
         },
         failed_at=datetime.now(UTC),
     )
+    if not original_known:
+        letter.original_bytes = letter.original_sha256 = None
+    return letter
 
 
 class ConsumerLoop(Protocol):
