@@ -17,6 +17,7 @@ from typing import Annotated
 import msgspec
 
 from libs.common.schemas.usage import (
+    MAX_REASON_CHARS,
     AwareTime,
     Cost,
     Count,
@@ -34,7 +35,7 @@ _BACKSLASH = b"\\"
 _Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
-_Reason = Annotated[str, msgspec.Meta(max_length=2000)] | None
+_Reason = Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)] | None
 
 
 def may_hold_nul(raw: bytes) -> bool:
