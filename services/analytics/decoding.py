@@ -30,6 +30,7 @@ from libs.common.schemas.documents import (
     processor_run_id,
     processor_workflow_id,
 )
+from libs.common.schemas.nul_escape import may_hold_nul
 from libs.common.schemas.usage import (
     MAX_REASON_CHARS,
     UsageEvent,
@@ -37,7 +38,7 @@ from libs.common.schemas.usage import (
     storable_text,
     storable_text_or_none,
 )
-from services.analytics.nul_free import NulFreeUsage, may_hold_nul
+from services.analytics.nul_free import NulFreeUsage
 
 TopicRole = Literal["usage", "workflow_results", "llm_results", "documents_dlq"]
 _OUTCOMES = {"workflow.completed": "success", "workflow.failed": "error"}
