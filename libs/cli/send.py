@@ -12,7 +12,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from libs.cli.document_files import Describing, read_documents
-from libs.cli.runtime import pass_settings, progress, run
+from libs.cli.runtime import pass_settings, progress, run, stop_producer
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.kafka.records import PublishFailed, send_acknowledged
@@ -86,7 +86,7 @@ async def _publish(settings: CLISettings, docs: list[FinancialDocument]) -> list
                 )
                 bar.advance(task)
     finally:
-        await producer.stop()
+        await stop_producer(producer)
     return sent
 
 

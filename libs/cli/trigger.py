@@ -14,7 +14,7 @@ import click
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from libs.cli.runtime import err, pass_settings, run
+from libs.cli.runtime import err, pass_settings, run, stop_producer
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.clients.runner import RunnerClient, RunnerError, RunnerRefused
@@ -133,7 +133,7 @@ async def trigger_over_kafka(
                 msgspec.json.encode(event),
             )
         finally:
-            await producer.stop()
+            await stop_producer(producer)
         err.print(f"published {event.event_id} as {sent.topic}/{sent.partition}/{sent.offset}")
         if not wait:
             return None

@@ -30,8 +30,15 @@ from libs.common.schemas.documents import (
     processor_run_id,
     processor_workflow_id,
 )
-from libs.common.schemas.usage import UsageEvent, WorkflowRun
-from services.analytics.nul_free import NulFreeUsage, may_hold_nul
+from libs.common.schemas.nul_escape import may_hold_nul
+from libs.common.schemas.usage import (
+    MAX_REASON_CHARS,
+    UsageEvent,
+    WorkflowRun,
+    storable_text,
+    storable_text_or_none,
+)
+from services.analytics.nul_free import NulFreeUsage
 
 TopicRole = Literal["usage", "workflow_results", "llm_results", "documents_dlq"]
 _OUTCOMES = {"workflow.completed": "success", "workflow.failed": "error"}
@@ -88,11 +95,6 @@ _decode_task = msgspec.json.Decoder(_DocumentTask).decode
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _bounded(text: str | None, limit: int = 2000) -> str | None:
-    """An error as the stores keep it: cut short, less the NULs no store holds."""
-    return text.replace("\x00", "")[:limit] if text else None
 
 
 def decode(role: TopicRole, value: bytes | None, record_time: datetime) -> Any:
@@ -194,7 +196,7 @@ def _workflow_run(event: _WorkflowResultEvent, record_time: datetime) -> Workflo
             "timestamp": ended,
             "duration_ms": None if duration_ms is None else max(0.0, duration_ms),
             "source": "workflow-results",
-            "error": _bounded(error),
+            "error": storable_text_or_none(error, MAX_REASON_CHARS),
         },
         WorkflowRun,
     )
@@ -224,8 +226,8 @@ def _failed_document(letter: DeadLetter) -> WorkflowRun:
     if task not in get_args(Task):
         task = "unknown"  # an invalid document: its task is whatever it said
     # The letter is of a document that failed: it counts whatever its key holds, less the NULs
-    # no store keeps.
-    key = (letter.key or "").replace("\x00", "") or "?"
+    # no store keeps (cut to a name's length: the run id keeps fewer of its characters anyway).
+    key = storable_text(letter.key or "") or "?"
     return msgspec.convert(
         {
             "run_id": processor_run_id(key, f"{letter.topic}/{letter.partition}/{letter.offset}"),
@@ -233,7 +235,9 @@ def _failed_document(letter: DeadLetter) -> WorkflowRun:
             "status": "error",
             "timestamp": _aware(letter.failed_at),
             "source": "documents-dlq",
-            "error": _bounded(f"{letter.error_type}: {letter.error}"),
+            "error": storable_text_or_none(
+                f"{letter.error_type}: {letter.error}", MAX_REASON_CHARS
+            ),
         },
         WorkflowRun,
     )

@@ -18,8 +18,9 @@ import msgspec
 from litestar.dto import MsgspecDTO
 from litestar.exceptions import SerializationException, ValidationException
 
+from libs.common.schemas.nul_escape import may_hold_nul
 from libs.common.schemas.usage import EventBatch, QualityScore, UsageEvent, WorkflowRun
-from services.analytics.nul_free import NulFreeRun, NulFreeUsage, may_hold_nul
+from services.analytics.nul_free import NulFreeRun, NulFreeUsage
 
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator

@@ -3,9 +3,10 @@
 The shared wire types refuse NUL (``\\u0000``, the only way JSON can carry one) in every text
 field with a regular expression, because PostgreSQL cannot hold it in text. Checked per field,
 that pattern is most of the cost of decoding an event. A body or record whose bytes hold no
-``\\u0000`` escape meets it in every field, so it is decoded with these types: the same fields,
-defaults and bounds without the pattern. Anything else takes the strict types, so that its
-refusal names the field, as it always has.
+``\\u0000`` escape meets it in every field (:func:`~libs.common.schemas.nul_escape.may_hold_nul`
+tells), so it is decoded with these types: the same fields, defaults and bounds without the
+pattern. Anything else takes the strict types, so that its refusal names the field, as it
+always has.
 
 ``gc=False``: events hold no references for the garbage collector to follow.
 """
@@ -17,6 +18,7 @@ from typing import Annotated
 import msgspec
 
 from libs.common.schemas.usage import (
+    MAX_REASON_CHARS,
     AwareTime,
     Cost,
     Count,
@@ -27,21 +29,10 @@ from libs.common.schemas.usage import (
     WorkflowRun,
 )
 
-NUL_ESCAPE = b"\\u0000"
-"""How a NUL appears in JSON (a raw NUL byte is not valid JSON text)."""
-_BACKSLASH = b"\\"
-
 _Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
-_Reason = Annotated[str, msgspec.Meta(max_length=2000)] | None
-
-
-def may_hold_nul(raw: bytes) -> bool:
-    """Whether ``raw`` may decode to a text holding NUL (then the strict types must read it)."""
-    # The escape starts with a backslash, which most events never hold: looking for that one
-    # byte first (memchr) costs a fourteenth of looking for the whole escape.
-    return _BACKSLASH in raw and NUL_ESCAPE in raw
+_Reason = Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)] | None
 
 
 class NulFreeUsage(UsageEvent, frozen=True, kw_only=True, gc=False):

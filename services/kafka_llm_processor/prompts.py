@@ -256,8 +256,8 @@ def summary_text(text: str) -> str:
     else:
         try:
             summary = _decode_summary(text).summary
-        except msgspec.DecodeError as exc:
-            raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise _not_the_asked_json(exc) from exc
     if not summary.strip():
         raise AnswerUnusable("the model's answer holds no summary (empty)")
     return summary
@@ -273,9 +273,18 @@ def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment
         if task == "sentiment":
             answer = msgspec.json.decode(text, type=SentimentAnswer)
             return None, Sentiment(label=answer.label, reason=answer.reason)
-    except msgspec.DecodeError as exc:
-        raise AnswerUnusable(f"the model's answer is not the asked JSON: {exc}") from exc
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _not_the_asked_json(exc) from exc
     return None, None
+
+
+def _not_the_asked_json(exc: msgspec.DecodeError | RecursionError) -> AnswerUnusable:
+    """Why an answer that does not decode is unusable. msgspec raises ``RecursionError`` for
+    JSON nested deeper than the stack (a chain of key figures, or any value an answer adds,
+    a thousand levels deep): an unusable answer too, not a failure of the record's handling."""
+    if isinstance(exc, RecursionError):
+        return AnswerUnusable("the model's answer is not the asked JSON: nested too deep to read")
+    return AnswerUnusable(f"the model's answer is not the asked JSON: {exc}")
 
 
 def ungrounded_parts(

@@ -3,7 +3,7 @@ dates; clients of the stream and of ``GET /runs`` get plain JSON values."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
@@ -17,35 +17,31 @@ MAX_NESTING = 64
 checkpoint serializer gives up at a few hundred levels, and the run then fails."""
 
 
-def nesting(value: Any) -> int:
-    """How deep ``value`` nests (a scalar: 0), counted without recursion."""
-    deepest = 0
+class JsonShape(NamedTuple):
+    depth: int
+    """How deep the value nests (a scalar: 0)."""
+    holds_nul: bool
+    """Whether a text in it (a key too) holds U+0000."""
+
+
+def json_shape(value: Any) -> JsonShape:
+    """How deep ``value`` nests and whether a text in it holds U+0000, found in one walk
+    without recursion (a caller's value may nest deeper than Python's stack)."""
+    deepest, nul = 0, False
     pending = [(value, 0)]
     while pending:
         item, depth = pending.pop()
+        if isinstance(item, str):
+            nul = nul or "\x00" in item
+            continue
         if isinstance(item, dict):
-            pending += [(child, depth + 1) for child in item.values()]
+            pending += [(child, depth + 1) for child in (*item.keys(), *item.values())]
         elif isinstance(item, list | tuple):
             pending += [(child, depth + 1) for child in item]
         else:
             continue
         deepest = max(deepest, depth + 1)
-    return deepest
-
-
-def holds_nul(value: Any) -> bool:
-    """Whether a text in ``value`` (a key too) holds U+0000, looked for without recursion."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending += [*item.keys(), *item.values()]
-        elif isinstance(item, list | tuple):
-            pending += item
-    return False
+    return JsonShape(deepest, nul)
 
 
 def json_value(value: Any) -> Any:

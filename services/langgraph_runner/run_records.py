@@ -12,9 +12,10 @@ from typing import Any, Final
 import msgspec
 from langgraph.types import Interrupt
 
+from libs.common.schemas.nul_escape import may_hold_nul
 from libs.common.schemas.workflows import PendingInterrupt
 from services.langgraph_runner.errors import InvalidWorkflowInput
-from services.langgraph_runner.json_values import MAX_NESTING, holds_nul, json_value, nesting
+from services.langgraph_runner.json_values import MAX_NESTING, json_shape, json_value
 from services.langgraph_runner.store import RunRecord
 
 METADATA_MAX_BYTES: Final = 65_536
@@ -26,13 +27,17 @@ _encode = msgspec.json.Encoder().encode
 
 
 def checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``metadata`` as the run keeps it; refuses it larger than :data:`METADATA_MAX_BYTES`."""
+    """``metadata`` as the run keeps it; refuses it nested deeper than :data:`MAX_NESTING`,
+    holding U+0000 (see :func:`refuse_nul`) or larger than :data:`METADATA_MAX_BYTES`."""
     kept = dict(metadata or {})
-    if nesting(kept) > MAX_NESTING:
+    # The depth must be known before encoding (too deep, msgspec raises RecursionError): the
+    # walk that finds it looks at the texts on the way, so the JSON is not searched for NUL.
+    shape = json_shape(kept)
+    if shape.depth > MAX_NESTING:
         raise InvalidWorkflowInput(f"metadata: nested deeper than {MAX_NESTING} levels")
-    encoded = _encode(kept)
-    refuse_nul(kept, encoded, "metadata")
-    size = len(encoded)
+    if shape.holds_nul:
+        raise _holds_nul("metadata")
+    size = len(_encode(kept))
     if size > METADATA_MAX_BYTES:
         raise InvalidWorkflowInput(
             f"metadata: {size} bytes as JSON, at most {METADATA_MAX_BYTES} (it travels with "
@@ -41,16 +46,17 @@ def checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return kept
 
 
-_NUL: Final = b"\\u0000"  # how JSON writes U+0000
-
-
 def refuse_nul(value: Any, encoded: bytes, field: str) -> None:
     """Refuses ``value`` (``encoded``: its JSON) when a text in it holds U+0000: PostgreSQL's
     JSONB cannot keep one (a 500 there, a store that refuses the run's write), and no workflow
     needs it. The JSON is looked at first; the texts only when it may hold one (a text may
     spell a backslash and ``u0000``)."""
-    if _NUL in encoded and holds_nul(value):
-        raise InvalidWorkflowInput(f"{field}: holds U+0000, which the run store cannot keep")
+    if may_hold_nul(encoded) and json_shape(value).holds_nul:
+        raise _holds_nul(field)
+
+
+def _holds_nul(field: str) -> InvalidWorkflowInput:
+    return InvalidWorkflowInput(f"{field}: holds U+0000, which the run store cannot keep")
 
 
 def checked_input(payload: Mapping[str, Any]) -> None:
@@ -81,7 +87,7 @@ def resume_value(record: RunRecord, answer: Any, interrupt_id: str | None) -> An
     if answer is None:
         # LangGraph fails the run on Command(resume=None) (an UnboundLocalError inside it).
         raise InvalidWorkflowInput("resume: null answers nothing; give the interrupt's answer")
-    if nesting(answer) > MAX_NESTING:
+    if json_shape(answer).depth > MAX_NESTING:
         raise InvalidWorkflowInput(f"resume: nested deeper than {MAX_NESTING} levels")
     if interrupt_id is None:
         if len(pending) > 1:

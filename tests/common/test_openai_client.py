@@ -215,8 +215,13 @@ async def test_an_error_status_is_sorted_and_carries_status_and_body(
         b'{"id": "x", "choices": []}',
         b'{"id": "x", "object": "chat.completion", "choices": "none"}',
         b'{"error": {"message": "overloaded"}}',
+        # Deeper than the stack: msgspec raises RecursionError, which escaped the client.
+        b'{"choices": [{"message": {"content": "hi"}}], "usage": {"x": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}",
     ],
-    ids=["not-json", "no-choices", "wrong-shape", "an-error-with-200"],
+    ids=["not-json", "no-choices", "wrong-shape", "an-error-with-200", "nested-too-deep"],
 )
 async def test_a_2xx_that_is_not_a_chat_completion_is_an_unusable_answer(
     client_for: Any, body: bytes

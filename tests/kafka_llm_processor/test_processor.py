@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from aiokafka import TopicPartition
 
 from libs.common.figure_names import named_figures
 from libs.common.grounding import (
@@ -27,6 +28,7 @@ from tests.kafka_llm_processor.conftest import (
     Topics,
     as_messages,
     collect,
+    committed_offset,
     send,
 )
 from tests.support.asgi_server import serve_asgi
@@ -246,6 +248,40 @@ async def test_an_empty_summary_is_a_dead_letter_not_an_ok_result(
     assert letter.error_type == "AnswerUnusable"
     assert "no summary" in letter.error
     assert published == []
+
+
+async def test_key_figures_nested_too_deep_to_read_are_a_dead_letter_and_the_partition_goes_on(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """A scripted model (a fake OpenAI-compatible server, its documented chat wire format)
+    answers one document with a chain of key figures a thousand levels deep: reading it raised
+    RecursionError past the processor's handling of unusable answers, and the partition
+    stalled behind the record."""
+    content = "Revenue rose 12.4% to $89.5 billion."
+    docs = [northwind_q3(doc_id, content, "key_figures") for doc_id in ("deep", "after")]
+    link = '{"name": "revenue", "value": "$89.5 billion", "next": '
+
+    def scripted(request: dict[str, Any]) -> str:
+        if "(deep)" in request["messages"][1]["content"]:
+            return '{"key_figures": ' + link * 1000 + "null" + "}" * 1000 + "}"
+        return json.dumps({"key_figures": [{"name": "revenue", "value": "$89.5 billion"}]})
+
+    with serve_asgi(OpenAIResponder(answer_for=scripted)) as url:
+        start_processor(f"{url}/v1")
+        await send(kafka_bootstrap, topics.input, as_messages(docs), partition=0)
+        [letter] = await collect(kafka_bootstrap, topics.dlq, 1, timeout_s=60)
+        [result] = await collect(kafka_bootstrap, topics.output, 1, timeout_s=60)
+        committed = await committed_offset(
+            kafka_bootstrap,
+            f"group-{topics.input}",
+            TopicPartition(topics.input, 0),
+            until=lambda offset: offset == len(docs),
+        )
+
+    assert (letter.key, letter.error_type) == ("deep", "AnswerUnusable")
+    assert "nested too deep to read" in letter.error
+    assert (result.doc_id, result.status) == ("after", "ok")
+    assert committed == len(docs)
 
 
 async def test_an_invented_figure_is_asked_again_and_never_published_as_ok(

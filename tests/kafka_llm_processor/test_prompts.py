@@ -155,6 +155,24 @@ def test_a_summary_is_read_from_its_json_or_from_prose() -> None:
             summary_text(empty)
 
 
+def test_an_answer_nested_too_deep_to_read_is_unusable() -> None:
+    """A thousand levels raise RecursionError in msgspec: it escaped as a failure of the
+    record's handling (its partition stalled) rather than an unusable answer."""
+    link = '{"name": "revenue", "value": "$89.5 billion", "next": '
+    chain = '{"key_figures": ' + link * 1000 + "null" + "}" * 1000 + "}"
+    deep = "[" * 1000 + "]" * 1000
+    answers: list[tuple[Task, str]] = [
+        ("key_figures", chain),
+        ("key_figures", '{"key_figures": [], "more": ' + deep + "}"),
+        ("sentiment", '{"label": "positive", "reason": "r", "more": ' + deep + "}"),
+    ]
+    for task, answer in answers:
+        with pytest.raises(AnswerUnusable, match="nested too deep to read"):
+            structured(task, answer)
+    with pytest.raises(AnswerUnusable, match="nested too deep to read"):
+        summary_text('{"summary": "Revenue rose 12.4%.", "more": ' + deep + "}")
+
+
 def test_a_sentiment_keeps_its_label_and_reads_as_before() -> None:
     schema = answer_schema(msgspec.structs.replace(DOCUMENT, task="sentiment"))
     # The label and the rest are the static schema's; an answer in it is one the processor reads.

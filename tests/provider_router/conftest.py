@@ -123,10 +123,35 @@ def start_router(
     return start
 
 
-def providers_file(tmp_path: Path, text: str) -> str:
+def providers_file(tmp_path: Path, *providers: str) -> str:
+    """A providers file in ``tmp_path`` holding ``providers`` (TOML, as :func:`provider_toml`
+    writes them); its path."""
     path = tmp_path / "providers.toml"
-    path.write_text(text)
+    path.write_text("\n".join(providers))
     return str(path)
+
+
+def provider_toml(
+    name: str,
+    base_url: str,
+    model: str,
+    capability: str,
+    *,
+    input_per_1k: float = 1.0,
+    output_per_1k: float | None = None,
+    provider_lines: str = "",
+    model_lines: str = "",
+) -> str:
+    """One provider of a providers file: ``name`` at ``base_url``, serving ``model`` for
+    ``capability``, its tokens priced in USD per 1k (out as in unless ``output_per_1k``);
+    ``provider_lines`` and ``model_lines``: more keys of the provider and of its model
+    (``kind``, ``api_key_env``, ``rpm``...), as TOML."""
+    output = input_per_1k if output_per_1k is None else output_per_1k
+    return (
+        f'[[providers]]\nname = "{name}"\nbase_url = "{base_url}"\n{provider_lines}\n'
+        f'[[providers.models]]\nname = "{model}"\ncapabilities = ["{capability}"]\n'
+        f"input_per_1k = {input_per_1k}\noutput_per_1k = {output}\n{model_lines}\n"
+    )
 
 
 def one_provider(
@@ -139,13 +164,13 @@ def one_provider(
 ) -> str:
     """A providers file with one OpenAI-compatible provider ``name`` serving model ``name``,
     at 1 USD per 1k tokens in and out (``rpm``: its requests a minute)."""
-    budget = "" if budget_usd is None else f"daily_budget_usd = {budget_usd}\n"
-    limit = "" if rpm is None else f"rpm = {rpm}\n"
+    budget = "" if budget_usd is None else f"daily_budget_usd = {budget_usd}"
+    limit = "" if rpm is None else f"rpm = {rpm}"
     return providers_file(
         tmp_path,
-        f'[[providers]]\nname = "{name}"\nbase_url = "{url}/v1"\n{budget}'
-        f'[[providers.models]]\nname = "{name}"\ncapabilities = ["{capability}"]\n'
-        f"input_per_1k = 1.0\noutput_per_1k = 1.0\n{limit}",
+        provider_toml(
+            name, f"{url}/v1", name, capability, provider_lines=budget, model_lines=limit
+        ),
     )
 
 

@@ -28,7 +28,7 @@ from services.provider_router.desk_keys import load_keys
 from services.provider_router.store import SQLiteSpendStore
 from services.provider_router.store_rows import UsageRecord, utc_day
 from tests.cli.conftest import pas
-from tests.provider_router.conftest import ask, providers_file
+from tests.provider_router.conftest import ask, provider_toml, providers_file
 from tests.support.asgi_server import serve_asgi
 from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
@@ -244,25 +244,8 @@ async def test_a_key_is_routed_only_to_its_providers(make_router: Any, tmp_path:
     with serve_asgi(cheap) as cheap_url, serve_asgi(own) as own_url:
         providers = providers_file(
             tmp_path,
-            f"""
-[[providers]]
-name = "openai"
-base_url = "{cheap_url}/v1"
-[[providers.models]]
-name = "sum-model"
-capabilities = ["summarize"]
-input_per_1k = 1.0
-output_per_1k = 1.0
-
-[[providers]]
-name = "onprem"
-base_url = "{own_url}/v1"
-[[providers.models]]
-name = "own-model"
-capabilities = ["summarize"]
-input_per_1k = 5.0
-output_per_1k = 5.0
-""",
+            provider_toml("openai", f"{cheap_url}/v1", "sum-model", "summarize"),
+            provider_toml("onprem", f"{own_url}/v1", "own-model", "summarize", input_per_1k=5.0),
         )
         kept, kept_entry = new_key("research", "--provider", "onprem")
         mnpi, mnpi_entry = new_key("deals", "--provider", "local")

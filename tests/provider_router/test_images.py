@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.provider_router.conftest import providers_file, wait_for_candidates
+from tests.provider_router.conftest import provider_toml, providers_file, wait_for_candidates
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 
@@ -36,17 +36,9 @@ async def test_images_skip_the_text_only_model_and_reach_one_that_takes_them(
     with serve_asgi(seeing) as url:
         config = providers_file(
             tmp_path,
-            f"""
-[[providers]]
-name = "openai"
-base_url = "{url}/v1"
-[[providers.models]]
-name = "gpt-seeing"
-capabilities = ["reasoning"]
-vision = true
-input_per_1k = 1.0
-output_per_1k = 1.0
-""",
+            provider_toml(
+                "openai", f"{url}/v1", "gpt-seeing", "reasoning", model_lines="vision = true"
+            ),
         )
         router = await make_router(providers_file=config)
         rows = await wait_for_candidates(router, {"local/llm_llama31_8b", "openai/gpt-seeing"})

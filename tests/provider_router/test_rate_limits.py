@@ -17,7 +17,7 @@ import pytest
 from services.provider_router.rate_limits import RateWindow
 from services.provider_router.shared_pace import SharedPace
 from services.provider_router.store import SQLiteSpendStore
-from tests.provider_router.conftest import ask, providers_file
+from tests.provider_router.conftest import ask, provider_toml, providers_file
 from tests.support.asgi_server import serve_asgi
 from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
@@ -28,26 +28,8 @@ def two_providers(tmp_path: Path, cheap_url: str, dear_url: str, cheap_limits: s
     capability ``pace``; the ``cost`` strategy asks ``cheap`` first."""
     return providers_file(
         tmp_path,
-        f"""
-[[providers]]
-name = "cheap"
-base_url = "{cheap_url}/v1"
-[[providers.models]]
-name = "cheap-model"
-capabilities = ["pace"]
-input_per_1k = 1.0
-output_per_1k = 1.0
-{cheap_limits}
-
-[[providers]]
-name = "dear"
-base_url = "{dear_url}/v1"
-[[providers.models]]
-name = "dear-model"
-capabilities = ["pace"]
-input_per_1k = 2.0
-output_per_1k = 2.0
-""",
+        provider_toml("cheap", f"{cheap_url}/v1", "cheap-model", "pace", model_lines=cheap_limits),
+        provider_toml("dear", f"{dear_url}/v1", "dear-model", "pace", input_per_1k=2.0),
     )
 
 
@@ -218,26 +200,15 @@ def test_a_fallback_at_its_limit_by_then_is_not_asked(start_router: Any, tmp_pat
     with serve_asgi(cheap) as cheap_url, serve_asgi(dear) as dear_url:
         config = providers_file(
             tmp_path,
-            f"""
-[[providers]]
-name = "cheap"
-base_url = "{cheap_url}/v1"
-[[providers.models]]
-name = "cheap-model"
-capabilities = ["pace"]
-input_per_1k = 1.0
-output_per_1k = 1.0
-
-[[providers]]
-name = "dear"
-base_url = "{dear_url}/v1"
-[[providers.models]]
-name = "dear-model"
-capabilities = ["pace"]
-input_per_1k = 2.0
-output_per_1k = 2.0
-rpm = 1
-""",
+            provider_toml("cheap", f"{cheap_url}/v1", "cheap-model", "pace"),
+            provider_toml(
+                "dear",
+                f"{dear_url}/v1",
+                "dear-model",
+                "pace",
+                input_per_1k=2.0,
+                model_lines="rpm = 1",
+            ),
         )
         router = start_router(ROUTER_PROVIDERS_FILE=config, ROUTER_RETRIES="0")
         cheap.router_url = router.url

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pytest
 
-from tests.provider_router.conftest import ask, one_provider, providers_file
+from tests.provider_router.conftest import ask, one_provider, provider_toml, providers_file
 from tests.support.asgi_server import read_body, serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 
@@ -29,26 +29,14 @@ def broken_then_backup(tmp_path: Path, broken_url: str, backup_url: str) -> str:
     asks ``broken`` (the cheaper) first."""
     return providers_file(
         tmp_path,
-        f"""
-[[providers]]
-name = "broken"
-base_url = "{broken_url}/v1"
-[[providers.models]]
-name = "broken-model"
-capabilities = ["faults"]
-input_per_1k = 0.1
-output_per_1k = 0.1
-
-[[providers]]
-name = "backup"
-base_url = "{backup_url}/v1"
-[[providers.models]]
-name = "backup-model"
-capabilities = ["faults"]
-input_per_1k = 1.0
-output_per_1k = 1.0
-""",
+        provider_toml("broken", f"{broken_url}/v1", "broken-model", "faults", input_per_1k=0.1),
+        backup_provider(backup_url),
     )
+
+
+def backup_provider(url: str) -> str:
+    """``backup``, OpenAI-compatible at ``url``, serving ``faults`` at 1 USD per 1k tokens."""
+    return provider_toml("backup", f"{url}/v1", "backup-model", "faults")
 
 
 NGINX_502 = (
@@ -330,20 +318,19 @@ def anthropic_event(event: dict[str, Any]) -> bytes:
 
 def anthropic_only(tmp_path: Path, url: str) -> str:
     """A providers file whose one candidate is Anthropic at ``url``, serving ``faults``."""
-    return providers_file(
-        tmp_path,
-        f"""
-[[providers]]
-name = "anthropic"
-kind = "anthropic"
-base_url = "{url}"
-api_key_env = "PAS_TEST_ANTHROPIC_KEY"
-[[providers.models]]
-name = "claude-sonnet-4-5"
-capabilities = ["faults"]
-input_per_1k = 0.003
-output_per_1k = 0.015
-""",
+    return providers_file(tmp_path, anthropic_provider(url))
+
+
+def anthropic_provider(url: str) -> str:
+    """Anthropic at ``url`` (its key in ``PAS_TEST_ANTHROPIC_KEY``), serving ``faults``."""
+    return provider_toml(
+        "anthropic",
+        url,
+        "claude-sonnet-4-5",
+        "faults",
+        input_per_1k=0.003,
+        output_per_1k=0.015,
+        provider_lines='kind = "anthropic"\napi_key_env = "PAS_TEST_ANTHROPIC_KEY"',
     )
 
 
@@ -480,28 +467,7 @@ async def test_an_anthropic_2xx_that_is_no_message_falls_back(
     backup = OpenAIResponder("backup-model")
     with serve_asgi(portal) as portal_url, serve_asgi(backup) as backup_url:
         config = providers_file(
-            tmp_path,
-            f"""
-[[providers]]
-name = "anthropic"
-kind = "anthropic"
-base_url = "{portal_url}"
-api_key_env = "PAS_TEST_ANTHROPIC_KEY"
-[[providers.models]]
-name = "claude-sonnet-4-5"
-capabilities = ["faults"]
-input_per_1k = 0.003
-output_per_1k = 0.015
-
-[[providers]]
-name = "backup"
-base_url = "{backup_url}/v1"
-[[providers.models]]
-name = "backup-model"
-capabilities = ["faults"]
-input_per_1k = 1.0
-output_per_1k = 1.0
-""",
+            tmp_path, anthropic_provider(portal_url), backup_provider(backup_url)
         )
         router = await make_router(use_registry=False, providers_file=config, retries=2)
         answer = await router.post("/v1/chat/completions", json=ask("faults", strategy="cost"))

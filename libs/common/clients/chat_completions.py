@@ -122,7 +122,9 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
     try:
         wire = _decode_completion(payload)
         usage = msgspec.convert(wire.usage or {}, WireUsage)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    # RecursionError: JSON nested deeper than the stack (msgspec's answer to it), as unusable
+    # as any other answer that does not decode.
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise LLMUnusableAnswer(
             f"{where} answered with something that is not a chat completion ({exc}): "
             f"{payload[:300].decode(errors='replace')}",

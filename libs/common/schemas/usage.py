@@ -38,6 +38,8 @@ NO_NUL = r"^[^\x00]*$"
 MAX_COUNT = 2**31 - 1
 MAX_COST_USD = 99_999_999.0
 MAX_DURATION_MS = 366 * 24 * 3600 * 1000.0
+MAX_REASON_CHARS = 2000
+"""The longest error a usage event or a workflow run keeps."""
 
 # Times within which a call or a run can have ended: one outside is a clock or a producer gone
 # wrong, and one at the calendar's edge overflows once converted to UTC (9999-12-31T23:30-01:00
@@ -64,7 +66,7 @@ AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 Cost = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
 Duration = Annotated[float, msgspec.Meta(ge=0, le=MAX_DURATION_MS)]
-Reason = Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)] | None
+Reason = Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS, pattern=NO_NUL)] | None
 
 
 class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
@@ -105,12 +107,15 @@ class UsageEvent(msgspec.Struct, kw_only=True, frozen=True):
         check_time(self.timestamp)
 
 
-def _cut(text: str, limit: int = 256) -> str:
+def storable_text(text: str, limit: int = 256) -> str:
+    """``text`` as the collector's stores can hold it: without NUL (no PostgreSQL text holds
+    one) and cut to ``limit`` characters (a :data:`Name`'s bound by default)."""
     return text.replace("\x00", "")[:limit]
 
 
-def _clip(text: str | None, limit: int = 256) -> str | None:
-    return _cut(text, limit) if text else None
+def storable_text_or_none(text: str | None, limit: int = 256) -> str | None:
+    """:func:`storable_text` for an optional field: ``None`` for no text or an empty one."""
+    return storable_text(text, limit) if text else None
 
 
 def new_usage_event(
@@ -138,20 +143,20 @@ def new_usage_event(
     return UsageEvent(
         event_id=uuid.uuid4().hex,
         timestamp=datetime.now(UTC),
-        service=_cut(service),
-        provider=_cut(provider),
-        model=_cut(model),
+        service=storable_text(service),
+        provider=storable_text(provider),
+        model=storable_text(model),
         status=status,
         prompt_tokens=min(max(0, prompt_tokens), MAX_COUNT),
         completion_tokens=min(max(0, completion_tokens), MAX_COUNT),
         latency_ms=round(min(max(0.0, latency_ms), MAX_DURATION_MS), 3),
         cost_usd=min(max(0.0, cost_usd), MAX_COST_USD),
-        request_id=_clip(request_id),
-        capability=_clip(capability),
-        workflow_id=_clip(workflow_id),
-        run_id=_clip(run_id),
-        error=_clip(error, 2000),
-        desk=_clip(desk),
+        request_id=storable_text_or_none(request_id),
+        capability=storable_text_or_none(capability),
+        workflow_id=storable_text_or_none(workflow_id),
+        run_id=storable_text_or_none(run_id),
+        error=storable_text_or_none(error, MAX_REASON_CHARS),
+        desk=storable_text_or_none(desk),
         cached_tokens=min(max(0, cached_tokens), MAX_COUNT),
         cache_write_tokens=min(max(0, cache_write_tokens), MAX_COUNT),
     )
