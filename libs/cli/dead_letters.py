@@ -21,6 +21,7 @@ from typing import Final
 import msgspec
 
 from libs.cli.topic_reader import Record
+from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8
 from libs.common.schemas.documents import DeadLetter
 
 HEADER_REPLAY_ATTEMPT: Final = "x-pas-replay-attempt"
@@ -35,8 +36,20 @@ tries that failed again say the cause was not fixed."""
 # manager invalid_event and invalid_outcome. Everything else (an LLM's failure, an unknown
 # workflow or experiment, a result not published) may go through once its cause is fixed.
 _SAME_AGAIN: Final = frozenset(
-    {"too_large", "tombstone", "empty", "not_json", "unsupported_event_type"}
+    {
+        "too_large",
+        "tombstone",
+        "empty",
+        "not_json",
+        "unsupported_event_type",
+        HEADER_NAME_NOT_UTF8,
+        CORRUPT_BATCH,
+    }
 )
+_NO_CLIENT_READS: Final = frozenset({HEADER_NAME_NOT_UTF8, CORRUPT_BATCH})
+"""Letters of records no Kafka client could build (``libs/common/kafka/unreadable.py``): the
+letter holds them inexactly (a header name read with U+FFFD) or not at all, and the source
+topic gives them to no reader."""
 _SAME_AGAIN_PREFIX: Final = "invalid_"
 
 _COORDINATES = re.compile(r"^(?P<partition>\d+):(?P<offset>\d+)$")
@@ -115,6 +128,8 @@ class OriginalRecord(msgspec.Struct, frozen=True, kw_only=True):
 def not_exact(envelope: DeadLetter) -> str | None:
     """Why the letter alone does not hold its record exactly (a part clipped, or an original
     whose bytes are not the ones ``original_sha256`` names), or ``None`` when it does."""
+    if envelope.error_type in _NO_CLIENT_READS:
+        return f"{envelope.error_type}: a record no Kafka client reads, held inexactly if at all"
     clipped = [
         part
         for part, cut in (
@@ -132,6 +147,11 @@ def not_exact(envelope: DeadLetter) -> str | None:
     ):
         return "original does not match its original_sha256 (not its bytes: read as text)"
     return None
+
+
+def readable_at_source(envelope: DeadLetter) -> bool:
+    """Whether the letter's record may be read whole from its source topic."""
+    return envelope.error_type not in _NO_CLIENT_READS
 
 
 def original_record(envelope: DeadLetter, source: Record | None) -> OriginalRecord | None:

@@ -27,6 +27,7 @@ from libs.cli.dead_letters import (
     parse_coordinates,
     read_letter,
     readable,
+    readable_at_source,
     readable_key,
     refusal,
     replayed_headers,
@@ -324,6 +325,8 @@ async def _decide(
         return Decision(letter=letter, action="refused", reason=why)
     source = None
     inexact = not_exact(envelope)
+    if inexact is not None and not readable_at_source(envelope):
+        return Decision(letter=letter, action="refused", reason=inexact)
     if inexact is not None:
         async with TopicReader(bootstrap_servers, [envelope.topic]) as reader:
             source = await reader.at(envelope.partition, envelope.offset)

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from libs.common.kafka.records import dead_letter
 from libs.common.kafka.topics import ensure_topics
+from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8
 from libs.common.schemas.documents import DeadLetter
 from services.kafka_llm_processor.send_samples import documents
 from tests.cli.conftest import pas
@@ -345,7 +346,8 @@ async def test_a_letter_that_does_not_hold_its_original_is_refused_unless_the_so
     """Letters written before originals were kept exactly hold a Latin-1 original as text
     (U+FFFD where its bytes were): not its bytes, as its sha256 says. Such a letter, and a
     clipped one, are replayed from the source topic when the record is still there, and are
-    refused by name otherwise, even with --force, rather than sending another record."""
+    refused by name otherwise, even with --force, rather than sending another record; so are
+    letters of records no Kafka client could read."""
     run = uuid.uuid4().hex[:8]
     dlq, source = f"lossy-dlq-{run}", f"lossy-source-{run}"
     await ensure_topics(kafka_bootstrap, {dlq: 1, source: 1})
@@ -365,7 +367,22 @@ async def test_a_letter_that_does_not_hold_its_original_is_refused_unless_the_so
         attempts=5,
         keep_bytes=10,
     )
-    letters = [lossy_letter(0), lossy_letter(5), clipped]
+    # Records no Kafka client could build (work_loop.py): one whose header name is not UTF-8,
+    # held with U+FFFD in that name; one of a corrupt batch, held not at all.
+    unreadable = dead_letter(
+        consumed_from(source, 0, b"kept", latin1),
+        error="record unreadable: header name not UTF-8",
+        error_type=HEADER_NAME_NOT_UTF8,
+        attempts=0,
+    )
+    corrupt = dead_letter(
+        consumed_from(source, 0, b"kept", latin1),
+        error="record unreadable: its batch's CRC is corrupt",
+        error_type=CORRUPT_BATCH,
+        attempts=0,
+        original_known=False,
+    )
+    letters = [lossy_letter(0), lossy_letter(5), clipped, unreadable, corrupt]
     await send(kafka_bootstrap, dlq, [(b"k", msgspec.json.encode(x)) for x in letters])
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
 
@@ -373,10 +390,12 @@ async def test_a_letter_that_does_not_hold_its_original_is_refused_unless_the_so
     replays = await replays_of(kafka_bootstrap, source)
 
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
-    assert "replayed 1, refused 2" in replayed.stdout
+    assert "replayed 1, refused 4" in replayed.stdout
     assert "0:1 (original does not match its original_sha256" in replayed.stderr
     assert f"no longer whole on {source} at 0:5" in replayed.stderr
     assert "0:2 (original (100 bytes) clipped" in replayed.stderr
+    assert "0:3 (header_name_not_utf8: a record no Kafka client reads" in replayed.stderr
+    assert "0:4 (corrupt_record_batch: a record no Kafka client reads" in replayed.stderr
     # The one whose record is still on its topic went out as that record, byte for byte.
     assert list(replays) == [f"{dlq}/0/0"]
     again = replays[f"{dlq}/0/0"]

@@ -307,3 +307,17 @@ def test_a_dead_letter_written_before_sizes_were_recorded_still_reads() -> None:
     assert letter.exact_key() == b"d-1"
     assert letter.exact_headers() == []
     assert letter.tombstone is False
+
+
+def test_a_dead_letter_of_a_record_nothing_of_which_was_read_is_no_tombstone() -> None:
+    """A record of a corrupt batch (unreadable.py) comes without a value: unknown, not none."""
+    letter = dead_letter(
+        consumed(None, key=None),
+        error="corrupt",
+        error_type="corrupt_record_batch",
+        attempts=0,
+        original_known=False,
+    )
+
+    assert letter.tombstone is False
+    assert (letter.original_bytes, letter.original_sha256) == (None, None)
