@@ -1,21 +1,27 @@
 """Dead letters as ``pas dlq`` reads them, and what replaying one means.
 
 Every PAS DLQ carries the one :class:`DeadLetter` envelope. Replaying a letter publishes its
-``original`` to its source topic (``letter.topic``) with its key and headers, plus
-``x-pas-replay-attempt`` (the original's own, plus one) and ``x-pas-replayed-from`` (the
-letter's ``dlq/partition/offset``). The letter stays where it is: a topic is append-only, and
-the DLQ is the audit trail of what failed and was sent again.
+original record to its source topic (``letter.topic``), byte for byte: its value (a tombstone
+as a tombstone), key and headers, plus ``x-pas-replay-attempt`` (the original's own, plus one)
+and ``x-pas-replayed-from`` (the letter's ``dlq/partition/offset``). The record is the letter's
+own when the letter holds it exactly (nothing clipped, and its bytes' sha256 the letter's
+``original_sha256``), else the one on the source topic at the letter's coordinates, when it is
+still there and its sha256 matches; when neither, nothing is sent (:func:`original_record`).
+The letter stays where it is: a topic is append-only, and the DLQ is the audit trail of what
+failed and was sent again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
 
 from libs.cli.topic_reader import Record
+from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8
 from libs.common.schemas.documents import DeadLetter
 
 HEADER_REPLAY_ATTEMPT: Final = "x-pas-replay-attempt"
@@ -25,11 +31,25 @@ MAX_REPLAYS: Final = 3
 tries that failed again say the cause was not fixed."""
 
 # What fails the same way however often it is sent: the record itself is wrong. The processor
-# writes invalid_document and too_large; the runner invalid_event, not_json, empty,
+# writes invalid_document, too_large and tombstone; the runner invalid_event, not_json, empty,
 # unsupported_event_type and invalid_input; analytics invalid_<record> and empty; the version
 # manager invalid_event and invalid_outcome. Everything else (an LLM's failure, an unknown
 # workflow or experiment, a result not published) may go through once its cause is fixed.
-_SAME_AGAIN: Final = frozenset({"too_large", "empty", "not_json", "unsupported_event_type"})
+_SAME_AGAIN: Final = frozenset(
+    {
+        "too_large",
+        "tombstone",
+        "empty",
+        "not_json",
+        "unsupported_event_type",
+        HEADER_NAME_NOT_UTF8,
+        CORRUPT_BATCH,
+    }
+)
+_NO_CLIENT_READS: Final = frozenset({HEADER_NAME_NOT_UTF8, CORRUPT_BATCH})
+"""Letters of records no Kafka client could build (``libs/common/kafka/unreadable.py``): the
+letter holds them inexactly (a header name read with U+FFFD) or not at all, and the source
+topic gives them to no reader."""
 _SAME_AGAIN_PREFIX: Final = "invalid_"
 
 _COORDINATES = re.compile(r"^(?P<partition>\d+):(?P<offset>\d+)$")
@@ -54,7 +74,7 @@ class Letter(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def replay_attempt(self) -> int:
         """How often the original had been replayed before it failed this time."""
-        return 0 if self.envelope is None else replay_attempt(_as_bytes(self.envelope.headers))
+        return 0 if self.envelope is None else replay_attempt(self.envelope.exact_headers())
 
 
 def read_letter(record: Record) -> Letter:
@@ -96,40 +116,98 @@ def refusal(letter: Letter) -> str | None:
     return None
 
 
-def whole_original(envelope: DeadLetter, source: Record | None) -> bytes | None:
-    """The original's bytes: the letter's own unless it was clipped, else the record on the
-    source topic when it is still there and its sha256 is the letter's; ``None`` when the whole
-    original is nowhere (publishing a clipped one would only fail again)."""
-    if not envelope.original_clipped:
-        return envelope.original.encode()
-    if source is None or source.value is None:
-        return None
-    if hashlib.sha256(source.value).hexdigest() != envelope.original_sha256:
-        return None
-    whole: bytes = source.value
-    return whole
+class OriginalRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The record a letter was written for, byte for byte: what a replay sends again."""
+
+    key: bytes | None
+    value: bytes | None
+    """``None``: a tombstone."""
+    headers: list[tuple[str, bytes | None]]
 
 
-def replay_headers(letter: Letter) -> list[tuple[str, bytes]]:
-    """The original's headers with the replay's own two in place of any earlier ones."""
-    assert letter.envelope is not None
-    return replayed_headers(
-        _as_bytes(letter.envelope.headers), f"{letter.dlq}/{letter.partition}/{letter.offset}"
+def not_exact(envelope: DeadLetter) -> str | None:
+    """Why the letter alone does not hold its record exactly (a part clipped, or an original
+    whose bytes are not the ones ``original_sha256`` names), or ``None`` when it does."""
+    if envelope.error_type in _NO_CLIENT_READS:
+        return f"{envelope.error_type}: a record no Kafka client reads, held inexactly if at all"
+    clipped = [
+        part
+        for part, cut in (
+            (f"original ({envelope.original_bytes} bytes)", envelope.original_clipped),
+            ("key", envelope.key_clipped),
+            ("headers", envelope.headers_clipped),
+        )
+        if cut
+    ]
+    if clipped:
+        return f"{' and '.join(clipped)} clipped"
+    # A letter written before original_sha256 existed cannot be checked; it is taken as it is.
+    if envelope.original_sha256 is not None and _sha256(envelope.exact_original()) != (
+        envelope.original_sha256
+    ):
+        return "original does not match its original_sha256 (not its bytes: read as text)"
+    return None
+
+
+def readable_at_source(envelope: DeadLetter) -> bool:
+    """Whether the letter's record may be read whole from its source topic."""
+    return envelope.error_type not in _NO_CLIENT_READS
+
+
+def original_record(envelope: DeadLetter, source: Record | None) -> OriginalRecord | None:
+    """The record the letter was written for: the letter's own when it holds it exactly
+    (:func:`not_exact`), else ``source`` (the record at the letter's coordinates on its source
+    topic) when it is there and its value's sha256 is the letter's; ``None`` when the record is
+    whole nowhere (sending what the letter holds would send another record)."""
+    if not_exact(envelope) is None:
+        return OriginalRecord(
+            key=envelope.exact_key(),
+            value=envelope.exact_original(),
+            headers=envelope.exact_headers(),
+        )
+    if source is None or envelope.original_sha256 is None:
+        return None
+    if (source.value is None) != envelope.tombstone:
+        return None
+    if _sha256(source.value) != envelope.original_sha256:
+        return None
+    return OriginalRecord(key=source.key, value=source.value, headers=list(source.headers))
+
+
+def _sha256(value: bytes | None) -> str:
+    return hashlib.sha256(value or b"").hexdigest()
+
+
+def readable(data: bytes) -> str:
+    """Bytes as a person reads them: as UTF-8, with each byte that is not, and each character
+    a terminal would not show (a NUL, an escape; not a newline or a tab), in Python's escapes
+    (``\\xNN``, ``\\uNNNN``). For reading only: a backslash in the text reads the same;
+    ``--json`` has the bytes exactly."""
+    text = data.decode("utf-8", errors="backslashreplace")
+    return "".join(
+        char if char.isprintable() or char in "\n\t" else char.encode("unicode_escape").decode()
+        for char in text
     )
 
 
-def _as_bytes(headers: dict[str, str]) -> list[tuple[str, bytes]]:
-    """An envelope's headers (text) as a record carries them."""
-    return [(name, value.encode()) for name, value in headers.items()]
+def readable_key(envelope: DeadLetter) -> str:
+    """The letter's key as ``pas dlq`` shows it: exact (``\\xNN`` for a byte that is not
+    UTF-8), ``...`` at the end when clipped; ``""`` for none."""
+    key = envelope.exact_key()
+    if key is None:
+        return ""
+    return readable(key) + ("..." if envelope.key_clipped else "")
 
 
-def replay_attempt(headers: list[tuple[str, bytes]]) -> int:
+def replay_attempt(headers: Sequence[tuple[str, bytes | None]]) -> int:
     """How often a record with these headers had been replayed before."""
-    raw = dict(headers).get(HEADER_REPLAY_ATTEMPT, b"0")
+    raw = dict(headers).get(HEADER_REPLAY_ATTEMPT) or b"0"
     return int(raw) if raw.isdigit() else 0
 
 
-def replayed_headers(headers: list[tuple[str, bytes]], source: str) -> list[tuple[str, bytes]]:
+def replayed_headers(
+    headers: Sequence[tuple[str, bytes | None]], source: str
+) -> list[tuple[str, bytes | None]]:
     """``headers`` with the replay's own two in place of any earlier ones: the attempt (one
     more than theirs) and where it was replayed from (``source``)."""
     kept = [

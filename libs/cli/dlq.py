@@ -21,17 +21,23 @@ from rich.table import Table
 from libs.cli.dead_letters import (
     MAX_REPLAYS,
     Letter,
+    OriginalRecord,
+    not_exact,
+    original_record,
     parse_coordinates,
     read_letter,
+    readable,
+    readable_at_source,
+    readable_key,
     refusal,
-    replay_headers,
-    whole_original,
+    replayed_headers,
 )
 from libs.cli.replay_receipts import ReplayReceipt, letter_place, read_receipts, record_receipt
 from libs.cli.runtime import err, one_line, out, pass_settings, progress, run, stop_producer
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.kafka.records import PublishFailed, send_acknowledged
+from libs.common.schemas.documents import DeadLetter
 
 
 async def read_letters(bootstrap_servers: str, topic: str) -> list[Letter]:
@@ -161,7 +167,7 @@ def list_letters(
             continue
         table.add_row(
             letter.coordinates,
-            escape(envelope.key or ""),
+            escape(readable_key(envelope)),
             escape(envelope.error_type),
             escape(one_line(envelope.error)),
             str(envelope.attempts),
@@ -221,14 +227,38 @@ def show_letter(settings: CLISettings, topic: str, at: str, as_json: bool) -> No
         click.echo(msgspec.json.encode(envelope).decode())
         return
     fields = msgspec.to_builtins(envelope)
-    fields.pop("original")
+    # The exact bytes (base64 with --json) are shown below as text a person reads instead.
+    for exact in ("original", "original_base64", "key_base64", "headers_base64"):
+        fields.pop(exact, None)
     click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
+    _echo_binary_parts(envelope)
+    if envelope.tombstone:
+        click.echo("original: none (a tombstone: the record had no value)")
+        return
     clipped = " (clipped: its first bytes only)" if envelope.original_clipped else ""
+    if envelope.original_base64 is not None:
+        click.echo(f"original, {envelope.original_bytes} bytes{clipped}, not UTF-8 ({_ESCAPES}):")
+        click.echo(readable(envelope.original_base64))
+        return
     click.echo(f"original, {envelope.original_bytes} bytes{clipped}:")
     try:
         click.echo(json.dumps(json.loads(envelope.original), indent=2, ensure_ascii=False))
     except ValueError:
         click.echo(envelope.original)
+
+
+_ESCAPES = "\\xNN: a byte that is not"
+
+
+def _echo_binary_parts(envelope: DeadLetter) -> None:
+    """The key and headers exactly, when their text above (U+FFFD for what is not UTF-8, the
+    last of a repeated header) does not say them."""
+    if envelope.key_base64 is not None:
+        click.echo(f"key, not UTF-8 ({_ESCAPES}): {readable_key(envelope)}")
+    if envelope.headers_base64 is not None:
+        click.echo(f"headers, exactly and in order ({_ESCAPES}):")
+        for name, value in envelope.headers_base64:
+            click.echo(f"  {name}: {'(no value)' if value is None else readable(value)}")
 
 
 # -- replay ----------------------------------------------------------------------------------
@@ -241,8 +271,8 @@ class Decision(msgspec.Struct, kw_only=True):
     action: Action
     reason: str = ""
     forced: bool = False
-    value: bytes = b""
-    key: bytes | None = None
+    original: OriginalRecord | None = None
+    """What a replay sends: the record the letter was written for, byte for byte."""
     published: str = ""
 
 
@@ -293,29 +323,29 @@ async def _decide(
     why = refusal(letter)
     if why is not None and not force:
         return Decision(letter=letter, action="refused", reason=why)
-    key = envelope.key.encode() if envelope.key is not None else None
     source = None
-    if envelope.original_clipped:
+    inexact = not_exact(envelope)
+    if inexact is not None and not readable_at_source(envelope):
+        return Decision(letter=letter, action="refused", reason=inexact)
+    if inexact is not None:
         async with TopicReader(bootstrap_servers, [envelope.topic]) as reader:
             source = await reader.at(envelope.partition, envelope.offset)
-    value = whole_original(envelope, source)
-    if value is None:
-        # Not even with --force: a clipped original is not the record, only its first bytes.
+    original = original_record(envelope, source)
+    if original is None:
+        # Not even with --force: what the letter holds is not the record (only its first bytes,
+        # or text standing for bytes), and sending it would send another record.
         return Decision(
             letter=letter,
             action="refused",
-            reason=f"original clipped ({envelope.original_bytes} bytes) and no longer whole on "
-            f"{envelope.topic} at {envelope.partition}:{envelope.offset}",
+            reason=f"{inexact}, and the record is no longer whole on {envelope.topic} at "
+            f"{envelope.partition}:{envelope.offset}",
         )
-    if source is not None:
-        key = source.key
     return Decision(
         letter=letter,
         action="replay",
         reason=why or "",
         forced=why is not None,
-        value=value,
-        key=key,
+        original=original,
     )
 
 
@@ -353,15 +383,16 @@ async def _replay(
 async def _send_one(producer: AIOKafkaProducer, decision: Decision, deadline_s: float) -> None:
     """Publish the letter's original, then its receipt. A record that fails is marked so and
     the others still go: the table then says what went out and what did not."""
-    envelope = decision.letter.envelope
-    assert envelope is not None
+    letter, original = decision.letter, decision.original
+    assert letter.envelope is not None
+    assert original is not None
     try:
         sent = await send_acknowledged(
             producer,
-            envelope.topic,
-            decision.key,
-            decision.value,
-            replay_headers(decision.letter),
+            letter.envelope.topic,
+            original.key,
+            original.value,
+            replayed_headers(original.headers, _place(letter)),
             deadline_s=deadline_s,
         )
     except PublishFailed as exc:
@@ -426,15 +457,17 @@ def replay(
 ) -> None:
     """Publish the originals of letters on the DLQ TOPIC to their source topic again.
 
-    Each goes with its key and headers, plus x-pas-replay-attempt (one more than the
-    original's) and x-pas-replayed-from (DLQ/partition/offset). The letters stay on the DLQ:
+    Each goes byte for byte as it was (value, key and headers; a tombstone as a tombstone),
+    plus x-pas-replay-attempt (one more than the original's) and x-pas-replayed-from
+    (DLQ/partition/offset). The letters stay on the DLQ:
     a topic is append-only, and the DLQ is the audit trail. Letters that would fail the same
     way (a record that is not valid, too large, already replayed 3 times) are refused, named,
     and the command exits 1, unless --force. Each replay is recorded on pas-dlq-replays, and a
     letter replayed before is refused unless --again (so that running the command twice does
-    not send an original twice). A clipped original is replayed only from its source topic,
-    whole and matching its sha256. A record the broker does not take is named and the others
-    still go (exit 1).
+    not send an original twice). A letter that does not hold its record exactly (a part
+    clipped, or an original whose bytes do not match its sha256) is replayed only from its
+    source topic, whole and matching its sha256, and refused otherwise, even with --force. A
+    record the broker does not take is named and the others still go (exit 1).
     """
     letters = run(read_letters(settings.kafka_bootstrap_servers, topic))
     chosen = _selected(letters, offsets, error_type, every)
@@ -452,7 +485,7 @@ def replay(
         envelope = decision.letter.envelope
         table.add_row(
             decision.letter.coordinates,
-            escape(envelope.key or "") if envelope else "",
+            escape(readable_key(envelope)) if envelope else "",
             escape(envelope.error_type) if envelope else "unreadable",
             _outcome(decision, dry_run),
         )

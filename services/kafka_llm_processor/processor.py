@@ -255,9 +255,11 @@ class DocumentProcessor:
         self._metrics.latency.observe(time.perf_counter() - started)
 
     async def _answer(self, record: ConsumerRecord[bytes, bytes], started: float) -> DocumentResult:
-        if record.value is None or len(record.value) > self._settings.max_message_bytes:
-            size = 0 if record.value is None else len(record.value)
-            limit = self._settings.max_message_bytes
+        if record.value is None:
+            # A tombstone (a record without a value) deletes a key; it is no document.
+            raise _Failed("a tombstone: a record without a value", 0, "tombstone")
+        if len(record.value) > self._settings.max_message_bytes:
+            size, limit = len(record.value), self._settings.max_message_bytes
             raise _Failed(f"message of {size} bytes (limit {limit})", 0, "too_large")
         try:
             document = _decode_document(record.value)

@@ -9,10 +9,11 @@ import uuid
 from typing import Any
 
 import msgspec
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from libs.common.kafka.records import dead_letter
 from libs.common.kafka.topics import ensure_topics
+from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8
 from libs.common.schemas.documents import DeadLetter
 from services.kafka_llm_processor.send_samples import documents
 from tests.cli.conftest import pas
@@ -247,3 +248,162 @@ def letter_of(error_type: str) -> DeadLetter:
     """The envelope a service writes for a record that failed with ``error_type``."""
     record = ConsumerRecord("source", 0, 7, 0, 0, b"k", b"{}", None, len(b"k"), len(b"{}"), [])
     return dead_letter(record, error=f"failed: {error_type}", error_type=error_type, attempts=1)
+
+
+# -- records that are not text -----------------------------------------------------------------
+
+Headers = list[tuple[str, bytes | None]]
+
+
+async def send_records(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, Headers]]
+) -> None:
+    """Send (key, value, headers) in order to partition 0: a value of ``None`` is a
+    tombstone, a header's ``None`` a header without a value."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value, headers in records:
+            await producer.send_and_wait(topic, value, key=key, headers=headers, partition=0)
+    finally:
+        await producer.stop()
+
+
+async def replays_of(bootstrap: str, topic: str) -> dict[str, ConsumerRecord[bytes, bytes]]:
+    """The records ``pas dlq replay`` sent to ``topic``, by the letter each came from."""
+    return {
+        replayed_from.decode(): record
+        for record in await read_until_quiet(bootstrap, topic)
+        if (replayed_from := dict(record.headers).get("x-pas-replayed-from")) is not None
+    }
+
+
+async def test_records_that_are_not_text_are_dead_lettered_and_replayed_byte_for_byte(
+    kafka_bootstrap: str, topics: Topics, start_processor: Any
+) -> None:
+    """A Latin-1 document, one with a binary key and binary, repeated and valueless headers,
+    one with a key over 1 KiB, and a tombstone: the processor's letters keep each record
+    exactly, ``pas dlq list|show`` show its binary parts readably, and ``pas dlq replay``
+    sends each back as it was (the long key from the source topic, the letter holding its
+    first 1 KiB only)."""
+    [doc] = [msgspec.structs.replace(d, task="summary", title="Résultats") for d in documents(1)]
+    text = msgspec.json.encode(doc)
+    latin1 = text.replace("Résultats".encode(), "Résultats".encode("latin-1"))
+    binary_headers: Headers = [("trace", b"\xff\x00\x01"), ("tag", b"a"), ("tag", b"b")]
+    binary_headers.append(("flag", None))
+    sent: list[tuple[bytes | None, bytes | None, Headers]] = [
+        (b"latin-1", latin1, []),
+        (b"\xff\xfebinary", text, binary_headers),
+        (b"k" * 2000, text, []),
+        (b"deleted", None, []),
+    ]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    with serve_asgi(OpenAIResponder(reply=REFUSED)) as url:
+        start_processor(f"{url}/v1")
+        await send_records(kafka_bootstrap, topics.input, sent)
+        letters: list[DeadLetter] = await collect(kafka_bootstrap, topics.dlq, len(sent))
+        rows = {row["envelope"]["offset"]: row for row in listed(env, topics.dlq)}
+        at = {offset: f"{row['partition']}:{row['offset']}" for offset, row in rows.items()}
+        table = pas("dlq", "list", topics.dlq, env=env)
+        shown = {offset: pas("dlq", "show", topics.dlq, at[offset], env=env) for offset in (0, 1)}
+        replayed = pas("dlq", "replay", topics.dlq, "--all", "--force", env=env)
+
+    by_offset = {letter.offset: letter for letter in letters}
+    # Filed with what they are, each holding its record exactly.
+    assert by_offset[0].error_type == "invalid_document"
+    assert by_offset[0].original_base64 == latin1
+    assert "R\ufffdsultats" in by_offset[0].original  # its text, for readers of text
+    assert by_offset[1].error_type == "PermanentLLMError"
+    assert by_offset[1].exact_key() == b"\xff\xfebinary"
+    assert by_offset[1].exact_headers() == binary_headers
+    assert by_offset[2].key_clipped is True
+    assert by_offset[3].error_type == "tombstone"
+    assert by_offset[3].tombstone is True
+    # Shown readably: the bytes that are not text as \xNN.
+    assert table.returncode == 0, table.stderr
+    assert "\\xff\\xfebinary" in table.stdout
+    assert "R\\xe9sultats" in shown[0].stdout
+    assert "trace: \\xff\\x00\\x01\n  tag: a\n  tag: b\n  flag: (no value)" in shown[1].stdout, (
+        shown[1].stdout[:3000]
+    )
+    # Sent back byte for byte: key, value (a tombstone as one) and headers.
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replayed 4, refused 0" in replayed.stdout
+    replays = await replays_of(kafka_bootstrap, topics.input)
+    for offset, (key, value, headers) in enumerate(sent):
+        again = replays[f"{topics.dlq}/{at[offset].replace(':', '/')}"]
+        assert (again.key, again.value) == (key, value)
+        assert list(again.headers)[:-2] == headers
+        assert [name for name, _ in again.headers][-2:] == [
+            "x-pas-replay-attempt",
+            "x-pas-replayed-from",
+        ]
+
+
+async def test_a_letter_that_does_not_hold_its_original_is_refused_unless_the_source_does(
+    kafka_bootstrap: str,
+) -> None:
+    """Letters written before originals were kept exactly hold a Latin-1 original as text
+    (U+FFFD where its bytes were): not its bytes, as its sha256 says. Such a letter, and a
+    clipped one, are replayed from the source topic when the record is still there, and are
+    refused by name otherwise, even with --force, rather than sending another record; so are
+    letters of records no Kafka client could read."""
+    run = uuid.uuid4().hex[:8]
+    dlq, source = f"lossy-dlq-{run}", f"lossy-source-{run}"
+    await ensure_topics(kafka_bootstrap, {dlq: 1, source: 1})
+    latin1 = '{"title": "Résultats"}'.encode("latin-1")
+    await send_records(kafka_bootstrap, source, [(b"kept", latin1, [("h", b"\xff")])])
+
+    def lossy_letter(offset: int) -> DeadLetter:
+        """As dead letters were written before: the original as text only."""
+        record = consumed_from(source, offset, b"kept", latin1)
+        written = dead_letter(record, error="503", error_type="TransientLLMError", attempts=5)
+        return msgspec.structs.replace(written, original_base64=None, headers_base64=None)
+
+    clipped = dead_letter(
+        consumed_from(source, 9, b"gone", b"x" * 100),
+        error="503",
+        error_type="TransientLLMError",
+        attempts=5,
+        keep_bytes=10,
+    )
+    # Records no Kafka client could build (work_loop.py): one whose header name is not UTF-8,
+    # held with U+FFFD in that name; one of a corrupt batch, held not at all.
+    unreadable = dead_letter(
+        consumed_from(source, 0, b"kept", latin1),
+        error="record unreadable: header name not UTF-8",
+        error_type=HEADER_NAME_NOT_UTF8,
+        attempts=0,
+    )
+    corrupt = dead_letter(
+        consumed_from(source, 0, b"kept", latin1),
+        error="record unreadable: its batch's CRC is corrupt",
+        error_type=CORRUPT_BATCH,
+        attempts=0,
+        original_known=False,
+    )
+    letters = [lossy_letter(0), lossy_letter(5), clipped, unreadable, corrupt]
+    await send(kafka_bootstrap, dlq, [(b"k", msgspec.json.encode(x)) for x in letters])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+
+    replayed = pas("dlq", "replay", dlq, "--all", "--force", env=env)
+    replays = await replays_of(kafka_bootstrap, source)
+
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "replayed 1, refused 4" in replayed.stdout
+    assert "0:1 (original does not match its original_sha256" in replayed.stderr
+    assert f"no longer whole on {source} at 0:5" in replayed.stderr
+    assert "0:2 (original (100 bytes) clipped" in replayed.stderr
+    assert "0:3 (header_name_not_utf8: a record no Kafka client reads" in replayed.stderr
+    assert "0:4 (corrupt_record_batch: a record no Kafka client reads" in replayed.stderr
+    # The one whose record is still on its topic went out as that record, byte for byte.
+    assert list(replays) == [f"{dlq}/0/0"]
+    again = replays[f"{dlq}/0/0"]
+    assert (again.key, again.value, list(again.headers)[:1]) == (b"kept", latin1, [("h", b"\xff")])
+
+
+def consumed_from(
+    topic: str, offset: int, key: bytes, value: bytes
+) -> ConsumerRecord[bytes, bytes]:
+    headers = [("h", b"\xff")]
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), headers)

@@ -346,6 +346,17 @@ def processor_dlq_to_analytics() -> None:
     assert found.timestamp == letter.failed_at
     assert found.error == "TransientLLMError: TransientLLMError: 503 from upstream"
     assert found.source == "documents-dlq"
+    # A document that is not UTF-8 under a key that is not either: its letter keeps both exactly
+    # beside their text, and analytics still counts a failed run of its task, by the key's text.
+    title = sent.title.encode()
+    latin1 = msgspec.json.encode(sent).replace(title, title + "é".encode("latin-1"))
+    record = consumed(constants.TOPIC_FINANCIAL_DOCUMENTS, b"\xffdoc", latin1)
+    binary = dead_letter(record, error="not UTF-8", error_type="invalid_document", attempts=0)
+    assert (binary.original_base64, binary.key_base64) == (latin1, b"\xffdoc")
+    found = decode("documents_dlq", processor._encode(binary), RECEIVED)
+    assert isinstance(found, WorkflowRun)
+    assert found.run_id == processor_run_id("\ufffddoc", "financial-documents/4/1287")
+    assert found.workflow_id == processor_workflow_id("key_figures")
 
 
 def processor_dlq_to_results_viewer() -> None:

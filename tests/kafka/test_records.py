@@ -35,10 +35,10 @@ NO_SUCH_TOPIC = "never-" + "x" * 250
 
 
 def consumed(
-    value: bytes,
+    value: bytes | None,
     *,
     key: bytes | None = b"doc-1",
-    headers: Sequence[tuple[str, bytes]] = (),
+    headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> ConsumerRecord[bytes, bytes]:
     """A record as a consumer receives it from ``financial-documents``."""
     return ConsumerRecord(
@@ -51,7 +51,7 @@ def consumed(
         value=value,
         checksum=None,
         serialized_key_size=len(key or b""),
-        serialized_value_size=len(value),
+        serialized_value_size=len(value or b""),
         headers=list(headers),
     )
 
@@ -187,20 +187,97 @@ def test_a_dead_letter_of_a_near_limit_record_keeps_its_start_size_and_hash() ->
 
     assert letter.original_clipped is True
     assert letter.original == "a" * (DEAD_LETTER_ORIGINAL_BYTES - 1)
+    assert letter.original_base64 is None  # text: only its last character was cut
     assert letter.original_bytes == len(original)
     assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
 
 
-def test_a_dead_letter_fits_the_broker_limit_whatever_the_record() -> None:
-    """The worst record: 1 MiB of characters JSON must escape, a huge key, many huge headers."""
-    worst = b"\x01" * MiB
-    record = consumed(worst, key=worst, headers=[(f"h{n}" * 200, worst) for n in range(100)])
+@pytest.mark.parametrize(
+    "worst",
+    [
+        pytest.param(b"\x01" * MiB, id="text JSON must escape"),
+        # Not UTF-8: kept twice, as text to read (U+FFFD and escapes) and exactly.
+        pytest.param(b"\x01\xff" * (MiB // 2), id="bytes that are not text"),
+    ],
+)
+def test_a_dead_letter_fits_the_broker_limit_whatever_the_record(worst: bytes) -> None:
+    """The worst record: 1 MiB of characters JSON must escape, a huge key, many huge headers
+    with one name repeated."""
+    headers = [(f"h{n % 50}" * 200, worst) for n in range(100)]
+    record = consumed(worst, key=worst, headers=headers)
 
-    letter = dead_letter(record, error="e" * MiB, error_type="invalid", attempts=1)
+    letter = dead_letter(record, error="\x01" * MiB, error_type="invalid", attempts=1)
     encoded = msgspec.json.encode(letter)
 
-    assert len(encoded) < MiB
+    assert len(encoded) < 0.9 * MiB
     assert msgspec.json.decode(encoded, type=DeadLetter).original_bytes == MiB
+    assert (letter.original_clipped, letter.key_clipped, letter.headers_clipped) == (
+        True,
+        True,
+        True,
+    )
+
+
+def test_a_dead_letter_keeps_an_original_that_is_not_utf8_exactly() -> None:
+    """A Latin-1 document: its text reads with U+FFFD, its bytes are kept as they were."""
+    original = '{"doc_id": "d-1", "title": "Résultats"}'.encode("latin-1")
+
+    letter = dead_letter(consumed(original), error="why", error_type="invalid", attempts=1)
+    found = msgspec.json.decode(msgspec.json.encode(letter), type=DeadLetter)
+
+    assert found.original == '{"doc_id": "d-1", "title": "R\ufffdsultats"}'
+    assert found.original_base64 == original
+    assert found.exact_original() == original
+    assert hashlib.sha256(original).hexdigest() == found.original_sha256
+    assert found.original_clipped is False
+
+
+def test_a_dead_letter_keeps_a_binary_key_and_headers_exactly() -> None:
+    """Header values that are not text, a name given twice, a header without a value."""
+    headers = [("trace", b"\xff\x00\x01"), ("tag", b"a"), ("tag", b"b"), ("empty", None)]
+    record = consumed(b"{}", key=b"\xff\xfedoc", headers=headers)
+
+    letter = dead_letter(record, error="why", error_type="invalid", attempts=1)
+    found = msgspec.json.decode(msgspec.json.encode(letter), type=DeadLetter)
+
+    assert found.exact_key() == b"\xff\xfedoc"
+    assert found.key == "\ufffd\ufffddoc"  # as before, for readers of text
+    assert found.exact_headers() == headers
+    assert found.headers == {"trace": "\ufffd\x00\x01", "tag": "b", "empty": ""}
+    assert (found.key_clipped, found.headers_clipped, found.tombstone) == (False, False, False)
+
+
+def test_a_dead_letter_of_text_writes_no_exact_copies() -> None:
+    record = consumed(b"{}", key=b"", headers=[("source", "café".encode())])
+
+    letter = dead_letter(record, error="why", error_type="invalid", attempts=1)
+
+    assert (letter.original_base64, letter.key_base64, letter.headers_base64) == (None, None, None)
+    # An empty key is a key (it picks the partition), not none.
+    assert letter.key == ""
+    assert letter.exact_key() == b""
+    assert letter.exact_headers() == [("source", "café".encode())]
+
+
+def test_a_dead_letter_says_when_its_key_or_headers_were_clipped() -> None:
+    long_key = b"k" * 2000
+    record = consumed(b"{}", key=long_key, headers=[("h", b"v" * 2000)])
+
+    letter = dead_letter(record, error="why", error_type="invalid", attempts=1)
+
+    assert letter.key_clipped is True
+    assert letter.key == "k" * 1024
+    assert letter.headers_clipped is True
+    assert letter.original_clipped is False
+
+
+def test_a_dead_letter_of_a_tombstone_says_it_had_no_value() -> None:
+    letter = dead_letter(consumed(None), error="why", error_type="tombstone", attempts=0)
+    found = msgspec.json.decode(msgspec.json.encode(letter), type=DeadLetter)
+
+    assert found.tombstone is True
+    assert found.exact_original() is None
+    assert (found.original, found.original_bytes) == ("", 0)
 
 
 def test_a_dead_letter_written_before_sizes_were_recorded_still_reads() -> None:
@@ -225,3 +302,22 @@ def test_a_dead_letter_written_before_sizes_were_recorded_still_reads() -> None:
         None,
     )
     assert letter.original_clipped is False
+    # Read exactly as it was written: its text is its bytes.
+    assert letter.exact_original() == b"{not json"
+    assert letter.exact_key() == b"d-1"
+    assert letter.exact_headers() == []
+    assert letter.tombstone is False
+
+
+def test_a_dead_letter_of_a_record_nothing_of_which_was_read_is_no_tombstone() -> None:
+    """A record of a corrupt batch (unreadable.py) comes without a value: unknown, not none."""
+    letter = dead_letter(
+        consumed(None, key=None),
+        error="corrupt",
+        error_type="corrupt_record_batch",
+        attempts=0,
+        original_known=False,
+    )
+
+    assert letter.tombstone is False
+    assert (letter.original_bytes, letter.original_sha256) == (None, None)

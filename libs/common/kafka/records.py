@@ -14,7 +14,10 @@ What a consumer that commits an offset only after one of these returned can coun
 - ``dead_letter`` builds an envelope that always fits the broker's default limit (1 MiB) and is
   never refused for its size: the first ``DEAD_LETTER_ORIGINAL_BYTES`` (64 KiB) of the original
   as text, with ``original_clipped`` set when that is not all of it, the original's full size in
-  bytes and its sha256; the error, the key and the headers are clipped too.
+  bytes and its sha256; the error, the key and the headers are clipped too (``key_clipped``,
+  ``headers_clipped``). What is not text (a key, an original or a header value that is not
+  UTF-8, a header name given twice, a tombstone) is kept exactly beside its text
+  (:class:`DeadLetter`), so that the record can be sent again byte for byte.
 - What no topic takes goes to the spill file (``spill.py``).
 """
 
@@ -24,7 +27,7 @@ import asyncio
 import codecs
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -123,8 +126,8 @@ async def send_acknowledged(
     producer: AIOKafkaProducer,
     topic: str,
     key: bytes | None,
-    value: bytes,
-    headers: list[tuple[str, bytes]] | None = None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None = None,
     *,
     deadline_s: float = PUBLISH_DEADLINE_S,
     since: float | None = None,
@@ -133,7 +136,8 @@ async def send_acknowledged(
     ``deadline_s``: a caller commits its input only after this returns, so nothing is lost in
     between. Raises ``PublishFailed`` (``ProducerClosed`` as it is: the caller stopped).
     ``since``: the ``time.monotonic()`` the deadline counts from, when the record was handed
-    over earlier (a batch that failed: ``libs/common/kafka/publisher.py``); else now."""
+    over earlier (a batch that failed: ``libs/common/kafka/publisher.py``); else now. A
+    ``value`` of ``None`` is a tombstone; a header's ``None``, a header without a value."""
     last: Exception | None = None
     remaining_s = deadline_s if since is None else since + deadline_s - time.monotonic()
 
@@ -173,6 +177,47 @@ def _clip_utf8(data: bytes, limit: int) -> str:
     return decoder.decode(data[:limit], final=len(data) <= limit)
 
 
+def _is_utf8(data: bytes, *, cut: bool) -> bool:
+    """Whether ``data`` is UTF-8; when it was ``cut`` from something longer, a character cut in
+    half at its end does not count against it."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=not cut)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _unless_utf8(data: bytes, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``data`` when they are not UTF-8 (text cannot carry them),
+    else ``None``."""
+    kept = data[:limit]
+    return None if _is_utf8(kept, cut=len(data) > limit) else kept
+
+
+def _exact_headers(
+    headers: list[tuple[str, bytes | None]],
+) -> list[tuple[str, bytes | None]] | None:
+    """The (clipped) headers themselves when a ``dict[str, str]`` cannot say them: a value not
+    UTF-8 or null, or a name given more than once; else ``None``."""
+    kept = [
+        (name[:_HEADER_NAME_CHARS], None if value is None else value[:_HEADER_VALUE_BYTES])
+        for name, value in headers[:_HEADERS]
+    ]
+    repeated = len({name for name, _ in kept}) < len(kept)
+    binary = any(
+        value is None or _unless_utf8(value, _HEADER_VALUE_BYTES) is not None
+        for _, value in headers[:_HEADERS]
+    )
+    return kept if repeated or binary else None
+
+
+def _headers_clipped(headers: list[tuple[str, bytes | None]]) -> bool:
+    return len(headers) > _HEADERS or any(
+        len(name) > _HEADER_NAME_CHARS or len(value or b"") > _HEADER_VALUE_BYTES
+        for name, value in headers
+    )
+
+
 def dead_letter(
     record: ConsumerRecord[bytes, bytes],
     *,
@@ -182,11 +227,16 @@ def dead_letter(
     keep_bytes: int = DEAD_LETTER_ORIGINAL_BYTES,
     original_known: bool = True,
 ) -> DeadLetter:
-    """The DLQ envelope of ``record``: the original (its first ``keep_bytes`` as text, its size
-    and sha256) and headers, where it came from, and why it could not be used.
+    """The DLQ envelope of ``record``: the original (its first ``keep_bytes`` as text, exactly
+    too when that is not UTF-8, its size and sha256), its key and headers, where it came from,
+    and why it could not be used.
     ``original_known=False``: nothing of the record could be read (``unreadable.py``), so the
-    letter carries an empty original of unknown size and digest, not those of an empty one."""
+    letter carries an empty original of unknown size and digest, not those of an empty one
+    (nor a tombstone's)."""
     original = record.value or b""
+    key = record.key
+    # aiokafka gives a header without a value (Kafka allows one) as None.
+    headers: list[tuple[str, bytes | None]] = list(record.headers)
     letter = DeadLetter(
         error=error[:_ERROR_CHARS],
         error_type=error_type,
@@ -194,15 +244,22 @@ def dead_letter(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        key=_clip_utf8(record.key, _KEY_BYTES) if record.key else None,
+        # An empty key is a key (it picks a partition), not none.
+        key=None if key is None else _clip_utf8(key, _KEY_BYTES),
+        key_base64=None if key is None else _unless_utf8(key, _KEY_BYTES),
+        key_clipped=key is not None and len(key) > _KEY_BYTES,
         original=_clip_utf8(original, keep_bytes),
+        original_base64=_unless_utf8(original, keep_bytes),
         original_bytes=len(original),
         original_sha256=hashlib.sha256(original).hexdigest(),
         original_clipped=len(original) > keep_bytes,
+        tombstone=record.value is None and original_known,
         headers={
             name[:_HEADER_NAME_CHARS]: _clip_utf8(value or b"", _HEADER_VALUE_BYTES)
-            for name, value in list(record.headers)[:_HEADERS]
+            for name, value in headers[:_HEADERS]
         },
+        headers_base64=_exact_headers(headers),
+        headers_clipped=_headers_clipped(headers),
         failed_at=datetime.now(UTC),
     )
     if not original_known:

@@ -76,10 +76,19 @@ class DocumentResult(msgspec.Struct, kw_only=True):
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
-    """The original message with why it could not be processed: all of it up to 64 KiB, else
+    """The original record with why it could not be processed: all of it up to 64 KiB, else
     its first 64 KiB (``original_clipped``), and always its full size and sha256, so that an
-    envelope always fits the broker's limit. Letters written before those three fields existed
-    read with their defaults."""
+    envelope always fits the broker's limit.
+
+    ``key``, ``original`` and ``headers`` are the record as text, for people and for readers
+    of text. What text cannot carry is kept beside them, exactly, in fields written only when
+    needed (``bytes`` here, base64 in JSON): ``key_base64`` and ``original_base64`` when the
+    key or the original is not UTF-8, ``headers_base64`` when a header value is not UTF-8 (or
+    null) or a name comes more than once, ``tombstone`` when the record had no value at all.
+    :meth:`exact_key`, :meth:`exact_original` and :meth:`exact_headers` give the record back
+    byte for byte; a part that was clipped (``key_clipped``, ``original_clipped``,
+    ``headers_clipped``) is the record's only in its first bytes, and whole only on the source
+    topic. Letters written before a field existed read with its default."""
 
     error: str
     error_type: str
@@ -88,7 +97,11 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     partition: int
     offset: int
     key: str | None
+    """The key as text: its bytes that are not UTF-8 read as U+FFFD (``key_base64`` holds
+    them exactly); ``None`` when the record had no key."""
     original: str
+    """The original as text, its first 64 KiB when clipped: its bytes that are not UTF-8 read
+    as U+FFFD (``original_base64`` holds them exactly); ``""`` for a tombstone."""
     original_bytes: int | None = None
     """The original's full size in bytes."""
     original_sha256: str | None = None
@@ -96,7 +109,49 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     original_clipped: bool = False
     """``original`` holds only the original's first bytes."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """The headers as text, for reading: a value's bytes that are not UTF-8 read as U+FFFD,
+    and of a name given more than once only the last value shows (``headers_base64`` then
+    holds them all exactly)."""
     failed_at: datetime
+    original_base64: bytes | None = None
+    """The bytes ``original`` stands for (the first 64 KiB when clipped), exactly; written only
+    when they are not UTF-8."""
+    key_base64: bytes | None = None
+    """The bytes ``key`` stands for, exactly; written only when they are not UTF-8."""
+    key_clipped: bool = False
+    """``key`` (and ``key_base64``) hold only the key's first 1 KiB."""
+    headers_base64: list[tuple[str, bytes | None]] | None = None
+    """Every header in order, each a ``[name, value]`` pair with its value exactly (``null``
+    for a header without a value); written only when ``headers`` cannot say them: a value that
+    is not UTF-8 or null, or a name that comes more than once."""
+    headers_clipped: bool = False
+    """Headers were cut: only the first 32 are kept, each name to 256 characters, each value
+    to its first 1 KiB."""
+    tombstone: bool = False
+    """The record had no value at all (``null``: a Kafka tombstone), not an empty one."""
+
+    def exact_key(self) -> bytes | None:
+        """The record's key as it was, but for ``key_clipped``."""
+        if self.key_base64 is not None:
+            return self.key_base64
+        return None if self.key is None else self.key.encode()
+
+    def exact_original(self) -> bytes | None:
+        """The record's value as it was (``None`` for a tombstone), but for
+        ``original_clipped``; check it against ``original_sha256`` before trusting it: a
+        letter written before ``original_base64`` existed holds U+FFFD where the bytes were
+        not UTF-8."""
+        if self.tombstone:
+            return None
+        if self.original_base64 is not None:
+            return self.original_base64
+        return self.original.encode()
+
+    def exact_headers(self) -> list[tuple[str, bytes | None]]:
+        """The record's headers as they were, in order, but for ``headers_clipped``."""
+        if self.headers_base64 is not None:
+            return list(self.headers_base64)
+        return [(name, value.encode()) for name, value in self.headers.items()]
 
 
 # How analytics counts the processor's work: each document answered (or dead-lettered) is a run
