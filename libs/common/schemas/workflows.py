@@ -182,13 +182,30 @@ class WorkflowParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
             )
 
 
+RunParameters = Annotated[
+    WorkflowParameters | None,
+    # Said in the schema too (msgspec keeps it only on the union), so that what the schema
+    # takes is what the runner takes.
+    msgspec.Meta(
+        extra_json_schema={
+            "not": {
+                "type": "object",
+                "required": ["model", "capability"],
+                "properties": {"model": {"type": "string"}, "capability": {"type": "string"}},
+            }
+        }
+    ),
+]
+"""A request's parameters: a model or a capability, not both."""
+
+
 class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /workflows/{id}/runs``: the workflow's input and how to run it."""
 
     input: dict[str, Any] = msgspec.field(default_factory=dict)
     run_id: RunId | None = None
     """Choose the run's id (it becomes the checkpoint thread id); taken ids are refused."""
-    parameters: WorkflowParameters | None = None
+    parameters: RunParameters = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
