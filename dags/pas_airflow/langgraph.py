@@ -302,13 +302,20 @@ class LangGraphOperator(BaseOperator):
         definition = found["definition"]
         generation = definition.get("parameters") or {}
         max_tokens = generation.get("max_tokens")
+        model = definition.get("model")
         parameters = {
             "version": str(found["version"]),
-            "model": definition.get("model"),
+            "model": model,
+            # The definition's rule: its capability is asked only when it names no model.
+            "capability": definition.get("capability") if model is None else None,
             "temperature": generation.get("temperature"),
+            "top_p": generation.get("top_p"),
             "max_tokens": None
             if max_tokens is None
             else min(max(max_tokens, _MIN_TOKENS), _MAX_TOKENS),
+            "seed": generation.get("seed"),
+            "stop": generation.get("stop") or None,
+            "timeout_s": generation.get("timeout_s"),
             "prompts": dict(definition.get("prompts") or {}),
         }
         return {k: v for k, v in parameters.items() if v is not None}

@@ -15,7 +15,7 @@ import structlog
 
 from libs.common.clients.versioning import RunPlan, VersioningClient, VersioningNotFound
 from libs.common.schemas.workflows import WorkflowParameters
-from services.langgraph_runner.errors import VersionUnusable
+from services.langgraph_runner.errors import UnsupportedParameters, VersionUnusable
 
 logger = structlog.get_logger("pas.runner")
 
@@ -68,9 +68,10 @@ class VersionedDefinitions:
 
 
 def parameters_of(plan: RunPlan) -> WorkflowParameters:
-    """The version's parameters as a run takes them, checked as a request's are: a struct
-    built unchecked was stored, then refused by every read of the runs table (a 500 for each
-    list that held the run, and the outbox stuck on it)."""
+    """The version's parameters as a run takes them, every one the LLM calls can apply (the
+    run records them as what it ran with), checked as a request's are: a struct built
+    unchecked was stored, then refused by every read of the runs table (a 500 for each list
+    that held the run, and the outbox stuck on it)."""
     definition = plan.definition
     generation = definition.parameters
     max_tokens = generation.max_tokens
@@ -79,11 +80,30 @@ def parameters_of(plan: RunPlan) -> WorkflowParameters:
     asked = {
         "version": str(plan.version),
         "model": definition.model,
+        # The definition's rule: its capability is asked only when it names no model.
+        "capability": definition.capability if definition.model is None else None,
         "temperature": generation.temperature,
+        "top_p": generation.top_p,
         "max_tokens": max_tokens,
+        "seed": generation.seed,
+        "stop": list(generation.stop),
+        "timeout_s": generation.timeout_s,
         "prompts": dict(definition.prompts),
     }
     try:
         return msgspec.convert(asked, WorkflowParameters)
     except msgspec.ValidationError as exc:
         raise VersionUnusable(plan.workflow_id, plan.version, str(exc)) from exc
+
+
+def refuse_inapplicable(
+    workflow_id: str, parameters: WorkflowParameters, problem: str | None, *, requested: bool
+) -> None:
+    """Refuse a run whose parameters the runner's LLM backend cannot apply (``problem`` says
+    why; ``None``: it can): the request's fault (400) when it gave them, else the version's
+    (502). Run anyway, its record would claim parameters, and a version, that did not run."""
+    if problem is None:
+        return
+    if requested or parameters.version is None:
+        raise UnsupportedParameters(f"parameters of {workflow_id!r}: {problem}")
+    raise VersionUnusable(workflow_id, parameters.version, problem)

@@ -33,8 +33,15 @@ class VersionUnusable(PASError):
 
     status_code = 502
 
-    def __init__(self, workflow_id: str, version: int, problem: str) -> None:
+    def __init__(self, workflow_id: str, version: int | str, problem: str) -> None:
         super().__init__(f"version {version} of {workflow_id!r} cannot be run: {problem}")
+
+
+class UnsupportedParameters(PASError):
+    """A request's parameters ask what the runner's LLM backend cannot do (a capability of a
+    runner on the Ollama API, say)."""
+
+    status_code = 400
 
 
 class RunConflict(PASError):

@@ -198,12 +198,28 @@ async def _add_run_headers(request: httpx.Request) -> None:
     request.headers.update(_run_headers_now())
 
 
+class CallSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What one chat model asks every call with: a run's parameters over the runner's
+    defaults, the node's bound on tokens. Hashable: the gateway keeps one model per value."""
+
+    model: str
+    capability: str | None
+    temperature: float
+    top_p: float | None
+    max_tokens: int
+    seed: int
+    stop: tuple[str, ...]
+    timeout_s: float | None
+    """The whole call's bound; ``None``: the runner's ``llm_timeout_s`` as its client has it
+    (connecting, and every wait for the answer's next bytes)."""
+
+
 class LLMGateway:
-    """Chat models for LLM nodes, one per (model, temperature, max tokens), built on first use."""
+    """Chat models for LLM nodes, one per :class:`CallSettings`, built on first use."""
 
     def __init__(self, settings: RunnerSettings) -> None:
         self._settings = settings
-        self._models: dict[tuple[str, float, int], BaseChatModel] = {}
+        self._models: dict[CallSettings, BaseChatModel] = {}
         self._openai: OpenAIClient | None = None
 
     @property
@@ -211,33 +227,62 @@ class LLMGateway:
         s = self._settings
         return {"api": s.llm_api, "url": s.llm_url, "model": s.llm_model}
 
-    def chat_model(self, parameters: WorkflowParameters, max_tokens: int) -> BaseChatModel:
+    def cannot_apply(self, parameters: WorkflowParameters) -> str | None:
+        """Why this runner's API cannot make calls as ``parameters`` ask (``None``: it can)."""
+        if parameters.capability is not None and self._settings.llm_api == "ollama":
+            return (
+                f"capability {parameters.capability!r} is routed by the provider router "
+                "(RUNNER_LLM_API=openai); the Ollama API serves a model by its name only, "
+                "so give a model instead"
+            )
+        return None
+
+    def call_settings(self, parameters: WorkflowParameters, max_tokens: int) -> CallSettings:
+        """``parameters`` over the runner's defaults; ``max_tokens`` is the node's bound."""
         s = self._settings
-        model = parameters.model or s.llm_model
-        temperature = (
-            s.llm_temperature if parameters.temperature is None else parameters.temperature
+        # A run that names its model asks that model: the router would route by a capability
+        # sent along (the runner's default one) and answer from another.
+        capability = parameters.capability
+        if capability is None and parameters.model is None:
+            capability = s.llm_capability
+        return CallSettings(
+            model=parameters.model or s.llm_model,
+            capability=capability,
+            temperature=(
+                s.llm_temperature if parameters.temperature is None else parameters.temperature
+            ),
+            top_p=parameters.top_p,
+            max_tokens=min(max_tokens, parameters.max_tokens or s.llm_max_tokens, s.llm_max_tokens),
+            seed=0 if parameters.seed is None else parameters.seed,
+            stop=tuple(parameters.stop),
+            timeout_s=parameters.timeout_s,
         )
-        limit = min(max_tokens, parameters.max_tokens or s.llm_max_tokens, s.llm_max_tokens)
-        key = (model, temperature, limit)
-        chat = self._models.get(key)
+
+    def chat_model(self, parameters: WorkflowParameters, max_tokens: int) -> BaseChatModel:
+        call = self.call_settings(parameters, max_tokens)
+        chat = self._models.get(call)
         if chat is None:
-            chat = self._models[key] = self._build(model, temperature, limit)
+            chat = self._models[call] = self._build(call)
         return chat
 
-    def _build(self, model: str, temperature: float, max_tokens: int) -> BaseChatModel:
+    def _build(self, call: CallSettings) -> BaseChatModel:
         s = self._settings
         if s.llm_api == "ollama":
             # Ollama itself takes no key; a PAS LLM service with a token, or an authenticating
             # proxy in front of Ollama, takes it as a bearer token (as the OpenAI path sends it).
-            client: dict[str, Any] = {"timeout": s.llm_timeout_s}
+            client: dict[str, Any] = {"timeout": call.timeout_s or s.llm_timeout_s}
             if s.llm_api_key:
                 client["headers"] = {"Authorization": f"Bearer {s.llm_api_key}"}
+            # Ollama's options under their own names: num_predict is max_tokens.
             return TracedChatOllama(
                 base_url=s.llm_url,
-                model=model,
-                temperature=temperature,
-                num_predict=max_tokens,
-                seed=0,
+                model=call.model,
+                temperature=call.temperature,
+                top_p=call.top_p,
+                num_predict=call.max_tokens,
+                seed=call.seed,
+                stop=list(call.stop) or None,
+                call_timeout_s=call.timeout_s,
                 client_kwargs=client,
                 async_client_kwargs={
                     "event_hooks": {"request": [_add_run_headers]},
@@ -249,10 +294,14 @@ class LLMGateway:
                 openai_base_url(s.llm_url), api_key=s.llm_api_key, timeout_s=s.llm_timeout_s
             )
         return OpenAICompatibleChat(
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            capability=s.llm_capability,
+            model=call.model,
+            temperature=call.temperature,
+            top_p=call.top_p,
+            max_tokens=call.max_tokens,
+            seed=call.seed,
+            stop=list(call.stop),
+            timeout_s=call.timeout_s,
+            capability=call.capability,
             client=self._openai,
             call_headers=_run_headers_now,
             longest_wait_s=s.node_retry_max_s,

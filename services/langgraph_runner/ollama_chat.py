@@ -10,6 +10,7 @@ model from ``model``) when the final response carries them. Only ``ainvoke``'s p
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -70,7 +71,12 @@ def _count(info: Mapping[str, Any], key: str) -> int | None:
 
 
 class TracedChatOllama(ChatOllama):
-    """:class:`ChatOllama`, each call in a GenAI span with the tokens Ollama reported."""
+    """:class:`ChatOllama`, each call in a GenAI span with the tokens Ollama reported, and
+    bounded whole by ``call_timeout_s``."""
+
+    call_timeout_s: float | None = None
+    """How long a call may take, its streamed answer read to the end (``None``: no bound but
+    the client's, which httpx applies to each wait for the next bytes, never the whole)."""
 
     async def _agenerate(
         self,
@@ -85,7 +91,16 @@ class TracedChatOllama(ChatOllama):
         if self.temperature is not None:
             requested[GEN_AI_REQUEST_TEMPERATURE] = self.temperature
         with genai_span(CHAT, model=self.model, provider=PROVIDER, attributes=requested) as span:
-            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
+            try:
+                async with asyncio.timeout(self.call_timeout_s):
+                    result = await super()._agenerate(messages, stop, run_manager, **kwargs)
+            except TimeoutError as exc:
+                if self.call_timeout_s is None:
+                    raise
+                # Say which bound it was: the run's timeout_s, not the client's.
+                raise TimeoutError(
+                    f"{self.base_url} gave no answer within timeout_s={self.call_timeout_s:g} s"
+                ) from exc
             final = result.generations[0] if result.generations else None
             info = (final.generation_info if final else None) or {}
             model = info.get("model")

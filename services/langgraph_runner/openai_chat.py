@@ -33,10 +33,10 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from libs.common.clients.chat_completions import ChatAnswer
-from libs.common.clients.llm_errors import LLMTransientError
+from libs.common.clients.llm_errors import LLMTimeout, LLMTransientError
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.genai_tracing import (
     CHAT,
@@ -112,7 +112,13 @@ class OpenAICompatibleChat(BaseChatModel):
 
     model: str
     temperature: float = 0.0
+    top_p: float | None = None
     max_tokens: int = 256
+    seed: int = 0
+    stop: list[str] = Field(default_factory=list)
+    """Stop sequences of every call (a call's own ``stop`` replaces them)."""
+    timeout_s: float | None = None
+    """Each request's bound, its answer read (``None``: the client's bounds)."""
     capability: str | None = None
     client: OpenAIClient
     """Shared by every chat model of the runner (its owner closes it)."""
@@ -152,13 +158,22 @@ class OpenAICompatibleChat(BaseChatModel):
         self, body: dict[str, Any], headers: Mapping[str, str] | None
     ) -> ChatAnswer:
         try:
-            return await self.client.complete(body, headers=headers)
+            return await self._request(body, headers)
         except LLMTransientError as exc:
             wait_s = exc.retry_after_s
             if wait_s is None or wait_s > self.longest_wait_s:
                 raise
         await asyncio.sleep(wait_s)
-        return await self.client.complete(body, headers=headers)
+        return await self._request(body, headers)
+
+    async def _request(self, body: dict[str, Any], headers: Mapping[str, str] | None) -> ChatAnswer:
+        try:
+            return await self.client.complete(body, headers=headers, timeout_s=self.timeout_s)
+        except LLMTimeout as exc:
+            if self.timeout_s is None:
+                raise
+            # Say which bound it was: the run's timeout_s, not the runner's.
+            raise LLMTimeout(f"no answer within timeout_s={self.timeout_s:g} s ({exc})") from exc
 
     def _generate(
         self,
@@ -181,10 +196,12 @@ class OpenAICompatibleChat(BaseChatModel):
             "messages": [_wire_message(m) for m in messages],
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            "seed": 0,
+            "seed": self.seed,
         }
-        if stop:
-            body["stop"] = stop
+        if self.top_p is not None:
+            body["top_p"] = self.top_p
+        if stop or self.stop:
+            body["stop"] = stop or self.stop
         if self.capability:
             body["capability"] = self.capability
         if kwargs.get("tools"):

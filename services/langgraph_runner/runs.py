@@ -51,7 +51,11 @@ from libs.common.schemas.workflows import (
 )
 from libs.common.telemetry import pas_span, tracing_enabled
 from services.langgraph_runner.catalog import Catalog, Workflow
-from services.langgraph_runner.definitions import DefinitionSource
+from services.langgraph_runner.definitions import (
+    DefinitionSource,
+    ResolvedDefinition,
+    refuse_inapplicable,
+)
 from services.langgraph_runner.errors import (
     InvalidWorkflowInput,
     RunConflict,
@@ -202,6 +206,7 @@ class RunManager:
         run_id = run_id or uuid.uuid4().hex
         unit = experiment_unit(metadata, run_id)
         resolved = await self._definitions.resolve(workflow_id, parameters, unit)
+        self._refuse_inapplicable(workflow_id, resolved, requested=parameters is not None)
         record = self._new_record(
             workflow_id,
             payload,
@@ -215,6 +220,13 @@ class RunManager:
         logger.info("run accepted", run_id=run_id, workflow_id=workflow_id, source="http")
         return record
 
+    def _refuse_inapplicable(
+        self, workflow_id: str, resolved: ResolvedDefinition, *, requested: bool
+    ) -> None:
+        parameters = resolved.parameters
+        problem = self._catalog.deps.llm.cannot_apply(parameters)
+        refuse_inapplicable(workflow_id, parameters, problem, requested=requested)
+
     async def start_for_event(
         self, event: WorkflowTriggered, headers: Mapping[str, str] | None = None
     ) -> tuple[RunRecord, bool]:
@@ -226,6 +238,7 @@ class RunManager:
         checked_metadata(event.metadata)
         unit = experiment_unit(event.metadata, event.workflow_run_id)
         resolved = await self._definitions.resolve(event.workflow_id, None, unit)
+        self._refuse_inapplicable(event.workflow_id, resolved, requested=False)
         record = self._new_record(
             event.workflow_id,
             event.payload,

@@ -5,10 +5,12 @@ records each request's body and headers. Serve it with ``tests.support.asgi_serv
 Given a ``context`` (tokens, counted here as words), it treats a longer prompt as Ollama does:
 by default it cuts it and answers 200 (``prompt_eval_count`` half the context and two, as
 Ollama reports a cut prompt); with ``truncate: false`` it answers Ollama's 400, whose body
-names both sizes (``exceed_context_size_error``)."""
+names both sizes (``exceed_context_size_error``). ``delay_s`` makes it answer that late (a slow
+model)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -32,10 +34,13 @@ def overflow_body(tokens: int, context: int) -> bytes:
 
 
 class OllamaChat:
-    def __init__(self, answers: list[str], *, context: int | None = None) -> None:
+    def __init__(
+        self, answers: list[str], *, context: int | None = None, delay_s: float = 0.0
+    ) -> None:
         """``answers`` in turn, the last one again once they run out."""
         self.answers = answers
         self.context = context
+        self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.answered = 0
@@ -48,6 +53,8 @@ class OllamaChat:
         request = json.loads(await read_body(receive))
         self.requests.append(request)
         self.headers.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         tokens = sum(len(m.get("content", "").split()) for m in request.get("messages", ()))
         if self.context is not None and tokens > self.context:
             if request.get("truncate") is False:

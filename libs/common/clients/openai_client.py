@@ -184,23 +184,34 @@ class OpenAIClient:
         body: Mapping[str, Any] | bytes,
         *,
         headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> aiohttp.ClientResponse:
         """POST ``body`` (a dict, or JSON already encoded) to ``/chat/completions`` and return
         the 2xx response with its body unread: the caller reads it and releases it. Anything
-        else raises from the taxonomy."""
-        return await self._post(self._chat_url, body, headers)
+        else raises from the taxonomy. ``timeout_s`` bounds this call whole, its body read
+        included, instead of the client's bounds (:class:`LLMTimeout` past it)."""
+        return await self._post(self._chat_url, body, headers, timeout_s)
 
     async def complete_bytes(
-        self, body: Mapping[str, Any] | bytes, *, headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any] | bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> bytes:
         """The 2xx answer's body as sent (for a proxy that passes it on unparsed)."""
-        return await self._read(await self.send(body, headers=headers))
+        return await self._read(await self.send(body, headers=headers, timeout_s=timeout_s))
 
     async def complete(
-        self, body: Mapping[str, Any] | bytes, *, headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any] | bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> ChatAnswer:
-        """One chat completion, parsed."""
-        return read_completion(await self.complete_bytes(body, headers=headers), self.where)
+        """One chat completion, parsed (within ``timeout_s``, when given, as :meth:`send`)."""
+        payload = await self.complete_bytes(body, headers=headers, timeout_s=timeout_s)
+        return read_completion(payload, self.where)
 
     async def stream(
         self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
@@ -230,12 +241,18 @@ class OpenAIClient:
         return await self._read(await self._post(self._embeddings_url, body, headers))
 
     async def _post(
-        self, url: str, body: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None
+        self,
+        url: str,
+        body: Mapping[str, Any] | bytes,
+        headers: Mapping[str, str] | None,
+        timeout_s: float | None = None,
     ) -> aiohttp.ClientResponse:
         data = body if isinstance(body, bytes) else _encode(body)
         sent = {**self._headers, **headers} if headers else self._headers
+        # aiohttp's total runs until the response is released: the body's read included.
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         return await post_for_success(
-            self._http(), url, data, sent, self._timeout, where=self.where, proxy=self._proxy
+            self._http(), url, data, sent, timeout, where=self.where, proxy=self._proxy
         )
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:

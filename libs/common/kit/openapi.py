@@ -20,10 +20,10 @@ from libs.common.schemas.json_schema import inline_schema
 
 _WIRE_MODULES = ("libs.common.schemas.",)
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-_NESTED_ONE = {"items", "additional_properties", "not_", "contains"}
+_NESTED_ONE = {"items", "additional_properties", "schema_not", "contains"}
 _NESTED_MANY = {"any_of", "one_of", "all_of", "prefix_items"}
 _NESTED_MAP = {"properties", "pattern_properties"}
-_RENAMED = {"not": "not_", "$schema": "schema_"}
+_RENAMED = {"not": "schema_not", "$schema": "schema_"}
 
 
 def _snake(key: str) -> str:

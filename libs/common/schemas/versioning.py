@@ -23,7 +23,12 @@ import msgspec
 from libs.common.schemas.agents import Capability
 from libs.common.schemas.llm import MaxTokens, Temperature, TopP
 from libs.common.schemas.patterns import TEXT_END
-from libs.common.schemas.workflows import MODEL_NAME_MAX_CHARS, PROMPT_MAX_CHARS
+from libs.common.schemas.workflows import (
+    MODEL_NAME_MAX_CHARS,
+    PROMPT_MAX_CHARS,
+    CallTimeout,
+    StopSequences,
+)
 
 # --- names -----------------------------------------------------------------------------------
 
@@ -109,10 +114,9 @@ class GenerationParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
     seed: int | None = None
-    stop: Annotated[
-        list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=8)
-    ] = msgspec.field(default_factory=list)
-    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+    stop: StopSequences = msgspec.field(default_factory=list)
+    timeout_s: CallTimeout | None = None
+    """How long one of the workflow's LLM calls may take."""
 
 
 class WorkflowDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from libs.common.schemas.agents import Capability
+from libs.common.schemas.llm import TopP
 from libs.common.schemas.patterns import TEXT_END
 
 EVENT_TRIGGERED: Final = "workflow.triggered"
@@ -135,6 +137,12 @@ PROMPT_MAX_CHARS: Final = 100_000
 MODEL_NAME_MAX_CHARS: Final = 256
 """What a prompt and a model name may hold, in a run's parameters and in a version's definition
 alike: a version the version manager takes is one the runner runs."""
+StopSequences = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=8)
+]
+"""Stop sequences of an LLM call, in a run's parameters and a version's alike."""
+CallTimeout = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+"""Seconds one LLM call may take, in a run's parameters and a version's alike."""
 
 
 class WorkflowParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -147,11 +155,48 @@ class WorkflowParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
     version: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=MODEL_NAME_MAX_CHARS)] | None = None
+    capability: Capability | None = None
+    """Ask the provider router for a model with this capability instead of naming one (the
+    runner on the OpenAI-compatible API; an Ollama API serves models by name only). Not with
+    ``model``: the router routes by capability whenever one is given, so both would ask two
+    things and get one."""
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
+    top_p: TopP | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=16, le=8192)] | None = None
+    seed: int | None = None
+    """``None``: seed 0, so that a run asked again answers the same."""
+    stop: StopSequences = msgspec.field(default_factory=list)
+    """The model stops before the first of these it would write (the answer leaves it out)."""
+    timeout_s: CallTimeout | None = None
+    """How long one LLM call may take, its whole answer read (``None``: the runner's
+    ``RUNNER_LLM_TIMEOUT_S``); a call past it fails as a timeout, retried as the node's
+    retry policy says."""
     prompts: dict[str, Annotated[str, msgspec.Meta(min_length=1, max_length=PROMPT_MAX_CHARS)]] = (
         msgspec.field(default_factory=dict)
     )
+
+    def __post_init__(self) -> None:
+        if self.model is not None and self.capability is not None:
+            raise ValueError(
+                f"give a model ({self.model!r}) or a capability ({self.capability!r}), not both"
+            )
+
+
+RunParameters = Annotated[
+    WorkflowParameters | None,
+    # Said in the schema too (msgspec keeps it only on the union), so that what the schema
+    # takes is what the runner takes.
+    msgspec.Meta(
+        extra_json_schema={
+            "not": {
+                "type": "object",
+                "required": ["model", "capability"],
+                "properties": {"model": {"type": "string"}, "capability": {"type": "string"}},
+            }
+        }
+    ),
+]
+"""A request's parameters: a model or a capability, not both."""
 
 
 class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -160,7 +205,7 @@ class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     input: dict[str, Any] = msgspec.field(default_factory=dict)
     run_id: RunId | None = None
     """Choose the run's id (it becomes the checkpoint thread id); taken ids are refused."""
-    parameters: WorkflowParameters | None = None
+    parameters: RunParameters = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
