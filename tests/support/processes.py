@@ -37,7 +37,10 @@ class ServiceProcess(ChildProcess):
         self._env = {**os.environ, "PAS_ENV_FILE": "", **env}
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, ready_timeout_s: float = 30.0, ready_path: str = "/health") -> Self:
+    def start(self, *, ready_timeout_s: float = 60.0, ready_path: str = "/health") -> Self:
+        """Start it and wait until ``ready_path`` answers 200. The wait includes the interpreter's
+        start and the imports (a runner's take seconds, and ten times that on a machine other
+        jobs load): a readiness deadline, not a measure of anything."""
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [
