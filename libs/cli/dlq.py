@@ -33,10 +33,10 @@ from libs.cli.dead_letters import (
     replayed_headers,
 )
 from libs.cli.replay_receipts import ReplayReceipt, letter_place, read_receipts, record_receipt
-from libs.cli.runtime import err, one_line, out, pass_settings, progress, run, stop_producer
+from libs.cli.runtime import err, one_line, out, pass_settings, progress, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
-from libs.common.kafka.records import PublishFailed, send_acknowledged
+from libs.common.kafka.records import PublishFailed, send_acknowledged, stop_producer
 from libs.common.schemas.documents import DeadLetter
 
 

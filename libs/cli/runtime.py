@@ -4,13 +4,11 @@ running its async work with failures turned into one clear line."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import click
 import httpx
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import (
@@ -53,18 +51,6 @@ def progress() -> Progress:
         console=err,
         transient=True,
     )
-
-
-PRODUCER_STOP_S = 5.0
-
-
-async def stop_producer(producer: AIOKafkaProducer) -> None:
-    """Stop ``producer`` within :data:`PRODUCER_STOP_S`. Stopping flushes what it holds: after
-    Ctrl-C, a record aiokafka still retries (a topic the broker refuses) would hold the command
-    for its whole delivery timeout. What was acknowledged is known by then; the rest is not
-    waited for."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(producer.stop(), PRODUCER_STOP_S)
 
 
 def run(work: Coroutine[Any, Any, T], *, broker: str | None = None) -> T:

@@ -12,10 +12,10 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from libs.cli.document_files import Describing, read_documents
-from libs.cli.runtime import pass_settings, progress, run, stop_producer
+from libs.cli.runtime import pass_settings, progress, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
-from libs.common.kafka.records import PublishFailed, send_acknowledged
+from libs.common.kafka.records import PublishFailed, send_acknowledged, stop_producer
 from libs.common.schemas.documents import (
     DeadLetter,
     DocumentResult,

@@ -24,9 +24,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from libs.cli.dead_letters import replay_attempt, replayed_headers
-from libs.cli.runtime import err, one_line, out, pass_settings, run, stop_producer
+from libs.cli.runtime import err, one_line, out, pass_settings, run
 from libs.cli.settings import CLISettings
-from libs.common.kafka.records import send_acknowledged
+from libs.common.kafka.records import send_acknowledged, stop_producer
 from libs.common.kafka.spill import SPILL_FILE_NAME, SpilledRecord, SpillLine, TakenSpill
 
 

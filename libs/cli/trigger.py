@@ -14,11 +14,11 @@ import click
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from libs.cli.runtime import err, pass_settings, run, stop_producer
+from libs.cli.runtime import err, pass_settings, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.clients.runner import RunnerClient, RunnerError, RunnerRefused
-from libs.common.kafka.records import send_acknowledged
+from libs.common.kafka.records import send_acknowledged, stop_producer
 from libs.common.schemas.documents import DeadLetter
 from libs.common.schemas.workflows import (
     EVENT_TRIGGERED,

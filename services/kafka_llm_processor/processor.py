@@ -28,7 +28,7 @@ from opentelemetry.trace import Span
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.partitioner import KafkaPartitioner
 from libs.common.kafka.publisher import BatchPublisher
-from libs.common.kafka.records import PublishFailed, dead_letter, track_topics
+from libs.common.kafka.records import PublishFailed, dead_letter, stop_producer, track_topics
 from libs.common.kafka.spill import SpillFile
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.unreadable import Unreadable
@@ -161,7 +161,7 @@ class DocumentProcessor:
             await self._loop.run(stop)
         finally:
             await self._publisher.close()
-            await producer.stop()
+            await stop_producer(producer)
             logger.info("processor stopped", instance=self.instance)
 
     def _observe_lag(self, loop: WorkLoop) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaProducer
 
+from libs.common.kafka.records import stop_producer
 from libs.common.schemas.documents import FinancialDocument
 from libs.common.settings import load_settings_or_exit
 from services.kafka_llm_processor.settings import ProcessorSettings
@@ -51,7 +52,7 @@ async def send(bootstrap: str, topic: str, docs: list[FinancialDocument]) -> Non
             await producer.send(topic, key=doc.doc_id.encode(), value=msgspec.json.encode(doc))
         await producer.flush()
     finally:
-        await producer.stop()
+        await stop_producer(producer)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from opentelemetry.trace import Span
 
 from libs.common.clients.versioning import VersioningError, VersioningUnavailable
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
-from libs.common.kafka.records import dead_letter, send_acknowledged
+from libs.common.kafka.records import dead_letter, send_acknowledged, stop_producer
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.unreadable import Unreadable
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
@@ -132,7 +132,7 @@ class WorkflowBridge:
             logger.info("kafka bridge starting", topic=s.events_topic, group_id=s.group_id)
             await self._loop.run(stop)
         finally:
-            await self._producer.stop()
+            await stop_producer(self._producer)
             logger.info("kafka bridge stopped")
 
     # -- one event -----------------------------------------------------------------------------

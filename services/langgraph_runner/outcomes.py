@@ -46,7 +46,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from libs.common.clients.versioning import VersioningClient, VersioningError
-from libs.common.kafka.records import send_acknowledged
+from libs.common.kafka.records import send_acknowledged, stop_producer
 from libs.common.kafka.tracing import extract_context, produce_span
 from libs.common.schemas.versioning import METADATA_EXPERIMENT_ID, ExperimentRunMetadata
 from libs.common.schemas.workflows import (
@@ -204,7 +204,7 @@ class ResultsTopic:
 
     async def close(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            await stop_producer(self._producer)
             self._producer = None
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -120,6 +121,19 @@ def retriable(exc: Exception) -> bool:
     request timeout, the broker away) is transient too. A record too large, a value that
     cannot be serialized or a closed producer are not."""
     return isinstance(exc, KafkaTimeoutError) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
+PRODUCER_STOP_S = 5.0
+
+
+async def stop_producer(producer: AIOKafkaProducer, within_s: float = PRODUCER_STOP_S) -> None:
+    """Stop ``producer`` within ``within_s``. Stopping flushes what it holds, and a record
+    aiokafka still retries (a broker gone, a topic it refuses) would hold the caller for the
+    whole delivery timeout: a command after Ctrl-C, a service past its grace period. What was
+    acknowledged is known by then (every PAS caller commits or reports only that); the rest
+    is not waited for."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(producer.stop(), within_s)
 
 
 async def send_acknowledged(
