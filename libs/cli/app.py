@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import click
+import structlog
 
 from libs.cli import costs, dlq, evaluate, keys, send, spill, status, trigger
 from libs.cli.settings import CLISettings
@@ -42,4 +43,7 @@ def main() -> None:
     # The command says itself what it could not reach; aiokafka's own log lines would only
     # repeat it, out of order, on stderr.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # So do PAS's own Kafka helpers (reading past a record it cannot build, topic_reader.py),
+    # and structlog left as it is prints their lines into the command's stdout.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     cli(prog_name="pas")

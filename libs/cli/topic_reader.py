@@ -1,7 +1,8 @@
 """Reading topics the way an operator's tool must: as no consumer group at all.
 
 The reader assigns itself partitions and never commits, so that looking at a topic (a DLQ, the
-results) moves no service's offsets and leaves no group behind on the broker.
+results) moves no service's offsets and leaves no group behind on the broker. A record aiokafka
+cannot build (a header name not UTF-8) is named on stderr, with why, and passed over.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Self, TypeAlias
 
 import click
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from rich.markup import escape
 
+from libs.cli.runtime import err
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
+from libs.common.kafka.fetching import Fetched, Fetcher
 from libs.common.kafka.reading import assign_settled, partitions_of
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -46,6 +50,7 @@ class TopicReader:
             # A DLQ holds letters up to about 100 KiB each; fetch several at once.
             fetch_max_bytes=52_428_800,
         )
+        self._fetcher = Fetcher(self._consumer, name="pas topic reader")
         self.partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> Self:
@@ -58,6 +63,7 @@ class TopicReader:
             for topic in self._topics:
                 self.partitions += partitions_of(self._consumer, topic)
             await assign_settled(self._consumer, self.partitions)
+            self._fetcher.placed(self.partitions)
         except BaseException:
             await self._consumer.stop()
             raise
@@ -80,6 +86,7 @@ class TopicReader:
         await self._consumer.seek_to_end(*self.partitions)
         for tp in self.partitions:
             await self._consumer.position(tp)  # resolve "end" now, before anything is sent
+        self._fetcher.placed(self.partitions)
 
     async def everything(self) -> list[Record]:
         """Every record the topics hold, by partition then offset.
@@ -90,13 +97,14 @@ class TopicReader:
         """
         ends = await self._consumer.end_offsets(self.partitions)
         await self._consumer.seek_to_beginning(*self.partitions)
+        self._fetcher.placed(self.partitions)
         found: list[Record] = []
         while True:
-            batches = await self._consumer.getmany(timeout_ms=_POLL_MS)
-            for records in batches.values():
+            fetched = await self._fetch()
+            for records in fetched.records.values():
                 found += records
             behind = [tp for tp in self.partitions if await self._consumer.position(tp) < ends[tp]]
-            if not batches and not behind:
+            if not fetched and not behind:
                 break
         return sorted(found, key=lambda record: (record.topic, record.partition, record.offset))
 
@@ -119,14 +127,17 @@ class TopicReader:
 
     async def _first_from(self, tp: TopicPartition, start: int, offset: int) -> Record | None:
         self._consumer.seek(tp, start)
+        self._fetcher.placed([tp])
         # Past the end, the consumer resets to the end and finds nothing.
-        while records := (await self._consumer.getmany(tp, timeout_ms=_POLL_MS)).get(tp, []):
-            for record in records:
+        while fetched := await self._fetch(tp):
+            for record in fetched.records.get(tp, []):
                 if record.offset == offset:
                     found: Record = record
                     return found
                 if record.offset > offset:
                     return None  # compacted away
+            if any(item.offset >= offset for item in fetched.unreadable):
+                return None  # unreadable (named), or compacted away
         return None
 
     async def following(self, timeout_s: float) -> AsyncIterator[Record]:
@@ -134,7 +145,15 @@ class TopicReader:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while (left := deadline - loop.time()) > 0:
-            batches = await self._consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
-            for records in batches.values():
+            fetched = await self._fetch(timeout_ms=int(min(left, 0.5) * 1000) or 1)
+            for records in fetched.records.values():
                 for record in records:
                     yield record
+
+    async def _fetch(self, *partitions: TopicPartition, timeout_ms: int = _POLL_MS) -> Fetched:
+        """The next records; one aiokafka cannot build is named on stderr and passed over."""
+        fetched = await self._fetcher.getmany(*partitions, timeout_ms=timeout_ms)
+        for item in fetched.unreadable:
+            place = f"{item.record.topic}/{item.record.partition}/{item.offset}"
+            err.print(f"skipped {escape(place)}: {escape(item.reason)}", soft_wrap=True)
+        return fetched

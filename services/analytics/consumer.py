@@ -3,10 +3,11 @@
 One loop per process in the ``pas-analytics`` group. A batch is decoded record by record
 (usage records, where the store takes a table and the records allow it, go straight into
 one: ``usage_json.py``); records that do not decode go to ``analytics-dlq`` with the reason
-(and the broker's acknowledgement is awaited); the rest are stored in one insert per kind;
-only then are the batch's offsets committed. A crash anywhere before the commit redelivers
-the batch, and the store's keys make the second delivery a no-op: at least once in, exactly
-once stored.
+(and the broker's acknowledgement is awaited), and so do records aiokafka cannot build at all
+(a header name not UTF-8: the fetch reads around them, ``libs/common/kafka/fetching.py``); the
+rest are stored in one insert per kind; only then are the batch's offsets committed. A crash
+anywhere before the commit redelivers the batch, and the store's keys make the second delivery
+a no-op: at least once in, exactly once stored.
 
 While a batch is being stored (on the store's own thread or connection), the loop fetches and
 decodes the next one, and hands it over as well where the store writes batches in the order
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
@@ -38,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
 
+from libs.common.kafka.fetching import Fetched, Fetcher
 from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
 from libs.common.kafka.tracing import finish_in, produce_span, start_batch_span
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
@@ -60,8 +62,6 @@ logger = structlog.get_logger("pas.analytics.consumer")
 _encode = msgspec.json.Encoder().encode
 _value = attrgetter("value")
 _STORE_ATTEMPTS = 5
-
-Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
 def topic_roles(settings: AnalyticsSettings) -> dict[str, TopicRole]:
@@ -100,7 +100,10 @@ class EventConsumer:
             heartbeat_interval_ms=max(100, int(s.session_timeout_s * 1000 / 4)),
             max_partition_fetch_bytes=s.fetch_partition_bytes,
         )
-        consumer.subscribe(list(self._roles), listener=TrackAssignment(self.assigned))
+        fetcher = Fetcher(consumer, name="analytics consumer")
+        consumer.subscribe(
+            list(self._roles), listener=TrackAssignment(self.assigned, placed=fetcher.placed)
+        )
         await producer.start()
         try:
             await consumer.start()
@@ -110,15 +113,15 @@ class EventConsumer:
             storing: deque[asyncio.Task[None]] = deque()
             try:
                 while not stop.is_set():
-                    batches = await consumer.getmany(timeout_ms=500, max_records=s.batch_max)
-                    if not batches:
+                    fetched = await fetcher.getmany(timeout_ms=500, max_records=s.batch_max)
+                    if not fetched:
                         continue
-                    span = start_batch_span(
-                        list(chain.from_iterable(batches.values())), group=s.group_id
-                    )
+                    records = list(chain.from_iterable(fetched.records.values()))
+                    records += (item.record for item in fetched.unreadable)
+                    span = start_batch_span(records, group=s.group_id)
                     try:
                         with trace.use_span(span):
-                            usage, runs = await self._decode(producer, batches)
+                            usage, runs = await self._decode(producer, fetched)
                         while len(storing) >= in_flight:
                             await storing.popleft()  # stored and committed, or raises
                     except BaseException:
@@ -130,7 +133,9 @@ class EventConsumer:
                         asyncio.create_task(
                             finish_in(
                                 span,
-                                self._store_and_commit(consumer, batches, usage, runs, previous),
+                                self._store_and_commit(
+                                    consumer, fetched.next_offsets(), usage, runs, previous
+                                ),
                             )
                         )
                     )
@@ -148,16 +153,20 @@ class EventConsumer:
             await producer.stop()
 
     async def _decode(
-        self, producer: AIOKafkaProducer, batches: Batches
+        self, producer: AIOKafkaProducer, fetched: Fetched
     ) -> tuple[list[UsageEvent] | pa.Table, list[WorkflowRun]]:
         """The batch's usage (events, or a usage table where the store reads one) and runs;
-        what does not decode is dead-lettered here, every letter sent at once (one at a time,
-        each waited for the broker before the next, a batch of bad records took seconds)."""
+        what does not decode, or could not be read at all, is dead-lettered here, every letter
+        sent at once (one at a time, each waited for the broker before the next, a batch of bad
+        records took seconds)."""
         usage: list[UsageEvent] = []
         tables: list[pa.Table] = []
         runs: list[WorkflowRun] = []
-        rejected: list[tuple[ConsumerRecord[bytes, bytes], Undecodable]] = []
-        for tp, records in batches.items():
+        rejected = [
+            _Rejected(item.record, item.error_type, item.reason, original_known=item.recovered)
+            for item in fetched.unreadable
+        ]
+        for tp, records in fetched.records.items():
             role = self._roles[tp.topic]
             if role == "usage":
                 values = list(map(_value, records))
@@ -175,14 +184,14 @@ class EventConsumer:
                     try:
                         usage.append(decode_usage(record.value))
                     except Undecodable as exc:
-                        rejected.append((record, exc))
+                        rejected.append(_Rejected(record, exc.kind, str(exc)))
                 continue
             for record in records:
                 moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
                 try:
                     item = decode(role, record.value, moment)
                 except Undecodable as exc:
-                    rejected.append((record, exc))
+                    rejected.append(_Rejected(record, exc.kind, str(exc)))
                     continue
                 if item is SKIPPED:
                     self._metrics.ignored.labels(tp.topic).inc()
@@ -190,9 +199,7 @@ class EventConsumer:
                     usage.append(item)
                 else:
                     runs.append(item)
-        await asyncio.gather(
-            *(self._dead_letter(producer, record, exc) for record, exc in rejected)
-        )
+        await asyncio.gather(*(self._dead_letter(producer, letter) for letter in rejected))
         if tables:
             return concat_usage([*tables, usage_table(usage)] if usage else tables), runs
         return usage, runs
@@ -200,17 +207,16 @@ class EventConsumer:
     async def _store_and_commit(
         self,
         consumer: AIOKafkaConsumer,
-        batches: Batches,
+        offsets: dict[TopicPartition, int],
         usage: list[UsageEvent] | pa.Table,
         runs: list[WorkflowRun],
         previous: asyncio.Task[None] | None,
     ) -> None:
-        """Store the batch, then commit it once ``previous`` (the batch before) is committed;
-        if that one failed, so does this one, uncommitted."""
+        """Store the batch, then commit ``offsets`` (past it) once ``previous`` (the batch
+        before) is committed; if that one failed, so does this one, uncommitted."""
         await self._store(usage, runs)
         if previous is not None:
             await previous
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
@@ -237,18 +243,34 @@ class EventConsumer:
                     logger.warning("storing a batch again", attempt=attempt.num)
                 await self._ingestor.ingest(usage, runs, source="kafka")
 
-    async def _dead_letter(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], exc: Undecodable
-    ) -> None:
-        letter = dead_letter(record, error=str(exc), error_type=exc.kind, attempts=1)
+    async def _dead_letter(self, producer: AIOKafkaProducer, rejected: _Rejected) -> None:
+        record = rejected.record
+        letter = dead_letter(
+            record,
+            error=rejected.reason,
+            error_type=rejected.kind,
+            attempts=1,
+            original_known=rejected.original_known,
+        )
         topic = self._settings.dlq_topic
         with produce_span(topic, key=record.key) as headers:
             await send_acknowledged(producer, topic, record.key, _encode(letter), headers or None)
-        self._metrics.dead_lettered.labels(record.topic, exc.kind).inc()
+        self._metrics.dead_lettered.labels(record.topic, rejected.kind).inc()
         logger.warning(
             "record dead-lettered",
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            reason=str(exc),
+            reason=rejected.reason,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    """A record for ``analytics-dlq``: why (``kind``, ``reason``), and whether anything of it
+    could be read (not so for a record in a corrupt batch)."""
+
+    record: ConsumerRecord[bytes, bytes]
+    kind: str
+    reason: str
+    original_known: bool = True

@@ -7,7 +7,8 @@ committed: at least once. A redelivered run is stored once, by its ``workflow_ru
 Events without ``metadata.experiment_id`` are other consumers' business and are passed over.
 Events that carry one but cannot become an outcome (not JSON, wrong fields, unknown or stopped
 experiment, a variant or version the unit was not assigned) go to the DLQ topic with the
-reason, untouched; nothing is dropped silently.
+reason, untouched; so do records aiokafka cannot build at all (a header name not UTF-8: the
+fetch reads around them, ``libs/common/kafka/fetching.py``). Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 
 import msgspec
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError
 
-from libs.common.kafka.records import dead_letter
+from libs.common.kafka.fetching import Fetched, Fetcher
+from libs.common.kafka.records import TrackAssignment, dead_letter
 from libs.common.kafka.topics import PAS_TOPICS, ensure_topics
 from libs.common.kafka.tracing import consume_span
 from libs.common.schemas.versioning import (
@@ -58,6 +60,8 @@ _decode_event = msgspec.json.Decoder(WorkflowResultEvent).decode
 class Rejected:
     kind: str
     reason: str
+    original_known: bool = True
+    """False for a record of which nothing could be read (in a corrupt batch)."""
 
 
 def read_event(value: bytes | None) -> RunOutcome | Rejected | None:
@@ -125,13 +129,16 @@ class OutcomeConsumer:
         )
         producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5)
         consumer = AIOKafkaConsumer(
-            s.results_topic,
             bootstrap_servers=self._bootstrap,
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, s.kafka_session_timeout_ms // 4),
+        )
+        fetcher = Fetcher(consumer, name="outcome consumer")
+        consumer.subscribe(
+            [s.results_topic], listener=TrackAssignment(set(), placed=fetcher.placed)
         )
         await producer.start()
         try:
@@ -140,11 +147,11 @@ class OutcomeConsumer:
             logger.info("outcome consumer started", topic=s.results_topic, group=s.group_id)
             try:
                 while not stop.is_set():
-                    batches = await consumer.getmany(
+                    fetched = await fetcher.getmany(
                         timeout_ms=_FETCH_TIMEOUT_MS, max_records=_MAX_RECORDS
                     )
-                    if batches:
-                        await self._handle(consumer, producer, batches)
+                    if fetched:
+                        await self._handle(consumer, producer, fetched)
             finally:
                 self.connected = False
                 await consumer.stop()
@@ -156,11 +163,16 @@ class OutcomeConsumer:
         self,
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
-        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        fetched: Fetched,
     ) -> None:
-        records = [record for batch in batches.values() for record in batch]
+        records = [record for batch in fetched.records.values() for record in batch]
         runs: list[tuple[ConsumerRecord[bytes, bytes], RunOutcome]] = []
         letters: list[tuple[ConsumerRecord[bytes, bytes], Rejected]] = []
+        for item in fetched.unreadable:
+            with consume_span(item.record, group=self._settings.group_id) as span:
+                span.set_attribute("pas.rejected", item.error_type)
+            rejected = Rejected(item.error_type, item.reason, original_known=item.recovered)
+            letters.append((item.record, rejected))
         for record in records:
             # A consume span per record, in the trace of the run that reported it; the batch's
             # one store write follows outside them all.
@@ -178,12 +190,12 @@ class OutcomeConsumer:
                 letters.append((record, Rejected(verdict, _explain(verdict, run))))
         await self._dead_letter(producer, letters)
         try:
-            await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in batches.items()})
+            await consumer.commit(fetched.next_offsets())
         except CommitFailedError as exc:
             # The group moved these partitions meanwhile; the new owner reads the batch again
             # and the outcome keys keep it from counting twice.
             logger.warning("offsets not committed after a rebalance", error=str(exc))
-        self.consumed += len(records)
+        self.consumed += len(records) + len(fetched.unreadable)
 
     async def _dead_letter(
         self,
@@ -196,7 +208,13 @@ class OutcomeConsumer:
             await producer.send(
                 self._settings.dlq_topic,
                 _encode(
-                    dead_letter(record, error=rejected.reason, error_type=rejected.kind, attempts=1)
+                    dead_letter(
+                        record,
+                        error=rejected.reason,
+                        error_type=rejected.kind,
+                        attempts=1,
+                        original_known=rejected.original_known,
+                    )
                 ),
                 key=record.key,
             )

@@ -21,6 +21,7 @@ from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, sen
 from tests.support.asgi_server import serve_asgi
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.topic_reader import read_until_quiet
+from tests.support.unreadable_records import RawRecord, send_one_batch
 
 REFUSED = (400, b'{"error": {"message": "bad request", "type": "invalid_request_error"}}')
 
@@ -235,6 +236,34 @@ async def test_a_letter_the_broker_refuses_is_named_and_the_others_still_go(
     ]
     rows = {row["offset"]: row["replayed_as"] for row in listed(env, dlq)}
     assert rows == {0: [f"{source}/0/0"], 1: [], 2: [f"{source}/0/1", f"{source}/0/2"]}
+
+
+async def test_a_record_aiokafka_cannot_read_is_named_and_the_other_letters_listed(
+    kafka_bootstrap: str,
+) -> None:
+    """A record whose header name is not UTF-8 made aiokafka raise while reading the DLQ:
+    ``pas dlq list`` ended in a traceback and listed nothing. It is named, and passed over."""
+    run = uuid.uuid4().hex[:8]
+    dlq = f"unreadable-dlq-{run}"
+    await ensure_topics(kafka_bootstrap, {dlq: 1})
+    kinds = ["invalid_document", "unreadable one", "PermanentLLMError", "invalid_outcome"]
+    raw = [RawRecord(b"k", msgspec.json.encode(letter_of(kind))) for kind in kinds]
+    raw[1] = RawRecord(b"k", raw[1].value, [(b"\xff\xfetrace", b"t-1")])
+    await send_one_batch(kafka_bootstrap, dlq, 0, raw[:3])
+    await send_one_batch(kafka_bootstrap, dlq, 0, raw[3:])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+
+    rows = listed(env, dlq)
+    table = pas("dlq", "list", dlq, env=env)
+
+    assert [(row["offset"], row["envelope"]["error_type"]) for row in rows] == [
+        (0, "invalid_document"),
+        (2, "PermanentLLMError"),
+        (3, "invalid_outcome"),
+    ]
+    assert table.returncode == 0, table.stderr
+    assert "Traceback" not in table.stderr
+    assert f"skipped {dlq}/0/1: record unreadable: header name not UTF-8" in table.stderr
 
 
 def test_an_error_type_without_a_topic_is_a_usage_error() -> None:

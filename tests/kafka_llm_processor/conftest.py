@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
@@ -126,29 +125,6 @@ async def collect(
         timeout_s=timeout_s,
         enough=until,
     )
-
-
-async def committed_offset(
-    bootstrap: str,
-    group: str,
-    tp: TopicPartition,
-    *,
-    until: Callable[[int | None], bool],
-    timeout_s: float = 60,
-) -> int | None:
-    """The group's committed offset of ``tp``, asked until ``until`` accepts it (or the
-    timeout); ``None`` while the group has committed nothing there."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-
-        async def offset() -> int | None:
-            found = (await admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
-            return None if found is None or found.offset < 0 else found.offset
-
-        return await poll_async(offset, until=until, timeout_s=timeout_s, interval_s=0.2)
-    finally:
-        await admin.close()
 
 
 async def metrics_showing(url: str, line: str, timeout_s: float = 60) -> str:

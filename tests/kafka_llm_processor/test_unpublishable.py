@@ -24,11 +24,11 @@ from tests.kafka_llm_processor.conftest import (
     Topics,
     as_messages,
     collect,
-    committed_offset,
     metrics_showing,
     send,
 )
 from tests.support.asgi_server import serve_asgi
+from tests.support.group_offsets import committed_offset
 from tests.support.openai_responder import OpenAIResponder
 
 NEAR_LIMIT = 1_038_090  # 0.99 MiB: fits the broker's and the producer's 1 MiB, barely

@@ -14,9 +14,10 @@ import msgspec
 from aiokafka import TopicPartition
 
 from libs.common.schemas.documents import FinancialDocument
-from tests.kafka_llm_processor.conftest import Topics, collect, committed_offset, send
+from tests.kafka_llm_processor.conftest import Topics, collect, send
 from tests.kafka_llm_processor.test_processor import northwind_q3
 from tests.support.asgi_server import serve_asgi
+from tests.support.group_offsets import committed_offset
 from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.unreadable_records import RawRecord, send_one_batch

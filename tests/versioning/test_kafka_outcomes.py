@@ -21,8 +21,10 @@ from libs.common.schemas.documents import DeadLetter
 from libs.common.schemas.versioning import Experiment
 from services.versioning.app import create_app
 from services.versioning.settings import VersioningSettings
+from tests.support.metrics_text import sample_value
 from tests.support.polling import poll_async
 from tests.support.topic_reader import read_from_start
+from tests.support.unreadable_records import RawRecord, send_one_batch
 from tests.versioning.conftest import WORKFLOW, Client, create_version
 
 
@@ -246,3 +248,62 @@ async def test_a_restarted_consumer_does_not_count_runs_twice(
         )
         await wait_until_committed(kafka_bootstrap, topics, 16)
         assert await counted(second, experiment.id) == 11, "five runs seen twice, counted once"
+
+
+async def test_an_event_with_a_header_name_not_utf8_is_dead_lettered_and_the_rest_counted(
+    consuming_settings: VersioningSettings,
+    open_app: Callable[[Litestar], Any],
+    kafka_bootstrap: str,
+    topics: Topics,
+) -> None:
+    """aiokafka cannot build a record whose header name is not UTF-8: its ``getmany`` raised
+    on it at every try, and the consumer restarted and failed on it for good, counting nothing
+    after it. It goes to the DLQ with its coordinates; the runs around it are counted."""
+    service: Client = await open_app(create_app(consuming_settings))
+    await create_version(service)
+    await create_version(service)
+    experiment = msgspec.convert(
+        (
+            await service.post(
+                "/experiments", json={"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}}
+            )
+        ).json(),
+        Experiment,
+    )
+    runs = {n: completed(experiment, f"doc-{n}", run_id=f"run-{n}") for n in range(8)}
+    bad = runs.pop(2)
+
+    def raw(event: dict[str, Any], *headers: tuple[bytes, bytes]) -> RawRecord:
+        key = str(event["workflow_run_id"]).encode()
+        return RawRecord(key, msgspec.json.encode(event), [(b"source", b"runner"), *headers])
+
+    # Partition 0: a run alone (offset 0), one batch whose middle record has a header name
+    # aiokafka cannot decode (1, 2, 3), one more alone (4); then runs on the other partitions.
+    await send_one_batch(kafka_bootstrap, topics.results, 0, [raw(runs[0])])
+    await send_one_batch(
+        kafka_bootstrap,
+        topics.results,
+        0,
+        [raw(runs[1]), raw(bad, (b"\xff\xfetrace", b"t-1")), raw(runs[3])],
+    )
+    for partition, numbers in ((0, [4]), (1, [5, 6]), (2, [7])):
+        for n in numbers:
+            await send_one_batch(kafka_bootstrap, topics.results, partition, [raw(runs[n])])
+
+    await wait_until_committed(kafka_bootstrap, topics, len(runs) + 1)
+
+    detail = (await service.get(f"/experiments/{experiment.id}")).json()
+    assert detail["results"]["total"] == len(runs)
+    [value] = await read_from_start(
+        kafka_bootstrap, topics.dlq, attrgetter("value"), want=1, timeout_s=30
+    )
+    letter = msgspec.json.decode(value, type=DeadLetter)
+    assert (letter.topic, letter.partition, letter.offset) == (topics.results, 0, 2)
+    assert letter.error_type == "header_name_not_utf8"
+    assert letter.error.startswith("record unreadable: header name not UTF-8")
+    assert letter.key == "run-2"
+    assert msgspec.json.decode(letter.original) == bad
+    assert letter.headers == {"source": "runner", "\ufffd\ufffdtrace": "t-1"}
+    metrics = (await service.get("/metrics")).text
+    dead_lettered = "pas_versioning_events_dead_lettered_total"
+    assert sample_value(metrics, dead_lettered, reason="header_name_not_utf8") == 1

@@ -51,11 +51,6 @@ class OffsetBook:
                 found[tp] = offset
         return found
 
-    def next_to_read(self, tp: TopicPartition) -> int | None:
-        """The offset after the last record of ``tp`` started; ``None`` if none was."""
-        partition = self._partitions.get(tp)
-        return None if partition is None else partition.next_after_seen
-
     def last_committed(self, tp: TopicPartition) -> int | None:
         partition = self._partitions.get(tp)
         return None if partition is None else partition.committed

@@ -78,6 +78,10 @@ class Unreadable:
         offset: int = self.record.offset
         return offset
 
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.record.topic, self.record.partition)
+
 
 @dataclass(frozen=True)
 class ReadPast:

@@ -17,12 +17,10 @@ at a time each (the Kafka LLM processor, the LangGraph runner's bridge).
 - **Rebalance.** Before partitions move to another consumer, their records get
   ``settle_timeout_s`` to be recorded; what is recorded is committed, and they are forgotten.
 - **Unreadable records.** A record aiokafka cannot build (a header name not UTF-8) makes its
-  ``getmany`` raise, at every try. The loop then seeks every partition back to the record after
-  the last it handed on (that call built and threw away records of other partitions too), reads
-  each partition alone, and the one that fails from its batch (``unreadable.py``): the bad
-  record goes to ``unreadable`` (which dead-letters it) as a record of its own, booked and
-  committed like any other, the good records of its batch to ``handle``; the position moves
-  past them, and the other partitions flow on.
+  ``getmany`` raise, at every try; the loop fetches through a ``Fetcher`` (``fetching.py``),
+  which then reads around it. The bad record goes to ``unreadable`` (which dead-letters it) as
+  a record of its own, booked and committed like any other, the good records of its batch to
+  ``handle``; the other partitions flow on.
 - **Stop.** Fetching stops; records in slots and awaiting acknowledgement get
   ``drain_timeout_s`` to be recorded; what is recorded is committed; the rest is cancelled and
   stays uncommitted, so it comes back after the restart.
@@ -39,11 +37,11 @@ from typing import TypeAlias, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError
 
+from libs.common.kafka.fetching import Fetcher
 from libs.common.kafka.offsets import OffsetBook
 from libs.common.kafka.records import TrackAssignment
-from libs.common.kafka.unreadable import UNREADABLE_ERRORS, Unreadable, read_past_unreadable
+from libs.common.kafka.unreadable import Unreadable
 
 logger = structlog.get_logger("pas.kafka")
 
@@ -101,18 +99,14 @@ class WorkLoop:
         self._on_commit = on_commit
         self._unreadable = unreadable
         self._book = OffsetBook()
-        # Where each partition's reading began in this assignment (asked once, before its
-        # first fetch): where to seek it back after a fetch that failed, if nothing of it was
-        # handed on since (else the book knows).
-        self._began: dict[TopicPartition, int] = {}
-        self._unplaced: set[TopicPartition] = set()
+        self._fetcher = Fetcher(consumer, name=name, read_around=unreadable is not None)
         # Every record in hand (in a slot or handed over), by its task.
         self._records: dict[asyncio.Task[None], TopicPartition] = {}
         self._in_slots = 0
         self._room_made = asyncio.Event()
         consumer.subscribe(
             topics,
-            listener=TrackAssignment(self.assigned, self._settle, placed=self._unplaced.update),
+            listener=TrackAssignment(self.assigned, self._settle, placed=self._fetcher.placed),
         )
 
     @property
@@ -185,19 +179,15 @@ class WorkLoop:
                 async with asyncio.timeout(self._limits.commit_interval_s):
                     await self._room_made.wait()
             return
-        if self._unplaced and self._unreadable is not None:
-            await self._place()
         # Records come from aiokafka's prefetch buffer, so refilling a few slots is cheap.
-        try:
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=room)
-        except UNREADABLE_ERRORS as exc:
-            if self._unreadable is None:
-                raise
-            await self._read_around(exc)
-            return
-        for tp, records in batches.items():
+        fetched = await self._fetcher.getmany(timeout_ms=200, max_records=room)
+        for tp, records in fetched.records.items():
             for record in records:
                 self._start(tp, record.offset, self._handle, record)
+        if fetched.unreadable:
+            assert self._unreadable is not None  # else the fetcher raised
+            for item in fetched.unreadable:
+                self._start(item.topic_partition, item.offset, self._unreadable, item)
 
     def _start(
         self,
@@ -211,66 +201,6 @@ class WorkLoop:
         task = asyncio.create_task(self._work(tp, offset, handle, item))
         self._records[task] = tp
         task.add_done_callback(self._done)
-
-    async def _place(self) -> None:
-        """Note where the partitions assigned since the last fetch begin."""
-        placing, self._unplaced = self._unplaced, set()
-        for tp in placing:
-            with contextlib.suppress(IllegalStateError):  # moved on again meanwhile
-                self._began[tp] = await self.consumer.position(tp)
-
-    async def _read_around(self, error: Exception) -> None:
-        """After a fetch failed on a record aiokafka cannot build (see the module)."""
-        owned = sorted(self.consumer.assignment())
-        logger.warning(
-            "a fetch met a record it cannot build; reading each partition alone",
-            loop=self._name,
-            error=f"{type(error).__name__}: {error}",
-        )
-        for tp in owned:
-            resume_at = self._book.next_to_read(tp)
-            if resume_at is None:
-                resume_at = self._began.get(tp)
-            if resume_at is not None:
-                self.consumer.seek(tp, resume_at)
-        for tp in owned:
-            room = self._room()
-            if room <= 0:
-                return  # the rest on the next fetches; a failure brings the loop back here
-            try:
-                batches = await self.consumer.getmany(tp, timeout_ms=200, max_records=room)
-            except UNREADABLE_ERRORS as exc:
-                await self._read_past(tp, room, exc)
-                continue
-            for record in batches.get(tp, []):
-                self._start(tp, record.offset, self._handle, record)
-
-    async def _read_past(self, tp: TopicPartition, room: int, error: Exception) -> None:
-        """Read ``tp`` from its batches, hand its unreadable record over to be dead-lettered,
-        and move its position past what was read."""
-        assert self._unreadable is not None
-        # A failed build leaves the position where the failing fetch began.
-        position = await self.consumer.position(tp)
-        read = await read_past_unreadable(self.consumer, tp, position, limit=room)
-        if not read.unreadable:
-            # aiokafka cannot build what reads well here: not a record this loop can pass by.
-            raise error
-        for item in read.found:
-            if isinstance(item, Unreadable):
-                logger.error(
-                    "record unreadable; handing it over to be dead-lettered",
-                    loop=self._name,
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=item.offset,
-                    error_type=item.error_type,
-                    reason=item.reason,
-                    recovered=item.recovered,
-                )
-                self._start(tp, item.offset, self._unreadable, item)
-            else:
-                self._start(tp, item.offset, self._handle, item)
-        self.consumer.seek(tp, read.next_offset)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._records.pop(task, None)
@@ -322,8 +252,6 @@ class WorkLoop:
             await asyncio.wait(pending, timeout=self._limits.settle_timeout_s)
         await self.commit(partitions)
         self._book.forget(partitions)
-        for tp in partitions:
-            self._began.pop(tp, None)
 
     async def _drain(self) -> None:
         self.consumer.pause(*self.consumer.assignment())
