@@ -28,10 +28,10 @@ from tests.kafka_llm_processor.conftest import (
     Topics,
     as_messages,
     collect,
-    committed_offset,
     send,
 )
 from tests.support.asgi_server import serve_asgi
+from tests.support.group_offsets import committed_offset
 from tests.support.metrics_text import sample_value
 from tests.support.openai_responder import OpenAIResponder
 from tests.support.polling import poll_async
