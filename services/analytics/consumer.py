@@ -40,7 +40,12 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
 
 from libs.common.kafka.fetching import Fetched, Fetcher
-from libs.common.kafka.records import TrackAssignment, dead_letter, send_acknowledged
+from libs.common.kafka.records import (
+    TrackAssignment,
+    dead_letter,
+    send_acknowledged,
+    stop_producer,
+)
 from libs.common.kafka.tracing import finish_in, produce_span, start_batch_span
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
 from services.analytics.decoding import (
@@ -150,7 +155,7 @@ class EventConsumer:
             self.connected = False
             self.assigned.clear()
             await consumer.stop()
-            await producer.stop()
+            await stop_producer(producer)
 
     async def _decode(
         self, producer: AIOKafkaProducer, fetched: Fetched

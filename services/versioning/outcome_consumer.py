@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError
 
 from libs.common.kafka.fetching import Fetched, Fetcher
-from libs.common.kafka.records import TrackAssignment, dead_letter
+from libs.common.kafka.records import TrackAssignment, dead_letter, stop_producer
 from libs.common.kafka.topics import PAS_TOPICS, ensure_topics
 from libs.common.kafka.tracing import consume_span
 from libs.common.schemas.versioning import (
@@ -156,7 +156,7 @@ class OutcomeConsumer:
                 self.connected = False
                 await consumer.stop()
         finally:
-            await producer.stop()
+            await stop_producer(producer)
             logger.info("outcome consumer stopped", consumed=self.consumed)
 
     async def _handle(
