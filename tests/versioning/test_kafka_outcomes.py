@@ -139,6 +139,16 @@ async def wait_until_committed(bootstrap: str, topics: Topics, events: int) -> N
     assert committed_all, f"the version manager did not commit {events} events"
 
 
+async def two_versions_in_an_experiment(service: Client) -> Experiment:
+    """Versions 1 and 2 of the workflow, and an experiment splitting runs between them."""
+    await create_version(service)
+    await create_version(service)
+    answer = await service.post(
+        "/experiments", json={"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}}
+    )
+    return msgspec.convert(answer.json(), Experiment)
+
+
 async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
     consuming_settings: VersioningSettings,
     open_app: Callable[[Litestar], Any],
@@ -146,16 +156,7 @@ async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
     topics: Topics,
 ) -> None:
     service: Client = await open_app(create_app(consuming_settings))
-    await create_version(service)
-    await create_version(service)
-    experiment = msgspec.convert(
-        (
-            await service.post(
-                "/experiments", json={"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}}
-            )
-        ).json(),
-        Experiment,
-    )
+    experiment = await two_versions_in_an_experiment(service)
     good = [
         completed(experiment, f"doc-{n}", run_id=f"run-{n}", status="error" if n % 4 else "success")
         for n in range(40)
@@ -224,16 +225,7 @@ async def test_a_restarted_consumer_does_not_count_runs_twice(
         return int(detail["results"]["total"])
 
     async with AsyncTestClient(app=create_app(consuming_settings)) as first:
-        await create_version(first)
-        await create_version(first)
-        experiment = msgspec.convert(
-            (
-                await first.post(
-                    "/experiments", json={"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}}
-                )
-            ).json(),
-            Experiment,
-        )
+        experiment = await two_versions_in_an_experiment(first)
         events = [completed(experiment, f"u{n}", run_id=f"r{n}") for n in range(10)]
         await publish(kafka_bootstrap, topics.results, events)
         await wait_until_committed(kafka_bootstrap, topics, 10)
@@ -260,16 +252,7 @@ async def test_an_event_with_a_header_name_not_utf8_is_dead_lettered_and_the_res
     on it at every try, and the consumer restarted and failed on it for good, counting nothing
     after it. It goes to the DLQ with its coordinates; the runs around it are counted."""
     service: Client = await open_app(create_app(consuming_settings))
-    await create_version(service)
-    await create_version(service)
-    experiment = msgspec.convert(
-        (
-            await service.post(
-                "/experiments", json={"workflow_id": WORKFLOW, "variants": {"A": 1, "B": 2}}
-            )
-        ).json(),
-        Experiment,
-    )
+    experiment = await two_versions_in_an_experiment(service)
     runs = {n: completed(experiment, f"doc-{n}", run_id=f"run-{n}") for n in range(8)}
     bad = runs.pop(2)
 
