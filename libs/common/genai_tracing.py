@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Final
@@ -44,6 +44,9 @@ GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.i
 """Of the input tokens, those written to a provider's prompt cache (counted in them too)."""
 GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
 ERROR_TYPE: Final = "error.type"
 PAS_COST_USD: Final = "pas.cost_usd"
 
@@ -53,6 +56,30 @@ TEXT_COMPLETION: Final = "text_completion"
 EMBEDDINGS: Final = "embeddings"
 
 _tracer = trace.get_tracer("pas.genai")
+
+
+def requested_generation(
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: Sequence[str] | None = None,
+) -> dict[str, AttributeValue]:
+    """The conventions' request attributes of a call, for those it was made with (a run's
+    version may set each one: its trace shows what the call asked)."""
+    asked: dict[str, AttributeValue] = {}
+    for name, value in (
+        (GEN_AI_REQUEST_MAX_TOKENS, max_tokens),
+        (GEN_AI_REQUEST_TEMPERATURE, temperature),
+        (GEN_AI_REQUEST_TOP_P, top_p),
+        (GEN_AI_REQUEST_SEED, seed),
+    ):
+        if value is not None:
+            asked[name] = value
+    if stop:
+        asked[GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
+    return asked
 
 
 class ModelCallSpan:

@@ -23,10 +23,9 @@ from langchain_ollama import ChatOllama
 
 from libs.common.genai_tracing import (
     CHAT,
-    GEN_AI_REQUEST_MAX_TOKENS,
-    GEN_AI_REQUEST_TEMPERATURE,
     genai_span,
     record_usage,
+    requested_generation,
 )
 
 PROVIDER = "ollama"
@@ -85,11 +84,13 @@ class TracedChatOllama(ChatOllama):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        requested: dict[str, str | int | float | bool] = {}
-        if self.num_predict is not None:
-            requested[GEN_AI_REQUEST_MAX_TOKENS] = self.num_predict
-        if self.temperature is not None:
-            requested[GEN_AI_REQUEST_TEMPERATURE] = self.temperature
+        requested = requested_generation(
+            max_tokens=self.num_predict,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=stop or self.stop,
+        )
         with genai_span(CHAT, model=self.model, provider=PROVIDER, attributes=requested) as span:
             try:
                 async with asyncio.timeout(self.call_timeout_s):

@@ -40,10 +40,9 @@ from libs.common.clients.llm_errors import LLMTimeout, LLMTransientError
 from libs.common.clients.openai_client import OpenAIClient
 from libs.common.genai_tracing import (
     CHAT,
-    GEN_AI_REQUEST_MAX_TOKENS,
-    GEN_AI_REQUEST_TEMPERATURE,
     genai_span,
     record_usage,
+    requested_generation,
 )
 from libs.common.schemas.llm import ToolCall, Usage
 
@@ -221,10 +220,13 @@ class OpenAICompatibleChat(BaseChatModel):
             CHAT,
             model=self.model,
             provider=self.provider,
-            attributes={
-                GEN_AI_REQUEST_MAX_TOKENS: self.max_tokens,
-                GEN_AI_REQUEST_TEMPERATURE: self.temperature,
-            },
+            attributes=requested_generation(
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                seed=self.seed,
+                stop=body.get("stop"),
+            ),
         ) as span:
             answer = await self._complete(body, headers)
             completion = answer.completion

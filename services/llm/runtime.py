@@ -14,8 +14,6 @@ from libs.common.errors import PASError
 from libs.common.genai_tracing import (
     CHAT,
     EMBEDDINGS,
-    GEN_AI_REQUEST_MAX_TOKENS,
-    GEN_AI_REQUEST_TEMPERATURE,
     GEN_AI_RESPONSE_FINISH_REASONS,
     TEXT_COMPLETION,
     ModelCallSpan,
@@ -23,6 +21,7 @@ from libs.common.genai_tracing import (
     record_cancelled,
     record_error,
     record_usage,
+    requested_generation,
     start_genai_span,
 )
 from libs.common.kafka.usage_publisher import UsagePublisher
@@ -139,11 +138,14 @@ class LLMRuntime:
 
     def _start_span(self, endpoint: str, generation: Generation) -> ModelCallSpan:
         """The call's GenAI span, started (not current): ended by the caller."""
-        attributes: dict[str, str | int | float | bool] = {"pas.endpoint": endpoint}
-        if generation.max_tokens is not None:
-            attributes[GEN_AI_REQUEST_MAX_TOKENS] = generation.max_tokens
-        if generation.temperature is not None:
-            attributes[GEN_AI_REQUEST_TEMPERATURE] = generation.temperature
+        attributes = requested_generation(
+            max_tokens=generation.max_tokens,
+            temperature=generation.temperature,
+            top_p=generation.top_p,
+            seed=generation.seed,
+            stop=generation.stop,
+        )
+        attributes["pas.endpoint"] = endpoint
         return start_genai_span(
             # Ollama's /api/generate takes a prompt; every other endpoint takes messages.
             TEXT_COMPLETION if "generate" in endpoint else CHAT,

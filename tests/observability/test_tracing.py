@@ -426,6 +426,10 @@ def test_the_runners_ollama_calls_have_genai_spans_with_ollamas_token_counts(
         attributes = asked["attributes"]
         assert attributes["gen_ai.provider.name"] == "ollama"
         assert attributes["gen_ai.request.model"] == "llama3.1:8b"
+        # What the call asked with: the runner's defaults (no version sets them here).
+        assert attributes["gen_ai.request.temperature"] == 0.0
+        assert attributes["gen_ai.request.seed"] == 0
+        assert "gen_ai.request.top_p" not in attributes
         # The request went out inside the span (httpx's client span is its child) and the
         # LLM service continued it; its model call counts the tokens Ollama's answer reported.
         # (The run is one trace: both calls are in it.)
