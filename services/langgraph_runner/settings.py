@@ -15,6 +15,7 @@ from libs.common.constants import (
     TOPIC_WORKFLOW_EVENTS_DLQ,
     TOPIC_WORKFLOW_RESULTS,
 )
+from libs.common.errors import SettingsError
 from libs.common.kit import ServiceSettings
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -150,6 +151,15 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     does not poll, so this must exceed the longest run (or the group evicts the consumer)."""
 
     def __post_init__(self) -> None:
+        if self.llm_capability is not None and self.llm_api == "ollama":
+            # Else the capability was left unused without a word: every call asked the
+            # default model by name, which is not what the setting says.
+            raise SettingsError(
+                "RUNNER_LLM_CAPABILITY",
+                "a capability is routed by the provider router's OpenAI-compatible API "
+                "(RUNNER_LLM_API=openai); the Ollama API serves a model by name "
+                "(RUNNER_LLM_MODEL)",
+            )
         if self.lease_renew_s >= self.lease_ttl_s:
             raise ValueError(
                 f"lease_renew_s ({self.lease_renew_s}) must be under lease_ttl_s "

@@ -78,6 +78,18 @@ def test_a_committer_git_would_refuse_or_rename_is_named_at_start(
     assert caught.value.variable == variable
 
 
+def test_a_runner_capability_on_the_ollama_api_is_named_at_start() -> None:
+    """The Ollama API picks a model by name: the capability was left unused without a word."""
+    env = {"RUNNER_LLM_API": "ollama", "RUNNER_LLM_CAPABILITY": "summarize"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(RunnerSettings, env, env_file="")
+    routed = load_settings(RunnerSettings, {**env, "RUNNER_LLM_API": "openai"}, env_file="")
+
+    assert caught.value.variable == "RUNNER_LLM_CAPABILITY"
+    assert "RUNNER_LLM_API=openai" in caught.value.problem
+    assert routed.llm_capability == "summarize"
+
+
 def test_secrets_are_masked_when_settings_are_logged() -> None:
     settings = load_settings(RegistrySettings, {"REGISTRY_TOKEN": "hunter2"}, env_file="")
     assert settings.redacted()["token"] == "***"
