@@ -17,10 +17,9 @@ from libs.common.clients.openai_client import OpenAIClient
 from libs.common.clients.openai_compat import openai_base_url
 from libs.common.genai_tracing import (
     CHAT,
-    GEN_AI_REQUEST_MAX_TOKENS,
-    GEN_AI_REQUEST_TEMPERATURE,
     genai_span,
     record_usage,
+    requested_generation,
 )
 
 PROVIDER = "openai"
@@ -92,7 +91,7 @@ class LLMClient:
             CHAT,
             model=self._model or "",
             provider=PROVIDER,
-            attributes={GEN_AI_REQUEST_MAX_TOKENS: max_tokens, GEN_AI_REQUEST_TEMPERATURE: 0},
+            attributes=requested_generation(max_tokens=max_tokens, temperature=0),
         ) as span:
             try:
                 answer = await self._client.complete(body, headers=headers)
