@@ -4,6 +4,7 @@ set), in-process or as a real uvicorn process on a real broker, and known sets o
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import uuid
@@ -64,6 +65,11 @@ def usage_event(at: datetime, **fields: Any) -> dict[str, Any]:
     }
     event.update(fields)
     return event
+
+
+def encode_event(value: dict[str, Any]) -> bytes:
+    """An event as a producer puts it on a topic (JSON, UTF-8)."""
+    return json.dumps(value).encode()
 
 
 def run_event(at: datetime, **fields: Any) -> dict[str, Any]:

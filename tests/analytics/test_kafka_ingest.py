@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from libs.common.schemas.documents import DeadLetter, DocumentResult
 from tests.analytics.conftest import (
     Topics,
+    encode_event,
     known_events,
     produce,
     read_topic,
@@ -26,10 +27,6 @@ from tests.analytics.conftest import (
     wait_until,
 )
 from tests.support.processes import ServiceProcess
-
-
-def encode(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode()
 
 
 async def test_every_topic_reaches_the_store_once_and_bad_records_reach_the_dlq(
@@ -83,17 +80,21 @@ async def test_every_topic_reaches_the_store_once_and_bad_records_reach_the_dlq(
         failed_at=now,
     )
 
-    await produce(kafka_bootstrap, topics.usage, [encode(e) for e in usage + duplicates])
+    await produce(kafka_bootstrap, topics.usage, [encode_event(e) for e in usage + duplicates])
     await produce(
         kafka_bootstrap,
         topics.usage,
-        [b"{not json", encode({**usage[0], "event_id": "bad-1", "prompt_tokens": "many"})],
+        [b"{not json", encode_event({**usage[0], "event_id": "bad-1", "prompt_tokens": "many"})],
     )
     await produce(
-        kafka_bootstrap, topics.workflow_results, [encode(e) for e in (completed, failed, progress)]
+        kafka_bootstrap,
+        topics.workflow_results,
+        [encode_event(e) for e in (completed, failed, progress)],
     )
     await produce(
-        kafka_bootstrap, topics.workflow_results, [encode({"event_type": "workflow.completed"})]
+        kafka_bootstrap,
+        topics.workflow_results,
+        [encode_event({"event_type": "workflow.completed"})],
     )
     await produce(kafka_bootstrap, topics.llm_results, [msgspec.json.encode(result)] * 2)
     await produce(kafka_bootstrap, topics.documents_dlq, [msgspec.json.encode(letter)])
@@ -148,7 +149,9 @@ async def test_partitions_read_by_arrow_and_by_msgspec_in_one_batch_are_each_sto
     await producer.start()
     try:
         for index, event in enumerate(usage):
-            await producer.send(topics.usage, value=encode(event), partition=min(index // 30, 2))
+            await producer.send(
+                topics.usage, value=encode_event(event), partition=min(index // 30, 2)
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -183,14 +186,14 @@ async def test_a_killed_collector_loses_no_event_and_counts_none_twice(
     now = utc_now()
     batch_a = [usage_event(now, cost_usd=0.001) for _ in range(1500)]
     batch_b = [usage_event(now, cost_usd=0.002) for _ in range(500)]
-    await produce(kafka_bootstrap, topics.usage, [encode(e) for e in batch_a])
+    await produce(kafka_bootstrap, topics.usage, [encode_event(e) for e in batch_a])
 
     # Kill it while it is working through the backlog: some batches stored, some not.
     partial = await wait_until(
         lambda: totals(first.url), lambda body: body["total"]["llm_calls"] > 0, interval_s=0.05
     )
     first.kill()
-    await produce(kafka_bootstrap, topics.usage, [encode(e) for e in batch_b])
+    await produce(kafka_bootstrap, topics.usage, [encode_event(e) for e in batch_b])
     second = start_collector(ANALYTICS_SESSION_TIMEOUT_S="6")
 
     answer = await wait_until(

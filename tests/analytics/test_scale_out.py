@@ -4,7 +4,6 @@ committed is read again by the other), and the totals are the events', to the ce
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +16,7 @@ from tests.analytics.conftest import (
     PG_OBJECTS,
     POSTGRES_DSN,
     Topics,
+    encode_event,
     known_events,
     produce,
     totals,
@@ -32,10 +32,6 @@ pytestmark = [
 ]
 
 EVENTS = 6_000
-
-
-def _encode(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode()
 
 
 async def _stored_calls(url: str) -> int:
@@ -59,13 +55,13 @@ async def test_two_collectors_on_postgresql_count_every_event_once(
         for _ in range(2)
     ]
 
-    await produce(kafka_bootstrap, topics.usage, [_encode(e) for e in first])
+    await produce(kafka_bootstrap, topics.usage, [encode_event(e) for e in first])
     # Some of the first half stored, then one collector dies without a word.
     await wait_until(lambda: _stored_calls(collectors[1].url), lambda calls: calls >= 1_000)
     collectors[0].kill()
     # Producers retry too: a tenth of the events arrive twice.
     again = first[::10]
-    await produce(kafka_bootstrap, topics.usage, [_encode(e) for e in rest + again])
+    await produce(kafka_bootstrap, topics.usage, [encode_event(e) for e in rest + again])
     answer = await wait_until(
         lambda: totals(collectors[1].url),
         lambda body: body["total"]["llm_calls"] >= EVENTS,

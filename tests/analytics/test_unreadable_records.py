@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from libs.common.schemas.documents import DeadLetter
 from tests.analytics.conftest import (
     Topics,
+    encode_event,
     read_topic,
     totals,
     usage_event,
@@ -31,16 +32,12 @@ from tests.support.processes import ServiceProcess
 from tests.support.unreadable_records import RawRecord, send_one_batch
 
 
-def _encode(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode()
-
-
 async def _send(bootstrap: str, topic: str, partition: int, events: list[dict[str, Any]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
         for event in events:
-            await producer.send_and_wait(topic, _encode(event), partition=partition)
+            await producer.send_and_wait(topic, encode_event(event), partition=partition)
     finally:
         await producer.stop()
 
@@ -54,7 +51,7 @@ async def test_a_record_with_a_header_name_not_utf8_is_dead_lettered_and_the_res
     run = _completed_run(now, "run-elsewhere")
 
     def raw(event: dict[str, Any], *headers: tuple[bytes, bytes]) -> RawRecord:
-        return RawRecord(None, _encode(event), [(b"source", b"router"), *headers])
+        return RawRecord(None, encode_event(event), [(b"source", b"router"), *headers])
 
     # Usage partition 0: an event alone (offset 0), one batch whose middle record has a header
     # name aiokafka cannot decode (1, 2, 3), one more alone (4); then the other partitions and
