@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kafka.work_loop import LoopLimits, Record, WorkLoop
@@ -214,3 +215,91 @@ async def test_a_stop_drains_what_is_in_hand_and_commits_it(kafka_bootstrap: str
 
     assert sorted(recorded) == sorted(started) == list(range(len(started)))
     assert committed == len(started), "everything in hand was recorded, then committed"
+
+
+async def test_a_record_still_in_hand_when_the_settle_times_out_is_handled_again_by_the_new_owner(
+    kafka_bootstrap: str,
+) -> None:
+    """The first delivery of each partition's first record is never acknowledged. A second
+    consumer joins: the first waits ``settle_timeout_s`` for them, commits nothing past them and
+    lets its partitions go, so whoever owns each partition next handles that record again and
+    commits past it; every record is committed in the end."""
+    count = 10
+    topic = await _topic(kafka_bootstrap, 2, count)
+    group = uuid.uuid4().hex
+    seen: list[tuple[int, int]] = []
+    never = asyncio.get_running_loop().create_future()
+
+    def handler() -> Callable[[Record], Awaitable[Awaitable[None]]]:
+        async def handle(record: Record) -> Awaitable[None]:
+            first_time = (record.partition, record.offset) not in seen
+            seen.append((record.partition, record.offset))
+            return never if first_time and record.offset == 0 else asyncio.sleep(0)
+
+        return handle
+
+    limits: dict[str, Any] = {"slots": 2, "settle_timeout_s": 0.5, "drain_timeout_s": 0.5}
+    first = _loop(kafka_bootstrap, topic, group, handler(), **limits)
+    second = _loop(kafka_bootstrap, topic, group, handler(), **limits)
+    stop = asyncio.Event()
+    running = [asyncio.create_task(first.run(stop))]
+    try:
+        await _until(lambda: len(set(seen)) == count)
+        running.append(asyncio.create_task(second.run(stop)))
+        await _until(lambda: second.joined and seen.count((0, 0)) == seen.count((1, 0)) == 2)
+        for partition in (0, 1):
+            await _committed_once(kafka_bootstrap, group, TopicPartition(topic, partition), 5)
+    finally:
+        stop.set()
+        await asyncio.gather(*running)
+
+    assert sorted(set(seen)) == [(p, o) for p in (0, 1) for o in range(5)]
+
+
+class _RebalancingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """A real consumer whose first ``refusals`` commits fail as aiokafka's do against a Kafka
+    group that is rebalancing (the embedded broker accepts commits then, so it is injected)."""
+
+    def __init__(self, *args: Any, refusals: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals = refusals
+
+    async def commit(self, offsets: Any = None) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise CommitFailedError("the group has already rebalanced")
+        await super().commit(offsets)
+
+
+async def test_a_commit_refused_during_a_rebalance_is_made_later_and_nothing_is_handled_twice(
+    kafka_bootstrap: str,
+) -> None:
+    topic = await _topic(kafka_bootstrap, 1, 20)
+    tp, group = TopicPartition(topic, 0), uuid.uuid4().hex
+    handled: list[int] = []
+
+    async def handle(record: Record) -> None:
+        await asyncio.sleep(0.01)
+        handled.append(record.offset)
+
+    consumer = _RebalancingConsumer(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        refusals=3,
+    )
+    limits = LoopLimits(
+        slots=2, unrecorded=8, commit_interval_s=0.1, settle_timeout_s=5, drain_timeout_s=5
+    )
+    loop = WorkLoop(consumer, [topic], handle, limits)
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        await _committed_once(kafka_bootstrap, group, tp, 20)
+    finally:
+        stop.set()
+        await running  # raised CommitFailedError (the loop restarted) before
+
+    assert consumer.refusals == 0
+    assert sorted(handled) == list(range(20)), "each record handled once"

@@ -15,7 +15,9 @@ at a time each (the Kafka LLM processor, the LangGraph runner's bridge).
   ones after it (at least once). A record whose handling or recording raises stays unrecorded,
   and its partition commits no further until a restart redelivers it.
 - **Rebalance.** Before partitions move to another consumer, their records get
-  ``settle_timeout_s`` to be recorded; what is recorded is committed, and they are forgotten.
+  ``settle_timeout_s`` to be recorded; what is recorded is committed, and they are forgotten
+  (a record still in hand then is handled again by the new owner). A commit the group refuses
+  while it rebalances is logged and made again later, not raised.
 - **Unreadable records.** A record aiokafka cannot build (a header name not UTF-8) makes its
   ``getmany`` raise, at every try; the loop fetches through a ``Fetcher`` (``fetching.py``),
   which then reads around it. The bad record goes to ``unreadable`` (which dead-letters it) as
@@ -37,6 +39,7 @@ from typing import TypeAlias, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from libs.common.kafka.fetching import Fetcher
 from libs.common.kafka.offsets import OffsetBook
@@ -241,7 +244,17 @@ class WorkLoop:
         owned = self.consumer.assignment()
         offsets = self._book.committable(owned if partitions is None else partitions & owned)
         if offsets:
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # Kafka refuses a commit while the group rebalances (or after it moved on
+                # without this member). The book keeps the offsets: the settle before the
+                # partitions leave, or the next interval if they stay, commits them. Raising
+                # restarted the loop: every record in hand cancelled and handled again.
+                logger.warning(
+                    "commit refused: the group is rebalancing", loop=self._name, error=str(exc)
+                )
+                return
             self._book.committed(offsets)
         if self._on_commit is not None:
             self._on_commit(self)
@@ -250,8 +263,12 @@ class WorkLoop:
         pending = [task for task, tp in self._records.items() if tp in partitions]
         if pending:
             await asyncio.wait(pending, timeout=self._limits.settle_timeout_s)
-        await self.commit(partitions)
-        self._book.forget(partitions)
+        try:
+            await self.commit(partitions)
+        finally:
+            # Forgotten even if the commit fails: a partition that comes back starts from its
+            # committed offset, and a book kept from before would commit an older one.
+            self._book.forget(partitions)
 
     async def _drain(self) -> None:
         self.consumer.pause(*self.consumer.assignment())
