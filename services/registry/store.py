@@ -16,6 +16,7 @@ import msgspec
 import structlog
 
 from libs.common.schemas.agents import RegisteredAgent
+from libs.common.sqlite_writes import write_transaction
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -97,24 +98,26 @@ class SQLiteAgentStore:
         return agents, int(row[0]) if row else 0
 
     async def save(self, agent: RegisteredAgent, index: int) -> None:
-        await self._db.execute(
-            "INSERT INTO agents (agent_id, record) VALUES (?, ?) "
-            "ON CONFLICT (agent_id) DO UPDATE SET record = excluded.record",
-            (agent.agent_id, _encode(agent)),
-        )
-        await self._set_index(index)
+        async with write_transaction(self._db) as db:
+            await db.execute(
+                "INSERT INTO agents (agent_id, record) VALUES (?, ?) "
+                "ON CONFLICT (agent_id) DO UPDATE SET record = excluded.record",
+                (agent.agent_id, _encode(agent)),
+            )
+            await self._set_index(db, index)
 
     async def delete(self, agent_id: str, index: int) -> None:
-        await self._db.execute("DELETE FROM agents WHERE agent_id = ?", (agent_id,))
-        await self._set_index(index)
+        async with write_transaction(self._db) as db:
+            await db.execute("DELETE FROM agents WHERE agent_id = ?", (agent_id,))
+            await self._set_index(db, index)
 
-    async def _set_index(self, index: int) -> None:
-        await self._db.execute(
+    @staticmethod
+    async def _set_index(db: aiosqlite.Connection, index: int) -> None:
+        await db.execute(
             "INSERT INTO catalog_index (id, value) VALUES (1, ?) "
             "ON CONFLICT (id) DO UPDATE SET value = excluded.value",
             (index,),
         )
-        await self._db.commit()
 
     async def close(self) -> None:
         await self._db.close()

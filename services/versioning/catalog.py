@@ -15,6 +15,7 @@ to the state they share. Git itself is ``git_repository.py``, the definitions' d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -373,6 +374,33 @@ class VersionCatalog:
                 message=message,
                 trailers=trailers or {},
             )
+        )
+
+    async def recorded_move(
+        self, workflow_id: str, alias: str, version: int, trailers: Mapping[str, str]
+    ) -> AliasMove | None:
+        """The move of ``alias`` to ``version`` that a commit carrying ``trailers`` made, as
+        ``move_alias`` answered it then; ``None`` if no commit did. A caller whose record of a
+        move was lost (a stop between the commit and its own write) finds it here: moving
+        again changes nothing and would name the new version as the previous one."""
+        path = aliases_path(workflow_id)
+        wanted = {TRAILER_WORKFLOW: workflow_id, TRAILER_ALIAS: f"{alias}={version}", **trailers}
+        found = await self._in_git(self._git.last_commit_with, path, wanted)
+        if found is None:
+            return None
+        previous = None
+        if found.parent is not None:
+            with contextlib.suppress(KeyError):  # the move created the aliases file
+                before = await self._in_git(self._git.read, found.parent, path)
+                previous = _decode_aliases(before).get(alias)
+        return AliasMove(
+            workflow_id=workflow_id,
+            alias=alias,
+            version=version,
+            previous=previous,
+            changed=True,
+            commit=found.commit,
+            moved_at=found.committed_at,
         )
 
     async def _write(self, work: Callable[[], Awaitable[T]]) -> T:

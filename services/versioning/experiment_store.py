@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 
 from libs.common.schemas.versioning import Experiment
+from libs.common.sqlite_writes import write_transaction
 from services.versioning.statistics import VariantSamples
 
 _KEYS_PER_QUERY = 500
@@ -97,12 +98,12 @@ class ExperimentStore:
             return [_decode_experiment(row[0]) async for row in cursor]
 
     async def save(self, experiment: Experiment) -> None:
-        await self._db.execute(
-            "INSERT INTO experiments (id, workflow_id, status, record) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record",
-            (experiment.id, experiment.workflow_id, experiment.status, _encode(experiment)),
-        )
-        await self._db.commit()
+        async with write_transaction(self._db) as db:
+            await db.execute(
+                "INSERT INTO experiments (id, workflow_id, status, record) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record",
+                (experiment.id, experiment.workflow_id, experiment.status, _encode(experiment)),
+            )
 
     async def add_outcomes(self, rows: list[OutcomeRow]) -> int:
         """Store the rows in one transaction; returns how many were new. A row whose key is
@@ -116,30 +117,30 @@ class ExperimentStore:
             elif (row.experiment_id, row.key) not in known:
                 known.add((row.experiment_id, row.key))
                 new += 1
-        await db.executemany(
-            "INSERT INTO outcomes (experiment_id, variant, unit, success, latency_ms, cost, "
-            "score, source, outcome_key, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (experiment_id, outcome_key) WHERE outcome_key IS NOT NULL DO UPDATE "
-            "SET success = excluded.success, latency_ms = excluded.latency_ms, "
-            "cost = excluded.cost, score = excluded.score, source = excluded.source, "
-            "recorded_at = excluded.recorded_at",
-            [
-                (
-                    row.experiment_id,
-                    row.variant,
-                    row.unit,
-                    int(row.success),
-                    row.latency_ms,
-                    row.cost,
-                    row.score,
-                    row.source,
-                    row.key,
-                    row.recorded_at.isoformat(),
-                )
-                for row in rows
-            ],
-        )
-        await db.commit()
+        async with write_transaction(db):
+            await db.executemany(
+                "INSERT INTO outcomes (experiment_id, variant, unit, success, latency_ms, cost, "
+                "score, source, outcome_key, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (experiment_id, outcome_key) WHERE outcome_key IS NOT NULL DO UPDATE "
+                "SET success = excluded.success, latency_ms = excluded.latency_ms, "
+                "cost = excluded.cost, score = excluded.score, source = excluded.source, "
+                "recorded_at = excluded.recorded_at",
+                [
+                    (
+                        row.experiment_id,
+                        row.variant,
+                        row.unit,
+                        int(row.success),
+                        row.latency_ms,
+                        row.cost,
+                        row.score,
+                        row.source,
+                        row.key,
+                        row.recorded_at.isoformat(),
+                    )
+                    for row in rows
+                ],
+            )
         return new
 
     async def _known_keys(self, rows: list[OutcomeRow]) -> set[tuple[str, str]]:

@@ -394,14 +394,20 @@ class ExperimentBook:
             f"{decision.metric} after {decision.samples_per_variant} outcomes per variant\n\n"
             + "\n".join(lines)
         )
+        trailers = {TRAILER_EXPERIMENT: experiment.id}
         try:
             move = await self._catalog.move_alias(
-                experiment.workflow_id,
-                CHAMPION,
-                version,
-                message=message,
-                trailers={TRAILER_EXPERIMENT: experiment.id},
+                experiment.workflow_id, CHAMPION, version, message=message, trailers=trailers
             )
+            if not move.changed:
+                # Moved already: by this promotion, if a stop came before it was recorded
+                # here; that commit says what the champion was before.
+                move = (
+                    await self._catalog.recorded_move(
+                        experiment.workflow_id, CHAMPION, version, trailers
+                    )
+                    or move
+                )
         except Exception:
             # The decision stays; the promotion is tried again on the next outcome or start.
             logger.exception("auto-promotion failed", experiment_id=experiment.id)

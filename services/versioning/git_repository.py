@@ -101,6 +101,13 @@ class CommitResult:
 
 
 @dataclass(frozen=True, slots=True)
+class FoundCommit:
+    commit: str
+    parent: str | None
+    committed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TaggedVersion:
     """A version as git records it: tag, commit, author, time and the caller's message."""
 
@@ -307,6 +314,19 @@ class WorkflowRepository:
             return {}
         assert isinstance(sub, Tree)
         return {blob.name: bytes(blob.data_stream.read()) for blob in sub.blobs}
+
+    def last_commit_with(self, path: str, trailers: Mapping[str, str]) -> FoundCommit | None:
+        """The newest commit on the branch that changed ``path`` and carries every one of
+        ``trailers``; ``None`` if none does."""
+        for commit in self._repo.iter_commits(self._ref, paths=path):
+            _, found = split_message(str(commit.message))
+            if all(found.get(key) == value for key, value in trailers.items()):
+                return FoundCommit(
+                    commit=commit.hexsha,
+                    parent=commit.parents[0].hexsha if commit.parents else None,
+                    committed_at=commit.committed_datetime.astimezone(UTC),
+                )
+        return None
 
     def diff(self, old: str, new: str, path: str, old_label: str, new_label: str) -> str:
         text: str = self._repo.git.diff(

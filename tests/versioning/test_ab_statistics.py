@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from git import Repo
 from scipy import stats
 
 from libs.common.schemas.versioning import Experiment
+from services.versioning.settings import VersioningSettings
 from tests.versioning.conftest import WORKFLOW, Client, create_version, definition_json
 
 Draw = Callable[[random.Random, str], dict[str, Any]]
@@ -388,3 +390,51 @@ async def test_an_outcome_sent_again_counts_once_and_the_latest_wins(versioning:
     results = (await versioning.get(f"/experiments/{experiment['id']}")).json()["results"]
     (variant,) = [v for v in results["variants"] if v["count"]]
     assert (variant["count"], variant["successes"], variant["latency_mean_ms"]) == (1, 1, 480.0)
+
+
+async def test_a_promotion_stopped_after_its_commit_is_recorded_as_that_commit_made_it(
+    versioning: Client, git_repo: Callable[[], Repo], versioning_settings: VersioningSettings
+) -> None:
+    """A stop between the promotion's git commit and its record in the experiment store (made
+    here by a trigger that refuses the record, then dropped): the next outcome finishes the
+    promotion without a second commit, and records the champion it replaced and the commit
+    that moved it, not "version 2 replaced version 2" and no commit."""
+    await two_versions(versioning)
+    experiment = await start(versioning, min_samples=20, auto_promote=True, salt="interrupted")
+    database = sqlite3.connect(versioning_settings.database_file())
+    database.execute(
+        "CREATE TRIGGER stop_before_promotion BEFORE UPDATE ON experiments "
+        "WHEN json_extract(NEW.record, '$.promotion') IS NOT NULL "
+        "BEGIN SELECT RAISE(ABORT, 'stopped'); END"
+    )
+    database.commit()
+    outcomes = []
+    for n in range(80):
+        assigned = await versioning.post(
+            f"/experiments/{experiment['id']}/assign", json={"unit": f"u{n}"}
+        )
+        variant = assigned.json()["variant"]
+        success = (variant == "B") != (n < 2)  # B nearly always succeeds, A nearly never
+        outcomes.append(
+            {"unit": f"u{n}", "variant": variant, "outcome_id": f"u{n}", "success": success}
+            | {"latency_ms": 500.0}
+        )
+    path = f"/experiments/{experiment['id']}/outcomes"
+    # Decided and committed, not recorded: the request fails as the stop would have ended it.
+    assert (await versioning.post(path, json=outcomes)).status_code == 500
+    moved = git_repo().head.commit
+    assert f"PAS-Experiment: {experiment['id']}" in str(moved.message)
+    assert (await versioning.get(f"/experiments/{experiment['id']}")).json()["promotion"] is None
+    database.execute("DROP TRIGGER stop_before_promotion")
+    database.commit()
+    database.close()
+
+    late = outcomes[0] | {"outcome_id": "late"}
+    assert (await versioning.post(path, json=[late])).status_code == 200
+
+    done = (await versioning.get(f"/experiments/{experiment['id']}")).json()
+    assert done["status"] == "stopped"
+    promotion = done["promotion"]
+    assert (promotion["version"], promotion["previous_version"]) == (2, 1)
+    assert promotion["commit"] == moved.hexsha == git_repo().head.commit.hexsha
+    assert (await versioning.get(f"/workflows/{WORKFLOW}")).json()["version"] == 2
