@@ -20,6 +20,7 @@ from typing import Final
 
 import msgspec
 
+from libs.cli.replay_receipts import letter_place
 from libs.cli.topic_reader import Record
 from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8
 from libs.common.schemas.documents import DeadLetter
@@ -70,6 +71,11 @@ class Letter(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def coordinates(self) -> str:
         return f"{self.partition}:{self.offset}"
+
+    @property
+    def place(self) -> str:
+        """``dlq/partition/offset``: how its replay receipts and replayed records name it."""
+        return letter_place(self.dlq, self.partition, self.offset)
 
     @property
     def replay_attempt(self) -> int:
