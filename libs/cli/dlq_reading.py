@@ -19,7 +19,8 @@ from libs.cli.topic_reader import TopicReader
 
 async def read_letters(bootstrap_servers: str, topic: str) -> list[Letter]:
     async with TopicReader(bootstrap_servers, [topic]) as reader:
-        return [read_letter(record) for record in await reader.everything()]
+        # Every record, those no client can build too: a listing counts what the DLQ holds.
+        return [read_letter(record) for record in await reader.everything_held()]
 
 
 async def letters_and_receipts(
@@ -39,7 +40,7 @@ async def letter_at(bootstrap_servers: str, topic: str, partition: int, offset: 
 
 class QueueCount(msgspec.Struct, frozen=True, kw_only=True):
     """One DLQ at a glance: its letters, counted by error type (``unreadable``: a record that
-    is no dead letter), and when the newest failed."""
+    is no dead letter, or that no Kafka client can build), and when the newest failed."""
 
     dlq: str
     written_by: str
@@ -55,8 +56,9 @@ async def count_letters(bootstrap_servers: str, writers: dict[str, str]) -> list
     by_queue: dict[str, list[Letter]] = {topic: [] for topic in writers}
     async with TopicReader(bootstrap_servers, writers, missing_ok=True) as reader:
         present = set(reader.topics)
-        for record in await reader.everything() if present else []:
-            by_queue[record.topic].append(read_letter(record))
+        for record in await reader.everything_held() if present else []:
+            letter = read_letter(record)
+            by_queue[letter.dlq].append(letter)
     counts = []
     for topic, letters in by_queue.items():
         failed_at = [letter.envelope.failed_at for letter in letters if letter.envelope]

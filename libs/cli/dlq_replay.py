@@ -33,6 +33,7 @@ from libs.cli.runtime import err, out, pass_settings, progress, run
 from libs.cli.settings import CLISettings
 from libs.cli.topic_reader import TopicReader
 from libs.common.kafka.records import PublishFailed, send_acknowledged, stop_producer
+from libs.common.kafka.unreadable import Unreadable
 
 Action = Literal["replay", "refused", "failed"]
 
@@ -100,7 +101,9 @@ async def _decide(
         return Decision(letter=letter, action="refused", reason=inexact)
     if inexact is not None:
         async with TopicReader(bootstrap_servers, [envelope.topic]) as reader:
-            source = await reader.at(envelope.partition, envelope.offset)
+            held = await reader.at(envelope.partition, envelope.offset)
+        # One no client can build is not sent: its header names are known with U+FFFD only.
+        source = None if isinstance(held, Unreadable) else held
     original = original_record(envelope, source)
     if original is None:
         # Not even with --force: what the letter holds is not the record (only its first bytes,
