@@ -20,8 +20,9 @@ from typing import Final
 
 import msgspec
 
+from libs.cli.replay_receipts import letter_place
 from libs.cli.topic_reader import Record
-from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8
+from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8, Unreadable
 from libs.common.schemas.documents import DeadLetter
 
 HEADER_REPLAY_ATTEMPT: Final = "x-pas-replay-attempt"
@@ -59,7 +60,7 @@ _decode_letter = msgspec.json.Decoder(DeadLetter).decode
 
 class Letter(msgspec.Struct, frozen=True, kw_only=True):
     """A dead letter where it sits on its DLQ; ``envelope`` is ``None`` for a record that is
-    not a :class:`DeadLetter` (``unreadable`` says why)."""
+    not a :class:`DeadLetter`, or that no Kafka client can build (``unreadable`` says why)."""
 
     dlq: str
     partition: int
@@ -72,12 +73,27 @@ class Letter(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.partition}:{self.offset}"
 
     @property
+    def place(self) -> str:
+        """``dlq/partition/offset``: how its replay receipts and replayed records name it."""
+        return letter_place(self.dlq, self.partition, self.offset)
+
+    @property
     def replay_attempt(self) -> int:
         """How often the original had been replayed before it failed this time."""
         return 0 if self.envelope is None else replay_attempt(self.envelope.exact_headers())
 
 
-def read_letter(record: Record) -> Letter:
+def read_letter(record: Record | Unreadable) -> Letter:
+    """The letter ``record`` holds; a record that is none (not a :class:`DeadLetter`, or one
+    no Kafka client can build) is a letter without an envelope, saying why."""
+    if isinstance(record, Unreadable):
+        return Letter(
+            dlq=record.record.topic,
+            partition=record.record.partition,
+            offset=record.offset,
+            envelope=None,
+            unreadable=record.reason,
+        )
     try:
         envelope: DeadLetter | None = _decode_letter(record.value or b"")
         unreadable = None

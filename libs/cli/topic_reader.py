@@ -2,7 +2,9 @@
 
 The reader assigns itself partitions and never commits, so that looking at a topic (a DLQ, the
 results) moves no service's offsets and leaves no group behind on the broker. A record aiokafka
-cannot build (a header name not UTF-8) is named on stderr, with why, and passed over.
+cannot build (a header name not UTF-8, a corrupt batch) is named on stderr, with why, and passed
+over; a reader that must account for every record (``pas dlq list``) is given it too, as an
+``Unreadable`` (``everything_held``, ``at``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from libs.cli.runtime import err
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.fetching import Fetched, Fetcher
 from libs.common.kafka.reading import assign_settled, partitions_of
+from libs.common.kafka.unreadable import Unreadable
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -89,7 +92,13 @@ class TopicReader:
         self._fetcher.placed(self.partitions)
 
     async def everything(self) -> list[Record]:
-        """Every record the topics hold, by partition then offset.
+        """Every record the topics hold, by partition then offset; one aiokafka cannot build
+        is named on stderr and left out (see ``everything_held``)."""
+        return [item for item in await self.everything_held() if not isinstance(item, Unreadable)]
+
+    async def everything_held(self) -> list[Record | Unreadable]:
+        """Every record the topics hold, by partition then offset, those aiokafka cannot build
+        among them as an ``Unreadable`` (and named on stderr).
 
         Read until the end offsets the broker gives and then until a fetch finds nothing
         more: an end offset may fall short of the last record (the embedded Tansu broker
@@ -98,19 +107,21 @@ class TopicReader:
         ends = await self._consumer.end_offsets(self.partitions)
         await self._consumer.seek_to_beginning(*self.partitions)
         self._fetcher.placed(self.partitions)
-        found: list[Record] = []
+        found: list[Record | Unreadable] = []
         while True:
             fetched = await self._fetch()
             for records in fetched.records.values():
                 found += records
+            found += fetched.unreadable
             behind = [tp for tp in self.partitions if await self._consumer.position(tp) < ends[tp]]
             if not fetched and not behind:
                 break
-        return sorted(found, key=lambda record: (record.topic, record.partition, record.offset))
+        return sorted(found, key=_coordinates)
 
-    async def at(self, partition: int, offset: int) -> Record | None:
-        """The record at ``partition:offset`` of the first topic; ``None`` when the topic holds
-        no such record (never written, or deleted by retention)."""
+    async def at(self, partition: int, offset: int) -> Record | Unreadable | None:
+        """The record at ``partition:offset`` of the first topic (an ``Unreadable`` when
+        aiokafka cannot build it); ``None`` when the topic holds no such record (never written,
+        or deleted by retention)."""
         tp = TopicPartition(self._topics[0], partition)
         if tp not in self.partitions or offset < 0:
             return None
@@ -125,19 +136,20 @@ class TopicReader:
             found = await self._first_from(tp, first, offset)
         return found
 
-    async def _first_from(self, tp: TopicPartition, start: int, offset: int) -> Record | None:
+    async def _first_from(
+        self, tp: TopicPartition, start: int, offset: int
+    ) -> Record | Unreadable | None:
         self._consumer.seek(tp, start)
         self._fetcher.placed([tp])
         # Past the end, the consumer resets to the end and finds nothing.
         while fetched := await self._fetch(tp):
-            for record in fetched.records.get(tp, []):
-                if record.offset == offset:
-                    found: Record = record
-                    return found
-                if record.offset > offset:
+            held: list[Record | Unreadable] = [*fetched.records.get(tp, []), *fetched.unreadable]
+            for item in sorted(held, key=_coordinates):
+                _, _, item_offset = _coordinates(item)
+                if item_offset == offset:
+                    return item
+                if item_offset > offset:
                     return None  # compacted away
-            if any(item.offset >= offset for item in fetched.unreadable):
-                return None  # unreadable (named), or compacted away
         return None
 
     async def following(self, timeout_s: float) -> AsyncIterator[Record]:
@@ -157,3 +169,8 @@ class TopicReader:
             place = f"{item.record.topic}/{item.record.partition}/{item.offset}"
             err.print(f"skipped {escape(place)}: {escape(item.reason)}", soft_wrap=True)
         return fetched
+
+
+def _coordinates(item: Record | Unreadable) -> tuple[str, int, int]:
+    record = item.record if isinstance(item, Unreadable) else item
+    return record.topic, record.partition, record.offset

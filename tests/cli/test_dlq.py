@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from libs.cli.dlq_reading import count_letters
 from libs.common.kafka.records import dead_letter
 from libs.common.kafka.topics import ensure_topics
 from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8
@@ -238,11 +239,13 @@ async def test_a_letter_the_broker_refuses_is_named_and_the_others_still_go(
     assert rows == {0: [f"{source}/0/0"], 1: [], 2: [f"{source}/0/1", f"{source}/0/2"]}
 
 
-async def test_a_record_aiokafka_cannot_read_is_named_and_the_other_letters_listed(
+async def test_a_record_aiokafka_cannot_read_is_listed_as_unreadable_beside_the_letters(
     kafka_bootstrap: str,
 ) -> None:
     """A record whose header name is not UTF-8 made aiokafka raise while reading the DLQ:
-    ``pas dlq list`` ended in a traceback and listed nothing. It is named, and passed over."""
+    ``pas dlq list`` ended in a traceback and listed nothing. Then it was named on stderr and
+    left out of the listing and the counts. It is counted now, as ``unreadable``, at its
+    coordinates, which ``pas dlq show`` names it by."""
     run = uuid.uuid4().hex[:8]
     dlq = f"unreadable-dlq-{run}"
     await ensure_topics(kafka_bootstrap, {dlq: 1})
@@ -255,15 +258,36 @@ async def test_a_record_aiokafka_cannot_read_is_named_and_the_other_letters_list
 
     rows = listed(env, dlq)
     table = pas("dlq", "list", dlq, env=env)
+    shown = pas("dlq", "show", dlq, "0:1", env=env)
+    # What ``pas dlq list`` alone prints a line of (its CLI path: the test above).
+    [count] = await count_letters(kafka_bootstrap, {dlq: "kafka_llm_processor"})
 
-    assert [(row["offset"], row["envelope"]["error_type"]) for row in rows] == [
+    assert [(row["offset"], (row["envelope"] or {}).get("error_type")) for row in rows] == [
         (0, "invalid_document"),
+        (1, None),
         (2, "PermanentLLMError"),
         (3, "invalid_outcome"),
     ]
+    unreadable = "record unreadable: header name not UTF-8"
+    assert rows[1]["unreadable"].startswith(unreadable)
     assert table.returncode == 0, table.stderr
     assert "Traceback" not in table.stderr
-    assert f"skipped {dlq}/0/1: record unreadable: header name not UTF-8" in table.stderr
+    assert f"{dlq}: 4 of 4 letter(s)" in table.stdout
+    [row] = [line for line in table.stdout.splitlines() if " 0:1 " in line]
+    assert "unreadable" in row
+    assert unreadable in row
+    # Still named on stderr as it is met.
+    assert f"skipped {dlq}/0/1: {unreadable}" in table.stderr
+    assert count.letters == 4
+    assert count.error_types == {
+        "invalid_document": 1,
+        "unreadable": 1,
+        "PermanentLLMError": 1,
+        "invalid_outcome": 1,
+    }
+    assert shown.returncode == 1
+    assert f"{dlq} 0:1: {unreadable}" in shown.stderr
+    assert "holds no record" not in shown.stderr
 
 
 def test_an_error_type_without_a_topic_is_a_usage_error() -> None:

@@ -7,13 +7,16 @@ restarted and failed on the same record for good, and the other partitions stopp
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import msgspec
+import pytest
 from aiokafka import TopicPartition
 
-from libs.common.schemas.documents import FinancialDocument
+from libs.common.schemas.documents import DocumentResult, FinancialDocument
+from services.kafka_llm_processor.show_results import show
 from tests.kafka_llm_processor.conftest import Topics, collect, send
 from tests.kafka_llm_processor.test_processor import northwind_q3
 from tests.support.asgi_server import serve_asgi
@@ -88,3 +91,45 @@ async def test_a_record_with_a_header_name_not_utf8_is_dead_lettered_and_the_res
 
 def _messages(doc_ids: list[str]) -> list[tuple[bytes, bytes]]:
     return [(doc_id.encode(), msgspec.json.encode(_doc(doc_id))) for doc_id in doc_ids]
+
+
+async def test_the_results_viewer_names_a_record_it_cannot_read_and_shows_the_rest(
+    kafka_bootstrap: str, topics: Topics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``show_results`` called aiokafka's ``getmany`` itself: a result whose header name is
+    not UTF-8 ended it in a ``UnicodeDecodeError``, showing nothing after it. It is named
+    with its coordinates and passed over, as is a record that is not a result."""
+    results = [_result(doc_id) for doc_id in ("first", "unreadable", "last")]
+    raw = [RawRecord(r.doc_id.encode(), msgspec.json.encode(r)) for r in results]
+    raw[1] = RawRecord(raw[1].key, raw[1].value, [(b"\xff\xfetrace", b"t-1")])
+    await send_one_batch(kafka_bootstrap, topics.output, 0, raw)
+    await send(kafka_bootstrap, topics.output, [(b"x", b"not a result")], partition=0)
+
+    shown = await show(kafka_bootstrap, topics.output, dlq=False, expect=4, timeout_s=60)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert (shown.messages, shown.unreadable) == (4, 2)
+    named = [line for line in lines if line.startswith(("first", "last", "UNREADABLE"))]
+    assert named[0].startswith("first  [summary, ok")
+    assert named[1].startswith(
+        f"UNREADABLE {topics.output}/0/1: record unreadable: header name not UTF-8"
+    )
+    assert named[2].startswith("last  [summary, ok")
+    assert named[3].startswith(f"UNREADABLE {topics.output}/0/3: not a result: ")
+    assert len(named) == 4
+
+
+def _result(doc_id: str) -> DocumentResult:
+    return DocumentResult(
+        doc_id=doc_id,
+        task="summary",
+        status="ok",
+        answer=CONTENT,
+        model="smollm2",
+        prompt_tokens=40,
+        completion_tokens=12,
+        processing_ms=120.0,
+        attempts=1,
+        source_offset=f"docs/0/{doc_id}",
+        processed_at=datetime(2025, 1, 2, tzinfo=UTC),
+    )
