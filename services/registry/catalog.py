@@ -49,6 +49,10 @@ class Catalog:
         self._agents: dict[str, RegisteredAgent] = {}
         self._by_capability: defaultdict[str, set[str]] = defaultdict(set)
         self._check_failures: dict[str, str] = {}
+        # Which registration each agent is on (a serial number, kept in memory): an active
+        # check's result applies to the registration it checked, not to one made meanwhile.
+        self._registrations: dict[str, int] = {}
+        self._registration_serial = 0
         self._index = 1
         self._write_lock = asyncio.Lock()
         self._changed = asyncio.Event()
@@ -154,6 +158,8 @@ class Catalog:
             )
             self._check_failures.pop(agent.agent_id, None)
             await self._commit(agent)
+            self._registration_serial += 1
+            self._registrations[agent.agent_id] = self._registration_serial
         logger.info(
             "agent registered" if previous is None else "agent updated",
             agent_id=agent.agent_id,
@@ -180,9 +186,18 @@ class Catalog:
             self._advance(index)
         logger.info("agent deregistered", agent_id=agent_id, index=index)
 
-    async def record_check(self, agent_id: str, failure: str | None) -> None:
-        """Result of an active health check: ``None`` when it passed, else the reason."""
-        if agent_id not in self._agents:
+    def registration(self, agent_id: str) -> int | None:
+        """The registration the agent is on, for :meth:`record_check`."""
+        return self._registrations.get(agent_id, 0) if agent_id in self._agents else None
+
+    async def record_check(
+        self, agent_id: str, registration: int | None, failure: str | None
+    ) -> None:
+        """Result of an active health check of the agent's ``registration``: ``None`` when
+        it passed, else the reason. Dropped if the agent registered again (or left) while it
+        was checked: a restarted agent's first check of its old self must not turn it
+        critical."""
+        if registration is None or registration != self.registration(agent_id):
             return
         if failure is None:
             self._check_failures.pop(agent_id, None)
@@ -290,6 +305,7 @@ class Catalog:
     def _drop(self, agent_id: str) -> None:
         agent = self._agents.pop(agent_id)
         self._check_failures.pop(agent_id, None)
+        self._registrations.pop(agent_id, None)
         for capability in agent.capabilities:
             self._unindex(capability, agent_id)
 

@@ -43,21 +43,28 @@ async def check_agents_forever(
     catalog: Catalog, http: httpx.AsyncClient, interval_s: float
 ) -> None:
     limit = asyncio.Semaphore(_ACTIVE_CHECK_CONCURRENCY)
+    while True:
+        await check_round(catalog, http, limit)
+        await asyncio.sleep(interval_s)
+
+
+async def check_round(catalog: Catalog, http: httpx.AsyncClient, limit: asyncio.Semaphore) -> None:
+    """Check every REST agent once, ``limit`` at a time, and record each result against the
+    registration that was checked."""
 
     async def check_one(agent_id: str, endpoint: str) -> None:
+        registration = catalog.registration(agent_id)
         async with limit:
             failure = await check_agent(http, endpoint)
-        await catalog.record_check(agent_id, failure)
+        await catalog.record_check(agent_id, registration, failure)
 
-    while True:
-        targets = [(a.agent_id, a.endpoint) for a in catalog.all() if a.transport == "rest"]
-        # gather, not a TaskGroup: one check that fails (a store hiccup while recording it)
-        # must not cancel the checks of every other agent in the round.
-        outcomes = await asyncio.gather(
-            *(check_one(agent_id, endpoint) for agent_id, endpoint in targets),
-            return_exceptions=True,
-        )
-        for (agent_id, _), outcome in zip(targets, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                logger.error("active health check failed", agent_id=agent_id, error=repr(outcome))
-        await asyncio.sleep(interval_s)
+    targets = [(a.agent_id, a.endpoint) for a in catalog.all() if a.transport == "rest"]
+    # gather, not a TaskGroup: one check that fails (a store hiccup while recording it) must
+    # not cancel the checks of every other agent in the round.
+    outcomes = await asyncio.gather(
+        *(check_one(agent_id, endpoint) for agent_id, endpoint in targets),
+        return_exceptions=True,
+    )
+    for (agent_id, _), outcome in zip(targets, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            logger.error("active health check failed", agent_id=agent_id, error=repr(outcome))

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from libs.common.schemas.agents import AgentDefinition, DiscoveryRequest, RegisteredAgent
 from services.registry.catalog import Catalog
-from services.registry.liveness import check_agents_forever
+from services.registry.liveness import check_agents_forever, check_round
 from services.registry.store import SQLiteAgentStore
 from tests.conftest import agent_json
 
@@ -195,3 +195,50 @@ async def test_a_heartbeat_while_the_reaper_saves_is_kept(tmp_path: Path) -> Non
     stored, _ = await store.load()
     assert [a.status for a in stored] == ["passing"]
     await store.close()
+
+
+async def test_a_check_of_an_agent_that_registered_again_meanwhile_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """The agent's /health is called, and answers 503 only after the agent (restarted) has
+    registered again: that answer was its old self's, and does not turn the new registration
+    critical. The next check, of the new registration, counts."""
+    asked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def health(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        asked.set()
+        await release.wait()
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(health, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = SQLiteAgentStore(f"{tmp_path}/registry.db")
+    await store.open()
+    catalog = Catalog(store, default_ttl_s=0, deregister_critical_after_s=300)
+    await catalog.load()
+    agent = msgspec.convert(
+        agent_json("restarted", endpoint=f"http://127.0.0.1:{port}"), AgentDefinition
+    )
+    await catalog.register(agent)
+    try:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            limit = asyncio.Semaphore(4)
+            checking = asyncio.create_task(check_round(catalog, http, limit))
+            await asyncio.wait_for(asked.wait(), 30)
+            await catalog.register(agent)
+            release.set()
+            await checking
+            after_stale_check = catalog.get("restarted").status
+            await check_round(catalog, http, limit)  # the new registration's own check
+            after_own_check = catalog.get("restarted")
+    finally:
+        server.close()
+        await store.close()
+
+    assert after_stale_check == "passing"
+    assert after_own_check.status == "critical"
+    assert "answered 503" in str(after_own_check.status_reason)
