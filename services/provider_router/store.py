@@ -13,7 +13,6 @@ candidate (``pas_router_pause``). The rows and the SQL are in ``store_rows.py``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
+from libs.common.sqlite_writes import WriteTransactions
 from services.provider_router.rate_limits import PaceSecond, Pause
 from services.provider_router.store_rows import (
     ADD_KEY_DAY,
@@ -95,7 +95,7 @@ class SQLiteSpendStore:
     def __init__(self, path: str) -> None:
         self._path = path
         self._connection: aiosqlite.Connection | None = None
-        self._transaction = asyncio.Lock()
+        self._writes = WriteTransactions()
         """One transaction at a time on the one connection (spend and pace write apart)."""
 
     @property
@@ -108,7 +108,7 @@ class SQLiteSpendStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit; transactions are begun explicitly (IMMEDIATE: the write lock up front).
         self._connection = db = await aiosqlite.connect(self._path, isolation_level=None)
-        self._transaction = asyncio.Lock()  # in the loop that serves
+        self._writes = WriteTransactions()  # its lock in the loop that serves
         await db.execute("PRAGMA busy_timeout=10000")  # another router may be writing
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
@@ -137,13 +137,7 @@ class SQLiteSpendStore:
             await db.execute(statement)
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
-        async with self._transaction:
-            await self._append(records)
-
-    async def _append(self, records: Sequence[UsageRecord]) -> None:
-        db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._writes.write(self._db) as db:
             await db.executemany(INSERT_SPEND.format("?"), spend_rows(records))
             await db.executemany(
                 "INSERT INTO pas_router_daily_spend (day, provider, cost_usd) VALUES (?, ?, ?) "
@@ -155,10 +149,6 @@ class SQLiteSpendStore:
                 ADD_KEY_DAY.format("?"),
                 [(day.isoformat(), key, cost) for day, key, cost in day_totals(records, "key")],
             )
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        await db.execute("COMMIT")
 
     async def spent_on(self, day: date) -> dict[str, float]:
         async with self._db.execute(
@@ -179,38 +169,21 @@ class SQLiteSpendStore:
             return [group(row) async for row in cursor]
 
     async def prune(self, before: float) -> None:
-        async with self._transaction:
-            await self._prune(before)
-
-    async def _prune(self, before: float) -> None:
-        db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._writes.write(self._db) as db:
             await db.execute("DELETE FROM pas_router_spend WHERE at < ?", (before,))
             for table in ("pas_router_daily_spend", "pas_router_key_daily_spend"):
                 await db.execute(
                     f"DELETE FROM {table} WHERE day < ?",  # noqa: S608  (names of our own)
                     (utc_day(before).isoformat(),),
                 )
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        await db.execute("COMMIT")
 
     async def share_pace(
         self, router: str, seconds: Sequence[PaceSecond], pauses: Sequence[Pause], before: int
     ) -> None:
-        async with self._transaction:
-            db = self._db
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                await db.executemany(ADD_PACE.format("?"), pace_rows(router, seconds))
-                await db.executemany(ADD_PAUSE.format("?"), pause_rows(pauses))
-                await db.execute("DELETE FROM pas_router_pace WHERE at_second < ?", (before,))
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
+        async with self._writes.write(self._db) as db:
+            await db.executemany(ADD_PACE.format("?"), pace_rows(router, seconds))
+            await db.executemany(ADD_PAUSE.format("?"), pause_rows(pauses))
+            await db.execute("DELETE FROM pas_router_pace WHERE at_second < ?", (before,))
 
     async def others_pace(
         self, router: str, since: int, now: float

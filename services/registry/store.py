@@ -16,7 +16,7 @@ import msgspec
 import structlog
 
 from libs.common.schemas.agents import RegisteredAgent
-from libs.common.sqlite_writes import write_transaction
+from libs.common.sqlite_writes import WriteTransactions
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -67,6 +67,7 @@ class SQLiteAgentStore:
     def __init__(self, path: str) -> None:
         self._path = path
         self._connection: aiosqlite.Connection | None = None
+        self._writes = WriteTransactions()
 
     @property
     def _db(self) -> aiosqlite.Connection:
@@ -98,7 +99,7 @@ class SQLiteAgentStore:
         return agents, int(row[0]) if row else 0
 
     async def save(self, agent: RegisteredAgent, index: int) -> None:
-        async with write_transaction(self._db) as db:
+        async with self._writes.write(self._db) as db:
             await db.execute(
                 "INSERT INTO agents (agent_id, record) VALUES (?, ?) "
                 "ON CONFLICT (agent_id) DO UPDATE SET record = excluded.record",
@@ -107,7 +108,7 @@ class SQLiteAgentStore:
             await self._set_index(db, index)
 
     async def delete(self, agent_id: str, index: int) -> None:
-        async with write_transaction(self._db) as db:
+        async with self._writes.write(self._db) as db:
             await db.execute("DELETE FROM agents WHERE agent_id = ?", (agent_id,))
             await self._set_index(db, index)
 

@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 
 from libs.common.schemas.versioning import Experiment
-from libs.common.sqlite_writes import write_transaction
+from libs.common.sqlite_writes import WriteTransactions
 from services.versioning.statistics import VariantSamples
 
 _KEYS_PER_QUERY = 500
@@ -72,6 +72,7 @@ class ExperimentStore:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._connection: aiosqlite.Connection | None = None
+        self._writes = WriteTransactions()
 
     @property
     def _db(self) -> aiosqlite.Connection:
@@ -98,7 +99,7 @@ class ExperimentStore:
             return [_decode_experiment(row[0]) async for row in cursor]
 
     async def save(self, experiment: Experiment) -> None:
-        async with write_transaction(self._db) as db:
+        async with self._writes.write(self._db) as db:
             await db.execute(
                 "INSERT INTO experiments (id, workflow_id, status, record) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record",
@@ -117,7 +118,7 @@ class ExperimentStore:
             elif (row.experiment_id, row.key) not in known:
                 known.add((row.experiment_id, row.key))
                 new += 1
-        async with write_transaction(db):
+        async with self._writes.write(db):
             await db.executemany(
                 "INSERT INTO outcomes (experiment_id, variant, unit, success, latency_ms, cost, "
                 "score, source, outcome_key, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
