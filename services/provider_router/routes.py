@@ -81,12 +81,32 @@ def provide_routing(state: State) -> Routing:
 
 
 class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a task would go: by a capability or by a model, not both (chat, given both,
+    routes by the capability; a plan of the two together would show what no call does)."""
+
     capability: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     prefer_local: bool = True
     strategy: Strategy = "balanced"
     images: bool = False
     """The task holds images: only candidates that take them (``vision``)."""
+
+    def __post_init__(self) -> None:
+        if self.model is not None and self.capability is not None:
+            raise ValueError(
+                f"give a model ({self.model!r}) or a capability ({self.capability!r}), not both"
+            )
+
+
+_NAME_ONE: dict[str, Any] = {
+    "not": {
+        "type": "object",
+        "required": ["model", "capability"],
+        "properties": {"model": {"type": "string"}, "capability": {"type": "string"}},
+    }
+}
+""":class:`RouteRequest`'s rule across its fields, for its schema (msgspec's says none), so
+that what the schema takes is what /route takes."""
 
 
 class RoutedTo(msgspec.Struct, kw_only=True):
@@ -273,15 +293,18 @@ async def _answered(
     )
 
 
-def _exact_body(body: type[msgspec.Struct], *, streams: bool = False) -> type[Operation]:
-    """An operation documenting its request body by msgspec's own JSON Schema of ``body``.
+def _exact_body(
+    body: type[msgspec.Struct], *, streams: bool = False, rules: dict[str, Any] | None = None
+) -> type[Operation]:
+    """An operation documenting its request body by msgspec's own JSON Schema of ``body``, with
+    ``rules`` (JSON Schema keywords) for what msgspec's cannot say.
 
     Litestar drops constraints inside unions (``top_p`` > 0) and does not say that unknown
     fields are refused, so its schema of these Structs would accept what the router refuses;
     the kit's ``WireTypeSchemaPlugin`` does the same for types in ``libs.common.schemas``
     only. ``streams``: the 200 may also be a ``text/event-stream`` (``stream: true``).
     """
-    schema = schema_from_json_schema(inline_schema(body))
+    schema = schema_from_json_schema({**inline_schema(body), **(rules or {})})
 
     @dataclass
     class ExactBodyOperation(Operation):
@@ -304,7 +327,7 @@ class RouterController(Controller):
     @post(
         "/route",
         status_code=200,
-        operation_class=_exact_body(RouteRequest),
+        operation_class=_exact_body(RouteRequest, rules=_NAME_ONE),
         responses=problem_responses(400, 401, 403, 404, 503),
         middleware=[CallerMiddleware()],
         opt=_KEYED,
