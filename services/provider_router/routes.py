@@ -157,15 +157,10 @@ def _routed(candidate: Candidate) -> RoutedTo:
 
 
 def _asked(
-    pool: CandidatePool, capability: str | None, model: str | None
+    offering: list[Candidate], capability: str | None
 ) -> tuple[frozenset[str], frozenset[str]]:
     """What a request asks, as a key names it: its capability (or those of the candidates
-    serving the model it names), and the providers of the candidates offering it."""
-    offering = [
-        c
-        for c in pool.all()
-        if (capability in c.capabilities if capability is not None else model in (c.model, c.id))
-    ]
+    ``offering`` the model it names), and the providers of the candidates offering it."""
     capabilities = (
         frozenset({capability})
         if capability is not None
@@ -174,17 +169,25 @@ def _asked(
     return capabilities, frozenset(c.provider for c in offering)
 
 
-def _admitted_key(
-    request: Request[Any, Any, Any], pool: CandidatePool, capability: str | None, model: str | None
-) -> DeskKey | None:
-    """The request's desk key, counted against its budget and pace (or refused); None for the
-    router's own token."""
+def _checked_key(
+    request: Request[Any, Any, Any],
+    pool: CandidatePool,
+    capability: str | None,
+    model: str | None,
+    *,
+    counted: bool,
+) -> tuple[DeskKey | None, list[Candidate] | None]:
+    """The request's desk key, refused what it may not ask (and, ``counted``, counted against
+    its budget and pace, or refused), with the candidates offering what it asks, looked up
+    once for the key and the plan; (None, None) for the router's own token."""
     key = caller_key(request)
     if key is None:
-        return None
+        return None, None
+    offering = pool.offering(capability, model)
     gate: KeyGate = request.app.state[GATE_STATE]
-    gate.admit(key, *_asked(pool, capability, model))
-    return key
+    check = gate.admit if counted else gate.may_ask
+    check(key, *_asked(offering, capability))
+    return key, offering
 
 
 async def _forwarded(
@@ -195,12 +198,12 @@ async def _forwarded(
     """The body to pass on, the router's own fields taken out, and what it asks: a
     capability, else the model it names."""
     model = None if data.capability else data.model
-    key = _admitted_key(request, pool, data.capability, model)
+    key, offering = _checked_key(request, pool, data.capability, model, counted=True)
     body = msgspec.json.decode(await request.body())
     for field in _ROUTER_FIELDS:
         body.pop(field, None)
     images = isinstance(data, RouterChatRequest) and _holds_images(data)
-    return body, _route_ask(request, key, data, model=model, images=images)
+    return body, _route_ask(request, key, data, model=model, images=images, offering=offering)
 
 
 def _route_ask(
@@ -210,9 +213,11 @@ def _route_ask(
     *,
     model: str | None,
     images: bool,
+    offering: list[Candidate] | None,
 ) -> RouteAsk:
     """What a request asks of the router, with the desk key that sent it (None: the
-    router's own token) and the workflow run it belongs to."""
+    router's own token), the workflow run it belongs to and the candidates offering it if
+    looked up already."""
     return RouteAsk(
         capability=data.capability,
         model=model,
@@ -224,6 +229,7 @@ def _route_ask(
         run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
         key=key.name if key else None,
         providers=key.providers if key else None,
+        offering=offering,
     )
 
 
@@ -339,12 +345,11 @@ class RouterController(Controller):
         routing: NamedDependency[Routing],
     ) -> RouteDecision:
         """Where a task would go now, why, and where it would go next."""
-        key = caller_key(request)
-        if key is not None:
-            gate: KeyGate = request.app.state[GATE_STATE]
-            gate.may_ask(key, *_asked(routing.pool, data.capability, data.model))
+        key, offering = _checked_key(
+            request, routing.pool, data.capability, data.model, counted=False
+        )
         plan = routing.dispatcher.plan(
-            _route_ask(request, key, data, model=data.model, images=data.images)
+            _route_ask(request, key, data, model=data.model, images=data.images, offering=offering)
         )
         chosen, *rest = plan.ordered
         return RouteDecision(
