@@ -199,9 +199,10 @@ async def _forwarded(
     capability, else the model it names."""
     model = None if data.capability else data.model
     key, offering = _checked_key(request, pool, data.capability, model, counted=True)
-    body = msgspec.json.decode(await request.body())
-    for field in _ROUTER_FIELDS:
-        body.pop(field, None)
+    # The body as Litestar decoded it (once, kept on the request) and made ``data`` of: passed
+    # on whole, with the fields the router's types leave out (an upstream may know them).
+    decoded: dict[str, Any] = await request.json()
+    body = {name: value for name, value in decoded.items() if name not in _ROUTER_FIELDS}
     images = isinstance(data, RouterChatRequest) and _holds_images(data)
     return body, _route_ask(request, key, data, model=model, images=images, offering=offering)
 
