@@ -118,15 +118,23 @@ def _json_answer_stop(stop_reason: str | None) -> str | None:
     return "end_turn" if stop_reason == "tool_use" else stop_reason
 
 
+_SSE_LINES = (b"data:", b"event:", b"id:", b"retry:", b":")
+"""How each non-blank line of an event stream begins (its fields, or ``:`` for a comment)."""
+
+
 async def anthropic_to_openai_sse(
     lines: AsyncIterable[bytes], *, json_answer: bool = False
 ) -> AsyncIterator[bytes]:
-    """Anthropic's stream events as OpenAI chat-completion chunks (see :class:`_Chunks`)."""
+    """Anthropic's stream events as OpenAI chat-completion chunks (see :class:`_Chunks`). A
+    body that is no event stream (a proxy's page answered 200, say) is a failure of the
+    candidate's, as :func:`from_anthropic` has it for a body that is no message."""
     chunks = _Chunks(json_answer=json_answer)
     async for line in lines:
         if line.startswith(b"data:"):
             for chunk in chunks.of(_decoded(line[5:].strip())):
                 yield chunk
+        elif line.strip() and not line.startswith(_SSE_LINES):
+            raise _unusable("an answer that is not an Anthropic event stream", line)
 
 
 class _Chunks:

@@ -115,6 +115,9 @@ class RouteAsk(msgspec.Struct, kw_only=True):
     """The desk key that sent it (``desk_keys.py``), whose spend and pace it counts to."""
     providers: frozenset[str] | None = None
     """The providers its desk key may be routed to; None: any."""
+    offering: list[Candidate] | None = None
+    """The pool's candidates offering what it asks, when looked up already (a keyed
+    request's, its key asked about them first); None: the plan looks them up."""
 
 
 class Served(msgspec.Struct, kw_only=True):
@@ -147,12 +150,9 @@ class Dispatcher:
     def plan(self, ask: RouteAsk) -> RoutePlan:
         if ask.capability is None and ask.model is None:
             raise NoCandidate("say what is needed: a capability, or a model a candidate serves")
-        matching = [
-            c
-            for c in self._pool.all()
-            if (ask.model is not None and ask.model in (c.model, c.id))
-            or (ask.capability is not None and ask.capability in c.capabilities)
-        ]
+        matching = (
+            self._pool.offering(ask.capability, ask.model) if ask.offering is None else ask.offering
+        )
         wanted = f"capability {ask.capability!r}" if ask.capability else f"model {ask.model!r}"
         if not matching:
             raise NoCandidate(f"no candidate offers {wanted}")

@@ -98,6 +98,13 @@ class CandidatePool:
     def all(self) -> list[Candidate]:
         return [*self._local.values(), *self._remote.values()]
 
+    def offering(self, capability: str | None, model: str | None) -> list[Candidate]:
+        """The candidates offering ``capability``, else (none asked) serving ``model``, by
+        the model's name or the candidate's id: a capability given, the model is not asked."""
+        if capability is not None:
+            return [c for c in self.all() if capability in c.capabilities]
+        return [c for c in self.all() if model is not None and model in (c.model, c.id)]
+
     def why_unusable(self, candidate: Candidate) -> str | None:
         """None when the candidate may be tried now (its circuit is asked separately)."""
         if candidate.unavailable:

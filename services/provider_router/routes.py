@@ -81,12 +81,32 @@ def provide_routing(state: State) -> Routing:
 
 
 class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a task would go: by a capability or by a model, not both (chat, given both,
+    routes by the capability; a plan of the two together would show what no call does)."""
+
     capability: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     prefer_local: bool = True
     strategy: Strategy = "balanced"
     images: bool = False
     """The task holds images: only candidates that take them (``vision``)."""
+
+    def __post_init__(self) -> None:
+        if self.model is not None and self.capability is not None:
+            raise ValueError(
+                f"give a model ({self.model!r}) or a capability ({self.capability!r}), not both"
+            )
+
+
+_NAME_ONE: dict[str, Any] = {
+    "not": {
+        "type": "object",
+        "required": ["model", "capability"],
+        "properties": {"model": {"type": "string"}, "capability": {"type": "string"}},
+    }
+}
+""":class:`RouteRequest`'s rule across its fields, for its schema (msgspec's says none), so
+that what the schema takes is what /route takes."""
 
 
 class RoutedTo(msgspec.Struct, kw_only=True):
@@ -137,15 +157,10 @@ def _routed(candidate: Candidate) -> RoutedTo:
 
 
 def _asked(
-    pool: CandidatePool, capability: str | None, model: str | None
+    offering: list[Candidate], capability: str | None
 ) -> tuple[frozenset[str], frozenset[str]]:
     """What a request asks, as a key names it: its capability (or those of the candidates
-    serving the model it names), and the providers of the candidates offering it."""
-    offering = [
-        c
-        for c in pool.all()
-        if (capability in c.capabilities if capability is not None else model in (c.model, c.id))
-    ]
+    ``offering`` the model it names), and the providers of the candidates offering it."""
     capabilities = (
         frozenset({capability})
         if capability is not None
@@ -154,17 +169,25 @@ def _asked(
     return capabilities, frozenset(c.provider for c in offering)
 
 
-def _admitted_key(
-    request: Request[Any, Any, Any], pool: CandidatePool, capability: str | None, model: str | None
-) -> DeskKey | None:
-    """The request's desk key, counted against its budget and pace (or refused); None for the
-    router's own token."""
+def _checked_key(
+    request: Request[Any, Any, Any],
+    pool: CandidatePool,
+    capability: str | None,
+    model: str | None,
+    *,
+    counted: bool,
+) -> tuple[DeskKey | None, list[Candidate] | None]:
+    """The request's desk key, refused what it may not ask (and, ``counted``, counted against
+    its budget and pace, or refused), with the candidates offering what it asks, looked up
+    once for the key and the plan; (None, None) for the router's own token."""
     key = caller_key(request)
     if key is None:
-        return None
+        return None, None
+    offering = pool.offering(capability, model)
     gate: KeyGate = request.app.state[GATE_STATE]
-    gate.admit(key, *_asked(pool, capability, model))
-    return key
+    check = gate.admit if counted else gate.may_ask
+    check(key, *_asked(offering, capability))
+    return key, offering
 
 
 async def _forwarded(
@@ -175,12 +198,13 @@ async def _forwarded(
     """The body to pass on, the router's own fields taken out, and what it asks: a
     capability, else the model it names."""
     model = None if data.capability else data.model
-    key = _admitted_key(request, pool, data.capability, model)
-    body = msgspec.json.decode(await request.body())
-    for field in _ROUTER_FIELDS:
-        body.pop(field, None)
+    key, offering = _checked_key(request, pool, data.capability, model, counted=True)
+    # The body as Litestar decoded it (once, kept on the request) and made ``data`` of: passed
+    # on whole, with the fields the router's types leave out (an upstream may know them).
+    decoded: dict[str, Any] = await request.json()
+    body = {name: value for name, value in decoded.items() if name not in _ROUTER_FIELDS}
     images = isinstance(data, RouterChatRequest) and _holds_images(data)
-    return body, _route_ask(request, key, data, model=model, images=images)
+    return body, _route_ask(request, key, data, model=model, images=images, offering=offering)
 
 
 def _route_ask(
@@ -190,9 +214,11 @@ def _route_ask(
     *,
     model: str | None,
     images: bool,
+    offering: list[Candidate] | None,
 ) -> RouteAsk:
     """What a request asks of the router, with the desk key that sent it (None: the
-    router's own token) and the workflow run it belongs to."""
+    router's own token), the workflow run it belongs to and the candidates offering it if
+    looked up already."""
     return RouteAsk(
         capability=data.capability,
         model=model,
@@ -204,6 +230,7 @@ def _route_ask(
         run_id=request.headers.get(HEADER_WORKFLOW_RUN_ID),
         key=key.name if key else None,
         providers=key.providers if key else None,
+        offering=offering,
     )
 
 
@@ -273,15 +300,18 @@ async def _answered(
     )
 
 
-def _exact_body(body: type[msgspec.Struct], *, streams: bool = False) -> type[Operation]:
-    """An operation documenting its request body by msgspec's own JSON Schema of ``body``.
+def _exact_body(
+    body: type[msgspec.Struct], *, streams: bool = False, rules: dict[str, Any] | None = None
+) -> type[Operation]:
+    """An operation documenting its request body by msgspec's own JSON Schema of ``body``, with
+    ``rules`` (JSON Schema keywords) for what msgspec's cannot say.
 
     Litestar drops constraints inside unions (``top_p`` > 0) and does not say that unknown
     fields are refused, so its schema of these Structs would accept what the router refuses;
     the kit's ``WireTypeSchemaPlugin`` does the same for types in ``libs.common.schemas``
     only. ``streams``: the 200 may also be a ``text/event-stream`` (``stream: true``).
     """
-    schema = schema_from_json_schema(inline_schema(body))
+    schema = schema_from_json_schema({**inline_schema(body), **(rules or {})})
 
     @dataclass
     class ExactBodyOperation(Operation):
@@ -304,7 +334,7 @@ class RouterController(Controller):
     @post(
         "/route",
         status_code=200,
-        operation_class=_exact_body(RouteRequest),
+        operation_class=_exact_body(RouteRequest, rules=_NAME_ONE),
         responses=problem_responses(400, 401, 403, 404, 503),
         middleware=[CallerMiddleware()],
         opt=_KEYED,
@@ -316,12 +346,11 @@ class RouterController(Controller):
         routing: NamedDependency[Routing],
     ) -> RouteDecision:
         """Where a task would go now, why, and where it would go next."""
-        key = caller_key(request)
-        if key is not None:
-            gate: KeyGate = request.app.state[GATE_STATE]
-            gate.may_ask(key, *_asked(routing.pool, data.capability, data.model))
+        key, offering = _checked_key(
+            request, routing.pool, data.capability, data.model, counted=False
+        )
         plan = routing.dispatcher.plan(
-            _route_ask(request, key, data, model=data.model, images=data.images)
+            _route_ask(request, key, data, model=data.model, images=data.images, offering=offering)
         )
         chosen, *rest = plan.ordered
         return RouteDecision(

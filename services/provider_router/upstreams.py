@@ -262,7 +262,12 @@ class Upstreams:
         except StopAsyncIteration:
             response.release()
             raise UpstreamFailed("ended the stream before any data", retryable=True) from None
-        except (*TRANSPORT_ERRORS, UpstreamFailed) as exc:
+        except UpstreamFailed:
+            # Already sorted by the translation (an answer that is no event stream is not
+            # worth asking again; an error event may pass): passed on as it says.
+            response.release()
+            raise
+        except TRANSPORT_ERRORS as exc:
             response.release()
             raise UpstreamFailed(f"broke off before any data: {exc}", retryable=True) from exc
 

@@ -635,8 +635,12 @@ async def test_tools_and_a_conversation_of_tool_calls_are_translated_both_ways(
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
     deltas = [c["choices"][0] for c in chunks if c["choices"]]
     pieces = [piece for d in deltas for piece in d["delta"].get("tool_calls", [])]
+    # As OpenAI streams a call: its id and name first, with arguments "", then the arguments
+    # piece by piece, the name not said again.
     assert pieces[0]["id"] == "toolu_1"
-    assert pieces[0]["function"]["name"] == "get_quote"
+    assert pieces[0]["function"] == {"name": "get_quote", "arguments": ""}
+    assert [sorted(p["function"]) for p in pieces[1:]] == [["arguments"]] * (len(pieces) - 1)
+    assert not [p for p in pieces[1:] if "id" in p]
     assert {p["index"] for p in pieces} == {0}
     assert json.loads("".join(p["function"]["arguments"] for p in pieces)) == {"ticker": "AAPL"}
     assert deltas[-1]["finish_reason"] == "tool_calls"

@@ -244,6 +244,8 @@ async def test_performance_moves_away_from_a_slow_candidate(
         ({"capability": "reasoning", "strategy": "cheapest"}, "strategy"),
         ({"capability": 7}, "capability"),
         ({"capability": "reasoning", "colour": "blue"}, "colour"),
+        # Chat routes by the capability when given both; /route would plan the two together.
+        ({"capability": "reasoning", "model": "llama3.1:8b"}, "not both"),
     ],
 )
 async def test_bad_route_requests_are_400(

@@ -450,18 +450,19 @@ async def test_anthropic_usage_is_passed_on_only_when_the_caller_asked(
     assert costs["by_provider"]["anthropic"]["prompt_tokens"] == 9
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize(
     "body",
     [b"<html><body>Down for maintenance</body></html>", b'{"type": "error"}', b"[1, 2]"],
     ids=["html", "not-a-message", "no-object"],
 )
 async def test_an_anthropic_2xx_that_is_no_message_falls_back(
-    make_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: bytes
+    make_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: bytes, stream: bool
 ) -> None:
-    """Anthropic's address answers 200 with something that is not a Messages API message (a
-    proxy's maintenance page, say): the backup, an OpenAI-compatible fake, answers, and the
-    Anthropic candidate is counted as failed, asked once (not again: it would answer the
-    same)."""
+    """Anthropic's address answers 200 with something that is not a Messages API message,
+    nor, asked to stream, its event stream (a proxy's maintenance page, say): the backup, an
+    OpenAI-compatible fake, answers, and the Anthropic candidate is counted as failed, asked
+    once (not again: it would answer the same)."""
     monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
     portal = OpenAIResponder("claude-sonnet-4-5", reply=(200, body))
     backup = OpenAIResponder("backup-model")
@@ -470,7 +471,9 @@ async def test_an_anthropic_2xx_that_is_no_message_falls_back(
             tmp_path, anthropic_provider(portal_url), backup_provider(backup_url)
         )
         router = await make_router(use_registry=False, providers_file=config, retries=2)
-        answer = await router.post("/v1/chat/completions", json=ask("faults", strategy="cost"))
+        answer = await router.post(
+            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
+        )
         rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
 
     assert answer.status_code == 200, answer.text
