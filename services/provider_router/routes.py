@@ -34,6 +34,7 @@ from libs.common.schemas.embeddings import EmbeddingList, EmbeddingRequest
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from libs.common.schemas.workflows import MODEL_OR_CAPABILITY_SCHEMA
 from services.provider_router.answer_cache import AnswerCache, cache_key
 from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
@@ -96,17 +97,6 @@ class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(
                 f"give a model ({self.model!r}) or a capability ({self.capability!r}), not both"
             )
-
-
-_NAME_ONE: dict[str, Any] = {
-    "not": {
-        "type": "object",
-        "required": ["model", "capability"],
-        "properties": {"model": {"type": "string"}, "capability": {"type": "string"}},
-    }
-}
-""":class:`RouteRequest`'s rule across its fields, for its schema (msgspec's says none), so
-that what the schema takes is what /route takes."""
 
 
 class RoutedTo(msgspec.Struct, kw_only=True):
@@ -334,7 +324,7 @@ class RouterController(Controller):
     @post(
         "/route",
         status_code=200,
-        operation_class=_exact_body(RouteRequest, rules=_NAME_ONE),
+        operation_class=_exact_body(RouteRequest, rules=MODEL_OR_CAPABILITY_SCHEMA),
         responses=problem_responses(400, 401, 403, 404, 503),
         middleware=[CallerMiddleware()],
         opt=_KEYED,

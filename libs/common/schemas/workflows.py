@@ -182,19 +182,21 @@ class WorkflowParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
             )
 
 
+MODEL_OR_CAPABILITY_SCHEMA: Final[dict[str, Any]] = {
+    "not": {
+        "type": "object",
+        "required": ["model", "capability"],
+        "properties": {"model": {"type": "string"}, "capability": {"type": "string"}},
+    }
+}
+"""A JSON Schema's "a model or a capability, not both", for a type whose ``__post_init__``
+refuses both (msgspec's schema cannot say it), so that what the schema takes is what the
+service takes: the runner's parameters, the router's ``/route``."""
+
 RunParameters = Annotated[
     WorkflowParameters | None,
-    # Said in the schema too (msgspec keeps it only on the union), so that what the schema
-    # takes is what the runner takes.
-    msgspec.Meta(
-        extra_json_schema={
-            "not": {
-                "type": "object",
-                "required": ["model", "capability"],
-                "properties": {"model": {"type": "string"}, "capability": {"type": "string"}},
-            }
-        }
-    ),
+    # Said on the union: msgspec keeps extra schema only there.
+    msgspec.Meta(extra_json_schema=MODEL_OR_CAPABILITY_SCHEMA),
 ]
 """A request's parameters: a model or a capability, not both."""
 
