@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import msgspec
 from litestar.dto import MsgspecDTO
-from litestar.exceptions import SerializationException, ValidationException
+from litestar.exceptions import ClientException, SerializationException, ValidationException
 
 from libs.common.schemas.nul_escape import may_hold_nul
 from libs.common.schemas.usage import EventBatch, QualityScore, UsageEvent, WorkflowRun
+from libs.common.unreadable_json import NESTED_TOO_DEEP
 from services.analytics.nul_free import NulFreeRun, NulFreeUsage
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class EventBatchBody(MsgspecDTO[EventBatch]):
             ) from exc
         except msgspec.DecodeError as exc:
             raise SerializationException(str(exc)) from exc
+        except RecursionError as exc:
+            # Past msgspec's depth (its RecursionError is not a DecodeError): the answer
+            # Litestar's own reading of a body gets (libs/common/kit/problems.py).
+            raise ClientException(f"body: {NESTED_TOO_DEEP}") from exc
 
     @classmethod
     def create_for_field_definition(

@@ -27,6 +27,7 @@ from libs.common.schemas.documents import (
     Task,
 )
 from libs.common.schemas.json_schema import choice_chain, inline_schema
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 
 SHORT_TEXT = 40
 _YEAR = re.compile(r"(?:19|20)\d\d")
@@ -256,7 +257,7 @@ def summary_text(text: str) -> str:
     else:
         try:
             summary = _decode_summary(text).summary
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except UNREADABLE_JSON as exc:
             raise _not_the_asked_json(exc) from exc
     if not summary.strip():
         raise AnswerUnusable("the model's answer holds no summary (empty)")
@@ -273,7 +274,7 @@ def structured(task: Task, text: str) -> tuple[list[KeyFigure] | None, Sentiment
         if task == "sentiment":
             answer = msgspec.json.decode(text, type=SentimentAnswer)
             return None, Sentiment(label=answer.label, reason=answer.reason)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except UNREADABLE_JSON as exc:
         raise _not_the_asked_json(exc) from exc
     return None, None
 
@@ -282,9 +283,7 @@ def _not_the_asked_json(exc: msgspec.DecodeError | RecursionError) -> AnswerUnus
     """Why an answer that does not decode is unusable. msgspec raises ``RecursionError`` for
     JSON nested deeper than the stack (a chain of key figures, or any value an answer adds,
     a thousand levels deep): an unusable answer too, not a failure of the record's handling."""
-    if isinstance(exc, RecursionError):
-        return AnswerUnusable("the model's answer is not the asked JSON: nested too deep to read")
-    return AnswerUnusable(f"the model's answer is not the asked JSON: {exc}")
+    return AnswerUnusable(f"the model's answer is not the asked JSON: {why_unreadable(exc)}")
 
 
 def ungrounded_parts(

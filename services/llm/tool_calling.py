@@ -31,6 +31,7 @@ from libs.common.schemas.llm import (
     ToolChoice,
     ToolDefinition,
 )
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 from services.llm.backends.base import Completion, Generation, StreamEvent, TextDelta, Turn
 from services.llm.call_stream import ArgumentsWritten, CallStarted, CallStream, new_call_id
 
@@ -124,7 +125,7 @@ class ToolUse:
         of the first calls, already given in a stream."""
         try:
             answer = msgspec.json.decode(text)
-        except msgspec.DecodeError:
+        except UNREADABLE_JSON:  # nested too deep too: a model may answer bracket after bracket
             said = response_so_far(text)
             return None if said is None else ToolAnswer(content=said, calls=None)
         if isinstance(answer, dict) and isinstance(answer.get("tool_calls"), list):
@@ -299,10 +300,10 @@ def conversation(messages: Sequence[ChatMessage]) -> list[Turn]:
                 called[call.id] = call.function.name
                 try:
                     arguments = msgspec.json.decode(call.function.arguments or "{}")
-                except msgspec.DecodeError as exc:
+                except UNREADABLE_JSON as exc:
                     raise InvalidRequest(
                         f"messages[{index}].tool_calls[{number}].function.arguments: "
-                        f"not JSON ({exc})"
+                        f"not JSON ({why_unreadable(exc)})"
                     ) from exc
                 calls.append({"name": call.function.name, "arguments": arguments})
             turns.append(Turn(role="assistant", content=_encode({"tool_calls": calls}).decode()))

@@ -14,6 +14,7 @@ from libs.common.durations import parse_duration
 from libs.common.kit import QUIET_WHEN_OK, open_write, problem_responses
 from libs.common.kit.parameters import constrained
 from libs.common.schemas.agents import (
+    METADATA_MAX_NESTING,
     AgentDefinition,
     AgentId,
     AgentList,
@@ -44,31 +45,45 @@ def _seconds(parameter: str, text: str) -> float:
         ) from exc
 
 
-def _nul_character_at(value: Any, path: str) -> str | None:
-    """Where in ``value`` a string or key holds U+0000 (PostgreSQL's JSONB cannot store it)."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            name = str(key)
-            # Written as JSON escapes it, so that the answer names the key readably.
-            inner = path + "." + name.replace("\x00", "\\u0000")
-            if "\x00" in name:
-                return inner
-            if (found := _nul_character_at(item, inner)) is not None:
-                return found
-    if isinstance(value, list):
-        for number, item in enumerate(value):
-            if (found := _nul_character_at(item, f"{path}[{number}]")) is not None:
-                return found
+def _metadata_problem(metadata: dict[str, Any]) -> tuple[str, str] | None:
+    """``(where, what is wrong)`` for the first place in ``metadata`` that cannot be kept: a
+    string or key holding U+0000 (PostgreSQL's JSONB cannot store it), or nesting deeper than
+    :data:`METADATA_MAX_NESTING`. A walk without recursion: metadata Litestar reads may nest
+    deeper than Python's stack (a RecursionError, a 500, in the recursive walk it replaces)."""
+    pending: list[tuple[Any, str, int]] = [(metadata, "metadata", 1)]
+    while pending:
+        value, path, depth = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path, _NUL_MESSAGE
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > METADATA_MAX_NESTING:
+            return "metadata", f"nested deeper than {METADATA_MAX_NESTING} levels"
+        children: list[tuple[Any, str, int]] = []
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = str(key)
+                # Written as JSON escapes it, so that the answer names the key readably.
+                inner = path + "." + name.replace("\x00", "\\u0000")
+                if "\x00" in name:
+                    children.append((name, inner, depth))  # found as a string holding U+0000
+                children.append((item, inner, depth + 1))
+        else:
+            children = [(item, f"{path}[{n}]", depth + 1) for n, item in enumerate(value)]
+        pending += reversed(children)  # popped first to last: the order the JSON has
     return None
 
 
-def _refuse_nul_characters(metadata: dict[str, Any]) -> None:
+_NUL_MESSAGE = "U+0000 cannot be stored; remove it"
+
+
+def _refuse_unkeepable_metadata(metadata: dict[str, Any]) -> None:
     # The same answer on both stores: SQLite would keep U+0000, PostgreSQL fail with a 500.
-    field = _nul_character_at(metadata, "metadata")
-    if field is not None:
-        message = "U+0000 cannot be stored; remove it"
+    problem = _metadata_problem(metadata)
+    if problem is not None:
+        field, message = problem
         raise ValidationException(
             detail=f"{field}: {message}",
             extra=[{"key": field, "message": message, "source": "body"}],
@@ -103,7 +118,7 @@ class RegistryController(Controller):
         ] = None,
     ) -> Response[RegisteredAgent]:
         ttl_s = None if ttl is None else _seconds("ttl", ttl)
-        _refuse_nul_characters(data.metadata)
+        _refuse_unkeepable_metadata(data.metadata)
         agent = await catalog.register(data, ttl_s)
         return _indexed(agent, agent.modify_index)
 

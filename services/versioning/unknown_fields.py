@@ -1,7 +1,8 @@
 """Name every unknown key of a request body, not only the first one msgspec stops at.
 
 Used as a ``before_request`` hook: it reads the (cached) body before Litestar decodes it into
-the handler's Struct. A body that is not JSON is left to Litestar, which reports it.
+the handler's Struct. A body that is not JSON (or nested too deep to read) is left to
+Litestar, which reports it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import msgspec
 import msgspec.inspect as mi
 from litestar import Request
 from litestar.exceptions import ValidationException
+
+from libs.common.unreadable_json import UNREADABLE_JSON
 
 BeforeRequest = Callable[[Request[Any, Any, Any]], Awaitable[None]]
 
@@ -48,7 +51,7 @@ def name_unknown_fields(struct_type: type[msgspec.Struct]) -> BeforeRequest:
     async def check(request: Request[Any, Any, Any]) -> None:
         try:
             value = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError:
+        except UNREADABLE_JSON:  # nested too deep too: Litestar reads it and says so
             return
         unknown = unknown_fields(value, struct_type)
         if unknown:

@@ -129,6 +129,19 @@ async def test_a_body_that_is_not_json_is_a_400(collector: AsyncTestClient[Any])
     assert "JSON" in response.json()["detail"]
 
 
+async def test_a_body_nested_too_deep_is_a_400(collector: AsyncTestClient[Any]) -> None:
+    """The batch is read by the service's own decoder, past Litestar's handling of a body
+    nested deeper than msgspec reads: its RecursionError was a 500."""
+    deep = b'{"usage": [{"extra": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"
+
+    response = await collector.post(
+        "/events", content=deep, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == "body: nested too deep to read"
+
+
 async def test_a_too_large_batch_is_a_413(make_collector: CollectorFactory) -> None:
     collector = await make_collector(max_body_bytes=2048)
 

@@ -279,11 +279,48 @@ async def test_an_answer_is_kept_whatever_its_bookkeeping_says(
     assert answer.completion.usage.prompt_tokens == (body["usage"]["prompt_tokens"] or 0)
 
 
-async def test_a_stream_event_that_is_not_a_chunk_is_an_unusable_answer(client_for: Any) -> None:
-    with serve_asgi(OpenAIResponder(reply=(200, b"data: {not json}\n\n"))) as url:
+NESTED_TOO_DEEP = b"[" * 5000 + b"]" * 5000
+"""Deeper than msgspec reads: it raises RecursionError (not DecodeError), which escaped."""
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [
+        (b"{not json}", "JSON is malformed"),
+        (b'{"id": "x", "choices": [], "extra": ' + NESTED_TOO_DEEP + b"}", "nested too deep"),
+    ],
+    ids=["not-json", "nested-too-deep"],
+)
+async def test_a_stream_event_that_is_not_a_chunk_is_an_unusable_answer(
+    client_for: Any, event: bytes, why: str
+) -> None:
+    with serve_asgi(OpenAIResponder(reply=(200, b"data: " + event + b"\n\n"))) as url:
         chunks = await client_for(url).stream(BODY)
-        with pytest.raises(LLMUnusableAnswer):
+        with pytest.raises(LLMUnusableAnswer, match=why) as caught:
             await anext(chunks)
+
+    assert caught.value.body == event
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"<html>Bad gateway</html>", "JSON is malformed"),
+        (b'{"object": "list", "data": [], "extra": ' + NESTED_TOO_DEEP + b"}", "nested too deep"),
+    ],
+    ids=["not-json", "nested-too-deep"],
+)
+async def test_embeddings_or_a_model_list_that_cannot_be_read_are_an_unusable_answer(
+    client_for: Any, body: bytes, why: str
+) -> None:
+    with serve_asgi(OpenAIResponder(reply=(200, body), models_reply=body)) as url:
+        client = client_for(url)
+        with pytest.raises(LLMUnusableAnswer, match=why) as embedded:
+            await client.embed({"model": "fast-model", "input": ["rates"]})
+        with pytest.raises(LLMUnusableAnswer, match=why) as listed:
+            await client.models()
+
+    assert embedded.value.body == listed.value.body == body
 
 
 async def test_an_error_event_inside_a_stream_is_transient(client_for: Any) -> None:

@@ -321,6 +321,20 @@ def test_a_text_response_streams_as_prefixes_of_what_it_says(
         assert so_far is None or said.startswith(so_far)
 
 
+NESTED_TOO_DEEP = "[" * 5000 + "]" * 5000
+"""Deeper than msgspec reads: it raises RecursionError, not DecodeError."""
+
+
+def test_an_answer_nested_too_deep_is_not_the_json_asked_for() -> None:
+    """A model that answers bracket after bracket: given as it is, as an answer cut short is,
+    not a RecursionError out of the request."""
+    use = tool_use_of(msgspec.convert(TOOLS, list[ToolDefinition]), "auto", parallel=True)
+    assert use is not None
+    answer = '{"tool_calls": [{"name": "get_price", "arguments": ' + NESTED_TOO_DEEP + "}]}"
+
+    assert use.read(answer) is None
+
+
 def test_calls_are_not_read_as_a_text_response() -> None:
     assert response_so_far('{"tool_calls": [{"name": "get_price"') is None
     assert response_so_far('{"response": {"ticker": "AAPL"') is None  # a format of its own
@@ -379,6 +393,23 @@ async def test_a_streamed_text_answer_comes_as_text_as_it_is_made(llm: Client) -
                 ]
             },
             "messages[0].tool_calls[0].function.arguments",
+        ),
+        (  # deeper than msgspec reads: its RecursionError was a 500
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "c",
+                                "type": "function",
+                                "function": {"name": "get_price", "arguments": NESTED_TOO_DEEP},
+                            }
+                        ],
+                    }
+                ]
+            },
+            "messages[0].tool_calls[0].function.arguments: not JSON (nested too deep to read)",
         ),
     ],
 )

@@ -130,6 +130,34 @@ async def test_a_nul_character_is_refused_on_every_store(
     assert (await registry.get("/agents/llm_llama31_8b")).status_code == 404
 
 
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+async def test_metadata_nested_too_deep_is_a_400_naming_it(registry: Client) -> None:
+    """Metadata Litestar reads (hundreds of levels) overflowed the stack of the recursive
+    search for U+0000: a 500, and no agent."""
+    deep = agent_json(metadata={"plan": _nested(800)})
+
+    body = problem(await registry.post("/register", json=deep), 400)
+
+    assert body["errors"][0]["field"] == "metadata"
+    assert "nested deeper than 64 levels" in body["detail"]
+    assert (await registry.get("/agents/llm_llama31_8b")).status_code == 404
+
+
+async def test_metadata_as_deep_as_allowed_is_kept(registry: Client) -> None:
+    kept = {"plan": _nested(63)}  # with the object holding it: 64 levels
+
+    response = await registry.post("/register", json=agent_json(metadata=kept))
+
+    assert response.status_code == 200, response.text
+    assert (await registry.get("/agents/llm_llama31_8b")).json()["metadata"] == kept
+
+
 async def test_nested_errors_give_the_path(registry: Client) -> None:
     body = problem(
         await registry.post("/register", json=agent_json(capabilities=["reasoning", 7])), 400

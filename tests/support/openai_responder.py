@@ -37,6 +37,7 @@ class OpenAIResponder:
         stream_usage: bool = True,
         reply: tuple[int, bytes] | None = None,
         reply_headers: dict[str, str] | None = None,
+        models_reply: bytes | None = None,
         chunk_gap_s: float = 0.0,
         answer_for: Callable[[dict[str, Any]], str] | None = None,
         cached_tokens: int | None = None,
@@ -48,6 +49,8 @@ class OpenAIResponder:
         self.stream_usage = stream_usage
         self.reply = reply
         self.reply_headers = reply_headers or {}
+        self.models_reply = models_reply
+        """``GET /models``'s 200 body, when given (``reply`` leaves the model list as it is)."""
         self.chunk_gap_s = chunk_gap_s
         self.answer_for = answer_for
         self.cached_tokens = cached_tokens
@@ -61,6 +64,9 @@ class OpenAIResponder:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
+        if scope["path"].endswith("/models") and self.models_reply is not None:
+            await self._send_json_bytes(send, self.models_reply)
+            return
         if scope["path"].endswith("/models"):
             await self._json(
                 send,
@@ -161,9 +167,12 @@ class OpenAIResponder:
         last = f"data: {json.dumps(final)}\n\n" if self.stream_usage else ""
         await send({"type": "http.response.body", "body": f"{last}data: [DONE]\n\n".encode()})
 
+    @classmethod
+    async def _json(cls, send: Any, payload: dict[str, Any]) -> None:
+        await cls._send_json_bytes(send, json.dumps(payload).encode())
+
     @staticmethod
-    async def _json(send: Any, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+    async def _send_json_bytes(send: Any, data: bytes) -> None:
         await send(
             {
                 "type": "http.response.start",

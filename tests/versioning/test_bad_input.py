@@ -107,6 +107,24 @@ async def test_malformed_json_is_a_400(versioning: Client) -> None:
     assert body["detail"].startswith("request body is not valid JSON")
 
 
+async def test_a_body_nested_too_deep_is_a_400(versioning: Client) -> None:
+    """The hook that names unknown keys read the body first: deeper than msgspec reads, its
+    RecursionError was a 500 before Litestar saw the body."""
+    deep = b'{"definition": {"params": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+
+    body = problem(
+        await versioning.post(
+            f"/workflows/{WORKFLOW}/versions",
+            content=deep,
+            headers={"content-type": "application/json"},
+        ),
+        400,
+    )
+
+    assert body["detail"] == "body: nested too deep to read"
+    assert (await versioning.get("/workflows")).json()["workflows"] == []
+
+
 async def test_the_path_and_the_definition_must_name_the_same_workflow(versioning: Client) -> None:
     body = problem(
         await versioning.post("/workflows/risk_review/versions", json=version_body()), 400

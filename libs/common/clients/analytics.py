@@ -53,7 +53,7 @@ class AnalyticsClient(ServiceClient):
         """Store the batch (each event once by its key; up to 50,000 of each kind): how many
         were received, newly stored, and already held."""
         response = await self._request("POST", "/events", content=msgspec.json.encode(batch))
-        return msgspec.json.decode(response.content, type=IngestResult)
+        return self._decode(response, IngestResult)
 
     async def cost_report(
         self, group_by: GroupBy = "model", *, start: str | None = None, end: str | None = None
@@ -61,11 +61,11 @@ class AnalyticsClient(ServiceClient):
         """Tokens and cost per ``group_by`` over the window."""
         params = {"group_by": group_by} | _window(start, end)
         response = await self._request("GET", "/analytics/costs", params=params)
-        return msgspec.json.decode(response.content, type=CostReport)
+        return self._decode(response, CostReport)
 
     async def workflow_report(
         self, *, start: str | None = None, end: str | None = None
     ) -> WorkflowReport:
         """Per workflow over the window: runs, success rate, duration percentiles, cost."""
         response = await self._request("GET", "/analytics/workflows", params=_window(start, end))
-        return msgspec.json.decode(response.content, type=WorkflowReport)
+        return self._decode(response, WorkflowReport)

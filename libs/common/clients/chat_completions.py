@@ -16,6 +16,7 @@ from libs.common.schemas.llm import (
     ToolCall,
     Usage,
 )
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 
 
 class _WireMessage(msgspec.Struct):
@@ -122,11 +123,10 @@ def read_completion(payload: bytes, where: str = "the server") -> ChatAnswer:
     try:
         wire = _decode_completion(payload)
         usage = msgspec.convert(wire.usage or {}, WireUsage)
-    # RecursionError: JSON nested deeper than the stack (msgspec's answer to it), as unusable
-    # as any other answer that does not decode.
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+    except UNREADABLE_JSON as exc:
         raise LLMUnusableAnswer(
-            f"{where} answered with something that is not a chat completion ({exc}): "
+            f"{where} answered with something that is not a chat completion "
+            f"({why_unreadable(exc)}): "
             f"{payload[:300].decode(errors='replace')}",
             body=payload,
         ) from exc

@@ -15,6 +15,7 @@ from libs.common.clients.llm_errors import (
     transport_failure,
 )
 from libs.common.schemas.llm import ChatCompletionChunk, Usage
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 
 
 class _StreamError(msgspec.Struct):
@@ -110,11 +111,11 @@ class ChunkStream:
     def _read(self, event: bytes) -> ChatCompletionChunk:
         try:
             return _decode_chunk(event)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except UNREADABLE_JSON as exc:
             self._close()
             try:
                 reported = _decode_stream_error(event).error
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except UNREADABLE_JSON:
                 reported = None
             if reported is not None:
                 raise LLMTransientError(
@@ -122,7 +123,7 @@ class ChunkStream:
                 ) from None
             raise LLMUnusableAnswer(
                 f"{self._where} sent a stream event that is not a chat completion chunk "
-                f"({exc}): {event[:300].decode(errors='replace')}",
+                f"({why_unreadable(exc)}): {event[:300].decode(errors='replace')}",
                 body=event,
             ) from exc
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import httpx
+import msgspec
 
 from libs.common.errors import PASError
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
+
+T = TypeVar("T")
 
 
 def service_http(
@@ -28,7 +32,8 @@ def service_http(
 
 def problem_detail(response: httpx.Response) -> str:
     """Why a PAS service refused: its problem body's ``detail``, else the body as text."""
-    with contextlib.suppress(ValueError):
+    # RecursionError: a body nested too deep for json, read as text like any other non-JSON.
+    with contextlib.suppress(ValueError, RecursionError):
         body = response.json()
         if isinstance(body, dict) and "detail" in body:
             return str(body["detail"])
@@ -53,8 +58,9 @@ class ServiceClient(ABC):
     """What every PAS service's client shares: one httpx client on the service (see
     :func:`service_http`), closed with the client or its ``async with``, and one way to send a
     request that turns what went wrong into the client's own errors: :meth:`_unavailable` when
-    the service could not be reached or failed (transport error, timeout, 5xx: worth trying
-    again later), :meth:`_refused` when it answered with a 4xx (its problem's ``detail``)."""
+    the service could not be reached or failed (transport error, timeout, 5xx, or a success
+    that :meth:`_decode` cannot read: worth trying again later), :meth:`_refused` when it
+    answered with a 4xx (its problem's ``detail``)."""
 
     def __init__(
         self,
@@ -117,3 +123,15 @@ class ServiceClient(ABC):
         if response.status_code >= 400:
             raise self._refused(response.status_code, problem_detail(response))
         return response
+
+    def _decode(self, response: httpx.Response, answer_type: type[T]) -> T:
+        """A success's body as ``answer_type``; one that cannot be read (not JSON, another
+        shape, nested too deep) is the service failing, not the caller's bug."""
+        try:
+            return msgspec.json.decode(response.content, type=answer_type)
+        except UNREADABLE_JSON as exc:
+            raise self._unavailable(
+                f"{response.request.method} {response.url} answered {response.status_code} "
+                f"with what is not a {answer_type.__name__} ({why_unreadable(exc)}): "
+                f"{response.content[:300].decode(errors='replace')}"
+            ) from exc

@@ -33,6 +33,7 @@ from libs.common.http_tracing import outbound_headers
 from libs.common.schemas.embeddings import EmbeddingList
 from libs.common.schemas.llm import ModelList
 from libs.common.schemas.usage import HEADER_USAGE_REPORTED_BY
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 """W3C trace context: passed on to the server as given, never made up here."""
@@ -229,9 +230,10 @@ class OpenAIClient:
         payload = await self.embed_bytes(body, headers=headers)
         try:
             return _decode_embeddings(payload)
-        except msgspec.DecodeError as exc:
+        except UNREADABLE_JSON as exc:
             raise LLMUnusableAnswer(
-                f"{self.where} answered embeddings in an unknown shape: {exc}", body=payload
+                f"{self.where} answered embeddings in an unknown shape: {why_unreadable(exc)}",
+                body=payload,
             ) from exc
 
     async def embed_bytes(
@@ -283,7 +285,7 @@ class OpenAIClient:
             raise status_failure(status, payload, self.where, retry_after_s=wait)
         try:
             return _decode_models(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except UNREADABLE_JSON as exc:
             raise LLMUnusableAnswer(
-                f"{self.where}/models is not a model list ({exc})", body=payload
+                f"{self.where}/models is not a model list ({why_unreadable(exc)})", body=payload
             ) from exc

@@ -46,18 +46,18 @@ class RegistryClient(ServiceClient):
         response = await self._send(
             "POST", "/register", content=msgspec.json.encode(definition), params=params
         )
-        return msgspec.json.decode(response.content, type=RegisteredAgent)
+        return self._decode(response, RegisteredAgent)
 
     async def heartbeat(self, agent_id: str) -> RegisteredAgent:
         response = await self._send("POST", f"/agents/{agent_id}/heartbeat", agent_id=agent_id)
-        return msgspec.json.decode(response.content, type=RegisteredAgent)
+        return self._decode(response, RegisteredAgent)
 
     async def deregister(self, agent_id: str) -> None:
         await self._send("DELETE", f"/agents/{agent_id}", agent_id=agent_id)
 
     async def get_agent(self, agent_id: str) -> RegisteredAgent:
         response = await self._send("GET", f"/agents/{agent_id}", agent_id=agent_id)
-        return msgspec.json.decode(response.content, type=RegisteredAgent)
+        return self._decode(response, RegisteredAgent)
 
     async def discover(
         self,
@@ -76,7 +76,7 @@ class RegistryClient(ServiceClient):
             healthy_only=healthy_only,
         )
         response = await self._send("POST", "/discover", content=msgspec.json.encode(request))
-        return msgspec.json.decode(response.content, type=DiscoveryResponse).agents
+        return self._decode(response, DiscoveryResponse).agents
 
     async def list_agents(self, *, index: int | None = None, wait_s: float = 60.0) -> AgentList:
         """The catalog; with ``index``, block until it changes past that index or ``wait_s``."""
@@ -87,7 +87,7 @@ class RegistryClient(ServiceClient):
             # The server may hold the request for wait_s (plus Consul-like jitter).
             timeout = httpx.Timeout(self._http.timeout.connect, read=wait_s * 1.1 + 5)
         response = await self._send("GET", "/agents", params=params, request_timeout=timeout)
-        return msgspec.json.decode(response.content, type=AgentList)
+        return self._decode(response, AgentList)
 
     async def _send(
         self,

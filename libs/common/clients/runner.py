@@ -18,8 +18,6 @@ from libs.common.schemas.workflows import RunRequest, RunStatus
 WAIT_MARGIN_S = 10.0
 """Read time allowed beyond ``wait_s``: the runner answers after its wait, not at its end."""
 
-_decode_status = msgspec.json.Decoder(RunStatus).decode
-
 
 class RunnerError(PASError):
     """The runner could not be reached, failed, or refused the request."""
@@ -63,8 +61,8 @@ class RunnerClient(ServiceClient):
             params=params,
             request_timeout=timeout,
         )
-        return _decode_status(response.content)
+        return self._decode(response, RunStatus)
 
     async def get_run(self, run_id: str) -> RunStatus:
         response = await self._request("GET", f"/runs/{run_id}")
-        return _decode_status(response.content)
+        return self._decode(response, RunStatus)

@@ -101,15 +101,15 @@ class VersioningClient(ServiceClient):
     async def get_definition(self, workflow_id: str, alias: str = CHAMPION) -> WorkflowVersion:
         """The version ``alias`` points at (``latest``: the newest one)."""
         response = await self._send("GET", f"/workflows/{workflow_id}", params={"alias": alias})
-        return msgspec.json.decode(response.content, type=WorkflowVersion)
+        return self._decode(response, WorkflowVersion)
 
     async def get_version(self, workflow_id: str, version: int) -> WorkflowVersion:
         response = await self._send("GET", f"/workflows/{workflow_id}/versions/{version}")
-        return msgspec.json.decode(response.content, type=WorkflowVersion)
+        return self._decode(response, WorkflowVersion)
 
     async def history(self, workflow_id: str) -> VersionHistory:
         response = await self._send("GET", f"/workflows/{workflow_id}/versions")
-        return msgspec.json.decode(response.content, type=VersionHistory)
+        return self._decode(response, VersionHistory)
 
     # -- experiments --------------------------------------------------------------------------
 
@@ -118,7 +118,7 @@ class VersioningClient(ServiceClient):
         response = await self._send(
             "GET", "/experiments", params={"workflow_id": workflow_id, "status": "running"}
         )
-        found = msgspec.json.decode(response.content, type=ExperimentList).experiments
+        found = self._decode(response, ExperimentList).experiments
         return found[0] if found else None
 
     async def assign(self, experiment_id: str, unit: str) -> Assignment:
@@ -128,7 +128,7 @@ class VersioningClient(ServiceClient):
             f"/experiments/{experiment_id}/assign",
             content=msgspec.json.encode(AssignRequest(unit=unit)),
         )
-        return msgspec.json.decode(response.content, type=Assignment)
+        return self._decode(response, Assignment)
 
     async def record_outcome(
         self,
@@ -159,7 +159,7 @@ class VersioningClient(ServiceClient):
             content=msgspec.json.encode(outcome),
             retry=outcome_id is not None,
         )
-        return msgspec.json.decode(response.content, type=OutcomeReceipt)
+        return self._decode(response, OutcomeReceipt)
 
     async def plan_run(self, workflow_id: str, unit: str | None = None) -> RunPlan:
         """What a run of ``workflow_id`` for ``unit`` executes: the version the workflow's

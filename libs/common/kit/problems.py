@@ -23,6 +23,7 @@ from libs.common.schemas.problems import (
     FieldError,
     ProblemDetail,
 )
+from libs.common.unreadable_json import NESTED_TOO_DEEP
 
 logger = structlog.get_logger("pas.errors")
 
@@ -201,7 +202,7 @@ def _on_unexpected_error(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[ProblemDetail]:
     if _nested_too_deep_to_read(exc):
-        return problem_response(400, "body: nested too deep to read", request=request)
+        return problem_response(400, f"body: {NESTED_TOO_DEEP}", request=request)
     logger.exception(
         "unhandled error", method=request.method, path=request.url.path, error=repr(exc)
     )

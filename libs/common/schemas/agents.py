@@ -33,6 +33,10 @@ Role = Annotated[
         min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*" + TEXT_END, examples=["execution"]
     ),
 ]
+METADATA_MAX_NESTING: Final = 64
+"""How deep an agent's ``metadata`` may nest (the object itself is one level): deeper, its JSON
+may not be read back (msgspec and Python's json give up at about a thousand levels, fewer the
+deeper the reader's own stack), and no agent describes itself that deep."""
 Tier = Annotated[int, msgspec.Meta(ge=0, le=9, description="0 (strategic) to 9 (leaf worker).")]
 # An endpoint's authority, spelled so that every string the pattern takes is one httpx can call
 # (the active checks do): a host name, an IPv4 address or a bracketed IPv6 one, and a port in
@@ -90,6 +94,7 @@ class AgentDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     endpoint: Endpoint
     transport: Transport = "rest"
     cost_per_1k_tokens: Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)] = 0.0
+    # Nested at most METADATA_MAX_NESTING levels, without U+0000 (the registry checks both).
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
