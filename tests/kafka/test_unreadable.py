@@ -8,6 +8,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
+from libs.common.kafka.rejection import Rejection
 from libs.common.kafka.unreadable import CORRUPT_BATCH, HEADER_NAME_NOT_UTF8, read_batches
 from tests.support.unreadable_records import RawName
 
@@ -86,3 +87,28 @@ def test_a_batch_whose_crc_is_wrong_gives_each_offset_as_unknown() -> None:
     assert not unreadable.recovered
     assert unreadable.record.value is None
     assert read.next_offset == 5
+
+
+def test_an_unreadable_records_letter_holds_what_of_it_was_read() -> None:
+    """What each consumer sends for an unreadable record (``Rejection.of_unreadable``): one read
+    whole is kept as it was; one of a corrupt batch is known by nothing, not as an empty one."""
+    [whole] = read_batches(_log(), TP, 2, limit=1).unreadable
+    log = bytearray(_log())
+    log[-3] ^= 0xFF
+    [corrupt] = read_batches(bytes(log), TP, 4, limit=100).unreadable
+
+    read = Rejection.of_unreadable(whole).letter(whole.record, attempts=0)
+    unknown = Rejection.of_unreadable(corrupt).letter(corrupt.record, attempts=1)
+
+    assert (read.error_type, read.error, read.attempts) == (HEADER_NAME_NOT_UTF8, whole.reason, 0)
+    assert (read.exact_key(), read.exact_original(), read.original_bytes) == (b"bad", b"v-bad", 5)
+    assert (unknown.error_type, unknown.error, unknown.attempts) == (
+        CORRUPT_BATCH,
+        corrupt.reason,
+        1,
+    )
+    assert (unknown.original_bytes, unknown.original_sha256, unknown.tombstone) == (
+        None,
+        None,
+        False,
+    )
