@@ -18,14 +18,16 @@ GZIP, ZSTD = 1, 4
 
 def _batch(base: int, keys: list[bytes], *, bad: bytes = b"", codec: int = 0) -> bytes:
     """A batch at offset ``base``, one record per key; the one keyed ``bad`` has a header
-    name that is not UTF-8."""
+    name that is not UTF-8, and a header without a value beside an empty one."""
     builder = _DefaultRecordBatchBuilderPy(
         2, codec, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=0,
         batch_size=1 << 20,
     )  # fmt: skip
     for delta, key in enumerate(keys):
-        name = RawName(b"\xff\xfeid") if key == bad else "id"
-        builder.append(delta, timestamp=None, key=key, value=b"v-" + key, headers=[(name, key)])
+        headers: list[tuple[str, bytes | None]] = [("id", key)]
+        if key == bad:
+            headers = [(RawName(b"\xff\xfeid"), key), ("no-value", None), ("empty", b"")]
+        builder.append(delta, timestamp=None, key=key, value=b"v-" + key, headers=headers)
     data = bytearray(builder.build())
     data[:8] = base.to_bytes(8, "big")  # the broker sets it; the CRC does not cover it
     return bytes(data)
@@ -59,7 +61,12 @@ def test_the_unreadable_record_comes_back_whole_with_the_rest_of_its_batch(codec
     assert unreadable.reason == r"record unreadable: header name not UTF-8 (b'\xff\xfeid')"
     assert unreadable.recovered
     assert (unreadable.record.key, unreadable.record.value) == (b"bad", b"v-bad")
-    assert unreadable.record.headers == [("\ufffd\ufffdid", b"bad")]
+    # A header without a value stays one (a replay sends it so), not an empty value.
+    assert unreadable.record.headers == [
+        ("\ufffd\ufffdid", b"bad"),
+        ("no-value", None),
+        ("empty", b""),
+    ]
 
 
 def test_reading_starts_at_the_offset_and_stops_at_the_limit() -> None:
