@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
@@ -40,12 +39,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
 
 from libs.common.kafka.fetching import Fetched, Fetcher
-from libs.common.kafka.records import (
-    TrackAssignment,
-    dead_letter,
-    send_acknowledged,
-    stop_producer,
-)
+from libs.common.kafka.records import TrackAssignment, send_acknowledged, stop_producer
+from libs.common.kafka.rejection import Rejection
 from libs.common.kafka.tracing import finish_in, produce_span, start_batch_span
 from libs.common.schemas.usage import UsageEvent, WorkflowRun
 from services.analytics.decoding import (
@@ -167,10 +162,7 @@ class EventConsumer:
         usage: list[UsageEvent] = []
         tables: list[pa.Table] = []
         runs: list[WorkflowRun] = []
-        rejected = [
-            _Rejected(item.record, item.error_type, item.reason, original_known=item.recovered)
-            for item in fetched.unreadable
-        ]
+        rejected = [(item.record, Rejection.of_unreadable(item)) for item in fetched.unreadable]
         for tp, records in fetched.records.items():
             role = self._roles[tp.topic]
             if role == "usage":
@@ -189,14 +181,14 @@ class EventConsumer:
                     try:
                         usage.append(decode_usage(record.value))
                     except Undecodable as exc:
-                        rejected.append(_Rejected(record, exc.kind, str(exc)))
+                        rejected.append((record, Rejection(exc.kind, str(exc))))
                 continue
             for record in records:
                 moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
                 try:
                     item = decode(role, record.value, moment)
                 except Undecodable as exc:
-                    rejected.append(_Rejected(record, exc.kind, str(exc)))
+                    rejected.append((record, Rejection(exc.kind, str(exc))))
                     continue
                 if item is SKIPPED:
                     self._metrics.ignored.labels(tp.topic).inc()
@@ -204,7 +196,9 @@ class EventConsumer:
                     usage.append(item)
                 else:
                     runs.append(item)
-        await asyncio.gather(*(self._dead_letter(producer, letter) for letter in rejected))
+        await asyncio.gather(
+            *(self._dead_letter(producer, record, why) for record, why in rejected)
+        )
         if tables:
             return concat_usage([*tables, usage_table(usage)] if usage else tables), runs
         return usage, runs
@@ -248,34 +242,22 @@ class EventConsumer:
                     logger.warning("storing a batch again", attempt=attempt.num)
                 await self._ingestor.ingest(usage, runs, source="kafka")
 
-    async def _dead_letter(self, producer: AIOKafkaProducer, rejected: _Rejected) -> None:
-        record = rejected.record
-        letter = dead_letter(
-            record,
-            error=rejected.reason,
-            error_type=rejected.kind,
-            attempts=1,
-            original_known=rejected.original_known,
-        )
+    async def _dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        record: ConsumerRecord[bytes, bytes],
+        rejection: Rejection,
+    ) -> None:
+        """``record``'s dead letter, sent and acknowledged."""
+        letter = rejection.letter(record, attempts=1)
         topic = self._settings.dlq_topic
         with produce_span(topic, key=record.key) as headers:
             await send_acknowledged(producer, topic, record.key, _encode(letter), headers or None)
-        self._metrics.dead_lettered.labels(record.topic, rejected.kind).inc()
+        self._metrics.dead_lettered.labels(record.topic, rejection.kind).inc()
         logger.warning(
             "record dead-lettered",
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            reason=rejected.reason,
+            reason=rejection.reason,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Rejected:
-    """A record for ``analytics-dlq``: why (``kind``, ``reason``), and whether anything of it
-    could be read (not so for a record in a corrupt batch)."""
-
-    record: ConsumerRecord[bytes, bytes]
-    kind: str
-    reason: str
-    original_known: bool = True

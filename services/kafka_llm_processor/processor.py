@@ -28,7 +28,8 @@ from opentelemetry.trace import Span
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
 from libs.common.kafka.partitioner import KafkaPartitioner
 from libs.common.kafka.publisher import BatchPublisher
-from libs.common.kafka.records import PublishFailed, dead_letter, stop_producer, track_topics
+from libs.common.kafka.records import PublishFailed, stop_producer, track_topics
+from libs.common.kafka.rejection import Rejection
 from libs.common.kafka.spill import SpillFile
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.unreadable import Unreadable
@@ -66,13 +67,10 @@ PRODUCER_BATCH_BYTES = 262_144
 class _Failed(Exception):
     """A document that cannot be answered: it goes to the DLQ with ``kind`` and the reason."""
 
-    def __init__(
-        self, reason: str, attempts: int, kind: str, *, original_known: bool = True
-    ) -> None:
+    def __init__(self, reason: str, attempts: int, kind: str) -> None:
         super().__init__(reason)
+        self.rejection = Rejection(kind, reason)
         self.attempts = attempts
-        self.kind = kind
-        self.original_known = original_known
 
 
 class DocumentProcessor:
@@ -184,8 +182,10 @@ class DocumentProcessor:
                 result = await self._answer(record, started)
         except _Failed as failure:
             if span.is_recording():
-                span.set_attribute("error.type", failure.kind)
-            return self._recorded(record, self._dead_letter(record, failure), span)
+                span.set_attribute("error.type", failure.rejection.kind)
+            return self._recorded(
+                record, self._dead_letter(record, failure.rejection, failure.attempts), span
+            )
         except Exception as exc:
             span.end()
             self._nowhere(record)
@@ -198,16 +198,11 @@ class DocumentProcessor:
     async def _handle_unreadable(self, unreadable: Unreadable) -> Awaitable[None]:
         """A record aiokafka could not build: dead-lettered (or spilled) as it is."""
         record = unreadable.record
-        failure = _Failed(
-            unreadable.reason,
-            0,
-            unreadable.error_type,
-            original_known=unreadable.recovered,
-        )
+        rejection = Rejection.of_unreadable(unreadable)
         span = start_consume_span(record, group=self._settings.group_id)
         if span.is_recording():
-            span.set_attribute("error.type", failure.kind)
-        return self._recorded(record, self._dead_letter(record, failure), span)
+            span.set_attribute("error.type", rejection.kind)
+        return self._recorded(record, self._dead_letter(record, rejection, 0), span)
 
     async def _recorded(
         self,
@@ -244,10 +239,8 @@ class DocumentProcessor:
                 self._settings.output_topic, result.doc_id.encode(), _encode(result)
             )
         except PublishFailed as exc:
-            failure = _Failed(
-                f"its result was not published: {exc}", result.attempts, "unpublished"
-            )
-            await self._dead_letter(record, failure, refused=[str(exc)])
+            rejection = Rejection("unpublished", f"its result was not published: {exc}")
+            await self._dead_letter(record, rejection, result.attempts, refused=[str(exc)])
             return
         self._metrics.processed_of[result.task].inc()
         self._metrics.prompt_tokens.inc(result.prompt_tokens)
@@ -350,40 +343,39 @@ class DocumentProcessor:
     async def _dead_letter(
         self,
         record: ConsumerRecord[bytes, bytes],
-        failure: _Failed,
+        rejection: Rejection,
+        attempts: int,
         *,
         refused: list[str] | None = None,
     ) -> None:
-        letter = dead_letter(
-            record,
-            error=str(failure),
-            error_type=failure.kind,
-            attempts=failure.attempts,
-            original_known=failure.original_known,
-        )
+        letter = rejection.letter(record, attempts=attempts)
         try:
             await self._publish(self._settings.dlq_topic, record.key, _encode(letter))
         except PublishFailed as exc:
-            await self._spill_record(record, failure, [*(refused or []), str(exc)])
+            await self._spill_record(record, rejection, attempts, [*(refused or []), str(exc)])
             return
-        self._metrics.dead_lettered.labels(failure.kind).inc()
+        self._metrics.dead_lettered.labels(rejection.kind).inc()
         logger.warning(
             "dead-lettered",
             offset=record.offset,
             partition=record.partition,
-            reason=str(failure),
-            attempts=failure.attempts,
+            reason=rejection.reason,
+            attempts=attempts,
         )
 
     async def _spill_record(
-        self, record: ConsumerRecord[bytes, bytes], failure: _Failed, refused: list[str]
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        rejection: Rejection,
+        attempts: int,
+        refused: list[str],
     ) -> None:
         """Raises ``SpillFailed`` when the spill file cannot take it either."""
         path = await self.spill.append(
             record,
-            error=str(failure),
-            error_type=failure.kind,
-            attempts=failure.attempts,
+            error=rejection.reason,
+            error_type=rejection.kind,
+            attempts=attempts,
             refused=refused,
         )
         self._metrics.unpublishable.labels("spill").inc()
@@ -391,7 +383,7 @@ class DocumentProcessor:
             "a document no topic took was spilled to disk",
             **_coordinates(record),
             path=str(path),
-            reason=str(failure),
+            reason=rejection.reason,
             refused=refused,
         )
 

@@ -32,7 +32,8 @@ from opentelemetry.trace import Span
 
 from libs.common.clients.versioning import VersioningError, VersioningUnavailable
 from libs.common.constants import KAFKA_FETCH_MAX_WAIT_MS
-from libs.common.kafka.records import dead_letter, send_acknowledged, stop_producer
+from libs.common.kafka.records import send_acknowledged, stop_producer
+from libs.common.kafka.rejection import Rejection
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.unreadable import Unreadable
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
@@ -147,17 +148,17 @@ class WorkflowBridge:
                 event = self._validate(record)
                 run, created = await self._start(event, record)
         except _Rejected as rejected:
-            return self._rejected(span, record, rejected.kind, str(rejected))
+            return self._rejected(span, record, Rejection(rejected.kind, str(rejected)))
         except (WorkflowNotFound, InvalidWorkflowInput) as exc:
             kind = "unknown_workflow" if isinstance(exc, WorkflowNotFound) else "invalid_input"
-            return self._rejected(span, record, kind, str(exc))
+            return self._rejected(span, record, Rejection(kind, str(exc)))
         except VersioningError as exc:
             # The version manager refused what the event asks (a unit it does not take):
             # every try would be refused the same way.
-            return self._rejected(span, record, "invalid_input", str(exc))
+            return self._rejected(span, record, Rejection("invalid_input", str(exc)))
         except VersionUnusable as exc:
             # The version is to be mended; then the letter can be replayed.
-            return self._rejected(span, record, "unusable_version", str(exc))
+            return self._rejected(span, record, Rejection("unusable_version", str(exc)))
         except RunnerClosing as exc:
             span.end()
             raise NotRecorded from exc  # not committed: the event comes back after the restart
@@ -183,13 +184,7 @@ class WorkflowBridge:
         """An event aiokafka could not build: dead-lettered as it is."""
         record = unreadable.record
         span = start_consume_span(record, group=self._settings.group_id)
-        return self._rejected(
-            span,
-            record,
-            unreadable.error_type,
-            unreadable.reason,
-            original_known=unreadable.recovered,
-        )
+        return self._rejected(span, record, Rejection.of_unreadable(unreadable))
 
     async def _start(
         self, event: WorkflowTriggered, record: ConsumerRecord[bytes, bytes]
@@ -205,18 +200,12 @@ class WorkflowBridge:
         raise AssertionError("unreachable: the retries never end")  # pragma: no cover
 
     def _rejected(
-        self,
-        span: Span,
-        record: ConsumerRecord[bytes, bytes],
-        kind: str,
-        reason: str,
-        *,
-        original_known: bool = True,
+        self, span: Span, record: ConsumerRecord[bytes, bytes], rejection: Rejection
     ) -> Awaitable[None]:
         """The dead letter's publication, under the event's span (ended once it is out)."""
         if span.is_recording():
-            span.set_attribute("error.type", kind)
-        return finish_in(span, self._dead_letter(record, kind, reason, original_known))
+            span.set_attribute("error.type", rejection.kind)
+        return finish_in(span, self._dead_letter(record, rejection))
 
     def _validate(self, record: ConsumerRecord[bytes, bytes]) -> WorkflowTriggered:
         value = record.value
@@ -245,22 +234,16 @@ class WorkflowBridge:
             raise _Rejected("not_json", f"not JSON: {exc}") from exc
 
     async def _dead_letter(
-        self,
-        record: ConsumerRecord[bytes, bytes],
-        kind: str,
-        reason: str,
-        original_known: bool = True,
+        self, record: ConsumerRecord[bytes, bytes], rejection: Rejection
     ) -> None:
-        letter = dead_letter(
-            record, error=reason, error_type=kind, attempts=0, original_known=original_known
-        )
+        letter = rejection.letter(record, attempts=0)
         await self._publish(self._settings.dlq_topic, record.key, _encode(letter), [])
         self._metrics.events.labels("dead_lettered").inc()
-        self._metrics.dead_lettered.labels(kind).inc()
+        self._metrics.dead_lettered.labels(rejection.kind).inc()
         logger.warning(
             "event dead-lettered",
-            kind=kind,
-            reason=reason,
+            kind=rejection.kind,
+            reason=rejection.reason,
             partition=record.partition,
             offset=record.offset,
         )

@@ -14,7 +14,6 @@ fetch reads around them, ``libs/common/kafka/fetching.py``). Nothing is dropped 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -23,7 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError
 
 from libs.common.kafka.fetching import Fetched, Fetcher
-from libs.common.kafka.records import TrackAssignment, dead_letter, stop_producer
+from libs.common.kafka.records import TrackAssignment, stop_producer
+from libs.common.kafka.rejection import Rejection
 from libs.common.kafka.topics import PAS_TOPICS, ensure_topics
 from libs.common.kafka.tracing import consume_span
 from libs.common.schemas.versioning import (
@@ -56,37 +56,29 @@ _decode_probe = msgspec.json.Decoder(_Probe).decode
 _decode_event = msgspec.json.Decoder(WorkflowResultEvent).decode
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    kind: str
-    reason: str
-    original_known: bool = True
-    """False for a record of which nothing could be read (in a corrupt batch)."""
-
-
-def read_event(value: bytes | None) -> RunOutcome | Rejected | None:
+def read_event(value: bytes | None) -> RunOutcome | Rejection | None:
     """The run's outcome, why it cannot be one, or ``None`` when it is no experiment's."""
     if not value:
         return None
     try:
         probe = _decode_probe(value)
     except msgspec.DecodeError as exc:
-        return Rejected("invalid_event", f"not a workflow-results event: {exc}")
+        return Rejection("invalid_event", f"not a workflow-results event: {exc}")
     if not probe.metadata or METADATA_EXPERIMENT_ID not in probe.metadata:
         return None
     try:
         event = _decode_event(value)
         run = msgspec.convert(event.metadata, ExperimentRunMetadata)
     except msgspec.ValidationError as exc:
-        return Rejected("invalid_outcome", str(exc))
+        return Rejection("invalid_outcome", str(exc))
     if event.event_type not in (EVENT_COMPLETED, EVENT_FAILED):
-        return Rejected(
+        return Rejection(
             "invalid_outcome",
             f"event_type {event.event_type!r} is neither {EVENT_COMPLETED} nor {EVENT_FAILED}",
         )
     payload = event.payload
     if payload is None or payload.duration_ms is None:
-        return Rejected("invalid_outcome", "payload.duration_ms is missing")
+        return Rejection("invalid_outcome", "payload.duration_ms is missing")
     if payload.status == STATUS_CANCELLED:
         return None
     return RunOutcome(
@@ -167,27 +159,26 @@ class OutcomeConsumer:
     ) -> None:
         records = [record for batch in fetched.records.values() for record in batch]
         runs: list[tuple[ConsumerRecord[bytes, bytes], RunOutcome]] = []
-        letters: list[tuple[ConsumerRecord[bytes, bytes], Rejected]] = []
+        letters: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = []
         for item in fetched.unreadable:
             with consume_span(item.record, group=self._settings.group_id) as span:
                 span.set_attribute("pas.rejected", item.error_type)
-            rejected = Rejected(item.error_type, item.reason, original_known=item.recovered)
-            letters.append((item.record, rejected))
+            letters.append((item.record, Rejection.of_unreadable(item)))
         for record in records:
             # A consume span per record, in the trace of the run that reported it; the batch's
             # one store write follows outside them all.
             with consume_span(record, group=self._settings.group_id) as span:
                 found = read_event(record.value)
-                if isinstance(found, Rejected):
+                if isinstance(found, Rejection):
                     span.set_attribute("pas.rejected", found.kind)
-            if isinstance(found, Rejected):
+            if isinstance(found, Rejection):
                 letters.append((record, found))
             elif found is not None:
                 runs.append((record, found))
         verdicts = await self._book.record_runs([run for _, run in runs])
         for (record, run), verdict in zip(runs, verdicts, strict=True):
             if verdict is not None:
-                letters.append((record, Rejected(verdict, _explain(verdict, run))))
+                letters.append((record, Rejection(verdict, _explain(verdict, run))))
         await self._dead_letter(producer, letters)
         try:
             await consumer.commit(fetched.next_offsets())
@@ -200,22 +191,14 @@ class OutcomeConsumer:
     async def _dead_letter(
         self,
         producer: AIOKafkaProducer,
-        letters: list[tuple[ConsumerRecord[bytes, bytes], Rejected]],
+        letters: list[tuple[ConsumerRecord[bytes, bytes], Rejection]],
     ) -> None:
         """The batch's letters sent at once, then every one acknowledged (one at a time, each
         waited for the producer's linger and the broker before the next was sent)."""
         acknowledged = [
             await producer.send(
                 self._settings.dlq_topic,
-                _encode(
-                    dead_letter(
-                        record,
-                        error=rejected.reason,
-                        error_type=rejected.kind,
-                        attempts=1,
-                        original_known=rejected.original_known,
-                    )
-                ),
+                _encode(rejected.letter(record, attempts=1)),
                 key=record.key,
             )
             for record, rejected in letters

@@ -44,6 +44,32 @@ async def test_spilled_records_read_back_byte_for_byte_one_per_line(tmp_path: Pa
     assert found[1].key is None
 
 
+async def test_a_header_without_a_value_reads_back_as_one_and_a_file_from_before_still_reads(
+    tmp_path: Path,
+) -> None:
+    spill = SpillFile(tmp_path, consumer="c")
+    headers = [("no-value", None), ("empty", b""), ("id", b"7")]
+    path = await spill.append(
+        consumed(b"v", headers=headers), error="e", error_type="t", attempts=0, refused=[]
+    )
+    # A line as spill files were written before: every header with a value, base64.
+    with path.open("ab") as file:
+        file.write(
+            b'{"consumer":"c","topic":"t","partition":0,"offset":1,"timestamp_ms":0,'
+            b'"key":null,"value":"dg==","headers":[["no-value",""],["id","Nw=="]],'
+            b'"error":"e","error_type":"t","attempts":0,"refused":[],'
+            b'"spilled_at":"2025-01-01T00:00:00Z"}\n'
+        )
+
+    with TakenSpill(path) as taken:
+        now, before = (line.record for line in taken.lines)
+
+    assert now is not None
+    assert now.headers == headers
+    assert before is not None
+    assert before.headers == [("no-value", b""), ("id", b"7")]
+
+
 async def test_a_spill_file_that_cannot_be_written_says_so(tmp_path: Path) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("where the spill directory should be")

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError
 
 from libs.common.kafka.topics import ensure_topics
+from libs.common.kafka.unreadable import Unreadable
 from libs.common.kafka.work_loop import LoopLimits, Record, WorkLoop
 
 
@@ -56,7 +57,14 @@ def _loop(
         "drain_timeout_s": 30.0,
         **limits,
     }
-    return WorkLoop(consumer, [topic], handle, LoopLimits(**chosen))
+    return WorkLoop(
+        consumer, [topic], handle, LoopLimits(**chosen), unreadable=_no_unreadable_records
+    )
+
+
+async def _no_unreadable_records(item: Unreadable) -> None:
+    # Every record here is readable: one that is not leaves its partition uncommitted.
+    raise AssertionError(f"an unreadable record at offset {item.offset}: {item.reason}")
 
 
 async def _committed(bootstrap: str, group: str, tp: TopicPartition) -> int | None:

@@ -64,12 +64,9 @@ class Fetcher:
     every partition whose position is set afresh (assigned: ``TrackAssignment(placed=...)``;
     sought by the caller): ``placed``."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, *, name: str, read_around: bool = True) -> None:
-        """``read_around=False``: a record aiokafka cannot build is raised from ``getmany``,
-        as aiokafka does."""
+    def __init__(self, consumer: AIOKafkaConsumer, *, name: str) -> None:
         self._consumer = consumer
         self._name = name
-        self._read_around = read_around
         # Per partition: the offset after the last record handed on, or where its reading
         # began since it was placed. Where to seek it back after a fetch that failed.
         self._resume_at: dict[TopicPartition, int] = {}
@@ -93,8 +90,6 @@ class Fetcher:
                 *partitions, timeout_ms=timeout_ms, max_records=max_records
             )
         except UNREADABLE_ERRORS as exc:
-            if not self._read_around:
-                raise
             fetched = await self._read_each(exc, partitions, max_records or sys.maxsize)
         else:
             fetched = Fetched(batches)

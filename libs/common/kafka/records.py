@@ -185,44 +185,36 @@ async def send_acknowledged(
         raise PublishFailed(topic, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _clip_utf8(data: bytes, limit: int) -> str:
-    """The first ``limit`` bytes as text; a character cut in half at the end is left out."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    return decoder.decode(data[:limit], final=len(data) <= limit)
-
-
-def _is_utf8(data: bytes, *, cut: bool) -> bool:
-    """Whether ``data`` is UTF-8; when it was ``cut`` from something longer, a character cut in
-    half at its end does not count against it."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(data, final=not cut)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _unless_utf8(data: bytes, limit: int) -> bytes | None:
-    """The first ``limit`` bytes of ``data`` when they are not UTF-8 (text cannot carry them),
-    else ``None``."""
+def _text_and_exact(data: bytes, limit: int) -> tuple[str, bytes | None]:
+    """The first ``limit`` bytes of ``data`` as text (a character cut in half at the end is
+    left out), and those bytes themselves when they are not UTF-8 (text cannot carry them),
+    else ``None``. One strict decode: the replacing one only for what is not UTF-8."""
     kept = data[:limit]
-    return None if _is_utf8(kept, cut=len(data) > limit) else kept
+    final = len(data) <= limit
+    try:
+        return codecs.getincrementaldecoder("utf-8")().decode(kept, final=final), None
+    except UnicodeDecodeError:
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(kept, final=final)
+        return text, kept
 
 
-def _exact_headers(
+def _text_headers(
     headers: list[tuple[str, bytes | None]],
-) -> list[tuple[str, bytes | None]] | None:
-    """The (clipped) headers themselves when a ``dict[str, str]`` cannot say them: a value not
-    UTF-8 or null, or a name given more than once; else ``None``."""
+) -> tuple[dict[str, str], list[tuple[str, bytes | None]] | None]:
+    """The (clipped) headers as text; and themselves too when a ``dict[str, str]`` cannot say
+    them (a value not UTF-8 or null, or a name given more than once), else ``None``."""
     kept = [
         (name[:_HEADER_NAME_CHARS], None if value is None else value[:_HEADER_VALUE_BYTES])
         for name, value in headers[:_HEADERS]
     ]
-    repeated = len({name for name, _ in kept}) < len(kept)
-    binary = any(
-        value is None or _unless_utf8(value, _HEADER_VALUE_BYTES) is not None
-        for _, value in headers[:_HEADERS]
-    )
-    return kept if repeated or binary else None
+    text: dict[str, str] = {}
+    binary = False
+    for name, value in headers[:_HEADERS]:
+        said, exact = _text_and_exact(value or b"", _HEADER_VALUE_BYTES)
+        text[name[:_HEADER_NAME_CHARS]] = said
+        binary = binary or value is None or exact is not None
+    repeated = len(text) < len(kept)
+    return text, kept if repeated or binary else None
 
 
 def _headers_clipped(headers: list[tuple[str, bytes | None]]) -> bool:
@@ -251,6 +243,10 @@ def dead_letter(
     key = record.key
     # aiokafka gives a header without a value (Kafka allows one) as None.
     headers: list[tuple[str, bytes | None]] = list(record.headers)
+    # An empty key is a key (it picks a partition), not none.
+    key_text, key_exact = (None, None) if key is None else _text_and_exact(key, _KEY_BYTES)
+    original_text, original_exact = _text_and_exact(original, keep_bytes)
+    header_text, headers_exact = _text_headers(headers)
     letter = DeadLetter(
         error=error[:_ERROR_CHARS],
         error_type=error_type,
@@ -258,21 +254,17 @@ def dead_letter(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        # An empty key is a key (it picks a partition), not none.
-        key=None if key is None else _clip_utf8(key, _KEY_BYTES),
-        key_base64=None if key is None else _unless_utf8(key, _KEY_BYTES),
+        key=key_text,
+        key_base64=key_exact,
         key_clipped=key is not None and len(key) > _KEY_BYTES,
-        original=_clip_utf8(original, keep_bytes),
-        original_base64=_unless_utf8(original, keep_bytes),
+        original=original_text,
+        original_base64=original_exact,
         original_bytes=len(original),
         original_sha256=hashlib.sha256(original).hexdigest(),
         original_clipped=len(original) > keep_bytes,
         tombstone=record.value is None and original_known,
-        headers={
-            name[:_HEADER_NAME_CHARS]: _clip_utf8(value or b"", _HEADER_VALUE_BYTES)
-            for name, value in headers[:_HEADERS]
-        },
-        headers_base64=_exact_headers(headers),
+        headers=header_text,
+        headers_base64=headers_exact,
         headers_clipped=_headers_clipped(headers),
         failed_at=datetime.now(UTC),
     )

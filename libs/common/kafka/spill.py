@@ -52,7 +52,9 @@ class SpilledRecord(msgspec.Struct, kw_only=True):
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
+    headers: list[tuple[str, bytes | None]] = msgspec.field(default_factory=list)
+    """A header without a value (Kafka allows one) is null; files written before said it as
+    an empty value, and still read."""
     error: str
     """Why the record could not be used (what its dead letter would have said)."""
     error_type: str
@@ -91,7 +93,7 @@ class SpillFile:
                 timestamp_ms=record.timestamp,
                 key=record.key,
                 value=record.value,
-                headers=[(name, value or b"") for name, value in record.headers],
+                headers=list(record.headers),
                 error=error,
                 error_type=error_type,
                 attempts=attempts,

@@ -241,7 +241,8 @@ class _Batch:
         count, pos = decode_varint(body, pos)
         if count < 0:
             raise ValueError(f"{count} headers")
-        headers: list[tuple[str, bytes]] = []
+        # A header without a value stays None, as aiokafka gives it: not an empty value.
+        headers: list[tuple[str, bytes | None]] = []
         bad_names: list[bytes] = []
         for _ in range(count):
             name, pos = _nullable(body, pos)
@@ -253,7 +254,7 @@ class _Batch:
             except UnicodeDecodeError:
                 text = name.decode("utf-8", errors="replace")
                 bad_names.append(name)
-            headers.append((text, header_value or b""))
+            headers.append((text, header_value))
         if pos != end:
             raise ValueError(f"a record said to be {length} bytes long is not")
         log_append_time = bool(self.attributes & _LOG_APPEND_TIME)

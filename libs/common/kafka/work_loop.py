@@ -86,13 +86,11 @@ class WorkLoop:
         handle: Handler,
         limits: LoopLimits,
         *,
+        unreadable: UnreadableHandler,
         assigned: set[TopicPartition] | None = None,
         name: str = "work loop",
         on_commit: Callable[[WorkLoop], None] | None = None,
-        unreadable: UnreadableHandler | None = None,
     ) -> None:
-        """``unreadable``: without it, a record aiokafka cannot build stops the loop (raised
-        from ``run``), as it did before."""
         self.consumer = consumer
         self.assigned = assigned if assigned is not None else set()
         self.joined = False
@@ -102,7 +100,7 @@ class WorkLoop:
         self._on_commit = on_commit
         self._unreadable = unreadable
         self._book = OffsetBook()
-        self._fetcher = Fetcher(consumer, name=name, read_around=unreadable is not None)
+        self._fetcher = Fetcher(consumer, name=name)
         # Every record in hand (in a slot or handed over), by its task.
         self._records: dict[asyncio.Task[None], TopicPartition] = {}
         self._in_slots = 0
@@ -187,10 +185,8 @@ class WorkLoop:
         for tp, records in fetched.records.items():
             for record in records:
                 self._start(tp, record.offset, self._handle, record)
-        if fetched.unreadable:
-            assert self._unreadable is not None  # else the fetcher raised
-            for item in fetched.unreadable:
-                self._start(item.topic_partition, item.offset, self._unreadable, item)
+        for item in fetched.unreadable:
+            self._start(item.topic_partition, item.offset, self._unreadable, item)
 
     def _start(
         self,
