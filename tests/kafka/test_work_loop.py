@@ -300,7 +300,7 @@ async def test_a_commit_refused_during_a_rebalance_is_made_later_and_nothing_is_
     limits = LoopLimits(
         slots=2, unrecorded=8, commit_interval_s=0.1, settle_timeout_s=5, drain_timeout_s=5
     )
-    loop = WorkLoop(consumer, [topic], handle, limits)
+    loop = WorkLoop(consumer, [topic], handle, limits, unreadable=_no_unreadable_records)
     stop = asyncio.Event()
     running = asyncio.create_task(loop.run(stop))
     try:
