@@ -38,6 +38,7 @@ from libs.common.schemas.usage import (
     storable_text,
     storable_text_or_none,
 )
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 from services.analytics.nul_free import NulFreeUsage
 
 TopicRole = Literal["usage", "workflow_results", "llm_results", "documents_dlq"]
@@ -112,8 +113,8 @@ def decode(role: TopicRole, value: bytes | None, record_time: datetime) -> Any:
         if role == "llm_results":
             return _processed_document(_decode_result(value))
         return _failed_document(_decode_letter(value))
-    except msgspec.DecodeError as exc:
-        raise Undecodable(f"invalid_{role}", str(exc)) from exc
+    except UNREADABLE_JSON as exc:
+        raise Undecodable(f"invalid_{role}", why_unreadable(exc)) from exc
     except ValueError as exc:
         raise Undecodable(f"invalid_{role}", str(exc)) from exc
 
@@ -127,7 +128,9 @@ def decode_usage(value: bytes | None) -> UsageEvent:
         if may_hold_nul(value):
             return _decode_usage(value)  # refused with the field's name, as over HTTP
         return _decode_nul_free_usage(value)
-    except (msgspec.DecodeError, ValueError) as exc:
+    except UNREADABLE_JSON as exc:
+        raise Undecodable("invalid_usage", why_unreadable(exc)) from exc
+    except ValueError as exc:
         raise Undecodable("invalid_usage", str(exc)) from exc
 
 
@@ -141,7 +144,7 @@ def decode_usage_records(values: Sequence[bytes | None]) -> list[UsageEvent] | N
         return None
     try:
         return list(map(_decode_nul_free_usage, cast("Sequence[bytes]", values)))
-    except (msgspec.DecodeError, ValueError):
+    except (*UNREADABLE_JSON, ValueError):
         return None
 
 
@@ -221,7 +224,7 @@ def _processed_document(result: DocumentResult) -> WorkflowRun:
 def _failed_document(letter: DeadLetter) -> WorkflowRun:
     try:
         task = _decode_task(letter.original).task
-    except msgspec.DecodeError:
+    except UNREADABLE_JSON:
         task = "unknown"
     if task not in get_args(Task):
         task = "unknown"  # an invalid document: its task is whatever it said

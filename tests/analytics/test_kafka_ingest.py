@@ -98,6 +98,17 @@ async def test_every_topic_reaches_the_store_once_and_bad_records_reach_the_dlq(
     )
     await produce(kafka_bootstrap, topics.llm_results, [msgspec.json.encode(result)] * 2)
     await produce(kafka_bootstrap, topics.documents_dlq, [msgspec.json.encode(letter)])
+    # Nested past what a decoder follows (a RecursionError, not a DecodeError): refused as
+    # any bad record is, not a batch that fails at every try; a letter of such a document
+    # counts as a failed document of no known task.
+    deep = b"[" * 100_000 + b"]" * 100_000
+    await produce(kafka_bootstrap, topics.usage, [b'{"x": ' + deep + b"}"])
+    await produce(kafka_bootstrap, topics.workflow_results, [b'{"payload": ' + deep + b"}"])
+    await produce(kafka_bootstrap, topics.llm_results, [b'{"x": ' + deep + b"}"])
+    deep_letter = msgspec.structs.replace(
+        letter, offset=43, key="doc-3", original='{"doc_id": ' + deep.decode() + "}"
+    )
+    await produce(kafka_bootstrap, topics.documents_dlq, [msgspec.json.encode(deep_letter)])
 
     answer = await wait_until(
         lambda: totals(collector.url),
@@ -105,12 +116,12 @@ async def test_every_topic_reaches_the_store_once_and_bad_records_reach_the_dlq(
     )
     letters = [
         msgspec.json.decode(v, type=DeadLetter)
-        for v in await read_topic(kafka_bootstrap, topics.dlq, 3)
+        for v in await read_topic(kafka_bootstrap, topics.dlq, 6)
     ]
     async with httpx.AsyncClient(base_url=collector.url) as http:
         workflows = await wait_until(
             lambda: _workflows(http),
-            lambda found: len(found) >= 3,
+            lambda found: len(found) >= 4,
         )
         metrics = (await http.get("/metrics")).text
 
@@ -119,16 +130,22 @@ async def test_every_topic_reaches_the_store_once_and_bad_records_reach_the_dlq(
         (Decimal(str(e["cost_usd"])) for e in usage), Decimal(0)
     )
     assert sorted(letter.error_type for letter in letters) == [
+        "invalid_llm_results",
+        "invalid_usage",
         "invalid_usage",
         "invalid_usage",
         "invalid_workflow_results",
+        "invalid_workflow_results",
     ]
+    too_deep = [letter for letter in letters if letter.error == "nested too deep to read"]
+    assert len(too_deep) == 3
     by_type = {letter.original: letter for letter in letters}
     assert by_type["{not json"].topic == topics.usage
     assert "prompt_tokens" in next(x.error for x in letters if "bad-1" in x.original)
     assert workflows["document_analysis"] == (2, 1)
     assert workflows["kafka_llm_processor.summary"] == (1, 1)
     assert workflows["kafka_llm_processor.sentiment"] == (1, 0)
+    assert workflows["kafka_llm_processor.unknown"] == (1, 0)
     assert "run-x" not in str(workflows)
     assert f'pas_analytics_events_ignored_total{{topic="{topics.workflow_results}"}} 1.0' in (
         metrics
