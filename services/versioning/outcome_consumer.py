@@ -31,6 +31,7 @@ from libs.common.schemas.versioning import (
     ExperimentRunMetadata,
     WorkflowResultEvent,
 )
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 from services.versioning.experiments import ExperimentBook, RunOutcome
 from services.versioning.metrics import VersioningMetrics
 from services.versioning.settings import VersioningSettings
@@ -62,8 +63,8 @@ def read_event(value: bytes | None) -> RunOutcome | Rejection | None:
         return None
     try:
         probe = _decode_probe(value)
-    except msgspec.DecodeError as exc:
-        return Rejection("invalid_event", f"not a workflow-results event: {exc}")
+    except UNREADABLE_JSON as exc:
+        return Rejection("invalid_event", f"not a workflow-results event: {why_unreadable(exc)}")
     if not probe.metadata or METADATA_EXPERIMENT_ID not in probe.metadata:
         return None
     try:

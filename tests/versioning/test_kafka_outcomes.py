@@ -170,6 +170,8 @@ async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
     wrong_variant = "B" if experiment.variant_for(wrong_unit) == "A" else "A"
     bad = {
         "not-json": b"{this is not json",
+        # Past a decoder's depth (a RecursionError, not a DecodeError): refused alike.
+        "too-deep": b'{"metadata": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
         "wrong-variant": msgspec.json.encode(
             completed(experiment, wrong_unit, run_id="x1", metadata={"variant": wrong_variant})
         ),
@@ -208,6 +210,8 @@ async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
     assert set(by_key) == set(bad)
     assert by_key["not-json"].error_type == "invalid_event"
     assert by_key["not-json"].original == "{this is not json"
+    assert by_key["too-deep"].error_type == "invalid_event"
+    assert "nested too deep to read" in by_key["too-deep"].error
     assert by_key["wrong-variant"].error_type == "variant_mismatch"
     assert by_key["unknown-experiment"].error_type == "unknown_experiment"
     assert by_key["no-duration"].error_type == "invalid_outcome"
