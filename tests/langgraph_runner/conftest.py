@@ -171,7 +171,10 @@ def trigger(workflow_id: str, payload: dict[str, Any], **overrides: Any) -> dict
     return event
 
 
-async def send(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def send(
+    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce ``(key, value)`` records in order; a value of ``None`` is a tombstone."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:

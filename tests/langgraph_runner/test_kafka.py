@@ -94,6 +94,7 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
         (b"unknown-workflow", msgspec.json.encode(trigger("no_such_flow", {}))),
         (b"bad-input", msgspec.json.encode(trigger("probe", {"log": 42}))),
         (b"too-large", msgspec.json.encode(trigger("probe", {"log": "x" * 100_000}))),
+        (b"tombstone", None),
         # Metadata travels with the outcome: near a record's size it could never be published.
         (
             b"large-metadata",
@@ -120,6 +121,9 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
     assert by_key["bad-input"].error_type == "invalid_input"
     assert "log" in by_key["bad-input"].error
     assert by_key["too-large"].error_type == "too_large"
+    # As the shared dead letter calls it (its error type was `empty` until 2026-12-07).
+    assert by_key["tombstone"].error_type == "tombstone"
+    assert by_key["tombstone"].tombstone
     assert by_key["large-metadata"].error_type == "invalid_input"
     assert "metadata" in by_key["large-metadata"].error
     assert all(letter.topic == topics.events for letter in by_key.values())
