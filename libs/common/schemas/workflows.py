@@ -137,10 +137,16 @@ PROMPT_MAX_CHARS: Final = 100_000
 MODEL_NAME_MAX_CHARS: Final = 256
 """What a prompt and a model name may hold, in a run's parameters and in a version's definition
 alike: a version the version manager takes is one the runner runs."""
+STOP_SEQUENCE_MAX_CHARS: Final = 64
+STOP_SEQUENCES_MAX: Final = 8
+"""How long one stop sequence, and how many, in a run's parameters and a version's alike."""
 StopSequences = Annotated[
-    list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=8)
+    list[Annotated[str, msgspec.Meta(max_length=STOP_SEQUENCE_MAX_CHARS)]],
+    msgspec.Meta(max_length=STOP_SEQUENCES_MAX),
 ]
-"""Stop sequences of an LLM call, in a run's parameters and a version's alike."""
+"""Stop sequences of a run's LLM calls. A version's (``versioning.VersionStopSequences``) also
+refuses an empty one; a run's still takes it, since runs stored with one are read with this
+type (their records would no longer decode)."""
 CallTimeout = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 """Seconds one LLM call may take, in a run's parameters and a version's alike."""
 
