@@ -203,6 +203,10 @@ class RunManager:
         first_state = workflow.spec.validate(payload, self._catalog.deps)
         checked_input(payload)
         metadata = checked_metadata(metadata)
+        if run_id is not None and await self._store.get(run_id) is not None:
+            # Known without the version manager: not asked (a round trip, a 503 while it is
+            # away) for a run that is refused anyway. The store refuses a race to the id.
+            raise RunConflict(f"run id {run_id!r} is taken")
         run_id = run_id or uuid.uuid4().hex
         unit = experiment_unit(metadata, run_id)
         resolved = await self._definitions.resolve(workflow_id, parameters, unit)
@@ -236,6 +240,11 @@ class RunManager:
         first_state = workflow.spec.validate(event.payload, self._catalog.deps)
         checked_input(event.payload)
         checked_metadata(event.metadata)
+        # An event seen before has its run: answered without the version manager, which
+        # would cost a round trip and, while it is away, hold the event in its slot.
+        seen = await self._store.for_event(event.event_id)
+        if seen is not None:
+            return self._seen_again(seen, event), False
         unit = experiment_unit(event.metadata, event.workflow_run_id)
         resolved = await self._definitions.resolve(event.workflow_id, None, unit)
         self._refuse_inapplicable(event.workflow_id, resolved, requested=False)
@@ -250,15 +259,8 @@ class RunManager:
             headers=headers,
         )
         stored, created = await self._store.create_for_event(record)
-        if not created:
-            if stored.run.workflow_id != event.workflow_id:
-                logger.warning(
-                    "event id seen before with another workflow; not run again",
-                    event_id=event.event_id,
-                    first_workflow=stored.run.workflow_id,
-                    workflow_id=event.workflow_id,
-                )
-            return stored, False
+        if not created:  # the same event, started meanwhile (another replica, say)
+            return self._seen_again(stored, event), False
         self._launch(record, first_state)
         logger.info(
             "run accepted",
@@ -268,6 +270,17 @@ class RunManager:
             workflow_run_id=event.workflow_run_id,
         )
         return record, True
+
+    @staticmethod
+    def _seen_again(stored: RunRecord, event: WorkflowTriggered) -> RunRecord:
+        if stored.run.workflow_id != event.workflow_id:
+            logger.warning(
+                "event id seen before with another workflow; not run again",
+                event_id=event.event_id,
+                first_workflow=stored.run.workflow_id,
+                workflow_id=event.workflow_id,
+            )
+        return stored
 
     async def resume(
         self, run_id: str, answer: Any = msgspec.UNSET, interrupt_id: str | None = None

@@ -215,6 +215,16 @@ async def collect(
     )
 
 
+async def events_counted(runner: Any, outcome: str) -> float:
+    """``pas_runner_events_total{outcome=...}``: the bridge's events by what became of them
+    (accepted, duplicate, retried, dead_lettered)."""
+    text = (await runner.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(f'pas_runner_events_total{{outcome="{outcome}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 @pytest.fixture
 async def kafka_runner(
     make_runner: Callable[..., Any], kafka_bootstrap: str, topics: Topics

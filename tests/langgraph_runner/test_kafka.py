@@ -19,6 +19,7 @@ from tests.langgraph_runner.conftest import (
     Topics,
     as_message,
     collect,
+    events_counted,
     send,
     trigger,
     wait_for_run,
@@ -26,7 +27,8 @@ from tests.langgraph_runner.conftest import (
 )
 from tests.langgraph_runner.probes import count
 from tests.langgraph_runner.test_workflows import DOCUMENT
-from tests.support.processes import ServiceProcess
+from tests.support.polling import poll_async
+from tests.support.processes import ServiceProcess, free_port
 from tests.support.unreadable_records import RawRecord, send_one_batch
 
 
@@ -133,8 +135,15 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
 
 
 async def test_a_duplicate_event_runs_once(
-    kafka_runner: AsyncTestClient[Any], kafka_bootstrap: str, topics: Topics, tmp_path: Path
+    kafka_runner: AsyncTestClient[Any],
+    make_runner: Callable[..., Any],
+    kafka_bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
 ) -> None:
+    """Also without the version manager: a run's definition comes from it, but a duplicate's
+    run is known. It was asked all the same (until 2026-12-07), and while it was away a
+    duplicate waited in its slot, tried again and again, for an answer the store had."""
     log = tmp_path / "probe.log"
     event = trigger("probe", {"log": str(log), "value": "once"})
 
@@ -149,6 +158,21 @@ async def test_a_duplicate_event_runs_once(
     assert count(log, "a", "start") == 1
     runs = (await kafka_runner.get("/runs?workflow_id=probe")).json()["runs"]
     assert [r["event_id"] for r in runs] == [event["event_id"]]
+
+    # A replica on the same store whose version manager nobody serves, in a group of its own:
+    # it reads the three copies again from the start of the topic.
+    replica = await make_runner(
+        bootstrap_servers=kafka_bootstrap,
+        **{**topics.settings(), "group_id": f"replica-{topics.events}"},
+        versioning_url=f"http://127.0.0.1:{free_port()}",
+        instance="replica",
+    )
+    duplicates = await poll_async(
+        lambda: events_counted(replica, "duplicate"), until=lambda n: n >= 3
+    )
+    assert duplicates == 3
+    assert await events_counted(replica, "retried") == 0
+    assert count(log, "a", "start") == 1
 
 
 async def test_a_failing_workflow_is_published_as_failed(
