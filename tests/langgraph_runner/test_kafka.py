@@ -256,6 +256,14 @@ async def test_an_interrupted_run_publishes_when_a_person_resumes_it(
     assert result.event_type == "workflow.completed"
     assert result.payload.output is not None
     assert result.payload.output["decision"] == "rejected"
+    # The second it waited for its answer (at least, while nothing_yet was collected) is no
+    # part of how long it ran (it was until 2026-12-07: finished_at - started_at).
+    outcome = result.payload
+    assert outcome.started_at is not None
+    first_start_to_end_ms = (outcome.finished_at - outcome.started_at).total_seconds() * 1000
+    assert 0 < outcome.duration_ms <= first_start_to_end_ms - 1000
+    finished = (await runner.get(f"/runs/{run['run_id']}")).json()
+    assert outcome.duration_ms == round(finished["running_ms"], 1)
 
 
 async def _runs_of_event(runner: AsyncTestClient[Any], event_id: str) -> list[dict[str, Any]]:

@@ -97,6 +97,9 @@ class RunOutcome(msgspec.Struct, kw_only=True):
     started_at: datetime | None
     finished_at: datetime
     duration_ms: float
+    """Time spent running (the run's ``running_ms``): an interrupt's wait, or a runner's
+    downtime before the run resumed, not included. For a run recorded before that was kept,
+    ``finished_at`` minus ``started_at``."""
     parameters_version: str | None = None
     """The workflow definition version the run used (the version manager's), if any."""
     usage: LLMUsage = msgspec.field(default_factory=LLMUsage)
@@ -252,6 +255,11 @@ class RunStatus(msgspec.Struct, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
+    running_ms: float | None = None
+    """Time spent running, summed over the run's stretches: neither the waits for a slot or
+    for a person's answer nor the time between a runner's stop and the run's resumption. A
+    stretch a crash cut counts up to its last recorded step (the node it was in runs again).
+    ``None`` for a run recorded before this was kept."""
     source: Source = "http"
     event_id: EventId | None = None
     workflow_run_id: WorkflowRunId | None = None
