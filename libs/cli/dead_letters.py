@@ -32,10 +32,11 @@ MAX_REPLAYS: Final = 3
 tries that failed again say the cause was not fixed."""
 
 # What fails the same way however often it is sent: the record itself is wrong. The processor
-# writes invalid_document, too_large and tombstone; the runner invalid_event, not_json, empty,
-# unsupported_event_type and invalid_input; analytics invalid_<record> and empty; the version
-# manager invalid_event and invalid_outcome. Everything else (an LLM's failure, an unknown
-# workflow or experiment, a result not published) may go through once its cause is fixed.
+# writes invalid_document, too_large and tombstone; the runner invalid_event, not_json,
+# tombstone (empty in its letters before 2026-12-07), too_large, unsupported_event_type and
+# invalid_input; analytics invalid_<record> and empty; the version manager invalid_event and
+# invalid_outcome. Everything else (an LLM's failure, an unknown workflow or experiment, a
+# result not published) may go through once its cause is fixed.
 _SAME_AGAIN: Final = frozenset(
     {
         "too_large",

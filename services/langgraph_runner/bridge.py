@@ -210,11 +210,12 @@ class WorkflowBridge:
     def _validate(self, record: ConsumerRecord[bytes, bytes]) -> WorkflowTriggered:
         value = record.value
         limit = self._settings.max_event_bytes
-        if value is None or len(value) > limit:
-            size = 0 if value is None else len(value)
-            raise _Rejected(
-                "too_large" if value else "empty", f"event of {size} bytes (limit {limit})"
-            )
+        if value is None:
+            # `tombstone`, as the shared dead letter (its `tombstone` flag) and the processor
+            # file one: a DLQ reader sorts letters by error type across services.
+            raise _Rejected("tombstone", "a tombstone: a record without a value")
+        if len(value) > limit:
+            raise _Rejected("too_large", f"event of {len(value)} bytes (limit {limit})")
         try:
             return _decode_event(value)
         except msgspec.ValidationError as exc:

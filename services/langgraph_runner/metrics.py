@@ -22,7 +22,7 @@ class RunnerMetrics:
         )
         self.run_seconds = Histogram(
             "pas_runner_run_seconds",
-            "From a run's first start to its end (success or error)",
+            "Time a run spent running, to its end (success or error): its waits not included",
             ["workflow"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
             registry=None,

@@ -70,6 +70,10 @@ _RECORD_HEADROOM_BYTES = 65_536
 
 
 def duration_ms(run: RunStatus) -> float:
+    """How long the run ran (``RunStatus.running_ms``), else, for a run recorded before that
+    was kept, from its first start to its end (waits and downtime included)."""
+    if run.running_ms is not None:
+        return round(run.running_ms, 1)
     assert run.finished_at is not None
     started = run.started_at or run.created_at
     return round(max(0.0, (run.finished_at - started).total_seconds() * 1000), 1)

@@ -161,6 +161,10 @@ class PostgresRunStore:
         found = await self._select("WHERE run_id = %s", (run_id,))
         return found[0] if found else None
 
+    async def for_event(self, event_id: str) -> RunRecord | None:
+        found = await self._select("WHERE event_id = %s", (event_id,))
+        return found[0] if found else None
+
     async def recent(
         self, *, workflow_id: str | None, status: str | None, limit: int
     ) -> list[RunRecord]:

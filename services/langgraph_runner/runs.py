@@ -16,9 +16,10 @@ belongs to no process: any replica resumes it when asked.
 Over 400 lines because starting, resuming, executing and concluding share each run's task,
 record and control. The jobs that stand apart live next door: keeping leases
 (``run_leases.py``), what a record becomes (``run_records.py``), records written in order
-(``record_writes.py``), waiters and stream listeners (``run_watch.py``), and reporting how
-runs ended (``outcomes.py``: a run is marked to be reported when it is created, see
-``report_outcomes``, and each of its ends is announced to the outbox).
+(``record_writes.py``), waiters and stream listeners (``run_watch.py``), how long each run has
+run (``running_time.py``), and reporting how runs ended (``outcomes.py``: a run is marked to be
+reported when it is created, see ``report_outcomes``, and each of its ends is announced to the
+outbox).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ from services.langgraph_runner.run_records import (
     utcnow,
 )
 from services.langgraph_runner.run_watch import RunWatch
+from services.langgraph_runner.running_time import RunningTimes
 from services.langgraph_runner.settings import Durability, RunnerSettings
 from services.langgraph_runner.store import UNFINISHED_STATUSES, Claimed, RunRecord, RunStore
 from services.langgraph_runner.workflows import RunContext
@@ -125,6 +127,7 @@ class RunManager:
         self._lost: set[str] = set()
         """Runs another replica took over while this one still ran them: stopped, unrecorded."""
         self._resuming: set[str] = set()
+        self._running = RunningTimes()
         self._watch = RunWatch(self.get)
         self._wants_report: Callable[[RunStatus], bool] = lambda _: False
         self._report_due: Callable[[], None] = lambda: None
@@ -203,6 +206,10 @@ class RunManager:
         first_state = workflow.spec.validate(payload, self._catalog.deps)
         checked_input(payload)
         metadata = checked_metadata(metadata)
+        if run_id is not None and await self._store.get(run_id) is not None:
+            # Known without the version manager: not asked (a round trip, a 503 while it is
+            # away) for a run that is refused anyway. The store refuses a race to the id.
+            raise RunConflict(f"run id {run_id!r} is taken")
         run_id = run_id or uuid.uuid4().hex
         unit = experiment_unit(metadata, run_id)
         resolved = await self._definitions.resolve(workflow_id, parameters, unit)
@@ -236,6 +243,11 @@ class RunManager:
         first_state = workflow.spec.validate(event.payload, self._catalog.deps)
         checked_input(event.payload)
         checked_metadata(event.metadata)
+        # An event seen before has its run: answered without the version manager, which
+        # would cost a round trip and, while it is away, hold the event in its slot.
+        seen = await self._store.for_event(event.event_id)
+        if seen is not None:
+            return self._seen_again(seen, event), False
         unit = experiment_unit(event.metadata, event.workflow_run_id)
         resolved = await self._definitions.resolve(event.workflow_id, None, unit)
         self._refuse_inapplicable(event.workflow_id, resolved, requested=False)
@@ -250,15 +262,8 @@ class RunManager:
             headers=headers,
         )
         stored, created = await self._store.create_for_event(record)
-        if not created:
-            if stored.run.workflow_id != event.workflow_id:
-                logger.warning(
-                    "event id seen before with another workflow; not run again",
-                    event_id=event.event_id,
-                    first_workflow=stored.run.workflow_id,
-                    workflow_id=event.workflow_id,
-                )
-            return stored, False
+        if not created:  # the same event, started meanwhile (another replica, say)
+            return self._seen_again(stored, event), False
         self._launch(record, first_state)
         logger.info(
             "run accepted",
@@ -268,6 +273,17 @@ class RunManager:
             workflow_run_id=event.workflow_run_id,
         )
         return record, True
+
+    @staticmethod
+    def _seen_again(stored: RunRecord, event: WorkflowTriggered) -> RunRecord:
+        if stored.run.workflow_id != event.workflow_id:
+            logger.warning(
+                "event id seen before with another workflow; not run again",
+                event_id=event.event_id,
+                first_workflow=stored.run.workflow_id,
+                workflow_id=event.workflow_id,
+            )
+        return stored
 
     async def resume(
         self, run_id: str, answer: Any = msgspec.UNSET, interrupt_id: str | None = None
@@ -448,6 +464,8 @@ class RunManager:
             # store unreachable, say): the run stays as it was; its lease is no longer renewed,
             # so it is taken over (by this runner too) once the lease expires.
             logger.exception("run could not be recorded", run_id=run_id)
+        finally:
+            self._running.end(run_id)
 
     def _run_span(self, run_id: str) -> AbstractContextManager[Any]:
         """The run's span: a child of whatever span started it (an HTTP request, the bridge's
@@ -474,6 +492,7 @@ class RunManager:
             error=None,
             interrupts=[],
         )
+        self._running.begin(record.run)
         await self._save(record, announce=True)
         source = "http" if record.run.event_id is None else "kafka"
         self._metrics.runs_started.labels(workflow.spec.id, source).inc()
@@ -514,7 +533,11 @@ class RunManager:
                         else:
                             self._node_done(run_id, workflow, node, update, meter)
         except GraphDrained:
-            await self._save(changed(self._records[run_id], usage=meter.snapshot()))
+            await self._save(
+                changed(
+                    self._records[run_id], usage=meter.snapshot(), **self._running.so_far(run_id)
+                )
+            )
             logger.info("run drained; it resumes where it is taken over", run_id=run_id)
             return
         except Exception as exc:
@@ -536,6 +559,7 @@ class RunManager:
             steps=current.steps + 1,
             path=[*current.path, node],
             usage=meter.snapshot(),
+            **self._running.so_far(run_id),
         )
         self._save_soon(record)
         self._metrics.node_updates.labels(workflow.spec.id, node).inc()
@@ -592,6 +616,7 @@ class RunManager:
             finished_at=now if terminal else None,
             usage=usage or record.run.usage,
             score=score,
+            **self._running.so_far(record.run.run_id),
         )
         if terminal:
             # A new outcome (a failed run may succeed when resumed) is reported again.
@@ -600,7 +625,11 @@ class RunManager:
         workflow_id = record.run.workflow_id
         self._metrics.runs_finished.labels(workflow_id, status).inc()
         if status in ("success", "error") and record.run.started_at is not None:
-            seconds = (now - record.run.started_at).total_seconds()
+            seconds = (
+                record.run.running_ms / 1000
+                if record.run.running_ms is not None
+                else (now - record.run.started_at).total_seconds()
+            )
             self._metrics.run_seconds.labels(workflow_id).observe(seconds)
         logger.info(
             "run stopped",
@@ -641,6 +670,7 @@ class RunManager:
             workflow_run_id=event.workflow_run_id if event else None,
             parameters=parameters,
             metadata=dict(metadata or {}),
+            running_ms=0.0,
         )
         return RunRecord(
             run=run,

@@ -106,6 +106,10 @@ class RunStore(Protocol):
         """Insert unless a run for the record's ``event_id`` exists: (that run, False)."""
         ...
 
+    async def for_event(self, event_id: str) -> RunRecord | None:
+        """The run an event with ``event_id`` started, if one did."""
+        ...
+
     async def save(self, record: RunRecord) -> bool:
         """Write the record (its owner's lease renewed while it holds one, else cleared);
         ``False`` if another replica holds a live lease on the run (nothing written)."""
@@ -276,6 +280,10 @@ class SQLiteRunStore:
 
     async def get(self, run_id: str) -> RunRecord | None:
         found = await self._select("WHERE run_id = ?", (run_id,))
+        return found[0] if found else None
+
+    async def for_event(self, event_id: str) -> RunRecord | None:
+        found = await self._select("WHERE event_id = ?", (event_id,))
         return found[0] if found else None
 
     async def recent(

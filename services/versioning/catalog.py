@@ -9,7 +9,7 @@ changes only after git has accepted a write.
 The module passes 400 lines because reads and writes keep one index: a write changes memory
 only after git accepted it, and a read answers from memory because of that, so both sit next
 to the state they share. Git itself is ``git_repository.py``, the definitions' diff
-``json_diff.py``.
+``json_diff.py``, how a stored definition is read ``stored_definitions.py``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from services.versioning.git_repository import (
 )
 from services.versioning.json_diff import diff_json
 from services.versioning.metrics import VersioningMetrics
+from services.versioning.stored_definitions import read_stored_definition
 
 logger = structlog.get_logger("pas.versioning.catalog")
 
@@ -71,7 +72,6 @@ T = TypeVar("T")
 
 TRAILER_ALIAS = "PAS-Alias"
 
-_decode_definition = msgspec.json.Decoder(WorkflowDefinition).decode
 _decode_aliases = msgspec.json.Decoder(dict[str, int]).decode
 
 
@@ -294,9 +294,16 @@ class VersionCatalog:
         content = await self._in_git(
             self._git.read, record.commit, definition_path(record.workflow_id)
         )
-        definition = _decode_definition(content)
-        self._remember(key, definition)
-        return definition
+        stored = read_stored_definition(content)
+        if stored.dropped_stops:
+            logger.info(
+                "empty stop sequences of a stored version left out",
+                workflow_id=record.workflow_id,
+                version=record.version,
+                dropped=stored.dropped_stops,
+            )
+        self._remember(key, stored.definition)
+        return stored.definition
 
     def _remember(self, key: tuple[str, int], definition: WorkflowDefinition) -> None:
         if self._cache_size == 0:

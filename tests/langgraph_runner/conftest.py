@@ -171,7 +171,10 @@ def trigger(workflow_id: str, payload: dict[str, Any], **overrides: Any) -> dict
     return event
 
 
-async def send(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def send(
+    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce ``(key, value)`` records in order; a value of ``None`` is a tombstone."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
@@ -210,6 +213,16 @@ async def collect(
         timeout_s=timeout_s,
         enough=until,
     )
+
+
+async def events_counted(runner: Any, outcome: str) -> float:
+    """``pas_runner_events_total{outcome=...}``: the bridge's events by what became of them
+    (accepted, duplicate, retried, dead_lettered)."""
+    text = (await runner.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(f'pas_runner_events_total{{outcome="{outcome}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 @pytest.fixture

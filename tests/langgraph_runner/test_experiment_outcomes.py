@@ -21,6 +21,7 @@ from tests.langgraph_runner.conftest import (
     Topics,
     as_message,
     collect,
+    events_counted,
     send,
     trigger,
     wait_for_run,
@@ -316,9 +317,5 @@ async def test_an_event_waits_out_the_version_manager_and_one_it_refuses_is_a_de
 
 
 async def retried_starts(runner: Any) -> float:
-    """``pas_runner_events_total{outcome="retried"}``: starts tried again."""
-    text = (await runner.get("/metrics")).text
-    for line in text.splitlines():
-        if line.startswith('pas_runner_events_total{outcome="retried"}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """Starts tried again."""
+    return await events_counted(runner, "retried")

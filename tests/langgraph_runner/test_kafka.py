@@ -19,6 +19,7 @@ from tests.langgraph_runner.conftest import (
     Topics,
     as_message,
     collect,
+    events_counted,
     send,
     trigger,
     wait_for_run,
@@ -26,7 +27,8 @@ from tests.langgraph_runner.conftest import (
 )
 from tests.langgraph_runner.probes import count
 from tests.langgraph_runner.test_workflows import DOCUMENT
-from tests.support.processes import ServiceProcess
+from tests.support.polling import poll_async
+from tests.support.processes import ServiceProcess, free_port
 from tests.support.unreadable_records import RawRecord, send_one_batch
 
 
@@ -94,6 +96,7 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
         (b"unknown-workflow", msgspec.json.encode(trigger("no_such_flow", {}))),
         (b"bad-input", msgspec.json.encode(trigger("probe", {"log": 42}))),
         (b"too-large", msgspec.json.encode(trigger("probe", {"log": "x" * 100_000}))),
+        (b"tombstone", None),
         # Metadata travels with the outcome: near a record's size it could never be published.
         (
             b"large-metadata",
@@ -120,6 +123,9 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
     assert by_key["bad-input"].error_type == "invalid_input"
     assert "log" in by_key["bad-input"].error
     assert by_key["too-large"].error_type == "too_large"
+    # As the shared dead letter calls it (its error type was `empty` until 2026-12-07).
+    assert by_key["tombstone"].error_type == "tombstone"
+    assert by_key["tombstone"].tombstone
     assert by_key["large-metadata"].error_type == "invalid_input"
     assert "metadata" in by_key["large-metadata"].error
     assert all(letter.topic == topics.events for letter in by_key.values())
@@ -129,8 +135,15 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
 
 
 async def test_a_duplicate_event_runs_once(
-    kafka_runner: AsyncTestClient[Any], kafka_bootstrap: str, topics: Topics, tmp_path: Path
+    kafka_runner: AsyncTestClient[Any],
+    make_runner: Callable[..., Any],
+    kafka_bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
 ) -> None:
+    """Also without the version manager: a run's definition comes from it, but a duplicate's
+    run is known. It was asked all the same (until 2026-12-07), and while it was away a
+    duplicate waited in its slot, tried again and again, for an answer the store had."""
     log = tmp_path / "probe.log"
     event = trigger("probe", {"log": str(log), "value": "once"})
 
@@ -145,6 +158,21 @@ async def test_a_duplicate_event_runs_once(
     assert count(log, "a", "start") == 1
     runs = (await kafka_runner.get("/runs?workflow_id=probe")).json()["runs"]
     assert [r["event_id"] for r in runs] == [event["event_id"]]
+
+    # A replica on the same store whose version manager nobody serves, in a group of its own:
+    # it reads the three copies again from the start of the topic.
+    replica = await make_runner(
+        bootstrap_servers=kafka_bootstrap,
+        **{**topics.settings(), "group_id": f"replica-{topics.events}"},
+        versioning_url=f"http://127.0.0.1:{free_port()}",
+        instance="replica",
+    )
+    duplicates = await poll_async(
+        lambda: events_counted(replica, "duplicate"), until=lambda n: n >= 3
+    )
+    assert duplicates == 3
+    assert await events_counted(replica, "retried") == 0
+    assert count(log, "a", "start") == 1
 
 
 async def test_a_failing_workflow_is_published_as_failed(
@@ -228,6 +256,14 @@ async def test_an_interrupted_run_publishes_when_a_person_resumes_it(
     assert result.event_type == "workflow.completed"
     assert result.payload.output is not None
     assert result.payload.output["decision"] == "rejected"
+    # The second it waited for its answer (at least, while nothing_yet was collected) is no
+    # part of how long it ran (it was until 2026-12-07: finished_at - started_at).
+    outcome = result.payload
+    assert outcome.started_at is not None
+    first_start_to_end_ms = (outcome.finished_at - outcome.started_at).total_seconds() * 1000
+    assert 0 < outcome.duration_ms <= first_start_to_end_ms - 1000
+    finished = (await runner.get(f"/runs/{run['run_id']}")).json()
+    assert outcome.duration_ms == round(finished["running_ms"], 1)
 
 
 async def _runs_of_event(runner: AsyncTestClient[Any], event_id: str) -> list[dict[str, Any]]:

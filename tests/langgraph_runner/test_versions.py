@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, free_port
 from tests.versioning.conftest import AUTHOR, definition_json, versioning_process_factory
 
 __all__ = ["versioning_process_factory"]  # the fixture, imported for these tests
@@ -133,3 +133,22 @@ async def test_a_version_s_long_prompt_runs_and_one_no_run_takes_is_a_502_storin
     assert refused.status_code == 502, refused.text
     assert "version 2 of 'probe' cannot be run" in refused.json()["detail"]
     assert [run["run_id"] for run in after.json()["runs"]] == [long_run["run_id"]]
+
+
+async def test_a_taken_run_id_is_refused_without_asking_the_version_manager(
+    make_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A taken id is a 409 whatever the version manager says: it was asked first (until
+    2026-12-07), a round trip for nothing and, while it was away, a 503 instead."""
+    runner = await make_runner(versioning_url=f"http://127.0.0.1:{free_port()}")  # nobody there
+    # Parameters of its own: this run needs no version manager.
+    first = await run_probe(runner, tmp_path / "probe.log", run_id="taken", parameters={})
+
+    again = await runner.post(
+        "/workflows/probe/runs",
+        json={"input": {"log": str(tmp_path / "probe.log")}, "run_id": "taken"},
+    )
+
+    assert again.status_code == 409, again.text
+    assert "'taken'" in again.json()["detail"]
+    assert (await runner.get("/runs/taken")).json() == first, "the stored run, untouched"

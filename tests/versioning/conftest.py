@@ -14,6 +14,18 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from services.versioning.app import create_app
+from services.versioning.catalog import encode_document
+from services.versioning.git_repository import (
+    TRAILER_VERSION,
+    TRAILER_WORKFLOW,
+    Identity,
+    TagRequest,
+    WorkflowRepository,
+    aliases_path,
+    compose_message,
+    definition_path,
+    tag_name,
+)
 from services.versioning.settings import VersioningSettings
 from tests.support.processes import ServiceProcess, free_port
 
@@ -63,6 +75,28 @@ async def create_version(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def write_as_an_older_release(
+    repo_path: Path, versions: list[tuple[dict[str, Any], str]], workflow_id: str = WORKFLOW
+) -> None:
+    """Commit and tag ``(definition, message)`` as versions 1, 2, ... the way the version
+    manager writes them, with no check of the definition or the message: what an older
+    release took (the newest version is champion)."""
+    older = WorkflowRepository(repo_path, branch="main", committer=Identity("PAS", "pas@x.example"))
+    older.open()
+    for version, (definition, message) in enumerate(versions, start=1):
+        trailers = {TRAILER_WORKFLOW: workflow_id, TRAILER_VERSION: str(version)}
+        older.commit(
+            {
+                definition_path(workflow_id): encode_document(definition),
+                aliases_path(workflow_id): encode_document({"champion": version}),
+            },
+            message=compose_message(message, trailers),
+            author=Identity(AUTHOR["name"], AUTHOR["email"]),
+            tag=TagRequest(tag_name(workflow_id, version), f"{workflow_id} version {version}"),
+        )
+    older.close()
 
 
 def problem(response: Any, status: int) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from tests.versioning.conftest import (
     create_version,
     definition_json,
     problem,
+    write_as_an_older_release,
 )
 
 
@@ -86,6 +89,40 @@ async def test_invalid_values_are_named(
         400,
     )
     assert field in body["detail"]
+
+
+async def test_an_empty_stop_sequence_is_refused_naming_the_field(versioning: Client) -> None:
+    # Taken until 2026-12-07 and passed on to the runner's LLM calls.
+    definition = definition_json(parameters={"stop": ["</answer>", ""]})
+
+    body = problem(
+        await versioning.post(f"/workflows/{WORKFLOW}/versions", json=version_body(definition)),
+        400,
+    )
+
+    assert "definition.parameters.stop[1]" in body["detail"]
+    assert (await versioning.get("/workflows")).json()["workflows"] == [], "nothing stored"
+
+
+async def test_a_version_stored_with_an_empty_stop_sequence_is_read_without_it(
+    make_versioning: Callable[..., Any], repo_path: Path
+) -> None:
+    stored = definition_json(parameters={"temperature": 0.2, "stop": ["", "</answer>", ""]})
+    write_as_an_older_release(repo_path, [(stored, "Stop early")])
+    versioning = await make_versioning()
+
+    champion = await versioning.get(f"/workflows/{WORKFLOW}")
+    rolled = await versioning.post(
+        f"/workflows/{WORKFLOW}/rollback", json={"version": 1, "author": AUTHOR}
+    )
+
+    assert champion.status_code == 200, champion.text
+    parameters = champion.json()["definition"]["parameters"]
+    assert parameters["stop"] == ["</answer>"]
+    assert parameters["temperature"] == 0.2, "the rest as stored"
+    assert rolled.status_code == 201, rolled.text
+    restored = (await versioning.get(f"/workflows/{WORKFLOW}/versions/2")).json()
+    assert restored["definition"]["parameters"]["stop"] == ["</answer>"]
 
 
 async def test_missing_fields_are_named(versioning: Client) -> None:

@@ -16,19 +16,7 @@ from typing import Any
 import pytest
 from git import Repo
 
-from services.versioning.catalog import encode_document
-from services.versioning.git_repository import (
-    TRAILER_VERSION,
-    TRAILER_WORKFLOW,
-    Identity,
-    RepositoryError,
-    TagRequest,
-    WorkflowRepository,
-    aliases_path,
-    compose_message,
-    definition_path,
-    tag_name,
-)
+from services.versioning.git_repository import RepositoryError
 from tests.versioning.conftest import (
     AUTHOR,
     WORKFLOW,
@@ -36,6 +24,7 @@ from tests.versioning.conftest import (
     create_version,
     definition_json,
     problem,
+    write_as_an_older_release,
 )
 
 FREEZE_BRANCHES = """#!/bin/sh
@@ -142,20 +131,9 @@ async def test_a_version_whose_message_was_blank_survives_a_restart(
 ) -> None:
     # Written as releases before 2026-12-06 did for a message of spaces: the trailers open
     # the commit message, and git reads them back without the blank lines before them.
-    older = WorkflowRepository(repo_path, branch="main", committer=Identity("PAS", "pas@x.example"))
-    older.open()
-    for version, message, champion in ((1, "First", 1), (2, " ", 2)):
-        trailers = {TRAILER_WORKFLOW: WORKFLOW, TRAILER_VERSION: str(version)}
-        older.commit(
-            {
-                definition_path(WORKFLOW): encode_document(definition_json(model=f"m{version}")),
-                aliases_path(WORKFLOW): encode_document({"champion": champion}),
-            },
-            message=compose_message(message, trailers),
-            author=Identity(AUTHOR["name"], AUTHOR["email"]),
-            tag=TagRequest(tag_name(WORKFLOW, version), f"{WORKFLOW} version {version}"),
-        )
-    older.close()
+    write_as_an_older_release(
+        repo_path, [(definition_json(model="m1"), "First"), (definition_json(model="m2"), " ")]
+    )
 
     restarted = await make_versioning()
 

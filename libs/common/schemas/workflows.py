@@ -97,6 +97,9 @@ class RunOutcome(msgspec.Struct, kw_only=True):
     started_at: datetime | None
     finished_at: datetime
     duration_ms: float
+    """Time spent running (the run's ``running_ms``): an interrupt's wait, or a runner's
+    downtime before the run resumed, not included. For a run recorded before that was kept,
+    ``finished_at`` minus ``started_at``."""
     parameters_version: str | None = None
     """The workflow definition version the run used (the version manager's), if any."""
     usage: LLMUsage = msgspec.field(default_factory=LLMUsage)
@@ -137,10 +140,16 @@ PROMPT_MAX_CHARS: Final = 100_000
 MODEL_NAME_MAX_CHARS: Final = 256
 """What a prompt and a model name may hold, in a run's parameters and in a version's definition
 alike: a version the version manager takes is one the runner runs."""
+STOP_SEQUENCE_MAX_CHARS: Final = 64
+STOP_SEQUENCES_MAX: Final = 8
+"""How long one stop sequence, and how many, in a run's parameters and a version's alike."""
 StopSequences = Annotated[
-    list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=8)
+    list[Annotated[str, msgspec.Meta(max_length=STOP_SEQUENCE_MAX_CHARS)]],
+    msgspec.Meta(max_length=STOP_SEQUENCES_MAX),
 ]
-"""Stop sequences of an LLM call, in a run's parameters and a version's alike."""
+"""Stop sequences of a run's LLM calls. A version's (``versioning.VersionStopSequences``) also
+refuses an empty one; a run's still takes it, since runs stored with one are read with this
+type (their records would no longer decode)."""
 CallTimeout = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 """Seconds one LLM call may take, in a run's parameters and a version's alike."""
 
@@ -248,6 +257,11 @@ class RunStatus(msgspec.Struct, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
+    running_ms: float | None = None
+    """Time spent running, summed over the run's stretches: neither the waits for a slot or
+    for a person's answer nor the time between a runner's stop and the run's resumption. A
+    stretch a crash cut counts up to its last recorded step (the node it was in runs again).
+    ``None`` for a run recorded before this was kept."""
     source: Source = "http"
     event_id: EventId | None = None
     workflow_run_id: WorkflowRunId | None = None
