@@ -38,6 +38,7 @@ from libs.common.kafka.tracing import current, finish_in, produce_span, start_co
 from libs.common.kafka.unreadable import Unreadable
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
 from libs.common.schemas.workflows import EVENT_TRIGGERED, WorkflowTriggered
+from libs.common.unreadable_json import NESTED_TOO_DEEP, UNREADABLE_JSON
 from services.langgraph_runner.errors import (
     InvalidWorkflowInput,
     VersionUnusable,
@@ -223,7 +224,7 @@ class WorkflowBridge:
             try:
                 found = _decode_any(value)
                 event_type = found.get("event_type") if isinstance(found, dict) else None
-            except msgspec.DecodeError:
+            except UNREADABLE_JSON:
                 pass
             if event_type is not None and event_type != EVENT_TRIGGERED:
                 raise _Rejected(
@@ -233,6 +234,11 @@ class WorkflowBridge:
             raise _Rejected("invalid_event", f"not a {EVENT_TRIGGERED} event: {exc}") from exc
         except msgspec.DecodeError as exc:
             raise _Rejected("not_json", f"not JSON: {exc}") from exc
+        except RecursionError as exc:
+            # Past the decoder's depth: refused as any bad event, not raised (its partition
+            # would commit no further, and the record fail again after every restart).
+            reason = f"not a {EVENT_TRIGGERED} event: {NESTED_TOO_DEEP}"
+            raise _Rejected("invalid_event", reason) from exc
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], rejection: Rejection

@@ -97,6 +97,13 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
         (b"bad-input", msgspec.json.encode(trigger("probe", {"log": 42}))),
         (b"too-large", msgspec.json.encode(trigger("probe", {"log": "x" * 100_000}))),
         (b"tombstone", None),
+        # Nested past the decoder's depth (a RecursionError, not a DecodeError).
+        (
+            b"too-deep",
+            msgspec.json.encode(trigger("probe", {"log": "x", "deep": "@"})).replace(
+                b'"@"', b"[" * 45_000 + b"]" * 45_000
+            ),
+        ),
         # Metadata travels with the outcome: near a record's size it could never be published.
         (
             b"large-metadata",
@@ -126,6 +133,8 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
     # As the shared dead letter calls it (its error type was `empty` until 2026-12-07).
     assert by_key["tombstone"].error_type == "tombstone"
     assert by_key["tombstone"].tombstone
+    assert by_key["too-deep"].error_type == "invalid_event"
+    assert "nested too deep to read" in by_key["too-deep"].error
     assert by_key["large-metadata"].error_type == "invalid_input"
     assert "metadata" in by_key["large-metadata"].error
     assert all(letter.topic == topics.events for letter in by_key.values())
