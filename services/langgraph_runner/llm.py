@@ -29,6 +29,7 @@ from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
 from libs.common.text_parts import says_context_overflow
 from libs.common.token_prices import tokens_cost
+from libs.common.unreadable_json import why_unreadable
 from services.langgraph_runner.errors import AnswerUnusable
 from services.langgraph_runner.ollama_chat import RefuseOverlongPrompts, TracedChatOllama
 from services.langgraph_runner.openai_chat import COST_KEY, OpenAICompatibleChat
@@ -162,7 +163,8 @@ def _messages(turns: Sequence[Turn]) -> list[BaseMessage]:
 
 
 def parse_answer(text: str, answer_type: type[AnswerT]) -> AnswerT:
-    """``text`` as ``answer_type``; :class:`AnswerUnusable` if it is not that JSON."""
+    """``text`` as ``answer_type``; :class:`AnswerUnusable` if it is not that JSON (nested
+    too deep to read included: msgspec and ``json`` raise ``RecursionError`` for it)."""
     try:
         return msgspec.json.decode(text, type=answer_type)
     except msgspec.ValidationError as exc:
@@ -174,11 +176,21 @@ def parse_answer(text: str, answer_type: type[AnswerT]) -> AnswerT:
         # what was asked, so read it the way Python's lenient decoder does.
         try:
             return msgspec.convert(json.loads(text, strict=False), answer_type)
+        except RecursionError as deep:  # malformed early, and nested too deep further on
+            raise _not_the_asked_json(text, answer_type, deep) from exc
         except (ValueError, msgspec.ValidationError):
-            raise AnswerUnusable(
-                f"the model's answer is not the asked {answer_type.__name__} JSON "
-                f"({exc}): {text[:200]!r}"
-            ) from exc
+            raise _not_the_asked_json(text, answer_type, exc) from exc
+    except RecursionError as exc:
+        raise _not_the_asked_json(text, answer_type, exc) from exc
+
+
+def _not_the_asked_json(
+    text: str, answer_type: type[msgspec.Struct], exc: msgspec.DecodeError | RecursionError
+) -> AnswerUnusable:
+    return AnswerUnusable(
+        f"the model's answer is not the asked {answer_type.__name__} JSON "
+        f"({why_unreadable(exc)}): {text[:200]!r}"
+    )
 
 
 _run_headers: ContextVar[dict[str, str] | None] = ContextVar("pas_runner_run", default=None)

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 from services.provider_router.upstream_errors import UpstreamFailed
 
 _STOP_REASONS = {
@@ -99,8 +100,8 @@ def _decoded(payload: bytes) -> dict[str, Any]:
     """A JSON object the candidate sent (a message, a stream event), or its failure."""
     try:
         decoded = msgspec.json.decode(payload)
-    except msgspec.DecodeError:
-        raise _unusable("something that is not JSON", payload) from None
+    except UNREADABLE_JSON as exc:
+        raise _unusable(f"something that is not JSON ({why_unreadable(exc)})", payload) from None
     if not isinstance(decoded, dict):
         raise _unusable("JSON that is no object", payload)
     return decoded

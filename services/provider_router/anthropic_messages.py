@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from libs.common.unreadable_json import UNREADABLE_JSON
+
 ANTHROPIC_VERSION = "2023-06-01"
 ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
 ANTHROPIC_MAX_TEMPERATURE = 1.0
@@ -191,10 +193,11 @@ def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def _arguments(call: dict[str, Any]) -> dict[str, Any] | None:
-    """A tool call's arguments as the JSON object they should be, or None."""
+    """A tool call's arguments as the JSON object they should be, or None (malformed, or
+    nested too deep to read)."""
     try:
         arguments = msgspec.json.decode((call.get("function") or {}).get("arguments") or "{}")
-    except msgspec.DecodeError:
+    except UNREADABLE_JSON:
         return None
     return arguments if isinstance(arguments, dict) else None
 

@@ -23,6 +23,7 @@ import msgspec
 import structlog
 
 from libs.common.schemas.llm import Usage
+from libs.common.unreadable_json import UNREADABLE_JSON
 from services.provider_router.circuit_breaker import Admission
 from services.provider_router.live_stats import LiveStats
 from services.provider_router.upstreams import usage_in
@@ -202,6 +203,6 @@ def _is_usage_only(event: bytes) -> bool:
         if line.startswith(b"data: {") and _USAGE_OBJECT.search(line):
             try:
                 return _decode_choices(line[6:]).choices == []
-            except msgspec.DecodeError:
+            except UNREADABLE_JSON:  # nested too deep too: not known to be usage only, kept
                 return False
     return False

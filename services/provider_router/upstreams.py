@@ -32,6 +32,7 @@ from libs.common.clients.openai_client import (
     post_for_success,
 )
 from libs.common.schemas.llm import Usage
+from libs.common.unreadable_json import UNREADABLE_JSON
 from services.provider_router.anthropic_answers import anthropic_to_openai_sse, from_anthropic
 from services.provider_router.anthropic_messages import (
     answers_through_tool,
@@ -84,10 +85,11 @@ _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
 
 
 def usage_in(payload: bytes) -> Usage | None:
-    """The tokens an answer (a chat completion, a chunk, embeddings) says it used."""
+    """The tokens an answer (a chat completion, a chunk, embeddings) says it used; None when
+    it says none or cannot be read (nested too deep too: the answer is passed on as it came)."""
     try:
         tokens = _decode_usage(payload).usage
-    except msgspec.DecodeError:
+    except UNREADABLE_JSON:
         return None
     return None if tokens is None else tokens.as_usage()
 

@@ -67,13 +67,22 @@ def test_a_raw_newline_inside_a_string_is_tolerated() -> None:
     )
 
 
+DEEP = "[" * 5000 + "]" * 5000
+"""Deeper than msgspec and Python's ``json`` follow."""
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
         ('{"label": "buy", "reason": "cut sho', "JSON"),
         ('{"label": "hold", "reason": "r"}', "Verdict"),
         ("I think you should buy.", "JSON"),
+        # Nested too deep to read (RecursionError in msgspec), and so after a raw newline
+        # too (RecursionError in the lenient reader): unusable as malformed JSON is.
+        ('{"label": "buy", "reason": "r", "more": ' + DEEP + "}", "nested too deep to read"),
+        ('{"label": "buy", "reason": "r\n", "more": ' + DEEP + "}", "nested too deep to read"),
     ],
+    ids=["cut-short", "wrong-value", "prose", "too-deep", "too-deep-after-a-newline"],
 )
 def test_an_unusable_answer_says_why(text: str, problem: str) -> None:
     with pytest.raises(AnswerUnusable, match=problem):

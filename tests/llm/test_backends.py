@@ -271,6 +271,63 @@ async def test_ollama_backend_speaks_ollamas_wire_format(make_llm: Any) -> None:
     assert len(seen) == 2  # the DRY and bias requests were refused before Ollama was asked
 
 
+NESTED_TOO_DEEP = b"[" * 5000 + b"]" * 5000
+"""Deeper than msgspec follows (it raises RecursionError, not DecodeError)."""
+
+
+def ollama_answering(body: bytes) -> Litestar:
+    """Ollama's address answering 200 with ``body`` at ``/api/tags``, ``/api/chat`` and
+    ``/api/embed``, whatever is asked: a body the backend cannot read as Ollama's format."""
+
+    def answer() -> Response[bytes]:
+        return Response(body, media_type="application/json")
+
+    @get("/api/tags")
+    async def tags() -> Response[bytes]:
+        return answer()
+
+    @post("/api/chat", status_code=200)
+    async def chat() -> Response[bytes]:
+        return answer()
+
+    @post("/api/embed", status_code=200)
+    async def embed() -> Response[bytes]:
+        return answer()
+
+    return Litestar([tags, chat, embed])
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"model": "llama3.1:8b", "message": {"role": "assist', "Input data was truncated"),
+        (b'{"model": "llama3.1:8b", "extra": ' + NESTED_TOO_DEEP + b"}", "nested too deep to read"),
+    ],
+    ids=["malformed", "too-deep"],
+)
+async def test_an_ollama_answer_that_cannot_be_read_is_the_backend_failing(
+    make_llm: Any, body: bytes, why: str
+) -> None:
+    """Ollama's address answers 200 with what is not its wire format (malformed JSON, or JSON
+    nested deeper than msgspec reads): the health check says the backend does not answer, and
+    a chat or embeddings call is a 503 saying why, as the OpenAI backend reports an unusable
+    answer, not a 500."""
+    with serve_asgi(ollama_answering(body)) as url:
+        pas = await make_llm(backend="ollama", ollama_base_url=url)
+        health = (await pas.get("/health")).json()
+        chat = await pas.post(
+            "/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}]}
+        )
+        embedded = await pas.post("/api/embed", json={"input": "Bonds"})
+
+    assert health["status"] == "degraded"
+    assert f"/api/tags was not understood: {why}" in health["details"]["backend_detail"]
+    assert chat.status_code == 503, chat.text
+    assert f"answered a chat chunk that cannot be read ({why})" in chat.json()["detail"]
+    assert embedded.status_code == 503, embedded.text
+    assert f"answered embeddings that cannot be read ({why})" in embedded.json()["detail"]
+
+
 async def test_a_prompt_longer_than_ollamas_context_is_refused_not_cut(make_llm: Any) -> None:
     """Ollama cuts an over-long prompt and answers 200 unless asked ``truncate: false``; the
     backend asks so, and the service answers 400 with Ollama's words naming the context, on

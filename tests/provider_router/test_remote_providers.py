@@ -437,6 +437,14 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
         replayed = await router.post(
             "/v1/chat/completions", json={**body, "messages": conversation}
         )
+        # Arguments nested too deep to read are as unreadable as malformed ones, not a 500.
+        deep_call = {**unparsed_call, "id": "c2"}
+        deep_call["function"] = {"name": "f", "arguments": "[" * 5000 + "]" * 5000}
+        deep_called = {**called, "tool_calls": [deep_call]}
+        deep_conversation = [*body["messages"], deep_called, {"role": "tool", "tool_call_id": "c2"}]
+        replayed_deep = await router.post(
+            "/v1/chat/completions", json={**body, "messages": deep_conversation}
+        )
         listed = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}
         shaped = await router.post("/v1/chat/completions", json={**body, "response_format": listed})
         embeddings = await router.post(
@@ -452,6 +460,8 @@ async def test_anthropic_is_not_asked_for_what_its_api_cannot_do(
     assert "temperature from 0 to 1, not 1.5" in heated.json()["detail"]
     assert replayed.status_code == 503
     assert "arguments as a JSON object; call 'c1' has '{'" in replayed.json()["detail"]
+    assert replayed_deep.status_code == 503
+    assert "arguments as a JSON object; call 'c2' has '[[[" in replayed_deep.json()["detail"]
     assert shaped.status_code == 503
     assert "whose input is a JSON object" in shaped.json()["detail"]
     assert embeddings.status_code == 503

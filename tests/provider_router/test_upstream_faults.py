@@ -481,3 +481,84 @@ async def test_an_anthropic_2xx_that_is_no_message_falls_back(
     assert "answered 2xx with" in answer.headers["x-pas-fallback-reasons"]
     assert len(portal.requests) == 1
     assert rows["anthropic/claude-sonnet-4-5"]["failed"] == 1
+
+
+NESTED_TOO_DEEP = b"[" * 5000 + b"]" * 5000
+"""Deeper than msgspec follows (it raises RecursionError, not DecodeError)."""
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_an_anthropic_2xx_nested_too_deep_to_read_falls_back(
+    make_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """Anthropic's address answers 200 with a message, or a stream event, holding a value
+    nested deeper than the router reads: unusable as a malformed one is (the backup answers,
+    the reason says why), not an error out of the router's translation."""
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    message = b'{"type": "message", "content": [], "extra": ' + NESTED_TOO_DEEP + b"}"
+    body = b"event: message_start\ndata: " + message + b"\n\n" if stream else message
+    portal = OpenAIResponder("claude-sonnet-4-5", reply=(200, body))
+    backup = OpenAIResponder("backup-model")
+    with serve_asgi(portal) as portal_url, serve_asgi(backup) as backup_url:
+        config = providers_file(
+            tmp_path, anthropic_provider(portal_url), backup_provider(backup_url)
+        )
+        router = await make_router(use_registry=False, providers_file=config, retries=2)
+        answer = await router.post(
+            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
+        )
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-pas-candidate"] == BACKUP
+    reasons = answer.headers["x-pas-fallback-reasons"]
+    assert "answered 2xx with something that is not JSON (nested too deep to read)" in reasons
+    assert len(portal.requests) == 1
+    assert rows["anthropic/claude-sonnet-4-5"]["failed"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_an_answer_nested_too_deep_to_read_is_passed_on_as_it_came(
+    make_router: Any, tmp_path: Path, stream: bool
+) -> None:
+    """An OpenAI-compatible candidate's answer (or its usage chunk) holds a value nested
+    deeper than the router reads: the router passes OpenAI-compatible bytes on unparsed, so
+    the caller gets them as sent and the call is served, its usage unread (as for usage it
+    cannot read otherwise), not a 500 or a stream cut off by the router's own error."""
+    extra = b', "extra": ' + NESTED_TOO_DEEP + b"}"
+    usage = b'"usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}'
+    if stream:
+        usage_chunk = b'data: {"id": "chatcmpl-raw", "choices": [], ' + usage + extra + b"\n\n"
+        pieces = [chunk_event("Rates "), usage_chunk, b"data: [DONE]\n\n"]
+        upstream: Any = ScriptedStream(pieces, then="end")
+    else:
+        completion = json.dumps(
+            {
+                "id": "chatcmpl-raw",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Rates"}}],
+            }
+        ).encode()
+        upstream = OpenAIResponder("broken-model", reply=(200, completion[:-1] + extra))
+    backup = OpenAIResponder("backup-model")
+    with serve_asgi(upstream) as broken_url, serve_asgi(backup) as backup_url:
+        router = await make_router(
+            use_registry=False,
+            providers_file=broken_then_backup(tmp_path, broken_url, backup_url),
+            retries=0,
+        )
+        answer = await router.post(
+            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
+        )
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-pas-candidate"] == BROKEN
+    assert NESTED_TOO_DEEP.decode() in answer.text
+    if stream:
+        events = events_of(answer)
+        assert events[-1] == "[DONE]"
+        assert json.loads(events[0])["choices"][0]["delta"]["content"] == "Rates "
+    assert rows[BROKEN]["served"] == 1
+    assert rows[BROKEN]["failed"] == 0
+    assert backup.requests == []

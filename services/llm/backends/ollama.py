@@ -14,6 +14,7 @@ from libs.common.errors import BackendUnavailable, InvalidRequest
 from libs.common.schemas.embeddings import OllamaEmbedResponse
 from libs.common.schemas.llm import TokenLogprob
 from libs.common.schemas.ollama import OllamaChatResponse
+from libs.common.unreadable_json import UNREADABLE_JSON, why_unreadable
 from services.llm.backends.base import (
     DRY_FIELDS,
     PENALTY_FIELDS,
@@ -87,9 +88,10 @@ class OllamaBackend:
             return BackendHealth(answers=False, detail=str(exc))
         try:
             names = {m.name for m in msgspec.json.decode(response.content, type=_Tags).models}
-        except msgspec.DecodeError as exc:
+        except UNREADABLE_JSON as exc:
             return BackendHealth(
-                answers=False, detail=f"Ollama's /api/tags was not understood: {exc}"
+                answers=False,
+                detail=f"Ollama's /api/tags was not understood: {why_unreadable(exc)}",
             )
         if self._description.name not in names:
             return BackendHealth(
@@ -98,6 +100,17 @@ class OllamaBackend:
                 f"run: ollama pull {self._description.name}",
             )
         return BackendHealth(answers=True, detail=f"Ollama at {self.location} serves the model")
+
+    def _unusable(
+        self, what: str, exc: msgspec.DecodeError | RecursionError, answer: bytes
+    ) -> BackendUnavailable:
+        """A 2xx answer that cannot be read (malformed, the wrong shape, nested too deep): the
+        backend failing, as the OpenAI backend reports an unusable answer, not a 500."""
+        sent = answer[:200].decode(errors="replace")
+        return BackendUnavailable(
+            f"Ollama at {self.location} answered {what} that cannot be read "
+            f"({why_unreadable(exc)}): {sent}"
+        )
 
     def _body(self, generation: Generation, *, stream: bool) -> dict[str, Any]:
         if asked := [key for key in DRY_FIELDS if getattr(generation, key) is not None]:
@@ -139,7 +152,10 @@ class OllamaBackend:
         async with backend_call("Ollama", self.location, self._timeout_s):
             response = await self._http.post("/api/embed", json=body)
             await raise_for_backend_status("Ollama", response)
-        answer = _decode_embed(response.content)
+        try:
+            answer = _decode_embed(response.content)
+        except UNREADABLE_JSON as exc:
+            raise self._unusable("embeddings", exc, response.content) from exc
         if len(answer.embeddings) != len(texts):
             raise BackendUnavailable(
                 f"Ollama answered {len(answer.embeddings)} vectors for {len(texts)} texts"
@@ -163,7 +179,10 @@ class OllamaBackend:
             async for line in r.aiter_lines():
                 if not line.strip():
                     continue
-                chunk = _decode_chunk(line)
+                try:
+                    chunk = _decode_chunk(line)
+                except UNREADABLE_JSON as exc:
+                    raise self._unusable("a chat chunk", exc, line.encode()) from exc
                 logprobs.extend(chunk.logprobs or ())
                 if chunk.message.content:
                     parts.append(chunk.message.content)
