@@ -450,6 +450,27 @@ async def test_anthropic_usage_is_passed_on_only_when_the_caller_asked(
     assert costs["by_provider"]["anthropic"]["prompt_tokens"] == 9
 
 
+async def _anthropic_answers_then_backup(
+    make_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: bytes, *, stream: bool
+) -> tuple[Any, OpenAIResponder, dict[str, Any]]:
+    """A chat through a router whose cheaper candidate, Anthropic's address, answers 200 with
+    ``body``, with an OpenAI-compatible backup: the answer, the Anthropic fake, and the
+    candidates' rows of ``/providers`` after it."""
+    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    portal = OpenAIResponder("claude-sonnet-4-5", reply=(200, body))
+    backup = OpenAIResponder("backup-model")
+    with serve_asgi(portal) as portal_url, serve_asgi(backup) as backup_url:
+        config = providers_file(
+            tmp_path, anthropic_provider(portal_url), backup_provider(backup_url)
+        )
+        router = await make_router(use_registry=False, providers_file=config, retries=2)
+        answer = await router.post(
+            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
+        )
+        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+    return answer, portal, rows
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize(
     "body",
@@ -463,18 +484,9 @@ async def test_an_anthropic_2xx_that_is_no_message_falls_back(
     nor, asked to stream, its event stream (a proxy's maintenance page, say): the backup, an
     OpenAI-compatible fake, answers, and the Anthropic candidate is counted as failed, asked
     once (not again: it would answer the same)."""
-    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
-    portal = OpenAIResponder("claude-sonnet-4-5", reply=(200, body))
-    backup = OpenAIResponder("backup-model")
-    with serve_asgi(portal) as portal_url, serve_asgi(backup) as backup_url:
-        config = providers_file(
-            tmp_path, anthropic_provider(portal_url), backup_provider(backup_url)
-        )
-        router = await make_router(use_registry=False, providers_file=config, retries=2)
-        answer = await router.post(
-            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
-        )
-        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+    answer, portal, rows = await _anthropic_answers_then_backup(
+        make_router, tmp_path, monkeypatch, body, stream=stream
+    )
 
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-pas-candidate"] == BACKUP
@@ -494,20 +506,11 @@ async def test_an_anthropic_2xx_nested_too_deep_to_read_falls_back(
     """Anthropic's address answers 200 with a message, or a stream event, holding a value
     nested deeper than the router reads: unusable as a malformed one is (the backup answers,
     the reason says why), not an error out of the router's translation."""
-    monkeypatch.setenv("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test")
     message = b'{"type": "message", "content": [], "extra": ' + NESTED_TOO_DEEP + b"}"
     body = b"event: message_start\ndata: " + message + b"\n\n" if stream else message
-    portal = OpenAIResponder("claude-sonnet-4-5", reply=(200, body))
-    backup = OpenAIResponder("backup-model")
-    with serve_asgi(portal) as portal_url, serve_asgi(backup) as backup_url:
-        config = providers_file(
-            tmp_path, anthropic_provider(portal_url), backup_provider(backup_url)
-        )
-        router = await make_router(use_registry=False, providers_file=config, retries=2)
-        answer = await router.post(
-            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
-        )
-        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+    answer, portal, rows = await _anthropic_answers_then_backup(
+        make_router, tmp_path, monkeypatch, body, stream=stream
+    )
 
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-pas-candidate"] == BACKUP
