@@ -64,7 +64,43 @@ for _variable, _value in (
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     _order_operation_tests(items)
+    _longest_modules_first(items)
     _refuse_shared_node_ids(items)
+
+
+LONGEST_MODULES = (
+    "tests/llm/test_prompt_reuse.py",
+    "tests/llm/test_openapi_fuzz.py",
+    "tests/llm/test_openai_api.py",
+    "tests/kafka_llm_processor/test_processor.py",
+    "tests/airflow/test_running_airflow.py",
+    "tests/registry/test_bad_input.py",
+    "tests/analytics/test_http_input.py",
+    "tests/provider_router/test_desk_keys.py",
+    "tests/llm/test_tool_calls.py",
+    "tests/analytics/test_openapi_fuzz.py",
+    "tests/llm/test_ollama_api.py",
+    "tests/provider_router/test_upstream_faults.py",
+    "tests/kafka_llm_processor/test_long_documents.py",
+    "tests/kafka_llm_processor/test_scale_out.py",
+    "tests/airflow/test_notifications.py",
+)
+"""The modules that take longest, a minute to several each (CI, session 44), longest first."""
+
+
+def _longest_modules_first(items: list[pytest.Item]) -> None:
+    """Hand pytest-xdist the longest modules first, then the others by their number of tests
+    (what xdist does itself, which ``--no-loadscope-reorder`` in pyproject.toml turns off for
+    this order). By count alone, test_prompt_reuse.py's nine tests of five minutes started
+    among the last and kept one worker busy after the others had finished. The sort is stable:
+    a module's tests keep their order."""
+    rank = {module: place for place, module in enumerate(LONGEST_MODULES)}
+    counts = Counter(_module(item) for item in items)
+    items.sort(key=lambda item: (rank.get(_module(item), len(rank)), -counts[_module(item)]))
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 def _order_operation_tests(items: list[pytest.Item]) -> None:
