@@ -9,7 +9,8 @@ services run with a 256-token context, and the operations that call the model ge
 examples than the others. The generation routes are three handlers
 (``services/llm/openai_api.py``, ``ollama_api.py``) shared by all three services, so the
 coverage phase's boundary cases (tens per operation, each a model call) run once per handler,
-against the Llama 3.1 wrapper, and every other generation path gets the random phase only. Two
+against the Llama 3.1 wrapper, and every other generation path gets the random phase only;
+the embedding routes (three handlers, each text embedded by the model) alike. Two
 checks are left out on purpose:
 
 - "schema-violating request accepted": Litestar converts lossless scalar forms (``0`` for
@@ -49,7 +50,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 GENERATION = r"^(/v1)?/chat/completions$|^/generate$|^/api/(chat|generate)$"
 CLASSIFICATION = r"^/(classify_domain|extract_tmd|validate_domain)$"
-MODEL_CALLS = f"{GENERATION}|{CLASSIFICATION}"
+EMBEDDINGS = r"^(/v1)?/embeddings$|^/api/(embed|embeddings)$"
+MODEL_CALLS = f"{GENERATION}|{CLASSIFICATION}|{EMBEDDINGS}"
 CAPS = {"max_tokens": 4, "max_completion_tokens": 4, "num_predict": 4, "n": 2, "input": 4}
 """The most tokens, choices (answers) and texts to embed a fuzzed request asks for (an
 integer's maximum, an array's length): each costs model time."""
@@ -131,6 +133,16 @@ GENERATION_SCHEMAS = {
         for name in ("tinyllama", "tlc_classifier")
     },
 }
+# Embeddings likewise (three handlers, each text a model call): the coverage phase once, on the
+# Llama 3.1 wrapper's own paths; its /embeddings alias and the other services get random cases.
+EMBEDDING_SCHEMAS = {
+    "llama31_8b": _schema("llama31_8b").include(path_regex=EMBEDDINGS).exclude(path="/embeddings"),
+    **{
+        name: _schema(name, coverage=False).include(path_regex=EMBEDDINGS)
+        for name in ("tinyllama", "tlc_classifier")
+    },
+    "llama31_8b_alias": _schema("llama31_8b", coverage=False).include(path="/embeddings"),
+}
 EXCLUDED: list[CheckFunction] = [negative_data_rejection, positive_data_acceptance]
 
 
@@ -157,6 +169,12 @@ def running_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 @schemathesis.pytest.parametrize(**GENERATION_SCHEMAS)
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 def test_generation_conforms_to_the_schema(case: schemathesis.Case[Any]) -> None:
+    case.call_and_validate(excluded_checks=EXCLUDED)
+
+
+@schemathesis.pytest.parametrize(**EMBEDDING_SCHEMAS)
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+def test_embeddings_conform_to_the_schema(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(excluded_checks=EXCLUDED)
 
 
