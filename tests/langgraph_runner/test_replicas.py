@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -31,6 +32,7 @@ from tests.langgraph_runner.conftest import (
     wait_until,
 )
 from tests.langgraph_runner.probes import count
+from tests.support.polling import poll_async
 from tests.support.processes import ServiceProcess
 
 DSN = os.environ.get("PAS_TEST_POSTGRES_DSN", "")
@@ -69,7 +71,10 @@ async def test_runs_are_shared_and_a_killed_replicas_run_is_taken_over(
         instances = {(await on.get("/health")).json()["details"]["instance"] for on in (on_a, on_b)}
         # A run on A, read, listed and watched to its end through B.
         watched = await start_held_run(a, log, watched_gate)
-        seen_on_b = (await on_b.get(f"/runs/{watched}")).json()
+        # A node's progress is written without holding up the next node: B sees it soon after.
+        seen_on_b = await poll_async(
+            lambda: read_run(on_b, watched), until=lambda run: run["steps"] >= 1
+        )
         listed_on_b = [run["run_id"] for run in (await on_b.get("/runs")).json()["runs"]]
         statuses: list[str] = []
         async with aconnect_sse(on_b, "GET", f"/runs/{watched}/stream") as source:
@@ -103,6 +108,11 @@ async def test_runs_are_shared_and_a_killed_replicas_run_is_taken_over(
     assert 'pas_runner_runs_taken_over_total{workflow="probe"} 1.0' in metrics
     assert 'pas_runner_runs_recovered_total{workflow="probe"} 1.0' in metrics
     assert "resuming run taken over" in b.logs()
+
+
+async def read_run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = (await client.get(f"/runs/{run_id}")).json()
+    return body
 
 
 async def _assigned(replica: ServiceProcess) -> set[int]:
