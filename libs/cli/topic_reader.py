@@ -2,9 +2,10 @@
 
 The reader assigns itself partitions and never commits, so that looking at a topic (a DLQ, the
 results) moves no service's offsets and leaves no group behind on the broker. A record aiokafka
-cannot build (a header name not UTF-8, a corrupt batch) is named on stderr, with why, and passed
-over; a reader that must account for every record (``pas dlq list``) is given it too, as an
-``Unreadable`` (``everything_held``, ``at``).
+cannot build (a header name not UTF-8, a corrupt batch) is named on stderr, with why, where it
+is passed over (``everything``, ``following``); a reader that must account for every record
+(``pas dlq list``, ``show``, ``stats``) is given it instead, as an ``Unreadable``
+(``everything_held``, ``at``), and says what it is itself.
 """
 
 from __future__ import annotations
@@ -94,11 +95,17 @@ class TopicReader:
     async def everything(self) -> list[Record]:
         """Every record the topics hold, by partition then offset; one aiokafka cannot build
         is named on stderr and left out (see ``everything_held``)."""
-        return [item for item in await self.everything_held() if not isinstance(item, Unreadable)]
+        records = []
+        for item in await self.everything_held():
+            if isinstance(item, Unreadable):
+                _name_skipped(item)
+            else:
+                records.append(item)
+        return records
 
     async def everything_held(self) -> list[Record | Unreadable]:
         """Every record the topics hold, by partition then offset, those aiokafka cannot build
-        among them as an ``Unreadable`` (and named on stderr).
+        among them as an ``Unreadable`` (not named on stderr: the caller shows it).
 
         Read until the end offsets the broker gives and then until a fetch finds nothing
         more: an end offset may fall short of the last record (the embedded Tansu broker
@@ -158,17 +165,21 @@ class TopicReader:
         deadline = loop.time() + timeout_s
         while (left := deadline - loop.time()) > 0:
             fetched = await self._fetch(timeout_ms=int(min(left, 0.5) * 1000) or 1)
+            for item in fetched.unreadable:
+                _name_skipped(item)
             for records in fetched.records.values():
                 for record in records:
                     yield record
 
     async def _fetch(self, *partitions: TopicPartition, timeout_ms: int = _POLL_MS) -> Fetched:
-        """The next records; one aiokafka cannot build is named on stderr and passed over."""
-        fetched = await self._fetcher.getmany(*partitions, timeout_ms=timeout_ms)
-        for item in fetched.unreadable:
-            place = f"{item.record.topic}/{item.record.partition}/{item.offset}"
-            err.print(f"skipped {escape(place)}: {escape(item.reason)}", soft_wrap=True)
-        return fetched
+        """The next records, those aiokafka cannot build apart (``Fetched.unreadable``)."""
+        return await self._fetcher.getmany(*partitions, timeout_ms=timeout_ms)
+
+
+def _name_skipped(item: Unreadable) -> None:
+    """Say on stderr that a record is passed over, and why: the reader's caller never sees it."""
+    place = f"{item.record.topic}/{item.record.partition}/{item.offset}"
+    err.print(f"skipped {escape(place)}: {escape(item.reason)}", soft_wrap=True)
 
 
 def _coordinates(item: Record | Unreadable) -> tuple[str, int, int]:

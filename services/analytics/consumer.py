@@ -249,7 +249,8 @@ class EventConsumer:
         rejection: Rejection,
     ) -> None:
         """``record``'s dead letter, sent and acknowledged."""
-        letter = rejection.letter(record, attempts=1)
+        # Refused as it was read: nothing of it was tried to be stored.
+        letter = rejection.letter(record, attempts=0)
         topic = self._settings.dlq_topic
         with produce_span(topic, key=record.key) as headers:
             await send_acknowledged(producer, topic, record.key, _encode(letter), headers or None)

@@ -51,7 +51,8 @@ class RunConflict(PASError):
 
 
 class AnswerUnusable(PASError):
-    """The model's answer is not the JSON the node asked for (cut short, or malformed)."""
+    """The model's answer is not the JSON the node asked for (cut short, or malformed), or the
+    server's answer cannot be read at all."""
 
     status_code = 502
 

@@ -6,6 +6,12 @@ request goes out, so the httpx client span and the server's spans hang from it; 
 counts come from Ollama's own ``prompt_eval_count`` and ``eval_count`` (and the answering
 model from ``model``) when the final response carries them. Only ``ainvoke``'s path
 (``_agenerate``) is traced: the runner neither streams nor calls models synchronously.
+
+The ``ollama`` library reads each answer line with ``json.loads`` inside the call: a line that
+is not JSON raises ``JSONDecodeError``, one nested deeper than ``json`` follows raises
+``RecursionError``. Either is the server's answer being unreadable, so the call fails with
+:class:`AnswerUnusable` saying so, as an unusable answer's content does (``llm.parse_answer``),
+not with the decoder's (or the interpreter's) words.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from libs.common.genai_tracing import (
     record_usage,
     requested_generation,
 )
+from libs.common.unreadable_json import NESTED_TOO_DEEP
+from services.langgraph_runner.errors import AnswerUnusable
 
 PROVIDER = "ollama"
 
@@ -102,6 +110,10 @@ class TracedChatOllama(ChatOllama):
                 raise TimeoutError(
                     f"{self.base_url} gave no answer within timeout_s={self.call_timeout_s:g} s"
                 ) from exc
+            except json.JSONDecodeError as exc:
+                raise self._unreadable(str(exc)) from exc
+            except RecursionError as exc:
+                raise self._unreadable(NESTED_TOO_DEEP) from exc
             final = result.generations[0] if result.generations else None
             info = (final.generation_info if final else None) or {}
             model = info.get("model")
@@ -113,3 +125,6 @@ class TracedChatOllama(ChatOllama):
                 response_model=model if isinstance(model, str) else None,
             )
         return result
+
+    def _unreadable(self, why: str) -> AnswerUnusable:
+        return AnswerUnusable(f"the answer from {self.base_url} is unreadable: {why}")

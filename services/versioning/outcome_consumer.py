@@ -199,7 +199,8 @@ class OutcomeConsumer:
         acknowledged = [
             await producer.send(
                 self._settings.dlq_topic,
-                _encode(rejected.letter(record, attempts=1)),
+                # Refused as it was read or by the experiment's checks: never recorded.
+                _encode(rejected.letter(record, attempts=0)),
                 key=record.key,
             )
             for record, rejected in letters

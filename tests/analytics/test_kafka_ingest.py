@@ -137,6 +137,8 @@ async def test_every_topic_reaches_the_store_once_and_bad_records_reach_the_dlq(
         "invalid_workflow_results",
         "invalid_workflow_results",
     ]
+    # Refused as they were read: nothing of them was tried.
+    assert {letter.attempts for letter in letters} == {0}
     too_deep = [letter for letter in letters if letter.error == "nested too deep to read"]
     assert len(too_deep) == 3
     by_type = {letter.original: letter for letter in letters}

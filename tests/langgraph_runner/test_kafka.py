@@ -138,6 +138,8 @@ async def test_invalid_events_land_in_the_dlq_with_the_reason(
     assert by_key["large-metadata"].error_type == "invalid_input"
     assert "metadata" in by_key["large-metadata"].error
     assert all(letter.topic == topics.events for letter in by_key.values())
+    # Refused before a run was started: none was tried.
+    assert all(letter.attempts == 0 for letter in by_key.values())
     # Processing goes on after poison.
     [result] = results_for(found, valid["event_id"])
     assert result.event_type == "workflow.completed"

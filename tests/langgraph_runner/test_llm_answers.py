@@ -1,8 +1,12 @@
-"""Which failures a node retries, and how a model's JSON answer is read."""
+"""Which failures a node retries, and how a model's JSON answer is read.
+
+The runs here talk to a stand-in for Ollama, which cannot run here: it answers ``POST
+/api/chat`` in Ollama's documented wire format (``tests/support/ollama_chat.py``)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -18,6 +22,8 @@ from libs.common.clients.llm_errors import (
 )
 from services.langgraph_runner.errors import AnswerUnusable
 from services.langgraph_runner.llm import is_transient, parse_answer
+from tests.support.asgi_server import serve_asgi
+from tests.support.ollama_chat import OllamaChat
 
 
 class Verdict(msgspec.Struct):
@@ -87,3 +93,36 @@ DEEP = "[" * 5000 + "]" * 5000
 def test_an_unusable_answer_says_why(text: str, problem: str) -> None:
     with pytest.raises(AnswerUnusable, match=problem):
         parse_answer(text, Verdict)
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        # The wire answer itself, read inside the ollama library.
+        (OllamaChat([], body=b"[" * 100_000), "unreadable: nested too deep to read"),
+        (OllamaChat([], body=b"Service temporarily overloaded"), "unreadable: Expecting value"),
+        # The message's content, the JSON the node asked for.
+        (
+            OllamaChat(['{"more": ' + DEEP + "}"]),
+            "JSON (nested too deep to read)",
+        ),
+    ],
+    ids=["body-too-deep", "body-not-json", "content-too-deep"],
+)
+async def test_an_unreadable_answer_fails_the_run_saying_so(
+    make_runner: Callable[..., Any], server: OllamaChat, problem: str
+) -> None:
+    with serve_asgi(server) as url:
+        runner = await make_runner(llm_url=url)
+        response = await runner.post(
+            "/workflows/document_analysis/runs?wait=true",
+            json={"input": {"title": "Results", "content": "Revenue rose 6 percent."}},
+        )
+
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["status"] == "error"
+    assert run["error"].startswith("node 'analyse' failed: AnswerUnusable: ")
+    assert problem in run["error"]
+    # Not worth retrying: the same answer would come back.
+    assert len(server.requests) == 1

@@ -6,7 +6,8 @@ Given a ``context`` (tokens, counted here as words), it treats a longer prompt a
 by default it cuts it and answers 200 (``prompt_eval_count`` half the context and two, as
 Ollama reports a cut prompt); with ``truncate: false`` it answers Ollama's 400, whose body
 names both sizes (``exceed_context_size_error``). ``delay_s`` makes it answer that late (a slow
-model)."""
+model); ``body`` has it answer 200 with those bytes instead (a server whose answer cannot be
+read)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,18 @@ def overflow_body(tokens: int, context: int) -> bytes:
 
 class OllamaChat:
     def __init__(
-        self, answers: list[str], *, context: int | None = None, delay_s: float = 0.0
+        self,
+        answers: list[str],
+        *,
+        context: int | None = None,
+        delay_s: float = 0.0,
+        body: bytes | None = None,
     ) -> None:
         """``answers`` in turn, the last one again once they run out."""
         self.answers = answers
         self.context = context
         self.delay_s = delay_s
+        self.body = body
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.answered = 0
@@ -55,6 +62,9 @@ class OllamaChat:
         self.headers.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.body is not None:
+            await _respond(send, 200, self.body)
+            return
         tokens = sum(len(m.get("content", "").split()) for m in request.get("messages", ()))
         if self.context is not None and tokens > self.context:
             if request.get("truncate") is False:

@@ -217,6 +217,8 @@ async def test_runs_on_kafka_become_outcomes_and_bad_ones_go_to_the_dlq(
     assert by_key["no-duration"].error_type == "invalid_outcome"
     assert "duration_ms" in by_key["no-duration"].error
     assert by_key["wrong-version"].error_type == "version_mismatch"
+    # Refused as they were read or by the experiment's checks: none was recorded.
+    assert {letter.attempts for letter in letters} == {0}
     health = (await service.get("/health")).json()
     assert health["details"]["outcomes_consumer"]["connected"] is True
 

@@ -30,7 +30,8 @@ class Rejection:
         return cls(item.error_type, item.reason, original_known=item.recovered)
 
     def letter(self, record: ConsumerRecord[bytes, bytes], *, attempts: int) -> DeadLetter:
-        """The dead letter of ``record``, rejected for this."""
+        """The dead letter of ``record``, rejected for this after ``attempts`` tries of its work
+        (0: refused before any, see ``DeadLetter.attempts``)."""
         return dead_letter(
             record,
             error=self.reason,
