@@ -56,7 +56,7 @@ from services.analytics.decoding import (
 )
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics
-from services.analytics.refusals import Refused, store_apart, store_unavailable
+from services.analytics.refusals import Refused, store_apart
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.usage_json import usage_table_from_json
 from services.analytics.usage_table import concat_usage, usage_table
@@ -271,16 +271,13 @@ class EventConsumer:
 
     async def _store(self, usage: list[UsageEvent] | pa.Table, runs: list[WorkflowRun]) -> Refused:
         """Store the batch; the rows the store refuses alone (``refusals.py``), with its error.
-        A store that is away is tried again, and raises once out of attempts."""
+        Any other failure (the store away, say) is tried again, and raised once out of
+        attempts."""
         refused: Refused = []
         if not len(usage) and not runs:
             return refused
         async for attempt in stamina.retry_context(
-            on=store_unavailable,
-            attempts=_STORE_ATTEMPTS,
-            timeout=None,
-            wait_initial=0.2,
-            wait_max=5,
+            on=Exception, attempts=_STORE_ATTEMPTS, timeout=None, wait_initial=0.2, wait_max=5
         ):
             with attempt:
                 if attempt.num > 1:

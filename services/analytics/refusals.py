@@ -4,14 +4,17 @@ stored.
 The wire types refuse, as a record is decoded, every value known to be one a store cannot hold
 (a dead letter naming the field). A refusal nobody foresaw would fail its batch at every try,
 and the consumer would fetch the same uncommitted batch again for ever, its partitions blocked.
-So a batch that fails with an error other than the store being away (:func:`store_unavailable`)
-is stored in halves, a half that fails in halves again, down to the records the store refuses
-alone; the consumer dead-letters those with the store's error and commits the batch. Storing a
-part again is harmless: the store's keys make a second insert a no-op. k refused records of n
-cost about 2·k·log2(n) inserts, on a path taken only when something is wrong.
+So a batch the store fails with a refusal of data (:func:`store_refuses`: a value it cannot
+convert or hold, a constraint) is stored in halves, a half that fails in halves again, down to
+the records the store refuses alone; the consumer dead-letters those with the store's error and
+commits the batch. Storing a part again is harmless: the store's keys make a second insert a
+no-op. k refused records of n cost about 2·k·log2(n) inserts, on a path taken only when
+something is wrong.
 
-A store that is away (a connection, a disk, a lock, the pool) fails the batch as a whole, as
-before: the consumer retries it, and fetches it again if that fails too.
+Any other failure (the store away: a connection, a disk, a lock, the pool; or a fault of its
+own: a table dropped by hand, a bug) fails the batch as a whole, as before: the consumer retries
+it, and fetches it again if that fails too. Such a failure would refuse every record alike, and
+dead-lettering the topic for it would hide the fault behind a full dead-letter topic.
 """
 
 from __future__ import annotations
@@ -32,27 +35,29 @@ logger = structlog.get_logger("pas.analytics.refusals")
 Refused = list[tuple[int, Exception]]
 """Rows the store refused alone (usage rows numbered first, then runs), each with its error."""
 
-# PostgreSQL's "program limit exceeded" (class 54): psycopg makes it an OperationalError, but it
-# is the row's own size (an index entry too big), not the server being away.
+# PostgreSQL's "program limit exceeded" (class 54), such as an index entry too big for its
+# page: the row's own size, though psycopg makes it an OperationalError.
 _ROW_TOO_BIG = "54"
 
 
-def store_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` says the store is away or busy (worth trying the batch again later),
-    not that it refuses what the batch holds."""
+def store_refuses(error: BaseException) -> bool:
+    """Whether ``error`` is the store refusing what a batch holds (a row it cannot convert,
+    range-check or fit, or a constraint), not the store being away or at fault."""
+    if isinstance(
+        error,
+        duckdb.DataError  # conversion, out of range, type mismatch
+        | duckdb.IntegrityError  # a constraint
+        | duckdb.InvalidInputException,  # a value it cannot read (text, a time)
+    ):
+        return True
     # psycopg is an extra (``pas[postgres]``): an error of it exists only once it is imported.
     psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        if isinstance(error, psycopg.OperationalError):  # a connection, the pool, a lock...
-            return not (error.sqlstate or "").startswith(_ROW_TOO_BIG)
-        if isinstance(error, psycopg.InterfaceError):  # a connection closed under the driver
-            return True
-    return isinstance(
-        error,
-        OSError  # a connection, a timeout, a disk
-        | duckdb.OperationalError  # I/O, out of memory, a conflict between transactions
-        | duckdb.FatalException  # the database file invalidated: nothing more is written
-        | duckdb.InterruptException,
+    if psycopg is None:
+        return False
+    if isinstance(error, psycopg.DataError | psycopg.IntegrityError):
+        return True
+    return isinstance(error, psycopg.OperationalError) and (error.sqlstate or "").startswith(
+        _ROW_TOO_BIG
     )
 
 
@@ -60,11 +65,11 @@ async def store_apart(
     ingestor: Ingestor, usage: Sequence[UsageEvent] | pa.Table, runs: Sequence[WorkflowRun]
 ) -> Refused:
     """Store the batch from Kafka; if the store refuses it, store every row but those it
-    refuses alone, which are returned. An error of a store that is away is raised."""
+    refuses alone, which are returned. Any other failure is raised."""
     try:
         await ingestor.ingest(usage, runs, source="kafka")
     except Exception as exc:
-        if store_unavailable(exc):
+        if not store_refuses(exc):
             raise
         refusal = exc
     else:
@@ -102,7 +107,7 @@ async def refused_rows(
         try:
             await store(half)
         except Exception as exc:
-            if store_unavailable(exc):
+            if not store_refuses(exc):
                 raise
             refused += await refused_rows(store, half, exc)
     return refused
