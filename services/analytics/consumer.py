@@ -5,9 +5,10 @@ One loop per process in the ``pas-analytics`` group. A batch is decoded record b
 one: ``usage_json.py``); records that do not decode go to ``analytics-dlq`` with the reason
 (and the broker's acknowledgement is awaited), and so do records aiokafka cannot build at all
 (a header name not UTF-8: the fetch reads around them, ``libs/common/kafka/fetching.py``); the
-rest are stored in one insert per kind; only then are the batch's offsets committed. A crash
-anywhere before the commit redelivers the batch, and the store's keys make the second delivery
-a no-op: at least once in, exactly once stored.
+rest are stored in one insert per kind (a record the store refuses alone, for what it holds,
+goes to ``analytics-dlq`` with the store's error: ``refusals.py``); only then are the batch's
+offsets committed. A crash anywhere before the commit redelivers the batch, and the store's
+keys make the second delivery a no-op: at least once in, exactly once stored.
 
 While a batch is being stored (on the store's own thread or connection), the loop fetches and
 decodes the next one, and hands it over as well where the store writes batches in the order
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
+from typing import TypeAlias
 
 import msgspec
 import pyarrow as pa
@@ -53,6 +56,7 @@ from services.analytics.decoding import (
 )
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics
+from services.analytics.refusals import Refused, store_apart
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.usage_json import usage_table_from_json
 from services.analytics.usage_table import concat_usage, usage_table
@@ -62,6 +66,19 @@ logger = structlog.get_logger("pas.analytics.consumer")
 _encode = msgspec.json.Encoder().encode
 _value = attrgetter("value")
 _STORE_ATTEMPTS = 5
+_STORE_REFUSED = "store_refused"
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A batch's usage (events, or a usage table where the store reads one) and runs, and the
+    record each came from (usage rows first, then runs), to dead-letter one the store refuses."""
+
+    usage: list[UsageEvent] | pa.Table
+    runs: list[WorkflowRun]
+    records: list[Record]
 
 
 def topic_roles(settings: AnalyticsSettings) -> dict[str, TopicRole]:
@@ -121,7 +138,7 @@ class EventConsumer:
                     span = start_batch_span(records, group=s.group_id)
                     try:
                         with trace.use_span(span):
-                            usage, runs = await self._decode(producer, fetched)
+                            decoded = await self._decode(producer, fetched)
                         while len(storing) >= in_flight:
                             await storing.popleft()  # stored and committed, or raises
                     except BaseException:
@@ -134,7 +151,7 @@ class EventConsumer:
                             finish_in(
                                 span,
                                 self._store_and_commit(
-                                    consumer, fetched.next_offsets(), usage, runs, previous
+                                    consumer, producer, fetched.next_offsets(), decoded, previous
                                 ),
                             )
                         )
@@ -152,9 +169,7 @@ class EventConsumer:
             await consumer.stop()
             await stop_producer(producer)
 
-    async def _decode(
-        self, producer: AIOKafkaProducer, fetched: Fetched
-    ) -> tuple[list[UsageEvent] | pa.Table, list[WorkflowRun]]:
+    async def _decode(self, producer: AIOKafkaProducer, fetched: Fetched) -> _Decoded:
         """The batch's usage (events, or a usage table where the store reads one) and runs;
         what does not decode, or could not be read at all, is dead-lettered here, every letter
         sent at once (one at a time, each waited for the broker before the next, a batch of bad
@@ -162,6 +177,10 @@ class EventConsumer:
         usage: list[UsageEvent] = []
         tables: list[pa.Table] = []
         runs: list[WorkflowRun] = []
+        # The records of the tables' rows, of ``usage`` and of ``runs``, in their order.
+        table_records: list[Record] = []
+        usage_records: list[Record] = []
+        run_records: list[Record] = []
         rejected = [(item.record, Rejection.of_unreadable(item)) for item in fetched.unreadable]
         for tp, records in fetched.records.items():
             role = self._roles[tp.topic]
@@ -170,16 +189,19 @@ class EventConsumer:
                 table = usage_table_from_json(values) if self._read_tables else None
                 if table is not None:
                     tables.append(table)
+                    table_records += records
                     self._metrics.usage_read.labels("arrow").inc(len(records))
                     continue
                 self._metrics.usage_read.labels("msgspec").inc(len(records))
                 decoded = decode_usage_records(values)
                 if decoded is not None:
                     usage.extend(decoded)
+                    usage_records += records
                     continue
                 for record in records:
                     try:
                         usage.append(decode_usage(record.value))
+                        usage_records.append(record)
                     except Undecodable as exc:
                         rejected.append((record, Rejection(exc.kind, str(exc))))
                 continue
@@ -194,26 +216,42 @@ class EventConsumer:
                     self._metrics.ignored.labels(tp.topic).inc()
                 elif isinstance(item, UsageEvent):
                     usage.append(item)
+                    usage_records.append(record)
                 else:
                     runs.append(item)
+                    run_records.append(record)
         await asyncio.gather(
             *(self._dead_letter(producer, record, why) for record, why in rejected)
         )
+        records = [*table_records, *usage_records, *run_records]
         if tables:
-            return concat_usage([*tables, usage_table(usage)] if usage else tables), runs
-        return usage, runs
+            return _Decoded(
+                concat_usage([*tables, usage_table(usage)] if usage else tables), runs, records
+            )
+        return _Decoded(usage, runs, records)
 
     async def _store_and_commit(
         self,
         consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
         offsets: dict[TopicPartition, int],
-        usage: list[UsageEvent] | pa.Table,
-        runs: list[WorkflowRun],
+        batch: _Decoded,
         previous: asyncio.Task[None] | None,
     ) -> None:
-        """Store the batch, then commit ``offsets`` (past it) once ``previous`` (the batch
-        before) is committed; if that one failed, so does this one, uncommitted."""
-        await self._store(usage, runs)
+        """Store the batch (dead-lettering what the store refuses alone), then commit
+        ``offsets`` (past it) once ``previous`` (the batch before) is committed; if that one
+        failed, so does this one, uncommitted."""
+        refused = await self._store(batch.usage, batch.runs)
+        await asyncio.gather(
+            *(
+                self._dead_letter(
+                    producer,
+                    batch.records[row],
+                    Rejection(_STORE_REFUSED, f"{type(error).__name__}: {error}"),
+                )
+                for row, error in refused
+            )
+        )
         if previous is not None:
             await previous
         try:
@@ -231,16 +269,21 @@ class EventConsumer:
                     max(0, highwater - offset)
                 )
 
-    async def _store(self, usage: list[UsageEvent] | pa.Table, runs: list[WorkflowRun]) -> None:
+    async def _store(self, usage: list[UsageEvent] | pa.Table, runs: list[WorkflowRun]) -> Refused:
+        """Store the batch; the rows the store refuses alone (``refusals.py``), with its error.
+        Any other failure (the store away, say) is tried again, and raised once out of
+        attempts."""
+        refused: Refused = []
         if not len(usage) and not runs:
-            return
+            return refused
         async for attempt in stamina.retry_context(
             on=Exception, attempts=_STORE_ATTEMPTS, timeout=None, wait_initial=0.2, wait_max=5
         ):
             with attempt:
                 if attempt.num > 1:
                     logger.warning("storing a batch again", attempt=attempt.num)
-                await self._ingestor.ingest(usage, runs, source="kafka")
+                refused = await store_apart(self._ingestor, usage, runs)
+        return refused
 
     async def _dead_letter(
         self,

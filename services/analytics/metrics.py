@@ -134,7 +134,8 @@ class AnalyticsMetrics:
         )
         self.dead_lettered = Counter(
             "pas_analytics_events_dead_lettered",
-            "Kafka records that did not decode, sent to the analytics DLQ",
+            "Kafka records sent to the analytics DLQ: they did not decode, or the store "
+            "refused them (reason store_refused)",
             ["topic", "reason"],
             registry=None,
         )

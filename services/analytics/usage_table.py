@@ -77,6 +77,15 @@ def concat_usage(tables: Sequence[pa.Table]) -> pa.Table:
     return whole.set_column(whole.num_columns - 1, USAGE_SCHEMA.field("batch_row"), rows)
 
 
+def usage_rows(table: pa.Table, rows: range) -> pa.Table:
+    """``rows`` of a usage table as one, ``batch_row`` counted again from 0 (a row's place in
+    it, as the stores read it)."""
+    part = table.slice(rows.start, len(rows))
+    return part.set_column(
+        part.num_columns - 1, USAGE_SCHEMA.field("batch_row"), row_numbers(part.num_rows)
+    )
+
+
 def row_numbers(count: int) -> pa.Array:
     """0 to ``count`` - 1 as ``batch_row``. From numpy: Arrow builds an array from a Python
     range one int object at a time (a twentieth of the collector's time under the lock)."""

@@ -1,7 +1,8 @@
 """Events a store cannot hold are refused at the edge, naming the field, on either store.
 
 DuckDB and PostgreSQL keep cost as DECIMAL(18,10), so a cost of 10^8 dollars or more does not
-fit; PostgreSQL text holds no NUL character. Over HTTP such an event is a 400 that names the
+fit; counts are INTEGER; a number past a double's range is no number; PostgreSQL text holds no
+NUL character. Over HTTP such an event is a 400 that names the
 field and the batch is stored not at all; from Kafka it is a dead letter with the reason, and
 the events around it are stored. The largest values the schema allows are stored exactly.
 """
@@ -19,7 +20,12 @@ import psycopg
 import pytest
 
 from libs.common.schemas.documents import DeadLetter, DocumentResult
-from libs.common.schemas.usage import MAX_COST_USD, MAX_DURATION_MS
+from libs.common.schemas.usage import (
+    MAX_COST_USD,
+    MAX_COUNT,
+    MAX_DURATION_MS,
+    MAX_REASON_CHARS,
+)
 from tests.analytics.conftest import (
     COLLECTOR_APP,
     NO_POSTGRES,
@@ -131,6 +137,82 @@ async def test_a_duration_past_the_bound_is_a_400_naming_it(
     response = await _refused(collector_url, batch)
 
     assert _field(response) == field
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "number"),
+    [
+        ("usage", "prompt_tokens", str(MAX_COUNT + 1)),
+        ("usage", "cached_tokens", str(2**63)),
+        ("usage", "completion_tokens", "1" + "0" * 40),
+        ("usage", "cache_write_tokens", "-1"),
+        ("usage", "latency_ms", "1e400"),
+        ("usage", "cost_usd", "-1e-9"),
+        ("runs", "duration_ms", "-1e400"),
+    ],
+)
+async def test_a_number_no_store_column_holds_is_a_400_naming_it(
+    collector_url: str, kind: str, field: str, number: str
+) -> None:
+    """Written as JSON has it: 1e400 is past a double's range (msgspec would read infinity)."""
+    event = usage_event(utc_now()) if kind == "usage" else run_event(utc_now())
+    body = msgspec.json.encode({kind: [{**event, field: 0}]})
+    body = body.replace(f'"{field}":0'.encode(), f'"{field}":{number}'.encode())
+
+    async with httpx.AsyncClient(base_url=collector_url, timeout=10) as http:
+        response = await http.post(
+            "/events", content=body, headers={"content-type": "application/json"}
+        )
+
+    assert response.status_code == 400, response.text
+    assert _field(response) == f"{kind}[0].{field}"
+
+
+async def test_the_longest_text_and_the_earliest_and_latest_times_allowed_are_stored(
+    collector_url: str,
+) -> None:
+    """Every text at its longest, in four-byte characters (four times as many bytes), and
+    times at both ends of the stored range, in zones that put them on another day: both
+    stores hold all of it."""
+    wide = "\U0001f4c8"  # four bytes in UTF-8
+    texts = ["service", "provider", "model", "request_id", "capability", "workflow_id", "desk"]
+    usage = [
+        usage_event(
+            utc_now(),
+            **dict.fromkeys(texts, wide * 256),
+            event_id=f"{uuid.uuid4().hex}{wide * 96}",
+            run_id=wide * 256,
+            error=wide * MAX_REASON_CHARS,
+            timestamp=moment,
+            prompt_tokens=MAX_COUNT,
+            completion_tokens=MAX_COUNT,
+            cached_tokens=MAX_COUNT,
+            cache_write_tokens=MAX_COUNT,
+        )
+        for moment in (
+            "1970-01-01T00:00:00Z",
+            "1970-01-01T23:59:00+23:59",
+            "2199-12-31T23:59:59.999999Z",
+            "2199-12-31T00:00:59.999999-23:59",
+        )
+    ]
+    runs = [
+        run_event(
+            utc_now(),
+            run_id=f"{uuid.uuid4().hex}{wide * 224}",
+            workflow_id=wide * 256,
+            source=wide * 64,
+            error=wide * MAX_REASON_CHARS,
+            timestamp=moment,
+        )
+        for moment in ("1970-01-01T00:00:00Z", "2199-12-31T23:59:59.999999Z")
+    ]
+
+    async with httpx.AsyncClient(base_url=collector_url, timeout=10) as http:
+        response = await http.post("/events", json={"usage": usage, "runs": runs})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["stored"] == len(usage) + len(runs)
 
 
 @pytest.mark.parametrize(
