@@ -248,6 +248,7 @@ class EventConsumer:
                     producer,
                     batch.records[row],
                     Rejection(_STORE_REFUSED, f"{type(error).__name__}: {error}"),
+                    attempts=1,  # the store was asked to take it
                 )
                 for row, error in refused
             )
@@ -290,10 +291,12 @@ class EventConsumer:
         producer: AIOKafkaProducer,
         record: ConsumerRecord[bytes, bytes],
         rejection: Rejection,
+        *,
+        attempts: int = 0,
     ) -> None:
-        """``record``'s dead letter, sent and acknowledged."""
-        # Refused as it was read: nothing of it was tried to be stored.
-        letter = rejection.letter(record, attempts=0)
+        """``record``'s dead letter, sent and acknowledged; ``attempts`` 0 for a record refused
+        as it was read (nothing of it was tried to be stored)."""
+        letter = rejection.letter(record, attempts=attempts)
         topic = self._settings.dlq_topic
         with produce_span(topic, key=record.key) as headers:
             await send_acknowledged(producer, topic, record.key, _encode(letter), headers or None)

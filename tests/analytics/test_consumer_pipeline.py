@@ -268,6 +268,7 @@ async def test_records_the_store_refuses_alone_are_dead_lettered_and_the_rest_st
     refused = {(letter.topic, letter.offset): letter for letter in letters}
     assert sorted(refused) == [(settings.usage_topic, 6), (settings.workflow_results_topic, 1)]
     assert {letter.error_type for letter in letters} == {"store_refused"}
+    assert {letter.attempts for letter in letters} == {1}  # the store was asked
     assert all("check" in letter.error.lower() for letter in letters), letters
     assert "u-refused" in refused[settings.usage_topic, 6].original
     assert "r-refused" in refused[settings.workflow_results_topic, 1].original
