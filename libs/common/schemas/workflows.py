@@ -205,7 +205,8 @@ service takes: the runner's parameters, the router's ``/route``."""
 
 RunParameters = Annotated[
     WorkflowParameters | None,
-    # Said on the union: msgspec keeps extra schema only there.
+    # Said on the union (the whole field's rule); on the Struct, msgspec would write it beside
+    # the Struct's $ref, which inline_schema keeps as well.
     msgspec.Meta(extra_json_schema=MODEL_OR_CAPABILITY_SCHEMA),
 ]
 """A request's parameters: a model or a capability, not both."""
