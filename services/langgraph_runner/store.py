@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import aiosqlite
 import msgspec
 
+from libs.common.schemas.empty_stops import decode_dropping_empty_stops
 from libs.common.schemas.workflows import TERMINAL_STATUSES, RunStatus
 from services.langgraph_runner.errors import RunConflict
 
@@ -75,7 +76,15 @@ class RunRecord(msgspec.Struct, kw_only=True):
 
 
 encode_record = msgspec.json.Encoder().encode
-decode_record = msgspec.json.Decoder(RunRecord).decode
+_record_decoder = msgspec.json.Decoder(RunRecord)
+
+
+def decode_record(stored: bytes | str) -> RunRecord:
+    """A stored record; one whose run was started with an empty stop sequence (taken until
+    2026-12-07) is read without it, as a version is (``empty_stops.py``): it keeps reading, and
+    a resumed run no longer passes it to its LLM calls."""
+    record, _ = decode_dropping_empty_stops(stored, _record_decoder, "run", "parameters")
+    return record
 
 
 def holds_lease(record: RunRecord) -> bool:

@@ -99,6 +99,10 @@ class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             )
 
 
+RouteBody = Annotated[RouteRequest, msgspec.Meta(extra_json_schema=MODEL_OR_CAPABILITY_SCHEMA)]
+"""``/route``'s body as its schema says it: the "not both" of ``__post_init__`` included."""
+
+
 class RoutedTo(msgspec.Struct, kw_only=True):
     provider: str
     model: str
@@ -290,18 +294,16 @@ async def _answered(
     )
 
 
-def _exact_body(
-    body: type[msgspec.Struct], *, streams: bool = False, rules: dict[str, Any] | None = None
-) -> type[Operation]:
-    """An operation documenting its request body by msgspec's own JSON Schema of ``body``, with
-    ``rules`` (JSON Schema keywords) for what msgspec's cannot say.
+def _exact_body(body: Any, *, streams: bool = False) -> type[Operation]:
+    """An operation documenting its request body by msgspec's own JSON Schema of ``body`` (a
+    Struct, or one annotated with ``extra_json_schema`` for what msgspec's cannot say).
 
     Litestar drops constraints inside unions (``top_p`` > 0) and does not say that unknown
     fields are refused, so its schema of these Structs would accept what the router refuses;
     the kit's ``WireTypeSchemaPlugin`` does the same for types in ``libs.common.schemas``
     only. ``streams``: the 200 may also be a ``text/event-stream`` (``stream: true``).
     """
-    schema = schema_from_json_schema({**inline_schema(body), **(rules or {})})
+    schema = schema_from_json_schema(inline_schema(body))
 
     @dataclass
     class ExactBodyOperation(Operation):
@@ -324,7 +326,7 @@ class RouterController(Controller):
     @post(
         "/route",
         status_code=200,
-        operation_class=_exact_body(RouteRequest, rules=MODEL_OR_CAPABILITY_SCHEMA),
+        operation_class=_exact_body(RouteBody),
         responses=problem_responses(400, 401, 403, 404, 503),
         middleware=[CallerMiddleware()],
         opt=_KEYED,

@@ -9,9 +9,11 @@ When a wire type changes, write the schemas again and review the diff:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import pytest
+from jsonschema import Draft202012Validator
 
 from dags import pas_trigger
 from dags.pas_airflow import wire
@@ -83,6 +85,42 @@ def test_what_the_schema_refuses_is_named() -> None:
 
     assert "workflow_id" in str(refused.value)
     assert "surprise" in str(refused.value)
+
+
+class _Ask(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    desk: str
+    model: str | None = None
+    capability: str | None = None
+
+
+_NOT_BOTH = {"not": {"required": ["model", "capability"]}}
+
+
+class _Asks(msgspec.Struct, kw_only=True):
+    # msgspec writes a Meta's schema beside the $ref: a rule of its own, and one keyword
+    # (required) the definition holds too.
+    one: Annotated[_Ask, msgspec.Meta(description="Ask one thing.", extra_json_schema=_NOT_BOTH)]
+    named: Annotated[_Ask, msgspec.Meta(extra_json_schema={"required": ["model"]})]
+
+
+def test_inlining_keeps_what_is_beside_a_ref_and_the_schema_takes_what_it_took() -> None:
+    """JSON Schema 2020-12 applies the keywords beside a ``$ref`` with it; they were dropped."""
+    inlined = inline_schema(_Asks)
+    referenced = Draft202012Validator(msgspec.json.schema(_Asks))
+    desk = {"desk": "fx"}
+    bodies = [
+        {"one": desk, "named": {**desk, "model": "m"}},
+        {"one": {**desk, "model": "m", "capability": "c"}, "named": {**desk, "model": "m"}},
+        {"one": desk, "named": desk},  # named without its model
+        {"one": desk, "named": {"model": "m"}},  # named without its desk
+    ]
+
+    takes = [Draft202012Validator(inlined).is_valid(body) for body in bodies]
+
+    assert "$ref" not in json.dumps(inlined)
+    assert inlined["properties"]["one"]["description"] == "Ask one thing."
+    assert takes == [True, False, False, False]
+    assert takes == [referenced.is_valid(body) for body in bodies]
 
 
 def test_a_service_s_own_token_wins_over_the_shared_one() -> None:

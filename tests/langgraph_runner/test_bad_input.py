@@ -63,6 +63,12 @@ async def _problem(response: Any, status: int) -> str:
             {"input": {"content": "x"}, "parameters": {"temperature": 5}},
             "temperature",
         ),
+        # Taken until 2026-12-07 and passed on to the LLM calls, which it asks nothing.
+        (
+            "document_analysis",
+            {"input": {"content": "x"}, "parameters": {"stop": ["</answer>", ""]}},
+            "parameters.stop[1]",
+        ),
     ],
 )
 async def test_invalid_run_requests_are_refused_naming_the_field(

@@ -2,7 +2,8 @@
 is set): what is to be reported and not yet is found, and survives a store written before
 REST-started runs were reported (its waiting Kafka-triggered runs are still reported, its old
 REST-started runs are not reported now); a dead replica's outcomes are all taken by a live one,
-whatever its room, and published once each."""
+whatever its room, and published once each. A record written with what a later release
+refuses (an empty stop sequence) still reads."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from libs.common.schemas.workflows import RunStatus, WorkflowResult
+from libs.common.schemas.workflows import RunStatus, WorkflowParameters, WorkflowResult
 from services.langgraph_runner.outcomes import ResultsTopic
 from services.langgraph_runner.persistence import open_persistence
 from services.langgraph_runner.run_records import utcnow
@@ -173,6 +174,30 @@ async def test_new_runs_are_reported_as_they_were_created_to_be(
     assert reopened is not None
     assert reopened.report
     assert reopened.reported
+
+
+async def test_a_run_stored_with_an_empty_stop_sequence_is_read_without_it(
+    backend: tuple[RunnerSettings, Callable[[RunnerSettings], Any]],
+    make_runner: Callable[..., Any],
+) -> None:
+    """A run's parameters took ``stop: [""]`` until 2026-12-07; its record still reads."""
+    settings, _ = backend
+    record = ended("stopped-early")
+    # Built unchecked, as a request decoded by an older release: the record it stored.
+    record.run.parameters = WorkflowParameters(temperature=0.2, stop=["", "</answer>", ""])
+    async with open_persistence(settings) as (_, store):
+        await _clear(settings)
+        await store.create(record)
+
+    runner = await make_runner(checkpoint_dsn=settings.checkpoint_dsn)
+    read = await runner.get("/runs/stopped-early")
+    listed = await runner.get("/runs")
+
+    assert read.status_code == 200, read.text
+    assert read.json()["parameters"]["stop"] == ["</answer>"]
+    assert read.json()["parameters"]["temperature"] == 0.2, "the rest as stored"
+    assert listed.status_code == 200, listed.text
+    assert [run["run_id"] for run in listed.json()["runs"]] == ["stopped-early"]
 
 
 def running(run_id: str, *, minutes_ago: int) -> RunRecord:

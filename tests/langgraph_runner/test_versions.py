@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
+from tests.support.asgi_server import serve_asgi
 from tests.support.processes import ServiceProcess, free_port
 from tests.versioning.conftest import AUTHOR, definition_json, versioning_process_factory
 
@@ -152,3 +154,52 @@ async def test_a_taken_run_id_is_refused_without_asking_the_version_manager(
     assert again.status_code == 409, again.text
     assert "'taken'" in again.json()["detail"]
     assert (await runner.get("/runs/taken")).json() == first, "the stored run, untouched"
+
+
+class OlderVersionManager:
+    """A version manager from before 2026-12-07, as the runner asks it (pure ASGI): no
+    experiment, and a champion it stored as taken, with an empty stop sequence."""
+
+    def __init__(self, definition: dict[str, Any]) -> None:
+        self.champion = {
+            "workflow_id": "probe",
+            "version": 1,
+            "tag": "probe/v1",
+            "commit": "0" * 40,
+            "author": AUTHOR,
+            "message": "tune the probe",
+            "created_at": "2026-12-01T10:00:00Z",
+            "aliases": ["champion", "latest"],
+            "definition": definition,
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        answers = {"/experiments": {"experiments": []}, "/workflows/probe": self.champion}
+        found = answers.get(scope["path"])
+        body = {"detail": f"no {scope['path']}"} if found is None else found
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 404 if found is None else 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": msgspec.json.encode(body)})
+
+
+async def test_a_version_an_older_version_manager_serves_with_an_empty_stop_runs_without_it(
+    make_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Such a version was unreadable to the runner's client: every run of the workflow a 503."""
+    older = OlderVersionManager(
+        definition_json("probe", parameters={"temperature": 0.2, "stop": ["", "</answer>"]})
+    )
+    with serve_asgi(older) as url:
+        runner = await make_runner(versioning_url=url)
+        run = await run_probe(runner, tmp_path / "probe.log")
+
+    assert run["parameters"]["version"] == "1"
+    assert run["parameters"]["stop"] == ["</answer>"]
+    assert run["parameters"]["temperature"] == 0.2, "the rest as served"

@@ -220,10 +220,15 @@ class ScriptedStream:
 
 
 async def streamed_from(
-    make_router: Any, tmp_path: Path, upstream: ScriptedStream
-) -> tuple[Any, dict[str, Any]]:
-    """A stream asked of a router whose first candidate is ``upstream``, and that
-    candidate's row of ``/providers`` after it."""
+    make_router: Any,
+    tmp_path: Path,
+    upstream: ScriptedStream | OpenAIResponder,
+    *,
+    stream: bool = True,
+) -> tuple[Any, dict[str, Any], OpenAIResponder]:
+    """A chat (a stream unless ``stream=False``) asked of a router whose first candidate is
+    ``upstream`` and whose second is a working backup: the answer, the first candidate's row
+    of ``/providers`` after it, and the backup (what it was asked)."""
     backup = OpenAIResponder("backup-model")
     with serve_asgi(upstream) as broken_url, serve_asgi(backup) as backup_url:
         router = await make_router(
@@ -232,10 +237,10 @@ async def streamed_from(
             retries=0,
         )
         answer = await router.post(
-            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=True)
+            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
         )
         rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
-    return answer, rows[BROKEN]
+    return answer, rows[BROKEN], backup
 
 
 def events_of(answer: Any) -> list[str]:
@@ -250,7 +255,7 @@ async def test_a_stream_broken_mid_event_sends_whole_events_then_the_error(
     gets the whole chunk, then the ``error`` event and ``[DONE]`` as events of their own
     (each parses), never the half; the candidate is counted as failed."""
     half = chunk_event("and bonds")[:40]
-    answer, row = await streamed_from(
+    answer, row, _ = await streamed_from(
         make_router, tmp_path, ScriptedStream([chunk_event("Rates "), half], then="break")
     )
 
@@ -270,7 +275,7 @@ async def test_a_stream_ended_before_done_is_a_break_not_a_success(
     """The upstream sends whole chunks and ends its body without ``data: [DONE]``: the
     answer is cut short, so the client is told with an ``error`` event and ``[DONE]``, and
     the candidate is counted as failed, not as having served."""
-    answer, row = await streamed_from(
+    answer, row, _ = await streamed_from(
         make_router,
         tmp_path,
         ScriptedStream([chunk_event("Rates "), chunk_event("and ")], then="end"),
@@ -298,7 +303,7 @@ async def test_a_whole_stream_split_anywhere_is_passed_on_whole(
     whole = chunk_event("Rates ") + chunk_event("and ")
     pieces = [whole[:25], whole[25:90], whole[90:] + chunk_event("prices.")[:10]]
     pieces += [chunk_event("prices.")[10:], b"data: [DONE]\n"]
-    answer, row = await streamed_from(make_router, tmp_path, ScriptedStream(pieces, then="end"))
+    answer, row, _ = await streamed_from(make_router, tmp_path, ScriptedStream(pieces, then="end"))
 
     events = events_of(answer)
     assert events[-1] == "[DONE]"
@@ -533,7 +538,7 @@ async def test_an_answer_nested_too_deep_to_read_is_passed_on_as_it_came(
     if stream:
         usage_chunk = b'data: {"id": "chatcmpl-raw", "choices": [], ' + usage + extra + b"\n\n"
         pieces = [chunk_event("Rates "), usage_chunk, b"data: [DONE]\n\n"]
-        upstream: Any = ScriptedStream(pieces, then="end")
+        upstream: ScriptedStream | OpenAIResponder = ScriptedStream(pieces, then="end")
     else:
         completion = json.dumps(
             {
@@ -543,17 +548,7 @@ async def test_an_answer_nested_too_deep_to_read_is_passed_on_as_it_came(
             }
         ).encode()
         upstream = OpenAIResponder("broken-model", reply=(200, completion[:-1] + extra))
-    backup = OpenAIResponder("backup-model")
-    with serve_asgi(upstream) as broken_url, serve_asgi(backup) as backup_url:
-        router = await make_router(
-            use_registry=False,
-            providers_file=broken_then_backup(tmp_path, broken_url, backup_url),
-            retries=0,
-        )
-        answer = await router.post(
-            "/v1/chat/completions", json=ask("faults", strategy="cost", stream=stream)
-        )
-        rows = {c["id"]: c for c in (await router.get("/providers")).json()["candidates"]}
+    answer, row, backup = await streamed_from(make_router, tmp_path, upstream, stream=stream)
 
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-pas-candidate"] == BROKEN
@@ -562,6 +557,6 @@ async def test_an_answer_nested_too_deep_to_read_is_passed_on_as_it_came(
         events = events_of(answer)
         assert events[-1] == "[DONE]"
         assert json.loads(events[0])["choices"][0]["delta"]["content"] == "Rates "
-    assert rows[BROKEN]["served"] == 1
-    assert rows[BROKEN]["failed"] == 0
+    assert row["served"] == 1
+    assert row["failed"] == 0
     assert backup.requests == []

@@ -14,6 +14,7 @@ whichever way it arrived.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ import stamina
 
 from libs.common.clients.http import ServiceClient, ServiceRefused
 from libs.common.errors import PASError
+from libs.common.schemas.empty_stops import decode_dropping_empty_stops
 from libs.common.schemas.versioning import (
     CHAMPION,
     METADATA_EXPERIMENT_ID,
@@ -38,6 +40,9 @@ from libs.common.schemas.versioning import (
     WorkflowDefinition,
     WorkflowVersion,
 )
+from libs.common.unreadable_json import UNREADABLE_JSON
+
+_version_decoder = msgspec.json.Decoder(WorkflowVersion)
 
 
 class VersioningError(ServiceRefused):
@@ -101,11 +106,11 @@ class VersioningClient(ServiceClient):
     async def get_definition(self, workflow_id: str, alias: str = CHAMPION) -> WorkflowVersion:
         """The version ``alias`` points at (``latest``: the newest one)."""
         response = await self._send("GET", f"/workflows/{workflow_id}", params={"alias": alias})
-        return self._decode(response, WorkflowVersion)
+        return self._decode_version(response)
 
     async def get_version(self, workflow_id: str, version: int) -> WorkflowVersion:
         response = await self._send("GET", f"/workflows/{workflow_id}/versions/{version}")
-        return self._decode(response, WorkflowVersion)
+        return self._decode_version(response)
 
     async def history(self, workflow_id: str) -> VersionHistory:
         response = await self._send("GET", f"/workflows/{workflow_id}/versions")
@@ -186,6 +191,17 @@ class VersioningClient(ServiceClient):
         )
 
     # -- transport ----------------------------------------------------------------------------
+
+    def _decode_version(self, response: httpx.Response) -> WorkflowVersion:
+        """The version ``response`` holds. One an older version manager serves with an empty
+        stop sequence (taken until 2026-12-07) is read without it, as this release's version
+        manager reads it from git, rather than refused as unreadable (every run a 503)."""
+        with contextlib.suppress(*UNREADABLE_JSON):
+            version, _ = decode_dropping_empty_stops(
+                response.content, _version_decoder, "definition", "parameters"
+            )
+            return version
+        return self._decode(response, WorkflowVersion)  # raises the client's error for it
 
     async def _send(
         self, method: str, path: str, *, retry: bool = True, **kwargs: Any

@@ -10,7 +10,9 @@ import msgspec
 
 def inline_schema(struct: Any) -> dict[str, Any]:
     """``struct``'s JSON Schema without ``$ref``s (PAS wire types are not recursive), as
-    grammar-constrained generation and OpenAPI operations want it."""
+    grammar-constrained generation and OpenAPI operations want it. The keywords beside a
+    ``$ref`` (msgspec writes a ``Meta``'s ``description`` or ``extra_json_schema`` there, and
+    JSON Schema 2020-12 applies them with the reference) stay: see :func:`merge_beside_ref`."""
     document = msgspec.json.schema(struct)
     definitions = document.pop("$defs", {})
 
@@ -18,7 +20,8 @@ def inline_schema(struct: Any) -> dict[str, Any]:
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return inline(definitions[ref.removeprefix("#/$defs/")])
+                beside = {k: inline(v) for k, v in node.items() if k != "$ref"}
+                return merge_beside_ref(inline(definitions[ref.removeprefix("#/$defs/")]), beside)
             return {k: inline(v) for k, v in node.items()}
         if isinstance(node, list):
             return [inline(item) for item in node]
@@ -26,6 +29,27 @@ def inline_schema(struct: Any) -> dict[str, Any]:
 
     result: dict[str, Any] = inline(document)
     return result
+
+
+def merge_beside_ref(definition: dict[str, Any], beside: dict[str, Any]) -> dict[str, Any]:
+    """One schema that asks what ``{"$ref": <definition>, **beside}`` asks: a keyword only one
+    of them holds (or both alike) as it is; one both hold with different values from each, in
+    an ``allOf``, since a value of one would overwrite the other's (two ``not``s, two sets of
+    ``properties``) and both must hold. ``allOf``s of both are joined."""
+    merged = dict(definition)
+    from_definition: dict[str, Any] = {}
+    from_beside: dict[str, Any] = {}
+    for key, value in beside.items():
+        if key not in merged or merged[key] == value:
+            merged[key] = value
+        elif key == "allOf":
+            merged[key] = [*merged[key], *value]
+        else:
+            from_definition[key] = merged.pop(key)
+            from_beside[key] = value
+    if from_beside:
+        merged["allOf"] = [*merged.get("allOf", []), from_definition, from_beside]
+    return merged
 
 
 def choice_chain(

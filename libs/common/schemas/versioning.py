@@ -26,9 +26,8 @@ from libs.common.schemas.patterns import TEXT_END
 from libs.common.schemas.workflows import (
     MODEL_NAME_MAX_CHARS,
     PROMPT_MAX_CHARS,
-    STOP_SEQUENCE_MAX_CHARS,
-    STOP_SEQUENCES_MAX,
     CallTimeout,
+    StopSequences,
 )
 
 # --- names -----------------------------------------------------------------------------------
@@ -107,15 +106,6 @@ CHAMPION: Final = "champion"
 
 # --- workflow definitions --------------------------------------------------------------------
 
-VersionStopSequences = Annotated[
-    list[Annotated[str, msgspec.Meta(min_length=1, max_length=STOP_SEQUENCE_MAX_CHARS)]],
-    msgspec.Meta(max_length=STOP_SEQUENCES_MAX),
-]
-"""A version's stop sequences: a run's bounds, and none empty. An empty one asks nothing a
-model can do (it is found before every character): a backend passes it over, refuses the call
-or stops at once. The version manager refuses it on write; versions stored with one before
-are read without it (``services/versioning/stored_definitions.py``)."""
-
 
 class GenerationParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How the workflow's LLM calls generate; ``None`` leaves the backend's default."""
@@ -124,7 +114,7 @@ class GenerationParameters(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
     seed: int | None = None
-    stop: VersionStopSequences = msgspec.field(default_factory=list)
+    stop: StopSequences = msgspec.field(default_factory=list)
     timeout_s: CallTimeout | None = None
     """How long one of the workflow's LLM calls may take."""
 

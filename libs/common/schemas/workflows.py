@@ -144,12 +144,13 @@ STOP_SEQUENCE_MAX_CHARS: Final = 64
 STOP_SEQUENCES_MAX: Final = 8
 """How long one stop sequence, and how many, in a run's parameters and a version's alike."""
 StopSequences = Annotated[
-    list[Annotated[str, msgspec.Meta(max_length=STOP_SEQUENCE_MAX_CHARS)]],
+    list[Annotated[str, msgspec.Meta(min_length=1, max_length=STOP_SEQUENCE_MAX_CHARS)]],
     msgspec.Meta(max_length=STOP_SEQUENCES_MAX),
 ]
-"""Stop sequences of a run's LLM calls. A version's (``versioning.VersionStopSequences``) also
-refuses an empty one; a run's still takes it, since runs stored with one are read with this
-type (their records would no longer decode)."""
+"""Stop sequences of LLM calls, a run's and a version's alike: none empty. An empty one asks
+nothing a model can do (it is found before every character): a backend passes it over, refuses
+the call or stops at once. Taken until 2026-12-07; what was stored with one then (a version, a
+run's record) is read without it (``empty_stops.py``)."""
 CallTimeout = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 """Seconds one LLM call may take, in a run's parameters and a version's alike."""
 
@@ -204,7 +205,8 @@ service takes: the runner's parameters, the router's ``/route``."""
 
 RunParameters = Annotated[
     WorkflowParameters | None,
-    # Said on the union: msgspec keeps extra schema only there.
+    # Said on the union (the whole field's rule); on the Struct, msgspec would write it beside
+    # the Struct's $ref, which inline_schema keeps as well.
     msgspec.Meta(extra_json_schema=MODEL_OR_CAPABILITY_SCHEMA),
 ]
 """A request's parameters: a model or a capability, not both."""
