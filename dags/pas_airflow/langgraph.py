@@ -314,7 +314,9 @@ class LangGraphOperator(BaseOperator):
             if max_tokens is None
             else min(max(max_tokens, _MIN_TOKENS), _MAX_TOKENS),
             "seed": generation.get("seed"),
-            "stop": generation.get("stop") or None,
+            # An empty stop sequence (an older version manager serves one) is left out, as the
+            # runner reads it (libs/common/schemas/empty_stops.py): its run request refuses it.
+            "stop": [stop for stop in generation.get("stop") or [] if stop] or None,
             "timeout_s": generation.get("timeout_s"),
             "prompts": dict(definition.get("prompts") or {}),
         }
