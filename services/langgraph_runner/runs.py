@@ -311,17 +311,16 @@ class RunManager:
         record = msgspec.structs.replace(
             changed(record, status="pending", error=None, finished_at=None), owner=self._instance
         )
-        # Taken in the store first: of two replicas resuming it at once, one gets it.
+        # Taken in the store first, from the status read: of two replicas resuming it at once
+        # one gets it, and a run cancelled meanwhile (here or on another replica) stays so.
+        # Until its task is launched, a cancel here is refused (see cancel).
         self._resuming.add(run_id)
         try:
-            taken = await self._store.save(record)
+            taken = await self._store.save(record, from_status=status)
         finally:
             self._resuming.discard(run_id)
         if not taken:
-            raise RunConflict(
-                f"run {run_id!r} is held by another runner (resumed there, or its end not yet "
-                "reported); try again shortly"
-            )
+            raise await self._not_taken(run_id, status, "resumed")
         self._launch(record, graph_input)
         self._watch.announce(record)
         return record
@@ -330,6 +329,12 @@ class RunManager:
         record = await self.get(run_id)
         if record.run.status in TERMINAL_STATUSES:
             raise RunConflict(f"run {run_id!r} is already {record.run.status}")
+        if run_id in self._resuming:
+            # Its resume is stored, or about to be, and its task not started: a cancel written
+            # now would be overrun by the task. Refused rather than waited for: a moment on.
+            raise RunConflict(
+                f"run {run_id!r} is being resumed right now; cancel it again once it runs"
+            )
         task = self._tasks.get(run_id)
         if task is not None and not task.done():
             self._cancel_requested.add(run_id)
@@ -338,7 +343,27 @@ class RunManager:
             return await self.get(run_id)
         if record.run.status != "interrupted" and record.owner != self._instance:
             raise RunConflict(f"run {run_id!r} runs on runner {record.owner!r}; cancel it there")
-        return await self._finish(record, "cancelled", error="cancelled by request")
+        # No task here: written only over the status read, so that a resume stored meanwhile
+        # (on this runner or another) is not overwritten by a cancel it would then overrun.
+        status = record.run.status
+        cancelled = self._ended(record, "cancelled", error="cancelled by request")
+        if not await self._store.save(cancelled, from_status=status):
+            raise await self._not_taken(run_id, status, "cancelled")
+        self._watch.announce(cancelled)
+        self._note_end(cancelled)
+        return cancelled
+
+    async def _not_taken(self, run_id: str, read: RunStatusName, verb: str) -> RunConflict:
+        """Why a resume or a cancel of ``run_id`` (read as ``read``) was not written."""
+        current = await self._store.get(run_id)
+        if current is not None and current.run.status != read:
+            return RunConflict(
+                f"run {run_id!r} became {current.run.status} while being {verb}; not {verb}"
+            )
+        return RunConflict(
+            f"run {run_id!r} is held by another runner (resumed there, or its end not yet "
+            f"reported); not {verb}, try again shortly"
+        )
 
     async def recover(self) -> int:
         """At start: resume the runs leased to this runner's name (it stopped before) and any
@@ -378,12 +403,16 @@ class RunManager:
             return False
         if run_id in self._tasks:
             return False  # still running here: a renewal came late, the claim renewed it
+        # Ours in the store, its task not started: a cancel now is refused (see cancel).
+        self._resuming.add(run_id)
         try:
             workflow = self._catalog.get(workflow_id)
             graph_input = await self._restart_input(record, workflow)
         except (WorkflowNotFound, InvalidWorkflowInput) as exc:
             await self._finish(record, "error", error=f"cannot resume: {exc}")
             return False
+        finally:
+            self._resuming.discard(run_id)
         logger.info(
             "resuming run taken over" if taken_over else "resuming run after restart",
             run_id=run_id,
@@ -605,7 +634,31 @@ class RunManager:
         usage: LLMUsage | None = None,
         score: float | None = None,
     ) -> RunRecord:
-        now = utcnow()
+        record = self._ended(
+            record,
+            status,
+            output=output,
+            error=error,
+            interrupts=interrupts,
+            usage=usage,
+            score=score,
+        )
+        await self._save(record, announce=True)
+        self._note_end(record)
+        return record
+
+    def _ended(
+        self,
+        record: RunRecord,
+        status: RunStatusName,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+        interrupts: list[PendingInterrupt] | None = None,
+        usage: LLMUsage | None = None,
+        score: float | None = None,
+    ) -> RunRecord:
+        """``record`` stopped with ``status`` (not saved)."""
         terminal = status in TERMINAL_STATUSES
         record = changed(
             record,
@@ -613,7 +666,7 @@ class RunManager:
             output=output,
             error=error,
             interrupts=interrupts or [],
-            finished_at=now if terminal else None,
+            finished_at=utcnow() if terminal else None,
             usage=usage or record.run.usage,
             score=score,
             **self._running.so_far(record.run.run_id),
@@ -621,27 +674,29 @@ class RunManager:
         if terminal:
             # A new outcome (a failed run may succeed when resumed) is reported again.
             record = msgspec.structs.replace(record, reported=False)
-        await self._save(record, announce=True)
-        workflow_id = record.run.workflow_id
-        self._metrics.runs_finished.labels(workflow_id, status).inc()
-        if status in ("success", "error") and record.run.started_at is not None:
+        return record
+
+    def _note_end(self, record: RunRecord) -> None:
+        """Count, log and (when it is to be reported) announce a stop that is stored."""
+        run = record.run
+        self._metrics.runs_finished.labels(run.workflow_id, run.status).inc()
+        if run.status in ("success", "error") and run.started_at is not None:
             seconds = (
-                record.run.running_ms / 1000
-                if record.run.running_ms is not None
-                else (now - record.run.started_at).total_seconds()
+                run.running_ms / 1000
+                if run.running_ms is not None
+                else ((run.finished_at or utcnow()) - run.started_at).total_seconds()
             )
-            self._metrics.run_seconds.labels(workflow_id).observe(seconds)
+            self._metrics.run_seconds.labels(run.workflow_id).observe(seconds)
         logger.info(
             "run stopped",
-            run_id=record.run.run_id,
-            workflow_id=workflow_id,
-            status=status,
-            steps=record.run.steps,
-            error=error,
+            run_id=run.run_id,
+            workflow_id=run.workflow_id,
+            status=run.status,
+            steps=run.steps,
+            error=run.error,
         )
-        if terminal and record.report:
+        if run.status in TERMINAL_STATUSES and record.report:
             self._report_due()
-        return record
 
     # -- helpers ---------------------------------------------------------------------------
 
