@@ -9,7 +9,7 @@ before it starts the node's own task (which copies the context): the span attach
 current in the node, so its model calls and HTTP requests become its children. The end comes
 from yet another task, where nothing can be detached; so each node's span takes the graph's
 context as its parent explicitly (not the previous node's, still attached), and the caller
-iterates the graph inside ``trace.use_span`` (runs.py), whose exit restores its context.
+iterates the graph inside ``trace.use_span`` (run_tasks.py), whose exit restores its context.
 Only the graph's direct children are nodes: the runnables a node calls get no spans here.
 """
 

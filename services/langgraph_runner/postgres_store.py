@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from libs.common.schemas.workflows import RunStatusName
 from services.langgraph_runner.errors import RunConflict
 from services.langgraph_runner.store import (
     ENDED_CLAIM_BATCH,
@@ -32,11 +33,13 @@ _PG_INSERT = (
     f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_PG_LEASE})"
 )
 
-# Fenced: only the owner writes while its lease lives (see ``store.py``).
+# Fenced: only the owner writes while its lease lives; and, when a status is bound, only from
+# that status (see ``store.py``).
 _PG_SAVE = (
     "UPDATE pas_runner_runs SET status = %s, owner = %s, published = %s, reportable = %s, "  # noqa: S608 (fixed clauses; values are bound)
     f"record = %s::jsonb, lease_expires_at = {_PG_LEASE} WHERE run_id = %s "
-    "AND (owner = %s OR lease_expires_at IS NULL OR lease_expires_at < now())"
+    "AND (owner = %s OR lease_expires_at IS NULL OR lease_expires_at < now()) "
+    "AND (%s::text IS NULL OR status = %s)"
 )
 
 
@@ -130,7 +133,7 @@ class PostgresRunStore:
         assert row is not None, "a conflicting event id must have its run"
         return decode_record(row["record"]), False
 
-    async def save(self, record: RunRecord) -> bool:
+    async def save(self, record: RunRecord, *, from_status: RunStatusName | None = None) -> bool:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 _PG_SAVE,
@@ -144,6 +147,8 @@ class PostgresRunStore:
                     self._lease_ttl_s,
                     record.run.run_id,
                     record.owner,
+                    from_status,
+                    from_status,
                 ),
             )
             return bool(cursor.rowcount == 1)

@@ -1,11 +1,12 @@
-"""What a run's record becomes, apart from who runs it: a change stamped with the time, the
-answer a resume hands its graph, the interrupts it waits on, and the unit an experiment assigns
-a variant to. Pure functions; the run manager (``runs.py``) saves what they return.
+"""What a run's record becomes, apart from who runs it: a new run's first record, a change
+stamped with the time, the answer a resume hands its graph, the interrupts it waits on, and the
+unit an experiment assigns a variant to. Pure functions; the run manager (``runs.py``) and the
+runs' tasks (``run_tasks.py``) save what they return.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -13,7 +14,12 @@ import msgspec
 from langgraph.types import Interrupt
 
 from libs.common.schemas.nul_escape import may_hold_nul
-from libs.common.schemas.workflows import PendingInterrupt
+from libs.common.schemas.workflows import (
+    PendingInterrupt,
+    RunStatus,
+    WorkflowParameters,
+    WorkflowTriggered,
+)
 from services.langgraph_runner.errors import InvalidWorkflowInput
 from services.langgraph_runner.json_values import MAX_NESTING, json_shape, json_value
 from services.langgraph_runner.store import RunRecord
@@ -66,6 +72,39 @@ def checked_input(payload: Mapping[str, Any]) -> None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_record(
+    workflow_id: str,
+    payload: Mapping[str, Any],
+    parameters: WorkflowParameters,
+    *,
+    run_id: str,
+    source: str,
+    metadata: Mapping[str, Any] | None,
+    owner: str,
+    wants_report: Callable[[RunStatus], bool],
+    event: WorkflowTriggered | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> RunRecord:
+    """A new run's record: ``pending``, ``owner``'s, to be reported when ``wants_report``
+    says so."""
+    now = utcnow()
+    run = RunStatus(
+        run_id=run_id,
+        workflow_id=workflow_id,
+        status="pending",
+        input=dict(payload),
+        created_at=now,
+        updated_at=now,
+        source=source,
+        event_id=event.event_id if event else None,
+        workflow_run_id=event.workflow_run_id if event else None,
+        parameters=parameters,
+        metadata=dict(metadata or {}),
+        running_ms=0.0,
+    )
+    return RunRecord(run=run, owner=owner, report=wants_report(run), headers=dict(headers or {}))
 
 
 def changed(record: RunRecord, **changes: Any) -> RunRecord:

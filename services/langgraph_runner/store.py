@@ -18,8 +18,11 @@ process. The owner renews all its leases in one statement (:meth:`RunStore.renew
 replica claims runs whose lease expired (:meth:`RunStore.claim`, atomic: a compare-and-set
 per row on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL). A save is fenced: it writes only
 while the writer owns the run or nobody holds a live lease on it, so a replica that lost a run
-to another cannot overwrite the new owner's progress. PostgreSQL times leases by its own clock
-(``now()``), one clock for every replica; SQLite (one host) by the process's.
+to another cannot overwrite the new owner's progress. A save may also name the status it moves
+the run from (``from_status``): a resume or a cancel decides on the status it read, and an
+interrupted run has no lease to fence it, so a cancel and a resume of it (on one replica or
+two) would otherwise both be written, the later one undoing the other. PostgreSQL times leases
+by its own clock (``now()``), one clock for every replica; SQLite (one host) by the process's.
 
 The record, its encoding, the lease rule and the table's columns are here, shared by both
 backends, so that a run is stored alike whichever one holds it.
@@ -37,7 +40,7 @@ import aiosqlite
 import msgspec
 
 from libs.common.schemas.empty_stops import decode_dropping_empty_stops
-from libs.common.schemas.workflows import TERMINAL_STATUSES, RunStatus
+from libs.common.schemas.workflows import TERMINAL_STATUSES, RunStatus, RunStatusName
 from services.langgraph_runner.errors import RunConflict
 
 UNFINISHED_STATUSES = ("pending", "running")
@@ -119,9 +122,10 @@ class RunStore(Protocol):
         """The run an event with ``event_id`` started, if one did."""
         ...
 
-    async def save(self, record: RunRecord) -> bool:
+    async def save(self, record: RunRecord, *, from_status: RunStatusName | None = None) -> bool:
         """Write the record (its owner's lease renewed while it holds one, else cleared);
-        ``False`` if another replica holds a live lease on the run (nothing written)."""
+        ``False`` if another replica holds a live lease on the run, or, with ``from_status``,
+        if the stored run's status is no longer that (nothing written)."""
         ...
 
     async def get(self, run_id: str) -> RunRecord | None: ...
@@ -261,12 +265,13 @@ class SQLiteRunStore:
         assert rows, "a conflicting event id must have its run"
         return decode_record(rows[0][0]), False
 
-    async def save(self, record: RunRecord) -> bool:
+    async def save(self, record: RunRecord, *, from_status: RunStatusName | None = None) -> bool:
         async with self._lock:
             cursor = await self._db.execute(
                 "UPDATE runs SET status = ?, owner = ?, published = ?, reportable = ?, record = ?, "
                 "lease_expires_at = ? WHERE run_id = ? "
-                "AND (owner = ? OR lease_expires_at IS NULL OR lease_expires_at < ?)",
+                "AND (owner = ? OR lease_expires_at IS NULL OR lease_expires_at < ?) "
+                "AND (? IS NULL OR status = ?)",
                 (
                     record.run.status,
                     record.owner,
@@ -277,6 +282,8 @@ class SQLiteRunStore:
                     record.run.run_id,
                     record.owner,
                     time.time(),
+                    from_status,
+                    from_status,
                 ),
             )
             return cursor.rowcount == 1

@@ -9,7 +9,9 @@ way an operator adds a workflow of their own. Input:
 - ``transient_failures``: ``b`` raises ``ConnectionError`` on this many attempts first;
 - ``broken``: ``c`` raises ``ValueError`` while this file exists (a permanent failure);
 - ``value``: echoed in the output; a number is also the run's score;
-- ``ask``: ``b`` asks the runner's LLM this (one call), its answer in the output.
+- ``ask``: ``b`` asks the runner's LLM this (one call), its answer in the output;
+- ``ask_person``: ``b`` interrupts the run with this question; the resume's answer is the output's
+  ``answer``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, TypedDict
 import msgspec
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
 
 from services.langgraph_runner.workflows import (
     RunContext,
@@ -38,6 +41,7 @@ class ProbeInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     broken: str | None = None
     value: Any = None
     ask: str | None = None
+    ask_person: str | None = None
 
 
 class ProbeState(TypedDict, total=False):
@@ -47,6 +51,7 @@ class ProbeState(TypedDict, total=False):
     broken: str | None
     value: Any
     ask: str | None
+    ask_person: str | None
     answer: str
     visited: list[str]
 
@@ -94,6 +99,8 @@ def build(deps: WorkflowDeps) -> StateGraph[ProbeState, RunContext, Any, Any]:
         if question := state.get("ask"):
             turns = [("user", question)]
             update["answer"] = await deps.llm.text(turns, parameters_of(runtime), max_tokens=16)
+        if question := state.get("ask_person"):
+            update["answer"] = interrupt(question)
         await asyncio.to_thread(log_line, state["log"], run_id, "b", "end")
         return update
 

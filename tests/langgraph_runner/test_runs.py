@@ -1,13 +1,29 @@
 """Runs over HTTP on a deterministic workflow: start, wait, retry transient failures, fail with
-the reason, resume a failure from its checkpoint, cancel, list."""
+the reason, resume a failure from its checkpoint, cancel, list. And a cancel racing a resume
+(one runner, or two replicas on one store), through the run manager with the store's writes
+held at the moment the race turns on: exactly one of them holds, and the other says why."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
 from litestar.testing import AsyncTestClient
 
+from services.langgraph_runner.catalog import Catalog, build_deps
+from services.langgraph_runner.definitions import RequestedParameters
+from services.langgraph_runner.errors import RunConflict
+from services.langgraph_runner.llm import LLMGateway
+from services.langgraph_runner.metrics import RunnerMetrics
+from services.langgraph_runner.persistence import open_persistence
+from services.langgraph_runner.runs import RunManager
+from services.langgraph_runner.settings import RunnerSettings
+from services.langgraph_runner.store import RunRecord, SQLiteRunStore
 from tests.langgraph_runner.conftest import wait_for_run, wait_until
 from tests.langgraph_runner.probes import count
 
@@ -172,3 +188,139 @@ async def test_a_chosen_run_id_is_the_run_id(runner: AsyncTestClient[Any], tmp_p
     assert first.json()["run_id"] == "desk-7.close-2025"
     assert taken.status_code == 409
     assert "desk-7.close-2025" in taken.json()["detail"]
+
+
+# -- a cancel racing a resume ------------------------------------------------------------------
+
+
+class HeldSaves(SQLiteRunStore):
+    """The runner's SQLite store, except that the one save :meth:`hold` names waits at a gate
+    (before its write, or after it), until :meth:`open_gate`."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._held: tuple[str, str, bool] | None = None
+        self.reached = asyncio.Event()
+        self._gate = asyncio.Event()
+
+    def hold(self, run_id: str, status: str, *, after_write: bool = False) -> None:
+        """Hold the next save that writes ``run_id`` with ``status``."""
+        self._held = (run_id, status, after_write)
+
+    def open_gate(self) -> None:
+        self._gate.set()
+
+    async def save(self, record: RunRecord, **conditions: Any) -> bool:
+        held = self._held
+        if held is None or held[:2] != (record.run.run_id, record.run.status):
+            return await super().save(record, **conditions)
+        self._held = None
+        taken = await super().save(record, **conditions) if held[2] else None
+        self.reached.set()
+        await self._gate.wait()
+        return taken if taken is not None else await super().save(record, **conditions)
+
+
+Replica = Callable[[str], AbstractAsyncContextManager[tuple[RunManager, HeldSaves]]]
+
+
+@pytest.fixture
+def replica(runner_settings: RunnerSettings) -> Replica:
+    """A run manager named ``instance`` on the test's store and checkpoints (as the app
+    opens it), its store's saves to be held; replicas opened alike share both."""
+
+    @asynccontextmanager
+    async def open_replica(instance: str) -> AsyncIterator[tuple[RunManager, HeldSaves]]:
+        settings = msgspec.structs.replace(runner_settings, instance=instance)
+        llm = LLMGateway(settings)
+        catalog = Catalog.from_settings(settings, build_deps(settings, llm))
+        runs = RunManager(catalog, settings, RequestedParameters(), RunnerMetrics())
+        async with open_persistence(settings) as (checkpointer, _):
+            store = HeldSaves(settings.store_path)
+            await store.open()
+            catalog.bind(checkpointer)
+            runs.attach(store)
+            try:
+                yield runs, store
+            finally:
+                await runs.close()
+                await store.close()
+                await llm.aclose()
+
+    return open_replica
+
+
+async def interrupted_run(runs: RunManager, log: Path) -> str:
+    """A probe run waiting for a person's answer in node ``b``."""
+    record = await runs.start("probe", {"log": str(log), "ask_person": "go on?"})
+    run = (await runs.wait(record.run.run_id, timeout_s=30)).run
+    assert run.status == "interrupted", run
+    return run.run_id
+
+
+async def test_a_cancel_while_the_run_is_being_resumed_here_is_refused(
+    replica: Replica, tmp_path: Path
+) -> None:
+    log = tmp_path / "probe.log"
+    async with replica("runner-a") as (runs, store):
+        run_id = await interrupted_run(runs, log)
+        # The resume's write is stored (pending, this runner's); its task is not started yet.
+        store.hold(run_id, "pending", after_write=True)
+        resuming = asyncio.create_task(runs.resume(run_id, "yes"))
+        await store.reached.wait()
+
+        with pytest.raises(RunConflict, match="being resumed") as refused:
+            await runs.cancel(run_id)
+        store.open_gate()
+        await resuming
+        done = (await runs.wait(run_id, timeout_s=30)).run
+
+    assert refused.value.status_code == 409
+    assert done.status == "success"
+    assert done.output == {"visited": ["a", "b", "c"], "value": None, "answer": "yes"}
+
+
+async def test_a_cancel_on_another_replica_before_the_resume_is_stored_wins(
+    replica: Replica, tmp_path: Path
+) -> None:
+    log = tmp_path / "probe.log"
+    async with replica("runner-a") as (runs_a, store_a), replica("runner-b") as (runs_b, _):
+        run_id = await interrupted_run(runs_a, log)
+        # A has read the interrupted run and decided to resume it; its write is not stored yet.
+        store_a.hold(run_id, "pending")
+        resuming = asyncio.create_task(runs_a.resume(run_id, "yes"))
+        await store_a.reached.wait()
+
+        cancelled = (await runs_b.cancel(run_id)).run
+        store_a.open_gate()
+        with pytest.raises(RunConflict, match="cancelled") as refused:
+            await resuming
+        stored = (await runs_b.get(run_id)).run
+
+    assert cancelled.status == "cancelled"
+    assert refused.value.status_code == 409
+    assert stored.status == "cancelled"
+    assert count(log, "c", "start", run_id) == 0  # the run did not go on
+
+
+async def test_a_cancel_on_another_replica_that_a_resume_overtook_is_refused(
+    replica: Replica, tmp_path: Path
+) -> None:
+    log = tmp_path / "probe.log"
+    async with replica("runner-a") as (runs_a, _), replica("runner-b") as (runs_b, store_b):
+        run_id = await interrupted_run(runs_a, log)
+        # B has read the interrupted run and decided to cancel it; its write is not stored yet.
+        store_b.hold(run_id, "cancelled")
+        cancelling = asyncio.create_task(runs_b.cancel(run_id))
+        await store_b.reached.wait()
+
+        await runs_a.resume(run_id, "yes")
+        done = (await runs_a.wait(run_id, timeout_s=30)).run
+        store_b.open_gate()
+        with pytest.raises(RunConflict, match="not cancelled") as refused:
+            await cancelling
+        stored = (await runs_b.get(run_id)).run
+
+    assert done.status == "success"
+    assert refused.value.status_code == 409
+    assert stored.status == "success"
