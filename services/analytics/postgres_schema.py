@@ -11,7 +11,7 @@ A database made by an older collector is altered in place (columns added since, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 import structlog
@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from services.analytics import queries
 from services.analytics.queries import (
     ADDED_USAGE_COLUMNS,
-    HOURLY_USAGE_KEY,
+    HOURLY_USAGE_DIMENSIONS,
     META,
     RUNS,
     RUNS_HOURLY,
@@ -35,6 +35,24 @@ Connection = AsyncConnection[tuple[Any, ...]]
 USAGE_CAGG = "pas_analytics_usage_hourly_live"
 USAGE_BY_HOUR = "pas_analytics_usage_by_hour"
 RUNS_BY_HOUR = "pas_analytics_runs_by_hour"
+
+# The hourly usage table is keyed by the hour and a SHA-256 of its dimensions, not by the
+# dimensions themselves: a btree entry holds at most 2704 bytes, and seven names of up to 256
+# characters (up to 4 bytes each in UTF-8) take up to 7 KiB. The digest is of each dimension's
+# length, a colon and the dimension, one after the other (no two sets of names give the same
+# text). A generated column, so that every row has it right, and its expression must be
+# IMMUTABLE: convert_to(text, 'UTF8') is only STABLE, so the text's UTF-8 bytes are taken with
+# decode(..., 'escape'), which reads every byte as itself but a backslash, once the backslashes
+# are doubled.
+HOURLY_USAGE_DIGEST: Final = "dimensions_sha256"
+_DIMENSIONS_TEXT: Final = " || ".join(
+    f"length({column})::text || ':' || {column}" for column in HOURLY_USAGE_DIMENSIONS
+)
+_DIGEST_COLUMN: Final = (
+    f"{HOURLY_USAGE_DIGEST} BYTEA NOT NULL GENERATED ALWAYS AS "
+    rf"(sha256(decode(replace({_DIMENSIONS_TEXT}, '\', '\\'), 'escape'))) STORED"
+)
+HOURLY_USAGE_DIGEST_KEY: Final = f"(hour, {HOURLY_USAGE_DIGEST})"
 
 _TABLES = (
     f"""CREATE TABLE IF NOT EXISTS {USAGE} (
@@ -58,7 +76,8 @@ _TABLES = (
         completion_tokens BIGINT NOT NULL, cost_usd NUMERIC(38,10) NOT NULL,
         latency_ms_sum DOUBLE PRECISION NOT NULL, desk TEXT NOT NULL DEFAULT '',
         cached_tokens BIGINT NOT NULL DEFAULT 0, cache_write_tokens BIGINT NOT NULL DEFAULT 0,
-        PRIMARY KEY {HOURLY_USAGE_KEY})""",
+        {_DIGEST_COLUMN},
+        PRIMARY KEY {HOURLY_USAGE_DIGEST_KEY})""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS_HOURLY} (
         hour TIMESTAMPTZ NOT NULL, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
         runs BIGINT NOT NULL, duration_ms_sum DOUBLE PRECISION NOT NULL,
@@ -127,6 +146,7 @@ async def set_up_schema(conn: Connection) -> bool:
     """The tables, indexes and views, made or brought up to date; whether TimescaleDB runs them
     (``conn`` in autocommit: a continuous aggregate cannot be made in a transaction)."""
     await _add_usage_columns(conn)
+    await _key_hourly_usage_by_digest(conn)
     for statement in _TABLES:
         await conn.execute(statement)
     timescale = await _set_up_timescale(conn)
@@ -154,27 +174,44 @@ async def _has_column(conn: Connection, relation: str, column: str) -> bool | No
 
 async def _add_usage_columns(conn: Connection) -> None:
     """A database made before usage had all its columns (``queries.ADDED_USAGE_COLUMNS``):
-    each missing one is added to its tables (the desk into the hourly table's key too); a
-    continuous aggregate without one, which holds nothing the tables do not, is dropped to be
-    made again (``open`` makes it and the view over it)."""
+    each missing one is added to its tables (the hourly table's key, which the desk joins, is
+    then changed by ``_key_hourly_usage_by_digest``); a continuous aggregate without one, which
+    holds nothing the tables do not, is dropped to be made again (``set_up_schema`` makes it
+    and the view over it)."""
     for table, place in ((USAGE, 1), (USAGE_HOURLY, 2)):
         for added in ADDED_USAGE_COLUMNS:
             column, definition = added[0], added[place]
             if await _has_column(conn, table, column) is not False:
                 continue
-            async with conn.transaction():
-                await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-                if table == USAGE_HOURLY and column == "desk":
-                    await conn.execute(
-                        f"ALTER TABLE {table} DROP CONSTRAINT {table}_pkey, "
-                        f"ADD PRIMARY KEY {HOURLY_USAGE_KEY}"
-                    )
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
             logger.info("usage table given a new column", table=table, column=column)
     for column, _, _ in ADDED_USAGE_COLUMNS:
         if await _has_column(conn, USAGE_CAGG, column) is False:
             await conn.execute(f"DROP MATERIALIZED VIEW {USAGE_CAGG} CASCADE")
             logger.info("continuous aggregate dropped to be made again", view=USAGE_CAGG)
             return
+
+
+async def _key_hourly_usage_by_digest(conn: Connection) -> None:
+    """A database made before the hourly usage table was keyed by its dimensions' digest: the
+    digest column is added (PostgreSQL computes it for every row) and becomes the key with the
+    hour, in one transaction. The table is locked before it is looked at again, so that of two
+    collectors opening at once one alters it and the other finds it done."""
+    if await _has_column(conn, USAGE_HOURLY, HOURLY_USAGE_DIGEST) is not False:
+        return
+    async with conn.transaction():
+        await conn.execute(f"LOCK TABLE {USAGE_HOURLY} IN ACCESS EXCLUSIVE MODE")
+        if await _has_column(conn, USAGE_HOURLY, HOURLY_USAGE_DIGEST):
+            return
+        await conn.execute(
+            f"ALTER TABLE {USAGE_HOURLY} ADD COLUMN {_DIGEST_COLUMN}, "
+            f"DROP CONSTRAINT {USAGE_HOURLY}_pkey, ADD PRIMARY KEY {HOURLY_USAGE_DIGEST_KEY}"
+        )
+    logger.info(
+        "hourly usage table keyed by its dimensions' digest",
+        table=USAGE_HOURLY,
+        column=HOURLY_USAGE_DIGEST,
+    )
 
 
 async def _set_up_timescale(conn: Connection) -> bool:

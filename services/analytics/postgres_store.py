@@ -46,7 +46,11 @@ from services.analytics.batches import (
     usage_columns,
 )
 from services.analytics.exports import ParquetSpool, csv_header, format_rows, stream_file
-from services.analytics.postgres_schema import Connection, set_up_schema
+from services.analytics.postgres_schema import (
+    HOURLY_USAGE_DIGEST_KEY,
+    Connection,
+    set_up_schema,
+)
 from services.analytics.queries import (
     EXPORT_COLUMNS,
     EXPORTS,
@@ -59,6 +63,8 @@ from services.analytics.store import ExportFormat, ExportKind, TimeWindow, Trend
 from services.analytics.usage_table import TIMESTAMP, USAGE_FIELDS, usage_events, usage_table
 
 logger = structlog.get_logger("pas.analytics.postgres")
+
+_ROLL_UP_USAGE: Final = queries.roll_up_usage(HOURLY_USAGE_DIGEST_KEY)
 
 # --- ingest: COPY into a temporary table per connection, then one INSERT ... SELECT ----------
 
@@ -191,7 +197,7 @@ class PostgresStore:
 
     async def roll_up(self, cutoff: datetime) -> RollupResult:
         async with self._db.connection() as conn, conn.transaction():
-            await conn.execute(queries.ROLL_UP_USAGE, (cutoff,))
+            await conn.execute(_ROLL_UP_USAGE, (cutoff,))
             await conn.execute(queries.ROLL_UP_RUNS, (cutoff,))
             usage_rows = (await conn.execute(queries.DELETE_ROLLED_USAGE, (cutoff,))).rowcount
             run_rows = (await conn.execute(queries.DELETE_ROLLED_RUNS, (cutoff,))).rowcount
