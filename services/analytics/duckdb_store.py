@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -107,6 +107,7 @@ _USAGE_HOURLY_TABLE = f"""CREATE TABLE IF NOT EXISTS {USAGE_HOURLY} (
     latency_ms_sum DOUBLE NOT NULL, desk VARCHAR NOT NULL DEFAULT '',
     cached_tokens BIGINT NOT NULL DEFAULT 0, cache_write_tokens BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY {HOURLY_USAGE_KEY})"""
+_ROLL_UP_USAGE: Final = queries.roll_up_usage(HOURLY_USAGE_KEY)
 
 SCHEMA = (
     USAGE_TABLE,
@@ -262,7 +263,7 @@ class DuckDBStore:
         def fold(db: duckdb.DuckDBPyConnection) -> RollupResult:
             db.execute("BEGIN TRANSACTION")
             try:
-                db.execute(queries.ROLL_UP_USAGE, [cutoff])
+                db.execute(_ROLL_UP_USAGE, [cutoff])
                 db.execute(queries.ROLL_UP_RUNS, [cutoff])
                 usage_rows = _count(db.execute(queries.DELETE_ROLLED_USAGE, [cutoff]).fetchone())
                 run_rows = _count(db.execute(queries.DELETE_ROLLED_RUNS, [cutoff]).fetchone())

@@ -64,9 +64,17 @@ order: its name, its definition in the raw table and in the hourly one (DuckDB's
 PostgreSQL reads VARCHAR as TEXT). A store made before one gains it when it opens; its old rows
 hold the default (no desk, nothing cached or written)."""
 
-HOURLY_USAGE_KEY: Final = "(hour, service, provider, model, capability, workflow_id, status, desk)"
-"""The hourly usage table's primary key: one row an hour for each value of every dimension a
+HOURLY_USAGE_DIMENSIONS: Final = (
+    "service", "provider", "model", "capability", "workflow_id", "status", "desk",
+)  # fmt: skip
+"""What the hourly usage table holds one row an hour for each value of: every dimension a
 report groups by (``''`` for none)."""
+
+HOURLY_USAGE_KEY: Final = f"(hour, {', '.join(HOURLY_USAGE_DIMENSIONS)})"
+"""The hourly usage table's primary key in DuckDB (whose ART index takes keys of any length).
+PostgreSQL keys the table by the hour and a digest of the dimensions instead
+(``postgres_schema.HOURLY_USAGE_DIGEST_KEY``): a btree entry holds at most 2704 bytes, and
+seven names of up to 256 characters, up to 4 bytes each, do not fit."""
 
 BUCKET_UNITS: Final[dict[Bucket, str]] = {"1m": "minute", "1h": "hour", "1d": "day"}
 
@@ -296,7 +304,11 @@ RETURNING run_id"""
 
 # --- retention --------------------------------------------------------------------------------
 
-ROLL_UP_USAGE: Final = f"""
+
+def roll_up_usage(key: str) -> str:
+    """Raw usage before ``$1`` added to the hourly rows of its hour and dimensions, the table's
+    ``key`` (the store's, in parentheses) telling which row that is."""
+    return f"""
 INSERT INTO {USAGE_HOURLY} (hour, service, provider, model, capability, workflow_id, desk,
                             status, calls, prompt_tokens, completion_tokens, cost_usd,
                             latency_ms_sum, cached_tokens, cache_write_tokens)
@@ -306,7 +318,7 @@ SELECT date_trunc('hour', ts), service, provider, model, coalesce(capability, ''
        sum(cache_write_tokens)
 FROM {USAGE} WHERE ts < $1
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-ON CONFLICT {HOURLY_USAGE_KEY} DO UPDATE SET
+ON CONFLICT {key} DO UPDATE SET
     calls = {USAGE_HOURLY}.calls + excluded.calls,
     prompt_tokens = {USAGE_HOURLY}.prompt_tokens + excluded.prompt_tokens,
     completion_tokens = {USAGE_HOURLY}.completion_tokens + excluded.completion_tokens,
@@ -314,6 +326,7 @@ ON CONFLICT {HOURLY_USAGE_KEY} DO UPDATE SET
     latency_ms_sum = {USAGE_HOURLY}.latency_ms_sum + excluded.latency_ms_sum,
     cached_tokens = {USAGE_HOURLY}.cached_tokens + excluded.cached_tokens,
     cache_write_tokens = {USAGE_HOURLY}.cache_write_tokens + excluded.cache_write_tokens"""
+
 
 ROLL_UP_RUNS: Final = f"""
 INSERT INTO {RUNS_HOURLY} (hour, workflow_id, status, runs, duration_ms_sum, timed_runs)

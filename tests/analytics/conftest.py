@@ -67,6 +67,17 @@ def usage_event(at: datetime, **fields: Any) -> dict[str, Any]:
     return event
 
 
+def long_name(rng: random.Random, length: int = 256) -> str:
+    """A name as long as the wire types allow (a :data:`Name`'s 256 characters by default), of
+    characters drawn at random beyond the Basic Multilingual Plane: 4 bytes each in UTF-8, and
+    nothing a store's compression shortens."""
+    return "".join(chr(rng.randint(0x10000, 0x10FFFF)) for _ in range(length))
+
+
+LONG_NAMED = ("service", "provider", "model", "capability", "workflow_id", "desk")
+"""The text fields of a usage event that its hourly row is kept by (with its status)."""
+
+
 def encode_event(value: dict[str, Any]) -> bytes:
     """An event as a producer puts it on a topic (JSON, UTF-8)."""
     return json.dumps(value).encode()

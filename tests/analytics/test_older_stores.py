@@ -1,12 +1,15 @@
 """A store made before usage events had desks, cached tokens or cache writes opens as it is:
 its rows, raw and rolled up, count as calls of no desk with nothing cached or written, calls of
-desks are stored beside them, and an hour rolled up before holds a row per desk after. On
-DuckDB, and on PostgreSQL when PAS_TEST_POSTGRES_DSN is set; from the layouts before desks,
-before cached tokens and before cache writes."""
+desks are stored beside them, and an hour rolled up before holds a row per desk after, names
+as long as the wire types allow included (PostgreSQL's hourly table, keyed by the names before,
+is keyed by their digest once it opens). On DuckDB, and on PostgreSQL when
+PAS_TEST_POSTGRES_DSN is set; from the layouts before desks, before cached tokens and before
+cache writes."""
 
 from __future__ import annotations
 
 import json
+import random
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,15 @@ from litestar.testing import AsyncTestClient
 
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
-from tests.analytics.conftest import NO_POSTGRES, PG_OBJECTS, POSTGRES_DSN, usage_event, utc_now
+from tests.analytics.conftest import (
+    LONG_NAMED,
+    NO_POSTGRES,
+    PG_OBJECTS,
+    POSTGRES_DSN,
+    long_name,
+    usage_event,
+    utc_now,
+)
 
 # The two usage tables as the stores created them before desks (in the DuckDB dialect; the
 # PostgreSQL one differs in its type names only), and what a layout after that added.
@@ -166,6 +177,10 @@ async def test_an_older_store_keeps_its_rows_and_takes_the_columns_added_since(
 
     before = await _by_desk(collector, start)
     late = hour + timedelta(minutes=5)  # into the hour rolled up before
+    # Every name the hourly row is kept by as long as it can be, in 4-byte characters: more
+    # than the older PostgreSQL key could hold.
+    rng = random.Random(3)
+    long_names = {field: long_name(rng) for field in LONG_NAMED}
     sent = await collector.post(
         "/events",
         json={
@@ -180,6 +195,7 @@ async def test_an_older_store_keeps_its_rows_and_takes_the_columns_added_since(
                     cache_write_tokens=2,
                 ),
                 usage_event(late, model="m", cost_usd=0.125),
+                usage_event(late, cost_usd=0.0625, **long_names),
                 usage_event(
                     utc_now(),
                     model="m",
@@ -201,13 +217,17 @@ async def test_an_older_store_keeps_its_rows_and_takes_the_columns_added_since(
     )
 
     assert before == {None: (5, pytest.approx(2.5), 0, 0)}
-    assert sent.json()["stored"] == 4
-    assert rolled.json()["usage_rows"] == 3
+    assert sent.json()["stored"] == 5
+    assert rolled.status_code == 200, rolled.text
+    assert rolled.json()["usage_rows"] == 4
     assert after == {
         None: (6, pytest.approx(2.625), 0, 0),
         "rates": (2, pytest.approx(0.5), 7, 2),
         "fx": (1, pytest.approx(1.0), 6, 5),
+        long_names["desk"]: (1, pytest.approx(0.0625), 0, 0),
     }
     rows = [json.loads(line) for line in export.text.splitlines()]
     got = sorted((r["desk"], r["calls"], r["cached_tokens"], r["cache_write_tokens"]) for r in rows)
-    assert got == [("", 5, 0, 0), ("rates", 2, 7, 2)]
+    assert got == [("", 5, 0, 0), ("rates", 2, 7, 2), (long_names["desk"], 1, 0, 0)]
+    (long_row,) = (r for r in rows if r["desk"] == long_names["desk"])
+    assert {field: long_row[field] for field in LONG_NAMED} == long_names

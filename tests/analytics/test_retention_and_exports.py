@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import random
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,15 @@ import pyarrow.parquet
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.analytics.conftest import CollectorFactory, known_events, usage_event, utc_now
+from tests.analytics.conftest import (
+    LONG_NAMED,
+    CollectorFactory,
+    known_events,
+    long_name,
+    run_event,
+    usage_event,
+    utc_now,
+)
 
 
 def hour_floor(moment: datetime) -> datetime:
@@ -128,6 +137,74 @@ async def test_late_events_for_rolled_hours_add_to_them(collector: AsyncTestClie
     ]
     by_desk = (await collector.get("/analytics/costs", params={"group_by": "desk"})).json()
     assert [(g["key"], g["llm_calls"]) for g in by_desk["groups"]] == [("rates", 5), (None, 1)]
+
+
+async def test_calls_with_the_longest_names_roll_up_with_their_totals(
+    collector: AsyncTestClient[Any],
+) -> None:
+    """Every name an hourly row is kept by as long as the wire types allow, in characters of 4
+    bytes (about 6 KiB in all, more than a PostgreSQL index entry holds): the rollup takes
+    them, a late call adds to their row, and names that would run together, or differ in
+    backslashes only, stay rows of their own."""
+    rng = random.Random(11)
+    now = utc_now()
+    cutoff = hour_floor(now) - timedelta(hours=1)
+    early = cutoff - timedelta(minutes=30)
+    names = {field: long_name(rng) for field in LONG_NAMED}
+
+    def long_call(cost_usd: float) -> dict[str, Any]:
+        return usage_event(
+            early,
+            event_id=long_name(rng, 128),
+            run_id=long_name(rng),
+            request_id=long_name(rng),
+            cost_usd=cost_usd,
+            **names,
+        )
+
+    apart = [
+        usage_event(early, service="ab", provider="c", model="m\\0", cost_usd=1.0),
+        usage_event(early, service="a", provider="bc", model="m\\0", cost_usd=2.0),
+        usage_event(early, service="a", provider="bc", model="m\\\\0", cost_usd=4.0),
+    ]
+    runs = [
+        run_event(early, run_id=long_name(rng), workflow_id=names["workflow_id"]) for _ in range(2)
+    ]
+    await collector.post(
+        "/events", json={"usage": [long_call(0.25), long_call(0.5), *apart], "runs": runs}
+    )
+
+    rolled = await collector.post("/admin/rollup", params={"before": cutoff.isoformat()})
+    await collector.post("/events", json={"usage": [long_call(0.125)]})
+    again = await collector.post("/admin/rollup", params={"before": cutoff.isoformat()})
+
+    assert rolled.status_code == 200, rolled.text
+    assert (rolled.json()["usage_rows"], rolled.json()["run_rows"]) == (5, 2)
+    assert again.json()["usage_rows"] == 1
+    export = await collector.get(
+        "/reports/export", params={"kind": "usage_hourly", "format": "json"}
+    )
+    rows = [json.loads(line) for line in export.text.splitlines()]
+    assert sorted((r["service"], r["provider"], r["model"], r["calls"]) for r in rows) == sorted(
+        [
+            (names["service"], names["provider"], names["model"], 3),
+            ("ab", "c", "m\\0", 1),
+            ("a", "bc", "m\\0", 1),
+            ("a", "bc", "m\\\\0", 1),
+        ]
+    )
+    (long_row,) = (r for r in rows if r["model"] == names["model"])
+    assert {field: long_row[field] for field in LONG_NAMED} == names
+    by_model = (await collector.get("/analytics/costs", params={"group_by": "model"})).json()
+    assert {g["key"]: (g["llm_calls"], g["cost_usd"]) for g in by_model["groups"]} == {
+        names["model"]: (3, pytest.approx(0.875)),
+        "m\\0": (2, pytest.approx(3.0)),
+        "m\\\\0": (1, pytest.approx(4.0)),
+    }
+    workflows = (await collector.get("/analytics/workflows")).json()["workflows"]
+    assert [(w["workflow_id"], w["runs"], w["llm_calls"]) for w in workflows] == [
+        (names["workflow_id"], 2, 3)
+    ]
 
 
 def _normalised(row: dict[str, Any]) -> tuple[Any, ...]:
