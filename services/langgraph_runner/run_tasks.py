@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
 import msgspec
 import structlog
@@ -49,6 +49,16 @@ from services.langgraph_runner.workflows import RunContext
 logger = structlog.get_logger("pas.runner")
 
 _INTERRUPT_KEY = "__interrupt__"
+
+
+class RunEnd(TypedDict, total=False):
+    """What a stopped run ends with, besides its status (:meth:`RunTasks.ended`)."""
+
+    output: dict[str, Any] | None
+    error: str | None
+    interrupts: list[PendingInterrupt] | None
+    usage: LLMUsage | None
+    score: float | None
 
 
 class RunTasks:
@@ -329,26 +339,10 @@ class RunTasks:
         await self.finish(record, "success", output=output, usage=usage, score=score)
 
     async def finish(
-        self,
-        record: RunRecord,
-        status: RunStatusName,
-        *,
-        output: dict[str, Any] | None = None,
-        error: str | None = None,
-        interrupts: list[PendingInterrupt] | None = None,
-        usage: LLMUsage | None = None,
-        score: float | None = None,
+        self, record: RunRecord, status: RunStatusName, **end: Unpack[RunEnd]
     ) -> RunRecord:
         """Stop the run with ``status`` (see :meth:`ended`), stored and announced."""
-        record = self.ended(
-            record,
-            status,
-            output=output,
-            error=error,
-            interrupts=interrupts,
-            usage=usage,
-            score=score,
-        )
+        record = self.ended(record, status, **end)
         await self.save(record, announce=True)
         self.note_end(record)
         return record
