@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
 from services.llm.llama31_8b_service import Llama31Settings
@@ -21,8 +22,14 @@ LLAMA_APP = "services.llm.llama31_8b_service:app"
 TLC_APP = "services.llm.tlc_classifier_service:app"
 
 
-@pytest.fixture
-def llm_settings() -> Llama31Settings:
+ON_THE_MODULES_LOOP = pytest.mark.asyncio(loop_scope="module")
+"""The mark of a test that uses a module-scoped service (``shared_llm``): it must run on the
+event loop that service was started on, the module's (pytest-asyncio 1.x)."""
+
+
+def default_llm_settings() -> Llama31Settings:
+    """The Llama 3.1 8B wrapper as the tests run it in process: unregistered, a 1,024-token
+    context, one thread a pass beside other pytest-xdist workers."""
     return Llama31Settings(
         register=False,
         context_length=1024,
@@ -30,6 +37,11 @@ def llm_settings() -> Llama31Settings:
         log_level="WARNING",
         batch_threads=batch_threads(),
     )
+
+
+@pytest.fixture
+def llm_settings() -> Llama31Settings:
+    return default_llm_settings()
 
 
 @pytest.fixture
@@ -48,8 +60,21 @@ def make_llm(llm_settings: Llama31Settings, open_app: Callable[..., Any]) -> Cal
 
 @pytest.fixture
 async def llm(make_llm: Callable[..., Any]) -> AsyncTestClient[Any]:
+    """A fresh service of the default settings, for a test that reads what only a new one
+    holds (metrics or measured latencies from zero, an empty prompt cache)."""
     client: AsyncTestClient[Any] = await make_llm()
     return client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_llm() -> AsyncIterator[AsyncTestClient[Any]]:
+    """One service of the default settings for all of a module's tests that take it (each
+    marked ``ON_THE_MODULES_LOOP``): loading the model, allocating its slots' caches and
+    starting its batch engine took 7-10 s a test on the suite's busy cores, most of
+    test_openai_api.py's time. Its tests must hold whatever the service answered before."""
+    app = create_llm_app(build_runtime(default_llm_settings(), LLAMA31_8B))
+    async with AsyncTestClient(app=app) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

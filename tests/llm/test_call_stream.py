@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
 from services.llm.call_stream import ArgumentsWritten, CallStarted, CallStream
+from tests.llm.conftest import ON_THE_MODULES_LOOP
 from tests.llm.test_openai_api import sse_events
 from tests.llm.test_tool_calls import ASK
 
@@ -104,13 +105,14 @@ def test_a_call_cut_short_has_begun_and_its_arguments_stop_at_the_cut() -> None:
     assert arguments == {0: '{"tick'}
 
 
+@ON_THE_MODULES_LOOP
 async def test_a_streamed_call_comes_named_first_then_its_arguments_in_pieces(
-    llm: Client,
+    shared_llm: Client,
 ) -> None:
-    whole = (await llm.post("/v1/chat/completions", json=ASK)).json()["choices"][0]
+    whole = (await shared_llm.post("/v1/chat/completions", json=ASK)).json()["choices"][0]
     [called] = whole["message"]["tool_calls"]
 
-    response = await llm.post("/v1/chat/completions", json={**ASK, "stream": True})
+    response = await shared_llm.post("/v1/chat/completions", json={**ASK, "stream": True})
 
     chunks = [json.loads(e) for e in sse_events(response.text)[:-1]]
     parts = [p for c in chunks for p in c["choices"][0]["delta"].get("tool_calls") or []]
@@ -127,12 +129,13 @@ async def test_a_streamed_call_comes_named_first_then_its_arguments_in_pieces(
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-async def test_a_call_cut_by_max_tokens_ends_where_it_was_cut(llm: Client) -> None:
+@ON_THE_MODULES_LOOP
+async def test_a_call_cut_by_max_tokens_ends_where_it_was_cut(shared_llm: Client) -> None:
     """As OpenAI's: the call's parts so far, and ``length``; answered whole, the text cut."""
     body = {**ASK, "tool_choice": "required", "max_tokens": 24}  # cut in the ticker
-    whole = (await llm.post("/v1/chat/completions", json=body)).json()["choices"][0]
+    whole = (await shared_llm.post("/v1/chat/completions", json=body)).json()["choices"][0]
 
-    response = await llm.post("/v1/chat/completions", json={**body, "stream": True})
+    response = await shared_llm.post("/v1/chat/completions", json={**body, "stream": True})
 
     chunks = [json.loads(e) for e in sse_events(response.text)[:-1]]
     parts = [p for c in chunks for p in c["choices"][0]["delta"].get("tool_calls") or []]

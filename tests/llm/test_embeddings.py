@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.embeddings import MAX_INPUTS
-from tests.llm.conftest import CHAT
+from tests.llm.conftest import CHAT, ON_THE_MODULES_LOOP
 from tests.support.llm_service import start_llm_service
 from tests.support.usage_topic import usage_events
 
@@ -38,11 +38,12 @@ async def _vectors(llm: Client, body: dict[str, Any]) -> np.ndarray[Any, Any]:
     return np.array([item["embedding"] for item in data])
 
 
+@ON_THE_MODULES_LOOP
 async def test_openai_embeddings_are_unit_vectors_nearer_for_the_same_meaning(
-    llm: Client,
+    shared_llm: Client,
 ) -> None:
-    response = await llm.post("/v1/embeddings", json={"input": TEXTS})
-    vectors = await _vectors(llm, {"input": TEXTS})
+    response = await shared_llm.post("/v1/embeddings", json={"input": TEXTS})
+    vectors = await _vectors(shared_llm, {"input": TEXTS})
 
     body = response.json()
     assert body["object"] == "list"
@@ -54,26 +55,32 @@ async def test_openai_embeddings_are_unit_vectors_nearer_for_the_same_meaning(
     assert similar > unrelated
 
 
-async def test_a_text_has_the_same_vector_alone_among_others_and_in_base64(llm: Client) -> None:
-    together = await _vectors(llm, {"input": TEXTS})
+@ON_THE_MODULES_LOOP
+async def test_a_text_has_the_same_vector_alone_among_others_and_in_base64(
+    shared_llm: Client,
+) -> None:
+    together = await _vectors(shared_llm, {"input": TEXTS})
 
-    alone = await _vectors(llm, {"input": TEXTS[1]})
-    packed = await llm.post("/v1/embeddings", json={"input": TEXTS[1], "encoding_format": "base64"})
+    alone = await _vectors(shared_llm, {"input": TEXTS[1]})
+    packed = await shared_llm.post(
+        "/v1/embeddings", json={"input": TEXTS[1], "encoding_format": "base64"}
+    )
 
     assert np.allclose(alone[0], together[1], atol=1e-6)
     unpacked = np.frombuffer(base64.b64decode(packed.json()["data"][0]["embedding"]), "<f4")
     assert np.array_equal(unpacked, np.asarray(alone[0], dtype=np.float32))
 
 
+@ON_THE_MODULES_LOOP
 async def test_ollama_embed_gives_the_same_vectors_and_truncates_unless_told_not_to(
-    llm: Client,
+    shared_llm: Client,
 ) -> None:
-    openai = await _vectors(llm, {"input": TEXTS})
+    openai = await _vectors(shared_llm, {"input": TEXTS})
     long_text = "The desk hedged its bond book again. " * 300  # past the 1,024-token context
 
-    ollama = await llm.post("/api/embed", json={"input": TEXTS})
-    truncated = await llm.post("/api/embed", json={"input": long_text})
-    refused = await llm.post("/api/embed", json={"input": long_text, "truncate": False})
+    ollama = await shared_llm.post("/api/embed", json={"input": TEXTS})
+    truncated = await shared_llm.post("/api/embed", json={"input": long_text})
+    refused = await shared_llm.post("/api/embed", json={"input": long_text, "truncate": False})
 
     assert ollama.status_code == 200
     assert np.allclose(np.array(ollama.json()["embeddings"]), openai, atol=1e-6)
@@ -84,15 +91,17 @@ async def test_ollama_embed_gives_the_same_vectors_and_truncates_unless_told_not
     assert "input[0] is" in refused.json()["detail"]
 
 
-async def test_ollamas_older_embeddings_endpoint_gives_a_texts_vector(llm: Client) -> None:
-    openai = await _vectors(llm, {"input": TEXTS[0]})
+@ON_THE_MODULES_LOOP
+async def test_ollamas_older_embeddings_endpoint_gives_a_texts_vector(shared_llm: Client) -> None:
+    openai = await _vectors(shared_llm, {"input": TEXTS[0]})
 
-    older = await llm.post("/api/embeddings", json={"model": "smollm2", "prompt": TEXTS[0]})
+    older = await shared_llm.post("/api/embeddings", json={"model": "smollm2", "prompt": TEXTS[0]})
 
     assert older.status_code == 200
     assert np.allclose(np.array(older.json()["embedding"]), openai[0], atol=1e-6)
 
 
+@ON_THE_MODULES_LOOP
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -117,9 +126,9 @@ async def test_ollamas_older_embeddings_endpoint_gives_a_texts_vector(llm: Clien
     ],
 )
 async def test_what_cannot_be_embedded_is_a_400_naming_it(
-    llm: Client, body: dict[str, Any], field: str
+    shared_llm: Client, body: dict[str, Any], field: str
 ) -> None:
-    response = await llm.post("/v1/embeddings", json=body)
+    response = await shared_llm.post("/v1/embeddings", json=body)
 
     assert response.status_code == 400, response.text
     assert field in response.json()["detail"]

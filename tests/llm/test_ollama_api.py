@@ -9,7 +9,13 @@ import jsonschema
 import pytest
 from litestar.testing import AsyncTestClient
 
+from tests.llm.conftest import ON_THE_MODULES_LOOP
+
 Client = AsyncTestClient[Any]
+
+# One service for the module (tests/llm/conftest.py, ``shared_llm``): no test here reads what
+# only a fresh one holds; each must hold whatever the service answered before.
+pytestmark = ON_THE_MODULES_LOOP
 
 GENERATE = {
     "prompt": "What is AI?",
@@ -18,8 +24,8 @@ GENERATE = {
 }
 
 
-async def test_generate_has_the_spec_shape_with_counts_and_durations(llm: Client) -> None:
-    body = (await llm.post("/generate", json={**GENERATE, "model": "llama3.1:8b"})).json()
+async def test_generate_has_the_spec_shape_with_counts_and_durations(shared_llm: Client) -> None:
+    body = (await shared_llm.post("/generate", json={**GENERATE, "model": "llama3.1:8b"})).json()
 
     assert body["done"] is True
     assert body["response"].strip()
@@ -32,7 +38,7 @@ async def test_generate_has_the_spec_shape_with_counts_and_durations(llm: Client
 
 
 async def test_a_repeated_chat_counts_its_prompt_whole_and_says_what_came_from_the_cache(
-    llm: Client,
+    shared_llm: Client,
 ) -> None:
     """As Ollama does: ``prompt_eval_count`` is the whole prompt, ``prompt_eval_cached_count``
     the part of it taken from the prompt cache (on the stream's last line too)."""
@@ -41,9 +47,9 @@ async def test_a_repeated_chat_counts_its_prompt_whole_and_says_what_came_from_t
         "stream": False,
         "options": {"temperature": 0, "num_predict": 8},
     }
-    first = (await llm.post("/api/chat", json=chat)).json()
-    second = (await llm.post("/api/chat", json=chat)).json()
-    streamed = await llm.post("/api/chat", json={**chat, "stream": True})
+    first = (await shared_llm.post("/api/chat", json=chat)).json()
+    second = (await shared_llm.post("/api/chat", json=chat)).json()
+    streamed = await shared_llm.post("/api/chat", json={**chat, "stream": True})
     last = json.loads(streamed.text.splitlines()[-1])
 
     assert first["message"] == second["message"]
@@ -52,10 +58,10 @@ async def test_a_repeated_chat_counts_its_prompt_whole_and_says_what_came_from_t
     assert 0 < last["prompt_eval_cached_count"] < last["prompt_eval_count"]
 
 
-async def test_streamed_generate_is_ndjson_that_adds_up(llm: Client) -> None:
-    plain = (await llm.post("/generate", json=GENERATE)).json()
+async def test_streamed_generate_is_ndjson_that_adds_up(shared_llm: Client) -> None:
+    plain = (await shared_llm.post("/generate", json=GENERATE)).json()
 
-    response = await llm.post("/api/generate", json={**GENERATE, "stream": True})
+    response = await shared_llm.post("/api/generate", json={**GENERATE, "stream": True})
 
     assert response.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in response.text.splitlines()]
@@ -64,8 +70,10 @@ async def test_streamed_generate_is_ndjson_that_adds_up(llm: Client) -> None:
     assert lines[-1]["eval_count"] == plain["eval_count"]
 
 
-async def test_api_generate_streams_by_default_like_ollama(llm: Client) -> None:
-    response = await llm.post("/api/generate", json={"prompt": "Hi", "options": {"num_predict": 4}})
+async def test_api_generate_streams_by_default_like_ollama(shared_llm: Client) -> None:
+    response = await shared_llm.post(
+        "/api/generate", json={"prompt": "Hi", "options": {"num_predict": 4}}
+    )
     assert response.headers["content-type"].startswith("application/x-ndjson")
 
 
@@ -78,25 +86,29 @@ async def test_api_generate_streams_by_default_like_ollama(llm: Client) -> None:
     ],
 )
 async def test_a_streamed_answer_is_in_a_media_type_the_schema_documents(
-    llm: Client, path: str, body: dict[str, Any]
+    shared_llm: Client, path: str, body: dict[str, Any]
 ) -> None:
-    document = (await llm.get("/schema/openapi.json")).json()
+    document = (await shared_llm.get("/schema/openapi.json")).json()
 
-    response = await llm.post(path, json={**body, "stream": True, "options": {"num_predict": 4}})
+    response = await shared_llm.post(
+        path, json={**body, "stream": True, "options": {"num_predict": 4}}
+    )
 
     media_type = response.headers["content-type"].split(";")[0]
     assert media_type in document["paths"][path]["post"]["responses"]["200"]["content"]
 
 
-async def test_api_chat_answers_and_is_deterministic_at_temperature_zero(llm: Client) -> None:
+async def test_api_chat_answers_and_is_deterministic_at_temperature_zero(
+    shared_llm: Client,
+) -> None:
     request = {
         "model": "anything",
         "messages": [{"role": "user", "content": "Say hello."}],
         "stream": False,
         "options": {"temperature": 0, "num_predict": 16},
     }
-    first = (await llm.post("/api/chat", json=request)).json()
-    second = (await llm.post("/api/chat", json=request)).json()
+    first = (await shared_llm.post("/api/chat", json=request)).json()
+    second = (await shared_llm.post("/api/chat", json=request)).json()
 
     assert first["message"]["role"] == "assistant"
     assert first["message"]["content"] == second["message"]["content"]
@@ -104,14 +116,14 @@ async def test_api_chat_answers_and_is_deterministic_at_temperature_zero(llm: Cl
     assert first["done_reason"] in {"stop", "length"}
 
 
-async def test_format_schema_constrains_the_answer(llm: Client) -> None:
+async def test_format_schema_constrains_the_answer(shared_llm: Client) -> None:
     schema = {
         "type": "object",
         "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
         "required": ["sentiment"],
     }
     body = (
-        await llm.post(
+        await shared_llm.post(
             "/api/chat",
             json={
                 "messages": [{"role": "user", "content": "Shares rallied 8% on record profit."}],
@@ -126,24 +138,26 @@ async def test_format_schema_constrains_the_answer(llm: Client) -> None:
 
 
 @pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
-async def test_an_empty_format_is_no_format_as_ollama_reads_it(llm: Client, path: str) -> None:
+async def test_an_empty_format_is_no_format_as_ollama_reads_it(
+    shared_llm: Client, path: str
+) -> None:
     """Ollama's server reads ``format: ""`` as not set, and its Python client types it so."""
     asked = {"stream": False, "options": {"temperature": 0, "num_predict": 12}}
     if path == "/api/chat":
         asked["messages"] = [{"role": "user", "content": "Name a stock exchange."}]
     else:
         asked["prompt"] = "Name a stock exchange."
-    empty = await llm.post(path, json={**asked, "format": ""})
-    unset = await llm.post(path, json=asked)
+    empty = await shared_llm.post(path, json={**asked, "format": ""})
+    unset = await shared_llm.post(path, json=asked)
 
     assert empty.status_code == 200, empty.text
     field = "message" if path == "/api/chat" else "response"
     assert empty.json()[field] == unset.json()[field]
 
 
-async def test_tags_and_show_describe_the_model(llm: Client) -> None:
-    tags = (await llm.get("/api/tags")).json()
-    show = (await llm.post("/api/show", json={"model": "smollm2-135m-instruct"})).json()
+async def test_tags_and_show_describe_the_model(shared_llm: Client) -> None:
+    tags = (await shared_llm.get("/api/tags")).json()
+    show = (await shared_llm.post("/api/show", json={"model": "smollm2-135m-instruct"})).json()
 
     [model] = tags["models"]
     assert model["name"] == "smollm2-135m-instruct"
@@ -153,10 +167,10 @@ async def test_tags_and_show_describe_the_model(llm: Client) -> None:
     assert show["model_info"]["llama.context_length"] == 1024
 
 
-async def test_show_refuses_a_bad_body_as_its_schema_documents(llm: Client) -> None:
-    document = (await llm.get("/schema/openapi.json")).json()
+async def test_show_refuses_a_bad_body_as_its_schema_documents(shared_llm: Client) -> None:
+    document = (await shared_llm.get("/schema/openapi.json")).json()
 
-    response = await llm.post("/api/show", json={"model": 7})
+    response = await shared_llm.post("/api/show", json={"model": 7})
 
     assert response.status_code == 400
     assert "model" in response.json()["detail"]
@@ -164,26 +178,28 @@ async def test_show_refuses_a_bad_body_as_its_schema_documents(llm: Client) -> N
     assert media_type in document["paths"]["/api/show"]["post"]["responses"]["400"]["content"]
 
 
-async def test_unsupported_options_are_refused_not_ignored(llm: Client) -> None:
-    raw = await llm.post("/generate", json={**GENERATE, "raw": True})
-    tools = await llm.post(
+async def test_unsupported_options_are_refused_not_ignored(shared_llm: Client) -> None:
+    raw = await shared_llm.post("/generate", json={**GENERATE, "raw": True})
+    tools = await shared_llm.post(
         "/api/chat",
         json={"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]},
     )
-    missing = await llm.post("/generate", json={"stream": False})
+    missing = await shared_llm.post("/generate", json={"stream": False})
     # Ollama's images, for a multimodal model: this one reads text only.
-    pictured = await llm.post("/api/generate", json={**GENERATE, "images": ["iVBORw0KGgo="]})
-    shown = await llm.post(
+    pictured = await shared_llm.post("/api/generate", json={**GENERATE, "images": ["iVBORw0KGgo="]})
+    shown = await shared_llm.post(
         "/api/chat",
         json={"messages": [{"role": "user", "content": "What is this?", "images": ["iVBO"]}]},
     )
 
-    middle = await llm.post("/api/generate", json={**GENERATE, "suffix": "return total"})
-    templated = await llm.post("/api/generate", json={**GENERATE, "template": "{{ .Prompt }}"})
-    thinking = await llm.post(
+    middle = await shared_llm.post("/api/generate", json={**GENERATE, "suffix": "return total"})
+    templated = await shared_llm.post(
+        "/api/generate", json={**GENERATE, "template": "{{ .Prompt }}"}
+    )
+    thinking = await shared_llm.post(
         "/api/chat", json={"messages": [{"role": "user", "content": "hi"}], "think": True}
     )
-    plain = await llm.post("/api/generate", json={**GENERATE, "think": False})
+    plain = await shared_llm.post("/api/generate", json={**GENERATE, "think": False})
 
     assert middle.status_code == 400
     assert "suffix: fill-in-the-middle" in middle.json()["detail"]
@@ -207,7 +223,7 @@ async def test_unsupported_options_are_refused_not_ignored(llm: Client) -> None:
     assert "prompt" in missing.json()["detail"]
 
 
-async def test_logprobs_as_ollama_gives_them_streamed_or_not(llm: Client) -> None:
+async def test_logprobs_as_ollama_gives_them_streamed_or_not(shared_llm: Client) -> None:
     """Ollama's ``logprobs`` and ``top_logprobs`` (its 0.12.11 API): the answer's tokens on the
     response, or each line's own on a stream; absent unless asked."""
     request = {
@@ -217,11 +233,11 @@ async def test_logprobs_as_ollama_gives_them_streamed_or_not(llm: Client) -> Non
         "top_logprobs": 2,
         "options": {"temperature": 0, "num_predict": 8},
     }
-    chat = (await llm.post("/api/chat", json=request)).json()
-    streamed = await llm.post("/api/chat", json={**request, "stream": True})
-    generated = (await llm.post("/api/generate", json={**GENERATE, "logprobs": True})).json()
-    unasked = (await llm.post("/api/generate", json=GENERATE)).json()
-    refused = await llm.post("/api/chat", json={**request, "logprobs": False})
+    chat = (await shared_llm.post("/api/chat", json=request)).json()
+    streamed = await shared_llm.post("/api/chat", json={**request, "stream": True})
+    generated = (await shared_llm.post("/api/generate", json={**GENERATE, "logprobs": True})).json()
+    unasked = (await shared_llm.post("/api/generate", json=GENERATE)).json()
+    refused = await shared_llm.post("/api/chat", json={**request, "logprobs": False})
 
     entries = chat["logprobs"]
     assert b"".join(bytes(e["bytes"]) for e in entries) == chat["message"]["content"].encode()
@@ -239,7 +255,7 @@ async def test_logprobs_as_ollama_gives_them_streamed_or_not(llm: Client) -> Non
 
 @pytest.mark.parametrize("truncate", [None, True, False])
 async def test_a_prompt_longer_than_the_context_is_refused_whatever_truncate_says(
-    llm: Client, truncate: bool | None
+    shared_llm: Client, truncate: bool | None
 ) -> None:
     """Ollama cuts such a prompt unless ``truncate`` is false; PAS never does (an answer from
     a silently cut document is a wrong answer): a 400 naming the context, which is what
@@ -247,8 +263,8 @@ async def test_a_prompt_longer_than_the_context_is_refused_whatever_truncate_say
     said = {} if truncate is None else {"truncate": truncate}
     long = {"messages": [{"role": "user", "content": "revenue " * 3000}], "stream": False}
 
-    refused = await llm.post("/api/chat", json={**long, **said})
-    generated = await llm.post(
+    refused = await shared_llm.post("/api/chat", json={**long, **said})
+    generated = await shared_llm.post(
         "/api/generate", json={"prompt": "revenue " * 3000, "stream": False, **said}
     )
 

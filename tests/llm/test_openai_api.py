@@ -13,10 +13,14 @@ from litestar.testing import AsyncTestClient
 from llama_cpp import Llama
 
 from services.llm.model_files import packaged_gguf
-from tests.llm.conftest import CHAT
+from tests.llm.conftest import CHAT, ON_THE_MODULES_LOOP
 from tests.support.llm_service import token_counts
 
 Client = AsyncTestClient[Any]
+
+# One service for the module (tests/llm/conftest.py, ``shared_llm``): no test here reads what
+# only a fresh one holds; each must hold whatever the service answered before.
+pytestmark = ON_THE_MODULES_LOOP
 
 PORTFOLIO_SCHEMA = {
     "type": "object",
@@ -34,8 +38,8 @@ def sse_events(body: str) -> list[str]:
     return [line.removeprefix("data: ") for line in body.splitlines() if line.startswith("data: ")]
 
 
-async def test_chat_completion_has_the_openai_shape_and_token_usage(llm: Client) -> None:
-    response = await llm.post("/chat/completions", json={**CHAT, "max_tokens": 32})
+async def test_chat_completion_has_the_openai_shape_and_token_usage(shared_llm: Client) -> None:
+    response = await shared_llm.post("/chat/completions", json={**CHAT, "max_tokens": 32})
 
     assert response.status_code == 200
     body = response.json()
@@ -52,16 +56,16 @@ async def test_chat_completion_has_the_openai_shape_and_token_usage(llm: Client)
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
-async def test_v1_path_and_max_tokens_limit(llm: Client) -> None:
-    response = await llm.post("/v1/chat/completions", json={**CHAT, "max_tokens": 3})
+async def test_v1_path_and_max_tokens_limit(shared_llm: Client) -> None:
+    response = await shared_llm.post("/v1/chat/completions", json={**CHAT, "max_tokens": 3})
 
     assert response.json()["usage"]["completion_tokens"] <= 3
     assert response.json()["choices"][0]["finish_reason"] == "length"
 
 
-async def test_temperature_zero_is_deterministic(llm: Client) -> None:
-    first = (await llm.post("/chat/completions", json=CHAT)).json()
-    second = (await llm.post("/chat/completions", json=CHAT)).json()
+async def test_temperature_zero_is_deterministic(shared_llm: Client) -> None:
+    first = (await shared_llm.post("/chat/completions", json=CHAT)).json()
+    second = (await shared_llm.post("/chat/completions", json=CHAT)).json()
 
     assert first["choices"][0]["message"] == second["choices"][0]["message"]
     assert token_counts(first["usage"]) == token_counts(second["usage"])
@@ -70,10 +74,10 @@ async def test_temperature_zero_is_deterministic(llm: Client) -> None:
     assert 0 < cached < first["usage"]["prompt_tokens"]
 
 
-async def test_streamed_answer_assembles_to_the_plain_one(llm: Client) -> None:
-    plain = (await llm.post("/chat/completions", json=CHAT)).json()
+async def test_streamed_answer_assembles_to_the_plain_one(shared_llm: Client) -> None:
+    plain = (await shared_llm.post("/chat/completions", json=CHAT)).json()
 
-    response = await llm.post(
+    response = await shared_llm.post(
         "/chat/completions",
         json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
     )
@@ -92,11 +96,11 @@ async def test_streamed_answer_assembles_to_the_plain_one(llm: Client) -> None:
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions"])
 async def test_a_streamed_answer_is_in_a_media_type_the_schema_documents(
-    llm: Client, path: str
+    shared_llm: Client, path: str
 ) -> None:
-    document = (await llm.get("/schema/openapi.json")).json()
+    document = (await shared_llm.get("/schema/openapi.json")).json()
 
-    response = await llm.post(path, json={**CHAT, "max_tokens": 4, "stream": True})
+    response = await shared_llm.post(path, json={**CHAT, "max_tokens": 4, "stream": True})
 
     media_type = response.headers["content-type"].split(";")[0]
     assert media_type in document["paths"][path]["post"]["responses"]["200"]["content"]
@@ -120,14 +124,16 @@ async def _answer_held_to(llm: Client, schema: dict[str, Any], question: str) ->
     return json.loads(response.json()["choices"][0]["message"]["content"])
 
 
-async def test_json_schema_output_parses_and_validates(llm: Client) -> None:
-    order = await _answer_held_to(llm, PORTFOLIO_SCHEMA, "Buy 10 shares of Apple. Reply as JSON.")
+async def test_json_schema_output_parses_and_validates(shared_llm: Client) -> None:
+    order = await _answer_held_to(
+        shared_llm, PORTFOLIO_SCHEMA, "Buy 10 shares of Apple. Reply as JSON."
+    )
 
     jsonschema.validate(order, PORTFOLIO_SCHEMA)
 
 
 async def test_an_enum_of_strings_with_quotes_and_backslashes_is_answered_exactly(
-    llm: Client,
+    shared_llm: Client,
 ) -> None:
     # llama-cpp-python's converter wrote such literals so that llama.cpp refused the grammar,
     # and the service answered 400 to a valid schema.
@@ -138,12 +144,12 @@ async def test_an_enum_of_strings_with_quotes_and_backslashes_is_answered_exactl
         "required": ["quote"],
     }
 
-    answer = await _answer_held_to(llm, schema, "Pick a quote. Reply as JSON.")
+    answer = await _answer_held_to(shared_llm, schema, "Pick a quote. Reply as JSON.")
 
     assert answer["quote"] in quoted
 
 
-async def test_a_number_holds_to_its_bounds(llm: Client) -> None:
+async def test_a_number_holds_to_its_bounds(shared_llm: Client) -> None:
     """llama-cpp-python's converter reads no bounds of a number: held to this schema without
     them, the model gave its confidence "out of 100" as 100."""
     schema = {
@@ -156,14 +162,14 @@ async def test_a_number_holds_to_its_bounds(llm: Client) -> None:
     }
 
     answer = await _answer_held_to(
-        llm, schema, "How confident are you, out of 100, that Microsoft beats earnings?"
+        shared_llm, schema, "How confident are you, out of 100, that Microsoft beats earnings?"
     )
 
     jsonschema.validate(answer, schema)
 
 
-async def test_json_object_mode_gives_json(llm: Client) -> None:
-    response = await llm.post(
+async def test_json_object_mode_gives_json(shared_llm: Client) -> None:
+    response = await shared_llm.post(
         "/chat/completions",
         json={
             "messages": [
@@ -197,31 +203,31 @@ async def _answer(llm: Client, body: dict[str, Any]) -> tuple[list[str], dict[st
     return [choice["message"]["content"] for choice in choices], response.json()["usage"]
 
 
-async def test_n_choices_are_each_drawn_with_the_seed_plus_their_index(llm: Client) -> None:
-    texts, usage = await _answer(llm, {**DRAWN, "n": 3})
+async def test_n_choices_are_each_drawn_with_the_seed_plus_their_index(shared_llm: Client) -> None:
+    texts, usage = await _answer(shared_llm, {**DRAWN, "n": 3})
 
-    alone = [await _answer(llm, {**DRAWN, "seed": 7 + index}) for index in range(3)]
+    alone = [await _answer(shared_llm, {**DRAWN, "seed": 7 + index}) for index in range(3)]
     assert texts == [text for (text,), _ in alone]  # batched together, each as it is alone
     assert len(set(texts)) > 1
     assert usage["prompt_tokens"] == alone[0][1]["prompt_tokens"]  # counted once
     assert usage["completion_tokens"] == sum(used["completion_tokens"] for _, used in alone)
 
 
-async def test_n_greedy_choices_are_the_greedy_answer(llm: Client) -> None:
+async def test_n_greedy_choices_are_the_greedy_answer(shared_llm: Client) -> None:
     greedy = {**CHAT, "temperature": 0, "max_tokens": 16}
 
-    texts, _ = await _answer(llm, {**greedy, "n": 2})
+    texts, _ = await _answer(shared_llm, {**greedy, "n": 2})
 
-    assert texts == (await _answer(llm, greedy))[0] * 2
+    assert texts == (await _answer(shared_llm, greedy))[0] * 2
 
 
 @pytest.mark.parametrize("narrowed", [{"top_k": 1}, {"min_p": 1.0}], ids=["top_k", "min_p"])
 async def test_a_draw_narrowed_to_the_likeliest_token_is_the_greedy_answer(
-    llm: Client, narrowed: dict[str, Any]
+    shared_llm: Client, narrowed: dict[str, Any]
 ) -> None:
-    greedy, _ = await _answer(llm, {**DRAWN, "temperature": 0})
+    greedy, _ = await _answer(shared_llm, {**DRAWN, "temperature": 0})
 
-    drawn, _ = await _answer(llm, {**DRAWN, **narrowed, "n": 3})
+    drawn, _ = await _answer(shared_llm, {**DRAWN, **narrowed, "n": 3})
 
     assert drawn == greedy * 3
 
@@ -233,14 +239,18 @@ def _token_id(text: str) -> int:
     return token
 
 
-async def test_logit_bias_forces_a_token_and_bans_the_greedy_one(llm: Client) -> None:
+async def test_logit_bias_forces_a_token_and_bans_the_greedy_one(shared_llm: Client) -> None:
     greedy = {**CHAT, "temperature": 0, "max_tokens": 6, "logprobs": True}
-    plain = (await llm.post("/chat/completions", json=greedy)).json()["choices"][0]
+    plain = (await shared_llm.post("/chat/completions", json=greedy)).json()["choices"][0]
     first = _token_id(plain["logprobs"]["content"][0]["token"])
     bond = _token_id(" bond")
 
-    forced, _ = await _answer(llm, {**greedy, "max_tokens": 3, "logit_bias": {str(bond): 100}})
-    banned = await llm.post("/chat/completions", json={**greedy, "logit_bias": {str(first): -100}})
+    forced, _ = await _answer(
+        shared_llm, {**greedy, "max_tokens": 3, "logit_bias": {str(bond): 100}}
+    )
+    banned = await shared_llm.post(
+        "/chat/completions", json={**greedy, "logit_bias": {str(first): -100}}
+    )
 
     assert forced == [" bond" * 3]
     answer = banned.json()["choices"][0]
@@ -248,11 +258,11 @@ async def test_logit_bias_forces_a_token_and_bans_the_greedy_one(llm: Client) ->
     assert answer["message"]["content"] != plain["message"]["content"]
 
 
-async def test_n_streamed_choices_assemble_to_the_plain_ones(llm: Client) -> None:
+async def test_n_streamed_choices_assemble_to_the_plain_ones(shared_llm: Client) -> None:
     body = {**DRAWN, "n": 2}
-    plain = await llm.post("/chat/completions", json=body)
+    plain = await shared_llm.post("/chat/completions", json=body)
 
-    streamed = await llm.post(
+    streamed = await shared_llm.post(
         "/chat/completions",
         json={**body, "stream": True, "stream_options": {"include_usage": True}},
     )
@@ -307,18 +317,18 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw
     ],
 )
 async def test_bad_requests_are_400_naming_the_field(
-    llm: Client, body: dict[str, Any], field: str
+    shared_llm: Client, body: dict[str, Any], field: str
 ) -> None:
-    response = await llm.post("/chat/completions", json=body)
+    response = await shared_llm.post("/chat/completions", json=body)
 
     assert response.status_code == 400, response.text
     assert field in response.json()["detail"]
 
 
-async def test_a_prompt_longer_than_the_context_is_a_clear_400(llm: Client) -> None:
+async def test_a_prompt_longer_than_the_context_is_a_clear_400(shared_llm: Client) -> None:
     long_text = "The quarterly report shows revenue growth. " * 400
 
-    response = await llm.post(
+    response = await shared_llm.post(
         "/chat/completions", json={"messages": [{"role": "user", "content": long_text}]}
     )
 
@@ -327,8 +337,8 @@ async def test_a_prompt_longer_than_the_context_is_a_clear_400(llm: Client) -> N
     assert "1024" in response.json()["detail"]
 
 
-async def test_models_lists_the_served_model(llm: Client) -> None:
-    body = (await llm.get("/v1/models")).json()
+async def test_models_lists_the_served_model(shared_llm: Client) -> None:
+    body = (await shared_llm.get("/v1/models")).json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["smollm2-135m-instruct"]
 
@@ -338,16 +348,18 @@ def spelled(entries: list[dict[str, Any]]) -> bytes:
     return b"".join(bytes(entry["bytes"]) for entry in entries)
 
 
-async def test_logprobs_spell_the_answer_and_rank_each_greedy_token_first(llm: Client) -> None:
+async def test_logprobs_spell_the_answer_and_rank_each_greedy_token_first(
+    shared_llm: Client,
+) -> None:
     """Temperature 0 picks the likeliest token: each is first among the top logprobs, with the
     same log-probability, and the same request gives the same figures (streamed too, each
     chunk with the tokens of its text)."""
     asked = {**CHAT, "max_tokens": 16, "logprobs": True, "top_logprobs": 3}
 
-    plain = (await llm.post("/chat/completions", json=asked)).json()
-    again = (await llm.post("/chat/completions", json=asked)).json()
-    streamed = await llm.post("/chat/completions", json={**asked, "stream": True})
-    unasked = (await llm.post("/chat/completions", json={**CHAT, "max_tokens": 4})).json()
+    plain = (await shared_llm.post("/chat/completions", json=asked)).json()
+    again = (await shared_llm.post("/chat/completions", json=asked)).json()
+    streamed = await shared_llm.post("/chat/completions", json={**asked, "stream": True})
+    unasked = (await shared_llm.post("/chat/completions", json={**CHAT, "max_tokens": 4})).json()
 
     choice = plain["choices"][0]
     entries = choice["logprobs"]["content"]
@@ -368,13 +380,13 @@ async def test_logprobs_spell_the_answer_and_rank_each_greedy_token_first(llm: C
 
 
 async def test_logprobs_of_a_structured_answer_and_of_one_cut_at_a_stop_string(
-    llm: Client,
+    shared_llm: Client,
 ) -> None:
     """Under a JSON schema the grammar picks among what it allows, so a token need not be the
     model's likeliest; its log-probability is still the model's. A stop string's tokens go
     with its text."""
     structured = (
-        await llm.post(
+        await shared_llm.post(
             "/chat/completions",
             json={
                 "messages": [{"role": "user", "content": "Buy 10 AAPL as JSON."}],
@@ -388,11 +400,11 @@ async def test_logprobs_of_a_structured_answer_and_of_one_cut_at_a_stop_string(
             },
         )
     ).json()
-    whole = (await llm.post("/chat/completions", json={**CHAT, "max_tokens": 16})).json()
+    whole = (await shared_llm.post("/chat/completions", json={**CHAT, "max_tokens": 16})).json()
     text = whole["choices"][0]["message"]["content"]
     stop = text[len(text) // 2 :][:3]
     cut = (
-        await llm.post(
+        await shared_llm.post(
             "/chat/completions",
             json={**CHAT, "max_tokens": 16, "stop": [stop], "logprobs": True},
         )

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient, TestClient
 
-from tests.llm.conftest import CHAT
+from tests.llm.conftest import CHAT, ON_THE_MODULES_LOOP
+from tests.support.metrics_text import counted
 
 
 async def test_info_fills_performance_from_served_requests(llm: AsyncTestClient[Any]) -> None:
+    """A fresh service (``llm``): its /info has measured nothing before these requests."""
     before = (await llm.get("/info")).json()
     for _ in range(3):
         await llm.post("/chat/completions", json={**CHAT, "max_tokens": 12})
@@ -31,8 +33,9 @@ async def test_info_fills_performance_from_served_requests(llm: AsyncTestClient[
     assert after["backend"]["kind"] == "embedded"
 
 
-async def test_health_names_backend_and_model(llm: AsyncTestClient[Any]) -> None:
-    body = (await llm.get("/health")).json()
+@ON_THE_MODULES_LOOP
+async def test_health_names_backend_and_model(shared_llm: AsyncTestClient[Any]) -> None:
+    body = (await shared_llm.get("/health")).json()
 
     assert body["status"] == "healthy"
     assert body["details"]["backend"] == "embedded"
@@ -40,10 +43,11 @@ async def test_health_names_backend_and_model(llm: AsyncTestClient[Any]) -> None
     assert body["details"]["model_loaded"] is True
 
 
+@ON_THE_MODULES_LOOP
 async def test_health_documents_the_503_it_answers_when_unhealthy(
-    llm: AsyncTestClient[Any],
+    shared_llm: AsyncTestClient[Any],
 ) -> None:
-    document = (await llm.get("/schema/openapi.json")).json()
+    document = (await shared_llm.get("/schema/openapi.json")).json()
 
     responses = document["paths"]["/health"]["get"]["responses"]
 
@@ -51,15 +55,27 @@ async def test_health_documents_the_503_it_answers_when_unhealthy(
     assert responses["503"]["content"] == responses["200"]["content"]
 
 
-async def test_metrics_count_tokens_per_model(llm: AsyncTestClient[Any]) -> None:
-    answer = (await llm.post("/chat/completions", json=CHAT)).json()
-    text = (await llm.get("/metrics")).text
+COMPLETION_TOKENS = {"kind": "completion", "model": "llama31_8b"}
+ANSWERED_CHATS = {"endpoint": "chat_completions", "model": "llama31_8b", "status": "ok"}
+
+
+@ON_THE_MODULES_LOOP
+async def test_metrics_count_tokens_per_model(shared_llm: AsyncTestClient[Any]) -> None:
+    """On the module's service: what one answer adds to the counters, whatever came before."""
+    before = (await shared_llm.get("/metrics")).text
+    answer = (await shared_llm.post("/chat/completions", json=CHAT)).json()
+    after = (await shared_llm.get("/metrics")).text
 
     completion = answer["usage"]["completion_tokens"]
-    assert f'pas_llm_tokens_total{{kind="completion",model="llama31_8b"}} {completion}.0' in text
-    assert (
-        'pas_llm_requests_total{endpoint="chat_completions",model="llama31_8b",status="ok"}' in text
+    tokens, requests = "pas_llm_tokens_total", "pas_llm_requests_total"
+    added_tokens = counted(after, tokens, **COMPLETION_TOKENS) - counted(
+        before, tokens, **COMPLETION_TOKENS
     )
+    added_requests = counted(after, requests, **ANSWERED_CHATS) - counted(
+        before, requests, **ANSWERED_CHATS
+    )
+    assert added_tokens == completion
+    assert added_requests == 1
 
 
 # The spec's unit tests (004, "Unit Tests (Per Service)"), with the module-level app.

@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from services.llm.taxonomy import DOMAINS, METHODS, TASKS
 from services.llm.tlc_classifier_service import TLCSettings, create_app
+from tests.llm.conftest import ON_THE_MODULES_LOOP
 from tests.support.model_threads import batch_threads
 from tests.support.processes import REPO_ROOT
 
@@ -23,9 +24,6 @@ QUERY = "What is the role of glucose in diabetes?"
 # One service for the module: loading the model and reading each prompt's fixed head once, as
 # a running service does (on busy cores, that first read took most of each test's time). It
 # also makes every test after the first one a check that earlier requests change no answer.
-ON_THE_MODULES_LOOP = pytest.mark.asyncio(loop_scope="module")
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tlc() -> AsyncIterator[Client]:
     settings = TLCSettings(

@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from libs.common.schemas.llm import ChatMessage, FunctionCall, ToolCall, ToolDefinition
 from services.llm.tool_calling import conversation, response_so_far, tool_use_of
+from tests.llm.conftest import ON_THE_MODULES_LOOP
 from tests.llm.test_openai_api import sse_events
 
 Client = AsyncTestClient[Any]
@@ -83,9 +84,10 @@ def _checked_calls(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return calls
 
 
-async def test_an_answer_with_tools_is_a_valid_call_the_same_each_time(llm: Client) -> None:
-    first = (await llm.post("/v1/chat/completions", json=ASK)).json()
-    again = (await llm.post("/v1/chat/completions", json=ASK)).json()
+@ON_THE_MODULES_LOOP
+async def test_an_answer_with_tools_is_a_valid_call_the_same_each_time(shared_llm: Client) -> None:
+    first = (await shared_llm.post("/v1/chat/completions", json=ASK)).json()
+    again = (await shared_llm.post("/v1/chat/completions", json=ASK)).json()
 
     choice = first["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
@@ -94,12 +96,13 @@ async def test_an_answer_with_tools_is_a_valid_call_the_same_each_time(llm: Clie
     assert _checked_calls(again["choices"][0]["message"]) == calls
 
 
+@ON_THE_MODULES_LOOP
 async def test_a_named_tool_choice_calls_that_tool_with_its_nested_parameters(
-    llm: Client,
+    shared_llm: Client,
 ) -> None:
     body = {**ASK, "tool_choice": {"type": "function", "function": {"name": "place_order"}}}
 
-    response = await llm.post("/v1/chat/completions", json=body)
+    response = await shared_llm.post("/v1/chat/completions", json=body)
 
     assert response.status_code == 200
     [(name, arguments)] = _checked_calls(response.json()["choices"][0]["message"])
@@ -107,7 +110,8 @@ async def test_a_named_tool_choice_calls_that_tool_with_its_nested_parameters(
     assert arguments["leg"]["side"] in {"buy", "sell"}
 
 
-async def test_an_integer_argument_holds_to_its_bounds(llm: Client) -> None:
+@ON_THE_MODULES_LOOP
+async def test_an_integer_argument_holds_to_its_bounds(shared_llm: Client) -> None:
     """llama-cpp-python's converter reads no bounds: held to this schema without them, the
     model asked for 1000 days."""
     days = {"type": "integer", "minimum": 1, "maximum": 365}
@@ -133,14 +137,15 @@ async def test_an_integer_argument_holds_to_its_bounds(llm: Client) -> None:
         "tool_choice": "required",
     }
 
-    response = await llm.post("/v1/chat/completions", json=body)
+    response = await shared_llm.post("/v1/chat/completions", json=body)
 
     [call] = response.json()["choices"][0]["message"]["tool_calls"]
     assert 1 <= json.loads(call["function"]["arguments"])["days"] <= 365
 
 
-async def test_tool_choice_none_answers_in_text(llm: Client) -> None:
-    response = await llm.post("/v1/chat/completions", json={**ASK, "tool_choice": "none"})
+@ON_THE_MODULES_LOOP
+async def test_tool_choice_none_answers_in_text(shared_llm: Client) -> None:
+    response = await shared_llm.post("/v1/chat/completions", json={**ASK, "tool_choice": "none"})
 
     message = response.json()["choices"][0]["message"]
     assert message["tool_calls"] is None
@@ -148,10 +153,11 @@ async def test_tool_choice_none_answers_in_text(llm: Client) -> None:
     assert response.json()["choices"][0]["finish_reason"] in {"stop", "length"}
 
 
-async def test_a_streamed_call_is_the_call_answered_whole(llm: Client) -> None:
-    whole = (await llm.post("/v1/chat/completions", json=ASK)).json()["choices"][0]
+@ON_THE_MODULES_LOOP
+async def test_a_streamed_call_is_the_call_answered_whole(shared_llm: Client) -> None:
+    whole = (await shared_llm.post("/v1/chat/completions", json=ASK)).json()["choices"][0]
 
-    response = await llm.post("/v1/chat/completions", json={**ASK, "stream": True})
+    response = await shared_llm.post("/v1/chat/completions", json={**ASK, "stream": True})
 
     events = sse_events(response.text)
     assert events[-1] == "[DONE]"
@@ -170,11 +176,12 @@ async def test_a_streamed_call_is_the_call_answered_whole(llm: Client) -> None:
     ]
 
 
-async def test_each_of_n_choices_is_a_call_streamed_or_not(llm: Client) -> None:
+@ON_THE_MODULES_LOOP
+async def test_each_of_n_choices_is_a_call_streamed_or_not(shared_llm: Client) -> None:
     drawn = {**ASK, "tool_choice": "required", "n": 2, "temperature": 1.0, "seed": 5}
 
-    whole = (await llm.post("/v1/chat/completions", json=drawn)).json()["choices"]
-    streamed = await llm.post("/v1/chat/completions", json={**drawn, "stream": True})
+    whole = (await shared_llm.post("/v1/chat/completions", json=drawn)).json()["choices"]
+    streamed = await shared_llm.post("/v1/chat/completions", json={**drawn, "stream": True})
 
     calls = [_checked_calls(choice["message"]) for choice in whole]
     assert [choice["finish_reason"] for choice in whole] == ["tool_calls", "tool_calls"]
@@ -198,7 +205,8 @@ async def test_each_of_n_choices_is_a_call_streamed_or_not(llm: Client) -> None:
     assert streamed_calls == calls
 
 
-async def test_a_conversation_with_a_tool_result_is_answered(llm: Client) -> None:
+@ON_THE_MODULES_LOOP
+async def test_a_conversation_with_a_tool_result_is_answered(shared_llm: Client) -> None:
     messages = [
         {"role": "user", "content": "What is Apple's stock price?"},
         {
@@ -214,9 +222,9 @@ async def test_a_conversation_with_a_tool_result_is_answered(llm: Client) -> Non
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"price": 189.5}'},
     ]
-    alone = await llm.post("/v1/chat/completions", json={**ASK, "messages": messages[:1]})
+    alone = await shared_llm.post("/v1/chat/completions", json={**ASK, "messages": messages[:1]})
 
-    response = await llm.post("/v1/chat/completions", json={**ASK, "messages": messages})
+    response = await shared_llm.post("/v1/chat/completions", json={**ASK, "messages": messages})
 
     assert response.status_code == 200
     answer = response.json()
@@ -340,13 +348,14 @@ def test_calls_are_not_read_as_a_text_response() -> None:
     assert response_so_far('{"response": {"ticker": "AAPL"') is None  # a format of its own
 
 
-async def test_a_streamed_text_answer_comes_as_text_as_it_is_made(llm: Client) -> None:
+@ON_THE_MODULES_LOOP
+async def test_a_streamed_text_answer_comes_as_text_as_it_is_made(shared_llm: Client) -> None:
     haiku = [{"role": "user", "content": "Write a haiku about the sea."}]
     body = {**ASK, "messages": haiku, "max_tokens": 48}
-    whole = (await llm.post("/v1/chat/completions", json=body)).json()["choices"][0]
+    whole = (await shared_llm.post("/v1/chat/completions", json=body)).json()["choices"][0]
     assert whole["message"]["tool_calls"] is None  # the model answers this one in text
 
-    response = await llm.post("/v1/chat/completions", json={**body, "stream": True})
+    response = await shared_llm.post("/v1/chat/completions", json={**body, "stream": True})
 
     chunks = [json.loads(e) for e in sse_events(response.text)[:-1]]
     texts = [c["choices"][0]["delta"].get("content") for c in chunks]
@@ -357,6 +366,7 @@ async def test_a_streamed_text_answer_comes_as_text_as_it_is_made(llm: Client) -
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["finish_reason"]
 
 
+@ON_THE_MODULES_LOOP
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -414,15 +424,16 @@ async def test_a_streamed_text_answer_comes_as_text_as_it_is_made(llm: Client) -
     ],
 )
 async def test_tools_that_cannot_be_served_are_a_400_naming_the_field(
-    llm: Client, change: dict[str, Any], named: str
+    shared_llm: Client, change: dict[str, Any], named: str
 ) -> None:
-    response = await llm.post("/v1/chat/completions", json={**ASK, **change})
+    response = await shared_llm.post("/v1/chat/completions", json={**ASK, **change})
 
     assert response.status_code == 400
     assert named in response.text
 
 
-async def test_ollama_chat_calls_tools_in_its_own_shape(llm: Client) -> None:
+@ON_THE_MODULES_LOOP
+async def test_ollama_chat_calls_tools_in_its_own_shape(shared_llm: Client) -> None:
     body = {
         "model": "smollm2-135m-instruct",
         "messages": ASK["messages"],
@@ -430,8 +441,8 @@ async def test_ollama_chat_calls_tools_in_its_own_shape(llm: Client) -> None:
         "options": {"temperature": 0},
     }
 
-    plain = await llm.post("/api/chat", json={**body, "stream": False})
-    streamed = await llm.post("/api/chat", json=body)
+    plain = await shared_llm.post("/api/chat", json={**body, "stream": False})
+    streamed = await shared_llm.post("/api/chat", json=body)
 
     message = plain.json()["message"]
     [call] = message["tool_calls"]
@@ -441,13 +452,13 @@ async def test_ollama_chat_calls_tools_in_its_own_shape(llm: Client) -> None:
     assert [c for line in lines for c in line["message"]["tool_calls"] or []] == [call]
     assert not "".join(line["message"]["content"] for line in lines)
     haiku = {**body, "messages": [{"role": "user", "content": "Write a haiku about the sea."}]}
-    said = (await llm.post("/api/chat", json={**haiku, "stream": False})).json()["message"]
-    streamed_text = (await llm.post("/api/chat", json=haiku)).text
+    said = (await shared_llm.post("/api/chat", json={**haiku, "stream": False})).json()["message"]
+    streamed_text = (await shared_llm.post("/api/chat", json=haiku)).text
     said_lines = [json.loads(line) for line in streamed_text.splitlines()]
     assert said["tool_calls"] is None
     assert len([line for line in said_lines if line["message"]["content"]]) > 1
     assert "".join(line["message"]["content"] for line in said_lines) == said["content"]
-    follow = await llm.post(
+    follow = await shared_llm.post(
         "/api/chat",
         json={
             **body,

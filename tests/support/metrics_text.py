@@ -16,3 +16,16 @@ def sample_value(metrics_text: str, name: str, **labels: str) -> float:
     ]
     assert len(found) == 1, f"{name} {labels}: {len(found)} samples in /metrics"
     return found[0]
+
+
+def counted(metrics_text: str, name: str, **labels: str) -> float:
+    """``sample_value``, or 0 where no sample matches: a counter whose labels nothing has
+    counted yet is not on the page. For what some requests add to a counter (after less
+    before) on a service that served others first."""
+    matching = [
+        sample
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
+    return sample_value(metrics_text, name, **labels) if matching else 0.0
