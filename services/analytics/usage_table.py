@@ -72,18 +72,19 @@ def concat_usage(tables: Sequence[pa.Table]) -> pa.Table:
     """Usage tables as one, ``batch_row`` counted again across them (a row's place in it)."""
     if len(tables) == 1:
         return tables[0]
-    whole = pa.concat_tables(tables)
-    rows = row_numbers(whole.num_rows)
-    return whole.set_column(whole.num_columns - 1, USAGE_SCHEMA.field("batch_row"), rows)
+    return _numbered(pa.concat_tables(tables))
 
 
 def usage_rows(table: pa.Table, rows: range) -> pa.Table:
     """``rows`` of a usage table as one, ``batch_row`` counted again from 0 (a row's place in
     it, as the stores read it)."""
-    part = table.slice(rows.start, len(rows))
-    return part.set_column(
-        part.num_columns - 1, USAGE_SCHEMA.field("batch_row"), row_numbers(part.num_rows)
-    )
+    return _numbered(table.slice(rows.start, len(rows)))
+
+
+def _numbered(table: pa.Table) -> pa.Table:
+    """A usage table with ``batch_row`` (its last column) counted from 0."""
+    rows = row_numbers(table.num_rows)
+    return table.set_column(table.num_columns - 1, USAGE_SCHEMA.field("batch_row"), rows)
 
 
 def row_numbers(count: int) -> pa.Array:

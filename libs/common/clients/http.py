@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar
 
 import httpx
@@ -124,10 +125,18 @@ class ServiceClient(ABC):
             raise self._refused(response.status_code, problem_detail(response))
         return response
 
-    def _decode(self, response: httpx.Response, answer_type: type[T]) -> T:
-        """A success's body as ``answer_type``; one that cannot be read (not JSON, another
-        shape, nested too deep) is the service failing, not the caller's bug."""
+    def _decode(
+        self,
+        response: httpx.Response,
+        answer_type: type[T],
+        read: Callable[[bytes], T] | None = None,
+    ) -> T:
+        """A success's body as ``answer_type`` (by ``read`` where the type needs more than
+        msgspec's decoding); one that cannot be read (not JSON, another shape, nested too deep)
+        is the service failing, not the caller's bug."""
         try:
+            if read is not None:
+                return read(response.content)
             return msgspec.json.decode(response.content, type=answer_type)
         except UNREADABLE_JSON as exc:
             raise self._unavailable(

@@ -14,7 +14,6 @@ whichever way it arrived.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import httpx
@@ -40,9 +39,13 @@ from libs.common.schemas.versioning import (
     WorkflowDefinition,
     WorkflowVersion,
 )
-from libs.common.unreadable_json import UNREADABLE_JSON
 
 _version_decoder = msgspec.json.Decoder(WorkflowVersion)
+
+
+def _read_version(content: bytes) -> WorkflowVersion:
+    version, _ = decode_dropping_empty_stops(content, _version_decoder, "definition", "parameters")
+    return version
 
 
 class VersioningError(ServiceRefused):
@@ -196,12 +199,7 @@ class VersioningClient(ServiceClient):
         """The version ``response`` holds. One an older version manager serves with an empty
         stop sequence (taken until 2026-12-07) is read without it, as this release's version
         manager reads it from git, rather than refused as unreadable (every run a 503)."""
-        with contextlib.suppress(*UNREADABLE_JSON):
-            version, _ = decode_dropping_empty_stops(
-                response.content, _version_decoder, "definition", "parameters"
-            )
-            return version
-        return self._decode(response, WorkflowVersion)  # raises the client's error for it
+        return self._decode(response, WorkflowVersion, read=_read_version)
 
     async def _send(
         self, method: str, path: str, *, retry: bool = True, **kwargs: Any

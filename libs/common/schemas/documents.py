@@ -94,9 +94,10 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     error_type: str
     attempts: int
     """How many times the record's work was tried before it was given up (the processor's LLM
-    calls, retries included); 0 for a record refused before any: one that could not be read
-    or decoded, or that a check refused (the runner's bridge, analytics and versioning refuse
-    only so). A replay's own count is the ``x-pas-replay-attempt`` header, not this."""
+    calls, retries included; the analytics store asked to take a record it refused: 1); 0 for
+    a record refused before any: one that could not be read or decoded, or that a check refused
+    (the runner's bridge and versioning refuse only so). A replay's own count is the
+    ``x-pas-replay-attempt`` header, not this."""
     topic: str
     partition: int
     offset: int
