@@ -27,6 +27,24 @@ ON_THE_MODULES_LOOP = pytest.mark.asyncio(loop_scope="module")
 event loop that service was started on, the module's (pytest-asyncio 1.x)."""
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that takes ``shared_llm`` without ``ON_THE_MODULES_LOOP``: it would run on
+    a loop of its own and fail somewhere inside the service with a loop mismatch."""
+    unmarked = sorted(
+        item.nodeid
+        for item in items
+        if "shared_llm" in getattr(item, "fixturenames", ())
+        and not _on_the_modules_loop(item)
+    )
+    if unmarked:
+        raise pytest.UsageError(f"tests take shared_llm without ON_THE_MODULES_LOOP: {unmarked}")
+
+
+def _on_the_modules_loop(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("asyncio")
+    return marker is not None and marker.kwargs.get("loop_scope") == "module"
+
+
 def default_llm_settings() -> Llama31Settings:
     """The Llama 3.1 8B wrapper as the tests run it in process: unregistered, a 1,024-token
     context, one thread a pass beside other pytest-xdist workers."""
