@@ -171,23 +171,50 @@ def readable_at_source(envelope: DeadLetter) -> bool:
     return envelope.error_type not in _NO_CLIENT_READS
 
 
-def original_record(envelope: DeadLetter, source: Record | None) -> OriginalRecord | None:
+class NoOriginal(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a letter that does not hold its record exactly cannot be replayed from its source
+    topic either: the record there is gone, unreadable, or another one."""
+
+    reason: str
+
+
+def original_record(
+    envelope: DeadLetter, source: Record | Unreadable | None
+) -> OriginalRecord | NoOriginal:
     """The record the letter was written for: the letter's own when it holds it exactly
     (:func:`not_exact`), else ``source`` (the record at the letter's coordinates on its source
-    topic) when it is there and its value's sha256 is the letter's; ``None`` when the record is
-    whole nowhere (sending what the letter holds would send another record)."""
+    topic, ``None`` when there is none) when it can be read and its value's sha256 is the
+    letter's; else why the record is whole nowhere (sending what the letter holds would send
+    another record)."""
     if not_exact(envelope) is None:
         return OriginalRecord(
             key=envelope.exact_key(),
             value=envelope.exact_original(),
             headers=envelope.exact_headers(),
         )
-    if source is None or envelope.original_sha256 is None:
-        return None
+    at = f"{envelope.topic} at {envelope.partition}:{envelope.offset}"
+    if source is None:
+        return NoOriginal(reason=f"the record is no longer on {at}")
+    if isinstance(source, Unreadable):
+        # Not sent even when its bytes were recovered: its header names are known with U+FFFD.
+        return NoOriginal(
+            reason=f"the record on {at} is there but no Kafka client reads it ({source.reason})"
+        )
+    if envelope.original_sha256 is None:
+        return NoOriginal(
+            reason=f"the letter has no original_sha256 (written before it was kept) to check "
+            f"the record on {at} against"
+        )
     if (source.value is None) != envelope.tombstone:
-        return None
+        which = "is a tombstone and the letter's is not"
+        if source.value is not None:
+            which = "is not a tombstone and the letter's is"
+        return NoOriginal(reason=f"the record on {at} is another: it {which}")
     if _sha256(source.value) != envelope.original_sha256:
-        return None
+        return NoOriginal(
+            reason=f"the record on {at} is another: its value does not match the letter's "
+            "original_sha256"
+        )
     return OriginalRecord(key=source.key, value=source.value, headers=list(source.headers))
 
 

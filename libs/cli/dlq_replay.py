@@ -19,6 +19,7 @@ from rich.table import Table
 from libs.cli.dead_letters import (
     MAX_REPLAYS,
     Letter,
+    NoOriginal,
     OriginalRecord,
     not_exact,
     original_record,
@@ -31,7 +32,7 @@ from libs.cli.dlq_reading import coordinates, read_letters
 from libs.cli.replay_receipts import ReplayReceipt, read_receipts, record_receipt
 from libs.cli.runtime import err, out, pass_settings, progress, run
 from libs.cli.settings import CLISettings
-from libs.cli.topic_reader import TopicReader
+from libs.cli.topic_reader import Record, TopicReader
 from libs.common.kafka.records import PublishFailed, send_acknowledged, stop_producer
 from libs.common.kafka.unreadable import Unreadable
 
@@ -95,25 +96,18 @@ async def _decide(
     why = refusal(letter)
     if why is not None and not force:
         return Decision(letter=letter, action="refused", reason=why)
-    source = None
+    source: Record | Unreadable | None = None
     inexact = not_exact(envelope)
     if inexact is not None and not readable_at_source(envelope):
         return Decision(letter=letter, action="refused", reason=inexact)
     if inexact is not None:
         async with TopicReader(bootstrap_servers, [envelope.topic]) as reader:
-            held = await reader.at(envelope.partition, envelope.offset)
-        # One no client can build is not sent: its header names are known with U+FFFD only.
-        source = None if isinstance(held, Unreadable) else held
+            source = await reader.at(envelope.partition, envelope.offset)
     original = original_record(envelope, source)
-    if original is None:
+    if isinstance(original, NoOriginal):
         # Not even with --force: what the letter holds is not the record (only its first bytes,
         # or text standing for bytes), and sending it would send another record.
-        return Decision(
-            letter=letter,
-            action="refused",
-            reason=f"{inexact}, and the record is no longer whole on {envelope.topic} at "
-            f"{envelope.partition}:{envelope.offset}",
-        )
+        return Decision(letter=letter, action="refused", reason=f"{inexact}, and {original.reason}")
     return Decision(
         letter=letter,
         action="replay",

@@ -401,12 +401,19 @@ async def test_a_letter_that_does_not_hold_its_original_is_refused_unless_the_so
     (U+FFFD where its bytes were): not its bytes, as its sha256 says. Such a letter, and a
     clipped one, are replayed from the source topic when the record is still there, and are
     refused by name otherwise, even with --force, rather than sending another record; so are
-    letters of records no Kafka client could read."""
+    letters of records no Kafka client could read. The refusal says what is wrong at the
+    source: the record gone, there but unreadable (said to be gone until 2026-12-07), or
+    another (other bytes, a tombstone or not), or a letter with no sha256 to check it by."""
     run = uuid.uuid4().hex[:8]
     dlq, source = f"lossy-dlq-{run}", f"lossy-source-{run}"
-    await ensure_topics(kafka_bootstrap, {dlq: 1, source: 1})
+    # Apart from ``source``: the record on it would make reading ``source`` raise.
+    unreadable_source = f"lossy-unreadable-source-{run}"
+    await ensure_topics(kafka_bootstrap, {dlq: 1, source: 1, unreadable_source: 1})
     latin1 = '{"title": "Résultats"}'.encode("latin-1")
     await send_records(kafka_bootstrap, source, [(b"kept", latin1, [("h", b"\xff")])])
+    await send_one_batch(
+        kafka_bootstrap, unreadable_source, 0, [RawRecord(b"k", b"x" * 100, [(b"\xfe", b"t")])]
+    )
 
     def lossy_letter(offset: int) -> DeadLetter:
         """As dead letters were written before: the original as text only."""
@@ -436,7 +443,22 @@ async def test_a_letter_that_does_not_hold_its_original_is_refused_unless_the_so
         attempts=0,
         original_known=False,
     )
-    letters = [lossy_letter(0), lossy_letter(5), clipped, unreadable, corrupt]
+
+    def clipped_from(topic: str, value: bytes) -> DeadLetter:
+        """A clipped letter of a record at 0:0 of ``topic`` whose value was ``value``."""
+        record = consumed_from(topic, 0, b"k", value)
+        return dead_letter(
+            record, error="503", error_type="TransientLLMError", attempts=5, keep_bytes=10
+        )
+
+    unreadable_at_source = clipped_from(unreadable_source, b"x" * 100)
+    other_bytes = clipped_from(source, b"x" * 100)
+    no_sha256 = msgspec.structs.replace(other_bytes, original_sha256=None)
+    a_tombstone = msgspec.structs.replace(other_bytes, tombstone=True)
+    letters = [
+        *(lossy_letter(0), lossy_letter(5), clipped, unreadable, corrupt),
+        *(unreadable_at_source, other_bytes, no_sha256, a_tombstone),
+    ]
     await send(kafka_bootstrap, dlq, [(b"k", msgspec.json.encode(x)) for x in letters])
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
 
@@ -444,10 +466,30 @@ async def test_a_letter_that_does_not_hold_its_original_is_refused_unless_the_so
     replays = await replays_of(kafka_bootstrap, source)
 
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
-    assert "replayed 1, refused 4" in replayed.stdout
+    assert "replayed 1, refused 8" in replayed.stdout
     assert "0:1 (original does not match its original_sha256" in replayed.stderr
-    assert f"no longer whole on {source} at 0:5" in replayed.stderr
-    assert "0:2 (original (100 bytes) clipped" in replayed.stderr
+    assert f"and the record is no longer on {source} at 0:5)" in replayed.stderr
+    assert (
+        f"0:2 (original (100 bytes) clipped, and the record is no longer on {source} at 0:9)"
+        in replayed.stderr
+    )
+    assert (
+        f"0:5 (original (100 bytes) clipped, and the record on {unreadable_source} at 0:0 is "
+        "there but no Kafka client reads it (record unreadable: header name not UTF-8"
+    ) in replayed.stderr
+    assert (
+        f"0:6 (original (100 bytes) clipped, and the record on {source} at 0:0 is another: its "
+        "value does not match the letter's original_sha256)"
+    ) in replayed.stderr
+    assert (
+        "0:7 (original (100 bytes) clipped, and the letter has no original_sha256 (written "
+        f"before it was kept) to check the record on {source} at 0:0 against)"
+    ) in replayed.stderr
+    assert (
+        f"0:8 (original (100 bytes) clipped, and the record on {source} at 0:0 is another: it "
+        "is not a tombstone and the letter's is)"
+    ) in replayed.stderr
+    assert "no longer whole" not in replayed.stderr
     assert "0:3 (header_name_not_utf8: a record no Kafka client reads" in replayed.stderr
     assert "0:4 (corrupt_record_batch: a record no Kafka client reads" in replayed.stderr
     # The one whose record is still on its topic went out as that record, byte for byte.

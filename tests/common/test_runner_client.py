@@ -1,13 +1,16 @@
 """The runner client on a real runner process (the deterministic probe workflow of the runner's
 tests): a run started and read back, a refusal with the runner's reason, an unreachable runner;
-and in front of a server that answers what a runner would not (a fixed reply, served over HTTP
-by the OpenAI responder): what every PAS service client does with it (``ServiceClient``)."""
+and in front of a server that answers a fixed reply (served over HTTP by the OpenAI responder):
+a run as an older runner serves it, and what a runner would not serve, which every PAS service
+client takes as the service failing (``ServiceClient``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from libs.common.clients.runner import RunnerClient, RunnerRefused, RunnerUnavailable
@@ -67,6 +70,64 @@ async def test_a_success_that_cannot_be_read_is_the_runner_failing(body: bytes, 
                 await client.get_run("anything")
 
     assert "/runs/anything answered 200 with what is not a RunStatus" in str(caught.value)
+
+
+def older_runners_run(**changed: Any) -> bytes:
+    """A run as a runner from before 2026-12-07 serves it: started with an empty stop sequence,
+    which it took then and keeps in its record."""
+    run = {
+        "run_id": "older-1",
+        "workflow_id": "probe",
+        "status": "success",
+        "input": {"value": 7},
+        "output": {"value": 7},
+        "created_at": "2026-12-01T10:00:00Z",
+        "updated_at": "2026-12-01T10:00:01Z",
+        "parameters": {"temperature": 0.2, "stop": ["", "</answer>", ""]},
+    }
+    return msgspec.json.encode({**run, **changed})
+
+
+async def test_a_run_an_older_runner_serves_with_an_empty_stop_is_read_without_it() -> None:
+    """Such a run was unreadable to this client: ``pas trigger`` against an older runner
+    said the runner was failing (``RunnerUnavailable``) on every run started with
+    ``stop: [""]``."""
+    with serve_asgi(OpenAIResponder(reply=(200, older_runners_run()))) as url:
+        async with RunnerClient(url) as client:
+            started = await client.start_run("probe", RunRequest(input={"value": 7}))
+            read = await client.get_run("older-1")
+
+    for run in (started, read):
+        assert run.run_id == "older-1"
+        assert run.status == "success"
+        assert run.parameters.stop == ["</answer>"]
+        assert run.parameters.temperature == 0.2, "the rest as served"
+
+
+@pytest.mark.parametrize(
+    ("changed", "why"),
+    [
+        (
+            {"status": "lost", "parameters": {"stop": ["</answer>"]}},
+            "Invalid enum value 'lost' - at `$.status`",
+        ),
+        ({"status": "lost"}, "Invalid enum value 'lost' - at `$.status`"),
+        ({"parameters": {"stop": ["", "x" * 65]}}, "at `$.parameters.stop[0]`"),
+    ],
+    ids=["invalid-without-empty-stops", "invalid-beside-empty-stops", "stop-too-long-beside-one"],
+)
+async def test_a_run_that_is_invalid_beside_its_empty_stops_is_still_the_runner_failing(
+    changed: dict[str, Any], why: str
+) -> None:
+    """Only the empty stops are left out: anything else the strict type refuses is refused as
+    before, with the client's error."""
+    with serve_asgi(OpenAIResponder(reply=(200, older_runners_run(**changed)))) as url:
+        async with RunnerClient(url) as client:
+            with pytest.raises(RunnerUnavailable) as caught:
+                await client.get_run("older-1")
+
+    assert "/runs/older-1 answered 200 with what is not a RunStatus" in str(caught.value)
+    assert why in str(caught.value)
 
 
 async def test_a_refusal_whose_problem_cannot_be_read_says_its_body() -> None:

@@ -13,10 +13,19 @@ import msgspec
 
 from libs.common.clients.http import ServiceClient, ServiceRefused
 from libs.common.errors import PASError
+from libs.common.schemas.empty_stops import decode_dropping_empty_stops
 from libs.common.schemas.workflows import RunRequest, RunStatus
 
 WAIT_MARGIN_S = 10.0
 """Read time allowed beyond ``wait_s``: the runner answers after its wait, not at its end."""
+
+
+_run_decoder = msgspec.json.Decoder(RunStatus)
+
+
+def _read_run(content: bytes) -> RunStatus:
+    run, _ = decode_dropping_empty_stops(content, _run_decoder, "parameters")
+    return run
 
 
 class RunnerError(PASError):
@@ -61,8 +70,15 @@ class RunnerClient(ServiceClient):
             params=params,
             request_timeout=timeout,
         )
-        return self._decode(response, RunStatus)
+        return self._decode_run(response)
 
     async def get_run(self, run_id: str) -> RunStatus:
         response = await self._request("GET", f"/runs/{run_id}")
-        return self._decode(response, RunStatus)
+        return self._decode_run(response)
+
+    def _decode_run(self, response: httpx.Response) -> RunStatus:
+        """The run ``response`` holds. One an older runner serves with an empty stop sequence in
+        its parameters (taken until 2026-12-07, and kept in its record) is read without it, as
+        this release's runner reads its record (``empty_stops.py``), rather than refused as
+        unreadable."""
+        return self._decode(response, RunStatus, read=_read_run)

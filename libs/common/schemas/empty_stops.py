@@ -3,11 +3,12 @@
 Until 2026-12-07 a run's parameters (``POST /workflows/{id}/runs``) and a version's definition
 took ``stop: [""]``; both refuse it now (``workflows.StopSequences``). What was stored with one
 stays readable: a version in git (the version manager), a run's record (the runner's store),
-and a version an older version manager serves the runner. Each is read with the empty texts
-left out rather than under a looser type, so that nothing past the read sees one: an empty stop
-sequence asks nothing a model can do (it is found before every character), and a backend passes
-it over (the PAS LLM service), refuses the call or stops at once. Left out, every backend runs
-what it was in as the first does.
+a version an older version manager serves the runner, and a run an older runner serves the
+runner's client (``pas trigger``). Each is read with the empty texts left out rather than under
+a looser type, so that nothing past the read sees one: an empty stop sequence asks nothing a
+model can do (it is found before every character), and a backend passes it over (the PAS LLM
+service), refuses the call or stops at once. Left out, every backend runs what it was in as the
+first does.
 
 Documents without one are decoded by the strict type alone: the mending costs nothing on them.
 """
