@@ -54,9 +54,9 @@ from services.analytics.decoding import (
     decode_usage,
     decode_usage_records,
 )
-from services.analytics.ingest import Ingestor
+from services.analytics.ingest import Ingestor, NewRows
 from services.analytics.metrics import AnalyticsMetrics
-from services.analytics.refusals import Refused, store_apart
+from services.analytics.refusals import Refused, count_batch, store_apart
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.usage_json import usage_table_from_json
 from services.analytics.usage_table import concat_usage, usage_table
@@ -273,17 +273,20 @@ class EventConsumer:
     async def _store(self, usage: list[UsageEvent] | pa.Table, runs: list[WorkflowRun]) -> Refused:
         """Store the batch; the rows the store refuses alone (``refusals.py``), with its error.
         Any other failure (the store away, say) is tried again, and raised once out of
-        attempts."""
+        attempts. Its duplicates are counted once it is stored: what an attempt that failed
+        stored, the next finds stored, and it did not come twice."""
         refused: Refused = []
         if not len(usage) and not runs:
             return refused
+        new = NewRows()
         async for attempt in stamina.retry_context(
             on=Exception, attempts=_STORE_ATTEMPTS, timeout=None, wait_initial=0.2, wait_max=5
         ):
             with attempt:
                 if attempt.num > 1:
                     logger.warning("storing a batch again", attempt=attempt.num)
-                refused = await store_apart(self._ingestor, usage, runs)
+                refused = await store_apart(self._ingestor, usage, runs, source="kafka", new=new)
+        count_batch(self._ingestor, refused, new, usage=len(usage), runs=len(runs))
         return refused
 
     async def _dead_letter(

@@ -189,10 +189,13 @@ class AnalyticsMetrics:
             self.rolled_up,
         ]
 
-    def count_usage(self, new: pa.Table, source: str, received: int) -> None:
-        """Count the new events of a batch (a usage table) out of ``received``."""
+    def count_duplicates(self, kind: str, count: int) -> None:
+        """Count ``count`` rows of ``kind`` (``usage`` or ``runs``) that came again."""
+        self.duplicates.labels(kind).inc(count)
+
+    def count_usage(self, new: pa.Table, source: str) -> None:
+        """Count the new events of a write (a usage table)."""
         self.stored.labels("usage", source).inc(new.num_rows)
-        self.duplicates.labels("usage").inc(received - new.num_rows)
         if not new.num_rows:
             return
         # Summed per label set in Arrow: one grouped aggregation a metric, whatever the batch.
@@ -229,11 +232,10 @@ class AnalyticsMetrics:
         for name, counts in buckets.items():
             self.llm_latency.labels(name).observe_batch(counts, latency[name])
 
-    def count_runs(self, runs: Sequence[WorkflowRun], source: str, received: int) -> None:
-        """Count the new runs of a batch out of ``received``: once per label set, not per run
-        (a ``labels()`` look-up costs more than the rest of a run's counting)."""
+    def count_runs(self, runs: Sequence[WorkflowRun], source: str) -> None:
+        """Count the new runs of a write: once per label set, not per run (a ``labels()``
+        look-up costs more than the rest of a run's counting)."""
         self.stored.labels("runs", source).inc(len(runs))
-        self.duplicates.labels("runs").inc(received - len(runs))
         for (workflow_id, status), count in collections.Counter(
             (run.workflow_id, run.status) for run in runs
         ).items():

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
+from litestar.exceptions import ClientException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
@@ -35,8 +36,9 @@ from libs.common.schemas.usage import (
 from services.analytics import results
 from services.analytics.event_body import EventBatchBody
 from services.analytics.exports import FILE_SUFFIXES, MEDIA_TYPES
-from services.analytics.ingest import Ingestor
+from services.analytics.ingest import Ingestor, NewRows
 from services.analytics.metrics import AnalyticsMetrics
+from services.analytics.refusals import RowKind, count_batch, refused_kinds, store_apart
 from services.analytics.retention import roll_up, rollup_cutoff
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import (
@@ -47,7 +49,11 @@ from services.analytics.store import (
     TrendFilter,
 )
 
+logger = structlog.get_logger("pas.analytics.routes")
+
 STATIC_DIR = Path(__file__).parent / "static"
+_REFUSALS_NAMED = 3
+"""Refused events named in a 422's detail and in the log (every one is in its errors)."""
 DEFAULT_WINDOW = timedelta(hours=24)
 
 From = Annotated[
@@ -129,16 +135,79 @@ class EventsController(Controller):
     @post(
         "/events",
         status_code=200,
-        responses=problem_responses(400, 401, 413),
+        responses=problem_responses(400, 401, 413, 422),
         summary="Store a batch of usage events, workflow outcomes and quality scores (each "
         "stored once by key)",
+        description="422: the store refused events for what they hold (a constraint, a value "
+        "it cannot hold); each is named in `errors` (`field`: `usage[i]`, `runs[i]` or "
+        "`scores[i]`, its place in the body), and every other event of the batch is stored.",
         dto=EventBatchBody,
         return_dto=None,
     )
     async def ingest(
         self, data: JSONBody[EventBatch], ingestor: NamedDependency[Ingestor]
     ) -> IngestResult:
-        return await ingestor.ingest(data.usage, data.runs, source="http", scores=data.scores)
+        """Store the batch, each event once by its key.
+
+        Events the store refuses for what they hold (``refusals.py``: a value it cannot hold,
+        a constraint, what the wire types could not foresee) are not the whole batch's fault:
+        the batch is taken apart, every other event is stored, and the answer is a 422 naming
+        each refused event (its place in the body, its id, the store's error). The client so
+        knows exactly which events were not stored; sending the whole batch again after
+        mending them is harmless (what is stored is stored once). Any other failure (the store
+        away, a bug) is a 500, and says nothing of what was stored: send the batch again."""
+        new = NewRows()
+        usage, runs, scores = data.usage, data.runs, data.scores
+        refused = await store_apart(ingestor, usage, runs, source="http", new=new, scores=scores)
+        result = count_batch(
+            ingestor, refused, new, usage=len(usage), runs=len(runs), scores=len(scores)
+        )
+        if refused:
+            raise store_refused(data, refused_kinds(refused, len(usage), len(runs)), result)
+        return result
+
+
+def store_refused(
+    batch: EventBatch, refused: list[tuple[RowKind, int, Exception]], result: IngestResult
+) -> ClientException:
+    """The 422 of a batch whose ``refused`` events the store would not hold (the rest of it
+    stored, as ``result`` counts): each is named in its errors, the first few in its detail
+    too (what a client's exception shows) and in the log."""
+    errors = [
+        {
+            "key": f"{kind}[{index}]",
+            "message": f"{_event_name(batch, kind, index)} refused by the store: "
+            f"{type(error).__name__}: {error}",
+            "source": "body",
+        }
+        for kind, index, error in refused
+    ]
+    first = [f"{e['key']}: {e['message']}" for e in errors[:_REFUSALS_NAMED]]
+    more = f"; and {len(errors) - len(first)} more (in errors)" if len(errors) > len(first) else ""
+    detail = (
+        f"the store refused {len(errors)} of the batch's events for what they hold, and stored "
+        f"the other {result.received} ({result.stored} new, {result.duplicates} already held); "
+        f"refused: {'; '.join(first)}{more}"
+    )
+    logger.warning(
+        "POST /events: the store refused events; the rest stored",
+        refused_count=len(errors),
+        refused=first,
+        taken=result.received,
+        stored=result.stored,
+        duplicates=result.duplicates,
+    )
+    return ClientException(status_code=422, detail=detail, extra=errors)
+
+
+def _event_name(batch: EventBatch, kind: RowKind, index: int) -> str:
+    """What names the event ``index`` of ``kind`` in ``batch``: its id."""
+    if kind == "usage":
+        return f"usage event {batch.usage[index].event_id!r}"
+    if kind == "runs":
+        return f"run {batch.runs[index].run_id!r}"
+    score = batch.scores[index]
+    return f"score {score.metric!r} of run {score.run_id!r}"
 
 
 class AnalyticsController(Controller):

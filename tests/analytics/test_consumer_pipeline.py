@@ -10,9 +10,10 @@ committed, on either store; a store that is away is tried again, nothing dead-le
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -24,10 +25,13 @@ import psycopg
 import pyarrow as pa
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter
 from libs.common.schemas.usage import UsageEvent
+from services.analytics.app import create_app
 from services.analytics.consumer import EventConsumer
 from services.analytics.duckdb_store import SCHEMA, DuckDBStore
 from services.analytics.duckdb_usage import USAGE_TABLE
@@ -44,10 +48,12 @@ from tests.analytics.conftest import (
     known_events,
     produce,
     read_topic,
+    run_event,
     usage_event,
     utc_now,
     wait_until,
 )
+from tests.support.metrics_text import sample_value
 
 BATCH = 10
 
@@ -209,22 +215,19 @@ def _completed(run_id: str, workflow_id: str) -> bytes:
     )
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "duckdb",
-        pytest.param(
-            "postgres",
-            marks=[pytest.mark.postgres, pytest.mark.skipif(not POSTGRES_DSN, reason=NO_POSTGRES)],
-        ),
-    ],
-)
+ON_POSTGRES = [pytest.mark.postgres, pytest.mark.skipif(not POSTGRES_DSN, reason=NO_POSTGRES)]
+STORES = ["duckdb", pytest.param("postgres", marks=ON_POSTGRES)]
+
+
+@pytest.mark.parametrize("kind", STORES)
 async def test_records_the_store_refuses_alone_are_dead_lettered_and_the_rest_stored(
     kafka_bootstrap: str, tmp_path: Path, kind: str
 ) -> None:
     """Before, the batch failed at every try and was fetched again for ever: nothing after
     the refused records was stored. On DuckDB the usage is read by Arrow (a table split in
-    parts), on PostgreSQL by msgspec (events)."""
+    parts), on PostgreSQL by msgspec (events). Every record is counted once: a part holds the
+    last usage records and the refused run, and its usage, stored, is written again with the
+    next smaller part (counted again as duplicates, before)."""
     run = uuid.uuid4().hex[:8]
     settings = _settings(kafka_bootstrap, run, tmp_path / "analytics.duckdb")
     await ensure_topics(
@@ -276,6 +279,103 @@ async def test_records_the_store_refuses_alone_are_dead_lettered_and_the_rest_st
         (settings.usage_topic, "store_refused"): 1,
         (settings.workflow_results_topic, "store_refused"): 1,
     }
+    assert _counted(metrics) == {
+        ("stored", "usage"): 9,
+        ("stored", "runs"): 3,
+        ("duplicate", "usage"): 0,
+        ("duplicate", "runs"): 0,
+    }
+
+
+async def _drop_postgres_tables() -> None:
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
+        for statement in PG_OBJECTS:
+            await conn.execute(statement)
+
+
+def _collector_on(kind: str, db_path: Path) -> AnalyticsSettings:
+    """The collector's settings on ``kind``'s store (Kafka off: events come over HTTP)."""
+    return AnalyticsSettings(
+        db_path=str(db_path),
+        database_url=POSTGRES_DSN if kind == "postgres" else None,
+        consume=False,
+        raw_retention_s=0,
+        log_level="WARNING",
+    )
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_post_events_names_the_events_the_store_refuses_and_stores_the_rest(
+    tmp_path: Path, kind: str, open_app: Callable[[Litestar], Awaitable[AsyncTestClient[Any]]]
+) -> None:
+    """Before, a refusal nobody foresaw was a 500, and the client could not tell what was
+    stored. Every event is counted once: the refused usage event is the last of its kind, so a
+    part of the batch holds it and a run the store takes; that run is stored by a write that
+    fails (before, it was never counted as stored, and counted as a duplicate when the next
+    part wrote it again)."""
+    db_path = tmp_path / "analytics.duckdb"
+    await (await _refusing_store(kind, db_path)).close()  # the refusing tables, left for the app
+    now = utc_now()
+    usage = [usage_event(now, event_id=f"u{index}") for index in range(5)]
+    usage.append(usage_event(now, event_id="u-refused", model=REFUSED))
+    runs = [run_event(now, run_id=f"r{index}") for index in range(3)]
+    runs.append(run_event(now, run_id="r-refused", workflow_id=REFUSED))
+    try:
+        client = await open_app(create_app(_collector_on(kind, db_path)))
+        first = await client.post("/events", json={"usage": usage, "runs": runs})
+        again = await client.post("/events", json={"usage": usage, "runs": runs})
+        calls = (await client.get("/analytics/costs")).json()["total"]["llm_calls"]
+        workflows = (await client.get("/analytics/workflows")).json()["workflows"]
+        metrics = (await client.get("/metrics")).text
+    finally:
+        if kind == "postgres":
+            await _drop_postgres_tables()
+
+    assert (first.status_code, again.status_code) == (422, 422), first.text
+    problem = first.json()
+    assert [(error["field"], error["source"]) for error in problem["errors"]] == [
+        ("usage[5]", "body"),
+        ("runs[3]", "body"),
+    ]
+    usage_refused, run_refused = (error["message"] for error in problem["errors"])
+    assert usage_refused.startswith("usage event 'u-refused' refused by the store: "), problem
+    assert run_refused.startswith("run 'r-refused' refused by the store: "), problem
+    assert all("check" in message.lower() for message in (usage_refused, run_refused)), problem
+    assert "and stored the other 8 (8 new, 0 already held)" in problem["detail"]
+    assert f"usage[5]: {usage_refused}" in problem["detail"]
+    assert f"runs[3]: {run_refused}" in problem["detail"]
+    assert "and stored the other 8 (0 new, 8 already held)" in again.json()["detail"]
+    assert calls == 5
+    assert [(w["workflow_id"], w["runs"]) for w in workflows] == [("document_analysis", 3)]
+    counted = functools.partial(sample_value, metrics)
+    assert counted("pas_analytics_events_stored_total", kind="usage", source="http") == 5
+    assert counted("pas_analytics_events_stored_total", kind="runs", source="http") == 3
+    assert counted("workflow_executions_total", workflow_id="document_analysis") == 3
+    # Only the second batch's events came twice.
+    assert counted("pas_analytics_events_duplicate_total", kind="usage") == 5
+    assert counted("pas_analytics_events_duplicate_total", kind="runs") == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_DSN, reason=NO_POSTGRES)
+async def test_post_events_answers_500_when_the_store_fails_otherwise(
+    tmp_path: Path, open_app: Callable[[Litestar], Awaitable[AsyncTestClient[Any]]]
+) -> None:
+    """A table dropped by hand is the store's fault, not the events': a 500, the batch not
+    taken apart (no event named)."""
+    await _drop_postgres_tables()
+    try:
+        settings = _collector_on("postgres", tmp_path / "analytics.duckdb")
+        client = await open_app(create_app(settings))
+        async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
+            await conn.execute(f"DROP TABLE {RUNS} CASCADE")
+        answer = await client.post("/events", json={"runs": [run_event(utc_now())]})
+    finally:
+        await _drop_postgres_tables()
+
+    assert answer.status_code == 500, answer.text
+    assert "UndefinedTable" in answer.json()["detail"]
+    assert "errors" not in answer.json()
 
 
 class AwayStore(DuckDBStore):
@@ -335,3 +435,15 @@ def _dead_lettered(metrics: AnalyticsMetrics) -> dict[tuple[str, str], float]:
         for sample in family.samples
         if sample.name.endswith("_total")
     }
+
+
+def _counted(metrics: AnalyticsMetrics) -> dict[tuple[str, str], float]:
+    """Events counted as stored and as duplicates, by kind (stored summed over sources)."""
+    counted: dict[tuple[str, str], float] = {}
+    for what, counter in (("stored", metrics.stored), ("duplicate", metrics.duplicates)):
+        for family in counter.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = (what, sample.labels["kind"])
+                    counted[key] = counted.get(key, 0) + sample.value
+    return counted
