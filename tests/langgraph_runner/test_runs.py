@@ -250,9 +250,10 @@ def replica(runner_settings: RunnerSettings) -> Replica:
     return open_replica
 
 
-async def interrupted_run(runs: RunManager, log: Path) -> str:
-    """A probe run waiting for a person's answer in node ``b``."""
-    record = await runs.start("probe", {"log": str(log), "ask_person": "go on?"})
+async def interrupted_run(runs: RunManager, log: Path, **probe: str) -> str:
+    """A probe run waiting for a person's answer in node ``b`` (more of its input in
+    ``probe``)."""
+    record = await runs.start("probe", {"log": str(log), "ask_person": "go on?", **probe})
     run = (await runs.wait(record.run.run_id, timeout_s=30)).run
     assert run.status == "interrupted", run
     return run.run_id
@@ -324,3 +325,32 @@ async def test_a_cancel_on_another_replica_that_a_resume_overtook_is_refused(
     assert done.status == "success"
     assert refused.value.status_code == 409
     assert stored.status == "success"
+
+
+async def test_a_resume_read_before_the_run_asked_again_elsewhere_is_refused(
+    replica: Replica, tmp_path: Path
+) -> None:
+    """The run's status reads ``interrupted`` before and after: only its revision tells that
+    the question A read is no longer the one the run asks."""
+    log = tmp_path / "probe.log"
+    async with replica("runner-a") as (runs_a, store_a), replica("runner-b") as (runs_b, _):
+        run_id = await interrupted_run(runs_a, log, ask_again="sure?")
+        # A has read the run asking "go on?" and decided to answer it; its write is not stored.
+        store_a.hold(run_id, "pending")
+        resuming = asyncio.create_task(runs_a.resume(run_id, "yes"))
+        await store_a.reached.wait()
+
+        # Meanwhile B answers that question: the run goes on and asks its second one.
+        await runs_b.resume(run_id, "go")
+        asked_again = (await runs_b.wait(run_id, timeout_s=30)).run
+        store_a.open_gate()
+        with pytest.raises(RunConflict, match="asked a new question") as refused:
+            await resuming
+        stored = (await runs_b.get(run_id)).run
+
+    assert asked_again.status == "interrupted"
+    assert [pending.value for pending in asked_again.interrupts] == ["sure?"]
+    assert refused.value.status_code == 409
+    assert stored.status == "interrupted"  # A's "yes" did not answer "sure?"
+    assert stored.interrupts == asked_again.interrupts
+    assert count(log, "c", "start", run_id) == 0
