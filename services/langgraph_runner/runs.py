@@ -17,7 +17,8 @@ belongs to no process: any replica resumes it when asked. A resume and a cancel 
 task here are written over the revision of the record they read (a compare-and-set in the
 store): of a resume and a cancel at once, on one replica or two, exactly one holds; and a resume
 read before the run moved on (resumed elsewhere, it asked a new question) is refused rather than
-answering the new question.
+answering the new question. A cancel makes the run the cancelling runner's: it reports the end,
+and no lease of the runner the run was interrupted on is left to take over.
 
 Here (about 450 lines, as each checks a request against the store and the tasks): starting,
 resuming, cancelling and reading runs, and what the lease keeper asks. Next door: each run's
@@ -317,7 +318,13 @@ class RunManager:
             raise RunConflict(f"run {run_id!r} runs on runner {record.owner!r}; cancel it there")
         # No task here: written only over the revision read, so that a resume stored meanwhile
         # (on this runner or another) is not overwritten by a cancel it would then overrun.
-        cancelled = self._tasks.ended(record, "cancelled", error="cancelled by request")
+        # This runner's from now on: it reports the end (holding the lease that takes while
+        # the end is to be reported), not the runner the run was interrupted on, whose lease
+        # would otherwise be taken over as an orphan's once that runner stops.
+        cancelled = msgspec.structs.replace(
+            self._tasks.ended(record, "cancelled", error="cancelled by request"),
+            owner=self._instance,
+        )
         if not await self._store.save(cancelled, from_revision=record.revision):
             raise await self._not_taken(record, status, "cancelled")
         self._watch.announce(cancelled)

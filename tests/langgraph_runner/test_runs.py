@@ -354,3 +354,28 @@ async def test_a_resume_read_before_the_run_asked_again_elsewhere_is_refused(
     assert stored.status == "interrupted"  # A's "yes" did not answer "sure?"
     assert stored.interrupts == asked_again.interrupts
     assert count(log, "c", "start", run_id) == 0
+
+
+async def test_an_interrupted_run_cancelled_on_another_replica_is_that_replicas(
+    replica: Replica, tmp_path: Path
+) -> None:
+    """The replica that cancels reports the end and holds its lease: the replica the run was
+    interrupted on stopping later leaves no ended run of its own to take over."""
+    log = tmp_path / "probe.log"
+    async with replica("runner-a") as (runs_a, _), replica("runner-b") as (runs_b, store_b):
+        for runs in (runs_a, runs_b):
+            runs.report_outcomes(lambda _: True, lambda: None)
+        run_id = await interrupted_run(runs_a, log)
+
+        cancelled = await runs_b.cancel(run_id)
+        reported_by_a = [record.run.run_id for record in await runs_a.unreported()]
+        reported_by_b = [record.run.run_id for record in await runs_b.unreported()]
+        # A stops: every lease it held is claimable at once.
+        await runs_a.release_leases()
+        taken_over = await store_b.claim("runner-b", limit=10)
+
+    assert cancelled.run.status == "cancelled"
+    assert cancelled.owner == "runner-b"
+    assert reported_by_a == []
+    assert reported_by_b == [run_id]
+    assert taken_over == []
