@@ -74,8 +74,9 @@ class RunRecord(msgspec.Struct, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     """Trace context of the trigger, passed on to the result."""
     revision: int = 0
-    """How many times the stored record was written before this read of it (the store's
-    ``revision`` column; see the module's docstring): what a conditional save compares."""
+    """The stored record's revision when it was read (the store's ``revision`` column, counted
+    up by every write; see the module's docstring): what a conditional save compares. A copy
+    held in memory while it is written on (a run's task) is not kept at it."""
 
     def __post_init__(self) -> None:
         # Records stored before ``report`` existed: their Kafka-triggered runs were reported.
