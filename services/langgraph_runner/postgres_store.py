@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from libs.common.schemas.workflows import RunStatusName
 from services.langgraph_runner.errors import RunConflict
 from services.langgraph_runner.store import (
     ENDED_CLAIM_BATCH,
@@ -33,14 +32,17 @@ _PG_INSERT = (
     f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_PG_LEASE})"
 )
 
-# Fenced: only the owner writes while its lease lives; and, when a status is bound, only from
-# that status (see ``store.py``).
+# Fenced: only the owner writes while its lease lives; and, when a revision is bound, only
+# over that revision (see ``store.py``).
 _PG_SAVE = (
     "UPDATE pas_runner_runs SET status = %s, owner = %s, published = %s, reportable = %s, "  # noqa: S608 (fixed clauses; values are bound)
-    f"record = %s::jsonb, lease_expires_at = {_PG_LEASE} WHERE run_id = %s "
+    f"record = %s::jsonb, lease_expires_at = {_PG_LEASE}, revision = revision + 1 "
+    "WHERE run_id = %s "
     "AND (owner = %s OR lease_expires_at IS NULL OR lease_expires_at < now()) "
-    "AND (%s::text IS NULL OR status = %s)"
+    "AND (%s::bigint IS NULL OR revision = %s)"
 )
+_PG_READ = "SELECT record::text AS record, revision FROM pas_runner_runs"
+"""What a read selects: the record and its revision (see ``store.py``)."""
 
 
 class PostgresRunStore:
@@ -58,13 +60,18 @@ class PostgresRunStore:
                 "CREATE TABLE IF NOT EXISTS pas_runner_runs (run_id TEXT PRIMARY KEY, "
                 "workflow_id TEXT NOT NULL, status TEXT NOT NULL, owner TEXT NOT NULL, "
                 "event_id TEXT UNIQUE, published BOOLEAN NOT NULL, "
-                "created_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL, reportable BOOLEAN)"
+                "created_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL, reportable BOOLEAN, "
+                "lease_expires_at TIMESTAMPTZ, revision BIGINT NOT NULL DEFAULT 0)"
             )
             await conn.execute(
                 "ALTER TABLE pas_runner_runs ADD COLUMN IF NOT EXISTS reportable BOOLEAN"
             )
             await conn.execute(
                 "ALTER TABLE pas_runner_runs ADD COLUMN IF NOT EXISTS lease_expires_at TIMESTAMPTZ"
+            )
+            await conn.execute(
+                "ALTER TABLE pas_runner_runs "
+                "ADD COLUMN IF NOT EXISTS revision BIGINT NOT NULL DEFAULT 0"
             )
             await conn.execute(
                 "UPDATE pas_runner_runs SET reportable = (event_id IS NOT NULL) "
@@ -126,14 +133,14 @@ class PostgresRunStore:
             if cursor.rowcount == 1:
                 return record, True
             cursor = await conn.execute(
-                "SELECT record::text AS record FROM pas_runner_runs WHERE event_id = %s",
+                f"{_PG_READ} WHERE event_id = %s",
                 (record.run.event_id,),
             )
             row = await cursor.fetchone()
         assert row is not None, "a conflicting event id must have its run"
-        return decode_record(row["record"]), False
+        return decode_record(row["record"], row["revision"]), False
 
-    async def save(self, record: RunRecord, *, from_status: RunStatusName | None = None) -> bool:
+    async def save(self, record: RunRecord, *, from_revision: int | None = None) -> bool:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 _PG_SAVE,
@@ -147,20 +154,17 @@ class PostgresRunStore:
                     self._lease_ttl_s,
                     record.run.run_id,
                     record.owner,
-                    from_status,
-                    from_status,
+                    from_revision,
+                    from_revision,
                 ),
             )
             return bool(cursor.rowcount == 1)
 
     async def _select(self, where: str, args: tuple[Any, ...]) -> list[RunRecord]:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT record::text AS record FROM pas_runner_runs {where}",  # noqa: S608 (fixed clauses; values are bound)
-                args,
-            )
+            cursor = await conn.execute(f"{_PG_READ} {where}", args)
             rows = await cursor.fetchall()
-        return [decode_record(row["record"]) for row in rows]
+        return [decode_record(row["record"], row["revision"]) for row in rows]
 
     async def get(self, run_id: str) -> RunRecord | None:
         found = await self._select("WHERE run_id = %s", (run_id,))
@@ -206,9 +210,10 @@ class PostgresRunStore:
                 "UNION ALL SELECT run_id, owner FROM ended) "
                 "UPDATE pas_runner_runs AS runs SET owner = %(owner)s, "
                 "lease_expires_at = now() + make_interval(secs => %(ttl)s), "
-                "record = jsonb_set(runs.record, '{owner}', to_jsonb(%(owner)s::text)) "
+                "record = jsonb_set(runs.record, '{owner}', to_jsonb(%(owner)s::text)), "
+                "revision = runs.revision + 1 "
                 "FROM due WHERE runs.run_id = due.run_id "
-                "RETURNING due.previous_owner, runs.record::text AS record",
+                "RETURNING due.previous_owner, runs.record::text AS record, runs.revision",
                 {
                     "owner": owner,
                     "own_too": own_too,
@@ -219,7 +224,10 @@ class PostgresRunStore:
                 },
             )
             rows = await cursor.fetchall()
-        claimed = [Claimed(decode_record(row["record"]), row["previous_owner"]) for row in rows]
+        claimed = [
+            Claimed(decode_record(row["record"], row["revision"]), row["previous_owner"])
+            for row in rows
+        ]
         return sorted(claimed, key=lambda found: found.record.run.created_at)
 
     async def release(self, owner: str) -> int:

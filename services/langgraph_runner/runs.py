@@ -14,10 +14,13 @@ renews its leases every ``lease_renew_s`` and takes over runs whose lease expire
 runs resumed by another within ``lease_ttl_s`` + ``lease_renew_s``; one shut down gracefully
 drains and releases them, so they are taken at once. An interrupted run waits for a person and
 belongs to no process: any replica resumes it when asked. A resume and a cancel of a run with no
-task here are written over the status they read (a compare-and-set in the store), so that of a
-resume and a cancel at once, on one replica or two, exactly one holds.
+task here are written over the revision of the record they read (a compare-and-set in the
+store): of a resume and a cancel at once, on one replica or two, exactly one holds; and a resume
+read before the run moved on (resumed elsewhere, it asked a new question) is refused rather than
+answering the new question. A cancel makes the run the cancelling runner's: it reports the end,
+and no lease of the runner the run was interrupted on is left to take over.
 
-Here (just over 400 lines, as each checks a request against the store and the tasks): starting,
+Here (about 450 lines, as each checks a request against the store and the tasks): starting,
 resuming, cancelling and reading runs, and what the lease keeper asks. Next door: each run's
 task (``run_tasks.py``), keeping leases (``run_leases.py``), what a record becomes
 (``run_records.py``), records written in order (``record_writes.py``), waiters and stream
@@ -262,7 +265,7 @@ class RunManager:
     ) -> RunRecord:
         """Continue an interrupted run with ``answer``, or a failed one from its checkpoint."""
         self._refuse_if_closing()
-        record = await self.get(run_id)
+        record = await self._stored(run_id)
         self._refuse_if_live(record)
         workflow = self._catalog.get(record.run.workflow_id)
         status = record.run.status
@@ -283,24 +286,22 @@ class RunManager:
         record = msgspec.structs.replace(
             changed(record, status="pending", error=None, finished_at=None), owner=self._instance
         )
-        # Taken in the store first, from the status read: of two replicas resuming it at once
-        # one gets it, and a run cancelled meanwhile (here or on another replica) stays so.
-        # Until its task is launched, a cancel here is refused (see cancel).
+        # Taken in the store first, over the revision read: of two replicas resuming it at once
+        # one gets it, a run cancelled meanwhile (here or on another replica) stays so, and a
+        # run resumed and interrupted again meanwhile keeps its new question. Until its task is
+        # launched, a cancel here is refused (see cancel).
         self._resuming.add(run_id)
         try:
-            taken = await self._store.save(record, from_status=status)
+            taken = await self._store.save(record, from_revision=record.revision)
         finally:
             self._resuming.discard(run_id)
         if not taken:
-            raise await self._not_taken(run_id, status, "resumed")
+            raise await self._not_taken(record, status, "resumed")
         self._tasks.launch(record, graph_input)
         self._watch.announce(record)
         return record
 
     async def cancel(self, run_id: str) -> RunRecord:
-        record = await self.get(run_id)
-        if record.run.status in TERMINAL_STATUSES:
-            raise RunConflict(f"run {run_id!r} is already {record.run.status}")
         if run_id in self._resuming:
             # Its resume is stored, or about to be, and its task not started: a cancel written
             # now would be overrun by the task. Refused rather than waited for: a moment on.
@@ -309,24 +310,49 @@ class RunManager:
             )
         if await self._tasks.cancel(run_id):
             return await self.get(run_id)
-        if record.run.status != "interrupted" and record.owner != self._instance:
-            raise RunConflict(f"run {run_id!r} runs on runner {record.owner!r}; cancel it there")
-        # No task here: written only over the status read, so that a resume stored meanwhile
-        # (on this runner or another) is not overwritten by a cancel it would then overrun.
+        record = await self._stored(run_id)
         status = record.run.status
-        cancelled = self._tasks.ended(record, "cancelled", error="cancelled by request")
-        if not await self._store.save(cancelled, from_status=status):
-            raise await self._not_taken(run_id, status, "cancelled")
+        if status in TERMINAL_STATUSES:
+            raise RunConflict(f"run {run_id!r} is already {status}")
+        if status != "interrupted" and record.owner != self._instance:
+            raise RunConflict(f"run {run_id!r} runs on runner {record.owner!r}; cancel it there")
+        # No task here: written only over the revision read, so that a resume stored meanwhile
+        # (on this runner or another) is not overwritten by a cancel it would then overrun.
+        # This runner's from now on: it reports the end (holding the lease that takes while
+        # the end is to be reported), not the runner the run was interrupted on, whose lease
+        # would otherwise be taken over as an orphan's once that runner stops.
+        cancelled = msgspec.structs.replace(
+            self._tasks.ended(record, "cancelled", error="cancelled by request"),
+            owner=self._instance,
+        )
+        if not await self._store.save(cancelled, from_revision=record.revision):
+            raise await self._not_taken(record, status, "cancelled")
         self._watch.announce(cancelled)
         self._tasks.note_end(cancelled)
         return cancelled
 
-    async def _not_taken(self, run_id: str, read: RunStatusName, verb: str) -> RunConflict:
-        """Why a resume or a cancel of ``run_id`` (read as ``read``) was not written."""
+    async def _stored(self, run_id: str) -> RunRecord:
+        """The run as the store has it: what a resume or a cancel decides on and writes over
+        (the revision it compares is the store's; a task's own copy does not keep it)."""
+        record = await self._store.get(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return record
+
+    async def _not_taken(self, read: RunRecord, status: RunStatusName, verb: str) -> RunConflict:
+        """Why a resume or a cancel decided on ``read`` (``status`` then) was not written."""
+        run_id = read.run.run_id
         current = await self._store.get(run_id)
-        if current is not None and current.run.status != read:
+        if current is not None and current.run.status != status:
             return RunConflict(
                 f"run {run_id!r} became {current.run.status} while being {verb}; not {verb}"
+            )
+        if current is not None and current.revision != read.revision:
+            # The same status, written since: resumed elsewhere and stopped again there.
+            asked = "it asked a new question" if status == "interrupted" else f"{status} again"
+            return RunConflict(
+                f"run {run_id!r} moved on while being {verb} (resumed on runner "
+                f"{current.owner!r}, {asked}); not {verb}: read it again"
             )
         return RunConflict(
             f"run {run_id!r} is held by another runner (resumed there, or its end not yet "

@@ -18,11 +18,18 @@ process. The owner renews all its leases in one statement (:meth:`RunStore.renew
 replica claims runs whose lease expired (:meth:`RunStore.claim`, atomic: a compare-and-set
 per row on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL). A save is fenced: it writes only
 while the writer owns the run or nobody holds a live lease on it, so a replica that lost a run
-to another cannot overwrite the new owner's progress. A save may also name the status it moves
-the run from (``from_status``): a resume or a cancel decides on the status it read, and an
-interrupted run has no lease to fence it, so a cancel and a resume of it (on one replica or
-two) would otherwise both be written, the later one undoing the other. PostgreSQL times leases
-by its own clock (``now()``), one clock for every replica; SQLite (one host) by the process's.
+to another cannot overwrite the new owner's progress. PostgreSQL times leases by its own clock
+(``now()``), one clock for every replica; SQLite (one host) by the process's.
+
+Revisions: every write of a record (a save, a claim) counts its ``revision`` up by one. A save
+may name the revision it was decided on (``from_revision``): written only if the stored record
+is still that one (compare-and-set). A resume or a cancel decides on the record it read, and an
+interrupted run has no lease to fence it: without this, a cancel and a resume of it (on one
+replica or two) would both be written, the later one undoing the other; and a resume read
+before the run was resumed elsewhere and interrupted again (the same status, a new question)
+would answer the new question with the answer meant for the old one. The revision lives in its
+own column; the copy inside the stored JSON is whatever the writer held and is not read. A
+store written before revisions gets the column at open, every run at revision 0.
 
 The record, its encoding, the lease rule and the table's columns are here, shared by both
 backends, so that a run is stored alike whichever one holds it.
@@ -40,7 +47,7 @@ import aiosqlite
 import msgspec
 
 from libs.common.schemas.empty_stops import decode_dropping_empty_stops
-from libs.common.schemas.workflows import TERMINAL_STATUSES, RunStatus, RunStatusName
+from libs.common.schemas.workflows import TERMINAL_STATUSES, RunStatus
 from services.langgraph_runner.errors import RunConflict
 
 UNFINISHED_STATUSES = ("pending", "running")
@@ -66,6 +73,10 @@ class RunRecord(msgspec.Struct, kw_only=True):
     version manager)."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     """Trace context of the trigger, passed on to the result."""
+    revision: int = 0
+    """The stored record's revision when it was read (the store's ``revision`` column, counted
+    up by every write; see the module's docstring): what a conditional save compares. A copy
+    held in memory while it is written on (a run's task) is not kept at it."""
 
     def __post_init__(self) -> None:
         # Records stored before ``report`` existed: their Kafka-triggered runs were reported.
@@ -82,11 +93,13 @@ encode_record = msgspec.json.Encoder().encode
 _record_decoder = msgspec.json.Decoder(RunRecord)
 
 
-def decode_record(stored: bytes | str) -> RunRecord:
-    """A stored record; one whose run was started with an empty stop sequence (taken until
-    2026-12-07) is read without it, as a version is (``empty_stops.py``): it keeps reading, and
-    a resumed run no longer passes it to its LLM calls."""
+def decode_record(stored: bytes | str, revision: int) -> RunRecord:
+    """A stored record at ``revision`` (its column); one whose run was started with an empty
+    stop sequence (taken until 2026-12-07) is read without it, as a version is
+    (``empty_stops.py``): it keeps reading, and a resumed run no longer passes it to its LLM
+    calls."""
     record, _ = decode_dropping_empty_stops(stored, _record_decoder, "run", "parameters")
+    record.revision = revision
     return record
 
 
@@ -122,10 +135,11 @@ class RunStore(Protocol):
         """The run an event with ``event_id`` started, if one did."""
         ...
 
-    async def save(self, record: RunRecord, *, from_status: RunStatusName | None = None) -> bool:
-        """Write the record (its owner's lease renewed while it holds one, else cleared);
-        ``False`` if another replica holds a live lease on the run, or, with ``from_status``,
-        if the stored run's status is no longer that (nothing written)."""
+    async def save(self, record: RunRecord, *, from_revision: int | None = None) -> bool:
+        """Write the record (its owner's lease renewed while it holds one, else cleared; its
+        revision counted up); ``False`` if another replica holds a live lease on the run, or,
+        with ``from_revision``, if the stored record's revision is no longer that: it was
+        written since it was read (nothing written)."""
         ...
 
     async def get(self, run_id: str) -> RunRecord | None: ...
@@ -203,7 +217,7 @@ class SQLiteRunStore:
             "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, "
             "status TEXT NOT NULL, owner TEXT NOT NULL, event_id TEXT UNIQUE, "
             "published INTEGER NOT NULL, created_at TEXT NOT NULL, record BLOB NOT NULL, "
-            "reportable INTEGER, lease_expires_at REAL)"
+            "reportable INTEGER, lease_expires_at REAL, revision INTEGER NOT NULL DEFAULT 0)"
         )
         async with db.execute("PRAGMA table_info(runs)") as rows:
             columns = {row[1] async for row in rows}
@@ -211,6 +225,8 @@ class SQLiteRunStore:
             await db.execute("ALTER TABLE runs ADD COLUMN reportable INTEGER")
         if "lease_expires_at" not in columns:
             await db.execute("ALTER TABLE runs ADD COLUMN lease_expires_at REAL")
+        if "revision" not in columns:
+            await db.execute("ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
         await db.execute(
             "UPDATE runs SET reportable = (event_id IS NOT NULL) WHERE reportable IS NULL"
         )
@@ -259,19 +275,19 @@ class SQLiteRunStore:
                 return record, True
             rows = list(
                 await self._db.execute_fetchall(
-                    "SELECT record FROM runs WHERE event_id = ?", (record.run.event_id,)
+                    "SELECT record, revision FROM runs WHERE event_id = ?", (record.run.event_id,)
                 )
             )
         assert rows, "a conflicting event id must have its run"
-        return decode_record(rows[0][0]), False
+        return decode_record(*rows[0]), False
 
-    async def save(self, record: RunRecord, *, from_status: RunStatusName | None = None) -> bool:
+    async def save(self, record: RunRecord, *, from_revision: int | None = None) -> bool:
         async with self._lock:
             cursor = await self._db.execute(
                 "UPDATE runs SET status = ?, owner = ?, published = ?, reportable = ?, record = ?, "
-                "lease_expires_at = ? WHERE run_id = ? "
+                "lease_expires_at = ?, revision = revision + 1 WHERE run_id = ? "
                 "AND (owner = ? OR lease_expires_at IS NULL OR lease_expires_at < ?) "
-                "AND (? IS NULL OR status = ?)",
+                "AND (? IS NULL OR revision = ?)",
                 (
                     record.run.status,
                     record.owner,
@@ -282,8 +298,8 @@ class SQLiteRunStore:
                     record.run.run_id,
                     record.owner,
                     time.time(),
-                    from_status,
-                    from_status,
+                    from_revision,
+                    from_revision,
                 ),
             )
             return cursor.rowcount == 1
@@ -291,8 +307,11 @@ class SQLiteRunStore:
     async def _select(self, where: str, args: Iterable[Any]) -> list[RunRecord]:
         # One round trip to the database's thread; a cursor (executed, read in chunks until
         # one comes back empty, closed) is four, and the bridge reads a run three times an event.
-        rows = await self._db.execute_fetchall(f"SELECT record FROM runs {where}", tuple(args))  # noqa: S608 (fixed clauses; values are bound)
-        return [decode_record(row[0]) for row in rows]
+        rows = await self._db.execute_fetchall(
+            f"SELECT record, revision FROM runs {where}",  # noqa: S608 (fixed clauses; values are bound)
+            tuple(args),
+        )
+        return [decode_record(*row) for row in rows]
 
     async def get(self, run_id: str) -> RunRecord | None:
         found = await self._select("WHERE run_id = ?", (run_id,))
@@ -331,23 +350,26 @@ class SQLiteRunStore:
         async with self._lock:
             now = time.time()
             unfinished = await self._db.execute_fetchall(
-                "SELECT owner, lease_expires_at, record FROM runs WHERE status IN (?, ?) "
+                "SELECT owner, lease_expires_at, record, revision FROM runs WHERE status IN (?, ?) "
                 "AND (lease_expires_at < ? OR (? AND owner = ? AND lease_expires_at IS NOT NULL)) "
                 "ORDER BY created_at LIMIT ?",
                 (*UNFINISHED_STATUSES, now, own_too, owner, limit),
             )
             ended = await self._db.execute_fetchall(
-                "SELECT owner, lease_expires_at, record FROM runs WHERE status NOT IN (?, ?) "
+                "SELECT owner, lease_expires_at, record, revision FROM runs "
+                "WHERE status NOT IN (?, ?) "
                 "AND lease_expires_at < ? ORDER BY created_at LIMIT ?",
                 (*UNFINISHED_STATUSES, now, ENDED_CLAIM_BATCH),
             )
             claimed: list[Claimed] = []
-            for previous_owner, lease, stored in [*unfinished, *ended]:
-                record = msgspec.structs.replace(decode_record(stored), owner=owner)
-                # Compare-and-set: another process on the file may have claimed it since.
+            for previous_owner, lease, stored, revision in [*unfinished, *ended]:
+                record = msgspec.structs.replace(decode_record(stored, revision + 1), owner=owner)
+                # Compare-and-set: another process on the file may have claimed, renewed or
+                # written it since.
                 cursor = await self._db.execute(
-                    "UPDATE runs SET owner = ?, lease_expires_at = ?, record = ? "
-                    "WHERE run_id = ? AND owner = ? AND lease_expires_at = ?",
+                    "UPDATE runs SET owner = ?, lease_expires_at = ?, record = ?, "
+                    "revision = revision + 1 "
+                    "WHERE run_id = ? AND owner = ? AND lease_expires_at = ? AND revision = ?",
                     (
                         owner,
                         now + self._lease_ttl_s,
@@ -355,6 +377,7 @@ class SQLiteRunStore:
                         record.run.run_id,
                         previous_owner,
                         lease,
+                        revision,
                     ),
                 )
                 if cursor.rowcount == 1:

@@ -11,7 +11,9 @@ way an operator adds a workflow of their own. Input:
 - ``value``: echoed in the output; a number is also the run's score;
 - ``ask``: ``b`` asks the runner's LLM this (one call), its answer in the output;
 - ``ask_person``: ``b`` interrupts the run with this question; the resume's answer is the output's
-  ``answer``.
+  ``answer``;
+- ``ask_again``: with ``ask_person``, ``b`` then interrupts the run a second time with this
+  question (a person asked to confirm); the output's ``answer`` is the last answer.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ProbeInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     value: Any = None
     ask: str | None = None
     ask_person: str | None = None
+    ask_again: str | None = None
 
 
 class ProbeState(TypedDict, total=False):
@@ -52,6 +55,7 @@ class ProbeState(TypedDict, total=False):
     value: Any
     ask: str | None
     ask_person: str | None
+    ask_again: str | None
     answer: str
     visited: list[str]
 
@@ -101,6 +105,8 @@ def build(deps: WorkflowDeps) -> StateGraph[ProbeState, RunContext, Any, Any]:
             update["answer"] = await deps.llm.text(turns, parameters_of(runtime), max_tokens=16)
         if question := state.get("ask_person"):
             update["answer"] = interrupt(question)
+            if again := state.get("ask_again"):
+                update["answer"] = interrupt(again)
         await asyncio.to_thread(log_line, state["log"], run_id, "b", "end")
         return update
 

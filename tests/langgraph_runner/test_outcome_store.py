@@ -1,9 +1,10 @@
 """The outbox of outcomes in the run store, SQLite and PostgreSQL (when PAS_TEST_POSTGRES_DSN
 is set): what is to be reported and not yet is found, and survives a store written before
 REST-started runs were reported (its waiting Kafka-triggered runs are still reported, its old
-REST-started runs are not reported now); a dead replica's outcomes are all taken by a live one,
-whatever its room, and published once each. A record written with what a later release
-refuses (an empty stop sequence) still reads."""
+REST-started runs are not reported now) and before records had revisions (counted from 0, a
+write over a revision read before another write refused); a dead replica's outcomes are all
+taken by a live one, whatever its room, and published once each. A record written with what a
+later release refuses (an empty stop sequence) still reads."""
 
 from __future__ import annotations
 
@@ -150,6 +151,34 @@ async def test_a_store_from_before_keeps_reporting_only_its_kafka_runs(
     assert found == ["kafka-waiting"]
     assert waiting.report
     assert again == ["kafka-waiting"]
+
+
+async def test_a_store_from_before_revisions_writes_only_over_the_revision_read(
+    backend: tuple[RunnerSettings, Callable[[RunnerSettings], Any]],
+) -> None:
+    settings, write_old = backend
+    Path(settings.store_path).parent.mkdir(parents=True, exist_ok=True)
+    await write_old(settings)
+
+    async with open_persistence(settings) as (_, store):
+        read = await store.get("kafka-waiting")
+        assert read is not None
+        first = await store.save(
+            msgspec.structs.replace(read, reported=True), from_revision=read.revision
+        )
+        # A second write decided on the same read: the record moved on since.
+        second = await store.save(read, from_revision=read.revision)
+        written = await store.get("kafka-waiting")
+    async with open_persistence(settings) as (_, store):
+        reopened = await store.get("kafka-waiting")
+
+    assert read.revision == 0
+    assert first
+    assert not second
+    assert written is not None
+    assert written.revision == 1
+    assert written.reported
+    assert reopened == written  # opened again: migrated once
 
 
 async def test_new_runs_are_reported_as_they_were_created_to_be(

@@ -250,9 +250,10 @@ def replica(runner_settings: RunnerSettings) -> Replica:
     return open_replica
 
 
-async def interrupted_run(runs: RunManager, log: Path) -> str:
-    """A probe run waiting for a person's answer in node ``b``."""
-    record = await runs.start("probe", {"log": str(log), "ask_person": "go on?"})
+async def interrupted_run(runs: RunManager, log: Path, **probe: str) -> str:
+    """A probe run waiting for a person's answer in node ``b`` (more of its input in
+    ``probe``)."""
+    record = await runs.start("probe", {"log": str(log), "ask_person": "go on?", **probe})
     run = (await runs.wait(record.run.run_id, timeout_s=30)).run
     assert run.status == "interrupted", run
     return run.run_id
@@ -324,3 +325,57 @@ async def test_a_cancel_on_another_replica_that_a_resume_overtook_is_refused(
     assert done.status == "success"
     assert refused.value.status_code == 409
     assert stored.status == "success"
+
+
+async def test_a_resume_read_before_the_run_asked_again_elsewhere_is_refused(
+    replica: Replica, tmp_path: Path
+) -> None:
+    """The run's status reads ``interrupted`` before and after: only its revision tells that
+    the question A read is no longer the one the run asks."""
+    log = tmp_path / "probe.log"
+    async with replica("runner-a") as (runs_a, store_a), replica("runner-b") as (runs_b, _):
+        run_id = await interrupted_run(runs_a, log, ask_again="sure?")
+        # A has read the run asking "go on?" and decided to answer it; its write is not stored.
+        store_a.hold(run_id, "pending")
+        resuming = asyncio.create_task(runs_a.resume(run_id, "yes"))
+        await store_a.reached.wait()
+
+        # Meanwhile B answers that question: the run goes on and asks its second one.
+        await runs_b.resume(run_id, "go")
+        asked_again = (await runs_b.wait(run_id, timeout_s=30)).run
+        store_a.open_gate()
+        with pytest.raises(RunConflict, match="asked a new question") as refused:
+            await resuming
+        stored = (await runs_b.get(run_id)).run
+
+    assert asked_again.status == "interrupted"
+    assert [pending.value for pending in asked_again.interrupts] == ["sure?"]
+    assert refused.value.status_code == 409
+    assert stored.status == "interrupted"  # A's "yes" did not answer "sure?"
+    assert stored.interrupts == asked_again.interrupts
+    assert count(log, "c", "start", run_id) == 0
+
+
+async def test_an_interrupted_run_cancelled_on_another_replica_is_that_replicas(
+    replica: Replica, tmp_path: Path
+) -> None:
+    """The replica that cancels reports the end and holds its lease: the replica the run was
+    interrupted on stopping later leaves no ended run of its own to take over."""
+    log = tmp_path / "probe.log"
+    async with replica("runner-a") as (runs_a, _), replica("runner-b") as (runs_b, store_b):
+        for runs in (runs_a, runs_b):
+            runs.report_outcomes(lambda _: True, lambda: None)
+        run_id = await interrupted_run(runs_a, log)
+
+        cancelled = await runs_b.cancel(run_id)
+        reported_by_a = [record.run.run_id for record in await runs_a.unreported()]
+        reported_by_b = [record.run.run_id for record in await runs_b.unreported()]
+        # A stops: every lease it held is claimable at once.
+        await runs_a.release_leases()
+        taken_over = await store_b.claim("runner-b", limit=10)
+
+    assert cancelled.run.status == "cancelled"
+    assert cancelled.owner == "runner-b"
+    assert reported_by_a == []
+    assert reported_by_b == [run_id]
+    assert taken_over == []
