@@ -1,4 +1,4 @@
-"""Replicas of the processor share one consumer group: 10,000 documents through three of them,
+"""Replicas of the processor share one consumer group: 5,000 documents through three of them,
 one SIGKILLed mid-run and a fourth added, and every document is answered; what the killed one
 had in hand is answered again by its partitions' next owner, and such a duplicate says so (the
 same ``doc_id`` and ``source_offset`` as the first answer).
@@ -27,7 +27,7 @@ from tests.support.topic_reader import read_until_quiet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-DOCUMENTS = 10_000
+DOCUMENTS = 5_000
 PARTITIONS = 6
 
 
