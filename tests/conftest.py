@@ -70,22 +70,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 LONGEST_MODULES = (
     "tests/llm/test_prompt_reuse.py",
-    "tests/llm/test_openapi_fuzz.py",
-    "tests/llm/test_openai_api.py",
     "tests/kafka_llm_processor/test_processor.py",
     "tests/airflow/test_running_airflow.py",
-    "tests/registry/test_bad_input.py",
-    "tests/analytics/test_http_input.py",
-    "tests/provider_router/test_desk_keys.py",
-    "tests/llm/test_tool_calls.py",
-    "tests/analytics/test_openapi_fuzz.py",
-    "tests/llm/test_ollama_api.py",
-    "tests/provider_router/test_upstream_faults.py",
+    "tests/airflow/test_operators.py",
+    "tests/langgraph_runner/test_kafka.py",
+    "tests/cli/test_dlq.py",
     "tests/kafka_llm_processor/test_long_documents.py",
-    "tests/kafka_llm_processor/test_scale_out.py",
-    "tests/airflow/test_notifications.py",
+    "tests/llm/test_openapi_fuzz.py",
+    "tests/langgraph_runner/test_workflows.py",
+    "tests/langgraph_runner/test_experiment_outcomes.py",
+    "tests/llm/test_batch_engine.py",
+    "tests/analytics/test_http_input.py",
+    "tests/versioning/test_ab_statistics.py",
+    "tests/provider_router/test_spend_persistence.py",
+    "tests/kafka/test_work_loop.py",
 )
-"""The modules that take longest, a minute to several each (CI, session 44), longest first."""
+"""The modules that take longest, a minute to three each (pytest-xdist's three workers, session
+46's runs), longest first."""
 
 
 def _longest_modules_first(items: list[pytest.Item]) -> None:
