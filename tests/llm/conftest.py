@@ -33,8 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     unmarked = sorted(
         item.nodeid
         for item in items
-        if "shared_llm" in getattr(item, "fixturenames", ())
-        and not _on_the_modules_loop(item)
+        if "shared_llm" in getattr(item, "fixturenames", ()) and not _on_the_modules_loop(item)
     )
     if unmarked:
         raise pytest.UsageError(f"tests take shared_llm without ON_THE_MODULES_LOOP: {unmarked}")
