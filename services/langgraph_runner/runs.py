@@ -43,7 +43,6 @@ from libs.common.errors import PASError
 from libs.common.schemas.workflows import (
     TERMINAL_STATUSES,
     RunStatus,
-    RunStatusName,
     RunUpdate,
     WorkflowParameters,
     WorkflowTriggered,
@@ -283,7 +282,7 @@ class RunManager:
                 f"run {run_id!r} is {status}; only an interrupted or failed run can be resumed"
             )
         self._refuse_if_live(record)
-        record = msgspec.structs.replace(
+        pending = msgspec.structs.replace(
             changed(record, status="pending", error=None, finished_at=None), owner=self._instance
         )
         # Taken in the store first, over the revision read: of two replicas resuming it at once
@@ -292,14 +291,14 @@ class RunManager:
         # launched, a cancel here is refused (see cancel).
         self._resuming.add(run_id)
         try:
-            taken = await self._store.save(record, from_revision=record.revision)
+            taken = await self._store.save(pending, from_revision=record.revision)
         finally:
             self._resuming.discard(run_id)
         if not taken:
-            raise await self._not_taken(record, status, "resumed")
-        self._tasks.launch(record, graph_input)
-        self._watch.announce(record)
-        return record
+            raise await self._not_taken(record, "resumed")
+        self._tasks.launch(pending, graph_input)
+        self._watch.announce(pending)
+        return pending
 
     async def cancel(self, run_id: str) -> RunRecord:
         if run_id in self._resuming:
@@ -326,7 +325,7 @@ class RunManager:
             owner=self._instance,
         )
         if not await self._store.save(cancelled, from_revision=record.revision):
-            raise await self._not_taken(record, status, "cancelled")
+            raise await self._not_taken(record, "cancelled")
         self._watch.announce(cancelled)
         self._tasks.note_end(cancelled)
         return cancelled
@@ -339,9 +338,10 @@ class RunManager:
             raise RunNotFound(run_id)
         return record
 
-    async def _not_taken(self, read: RunRecord, status: RunStatusName, verb: str) -> RunConflict:
-        """Why a resume or a cancel decided on ``read`` (``status`` then) was not written."""
-        run_id = read.run.run_id
+    async def _not_taken(self, read: RunRecord, verb: str) -> RunConflict:
+        """Why a resume or a cancel decided on ``read`` (the run as it read it) was not
+        written."""
+        run_id, status = read.run.run_id, read.run.status
         current = await self._store.get(run_id)
         if current is not None and current.run.status != status:
             return RunConflict(
