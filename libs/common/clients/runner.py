@@ -13,19 +13,14 @@ import msgspec
 
 from libs.common.clients.http import ServiceClient, ServiceRefused
 from libs.common.errors import PASError
-from libs.common.schemas.empty_stops import decode_dropping_empty_stops
+from libs.common.schemas.empty_stops import reader_dropping_empty_stops
 from libs.common.schemas.workflows import RunRequest, RunStatus
 
 WAIT_MARGIN_S = 10.0
 """Read time allowed beyond ``wait_s``: the runner answers after its wait, not at its end."""
 
 
-_run_decoder = msgspec.json.Decoder(RunStatus)
-
-
-def _read_run(content: bytes) -> RunStatus:
-    run, _ = decode_dropping_empty_stops(content, _run_decoder, "parameters")
-    return run
+_read_run = reader_dropping_empty_stops(RunStatus, "parameters")
 
 
 class RunnerError(PASError):

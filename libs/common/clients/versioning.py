@@ -22,7 +22,7 @@ import stamina
 
 from libs.common.clients.http import ServiceClient, ServiceRefused
 from libs.common.errors import PASError
-from libs.common.schemas.empty_stops import decode_dropping_empty_stops
+from libs.common.schemas.empty_stops import reader_dropping_empty_stops
 from libs.common.schemas.versioning import (
     CHAMPION,
     METADATA_EXPERIMENT_ID,
@@ -40,12 +40,7 @@ from libs.common.schemas.versioning import (
     WorkflowVersion,
 )
 
-_version_decoder = msgspec.json.Decoder(WorkflowVersion)
-
-
-def _read_version(content: bytes) -> WorkflowVersion:
-    version, _ = decode_dropping_empty_stops(content, _version_decoder, "definition", "parameters")
-    return version
+_read_version = reader_dropping_empty_stops(WorkflowVersion, "definition", "parameters")
 
 
 class VersioningError(ServiceRefused):

@@ -15,6 +15,7 @@ Documents without one are decoded by the strict type alone: the mending costs no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -38,6 +39,18 @@ def decode_dropping_empty_stops(
         if dropped == 0:
             raise
         return msgspec.convert(document, decoder.type), dropped
+
+
+def reader_dropping_empty_stops(answer_type: type[T], *at: str) -> Callable[[bytes], T]:
+    """A reader of ``answer_type`` documents that leaves out the empty stop sequences under
+    the keys ``at`` (:func:`decode_dropping_empty_stops`): what a client hands
+    ``ServiceClient._decode`` as its ``read``."""
+    decoder = msgspec.json.Decoder(answer_type)
+
+    def read(content: bytes) -> T:
+        return decode_dropping_empty_stops(content, decoder, *at)[0]
+
+    return read
 
 
 def drop_empty_stops(document: Any, *at: str) -> int:
