@@ -44,3 +44,29 @@ def test_the_collector_is_tuned_while_the_service_runs_and_restored_after() -> N
     assert running["young_threshold"] == max(thresholds[0], YOUNG_COLLECTION_THRESHOLD)
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
+
+
+def test_a_service_starting_collects_only_the_young_generations() -> None:
+    """A full collection walks the whole heap of the process, which for an app started inside
+    a larger one (a test worker, a bench) is that process's; automatic collections are off
+    here so that only the ones the service asks for are seen."""
+    app = create_service(
+        name="heap", settings=ServiceSettings(log_level="WARNING"), route_handlers=[collector]
+    )
+    generations: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.callbacks.append(record)
+    try:
+        with TestClient(app) as client:
+            assert client.get("/collector").status_code == 200
+    finally:
+        gc.callbacks.remove(record)
+        if enabled:
+            gc.enable()
+    assert generations == [1]
