@@ -4,8 +4,8 @@ collected.
 Schemathesis builds every operation's coverage cases (its boundary inputs, attached to the
 Hypothesis test as explicit examples) while it collects the test. Under pytest-xdist every
 worker collects every test, so each of the three built the cases of all 113 fuzzed operations
-while only one runs each: 30 s of CPU a worker before its first test, 90 s in all, a fifth of it
-useful (py-spy, docs/benchmarks.md). The cases are the same ones, built by schemathesis's own
+while only one runs each: 30 s of CPU a worker before its first test, 90 s in all, a third of
+it used (py-spy, docs/benchmarks.md). The cases are the same ones, built by schemathesis's own
 ``add_coverage`` in the worker that runs the test, just before it runs. schemathesis's open
 issue 2954 asks for cases built on demand; until it lands this patches its builder (the version
 is pinned in requirements.lock; ``tests/common/test_coverage_cases.py`` fails if the builder it
@@ -38,7 +38,8 @@ def build_coverage_cases_on_call() -> None:
 def attach(item: pytest.Item) -> None:
     """Attach the coverage cases of the test ``item`` runs, once (hypothesis's ``example``
     decorator appends them to the test function itself, which parametrized items share)."""
-    test = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+    obj = getattr(item, "obj", None)
+    test = getattr(obj, "__func__", obj)  # a method's function, which holds the examples
     build = getattr(test, PENDING, None)
     if build is not None:
         delattr(test, PENDING)
