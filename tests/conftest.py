@@ -25,7 +25,6 @@ from libs.common.kafka.topics import ensure_topics
 from services.llm.model_files import packaged_gguf
 from services.registry.registry_service import create_app
 from services.registry.settings import RegistrySettings
-from tests.support.coverage_cases import attach, build_coverage_cases_on_call
 from tests.support.postgres import fresh_database
 from tests.support.processes import REPO_ROOT, ServiceProcess, ServiceProcesses, free_port
 
@@ -63,16 +62,7 @@ for _variable, _value in (
     os.environ.setdefault(_variable, _value)
 
 
-pytest_plugins = ["pytester"]
-
-
-def pytest_configure() -> None:
-    build_coverage_cases_on_call()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> None:
-    attach(item)
+pytest_plugins = ["pytester", "tests.support.coverage_cases"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -45,15 +45,9 @@ def test_orders(case: schemathesis.Case) -> None:
 """
 
 DEFERRED = """
-import pytest
-from tests.support.coverage_cases import PENDING, attach, build_coverage_cases_on_call
+from tests.support.coverage_cases import PENDING
 
-def pytest_configure():
-    build_coverage_cases_on_call()
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item):
-    attach(item)
+pytest_plugins = ["tests.support.coverage_cases"]
 
 def pytest_collection_finish(session):
     import os
@@ -63,7 +57,7 @@ def pytest_collection_finish(session):
 
 
 def cases_run(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, conftest: str, *args: str
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, conftest: str
 ) -> list[list[object]]:
     pytester.makeconftest(conftest)
     pytester.makepyfile(test_orders=APP)
@@ -71,10 +65,8 @@ def cases_run(
     cases.unlink(missing_ok=True)
     monkeypatch.setenv("CASES_FILE", str(cases))
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[2]))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0", *args)
-    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), result.outlines
-    if not cases.exists():
-        return []
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0")
+    assert result.ret == pytest.ExitCode.OK, result.outlines
     return [json.loads(line) for line in cases.read_text().splitlines()]
 
 

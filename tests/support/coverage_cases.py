@@ -9,7 +9,7 @@ it used (py-spy, docs/benchmarks.md). The cases are the same ones, built by sche
 ``add_coverage`` in the worker that runs the test, just before it runs. schemathesis's open
 issue 2954 asks for cases built on demand; until it lands this patches its builder (the version
 is pinned in requirements.lock; ``tests/common/test_coverage_cases.py`` fails if the builder it
-patches changes).
+patches changes). A pytest plugin: tests/conftest.py loads it through ``pytest_plugins``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ PENDING = "_pas_coverage_cases_pending"
 """The attribute on a Hypothesis test holding the call that attaches its coverage cases."""
 
 
-def build_coverage_cases_on_call() -> None:
-    """Make schemathesis's test builder leave each test's coverage cases to :func:`attach`."""
+def pytest_configure() -> None:
+    """Make schemathesis's test builder leave each test's coverage cases to the test's call."""
     eager = builder.add_coverage
 
     def add_coverage_later(test: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -35,7 +35,8 @@ def build_coverage_cases_on_call() -> None:
     builder.add_coverage = add_coverage_later
 
 
-def attach(item: pytest.Item) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
     """Attach the coverage cases of the test ``item`` runs, once (hypothesis's ``example``
     decorator appends them to the test function itself, which parametrized items share)."""
     obj = getattr(item, "obj", None)
