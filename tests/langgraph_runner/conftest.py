@@ -27,6 +27,22 @@ from tests.support.topic_reader import read_from_start
 
 RUNNER_APP = "services.langgraph_runner.app:app"
 TERMINAL = {"success", "error", "cancelled"}
+POSTGRES_DSN = os.environ.get("PAS_TEST_POSTGRES_DSN", "")
+RUN_STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgres",
+        id="postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(
+                not POSTGRES_DSN, reason="set PAS_TEST_POSTGRES_DSN to test PostgreSQL"
+            ),
+        ],
+    ),
+]
+"""The run stores a test given ``params=RUN_STORES`` runs on: SQLite, and PostgreSQL when
+PAS_TEST_POSTGRES_DSN names a database (``checkpoint_dsn``)."""
 
 
 @pytest.fixture
@@ -241,8 +257,7 @@ async def empty_database() -> None:
     """The runner's PostgreSQL tables dropped, in PAS_TEST_POSTGRES_DSN's database."""
     import psycopg  # noqa: PLC0415
 
-    dsn = os.environ["PAS_TEST_POSTGRES_DSN"]
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
         await conn.execute(
             "DROP TABLE IF EXISTS pas_runner_runs, checkpoints, checkpoint_blobs, "
             "checkpoint_writes, checkpoint_migrations"

@@ -9,7 +9,6 @@ later release refuses (an empty stop sequence) still reads."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,9 +24,8 @@ from services.langgraph_runner.persistence import open_persistence
 from services.langgraph_runner.run_records import utcnow
 from services.langgraph_runner.settings import RunnerSettings
 from services.langgraph_runner.store import ENDED_CLAIM_BATCH, RunRecord, RunStore
-from tests.langgraph_runner.conftest import Topics, collect
+from tests.langgraph_runner.conftest import POSTGRES_DSN, RUN_STORES, Topics, collect
 
-DSN = os.environ.get("PAS_TEST_POSTGRES_DSN", "")
 GONE = "runner-gone"
 OLD_SQLITE = (
     "CREATE TABLE runs (run_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, "
@@ -97,7 +95,7 @@ async def write_old_sqlite(settings: RunnerSettings) -> None:
 async def write_old_postgres(settings: RunnerSettings) -> None:
     import psycopg  # noqa: PLC0415
 
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
         await conn.execute("DROP TABLE IF EXISTS pas_runner_runs")
         await conn.execute(OLD_POSTGRES)
         for record, published in OLD_RUNS:
@@ -107,25 +105,13 @@ async def write_old_postgres(settings: RunnerSettings) -> None:
             )
 
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgres",
-        id="postgres",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(not DSN, reason="set PAS_TEST_POSTGRES_DSN to test PostgreSQL"),
-        ],
-    ),
-]
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=RUN_STORES)
 def backend(
     request: pytest.FixtureRequest, runner_settings: RunnerSettings
 ) -> tuple[RunnerSettings, Callable[[RunnerSettings], Any]]:
     if request.param == "postgres":
-        return msgspec.structs.replace(runner_settings, checkpoint_dsn=DSN), write_old_postgres
+        on_postgres = msgspec.structs.replace(runner_settings, checkpoint_dsn=POSTGRES_DSN)
+        return on_postgres, write_old_postgres
     return runner_settings, write_old_sqlite
 
 
@@ -310,5 +296,5 @@ async def _clear(settings: RunnerSettings) -> None:
         return  # a fresh file per test
     import psycopg  # noqa: PLC0415
 
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
         await conn.execute("DELETE FROM pas_runner_runs")

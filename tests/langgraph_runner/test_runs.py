@@ -1,7 +1,8 @@
 """Runs over HTTP on a deterministic workflow: start, wait, retry transient failures, fail with
 the reason, resume a failure from its checkpoint, cancel, list. And a cancel racing a resume
-(one runner, or two replicas on one store), through the run manager with the store's writes
-held at the moment the race turns on: exactly one of them holds, and the other says why."""
+(one runner, or two replicas on one store: SQLite, and PostgreSQL when PAS_TEST_POSTGRES_DSN is
+set), through the run manager with the store's writes held at the moment the race turns on:
+exactly one of them holds, and the other says why."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from services.langgraph_runner.metrics import RunnerMetrics
 from services.langgraph_runner.persistence import open_persistence
 from services.langgraph_runner.runs import RunManager
 from services.langgraph_runner.settings import RunnerSettings
-from services.langgraph_runner.store import RunRecord, SQLiteRunStore
-from tests.langgraph_runner.conftest import wait_for_run, wait_until
+from services.langgraph_runner.store import RunRecord, RunStore
+from tests.langgraph_runner.conftest import POSTGRES_DSN, RUN_STORES, wait_for_run, wait_until
 from tests.langgraph_runner.probes import count
 
 
@@ -193,15 +194,19 @@ async def test_a_chosen_run_id_is_the_run_id(runner: AsyncTestClient[Any], tmp_p
 # -- a cancel racing a resume ------------------------------------------------------------------
 
 
-class HeldSaves(SQLiteRunStore):
-    """The runner's SQLite store, except that the one save :meth:`hold` names waits at a gate
-    (before its write, or after it), until :meth:`open_gate`."""
+class HeldSaves:
+    """A run store as the runner opens it (SQLite, or PostgreSQL), except that the one save
+    :meth:`hold` names waits at a gate (before its write, or after it), until
+    :meth:`open_gate`; everything else goes to the store as it is."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, store: RunStore) -> None:
+        self._store = store
         self._held: tuple[str, str, bool] | None = None
         self.reached = asyncio.Event()
         self._gate = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
     def hold(self, run_id: str, status: str, *, after_write: bool = False) -> None:
         """Hold the next save that writes ``run_id`` with ``status``."""
@@ -211,40 +216,44 @@ class HeldSaves(SQLiteRunStore):
         self._gate.set()
 
     async def save(self, record: RunRecord, **conditions: Any) -> bool:
+        save = self._store.save
         held = self._held
         if held is None or held[:2] != (record.run.run_id, record.run.status):
-            return await super().save(record, **conditions)
+            return await save(record, **conditions)
         self._held = None
-        taken = await super().save(record, **conditions) if held[2] else None
+        taken = await save(record, **conditions) if held[2] else None
         self.reached.set()
         await self._gate.wait()
-        return taken if taken is not None else await super().save(record, **conditions)
+        return taken if taken is not None else await save(record, **conditions)
 
 
 Replica = Callable[[str], AbstractAsyncContextManager[tuple[RunManager, HeldSaves]]]
 
 
-@pytest.fixture
-def replica(runner_settings: RunnerSettings) -> Replica:
-    """A run manager named ``instance`` on the test's store and checkpoints (as the app
-    opens it), its store's saves to be held; replicas opened alike share both."""
+@pytest.fixture(params=RUN_STORES)
+def replica(request: pytest.FixtureRequest, runner_settings: RunnerSettings) -> Replica:
+    """A run manager named ``instance`` on the test's store and checkpoints, opened as the app
+    opens them (SQLite files, or a PostgreSQL database emptied first), its store's saves to
+    be held; replicas opened alike share both."""
+    shared = runner_settings
+    if request.param == "postgres":
+        request.getfixturevalue("empty_database")
+        shared = msgspec.structs.replace(runner_settings, checkpoint_dsn=POSTGRES_DSN)
 
     @asynccontextmanager
     async def open_replica(instance: str) -> AsyncIterator[tuple[RunManager, HeldSaves]]:
-        settings = msgspec.structs.replace(runner_settings, instance=instance)
+        settings = msgspec.structs.replace(shared, instance=instance)
         llm = LLMGateway(settings)
         catalog = Catalog.from_settings(settings, build_deps(settings, llm))
         runs = RunManager(catalog, settings, RequestedParameters(), RunnerMetrics())
-        async with open_persistence(settings) as (checkpointer, _):
-            store = HeldSaves(settings.store_path)
-            await store.open()
+        async with open_persistence(settings) as (checkpointer, opened):
+            store = HeldSaves(opened)
             catalog.bind(checkpointer)
             runs.attach(store)
             try:
                 yield runs, store
             finally:
                 await runs.close()
-                await store.close()
                 await llm.aclose()
 
     return open_replica
