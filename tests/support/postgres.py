@@ -1,10 +1,11 @@
-"""A PostgreSQL database of its own for each pytest-xdist worker.
+"""A PostgreSQL database of its own for each pytest-xdist worker (and for a run in one process).
 
 The PostgreSQL store tests create, truncate and drop their tables in the database that
 ``PAS_TEST_POSTGRES_DSN`` names. Two workers on one database reset each other's tables, so each
-worker gets a sibling database (``<name>_gw0``, ``<name>_gw1``...), created on first use and
-emptied at the start of the worker's run, and the variable is pointed at it before any test
-module reads it. The role in the DSN needs ``CREATEDB`` (``.ci/run`` grants it).
+worker gets a sibling database (``<name>_gw0``, ``<name>_gw1``..., ``<name>_main`` with ``-n
+0``), created on first use and emptied at the start of the worker's run, and the variable is
+pointed at it before any test module reads it: the database it names is left as it was. The
+role in the DSN needs ``CREATEDB`` (``.ci/run`` grants it).
 """
 
 from __future__ import annotations
