@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import uuid
 from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
-import psycopg
 import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -58,10 +58,10 @@ _REVOKE_WAIT_S = 5.0
 _STOP_WAIT_S = 1.0
 _TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 # What passes: the version manager away (or refusing the runner's own token), the run store
-# busy or its connection lost. An event meeting one is tried again in its slot (the loop
-# fetches no more while every slot waits) until it passes or the runner stops; raised, it
-# would leave its partition uncommitted until a restart.
-_PASSING = (VersioningUnavailable, sqlite3.OperationalError, psycopg.OperationalError)
+# busy or its connection lost (PostgreSQL's: :func:`_postgres_lost`). An event meeting one is
+# tried again in its slot (the loop fetches no more while every slot waits) until it passes or
+# the runner stops; raised, it would leave its partition uncommitted until a restart.
+_PASSING = (VersioningUnavailable, sqlite3.OperationalError)
 _RUNNERS_OWN_REFUSALS = (401, 403)
 
 
@@ -267,12 +267,22 @@ class WorkflowBridge:
 
 def _passes(exc: Exception) -> bool:
     """Whether what stopped an event's start may pass by itself (then it is tried again)."""
-    passing = isinstance(exc, _PASSING) or (
-        isinstance(exc, VersioningError) and exc.status_code in _RUNNERS_OWN_REFUSALS
+    passing = (
+        isinstance(exc, _PASSING)
+        or _postgres_lost(exc)
+        or (isinstance(exc, VersioningError) and exc.status_code in _RUNNERS_OWN_REFUSALS)
     )
     if passing:
         logger.warning("an event's run could not start yet; trying again", error=str(exc))
     return passing
+
+
+def _postgres_lost(exc: Exception) -> bool:
+    """Whether ``exc`` is psycopg's for a connection lost or refused. psycopg is the postgres
+    extra's, imported by the PostgreSQL store only: where it was never imported, no store
+    raised it (and a runner on SQLite, installed without the extra, starts)."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
 
 
 def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:

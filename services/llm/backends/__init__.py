@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from libs.common.errors import SettingsError
+from libs.common.settings import env_names
 from services.llm.backends.base import ChatBackend
-from services.llm.backends.embedded import EmbeddedBackend
 from services.llm.backends.ollama import OllamaBackend
 from services.llm.backends.openai import OpenAIBackend
 from services.llm.model_files import packaged_gguf
@@ -27,6 +28,17 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
             api_key=settings.openai_api_key,
             timeout_s=settings.timeout_s,
         )
+    try:
+        # Here, not at the top: llama.cpp is the embedded extra's, which a host that runs
+        # only remote backends leaves out (deploy/README.md).
+        from services.llm.backends.embedded import EmbeddedBackend  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        raise SettingsError(
+            env_names(type(settings), "backend")[0],
+            f"the embedded backend needs llama.cpp ({exc.name} is not installed): install "
+            "PAS with its embedded extra (bash scripts/setup.sh), or set it to ollama or "
+            "openai",
+        ) from exc
     return EmbeddedBackend(
         Path(settings.model_path) if settings.model_path else packaged_gguf(),
         served_name=settings.model_name,
