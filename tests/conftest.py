@@ -31,14 +31,20 @@ from tests.support.processes import REPO_ROOT, ServiceProcess, ServiceProcesses,
 REGISTRY_APP = "services.registry.registry_service:app"
 
 
+_GIVEN_DSN = "_PAS_TEST_POSTGRES_GIVEN_DSN"
+"""PAS_TEST_POSTGRES_DSN as given, kept for the pytest-xdist workers this process starts (they
+inherit its environment, the variable already pointed at its own database)."""
+
+
 def _own_postgres_database() -> None:
     """Give this process's tests a PostgreSQL database of its own (see
     tests/support/postgres.py) before any test module reads PAS_TEST_POSTGRES_DSN: each
     pytest-xdist worker's, or ``main``'s in one process (``-n 0``), so that no run resets the
     tables of the database the variable names itself. (Under xdist the controller, which runs
     no test, makes one too: it cannot tell itself from ``-n 0`` at import; 0.4 s.)"""
-    dsn = os.environ.get("PAS_TEST_POSTGRES_DSN")
+    dsn = os.environ.get(_GIVEN_DSN) or os.environ.get("PAS_TEST_POSTGRES_DSN")
     if dsn:
+        os.environ[_GIVEN_DSN] = dsn
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         os.environ["PAS_TEST_POSTGRES_DSN"] = fresh_database(dsn, worker)
 

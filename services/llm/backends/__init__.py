@@ -33,9 +33,11 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
         # only remote backends leaves out (deploy/README.md).
         from services.llm.backends.embedded import EmbeddedBackend  # noqa: PLC0415
     except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "llama_cpp":
+            raise  # not the extra's: a fault of the install, said as Python says it
         raise SettingsError(
             env_names(type(settings), "backend")[0],
-            f"the embedded backend needs llama.cpp ({exc.name} is not installed): install "
+            "the embedded backend needs llama.cpp (llama_cpp is not installed): install "
             "PAS with its embedded extra (bash scripts/setup.sh), or set it to ollama or "
             "openai",
         ) from exc
