@@ -8,6 +8,7 @@ raises :class:`SettingsError` naming the variable.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -52,6 +53,23 @@ def env_names(settings_type: type[BaseSettings], field_name: str) -> tuple[str, 
     """The variables a field is read from, most specific first."""
     own = f"{settings_type.env_prefix}{field_name.upper()}"
     return (own, *settings_type.env_aliases.get(field_name, ()))
+
+
+POSTGRES_EXTRA = ("psycopg", "psycopg_pool")
+"""What the postgres extra installs that every PostgreSQL store needs (``pyproject.toml``)."""
+
+
+def require_postgres_extra(variable: str, *, modules: tuple[str, ...] = POSTGRES_EXTRA) -> None:
+    """For the PostgreSQL DSN ``variable`` gives: stop at start with a line naming it when the
+    postgres extra's ``modules`` are not installed, instead of failing later (in the store's
+    import or the lifespan) with a traceback."""
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise SettingsError(
+            variable,
+            f"a PostgreSQL DSN needs the postgres extra ({', '.join(missing)} not installed): "
+            "install PAS with it (PAS_EXTRAS=embedded,postgres bash scripts/setup.sh)",
+        )
 
 
 def _is_sequence(annotation: Any) -> bool:

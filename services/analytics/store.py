@@ -28,6 +28,7 @@ from libs.common.schemas.usage import (
     WorkflowRun,
     WorkflowStats,
 )
+from libs.common.settings import env_names, require_postgres_extra
 from services.analytics.settings import AnalyticsSettings
 
 ExportKind = Literal["usage", "runs", "usage_hourly", "runs_hourly"]
@@ -116,6 +117,7 @@ def store_for(settings: AnalyticsSettings) -> AnalyticsStore:
     """The store the settings name (not opened yet): PostgreSQL by DSN, else the DuckDB file."""
     # Imported here: both backends import this module's types, and psycopg is an extra.
     if settings.database_url:
+        require_postgres_extra(env_names(type(settings), "database_url")[0])
         from services.analytics.postgres_store import PostgresStore  # noqa: PLC0415
 
         return PostgresStore(settings.database_url)

@@ -17,6 +17,7 @@ from libs.common.constants import (
 )
 from libs.common.errors import SettingsError
 from libs.common.kit import ServiceSettings
+from libs.common.settings import POSTGRES_EXTRA, require_postgres_extra
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 Price = Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)]
@@ -151,6 +152,13 @@ class RunnerSettings(ServiceSettings, frozen=True, kw_only=True):
     does not poll, so this must exceed the longest run (or the group evicts the consumer)."""
 
     def __post_init__(self) -> None:
+        if self.checkpoint_dsn:
+            # Here, not when the lifespan opens the store: a line naming the variable, not a
+            # traceback.
+            require_postgres_extra(
+                "RUNNER_CHECKPOINT_DSN",
+                modules=(*POSTGRES_EXTRA, "langgraph.checkpoint.postgres"),
+            )
         if self.llm_capability is not None and self.llm_api == "ollama":
             # Else the capability was left unused without a word: every call asked the
             # default model by name, which is not what the setting says.

@@ -16,7 +16,7 @@ from libs.common.clients.registry import RegistryClient
 from libs.common.errors import SettingsError
 from libs.common.kafka.usage_publisher import UsagePublisher
 from libs.common.kit import HealthReport, create_service
-from libs.common.settings import build_or_exit
+from libs.common.settings import build_or_exit, env_names
 from services.provider_router.answer_cache import AnswerCache
 from services.provider_router.candidates import LOCAL_PROVIDER, remote_candidates
 from services.provider_router.costs import CostLedger
@@ -119,7 +119,9 @@ def _key_gate(settings: RouterSettings, pool: CandidatePool, ledger: CostLedger)
 
 
 def create_app(settings: RouterSettings) -> Litestar:
-    store = store_for_url(settings.database_url)
+    store = store_for_url(
+        settings.database_url, variable=env_names(RouterSettings, "database_url")[0]
+    )
     ledger = CostLedger(
         store, sync_s=settings.spend_sync_s, retention_s=settings.spend_retention_days * 86_400
     )

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
+from libs.common.settings import require_postgres_extra
 from libs.common.sqlite_writes import WriteTransactions
 from services.provider_router.rate_limits import PaceSecond, Pause
 from services.provider_router.store_rows import (
@@ -307,12 +308,14 @@ class PostgresSpendStore:
         await self._pool.close()
 
 
-def store_for_url(database_url: str) -> SpendStore:
-    """The store a database URL names: ``sqlite:///path`` or ``postgresql://...`` (not opened)."""
+def store_for_url(database_url: str, *, variable: str) -> SpendStore:
+    """The store a database URL names: ``sqlite:///path`` or ``postgresql://...`` (not opened);
+    ``variable``: the setting that gave the URL, named if its store cannot be had."""
     scheme = urlsplit(database_url).scheme
     if scheme == "sqlite":
         return SQLiteSpendStore(database_url.removeprefix("sqlite:///"))
     if scheme in {"postgres", "postgresql"}:
+        require_postgres_extra(variable)
         return PostgresSpendStore(database_url)
     raise ValueError(
         f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."

@@ -12,7 +12,7 @@ from litestar import Litestar
 
 from libs.common.kit import HealthReport, create_service
 from libs.common.kit.shutdown import notice_shutdown
-from libs.common.settings import build_or_exit
+from libs.common.settings import build_or_exit, env_names
 from services.registry.catalog import Catalog
 from services.registry.liveness import check_agents_forever, reap_forever
 from services.registry.metrics import CatalogCollector
@@ -24,7 +24,9 @@ logger = structlog.get_logger("pas.registry")
 
 
 def create_app(settings: RegistrySettings) -> Litestar:
-    store = store_for_url(settings.database_url)
+    store = store_for_url(
+        settings.database_url, variable=env_names(RegistrySettings, "database_url")[0]
+    )
     catalog = Catalog(
         store,
         default_ttl_s=settings.default_ttl_s,

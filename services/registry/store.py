@@ -16,6 +16,7 @@ import msgspec
 import structlog
 
 from libs.common.schemas.agents import RegisteredAgent
+from libs.common.settings import require_postgres_extra
 from libs.common.sqlite_writes import WriteTransactions
 
 if TYPE_CHECKING:
@@ -194,12 +195,14 @@ class PostgresAgentStore:
         await self._db.close()
 
 
-def store_for_url(database_url: str) -> AgentStore:
-    """The store a database URL names: ``sqlite:///path`` or ``postgresql://...`` (not opened)."""
+def store_for_url(database_url: str, *, variable: str) -> AgentStore:
+    """The store a database URL names: ``sqlite:///path`` or ``postgresql://...`` (not opened);
+    ``variable``: the setting that gave the URL, named if its store cannot be had."""
     scheme = urlsplit(database_url).scheme
     if scheme == "sqlite":
         return SQLiteAgentStore(database_url.removeprefix("sqlite:///"))
     if scheme in {"postgres", "postgresql"}:
+        require_postgres_extra(variable)
         return PostgresAgentStore(database_url)
     raise ValueError(
         f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."

@@ -5,8 +5,9 @@ on SQLite leaves ``postgres`` out.
 Each service's app module (what uvicorn imports, ``scripts/serve.py``) is imported in a fresh
 interpreter whose extra's packages cannot be imported (``None`` in ``sys.modules``: ``import``
 raises ``ModuleNotFoundError``, as when they are not installed), which builds the app from its
-settings. Every one must build; an LLM service asked for the embedded backend without llama.cpp
-stops with a one-line configuration error that says what to install or set."""
+settings. Every one must build; an LLM service asked for the embedded backend without llama.cpp,
+or a service given a PostgreSQL DSN without psycopg, stops with a one-line configuration error
+that names the variable and says what to install or set."""
 
 from __future__ import annotations
 
@@ -100,3 +101,28 @@ def test_an_llm_service_without_llama_cpp_says_what_to_install_or_set(
         assert "embedded extra" in refusal
     else:
         assert "needs the embedded backend" in refusal
+
+
+@pytest.mark.parametrize(
+    ("module", "variable"),
+    [
+        ("services.registry.registry_service", "REGISTRY_DATABASE_URL"),
+        ("services.provider_router.provider_router", "ROUTER_DATABASE_URL"),
+        ("services.langgraph_runner.app", "RUNNER_CHECKPOINT_DSN"),
+        ("services.analytics.app", "ANALYTICS_DATABASE_URL"),
+    ],
+)
+def test_a_postgresql_dsn_without_the_postgres_extra_says_what_to_install(
+    tmp_path: Path, module: str, variable: str
+) -> None:
+    """Else the store's import or the lifespan failed later with a traceback."""
+    dsn = "postgresql://pas:pas@127.0.0.1:9/pas"  # never reached: refused before any store
+
+    finished = import_without(POSTGRES_EXTRA, [module], tmp_path, **{variable: dsn})
+
+    assert finished.returncode == 2, finished.stdout + finished.stderr
+    refusal = finished.stderr.strip().splitlines()[-1]
+    assert refusal.startswith(
+        f"configuration error: {variable}: a PostgreSQL DSN needs the postgres extra ("
+    ), refusal
+    assert "not installed" in refusal
