@@ -59,17 +59,25 @@ POSTGRES_EXTRA = ("psycopg", "psycopg_pool")
 """What the postgres extra installs that every PostgreSQL store needs (``pyproject.toml``)."""
 
 
-def require_postgres_extra(variable: str, *, modules: tuple[str, ...] = POSTGRES_EXTRA) -> None:
-    """For the PostgreSQL DSN ``variable`` gives: stop at start with a line naming it when the
-    postgres extra's ``modules`` are not installed, instead of failing later (in the store's
-    import or the lifespan) with a traceback."""
+def require_extra(
+    variable: str, what: str, extra: str, modules: tuple[str, ...], *, otherwise: str = ""
+) -> None:
+    """For ``what`` ``variable`` asks (a PostgreSQL DSN, the embedded backend): stop at start
+    with a line naming it when the optional ``extra``'s ``modules`` are not installed, instead
+    of failing later (in an import, or the lifespan) with a traceback. ``otherwise``: what
+    else the variable may say, for the line."""
     missing = [module for module in modules if importlib.util.find_spec(module) is None]
     if missing:
         raise SettingsError(
             variable,
-            f"a PostgreSQL DSN needs the postgres extra ({', '.join(missing)} not installed): "
-            "install PAS with it (PAS_EXTRAS=embedded,postgres bash scripts/setup.sh)",
+            f"{what} needs the {extra} extra ({', '.join(missing)} not installed): install PAS "
+            f"with it (bash scripts/setup.sh installs every extra){otherwise}",
         )
+
+
+def require_postgres_extra(variable: str, *, modules: tuple[str, ...] = POSTGRES_EXTRA) -> None:
+    """For the PostgreSQL DSN ``variable`` gives (see :func:`require_extra`)."""
+    require_extra(variable, "a PostgreSQL DSN", "postgres", modules)
 
 
 def _is_sequence(annotation: Any) -> bool:

@@ -97,8 +97,8 @@ def test_an_llm_service_without_llama_cpp_says_what_to_install_or_set(
     refusal = finished.stderr.strip().splitlines()[-1]
     assert refusal.startswith(f"configuration error: {variable}: "), refusal
     if backend == "embedded":
-        assert "llama_cpp is not installed" in refusal
-        assert "embedded extra" in refusal
+        assert "the embedded backend needs the embedded extra (llama_cpp not installed)" in refusal
+        assert refusal.endswith(", or set it to ollama or openai"), refusal
     else:
         assert "needs the embedded backend" in refusal
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from libs.common.errors import SettingsError
-from libs.common.settings import env_names
+from libs.common.settings import env_names, require_extra
 from services.llm.backends.base import ChatBackend
 from services.llm.backends.ollama import OllamaBackend
 from services.llm.backends.openai import OpenAIBackend
@@ -28,19 +27,17 @@ def backend_for(settings: LLMServiceSettings, profile: LLMProfile) -> ChatBacken
             api_key=settings.openai_api_key,
             timeout_s=settings.timeout_s,
         )
-    try:
-        # Here, not at the top: llama.cpp is the embedded extra's, which a host that runs
-        # only remote backends leaves out (deploy/README.md).
-        from services.llm.backends.embedded import EmbeddedBackend  # noqa: PLC0415
-    except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.partition(".")[0] != "llama_cpp":
-            raise  # not the extra's: a fault of the install, said as Python says it
-        raise SettingsError(
-            env_names(type(settings), "backend")[0],
-            "the embedded backend needs llama.cpp (llama_cpp is not installed): install "
-            "PAS with its embedded extra (bash scripts/setup.sh), or set it to ollama or "
-            "openai",
-        ) from exc
+    require_extra(
+        env_names(type(settings), "backend")[0],
+        "the embedded backend",
+        "embedded",
+        ("llama_cpp",),
+        otherwise=", or set it to ollama or openai",
+    )
+    # Here, not at the top: llama.cpp is the embedded extra's, which a host that runs only
+    # remote backends leaves out (deploy/README.md).
+    from services.llm.backends.embedded import EmbeddedBackend  # noqa: PLC0415
+
     return EmbeddedBackend(
         Path(settings.model_path) if settings.model_path else packaged_gguf(),
         served_name=settings.model_name,
