@@ -255,15 +255,16 @@ def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                raise RuntimeError(log.read_text())
-            time.sleep(0.1)
+        with httpx.Client(timeout=1) as http:  # one for every poll (tests/support/processes.py)
+            for _ in range(300):
+                try:
+                    if http.get(f"{url}/v1/models").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None:
+                    raise RuntimeError(log.read_text())
+                time.sleep(0.1)
         yield url
     finally:
         process.terminate()
