@@ -65,7 +65,9 @@ def cases_run(
     cases.unlink(missing_ok=True)
     monkeypatch.setenv("CASES_FILE", str(cases))
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[2]))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:faker", "-p", "no:langsmith_plugin", "-n", "0"
+    )
     assert result.ret == pytest.ExitCode.OK, result.outlines
     return [json.loads(line) for line in cases.read_text().splitlines()]
 

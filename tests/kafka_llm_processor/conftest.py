@@ -39,20 +39,25 @@ def topics(kafka_bootstrap: str) -> Topics:
 @pytest.fixture(scope="module")
 def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The Llama 3.1 8B wrapper on the embedded model, as the processor's LLM."""
-    service = ServiceProcess(
+    service = start_llm(tmp_path_factory, context_length=2048)
+    yield f"{service.url}/v1"
+    service.stop()
+
+
+def start_llm(tmp_path_factory: pytest.TempPathFactory, *, context_length: int) -> ServiceProcess:
+    """The Llama 3.1 8B wrapper on the embedded model with a context of ``context_length``."""
+    return ServiceProcess(
         "services.llm.llama31_8b_service:app",
         free_port(),
         # Requests queue for the one model: on busy cores the last of a batch waits minutes,
         # and a timed-out wait would be retried, changing what the tests count.
         {
             "LLAMA31_8B_REGISTER": "false",
-            "LLAMA31_8B_CONTEXT_LENGTH": "2048",
+            "LLAMA31_8B_CONTEXT_LENGTH": str(context_length),
             "LLM_TIMEOUT": "600",
         },
         Path(tmp_path_factory.mktemp("llm")) / "llm.log",
     ).start()
-    yield f"{service.url}/v1"
-    service.stop()
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """A document longer than the model's context is read in parts, on the real embedded model
-(a context of 2,048 tokens here) and a real broker: every task gets a result made from all of
-its parts, each stating only what the document holds; past ``PROCESSOR_MAX_PARTS`` the
-document goes to the DLQ as ``too_long``, with the server's refusal."""
+(a context of 1,024 tokens here, so that the parts are short reads) and a real broker: every
+task gets a result made from all of its parts, each stating only what the document holds;
+past ``PROCESSOR_MAX_PARTS`` the document goes to the DLQ as ``too_long``, with the server's
+refusal."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,9 +18,23 @@ from libs.common.grounding import Source, quantities_as_written, ungrounded_valu
 from libs.common.schemas.documents import FinancialDocument, Task
 from libs.common.text_parts import halves
 from services.kafka_llm_processor.prompts import grounding_text
-from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send
+from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send, start_llm
 from tests.support.annual_report import annual_report
 from tests.support.metrics_text import sample_value
+
+CONTEXT_LENGTH = 1024
+PROMPT_ROOM = CONTEXT_LENGTH - 384
+"""The most a prompt may take beside the processor's answer (``max_tokens``, 384)."""
+SEGMENTS = 8
+"""The report's segments: a prompt of about 975 tokens whole, 530 for either half."""
+
+
+@pytest.fixture(scope="module")
+def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The conftest's LLM, with the smaller context."""
+    service = start_llm(tmp_path_factory, context_length=CONTEXT_LENGTH)
+    yield f"{service.url}/v1"
+    service.stop()
 
 
 @pytest.mark.timeout(600)
@@ -27,7 +43,7 @@ async def test_a_document_longer_than_the_context_is_answered_from_all_its_parts
 ) -> None:
     processor = start_processor(llm_url)
     tasks: list[Task] = ["summary", "key_figures", "sentiment"]
-    docs = [annual_report(f"northwind-{task}", task) for task in tasks]
+    docs = [annual_report(f"northwind-{task}", task, segments=SEGMENTS) for task in tasks]
     await send(kafka_bootstrap, topics.input, as_messages(docs))
 
     results = await collect(kafka_bootstrap, topics.output, len(docs), timeout_s=540)
@@ -41,7 +57,7 @@ async def test_a_document_longer_than_the_context_is_answered_from_all_its_parts
     first_half, second_half = halves(document.content) or ("", "")
     for result in results:
         assert result.parts >= 2, result
-        assert result.prompt_tokens > 2048  # the parts' prompts together: more than one context
+        assert result.prompt_tokens > PROMPT_ROOM  # the parts' prompts: more than one could hold
         assert result.status == ("ungrounded" if result.ungrounded else "ok")
     # Key figures from every part, each one the document names (the grammar's choices).
     figures = by_task["key_figures"].key_figures or []
@@ -68,7 +84,7 @@ async def test_a_document_past_the_parts_allowed_is_dead_lettered_as_too_long(
     kafka_bootstrap: str, topics: Topics, llm_url: str, start_processor: Any
 ) -> None:
     start_processor(llm_url, PROCESSOR_MAX_PARTS="2")
-    longer = annual_report("northwind-twice", "sentiment", copies=2)
+    longer = annual_report("northwind-twice", "sentiment", segments=SEGMENTS, copies=2)
     await send(kafka_bootstrap, topics.input, [*as_messages([longer])])
 
     [letter] = await collect(kafka_bootstrap, topics.dlq, 1, timeout_s=240)

@@ -37,8 +37,10 @@ from tests.support.model_threads import batch_threads
 N_BATCH = 512
 
 
-def ask(engine: BatchEngine, tokens: list[int], max_tokens: int = 12) -> threading.Event:
-    """Submit greedy ``tokens`` with log-probabilities; the event's ``outcome`` is the result."""
+def ask(engine: BatchEngine, tokens: list[int], max_tokens: int = 6) -> threading.Event:
+    """Submit greedy ``tokens`` with log-probabilities; the event's ``outcome`` is the result.
+    A few tokens are enough: the first is read off the prompt's last row, and each next one
+    attends to every row kept, reused or read."""
     done = threading.Event()
 
     def finish(outcome: Finished | BaseException | None) -> None:

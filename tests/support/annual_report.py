@@ -1,5 +1,5 @@
 """A long filing for the tests that read documents longer than a model's context: an annual
-report of eighteen segments, a paragraph each, every figure named and written once."""
+report of up to eighteen segments, a paragraph each, every figure named and written once."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ SEGMENTS = [
 """Each segment's name, revenue (billions), change from the prior year (percent), margin."""
 
 
-def annual_report_text() -> str:
-    """About 10,400 characters, near 2,700 tokens: more than a 2,048-token context holds with
-    an answer of 384 tokens; half of it fits."""
+def annual_report_text(segments: int = len(SEGMENTS)) -> str:
+    """The first ``segments``, about 580 characters (110 tokens) each: all eighteen are more
+    than a 2,048-token context holds with an answer of 384 tokens, eight more than a 1,024-token
+    one does; half of either fits."""
     return "\n\n".join(
         f"{name} segment revenue was ${revenue} billion for the year, "
         f"{'up' if change >= 0 else 'down'} {abs(change)} percent from the prior year. "
@@ -32,17 +33,19 @@ def annual_report_text() -> str:
         "pricing held and costs watched closely across every region the segment serves. The "
         "segment's order backlog and the renewals of its largest customers were described as "
         "healthy, and its hiring plans were left unchanged for the next two quarters."
-        for name, revenue, change, margin in SEGMENTS
+        for name, revenue, change, margin in SEGMENTS[:segments]
     )
 
 
-def annual_report(doc_id: str, task: Task, copies: int = 1) -> FinancialDocument:
+def annual_report(
+    doc_id: str, task: Task, *, segments: int = len(SEGMENTS), copies: int = 1
+) -> FinancialDocument:
     """:func:`annual_report_text` as a document for the processor (``copies`` times over)."""
     return FinancialDocument(
         doc_id=doc_id,
         doc_type="sec_filing",
         title=ANNUAL_REPORT_TITLE,
-        content="\n\n".join([annual_report_text()] * copies),
+        content="\n\n".join([annual_report_text(segments)] * copies),
         source="Northwind Holdings 10-K",
         published_at=datetime(2025, 11, 30, tzinfo=UTC),
         task=task,
