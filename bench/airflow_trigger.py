@@ -36,6 +36,7 @@ from dags.pas_trigger import KafkaTarget, build_trigger, run_workflow
 from libs.common.kafka.broker import EmbeddedBroker
 from libs.common.kafka.topics import ensure_topics
 from services.langgraph_runner.workflows import WorkflowDeps, WorkflowSpec
+from tests.support.processes import answers_200, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_VENV = ROOT / ".pas" / "airflow-venv"
@@ -92,27 +93,9 @@ ECHO = WorkflowSpec(
 # -- parts ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=1) as http:  # one for every poll (bench/service_footprint.py)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{url} exited early")
-            try:
-                if http.get(url).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
+    if not answers_200(process, url, timeout_s, interval_s=0.2):
+        raise RuntimeError(f"{url} did not answer (exit {process.poll()})")
 
 
 def script(name: str, env: dict[str, str]) -> None:

@@ -26,7 +26,7 @@ from bench.process_stats import cpu_seconds, memory_kib
 from bench.scratch import broker_in_scratch
 from libs.common.kafka.topics import ensure_topics
 from scripts.serve import SERVICES
-from tests.support.processes import REPO_ROOT, free_port
+from tests.support.processes import REPO_ROOT, answers_200, free_port
 
 LLM_SERVICES = ("llama31_8b", "tinyllama", "tlc_classifier")
 HEALTH_REQUESTS = 100
@@ -34,20 +34,8 @@ READY_TIMEOUT_S = 120.0
 
 
 def wait_healthy(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    # One client for every poll: a new one loads the CA bundle (40 ms of CPU), which the
-    # service starting beside it would pay for.
-    with httpx.Client(timeout=1.0) as http:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{url}: the service exited with {process.returncode}")
-            try:
-                if http.get(url).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"{url}: not healthy within {READY_TIMEOUT_S} s")
+    if not answers_200(process, url, READY_TIMEOUT_S, interval_s=0.2):
+        raise RuntimeError(f"{url}: not healthy within {READY_TIMEOUT_S} s (exit {process.poll()})")
 
 
 def exercise(name: str, base: str) -> None:

@@ -6,14 +6,12 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 from litestar import Litestar
@@ -26,7 +24,13 @@ from services.llm.model_files import packaged_gguf
 from services.registry.registry_service import create_app
 from services.registry.settings import RegistrySettings
 from tests.support.postgres import fresh_database
-from tests.support.processes import REPO_ROOT, ServiceProcess, ServiceProcesses, free_port
+from tests.support.processes import (
+    REPO_ROOT,
+    ServiceProcess,
+    ServiceProcesses,
+    answers_200,
+    free_port,
+)
 
 REGISTRY_APP = "services.registry.registry_service:app"
 
@@ -255,16 +259,8 @@ def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(timeout=1) as http:  # one for every poll (tests/support/processes.py)
-            for _ in range(300):
-                try:
-                    if http.get(f"{url}/v1/models").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None:
-                    raise RuntimeError(log.read_text())
-                time.sleep(0.1)
+        if not answers_200(process, f"{url}/v1/models", timeout_s=60):
+            raise RuntimeError(f"llama.cpp's server did not start:\n{log.read_text()}")
         yield url
     finally:
         process.terminate()

@@ -25,6 +25,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def answers_200(
+    process: subprocess.Popen[bytes], url: str, timeout_s: float, interval_s: float = 0.1
+) -> bool:
+    """Whether ``url`` answers 200 before ``timeout_s`` passes, asked every ``interval_s``
+    while ``process`` runs (False as soon as it exits)."""
+    deadline = time.monotonic() + timeout_s
+    # One client for the whole wait: a new one (httpx.get) loads the CA bundle, 40 ms of CPU
+    # here, so ten polls a second took 40 % of a core from the service starting.
+    with httpx.Client(timeout=1.0) as http:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if http.get(url).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(interval_s)
+    return False
+
+
 class ServiceProcess(ChildProcess):
     """One uvicorn process; ``stop()`` sends SIGTERM like an operator would (``with`` starts it
     with ``start()``'s defaults and stops it)."""
@@ -59,19 +78,10 @@ class ServiceProcess(ChildProcess):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + ready_timeout_s
-        # One client for the whole wait: a new one (httpx.get) loads the CA bundle, 40 ms of
-        # CPU here, so ten polls a second took 40 % of a core from the service starting.
-        with httpx.Client(timeout=1.0) as http:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"{self.app} exited early:\n{self.logs()}")
-                try:
-                    if http.get(f"{self.url}{ready_path}").status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+        if answers_200(self._process, f"{self.url}{ready_path}", ready_timeout_s):
+            return self
+        if self._process.poll() is not None:
+            raise RuntimeError(f"{self.app} exited early:\n{self.logs()}")
         self.stop()
         raise RuntimeError(f"{self.app} did not become healthy:\n{self.logs()}")
 
