@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaProducer
 
 from libs.common.kafka.topics import ensure_topics
 from libs.common.schemas.documents import DeadLetter, DocumentResult, FinancialDocument
+from tests.support.llm_service import start_llm_service
 from tests.support.polling import poll_async
-from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
+from tests.support.processes import ServiceProcess, ServiceProcesses
 from tests.support.topic_reader import read_from_start
 
 PROCESSOR_APP = "services.kafka_llm_processor.app:app"
@@ -46,18 +47,12 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def start_llm(tmp_path_factory: pytest.TempPathFactory, *, context_length: int) -> ServiceProcess:
     """The Llama 3.1 8B wrapper on the embedded model with a context of ``context_length``."""
-    return ServiceProcess(
-        "services.llm.llama31_8b_service:app",
-        free_port(),
+    return start_llm_service(
+        Path(tmp_path_factory.mktemp("llm")) / "llm.log",
         # Requests queue for the one model: on busy cores the last of a batch waits minutes,
         # and a timed-out wait would be retried, changing what the tests count.
-        {
-            "LLAMA31_8B_REGISTER": "false",
-            "LLAMA31_8B_CONTEXT_LENGTH": str(context_length),
-            "LLM_TIMEOUT": "600",
-        },
-        Path(tmp_path_factory.mktemp("llm")) / "llm.log",
-    ).start()
+        {"LLAMA31_8B_CONTEXT_LENGTH": str(context_length), "LLM_TIMEOUT": "600"},
+    )
 
 
 @pytest.fixture
