@@ -19,7 +19,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tests.support.polling import poll
-from tests.support.processes import REPO_ROOT, free_port
+from tests.support.processes import REPO_ROOT, answers_200, free_port
 
 Span = dict[str, Any]
 
@@ -162,7 +161,7 @@ class OTLPReceiver:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
-        # One client for every poll: a new one loads the CA bundle (40 ms of CPU here).
+        # One client for every read of the spans: a new one loads the CA bundle (40 ms of CPU).
         self._http = httpx.Client(timeout=10)
 
     def __enter__(self) -> OTLPReceiver:
@@ -173,13 +172,8 @@ class OTLPReceiver:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if self._http.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        if answers_200(self._process, f"{self.url}/health", timeout_s=30, interval_s=0.05):
+            return self
         self.__exit__()
         raise RuntimeError("the OTLP receiver did not start")
 

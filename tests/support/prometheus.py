@@ -18,8 +18,7 @@ from typing import Any, Self
 import httpx
 import yaml
 
-from tests.support.polling import poll
-from tests.support.processes import REPO_ROOT, free_port
+from tests.support.processes import REPO_ROOT, answers_200, free_port
 
 DEPLOY = REPO_ROOT / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
@@ -97,7 +96,7 @@ class _MonitoringProcess:
         self._config = workdir / f"{self.name}.yml"
         self._config.write_text(config_text)
         self._process: subprocess.Popen[bytes] | None = None
-        # One client for every query and poll: a new one loads the CA bundle (40 ms of CPU).
+        # One client for every query: a new one loads the CA bundle (40 ms of CPU).
         self._http = httpx.Client()
 
     def command(self) -> list[str]:
@@ -106,7 +105,7 @@ class _MonitoringProcess:
     def __enter__(self) -> Self:
         with (self.workdir / f"{self.name}.log").open("wb") as log:
             self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        if not poll(self._ready, timeout_s=30, interval_s=0.2):
+        if not answers_200(self._process, f"{self.url}/-/ready", timeout_s=30, interval_s=0.2):
             self.__exit__()
             raise RuntimeError(f"{self.name} did not start:\n{self.logs()}")
         return self
@@ -117,12 +116,6 @@ class _MonitoringProcess:
             self._process.terminate()
             self._process.wait(15)
             self._process = None
-
-    def _ready(self) -> bool:
-        try:
-            return self._http.get(f"{self.url}/-/ready", timeout=1).is_success
-        except httpx.HTTPError:
-            return False
 
     def logs(self) -> str:
         return (self.workdir / f"{self.name}.log").read_text(errors="replace")
