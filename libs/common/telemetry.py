@@ -10,6 +10,9 @@ HTTP through Litestar's own OpenTelemetry plugin (with PAS's lean server-span mi
 with the W3C context in the request, outbound httpx through the contrib instrumentation;
 W3C ``traceparent``/``tracestate`` is what crosses the wire.
 
+The SDK, its exporters and the httpx instrumentation are in ``libs.common.trace_provider``,
+imported only once tracing is switched on (why: there).
+
 The SDK reads the rest of its variables itself from the process environment
 (``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_SCHEDULE_DELAY``...).
 """
@@ -19,38 +22,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider, sampling
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-)
 from opentelemetry.trace import Span, SpanKind
 from structlog.typing import EventDict, WrappedLogger
 
-from libs.common.errors import SettingsError
 from libs.common.settings import BaseSettings, load_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = structlog.get_logger("pas.telemetry")
 _tracer = trace.get_tracer("pas")
-
-_SAMPLERS = frozenset(
-    {
-        "always_on",
-        "always_off",
-        "traceidratio",
-        "parentbased_always_on",
-        "parentbased_always_off",
-        "parentbased_traceidratio",
-    }
-)
 
 
 class TelemetrySettings(BaseSettings, frozen=True, kw_only=True):
@@ -107,13 +93,15 @@ def configure_tracing(service_name: str, settings: TelemetrySettings | None = No
     with _Installed.lock:
         if _Installed.provider is not None:
             return True
-        provider = _build_provider(service_name, settings)
+        from libs.common.trace_provider import build_provider, instrument_httpx  # noqa: PLC0415
+
+        provider = build_provider(service_name, settings)
         trace.set_tracer_provider(provider)
         _Installed.provider = provider
         # Patched in only now: with tracing off, httpx stays as it is. PAS's aiohttp calls
         # (the hot path: router to model) are traced by their GenAI span instead of the
         # contrib instrumentation (libs.common.http_tracing, where the reason is measured).
-        HTTPXClientInstrumentor().instrument()
+        instrument_httpx()
     logger.info(
         "tracing on",
         service_name=settings.otel_service_name or service_name,
@@ -132,37 +120,6 @@ def flush_tracing() -> None:
     so that it serves as a Litestar shutdown hook as it is."""
     if _Installed.provider is not None:
         _Installed.provider.force_flush(FLUSH_TIMEOUT_MS)
-
-
-def _build_provider(service_name: str, settings: TelemetrySettings) -> TracerProvider:
-    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES; the service name given here wins over
-    # the default but not over OTEL_SERVICE_NAME.
-    resource = Resource.create({SERVICE_NAME: settings.otel_service_name or service_name})
-    provider = TracerProvider(resource=resource, sampler=_sampler(settings))
-    endpoint = settings.traces_endpoint()
-    if endpoint:
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    if settings.pas_traces_console:
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
-    return provider
-
-
-def _sampler(settings: TelemetrySettings) -> sampling.Sampler:
-    name = settings.otel_traces_sampler.strip().lower()
-    if name not in _SAMPLERS:
-        raise SettingsError(
-            "OTEL_TRACES_SAMPLER", f"{name!r} is none of {', '.join(sorted(_SAMPLERS))}"
-        )
-    try:
-        ratio = float(settings.otel_traces_sampler_arg or 1.0)
-    except ValueError as exc:
-        raise SettingsError("OTEL_TRACES_SAMPLER_ARG", "not a number") from exc
-    root: sampling.Sampler = {
-        "always_on": sampling.ALWAYS_ON,
-        "always_off": sampling.ALWAYS_OFF,
-        "traceidratio": sampling.TraceIdRatioBased(ratio),
-    }[name.removeprefix("parentbased_")]
-    return sampling.ParentBased(root) if name.startswith("parentbased_") else root
 
 
 def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
