@@ -130,6 +130,17 @@ pas_start() {
     echo "$name up on $where (pid $(cat "$PAS_RUN_DIR/$name.pid"), log $PAS_LOG_DIR/$name.log)"
 }
 
+# pas_wait_all PID...: wait for each of these background jobs (starts that do not need each
+# other, run at once so that their imports and model loads share the cores instead of taking
+# turns); fails if any of them failed, once all are done.
+pas_wait_all() {
+    local failed=0 pid
+    for pid in "$@"; do
+        wait "$pid" || failed=1
+    done
+    return "$failed"
+}
+
 # pas_wait_for NAME WHAT CHECK ARGS...: until CHECK ARGS succeeds; fail with the log's tail if
 # NAME exits first or 30 s pass.
 pas_wait_for() {

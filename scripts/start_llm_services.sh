@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the three LLM services (8050, 8051, 8052) and check their health.
 # Each runs the embedded model unless <SERVICE>_BACKEND (or LLM_BACKEND) says ollama/openai;
-# Ollama must answer only for a service configured to use it.
+# Ollama must answer only for a service configured to use it. The three start at once.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -14,6 +14,7 @@ backend_of() { # backend_of PREFIX
     echo "${!var:-${LLM_BACKEND:-embedded}}"
 }
 
+started=()
 for spec in "LLAMA31_8B_:llama31_8b:services.llm.llama31_8b_service:app:8050" \
             "TINYLLAMA_:tinyllama:services.llm.tinyllama_service:app:8051" \
             "TLC_:tlc_classifier:services.llm.tlc_classifier_service:app:8052"; do
@@ -29,5 +30,7 @@ for spec in "LLAMA31_8B_:llama31_8b:services.llm.llama31_8b_service:app:8050" \
             echo "         it will start and report 'degraded' until Ollama is up (ollama serve)." >&2
         fi
     fi
-    pas_start "$name" "$module:$attr" "$port" "$prefix"
+    pas_start "$name" "$module:$attr" "$port" "$prefix" &
+    started+=($!)
 done
+pas_wait_all "${started[@]}"
