@@ -51,6 +51,21 @@ pas_pid_alive() {
     return 1
 }
 
+# pas_running NAME PORT HOST: NAME's process runs and listens on PORT. One that runs without
+# listening is starting or stopping (killed by hand a moment ago, say): wait until it listens
+# or is gone, 30 s at most (then it is taken as running, as before).
+pas_running() {
+    local name="$1" port="$2" host="$3" waited=0
+    while pas_pid_alive "$name"; do
+        if pas_port_taken "$port" "$host" || [ "$waited" -ge 60 ]; then
+            return 0
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    return 1
+}
+
 # pas_probe_host HOST: the address to knock on for a service bound to HOST (a wildcard
 # address listens on loopback too).
 pas_probe_host() {
@@ -87,7 +102,7 @@ pas_start_process() {
     local name="$1" port="$2" host="${PAS_BIND_HOST:-$PAS_HOST}"
     shift 2
     local pidfile="$PAS_RUN_DIR/$name.pid" log="$PAS_LOG_DIR/$name.log"
-    if pas_pid_alive "$name"; then
+    if pas_running "$name" "$port" "$host"; then
         echo "$name already running (pid $(cat "$pidfile")) on port $port"
         return 0
     fi
@@ -116,7 +131,7 @@ pas_start() {
         echo "error: $PAS_PYTHON not found; run scripts/setup.sh first" >&2
         return 1
     fi
-    if pas_pid_alive "$name"; then
+    if pas_running "$name" "$port" "$host"; then
         echo "$name already running (pid $(cat "$PAS_RUN_DIR/$name.pid")) on port $port"
         return 0
     fi

@@ -4,6 +4,8 @@ A PID file outlives a reboot, an OOM kill or a ``kill -9``; once its PID is anot
 a start script said "already running" (exit 0, nothing listening) and ``stop_all.sh`` sent that
 process SIGTERM, then SIGKILL. Beside each PID file the scripts keep when the process began
 (``/proc/PID/stat``): a PID file whose process began at another time is stale and removed.
+A process that is the one started but no longer listens is stopping (killed by hand a moment
+before): the start script waits for it to go, then starts the service again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -32,18 +35,22 @@ def _script(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_pid_file_of_another_process_is_neither_trusted_nor_signalled(tmp_path: Path) -> None:
-    home = tmp_path / "pas"
-    (home / "run").mkdir(parents=True)
-    port = free_port()
-    env = {
+def _environment(tmp_path: Path, port: int) -> dict[str, str]:
+    return {
         **os.environ,
         "PAS_ENV_FILE": "",
-        "PAS_HOME": str(home),
+        "PAS_HOME": str(tmp_path / "pas"),
         "PAS_PYTHON": sys.executable,
         "REGISTRY_PORT": str(port),
         "REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db",
     }
+
+
+def test_a_pid_file_of_another_process_is_neither_trusted_nor_signalled(tmp_path: Path) -> None:
+    home = tmp_path / "pas"
+    (home / "run").mkdir(parents=True)
+    port = free_port()
+    env = _environment(tmp_path, port)
     bystander = subprocess.Popen(["sleep", "300"])
     try:
         # The registry's PID file, its PID since taken by an unrelated process.
@@ -64,3 +71,31 @@ def test_a_pid_file_of_another_process_is_neither_trusted_nor_signalled(tmp_path
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_service_still_stopping_is_waited_for_then_started_again(tmp_path: Path) -> None:
+    home = tmp_path / "pas"
+    (home / "run").mkdir(parents=True)
+    port = free_port()
+    env = _environment(tmp_path, port)
+    # The registry as a SIGTERM a moment ago left it: its own process (the PID file and the
+    # start time are its), no longer listening, gone two seconds later.
+    stopping = subprocess.Popen(["sleep", "2"])
+    # Reaped as it exits, as init reaps a service the scripts started: a zombie would stay.
+    threading.Thread(target=stopping.wait, daemon=True).start()
+    started_at = Path(f"/proc/{stopping.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    (home / "run" / "registry.pid").write_text(f"{stopping.pid}\n")
+    (home / "run" / "registry.started").write_text(f"{started_at}\n")
+    try:
+        started = _script("start_registry.sh", env)
+        recorded = (home / "run" / "registry.pid").read_text().strip()
+        stopped = _script("stop_all.sh", env)
+    finally:
+        stopping.kill()
+        stopping.wait()
+
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "already running" not in started.stdout
+    assert f"registry up on http://127.0.0.1:{port}" in started.stdout
+    assert recorded != str(stopping.pid)
+    assert stopped.returncode == 0, stopped.stderr
