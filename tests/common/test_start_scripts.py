@@ -46,20 +46,28 @@ def _environment(tmp_path: Path, port: int) -> dict[str, str]:
     }
 
 
+def _start_then_stop(
+    home: Path, env: dict[str, str], pid: int, started_at: str
+) -> tuple[subprocess.CompletedProcess[str], str, subprocess.CompletedProcess[str]]:
+    """The registry's start script, then stop_all.sh, over a registry PID file naming ``pid``
+    (begun at ``started_at``); and the PID recorded between the two."""
+    (home / "run").mkdir(parents=True)
+    (home / "run" / "registry.pid").write_text(f"{pid}\n")
+    (home / "run" / "registry.started").write_text(f"{started_at}\n")
+    started = _script("start_registry.sh", env)
+    recorded = (home / "run" / "registry.pid").read_text().strip()
+    return started, recorded, _script("stop_all.sh", env)
+
+
 def test_a_pid_file_of_another_process_is_neither_trusted_nor_signalled(tmp_path: Path) -> None:
     home = tmp_path / "pas"
-    (home / "run").mkdir(parents=True)
     port = free_port()
-    env = _environment(tmp_path, port)
     bystander = subprocess.Popen(["sleep", "300"])
     try:
         # The registry's PID file, its PID since taken by an unrelated process.
-        (home / "run" / "registry.pid").write_text(f"{bystander.pid}\n")
-        (home / "run" / "registry.started").write_text("1\n")
-
-        started = _script("start_registry.sh", env)
-        recorded = (home / "run" / "registry.pid").read_text().strip()
-        stopped = _script("stop_all.sh", env)
+        started, recorded, stopped = _start_then_stop(
+            home, _environment(tmp_path, port), bystander.pid, "1"
+        )
 
         assert started.returncode == 0, started.stdout + started.stderr
         assert f"registry up on http://127.0.0.1:{port}" in started.stdout
@@ -74,22 +82,17 @@ def test_a_pid_file_of_another_process_is_neither_trusted_nor_signalled(tmp_path
 
 
 def test_a_service_still_stopping_is_waited_for_then_started_again(tmp_path: Path) -> None:
-    home = tmp_path / "pas"
-    (home / "run").mkdir(parents=True)
     port = free_port()
-    env = _environment(tmp_path, port)
     # The registry as a SIGTERM a moment ago left it: its own process (the PID file and the
     # start time are its), no longer listening, gone two seconds later.
     stopping = subprocess.Popen(["sleep", "2"])
     # Reaped as it exits, as init reaps a service the scripts started: a zombie would stay.
     threading.Thread(target=stopping.wait, daemon=True).start()
     started_at = Path(f"/proc/{stopping.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    (home / "run" / "registry.pid").write_text(f"{stopping.pid}\n")
-    (home / "run" / "registry.started").write_text(f"{started_at}\n")
     try:
-        started = _script("start_registry.sh", env)
-        recorded = (home / "run" / "registry.pid").read_text().strip()
-        stopped = _script("stop_all.sh", env)
+        started, recorded, stopped = _start_then_stop(
+            tmp_path / "pas", _environment(tmp_path, port), stopping.pid, started_at
+        )
     finally:
         stopping.kill()
         stopping.wait()
