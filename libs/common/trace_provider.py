@@ -1,7 +1,7 @@
 """The OpenTelemetry SDK's side of ``libs.common.telemetry``: the tracer provider and the httpx
-instrumentation, in a module of their own because only a process that traces imports them
-(together they are a third of a service's start-up CPU, most of it the instrumentation's
-dependency checks: 0.3 to 0.4 s on a two-core machine).
+instrumentation, in a module of their own because only a process that traces imports them:
+importing them took 0.15 to 0.4 s of the 1.3 to 2.7 s of CPU a service starts on, on two cores
+(most of it the httpx instrumentation; docs/benchmarks.md, service footprint).
 """
 
 from __future__ import annotations
