@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import httpx
 import msgspec
-import ollama
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -27,11 +26,9 @@ from libs.common.clients.openai_compat import openai_base_url
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
 from libs.common.schemas.workflows import LLMUsage, WorkflowParameters
-from libs.common.text_parts import says_context_overflow
 from libs.common.token_prices import tokens_cost
 from libs.common.unreadable_json import why_unreadable
 from services.langgraph_runner.errors import AnswerUnusable
-from services.langgraph_runner.ollama_chat import RefuseOverlongPrompts, TracedChatOllama
 from services.langgraph_runner.openai_chat import COST_KEY, OpenAICompatibleChat
 from services.langgraph_runner.settings import ModelPrice, RunnerSettings
 
@@ -49,20 +46,13 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, httpx.HTTPStatusError):
         code = exc.response.status_code
         return code >= 500 or code == 429
-    if isinstance(exc, ollama.ResponseError):
-        # -1: an error line inside a streamed answer (the backend failed mid-way).
-        return exc.status_code in (-1, 429) or exc.status_code >= 500
     return False
 
 
 def is_context_overflow(exc: Exception) -> bool:
     """The model refused the prompt as longer than its context (a 400 saying so), through
     either API: the text is to be read in parts (``libs/common/text_parts.py``)."""
-    if isinstance(exc, LLMRefused):
-        return refused_as_too_long(exc)
-    if isinstance(exc, ollama.ResponseError):
-        return exc.status_code == 400 and says_context_overflow(exc.error)
-    return False
+    return isinstance(exc, LLMRefused) and refused_as_too_long(exc)
 
 
 class LLMPrices:
@@ -280,6 +270,13 @@ class LLMGateway:
     def _build(self, call: CallSettings) -> BaseChatModel:
         s = self._settings
         if s.llm_api == "ollama":
+            # Imported for this API only: the ollama library and langchain-ollama are a third
+            # of a second of a runner's start that the OpenAI-compatible API does not need.
+            from services.langgraph_runner.ollama_chat import (  # noqa: PLC0415
+                RefuseOverlongPrompts,
+                TracedChatOllama,
+            )
+
             # Ollama itself takes no key; a PAS LLM service with a token, or an authenticating
             # proxy in front of Ollama, takes it as a bearer token (as the OpenAI path sends it).
             client: dict[str, Any] = {"timeout": call.timeout_s or s.llm_timeout_s}

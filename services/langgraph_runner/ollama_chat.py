@@ -11,7 +11,10 @@ The ``ollama`` library reads each answer line with ``json.loads`` inside the cal
 is not JSON raises ``JSONDecodeError``, one nested deeper than ``json`` follows raises
 ``RecursionError``. Either is the server's answer being unreadable, so the call fails with
 :class:`AnswerUnusable` saying so, as an unusable answer's content does (``llm.parse_answer``),
-not with the decoder's (or the interpreter's) words.
+not with the decoder's (or the interpreter's) words. An error Ollama answers (``ResponseError``)
+leaves the call as PAS's own (``libs/common/clients/llm_errors.py``), as the OpenAI-compatible
+client raises them: a 5xx, a 429 or an error line inside the streamed answer is transient,
+any other status a refusal, whose text says whether the prompt was too long for the context.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import ollama
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_ollama import ChatOllama
 
+from libs.common.clients.llm_errors import LLMError, LLMTransientError, status_failure
 from libs.common.genai_tracing import (
     CHAT,
     genai_span,
@@ -77,6 +82,13 @@ def _count(info: Mapping[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _failure(exc: ollama.ResponseError, where: str) -> LLMError:
+    # -1: an error line inside a streamed answer (the backend failed mid-way).
+    if exc.status_code == -1:
+        return LLMTransientError(f"{where} failed while answering: {exc.error}")
+    return status_failure(exc.status_code, str(exc.error).encode(), where)
+
+
 class TracedChatOllama(ChatOllama):
     """:class:`ChatOllama`, each call in a GenAI span with the tokens Ollama reported, and
     bounded whole by ``call_timeout_s``."""
@@ -114,6 +126,8 @@ class TracedChatOllama(ChatOllama):
                 raise self._unreadable(str(exc)) from exc
             except RecursionError as exc:
                 raise self._unreadable(NESTED_TOO_DEEP) from exc
+            except ollama.ResponseError as exc:
+                raise _failure(exc, str(self.base_url)) from exc
             final = result.generations[0] if result.generations else None
             info = (final.generation_info if final else None) or {}
             model = info.get("model")

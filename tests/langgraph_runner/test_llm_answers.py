@@ -5,12 +5,12 @@ The runs here talk to a stand-in for Ollama, which cannot run here: it answers `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
 import msgspec
-import ollama
 import pytest
 
 from libs.common.clients.llm_errors import (
@@ -49,9 +49,6 @@ def _status_error(code: int) -> httpx.HTTPStatusError:
         (_status_error(503), True),
         (_status_error(429), True),
         (_status_error(400), False),
-        (ollama.ResponseError("overloaded", 503), True),
-        (ollama.ResponseError("failed mid-stream"), True),
-        (ollama.ResponseError("bad request", 400), False),
         (LLMRefused("400", status=400), False),
         (LLMUnusableAnswer("no choices"), False),
         (AnswerUnusable("cut short"), False),
@@ -95,6 +92,20 @@ def test_an_unusable_answer_says_why(text: str, problem: str) -> None:
         parse_answer(text, Verdict)
 
 
+async def _failed_run(make_runner: Callable[..., Any], server: OllamaChat) -> dict[str, Any]:
+    """A document-analysis run, waited for, against ``server``: it failed."""
+    with serve_asgi(server) as url:
+        runner = await make_runner(llm_url=url, node_max_attempts=3)
+        response = await runner.post(
+            "/workflows/document_analysis/runs?wait=true",
+            json={"input": {"title": "Results", "content": "Revenue rose 6 percent."}},
+        )
+    assert response.status_code == 200, response.text
+    run: dict[str, Any] = response.json()
+    assert run["status"] == "error"
+    return run
+
+
 @pytest.mark.parametrize(
     ("server", "problem"),
     [
@@ -112,17 +123,34 @@ def test_an_unusable_answer_says_why(text: str, problem: str) -> None:
 async def test_an_unreadable_answer_fails_the_run_saying_so(
     make_runner: Callable[..., Any], server: OllamaChat, problem: str
 ) -> None:
-    with serve_asgi(server) as url:
-        runner = await make_runner(llm_url=url)
-        response = await runner.post(
-            "/workflows/document_analysis/runs?wait=true",
-            json={"input": {"title": "Results", "content": "Revenue rose 6 percent."}},
-        )
+    run = await _failed_run(make_runner, server)
 
-    assert response.status_code == 200, response.text
-    run = response.json()
-    assert run["status"] == "error"
     assert run["error"].startswith("node 'analyse' failed: AnswerUnusable: ")
     assert problem in run["error"]
     # Not worth retrying: the same answer would come back.
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "words", "error", "tried"),
+    [
+        (503, "server busy", "LLMTransientError", 3),
+        (429, "slow down", "LLMTransientError", 3),
+        # An error line inside the streamed answer: the model failed while answering.
+        (200, "model runner crashed", "LLMTransientError", 3),
+        (400, "invalid options", "LLMRefused", 1),
+    ],
+    ids=["busy", "too-many", "failed-mid-answer", "refused"],
+)
+async def test_an_error_ollama_answers_is_retried_only_when_transient(
+    make_runner: Callable[..., Any], status: int, words: str, error: str, tried: int
+) -> None:
+    """Ollama's ``ResponseError`` leaves the call as PAS's error taxonomy, as the
+    OpenAI-compatible path raises it, and the node retries what is transient."""
+    server = OllamaChat([], status=status, body=json.dumps({"error": words}).encode() + b"\n")
+
+    run = await _failed_run(make_runner, server)
+
+    assert run["error"].startswith(f"node 'analyse' failed: {error}: "), run["error"]
+    assert words in run["error"]  # Ollama's own
+    assert len(server.requests) == tried

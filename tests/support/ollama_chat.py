@@ -6,8 +6,9 @@ Given a ``context`` (tokens, counted here as words), it treats a longer prompt a
 by default it cuts it and answers 200 (``prompt_eval_count`` half the context and two, as
 Ollama reports a cut prompt); with ``truncate: false`` it answers Ollama's 400, whose body
 names both sizes (``exceed_context_size_error``). ``delay_s`` makes it answer that late (a slow
-model); ``body`` has it answer 200 with those bytes instead (a server whose answer cannot be
-read)."""
+model); ``body`` has it answer ``status`` (200 unless given) with those bytes instead (a server
+whose answer cannot be read; Ollama's ``{"error": ...}`` with a 4xx or 5xx, or as a line of a
+200 answer, which is how Ollama says a model failed while answering)."""
 
 from __future__ import annotations
 
@@ -42,12 +43,14 @@ class OllamaChat:
         context: int | None = None,
         delay_s: float = 0.0,
         body: bytes | None = None,
+        status: int = 200,
     ) -> None:
         """``answers`` in turn, the last one again once they run out."""
         self.answers = answers
         self.context = context
         self.delay_s = delay_s
         self.body = body
+        self.status = status
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.answered = 0
@@ -63,7 +66,7 @@ class OllamaChat:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.body is not None:
-            await _respond(send, 200, self.body)
+            await _respond(send, self.status, self.body)
             return
         tokens = sum(len(m.get("content", "").split()) for m in request.get("messages", ()))
         if self.context is not None and tokens > self.context:
