@@ -55,6 +55,16 @@ def pytest_collection_finish(session):
         out.write(str(sum(hasattr(item.obj, PENDING) for item in session.items)))
 """
 
+PLUGINS = (
+    "--disable-plugin-autoload",
+    "-p",
+    "_hypothesis_pytestplugin",
+    "-p",
+    "schemathesis.pytest.plugin",
+)
+"""The plugins a session needs, named as pyproject.toml's addopts name them: no others are
+loaded, nor their packages' assertions rewritten."""
+
 
 def cases_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, conftest: str
@@ -65,9 +75,7 @@ def cases_run(
     cases.unlink(missing_ok=True)
     monkeypatch.setenv("CASES_FILE", str(cases))
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[2]))
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "no:faker", "-p", "no:langsmith_plugin", "-n", "0"
-    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *PLUGINS)
     assert result.ret == pytest.ExitCode.OK, result.outlines
     return [json.loads(line) for line in cases.read_text().splitlines()]
 
