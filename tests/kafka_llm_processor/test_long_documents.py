@@ -18,13 +18,14 @@ from libs.common.grounding import Source, quantities_as_written, ungrounded_valu
 from libs.common.schemas.documents import FinancialDocument, Task
 from libs.common.text_parts import halves
 from services.kafka_llm_processor.prompts import grounding_text
+from services.kafka_llm_processor.settings import ProcessorSettings
 from tests.kafka_llm_processor.conftest import Topics, as_messages, collect, send, start_llm
 from tests.support.annual_report import annual_report
 from tests.support.metrics_text import sample_value
 
 CONTEXT_LENGTH = 1024
-PROMPT_ROOM = CONTEXT_LENGTH - 384
-"""The most a prompt may take beside the processor's answer (``max_tokens``, 384)."""
+PROMPT_ROOM = CONTEXT_LENGTH - ProcessorSettings().max_tokens
+"""The most a prompt may take beside the processor's answer (its default ``max_tokens``)."""
 SEGMENTS = 8
 """The report's segments: a prompt of about 975 tokens whole, 530 for either half."""
 
