@@ -1,4 +1,5 @@
-"""HTTP surface of the router: /route, OpenAI-compatible chat, /providers, /costs."""
+"""HTTP surface of the router: /route, OpenAI-compatible chat, /providers, /costs (the bodies
+are ``wire.py``'s)."""
 
 from __future__ import annotations
 
@@ -30,11 +31,10 @@ from libs.common.kit.auth import open_write
 from libs.common.kit.openapi import schema_from_json_schema
 from libs.common.kit.problems import OPENAI_ERRORS
 from libs.common.kit.request_context import current_request_id
-from libs.common.schemas.embeddings import EmbeddingList, EmbeddingRequest
+from libs.common.schemas.embeddings import EmbeddingList
 from libs.common.schemas.json_schema import inline_schema
-from libs.common.schemas.llm import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from libs.common.schemas.llm import ChatCompletion, ModelCard, ModelList
 from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
-from libs.common.schemas.workflows import MODEL_OR_CAPABILITY_SCHEMA
 from services.provider_router.answer_cache import AnswerCache, cache_key
 from services.provider_router.candidates import Candidate
 from services.provider_router.costs import CostReport
@@ -43,16 +43,24 @@ from services.provider_router.desk_keys import (
     CallerMiddleware,
     DeskKey,
     KeyGate,
-    KeyState,
     caller_key,
     require_operator,
 )
-from services.provider_router.dispatcher import Considered, Dispatcher, RouteAsk, Served
+from services.provider_router.dispatcher import Dispatcher, RouteAsk, Served
 from services.provider_router.dispatcher import Operation as CallKind
 from services.provider_router.metrics import RouterMetrics
-from services.provider_router.pool import CandidatePool, CandidateState
+from services.provider_router.pool import CandidatePool
 from services.provider_router.settings import RouterSettings
-from services.provider_router.strategies import Strategy
+from services.provider_router.wire import (
+    KeyList,
+    ProviderList,
+    RouteBody,
+    RouteDecision,
+    RoutedTo,
+    RouterChatRequest,
+    RouterEmbeddingRequest,
+    RouteRequest,
+)
 
 _ROUTER_FIELDS = ("capability", "strategy", "prefer_local")
 # The kit's token check knows the router's token only; CallerMiddleware takes it or a key's.
@@ -79,65 +87,6 @@ ROUTING_STATE = "routing"
 def provide_routing(state: State) -> Routing:
     routing: Routing = state[ROUTING_STATE]
     return routing
-
-
-class RouteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Where a task would go: by a capability or by a model, not both (chat, given both,
-    routes by the capability; a plan of the two together would show what no call does)."""
-
-    capability: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    prefer_local: bool = True
-    strategy: Strategy = "balanced"
-    images: bool = False
-    """The task holds images: only candidates that take them (``vision``)."""
-
-    def __post_init__(self) -> None:
-        if self.model is not None and self.capability is not None:
-            raise ValueError(
-                f"give a model ({self.model!r}) or a capability ({self.capability!r}), not both"
-            )
-
-
-RouteBody = Annotated[RouteRequest, msgspec.Meta(extra_json_schema=MODEL_OR_CAPABILITY_SCHEMA)]
-"""``/route``'s body as its schema says it: the "not both" of ``__post_init__`` included."""
-
-
-class RoutedTo(msgspec.Struct, kw_only=True):
-    provider: str
-    model: str
-    endpoint: str
-    agent_id: str | None
-    candidate_id: str
-
-
-class RouteDecision(RoutedTo, kw_only=True):
-    reason: str
-    fallbacks: list[RoutedTo]
-    considered: list[Considered]
-
-
-class RouterChatRequest(ChatCompletionRequest, kw_only=True):
-    """OpenAI's chat request plus how to route it."""
-
-    strategy: Strategy = "balanced"
-    prefer_local: bool = True
-
-
-class RouterEmbeddingRequest(EmbeddingRequest, kw_only=True):
-    """OpenAI's embeddings request plus how to route it (by ``capability`` or ``model``)."""
-
-    capability: str | None = None
-    strategy: Strategy = "balanced"
-    prefer_local: bool = True
-
-
-class ProviderList(msgspec.Struct, kw_only=True):
-    candidates: list[CandidateState]
-
-
-class KeyList(msgspec.Struct, kw_only=True):
-    keys: list[KeyState]
 
 
 def _routed(candidate: Candidate) -> RoutedTo:

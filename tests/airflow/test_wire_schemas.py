@@ -23,7 +23,7 @@ from libs.common.schemas.documents import DocumentResult
 from libs.common.schemas.json_schema import inline_schema
 from libs.common.schemas.llm import ChatCompletion
 from libs.common.schemas.workflows import RunRequest, RunStatus, WorkflowResult, WorkflowTriggered
-from services.provider_router.routes import RouterChatRequest
+from services.provider_router.wire import RouterChatRequest
 
 WIRE_TYPES: dict[str, Any] = {
     "workflow_triggered": WorkflowTriggered,
