@@ -44,6 +44,8 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, LLMTransientError | httpx.TransportError | ConnectionError | TimeoutError):
         return True
     if isinstance(exc, httpx.HTTPStatusError):
+        # PAS's own nodes raise PAS's errors; a node of an extra workflow
+        # (RUNNER_EXTRA_WORKFLOWS) may call a service with httpx and ``raise_for_status``.
         code = exc.response.status_code
         return code >= 500 or code == 429
     return False
