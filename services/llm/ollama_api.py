@@ -14,13 +14,13 @@ from typing import Any, Protocol
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import JSONBody
 from litestar.response import Stream
 
 from libs.common.errors import PASError
 from libs.common.kit import open_write, problem_responses
+from libs.common.kit.openapi import documented_answer
 from libs.common.kit.problems import OLLAMA_ERRORS
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.embeddings import (
@@ -211,7 +211,7 @@ class OllamaController(Controller):
         summary="Generate (Ollama-compatible); streams NDJSON unless stream=false, as Ollama",
         operation_class=streamed_200(NDJSON, _ndjson_of("GenerateResponse")),
         responses={
-            200: ResponseSpec(GenerateResponse, description="The answer, or NDJSON lines"),
+            200: documented_answer(GenerateResponse, "The answer, or NDJSON lines"),
             **problem_responses(400, 401, 413, 503, 504),
         },
     )
@@ -227,7 +227,7 @@ class OllamaController(Controller):
         summary="Ollama's chat; streams NDJSON unless stream=false",
         operation_class=streamed_200(NDJSON, _ndjson_of("OllamaChatResponse")),
         responses={
-            200: ResponseSpec(OllamaChatResponse, description="The answer, or NDJSON lines"),
+            200: documented_answer(OllamaChatResponse, "The answer, or NDJSON lines"),
             **problem_responses(400, 401, 413, 503, 504),
         },
     )
@@ -243,7 +243,7 @@ class OllamaController(Controller):
         status_code=200,
         summary="Ollama's embeddings: a normalised vector per text",
         responses={
-            200: ResponseSpec(OllamaEmbedResponse, description="The vectors, in order"),
+            200: documented_answer(OllamaEmbedResponse, "The vectors, in order"),
             **problem_responses(400, 401, 413, 503, 504),
         },
     )
@@ -264,7 +264,7 @@ class OllamaController(Controller):
         status_code=200,
         summary="Ollama's older embeddings: one text's vector",
         responses={
-            200: ResponseSpec(OllamaEmbeddingsResponse, description="The vector"),
+            200: documented_answer(OllamaEmbeddingsResponse, "The vector"),
             **problem_responses(400, 401, 413, 503, 504),
         },
     )

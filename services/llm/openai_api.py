@@ -12,13 +12,13 @@ import msgspec
 import numpy as np
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Reference, Schema
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
 from libs.common.errors import InvalidRequest, PASError
 from libs.common.kit import problem_responses
+from libs.common.kit.openapi import documented_answer
 from libs.common.kit.problems import OPENAI_ERRORS
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.embeddings import (
@@ -224,7 +224,7 @@ class OpenAIController(Controller):
         summary="Chat completion (OpenAI-compatible); stream=true gives server-sent events",
         operation_class=streamed_200(SSE, SSE_EVENT),
         responses={
-            200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
+            200: documented_answer(ChatCompletion, "The answer, or an SSE stream"),
             **problem_responses(400, 401, 413, 503, 504),
         },
     )
@@ -246,7 +246,7 @@ class OpenAIController(Controller):
         status_code=200,
         summary="Embeddings (OpenAI-compatible): a normalised vector per text",
         responses={
-            200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
+            200: documented_answer(EmbeddingList, "The vectors, in the texts' order"),
             **problem_responses(400, 401, 413, 503, 504),
         },
     )

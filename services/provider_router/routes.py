@@ -12,7 +12,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIType,
@@ -28,7 +27,7 @@ from libs.common.durations import parse_duration
 from libs.common.errors import InvalidRequest
 from libs.common.kit import problem_responses
 from libs.common.kit.auth import open_write
-from libs.common.kit.openapi import schema_from_json_schema
+from libs.common.kit.openapi import documented_answer, schema_from_json_schema
 from libs.common.kit.problems import OPENAI_ERRORS
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.embeddings import EmbeddingList
@@ -307,7 +306,7 @@ class RouterController(Controller):
         operation_class=_exact_body(RouterChatRequest, streams=True),
         summary="OpenAI-compatible chat, routed by `capability` or by model name, with fallback",
         responses={
-            200: ResponseSpec(ChatCompletion, description="The answer, or an SSE stream"),
+            200: documented_answer(ChatCompletion, "The answer, or an SSE stream"),
             **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
@@ -338,7 +337,7 @@ class RouterController(Controller):
         operation_class=_exact_body(RouterEmbeddingRequest),
         summary="OpenAI-compatible embeddings, routed by `capability` or by model, with fallback",
         responses={
-            200: ResponseSpec(EmbeddingList, description="The vectors, in the texts' order"),
+            200: documented_answer(EmbeddingList, "The vectors, in the texts' order"),
             **problem_responses(400, 401, 403, 404, 413, 429, 502, 503),
         },
         middleware=[CallerMiddleware()],
