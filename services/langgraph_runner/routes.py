@@ -117,6 +117,7 @@ class RunController(Controller):
 
     @get(
         "/{run_id:str}/stream",
+        media_type="text/event-stream",
         responses=problem_responses(400, 404),
         summary="Server-sent events: the status, each node's update, each status change; the "
         "stream ends when the run settles",

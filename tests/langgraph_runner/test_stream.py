@@ -31,8 +31,12 @@ async def test_the_stream_carries_each_node_update_then_the_outcome(
         ).json()["run_id"]
         await wait_until(lambda: count(log, "b", "start") == 1)
 
+        document = (await http.get("/schema/openapi.json")).json()
+        documented = document["paths"]["/runs/{run_id}/stream"]["get"]["responses"]["200"]
         async with aconnect_sse(http, "GET", f"/runs/{run_id}/stream") as source:
-            assert source.response.headers["content-type"].startswith("text/event-stream")
+            media_type = source.response.headers["content-type"].split(";")[0]
+            assert media_type == "text/event-stream"
+            assert list(documented["content"]) == [media_type]  # as the runner documents it
             async for message in source.aiter_sse():
                 events.append((message.event, msgspec.json.decode(message.data)))
                 if len(events) == 1:
