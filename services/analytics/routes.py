@@ -12,10 +12,12 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from libs.common.kit import problem_responses
+from libs.common.kit.openapi import answered_also_as
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.usage import (
     EARLIEST_TIME,
@@ -309,11 +311,28 @@ class AnalyticsController(Controller):
         return ScoreReport(period=_period(window), scores=lines)
 
 
+_EXPORTED = {
+    MEDIA_TYPES["csv"]: Schema(
+        type=OpenAPIType.STRING, description="format=csv: a header, a row a line"
+    ),
+    MEDIA_TYPES["json"]: Schema(
+        type=OpenAPIType.STRING, description="format=json: a JSON object a row, a line each"
+    ),
+    MEDIA_TYPES["parquet"]: Schema(
+        type=OpenAPIType.STRING,
+        format=OpenAPIFormat.BINARY,
+        description="format=parquet: one Parquet file",
+    ),
+}
+"""What an export's 200 is, by ``format``: each as the file it streams."""
+
+
 class ReportsController(Controller):
     tags = ("reports",)
 
     @get(
         "/reports/export",
+        operation_class=answered_also_as(_EXPORTED),
         responses={
             200: ResponseSpec(None, description="The rows, streamed (CSV, JSON lines or Parquet)"),
             **problem_responses(400),

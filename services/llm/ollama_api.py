@@ -20,7 +20,7 @@ from litestar.response import Stream
 
 from libs.common.errors import PASError
 from libs.common.kit import open_write, problem_responses
-from libs.common.kit.openapi import documented_answer
+from libs.common.kit.openapi import answered_also_as, documented_answer
 from libs.common.kit.problems import OLLAMA_ERRORS
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.embeddings import (
@@ -49,7 +49,6 @@ from libs.common.schemas.ollama import (
     OllamaTags,
 )
 from services.llm.backends.base import Completion, Generation, logprobs_after
-from services.llm.openai_api import streamed_200
 from services.llm.runtime import LLMRuntime
 from services.llm.tool_calling import CallsMade, ToolUse, WholeCallEvent, tool_events
 from services.llm.translate import (
@@ -209,7 +208,7 @@ class OllamaController(Controller):
         ["/generate", "/api/generate"],
         status_code=200,
         summary="Generate (Ollama-compatible); streams NDJSON unless stream=false, as Ollama",
-        operation_class=streamed_200(NDJSON, _ndjson_of("GenerateResponse")),
+        operation_class=answered_also_as({NDJSON: _ndjson_of("GenerateResponse")}),
         responses={
             200: documented_answer(GenerateResponse, "The answer, or NDJSON lines"),
             **problem_responses(400, 401, 413, 503, 504),
@@ -225,7 +224,7 @@ class OllamaController(Controller):
         "/api/chat",
         status_code=200,
         summary="Ollama's chat; streams NDJSON unless stream=false",
-        operation_class=streamed_200(NDJSON, _ndjson_of("OllamaChatResponse")),
+        operation_class=answered_also_as({NDJSON: _ndjson_of("OllamaChatResponse")}),
         responses={
             200: documented_answer(OllamaChatResponse, "The answer, or NDJSON lines"),
             **problem_responses(400, 401, 413, 503, 504),

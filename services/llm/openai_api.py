@@ -5,20 +5,19 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import numpy as np
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Reference, Schema
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
 from libs.common.errors import InvalidRequest, PASError
 from libs.common.kit import problem_responses
-from libs.common.kit.openapi import documented_answer
+from libs.common.kit.openapi import answered_also_as, documented_answer
 from libs.common.kit.problems import OPENAI_ERRORS
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.embeddings import (
@@ -67,23 +66,6 @@ SSE_EVENT = Schema(
     },
     description="stream=true: one server-sent event per chunk",
 )
-
-
-def streamed_200(media_type: str, schema: Schema) -> type[Operation]:
-    """An operation whose 200 may also be a stream of ``media_type`` (``stream: true``).
-
-    A ``ResponseSpec`` gives a status one media type; this adds the stream's, as the router
-    does for its chat.
-    """
-
-    @dataclass
-    class StreamingOperation(Operation):
-        def __post_init__(self) -> None:
-            ok = (self.responses or {}).get("200")
-            if ok is not None and not isinstance(ok, Reference) and ok.content:
-                ok.content[media_type] = OpenAPIMediaType(schema=schema)
-
-    return StreamingOperation
 
 
 async def _sse(
@@ -222,7 +204,7 @@ class OpenAIController(Controller):
         ["/chat/completions", "/v1/chat/completions"],
         status_code=200,
         summary="Chat completion (OpenAI-compatible); stream=true gives server-sent events",
-        operation_class=streamed_200(SSE, SSE_EVENT),
+        operation_class=answered_also_as({SSE: SSE_EVENT}),
         responses={
             200: documented_answer(ChatCompletion, "The answer, or an SSE stream"),
             **problem_responses(400, 401, 413, 503, 504),

@@ -256,6 +256,9 @@ async def test_exports_read_back_to_the_stored_rows(
 
     assert response.status_code == 200, response.text
     assert "attachment" in response.headers["content-disposition"]
+    document = (await collector.get("/schema/openapi.json")).json()
+    documented = document["paths"]["/reports/export"]["get"]["responses"]["200"]["content"]
+    assert response.headers["content-type"].split(";")[0] in documented
     rows = _parsed(fmt, response.content)
     sent = sorted(usage, key=lambda e: (datetime.fromisoformat(e["timestamp"]), e["event_id"]))
     assert [_normalised(r) for r in rows] == [_normalised(e) for e in sent]

@@ -9,11 +9,13 @@ plugin hands that to Litestar.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIType, Reference, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Reference, Schema
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
@@ -75,3 +77,19 @@ def documented_answer(data_container: Any, description: str) -> ResponseSpec:
     would make them up from the type (random values, new at each start: an ``index`` of 9849,
     a ``logprob`` of -9e8), which mislead a reader and change the document at every start."""
     return ResponseSpec(data_container, generate_examples=False, description=description)
+
+
+def answered_also_as(content: Mapping[str, Schema]) -> type[Operation]:
+    """An operation whose 200 may also come in these media types, each with its schema: a
+    stream (``stream: true``), a file. A ``ResponseSpec`` gives a status one media type, or
+    none when the handler returns a ``Stream``."""
+
+    @dataclass
+    class OperationAnsweredAlsoAs(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            if ok is not None and not isinstance(ok, Reference):
+                added = {kind: OpenAPIMediaType(schema=schema) for kind, schema in content.items()}
+                ok.content = {**(ok.content or {}), **added}
+
+    return OperationAnsweredAlsoAs
