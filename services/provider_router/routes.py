@@ -16,7 +16,6 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIType,
     Operation,
-    Reference,
     RequestBody,
     Schema,
 )
@@ -27,7 +26,11 @@ from libs.common.durations import parse_duration
 from libs.common.errors import InvalidRequest
 from libs.common.kit import problem_responses
 from libs.common.kit.auth import open_write
-from libs.common.kit.openapi import documented_answer, schema_from_json_schema
+from libs.common.kit.openapi import (
+    answered_also_as,
+    documented_answer,
+    schema_from_json_schema,
+)
 from libs.common.kit.problems import OPENAI_ERRORS
 from libs.common.kit.request_context import current_request_id
 from libs.common.schemas.embeddings import EmbeddingList
@@ -252,18 +255,15 @@ def _exact_body(body: Any, *, streams: bool = False) -> type[Operation]:
     only. ``streams``: the 200 may also be a ``text/event-stream`` (``stream: true``).
     """
     schema = schema_from_json_schema(inline_schema(body))
+    streamed = {"text/event-stream": Schema(type=OpenAPIType.STRING)} if streams else {}
 
     @dataclass
-    class ExactBodyOperation(Operation):
+    class ExactBodyOperation(answered_also_as(streamed)):  # type: ignore[misc]  # made at run time
         def __post_init__(self) -> None:
+            super().__post_init__()
             self.request_body = RequestBody(
                 content={"application/json": OpenAPIMediaType(schema=schema)}, required=True
             )
-            ok = (self.responses or {}).get("200")
-            if streams and ok is not None and not isinstance(ok, Reference) and ok.content:
-                ok.content["text/event-stream"] = OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.STRING)
-                )
 
     return ExactBodyOperation
 
