@@ -26,7 +26,6 @@ import msgspec
 import pytest
 
 from libs.common.kafka.topics import ensure_topics
-from tests.analytics.browser import ARTIFACTS, HeadlessChromium, chromium_binary
 from tests.analytics.conftest import (
     COLLECTOR_APP,
     Topics,
@@ -36,6 +35,7 @@ from tests.analytics.conftest import (
     run_event,
     utc_now,
 )
+from tests.support.browser import ARTIFACTS, HeadlessChromium, chromium_binary
 from tests.support.polling import poll
 from tests.support.processes import ServiceProcess, ServiceProcesses, free_port
 from tests.support.prometheus import (

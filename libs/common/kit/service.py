@@ -10,11 +10,11 @@ import msgspec
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 from prometheus_client.registry import Collector
 
 from libs.common.http_tracing import litestar_plugins
+from libs.common.kit.api_docs import api_page_assets, openapi_config
 from libs.common.kit.auth import WriteTokenMiddleware
 from libs.common.kit.exposure import listen_host, listen_port, refuse_open_exposure
 from libs.common.kit.health import HealthCheck, health_handler
@@ -104,6 +104,7 @@ def create_service(
         route_handlers=[
             health_handler(name, PAS_VERSION, settings.port, health_check),
             metrics_handler(collectors),
+            api_page_assets(),
             *route_handlers,
         ],
         dependencies={
@@ -124,11 +125,8 @@ def create_service(
         on_shutdown=[flush_tracing, heap.release],
         plugins=[WireTypeSchemaPlugin(), *litestar_plugins()],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title=f"PAS {name}",
-            version=PAS_VERSION,
-            description=description or None,
-            path="/schema",
+        openapi_config=openapi_config(
+            title=f"PAS {name}", version=PAS_VERSION, description=description or None
         ),
     )
     return Litestar.from_config(config)
