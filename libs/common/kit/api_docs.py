@@ -6,6 +6,9 @@ icons from a CDN: offline they stay blank. Here Swagger UI (``static/swagger-ui`
 ``SWAGGER_UI_VERSION`` of the ``swagger-ui-dist`` npm package, Apache-2.0, its LICENSE and
 NOTICE beside it) is served by the service itself under ``/schema/assets``, and is the page at
 ``/schema``. ``/schema/openapi.json`` and ``/schema/openapi.yaml`` are the document itself.
+Another version: its package's ``swagger-ui-bundle.js``, ``swagger-ui-standalone-preset.js``,
+``swagger-ui.css`` (each with its ``.LICENSE.txt``), ``favicon-32x32.png``, LICENSE and NOTICE
+in place of these, and ``SWAGGER_UI_VERSION`` changed.
 """
 
 from __future__ import annotations
