@@ -60,9 +60,10 @@ async def test_the_page_shows_every_operation_in_headless_chromium(registry_url:
     browser = HeadlessChromium(binary).start()
     try:
         async with browser.open_page() as page:
-            await page.navigate(f"{registry_url}/schema")
+            # Generous: Chromium on the suite's busy cores.
+            await page.navigate(f"{registry_url}/schema", timeout_s=90)
             shown = await page.wait_for(
-                f"document.querySelectorAll('.opblock').length === {operations}"
+                f"document.querySelectorAll('.opblock').length === {operations}", timeout_s=90
             )
             title = await page.evaluate("document.querySelector('.title')?.textContent")
             await page.screenshot(ARTIFACTS / "registry-api-page.png")
