@@ -1,5 +1,5 @@
-"""The router's own request and answer bodies (the OpenAI-compatible ones it extends are
-``libs/common/schemas``'): ``/route``'s question and decision, chat and embeddings with how to
+"""The router's own request and answer bodies (extending the OpenAI-compatible ones of
+``libs/common/schemas``): ``/route``'s question and decision, chat and embeddings with how to
 route them, the lists of candidates and desk keys."""
 
 from __future__ import annotations
