@@ -20,27 +20,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from litestar.serialization import encode_json
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from tests.analytics.conftest import COLLECTOR_APP, PG_OBJECTS, POSTGRES_DSN
+from tests.support.openapi_document import published
 from tests.support.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.slow
 
 # The app in this process is never started: only its OpenAPI document is read, encoded as the
 # collector serves it at /schema/openapi.json.
-DOCUMENT: dict[str, Any] = msgspec.json.decode(
-    encode_json(create_app(AnalyticsSettings(consume=False)).openapi_schema.to_schema())
-)
+DOCUMENT = published(create_app(AnalyticsSettings(consume=False)))
 PORTS = {"duckdb": free_port(), "postgres": free_port()}
 
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
 from litestar import Litestar
-from litestar.serialization import encode_json
 
 from services.analytics.app import create_app as create_analytics
 from services.analytics.settings import AnalyticsSettings
@@ -37,6 +34,7 @@ from services.registry.registry_service import create_app as create_registry
 from services.registry.settings import RegistrySettings
 from services.versioning.app import create_app as create_versioning
 from services.versioning.settings import VersioningSettings
+from tests.support.openapi_document import published
 
 SERVICES: dict[str, Callable[[Path], Litestar]] = {
     "registry": lambda folder: create_registry(
@@ -55,11 +53,6 @@ SERVICES: dict[str, Callable[[Path], Litestar]] = {
     "versioning": lambda folder: create_versioning(VersioningSettings(repo_path=f"{folder}/repo")),
     "analytics": lambda _: create_analytics(AnalyticsSettings(consume=False)),
 }
-
-
-def published(app: Litestar) -> dict[str, Any]:
-    document: dict[str, Any] = msgspec.json.decode(encode_json(app.openapi_schema.to_schema()))
-    return document
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -15,16 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from litestar.serialization import encode_json
 
 from libs.common.kafka.topics import ensure_topics
 from services.kafka_llm_processor.app import create_app
 from services.kafka_llm_processor.settings import ProcessorSettings
 from tests.kafka_llm_processor.conftest import PROCESSOR_APP
+from tests.support.openapi_document import published
 from tests.support.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -32,9 +31,7 @@ pytestmark = pytest.mark.slow
 PORT = free_port()
 # The app in this process is never started: only its OpenAPI document is read, encoded as the
 # processor serves it at /schema/openapi.json.
-DOCUMENT: dict[str, Any] = msgspec.json.decode(
-    encode_json(create_app(ProcessorSettings()).openapi_schema.to_schema())
-)
+DOCUMENT = published(create_app(ProcessorSettings()))
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.config.update(base_url=f"http://127.0.0.1:{PORT}", request_timeout=30)
 

@@ -27,12 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-import msgspec
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from litestar import Litestar
-from litestar.serialization import encode_json
 from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from schemathesis.specs.openapi.schemas import OpenApiSchema
@@ -43,6 +41,7 @@ from services.llm.tinyllama_service import TinyLlamaSettings
 from services.llm.tinyllama_service import create_app as create_tinyllama
 from services.llm.tlc_classifier_service import TLCSettings
 from services.llm.tlc_classifier_service import create_app as create_tlc
+from tests.support.openapi_document import published
 from tests.support.processes import ServiceProcess, free_port
 
 # Tens of model calls per operation: more time than the suite's default guard.
@@ -85,12 +84,6 @@ SERVICES = {
         free_port(),
     ),
 }
-
-
-def published(app: Litestar) -> dict[str, Any]:
-    """The OpenAPI document as the service serves it at /schema/openapi.json."""
-    document: dict[str, Any] = msgspec.json.decode(encode_json(app.openapi_schema.to_schema()))
-    return document
 
 
 def _capped(node: Any) -> Any:
