@@ -34,7 +34,7 @@ from bench.process_stats import cpu_seconds
 from libs.common.schemas.usage import EventBatch, UsageEvent, WorkflowRun
 from services.analytics import queries
 from services.analytics.batches import run_columns
-from services.analytics.duckdb_store import SCHEMA
+from services.analytics.duckdb_schema import SCHEMA
 from services.analytics.duckdb_usage import insert_new_usage
 from services.analytics.usage_table import usage_table
 from tests.support.processes import ServiceProcess, free_port

@@ -21,6 +21,8 @@ the garbage collector once set up, as every PAS service does at startup
 Run: ``.venv/bin/python -m bench.processor_throughput [--parts abc] [--documents 16000]
 [--rounds 1] [--loop uvloop]`` (``--parts a``: the ceiling alone, a minute; ``--documents``:
 how many in each phase of (a); ``--rounds``: (a) that many times, with the median ratios).
+The module passes 400 lines because its three parts share one broker, its documents, its
+responders and its report.
 """
 
 from __future__ import annotations

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, ValidationException
+from litestar.exceptions import ClientException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromQuery, JSONBody, QueryParameter
@@ -20,15 +20,12 @@ from libs.common.kit import problem_responses
 from libs.common.kit.openapi import answered_also_as
 from libs.common.kit.streaming import closes_when_sent
 from libs.common.schemas.usage import (
-    EARLIEST_TIME,
-    LATEST_TIME,
     Bucket,
     CostReport,
     EventBatch,
     GroupBy,
     IngestResult,
     ModelReport,
-    Period,
     RollupResult,
     ScoreReport,
     Trend,
@@ -40,6 +37,16 @@ from services.analytics.event_body import EventBatchBody
 from services.analytics.exports import FILE_SUFFIXES, MEDIA_TYPES
 from services.analytics.ingest import Ingestor, NewRows
 from services.analytics.metrics import AnalyticsMetrics
+from services.analytics.query_params import (
+    Filter,
+    From,
+    To,
+    invalid,
+    parse_moment,
+    period,
+    text_filter,
+    time_window,
+)
 from services.analytics.refusals import RowKind, count_batch, refused_kinds, store_apart
 from services.analytics.retention import roll_up, rollup_cutoff
 from services.analytics.settings import AnalyticsSettings
@@ -47,7 +54,6 @@ from services.analytics.store import (
     AnalyticsStore,
     ExportFormat,
     ExportKind,
-    TimeWindow,
     TrendFilter,
 )
 
@@ -56,79 +62,6 @@ logger = structlog.get_logger("pas.analytics.routes")
 STATIC_DIR = Path(__file__).parent / "static"
 _REFUSALS_NAMED = 3
 """Refused events named in a 422's detail and in the log (every one is in its errors)."""
-DEFAULT_WINDOW = timedelta(hours=24)
-
-From = Annotated[
-    str | None,
-    QueryParameter(
-        name="from",
-        max_length=64,
-        description="Start, inclusive: ISO 8601 such as 2025-01-31T08:00:00Z (no zone means "
-        "UTC). Default: 24 hours before `to`.",
-    ),
-]
-To = Annotated[
-    str | None,
-    QueryParameter(
-        max_length=64,
-        description="End, exclusive: ISO 8601 (no zone means UTC). Default: now.",
-    ),
-]
-
-
-def _text_filter(description: str) -> Any:
-    """An exact-match text filter. It refuses NUL: PostgreSQL cannot hold it in text (a query
-    with one fails there), and no name PAS records has one."""
-    return QueryParameter(
-        min_length=1,
-        max_length=256,
-        pattern=r"^[^\x00]+$",
-        description=f"{description}; 1 to 256 characters, no NUL.",
-    )
-
-
-Filter = Annotated[str | None, _text_filter("Exact match")]
-
-
-def _invalid(parameter: str, message: str) -> ValidationException:
-    return ValidationException(
-        detail=f"{parameter}: {message}",
-        extra=[{"key": parameter, "message": message, "source": "query"}],
-    )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def parse_moment(parameter: str, text: str) -> datetime:
-    """The time asked, in UTC, brought within the times an event can hold
-    (``EARLIEST_TIME`` to ``LATEST_TIME``): none lies outside, and a time at the calendar's
-    edge overflows once in UTC or moved by a window."""
-    try:
-        asked = datetime.fromisoformat(text)
-    except ValueError:
-        raise _invalid(
-            parameter, f"{text!r} is not an ISO 8601 time such as 2025-01-31T08:00:00Z"
-        ) from None
-    try:
-        moment = _utc(asked)
-    except OverflowError:  # within a day of year 1 or year 9999's end
-        return EARLIEST_TIME if asked.year == 1 else LATEST_TIME
-    return min(max(moment, EARLIEST_TIME), LATEST_TIME)
-
-
-def time_window(start_text: str | None, end_text: str | None) -> TimeWindow:
-    """The asked window with its defaults; ``from`` must come before ``to``."""
-    end = parse_moment("to", end_text) if end_text is not None else datetime.now(UTC)
-    start = parse_moment("from", start_text) if start_text is not None else end - DEFAULT_WINDOW
-    if start >= end:
-        raise _invalid("from", f"must be before to ({start.isoformat()} >= {end.isoformat()})")
-    return TimeWindow(start, end)
-
-
-def _period(window: TimeWindow) -> Period:
-    return Period(start=window.start, end=window.end)
 
 
 class EventsController(Controller):
@@ -225,7 +158,7 @@ class AnalyticsController(Controller):
         self, store: NamedDependency[AnalyticsStore], start: From = None, to: To = None
     ) -> WorkflowReport:
         window = time_window(start, to)
-        return WorkflowReport(period=_period(window), workflows=await store.workflow_stats(window))
+        return WorkflowReport(period=period(window), workflows=await store.workflow_stats(window))
 
     @get(
         "/costs",
@@ -242,7 +175,7 @@ class AnalyticsController(Controller):
         window = time_window(start, to)
         groups = await store.costs(window, group_by)
         return CostReport(
-            period=_period(window),
+            period=period(window),
             group_by=group_by,
             groups=groups,
             total=results.cost_total(groups),
@@ -269,7 +202,7 @@ class AnalyticsController(Controller):
         window = time_window(start, to)
         points = results.bucket_count(window.start, window.end, bucket)
         if points > settings.max_trend_points:
-            raise _invalid(
+            raise invalid(
                 "bucket",
                 f"{bucket} buckets from {window.start.isoformat()} to {window.end.isoformat()} "
                 f"give {points} points; the limit is {settings.max_trend_points}: use a larger "
@@ -279,7 +212,7 @@ class AnalyticsController(Controller):
         return Trend(
             metric=metric,
             bucket=bucket,
-            period=_period(window),
+            period=period(window),
             points=await store.trend(metric, bucket, window, where),
         )
 
@@ -292,7 +225,7 @@ class AnalyticsController(Controller):
         self, store: NamedDependency[AnalyticsStore], start: From = None, to: To = None
     ) -> ModelReport:
         window = time_window(start, to)
-        return ModelReport(period=_period(window), models=await store.model_stats(window))
+        return ModelReport(period=period(window), models=await store.model_stats(window))
 
     @get(
         "/scores",
@@ -304,11 +237,11 @@ class AnalyticsController(Controller):
         store: NamedDependency[AnalyticsStore],
         start: From = None,
         to: To = None,
-        workflow_id: Annotated[str | None, _text_filter("Only this workflow's scores")] = None,
+        workflow_id: Annotated[str | None, text_filter("Only this workflow's scores")] = None,
     ) -> ScoreReport:
         window = time_window(start, to)
         lines = await store.score_stats(window, workflow_id)
-        return ScoreReport(period=_period(window), scores=lines)
+        return ScoreReport(period=period(window), scores=lines)
 
 
 _EXPORTED = {
@@ -388,12 +321,12 @@ class AdminController(Controller):
         now = datetime.now(UTC)
         if before is None:
             if settings.raw_retention_s == 0:
-                raise _invalid("before", "required while ANALYTICS_RAW_RETENTION_S is 0")
+                raise invalid("before", "required while ANALYTICS_RAW_RETENTION_S is 0")
             cutoff = rollup_cutoff(now, settings.raw_retention_s)
         else:
             cutoff = parse_moment("before", before)
             if cutoff != cutoff.replace(minute=0, second=0, microsecond=0):
-                raise _invalid("before", "must be an hour boundary, such as 2025-01-01T10:00Z")
+                raise invalid("before", "must be an hour boundary, such as 2025-01-01T10:00Z")
         return await roll_up(store, metrics, cutoff)
 
 

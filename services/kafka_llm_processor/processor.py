@@ -8,6 +8,9 @@ A document is recorded once the broker acknowledged its result or its dead lette
 is taken (refused, or not within ``PROCESSOR_PUBLISH_DEADLINE_S`` each), once it is appended to
 the spill file in ``PROCESSOR_SPILL_DIR`` (fsync'ed). A document that cannot be recorded even
 there is never committed past: its partition commits no further until a restart redelivers it.
+
+How a document is answered (decoded, asked whole or in parts, grounded, retried) is
+``answering.py``'s; here is what becomes of its answer.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -34,43 +36,18 @@ from libs.common.kafka.spill import SpillFile
 from libs.common.kafka.tracing import current, finish_in, produce_span, start_consume_span
 from libs.common.kafka.unreadable import Unreadable
 from libs.common.kafka.work_loop import LoopLimits, NotRecorded, WorkLoop
-from libs.common.retries import retried, retry_llm_errors
-from libs.common.schemas.documents import (
-    DocumentResult,
-    FinancialDocument,
-    processor_run_id,
-    processor_workflow_id,
-)
-from libs.common.schemas.usage import HEADER_WORKFLOW_ID, HEADER_WORKFLOW_RUN_ID
+from libs.common.schemas.documents import DocumentResult
 from libs.common.telemetry import tracing_enabled
-from libs.common.text_parts import TooManyParts
-from services.kafka_llm_processor.grounded import GroundedAnswer, answer_grounded
-from services.kafka_llm_processor.llm_client import (
-    LLMAnswer,
-    LLMClient,
-    PermanentLLMError,
-    TransientLLMError,
-)
-from services.kafka_llm_processor.long_documents import answer_in_parts
+from services.kafka_llm_processor.answering import DocumentAnswerer, Unanswerable
+from services.kafka_llm_processor.llm_client import LLMClient
 from services.kafka_llm_processor.metrics import ProcessorMetrics
-from services.kafka_llm_processor.prompts import AnswerUnusable, answer_schema, messages_for
 from services.kafka_llm_processor.settings import ProcessorSettings
 
 logger = structlog.get_logger("pas.processor")
 
-_decode_document = msgspec.json.Decoder(FinancialDocument).decode
 _encode = msgspec.json.Encoder().encode
 PRODUCER_BATCH_BYTES = 262_144
 """The most the producer puts in one batch a partition (aiokafka's default is 16 KiB)."""
-
-
-class _Failed(Exception):
-    """A document that cannot be answered: it goes to the DLQ with ``kind`` and the reason."""
-
-    def __init__(self, reason: str, attempts: int, kind: str) -> None:
-        super().__init__(reason)
-        self.rejection = Rejection(kind, reason)
-        self.attempts = attempts
 
 
 class DocumentProcessor:
@@ -78,8 +55,8 @@ class DocumentProcessor:
         self, settings: ProcessorSettings, llm: LLMClient, metrics: ProcessorMetrics
     ) -> None:
         self._settings = settings
-        self._llm = llm
         self._metrics = metrics
+        self._answerer = DocumentAnswerer(settings, llm, metrics)
         self.spill = SpillFile(settings.spill_dir, consumer=settings.group_id)
         self.instance = uuid.uuid4().hex[:8]
         self.assigned: set[TopicPartition] = set()
@@ -179,8 +156,8 @@ class DocumentProcessor:
         span = start_consume_span(record, group=self._settings.group_id)
         try:
             with current(span):
-                result = await self._answer(record, started)
-        except _Failed as failure:
+                result = await self._answerer.answer(record, started)
+        except Unanswerable as failure:
             if span.is_recording():
                 span.set_attribute("error.type", failure.rejection.kind)
             return self._recorded(
@@ -246,99 +223,6 @@ class DocumentProcessor:
         self._metrics.prompt_tokens.inc(result.prompt_tokens)
         self._metrics.completion_tokens.inc(result.completion_tokens)
         self._metrics.latency.observe(time.perf_counter() - started)
-
-    async def _answer(self, record: ConsumerRecord[bytes, bytes], started: float) -> DocumentResult:
-        if record.value is None:
-            # A tombstone (a record without a value) deletes a key; it is no document.
-            raise _Failed("a tombstone: a record without a value", 0, "tombstone")
-        if len(record.value) > self._settings.max_message_bytes:
-            size, limit = len(record.value), self._settings.max_message_bytes
-            raise _Failed(f"message of {size} bytes (limit {limit})", 0, "too_large")
-        try:
-            document = _decode_document(record.value)
-        except msgspec.DecodeError as exc:
-            raise _Failed(f"not a financial document: {exc}", 0, "invalid_document") from exc
-        source_offset = f"{record.topic}/{record.partition}/{record.offset}"
-        # The LLM service's usage events then count toward this document's run in analytics.
-        attribution = {
-            HEADER_WORKFLOW_ID: processor_workflow_id(document.task),
-            HEADER_WORKFLOW_RUN_ID: processor_run_id(document.doc_id, source_offset),
-        }
-        attempts = 0
-
-        # answer_whole and ask hand back what they start rather than awaiting it: one
-        # coroutine fewer each, whose frame every answer would come back through.
-        def answer_whole(part: FinancialDocument) -> Awaitable[GroundedAnswer]:
-            """``part`` (the document, or a part of it) asked whole."""
-            schema = answer_schema(part)  # read from the content once, for every question
-
-            def ask(wrong: list[str]) -> Awaitable[LLMAnswer]:
-                if wrong:
-                    self._metrics.grounding_retries.labels(part.task).inc()
-                calls = 0
-
-                def once() -> Awaitable[LLMAnswer]:
-                    nonlocal attempts, calls
-                    attempts, calls = attempts + 1, calls + 1
-                    if calls > 1:
-                        self._metrics.retries.inc()
-                    return self._llm.ask(
-                        messages_for(part, wrong=wrong),
-                        max_tokens=self._settings.max_tokens,
-                        json_schema=schema,
-                        headers=attribution,
-                    )
-
-                return retried(
-                    once,
-                    on=retry_llm_errors(TransientLLMError),
-                    attempts=self._settings.max_attempts,
-                    give_up_after_s=None,
-                    wait_initial=self._settings.retry_backoff_s,
-                    wait_jitter=self._settings.retry_backoff_s,
-                    wait_max=self._settings.retry_backoff_s * 16,
-                )
-
-            return answer_grounded(part, ask, ask_again=self._settings.grounding_retry)
-
-        try:
-            answered = await answer_in_parts(
-                document, answer_whole, max_parts=self._settings.max_parts
-            )
-        except TooManyParts as exc:
-            raise _Failed(str(exc), attempts, "too_long") from exc
-        except (TransientLLMError, PermanentLLMError, AnswerUnusable) as exc:
-            raise _Failed(f"{type(exc).__name__}: {exc}", attempts, type(exc).__name__) from exc
-        if answered.parts > 1:
-            self._metrics.read_in_parts.labels(document.task).inc()
-            logger.info("read in parts", doc_id=document.doc_id, parts=answered.parts)
-        if answered.ungrounded:
-            self._metrics.ungrounded.labels(document.task).inc()
-            logger.info("ungrounded answer", doc_id=document.doc_id, ungrounded=answered.ungrounded)
-        if answered.loop_cut:
-            self._metrics.loops_cut.labels(document.task).inc()
-            logger.info(
-                "a looping answer was cut after its first turn",
-                doc_id=document.doc_id,
-                characters_cut=answered.loop_cut,
-            )
-        return DocumentResult(
-            doc_id=document.doc_id,
-            task=document.task,
-            status="ungrounded" if answered.ungrounded else "ok",
-            answer=answered.text,
-            key_figures=answered.key_figures,
-            sentiment=answered.sentiment,
-            model=answered.answer.model,
-            prompt_tokens=answered.prompt_tokens,
-            completion_tokens=answered.completion_tokens,
-            processing_ms=round((time.perf_counter() - started) * 1000, 1),
-            attempts=attempts,
-            source_offset=source_offset,
-            processed_at=datetime.now(UTC),
-            ungrounded=answered.ungrounded,
-            parts=answered.parts,
-        )
 
     async def _dead_letter(
         self,

@@ -33,7 +33,8 @@ from libs.common.schemas.documents import DeadLetter
 from libs.common.schemas.usage import UsageEvent
 from services.analytics.app import create_app
 from services.analytics.consumer import EventConsumer
-from services.analytics.duckdb_store import SCHEMA, DuckDBStore
+from services.analytics.duckdb_schema import SCHEMA
+from services.analytics.duckdb_store import DuckDBStore
 from services.analytics.duckdb_usage import USAGE_TABLE
 from services.analytics.ingest import Ingestor
 from services.analytics.metrics import AnalyticsMetrics

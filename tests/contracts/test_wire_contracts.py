@@ -27,6 +27,7 @@ import dags.pas_trigger as dag_trigger
 import libs.common.constants as constants
 import libs.common.kafka.usage_publisher as usage_publisher
 import services.analytics.consumer as analytics_consumer
+import services.kafka_llm_processor.answering as processor_answering
 import services.kafka_llm_processor.processor as processor
 import services.langgraph_runner.bridge as runner_bridge
 import services.langgraph_runner.outcomes as runner_outcomes
@@ -318,7 +319,8 @@ def processor_results_to_dags() -> None:
 
 def documents_to_processor() -> None:
     sent = document()
-    found = processor._decode_document(msgspec.json.encode(sent))  # as the sample sender does
+    # As the sample sender sends it, as the processor reads it.
+    found = processor_answering._decode_document(msgspec.json.encode(sent))
     assert found == sent
 
 
